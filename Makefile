@@ -1,0 +1,56 @@
+# Tessera: the two commands a new machine needs are `make run` and `make test`.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+NPM_STAMP := node_modules/.package-lock.json
+
+help:
+	@echo "make run        install, start the embedded Postgres, migrate, serve on http://127.0.0.1:8080"
+	@echo "make test       lint, build and run every test against a real Postgres and Nginx"
+	@echo "make stack      Postgres, two auth instances, notes and Nginx (TLS on https://127.0.0.1:8443)"
+	@echo "make stack-down stop what make stack started"
+	@echo "make bench      benchmark every hot route against this machine's ceilings (SCENARIO=name for one)"
+	@echo "make keys-list | keys-rotate | keys-rotate-now   operator key commands"
+
+$(NPM_STAMP): package.json package-lock.json services/*/package.json bench/package.json
+	npm ci --no-audit --no-fund
+	@touch $(NPM_STAMP)
+
+install: $(NPM_STAMP)
+
+build: install
+	npm run build
+
+lint: install
+	npm run lint
+
+run: build
+	@echo "Try: curl -s http://127.0.0.1:8080/healthz   (more curls in README.md)"
+	node services/auth/dist/server.js
+
+test: build lint
+	npm test
+
+stack: build
+	bash scripts/stack.sh up
+
+stack-down:
+	bash scripts/stack.sh down
+
+bench: build
+	node bench/run.mjs $(if $(SCENARIO),--scenario $(SCENARIO),)
+
+keys-list: build
+	node services/auth/bin/tessera.js keys list
+
+keys-rotate: build
+	node services/auth/bin/tessera.js keys rotate
+
+keys-rotate-now: build
+	node services/auth/bin/tessera.js keys rotate --now
+
+clean:
+	rm -rf services/*/dist bench/dist services/*/.tap .tap
+
+.PHONY: help install build lint run test stack stack-down bench keys-list keys-rotate keys-rotate-now clean

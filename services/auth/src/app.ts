@@ -1,0 +1,193 @@
+/**
+ * buildApp(config, deps): the whole HTTP surface, with every Fastify option
+ * set here so tests and production validate alike. Routes are registered
+ * explicitly; the one error handler maps domain errors to RFC 6749 §5.2
+ * (routes marked `errorFormat: 'oauth'`) or RFC 9457 problem+json.
+ * @module
+ */
+import { randomUUID } from 'node:crypto'
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import formbody from '@fastify/formbody'
+import helmet from '@fastify/helmet'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { Logger } from 'pino'
+import type { Config } from './config.js'
+import type { Db } from './db/database.js'
+import { InvalidTokenError, OAuthError, ProblemError } from './errors.js'
+import type { Keyring } from './keys/keyring.js'
+import type { PasswordHasher } from './passwords/hasher.js'
+import { registerHealthRoutes } from './routes/health.js'
+import { registerWellKnownRoutes } from './routes/well-known.js'
+import { registerTokenRoutes } from './routes/oauth/token.js'
+import { registerRevokeRoutes } from './routes/oauth/revoke.js'
+import { registerUserRoutes } from './routes/v1/users.js'
+import { registerAccountRoutes } from './routes/v1/account.js'
+import { registerAccessTokenAuth } from './routes/v1/authenticate.js'
+import type { Metrics } from './metrics/metrics.js'
+import { registerMetricsRoutes } from './routes/metrics.js'
+
+export interface Deps {
+  db: Db
+  logger: Logger
+  keyring: Keyring
+  hasher: PasswordHasher
+  metrics: Metrics
+  /** Injectable for frozen-clock tests. */
+  clock: () => Date
+}
+
+export type App = FastifyInstance<any, any, any, Logger, TypeBoxTypeProvider>
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** OAuth endpoints answer errors as RFC 6749 §5.2 rather than problem+json. */
+    errorFormat?: 'oauth'
+  }
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+export const BODY_LIMIT = 16 * 1024
+
+function problem (reply: FastifyReply, request: FastifyRequest, status: number, title: string, detail?: string, type = 'about:blank'): FastifyReply {
+  return reply.status(status).type('application/problem+json').send({
+    type,
+    title,
+    status,
+    ...(detail === undefined ? {} : { detail }),
+    instance: request.url.split('?')[0],
+    request_id: request.id
+  })
+}
+
+function oauthError (reply: FastifyReply, status: number, error: string, description: string): FastifyReply {
+  return reply.status(status).header('cache-control', 'no-store').header('pragma', 'no-cache')
+    .send({ error, error_description: description })
+}
+
+/** What went wrong in the client's own words: a field name for validation errors. */
+function clientMistake (err: FastifyError): { status: number, detail: string } | undefined {
+  if (err.validation !== undefined) {
+    const first = err.validation[0]
+    const field = first === undefined
+      ? err.validationContext ?? 'body'
+      : (first.params as { missingProperty?: string, additionalProperty?: string }).missingProperty ??
+        (first.params as { additionalProperty?: string }).additionalProperty ??
+        (first.instancePath.replace(/^\//, '').replace(/\//g, '.') || (err.validationContext ?? 'body'))
+    const reason = first?.keyword === 'additionalProperties' ? 'is not allowed' : (first?.message ?? 'is invalid')
+    return { status: 400, detail: `${field}: ${reason}` }
+  }
+  switch (err.code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return { status: 415, detail: 'unsupported content type; send application/json or application/x-www-form-urlencoded' }
+    case 'FST_ERR_CTP_BODY_TOO_LARGE': return { status: 413, detail: `the body is larger than ${BODY_LIMIT} bytes` }
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY': return { status: 400, detail: 'the JSON body is empty' }
+    case 'FST_ERR_CTP_INVALID_JSON_BODY': return { status: 400, detail: 'the body is not valid JSON' }
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH': return { status: 400, detail: 'the Content-Length does not match the body' }
+  }
+  if (err instanceof SyntaxError || err.code === 'FST_ERR_CTP_INVALID_JSON') return { status: 400, detail: 'the body is not valid JSON' }
+  if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+    return { status: err.statusCode, detail: 'the request is malformed' }
+  }
+  return undefined
+}
+
+function handleError (this: App, err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const oauth = request.routeOptions.config.errorFormat === 'oauth'
+  if (err instanceof OAuthError) {
+    request.log.info({ error: err.code, detail: err.detail }, 'oauth error')
+    if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
+    return oauthError(reply, err.status, err.code, err.description)
+  }
+  if (err instanceof ProblemError) {
+    request.log.info({ status: err.status, reason: err instanceof InvalidTokenError ? err.reason : err.title }, 'request refused')
+    if (err instanceof InvalidTokenError) void reply.header('www-authenticate', 'Bearer error="invalid_token"')
+    if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
+    return problem(reply, request, err.status, err.title, err.detail, err.type)
+  }
+  const mistake = clientMistake(err)
+  if (mistake !== undefined) {
+    request.log.info({ status: mistake.status, detail: mistake.detail }, 'bad request')
+    if (err.statusCode === 429 || mistake.status === 429) {
+      return oauth
+        ? oauthError(reply, 429, 'temporarily_unavailable', 'too many requests; retry later')
+        : problem(reply, request, 429, 'Too Many Requests', 'too many requests; retry later')
+    }
+    if (err.statusCode === 503 || mistake.status === 503) {
+      return oauth
+        ? oauthError(reply, 503, 'temporarily_unavailable', 'the service is overloaded; retry later')
+        : problem(reply, request, 503, 'Service Unavailable', 'the service is overloaded; retry later')
+    }
+    return oauth
+      ? oauthError(reply, mistake.status === 413 ? 413 : 400, 'invalid_request', mistake.detail)
+      : problem(reply, request, mistake.status, statusTitle(mistake.status), mistake.detail)
+  }
+  request.log.error({ err }, 'unexpected error')
+  return oauth
+    ? oauthError(reply, 500, 'server_error', `an unexpected error occurred (request id ${request.id})`)
+    : problem(reply, request, 500, 'Internal Server Error', `an unexpected error occurred (request id ${request.id})`)
+}
+
+const TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  409: 'Conflict',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  429: 'Too Many Requests'
+}
+
+function statusTitle (status: number): string {
+  return TITLES[status] ?? 'Bad Request'
+}
+
+export async function buildApp (config: Config, deps: Deps): Promise<App> {
+  const app: App = Fastify({
+    loggerInstance: deps.logger,
+    disableRequestLogging: true,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id']
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+    },
+    trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
+    bodyLimit: BODY_LIMIT,
+    return503OnClosing: true,
+    forceCloseConnections: false,
+    connectionTimeout: 30_000,
+    requestTimeout: 30_000,
+    keepAliveTimeout: 65_000,
+    routerOptions: { ignoreTrailingSlash: false },
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } }
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  app.addHook('onRequest', async (request, reply) => {
+    void reply.header('x-request-id', request.id)
+  })
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched'
+    deps.metrics.observeRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000)
+    request.log.info({
+      method: request.method,
+      route,
+      status: reply.statusCode,
+      duration_ms: Math.round(reply.elapsedTime * 100) / 100,
+      ip: request.ip
+    }, 'request')
+  })
+
+  await app.register(helmet, { global: true, contentSecurityPolicy: false, crossOriginResourcePolicy: false })
+  await app.register(formbody, { bodyLimit: BODY_LIMIT })
+  app.setErrorHandler(handleError)
+  app.setNotFoundHandler((request, reply) => problem(reply, request, 404, 'Not Found', `no route for ${request.method} ${request.url.split('?')[0] ?? ''}`))
+
+  registerAccessTokenAuth(app, config, deps)
+  registerHealthRoutes(app, deps)
+  registerMetricsRoutes(app, deps)
+  registerWellKnownRoutes(app, config, deps)
+  registerTokenRoutes(app, config, deps)
+  registerRevokeRoutes(app, config, deps)
+  registerUserRoutes(app, config, deps)
+  registerAccountRoutes(app, config, deps)
+  return app
+}

@@ -1,0 +1,45 @@
+/**
+ * The audit trail: one row per security-relevant event, `noun.verb` types.
+ * Never a password or a token: callers pass ids, not secrets.
+ * @module
+ */
+import type { Db } from '../db/database.js'
+
+export type AuditType =
+  | 'login.succeeded' | 'login.failed' | 'login.backed_off'
+  | 'user.created' | 'user.disabled' | 'password.changed'
+  | 'session.ended' | 'refresh.reuse_detected'
+  | 'key.created' | 'key.promoted' | 'key.demoted' | 'key.retired' | 'key.deleted' | 'key.revoked' | 'key.private_erased' | 'key.rewrapped'
+
+/** Who asked, from where: carried from the HTTP request or the CLI into the audit row. */
+export interface RequestContext {
+  ip?: string | undefined
+  userAgent?: string | undefined
+  requestId?: string | undefined
+}
+
+export interface AuditEvent extends RequestContext {
+  type: AuditType
+  actor?: string | undefined
+  userId?: string | undefined
+  username?: string | undefined
+  sessionId?: string | undefined
+  kid?: string | undefined
+  detail?: Record<string, string | number | boolean | null>
+}
+
+export async function recordAudit (db: Db, ...events: AuditEvent[]): Promise<void> {
+  if (events.length === 0) return
+  await db.insertInto('audit_events').values(events.map((event) => ({
+    type: event.type,
+    actor: event.actor ?? null,
+    user_id: event.userId ?? null,
+    username: event.username ?? null,
+    session_id: event.sessionId ?? null,
+    kid: event.kid ?? null,
+    ip: event.ip ?? null,
+    user_agent: event.userAgent?.slice(0, 512) ?? null,
+    request_id: event.requestId ?? null,
+    detail: JSON.stringify(event.detail ?? {})
+  }))).execute()
+}

@@ -1,0 +1,94 @@
+/**
+ * `tessera`: operator commands. Each one opens the database named by the
+ * same settings the server reads (the embedded one when DATABASE_URL is
+ * unset), does one thing, prints a short result (`--json` for machines) and
+ * exits non-zero on failure.
+ * @module
+ */
+import { parseArgs } from 'node:util'
+import { ConfigError, loadConfig, type Config } from '../config.js'
+import { connect, type Connection } from '../db/connect.js'
+import { startEmbeddedPostgres, stopEmbeddedPostgres } from '../db/embedded.js'
+import { WrongKekError } from '../keys/kek.js'
+import { databaseFor } from '../runtime.js'
+import { CliError, output, type Output } from './output.js'
+import { migrateCommand } from './migrate.js'
+import { usersCommand } from './users.js'
+import { keysCommand } from './keys.js'
+
+const USAGE = `usage: tessera <command> [--json]
+
+  migrate up|down|status          apply, revert the newest, or list migrations
+  users create USERNAME           create a user; the password is read from stdin
+  users disable USERNAME          disable a user and end all their sessions
+  keys list                       signing keys and their states
+  db start|stop|url               the local embedded Postgres (when DATABASE_URL is unset)
+`
+
+export interface CommandContext {
+  config: Config
+  args: string[]
+  out: Output
+  /** Opens the database once, on first use. */
+  connection: () => Promise<Connection>
+}
+
+async function dbCommand (ctx: CommandContext): Promise<void> {
+  if (ctx.config.databaseUrl !== undefined) throw new CliError('DATABASE_URL is set: there is no embedded Postgres to manage')
+  const [action] = ctx.args
+  if (action === 'start' || action === 'url') {
+    const pg = await startEmbeddedPostgres(ctx.config.dataDir)
+    ctx.out.result(action === 'url' ? pg.url : `embedded Postgres ${pg.started ? 'started' : 'already running'} on 127.0.0.1:${pg.port}\nDATABASE_URL=${pg.url}`, { url: pg.url, port: pg.port, started: pg.started })
+    return
+  }
+  if (action === 'stop') {
+    const stopped = await stopEmbeddedPostgres(ctx.config.dataDir)
+    ctx.out.result(stopped ? 'embedded Postgres stopped' : 'embedded Postgres was not running', { stopped })
+    return
+  }
+  throw new CliError('usage: tessera db start|stop|url', 2)
+}
+
+const COMMANDS: Record<string, (ctx: CommandContext) => Promise<void>> = {
+  migrate: migrateCommand,
+  users: usersCommand,
+  keys: keysCommand,
+  db: dbCommand
+}
+
+export async function runCli (argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, strict: false, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } })
+  const [name, ...args] = positionals
+  const command = name === undefined ? undefined : COMMANDS[name]
+  if (values.help === true || command === undefined) {
+    process.stderr.write(USAGE)
+    return values.help === true ? 0 : 2
+  }
+  const config = loadConfig(env)
+  let opened: { connection: Connection, stop: () => Promise<void> } | undefined
+  const ctx: CommandContext = {
+    config,
+    args,
+    out: output(values.json === true),
+    connection: async () => {
+      if (opened === undefined) {
+        const { url, embedded } = await databaseFor(config)
+        const connection = connect(url, 4)
+        opened = { connection, stop: async () => { await connection.close(); await embedded?.stop() } }
+      }
+      return opened.connection
+    }
+  }
+  try {
+    await command(ctx)
+    return 0
+  } finally {
+    await opened?.stop()
+  }
+}
+
+runCli(process.argv.slice(2), process.env).then((code) => { process.exitCode = code }, (err: unknown) => {
+  const known = err instanceof CliError || err instanceof ConfigError || err instanceof WrongKekError
+  process.stderr.write(`tessera: ${known || err instanceof Error ? (err as Error).message : String(err)}\n`)
+  process.exitCode = err instanceof CliError ? err.exitCode : 1
+})

@@ -1,0 +1,188 @@
+/**
+ * Every setting Tessera reads, validated once at start. Nothing else in the
+ * service reads `process.env`: the validated `Config` is passed in.
+ * @module
+ */
+import { availableParallelism } from 'node:os'
+import { resolve } from 'node:path'
+
+export type Seconds = number
+
+export interface Config {
+  port: number
+  host: string
+  databaseUrl: string | undefined
+  issuer: string
+  audience: string[]
+  accessTtl: Seconds
+  refreshTtl: Seconds
+  sessionMax: Seconds
+  refreshGrace: Seconds
+  jwksMaxAge: Seconds
+  keyPublishLead: Seconds
+  keyRotation: Seconds | null
+  keyBits: 2048 | 3072 | 4096
+  /** 32 raw bytes; undefined means "generate or read one in dataDir" (never in production). */
+  kek: Buffer | undefined
+  signup: 'open' | 'closed'
+  trustProxy: string[]
+  production: boolean
+  dataDir: string
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  scopes: string[]
+  defaultClientId: string
+  hashConcurrency: number
+  hashQueueDepth: number
+  loginBackoffThreshold: number
+  loginBackoffBase: Seconds
+  loginBackoffMax: Seconds
+  rateLimitPerMinute: number
+  cleanupInterval: Seconds
+  keyCheckInterval: Seconds
+}
+
+/** A bad setting: the message is the one line printed before exiting 1. */
+export class ConfigError extends Error {
+  constructor (readonly variable: string, readonly accepts: string, value: string) {
+    super(`${variable}=${JSON.stringify(value)} is invalid: expected ${accepts}`)
+    this.name = 'ConfigError'
+  }
+}
+
+type Env = Record<string, string | undefined>
+
+const DURATION = /^(\d{1,9})(s|m|h|d)?$/
+const UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86400 } as const
+const DURATION_FORMS = 'a duration such as 300, 300s, 5m, 1h or 30d'
+
+/** Parses `300`, `300s`, `5m`, `1h`, `30d` into seconds; undefined when malformed. */
+export function parseDuration (text: string): Seconds | undefined {
+  const match = DURATION.exec(text.trim())
+  if (match === null) return undefined
+  const unit = (match[2] ?? 's') as keyof typeof UNIT_SECONDS
+  return Number(match[1]) * UNIT_SECONDS[unit]
+}
+
+class Reader {
+  constructor (private readonly env: Env) {}
+
+  private raw (name: string): string | undefined {
+    const value = this.env[name]
+    return value === undefined || value === '' ? undefined : value
+  }
+
+  string (name: string, fallback: string, accepts: string, valid: (v: string) => boolean): string {
+    const value = this.raw(name) ?? fallback
+    if (!valid(value)) throw new ConfigError(name, accepts, value)
+    return value
+  }
+
+  optional (name: string): string | undefined {
+    return this.raw(name)
+  }
+
+  integer (name: string, fallback: number, min: number, max: number): number {
+    const value = this.raw(name)
+    if (value === undefined) return fallback
+    if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+      throw new ConfigError(name, `a whole number from ${min} to ${max}`, value)
+    }
+    return Number(value)
+  }
+
+  duration (name: string, fallback: string, min: Seconds = 1): Seconds {
+    const value = this.raw(name) ?? fallback
+    const seconds = parseDuration(value)
+    if (seconds === undefined || seconds < min) {
+      throw new ConfigError(name, min > 0 ? DURATION_FORMS : `${DURATION_FORMS} (0 allowed)`, value)
+    }
+    return seconds
+  }
+
+  choice<T extends string> (name: string, fallback: T, choices: readonly T[]): T {
+    const value = this.raw(name) ?? fallback
+    if (!(choices as readonly string[]).includes(value)) {
+      throw new ConfigError(name, `one of ${choices.join(', ')}`, value)
+    }
+    return value as T
+  }
+}
+
+function isHttpUrl (value: string): boolean {
+  try {
+    const url = new URL(value)
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.search === '' && url.hash === ''
+  } catch {
+    return false
+  }
+}
+
+function isPostgresUrl (value: string): boolean {
+  try {
+    const url = new URL(value)
+    return url.protocol === 'postgres:' || url.protocol === 'postgresql:'
+  } catch {
+    return false
+  }
+}
+
+const IP_LIST = /^[0-9a-fA-F:.,/ ]+$/
+const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
+const CLIENT_ID = /^[A-Za-z0-9._-]{1,64}$/
+
+function decodeKek (name: string, value: string): Buffer {
+  const bytes = /^[A-Za-z0-9_-]{43}$/.test(value) ? Buffer.from(value, 'base64url') : Buffer.alloc(0)
+  if (bytes.length !== 32) throw new ConfigError(name, 'base64url of exactly 32 bytes (43 characters)', '<hidden>')
+  return bytes
+}
+
+/** Reads and validates every setting; throws ConfigError naming the first bad one. */
+export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
+  const read = new Reader(env)
+  const production = env.NODE_ENV === 'production'
+  const jwksMaxAge = read.duration('TESSERA_JWKS_MAX_AGE', '5m')
+  const rotation = read.optional('TESSERA_KEY_ROTATION') === 'off' ? null : read.duration('TESSERA_KEY_ROTATION', '30d')
+  const kekText = read.optional('TESSERA_KEK')
+  if (production && kekText === undefined) {
+    throw new ConfigError('TESSERA_KEK', 'base64url of 32 bytes; it is required when NODE_ENV=production', '')
+  }
+  const cores = availableParallelism()
+  const issuer = read.string('TESSERA_ISSUER', 'http://127.0.0.1:8080', 'an http(s) URL without query or fragment', isHttpUrl)
+  return {
+    port: read.integer('PORT', 8080, 0, 65535),
+    host: read.string('HOST', '127.0.0.1', 'an IP address or host name', (v) => /^[A-Za-z0-9.:_-]+$/.test(v)),
+    databaseUrl: read.optional('DATABASE_URL') === undefined
+      ? undefined
+      : read.string('DATABASE_URL', '', 'a postgres:// or postgresql:// URL', isPostgresUrl),
+    issuer: issuer.replace(/\/+$/, ''),
+    audience: read.string('TESSERA_AUDIENCE', 'api', 'comma-separated audience names', (v) => /^[^\s,]+(,[^\s,]+)*$/.test(v)).split(','),
+    accessTtl: read.duration('TESSERA_ACCESS_TTL', '5m'),
+    refreshTtl: read.duration('TESSERA_REFRESH_TTL', '30d'),
+    sessionMax: read.duration('TESSERA_SESSION_MAX', '90d'),
+    refreshGrace: read.duration('TESSERA_REFRESH_GRACE', '10s', 0),
+    jwksMaxAge,
+    keyPublishLead: read.duration('TESSERA_KEY_PUBLISH_LEAD', `${2 * jwksMaxAge}s`, 0),
+    keyRotation: rotation,
+    keyBits: Number(read.choice('TESSERA_KEY_BITS', '2048', ['2048', '3072', '4096'])) as Config['keyBits'],
+    kek: kekText === undefined ? undefined : decodeKek('TESSERA_KEK', kekText),
+    signup: read.choice('TESSERA_SIGNUP', 'open', ['open', 'closed']),
+    trustProxy: (read.optional('TESSERA_TRUST_PROXY') === undefined
+      ? []
+      : read.string('TESSERA_TRUST_PROXY', '', 'comma-separated IP addresses or CIDR ranges', (v) => IP_LIST.test(v)).split(',').map((s) => s.trim()).filter((s) => s !== '')),
+    production,
+    dataDir: resolve(cwd, read.string('TESSERA_DATA_DIR', '.data', 'a directory path', (v) => v.length > 0)),
+    logLevel: read.choice('LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    scopes: read.string('TESSERA_SCOPES', 'read write', 'space-separated scope names (RFC 6749 §3.3)', (v) => v.trim().split(/ +/).every((s) => SCOPE_TOKEN.test(s))).trim().split(/ +/),
+    defaultClientId: read.string('TESSERA_DEFAULT_CLIENT_ID', 'tessera', '1 to 64 of A-Z a-z 0-9 . _ -', (v) => CLIENT_ID.test(v)),
+    hashConcurrency: read.integer('TESSERA_HASH_CONCURRENCY', cores, 1, 64),
+    hashQueueDepth: read.integer('TESSERA_HASH_QUEUE_DEPTH', 64, 0, 100000),
+    loginBackoffThreshold: read.integer('TESSERA_LOGIN_BACKOFF_AFTER', 5, 1, 1000),
+    loginBackoffBase: read.duration('TESSERA_LOGIN_BACKOFF_BASE', '1s'),
+    loginBackoffMax: read.duration('TESSERA_LOGIN_BACKOFF_MAX', '15m'),
+    rateLimitPerMinute: read.integer('TESSERA_RATE_LIMIT', 300, 1, 1000000),
+    cleanupInterval: read.duration('TESSERA_CLEANUP_INTERVAL', '10m'),
+    keyCheckInterval: read.duration('TESSERA_KEY_CHECK_INTERVAL', '30s')
+  }
+}
+
+export const CLIENT_ID_PATTERN = CLIENT_ID

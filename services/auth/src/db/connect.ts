@@ -1,0 +1,34 @@
+/**
+ * One pg Pool and the Kysely instance over it.
+ * @module
+ */
+import { Kysely, PostgresDialect } from 'kysely'
+import pg from 'pg'
+import type { Database, Db } from './database.js'
+
+// Postgres returns bigint (int8) as text by default; counts and ids we read fit in a double.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value: string) => Number(value))
+
+export interface Connection {
+  db: Db
+  pool: pg.Pool
+  close: () => Promise<void>
+}
+
+export function connect (connectionString: string, max = 10): Connection {
+  const pool = new pg.Pool({ connectionString, max, connectionTimeoutMillis: 5000 })
+  // An idle client that loses its server (a database restart) emits here; without a
+  // listener that would crash the process. The pool replaces the client on next use.
+  pool.on('error', () => {})
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+  let closed = false
+  return {
+    db,
+    pool,
+    close: async () => {
+      if (closed) return
+      closed = true
+      await db.destroy()
+    }
+  }
+}

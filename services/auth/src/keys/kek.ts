@@ -1,0 +1,62 @@
+/**
+ * Private halves at rest: AES-256-GCM under the key-encryption key, a random
+ * 96-bit nonce per key, and the kid as associated data so a ciphertext cannot
+ * be moved to another row. Stored as nonce ‖ ciphertext ‖ tag.
+ * @module
+ */
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
+import { promises as fs } from 'node:fs'
+import path from 'node:path'
+
+const NONCE = 12
+const TAG = 16
+
+export function encryptPrivateKey (kek: Buffer, kid: string, pkcs8: Buffer): Buffer {
+  const nonce = randomBytes(NONCE)
+  const cipher = createCipheriv('aes-256-gcm', kek, nonce)
+  cipher.setAAD(Buffer.from(kid, 'utf8'))
+  return Buffer.concat([nonce, cipher.update(pkcs8), cipher.final(), cipher.getAuthTag()])
+}
+
+export class WrongKekError extends Error {
+  constructor (readonly kid: string) {
+    super(`cannot decrypt the private half of signing key ${kid}: TESSERA_KEK is not the key it was encrypted with`)
+    this.name = 'WrongKekError'
+  }
+}
+
+export function decryptPrivateKey (kek: Buffer, kid: string, sealed: Buffer): Buffer {
+  const decipher = createDecipheriv('aes-256-gcm', kek, sealed.subarray(0, NONCE))
+  decipher.setAAD(Buffer.from(kid, 'utf8'))
+  decipher.setAuthTag(sealed.subarray(sealed.length - TAG))
+  try {
+    return Buffer.concat([decipher.update(sealed.subarray(NONCE, sealed.length - TAG)), decipher.final()])
+  } catch (cause) {
+    throw new WrongKekError(kid)
+  }
+}
+
+/** Reads a KEK file: base64url of 32 bytes, whitespace ignored. */
+export async function readKekFile (file: string): Promise<Buffer> {
+  const text = (await fs.readFile(file, 'utf8')).trim()
+  const kek = /^[A-Za-z0-9_-]{43}$/.test(text) ? Buffer.from(text, 'base64url') : Buffer.alloc(0)
+  if (kek.length !== 32) throw new Error(`${file} does not hold base64url of 32 bytes`)
+  return kek
+}
+
+/**
+ * The KEK for this process: the configured one, or for local use a generated
+ * one kept in `<dataDir>/kek` with mode 0600 (never in production; config
+ * refuses that earlier).
+ */
+export async function resolveKek (configured: Buffer | undefined, dataDir: string): Promise<Buffer> {
+  if (configured !== undefined) return configured
+  const file = path.join(dataDir, 'kek')
+  await fs.mkdir(dataDir, { recursive: true, mode: 0o711 })
+  try {
+    await fs.writeFile(file, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+  }
+  return readKekFile(file)
+}

@@ -1,0 +1,84 @@
+/**
+ * Prometheus metrics, on a registry of the app's own (tests build many apps
+ * in one process; the global registry would collide).
+ * @module
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type pg from 'pg'
+import type { Keyring } from '../keys/keyring.js'
+import type { PasswordHasher } from '../passwords/hasher.js'
+
+export type LoginOutcome = 'ok' | 'failed' | 'backed_off' | 'shed'
+export type RefreshOutcome = 'rotated' | 'grace' | 'reuse' | 'refused'
+
+export interface Metrics {
+  registry: Registry
+  observeRequest: (method: string, route: string, status: number, seconds: number) => void
+  login: (outcome: LoginOutcome) => void
+  loginSucceeded: () => void
+  refreshed: (outcome: RefreshOutcome) => void
+  revoked: () => void
+  tokenIssued: (kid: string) => void
+}
+
+export interface MetricsSources {
+  hasher?: PasswordHasher
+  keyring?: Keyring
+  pool?: pg.Pool
+  processMetrics?: boolean
+}
+
+export function createMetrics (sources: MetricsSources = {}): Metrics {
+  const registry = new Registry()
+  if (sources.processMetrics !== false) collectDefaultMetrics({ register: registry })
+  const duration = new Histogram({
+    name: 'tessera_http_request_duration_seconds',
+    help: 'HTTP request duration by route and status',
+    labelNames: ['method', 'route', 'status'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry]
+  })
+  const logins = new Counter({ name: 'tessera_logins_total', help: 'Password grant attempts by outcome', labelNames: ['outcome'], registers: [registry] })
+  const refreshes = new Counter({ name: 'tessera_refreshes_total', help: 'Refresh grant attempts by outcome', labelNames: ['outcome'], registers: [registry] })
+  const revocations = new Counter({ name: 'tessera_revocations_total', help: 'Sessions ended through /oauth/revoke', registers: [registry] })
+  const issued = new Counter({ name: 'tessera_tokens_issued_total', help: 'Token pairs issued by signing kid', labelNames: ['kid'], registers: [registry] })
+  const { hasher, keyring, pool } = sources
+  if (hasher !== undefined) {
+    registry.registerMetric(new Gauge({ name: 'tessera_hash_queue_waiting', help: 'Password hashes waiting for a slot', registers: [], collect () { this.set(hasher.waiting) } }))
+    registry.registerMetric(new Gauge({ name: 'tessera_hash_in_flight', help: 'Password hashes running', registers: [], collect () { this.set(hasher.inFlight) } }))
+  }
+  if (keyring !== undefined) {
+    registry.registerMetric(new Gauge({
+      name: 'tessera_signing_keys',
+      help: 'Signing keys loaded, by state',
+      labelNames: ['state'],
+      registers: [],
+      collect () {
+        this.reset()
+        for (const key of keyring.keys) this.inc({ state: key.state })
+      }
+    }))
+  }
+  if (pool !== undefined) {
+    registry.registerMetric(new Gauge({
+      name: 'tessera_db_pool_connections',
+      help: 'Database pool connections by state',
+      labelNames: ['state'],
+      registers: [],
+      collect () {
+        this.set({ state: 'total' }, pool.totalCount)
+        this.set({ state: 'idle' }, pool.idleCount)
+        this.set({ state: 'waiting' }, pool.waitingCount)
+      }
+    }))
+  }
+  return {
+    registry,
+    observeRequest: (method, route, status, seconds) => duration.observe({ method, route, status: String(status) }, seconds),
+    login: (outcome) => logins.inc({ outcome }),
+    loginSucceeded: () => logins.inc({ outcome: 'ok' }),
+    refreshed: (outcome) => refreshes.inc({ outcome }),
+    revoked: () => revocations.inc(),
+    tokenIssued: (kid) => issued.inc({ kid })
+  }
+}

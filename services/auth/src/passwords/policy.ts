@@ -1,0 +1,38 @@
+/**
+ * What a password and a username may be (DESIGN: Passwords). Both are NFKC
+ * normalised first so that the same text typed on two keyboards is the same.
+ * @module
+ */
+import { ProblemError } from '../errors.js'
+
+export const PASSWORD_MIN = 8
+export const PASSWORD_MAX = 256
+const USERNAME = /^[a-z0-9._-]{3,64}$/
+
+export function normalizePassword (password: string): string {
+  return password.normalize('NFKC')
+}
+
+/** Throws a 400 problem naming `field` when the password does not fit the policy. */
+export function acceptablePassword (password: string, field = 'password'): string {
+  const normalized = normalizePassword(password)
+  const length = [...normalized].length
+  if (length < PASSWORD_MIN || length > PASSWORD_MAX) {
+    throw new ProblemError(400, 'Bad Request', { publicDetail: `${field}: must be ${PASSWORD_MIN} to ${PASSWORD_MAX} characters` })
+  }
+  return normalized
+}
+
+/** NFKC, lower-cased; undefined when the result is not 3–64 of a-z 0-9 . _ - */
+export function normalizeUsername (username: string): string | undefined {
+  const normalized = username.normalize('NFKC').toLowerCase()
+  return USERNAME.test(normalized) ? normalized : undefined
+}
+
+export function acceptableUsername (username: string): string {
+  const normalized = normalizeUsername(username)
+  if (normalized === undefined) {
+    throw new ProblemError(400, 'Bad Request', { publicDetail: 'username: must be 3 to 64 of a-z, 0-9, ".", "_", "-" (case-insensitive)' })
+  }
+  return normalized
+}

@@ -1,0 +1,24 @@
+/**
+ * Liveness and readiness for orchestrators. Readiness: the database answers
+ * and a signing key is loaded.
+ * @module
+ */
+import { sql } from 'kysely'
+import type { App, Deps } from '../app.js'
+import { ProblemError } from '../errors.js'
+
+export function registerHealthRoutes (app: App, deps: Deps): void {
+  app.get('/healthz', async () => ({ status: 'ok' }))
+
+  app.get('/readyz', async () => {
+    try {
+      await sql`SELECT 1`.execute(deps.db)
+    } catch (cause) {
+      throw new ProblemError(503, 'Service Unavailable', { publicDetail: 'the database is not reachable', retryAfter: 5, cause })
+    }
+    if (deps.keyring.signer === undefined) {
+      throw new ProblemError(503, 'Service Unavailable', { publicDetail: 'no signing key is loaded', retryAfter: 5 })
+    }
+    return { status: 'ready' }
+  })
+}

@@ -1,0 +1,85 @@
+/**
+ * POST /oauth/token: the password and refresh_token grants (RFC 6749 §4.3,
+ * §6), form-encoded or JSON. Unknown parameters are ignored as §3.2 says;
+ * a repeated parameter arrives as an array and fails the schema.
+ * @module
+ */
+import { Type, type Static } from '@sinclair/typebox'
+import type { App, Deps } from '../../app.js'
+import { CLIENT_ID_PATTERN, type Config } from '../../config.js'
+import { OAuthError } from '../../errors.js'
+import { passwordGrant } from '../../sessions/login.js'
+import { refreshGrant } from '../../sessions/rotate.js'
+import type { TokenPair } from '../../sessions/issue.js'
+import { requestContext } from '../context.js'
+
+const TokenRequest = Type.Object({
+  grant_type: Type.String({ maxLength: 64 }),
+  username: Type.Optional(Type.String({ maxLength: 256 })),
+  password: Type.Optional(Type.String({ maxLength: 1024 })),
+  refresh_token: Type.Optional(Type.String({ maxLength: 4096 })),
+  scope: Type.Optional(Type.String({ maxLength: 1024 })),
+  client_id: Type.Optional(Type.String({ maxLength: 64 }))
+})
+type TokenRequestBody = Static<typeof TokenRequest>
+
+const TokenResponse = Type.Object({
+  access_token: Type.String(),
+  token_type: Type.Literal('Bearer'),
+  expires_in: Type.Integer(),
+  refresh_token: Type.String(),
+  refresh_expires_in: Type.Integer(),
+  scope: Type.String()
+})
+
+const OAuthErrorBody = Type.Object({ error: Type.String(), error_description: Type.String() })
+
+function required (body: TokenRequestBody, name: 'username' | 'password' | 'refresh_token'): string {
+  const value = body[name]
+  if (value === undefined || value === '') throw new OAuthError('invalid_request', `${name}: is required for grant_type=${body.grant_type}`)
+  return value
+}
+
+function clientId (body: TokenRequestBody, config: Config): string {
+  if (body.client_id === undefined) return config.defaultClientId
+  if (!CLIENT_ID_PATTERN.test(body.client_id)) throw new OAuthError('invalid_request', 'client_id: must be 1 to 64 of A-Z a-z 0-9 . _ -')
+  return body.client_id
+}
+
+export function toTokenResponse (pair: TokenPair): Static<typeof TokenResponse> {
+  return {
+    access_token: pair.accessToken,
+    token_type: 'Bearer',
+    expires_in: pair.expiresIn,
+    refresh_token: pair.refreshToken,
+    refresh_expires_in: pair.refreshExpiresIn,
+    scope: pair.scope
+  }
+}
+
+export function registerTokenRoutes (app: App, config: Config, deps: Deps): void {
+  const issuer = { db: deps.db, keyring: deps.keyring, config }
+  app.post('/oauth/token', {
+    config: { errorFormat: 'oauth' },
+    schema: { body: TokenRequest, response: { 200: TokenResponse, '4xx': OAuthErrorBody, '5xx': OAuthErrorBody } }
+  }, async (request, reply) => {
+    const body = request.body
+    const context = requestContext(request)
+    const now = deps.clock()
+    let pair: TokenPair
+    if (body.grant_type === 'password') {
+      pair = await passwordGrant({ ...issuer, hasher: deps.hasher, allowedScopes: config.scopes }, {
+        username: required(body, 'username'), password: required(body, 'password'), scope: body.scope, clientId: clientId(body, config), now, context
+      })
+      deps.metrics.loginSucceeded()
+    } else if (body.grant_type === 'refresh_token') {
+      const refreshed = await refreshGrant(issuer, { refreshToken: required(body, 'refresh_token'), scope: body.scope, now, context })
+      deps.metrics.refreshed(refreshed.outcome)
+      pair = refreshed
+    } else {
+      throw new OAuthError('unsupported_grant_type', 'grant_type must be password or refresh_token')
+    }
+    deps.metrics.tokenIssued(pair.kid)
+    return await reply.header('cache-control', 'no-store').header('pragma', 'no-cache').send(toTokenResponse(pair))
+  })
+}

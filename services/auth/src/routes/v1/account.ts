@@ -1,0 +1,87 @@
+/**
+ * The caller's own account: /v1/me, sessions, logout, password.
+ * @module
+ */
+import { Type } from '@sinclair/typebox'
+import type { App, Deps } from '../../app.js'
+import type { Config } from '../../config.js'
+import { InvalidTokenError, ProblemError } from '../../errors.js'
+import { liveProfile } from '../../users/profile.js'
+import { changePassword } from '../../users/change-password.js'
+import { listLiveSessions } from '../../sessions/list.js'
+import { endOwnSession, logout } from '../../sessions/logout.js'
+import { requestContext } from '../context.js'
+import { authenticate, principalOf } from './authenticate.js'
+
+const Me = Type.Object({ id: Type.String(), username: Type.String(), created_at: Type.String(), session_id: Type.String(), scope: Type.String(), client_id: Type.String() })
+const SessionList = Type.Object({
+  sessions: Type.Array(Type.Object({
+    id: Type.String(),
+    client_id: Type.String(),
+    created_at: Type.String(),
+    last_used_at: Type.String(),
+    expires_at: Type.String(),
+    user_agent: Type.Union([Type.String(), Type.Null()]),
+    ip: Type.Union([Type.String(), Type.Null()]),
+    current: Type.Boolean()
+  }))
+})
+const SessionParams = Type.Object({ id: Type.String({ format: 'uuid' }) })
+const Logout = Type.Union([Type.Object({ all: Type.Optional(Type.Boolean()) }, { additionalProperties: false }), Type.Null()])
+const PasswordBody = Type.Object({
+  current_password: Type.String({ minLength: 1, maxLength: 1024 }),
+  new_password: Type.String({ minLength: 1, maxLength: 1024 })
+}, { additionalProperties: false })
+const Ended = Type.Object({ sessions_ended: Type.Integer() })
+
+export function registerAccountRoutes (app: App, _config: Config, deps: Deps): void {
+  app.get('/v1/me', { preHandler: authenticate, schema: { response: { 200: Me } } }, async (request) => {
+    const principal = principalOf(request)
+    const profile = await liveProfile(deps.db, principal.userId, principal.sessionId, deps.clock())
+    if (profile === undefined) throw new InvalidTokenError('session ended or user disabled')
+    return { id: profile.id, username: profile.username, created_at: profile.createdAt.toISOString(), session_id: principal.sessionId, scope: principal.scope, client_id: principal.clientId }
+  })
+
+  app.get('/v1/sessions', { preHandler: authenticate, schema: { response: { 200: SessionList } } }, async (request) => {
+    const principal = principalOf(request)
+    const sessions = await listLiveSessions(deps.db, principal.userId, deps.clock())
+    return {
+      sessions: sessions.map((s) => ({
+        id: s.id,
+        client_id: s.clientId,
+        created_at: s.createdAt.toISOString(),
+        last_used_at: s.lastUsedAt.toISOString(),
+        expires_at: s.expiresAt.toISOString(),
+        user_agent: s.userAgent,
+        ip: s.ip,
+        current: s.id === principal.sessionId
+      }))
+    }
+  })
+
+  app.delete('/v1/sessions/:id', { preHandler: authenticate, schema: { params: SessionParams } }, async (request, reply) => {
+    const principal = principalOf(request)
+    const ended = await endOwnSession(deps.db, { userId: principal.userId, sessionId: request.params.id, now: deps.clock(), context: requestContext(request) })
+    if (!ended) throw new ProblemError(404, 'Not Found', { publicDetail: 'no such session' })
+    return await reply.code(204).send()
+  })
+
+  app.post('/v1/logout', { preHandler: authenticate, schema: { body: Logout, response: { 200: Ended } } }, async (request) => {
+    const principal = principalOf(request)
+    const all = request.body?.all === true
+    return { sessions_ended: await logout(deps.db, { userId: principal.userId, sessionId: principal.sessionId, all, now: deps.clock(), context: requestContext(request) }) }
+  })
+
+  app.put('/v1/password', { preHandler: authenticate, schema: { body: PasswordBody, response: { 200: Ended } } }, async (request) => {
+    const principal = principalOf(request)
+    const ended = await changePassword(deps.db, deps.hasher, {
+      userId: principal.userId,
+      sessionId: principal.sessionId,
+      currentPassword: request.body.current_password,
+      newPassword: request.body.new_password,
+      now: deps.clock(),
+      context: requestContext(request)
+    })
+    return { sessions_ended: ended }
+  })
+}

@@ -1,0 +1,51 @@
+/**
+ * The JWKS and RFC 8414 metadata. The JWKS body and ETag come ready-made from
+ * the keyring, built once per key change, never per request.
+ * @module
+ */
+import type { App, Deps } from '../app.js'
+import type { Config } from '../config.js'
+
+/** RFC 8414 metadata; every URL derives from the issuer. */
+export function serverMetadata (config: Pick<Config, 'issuer' | 'scopes'>): Record<string, unknown> {
+  return {
+    issuer: config.issuer,
+    token_endpoint: `${config.issuer}/oauth/token`,
+    revocation_endpoint: `${config.issuer}/oauth/revoke`,
+    jwks_uri: `${config.issuer}/.well-known/jwks.json`,
+    grant_types_supported: ['password', 'refresh_token'],
+    response_types_supported: [],
+    scopes_supported: config.scopes,
+    token_endpoint_auth_methods_supported: ['none'],
+    revocation_endpoint_auth_methods_supported: ['none'],
+    token_endpoint_auth_signing_alg_values_supported: ['RS256'],
+    id_token_signing_alg_values_supported: ['RS256'],
+    access_token_signing_alg_values_supported: ['RS256'],
+    subject_types_supported: ['public'],
+    service_documentation: `${config.issuer}/docs`
+  }
+}
+
+function etagMatches (header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false
+  return header.split(',').some((candidate) => {
+    const tag = candidate.trim().replace(/^W\//, '')
+    return tag === '*' || tag === etag
+  })
+}
+
+export function registerWellKnownRoutes (app: App, config: Config, deps: Deps): void {
+  const cacheControl = `public, max-age=${config.jwksMaxAge}`
+  app.get('/.well-known/jwks.json', async (request, reply) => {
+    const { body, etag } = deps.keyring.jwks
+    void reply.header('cache-control', cacheControl).header('etag', etag)
+    if (etagMatches(request.headers['if-none-match'], etag)) return await reply.code(304).send()
+    return await reply.type('application/jwk-set+json').send(body)
+  })
+
+  const metadata = JSON.stringify(serverMetadata(config))
+  for (const path of ['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server']) {
+    app.get(path, async (_request, reply) =>
+      await reply.header('cache-control', 'public, max-age=3600').type('application/json').send(metadata))
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * Ending sessions: the one place that revokes refresh families, whatever the
+ * reason (logout, reuse, password change, disable, key revoke). Each ended
+ * session gets its own audit row.
+ * @module
+ */
+import type { Db, SessionEndReason } from '../db/database.js'
+import { recordAudit, type RequestContext } from '../audit/record.js'
+
+export interface SessionSelector {
+  userId?: string
+  sessionId?: string
+  /** Keep this one session (a password change ends every other). */
+  exceptSessionId?: string
+  /** Sessions holding a live refresh token signed by this key. */
+  kid?: string
+}
+
+/** Ends the live sessions the selector names; returns how many. Run inside the caller's transaction. */
+export async function endSessions (db: Db, selector: SessionSelector, reason: SessionEndReason, now: Date, context: RequestContext & { actor?: string } = {}): Promise<number> {
+  let query = db.updateTable('sessions').set({ revoked_at: now, revoke_reason: reason }).where('revoked_at', 'is', null)
+  if (selector.userId !== undefined) query = query.where('user_id', '=', selector.userId)
+  if (selector.sessionId !== undefined) query = query.where('id', '=', selector.sessionId)
+  if (selector.exceptSessionId !== undefined) query = query.where('id', '<>', selector.exceptSessionId)
+  if (selector.kid !== undefined) {
+    const kid = selector.kid
+    query = query.where('id', 'in', db.selectFrom('refresh_tokens').select('session_id').where('kid', '=', kid))
+  }
+  const ended = await query.returning(['id', 'user_id']).execute()
+  await recordAudit(db, ...ended.map((session) => ({
+    type: 'session.ended' as const,
+    actor: context.actor ?? session.user_id,
+    userId: session.user_id,
+    sessionId: session.id,
+    kid: selector.kid,
+    ip: context.ip,
+    userAgent: context.userAgent,
+    requestId: context.requestId,
+    detail: { reason }
+  })))
+  return ended.length
+}

@@ -1,0 +1,78 @@
+/**
+ * Access tokens (RFC 9068) and refresh tokens. Claims are built in a fixed
+ * order from stored values, so minting the same refresh token twice gives the
+ * same string.
+ * @module
+ */
+import { randomUUID } from 'node:crypto'
+import type { Config } from '../config.js'
+import { OAuthError } from '../errors.js'
+import type { Keyring } from '../keys/keyring.js'
+import { signCompactJws } from './jws.js'
+
+export interface AccessTokenGrant {
+  userId: string
+  sessionId: string
+  clientId: string
+  scope: string
+  now: Date
+}
+
+export interface MintedAccessToken {
+  token: string
+  kid: string
+  expiresIn: number
+}
+
+export const epochSeconds = (date: Date): number => Math.floor(date.getTime() / 1000)
+
+function noSigningKey (): OAuthError {
+  return new OAuthError('temporarily_unavailable', 'no signing key is loaded; retry later', { retryAfter: 1, detail: 'keyring has no current key' })
+}
+
+export function mintAccessToken (config: Pick<Config, 'issuer' | 'audience' | 'accessTtl'>, keyring: Keyring, grant: AccessTokenGrant): MintedAccessToken {
+  const signer = keyring.signer
+  if (signer === undefined) throw noSigningKey()
+  const iat = epochSeconds(grant.now)
+  const claims = {
+    iss: config.issuer,
+    sub: grant.userId,
+    aud: config.audience.length === 1 ? config.audience[0] : config.audience,
+    exp: iat + config.accessTtl,
+    iat,
+    jti: randomUUID(),
+    client_id: grant.clientId,
+    scope: grant.scope,
+    sid: grant.sessionId
+  }
+  return {
+    token: signCompactJws({ alg: 'RS256', kid: signer.kid, typ: 'at+jwt' }, claims, signer.privateKey),
+    kid: signer.kid,
+    expiresIn: config.accessTtl
+  }
+}
+
+/** What a stored refresh_tokens row holds: enough to mint the token again, never the token. */
+export interface RefreshTokenRecord {
+  jti: string
+  sessionId: string
+  userId: string
+  kid: string
+  issuedAt: Date
+  expiresAt: Date
+}
+
+export function mintRefreshToken (config: Pick<Config, 'issuer'>, keyring: Keyring, record: RefreshTokenRecord): string {
+  const privateKey = keyring.privateKey(record.kid)
+  if (privateKey === undefined) throw noSigningKey()
+  const claims = {
+    iss: config.issuer,
+    sub: record.userId,
+    aud: config.issuer,
+    exp: epochSeconds(record.expiresAt),
+    iat: epochSeconds(record.issuedAt),
+    jti: record.jti,
+    sid: record.sessionId
+  }
+  return signCompactJws({ alg: 'RS256', kid: record.kid, typ: 'rt+jwt' }, claims, privateKey)
+}

@@ -1,0 +1,91 @@
+import t from 'tap'
+import { ConfigError, loadConfig, parseDuration } from '../src/config.js'
+import { spawn } from 'node:child_process'
+import { SERVER_ENTRY } from './helpers/server.js'
+
+t.test('durations accept 300, 300s, 5m, 1h, 30d', async (t) => {
+  t.equal(parseDuration('300'), 300)
+  t.equal(parseDuration('300s'), 300)
+  t.equal(parseDuration('5m'), 300)
+  t.equal(parseDuration('1h'), 3600)
+  t.equal(parseDuration('30d'), 2592000)
+  t.equal(parseDuration('abc'), undefined)
+  t.equal(parseDuration('5 m'), undefined)
+  t.equal(parseDuration('-5m'), undefined)
+})
+
+t.test('defaults follow DESIGN', async (t) => {
+  const config = loadConfig({}, '/srv')
+  t.equal(config.port, 8080)
+  t.equal(config.host, '127.0.0.1')
+  t.equal(config.databaseUrl, undefined)
+  t.equal(config.issuer, 'http://127.0.0.1:8080')
+  t.same(config.audience, ['api'])
+  t.equal(config.accessTtl, 300)
+  t.equal(config.refreshTtl, 30 * 86400)
+  t.equal(config.sessionMax, 90 * 86400)
+  t.equal(config.refreshGrace, 10)
+  t.equal(config.jwksMaxAge, 300)
+  t.equal(config.keyPublishLead, 600, 'twice the JWKS max-age')
+  t.equal(config.keyRotation, 30 * 86400)
+  t.equal(config.keyBits, 2048)
+  t.equal(config.kek, undefined)
+  t.equal(config.signup, 'open')
+  t.same(config.trustProxy, [])
+  t.equal(config.dataDir, '/srv/.data')
+})
+
+t.test('values are parsed', async (t) => {
+  const config = loadConfig({
+    PORT: '9000',
+    TESSERA_AUDIENCE: 'api,notes',
+    TESSERA_KEY_ROTATION: 'off',
+    TESSERA_KEY_BITS: '4096',
+    TESSERA_KEK: Buffer.alloc(32, 7).toString('base64url'),
+    TESSERA_TRUST_PROXY: '127.0.0.1, 10.0.0.0/8',
+    TESSERA_ISSUER: 'https://auth.example.com/',
+    TESSERA_JWKS_MAX_AGE: '1s'
+  })
+  t.equal(config.port, 9000)
+  t.same(config.audience, ['api', 'notes'])
+  t.equal(config.keyRotation, null)
+  t.equal(config.keyBits, 4096)
+  t.equal(config.kek?.length, 32)
+  t.same(config.trustProxy, ['127.0.0.1', '10.0.0.0/8'])
+  t.equal(config.issuer, 'https://auth.example.com', 'trailing slash dropped')
+  t.equal(config.keyPublishLead, 2)
+})
+
+const BAD: Array<[string, string]> = [
+  ['PORT', '70000'], ['PORT', 'http'], ['HOST', 'a b'], ['DATABASE_URL', 'mysql://x'],
+  ['TESSERA_ISSUER', 'ftp://x'], ['TESSERA_ISSUER', 'http://x/?a=b'], ['TESSERA_AUDIENCE', 'a,,b'],
+  ['TESSERA_ACCESS_TTL', 'abc'], ['TESSERA_ACCESS_TTL', '0'], ['TESSERA_REFRESH_TTL', '5 days'], ['TESSERA_SESSION_MAX', '1y'],
+  ['TESSERA_REFRESH_GRACE', '-1'], ['TESSERA_JWKS_MAX_AGE', '5x'], ['TESSERA_KEY_PUBLISH_LEAD', 'soon'],
+  ['TESSERA_KEY_ROTATION', 'never'], ['TESSERA_KEY_BITS', '1024'], ['TESSERA_KEK', 'short'],
+  ['TESSERA_SIGNUP', 'maybe'], ['TESSERA_TRUST_PROXY', 'gateway.local'], ['LOG_LEVEL', 'loud'],
+  ['TESSERA_SCOPES', 'a "b"'], ['TESSERA_HASH_CONCURRENCY', '0'], ['TESSERA_HASH_QUEUE_DEPTH', 'x']
+]
+
+for (const [name, value] of BAD) {
+  t.test(`${name}=${value} is refused with one line naming it`, async (t) => {
+    const err = t.throws(() => loadConfig({ [name]: value })) as unknown
+    t.ok(err instanceof ConfigError)
+    const message = (err as Error).message
+    t.match(message, new RegExp(`^${name}=`))
+    t.match(message, /expected /)
+    t.notMatch(message, /\n/)
+  })
+}
+
+t.test('production without a KEK is refused', async (t) => {
+  t.throws(() => loadConfig({ NODE_ENV: 'production' }), /TESSERA_KEK.*required when NODE_ENV=production/)
+})
+
+t.test('the real process prints one line and exits 1 on a bad value', async (t) => {
+  const child = spawn(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', TESSERA_ACCESS_TTL: 'abc' } })
+  let stderr = ''
+  child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
+  const code = await new Promise((resolve) => child.on('exit', resolve))
+  t.equal(code, 1)
+  t.equal(stderr, 'tessera: TESSERA_ACCESS_TTL="abc" is invalid: expected a duration such as 300, 300s, 5m, 1h or 30d\n')
+})

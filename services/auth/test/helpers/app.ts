@@ -1,0 +1,78 @@
+/**
+ * An in-process Tessera on a fresh database: the real buildApp, keyring,
+ * hasher and Postgres; logs captured in memory so tests can read them.
+ */
+import { randomBytes } from 'node:crypto'
+import { Writable } from 'node:stream'
+import type { Test } from 'tap'
+import { buildApp, type App, type Deps } from '../../src/app.js'
+import { loadConfig, type Config } from '../../src/config.js'
+import type { Connection } from '../../src/db/connect.js'
+import { ensureSigningKey } from '../../src/keys/ensure.js'
+import { Keyring } from '../../src/keys/keyring.js'
+import { loadKeyring } from '../../src/keys/load.js'
+import { createLogger } from '../../src/logging.js'
+import { createMetrics } from '../../src/metrics/metrics.js'
+import { PasswordHasher } from '../../src/passwords/hasher.js'
+import { testConnection } from './db.js'
+
+export interface TestApp {
+  app: App
+  config: Config
+  deps: Deps
+  connection: Connection
+  kek: Buffer
+  /** Every log line written so far, as text. */
+  logs: () => string
+  /** Moves the injected clock. */
+  advance: (seconds: number) => void
+}
+
+export function testConfig (env: Record<string, string> = {}): Config {
+  return loadConfig({ TESSERA_KEK: randomBytes(32).toString('base64url'), LOG_LEVEL: 'info', TESSERA_DATA_DIR: '/nonexistent-tessera-test', ...env })
+}
+
+export async function buildTestApp (t: Test, env: Record<string, string> = {}, options: { connection?: Connection, hasher?: PasswordHasher } = {}): Promise<TestApp> {
+  const config = testConfig(env)
+  const connection = options.connection ?? await testConnection(t)
+  const lines: string[] = []
+  const sink = new Writable({ write (chunk: Buffer, _enc, done) { lines.push(chunk.toString()); done() } })
+  const logger = createLogger(config, sink)
+  const kek = config.kek ?? randomBytes(32)
+  let offset = 0
+  const clock = (): Date => new Date(Date.now() + offset * 1000)
+  const keyring = new Keyring()
+  await ensureSigningKey(connection.db, kek, config.keyBits, clock())
+  await loadKeyring(connection.db, kek, keyring)
+  const hasher = options.hasher ?? new PasswordHasher({ concurrency: config.hashConcurrency, depth: config.hashQueueDepth })
+  const deps: Deps = { db: connection.db, logger, keyring, hasher, metrics: createMetrics({ hasher, keyring, pool: connection.pool, processMetrics: false }), clock }
+  const app = await buildApp(config, deps)
+  t.teardown(async () => { await app.close() })
+  return { app, config, deps, connection, kek, logs: () => lines.join(''), advance: (seconds) => { offset += seconds } }
+}
+
+export interface Tokens {
+  access_token: string
+  refresh_token: string
+  expires_in: number
+  refresh_expires_in: number
+  scope: string
+  token_type: string
+}
+
+export async function signUp (app: App, username: string, password: string): Promise<{ id: string, username: string }> {
+  const res = await app.inject({ method: 'POST', url: '/v1/users', payload: { username, password } })
+  if (res.statusCode !== 201) throw new Error(`sign-up failed: ${res.statusCode} ${res.body}`)
+  return res.json()
+}
+
+export async function login (app: App, username: string, password: string, headers: Record<string, string> = {}): Promise<Tokens> {
+  const res = await app.inject({ method: 'POST', url: '/oauth/token', headers, payload: { grant_type: 'password', username, password } })
+  if (res.statusCode !== 200) throw new Error(`login failed: ${res.statusCode} ${res.body}`)
+  return res.json()
+}
+
+export async function refresh (app: App, refreshToken: string): Promise<{ status: number, body: Record<string, unknown> }> {
+  const res = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token', refresh_token: refreshToken } })
+  return { status: res.statusCode, body: res.json() }
+}
