@@ -22,6 +22,9 @@ t.test('embedded Postgres: first start, SIGTERM drains an in-flight request, sec
   // A failed run kills the server with SIGKILL, which leaves its Postgres behind.
   t.teardown(async () => {
     await runCli(['db', 'stop'], env)
+    let outside = ''
+    try { outside = readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch {}
+    if (outside !== '') rmSync(outside, { recursive: true, force: true })
     rmSync(dataDir, { recursive: true, force: true })
   })
 
