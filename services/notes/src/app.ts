@@ -29,7 +29,12 @@ function problem (reply: FastifyReply, status: number, title: string, detail: st
 }
 
 export async function buildApp (config: Config, deps: Deps): Promise<App> {
-  const app: App = Fastify({ loggerInstance: deps.logger, bodyLimit: 16 * 1024, return503OnClosing: true }).withTypeProvider<TypeBoxTypeProvider>()
+  const app: App = Fastify({
+    loggerInstance: deps.logger,
+    bodyLimit: 16 * 1024,
+    return503OnClosing: true,
+    ajv: { customOptions: { removeAdditional: false } }
+  }).withTypeProvider<TypeBoxTypeProvider>()
 
   await app.register(fastifyJwt, {
     // Only what Tessera mints for us: an RS256 access token (typ at+jwt) with a
