@@ -4,7 +4,8 @@
 // nginx/templates/*.template → PREFIX/conf.d/*.conf, filling in ${GATEWAY_*}
 // from the environment (native defaults below). Then run
 //   nginx -p PREFIX -c PREFIX/nginx.conf -e PREFIX/error.log
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -41,7 +42,14 @@ function render (file) {
   })
 }
 
-for (const dir of ['conf.d', 'tmp', 'cache']) mkdirSync(join(prefix, dir), { recursive: true })
+for (const dir of ['conf.d', 'tmp', vars.GATEWAY_CACHE_DIR]) mkdirSync(resolve(prefix, dir), { recursive: true })
+// Started as root, Nginx's workers run as `nobody`: they must reach the prefix
+// and write their cache and temporary files.
+if (process.getuid?.() === 0) {
+  const id = (flag) => Number(spawnSync('id', [flag, 'nobody'], { encoding: 'utf8' }).stdout.trim())
+  chmodSync(prefix, 0o755)
+  for (const dir of ['tmp', vars.GATEWAY_CACHE_DIR]) chownSync(resolve(prefix, dir), id('-u'), id('-g'))
+}
 writeFileSync(join(prefix, 'nginx.conf'), render(join(root, 'nginx/nginx.conf.template')))
 for (const name of readdirSync(join(root, 'nginx/templates')).filter((n) => n.endsWith('.template'))) {
   writeFileSync(join(prefix, 'conf.d', name.replace(/\.template$/, '')), render(join(root, 'nginx/templates', name)))
