@@ -4,6 +4,7 @@
  */
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { createTestDatabase } from './helpers/db.js'
@@ -17,6 +18,51 @@ t.test('nginx and dclint are present and the configuration is valid', async (t) 
   t.ok(nginxBinary(), 'nginx found (the test fails, not skips, without it)')
   const dclint = spawnSync(join(REPO_ROOT, 'node_modules/.bin/dclint'), ['--max-warnings', '0', 'docker-compose.yml'], { cwd: REPO_ROOT, encoding: 'utf8' })
   t.equal(dclint.status, 0, `dclint docker-compose.yml: ${dclint.stdout}${dclint.stderr}`)
+})
+
+t.test('the template also renders with envsubst under a stock main file, as the official image does', async (t) => {
+  const dir = tempDir(t, 'image')
+  const tls = makeCertificate(join(dir, 'tls'))
+  mkdirSync(join(dir, 'conf.d'))
+  const env: Record<string, string> = {
+    GATEWAY_HTTP_PORT: String(await freePort()),
+    GATEWAY_HTTPS_PORT: String(await freePort()),
+    // docker-compose.yml names services here; `nginx -t` would resolve them, so loopback stands in.
+    GATEWAY_AUTH_SERVERS: 'server 127.0.0.1:8101 max_fails=2 fail_timeout=10s;',
+    GATEWAY_NOTES_SERVERS: 'server 127.0.0.1:8201 max_fails=2 fail_timeout=10s;',
+    GATEWAY_TLS_CERT: tls.cert,
+    GATEWAY_TLS_KEY: tls.key,
+    GATEWAY_CACHE_DIR: join(dir, 'cache'),
+    GATEWAY_ACCESS_LOG: join(dir, 'access.log'),
+    GATEWAY_TOKEN_RATE: '10r/s',
+    GATEWAY_TOKEN_BURST: '20',
+    GATEWAY_SIGNUP_RATE: '2r/s',
+    GATEWAY_SIGNUP_BURST: '10'
+  }
+  const template = readFileSync(join(REPO_ROOT, 'nginx/templates/tessera.conf.template'), 'utf8')
+  t.same([...new Set(template.match(/\$\{[A-Z_]+\}/g))].sort(), Object.keys(env).map((k) => `\${${k}}`).sort(), 'every placeholder is one docker-compose.yml sets')
+  const compose = readFileSync(join(REPO_ROOT, 'docker-compose.yml'), 'utf8')
+  for (const name of Object.keys(env)) t.match(compose, new RegExp(`\\b${name}:`), `docker-compose.yml sets ${name}`)
+  const rendered = spawnSync('envsubst', [Object.keys(env).map((k) => `\${${k}}`).join(' ')], { input: template, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env } })
+  t.equal(rendered.status, 0, 'envsubst (gettext-base) ran')
+  writeFileSync(join(dir, 'conf.d/tessera.conf'), rendered.stdout)
+  // The shape of the official image's /etc/nginx/nginx.conf.
+  writeFileSync(join(dir, 'nginx.conf'), `worker_processes auto;
+pid ${join(dir, 'nginx.pid')};
+events { worker_connections 1024; }
+http {
+  default_type application/octet-stream;
+  log_format main '$remote_addr - $remote_user [$time_local] "$request"';
+  access_log ${join(dir, 'default-access.log')} main;
+  sendfile on;
+  keepalive_timeout 65;
+  client_body_temp_path ${join(dir, 'tmp')};
+  proxy_temp_path ${join(dir, 'tmp')};
+  include conf.d/*.conf;
+}
+`)
+  const check = spawnSync(nginxBinary(), ['-t', '-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { encoding: 'utf8' })
+  t.equal(check.status, 0, `nginx -t: ${check.stderr}`)
 })
 
 t.test('through the gateway', async (t) => {
@@ -114,7 +160,9 @@ t.test('through the gateway', async (t) => {
 
     const bogus = await token({ grant_type: 'bogus' }, { 'x-request-id': 'gateway-test-43' })
     t.equal(bogus.status, 400)
-    t.ok(auth.some((a) => a.output().includes('"reqId":"gateway-test-43"')), 'Tessera logs the same request id')
+    const seen = async (): Promise<boolean> => auth.some((a) => a.output().includes('"reqId":"gateway-test-43"'))
+    for (let i = 0; i < 20 && !await seen(); i++) await sleep(100) // its log line may arrive just after the reply
+    t.ok(await seen(), 'Tessera logs the same request id')
 
     t.equal((await gateway.request('GET', '/metrics')).status, 404, '/metrics is not routed')
     t.equal((await gateway.request('GET', '/healthz')).status, 404, 'nor is anything unlisted')
