@@ -20,6 +20,7 @@ const env = process.env
 const servers = (list) => list.split(',').map((a) => a.trim()).filter(Boolean)
   .map((address) => `server ${address} max_fails=2 fail_timeout=10s;`).join('\n  ')
 const vars = {
+  GATEWAY_BIND_ADDR: '127.0.0.1',
   GATEWAY_HTTP_PORT: '8080',
   GATEWAY_HTTPS_PORT: '8443',
   GATEWAY_TLS_CERT: join(root, '.data/tls/cert.pem'),

@@ -4,7 +4,7 @@
 # migrations, two Tessera instances, notes, and Nginx with TLS on
 # https://127.0.0.1:8443. Every process started is recorded in .data/stack/
 # and `down` stops exactly those.
-set -euo pipefail
+set -eEuo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 STATE=$ROOT/.data/stack
@@ -40,8 +40,17 @@ up () {
   done
   [ -x "$NGINX" ] || { echo "stack: nginx not found (apt-get install nginx)" >&2; exit 1; }
   [ -f services/auth/dist/server.js ] && [ -f services/notes/dist/server.js ] || { echo "stack: run make build first" >&2; exit 1; }
+  local port
+  for port in "${AUTH_PORTS[@]}" "$NOTES_PORT" "$HTTP_PORT" "$HTTPS_PORT"; do
+    if (: > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "stack: port $port is in use (make run? another stack?); free it or set STACK_AUTH_PORTS, STACK_NOTES_PORT, GATEWAY_HTTP_PORT, GATEWAY_HTTPS_PORT" >&2
+      exit 1
+    fi
+  done
   mkdir -p "$STATE/logs"
   rm -f "$STATE"/*.pid "$STATE/postgres-started"
+  # Half a stack is worse than none: on any failure, stop what was started.
+  trap 'echo "stack: failed; stopping what was started" >&2; down' ERR
 
   if [ -z "${DATABASE_URL:-}" ]; then
     local db
@@ -59,7 +68,7 @@ up () {
   fi
   bash scripts/tls-cert.sh "$ROOT/.data/tls"
 
-  local port i=0
+  local i=0
   for port in "${AUTH_PORTS[@]}"; do
     i=$((i + 1))
     PORT=$port HOST=127.0.0.1 TESSERA_KEK=$TESSERA_KEK TESSERA_ISSUER=$ISSUER TESSERA_TRUST_PROXY=127.0.0.1 \
@@ -78,6 +87,7 @@ up () {
   "$NGINX" -p "$STATE/nginx" -c "$STATE/nginx/nginx.conf" -e "$STATE/nginx/error.log"
   cp "$STATE/nginx/nginx.pid" "$STATE/nginx.pid"
   wait_for "$ISSUER/.well-known/jwks.json" 30
+  trap - ERR
 
   cat <<MSG
 
@@ -114,7 +124,7 @@ down () {
     stop_pid "$(basename "$f" .pid)" "$f" TERM
   done
   if [ -f "$STATE/postgres-started" ]; then
-    "${TESSERA[@]}" db stop
+    env -u DATABASE_URL "${TESSERA[@]}" db stop
     rm -f "$STATE/postgres-started"
   fi
 }

@@ -25,6 +25,7 @@ t.test('the template also renders with envsubst under a stock main file, as the 
   const tls = makeCertificate(join(dir, 'tls'))
   mkdirSync(join(dir, 'conf.d'))
   const env: Record<string, string> = {
+    GATEWAY_BIND_ADDR: '127.0.0.1',
     GATEWAY_HTTP_PORT: String(await freePort()),
     GATEWAY_HTTPS_PORT: String(await freePort()),
     // docker-compose.yml names services here; `nginx -t` would resolve them, so loopback stands in.

@@ -38,6 +38,11 @@ export async function startTessera (t: Test, env: Record<string, string>): Promi
   })
   let output = ''
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()))
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    await exited
+  }
+  t.teardown(stop)
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`tessera did not start:\n${output}`)), 60_000)
     child.stderr.on('data', (c: Buffer) => { output += c.toString() })
@@ -48,11 +53,6 @@ export async function startTessera (t: Test, env: Record<string, string>): Promi
     })
     void exited.then(() => { clearTimeout(timer); reject(new Error(`tessera exited:\n${output}`)) })
   })
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-    await exited
-  }
-  t.teardown(stop)
   return { url, stop }
 }
 
