@@ -5,6 +5,7 @@
  * `authenticate` hook below.
  * @module
  */
+import { STATUS_CODES } from 'node:http'
 import fastifyJwt, { type TokenOrHeader } from '@fastify/jwt'
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
@@ -71,7 +72,8 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
       return problem(reply.header('www-authenticate', 'Bearer error="invalid_token"'), 401, 'Unauthorized', 'the access token is missing, invalid or expired')
     }
     if (err.validation !== undefined || (err.statusCode !== undefined && err.statusCode < 500)) {
-      return problem(reply, err.statusCode ?? 400, 'Bad Request', err.validation !== undefined ? `${err.validationContext ?? 'request'}: ${err.message}` : 'the request is malformed')
+      const status = err.statusCode ?? 400
+      return problem(reply, status, STATUS_CODES[status] ?? 'Bad Request', err.validation !== undefined ? err.message : 'the request is malformed')
     }
     request.log.error({ err }, 'unexpected error')
     return problem(reply, 500, 'Internal Server Error', 'an unexpected error occurred')

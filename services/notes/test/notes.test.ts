@@ -74,6 +74,8 @@ t.test('notes against a real Tessera', async (t) => {
     t.equal(empty.statusCode, 400)
     t.equal(empty.headers['content-type'], 'application/problem+json; charset=utf-8')
     t.equal((await call('POST', '/notes', alice.access_token, { text: 'x', owner: 'bob' })).statusCode, 400, 'no extra fields')
+    const big = await call('POST', '/notes', alice.access_token, { text: 'x'.repeat(20_000) })
+    t.match({ status: big.statusCode, body: big.json() }, { status: 413, body: { title: 'Payload Too Large' } })
     t.equal((await call('GET', '/nowhere')).statusCode, 404)
     t.equal((await call('GET', '/healthz')).statusCode, 200)
   })
