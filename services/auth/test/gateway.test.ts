@@ -134,6 +134,8 @@ t.test('through the gateway', async (t) => {
     const sessions = await gateway.request('GET', '/v1/sessions', { headers: { ...bearer(access), ...spoofed } })
     const current = (sessions.json().sessions as Array<{ ip: string, current: boolean }>).find((s) => s.current)
     t.equal(current?.ip, '127.0.0.1', 'the address Nginx saw, not the one the client claimed')
+    await sleep(200)
+    t.notOk(auth.some((a) => a.output().includes('203.0.113.')), 'nor does Tessera log the claimed address')
     // The control: Tessera does believe X-Forwarded-For from its trusted proxy
     // address, so the gateway's replacing it is what protects the value above.
     const direct = await fetch(`${auth[0]?.url ?? ''}/oauth/token`, {
@@ -210,6 +212,9 @@ t.test('through the gateway', async (t) => {
     t.ok(replies.some((r) => r.status === 400), 'the burst allowance reached Tessera')
     t.match(limited[0]?.json(), { error: 'temporarily_unavailable' })
     t.equal(limited[0]?.headers['retry-after'], '1')
+    const signups = await Promise.all(Array.from({ length: 25 }, async () => await gateway.request('POST', '/v1/users', { body: { username: 'x' } })))
+    t.ok(signups.filter((r) => r.status === 429).length >= 5, 'sign-ups are limited too')
+    t.ok(signups.some((r) => r.status === 400), 'within the burst, Tessera answers')
     await sleep(2500)
   })
 
