@@ -16,7 +16,8 @@ ISSUER=https://127.0.0.1:$HTTPS_PORT
 TESSERA=(node "$ROOT/services/auth/bin/tessera.js")
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-alive () { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+# Alive and still one of ours (a recorded PID may have been reused since).
+alive () { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null && ps -p "$1" -o args= | grep -qE 'dist/server\.js|nginx'; }
 
 # Waits up to $2 seconds for URL $1 to answer 2xx.
 wait_for () {
