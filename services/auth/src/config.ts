@@ -4,6 +4,7 @@
  * @module
  */
 import { availableParallelism } from 'node:os'
+import { getHeapStatistics } from 'node:v8'
 import { resolve } from 'node:path'
 
 export type Seconds = number
@@ -37,6 +38,11 @@ export interface Config {
   loginBackoffBase: Seconds
   loginBackoffMax: Seconds
   rateLimitPerMinute: number
+  loginThrottleMaxRows: number
+  /** Mean event-loop delay past which argon2 routes are shed; 0 disables. */
+  maxEventLoopDelayMs: number
+  /** V8 heap use past which argon2 routes are shed; 0 disables. */
+  maxHeapBytes: number
   cleanupInterval: Seconds
   keyCheckInterval: Seconds
 }
@@ -180,6 +186,10 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     loginBackoffBase: read.duration('TESSERA_LOGIN_BACKOFF_BASE', '1s'),
     loginBackoffMax: read.duration('TESSERA_LOGIN_BACKOFF_MAX', '15m'),
     rateLimitPerMinute: read.integer('TESSERA_RATE_LIMIT', 300, 1, 1000000),
+    loginThrottleMaxRows: read.integer('TESSERA_LOGIN_THROTTLE_MAX_ROWS', 100000, 100, 100000000),
+    maxEventLoopDelayMs: read.integer('TESSERA_MAX_EVENT_LOOP_DELAY_MS', 200, 0, 60000),
+    // 90 % of V8's heap limit: shed logins before the process dies of an OOM.
+    maxHeapBytes: read.integer('TESSERA_MAX_HEAP_MB', Math.floor(getHeapStatistics().heap_size_limit * 0.9 / 2 ** 20), 0, 1048576) * 2 ** 20,
     cleanupInterval: read.duration('TESSERA_CLEANUP_INTERVAL', '10m'),
     keyCheckInterval: read.duration('TESSERA_KEY_CHECK_INTERVAL', '30s')
   }

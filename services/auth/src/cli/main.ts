@@ -15,6 +15,7 @@ import { CliError, output, type Output } from './output.js'
 import { migrateCommand } from './migrate.js'
 import { usersCommand } from './users.js'
 import { keysCommand } from './keys.js'
+import { auditCommand } from './audit.js'
 
 const USAGE = `usage: tessera <command> [--json]
 
@@ -22,12 +23,15 @@ const USAGE = `usage: tessera <command> [--json]
   users create USERNAME           create a user; the password is read from stdin
   users disable USERNAME          disable a user and end all their sessions
   keys list                       signing keys and their states
+  audit tail [--user U] [--limit N]  the newest audit events (default 50), oldest first
   db start|stop|url               the local embedded Postgres (when DATABASE_URL is unset)
 `
 
 export interface CommandContext {
   config: Config
   args: string[]
+  /** Everything after the command name, unparsed, for commands with options of their own. */
+  argv: string[]
   out: Output
   /** Opens the database once, on first use. */
   connection: () => Promise<Connection>
@@ -53,6 +57,7 @@ const COMMANDS: Record<string, (ctx: CommandContext) => Promise<void>> = {
   migrate: migrateCommand,
   users: usersCommand,
   keys: keysCommand,
+  audit: auditCommand,
   db: dbCommand
 }
 
@@ -69,6 +74,7 @@ export async function runCli (argv: string[], env: NodeJS.ProcessEnv): Promise<n
   const ctx: CommandContext = {
     config,
     args,
+    argv: argv.slice(argv.indexOf(name ?? '') + 1),
     out: output(values.json === true),
     connection: async () => {
       if (opened === undefined) {
