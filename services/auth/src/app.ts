@@ -6,6 +6,7 @@
  * @module
  */
 import { randomUUID } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import formbody from '@fastify/formbody'
 import helmet from '@fastify/helmet'
@@ -155,6 +156,7 @@ function hashesPassword (request: FastifyRequest): boolean {
 }
 
 const PRESSURE_RETRY_AFTER = 2
+const PRESSURE_SAMPLE_MS = 250
 
 function statusTitle (status: number): string {
   return TITLES[status] ?? 'Bad Request'
@@ -215,11 +217,15 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   await app.register(underPressure, {
     maxEventLoopDelay: config.maxEventLoopDelayMs,
     maxHeapUsedBytes: config.maxHeapBytes,
-    sampleInterval: 250,
+    sampleInterval: PRESSURE_SAMPLE_MS,
     pressureHandler: () => {}
   })
+  // Start-up (schema compilation, JIT) blocks the loop in a way the first
+  // samples would mistake for overload; judge only once serving has settled.
+  let settledAt = Infinity
+  app.addHook('onReady', async () => { settledAt = performance.now() + 4 * PRESSURE_SAMPLE_MS })
   app.addHook('preHandler', async (request) => {
-    if (!hashesPassword(request) || !app.isUnderPressure()) return
+    if (!hashesPassword(request) || performance.now() < settledAt || !app.isUnderPressure()) return
     if (request.routeOptions.url === '/oauth/token') deps.metrics.login('shed')
     throw new OAuthError('temporarily_unavailable', 'the service is overloaded; retry shortly', { retryAfter: PRESSURE_RETRY_AFTER, detail: 'under pressure' })
   })

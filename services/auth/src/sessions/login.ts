@@ -55,6 +55,8 @@ export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput)
   const scope = grantedScope(input.scope, deps.allowedScopes)
   const password = normalizePassword(input.password)
   const username = normalizeUsername(input.username)
+  // Shed before touching the database: a flood must not take the pool from refresh.
+  if (deps.hasher.saturated) throw deps.hasher.overloaded()
   const key = throttleKey(username, input.username)
   const wait = await backoffRemaining(deps.db, key, input.now)
   if (wait !== undefined) {
