@@ -8,7 +8,6 @@
  * must wait rather than ask the user again.
  * @module
  */
-import type { Db } from '../db/database.js'
 import { OAuthError, invalidCredentials } from '../errors.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
 import type { PasswordHasher } from '../passwords/hasher.js'
