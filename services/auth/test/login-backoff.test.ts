@@ -16,17 +16,12 @@ class CountingHasher extends PasswordHasher {
   }
 }
 
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)] ?? NaN
-}
-
 const PASSWORD = 'correct horse battery'
 
 t.test('five failures back the account off: the right password gets 429 without hashing, then works after the wait', async (t) => {
   const config = testConfig()
   const hasher = new CountingHasher({ concurrency: config.hashConcurrency, depth: config.hashQueueDepth })
-  const { app, deps, advance } = await buildTestApp(t, {}, { hasher })
+  const { app, deps, advance } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_BASE: '30s' }, { hasher })
   await signUp(app, 'alice', PASSWORD)
   const attempt = async (password: string): Promise<{ status: number, body: Record<string, string>, headers: Record<string, unknown>, ms: number }> => {
     const started = performance.now()
@@ -47,23 +42,28 @@ t.test('five failures back the account off: the right password gets 429 without 
   const backedOff = await attempt(PASSWORD)
   t.equal(backedOff.status, 429)
   t.equal(backedOff.body.error, 'temporarily_unavailable')
-  t.match(backedOff.body.error_description, /retry in 1 s/)
-  t.equal(backedOff.headers['retry-after'], '1', 'Retry-After is base·2^0 = 1 s')
+  const wait = Number(backedOff.headers['retry-after'])
+  t.ok(wait > 20 && wait <= 30, `Retry-After ${wait} s: base·2^0 = 30 s, counting down`)
+  t.equal(backedOff.body.error_description, `too many failed logins for this username; retry in ${wait} s`)
   t.equal(hasher.verifies, before, 'no argon2 verify while backed off')
 
-  // Timing, as a ratio to a measured verify: a back-off answer costs a few queries, not a hash.
+  // Timing, as a ratio to a measured verify: a back-off answer costs a few
+  // queries, not a hash. Interleaved, and compared by their fastest runs, so
+  // load from other processes on a shared machine inflates neither side alone.
   const hash = await hasher.hash(PASSWORD)
   const verifyMs: number[] = []
   const refusedMs: number[] = []
-  for (let i = 0; i < 5; i++) {
+  for (let i = 0; i < 7; i++) {
     const started = performance.now()
     await hasher.verify(hash, PASSWORD)
     verifyMs.push(performance.now() - started)
     refusedMs.push((await attempt(PASSWORD)).ms)
   }
-  t.ok(median(refusedMs) < median(verifyMs) * 0.5, `a backed-off answer (${median(refusedMs).toFixed(1)} ms) takes far less than one verify (${median(verifyMs).toFixed(1)} ms)`)
+  const fastestRefusal = Math.min(...refusedMs)
+  const fastestVerify = Math.min(...verifyMs)
+  t.ok(fastestRefusal < fastestVerify * 0.5, `a backed-off answer (${fastestRefusal.toFixed(1)} ms) takes far less than one verify (${fastestVerify.toFixed(1)} ms)`)
 
-  advance(2)
+  advance(31)
   const ok = await attempt(PASSWORD)
   t.equal(ok.status, 200, 'after the wait the right password works')
   t.equal(await deps.db.selectFrom('login_throttle').select('username').where('username', '=', 'alice').executeTakeFirst(), undefined, 'a success resets the counter')
@@ -90,7 +90,7 @@ t.test('the back-off doubles per failure up to the cap, and a stale streak start
 })
 
 t.test('unknown usernames are tracked alike, and the table is pruned and capped', async (t) => {
-  const { app, deps, connection, advance } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_AFTER: '2' })
+  const { app, deps, connection } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_AFTER: '2', TESSERA_LOGIN_BACKOFF_BASE: '30s' })
   for (let i = 0; i < 2; i++) {
     const res = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'nobody', password: 'whatever1' } })
     t.equal(res.statusCode, 400)
@@ -98,7 +98,6 @@ t.test('unknown usernames are tracked alike, and the table is pruned and capped'
   const res = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'nobody', password: 'whatever1' } })
   t.equal(res.statusCode, 429, 'an unknown name backs off exactly like a real one')
   t.equal(res.json().error, 'temporarily_unavailable')
-  advance(2)
 
   const db = deps.db
   const now = new Date()
