@@ -128,8 +128,11 @@ t.test('two server processes on one database share the counter', async (t) => {
     DATABASE_URL: await createTestDatabase(t),
     TESSERA_KEK: randomBytes(32).toString('base64url'),
     TESSERA_LOGIN_BACKOFF_BASE: '30s',
-    TESSERA_HASH_CONCURRENCY: '1'
+    TESSERA_HASH_CONCURRENCY: '1',
+    TESSERA_CLEANUP_INTERVAL: '1s'
   }
+  const { db } = await testConnection(t, env.DATABASE_URL)
+  await db.insertInto('login_throttle').values({ username: 'long-ago', failures: 9, last_failed_at: new Date(Date.now() - 3600_000), blocked_until: null }).execute()
   const a = await startServer(t, env)
   const b = await startServer(t, env)
   const post = async (base: string, body: Record<string, string>): Promise<Response> =>
@@ -146,4 +149,13 @@ t.test('two server processes on one database share the counter', async (t) => {
     t.ok(wait > 20 && wait <= 30, `Retry-After ${wait} s counts down from 30 s`)
     t.same(await res.json(), { error: 'temporarily_unavailable', error_description: `too many failed logins for this username; retry in ${wait} s` })
   }
+
+  // The servers' cleanup job forgets the stale streak and keeps the live one.
+  const deadline = Date.now() + 15_000
+  while (Date.now() < deadline && await db.selectFrom('login_throttle').select('username').where('username', '=', 'long-ago').executeTakeFirst() !== undefined) {
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+  const left = (await db.selectFrom('login_throttle').select('username').execute()).map((r) => r.username)
+  t.same(left, ['dave'], 'the periodic cleanup deleted the stale row only')
+  t.match(a.output() + b.output(), /pruned login back-off rows/)
 })
