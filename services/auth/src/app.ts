@@ -218,6 +218,8 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     maxEventLoopDelay: config.maxEventLoopDelayMs,
     maxHeapUsedBytes: config.maxHeapBytes,
     sampleInterval: PRESSURE_SAMPLE_MS,
+    // The plugin's own onRequest hook runs before the body is parsed, so it
+    // lets everything through; the preHandler below decides.
     pressureHandler: () => {}
   })
   // Start-up (schema compilation, JIT) blocks the loop in a way the first
