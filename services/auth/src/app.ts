@@ -6,9 +6,12 @@
  * @module
  */
 import { randomUUID } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import formbody from '@fastify/formbody'
 import helmet from '@fastify/helmet'
+import rateLimit from '@fastify/rate-limit'
+import underPressure from '@fastify/under-pressure'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
@@ -95,7 +98,10 @@ function handleError (this: App, err: FastifyError, request: FastifyRequest, rep
   if (err instanceof OAuthError) {
     request.log.info({ error: err.code, detail: err.detail }, 'oauth error')
     if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
-    return oauthError(reply, err.status, err.code, err.description)
+    // The hashing queue throws OAuthError wherever it runs; off /oauth that is still problem+json.
+    return oauth
+      ? oauthError(reply, err.status, err.code, err.description)
+      : problem(reply, request, err.status, statusTitle(err.status), err.description)
   }
   if (err instanceof ProblemError) {
     request.log.info({ status: err.status, reason: err instanceof InvalidTokenError ? err.reason : err.title }, 'request refused')
@@ -135,8 +141,22 @@ const TITLES: Record<number, string> = {
   409: 'Conflict',
   413: 'Content Too Large',
   415: 'Unsupported Media Type',
-  429: 'Too Many Requests'
+  429: 'Too Many Requests',
+  503: 'Service Unavailable'
 }
+
+/** The routes a client can make expensive or abuse; each client IP gets one budget across them. */
+const RATE_LIMITED_ROUTES = new Set(['/oauth/token', '/oauth/revoke', '/v1/users'])
+
+/** Requests that would run argon2: the ones shed first when the process is under pressure. */
+function hashesPassword (request: FastifyRequest): boolean {
+  const route = request.routeOptions.url
+  if (route === '/v1/users' || route === '/v1/password') return true
+  return route === '/oauth/token' && (request.body as { grant_type?: unknown } | undefined)?.grant_type === 'password'
+}
+
+const PRESSURE_RETRY_AFTER = 2
+const PRESSURE_SAMPLE_MS = 250
 
 function statusTitle (status: number): string {
   return TITLES[status] ?? 'Bad Request'
@@ -187,6 +207,39 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   await app.register(formbody, { bodyLimit: BODY_LIMIT })
   // JSON and form bodies only: anything else is a 415 (invalid_request on OAuth routes).
   app.removeContentTypeParser('text/plain')
+  // The second line of per-IP limits: the gateway's limit_req is the first and
+  // is shared by every instance; this one counts per instance, in memory, and
+  // still holds if a client reaches an instance some other way. request.ip is
+  // the gateway's X-Forwarded-For only when the peer is TESSERA_TRUST_PROXY.
+  // The plugin throws a statusCode 429 error, which handleError shapes.
+  await app.register(rateLimit, {
+    global: true,
+    max: config.rateLimitPerMinute,
+    timeWindow: 60_000,
+    enableDraftSpec: true,
+    allowList: (request) => !RATE_LIMITED_ROUTES.has(request.routeOptions.url ?? ''),
+    onExceeded: (request) => { deps.metrics.rateLimited(request.routeOptions.url ?? 'unmatched') }
+  })
+  // Under pressure (event-loop delay, heap) only the argon2 routes are shed,
+  // and only once the body says it is a password grant: /healthz, the JWKS and
+  // refresh stay served, since they are what keeps everyone else logged in.
+  await app.register(underPressure, {
+    maxEventLoopDelay: config.maxEventLoopDelayMs,
+    maxHeapUsedBytes: config.maxHeapBytes,
+    sampleInterval: PRESSURE_SAMPLE_MS,
+    // The plugin's own onRequest hook runs before the body is parsed, so it
+    // lets everything through; the preHandler below decides.
+    pressureHandler: () => {}
+  })
+  // Start-up (schema compilation, JIT) blocks the loop in a way the first
+  // samples would mistake for overload; judge only once serving has settled.
+  let settledAt = Infinity
+  app.addHook('onReady', async () => { settledAt = performance.now() + 4 * PRESSURE_SAMPLE_MS })
+  app.addHook('preHandler', async (request) => {
+    if (!hashesPassword(request) || performance.now() < settledAt || !app.isUnderPressure()) return
+    if (request.routeOptions.url === '/oauth/token') deps.metrics.login('shed')
+    throw new OAuthError('temporarily_unavailable', 'the service is overloaded; retry shortly', { retryAfter: PRESSURE_RETRY_AFTER, detail: 'under pressure' })
+  })
   app.setErrorHandler(handleError)
   app.setNotFoundHandler((request, reply) => problem(reply, request, 404, 'Not Found', `no route for ${request.method} ${request.url.split('?')[0] ?? ''}`))
 

@@ -4,6 +4,7 @@
  * @module
  */
 import { availableParallelism } from 'node:os'
+import { getHeapStatistics } from 'node:v8'
 import { resolve } from 'node:path'
 
 export type Seconds = number
@@ -37,6 +38,11 @@ export interface Config {
   loginBackoffBase: Seconds
   loginBackoffMax: Seconds
   rateLimitPerMinute: number
+  loginThrottleMaxRows: number
+  /** Mean event-loop delay past which argon2 routes are shed; 0 disables. */
+  maxEventLoopDelayMs: number
+  /** V8 heap use past which argon2 routes are shed; 0 disables. */
+  maxHeapBytes: number
   cleanupInterval: Seconds
   revokedRetention: Seconds
   keyCheckInterval: Seconds
@@ -137,6 +143,16 @@ function decodeKek (name: string, value: string): Buffer {
   return bytes
 }
 
+/**
+ * One core and one libuv pool thread stay free of argon2: the event loop
+ * (JWKS, refresh, health) and anything else on the pool keep running while
+ * logins saturate the rest. See docs/decisions.md, "Thread pool and signing".
+ */
+function defaultHashConcurrency (cores: number, poolSize: string | undefined): number {
+  const pool = poolSize !== undefined && /^\d+$/.test(poolSize) ? Number(poolSize) : 4
+  return Math.max(1, Math.min(cores - 1, pool - 1))
+}
+
 /** Reads and validates every setting; throws ConfigError naming the first bad one. */
 export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const read = new Reader(env)
@@ -175,12 +191,16 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     logLevel: read.choice('LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     scopes: read.string('TESSERA_SCOPES', 'read write', 'space-separated scope names (RFC 6749 §3.3)', (v) => v.trim().split(/ +/).every((s) => SCOPE_TOKEN.test(s))).trim().split(/ +/),
     defaultClientId: read.string('TESSERA_DEFAULT_CLIENT_ID', 'tessera', '1 to 64 of A-Z a-z 0-9 . _ -', (v) => CLIENT_ID.test(v)),
-    hashConcurrency: read.integer('TESSERA_HASH_CONCURRENCY', cores, 1, 64),
+    hashConcurrency: read.integer('TESSERA_HASH_CONCURRENCY', defaultHashConcurrency(cores, env.UV_THREADPOOL_SIZE), 1, 64),
     hashQueueDepth: read.integer('TESSERA_HASH_QUEUE_DEPTH', 64, 0, 100000),
     loginBackoffThreshold: read.integer('TESSERA_LOGIN_BACKOFF_AFTER', 5, 1, 1000),
     loginBackoffBase: read.duration('TESSERA_LOGIN_BACKOFF_BASE', '1s'),
     loginBackoffMax: read.duration('TESSERA_LOGIN_BACKOFF_MAX', '15m'),
     rateLimitPerMinute: read.integer('TESSERA_RATE_LIMIT', 300, 1, 1000000),
+    loginThrottleMaxRows: read.integer('TESSERA_LOGIN_THROTTLE_MAX_ROWS', 100000, 100, 100000000),
+    maxEventLoopDelayMs: read.integer('TESSERA_MAX_EVENT_LOOP_DELAY_MS', 1000, 0, 60000),
+    // 90 % of V8's heap limit: shed logins before the process dies of an OOM.
+    maxHeapBytes: read.integer('TESSERA_MAX_HEAP_MB', Math.floor(getHeapStatistics().heap_size_limit * 0.9 / 2 ** 20), 0, 1048576) * 2 ** 20,
     cleanupInterval: read.duration('TESSERA_CLEANUP_INTERVAL', '10m'),
     revokedRetention: read.duration('TESSERA_REVOKED_RETENTION', '7d', 0),
     keyCheckInterval: read.duration('TESSERA_KEY_CHECK_INTERVAL', '30s')

@@ -57,6 +57,14 @@ export function invalidCredentials (detail: string): OAuthError {
   return new OAuthError('invalid_grant', 'the username or password is incorrect', { detail })
 }
 
+/** A used refresh token presented after the grace window: its session has just been ended. */
+export class RefreshReuseError extends OAuthError {
+  constructor () {
+    super('invalid_grant', 'the refresh token is invalid, expired or revoked', { detail: 'refresh token reuse' })
+    this.name = 'RefreshReuseError'
+  }
+}
+
 export class ProblemError extends Error {
   readonly detail: string | undefined
   readonly retryAfter: number | undefined

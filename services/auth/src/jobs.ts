@@ -10,6 +10,7 @@ import type { Db } from './db/database.js'
 import type { Keyring } from './keys/keyring.js'
 import { loadKeyring } from './keys/load.js'
 import { cleanupExpired } from './sessions/cleanup.js'
+import { pruneLoginThrottle } from './sessions/login-throttle.js'
 
 export interface JobDeps {
   config: Config
@@ -25,7 +26,21 @@ export interface BackgroundJobs {
   stop: () => Promise<void>
 }
 
+// --- login back-off cleanup (abuse resistance) ---------------------------
+/** Forgets failure streaks older than the longest back-off and caps the table; one instance at a time. */
+function startThrottleCleanup (deps: JobDeps): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    pruneLoginThrottle(deps.db, deps.clock(), { max: deps.config.loginBackoffMax, maxRows: deps.config.loginThrottleMaxRows })
+      .then((deleted) => { if (deleted !== undefined && deleted > 0) deps.logger.info({ deleted }, 'pruned login back-off rows') })
+      .catch((err: unknown) => deps.logger.warn({ err }, 'login back-off cleanup failed'))
+  }, deps.config.cleanupInterval * 1000)
+  timer.unref()
+  return timer
+}
+// --------------------------------------------------------------------------
+
 export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJobs> {
+  const throttleCleanup = startThrottleCleanup(deps)
   const reload = setInterval(() => {
     loadKeyring(deps.db, deps.kek, deps.keyring).catch((err: unknown) => deps.logger.warn({ err }, 'keyring reload failed'))
   }, deps.config.keyCheckInterval * 1000)
@@ -42,6 +57,7 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
     stop: async () => {
       clearInterval(reload)
       clearInterval(cleanup)
+      clearInterval(throttleCleanup)
     }
   }
 }

@@ -16,6 +16,7 @@ import { migrateCommand } from './migrate.js'
 import { usersCommand } from './users.js'
 import { keysCommand } from './keys.js'
 import { cleanupCommand } from './cleanup.js'
+import { auditCommand } from './audit.js'
 
 const USAGE = `usage: tessera <command> [--json]
 
@@ -24,12 +25,15 @@ const USAGE = `usage: tessera <command> [--json]
   users disable USERNAME          disable a user and end all their sessions
   keys list                       signing keys and their states
   cleanup                         delete expired sessions and refresh tokens now
+  audit tail [--user U] [--limit N]  the newest audit events (default 50), oldest first
   db start|stop|url               the local embedded Postgres (when DATABASE_URL is unset)
 `
 
 export interface CommandContext {
   config: Config
   args: string[]
+  /** Everything after the command name, unparsed, for commands with options of their own. */
+  argv: string[]
   out: Output
   /** Opens the database once, on first use. */
   connection: () => Promise<Connection>
@@ -55,6 +59,7 @@ const COMMANDS: Record<string, (ctx: CommandContext) => Promise<void>> = {
   migrate: migrateCommand,
   users: usersCommand,
   keys: keysCommand,
+  audit: auditCommand,
   db: dbCommand,
   cleanup: cleanupCommand
 }
@@ -72,6 +77,7 @@ export async function runCli (argv: string[], env: NodeJS.ProcessEnv): Promise<n
   const ctx: CommandContext = {
     config,
     args,
+    argv: argv.slice(argv.indexOf(name ?? '') + 1),
     out: output(values.json === true),
     connection: async () => {
       if (opened === undefined) {

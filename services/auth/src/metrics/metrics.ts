@@ -8,14 +8,16 @@ import type pg from 'pg'
 import type { Keyring } from '../keys/keyring.js'
 import type { PasswordHasher } from '../passwords/hasher.js'
 
-export type LoginOutcome = 'ok' | 'failed' | 'backed_off' | 'shed'
-export type RefreshOutcome = 'rotated' | 'grace' | 'reuse' | 'refused'
+const LOGIN_OUTCOMES = ['ok', 'failed', 'backed_off', 'shed'] as const
+const REFRESH_OUTCOMES = ['rotated', 'grace', 'reuse', 'refused'] as const
+export type LoginOutcome = typeof LOGIN_OUTCOMES[number]
+export type RefreshOutcome = typeof REFRESH_OUTCOMES[number]
 
 export interface Metrics {
   registry: Registry
   observeRequest: (method: string, route: string, status: number, seconds: number) => void
   login: (outcome: LoginOutcome) => void
-  loginSucceeded: () => void
+  rateLimited: (route: string) => void
   refreshed: (outcome: RefreshOutcome) => void
   revoked: () => void
   tokenIssued: (kid: string) => void
@@ -42,6 +44,10 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
   const refreshes = new Counter({ name: 'tessera_refreshes_total', help: 'Refresh grant attempts by outcome', labelNames: ['outcome'], registers: [registry] })
   const revocations = new Counter({ name: 'tessera_revocations_total', help: 'Sessions ended through /oauth/revoke', registers: [registry] })
   const issued = new Counter({ name: 'tessera_tokens_issued_total', help: 'Token pairs issued by signing kid', labelNames: ['kid'], registers: [registry] })
+  const limited = new Counter({ name: 'tessera_rate_limited_total', help: 'Requests refused by the per-IP limit, by route', labelNames: ['route'], registers: [registry] })
+  // Every outcome shows from the start (at 0), so rate() works before the first event.
+  for (const outcome of LOGIN_OUTCOMES) logins.inc({ outcome }, 0)
+  for (const outcome of REFRESH_OUTCOMES) refreshes.inc({ outcome }, 0)
   const { hasher, keyring, pool } = sources
   if (hasher !== undefined) {
     registry.registerMetric(new Gauge({ name: 'tessera_hash_queue_waiting', help: 'Password hashes waiting for a slot', registers: [], collect () { this.set(hasher.waiting) } }))
@@ -76,7 +82,7 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
     registry,
     observeRequest: (method, route, status, seconds) => duration.observe({ method, route, status: String(status) }, seconds),
     login: (outcome) => logins.inc({ outcome }),
-    loginSucceeded: () => logins.inc({ outcome: 'ok' }),
+    rateLimited: (route) => limited.inc({ route }),
     refreshed: (outcome) => refreshes.inc({ outcome }),
     revoked: () => revocations.inc(),
     tokenIssued: (kid) => issued.inc({ kid })

@@ -37,11 +37,19 @@ export class PasswordHasher {
   get waiting (): number { return this.#queue.length() }
   get shed (): number { return this.#shed }
 
+  /** True when a new hash would be refused: callers check it before doing other work for a login. */
+  get saturated (): boolean {
+    return this.#queue.length() >= this.#depth && this.#queue.running() >= this.#queue.concurrency
+  }
+
+  /** Counts the refusal; throw what it returns. */
+  overloaded (): OAuthError {
+    this.#shed++
+    return new OAuthError('temporarily_unavailable', 'too many logins in progress; retry shortly', { retryAfter: 1, detail: 'hashing queue full' })
+  }
+
   async #run<T> (job: () => Promise<T>): Promise<T> {
-    if (this.#queue.length() >= this.#depth && this.#queue.running() >= this.#queue.concurrency) {
-      this.#shed++
-      throw new OAuthError('temporarily_unavailable', 'too many logins in progress; retry shortly', { retryAfter: 1, detail: 'hashing queue full' })
-    }
+    if (this.saturated) throw this.overloaded()
     return await this.#queue.push(job) as T
   }
 

@@ -2,14 +2,17 @@
  * The password grant: verify the credentials through the bounded hashing
  * queue, then start a session and issue its first pair in one transaction.
  * Unknown users cost a dummy verify and disabled users a real one, and all
- * three failures throw the same invalid_grant.
+ * three failures throw the same invalid_grant. Before any hashing, a name in
+ * back-off (login-throttle.ts) is refused with 429 temporarily_unavailable:
+ * not invalid_grant, because even the right password is refused and a client
+ * must wait rather than ask the user again.
  * @module
  */
-import type { Db } from '../db/database.js'
-import { invalidCredentials } from '../errors.js'
+import { OAuthError, invalidCredentials } from '../errors.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
 import type { PasswordHasher } from '../passwords/hasher.js'
 import { normalizePassword, normalizeUsername } from '../passwords/policy.js'
+import { backoffRemaining, clearLoginFailures, recordLoginFailure, type BackoffPolicy } from './login-throttle.js'
 import { grantedScope } from './scope.js'
 import { startSession, tokenPair, type Issuer, type TokenPair } from './issue.js'
 
@@ -25,29 +28,53 @@ export interface PasswordGrantInput {
 export interface LoginDeps extends Issuer {
   hasher: PasswordHasher
   allowedScopes: readonly string[]
+  backoff: BackoffPolicy
 }
 
-async function auditFailure (db: Db, username: string, userId: string | undefined, reason: string, context: RequestContext): Promise<void> {
-  await recordAudit(db, { type: 'login.failed', actor: userId ?? 'anonymous', userId, username: username.slice(0, 64), ...context, detail: { reason } })
+/** The back-off key: the normalized name, or for a name no user can have, its folded text (bounded). */
+function throttleKey (username: string | undefined, raw: string): string {
+  return username ?? raw.normalize('NFKC').toLowerCase().slice(0, 64)
+}
+
+async function recordFailure (deps: LoginDeps, key: string, userId: string | undefined, reason: string, input: PasswordGrantInput): Promise<void> {
+  await deps.db.transaction().execute(async (trx) => {
+    const streak = await recordLoginFailure(trx, key, input.now, deps.backoff)
+    await recordAudit(trx, {
+      type: 'login.failed',
+      actor: userId ?? 'anonymous',
+      userId,
+      username: key,
+      ...input.context,
+      detail: { reason, failures: streak.failures, blocked_until: streak.blockedUntil?.toISOString() ?? null }
+    })
+  })
 }
 
 export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput): Promise<TokenPair> {
   const scope = grantedScope(input.scope, deps.allowedScopes)
   const password = normalizePassword(input.password)
   const username = normalizeUsername(input.username)
+  // Shed before touching the database: a flood must not take the pool from refresh.
+  if (deps.hasher.saturated) throw deps.hasher.overloaded()
+  const key = throttleKey(username, input.username)
+  const wait = await backoffRemaining(deps.db, key, input.now)
+  if (wait !== undefined) {
+    await recordAudit(deps.db, { type: 'login.backed_off', actor: 'anonymous', username: key, ...input.context, detail: { retry_after: wait } })
+    throw new OAuthError('temporarily_unavailable', `too many failed logins for this username; retry in ${wait} s`, { status: 429, retryAfter: wait, detail: 'username backed off' })
+  }
   const user = username === undefined
     ? undefined
     : await deps.db.selectFrom('users').select(['id', 'password_hash', 'disabled_at']).where('username', '=', username).executeTakeFirst()
 
   if (user === undefined) {
     await deps.hasher.dummyVerify(password)
-    await auditFailure(deps.db, username ?? input.username, undefined, 'unknown_user', input.context)
+    await recordFailure(deps, key, undefined, 'unknown_user', input)
     throw invalidCredentials('unknown user')
   }
   const valid = await deps.hasher.verify(user.password_hash, password)
   if (!valid || user.disabled_at !== null) {
     const reason = valid ? 'user_disabled' : 'wrong_password'
-    await auditFailure(deps.db, username ?? input.username, user.id, reason, input.context)
+    await recordFailure(deps, key, user.id, reason, input)
     throw invalidCredentials(reason)
   }
   if (deps.hasher.needsRehash(user.password_hash)) {
@@ -57,6 +84,7 @@ export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput)
   }
 
   const record = await deps.db.transaction().execute(async (trx) => {
+    await clearLoginFailures(trx, key)
     const started = await startSession(trx, deps, { userId: user.id, clientId: input.clientId, scope, now: input.now, context: input.context })
     await recordAudit(trx, { type: 'login.succeeded', actor: user.id, userId: user.id, username, sessionId: started.sessionId, ...input.context })
     return started

@@ -10,7 +10,7 @@
  * @module
  */
 import type { Config } from '../config.js'
-import { OAuthError } from '../errors.js'
+import { OAuthError, RefreshReuseError } from '../errors.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
 import type { RefreshTokenRecord } from '../tokens/mint.js'
 import { verifyRefreshToken } from '../tokens/verify-refresh.js'
@@ -30,6 +30,7 @@ export type RefreshOutcome = 'rotated' | 'grace'
 type Decision =
   | { kind: 'issue', record: RefreshTokenRecord, clientId: string, scope: string, outcome: RefreshOutcome }
   | { kind: 'refuse', reason: string }
+  | { kind: 'reuse' }
 
 const refused = (reason: string): Decision => ({ kind: 'refuse', reason })
 
@@ -87,9 +88,10 @@ export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refre
 
     await endSessions(trx, { sessionId: session.id }, 'reuse', input.now, { ...input.context, actor: 'system' })
     await recordAudit(trx, { type: 'refresh.reuse_detected', actor: 'system', userId: session.user_id, sessionId: session.id, ...input.context, detail: { jti: token.jti } })
-    return refused('refresh token reuse')
+    return { kind: 'reuse' }
   })
 
+  if (decision.kind === 'reuse') throw new RefreshReuseError()
   if (decision.kind === 'refuse') {
     throw new OAuthError('invalid_grant', 'the refresh token is invalid, expired or revoked', { detail: decision.reason })
   }

@@ -7,7 +7,8 @@
 import { Type, type Static } from '@sinclair/typebox'
 import type { App, Deps } from '../../app.js'
 import { CLIENT_ID_PATTERN, type Config } from '../../config.js'
-import { OAuthError } from '../../errors.js'
+import { OAuthError, RefreshReuseError } from '../../errors.js'
+import type { LoginOutcome, RefreshOutcome } from '../../metrics/metrics.js'
 import { passwordGrant } from '../../sessions/login.js'
 import { refreshGrant } from '../../sessions/rotate.js'
 import type { TokenPair } from '../../sessions/issue.js'
@@ -57,8 +58,37 @@ export function toTokenResponse (pair: TokenPair): Static<typeof TokenResponse> 
   }
 }
 
+/** How a refused grant shows in the counters; undefined when it is not a refusal worth counting (a malformed request). */
+function loginOutcome (err: unknown): LoginOutcome | undefined {
+  if (!(err instanceof OAuthError)) return undefined
+  if (err.status === 429) return 'backed_off'
+  if (err.status === 503) return 'shed'
+  return err.code === 'invalid_grant' ? 'failed' : undefined
+}
+
+function refreshOutcome (err: unknown): RefreshOutcome | undefined {
+  if (err instanceof RefreshReuseError) return 'reuse'
+  return err instanceof OAuthError && err.code === 'invalid_grant' ? 'refused' : undefined
+}
+
+async function counted<T, O> (work: () => Promise<T>, classify: (err: unknown) => O | undefined, count: (outcome: O) => void): Promise<T> {
+  try {
+    return await work()
+  } catch (err) {
+    const outcome = classify(err)
+    if (outcome !== undefined) count(outcome)
+    throw err
+  }
+}
+
 export function registerTokenRoutes (app: App, config: Config, deps: Deps): void {
   const issuer = { db: deps.db, keyring: deps.keyring, config }
+  const loginDeps = {
+    ...issuer,
+    hasher: deps.hasher,
+    allowedScopes: config.scopes,
+    backoff: { threshold: config.loginBackoffThreshold, base: config.loginBackoffBase, max: config.loginBackoffMax }
+  }
   app.post('/oauth/token', {
     config: { errorFormat: 'oauth' },
     schema: { body: TokenRequest, response: { 200: TokenResponse, '4xx': OAuthErrorBody, '5xx': OAuthErrorBody } }
@@ -68,12 +98,12 @@ export function registerTokenRoutes (app: App, config: Config, deps: Deps): void
     const now = deps.clock()
     let pair: TokenPair
     if (body.grant_type === 'password') {
-      pair = await passwordGrant({ ...issuer, hasher: deps.hasher, allowedScopes: config.scopes }, {
-        username: required(body, 'username'), password: required(body, 'password'), scope: body.scope, clientId: clientId(body, config), now, context
-      })
-      deps.metrics.loginSucceeded()
+      const input = { username: required(body, 'username'), password: required(body, 'password'), scope: body.scope, clientId: clientId(body, config), now, context }
+      pair = await counted(async () => await passwordGrant(loginDeps, input), loginOutcome, deps.metrics.login)
+      deps.metrics.login('ok')
     } else if (body.grant_type === 'refresh_token') {
-      const refreshed = await refreshGrant(issuer, { refreshToken: required(body, 'refresh_token'), scope: body.scope, now, context })
+      const input = { refreshToken: required(body, 'refresh_token'), scope: body.scope, now, context }
+      const refreshed = await counted(async () => await refreshGrant(issuer, input), refreshOutcome, deps.metrics.refreshed)
       deps.metrics.refreshed(refreshed.outcome)
       pair = refreshed
     } else {

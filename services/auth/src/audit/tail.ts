@@ -1,0 +1,56 @@
+/**
+ * The newest audit events, for `tessera audit tail`: optionally those about
+ * one user (by username, whether or not the user exists, or by user id).
+ * @module
+ */
+import type { Db } from '../db/database.js'
+import { normalizeUsername } from '../passwords/policy.js'
+
+export interface AuditRow {
+  id: number
+  occurredAt: Date
+  type: string
+  actor: string | null
+  userId: string | null
+  username: string | null
+  sessionId: string | null
+  kid: string | null
+  ip: string | null
+  userAgent: string | null
+  requestId: string | null
+  detail: Record<string, unknown>
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+/** Oldest first, like `tail`: the last `limit` events. */
+export async function tailAudit (db: Db, options: { user?: string | undefined, limit: number }): Promise<AuditRow[]> {
+  let query = db.selectFrom('audit_events').selectAll()
+  const user = options.user
+  if (user !== undefined) {
+    const name = normalizeUsername(user) ?? user.normalize('NFKC').toLowerCase()
+    query = query.where((eb) => {
+      const about = [
+        eb('username', '=', name),
+        eb('user_id', 'in', eb.selectFrom('users').select('id').where('username', '=', name))
+      ]
+      if (UUID.test(user)) about.push(eb('user_id', '=', user.toLowerCase()))
+      return eb.or(about)
+    })
+  }
+  const rows = await query.orderBy('id', 'desc').limit(options.limit).execute()
+  return rows.reverse().map((r) => ({
+    id: Number(r.id),
+    occurredAt: r.occurred_at,
+    type: r.type,
+    actor: r.actor,
+    userId: r.user_id,
+    username: r.username,
+    sessionId: r.session_id,
+    kid: r.kid,
+    ip: r.ip,
+    userAgent: r.user_agent,
+    requestId: r.request_id,
+    detail: r.detail
+  }))
+}

@@ -1,0 +1,60 @@
+/**
+ * `tessera audit tail [--user U] [--limit N] [--json]`: the newest audit
+ * events, oldest first.
+ * @module
+ */
+import { parseArgs } from 'node:util'
+import { tailAudit, type AuditRow } from '../audit/tail.js'
+import type { CommandContext } from './main.js'
+import { CliError, table } from './output.js'
+
+const USAGE = 'usage: tessera audit tail [--user USERNAME|USER_ID] [--limit N] [--json]'
+
+function parse (argv: string[]): { user: string | undefined, limit: number } {
+  let parsed
+  try {
+    parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, options: { user: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } } })
+  } catch (err) {
+    throw new CliError(`${(err as Error).message}\n${USAGE}`, 2)
+  }
+  const [action, ...extra] = parsed.positionals
+  if (action !== 'tail' || extra.length > 0) throw new CliError(USAGE, 2)
+  const limitText = parsed.values.limit ?? '50'
+  if (!/^\d{1,5}$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > 10000) {
+    throw new CliError('--limit: expected a whole number from 1 to 10000', 2)
+  }
+  return { user: parsed.values.user, limit: Number(limitText) }
+}
+
+function toJson (row: AuditRow): Record<string, unknown> {
+  return {
+    id: row.id,
+    occurred_at: row.occurredAt.toISOString(),
+    type: row.type,
+    actor: row.actor,
+    user_id: row.userId,
+    username: row.username,
+    session_id: row.sessionId,
+    kid: row.kid,
+    ip: row.ip,
+    user_agent: row.userAgent,
+    request_id: row.requestId,
+    detail: row.detail
+  }
+}
+
+export async function auditCommand (ctx: CommandContext): Promise<void> {
+  const options = parse(ctx.argv)
+  const { db } = await ctx.connection()
+  const rows = await tailAudit(db, options)
+  ctx.out.result(table(rows.map((r) => ({
+    time: r.occurredAt.toISOString(),
+    type: r.type,
+    actor: r.actor ?? '-',
+    user: r.username ?? r.userId ?? '-',
+    session: r.sessionId ?? '-',
+    ip: r.ip ?? '-',
+    request: r.requestId ?? '-',
+    detail: Object.keys(r.detail).length === 0 ? '' : JSON.stringify(r.detail)
+  }))), rows.map(toJson))
+}

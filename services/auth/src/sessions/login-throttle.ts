@@ -1,0 +1,107 @@
+/**
+ * Per-account login back-off, kept in Postgres so every instance shares it.
+ * After `threshold` consecutive failures a name is blocked for
+ * base·2^(failures−threshold), capped at `max`; while blocked the password
+ * grant answers 429 without hashing. A success deletes the row. Unknown names
+ * are tracked exactly like real ones (nothing tells them apart), and the rows
+ * are bounded: a failure streak older than `max` starts again from zero, and
+ * pruneLoginThrottle deletes such rows and caps the table.
+ *
+ * Nothing here locks anyone out for good: the worst an attacker can do is keep
+ * one name in back-off for `max` at a time, and existing sessions keep working.
+ * @module
+ */
+import { sql, type RawBuilder } from 'kysely'
+import type { Db } from '../db/database.js'
+import type { Seconds } from '../config.js'
+
+export interface BackoffPolicy {
+  threshold: number
+  base: Seconds
+  max: Seconds
+}
+
+/** Whole seconds until the name may try again; undefined when it may try now. */
+export async function backoffRemaining (db: Db, key: string, now: Date): Promise<number | undefined> {
+  const row = await db.selectFrom('login_throttle').select('blocked_until').where('username', '=', key).executeTakeFirst()
+  const until = row?.blocked_until
+  if (until === undefined || until === null || until.getTime() <= now.getTime()) return undefined
+  return Math.max(1, Math.ceil((until.getTime() - now.getTime()) / 1000))
+}
+
+export interface FailureRecord {
+  failures: number
+  blockedUntil: Date | null
+}
+
+/**
+ * One atomic upsert, so concurrent failures on any number of instances each
+ * count once. The exponent is clamped so a long streak cannot overflow.
+ */
+export async function recordLoginFailure (db: Db, key: string, now: Date, policy: BackoffPolicy): Promise<FailureRecord> {
+  const stale = new Date(now.getTime() - policy.max * 1000)
+  const failures = sql<number>`CASE WHEN login_throttle.last_failed_at < ${stale} THEN 1 ELSE login_throttle.failures + 1 END`
+  const blockedUntil = (count: RawBuilder<number>): RawBuilder<Date | null> => sql<Date | null>`CASE WHEN ${count} >= ${policy.threshold}
+    THEN ${now}::timestamptz + make_interval(secs => LEAST(${policy.base}::float8 * power(2, LEAST(${count} - ${policy.threshold}, 40)), ${policy.max}::float8))
+    ELSE NULL END`
+  const first = sql<number>`1`
+  const row = await db.insertInto('login_throttle')
+    .values({ username: key, failures: 1, last_failed_at: now, blocked_until: blockedUntil(first) })
+    .onConflict((oc) => oc.column('username').doUpdateSet({
+      failures,
+      last_failed_at: now,
+      blocked_until: blockedUntil(failures)
+    }))
+    .returning(['failures', 'blocked_until'])
+    .executeTakeFirstOrThrow()
+  return { failures: row.failures, blockedUntil: row.blocked_until }
+}
+
+export async function clearLoginFailures (db: Db, key: string): Promise<void> {
+  await db.deleteFrom('login_throttle').where('username', '=', key).execute()
+}
+
+/** Distinct from KEYS_LOCK: cleanup never waits for a key rotation. */
+export const THROTTLE_CLEANUP_LOCK = 0x7e55e4a2
+
+export interface PruneOptions {
+  /** Rows whose last failure is older than this are forgotten (their block has ended). */
+  max: Seconds
+  /** The table never keeps more than this many rows; the oldest go first. */
+  maxRows: number
+  batch?: number
+  /** Bounds one run; the next run continues. */
+  maxBatches?: number
+}
+
+/**
+ * Deletes stale rows in small batches, each its own transaction holding a
+ * transaction-scoped advisory lock, so one instance prunes at a time and no
+ * batch holds row locks for long. Returns how many rows went, or undefined
+ * when another instance holds the lock.
+ */
+export async function pruneLoginThrottle (db: Db, now: Date, options: PruneOptions): Promise<number | undefined> {
+  const batch = options.batch ?? 1000
+  const cutoff = new Date(now.getTime() - options.max * 1000)
+  let deleted = 0
+  for (let i = 0; i < (options.maxBatches ?? 100); i++) {
+    const result = await db.transaction().execute(async (trx) => {
+      const locked = await sql<{ locked: boolean }>`SELECT pg_try_advisory_xact_lock(${THROTTLE_CLEANUP_LOCK}) AS locked`.execute(trx)
+      if (locked.rows[0]?.locked !== true) return undefined
+      const expired = await sql`DELETE FROM login_throttle WHERE username IN (
+        SELECT username FROM login_throttle WHERE last_failed_at < ${cutoff} ORDER BY last_failed_at LIMIT ${batch})`.execute(trx)
+      const expiredCount = Number(expired.numAffectedRows ?? 0)
+      if (expiredCount >= batch) return expiredCount
+      // Past the cap, the oldest streaks go even if not yet stale: a spray of
+      // millions of names must not grow the table without bound.
+      const over = await sql`DELETE FROM login_throttle WHERE username IN (
+        SELECT username FROM login_throttle ORDER BY last_failed_at
+        LIMIT GREATEST(0, LEAST(${batch - expiredCount}, (SELECT count(*) FROM login_throttle) - ${options.maxRows})))`.execute(trx)
+      return expiredCount + Number(over.numAffectedRows ?? 0)
+    })
+    if (result === undefined) return i === 0 ? undefined : deleted
+    deleted += result
+    if (result < batch) break
+  }
+  return deleted
+}

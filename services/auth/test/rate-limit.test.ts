@@ -1,0 +1,53 @@
+import t from 'tap'
+import type { App } from '../src/app.js'
+import { buildTestApp } from './helpers/app.js'
+
+// A garbage token is a cheap, well-formed revocation: 200, no hashing.
+const revoke = async (app: App, headers: Record<string, string> = {}, remoteAddress?: string): Promise<Awaited<ReturnType<App['inject']>>> =>
+  await app.inject({ method: 'POST', url: '/oauth/revoke', headers, payload: { token: 'not-a-token' }, ...(remoteAddress === undefined ? {} : { remoteAddress }) })
+
+t.test('behind the trusted gateway, the limit trips per client IP', async (t) => {
+  const { app } = await buildTestApp(t, { TESSERA_TRUST_PROXY: '127.0.0.1', TESSERA_RATE_LIMIT: '5' })
+  const first = { 'x-forwarded-for': '203.0.113.7' }
+  for (let i = 0; i < 5; i++) {
+    const res = await revoke(app, first)
+    t.equal(res.statusCode, 200, `request ${i + 1} of 5 passes`)
+  }
+  const limited = await revoke(app, first)
+  t.equal(limited.statusCode, 429)
+  t.same(limited.json(), { error: 'temporarily_unavailable', error_description: 'too many requests; retry later' }, 'RFC 6749 body on /oauth')
+  const retryAfter = Number(limited.headers['retry-after'])
+  t.ok(retryAfter > 0 && retryAfter <= 60, `Retry-After ${retryAfter}`)
+  t.equal(limited.headers['ratelimit-limit'], '5')
+  t.equal(limited.headers['ratelimit-remaining'], '0')
+  t.ok(Number(limited.headers['ratelimit-reset']) > 0)
+  t.ok(typeof limited.headers['x-request-id'] === 'string')
+
+  const token = await app.inject({ method: 'POST', url: '/oauth/token', headers: first, payload: { grant_type: 'password', username: 'x', password: 'y' } })
+  t.equal(token.statusCode, 429, 'one budget per client across the limited routes')
+  t.equal(token.json().error, 'temporarily_unavailable')
+  const signUp = await app.inject({ method: 'POST', url: '/v1/users', headers: first, payload: { username: 'someone', password: 'long enough password' } })
+  t.equal(signUp.statusCode, 429)
+  t.equal(signUp.headers['content-type'], 'application/problem+json; charset=utf-8', 'problem+json off /oauth')
+  t.match(signUp.json(), { status: 429, title: 'Too Many Requests', request_id: signUp.headers['x-request-id'] })
+  t.ok(Number(signUp.headers['retry-after']) > 0)
+
+  t.equal((await revoke(app, { 'x-forwarded-for': '203.0.113.8' })).statusCode, 200, 'another client IP is not limited')
+  t.equal((await revoke(app, { 'x-forwarded-for': '198.51.100.1, 203.0.113.9' })).statusCode, 200, 'the gateway-appended address is the client, not what the client prepended')
+  t.equal((await app.inject({ method: 'GET', url: '/healthz', headers: first })).statusCode, 200, 'health is never limited')
+  t.equal((await app.inject({ method: 'GET', url: '/.well-known/jwks.json', headers: first })).statusCode, 200, 'the JWKS is never limited')
+
+  // A peer that is not the gateway cannot pick its own key with the header.
+  for (let i = 0; i < 5; i++) t.equal((await revoke(app, { 'x-forwarded-for': `192.0.2.${i}` }, '198.51.100.50')).statusCode, 200)
+  t.equal((await revoke(app, { 'x-forwarded-for': '192.0.2.200' }, '198.51.100.50')).statusCode, 429, 'an untrusted peer is keyed by its own address')
+
+  const metrics = await app.inject({ method: 'GET', url: '/metrics' })
+  t.match(metrics.body, /tessera_rate_limited_total\{route="\/oauth\/revoke"\} 2/)
+})
+
+t.test('without a trusted proxy, a client-sent X-Forwarded-For changes nothing', async (t) => {
+  const { app } = await buildTestApp(t, { TESSERA_RATE_LIMIT: '3' })
+  for (let i = 0; i < 3; i++) t.equal((await revoke(app, { 'x-forwarded-for': `203.0.113.${i}` })).statusCode, 200)
+  const res = await revoke(app, { 'x-forwarded-for': '203.0.113.99' })
+  t.equal(res.statusCode, 429, 'every request counts against the peer address')
+})

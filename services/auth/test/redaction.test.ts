@@ -1,0 +1,47 @@
+import { Writable } from 'node:stream'
+import t from 'tap'
+import { createLogger } from '../src/logging.js'
+
+const SECRET_FIELDS = ['password', 'current_password', 'new_password', 'access_token', 'refresh_token', 'token', 'authorization', 'cookie', 'set-cookie', 'kek', 'private_key_enc', 'privateKey']
+
+function capture (): { logger: ReturnType<typeof createLogger>, text: () => string } {
+  const lines: string[] = []
+  const sink = new Writable({ write (chunk: Buffer, _enc, done) { lines.push(chunk.toString()); done() } })
+  return { logger: createLogger({ logLevel: 'info' }, sink), text: () => lines.join('') }
+}
+
+/** { a: { b: { [key]: value } } } with `depth` levels above the key. */
+function nested (depth: number, key: string, value: string): Record<string, unknown> {
+  let object: Record<string, unknown> = { [key]: value, kept: `visible-${depth}-${key}` }
+  for (let i = 0; i < depth; i++) object = { [`level${i}`]: object }
+  return object
+}
+
+t.test('every secret field is redacted at the top level and three levels down', async (t) => {
+  const { logger, text } = capture()
+  const secrets: string[] = []
+  for (const key of SECRET_FIELDS) {
+    for (let depth = 0; depth <= 3; depth++) {
+      const secret = `s3cret-${key}-${depth}-value`
+      secrets.push(secret)
+      logger.info(nested(depth, key, secret), 'probe')
+    }
+  }
+  const out = text()
+  for (const secret of secrets) t.notOk(out.includes(secret), `${secret} is not in the log`)
+  t.equal(out.split('[redacted]').length - 1, SECRET_FIELDS.length * 4, 'each one replaced by [redacted]')
+  for (const key of SECRET_FIELDS) t.ok(out.includes(`visible-3-${key}`), 'neighbouring fields are kept')
+})
+
+t.test('a request-shaped object loses its credentials', async (t) => {
+  const { logger, text } = capture()
+  logger.info({
+    req: { headers: { authorization: 'Bearer eyJhbGciOi.secret.sig', cookie: 'sid=abc123secret', 'user-agent': 'curl/8' } },
+    res: { headers: { 'set-cookie': 'sid=def456secret' } },
+    body: { grant_type: 'password', username: 'lee', password: 'hunter2hunter2' }
+  }, 'request')
+  const out = text()
+  for (const secret of ['eyJhbGciOi', 'abc123secret', 'def456secret', 'hunter2hunter2']) t.notOk(out.includes(secret), `${secret} redacted`)
+  t.match(out, /"user-agent":"curl\/8"/)
+  t.match(out, /"username":"lee"/)
+})
