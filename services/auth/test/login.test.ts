@@ -85,7 +85,8 @@ t.test('sign-up rules: taken names, closed sign-up, the policy', async (t) => {
 })
 
 t.test('wrong password, unknown user and disabled user look the same', async (t) => {
-  const { app, connection } = await buildTestApp(t)
+  // Back-off would answer the repeated failures below without hashing; this test is about the hash.
+  const { app, connection } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_AFTER: '1000' })
   await signUp(app, 'frank', PASSWORD)
   await signUp(app, 'grace', PASSWORD)
   await connection.db.updateTable('users').set({ disabled_at: new Date() }).where('username', '=', 'grace').execute()
@@ -108,8 +109,12 @@ t.test('wrong password, unknown user and disabled user look the same', async (t)
   const unknownTimes: number[] = []
   const wrongTimes: number[] = []
   for (let i = 0; i < 10; i++) {
-    unknownTimes.push((await attempt(`nobody${i}`, 'not the password')).ms)
-    wrongTimes.push((await attempt('frank', 'not the password')).ms)
+    const unknownAttempt = await attempt(`nobody${i}`, 'not the password')
+    const wrongAttempt = await attempt('frank', 'not the password')
+    t.equal(unknownAttempt.status, 400)
+    t.equal(wrongAttempt.status, 400)
+    unknownTimes.push(unknownAttempt.ms)
+    wrongTimes.push(wrongAttempt.ms)
   }
   const ratio = median(unknownTimes) / median(wrongTimes)
   t.ok(ratio > 0.5 && ratio < 2, `unknown-user median within 2x of wrong-password median (ratio ${ratio.toFixed(2)})`)
