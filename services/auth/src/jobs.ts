@@ -60,7 +60,7 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
   const backstop = setInterval(() => reload('periodic'), config.keyCheckInterval * 1000)
   backstop.unref()
 
-  const making = { kek, bits: config.keyBits }
+  const making = { kek, bits: config.keyBits, clock: deps.clock }
   let stopped = false
   let tick: NodeJS.Timeout | undefined
   let running: Promise<void> = Promise.resolve()

@@ -53,7 +53,9 @@ async function list (ctx: CommandContext, db: Db): Promise<void> {
 
 async function rotate (ctx: CommandContext, db: Db, kek: Buffer, now: boolean): Promise<void> {
   const at = new Date()
-  const outcome = await rotateKeys(db, { kek, bits: ctx.config.keyBits }, { immediate: now, now: at, who: OPERATOR })
+  // A key that signs at once is published and promoted at the same instant; one that waits is stamped once it exists.
+  const outcome = await rotateKeys(db, { kek, bits: ctx.config.keyBits, ...(now ? {} : { clock: () => new Date() }) }, { immediate: now, now: at, who: OPERATOR })
+  const signsFrom = new Date(Date.now() + ctx.config.keyPublishLead * 1000)
   const lead = ctx.config.keyPublishLead
   const data = { created: outcome.created ?? null, promoted: outcome.promoted ?? null, demoted: outcome.demoted ?? null, pending: outcome.pending ?? null }
   if (outcome.pending !== undefined) {
@@ -62,8 +64,8 @@ async function rotate (ctx: CommandContext, db: Db, kek: Buffer, now: boolean): 
     ctx.out.result(`key ${outcome.promoted} signs now${outcome.created === undefined ? ' (it was the pending next key)' : ' (new)'}` +
       `${outcome.demoted === undefined ? '' : `; ${outcome.demoted} is previous, still published for TESSERA_ACCESS_TTL + 60 s`}`, data)
   } else {
-    ctx.out.result(`created key ${outcome.created ?? ''}: published now, not signing; running instances make it sign after TESSERA_KEY_PUBLISH_LEAD (${lead} s), at ${short(new Date(at.getTime() + lead * 1000))} UTC`,
-      { ...data, signs_from: new Date(at.getTime() + lead * 1000).toISOString() })
+    ctx.out.result(`created key ${outcome.created ?? ''}: published now, not signing; running instances make it sign after TESSERA_KEY_PUBLISH_LEAD (${lead} s), at ${short(signsFrom)} UTC`,
+      { ...data, signs_from: signsFrom.toISOString() })
   }
 }
 

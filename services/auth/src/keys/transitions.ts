@@ -16,6 +16,13 @@ export const KEYS_CHANNEL = 'tessera_keys'
 export interface KeyMaking {
   kek: Buffer
   bits: number
+  /**
+   * Read once the key is generated, for its published_at. Generating an RSA
+   * key can take a second or more on a busy machine, and the key is visible
+   * only from then: stamping the time taken before would shorten the
+   * publish-ahead lead by that much. Without it, the caller's `now` is used.
+   */
+  clock?: () => Date
 }
 
 export type Actor = RequestContext & { actor: string }
@@ -44,14 +51,15 @@ async function assertKekMatches (db: Db, kek: Buffer): Promise<void> {
 export async function createKey (db: Db, making: KeyMaking, now: Date, who: Actor): Promise<string> {
   await assertKekMatches(db, making.kek)
   const key = await generateSigningKey(making.bits)
+  const published = making.clock?.() ?? now
   await db.insertInto('signing_keys').values({
     kid: key.kid,
     state: 'next',
     bits: making.bits,
     public_jwk: JSON.stringify(key.publicJwk),
     private_key_enc: encryptPrivateKey(making.kek, key.kid, key.pkcs8),
-    created_at: now,
-    published_at: now
+    created_at: published,
+    published_at: published
   }).execute()
   await recordAudit(db, { type: 'key.created', ...who, kid: key.kid, detail: { bits: making.bits } })
   return key.kid
