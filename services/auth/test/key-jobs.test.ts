@@ -55,6 +55,19 @@ t.test('an instance hears of changes within a second, also after losing its LIST
   t.match(lines.join(''), 'key change listener reconnected')
 })
 
+t.test('a connection lost while checked out from the pool fails its work, not the process', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db, pool } = await testConnection(t, url)
+  const other = await testConnection(t, url)
+  const client = await pool.connect()
+  const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')
+  await sql`SELECT pg_terminate_backend(${rows[0]?.pid ?? 0})`.execute(other.db)
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  await t.rejects(client.query('SELECT 1'), 'the dead client refuses work')
+  client.release()
+  t.same((await sql<{ one: number }>`SELECT 1 AS one`.execute(db)).rows, [{ one: 1 }], 'the pool carries on with a new client')
+})
+
 t.test('the timer promotes a pending key after the lead and logs it', async (t) => {
   const url = await createTestDatabase(t)
   const { db, pool } = await testConnection(t, url)
