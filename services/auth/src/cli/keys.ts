@@ -45,7 +45,7 @@ async function list (ctx: CommandContext, db: Db): Promise<void> {
     bits: String(r.bits),
     published: short(r.published_at),
     signed_from: short(r.promoted_at),
-    signed_until: short(r.demoted_at ?? (r.state === 'revoked' ? r.revoked_at : null)),
+    signed_until: short(r.promoted_at === null ? null : r.demoted_at ?? (r.state === 'revoked' ? r.revoked_at : null)),
     unpublished: short(r.unpublished_at),
     private: r.private_key_enc !== null ? 'yes' : 'erased'
   }))), keys)
