@@ -12,6 +12,7 @@ help:
 	@echo "make stack-down stop what make stack started"
 	@echo "make bench      benchmark every hot route against this machine's ceilings (SCENARIO=name for one)"
 	@echo "make keys-list | keys-rotate | keys-rotate-now   operator key commands"
+	@echo "make keys-revoke KID=<kid> | keys-rewrap NEW_KEK_FILE=<file>   key compromise, KEK rotation"
 
 $(NPM_STAMP): package.json package-lock.json services/*/package.json bench/package.json
 	npm ci --no-audit --no-fund
@@ -58,7 +59,15 @@ keys-rotate: build
 keys-rotate-now: build
 	node services/auth/bin/tessera.js keys rotate --now
 
+keys-revoke: build
+	@test -n "$(KID)" || { echo "usage: make keys-revoke KID=<kid>"; exit 2; }
+	node services/auth/bin/tessera.js keys revoke "$(KID)"
+
+keys-rewrap: build
+	@test -n "$(NEW_KEK_FILE)" || { echo "usage: make keys-rewrap NEW_KEK_FILE=<file>"; exit 2; }
+	node services/auth/bin/tessera.js keys rewrap --new-kek-file "$(NEW_KEK_FILE)"
+
 clean:
 	rm -rf services/*/dist bench/dist services/*/.tap .tap
 
-.PHONY: help install build lint run test stack stack-down bench keys-list keys-rotate keys-rotate-now clean
+.PHONY: help install build lint run test stack stack-down bench keys-list keys-rotate keys-rotate-now keys-revoke keys-rewrap clean

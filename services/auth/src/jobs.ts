@@ -1,20 +1,27 @@
 /**
  * Background work every instance runs: keeping the keyring in step with the
- * database. Key lifecycle timers and cleanup join here.
+ * database (LISTEN/NOTIFY within a second, a periodic reload as a backstop)
+ * and driving the key lifecycle (keys/advance.ts) on a timer. Every instance
+ * runs the same timer; Postgres serializes them, so each transition happens
+ * once however many instances run. Also the periodic cleanup of expired
+ * sessions, refresh tokens and stale login back-off rows.
  * @module
  */
 import type pg from 'pg'
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
 import type { Db } from './db/database.js'
+import { advanceKeys } from './keys/advance.js'
 import type { Keyring } from './keys/keyring.js'
-import { loadKeyring } from './keys/load.js'
+import { loadKeyring, singleFlight } from './keys/load.js'
+import { listenForKeyChanges } from './keys/notify.js'
 import { cleanupExpired } from './sessions/cleanup.js'
 import { pruneLoginThrottle } from './sessions/login-throttle.js'
 
 export interface JobDeps {
   config: Config
   db: Db
+  databaseUrl: string
   pool: pg.Pool
   keyring: Keyring
   kek: Buffer
@@ -23,41 +30,83 @@ export interface JobDeps {
 }
 
 export interface BackgroundJobs {
+  /** Reloads the keyring now (coalescing concurrent calls). */
+  reloadKeys: () => Promise<void>
   stop: () => Promise<void>
 }
 
-// --- login back-off cleanup (abuse resistance) ---------------------------
-/** Forgets failure streaks older than the longest back-off and caps the table; one instance at a time. */
-function startThrottleCleanup (deps: JobDeps): NodeJS.Timeout {
-  const timer = setInterval(() => {
-    pruneLoginThrottle(deps.db, deps.clock(), { max: deps.config.loginBackoffMax, maxRows: deps.config.loginThrottleMaxRows })
-      .then((deleted) => { if (deleted !== undefined && deleted > 0) deps.logger.info({ deleted }, 'pruned login back-off rows') })
-      .catch((err: unknown) => deps.logger.warn({ err }, 'login back-off cleanup failed'))
-  }, deps.config.cleanupInterval * 1000)
-  timer.unref()
-  return timer
+const MIN_KEY_TICK = 0.25
+
+/**
+ * How often the key timer looks for due transitions: the check interval, but
+ * never coarser than a quarter of the publish lead or rotation period or half
+ * the refresh grace, so short settings (tests, demos) still move on time.
+ * A transition is never early, only up to one tick late.
+ */
+export function keyTickSeconds (config: Pick<Config, 'keyCheckInterval' | 'keyPublishLead' | 'keyRotation' | 'refreshGrace'>): number {
+  const bounds = [config.keyCheckInterval, config.keyPublishLead / 4, (config.keyRotation ?? Infinity) / 4, config.refreshGrace / 2]
+  return Math.max(MIN_KEY_TICK, Math.min(...bounds.filter((s) => s > 0)))
 }
-// --------------------------------------------------------------------------
+
+/** Deletes what expired: sessions and refresh tokens, then back-off streaks older than the longest back-off. */
+async function cleanup (deps: JobDeps): Promise<void> {
+  const { db, config, logger } = deps
+  const result = await cleanupExpired(db, { now: deps.clock(), revokedRetention: config.revokedRetention })
+  if (result.sessions + result.refreshTokens > 0) logger.info(result, 'cleanup deleted expired rows')
+  const pruned = await pruneLoginThrottle(db, deps.clock(), { max: config.loginBackoffMax, maxRows: config.loginThrottleMaxRows })
+  if (pruned !== undefined && pruned > 0) logger.info({ deleted: pruned }, 'pruned login back-off rows')
+}
 
 export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJobs> {
-  const throttleCleanup = startThrottleCleanup(deps)
-  const reload = setInterval(() => {
-    loadKeyring(deps.db, deps.kek, deps.keyring).catch((err: unknown) => deps.logger.warn({ err }, 'keyring reload failed'))
-  }, deps.config.keyCheckInterval * 1000)
-  reload.unref()
+  const { config, db, kek, keyring, logger } = deps
+  const reloadKeys = singleFlight(async () => {
+    await loadKeyring(db, kek, keyring, {
+      onWrongKek: (err) => logger.error({ kid: err.kid }, 'a signing key is sealed under another KEK (was `tessera keys rewrap` run?): restart this instance with the new TESSERA_KEK')
+    })
+  })
+  const reload = (why: string): void => {
+    reloadKeys().catch((err: unknown) => logger.warn({ err, why }, 'keyring reload failed'))
+  }
 
-  const cleanup = setInterval(() => {
-    cleanupExpired(deps.db, { now: deps.clock(), revokedRetention: deps.config.revokedRetention })
-      .then((result) => { if (result.sessions + result.refreshTokens > 0) deps.logger.info(result, 'cleanup deleted expired rows') })
-      .catch((err: unknown) => deps.logger.warn({ err }, 'cleanup failed'))
-  }, deps.config.cleanupInterval * 1000)
-  cleanup.unref()
+  const listener = await listenForKeyChanges(deps.databaseUrl, logger, (reason) => reload(`notified: ${reason}`))
+  const backstop = setInterval(() => reload('periodic'), config.keyCheckInterval * 1000)
+  backstop.unref()
+  const cleaner = setInterval(() => {
+    cleanup(deps).catch((err: unknown) => logger.warn({ err }, 'cleanup failed'))
+  }, config.cleanupInterval * 1000)
+  cleaner.unref()
+
+  const making = { kek, bits: config.keyBits, clock: deps.clock }
+  let stopped = false
+  let tick: NodeJS.Timeout | undefined
+  let running: Promise<void> = Promise.resolve()
+  const advance = async (): Promise<void> => {
+    try {
+      const done = await advanceKeys(db, making, config, deps.clock())
+      for (const transition of done ?? []) logger.info({ kid: transition.kid, transition: transition.kind }, 'signing key transition')
+      if (done !== undefined && done.length > 0) await reloadKeys()
+    } catch (err) {
+      logger.warn({ err }, 'key lifecycle step failed')
+    }
+  }
+  const schedule = (): void => {
+    if (stopped) return
+    tick = setTimeout(() => {
+      running = advance().finally(schedule)
+    }, keyTickSeconds(config) * 1000)
+    tick.unref()
+  }
+  schedule()
 
   return {
+    reloadKeys,
     stop: async () => {
-      clearInterval(reload)
-      clearInterval(cleanup)
-      clearInterval(throttleCleanup)
+      stopped = true
+      clearTimeout(tick)
+      clearInterval(backstop)
+      clearInterval(cleaner)
+      await running
+      await listener.close()
     }
   }
 }

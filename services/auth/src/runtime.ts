@@ -62,7 +62,7 @@ export async function startRuntime (config: Config, logger: Logger, clock: () =>
     await loadKeyring(connection.db, kek, keyring)
     const hasher = new PasswordHasher({ concurrency: config.hashConcurrency, depth: config.hashQueueDepth })
     const metrics = createMetrics({ hasher, keyring, pool: connection.pool })
-    const jobs: BackgroundJobs = await startBackgroundJobs({ config, db: connection.db, pool: connection.pool, keyring, kek, logger, clock })
+    const jobs: BackgroundJobs = await startBackgroundJobs({ config, db: connection.db, databaseUrl: url, pool: connection.pool, keyring, kek, logger, clock })
     const app = await buildApp(config, { db: connection.db, logger, keyring, hasher, metrics, clock })
     return {
       app,

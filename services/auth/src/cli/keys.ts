@@ -1,16 +1,30 @@
 /**
- * `tessera keys list`.
+ * `tessera keys list | rotate [--now] | revoke KID | rewrap --new-kek-file F`.
+ * Each change is one transaction under KEYS_LOCK and NOTIFYs the running
+ * instances, which pick it up within a second.
  * @module
  */
+import { promises as fs } from 'node:fs'
+import path from 'node:path'
+import { parseArgs } from 'node:util'
+import type { Db } from '../db/database.js'
+import { readKekFile, resolveKek } from '../keys/kek.js'
+import { revokeKey, UnknownKeyError } from '../keys/revoke.js'
+import { rewrapKeys, SameKekError } from '../keys/rewrap.js'
+import { rotateKeys } from '../keys/rotate.js'
 import type { CommandContext } from './main.js'
 import { CliError, table } from './output.js'
 
-export async function keysCommand (ctx: CommandContext): Promise<void> {
-  const [action] = ctx.args
-  if (action !== 'list') throw new CliError('usage: tessera keys list', 2)
-  const { db } = await ctx.connection()
+const USAGE = 'usage: tessera keys list | rotate [--now] | revoke KID | rewrap --new-kek-file FILE'
+const OPERATOR = { actor: 'operator', userAgent: 'tessera-cli' }
+
+const iso = (date: Date | null): string | null => date?.toISOString() ?? null
+/** Second precision is plenty for people; --json carries the full times. */
+const short = (date: Date | null): string => date === null ? '-' : date.toISOString().slice(0, 19).replace('T', ' ')
+
+async function list (ctx: CommandContext, db: Db): Promise<void> {
   const rows = await db.selectFrom('signing_keys')
-    .select(['kid', 'state', 'bits', 'created_at', 'published_at', 'promoted_at', 'demoted_at', 'unpublished_at', 'revoked_at', 'private_key_enc'])
+    .select(['kid', 'state', 'bits', 'created_at', 'published_at', 'promoted_at', 'demoted_at', 'unpublished_at', 'private_erased_at', 'revoked_at', 'private_key_enc'])
     .orderBy('created_at', 'desc').execute()
   const keys = rows.map((r) => ({
     kid: r.kid,
@@ -18,11 +32,109 @@ export async function keysCommand (ctx: CommandContext): Promise<void> {
     bits: r.bits,
     created_at: r.created_at.toISOString(),
     published_at: r.published_at.toISOString(),
-    promoted_at: r.promoted_at?.toISOString() ?? null,
-    demoted_at: r.demoted_at?.toISOString() ?? null,
-    unpublished_at: r.unpublished_at?.toISOString() ?? null,
-    revoked_at: r.revoked_at?.toISOString() ?? null,
+    promoted_at: iso(r.promoted_at),
+    demoted_at: iso(r.demoted_at),
+    unpublished_at: iso(r.unpublished_at),
+    private_erased_at: iso(r.private_erased_at),
+    revoked_at: iso(r.revoked_at),
     private_half: r.private_key_enc !== null
   }))
-  ctx.out.result(table(keys.map((k) => ({ kid: k.kid, state: k.state, bits: String(k.bits), created: k.created_at, promoted: k.promoted_at ?? '-', private: k.private_half ? 'yes' : 'erased' }))), keys)
+  ctx.out.result(table(rows.map((r) => ({
+    kid: r.kid,
+    state: r.state,
+    bits: String(r.bits),
+    published: short(r.published_at),
+    signed_from: short(r.promoted_at),
+    signed_until: short(r.promoted_at === null ? null : r.demoted_at ?? (r.state === 'revoked' ? r.revoked_at : null)),
+    unpublished: short(r.unpublished_at),
+    private: r.private_key_enc !== null ? 'yes' : 'erased'
+  }))), keys)
+}
+
+async function rotate (ctx: CommandContext, db: Db, kek: Buffer, now: boolean): Promise<void> {
+  const at = new Date()
+  // A key that signs at once is published and promoted at the same instant; one that waits is stamped once it exists.
+  const outcome = await rotateKeys(db, { kek, bits: ctx.config.keyBits, ...(now ? {} : { clock: () => new Date() }) }, { immediate: now, now: at, who: OPERATOR })
+  const signsFrom = new Date(Date.now() + ctx.config.keyPublishLead * 1000)
+  const lead = ctx.config.keyPublishLead
+  const data = { created: outcome.created ?? null, promoted: outcome.promoted ?? null, demoted: outcome.demoted ?? null, pending: outcome.pending ?? null }
+  if (outcome.pending !== undefined) {
+    ctx.out.result(`key ${outcome.pending} is already published and waiting to sign; nothing changed (use --now to make it sign at once)`, data)
+  } else if (outcome.promoted !== undefined) {
+    ctx.out.result(`key ${outcome.promoted} signs now${outcome.created === undefined ? ' (it was the pending next key)' : ' (new)'}` +
+      `${outcome.demoted === undefined ? '' : `; ${outcome.demoted} is previous, still published for TESSERA_ACCESS_TTL + 60 s`}`, data)
+  } else {
+    ctx.out.result(`created key ${outcome.created ?? ''}: published now, not signing; running instances make it sign after TESSERA_KEY_PUBLISH_LEAD (${lead} s), at ${short(signsFrom)} UTC`,
+      { ...data, signs_from: signsFrom.toISOString() })
+  }
+}
+
+async function revoke (ctx: CommandContext, db: Db, kek: Buffer, kid: string | undefined): Promise<void> {
+  if (kid === undefined) throw new CliError(USAGE, 2)
+  try {
+    const outcome = await revokeKey(db, { kek, bits: ctx.config.keyBits }, { kid, now: new Date(), who: OPERATOR })
+    const data = { kid, was: outcome.was, sessions_ended: outcome.sessionsEnded, promoted: outcome.promoted ?? null }
+    if (outcome.was === 'revoked') {
+      ctx.out.result(`key ${kid} was already revoked; nothing changed`, data)
+      return
+    }
+    ctx.out.result(`revoked key ${kid} (was ${outcome.was}): removed from the JWKS, private half erased, ${outcome.sessionsEnded} session(s) ended` +
+      `${outcome.promoted === undefined ? '' : `; key ${outcome.promoted} signs now`}`, data)
+  } catch (err) {
+    if (err instanceof UnknownKeyError) throw new CliError(err.message)
+    throw err
+  }
+}
+
+/** With no TESSERA_KEK, the local KEK file is the KEK: replace it, atomically, once the database holds the new ciphertexts. */
+async function replaceLocalKek (dataDir: string, kek: Buffer): Promise<string> {
+  const file = path.join(dataDir, 'kek')
+  const partial = `${file}.${process.pid}`
+  await fs.writeFile(partial, `${kek.toString('base64url')}\n`, { mode: 0o600, flag: 'wx' })
+  await fs.rename(partial, file)
+  return file
+}
+
+async function rewrap (ctx: CommandContext, db: Db, kek: Buffer, newKekFile: string | undefined): Promise<void> {
+  if (newKekFile === undefined) throw new CliError(USAGE, 2)
+  let newKek: Buffer
+  try {
+    newKek = await readKekFile(newKekFile)
+  } catch (err) {
+    throw new CliError(`cannot read the new KEK: ${(err as Error).message}`)
+  }
+  let kids: string[]
+  try {
+    kids = await rewrapKeys(db, kek, newKek, OPERATOR)
+  } catch (err) {
+    if (err instanceof SameKekError) throw new CliError(err.message)
+    throw err
+  }
+  const local = ctx.config.kek === undefined ? await replaceLocalKek(ctx.config.dataDir, newKek) : undefined
+  ctx.out.result(`re-encrypted ${kids.length} private key(s) under the new KEK; ` +
+    (local === undefined
+      ? `now set TESSERA_KEK to the contents of ${newKekFile} and restart every instance`
+      : `${local} now holds it; restart the server`), { rewrapped: kids, local_kek_file: local ?? null })
+}
+
+export async function keysCommand (ctx: CommandContext): Promise<void> {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: ctx.argv,
+      allowPositionals: true,
+      options: { json: { type: 'boolean' }, now: { type: 'boolean' }, 'new-kek-file': { type: 'string' } }
+    })
+  } catch (err) {
+    throw new CliError(`${(err as Error).message}\n${USAGE}`, 2)
+  }
+  const [action, kid, ...extra] = parsed.positionals
+  const known = action === 'list' || action === 'rotate' || action === 'revoke' || action === 'rewrap'
+  if (!known || extra.length > 0 || (kid !== undefined && action !== 'revoke')) throw new CliError(USAGE, 2)
+  const { db } = await ctx.connection()
+  if (action === 'list') return await list(ctx, db)
+  const kek = await resolveKek(ctx.config.kek, ctx.config.dataDir)
+  if (action === 'rotate') return await rotate(ctx, db, kek, parsed.values.now === true)
+  if (action === 'revoke') return await revoke(ctx, db, kek, kid)
+  return await rewrap(ctx, db, kek, parsed.values['new-kek-file'])
 }

@@ -23,7 +23,11 @@ const USAGE = `usage: tessera <command> [--json]
   migrate up|down|status          apply, revert the newest, or list migrations
   users create USERNAME           create a user; the password is read from stdin
   users disable USERNAME          disable a user and end all their sessions
-  keys list                       signing keys and their states
+  keys list                       signing keys, their states and times
+  keys rotate [--now]             publish a new key (it signs after TESSERA_KEY_PUBLISH_LEAD);
+                                  --now: it signs at once (emergency: verifiers refetch the JWKS)
+  keys revoke KID                 compromise: unpublish KID, end its sessions, replace it if it signs
+  keys rewrap --new-kek-file F    re-encrypt every private half under the KEK in F
   cleanup                         delete expired sessions and refresh tokens now
   audit tail [--user U] [--limit N]  the newest audit events (default 50), oldest first
   db start|stop|url               the local embedded Postgres (when DATABASE_URL is unset)
@@ -32,7 +36,7 @@ const USAGE = `usage: tessera <command> [--json]
 export interface CommandContext {
   config: Config
   args: string[]
-  /** Everything after the command name, unparsed, for commands with options of their own. */
+  /** The arguments after the command name, flags included, for commands with options of their own. */
   argv: string[]
   out: Output
   /** Opens the database once, on first use. */
@@ -77,7 +81,7 @@ export async function runCli (argv: string[], env: NodeJS.ProcessEnv): Promise<n
   const ctx: CommandContext = {
     config,
     args,
-    argv: argv.slice(argv.indexOf(name ?? '') + 1),
+    argv: argv.slice(argv.findIndex((a) => a === name) + 1),
     out: output(values.json === true),
     connection: async () => {
       if (opened === undefined) {

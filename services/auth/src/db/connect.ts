@@ -20,6 +20,11 @@ export function connect (connectionString: string, max = 10): Connection {
   // An idle client that loses its server (a database restart) emits here; without a
   // listener that would crash the process. The pool replaces the client on next use.
   pool.on('error', () => {})
+  // A client that loses its server while checked out (mid-transaction, or between
+  // a transaction's statements) emits 'error' with no pool listener attached, which
+  // would also crash the process. Its query already fails with that error, and the
+  // pool discards the client on release, so nothing else needs doing.
+  pool.on('connect', (client) => { client.on('error', () => {}) })
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
   let closed = false
   return {

@@ -27,11 +27,10 @@ export interface Jwks {
 const PUBLISHED: ReadonlySet<KeyState> = new Set(['current', 'next', 'previous'])
 /** Refresh tokens stay verifiable after their key leaves the JWKS, until they expire. */
 const VERIFIES_REFRESH: ReadonlySet<KeyState> = new Set(['current', 'next', 'previous', 'retired'])
-const JWKS_ORDER: Record<KeyState, number> = { current: 0, next: 1, previous: 2, retired: 3, revoked: 4 }
 
 function buildJwks (keys: LoadedKey[]): Jwks {
-  const published = keys.filter((k) => PUBLISHED.has(k.state))
-    .sort((a, b) => JWKS_ORDER[a.state] - JWKS_ORDER[b.state] || a.kid.localeCompare(b.kid))
+  // Ordered by kid, not state: a promotion leaves the published set as it was, so it must leave the body (and ETag) too.
+  const published = keys.filter((k) => PUBLISHED.has(k.state)).sort((a, b) => a.kid.localeCompare(b.kid))
   const body = JSON.stringify({ keys: published.map((k) => k.jwk) })
   const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`
   return { body, etag, kids: published.map((k) => k.kid) }

@@ -1,0 +1,85 @@
+/**
+ * The timer-driven half of the key lifecycle, run by every instance and
+ * idempotent: whichever instance holds KEYS_LOCK looks at the stored times and
+ * makes every transition that is due, in one transaction, then NOTIFYs.
+ *
+ *   next      → current   once published for keyPublishLead
+ *   current   → (a new next) every keyRotation, early by the lead so that the
+ *               new key signs keyRotation after the last one started
+ *   previous  → retired   accessTtl + 60 s after it stopped signing
+ *   retired   → deleted   once every refresh token it signed has expired
+ *   private half erased   once the key stopped signing and no refresh token it
+ *                         signed can still be re-presented within the grace window
+ * @module
+ */
+import type { Config } from '../config.js'
+import type { Db } from '../db/database.js'
+import { recordAudit } from '../audit/record.js'
+import { tryLockKeys } from './ensure.js'
+import { createKey, keyIn, notifyKeysChanged, promoteKey, readKeys, type Actor, type KeyMaking } from './transitions.js'
+
+export type LifecycleSettings = Pick<Config, 'keyPublishLead' | 'keyRotation' | 'accessTtl' | 'refreshGrace'>
+
+/** Clock-skew leeway verifiers are allowed on `exp`: a demoted key stays published this much past the last access token it signed. */
+export const VERIFIER_LEEWAY = 60
+/** Refresh tokens record issued_at in whole seconds, and instances' clocks differ a little. */
+const ERASE_MARGIN = 1
+
+export interface Transition {
+  kind: 'created' | 'promoted' | 'retired' | 'private_erased' | 'deleted'
+  kid: string
+}
+
+const SWEEP_AUDIT = { retired: 'key.retired', private_erased: 'key.private_erased', deleted: 'key.deleted' } as const
+
+const before = (now: Date, seconds: number): Date => new Date(now.getTime() - seconds * 1000)
+
+/** Returns the transitions made; undefined when another instance held the lock (it is doing this work). */
+export async function advanceKeys (db: Db, making: KeyMaking, settings: LifecycleSettings, now: Date, who: Actor = { actor: 'system' }): Promise<Transition[] | undefined> {
+  return await db.transaction().execute(async (trx) => {
+    if (!(await tryLockKeys(trx))) return undefined
+    const done: Transition[] = []
+    const keys = await readKeys(trx)
+    const current = keyIn(keys, 'current')
+    const next = keyIn(keys, 'next')
+    const due = (since: Date | null, seconds: number): boolean => since !== null && since.getTime() + seconds * 1000 <= now.getTime()
+
+    if (next !== undefined && (current === undefined || due(next.published_at, settings.keyPublishLead))) {
+      await promoteKey(trx, next.kid, now, who, current === undefined ? 'no key was signing' : 'published for the lead time')
+      done.push({ kind: 'promoted', kid: next.kid })
+    } else if (current === undefined) {
+      const kid = await createKey(trx, making, now, who)
+      await promoteKey(trx, kid, now, who, 'no key was signing')
+      done.push({ kind: 'created', kid }, { kind: 'promoted', kid })
+    } else if (next === undefined && settings.keyRotation !== null &&
+      due(current.promoted_at, Math.max(0, settings.keyRotation - settings.keyPublishLead))) {
+      done.push({ kind: 'created', kid: await createKey(trx, making, now, who) })
+    }
+
+    const retired = await trx.updateTable('signing_keys').set({ state: 'retired', unpublished_at: now })
+      .where('state', '=', 'previous').where('demoted_at', '<=', before(now, settings.accessTtl + VERIFIER_LEEWAY))
+      .returning('kid').execute()
+
+    const eraseBefore = before(now, settings.refreshGrace + ERASE_MARGIN)
+    const erased = await trx.updateTable('signing_keys').set({ private_key_enc: null, private_erased_at: now })
+      .where('state', 'in', ['previous', 'retired']).where('private_key_enc', 'is not', null)
+      .where('demoted_at', '<=', eraseBefore)
+      .where(({ not, exists, selectFrom }) => not(exists(selectFrom('refresh_tokens').select('jti')
+        .whereRef('refresh_tokens.kid', '=', 'signing_keys.kid').where('refresh_tokens.issued_at', '>', eraseBefore))))
+      .returning('kid').execute()
+
+    const deleted = await trx.deleteFrom('signing_keys').where('state', '=', 'retired')
+      .where(({ not, exists, selectFrom }) => not(exists(selectFrom('refresh_tokens').select('jti')
+        .whereRef('refresh_tokens.kid', '=', 'signing_keys.kid').where('refresh_tokens.expires_at', '>', now))))
+      .returning('kid').execute()
+
+    const swept: Array<{ kind: keyof typeof SWEEP_AUDIT, kid: string }> = [
+      ...retired.map(({ kid }) => ({ kind: 'retired' as const, kid })),
+      ...erased.map(({ kid }) => ({ kind: 'private_erased' as const, kid })),
+      ...deleted.map(({ kid }) => ({ kind: 'deleted' as const, kid }))]
+    await recordAudit(trx, ...swept.map((t) => ({ type: SWEEP_AUDIT[t.kind], ...who, kid: t.kid })))
+    done.push(...swept)
+    if (done.length > 0) await notifyKeysChanged(trx, done.map((t) => `${t.kind} ${t.kid}`).join(', '))
+    return done
+  })
+}

@@ -1,0 +1,56 @@
+/**
+ * `keys revoke KID`, the compromise path: the key leaves the JWKS and loses its
+ * private half at once, every session that holds a refresh token it signed
+ * ends, and when it was the signer another key signs at once (the pending
+ * `next` if there is one, else a new key).
+ * @module
+ */
+import type { Db, KeyState } from '../db/database.js'
+import { recordAudit } from '../audit/record.js'
+import { endSessions } from '../sessions/end.js'
+import { lockKeys } from './ensure.js'
+import { createKey, notifyKeysChanged, promoteKey, type Actor, type KeyMaking } from './transitions.js'
+
+export interface RevokeOutcome {
+  kid: string
+  /** The state it was in; `revoked` means it already was and nothing changed. */
+  was: KeyState
+  sessionsEnded: number
+  /** The key that signs now, when the revoked key was the signer. */
+  promoted: string | undefined
+}
+
+export class UnknownKeyError extends Error {
+  constructor (readonly kid: string) {
+    super(`no signing key has kid ${kid}`)
+    this.name = 'UnknownKeyError'
+  }
+}
+
+export async function revokeKey (db: Db, making: KeyMaking, input: { kid: string, now: Date, who: Actor }): Promise<RevokeOutcome> {
+  const { kid, now, who } = input
+  return await db.transaction().execute(async (trx) => {
+    await lockKeys(trx)
+    const key = await trx.selectFrom('signing_keys').select(['state', 'unpublished_at', 'private_erased_at'])
+      .where('kid', '=', kid).executeTakeFirst()
+    if (key === undefined) throw new UnknownKeyError(kid)
+    if (key.state === 'revoked') return { kid, was: key.state, sessionsEnded: 0, promoted: undefined }
+    await trx.updateTable('signing_keys').set({
+      state: 'revoked',
+      revoked_at: now,
+      unpublished_at: key.unpublished_at ?? now,
+      private_key_enc: null,
+      private_erased_at: key.private_erased_at ?? now
+    }).where('kid', '=', kid).execute()
+    await recordAudit(trx, { type: 'key.revoked', ...who, kid, detail: { was: key.state } })
+    const sessionsEnded = await endSessions(trx, { kid }, 'key_revoked', now, who)
+    let promoted: string | undefined
+    if (key.state === 'current') {
+      const next = await trx.selectFrom('signing_keys').select('kid').where('state', '=', 'next').executeTakeFirst()
+      promoted = next?.kid ?? await createKey(trx, making, now, who)
+      await promoteKey(trx, promoted, now, who, `replaces revoked ${kid}`)
+    }
+    await notifyKeysChanged(trx, `revoked ${kid}`)
+    return { kid, was: key.state, sessionsEnded, promoted }
+  })
+}

@@ -1,0 +1,36 @@
+/**
+ * `keys rotate`: publish a new key ahead of signing with it, or with
+ * `immediate` (the emergency path) make it sign at once. Verifiers holding a
+ * cached JWKS then meet an unknown kid and must refetch; normal rotation never
+ * costs them that.
+ * @module
+ */
+import type { Db } from '../db/database.js'
+import { lockKeys } from './ensure.js'
+import { createKey, keyIn, notifyKeysChanged, promoteKey, readKeys, type Actor, type KeyMaking } from './transitions.js'
+
+export interface RotateOutcome {
+  /** A key made by this call. */
+  created: string | undefined
+  /** The key that signs after this call, when this call promoted it. */
+  promoted: string | undefined
+  /** The key that stopped signing. */
+  demoted: string | undefined
+  /** A `next` key that was already waiting (plain rotate changes nothing then). */
+  pending: string | undefined
+}
+
+export async function rotateKeys (db: Db, making: KeyMaking, input: { immediate: boolean, now: Date, who: Actor }): Promise<RotateOutcome> {
+  return await db.transaction().execute(async (trx) => {
+    await lockKeys(trx)
+    const next = keyIn(await readKeys(trx), 'next')
+    if (!input.immediate && next !== undefined) {
+      return { created: undefined, promoted: undefined, demoted: undefined, pending: next.kid }
+    }
+    const kid = next?.kid ?? await createKey(trx, making, input.now, input.who)
+    const created = next === undefined ? kid : undefined
+    const demoted = input.immediate ? await promoteKey(trx, kid, input.now, input.who, 'rotate --now') : undefined
+    await notifyKeysChanged(trx, input.immediate ? `promoted ${kid}` : `published ${kid}`)
+    return { created, promoted: input.immediate ? kid : undefined, demoted, pending: undefined }
+  })
+}
