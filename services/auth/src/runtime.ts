@@ -8,7 +8,8 @@ import type { Logger } from 'pino'
 import { buildApp, type App } from './app.js'
 import type { Config } from './config.js'
 import { connect, type Connection } from './db/connect.js'
-import { startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded.js'
+import type { EmbeddedPostgres } from './db/embedded.js'
+import { databaseFor } from './db/locate.js'
 import { migrateUp, migrationStatus } from './db/migrate.js'
 import { resolveKek } from './keys/kek.js'
 import { Keyring } from './keys/keyring.js'
@@ -33,12 +34,6 @@ export class StartupError extends Error {
     super(message, options)
     this.name = 'StartupError'
   }
-}
-
-export async function databaseFor (config: Config): Promise<{ url: string, embedded: EmbeddedPostgres | undefined }> {
-  if (config.databaseUrl !== undefined) return { url: config.databaseUrl, embedded: undefined }
-  const embedded = await startEmbeddedPostgres(config.dataDir)
-  return { url: embedded.url, embedded }
 }
 
 async function requireSchema (connection: Connection, migrate: boolean): Promise<void> {
