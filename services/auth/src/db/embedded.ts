@@ -34,15 +34,14 @@ const DB_USER = 'tessera'
 const DB_NAME = 'tessera'
 const SHARED_ROOT = '/var/tmp/tessera-postgres'
 
-function run (file: string, args: string[], as: RunAs, env: NodeJS.ProcessEnv = {}): Promise<{ code: number, output: string }> {
+function run (file: string, args: string[], as: RunAs): Promise<{ code: number, output: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, {
       ...as,
       // pg_ctl leaves the postmaster running in our session; a session of its
       // own keeps a terminal's Ctrl-C away from it, so the server drains first.
       detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, LC_ALL: 'C', ...env }
+      stdio: ['ignore', 'pipe', 'pipe']
     })
     let output = ''
     child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
