@@ -15,7 +15,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { argon2Rate, combinedRefreshCeiling, rotationRate, signingRates, startBareServer } from './lib/ceilings.mjs'
+import { argon2Rate, combinedRefreshCeiling, rotationRate, signingRates, startBareServer, verifyRates } from './lib/ceilings.mjs'
 import { freshDatabase } from './lib/database.mjs'
 import { prepareFixtures } from './lib/fixtures.mjs'
 import { runLoad } from './lib/load.mjs'
@@ -126,6 +126,18 @@ try {
       what: "the rotation transaction's Postgres round trips (BEGIN; SELECT session FOR UPDATE; SELECT token; UPDATE token; INSERT successor; UPDATE session; COMMIT), 20 at once on a pool of 20 like Tessera's",
       measure: async () => await rotationRate(database.url, 20, settings.ceilingSeconds)
     },
+    'rotation-fused': {
+      what: 'the same transaction with its three writes sent as one statement (data-modifying CTEs), 5 round trips instead of 7: for reading, see docs/performance.md',
+      measure: async () => await rotationRate(database.url, 20, settings.ceilingSeconds, { fusedWrites: true })
+    },
+    'verify-jose': {
+      what: `jose jwtVerify of a refresh token (${keyBits}-bit), 64 in flight, as tokens/verify-refresh.ts does: for reading`,
+      measure: async () => (await verifications()).jose
+    },
+    'verify-node': {
+      what: 'node:crypto.verify of the same signature on one thread, without claim checks: for reading',
+      measure: async () => (await verifications()).nodeCrypto
+    },
     'bare-token': {
       what: `bare Fastify process: POST with a refresh-sized JSON body, answering a token-response-sized body (${tokenResponse.length} B), same autocannon settings`,
       measure: async () => await bareLoad({ method: 'POST', path: '/token', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ grant_type: 'refresh_token', refresh_token: probe }) })
@@ -163,6 +175,9 @@ try {
   /** @type {Promise<{ jose: number, nodeCrypto: number }> | undefined} */
   let signing
   const signatures = () => (signing ??= signingRates(keyBits, settings.ceilingSeconds))
+  /** @type {Promise<{ jose: number, nodeCrypto: number }> | undefined} */
+  let verifying
+  const verifications = () => (verifying ??= verifyRates(keyBits, settings.ceilingSeconds))
   /** @type {Map<string, Promise<number>>} */
   const measured = new Map()
   const ceiling = async (/** @type {string} */ name) => {
@@ -192,7 +207,9 @@ try {
     }
     // The ceiling first, so nothing else runs while the scenario is measured.
     const ceilingRate = await ceiling(scenario.ceiling)
-    if (scenario.name === 'refresh') await ceiling('refresh-combined-node')
+    if (scenario.name === 'refresh') {
+      for (const name of ['refresh-combined-node', 'rotation-fused', 'verify-jose', 'verify-node']) await ceiling(name)
+    }
     log(`scenario ${scenario.name}…`)
     const result = await scenario.run(ctx, [primary.url])
     const ratio = Math.round((result.rps / ceilingRate) * 1000) / 1000
