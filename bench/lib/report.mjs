@@ -73,9 +73,9 @@ export function chartSvg (report) {
   })
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${left + width + 230}" height="${height}" font-family="sans-serif" font-size="12">
   <rect width="100%" height="100%" fill="#fff"/>
-  <text x="${left}" y="20" font-size="14" font-weight="bold">Tessera req/s against this machine's ceilings (grey = ceiling, black tick = target)</text>
+  <text x="10" y="20" font-size="14" font-weight="bold">Tessera req/s against this machine's ceilings (grey = ceiling, black tick = target)</text>
   ${bars.join('\n  ')}
-  <text x="${left}" y="${height - 8}" fill="#555">${esc(`${report.machine.cores} cores, ${report.machine.cpu}, Node ${report.machine.node}, Postgres ${report.machine.postgres}; ${report.generatedAt}`)}</text>
+  <text x="10" y="${height - 8}" fill="#555">${esc(`${report.machine.cores} cores, ${report.machine.cpu}, Node ${report.machine.node}, Postgres ${report.machine.postgres}; ${report.generatedAt}`)}</text>
 </svg>
 `
 }
