@@ -124,14 +124,14 @@ export function markdown (report) {
   if (report.profile !== undefined) {
     const p = report.profile
     lines.push('## Where refresh spends its time (CPU profile of the server)', '',
-      `\`node --cpu-prof\` on a Tessera process during a ${p.seconds} s refresh run (${int(p.rps)} req/s): ${int(p.busyMs)} ms on the CPU, idle ${p.idlePercent} % of the profile. Self time by area, then the top functions; docs/performance.md reads them.`, '',
+      `\`node --cpu-prof\` on a Tessera process serving the refresh scenario again (${int(p.rps)} req/s over ${p.seconds} s measured). Only the ${p.windowSeconds} s around that run count (tokens minted, warm-up, measured run; start-up and shutdown left out): ${int(p.busyMs)} ms on the CPU, idle ${p.idlePercent} % of it. Self time by area, then the top functions; docs/performance.md reads them.`, '',
       markdownTable(['area', 'self ms', '% of busy'], p.areas.slice(0, 12).map((/** @type {any} */ a) => [a.area, int(a.selfMs), `${a.percent} %`])), '',
       markdownTable(['function', 'where', 'self ms', '% of busy'], p.functions.map((/** @type {any} */ f) => [`\`${f.function}\``, f.location || f.area, int(f.selfMs), `${f.percent} %`])), '')
   }
   lines.push('## Machine and settings', '',
     `- ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB, ${m.platform}, Node ${m.node}`,
     `- Postgres ${m.postgres} (${report.database.source}), ${Object.entries(report.database.settings).map(([k, v]) => `${k}=${v}`).join(', ')}`,
-    `- autocannon: ${s.connections} connections (login ${s.loginConnections}), pipelining 1, ${s.warmup} s warm-up then ${s.duration} s measured per run; in-process ceilings ${s.ceilingSeconds} s each`,
+    `- autocannon: ${s.connections} connections (login ${s.loginConnections}), pipelining 1, ${s.warmup} s warm-up then ${s.duration} s measured per run (login ${s.loginDuration} s); in-process ceilings ${s.ceilingSeconds} s each`,
     `- Tessera: ${Object.entries(s.tessera).map(([k, v]) => `${k}=${v}`).join(', ')}`,
     `- ${s.users.toLocaleString('en-US')} users sharing one argon2id hash at Tessera's parameters; refresh tokens and access tokens minted with Tessera's own code and keyring (one session each), so every refresh presents an unused token`,
     '')

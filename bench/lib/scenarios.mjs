@@ -17,6 +17,7 @@ import { runLoad } from './load.mjs'
 /**
  * @typedef {object} Settings
  * @property {number} duration seconds measured per load run
+ * @property {number} loginDuration seconds measured for login
  * @property {number} warmup seconds of unmeasured warm-up per load run
  * @property {number} ceilingSeconds seconds per in-process ceiling (signing, argon2, rotation)
  * @property {number} connections autocannon connections for the fast routes
@@ -64,6 +65,7 @@ export const SCENARIOS = [
       const users = ctx.fixtures.users
       return await runLoad({
         ...base(ctx.settings, urls),
+        duration: ctx.settings.loginDuration,
         connections: ctx.settings.loginConnections,
         method: 'POST',
         path: '/oauth/token',
