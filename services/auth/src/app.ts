@@ -6,7 +6,7 @@
  * @module
  */
 import { randomUUID } from 'node:crypto'
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import formbody from '@fastify/formbody'
 import helmet from '@fastify/helmet'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
@@ -145,7 +145,8 @@ function statusTitle (status: number): string {
 export async function buildApp (config: Config, deps: Deps): Promise<App> {
   const app: App = Fastify({
     loggerInstance: deps.logger,
-    disableRequestLogging: true,
+    // One line per request, written by the onResponse hook below, instead of Fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
     genReqId: (req) => {
       const given = req.headers['x-request-id']
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
@@ -153,7 +154,6 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
     bodyLimit: BODY_LIMIT,
     return503OnClosing: true,
-    forceCloseConnections: false,
     connectionTimeout: 30_000,
     requestTimeout: 30_000,
     keepAliveTimeout: 65_000,
@@ -161,8 +161,15 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } }
   }).withTypeProvider<TypeBoxTypeProvider>()
 
+  // While draining, answers close their connection so that the in-flight
+  // requests' keep-alive sockets do not hold shutdown open.
+  let draining = false
+  app.addHook('preClose', async () => { draining = true })
   app.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id)
+  })
+  app.addHook('onSend', async (_request, reply) => {
+    if (draining) void reply.header('connection', 'close')
   })
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched'
@@ -178,6 +185,8 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
 
   await app.register(helmet, { global: true, contentSecurityPolicy: false, crossOriginResourcePolicy: false })
   await app.register(formbody, { bodyLimit: BODY_LIMIT })
+  // JSON and form bodies only: anything else is a 415 (invalid_request on OAuth routes).
+  app.removeContentTypeParser('text/plain')
   app.setErrorHandler(handleError)
   app.setNotFoundHandler((request, reply) => problem(reply, request, 404, 'Not Found', `no route for ${request.method} ${request.url.split('?')[0] ?? ''}`))
 

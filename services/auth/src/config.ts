@@ -38,6 +38,7 @@ export interface Config {
   loginBackoffMax: Seconds
   rateLimitPerMinute: number
   cleanupInterval: Seconds
+  revokedRetention: Seconds
   keyCheckInterval: Seconds
 }
 
@@ -181,6 +182,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     loginBackoffMax: read.duration('TESSERA_LOGIN_BACKOFF_MAX', '15m'),
     rateLimitPerMinute: read.integer('TESSERA_RATE_LIMIT', 300, 1, 1000000),
     cleanupInterval: read.duration('TESSERA_CLEANUP_INTERVAL', '10m'),
+    revokedRetention: read.duration('TESSERA_REVOKED_RETENTION', '7d', 0),
     keyCheckInterval: read.duration('TESSERA_KEY_CHECK_INTERVAL', '30s')
   }
 }

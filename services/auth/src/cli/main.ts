@@ -15,6 +15,7 @@ import { CliError, output, type Output } from './output.js'
 import { migrateCommand } from './migrate.js'
 import { usersCommand } from './users.js'
 import { keysCommand } from './keys.js'
+import { cleanupCommand } from './cleanup.js'
 
 const USAGE = `usage: tessera <command> [--json]
 
@@ -22,6 +23,7 @@ const USAGE = `usage: tessera <command> [--json]
   users create USERNAME           create a user; the password is read from stdin
   users disable USERNAME          disable a user and end all their sessions
   keys list                       signing keys and their states
+  cleanup                         delete expired sessions and refresh tokens now
   db start|stop|url               the local embedded Postgres (when DATABASE_URL is unset)
 `
 
@@ -53,7 +55,8 @@ const COMMANDS: Record<string, (ctx: CommandContext) => Promise<void>> = {
   migrate: migrateCommand,
   users: usersCommand,
   keys: keysCommand,
-  db: dbCommand
+  db: dbCommand,
+  cleanup: cleanupCommand
 }
 
 export async function runCli (argv: string[], env: NodeJS.ProcessEnv): Promise<number> {

@@ -1,0 +1,63 @@
+/**
+ * Deletes what can never be used again: sessions past their expiry or ended
+ * longer ago than the retention, and refresh tokens past their expiry.
+ * In batches of bounded size so no single statement holds locks for long, and
+ * by one instance at a time (a session-level advisory lock taken with
+ * pg_try_advisory_lock: an instance that finds it taken skips this round).
+ * @module
+ */
+import { sql } from 'kysely'
+import type { Db } from '../db/database.js'
+
+const CLEANUP_LOCK = 0x7e55c1ea
+
+export interface CleanupOptions {
+  now: Date
+  /** Ended sessions are kept this long (seconds) so users and operators can still see them. */
+  revokedRetention: number
+  batchSize?: number
+  maxBatches?: number
+}
+
+export interface CleanupResult {
+  ran: boolean
+  sessions: number
+  refreshTokens: number
+}
+
+async function deleteInBatches (db: Db, batch: (limit: number) => Promise<number>, size: number, maxBatches: number): Promise<number> {
+  let total = 0
+  for (let i = 0; i < maxBatches; i++) {
+    const deleted = await batch(size)
+    total += deleted
+    if (deleted < size) break
+  }
+  return total
+}
+
+export async function cleanupExpired (db: Db, options: CleanupOptions): Promise<CleanupResult> {
+  const size = options.batchSize ?? 1000
+  const maxBatches = options.maxBatches ?? 100
+  return await db.connection().execute(async (conn) => {
+    const { rows } = await sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(${CLEANUP_LOCK}) AS locked`.execute(conn)
+    if (rows[0]?.locked !== true) return { ran: false, sessions: 0, refreshTokens: 0 }
+    try {
+      const revokedBefore = new Date(options.now.getTime() - options.revokedRetention * 1000)
+      const sessions = await deleteInBatches(conn, async (limit) => {
+        const result = await conn.deleteFrom('sessions').where('id', 'in', conn.selectFrom('sessions').select('id')
+          .where((eb) => eb.or([eb('expires_at', '<', options.now), eb('revoked_at', '<', revokedBefore)])).limit(limit))
+          .executeTakeFirst()
+        return Number(result.numDeletedRows)
+      }, size, maxBatches)
+      const refreshTokens = await deleteInBatches(conn, async (limit) => {
+        const result = await conn.deleteFrom('refresh_tokens').where('jti', 'in', conn.selectFrom('refresh_tokens').select('jti')
+          .where('expires_at', '<', options.now).limit(limit))
+          .executeTakeFirst()
+        return Number(result.numDeletedRows)
+      }, size, maxBatches)
+      return { ran: true, sessions, refreshTokens }
+    } finally {
+      await sql`SELECT pg_advisory_unlock(${CLEANUP_LOCK})`.execute(conn)
+    }
+  })
+}

@@ -1,0 +1,84 @@
+import t from 'tap'
+import { buildTestApp, login, signUp } from './helpers/app.js'
+
+t.test('unknown route: 404 problem+json', async (t) => {
+  const { app } = await buildTestApp(t)
+  const res = await app.inject({ method: 'GET', url: '/nowhere?token=abc' })
+  t.equal(res.statusCode, 404)
+  t.match(res.headers['content-type'], /^application\/problem\+json/)
+  t.match(res.json(), { type: 'about:blank', title: 'Not Found', status: 404, instance: '/nowhere' })
+  t.notMatch(res.body, /token=abc/, 'the query string is not echoed')
+})
+
+t.test('schema failure: 400 problem+json naming the field', async (t) => {
+  const { app } = await buildTestApp(t)
+  const res = await app.inject({ method: 'POST', url: '/v1/users', payload: { username: 'frank' } })
+  t.equal(res.statusCode, 400)
+  t.match(res.headers['content-type'], /^application\/problem\+json/)
+  t.match(res.json(), { status: 400, title: 'Bad Request', detail: /^password:/ })
+  const json = await app.inject({ method: 'POST', url: '/v1/users', headers: { 'content-type': 'application/json' }, payload: '{"username":' })
+  t.equal(json.statusCode, 400)
+  t.match(json.json().detail, /JSON/)
+  const type = await app.inject({ method: 'POST', url: '/v1/users', headers: { 'content-type': 'application/xml' }, payload: '<user/>' })
+  t.equal(type.statusCode, 415)
+  const big = await app.inject({ method: 'POST', url: '/v1/users', headers: { 'content-type': 'application/json' }, payload: JSON.stringify({ username: 'x', password: 'y'.repeat(1024 * 1024) }) })
+  t.equal(big.statusCode, 413)
+  t.equal(big.json().title, 'Content Too Large')
+})
+
+t.test('unexpected errors: 500 with a request id and nothing internal', async (t) => {
+  const { app, logs } = await buildTestApp(t)
+  app.get('/boom', async () => { throw new Error('SELECT password_hash FROM users -- internal detail') })
+  app.post('/oauth/boom', { config: { errorFormat: 'oauth' } }, async () => { throw new TypeError('undefined is not a function at secret.js:12') })
+  const res = await app.inject({ method: 'GET', url: '/boom', headers: { 'x-request-id': 'req-123' } })
+  t.equal(res.statusCode, 500)
+  t.equal(res.headers['x-request-id'], 'req-123')
+  t.same(res.json(), { type: 'about:blank', title: 'Internal Server Error', status: 500, detail: 'an unexpected error occurred (request id req-123)', instance: '/boom', request_id: 'req-123' })
+  t.notMatch(res.body, /SELECT|internal detail|at /)
+  const oauth = await app.inject({ method: 'POST', url: '/oauth/boom', payload: {} })
+  t.equal(oauth.statusCode, 500)
+  t.same(Object.keys(oauth.json()).sort(), ['error', 'error_description'])
+  t.equal(oauth.json().error, 'server_error')
+  t.notMatch(oauth.body, /secret\.js|undefined is not/)
+  t.match(logs(), /internal detail/, 'the real error goes to the log')
+})
+
+t.test('request ids: generated when absent, refused when malformed', async (t) => {
+  const { app } = await buildTestApp(t)
+  const generated = await app.inject({ method: 'GET', url: '/healthz' })
+  t.match(generated.headers['x-request-id'], /^[0-9a-f-]{36}$/)
+  const malformed = await app.inject({ method: 'GET', url: '/healthz', headers: { 'x-request-id': 'bad id with spaces' } })
+  t.not(malformed.headers['x-request-id'], 'bad id with spaces')
+})
+
+t.test('logs: one line per request, secrets redacted', async (t) => {
+  const { app, logs } = await buildTestApp(t)
+  const password = 'hunter2-is-my-password'
+  await signUp(app, 'olivia', password)
+  const tokens = await login(app, 'olivia', password, { cookie: 'session=cookie-secret-value' })
+  await app.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${tokens.access_token}` } })
+  await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token', refresh_token: tokens.refresh_token } })
+  app.log.info({ body: { password, nested: { refresh_token: tokens.refresh_token, deeper: { access_token: tokens.access_token } } }, req: { headers: { authorization: 'Bearer x.y.z', cookie: 'a=b' } } }, 'a careless log line')
+  const text = logs()
+  for (const secret of [password, tokens.access_token, tokens.refresh_token, 'Bearer x.y.z', 'cookie-secret-value']) {
+    t.notOk(text.includes(secret), `log output does not contain ${secret.slice(0, 12)}…`)
+  }
+  t.match(text, /\[redacted\]/)
+  const requestLines = text.split('\n').filter((l) => l.includes('"msg":"request"'))
+  t.ok(requestLines.length >= 4)
+  const line = JSON.parse(requestLines.find((l) => l.includes('/v1/me')) ?? '{}')
+  t.match(line, { method: 'GET', route: '/v1/me', status: 200, reqId: /.+/ })
+  t.type(line.duration_ms, 'number')
+})
+
+t.test('health and readiness', async (t) => {
+  const { app, connection } = await buildTestApp(t)
+  t.same((await app.inject({ method: 'GET', url: '/healthz' })).json(), { status: 'ok' })
+  t.same((await app.inject({ method: 'GET', url: '/readyz' })).json(), { status: 'ready' })
+  await connection.close()
+  const down = await app.inject({ method: 'GET', url: '/readyz' })
+  t.equal(down.statusCode, 503)
+  t.match(down.json(), { status: 503, detail: 'the database is not reachable' })
+  t.equal(down.headers['retry-after'], '5')
+  t.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'liveness does not depend on the database')
+})
