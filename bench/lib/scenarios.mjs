@@ -35,6 +35,7 @@ import { runLoad } from './load.mjs'
  * @property {(name: string) => Promise<number>} ceiling a ceiling by name, measured once per run
  * @property {{ body: string, etag: string }} jwks what Tessera serves
  * @property {() => Promise<{ token: string, userId: string, sessionId: string }[]>} accessTokens one live session per user, made once per run (the bare /me ceiling reads the same rows)
+ * @property {Record<string, number>} observed req/s each scenario reached on one process, once it has run
  */
 
 /**
@@ -82,8 +83,8 @@ export const SCENARIOS = [
     scales: true,
     run: async (ctx, urls) => {
       const s = ctx.settings
-      // Sized from the combined ceiling with headroom; the run stops early rather than reuse a token.
-      const perSecond = Math.ceil((await ctx.ceiling('refresh-combined')) * 1.3 * urls.length)
+      // Headroom over the combined ceiling, or over what one process did times the processes; the run stops early rather than reuse a token.
+      const perSecond = Math.ceil(Math.max((await ctx.ceiling('refresh-combined')) * 1.3, (ctx.observed.refresh ?? 0) * 1.5 * urls.length))
       const warmupAmount = Math.ceil(perSecond * s.warmup)
       const amount = Math.ceil(perSecond * s.duration)
       // autocannon builds each connection's next request ahead, so a few tokens go unsent.
