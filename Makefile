@@ -19,8 +19,16 @@ $(NPM_STAMP): package.json package-lock.json services/*/package.json bench/packa
 
 install: $(NPM_STAMP)
 
-build: install
+# Rebuild only when a source or config changed, so a second `make run` starts in seconds.
+BUILD_STAMP := services/auth/dist/.build-stamp
+SOURCES := $(shell find services bench -path '*/node_modules' -prune -o -path '*/dist' -prune -o \( -name '*.ts' -o -name 'package.json' -o -name 'tsconfig*.json' \) -print 2>/dev/null) tsconfig.json
+
+$(BUILD_STAMP): $(NPM_STAMP) $(SOURCES)
 	npm run build
+	@mkdir -p $(dir $@)
+	@touch $@
+
+build: $(BUILD_STAMP)
 
 lint: install
 	npm run lint

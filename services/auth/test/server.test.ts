@@ -18,8 +18,15 @@ function postgresRunningOn (dataDir: string): boolean {
 
 t.test('embedded Postgres: first start, SIGTERM drains an in-flight request, second start reuses .data', async (t) => {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'tessera-server-'))
-  t.teardown(() => { rmSync(dataDir, { recursive: true, force: true }) })
   const env = { TESSERA_DATA_DIR: dataDir }
+  // A failed run kills the server with SIGKILL, which leaves its Postgres behind.
+  t.teardown(async () => {
+    await runCli(['db', 'stop'], env)
+    let outside = ''
+    try { outside = readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch {}
+    if (outside !== '') rmSync(outside, { recursive: true, force: true })
+    rmSync(dataDir, { recursive: true, force: true })
+  })
 
   const first = await startServer(t, env, { timeoutMs: 90_000 })
   t.equal((await fetch(`${first.url}/readyz`)).status, 200)

@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+// Renders nginx/ for a native Nginx, as the official image's envsubst step
+// does under Docker: nginx/nginx.conf.template → PREFIX/nginx.conf and
+// nginx/templates/*.template → PREFIX/conf.d/*.conf, filling in ${GATEWAY_*}
+// from the environment (native defaults below). Then run
+//   nginx -p PREFIX -c PREFIX/nginx.conf -e PREFIX/error.log
+import { spawnSync } from 'node:child_process'
+import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const prefix = process.argv[2] === undefined ? undefined : resolve(process.argv[2])
+if (prefix === undefined) {
+  process.stderr.write('usage: render-nginx.mjs PREFIX_DIR   (settings from GATEWAY_* variables)\n')
+  process.exit(2)
+}
+
+const env = process.env
+const servers = (list) => list.split(',').map((a) => a.trim()).filter(Boolean)
+  .map((address) => `server ${address} max_fails=2 fail_timeout=10s;`).join('\n  ')
+const vars = {
+  GATEWAY_BIND_ADDR: '127.0.0.1',
+  GATEWAY_HTTP_PORT: '8080',
+  GATEWAY_HTTPS_PORT: '8443',
+  GATEWAY_TLS_CERT: join(root, '.data/tls/cert.pem'),
+  GATEWAY_TLS_KEY: join(root, '.data/tls/key.pem'),
+  GATEWAY_CACHE_DIR: join(prefix, 'cache'),
+  GATEWAY_ACCESS_LOG: join(prefix, 'access.log'),
+  GATEWAY_TOKEN_RATE: '10r/s',
+  GATEWAY_TOKEN_BURST: '20',
+  GATEWAY_SIGNUP_RATE: '2r/s',
+  GATEWAY_SIGNUP_BURST: '10',
+  ...Object.fromEntries(Object.entries(env).filter(([name, value]) => name.startsWith('GATEWAY_') && value !== '')),
+  GATEWAY_AUTH_SERVERS: env.GATEWAY_AUTH_SERVERS ?? servers(env.GATEWAY_AUTH_ADDRS ?? '127.0.0.1:8101,127.0.0.1:8102'),
+  GATEWAY_NOTES_SERVERS: env.GATEWAY_NOTES_SERVERS ?? servers(env.GATEWAY_NOTES_ADDRS ?? '127.0.0.1:8201')
+}
+
+function render (file) {
+  return readFileSync(file, 'utf8').replace(/\$\{([A-Z][A-Z0-9_]*)\}/g, (whole, name) => {
+    if (!(name in vars)) throw new Error(`${file}: ${name} is not set`)
+    return vars[name]
+  })
+}
+
+for (const dir of ['conf.d', 'tmp', vars.GATEWAY_CACHE_DIR]) mkdirSync(resolve(prefix, dir), { recursive: true })
+// Started as root, Nginx's workers run as `nobody`: they must reach the prefix
+// and write their cache and temporary files.
+if (process.getuid?.() === 0) {
+  const id = (flag) => Number(spawnSync('id', [flag, 'nobody'], { encoding: 'utf8' }).stdout.trim())
+  chmodSync(prefix, 0o755)
+  for (const dir of ['tmp', vars.GATEWAY_CACHE_DIR]) chownSync(resolve(prefix, dir), id('-u'), id('-g'))
+}
+writeFileSync(join(prefix, 'nginx.conf'), render(join(root, 'nginx/nginx.conf.template')))
+for (const name of readdirSync(join(root, 'nginx/templates')).filter((n) => n.endsWith('.template'))) {
+  writeFileSync(join(prefix, 'conf.d', name.replace(/\.template$/, '')), render(join(root, 'nginx/templates', name)))
+}
+process.stdout.write(`${join(prefix, 'nginx.conf')}\n`)

@@ -1,0 +1,237 @@
+/**
+ * The whole topology, for real: Nginx (rendered from nginx/) terminating TLS
+ * in front of two Tessera processes and the notes service, on one Postgres.
+ */
+import { spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { createTestDatabase } from './helpers/db.js'
+import { freePort, makeCertificate, nginxBinary, REPO_ROOT, startGateway, startNotes, tempDir, type Gateway, type Reply } from './helpers/gateway.js'
+import { startServer } from './helpers/server.js'
+
+const PASSWORD = 'correct horse battery'
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+t.test('nginx and dclint are present and the configuration is valid', async (t) => {
+  t.ok(nginxBinary(), 'nginx found (the test fails, not skips, without it)')
+  const dclint = spawnSync(join(REPO_ROOT, 'node_modules/.bin/dclint'), ['--max-warnings', '0', 'docker-compose.yml'], { cwd: REPO_ROOT, encoding: 'utf8' })
+  t.equal(dclint.status, 0, `dclint docker-compose.yml: ${dclint.stdout}${dclint.stderr}`)
+})
+
+t.test('the template also renders with envsubst under a stock main file, as the official image does', async (t) => {
+  const dir = tempDir(t, 'image')
+  const tls = makeCertificate(join(dir, 'tls'))
+  mkdirSync(join(dir, 'conf.d'))
+  const env: Record<string, string> = {
+    GATEWAY_BIND_ADDR: '127.0.0.1',
+    GATEWAY_HTTP_PORT: String(await freePort()),
+    GATEWAY_HTTPS_PORT: String(await freePort()),
+    // docker-compose.yml names services here; `nginx -t` would resolve them, so loopback stands in.
+    GATEWAY_AUTH_SERVERS: 'server 127.0.0.1:8101 max_fails=2 fail_timeout=10s;',
+    GATEWAY_NOTES_SERVERS: 'server 127.0.0.1:8201 max_fails=2 fail_timeout=10s;',
+    GATEWAY_TLS_CERT: tls.cert,
+    GATEWAY_TLS_KEY: tls.key,
+    GATEWAY_CACHE_DIR: join(dir, 'cache'),
+    GATEWAY_ACCESS_LOG: join(dir, 'access.log'),
+    GATEWAY_TOKEN_RATE: '10r/s',
+    GATEWAY_TOKEN_BURST: '20',
+    GATEWAY_SIGNUP_RATE: '2r/s',
+    GATEWAY_SIGNUP_BURST: '10'
+  }
+  const template = readFileSync(join(REPO_ROOT, 'nginx/templates/tessera.conf.template'), 'utf8')
+  t.same([...new Set(template.match(/\$\{[A-Z_]+\}/g))].sort(), Object.keys(env).map((k) => `\${${k}}`).sort(), 'every placeholder is one docker-compose.yml sets')
+  const compose = readFileSync(join(REPO_ROOT, 'docker-compose.yml'), 'utf8')
+  for (const name of Object.keys(env)) t.match(compose, new RegExp(`\\b${name}:`), `docker-compose.yml sets ${name}`)
+  const rendered = spawnSync('envsubst', [Object.keys(env).map((k) => `\${${k}}`).join(' ')], { input: template, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env } })
+  t.equal(rendered.status, 0, 'envsubst (gettext-base) ran')
+  writeFileSync(join(dir, 'conf.d/tessera.conf'), rendered.stdout)
+  // The shape of the official image's /etc/nginx/nginx.conf.
+  writeFileSync(join(dir, 'nginx.conf'), `worker_processes auto;
+pid ${join(dir, 'nginx.pid')};
+events { worker_connections 1024; }
+http {
+  default_type application/octet-stream;
+  log_format main '$remote_addr - $remote_user [$time_local] "$request"';
+  access_log ${join(dir, 'default-access.log')} main;
+  sendfile on;
+  keepalive_timeout 65;
+  client_body_temp_path ${join(dir, 'tmp')};
+  proxy_temp_path ${join(dir, 'tmp')};
+  include conf.d/*.conf;
+}
+`)
+  const check = spawnSync(nginxBinary(), ['-t', '-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { encoding: 'utf8' })
+  t.equal(check.status, 0, `nginx -t: ${check.stderr}`)
+})
+
+t.test('through the gateway', async (t) => {
+  const [httpPort, httpsPort] = [await freePort(), await freePort()]
+  const issuer = `https://127.0.0.1:${httpsPort}`
+  const tls = makeCertificate(tempDir(t, 'tls'))
+  const env = {
+    DATABASE_URL: await createTestDatabase(t),
+    TESSERA_KEK: randomBytes(32).toString('base64url'),
+    TESSERA_ISSUER: issuer,
+    TESSERA_TRUST_PROXY: '127.0.0.1',
+    // Short, so that once every instance is down the gateway's copy is stale and served anyway.
+    TESSERA_JWKS_MAX_AGE: '1s'
+  }
+  const auth = [await startServer(t, env), await startServer(t, env)]
+  const notes = await startNotes(t, { DATABASE_URL: env.DATABASE_URL, NOTES_ISSUER: issuer, NOTES_JWKS_TTL: '1', NODE_EXTRA_CA_CERTS: tls.cert })
+  const gateway: Gateway = await startGateway(t, {
+    httpPort,
+    httpsPort,
+    authAddrs: auth.map((a) => new URL(a.url).host),
+    notesAddr: `127.0.0.1:${notes.port}`,
+    tls
+  })
+  t.equal(gateway.configTest.status, 0, 'nginx -t passes on the rendered configuration')
+  t.match(gateway.configTest.output, /test is successful/)
+
+  const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` })
+  const token = async (body: Record<string, string>, headers: Record<string, string> = {}): Promise<Reply> =>
+    await gateway.request('POST', '/oauth/token', { body: new URLSearchParams(body).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers } })
+  const login = async (username: string, headers: Record<string, string> = {}): Promise<Reply> => await token({ grant_type: 'password', username, password: PASSWORD }, headers)
+  const signUp = async (username: string): Promise<void> => {
+    const res = await gateway.request('POST', '/v1/users', { body: { username, password: PASSWORD } })
+    if (res.status !== 201) throw new Error(`sign-up failed: ${res.status} ${res.body}`)
+  }
+  let alice: { access: string, refresh: string }
+
+  t.test('sign up, log in, notes, refresh, the new access token works, the refresh token does not', async (t) => {
+    await signUp('alice')
+    const first = await login('alice')
+    t.equal(first.status, 200)
+    const pair = first.json() as { access_token: string, refresh_token: string }
+    const created = await gateway.request('POST', '/notes', { headers: bearer(pair.access_token), body: { text: 'through the gateway' } })
+    t.equal(created.status, 201)
+    const listed = await gateway.request('GET', '/notes', { headers: bearer(pair.access_token) })
+    t.equal(listed.status, 200)
+    t.same((listed.json().notes as Array<{ text: string }>).map((n) => n.text), ['through the gateway'])
+
+    const refreshed = await token({ grant_type: 'refresh_token', refresh_token: pair.refresh_token })
+    t.equal(refreshed.status, 200)
+    const next = refreshed.json() as { access_token: string, refresh_token: string }
+    t.not(next.access_token, pair.access_token)
+    t.equal((await gateway.request('GET', '/notes', { headers: bearer(next.access_token) })).status, 200, 'the new access token works in notes')
+    const refused = await gateway.request('GET', '/notes', { headers: bearer(next.refresh_token) })
+    t.equal(refused.status, 401, 'notes refuses a refresh token')
+    t.equal(refused.headers['www-authenticate'], 'Bearer error="invalid_token"')
+    alice = { access: next.access_token, refresh: next.refresh_token }
+
+    const lines = gateway.accessLog()
+    t.ok(lines.length > 0 && lines.every((line) => typeof JSON.parse(line).request_id === 'string'), 'the access log is JSON lines with a request id')
+    t.notOk(lines.some((line) => line.includes(pair.access_token.slice(-20)) || line.includes(pair.refresh_token.slice(-20))), 'no token in the access log')
+  })
+
+  t.test('a client-sent X-Forwarded-For does not change the IP Tessera records', async (t) => {
+    const spoofed = { 'x-forwarded-for': '203.0.113.7', 'x-real-ip': '203.0.113.8' }
+    const res = await login('alice', spoofed)
+    t.equal(res.status, 200)
+    const access = res.json().access_token as string
+    const sessions = await gateway.request('GET', '/v1/sessions', { headers: { ...bearer(access), ...spoofed } })
+    const current = (sessions.json().sessions as Array<{ ip: string, current: boolean }>).find((s) => s.current)
+    t.equal(current?.ip, '127.0.0.1', 'the address Nginx saw, not the one the client claimed')
+    await sleep(200)
+    t.notOk(auth.some((a) => a.output().includes('203.0.113.')), 'nor does Tessera log the claimed address')
+    // The control: Tessera does believe X-Forwarded-For from its trusted proxy
+    // address, so the gateway's replacing it is what protects the value above.
+    const direct = await fetch(`${auth[0]?.url ?? ''}/oauth/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': '203.0.113.7' },
+      body: JSON.stringify({ grant_type: 'password', username: 'alice', password: PASSWORD })
+    })
+    t.equal(direct.status, 200)
+    const all = await gateway.request('GET', '/v1/sessions', { headers: bearer(access) })
+    t.ok((all.json().sessions as Array<{ ip: string }>).some((s) => s.ip === '203.0.113.7'), 'a direct, unreplaced header would have been believed')
+  })
+
+  t.test('security headers, request ids, /metrics, redirect, body limit', async (t) => {
+    const res = await gateway.request('GET', '/.well-known/openid-configuration', { headers: { 'x-request-id': 'gateway-test-42' } })
+    t.equal(res.status, 200)
+    t.equal(res.json().issuer, issuer)
+    t.match(res.headers['strict-transport-security'], /max-age=\d+/)
+    t.equal(res.headers['x-content-type-options'], 'nosniff')
+    t.equal(res.headers['referrer-policy'], 'no-referrer')
+    t.equal(res.headers.server, 'nginx', 'no version')
+    t.equal(res.headers['x-request-id'], 'gateway-test-42', 'a well-formed request id is propagated')
+    t.ok(gateway.accessLog().some((line) => JSON.parse(line).request_id === 'gateway-test-42'), 'and logged')
+    const minted = await gateway.request('GET', '/.well-known/openid-configuration', { headers: { 'x-request-id': 'bad id with spaces' } })
+    t.match(minted.headers['x-request-id'], /^[0-9a-f]{32}$/, 'a malformed one is replaced')
+
+    const bogus = await token({ grant_type: 'bogus' }, { 'x-request-id': 'gateway-test-43' })
+    t.equal(bogus.status, 400)
+    const seen = async (): Promise<boolean> => auth.some((a) => a.output().includes('"reqId":"gateway-test-43"'))
+    for (let i = 0; i < 20 && !await seen(); i++) await sleep(100) // its log line may arrive just after the reply
+    t.ok(await seen(), 'Tessera logs the same request id')
+
+    t.equal((await gateway.request('GET', '/metrics')).status, 404, '/metrics is not routed')
+    t.equal((await gateway.request('GET', '/healthz')).status, 404, 'nor is anything unlisted')
+    const redirect = await gateway.plainRequest('GET', '/v1/me')
+    t.equal(redirect.status, 301)
+    t.equal(redirect.headers.location, `${issuer}/v1/me`)
+
+    const big = await gateway.request('POST', '/oauth/token', { body: { grant_type: 'password', username: 'alice', password: 'x'.repeat(64 * 1024) } })
+    t.equal(big.status, 413)
+    t.match(big.json(), { title: 'Content Too Large', detail: /16384/ }, 'answered by Nginx, not Tessera')
+    t.equal(big.headers['x-content-type-options'], 'nosniff')
+    await sleep(100) // Nginx writes the log line as the request finishes, which may be just after we read the reply
+    const logged = gateway.accessLog().map((line) => JSON.parse(line) as { status: number, upstream: string }).filter((l) => l.status === 413)
+    t.match(logged, [{ status: 413, upstream: '' }], 'never reached an upstream')
+    t.notOk(gateway.accessLog().some((line) => line.includes('xxxxxxxx')), 'no body in the log')
+    const query = await gateway.request('GET', `/.well-known/jwks.json?access_token=${alice.access}`)
+    t.equal(query.status, 200)
+    t.notOk(gateway.accessLog().some((line) => line.includes(alice.access.slice(-20))), 'no query string in the log')
+  })
+
+  t.test('kill -9 one of two auth instances: logins and refreshes keep succeeding', async (t) => {
+    await signUp('bob')
+    const before = gateway.accessLog().length
+    auth[0]?.process.kill('SIGKILL')
+    await auth[0]?.exited
+    const statuses: number[] = []
+    for (let i = 0; i < 6; i++) {
+      const res = await login('bob')
+      statuses.push(res.status)
+      if (res.status !== 200) continue
+      const refreshed = await token({ grant_type: 'refresh_token', refresh_token: res.json().refresh_token as string })
+      statuses.push(refreshed.status)
+    }
+    t.same(statuses, Array(12).fill(200), 'every login and refresh succeeded')
+    const upstreams = gateway.accessLog().slice(before).map((line) => JSON.parse(line).upstream as string)
+    t.ok(upstreams.some((u) => u.includes(',')), 'Nginx tried the dead instance and moved on to the live one')
+  })
+
+  t.test('limit_req: a burst of token requests gets 429 from Nginx', async (t) => {
+    await sleep(2500) // let the earlier requests drain from the bucket
+    const replies = await Promise.all(Array.from({ length: 40 }, async () => await token({ grant_type: 'bogus' })))
+    const limited = replies.filter((r) => r.status === 429)
+    t.ok(limited.length >= 10, `${limited.length} of 40 refused`)
+    t.ok(replies.some((r) => r.status === 400), 'the burst allowance reached Tessera')
+    t.match(limited[0]?.json(), { error: 'temporarily_unavailable' })
+    t.equal(limited[0]?.headers['retry-after'], '1')
+    const signups = await Promise.all(Array.from({ length: 25 }, async () => await gateway.request('POST', '/v1/users', { body: { username: 'x' } })))
+    t.ok(signups.filter((r) => r.status === 429).length >= 5, 'sign-ups are limited too')
+    t.ok(signups.some((r) => r.status === 400), 'within the burst, Tessera answers')
+    await sleep(2500)
+  })
+
+  t.test('every auth instance down: the JWKS is served from the cache and notes keeps verifying', async (t) => {
+    const cached = await gateway.request('GET', '/.well-known/jwks.json')
+    t.equal(cached.status, 200)
+    for (const instance of auth) {
+      instance.process.kill('SIGKILL')
+      await instance.exited
+    }
+    await sleep(2200) // past the JWKS max-age (1 s) and notes' key cache (1 s)
+    const stale = await gateway.request('GET', '/.well-known/jwks.json')
+    t.equal(stale.status, 200)
+    t.equal(stale.body, cached.body, 'the same key set')
+    await sleep(100)
+    t.match(JSON.parse(gateway.accessLog().filter((line) => line.includes('"path":"/.well-known/jwks.json"')).at(-1) ?? '{}'), { cache: 'STALE' })
+    t.equal((await gateway.request('GET', '/notes', { headers: bearer(alice.access) })).status, 200, 'notes still verifies a token it could verify before')
+    t.equal((await login('alice')).status, 502, 'logins, of course, fail')
+  })
+})

@@ -1,0 +1,113 @@
+/**
+ * The notes API: a user's own notes, behind access tokens that are verified
+ * offline against the issuer's JWKS. This file is the integrator example: the
+ * whole of token verification is the `fastifyJwt` registration and the
+ * `authenticate` hook below.
+ * @module
+ */
+import { STATUS_CODES } from 'node:http'
+import fastifyJwt, { type TokenOrHeader } from '@fastify/jwt'
+import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { Logger } from 'pino'
+import type { Config } from './config.js'
+import type { Db } from './db.js'
+import type { KeySource } from './keys.js'
+
+export interface Deps { db: Db, keys: KeySource, logger: Logger }
+export type App = FastifyInstance<any, any, any, Logger, TypeBoxTypeProvider>
+
+class Unauthorized extends Error {}
+
+declare module 'fastify' {
+  interface FastifyRequest { userId: string }
+}
+
+const Note = Type.Object({ id: Type.String(), text: Type.String(), created_at: Type.String() })
+
+function problem (reply: FastifyReply, status: number, title: string, detail: string): FastifyReply {
+  return reply.status(status).type('application/problem+json').send({ type: 'about:blank', title, status, detail })
+}
+
+export async function buildApp (config: Config, deps: Deps): Promise<App> {
+  const app: App = Fastify({
+    loggerInstance: deps.logger,
+    bodyLimit: 16 * 1024,
+    return503OnClosing: true,
+    ajv: { customOptions: { removeAdditional: false } }
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  await app.register(fastifyJwt, {
+    // Only what Tessera mints for us: an RS256 access token (typ at+jwt) with a
+    // kid. A refresh token fails here on typ, and again on aud.
+    secret: async (_request: FastifyRequest, token: TokenOrHeader) => {
+      const header = 'header' in token ? token.header : token
+      if (header.alg !== 'RS256' || typeof header.kid !== 'string' || String(header.typ).toLowerCase() !== 'at+jwt') {
+        throw new Unauthorized('not an RS256 at+jwt with a kid')
+      }
+      return await deps.keys(header.kid, header.alg)
+    },
+    decode: { complete: true },
+    verify: {
+      algorithms: ['RS256'],
+      allowedIss: config.issuer,
+      allowedAud: config.audience,
+      requiredClaims: ['exp', 'iat', 'sub'],
+      clockTolerance: config.clockSkewMs
+    }
+  })
+
+  async function authenticate (request: FastifyRequest): Promise<void> {
+    try {
+      const claims = await request.jwtVerify<{ sub: string }>()
+      request.userId = claims.sub
+    } catch (err) {
+      request.log.info({ reason: (err as Error).message }, 'token refused')
+      throw new Unauthorized()
+    }
+  }
+
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    if (err instanceof Unauthorized) {
+      return problem(reply.header('www-authenticate', 'Bearer error="invalid_token"'), 401, 'Unauthorized', 'the access token is missing, invalid or expired')
+    }
+    if (err.validation !== undefined || (err.statusCode !== undefined && err.statusCode < 500)) {
+      const status = err.statusCode ?? 400
+      return problem(reply, status, STATUS_CODES[status] ?? 'Bad Request', err.validation !== undefined ? err.message : 'the request is malformed')
+    }
+    request.log.error({ err }, 'unexpected error')
+    return problem(reply, 500, 'Internal Server Error', 'an unexpected error occurred')
+  })
+  app.setNotFoundHandler((request, reply) => problem(reply, 404, 'Not Found', `${request.method} ${request.url.split('?')[0]} does not exist`))
+
+  app.get('/healthz', async () => ({ status: 'ok' }))
+
+  app.get('/notes', {
+    onRequest: authenticate,
+    schema: { response: { 200: Type.Object({ notes: Type.Array(Note) }) } }
+  }, async (request) => {
+    const rows = await deps.db.selectFrom('notes.notes').select(['id', 'text', 'created_at'])
+      .where('owner', '=', request.userId).orderBy('created_at', 'desc').limit(500).execute()
+    return { notes: rows.map((row) => ({ ...row, created_at: row.created_at.toISOString() })) }
+  })
+
+  app.post('/notes', {
+    onRequest: authenticate,
+    schema: { body: Type.Object({ text: Type.String({ minLength: 1, maxLength: 4000 }) }, { additionalProperties: false }), response: { 201: Note } }
+  }, async (request, reply) => {
+    const row = await deps.db.insertInto('notes.notes').values({ owner: request.userId, text: request.body.text })
+      .returning(['id', 'text', 'created_at']).executeTakeFirstOrThrow()
+    return await reply.status(201).send({ ...row, created_at: row.created_at.toISOString() })
+  })
+
+  app.delete('/notes/:id', {
+    onRequest: authenticate,
+    schema: { params: Type.Object({ id: Type.String({ format: 'uuid' }) }) }
+  }, async (request, reply) => {
+    const { numDeletedRows } = await deps.db.deleteFrom('notes.notes')
+      .where('id', '=', request.params.id).where('owner', '=', request.userId).executeTakeFirst()
+    return numDeletedRows > 0n ? await reply.status(204).send() : problem(reply, 404, 'Not Found', 'no such note')
+  })
+
+  return app
+}

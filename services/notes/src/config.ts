@@ -1,0 +1,63 @@
+/**
+ * Every setting notes reads, validated once at start; nothing else reads
+ * process.env. A bad value stops the process with one line naming it.
+ * @module
+ */
+
+export interface Config {
+  port: number
+  host: string
+  databaseUrl: string
+  /** Expected `iss`; also the base of the default JWKS URL. */
+  issuer: string
+  jwksUrl: string
+  audience: string
+  /** How long a fetched key is trusted before the JWKS is asked again. */
+  jwksTtlMs: number
+  /** Leeway for `exp`/`iat`/`nbf` against clock skew between hosts. */
+  clockSkewMs: number
+  logLevel: string
+}
+
+type Env = Record<string, string | undefined>
+
+export class ConfigError extends Error {}
+
+function get (env: Env, name: string): string | undefined {
+  const value = env[name]
+  return value === undefined || value === '' ? undefined : value
+}
+
+function url (env: Env, name: string, fallback: string | undefined): string {
+  const value = get(env, name) ?? fallback
+  if (value === undefined) throw new ConfigError(`${name} is required`)
+  try {
+    return new URL(value).toString().replace(/\/+$/, '')
+  } catch {
+    throw new ConfigError(`${name}=${JSON.stringify(value)} is invalid: expected a URL`)
+  }
+}
+
+function integer (env: Env, name: string, fallback: number, min: number, max: number): number {
+  const value = get(env, name)
+  if (value === undefined) return fallback
+  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new ConfigError(`${name}=${JSON.stringify(value)} is invalid: expected a whole number from ${min} to ${max}`)
+  }
+  return Number(value)
+}
+
+export function loadConfig (env: Env): Config {
+  const issuer = url(env, 'NOTES_ISSUER', 'http://127.0.0.1:8080')
+  return {
+    port: integer(env, 'PORT', 8201, 0, 65535),
+    host: get(env, 'HOST') ?? '127.0.0.1',
+    databaseUrl: url(env, 'DATABASE_URL', undefined),
+    issuer,
+    jwksUrl: url(env, 'NOTES_JWKS_URL', `${issuer}/.well-known/jwks.json`),
+    audience: get(env, 'NOTES_AUDIENCE') ?? 'api',
+    jwksTtlMs: integer(env, 'NOTES_JWKS_TTL', 300, 1, 86400) * 1000,
+    clockSkewMs: integer(env, 'NOTES_CLOCK_SKEW', 30, 0, 300) * 1000,
+    logLevel: get(env, 'LOG_LEVEL') ?? 'info'
+  }
+}

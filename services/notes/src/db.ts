@@ -1,0 +1,51 @@
+/**
+ * The notes schema: its own Postgres schema and migration table, so it can
+ * share a server with Tessera and never touch Tessera's tables. Migrations run
+ * at start; Kysely's migrator lock makes concurrent starts safe.
+ * @module
+ */
+import { Kysely, Migrator, PostgresDialect, sql, type Generated, type Migration } from 'kysely'
+import pg from 'pg'
+
+export interface NotesTable {
+  id: Generated<string>
+  owner: string
+  text: string
+  created_at: Generated<Date>
+}
+
+export interface Database { 'notes.notes': NotesTable }
+export type Db = Kysely<Database>
+
+const MIGRATIONS: Record<string, Migration> = {
+  '0001_notes': {
+    async up (db) {
+      await db.schema.createTable('notes.notes')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('owner', 'text', (c) => c.notNull())
+        .addColumn('text', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute()
+      await db.schema.createIndex('notes_owner_created').on('notes.notes').columns(['owner', 'created_at']).execute()
+    },
+    async down (db) {
+      await db.schema.dropTable('notes.notes').execute()
+    }
+  }
+}
+
+export function connect (databaseUrl: string): Db {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 10, connectionTimeoutMillis: 5000 })
+  pool.on('error', () => {})
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+}
+
+export async function migrate (db: Db): Promise<void> {
+  const migrator = new Migrator({
+    db,
+    migrationTableSchema: 'notes',
+    provider: { getMigrations: async () => MIGRATIONS }
+  })
+  const { error } = await migrator.migrateToLatest()
+  if (error !== undefined) throw error instanceof Error ? error : new Error(String(error))
+}

@@ -1,0 +1,112 @@
+import { generateKeyPairSync, sign } from 'node:crypto'
+import { Writable } from 'node:stream'
+import { pino } from 'pino'
+import t from 'tap'
+import type { LightMyRequestResponse } from 'fastify'
+import { buildApp, type App } from '../src/app.js'
+import { ConfigError, loadConfig, type Config } from '../src/config.js'
+import { connect, migrate } from '../src/db.js'
+import { createKeySource } from '../src/keys.js'
+import { createTestDatabase, forge, json, startTessera } from './helpers.js'
+
+const PASSWORD = 'correct horse battery'
+
+t.test('config: defaults, derived JWKS URL, one-line errors', async (t) => {
+  const config = loadConfig({ DATABASE_URL: 'postgres://u:p@127.0.0.1:5432/db' })
+  t.equal(config.issuer, 'http://127.0.0.1:8080')
+  t.equal(config.jwksUrl, 'http://127.0.0.1:8080/.well-known/jwks.json')
+  t.equal(config.audience, 'api')
+  t.equal(config.port, 8201)
+  t.equal(loadConfig({ DATABASE_URL: 'postgres://x/y', NOTES_ISSUER: 'https://id.example/', NOTES_JWKS_URL: 'https://keys.example/jwks' }).jwksUrl, 'https://keys.example/jwks')
+  t.throws(() => loadConfig({}), new ConfigError('DATABASE_URL is required'))
+  t.throws(() => loadConfig({ DATABASE_URL: 'postgres://x/y', PORT: 'eighty' }), /PORT="eighty" is invalid/)
+  t.throws(() => loadConfig({ DATABASE_URL: 'postgres://x/y', NOTES_ISSUER: 'not a url' }), /NOTES_ISSUER/)
+})
+
+t.test('notes against a real Tessera', async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const tessera = await startTessera(t, { DATABASE_URL: databaseUrl, TESSERA_ACCESS_TTL: '4s' })
+  const db = connect(databaseUrl)
+  t.teardown(async () => { await db.destroy() })
+  await migrate(db)
+  await migrate(db) // idempotent: a restart, or a second instance, migrates nothing
+
+  const lines: string[] = []
+  const logger = pino({ level: 'info' }, new Writable({ write (chunk: Buffer, _e, done) { lines.push(chunk.toString()); done() } }))
+  const config: Config = {
+    // Tessera's default issuer; its JWKS is wherever it listens.
+    ...loadConfig({ DATABASE_URL: databaseUrl, NOTES_JWKS_URL: `${tessera.url}/.well-known/jwks.json` }),
+    jwksTtlMs: 100,
+    clockSkewMs: 0
+  }
+  const app: App = await buildApp(config, { db, logger, keys: createKeySource(config.jwksUrl, config.jwksTtlMs) })
+  t.teardown(async () => { await app.close() })
+
+  async function tokensFor (username: string): Promise<{ access_token: string, refresh_token: string }> {
+    await json(`${tessera.url}/v1/users`, { method: 'POST', body: JSON.stringify({ username, password: PASSWORD }) })
+    const { status, body } = await json(`${tessera.url}/oauth/token`, { method: 'POST', body: JSON.stringify({ grant_type: 'password', username, password: PASSWORD }) })
+    if (status !== 200) throw new Error(`login failed: ${status}`)
+    return body as { access_token: string, refresh_token: string }
+  }
+  const call = async (method: 'GET' | 'POST' | 'DELETE', url: string, token?: string, payload?: Record<string, unknown>): Promise<LightMyRequestResponse> =>
+    await app.inject({ method, url, headers: token === undefined ? {} : { authorization: `Bearer ${token}` }, ...(payload === undefined ? {} : { payload }) })
+  const refused = (t: Test, res: { statusCode: number, headers: Record<string, unknown> }, what: string): void => {
+    t.equal(res.statusCode, 401, what)
+    t.equal(res.headers['www-authenticate'], 'Bearer error="invalid_token"', `${what}: WWW-Authenticate`)
+  }
+  type Test = typeof t
+
+  t.test('each user creates, lists and deletes only their own notes', async (t) => {
+    const alice = await tokensFor('alice')
+    const bob = await tokensFor('bob')
+    const created = await call('POST', '/notes', alice.access_token, { text: 'buy milk' })
+    t.equal(created.statusCode, 201)
+    const note = created.json()
+    t.equal(note.text, 'buy milk')
+    t.match(note.id, /^[0-9a-f-]{36}$/)
+    t.same((await call('GET', '/notes', alice.access_token)).json().notes.map((n: { id: string }) => n.id), [note.id])
+    t.same((await call('GET', '/notes', bob.access_token)).json().notes, [], 'bob sees none of alice\'s notes')
+    t.equal((await call('DELETE', `/notes/${note.id}`, bob.access_token)).statusCode, 404, 'bob cannot delete it')
+    t.equal((await call('DELETE', `/notes/${note.id}`, alice.access_token)).statusCode, 204)
+    t.equal((await call('DELETE', `/notes/${note.id}`, alice.access_token)).statusCode, 404, 'already gone')
+    t.equal((await call('DELETE', '/notes/not-a-uuid', alice.access_token)).statusCode, 400)
+    const empty = await call('POST', '/notes', alice.access_token, { text: '' })
+    t.equal(empty.statusCode, 400)
+    t.equal(empty.headers['content-type'], 'application/problem+json; charset=utf-8')
+    t.equal((await call('POST', '/notes', alice.access_token, { text: 'x', owner: 'bob' })).statusCode, 400, 'no extra fields')
+    const big = await call('POST', '/notes', alice.access_token, { text: 'x'.repeat(20_000) })
+    t.match({ status: big.statusCode, body: big.json() }, { status: 413, body: { title: 'Payload Too Large' } })
+    t.equal((await call('GET', '/nowhere')).statusCode, 404)
+    t.equal((await call('GET', '/healthz')).statusCode, 200)
+  })
+
+  t.test('refuses refresh tokens, forged, unknown-kid and missing tokens with 401', async (t) => {
+    const carol = await tokensFor('carol')
+    refused(t, await call('GET', '/notes', carol.refresh_token), 'a refresh token')
+    refused(t, await call('GET', '/notes'), 'no token')
+    refused(t, await call('GET', '/notes', 'not.a.jwt'), 'garbage')
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+    const claims = JSON.parse(Buffer.from(carol.access_token.split('.')[1] ?? '', 'base64url').toString()) as Record<string, unknown>
+    const rs256 = (data: string): Buffer => sign('sha256', Buffer.from(data), privateKey)
+    refused(t, await call('GET', '/notes', forge({ alg: 'RS256', typ: 'at+jwt', kid: 'no-such-kid' }, claims, rs256)), 'an unknown kid')
+    const realKid = JSON.parse(Buffer.from(carol.access_token.split('.')[0] ?? '', 'base64url').toString()).kid as string
+    refused(t, await call('GET', '/notes', forge({ alg: 'RS256', typ: 'at+jwt', kid: realKid }, { ...claims, sub: 'someone-else' }, rs256)), 'a known kid with a bad signature')
+    refused(t, await call('GET', '/notes', forge({ alg: 'none', typ: 'at+jwt', kid: realKid }, claims, () => Buffer.alloc(0))), 'alg none')
+    t.notMatch(lines.join(''), carol.access_token, 'no token is logged')
+  })
+
+  t.test('keeps verifying with known keys while the JWKS is unreachable; expired tokens fail', async (t) => {
+    const dave = await tokensFor('dave')
+    t.equal((await call('GET', '/notes', dave.access_token)).statusCode, 200, 'the key is fetched and cached')
+    await tessera.stop()
+    // get-jwks serves its stale copy for one more ttl after a failed fetch;
+    // past that (no request for a while) only the known-key fallback remains.
+    for (const round of [1, 2, 3]) {
+      await new Promise((resolve) => setTimeout(resolve, 400))
+      t.equal((await call('GET', '/notes', dave.access_token)).statusCode, 200, `still verified with the known key (${round})`)
+    }
+    const claims = JSON.parse(Buffer.from(dave.access_token.split('.')[1] ?? '', 'base64url').toString()) as { exp: number }
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, claims.exp * 1000 - Date.now() + 1100)))
+    refused(t, await call('GET', '/notes', dave.access_token), 'the same token once expired')
+  })
+})
