@@ -22,7 +22,7 @@ import { runLoad } from './lib/load.mjs'
 import { profileClock, summarizeProfile } from './lib/profile.mjs'
 import { consoleSummary, writeReport } from './lib/report.mjs'
 import { SCENARIOS } from './lib/scenarios.mjs'
-import { startTessera } from './lib/tessera.mjs'
+import { NOTES_ENTRY, startTessera } from './lib/tessera.mjs'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const started = Date.now()
@@ -76,6 +76,8 @@ const loadBefore = os.loadavg().map((l) => Math.round(l * 100) / 100)
 const database = await freshDatabase({ root: ROOT, databaseUrl: process.env.DATABASE_URL || undefined, log })
 /** @type {import('./lib/tessera.mjs').TesseraProcess[]} */
 const servers = []
+/** @type {import('./lib/tessera.mjs').TesseraProcess[]} notes */
+const siblings = []
 /** @type {import('./lib/ceilings.mjs').BareServer | undefined} */
 let bare
 /** @type {import('./lib/fixtures.mjs').Fixtures | undefined} */
@@ -197,8 +199,24 @@ try {
     return await /** @type {Promise<number>} */ (measured.get(name))
   }
 
+  /** @type {Promise<string> | undefined} */
+  let notesUrl
+  const startNotes = async () => {
+    const notes = await startTessera({
+      DATABASE_URL: database.url,
+      NOTES_ISSUER: tokenConfig.issuer,
+      NOTES_JWKS_URL: `${primary.url}/.well-known/jwks.json`,
+      NOTES_AUDIENCE: 'api',
+      LOG_LEVEL: 'warn'
+    }, { entry: NOTES_ENTRY, readyPath: '/healthz', logFile: path.join(ROOT, '.data', 'bench', `notes-${Date.now()}.log`) })
+    siblings.push(notes)
+    // notes has migrated its schema by the time it answers; every user gets one note to read back.
+    await fx.sql("INSERT INTO notes.notes (owner, text) SELECT id::text, 'a note to read back' FROM users")
+    return notes.url
+  }
+
   /** @type {import('./lib/scenarios.mjs').Context} */
-  const ctx = { settings, fixtures: fx, root: ROOT, ceiling, jwks, accessTokens: ctxAccessTokens, observed: {} }
+  const ctx = { settings, fixtures: fx, root: ROOT, ceiling, jwks, accessTokens: ctxAccessTokens, observed: {}, notes: () => (notesUrl ??= startNotes()) }
 
   const scenarioResults = []
   const skipped = []
@@ -227,7 +245,8 @@ try {
       ceilingRate,
       ratio,
       target: scenario.target,
-      met: ratio >= scenario.target && result.errors === 0
+      met: ratio >= scenario.target && result.errors === 0,
+      ...(scenario.note === undefined ? {} : { note: scenario.note })
     })
   }
 
@@ -317,11 +336,11 @@ try {
 } catch (err) {
   exitCode = 1
   process.stderr.write(`bench: ${err instanceof Error ? err.stack : String(err)}\n`)
-  for (const server of servers) process.stderr.write(server.output())
+  for (const server of [...servers, ...siblings]) process.stderr.write(server.output())
 } finally {
   await fixtures?.close()
   await bare?.stop()
-  for (const server of servers) await server.stop()
+  for (const server of [...siblings, ...servers]) await server.stop()
   await database.close()
 }
 process.exit(exitCode)

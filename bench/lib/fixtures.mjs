@@ -29,6 +29,7 @@ const CHUNK = 5000
  * @property {{ id: string, username: string }[]} users
  * @property {(count: number) => Promise<string[]>} refreshTokens that many unused refresh tokens, one session each
  * @property {(count: number) => Promise<{ token: string, userId: string, sessionId: string }[]>} accessTokens live sessions with an access token each
+ * @property {(text: string) => Promise<void>} sql runs one statement on the benchmark database
  * @property {() => Promise<void>} close
  */
 
@@ -92,6 +93,7 @@ export async function prepareFixtures ({ url, kek, tokens, users: count }) {
       userId: record.userId,
       sessionId: record.sessionId
     })),
+    sql: async (text) => { await pool.query(text) },
     close: async () => { await connection.close() }
   }
 }

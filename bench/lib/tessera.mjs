@@ -10,6 +10,7 @@ import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 
 export const SERVER_ENTRY = fileURLToPath(new URL('../../services/auth/dist/server.js', import.meta.url))
+export const NOTES_ENTRY = fileURLToPath(new URL('../../services/notes/dist/server.js', import.meta.url))
 
 /** @returns {Promise<number>} */
 export function freePort () {
@@ -35,7 +36,7 @@ export function freePort () {
 async function waitReady (url, deadline) {
   while (Date.now() < deadline) {
     try {
-      const res = await fetch(`${url}/readyz`)
+      const res = await fetch(url)
       if (res.ok) return
     } catch {}
     await new Promise((resolve) => setTimeout(resolve, 100))
@@ -45,13 +46,13 @@ async function waitReady (url, deadline) {
 
 /**
  * @param {Record<string, string>} env the Tessera settings (DATABASE_URL, TESSERA_KEK, …)
- * @param {{ nodeArgs?: string[], logFile?: string }} [options] logFile receives what the process printed, once it has exited
+ * @param {{ nodeArgs?: string[], logFile?: string, entry?: string, readyPath?: string }} [options] logFile receives what the process printed, once it has exited; entry and readyPath start another service (notes) the same way
  * @returns {Promise<TesseraProcess>}
  */
 export async function startTessera (env, options = {}) {
   const port = await freePort()
   const url = `http://127.0.0.1:${port}`
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), SERVER_ENTRY], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.entry ?? SERVER_ENTRY], {
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: String(port), ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
@@ -70,8 +71,8 @@ export async function startTessera (env, options = {}) {
   }
   try {
     await Promise.race([
-      waitReady(url, Date.now() + 60_000),
-      exited.then((code) => { throw new Error(`Tessera exited (${code}) before it was ready:\n${output}`) })
+      waitReady(`${url}${options.readyPath ?? '/readyz'}`, Date.now() + 60_000),
+      exited.then((code) => { throw new Error(`${url} exited (${code}) before it was ready:\n${output}`) })
     ])
   } catch (err) {
     await stop()
