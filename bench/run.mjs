@@ -10,13 +10,14 @@
  * @module
  */
 import { randomBytes } from 'node:crypto'
-import { promises as fs } from 'node:fs'
+import { existsSync, promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { argon2Rate, combinedRefreshCeiling, rotationRate, signingRates, startBareServer, verifyRates } from './lib/ceilings.mjs'
 import { freshDatabase } from './lib/database.mjs'
+import { startGateway } from './lib/gateway.mjs'
 import { prepareFixtures } from './lib/fixtures.mjs'
 import { runLoad } from './lib/load.mjs'
 import { profileClock, summarizeProfile } from './lib/profile.mjs'
@@ -80,6 +81,8 @@ const servers = []
 const siblings = []
 /** @type {import('./lib/ceilings.mjs').BareServer | undefined} */
 let bare
+/** @type {import('./lib/gateway.mjs').Gateway | undefined} */
+let gateway
 /** @type {import('./lib/fixtures.mjs').Fixtures | undefined} */
 let fixtures
 let exitCode = 0
@@ -216,7 +219,14 @@ try {
   }
 
   /** @type {import('./lib/scenarios.mjs').Context} */
-  const ctx = { settings, fixtures: fx, root: ROOT, ceiling, jwks, accessTokens: ctxAccessTokens, observed: {}, notes: () => (notesUrl ??= startNotes()) }
+  /** @type {Promise<string> | undefined} */
+  let gatewayUrl
+  const startGatewayOnce = async () => {
+    const notes = existsSync(NOTES_ENTRY) ? await ctx.notes() : undefined
+    gateway = await startGateway({ root: ROOT, dir: path.join(ROOT, '.data', 'bench', 'gateway'), auth: [primary.url], notes })
+    return gateway.url
+  }
+  const ctx = { settings, fixtures: fx, root: ROOT, ceiling, jwks, accessTokens: ctxAccessTokens, observed: {}, notes: () => (notesUrl ??= startNotes()), gateway: () => (gatewayUrl ??= startGatewayOnce()) }
 
   const scenarioResults = []
   const skipped = []
@@ -340,6 +350,7 @@ try {
 } finally {
   await fixtures?.close()
   await bare?.stop()
+  await gateway?.stop()
   for (const server of [...siblings, ...servers]) await server.stop()
   await database.close()
 }

@@ -37,7 +37,7 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
   const report = JSON.parse(await fs.readFile(path.join(out, 'report.json'), 'utf8'))
   const ran = report.scenarios.map((/** @type {any} */ s) => s.name)
   assert.deepEqual(ran.slice(0, 5), ['login', 'refresh', 'jwks', 'jwks-304', 'me'])
-  assert.deepEqual([...ran, ...report.skipped.map((/** @type {any} */ s) => s.name)].sort(), ['gateway', 'jwks', 'jwks-304', 'login', 'me', 'notes', 'refresh'])
+  assert.deepEqual([...ran, ...report.skipped.map((/** @type {any} */ s) => s.name)].sort(), ['gateway-jwks', 'gateway-refresh', 'jwks', 'jwks-304', 'login', 'me', 'notes', 'refresh'])
   for (const s of report.scenarios) {
     assert.equal(s.errors, 0, `${s.name}: ${JSON.stringify(s.statuses)}`)
     assert.ok(s.requests > 0, `${s.name} completed no request`)
