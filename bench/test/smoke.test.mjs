@@ -47,7 +47,7 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
   }
   // A scenario that cannot run here is reported as not run, with the reason.
   for (const s of report.skipped) assert.match(s.reason, /not (built|written)/)
-  for (const name of ['sign-jose', 'sign-node', 'argon2', 'rotation', 'bare-token', 'refresh-combined', 'bare-jwks', 'bare-jwks-304', 'bare-me']) {
+  for (const name of ['sign-jose', 'argon2', 'rotation', 'bare-token', 'refresh-combined', 'bare-jwks', 'bare-jwks-304', 'bare-me']) {
     assert.ok(report.ceilings[name]?.rate > 0, `ceiling ${name}`)
   }
   const { rate: signs } = report.ceilings['sign-jose']
