@@ -102,6 +102,8 @@ export function markdown (report) {
     '',
     markdownTable(['target', 'measured', ''], report.targets.map((/** @type {any} */ t) => [t.text, t.measured, t.met ? 'met' : 'NOT met'])),
     '',
+    'Where the time goes, what was done about it and what blocks a target not met: [docs/performance.md](../docs/performance.md).',
+    '',
     '## Ceilings',
     '',
     markdownTable(['ceiling', 'per second', 'how it was measured'], Object.entries(report.ceilings).map(([name, c]) => [name, int(/** @type {any} */ (c).rate), /** @type {any} */ (c).what])),
