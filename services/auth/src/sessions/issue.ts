@@ -5,7 +5,8 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { Config } from '../config.js'
-import type { Db, Session } from '../db/database.js'
+import type { Insertable } from 'kysely'
+import type { Db, RefreshTokensTable, Session } from '../db/database.js'
 import type { RequestContext } from '../audit/record.js'
 import type { Keyring } from '../keys/keyring.js'
 import { epochSeconds, mintAccessToken, mintRefreshToken, type RefreshTokenRecord } from '../tokens/mint.js'
@@ -65,15 +66,20 @@ export async function startSession (db: Db, issuer: Issuer, input: { userId: str
   return { ...record, scope: input.scope, clientId: input.clientId }
 }
 
-export async function insertRefreshToken (db: Db, record: RefreshTokenRecord, parentJti: string | null): Promise<void> {
-  await db.insertInto('refresh_tokens').values({
+/** The refresh_tokens row of a record, for an INSERT. */
+export function refreshTokenRow (record: RefreshTokenRecord, parentJti: string | null): Insertable<RefreshTokensTable> {
+  return {
     jti: record.jti,
     session_id: record.sessionId,
     parent_jti: parentJti,
     kid: record.kid,
     issued_at: record.issuedAt,
     expires_at: record.expiresAt
-  }).execute()
+  }
+}
+
+export async function insertRefreshToken (db: Db, record: RefreshTokenRecord, parentJti: string | null): Promise<void> {
+  await db.insertInto('refresh_tokens').values(refreshTokenRow(record, parentJti)).execute()
 }
 
 /** The successor of a refresh token within a session; undefined when the session is at its absolute limit. */

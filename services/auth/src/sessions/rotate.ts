@@ -15,7 +15,7 @@ import { recordAudit, type RequestContext } from '../audit/record.js'
 import type { RefreshTokenRecord } from '../tokens/mint.js'
 import { verifyRefreshToken } from '../tokens/verify-refresh.js'
 import { endSessions } from './end.js'
-import { insertRefreshToken, successorRecord, tokenPair, type Issuer, type TokenPair } from './issue.js'
+import { refreshTokenRow, successorRecord, tokenPair, type Issuer, type TokenPair } from './issue.js'
 import { narrowedScope } from './scope.js'
 
 export interface RefreshGrantInput {
@@ -61,15 +61,20 @@ export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refre
     if (token.used_at === null) {
       const successor = successorRecord(deps, session, input.now)
       if (successor === undefined) return refused('session at its absolute limit')
-      await trx.updateTable('refresh_tokens').set({ used_at: input.now, successor_jti: successor.jti })
-        .where('jti', '=', token.jti).execute()
-      await insertRefreshToken(trx, successor, token.jti)
-      await trx.updateTable('sessions').set({
-        last_used_at: input.now,
-        expires_at: successor.expiresAt,
-        ...(input.context.ip === undefined ? {} : { ip: input.context.ip }),
-        ...(input.context.userAgent === undefined ? {} : { user_agent: input.context.userAgent.slice(0, 512) })
-      }).where('id', '=', session.id).execute()
+      // The three writes as one statement (data-modifying CTEs always run to
+      // completion): two round trips fewer per refresh. The reads above stay
+      // separate: see docs/performance.md.
+      await trx
+        .with('used', (db) => db.updateTable('refresh_tokens').set({ used_at: input.now, successor_jti: successor.jti })
+          .where('jti', '=', token.jti).returning('jti'))
+        .with('slid', (db) => db.updateTable('sessions').set({
+          last_used_at: input.now,
+          expires_at: successor.expiresAt,
+          ...(input.context.ip === undefined ? {} : { ip: input.context.ip }),
+          ...(input.context.userAgent === undefined ? {} : { user_agent: input.context.userAgent.slice(0, 512) })
+        }).where('id', '=', session.id).returning('id'))
+        .insertInto('refresh_tokens').values(refreshTokenRow(successor, token.jti))
+        .execute()
       return { kind: 'issue', record: successor, clientId: session.client_id, scope, outcome: 'rotated' }
     }
 

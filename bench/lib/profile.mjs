@@ -1,0 +1,81 @@
+/**
+ * Summarizes a V8 .cpuprofile (node --cpu-prof): self time per function and
+ * per area (our code, each package, Node internals, GC, idle), so where the
+ * time goes can be read without a profiler UI.
+ * @module
+ */
+import { promises as fs } from 'node:fs'
+
+/**
+ * @typedef {object} ProfileNode
+ * @property {number} id
+ * @property {{ functionName: string, url: string, lineNumber: number }} callFrame
+ */
+
+/** @param {string} url */
+export function areaOf (url) {
+  if (url === '') return 'native / V8'
+  if (url.startsWith('node:')) return 'node internals'
+  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)
+  if (pkg !== null) return pkg[1]
+  if (url.includes('/services/auth/dist/')) return 'tessera'
+  return 'other'
+}
+
+/** @param {string} url */
+function shortLocation (url, line) {
+  const trimmed = url.replace(/^file:\/\//, '').replace(/^.*\/node_modules\//, '').replace(/^.*\/services\/auth\/dist\//, 'tessera/')
+  return trimmed === '' ? '' : `${trimmed}:${line + 1}`
+}
+
+/** Now on the clock V8 stamps profile samples with (monotonic, microseconds). */
+export const profileClock = () => Number(process.hrtime.bigint() / 1000n)
+
+/**
+ * @param {string} file a .cpuprofile
+ * @param {{ from?: number, to?: number, top?: number }} [options] only samples between from and to (profileClock), so start-up and shutdown are left out
+ */
+export async function summarizeProfile (file, { from = 0, to = Infinity, top = 15 } = {}) {
+  const profile = JSON.parse(await fs.readFile(file, 'utf8'))
+  /** @type {Map<number, ProfileNode>} */
+  const nodes = new Map(profile.nodes.map((/** @type {ProfileNode} */ n) => [n.id, n]))
+  /** @type {Map<number, number>} */
+  const selfUs = new Map()
+  let at = profile.startTime
+  profile.samples.forEach((/** @type {number} */ id, /** @type {number} */ i) => {
+    const delta = profile.timeDeltas[i] ?? 0
+    at += delta
+    if (at >= from && at <= to) selfUs.set(id, (selfUs.get(id) ?? 0) + delta)
+  })
+  /** @type {Map<string, { fn: string, location: string, area: string, us: number }>} */
+  const byFunction = new Map()
+  /** @type {Map<string, number>} */
+  const byArea = new Map()
+  let total = 0
+  let idle = 0
+  for (const [id, us] of selfUs) {
+    const node = nodes.get(id)
+    if (node === undefined) continue
+    const { functionName, url, lineNumber } = node.callFrame
+    total += us
+    if (functionName === '(idle)') { idle += us; continue }
+    const fn = functionName === '' ? '(anonymous)' : functionName
+    const area = functionName.startsWith('(') ? fn : areaOf(url)
+    const key = `${fn}\u0000${url}\u0000${lineNumber}`
+    const entry = byFunction.get(key) ?? { fn, location: shortLocation(url, lineNumber), area, us: 0 }
+    entry.us += us
+    byFunction.set(key, entry)
+    byArea.set(area, (byArea.get(area) ?? 0) + us)
+  }
+  const busy = total - idle
+  const pct = (/** @type {number} */ us) => Math.round((us / busy) * 1000) / 10
+  return {
+    totalMs: Math.round(total / 1000),
+    busyMs: Math.round(busy / 1000),
+    idlePercent: total === 0 ? 0 : Math.round((idle / total) * 1000) / 10,
+    functions: [...byFunction.values()].sort((a, b) => b.us - a.us).slice(0, top)
+      .map((f) => ({ function: f.fn, location: f.location, area: f.area, selfMs: Math.round(f.us / 1000), percent: pct(f.us) })),
+    areas: [...byArea.entries()].sort((a, b) => b[1] - a[1])
+      .map(([area, us]) => ({ area, selfMs: Math.round(us / 1000), percent: pct(us) }))
+  }
+}

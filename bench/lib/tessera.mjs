@@ -1,0 +1,82 @@
+/**
+ * Real Tessera processes (services/auth/dist/server.js) on one database, each
+ * on its own free loopback port. Several processes on one database is how
+ * Tessera uses several cores: instances share nothing but Postgres.
+ * @module
+ */
+import { spawn } from 'node:child_process'
+import { promises as fs } from 'node:fs'
+import { createServer } from 'node:net'
+import { fileURLToPath } from 'node:url'
+
+export const SERVER_ENTRY = fileURLToPath(new URL('../../services/auth/dist/server.js', import.meta.url))
+export const NOTES_ENTRY = fileURLToPath(new URL('../../services/notes/dist/server.js', import.meta.url))
+
+/** @returns {Promise<number>} */
+export function freePort () {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.on('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port')))
+    })
+  })
+}
+
+/**
+ * @typedef {object} TesseraProcess
+ * @property {string} url base URL, http://127.0.0.1:PORT
+ * @property {number} pid
+ * @property {() => string} output what the process printed (warnings and errors only at LOG_LEVEL=warn)
+ * @property {() => Promise<number | null>} stop SIGTERM, wait for the drain and exit (a CPU profile is written then)
+ */
+
+/** @param {string} url @param {number} deadline */
+async function waitReady (url, deadline) {
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url)
+      if (res.ok) return
+    } catch {}
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`Tessera at ${url} was not ready in time`)
+}
+
+/**
+ * @param {Record<string, string>} env the Tessera settings (DATABASE_URL, TESSERA_KEK, …)
+ * @param {{ nodeArgs?: string[], logFile?: string, entry?: string, readyPath?: string }} [options] logFile receives what the process printed, once it has exited; entry and readyPath start another service (notes) the same way
+ * @returns {Promise<TesseraProcess>}
+ */
+export async function startTessera (env, options = {}) {
+  const port = await freePort()
+  const url = `http://127.0.0.1:${port}`
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.entry ?? SERVER_ENTRY], {
+    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: String(port), ...env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let output = ''
+  child.stdout.on('data', (chunk) => { output += chunk.toString() })
+  child.stderr.on('data', (chunk) => { output += chunk.toString() })
+  /** @type {Promise<number | null>} */
+  const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)))
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+    const code = await exited
+    clearTimeout(timer)
+    if (options.logFile !== undefined) await fs.writeFile(options.logFile, output)
+    return code
+  }
+  try {
+    await Promise.race([
+      waitReady(`${url}${options.readyPath ?? '/readyz'}`, Date.now() + 60_000),
+      exited.then((code) => { throw new Error(`${url} exited (${code}) before it was ready:\n${output}`) })
+    ])
+  } catch (err) {
+    await stop()
+    throw err
+  }
+  return { url, pid: child.pid ?? 0, output: () => output, stop }
+}

@@ -1,0 +1,358 @@
+#!/usr/bin/env node
+/**
+ * `make bench`: starts a real Tessera on a fresh Postgres, measures this
+ * machine's ceilings, runs every scenario bounded in time (and in amount where
+ * tokens are single-use), runs the scalable ones again on one process per
+ * core, profiles the refresh path, and writes REPORT.md, report.json and
+ * report.svg. Only 127.0.0.1 is ever loaded.
+ *
+ *   node bench/run.mjs [--scenario NAME[,NAME]] [--quick] [--out DIR] [--no-scaling] [--no-profile]
+ * @module
+ */
+import { randomBytes } from 'node:crypto'
+import { existsSync, promises as fs } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { argon2Rate, combinedRefreshCeiling, rotationRate, signingRates, startBareServer, verifyRates } from './lib/ceilings.mjs'
+import { freshDatabase } from './lib/database.mjs'
+import { startGateway } from './lib/gateway.mjs'
+import { prepareFixtures } from './lib/fixtures.mjs'
+import { runLoad } from './lib/load.mjs'
+import { profileClock, summarizeProfile } from './lib/profile.mjs'
+import { consoleSummary, writeReport } from './lib/report.mjs'
+import { SCENARIOS } from './lib/scenarios.mjs'
+import { NOTES_ENTRY, startTessera } from './lib/tessera.mjs'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const started = Date.now()
+const log = (/** @type {string} */ line) => process.stderr.write(`[bench +${((Date.now() - started) / 1000).toFixed(1)}s] ${line}\n`)
+
+const { values: args } = parseArgs({
+  options: {
+    scenario: { type: 'string', multiple: true },
+    quick: { type: 'boolean', default: false },
+    out: { type: 'string' },
+    'no-scaling': { type: 'boolean', default: false },
+    'no-profile': { type: 'boolean', default: false }
+  }
+})
+
+const wanted = (args.scenario ?? []).flatMap((s) => s.split(',')).filter((s) => s !== '')
+for (const name of wanted) {
+  if (!SCENARIOS.some((s) => s.name === name)) {
+    process.stderr.write(`bench: unknown scenario ${name}; known: ${SCENARIOS.map((s) => s.name).join(', ')}\n`)
+    process.exit(2)
+  }
+}
+const selected = SCENARIOS.filter((s) => wanted.length === 0 || wanted.includes(s.name))
+const cores = os.availableParallelism()
+const keyBits = Number(process.env.TESSERA_KEY_BITS ?? 2048)
+const outDir = path.resolve(args.out ?? path.join(ROOT, 'bench'))
+
+/** @type {import('./lib/scenarios.mjs').Settings} */
+const settings = args.quick
+  // A login takes hundreds of milliseconds on a busy machine: the quick run gives it 2 s so some complete.
+  ? { duration: 1, loginDuration: 2, warmup: 0.5, ceilingSeconds: 0.5, connections: 16, loginConnections: 2, users: 1000, keyBits, cores }
+  : { duration: 5, loginDuration: 5, warmup: 1, ceilingSeconds: 3, connections: 64, loginConnections: 16, users: 1000, keyBits, cores }
+
+const kek = randomBytes(32)
+const tokenConfig = { issuer: 'http://tessera.bench', audience: ['api'], accessTtl: 15 * 60 }
+const tesseraSettings = {
+  TESSERA_ISSUER: tokenConfig.issuer,
+  TESSERA_AUDIENCE: 'api',
+  TESSERA_ACCESS_TTL: '15m',
+  TESSERA_KEY_BITS: String(keyBits),
+  // The login scenario's connections stay below concurrency + depth, so nothing is shed.
+  TESSERA_HASH_QUEUE_DEPTH: '64',
+  // One client address sends every request; the per-IP limit would measure itself.
+  TESSERA_RATE_LIMIT: '1000000',
+  LOG_LEVEL: 'warn',
+  // The smoke run checks the harness on whatever machine runs the tests: pressure shedding stays off there.
+  ...(args.quick ? { TESSERA_MAX_EVENT_LOOP_DELAY_MS: '0' } : {})
+}
+
+const loadBefore = os.loadavg().map((l) => Math.round(l * 100) / 100)
+const database = await freshDatabase({ root: ROOT, databaseUrl: process.env.DATABASE_URL || undefined, log })
+/** @type {import('./lib/tessera.mjs').TesseraProcess[]} */
+const servers = []
+/** @type {import('./lib/tessera.mjs').TesseraProcess[]} notes */
+const siblings = []
+/** @type {import('./lib/ceilings.mjs').BareServer | undefined} */
+let bare
+/** @type {import('./lib/gateway.mjs').Gateway | undefined} */
+let gateway
+/** @type {import('./lib/fixtures.mjs').Fixtures | undefined} */
+let fixtures
+let exitCode = 0
+try {
+  const env = { ...tesseraSettings, DATABASE_URL: database.url, TESSERA_KEK: kek.toString('base64url'), TESSERA_DATA_DIR: path.join(ROOT, '.data', 'bench', 'tessera') }
+  const spawnTessera = async (/** @type {string[]} */ nodeArgs = []) => {
+    const server = await startTessera(env, { nodeArgs, logFile: path.join(ROOT, '.data', 'bench', `tessera-${servers.length + 1}-${Date.now()}.log`) })
+    servers.push(server)
+    return server
+  }
+  const primary = await spawnTessera()
+  log(`Tessera is ready at ${primary.url}; creating ${settings.users} users`)
+  const fx = fixtures = await prepareFixtures({ url: database.url, kek, tokens: tokenConfig, users: settings.users })
+
+  const jwksResponse = await fetch(`${primary.url}/.well-known/jwks.json`)
+  const jwks = { body: await jwksResponse.text(), etag: jwksResponse.headers.get('etag') ?? '' }
+  // One real refresh: proves the minted tokens are accepted and gives the bare /token route its reply size.
+  const [probe] = await fx.refreshTokens(1)
+  const probeResponse = await fetch(`${primary.url}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ grant_type: 'refresh_token', refresh_token: probe }) })
+  const tokenResponse = await probeResponse.text()
+  if (!probeResponse.ok) throw new Error(`a minted refresh token was refused: ${probeResponse.status} ${tokenResponse}`)
+
+  /** @type {Promise<{ token: string, userId: string, sessionId: string }[]> | undefined} */
+  let accessTokens
+  const ctxAccessTokens = () => (accessTokens ??= fx.accessTokens(settings.users))
+
+  const bareLoad = async (/** @type {Omit<import('./lib/load.mjs').LoadOptions, 'url' | 'duration' | 'warmup' | 'connections'>} */ options, /** @type {number[]} */ ok = []) => {
+    bare ??= await startBareServer({ databaseUrl: database.url, jwks: jwks.body, etag: jwks.etag, tokenResponse })
+    const result = await runLoad({ url: bare.url, duration: settings.duration, warmup: settings.warmup, connections: settings.connections, ...options }, ok)
+    if (result.errors > 0) throw new Error(`the bare server answered errors: ${JSON.stringify(result.statuses)}`)
+    return result.rps
+  }
+
+  /** @type {Record<string, { what: string, measure: () => Promise<number> }>} */
+  const definitions = {
+    'sign-jose': {
+      what: `jose SignJWT RS256 (${keyBits}-bit), 64 in flight (WebCrypto on libuv's pool, every core)`,
+      measure: async () => (await signatures()).jose
+    },
+    'sign-node': {
+      what: `node:crypto.sign RS256 (${keyBits}-bit) with a KeyObject, synchronously on one thread, as Tessera signs (tokens/jws.ts)`,
+      measure: async () => (await signatures()).nodeCrypto
+    },
+    argon2: {
+      what: `argon2id verify at Tessera's parameters (19 MiB, t=2, p=1), ${cores} at once (Tessera's hashing concurrency = cores)`,
+      measure: async () => await argon2Rate(cores, settings.ceilingSeconds)
+    },
+    rotation: {
+      what: "the rotation transaction's Postgres round trips as sessions/rotate.ts runs them (BEGIN; SELECT session FOR UPDATE; SELECT token; one statement marking it used, inserting the successor and sliding the session; COMMIT), 20 at once on a pool of 20 like Tessera's",
+      measure: async () => await rotationRate(database.url, 20, settings.ceilingSeconds)
+    },
+    'rotation-separate': {
+      what: 'the same transaction with its three writes as three statements, 7 round trips, as rotate.ts did before the harness: for reading, see docs/performance.md',
+      measure: async () => await rotationRate(database.url, 20, settings.ceilingSeconds, { separateWrites: true })
+    },
+    'verify-jose': {
+      what: `jose jwtVerify of a refresh token (${keyBits}-bit), 64 in flight, as tokens/verify-refresh.ts does: for reading`,
+      measure: async () => (await verifications()).jose
+    },
+    'verify-node': {
+      what: 'node:crypto.verify of the same signature on one thread, without claim checks: for reading',
+      measure: async () => (await verifications()).nodeCrypto
+    },
+    'bare-token': {
+      what: `bare Fastify process: POST with a refresh-sized JSON body, answering a token-response-sized body (${tokenResponse.length} B), same autocannon settings`,
+      measure: async () => await bareLoad({ method: 'POST', path: '/token', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ grant_type: 'refresh_token', refresh_token: probe }) })
+    },
+    'refresh-combined': {
+      what: 'one refresh = 2 signatures (sign-jose ÷ 2) + 1 rotation transaction + 1 request (bare-token), used one after another: 1/(2/sign + 1/rotation + 1/request)',
+      measure: async () => combinedRefreshCeiling({ signs: await ceiling('sign-jose'), transactions: await ceiling('rotation'), requests: await ceiling('bare-token') })
+    },
+    'refresh-combined-node': {
+      what: 'the same with sign-node: what one process signing on its event loop allows (for reading; the target uses refresh-combined)',
+      measure: async () => combinedRefreshCeiling({ signs: await ceiling('sign-node'), transactions: await ceiling('rotation'), requests: await ceiling('bare-token') })
+    },
+    'bare-jwks': {
+      what: `bare Fastify process answering Tessera's JWKS body (${jwks.body.length} B) with its headers, same autocannon settings`,
+      measure: async () => await bareLoad({ path: '/jwks' })
+    },
+    'bare-jwks-304': {
+      what: 'the same bare route with If-None-Match: 304, no body',
+      measure: async () => await bareLoad({ path: '/jwks', headers: { 'if-none-match': jwks.etag } }, [304])
+    },
+    'bare-me': {
+      what: "bare Fastify process doing /v1/me's one-row read (users JOIN sessions by ids, pool of 20) for a random one of the same sessions",
+      measure: async () => {
+        const pairs = await ctxAccessTokens()
+        return await bareLoad({
+          path: '/me',
+          setupRequest: (request) => {
+            const pair = pairs[Math.floor(Math.random() * pairs.length)]
+            return { ...request, headers: { ...request.headers, 'x-user-id': pair.userId, 'x-session-id': pair.sessionId } }
+          }
+        })
+      }
+    }
+  }
+  /** @type {Promise<{ jose: number, nodeCrypto: number }> | undefined} */
+  let signing
+  const signatures = () => (signing ??= signingRates(keyBits, settings.ceilingSeconds))
+  /** @type {Promise<{ jose: number, nodeCrypto: number }> | undefined} */
+  let verifying
+  const verifications = () => (verifying ??= verifyRates(keyBits, settings.ceilingSeconds))
+  /** @type {Map<string, Promise<number>>} */
+  const measured = new Map()
+  const ceiling = async (/** @type {string} */ name) => {
+    if (!measured.has(name)) {
+      const definition = definitions[name]
+      if (definition === undefined) throw new Error(`no ceiling named ${name}`)
+      measured.set(name, (async () => {
+        log(`ceiling ${name}…`)
+        const rate = await definition.measure()
+        log(`ceiling ${name}: ${rate}/s`)
+        return rate
+      })())
+    }
+    return await /** @type {Promise<number>} */ (measured.get(name))
+  }
+
+  /** @type {Promise<string> | undefined} */
+  let notesUrl
+  const startNotes = async () => {
+    const notes = await startTessera({
+      DATABASE_URL: database.url,
+      NOTES_ISSUER: tokenConfig.issuer,
+      NOTES_JWKS_URL: `${primary.url}/.well-known/jwks.json`,
+      NOTES_AUDIENCE: 'api',
+      LOG_LEVEL: 'warn'
+    }, { entry: NOTES_ENTRY, readyPath: '/healthz', logFile: path.join(ROOT, '.data', 'bench', `notes-${Date.now()}.log`) })
+    siblings.push(notes)
+    // notes has migrated its schema by the time it answers; every user gets one note to read back.
+    await fx.sql("INSERT INTO notes.notes (owner, text) SELECT id::text, 'a note to read back' FROM users")
+    return notes.url
+  }
+
+  /** @type {import('./lib/scenarios.mjs').Context} */
+  /** @type {Promise<string> | undefined} */
+  let gatewayUrl
+  const startGatewayOnce = async () => {
+    const notes = existsSync(NOTES_ENTRY) ? await ctx.notes() : undefined
+    gateway = await startGateway({ root: ROOT, dir: path.join(ROOT, '.data', 'bench', 'gateway'), auth: [primary.url], notes })
+    return gateway.url
+  }
+  const ctx = { settings, fixtures: fx, root: ROOT, ceiling, jwks, accessTokens: ctxAccessTokens, observed: {}, notes: () => (notesUrl ??= startNotes()), gateway: () => (gatewayUrl ??= startGatewayOnce()) }
+
+  const scenarioResults = []
+  const skipped = []
+  for (const scenario of selected) {
+    const reason = scenario.unavailable?.(ROOT)
+    if (reason !== undefined) {
+      skipped.push({ name: scenario.name, reason })
+      continue
+    }
+    // The ceiling first, so nothing else runs while the scenario is measured.
+    const ceilingRate = await ceiling(scenario.ceiling)
+    // Ceilings for reading only (docs/performance.md); the smoke run leaves them out.
+    if (scenario.name === 'refresh' && !args.quick) {
+      for (const name of ['refresh-combined-node', 'rotation-separate', 'verify-jose', 'verify-node']) await ceiling(name)
+    }
+    log(`scenario ${scenario.name}…`)
+    const result = await scenario.run(ctx, [primary.url])
+    ctx.observed[scenario.name] = result.rps
+    const ratio = Math.round((result.rps / ceilingRate) * 1000) / 1000
+    log(`scenario ${scenario.name}: ${result.rps} req/s, p99 ${result.p99} ms, ${result.errors} errors, ${Math.round(ratio * 100)} % of ${scenario.ceiling}`)
+    scenarioResults.push({
+      name: scenario.name,
+      what: scenario.what,
+      processes: 1,
+      ...result,
+      ceiling: scenario.ceiling,
+      ceilingRate,
+      ratio,
+      target: scenario.target,
+      met: ratio >= scenario.target && result.errors === 0,
+      ...(scenario.note === undefined ? {} : { note: scenario.note })
+    })
+  }
+
+  const scaling = []
+  const scalable = selected.filter((s) => s.scales && scenarioResults.some((r) => r.name === s.name))
+  if (!args['no-scaling'] && cores > 1 && scalable.length > 0) {
+    while (servers.length < cores) await spawnTessera()
+    const urls = servers.map((s) => s.url)
+    for (const scenario of scalable) {
+      log(`scaling ${scenario.name} over ${urls.length} processes…`)
+      const one = /** @type {any} */ (scenarioResults.find((r) => r.name === scenario.name))
+      const result = await scenario.run(ctx, urls)
+      log(`scaling ${scenario.name}: ${result.rps} req/s on ${urls.length} processes, ${result.errors} errors`)
+      scaling.push({
+        name: scenario.name,
+        runs: [{ processes: 1, rps: one.rps, p99: one.p99, errors: one.errors }, { processes: urls.length, rps: result.rps, p99: result.p99, errors: result.errors }],
+        factor: Math.round((result.rps / one.rps) * 100) / 100,
+        ratioAtN: Math.round((result.rps / one.ceilingRate) * 1000) / 1000
+      })
+    }
+    while (servers.length > 1) await /** @type {import('./lib/tessera.mjs').TesseraProcess} */ (servers.pop()).stop()
+  }
+
+  let profile
+  const refresh = SCENARIOS.find((s) => s.name === 'refresh')
+  if (!args['no-profile'] && refresh !== undefined && selected.includes(refresh)) {
+    const dir = path.join(ROOT, '.data', 'bench', 'profile')
+    await fs.rm(dir, { recursive: true, force: true })
+    await primary.stop()
+    servers.splice(servers.indexOf(primary), 1)
+    const profiled = await spawnTessera(['--cpu-prof', '--cpu-prof-dir', dir])
+    log('profiling the refresh path…')
+    const from = profileClock()
+    const result = await refresh.run(ctx, [profiled.url])
+    const to = profileClock()
+    await profiled.stop()
+    servers.splice(servers.indexOf(profiled), 1)
+    const [file] = (await fs.readdir(dir)).filter((f) => f.endsWith('.cpuprofile'))
+    if (file === undefined) throw new Error('the profiled server wrote no .cpuprofile')
+    profile = { rps: result.rps, seconds: result.seconds, windowSeconds: Math.round((to - from) / 1e4) / 100, errors: result.errors, file: path.relative(ROOT, path.join(dir, file)), ...await summarizeProfile(path.join(dir, file), { from, to }) }
+  }
+
+  /** @type {Record<string, { rate: number, what: string }>} */
+  const ceilings = {}
+  for (const [name, rate] of measured) ceilings[name] = { rate: await rate, what: definitions[name].what }
+  const byName = (/** @type {string} */ name) => scenarioResults.find((r) => r.name === name)
+  const target = (/** @type {string} */ text, /** @type {string[]} */ names) => {
+    const rows = names.map(byName).filter((r) => r !== undefined)
+    if (rows.length === 0) return []
+    return [{
+      text,
+      measured: rows.map((r) => `${r.name}: ${r.rps.toLocaleString('en-US')} of ${r.ceilingRate.toLocaleString('en-US')}/s = ${Math.round(r.ratio * 100)} %`).join('; '),
+      met: rows.every((r) => r.ratio >= r.target)
+    }]
+  }
+  const report = {
+    generatedAt: new Date().toISOString(),
+    machine: {
+      cores,
+      cpu: os.cpus()[0]?.model ?? 'unknown',
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      platform: `${os.platform()} ${os.release()}`,
+      node: process.versions.node,
+      postgres: database.version,
+      loadBefore,
+      loadAfter: os.loadavg().map((l) => Math.round(l * 100) / 100)
+    },
+    database: { source: database.source, settings: database.settings },
+    settings: { ...settings, quick: args.quick, tessera: { ...tesseraSettings, processes: `1, then ${cores} for scaling` } },
+    ceilings,
+    scenarios: scenarioResults,
+    skipped,
+    scaling,
+    profile,
+    targets: [
+      ...target('refresh ≥ 70 % of the combined ceiling', ['refresh']),
+      ...target('login ≥ 85 % of the argon2 ceiling', ['login']),
+      ...target('JWKS ≥ 80 % of the bare route (200 and 304)', ['jwks', 'jwks-304']),
+      ...target('/v1/me ≥ 60 % of the bare route doing the same read', ['me']),
+      ...(scenarioResults.length === 0
+        ? []
+        : [{ text: 'zero errors in every scenario', measured: scenarioResults.map((r) => `${r.name}: ${r.errors}`).join(', '), met: scenarioResults.every((r) => r.errors === 0) }])
+    ]
+  }
+  await writeReport(outDir, report)
+  process.stdout.write(`${consoleSummary(report)}\n\nReport: ${path.relative(process.cwd(), path.join(outDir, 'REPORT.md')) || path.join(outDir, 'REPORT.md')} (${((Date.now() - started) / 1000).toFixed(0)} s)\n`)
+} catch (err) {
+  exitCode = 1
+  process.stderr.write(`bench: ${err instanceof Error ? err.stack : String(err)}\n`)
+  for (const server of [...servers, ...siblings]) process.stderr.write(server.output())
+} finally {
+  await fixtures?.close()
+  await bare?.stop()
+  await gateway?.stop()
+  for (const server of [...siblings, ...servers]) await server.stop()
+  await database.close()
+}
+process.exit(exitCode)

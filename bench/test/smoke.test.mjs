@@ -1,0 +1,77 @@
+/**
+ * The harness end to end on short runs: every scenario that can run here runs
+ * against a real Tessera with zero errors, and the report is whole. Speed is
+ * not judged (the machine may be busy); `make bench` does that.
+ * @module
+ */
+import { spawn } from 'node:child_process'
+import { promises as fs } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { fileURLToPath } from 'node:url'
+
+const RUN = fileURLToPath(new URL('../run.mjs', import.meta.url))
+
+/** @param {string[]} args @param {Record<string, string>} env */
+function harness (args, env) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [RUN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (c) => { stdout += c.toString() })
+    child.stderr.on('data', (c) => { stderr += c.toString() })
+    child.on('close', (code) => resolve({ code, stdout, stderr }))
+  })
+}
+
+test('a quick run of every scenario has no errors and writes a whole report', { timeout: 120_000 }, async (t) => {
+  const out = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-bench-'))
+  t.after(async () => { await fs.rm(out, { recursive: true, force: true }) })
+  // The test run's Postgres when there is one (the harness makes and drops a scratch database on it).
+  const env = process.env.TESSERA_TEST_ADMIN_URL ? { DATABASE_URL: process.env.TESSERA_TEST_ADMIN_URL } : {}
+  const { code, stdout, stderr } = await harness(['--quick', '--no-scaling', '--out', out], env)
+  assert.equal(code, 0, stderr)
+
+  const report = JSON.parse(await fs.readFile(path.join(out, 'report.json'), 'utf8'))
+  const ran = report.scenarios.map((/** @type {any} */ s) => s.name)
+  assert.deepEqual(ran.slice(0, 5), ['login', 'refresh', 'jwks', 'jwks-304', 'me'])
+  assert.deepEqual([...ran, ...report.skipped.map((/** @type {any} */ s) => s.name)].sort(), ['gateway-jwks', 'gateway-refresh', 'jwks', 'jwks-304', 'login', 'me', 'notes', 'refresh'])
+  for (const s of report.scenarios) {
+    assert.equal(s.errors, 0, `${s.name}: ${JSON.stringify(s.statuses)}`)
+    assert.ok(s.requests > 0, `${s.name} completed no request`)
+    assert.ok(s.rps > 0 && s.ceilingRate > 0 && s.ratio > 0, `${s.name}: ${JSON.stringify(s)}`)
+    assert.ok(s.p99 >= s.p50, s.name)
+    assert.equal(typeof s.met, 'boolean')
+  }
+  // A scenario that cannot run here is reported as not run, with the reason.
+  for (const s of report.skipped) assert.match(s.reason, /not (built|written)/)
+  for (const name of ['sign-jose', 'argon2', 'rotation', 'bare-token', 'refresh-combined', 'bare-jwks', 'bare-jwks-304', 'bare-me']) {
+    assert.ok(report.ceilings[name]?.rate > 0, `ceiling ${name}`)
+  }
+  const { rate: signs } = report.ceilings['sign-jose']
+  const expected = 1 / (2 / signs + 1 / report.ceilings.rotation.rate + 1 / report.ceilings['bare-token'].rate)
+  assert.ok(Math.abs(report.ceilings['refresh-combined'].rate - expected) <= 1)
+  assert.equal(report.targets.length, 5)
+  assert.ok(report.machine.cores >= 1 && report.machine.node && report.machine.postgres)
+
+  assert.ok(report.profile.busyMs > 0 && report.profile.functions.length > 0, 'the refresh profile has samples')
+  assert.ok(report.profile.areas.some((/** @type {any} */ a) => a.area === 'tessera'), 'the profile sees our own code')
+
+  const markdown = await fs.readFile(path.join(out, 'REPORT.md'), 'utf8')
+  for (const heading of ['## Scenarios', '## Targets', '## Ceilings', '## Reference', '## Where refresh spends its time', '## Machine and settings']) {
+    assert.ok(markdown.includes(heading), heading)
+  }
+  assert.ok(markdown.includes('](report.svg)'))
+  const svg = await fs.readFile(path.join(out, 'report.svg'), 'utf8')
+  assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/)
+  assert.equal((svg.match(/<rect /g) ?? []).length, 1 + 2 * ran.length)
+  assert.match(stdout, /^scenario +req\/s +p50 +p99 +errors/m)
+})
+
+test('an unknown scenario is refused before anything starts', async () => {
+  const { code, stderr } = await harness(['--scenario', 'nope'], {})
+  assert.equal(code, 2)
+  assert.match(stderr, /unknown scenario nope; known: login, refresh/)
+})
