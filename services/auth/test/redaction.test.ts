@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream'
 import t from 'tap'
-import { createLogger } from '../src/logging.js'
+import { createLogger, redactSecrets } from '../src/logging.js'
 
 const SECRET_FIELDS = ['password', 'current_password', 'new_password', 'access_token', 'refresh_token', 'token', 'authorization', 'cookie', 'set-cookie', 'kek', 'private_key_enc', 'privateKey']
 
@@ -31,6 +31,22 @@ t.test('every secret field is redacted at the top level and three levels down', 
   for (const secret of secrets) t.notOk(out.includes(secret), `${secret} is not in the log`)
   t.equal(out.split('[redacted]').length - 1, SECRET_FIELDS.length * 4, 'each one replaced by [redacted]')
   for (const key of SECRET_FIELDS) t.ok(out.includes(`visible-3-${key}`), 'neighbouring fields are kept')
+})
+
+t.test('secrets deeper than three levels, in arrays, in any letter case', async (t) => {
+  const { logger, text } = capture()
+  logger.info({ a: { b: { c: { d: { e: { password: 'deep-secret-1' } } } } }, list: [{ refresh_token: 'array-secret-2' }], headers: { Authorization: 'Bearer case-secret-3' } }, 'probe')
+  const out = text()
+  for (const secret of ['deep-secret-1', 'array-secret-2', 'case-secret-3']) t.notOk(out.includes(secret), `${secret} redacted`)
+  t.equal(out.split('[redacted]').length - 1, 3)
+})
+
+t.test('objects without secrets are logged as they are, errors keep their serializer', async (t) => {
+  const { logger, text } = capture()
+  const plain = { method: 'GET', route: '/x', nested: { n: 1 } }
+  t.equal(redactSecrets(plain), plain, 'no copy when nothing is secret')
+  logger.error({ err: new Error('boom') }, 'failed')
+  t.match(text(), /"err":\{"type":"Error","message":"boom","stack":/)
 })
 
 t.test('a request-shaped object loses its credentials', async (t) => {
