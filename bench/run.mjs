@@ -223,7 +223,9 @@ try {
   let gatewayUrl
   const startGatewayOnce = async () => {
     const notes = existsSync(NOTES_ENTRY) ? await ctx.notes() : undefined
-    gateway = await startGateway({ root: ROOT, dir: path.join(ROOT, '.data', 'bench', 'gateway'), auth: [primary.url], notes })
+    // Under the system temp directory, not .data: started as root, Nginx's
+    // workers run as `nobody`, who cannot enter a clone inside a closed (0700) directory.
+    gateway = await startGateway({ root: ROOT, dir: await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-bench-gateway-')), auth: [primary.url], notes })
     return gateway.url
   }
   const ctx = { settings, fixtures: fx, root: ROOT, ceiling, jwks, accessTokens: ctxAccessTokens, observed: {}, notes: () => (notesUrl ??= startNotes()), gateway: () => (gatewayUrl ??= startGatewayOnce()) }

@@ -42,14 +42,9 @@ const alive = (pid) => { try { process.kill(pid, 0); return true } catch { retur
 export async function startGateway ({ root, dir, auth, notes }) {
   const nginx = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/bin/nginx'].find((candidate) => spawnSync(candidate, ['-v']).status === 0)
   if (nginx === undefined) throw new Error('nginx is not installed')
-  await fs.rm(dir, { recursive: true, force: true })
   await fs.mkdir(dir, { recursive: true })
-  // Started as root, Nginx's workers run as `nobody` and must traverse every
-  // directory down to their cache: traversable, not listable (as db/embedded.ts does).
-  for (let up = path.dirname(dir); up.startsWith(root) && up !== root; up = path.dirname(up)) {
-    const { mode } = await fs.stat(up)
-    await fs.chmod(up, mode | 0o111)
-  }
+  // Started as root, Nginx's workers run as `nobody` and must enter the directory down to their cache.
+  await fs.chmod(dir, 0o711)
   must('bash', [path.join(root, 'scripts/tls-cert.sh'), path.join(dir, 'tls')])
   const port = await freePort()
   const hostPort = (/** @type {string} */ url) => new URL(url).host
@@ -76,6 +71,7 @@ export async function startGateway ({ root, dir, auth, notes }) {
   const stop = async () => {
     if (alive(pid)) process.kill(pid, 'SIGQUIT')
     for (let i = 0; i < 100 && alive(pid); i++) await new Promise((resolve) => setTimeout(resolve, 100))
+    await fs.rm(dir, { recursive: true, force: true })
   }
   const deadline = Date.now() + 20_000
   while (!(await answers(`${url}/.well-known/jwks.json`))) {
