@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process'
 import { promises as fs } from 'node:fs'
 import { createServer } from 'node:net'
+import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 export const SERVER_ENTRY = fileURLToPath(new URL('../../services/auth/dist/server.js', import.meta.url))
@@ -66,7 +67,10 @@ export async function startTessera (env, options = {}) {
     const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
     const code = await exited
     clearTimeout(timer)
-    if (options.logFile !== undefined) await fs.writeFile(options.logFile, output)
+    if (options.logFile !== undefined) {
+      await fs.mkdir(path.dirname(options.logFile), { recursive: true })
+      await fs.writeFile(options.logFile, output)
+    }
     return code
   }
   try {
