@@ -8,7 +8,10 @@ import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { Writable } from 'node:stream'
-import t from 'tap'
+import t, { type Test } from 'tap'
+import type pg from 'pg'
+import type { Config } from '../src/config.js'
+import type { Db } from '../src/db/database.js'
 import { sql } from 'kysely'
 import { startBackgroundJobs } from '../src/jobs.js'
 import { ensureSigningKey } from '../src/keys/ensure.js'
@@ -22,11 +25,9 @@ import { testConfig } from './helpers/app.js'
 import { createTestDatabase, testConnection } from './helpers/db.js'
 import { within } from './helpers/http.js'
 
-t.test('an instance hears of changes within a second, also after losing its LISTEN connection', async (t) => {
-  const url = await createTestDatabase(t)
-  const { db, pool } = await testConnection(t, url)
-  const other = await testConnection(t, url)
-  const config = testConfig({ TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s', TESSERA_KEY_PUBLISH_LEAD: '60s' })
+/** One instance's keyring and background jobs on `url`, logging into `lines`. */
+async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: Record<string, string>): Promise<{ config: Config, kek: Buffer, keyring: Keyring, lines: string[] }> {
+  const config = testConfig(env)
   const kek = config.kek ?? randomBytes(32)
   const lines: string[] = []
   const logger = createLogger(config, new Writable({ write (chunk: Buffer, _enc, done) { lines.push(chunk.toString()); done() } }))
@@ -35,6 +36,14 @@ t.test('an instance hears of changes within a second, also after losing its LIST
   await loadKeyring(db, kek, keyring)
   const jobs = await startBackgroundJobs({ config, db, databaseUrl: url, pool, keyring, kek, logger, clock: () => new Date() })
   t.teardown(jobs.stop)
+  return { config, kek, keyring, lines }
+}
+
+t.test('an instance hears of changes within a second, also after losing its LISTEN connection', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db, pool } = await testConnection(t, url)
+  const other = await testConnection(t, url)
+  const { config, kek, keyring, lines } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s', TESSERA_KEY_PUBLISH_LEAD: '60s' })
   const making = { kek, bits: config.keyBits }
   const who = { actor: 'test' }
 
@@ -71,15 +80,7 @@ t.test('a connection lost while checked out from the pool fails its work, not th
 t.test('the timer promotes a pending key after the lead and logs it', async (t) => {
   const url = await createTestDatabase(t)
   const { db, pool } = await testConnection(t, url)
-  const config = testConfig({ TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_PUBLISH_LEAD: '1s', TESSERA_REFRESH_GRACE: '0' })
-  const kek = config.kek ?? randomBytes(32)
-  const lines: string[] = []
-  const logger = createLogger(config, new Writable({ write (chunk: Buffer, _enc, done) { lines.push(chunk.toString()); done() } }))
-  const keyring = new Keyring()
-  await ensureSigningKey(db, kek, config.keyBits, new Date())
-  await loadKeyring(db, kek, keyring)
-  const jobs = await startBackgroundJobs({ config, db, databaseUrl: url, pool, keyring, kek, logger, clock: () => new Date() })
-  t.teardown(jobs.stop)
+  const { config, kek, keyring, lines } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_PUBLISH_LEAD: '1s', TESSERA_REFRESH_GRACE: '0' })
   const pending = await rotateKeys(db, { kek, bits: config.keyBits }, { immediate: false, now: new Date(), who: { actor: 'test' } })
   t.ok(await within(4000, async () => keyring.signer?.kid === pending.created, 50) !== undefined, 'promoted by the timer')
   t.match(lines.join(''), /"transition":"promoted".*"msg":"signing key transition"/)

@@ -122,7 +122,8 @@ async function readOrCreateSecret (file: string): Promise<string> {
   }
 }
 
-function freePort (): Promise<number> {
+/** A loopback port free right now (the harness in bench/ uses it too). */
+export function freePort (): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer()
     server.on('error', reject)
