@@ -16,7 +16,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
 import type { Db } from './db/database.js'
-import { InvalidTokenError, OAuthError, ProblemError } from './errors.js'
+import { DrfError, InvalidTokenError, OAuthError, ProblemError } from './errors.js'
 import type { Keyring } from './keys/keyring.js'
 import type { PasswordHasher } from './passwords/hasher.js'
 import { registerHealthRoutes } from './routes/health.js'
@@ -28,6 +28,7 @@ import { registerAccountRoutes } from './routes/v1/account.js'
 import { registerAccessTokenAuth } from './routes/v1/authenticate.js'
 import type { Metrics } from './metrics/metrics.js'
 import { registerMetricsRoutes } from './routes/metrics.js'
+import { registerSimpleJwtRoutes, simplejwtPaths } from './routes/simplejwt.js'
 
 export interface Deps {
   db: Db
@@ -43,8 +44,8 @@ export type App = FastifyInstance<any, any, any, Logger, TypeBoxTypeProvider>
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** OAuth endpoints answer errors as RFC 6749 §5.2 rather than problem+json. */
-    errorFormat?: 'oauth'
+    /** OAuth endpoints answer errors as RFC 6749 §5.2, SimpleJWT's as DRF does, the rest as problem+json. */
+    errorFormat?: 'oauth' | 'simplejwt'
   }
 }
 
@@ -93,7 +94,28 @@ function clientMistake (err: FastifyError): { status: number, detail: string } |
   return undefined
 }
 
+/** DRF's shape for every refusal on SimpleJWT's routes: `{"detail"}`, plus `code` where SimpleJWT sends one. */
+function drfError (err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (err instanceof DrfError) {
+    request.log.info({ status: err.status, detail: err.detail ?? (err.cause instanceof OAuthError ? err.cause.detail : undefined) }, 'simplejwt refusal')
+    return reply.status(err.status).send(err.body)
+  }
+  if (err instanceof OAuthError || err instanceof ProblemError) {
+    request.log.info({ status: err.status, detail: err.detail }, 'request refused')
+    if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
+    return reply.status(err.status).send({ detail: err instanceof OAuthError ? err.description : (err.detail ?? err.title) })
+  }
+  const mistake = clientMistake(err)
+  if (mistake !== undefined) {
+    request.log.info({ status: mistake.status, detail: mistake.detail }, 'bad request')
+    return reply.status(mistake.status).send({ detail: mistake.status === 429 ? 'Request was throttled.' : mistake.detail })
+  }
+  request.log.error({ err }, 'unexpected error')
+  return reply.status(500).send({ detail: `A server error occurred (request id ${request.id}).` })
+}
+
 function handleError (this: App, err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (request.routeOptions.config.errorFormat === 'simplejwt') return drfError(err, request, reply)
   const oauth = request.routeOptions.config.errorFormat === 'oauth'
   if (err instanceof OAuthError) {
     request.log.info({ error: err.code, detail: err.detail }, 'oauth error')
@@ -146,12 +168,16 @@ const TITLES: Record<number, string> = {
 }
 
 /** The routes a client can make expensive or abuse; each client IP gets one budget across them. */
-const RATE_LIMITED_ROUTES = new Set(['/oauth/token', '/oauth/revoke', '/v1/users'])
+function rateLimitedRoutes (config: Config): Set<string> {
+  const compat = config.simplejwtCompat ? Object.values(simplejwtPaths(config)) : []
+  return new Set(['/oauth/token', '/oauth/revoke', '/v1/users', ...compat])
+}
 
 /** Requests that would run argon2: the ones shed first when the process is under pressure. */
-function hashesPassword (request: FastifyRequest): boolean {
+function hashesPassword (request: FastifyRequest, config: Config): boolean {
   const route = request.routeOptions.url
   if (route === '/v1/users' || route === '/v1/password') return true
+  if (config.simplejwtCompat && route === simplejwtPaths(config).login) return true
   return route === '/oauth/token' && (request.body as { grant_type?: unknown } | undefined)?.grant_type === 'password'
 }
 
@@ -212,12 +238,13 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // still holds if a client reaches an instance some other way. request.ip is
   // the gateway's X-Forwarded-For only when the peer is TESSERA_TRUST_PROXY.
   // The plugin throws a statusCode 429 error, which handleError shapes.
+  const rateLimited = rateLimitedRoutes(config)
   await app.register(rateLimit, {
     global: true,
     max: config.rateLimitPerMinute,
     timeWindow: 60_000,
     enableDraftSpec: true,
-    allowList: (request) => !RATE_LIMITED_ROUTES.has(request.routeOptions.url ?? ''),
+    allowList: (request) => !rateLimited.has(request.routeOptions.url ?? ''),
     onExceeded: (request) => { deps.metrics.rateLimited(request.routeOptions.url ?? 'unmatched') }
   })
   // Under pressure (event-loop delay, heap) only the argon2 routes are shed,
@@ -236,7 +263,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   let settledAt = Infinity
   app.addHook('onReady', async () => { settledAt = performance.now() + 4 * PRESSURE_SAMPLE_MS })
   app.addHook('preHandler', async (request) => {
-    if (!hashesPassword(request) || performance.now() < settledAt || !app.isUnderPressure()) return
+    if (!hashesPassword(request, config) || performance.now() < settledAt || !app.isUnderPressure()) return
     if (request.routeOptions.url === '/oauth/token') deps.metrics.login('shed')
     throw new OAuthError('temporarily_unavailable', 'the service is overloaded; retry shortly', { retryAfter: PRESSURE_RETRY_AFTER, detail: 'under pressure' })
   })
@@ -251,5 +278,6 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   registerRevokeRoutes(app, config, deps)
   registerUserRoutes(app, config, deps)
   registerAccountRoutes(app, config, deps)
+  registerSimpleJwtRoutes(app, config, deps)
   return app
 }

@@ -46,6 +46,10 @@ export interface Config {
   cleanupInterval: Seconds
   revokedRetention: Seconds
   keyCheckInterval: Seconds
+  /** SimpleJWT's routes and claims (DESIGN: Moving from SimpleJWT). */
+  simplejwtCompat: boolean
+  /** Where SimpleJWT's routes live: a path without a trailing slash. */
+  simplejwtPrefix: string
 }
 
 /** A bad setting: the message is the one line printed before exiting 1. */
@@ -136,6 +140,7 @@ function isPostgresUrl (value: string): boolean {
 const IP_LIST = /^[0-9a-fA-F:.,/ ]+$/
 const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
 const CLIENT_ID = /^[A-Za-z0-9._-]{1,64}$/
+const URL_PATH = /^(\/[A-Za-z0-9._~-]+){1,8}$/
 
 function decodeKek (name: string, value: string): Buffer {
   const bytes = /^[A-Za-z0-9_-]{43}$/.test(value) ? Buffer.from(value, 'base64url') : Buffer.alloc(0)
@@ -203,7 +208,9 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     maxHeapBytes: read.integer('TESSERA_MAX_HEAP_MB', Math.floor(getHeapStatistics().heap_size_limit * 0.9 / 2 ** 20), 0, 1048576) * 2 ** 20,
     cleanupInterval: read.duration('TESSERA_CLEANUP_INTERVAL', '10m'),
     revokedRetention: read.duration('TESSERA_REVOKED_RETENTION', '7d', 0),
-    keyCheckInterval: read.duration('TESSERA_KEY_CHECK_INTERVAL', '30s')
+    keyCheckInterval: read.duration('TESSERA_KEY_CHECK_INTERVAL', '30s'),
+    simplejwtCompat: read.choice('TESSERA_SIMPLEJWT_COMPAT', 'off', ['off', 'on']) === 'on',
+    simplejwtPrefix: read.string('TESSERA_SIMPLEJWT_PREFIX', '/api/token', 'a path such as /api/token (segments of A-Z a-z 0-9 . _ ~ -, no trailing slash)', (v) => URL_PATH.test(v))
   }
 }
 

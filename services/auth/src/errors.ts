@@ -87,3 +87,17 @@ export class InvalidTokenError extends ProblemError {
     this.name = 'InvalidTokenError'
   }
 }
+
+/**
+ * A refusal in Django REST framework's shape, for SimpleJWT's routes:
+ * `{"detail", "code"}` or `{"<field>": ["<message>"]}` (DESIGN: Moving from SimpleJWT).
+ */
+export class DrfError extends Error {
+  readonly detail: string | undefined
+
+  constructor (readonly status: number, readonly body: Record<string, string | string[]>, options: Pick<ErrorOptions, 'detail' | 'cause'> = {}) {
+    super(`DRF ${status}`, { cause: options.cause })
+    this.name = 'DrfError'
+    this.detail = options.detail
+  }
+}

@@ -8,6 +8,7 @@
 import argon2 from 'argon2'
 import fastq, { type queueAsPromised } from 'fastq'
 import { OAuthError } from '../errors.js'
+import { isDjangoHash, verifyDjangoHash } from './django.js'
 
 /** OWASP's argon2id recommendation: 19 MiB, 2 passes, 1 lane. */
 export const ARGON2_PARAMS = { type: argon2.argon2id, memoryCost: 19 * 1024, timeCost: 2, parallelism: 1 } as const
@@ -57,8 +58,11 @@ export class PasswordHasher {
     return await this.#run(async () => await argon2.hash(password, this.#params))
   }
 
+  /** Every verify, Tessera's argon2id or an imported Django hash (by its prefix), waits in the same queue. */
   async verify (hash: string, password: string): Promise<boolean> {
-    return await this.#run(async () => await argon2.verify(hash, password).catch(() => false))
+    return await this.#run(async () => isDjangoHash(hash)
+      ? await verifyDjangoHash(hash, password)
+      : await argon2.verify(hash, password).catch(() => false))
   }
 
   /** Costs what a real verify costs, so unknown usernames cannot be told apart by timing. */
@@ -69,7 +73,8 @@ export class PasswordHasher {
     return false
   }
 
+  /** An imported Django hash is always replaced by Tessera's argon2id at the first successful login. */
   needsRehash (hash: string): boolean {
-    return argon2.needsRehash(hash, this.#params)
+    return isDjangoHash(hash) || argon2.needsRehash(hash, this.#params)
   }
 }

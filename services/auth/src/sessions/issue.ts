@@ -12,7 +12,7 @@ import type { Keyring } from '../keys/keyring.js'
 import { epochSeconds, mintAccessToken, mintRefreshToken, type RefreshTokenRecord } from '../tokens/mint.js'
 import { OAuthError } from '../errors.js'
 
-export type IssuerConfig = Pick<Config, 'issuer' | 'audience' | 'accessTtl' | 'refreshTtl' | 'sessionMax' | 'refreshGrace'>
+export type IssuerConfig = Pick<Config, 'issuer' | 'audience' | 'accessTtl' | 'refreshTtl' | 'sessionMax' | 'refreshGrace' | 'simplejwtCompat'>
 
 export interface Issuer {
   db: Db
@@ -91,8 +91,8 @@ export function successorRecord (issuer: Issuer, session: Pick<Session, 'id' | '
 }
 
 /** Mints the pair for a stored refresh record: the refresh token is reproducible, the access token fresh. */
-export function tokenPair (issuer: Issuer, record: RefreshTokenRecord, grant: { clientId: string, scope: string, now: Date }): TokenPair {
-  const access = mintAccessToken(issuer.config, issuer.keyring, { userId: record.userId, sessionId: record.sessionId, clientId: grant.clientId, scope: grant.scope, now: grant.now })
+export function tokenPair (issuer: Issuer, record: RefreshTokenRecord, grant: { clientId: string, scope: string, now: Date, username: string }): TokenPair {
+  const access = mintAccessToken(issuer.config, issuer.keyring, { userId: record.userId, sessionId: record.sessionId, clientId: grant.clientId, scope: grant.scope, now: grant.now, username: grant.username })
   return {
     accessToken: access.token,
     refreshToken: mintRefreshToken(issuer.config, issuer.keyring, record),

@@ -11,6 +11,7 @@
 import { OAuthError, invalidCredentials } from '../errors.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
 import type { PasswordHasher } from '../passwords/hasher.js'
+import { isDjangoHash } from '../passwords/django.js'
 import { normalizePassword, normalizeUsername } from '../passwords/policy.js'
 import { backoffRemaining, clearLoginFailures, recordLoginFailure, type BackoffPolicy } from './login-throttle.js'
 import { grantedScope } from './scope.js'
@@ -64,14 +65,15 @@ export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput)
   }
   const user = username === undefined
     ? undefined
-    : await deps.db.selectFrom('users').select(['id', 'password_hash', 'disabled_at']).where('username', '=', username).executeTakeFirst()
+    : await deps.db.selectFrom('users').select(['id', 'username', 'password_hash', 'disabled_at']).where('username', '=', username).executeTakeFirst()
 
   if (user === undefined) {
     await deps.hasher.dummyVerify(password)
     await recordFailure(deps, key, undefined, 'unknown_user', input)
     throw invalidCredentials('unknown user')
   }
-  const valid = await deps.hasher.verify(user.password_hash, password)
+  // Django hashed the password as typed; Tessera hashes its NFKC form.
+  const valid = await deps.hasher.verify(user.password_hash, isDjangoHash(user.password_hash) ? input.password : password)
   if (!valid || user.disabled_at !== null) {
     const reason = valid ? 'user_disabled' : 'wrong_password'
     await recordFailure(deps, key, user.id, reason, input)
@@ -89,5 +91,5 @@ export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput)
     await recordAudit(trx, { type: 'login.succeeded', actor: user.id, userId: user.id, username, sessionId: started.sessionId, ...input.context })
     return started
   })
-  return tokenPair(deps, record, { clientId: record.clientId, scope: record.scope, now: input.now })
+  return tokenPair(deps, record, { clientId: record.clientId, scope: record.scope, now: input.now, username: user.username })
 }

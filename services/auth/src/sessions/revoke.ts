@@ -10,7 +10,7 @@ import { verifyRefreshToken } from '../tokens/verify-refresh.js'
 import { endSessions } from './end.js'
 import type { Issuer } from './issue.js'
 
-async function sessionOfAccessToken (issuer: Issuer, token: string, now: Date): Promise<string | undefined> {
+export async function sessionOfAccessToken (issuer: Issuer, token: string, now: Date): Promise<string | undefined> {
   try {
     const { payload } = await jwtVerify(token, (header) => {
       const key = issuer.keyring.accessVerificationKey(header.kid ?? '')
@@ -23,7 +23,7 @@ async function sessionOfAccessToken (issuer: Issuer, token: string, now: Date): 
   }
 }
 
-async function sessionOfRefreshToken (issuer: Issuer, token: string, now: Date): Promise<string | undefined> {
+export async function sessionOfRefreshToken (issuer: Issuer, token: string, now: Date): Promise<string | undefined> {
   try {
     return (await verifyRefreshToken(issuer.config, issuer.keyring, token, now)).sid
   } catch {

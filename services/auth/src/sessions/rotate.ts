@@ -28,7 +28,7 @@ export interface RefreshGrantInput {
 export type RefreshOutcome = 'rotated' | 'grace'
 
 type Decision =
-  | { kind: 'issue', record: RefreshTokenRecord, clientId: string, scope: string, outcome: RefreshOutcome }
+  | { kind: 'issue', record: RefreshTokenRecord, clientId: string, scope: string, username: string, outcome: RefreshOutcome }
   | { kind: 'refuse', reason: string }
   | { kind: 'reuse' }
 
@@ -40,7 +40,7 @@ export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refre
   const decision = await deps.db.transaction().execute(async (trx): Promise<Decision> => {
     const session = await trx.selectFrom('sessions')
       .innerJoin('users', 'users.id', 'sessions.user_id')
-      .select(['sessions.id', 'sessions.user_id', 'sessions.client_id', 'sessions.scope', 'sessions.expires_at', 'sessions.absolute_expires_at', 'sessions.revoked_at', 'users.disabled_at'])
+      .select(['sessions.id', 'sessions.user_id', 'sessions.client_id', 'sessions.scope', 'sessions.expires_at', 'sessions.absolute_expires_at', 'sessions.revoked_at', 'users.disabled_at', 'users.username'])
       .where('sessions.id', '=', claims.sid)
       .forUpdate('sessions')
       .executeTakeFirst()
@@ -75,7 +75,7 @@ export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refre
         }).where('id', '=', session.id).returning('id'))
         .insertInto('refresh_tokens').values(refreshTokenRow(successor, token.jti))
         .execute()
-      return { kind: 'issue', record: successor, clientId: session.client_id, scope, outcome: 'rotated' }
+      return { kind: 'issue', record: successor, clientId: session.client_id, scope, username: session.username, outcome: 'rotated' }
     }
 
     if (input.now.getTime() - token.used_at.getTime() <= deps.config.refreshGrace * 1000 && token.successor_jti !== null) {
@@ -87,6 +87,7 @@ export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refre
         record: { jti: successor.jti, sessionId: session.id, userId: session.user_id, kid: successor.kid, issuedAt: successor.issued_at, expiresAt: successor.expires_at },
         clientId: session.client_id,
         scope,
+        username: session.username,
         outcome: 'grace'
       }
     }
@@ -100,5 +101,5 @@ export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refre
   if (decision.kind === 'refuse') {
     throw new OAuthError('invalid_grant', 'the refresh token is invalid, expired or revoked', { detail: decision.reason })
   }
-  return { ...tokenPair(deps, decision.record, { clientId: decision.clientId, scope: decision.scope, now: input.now }), outcome: decision.outcome }
+  return { ...tokenPair(deps, decision.record, { clientId: decision.clientId, scope: decision.scope, now: input.now, username: decision.username }), outcome: decision.outcome }
 }

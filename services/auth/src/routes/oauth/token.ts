@@ -9,7 +9,7 @@ import type { App, Deps } from '../../app.js'
 import { CLIENT_ID_PATTERN, type Config } from '../../config.js'
 import { OAuthError, RefreshReuseError } from '../../errors.js'
 import type { LoginOutcome, RefreshOutcome } from '../../metrics/metrics.js'
-import { passwordGrant } from '../../sessions/login.js'
+import { passwordGrant, type LoginDeps } from '../../sessions/login.js'
 import { refreshGrant } from '../../sessions/rotate.js'
 import type { TokenPair } from '../../sessions/issue.js'
 import { requestContext } from '../context.js'
@@ -59,19 +59,19 @@ export function toTokenResponse (pair: TokenPair): Static<typeof TokenResponse> 
 }
 
 /** How a refused grant shows in the counters; undefined when it is not a refusal worth counting (a malformed request). */
-function loginOutcome (err: unknown): LoginOutcome | undefined {
+export function loginOutcome (err: unknown): LoginOutcome | undefined {
   if (!(err instanceof OAuthError)) return undefined
   if (err.status === 429) return 'backed_off'
   if (err.status === 503) return 'shed'
   return err.code === 'invalid_grant' ? 'failed' : undefined
 }
 
-function refreshOutcome (err: unknown): RefreshOutcome | undefined {
+export function refreshOutcome (err: unknown): RefreshOutcome | undefined {
   if (err instanceof RefreshReuseError) return 'reuse'
   return err instanceof OAuthError && err.code === 'invalid_grant' ? 'refused' : undefined
 }
 
-async function counted<T, O> (work: () => Promise<T>, classify: (err: unknown) => O | undefined, count: (outcome: O) => void): Promise<T> {
+export async function counted<T, O> (work: () => Promise<T>, classify: (err: unknown) => O | undefined, count: (outcome: O) => void): Promise<T> {
   try {
     return await work()
   } catch (err) {
@@ -81,14 +81,21 @@ async function counted<T, O> (work: () => Promise<T>, classify: (err: unknown) =
   }
 }
 
-export function registerTokenRoutes (app: App, config: Config, deps: Deps): void {
-  const issuer = { db: deps.db, keyring: deps.keyring, config }
-  const loginDeps = {
-    ...issuer,
+/** What the password grant needs, for every route that logs in. */
+export function loginDepsOf (config: Config, deps: Deps): LoginDeps {
+  return {
+    db: deps.db,
+    keyring: deps.keyring,
+    config,
     hasher: deps.hasher,
     allowedScopes: config.scopes,
     backoff: { threshold: config.loginBackoffThreshold, base: config.loginBackoffBase, max: config.loginBackoffMax }
   }
+}
+
+export function registerTokenRoutes (app: App, config: Config, deps: Deps): void {
+  const issuer = { db: deps.db, keyring: deps.keyring, config }
+  const loginDeps = loginDepsOf(config, deps)
   app.post('/oauth/token', {
     config: { errorFormat: 'oauth' },
     schema: { body: TokenRequest, response: { 200: TokenResponse, '4xx': OAuthErrorBody, '5xx': OAuthErrorBody } }
