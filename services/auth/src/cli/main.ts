@@ -23,6 +23,8 @@ const USAGE = `usage: tessera <command> [--json]
   migrate up|down|status          apply, revert the newest, or list migrations
   users create USERNAME           create a user; the password is read from stdin
   users disable USERNAME          disable a user and end all their sessions
+  users import FILE [--format django|csv] [--dry-run]
+                                  import users with their Django password hashes
   keys list                       signing keys, their states and times
   keys rotate [--now]             publish a new key (it signs after TESSERA_KEY_PUBLISH_LEAD);
                                   --now: it signs at once (emergency: verifiers refetch the JWKS)

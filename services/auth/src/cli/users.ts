@@ -9,11 +9,13 @@ import { disableUser } from '../users/disable.js'
 import type { CommandContext } from './main.js'
 import { CliError } from './output.js'
 import { readPassword } from './password-input.js'
+import { usersImportCommand } from './users-import.js'
 
 export async function usersCommand (ctx: CommandContext): Promise<void> {
   const [action, username] = ctx.args
+  if (action === 'import') return await usersImportCommand(ctx)
   if ((action !== 'create' && action !== 'disable') || username === undefined) {
-    throw new CliError('usage: tessera users create|disable USERNAME', 2)
+    throw new CliError('usage: tessera users create|disable USERNAME | users import FILE', 2)
   }
   const { db } = await ctx.connection()
   const context = { actor: 'operator', userAgent: 'tessera-cli' }
