@@ -5,7 +5,6 @@
  * point is imported, and a second run with the whole file finishes the job).
  * @module
  */
-import { createReadStream } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { importUsers, recordImport, type ImportReport } from '../users/import.js'
@@ -45,13 +44,12 @@ export async function usersImportCommand (ctx: CommandContext): Promise<void> {
   const handle = await open(file).catch((err: NodeJS.ErrnoException) => { throw new CliError(`cannot read ${file}: ${err.code ?? err.message}`) })
   const { db } = await ctx.connection()
   const dryRun = values['dry-run'] === true
-  const input = createReadStream('', { fd: handle.fd, autoClose: false })
+  const input = handle.createReadStream()
   let report: ImportReport
   try {
     report = await importUsers(db, readImportFile(input, format), { dryRun, now: new Date(), format })
   } finally {
     input.destroy()
-    await handle.close()
   }
   if (!dryRun) await recordImport(db, report, { format, complete: report.error === undefined })
   ctx.out.result(summary(report, file), {

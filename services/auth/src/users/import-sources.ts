@@ -22,6 +22,8 @@ export interface SourceRecord {
   username: unknown
   passwordHash: unknown
   disabled: boolean | string
+  /** Set when the record cannot be read as a user at all. */
+  problem?: string
 }
 
 /** The file as a whole cannot be read: not JSON/CSV, truncated, or not the expected shape. */
@@ -79,7 +81,8 @@ async function * csvRecords (input: Readable): AsyncGenerator<SourceRecord> {
       }
       const [username, passwordHash, disabled] = record
       if (record.length !== 3) {
-        yield { position: info.lines, username, passwordHash: undefined, disabled: `${record.length} columns` }
+        const problem = `expected 3 columns (${CSV_HEADER.join(',')}), found ${record.length}; a hash holding commas (argon2) must be quoted`
+        yield { position: info.lines, username, passwordHash: undefined, disabled: false, problem }
         continue
       }
       yield { position: info.lines, username, passwordHash, disabled: parseDisabled(disabled ?? '') }

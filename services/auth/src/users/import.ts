@@ -69,6 +69,7 @@ export function hashProblem (hash: string): string | undefined {
 
 function checkRecord (record: SourceRecord): GoodRow | ImportProblem {
   const { position } = record
+  if (record.problem !== undefined) return { position, reason: record.problem }
   if (typeof record.username !== 'string' || record.username === '') return { position, reason: 'username: missing' }
   const username = normalizeUsername(record.username)
   if (username === undefined) {
