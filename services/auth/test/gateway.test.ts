@@ -38,7 +38,8 @@ t.test('the template also renders with envsubst under a stock main file, as the 
     GATEWAY_TOKEN_RATE: '10r/s',
     GATEWAY_TOKEN_BURST: '20',
     GATEWAY_SIGNUP_RATE: '2r/s',
-    GATEWAY_SIGNUP_BURST: '10'
+    GATEWAY_SIGNUP_BURST: '10',
+    GATEWAY_SIMPLEJWT_LOCATIONS: ''
   }
   const template = readFileSync(join(REPO_ROOT, 'nginx/templates/tessera.conf.template'), 'utf8')
   t.same([...new Set(template.match(/\$\{[A-Z_]+\}/g))].sort(), Object.keys(env).map((k) => `\${${k}}`).sort(), 'every placeholder is one docker-compose.yml sets')
@@ -64,6 +65,21 @@ http {
 `)
   const check = spawnSync(nginxBinary(), ['-t', '-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { encoding: 'utf8' })
   t.equal(check.status, 0, `nginx -t: ${check.stderr}`)
+})
+
+t.test('render-nginx.mjs routes SimpleJWT\'s prefix only when TESSERA_SIMPLEJWT_COMPAT=on', async (t) => {
+  const tls = makeCertificate(tempDir(t, 'sjwt-tls'))
+  for (const [compat, prefix] of [['off', '/api/token'], ['on', '/api/token'], ['on', '/auth/jwt']] as const) {
+    const dir = tempDir(t, 'sjwt')
+    const env = { PATH: process.env.PATH ?? '', GATEWAY_HTTP_PORT: String(await freePort()), GATEWAY_HTTPS_PORT: String(await freePort()), GATEWAY_TLS_CERT: tls.cert, GATEWAY_TLS_KEY: tls.key, TESSERA_SIMPLEJWT_COMPAT: compat, TESSERA_SIMPLEJWT_PREFIX: prefix }
+    const render = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts/render-nginx.mjs'), dir], { encoding: 'utf8', env })
+    t.equal(render.status, 0, render.stderr)
+    const conf = readFileSync(join(dir, 'conf.d/tessera.conf'), 'utf8')
+    if (compat === 'on') t.match(conf, `location ^~ ${prefix}/ {\n    limit_req zone=tessera_token burst=20 nodelay;\n    proxy_pass http://tessera_auth;`)
+    else t.notMatch(conf, /api\/token/)
+    const check = spawnSync(nginxBinary(), ['-t', '-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { encoding: 'utf8' })
+    t.equal(check.status, 0, `nginx -t: ${check.stderr}`)
+  }
 })
 
 t.test('through the gateway', async (t) => {
