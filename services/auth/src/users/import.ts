@@ -152,6 +152,9 @@ export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>,
         }
       }
       let batch: GoodRow[] = []
+      // One batch is written while the next is read: the import takes the
+      // longer of parsing and writing, not their sum, and holds two batches.
+      let writing: Promise<void> = Promise.resolve()
       try {
         for await (const record of records) {
           report.read++
@@ -162,15 +165,20 @@ export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>,
           }
           batch.push(checked)
           if (batch.length >= batchSize) {
-            await flush(batch)
+            await writing
+            writing = flush(batch)
+            // Its failure surfaces at the next await; until then it must not count as unhandled.
+            writing.catch(() => {})
             batch = []
           }
         }
       } catch (err) {
-        // The pending batch is dropped with the unreadable rest: a re-run with the whole file completes the import.
+        // The batch being read is dropped with the unreadable rest: a re-run with the whole file completes the import.
         if (!(err instanceof ImportFileError)) throw err
         report.error = err.message
         batch = []
+      } finally {
+        await writing
       }
       if (batch.length > 0) await flush(batch)
     } finally {
