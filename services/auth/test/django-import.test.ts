@@ -148,6 +148,9 @@ t.test('bad input: each reported with its position and reason, nothing half-impo
   ])
   t.same(report.problems.map((p: { position: number }) => p.position).sort(), [2, 3, 4, 5, 6])
 
+  const human = await runCli(['users', 'import', mixed, '--dry-run'], env)
+  t.match(human.stdout, /^\S+mixed\.json: read 6 record\(s\); would create 0 user\(s\) \(0 disabled, 0 with no usable password\); skipped 1 existing; 5 problem\(s\) \(dry run: nothing written\)\n {2}record 2 \(md5user\): password: unknown hash algorithm "md5"\n/)
+
   const csv = join(dir, 'users.csv')
   await writeFile(csv, `username,password_hash,disabled\ncsvuser,${hashes.scrypt ?? ''},false\ncsvoff,"${hashes.argon2 ?? ''}",true\ncsvbad,${hashes.bcrypt ?? ''},perhaps\ncsvcommas,${hashes.argon2 ?? ''},false\n`)
   const fromCsv = await runCli(['users', 'import', csv, '--json'], env)
@@ -176,7 +179,7 @@ t.test('many rows: batched, and re-running skips them all', async (t) => {
   const file = join(dir, 'bulk.csv')
   await writeFile(file, lines.join('\n'))
   const first = JSON.parse((await runCli(['users', 'import', file, '--json'], env)).stdout)
-  t.match(first, { read: count + 1, created: count, duplicates: 1, problems: [{ position: count + 2, reason: 'username: same as record 9 after NFKC and lower-casing' }] }, 'a duplicate across batches is found by Postgres')
+  t.match(first, { read: count + 1, created: count, duplicates: 1, problems: [{ position: count + 2, reason: 'username: same as line 9 after NFKC and lower-casing' }] }, 'a duplicate across batches is found by Postgres')
   const second = JSON.parse((await runCli(['users', 'import', file, '--json'], env)).stdout)
   t.match(second, { created: 0, existing: count, duplicates: 1 })
 })

@@ -92,7 +92,8 @@ t.test('through the gateway', async (t) => {
     TESSERA_ISSUER: issuer,
     TESSERA_TRUST_PROXY: '127.0.0.1',
     // Short, so that once every instance is down the gateway's copy is stale and served anyway.
-    TESSERA_JWKS_MAX_AGE: '1s'
+    TESSERA_JWKS_MAX_AGE: '1s',
+    TESSERA_SIMPLEJWT_COMPAT: 'on'
   }
   const auth = [await startServer(t, env), await startServer(t, env)]
   const notes = await startNotes(t, { DATABASE_URL: env.DATABASE_URL, NOTES_ISSUER: issuer, NOTES_JWKS_TTL: '1', NODE_EXTRA_CA_CERTS: tls.cert })
@@ -101,7 +102,8 @@ t.test('through the gateway', async (t) => {
     httpsPort,
     authAddrs: auth.map((a) => new URL(a.url).host),
     notesAddr: `127.0.0.1:${notes.port}`,
-    tls
+    tls,
+    simplejwtCompat: true
   })
   t.equal(gateway.configTest.status, 0, 'nginx -t passes on the rendered configuration')
   t.match(gateway.configTest.output, /test is successful/)
@@ -140,6 +142,18 @@ t.test('through the gateway', async (t) => {
     const lines = gateway.accessLog()
     t.ok(lines.length > 0 && lines.every((line) => typeof JSON.parse(line).request_id === 'string'), 'the access log is JSON lines with a request id')
     t.notOk(lines.some((line) => line.includes(pair.access_token.slice(-20)) || line.includes(pair.refresh_token.slice(-20))), 'no token in the access log')
+  })
+
+  t.test('SimpleJWT\'s routes through the gateway: log in, call notes, refresh, blacklist', async (t) => {
+    await signUp('simple')
+    const pair = (await gateway.request('POST', '/api/token/', { body: { username: 'simple', password: PASSWORD } })).json() as { access: string, refresh: string }
+    t.equal((await gateway.request('GET', '/notes', { headers: bearer(pair.access) })).status, 200, 'the compat access token works at a sibling')
+    const form = await gateway.request('POST', '/api/token/refresh/', { body: new URLSearchParams({ refresh: pair.refresh }).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' } })
+    t.equal(form.status, 200)
+    const rotated = form.json() as { access: string, refresh: string }
+    t.equal((await gateway.request('POST', '/api/token/blacklist/', { body: { refresh: rotated.refresh } })).status, 200)
+    const after = await gateway.request('POST', '/api/token/refresh/', { body: { refresh: rotated.refresh } })
+    t.same([after.status, after.json()], [401, { detail: 'Token is invalid or expired', code: 'token_not_valid' }])
   })
 
   t.test('a client-sent X-Forwarded-For does not change the IP Tessera records', async (t) => {

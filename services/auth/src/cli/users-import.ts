@@ -7,7 +7,7 @@
  */
 import { open } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
-import { importUsers, recordImport, type ImportReport } from '../users/import.js'
+import { importUsers, positionName, recordImport, type ImportReport } from '../users/import.js'
 import { readImportFile, type ImportFormat } from '../users/import-sources.js'
 import type { CommandContext } from './main.js'
 import { CliError } from './output.js'
@@ -20,12 +20,12 @@ function formatOf (file: string, given: string | undefined): ImportFormat {
   return file.toLowerCase().endsWith('.csv') ? 'csv' : 'django'
 }
 
-function summary (report: ImportReport, file: string): string {
+function summary (report: ImportReport, file: string, format: ImportFormat): string {
   const verb = report.dryRun ? 'would create' : 'created'
   const lines = [
     `${file}: read ${report.read} record(s); ${verb} ${report.created} user(s) (${report.disabled} disabled, ${report.unusable} with no usable password); ` +
     `skipped ${report.existing} existing; ${report.problemCount} problem(s)${report.dryRun ? ' (dry run: nothing written)' : ''}`,
-    ...report.problems.map((p) => `  record ${p.position}${p.username === undefined ? '' : ` (${p.username})`}: ${p.reason}`)
+    ...report.problems.map((p) => `  ${positionName(format)} ${p.position}${p.username === undefined ? '' : ` (${p.username})`}: ${p.reason}`)
   ]
   if (report.problemCount > report.problems.length) lines.push(`  … and ${report.problemCount - report.problems.length} more`)
   return lines.join('\n')
@@ -52,7 +52,7 @@ export async function usersImportCommand (ctx: CommandContext): Promise<void> {
     input.destroy()
   }
   if (!dryRun) await recordImport(db, report, { format, complete: report.error === undefined })
-  ctx.out.result(summary(report, file), {
+  ctx.out.result(summary(report, file, format), {
     file,
     format,
     dry_run: dryRun,

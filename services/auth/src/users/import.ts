@@ -15,7 +15,7 @@ import type { Db } from '../db/database.js'
 import { recordAudit } from '../audit/record.js'
 import { parseDjangoHash } from '../passwords/django.js'
 import { normalizeUsername } from '../passwords/policy.js'
-import { ImportFileError, type SourceRecord } from './import-sources.js'
+import { ImportFileError, type ImportFormat, type SourceRecord } from './import-sources.js'
 
 export interface ImportProblem {
   position: number
@@ -46,8 +46,11 @@ export interface ImportOptions {
   now: Date
   batchSize?: number
   maxProblems?: number
-  format: string
+  format: ImportFormat
 }
+
+/** What a position counts: a record of a JSON array, a line of a CSV file. */
+export const positionName = (format: ImportFormat): string => format === 'csv' ? 'line' : 'record'
 
 interface GoodRow {
   position: number
@@ -141,7 +144,7 @@ export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>,
           if (row === undefined) continue
           if (outcome.outcome === 'duplicate') {
             report.duplicates++
-            problem({ position: row.position, username: row.username, reason: `username: same as record ${outcome.first_position} after NFKC and lower-casing` })
+            problem({ position: row.position, username: row.username, reason: `username: same as ${positionName(options.format)} ${outcome.first_position} after NFKC and lower-casing` })
           } else if (outcome.outcome === 'existing') {
             report.existing++
           } else {
@@ -189,7 +192,7 @@ export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>,
 }
 
 /** The audit row of a finished import: counts only, never a hash. */
-export async function recordImport (db: Db, report: ImportReport, options: { format: string, complete: boolean }): Promise<void> {
+export async function recordImport (db: Db, report: ImportReport, options: { format: ImportFormat, complete: boolean }): Promise<void> {
   await recordAudit(db, {
     type: 'users.imported',
     actor: 'operator',
