@@ -104,6 +104,10 @@ export function markdown (report) {
     '',
     'Where the time goes, what was done about it and what blocks a target not met: [docs/performance.md](../docs/performance.md).',
     '',
+    ...(report.physical?.length > 0
+      ? ['## Physical limits', '', 'What the hardware allows with nothing else running (bench/lib/physical.mjs), beside the ceilings of the design:', '',
+          markdownTable(['scenario', 'req/s', 'physical limit', 'per second', 'share'], report.physical.map((/** @type {any} */ p) => [p.scenario, int(p.rps), p.limit, int(p.rate), percent(p.ratio)])), '']
+      : []),
     '## Ceilings',
     '',
     markdownTable(['ceiling', 'per second', 'how it was measured'], Object.entries(report.ceilings).map(([name, c]) => [name, int(/** @type {any} */ (c).rate), /** @type {any} */ (c).what])),
