@@ -82,6 +82,25 @@ function scenarios (fx, peer, tmp) {
   ])
 }
 
+/**
+ * Waits until no stack is still working off a run that just ended (requests
+ * queued in a server or behind Nginx keep running after wrk closes its
+ * connections), so that work is not counted against the next run. At most 30 s.
+ * @param {Record<string, number[]>} trees @param {(line: string) => void} log
+ */
+async function settle (trees, log) {
+  const deadline = Date.now() + 30_000
+  while (Date.now() < deadline) {
+    const before = cpuSnapshot()
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    const { trees: used } = coresBetween(before, cpuSnapshot(), trees)
+    if (Object.values(used).every((cores) => cores < IDLE_CORES)) return
+  }
+  log('a stack was still busy 30 s after the last run ended; measuring anyway')
+}
+/** A stack using less than this is idle (Postgres and timers tick a little). */
+const IDLE_CORES = 0.1
+
 const mean = (/** @type {number[]} */ xs) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length)
 const round2 = (/** @type {number} */ n) => Math.round(n * 100) / 100
 
@@ -119,7 +138,7 @@ export async function comparePeer ({ root, out, quick, peerDir, peerRunDir, data
     const fx = fixtures = await prepareFixtures({ url: database.url, kek, tokens: TESSERA_TOKENS, users: USERS })
     const pgPid = listenerPid(Number(new URL(database.url).port))
     const tesseraPids = [tessera.pid, ...(pgPid === undefined ? [] : [pgPid])]
-    const peerPids = peer.pids()
+    const trees = { tessera: tesseraPids, peer: peer.pids() }
 
     log('physical limits…')
     const physical = {
@@ -154,11 +173,13 @@ export async function comparePeer ({ root, out, quick, peerDir, peerRunDir, data
           const warmupLines = scenario.singleUse ? lines.splice(0, size(settings.warmup)) : lines
           /** @param {string} pool @param {number} seconds */
           const options = (pool, seconds) => ({ url: stackUrl[stack], method: load.method, path: load.path, kind: load.kind, mode: load.mode, pool, connections: scenario.connections, seconds })
-          await runWrk(options(await write('warmup', warmupLines), settings.warmup))
           const pool = await write('measured', lines)
+          await settle(trees, log)
+          await runWrk(options(await write('warmup', warmupLines), settings.warmup))
+          await settle(trees, log)
           const before = cpuSnapshot()
           const result = await runWrk(options(pool, settings.duration))
-          const cpu = coresBetween(before, cpuSnapshot(), { tessera: tesseraPids, peer: peerPids })
+          const cpu = coresBetween(before, cpuSnapshot(), trees)
           if (scenario.singleUse) refreshSeen[stack] = Math.max(refreshSeen[stack], result.rps)
           log(`${label}: ${result.okRps} ok/s (${result.rps} answers/s), p99 ${result.p99} ms, ${result.errors} errors${result.exhausted ? ', POOL EXHAUSTED' : ''}; CPU ${cpu.trees[stack]} cores (machine ${cpu.machine})`)
           runs.push({ round, scenario: scenario.name, connections: scenario.connections, stack, ...result, cpu })
