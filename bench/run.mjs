@@ -26,7 +26,7 @@ import { profileClock, summarizeProfile } from './lib/profile.mjs'
 import { comparePeer, peerSummary } from './lib/peer-compare.mjs'
 import { locatePeer, peerUnavailable } from './lib/peer-stack.mjs'
 import { PHYSICAL_BESIDE, physicalCeilings, physicalLimits } from './lib/physical.mjs'
-import { consoleSummary, writeReport } from './lib/report.mjs'
+import { consoleSummary, loadAverage, machineFacts, writeReport } from './lib/report.mjs'
 import { SCENARIOS } from './lib/scenarios.mjs'
 import { NOTES_ENTRY, startTessera } from './lib/tessera.mjs'
 
@@ -124,7 +124,7 @@ const tesseraSettings = {
   ...(args.quick ? { TESSERA_MAX_EVENT_LOOP_DELAY_MS: '0' } : {})
 }
 
-const loadBefore = os.loadavg().map((l) => Math.round(l * 100) / 100)
+const loadBefore = loadAverage()
 const database = await freshDatabase({ root: ROOT, databaseUrl: process.env.DATABASE_URL || undefined, log })
 /** @type {import('./lib/tessera.mjs').TesseraProcess[]} */
 const servers = []
@@ -371,16 +371,7 @@ try {
   }
   const report = {
     generatedAt: new Date().toISOString(),
-    machine: {
-      cores,
-      cpu: os.cpus()[0]?.model ?? 'unknown',
-      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-      platform: `${os.platform()} ${os.release()}`,
-      node: process.versions.node,
-      postgres: database.version,
-      loadBefore,
-      loadAfter: os.loadavg().map((l) => Math.round(l * 100) / 100)
-    },
+    machine: machineFacts({ postgres: database.version, loadBefore }),
     database: { source: database.source, settings: database.settings },
     settings: { ...settings, quick: args.quick, tessera: { ...tesseraSettings, processes: `1, then ${cores} for scaling` } },
     ceilings,

@@ -18,7 +18,7 @@ import path from 'node:path'
 import { freshDatabase } from './database.mjs'
 import { PASSWORD, prepareFixtures } from './fixtures.mjs'
 import { PEER_SETTINGS, startPeer } from './peer-stack.mjs'
-import { textTable } from './report.mjs'
+import { loadAverage, machineFacts, textTable } from './report.mjs'
 import { argon2AllCores, opensslSigning, signingAllCores } from './physical.mjs'
 import { coresBetween, cpuSnapshot, listenerPid } from './proc-cpu.mjs'
 import { startTessera } from './tessera.mjs'
@@ -112,7 +112,7 @@ export async function comparePeer ({ root, out, quick, peerDir, peerRunDir, data
   const settings = quick
     ? { duration: 2, warmup: 1, rounds: 2, physicalSeconds: 0.5 }
     : { duration: 10, warmup: 1, rounds: 2, physicalSeconds: 3 }
-  const loadBefore = os.loadavg().map(round2)
+  const loadBefore = loadAverage()
   const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-bench-peer-'))
   /** @type {import('./peer-stack.mjs').PeerStack | undefined} */
   let peer
@@ -189,16 +189,7 @@ export async function comparePeer ({ root, out, quick, peerDir, peerRunDir, data
 
     const report = {
       generatedAt: new Date().toISOString(),
-      machine: {
-        cores,
-        cpu: os.cpus()[0]?.model ?? 'unknown',
-        memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-        platform: `${os.platform()} ${os.release()}`,
-        node: process.versions.node,
-        postgres: database.version,
-        loadBefore,
-        loadAfter: os.loadavg().map(round2)
-      },
+      machine: machineFacts({ postgres: database.version, loadBefore }),
       settings: {
         ...settings,
         quick,

@@ -6,31 +6,17 @@
  * run by hand (docs/performance.md, "Against the SimpleJWT stack").
  * @module
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { promises as fs } from 'node:fs'
 import { createServer } from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { fileURLToPath } from 'node:url'
+import { harness } from './harness.mjs'
 import { summarize } from '../lib/peer-compare.mjs'
 import { parseOpensslSpeed } from '../lib/physical.mjs'
 import { runWrk } from '../lib/wrk.mjs'
-
-const RUN = fileURLToPath(new URL('../run.mjs', import.meta.url))
-
-/** @param {string[]} args @param {Record<string, string>} env @returns {Promise<{ code: number | null, stdout: string, stderr: string }>} */
-function harness (args, env) {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [RUN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (c) => { stdout += c.toString() })
-    child.stderr.on('data', (c) => { stderr += c.toString() })
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
-}
 
 test('--help documents the side-by-side and its flags', async () => {
   const { code, stdout } = await harness(['--help'], {})

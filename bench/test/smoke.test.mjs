@@ -4,27 +4,12 @@
  * not judged (the machine may be busy); `make bench` does that.
  * @module
  */
-import { spawn } from 'node:child_process'
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { fileURLToPath } from 'node:url'
-
-const RUN = fileURLToPath(new URL('../run.mjs', import.meta.url))
-
-/** @param {string[]} args @param {Record<string, string>} env */
-function harness (args, env) {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [RUN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (c) => { stdout += c.toString() })
-    child.stderr.on('data', (c) => { stderr += c.toString() })
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
-}
+import { harness } from './harness.mjs'
 
 test('a quick run of every scenario has no errors and writes a whole report', { timeout: 120_000 }, async (t) => {
   const out = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-bench-'))
