@@ -195,7 +195,7 @@ export async function comparePeer ({ root, out, quick, peerDir, peerRunDir, data
         quick,
         wrk: wrkCommand(settings.duration),
         wrkTimeoutSeconds: WRK_TIMEOUT,
-        tessera: { start: 'node services/auth/dist/server.js (as make run)', database: database.source, env: Object.fromEntries(Object.entries(tesseraEnv).filter(([k]) => k !== 'TESSERA_KEK' && k !== 'DATABASE_URL')) },
+        tessera: { start: 'node services/auth/dist/server.js (as make run)', database: database.source, env: { TESSERA_DATA_DIR: path.relative(root, tesseraEnv.TESSERA_DATA_DIR), TESSERA_RATE_LIMIT: tesseraEnv.TESSERA_RATE_LIMIT } },
         peer: { dir: peerDir, mode: peer.mode, env: PEER_SETTINGS, startedByThisRun: peer.started }
       },
       physical: { ...physical, refreshSigningLimit: refreshLimit },
