@@ -49,7 +49,9 @@ const refuse = (reason: string): ParsedDjangoHash => ({ ok: false, reason })
 
 /** The algorithm an encoded hash names, when it is one of Django's that Tessera reads. */
 export function djangoAlgorithmOf (encoded: string): DjangoAlgorithm | undefined {
-  const name = encoded.slice(0, encoded.indexOf('$'))
+  const end = encoded.indexOf('$')
+  if (end < 0) return undefined
+  const name = encoded.slice(0, end)
   return (DJANGO_ALGORITHMS as readonly string[]).includes(name) ? name as DjangoAlgorithm : undefined
 }
 
