@@ -176,9 +176,10 @@ export async function rotationRate (url, concurrency, seconds) {
  * @returns {Promise<number | undefined>}
  */
 export async function pgbenchRotationRate (url, clients, seconds) {
+  const tag = `bench-pgbench-${randomUUID()}`
   const pool = new pg.Pool({ connectionString: url, max: 1 })
   try {
-    await rotationChains(pool, clients, 'bench-pgbench')
+    await rotationChains(pool, clients, tag)
   } finally {
     await pool.end()
   }
@@ -187,7 +188,7 @@ export async function pgbenchRotationRate (url, clients, seconds) {
     const script = path.join(dir, 'rotate.sql')
     await fs.writeFile(script, [
       '\\if :started = 0',
-      "SELECT s.id AS sid, s.user_id AS sub, rt.jti AS jti, rt.kid AS kid FROM sessions s JOIN refresh_tokens rt ON rt.session_id = s.id WHERE s.client_id = 'bench-pgbench' ORDER BY s.id OFFSET :client_id LIMIT 1 \\gset",
+      `SELECT s.id AS sid, s.user_id AS sub, rt.jti AS jti, rt.kid AS kid FROM sessions s JOIN refresh_tokens rt ON rt.session_id = s.id WHERE s.client_id = '${tag}' AND rt.used_at IS NULL ORDER BY s.id OFFSET :client_id LIMIT 1 \\gset`,
       '\\set started 1',
       '\\endif',
       "SELECT successor_jti AS jti FROM tessera_refresh_decision(:jti, :sid, :sub, clock_timestamp(), 10, NULL, gen_random_uuid(), :kid, 2592000, '127.0.0.1', 'pgbench') \\gset",
