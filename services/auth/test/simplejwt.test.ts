@@ -110,6 +110,7 @@ t.test('a DRF view with SimpleJWT\'s JWTAuthentication, by settings alone, judge
     (await app.app.inject({ method: 'POST', url: '/api/token/', payload: { username: 'alice', password: PASSWORD } })).json()
   const pair = await login(ctx)
   const viaOauth = (await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'alice', password: PASSWORD } })).json()
+  const refreshed = (await ctx.app.inject({ method: 'POST', url: '/api/token/refresh/', payload: { refresh: pair.refresh } })).json()
   const elsewhere = await login(other)
   ctx.advance(-3600)
   const stale = await login(ctx)
@@ -117,13 +118,14 @@ t.test('a DRF view with SimpleJWT\'s JWTAuthentication, by settings alone, judge
 
   const answers = await oracle(t, 'jwtauth', [`${base}/.well-known/jwks.json`, 'http://tessera.test', 'api'], {
     users: ['alice'],
-    tokens: [pair.access, viaOauth.access_token, pair.refresh, stale.access, elsewhere.access]
+    tokens: [pair.access, viaOauth.access_token, refreshed.access, pair.refresh, stale.access, elsewhere.access]
   })
   t.match(answers, [
+    { status: 200, body: { username: 'alice' } },
     { status: 200, body: { username: 'alice' } },
     { status: 200, body: { username: 'alice' } },
     { status: 401, body: { code: 'token_not_valid' } },
     { status: 401, body: { code: 'token_not_valid' } },
     { status: 401, body: { code: 'token_not_valid' } }
-  ], 'accepts access tokens (compat and /oauth/token); refuses a refresh token, an expired one and another audience\'s')
+  ], 'accepts access tokens (compat login, /oauth/token, compat refresh); refuses a refresh token, an expired one and another audience\'s')
 })
