@@ -1,5 +1,6 @@
 /**
- * The refresh grant. One transaction, serialized per session by a row lock on
+ * The refresh grant. The client authenticates first (a refresh token belongs
+ * to the client that got it); then one transaction, serialized per session by a row lock on
  * the session (never by process memory, so any number of instances behave as
  * one):
  *  1. the session is live and its user enabled, the token's key not revoked;
@@ -9,9 +10,11 @@
  *  4. a used token after the window is reuse: the whole session ends.
  * @module
  */
-import type { Config } from '../config.js'
 import { OAuthError, RefreshReuseError } from '../errors.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
+import { authenticateClient, requireGrant } from '../clients/authenticate.js'
+import type { ClientCredentials } from '../clients/credentials.js'
+import { audienceFor, requestedResource } from '../clients/resource.js'
 import type { RefreshTokenRecord } from '../tokens/mint.js'
 import { verifyRefreshToken } from '../tokens/verify-refresh.js'
 import { endSessions } from './end.js'
@@ -21,6 +24,8 @@ import { narrowedScope } from './scope.js'
 export interface RefreshGrantInput {
   refreshToken: string
   scope: string | undefined
+  credentials: ClientCredentials
+  resource: string | string[] | undefined
   now: Date
   context: RequestContext
 }
@@ -28,23 +33,27 @@ export interface RefreshGrantInput {
 export type RefreshOutcome = 'rotated' | 'grace'
 
 type Decision =
-  | { kind: 'issue', record: RefreshTokenRecord, clientId: string, scope: string, outcome: RefreshOutcome }
+  | { kind: 'issue', record: RefreshTokenRecord, clientId: string, scope: string, audience: string | undefined, outcome: RefreshOutcome }
   | { kind: 'refuse', reason: string }
   | { kind: 'reuse' }
 
 const refused = (reason: string): Decision => ({ kind: 'refuse', reason })
 
-export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refreshGrace'> }, input: RefreshGrantInput): Promise<TokenPair & { outcome: RefreshOutcome }> {
+export async function refreshGrant (deps: Issuer, input: RefreshGrantInput): Promise<TokenPair & { outcome: RefreshOutcome }> {
+  const resource = requestedResource(input.resource)
+  const client = await authenticateClient(deps, input)
+  requireGrant(client, 'refresh_token')
   const claims = await verifyRefreshToken(deps.config, deps.keyring, input.refreshToken, input.now)
 
   const decision = await deps.db.transaction().execute(async (trx): Promise<Decision> => {
     const session = await trx.selectFrom('sessions')
       .innerJoin('users', 'users.id', 'sessions.user_id')
-      .select(['sessions.id', 'sessions.user_id', 'sessions.client_id', 'sessions.scope', 'sessions.expires_at', 'sessions.absolute_expires_at', 'sessions.revoked_at', 'users.disabled_at'])
+      .select(['sessions.id', 'sessions.user_id', 'sessions.client_id', 'sessions.scope', 'sessions.resources', 'sessions.expires_at', 'sessions.absolute_expires_at', 'sessions.revoked_at', 'users.disabled_at'])
       .where('sessions.id', '=', claims.sid)
       .forUpdate('sessions')
       .executeTakeFirst()
     if (session === undefined || session.user_id !== claims.sub) return refused('unknown session')
+    if (session.client_id !== client.clientId) return refused(`another client's token (${client.clientId})`)
     if (session.revoked_at !== null) return refused('session revoked')
     if (session.disabled_at !== null) return refused('user disabled')
     if (session.expires_at.getTime() <= input.now.getTime()) return refused('session expired')
@@ -57,6 +66,7 @@ export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refre
     if (token === undefined || token.session_id !== session.id) return refused('unknown token')
     if (token.state === 'revoked') return refused('signing key revoked')
     const scope = narrowedScope(input.scope, session.scope)
+    const audience = audienceFor(resource, session.resources)
 
     if (token.used_at === null) {
       const successor = successorRecord(deps, session, input.now)
@@ -75,7 +85,7 @@ export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refre
         }).where('id', '=', session.id).returning('id'))
         .insertInto('refresh_tokens').values(refreshTokenRow(successor, token.jti))
         .execute()
-      return { kind: 'issue', record: successor, clientId: session.client_id, scope, outcome: 'rotated' }
+      return { kind: 'issue', record: successor, clientId: session.client_id, scope, audience, outcome: 'rotated' }
     }
 
     if (input.now.getTime() - token.used_at.getTime() <= deps.config.refreshGrace * 1000 && token.successor_jti !== null) {
@@ -87,6 +97,7 @@ export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refre
         record: { jti: successor.jti, sessionId: session.id, userId: session.user_id, kid: successor.kid, issuedAt: successor.issued_at, expiresAt: successor.expires_at },
         clientId: session.client_id,
         scope,
+        audience,
         outcome: 'grace'
       }
     }
@@ -100,5 +111,5 @@ export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refre
   if (decision.kind === 'refuse') {
     throw new OAuthError('invalid_grant', 'the refresh token is invalid, expired or revoked', { detail: decision.reason })
   }
-  return { ...tokenPair(deps, decision.record, { clientId: decision.clientId, scope: decision.scope, now: input.now }), outcome: decision.outcome }
+  return { ...tokenPair(deps, decision.record, { clientId: decision.clientId, scope: decision.scope, audience: decision.audience, now: input.now }), outcome: decision.outcome }
 }
