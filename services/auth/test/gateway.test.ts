@@ -197,7 +197,8 @@ t.test('through the gateway', async (t) => {
 
   t.test('a client-sent X-Forwarded-For does not change the IP Tessera records', async (t) => {
     const spoofed = { 'x-forwarded-for': '203.0.113.7', 'x-real-ip': '203.0.113.8' }
-    const res = await login('alice', spoofed)
+    // A token for Tessera's own API (the default client, aud api), which /v1/sessions accepts.
+    const res = await token({ grant_type: 'password', username: 'alice', password: PASSWORD }, spoofed)
     t.equal(res.status, 200)
     const access = res.json().access_token as string
     const sessions = await gateway.request('GET', '/v1/sessions', { headers: { ...bearer(access), ...spoofed } })
