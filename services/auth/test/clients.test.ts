@@ -131,7 +131,8 @@ t.test('resource indicators (RFC 8707) on every grant', async (t) => {
     ['https://billing.example/api#frag', 'a fragment'],
     ['https://other.example/', 'a resource the client may not ask for'],
     ['', 'empty'],
-    ['https://bad example/', 'a space']
+    ['https://bad example/', 'a space'],
+    ['urn:x\u0001y', 'a control character']
   ] as const) {
     const res = await token(ctx, { ...cc, resource })
     t.match(res, { status: 400, body: { error: 'invalid_target' } }, what)

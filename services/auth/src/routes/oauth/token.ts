@@ -43,7 +43,6 @@ const TokenResponse = Type.Object({
 
 const OAuthErrorBody = Type.Object({ error: Type.String(), error_description: Type.String() })
 
-
 function required (body: TokenRequestBody, name: 'username' | 'password' | 'refresh_token'): string {
   const value = body[name]
   if (value === undefined || value === '') throw new OAuthError('invalid_request', `${name}: is required for grant_type=${body.grant_type}`)
