@@ -195,6 +195,11 @@ t.test('revocation: a client revokes only its own tokens; a confidential client\
   t.equal(await revoke({ token: pair.body.refresh_token, client_id: 'backend', client_secret: 'wrong' }), 401, 'a failed authentication is 401')
   t.equal(await revoke({ token: pair.body.refresh_token }, { authorization: basic('backend', secret) }), 200)
   t.equal(await live(), 0, 'its own client ends it')
+
+  await register(ctx, 'web', { confidential: false })
+  const forNotes = await token(ctx, { grant_type: 'password', username: 'wes', password: PASSWORD, client_id: 'web', resource: NOTES })
+  t.equal(await revoke({ token: forNotes.body.access_token, token_type_hint: 'access_token', client_id: 'web' }), 200)
+  t.equal((await ctx.deps.db.selectFrom('sessions').select('revoke_reason').where('client_id', '=', 'web').executeTakeFirstOrThrow()).revoke_reason, 'revoke', 'an access token for a resource revokes its session too')
 })
 
 t.test('rotate-secret grace, disable and delete', async (t) => {
@@ -235,6 +240,14 @@ t.test('the default public client exists from the first start, and a registratio
   const ctx = await buildTestApp(t, { TESSERA_DEFAULT_CLIENT_ID: 'first-party', TESSERA_SCOPES: 'a b' })
   const row = await ctx.deps.db.selectFrom('clients').selectAll().executeTakeFirstOrThrow()
   t.match(row, { client_id: 'first-party', confidential: false, grants: ['password', 'refresh_token'], scopes: ['a', 'b'], resources: [], secret_digest: null })
+  const rejects = async (what: string, values: Record<string, unknown>): Promise<void> => {
+    await t.rejects(ctx.deps.db.insertInto('clients').values({ client_id: 'raw', confidential: false, grants: ['password'], scopes: [], resources: [], ...values }).execute(), { code: /^23/ }, what)
+  }
+  await rejects('the schema refuses a public client with a secret', { secret_digest: Buffer.alloc(32) })
+  await rejects('a confidential client without one', { confidential: true })
+  await rejects('client_credentials for a public client', { grants: ['client_credentials'] })
+  await rejects('an unknown grant', { grants: ['implicit'] })
+  await rejects('a digest that is not SHA-256 sized', { confidential: true, secret_digest: Buffer.alloc(16) })
   await signUp(ctx.app, 'yuri', PASSWORD)
   const res = await token(ctx, { grant_type: 'password', username: 'yuri', password: PASSWORD })
   t.equal(res.status, 200)
