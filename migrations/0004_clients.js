@@ -6,6 +6,11 @@
  * for, and a disabled or deleted client ends its sessions with a reason of
  * its own. sessions.client_id has no foreign key: ended sessions outlive the
  * client they named, for the record.
+ *
+ * tessera_client_refresh_decision wraps 0002's tessera_refresh_decision with
+ * the two checks a refresh needs before anything is written: the presenting
+ * client is the session's, and the resource asked for is one of the session's.
+ * Still one round trip; a refused refresh leaves its token usable.
  * @module
  */
 import { sql } from 'kysely'
@@ -37,12 +42,58 @@ export async function up (db) {
       ('logout', 'logout_all', 'revoke', 'reuse', 'password_change', 'user_disabled', 'key_revoked', 'session_deleted',
        'client_disabled', 'client_deleted'));
     CREATE INDEX sessions_client_live ON sessions (client_id) WHERE revoked_at IS NULL;
+
+    CREATE FUNCTION tessera_client_refresh_decision (
+      presented_jti uuid,
+      presented_sid uuid,
+      presented_sub text,
+      at_time timestamptz,
+      grace_seconds double precision,
+      wanted_scope text[],
+      new_jti uuid,
+      new_kid text,
+      ttl_seconds double precision,
+      client_ip text,
+      client_user_agent text,
+      presenting_client text,
+      wanted_resource text
+    ) RETURNS TABLE (
+      decision text,
+      successor_jti uuid,
+      successor_kid text,
+      successor_issued_at timestamptz,
+      successor_expires_at timestamptz,
+      session_client_id text,
+      session_scope text
+    )
+    LANGUAGE plpgsql VOLATILE AS $fn$
+    DECLARE
+      s record;
+    BEGIN
+      -- A session's client and resources never change, so no lock is needed
+      -- to read them; tessera_refresh_decision takes the session's lock.
+      SELECT ss.client_id, ss.resources INTO s FROM sessions ss WHERE ss.id = presented_sid;
+      IF FOUND AND presenting_client IS NOT NULL AND s.client_id <> presenting_client THEN
+        decision := 'another client';
+        RETURN NEXT;
+        RETURN;
+      END IF;
+      IF FOUND AND wanted_resource IS NOT NULL AND NOT (wanted_resource = ANY (s.resources)) THEN
+        decision := 'resource not allowed';
+        RETURN NEXT;
+        RETURN;
+      END IF;
+      RETURN QUERY SELECT * FROM tessera_refresh_decision(presented_jti, presented_sid, presented_sub, at_time, grace_seconds,
+        wanted_scope, new_jti, new_kid, ttl_seconds, client_ip, client_user_agent);
+    END
+    $fn$;
   `.execute(db)
 }
 
 /** @param {import('kysely').Kysely<unknown>} db */
 export async function down (db) {
   await sql`
+    DROP FUNCTION tessera_client_refresh_decision (uuid, uuid, text, timestamptz, double precision, text[], uuid, text, double precision, text, text, text, text);
     DROP INDEX sessions_client_live;
     UPDATE sessions SET revoke_reason = 'revoke' WHERE revoke_reason IN ('client_disabled', 'client_deleted');
     ALTER TABLE sessions DROP CONSTRAINT sessions_revoke_reason_check;
