@@ -11,6 +11,7 @@
 import { Type } from '@sinclair/typebox'
 import type { App, Deps } from '../app.js'
 import type { Config } from '../config.js'
+import { clientCredentials, type ClientCredentials } from '../clients/credentials.js'
 import { DrfError, OAuthError, RefreshReuseError } from '../errors.js'
 import { passwordGrant } from '../sessions/login.js'
 import { refreshGrant } from '../sessions/rotate.js'
@@ -57,6 +58,11 @@ async function refusedAs<T> (work: () => Promise<T>, refusal: (err: OAuthError) 
   }
 }
 
+/** HTTP Basic when the client sends it (a confidential client authenticates as on /oauth/token), else the default public client. */
+function credentialsOf (authorization: string | undefined): ClientCredentials {
+  return clientCredentials({ authorization, clientId: undefined, clientSecret: undefined })
+}
+
 const Pair = Type.Object({ refresh: Type.String(), access: Type.String() })
 const Empty = Type.Object({})
 
@@ -74,20 +80,20 @@ export function registerSimpleJwtRoutes (app: App, config: Config, deps: Deps): 
 
   app.post(paths.login, options(Pair), async (request, reply) => {
     const { username, password } = fields(request.body, ['username', 'password'])
-    const input = { username, password, scope: undefined, clientId: config.defaultClientId, now: deps.clock(), context: requestContext(request) }
+    const input = { username, password, scope: undefined, credentials: credentialsOf(request.headers.authorization), resource: undefined, now: deps.clock(), context: requestContext(request) }
     const pair = await refusedAs(async () => await counted(async () => await passwordGrant(loginDeps, input), loginOutcome, deps.metrics.login), () => NO_ACCOUNT)
     deps.metrics.login('ok')
-    deps.metrics.tokenIssued(pair.kid)
+    deps.metrics.tokenIssued(pair.kid, 'password')
     return await reply.header('cache-control', 'no-store').send({ refresh: pair.refreshToken, access: pair.accessToken })
   })
 
   app.post(paths.refresh, options(Pair), async (request, reply) => {
     const { refresh } = fields(request.body, ['refresh'])
-    const input = { refreshToken: refresh, scope: undefined, now: deps.clock(), context: requestContext(request) }
+    const input = { refreshToken: refresh, scope: undefined, credentials: credentialsOf(request.headers.authorization), resource: undefined, now: deps.clock(), context: requestContext(request) }
     const pair = await refusedAs(async () => await counted(async () => await refreshGrant(issuer, input), refreshOutcome, deps.metrics.refreshed),
       (err) => tokenNotValid(err instanceof RefreshReuseError ? 'Token is blacklisted' : 'Token is invalid or expired', err))
     deps.metrics.refreshed(pair.outcome)
-    deps.metrics.tokenIssued(pair.kid)
+    deps.metrics.tokenIssued(pair.kid, 'refresh_token')
     return await reply.header('cache-control', 'no-store').send({ access: pair.accessToken, refresh: pair.refreshToken })
   })
 
@@ -99,7 +105,7 @@ export function registerSimpleJwtRoutes (app: App, config: Config, deps: Deps): 
 
   app.post(paths.blacklist, options(Empty), async (request, reply) => {
     const { refresh } = fields(request.body, ['refresh'])
-    const ended = await revokeToken(issuer, { token: refresh, hint: 'refresh_token', now: deps.clock(), context: requestContext(request) })
+    const ended = await revokeToken(issuer, { token: refresh, hint: 'refresh_token', credentials: credentialsOf(request.headers.authorization), now: deps.clock(), context: requestContext(request) })
     if (!ended) throw tokenNotValid('Token is invalid or expired')
     deps.metrics.revoked()
     return await reply.send({})
