@@ -3,6 +3,7 @@
  * service reads `process.env`: the validated `Config` is passed in.
  * @module
  */
+import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { getHeapStatistics } from 'node:v8'
 import { resolve } from 'node:path'
@@ -23,7 +24,7 @@ export interface Config {
   keyPublishLead: Seconds
   keyRotation: Seconds | null
   keyBits: 2048 | 3072 | 4096
-  /** 32 raw bytes; undefined means "generate or read one in dataDir" (never in production). */
+  /** 32 raw bytes; undefined means "generate or read one in dataDir" (never in production: resolveKek refuses). */
   kek: Buffer | undefined
   signup: 'open' | 'closed'
   trustProxy: string[]
@@ -50,9 +51,31 @@ export interface Config {
 
 /** A bad setting: the message is the one line printed before exiting 1. */
 export class ConfigError extends Error {
-  constructor (readonly variable: string, readonly accepts: string, value: string) {
-    super(`${variable}=${JSON.stringify(value)} is invalid: expected ${accepts}`)
+  constructor (readonly variable: string, readonly accepts: string, value: string, message?: string) {
+    super(message ?? `${variable}=${JSON.stringify(value)} is invalid: expected ${accepts}`)
     this.name = 'ConfigError'
+  }
+}
+
+/** The suffix that makes any setting come from a file (Docker and Kubernetes secrets). */
+export const FILE_SUFFIX = '_FILE'
+
+/**
+ * A setting's text from NAME or from the file NAME_FILE names (one trailing
+ * newline dropped), never both: two sources would leave it unclear which wins.
+ */
+export function settingText (env: Env, name: string): string | undefined {
+  const plain = env[name] === '' ? undefined : env[name]
+  const file = env[name + FILE_SUFFIX] === '' ? undefined : env[name + FILE_SUFFIX]
+  if (file === undefined) return plain
+  if (plain !== undefined) {
+    throw new ConfigError(name, '', '', `${name} and ${name}${FILE_SUFFIX} are both set: set only one of them`)
+  }
+  try {
+    const text = readFileSync(file, 'utf8').replace(/\r?\n$/, '')
+    return text === '' ? undefined : text
+  } catch (err) {
+    throw new ConfigError(name + FILE_SUFFIX, '', file, `${name}${FILE_SUFFIX}=${JSON.stringify(file)} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
   }
 }
 
@@ -74,8 +97,7 @@ class Reader {
   constructor (private readonly env: Env) {}
 
   private raw (name: string): string | undefined {
-    const value = this.env[name]
-    return value === undefined || value === '' ? undefined : value
+    return settingText(this.env, name)
   }
 
   string (name: string, fallback: string, accepts: string, valid: (v: string) => boolean): string {
@@ -160,9 +182,6 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const jwksMaxAge = read.duration('TESSERA_JWKS_MAX_AGE', '5m')
   const rotation = read.optional('TESSERA_KEY_ROTATION') === 'off' ? null : read.duration('TESSERA_KEY_ROTATION', '30d')
   const kekText = read.optional('TESSERA_KEK')
-  if (production && kekText === undefined) {
-    throw new ConfigError('TESSERA_KEK', 'base64url of 32 bytes; it is required when NODE_ENV=production', '')
-  }
   const cores = availableParallelism()
   const issuer = read.string('TESSERA_ISSUER', 'http://127.0.0.1:8080', 'an http(s) URL without query or fragment', isHttpUrl)
   return {

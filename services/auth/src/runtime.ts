@@ -50,7 +50,7 @@ export async function startRuntime (config: Config, logger: Logger, clock: () =>
   const connection = connect(url, 20)
   try {
     await requireSchema(connection, embedded !== undefined)
-    const kek = await resolveKek(config.kek, config.dataDir)
+    const kek = await resolveKek(config)
     const keyring = new Keyring()
     const created = await ensureSigningKey(connection.db, kek, config.keyBits, clock())
     if (created !== undefined) logger.info({ kid: created }, 'created the first signing key')

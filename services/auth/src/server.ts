@@ -36,7 +36,7 @@ async function main (): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  if (err instanceof StartupError || err instanceof WrongKekError) fail(err.message)
+  if (err instanceof StartupError || err instanceof WrongKekError || err instanceof ConfigError) fail(err.message)
   const code = (err as { code?: string }).code
   if (code === 'EADDRINUSE') fail(`the address is already in use: ${(err as Error).message}`)
   if (code === 'ECONNREFUSED' || code === '28P01' || code === '3D000') fail(`cannot reach the database: ${(err as Error).message}`)

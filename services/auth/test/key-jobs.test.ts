@@ -89,12 +89,15 @@ t.test('the timer promotes a pending key after the lead and logs it', async (t) 
 t.test('the local KEK file: made once with mode 0600, read back the same', async (t) => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-kek-'))
   t.teardown(async () => { await fs.rm(dir, { recursive: true, force: true }) })
-  const made = await resolveKek(undefined, dir)
+  const local = { kek: undefined, dataDir: dir, production: false }
+  const made = await resolveKek(local)
   t.equal(made.length, 32)
   t.equal((await fs.stat(path.join(dir, 'kek'))).mode & 0o777, 0o600)
-  t.same(await resolveKek(undefined, dir), made, 'the same KEK next time')
+  t.same(await resolveKek(local), made, 'the same KEK next time')
   const configured = randomBytes(32)
-  t.equal(await resolveKek(configured, dir), configured, 'TESSERA_KEK wins')
+  t.equal(await resolveKek({ ...local, kek: configured }), configured, 'TESSERA_KEK wins')
+  await t.rejects(resolveKek({ ...local, production: true }), { name: 'ConfigError', message: 'TESSERA_KEK (or TESSERA_KEK_FILE) is required when NODE_ENV=production' },
+    'production never makes a KEK of its own')
   await fs.writeFile(path.join(dir, 'short'), 'abc\n')
   await t.rejects(readKekFile(path.join(dir, 'short')), /does not hold base64url of 32 bytes/)
 })

@@ -5,7 +5,8 @@ import { runCli } from './helpers/server.js'
 
 t.test('migrate up, status, down, up again through the CLI', async (t) => {
   const url = await createTestDatabase(t, { empty: true })
-  const env = { DATABASE_URL: url }
+  // As the compose one-shot runs it: production, and no KEK.
+  const env = { DATABASE_URL: url, NODE_ENV: 'production' }
   const before = await runCli(['migrate', 'status', '--json'], env)
   t.equal(before.code, 0, before.stderr)
   t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null])
@@ -20,7 +21,11 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   t.match(status.stdout, /0001_initial\s+\d{4}-\d\d-\d\dT/)
   t.notMatch(status.stdout, /pending/)
 
-  const down = await runCli(['migrate', 'down', '--json'], env)
+  const refused = await runCli(['migrate', 'down'], env)
+  t.equal(refused.code, 2, 'down without --yes is a usage error')
+  t.equal(refused.stderr, 'tessera: migrate down drops the newest migration\'s tables and their data: run `tessera migrate down --yes` to go ahead\n')
+  t.match((await runCli(['migrate', 'status', '--json'], env)).stdout, /"applied_at":"\d{4}/, 'and reverted nothing')
+  const down = await runCli(['migrate', 'down', '--yes', '--json'], env)
   t.same(JSON.parse(down.stdout), { reverted: ['0001_initial'] })
   const connection = await testConnection(t, url)
   const tables = await sql<{ n: number }>`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name = 'users'`.execute(connection.db)
@@ -28,7 +33,7 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   t.equal((await runCli(['migrate', 'up'], env)).code, 0)
   const bad = await runCli(['migrate', 'sideways'], env)
   t.equal(bad.code, 2)
-  t.match(bad.stderr, /usage: tessera migrate up\|down\|status/)
+  t.equal(bad.stderr, 'tessera: usage: tessera migrate up | status | down --yes\n')
 })
 
 t.test('two migrate up at once apply each migration once', async (t) => {
