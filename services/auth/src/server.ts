@@ -23,8 +23,9 @@ async function main (): Promise<void> {
     if (err instanceof ConfigError) fail(err.message)
     throw err
   }
-  // Pretty logs only for a person at a terminal; anything else gets JSON lines.
-  const logger = createLogger(config, undefined, process.stdout.isTTY)
+  // Pretty logs only for a person at a terminal outside production (pino-pretty
+  // is a development dependency, absent from the image); anything else gets JSON lines.
+  const logger = createLogger(config, undefined, process.stdout.isTTY && !config.production)
   const runtime = await startRuntime(config, logger)
   closeWithGrace({ delay: 25_000, logger }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'shutting down after an error')

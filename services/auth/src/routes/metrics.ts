@@ -5,6 +5,7 @@
 import type { App, Deps } from '../app.js'
 
 export function registerMetricsRoutes (app: App, deps: Deps): void {
-  app.get('/metrics', async (_request, reply) =>
+  // Not part of the public API: hidden from /openapi.json.
+  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) =>
     await reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()))
 }

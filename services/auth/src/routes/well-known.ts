@@ -3,6 +3,7 @@
  * the keyring, built once per key change, never per request.
  * @module
  */
+import { Type } from '@sinclair/typebox'
 import type { App, Deps } from '../app.js'
 import type { Config } from '../config.js'
 
@@ -22,9 +23,29 @@ export function serverMetadata (config: Pick<Config, 'issuer' | 'scopes'>): Reco
     id_token_signing_alg_values_supported: ['RS256'],
     access_token_signing_alg_values_supported: ['RS256'],
     subject_types_supported: ['public'],
-    service_documentation: `${config.issuer}/docs`
+    // The API's own description, served by this process (routes/openapi.ts).
+    service_documentation: `${config.issuer}/openapi.json`
   }
 }
+
+// These bodies are sent pre-serialized (strings): the schemas describe them
+// for /openapi.json, and Fastify never serializes a string.
+const JWK_SET = Type.Unsafe<string>({
+  description: 'The JWK set (application/jwk-set+json)',
+  type: 'object',
+  required: ['keys'],
+  properties: {
+    keys: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['kty', 'kid', 'alg', 'use', 'n', 'e'],
+        properties: { kty: { const: 'RSA' }, kid: { type: 'string' }, alg: { const: 'RS256' }, use: { const: 'sig' }, n: { type: 'string' }, e: { type: 'string' } }
+      }
+    }
+  }
+})
+const METADATA = Type.Unsafe<string>({ description: 'RFC 8414 metadata', type: 'object', required: ['issuer', 'token_endpoint', 'jwks_uri'], additionalProperties: true, properties: { issuer: { type: 'string' }, token_endpoint: { type: 'string' }, jwks_uri: { type: 'string' } } })
 
 function etagMatches (header: string | undefined, etag: string): boolean {
   if (header === undefined) return false
@@ -36,7 +57,16 @@ function etagMatches (header: string | undefined, etag: string): boolean {
 
 export function registerWellKnownRoutes (app: App, config: Config, deps: Deps): void {
   const cacheControl = `public, max-age=${config.jwksMaxAge}`
-  app.get('/.well-known/jwks.json', async (request, reply) => {
+  const jwksSchema = {
+    tags: ['discovery'],
+    summary: 'The public signing keys (RFC 7517); honours If-None-Match',
+    response: {
+      200: JWK_SET,
+      304: Type.Unsafe<undefined>({ description: 'Not modified: the ETag still matches', type: 'null' })
+    },
+    produces: ['application/jwk-set+json']
+  }
+  app.get('/.well-known/jwks.json', { schema: jwksSchema }, async (request, reply) => {
     const { body, etag } = deps.keyring.jwks
     void reply.header('cache-control', cacheControl).header('etag', etag)
     if (etagMatches(request.headers['if-none-match'], etag)) return await reply.code(304).send()
@@ -45,7 +75,9 @@ export function registerWellKnownRoutes (app: App, config: Config, deps: Deps): 
 
   const metadata = JSON.stringify(serverMetadata(config))
   for (const path of ['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server']) {
-    app.get(path, async (_request, reply) =>
+    app.get(path, {
+      schema: { tags: ['discovery'], summary: 'RFC 8414 authorization server metadata', response: { 200: METADATA } }
+    }, async (_request, reply) =>
       await reply.header('cache-control', 'public, max-age=3600').type('application/json').send(metadata))
   }
 }

@@ -7,6 +7,7 @@ import type { App, Deps } from '../../app.js'
 import type { Config } from '../../config.js'
 import { revokeToken } from '../../sessions/revoke.js'
 import { requestContext } from '../context.js'
+import { CLIENT_AUTHENTICATION } from '../openapi.js'
 
 const RevokeRequest = Type.Object({
   token: Type.String({ minLength: 1, maxLength: 4096 }),
@@ -15,7 +16,13 @@ const RevokeRequest = Type.Object({
 
 export function registerRevokeRoutes (app: App, config: Config, deps: Deps): void {
   const issuer = { db: deps.db, keyring: deps.keyring, config }
-  app.post('/oauth/revoke', { config: { errorFormat: 'oauth' }, schema: { body: RevokeRequest } }, async (request, reply) => {
+  app.post('/oauth/revoke', { config: { errorFormat: 'oauth' }, schema: {
+    tags: ['oauth'],
+    summary: 'Revoke a refresh token and end its session (RFC 7009); 200 for every well-formed request',
+    security: CLIENT_AUTHENTICATION,
+    body: RevokeRequest,
+    response: { 200: Type.Object({}, { description: 'Revoked, or nothing to revoke' }) }
+  } }, async (request, reply) => {
     const revoked = await revokeToken(issuer, { token: request.body.token, hint: request.body.token_type_hint, now: deps.clock(), context: requestContext(request) })
     if (revoked) deps.metrics.revoked()
     return await reply.header('cache-control', 'no-store').send({})
