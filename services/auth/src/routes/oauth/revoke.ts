@@ -16,13 +16,16 @@ const RevokeRequest = Type.Object({
 
 export function registerRevokeRoutes (app: App, config: Config, deps: Deps): void {
   const issuer = { db: deps.db, keyring: deps.keyring, config }
-  app.post('/oauth/revoke', { config: { errorFormat: 'oauth' }, schema: {
-    tags: ['oauth'],
-    summary: 'Revoke a refresh token and end its session (RFC 7009); 200 for every well-formed request',
-    security: CLIENT_AUTHENTICATION,
-    body: RevokeRequest,
-    response: { 200: Type.Object({}, { description: 'Revoked, or nothing to revoke' }) }
-  } }, async (request, reply) => {
+  app.post('/oauth/revoke', {
+    config: { errorFormat: 'oauth' },
+    schema: {
+      tags: ['oauth'],
+      summary: 'Revoke a refresh token and end its session (RFC 7009); 200 for every well-formed request',
+      security: CLIENT_AUTHENTICATION,
+      body: RevokeRequest,
+      response: { 200: Type.Object({}, { description: 'Revoked, or nothing to revoke' }) }
+    }
+  }, async (request, reply) => {
     const revoked = await revokeToken(issuer, { token: request.body.token, hint: request.body.token_type_hint, now: deps.clock(), context: requestContext(request) })
     if (revoked) deps.metrics.revoked()
     return await reply.header('cache-control', 'no-store').send({})
