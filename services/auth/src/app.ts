@@ -248,7 +248,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   await registerOpenApi(app, config)
   registerAccessTokenAuth(app, config, deps)
   registerHealthRoutes(app, deps)
-  registerMetricsRoutes(app, deps)
+  if (config.metricsPort === undefined) registerMetricsRoutes(app, deps)
   registerWellKnownRoutes(app, config, deps)
   registerTokenRoutes(app, config, deps)
   registerRevokeRoutes(app, config, deps)

@@ -13,6 +13,8 @@ export type Seconds = number
 export interface Config {
   port: number
   host: string
+  /** A separate listener for /metrics only (then not served on `port`); undefined: /metrics on `port`. */
+  metricsPort: number | undefined
   databaseUrl: string | undefined
   issuer: string
   audience: string[]
@@ -186,6 +188,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const issuer = read.string('TESSERA_ISSUER', 'http://127.0.0.1:8080', 'an http(s) URL without query or fragment', isHttpUrl)
   return {
     port: read.integer('PORT', 8080, 0, 65535),
+    metricsPort: read.optional('TESSERA_METRICS_PORT') === undefined ? undefined : read.integer('TESSERA_METRICS_PORT', 0, 0, 65535),
     host: read.string('HOST', '127.0.0.1', 'an IP address or host name', (v) => /^[A-Za-z0-9.:_-]+$/.test(v)),
     databaseUrl: read.optional('DATABASE_URL') === undefined
       ? undefined

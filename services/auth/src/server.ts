@@ -33,7 +33,7 @@ async function main (): Promise<void> {
     await runtime.close()
   })
   const address = await runtime.app.listen({ port: config.port, host: config.host })
-  logger.info({ address, issuer: config.issuer, embedded_postgres: runtime.embedded !== undefined }, 'tessera is serving')
+  logger.info({ address, issuer: config.issuer, embedded_postgres: runtime.embedded !== undefined, metrics: runtime.metrics?.url }, 'tessera is serving')
 }
 
 main().catch((err: unknown) => {
