@@ -5,7 +5,7 @@
  */
 import { Type } from '@sinclair/typebox'
 import type { App, Deps } from '../app.js'
-import type { Config } from '../config.js'
+import { JWKS_SHARED_MAX_AGE, type Config } from '../config.js'
 
 /** RFC 8414 metadata; every URL derives from the issuer. */
 export function serverMetadata (config: Pick<Config, 'issuer' | 'scopes'>): Record<string, unknown> {
@@ -56,7 +56,9 @@ function etagMatches (header: string | undefined, etag: string): boolean {
 }
 
 export function registerWellKnownRoutes (app: App, config: Config, deps: Deps): void {
-  const cacheControl = `public, max-age=${config.jwksMaxAge}`
+  // s-maxage bounds how old a shared cache's copy can be (TESSERA_KEY_PUBLISH_LEAD
+  // counts on it); the verifier behind it still keeps the copy for max-age.
+  const cacheControl = `public, max-age=${config.jwksMaxAge}, s-maxage=${JWKS_SHARED_MAX_AGE}`
   const jwksSchema = {
     tags: ['discovery'],
     summary: 'The public signing keys (RFC 7517); honours If-None-Match',
