@@ -105,3 +105,13 @@ t.test('the local KEK file: made once with mode 0600, read back the same', async
   await fs.writeFile(path.join(dir, 'short'), 'abc\n')
   await t.rejects(readKekFile(path.join(dir, 'short')), /does not hold base64url of 32 bytes/)
 })
+
+t.test('a failing background run is logged and counted by job', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db, pool } = await testConnection(t, url)
+  await sql`DROP TABLE login_throttle`.execute(db)
+  const { lines, metrics } = await startInstance(t, url, db, pool, { TESSERA_CLEANUP_INTERVAL: '1s' })
+  const failed = async (): Promise<number> => (await metrics.registry.getSingleMetric('tessera_background_job_failures_total')?.get())?.values.find((v) => v.labels.job === 'cleanup')?.value ?? 0
+  t.ok(await within(5000, async () => await failed() >= 1, 100) !== undefined, 'the cleanup failure is counted')
+  t.match(lines.join(''), '"msg":"cleanup failed"')
+})
