@@ -152,7 +152,7 @@ t.test('through the gateway', async (t) => {
     const res = await gateway.request('GET', '/.well-known/openid-configuration', { headers: { 'x-request-id': 'gateway-test-42' } })
     t.equal(res.status, 200)
     t.equal(res.json().issuer, issuer)
-    const documentation = await gateway.request('GET', new URL(res.json().service_documentation).pathname)
+    const documentation = await gateway.request('GET', new URL(String(res.json().service_documentation)).pathname)
     t.equal(documentation.status, 200, 'service_documentation answers through the gateway')
     t.equal(documentation.json().openapi, '3.1.0')
     t.match(res.headers['strict-transport-security'], /max-age=\d+/)
