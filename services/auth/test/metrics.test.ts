@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { App } from '../src/app.js'
-import { freePort } from '../src/db/embedded.js'
 import { createMetrics } from '../src/metrics/metrics.js'
+import { listenForMetrics } from '../src/routes/metrics.js'
 import { VERSION } from '../src/version.js'
 import { buildTestApp, login, refresh, signUp } from './helpers/app.js'
 import { createTestDatabase } from './helpers/db.js'
@@ -102,13 +102,26 @@ t.test('build info, the signing key\'s age and the time to the next rotation', a
   t.ok((await scrape(app)).has('tessera_build_info{version="' + VERSION + '",node_version="' + process.version + '"}'))
 })
 
+t.test('the metrics listener serves GET /metrics and nothing else', async (t) => {
+  const metrics = createMetrics({ processMetrics: false })
+  const listener = await listenForMetrics(metrics.registry, '127.0.0.1', 0)
+  t.teardown(listener.close)
+  const scraped = await fetch(listener.url)
+  t.equal(scraped.status, 200)
+  t.equal(scraped.headers.get('content-type'), metrics.registry.contentType)
+  t.match(await scraped.text(), /^tessera_build_info\{/m)
+  t.equal((await fetch(listener.url.replace('/metrics', '/v1/me'))).status, 404)
+  t.equal((await fetch(listener.url, { method: 'POST' })).status, 404)
+})
+
 t.test('TESSERA_METRICS_PORT serves /metrics on its own listener and not on the API port', async (t) => {
   const url = await createTestDatabase(t)
-  const metricsPort = await freePort()
-  const server = await startServer(t, { DATABASE_URL: url, TESSERA_METRICS_PORT: String(metricsPort), TESSERA_KEK: Buffer.alloc(32, 3).toString('base64url') })
+  const server = await startServer(t, { DATABASE_URL: url, TESSERA_METRICS_PORT: '0', TESSERA_KEK: Buffer.alloc(32, 3).toString('base64url') })
+  const metricsUrl = /"metrics":"(http:\/\/[^"]+)"/.exec(server.output())?.[1] ?? ''
+  t.match(metricsUrl, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/, 'the start-up line says where')
   t.equal((await fetch(`${server.url}/metrics`)).status, 404, 'not on the API port')
-  const scraped = await fetch(`http://127.0.0.1:${metricsPort}/metrics`)
+  const scraped = await fetch(metricsUrl)
   t.equal(scraped.status, 200)
   t.match(await scraped.text(), /^tessera_signing_key_age_seconds \d/m)
-  t.equal((await fetch(`http://127.0.0.1:${metricsPort}/v1/me`)).status, 404, 'nothing else on the metrics port')
+  t.equal(await server.stop(), 0, 'drains and exits 0 with the listener')
 })
