@@ -25,6 +25,7 @@ help:
 	@echo "make stack      Postgres, two auth instances, notes and Nginx (TLS on https://127.0.0.1:8443)"
 	@echo "make stack-down stop what make stack started"
 	@echo "make bench      benchmark every hot route against this machine's ceilings (SCENARIO=name for one)"
+	@echo "make bench-peer Tessera side by side with the SimpleJWT stack (../shared/peer-drf; QUICK=1 for 2 s runs)"
 	@echo "make keys-list | keys-rotate | keys-rotate-now   operator key commands"
 	@echo "make keys-revoke KID=<kid> | keys-rewrap NEW_KEK_FILE=<file>   key compromise, KEK rotation"
 
@@ -74,6 +75,9 @@ stack-down:
 bench: build
 	node bench/run.mjs $(if $(SCENARIO),--scenario $(SCENARIO),)
 
+bench-peer: build
+	node bench/run.mjs --peer $(if $(QUICK),--quick,)
+
 keys-list: build
 	node services/auth/bin/tessera.js keys list
 
@@ -94,4 +98,4 @@ keys-rewrap: build
 clean:
 	rm -rf services/*/dist bench/dist services/*/.tap .tap
 
-.PHONY: help node-version install build lint run test stack stack-down bench keys-list keys-rotate keys-rotate-now keys-revoke keys-rewrap clean
+.PHONY: help node-version install build lint run test stack stack-down bench bench-peer keys-list keys-rotate keys-rotate-now keys-revoke keys-rewrap clean

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Config } from '../config.js'
 import type { Insertable } from 'kysely'
-import type { Db, RefreshTokensTable, Session } from '../db/database.js'
+import type { Db, RefreshTokensTable } from '../db/database.js'
 import type { RequestContext } from '../audit/record.js'
 import type { Keyring } from '../keys/keyring.js'
 import { epochSeconds, mintAccessToken, mintRefreshToken, type RefreshTokenRecord } from '../tokens/mint.js'
@@ -80,14 +80,6 @@ export function refreshTokenRow (record: RefreshTokenRecord, parentJti: string |
 
 export async function insertRefreshToken (db: Db, record: RefreshTokenRecord, parentJti: string | null): Promise<void> {
   await db.insertInto('refresh_tokens').values(refreshTokenRow(record, parentJti)).execute()
-}
-
-/** The successor of a refresh token within a session; undefined when the session is at its absolute limit. */
-export function successorRecord (issuer: Issuer, session: Pick<Session, 'id' | 'user_id' | 'absolute_expires_at'>, now: Date): RefreshTokenRecord | undefined {
-  const issuedAt = floorToSecond(now)
-  const expiresAt = new Date(Math.min(addSeconds(issuedAt, issuer.config.refreshTtl).getTime(), floorToSecond(session.absolute_expires_at).getTime()))
-  if (expiresAt.getTime() <= issuedAt.getTime()) return undefined
-  return { jti: randomUUID(), sessionId: session.id, userId: session.user_id, kid: currentKid(issuer.keyring), issuedAt, expiresAt }
 }
 
 /** Mints the pair for a stored refresh record: the refresh token is reproducible, the access token fresh. */
