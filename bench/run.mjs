@@ -27,7 +27,8 @@ import { comparePeer, peerSummary } from './lib/peer-compare.mjs'
 import { locatePeer, peerUnavailable } from './lib/peer-stack.mjs'
 import { PHYSICAL_BESIDE, physicalCeilings, physicalLimits } from './lib/physical.mjs'
 import { consoleSummary, loadAverage, machineFacts, writeReport } from './lib/report.mjs'
-import { SCENARIOS } from './lib/scenarios.mjs'
+import { SCENARIOS as BASE_SCENARIOS } from './lib/scenarios.mjs'
+import { clientCredentialsCeilings, clientCredentialsScenario, registerBenchClient } from './lib/client-credentials.mjs'
 import { NOTES_ENTRY, startTessera } from './lib/tessera.mjs'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -68,6 +69,10 @@ and writes bench/REPORT.md, report.json and report.svg.
   process.exit(0)
 }
 
+/** @type {Promise<string> | undefined} */
+let benchClientSecret
+// The client is registered on first use, once the database (declared below) exists.
+const SCENARIOS = [...BASE_SCENARIOS, clientCredentialsScenario(() => (benchClientSecret ??= registerBenchClient(database.url)))]
 const wanted = (args.scenario ?? []).flatMap((s) => s.split(',')).filter((s) => s !== '')
 for (const name of wanted) {
   if (!SCENARIOS.some((s) => s.name === name)) {
@@ -169,6 +174,7 @@ try {
 
   /** @type {Record<string, { what: string, measure: () => Promise<number> }>} */
   const definitions = {
+    ...clientCredentialsCeilings({ url: database.url, seconds: settings.ceilingSeconds, ceiling: async (name) => await ceiling(name) }),
     'sign-jose': {
       what: `jose SignJWT RS256 (${keyBits}-bit), 64 in flight (WebCrypto on libuv's pool, every core)`,
       measure: async () => (await signatures()).jose
@@ -390,6 +396,7 @@ try {
       ...target('login ≥ 85 % of the argon2 ceiling', ['login']),
       ...target('JWKS ≥ 80 % of the bare route (200 and 304)', ['jwks', 'jwks-304']),
       ...target('/v1/me ≥ 60 % of the bare route doing the same read', ['me']),
+      ...target('client_credentials ≥ 60 % of one signature + one indexed read + one request', ['client-credentials']),
       ...(scenarioResults.length === 0
         ? []
         : [{ text: 'zero errors in every scenario', measured: scenarioResults.map((r) => `${r.name}: ${r.errors}`).join(', '), met: scenarioResults.every((r) => r.errors === 0) }])

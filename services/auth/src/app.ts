@@ -99,6 +99,7 @@ function handleError (this: App, err: FastifyError, request: FastifyRequest, rep
   if (err instanceof OAuthError) {
     request.log.info({ error: err.code, detail: err.detail }, 'oauth error')
     if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
+    if (err.challenge !== undefined) void reply.header('www-authenticate', err.challenge)
     // The hashing queue throws OAuthError wherever it runs; off /oauth that is still problem+json.
     return oauth
       ? oauthError(reply, err.status, err.code, err.description)

@@ -9,7 +9,7 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   const env = { DATABASE_URL: url, NODE_ENV: 'production' }
   const before = await runCli(['migrate', 'status', '--json'], env)
   t.equal(before.code, 0, before.stderr)
-  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null])
+  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null])
 
   const up = await runCli(['migrate', 'up'], env)
   t.equal(up.code, 0, up.stderr)
@@ -23,20 +23,26 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   t.notMatch(status.stdout, /pending/)
 
   const connection = await testConnection(t, url)
-  const functions = async (): Promise<number | undefined> =>
-    (await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_proc WHERE proname = 'tessera_refresh_decision'`.execute(connection.db)).rows[0]?.n
-  t.equal(await functions(), 1, 'up created the refresh decision function')
+  const functions = async (name: string): Promise<number | undefined> =>
+    (await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_proc WHERE proname = ${name}`.execute(connection.db)).rows[0]?.n
+  const tables = async (name: string): Promise<number | undefined> =>
+    (await sql<{ n: number }>`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name = ${name}`.execute(connection.db)).rows[0]?.n
+  t.equal(await functions('tessera_refresh_decision'), 1, 'up created the refresh decision function')
+  t.equal(await functions('tessera_client_refresh_decision'), 1, 'and its client-checking wrapper')
   const refused = await runCli(['migrate', 'down'], env)
   t.equal(refused.code, 2, 'down without --yes is a usage error')
   t.equal(refused.stderr, 'tessera: migrate down drops the newest migration\'s tables and their data: run `tessera migrate down --yes` to go ahead\n')
-  t.equal(await functions(), 1, 'and reverted nothing')
+  t.equal(await tables('clients'), 1, 'and reverted nothing')
+  const downClients = await runCli(['migrate', 'down', '--yes', '--json'], env)
+  t.same(JSON.parse(downClients.stdout), { reverted: ['0004_clients'] })
+  t.equal(await tables('clients'), 0, 'down removed the clients table')
+  t.equal(await functions('tessera_client_refresh_decision'), 0, 'and the wrapper')
   const downNewest = await runCli(['migrate', 'down', '--yes', '--json'], env)
   t.same(JSON.parse(downNewest.stdout), { reverted: ['0002_refresh_decision'] })
-  t.equal(await functions(), 0, 'down dropped the function')
+  t.equal(await functions('tessera_refresh_decision'), 0, 'down dropped the function')
   const down = await runCli(['migrate', 'down', '--yes', '--json'], env)
   t.same(JSON.parse(down.stdout), { reverted: ['0001_initial'] })
-  const tables = await sql<{ n: number }>`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name = 'users'`.execute(connection.db)
-  t.equal(tables.rows[0]?.n, 0, 'down removed the tables')
+  t.equal(await tables('users'), 0, 'down removed the tables')
   t.equal((await runCli(['migrate', 'up'], env)).code, 0)
   const bad = await runCli(['migrate', 'sideways'], env)
   t.equal(bad.code, 2)
@@ -49,7 +55,7 @@ t.test('two migrate up at once apply each migration once', async (t) => {
   t.equal(a.code, 0, a.stderr)
   t.equal(b.code, 0, b.stderr)
   const applied = [...JSON.parse(a.stdout).applied, ...JSON.parse(b.stdout).applied]
-  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision'], 'exactly one process applied each')
+  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients'], 'exactly one process applied each')
 })
 
 t.test('the schema enforces its constraints', async (t) => {

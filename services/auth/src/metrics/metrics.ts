@@ -8,6 +8,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type pg from 'pg'
+import type { GrantType } from '../db/database.js'
 import type { Keyring } from '../keys/keyring.js'
 import type { PasswordHasher } from '../passwords/hasher.js'
 import { VERSION } from '../version.js'
@@ -26,7 +27,7 @@ export interface Metrics {
   rateLimited: (route: string) => void
   refreshed: (outcome: RefreshOutcome) => void
   revoked: () => void
-  tokenIssued: (kid: string) => void
+  tokenIssued: (kid: string, grantType: GrantType) => void
   /** A background run failed (`key_listener`: the LISTEN connection was lost and is being re-established). */
   jobFailed: (job: BackgroundJob) => void
 }
@@ -54,7 +55,7 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
   const logins = new Counter({ name: 'tessera_logins_total', help: 'Password grant attempts by outcome', labelNames: ['outcome'], registers: [registry] })
   const refreshes = new Counter({ name: 'tessera_refreshes_total', help: 'Refresh grant attempts by outcome', labelNames: ['outcome'], registers: [registry] })
   const revocations = new Counter({ name: 'tessera_revocations_total', help: 'Sessions ended through /oauth/revoke', registers: [registry] })
-  const issued = new Counter({ name: 'tessera_tokens_issued_total', help: 'Token pairs issued by signing kid', labelNames: ['kid'], registers: [registry] })
+  const issued = new Counter({ name: 'tessera_tokens_issued_total', help: 'Access tokens issued by grant type and signing kid', labelNames: ['grant_type', 'kid'], registers: [registry] })
   const limited = new Counter({ name: 'tessera_rate_limited_total', help: 'Requests refused by the per-IP limit, by route', labelNames: ['route'], registers: [registry] })
   const failures = new Counter({ name: 'tessera_background_job_failures_total', help: 'Failed background runs by job (key_rotation, keyring_reload, key_listener: LISTEN connection lost, cleanup)', labelNames: ['job'], registers: [registry] })
   // Every outcome shows from the start (at 0), so rate() works before the first event.
@@ -110,7 +111,7 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
     rateLimited: (route) => limited.inc({ route }),
     refreshed: (outcome) => refreshes.inc({ outcome }),
     revoked: () => revocations.inc(),
-    tokenIssued: (kid) => issued.inc({ kid }),
+    tokenIssued: (kid, grantType) => issued.inc({ grant_type: grantType, kid }),
     jobFailed: (job) => failures.inc({ job })
   }
 }

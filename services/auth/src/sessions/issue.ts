@@ -12,7 +12,7 @@ import type { Keyring } from '../keys/keyring.js'
 import { epochSeconds, mintAccessToken, mintRefreshToken, type RefreshTokenRecord } from '../tokens/mint.js'
 import { OAuthError } from '../errors.js'
 
-export type IssuerConfig = Pick<Config, 'issuer' | 'audience' | 'accessTtl' | 'refreshTtl' | 'sessionMax' | 'refreshGrace'>
+export type IssuerConfig = Pick<Config, 'issuer' | 'audience' | 'accessTtl' | 'refreshTtl' | 'sessionMax' | 'refreshGrace' | 'defaultClientId'>
 
 export interface Issuer {
   db: Db
@@ -44,7 +44,7 @@ export function currentKid (keyring: Keyring): string {
 }
 
 /** Inserts a session and its first refresh token; run inside the caller's transaction. */
-export async function startSession (db: Db, issuer: Issuer, input: { userId: string, clientId: string, scope: string, now: Date, context: RequestContext }): Promise<RefreshTokenRecord & { scope: string, clientId: string }> {
+export async function startSession (db: Db, issuer: Issuer, input: { userId: string, clientId: string, scope: string, resources: string[], now: Date, context: RequestContext }): Promise<RefreshTokenRecord & { scope: string, clientId: string }> {
   const now = floorToSecond(input.now)
   const absolute = addSeconds(now, issuer.config.sessionMax)
   const expires = new Date(Math.min(addSeconds(now, issuer.config.refreshTtl).getTime(), absolute.getTime()))
@@ -54,6 +54,7 @@ export async function startSession (db: Db, issuer: Issuer, input: { userId: str
     user_id: input.userId,
     client_id: input.clientId,
     scope: input.scope,
+    resources: input.resources,
     created_at: now,
     last_used_at: now,
     expires_at: expires,
@@ -83,8 +84,8 @@ export async function insertRefreshToken (db: Db, record: RefreshTokenRecord, pa
 }
 
 /** Mints the pair for a stored refresh record: the refresh token is reproducible, the access token fresh. */
-export function tokenPair (issuer: Issuer, record: RefreshTokenRecord, grant: { clientId: string, scope: string, now: Date }): TokenPair {
-  const access = mintAccessToken(issuer.config, issuer.keyring, { userId: record.userId, sessionId: record.sessionId, clientId: grant.clientId, scope: grant.scope, now: grant.now })
+export function tokenPair (issuer: Issuer, record: RefreshTokenRecord, grant: { clientId: string, scope: string, audience: string | undefined, now: Date }): TokenPair {
+  const access = mintAccessToken(issuer.config, issuer.keyring, { subject: record.userId, sessionId: record.sessionId, clientId: grant.clientId, scope: grant.scope, audience: grant.audience, now: grant.now })
   return {
     accessToken: access.token,
     refreshToken: mintRefreshToken(issuer.config, issuer.keyring, record),

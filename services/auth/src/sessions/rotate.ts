@@ -1,7 +1,9 @@
 /**
- * The refresh grant. The decision is one call of the SQL function
- * tessera_refresh_decision (migrations/0002_refresh_decision.js), one round
- * trip, serialized per session by a row lock on the session (never by process
+ * The refresh grant. The client authenticates first (a refresh token belongs
+ * to the client that got it, one indexed read). The decision is one call of
+ * the SQL function tessera_client_refresh_decision (migrations/0004_clients.js:
+ * the session's client and resources, then tessera_refresh_decision of
+ * migrations/0002_refresh_decision.js), one round trip, serialized per session by a row lock on the session (never by process
  * memory, so any number of instances behave as one):
  *  1. the session is live and its user enabled, the token's key not revoked;
  *  2. an unused token is marked used and its successor inserted;
@@ -16,6 +18,9 @@ import { CompiledQuery } from 'kysely'
 import type { Config } from '../config.js'
 import { OAuthError, RefreshReuseError } from '../errors.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
+import { authenticateClient, requireGrant } from '../clients/authenticate.js'
+import type { ClientCredentials } from '../clients/credentials.js'
+import { requestedResource } from '../clients/resource.js'
 import type { RefreshTokenRecord } from '../tokens/mint.js'
 import { verifyRefreshToken, type RefreshClaims } from '../tokens/verify-refresh.js'
 import { endSessions } from './end.js'
@@ -25,6 +30,8 @@ import { narrowedScope } from './scope.js'
 export interface RefreshGrantInput {
   refreshToken: string
   scope: string | undefined
+  credentials: ClientCredentials
+  resource: string | string[] | undefined
   now: Date
   context: RequestContext
 }
@@ -52,18 +59,23 @@ export interface RefreshDecisionInput {
   /** The successor's jti and kid, used only when the decision is 'rotated'. */
   successorJti: string
   successorKid: string
+  /** The authenticated client; a session of another client is refused before any write. Absent: not checked. */
+  presentingClient?: string
+  /** The resource asked for; it must be one of the session's (RFC 8707). */
+  resource?: string
   context: RequestContext
 }
 
 // The text is fixed, so nothing is compiled per refresh.
-const DECISION_SQL = 'select * from tessera_refresh_decision($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)'
+const DECISION_SQL = 'select * from tessera_client_refresh_decision($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)'
 
 /** Runs the decision: one statement, its own transaction. */
 export async function refreshDecision (db: Issuer['db'], input: RefreshDecisionInput): Promise<RefreshDecisionRow> {
   const { claims, context } = input
   const result = await db.executeQuery<RefreshDecisionRow>(CompiledQuery.raw(DECISION_SQL, [
     claims.jti, claims.sid, claims.sub, input.now, input.graceSeconds, input.wantedScope ?? null,
-    input.successorJti, input.successorKid, input.ttlSeconds, context.ip ?? null, context.userAgent?.slice(0, 512) ?? null
+    input.successorJti, input.successorKid, input.ttlSeconds, context.ip ?? null, context.userAgent?.slice(0, 512) ?? null,
+    input.presentingClient ?? null, input.resource ?? null
   ]))
   const row = result.rows[0]
   if (row === undefined) throw new Error('tessera_refresh_decision returned no row')
@@ -95,8 +107,13 @@ function refused (reason: string): OAuthError {
 }
 
 export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refreshGrace' | 'refreshTtl'> }, input: RefreshGrantInput): Promise<TokenPair & { outcome: RefreshOutcome }> {
+  const resource = requestedResource(input.resource)
+  const client = await authenticateClient(deps, input)
+  requireGrant(client, 'refresh_token')
   const claims = await verifyRefreshToken(deps.config, deps.keyring, input.refreshToken, input.now)
   const row = await refreshDecision(deps.db, {
+    presentingClient: client.clientId,
+    resource,
     claims,
     wantedScope: wantedScopes(input.scope),
     now: input.now,
@@ -115,8 +132,9 @@ export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refre
     throw new RefreshReuseError()
   }
   if (row.decision === 'scope widened') throw new OAuthError('invalid_scope', 'a refresh cannot widen the scope of its session')
+  if (row.decision === 'resource not allowed') throw new OAuthError('invalid_target', 'this session may not ask for that resource', { detail: `resource ${resource ?? ''}` })
   const record = row.decision === 'rotated' || row.decision === 'grace' ? issuedRecord(row, claims) : undefined
   if (record === undefined) throw refused(row.decision)
   const scope = narrowedScope(input.scope, record.sessionScope)
-  return { ...tokenPair(deps, record, { clientId: record.clientId, scope, now: input.now }), outcome: row.decision as RefreshOutcome }
+  return { ...tokenPair(deps, record, { clientId: record.clientId, scope, audience: resource, now: input.now }), outcome: row.decision as RefreshOutcome }
 }
