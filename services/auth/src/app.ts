@@ -28,6 +28,7 @@ import { registerAccessTokenAuth } from './routes/v1/authenticate.js'
 import type { Metrics } from './metrics/metrics.js'
 import { registerMetricsRoutes } from './routes/metrics.js'
 import { registerSimpleJwtRoutes, simplejwtPaths } from './routes/simplejwt.js'
+import { registerOpenApi } from './routes/openapi.js'
 import { SECURITY_HEADERS } from './security-headers.js'
 
 export interface Deps {
@@ -299,9 +300,11 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   app.setErrorHandler(handleError)
   app.setNotFoundHandler((request, reply) => problem(reply, request, 404, 'Not Found', `no route for ${request.method} ${request.url.split('?')[0] ?? ''}`))
 
+  // Before every route: the generator learns routes as they are added.
+  await registerOpenApi(app, config)
   registerAccessTokenAuth(app, config, deps)
   registerHealthRoutes(app, deps)
-  registerMetricsRoutes(app, deps)
+  if (config.metricsPort === undefined) registerMetricsRoutes(app, deps)
   registerWellKnownRoutes(app, config, deps)
   registerTokenRoutes(app, config, deps)
   registerRevokeRoutes(app, config, deps)

@@ -3,6 +3,7 @@
  * service reads `process.env`: the validated `Config` is passed in.
  * @module
  */
+import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { getHeapStatistics } from 'node:v8'
 import { resolve } from 'node:path'
@@ -12,6 +13,8 @@ export type Seconds = number
 export interface Config {
   port: number
   host: string
+  /** A separate listener for /metrics only (then not served on `port`); undefined: /metrics on `port`. */
+  metricsPort: number | undefined
   databaseUrl: string | undefined
   issuer: string
   audience: string[]
@@ -23,7 +26,7 @@ export interface Config {
   keyPublishLead: Seconds
   keyRotation: Seconds | null
   keyBits: 2048 | 3072 | 4096
-  /** 32 raw bytes; undefined means "generate or read one in dataDir" (never in production). */
+  /** 32 raw bytes; undefined means "generate or read one in dataDir" (never in production: resolveKek refuses). */
   kek: Buffer | undefined
   signup: 'open' | 'closed'
   trustProxy: string[]
@@ -54,9 +57,31 @@ export interface Config {
 
 /** A bad setting: the message is the one line printed before exiting 1. */
 export class ConfigError extends Error {
-  constructor (readonly variable: string, readonly accepts: string, value: string) {
-    super(`${variable}=${JSON.stringify(value)} is invalid: expected ${accepts}`)
+  constructor (readonly variable: string, readonly accepts: string, value: string, message?: string) {
+    super(message ?? `${variable}=${JSON.stringify(value)} is invalid: expected ${accepts}`)
     this.name = 'ConfigError'
+  }
+}
+
+/** The suffix that makes any setting come from a file (Docker and Kubernetes secrets). */
+export const FILE_SUFFIX = '_FILE'
+
+/**
+ * A setting's text from NAME or from the file NAME_FILE names (one trailing
+ * newline dropped), never both: two sources would leave it unclear which wins.
+ */
+export function settingText (env: Env, name: string): string | undefined {
+  const plain = env[name] === '' ? undefined : env[name]
+  const file = env[name + FILE_SUFFIX] === '' ? undefined : env[name + FILE_SUFFIX]
+  if (file === undefined) return plain
+  if (plain !== undefined) {
+    throw new ConfigError(name, '', '', `${name} and ${name}${FILE_SUFFIX} are both set: set only one of them`)
+  }
+  try {
+    const text = readFileSync(file, 'utf8').replace(/\r?\n$/, '')
+    return text === '' ? undefined : text
+  } catch (err) {
+    throw new ConfigError(name + FILE_SUFFIX, '', file, `${name}${FILE_SUFFIX}=${JSON.stringify(file)} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
   }
 }
 
@@ -78,8 +103,7 @@ class Reader {
   constructor (private readonly env: Env) {}
 
   private raw (name: string): string | undefined {
-    const value = this.env[name]
-    return value === undefined || value === '' ? undefined : value
+    return settingText(this.env, name)
   }
 
   string (name: string, fallback: string, accepts: string, valid: (v: string) => boolean): string {
@@ -194,13 +218,11 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const keyCheckInterval = read.duration('TESSERA_KEY_CHECK_INTERVAL', '30s')
   const rotation = read.optional('TESSERA_KEY_ROTATION') === 'off' ? null : read.duration('TESSERA_KEY_ROTATION', '30d')
   const kekText = read.optional('TESSERA_KEK')
-  if (production && kekText === undefined) {
-    throw new ConfigError('TESSERA_KEK', 'base64url of 32 bytes; it is required when NODE_ENV=production', '')
-  }
   const cores = availableParallelism()
   const issuer = read.string('TESSERA_ISSUER', 'http://127.0.0.1:8080', 'an http(s) URL without query or fragment', isHttpUrl)
   return {
     port: read.integer('PORT', 8080, 0, 65535),
+    metricsPort: read.optional('TESSERA_METRICS_PORT') === undefined ? undefined : read.integer('TESSERA_METRICS_PORT', 0, 0, 65535),
     host: read.string('HOST', '127.0.0.1', 'an IP address or host name', (v) => /^[A-Za-z0-9.:_-]+$/.test(v)),
     databaseUrl: read.optional('DATABASE_URL') === undefined
       ? undefined

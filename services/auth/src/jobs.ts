@@ -17,6 +17,7 @@ import { loadKeyring, singleFlight } from './keys/load.js'
 import { listenForKeyChanges } from './keys/notify.js'
 import { cleanupExpired } from './sessions/cleanup.js'
 import { pruneLoginThrottle } from './sessions/login-throttle.js'
+import type { Metrics } from './metrics/metrics.js'
 
 export interface JobDeps {
   config: Config
@@ -27,6 +28,8 @@ export interface JobDeps {
   kek: Buffer
   logger: Logger
   clock: () => Date
+  /** Counts each failed run, so an operator can alert on jobs that keep failing. */
+  metrics: Pick<Metrics, 'jobFailed'>
 }
 
 export interface BackgroundJobs {
@@ -58,21 +61,27 @@ async function cleanup (deps: JobDeps): Promise<void> {
 }
 
 export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJobs> {
-  const { config, db, kek, keyring, logger } = deps
+  const { config, db, kek, keyring, logger, metrics } = deps
   const reloadKeys = singleFlight(async () => {
     await loadKeyring(db, kek, keyring, {
       onWrongKek: (err) => logger.error({ kid: err.kid }, 'a signing key is sealed under another KEK (was `tessera keys rewrap` run?): restart this instance with the new TESSERA_KEK')
     })
   })
   const reload = (why: string): void => {
-    reloadKeys().catch((err: unknown) => logger.warn({ err, why }, 'keyring reload failed'))
+    reloadKeys().catch((err: unknown) => {
+      metrics.jobFailed('keyring_reload')
+      logger.warn({ err, why }, 'keyring reload failed')
+    })
   }
 
-  const listener = await listenForKeyChanges(deps.databaseUrl, logger, (reason) => reload(`notified: ${reason}`))
+  const listener = await listenForKeyChanges(deps.databaseUrl, logger, (reason) => reload(`notified: ${reason}`), () => metrics.jobFailed('key_listener'))
   const backstop = setInterval(() => reload('periodic'), config.keyCheckInterval * 1000)
   backstop.unref()
   const cleaner = setInterval(() => {
-    cleanup(deps).catch((err: unknown) => logger.warn({ err }, 'cleanup failed'))
+    cleanup(deps).catch((err: unknown) => {
+      metrics.jobFailed('cleanup')
+      logger.warn({ err }, 'cleanup failed')
+    })
   }, config.cleanupInterval * 1000)
   cleaner.unref()
 
@@ -86,6 +95,7 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
       for (const transition of done ?? []) logger.info({ kid: transition.kid, transition: transition.kind }, 'signing key transition')
       if (done !== undefined && done.length > 0) await reloadKeys()
     } catch (err) {
+      metrics.jobFailed('key_rotation')
       logger.warn({ err }, 'key lifecycle step failed')
     }
   }

@@ -19,12 +19,15 @@ import { createMetrics } from './metrics/metrics.js'
 import { ensureDefaultClient } from './clients/register.js'
 import { PasswordHasher } from './passwords/hasher.js'
 import { startBackgroundJobs, type BackgroundJobs } from './jobs.js'
+import { listenForMetrics, type MetricsListener } from './routes/metrics.js'
 
 export interface Runtime {
   app: App
   connection: Connection
   keyring: Keyring
   embedded: EmbeddedPostgres | undefined
+  /** The separate /metrics listener, when TESSERA_METRICS_PORT is set. */
+  metrics: MetricsListener | undefined
   /** Stops background jobs, closes the app (in-flight requests finish), the pool, the embedded server. */
   close: () => Promise<void>
 }
@@ -51,23 +54,26 @@ export async function startRuntime (config: Config, logger: Logger, clock: () =>
   const connection = connect(url, 20)
   try {
     await requireSchema(connection, embedded !== undefined)
-    const kek = await resolveKek(config.kek, config.dataDir)
+    const kek = await resolveKek(config)
     const keyring = new Keyring()
     const created = await ensureSigningKey(connection.db, kek, config.keyBits, clock())
     if (created !== undefined) logger.info({ kid: created }, 'created the first signing key')
     await loadKeyring(connection.db, kek, keyring)
     if (await ensureDefaultClient(connection.db, config, clock())) logger.info({ client_id: config.defaultClientId }, 'registered the default public client')
     const hasher = new PasswordHasher({ concurrency: config.hashConcurrency, depth: config.hashQueueDepth })
-    const metrics = createMetrics({ hasher, keyring, pool: connection.pool })
-    const jobs: BackgroundJobs = await startBackgroundJobs({ config, db: connection.db, databaseUrl: url, pool: connection.pool, keyring, kek, logger, clock })
+    const metrics = createMetrics({ hasher, keyring, pool: connection.pool, keyRotation: config.keyRotation, clock })
+    const jobs: BackgroundJobs = await startBackgroundJobs({ config, db: connection.db, databaseUrl: url, pool: connection.pool, keyring, kek, logger, clock, metrics })
     const app = await buildApp(config, { db: connection.db, logger, keyring, hasher, metrics, clock })
+    const metricsListener = config.metricsPort === undefined ? undefined : await listenForMetrics(metrics.registry, config.host, config.metricsPort)
     return {
       app,
       connection,
       keyring,
       embedded,
+      metrics: metricsListener,
       close: async () => {
         await jobs.stop()
+        await metricsListener?.close()
         await app.close()
         await connection.close()
         await embedded?.stop()

@@ -23,8 +23,9 @@ async function main (): Promise<void> {
     if (err instanceof ConfigError) fail(err.message)
     throw err
   }
-  // Pretty logs only for a person at a terminal; anything else gets JSON lines.
-  const logger = createLogger(config, undefined, process.stdout.isTTY)
+  // Pretty logs only for a person at a terminal outside production (pino-pretty
+  // is a development dependency, absent from the image); anything else gets JSON lines.
+  const logger = createLogger(config, undefined, process.stdout.isTTY && !config.production)
   const runtime = await startRuntime(config, logger)
   closeWithGrace({ delay: 25_000, logger }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'shutting down after an error')
@@ -32,11 +33,11 @@ async function main (): Promise<void> {
     await runtime.close()
   })
   const address = await runtime.app.listen({ port: config.port, host: config.host })
-  logger.info({ address, issuer: config.issuer, embedded_postgres: runtime.embedded !== undefined }, 'tessera is serving')
+  logger.info({ address, issuer: config.issuer, embedded_postgres: runtime.embedded !== undefined, metrics: runtime.metrics?.url }, 'tessera is serving')
 }
 
 main().catch((err: unknown) => {
-  if (err instanceof StartupError || err instanceof WrongKekError) fail(err.message)
+  if (err instanceof StartupError || err instanceof WrongKekError || err instanceof ConfigError) fail(err.message)
   const code = (err as { code?: string }).code
   if (code === 'EADDRINUSE') fail(`the address is already in use: ${(err as Error).message}`)
   if (code === 'ECONNREFUSED' || code === '28P01' || code === '3D000') fail(`cannot reach the database: ${(err as Error).message}`)

@@ -31,7 +31,7 @@ function openPrivateKey (kek: Buffer, kid: string, sealed: Buffer, options: Load
 
 export async function loadKeyring (db: Db, kek: Buffer, keyring: Keyring, options: LoadOptions = {}): Promise<void> {
   const rows = await db.selectFrom('signing_keys')
-    .select(['kid', 'state', 'public_jwk', 'private_key_enc'])
+    .select(['kid', 'state', 'public_jwk', 'private_key_enc', 'promoted_at'])
     .where('state', '<>', 'revoked')
     .execute()
   const keys = rows.map((row): LoadedKey => {
@@ -46,7 +46,8 @@ export async function loadKeyring (db: Db, kek: Buffer, keyring: Keyring, option
       jwk: row.public_jwk,
       publicKey,
       publicPem: known?.publicPem ?? publicKey.export({ format: 'pem', type: 'spki' }).toString(),
-      privateKey
+      privateKey,
+      promotedAt: row.promoted_at
     }
   })
   keyring.replace(keys)

@@ -19,6 +19,7 @@ import { passwordGrant, type LoginDeps } from '../../sessions/login.js'
 import { refreshGrant } from '../../sessions/rotate.js'
 import type { TokenPair } from '../../sessions/issue.js'
 import { requestContext } from '../context.js'
+import { CLIENT_AUTHENTICATION, OAuthErrorBody } from '../openapi.js'
 
 const TokenRequest = Type.Object({
   grant_type: Type.String({ maxLength: 64 }),
@@ -40,8 +41,6 @@ const TokenResponse = Type.Object({
   refresh_expires_in: Type.Optional(Type.Integer()),
   scope: Type.String()
 })
-
-const OAuthErrorBody = Type.Object({ error: Type.String(), error_description: Type.String() })
 
 function required (body: TokenRequestBody, name: 'username' | 'password' | 'refresh_token'): string {
   const value = body[name]
@@ -99,7 +98,13 @@ export function registerTokenRoutes (app: App, config: Config, deps: Deps): void
   const loginDeps = loginDepsOf(config, deps)
   app.post('/oauth/token', {
     config: { errorFormat: 'oauth' },
-    schema: { body: TokenRequest, response: { 200: TokenResponse, '4xx': OAuthErrorBody, '5xx': OAuthErrorBody } }
+    schema: {
+      tags: ['oauth'],
+      summary: 'Password grant (RFC 6749 §4.3) or refresh_token grant (§6): a token pair',
+      security: CLIENT_AUTHENTICATION,
+      body: TokenRequest,
+      response: { 200: TokenResponse, '4xx': OAuthErrorBody, '5xx': OAuthErrorBody }
+    }
   }, async (request, reply) => {
     const body = request.body
     const grantType = body.grant_type
