@@ -1,6 +1,8 @@
 /**
  * Prometheus metrics, on a registry of the app's own (tests build many apps
- * in one process; the global registry would collide).
+ * in one process; the global registry would collide). In a served instance
+ * every process has one, and a scrape of any worker renders the whole
+ * instance's (cluster/metrics.ts).
  * @module
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
@@ -15,6 +17,8 @@ export type RefreshOutcome = typeof REFRESH_OUTCOMES[number]
 
 export interface Metrics {
   registry: Registry
+  /** The text a scrape answers with. */
+  render: () => Promise<string>
   observeRequest: (method: string, route: string, status: number, seconds: number) => void
   login: (outcome: LoginOutcome) => void
   rateLimited: (route: string) => void
@@ -28,6 +32,8 @@ export interface MetricsSources {
   keyring?: Keyring
   pool?: pg.Pool
   processMetrics?: boolean
+  /** Renders something wider than this registry, e.g. the whole instance. */
+  render?: () => Promise<string>
 }
 
 export function createMetrics (sources: MetricsSources = {}): Metrics {
@@ -80,6 +86,7 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
   }
   return {
     registry,
+    render: sources.render ?? (async () => await registry.metrics()),
     observeRequest: (method, route, status, seconds) => duration.observe({ method, route, status: String(status) }, seconds),
     login: (outcome) => logins.inc({ outcome }),
     rateLimited: (route) => limited.inc({ route }),

@@ -6,5 +6,5 @@ import type { App, Deps } from '../app.js'
 
 export function registerMetricsRoutes (app: App, deps: Deps): void {
   app.get('/metrics', async (_request, reply) =>
-    await reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()))
+    await reply.type(deps.metrics.registry.contentType).send(await deps.metrics.render()))
 }

@@ -10,7 +10,7 @@
  */
 import { OAuthError, invalidCredentials } from '../errors.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
-import type { PasswordHasher } from '../passwords/hasher.js'
+import type { PasswordHashing } from '../passwords/hasher.js'
 import { normalizePassword, normalizeUsername } from '../passwords/policy.js'
 import { backoffRemaining, clearLoginFailures, recordLoginFailure, type BackoffPolicy } from './login-throttle.js'
 import { grantedScope } from './scope.js'
@@ -26,7 +26,7 @@ export interface PasswordGrantInput {
 }
 
 export interface LoginDeps extends Issuer {
-  hasher: PasswordHasher
+  hasher: PasswordHashing
   allowedScopes: readonly string[]
   backoff: BackoffPolicy
 }
