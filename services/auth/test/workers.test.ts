@@ -8,8 +8,11 @@
 import { randomBytes } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
 import { request } from 'node:http'
+import { availableParallelism } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
+import { ConfigError, loadConfig } from '../src/config.js'
+import { workerPoolSize } from '../src/cluster/primary.js'
 import { createTestDatabase } from './helpers/db.js'
 import { runCli, startServer, type RunningServer } from './helpers/server.js'
 import { within } from './helpers/http.js'
@@ -50,6 +53,18 @@ function sample (metrics: string, series: string): number {
 function baseEnv (databaseUrl: string): Record<string, string> {
   return { DATABASE_URL: databaseUrl, TESSERA_KEK: randomBytes(32).toString('base64url'), TESSERA_WORKERS: '2' }
 }
+
+t.test('TESSERA_WORKERS: auto is one per core, else a whole number from 1', async (t) => {
+  t.equal(loadConfig({}).workers, availableParallelism(), 'unset is auto')
+  t.equal(loadConfig({ TESSERA_WORKERS: 'auto' }).workers, availableParallelism())
+  t.equal(loadConfig({ TESSERA_WORKERS: '3' }).workers, 3)
+  for (const bad of ['0', '-1', '1.5', 'two', '257']) {
+    t.throws(() => loadConfig({ TESSERA_WORKERS: bad }), new ConfigError('TESSERA_WORKERS', 'auto or a whole number from 1 to 256', bad))
+  }
+  t.equal(loadConfig({}).hashConcurrency, availableParallelism(), 'hashing uses every core')
+  t.equal(loadConfig({ TESSERA_HASH_CONCURRENCY: '3' }).hashQueueDepth, 75, 'about half a second of hashing waits: 25 per slot')
+  t.same([1, 2, 5, 8].map(workerPoolSize), [20, 10, 4, 4], 'the instance\'s 20 connections shared, at least 4 a worker')
+})
 
 t.test('two workers: one per-IP budget, one scrape for the instance, key changes reach both, jobs run once', async (t) => {
   const databaseUrl = await createTestDatabase(t)
