@@ -26,6 +26,7 @@ import { HashingProcess } from '../passwords/hashing-engine.js'
 import { PasswordHasher } from '../passwords/hasher.js'
 import { hashingHandlers, isHashingRefusal } from './hashing.js'
 import { instanceMetrics, WORKER_METRICS_TIMEOUT_MS } from './metrics.js'
+import { PRIMARY_POOL, workerPoolSize } from './pool.js'
 import { rateLimitCounter } from './rate-limit.js'
 import { answer, Asker, isAnswer, isAsk, isNotice, notice, type Notice, type Send } from './rpc.js'
 import type { Registry } from 'prom-client'
@@ -36,15 +37,6 @@ export class StartupError extends Error {
     super(message, options)
     this.name = 'StartupError'
   }
-}
-
-/** The database connections of the whole instance: the HTTP workers share them, the primary keeps a few for its jobs. */
-const INSTANCE_POOL = 20
-const PRIMARY_POOL = 4
-const MIN_WORKER_POOL = 4
-
-export function workerPoolSize (workers: number): number {
-  return Math.max(MIN_WORKER_POOL, Math.ceil(INSTANCE_POOL / workers))
 }
 
 /** What a worker needs from the primary before it can serve. */
