@@ -11,8 +11,8 @@ import cluster from 'node:cluster'
 import closeWithGrace from 'close-with-grace'
 import type { Logger } from 'pino'
 import { ConfigError, loadConfig, type Config } from './config.js'
-import { startPrimary, StartupError } from './cluster/primary.js'
-import { startWorker, type HttpWorker } from './cluster/worker.js'
+import { StartupError } from './cluster/startup.js'
+import type { HttpWorker } from './cluster/worker.js'
 import { WrongKekError } from './keys/kek.js'
 import { createLogger } from './logging.js'
 
@@ -25,7 +25,9 @@ function fail (message: string): never {
   process.exit(1)
 }
 
+// Each kind of process loads only its own modules: the primary not Fastify, a worker not the embedded Postgres.
 async function runPrimary (config: Config, logger: Logger): Promise<void> {
+  const { startPrimary } = await import('./cluster/primary.js')
   const primary = await startPrimary(config, logger)
   closeWithGrace({ delay: PRIMARY_DRAIN_LIMIT_MS, logger }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'shutting down after an error')
@@ -55,6 +57,7 @@ async function runWorker (config: Config, logger: Logger): Promise<void> {
     logger.error({ err }, 'shutting down after an error')
     drain('an uncaught error', 1)
   })
+  const { startWorker } = await import('./cluster/worker.js')
   started.worker = await startWorker(config, logger, drain)
 }
 

@@ -28,16 +28,9 @@ import { hashingHandlers, isHashingRefusal } from './hashing.js'
 import { instanceMetrics, WORKER_METRICS_TIMEOUT_MS } from './metrics.js'
 import { PRIMARY_POOL, workerPoolSize } from './pool.js'
 import { rateLimitCounter } from './rate-limit.js'
+import { StartupError } from './startup.js'
 import { answer, Asker, isAnswer, isAsk, isNotice, notice, type Notice, type Send } from './rpc.js'
 import type { Registry } from 'prom-client'
-
-/** Startup failures an operator can act on: printed as one line, exit 1. */
-export class StartupError extends Error {
-  constructor (message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.name = 'StartupError'
-  }
-}
 
 /** What a worker needs from the primary before it can serve. */
 export interface Boot { databaseUrl: string, kek: string, poolSize: number, hashingSaturated: boolean }
@@ -82,7 +75,8 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
       for (const worker of workers) if (worker.isConnected()) worker.send(message)
     }
 
-    const engine = await HashingProcess.start(config.hashConcurrency, logger)
+    // Started beside the workers rather than before them: both take a while to load.
+    const engine = new HashingProcess(config.hashConcurrency, logger)
     stops.unshift(async () => { await engine.stop() })
     let hashingSaturated = false
     const hasher = new PasswordHasher({
@@ -144,10 +138,14 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     const address = await new Promise<string>((resolve, reject) => {
       let listening = 0
       starting = {
-        listening: (at) => { if (++listening === config.workers) { starting = undefined; resolve(at) } },
+        listening: (at) => {
+          if (++listening < config.workers) return
+          engine.ready.then(() => { starting = undefined; resolve(at) }, () => {})
+        },
         failed: (why) => { starting = undefined; reject(new StartupError(why)) }
       }
       for (let i = 0; i < config.workers; i++) fork()
+      engine.ready.catch((err: unknown) => starting?.failed(`the hashing process did not start: ${(err as Error).message}`))
     }).catch(async (err: unknown) => {
       draining = true
       for (const worker of workers) worker.kill()

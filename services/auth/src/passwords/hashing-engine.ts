@@ -22,19 +22,17 @@ export class HashingProcess implements HashEngine {
   readonly #concurrency: number
   readonly #logger: Logger
   #child: ChildProcess | undefined
+  #ready: Promise<void>
   #stopping = false
 
-  private constructor (concurrency: number, logger: Logger) {
+  /** Starts the process; `ready` says when it runs at its lowered priority. Asks made before wait for it. */
+  constructor (concurrency: number, logger: Logger) {
     this.#concurrency = concurrency
     this.#logger = logger
+    this.#ready = this.#spawn()
   }
 
-  /** Resolves once the process is running at its lowered priority. */
-  static async start (concurrency: number, logger: Logger): Promise<HashingProcess> {
-    const engine = new HashingProcess(concurrency, logger)
-    await engine.#spawn()
-    return engine
-  }
+  get ready (): Promise<void> { return this.#ready }
 
   async #spawn (): Promise<void> {
     const child = fork(ENTRY, [], {
@@ -55,7 +53,10 @@ export class HashingProcess implements HashEngine {
       this.#asker.failAll('the hashing process exited')
       if (this.#stopping || this.#child !== child) return
       this.#logger.error({ code, signal }, 'the hashing process exited; starting another')
-      setTimeout(() => { this.#spawn().catch((err: unknown) => this.#logger.error({ err }, 'could not restart the hashing process')) }, RESTART_DELAY_MS).unref()
+      setTimeout(() => {
+        this.#ready = this.#spawn()
+        this.#ready.catch((err: unknown) => this.#logger.error({ err }, 'could not restart the hashing process'))
+      }, RESTART_DELAY_MS).unref()
     })
     const info = await ready
     this.#logger.info({ hashing_pid: info.pid, priority: info.priority, concurrency: this.#concurrency }, 'hashing process started')
@@ -67,15 +68,18 @@ export class HashingProcess implements HashEngine {
   }
 
   async hash (password: string): Promise<string> {
+    await this.#ready
     return await this.#asker.ask<string>(this.#send, 'hash', { password })
   }
 
   async verify (encodedHash: string, password: string): Promise<Verdict> {
+    await this.#ready
     return await this.#asker.ask<Verdict>(this.#send, 'verify', { encodedHash, password })
   }
 
   async stop (): Promise<void> {
     this.#stopping = true
+    await this.#ready.catch(() => {})
     const child = this.#child
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) return
     const exited = new Promise((resolve) => child.once('exit', resolve))
