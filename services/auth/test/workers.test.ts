@@ -68,7 +68,7 @@ t.test('TESSERA_WORKERS: auto is one per core, else a whole number from 1', asyn
 
 t.test('two workers: one per-IP budget, one scrape for the instance, key changes reach both, jobs run once', async (t) => {
   const databaseUrl = await createTestDatabase(t)
-  const env: Record<string, string> = { ...baseEnv(databaseUrl), TESSERA_RATE_LIMIT: '6', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_PUBLISH_LEAD: '2s', TESSERA_KEY_ROTATION: '3s' }
+  const env: Record<string, string> = { ...baseEnv(databaseUrl), TESSERA_RATE_LIMIT: '6', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEY_PUBLISH_LEAD: '4s', TESSERA_KEY_ROTATION: '4s' }
   const server = await startServer(t, env)
   t.match(server.output(), /"workers":2.*"msg":"tessera is serving"/)
 
@@ -99,7 +99,7 @@ t.test('two workers: one per-IP budget, one scrape for the instance, key changes
   t.equal(servedBy(server, '/.well-known/jwks.json').size, 2, 'the JWKS came from both workers')
 
   // The schedule runs in the primary alone: each transition made and logged once, by the primary.
-  await sleep(7000)
+  await sleep(9000)
   const transitions = logLines(server).filter((l) => l.msg === 'signing key transition')
   t.ok(transitions.length >= 3, `${transitions.length} scheduled transitions`)
   t.same([...new Set(transitions.map((l) => l.pid))], [server.process.pid], 'every transition made by the primary')
