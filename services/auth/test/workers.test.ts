@@ -109,7 +109,7 @@ t.test('two workers: one per-IP budget, one scrape for the instance, key changes
   t.equal(await server.stop('SIGTERM'), 0, 'drains and exits 0')
 })
 
-t.test('two workers share one hashing queue, run at the lowest priority, and a dead worker is replaced', async (t) => {
+t.test('two workers share one hashing queue at the lowest priority; a dead worker is replaced; a dead primary takes them all', async (t) => {
   const env = { ...baseEnv(await createTestDatabase(t)), TESSERA_HASH_CONCURRENCY: '1', TESSERA_HASH_QUEUE_DEPTH: '2', TESSERA_RATE_LIMIT: '1000000' }
   const server = await startServer(t, env)
   const hashing = logLines(server).find((l) => l.msg === 'hashing process started')
@@ -155,5 +155,10 @@ t.test('two workers share one hashing queue, run at the lowest priority, and a d
   }, 200)
   t.ok(replaced !== undefined, 'the primary starts another worker, and two workers serve again')
   t.match(server.output(), /"msg":"an HTTP worker exited; starting another"/)
-  t.equal(await server.stop('SIGTERM'), 0, 'drains and exits 0')
+
+  // kill -9 of the primary takes the whole instance, so a gateway moves on instead of meeting half of one.
+  const rest = [...servedBy(server, '/healthz'), hashingPid]
+  await server.stop('SIGKILL')
+  const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
+  t.ok(await within(5000, async () => !rest.some(alive), 50) !== undefined, 'the workers and the hashing process exit with the primary')
 })

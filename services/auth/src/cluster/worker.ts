@@ -4,8 +4,8 @@
  * primary over IPC: hashing (cluster/hashing.ts), the per-IP counters
  * (cluster/rate-limit.ts) and the scrape (cluster/metrics.ts). It reloads its
  * keyring whenever the primary's does (a NOTIFY, the periodic backstop, a
- * transition). It drains on the primary's word, on SIGTERM/SIGINT, or when
- * the primary is gone.
+ * transition). It drains on the primary's word or on SIGTERM/SIGINT, and
+ * exits at once when the primary is gone.
  * @module
  */
 import type { Logger } from 'pino'
@@ -47,9 +47,14 @@ export async function startWorker (config: Config, logger: Logger, onDrain: (why
     else if (message.kind === 'hashing-saturated') hasher.saturated = message.body === true
     else if (message.kind === 'drain') onDrain('the primary is draining')
   }
+  // The primary closes the channel only by exiting after this worker has: so
+  // a disconnect means it died (kill -9, a crash). Without it there is no
+  // rate limit, hashing or drain to finish, and the instance must vanish at
+  // once, as one process did, so a gateway moves on to another instance
+  // instead of sending requests to a half-alive one.
   process.on('disconnect', () => {
-    asker.failAll('the primary is gone')
-    onDrain('the primary is gone')
+    logger.warn('the primary is gone; exiting')
+    process.exit(1)
   })
 
   const boot = await ask<Boot>('boot', null)

@@ -15,6 +15,9 @@ import fastq, { type queueAsPromised } from 'fastq'
 import { OAuthError } from '../errors.js'
 import { ARGON2_PARAMS, hashPassword, needsRehash, verifyPassword, type Argon2Params, type Verdict } from './verify.js'
 
+/** The bench hashes its fixtures with Tessera's own parameters. */
+export { ARGON2_PARAMS }
+
 /** What login, sign-up and password change need of hashing, wherever the queue lives. */
 export interface PasswordHashing {
   /** True when a new hash would be refused: callers check it before doing other work for a login. */
