@@ -50,12 +50,11 @@ export async function startWorker (config: Config, logger: Logger, onDrain: (why
   // The primary closes the channel only by exiting after this worker has: so
   // a disconnect means it died (kill -9, a crash). Without it there is no
   // rate limit, hashing or drain to finish, and the instance must vanish at
-  // once, as one process did, so a gateway moves on to another instance
-  // instead of sending requests to a half-alive one.
-  process.on('disconnect', () => {
-    logger.warn('the primary is gone; exiting')
-    process.exit(1)
-  })
+  // once, as one process did, so a gateway's kept-alive connections close
+  // now and it moves on to another instance. node:cluster's own handler
+  // would exit too, but an orderly exit takes a loaded machine a few hundred
+  // milliseconds, during which requests still arrive and then fail.
+  process.prependOnceListener('disconnect', () => { process.kill(process.pid, 'SIGKILL') })
 
   const boot = await ask<Boot>('boot', null)
   hasher.saturated = boot.hashingSaturated
