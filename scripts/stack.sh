@@ -61,6 +61,10 @@ up () {
   fi
   export DATABASE_URL
   "${TESSERA[@]}" migrate up
+  # The public client the README's walkthrough logs in with, for the notes resource.
+  "${TESSERA[@]}" clients show notes-web >/dev/null 2>&1 ||
+    "${TESSERA[@]}" clients create notes-web --grants password,refresh_token \
+      --scopes "notes:read notes:write" --resources urn:tessera:notes >/dev/null
 
   # The same key-encryption key `make run` uses, so both see the same keys.
   if [ -z "${TESSERA_KEK:-}" ]; then

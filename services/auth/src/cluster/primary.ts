@@ -12,6 +12,7 @@
  */
 import cluster, { type Worker } from 'node:cluster'
 import type { Logger } from 'pino'
+import { ensureDefaultClient } from '../clients/register.js'
 import type { Config } from '../config.js'
 import { connect, type Connection } from '../db/connect.js'
 import { databaseFor } from '../db/locate.js'
@@ -69,6 +70,7 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     const created = await ensureSigningKey(connection.db, kek, config.keyBits, new Date())
     if (created !== undefined) logger.info({ kid: created }, 'created the first signing key')
     await loadKeyring(connection.db, kek, keyring)
+    if (await ensureDefaultClient(connection.db, config, new Date())) logger.info({ client_id: config.defaultClientId }, 'registered the default public client')
 
     const workers = new Set<Worker>()
     const broadcast = (message: Notice): void => {
