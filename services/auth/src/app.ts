@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify'
 import formbody from '@fastify/formbody'
-import rateLimit from '@fastify/rate-limit'
+import rateLimit, { type FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
 import underPressure from '@fastify/under-pressure'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Logger } from 'pino'
@@ -17,7 +17,7 @@ import type { Config } from './config.js'
 import type { Db } from './db/database.js'
 import { DrfError, InvalidTokenError, OAuthError, ProblemError } from './errors.js'
 import type { Keyring } from './keys/keyring.js'
-import type { PasswordHasher } from './passwords/hasher.js'
+import type { PasswordHashing } from './passwords/hasher.js'
 import { registerHealthRoutes } from './routes/health.js'
 import { registerWellKnownRoutes } from './routes/well-known.js'
 import { registerTokenRoutes } from './routes/oauth/token.js'
@@ -35,10 +35,12 @@ export interface Deps {
   db: Db
   logger: Logger
   keyring: Keyring
-  hasher: PasswordHasher
+  hasher: PasswordHashing
   metrics: Metrics
   /** Injectable for frozen-clock tests. */
   clock: () => Date
+  /** Where the per-IP counters live; this process's memory when unset. An HTTP worker counts in its primary. */
+  rateLimitStore?: FastifyRateLimitStoreCtor
 }
 
 export type App = FastifyInstance<any, any, any, Logger, TypeBoxTypeProvider>
@@ -248,8 +250,9 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // JSON and form bodies only: anything else is a 415 (invalid_request on OAuth routes).
   app.removeContentTypeParser('text/plain')
   // The second line of per-IP limits: the gateway's limit_req is the first and
-  // is shared by every instance; this one counts per instance, in memory, and
-  // still holds if a client reaches an instance some other way. request.ip is
+  // is shared by every instance; this one counts per instance (in the
+  // primary's memory, one budget across its workers: cluster/rate-limit.ts),
+  // and still holds if a client reaches an instance some other way. request.ip is
   // the gateway's X-Forwarded-For only when the peer is TESSERA_TRUST_PROXY.
   // The plugin throws a statusCode 429 error, which handleError shapes.
   // Not global: one limiter (one store, so one budget per client across the
@@ -259,6 +262,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     max: config.rateLimitPerMinute,
     timeWindow: 60_000,
     enableDraftSpec: true,
+    ...(deps.rateLimitStore === undefined ? {} : { store: deps.rateLimitStore }),
     onExceeded: (request) => { deps.metrics.rateLimited(request.routeOptions.url ?? 'unmatched') }
   })
   const limit = app.rateLimit()

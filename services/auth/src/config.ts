@@ -35,6 +35,8 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   scopes: string[]
   defaultClientId: string
+  /** HTTP worker processes of the instance (TESSERA_WORKERS; `auto` is one per core). */
+  workers: number
   hashConcurrency: number
   hashQueueDepth: number
   loginBackoffThreshold: number
@@ -125,6 +127,16 @@ class Reader {
     return Number(value)
   }
 
+  /** `auto` (also when unset) or a whole number in range. */
+  integerOrAuto (name: string, auto: number, min: number, max: number): number {
+    const value = this.raw(name)
+    if (value === undefined || value === 'auto') return auto
+    if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+      throw new ConfigError(name, `auto or a whole number from ${min} to ${max}`, value)
+    }
+    return Number(value)
+  }
+
   duration (name: string, fallback: string, min: Seconds = 1): Seconds {
     const value = this.raw(name) ?? fallback
     const seconds = parseDuration(value)
@@ -172,15 +184,13 @@ function decodeKek (name: string, value: string): Buffer {
   return bytes
 }
 
+const MAX_WORKERS = 256
 /**
- * One core and one libuv pool thread stay free of argon2: the event loop
- * (JWKS, refresh, health) and anything else on the pool keep running while
- * logins saturate the rest. See docs/decisions.md, "Thread pool and signing".
+ * About half a second of waiting: an argon2id hash at the default parameters
+ * takes ~20 ms on one core of the measured machine (97 /s on two), so 25
+ * waiting per hashing slot drain in ~0.5 s. Past that a login is shed at once.
  */
-function defaultHashConcurrency (cores: number, poolSize: string | undefined): number {
-  const pool = poolSize !== undefined && /^\d+$/.test(poolSize) ? Number(poolSize) : 4
-  return Math.max(1, Math.min(cores - 1, pool - 1))
-}
+const QUEUED_PER_HASHING_SLOT = 25
 
 /**
  * The JWKS's s-maxage: how long a shared cache (the gateway) may answer from
@@ -219,6 +229,10 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const rotation = read.optional('TESSERA_KEY_ROTATION') === 'off' ? null : read.duration('TESSERA_KEY_ROTATION', '30d')
   const kekText = read.optional('TESSERA_KEK')
   const cores = availableParallelism()
+  // Every core: hashing runs in its own process at the lowest OS priority,
+  // so the event loops and Postgres win the CPU whenever they want it
+  // (docs/decisions.md, "Processes of one instance").
+  const hashConcurrency = read.integer('TESSERA_HASH_CONCURRENCY', cores, 1, 64)
   const issuer = read.string('TESSERA_ISSUER', 'http://127.0.0.1:8080', 'an http(s) URL without query or fragment', isHttpUrl)
   return {
     port: read.integer('PORT', 8080, 0, 65535),
@@ -247,8 +261,9 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     logLevel: read.choice('LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     scopes: read.string('TESSERA_SCOPES', 'read write', 'space-separated scope names (RFC 6749 §3.3)', (v) => v.trim().split(/ +/).every((s) => SCOPE_TOKEN.test(s))).trim().split(/ +/),
     defaultClientId: read.string('TESSERA_DEFAULT_CLIENT_ID', 'tessera', '1 to 64 of A-Z a-z 0-9 . _ -', (v) => CLIENT_ID.test(v)),
-    hashConcurrency: read.integer('TESSERA_HASH_CONCURRENCY', defaultHashConcurrency(cores, env.UV_THREADPOOL_SIZE), 1, 64),
-    hashQueueDepth: read.integer('TESSERA_HASH_QUEUE_DEPTH', 64, 0, 100000),
+    workers: read.integerOrAuto('TESSERA_WORKERS', cores, 1, MAX_WORKERS),
+    hashConcurrency,
+    hashQueueDepth: read.integer('TESSERA_HASH_QUEUE_DEPTH', hashConcurrency * QUEUED_PER_HASHING_SLOT, 0, 100000),
     loginBackoffThreshold: read.integer('TESSERA_LOGIN_BACKOFF_AFTER', 5, 1, 1000),
     loginBackoffBase: read.duration('TESSERA_LOGIN_BACKOFF_BASE', '1s'),
     loginBackoffMax: read.duration('TESSERA_LOGIN_BACKOFF_MAX', '15m'),

@@ -4,7 +4,9 @@
  * and driving the key lifecycle (keys/advance.ts) on a timer. Every instance
  * runs the same timer; Postgres serializes them, so each transition happens
  * once however many instances run. Also the periodic cleanup of expired
- * sessions, refresh tokens and stale login back-off rows.
+ * sessions, refresh tokens and stale login back-off rows. In a served
+ * instance the primary runs these once and tells its HTTP workers of every
+ * reload (`onReload`), so each worker reloads its own keyring too.
  * @module
  */
 import type pg from 'pg'
@@ -30,6 +32,8 @@ export interface JobDeps {
   clock: () => Date
   /** Counts each failed run, so an operator can alert on jobs that keep failing. */
   metrics: Pick<Metrics, 'jobFailed'>
+  /** Called whenever the keyring reloads, with why. */
+  onReload?: (why: string) => void
 }
 
 export interface BackgroundJobs {
@@ -60,15 +64,25 @@ async function cleanup (deps: JobDeps): Promise<void> {
   if (pruned !== undefined && pruned > 0) logger.info({ deleted: pruned }, 'pruned login back-off rows')
 }
 
-export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJobs> {
-  const { config, db, kek, keyring, logger, metrics } = deps
-  const reloadKeys = singleFlight(async () => {
+/** Reloads `keyring` from the database, coalescing concurrent calls; a key sealed under another KEK is logged, not fatal. */
+export function keyringReloader (deps: Pick<JobDeps, 'db' | 'kek' | 'keyring' | 'logger'>): () => Promise<void> {
+  const { db, kek, keyring, logger } = deps
+  return singleFlight(async () => {
     await loadKeyring(db, kek, keyring, {
       onWrongKek: (err) => logger.error({ kid: err.kid }, 'a signing key is sealed under another KEK (was `tessera keys rewrap` run?): restart this instance with the new TESSERA_KEK')
     })
   })
+}
+
+export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJobs> {
+  const { config, db, kek, logger, metrics } = deps
+  const reloadOwn = keyringReloader(deps)
+  const reloadKeys = async (why = 'key transition'): Promise<void> => {
+    deps.onReload?.(why)
+    await reloadOwn()
+  }
   const reload = (why: string): void => {
-    reloadKeys().catch((err: unknown) => {
+    reloadKeys(why).catch((err: unknown) => {
       metrics.jobFailed('keyring_reload')
       logger.warn({ err, why }, 'keyring reload failed')
     })
@@ -109,7 +123,7 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
   schedule()
 
   return {
-    reloadKeys,
+    reloadKeys: async () => await reloadKeys('asked'),
     stop: async () => {
       stopped = true
       clearTimeout(tick)

@@ -105,7 +105,7 @@ t.test('build info, the signing key\'s age and the time to the next rotation', a
 
 t.test('the metrics listener serves GET /metrics and nothing else', async (t) => {
   const metrics = createMetrics({ processMetrics: false })
-  const listener = await listenForMetrics(metrics.registry, '127.0.0.1', 0)
+  const listener = await listenForMetrics(metrics.registry, metrics.render, '127.0.0.1', 0)
   t.teardown(listener.close)
   const scraped = await fetch(listener.url)
   t.equal(scraped.status, 200)

@@ -2,8 +2,9 @@
  * Prometheus metrics, on a registry of the app's own (tests build many apps
  * in one process; the global registry would collide). Every label splits one
  * kind of thing, so sum() over a metric is always meaningful; every gauge says
- * how workers' values combine (`aggregator`) for prom-client's cluster
- * AggregatorRegistry.
+ * how workers' values combine (`aggregator`). In a served instance every
+ * process has a registry, and a scrape renders the whole instance's
+ * (cluster/metrics.ts, prom-client's AggregatorRegistry).
  * @module
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
@@ -22,6 +23,8 @@ export type BackgroundJob = typeof BACKGROUND_JOBS[number]
 
 export interface Metrics {
   registry: Registry
+  /** The text a scrape answers with. */
+  render: () => Promise<string>
   observeRequest: (method: string, route: string, status: number, seconds: number) => void
   login: (outcome: LoginOutcome) => void
   rateLimited: (route: string) => void
@@ -40,6 +43,8 @@ export interface MetricsSources {
   keyRotation?: number | null
   clock?: () => Date
   processMetrics?: boolean
+  /** Renders something wider than this registry, e.g. the whole instance. */
+  render?: () => Promise<string>
 }
 
 export function createMetrics (sources: MetricsSources = {}): Metrics {
@@ -106,6 +111,7 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
   }
   return {
     registry,
+    render: sources.render ?? (async () => await registry.metrics()),
     observeRequest: (method, route, status, seconds) => duration.observe({ method, route, status: String(status) }, seconds),
     login: (outcome) => logins.inc({ outcome }),
     rateLimited: (route) => limited.inc({ route }),

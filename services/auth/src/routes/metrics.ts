@@ -14,14 +14,14 @@ export interface MetricsListener {
   close: () => Promise<void>
 }
 
-/** Serves GET /metrics on host:port; anything else is a 404. */
-export async function listenForMetrics (registry: Registry, host: string, port: number): Promise<MetricsListener> {
+/** Serves GET /metrics on host:port (what `render` gives: in a served instance, every process's); anything else is a 404. */
+export async function listenForMetrics (registry: Registry, render: () => Promise<string>, host: string, port: number): Promise<MetricsListener> {
   const server = createServer((request, response) => {
     if (request.method !== 'GET' || request.url?.split('?')[0] !== '/metrics') {
       response.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
       return
     }
-    registry.metrics().then((body) => {
+    render().then((body) => {
       response.writeHead(200, { 'content-type': registry.contentType }).end(body)
     }, () => {
       response.writeHead(500, { 'content-type': 'text/plain' }).end('metrics failed\n')
@@ -41,5 +41,5 @@ export async function listenForMetrics (registry: Registry, host: string, port: 
 export function registerMetricsRoutes (app: App, deps: Deps): void {
   // Not part of the public API: hidden from /openapi.json.
   app.get('/metrics', { schema: { hide: true } }, async (_request, reply) =>
-    await reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()))
+    await reply.type(deps.metrics.registry.contentType).send(await deps.metrics.render()))
 }

@@ -14,7 +14,7 @@ import { recordAudit, type RequestContext } from '../audit/record.js'
 import { authenticateClient, requireGrant } from '../clients/authenticate.js'
 import type { ClientCredentials } from '../clients/credentials.js'
 import { audienceFor, requestedResource } from '../clients/resource.js'
-import type { PasswordHasher } from '../passwords/hasher.js'
+import type { PasswordHashing } from '../passwords/hasher.js'
 import { isDjangoHash } from '../passwords/django.js'
 import { normalizePassword, normalizeUsername } from '../passwords/policy.js'
 import { backoffRemaining, clearLoginFailures, recordLoginFailure, type BackoffPolicy } from './login-throttle.js'
@@ -32,7 +32,7 @@ export interface PasswordGrantInput {
 }
 
 export interface LoginDeps extends Issuer {
-  hasher: PasswordHasher
+  hasher: PasswordHashing
   backoff: BackoffPolicy
 }
 

@@ -6,7 +6,7 @@
 import type { Db } from '../db/database.js'
 import { ProblemError } from '../errors.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
-import type { PasswordHasher } from '../passwords/hasher.js'
+import type { PasswordHashing } from '../passwords/hasher.js'
 import { acceptablePassword, normalizePassword } from '../passwords/policy.js'
 import { endSessions } from '../sessions/end.js'
 
@@ -20,7 +20,7 @@ export interface PasswordChange {
 }
 
 /** Returns how many other sessions ended. */
-export async function changePassword (db: Db, hasher: PasswordHasher, change: PasswordChange): Promise<number> {
+export async function changePassword (db: Db, hasher: PasswordHashing, change: PasswordChange): Promise<number> {
   const next = acceptablePassword(change.newPassword, 'new_password')
   const user = await db.selectFrom('users').select(['password_hash']).where('id', '=', change.userId)
     .where('disabled_at', 'is', null).executeTakeFirst()
