@@ -15,7 +15,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
 import type { Db } from './db/database.js'
-import { DrfError, InvalidTokenError, OAuthError, ProblemError } from './errors.js'
+import { DrfError, InvalidTokenError, isDatabaseUnavailable, OAuthError, ProblemError } from './errors.js'
 import type { Keyring } from './keys/keyring.js'
 import type { PasswordHashing } from './passwords/hasher.js'
 import { registerHealthRoutes } from './routes/health.js'
@@ -151,6 +151,13 @@ function handleError (this: App, err: FastifyError, request: FastifyRequest, rep
     return oauth
       ? oauthError(reply, mistake.status === 413 ? 413 : 400, 'invalid_request', mistake.detail)
       : problem(reply, request, mistake.status, statusTitle(mistake.status), mistake.detail)
+  }
+  if (isDatabaseUnavailable(err)) {
+    request.log.warn({ err }, 'database unavailable')
+    void reply.header('retry-after', '1')
+    return oauth
+      ? oauthError(reply, 503, 'temporarily_unavailable', 'the service is overloaded; retry later')
+      : problem(reply, request, 503, 'Service Unavailable', 'the service is overloaded; retry later')
   }
   request.log.error({ err }, 'unexpected error')
   return oauth

@@ -107,3 +107,19 @@ export class DrfError extends Error {
     this.detail = options.detail
   }
 }
+
+/**
+ * Postgres out of reach for a moment: pg-pool's acquire timeout (every
+ * connection busy, e.g. during a login flood), a refused or reset
+ * connection, or the server shutting down or full. The request did nothing
+ * and can be retried, so the answer is 503 with Retry-After, not a 500.
+ */
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', '57P01', '57P02', '57P03', '53300'])
+
+export function isDatabaseUnavailable (err: unknown): boolean {
+  if (!(err instanceof Error)) return false
+  const code = (err as Error & { code?: unknown }).code
+  return err.message === 'timeout exceeded when trying to connect' ||
+    err.message === 'Connection terminated due to connection timeout' ||
+    (typeof code === 'string' && UNAVAILABLE_CODES.has(code))
+}
