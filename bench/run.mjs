@@ -56,7 +56,7 @@ and writes bench/REPORT.md, report.json and report.svg.
   --scenario NAME[,NAME]  only these scenarios, with their ceilings (repeatable)
   --quick                 1-second runs: proves the harness works, numbers not to quote
   --out DIR               where the report goes (default: bench/)
-  --no-scaling            skip the runs on one process per core
+  --no-scaling            skip the runs on one HTTP worker (TESSERA_WORKERS=1), which show what every core adds
   --no-profile            skip the CPU profile of the refresh path
   --peer                  instead: Tessera side by side with the SimpleJWT stack (make bench-peer):
                           password login (16 and 64 connections), refresh and GET /v1/me against
@@ -120,8 +120,6 @@ const tesseraSettings = {
   TESSERA_AUDIENCE: 'api',
   TESSERA_ACCESS_TTL: '15m',
   TESSERA_KEY_BITS: String(keyBits),
-  // The login scenario's connections stay below concurrency + depth, so nothing is shed.
-  TESSERA_HASH_QUEUE_DEPTH: '64',
   // One client address sends every request; the per-IP limit would measure itself.
   TESSERA_RATE_LIMIT: '1000000',
   LOG_LEVEL: 'warn',
@@ -144,8 +142,8 @@ let fixtures
 let exitCode = 0
 try {
   const env = { ...tesseraSettings, DATABASE_URL: database.url, TESSERA_KEK: kek.toString('base64url'), TESSERA_DATA_DIR: path.join(ROOT, '.data', 'bench', 'tessera') }
-  const spawnTessera = async (/** @type {string[]} */ nodeArgs = []) => {
-    const server = await startTessera(env, { nodeArgs, logFile: path.join(ROOT, '.data', 'bench', `tessera-${servers.length + 1}-${Date.now()}.log`) })
+  const spawnTessera = async (/** @type {string[]} */ nodeArgs = [], /** @type {Record<string, string>} */ extraEnv = {}) => {
+    const server = await startTessera({ ...env, ...extraEnv }, { nodeArgs, logFile: path.join(ROOT, '.data', 'bench', `tessera-${servers.length + 1}-${Date.now()}.log`) })
     servers.push(server)
     return server
   }
@@ -331,21 +329,22 @@ try {
   const scaling = []
   const scalable = selected.filter((s) => s.scales && scenarioResults.some((r) => r.name === s.name))
   if (!args['no-scaling'] && cores > 1 && scalable.length > 0) {
-    while (servers.length < cores) await spawnTessera()
-    const urls = servers.map((s) => s.url)
+    // The scenarios above ran on the default instance (one HTTP worker per core); the same instance with one worker shows what the others add.
+    const single = await spawnTessera([], { TESSERA_WORKERS: '1' })
     for (const scenario of scalable) {
-      log(`scaling ${scenario.name} over ${urls.length} processes…`)
-      const one = /** @type {any} */ (scenarioResults.find((r) => r.name === scenario.name))
-      const result = await scenario.run(ctx, urls)
-      log(`scaling ${scenario.name}: ${result.rps} req/s on ${urls.length} processes, ${result.errors} errors`)
+      log(`scaling ${scenario.name}: one HTTP worker…`)
+      const all = /** @type {any} */ (scenarioResults.find((r) => r.name === scenario.name))
+      const result = await scenario.run(ctx, [single.url])
+      log(`scaling ${scenario.name}: ${result.rps} req/s on one worker, ${result.errors} errors`)
       scaling.push({
         name: scenario.name,
-        runs: [{ processes: 1, rps: one.rps, p99: one.p99, errors: one.errors }, { processes: urls.length, rps: result.rps, p99: result.p99, errors: result.errors }],
-        factor: Math.round((result.rps / one.rps) * 100) / 100,
-        ratioAtN: Math.round((result.rps / one.ceilingRate) * 1000) / 1000
+        runs: [{ processes: 1, rps: result.rps, p99: result.p99, errors: result.errors }, { processes: cores, rps: all.rps, p99: all.p99, errors: all.errors }],
+        factor: Math.round((all.rps / result.rps) * 100) / 100,
+        ratioAtN: Math.round((all.rps / all.ceilingRate) * 1000) / 1000
       })
     }
-    while (servers.length > 1) await /** @type {import('./lib/tessera.mjs').TesseraProcess} */ (servers.pop()).stop()
+    await single.stop()
+    servers.splice(servers.indexOf(single), 1)
   }
 
   let profile
@@ -387,7 +386,7 @@ try {
     generatedAt: new Date().toISOString(),
     machine: machineFacts({ postgres: database.version, loadBefore }),
     database: { source: database.source, settings: database.settings },
-    settings: { ...settings, quick: args.quick, tessera: { ...tesseraSettings, processes: `1, then ${cores} for scaling` } },
+    settings: { ...settings, quick: args.quick, tessera: { ...tesseraSettings, workers: `auto (${cores}), then 1 for scaling` } },
     ceilings,
     scenarios: scenarioResults,
     skipped,

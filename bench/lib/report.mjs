@@ -60,7 +60,7 @@ export function textTable (head, rows) {
 export function consoleSummary (report) {
   const parts = [textTable(SCENARIO_HEAD, scenarioRows(report))]
   if (report.scaling.length > 0) {
-    parts.push('', textTable(['scaling', ...report.scaling[0].runs.map((/** @type {any} */ r) => `${r.processes} proc req/s`), 'factor'],
+    parts.push('', textTable(['scaling', ...report.scaling[0].runs.map((/** @type {any} */ r) => `${r.processes} worker${r.processes === 1 ? '' : 's'} req/s`), 'factor'],
       report.scaling.map((/** @type {any} */ s) => [s.name, ...s.runs.map((/** @type {any} */ r) => int(r.rps)), `×${s.factor}`])))
   }
   for (const s of report.skipped) parts.push(`${s.name}: not run (${s.reason})`)
@@ -132,9 +132,9 @@ export function markdown (report) {
     ''
   ]
   if (report.scaling.length > 0) {
-    lines.push('## Using every core: 1 to N processes', '',
-      `Tessera uses several cores as several processes on one database (they share nothing but Postgres; in production they sit behind the Nginx gateway's upstream pool). Here autocannon spreads its connections over ${report.scaling[0].runs.at(-1).processes} processes on their own ports. Autocannon, Postgres and the servers share the same ${m.cores} cores, so the factor is what this machine gives, not what more hardware would.`, '',
-      markdownTable(['scenario', ...report.scaling[0].runs.flatMap((/** @type {any} */ r) => [`${r.processes} proc req/s`, 'p99']), 'factor', 'ratio at N'],
+    lines.push('## Using every core: one HTTP worker against one per core', '',
+      `One Tessera instance serves with TESSERA_WORKERS HTTP worker processes (default one per core) that share its port; the scenarios above ran that way. Here the same scenarios run on an instance with TESSERA_WORKERS=1. Autocannon, Postgres and the servers share the same ${m.cores} cores, so the factor is what this machine gives, not what more hardware would.`, '',
+      markdownTable(['scenario', ...report.scaling[0].runs.flatMap((/** @type {any} */ r) => [`${r.processes} worker${r.processes === 1 ? '' : 's'} req/s`, 'p99']), 'factor', 'ratio at N'],
         report.scaling.map((/** @type {any} */ x) => [x.name, ...x.runs.flatMap((/** @type {any} */ r) => [int(r.rps), ms(r.p99)]), `×${x.factor}`, percent(x.ratioAtN)])),
       '')
   }
