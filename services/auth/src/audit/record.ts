@@ -7,7 +7,7 @@ import type { Db } from '../db/database.js'
 
 export type AuditType =
   | 'login.succeeded' | 'login.failed' | 'login.backed_off'
-  | 'user.created' | 'user.disabled' | 'password.changed'
+  | 'user.created' | 'user.disabled' | 'password.changed' | 'password.change_failed'
   | 'session.ended' | 'refresh.reuse_detected'
   | 'key.created' | 'key.promoted' | 'key.demoted' | 'key.retired' | 'key.deleted' | 'key.revoked' | 'key.private_erased' | 'key.rewrapped'
 

@@ -12,11 +12,13 @@ import type { LoginOutcome, RefreshOutcome } from '../../metrics/metrics.js'
 import { passwordGrant } from '../../sessions/login.js'
 import { refreshGrant } from '../../sessions/rotate.js'
 import type { TokenPair } from '../../sessions/issue.js'
+import { NO_NUL } from '../../passwords/policy.js'
 import { requestContext } from '../context.js'
+import { backoffPolicy } from '../../sessions/login-throttle.js'
 
 const TokenRequest = Type.Object({
   grant_type: Type.String({ maxLength: 64 }),
-  username: Type.Optional(Type.String({ maxLength: 256 })),
+  username: Type.Optional(Type.String({ maxLength: 256, pattern: NO_NUL })),
   password: Type.Optional(Type.String({ maxLength: 1024 })),
   refresh_token: Type.Optional(Type.String({ maxLength: 4096 })),
   scope: Type.Optional(Type.String({ maxLength: 1024 })),
@@ -87,7 +89,7 @@ export function registerTokenRoutes (app: App, config: Config, deps: Deps): void
     ...issuer,
     hasher: deps.hasher,
     allowedScopes: config.scopes,
-    backoff: { threshold: config.loginBackoffThreshold, base: config.loginBackoffBase, max: config.loginBackoffMax }
+    backoff: backoffPolicy(config)
   }
   app.post('/oauth/token', {
     config: { errorFormat: 'oauth' },

@@ -11,7 +11,9 @@ import { changePassword } from '../../users/change-password.js'
 import { listLiveSessions } from '../../sessions/list.js'
 import { endOwnSession, logout } from '../../sessions/logout.js'
 import { requestContext } from '../context.js'
-import { authenticate, principalOf } from './authenticate.js'
+import { backoffPolicy } from '../../sessions/login-throttle.js'
+import { personal } from '../personal.js'
+import { authenticateLive, authenticateToken, principalOf } from './authenticate.js'
 
 const Me = Type.Object({ id: Type.String(), username: Type.String(), created_at: Type.String(), session_id: Type.String(), scope: Type.String(), client_id: Type.String() })
 const SessionList = Type.Object({
@@ -34,15 +36,17 @@ const PasswordBody = Type.Object({
 }, { additionalProperties: false })
 const Ended = Type.Object({ sessions_ended: Type.Integer() })
 
-export function registerAccountRoutes (app: App, _config: Config, deps: Deps): void {
-  app.get('/v1/me', { preHandler: authenticate, schema: { response: { 200: Me } } }, async (request) => {
+export function registerAccountRoutes (app: App, config: Config, deps: Deps): void {
+  const authenticate = authenticateLive(deps)
+  const backoff = backoffPolicy(config)
+  app.get('/v1/me', { preHandler: authenticateToken, onSend: personal, schema: { response: { 200: Me } } }, async (request) => {
     const principal = principalOf(request)
     const profile = await liveProfile(deps.db, principal.userId, principal.sessionId, deps.clock())
     if (profile === undefined) throw new InvalidTokenError('session ended or user disabled')
     return { id: profile.id, username: profile.username, created_at: profile.createdAt.toISOString(), session_id: principal.sessionId, scope: principal.scope, client_id: principal.clientId }
   })
 
-  app.get('/v1/sessions', { preHandler: authenticate, schema: { response: { 200: SessionList } } }, async (request) => {
+  app.get('/v1/sessions', { preHandler: authenticate, onSend: personal, schema: { response: { 200: SessionList } } }, async (request) => {
     const principal = principalOf(request)
     const sessions = await listLiveSessions(deps.db, principal.userId, deps.clock())
     return {
@@ -74,7 +78,7 @@ export function registerAccountRoutes (app: App, _config: Config, deps: Deps): v
 
   app.put('/v1/password', { preHandler: authenticate, schema: { body: PasswordBody, response: { 200: Ended } } }, async (request) => {
     const principal = principalOf(request)
-    const ended = await changePassword(deps.db, deps.hasher, {
+    const ended = await changePassword(deps.db, deps.hasher, backoff, {
       userId: principal.userId,
       sessionId: principal.sessionId,
       currentPassword: request.body.current_password,

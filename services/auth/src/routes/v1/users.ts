@@ -7,17 +7,19 @@ import type { App, Deps } from '../../app.js'
 import type { Config } from '../../config.js'
 import { ProblemError } from '../../errors.js'
 import { createUser } from '../../users/create.js'
+import { NO_NUL } from '../../passwords/policy.js'
 import { requestContext } from '../context.js'
+import { personal } from '../personal.js'
 
 const SignUp = Type.Object({
-  username: Type.String({ minLength: 1, maxLength: 256 }),
+  username: Type.String({ minLength: 1, maxLength: 256, pattern: NO_NUL }),
   password: Type.String({ minLength: 1, maxLength: 1024 })
 }, { additionalProperties: false })
 
 const CreatedUser = Type.Object({ id: Type.String(), username: Type.String(), created_at: Type.String() })
 
 export function registerUserRoutes (app: App, config: Config, deps: Deps): void {
-  app.post('/v1/users', { schema: { body: SignUp, response: { 201: CreatedUser } } }, async (request, reply) => {
+  app.post('/v1/users', { onSend: personal, schema: { body: SignUp, response: { 201: CreatedUser } } }, async (request, reply) => {
     if (config.signup === 'closed') throw new ProblemError(403, 'Forbidden', { publicDetail: 'sign-up is closed; ask an operator for an account' })
     const user = await createUser(deps.db, deps.hasher, request.body, requestContext(request))
     return await reply.code(201).header('location', `/v1/users/${user.id}`)
