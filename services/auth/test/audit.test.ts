@@ -21,7 +21,7 @@ interface AuditRowJson {
 t.test('every event is audited by the action that causes it, with who, where and which request; no secret anywhere', async (t) => {
   const url = await createTestDatabase(t)
   const connection = await testConnection(t, url)
-  const { app, deps, logs, advance } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_AFTER: '2', TESSERA_LOGIN_BACKOFF_BASE: '30s' }, { connection })
+  const { app, deps, logs, advance } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_AFTER: '2', TESSERA_LOGIN_BACKOFF_BASE: '30s', TESSERA_TRUST_PROXY: '127.0.0.1' }, { connection })
   const secrets: string[] = []
   let n = 0
   /** Sends with a known request id and user agent; returns the id to look for. */
@@ -155,7 +155,7 @@ t.test('every event is audited by the action that causes it, with who, where and
 })
 
 t.test('a malformed X-Request-Id is replaced; problem+json carries the id', async (t) => {
-  const { app, logs } = await buildTestApp(t)
+  const { app, logs } = await buildTestApp(t, { TESSERA_TRUST_PROXY: '127.0.0.1' })
   const check = async (app: App, given: string): Promise<string> => {
     const res = await app.inject({ method: 'GET', url: '/v1/me', headers: { 'x-request-id': given } })
     t.equal(res.statusCode, 401)

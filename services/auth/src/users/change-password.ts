@@ -47,8 +47,8 @@ export async function changePassword (db: Db, hasher: PasswordHasher, backoff: B
   }
   const hash = await hasher.hash(next)
   return await db.transaction().execute(async (trx) => {
-    await clearLoginFailures(trx, user.username)
     await trx.updateTable('users').set({ password_hash: hash, password_changed_at: change.now }).where('id', '=', change.userId).execute()
+    await clearLoginFailures(trx, user.username)
     await recordAudit(trx, { type: 'password.changed', actor: change.userId, userId: change.userId, sessionId: change.sessionId, ...change.context })
     return await endSessions(trx, { userId: change.userId, exceptSessionId: change.sessionId }, 'password_change', change.now, change.context)
   })
