@@ -36,16 +36,16 @@ function redactMembers (record: Record<string, unknown>, depth: number): Record<
 }
 
 /**
- * An error holding a secret (a property, or one in its cause) becomes the
- * plain object pino's error serializer would have made, with the secret
- * replaced; an error without one goes to that serializer as it is.
+ * An error holding a secret (a property, or one in its cause) is copied with
+ * the secret replaced; an error without one goes to pino's serializer as it is.
  */
 function redactError (error: Error, depth: number): unknown {
   const members: Record<string, unknown> = { ...error }
   if (error.cause !== undefined) members.cause = error.cause
   const redacted = redactMembers(members, depth)
   if (redacted === members) return error
-  return { type: error.constructor.name, message: error.message, stack: error.stack, ...redacted }
+  // Same prototype, so the serializer still names its type.
+  return Object.assign(Object.create(Object.getPrototypeOf(error) as object) as Error, { message: error.message, stack: error.stack }, redacted)
 }
 
 /**
