@@ -45,6 +45,7 @@ export interface Config {
   maxHeapBytes: number
   cleanupInterval: Seconds
   revokedRetention: Seconds
+  auditRetention: Seconds
   keyCheckInterval: Seconds
 }
 
@@ -203,6 +204,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     maxHeapBytes: read.integer('TESSERA_MAX_HEAP_MB', Math.floor(getHeapStatistics().heap_size_limit * 0.9 / 2 ** 20), 0, 1048576) * 2 ** 20,
     cleanupInterval: read.duration('TESSERA_CLEANUP_INTERVAL', '10m'),
     revokedRetention: read.duration('TESSERA_REVOKED_RETENTION', '7d', 0),
+    auditRetention: read.duration('TESSERA_AUDIT_RETENTION', '90d'),
     keyCheckInterval: read.duration('TESSERA_KEY_CHECK_INTERVAL', '30s')
   }
 }

@@ -51,8 +51,8 @@ export function keyTickSeconds (config: Pick<Config, 'keyCheckInterval' | 'keyPu
 /** Deletes what expired: sessions and refresh tokens, then back-off streaks older than the longest back-off. */
 async function cleanup (deps: JobDeps): Promise<void> {
   const { db, config, logger } = deps
-  const result = await cleanupExpired(db, { now: deps.clock(), revokedRetention: config.revokedRetention })
-  if (result.sessions + result.refreshTokens > 0) logger.info(result, 'cleanup deleted expired rows')
+  const result = await cleanupExpired(db, { now: deps.clock(), revokedRetention: config.revokedRetention, auditRetention: config.auditRetention })
+  if (result.sessions + result.refreshTokens + result.auditEvents > 0) logger.info(result, 'cleanup deleted expired rows')
   const pruned = await pruneLoginThrottle(db, deps.clock(), { max: config.loginBackoffMax, maxRows: config.loginThrottleMaxRows })
   if (pruned !== undefined && pruned > 0) logger.info({ deleted: pruned }, 'pruned login back-off rows')
 }

@@ -168,3 +168,27 @@ t.test('a malformed X-Request-Id is replaced; problem+json carries the id', asyn
   t.match(logs(), new RegExp(`"reqId":"${replaced}"`))
   t.notMatch(logs(), /has spaces/)
 })
+
+t.test('audit tail escapes control characters; cleanup enforces the audit retention', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db } = await testConnection(t, url)
+  const now = Date.now()
+  await db.insertInto('audit_events').values([
+    { type: 'login.failed', actor: 'anonymous', username: 'evil\u001b[2J\u001b]0;owned\u0007\u009b31m\u202ename', occurred_at: new Date(now - 60_000) },
+    { type: 'login.failed', actor: 'anonymous', username: 'ancient', occurred_at: new Date(now - 31 * 86400_000) }
+  ]).execute()
+  for (const args of [['audit', 'tail'], ['audit', 'tail', '--json']]) {
+    const tail = await runCli(args, { DATABASE_URL: url })
+    t.equal(tail.code, 0, tail.stderr)
+    t.notMatch(tail.stdout, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/u, `${args.join(' ')}: nothing but newlines below 0x20, no C1, no bidi override`)
+    t.match(tail.stdout, /evil\\+u001b\[2J/, 'the escape is shown, escaped')
+  }
+  const json = await runCli(['audit', 'tail', '--json'], { DATABASE_URL: url })
+  t.match(JSON.parse(json.stdout), [{ username: 'evil\u001b[2J\u001b]0;owned\u0007\u009b31m\u202ename' }, { username: 'ancient' }], 'the JSON is still valid and exact')
+
+  const cleanup = await runCli(['cleanup', '--json'], { DATABASE_URL: url, TESSERA_AUDIT_RETENTION: '30d' })
+  t.equal(cleanup.code, 0, cleanup.stderr)
+  t.match(JSON.parse(cleanup.stdout), { ran: true, audit_events: 1 })
+  const left = await db.selectFrom('audit_events').select('username').execute()
+  t.same(left.map((r) => r.username), ['evil\u001b[2J\u001b]0;owned\u0007\u009b31m\u202ename'], 'only the event older than 30 days went')
+})

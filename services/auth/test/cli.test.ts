@@ -46,7 +46,7 @@ t.test('keys list and usage errors', async (t) => {
   t.match(JSON.parse(keys.stdout), [{ state: 'current', bits: 2048, private_half: true }])
   const cleanup = await runCli(['cleanup', '--json'], env)
   t.equal(cleanup.code, 0, cleanup.stderr)
-  t.same(JSON.parse(cleanup.stdout), { ran: true, sessions: 0, refresh_tokens: 0 })
+  t.same(JSON.parse(cleanup.stdout), { ran: true, sessions: 0, refresh_tokens: 0, audit_events: 0 })
   const usage = await runCli(['frobnicate'], env)
   t.equal(usage.code, 2)
   t.match(usage.stderr, /^usage: tessera/)
