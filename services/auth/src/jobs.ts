@@ -13,7 +13,7 @@ import type { Config } from './config.js'
 import type { Db } from './db/database.js'
 import { advanceKeys } from './keys/advance.js'
 import type { Keyring } from './keys/keyring.js'
-import { loadKeyring, singleFlight } from './keys/load.js'
+import { loadKeyring, logRejectedKey, singleFlight } from './keys/load.js'
 import { listenForKeyChanges } from './keys/notify.js'
 import { cleanupExpired } from './sessions/cleanup.js'
 import { pruneLoginThrottle } from './sessions/login-throttle.js'
@@ -61,6 +61,7 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
   const { config, db, kek, keyring, logger } = deps
   const reloadKeys = singleFlight(async () => {
     await loadKeyring(db, kek, keyring, {
+      onRejectedKey: logRejectedKey(logger),
       onWrongKek: (err) => logger.error({ kid: err.kid }, 'a signing key is sealed under another KEK (was `tessera keys rewrap` run?): restart this instance with the new TESSERA_KEK')
     })
   })

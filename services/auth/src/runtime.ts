@@ -14,7 +14,7 @@ import { migrateUp, migrationStatus } from './db/migrate.js'
 import { resolveKek } from './keys/kek.js'
 import { Keyring } from './keys/keyring.js'
 import { ensureSigningKey } from './keys/ensure.js'
-import { loadKeyring } from './keys/load.js'
+import { loadKeyring, logRejectedKey } from './keys/load.js'
 import { createMetrics } from './metrics/metrics.js'
 import { PasswordHasher } from './passwords/hasher.js'
 import { startBackgroundJobs, type BackgroundJobs } from './jobs.js'
@@ -54,7 +54,7 @@ export async function startRuntime (config: Config, logger: Logger, clock: () =>
     const keyring = new Keyring()
     const created = await ensureSigningKey(connection.db, kek, config.keyBits, clock())
     if (created !== undefined) logger.info({ kid: created }, 'created the first signing key')
-    await loadKeyring(connection.db, kek, keyring)
+    await loadKeyring(connection.db, kek, keyring, { onRejectedKey: logRejectedKey(logger) })
     const hasher = new PasswordHasher({ concurrency: config.hashConcurrency, depth: config.hashQueueDepth })
     const metrics = createMetrics({ hasher, keyring, pool: connection.pool })
     const jobs: BackgroundJobs = await startBackgroundJobs({ config, db: connection.db, databaseUrl: url, pool: connection.pool, keyring, kek, logger, clock })

@@ -1,6 +1,11 @@
+import { generateKeyPairSync, randomBytes } from 'node:crypto'
+import { calculateJwkThumbprint } from 'jose'
 import t from 'tap'
 import { PasswordHasher } from '../src/passwords/hasher.js'
 import { buildTestApp, login, signUp, testConfig } from './helpers/app.js'
+import { createTestDatabase, testConnection } from './helpers/db.js'
+import { jwksKids } from './helpers/http.js'
+import { startServer } from './helpers/server.js'
 
 const PASSWORD = 'correct horse battery'
 const NEW_PASSWORD = 'battery staple horse'
@@ -135,4 +140,28 @@ t.test('X-Request-Id is believed from the trusted proxy only', async (t) => {
   t.not((await untrusted.app.inject({ method: 'GET', url: '/healthz', headers: { 'x-request-id': 'forged-by-client' } })).headers['x-request-id'], 'forged-by-client', 'nor from a peer that is not the proxy')
   const proxied = await buildTestApp(t, { TESSERA_TRUST_PROXY: '127.0.0.1' })
   t.equal((await proxied.app.inject({ method: 'GET', url: '/healthz', headers: { 'x-request-id': 'from-the-gateway' } })).headers['x-request-id'], 'from-the-gateway', 'the gateway\'s id is kept')
+})
+
+t.test('a signing_keys row that does not hold together is neither published nor used, and is logged at error level', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db } = await testConnection(t, url)
+  const jwkOf = async (): Promise<{ n: string, e: string, thumbprint: string }> => {
+    const jwk = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' })
+    const n = jwk.n ?? ''
+    const e = jwk.e ?? ''
+    return { n, e, thumbprint: await calculateJwkThumbprint({ kty: 'RSA', n, e }, 'sha256') }
+  }
+  const forged = await jwkOf()
+  const contradictory = await jwkOf()
+  await db.insertInto('signing_keys').values([
+    { kid: 'forged-kid', state: 'previous', bits: 2048, public_jwk: JSON.stringify({ kty: 'RSA', n: forged.n, e: forged.e, kid: 'forged-kid', alg: 'RS256', use: 'sig' }) },
+    { kid: contradictory.thumbprint, state: 'previous', bits: 2048, unpublished_at: new Date(), public_jwk: JSON.stringify({ kty: 'RSA', n: contradictory.n, e: contradictory.e, kid: contradictory.thumbprint, alg: 'RS256', use: 'sig' }) }
+  ]).execute()
+  const server = await startServer(t, { DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url') })
+  const kids = await jwksKids(server.url)
+  t.equal(kids.length, 1, 'only the key Tessera made is published')
+  t.notOk(kids.includes('forged-kid') || kids.includes(contradictory.thumbprint))
+  const errors = server.output().split('\n').filter((line) => line.includes('"level":50'))
+  t.ok(errors.some((line) => line.includes('forged-kid') && line.includes('thumbprint')), 'the forged kid is logged at error level')
+  t.ok(errors.some((line) => line.includes(contradictory.thumbprint) && line.includes('unpublished_at')), 'so is the contradictory state')
 })
