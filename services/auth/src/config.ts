@@ -46,6 +46,8 @@ export interface Config {
   cleanupInterval: Seconds
   revokedRetention: Seconds
   auditRetention: Seconds
+  /** For `tessera db roles` only: the passwords it gives the owner, runtime and notes roles. */
+  dbRolePasswords: { owner: string | undefined, runtime: string | undefined, notes: string | undefined }
   keyCheckInterval: Seconds
 }
 
@@ -205,6 +207,11 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     cleanupInterval: read.duration('TESSERA_CLEANUP_INTERVAL', '10m'),
     revokedRetention: read.duration('TESSERA_REVOKED_RETENTION', '7d', 0),
     auditRetention: read.duration('TESSERA_AUDIT_RETENTION', '90d'),
+    dbRolePasswords: {
+      owner: read.optional('TESSERA_DB_OWNER_PASSWORD'),
+      runtime: read.optional('TESSERA_DB_APP_PASSWORD'),
+      notes: read.optional('TESSERA_DB_NOTES_PASSWORD')
+    },
     keyCheckInterval: read.duration('TESSERA_KEY_CHECK_INTERVAL', '30s')
   }
 }

@@ -11,6 +11,7 @@ import { connect, type Connection } from '../db/connect.js'
 import { startEmbeddedPostgres, stopEmbeddedPostgres } from '../db/embedded.js'
 import { WrongKekError } from '../keys/kek.js'
 import { databaseFor } from '../db/locate.js'
+import { DEFAULT_ROLE_NAMES, ensureRoles } from '../db/roles.js'
 import { CliError, output, type Output } from './output.js'
 import { migrateCommand } from './migrate.js'
 import { usersCommand } from './users.js'
@@ -31,6 +32,7 @@ const USAGE = `usage: tessera <command> [--json]
   cleanup                         delete expired sessions and refresh tokens now
   audit tail [--user U] [--limit N]  the newest audit events (default 50), oldest first
   db start|stop|url               the local embedded Postgres (when DATABASE_URL is unset)
+  db roles                        create the owner, runtime and notes roles (as a superuser; see docs/operators.md)
 `
 
 export interface CommandContext {
@@ -43,7 +45,26 @@ export interface CommandContext {
   connection: () => Promise<Connection>
 }
 
+function rolePassword (value: string | undefined, variable: string): string {
+  if (value === undefined) throw new CliError(`${variable} is required for \`tessera db roles\``, 2)
+  return value
+}
+
+async function dbRolesCommand (ctx: CommandContext): Promise<void> {
+  const passwords = ctx.config.dbRolePasswords
+  const roles = {
+    owner: { name: DEFAULT_ROLE_NAMES.owner, password: rolePassword(passwords.owner, 'TESSERA_DB_OWNER_PASSWORD') },
+    runtime: { name: DEFAULT_ROLE_NAMES.runtime, password: rolePassword(passwords.runtime, 'TESSERA_DB_APP_PASSWORD') },
+    notes: { name: DEFAULT_ROLE_NAMES.notes, password: rolePassword(passwords.notes, 'TESSERA_DB_NOTES_PASSWORD') }
+  }
+  const { db } = await ctx.connection()
+  await ensureRoles(db, roles)
+  ctx.out.result(`roles ready: ${roles.owner.name} (migrations), ${roles.runtime.name} (Tessera), ${roles.notes.name} (notes)`,
+    { owner: roles.owner.name, runtime: roles.runtime.name, notes: roles.notes.name })
+}
+
 async function dbCommand (ctx: CommandContext): Promise<void> {
+  if (ctx.args[0] === 'roles') return await dbRolesCommand(ctx)
   if (ctx.config.databaseUrl !== undefined) throw new CliError('DATABASE_URL is set: there is no embedded Postgres to manage')
   const [action] = ctx.args
   if (action === 'start' || action === 'url') {
@@ -56,7 +77,7 @@ async function dbCommand (ctx: CommandContext): Promise<void> {
     ctx.out.result(stopped ? 'embedded Postgres stopped' : 'embedded Postgres was not running', { stopped })
     return
   }
-  throw new CliError('usage: tessera db start|stop|url', 2)
+  throw new CliError('usage: tessera db start|stop|url|roles', 2)
 }
 
 const COMMANDS: Record<string, (ctx: CommandContext) => Promise<void>> = {
