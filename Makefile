@@ -3,22 +3,47 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
+# The runtime: the Node.js LTS line in .nvmrc (24). A machine whose node is
+# older gets that line from the npm registry (the `node` package ships the
+# linux-x64 binary) under .tools/, first on PATH for every target below.
+NODE_MAJOR := $(shell cat .nvmrc)
+NODE_PIN := 24.21.0
+SYSTEM_NODE_MAJOR := $(shell node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+ifeq ($(shell test $(SYSTEM_NODE_MAJOR) -ge $(NODE_MAJOR) && echo new),new)
+NODE_RUNTIME :=
+else
+NODE_RUNTIME := .tools/node/node_modules/.bin/node
+export PATH := $(CURDIR)/.tools/node/node_modules/.bin:$(PATH)
+endif
+
 NPM_STAMP := node_modules/.package-lock.json
 
 help:
+	@echo "(runtime: Node.js $(NODE_MAJOR) LTS; fetched into .tools/ when the machine's node is older)"
 	@echo "make run        install, start the embedded Postgres, migrate, serve on http://127.0.0.1:8080"
 	@echo "make test       lint, build and run every test against a real Postgres and Nginx"
 	@echo "make stack      Postgres, two auth instances, notes and Nginx (TLS on https://127.0.0.1:8443)"
 	@echo "make stack-down stop what make stack started"
 	@echo "make bench      benchmark every hot route against this machine's ceilings (SCENARIO=name for one)"
+	@echo "make bench-peer Tessera side by side with the SimpleJWT stack (../shared/peer-drf; QUICK=1 for 2 s runs)"
 	@echo "make keys-list | keys-rotate | keys-rotate-now   operator key commands"
 	@echo "make keys-revoke KID=<kid> | keys-rewrap NEW_KEK_FILE=<file>   key compromise, KEK rotation"
 
-$(NPM_STAMP): package.json package-lock.json services/*/package.json bench/package.json
+ifneq ($(NODE_RUNTIME),)
+$(NODE_RUNTIME):
+	@echo "node $$(node --version 2>/dev/null || echo none) is older than $(NODE_MAJOR): installing node@$(NODE_PIN) from the npm registry into .tools/"
+	@mkdir -p .tools/node
+	npm install --prefix .tools/node --no-save --no-package-lock --no-audit --no-fund node@$(NODE_PIN)
+endif
+
+$(NPM_STAMP): package.json package-lock.json services/*/package.json bench/package.json $(NODE_RUNTIME)
 	npm ci --no-audit --no-fund
 	@touch $(NPM_STAMP)
 
 install: $(NPM_STAMP)
+
+node-version: $(NPM_STAMP)
+	@node --version
 
 # Rebuild only when a source or config changed, so a second `make run` starts in seconds.
 BUILD_STAMP := services/auth/dist/.build-stamp
@@ -50,6 +75,9 @@ stack-down:
 bench: build
 	node bench/run.mjs $(if $(SCENARIO),--scenario $(SCENARIO),)
 
+bench-peer: build
+	node bench/run.mjs --peer $(if $(QUICK),--quick,)
+
 keys-list: build
 	node services/auth/bin/tessera.js keys list
 
@@ -70,4 +98,4 @@ keys-rewrap: build
 clean:
 	rm -rf services/*/dist bench/dist services/*/.tap .tap
 
-.PHONY: help install build lint run test stack stack-down bench keys-list keys-rotate keys-rotate-now keys-revoke keys-rewrap clean
+.PHONY: help node-version install build lint run test stack stack-down bench bench-peer keys-list keys-rotate keys-rotate-now keys-revoke keys-rewrap clean

@@ -7,6 +7,8 @@
  * report.svg. Only 127.0.0.1 is ever loaded.
  *
  *   node bench/run.mjs [--scenario NAME[,NAME]] [--quick] [--out DIR] [--no-scaling] [--no-profile]
+ *   node bench/run.mjs --peer [--quick] [--out DIR]     (`make bench-peer`, lib/peer-compare.mjs)
+ *   node bench/run.mjs --help
  * @module
  */
 import { randomBytes } from 'node:crypto'
@@ -21,7 +23,10 @@ import { startGateway } from './lib/gateway.mjs'
 import { prepareFixtures } from './lib/fixtures.mjs'
 import { runLoad } from './lib/load.mjs'
 import { profileClock, summarizeProfile } from './lib/profile.mjs'
-import { consoleSummary, writeReport } from './lib/report.mjs'
+import { comparePeer, peerSummary } from './lib/peer-compare.mjs'
+import { locatePeer, peerUnavailable } from './lib/peer-stack.mjs'
+import { PHYSICAL_BESIDE, physicalCeilings, physicalLimits } from './lib/physical.mjs'
+import { consoleSummary, loadAverage, machineFacts, writeReport } from './lib/report.mjs'
 import { SCENARIOS } from './lib/scenarios.mjs'
 import { NOTES_ENTRY, startTessera } from './lib/tessera.mjs'
 
@@ -35,9 +40,33 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     out: { type: 'string' },
     'no-scaling': { type: 'boolean', default: false },
-    'no-profile': { type: 'boolean', default: false }
+    'no-profile': { type: 'boolean', default: false },
+    peer: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false }
   }
 })
+
+if (args.help) {
+  process.stdout.write(`Usage: node bench/run.mjs [options]      (make bench, make bench-peer)
+
+Benchmarks Tessera on 127.0.0.1 against this machine's ceilings, measured in the same run,
+and writes bench/REPORT.md, report.json and report.svg.
+
+  --scenario NAME[,NAME]  only these scenarios, with their ceilings (repeatable)
+  --quick                 1-second runs: proves the harness works, numbers not to quote
+  --out DIR               where the report goes (default: bench/)
+  --no-scaling            skip the runs on one process per core
+  --no-profile            skip the CPU profile of the refresh path
+  --peer                  instead: Tessera side by side with the SimpleJWT stack (make bench-peer):
+                          password login (16 and 64 connections), refresh and GET /v1/me against
+                          /api/me/ (64), two alternating rounds of wrk -t1 10 s each (2 s with --quick),
+                          with the CPU each stack used; writes REPORT-peer.md and report-peer.json.
+                          Needs wrk, root, and the peer's Debian packages (its README); starts the
+                          stack from PEER_DRF_DIR (default ../shared/peer-drf) and stops what it started.
+  -h, --help              this text
+`)
+  process.exit(0)
+}
 
 const wanted = (args.scenario ?? []).flatMap((s) => s.split(',')).filter((s) => s !== '')
 for (const name of wanted) {
@@ -46,6 +75,28 @@ for (const name of wanted) {
     process.exit(2)
   }
 }
+if (args.peer) {
+  if (wanted.length > 0) {
+    process.stderr.write('bench: --peer runs its own scenarios; --scenario does not apply\n')
+    process.exit(2)
+  }
+  const peerDir = locatePeer(ROOT, process.env)
+  const peerRunDir = process.env.PEER_RUN_DIR || '/tmp/peer-drf-run'
+  const reason = await peerUnavailable(peerDir, peerRunDir)
+  if (reason !== undefined) {
+    process.stderr.write(`bench --peer: cannot start the SimpleJWT stack: ${reason}\n`)
+    process.exit(2)
+  }
+  try {
+    const report = await comparePeer({ root: ROOT, out: path.resolve(args.out ?? path.join(ROOT, 'bench')), quick: args.quick, peerDir, peerRunDir, databaseUrl: process.env.DATABASE_URL || undefined, log })
+    process.stdout.write(`${peerSummary(report)}\n\nReport: ${path.join(args.out ?? 'bench', 'REPORT-peer.md')} (${((Date.now() - started) / 1000).toFixed(0)} s)\n`)
+    process.exit(0)
+  } catch (err) {
+    process.stderr.write(`bench --peer: ${err instanceof Error ? err.stack : String(err)}\n`)
+    process.exit(1)
+  }
+}
+
 const selected = SCENARIOS.filter((s) => wanted.length === 0 || wanted.includes(s.name))
 const cores = os.availableParallelism()
 const keyBits = Number(process.env.TESSERA_KEY_BITS ?? 2048)
@@ -73,7 +124,7 @@ const tesseraSettings = {
   ...(args.quick ? { TESSERA_MAX_EVENT_LOOP_DELAY_MS: '0' } : {})
 }
 
-const loadBefore = os.loadavg().map((l) => Math.round(l * 100) / 100)
+const loadBefore = loadAverage()
 const database = await freshDatabase({ root: ROOT, databaseUrl: process.env.DATABASE_URL || undefined, log })
 /** @type {import('./lib/tessera.mjs').TesseraProcess[]} */
 const servers = []
@@ -180,6 +231,7 @@ try {
       }
     }
   }
+  Object.assign(definitions, physicalCeilings({ keyBits, cores, seconds: settings.ceilingSeconds, ceiling: async (name) => await ceiling(name) }))
   /** @type {Promise<{ jose: number, nodeCrypto: number }> | undefined} */
   let signing
   const signatures = () => (signing ??= signingRates(keyBits, settings.ceilingSeconds))
@@ -244,6 +296,8 @@ try {
     if (scenario.name === 'refresh' && !args.quick) {
       for (const name of ['refresh-combined-node', 'rotation-separate', 'verify-jose', 'verify-node']) await ceiling(name)
     }
+    // The physical limits beside the ceilings this scenario is judged against (lib/physical.mjs).
+    for (const name of PHYSICAL_BESIDE[scenario.name] ?? []) if (name in definitions) await ceiling(name)
     log(`scenario ${scenario.name}…`)
     const result = await scenario.run(ctx, [primary.url])
     ctx.observed[scenario.name] = result.rps
@@ -317,16 +371,7 @@ try {
   }
   const report = {
     generatedAt: new Date().toISOString(),
-    machine: {
-      cores,
-      cpu: os.cpus()[0]?.model ?? 'unknown',
-      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-      platform: `${os.platform()} ${os.release()}`,
-      node: process.versions.node,
-      postgres: database.version,
-      loadBefore,
-      loadAfter: os.loadavg().map((l) => Math.round(l * 100) / 100)
-    },
+    machine: machineFacts({ postgres: database.version, loadBefore }),
     database: { source: database.source, settings: database.settings },
     settings: { ...settings, quick: args.quick, tessera: { ...tesseraSettings, processes: `1, then ${cores} for scaling` } },
     ceilings,
@@ -334,6 +379,7 @@ try {
     skipped,
     scaling,
     profile,
+    physical: physicalLimits(scenarioResults, ceilings),
     targets: [
       ...target('refresh ≥ 70 % of the combined ceiling', ['refresh']),
       ...target('login ≥ 85 % of the argon2 ceiling', ['login']),

@@ -5,12 +5,30 @@
  * @module
  */
 import { promises as fs } from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 
 /** The stack Tessera replaces, as measured on the same kind of 2-core machine (issue 9). */
 export const REFERENCE = {
   stack: 'Django REST framework + SimpleJWT (pre-loaded keys), 3 Gunicorn workers behind Nginx, Postgres 15, same kind of 2-core machine',
   rps: { login: 88, refresh: 540, me: 2150 }
+}
+
+/** The 1, 5 and 15-minute load averages, rounded. */
+export const loadAverage = () => os.loadavg().map((l) => Math.round(l * 100) / 100)
+
+/** What a report says about the machine it was measured on. @param {{ postgres: string, loadBefore: number[] }} run */
+export function machineFacts ({ postgres, loadBefore }) {
+  return {
+    cores: os.availableParallelism(),
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    platform: `${os.platform()} ${os.release()}`,
+    node: process.versions.node,
+    postgres,
+    loadBefore,
+    loadAfter: loadAverage()
+  }
 }
 
 const int = (/** @type {number} */ n) => Math.round(n).toLocaleString('en-US')
@@ -104,6 +122,10 @@ export function markdown (report) {
     '',
     'Where the time goes, what was done about it and what blocks a target not met: [docs/performance.md](../docs/performance.md).',
     '',
+    ...(report.physical?.length > 0
+      ? ['## Physical limits', '', 'What the hardware allows with nothing else running (bench/lib/physical.mjs), beside the ceilings of the design:', '',
+          markdownTable(['scenario', 'req/s', 'physical limit', 'per second', 'share'], report.physical.map((/** @type {any} */ p) => [p.scenario, int(p.rps), p.limit, int(p.rate), percent(p.ratio)])), '']
+      : []),
     '## Ceilings',
     '',
     markdownTable(['ceiling', 'per second', 'how it was measured'], Object.entries(report.ceilings).map(([name, c]) => [name, int(/** @type {any} */ (c).rate), /** @type {any} */ (c).what])),

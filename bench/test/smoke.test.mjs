@@ -4,27 +4,12 @@
  * not judged (the machine may be busy); `make bench` does that.
  * @module
  */
-import { spawn } from 'node:child_process'
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { fileURLToPath } from 'node:url'
-
-const RUN = fileURLToPath(new URL('../run.mjs', import.meta.url))
-
-/** @param {string[]} args @param {Record<string, string>} env */
-function harness (args, env) {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [RUN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (c) => { stdout += c.toString() })
-    child.stderr.on('data', (c) => { stderr += c.toString() })
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
-}
+import { harness } from './harness.mjs'
 
 test('a quick run of every scenario has no errors and writes a whole report', { timeout: 120_000 }, async (t) => {
   const out = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-bench-'))
@@ -50,6 +35,10 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
   for (const name of ['sign-jose', 'argon2', 'rotation', 'bare-token', 'refresh-combined', 'bare-jwks', 'bare-jwks-304', 'bare-me']) {
     assert.ok(report.ceilings[name]?.rate > 0, `ceiling ${name}`)
   }
+  // The physical limits stand beside the ceilings: signing on every core (÷ 2 for a refresh) and argon2 on every core.
+  for (const name of ['sign-all-cores', 'refresh-signing-limit', 'argon2-all-cores']) assert.ok(report.ceilings[name]?.rate > 0, `physical ${name}`)
+  assert.ok(Math.abs(report.ceilings['refresh-signing-limit'].rate - report.ceilings['sign-all-cores'].rate / 2) <= 0.5)
+  assert.deepEqual(report.physical.map((/** @type {any} */ p) => [p.scenario, p.limit]), [['login', 'argon2-all-cores'], ['refresh', 'refresh-signing-limit']])
   const { rate: signs } = report.ceilings['sign-jose']
   const expected = 1 / (2 / signs + 1 / report.ceilings.rotation.rate + 1 / report.ceilings['bare-token'].rate)
   assert.ok(Math.abs(report.ceilings['refresh-combined'].rate - expected) <= 1)
@@ -60,7 +49,7 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
   assert.ok(report.profile.areas.some((/** @type {any} */ a) => a.area === 'tessera'), 'the profile sees our own code')
 
   const markdown = await fs.readFile(path.join(out, 'REPORT.md'), 'utf8')
-  for (const heading of ['## Scenarios', '## Targets', '## Ceilings', '## Reference', '## Where refresh spends its time', '## Machine and settings']) {
+  for (const heading of ['## Scenarios', '## Targets', '## Physical limits', '## Ceilings', '## Reference', '## Where refresh spends its time', '## Machine and settings']) {
     assert.ok(markdown.includes(heading), heading)
   }
   assert.ok(markdown.includes('](report.svg)'))

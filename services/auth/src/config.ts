@@ -156,11 +156,40 @@ function defaultHashConcurrency (cores: number, poolSize: string | undefined): n
   return Math.max(1, Math.min(cores - 1, pool - 1))
 }
 
+/**
+ * The JWKS's s-maxage: how long a shared cache (the gateway) may answer from
+ * its copy before asking an instance again.
+ */
+export const JWKS_SHARED_MAX_AGE: Seconds = 1
+/** Nginx keeps cache validity in whole seconds, so it may serve a copy up to one second past its s-maxage. */
+const SHARED_CACHE_STALENESS: Seconds = JWKS_SHARED_MAX_AGE + 1
+
+/**
+ * The shortest lead under which no verifier meets an unknown kid: a verifier
+ * keeps a key set for max-age, the gateway's copy may be that much older, and
+ * an instance that missed the NOTIFY learns of a new key only at its next
+ * periodic reload. See docs/operators.md, "How long an old key set can live".
+ */
+export function minimumPublishLead (settings: Pick<Config, 'jwksMaxAge' | 'keyCheckInterval'>): Seconds {
+  return settings.jwksMaxAge + SHARED_CACHE_STALENESS + settings.keyCheckInterval
+}
+
+function readPublishLead (read: Reader, env: Env, settings: Pick<Config, 'jwksMaxAge' | 'keyCheckInterval'>): Seconds {
+  const minimum = minimumPublishLead(settings)
+  const lead = read.duration('TESSERA_KEY_PUBLISH_LEAD', `${Math.max(2 * settings.jwksMaxAge, minimum)}s`, 0)
+  if (lead < minimum) {
+    throw new ConfigError('TESSERA_KEY_PUBLISH_LEAD', `at least ${minimum}s: TESSERA_JWKS_MAX_AGE (${settings.jwksMaxAge}s) + ` +
+      `TESSERA_KEY_CHECK_INTERVAL (${settings.keyCheckInterval}s) + ${SHARED_CACHE_STALENESS}s the gateway may keep its copy`, env.TESSERA_KEY_PUBLISH_LEAD ?? '')
+  }
+  return lead
+}
+
 /** Reads and validates every setting; throws ConfigError naming the first bad one. */
 export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const read = new Reader(env)
   const production = env.NODE_ENV === 'production'
   const jwksMaxAge = read.duration('TESSERA_JWKS_MAX_AGE', '5m')
+  const keyCheckInterval = read.duration('TESSERA_KEY_CHECK_INTERVAL', '30s')
   const rotation = read.optional('TESSERA_KEY_ROTATION') === 'off' ? null : read.duration('TESSERA_KEY_ROTATION', '30d')
   const kekText = read.optional('TESSERA_KEK')
   if (production && kekText === undefined) {
@@ -181,7 +210,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     sessionMax: read.duration('TESSERA_SESSION_MAX', '90d'),
     refreshGrace: read.duration('TESSERA_REFRESH_GRACE', '10s', 0),
     jwksMaxAge,
-    keyPublishLead: read.duration('TESSERA_KEY_PUBLISH_LEAD', `${2 * jwksMaxAge}s`, 0),
+    keyPublishLead: readPublishLead(read, env, { jwksMaxAge, keyCheckInterval }),
     keyRotation: rotation,
     keyBits: Number(read.choice('TESSERA_KEY_BITS', '2048', ['2048', '3072', '4096'])) as Config['keyBits'],
     kek: kekText === undefined ? undefined : decodeKek('TESSERA_KEK', kekText),
@@ -212,7 +241,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
       runtime: read.optional('TESSERA_DB_APP_PASSWORD'),
       notes: read.optional('TESSERA_DB_NOTES_PASSWORD')
     },
-    keyCheckInterval: read.duration('TESSERA_KEY_CHECK_INTERVAL', '30s')
+    keyCheckInterval
   }
 }
 

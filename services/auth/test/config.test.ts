@@ -1,5 +1,5 @@
 import t from 'tap'
-import { ConfigError, loadConfig, parseDuration } from '../src/config.js'
+import { ConfigError, loadConfig, minimumPublishLead, parseDuration } from '../src/config.js'
 import { spawn } from 'node:child_process'
 import { SERVER_ENTRY } from './helpers/server.js'
 
@@ -53,7 +53,20 @@ t.test('values are parsed', async (t) => {
   t.equal(config.kek?.length, 32)
   t.same(config.trustProxy, ['127.0.0.1', '10.0.0.0/8'])
   t.equal(config.issuer, 'https://auth.example.com', 'trailing slash dropped')
-  t.equal(config.keyPublishLead, 2)
+  t.equal(config.keyPublishLead, 33, 'twice a 1 s max-age is too short: the minimum, 1 s + 30 s key check + 2 s')
+})
+
+t.test('the publish lead covers the verifier, the gateway and the key reload', async (t) => {
+  t.equal(minimumPublishLead({ jwksMaxAge: 300, keyCheckInterval: 30 }), 332)
+  const settings = { TESSERA_JWKS_MAX_AGE: '2s', TESSERA_KEY_CHECK_INTERVAL: '1s' }
+  t.equal(loadConfig(settings).keyPublishLead, 5, 'the default is never below the minimum')
+  t.equal(loadConfig({ ...settings, TESSERA_KEY_PUBLISH_LEAD: '5s' }).keyPublishLead, 5, 'the minimum itself is accepted')
+  const err = t.throws(() => loadConfig({ ...settings, TESSERA_KEY_PUBLISH_LEAD: '4s' })) as Error
+  t.ok(err instanceof ConfigError)
+  t.equal(err.message, 'TESSERA_KEY_PUBLISH_LEAD="4s" is invalid: expected at least 5s: TESSERA_JWKS_MAX_AGE (2s) + ' +
+    'TESSERA_KEY_CHECK_INTERVAL (1s) + 2s the gateway may keep its copy')
+  t.throws(() => loadConfig({ TESSERA_JWKS_MAX_AGE: '10m', TESSERA_KEY_PUBLISH_LEAD: '10m' }), /^TESSERA_KEY_PUBLISH_LEAD="10m" is invalid: expected at least 632s/,
+    'a lead no longer than the max-age is refused')
 })
 
 const BAD: Array<[string, string]> = [

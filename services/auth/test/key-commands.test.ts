@@ -31,7 +31,7 @@ t.test('rotate, rotate --now, erase, revoke and a lost LISTEN connection, across
     DATABASE_URL: databaseUrl,
     TESSERA_KEK: randomBytes(32).toString('base64url'),
     TESSERA_JWKS_MAX_AGE: '1s',
-    TESSERA_KEY_PUBLISH_LEAD: '60s',
+    TESSERA_KEY_PUBLISH_LEAD: '2m',
     TESSERA_KEY_ROTATION: 'off',
     TESSERA_KEY_CHECK_INTERVAL: '60s',
     TESSERA_REFRESH_GRACE: '1s',

@@ -43,7 +43,7 @@ t.test('an instance hears of changes within a second, also after losing its LIST
   const url = await createTestDatabase(t)
   const { db, pool } = await testConnection(t, url)
   const other = await testConnection(t, url)
-  const { config, kek, keyring, lines } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s', TESSERA_KEY_PUBLISH_LEAD: '60s' })
+  const { config, kek, keyring, lines } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_PUBLISH_LEAD: '2m' })
   const making = { kek, bits: config.keyBits }
   const who = { actor: 'test' }
 
@@ -80,9 +80,9 @@ t.test('a connection lost while checked out from the pool fails its work, not th
 t.test('the timer promotes a pending key after the lead and logs it', async (t) => {
   const url = await createTestDatabase(t)
   const { db, pool } = await testConnection(t, url)
-  const { config, kek, keyring, lines } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_PUBLISH_LEAD: '1s', TESSERA_REFRESH_GRACE: '0' })
+  const { config, kek, keyring, lines } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEY_PUBLISH_LEAD: '4s', TESSERA_REFRESH_GRACE: '0' })
   const pending = await rotateKeys(db, { kek, bits: config.keyBits }, { immediate: false, now: new Date(), who: { actor: 'test' } })
-  t.ok(await within(4000, async () => keyring.signer?.kid === pending.created, 50) !== undefined, 'promoted by the timer')
+  t.ok(await within(7000, async () => keyring.signer?.kid === pending.created, 50) !== undefined, 'promoted by the timer')
   t.match(lines.join(''), /"transition":"promoted".*"msg":"signing key transition"/)
 })
 

@@ -67,7 +67,7 @@ t.test('rotate publishes a next key, refuses a second, --now promotes it', async
 })
 
 t.test('the timer promotes after the lead and rotates on schedule, never early', async (t) => {
-  const { deps, kek, config } = await buildTestApp(t, { TESSERA_KEY_PUBLISH_LEAD: '10s', TESSERA_KEY_ROTATION: '60s' })
+  const { deps, kek, config } = await buildTestApp(t, { TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEY_PUBLISH_LEAD: '10s', TESSERA_KEY_ROTATION: '60s' })
   const making = { kek, bits: config.keyBits }
   const first = await keyRow(deps.db, deps.keyring.signer?.kid ?? '')
   const p = first?.promoted_at ?? new Date()
@@ -84,7 +84,7 @@ t.test('the timer promotes after the lead and rotates on schedule, never early',
 })
 
 t.test('two timers at once make one key', async (t) => {
-  const { deps, kek, config } = await buildTestApp(t, { TESSERA_KEY_PUBLISH_LEAD: '10s', TESSERA_KEY_ROTATION: '60s' })
+  const { deps, kek, config } = await buildTestApp(t, { TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEY_PUBLISH_LEAD: '10s', TESSERA_KEY_ROTATION: '60s' })
   const making = { kek, bits: config.keyBits }
   const when = at(new Date(), 3600)
   const results = await Promise.all([1, 2, 3].map(async () => await advanceKeys(deps.db, making, config, when)))

@@ -169,7 +169,7 @@ t.test('JWKS: cache headers, strong ETag, 304', async (t) => {
   const { app, deps } = await buildTestApp(t, { TESSERA_JWKS_MAX_AGE: '2m' })
   const res = await app.inject({ method: 'GET', url: '/.well-known/jwks.json' })
   t.equal(res.statusCode, 200)
-  t.equal(res.headers['cache-control'], 'public, max-age=120')
+  t.equal(res.headers['cache-control'], 'public, max-age=120, s-maxage=1')
   t.match(res.headers.etag, /^"[A-Za-z0-9_-]+"$/)
   t.match(res.headers['content-type'], /^application\/jwk-set\+json/)
   const keys = res.json().keys

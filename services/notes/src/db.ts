@@ -4,7 +4,8 @@
  * at start; Kysely's migrator lock makes concurrent starts safe.
  * @module
  */
-import { Kysely, Migrator, PostgresDialect, sql, type Generated, type Migration } from 'kysely'
+import { Kysely, PostgresDialect, sql, type Generated } from 'kysely'
+import { Migrator, type Migration } from 'kysely/migration'
 import pg from 'pg'
 
 export interface NotesTable {

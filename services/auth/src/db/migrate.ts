@@ -7,7 +7,8 @@
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { FileMigrationProvider, Migrator, type MigrationResultSet, type Kysely } from 'kysely'
+import type { Kysely } from 'kysely'
+import { FileMigrationProvider, Migrator, type MigrationResultSet } from 'kysely/migration'
 
 // src/db and dist/db sit at the same depth below the repository root.
 export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../migrations')

@@ -4,7 +4,7 @@
  * @module
  */
 import type { App, Deps } from '../app.js'
-import type { Config } from '../config.js'
+import { JWKS_SHARED_MAX_AGE, type Config } from '../config.js'
 
 /** RFC 8414 metadata; every URL derives from the issuer. */
 export function serverMetadata (config: Pick<Config, 'issuer' | 'scopes'>): Record<string, unknown> {
@@ -35,7 +35,9 @@ function etagMatches (header: string | undefined, etag: string): boolean {
 }
 
 export function registerWellKnownRoutes (app: App, config: Config, deps: Deps): void {
-  const cacheControl = `public, max-age=${config.jwksMaxAge}`
+  // s-maxage bounds how old a shared cache's copy can be (TESSERA_KEY_PUBLISH_LEAD
+  // counts on it); the verifier behind it still keeps the copy for max-age.
+  const cacheControl = `public, max-age=${config.jwksMaxAge}, s-maxage=${JWKS_SHARED_MAX_AGE}`
   app.get('/.well-known/jwks.json', async (request, reply) => {
     const { body, etag } = deps.keyring.jwks
     void reply.header('cache-control', cacheControl).header('etag', etag)

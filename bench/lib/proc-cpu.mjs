@@ -1,0 +1,122 @@
+/**
+ * CPU time from /proc (Linux): what a process tree used (a server, its worker
+ * processes, its Postgres and every backend) and what the whole machine was
+ * busy with, between two snapshots. A child that exits meanwhile is counted
+ * through its parent's cutime/cstime once reaped, so nothing a tree did is lost.
+ * @module
+ */
+import { execFileSync } from 'node:child_process'
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs'
+
+const TICKS = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
+  } catch {
+    return 100
+  }
+})()
+
+/** @typedef {Map<number, { ppid: number, ticks: number }>} ProcTable */
+
+/** @returns {ProcTable} pid → parent and CPU ticks (own plus reaped children's) */
+function procTable () {
+  /** @type {ProcTable} */
+  const table = new Map()
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    let stat
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+    } catch {
+      continue
+    }
+    // Fields after the command name, which may itself hold spaces and parentheses.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const ticks = Number(rest[11]) + Number(rest[12]) + Number(rest[13]) + Number(rest[14])
+    table.set(Number(entry), { ppid: Number(rest[1]), ticks })
+  }
+  return table
+}
+
+/** @param {ProcTable} table @param {number[]} roots */
+function treeTicks (table, roots) {
+  /** @type {Map<number, number[]>} */
+  const children = new Map()
+  for (const [pid, { ppid }] of table) children.set(ppid, [...(children.get(ppid) ?? []), pid])
+  const seen = new Set()
+  const todo = roots.filter((pid) => table.has(pid))
+  let ticks = 0
+  while (todo.length > 0) {
+    const pid = /** @type {number} */ (todo.pop())
+    if (seen.has(pid)) continue
+    seen.add(pid)
+    ticks += table.get(pid)?.ticks ?? 0
+    todo.push(...(children.get(pid) ?? []))
+  }
+  return ticks
+}
+
+function machineBusyTicks () {
+  const [, ...fields] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/)
+  const [user, nice, system, , , irq, softirq, steal] = fields.map(Number)
+  return user + nice + system + irq + softirq + steal
+}
+
+/**
+ * @typedef {object} CpuSnapshot
+ * @property {number} at performance.now()
+ * @property {number} busy machine busy ticks
+ * @property {ProcTable} table
+ */
+
+/** @returns {CpuSnapshot} */
+export function cpuSnapshot () {
+  return { at: performance.now(), busy: machineBusyTicks(), table: procTable() }
+}
+
+/**
+ * Cores used between two snapshots: by each named process tree, by the whole
+ * machine, and by everything else (load generator, harness, other users).
+ * @param {CpuSnapshot} before @param {CpuSnapshot} after @param {Record<string, number[]>} trees name → root pids
+ * @returns {{ trees: Record<string, number>, machine: number, rest: number }}
+ */
+export function coresBetween (before, after, trees) {
+  const seconds = (after.at - before.at) / 1000
+  const cores = (/** @type {number} */ ticks) => Math.round((ticks / TICKS / seconds) * 100) / 100
+  /** @type {Record<string, number>} */
+  const used = {}
+  for (const [name, roots] of Object.entries(trees)) used[name] = cores(treeTicks(after.table, roots) - treeTicks(before.table, roots))
+  const machine = cores(after.busy - before.busy)
+  return { trees: used, machine, rest: Math.round((machine - Object.values(used).reduce((a, b) => a + b, 0)) * 100) / 100 }
+}
+
+/**
+ * The process listening on a loopback TCP port (the Postgres a database URL
+ * names): its socket's inode from /proc/net/tcp, then the process holding it.
+ * @param {number} port @returns {number | undefined}
+ */
+export function listenerPid (port) {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0')
+  const inodes = new Set()
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = ''
+    try { text = readFileSync(file, 'utf8') } catch { continue }
+    for (const line of text.split('\n').slice(1)) {
+      const cells = line.trim().split(/\s+/)
+      // st 0A is LISTEN
+      if (cells[1]?.endsWith(`:${hex}`) && cells[3] === '0A') inodes.add(`socket:[${cells[9]}]`)
+    }
+  }
+  if (inodes.size === 0) return undefined
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    let fds
+    try { fds = readdirSync(`/proc/${entry}/fd`) } catch { continue }
+    for (const fd of fds) {
+      try {
+        if (inodes.has(readlinkSync(`/proc/${entry}/fd/${fd}`))) return Number(entry)
+      } catch {}
+    }
+  }
+  return undefined
+}
