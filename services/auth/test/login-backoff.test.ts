@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import t from 'tap'
 import { PasswordHasher } from '../src/passwords/hasher.js'
-import { countLoginAttempt, pruneLoginThrottle } from '../src/sessions/login-throttle.js'
+import { countLoginAttempt, pruneLoginThrottle, refundLoginAttempt } from '../src/sessions/login-throttle.js'
 import { buildTestApp, signUp, testConfig } from './helpers/app.js'
 import { createTestDatabase, testConnection } from './helpers/db.js'
 import { startServer } from './helpers/server.js'
@@ -95,6 +95,8 @@ t.test('the back-off doubles per failure up to the cap, and a stale streak start
   const counted = many.flatMap((a) => a.refused ? [] : [a.failures]).sort((a, b) => a - b)
   t.same(counted, [1, 2, 3], 'of 20 concurrent attempts exactly the threshold are counted, each once')
   t.equal(many.filter((a) => a.refused).length, 17, 'the rest are refused')
+  await refundLoginAttempt(connection.db, 'carol', policy)
+  t.same(await countLoginAttempt(connection.db, 'carol', now, policy), { refused: false, failures: 3, blockedUntil: new Date(now.getTime() + 2000) }, 'an attempt the hashing queue shed is refunded, and the block it set lifted')
 })
 
 t.test('unknown usernames are tracked alike, and the table is pruned and capped', async (t) => {

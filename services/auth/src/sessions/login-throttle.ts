@@ -64,6 +64,21 @@ export async function countLoginAttempt (db: Db, key: string, now: Date, policy:
   return { refused: true, retryAfter: Math.max(1, Math.ceil((until - now.getTime()) / 1000)) }
 }
 
+/**
+ * Takes back an attempt that was counted but never evaluated (the hashing
+ * queue shed it): a refusal for load is not a guess. Lifts the block if this
+ * attempt was the one that set it.
+ */
+export async function refundLoginAttempt (db: Db, key: string, policy: BackoffPolicy): Promise<void> {
+  await db.updateTable('login_throttle')
+    .set({
+      failures: sql<number>`failures - 1`,
+      blocked_until: sql<Date | null>`CASE WHEN failures - 1 >= ${policy.threshold} THEN blocked_until ELSE NULL END`
+    })
+    .where('username', '=', key).where('failures', '>', 0)
+    .execute()
+}
+
 export async function clearLoginFailures (db: Db, key: string): Promise<void> {
   await db.deleteFrom('login_throttle').where('username', '=', key).execute()
 }

@@ -8,12 +8,12 @@
  * must wait rather than ask the user again.
  * @module
  */
-import { invalidCredentials } from '../errors.js'
+import { OAuthError, invalidCredentials } from '../errors.js'
 import type { Db } from '../db/database.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
 import type { PasswordHasher } from '../passwords/hasher.js'
 import { normalizePassword, normalizeUsername } from '../passwords/policy.js'
-import { backedOff, clearLoginFailures, countLoginAttempt, type BackoffPolicy, type FailureRecord } from './login-throttle.js'
+import { backedOff, clearLoginFailures, countLoginAttempt, refundLoginAttempt, type BackoffPolicy, type FailureRecord } from './login-throttle.js'
 import { grantedScope } from './scope.js'
 import { startSession, tokenPair, type Issuer, type TokenPair } from './issue.js'
 
@@ -73,13 +73,20 @@ export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput)
   const user = username === undefined
     ? undefined
     : await deps.db.selectFrom('users').select(['id', 'password_hash', 'disabled_at']).where('username', '=', username).executeTakeFirst()
+  const verify = async (): Promise<boolean> => {
+    try {
+      return user === undefined ? await deps.hasher.dummyVerify(password) : await deps.hasher.verify(user.password_hash, password)
+    } catch (err) {
+      if (err instanceof OAuthError && err.status === 503) await refundLoginAttempt(deps.db, key, deps.backoff)
+      throw err
+    }
+  }
 
+  const valid = await verify()
   if (user === undefined) {
-    await deps.hasher.dummyVerify(password)
     await recordFailure(deps, key, undefined, 'unknown_user', attempt, input)
     throw invalidCredentials('unknown user')
   }
-  const valid = await deps.hasher.verify(user.password_hash, password)
   if (!valid || user.disabled_at !== null) {
     const reason = valid ? 'user_disabled' : 'wrong_password'
     await recordFailure(deps, key, user.id, reason, attempt, input)
