@@ -3,7 +3,7 @@
  * The ceilings' server: a bare Fastify (default options, no plugins) in its
  * own process, as Tessera runs in its own. Routes:
  *   GET  /jwks   the JWKS body Tessera serves, with its ETag (304 on If-None-Match)
- *   GET  /me     the same one-row Postgres read as /v1/me, ids from x-user-id/x-session-id
+ *   GET  /me     the same one-row Postgres read as /v1/me (its very SQL text), ids from x-user-id/x-session-id
  *   POST /token  a JSON body in, a token-response-sized JSON body out
  * Configured by BARE_JWKS, BARE_ETAG, BARE_TOKEN_RESPONSE, BARE_DATABASE_URL; prints
  * {"port":N} once listening on 127.0.0.1.
@@ -11,14 +11,12 @@
  */
 import Fastify from 'fastify'
 import pg from 'pg'
+import { LIVE_PROFILE_SQL as ME } from '../services/auth/dist/users/profile.js'
 
 const jwks = process.env.BARE_JWKS ?? '{"keys":[]}'
 const etag = process.env.BARE_ETAG ?? '"none"'
 const tokenResponse = process.env.BARE_TOKEN_RESPONSE ?? '{}'
 const pool = new pg.Pool({ connectionString: process.env.BARE_DATABASE_URL, max: 20 })
-
-// Kysely's text for users/profile.ts liveProfile, byte for byte.
-const ME = 'select "users"."id", "users"."username", "users"."created_at" from "users" inner join "sessions" on "sessions"."user_id" = "users"."id" where "users"."id" = $1 and "sessions"."id" = $2 and "users"."disabled_at" is null and "sessions"."revoked_at" is null and "sessions"."expires_at" > $3'
 
 const app = Fastify({ logger: false })
 app.get('/jwks', async (request, reply) => {

@@ -84,6 +84,10 @@ up () {
   local app_url notes_url
   app_url=$(url_as "$admin_url" tessera_app "$app_password")
   notes_url=$(url_as "$admin_url" tessera_notes "$notes_password")
+  # The public client the README's walkthrough logs in with, for the notes resource.
+  DATABASE_URL=$(url_as "$admin_url" tessera_app "$app_password") "${TESSERA[@]}" clients show notes-web >/dev/null 2>&1 ||
+    DATABASE_URL=$(url_as "$admin_url" tessera_app "$app_password") "${TESSERA[@]}" clients create notes-web --grants password,refresh_token \
+      --scopes "notes:read notes:write" --resources urn:tessera:notes >/dev/null
 
   # The same key-encryption key `make run` uses, so both see the same keys.
   if [ -z "${TESSERA_KEK:-}" ]; then

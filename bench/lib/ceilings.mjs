@@ -1,16 +1,22 @@
 /**
  * What this machine allows, measured in the same run as the scenarios: RSA
  * signing (jose, and node:crypto as Tessera signs), argon2id verifies, the
- * rotation transaction's Postgres round trips, and a bare Fastify process.
+ * refresh decision (through Tessera's code, and through pgbench), and a bare
+ * Fastify process.
  * @module
  */
 import { spawn } from 'node:child_process'
 import { generateKeyPairSync, randomUUID, sign, verify } from 'node:crypto'
+import { promises as fs } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import argon2 from 'argon2'
 import { SignJWT, generateKeyPair, jwtVerify } from 'jose'
 import pg from 'pg'
+import { connect } from '../../services/auth/dist/db/connect.js'
 import { ARGON2_PARAMS } from '../../services/auth/dist/passwords/hasher.js'
+import { refreshDecision } from '../../services/auth/dist/sessions/rotate.js'
 
 const BARE_SERVER = fileURLToPath(new URL('../bare-server.mjs', import.meta.url))
 
@@ -97,63 +103,114 @@ export async function argon2Rate (concurrency, seconds) {
 }
 
 /**
- * Transactions per second of sessions/rotate.ts's statements for an unused
- * token (lock the session, read the token, then mark it used, insert the
- * successor and slide the session in one statement), `concurrency` chains at
- * once, each rotating the token it inserted last, on a pool the size of
- * Tessera's. With `separateWrites` the three writes go as three statements,
- * as rotate.ts did before (two round trips more).
- * @param {string} url @param {number} concurrency @param {number} seconds @param {{ separateWrites?: boolean }} [options]
+ * Sessions with one unused refresh token each, the starting links of the
+ * rotation chains; `clientId` marks them so pgbench can find its own.
+ * @param {pg.Pool} pool @param {number} count @param {string} clientId
  */
-export async function rotationRate (url, concurrency, seconds, { separateWrites = false } = {}) {
-  const pool = new pg.Pool({ connectionString: url, max: concurrency })
+async function rotationChains (pool, count, clientId) {
+  const { rows: [key] } = await pool.query("SELECT kid FROM signing_keys WHERE state = 'current'")
+  const { rows: [user] } = await pool.query('SELECT id FROM users LIMIT 1')
+  const now = new Date()
+  const later = new Date(now.getTime() + 30 * 86400_000)
+  const chains = []
+  for (let i = 0; i < count; i++) {
+    const session = randomUUID()
+    const jti = randomUUID()
+    await pool.query("INSERT INTO sessions (id, user_id, client_id, scope, created_at, last_used_at, expires_at, absolute_expires_at) VALUES ($1, $2, $3, 'read write', $4, $4, $5, $5)", [session, user.id, clientId, now, later])
+    await pool.query('INSERT INTO refresh_tokens (jti, session_id, kid, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5)', [jti, session, key.kid, now, later])
+    chains.push({ session, jti, userId: user.id })
+  }
+  return { kid: key.kid, chains }
+}
+
+/**
+ * Refresh decisions per second as Tessera makes them: sessions/rotate.ts's
+ * refreshDecision (one call of the SQL function tessera_refresh_decision,
+ * one round trip) through Tessera's own Kysely connection, `concurrency`
+ * chains at once, each rotating the successor it got last, on a pool the
+ * size of Tessera's.
+ * @param {string} url @param {number} concurrency @param {number} seconds
+ */
+export async function rotationRate (url, concurrency, seconds) {
+  const pool = new pg.Pool({ connectionString: url, max: 1 })
+  const { kid, chains } = await rotationChains(pool, concurrency, 'bench-rotation').finally(async () => { await pool.end() })
+  const connection = connect(url, concurrency)
   try {
-    const { rows: [key] } = await pool.query("SELECT kid FROM signing_keys WHERE state = 'current'")
-    const { rows: [user] } = await pool.query('SELECT id FROM users LIMIT 1')
-    const now = new Date()
-    const later = new Date(now.getTime() + 30 * 86400_000)
-    const chains = []
-    for (let i = 0; i < concurrency; i++) {
-      const session = randomUUID()
-      const jti = randomUUID()
-      await pool.query("INSERT INTO sessions (id, user_id, client_id, scope, created_at, last_used_at, expires_at, absolute_expires_at) VALUES ($1, $2, 'tessera', 'read write', $3, $3, $4, $4)", [session, user.id, now, later])
-      await pool.query('INSERT INTO refresh_tokens (jti, session_id, kid, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5)', [jti, session, key.kid, now, later])
-      chains.push({ session, jti })
-    }
     // Connections are made (SCRAM costs milliseconds each) before the clock starts.
-    const clients = await Promise.all(chains.map(async () => await pool.connect()))
+    const clients = await Promise.all(chains.map(async () => await connection.pool.connect()))
+    for (const client of clients) client.release()
     const deadline = performance.now() + seconds * 1000
     const started = performance.now()
     let done = 0
-    await Promise.all(chains.map(async (chain, i) => {
-      const client = clients[i]
-      try {
-        while (performance.now() < deadline) {
-          const at = new Date()
-          const successor = randomUUID()
-          await client.query('begin')
-          await client.query('select "sessions"."id", "sessions"."user_id", "sessions"."client_id", "sessions"."scope", "sessions"."expires_at", "sessions"."absolute_expires_at", "sessions"."revoked_at", "users"."disabled_at" from "sessions" inner join "users" on "users"."id" = "sessions"."user_id" where "sessions"."id" = $1 for update of "sessions"', [chain.session])
-          await client.query('select "refresh_tokens"."jti", "refresh_tokens"."used_at", "refresh_tokens"."successor_jti", "refresh_tokens"."session_id", "signing_keys"."state" from "refresh_tokens" inner join "signing_keys" on "signing_keys"."kid" = "refresh_tokens"."kid" where "refresh_tokens"."jti" = $1', [chain.jti])
-          if (!separateWrites) {
-            // Kysely's text for rotate.ts's write, byte for byte.
-            await client.query('with "used" as (update "refresh_tokens" set "used_at" = $1, "successor_jti" = $2 where "jti" = $3 returning "jti"), "slid" as (update "sessions" set "last_used_at" = $4, "expires_at" = $5, "ip" = $6, "user_agent" = $7 where "id" = $8 returning "id") insert into "refresh_tokens" ("jti", "session_id", "parent_jti", "kid", "issued_at", "expires_at") values ($9, $10, $11, $12, $13, $14)',
-              [at, successor, chain.jti, at, later, '127.0.0.1', 'autocannon', chain.session, successor, chain.session, chain.jti, key.kid, at, later])
-          } else {
-            await client.query('update "refresh_tokens" set "used_at" = $1, "successor_jti" = $2 where "jti" = $3', [at, successor, chain.jti])
-            await client.query('insert into "refresh_tokens" ("jti", "session_id", "parent_jti", "kid", "issued_at", "expires_at") values ($1, $2, $3, $4, $5, $6)', [successor, chain.session, chain.jti, key.kid, at, later])
-            await client.query('update "sessions" set "last_used_at" = $1, "expires_at" = $2, "ip" = $3, "user_agent" = $4 where "id" = $5', [at, later, '127.0.0.1', 'autocannon', chain.session])
-          }
-          await client.query('commit')
-          chain.jti = successor
-          done++
-        }
-      } finally {
-        client.release()
+    await Promise.all(chains.map(async (chain) => {
+      while (performance.now() < deadline) {
+        const row = await refreshDecision(connection.db, {
+          claims: { jti: chain.jti, sid: chain.session, sub: chain.userId },
+          wantedScope: undefined,
+          now: new Date(),
+          graceSeconds: 10,
+          ttlSeconds: 30 * 86400,
+          successorJti: randomUUID(),
+          successorKid: kid,
+          context: { ip: '127.0.0.1', userAgent: 'autocannon' }
+        })
+        if (row.decision !== 'rotated' || row.successor_jti === null) throw new Error(`rotation refused: ${row.decision}`)
+        chain.jti = row.successor_jti
+        done++
       }
     }))
     return Math.round(done / ((performance.now() - started) / 1000))
   } finally {
+    await connection.close()
+  }
+}
+
+/**
+ * The same decision from Postgres's own point of view: pgbench runs
+ * tessera_refresh_decision over `clients` connections, each rotating its own
+ * chain (the successor comes back by \gset), with the extended protocol as
+ * node-postgres sends it, and reports transactions per second. No Node, no
+ * pool, no driver: what is left is the database. Undefined when pgbench is
+ * not installed (Debian's postgresql-client has it).
+ * @param {string} url @param {number} clients @param {number} seconds
+ * @returns {Promise<number | undefined>}
+ */
+export async function pgbenchRotationRate (url, clients, seconds) {
+  const tag = `bench-pgbench-${randomUUID()}`
+  const pool = new pg.Pool({ connectionString: url, max: 1 })
+  try {
+    await rotationChains(pool, clients, tag)
+  } finally {
     await pool.end()
+  }
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-pgbench-'))
+  try {
+    const script = path.join(dir, 'rotate.sql')
+    await fs.writeFile(script, [
+      '\\if :started = 0',
+      `SELECT s.id AS sid, s.user_id AS sub, rt.jti AS jti, rt.kid AS kid FROM sessions s JOIN refresh_tokens rt ON rt.session_id = s.id WHERE s.client_id = '${tag}' AND rt.used_at IS NULL ORDER BY s.id OFFSET :client_id LIMIT 1 \\gset`,
+      '\\set started 1',
+      '\\endif',
+      "SELECT successor_jti AS jti FROM tessera_refresh_decision(:jti, :sid, :sub, clock_timestamp(), 10, NULL, gen_random_uuid(), :kid, 2592000, '127.0.0.1', 'pgbench') \\gset",
+      ''
+    ].join('\n'))
+    const output = await new Promise((resolve, reject) => {
+      const child = spawn('pgbench', ['--no-vacuum', '--protocol=extended', `--client=${clients}`, `--jobs=${Math.min(clients, os.cpus().length)}`, `--time=${Math.max(1, Math.round(seconds))}`,
+        '--define=started=0', `--file=${script}`, url], { stdio: ['ignore', 'pipe', 'pipe'] })
+      let text = ''
+      child.stdout.on('data', (chunk) => { text += chunk.toString() })
+      child.stderr.on('data', (chunk) => { text += chunk.toString() })
+      child.on('error', reject)
+      child.on('close', (code) => { code === 0 ? resolve(text) : reject(new Error(`pgbench exited ${code}: ${text}`)) })
+    }).catch((/** @type {NodeJS.ErrnoException} */ err) => { if (err.code === 'ENOENT') return undefined; throw err })
+    if (output === undefined) return undefined
+    const failed = /number of failed transactions: (\d+)/.exec(String(output))
+    if (failed !== null && failed[1] !== '0') throw new Error(`pgbench: ${failed[1]} transactions failed`)
+    const tps = /tps = ([\d.]+)/.exec(String(output))
+    if (tps === null) throw new Error(`pgbench printed no tps: ${output}`)
+    return Math.round(Number(tps[1]))
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true })
   }
 }
 

@@ -89,7 +89,8 @@ export async function prepareFixtures ({ url, kek, tokens, users: count }) {
     users,
     refreshTokens: async (n) => (await sessions(n)).map((record) => mintRefreshToken(tokens, keyring, record)),
     accessTokens: async (n) => (await sessions(n)).map((record) => ({
-      token: mintAccessToken(tokens, keyring, { userId: record.userId, sessionId: record.sessionId, clientId: 'tessera', scope: 'read write', now: new Date() }).token,
+      // notes:read too, so the notes scenario's reads pass notes' scope check.
+      token: mintAccessToken(tokens, keyring, { subject: record.userId, sessionId: record.sessionId, clientId: 'tessera', scope: 'read write notes:read', audience: undefined, now: new Date() }).token,
       userId: record.userId,
       sessionId: record.sessionId
     })),

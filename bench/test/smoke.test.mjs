@@ -22,7 +22,7 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
   const report = JSON.parse(await fs.readFile(path.join(out, 'report.json'), 'utf8'))
   const ran = report.scenarios.map((/** @type {any} */ s) => s.name)
   assert.deepEqual(ran.slice(0, 5), ['login', 'refresh', 'jwks', 'jwks-304', 'me'])
-  assert.deepEqual([...ran, ...report.skipped.map((/** @type {any} */ s) => s.name)].sort(), ['gateway-jwks', 'gateway-refresh', 'jwks', 'jwks-304', 'login', 'me', 'notes', 'refresh'])
+  assert.deepEqual([...ran, ...report.skipped.map((/** @type {any} */ s) => s.name)].sort(), ['client-credentials', 'gateway-jwks', 'gateway-refresh', 'jwks', 'jwks-304', 'login', 'me', 'notes', 'refresh'])
   for (const s of report.scenarios) {
     assert.equal(s.errors, 0, `${s.name}: ${JSON.stringify(s.statuses)}`)
     assert.ok(s.requests > 0, `${s.name} completed no request`)
@@ -42,7 +42,9 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
   const { rate: signs } = report.ceilings['sign-jose']
   const expected = 1 / (2 / signs + 1 / report.ceilings.rotation.rate + 1 / report.ceilings['bare-token'].rate)
   assert.ok(Math.abs(report.ceilings['refresh-combined'].rate - expected) <= 1)
-  assert.equal(report.targets.length, 5)
+  assert.equal(report.targets.length, 6)
+  const cc = report.ceilings['client-credentials-combined'].rate
+  assert.ok(Math.abs(cc - 1 / (1 / signs + 1 / report.ceilings['client-read'].rate + 1 / report.ceilings['bare-token'].rate)) <= 1, 'one signature + one read + one request')
   assert.ok(report.machine.cores >= 1 && report.machine.node && report.machine.postgres)
 
   assert.ok(report.profile.busyMs > 0 && report.profile.functions.length > 0, 'the refresh profile has samples')

@@ -8,9 +8,8 @@
 import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import proxyAddr from '@fastify/proxy-addr'
-import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify'
 import formbody from '@fastify/formbody'
-import helmet from '@fastify/helmet'
 import rateLimit from '@fastify/rate-limit'
 import underPressure from '@fastify/under-pressure'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
@@ -29,6 +28,7 @@ import { registerAccountRoutes } from './routes/v1/account.js'
 import { registerAccessTokenAuth } from './routes/v1/authenticate.js'
 import type { Metrics } from './metrics/metrics.js'
 import { registerMetricsRoutes } from './routes/metrics.js'
+import { SECURITY_HEADERS } from './security-headers.js'
 
 export interface Deps {
   db: Db
@@ -114,6 +114,7 @@ function handleError (this: App, err: FastifyError, request: FastifyRequest, rep
   if (err instanceof OAuthError) {
     request.log.info({ error: err.code, detail: err.detail }, 'oauth error')
     if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
+    if (err.challenge !== undefined) void reply.header('www-authenticate', err.challenge)
     // The hashing queue throws OAuthError wherever it runs; off /oauth that is still problem+json.
     return oauth
       ? oauthError(reply, err.status, err.code, err.description)
@@ -165,11 +166,21 @@ const TITLES: Record<number, string> = {
 /** The routes a client can make expensive or abuse; each client IP gets one budget across them. */
 const RATE_LIMITED_ROUTES = new Set(['/oauth/token', '/oauth/revoke', '/v1/users', '/v1/password'])
 
-/** Requests that would run argon2: the ones shed first when the process is under pressure. */
+/** The routes that may run argon2: the ones shed first when the process is under pressure. */
+const HASHING_ROUTES = new Set(['/oauth/token', '/v1/users', '/v1/password'])
+
+/** Whether this request on a hashing route would run argon2 (on /oauth/token only the password grant does). */
 function hashesPassword (request: FastifyRequest): boolean {
-  const route = request.routeOptions.url
-  if (route === '/v1/users' || route === '/v1/password') return true
-  return route === '/oauth/token' && (request.body as { grant_type?: unknown } | undefined)?.grant_type === 'password'
+  return request.routeOptions.url !== '/oauth/token' || (request.body as { grant_type?: unknown } | undefined)?.grant_type === 'password'
+}
+
+/** Any route hook: the rate limiter's and ours have different Fastify types. */
+type RouteHook = (...args: never[]) => unknown
+
+/** Adds a hook to one route, ahead of the route's own hooks of that kind. */
+function prependRouteHook (routeOptions: RouteOptions, name: 'onRequest' | 'preHandler', hook: RouteHook): void {
+  const own: unknown = routeOptions[name]
+  routeOptions[name] = [hook, ...(own === undefined ? [] : Array.isArray(own) ? own : [own])] as never
 }
 
 const PRESSURE_RETRY_AFTER = 2
@@ -202,17 +213,24 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } }
   }).withTypeProvider<TypeBoxTypeProvider>()
 
+  // Every hook below runs only where it is needed: a global hook is paid by
+  // the JWKS and /v1/me too (docs/performance.md, "Only the hooks a route needs").
+  // The security headers are computed once (security-headers.ts) and set with
+  // the request id in one synchronous hook, instead of helmet's middleware
+  // chain built per request.
+  app.addHook('onRequest', function securityHeaders (request, reply, done) {
+    void reply.headers(SECURITY_HEADERS).header('x-request-id', request.id)
+    done()
+  })
   // While draining, answers close their connection so that the in-flight
   // requests' keep-alive sockets do not hold shutdown open.
   let draining = false
   app.addHook('preClose', async () => { draining = true })
-  app.addHook('onRequest', async (request, reply) => {
-    void reply.header('x-request-id', request.id)
-  })
-  app.addHook('onSend', async (_request, reply) => {
+  app.addHook('onSend', function closeWhileDraining (_request, reply, payload, done) {
     if (draining) void reply.header('connection', 'close')
+    done(null, payload)
   })
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', async function logAndCount (request, reply) {
     const route = request.routeOptions.url ?? 'unmatched'
     deps.metrics.observeRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000)
     request.log.info({
@@ -224,7 +242,6 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     }, 'request')
   })
 
-  await app.register(helmet, { global: true, contentSecurityPolicy: false, crossOriginResourcePolicy: false })
   await app.register(formbody, { bodyLimit: BODY_LIMIT })
   // JSON and form bodies only: anything else is a 415 (invalid_request on OAuth routes).
   app.removeContentTypeParser('text/plain')
@@ -233,33 +250,46 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // still holds if a client reaches an instance some other way. request.ip is
   // the gateway's X-Forwarded-For only when the peer is TESSERA_TRUST_PROXY.
   // The plugin throws a statusCode 429 error, which handleError shapes.
+  // Not global: one limiter (one store, so one budget per client across the
+  // rate-limited routes) is attached to those routes alone below.
   await app.register(rateLimit, {
-    global: true,
+    global: false,
     max: config.rateLimitPerMinute,
     timeWindow: 60_000,
     enableDraftSpec: true,
-    allowList: (request) => !RATE_LIMITED_ROUTES.has(request.routeOptions.url ?? ''),
     onExceeded: (request) => { deps.metrics.rateLimited(request.routeOptions.url ?? 'unmatched') }
   })
+  const limit = app.rateLimit()
   // Under pressure (event-loop delay, heap) only the argon2 routes are shed,
   // and only once the body says it is a password grant: /healthz, the JWKS and
   // refresh stay served, since they are what keeps everyone else logged in.
-  await app.register(underPressure, {
-    maxEventLoopDelay: config.maxEventLoopDelayMs,
-    maxHeapUsedBytes: config.maxHeapBytes,
-    sampleInterval: PRESSURE_SAMPLE_MS,
-    // The plugin's own onRequest hook runs before the body is parsed, so it
-    // lets everything through; the preHandler below decides.
-    pressureHandler: () => {}
+  // The plugin lives in a context of its own with no routes, so its
+  // onRequest hook (which would only let everything through) runs nowhere;
+  // its sampling and isUnderPressure() are all we use, the latter decorated
+  // onto the app as the plugin would have.
+  let underPressureNow = (): boolean => false
+  await app.register(async (sampler) => {
+    await sampler.register(underPressure, {
+      maxEventLoopDelay: config.maxEventLoopDelayMs,
+      maxHeapUsedBytes: config.maxHeapBytes,
+      sampleInterval: PRESSURE_SAMPLE_MS,
+      pressureHandler: () => {}
+    })
+    underPressureNow = () => sampler.isUnderPressure()
   })
+  app.decorate('isUnderPressure', () => underPressureNow())
   // Start-up (schema compilation, JIT) blocks the loop in a way the first
   // samples would mistake for overload; judge only once serving has settled.
   let settledAt = Infinity
   app.addHook('onReady', async () => { settledAt = performance.now() + 4 * PRESSURE_SAMPLE_MS })
-  app.addHook('preHandler', async (request) => {
+  const shedWhenUnderPressure = async (request: FastifyRequest): Promise<void> => {
     if (!hashesPassword(request) || performance.now() < settledAt || !app.isUnderPressure()) return
     if (request.routeOptions.url === '/oauth/token') deps.metrics.login('shed')
     throw new OAuthError('temporarily_unavailable', 'the service is overloaded; retry shortly', { retryAfter: PRESSURE_RETRY_AFTER, detail: 'under pressure' })
+  }
+  app.addHook('onRoute', (routeOptions) => {
+    if (RATE_LIMITED_ROUTES.has(routeOptions.url)) prependRouteHook(routeOptions, 'onRequest', limit)
+    if (HASHING_ROUTES.has(routeOptions.url)) prependRouteHook(routeOptions, 'preHandler', shedWhenUnderPressure)
   })
   app.setErrorHandler(handleError)
   app.setNotFoundHandler((request, reply) => problem(reply, request, 404, 'Not Found', `no route for ${request.method} ${request.url.split('?')[0] ?? ''}`))

@@ -14,6 +14,7 @@ export type OAuthErrorCode =
   | 'unauthorized_client'
   | 'unsupported_grant_type'
   | 'unsupported_token_type'
+  | 'invalid_target'
   | 'temporarily_unavailable'
   | 'server_error'
 
@@ -25,6 +26,7 @@ const OAUTH_STATUS: Record<OAuthErrorCode, number> = {
   unauthorized_client: 400,
   unsupported_grant_type: 400,
   unsupported_token_type: 400,
+  invalid_target: 400,
   temporarily_unavailable: 503,
   server_error: 500
 }
@@ -36,12 +38,15 @@ interface ErrorOptions {
   /** Seconds; sent as Retry-After. */
   retryAfter?: number
   status?: number
+  /** Sent as WWW-Authenticate (a failed HTTP Basic client authentication, RFC 6749 §5.2). */
+  challenge?: string
 }
 
 export class OAuthError extends Error {
   readonly status: number
   readonly detail: string | undefined
   readonly retryAfter: number | undefined
+  readonly challenge: string | undefined
 
   constructor (readonly code: OAuthErrorCode, readonly description: string, options: ErrorOptions = {}) {
     super(description, { cause: options.cause })
@@ -49,6 +54,7 @@ export class OAuthError extends Error {
     this.status = options.status ?? OAUTH_STATUS[code]
     this.detail = options.detail
     this.retryAfter = options.retryAfter
+    this.challenge = options.challenge
   }
 }
 

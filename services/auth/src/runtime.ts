@@ -16,6 +16,7 @@ import { Keyring } from './keys/keyring.js'
 import { ensureSigningKey } from './keys/ensure.js'
 import { loadKeyring, logRejectedKey } from './keys/load.js'
 import { createMetrics } from './metrics/metrics.js'
+import { ensureDefaultClient } from './clients/register.js'
 import { PasswordHasher } from './passwords/hasher.js'
 import { startBackgroundJobs, type BackgroundJobs } from './jobs.js'
 
@@ -55,6 +56,7 @@ export async function startRuntime (config: Config, logger: Logger, clock: () =>
     const created = await ensureSigningKey(connection.db, kek, config.keyBits, clock())
     if (created !== undefined) logger.info({ kid: created }, 'created the first signing key')
     await loadKeyring(connection.db, kek, keyring, { onRejectedKey: logRejectedKey(logger) })
+    if (await ensureDefaultClient(connection.db, config, clock())) logger.info({ client_id: config.defaultClientId }, 'registered the default public client')
     const hasher = new PasswordHasher({ concurrency: config.hashConcurrency, depth: config.hashQueueDepth })
     const metrics = createMetrics({ hasher, keyring, pool: connection.pool })
     const jobs: BackgroundJobs = await startBackgroundJobs({ config, db: connection.db, databaseUrl: url, pool: connection.pool, keyring, kek, logger, clock })

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { createTestDatabase } from './helpers/db.js'
 import { freePort, makeCertificate, nginxBinary, REPO_ROOT, startGateway, startNotes, tempDir, type Gateway, type Reply, type RequestOptions } from './helpers/gateway.js'
-import { startServer } from './helpers/server.js'
+import { runCli, startServer } from './helpers/server.js'
 
 const PASSWORD = 'correct horse battery'
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
@@ -93,7 +93,11 @@ t.test('through the gateway', async (t) => {
   const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` })
   const token = async (body: Record<string, string>, headers: Record<string, string> = {}): Promise<Reply> =>
     await gateway.request('POST', '/oauth/token', { body: new URLSearchParams(body).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers } })
-  const login = async (username: string, headers: Record<string, string> = {}): Promise<Reply> => await token({ grant_type: 'password', username, password: PASSWORD }, headers)
+  // As make stack does: the public client the README walkthrough logs in with, for the notes resource.
+  const registered = await runCli(['clients', 'create', 'notes-web', '--grants', 'password,refresh_token', '--scopes', 'notes:read notes:write', '--resources', 'urn:tessera:notes'], { DATABASE_URL: env.DATABASE_URL })
+  t.equal(registered.code, 0, registered.stderr)
+  const NOTES_LOGIN = { client_id: 'notes-web', resource: 'urn:tessera:notes' }
+  const login = async (username: string, headers: Record<string, string> = {}): Promise<Reply> => await token({ grant_type: 'password', username, password: PASSWORD, ...NOTES_LOGIN }, headers)
   const signUp = async (username: string): Promise<void> => {
     const res = await gateway.request('POST', '/v1/users', { body: { username, password: PASSWORD } })
     if (res.status !== 201) throw new Error(`sign-up failed: ${res.status} ${res.body}`)
@@ -111,7 +115,7 @@ t.test('through the gateway', async (t) => {
     t.equal(listed.status, 200)
     t.same((listed.json().notes as Array<{ text: string }>).map((n) => n.text), ['through the gateway'])
 
-    const refreshed = await token({ grant_type: 'refresh_token', refresh_token: pair.refresh_token })
+    const refreshed = await token({ grant_type: 'refresh_token', refresh_token: pair.refresh_token, ...NOTES_LOGIN })
     t.equal(refreshed.status, 200)
     const next = refreshed.json() as { access_token: string, refresh_token: string }
     t.not(next.access_token, pair.access_token)
@@ -126,9 +130,75 @@ t.test('through the gateway', async (t) => {
     t.notOk(lines.some((line) => line.includes(pair.access_token.slice(-20)) || line.includes(pair.refresh_token.slice(-20))), 'no token in the access log')
   })
 
+  const basic = (id: string, secret: string): Record<string, string> => ({ authorization: `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}` })
+  const createService = async (id: string, scopes: string): Promise<string> => {
+    const created = await runCli(['clients', 'create', id, '--confidential', '--scopes', scopes, '--resources', 'urn:tessera:notes', '--json'], { DATABASE_URL: env.DATABASE_URL })
+    if (created.code !== 0) throw new Error(created.stderr)
+    return (JSON.parse(created.stdout) as { client_secret: string }).client_secret
+  }
+
+  t.test('a service gets a notes token with client_credentials; notes enforces audience and scopes', async (t) => {
+    const writerSecret = await createService('indexer', 'notes:read notes:write')
+    const readerSecret = await createService('auditor', 'notes:read')
+    const serviceToken = async (id: string, secret: string): Promise<string> => {
+      const res = await token({ grant_type: 'client_credentials', resource: 'urn:tessera:notes' }, basic(id, secret))
+      t.equal(res.status, 200, `${id}: ${res.body}`)
+      t.notOk('refresh_token' in res.json(), 'an access token only')
+      return res.json().access_token as string
+    }
+    const writer = await serviceToken('indexer', writerSecret)
+    const posted = await gateway.request('POST', '/notes', { headers: bearer(writer), body: { text: 'from the indexer' } })
+    t.equal(posted.status, 201, 'a service token with notes:write posts')
+    const listed = await gateway.request('GET', '/notes', { headers: bearer(writer) })
+    t.same((listed.json().notes as Array<{ text: string }>).map((n) => n.text), ['from the indexer'], 'its notes are its own (sub = client_id)')
+
+    const reader = await serviceToken('auditor', readerSecret)
+    t.equal((await gateway.request('GET', '/notes', { headers: bearer(reader) })).status, 200)
+    const denied = await gateway.request('POST', '/notes', { headers: bearer(reader), body: { text: 'no' } })
+    t.equal(denied.status, 403, 'without notes:write it cannot POST')
+    t.equal(denied.headers['www-authenticate'], 'Bearer error="insufficient_scope", scope="notes:write"')
+
+    await signUp('nadia')
+    const apiToken = await token({ grant_type: 'password', username: 'nadia', password: PASSWORD })
+    t.equal(apiToken.status, 200, 'the default client still logs in without client_id')
+    const other = await gateway.request('GET', '/notes', { headers: bearer(apiToken.json().access_token as string) })
+    t.equal(other.status, 401, 'a token for another audience (api) is refused by notes')
+    t.equal(other.headers['www-authenticate'], 'Bearer error="invalid_token"')
+  })
+
+  t.test('zero-downtime secret rotation: requests keep succeeding while the service switches secrets', async (t) => {
+    const oldSecret = await createService('rotating', 'notes:read')
+    let secret = oldSecret
+    const statuses: number[] = []
+    let rotated: { client_secret: string, previous_secret_expires_at: string } | undefined
+    for (let i = 0; i < 12; i++) {
+      if (i === 4) {
+        const out = await runCli(['clients', 'rotate-secret', 'rotating', '--grace', '4s', '--json'], { DATABASE_URL: env.DATABASE_URL })
+        t.equal(out.code, 0, out.stderr)
+        rotated = JSON.parse(out.stdout)
+      }
+      // The service rolls to the new secret a few requests after the rotation.
+      if (i === 8 && rotated !== undefined) secret = rotated.client_secret
+      const res = await token({ grant_type: 'client_credentials', resource: 'urn:tessera:notes' }, basic('rotating', secret))
+      statuses.push(res.status)
+      const got = res.status === 200 ? await gateway.request('GET', '/notes', { headers: bearer(res.json().access_token as string) }) : undefined
+      statuses.push(got?.status ?? 0)
+      await sleep(150)
+    }
+    t.same(statuses, Array(24).fill(200), 'every token request and every notes call succeeded, before, during and after the rotation')
+    t.not(rotated?.client_secret, oldSecret)
+    await sleep(Math.max(0, Date.parse(rotated?.previous_secret_expires_at ?? '') - Date.now() + 200))
+    const late = await token({ grant_type: 'client_credentials' }, basic('rotating', oldSecret))
+    t.equal(late.status, 401, 'after the grace period the old secret fails')
+    t.match(late.json(), { error: 'invalid_client' })
+    t.match(late.headers['www-authenticate'], /^Basic /)
+    t.equal((await token({ grant_type: 'client_credentials' }, basic('rotating', secret))).status, 200, 'the new one works')
+  })
+
   t.test('a client-sent X-Forwarded-For does not change the IP Tessera records', async (t) => {
     const spoofed = { 'x-forwarded-for': '203.0.113.7', 'x-real-ip': '203.0.113.8' }
-    const res = await login('alice', spoofed)
+    // A token for Tessera's own API (the default client, aud api), which /v1/sessions accepts.
+    const res = await token({ grant_type: 'password', username: 'alice', password: PASSWORD }, spoofed)
     t.equal(res.status, 200)
     const access = res.json().access_token as string
     const sessions = await gateway.request('GET', '/v1/sessions', { headers: { ...bearer(access), ...spoofed } })
@@ -209,7 +279,7 @@ t.test('through the gateway', async (t) => {
       const res = await login('bob')
       statuses.push(res.status)
       if (res.status !== 200) continue
-      const refreshed = await token({ grant_type: 'refresh_token', refresh_token: res.json().refresh_token as string })
+      const refreshed = await token({ grant_type: 'refresh_token', refresh_token: res.json().refresh_token as string, ...NOTES_LOGIN })
       statuses.push(refreshed.status)
     }
     t.same(statuses, Array(12).fill(200), 'every login and refresh succeeded')

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs'
 import buildGetJwks from 'get-jwks'
 import { createRemoteJWKSet, jwtVerify } from 'jose'
 import { createTestDatabase } from './helpers/db.js'
-import { startServer } from './helpers/server.js'
+import { runCli, startServer } from './helpers/server.js'
 
 const PASSWORD = 'correct horse battery'
 const run = promisify(execFile)
@@ -16,7 +16,8 @@ const run = promisify(execFile)
 const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'
 
 t.test('siblings verify access tokens from the JWKS alone: jose, @fastify/jwt + get-jwks, PyJWT', async (t) => {
-  const server = await startServer(t, { DATABASE_URL: await createTestDatabase(t), TESSERA_KEK: randomBytes(32).toString('base64url'), TESSERA_ISSUER: 'http://tessera.test' })
+  const databaseUrl = await createTestDatabase(t)
+  const server = await startServer(t, { DATABASE_URL: databaseUrl, TESSERA_KEK: randomBytes(32).toString('base64url'), TESSERA_ISSUER: 'http://tessera.test' })
   const jwksUrl = `${server.url}/.well-known/jwks.json`
   const post = async (path: string, body: object): Promise<Record<string, string>> =>
     await (await fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json() as Record<string, string>
@@ -24,6 +25,10 @@ t.test('siblings verify access tokens from the JWKS alone: jose, @fastify/jwt + 
   const tokens = await post('/oauth/token', { grant_type: 'password', username: 'sibling', password: PASSWORD })
   const access = tokens.access_token ?? ''
   const refreshToken = tokens.refresh_token ?? ''
+  const registered = await runCli(['clients', 'create', 'billing', '--confidential', '--scopes', 'notes:read', '--resources', 'urn:tessera:notes', '--json'], { DATABASE_URL: databaseUrl })
+  t.equal(registered.code, 0, registered.stderr)
+  const service = await post('/oauth/token', { grant_type: 'client_credentials', client_id: 'billing', client_secret: JSON.parse(registered.stdout).client_secret, resource: 'urn:tessera:notes' })
+  const serviceAccess = service.access_token ?? ''
 
   t.test('jose createRemoteJWKSet + jwtVerify', async (t) => {
     const jwks = createRemoteJWKSet(new URL(jwksUrl))
@@ -31,6 +36,10 @@ t.test('siblings verify access tokens from the JWKS alone: jose, @fastify/jwt + 
     t.equal(protectedHeader.typ, 'at+jwt')
     t.equal(payload.iss, 'http://tessera.test')
     await t.rejects(jwtVerify(refreshToken, jwks, { issuer: 'http://tessera.test', audience: 'api', typ: 'at+jwt' }), 'a refresh token fails a sibling\'s checks')
+    const { payload: servicePayload } = await jwtVerify(serviceAccess, jwks, { issuer: 'http://tessera.test', audience: 'urn:tessera:notes', typ: 'at+jwt', algorithms: ['RS256'] })
+    t.match(servicePayload, { sub: 'billing', client_id: 'billing', aud: 'urn:tessera:notes', scope: 'notes:read' }, 'a client_credentials token, audience = the resource')
+    t.notOk('sid' in servicePayload, 'no session')
+    await t.rejects(jwtVerify(serviceAccess, jwks, { issuer: 'http://tessera.test', audience: 'api' }), 'not for the default audience')
   })
 
   t.test('@fastify/jwt + get-jwks in a separate Fastify app', async (t) => {
@@ -69,5 +78,8 @@ t.test('siblings verify access tokens from the JWKS alone: jose, @fastify/jwt + 
     const { stdout } = await run(PYTHON, ['-c', script, jwksUrl, access])
     t.match(stdout.trim(), /^[0-9a-f-]{36}$/)
     await t.rejects(run(PYTHON, ['-c', script, jwksUrl, refreshToken]), 'PyJWT refuses the refresh token (aud)')
+    const forNotes = script.replace('audience="api"', 'audience="urn:tessera:notes"')
+    t.equal((await run(PYTHON, ['-c', forNotes, jwksUrl, serviceAccess])).stdout.trim(), 'billing', 'PyJWT verifies a client_credentials token with audience = the resource')
+    await t.rejects(run(PYTHON, ['-c', script, jwksUrl, serviceAccess]), 'and refuses it for another audience')
   })
 })

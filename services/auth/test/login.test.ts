@@ -2,11 +2,12 @@ import t from 'tap'
 import { decodeJwt, decodeProtectedHeader } from 'jose'
 import { buildTestApp, login, signUp } from './helpers/app.js'
 import { PasswordHasher } from '../src/passwords/hasher.js'
+import { createClient } from '../src/clients/register.js'
 
 const PASSWORD = 'correct horse battery'
 
 t.test('sign-up then login with a form body and with JSON', async (t) => {
-  const { app, config } = await buildTestApp(t)
+  const { app, config, deps } = await buildTestApp(t)
   const created = await app.inject({ method: 'POST', url: '/v1/users', payload: { username: 'Alice', password: PASSWORD } })
   t.equal(created.statusCode, 201)
   const user = created.json()
@@ -44,6 +45,7 @@ t.test('sign-up then login with a form body and with JSON', async (t) => {
   t.equal(rt.aud, config.issuer, 'refresh tokens are for the issuer only')
   t.equal(rt.sid, claims.sid)
 
+  await createClient(deps.db, { clientId: 'web-app', confidential: false, grants: ['password'], scopes: ['read', 'write'], resources: [] }, new Date(), { actor: 'test' })
   const json = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'alice', password: PASSWORD, scope: 'read', client_id: 'web-app' } })
   t.equal(json.statusCode, 200)
   t.equal(json.json().scope, 'read')
@@ -129,7 +131,8 @@ t.test('OAuth error shapes for bad requests', async (t) => {
   }
   t.match(await post({ grant_type: 'password', username: 'heidi' }), { status: 400, body: { error: 'invalid_request', error_description: /password/ } })
   t.match(await post({ username: 'heidi', password: PASSWORD }), { status: 400, body: { error: 'invalid_request', error_description: /grant_type/ } })
-  t.match(await post({ grant_type: 'client_credentials' }), { status: 400, body: { error: 'unsupported_grant_type' } })
+  t.match(await post({ grant_type: 'client_credentials' }), { status: 400, body: { error: 'unauthorized_client' } }, 'the default public client is not registered for client_credentials')
+  t.match(await post({ grant_type: 'implicit' }), { status: 400, body: { error: 'unsupported_grant_type' } })
   t.match(await post('grant_type=password&username=heidi&username=eve&password=x', 'application/x-www-form-urlencoded'),
     { status: 400, body: { error: 'invalid_request', error_description: /username/ } }, 'a repeated parameter is refused')
   t.match(await post('{"grant_type":', 'application/json'), { status: 400, body: { error: 'invalid_request', error_description: /JSON/ } })
@@ -195,10 +198,8 @@ t.test('metadata URLs follow TESSERA_ISSUER', async (t) => {
       token_endpoint: 'https://login.example.com/oauth/token',
       revocation_endpoint: 'https://login.example.com/oauth/revoke',
       jwks_uri: 'https://login.example.com/.well-known/jwks.json',
-      grant_types_supported: ['password', 'refresh_token'],
-      response_types_supported: [],
-      token_endpoint_auth_methods_supported: ['none'],
-      id_token_signing_alg_values_supported: ['RS256']
+      grant_types_supported: ['password', 'refresh_token', 'client_credentials'],
+      response_types_supported: []
     })
   }
 })

@@ -66,7 +66,8 @@ t.test('/metrics is Prometheus text and every counter moves by what was done', a
   t.equal(moved('tessera_refreshes_total{outcome="refused"}'), 1)
   t.equal(moved('tessera_revocations_total'), 1, 'revoking an ended session again counts nothing')
   const kid = deps.keyring.signer?.kid ?? ''
-  t.equal(moved(`tessera_tokens_issued_total{kid="${kid}"}`), 5, 'three logins, a rotation and a grace replay, by kid')
+  t.equal(moved(`tessera_tokens_issued_total{grant_type="password",kid="${kid}"}`), 3, 'three logins, by grant type and kid')
+  t.equal(moved(`tessera_tokens_issued_total{grant_type="refresh_token",kid="${kid}"}`), 2, 'a rotation and a grace replay')
   t.equal(after.get('tessera_signing_keys{state="current"}'), 1)
   t.equal(after.get('tessera_hash_in_flight'), 0)
   t.equal(after.get('tessera_hash_queue_waiting'), 0)

@@ -8,11 +8,12 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   const env = { DATABASE_URL: url }
   const before = await runCli(['migrate', 'status', '--json'], env)
   t.equal(before.code, 0, before.stderr)
-  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null])
+  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null])
 
   const up = await runCli(['migrate', 'up'], env)
   t.equal(up.code, 0, up.stderr)
   t.match(up.stdout, /applied 0001_initial/)
+  t.match(up.stdout, /0002_refresh_decision/)
   const again = await runCli(['migrate', 'up'], env)
   t.equal(again.stdout, 'already up to date\n', 'up twice is a no-op')
 
@@ -20,11 +21,23 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   t.match(status.stdout, /0001_initial\s+\d{4}-\d\d-\d\dT/)
   t.notMatch(status.stdout, /pending/)
 
+  const connection = await testConnection(t, url)
+  const functions = async (name: string): Promise<number | undefined> =>
+    (await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_proc WHERE proname = ${name}`.execute(connection.db)).rows[0]?.n
+  const tables = async (name: string): Promise<number | undefined> =>
+    (await sql<{ n: number }>`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name = ${name}`.execute(connection.db)).rows[0]?.n
+  t.equal(await functions('tessera_refresh_decision'), 1, 'up created the refresh decision function')
+  t.equal(await functions('tessera_client_refresh_decision'), 1, 'and its client-checking wrapper')
+  const downClients = await runCli(['migrate', 'down', '--json'], env)
+  t.same(JSON.parse(downClients.stdout), { reverted: ['0004_clients'] })
+  t.equal(await tables('clients'), 0, 'down removed the clients table')
+  t.equal(await functions('tessera_client_refresh_decision'), 0, 'and the wrapper')
+  const downNewest = await runCli(['migrate', 'down', '--json'], env)
+  t.same(JSON.parse(downNewest.stdout), { reverted: ['0002_refresh_decision'] })
+  t.equal(await functions('tessera_refresh_decision'), 0, 'down dropped the function')
   const down = await runCli(['migrate', 'down', '--json'], env)
   t.same(JSON.parse(down.stdout), { reverted: ['0001_initial'] })
-  const connection = await testConnection(t, url)
-  const tables = await sql<{ n: number }>`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name = 'users'`.execute(connection.db)
-  t.equal(tables.rows[0]?.n, 0, 'down removed the tables')
+  t.equal(await tables('users'), 0, 'down removed the tables')
   t.equal((await runCli(['migrate', 'up'], env)).code, 0)
   const bad = await runCli(['migrate', 'sideways'], env)
   t.equal(bad.code, 2)
@@ -37,7 +50,7 @@ t.test('two migrate up at once apply each migration once', async (t) => {
   t.equal(a.code, 0, a.stderr)
   t.equal(b.code, 0, b.stderr)
   const applied = [...JSON.parse(a.stdout).applied, ...JSON.parse(b.stdout).applied]
-  t.same(applied, ['0001_initial'], 'exactly one process applied it')
+  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients'], 'exactly one process applied each')
 })
 
 t.test('the schema enforces its constraints', async (t) => {

@@ -2,7 +2,8 @@
  * The notes API: a user's own notes, behind access tokens that are verified
  * offline against the issuer's JWKS. This file is the integrator example: the
  * whole of token verification is the `fastifyJwt` registration and the
- * `authenticate` hook below.
+ * `authenticate` hook below; `requireScope` adds the scope each route needs
+ * (notes:read to list, notes:write to add or delete).
  * @module
  */
 import { STATUS_CODES } from 'node:http'
@@ -18,6 +19,14 @@ export interface Deps { db: Db, keys: KeySource, logger: Logger }
 export type App = FastifyInstance<any, any, any, Logger, TypeBoxTypeProvider>
 
 class Unauthorized extends Error {}
+
+/** A valid token that lacks the scope the route needs (RFC 6750 §3.1). */
+class InsufficientScope extends Error {
+  constructor (readonly scope: string) { super(`needs ${scope}`) }
+}
+
+const READ = 'notes:read'
+const WRITE = 'notes:write'
 
 declare module 'fastify' {
   interface FastifyRequest { userId: string }
@@ -57,19 +66,29 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     }
   })
 
-  async function authenticate (request: FastifyRequest): Promise<void> {
+  async function authenticate (request: FastifyRequest): Promise<{ scope?: unknown }> {
     try {
-      const claims = await request.jwtVerify<{ sub: string }>()
+      const claims = await request.jwtVerify<{ sub: string, scope?: unknown }>()
       request.userId = claims.sub
+      return claims
     } catch (err) {
       request.log.info({ reason: (err as Error).message }, 'token refused')
       throw new Unauthorized()
     }
   }
 
+  /** onRequest hook: a verified token whose `scope` holds the one this route needs. */
+  const requireScope = (needed: string) => async (request: FastifyRequest): Promise<void> => {
+    const { scope } = await authenticate(request)
+    if (typeof scope !== 'string' || !scope.split(' ').includes(needed)) throw new InsufficientScope(needed)
+  }
+
   app.setErrorHandler((err: FastifyError, request, reply) => {
     if (err instanceof Unauthorized) {
       return problem(reply.header('www-authenticate', 'Bearer error="invalid_token"'), 401, 'Unauthorized', 'the access token is missing, invalid or expired')
+    }
+    if (err instanceof InsufficientScope) {
+      return problem(reply.header('www-authenticate', `Bearer error="insufficient_scope", scope="${err.scope}"`), 403, 'Forbidden', `the access token lacks the scope ${err.scope}`)
     }
     if (err.validation !== undefined || (err.statusCode !== undefined && err.statusCode < 500)) {
       const status = err.statusCode ?? 400
@@ -83,7 +102,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   app.get('/healthz', async () => ({ status: 'ok' }))
 
   app.get('/notes', {
-    onRequest: authenticate,
+    onRequest: requireScope(READ),
     schema: { response: { 200: Type.Object({ notes: Type.Array(Note) }) } }
   }, async (request) => {
     const rows = await deps.db.selectFrom('notes.notes').select(['id', 'text', 'created_at'])
@@ -92,7 +111,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   })
 
   app.post('/notes', {
-    onRequest: authenticate,
+    onRequest: requireScope(WRITE),
     schema: { body: Type.Object({ text: Type.String({ minLength: 1, maxLength: 4000 }) }, { additionalProperties: false }), response: { 201: Note } }
   }, async (request, reply) => {
     const row = await deps.db.insertInto('notes.notes').values({ owner: request.userId, text: request.body.text })
@@ -101,7 +120,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   })
 
   app.delete('/notes/:id', {
-    onRequest: authenticate,
+    onRequest: requireScope(WRITE),
     schema: { params: Type.Object({ id: Type.String({ format: 'uuid' }) }) }
   }, async (request, reply) => {
     const { numDeletedRows } = await deps.db.deleteFrom('notes.notes')

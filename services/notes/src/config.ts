@@ -57,7 +57,8 @@ export function loadConfig (env: Env): Config {
     databaseUrl: url(env, 'DATABASE_URL', undefined),
     issuer,
     jwksUrl: url(env, 'NOTES_JWKS_URL', `${issuer}/.well-known/jwks.json`),
-    audience: get(env, 'NOTES_AUDIENCE') ?? 'api',
+    // Notes is a registered resource of its own (RFC 8707): tokens for other APIs are refused.
+    audience: get(env, 'NOTES_AUDIENCE') ?? 'urn:tessera:notes',
     jwksTtlMs: integer(env, 'NOTES_JWKS_TTL', 300, 1, 86400) * 1000,
     jwksCooldownMs: integer(env, 'NOTES_JWKS_COOLDOWN', 30, 1, 86400) * 1000,
     clockSkewMs: integer(env, 'NOTES_CLOCK_SKEW', 30, 0, 300) * 1000,

@@ -10,6 +10,7 @@ import pg from 'pg'
 import type { Test } from 'tap'
 
 const TESSERA_SERVER = fileURLToPath(new URL('../../auth/dist/server.js', import.meta.url))
+const TESSERA_CLI = fileURLToPath(new URL('../../auth/bin/tessera.js', import.meta.url))
 
 async function admin (sql: string): Promise<void> {
   const client = new pg.Client({ connectionString: process.env.TESSERA_TEST_ADMIN_URL })
@@ -66,4 +67,15 @@ export function forge (header: Record<string, unknown>, claims: Record<string, u
   const part = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url')
   const data = `${part(header)}.${part(claims)}`
   return `${data}.${sign(data).toString('base64url')}`
+}
+
+/** `tessera clients create … --json` against a database, as an operator registers a client; returns its JSON. */
+export async function registerClient (databaseUrl: string, args: string[]): Promise<{ client_id: string, client_secret?: string }> {
+  const child = spawn(process.execPath, [TESSERA_CLI, 'clients', 'create', ...args, '--json'], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: databaseUrl }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout.on('data', (c: Buffer) => { out += c.toString() })
+  child.stderr.on('data', (c: Buffer) => { out += c.toString() })
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
+  if (code !== 0) throw new Error(`clients create failed: ${out}`)
+  return JSON.parse(out) as { client_id: string, client_secret?: string }
 }

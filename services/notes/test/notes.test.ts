@@ -10,7 +10,7 @@ import { buildApp, type App } from '../src/app.js'
 import { ConfigError, loadConfig, type Config } from '../src/config.js'
 import { connect, migrate } from '../src/db.js'
 import { createKeySource } from '../src/keys.js'
-import { createTestDatabase, forge, json, startTessera } from './helpers.js'
+import { createTestDatabase, forge, json, registerClient, startTessera } from './helpers.js'
 
 const PASSWORD = 'correct horse battery'
 
@@ -18,7 +18,7 @@ t.test('config: defaults, derived JWKS URL, one-line errors', async (t) => {
   const config = loadConfig({ DATABASE_URL: 'postgres://u:p@127.0.0.1:5432/db' })
   t.equal(config.issuer, 'http://127.0.0.1:8080')
   t.equal(config.jwksUrl, 'http://127.0.0.1:8080/.well-known/jwks.json')
-  t.equal(config.audience, 'api')
+  t.equal(config.audience, 'urn:tessera:notes', 'notes is a resource of its own')
   t.equal(config.port, 8201)
   t.equal(loadConfig({ DATABASE_URL: 'postgres://x/y', NOTES_ISSUER: 'https://id.example/', NOTES_JWKS_URL: 'https://keys.example/jwks' }).jwksUrl, 'https://keys.example/jwks')
   t.throws(() => loadConfig({}), new ConfigError('DATABASE_URL is required'))
@@ -29,6 +29,8 @@ t.test('config: defaults, derived JWKS URL, one-line errors', async (t) => {
 t.test('notes against a real Tessera', async (t) => {
   const databaseUrl = await createTestDatabase(t)
   const tessera = await startTessera(t, { DATABASE_URL: databaseUrl, TESSERA_ACCESS_TTL: '4s' })
+  await registerClient(databaseUrl, ['notes-web', '--grants', 'password,refresh_token', '--scopes', 'notes:read notes:write', '--resources', 'urn:tessera:notes'])
+  const reader = await registerClient(databaseUrl, ['reader', '--confidential', '--scopes', 'notes:read', '--resources', 'urn:tessera:notes'])
   const db = connect(databaseUrl)
   t.teardown(async () => { await db.destroy() })
   await migrate(db)
@@ -45,9 +47,9 @@ t.test('notes against a real Tessera', async (t) => {
   const app: App = await buildApp(config, { db, logger, keys: createKeySource(config.jwksUrl, { cacheMaxAgeMs: config.jwksTtlMs, cooldownMs: config.jwksCooldownMs }) })
   t.teardown(async () => { await app.close() })
 
-  async function tokensFor (username: string): Promise<{ access_token: string, refresh_token: string }> {
+  async function tokensFor (username: string, ask: Record<string, string> = { client_id: 'notes-web', resource: 'urn:tessera:notes' }): Promise<{ access_token: string, refresh_token: string }> {
     await json(`${tessera.url}/v1/users`, { method: 'POST', body: JSON.stringify({ username, password: PASSWORD }) })
-    const { status, body } = await json(`${tessera.url}/oauth/token`, { method: 'POST', body: JSON.stringify({ grant_type: 'password', username, password: PASSWORD }) })
+    const { status, body } = await json(`${tessera.url}/oauth/token`, { method: 'POST', body: JSON.stringify({ grant_type: 'password', username, password: PASSWORD, ...ask }) })
     if (status !== 200) throw new Error(`login failed: ${status}`)
     return body as { access_token: string, refresh_token: string }
   }
@@ -81,6 +83,32 @@ t.test('notes against a real Tessera', async (t) => {
     t.match({ status: big.statusCode, body: big.json() }, { status: 413, body: { title: 'Payload Too Large' } })
     t.equal((await call('GET', '/nowhere')).statusCode, 404)
     t.equal((await call('GET', '/healthz')).statusCode, 200)
+  })
+
+  t.test('scopes and audiences: notes:read lists, notes:write writes, other audiences are refused', async (t) => {
+    const serviceToken = await json(`${tessera.url}/oauth/token`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from(`reader:${reader.client_secret ?? ''}`).toString('base64')}` },
+      body: JSON.stringify({ grant_type: 'client_credentials', resource: 'urn:tessera:notes' })
+    })
+    t.equal(serviceToken.status, 200, JSON.stringify(serviceToken.body))
+    const token = serviceToken.body.access_token as string
+    const listed = await call('GET', '/notes', token)
+    t.equal(listed.statusCode, 200, 'a service with notes:read lists (its own, by sub = client_id)')
+    t.same(listed.json().notes, [])
+    const written = await call('POST', '/notes', token, { text: 'from a service' })
+    t.equal(written.statusCode, 403, 'notes:write is needed to add')
+    t.equal(written.headers['www-authenticate'], 'Bearer error="insufficient_scope", scope="notes:write"')
+    t.equal(written.headers['content-type'], 'application/problem+json; charset=utf-8')
+    const deleted = await call('DELETE', '/notes/00000000-0000-4000-8000-000000000000', token)
+    t.equal(deleted.statusCode, 403, 'and to delete')
+
+    const readOnly = await tokensFor('erin', { client_id: 'notes-web', resource: 'urn:tessera:notes', scope: 'notes:read' })
+    t.equal((await call('GET', '/notes', readOnly.access_token)).statusCode, 200)
+    t.equal((await call('POST', '/notes', readOnly.access_token, { text: 'no' })).statusCode, 403, 'a user token narrowed to notes:read cannot write')
+
+    const apiToken = await tokensFor('frank', {})
+    refused(t, await call('GET', '/notes', apiToken.access_token), 'a token for the default audience (api)')
   })
 
   t.test('refuses refresh tokens, forged, unknown-kid and missing tokens with 401', async (t) => {

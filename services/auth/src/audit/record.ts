@@ -9,6 +9,7 @@ export type AuditType =
   | 'login.succeeded' | 'login.failed' | 'login.backed_off'
   | 'user.created' | 'user.disabled' | 'password.changed' | 'password.change_failed'
   | 'session.ended' | 'refresh.reuse_detected'
+  | 'client.created' | 'client.secret_rotated' | 'client.disabled' | 'client.deleted' | 'client.authentication_failed'
   | 'key.created' | 'key.promoted' | 'key.demoted' | 'key.retired' | 'key.deleted' | 'key.revoked' | 'key.private_erased' | 'key.rewrapped'
 
 /** Who asked, from where: carried from the HTTP request or the CLI into the audit row. */

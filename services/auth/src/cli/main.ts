@@ -18,6 +18,7 @@ import { usersCommand } from './users.js'
 import { keysCommand } from './keys.js'
 import { cleanupCommand } from './cleanup.js'
 import { auditCommand } from './audit.js'
+import { clientsCommand } from './clients.js'
 
 const USAGE = `usage: tessera <command> [--json]
 
@@ -30,6 +31,8 @@ const USAGE = `usage: tessera <command> [--json]
   keys revoke KID                 compromise: unpublish KID, end its sessions, replace it if it signs
   keys rewrap --new-kek-file F    re-encrypt every private half under the KEK in F
   cleanup                         delete expired sessions and refresh tokens now
+  clients create ID [--confidential] [--grants G,G] [--scopes "a b"] [--resources URI,URI]
+  clients list | show ID | rotate-secret ID [--grace 24h] | disable ID | delete ID
   audit tail [--user U] [--limit N]  the newest audit events (default 50), oldest first
   db start|stop|url               the local embedded Postgres (when DATABASE_URL is unset)
   db roles                        create the owner, runtime and notes roles (as a superuser; see docs/operators.md)
@@ -85,6 +88,7 @@ const COMMANDS: Record<string, (ctx: CommandContext) => Promise<void>> = {
   users: usersCommand,
   keys: keysCommand,
   audit: auditCommand,
+  clients: clientsCommand,
   db: dbCommand,
   cleanup: cleanupCommand
 }

@@ -1,5 +1,5 @@
 /**
- * Table types for Kysely, one interface per table of migrations/0001_initial.js.
+ * Table types for Kysely, one interface per table of migrations/.
  * @module
  */
 import type { ColumnType, Generated, Insertable, Kysely, Selectable } from 'kysely'
@@ -9,6 +9,7 @@ type DefaultedTimestamp = ColumnType<Date, Date | string | undefined, Date | str
 
 export type SessionEndReason =
   'logout' | 'logout_all' | 'revoke' | 'reuse' | 'password_change' | 'user_disabled' | 'key_revoked' | 'session_deleted'
+  | 'client_disabled' | 'client_deleted'
 
 export type KeyState = 'next' | 'current' | 'previous' | 'retired' | 'revoked'
 
@@ -59,6 +60,26 @@ export interface SessionsTable {
   revoke_reason: SessionEndReason | null
   user_agent: string | null
   ip: string | null
+  /** The resources (RFC 8707) its refresh tokens may ask access tokens for. */
+  resources: ColumnType<string[], string[] | undefined, string[]>
+}
+
+export type GrantType = 'password' | 'refresh_token' | 'client_credentials'
+
+export interface ClientsTable {
+  client_id: string
+  confidential: boolean
+  grants: GrantType[]
+  scopes: string[]
+  resources: string[]
+  /** SHA-256 of the secret; null for a public client. */
+  secret_digest: Buffer | null
+  /** The secret rotated out, still accepted until previous_secret_expires_at. */
+  previous_secret_digest: Buffer | null
+  previous_secret_expires_at: Timestamp | null
+  created_at: DefaultedTimestamp
+  secret_rotated_at: Timestamp | null
+  disabled_at: Timestamp | null
 }
 
 export interface RefreshTokensTable {
@@ -101,11 +122,13 @@ export interface Database {
   refresh_tokens: RefreshTokensTable
   audit_events: AuditEventsTable
   login_throttle: LoginThrottleTable
+  clients: ClientsTable
 }
 
 export type Db = Kysely<Database>
 export type User = Selectable<UsersTable>
 export type SigningKeyRow = Selectable<SigningKeysTable>
 export type Session = Selectable<SessionsTable>
+export type Client = Selectable<ClientsTable>
 export type RefreshTokenRow = Selectable<RefreshTokensTable>
 export type NewAuditEvent = Insertable<AuditEventsTable>

@@ -5,6 +5,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type pg from 'pg'
+import type { GrantType } from '../db/database.js'
 import type { Keyring } from '../keys/keyring.js'
 import type { PasswordHasher } from '../passwords/hasher.js'
 
@@ -20,7 +21,7 @@ export interface Metrics {
   rateLimited: (route: string) => void
   refreshed: (outcome: RefreshOutcome) => void
   revoked: () => void
-  tokenIssued: (kid: string) => void
+  tokenIssued: (kid: string, grantType: GrantType) => void
 }
 
 export interface MetricsSources {
@@ -43,7 +44,7 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
   const logins = new Counter({ name: 'tessera_logins_total', help: 'Password grant attempts by outcome', labelNames: ['outcome'], registers: [registry] })
   const refreshes = new Counter({ name: 'tessera_refreshes_total', help: 'Refresh grant attempts by outcome', labelNames: ['outcome'], registers: [registry] })
   const revocations = new Counter({ name: 'tessera_revocations_total', help: 'Sessions ended through /oauth/revoke', registers: [registry] })
-  const issued = new Counter({ name: 'tessera_tokens_issued_total', help: 'Token pairs issued by signing kid', labelNames: ['kid'], registers: [registry] })
+  const issued = new Counter({ name: 'tessera_tokens_issued_total', help: 'Access tokens issued by grant type and signing kid', labelNames: ['grant_type', 'kid'], registers: [registry] })
   const limited = new Counter({ name: 'tessera_rate_limited_total', help: 'Requests refused by the per-IP limit, by route', labelNames: ['route'], registers: [registry] })
   // Every outcome shows from the start (at 0), so rate() works before the first event.
   for (const outcome of LOGIN_OUTCOMES) logins.inc({ outcome }, 0)
@@ -85,6 +86,6 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
     rateLimited: (route) => limited.inc({ route }),
     refreshed: (outcome) => refreshes.inc({ outcome }),
     revoked: () => revocations.inc(),
-    tokenIssued: (kid) => issued.inc({ kid })
+    tokenIssued: (kid, grantType) => issued.inc({ grant_type: grantType, kid })
   }
 }

@@ -6,23 +6,24 @@
 import type { App, Deps } from '../app.js'
 import { JWKS_SHARED_MAX_AGE, type Config } from '../config.js'
 
-/** RFC 8414 metadata; every URL derives from the issuer. */
+const CLIENT_AUTH_METHODS = ['none', 'client_secret_basic', 'client_secret_post']
+
+/**
+ * RFC 8414 metadata; every URL derives from the issuer. Only what Tessera
+ * serves: no OpenID fields (no ID tokens, no subject types), no signed
+ * client assertions, no documentation URL that would 404.
+ */
 export function serverMetadata (config: Pick<Config, 'issuer' | 'scopes'>): Record<string, unknown> {
   return {
     issuer: config.issuer,
     token_endpoint: `${config.issuer}/oauth/token`,
     revocation_endpoint: `${config.issuer}/oauth/revoke`,
     jwks_uri: `${config.issuer}/.well-known/jwks.json`,
-    grant_types_supported: ['password', 'refresh_token'],
+    grant_types_supported: ['password', 'refresh_token', 'client_credentials'],
     response_types_supported: [],
     scopes_supported: config.scopes,
-    token_endpoint_auth_methods_supported: ['none'],
-    revocation_endpoint_auth_methods_supported: ['none'],
-    token_endpoint_auth_signing_alg_values_supported: ['RS256'],
-    id_token_signing_alg_values_supported: ['RS256'],
-    access_token_signing_alg_values_supported: ['RS256'],
-    subject_types_supported: ['public'],
-    service_documentation: `${config.issuer}/docs`
+    token_endpoint_auth_methods_supported: CLIENT_AUTH_METHODS,
+    revocation_endpoint_auth_methods_supported: CLIENT_AUTH_METHODS
   }
 }
 

@@ -14,6 +14,7 @@ export interface SessionSelector {
   exceptSessionId?: string
   /** Sessions holding a live refresh token signed by this key. */
   kid?: string
+  clientId?: string
 }
 
 /** Ends the live sessions the selector names; returns how many. Run inside the caller's transaction. */
@@ -21,6 +22,7 @@ export async function endSessions (db: Db, selector: SessionSelector, reason: Se
   let query = db.updateTable('sessions').set({ revoked_at: now, revoke_reason: reason }).where('revoked_at', 'is', null)
   if (selector.userId !== undefined) query = query.where('user_id', '=', selector.userId)
   if (selector.sessionId !== undefined) query = query.where('id', '=', selector.sessionId)
+  if (selector.clientId !== undefined) query = query.where('client_id', '=', selector.clientId)
   if (selector.exceptSessionId !== undefined) query = query.where('id', '<>', selector.exceptSessionId)
   if (selector.kid !== undefined) {
     const kid = selector.kid

@@ -6,13 +6,13 @@
 import { randomUUID } from 'node:crypto'
 import type { Config } from '../config.js'
 import type { Insertable } from 'kysely'
-import type { Db, RefreshTokensTable, Session } from '../db/database.js'
+import type { Db, RefreshTokensTable } from '../db/database.js'
 import type { RequestContext } from '../audit/record.js'
 import type { Keyring } from '../keys/keyring.js'
 import { epochSeconds, mintAccessToken, mintRefreshToken, type RefreshTokenRecord } from '../tokens/mint.js'
 import { OAuthError } from '../errors.js'
 
-export type IssuerConfig = Pick<Config, 'issuer' | 'audience' | 'accessTtl' | 'refreshTtl' | 'sessionMax' | 'refreshGrace'>
+export type IssuerConfig = Pick<Config, 'issuer' | 'audience' | 'accessTtl' | 'refreshTtl' | 'sessionMax' | 'refreshGrace' | 'defaultClientId'>
 
 export interface Issuer {
   db: Db
@@ -44,7 +44,7 @@ export function currentKid (keyring: Keyring): string {
 }
 
 /** Inserts a session and its first refresh token; run inside the caller's transaction. */
-export async function startSession (db: Db, issuer: Issuer, input: { userId: string, clientId: string, scope: string, now: Date, context: RequestContext }): Promise<RefreshTokenRecord & { scope: string, clientId: string }> {
+export async function startSession (db: Db, issuer: Issuer, input: { userId: string, clientId: string, scope: string, resources: string[], now: Date, context: RequestContext }): Promise<RefreshTokenRecord & { scope: string, clientId: string }> {
   const now = floorToSecond(input.now)
   const absolute = addSeconds(now, issuer.config.sessionMax)
   const expires = new Date(Math.min(addSeconds(now, issuer.config.refreshTtl).getTime(), absolute.getTime()))
@@ -54,6 +54,7 @@ export async function startSession (db: Db, issuer: Issuer, input: { userId: str
     user_id: input.userId,
     client_id: input.clientId,
     scope: input.scope,
+    resources: input.resources,
     created_at: now,
     last_used_at: now,
     expires_at: expires,
@@ -82,17 +83,9 @@ export async function insertRefreshToken (db: Db, record: RefreshTokenRecord, pa
   await db.insertInto('refresh_tokens').values(refreshTokenRow(record, parentJti)).execute()
 }
 
-/** The successor of a refresh token within a session; undefined when the session is at its absolute limit. */
-export function successorRecord (issuer: Issuer, session: Pick<Session, 'id' | 'user_id' | 'absolute_expires_at'>, now: Date): RefreshTokenRecord | undefined {
-  const issuedAt = floorToSecond(now)
-  const expiresAt = new Date(Math.min(addSeconds(issuedAt, issuer.config.refreshTtl).getTime(), floorToSecond(session.absolute_expires_at).getTime()))
-  if (expiresAt.getTime() <= issuedAt.getTime()) return undefined
-  return { jti: randomUUID(), sessionId: session.id, userId: session.user_id, kid: currentKid(issuer.keyring), issuedAt, expiresAt }
-}
-
 /** Mints the pair for a stored refresh record: the refresh token is reproducible, the access token fresh. */
-export function tokenPair (issuer: Issuer, record: RefreshTokenRecord, grant: { clientId: string, scope: string, now: Date }): TokenPair {
-  const access = mintAccessToken(issuer.config, issuer.keyring, { userId: record.userId, sessionId: record.sessionId, clientId: grant.clientId, scope: grant.scope, now: grant.now })
+export function tokenPair (issuer: Issuer, record: RefreshTokenRecord, grant: { clientId: string, scope: string, audience: string | undefined, now: Date }): TokenPair {
+  const access = mintAccessToken(issuer.config, issuer.keyring, { subject: record.userId, sessionId: record.sessionId, clientId: grant.clientId, scope: grant.scope, audience: grant.audience, now: grant.now })
   return {
     accessToken: access.token,
     refreshToken: mintRefreshToken(issuer.config, issuer.keyring, record),

@@ -1,6 +1,7 @@
 /**
- * The password grant: verify the credentials through the bounded hashing
- * queue, then start a session and issue its first pair in one transaction.
+ * The password grant: authenticate the client (cheap, before any hashing),
+ * verify the user's credentials through the bounded hashing queue, then
+ * start a session and issue its first pair in one transaction.
  * Unknown users cost a dummy verify and disabled users a real one, and all
  * three failures throw the same invalid_grant. Before any hashing, a name in
  * back-off (login-throttle.ts) is refused with 429 temporarily_unavailable:
@@ -11,6 +12,9 @@
 import { OAuthError, invalidCredentials } from '../errors.js'
 import type { Db } from '../db/database.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
+import { authenticateClient, requireGrant } from '../clients/authenticate.js'
+import type { ClientCredentials } from '../clients/credentials.js'
+import { audienceFor, requestedResource } from '../clients/resource.js'
 import type { PasswordHasher } from '../passwords/hasher.js'
 import { normalizePassword, normalizeUsername } from '../passwords/policy.js'
 import { backedOff, clearLoginFailures, countLoginAttempt, refundLoginAttempt, type BackoffPolicy, type FailureRecord } from './login-throttle.js'
@@ -21,14 +25,14 @@ export interface PasswordGrantInput {
   username: string
   password: string
   scope: string | undefined
-  clientId: string
+  credentials: ClientCredentials
+  resource: string | string[] | undefined
   now: Date
   context: RequestContext
 }
 
 export interface LoginDeps extends Issuer {
   hasher: PasswordHasher
-  allowedScopes: readonly string[]
   backoff: BackoffPolicy
 }
 
@@ -59,11 +63,15 @@ async function stillVerified (db: Db, userId: string, verifiedHash: string, reha
 }
 
 export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput): Promise<TokenPair> {
-  const scope = grantedScope(input.scope, deps.allowedScopes)
+  const resource = requestedResource(input.resource)
   const password = normalizePassword(input.password)
   const username = normalizeUsername(input.username)
   // Shed before touching the database: a flood must not take the pool from refresh.
   if (deps.hasher.saturated) throw deps.hasher.overloaded()
+  const client = await authenticateClient(deps, input)
+  requireGrant(client, 'password')
+  const audience = audienceFor(resource, client.resources)
+  const scope = grantedScope(input.scope, client.scopes)
   const key = throttleKey(username, input.username)
   const attempt = await countLoginAttempt(deps.db, key, input.now, deps.backoff)
   if (attempt.refused) {
@@ -100,9 +108,9 @@ export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput)
     // row lock also makes a change that starts now wait, then end this session.
     if (!await stillVerified(trx, user.id, user.password_hash, rehashed)) throw invalidCredentials('password changed or user disabled during login')
     await clearLoginFailures(trx, key)
-    const started = await startSession(trx, deps, { userId: user.id, clientId: input.clientId, scope, now: input.now, context: input.context })
+    const started = await startSession(trx, deps, { userId: user.id, clientId: client.clientId, scope, resources: client.resources, now: input.now, context: input.context })
     await recordAudit(trx, { type: 'login.succeeded', actor: user.id, userId: user.id, username, sessionId: started.sessionId, ...input.context })
     return started
   })
-  return tokenPair(deps, record, { clientId: record.clientId, scope: record.scope, now: input.now })
+  return tokenPair(deps, record, { clientId: record.clientId, scope: record.scope, audience, now: input.now })
 }

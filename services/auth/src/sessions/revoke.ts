@@ -2,21 +2,29 @@
  * RFC 7009 revocation: a refresh token or an access token of ours ends its
  * session. Anything else (unknown, expired, garbage, already revoked) changes
  * nothing and is not an error, so the endpoint reveals nothing about tokens.
+ * A client that names or authenticates itself may revoke only its own
+ * tokens (RFC 7009 §2.1); a request naming no client may revoke tokens of
+ * public clients only, since a confidential client's token needs that
+ * client's authentication. A token of another client is left alone and the
+ * answer is the same 200.
  * @module
  */
 import { jwtVerify } from 'jose'
 import type { RequestContext } from '../audit/record.js'
+import { authenticateClient, type RegisteredClient } from '../clients/authenticate.js'
+import type { ClientCredentials } from '../clients/credentials.js'
 import { verifyRefreshToken } from '../tokens/verify-refresh.js'
 import { endSessions } from './end.js'
 import type { Issuer } from './issue.js'
 
 async function sessionOfAccessToken (issuer: Issuer, token: string, now: Date): Promise<string | undefined> {
   try {
+    // Any audience: a token asked for a resource (RFC 8707) is still ours to revoke.
     const { payload } = await jwtVerify(token, (header) => {
       const key = issuer.keyring.accessVerificationKey(header.kid ?? '')
       if (key === undefined) throw new Error('unknown kid')
       return key.publicKey
-    }, { issuer: issuer.config.issuer, audience: issuer.config.audience, typ: 'at+jwt', algorithms: ['RS256'], currentDate: now })
+    }, { issuer: issuer.config.issuer, typ: 'at+jwt', algorithms: ['RS256'], currentDate: now })
     return typeof payload.sid === 'string' ? payload.sid : undefined
   } catch {
     return undefined
@@ -31,14 +39,32 @@ async function sessionOfRefreshToken (issuer: Issuer, token: string, now: Date):
   }
 }
 
+async function mayRevoke (issuer: Issuer, sessionId: string, client: RegisteredClient | undefined): Promise<boolean> {
+  const session = await issuer.db.selectFrom('sessions').leftJoin('clients', 'clients.client_id', 'sessions.client_id')
+    .select(['sessions.client_id', 'clients.confidential']).where('sessions.id', '=', sessionId).executeTakeFirst()
+  if (session === undefined) return false
+  return client === undefined ? session.confidential !== true : session.client_id === client.clientId
+}
+
+export interface RevokeInput {
+  token: string
+  hint: string | undefined
+  credentials: ClientCredentials
+  now: Date
+  context: RequestContext
+}
+
 /** Returns whether a session was ended. `hint` only orders the attempts (RFC 7009 §2.1). */
-export async function revokeToken (issuer: Issuer, input: { token: string, hint: string | undefined, now: Date, context: RequestContext }): Promise<boolean> {
+export async function revokeToken (issuer: Issuer, input: RevokeInput): Promise<boolean> {
+  const named = input.credentials.method !== 'none' || input.credentials.clientId !== undefined
+  const client = named ? await authenticateClient(issuer, input) : undefined
   const attempts = input.hint === 'access_token'
     ? [sessionOfAccessToken, sessionOfRefreshToken]
     : [sessionOfRefreshToken, sessionOfAccessToken]
   for (const attempt of attempts) {
     const sessionId = await attempt(issuer, input.token, input.now)
     if (sessionId === undefined) continue
+    if (!await mayRevoke(issuer, sessionId, client)) return false
     const ended = await issuer.db.transaction().execute(async (trx) =>
       await endSessions(trx, { sessionId }, 'revoke', input.now, input.context))
     return ended > 0

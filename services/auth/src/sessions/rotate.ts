@@ -1,104 +1,140 @@
 /**
- * The refresh grant. One transaction, serialized per session by a row lock on
- * the session (never by process memory, so any number of instances behave as
- * one):
+ * The refresh grant. The client authenticates first (a refresh token belongs
+ * to the client that got it, one indexed read). The decision is one call of
+ * the SQL function tessera_client_refresh_decision (migrations/0004_clients.js:
+ * the session's client and resources, then tessera_refresh_decision of
+ * migrations/0002_refresh_decision.js), one round trip, serialized per session by a row lock on the session (never by process
+ * memory, so any number of instances behave as one):
  *  1. the session is live and its user enabled, the token's key not revoked;
  *  2. an unused token is marked used and its successor inserted;
  *  3. a used token inside the grace window gets the same successor again
  *     (re-signed byte for byte) for racing tabs;
- *  4. a used token after the window is reuse: the whole session ends.
+ *  4. a used token after the window is reuse: the whole session ends, in a
+ *     transaction of its own here (end.ts writes every ending and its audit).
  * @module
  */
+import { randomUUID } from 'node:crypto'
+import { CompiledQuery } from 'kysely'
 import type { Config } from '../config.js'
 import { OAuthError, RefreshReuseError } from '../errors.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
+import { authenticateClient, requireGrant } from '../clients/authenticate.js'
+import type { ClientCredentials } from '../clients/credentials.js'
+import { requestedResource } from '../clients/resource.js'
 import type { RefreshTokenRecord } from '../tokens/mint.js'
-import { verifyRefreshToken } from '../tokens/verify-refresh.js'
+import { verifyRefreshToken, type RefreshClaims } from '../tokens/verify-refresh.js'
 import { endSessions } from './end.js'
-import { refreshTokenRow, successorRecord, tokenPair, type Issuer, type TokenPair } from './issue.js'
+import { currentKid, tokenPair, type Issuer, type TokenPair } from './issue.js'
 import { narrowedScope } from './scope.js'
 
 export interface RefreshGrantInput {
   refreshToken: string
   scope: string | undefined
+  credentials: ClientCredentials
+  resource: string | string[] | undefined
   now: Date
   context: RequestContext
 }
 
 export type RefreshOutcome = 'rotated' | 'grace'
 
-type Decision =
-  | { kind: 'issue', record: RefreshTokenRecord, clientId: string, scope: string, outcome: RefreshOutcome }
-  | { kind: 'refuse', reason: string }
-  | { kind: 'reuse' }
+/** One row of tessera_refresh_decision: a decision, and for rotated and grace the successor to sign. */
+export interface RefreshDecisionRow {
+  decision: string
+  successor_jti: string | null
+  successor_kid: string | null
+  successor_issued_at: Date | null
+  successor_expires_at: Date | null
+  session_client_id: string | null
+  session_scope: string | null
+}
 
-const refused = (reason: string): Decision => ({ kind: 'refuse', reason })
+export interface RefreshDecisionInput {
+  claims: Pick<RefreshClaims, 'jti' | 'sid' | 'sub'>
+  /** The scopes asked for, or undefined to keep the session's. */
+  wantedScope: string[] | undefined
+  now: Date
+  graceSeconds: number
+  ttlSeconds: number
+  /** The successor's jti and kid, used only when the decision is 'rotated'. */
+  successorJti: string
+  successorKid: string
+  /** The authenticated client; a session of another client is refused before any write. Absent: not checked. */
+  presentingClient?: string
+  /** The resource asked for; it must be one of the session's (RFC 8707). */
+  resource?: string
+  context: RequestContext
+}
 
-export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refreshGrace'> }, input: RefreshGrantInput): Promise<TokenPair & { outcome: RefreshOutcome }> {
+// The text is fixed, so nothing is compiled per refresh.
+const DECISION_SQL = 'select * from tessera_client_refresh_decision($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)'
+
+/** Runs the decision: one statement, its own transaction. */
+export async function refreshDecision (db: Issuer['db'], input: RefreshDecisionInput): Promise<RefreshDecisionRow> {
+  const { claims, context } = input
+  const result = await db.executeQuery<RefreshDecisionRow>(CompiledQuery.raw(DECISION_SQL, [
+    claims.jti, claims.sid, claims.sub, input.now, input.graceSeconds, input.wantedScope ?? null,
+    input.successorJti, input.successorKid, input.ttlSeconds, context.ip ?? null, context.userAgent?.slice(0, 512) ?? null,
+    input.presentingClient ?? null, input.resource ?? null
+  ]))
+  const row = result.rows[0]
+  if (row === undefined) throw new Error('tessera_refresh_decision returned no row')
+  return row
+}
+
+function wantedScopes (requested: string | undefined): string[] | undefined {
+  if (requested === undefined || requested.trim() === '') return undefined
+  return [...new Set(requested.trim().split(/ +/))]
+}
+
+function issuedRecord (row: RefreshDecisionRow, claims: RefreshClaims): RefreshTokenRecord & { clientId: string, sessionScope: string } | undefined {
+  if (row.successor_jti === null || row.successor_kid === null || row.successor_issued_at === null || row.successor_expires_at === null ||
+    row.session_client_id === null || row.session_scope === null) return undefined
+  return {
+    jti: row.successor_jti,
+    sessionId: claims.sid,
+    userId: claims.sub,
+    kid: row.successor_kid,
+    issuedAt: row.successor_issued_at,
+    expiresAt: row.successor_expires_at,
+    clientId: row.session_client_id,
+    sessionScope: row.session_scope
+  }
+}
+
+function refused (reason: string): OAuthError {
+  return new OAuthError('invalid_grant', 'the refresh token is invalid, expired or revoked', { detail: reason })
+}
+
+export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refreshGrace' | 'refreshTtl'> }, input: RefreshGrantInput): Promise<TokenPair & { outcome: RefreshOutcome }> {
+  const resource = requestedResource(input.resource)
+  const client = await authenticateClient(deps, input)
+  requireGrant(client, 'refresh_token')
   const claims = await verifyRefreshToken(deps.config, deps.keyring, input.refreshToken, input.now)
-
-  const decision = await deps.db.transaction().execute(async (trx): Promise<Decision> => {
-    const session = await trx.selectFrom('sessions')
-      .innerJoin('users', 'users.id', 'sessions.user_id')
-      .select(['sessions.id', 'sessions.user_id', 'sessions.client_id', 'sessions.scope', 'sessions.expires_at', 'sessions.absolute_expires_at', 'sessions.revoked_at', 'users.disabled_at'])
-      .where('sessions.id', '=', claims.sid)
-      .forUpdate('sessions')
-      .executeTakeFirst()
-    if (session === undefined || session.user_id !== claims.sub) return refused('unknown session')
-    if (session.revoked_at !== null) return refused('session revoked')
-    if (session.disabled_at !== null) return refused('user disabled')
-    if (session.expires_at.getTime() <= input.now.getTime()) return refused('session expired')
-
-    const token = await trx.selectFrom('refresh_tokens')
-      .innerJoin('signing_keys', 'signing_keys.kid', 'refresh_tokens.kid')
-      .select(['refresh_tokens.jti', 'refresh_tokens.used_at', 'refresh_tokens.successor_jti', 'refresh_tokens.session_id', 'signing_keys.state'])
-      .where('refresh_tokens.jti', '=', claims.jti)
-      .executeTakeFirst()
-    if (token === undefined || token.session_id !== session.id) return refused('unknown token')
-    if (token.state === 'revoked') return refused('signing key revoked')
-    const scope = narrowedScope(input.scope, session.scope)
-
-    if (token.used_at === null) {
-      const successor = successorRecord(deps, session, input.now)
-      if (successor === undefined) return refused('session at its absolute limit')
-      // The three writes as one statement (data-modifying CTEs always run to
-      // completion): two round trips fewer per refresh. The reads above stay
-      // separate: see docs/performance.md.
-      await trx
-        .with('used', (db) => db.updateTable('refresh_tokens').set({ used_at: input.now, successor_jti: successor.jti })
-          .where('jti', '=', token.jti).returning('jti'))
-        .with('slid', (db) => db.updateTable('sessions').set({
-          last_used_at: input.now,
-          expires_at: successor.expiresAt,
-          ...(input.context.ip === undefined ? {} : { ip: input.context.ip }),
-          ...(input.context.userAgent === undefined ? {} : { user_agent: input.context.userAgent.slice(0, 512) })
-        }).where('id', '=', session.id).returning('id'))
-        .insertInto('refresh_tokens').values(refreshTokenRow(successor, token.jti))
-        .execute()
-      return { kind: 'issue', record: successor, clientId: session.client_id, scope, outcome: 'rotated' }
-    }
-
-    if (input.now.getTime() - token.used_at.getTime() <= deps.config.refreshGrace * 1000 && token.successor_jti !== null) {
-      const successor = await trx.selectFrom('refresh_tokens').select(['jti', 'kid', 'issued_at', 'expires_at'])
-        .where('jti', '=', token.successor_jti).executeTakeFirst()
-      if (successor === undefined) return refused('successor gone')
-      return {
-        kind: 'issue',
-        record: { jti: successor.jti, sessionId: session.id, userId: session.user_id, kid: successor.kid, issuedAt: successor.issued_at, expiresAt: successor.expires_at },
-        clientId: session.client_id,
-        scope,
-        outcome: 'grace'
-      }
-    }
-
-    await endSessions(trx, { sessionId: session.id }, 'reuse', input.now, { ...input.context, actor: 'system' })
-    await recordAudit(trx, { type: 'refresh.reuse_detected', actor: 'system', userId: session.user_id, sessionId: session.id, ...input.context, detail: { jti: token.jti } })
-    return { kind: 'reuse' }
+  const row = await refreshDecision(deps.db, {
+    presentingClient: client.clientId,
+    resource,
+    claims,
+    wantedScope: wantedScopes(input.scope),
+    now: input.now,
+    graceSeconds: deps.config.refreshGrace,
+    ttlSeconds: deps.config.refreshTtl,
+    successorJti: randomUUID(),
+    successorKid: currentKid(deps.keyring),
+    context: input.context
   })
 
-  if (decision.kind === 'reuse') throw new RefreshReuseError()
-  if (decision.kind === 'refuse') {
-    throw new OAuthError('invalid_grant', 'the refresh token is invalid, expired or revoked', { detail: decision.reason })
+  if (row.decision === 'reuse') {
+    await deps.db.transaction().execute(async (trx) => {
+      await endSessions(trx, { sessionId: claims.sid }, 'reuse', input.now, { ...input.context, actor: 'system' })
+      await recordAudit(trx, { type: 'refresh.reuse_detected', actor: 'system', userId: claims.sub, sessionId: claims.sid, ...input.context, detail: { jti: claims.jti } })
+    })
+    throw new RefreshReuseError()
   }
-  return { ...tokenPair(deps, decision.record, { clientId: decision.clientId, scope: decision.scope, now: input.now }), outcome: decision.outcome }
+  if (row.decision === 'scope widened') throw new OAuthError('invalid_scope', 'a refresh cannot widen the scope of its session')
+  if (row.decision === 'resource not allowed') throw new OAuthError('invalid_target', 'this session may not ask for that resource', { detail: `resource ${resource ?? ''}` })
+  const record = row.decision === 'rotated' || row.decision === 'grace' ? issuedRecord(row, claims) : undefined
+  if (record === undefined) throw refused(row.decision)
+  const scope = narrowedScope(input.scope, record.sessionScope)
+  return { ...tokenPair(deps, record, { clientId: record.clientId, scope, audience: resource, now: input.now }), outcome: row.decision as RefreshOutcome }
 }

@@ -11,10 +11,14 @@ import type { Keyring } from '../keys/keyring.js'
 import { signCompactJws } from './jws.js'
 
 export interface AccessTokenGrant {
-  userId: string
-  sessionId: string
+  /** A user id, or for client_credentials the client_id (RFC 9068 §2.2). */
+  subject: string
+  /** Absent for client_credentials: such a token has no session. */
+  sessionId: string | undefined
   clientId: string
   scope: string
+  /** The resource asked for (RFC 8707); undefined means TESSERA_AUDIENCE. */
+  audience: string | undefined
   now: Date
 }
 
@@ -36,14 +40,14 @@ export function mintAccessToken (config: Pick<Config, 'issuer' | 'audience' | 'a
   const iat = epochSeconds(grant.now)
   const claims = {
     iss: config.issuer,
-    sub: grant.userId,
-    aud: config.audience.length === 1 ? config.audience[0] : config.audience,
+    sub: grant.subject,
+    aud: grant.audience ?? (config.audience.length === 1 ? config.audience[0] : config.audience),
     exp: iat + config.accessTtl,
     iat,
     jti: randomUUID(),
     client_id: grant.clientId,
     scope: grant.scope,
-    sid: grant.sessionId
+    ...(grant.sessionId === undefined ? {} : { sid: grant.sessionId })
   }
   return {
     token: signCompactJws({ alg: 'RS256', kid: signer.kid, typ: 'at+jwt' }, claims, signer.privateKey),

@@ -8,6 +8,7 @@ import type { Test } from 'tap'
 import { buildApp, type App, type Deps } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
 import type { Connection } from '../../src/db/connect.js'
+import { ensureDefaultClient } from '../../src/clients/register.js'
 import { ensureSigningKey } from '../../src/keys/ensure.js'
 import { Keyring } from '../../src/keys/keyring.js'
 import { loadKeyring } from '../../src/keys/load.js'
@@ -49,6 +50,7 @@ export async function buildTestApp (t: Test, env: Record<string, string> = {}, o
   const keyring = new Keyring()
   await ensureSigningKey(connection.db, kek, config.keyBits, clock())
   await loadKeyring(connection.db, kek, keyring, { onRejectedKey: refuseRejectedKey })
+  await ensureDefaultClient(connection.db, config, clock())
   const hasher = options.hasher ?? new PasswordHasher({ concurrency: config.hashConcurrency, depth: config.hashQueueDepth })
   const deps: Deps = { db: connection.db, logger, keyring, hasher, metrics: createMetrics({ hasher, keyring, pool: connection.pool, processMetrics: false }), clock }
   const app = await buildApp(config, deps)

@@ -1,22 +1,28 @@
 /**
- * POST /oauth/revoke (RFC 7009): 200 for every well-formed request.
+ * POST /oauth/revoke (RFC 7009): 200 for every well-formed request from an
+ * authenticated (or public) client.
  * @module
  */
 import { Type } from '@sinclair/typebox'
 import type { App, Deps } from '../../app.js'
 import type { Config } from '../../config.js'
+import { clientCredentials } from '../../clients/credentials.js'
 import { revokeToken } from '../../sessions/revoke.js'
 import { requestContext } from '../context.js'
 
 const RevokeRequest = Type.Object({
   token: Type.String({ minLength: 1, maxLength: 4096 }),
-  token_type_hint: Type.Optional(Type.String({ maxLength: 64 }))
+  token_type_hint: Type.Optional(Type.String({ maxLength: 64 })),
+  client_id: Type.Optional(Type.String({ maxLength: 64 })),
+  client_secret: Type.Optional(Type.String({ maxLength: 512 }))
 })
 
 export function registerRevokeRoutes (app: App, config: Config, deps: Deps): void {
   const issuer = { db: deps.db, keyring: deps.keyring, config }
   app.post('/oauth/revoke', { config: { errorFormat: 'oauth' }, schema: { body: RevokeRequest } }, async (request, reply) => {
-    const revoked = await revokeToken(issuer, { token: request.body.token, hint: request.body.token_type_hint, now: deps.clock(), context: requestContext(request) })
+    const { body } = request
+    const credentials = clientCredentials({ authorization: request.headers.authorization, clientId: body.client_id, clientSecret: body.client_secret })
+    const revoked = await revokeToken(issuer, { token: body.token, hint: body.token_type_hint, credentials, now: deps.clock(), context: requestContext(request) })
     if (revoked) deps.metrics.revoked()
     return await reply.header('cache-control', 'no-store').send({})
   })

@@ -1,14 +1,20 @@
 /**
- * POST /oauth/token: the password and refresh_token grants (RFC 6749 §4.3,
- * §6), form-encoded or JSON. Unknown parameters are ignored as §3.2 says;
- * a repeated parameter arrives as an array and fails the schema.
+ * POST /oauth/token: the password, refresh_token and client_credentials
+ * grants (RFC 6749 §4.3, §6, §4.4), form-encoded or JSON, with client
+ * authentication (§2.3) and resource indicators (RFC 8707). Unknown
+ * parameters are ignored as §3.2 says; a repeated parameter arrives as an
+ * array and fails the schema, except `resource`, which RFC 8707 lets repeat
+ * (and which the domain refuses with invalid_target).
  * @module
  */
 import { Type, type Static } from '@sinclair/typebox'
 import type { App, Deps } from '../../app.js'
-import { CLIENT_ID_PATTERN, type Config } from '../../config.js'
+import type { Config } from '../../config.js'
 import { OAuthError, RefreshReuseError } from '../../errors.js'
 import type { LoginOutcome, RefreshOutcome } from '../../metrics/metrics.js'
+import { clientCredentials } from '../../clients/credentials.js'
+import { clientCredentialsGrant } from '../../clients/grant.js'
+import { isGrantType } from '../../clients/register.js'
 import { passwordGrant } from '../../sessions/login.js'
 import { refreshGrant } from '../../sessions/rotate.js'
 import type { TokenPair } from '../../sessions/issue.js'
@@ -22,7 +28,9 @@ const TokenRequest = Type.Object({
   password: Type.Optional(Type.String({ maxLength: 1024 })),
   refresh_token: Type.Optional(Type.String({ maxLength: 4096 })),
   scope: Type.Optional(Type.String({ maxLength: 1024 })),
-  client_id: Type.Optional(Type.String({ maxLength: 64 }))
+  client_id: Type.Optional(Type.String({ maxLength: 64 })),
+  client_secret: Type.Optional(Type.String({ maxLength: 512 })),
+  resource: Type.Optional(Type.Union([Type.String({ maxLength: 1024 }), Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 16 })]))
 })
 type TokenRequestBody = Static<typeof TokenRequest>
 
@@ -30,8 +38,8 @@ const TokenResponse = Type.Object({
   access_token: Type.String(),
   token_type: Type.Literal('Bearer'),
   expires_in: Type.Integer(),
-  refresh_token: Type.String(),
-  refresh_expires_in: Type.Integer(),
+  refresh_token: Type.Optional(Type.String()),
+  refresh_expires_in: Type.Optional(Type.Integer()),
   scope: Type.String()
 })
 
@@ -41,12 +49,6 @@ function required (body: TokenRequestBody, name: 'username' | 'password' | 'refr
   const value = body[name]
   if (value === undefined || value === '') throw new OAuthError('invalid_request', `${name}: is required for grant_type=${body.grant_type}`)
   return value
-}
-
-function clientId (body: TokenRequestBody, config: Config): string {
-  if (body.client_id === undefined) return config.defaultClientId
-  if (!CLIENT_ID_PATTERN.test(body.client_id)) throw new OAuthError('invalid_request', 'client_id: must be 1 to 64 of A-Z a-z 0-9 . _ -')
-  return body.client_id
 }
 
 export function toTokenResponse (pair: TokenPair): Static<typeof TokenResponse> {
@@ -88,7 +90,6 @@ export function registerTokenRoutes (app: App, config: Config, deps: Deps): void
   const loginDeps = {
     ...issuer,
     hasher: deps.hasher,
-    allowedScopes: config.scopes,
     backoff: backoffPolicy(config)
   }
   app.post('/oauth/token', {
@@ -96,22 +97,35 @@ export function registerTokenRoutes (app: App, config: Config, deps: Deps): void
     schema: { body: TokenRequest, response: { 200: TokenResponse, '4xx': OAuthErrorBody, '5xx': OAuthErrorBody } }
   }, async (request, reply) => {
     const body = request.body
-    const context = requestContext(request)
-    const now = deps.clock()
+    const grantType = body.grant_type
+    if (!isGrantType(grantType)) {
+      throw new OAuthError('unsupported_grant_type', 'grant_type must be password, refresh_token or client_credentials')
+    }
+    const common = {
+      credentials: clientCredentials({ authorization: request.headers.authorization, clientId: body.client_id, clientSecret: body.client_secret }),
+      resource: body.resource,
+      scope: body.scope,
+      now: deps.clock(),
+      context: requestContext(request)
+    }
+    void reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
+    if (grantType === 'client_credentials') {
+      const token = await clientCredentialsGrant(issuer, common)
+      deps.metrics.tokenIssued(token.kid, 'client_credentials')
+      return await reply.send({ access_token: token.accessToken, token_type: 'Bearer', expires_in: token.expiresIn, scope: token.scope })
+    }
     let pair: TokenPair
-    if (body.grant_type === 'password') {
-      const input = { username: required(body, 'username'), password: required(body, 'password'), scope: body.scope, clientId: clientId(body, config), now, context }
+    if (grantType === 'password') {
+      const input = { ...common, username: required(body, 'username'), password: required(body, 'password') }
       pair = await counted(async () => await passwordGrant(loginDeps, input), loginOutcome, deps.metrics.login)
       deps.metrics.login('ok')
-    } else if (body.grant_type === 'refresh_token') {
-      const input = { refreshToken: required(body, 'refresh_token'), scope: body.scope, now, context }
+    } else {
+      const input = { ...common, refreshToken: required(body, 'refresh_token') }
       const refreshed = await counted(async () => await refreshGrant(issuer, input), refreshOutcome, deps.metrics.refreshed)
       deps.metrics.refreshed(refreshed.outcome)
       pair = refreshed
-    } else {
-      throw new OAuthError('unsupported_grant_type', 'grant_type must be password or refresh_token')
     }
-    deps.metrics.tokenIssued(pair.kid)
-    return await reply.header('cache-control', 'no-store').header('pragma', 'no-cache').send(toTokenResponse(pair))
+    deps.metrics.tokenIssued(pair.kid, grantType)
+    return await reply.send(toTokenResponse(pair))
   })
 }

@@ -1,0 +1,129 @@
+/**
+ * `tessera clients create|list|show|rotate-secret|disable|delete`. A secret
+ * is printed once, by create or rotate-secret, and never again.
+ * @module
+ */
+import { parseArgs } from 'node:util'
+import { parseDuration } from '../config.js'
+import { deleteClient, disableClient } from '../clients/end.js'
+import { findClient, listClients, type ClientView } from '../clients/find.js'
+import { ClientRuleError, createClient } from '../clients/register.js'
+import { rotateClientSecret } from '../clients/rotate-secret.js'
+import type { CommandContext } from './main.js'
+import { CliError, table } from './output.js'
+
+const USAGE = 'usage: tessera clients create CLIENT_ID [--confidential] [--grants G,G] [--scopes "a b"] [--resources URI,URI] | list | show ID | rotate-secret ID [--grace 24h] | disable ID | delete ID'
+const OPERATOR = { actor: 'operator', userAgent: 'tessera-cli' }
+
+function asJson (client: ClientView): Record<string, unknown> {
+  return {
+    client_id: client.clientId,
+    type: client.confidential ? 'confidential' : 'public',
+    grants: client.grants,
+    scopes: client.scopes,
+    resources: client.resources,
+    created_at: client.createdAt.toISOString(),
+    secret_rotated_at: client.secretRotatedAt?.toISOString() ?? null,
+    previous_secret_expires_at: client.previousSecretExpiresAt?.toISOString() ?? null,
+    disabled_at: client.disabledAt?.toISOString() ?? null
+  }
+}
+
+function describe (client: ClientView): string {
+  return [
+    `client_id   ${client.clientId}`,
+    `type        ${client.confidential ? 'confidential' : 'public'}${client.disabledAt === null ? '' : ` (disabled ${client.disabledAt.toISOString()})`}`,
+    `grants      ${client.grants.join(' ')}`,
+    `scopes      ${client.scopes.join(' ') || '(none)'}`,
+    `resources   ${client.resources.join(' ') || '(the default audience only)'}`,
+    `created     ${client.createdAt.toISOString()}`,
+    ...(client.previousSecretExpiresAt === null ? [] : [`old secret  works until ${client.previousSecretExpiresAt.toISOString()}`])
+  ].join('\n')
+}
+
+const list = (text: string | undefined): string[] => (text ?? '').split(/[\s,]+/).filter((s) => s !== '')
+
+function options (ctx: CommandContext): { values: Record<string, string | boolean | undefined>, id: string | undefined } {
+  try {
+    const { values, positionals } = parseArgs({
+      args: ctx.argv,
+      allowPositionals: true,
+      options: {
+        json: { type: 'boolean' },
+        confidential: { type: 'boolean' },
+        grants: { type: 'string' },
+        scopes: { type: 'string' },
+        resources: { type: 'string' },
+        grace: { type: 'string' }
+      }
+    })
+    return { values, id: positionals[1] }
+  } catch (err) {
+    throw new CliError(`${(err as Error).message}\n${USAGE}`, 2)
+  }
+}
+
+export async function clientsCommand (ctx: CommandContext): Promise<void> {
+  const [action] = ctx.args
+  const { values, id } = options(ctx)
+  if (action === 'list') {
+    const { db } = await ctx.connection()
+    const clients = await listClients(db)
+    ctx.out.result(table(clients.map((c) => ({
+      client_id: c.clientId,
+      type: c.confidential ? 'confidential' : 'public',
+      grants: c.grants.join(','),
+      resources: c.resources.join(','),
+      state: c.disabledAt === null ? 'enabled' : 'disabled'
+    }))), clients.map(asJson))
+    return
+  }
+  if (id === undefined || !['create', 'show', 'rotate-secret', 'disable', 'delete'].includes(action ?? '')) throw new CliError(USAGE, 2)
+  const { db } = await ctx.connection()
+  const now = new Date()
+  if (action === 'create') {
+    const confidential = values.confidential === true
+    const input = {
+      clientId: id,
+      confidential,
+      grants: values.grants === undefined ? (confidential ? ['client_credentials'] : ['password', 'refresh_token']) : list(values.grants as string),
+      scopes: values.scopes === undefined ? ctx.config.scopes : list(values.scopes as string),
+      resources: list(values.resources as string | undefined)
+    }
+    let created: Awaited<ReturnType<typeof createClient>>
+    try {
+      created = await createClient(db, input, now, OPERATOR)
+    } catch (err) {
+      if (err instanceof ClientRuleError) throw new CliError(err.message, 2)
+      throw err
+    }
+    if (!created.created) throw new CliError(`a client named ${id} already exists`)
+    const client = await findClient(db, id)
+    if (client === undefined) throw new CliError(`client ${id} vanished`)
+    ctx.out.result(
+      `${describe(client)}${created.secret === undefined ? '' : `\nclient_secret ${created.secret}\n(shown once: store it now; only its digest is kept)`}`,
+      { ...asJson(client), ...(created.secret === undefined ? {} : { client_secret: created.secret }) })
+    return
+  }
+  if (action === 'show') {
+    const client = await findClient(db, id)
+    if (client === undefined) throw new CliError(`no client named ${id}`)
+    ctx.out.result(describe(client), asJson(client))
+    return
+  }
+  if (action === 'rotate-secret') {
+    const grace = parseDuration(typeof values.grace === 'string' ? values.grace : '24h')
+    if (grace === undefined) throw new CliError('--grace: expected a duration such as 0, 300s, 1h or 24h', 2)
+    const rotated = await rotateClientSecret(db, { clientId: id, graceSeconds: grace, now }, OPERATOR)
+    if (rotated.kind === 'unknown') throw new CliError(`no client named ${id}`)
+    if (rotated.kind === 'public') throw new CliError(`${id} is a public client: it has no secret`)
+    const until = rotated.previousExpiresAt?.toISOString() ?? null
+    ctx.out.result(`client_secret ${rotated.secret}\n(shown once) the old secret ${until === null ? 'no longer works' : `works until ${until}`}`,
+      { client_id: id, client_secret: rotated.secret, previous_secret_expires_at: until })
+    return
+  }
+  const ended = action === 'disable' ? await disableClient(db, id, now, OPERATOR) : await deleteClient(db, id, now, OPERATOR)
+  if (ended === undefined) throw new CliError(`no client named ${id}`)
+  const verb = action === 'disable' ? (ended.changed ? 'disabled' : 'already disabled') : 'deleted'
+  ctx.out.result(`${verb} ${id}; ended ${ended.sessionsEnded} session(s)`, { client_id: id, [action === 'disable' ? 'disabled' : 'deleted']: true, sessions_ended: ended.sessionsEnded })
+}

@@ -1,0 +1,81 @@
+/**
+ * Client authentication at /oauth/token and /oauth/revoke: one indexed read,
+ * a SHA-256 and a constant-time comparison; never the argon2 queue. Every
+ * failure (unknown, disabled, wrong or missing secret, a secret sent to a
+ * public client) is the same 401 invalid_client, so the answer says nothing
+ * about which clients exist beyond what RFC 6749 §5.2 requires; the reason
+ * goes to the audit trail, the secret nowhere.
+ * @module
+ */
+import type { Db, GrantType } from '../db/database.js'
+import { recordAudit, type RequestContext } from '../audit/record.js'
+import { OAuthError } from '../errors.js'
+import { BASIC_CHALLENGE, type ClientCredentials } from './credentials.js'
+import { digestMatches, secretDigest } from './secret.js'
+
+export interface RegisteredClient {
+  clientId: string
+  confidential: boolean
+  grants: GrantType[]
+  scopes: string[]
+  resources: string[]
+}
+
+export interface ClientAuthDeps {
+  db: Db
+  config: { defaultClientId: string }
+}
+
+export interface ClientAuthInput {
+  credentials: ClientCredentials
+  now: Date
+  context: RequestContext
+}
+
+const NO_DIGEST = Buffer.alloc(32)
+
+function failureReason (row: { confidential: boolean, disabled_at: Date | null } | undefined, credentials: ClientCredentials, secretOk: boolean): string | undefined {
+  if (row === undefined) return 'unknown client'
+  if (row.disabled_at !== null) return 'client disabled'
+  if (credentials.method === 'none') return row.confidential ? 'no client authentication' : undefined
+  if (!row.confidential) return 'secret sent to a public client'
+  return secretOk ? undefined : 'wrong secret'
+}
+
+export async function authenticateClient (deps: ClientAuthDeps, input: ClientAuthInput): Promise<RegisteredClient> {
+  const { credentials } = input
+  const clientId = credentials.clientId ?? deps.config.defaultClientId
+  const row = await deps.db.selectFrom('clients')
+    .select(['client_id', 'confidential', 'grants', 'scopes', 'resources', 'secret_digest', 'previous_secret_digest', 'previous_secret_expires_at', 'disabled_at'])
+    .where('client_id', '=', clientId)
+    .executeTakeFirst()
+  let secretOk = false
+  if (credentials.method !== 'none') {
+    const presented = secretDigest(credentials.secret)
+    const current = digestMatches(presented, row?.secret_digest ?? NO_DIGEST)
+    const previousLive = row?.previous_secret_expires_at != null && row.previous_secret_expires_at.getTime() > input.now.getTime()
+    const previous = digestMatches(presented, (previousLive ? row?.previous_secret_digest : null) ?? NO_DIGEST)
+    secretOk = (current || previous) && row?.secret_digest != null
+  }
+  const reason = failureReason(row, credentials, secretOk)
+  if (row === undefined || reason !== undefined) {
+    await recordAudit(deps.db, {
+      type: 'client.authentication_failed',
+      actor: clientId,
+      ...input.context,
+      detail: { client_id: clientId, reason: reason ?? 'unknown client', method: credentials.method }
+    })
+    throw new OAuthError('invalid_client', 'client authentication failed', {
+      detail: reason,
+      ...(credentials.method === 'client_secret_basic' ? { challenge: BASIC_CHALLENGE } : {})
+    })
+  }
+  return { clientId: row.client_id, confidential: row.confidential, grants: row.grants, scopes: row.scopes, resources: row.resources }
+}
+
+/** RFC 6749 §5.2: a grant the client is not registered for. */
+export function requireGrant (client: RegisteredClient, grant: GrantType): void {
+  if (!client.grants.includes(grant)) {
+    throw new OAuthError('unauthorized_client', `this client is not registered for grant_type=${grant}`, { detail: `${client.clientId} lacks ${grant}` })
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * Registering clients: `tessera clients create`, and the default public
+ * client that every start makes sure of (so a password grant without
+ * client_id works on a fresh database as it always did).
+ * @module
+ */
+import { recordAudit, type RequestContext } from '../audit/record.js'
+import { CLIENT_ID_PATTERN } from '../config.js'
+import type { Db, GrantType } from '../db/database.js'
+import { isResourceIndicator } from './resource.js'
+import { generateSecret } from './secret.js'
+
+export const GRANT_TYPES: readonly GrantType[] = ['password', 'refresh_token', 'client_credentials']
+export const isGrantType = (value: string): value is GrantType => (GRANT_TYPES as readonly string[]).includes(value)
+const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
+
+export interface NewClient {
+  clientId: string
+  confidential: boolean
+  grants: string[]
+  scopes: string[]
+  resources: string[]
+}
+
+/** A registration that breaks a rule; the message names the field. */
+export class ClientRuleError extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'ClientRuleError'
+  }
+}
+
+function checked (client: NewClient): NewClient & { grants: GrantType[] } {
+  if (!CLIENT_ID_PATTERN.test(client.clientId)) throw new ClientRuleError('client_id: must be 1 to 64 of A-Z a-z 0-9 . _ -')
+  const unknown = client.grants.filter((g) => !isGrantType(g))
+  if (unknown.length > 0 || client.grants.length === 0) throw new ClientRuleError(`grants: expected some of ${GRANT_TYPES.join(', ')}`)
+  const grants = [...new Set(client.grants)] as GrantType[]
+  if (!client.confidential && grants.includes('client_credentials')) throw new ClientRuleError('grants: a public client cannot use client_credentials; add --confidential')
+  const badScope = client.scopes.find((s) => !SCOPE_TOKEN.test(s))
+  if (badScope !== undefined) throw new ClientRuleError(`scopes: ${JSON.stringify(badScope)} is not a scope token (RFC 6749 §3.3)`)
+  const badResource = client.resources.find((r) => !isResourceIndicator(r))
+  if (badResource !== undefined) throw new ClientRuleError(`resources: ${JSON.stringify(badResource)} is not an absolute URI without a fragment (RFC 8707)`)
+  return { ...client, grants, scopes: [...new Set(client.scopes)], resources: [...new Set(client.resources)] }
+}
+
+/** Returns the secret (confidential clients only; it is never stored), or undefined when the id is taken. */
+export async function createClient (db: Db, input: NewClient, now: Date, context: RequestContext & { actor: string }): Promise<{ created: boolean, secret: string | undefined }> {
+  const client = checked(input)
+  const generated = client.confidential ? generateSecret() : undefined
+  return await db.transaction().execute(async (trx) => {
+    const inserted = await trx.insertInto('clients').values({
+      client_id: client.clientId,
+      confidential: client.confidential,
+      grants: client.grants,
+      scopes: client.scopes,
+      resources: client.resources,
+      secret_digest: generated?.digest ?? null,
+      created_at: now
+    }).onConflict((oc) => oc.column('client_id').doNothing()).returning('client_id').executeTakeFirst()
+    if (inserted === undefined) return { created: false, secret: undefined }
+    await recordAudit(trx, {
+      type: 'client.created',
+      ...context,
+      detail: { client_id: client.clientId, confidential: client.confidential, grants: client.grants.join(' '), scopes: client.scopes.join(' '), resources: client.resources.join(' ') }
+    })
+    return { created: true, secret: generated?.secret }
+  })
+}
+
+/** The default public client, with the configured scopes; a no-op when it exists (whatever its settings). */
+export async function ensureDefaultClient (db: Db, config: { defaultClientId: string, scopes: string[] }, now: Date): Promise<boolean> {
+  const { created } = await createClient(db, {
+    clientId: config.defaultClientId,
+    confidential: false,
+    grants: ['password', 'refresh_token'],
+    scopes: config.scopes,
+    resources: []
+  }, now, { actor: 'system' })
+  return created
+}

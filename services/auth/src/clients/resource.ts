@@ -1,0 +1,39 @@
+/**
+ * Resource indicators (RFC 8707): a `resource` is an absolute URI without a
+ * fragment, and a token is for one resource at a time (one `aud`), so a
+ * request naming several is refused rather than given a token every one of
+ * them would accept (docs/decisions.md, "One resource per token").
+ * @module
+ */
+import { OAuthError } from '../errors.js'
+
+const SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:/
+// What a URI may not hold literally (RFC 3986 §2): space and controls, quotes, angle brackets and the like.
+const NOT_URI = /[\s"<>\\^`{|}]/
+const hasControl = (value: string): boolean => [...value].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f)
+
+export function isResourceIndicator (value: string): boolean {
+  if (value.length > 512 || !SCHEME.test(value) || NOT_URI.test(value) || hasControl(value) || value.includes('#')) return false
+  try {
+    return new URL(value).protocol !== ''
+  } catch {
+    return false
+  }
+}
+
+/** The one resource asked for, or undefined; throws invalid_target for a malformed or repeated one. */
+export function requestedResource (resource: string | string[] | undefined): string | undefined {
+  if (resource === undefined) return undefined
+  const values = Array.isArray(resource) ? resource : [resource]
+  if (values.length > 1) throw new OAuthError('invalid_target', 'ask for one resource per request')
+  const value = values[0]
+  if (value === undefined || !isResourceIndicator(value)) throw new OAuthError('invalid_target', 'resource: must be an absolute URI without a fragment')
+  return value
+}
+
+/** The audience for a resource the caller may ask for; undefined (the default audience) when none was asked. */
+export function audienceFor (resource: string | undefined, allowed: readonly string[]): string | undefined {
+  if (resource === undefined) return undefined
+  if (!allowed.includes(resource)) throw new OAuthError('invalid_target', 'this client may not ask for that resource', { detail: `resource ${resource}` })
+  return resource
+}
