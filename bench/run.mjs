@@ -362,9 +362,12 @@ try {
     const to = profileClock()
     await profiled.stop()
     servers.splice(servers.indexOf(profiled), 1)
-    const [file] = (await fs.readdir(dir)).filter((f) => f.endsWith('.cpuprofile'))
-    if (file === undefined) throw new Error('the profiled server wrote no .cpuprofile')
-    profile = { rps: result.rps, seconds: result.seconds, windowSeconds: Math.round((to - from) / 1e4) / 100, errors: result.errors, file: path.relative(ROOT, path.join(dir, file)), ...await summarizeProfile(path.join(dir, file), { from, to }) }
+    const files = (await fs.readdir(dir)).filter((f) => f.endsWith('.cpuprofile'))
+    if (files.length === 0) throw new Error('the profiled server wrote no .cpuprofile')
+    // One profile per process of the instance (primary, HTTP workers, hashing process): the busiest is an HTTP worker's.
+    const summaries = await Promise.all(files.map(async (file) => ({ file, summary: await summarizeProfile(path.join(dir, file), { from, to }) })))
+    const { file, summary } = summaries.reduce((a, b) => (b.summary.busyMs > a.summary.busyMs ? b : a))
+    profile = { rps: result.rps, seconds: result.seconds, windowSeconds: Math.round((to - from) / 1e4) / 100, errors: result.errors, file: path.relative(ROOT, path.join(dir, file)), ...summary }
   }
 
   /** @type {Record<string, { rate: number, what: string }>} */

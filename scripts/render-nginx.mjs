@@ -19,6 +19,14 @@ if (prefix === undefined) {
 const env = process.env
 const servers = (list) => list.split(',').map((a) => a.trim()).filter(Boolean)
   .map((address) => `server ${address} max_fails=2 fail_timeout=10s;`).join('\n  ')
+// SimpleJWT's routes share /oauth/token's limit_req zone: they log in and refresh the same way.
+function simplejwtLocations (burst) {
+  if (env.TESSERA_SIMPLEJWT_COMPAT !== 'on') return ''
+  const prefix = env.TESSERA_SIMPLEJWT_PREFIX || '/api/token'
+  if (!/^(\/[A-Za-z0-9._~-]+){1,8}$/.test(prefix)) throw new Error(`TESSERA_SIMPLEJWT_PREFIX=${JSON.stringify(prefix)} is not a path such as /api/token`)
+  return `location ^~ ${prefix}/ {\n    limit_req zone=tessera_token burst=${burst} nodelay;\n    proxy_pass http://tessera_auth;\n  }`
+}
+
 const vars = {
   GATEWAY_BIND_ADDR: '127.0.0.1',
   GATEWAY_HTTP_PORT: '8080',
@@ -35,6 +43,7 @@ const vars = {
   GATEWAY_AUTH_SERVERS: env.GATEWAY_AUTH_SERVERS ?? servers(env.GATEWAY_AUTH_ADDRS ?? '127.0.0.1:8101,127.0.0.1:8102'),
   GATEWAY_NOTES_SERVERS: env.GATEWAY_NOTES_SERVERS ?? servers(env.GATEWAY_NOTES_ADDRS ?? '127.0.0.1:8201')
 }
+vars.GATEWAY_SIMPLEJWT_LOCATIONS = env.GATEWAY_SIMPLEJWT_LOCATIONS ?? simplejwtLocations(vars.GATEWAY_TOKEN_BURST)
 
 function render (file) {
   return readFileSync(file, 'utf8').replace(/\$\{([A-Z][A-Z0-9_]*)\}/g, (whole, name) => {

@@ -10,15 +10,15 @@ import { performance } from 'node:perf_hooks'
 import proxyAddr from '@fastify/proxy-addr'
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify'
 import formbody from '@fastify/formbody'
-import rateLimit from '@fastify/rate-limit'
+import rateLimit, { type FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
 import underPressure from '@fastify/under-pressure'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
 import type { Db } from './db/database.js'
-import { InvalidTokenError, OAuthError, ProblemError } from './errors.js'
+import { DrfError, InvalidTokenError, isDatabaseUnavailable, OAuthError, ProblemError } from './errors.js'
 import type { Keyring } from './keys/keyring.js'
-import type { PasswordHasher } from './passwords/hasher.js'
+import type { PasswordHashing } from './passwords/hasher.js'
 import { registerHealthRoutes } from './routes/health.js'
 import { registerWellKnownRoutes } from './routes/well-known.js'
 import { registerTokenRoutes } from './routes/oauth/token.js'
@@ -28,16 +28,20 @@ import { registerAccountRoutes } from './routes/v1/account.js'
 import { registerAccessTokenAuth } from './routes/v1/authenticate.js'
 import type { Metrics } from './metrics/metrics.js'
 import { registerMetricsRoutes } from './routes/metrics.js'
+import { registerSimpleJwtRoutes, simplejwtPaths } from './routes/simplejwt.js'
+import { registerOpenApi } from './routes/openapi.js'
 import { SECURITY_HEADERS } from './security-headers.js'
 
 export interface Deps {
   db: Db
   logger: Logger
   keyring: Keyring
-  hasher: PasswordHasher
+  hasher: PasswordHashing
   metrics: Metrics
   /** Injectable for frozen-clock tests. */
   clock: () => Date
+  /** Where the per-IP counters live; this process's memory when unset. An HTTP worker counts in its primary. */
+  rateLimitStore?: FastifyRateLimitStoreCtor
 }
 
 export type App = FastifyInstance<any, any, any, Logger, TypeBoxTypeProvider>
@@ -45,7 +49,7 @@ export type App = FastifyInstance<any, any, any, Logger, TypeBoxTypeProvider>
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** OAuth endpoints answer errors as RFC 6749 §5.2 rather than problem+json. */
-    errorFormat?: 'oauth'
+    errorFormat?: 'oauth' | 'simplejwt'
   }
 }
 
@@ -109,7 +113,28 @@ function clientMistake (err: FastifyError): { status: number, detail: string } |
   return undefined
 }
 
+/** DRF's shape for every refusal on SimpleJWT's routes: `{"detail"}`, plus `code` where SimpleJWT sends one. */
+function drfError (err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (err instanceof DrfError) {
+    request.log.info({ status: err.status, detail: err.detail ?? (err.cause instanceof OAuthError ? err.cause.detail : undefined) }, 'simplejwt refusal')
+    return reply.status(err.status).send(err.body)
+  }
+  if (err instanceof OAuthError || err instanceof ProblemError) {
+    request.log.info({ status: err.status, detail: err.detail }, 'request refused')
+    if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
+    return reply.status(err.status).send({ detail: err instanceof OAuthError ? err.description : (err.detail ?? err.title) })
+  }
+  const mistake = clientMistake(err)
+  if (mistake !== undefined) {
+    request.log.info({ status: mistake.status, detail: mistake.detail }, 'bad request')
+    return reply.status(mistake.status).send({ detail: mistake.status === 429 ? 'Request was throttled.' : mistake.detail })
+  }
+  request.log.error({ err }, 'unexpected error')
+  return reply.status(500).send({ detail: `A server error occurred (request id ${request.id}).` })
+}
+
 function handleError (this: App, err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (request.routeOptions.config.errorFormat === 'simplejwt') return drfError(err, request, reply)
   const oauth = request.routeOptions.config.errorFormat === 'oauth'
   if (err instanceof OAuthError) {
     request.log.info({ error: err.code, detail: err.detail }, 'oauth error')
@@ -142,6 +167,13 @@ function handleError (this: App, err: FastifyError, request: FastifyRequest, rep
     return oauth
       ? oauthError(reply, mistake.status === 413 ? 413 : 400, 'invalid_request', mistake.detail)
       : problem(reply, request, mistake.status, statusTitle(mistake.status), mistake.detail)
+  }
+  if (isDatabaseUnavailable(err)) {
+    request.log.warn({ err }, 'database unavailable')
+    void reply.header('retry-after', '1')
+    return oauth
+      ? oauthError(reply, 503, 'temporarily_unavailable', 'the service is overloaded; retry later')
+      : problem(reply, request, 503, 'Service Unavailable', 'the service is overloaded; retry later')
   }
   request.log.error({ err }, 'unexpected error')
   return oauth
@@ -246,8 +278,9 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // JSON and form bodies only: anything else is a 415 (invalid_request on OAuth routes).
   app.removeContentTypeParser('text/plain')
   // The second line of per-IP limits: the gateway's limit_req is the first and
-  // is shared by every instance; this one counts per instance, in memory, and
-  // still holds if a client reaches an instance some other way. request.ip is
+  // is shared by every instance; this one counts per instance (in the
+  // primary's memory, one budget across its workers: cluster/rate-limit.ts),
+  // and still holds if a client reaches an instance some other way. request.ip is
   // the gateway's X-Forwarded-For only when the peer is TESSERA_TRUST_PROXY.
   // The plugin throws a statusCode 429 error, which handleError shapes.
   // Not global: one limiter (one store, so one budget per client across the
@@ -257,6 +290,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     max: config.rateLimitPerMinute,
     timeWindow: 60_000,
     enableDraftSpec: true,
+    ...(deps.rateLimitStore === undefined ? {} : { store: deps.rateLimitStore }),
     onExceeded: (request) => { deps.metrics.rateLimited(request.routeOptions.url ?? 'unmatched') }
   })
   const limit = app.rateLimit()
@@ -287,20 +321,27 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     if (request.routeOptions.url === '/oauth/token') deps.metrics.login('shed')
     throw new OAuthError('temporarily_unavailable', 'the service is overloaded; retry shortly', { retryAfter: PRESSURE_RETRY_AFTER, detail: 'under pressure' })
   }
+  // SimpleJWT's routes log in and refresh like /oauth/token: the same limiter; its login hashes.
+  const compat = config.simplejwtCompat ? simplejwtPaths(config) : undefined
+  const rateLimited = new Set([...RATE_LIMITED_ROUTES, ...(compat === undefined ? [] : Object.values(compat))])
+  const hashing = new Set([...HASHING_ROUTES, ...(compat === undefined ? [] : [compat.login])])
   app.addHook('onRoute', (routeOptions) => {
-    if (RATE_LIMITED_ROUTES.has(routeOptions.url)) prependRouteHook(routeOptions, 'onRequest', limit)
-    if (HASHING_ROUTES.has(routeOptions.url)) prependRouteHook(routeOptions, 'preHandler', shedWhenUnderPressure)
+    if (rateLimited.has(routeOptions.url)) prependRouteHook(routeOptions, 'onRequest', limit)
+    if (hashing.has(routeOptions.url)) prependRouteHook(routeOptions, 'preHandler', shedWhenUnderPressure)
   })
   app.setErrorHandler(handleError)
   app.setNotFoundHandler((request, reply) => problem(reply, request, 404, 'Not Found', `no route for ${request.method} ${request.url.split('?')[0] ?? ''}`))
 
+  // Before every route: the generator learns routes as they are added.
+  await registerOpenApi(app, config)
   registerAccessTokenAuth(app, config, deps)
   registerHealthRoutes(app, deps)
-  registerMetricsRoutes(app, deps)
+  if (config.metricsPort === undefined) registerMetricsRoutes(app, deps)
   registerWellKnownRoutes(app, config, deps)
   registerTokenRoutes(app, config, deps)
   registerRevokeRoutes(app, config, deps)
   registerUserRoutes(app, config, deps)
   registerAccountRoutes(app, config, deps)
+  registerSimpleJwtRoutes(app, config, deps)
   return app
 }

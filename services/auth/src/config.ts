@@ -3,6 +3,7 @@
  * service reads `process.env`: the validated `Config` is passed in.
  * @module
  */
+import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { getHeapStatistics } from 'node:v8'
 import { resolve } from 'node:path'
@@ -12,6 +13,8 @@ export type Seconds = number
 export interface Config {
   port: number
   host: string
+  /** A separate listener for /metrics only (then not served on `port`); undefined: /metrics on `port`. */
+  metricsPort: number | undefined
   databaseUrl: string | undefined
   issuer: string
   audience: string[]
@@ -23,7 +26,7 @@ export interface Config {
   keyPublishLead: Seconds
   keyRotation: Seconds | null
   keyBits: 2048 | 3072 | 4096
-  /** 32 raw bytes; undefined means "generate or read one in dataDir" (never in production). */
+  /** 32 raw bytes; undefined means "generate or read one in dataDir" (never in production: resolveKek refuses). */
   kek: Buffer | undefined
   signup: 'open' | 'closed'
   trustProxy: string[]
@@ -32,6 +35,8 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   scopes: string[]
   defaultClientId: string
+  /** HTTP worker processes of the instance (TESSERA_WORKERS; `auto` is one per core). */
+  workers: number
   hashConcurrency: number
   hashQueueDepth: number
   loginBackoffThreshold: number
@@ -49,13 +54,39 @@ export interface Config {
   /** For `tessera db roles` only: the passwords it gives the owner, runtime and notes roles. */
   dbRolePasswords: { owner: string | undefined, runtime: string | undefined, notes: string | undefined }
   keyCheckInterval: Seconds
+  /** SimpleJWT's routes and claims (DESIGN: Moving from SimpleJWT). */
+  simplejwtCompat: boolean
+  /** Where SimpleJWT's routes live: a path without a trailing slash. */
+  simplejwtPrefix: string
 }
 
 /** A bad setting: the message is the one line printed before exiting 1. */
 export class ConfigError extends Error {
-  constructor (readonly variable: string, readonly accepts: string, value: string) {
-    super(`${variable}=${JSON.stringify(value)} is invalid: expected ${accepts}`)
+  constructor (readonly variable: string, readonly accepts: string, value: string, message?: string) {
+    super(message ?? `${variable}=${JSON.stringify(value)} is invalid: expected ${accepts}`)
     this.name = 'ConfigError'
+  }
+}
+
+/** The suffix that makes any setting come from a file (Docker and Kubernetes secrets). */
+export const FILE_SUFFIX = '_FILE'
+
+/**
+ * A setting's text from NAME or from the file NAME_FILE names (one trailing
+ * newline dropped), never both: two sources would leave it unclear which wins.
+ */
+export function settingText (env: Env, name: string): string | undefined {
+  const plain = env[name] === '' ? undefined : env[name]
+  const file = env[name + FILE_SUFFIX] === '' ? undefined : env[name + FILE_SUFFIX]
+  if (file === undefined) return plain
+  if (plain !== undefined) {
+    throw new ConfigError(name, '', '', `${name} and ${name}${FILE_SUFFIX} are both set: set only one of them`)
+  }
+  try {
+    const text = readFileSync(file, 'utf8').replace(/\r?\n$/, '')
+    return text === '' ? undefined : text
+  } catch (err) {
+    throw new ConfigError(name + FILE_SUFFIX, '', file, `${name}${FILE_SUFFIX}=${JSON.stringify(file)} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
   }
 }
 
@@ -77,8 +108,7 @@ class Reader {
   constructor (private readonly env: Env) {}
 
   private raw (name: string): string | undefined {
-    const value = this.env[name]
-    return value === undefined || value === '' ? undefined : value
+    return settingText(this.env, name)
   }
 
   string (name: string, fallback: string, accepts: string, valid: (v: string) => boolean): string {
@@ -96,6 +126,16 @@ class Reader {
     if (value === undefined) return fallback
     if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
       throw new ConfigError(name, `a whole number from ${min} to ${max}`, value)
+    }
+    return Number(value)
+  }
+
+  /** `auto` (also when unset) or a whole number in range. */
+  integerOrAuto (name: string, auto: number, min: number, max: number): number {
+    const value = this.raw(name)
+    if (value === undefined || value === 'auto') return auto
+    if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+      throw new ConfigError(name, `auto or a whole number from ${min} to ${max}`, value)
     }
     return Number(value)
   }
@@ -139,6 +179,7 @@ function isPostgresUrl (value: string): boolean {
 const IP_LIST = /^[0-9a-fA-F:.,/ ]+$/
 const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
 const CLIENT_ID = /^[A-Za-z0-9._-]{1,64}$/
+const URL_PATH = /^(\/[A-Za-z0-9._~-]+){1,8}$/
 
 function decodeKek (name: string, value: string): Buffer {
   const bytes = /^[A-Za-z0-9_-]{43}$/.test(value) ? Buffer.from(value, 'base64url') : Buffer.alloc(0)
@@ -146,15 +187,13 @@ function decodeKek (name: string, value: string): Buffer {
   return bytes
 }
 
+const MAX_WORKERS = 256
 /**
- * One core and one libuv pool thread stay free of argon2: the event loop
- * (JWKS, refresh, health) and anything else on the pool keep running while
- * logins saturate the rest. See docs/decisions.md, "Thread pool and signing".
+ * About half a second of waiting: an argon2id hash at the default parameters
+ * takes ~20 ms on one core of the measured machine (97 /s on two), so 25
+ * waiting per hashing slot drain in ~0.5 s. Past that a login is shed at once.
  */
-function defaultHashConcurrency (cores: number, poolSize: string | undefined): number {
-  const pool = poolSize !== undefined && /^\d+$/.test(poolSize) ? Number(poolSize) : 4
-  return Math.max(1, Math.min(cores - 1, pool - 1))
-}
+const QUEUED_PER_HASHING_SLOT = 25
 
 /**
  * The JWKS's s-maxage: how long a shared cache (the gateway) may answer from
@@ -192,13 +231,15 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const keyCheckInterval = read.duration('TESSERA_KEY_CHECK_INTERVAL', '30s')
   const rotation = read.optional('TESSERA_KEY_ROTATION') === 'off' ? null : read.duration('TESSERA_KEY_ROTATION', '30d')
   const kekText = read.optional('TESSERA_KEK')
-  if (production && kekText === undefined) {
-    throw new ConfigError('TESSERA_KEK', 'base64url of 32 bytes; it is required when NODE_ENV=production', '')
-  }
   const cores = availableParallelism()
+  // Every core: hashing runs in its own process at the lowest OS priority,
+  // so the event loops and Postgres win the CPU whenever they want it
+  // (docs/decisions.md, "Processes of one instance").
+  const hashConcurrency = read.integer('TESSERA_HASH_CONCURRENCY', cores, 1, 64)
   const issuer = read.string('TESSERA_ISSUER', 'http://127.0.0.1:8080', 'an http(s) URL without query or fragment', isHttpUrl)
   return {
     port: read.integer('PORT', 8080, 0, 65535),
+    metricsPort: read.optional('TESSERA_METRICS_PORT') === undefined ? undefined : read.integer('TESSERA_METRICS_PORT', 0, 0, 65535),
     host: read.string('HOST', '127.0.0.1', 'an IP address or host name', (v) => /^[A-Za-z0-9.:_-]+$/.test(v)),
     databaseUrl: read.optional('DATABASE_URL') === undefined
       ? undefined
@@ -223,8 +264,9 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     logLevel: read.choice('LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     scopes: read.string('TESSERA_SCOPES', 'read write', 'space-separated scope names (RFC 6749 §3.3)', (v) => v.trim().split(/ +/).every((s) => SCOPE_TOKEN.test(s))).trim().split(/ +/),
     defaultClientId: read.string('TESSERA_DEFAULT_CLIENT_ID', 'tessera', '1 to 64 of A-Z a-z 0-9 . _ -', (v) => CLIENT_ID.test(v)),
-    hashConcurrency: read.integer('TESSERA_HASH_CONCURRENCY', defaultHashConcurrency(cores, env.UV_THREADPOOL_SIZE), 1, 64),
-    hashQueueDepth: read.integer('TESSERA_HASH_QUEUE_DEPTH', 64, 0, 100000),
+    workers: read.integerOrAuto('TESSERA_WORKERS', cores, 1, MAX_WORKERS),
+    hashConcurrency,
+    hashQueueDepth: read.integer('TESSERA_HASH_QUEUE_DEPTH', hashConcurrency * QUEUED_PER_HASHING_SLOT, 0, 100000),
     loginBackoffThreshold: read.integer('TESSERA_LOGIN_BACKOFF_AFTER', 5, 1, 1000),
     loginBackoffBase: read.duration('TESSERA_LOGIN_BACKOFF_BASE', '1s'),
     loginBackoffMax: read.duration('TESSERA_LOGIN_BACKOFF_MAX', '15m'),
@@ -241,7 +283,9 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
       runtime: read.optional('TESSERA_DB_APP_PASSWORD'),
       notes: read.optional('TESSERA_DB_NOTES_PASSWORD')
     },
-    keyCheckInterval
+    keyCheckInterval,
+    simplejwtCompat: read.choice('TESSERA_SIMPLEJWT_COMPAT', 'off', ['off', 'on']) === 'on',
+    simplejwtPrefix: read.string('TESSERA_SIMPLEJWT_PREFIX', '/api/token', 'a path such as /api/token (segments of A-Z a-z 0-9 . _ ~ -, no trailing slash)', (v) => URL_PATH.test(v))
   }
 }
 

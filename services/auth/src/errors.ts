@@ -93,3 +93,33 @@ export class InvalidTokenError extends ProblemError {
     this.name = 'InvalidTokenError'
   }
 }
+
+/**
+ * A refusal in Django REST framework's shape, for SimpleJWT's routes:
+ * `{"detail", "code"}` or `{"<field>": ["<message>"]}` (DESIGN: Moving from SimpleJWT).
+ */
+export class DrfError extends Error {
+  readonly detail: string | undefined
+
+  constructor (readonly status: number, readonly body: Record<string, string | string[]>, options: Pick<ErrorOptions, 'detail' | 'cause'> = {}) {
+    super(`DRF ${status}`, { cause: options.cause })
+    this.name = 'DrfError'
+    this.detail = options.detail
+  }
+}
+
+/**
+ * Postgres out of reach for a moment: pg-pool's acquire timeout (every
+ * connection busy, e.g. during a login flood), a refused or reset
+ * connection, or the server shutting down or full. The request did nothing
+ * and can be retried, so the answer is 503 with Retry-After, not a 500.
+ */
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', '57P01', '57P02', '57P03', '53300'])
+
+export function isDatabaseUnavailable (err: unknown): boolean {
+  if (!(err instanceof Error)) return false
+  const code = (err as Error & { code?: unknown }).code
+  return err.message === 'timeout exceeded when trying to connect' ||
+    err.message === 'Connection terminated due to connection timeout' ||
+    (typeof code === 'string' && UNAVAILABLE_CODES.has(code))
+}

@@ -4,7 +4,9 @@
  * and driving the key lifecycle (keys/advance.ts) on a timer. Every instance
  * runs the same timer; Postgres serializes them, so each transition happens
  * once however many instances run. Also the periodic cleanup of expired
- * sessions, refresh tokens and stale login back-off rows.
+ * sessions, refresh tokens and stale login back-off rows. In a served
+ * instance the primary runs these once and tells its HTTP workers of every
+ * reload (`onReload`), so each worker reloads its own keyring too.
  * @module
  */
 import type pg from 'pg'
@@ -17,6 +19,7 @@ import { loadKeyring, logRejectedKey, singleFlight } from './keys/load.js'
 import { listenForKeyChanges } from './keys/notify.js'
 import { cleanupExpired } from './sessions/cleanup.js'
 import { pruneLoginThrottle } from './sessions/login-throttle.js'
+import type { Metrics } from './metrics/metrics.js'
 
 export interface JobDeps {
   config: Config
@@ -27,6 +30,10 @@ export interface JobDeps {
   kek: Buffer
   logger: Logger
   clock: () => Date
+  /** Counts each failed run, so an operator can alert on jobs that keep failing. */
+  metrics: Pick<Metrics, 'jobFailed'>
+  /** Called whenever the keyring reloads, with why. */
+  onReload?: (why: string) => void
 }
 
 export interface BackgroundJobs {
@@ -57,23 +64,39 @@ async function cleanup (deps: JobDeps): Promise<void> {
   if (pruned !== undefined && pruned > 0) logger.info({ deleted: pruned }, 'pruned login back-off rows')
 }
 
-export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJobs> {
-  const { config, db, kek, keyring, logger } = deps
-  const reloadKeys = singleFlight(async () => {
+/** Reloads `keyring` from the database, coalescing concurrent calls; a key sealed under another KEK is logged, not fatal. */
+export function keyringReloader (deps: Pick<JobDeps, 'db' | 'kek' | 'keyring' | 'logger'>): () => Promise<void> {
+  const { db, kek, keyring, logger } = deps
+  return singleFlight(async () => {
     await loadKeyring(db, kek, keyring, {
       onRejectedKey: logRejectedKey(logger),
       onWrongKek: (err) => logger.error({ kid: err.kid }, 'a signing key is sealed under another KEK (was `tessera keys rewrap` run?): restart this instance with the new TESSERA_KEK')
     })
   })
+}
+
+export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJobs> {
+  const { config, db, kek, logger, metrics } = deps
+  const reloadOwn = keyringReloader(deps)
+  const reloadKeys = async (why = 'key transition'): Promise<void> => {
+    deps.onReload?.(why)
+    await reloadOwn()
+  }
   const reload = (why: string): void => {
-    reloadKeys().catch((err: unknown) => logger.warn({ err, why }, 'keyring reload failed'))
+    reloadKeys(why).catch((err: unknown) => {
+      metrics.jobFailed('keyring_reload')
+      logger.warn({ err, why }, 'keyring reload failed')
+    })
   }
 
-  const listener = await listenForKeyChanges(deps.databaseUrl, logger, (reason) => reload(`notified: ${reason}`))
+  const listener = await listenForKeyChanges(deps.databaseUrl, logger, (reason) => reload(`notified: ${reason}`), () => metrics.jobFailed('key_listener'))
   const backstop = setInterval(() => reload('periodic'), config.keyCheckInterval * 1000)
   backstop.unref()
   const cleaner = setInterval(() => {
-    cleanup(deps).catch((err: unknown) => logger.warn({ err }, 'cleanup failed'))
+    cleanup(deps).catch((err: unknown) => {
+      metrics.jobFailed('cleanup')
+      logger.warn({ err }, 'cleanup failed')
+    })
   }, config.cleanupInterval * 1000)
   cleaner.unref()
 
@@ -87,6 +110,7 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
       for (const transition of done ?? []) logger.info({ kid: transition.kid, transition: transition.kind }, 'signing key transition')
       if (done !== undefined && done.length > 0) await reloadKeys()
     } catch (err) {
+      metrics.jobFailed('key_rotation')
       logger.warn({ err }, 'key lifecycle step failed')
     }
   }
@@ -100,7 +124,7 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
   schedule()
 
   return {
-    reloadKeys,
+    reloadKeys: async () => await reloadKeys('asked'),
     stop: async () => {
       stopped = true
       clearTimeout(tick)

@@ -74,7 +74,8 @@ export function createLogger (config: Pick<Config, 'logLevel'>, destination?: De
   const options = {
     level: config.logLevel,
     formatters: { log: (object: Record<string, unknown>) => redactSecrets(object) as Record<string, unknown> },
-    base: { service: 'tessera-auth' }
+    // pid: an instance is several processes (a primary, HTTP workers).
+    base: { service: 'tessera-auth', pid: process.pid }
   }
   if (destination !== undefined) return pino(options, destination)
   if (pretty) return pino({ ...options, transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' } } })

@@ -1,18 +1,64 @@
 /**
- * The process entry: config → database → keyring → app → listen. SIGTERM and
- * SIGINT drain: the listener stops accepting, in-flight requests finish, then
- * the pool and the embedded Postgres close, and the process exits 0.
+ * The process entry. The first process is the instance's primary
+ * (cluster/primary.ts): config → database → keys → hashing process → HTTP
+ * workers, which run this same file and become cluster/worker.ts. SIGTERM and
+ * SIGINT drain: the workers stop accepting and finish their in-flight
+ * requests, then the primary closes its jobs, its pool and the embedded
+ * Postgres, and exits 0.
  * @module
  */
+import cluster from 'node:cluster'
 import closeWithGrace from 'close-with-grace'
-import { ConfigError, loadConfig } from './config.js'
+import type { Logger } from 'pino'
+import { ConfigError, loadConfig, type Config } from './config.js'
+import { StartupError } from './cluster/startup.js'
+import type { HttpWorker } from './cluster/worker.js'
 import { WrongKekError } from './keys/kek.js'
 import { createLogger } from './logging.js'
-import { startRuntime, StartupError } from './runtime.js'
+
+/** A worker still draining after this long is cut off (the primary's own limit is longer). */
+const WORKER_DRAIN_LIMIT_MS = 25_000
+const PRIMARY_DRAIN_LIMIT_MS = 30_000
 
 function fail (message: string): never {
   process.stderr.write(`tessera: ${message}\n`)
   process.exit(1)
+}
+
+// Each kind of process loads only its own modules: the primary not Fastify, a worker not the embedded Postgres.
+async function runPrimary (config: Config, logger: Logger): Promise<void> {
+  const { startPrimary } = await import('./cluster/primary.js')
+  const primary = await startPrimary(config, logger)
+  closeWithGrace({ delay: PRIMARY_DRAIN_LIMIT_MS, logger }, async ({ signal, err }) => {
+    if (err !== undefined) logger.error({ err }, 'shutting down after an error')
+    else logger.info({ signal }, 'draining')
+    await primary.close()
+  })
+  logger.info({ address: primary.address, workers: config.workers, issuer: config.issuer, embedded_postgres: primary.embedded, metrics: primary.metricsUrl }, 'tessera is serving')
+}
+
+async function runWorker (config: Config, logger: Logger): Promise<void> {
+  // Empty until the worker serves: a drain before that just exits.
+  const started: { worker?: HttpWorker } = {}
+  let draining = false
+  const drain = (why: string, code = 0): void => {
+    if (draining) return
+    draining = true
+    logger.info({ why }, 'draining')
+    setTimeout(() => process.exit(1), WORKER_DRAIN_LIMIT_MS).unref()
+    Promise.resolve(started.worker?.close()).then(() => process.exit(code), (err: unknown) => {
+      logger.error({ err }, 'the worker did not close cleanly')
+      process.exit(1)
+    })
+  }
+  process.on('SIGTERM', () => drain('SIGTERM'))
+  process.on('SIGINT', () => drain('SIGINT'))
+  process.on('uncaughtException', (err) => {
+    logger.error({ err }, 'shutting down after an error')
+    drain('an uncaught error', 1)
+  })
+  const { startWorker } = await import('./cluster/worker.js')
+  started.worker = await startWorker(config, logger, drain)
 }
 
 async function main (): Promise<void> {
@@ -23,20 +69,15 @@ async function main (): Promise<void> {
     if (err instanceof ConfigError) fail(err.message)
     throw err
   }
-  // Pretty logs only for a person at a terminal; anything else gets JSON lines.
-  const logger = createLogger(config, undefined, process.stdout.isTTY)
-  const runtime = await startRuntime(config, logger)
-  closeWithGrace({ delay: 25_000, logger }, async ({ signal, err }) => {
-    if (err !== undefined) logger.error({ err }, 'shutting down after an error')
-    else logger.info({ signal }, 'draining')
-    await runtime.close()
-  })
-  const address = await runtime.app.listen({ port: config.port, host: config.host })
-  logger.info({ address, issuer: config.issuer, embedded_postgres: runtime.embedded !== undefined }, 'tessera is serving')
+  // Pretty logs only for a person at a terminal outside production (pino-pretty
+  // is a development dependency, absent from the image); anything else gets JSON lines.
+  const logger = createLogger(config, undefined, process.stdout.isTTY && !config.production)
+  if (cluster.isPrimary) await runPrimary(config, logger)
+  else await runWorker(config, logger)
 }
 
 main().catch((err: unknown) => {
-  if (err instanceof StartupError || err instanceof WrongKekError) fail(err.message)
+  if (err instanceof StartupError || err instanceof WrongKekError || err instanceof ConfigError) fail(err.message)
   const code = (err as { code?: string }).code
   if (code === 'EADDRINUSE') fail(`the address is already in use: ${(err as Error).message}`)
   if (code === 'ECONNREFUSED' || code === '28P01' || code === '3D000') fail(`cannot reach the database: ${(err as Error).message}`)

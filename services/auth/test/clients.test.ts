@@ -271,7 +271,9 @@ t.test('metadata lists the grants and client authentication methods, and nothing
   t.same(metadata.grant_types_supported, ['password', 'refresh_token', 'client_credentials'])
   t.same(metadata.token_endpoint_auth_methods_supported, ['none', 'client_secret_basic', 'client_secret_post'])
   t.same(metadata.revocation_endpoint_auth_methods_supported, ['none', 'client_secret_basic', 'client_secret_post'])
-  for (const field of ['id_token_signing_alg_values_supported', 'subject_types_supported', 'token_endpoint_auth_signing_alg_values_supported', 'service_documentation']) {
+  for (const field of ['id_token_signing_alg_values_supported', 'subject_types_supported', 'token_endpoint_auth_signing_alg_values_supported']) {
     t.notOk(field in metadata, `no ${field}`)
   }
+  // service_documentation stays: it is /openapi.json, which answers (test/openapi.test.ts).
+  t.equal((await app.inject({ method: 'GET', url: new URL(String(metadata.service_documentation)).pathname })).statusCode, 200)
 })

@@ -1,6 +1,9 @@
 import t from 'tap'
 import { ConfigError, loadConfig, minimumPublishLead, parseDuration } from '../src/config.js'
 import { spawn } from 'node:child_process'
+import { promises as fs } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import { SERVER_ENTRY } from './helpers/server.js'
 
 t.test('durations accept 300, 300s, 5m, 1h, 30d', async (t) => {
@@ -90,8 +93,38 @@ for (const [name, value] of BAD) {
   })
 }
 
-t.test('production without a KEK is refused', async (t) => {
-  t.throws(() => loadConfig({ NODE_ENV: 'production' }), /TESSERA_KEK.*required when NODE_ENV=production/)
+t.test('production loads without a KEK: only what touches private halves asks for it (resolveKek)', async (t) => {
+  t.equal(loadConfig({ NODE_ENV: 'production' }).kek, undefined)
+})
+
+t.test('any setting can come from NAME_FILE, never from both NAME and NAME_FILE', async (t) => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-secrets-'))
+  t.teardown(async () => { await fs.rm(dir, { recursive: true, force: true }) })
+  const kek = Buffer.alloc(32, 9)
+  await fs.writeFile(path.join(dir, 'kek'), `${kek.toString('base64url')}\n`)
+  await fs.writeFile(path.join(dir, 'url'), 'postgres://tessera:s3cret@db:5432/tessera\n')
+  const fromFiles = loadConfig({ TESSERA_KEK_FILE: path.join(dir, 'kek'), DATABASE_URL_FILE: path.join(dir, 'url') })
+  t.same(fromFiles.kek, kek, 'the KEK from its file, the trailing newline dropped')
+  t.equal(fromFiles.databaseUrl, 'postgres://tessera:s3cret@db:5432/tessera')
+  await fs.writeFile(path.join(dir, 'ttl'), '2m')
+  t.equal(loadConfig({ TESSERA_ACCESS_TTL_FILE: path.join(dir, 'ttl') }).accessTtl, 120, 'the pattern is generic')
+
+  for (const name of ['TESSERA_KEK', 'DATABASE_URL']) {
+    const both = t.throws(() => loadConfig({ [name]: 'x', [`${name}_FILE`]: path.join(dir, 'kek') })) as Error
+    t.ok(both instanceof ConfigError)
+    t.equal(both.message, `${name} and ${name}_FILE are both set: set only one of them`)
+  }
+  const missing = t.throws(() => loadConfig({ TESSERA_KEK_FILE: path.join(dir, 'nope') })) as Error
+  t.equal(missing.message, `TESSERA_KEK_FILE=${JSON.stringify(path.join(dir, 'nope'))} cannot be read (ENOENT)`)
+})
+
+t.test('the real server refuses both TESSERA_KEK and TESSERA_KEK_FILE in one line', async (t) => {
+  const child = spawn(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', TESSERA_KEK: 'x', TESSERA_KEK_FILE: '/dev/null' } })
+  let stderr = ''
+  child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
+  const code = await new Promise((resolve) => child.on('exit', resolve))
+  t.equal(code, 1)
+  t.equal(stderr, 'tessera: TESSERA_KEK and TESSERA_KEK_FILE are both set: set only one of them\n')
 })
 
 t.test('the real process prints one line and exits 1 on a bad value', async (t) => {

@@ -82,3 +82,23 @@ t.test('health and readiness', async (t) => {
   t.equal(down.headers['retry-after'], '5')
   t.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'liveness does not depend on the database')
 })
+
+t.test('database out of reach (every pooled connection busy): 503 with Retry-After, not a 500', async (t) => {
+  const { app, connection } = await buildTestApp(t)
+  await signUp(app, 'paula', 'a long enough password')
+  const tokens = await login(app, 'paula', 'a long enough password')
+  const held = await Promise.all(Array.from({ length: connection.pool.options.max }, async () => await connection.pool.connect()))
+  t.teardown(() => { for (const client of held) client.release() })
+  const [me, refresh] = await Promise.all([
+    app.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${tokens.access_token}` } }),
+    app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token', refresh_token: tokens.refresh_token } })
+  ])
+  t.equal(me.statusCode, 503)
+  t.equal(me.headers['retry-after'], '1')
+  t.match(me.headers['content-type'], /^application\/problem\+json/)
+  t.match(me.json(), { status: 503, title: 'Service Unavailable' })
+  t.notMatch(me.body, /timeout exceeded/)
+  t.equal(refresh.statusCode, 503)
+  t.equal(refresh.headers['retry-after'], '1')
+  t.same(refresh.json(), { error: 'temporarily_unavailable', error_description: 'the service is overloaded; retry later' })
+})

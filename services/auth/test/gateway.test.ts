@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { createTestDatabase } from './helpers/db.js'
 import { freePort, makeCertificate, nginxBinary, REPO_ROOT, startGateway, startNotes, tempDir, type Gateway, type Reply, type RequestOptions } from './helpers/gateway.js'
-import { runCli, startServer } from './helpers/server.js'
+import { killInstance, runCli, startServer } from './helpers/server.js'
 
 const PASSWORD = 'correct horse battery'
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
@@ -38,7 +38,8 @@ t.test('the template also renders with envsubst under a stock main file, as the 
     GATEWAY_TOKEN_RATE: '10r/s',
     GATEWAY_TOKEN_BURST: '20',
     GATEWAY_SIGNUP_RATE: '2r/s',
-    GATEWAY_SIGNUP_BURST: '10'
+    GATEWAY_SIGNUP_BURST: '10',
+    GATEWAY_SIMPLEJWT_LOCATIONS: ''
   }
   const template = readFileSync(join(REPO_ROOT, 'nginx/templates/tessera.conf.template'), 'utf8')
   t.same([...new Set(template.match(/\$\{[A-Z_]+\}/g))].sort(), Object.keys(env).map((k) => `\${${k}}`).sort(), 'every placeholder is one docker-compose.yml sets')
@@ -66,6 +67,21 @@ http {
   t.equal(check.status, 0, `nginx -t: ${check.stderr}`)
 })
 
+t.test('render-nginx.mjs routes SimpleJWT\'s prefix only when TESSERA_SIMPLEJWT_COMPAT=on', async (t) => {
+  const tls = makeCertificate(tempDir(t, 'sjwt-tls'))
+  for (const [compat, prefix] of [['off', '/api/token'], ['on', '/api/token'], ['on', '/auth/jwt']] as const) {
+    const dir = tempDir(t, 'sjwt')
+    const env = { PATH: process.env.PATH ?? '', GATEWAY_HTTP_PORT: String(await freePort()), GATEWAY_HTTPS_PORT: String(await freePort()), GATEWAY_TLS_CERT: tls.cert, GATEWAY_TLS_KEY: tls.key, TESSERA_SIMPLEJWT_COMPAT: compat, TESSERA_SIMPLEJWT_PREFIX: prefix }
+    const render = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts/render-nginx.mjs'), dir], { encoding: 'utf8', env })
+    t.equal(render.status, 0, render.stderr)
+    const conf = readFileSync(join(dir, 'conf.d/tessera.conf'), 'utf8')
+    if (compat === 'on') t.match(conf, `location ^~ ${prefix}/ {\n    limit_req zone=tessera_token burst=20 nodelay;\n    proxy_pass http://tessera_auth;`)
+    else t.notMatch(conf, /api\/token/)
+    const check = spawnSync(nginxBinary(), ['-t', '-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { encoding: 'utf8' })
+    t.equal(check.status, 0, `nginx -t: ${check.stderr}`)
+  }
+})
+
 t.test('through the gateway', async (t) => {
   const [httpPort, httpsPort] = [await freePort(), await freePort()]
   const issuer = `https://127.0.0.1:${httpsPort}`
@@ -76,7 +92,8 @@ t.test('through the gateway', async (t) => {
     TESSERA_ISSUER: issuer,
     TESSERA_TRUST_PROXY: '127.0.0.1',
     // Short, so that once every instance is down the gateway's copy is stale and served anyway.
-    TESSERA_JWKS_MAX_AGE: '1s'
+    TESSERA_JWKS_MAX_AGE: '1s',
+    TESSERA_SIMPLEJWT_COMPAT: 'on'
   }
   const auth = [await startServer(t, env), await startServer(t, env)]
   const notes = await startNotes(t, { DATABASE_URL: env.DATABASE_URL, NOTES_ISSUER: issuer, NOTES_JWKS_TTL: '1', NODE_EXTRA_CA_CERTS: tls.cert })
@@ -85,7 +102,8 @@ t.test('through the gateway', async (t) => {
     httpsPort,
     authAddrs: auth.map((a) => new URL(a.url).host),
     notesAddr: `127.0.0.1:${notes.port}`,
-    tls
+    tls,
+    simplejwtCompat: true
   })
   t.equal(gateway.configTest.status, 0, 'nginx -t passes on the rendered configuration')
   t.match(gateway.configTest.output, /test is successful/)
@@ -128,6 +146,18 @@ t.test('through the gateway', async (t) => {
     const lines = gateway.accessLog()
     t.ok(lines.length > 0 && lines.every((line) => typeof JSON.parse(line).request_id === 'string'), 'the access log is JSON lines with a request id')
     t.notOk(lines.some((line) => line.includes(pair.access_token.slice(-20)) || line.includes(pair.refresh_token.slice(-20))), 'no token in the access log')
+  })
+
+  t.test('SimpleJWT\'s routes through the gateway: log in, call notes, refresh, blacklist', async (t) => {
+    await signUp('simple')
+    const pair = (await gateway.request('POST', '/api/token/', { body: { username: 'simple', password: PASSWORD } })).json() as { access: string, refresh: string }
+    t.equal((await gateway.request('GET', '/v1/me', { headers: bearer(pair.access) })).status, 200, 'the compat access token works')
+    const form = await gateway.request('POST', '/api/token/refresh/', { body: new URLSearchParams({ refresh: pair.refresh }).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' } })
+    t.equal(form.status, 200)
+    const rotated = form.json() as { access: string, refresh: string }
+    t.equal((await gateway.request('POST', '/api/token/blacklist/', { body: { refresh: rotated.refresh } })).status, 200)
+    const after = await gateway.request('POST', '/api/token/refresh/', { body: { refresh: rotated.refresh } })
+    t.same([after.status, after.json()], [401, { detail: 'Token is invalid or expired', code: 'token_not_valid' }])
   })
 
   const basic = (id: string, secret: string): Record<string, string> => ({ authorization: `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}` })
@@ -222,6 +252,9 @@ t.test('through the gateway', async (t) => {
     const res = await gateway.request('GET', '/.well-known/openid-configuration', { headers: { 'x-request-id': 'gateway-test-42' } })
     t.equal(res.status, 200)
     t.equal(res.json().issuer, issuer)
+    const documentation = await gateway.request('GET', new URL(String(res.json().service_documentation)).pathname)
+    t.equal(documentation.status, 200, 'service_documentation answers through the gateway')
+    t.equal(documentation.json().openapi, '3.1.0')
     t.match(res.headers['strict-transport-security'], /max-age=\d+/)
     t.equal(res.headers['x-content-type-options'], 'nosniff')
     t.equal(res.headers['referrer-policy'], 'no-referrer')
@@ -272,8 +305,9 @@ t.test('through the gateway', async (t) => {
   t.test('kill -9 one of two auth instances: logins and refreshes keep succeeding', async (t) => {
     await signUp('bob')
     const before = gateway.accessLog().length
-    auth[0]?.process.kill('SIGKILL')
-    await auth[0]?.exited
+    const victim = auth[0]
+    if (victim === undefined) throw new Error('no instance')
+    await killInstance(victim)
     const statuses: number[] = []
     for (let i = 0; i < 6; i++) {
       const res = await login('bob')

@@ -21,12 +21,13 @@ import { loadKeyring } from '../src/keys/load.js'
 import { LISTENER_NAME } from '../src/keys/notify.js'
 import { rotateKeys } from '../src/keys/rotate.js'
 import { createLogger } from '../src/logging.js'
+import { createMetrics, type Metrics } from '../src/metrics/metrics.js'
 import { refuseRejectedKey, testConfig } from './helpers/app.js'
 import { createTestDatabase, testConnection } from './helpers/db.js'
 import { within } from './helpers/http.js'
 
 /** One instance's keyring and background jobs on `url`, logging into `lines`. */
-async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: Record<string, string>): Promise<{ config: Config, kek: Buffer, keyring: Keyring, lines: string[] }> {
+async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: Record<string, string>): Promise<{ config: Config, kek: Buffer, keyring: Keyring, lines: string[], metrics: Metrics }> {
   const config = testConfig(env)
   const kek = config.kek ?? randomBytes(32)
   const lines: string[] = []
@@ -34,16 +35,17 @@ async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: 
   const keyring = new Keyring()
   await ensureSigningKey(db, kek, config.keyBits, new Date())
   await loadKeyring(db, kek, keyring, { onRejectedKey: refuseRejectedKey })
-  const jobs = await startBackgroundJobs({ config, db, databaseUrl: url, pool, keyring, kek, logger, clock: () => new Date() })
+  const metrics = createMetrics({ keyring, processMetrics: false })
+  const jobs = await startBackgroundJobs({ config, db, databaseUrl: url, pool, keyring, kek, logger, clock: () => new Date(), metrics })
   t.teardown(jobs.stop)
-  return { config, kek, keyring, lines }
+  return { config, kek, keyring, lines, metrics }
 }
 
 t.test('an instance hears of changes within a second, also after losing its LISTEN connection', async (t) => {
   const url = await createTestDatabase(t)
   const { db, pool } = await testConnection(t, url)
   const other = await testConnection(t, url)
-  const { config, kek, keyring, lines } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_PUBLISH_LEAD: '2m' })
+  const { config, kek, keyring, lines, metrics } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_PUBLISH_LEAD: '2m' })
   const making = { kek, bits: config.keyBits }
   const who = { actor: 'test' }
 
@@ -58,6 +60,8 @@ t.test('an instance hears of changes within a second, also after losing its LIST
   const missed = await rotateKeys(other.db, making, { immediate: true, now: new Date(), who })
   t.ok(await within(5000, async () => keyring.signer?.kid === missed.promoted, 50) !== undefined, 'a change made while disconnected arrives after the reconnect')
   t.ok(await within(2000, async () => (await listeners()).length === 1 && !(await listeners()).includes(pid ?? 0)) !== undefined, 'listening again on a new connection')
+  const lost = (await metrics.registry.getSingleMetric('tessera_background_job_failures_total')?.get())?.values.find((v) => v.labels.job === 'key_listener')
+  t.ok((lost?.value ?? 0) >= 1, 'the lost LISTEN connection is counted')
   const after = await rotateKeys(other.db, making, { immediate: true, now: new Date(), who })
   t.ok(await within(1000, async () => keyring.signer?.kid === after.promoted) !== undefined, 'and hears the next change within 1 s')
   t.match(lines.join(''), 'key change listener lost its connection; reconnecting')
@@ -89,12 +93,25 @@ t.test('the timer promotes a pending key after the lead and logs it', async (t) 
 t.test('the local KEK file: made once with mode 0600, read back the same', async (t) => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-kek-'))
   t.teardown(async () => { await fs.rm(dir, { recursive: true, force: true }) })
-  const made = await resolveKek(undefined, dir)
+  const local = { kek: undefined, dataDir: dir, production: false }
+  const made = await resolveKek(local)
   t.equal(made.length, 32)
   t.equal((await fs.stat(path.join(dir, 'kek'))).mode & 0o777, 0o600)
-  t.same(await resolveKek(undefined, dir), made, 'the same KEK next time')
+  t.same(await resolveKek(local), made, 'the same KEK next time')
   const configured = randomBytes(32)
-  t.equal(await resolveKek(configured, dir), configured, 'TESSERA_KEK wins')
+  t.equal(await resolveKek({ ...local, kek: configured }), configured, 'TESSERA_KEK wins')
+  await t.rejects(resolveKek({ ...local, production: true }), { name: 'ConfigError', message: 'TESSERA_KEK (or TESSERA_KEK_FILE) is required when NODE_ENV=production' },
+    'production never makes a KEK of its own')
   await fs.writeFile(path.join(dir, 'short'), 'abc\n')
   await t.rejects(readKekFile(path.join(dir, 'short')), /does not hold base64url of 32 bytes/)
+})
+
+t.test('a failing background run is logged and counted by job', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db, pool } = await testConnection(t, url)
+  await sql`DROP TABLE login_throttle`.execute(db)
+  const { lines, metrics } = await startInstance(t, url, db, pool, { TESSERA_CLEANUP_INTERVAL: '1s' })
+  const failed = async (): Promise<number> => (await metrics.registry.getSingleMetric('tessera_background_job_failures_total')?.get())?.values.find((v) => v.labels.job === 'cleanup')?.value ?? 0
+  t.ok(await within(5000, async () => await failed() >= 1, 100) !== undefined, 'the cleanup failure is counted')
+  t.match(lines.join(''), '"msg":"cleanup failed"')
 })

@@ -5,7 +5,8 @@ import { runCli } from './helpers/server.js'
 
 t.test('migrate up, status, down, up again through the CLI', async (t) => {
   const url = await createTestDatabase(t, { empty: true })
-  const env = { DATABASE_URL: url }
+  // As the compose one-shot runs it: production, and no KEK.
+  const env = { DATABASE_URL: url, NODE_ENV: 'production' }
   const before = await runCli(['migrate', 'status', '--json'], env)
   t.equal(before.code, 0, before.stderr)
   t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null])
@@ -28,20 +29,24 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
     (await sql<{ n: number }>`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name = ${name}`.execute(connection.db)).rows[0]?.n
   t.equal(await functions('tessera_refresh_decision'), 1, 'up created the refresh decision function')
   t.equal(await functions('tessera_client_refresh_decision'), 1, 'and its client-checking wrapper')
-  const downClients = await runCli(['migrate', 'down', '--json'], env)
+  const refused = await runCli(['migrate', 'down'], env)
+  t.equal(refused.code, 2, 'down without --yes is a usage error')
+  t.equal(refused.stderr, 'tessera: migrate down drops the newest migration\'s tables and their data: run `tessera migrate down --yes` to go ahead\n')
+  t.equal(await tables('clients'), 1, 'and reverted nothing')
+  const downClients = await runCli(['migrate', 'down', '--yes', '--json'], env)
   t.same(JSON.parse(downClients.stdout), { reverted: ['0004_clients'] })
   t.equal(await tables('clients'), 0, 'down removed the clients table')
   t.equal(await functions('tessera_client_refresh_decision'), 0, 'and the wrapper')
-  const downNewest = await runCli(['migrate', 'down', '--json'], env)
+  const downNewest = await runCli(['migrate', 'down', '--yes', '--json'], env)
   t.same(JSON.parse(downNewest.stdout), { reverted: ['0002_refresh_decision'] })
   t.equal(await functions('tessera_refresh_decision'), 0, 'down dropped the function')
-  const down = await runCli(['migrate', 'down', '--json'], env)
+  const down = await runCli(['migrate', 'down', '--yes', '--json'], env)
   t.same(JSON.parse(down.stdout), { reverted: ['0001_initial'] })
   t.equal(await tables('users'), 0, 'down removed the tables')
   t.equal((await runCli(['migrate', 'up'], env)).code, 0)
   const bad = await runCli(['migrate', 'sideways'], env)
   t.equal(bad.code, 2)
-  t.match(bad.stderr, /usage: tessera migrate up\|down\|status/)
+  t.equal(bad.stderr, 'tessera: usage: tessera migrate up | status | down --yes\n')
 })
 
 t.test('two migrate up at once apply each migration once', async (t) => {

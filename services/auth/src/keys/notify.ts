@@ -20,7 +20,7 @@ export interface KeyListener {
   close: () => Promise<void>
 }
 
-export async function listenForKeyChanges (url: string, logger: Logger, onChange: (reason: string) => void): Promise<KeyListener> {
+export async function listenForKeyChanges (url: string, logger: Logger, onChange: (reason: string) => void, onLost: () => void = () => {}): Promise<KeyListener> {
   let closed = false
   let client: pg.Client | undefined
   let retry: NodeJS.Timeout | undefined
@@ -38,6 +38,7 @@ export async function listenForKeyChanges (url: string, logger: Logger, onChange
       if (closed) return
       const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** failures)
       failures++
+      onLost()
       logger.warn({ err, retry_ms: delay }, 'key change listener lost its connection; reconnecting')
       retry = setTimeout(() => { void connectOnce() }, delay)
       retry.unref()

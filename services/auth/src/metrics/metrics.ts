@@ -1,6 +1,10 @@
 /**
  * Prometheus metrics, on a registry of the app's own (tests build many apps
- * in one process; the global registry would collide).
+ * in one process; the global registry would collide). Every label splits one
+ * kind of thing, so sum() over a metric is always meaningful; every gauge says
+ * how workers' values combine (`aggregator`). In a served instance every
+ * process has a registry, and a scrape renders the whole instance's
+ * (cluster/metrics.ts, prom-client's AggregatorRegistry).
  * @module
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
@@ -8,27 +12,39 @@ import type pg from 'pg'
 import type { GrantType } from '../db/database.js'
 import type { Keyring } from '../keys/keyring.js'
 import type { PasswordHasher } from '../passwords/hasher.js'
+import { VERSION } from '../version.js'
 
 const LOGIN_OUTCOMES = ['ok', 'failed', 'backed_off', 'shed'] as const
 const REFRESH_OUTCOMES = ['rotated', 'grace', 'reuse', 'refused'] as const
+const BACKGROUND_JOBS = ['key_rotation', 'keyring_reload', 'key_listener', 'cleanup'] as const
 export type LoginOutcome = typeof LOGIN_OUTCOMES[number]
 export type RefreshOutcome = typeof REFRESH_OUTCOMES[number]
+export type BackgroundJob = typeof BACKGROUND_JOBS[number]
 
 export interface Metrics {
   registry: Registry
+  /** The text a scrape answers with. */
+  render: () => Promise<string>
   observeRequest: (method: string, route: string, status: number, seconds: number) => void
   login: (outcome: LoginOutcome) => void
   rateLimited: (route: string) => void
   refreshed: (outcome: RefreshOutcome) => void
   revoked: () => void
   tokenIssued: (kid: string, grantType: GrantType) => void
+  /** A background run failed (`key_listener`: the LISTEN connection was lost and is being re-established). */
+  jobFailed: (job: BackgroundJob) => void
 }
 
 export interface MetricsSources {
   hasher?: PasswordHasher
   keyring?: Keyring
   pool?: pg.Pool
+  /** TESSERA_KEY_ROTATION in seconds (null: off), for the time until the next rotation. */
+  keyRotation?: number | null
+  clock?: () => Date
   processMetrics?: boolean
+  /** Renders something wider than this registry, e.g. the whole instance. */
+  render?: () => Promise<string>
 }
 
 export function createMetrics (sources: MetricsSources = {}): Metrics {
@@ -46,46 +62,62 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
   const revocations = new Counter({ name: 'tessera_revocations_total', help: 'Sessions ended through /oauth/revoke', registers: [registry] })
   const issued = new Counter({ name: 'tessera_tokens_issued_total', help: 'Access tokens issued by grant type and signing kid', labelNames: ['grant_type', 'kid'], registers: [registry] })
   const limited = new Counter({ name: 'tessera_rate_limited_total', help: 'Requests refused by the per-IP limit, by route', labelNames: ['route'], registers: [registry] })
+  const failures = new Counter({ name: 'tessera_background_job_failures_total', help: 'Failed background runs by job (key_rotation, keyring_reload, key_listener: LISTEN connection lost, cleanup)', labelNames: ['job'], registers: [registry] })
   // Every outcome shows from the start (at 0), so rate() works before the first event.
   for (const outcome of LOGIN_OUTCOMES) logins.inc({ outcome }, 0)
   for (const outcome of REFRESH_OUTCOMES) refreshes.inc({ outcome }, 0)
+  for (const job of BACKGROUND_JOBS) failures.inc({ job }, 0)
+  const gauge = (name: string, help: string, aggregator: 'sum' | 'max' | 'min' | 'first', collect: (set: (value: number) => void) => void): void => {
+    registry.registerMetric(new Gauge({ name, help, aggregator, registers: [], collect () { this.reset(); collect((value) => this.set(value)) } }))
+  }
+  const buildInfo = new Gauge({ name: 'tessera_build_info', help: 'Always 1; the labels say what is running', labelNames: ['version', 'node_version'], aggregator: 'first', registers: [registry] })
+  buildInfo.set({ version: VERSION, node_version: process.version }, 1)
+
   const { hasher, keyring, pool } = sources
+  const clock = sources.clock ?? (() => new Date())
   if (hasher !== undefined) {
-    registry.registerMetric(new Gauge({ name: 'tessera_hash_queue_waiting', help: 'Password hashes waiting for a slot', registers: [], collect () { this.set(hasher.waiting) } }))
-    registry.registerMetric(new Gauge({ name: 'tessera_hash_in_flight', help: 'Password hashes running', registers: [], collect () { this.set(hasher.inFlight) } }))
+    gauge('tessera_hash_queue_waiting', 'Password hashes waiting for a slot', 'sum', (set) => set(hasher.waiting))
+    gauge('tessera_hash_in_flight', 'Password hashes running', 'sum', (set) => set(hasher.inFlight))
   }
   if (keyring !== undefined) {
     registry.registerMetric(new Gauge({
       name: 'tessera_signing_keys',
       help: 'Signing keys loaded, by state',
       labelNames: ['state'],
+      aggregator: 'max',
       registers: [],
       collect () {
         this.reset()
         for (const key of keyring.keys) this.inc({ state: key.state })
       }
     }))
+    const signingSince = (): Date | undefined => keyring.keys.find((k) => k.state === 'current')?.promotedAt ?? undefined
+    gauge('tessera_signing_key_age_seconds', 'How long the key signing now has signed (0 while none signs)', 'max', (set) => {
+      const since = signingSince()
+      if (since !== undefined) set((clock().getTime() - since.getTime()) / 1000)
+    })
+    const rotation = sources.keyRotation
+    if (rotation !== undefined && rotation !== null) {
+      gauge('tessera_signing_key_next_rotation_seconds', 'Seconds until the next scheduled key starts signing (negative: overdue; 0 while none signs)', 'min', (set) => {
+        const since = signingSince()
+        if (since !== undefined) set((since.getTime() + rotation * 1000 - clock().getTime()) / 1000)
+      })
+    }
   }
   if (pool !== undefined) {
-    registry.registerMetric(new Gauge({
-      name: 'tessera_db_pool_connections',
-      help: 'Database pool connections by state',
-      labelNames: ['state'],
-      registers: [],
-      collect () {
-        this.set({ state: 'total' }, pool.totalCount)
-        this.set({ state: 'idle' }, pool.idleCount)
-        this.set({ state: 'waiting' }, pool.waitingCount)
-      }
-    }))
+    gauge('tessera_db_pool_connections', 'Open database pool connections, busy or idle', 'sum', (set) => set(pool.totalCount))
+    gauge('tessera_db_pool_idle_connections', 'Open database pool connections not in use', 'sum', (set) => set(pool.idleCount))
+    gauge('tessera_db_pool_waiting_clients', 'Queries waiting for a pool connection', 'sum', (set) => set(pool.waitingCount))
   }
   return {
     registry,
+    render: sources.render ?? (async () => await registry.metrics()),
     observeRequest: (method, route, status, seconds) => duration.observe({ method, route, status: String(status) }, seconds),
     login: (outcome) => logins.inc({ outcome }),
     rateLimited: (route) => limited.inc({ route }),
     refreshed: (outcome) => refreshes.inc({ outcome }),
     revoked: () => revocations.inc(),
-    tokenIssued: (kid, grantType) => issued.inc({ grant_type: grantType, kid })
+    tokenIssued: (kid, grantType) => issued.inc({ grant_type: grantType, kid }),
+    jobFailed: (job) => failures.inc({ job })
   }
 }

@@ -1,75 +1,132 @@
 /**
- * argon2id hashing behind a bounded queue. At most `concurrency` hashes run at
- * once (each holds a libuv pool thread for ~16 ms); at most `depth` wait.
- * Past that the caller is refused at once with 503, so a login flood sheds
- * instead of queueing without bound and never starves refresh or the JWKS.
+ * Password hashing behind a bounded queue. At most `concurrency` hashes run at
+ * once; at most `depth` wait. Past that the caller is refused at once with
+ * 503, so a login flood sheds instead of queueing without bound and never
+ * starves refresh or the JWKS.
+ *
+ * Where a hash runs is the engine's business: in this process (the CLI and
+ * in-process tests), or in the instance's hashing process at a lower OS
+ * priority (passwords/hashing-process.ts), which is what a served instance
+ * uses. HTTP workers reach the instance's one queue through the primary
+ * (cluster/hashing.ts); they see it as `PasswordHashing`.
  * @module
  */
-import argon2 from 'argon2'
 import fastq, { type queueAsPromised } from 'fastq'
 import { OAuthError } from '../errors.js'
+import { ARGON2_PARAMS, hashPassword, needsRehash, verifyPassword, type Argon2Params, type Verdict } from './verify.js'
 
-/** OWASP's argon2id recommendation: 19 MiB, 2 passes, 1 lane. */
-export const ARGON2_PARAMS = { type: argon2.argon2id, memoryCost: 19 * 1024, timeCost: 2, parallelism: 1 } as const
+/** The bench hashes its fixtures with Tessera's own parameters. */
+export { ARGON2_PARAMS }
+
+/** What login, sign-up and password change need of hashing, wherever the queue lives. */
+export interface PasswordHashing {
+  /** True when a new hash would be refused: callers check it before doing other work for a login. */
+  readonly saturated: boolean
+  /** Counts the refusal; throw what it returns. */
+  overloaded: () => OAuthError
+  hash: (password: string) => Promise<string>
+  verify: (hash: string, password: string) => Promise<boolean>
+  /** Costs what a real verify costs, so unknown usernames cannot be told apart by timing. */
+  dummyVerify: (password: string) => Promise<false>
+  needsRehash: (hash: string) => boolean
+}
+
+/** Where hashes run. */
+export interface HashEngine {
+  hash: (password: string) => Promise<string>
+  verify: (encodedHash: string, password: string) => Promise<Verdict>
+}
 
 export interface HasherOptions {
   concurrency: number
   depth: number
-  params?: { memoryCost: number, timeCost: number, parallelism: number }
+  params?: Argon2Params
+  /** Defaults to hashing in this process. */
+  engine?: HashEngine
+  /** Told each time `saturated` flips, so other processes can shed before queueing. */
+  onSaturationChange?: (saturated: boolean) => void
 }
 
 type Job = () => Promise<unknown>
 
-export class PasswordHasher {
+/** The 503 every full hashing queue answers with. */
+export function hashingOverloaded (): OAuthError {
+  return new OAuthError('temporarily_unavailable', 'too many logins in progress; retry shortly', { retryAfter: 1, detail: 'hashing queue full' })
+}
+
+export class PasswordHasher implements PasswordHashing {
   readonly #queue: queueAsPromised<Job, unknown>
   readonly #depth: number
-  readonly #params: typeof ARGON2_PARAMS | (HasherOptions['params'] & { type: typeof argon2.argon2id })
+  readonly #params: Argon2Params
+  readonly #engine: HashEngine
+  readonly #onSaturationChange: ((saturated: boolean) => void) | undefined
   #dummyHash: Promise<string> | undefined
+  #wasSaturated = false
   #shed = 0
 
   constructor (options: HasherOptions) {
     this.#queue = fastq.promise(async (job: Job) => await job(), options.concurrency)
     this.#depth = options.depth
-    this.#params = options.params === undefined ? ARGON2_PARAMS : { type: argon2.argon2id, ...options.params }
+    this.#params = options.params ?? ARGON2_PARAMS
+    const params = this.#params
+    this.#engine = options.engine ?? {
+      hash: async (password) => await hashPassword(password, params),
+      verify: async (encodedHash, password) => await verifyPassword(encodedHash, password, params)
+    }
+    this.#onSaturationChange = options.onSaturationChange
   }
 
   get inFlight (): number { return this.#queue.running() }
   get waiting (): number { return this.#queue.length() }
   get shed (): number { return this.#shed }
+  get concurrency (): number { return this.#queue.concurrency }
+  get depth (): number { return this.#depth }
 
-  /** True when a new hash would be refused: callers check it before doing other work for a login. */
   get saturated (): boolean {
     return this.#queue.length() >= this.#depth && this.#queue.running() >= this.#queue.concurrency
   }
 
-  /** Counts the refusal; throw what it returns. */
   overloaded (): OAuthError {
     this.#shed++
-    return new OAuthError('temporarily_unavailable', 'too many logins in progress; retry shortly', { retryAfter: 1, detail: 'hashing queue full' })
+    return hashingOverloaded()
+  }
+
+  #saturationMayHaveChanged (): void {
+    const now = this.saturated
+    if (now === this.#wasSaturated) return
+    this.#wasSaturated = now
+    this.#onSaturationChange?.(now)
   }
 
   async #run<T> (job: () => Promise<T>): Promise<T> {
     if (this.saturated) throw this.overloaded()
-    return await this.#queue.push(job) as T
+    const done = this.#queue.push(job)
+    this.#saturationMayHaveChanged()
+    try {
+      return await done as T
+    } finally {
+      this.#saturationMayHaveChanged()
+    }
   }
 
   async hash (password: string): Promise<string> {
-    return await this.#run(async () => await argon2.hash(password, this.#params))
+    return await this.#run(async () => await this.#engine.hash(password))
   }
 
+  /** Every verify, Tessera's argon2id or an imported Django hash (passwords/verify.ts picks by format), waits in the same queue. */
   async verify (hash: string, password: string): Promise<boolean> {
-    return await this.#run(async () => await argon2.verify(hash, password).catch(() => false))
+    return (await this.#run(async () => await this.#engine.verify(hash, password))).ok
   }
 
-  /** Costs what a real verify costs, so unknown usernames cannot be told apart by timing. */
   async dummyVerify (password: string): Promise<false> {
-    this.#dummyHash ??= argon2.hash('tessera-dummy-password', this.#params)
+    this.#dummyHash ??= this.#engine.hash('tessera-dummy-password')
     const hash = await this.#dummyHash
     await this.verify(hash, password)
     return false
   }
 
+  /** An imported Django hash is always replaced by Tessera's argon2id at the first successful login (passwords/verify.ts). */
   needsRehash (hash: string): boolean {
-    return argon2.needsRehash(hash, this.#params)
+    return needsRehash(hash, this.#params)
   }
 }

@@ -1,5 +1,5 @@
 /**
- * What a password and a username may be (DESIGN: Passwords). Both are NFKC
+ * What a password and a username may be. Both are NFKC
  * normalised first so that the same text typed on two keyboards is the same.
  * @module
  */

@@ -3,14 +3,17 @@
  * and a signing key is loaded.
  * @module
  */
+import { Type } from '@sinclair/typebox'
 import { sql } from 'kysely'
 import type { App, Deps } from '../app.js'
 import { ProblemError } from '../errors.js'
 
 export function registerHealthRoutes (app: App, deps: Deps): void {
-  app.get('/healthz', async () => ({ status: 'ok' }))
+  app.get('/healthz', { schema: { tags: ['health'], summary: 'Liveness: the process answers', response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({ status: 'ok' as const }))
 
-  app.get('/readyz', async () => {
+  app.get('/readyz', {
+    schema: { tags: ['health'], summary: 'Readiness: the database answers and a signing key is loaded (503 otherwise)', response: { 200: Type.Object({ status: Type.Literal('ready') }) } }
+  }, async () => {
     try {
       await sql`SELECT 1`.execute(deps.db)
     } catch (cause) {
@@ -19,6 +22,6 @@ export function registerHealthRoutes (app: App, deps: Deps): void {
     if (deps.keyring.signer === undefined) {
       throw new ProblemError(503, 'Service Unavailable', { publicDetail: 'no signing key is loaded', retryAfter: 5 })
     }
-    return { status: 'ready' }
+    return { status: 'ready' as const }
   })
 }

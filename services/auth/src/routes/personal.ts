@@ -1,11 +1,12 @@
 /**
- * onSend hook for answers about one person (profile, sessions, a new
- * account): no shared or browser cache may keep them (RFC 9111 §5.2.2.5).
+ * Answers about one person (profile, sessions, a new account): no shared or
+ * browser cache may keep them (RFC 9111 §5.2.2.5). Set by the handler, not by
+ * an onSend hook, so these routes keep only the hooks they need
+ * (docs/decisions.md, "Only the hooks a route needs").
  * @module
  */
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply } from 'fastify'
 
-export async function personal (_request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<unknown> {
+export function personal (reply: FastifyReply): void {
   void reply.header('cache-control', 'no-store')
-  return payload
 }

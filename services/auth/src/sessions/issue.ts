@@ -12,7 +12,7 @@ import type { Keyring } from '../keys/keyring.js'
 import { epochSeconds, mintAccessToken, mintRefreshToken, type RefreshTokenRecord } from '../tokens/mint.js'
 import { OAuthError } from '../errors.js'
 
-export type IssuerConfig = Pick<Config, 'issuer' | 'audience' | 'accessTtl' | 'refreshTtl' | 'sessionMax' | 'refreshGrace' | 'defaultClientId'>
+export type IssuerConfig = Pick<Config, 'issuer' | 'audience' | 'accessTtl' | 'refreshTtl' | 'sessionMax' | 'refreshGrace' | 'defaultClientId' | 'simplejwtCompat'>
 
 export interface Issuer {
   db: Db
@@ -84,8 +84,8 @@ export async function insertRefreshToken (db: Db, record: RefreshTokenRecord, pa
 }
 
 /** Mints the pair for a stored refresh record: the refresh token is reproducible, the access token fresh. */
-export function tokenPair (issuer: Issuer, record: RefreshTokenRecord, grant: { clientId: string, scope: string, audience: string | undefined, now: Date }): TokenPair {
-  const access = mintAccessToken(issuer.config, issuer.keyring, { subject: record.userId, sessionId: record.sessionId, clientId: grant.clientId, scope: grant.scope, audience: grant.audience, now: grant.now })
+export function tokenPair (issuer: Issuer, record: RefreshTokenRecord, grant: { clientId: string, scope: string, audience: string | undefined, now: Date, username: string | undefined }): TokenPair {
+  const access = mintAccessToken(issuer.config, issuer.keyring, { subject: record.userId, sessionId: record.sessionId, clientId: grant.clientId, scope: grant.scope, audience: grant.audience, now: grant.now, username: grant.username })
   return {
     accessToken: access.token,
     refreshToken: mintRefreshToken(issuer.config, issuer.keyring, record),

@@ -64,6 +64,32 @@ export async function countLoginAttempt (db: Db, key: string, now: Date, policy:
   return { refused: true, retryAfter: Math.max(1, Math.ceil((until - now.getTime()) / 1000)) }
 }
 
+/** What the back-off needs of the hashing queue: whether it would shed now, and the refusal to throw. */
+export interface Shedding {
+  readonly saturated: boolean
+  overloaded: () => OAuthError
+}
+
+/**
+ * countLoginAttempt, unless the hashing queue would shed the attempt anyway:
+ * during a flood most requests are shed, and a shed request must cost no
+ * database write (it would take the pool from the requests being served).
+ */
+export async function countUnlessShed (db: Db, hashing: Shedding, key: string, now: Date, policy: BackoffPolicy): Promise<Attempt> {
+  if (hashing.saturated) throw hashing.overloaded()
+  return await countLoginAttempt(db, key, now, policy)
+}
+
+/** Runs the hashing of a counted attempt; if the queue sheds it after all, the attempt is refunded. */
+export async function evaluateCounted<T> (db: Db, key: string, policy: BackoffPolicy, evaluate: () => Promise<T>): Promise<T> {
+  try {
+    return await evaluate()
+  } catch (err) {
+    if (err instanceof OAuthError && err.status === 503) await refundLoginAttempt(db, key, policy)
+    throw err
+  }
+}
+
 /**
  * Takes back an attempt that was counted but never evaluated (the hashing
  * queue shed it): a refusal for load is not a guess. Lifts the block if this

@@ -9,15 +9,16 @@
  * must wait rather than ask the user again.
  * @module
  */
-import { OAuthError, invalidCredentials } from '../errors.js'
+import { invalidCredentials } from '../errors.js'
 import type { Db } from '../db/database.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
 import { authenticateClient, requireGrant } from '../clients/authenticate.js'
 import type { ClientCredentials } from '../clients/credentials.js'
 import { audienceFor, requestedResource } from '../clients/resource.js'
-import type { PasswordHasher } from '../passwords/hasher.js'
+import type { PasswordHashing } from '../passwords/hasher.js'
+import { isDjangoHash } from '../passwords/django.js'
 import { normalizePassword, normalizeUsername } from '../passwords/policy.js'
-import { backedOff, clearLoginFailures, countLoginAttempt, refundLoginAttempt, type BackoffPolicy, type FailureRecord } from './login-throttle.js'
+import { backedOff, clearLoginFailures, countUnlessShed, evaluateCounted, type BackoffPolicy, type FailureRecord } from './login-throttle.js'
 import { grantedScope } from './scope.js'
 import { startSession, tokenPair, type Issuer, type TokenPair } from './issue.js'
 
@@ -32,7 +33,7 @@ export interface PasswordGrantInput {
 }
 
 export interface LoginDeps extends Issuer {
-  hasher: PasswordHasher
+  hasher: PasswordHashing
   backoff: BackoffPolicy
 }
 
@@ -73,24 +74,19 @@ export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput)
   const audience = audienceFor(resource, client.resources)
   const scope = grantedScope(input.scope, client.scopes)
   const key = throttleKey(username, input.username)
-  const attempt = await countLoginAttempt(deps.db, key, input.now, deps.backoff)
+  const attempt = await countUnlessShed(deps.db, deps.hasher, key, input.now, deps.backoff)
   if (attempt.refused) {
     await recordAudit(deps.db, { type: 'login.backed_off', actor: 'anonymous', username: key, ...input.context, detail: { retry_after: attempt.retryAfter } })
     throw backedOff('too many failed logins for this username', attempt.retryAfter)
   }
   const user = username === undefined
     ? undefined
-    : await deps.db.selectFrom('users').select(['id', 'password_hash', 'disabled_at']).where('username', '=', username).executeTakeFirst()
-  const verify = async (): Promise<boolean> => {
-    try {
-      return user === undefined ? await deps.hasher.dummyVerify(password) : await deps.hasher.verify(user.password_hash, password)
-    } catch (err) {
-      if (err instanceof OAuthError && err.status === 503) await refundLoginAttempt(deps.db, key, deps.backoff)
-      throw err
-    }
-  }
+    : await deps.db.selectFrom('users').select(['id', 'username', 'password_hash', 'disabled_at']).where('username', '=', username).executeTakeFirst()
 
-  const valid = await verify()
+  // Django hashed the password as typed; Tessera hashes its NFKC form.
+  const valid = await evaluateCounted(deps.db, key, deps.backoff, async () => user === undefined
+    ? await deps.hasher.dummyVerify(password)
+    : await deps.hasher.verify(user.password_hash, isDjangoHash(user.password_hash) ? input.password : password))
   if (user === undefined) {
     await recordFailure(deps, key, undefined, 'unknown_user', attempt, input)
     throw invalidCredentials('unknown user')
@@ -112,5 +108,5 @@ export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput)
     await recordAudit(trx, { type: 'login.succeeded', actor: user.id, userId: user.id, username, sessionId: started.sessionId, ...input.context })
     return started
   })
-  return tokenPair(deps, record, { clientId: record.clientId, scope: record.scope, audience, now: input.now })
+  return tokenPair(deps, record, { clientId: record.clientId, scope: record.scope, audience, now: input.now, username: user.username })
 }

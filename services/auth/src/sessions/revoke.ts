@@ -17,7 +17,7 @@ import { verifyRefreshToken } from '../tokens/verify-refresh.js'
 import { endSessions } from './end.js'
 import type { Issuer } from './issue.js'
 
-async function sessionOfAccessToken (issuer: Issuer, token: string, now: Date): Promise<string | undefined> {
+export async function sessionOfAccessToken (issuer: Issuer, token: string, now: Date): Promise<string | undefined> {
   try {
     // Any audience: a token asked for a resource (RFC 8707) is still ours to revoke.
     const { payload } = await jwtVerify(token, (header) => {
@@ -31,7 +31,7 @@ async function sessionOfAccessToken (issuer: Issuer, token: string, now: Date): 
   }
 }
 
-async function sessionOfRefreshToken (issuer: Issuer, token: string, now: Date): Promise<string | undefined> {
+export async function sessionOfRefreshToken (issuer: Issuer, token: string, now: Date): Promise<string | undefined> {
   try {
     return (await verifyRefreshToken(issuer.config, issuer.keyring, token, now)).sid
   } catch {

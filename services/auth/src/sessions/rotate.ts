@@ -136,5 +136,15 @@ export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refre
   const record = row.decision === 'rotated' || row.decision === 'grace' ? issuedRecord(row, claims) : undefined
   if (record === undefined) throw refused(row.decision)
   const scope = narrowedScope(input.scope, record.sessionScope)
-  return { ...tokenPair(deps, record, { clientId: record.clientId, scope, audience: resource, now: input.now }), outcome: row.decision as RefreshOutcome }
+  const username = deps.config.simplejwtCompat ? await usernameOf(deps.db, claims.sub) : undefined
+  return { ...tokenPair(deps, record, { clientId: record.clientId, scope, audience: resource, now: input.now, username }), outcome: row.decision as RefreshOutcome }
+}
+
+/**
+ * Only with SimpleJWT compatibility on: the `preferred_username` claim. A
+ * second round trip rather than a change to tessera_refresh_decision, whose
+ * one round trip serves every refresh when the setting is off.
+ */
+async function usernameOf (db: Issuer['db'], userId: string): Promise<string | undefined> {
+  return (await db.selectFrom('users').select('username').where('id', '=', userId).executeTakeFirst())?.username
 }

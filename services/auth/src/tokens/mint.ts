@@ -20,6 +20,8 @@ export interface AccessTokenGrant {
   /** The resource asked for (RFC 8707); undefined means TESSERA_AUDIENCE. */
   audience: string | undefined
   now: Date
+  /** Carried as `preferred_username` when SimpleJWT compatibility is on. */
+  username?: string | undefined
 }
 
 export interface MintedAccessToken {
@@ -34,7 +36,7 @@ function noSigningKey (): OAuthError {
   return new OAuthError('temporarily_unavailable', 'no signing key is loaded; retry later', { retryAfter: 1, detail: 'keyring has no current key' })
 }
 
-export function mintAccessToken (config: Pick<Config, 'issuer' | 'audience' | 'accessTtl'>, keyring: Keyring, grant: AccessTokenGrant): MintedAccessToken {
+export function mintAccessToken (config: Pick<Config, 'issuer' | 'audience' | 'accessTtl' | 'simplejwtCompat'>, keyring: Keyring, grant: AccessTokenGrant): MintedAccessToken {
   const signer = keyring.signer
   if (signer === undefined) throw noSigningKey()
   const iat = epochSeconds(grant.now)
@@ -47,7 +49,9 @@ export function mintAccessToken (config: Pick<Config, 'issuer' | 'audience' | 'a
     jti: randomUUID(),
     client_id: grant.clientId,
     scope: grant.scope,
-    ...(grant.sessionId === undefined ? {} : { sid: grant.sessionId })
+    ...(grant.sessionId === undefined ? {} : { sid: grant.sessionId }),
+    // What SimpleJWT's JWTAuthentication reads, so DRF services accept the token by settings alone.
+    ...(config.simplejwtCompat && grant.username !== undefined ? { preferred_username: grant.username, token_type: 'access' } : {})
   }
   return {
     token: signCompactJws({ alg: 'RS256', kid: signer.kid, typ: 'at+jwt' }, claims, signer.privateKey),

@@ -9,10 +9,10 @@
 import type { Db } from '../db/database.js'
 import { ProblemError } from '../errors.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
-import type { PasswordHasher } from '../passwords/hasher.js'
+import type { PasswordHashing } from '../passwords/hasher.js'
 import { acceptablePassword, normalizePassword } from '../passwords/policy.js'
 import { endSessions } from '../sessions/end.js'
-import { backedOff, clearLoginFailures, countLoginAttempt, type BackoffPolicy } from '../sessions/login-throttle.js'
+import { backedOff, clearLoginFailures, countUnlessShed, evaluateCounted, type BackoffPolicy } from '../sessions/login-throttle.js'
 
 export interface PasswordChange {
   userId: string
@@ -26,15 +26,14 @@ export interface PasswordChange {
 const incorrect = (): ProblemError => new ProblemError(403, 'Forbidden', { publicDetail: 'current_password: is incorrect' })
 
 /** Returns how many other sessions ended. */
-export async function changePassword (db: Db, hasher: PasswordHasher, backoff: BackoffPolicy, change: PasswordChange): Promise<number> {
+export async function changePassword (db: Db, hasher: PasswordHashing, backoff: BackoffPolicy, change: PasswordChange): Promise<number> {
   const next = acceptablePassword(change.newPassword, 'new_password')
-  if (hasher.saturated) throw hasher.overloaded()
   const user = await db.selectFrom('users').select(['username', 'password_hash']).where('id', '=', change.userId)
     .where('disabled_at', 'is', null).executeTakeFirst()
   if (user === undefined) throw incorrect()
-  const attempt = await countLoginAttempt(db, user.username, change.now, backoff)
+  const attempt = await countUnlessShed(db, hasher, user.username, change.now, backoff)
   if (attempt.refused) throw backedOff('too many failed password attempts for this account', attempt.retryAfter)
-  if (!(await hasher.verify(user.password_hash, normalizePassword(change.currentPassword)))) {
+  if (!(await evaluateCounted(db, user.username, backoff, async () => await hasher.verify(user.password_hash, normalizePassword(change.currentPassword))))) {
     await recordAudit(db, {
       type: 'password.change_failed',
       actor: change.userId,
@@ -45,7 +44,7 @@ export async function changePassword (db: Db, hasher: PasswordHasher, backoff: B
     })
     throw incorrect()
   }
-  const hash = await hasher.hash(next)
+  const hash = await evaluateCounted(db, user.username, backoff, async () => await hasher.hash(next))
   return await db.transaction().execute(async (trx) => {
     await trx.updateTable('users').set({ password_hash: hash, password_changed_at: change.now }).where('id', '=', change.userId).execute()
     await clearLoginFailures(trx, user.username)

@@ -5,7 +5,7 @@
 import type { Db } from '../db/database.js'
 import { ProblemError } from '../errors.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
-import type { PasswordHasher } from '../passwords/hasher.js'
+import type { PasswordHashing } from '../passwords/hasher.js'
 import { acceptablePassword, acceptableUsername } from '../passwords/policy.js'
 
 export interface CreatedUser {
@@ -16,7 +16,7 @@ export interface CreatedUser {
 
 const UNIQUE_VIOLATION = '23505'
 
-export async function createUser (db: Db, hasher: PasswordHasher, input: { username: string, password: string }, context: RequestContext & { actor?: string } = {}): Promise<CreatedUser> {
+export async function createUser (db: Db, hasher: PasswordHashing, input: { username: string, password: string }, context: RequestContext & { actor?: string } = {}): Promise<CreatedUser> {
   const username = acceptableUsername(input.username)
   const passwordHash = await hasher.hash(acceptablePassword(input.password))
   try {

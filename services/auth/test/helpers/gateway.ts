@@ -86,7 +86,7 @@ export interface Gateway {
   accessLog: () => string[]
 }
 
-export async function startGateway (t: Test, options: { httpPort: number, httpsPort: number, authAddrs: string[], notesAddr: string, tls: { cert: string, key: string } }): Promise<Gateway> {
+export async function startGateway (t: Test, options: { httpPort: number, httpsPort: number, authAddrs: string[], notesAddr: string, tls: { cert: string, key: string }, simplejwtCompat?: boolean }): Promise<Gateway> {
   const nginx = nginxBinary()
   const prefix = tempDir(t, 'nginx')
   const render = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts/render-nginx.mjs'), prefix], {
@@ -98,7 +98,8 @@ export async function startGateway (t: Test, options: { httpPort: number, httpsP
       GATEWAY_AUTH_ADDRS: options.authAddrs.join(','),
       GATEWAY_NOTES_ADDRS: options.notesAddr,
       GATEWAY_TLS_CERT: options.tls.cert,
-      GATEWAY_TLS_KEY: options.tls.key
+      GATEWAY_TLS_KEY: options.tls.key,
+      TESSERA_SIMPLEJWT_COMPAT: options.simplejwtCompat === true ? 'on' : 'off'
     }
   })
   if (render.status !== 0) throw new Error(`render-nginx.mjs failed: ${render.stderr}`)

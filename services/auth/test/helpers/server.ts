@@ -2,6 +2,8 @@
  * Spawns the real compiled server (dist/server.js) as its own process.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
 
@@ -40,6 +42,37 @@ export async function startServer (t: Test, env: Record<string, string>, options
   }
   t.teardown(async () => { await stop('SIGKILL') })
   return { url, process: child, output: () => output, exited, stop }
+}
+
+/** Every process of an instance: the primary and what it forked (HTTP workers, the hashing process), from /proc. */
+export function instancePids (pid: number): number[] {
+  const children = readdirSync(`/proc/${pid}/task`).flatMap((tid) =>
+    readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter((c) => c !== '').map(Number))
+  return [pid, ...children.flatMap((child) => existsSync(`/proc/${child}`) ? instancePids(child) : [])]
+}
+
+/**
+ * kill -9 of an instance's primary, as a crash or an OOM kill does, then wait
+ * until every process of the instance is gone: its workers notice the lost
+ * primary and end themselves, and nothing is left serving.
+ */
+export async function killInstance (server: RunningServer, limitMs = 5000): Promise<void> {
+  const pids = instancePids(server.process.pid ?? 0)
+  server.process.kill('SIGKILL')
+  await server.exited
+  const deadline = Date.now() + limitMs
+  // A zombie (state Z) is gone for the network: it holds no sockets.
+  const alive = (pid: number): boolean => {
+    try {
+      return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
+    } catch {
+      return false
+    }
+  }
+  while (pids.some(alive)) {
+    if (Date.now() > deadline) throw new Error(`processes of the instance outlived its primary: ${pids.filter(alive).join(', ')}`)
+    await sleep(10)
+  }
 }
 
 export interface CliResult { code: number | null, stdout: string, stderr: string }

@@ -9,6 +9,7 @@ import type { Config } from '../../config.js'
 import { clientCredentials } from '../../clients/credentials.js'
 import { revokeToken } from '../../sessions/revoke.js'
 import { requestContext } from '../context.js'
+import { CLIENT_AUTHENTICATION } from '../openapi.js'
 
 const RevokeRequest = Type.Object({
   token: Type.String({ minLength: 1, maxLength: 4096 }),
@@ -19,7 +20,16 @@ const RevokeRequest = Type.Object({
 
 export function registerRevokeRoutes (app: App, config: Config, deps: Deps): void {
   const issuer = { db: deps.db, keyring: deps.keyring, config }
-  app.post('/oauth/revoke', { config: { errorFormat: 'oauth' }, schema: { body: RevokeRequest } }, async (request, reply) => {
+  app.post('/oauth/revoke', {
+    config: { errorFormat: 'oauth' },
+    schema: {
+      tags: ['oauth'],
+      summary: 'Revoke a refresh token and end its session (RFC 7009); 200 for every well-formed request',
+      security: CLIENT_AUTHENTICATION,
+      body: RevokeRequest,
+      response: { 200: Type.Object({}, { description: 'Revoked, or nothing to revoke' }) }
+    }
+  }, async (request, reply) => {
     const { body } = request
     const credentials = clientCredentials({ authorization: request.headers.authorization, clientId: body.client_id, clientSecret: body.client_secret })
     const revoked = await revokeToken(issuer, { token: body.token, hint: body.token_type_hint, credentials, now: deps.clock(), context: requestContext(request) })

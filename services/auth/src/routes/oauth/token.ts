@@ -15,12 +15,13 @@ import type { LoginOutcome, RefreshOutcome } from '../../metrics/metrics.js'
 import { clientCredentials } from '../../clients/credentials.js'
 import { clientCredentialsGrant } from '../../clients/grant.js'
 import { isGrantType } from '../../clients/register.js'
-import { passwordGrant } from '../../sessions/login.js'
+import { passwordGrant, type LoginDeps } from '../../sessions/login.js'
 import { refreshGrant } from '../../sessions/rotate.js'
 import type { TokenPair } from '../../sessions/issue.js'
 import { NO_NUL } from '../../passwords/policy.js'
 import { requestContext } from '../context.js'
 import { backoffPolicy } from '../../sessions/login-throttle.js'
+import { CLIENT_AUTHENTICATION, OAuthErrorBody } from '../openapi.js'
 
 const TokenRequest = Type.Object({
   grant_type: Type.String({ maxLength: 64 }),
@@ -43,8 +44,6 @@ const TokenResponse = Type.Object({
   scope: Type.String()
 })
 
-const OAuthErrorBody = Type.Object({ error: Type.String(), error_description: Type.String() })
-
 function required (body: TokenRequestBody, name: 'username' | 'password' | 'refresh_token'): string {
   const value = body[name]
   if (value === undefined || value === '') throw new OAuthError('invalid_request', `${name}: is required for grant_type=${body.grant_type}`)
@@ -63,19 +62,19 @@ export function toTokenResponse (pair: TokenPair): Static<typeof TokenResponse> 
 }
 
 /** How a refused grant shows in the counters; undefined when it is not a refusal worth counting (a malformed request). */
-function loginOutcome (err: unknown): LoginOutcome | undefined {
+export function loginOutcome (err: unknown): LoginOutcome | undefined {
   if (!(err instanceof OAuthError)) return undefined
   if (err.status === 429) return 'backed_off'
   if (err.status === 503) return 'shed'
   return err.code === 'invalid_grant' ? 'failed' : undefined
 }
 
-function refreshOutcome (err: unknown): RefreshOutcome | undefined {
+export function refreshOutcome (err: unknown): RefreshOutcome | undefined {
   if (err instanceof RefreshReuseError) return 'reuse'
   return err instanceof OAuthError && err.code === 'invalid_grant' ? 'refused' : undefined
 }
 
-async function counted<T, O> (work: () => Promise<T>, classify: (err: unknown) => O | undefined, count: (outcome: O) => void): Promise<T> {
+export async function counted<T, O> (work: () => Promise<T>, classify: (err: unknown) => O | undefined, count: (outcome: O) => void): Promise<T> {
   try {
     return await work()
   } catch (err) {
@@ -85,16 +84,29 @@ async function counted<T, O> (work: () => Promise<T>, classify: (err: unknown) =
   }
 }
 
-export function registerTokenRoutes (app: App, config: Config, deps: Deps): void {
-  const issuer = { db: deps.db, keyring: deps.keyring, config }
-  const loginDeps = {
-    ...issuer,
+/** What the password grant needs, for every route that logs in. */
+export function loginDepsOf (config: Config, deps: Deps): LoginDeps {
+  return {
+    db: deps.db,
+    keyring: deps.keyring,
+    config,
     hasher: deps.hasher,
     backoff: backoffPolicy(config)
   }
+}
+
+export function registerTokenRoutes (app: App, config: Config, deps: Deps): void {
+  const issuer = { db: deps.db, keyring: deps.keyring, config }
+  const loginDeps = loginDepsOf(config, deps)
   app.post('/oauth/token', {
     config: { errorFormat: 'oauth' },
-    schema: { body: TokenRequest, response: { 200: TokenResponse, '4xx': OAuthErrorBody, '5xx': OAuthErrorBody } }
+    schema: {
+      tags: ['oauth'],
+      summary: 'Password grant (RFC 6749 §4.3) or refresh_token grant (§6): a token pair',
+      security: CLIENT_AUTHENTICATION,
+      body: TokenRequest,
+      response: { 200: TokenResponse, '4xx': OAuthErrorBody, '5xx': OAuthErrorBody }
+    }
   }, async (request, reply) => {
     const body = request.body
     const grantType = body.grant_type

@@ -71,7 +71,7 @@ export function registerAccessTokenAuth (app: App, config: Config, deps: Deps): 
  * Only for a route that reads the session itself (GET /v1/me joins it into its
  * one query); every other route uses authenticateLive.
  */
-export async function authenticateToken (request: FastifyRequest): Promise<void> {
+export async function authenticate (request: FastifyRequest): Promise<void> {
   const token = bearerToken(request)
   let decoded: { header: TokenHeader } | null
   try {
@@ -99,9 +99,11 @@ export function principalOf (request: FastifyRequest): Principal {
 
 /** preHandler for routes that need a caller: a valid token whose session is still live, or 401. */
 export function authenticateLive (deps: Pick<Deps, 'db' | 'clock'>): (request: FastifyRequest) => Promise<void> {
-  return async (request) => {
-    await authenticateToken(request)
+  // Named like the token-only check: a route's printed hook list reads "authenticate" either way.
+  const authenticateSession = async function authenticate (request: FastifyRequest): Promise<void> {
+    await authenticate(request)
     const principal = principalOf(request)
     if (!await isSessionLive(deps.db, principal.userId, principal.sessionId, deps.clock())) throw new InvalidTokenError('session ended or user disabled')
   }
+  return authenticateSession
 }

@@ -19,10 +19,19 @@ const SignUp = Type.Object({
 const CreatedUser = Type.Object({ id: Type.String(), username: Type.String(), created_at: Type.String() })
 
 export function registerUserRoutes (app: App, config: Config, deps: Deps): void {
-  app.post('/v1/users', { onSend: personal, schema: { body: SignUp, response: { 201: CreatedUser } } }, async (request, reply) => {
+  app.post('/v1/users', {
+    schema: {
+      tags: ['account'],
+      summary: 'Sign up (403 when TESSERA_SIGNUP=closed); log in with /oauth/token next',
+      body: SignUp,
+      response: { 201: { ...CreatedUser, headers: { location: { type: 'string', description: '/v1/me: where the new user reads the account once logged in' } } } }
+    }
+  }, async (request, reply) => {
     if (config.signup === 'closed') throw new ProblemError(403, 'Forbidden', { publicDetail: 'sign-up is closed; ask an operator for an account' })
     const user = await createUser(deps.db, deps.hasher, request.body, requestContext(request))
-    return await reply.code(201).header('location', `/v1/users/${user.id}`)
+    personal(reply)
+    // No per-user URL exists: the account is read at /v1/me, as that user.
+    return await reply.code(201).header('location', '/v1/me')
       .send({ id: user.id, username: user.username, created_at: user.createdAt.toISOString() })
   })
 }

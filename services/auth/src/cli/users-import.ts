@@ -1,0 +1,70 @@
+/**
+ * `tessera users import FILE [--format django|csv] [--dry-run] [--json]`.
+ * Prints the counts and each problem row with its position; exits 1 when
+ * the file could not be read to its end (what full batches held before that
+ * point is imported, and a second run with the whole file finishes the job).
+ * @module
+ */
+import { open } from 'node:fs/promises'
+import { parseArgs } from 'node:util'
+import { importUsers, positionName, recordImport, type ImportReport } from '../users/import.js'
+import { readImportFile, type ImportFormat } from '../users/import-sources.js'
+import type { CommandContext } from './main.js'
+import { CliError } from './output.js'
+
+const USAGE = 'usage: tessera users import FILE [--format django|csv] [--dry-run] [--json]'
+
+function formatOf (file: string, given: string | undefined): ImportFormat {
+  if (given === 'django' || given === 'csv') return given
+  if (given !== undefined) throw new CliError(`--format must be django or csv, not ${given}`, 2)
+  return file.toLowerCase().endsWith('.csv') ? 'csv' : 'django'
+}
+
+function summary (report: ImportReport, file: string, format: ImportFormat): string {
+  const verb = report.dryRun ? 'would create' : 'created'
+  const lines = [
+    `${file}: read ${report.read} record(s); ${verb} ${report.created} user(s) (${report.disabled} disabled, ${report.unusable} with no usable password); ` +
+    `skipped ${report.existing} existing; ${report.problemCount} problem(s)${report.dryRun ? ' (dry run: nothing written)' : ''}`,
+    ...report.problems.map((p) => `  ${positionName(format)} ${p.position}${p.username === undefined ? '' : ` (${p.username})`}: ${p.reason}`)
+  ]
+  if (report.problemCount > report.problems.length) lines.push(`  … and ${report.problemCount - report.problems.length} more`)
+  return lines.join('\n')
+}
+
+export async function usersImportCommand (ctx: CommandContext): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: ctx.argv,
+    allowPositionals: true,
+    options: { format: { type: 'string' }, 'dry-run': { type: 'boolean' }, json: { type: 'boolean' } }
+  })
+  const file = positionals[1]
+  if (file === undefined || positionals.length > 2) throw new CliError(USAGE, 2)
+  const format = formatOf(file, values.format)
+  // Opened before the database, so a missing file fails fast and names itself.
+  const handle = await open(file).catch((err: NodeJS.ErrnoException) => { throw new CliError(`cannot read ${file}: ${err.code ?? err.message}`) })
+  const { db } = await ctx.connection()
+  const dryRun = values['dry-run'] === true
+  const input = handle.createReadStream()
+  let report: ImportReport
+  try {
+    report = await importUsers(db, readImportFile(input, format), { dryRun, now: new Date(), format })
+  } finally {
+    input.destroy()
+  }
+  if (!dryRun) await recordImport(db, report, { format, complete: report.error === undefined })
+  ctx.out.result(summary(report, file, format), {
+    file,
+    format,
+    dry_run: dryRun,
+    read: report.read,
+    created: report.created,
+    existing: report.existing,
+    duplicates: report.duplicates,
+    disabled: report.disabled,
+    unusable: report.unusable,
+    problem_count: report.problemCount,
+    problems: report.problems,
+    error: report.error ?? null
+  })
+  if (report.error !== undefined) throw new CliError(report.error)
+}

@@ -1,0 +1,184 @@
+/**
+ * An instance's primary process: everything that must exist once per
+ * instance. It starts the embedded Postgres (when there is no DATABASE_URL)
+ * and stops it last, migrates, resolves the KEK, makes the first key, runs
+ * the background jobs (key schedule, cleanup, the LISTEN for key changes,
+ * relayed to every worker), owns the hashing queue in front of the hashing
+ * process, the per-IP counters and the instance's metrics, and forks
+ * `config.workers` HTTP workers (cluster/worker.ts), which share the port
+ * through node:cluster. Drain: every worker finishes its in-flight requests
+ * and exits, then the rest closes in reverse order.
+ * @module
+ */
+import cluster, { type Worker } from 'node:cluster'
+import type { Logger } from 'pino'
+import { ensureDefaultClient } from '../clients/register.js'
+import type { Config } from '../config.js'
+import { connect, type Connection } from '../db/connect.js'
+import { databaseFor } from '../db/locate.js'
+import { migrateUp, migrationStatus } from '../db/migrate.js'
+import { startBackgroundJobs } from '../jobs.js'
+import { ensureSigningKey } from '../keys/ensure.js'
+import { resolveKek } from '../keys/kek.js'
+import { Keyring } from '../keys/keyring.js'
+import { loadKeyring, logRejectedKey } from '../keys/load.js'
+import { createMetrics } from '../metrics/metrics.js'
+import { HashingProcess } from '../passwords/hashing-engine.js'
+import { PasswordHasher } from '../passwords/hasher.js'
+import { listenForMetrics } from '../routes/metrics.js'
+import { hashingHandlers, isHashingRefusal } from './hashing.js'
+import { instanceMetrics, WORKER_METRICS_TIMEOUT_MS } from './metrics.js'
+import { PRIMARY_POOL, workerPoolSize } from './pool.js'
+import { rateLimitCounter } from './rate-limit.js'
+import { StartupError } from './startup.js'
+import { answer, Asker, isAnswer, isAsk, isNotice, notice, type Notice, type Send } from './rpc.js'
+import type { Registry } from 'prom-client'
+
+/** What a worker needs from the primary before it can serve. */
+export interface Boot { databaseUrl: string, kek: string, poolSize: number, hashingSaturated: boolean }
+
+export interface Primary {
+  /** Every worker is listening: the address they share. */
+  address: string
+  embedded: boolean
+  /** The /metrics listener's URL when TESSERA_METRICS_PORT is set. */
+  metricsUrl: string | undefined
+  close: () => Promise<void>
+}
+
+async function requireSchema (connection: Connection, migrate: boolean): Promise<void> {
+  if (migrate) {
+    await migrateUp(connection.db)
+    return
+  }
+  const pending = (await migrationStatus(connection.db)).filter((m) => m.appliedAt === null)
+  if (pending.length > 0) throw new StartupError(`the database schema is behind (${pending.map((m) => m.name).join(', ')} pending): run \`tessera migrate up\``)
+}
+
+function sendTo (worker: Worker): Send {
+  return (message) => { worker.send(message) }
+}
+
+export async function startPrimary (config: Config, logger: Logger): Promise<Primary> {
+  const { url, embedded } = await databaseFor(config)
+  const connection = connect(url, PRIMARY_POOL)
+  const stops: Array<() => Promise<void>> = [async () => { await connection.close() }, async () => { await embedded?.stop() }]
+  const closeAll = async (): Promise<void> => {
+    for (const stop of stops.splice(0)) await stop()
+  }
+  try {
+    await requireSchema(connection, embedded !== undefined)
+    const kek = await resolveKek(config)
+    const keyring = new Keyring()
+    const created = await ensureSigningKey(connection.db, kek, config.keyBits, new Date())
+    if (created !== undefined) logger.info({ kid: created }, 'created the first signing key')
+    await loadKeyring(connection.db, kek, keyring, { onRejectedKey: logRejectedKey(logger) })
+    if (await ensureDefaultClient(connection.db, config, new Date())) logger.info({ client_id: config.defaultClientId }, 'registered the default public client')
+
+    const workers = new Set<Worker>()
+    const broadcast = (message: Notice): void => {
+      for (const worker of workers) if (worker.isConnected()) worker.send(message)
+    }
+
+    // Started beside the workers rather than before them: both take a while to load.
+    const engine = new HashingProcess(config.hashConcurrency, logger)
+    stops.unshift(async () => { await engine.stop() })
+    let hashingSaturated = false
+    const hasher = new PasswordHasher({
+      concurrency: config.hashConcurrency,
+      depth: config.hashQueueDepth,
+      engine,
+      onSaturationChange: (saturated) => {
+        hashingSaturated = saturated
+        broadcast(notice('hashing-saturated', saturated))
+      }
+    })
+    const metrics = createMetrics({ hasher, keyring, pool: connection.pool, keyRotation: config.keyRotation, clock: () => new Date() })
+    const asker = new Asker()
+    let draining = false
+    const boot = (): Boot => ({ databaseUrl: url, kek: kek.toString('base64url'), poolSize: workerPoolSize(config.workers), hashingSaturated })
+    const renderInstanceMetrics = async (): Promise<string> => await instanceMetrics(metrics.registry, [...workers].filter((w) => w.isConnected())
+      .map(async (w) => await asker.ask<Awaited<ReturnType<Registry['getMetricsAsJSON']>>>(sendTo(w), 'metrics-json', null, WORKER_METRICS_TIMEOUT_MS)))
+    const handlers = {
+      boot,
+      ...hashingHandlers(hasher),
+      rate: rateLimitCounter(),
+      metrics: renderInstanceMetrics
+    }
+    // TESSERA_METRICS_PORT: the primary serves the whole instance's scrape itself, apart from client traffic.
+    const metricsListener = config.metricsPort === undefined ? undefined : await listenForMetrics(metrics.registry, renderInstanceMetrics, config.host, config.metricsPort)
+    if (metricsListener !== undefined) stops.unshift(async () => { await metricsListener.close() })
+
+    const jobs = await startBackgroundJobs({
+      config,
+      db: connection.db,
+      databaseUrl: url,
+      pool: connection.pool,
+      keyring,
+      kek,
+      logger,
+      clock: () => new Date(),
+      metrics,
+      onReload: (why) => broadcast(notice('keys-changed', why))
+    })
+    stops.unshift(async () => { await jobs.stop() })
+
+    let starting: { listening: (address: string) => void, failed: (why: string) => void } | undefined
+    const fork = (): Worker => {
+      const worker = cluster.fork()
+      workers.add(worker)
+      worker.on('message', (message: unknown) => {
+        if (isAsk(message)) answer(sendTo(worker), message, handlers, isHashingRefusal, (err, kind) => logger.error({ err, kind }, 'a worker\'s request failed in the primary'))
+        else if (isAnswer(message)) asker.settle(message)
+        else if (isNotice(message) && message.kind === 'listening') starting?.listening(message.body as string)
+      })
+      worker.once('exit', (code, signal) => {
+        workers.delete(worker)
+        if (draining) return
+        if (starting !== undefined) {
+          starting.failed(`an HTTP worker exited with ${signal ?? String(code)} while starting`)
+          return
+        }
+        logger.error({ worker_pid: worker.process.pid, code, signal }, 'an HTTP worker exited; starting another')
+        fork()
+      })
+      return worker
+    }
+
+    const address = await new Promise<string>((resolve, reject) => {
+      let listening = 0
+      starting = {
+        listening: (at) => {
+          if (++listening < config.workers) return
+          engine.ready.then(() => { starting = undefined; resolve(at) }, () => {})
+        },
+        failed: (why) => { starting = undefined; reject(new StartupError(why)) }
+      }
+      for (let i = 0; i < config.workers; i++) fork()
+      engine.ready.catch((err: unknown) => starting?.failed(`the hashing process did not start: ${(err as Error).message}`))
+    }).catch(async (err: unknown) => {
+      draining = true
+      for (const worker of workers) worker.kill()
+      throw err
+    })
+
+    return {
+      address,
+      embedded: embedded !== undefined,
+      metricsUrl: metricsListener?.url,
+      close: async () => {
+        draining = true
+        const exited = [...workers].map(async (worker) => await new Promise((resolve) => {
+          if (worker.isDead()) resolve(undefined)
+          else worker.once('exit', resolve)
+        }))
+        broadcast(notice('drain'))
+        await Promise.all(exited)
+        await closeAll()
+      }
+    }
+  } catch (err) {
+    await closeAll()
+    throw err
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * An HTTP worker of an instance: its own pool, keyring and event loop, the
+ * same app as ever. What must mean one thing per instance it asks of the
+ * primary over IPC: hashing (cluster/hashing.ts), the per-IP counters
+ * (cluster/rate-limit.ts) and the scrape (cluster/metrics.ts). It reloads its
+ * keyring whenever the primary's does (a NOTIFY, the periodic backstop, a
+ * transition). It drains on the primary's word or on SIGTERM/SIGINT, and
+ * exits at once when the primary is gone.
+ * @module
+ */
+import type { Logger } from 'pino'
+import { buildApp } from '../app.js'
+import type { Config } from '../config.js'
+import { connect } from '../db/connect.js'
+import { keyringReloader } from '../jobs.js'
+import { Keyring } from '../keys/keyring.js'
+import { loadKeyring, logRejectedKey } from '../keys/load.js'
+import { createMetrics, type Metrics } from '../metrics/metrics.js'
+import { InstanceHashing, type AskPrimary } from './hashing.js'
+import type { Boot } from './primary.js'
+import { instanceRateLimitStore } from './rate-limit.js'
+import { answer, Asker, isAnswer, isAsk, isNotice, notice, type Notice, type Send } from './rpc.js'
+
+export interface HttpWorker {
+  /** Stops accepting, lets in-flight requests finish, closes the pool. */
+  close: () => Promise<void>
+}
+
+const send: Send = (message) => { process.send?.(message) }
+
+export async function startWorker (config: Config, logger: Logger, onDrain: (why: string) => void): Promise<HttpWorker> {
+  // Listening before anything is asked: a message that arrives while no
+  // listener is attached is dropped, and loading modules takes event-loop turns.
+  const asker = new Asker()
+  const ask: AskPrimary = async <T>(kind: string, body: unknown) => await asker.ask<T>(send, kind, body)
+  const hasher = new InstanceHashing(ask)
+  let reloadKeys: (() => Promise<void>) | undefined
+  let metrics: Metrics | undefined
+  const handlers = { 'metrics-json': async () => await metrics?.registry.getMetricsAsJSON() ?? [] }
+  process.on('message', (message: unknown) => {
+    if (isAnswer(message)) asker.settle(message)
+    else if (isAsk(message)) answer(send, message, handlers, () => false, (err, kind) => logger.error({ err, kind }, 'could not answer the primary'))
+    else if (isNotice(message)) heard(message)
+  })
+  const heard = (message: Notice): void => {
+    if (message.kind === 'keys-changed') reloadKeys?.().catch((err: unknown) => logger.warn({ err, why: message.body }, 'keyring reload failed'))
+    else if (message.kind === 'hashing-saturated') hasher.saturated = message.body === true
+    else if (message.kind === 'drain') onDrain('the primary is draining')
+  }
+  // The primary closes the channel only by exiting after this worker has: so
+  // a disconnect means it died (kill -9, a crash). Without it there is no
+  // rate limit, hashing or drain to finish, and the instance must vanish at
+  // once, as one process did, so a gateway's kept-alive connections close
+  // now and it moves on to another instance. node:cluster's own handler
+  // would exit too, but an orderly exit takes a loaded machine a few hundred
+  // milliseconds, during which requests still arrive and then fail.
+  process.prependOnceListener('disconnect', () => { process.kill(process.pid, 'SIGKILL') })
+
+  const boot = await ask<Boot>('boot', null)
+  hasher.saturated = boot.hashingSaturated
+  const connection = connect(boot.databaseUrl, boot.poolSize)
+  try {
+    const kek = Buffer.from(boot.kek, 'base64url')
+    const keyring = new Keyring()
+    await loadKeyring(connection.db, kek, keyring, { onRejectedKey: logRejectedKey(logger) })
+    reloadKeys = keyringReloader({ db: connection.db, kek, keyring, logger })
+    metrics = createMetrics({ pool: connection.pool, render: async () => await ask<string>('metrics', null) })
+    const app = await buildApp(config, { db: connection.db, logger, keyring, hasher, metrics, clock: () => new Date(), rateLimitStore: instanceRateLimitStore(ask) })
+    const address = await app.listen({ port: config.port, host: config.host })
+    send(notice('listening', address))
+    return {
+      close: async () => {
+        await app.close()
+        await connection.close()
+      }
+    }
+  } catch (err) {
+    await connection.close()
+    throw err
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * The primary's side of the hashing process (passwords/hashing-process.ts):
+ * starts it, asks it to hash and verify, starts a new one if it dies, stops
+ * it last. The bounded queue in front of it is a PasswordHasher in the
+ * primary, one per instance.
+ * @module
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import type { Logger } from 'pino'
+import { Asker, isAnswer, isNotice, type Send } from '../cluster/rpc.js'
+import type { HashEngine } from './hasher.js'
+import type { Verdict } from './verify.js'
+
+const ENTRY = fileURLToPath(new URL('./hashing-process.js', import.meta.url))
+const RESTART_DELAY_MS = 500
+
+export interface HashingProcessInfo { pid: number, priority: number }
+
+export class HashingProcess implements HashEngine {
+  readonly #asker = new Asker()
+  readonly #concurrency: number
+  readonly #logger: Logger
+  #child: ChildProcess | undefined
+  #ready: Promise<void>
+  #stopping = false
+
+  /** Starts the process; `ready` says when it runs at its lowered priority. Asks made before wait for it. */
+  constructor (concurrency: number, logger: Logger) {
+    this.#concurrency = concurrency
+    this.#logger = logger
+    this.#ready = this.#spawn()
+  }
+
+  get ready (): Promise<void> { return this.#ready }
+
+  async #spawn (): Promise<void> {
+    const child = fork(ENTRY, [], {
+      // One libuv pool thread per hashing slot: argon2 runs on that pool.
+      env: { ...process.env, UV_THREADPOOL_SIZE: String(this.#concurrency) },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      serialization: 'json'
+    })
+    this.#child = child
+    const ready = new Promise<HashingProcessInfo>((resolve, reject) => {
+      child.once('exit', (code) => reject(new Error(`the hashing process exited with ${String(code)} before it was ready`)))
+      child.on('message', (message) => {
+        if (isAnswer(message)) this.#asker.settle(message)
+        else if (isNotice(message) && message.kind === 'ready') resolve(message.body as HashingProcessInfo)
+      })
+    })
+    child.on('exit', (code, signal) => {
+      this.#asker.failAll('the hashing process exited')
+      if (this.#stopping || this.#child !== child) return
+      this.#logger.error({ code, signal }, 'the hashing process exited; starting another')
+      setTimeout(() => {
+        this.#ready = this.#spawn()
+        this.#ready.catch((err: unknown) => this.#logger.error({ err }, 'could not restart the hashing process'))
+      }, RESTART_DELAY_MS).unref()
+    })
+    const info = await ready
+    this.#logger.info({ hashing_pid: info.pid, priority: info.priority, concurrency: this.#concurrency }, 'hashing process started')
+  }
+
+  readonly #send: Send = (message) => {
+    if (this.#child?.connected !== true) throw new Error('the hashing process is not running')
+    this.#child.send(message)
+  }
+
+  async hash (password: string): Promise<string> {
+    await this.#ready
+    return await this.#asker.ask<string>(this.#send, 'hash', { password })
+  }
+
+  async verify (encodedHash: string, password: string): Promise<Verdict> {
+    await this.#ready
+    return await this.#asker.ask<Verdict>(this.#send, 'verify', { encodedHash, password })
+  }
+
+  async stop (): Promise<void> {
+    this.#stopping = true
+    await this.#ready.catch(() => {})
+    const child = this.#child
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    child.disconnect()
+    await exited
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * SimpleJWT's routes (TESSERA_SIMPLEJWT_COMPAT=on) under TESSERA_SIMPLEJWT_PREFIX,
+ * so a client of a DRF + djangorestframework-simplejwt stack works unchanged.
+ * Only the shapes are SimpleJWT's: each route calls the same domain function
+ * as /oauth/token or /oauth/revoke, so sessions, rotation with grace, reuse
+ * detection, back-off, limits and audit are Tessera's own. Bodies are read
+ * the way DRF's CharField reads them (JSON or form; trimmed; every missing
+ * field listed), and refusals are DRF's `{"detail","code"}`.
+ * @module
+ */
+import { Type } from '@sinclair/typebox'
+import type { App, Deps } from '../app.js'
+import type { Config } from '../config.js'
+import { clientCredentials, type ClientCredentials } from '../clients/credentials.js'
+import { DrfError, OAuthError, RefreshReuseError } from '../errors.js'
+import { passwordGrant } from '../sessions/login.js'
+import { refreshGrant } from '../sessions/rotate.js'
+import { revokeToken } from '../sessions/revoke.js'
+import { tokenIsLive } from '../sessions/verify-token.js'
+import { requestContext } from './context.js'
+import { counted, loginDepsOf, loginOutcome, refreshOutcome } from './oauth/token.js'
+
+const NO_ACCOUNT = new DrfError(401, { detail: 'No active account found with the given credentials' })
+
+function tokenNotValid (detail: 'Token is invalid or expired' | 'Token is blacklisted', cause?: unknown): DrfError {
+  return new DrfError(401, { detail, code: 'token_not_valid' }, { cause })
+}
+
+function readField (value: unknown): string | string[] {
+  if (value === undefined) return ['This field is required.']
+  if (value === null) return ['This field may not be null.']
+  if (typeof value !== 'string' && typeof value !== 'number') return ['Not a valid string.']
+  const text = String(value).trim()
+  return text === '' ? ['This field may not be blank.'] : text
+}
+
+/** The named string fields of a JSON or form body, or a 400 listing every field that is wrong. */
+function fields<K extends string> (body: unknown, names: readonly K[]): Record<K, string> {
+  const source = typeof body === 'object' && body !== null && !Array.isArray(body) ? body as Record<string, unknown> : {}
+  const values: Partial<Record<K, string>> = {}
+  const errors: Record<string, string[]> = {}
+  for (const name of names) {
+    const read = readField(source[name])
+    if (typeof read === 'string') values[name] = read
+    else errors[name] = read
+  }
+  if (Object.keys(errors).length > 0) throw new DrfError(400, errors)
+  return values as Record<K, string>
+}
+
+/** Rethrows the domain's invalid_grant as `refusal`; limits and overload keep their own status. */
+async function refusedAs<T> (work: () => Promise<T>, refusal: (err: OAuthError) => DrfError): Promise<T> {
+  try {
+    return await work()
+  } catch (err) {
+    if (err instanceof OAuthError && err.code === 'invalid_grant') throw refusal(err)
+    throw err
+  }
+}
+
+/** HTTP Basic when the client sends it (a confidential client authenticates as on /oauth/token), else the default public client. */
+function credentialsOf (authorization: string | undefined): ClientCredentials {
+  return clientCredentials({ authorization, clientId: undefined, clientSecret: undefined })
+}
+
+const Pair = Type.Object({ refresh: Type.String(), access: Type.String() })
+const Empty = Type.Object({})
+
+export function simplejwtPaths (config: Pick<Config, 'simplejwtPrefix'>): { login: string, refresh: string, verify: string, blacklist: string } {
+  const prefix = config.simplejwtPrefix
+  return { login: `${prefix}/`, refresh: `${prefix}/refresh/`, verify: `${prefix}/verify/`, blacklist: `${prefix}/blacklist/` }
+}
+
+export function registerSimpleJwtRoutes (app: App, config: Config, deps: Deps): void {
+  if (!config.simplejwtCompat) return
+  const loginDeps = loginDepsOf(config, deps)
+  const issuer = { db: deps.db, keyring: deps.keyring, config }
+  const paths = simplejwtPaths(config)
+  const options = (ok: typeof Pair | typeof Empty) => ({ config: { errorFormat: 'simplejwt' as const }, schema: { response: { 200: ok } } })
+
+  app.post(paths.login, options(Pair), async (request, reply) => {
+    const { username, password } = fields(request.body, ['username', 'password'])
+    const input = { username, password, scope: undefined, credentials: credentialsOf(request.headers.authorization), resource: undefined, now: deps.clock(), context: requestContext(request) }
+    const pair = await refusedAs(async () => await counted(async () => await passwordGrant(loginDeps, input), loginOutcome, deps.metrics.login), () => NO_ACCOUNT)
+    deps.metrics.login('ok')
+    deps.metrics.tokenIssued(pair.kid, 'password')
+    return await reply.header('cache-control', 'no-store').send({ refresh: pair.refreshToken, access: pair.accessToken })
+  })
+
+  app.post(paths.refresh, options(Pair), async (request, reply) => {
+    const { refresh } = fields(request.body, ['refresh'])
+    const input = { refreshToken: refresh, scope: undefined, credentials: credentialsOf(request.headers.authorization), resource: undefined, now: deps.clock(), context: requestContext(request) }
+    const pair = await refusedAs(async () => await counted(async () => await refreshGrant(issuer, input), refreshOutcome, deps.metrics.refreshed),
+      (err) => tokenNotValid(err instanceof RefreshReuseError ? 'Token is blacklisted' : 'Token is invalid or expired', err))
+    deps.metrics.refreshed(pair.outcome)
+    deps.metrics.tokenIssued(pair.kid, 'refresh_token')
+    return await reply.header('cache-control', 'no-store').send({ access: pair.accessToken, refresh: pair.refreshToken })
+  })
+
+  app.post(paths.verify, options(Empty), async (request, reply) => {
+    const { token } = fields(request.body, ['token'])
+    if (!await tokenIsLive(issuer, token, deps.clock())) throw tokenNotValid('Token is invalid or expired')
+    return await reply.send({})
+  })
+
+  app.post(paths.blacklist, options(Empty), async (request, reply) => {
+    const { refresh } = fields(request.body, ['refresh'])
+    const ended = await revokeToken(issuer, { token: refresh, hint: 'refresh_token', credentials: credentialsOf(request.headers.authorization), now: deps.clock(), context: requestContext(request) })
+    if (!ended) throw tokenNotValid('Token is invalid or expired')
+    deps.metrics.revoked()
+    return await reply.send({})
+  })
+}

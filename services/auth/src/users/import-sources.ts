@@ -1,0 +1,100 @@
+/**
+ * Reading a user import file one record at a time, so memory stays flat
+ * whatever the file's size: Django's `manage.py dumpdata auth.user` JSON (a
+ * custom user model's too, if it has `username`, `password`, `is_active`),
+ * streamed with stream-json, or a CSV `username,password_hash,disabled`
+ * (header line required) streamed with csv-parse. Each record keeps its
+ * position (record number in JSON, line number in CSV) for the report.
+ * A file that cannot be read to its end throws ImportFileError.
+ * @module
+ */
+import type { Readable } from 'node:stream'
+import { parse as parseCsv, type CsvError } from 'csv-parse'
+import chain from 'stream-chain'
+import { parser } from 'stream-json'
+import { streamArray } from 'stream-json/streamers/stream-array.js'
+
+export type ImportFormat = 'django' | 'csv'
+
+export interface SourceRecord {
+  /** 1-based: the record's index in a JSON array, or its line in a CSV file. */
+  position: number
+  username: unknown
+  passwordHash: unknown
+  disabled: boolean | string
+  /** Set when the record cannot be read as a user at all. */
+  problem?: string
+}
+
+/** The file as a whole cannot be read: not JSON/CSV, truncated, or not the expected shape. */
+export class ImportFileError extends Error {
+  constructor (message: string, cause?: unknown) {
+    super(message, { cause })
+    this.name = 'ImportFileError'
+  }
+}
+
+export const CSV_HEADER = ['username', 'password_hash', 'disabled'] as const
+
+function djangoRecord (position: number, value: unknown): SourceRecord {
+  const fields = typeof value === 'object' && value !== null && 'fields' in value ? (value as { fields: unknown }).fields : undefined
+  if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) {
+    throw new ImportFileError(`record ${position} is not a dumpdata object with "fields"; is this the output of manage.py dumpdata auth.user?`)
+  }
+  const { username, password, is_active: isActive } = fields as Record<string, unknown>
+  return { position, username, passwordHash: password, disabled: isActive === undefined ? false : isActive === false ? true : (isActive === true ? false : String(isActive)) }
+}
+
+async function * djangoRecords (input: Readable): AsyncGenerator<SourceRecord> {
+  const records = chain([input, parser(), streamArray()])
+  let count = 0
+  try {
+    for await (const item of records as AsyncIterable<{ key: number, value: unknown }>) {
+      count++
+      yield djangoRecord(item.key + 1, item.value)
+    }
+  } catch (err) {
+    if (err instanceof ImportFileError) throw err
+    const reason = err instanceof Error ? err.message : String(err)
+    throw new ImportFileError(`the file is not a complete JSON array of records (after record ${count}: ${reason}); is it truncated?`, err)
+  }
+}
+
+function parseDisabled (text: string): boolean | string {
+  const value = text.trim().toLowerCase()
+  if (['', '0', 'false', 'no', 'f', 'n'].includes(value)) return false
+  if (['1', 'true', 'yes', 't', 'y'].includes(value)) return true
+  return text
+}
+
+async function * csvRecords (input: Readable): AsyncGenerator<SourceRecord> {
+  const records = chain([input, parseCsv({ bom: true, relax_column_count: true, skip_empty_lines: true, info: true, max_record_size: 64 * 1024 })])
+  let header = true
+  try {
+    for await (const { record, info } of records as AsyncIterable<{ record: string[], info: { lines: number } }>) {
+      if (header) {
+        if (record.length !== 3 || record.some((cell, i) => cell.trim().toLowerCase() !== CSV_HEADER[i])) {
+          throw new ImportFileError(`line ${info.lines} is not the header ${CSV_HEADER.join(',')}; is this a CSV user export?`)
+        }
+        header = false
+        continue
+      }
+      const [username, passwordHash, disabled] = record
+      if (record.length !== 3) {
+        const problem = `expected 3 columns (${CSV_HEADER.join(',')}), found ${record.length}; a hash holding commas (argon2) must be quoted`
+        yield { position: info.lines, username, passwordHash: undefined, disabled: false, problem }
+        continue
+      }
+      yield { position: info.lines, username, passwordHash, disabled: parseDisabled(disabled ?? '') }
+    }
+  } catch (err) {
+    if (err instanceof ImportFileError) throw err
+    const line = (err as CsvError).lines
+    throw new ImportFileError(`the file is not valid CSV${typeof line === 'number' ? ` at line ${line}` : ''}: ${err instanceof Error ? err.message : String(err)}`, err)
+  }
+  if (header) throw new ImportFileError(`the file is empty; expected the header ${CSV_HEADER.join(',')}`)
+}
+
+export function readImportFile (input: Readable, format: ImportFormat): AsyncGenerator<SourceRecord> {
+  return format === 'csv' ? csvRecords(input) : djangoRecords(input)
+}

@@ -1,0 +1,212 @@
+/**
+ * `tessera users import`: users with their Django password hashes, streamed
+ * in batches. Each record is checked here (username rules after
+ * normalisation, a hash format Tessera verifies, within its cost caps); the
+ * good ones go to Postgres a batch at a time, each batch ONE statement (one
+ * round trip, atomic: a batch is all in or all out). Duplicates in the file
+ * are found by Postgres, not by memory: the names seen so far live in a
+ * temporary table on the import's own connection, so the process holds one
+ * batch whatever the file's size. Existing usernames are skipped, so running
+ * the same file again changes nothing. One audit event records the counts.
+ * @module
+ */
+import { sql } from 'kysely'
+import type { Db } from '../db/database.js'
+import { recordAudit } from '../audit/record.js'
+import { parseDjangoHash } from '../passwords/django.js'
+import { normalizeUsername } from '../passwords/policy.js'
+import { ImportFileError, type ImportFormat, type SourceRecord } from './import-sources.js'
+
+export interface ImportProblem {
+  position: number
+  username?: string
+  reason: string
+}
+
+export interface ImportReport {
+  read: number
+  created: number
+  existing: number
+  duplicates: number
+  /** Of the created: imported disabled (is_active false). */
+  disabled: number
+  /** Of the created: Django's unusable password (`!…`); they cannot log in until an operator sets one. */
+  unusable: number
+  /** Rows not imported for a reason of their own, duplicates included. */
+  problemCount: number
+  /** The first `maxProblems` of them, in file order. */
+  problems: ImportProblem[]
+  dryRun: boolean
+  /** Set when the file could not be read to its end: the full batches before it are imported, the rest is not. */
+  error?: string
+}
+
+export interface ImportOptions {
+  dryRun: boolean
+  now: Date
+  batchSize?: number
+  maxProblems?: number
+  format: ImportFormat
+}
+
+/** What a position counts: a record of a JSON array, a line of a CSV file. */
+export const positionName = (format: ImportFormat): string => format === 'csv' ? 'line' : 'record'
+
+interface GoodRow {
+  position: number
+  username: string
+  passwordHash: string
+  disabled: boolean
+}
+
+/** Tessera's own argon2id, as `tessera users create` or a Tessera export writes it. */
+const TESSERA_HASH = /^\$argon2id\$v=19\$m=\d{1,7},t=\d{1,2},p=\d{1,3}\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/
+
+/** Why a stored password hash cannot be imported; undefined when it can. */
+export function hashProblem (hash: string): string | undefined {
+  if (hash.startsWith('!')) return undefined
+  if (TESSERA_HASH.test(hash)) return undefined
+  const parsed = parseDjangoHash(hash)
+  return parsed.ok ? undefined : parsed.reason
+}
+
+function checkRecord (record: SourceRecord): GoodRow | ImportProblem {
+  const { position } = record
+  if (record.problem !== undefined) return { position, reason: record.problem }
+  if (typeof record.username !== 'string' || record.username === '') return { position, reason: 'username: missing' }
+  const username = normalizeUsername(record.username)
+  if (username === undefined) {
+    return { position, username: record.username.slice(0, 80), reason: 'username: after NFKC and lower-casing it must be 3 to 64 of a-z, 0-9, ".", "_", "-"' }
+  }
+  if (typeof record.disabled === 'string') return { position, username, reason: `disabled: "${record.disabled.slice(0, 40)}" is not true or false` }
+  if (typeof record.passwordHash !== 'string' || record.passwordHash === '') return { position, username, reason: 'password: missing hash' }
+  const problem = hashProblem(record.passwordHash)
+  if (problem !== undefined) return { position, username, reason: `password: ${problem}` }
+  return { position, username, passwordHash: record.passwordHash, disabled: record.disabled }
+}
+
+interface BatchOutcome {
+  position: number
+  outcome: 'created' | 'existing' | 'duplicate'
+  first_position: number
+}
+
+/**
+ * One statement: note each name as seen (the first record of a name wins),
+ * insert the first-seen ones that no user has yet, and say what became of
+ * each row. A dry run checks existence instead of inserting.
+ */
+async function importBatch (db: Db, rows: GoodRow[], options: ImportOptions): Promise<BatchOutcome[]> {
+  const positions = rows.map((r) => r.position)
+  const usernames = rows.map((r) => r.username)
+  const hashes = rows.map((r) => r.passwordHash)
+  const disabled = rows.map((r) => r.disabled)
+  const created = options.dryRun
+    ? sql`SELECT s.username FROM seen s WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.username = s.username)`
+    : sql`INSERT INTO users (username, password_hash, disabled_at)
+        SELECT i.username, i.password_hash, CASE WHEN i.disabled THEN ${options.now}::timestamptz END
+        FROM input i JOIN seen s ON s.position = i.position
+        ON CONFLICT (username) DO NOTHING RETURNING username`
+  const result = await sql<BatchOutcome>`
+    WITH input AS (
+      SELECT * FROM unnest(${positions}::int[], ${usernames}::text[], ${hashes}::text[], ${disabled}::bool[])
+        AS t(position, username, password_hash, disabled)
+    ), seen AS (
+      INSERT INTO import_seen (username, position) SELECT username, position FROM input ORDER BY position
+      ON CONFLICT (username) DO NOTHING RETURNING username, position
+    ), created AS (${created})
+    SELECT i.position,
+      CASE WHEN s.position IS NULL THEN 'duplicate' WHEN c.username IS NULL THEN 'existing' ELSE 'created' END AS outcome,
+      COALESCE((SELECT f.position FROM seen f WHERE f.username = i.username), (SELECT p.position FROM import_seen p WHERE p.username = i.username)) AS first_position
+    FROM input i
+    LEFT JOIN seen s ON s.position = i.position
+    LEFT JOIN created c ON c.username = i.username AND s.position IS NOT NULL
+    ORDER BY i.position`.execute(db)
+  return result.rows
+}
+
+export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>, options: ImportOptions): Promise<ImportReport> {
+  const batchSize = options.batchSize ?? 1000
+  const maxProblems = options.maxProblems ?? 1000
+  const report: ImportReport = { read: 0, created: 0, existing: 0, duplicates: 0, disabled: 0, unusable: 0, problemCount: 0, problems: [], dryRun: options.dryRun }
+  const problem = (p: ImportProblem): void => {
+    report.problemCount++
+    if (report.problems.length < maxProblems) report.problems.push(p)
+  }
+  // The temporary table belongs to one connection: every batch runs on it.
+  await db.connection().execute(async (conn) => {
+    await sql`CREATE TEMPORARY TABLE import_seen (username text PRIMARY KEY, position int NOT NULL)`.execute(conn)
+    try {
+      const flush = async (rows: GoodRow[]): Promise<void> => {
+        const byPosition = new Map(rows.map((r) => [r.position, r]))
+        for (const outcome of await importBatch(conn, rows, options)) {
+          const row = byPosition.get(outcome.position)
+          if (row === undefined) continue
+          if (outcome.outcome === 'duplicate') {
+            report.duplicates++
+            problem({ position: row.position, username: row.username, reason: `username: same as ${positionName(options.format)} ${outcome.first_position} after NFKC and lower-casing` })
+          } else if (outcome.outcome === 'existing') {
+            report.existing++
+          } else {
+            report.created++
+            if (row.disabled) report.disabled++
+            if (row.passwordHash.startsWith('!')) report.unusable++
+          }
+        }
+      }
+      let batch: GoodRow[] = []
+      // One batch is written while the next is read: the import takes the
+      // longer of parsing and writing, not their sum, and holds two batches.
+      let writing: Promise<void> = Promise.resolve()
+      try {
+        for await (const record of records) {
+          report.read++
+          const checked = checkRecord(record)
+          if ('reason' in checked) {
+            problem(checked)
+            continue
+          }
+          batch.push(checked)
+          if (batch.length >= batchSize) {
+            await writing
+            writing = flush(batch)
+            // Its failure surfaces at the next await; until then it must not count as unhandled.
+            writing.catch(() => {})
+            batch = []
+          }
+        }
+      } catch (err) {
+        // The batch being read is dropped with the unreadable rest: a re-run with the whole file completes the import.
+        if (!(err instanceof ImportFileError)) throw err
+        report.error = err.message
+        batch = []
+      } finally {
+        await writing
+      }
+      if (batch.length > 0) await flush(batch)
+    } finally {
+      await sql`DROP TABLE IF EXISTS pg_temp.import_seen`.execute(conn)
+    }
+  })
+  return report
+}
+
+/** The audit row of a finished import: counts only, never a hash. */
+export async function recordImport (db: Db, report: ImportReport, options: { format: ImportFormat, complete: boolean }): Promise<void> {
+  await recordAudit(db, {
+    type: 'users.imported',
+    actor: 'operator',
+    userAgent: 'tessera-cli',
+    detail: {
+      format: options.format,
+      complete: options.complete,
+      read: report.read,
+      created: report.created,
+      existing: report.existing,
+      duplicates: report.duplicates,
+      problems: report.problemCount,
+      disabled: report.disabled,
+      unusable: report.unusable
+    }
+  })
+}

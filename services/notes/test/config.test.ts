@@ -1,0 +1,18 @@
+import t from 'tap'
+import { promises as fs } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { ConfigError, loadConfig } from '../src/config.js'
+
+t.test('DATABASE_URL from DATABASE_URL_FILE (a Docker secret), never from both', async (t) => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'notes-secrets-'))
+  t.teardown(async () => { await fs.rm(dir, { recursive: true, force: true }) })
+  const file = path.join(dir, 'database_url')
+  await fs.writeFile(file, 'postgres://notes:s3cret@db:5432/tessera\n')
+  t.equal(loadConfig({ DATABASE_URL_FILE: file }).databaseUrl, 'postgres://notes:s3cret@db:5432/tessera')
+  const both = t.throws(() => loadConfig({ DATABASE_URL: 'postgres://x@db/y', DATABASE_URL_FILE: file })) as Error
+  t.ok(both instanceof ConfigError)
+  t.equal(both.message, 'DATABASE_URL and DATABASE_URL_FILE are both set: set only one of them')
+  const missing = t.throws(() => loadConfig({ DATABASE_URL_FILE: path.join(dir, 'nope') })) as Error
+  t.match(missing.message, /^DATABASE_URL_FILE=".*nope" cannot be read \(ENOENT\)$/)
+})
