@@ -133,7 +133,21 @@ async function openDatabase (config: Config): Promise<{ connection: Connection, 
   return { connection, stop: async () => { await connection.close(); await embedded?.stop() } }
 }
 
-export async function runCli (argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+/**
+ * A kid is base64url, so it may begin with "-" (or even be "-h…"): the
+ * argument after `keys revoke` is the kid whatever it looks like, and moves
+ * behind a `--` so that no option parser reads it as flags. A `--` already
+ * there is the user's own and is kept.
+ */
+export function kidAsOperand (argv: string[]): string[] {
+  const at = argv.findIndex((arg, i) => arg === 'revoke' && argv[i - 1] === 'keys')
+  const kid = at < 0 ? undefined : argv[at + 1]
+  if (kid === undefined || kid === '--' || !kid.startsWith('-')) return argv
+  return [...argv.slice(0, at + 1), ...argv.slice(at + 2), '--', kid]
+}
+
+export async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const argv = kidAsOperand(rawArgv)
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, strict: false, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } } })
   const [name, ...args] = positionals
   if (values.version === true && name === undefined) {
