@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Makes the Docker secrets docker-compose.yml reads, once: a Postgres password,
-# the DATABASE_URL that uses it, and a KEK. Existing files are kept (a new KEK
+# Makes the Docker secrets docker-compose.yml reads, once: a Postgres superuser
+# password and the DATABASE_URL that uses it (only `tessera db roles` connects
+# so), a password and a DATABASE_URL for each least-privilege role
+# (docs/operators.md, "Database roles"), and a KEK. Existing files are kept (a new KEK
 # would orphan the signing keys; a new password would not match the database).
 # The directory is private to you; the files are world-readable inside it so
 # the containers' users can read their bind-mounted copies.
@@ -18,4 +20,8 @@ make_secret () { # file, content
 }
 make_secret postgres_password "$(random)"
 make_secret database_url "postgres://tessera:$(head -n1 "$DIR/postgres_password")@postgres:5432/tessera"
+for role in owner app notes; do
+  make_secret "db_${role}_password" "$(random)"
+  make_secret "database_url_${role}" "postgres://tessera_${role}:$(head -n1 "$DIR/db_${role}_password")@postgres:5432/tessera"
+done
 make_secret tessera_kek "$(random)"

@@ -28,6 +28,18 @@ wait_for () {
   done
 }
 
+# A random secret kept in .data/ (git-ignored, readable by this user only), the same on every run.
+secret () {
+  local file=$ROOT/.data/$1
+  [ -s "$file" ] || (umask 077; node -e 'process.stdout.write(require("node:crypto").randomBytes(24).toString("base64url") + "\n")' > "$file")
+  tr -d '\n' < "$file"
+}
+
+# URL $1 with its user and password replaced by $2 and $3.
+url_as () {
+  node -e 'const u = new URL(process.argv[1]); u.username = process.argv[2]; u.password = process.argv[3]; console.log(u.toString())' "$1" "$2" "$3"
+}
+
 start_bg () { # name, command…  (env comes from the caller)
   local name=$1; shift
   setsid "$@" >"$STATE/logs/$name.log" 2>&1 < /dev/null &
@@ -59,11 +71,22 @@ up () {
     DATABASE_URL=$(node -p 'JSON.parse(process.argv[1]).url' "$db")
     [ "$(node -p 'JSON.parse(process.argv[1]).started' "$db")" = true ] && touch "$STATE/postgres-started"
   fi
-  export DATABASE_URL
-  "${TESSERA[@]}" migrate up
+  # DATABASE_URL is an administrator's: it only creates the roles. The
+  # migrations, Tessera and notes each connect as their own role.
+  local owner_password app_password notes_password
+  owner_password=$(secret db-owner-password)
+  app_password=$(secret db-app-password)
+  notes_password=$(secret db-notes-password)
+  DATABASE_URL=$DATABASE_URL TESSERA_DB_OWNER_PASSWORD=$owner_password TESSERA_DB_APP_PASSWORD=$app_password \
+    TESSERA_DB_NOTES_PASSWORD=$notes_password "${TESSERA[@]}" db roles
+  local admin_url=$DATABASE_URL
+  DATABASE_URL=$(url_as "$admin_url" tessera_owner "$owner_password") "${TESSERA[@]}" migrate up
+  local app_url notes_url
+  app_url=$(url_as "$admin_url" tessera_app "$app_password")
+  notes_url=$(url_as "$admin_url" tessera_notes "$notes_password")
   # The public client the README's walkthrough logs in with, for the notes resource.
-  "${TESSERA[@]}" clients show notes-web >/dev/null 2>&1 ||
-    "${TESSERA[@]}" clients create notes-web --grants password,refresh_token \
+  DATABASE_URL=$(url_as "$admin_url" tessera_app "$app_password") "${TESSERA[@]}" clients show notes-web >/dev/null 2>&1 ||
+    DATABASE_URL=$(url_as "$admin_url" tessera_app "$app_password") "${TESSERA[@]}" clients create notes-web --grants password,refresh_token \
       --scopes "notes:read notes:write" --resources urn:tessera:notes >/dev/null
 
   # The same key-encryption key `make run` uses, so both see the same keys.
@@ -76,10 +99,10 @@ up () {
   local i=0
   for port in "${AUTH_PORTS[@]}"; do
     i=$((i + 1))
-    PORT=$port HOST=127.0.0.1 TESSERA_KEK=$TESSERA_KEK TESSERA_ISSUER=$ISSUER TESSERA_TRUST_PROXY=127.0.0.1 \
+    DATABASE_URL=$app_url PORT=$port HOST=127.0.0.1 TESSERA_KEK=$TESSERA_KEK TESSERA_ISSUER=$ISSUER TESSERA_TRUST_PROXY=127.0.0.1 \
       start_bg "auth$i" node services/auth/dist/server.js
   done
-  PORT=$NOTES_PORT HOST=127.0.0.1 NOTES_ISSUER=$ISSUER NODE_EXTRA_CA_CERTS=$ROOT/.data/tls/cert.pem \
+  DATABASE_URL=$notes_url PORT=$NOTES_PORT HOST=127.0.0.1 NOTES_ISSUER=$ISSUER NODE_EXTRA_CA_CERTS=$ROOT/.data/tls/cert.pem \
     start_bg notes node services/notes/dist/server.js
   for port in "${AUTH_PORTS[@]}"; do wait_for "http://127.0.0.1:$port/readyz" 90; done
   wait_for "http://127.0.0.1:$NOTES_PORT/healthz" 30
@@ -97,7 +120,7 @@ up () {
   cat <<MSG
 
 Tessera stack is up (logs in .data/stack/logs/, Nginx's in .data/stack/nginx/):
-  gateway  $ISSUER            (http://127.0.0.1:$HTTP_PORT redirects here)
+  gateway  $ISSUER            (http://127.0.0.1:$HTTP_PORT redirects here, refusing credentials)
   auth     $(printf 'http://127.0.0.1:%s ' "${AUTH_PORTS[@]}")
   notes    http://127.0.0.1:$NOTES_PORT
   issuer   $ISSUER

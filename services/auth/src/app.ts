@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
+import proxyAddr from '@fastify/proxy-addr'
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify'
 import formbody from '@fastify/formbody'
 import rateLimit, { type FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
@@ -55,15 +56,30 @@ declare module 'fastify' {
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 export const BODY_LIMIT = 16 * 1024
 
-function problem (reply: FastifyReply, request: FastifyRequest, status: number, title: string, detail?: string, type = 'about:blank'): FastifyReply {
+function problem (reply: FastifyReply, request: FastifyRequest, status: number, title: string, detail?: string, type = 'about:blank', echoPath = true): FastifyReply {
   return reply.status(status).type('application/problem+json').send({
     type,
     title,
     status,
     ...(detail === undefined ? {} : { detail }),
-    instance: request.url.split('?')[0],
+    ...(echoPath ? { instance: request.url.split('?')[0] } : {}),
     request_id: request.id
   })
+}
+
+/**
+ * Errors the router raises before any route runs (a path parameter longer
+ * than it allows, a malformed percent-encoding): the contract's shape, and
+ * nothing of the path echoed back, since the path is what was wrong.
+ */
+function handleFrameworkError (err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+  const status = tooLong ? 414 : 400
+  const detail = tooLong ? 'a path segment is longer than allowed' : 'the path is not a valid URL'
+  request.log.info({ status, code: err.code }, 'bad request')
+  return request.url.startsWith('/oauth/')
+    ? oauthError(reply, status, 'invalid_request', detail)
+    : problem(reply, request, status, statusTitle(status), detail, 'about:blank', false)
 }
 
 function oauthError (reply: FastifyReply, status: number, error: string, description: string): FastifyReply {
@@ -173,13 +189,14 @@ const TITLES: Record<number, string> = {
   405: 'Method Not Allowed',
   409: 'Conflict',
   413: 'Content Too Large',
+  414: 'URI Too Long',
   415: 'Unsupported Media Type',
   429: 'Too Many Requests',
   503: 'Service Unavailable'
 }
 
 /** The routes a client can make expensive or abuse; each client IP gets one budget across them. */
-const RATE_LIMITED_ROUTES = new Set(['/oauth/token', '/oauth/revoke', '/v1/users'])
+const RATE_LIMITED_ROUTES = new Set(['/oauth/token', '/oauth/revoke', '/v1/users', '/v1/password'])
 
 /** The routes that may run argon2: the ones shed first when the process is under pressure. */
 const HASHING_ROUTES = new Set(['/oauth/token', '/v1/users', '/v1/password'])
@@ -206,14 +223,18 @@ function statusTitle (status: number): string {
 }
 
 export async function buildApp (config: Config, deps: Deps): Promise<App> {
+  // A request id is the gateway's to give: from anyone else it could forge log correlation.
+  const trustedPeer = config.trustProxy.length > 0 ? proxyAddr.compile(config.trustProxy) : () => false
   const app: App = Fastify({
     loggerInstance: deps.logger,
     // One line per request, written by the onResponse hook below, instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: (req) => {
       const given = req.headers['x-request-id']
-      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+      const peer = req.socket.remoteAddress
+      return typeof given === 'string' && REQUEST_ID.test(given) && peer !== undefined && trustedPeer(peer, 0) ? given : randomUUID()
     },
+    frameworkErrors: handleFrameworkError,
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
     bodyLimit: BODY_LIMIT,
     return503OnClosing: true,

@@ -50,6 +50,9 @@ export interface Config {
   maxHeapBytes: number
   cleanupInterval: Seconds
   revokedRetention: Seconds
+  auditRetention: Seconds
+  /** For `tessera db roles` only: the passwords it gives the owner, runtime and notes roles. */
+  dbRolePasswords: { owner: string | undefined, runtime: string | undefined, notes: string | undefined }
   keyCheckInterval: Seconds
   /** SimpleJWT's routes and claims (DESIGN: Moving from SimpleJWT). */
   simplejwtCompat: boolean
@@ -274,6 +277,12 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     maxHeapBytes: read.integer('TESSERA_MAX_HEAP_MB', Math.floor(getHeapStatistics().heap_size_limit * 0.9 / 2 ** 20), 0, 1048576) * 2 ** 20,
     cleanupInterval: read.duration('TESSERA_CLEANUP_INTERVAL', '10m'),
     revokedRetention: read.duration('TESSERA_REVOKED_RETENTION', '7d', 0),
+    auditRetention: read.duration('TESSERA_AUDIT_RETENTION', '90d'),
+    dbRolePasswords: {
+      owner: read.optional('TESSERA_DB_OWNER_PASSWORD'),
+      runtime: read.optional('TESSERA_DB_APP_PASSWORD'),
+      notes: read.optional('TESSERA_DB_NOTES_PASSWORD')
+    },
     keyCheckInterval,
     simplejwtCompat: read.choice('TESSERA_SIMPLEJWT_COMPAT', 'off', ['off', 'on']) === 'on',
     simplejwtPrefix: read.string('TESSERA_SIMPLEJWT_PREFIX', '/api/token', 'a path such as /api/token (segments of A-Z a-z 0-9 . _ ~ -, no trailing slash)', (v) => URL_PATH.test(v))

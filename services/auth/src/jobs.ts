@@ -15,7 +15,7 @@ import type { Config } from './config.js'
 import type { Db } from './db/database.js'
 import { advanceKeys } from './keys/advance.js'
 import type { Keyring } from './keys/keyring.js'
-import { loadKeyring, singleFlight } from './keys/load.js'
+import { loadKeyring, logRejectedKey, singleFlight } from './keys/load.js'
 import { listenForKeyChanges } from './keys/notify.js'
 import { cleanupExpired } from './sessions/cleanup.js'
 import { pruneLoginThrottle } from './sessions/login-throttle.js'
@@ -58,8 +58,8 @@ export function keyTickSeconds (config: Pick<Config, 'keyCheckInterval' | 'keyPu
 /** Deletes what expired: sessions and refresh tokens, then back-off streaks older than the longest back-off. */
 async function cleanup (deps: JobDeps): Promise<void> {
   const { db, config, logger } = deps
-  const result = await cleanupExpired(db, { now: deps.clock(), revokedRetention: config.revokedRetention })
-  if (result.sessions + result.refreshTokens > 0) logger.info(result, 'cleanup deleted expired rows')
+  const result = await cleanupExpired(db, { now: deps.clock(), revokedRetention: config.revokedRetention, auditRetention: config.auditRetention })
+  if (result.sessions + result.refreshTokens + result.auditEvents > 0) logger.info(result, 'cleanup deleted expired rows')
   const pruned = await pruneLoginThrottle(db, deps.clock(), { max: config.loginBackoffMax, maxRows: config.loginThrottleMaxRows })
   if (pruned !== undefined && pruned > 0) logger.info({ deleted: pruned }, 'pruned login back-off rows')
 }
@@ -69,6 +69,7 @@ export function keyringReloader (deps: Pick<JobDeps, 'db' | 'kek' | 'keyring' | 
   const { db, kek, keyring, logger } = deps
   return singleFlight(async () => {
     await loadKeyring(db, kek, keyring, {
+      onRejectedKey: logRejectedKey(logger),
       onWrongKek: (err) => logger.error({ kid: err.kid }, 'a signing key is sealed under another KEK (was `tessera keys rewrap` run?): restart this instance with the new TESSERA_KEK')
     })
   })

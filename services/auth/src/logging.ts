@@ -10,9 +10,11 @@
 import { pino, type Logger, type DestinationStream } from 'pino'
 import type { Config } from './config.js'
 
-export const SECRET_KEYS = ['password', 'current_password', 'new_password', 'access_token', 'refresh_token', 'token', 'authorization', 'cookie', 'set-cookie', 'kek', 'private_key_enc', 'privateKey']
+export const SECRET_KEYS = ['password', 'current_password', 'new_password', 'password_hash', 'access_token', 'refresh_token', 'token', 'client_secret', 'authorization', 'cookie', 'set-cookie', 'kek', 'private_key_enc', 'privateKey']
 
-const SECRET = new Set(SECRET_KEYS.map((key) => key.toLowerCase()))
+/** One spelling per secret: `refreshToken`, `refresh_token` and `Refresh-Token` are the same key. */
+const spelling = (key: string): string => key.toLowerCase().replace(/[-_]/g, '')
+const SECRET = new Set(SECRET_KEYS.map(spelling))
 const CENSOR = '[redacted]'
 /** Deeper than anything we log; bounds the walk on a cyclic or huge object. */
 const MAX_DEPTH = 8
@@ -22,13 +24,40 @@ function isPlain (value: object): boolean {
   return prototype === Object.prototype || prototype === null
 }
 
+/** Members whose names are secrets, replaced in a copy; the same object when there are none. */
+function redactMembers (record: Record<string, unknown>, depth: number): Record<string, unknown> {
+  let copy: Record<string, unknown> | undefined
+  for (const key in record) {
+    const item = record[key]
+    const redacted = SECRET.has(spelling(key)) ? CENSOR : redactSecrets(item, depth + 1)
+    if (redacted !== item) (copy ??= { ...record })[key] = redacted
+  }
+  return copy ?? record
+}
+
+/**
+ * An error holding a secret (a property, or one in its cause) is copied with
+ * the secret replaced; an error without one goes to pino's serializer as it is.
+ */
+function redactError (error: Error, depth: number): unknown {
+  const members: Record<string, unknown> = { ...error }
+  if (error.cause !== undefined) members.cause = error.cause
+  const redacted = redactMembers(members, depth)
+  if (redacted === members) return error
+  // Same prototype, so the serializer still names its type.
+  return Object.assign(Object.create(Object.getPrototypeOf(error) as object) as Error, { message: error.message, stack: error.stack }, redacted)
+}
+
 /**
  * A copy of `value` with every secret-named member replaced, copying only the
- * objects on the way to a secret. Plain objects and arrays are walked; errors,
+ * objects on the way to a secret. Plain objects, arrays and errors are walked;
  * buffers and other class instances go to their serializers as they are.
+ * Anything deeper than the walk goes is replaced too: unexamined is not safe.
  */
 export function redactSecrets (value: unknown, depth = 0): unknown {
-  if (depth > MAX_DEPTH || value === null || typeof value !== 'object') return value
+  if (value === null || typeof value !== 'object') return value
+  if (depth > MAX_DEPTH) return CENSOR
+  if (value instanceof Error) return redactError(value, depth)
   if (Array.isArray(value)) {
     let copy: unknown[] | undefined
     value.forEach((item: unknown, i) => {
@@ -38,14 +67,7 @@ export function redactSecrets (value: unknown, depth = 0): unknown {
     return copy ?? value
   }
   if (!isPlain(value)) return value
-  const record = value as Record<string, unknown>
-  let copy: Record<string, unknown> | undefined
-  for (const key in record) {
-    const item = record[key]
-    const redacted = SECRET.has(key.toLowerCase()) ? CENSOR : redactSecrets(item, depth + 1)
-    if (redacted !== item) (copy ??= { ...record })[key] = redacted
-  }
-  return copy ?? value
+  return redactMembers(value as Record<string, unknown>, depth)
 }
 
 export function createLogger (config: Pick<Config, 'logLevel'>, destination?: DestinationStream, pretty = false): Logger {

@@ -21,7 +21,7 @@ interface AuditRowJson {
 t.test('every event is audited by the action that causes it, with who, where and which request; no secret anywhere', async (t) => {
   const url = await createTestDatabase(t)
   const connection = await testConnection(t, url)
-  const { app, deps, logs, advance } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_AFTER: '2', TESSERA_LOGIN_BACKOFF_BASE: '30s' }, { connection })
+  const { app, deps, logs, advance } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_AFTER: '2', TESSERA_LOGIN_BACKOFF_BASE: '30s', TESSERA_TRUST_PROXY: '127.0.0.1' }, { connection })
   const secrets: string[] = []
   let n = 0
   /** Sends with a known request id and user agent; returns the id to look for. */
@@ -155,7 +155,7 @@ t.test('every event is audited by the action that causes it, with who, where and
 })
 
 t.test('a malformed X-Request-Id is replaced; problem+json carries the id', async (t) => {
-  const { app, logs } = await buildTestApp(t)
+  const { app, logs } = await buildTestApp(t, { TESSERA_TRUST_PROXY: '127.0.0.1' })
   const check = async (app: App, given: string): Promise<string> => {
     const res = await app.inject({ method: 'GET', url: '/v1/me', headers: { 'x-request-id': given } })
     t.equal(res.statusCode, 401)
@@ -167,4 +167,28 @@ t.test('a malformed X-Request-Id is replaced; problem+json carries the id', asyn
   t.match(replaced, /^[0-9a-f-]{36}$/)
   t.match(logs(), new RegExp(`"reqId":"${replaced}"`))
   t.notMatch(logs(), /has spaces/)
+})
+
+t.test('audit tail escapes control characters; cleanup enforces the audit retention', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db } = await testConnection(t, url)
+  const now = Date.now()
+  await db.insertInto('audit_events').values([
+    { type: 'login.failed', actor: 'anonymous', username: 'evil\u001b[2J\u001b]0;owned\u0007\u009b31m\u202ename', occurred_at: new Date(now - 60_000) },
+    { type: 'login.failed', actor: 'anonymous', username: 'ancient', occurred_at: new Date(now - 31 * 86400_000) }
+  ]).execute()
+  for (const args of [['audit', 'tail'], ['audit', 'tail', '--json']]) {
+    const tail = await runCli(args, { DATABASE_URL: url })
+    t.equal(tail.code, 0, tail.stderr)
+    t.notMatch(tail.stdout.replaceAll('\n', ''), /\p{Cc}|\u202e/u, `${args.join(' ')}: no control character but newlines, no bidi override`)
+    t.match(tail.stdout, /evil\\+u001b\[2J/, 'the escape is shown, escaped')
+  }
+  const json = await runCli(['audit', 'tail', '--json'], { DATABASE_URL: url })
+  t.match(JSON.parse(json.stdout), [{ username: 'evil\u001b[2J\u001b]0;owned\u0007\u009b31m\u202ename' }, { username: 'ancient' }], 'the JSON is still valid and exact')
+
+  const cleanup = await runCli(['cleanup', '--json'], { DATABASE_URL: url, TESSERA_AUDIT_RETENTION: '30d' })
+  t.equal(cleanup.code, 0, cleanup.stderr)
+  t.match(JSON.parse(cleanup.stdout), { ran: true, audit_events: 1 })
+  const left = await db.selectFrom('audit_events').select('username').execute()
+  t.same(left.map((r) => r.username), ['evil\u001b[2J\u001b]0;owned\u0007\u009b31m\u202ename'], 'only the event older than 30 days went')
 })

@@ -50,7 +50,7 @@ t.test('keys list and usage errors', async (t) => {
   t.match(JSON.parse(keys.stdout), [{ state: 'current', bits: 2048, private_half: true }])
   const cleanup = await runCli(['cleanup', '--json'], env)
   t.equal(cleanup.code, 0, cleanup.stderr)
-  t.same(JSON.parse(cleanup.stdout), { ran: true, sessions: 0, refresh_tokens: 0 })
+  t.same(JSON.parse(cleanup.stdout), { ran: true, sessions: 0, refresh_tokens: 0, audit_events: 0 })
   const usage = await runCli(['frobnicate'], env)
   t.equal(usage.code, 2)
   t.equal(usage.stdout, '')
@@ -153,4 +153,20 @@ t.test('users list, show, enable, delete, set-password, end-sessions against the
   const missing = await runCli(['users', 'show'], env)
   t.equal(missing.code, 2)
   t.match(missing.stderr, /^tessera: usage: tessera users list/)
+})
+
+t.test('keys revoke takes a kid that begins with "-" as the kid, never as options', async (t) => {
+  const url = await createTestDatabase(t)
+  const env = { DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url') }
+  // base64url kids start with "-" one time in 64; "-h…" would read as --help.
+  for (const kid of ['-hAbc_d', '--json-like']) {
+    const plain = await runCli(['keys', 'revoke', kid], env)
+    t.equal(plain.code, 1, `${kid}: looked up, not parsed as flags (${plain.stderr})`)
+    t.equal(plain.stderr, `tessera: no signing key has kid ${kid}\n`)
+    const json = await runCli(['keys', 'revoke', kid, '--json'], env)
+    t.match(json.stderr, `no signing key has kid ${kid}`, `${kid}: --json after it is still an option`)
+  }
+  const separated = await runCli(['keys', 'revoke', '--', '-hAbc_d'], env)
+  t.equal(separated.stderr, 'tessera: no signing key has kid -hAbc_d\n', 'an explicit -- works too')
+  t.equal((await runCli(['keys', 'revoke'], env)).code, 2, 'no kid is a usage error')
 })

@@ -27,7 +27,7 @@ t.test('schema failure: 400 problem+json naming the field', async (t) => {
 })
 
 t.test('unexpected errors: 500 with a request id and nothing internal', async (t) => {
-  const { app, logs } = await buildTestApp(t)
+  const { app, logs } = await buildTestApp(t, { TESSERA_TRUST_PROXY: '127.0.0.1' })
   app.get('/boom', async () => { throw new Error('SELECT password_hash FROM users -- internal detail') })
   app.post('/oauth/boom', { config: { errorFormat: 'oauth' } }, async () => { throw new TypeError('undefined is not a function at secret.js:12') })
   const res = await app.inject({ method: 'GET', url: '/boom', headers: { 'x-request-id': 'req-123' } })
@@ -44,7 +44,7 @@ t.test('unexpected errors: 500 with a request id and nothing internal', async (t
 })
 
 t.test('request ids: generated when absent, refused when malformed', async (t) => {
-  const { app } = await buildTestApp(t)
+  const { app } = await buildTestApp(t, { TESSERA_TRUST_PROXY: '127.0.0.1' })
   const generated = await app.inject({ method: 'GET', url: '/healthz' })
   t.match(generated.headers['x-request-id'], /^[0-9a-f-]{36}$/)
   const malformed = await app.inject({ method: 'GET', url: '/healthz', headers: { 'x-request-id': 'bad id with spaces' } })

@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { createTestDatabase } from './helpers/db.js'
-import { freePort, makeCertificate, nginxBinary, REPO_ROOT, startGateway, startNotes, tempDir, type Gateway, type Reply } from './helpers/gateway.js'
+import { freePort, makeCertificate, nginxBinary, REPO_ROOT, startGateway, startNotes, tempDir, type Gateway, type Reply, type RequestOptions } from './helpers/gateway.js'
 import { killInstance, runCli, startServer } from './helpers/server.js'
 
 const PASSWORD = 'correct horse battery'
@@ -275,6 +275,19 @@ t.test('through the gateway', async (t) => {
     const redirect = await gateway.plainRequest('GET', '/v1/me')
     t.equal(redirect.status, 301)
     t.equal(redirect.headers.location, `${issuer}/v1/me`)
+    const credentials: Array<[string, string, RequestOptions]> = [
+      ['POST', '/oauth/token', { body: 'grant_type=password&username=alice&password=sent-in-clear', headers: { 'content-type': 'application/x-www-form-urlencoded' } }],
+      ['POST', '/oauth/revoke', { body: { token: 'sent-in-clear' } }],
+      ['POST', '/v1/users', { body: { username: 'alice', password: 'sent-in-clear' } }],
+      ['PUT', '/v1/password', { body: { current_password: 'a', new_password: 'b' } }],
+      ['GET', '/v1/me', { headers: { authorization: 'Bearer sent.in.clear' } }]
+    ]
+    for (const [method, path, requestOptions] of credentials) {
+      const refused = await gateway.plainRequest(method, path, requestOptions)
+      t.equal(refused.status, 403, `plain-HTTP ${method} ${path} is refused`)
+      t.equal(refused.headers.location, undefined, 'not redirected')
+      t.match(refused.json(), path.startsWith('/oauth/') ? { error: 'invalid_request' } : { status: 403, title: 'Forbidden' })
+    }
 
     const big = await gateway.request('POST', '/oauth/token', { body: { grant_type: 'password', username: 'alice', password: 'x'.repeat(64 * 1024) } })
     t.equal(big.status, 413)

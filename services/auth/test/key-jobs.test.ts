@@ -22,7 +22,7 @@ import { LISTENER_NAME } from '../src/keys/notify.js'
 import { rotateKeys } from '../src/keys/rotate.js'
 import { createLogger } from '../src/logging.js'
 import { createMetrics, type Metrics } from '../src/metrics/metrics.js'
-import { testConfig } from './helpers/app.js'
+import { refuseRejectedKey, testConfig } from './helpers/app.js'
 import { createTestDatabase, testConnection } from './helpers/db.js'
 import { within } from './helpers/http.js'
 
@@ -34,7 +34,7 @@ async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: 
   const logger = createLogger(config, new Writable({ write (chunk: Buffer, _enc, done) { lines.push(chunk.toString()); done() } }))
   const keyring = new Keyring()
   await ensureSigningKey(db, kek, config.keyBits, new Date())
-  await loadKeyring(db, kek, keyring)
+  await loadKeyring(db, kek, keyring, { onRejectedKey: refuseRejectedKey })
   const metrics = createMetrics({ keyring, processMetrics: false })
   const jobs = await startBackgroundJobs({ config, db, databaseUrl: url, pool, keyring, kek, logger, clock: () => new Date(), metrics })
   t.teardown(jobs.stop)

@@ -13,7 +13,7 @@ import { revokeKey, UnknownKeyError } from '../src/keys/revoke.js'
 import { rewrapKeys, SameKekError } from '../src/keys/rewrap.js'
 import { rotateKeys } from '../src/keys/rotate.js'
 import type { Db } from '../src/db/database.js'
-import { buildTestApp, login, refresh, signUp } from './helpers/app.js'
+import { buildTestApp, login, refresh, refuseRejectedKey, signUp } from './helpers/app.js'
 
 const OPERATOR = { actor: 'operator' }
 const at = (base: Date, seconds: number): Date => new Date(base.getTime() + seconds * 1000)
@@ -43,7 +43,7 @@ t.test('rotate publishes a next key, refuses a second, --now promotes it', async
   t.same(again, { created: undefined, promoted: undefined, demoted: undefined, pending: created.created }, 'says a key is pending and changes nothing')
   t.equal((await deps.db.selectFrom('signing_keys').select('kid').execute()).length, 2)
 
-  await loadKeyring(deps.db, kek, deps.keyring)
+  await loadKeyring(deps.db, kek, deps.keyring, { onRejectedKey: refuseRejectedKey })
   t.same([...deps.keyring.jwks.kids].sort(), [first, created.created].sort(), 'the next key is published')
   t.equal(deps.keyring.signer?.kid, first, 'the old key still signs')
   const etag = deps.keyring.jwks.etag
@@ -51,7 +51,7 @@ t.test('rotate publishes a next key, refuses a second, --now promotes it', async
   const now2 = at(now, 1)
   const promoted = await rotateKeys(deps.db, making, { immediate: true, now: now2, who: OPERATOR })
   t.same(promoted, { created: undefined, promoted: created.created, demoted: first, pending: undefined })
-  await loadKeyring(deps.db, kek, deps.keyring)
+  await loadKeyring(deps.db, kek, deps.keyring, { onRejectedKey: refuseRejectedKey })
   t.equal(deps.keyring.signer?.kid, created.created)
   t.equal(deps.keyring.jwks.etag, etag, 'promotion does not change the published set, so the JWKS (and its ETag) stay the same')
   const old = await keyRow(deps.db, first)
@@ -111,7 +111,7 @@ t.test('a demoted key: private half erased after the grace, retired after access
   const r2 = String(lagging.body.refresh_token)
   t.equal(kidOf(r2), k1)
 
-  await loadKeyring(deps.db, kek, deps.keyring)
+  await loadKeyring(deps.db, kek, deps.keyring, { onRejectedKey: refuseRejectedKey })
   const etag = deps.keyring.jwks.etag
   t.same(await advanceKeys(deps.db, making, config, at(t0, 12)), [], 'a refresh token k1 signed 7 s ago may still be re-presented: keep its private half')
   t.same(await advanceKeys(deps.db, making, config, at(t0, 17)), [{ kind: 'private_erased', kid: k1 }])
@@ -120,7 +120,7 @@ t.test('a demoted key: private half erased after the grace, retired after access
   t.ok(erased?.private_erased_at)
   t.equal(erased?.state, 'previous', 'still published: access tokens it signed are live')
 
-  await loadKeyring(deps.db, kek, deps.keyring)
+  await loadKeyring(deps.db, kek, deps.keyring, { onRejectedKey: refuseRejectedKey })
   t.equal(deps.keyring.privateKey(k1), undefined, 'dropped from memory')
   t.equal(deps.keyring.signer?.kid, k2)
   t.equal(deps.keyring.jwks.etag, etag, 'the published set did not change, so neither did the JWKS')
@@ -128,7 +128,7 @@ t.test('a demoted key: private half erased after the grace, retired after access
   const retireAt = config.accessTtl + VERIFIER_LEEWAY
   t.same(await advanceKeys(deps.db, making, config, at(t0, retireAt - 1)), [])
   t.same(await advanceKeys(deps.db, making, config, at(t0, retireAt)), [{ kind: 'retired', kid: k1 }])
-  await loadKeyring(deps.db, kek, deps.keyring)
+  await loadKeyring(deps.db, kek, deps.keyring, { onRejectedKey: refuseRejectedKey })
   t.notOk(deps.keyring.jwks.kids.includes(k1), 'unpublished')
   t.not(deps.keyring.jwks.etag, etag)
   t.equal(deps.keyring.accessVerificationKey(k1), undefined)
@@ -159,7 +159,7 @@ t.test('revoke: out of the JWKS, sessions ended, a new signer at once', async (t
   t.equal(row?.state, 'revoked')
   t.equal(row?.private_key_enc, null)
   t.ok(row?.unpublished_at)
-  await loadKeyring(deps.db, kek, deps.keyring)
+  await loadKeyring(deps.db, kek, deps.keyring, { onRejectedKey: refuseRejectedKey })
   t.notOk(deps.keyring.jwks.kids.includes(k1))
   t.equal(deps.keyring.signer?.kid, pending.created)
   const refused = await refresh(app, tokens.refresh_token)
@@ -187,14 +187,14 @@ t.test('rewrap: all or nothing, and the old KEK stops working', async (t) => {
 
   const kids = await rewrapKeys(deps.db, kek, newKek, OPERATOR)
   t.same(kids.sort(), before.map((k) => k.kid).sort())
-  await t.rejects(loadKeyring(deps.db, kek, new Keyring()), WrongKekError, 'the old KEK is refused')
+  await t.rejects(loadKeyring(deps.db, kek, new Keyring(), { onRejectedKey: refuseRejectedKey }), WrongKekError, 'the old KEK is refused')
   const fresh = new Keyring()
-  await loadKeyring(deps.db, newKek, fresh)
+  await loadKeyring(deps.db, newKek, fresh, { onRejectedKey: refuseRejectedKey })
   t.ok(fresh.signer, 'the new KEK opens them')
 
   const wrong: string[] = []
   const stale = new Keyring()
-  await loadKeyring(deps.db, kek, stale, { onWrongKek: (err) => wrong.push(err.kid) })
+  await loadKeyring(deps.db, kek, stale, { onRejectedKey: refuseRejectedKey, onWrongKek: (err) => wrong.push(err.kid) })
   t.equal(wrong.length, 2, 'a running instance with the old KEK reloads without the private halves')
   t.equal(stale.signer, undefined)
   await rotateKeys(deps.db, { ...making, kek: newKek }, { immediate: true, now: new Date(), who: OPERATOR })

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import t from 'tap'
 import { PasswordHasher } from '../src/passwords/hasher.js'
-import { pruneLoginThrottle, recordLoginFailure } from '../src/sessions/login-throttle.js'
+import { countLoginAttempt, pruneLoginThrottle, refundLoginAttempt } from '../src/sessions/login-throttle.js'
 import { buildTestApp, signUp, testConfig } from './helpers/app.js'
 import { createTestDatabase, testConnection } from './helpers/db.js'
 import { startServer } from './helpers/server.js'
@@ -76,17 +76,27 @@ t.test('the back-off doubles per failure up to the cap, and a stale streak start
   const policy = { threshold: 3, base: 2, max: 10 }
   const now = new Date('2030-01-01T00:00:00Z')
   const waits: Array<number | null> = []
+  let at = now
+  let last = now
   for (let i = 0; i < 7; i++) {
-    const streak = await recordLoginFailure(connection.db, 'bob', now, policy)
-    waits.push(streak.blockedUntil === null ? null : (streak.blockedUntil.getTime() - now.getTime()) / 1000)
+    last = at
+    const attempt = await countLoginAttempt(connection.db, 'bob', at, policy)
+    if (attempt.refused) throw new Error(`attempt ${i + 1} refused`)
+    waits.push(attempt.blockedUntil === null ? null : (attempt.blockedUntil.getTime() - at.getTime()) / 1000)
+    at = attempt.blockedUntil ?? at
   }
   t.same(waits, [null, null, 2, 4, 8, 10, 10], 'threshold 3: 2 s, 4 s, 8 s, then the 10 s cap')
-  const later = new Date(now.getTime() + 11_000)
-  const fresh = await recordLoginFailure(connection.db, 'bob', later, policy)
-  t.same(fresh, { failures: 1, blockedUntil: null }, 'a streak older than the cap counts from one again')
+  t.same(await countLoginAttempt(connection.db, 'bob', last, policy), { refused: true, retryAfter: 10 }, 'while blocked an attempt is refused and not counted')
+  const later = new Date(at.getTime() + 11_000)
+  const fresh = await countLoginAttempt(connection.db, 'bob', later, policy)
+  t.same(fresh, { refused: false, failures: 1, blockedUntil: null }, 'a streak older than the cap counts from one again')
 
-  const many = await Promise.all(Array.from({ length: 20 }, async () => await recordLoginFailure(connection.db, 'carol', now, policy)))
-  t.same(many.map((s) => s.failures).sort((a, b) => a - b), Array.from({ length: 20 }, (_, i) => i + 1), 'concurrent failures each count exactly once')
+  const many = await Promise.all(Array.from({ length: 20 }, async () => await countLoginAttempt(connection.db, 'carol', now, policy)))
+  const counted = many.flatMap((a) => a.refused ? [] : [a.failures]).sort((a, b) => a - b)
+  t.same(counted, [1, 2, 3], 'of 20 concurrent attempts exactly the threshold are counted, each once')
+  t.equal(many.filter((a) => a.refused).length, 17, 'the rest are refused')
+  await refundLoginAttempt(connection.db, 'carol', policy)
+  t.same(await countLoginAttempt(connection.db, 'carol', now, policy), { refused: false, failures: 3, blockedUntil: new Date(now.getTime() + 2000) }, 'an attempt the hashing queue shed is refunded, and the block it set lifted')
 })
 
 t.test('unknown usernames are tracked alike, and the table is pruned and capped', async (t) => {

@@ -61,3 +61,16 @@ t.test('a request-shaped object loses its credentials', async (t) => {
   t.match(out, /"user-agent":"curl\/8"/)
   t.match(out, /"username":"lee"/)
 })
+
+t.test('camelCase and hash spellings, secrets inside errors, and anything past the depth limit are redacted', async (t) => {
+  const { logger, text } = capture()
+  logger.info({ refreshToken: 'camel-secret-1', accessToken: 'camel-secret-2', currentPassword: 'camel-secret-3', newPassword: 'camel-secret-4', password_hash: '$argon2id$hash-secret-5', client_secret: 'client-secret-6' }, 'probe')
+  const failed = Object.assign(new Error('login failed'), { password: 'error-secret-7', cause: { refresh_token: 'cause-secret-8' } })
+  logger.error({ err: failed }, 'failed')
+  let deep: Record<string, unknown> = { note: 'deep-secret-9' }
+  for (let i = 0; i < 12; i++) deep = { [`level${i}`]: deep }
+  logger.info(deep, 'probe')
+  const out = text()
+  for (let i = 1; i <= 9; i++) t.notOk(new RegExp(`secret-${i}`).test(out), `secret ${i} redacted`)
+  t.match(out, /"err":\{"type":"Error","message":"login failed"/, 'the error keeps its type and message')
+})

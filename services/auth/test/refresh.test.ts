@@ -202,7 +202,7 @@ t.test('cleanup deletes only what expired', async (t) => {
   const rotated = await refresh(ctx.app, live.refresh)
   t.equal(rotated.status, 200)
   ctx.advance(60)
-  const result = await cleanupExpired(ctx.connection.db, { now: ctx.deps.clock(), revokedRetention: 30 })
+  const result = await cleanupExpired(ctx.connection.db, { now: ctx.deps.clock(), revokedRetention: 30, auditRetention: 90 * 86400 })
   t.match(result, { ran: true, sessions: 2 })
   t.ok(result.refreshTokens >= 1, 'the used, expired token of the live session is gone')
   const sessions = await ctx.connection.db.selectFrom('sessions').select('id').execute()

@@ -13,8 +13,10 @@ export interface Config {
   issuer: string
   jwksUrl: string
   audience: string
-  /** How long a fetched key is trusted before the JWKS is asked again. */
+  /** How long a fetched key set is used before the JWKS is asked again; also the most a known key is trusted while the JWKS cannot be fetched. */
   jwksTtlMs: number
+  /** At most one JWKS fetch per this for unknown kids, and none for this long after a failed fetch. */
+  jwksCooldownMs: number
   /** Leeway for `exp`/`iat`/`nbf` against clock skew between hosts. */
   clockSkewMs: number
   logLevel: string
@@ -67,6 +69,7 @@ export function loadConfig (env: Env): Config {
     // Notes is a registered resource of its own (RFC 8707): tokens for other APIs are refused.
     audience: get(env, 'NOTES_AUDIENCE') ?? 'urn:tessera:notes',
     jwksTtlMs: integer(env, 'NOTES_JWKS_TTL', 300, 1, 86400) * 1000,
+    jwksCooldownMs: integer(env, 'NOTES_JWKS_COOLDOWN', 30, 1, 86400) * 1000,
     clockSkewMs: integer(env, 'NOTES_CLOCK_SKEW', 30, 0, 300) * 1000,
     logLevel: get(env, 'LOG_LEVEL') ?? 'info'
   }

@@ -37,7 +37,12 @@ const MIGRATIONS: Record<string, Migration> = {
 
 export function connect (databaseUrl: string): Db {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 10, connectionTimeoutMillis: 5000 })
+  // An idle client that loses its server emits on the pool; one checked out
+  // (between a transaction's statements) emits on itself, with no listener
+  // unless we add one, and would crash the process. Its work already fails
+  // with that error and the pool discards it on release.
   pool.on('error', () => {})
+  pool.on('connect', (client) => { client.on('error', () => {}) })
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
 }
 

@@ -1,29 +1,40 @@
 /**
- * Public keys from the issuer's JWKS, fetched and cached by get-jwks. On top
- * of its cache we remember the last key seen under each kid, so that while the
- * JWKS cannot be fetched (issuer or gateway down) tokens signed by a key we
- * already knew keep verifying. A kid the JWKS answers without (withdrawn or
- * revoked) is forgotten at once.
+ * Public keys from the issuer's JWKS, through jose's createRemoteJWKSet:
+ * - a fetched set is used for `cacheMaxAge`, then fetched again; while it
+ *   cannot be fetched nothing verifies, so a key the issuer has withdrawn or
+ *   revoked is trusted for at most `cacheMaxAge` after the last good fetch,
+ *   never forever;
+ * - a token with a kid the set lacks makes jose fetch again at most once per
+ *   `cooldown`: within it the miss is answered at once, from memory;
+ * - a failed fetch is not retried for `cooldown` either (jose would retry on
+ *   every request), so a down issuer is not hammered by our traffic.
  * @module
  */
-import buildGetJwks from 'get-jwks'
+import { KeyObject, type webcrypto } from 'node:crypto'
+import { createRemoteJWKSet, type JWSHeaderParameters } from 'jose'
 
 export type KeySource = (kid: string, alg: string) => Promise<string>
 
-export function createKeySource (jwksUrl: string, ttlMs: number): KeySource {
-  const url = new URL(jwksUrl)
-  const jwks = buildGetJwks({ ttl: ttlMs, jwksPath: url.pathname })
-  const known = new Map<string, string>()
+export class JwksUnavailableError extends Error {}
+
+export function createKeySource (jwksUrl: string, options: { cacheMaxAgeMs: number, cooldownMs: number }): KeySource {
+  const remote = createRemoteJWKSet(new URL(jwksUrl), { cacheMaxAge: options.cacheMaxAgeMs, cooldownDuration: options.cooldownMs })
+  const pems = new WeakMap<object, string>()
+  let failedAt = -Infinity
   return async (kid, alg) => {
+    if (!remote.fresh && Date.now() - failedAt < options.cooldownMs) throw new JwksUnavailableError('the JWKS could not be fetched recently; not retrying yet')
+    let key
     try {
-      const pem = await jwks.getPublicKey({ domain: url.origin, kid, alg })
-      known.set(kid, pem)
-      return pem
+      key = await remote({ kid, alg } satisfies JWSHeaderParameters)
     } catch (err) {
-      const pem = known.get(kid)
-      if ((err as { code?: string }).code === 'JWK_NOT_FOUND') known.delete(kid)
-      else if (pem !== undefined) return pem
+      if (!remote.fresh) failedAt = Date.now()
       throw err
     }
+    let pem = pems.get(key)
+    if (pem === undefined) {
+      pem = KeyObject.from(key as webcrypto.CryptoKey).export({ type: 'spki', format: 'pem' }).toString()
+      pems.set(key, pem)
+    }
+    return pem
   }
 }

@@ -14,7 +14,7 @@ async function main (): Promise<void> {
   const logger = pino({ level: config.logLevel, base: { service: 'tessera-notes' }, redact: ['req.headers.authorization'] })
   const db = connect(config.databaseUrl)
   await migrate(db)
-  const app = await buildApp(config, { db, logger, keys: createKeySource(config.jwksUrl, config.jwksTtlMs) })
+  const app = await buildApp(config, { db, logger, keys: createKeySource(config.jwksUrl, { cacheMaxAgeMs: config.jwksTtlMs, cooldownMs: config.jwksCooldownMs }) })
   closeWithGrace({ delay: 25_000, logger }, async () => {
     await app.close()
     await db.destroy()

@@ -1,5 +1,8 @@
 import { generateKeyPairSync, sign } from 'node:crypto'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
+import { sql } from 'kysely'
 import { pino } from 'pino'
 import t from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
@@ -41,7 +44,7 @@ t.test('notes against a real Tessera', async (t) => {
     jwksTtlMs: 100,
     clockSkewMs: 0
   }
-  const app: App = await buildApp(config, { db, logger, keys: createKeySource(config.jwksUrl, config.jwksTtlMs) })
+  const app: App = await buildApp(config, { db, logger, keys: createKeySource(config.jwksUrl, { cacheMaxAgeMs: config.jwksTtlMs, cooldownMs: config.jwksCooldownMs }) })
   t.teardown(async () => { await app.close() })
 
   async function tokensFor (username: string, ask: Record<string, string> = { client_id: 'notes-web', resource: 'urn:tessera:notes' }): Promise<{ access_token: string, refresh_token: string }> {
@@ -123,18 +126,65 @@ t.test('notes against a real Tessera', async (t) => {
     t.notMatch(lines.join(''), carol.access_token, 'no token is logged')
   })
 
-  t.test('keeps verifying with known keys while the JWKS is unreachable; expired tokens fail', async (t) => {
+  t.test('JWKS: misses remembered, refetches rate-limited, known keys trusted for a bounded time only; expired tokens fail', async (t) => {
     const dave = await tokensFor('dave')
-    t.equal((await call('GET', '/notes', dave.access_token)).statusCode, 200, 'the key is fetched and cached')
-    await tessera.stop()
-    // get-jwks serves its stale copy for one more ttl after a failed fetch;
-    // past that (no request for a while) only the known-key fallback remains.
-    for (const round of [1, 2, 3]) {
-      await new Promise((resolve) => setTimeout(resolve, 400))
-      t.equal((await call('GET', '/notes', dave.access_token)).statusCode, 200, `still verified with the known key (${round})`)
-    }
-    const claims = JSON.parse(Buffer.from(dave.access_token.split('.')[1] ?? '', 'base64url').toString()) as { exp: number }
-    await new Promise((resolve) => setTimeout(resolve, Math.max(0, claims.exp * 1000 - Date.now() + 1100)))
-    refused(t, await call('GET', '/notes', dave.access_token), 'the same token once expired')
+    const published = await (await fetch(`${tessera.url}/.well-known/jwks.json`)).text()
+    // A real HTTP JWKS in front of Tessera's, so the test can count fetches and take it down.
+    let fetches = 0
+    let reachable = true
+    const relay = createServer((_req, res) => {
+      fetches++
+      if (reachable) res.writeHead(200, { 'content-type': 'application/json' }).end(published)
+      else res.writeHead(503).end()
+    })
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => { relay.close() })
+    const port = (relay.address() as AddressInfo).port
+    const relayed = await buildApp(config, { db, logger, keys: createKeySource(`http://127.0.0.1:${port}/jwks.json`, { cacheMaxAgeMs: 1500, cooldownMs: 1000 }) })
+    t.teardown(async () => { await relayed.close() })
+    const status = async (token: string): Promise<number> =>
+      (await relayed.inject({ method: 'GET', url: '/notes', headers: { authorization: `Bearer ${token}` } })).statusCode
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+    const claims = JSON.parse(Buffer.from(dave.access_token.split('.')[1] ?? '', 'base64url').toString()) as Record<string, unknown>
+    const unknownKid = forge({ alg: 'RS256', typ: 'at+jwt', kid: 'not-published' }, claims, (data) => sign('sha256', Buffer.from(data), privateKey))
+    const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+    t.equal(await status(dave.access_token), 200, 'the set is fetched')
+    t.equal(fetches, 1)
+    for (let i = 0; i < 5; i++) t.equal(await status(unknownKid), 401)
+    t.equal(fetches, 1, 'an unknown kid right after a fetch is a remembered miss: no refetch')
+    await sleep(1100)
+    for (let i = 0; i < 5; i++) t.equal(await status(unknownKid), 401)
+    t.equal(fetches, 2, 'past the cooldown, one refetch for the whole burst of misses')
+
+    reachable = false
+    await sleep(1600)
+    t.equal(await status(dave.access_token), 401, 'once the set is older than its max age and cannot be fetched, even a known key is refused')
+    t.equal(fetches, 3)
+    for (let i = 0; i < 5; i++) t.equal(await status(dave.access_token), 401)
+    t.equal(fetches, 3, 'a failed fetch is not retried within the cooldown')
+
+    reachable = true
+    await sleep(1100)
+    const erin = await tokensFor('erin')
+    t.equal(await status(erin.access_token), 200, 'verifying again once the JWKS answers')
+    t.equal(fetches, 4)
+    const exp = (JSON.parse(Buffer.from(erin.access_token.split('.')[1] ?? '', 'base64url').toString()) as { exp: number }).exp
+    await sleep(Math.max(0, exp * 1000 - Date.now() + 1100))
+    refused(t, await call('GET', '/notes', erin.access_token), 'the same token once expired')
   })
+})
+
+t.test('a pooled connection that loses its server while checked out fails its work, not the process', async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const db = connect(databaseUrl)
+  const other = connect(databaseUrl)
+  t.teardown(async () => { await db.destroy(); await other.destroy() })
+  await db.connection().execute(async (held) => {
+    const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(held)
+    await sql`SELECT pg_terminate_backend(${rows[0]?.pid ?? 0})`.execute(other)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    await t.rejects(sql`SELECT 1`.execute(held), 'the dead connection refuses work')
+  })
+  t.same((await sql<{ one: number }>`SELECT 1 AS one`.execute(db)).rows, [{ one: 1 }], 'the pool carries on with a new connection')
 })

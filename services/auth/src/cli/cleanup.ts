@@ -7,8 +7,8 @@ import type { CommandContext } from './main.js'
 
 export async function cleanupCommand (ctx: CommandContext): Promise<void> {
   const { db } = await ctx.connection()
-  const result = await cleanupExpired(db, { now: new Date(), revokedRetention: ctx.config.revokedRetention })
+  const result = await cleanupExpired(db, { now: new Date(), revokedRetention: ctx.config.revokedRetention, auditRetention: ctx.config.auditRetention })
   ctx.out.result(result.ran
-    ? `deleted ${result.sessions} session(s) and ${result.refreshTokens} refresh token(s)`
-    : 'another instance is cleaning up right now; nothing done', { ran: result.ran, sessions: result.sessions, refresh_tokens: result.refreshTokens })
+    ? `deleted ${result.sessions} session(s), ${result.refreshTokens} refresh token(s) and ${result.auditEvents} audit event(s)`
+    : 'another instance is cleaning up right now; nothing done', { ran: result.ran, sessions: result.sessions, refresh_tokens: result.refreshTokens, audit_events: result.auditEvents })
 }

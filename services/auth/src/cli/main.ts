@@ -12,6 +12,7 @@ import { connect, type Connection } from '../db/connect.js'
 import { embeddedClusterExists, startEmbeddedPostgres, stopEmbeddedPostgres } from '../db/embedded.js'
 import { VERSION } from '../version.js'
 import { databaseFor } from '../db/locate.js'
+import { DEFAULT_ROLE_NAMES, ensureRoles } from '../db/roles.js'
 import { CliError, output, type Output } from './output.js'
 import { migrateCommand } from './migrate.js'
 import { usersCommand } from './users.js'
@@ -45,6 +46,7 @@ const USAGE = `usage: tessera <command> [--json]
   clients list | show ID | rotate-secret ID [--grace 24h] | disable ID | delete ID
   audit tail [--user U] [--limit N]  the newest audit events (default 50), oldest first
   db start|stop|url               the local embedded Postgres (when DATABASE_URL is unset)
+  db roles                        create the owner, runtime and notes roles (as a superuser; see docs/operators.md)
 
 Every command prints JSON with --json. Exit status: 0 done, 1 failed, 2 usage error.
 The database is DATABASE_URL (or DATABASE_URL_FILE); when neither is set, the
@@ -73,7 +75,26 @@ export interface CommandContext {
   connection: () => Promise<Connection>
 }
 
+function rolePassword (value: string | undefined, variable: string): string {
+  if (value === undefined) throw new CliError(`${variable} is required for \`tessera db roles\``, 2)
+  return value
+}
+
+async function dbRolesCommand (ctx: CommandContext): Promise<void> {
+  const passwords = ctx.config.dbRolePasswords
+  const roles = {
+    owner: { name: DEFAULT_ROLE_NAMES.owner, password: rolePassword(passwords.owner, 'TESSERA_DB_OWNER_PASSWORD') },
+    runtime: { name: DEFAULT_ROLE_NAMES.runtime, password: rolePassword(passwords.runtime, 'TESSERA_DB_APP_PASSWORD') },
+    notes: { name: DEFAULT_ROLE_NAMES.notes, password: rolePassword(passwords.notes, 'TESSERA_DB_NOTES_PASSWORD') }
+  }
+  const { db } = await ctx.connection()
+  await ensureRoles(db, roles)
+  ctx.out.result(`roles ready: ${roles.owner.name} (migrations), ${roles.runtime.name} (Tessera), ${roles.notes.name} (notes)`,
+    { owner: roles.owner.name, runtime: roles.runtime.name, notes: roles.notes.name })
+}
+
 async function dbCommand (ctx: CommandContext): Promise<void> {
+  if (ctx.args[0] === 'roles') return await dbRolesCommand(ctx)
   if (ctx.config.databaseUrl !== undefined) throw new CliError('DATABASE_URL is set: there is no embedded Postgres to manage')
   const [action] = ctx.args
   if (action === 'start' || action === 'url') {
@@ -86,7 +107,7 @@ async function dbCommand (ctx: CommandContext): Promise<void> {
     ctx.out.result(stopped ? 'embedded Postgres stopped' : 'embedded Postgres was not running', { stopped })
     return
   }
-  throw new CliError('usage: tessera db start|stop|url', 2)
+  throw new CliError('usage: tessera db start|stop|url|roles', 2)
 }
 
 const COMMANDS: Record<string, (ctx: CommandContext) => Promise<void>> = {
@@ -112,7 +133,21 @@ async function openDatabase (config: Config): Promise<{ connection: Connection, 
   return { connection, stop: async () => { await connection.close(); await embedded?.stop() } }
 }
 
-export async function runCli (argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+/**
+ * A kid is base64url, so it may begin with "-" (or even be "-h…"): the
+ * argument after `keys revoke` is the kid whatever it looks like, and moves
+ * behind a `--` so that no option parser reads it as flags. A `--` already
+ * there is the user's own and is kept.
+ */
+export function kidAsOperand (argv: string[]): string[] {
+  const at = argv.findIndex((arg, i) => arg === 'revoke' && argv[i - 1] === 'keys')
+  const kid = at < 0 ? undefined : argv[at + 1]
+  if (kid === undefined || kid === '--' || !kid.startsWith('-')) return argv
+  return [...argv.slice(0, at + 1), ...argv.slice(at + 2), '--', kid]
+}
+
+export async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const argv = kidAsOperand(rawArgv)
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, strict: false, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } } })
   const [name, ...args] = positionals
   if (values.version === true && name === undefined) {

@@ -15,15 +15,28 @@ export interface Output {
   result: (human: string, data: unknown) => void
 }
 
+/**
+ * Control characters (C0, DEL, C1) and bidirectional overrides: stored text
+ * (a username someone tried to log in with) must not drive the operator's
+ * terminal, so it is shown escaped.
+ */
+const UNPRINTABLE = /\p{Cc}|[\u202a-\u202e\u2066-\u2069]/gu
+
+export function printable (text: string): string {
+  return text.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}
+
 export function output (json: boolean, write: (text: string) => void = (t) => process.stdout.write(t)): Output {
   return {
     json,
-    result: (human, data) => write(json ? `${JSON.stringify(data)}\n` : `${human}\n`)
+    // JSON.stringify escapes C0 only; the same escapes stay valid JSON for the rest.
+    result: (human, data) => write(json ? `${printable(JSON.stringify(data))}\n` : `${human}\n`)
   }
 }
 
-/** Renders rows as aligned columns for people. */
-export function table (rows: Array<Record<string, string>>): string {
+/** Renders rows as aligned columns for people, every cell printable. */
+export function table (rawRows: Array<Record<string, string>>): string {
+  const rows = rawRows.map((row) => Object.fromEntries(Object.entries(row).map(([column, cell]) => [column, printable(cell)])))
   const first = rows[0]
   if (first === undefined) return '(none)'
   const columns = Object.keys(first)

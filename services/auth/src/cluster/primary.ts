@@ -21,7 +21,7 @@ import { startBackgroundJobs } from '../jobs.js'
 import { ensureSigningKey } from '../keys/ensure.js'
 import { resolveKek } from '../keys/kek.js'
 import { Keyring } from '../keys/keyring.js'
-import { loadKeyring } from '../keys/load.js'
+import { loadKeyring, logRejectedKey } from '../keys/load.js'
 import { createMetrics } from '../metrics/metrics.js'
 import { HashingProcess } from '../passwords/hashing-engine.js'
 import { PasswordHasher } from '../passwords/hasher.js'
@@ -72,7 +72,7 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     const keyring = new Keyring()
     const created = await ensureSigningKey(connection.db, kek, config.keyBits, new Date())
     if (created !== undefined) logger.info({ kid: created }, 'created the first signing key')
-    await loadKeyring(connection.db, kek, keyring)
+    await loadKeyring(connection.db, kek, keyring, { onRejectedKey: logRejectedKey(logger) })
     if (await ensureDefaultClient(connection.db, config, new Date())) logger.info({ client_id: config.defaultClientId }, 'registered the default public client')
 
     const workers = new Set<Worker>()

@@ -14,7 +14,7 @@ import type { Config } from '../config.js'
 import { connect } from '../db/connect.js'
 import { keyringReloader } from '../jobs.js'
 import { Keyring } from '../keys/keyring.js'
-import { loadKeyring } from '../keys/load.js'
+import { loadKeyring, logRejectedKey } from '../keys/load.js'
 import { createMetrics, type Metrics } from '../metrics/metrics.js'
 import { InstanceHashing, type AskPrimary } from './hashing.js'
 import type { Boot } from './primary.js'
@@ -62,7 +62,7 @@ export async function startWorker (config: Config, logger: Logger, onDrain: (why
   try {
     const kek = Buffer.from(boot.kek, 'base64url')
     const keyring = new Keyring()
-    await loadKeyring(connection.db, kek, keyring)
+    await loadKeyring(connection.db, kek, keyring, { onRejectedKey: logRejectedKey(logger) })
     reloadKeys = keyringReloader({ db: connection.db, kek, keyring, logger })
     metrics = createMetrics({ pool: connection.pool, render: async () => await ask<string>('metrics', null) })
     const app = await buildApp(config, { db: connection.db, logger, keyring, hasher, metrics, clock: () => new Date(), rateLimitStore: instanceRateLimitStore(ask) })

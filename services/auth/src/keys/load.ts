@@ -5,7 +5,8 @@
  * @module
  */
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'
-import type { Db } from '../db/database.js'
+import { calculateJwkThumbprint } from 'jose'
+import type { Db, SigningKeyRow } from '../db/database.js'
 import { decryptPrivateKey, WrongKekError } from './kek.js'
 import type { Keyring, LoadedKey } from './keyring.js'
 
@@ -17,6 +18,33 @@ export interface LoadOptions {
    * stands, so a wrong KEK stops the process.
    */
   onWrongKek?: (err: WrongKekError) => void
+  /** Told of every row left out by rowDefect; the caller logs it at error level. */
+  onRejectedKey: (kid: string, reason: string) => void
+}
+
+type KeyRow = Pick<SigningKeyRow, 'kid' | 'state' | 'public_jwk' | 'private_key_enc' | 'unpublished_at' | 'promoted_at'>
+
+/**
+ * Why a row must not be trusted, or undefined. Every verifier trusts what the
+ * JWKS publishes, so a row someone wrote by hand (a kid that is not its key's
+ * RFC 7638 thumbprint, a public key under another kid, a published state that
+ * contradicts the row) is left out rather than published.
+ */
+async function rowDefect (row: KeyRow): Promise<string | undefined> {
+  const jwk = row.public_jwk
+  if (jwk.kty !== 'RSA' || jwk.alg !== 'RS256' || typeof jwk.n !== 'string' || typeof jwk.e !== 'string') return 'public_jwk is not an RS256 RSA key'
+  if (jwk.kid !== row.kid) return 'public_jwk.kid differs from the row kid'
+  if (await calculateJwkThumbprint({ kty: 'RSA', n: jwk.n, e: jwk.e }, 'sha256') !== row.kid) return 'kid is not the RFC 7638 thumbprint of its public key'
+  if (row.unpublished_at !== null && PUBLISHED_STATES.has(row.state)) return `state ${row.state} but unpublished_at is set`
+  if (row.private_key_enc === null && (row.state === 'next' || row.state === 'current')) return `state ${row.state} without a private key`
+  return undefined
+}
+
+const PUBLISHED_STATES = new Set(['next', 'current', 'previous'])
+
+/** The onRejectedKey every running instance uses. */
+export function logRejectedKey (logger: { error: (details: object, message: string) => void }): LoadOptions['onRejectedKey'] {
+  return (kid, reason) => { logger.error({ kid, reason }, 'a signing_keys row is inconsistent: it is neither published nor used') }
 }
 
 function openPrivateKey (kek: Buffer, kid: string, sealed: Buffer, options: LoadOptions): KeyObject | undefined {
@@ -29,11 +57,17 @@ function openPrivateKey (kek: Buffer, kid: string, sealed: Buffer, options: Load
   }
 }
 
-export async function loadKeyring (db: Db, kek: Buffer, keyring: Keyring, options: LoadOptions = {}): Promise<void> {
-  const rows = await db.selectFrom('signing_keys')
-    .select(['kid', 'state', 'public_jwk', 'private_key_enc', 'promoted_at'])
+export async function loadKeyring (db: Db, kek: Buffer, keyring: Keyring, options: LoadOptions): Promise<void> {
+  const stored = await db.selectFrom('signing_keys')
+    .select(['kid', 'state', 'public_jwk', 'private_key_enc', 'unpublished_at', 'promoted_at'])
     .where('state', '<>', 'revoked')
     .execute()
+  const rows: KeyRow[] = []
+  for (const row of stored) {
+    const defect = await rowDefect(row)
+    if (defect === undefined) rows.push(row)
+    else options.onRejectedKey(row.kid, defect)
+  }
   const keys = rows.map((row): LoadedKey => {
     const known = keyring.get(row.kid)
     const publicKey = known?.publicKey ?? createPublicKey({ key: { ...row.public_jwk }, format: 'jwk' })

@@ -36,3 +36,6 @@ export function acceptableUsername (username: string): string {
   }
   return normalized
 }
+
+/** JSON-schema pattern for text that may reach a text column: Postgres refuses NUL, so it is a 400 at the edge. */
+export const NO_NUL = '^[^\\u0000]*$'

@@ -1,6 +1,7 @@
 /**
  * Deletes what can never be used again: sessions past their expiry or ended
- * longer ago than the retention, and refresh tokens past their expiry.
+ * longer ago than the retention, refresh tokens past their expiry, and audit
+ * events older than the audit retention.
  * In batches of bounded size so no single statement holds locks for long, and
  * by one instance at a time (a session-level advisory lock taken with
  * pg_try_advisory_lock: an instance that finds it taken skips this round).
@@ -15,6 +16,8 @@ export interface CleanupOptions {
   now: Date
   /** Ended sessions are kept this long (seconds) so users and operators can still see them. */
   revokedRetention: number
+  /** Audit events are kept this long (seconds). */
+  auditRetention: number
   batchSize?: number
   maxBatches?: number
 }
@@ -23,6 +26,7 @@ export interface CleanupResult {
   ran: boolean
   sessions: number
   refreshTokens: number
+  auditEvents: number
 }
 
 async function deleteInBatches (db: Db, batch: (limit: number) => Promise<number>, size: number, maxBatches: number): Promise<number> {
@@ -40,7 +44,7 @@ export async function cleanupExpired (db: Db, options: CleanupOptions): Promise<
   const maxBatches = options.maxBatches ?? 100
   return await db.connection().execute(async (conn) => {
     const { rows } = await sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(${CLEANUP_LOCK}) AS locked`.execute(conn)
-    if (rows[0]?.locked !== true) return { ran: false, sessions: 0, refreshTokens: 0 }
+    if (rows[0]?.locked !== true) return { ran: false, sessions: 0, refreshTokens: 0, auditEvents: 0 }
     try {
       const revokedBefore = new Date(options.now.getTime() - options.revokedRetention * 1000)
       const sessions = await deleteInBatches(conn, async (limit) => {
@@ -55,7 +59,14 @@ export async function cleanupExpired (db: Db, options: CleanupOptions): Promise<
           .executeTakeFirst()
         return Number(result.numDeletedRows)
       }, size, maxBatches)
-      return { ran: true, sessions, refreshTokens }
+      const auditBefore = new Date(options.now.getTime() - options.auditRetention * 1000)
+      const auditEvents = await deleteInBatches(conn, async (limit) => {
+        const result = await conn.deleteFrom('audit_events').where('id', 'in', conn.selectFrom('audit_events').select('id')
+          .where('occurred_at', '<', auditBefore).orderBy('occurred_at').limit(limit))
+          .executeTakeFirst()
+        return Number(result.numDeletedRows)
+      }, size, maxBatches)
+      return { ran: true, sessions, refreshTokens, auditEvents }
     } finally {
       await sql`SELECT pg_advisory_unlock(${CLEANUP_LOCK})`.execute(conn)
     }

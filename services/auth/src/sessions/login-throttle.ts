@@ -2,7 +2,8 @@
  * Per-account login back-off, kept in Postgres so every instance shares it.
  * After `threshold` consecutive failures a name is blocked for
  * base·2^(failures−threshold), capped at `max`; while blocked the password
- * grant answers 429 without hashing. A success deletes the row. Unknown names
+ * grant and the password change answer 429 without hashing. Every attempt is
+ * counted before hashing (countLoginAttempt); a success deletes the row. Unknown names
  * are tracked exactly like real ones (nothing tells them apart), and the rows
  * are bounded: a failure streak older than `max` starts again from zero, and
  * pruneLoginThrottle deletes such rows and caps the table.
@@ -13,7 +14,8 @@
  */
 import { sql, type RawBuilder } from 'kysely'
 import type { Db } from '../db/database.js'
-import type { Seconds } from '../config.js'
+import type { Config, Seconds } from '../config.js'
+import { OAuthError } from '../errors.js'
 
 export interface BackoffPolicy {
   threshold: number
@@ -21,12 +23,8 @@ export interface BackoffPolicy {
   max: Seconds
 }
 
-/** Whole seconds until the name may try again; undefined when it may try now. */
-export async function backoffRemaining (db: Db, key: string, now: Date): Promise<number | undefined> {
-  const row = await db.selectFrom('login_throttle').select('blocked_until').where('username', '=', key).executeTakeFirst()
-  const until = row?.blocked_until
-  if (until === undefined || until === null || until.getTime() <= now.getTime()) return undefined
-  return Math.max(1, Math.ceil((until.getTime() - now.getTime()) / 1000))
+export function backoffPolicy (config: Pick<Config, 'loginBackoffThreshold' | 'loginBackoffBase' | 'loginBackoffMax'>): BackoffPolicy {
+  return { threshold: config.loginBackoffThreshold, base: config.loginBackoffBase, max: config.loginBackoffMax }
 }
 
 export interface FailureRecord {
@@ -34,11 +32,17 @@ export interface FailureRecord {
   blockedUntil: Date | null
 }
 
+/** A counted attempt may go on to hashing; a refused one carries the whole seconds to wait. */
+export type Attempt = ({ refused: false } & FailureRecord) | { refused: true, retryAfter: number }
+
 /**
- * One atomic upsert, so concurrent failures on any number of instances each
- * count once. The exponent is clamped so a long streak cannot overflow.
+ * Counts an attempt as a failure before any hashing, in one upsert that also
+ * refuses it when the name is blocked, so concurrent attempts on any number of
+ * instances each count once and a burst evaluates at most `threshold` guesses
+ * (a check-then-act would let the whole burst through). A success then deletes
+ * the row. The exponent is clamped so a long streak cannot overflow.
  */
-export async function recordLoginFailure (db: Db, key: string, now: Date, policy: BackoffPolicy): Promise<FailureRecord> {
+export async function countLoginAttempt (db: Db, key: string, now: Date, policy: BackoffPolicy): Promise<Attempt> {
   const stale = new Date(now.getTime() - policy.max * 1000)
   const failures = sql<number>`CASE WHEN login_throttle.last_failed_at < ${stale} THEN 1 ELSE login_throttle.failures + 1 END`
   const blockedUntil = (count: RawBuilder<number>): RawBuilder<Date | null> => sql<Date | null>`CASE WHEN ${count} >= ${policy.threshold}
@@ -51,10 +55,54 @@ export async function recordLoginFailure (db: Db, key: string, now: Date, policy
       failures,
       last_failed_at: now,
       blocked_until: blockedUntil(failures)
-    }))
+    }).where((eb) => eb.or([eb('login_throttle.blocked_until', 'is', null), eb('login_throttle.blocked_until', '<=', now)])))
     .returning(['failures', 'blocked_until'])
-    .executeTakeFirstOrThrow()
-  return { failures: row.failures, blockedUntil: row.blocked_until }
+    .executeTakeFirst()
+  if (row !== undefined) return { refused: false, failures: row.failures, blockedUntil: row.blocked_until }
+  const blocked = await db.selectFrom('login_throttle').select('blocked_until').where('username', '=', key).executeTakeFirst()
+  const until = blocked?.blocked_until?.getTime() ?? now.getTime()
+  return { refused: true, retryAfter: Math.max(1, Math.ceil((until - now.getTime()) / 1000)) }
+}
+
+/** What the back-off needs of the hashing queue: whether it would shed now, and the refusal to throw. */
+export interface Shedding {
+  readonly saturated: boolean
+  overloaded: () => OAuthError
+}
+
+/**
+ * countLoginAttempt, unless the hashing queue would shed the attempt anyway:
+ * during a flood most requests are shed, and a shed request must cost no
+ * database write (it would take the pool from the requests being served).
+ */
+export async function countUnlessShed (db: Db, hashing: Shedding, key: string, now: Date, policy: BackoffPolicy): Promise<Attempt> {
+  if (hashing.saturated) throw hashing.overloaded()
+  return await countLoginAttempt(db, key, now, policy)
+}
+
+/** Runs the hashing of a counted attempt; if the queue sheds it after all, the attempt is refunded. */
+export async function evaluateCounted<T> (db: Db, key: string, policy: BackoffPolicy, evaluate: () => Promise<T>): Promise<T> {
+  try {
+    return await evaluate()
+  } catch (err) {
+    if (err instanceof OAuthError && err.status === 503) await refundLoginAttempt(db, key, policy)
+    throw err
+  }
+}
+
+/**
+ * Takes back an attempt that was counted but never evaluated (the hashing
+ * queue shed it): a refusal for load is not a guess. Lifts the block if this
+ * attempt was the one that set it.
+ */
+export async function refundLoginAttempt (db: Db, key: string, policy: BackoffPolicy): Promise<void> {
+  await db.updateTable('login_throttle')
+    .set({
+      failures: sql<number>`failures - 1`,
+      blocked_until: sql<Date | null>`CASE WHEN failures - 1 >= ${policy.threshold} THEN blocked_until ELSE NULL END`
+    })
+    .where('username', '=', key).where('failures', '>', 0)
+    .execute()
 }
 
 export async function clearLoginFailures (db: Db, key: string): Promise<void> {
@@ -104,4 +152,9 @@ export async function pruneLoginThrottle (db: Db, now: Date, options: PruneOptio
     if (result < batch) break
   }
   return deleted
+}
+
+/** The 429 for a name in back-off: not invalid_grant, since even the right password is refused and the client must wait. */
+export function backedOff (reason: string, retryAfter: number): OAuthError {
+  return new OAuthError('temporarily_unavailable', `${reason}; retry in ${retryAfter} s`, { status: 429, retryAfter, detail: 'username backed off' })
 }

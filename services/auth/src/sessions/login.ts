@@ -9,7 +9,8 @@
  * must wait rather than ask the user again.
  * @module
  */
-import { OAuthError, invalidCredentials } from '../errors.js'
+import { invalidCredentials } from '../errors.js'
+import type { Db } from '../db/database.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
 import { authenticateClient, requireGrant } from '../clients/authenticate.js'
 import type { ClientCredentials } from '../clients/credentials.js'
@@ -17,7 +18,7 @@ import { audienceFor, requestedResource } from '../clients/resource.js'
 import type { PasswordHashing } from '../passwords/hasher.js'
 import { isDjangoHash } from '../passwords/django.js'
 import { normalizePassword, normalizeUsername } from '../passwords/policy.js'
-import { backoffRemaining, clearLoginFailures, recordLoginFailure, type BackoffPolicy } from './login-throttle.js'
+import { backedOff, clearLoginFailures, countUnlessShed, evaluateCounted, type BackoffPolicy, type FailureRecord } from './login-throttle.js'
 import { grantedScope } from './scope.js'
 import { startSession, tokenPair, type Issuer, type TokenPair } from './issue.js'
 
@@ -41,18 +42,25 @@ function throttleKey (username: string | undefined, raw: string): string {
   return username ?? raw.normalize('NFKC').toLowerCase().slice(0, 64)
 }
 
-async function recordFailure (deps: LoginDeps, key: string, userId: string | undefined, reason: string, input: PasswordGrantInput): Promise<void> {
-  await deps.db.transaction().execute(async (trx) => {
-    const streak = await recordLoginFailure(trx, key, input.now, deps.backoff)
-    await recordAudit(trx, {
-      type: 'login.failed',
-      actor: userId ?? 'anonymous',
-      userId,
-      username: key,
-      ...input.context,
-      detail: { reason, failures: streak.failures, blocked_until: streak.blockedUntil?.toISOString() ?? null }
-    })
+async function recordFailure (deps: LoginDeps, key: string, userId: string | undefined, reason: string, streak: FailureRecord, input: PasswordGrantInput): Promise<void> {
+  await recordAudit(deps.db, {
+    type: 'login.failed',
+    actor: userId ?? 'anonymous',
+    userId,
+    username: key,
+    ...input.context,
+    detail: { reason, failures: streak.failures, blocked_until: streak.blockedUntil?.toISOString() ?? null }
   })
+}
+
+/** Locks the user row if its password and state are still those verified, storing the rehash if any. */
+async function stillVerified (db: Db, userId: string, verifiedHash: string, rehashed: string | undefined): Promise<boolean> {
+  const row = rehashed === undefined
+    ? await db.selectFrom('users').select('id').where('id', '=', userId).where('password_hash', '=', verifiedHash)
+      .where('disabled_at', 'is', null).forShare().executeTakeFirst()
+    : await db.updateTable('users').set({ password_hash: rehashed }).where('id', '=', userId).where('password_hash', '=', verifiedHash)
+      .where('disabled_at', 'is', null).returning('id').executeTakeFirst()
+  return row !== undefined
 }
 
 export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput): Promise<TokenPair> {
@@ -66,34 +74,35 @@ export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput)
   const audience = audienceFor(resource, client.resources)
   const scope = grantedScope(input.scope, client.scopes)
   const key = throttleKey(username, input.username)
-  const wait = await backoffRemaining(deps.db, key, input.now)
-  if (wait !== undefined) {
-    await recordAudit(deps.db, { type: 'login.backed_off', actor: 'anonymous', username: key, ...input.context, detail: { retry_after: wait } })
-    throw new OAuthError('temporarily_unavailable', `too many failed logins for this username; retry in ${wait} s`, { status: 429, retryAfter: wait, detail: 'username backed off' })
+  const attempt = await countUnlessShed(deps.db, deps.hasher, key, input.now, deps.backoff)
+  if (attempt.refused) {
+    await recordAudit(deps.db, { type: 'login.backed_off', actor: 'anonymous', username: key, ...input.context, detail: { retry_after: attempt.retryAfter } })
+    throw backedOff('too many failed logins for this username', attempt.retryAfter)
   }
   const user = username === undefined
     ? undefined
     : await deps.db.selectFrom('users').select(['id', 'username', 'password_hash', 'disabled_at']).where('username', '=', username).executeTakeFirst()
 
+  // Django hashed the password as typed; Tessera hashes its NFKC form.
+  const valid = await evaluateCounted(deps.db, key, deps.backoff, async () => user === undefined
+    ? await deps.hasher.dummyVerify(password)
+    : await deps.hasher.verify(user.password_hash, isDjangoHash(user.password_hash) ? input.password : password))
   if (user === undefined) {
-    await deps.hasher.dummyVerify(password)
-    await recordFailure(deps, key, undefined, 'unknown_user', input)
+    await recordFailure(deps, key, undefined, 'unknown_user', attempt, input)
     throw invalidCredentials('unknown user')
   }
-  // Django hashed the password as typed; Tessera hashes its NFKC form.
-  const valid = await deps.hasher.verify(user.password_hash, isDjangoHash(user.password_hash) ? input.password : password)
   if (!valid || user.disabled_at !== null) {
     const reason = valid ? 'user_disabled' : 'wrong_password'
-    await recordFailure(deps, key, user.id, reason, input)
+    await recordFailure(deps, key, user.id, reason, attempt, input)
     throw invalidCredentials(reason)
   }
-  if (deps.hasher.needsRehash(user.password_hash)) {
-    const rehashed = await deps.hasher.hash(password)
-    await deps.db.updateTable('users').set({ password_hash: rehashed })
-      .where('id', '=', user.id).where('password_hash', '=', user.password_hash).execute()
-  }
+  const rehashed = deps.hasher.needsRehash(user.password_hash) ? await deps.hasher.hash(password) : undefined
 
   const record = await deps.db.transaction().execute(async (trx) => {
+    // A password change or a disable that committed since the verify above
+    // ended every session it could see; this one must not start after it. The
+    // row lock also makes a change that starts now wait, then end this session.
+    if (!await stillVerified(trx, user.id, user.password_hash, rehashed)) throw invalidCredentials('password changed or user disabled during login')
     await clearLoginFailures(trx, key)
     const started = await startSession(trx, deps, { userId: user.id, clientId: client.clientId, scope, resources: client.resources, now: input.now, context: input.context })
     await recordAudit(trx, { type: 'login.succeeded', actor: user.id, userId: user.id, username, sessionId: started.sessionId, ...input.context })

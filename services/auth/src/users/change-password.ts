@@ -1,6 +1,9 @@
 /**
  * PUT /v1/password: the current password proves it is the user; the new one
- * replaces it and every other session ends (the one asking stays).
+ * replaces it and every other session ends (the one asking stays). A stolen
+ * access token must not make this a guessing oracle: each attempt counts
+ * toward the same per-account back-off as logins (login-throttle.ts), and a
+ * backed-off account is refused before any hashing.
  * @module
  */
 import type { Db } from '../db/database.js'
@@ -9,6 +12,7 @@ import { recordAudit, type RequestContext } from '../audit/record.js'
 import type { PasswordHashing } from '../passwords/hasher.js'
 import { acceptablePassword, normalizePassword } from '../passwords/policy.js'
 import { endSessions } from '../sessions/end.js'
+import { backedOff, clearLoginFailures, countUnlessShed, evaluateCounted, type BackoffPolicy } from '../sessions/login-throttle.js'
 
 export interface PasswordChange {
   userId: string
@@ -19,17 +23,31 @@ export interface PasswordChange {
   context: RequestContext
 }
 
+const incorrect = (): ProblemError => new ProblemError(403, 'Forbidden', { publicDetail: 'current_password: is incorrect' })
+
 /** Returns how many other sessions ended. */
-export async function changePassword (db: Db, hasher: PasswordHashing, change: PasswordChange): Promise<number> {
+export async function changePassword (db: Db, hasher: PasswordHashing, backoff: BackoffPolicy, change: PasswordChange): Promise<number> {
   const next = acceptablePassword(change.newPassword, 'new_password')
-  const user = await db.selectFrom('users').select(['password_hash']).where('id', '=', change.userId)
+  const user = await db.selectFrom('users').select(['username', 'password_hash']).where('id', '=', change.userId)
     .where('disabled_at', 'is', null).executeTakeFirst()
-  if (user === undefined || !(await hasher.verify(user.password_hash, normalizePassword(change.currentPassword)))) {
-    throw new ProblemError(403, 'Forbidden', { publicDetail: 'current_password: is incorrect' })
+  if (user === undefined) throw incorrect()
+  const attempt = await countUnlessShed(db, hasher, user.username, change.now, backoff)
+  if (attempt.refused) throw backedOff('too many failed password attempts for this account', attempt.retryAfter)
+  if (!(await evaluateCounted(db, user.username, backoff, async () => await hasher.verify(user.password_hash, normalizePassword(change.currentPassword))))) {
+    await recordAudit(db, {
+      type: 'password.change_failed',
+      actor: change.userId,
+      userId: change.userId,
+      sessionId: change.sessionId,
+      ...change.context,
+      detail: { failures: attempt.failures, blocked_until: attempt.blockedUntil?.toISOString() ?? null }
+    })
+    throw incorrect()
   }
-  const hash = await hasher.hash(next)
+  const hash = await evaluateCounted(db, user.username, backoff, async () => await hasher.hash(next))
   return await db.transaction().execute(async (trx) => {
     await trx.updateTable('users').set({ password_hash: hash, password_changed_at: change.now }).where('id', '=', change.userId).execute()
+    await clearLoginFailures(trx, user.username)
     await recordAudit(trx, { type: 'password.changed', actor: change.userId, userId: change.userId, sessionId: change.sessionId, ...change.context })
     return await endSessions(trx, { userId: change.userId, exceptSessionId: change.sessionId }, 'password_change', change.now, change.context)
   })

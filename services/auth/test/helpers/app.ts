@@ -29,6 +29,11 @@ export interface TestApp {
   advance: (seconds: number) => void
 }
 
+/** For loads of keys Tessera made itself: a rejected row is a bug, so the load fails. */
+export function refuseRejectedKey (kid: string, reason: string): void {
+  throw new Error(`signing key ${kid} rejected: ${reason}`)
+}
+
 export function testConfig (env: Record<string, string> = {}): Config {
   return loadConfig({ TESSERA_KEK: randomBytes(32).toString('base64url'), LOG_LEVEL: 'info', TESSERA_DATA_DIR: '/nonexistent-tessera-test', ...env })
 }
@@ -44,7 +49,7 @@ export async function buildTestApp (t: Test, env: Record<string, string> = {}, o
   const clock = (): Date => new Date(Date.now() + offset * 1000)
   const keyring = new Keyring()
   await ensureSigningKey(connection.db, kek, config.keyBits, clock())
-  await loadKeyring(connection.db, kek, keyring)
+  await loadKeyring(connection.db, kek, keyring, { onRejectedKey: refuseRejectedKey })
   await ensureDefaultClient(connection.db, config, clock())
   const hasher = options.hasher ?? new PasswordHasher({ concurrency: config.hashConcurrency, depth: config.hashQueueDepth })
   const deps: Deps = { db: connection.db, logger, keyring, hasher, metrics: createMetrics({ hasher, keyring, pool: connection.pool, processMetrics: false }), clock }

@@ -82,7 +82,7 @@ export interface Gateway {
   /** nginx -t on the rendered configuration: exit status and output. */
   configTest: { status: number | null, output: string }
   request: (method: string, path: string, options?: RequestOptions) => Promise<Reply>
-  plainRequest: (method: string, path: string) => Promise<Reply>
+  plainRequest: (method: string, path: string, options?: RequestOptions) => Promise<Reply>
   accessLog: () => string[]
 }
 
@@ -137,7 +137,7 @@ export async function startGateway (t: Test, options: { httpPort: number, httpsP
     cert: options.tls.cert,
     configTest,
     request,
-    plainRequest: async (method, path) => await send(`http://127.0.0.1:${options.httpPort}${path}`, method, ca, {}),
+    plainRequest: async (method, path, requestOptions = {}) => await send(`http://127.0.0.1:${options.httpPort}${path}`, method, ca, requestOptions),
     accessLog: () => readFileSync(join(prefix, 'access.log'), 'utf8').split('\n').filter(Boolean)
   }
 }

@@ -18,12 +18,14 @@ import { isGrantType } from '../../clients/register.js'
 import { passwordGrant, type LoginDeps } from '../../sessions/login.js'
 import { refreshGrant } from '../../sessions/rotate.js'
 import type { TokenPair } from '../../sessions/issue.js'
+import { NO_NUL } from '../../passwords/policy.js'
 import { requestContext } from '../context.js'
+import { backoffPolicy } from '../../sessions/login-throttle.js'
 import { CLIENT_AUTHENTICATION, OAuthErrorBody } from '../openapi.js'
 
 const TokenRequest = Type.Object({
   grant_type: Type.String({ maxLength: 64 }),
-  username: Type.Optional(Type.String({ maxLength: 256 })),
+  username: Type.Optional(Type.String({ maxLength: 256, pattern: NO_NUL })),
   password: Type.Optional(Type.String({ maxLength: 1024 })),
   refresh_token: Type.Optional(Type.String({ maxLength: 4096 })),
   scope: Type.Optional(Type.String({ maxLength: 1024 })),
@@ -89,7 +91,7 @@ export function loginDepsOf (config: Config, deps: Deps): LoginDeps {
     keyring: deps.keyring,
     config,
     hasher: deps.hasher,
-    backoff: { threshold: config.loginBackoffThreshold, base: config.loginBackoffBase, max: config.loginBackoffMax }
+    backoff: backoffPolicy(config)
   }
 }
 

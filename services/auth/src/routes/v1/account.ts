@@ -11,7 +11,9 @@ import { changePassword } from '../../users/change-password.js'
 import { listLiveSessions } from '../../sessions/list.js'
 import { endOwnSession, logout } from '../../sessions/logout.js'
 import { requestContext } from '../context.js'
-import { authenticate, principalOf } from './authenticate.js'
+import { backoffPolicy } from '../../sessions/login-throttle.js'
+import { personal } from '../personal.js'
+import { authenticate, authenticateLive, principalOf } from './authenticate.js'
 import { BEARER } from '../openapi.js'
 
 const Me = Type.Object({ id: Type.String(), username: Type.String(), created_at: Type.String(), session_id: Type.String(), scope: Type.String(), client_id: Type.String() })
@@ -35,15 +37,20 @@ const PasswordBody = Type.Object({
 }, { additionalProperties: false })
 const Ended = Type.Object({ sessions_ended: Type.Integer() })
 
-export function registerAccountRoutes (app: App, _config: Config, deps: Deps): void {
-  app.get('/v1/me', { preHandler: authenticate, schema: { tags: ['account'], summary: 'The caller\'s account and session', security: BEARER, response: { 200: Me } } }, async (request) => {
+export function registerAccountRoutes (app: App, config: Config, deps: Deps): void {
+  // /v1/me reads the session in its own one query; every other route checks it in authenticateLive.
+  const authenticateSession = authenticateLive(deps)
+  const backoff = backoffPolicy(config)
+  app.get('/v1/me', { preHandler: authenticate, schema: { tags: ['account'], summary: 'The caller\'s account and session', security: BEARER, response: { 200: Me } } }, async (request, reply) => {
+    personal(reply)
     const principal = principalOf(request)
     const profile = await liveProfile(deps.db, principal.userId, principal.sessionId, deps.clock())
     if (profile === undefined) throw new InvalidTokenError('session ended or user disabled')
     return { id: profile.id, username: profile.username, created_at: profile.createdAt.toISOString(), session_id: principal.sessionId, scope: principal.scope, client_id: principal.clientId }
   })
 
-  app.get('/v1/sessions', { preHandler: authenticate, schema: { tags: ['account'], summary: 'The caller\'s live sessions', security: BEARER, response: { 200: SessionList } } }, async (request) => {
+  app.get('/v1/sessions', { preHandler: authenticateSession, schema: { tags: ['account'], summary: 'The caller\'s live sessions', security: BEARER, response: { 200: SessionList } } }, async (request, reply) => {
+    personal(reply)
     const principal = principalOf(request)
     const sessions = await listLiveSessions(deps.db, principal.userId, deps.clock())
     return {
@@ -61,7 +68,7 @@ export function registerAccountRoutes (app: App, _config: Config, deps: Deps): v
   })
 
   app.delete('/v1/sessions/:id', {
-    preHandler: authenticate,
+    preHandler: authenticateSession,
     schema: { tags: ['account'], summary: 'End one of the caller\'s sessions', security: BEARER, params: SessionParams, response: { 204: Type.Unsafe<undefined>({ description: 'Ended', type: 'null' }) } }
   }, async (request, reply) => {
     const principal = principalOf(request)
@@ -70,15 +77,15 @@ export function registerAccountRoutes (app: App, _config: Config, deps: Deps): v
     return await reply.code(204).send()
   })
 
-  app.post('/v1/logout', { preHandler: authenticate, schema: { tags: ['account'], summary: 'End this session, or every session with {"all": true}', security: BEARER, body: Logout, response: { 200: Ended } } }, async (request) => {
+  app.post('/v1/logout', { preHandler: authenticateSession, schema: { tags: ['account'], summary: 'End this session, or every session with {"all": true}', security: BEARER, body: Logout, response: { 200: Ended } } }, async (request) => {
     const principal = principalOf(request)
     const all = request.body?.all === true
     return { sessions_ended: await logout(deps.db, { userId: principal.userId, sessionId: principal.sessionId, all, now: deps.clock(), context: requestContext(request) }) }
   })
 
-  app.put('/v1/password', { preHandler: authenticate, schema: { tags: ['account'], summary: 'Change the password; every other session ends', security: BEARER, body: PasswordBody, response: { 200: Ended } } }, async (request) => {
+  app.put('/v1/password', { preHandler: authenticateSession, schema: { tags: ['account'], summary: 'Change the password; every other session ends', security: BEARER, body: PasswordBody, response: { 200: Ended } } }, async (request) => {
     const principal = principalOf(request)
-    const ended = await changePassword(deps.db, deps.hasher, {
+    const ended = await changePassword(deps.db, deps.hasher, backoff, {
       userId: principal.userId,
       sessionId: principal.sessionId,
       currentPassword: request.body.current_password,

@@ -11,6 +11,7 @@ import type { FastifyRequest } from 'fastify'
 import type { App, Deps } from '../../app.js'
 import type { Config } from '../../config.js'
 import { InvalidTokenError } from '../../errors.js'
+import { isSessionLive } from '../../sessions/live.js'
 
 export interface Principal {
   userId: string
@@ -65,7 +66,11 @@ export function registerAccessTokenAuth (app: App, config: Config, deps: Deps): 
   app.decorateRequest('principal', undefined)
 }
 
-/** preHandler for routes that need a caller: sets request.principal or throws 401. */
+/**
+ * Verifies the Bearer token alone and sets request.principal, or throws 401.
+ * Only for a route that reads the session itself (GET /v1/me joins it into its
+ * one query); every other route uses authenticateLive.
+ */
 export async function authenticate (request: FastifyRequest): Promise<void> {
   const token = bearerToken(request)
   let decoded: { header: TokenHeader } | null
@@ -90,4 +95,16 @@ export async function authenticate (request: FastifyRequest): Promise<void> {
 export function principalOf (request: FastifyRequest): Principal {
   if (request.principal === undefined) throw new InvalidTokenError('route not authenticated')
   return request.principal
+}
+
+/** preHandler for routes that need a caller: a valid token whose session is still live, or 401. */
+export function authenticateLive (deps: Pick<Deps, 'db' | 'clock'>): (request: FastifyRequest) => Promise<void> {
+  const verifyToken = authenticate
+  // Named like the token-only check: a route's printed hook list reads "authenticate" either way.
+  const authenticateSession = async function authenticate (request: FastifyRequest): Promise<void> {
+    await verifyToken(request)
+    const principal = principalOf(request)
+    if (!await isSessionLive(deps.db, principal.userId, principal.sessionId, deps.clock())) throw new InvalidTokenError('session ended or user disabled')
+  }
+  return authenticateSession
 }

@@ -7,10 +7,12 @@ import type { App, Deps } from '../../app.js'
 import type { Config } from '../../config.js'
 import { ProblemError } from '../../errors.js'
 import { createUser } from '../../users/create.js'
+import { NO_NUL } from '../../passwords/policy.js'
 import { requestContext } from '../context.js'
+import { personal } from '../personal.js'
 
 const SignUp = Type.Object({
-  username: Type.String({ minLength: 1, maxLength: 256 }),
+  username: Type.String({ minLength: 1, maxLength: 256, pattern: NO_NUL }),
   password: Type.String({ minLength: 1, maxLength: 1024 })
 }, { additionalProperties: false })
 
@@ -27,6 +29,7 @@ export function registerUserRoutes (app: App, config: Config, deps: Deps): void 
   }, async (request, reply) => {
     if (config.signup === 'closed') throw new ProblemError(403, 'Forbidden', { publicDetail: 'sign-up is closed; ask an operator for an account' })
     const user = await createUser(deps.db, deps.hasher, request.body, requestContext(request))
+    personal(reply)
     // No per-user URL exists: the account is read at /v1/me, as that user.
     return await reply.code(201).header('location', '/v1/me')
       .send({ id: user.id, username: user.username, created_at: user.createdAt.toISOString() })
