@@ -113,6 +113,11 @@ function clientMistake (err: FastifyError): { status: number, detail: string } |
   return undefined
 }
 
+function databaseOverload (err: FastifyError, request: FastifyRequest): OAuthError {
+  request.log.warn({ err }, 'database unavailable')
+  return new OAuthError('temporarily_unavailable', 'the service is overloaded; retry later', { retryAfter: 1, detail: 'database unavailable', cause: err })
+}
+
 /** DRF's shape for every refusal on SimpleJWT's routes: `{"detail"}`, plus `code` where SimpleJWT sends one. */
 function drfError (err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   if (err instanceof DrfError) {
@@ -133,7 +138,9 @@ function drfError (err: FastifyError, request: FastifyRequest, reply: FastifyRep
   return reply.status(500).send({ detail: `A server error occurred (request id ${request.id}).` })
 }
 
-function handleError (this: App, err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+function handleError (this: App, thrown: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  // A database out of reach for a moment is overload, answered in every route's own format like the hashing queue's.
+  const err = isDatabaseUnavailable(thrown) ? databaseOverload(thrown, request) : thrown
   if (request.routeOptions.config.errorFormat === 'simplejwt') return drfError(err, request, reply)
   const oauth = request.routeOptions.config.errorFormat === 'oauth'
   if (err instanceof OAuthError) {
@@ -167,13 +174,6 @@ function handleError (this: App, err: FastifyError, request: FastifyRequest, rep
     return oauth
       ? oauthError(reply, mistake.status === 413 ? 413 : 400, 'invalid_request', mistake.detail)
       : problem(reply, request, mistake.status, statusTitle(mistake.status), mistake.detail)
-  }
-  if (isDatabaseUnavailable(err)) {
-    request.log.warn({ err }, 'database unavailable')
-    void reply.header('retry-after', '1')
-    return oauth
-      ? oauthError(reply, 503, 'temporarily_unavailable', 'the service is overloaded; retry later')
-      : problem(reply, request, 503, 'Service Unavailable', 'the service is overloaded; retry later')
   }
   request.log.error({ err }, 'unexpected error')
   return oauth

@@ -3,8 +3,9 @@
  * to the client that got it, one indexed read). The decision is one call of
  * the SQL function tessera_client_refresh_decision (migrations/0004_clients.js:
  * the session's client and resources, then tessera_refresh_decision of
- * migrations/0002_refresh_decision.js), one round trip, serialized per session by a row lock on the session (never by process
- * memory, so any number of instances behave as one):
+ * migrations/0002_refresh_decision.js): one round trip, serialized per
+ * session by a row lock on the session (never by process memory, so any
+ * number of instances behave as one):
  *  1. the session is live and its user enabled, the token's key not revoked;
  *  2. an unused token is marked used and its successor inserted;
  *  3. a used token inside the grace window gets the same successor again
