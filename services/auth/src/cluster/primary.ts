@@ -81,11 +81,11 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     }
 
     // Started beside the workers rather than before them: both take a while to load.
-    const engine = new HashingProcess(config.hashConcurrency, logger)
+    const engine = new HashingProcess(config.hashConcurrency, config.hashNice, logger)
     stops.unshift(async () => { await engine.stop() })
     let hashingSaturated = false
     const hasher = new PasswordHasher({
-      concurrency: config.hashConcurrency,
+      concurrency: engine.slots,
       depth: config.hashQueueDepth,
       engine,
       onSaturationChange: (saturated) => {

@@ -43,7 +43,12 @@ export interface HasherOptions {
   params?: Argon2Params
   /** Defaults to hashing in this process. */
   engine?: HashEngine
-  /** Told each time `saturated` flips, so other processes can shed before queueing. */
+  /**
+   * Told when the queue fills and again once it has drained a quarter of its
+   * bound, so other processes can shed before asking: announcing every single
+   * flip at the bound would let a burst through (and refuse it here after its
+   * database work) after each finished hash.
+   */
   onSaturationChange?: (saturated: boolean) => void
 }
 
@@ -61,7 +66,7 @@ export class PasswordHasher implements PasswordHashing {
   readonly #engine: HashEngine
   readonly #onSaturationChange: ((saturated: boolean) => void) | undefined
   #dummyHash: Promise<string> | undefined
-  #wasSaturated = false
+  #announced = false
   #shed = 0
 
   constructor (options: HasherOptions) {
@@ -91,11 +96,18 @@ export class PasswordHasher implements PasswordHashing {
     return hashingOverloaded()
   }
 
+  /** Below this many admitted (waiting + running) a full queue is announced as open again. */
+  get #reopensBelow (): number {
+    return Math.ceil((this.#depth + this.#queue.concurrency) * 3 / 4)
+  }
+
   #saturationMayHaveChanged (): void {
-    const now = this.saturated
-    if (now === this.#wasSaturated) return
-    this.#wasSaturated = now
-    this.#onSaturationChange?.(now)
+    const announce = this.#announced
+      ? this.#queue.length() + this.#queue.running() >= this.#reopensBelow
+      : this.saturated
+    if (announce === this.#announced) return
+    this.#announced = announce
+    this.#onSaturationChange?.(announce)
   }
 
   async #run<T> (job: () => Promise<T>): Promise<T> {
