@@ -39,7 +39,7 @@ export interface Config {
   workers: number
   hashConcurrency: number
   hashQueueDepth: number
-  /** The hashing process's OS nice value (0 to 19): how far below the HTTP workers and Postgres it runs. */
+  /** Added to the instance's nice value for the hashing process (0 to 19): how far below the HTTP workers it runs. */
   hashNice: number
   loginBackoffThreshold: number
   loginBackoffBase: Seconds

@@ -45,3 +45,17 @@ t.test('a shed login spends nothing: no per-IP budget, no database row', async (
   t.equal(served.statusCode, 400, 'an unknown user once the queue has room')
   t.equal(served.headers['ratelimit-remaining'], '1', 'the first request to spend budget')
 })
+
+t.test('a burst is cut at the check: only as many as the queue holds start any database work', async (t) => {
+  const hasher = new PasswordHasher({ concurrency: 1, depth: 1, params: WEAK })
+  const { app, connection } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_AFTER: '1000' }, { hasher })
+  t.equal(hasher.capacity, 2)
+  // All six pass the queue's flag (nothing is queued yet when they arrive); the count of places does not let them.
+  const burst = await Promise.all(Array.from({ length: 6 }, async (_, i) =>
+    await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: `burst${i}`, password: 'some password' } })))
+  t.same(burst.map((r) => r.statusCode).sort(), [400, 400, 503, 503, 503, 503], 'two evaluated, four shed')
+  const counted = await connection.db.selectFrom('login_throttle').select('username').execute()
+  t.equal(counted.length, 2, 'only the two let through counted an attempt')
+  const after = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'after', password: 'some password' } })
+  t.equal(after.statusCode, 400, 'the places were given back with the answers')
+})

@@ -22,6 +22,12 @@ export { ARGON2_PARAMS }
 export interface PasswordHashing {
   /** True when a new hash would be refused: callers check it before doing other work for a login. */
   readonly saturated: boolean
+  /**
+   * How many requests that hash this process lets past the shed check at
+   * once: its share of the queue's bound, so the check itself admits no more
+   * than the queue can take and the rest never start their database work.
+   */
+  readonly capacity: number
   /** Counts the refusal; throw what it returns. */
   overloaded: () => OAuthError
   hash: (password: string) => Promise<string>
@@ -86,6 +92,7 @@ export class PasswordHasher implements PasswordHashing {
   get shed (): number { return this.#shed }
   get concurrency (): number { return this.#queue.concurrency }
   get depth (): number { return this.#depth }
+  get capacity (): number { return this.#depth + this.#queue.concurrency }
 
   get saturated (): boolean {
     return this.#queue.length() >= this.#depth && this.#queue.running() >= this.#queue.concurrency

@@ -18,7 +18,7 @@ import type { PasswordHashing } from '../passwords/hasher.js'
 const PRESSURE_RETRY_AFTER = 2
 
 export interface SheddingDeps {
-  hasher: Pick<PasswordHashing, 'saturated' | 'overloaded'>
+  hasher: Pick<PasswordHashing, 'saturated' | 'capacity' | 'overloaded'>
   metrics: Pick<Metrics, 'login'>
   /** The process is under pressure now (and has settled after start-up). */
   underPressure: () => boolean
@@ -31,17 +31,33 @@ function hashesPassword (request: FastifyRequest): boolean {
   return request.routeOptions.url !== '/oauth/token' || (request.body as { grant_type?: unknown } | undefined)?.grant_type === 'password'
 }
 
-function refusal (deps: SheddingDeps): OAuthError | undefined {
-  if (deps.hasher.saturated) return deps.hasher.overloaded()
-  if (deps.underPressure()) return new OAuthError('temporarily_unavailable', 'the service is overloaded; retry shortly', { retryAfter: PRESSURE_RETRY_AFTER, detail: 'under pressure' })
-  return undefined
-}
-
-/** The hook; the route's error format shapes the 503 (app.ts's error handler). */
+/**
+ * The hook; the route's error format shapes the 503 (app.ts's error handler).
+ * A request let through holds one place of `capacity` until its answer is
+ * done: a flag alone would let every waiting client through each time the
+ * queue opened, and all of them would do their database work before the
+ * queue refused all but a few.
+ */
 export function argon2Shedding (deps: SheddingDeps): (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void {
-  return function shedArgon2Work (request, _reply, done) {
-    const refused = hashesPassword(request) ? refusal(deps) : undefined
-    if (refused !== undefined && deps.loginRoutes.has(request.routeOptions.url ?? '')) deps.metrics.login('shed')
+  let admitted = 0
+  const release = (): void => { admitted-- }
+  const refusal = (): OAuthError | undefined => {
+    if (admitted >= deps.hasher.capacity || deps.hasher.saturated) return deps.hasher.overloaded()
+    if (deps.underPressure()) return new OAuthError('temporarily_unavailable', 'the service is overloaded; retry shortly', { retryAfter: PRESSURE_RETRY_AFTER, detail: 'under pressure' })
+    return undefined
+  }
+  return function shedArgon2Work (request, reply, done) {
+    if (!hashesPassword(request)) {
+      done()
+      return
+    }
+    const refused = refusal()
+    if (refused === undefined) {
+      admitted++
+      reply.raw.once('close', release)
+    } else if (deps.loginRoutes.has(request.routeOptions.url ?? '')) {
+      deps.metrics.login('shed')
+    }
     done(refused)
   }
 }
