@@ -53,11 +53,8 @@ t.test('during a shed storm logins keep completing, every refusal is 503 + Retry
   t.ok((result.statuses['503'] ?? 0) > (result.statuses['200'] ?? 0), 'the storm was far beyond the queue: most were shed')
   t.equal(result.shedWithoutRetryAfter, 0, 'every 503 carried Retry-After')
   t.equal(result.errors, 0, 'no connection failed')
-  // Counts, not speed: once the storm is under way (its first seconds include
-  // the client's start), the hashing process is never starved out of it.
-  const half = STORM_SECONDS / 2
-  const halves = [result.okPerSecond.slice(0, half), result.okPerSecond.slice(half)].map((ok) => ok.reduce((a, b) => a + b, 0))
-  t.ok((halves[1] ?? 0) > 0, `logins still succeeded in the second half of the storm (${halves.join(', ')} per half)`)
+  // Counts, not speed: once shedding began, the hashing process was not starved out of the storm.
+  t.ok(result.okAfterFirstShed > 0, `logins still succeeded after the first shed (${result.okAfterFirstShed})`)
   t.ok(refreshStatuses.length > 0, 'refresh was asked during the storm')
   t.ok(refreshStatuses.every((s) => s === 200), `every refresh during the storm succeeded (${refreshStatuses.length})`)
 
