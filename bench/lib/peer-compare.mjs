@@ -33,7 +33,7 @@ import { WRK_TIMEOUT, runWrk, wrkCommand } from './wrk.mjs'
  */
 
 /** What `make run` issues by default (config.ts): the minted tokens must match it. */
-const TESSERA_TOKENS = { issuer: 'http://127.0.0.1:8080', audience: ['api'], accessTtl: 300 }
+const TESSERA_TOKENS = { issuer: 'http://127.0.0.1:8080', audience: ['api'], accessTtl: 300, simplejwtCompat: false }
 const USERS = 1000
 const STACK_NAMES = { tessera: 'Tessera', peer: 'SimpleJWT stack' }
 

@@ -7,13 +7,9 @@
 import { spawn } from 'node:child_process'
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { freePort } from '../../services/auth/dist/db/embedded.js'
+import { NOTES_ENTRY, SERVER_ENTRY, freePort } from './service.mjs'
 
-export const SERVER_ENTRY = fileURLToPath(new URL('../../services/auth/dist/server.js', import.meta.url))
-export const NOTES_ENTRY = fileURLToPath(new URL('../../services/notes/dist/server.js', import.meta.url))
-
-export { freePort }
+export { NOTES_ENTRY, SERVER_ENTRY, freePort }
 
 /**
  * @typedef {object} TesseraProcess
