@@ -228,6 +228,8 @@ export function summarize (runs, list) {
         okRps: Math.round(mean(mine.map((r) => r.okRps))),
         rps: Math.round(mean(mine.map((r) => r.rps))),
         p99: Math.max(...mine.map((r) => r.p99)),
+        max: Math.max(...mine.map((r) => r.max ?? 0)),
+        shed: mine.reduce((sum, r) => sum + (r.statuses['503'] ?? 0), 0),
         errors: mine.reduce((sum, r) => sum + r.errors, 0),
         cores: round2(mean(mine.map((r) => r.cpu.trees[stack]))),
         exhausted: mine.some((r) => r.exhausted)
@@ -238,6 +240,49 @@ export function summarize (runs, list) {
     const ratio = peer.okRps > 0 ? round2(tessera.okRps / peer.okRps) : 0
     return { name: scenario.name, connections: scenario.connections, tessera, peer, ratio, target: scenario.target, met: ratio >= scenario.target }
   })
+}
+
+/** Issue 12's absolute targets that the side-by-side can judge. */
+export const PEER_TARGETS = { refreshRps: 1500, refreshP99Ms: 100, meTimesPeer: 3, loginWaitMs: 500 }
+
+/**
+ * Issue 12's targets, met or not, from the summary: refresh ≥ 1,500/s at 64
+ * connections (p99 ≤ 100 ms, zero errors), /v1/me ≥ 3× the peer's /api/me/,
+ * and login at 64 connections: nothing waits much longer than half a second
+ * (the worst round's p99, over every answer, shed ones included), past the
+ * bound shed at once with 503.
+ * @param {ReturnType<typeof summarize>} scenarios
+ * @returns {{ text: string, measured: string, met: boolean }[]}
+ */
+export function peerTargets (scenarios) {
+  const find = (/** @type {string} */ name, /** @type {number} */ connections) => scenarios.find((x) => x.name === name && x.connections === connections)
+  const refresh = find('refresh', 64)
+  const me = find('me', 64)
+  const login = find('login', 64)
+  const t = PEER_TARGETS
+  return [
+    ...(refresh === undefined
+      ? []
+      : [{
+          text: `refresh ≥ ${int(t.refreshRps)}/s at 64 connections, p99 ≤ ${t.refreshP99Ms} ms, zero errors`,
+          measured: `${int(refresh.tessera.okRps)} 2xx/s, p99 ${refresh.tessera.p99} ms, ${refresh.tessera.errors} errors`,
+          met: refresh.tessera.okRps >= t.refreshRps && refresh.tessera.p99 <= t.refreshP99Ms && refresh.tessera.errors === 0
+        }]),
+    ...(me === undefined
+      ? []
+      : [{
+          text: `GET /v1/me ≥ ${t.meTimesPeer}× the SimpleJWT stack's /api/me/`,
+          measured: `${int(me.tessera.okRps)} against ${int(me.peer.okRps)} 2xx/s = ×${me.ratio}`,
+          met: me.ratio >= t.meTimesPeer
+        }]),
+    ...(login === undefined
+      ? []
+      : [{
+          text: `login at 64 connections: nothing waits longer than about ${t.loginWaitMs / 1000} s (p99 ≤ ${t.loginWaitMs} ms), the rest shed at once with 503`,
+          measured: `p99 ${login.tessera.p99} ms (longest ${login.tessera.max} ms); ${int(login.tessera.okRps)} 2xx/s; ${int(login.tessera.shed)} answers 503`,
+          met: login.tessera.p99 <= t.loginWaitMs
+        }])
+  ]
 }
 
 const int = (/** @type {number} */ n) => Math.round(n).toLocaleString('en-US')
@@ -271,6 +316,10 @@ export function peerMarkdown (report) {
     ...['login', 'refresh', 'me'].map((name) => `- **${name}**: ${/** @type {Record<string, string>} */ (WHAT)[name]}.`),
     '- The ratio compares 2xx answers per second, so a stack that sheds or fails requests gets no credit for them; p99 is the worst round\'s; CPU is what each stack\'s processes (servers, workers, Postgres with its backends, and the peer\'s Nginx) used, from /proc, in cores.',
     '',
+    '## Targets (issue 12)',
+    '',
+    table(['target', 'Tessera, this run', ''], peerTargets(report.scenarios).map((x) => [x.text, x.measured, x.met ? 'met' : 'NOT met'])),
+    '',
     '## Physical limits of this machine (measured in this run)',
     '',
     table(['limit', 'per second', 'what'], [
@@ -303,9 +352,10 @@ export function peerMarkdown (report) {
   ].join('\n')
 }
 
-/** The table printed at the end of a run. @param {any} report */
+/** The table printed at the end of a run, and the targets. @param {any} report */
 export function peerSummary (report) {
-  return textTable(['scenario', 'c', 'SimpleJWT 2xx/s', 'Tessera 2xx/s', 'ratio', 'target', '', 'p99 S / T', 'CPU S / T'],
+  const targets = peerTargets(report.scenarios).map((x) => `${x.met ? 'met    ' : 'NOT met'}  ${x.text}: ${x.measured}`)
+  return [textTable(['scenario', 'c', 'SimpleJWT 2xx/s', 'Tessera 2xx/s', 'ratio', 'target', '', 'p99 S / T', 'CPU S / T'],
     report.scenarios.map((/** @type {any} */ x) => [x.name, String(x.connections), int(x.peer.okRps), int(x.tessera.okRps), `×${x.ratio}`, `≥ ×${x.target}`, x.met ? 'met' : 'NOT met',
-      `${x.peer.p99} / ${x.tessera.p99} ms`, `${x.peer.cores} / ${x.tessera.cores}`]))
+      `${x.peer.p99} / ${x.tessera.p99} ms`, `${x.peer.cores} / ${x.tessera.cores}`])), '', ...targets].join('\n')
 }
