@@ -49,8 +49,9 @@ and writes bench/REPORT.md, report.json and report.svg.
   --out DIR               where the report goes (default: bench/)
   --no-scaling            skip the runs on one HTTP worker (TESSERA_WORKERS=1), which show what every core adds
   --no-profile            skip the CPU profile (of refresh, or of the first scenario chosen when refresh is not)
-  --save-profile NAME     also store the profile's summary as bench/profiles/NAME.json, a baseline for later
-                          runs: REPORT.md shows bench/profiles/before-SCENARIO.json beside the current profile
+  --save-profile NAME     also store the profile's summary as profiles/NAME.json under --out (bench/profiles/
+                          by default), a baseline for later runs: REPORT.md shows profiles/before-SCENARIO.json
+                          (under --out, else bench/profiles/) beside the current profile
   --peer                  instead: Tessera side by side with the SimpleJWT stack (make bench-peer):
                           password login (16 and 64 connections), refresh and GET /v1/me against
                           /api/me/ (64), two alternating rounds of wrk -t1 10 s each (2 s with --quick),
@@ -347,11 +348,13 @@ async function profile (run, ctx, primary) {
   const summaries = await Promise.all(files.map(async (file) => ({ file, summary: await summarizeProfile(path.join(dir, file), { from, to }) })))
   const { file, summary } = summaries.reduce((a, b) => (b.summary.busyMs > a.summary.busyMs ? b : a))
   const current = { scenario: scenario.name, rps: result.rps, seconds: result.seconds, windowSeconds: Math.round((to - from) / 1e4) / 100, errors: result.errors, file: path.relative(ROOT, path.join(dir, file)), ...summary }
+  // The baseline beside the report (--out), else the committed one.
+  const baselineFile = [path.join(run.options.outDir, 'profiles', `before-${scenario.name}.json`), path.join(PROFILES_DIR, `before-${scenario.name}.json`)].find((f) => existsSync(f))
+  const baseline = baselineFile === undefined ? undefined : { ...await loadProfile(baselineFile), file: path.relative(ROOT, baselineFile) }
   if (run.options.saveProfile !== undefined) {
-    const saved = await saveProfile(path.join(PROFILES_DIR, `${run.options.saveProfile}.json`), current, { root: ROOT, load: loadAverage() })
-    log(`profile saved as ${path.relative(ROOT, saved)}`)
+    const saved = await saveProfile(path.join(run.options.outDir, 'profiles', `${run.options.saveProfile}.json`), current, { root: ROOT, load: loadAverage() })
+    log(`profile saved as ${path.relative(process.cwd(), saved)}`)
   }
-  const baseline = await loadProfile(path.join(PROFILES_DIR, `before-${scenario.name}.json`))
   return { ...current, ...(baseline === undefined ? {} : { baseline }) }
 }
 

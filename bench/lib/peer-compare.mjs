@@ -20,7 +20,7 @@ import { PASSWORD, prepareFixtures } from './fixtures.mjs'
 import { PEER_SETTINGS, startPeer } from './peer-stack.mjs'
 import { loadAverage, machineFacts, textTable } from './report.mjs'
 import { argon2AllCores, opensslSigning, signingAllCores } from './physical.mjs'
-import { coresBetween, cpuSnapshot, listenerPid } from './proc-cpu.mjs'
+import { coresBetween, cpuSnapshot, listenerPid, waitIdle } from './proc-cpu.mjs'
 import { startTessera } from './tessera.mjs'
 import { WRK_TIMEOUT, runWrk, wrkCommand } from './wrk.mjs'
 
@@ -89,14 +89,7 @@ function scenarios (fx, peer, tmp) {
  * @param {Record<string, number[]>} trees @param {(line: string) => void} log
  */
 async function settle (trees, log) {
-  const deadline = Date.now() + 30_000
-  while (Date.now() < deadline) {
-    const before = cpuSnapshot()
-    await new Promise((resolve) => setTimeout(resolve, 500))
-    const { trees: used } = coresBetween(before, cpuSnapshot(), trees)
-    if (Object.values(used).every((cores) => cores < IDLE_CORES)) return
-  }
-  log('a stack was still busy 30 s after the last run ended; measuring anyway')
+  if (!await waitIdle(trees, { idle: IDLE_CORES, intervalMs: 500, timeoutMs: 30_000 })) log('a stack was still busy 30 s after the last run ended; measuring anyway')
 }
 /** A stack using less than this is idle (Postgres and timers tick a little). */
 const IDLE_CORES = 0.1

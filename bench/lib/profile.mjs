@@ -1,7 +1,8 @@
 /**
  * Summarizes a V8 .cpuprofile (node --cpu-prof): self time per function and
  * per area (our code, each package, Node internals, GC, idle), so where the
- * time goes can be read without a profiler UI.
+ * time goes can be read without a profiler UI; and saved summaries, the
+ * "before" a later run shows beside its own.
  * @module
  */
 import { execFileSync } from 'node:child_process'
@@ -83,7 +84,7 @@ export async function summarizeProfile (file, { from = 0, to = Infinity, top = 1
   }
 }
 
-/** Where saved profile summaries live (committed: the "before" of a later "after"). */
+/** Where the committed profile summaries live: the "before" of a later "after". */
 export const PROFILES_DIR = fileURLToPath(new URL('../profiles/', import.meta.url))
 
 /**
@@ -105,14 +106,9 @@ export async function saveProfile (file, summary, { root, load }) {
   return file
 }
 
-/** A saved profile summary, or undefined when there is none. @param {string} file @returns {Promise<SavedProfile | undefined>} */
+/** A saved profile summary. @param {string} file @returns {Promise<SavedProfile>} */
 export async function loadProfile (file) {
-  try {
-    return JSON.parse(await fs.readFile(file, 'utf8'))
-  } catch (err) {
-    if (/** @type {NodeJS.ErrnoException} */ (err).code === 'ENOENT') return undefined
-    throw err
-  }
+  return JSON.parse(await fs.readFile(file, 'utf8'))
 }
 
 /** The checked-out commit, with `+changes` when the tree differs from it. @param {string} root */

@@ -218,7 +218,7 @@ function profileSection (p) {
   const areas = [...new Set([...p.areas.slice(0, 12), ...before.areas.slice(0, 12)].map((a) => a.area))]
   const fnKey = (/** @type {any} */ f) => `${f.function} ${f.location || f.area}`
   const functions = [...new Map([...p.functions, ...before.functions].map((f) => [fnKey(f), f])).values()]
-  lines.push(`Before: bench/profiles/before-${name}.json, saved at ${before.savedAt} from commit ${before.commit} (${int(before.rps)} req/s, load average ${before.load.join(', ')}; ${int(before.busyMs)} ms on the CPU, idle ${before.idlePercent} %). After: this run. Absolute rates depend on the load; compare the shares.`, '',
+  lines.push(`Before: ${before.file}, saved at ${before.savedAt} from commit ${before.commit} (${int(before.rps)} req/s, load average ${before.load.join(', ')}; ${int(before.busyMs)} ms on the CPU, idle ${before.idlePercent} %). After: this run. Absolute rates depend on the load; compare the shares.`, '',
     markdownTable(['area', '% of busy, before', '% of busy, after'], areas.map((area) => [area, share(before.areas, (a) => a.area, area), share(p.areas, (a) => a.area, area)])), '',
     markdownTable(['function', 'where', '% of busy, before', '% of busy, after'], functions.map((f) => [`\`${f.function}\``, f.location || f.area, share(before.functions, fnKey, fnKey(f)), share(p.functions, fnKey, fnKey(f))])), '')
   return lines
