@@ -256,7 +256,10 @@ function ceilings (run, { ctx, probe, tokenResponse }) {
 }
 
 /** Ceilings for reading beside a scenario's own; the smoke run leaves them out. */
-const READ_BESIDE = { refresh: ['refresh-combined-node', 'rotation-pgbench', 'verify-jose', 'verify-node'] }
+const READ_BESIDE = {
+  refresh: ['refresh-combined-node', 'rotation-pgbench', 'verify-jose', 'verify-node', 'ipc-round-trip'],
+  [CLIENT_CREDENTIALS]: ['ipc-round-trip', 'client-credentials-ipc']
+}
 
 /**
  * Step 3, scenarios: each one after its ceilings (so nothing else runs while

@@ -6,6 +6,7 @@
  * scenarios so it can be added or dropped as one piece.
  * @module
  */
+import { ipcRoundTripRate } from './ipc.mjs'
 import { runLoad } from './load.mjs'
 import { connect, createClient } from './service.mjs'
 
@@ -77,6 +78,15 @@ export function clientCredentialsCeilings ({ url, seconds, inFlight, pool }) {
       what: 'one client_credentials token = 1 signature (sign-jose) + 1 client lookup (client-read) + 1 request (bare-token), one after another: 1/(1/sign + 1/read + 1/request)',
       from: ['sign-jose', 'client-read', 'bare-token'],
       combine: (signs, reads, requests) => clientCredentialsCeiling({ signs, reads, requests })
+    },
+    'ipc-round-trip': {
+      what: `Node IPC round trips between two processes, ${inFlight} in flight, the rate-limit store's message: what each /oauth/token request pays to count against the instance's per-IP limit in the primary (cluster/rate-limit.ts): for reading`,
+      measure: async () => await ipcRoundTripRate(inFlight, seconds)
+    },
+    'client-credentials-ipc': {
+      what: 'client-credentials-combined with the IPC round trip added, one after another: 1/(1/sign + 1/read + 1/request + 1/ipc), what the design allows with the instance-wide per-IP count: for reading',
+      from: ['sign-jose', 'client-read', 'bare-token', 'ipc-round-trip'],
+      combine: (signs, reads, requests, ipc) => Math.round(1 / (1 / clientCredentialsCeiling({ signs, reads, requests }) + 1 / ipc))
     }
   }
 }
