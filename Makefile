@@ -36,7 +36,7 @@ $(NODE_RUNTIME):
 	npm install --prefix .tools/node --no-save --no-package-lock --no-audit --no-fund node@$(NODE_PIN)
 endif
 
-$(NPM_STAMP): package.json package-lock.json services/*/package.json bench/package.json $(NODE_RUNTIME)
+$(NPM_STAMP): package.json package-lock.json packages/*/package.json services/*/package.json bench/package.json $(NODE_RUNTIME)
 	npm ci --no-audit --no-fund
 	@touch $(NPM_STAMP)
 
@@ -47,7 +47,7 @@ node-version: $(NPM_STAMP)
 
 # Rebuild only when a source or config changed, so a second `make run` starts in seconds.
 BUILD_STAMP := services/auth/dist/.build-stamp
-SOURCES := $(shell find services bench -path '*/node_modules' -prune -o -path '*/dist' -prune -o \( -name '*.ts' -o -name 'package.json' -o -name 'tsconfig*.json' \) -print 2>/dev/null) tsconfig.json
+SOURCES := $(shell find packages services bench -path '*/node_modules' -prune -o -path '*/dist' -prune -o \( -name '*.ts' -o -name 'package.json' -o -name 'tsconfig*.json' \) -print 2>/dev/null) tsconfig.json
 
 $(BUILD_STAMP): $(NPM_STAMP) $(SOURCES)
 	npm run build

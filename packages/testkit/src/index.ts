@@ -1,0 +1,11 @@
+/**
+ * The test toolkit of services/auth, services/notes and bench: one way to
+ * spawn a process, find a free port, make an HTTP request and capture logs.
+ * It knows no test runner: callers register `stop` with tap's `t.teardown`
+ * or node:test's `t.after` themselves.
+ * @module
+ */
+export { freePort } from './free-port.js'
+export { request, type Reply, type RequestOptions } from './http.js'
+export { memorySink, type MemorySink } from './log-sink.js'
+export { runProcess, spawnProcess, type ProcessResult, type SpawnOptions, type SpawnedProcess } from './process.js'
