@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { Writable } from 'node:stream'
+import { memorySink } from '@tessera/testkit'
 import t, { type Test } from 'tap'
 import type pg from 'pg'
 import type { Config } from '../src/config.js'
@@ -26,26 +26,26 @@ import { refuseRejectedKey, testConfig } from './helpers/app.js'
 import { createTestDatabase, testConnection } from './helpers/db.js'
 import { within } from './helpers/http.js'
 
-/** One instance's keyring and background jobs on `url`, logging into `lines`. */
-async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: Record<string, string>): Promise<{ config: Config, kek: Buffer, keyring: Keyring, lines: string[], metrics: Metrics }> {
+/** One instance's keyring and background jobs on `url`, logging into `logs`. */
+async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: Record<string, string>): Promise<{ config: Config, kek: Buffer, keyring: Keyring, logs: () => string, metrics: Metrics }> {
   const config = testConfig(env)
   const kek = config.kek ?? randomBytes(32)
-  const lines: string[] = []
-  const logger = createLogger(config, new Writable({ write (chunk: Buffer, _enc, done) { lines.push(chunk.toString()); done() } }))
+  const sink = memorySink()
+  const logger = createLogger(config, sink.stream)
   const keyring = new Keyring()
   await ensureSigningKey(db, kek, config.keyBits, new Date())
   await loadKeyring(db, kek, keyring, { onRejectedKey: refuseRejectedKey })
   const metrics = createMetrics({ keyring, processMetrics: false })
   const jobs = await startBackgroundJobs({ config, db, databaseUrl: url, pool, keyring, kek, logger, clock: () => new Date(), metrics })
   t.teardown(jobs.stop)
-  return { config, kek, keyring, lines, metrics }
+  return { config, kek, keyring, logs: sink.text, metrics }
 }
 
 t.test('an instance hears of changes within a second, also after losing its LISTEN connection', async (t) => {
   const url = await createTestDatabase(t)
   const { db, pool } = await testConnection(t, url)
   const other = await testConnection(t, url)
-  const { config, kek, keyring, lines, metrics } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_PUBLISH_LEAD: '2m' })
+  const { config, kek, keyring, logs, metrics } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_PUBLISH_LEAD: '2m' })
   const making = { kek, bits: config.keyBits }
   const who = { actor: 'test' }
 
@@ -64,8 +64,8 @@ t.test('an instance hears of changes within a second, also after losing its LIST
   t.ok((lost?.value ?? 0) >= 1, 'the lost LISTEN connection is counted')
   const after = await rotateKeys(other.db, making, { immediate: true, now: new Date(), who })
   t.ok(await within(1000, async () => keyring.signer?.kid === after.promoted) !== undefined, 'and hears the next change within 1 s')
-  t.match(lines.join(''), 'key change listener lost its connection; reconnecting')
-  t.match(lines.join(''), 'key change listener reconnected')
+  t.match(logs(), 'key change listener lost its connection; reconnecting')
+  t.match(logs(), 'key change listener reconnected')
 })
 
 t.test('a connection lost while checked out from the pool fails its work, not the process', async (t) => {
@@ -84,10 +84,10 @@ t.test('a connection lost while checked out from the pool fails its work, not th
 t.test('the timer promotes a pending key after the lead and logs it', async (t) => {
   const url = await createTestDatabase(t)
   const { db, pool } = await testConnection(t, url)
-  const { config, kek, keyring, lines } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEY_PUBLISH_LEAD: '4s', TESSERA_REFRESH_GRACE: '0' })
+  const { config, kek, keyring, logs } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEY_PUBLISH_LEAD: '4s', TESSERA_REFRESH_GRACE: '0' })
   const pending = await rotateKeys(db, { kek, bits: config.keyBits }, { immediate: false, now: new Date(), who: { actor: 'test' } })
   t.ok(await within(7000, async () => keyring.signer?.kid === pending.created, 50) !== undefined, 'promoted by the timer')
-  t.match(lines.join(''), /"transition":"promoted".*"msg":"signing key transition"/)
+  t.match(logs(), /"transition":"promoted".*"msg":"signing key transition"/)
 })
 
 t.test('the local KEK file: made once with mode 0600, read back the same', async (t) => {
@@ -110,8 +110,8 @@ t.test('a failing background run is logged and counted by job', async (t) => {
   const url = await createTestDatabase(t)
   const { db, pool } = await testConnection(t, url)
   await sql`DROP TABLE login_throttle`.execute(db)
-  const { lines, metrics } = await startInstance(t, url, db, pool, { TESSERA_CLEANUP_INTERVAL: '1s' })
+  const { logs, metrics } = await startInstance(t, url, db, pool, { TESSERA_CLEANUP_INTERVAL: '1s' })
   const failed = async (): Promise<number> => (await metrics.registry.getSingleMetric('tessera_background_job_failures_total')?.get())?.values.find((v) => v.labels.job === 'cleanup')?.value ?? 0
   t.ok(await within(5000, async () => await failed() >= 1, 100) !== undefined, 'the cleanup failure is counted')
-  t.match(lines.join(''), '"msg":"cleanup failed"')
+  t.match(logs(), '"msg":"cleanup failed"')
 })

@@ -1,13 +1,12 @@
-import { Writable } from 'node:stream'
+import { memorySink } from '@tessera/testkit'
 import t from 'tap'
 import { createLogger, redactSecrets } from '../src/logging.js'
 
 const SECRET_FIELDS = ['password', 'current_password', 'new_password', 'access_token', 'refresh_token', 'token', 'authorization', 'cookie', 'set-cookie', 'kek', 'private_key_enc', 'privateKey']
 
 function capture (): { logger: ReturnType<typeof createLogger>, text: () => string } {
-  const lines: string[] = []
-  const sink = new Writable({ write (chunk: Buffer, _enc, done) { lines.push(chunk.toString()); done() } })
-  return { logger: createLogger({ logLevel: 'info' }, sink), text: () => lines.join('') }
+  const sink = memorySink()
+  return { logger: createLogger({ logLevel: 'info' }, sink.stream), text: sink.text }
 }
 
 /** { a: { b: { [key]: value } } } with `depth` levels above the key. */

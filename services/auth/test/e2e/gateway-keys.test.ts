@@ -9,9 +9,10 @@
  */
 import { randomBytes } from 'node:crypto'
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose'
+import { freePort } from '@tessera/testkit'
 import t, { type Test } from 'tap'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
-import { freePort, makeCertificate, startGateway, tempDir, type Gateway, type Reply } from '../helpers/gateway.js'
+import { makeCertificate, startGateway, tempDir, type Gateway, type Reply } from '../helpers/gateway.js'
 import { kidOf, sleep, within } from '../helpers/http.js'
 import { runCli, startServer } from '../helpers/server.js'
 

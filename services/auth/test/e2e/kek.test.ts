@@ -4,11 +4,11 @@
  * KEK, after which the old one is refused, the new one works, and tokens
  * issued before keep verifying.
  */
-import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { spawnProcess } from '@tessera/testkit'
 import t from 'tap'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { runCli, SERVER_ENTRY, startServer } from '../helpers/server.js'
@@ -17,15 +17,11 @@ import { loginOver, refreshOver, remoteVerifier, signUpOver, verifyAccess } from
 const ISSUER = 'http://tessera.test'
 
 async function startExpectingFailure (env: Record<string, string>): Promise<{ code: number | null, stdout: string, stderr: string }> {
-  const child = spawn(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (c: Buffer) => { stdout += c.toString() })
-  child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
+  const server = spawnProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', PORT: '0', ...env } })
+  const timer = setTimeout(() => { void server.stop('SIGKILL') }, 60_000)
+  const code = await server.closed
   clearTimeout(timer)
-  return { code, stdout, stderr }
+  return { code, stdout: server.stdout(), stderr: server.stderr() }
 }
 
 const kekText = (): string => randomBytes(32).toString('base64url')

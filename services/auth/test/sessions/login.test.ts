@@ -206,7 +206,7 @@ t.test('metadata URLs follow TESSERA_ISSUER', async (t) => {
 
 t.test('a login rehashes a password stored with old parameters', async (t) => {
   const weak = new PasswordHasher({ concurrency: 1, depth: 4, params: { memoryCost: 8192, timeCost: 1, parallelism: 1 } })
-  const { app, connection } = await buildTestApp(t)
+  const { app, connection } = await buildTestApp(t, {}, { productionArgon2: true })
   const hash = await weak.hash(PASSWORD)
   await connection.db.insertInto('users').values({ username: 'judy', password_hash: hash }).execute()
   await login(app, 'judy', PASSWORD)

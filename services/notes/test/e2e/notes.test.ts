@@ -1,16 +1,16 @@
 import { generateKeyPairSync, sign } from 'node:crypto'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { Writable } from 'node:stream'
 import { sql } from 'kysely'
 import { pino } from 'pino'
+import { memorySink } from '@tessera/testkit'
 import t from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
-import { buildApp, type App } from '../src/app.js'
-import { ConfigError, loadConfig, type Config } from '../src/config.js'
-import { connect, migrate } from '../src/db.js'
-import { createKeySource } from '../src/keys.js'
-import { createTestDatabase, forge, json, registerClient, startTessera } from './helpers.js'
+import { buildApp, type App } from '../../src/app.js'
+import { ConfigError, loadConfig, type Config } from '../../src/config.js'
+import { connect, migrate } from '../../src/db.js'
+import { createKeySource } from '../../src/keys.js'
+import { createTestDatabase, forge, json, registerClient, startTessera } from '../helpers.js'
 
 const PASSWORD = 'correct horse battery'
 
@@ -36,8 +36,8 @@ t.test('notes against a real Tessera', async (t) => {
   await migrate(db)
   await migrate(db) // idempotent: a restart, or a second instance, migrates nothing
 
-  const lines: string[] = []
-  const logger = pino({ level: 'info' }, new Writable({ write (chunk: Buffer, _e, done) { lines.push(chunk.toString()); done() } }))
+  const logs = memorySink()
+  const logger = pino({ level: 'info' }, logs.stream)
   const config: Config = {
     // Tessera's default issuer; its JWKS is wherever it listens.
     ...loadConfig({ DATABASE_URL: databaseUrl, NOTES_JWKS_URL: `${tessera.url}/.well-known/jwks.json` }),
@@ -123,7 +123,7 @@ t.test('notes against a real Tessera', async (t) => {
     const realKid = JSON.parse(Buffer.from(carol.access_token.split('.')[0] ?? '', 'base64url').toString()).kid as string
     refused(t, await call('GET', '/notes', forge({ alg: 'RS256', typ: 'at+jwt', kid: realKid }, { ...claims, sub: 'someone-else' }, rs256)), 'a known kid with a bad signature')
     refused(t, await call('GET', '/notes', forge({ alg: 'none', typ: 'at+jwt', kid: realKid }, claims, () => Buffer.alloc(0))), 'alg none')
-    t.notMatch(lines.join(''), carol.access_token, 'no token is logged')
+    t.notMatch(logs.text(), carol.access_token, 'no token is logged')
   })
 
   t.test('JWKS: misses remembered, refetches rate-limited, known keys trusted for a bounded time only; expired tokens fail', async (t) => {
