@@ -88,7 +88,7 @@ t.test('sign-up rules: taken names, closed sign-up, the policy', async (t) => {
 
 t.test('wrong password, unknown user and disabled user look the same', async (t) => {
   // Back-off would answer the repeated failures below without hashing; this test is about the hash.
-  const { app, connection } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_AFTER: '1000' })
+  const { app, connection } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_AFTER: '1000' }, { productionArgon2: true })
   await signUp(app, 'frank', PASSWORD)
   await signUp(app, 'grace', PASSWORD)
   await connection.db.updateTable('users').set({ disabled_at: new Date() }).where('username', '=', 'grace').execute()
