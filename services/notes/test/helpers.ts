@@ -5,30 +5,13 @@
  */
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
-import pg from 'pg'
 import type { Test } from 'tap'
 import { request, runProcess, spawnProcess, type RequestOptions } from '@tessera/testkit'
 
 const TESSERA_SERVER = fileURLToPath(new URL('../../auth/dist/server.js', import.meta.url))
 const TESSERA_CLI = fileURLToPath(new URL('../../auth/bin/tessera.js', import.meta.url))
 
-async function admin (sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: process.env.TESSERA_TEST_ADMIN_URL })
-  await client.connect()
-  try { await client.query(sql) } finally { await client.end() }
-}
-
-export async function createTestDatabase (t: Test): Promise<string> {
-  const adminUrl = process.env.TESSERA_TEST_ADMIN_URL
-  const template = process.env.TESSERA_TEST_TEMPLATE
-  if (adminUrl === undefined || template === undefined) throw new Error('run the tests through `npm test` (scripts/with-test-db.mjs provides the database)')
-  const name = `tessera_t_${randomBytes(6).toString('hex')}`
-  await admin(`CREATE DATABASE "${name}" TEMPLATE "${template}"`)
-  t.teardown(async () => { await admin(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`) })
-  const url = new URL(adminUrl)
-  url.pathname = `/${name}`
-  return url.toString()
-}
+export { createTestDatabase } from '@tessera/testkit'
 
 export interface Tessera { url: string, stop: () => Promise<void> }
 
