@@ -56,7 +56,10 @@ export function spawnProcess (command: string, args: string[], options: SpawnOpt
       const timer = setTimeout(() => { finish(); reject(new Error(`${what}: not seen within ${timeoutMs} ms:\n${output}`)) }, timeoutMs)
       listeners.add(check)
       check()
-      void exited.then(() => { if (listeners.has(check)) { finish(); reject(new Error(`${what}: the process exited first:\n${output}`)) } })
+      void exited.then(() => {
+        check()
+        if (listeners.has(check)) { finish(); reject(new Error(`${what}: the process exited first:\n${output}`)) }
+      })
     })
 
   const stop = async (signal: NodeJS.Signals = 'SIGTERM', graceMs = 30_000): Promise<number | null> => {

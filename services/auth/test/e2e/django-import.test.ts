@@ -77,7 +77,7 @@ t.test('manage.py dumpdata auth.user imports; users log in with their old passwo
   t.match(report, { read: users.length, created: users.length - 1, existing: 0, disabled: 1, unusable: 1, problem_count: 1 })
   t.match(report.problems, [{ position: users.length - 2, username: 'has space', reason: /^username: / }], 'the bad row, by its record number')
 
-  const ctx = await buildTestApp(t, {}, { connection })
+  const ctx = await buildTestApp(t, {}, { connection, productionArgon2: true })
   const hashOf = async (username: string): Promise<string> =>
     (await connection.db.selectFrom('users').select('password_hash').where('username', '=', username).executeTakeFirstOrThrow()).password_hash
   for (const name of HASHERS) {
