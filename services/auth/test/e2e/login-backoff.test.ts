@@ -21,7 +21,7 @@ const PASSWORD = 'correct horse battery'
 t.test('five failures back the account off: the right password gets 429 without hashing, then works after the wait', async (t) => {
   const config = testConfig()
   const hasher = new CountingHasher({ concurrency: config.hashConcurrency, depth: config.hashQueueDepth })
-  const { app, deps, advance } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_BASE: '30s' }, { hasher })
+  const { app, deps, advance } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_BASE: '30s' }, { hasher, realClock: true })
   await signUp(app, 'alice', PASSWORD)
   const attempt = async (password: string): Promise<{ status: number, body: Record<string, string>, headers: Record<string, unknown>, ms: number }> => {
     const started = performance.now()
