@@ -22,6 +22,7 @@ help:
 	@echo "(runtime: Node.js $(NODE_MAJOR) LTS; fetched into .tools/ when the machine's node is older)"
 	@echo "make run        install, start the embedded Postgres, migrate, serve on http://127.0.0.1:8080"
 	@echo "make test       lint, build and run every test against a real Postgres and Nginx"
+	@echo "make test-fast  build and run the in-process tests only (no spawned process, Nginx or Python; coverage off)"
 	@echo "make stack      Postgres, two auth instances, notes and Nginx (TLS on https://127.0.0.1:8443)"
 	@echo "make stack-down stop what make stack started"
 	@echo "make bench      benchmark every hot route against this machine's ceilings (SCENARIO=name for one)"
@@ -36,7 +37,7 @@ $(NODE_RUNTIME):
 	npm install --prefix .tools/node --no-save --no-package-lock --no-audit --no-fund node@$(NODE_PIN)
 endif
 
-$(NPM_STAMP): package.json package-lock.json services/*/package.json bench/package.json $(NODE_RUNTIME)
+$(NPM_STAMP): package.json package-lock.json packages/*/package.json services/*/package.json bench/package.json $(NODE_RUNTIME)
 	npm ci --no-audit --no-fund
 	@touch $(NPM_STAMP)
 
@@ -47,7 +48,7 @@ node-version: $(NPM_STAMP)
 
 # Rebuild only when a source or config changed, so a second `make run` starts in seconds.
 BUILD_STAMP := services/auth/dist/.build-stamp
-SOURCES := $(shell find services bench -path '*/node_modules' -prune -o -path '*/dist' -prune -o \( -name '*.ts' -o -name 'package.json' -o -name 'tsconfig*.json' \) -print 2>/dev/null) tsconfig.json
+SOURCES := $(shell find packages services bench -path '*/node_modules' -prune -o -path '*/dist' -prune -o \( -name '*.ts' -o -name 'package.json' -o -name 'tsconfig*.json' \) -print 2>/dev/null) tsconfig.json
 
 $(BUILD_STAMP): $(NPM_STAMP) $(SOURCES)
 	npm run build
@@ -65,6 +66,12 @@ run: build
 
 test: build lint
 	npm test
+
+# The in-process lane, for the edit-test loop: every test file outside
+# test/e2e/ (nothing spawned: no server process, CLI, Nginx or Python), on
+# the same real Postgres, coverage off. `make test` still runs everything.
+test-fast: build
+	node scripts/with-test-db.mjs npm run test:fast --workspaces --if-present
 
 stack: build
 	bash scripts/stack.sh up
@@ -98,4 +105,4 @@ keys-rewrap: build
 clean:
 	rm -rf services/*/dist bench/dist services/*/.tap .tap
 
-.PHONY: help node-version install build lint run test stack stack-down bench bench-peer keys-list keys-rotate keys-rotate-now keys-revoke keys-rewrap clean
+.PHONY: help node-version install build lint run test test-fast stack stack-down bench bench-peer keys-list keys-rotate keys-rotate-now keys-revoke keys-rewrap clean

@@ -9,7 +9,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { promises as fs } from 'node:fs'
 import https from 'node:https'
 import path from 'node:path'
-import { freePort } from './tessera.mjs'
+import { freePort } from '@tessera/testkit'
 
 /**
  * @typedef {object} Gateway

@@ -35,7 +35,7 @@ export const SERVER_ENTRY = fileURLToPath(new URL('../../services/auth/dist/serv
 export const NOTES_ENTRY = fileURLToPath(new URL('../../services/notes/dist/server.js', import.meta.url))
 
 export const { connect } = connection
-export const { freePort, startEmbeddedPostgres, stopEmbeddedPostgres } = embedded
+export const { startEmbeddedPostgres, stopEmbeddedPostgres } = embedded
 export const { migrateUp } = migrations
 export const { workerPoolSize } = cluster
 export const { ARGON2_PARAMS } = hasher

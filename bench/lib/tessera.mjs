@@ -4,11 +4,11 @@
  * Tessera uses several cores: instances share nothing but Postgres.
  * @module
  */
-import { spawn } from 'node:child_process'
+import { freePort, spawnProcess } from '@tessera/testkit'
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import { waitIdle } from './proc-cpu.mjs'
-import { NOTES_ENTRY, SERVER_ENTRY, freePort } from './service.mjs'
+import { NOTES_ENTRY, SERVER_ENTRY } from './service.mjs'
 
 export { NOTES_ENTRY, SERVER_ENTRY, freePort }
 
@@ -40,23 +40,15 @@ async function waitReady (url, deadline) {
 export async function startTessera (env, options = {}) {
   const port = await freePort()
   const url = `http://127.0.0.1:${port}`
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.entry ?? SERVER_ENTRY], {
-    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: String(port), ...env },
-    stdio: ['ignore', 'pipe', 'pipe']
+  const server = spawnProcess(process.execPath, [...(options.nodeArgs ?? []), options.entry ?? SERVER_ENTRY], {
+    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: String(port), ...env }
   })
-  let output = ''
-  child.stdout.on('data', (chunk) => { output += chunk.toString() })
-  child.stderr.on('data', (chunk) => { output += chunk.toString() })
-  /** @type {Promise<number | null>} */
-  const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)))
+  const output = server.output
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-    const code = await exited
-    clearTimeout(timer)
+    const code = await server.stop('SIGTERM', 30_000)
     if (options.logFile !== undefined) {
       await fs.mkdir(path.dirname(options.logFile), { recursive: true })
-      await fs.writeFile(options.logFile, output)
+      await fs.writeFile(options.logFile, output())
     }
     return code
   }
@@ -67,13 +59,13 @@ export async function startTessera (env, options = {}) {
         // /readyz answers once one HTTP worker listens; the others may still be loading their
         // modules and compiling their routes' schemas, work that would land in the first
         // measured run or in the profile. An idle instance uses almost nothing (timers).
-        await waitIdle({ server: [child.pid ?? 0] }, { idle: 0.1, intervalMs: 300, timeoutMs: 15_000 })
+        await waitIdle({ server: [server.child.pid ?? 0] }, { idle: 0.1, intervalMs: 300, timeoutMs: 15_000 })
       })(),
-      exited.then((code) => { throw new Error(`${url} exited (${code}) before it was ready:\n${output}`) })
+      server.exited.then((code) => { throw new Error(`${url} exited (${code}) before it was ready:\n${output()}`) })
     ])
   } catch (err) {
     await stop()
     throw err
   }
-  return { url, pid: child.pid ?? 0, output: () => output, stop }
+  return { url, pid: server.child.pid ?? 0, output, stop }
 }

@@ -1,9 +1,11 @@
 /**
  * An in-process Tessera on a fresh database: the real buildApp, keyring,
- * hasher and Postgres; logs captured in memory so tests can read them.
+ * hasher and Postgres; logs captured in memory so tests can read them. The
+ * clock is frozen and argon2 is at its cheapest unless a test asks otherwise
+ * (TestAppOptions).
  */
 import { randomBytes } from 'node:crypto'
-import { Writable } from 'node:stream'
+import { memorySink } from '@tessera/testkit'
 import type { Test } from 'tap'
 import { buildApp, type App, type Deps } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
@@ -14,7 +16,8 @@ import { Keyring } from '../../src/keys/keyring.js'
 import { loadKeyring } from '../../src/keys/load.js'
 import { createLogger } from '../../src/logging.js'
 import { createMetrics } from '../../src/metrics/metrics.js'
-import { PasswordHasher } from '../../src/passwords/hasher.js'
+import { ARGON2_PARAMS, PasswordHasher } from '../../src/passwords/hasher.js'
+import type { Argon2Params } from '../../src/passwords/verify.js'
 import { testConnection } from './db.js'
 
 export interface TestApp {
@@ -25,9 +28,31 @@ export interface TestApp {
   kek: Buffer
   /** Every log line written so far, as text. */
   logs: () => string
-  /** Moves the injected clock. */
+  /** Moves the injected clock (frozen or real) forward. */
   advance: (seconds: number) => void
 }
+
+export interface TestAppOptions {
+  connection?: Connection
+  hasher?: PasswordHasher
+  /**
+   * The instant the app's clock stands still at (jose's tests freeze `now`
+   * the same way), so expiry and lifetimes are asserted exactly and only
+   * `advance` moves time. Defaults to the build time, to the second: the
+   * database's own now() and jose's default check are then seconds away.
+   */
+  now?: Date
+  /** A clock that runs, for a test about what happens while time passes. */
+  realClock?: boolean
+  /** Tessera's own argon2 parameters, for a test about hashing: its cost, its rehash, its queue. */
+  productionArgon2?: boolean
+}
+
+/**
+ * The cheapest argon2id that node-argon2 accepts: a test that only needs a
+ * password to work pays about a millisecond per hash instead of tens.
+ */
+export const TEST_ARGON2: Argon2Params = { memoryCost: 1024, timeCost: 1, parallelism: 1 }
 
 /** For loads of keys Tessera made itself: a rejected row is a bug, so the load fails. */
 export function refuseRejectedKey (kid: string, reason: string): void {
@@ -38,24 +63,26 @@ export function testConfig (env: Record<string, string> = {}): Config {
   return loadConfig({ TESSERA_KEK: randomBytes(32).toString('base64url'), LOG_LEVEL: 'info', TESSERA_DATA_DIR: '/nonexistent-tessera-test', ...env })
 }
 
-export async function buildTestApp (t: Test, env: Record<string, string> = {}, options: { connection?: Connection, hasher?: PasswordHasher } = {}): Promise<TestApp> {
+export async function buildTestApp (t: Test, env: Record<string, string> = {}, options: TestAppOptions = {}): Promise<TestApp> {
   const config = testConfig(env)
   const connection = options.connection ?? await testConnection(t)
-  const lines: string[] = []
-  const sink = new Writable({ write (chunk: Buffer, _enc, done) { lines.push(chunk.toString()); done() } })
-  const logger = createLogger(config, sink)
+  const sink = memorySink()
+  const logger = createLogger(config, sink.stream)
   const kek = config.kek ?? randomBytes(32)
   let offset = 0
-  const clock = (): Date => new Date(Date.now() + offset * 1000)
+  const frozenAt = (options.now ?? new Date(Math.floor(Date.now() / 1000) * 1000)).getTime()
+  const clock = options.realClock === true
+    ? (): Date => new Date(Date.now() + offset * 1000)
+    : (): Date => new Date(frozenAt + offset * 1000)
   const keyring = new Keyring()
   await ensureSigningKey(connection.db, kek, config.keyBits, clock())
   await loadKeyring(connection.db, kek, keyring, { onRejectedKey: refuseRejectedKey })
   await ensureDefaultClient(connection.db, config, clock())
-  const hasher = options.hasher ?? new PasswordHasher({ concurrency: config.hashConcurrency, depth: config.hashQueueDepth })
+  const hasher = options.hasher ?? new PasswordHasher({ concurrency: config.hashConcurrency, depth: config.hashQueueDepth, params: options.productionArgon2 === true ? ARGON2_PARAMS : TEST_ARGON2 })
   const deps: Deps = { db: connection.db, logger, keyring, hasher, metrics: createMetrics({ hasher, keyring, pool: connection.pool, processMetrics: false }), clock }
   const app = await buildApp(config, deps)
   t.teardown(async () => { await app.close() })
-  return { app, config, deps, connection, kek, logs: () => lines.join(''), advance: (seconds) => { offset += seconds } }
+  return { app, config, deps, connection, kek, logs: sink.text, advance: (seconds) => { offset += seconds } }
 }
 
 export interface Tokens {

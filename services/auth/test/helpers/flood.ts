@@ -2,7 +2,7 @@
  * A login flood from a separate process, so the test's own latency probes
  * are not delayed by the client work of hundreds of requests.
  */
-import { spawn } from 'node:child_process'
+import { spawnProcess } from '@tessera/testkit'
 
 export interface FloodResult {
   statuses: Record<string, number>
@@ -52,12 +52,10 @@ process.stdout.write(JSON.stringify({ statuses, errors, sent, shedWithoutRetryAf
  * w logs in as users[w % users.length] again and again.
  */
 export async function flood (url: string, concurrency: number, seconds: number, users: Credentials[] = []): Promise<FloodResult> {
-  const child = spawn(process.execPath, ['--input-type=module', '-e', SCRIPT, url, String(concurrency), String(seconds), JSON.stringify(users)], { stdio: ['ignore', 'pipe', 'inherit'] })
-  let out = ''
-  child.stdout.on('data', (c: Buffer) => { out += c.toString() })
-  const timer = setTimeout(() => child.kill('SIGKILL'), (seconds + 30) * 1000)
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
+  const client = spawnProcess(process.execPath, ['--input-type=module', '-e', SCRIPT, url, String(concurrency), String(seconds), JSON.stringify(users)], { env: process.env })
+  const timer = setTimeout(() => { void client.stop('SIGKILL') }, (seconds + 30) * 1000)
+  const code = await client.closed
   clearTimeout(timer)
-  if (code !== 0) throw new Error(`the flood process exited with ${code}`)
-  return JSON.parse(out) as FloodResult
+  if (code !== 0) throw new Error(`the flood process exited with ${code}: ${client.stderr()}`)
+  return JSON.parse(client.stdout()) as FloodResult
 }

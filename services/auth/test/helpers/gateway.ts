@@ -4,15 +4,13 @@
  * plus a real notes process and an HTTPS client that trusts the gateway's
  * self-signed certificate.
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { request as httpsRequest } from 'node:https'
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
+import { request, spawnProcess, type Reply } from '@tessera/testkit'
 
 export const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url))
 const NOTES_ENTRY = join(REPO_ROOT, 'services/notes/dist/server.js')
@@ -23,17 +21,6 @@ export function nginxBinary (): string {
     if (existsSync(join(dir, 'nginx'))) return join(dir, 'nginx')
   }
   throw new Error('nginx is not installed (apt-get install nginx): the gateway tests need a real Nginx')
-}
-
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.on('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port')))
-    })
-  })
 }
 
 export function tempDir (t: Test, name: string): string {
@@ -49,30 +36,11 @@ export function makeCertificate (dir: string): { cert: string, key: string } {
   return { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') }
 }
 
-export interface Reply { status: number, headers: IncomingHttpHeaders, body: string, json: () => Record<string, unknown> }
+export type { Reply }
 
 export interface RequestOptions { headers?: Record<string, string>, body?: string | Record<string, unknown> }
 
-function send (url: string, method: string, ca: Buffer, options: RequestOptions): Promise<Reply> {
-  const body = typeof options.body === 'object' ? JSON.stringify(options.body) : options.body
-  const headers: Record<string, string> = {
-    ...(typeof options.body === 'object' ? { 'content-type': 'application/json' } : {}),
-    ...(body === undefined ? {} : { 'content-length': String(Buffer.byteLength(body)) }),
-    ...options.headers
-  }
-  const make = url.startsWith('https:') ? httpsRequest : httpRequest
-  return new Promise((resolve, reject) => {
-    const req = make(url, { method, headers, ca, agent: false, timeout: 30_000 }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (chunk: string) => { text += chunk })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text, json: () => JSON.parse(text) as Record<string, unknown> }))
-    })
-    req.on('timeout', () => req.destroy(new Error(`${method} ${url} timed out`)))
-    req.on('error', reject)
-    req.end(body)
-  })
-}
+const send = async (url: string, method: string, ca: Buffer, options: RequestOptions): Promise<Reply> => await request(url, { ...options, method, ca })
 
 export interface Gateway {
   origin: string
@@ -108,25 +76,19 @@ export async function startGateway (t: Test, options: { httpPort: number, httpsP
   const configTest = { status: check.status, output: `${check.stdout}${check.stderr}` }
   if (check.status !== 0) throw new Error(`nginx -t failed:\n${configTest.output}`)
 
-  const child = spawn(nginx, [...args, '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
-  child.stderr.on('data', (c: Buffer) => { output += c.toString() })
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()))
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
-    await exited
-  })
+  const nginxProcess = spawnProcess(nginx, [...args, '-g', 'daemon off;'], { env: process.env })
+  t.teardown(async () => { await nginxProcess.stop('SIGTERM') })
   const ca = readFileSync(options.tls.cert)
   const origin = `https://127.0.0.1:${options.httpsPort}`
   const request = async (method: string, path: string, opts: RequestOptions = {}): Promise<Reply> => await send(`${origin}${path}`, method, ca, opts)
   const deadline = Date.now() + 15_000
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`nginx exited: ${output}`)
+    if (nginxProcess.child.exitCode !== null) throw new Error(`nginx exited: ${nginxProcess.stderr()}`)
     try {
       await request('GET', '/gateway-probe')
       break
     } catch (err) {
-      if (Date.now() > deadline) throw new Error(`nginx did not start: ${String(err)} ${output}`)
+      if (Date.now() > deadline) throw new Error(`nginx did not start: ${String(err)} ${nginxProcess.stderr()}`)
       await new Promise((resolve) => setTimeout(resolve, 100))
     }
   }
@@ -146,22 +108,8 @@ export interface RunningNotes { url: string, port: number, output: () => string 
 
 /** The compiled notes service, its own process. */
 export async function startNotes (t: Test, env: Record<string, string>): Promise<RunningNotes> {
-  const child = spawn(process.execPath, [NOTES_ENTRY], { env: { PATH: process.env.PATH ?? '', PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
-  child.stderr.on('data', (c: Buffer) => { output += c.toString() })
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()))
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-    await exited
-  })
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`notes did not start:\n${output}`)), 30_000)
-    child.stdout.on('data', (c: Buffer) => {
-      output += c.toString()
-      const match = /"address":"(http:\/\/[^"]+)".*"msg":"notes is serving"/.exec(output)
-      if (match?.[1] !== undefined) { clearTimeout(timer); resolve(match[1]) }
-    })
-    void exited.then(() => { clearTimeout(timer); reject(new Error(`notes exited:\n${output}`)) })
-  })
-  return { url, port: Number(new URL(url).port), output: () => output }
+  const notes = spawnProcess(process.execPath, [NOTES_ENTRY], { env: { PATH: process.env.PATH ?? '', PORT: '0', ...env } })
+  t.teardown(async () => { await notes.stop('SIGKILL') })
+  const [, url = ''] = await notes.waitFor(/"address":"(http:\/\/[^"]+)".*"msg":"notes is serving"/, 30_000, 'notes')
+  return { url, port: Number(new URL(url).port), output: notes.output }
 }

@@ -1,6 +1,7 @@
 /**
  * Talking to a spawned server over real HTTP, as a client and a verifier would.
  */
+import { request } from '@tessera/testkit'
 import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose'
 
 export interface TokenBody {
@@ -8,9 +9,9 @@ export interface TokenBody {
   refresh_token: string
 }
 
-export async function postJson (url: string, body: unknown): Promise<{ status: number, body: Record<string, unknown> }> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
-  return { status: res.status, body: await res.json() as Record<string, unknown> }
+export async function postJson (url: string, body: object): Promise<{ status: number, body: Record<string, unknown> }> {
+  const reply = await request(url, { method: 'POST', body })
+  return { status: reply.status, body: reply.json() }
 }
 
 export async function signUpOver (base: string, username: string, password: string): Promise<void> {

@@ -1,11 +1,12 @@
 /**
  * Spawns the real compiled server (dist/server.js) as its own process.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
+import { runProcess, spawnProcess, type ProcessResult } from '@tessera/testkit'
 
 export const SERVER_ENTRY = fileURLToPath(new URL('../../dist/server.js', import.meta.url))
 export const CLI_ENTRY = fileURLToPath(new URL('../../bin/tessera.js', import.meta.url))
@@ -19,29 +20,10 @@ export interface RunningServer {
 }
 
 export async function startServer (t: Test, env: Record<string, string>, options: { timeoutMs?: number } = {}): Promise<RunningServer> {
-  const child = spawn(process.execPath, [SERVER_ENTRY], {
-    env: { PATH: process.env.PATH ?? '', PORT: '0', LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let output = ''
-  child.stdout.on('data', (c: Buffer) => { output += c.toString() })
-  child.stderr.on('data', (c: Buffer) => { output += c.toString() })
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), options.timeoutMs ?? 60_000)
-    const check = (): void => {
-      const match = /"address":"(http:\/\/[^"]+)".*"msg":"tessera is serving"/.exec(output)
-      if (match?.[1] !== undefined) { clearTimeout(timer); resolve(match[1]) }
-    }
-    child.stdout.on('data', check)
-    void exited.then(() => { clearTimeout(timer); reject(new Error(`server exited:\n${output}`)) })
-  })
-  const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> => {
-    if (child.exitCode === null && child.signalCode === null) child.kill(signal)
-    return await exited
-  }
-  t.teardown(async () => { await stop('SIGKILL') })
-  return { url, process: child, output: () => output, exited, stop }
+  const server = spawnProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', PORT: '0', LOG_LEVEL: 'info', ...env } })
+  t.teardown(async () => { await server.stop('SIGKILL') })
+  const [, url = ''] = await server.waitFor(/"address":"(http:\/\/[^"]+)".*"msg":"tessera is serving"/, options.timeoutMs ?? 60_000, 'the server')
+  return { url, process: server.child, output: server.output, exited: server.exited, stop: async (signal = 'SIGTERM') => await server.stop(signal) }
 }
 
 /** Every process of an instance: the primary and what it forked (HTTP workers, the hashing process), from /proc. */
@@ -75,15 +57,8 @@ export async function killInstance (server: RunningServer, limitMs = 5000): Prom
   }
 }
 
-export interface CliResult { code: number | null, stdout: string, stderr: string }
+export type CliResult = ProcessResult
 
 export async function runCli (args: string[], env: Record<string, string>, stdin = ''): Promise<CliResult> {
-  const child = spawn(process.execPath, [CLI_ENTRY, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (c: Buffer) => { stdout += c.toString() })
-  child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
-  child.stdin.end(stdin)
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
-  return { code, stdout, stderr }
+  return await runProcess(process.execPath, [CLI_ENTRY, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdin })
 }

@@ -1,0 +1,14 @@
+/**
+ * The test toolkit of services/auth, services/notes and bench: one way to
+ * spawn a process, find a free port, make an HTTP request, capture logs and
+ * clone a test database.
+ * It knows no test runner: callers register `stop` with tap's `t.teardown`
+ * or node:test's `t.after` themselves (a database takes anything with a
+ * `teardown`).
+ * @module
+ */
+export { freePort } from './free-port.js'
+export { request, type Reply, type RequestOptions } from './http.js'
+export { memorySink, type MemorySink } from './log-sink.js'
+export { runProcess, spawnProcess, type ProcessResult, type SpawnOptions, type SpawnedProcess } from './process.js'
+export { createTestDatabase, testDatabaseEnv, type Teardown } from './test-database.js'

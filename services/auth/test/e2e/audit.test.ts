@@ -1,0 +1,194 @@
+import t from 'tap'
+import type { App } from '../../src/app.js'
+import { buildTestApp, type Tokens } from '../helpers/app.js'
+import { createTestDatabase, testConnection } from '../helpers/db.js'
+import { runCli } from '../helpers/server.js'
+
+const UA = 'audit-test/1.0'
+
+interface AuditRowJson {
+  type: string
+  actor: string | null
+  user_id: string | null
+  username: string | null
+  session_id: string | null
+  ip: string | null
+  user_agent: string | null
+  request_id: string | null
+  detail: Record<string, unknown>
+}
+
+t.test('every event is audited by the action that causes it, with who, where and which request; no secret anywhere', async (t) => {
+  const url = await createTestDatabase(t)
+  const connection = await testConnection(t, url)
+  const { app, deps, logs, advance } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_AFTER: '2', TESSERA_LOGIN_BACKOFF_BASE: '30s', TESSERA_TRUST_PROXY: '127.0.0.1' }, { connection })
+  const secrets: string[] = []
+  let n = 0
+  /** Sends with a known request id and user agent; returns the id to look for. */
+  const send = async (method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, payload?: object, bearer?: string): Promise<{ id: string, status: number, body: Record<string, unknown> }> => {
+    const id = `audit-${++n}`
+    const headers: Record<string, string> = { 'x-request-id': id, 'user-agent': UA }
+    if (bearer !== undefined) headers.authorization = `Bearer ${bearer}`
+    const res = await app.inject({ method, url: path, headers, ...(payload === undefined ? {} : { payload }) })
+    t.equal(res.headers['x-request-id'], id, 'the request id is returned')
+    return { id, status: res.statusCode, body: res.body === '' ? {} : res.json() }
+  }
+  const password = (text: string): string => { secrets.push(text); return text }
+  const tokens = (body: Record<string, unknown>): Tokens => {
+    const pair = body as unknown as Tokens
+    secrets.push(pair.access_token, pair.refresh_token)
+    return pair
+  }
+  const rowsFor = async (requestId: string): Promise<AuditRowJson[]> =>
+    (await deps.db.selectFrom('audit_events').selectAll().where('request_id', '=', requestId).orderBy('id').execute()) as unknown as AuditRowJson[]
+  const where = { ip: '127.0.0.1', user_agent: UA }
+
+  const created = await send('POST', '/v1/users', { username: 'Judy', password: password('judy password 1') })
+  const userId = created.body.id as string
+  t.match(await rowsFor(created.id), [{ type: 'user.created', actor: userId, user_id: userId, username: 'judy', ...where, request_id: created.id }])
+
+  const ok = await send('POST', '/oauth/token', { grant_type: 'password', username: 'judy', password: 'judy password 1' })
+  const a = tokens(ok.body)
+  const [loginRow] = await rowsFor(ok.id)
+  t.match(loginRow, { type: 'login.succeeded', actor: userId, user_id: userId, username: 'judy', ...where, request_id: ok.id })
+  const sessionA = loginRow?.session_id ?? ''
+  t.match(sessionA, /^[0-9a-f-]{36}$/)
+
+  const wrong = await send('POST', '/oauth/token', { grant_type: 'password', username: 'judy', password: password('not judys password') })
+  t.match(await rowsFor(wrong.id), [{ type: 'login.failed', actor: userId, user_id: userId, username: 'judy', ...where, detail: { reason: 'wrong_password', failures: 1, blocked_until: null } }])
+  const unknown = await send('POST', '/oauth/token', { grant_type: 'password', username: 'nobody', password: password('nobodys password') })
+  t.match(await rowsFor(unknown.id), [{ type: 'login.failed', actor: 'anonymous', user_id: null, username: 'nobody', ...where, detail: { reason: 'unknown_user' } }])
+  await send('POST', '/oauth/token', { grant_type: 'password', username: 'judy', password: 'not judys password' })
+  const backedOff = await send('POST', '/oauth/token', { grant_type: 'password', username: 'judy', password: 'judy password 1' })
+  t.equal(backedOff.status, 429)
+  t.match(await rowsFor(backedOff.id), [{ type: 'login.backed_off', username: 'judy', ...where, request_id: backedOff.id, detail: { retry_after: Number } }])
+  advance(31)
+
+  const logins: Tokens[] = []
+  for (let i = 0; i < 4; i++) logins.push(tokens((await send('POST', '/oauth/token', { grant_type: 'password', username: 'judy', password: 'judy password 1' })).body))
+  const [b, c] = logins as [Tokens, Tokens]
+
+  // Reuse: rotate b, then present the old one after the grace window.
+  const rotated = await send('POST', '/oauth/token', { grant_type: 'refresh_token', refresh_token: b.refresh_token })
+  tokens(rotated.body)
+  advance(11)
+  const reuse = await send('POST', '/oauth/token', { grant_type: 'refresh_token', refresh_token: b.refresh_token })
+  t.equal(reuse.status, 400)
+  const reuseRows = await rowsFor(reuse.id)
+  t.match(reuseRows, [
+    { type: 'session.ended', actor: 'system', user_id: userId, ...where, detail: { reason: 'reuse' } },
+    { type: 'refresh.reuse_detected', actor: 'system', user_id: userId, ...where, detail: { jti: String } }
+  ])
+  t.equal(reuseRows[0]?.session_id, reuseRows[1]?.session_id)
+
+  const revoked = await send('POST', '/oauth/revoke', { token: c.refresh_token })
+  t.match(await rowsFor(revoked.id), [{ type: 'session.ended', user_id: userId, ...where, detail: { reason: 'revoke' } }])
+
+  const sessions = await send('GET', '/v1/sessions', undefined, a.access_token)
+  const other = (sessions.body.sessions as Array<{ id: string, current: boolean }>).find((s) => !s.current)?.id ?? ''
+  const deleted = await send('DELETE', `/v1/sessions/${other}`, undefined, a.access_token)
+  t.equal(deleted.status, 204)
+  t.match(await rowsFor(deleted.id), [{ type: 'session.ended', actor: userId, session_id: other, ...where, detail: { reason: 'session_deleted' } }])
+
+  const changed = await send('PUT', '/v1/password', { current_password: 'judy password 1', new_password: password('judy password 2') }, a.access_token)
+  t.equal(changed.status, 200)
+  const changeRows = await rowsFor(changed.id)
+  t.match(changeRows[0], { type: 'password.changed', actor: userId, user_id: userId, session_id: sessionA, ...where })
+  t.ok(changeRows.slice(1).length >= 1 && changeRows.slice(1).every((r) => r.type === 'session.ended' && r.detail.reason === 'password_change' && r.session_id !== sessionA), 'every other session ended for the password change')
+
+  const f = tokens((await send('POST', '/oauth/token', { grant_type: 'password', username: 'judy', password: 'judy password 2' })).body)
+  const out = await send('POST', '/v1/logout', {}, f.access_token)
+  t.match(await rowsFor(out.id), [{ type: 'session.ended', actor: userId, ...where, detail: { reason: 'logout' } }])
+  const g = tokens((await send('POST', '/oauth/token', { grant_type: 'password', username: 'judy', password: 'judy password 2' })).body)
+  tokens((await send('POST', '/oauth/token', { grant_type: 'password', username: 'judy', password: 'judy password 2' })).body)
+  const all = await send('POST', '/v1/logout', { all: true }, g.access_token)
+  const allRows = await rowsFor(all.id)
+  t.ok(allRows.length >= 3 && allRows.every((r) => r.type === 'session.ended' && r.detail.reason === 'logout_all'), 'logout-all ends every live session, one row each')
+
+  tokens((await send('POST', '/oauth/token', { grant_type: 'password', username: 'judy', password: 'judy password 2' })).body)
+  const disabled = await runCli(['users', 'disable', 'judy', '--json'], { DATABASE_URL: url })
+  t.equal(disabled.code, 0, disabled.stderr)
+  const disableRows = (await deps.db.selectFrom('audit_events').selectAll().where('type', 'in', ['user.disabled', 'session.ended']).where('actor', '=', 'operator').orderBy('id').execute()) as unknown as AuditRowJson[]
+  t.match(disableRows, [
+    { type: 'user.disabled', user_id: userId, username: 'judy', user_agent: 'tessera-cli' },
+    { type: 'session.ended', user_id: userId, user_agent: 'tessera-cli', detail: { reason: 'user_disabled' } }
+  ])
+
+  const createdByCli = await runCli(['users', 'create', 'kim', '--json'], { DATABASE_URL: url }, password('kim password 1') + '\n')
+  t.equal(createdByCli.code, 0, createdByCli.stderr)
+  t.match(await deps.db.selectFrom('audit_events').selectAll().where('type', '=', 'user.created').where('username', '=', 'kim').executeTakeFirst(), { actor: 'operator', user_agent: 'tessera-cli' })
+
+  // `tessera audit tail`: the newest rows, oldest first, filtered by user.
+  const tail = await runCli(['audit', 'tail', '--user', 'JUDY', '--limit', '3', '--json'], { DATABASE_URL: url })
+  t.equal(tail.code, 0, tail.stderr)
+  const tailed = JSON.parse(tail.stdout) as AuditRowJson[]
+  t.equal(tailed.length, 3)
+  t.equal(tailed.at(-1)?.type, 'session.ended', 'the newest row is last')
+  t.ok(tailed.every((r) => r.user_id === userId || r.username === 'judy'))
+  const human = await runCli(['audit', 'tail', '--user', 'nobody'], { DATABASE_URL: url })
+  t.equal(human.code, 0, human.stderr)
+  t.match(human.stdout, /^time\s+type\s+actor\s+user\s+session\s+ip\s+request\s+detail\n.*login\.failed\s+anonymous\s+nobody/s, 'rows about a name no user has')
+  const usage = await runCli(['audit', 'tail', '--limit', 'lots'], { DATABASE_URL: url })
+  t.equal(usage.code, 2)
+  t.match(usage.stderr, /--limit/)
+  const unknownOption = await runCli(['audit', 'tail', '--since', 'yesterday'], { DATABASE_URL: url })
+  t.equal(unknownOption.code, 2)
+
+  // Every request's log lines carry its id; no secret reaches an audit row, a log line or the CLI.
+  const lines = logs().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { reqId?: string, msg: string })
+  const requestLines = lines.filter((l) => l.msg === 'request')
+  t.ok(requestLines.length >= n && requestLines.every((l) => typeof l.reqId === 'string' && l.reqId.startsWith('audit-')), 'every request line carries the request id')
+  t.ok(lines.filter((l) => l.msg === 'oauth error').every((l) => typeof l.reqId === 'string'), 'and so do the lines logged while handling it')
+  const everything = [
+    JSON.stringify(await deps.db.selectFrom('audit_events').selectAll().execute()),
+    logs(),
+    tail.stdout,
+    human.stdout
+  ].join('\n')
+  t.ok(secrets.length > 20)
+  for (const secret of secrets) {
+    t.notOk(everything.includes(secret), `the secret ${secret.slice(0, 6)}… appears nowhere`)
+    // A token's signature alone is as good as a leak of the token.
+    const signature = secret.split('.')[2]
+    if (signature !== undefined) t.notOk(everything.includes(signature), 'nor its signature')
+  }
+})
+
+t.test('a malformed X-Request-Id is replaced; problem+json carries the id', async (t) => {
+  const { app, logs } = await buildTestApp(t, { TESSERA_TRUST_PROXY: '127.0.0.1' })
+  const check = async (app: App, given: string): Promise<string> => {
+    const res = await app.inject({ method: 'GET', url: '/v1/me', headers: { 'x-request-id': given } })
+    t.equal(res.statusCode, 401)
+    t.equal(res.json().request_id, res.headers['x-request-id'])
+    return String(res.headers['x-request-id'])
+  }
+  t.equal(await check(app, 'gateway-1234'), 'gateway-1234')
+  const replaced = await check(app, 'has spaces and "quotes"')
+  t.match(replaced, /^[0-9a-f-]{36}$/)
+  t.match(logs(), new RegExp(`"reqId":"${replaced}"`))
+  t.notMatch(logs(), /has spaces/)
+})
+
+t.test('audit tail escapes control characters; cleanup enforces the audit retention', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db } = await testConnection(t, url)
+  const now = Date.now()
+  await db.insertInto('audit_events').values([
+    { type: 'login.failed', actor: 'anonymous', username: 'evil\u001b[2J\u001b]0;owned\u0007\u009b31m\u202ename', occurred_at: new Date(now - 60_000) },
+    { type: 'login.failed', actor: 'anonymous', username: 'ancient', occurred_at: new Date(now - 31 * 86400_000) }
+  ]).execute()
+  for (const args of [['audit', 'tail'], ['audit', 'tail', '--json']]) {
+    const tail = await runCli(args, { DATABASE_URL: url })
+    t.equal(tail.code, 0, tail.stderr)
+    t.notMatch(tail.stdout.replaceAll('\n', ''), /\p{Cc}|\u202e/u, `${args.join(' ')}: no control character but newlines, no bidi override`)
+    t.match(tail.stdout, /evil\\+u001b\[2J/, 'the escape is shown, escaped')
+  }
+  const json = await runCli(['audit', 'tail', '--json'], { DATABASE_URL: url })
+  t.match(JSON.parse(json.stdout), [{ username: 'evil\u001b[2J\u001b]0;owned\u0007\u009b31m\u202ename' }, { username: 'ancient' }], 'the JSON is still valid and exact')
+
+  const cleanup = await runCli(['cleanup', '--json'], { DATABASE_URL: url, TESSERA_AUDIT_RETENTION: '30d' })
+  t.equal(cleanup.code, 0, cleanup.stderr)
+  t.match(JSON.parse(cleanup.stdout), { ran: true, audit_events: 1 })
+  const left = await db.selectFrom('audit_events').select('username').execute()
+  t.same(left.map((r) => r.username), ['evil\u001b[2J\u001b]0;owned\u0007\u009b31m\u202ename'], 'only the event older than 30 days went')
+})

@@ -1,0 +1,178 @@
+import t from 'tap'
+import { randomBytes } from 'node:crypto'
+import { promises as fs } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { buildTestApp, login, refresh } from '../helpers/app.js'
+import type { App } from '../../src/app.js'
+import { createTestDatabase, testConnection } from '../helpers/db.js'
+import { runCli } from '../helpers/server.js'
+
+const PASSWORD = 'correct horse battery'
+
+t.test('users create reads the password from stdin; users disable ends sessions', async (t) => {
+  const url = await createTestDatabase(t)
+  const env = { DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url') }
+  const created = await runCli(['users', 'create', 'Kim', '--json'], env, `${PASSWORD}\n`)
+  t.equal(created.code, 0, created.stderr)
+  const user = JSON.parse(created.stdout)
+  t.equal(user.username, 'kim')
+
+  const ctx = await buildTestApp(t, {}, { connection: await testConnection(t, url) })
+  const tokens = await login(ctx.app, 'kim', PASSWORD)
+
+  const again = await runCli(['users', 'create', 'kim'], env, PASSWORD)
+  t.equal(again.code, 1)
+  t.equal(again.stderr, 'tessera: username: is already taken\n', 'one line, no stack')
+  const weak = await runCli(['users', 'create', 'lee'], env, 'short')
+  t.equal(weak.code, 1)
+  t.match(weak.stderr, /^tessera: password: must be 8 to 256 characters\n$/)
+
+  const disabled = await runCli(['users', 'disable', 'kim'], env)
+  t.equal(disabled.code, 0, disabled.stderr)
+  t.equal(disabled.stdout, 'disabled kim; ended 1 session(s)\n')
+  t.equal((await refresh(ctx.app, tokens.refresh_token)).status, 400)
+  const twice = await runCli(['users', 'disable', 'kim', '--json'], env)
+  t.match(JSON.parse(twice.stdout), { already_disabled: true, sessions_ended: 0 })
+  const nobody = await runCli(['users', 'disable', 'nobody'], env)
+  t.equal(nobody.code, 1)
+  t.equal(nobody.stderr, 'tessera: no user named nobody\n')
+  const audit = await ctx.connection.db.selectFrom('audit_events').select(['type', 'actor']).where('user_id', '=', user.id).orderBy('id').execute()
+  t.match(audit.map((e) => e.type), ['user.created', 'login.succeeded', 'user.disabled', 'session.ended'])
+})
+
+t.test('keys list and usage errors', async (t) => {
+  const url = await createTestDatabase(t)
+  const env = { DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url') }
+  await buildTestApp(t, {}, { connection: await testConnection(t, url) })
+  const keys = await runCli(['keys', 'list', '--json'], env)
+  t.equal(keys.code, 0, keys.stderr)
+  t.match(JSON.parse(keys.stdout), [{ state: 'current', bits: 2048, private_half: true }])
+  const cleanup = await runCli(['cleanup', '--json'], env)
+  t.equal(cleanup.code, 0, cleanup.stderr)
+  t.same(JSON.parse(cleanup.stdout), { ran: true, sessions: 0, refresh_tokens: 0, audit_events: 0 })
+  const usage = await runCli(['frobnicate'], env)
+  t.equal(usage.code, 2)
+  t.equal(usage.stdout, '')
+  t.equal(usage.stderr, 'tessera: unknown command "frobnicate" (see tessera --help)\n')
+  for (const args of [['keys', 'revoke'], ['keys', 'rewrap', '--json']]) {
+    // Without a KEK the command would fail (exit 1) if it read it before checking its arguments.
+    const missing = await runCli(args, { DATABASE_URL: url, NODE_ENV: 'production' })
+    t.equal(missing.code, 2, `${args.join(' ')} without its argument is a usage error`)
+    t.match(missing.stderr, /usage: tessera keys/)
+  }
+  const badEnv = await runCli(['keys', 'list'], { ...env, TESSERA_KEY_BITS: '1000' })
+  t.equal(badEnv.code, 1)
+  t.equal(badEnv.stderr, 'tessera: TESSERA_KEY_BITS="1000" is invalid: expected one of 2048, 3072, 4096\n')
+})
+
+t.test('--help and --version on stdout with exit 0; no command is a usage error', async (t) => {
+  const help = await runCli(['--help'], {})
+  t.equal(help.code, 0)
+  t.equal(help.stderr, '')
+  t.match(help.stdout, /^usage: tessera <command> \[--json\]/)
+  t.match(help.stdout, /users end-sessions USERNAME/)
+  t.match(help.stdout, /Exit status: 0 done, 1 failed, 2 usage error/)
+
+  const users = await runCli(['users', '--help'], {})
+  t.equal(users.code, 0)
+  t.equal(users.stderr, '')
+  t.match(users.stdout, /users set-password USERNAME/)
+  t.notMatch(users.stdout, /keys rotate/, 'only the lines of that command')
+  const keys = await runCli(['keys', '-h'], {})
+  t.match(keys.stdout, /keys rotate \[--now\][^\n]*\n\s+--now: it signs at once/, 'continuation lines come along')
+
+  const version = await runCli(['--version'], {})
+  t.equal(version.code, 0)
+  t.match(version.stdout, /^tessera \d+\.\d+\.\d+\n$/)
+  t.match(JSON.parse((await runCli(['--version', '--json'], {})).stdout), { version: /^\d+\.\d+\.\d+$/ })
+
+  const none = await runCli([], {})
+  t.equal(none.code, 2)
+  t.equal(none.stdout, '')
+  t.match(none.stderr, /^usage: tessera/)
+  const badFlag = await runCli(['users', 'list', '--bogus'], { DATABASE_URL: 'postgres://127.0.0.1:1/none' })
+  t.equal(badFlag.code, 2, 'an unknown flag is a usage error')
+})
+
+t.test('without DATABASE_URL and no embedded Postgres yet, a command names the database instead of creating one', async (t) => {
+  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-nodb-'))
+  t.teardown(async () => { await fs.rm(dataDir, { recursive: true, force: true }) })
+  const result = await runCli(['users', 'list'], { TESSERA_DATA_DIR: dataDir })
+  t.equal(result.code, 1)
+  t.equal(result.stderr, `tessera: DATABASE_URL is unset and no embedded Postgres has been started from this checkout (none under ${dataDir}): set DATABASE_URL to the database to operate on, or run \`tessera db start\` to make a local one\n`)
+  t.same(await fs.readdir(dataDir), [], 'nothing was created')
+})
+
+async function loginStatus (app: App, username: string, password: string): Promise<number> {
+  return (await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username, password } })).statusCode
+}
+
+t.test('users list, show, enable, delete, set-password, end-sessions against the database', async (t) => {
+  const url = await createTestDatabase(t)
+  const env = { DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url') }
+  const ctx = await buildTestApp(t, {}, { connection: await testConnection(t, url) })
+  for (const name of ['ann', 'bob']) t.equal((await runCli(['users', 'create', name], env, PASSWORD)).code, 0)
+  const annTokens = await login(ctx.app, 'ann', PASSWORD)
+  await login(ctx.app, 'ann', PASSWORD)
+
+  const list = await runCli(['users', 'list', '--json'], env)
+  t.equal(list.code, 0, list.stderr)
+  t.match(JSON.parse(list.stdout), [{ username: 'ann', live_sessions: 2, disabled_at: null }, { username: 'bob', live_sessions: 0 }])
+  t.match((await runCli(['users', 'list'], env)).stdout, /^username\s+id\s+created\s+state\s+sessions\nann\s+\S+\s+[\d-]+ [\d:]+\s+enabled\s+2\n/)
+
+  const show = await runCli(['users', 'show', 'ANN', '--json'], env)
+  t.match(JSON.parse(show.stdout), { username: 'ann', live_sessions: 2 })
+  t.match((await runCli(['users', 'show', 'ann'], env)).stdout, /^id: \S+\nusername: ann\n/)
+
+  const ended = await runCli(['users', 'end-sessions', 'ann', '--json'], env)
+  t.match(JSON.parse(ended.stdout), { username: 'ann', sessions_ended: 2 })
+  t.equal((await refresh(ctx.app, annTokens.refresh_token)).status, 400, 'the refresh token no longer works')
+
+  t.equal((await runCli(['users', 'disable', 'bob'], env)).code, 0)
+  t.match(JSON.parse((await runCli(['users', 'list', '--disabled', '--json'], env)).stdout), [{ username: 'bob', disabled_at: /^\d{4}-/ }])
+  t.equal((await runCli(['users', 'list', '--disabled'], env)).stdout.split('\n').length, 3, 'a header and bob')
+  t.equal(await loginStatus(ctx.app, 'bob', PASSWORD), 400, 'disabled bob cannot log in')
+  const enabled = await runCli(['users', 'enable', 'bob'], env)
+  t.equal(enabled.stdout, 'enabled bob\n')
+  t.equal((await runCli(['users', 'enable', 'bob'], env)).stdout, 'already enabled bob\n')
+  await login(ctx.app, 'bob', PASSWORD)
+
+  const weak = await runCli(['users', 'set-password', 'bob'], env, 'short')
+  t.equal(weak.code, 1)
+  t.equal(weak.stderr, 'tessera: password: must be 8 to 256 characters\n')
+  const reset = await runCli(['users', 'set-password', 'bob', '--json'], env, 'a brand new passphrase\n')
+  t.match(JSON.parse(reset.stdout), { username: 'bob', sessions_ended: 1 })
+  t.equal(await loginStatus(ctx.app, 'bob', PASSWORD), 400, 'the old password is refused')
+  await login(ctx.app, 'bob', 'a brand new passphrase')
+
+  const deleted = await runCli(['users', 'delete', 'bob', '--json'], env)
+  t.match(JSON.parse(deleted.stdout), { username: 'bob', deleted: true })
+  const gone = await runCli(['users', 'show', 'bob'], env)
+  t.equal(gone.code, 1)
+  t.equal(gone.stderr, 'tessera: no user named bob\n')
+  for (const action of ['enable', 'delete', 'set-password', 'end-sessions']) {
+    t.equal((await runCli(['users', action, 'bob'], env, PASSWORD)).code, 1, `${action} of a missing user fails`)
+  }
+  const events = await ctx.connection.db.selectFrom('audit_events').select('type').where('username', '=', 'bob').where('actor', '=', 'operator').orderBy('id').execute()
+  t.match(events.map((e) => e.type), ['user.created', 'user.disabled', 'user.enabled', 'password.changed', 'user.deleted'])
+  const missing = await runCli(['users', 'show'], env)
+  t.equal(missing.code, 2)
+  t.match(missing.stderr, /^tessera: usage: tessera users list/)
+})
+
+t.test('keys revoke takes a kid that begins with "-" as the kid, never as options', async (t) => {
+  const url = await createTestDatabase(t)
+  const env = { DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url') }
+  // base64url kids start with "-" one time in 64; "-h…" would read as --help.
+  for (const kid of ['-hAbc_d', '--json-like']) {
+    const plain = await runCli(['keys', 'revoke', kid], env)
+    t.equal(plain.code, 1, `${kid}: looked up, not parsed as flags (${plain.stderr})`)
+    t.equal(plain.stderr, `tessera: no signing key has kid ${kid}\n`)
+    const json = await runCli(['keys', 'revoke', kid, '--json'], env)
+    t.match(json.stderr, `no signing key has kid ${kid}`, `${kid}: --json after it is still an option`)
+  }
+  const separated = await runCli(['keys', 'revoke', '--', '-hAbc_d'], env)
+  t.equal(separated.stderr, 'tessera: no signing key has kid -hAbc_d\n', 'an explicit -- works too')
+  t.equal((await runCli(['keys', 'revoke'], env)).code, 2, 'no kid is a usage error')
+})

@@ -1,0 +1,82 @@
+/**
+ * `tessera clients …` as an operator runs it: a spawned CLI against a real
+ * database, every subcommand with --json and in words, and its failures.
+ */
+import t from 'tap'
+import { createTestDatabase, testConnection } from '../helpers/db.js'
+import { runCli } from '../helpers/server.js'
+import { buildTestApp } from '../helpers/app.js'
+
+t.test('clients create, list, show, rotate-secret, disable, delete', async (t) => {
+  const url = await createTestDatabase(t)
+  const env = { DATABASE_URL: url }
+  const ctx = await buildTestApp(t, {}, { connection: await testConnection(t, url) })
+
+  const created = await runCli(['clients', 'create', 'indexer', '--confidential', '--scopes', 'notes:read notes:write', '--resources', 'urn:tessera:notes,https://api.example/', '--json'], env)
+  t.equal(created.code, 0, created.stderr)
+  const client = JSON.parse(created.stdout)
+  t.match(client, { client_id: 'indexer', type: 'confidential', grants: ['client_credentials'], scopes: ['notes:read', 'notes:write'], resources: ['urn:tessera:notes', 'https://api.example/'], disabled_at: null })
+  t.match(client.client_secret, /^[A-Za-z0-9_-]{43}$/, 'the secret, once')
+  const cc = async (secret: string): Promise<number> => (await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'client_credentials', client_id: 'indexer', client_secret: secret } })).statusCode
+  t.equal(await cc(client.client_secret as string), 200, 'the printed secret works')
+
+  const human = await runCli(['clients', 'create', 'spa', '--grants', 'password,refresh_token', '--scopes', 'notes:read'], env)
+  t.equal(human.code, 0, human.stderr)
+  t.match(human.stdout, /^client_id {3}spa\ntype {8}public\n/)
+  t.notMatch(human.stdout, /client_secret/, 'a public client has no secret')
+
+  const shown = await runCli(['clients', 'show', 'indexer', '--json'], env)
+  t.notOk('client_secret' in JSON.parse(shown.stdout), 'show never prints the secret')
+  t.notMatch((await runCli(['clients', 'show', 'indexer'], env)).stdout, new RegExp(client.client_secret as string))
+  const listed = await runCli(['clients', 'list', '--json'], env)
+  t.same((JSON.parse(listed.stdout) as Array<{ client_id: string }>).map((c) => c.client_id), ['indexer', 'spa', 'tessera'], 'the default client is there from the first start')
+  t.match((await runCli(['clients', 'list'], env)).stdout, /^client_id +type +grants +resources +state\n/)
+
+  const rotated = await runCli(['clients', 'rotate-secret', 'indexer', '--grace', '1h', '--json'], env)
+  t.equal(rotated.code, 0, rotated.stderr)
+  const { client_secret: fresh, previous_secret_expires_at: until } = JSON.parse(rotated.stdout)
+  t.ok(Date.parse(until) > Date.now() + 3500_000, 'the old secret works for the grace period')
+  t.equal(await cc(client.client_secret as string), 200, 'old secret, inside the grace')
+  t.equal(await cc(fresh as string), 200, 'new secret')
+  t.match((await runCli(['clients', 'show', 'indexer'], env)).stdout, /old secret {2}works until /)
+
+  const disabled = await runCli(['clients', 'disable', 'indexer', '--json'], env)
+  t.same(JSON.parse(disabled.stdout), { client_id: 'indexer', disabled: true, sessions_ended: 0 })
+  t.equal(await cc(fresh as string), 401)
+  t.equal((await runCli(['clients', 'disable', 'indexer'], env)).stdout, 'already disabled indexer; ended 0 session(s)\n')
+  t.equal((await runCli(['clients', 'delete', 'indexer'], env)).stdout, 'deleted indexer; ended 0 session(s)\n')
+
+  const audit = await ctx.connection.db.selectFrom('audit_events').select(['type', 'actor', 'detail']).where('type', 'like', 'client.%').orderBy('id').execute()
+  t.same(audit.map((e) => e.type), ['client.created', 'client.created', 'client.created', 'client.secret_rotated', 'client.disabled', 'client.authentication_failed', 'client.deleted'],
+    'the default client at start, two creates, the rotation, the disable, the disabled client\'s refused request, the delete')
+  const byOperator = audit.filter((e) => e.type !== 'client.authentication_failed' && e.detail.client_id !== 'tessera')
+  t.ok(byOperator.length === 5 && byOperator.every((e) => e.actor === 'operator'), 'operator commands are audited as the operator')
+  t.notOk(JSON.stringify(audit).includes(client.client_secret as string) || JSON.stringify(audit).includes(fresh as string), 'no secret in the audit trail')
+})
+
+t.test('clients: failures are one line and a non-zero exit', async (t) => {
+  const env = { DATABASE_URL: await createTestDatabase(t) }
+  const cases: Array<[string[], number, RegExp]> = [
+    [['clients', 'create', 'bad id'], 2, /^tessera: client_id: must be 1 to 64/],
+    [['clients', 'create', 'x', '--grants', 'implicit'], 2, /^tessera: grants: expected some of password, refresh_token, client_credentials/],
+    [['clients', 'create', 'x', '--grants', 'client_credentials'], 2, /public client cannot use client_credentials; add --confidential/],
+    [['clients', 'create', 'x', '--confidential', '--resources', 'notes'], 2, /^tessera: resources: "notes" is not an absolute URI/],
+    [['clients', 'create', 'x', '--colour', 'red'], 2, /Unknown option '--colour'/],
+    [['clients', 'create', 'tessera'], 1, /^tessera: a client named tessera already exists\n$/],
+    [['clients', 'show', 'nobody'], 1, /^tessera: no client named nobody\n$/],
+    [['clients', 'rotate-secret', 'tessera'], 1, /^tessera: tessera is a public client: it has no secret\n$/],
+    [['clients', 'rotate-secret', 'nobody'], 1, /^tessera: no client named nobody\n$/],
+    [['clients', 'rotate-secret', 'tessera', '--grace', 'soon'], 2, /^tessera: --grace: expected a duration/],
+    [['clients', 'disable', 'nobody'], 1, /^tessera: no client named nobody\n$/],
+    [['clients', 'delete', 'nobody'], 1, /^tessera: no client named nobody\n$/],
+    [['clients', 'show'], 2, /^tessera: usage: tessera clients create/],
+    [['clients', 'frobnicate', 'x'], 2, /^tessera: usage: tessera clients create/]
+  ]
+  // The default client comes with the first start of a server; here, with the first create.
+  t.equal((await runCli(['clients', 'create', 'tessera'], env)).code, 0)
+  for (const [args, code, stderr] of cases) {
+    const res = await runCli(args, env)
+    t.equal(res.code, code, `${args.join(' ')}: exit ${code}`)
+    t.match(res.stderr, stderr, args.join(' '))
+  }
+})

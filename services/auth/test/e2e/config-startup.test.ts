@@ -1,0 +1,19 @@
+/**
+ * A configuration error stops the real process with one line on stderr and
+ * exit code 1 (the in-process checks of the same errors are in config.test.ts).
+ */
+import { runProcess } from '@tessera/testkit'
+import t from 'tap'
+import { SERVER_ENTRY } from '../helpers/server.js'
+
+t.test('the real server refuses both TESSERA_KEK and TESSERA_KEK_FILE in one line', async (t) => {
+  const { code, stderr } = await runProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', TESSERA_KEK: 'x', TESSERA_KEK_FILE: '/dev/null' } })
+  t.equal(code, 1)
+  t.equal(stderr, 'tessera: TESSERA_KEK and TESSERA_KEK_FILE are both set: set only one of them\n')
+})
+
+t.test('the real process prints one line and exits 1 on a bad value', async (t) => {
+  const { code, stderr } = await runProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', TESSERA_ACCESS_TTL: 'abc' } })
+  t.equal(code, 1)
+  t.equal(stderr, 'tessera: TESSERA_ACCESS_TTL="abc" is invalid: expected a duration such as 300, 300s, 5m, 1h or 30d\n')
+})

@@ -1,0 +1,69 @@
+import { randomBytes } from 'node:crypto'
+import pg from 'pg'
+import t from 'tap'
+import { connect } from '../../src/db/connect.js'
+import { ensureRoles, type DatabaseRoles } from '../../src/db/roles.js'
+import { createTestDatabase, testEnv } from '../helpers/db.js'
+import { loginOver, signUpOver } from '../helpers/http.js'
+import { runCli, startServer } from '../helpers/server.js'
+
+const PERMISSION_DENIED = '42501'
+
+async function asAdmin (statement: string): Promise<void> {
+  const client = new pg.Client({ connectionString: testEnv().adminUrl })
+  await client.connect()
+  try { await client.query(statement) } finally { await client.end() }
+}
+
+function urlAs (databaseUrl: string, role: { name: string, password: string }): string {
+  const url = new URL(databaseUrl)
+  url.username = role.name
+  url.password = role.password
+  return url.toString()
+}
+
+t.test('owner, runtime and notes roles: each can do its job and nothing more', async (t) => {
+  const suffix = randomBytes(4).toString('hex')
+  const roles: DatabaseRoles = {
+    owner: { name: `t_owner_${suffix}`, password: randomBytes(12).toString('base64url') },
+    runtime: { name: `t_app_${suffix}`, password: `it's-${randomBytes(12).toString('base64url')}` },
+    notes: { name: `t_notes_${suffix}`, password: randomBytes(12).toString('base64url') }
+  }
+  // Roles are cluster-wide: dropped after the database they own (teardowns run last-in, first-out).
+  t.teardown(async () => { for (const role of Object.values(roles)) await asAdmin(`DROP ROLE IF EXISTS "${role.name}"`) })
+  const databaseUrl = await createTestDatabase(t)
+  const admin = connect(databaseUrl)
+  t.teardown(admin.close)
+  await ensureRoles(admin.db, roles)
+  await ensureRoles(admin.db, roles) // again: passwords reset, grants re-applied, nothing fails
+  await t.rejects(ensureRoles(admin.db, { ...roles, notes: { name: 'x"; DROP TABLE users; --', password: 'p' } }), { message: /^role name/ }, 'a role name is an identifier, never SQL')
+
+  const notes = new pg.Client({ connectionString: urlAs(databaseUrl, roles.notes) })
+  await notes.connect()
+  t.teardown(async () => { await notes.end() })
+  await t.rejects(notes.query('SELECT password_hash FROM public.users'), { code: PERMISSION_DENIED }, 'notes cannot read users')
+  await t.rejects(notes.query("INSERT INTO public.signing_keys (kid, state, bits, public_jwk) VALUES ('evil', 'previous', 2048, '{}')"), { code: PERMISSION_DENIED }, 'notes cannot insert a signing key')
+  await notes.query('CREATE TABLE notes.probe (id int)')
+  await notes.query('INSERT INTO notes.probe VALUES (1)')
+  t.pass('notes owns its own schema')
+
+  // Tessera at runtime: serves, signs up, logs in (keys, sessions, audit) as the runtime role.
+  const server = await startServer(t, { DATABASE_URL: urlAs(databaseUrl, roles.runtime), TESSERA_KEK: randomBytes(32).toString('base64url') })
+  await signUpOver(server.url, 'roles', 'correct horse battery')
+  t.ok((await loginOver(server.url, 'roles', 'correct horse battery')).access_token, 'the runtime role does its job')
+  const runtime = new pg.Client({ connectionString: urlAs(databaseUrl, roles.runtime) })
+  await runtime.connect()
+  t.teardown(async () => { await runtime.end() })
+  await t.rejects(runtime.query('CREATE TABLE public.intruder (id int)'), { code: PERMISSION_DENIED }, 'the runtime role has no DDL')
+  await t.rejects(runtime.query('DROP TABLE public.audit_events'), { code: PERMISSION_DENIED })
+  await t.rejects(runtime.query('SELECT * FROM notes.probe'), { code: PERMISSION_DENIED }, 'nor anything of notes')
+
+  const migrate = await runCli(['migrate', 'up'], { DATABASE_URL: urlAs(databaseUrl, roles.owner) })
+  t.equal(migrate.code, 0, `migrations run as the owner: ${migrate.stderr}`)
+  const owner = new pg.Client({ connectionString: urlAs(databaseUrl, roles.owner) })
+  await owner.connect()
+  t.teardown(async () => { await owner.end() })
+  await owner.query('CREATE TABLE public.later (id int)')
+  await runtime.query('INSERT INTO public.later VALUES (1)')
+  t.pass('a table the owner creates later is granted to the runtime role by default')
+})

@@ -1,0 +1,185 @@
+/**
+ * Issue 15, users: Django makes the hashes and the dumpdata file (its own
+ * make_password and manage.py, Debian's python3-django), Tessera imports them
+ * with `tessera users import` and the users log in with their old passwords.
+ */
+import t, { type Test } from 'tap'
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { buildTestApp, login } from '../helpers/app.js'
+import { createTestDatabase, testConnection } from '../helpers/db.js'
+import { runCli } from '../helpers/server.js'
+import { MAX_PBKDF2_ITERATIONS, verifyDjangoHash } from '../../src/passwords/django.js'
+
+const run = promisify(execFile)
+const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'
+const ORACLE = fileURLToPath(new URL('../helpers/django_oracle.py', import.meta.url))
+// Not NFKC-stable and with a space: Django hashes the password as typed.
+const PASSWORD = 'ﬁne Pässwörd 1'
+const HASHERS = ['pbkdf2_sha256', 'pbkdf2_sha1', 'argon2', 'argon2i', 'bcrypt_sha256', 'bcrypt', 'scrypt'] as const
+
+async function oracle (...args: string[]): Promise<unknown> {
+  const { stdout } = await run(PYTHON, [ORACLE, ...args], { maxBuffer: 64 * 1024 * 1024 })
+  return JSON.parse(stdout)
+}
+
+async function scratch (t: Test): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'tessera-django-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  return dir
+}
+
+t.test('each of Django\'s hashers, made by make_password, verifies; a wrong password does not', async (t) => {
+  const hashes = await oracle('hashes', PASSWORD) as Record<typeof HASHERS[number], string>
+  for (const name of HASHERS) {
+    t.ok(await verifyDjangoHash(hashes[name], PASSWORD), `${name} verifies`)
+    t.notOk(await verifyDjangoHash(hashes[name], `${PASSWORD}x`), `${name} refuses a wrong password`)
+  }
+  t.notOk(await verifyDjangoHash(hashes.pbkdf2_sha256, PASSWORD.normalize('NFKC')), 'the NFKC form is not what Django hashed')
+  const absurd = hashes.pbkdf2_sha256.replace('$260000$', `$${MAX_PBKDF2_ITERATIONS + 1}$`)
+  t.notOk(await verifyDjangoHash(absurd, PASSWORD), 'over the iteration cap: refused without hashing')
+})
+
+t.test('manage.py dumpdata auth.user imports; users log in with their old passwords; the hash becomes argon2id', async (t) => {
+  const dir = await scratch(t)
+  const users = [
+    ...HASHERS.filter((h) => h !== 'argon2i' && h !== 'scrypt').map((hasher) => ({ username: `u_${hasher}`, password: PASSWORD, hasher })),
+    { username: 'Mixed.Case', password: PASSWORD, hasher: 'pbkdf2_sha256' },
+    { username: 'gone', password: PASSWORD, hasher: 'pbkdf2_sha256', is_active: false },
+    { username: 'nopass', hasher: 'unusable' },
+    { username: 'has space', password: PASSWORD, hasher: 'pbkdf2_sha256' }
+  ]
+  const hashes = await oracle('hashes', PASSWORD) as Record<string, string>
+  users.push({ username: 'u_argon2i', hasher: 'argon2i', encoded: hashes.argon2i } as never, { username: 'u_scrypt', hasher: 'scrypt', encoded: hashes.scrypt } as never)
+  await writeFile(join(dir, 'users.json'), JSON.stringify(users))
+  await oracle('project', dir, join(dir, 'users.json'))
+  const { stdout: dump } = await run(PYTHON, ['manage.py', 'dumpdata', 'auth.user'], { cwd: dir, env: { ...process.env, PYTHONPATH: dir }, maxBuffer: 64 * 1024 * 1024 })
+  const file = join(dir, 'dump.json')
+  await writeFile(file, dump)
+
+  const url = await createTestDatabase(t)
+  const env = { DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url') }
+  const dry = await runCli(['users', 'import', file, '--dry-run', '--json'], env)
+  t.equal(dry.code, 0, dry.stderr)
+  t.match(JSON.parse(dry.stdout), { dry_run: true, read: users.length, created: users.length - 1, problem_count: 1 })
+  const connection = await testConnection(t, url)
+  t.equal((await connection.db.selectFrom('users').select('id').execute()).length, 0, 'a dry run writes nothing')
+
+  const first = await runCli(['users', 'import', file, '--json'], env)
+  t.equal(first.code, 0, first.stderr)
+  const report = JSON.parse(first.stdout)
+  t.match(report, { read: users.length, created: users.length - 1, existing: 0, disabled: 1, unusable: 1, problem_count: 1 })
+  t.match(report.problems, [{ position: users.length - 2, username: 'has space', reason: /^username: / }], 'the bad row, by its record number')
+
+  const ctx = await buildTestApp(t, {}, { connection, productionArgon2: true })
+  const hashOf = async (username: string): Promise<string> =>
+    (await connection.db.selectFrom('users').select('password_hash').where('username', '=', username).executeTakeFirstOrThrow()).password_hash
+  for (const name of HASHERS) {
+    const username = `u_${name}`
+    t.notOk((await hashOf(username)).startsWith('$argon2id$v=19$m=19456'), `${username} starts with Django's hash`)
+    const wrong = await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username, password: 'not it at all' } })
+    t.equal(wrong.statusCode, 400, `${username}: a wrong password is invalid_grant`)
+    await login(ctx.app, username, PASSWORD)
+    t.match(await hashOf(username), /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/, `${username}: rehashed to argon2id at the first login`)
+    await login(ctx.app, username, PASSWORD)
+  }
+  await login(ctx.app, 'mixed.case', PASSWORD)
+  for (const refused of ['gone', 'nopass']) {
+    const res = await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: refused, password: PASSWORD } })
+    t.equal(res.statusCode, 400, `${refused} cannot log in`)
+  }
+
+  const again = await runCli(['users', 'import', file, '--json'], env)
+  t.match(JSON.parse(again.stdout), { created: 0, existing: users.length - 1, problem_count: 1 }, 'a second run changes nothing')
+  const audit = await connection.db.selectFrom('audit_events').select('detail').where('type', '=', 'users.imported').orderBy('id').execute()
+  t.match(audit.map((a) => a.detail), [{ created: users.length - 1, complete: true }, { created: 0, existing: users.length - 1 }])
+  t.notMatch(JSON.stringify(audit), /pbkdf2|argon2|bcrypt/, 'counts, never hashes')
+})
+
+t.test('bad input: each reported with its position and reason, nothing half-imported', async (t) => {
+  const dir = await scratch(t)
+  const url = await createTestDatabase(t)
+  const env = { DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url') }
+  const connection = await testConnection(t, url)
+  const hashes = await oracle('hashes', PASSWORD) as Record<string, string>
+  const record = (username: string, password: string, isActive = true): object => ({ model: 'auth.user', pk: 1, fields: { username, password, is_active: isActive } })
+
+  const notJson = join(dir, 'not.json')
+  await writeFile(notJson, randomBytes(64))
+  const garbage = await runCli(['users', 'import', notJson], env)
+  t.equal(garbage.code, 1)
+  t.match(garbage.stderr, /^tessera: the file is not a complete JSON array of records \(after record 0: .*\); is it truncated\?\n$/)
+
+  const rows = Array.from({ length: 5 }, (_, i) => record(`whole${i}`, hashes.pbkdf2_sha256 ?? ''))
+  const text = JSON.stringify(rows)
+  const truncated = join(dir, 'truncated.json')
+  await writeFile(truncated, text.slice(0, Math.floor(text.length * 0.7)))
+  const cut = await runCli(['users', 'import', truncated, '--json'], env)
+  t.equal(cut.code, 1)
+  t.match(JSON.parse(cut.stdout), { created: 0, error: /truncated/ }, 'the batch being read when the file ended is not written')
+  t.equal((await connection.db.selectFrom('users').select('id').execute()).length, 0)
+
+  const mixed = join(dir, 'mixed.json')
+  await writeFile(mixed, JSON.stringify([
+    record('fine', hashes.pbkdf2_sha256 ?? ''),
+    record('md5user', 'md5$salt$0123456789abcdef0123456789abcdef'),
+    record('hostile', (hashes.pbkdf2_sha256 ?? '').replace('$260000$', '$999999999$')),
+    record('Fine', hashes.bcrypt ?? ''),
+    record('x', hashes.bcrypt ?? ''),
+    record('brokenhash', 'pbkdf2_sha256$260000$salt$not-base64!')
+  ]))
+  const result = await runCli(['users', 'import', mixed, '--json'], env)
+  t.equal(result.code, 0, result.stderr)
+  const report = JSON.parse(result.stdout)
+  t.match(report, { read: 6, created: 1, duplicates: 1, problem_count: 5 })
+  const byPosition = [...report.problems].sort((a: { position: number }, b: { position: number }) => a.position - b.position)
+  t.match(byPosition, [
+    { position: 2, reason: 'password: unknown hash algorithm "md5"' },
+    { position: 3, reason: /above the cap/ },
+    { position: 4, username: 'fine', reason: 'username: same as record 1 after NFKC and lower-casing' },
+    { position: 5, reason: /^username: / },
+    { position: 6, reason: /not base64/ }
+  ])
+  t.same(report.problems.map((p: { position: number }) => p.position).sort(), [2, 3, 4, 5, 6])
+
+  const human = await runCli(['users', 'import', mixed, '--dry-run'], env)
+  t.match(human.stdout, /^\S+mixed\.json: read 6 record\(s\); would create 0 user\(s\) \(0 disabled, 0 with no usable password\); skipped 1 existing; 5 problem\(s\) \(dry run: nothing written\)\n {2}record 2 \(md5user\): password: unknown hash algorithm "md5"\n/)
+
+  const csv = join(dir, 'users.csv')
+  await writeFile(csv, `username,password_hash,disabled\ncsvuser,${hashes.scrypt ?? ''},false\ncsvoff,"${hashes.argon2 ?? ''}",true\ncsvbad,${hashes.bcrypt ?? ''},perhaps\ncsvcommas,${hashes.argon2 ?? ''},false\n`)
+  const fromCsv = await runCli(['users', 'import', csv, '--json'], env)
+  t.match(JSON.parse(fromCsv.stdout), { read: 4, created: 2, disabled: 1, problems: [{ position: 4, reason: /^disabled: / }, { position: 5, reason: /^expected 3 columns .* must be quoted$/ }] })
+  const noHeader = join(dir, 'noheader.csv')
+  await writeFile(noHeader, `csvuser,${hashes.scrypt ?? ''},false\n`)
+  const refused = await runCli(['users', 'import', noHeader], env)
+  t.equal(refused.code, 1)
+  t.match(refused.stderr, /^tessera: line 1 is not the header username,password_hash,disabled/)
+  const missing = await runCli(['users', 'import', join(dir, 'nope.json')], env)
+  t.equal(missing.stderr, `tessera: cannot read ${join(dir, 'nope.json')}: ENOENT\n`)
+  const ctx = await buildTestApp(t, {}, { connection })
+  await login(ctx.app, 'csvuser', PASSWORD)
+  t.equal((await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'csvoff', password: PASSWORD } })).statusCode, 400, 'disabled in the CSV')
+})
+
+t.test('many rows: batched, and re-running skips them all', async (t) => {
+  const dir = await scratch(t)
+  const url = await createTestDatabase(t)
+  const env = { DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url') }
+  const hashes = await oracle('hashes', PASSWORD) as Record<string, string>
+  const count = 5000
+  const lines = ['username,password_hash,disabled']
+  for (let i = 0; i < count; i++) lines.push(`bulk${i},${hashes.pbkdf2_sha256 ?? ''},false`)
+  lines.push(`BULK7,${hashes.pbkdf2_sha256 ?? ''},false`)
+  const file = join(dir, 'bulk.csv')
+  await writeFile(file, lines.join('\n'))
+  const first = JSON.parse((await runCli(['users', 'import', file, '--json'], env)).stdout)
+  t.match(first, { read: count + 1, created: count, duplicates: 1, problems: [{ position: count + 2, reason: 'username: same as line 9 after NFKC and lower-casing' }] }, 'a duplicate across batches is found by Postgres')
+  const second = JSON.parse((await runCli(['users', 'import', file, '--json'], env)).stdout)
+  t.match(second, { created: 0, existing: count, duplicates: 1 })
+})

@@ -1,0 +1,355 @@
+/**
+ * The whole topology, for real: Nginx (rendered from nginx/) terminating TLS
+ * in front of two Tessera processes and the notes service, on one Postgres.
+ */
+import { spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { freePort } from '@tessera/testkit'
+import t from 'tap'
+import { createTestDatabase } from '../helpers/db.js'
+import { makeCertificate, nginxBinary, REPO_ROOT, startGateway, startNotes, tempDir, type Gateway, type Reply, type RequestOptions } from '../helpers/gateway.js'
+import { killInstance, runCli, startServer } from '../helpers/server.js'
+
+const PASSWORD = 'correct horse battery'
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+t.test('nginx and dclint are present and the configuration is valid', async (t) => {
+  t.ok(nginxBinary(), 'nginx found (the test fails, not skips, without it)')
+  const dclint = spawnSync(join(REPO_ROOT, 'node_modules/.bin/dclint'), ['--max-warnings', '0', 'docker-compose.yml'], { cwd: REPO_ROOT, encoding: 'utf8' })
+  t.equal(dclint.status, 0, `dclint docker-compose.yml: ${dclint.stdout}${dclint.stderr}`)
+})
+
+t.test('the template also renders with envsubst under a stock main file, as the official image does', async (t) => {
+  const dir = tempDir(t, 'image')
+  const tls = makeCertificate(join(dir, 'tls'))
+  mkdirSync(join(dir, 'conf.d'))
+  const env: Record<string, string> = {
+    GATEWAY_BIND_ADDR: '127.0.0.1',
+    GATEWAY_HTTP_PORT: String(await freePort()),
+    GATEWAY_HTTPS_PORT: String(await freePort()),
+    // docker-compose.yml names services here; `nginx -t` would resolve them, so loopback stands in.
+    GATEWAY_AUTH_SERVERS: 'server 127.0.0.1:8101 max_fails=2 fail_timeout=10s;',
+    GATEWAY_NOTES_SERVERS: 'server 127.0.0.1:8201 max_fails=2 fail_timeout=10s;',
+    GATEWAY_TLS_CERT: tls.cert,
+    GATEWAY_TLS_KEY: tls.key,
+    GATEWAY_CACHE_DIR: join(dir, 'cache'),
+    GATEWAY_ACCESS_LOG: join(dir, 'access.log'),
+    GATEWAY_TOKEN_RATE: '10r/s',
+    GATEWAY_TOKEN_BURST: '20',
+    GATEWAY_SIGNUP_RATE: '2r/s',
+    GATEWAY_SIGNUP_BURST: '10',
+    GATEWAY_SIMPLEJWT_LOCATIONS: ''
+  }
+  const template = readFileSync(join(REPO_ROOT, 'nginx/templates/tessera.conf.template'), 'utf8')
+  t.same([...new Set(template.match(/\$\{[A-Z_]+\}/g))].sort(), Object.keys(env).map((k) => `\${${k}}`).sort(), 'every placeholder is one docker-compose.yml sets')
+  const compose = readFileSync(join(REPO_ROOT, 'docker-compose.yml'), 'utf8')
+  for (const name of Object.keys(env)) t.match(compose, new RegExp(`\\b${name}:`), `docker-compose.yml sets ${name}`)
+  const rendered = spawnSync('envsubst', [Object.keys(env).map((k) => `\${${k}}`).join(' ')], { input: template, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env } })
+  t.equal(rendered.status, 0, 'envsubst (gettext-base) ran')
+  writeFileSync(join(dir, 'conf.d/tessera.conf'), rendered.stdout)
+  // The shape of the official image's /etc/nginx/nginx.conf.
+  writeFileSync(join(dir, 'nginx.conf'), `worker_processes auto;
+pid ${join(dir, 'nginx.pid')};
+events { worker_connections 1024; }
+http {
+  default_type application/octet-stream;
+  log_format main '$remote_addr - $remote_user [$time_local] "$request"';
+  access_log ${join(dir, 'default-access.log')} main;
+  sendfile on;
+  keepalive_timeout 65;
+  client_body_temp_path ${join(dir, 'tmp')};
+  proxy_temp_path ${join(dir, 'tmp')};
+  include conf.d/*.conf;
+}
+`)
+  const check = spawnSync(nginxBinary(), ['-t', '-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { encoding: 'utf8' })
+  t.equal(check.status, 0, `nginx -t: ${check.stderr}`)
+})
+
+t.test('render-nginx.mjs routes SimpleJWT\'s prefix only when TESSERA_SIMPLEJWT_COMPAT=on', async (t) => {
+  const tls = makeCertificate(tempDir(t, 'sjwt-tls'))
+  for (const [compat, prefix] of [['off', '/api/token'], ['on', '/api/token'], ['on', '/auth/jwt']] as const) {
+    const dir = tempDir(t, 'sjwt')
+    const env = { PATH: process.env.PATH ?? '', GATEWAY_HTTP_PORT: String(await freePort()), GATEWAY_HTTPS_PORT: String(await freePort()), GATEWAY_TLS_CERT: tls.cert, GATEWAY_TLS_KEY: tls.key, TESSERA_SIMPLEJWT_COMPAT: compat, TESSERA_SIMPLEJWT_PREFIX: prefix }
+    const render = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts/render-nginx.mjs'), dir], { encoding: 'utf8', env })
+    t.equal(render.status, 0, render.stderr)
+    const conf = readFileSync(join(dir, 'conf.d/tessera.conf'), 'utf8')
+    if (compat === 'on') t.match(conf, `location ^~ ${prefix}/ {\n    limit_req zone=tessera_token burst=20 nodelay;\n    proxy_pass http://tessera_auth;`)
+    else t.notMatch(conf, /api\/token/)
+    const check = spawnSync(nginxBinary(), ['-t', '-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { encoding: 'utf8' })
+    t.equal(check.status, 0, `nginx -t: ${check.stderr}`)
+  }
+})
+
+t.test('through the gateway', async (t) => {
+  const [httpPort, httpsPort] = [await freePort(), await freePort()]
+  const issuer = `https://127.0.0.1:${httpsPort}`
+  const tls = makeCertificate(tempDir(t, 'tls'))
+  const env = {
+    DATABASE_URL: await createTestDatabase(t),
+    TESSERA_KEK: randomBytes(32).toString('base64url'),
+    TESSERA_ISSUER: issuer,
+    TESSERA_TRUST_PROXY: '127.0.0.1',
+    // Short, so that once every instance is down the gateway's copy is stale and served anyway.
+    TESSERA_JWKS_MAX_AGE: '1s',
+    TESSERA_SIMPLEJWT_COMPAT: 'on'
+  }
+  const auth = [await startServer(t, env), await startServer(t, env)]
+  const notes = await startNotes(t, { DATABASE_URL: env.DATABASE_URL, NOTES_ISSUER: issuer, NOTES_JWKS_TTL: '1', NODE_EXTRA_CA_CERTS: tls.cert })
+  const gateway: Gateway = await startGateway(t, {
+    httpPort,
+    httpsPort,
+    authAddrs: auth.map((a) => new URL(a.url).host),
+    notesAddr: `127.0.0.1:${notes.port}`,
+    tls,
+    simplejwtCompat: true
+  })
+  t.equal(gateway.configTest.status, 0, 'nginx -t passes on the rendered configuration')
+  t.match(gateway.configTest.output, /test is successful/)
+
+  const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` })
+  const token = async (body: Record<string, string>, headers: Record<string, string> = {}): Promise<Reply> =>
+    await gateway.request('POST', '/oauth/token', { body: new URLSearchParams(body).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers } })
+  // As make stack does: the public client the README walkthrough logs in with, for the notes resource.
+  const registered = await runCli(['clients', 'create', 'notes-web', '--grants', 'password,refresh_token', '--scopes', 'notes:read notes:write', '--resources', 'urn:tessera:notes'], { DATABASE_URL: env.DATABASE_URL })
+  t.equal(registered.code, 0, registered.stderr)
+  const NOTES_LOGIN = { client_id: 'notes-web', resource: 'urn:tessera:notes' }
+  const login = async (username: string, headers: Record<string, string> = {}): Promise<Reply> => await token({ grant_type: 'password', username, password: PASSWORD, ...NOTES_LOGIN }, headers)
+  const signUp = async (username: string): Promise<void> => {
+    const res = await gateway.request('POST', '/v1/users', { body: { username, password: PASSWORD } })
+    if (res.status !== 201) throw new Error(`sign-up failed: ${res.status} ${res.body}`)
+  }
+  let alice: { access: string, refresh: string }
+
+  t.test('sign up, log in, notes, refresh, the new access token works, the refresh token does not', async (t) => {
+    await signUp('alice')
+    const first = await login('alice')
+    t.equal(first.status, 200)
+    const pair = first.json() as { access_token: string, refresh_token: string }
+    const created = await gateway.request('POST', '/notes', { headers: bearer(pair.access_token), body: { text: 'through the gateway' } })
+    t.equal(created.status, 201)
+    const listed = await gateway.request('GET', '/notes', { headers: bearer(pair.access_token) })
+    t.equal(listed.status, 200)
+    t.same((listed.json().notes as Array<{ text: string }>).map((n) => n.text), ['through the gateway'])
+
+    const refreshed = await token({ grant_type: 'refresh_token', refresh_token: pair.refresh_token, ...NOTES_LOGIN })
+    t.equal(refreshed.status, 200)
+    const next = refreshed.json() as { access_token: string, refresh_token: string }
+    t.not(next.access_token, pair.access_token)
+    t.equal((await gateway.request('GET', '/notes', { headers: bearer(next.access_token) })).status, 200, 'the new access token works in notes')
+    const refused = await gateway.request('GET', '/notes', { headers: bearer(next.refresh_token) })
+    t.equal(refused.status, 401, 'notes refuses a refresh token')
+    t.equal(refused.headers['www-authenticate'], 'Bearer error="invalid_token"')
+    alice = { access: next.access_token, refresh: next.refresh_token }
+
+    const lines = gateway.accessLog()
+    t.ok(lines.length > 0 && lines.every((line) => typeof JSON.parse(line).request_id === 'string'), 'the access log is JSON lines with a request id')
+    t.notOk(lines.some((line) => line.includes(pair.access_token.slice(-20)) || line.includes(pair.refresh_token.slice(-20))), 'no token in the access log')
+  })
+
+  t.test('SimpleJWT\'s routes through the gateway: log in, call notes, refresh, blacklist', async (t) => {
+    await signUp('simple')
+    const pair = (await gateway.request('POST', '/api/token/', { body: { username: 'simple', password: PASSWORD } })).json() as { access: string, refresh: string }
+    t.equal((await gateway.request('GET', '/v1/me', { headers: bearer(pair.access) })).status, 200, 'the compat access token works')
+    const form = await gateway.request('POST', '/api/token/refresh/', { body: new URLSearchParams({ refresh: pair.refresh }).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' } })
+    t.equal(form.status, 200)
+    const rotated = form.json() as { access: string, refresh: string }
+    t.equal((await gateway.request('POST', '/api/token/blacklist/', { body: { refresh: rotated.refresh } })).status, 200)
+    const after = await gateway.request('POST', '/api/token/refresh/', { body: { refresh: rotated.refresh } })
+    t.same([after.status, after.json()], [401, { detail: 'Token is invalid or expired', code: 'token_not_valid' }])
+  })
+
+  const basic = (id: string, secret: string): Record<string, string> => ({ authorization: `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}` })
+  const createService = async (id: string, scopes: string): Promise<string> => {
+    const created = await runCli(['clients', 'create', id, '--confidential', '--scopes', scopes, '--resources', 'urn:tessera:notes', '--json'], { DATABASE_URL: env.DATABASE_URL })
+    if (created.code !== 0) throw new Error(created.stderr)
+    return (JSON.parse(created.stdout) as { client_secret: string }).client_secret
+  }
+
+  t.test('a service gets a notes token with client_credentials; notes enforces audience and scopes', async (t) => {
+    const writerSecret = await createService('indexer', 'notes:read notes:write')
+    const readerSecret = await createService('auditor', 'notes:read')
+    const serviceToken = async (id: string, secret: string): Promise<string> => {
+      const res = await token({ grant_type: 'client_credentials', resource: 'urn:tessera:notes' }, basic(id, secret))
+      t.equal(res.status, 200, `${id}: ${res.body}`)
+      t.notOk('refresh_token' in res.json(), 'an access token only')
+      return res.json().access_token as string
+    }
+    const writer = await serviceToken('indexer', writerSecret)
+    const posted = await gateway.request('POST', '/notes', { headers: bearer(writer), body: { text: 'from the indexer' } })
+    t.equal(posted.status, 201, 'a service token with notes:write posts')
+    const listed = await gateway.request('GET', '/notes', { headers: bearer(writer) })
+    t.same((listed.json().notes as Array<{ text: string }>).map((n) => n.text), ['from the indexer'], 'its notes are its own (sub = client_id)')
+
+    const reader = await serviceToken('auditor', readerSecret)
+    t.equal((await gateway.request('GET', '/notes', { headers: bearer(reader) })).status, 200)
+    const denied = await gateway.request('POST', '/notes', { headers: bearer(reader), body: { text: 'no' } })
+    t.equal(denied.status, 403, 'without notes:write it cannot POST')
+    t.equal(denied.headers['www-authenticate'], 'Bearer error="insufficient_scope", scope="notes:write"')
+
+    await signUp('nadia')
+    const apiToken = await token({ grant_type: 'password', username: 'nadia', password: PASSWORD })
+    t.equal(apiToken.status, 200, 'the default client still logs in without client_id')
+    const other = await gateway.request('GET', '/notes', { headers: bearer(apiToken.json().access_token as string) })
+    t.equal(other.status, 401, 'a token for another audience (api) is refused by notes')
+    t.equal(other.headers['www-authenticate'], 'Bearer error="invalid_token"')
+  })
+
+  t.test('zero-downtime secret rotation: requests keep succeeding while the service switches secrets', async (t) => {
+    const oldSecret = await createService('rotating', 'notes:read')
+    let secret = oldSecret
+    const statuses: number[] = []
+    let rotated: { client_secret: string, previous_secret_expires_at: string } | undefined
+    for (let i = 0; i < 12; i++) {
+      if (i === 4) {
+        const out = await runCli(['clients', 'rotate-secret', 'rotating', '--grace', '4s', '--json'], { DATABASE_URL: env.DATABASE_URL })
+        t.equal(out.code, 0, out.stderr)
+        rotated = JSON.parse(out.stdout)
+      }
+      // The service rolls to the new secret a few requests after the rotation.
+      if (i === 8 && rotated !== undefined) secret = rotated.client_secret
+      const res = await token({ grant_type: 'client_credentials', resource: 'urn:tessera:notes' }, basic('rotating', secret))
+      statuses.push(res.status)
+      const got = res.status === 200 ? await gateway.request('GET', '/notes', { headers: bearer(res.json().access_token as string) }) : undefined
+      statuses.push(got?.status ?? 0)
+      await sleep(150)
+    }
+    t.same(statuses, Array(24).fill(200), 'every token request and every notes call succeeded, before, during and after the rotation')
+    t.not(rotated?.client_secret, oldSecret)
+    await sleep(Math.max(0, Date.parse(rotated?.previous_secret_expires_at ?? '') - Date.now() + 200))
+    const late = await token({ grant_type: 'client_credentials' }, basic('rotating', oldSecret))
+    t.equal(late.status, 401, 'after the grace period the old secret fails')
+    t.match(late.json(), { error: 'invalid_client' })
+    t.match(late.headers['www-authenticate'], /^Basic /)
+    t.equal((await token({ grant_type: 'client_credentials' }, basic('rotating', secret))).status, 200, 'the new one works')
+  })
+
+  t.test('a client-sent X-Forwarded-For does not change the IP Tessera records', async (t) => {
+    const spoofed = { 'x-forwarded-for': '203.0.113.7', 'x-real-ip': '203.0.113.8' }
+    // A token for Tessera's own API (the default client, aud api), which /v1/sessions accepts.
+    const res = await token({ grant_type: 'password', username: 'alice', password: PASSWORD }, spoofed)
+    t.equal(res.status, 200)
+    const access = res.json().access_token as string
+    const sessions = await gateway.request('GET', '/v1/sessions', { headers: { ...bearer(access), ...spoofed } })
+    const current = (sessions.json().sessions as Array<{ ip: string, current: boolean }>).find((s) => s.current)
+    t.equal(current?.ip, '127.0.0.1', 'the address Nginx saw, not the one the client claimed')
+    await sleep(200)
+    t.notOk(auth.some((a) => a.output().includes('203.0.113.')), 'nor does Tessera log the claimed address')
+    // The control: Tessera does believe X-Forwarded-For from its trusted proxy
+    // address, so the gateway's replacing it is what protects the value above.
+    const direct = await fetch(`${auth[0]?.url ?? ''}/oauth/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': '203.0.113.7' },
+      body: JSON.stringify({ grant_type: 'password', username: 'alice', password: PASSWORD })
+    })
+    t.equal(direct.status, 200)
+    const all = await gateway.request('GET', '/v1/sessions', { headers: bearer(access) })
+    t.ok((all.json().sessions as Array<{ ip: string }>).some((s) => s.ip === '203.0.113.7'), 'a direct, unreplaced header would have been believed')
+  })
+
+  t.test('security headers, request ids, /metrics, redirect, body limit', async (t) => {
+    const res = await gateway.request('GET', '/.well-known/openid-configuration', { headers: { 'x-request-id': 'gateway-test-42' } })
+    t.equal(res.status, 200)
+    t.equal(res.json().issuer, issuer)
+    const documentation = await gateway.request('GET', new URL(String(res.json().service_documentation)).pathname)
+    t.equal(documentation.status, 200, 'service_documentation answers through the gateway')
+    t.equal(documentation.json().openapi, '3.1.0')
+    t.match(res.headers['strict-transport-security'], /max-age=\d+/)
+    t.equal(res.headers['x-content-type-options'], 'nosniff')
+    t.equal(res.headers['referrer-policy'], 'no-referrer')
+    t.equal(res.headers.server, 'nginx', 'no version')
+    t.equal(res.headers['x-request-id'], 'gateway-test-42', 'a well-formed request id is propagated')
+    t.ok(gateway.accessLog().some((line) => JSON.parse(line).request_id === 'gateway-test-42'), 'and logged')
+    const minted = await gateway.request('GET', '/.well-known/openid-configuration', { headers: { 'x-request-id': 'bad id with spaces' } })
+    t.match(minted.headers['x-request-id'], /^[0-9a-f]{32}$/, 'a malformed one is replaced')
+
+    const bogus = await token({ grant_type: 'bogus' }, { 'x-request-id': 'gateway-test-43' })
+    t.equal(bogus.status, 400)
+    const seen = async (): Promise<boolean> => auth.some((a) => a.output().includes('"reqId":"gateway-test-43"'))
+    for (let i = 0; i < 20 && !await seen(); i++) await sleep(100) // its log line may arrive just after the reply
+    t.ok(await seen(), 'Tessera logs the same request id')
+
+    t.equal((await gateway.request('GET', '/metrics')).status, 404, '/metrics is not routed')
+    t.equal((await gateway.request('GET', '/healthz')).status, 404, 'nor is anything unlisted')
+    const redirect = await gateway.plainRequest('GET', '/v1/me')
+    t.equal(redirect.status, 301)
+    t.equal(redirect.headers.location, `${issuer}/v1/me`)
+    const credentials: Array<[string, string, RequestOptions]> = [
+      ['POST', '/oauth/token', { body: 'grant_type=password&username=alice&password=sent-in-clear', headers: { 'content-type': 'application/x-www-form-urlencoded' } }],
+      ['POST', '/oauth/revoke', { body: { token: 'sent-in-clear' } }],
+      ['POST', '/v1/users', { body: { username: 'alice', password: 'sent-in-clear' } }],
+      ['PUT', '/v1/password', { body: { current_password: 'a', new_password: 'b' } }],
+      ['GET', '/v1/me', { headers: { authorization: 'Bearer sent.in.clear' } }]
+    ]
+    for (const [method, path, requestOptions] of credentials) {
+      const refused = await gateway.plainRequest(method, path, requestOptions)
+      t.equal(refused.status, 403, `plain-HTTP ${method} ${path} is refused`)
+      t.equal(refused.headers.location, undefined, 'not redirected')
+      t.match(refused.json(), path.startsWith('/oauth/') ? { error: 'invalid_request' } : { status: 403, title: 'Forbidden' })
+    }
+
+    const big = await gateway.request('POST', '/oauth/token', { body: { grant_type: 'password', username: 'alice', password: 'x'.repeat(64 * 1024) } })
+    t.equal(big.status, 413)
+    t.match(big.json(), { title: 'Content Too Large', detail: /16384/ }, 'answered by Nginx, not Tessera')
+    t.equal(big.headers['x-content-type-options'], 'nosniff')
+    await sleep(100) // Nginx writes the log line as the request finishes, which may be just after we read the reply
+    const logged = gateway.accessLog().map((line) => JSON.parse(line) as { status: number, upstream: string }).filter((l) => l.status === 413)
+    t.match(logged, [{ status: 413, upstream: '' }], 'never reached an upstream')
+    t.notOk(gateway.accessLog().some((line) => line.includes('xxxxxxxx')), 'no body in the log')
+    const query = await gateway.request('GET', `/.well-known/jwks.json?access_token=${alice.access}`)
+    t.equal(query.status, 200)
+    t.notOk(gateway.accessLog().some((line) => line.includes(alice.access.slice(-20))), 'no query string in the log')
+  })
+
+  t.test('kill -9 one of two auth instances: logins and refreshes keep succeeding', async (t) => {
+    await signUp('bob')
+    const before = gateway.accessLog().length
+    const victim = auth[0]
+    if (victim === undefined) throw new Error('no instance')
+    await killInstance(victim)
+    const statuses: number[] = []
+    for (let i = 0; i < 6; i++) {
+      const res = await login('bob')
+      statuses.push(res.status)
+      if (res.status !== 200) continue
+      const refreshed = await token({ grant_type: 'refresh_token', refresh_token: res.json().refresh_token as string, ...NOTES_LOGIN })
+      statuses.push(refreshed.status)
+    }
+    t.same(statuses, Array(12).fill(200), 'every login and refresh succeeded')
+    const upstreams = gateway.accessLog().slice(before).map((line) => JSON.parse(line).upstream as string)
+    t.ok(upstreams.some((u) => u.includes(',')), 'Nginx tried the dead instance and moved on to the live one')
+  })
+
+  t.test('limit_req: a burst of token requests gets 429 from Nginx', async (t) => {
+    await sleep(2500) // let the earlier requests drain from the bucket
+    const replies = await Promise.all(Array.from({ length: 40 }, async () => await token({ grant_type: 'bogus' })))
+    const limited = replies.filter((r) => r.status === 429)
+    t.ok(limited.length >= 10, `${limited.length} of 40 refused`)
+    t.ok(replies.some((r) => r.status === 400), 'the burst allowance reached Tessera')
+    t.match(limited[0]?.json(), { error: 'temporarily_unavailable' })
+    t.equal(limited[0]?.headers['retry-after'], '1')
+    const signups = await Promise.all(Array.from({ length: 25 }, async () => await gateway.request('POST', '/v1/users', { body: { username: 'x' } })))
+    t.ok(signups.filter((r) => r.status === 429).length >= 5, 'sign-ups are limited too')
+    t.ok(signups.some((r) => r.status === 400), 'within the burst, Tessera answers')
+    await sleep(2500)
+  })
+
+  t.test('every auth instance down: the JWKS is served from the cache and notes keeps verifying', async (t) => {
+    const cached = await gateway.request('GET', '/.well-known/jwks.json')
+    t.equal(cached.status, 200)
+    for (const instance of auth) {
+      instance.process.kill('SIGKILL')
+      await instance.exited
+    }
+    await sleep(2200) // past the JWKS max-age (1 s) and notes' key cache (1 s)
+    const stale = await gateway.request('GET', '/.well-known/jwks.json')
+    t.equal(stale.status, 200)
+    t.equal(stale.body, cached.body, 'the same key set')
+    await sleep(100)
+    t.match(JSON.parse(gateway.accessLog().filter((line) => line.includes('"path":"/.well-known/jwks.json"')).at(-1) ?? '{}'), { cache: 'STALE' })
+    t.equal((await gateway.request('GET', '/notes', { headers: bearer(alice.access) })).status, 200, 'notes still verifies a token it could verify before')
+    t.equal((await login('alice')).status, 502, 'logins, of course, fail')
+  })
+})

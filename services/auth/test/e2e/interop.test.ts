@@ -1,0 +1,85 @@
+import t from 'tap'
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { promisify } from 'node:util'
+import Fastify, { type FastifyRequest } from 'fastify'
+import fastifyJwt, { type TokenOrHeader } from '@fastify/jwt'
+import { existsSync } from 'node:fs'
+import buildGetJwks from 'get-jwks'
+import { createRemoteJWKSet, jwtVerify } from 'jose'
+import { createTestDatabase } from '../helpers/db.js'
+import { runCli, startServer } from '../helpers/server.js'
+
+const PASSWORD = 'correct horse battery'
+const run = promisify(execFile)
+// Debian's python3-jwt lives with the system interpreter; a python3 earlier on PATH may not see it.
+const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'
+
+t.test('siblings verify access tokens from the JWKS alone: jose, @fastify/jwt + get-jwks, PyJWT', async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const server = await startServer(t, { DATABASE_URL: databaseUrl, TESSERA_KEK: randomBytes(32).toString('base64url'), TESSERA_ISSUER: 'http://tessera.test' })
+  const jwksUrl = `${server.url}/.well-known/jwks.json`
+  const post = async (path: string, body: object): Promise<Record<string, string>> =>
+    await (await fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json() as Record<string, string>
+  await post('/v1/users', { username: 'sibling', password: PASSWORD })
+  const tokens = await post('/oauth/token', { grant_type: 'password', username: 'sibling', password: PASSWORD })
+  const access = tokens.access_token ?? ''
+  const refreshToken = tokens.refresh_token ?? ''
+  const registered = await runCli(['clients', 'create', 'billing', '--confidential', '--scopes', 'notes:read', '--resources', 'urn:tessera:notes', '--json'], { DATABASE_URL: databaseUrl })
+  t.equal(registered.code, 0, registered.stderr)
+  const service = await post('/oauth/token', { grant_type: 'client_credentials', client_id: 'billing', client_secret: JSON.parse(registered.stdout).client_secret, resource: 'urn:tessera:notes' })
+  const serviceAccess = service.access_token ?? ''
+
+  t.test('jose createRemoteJWKSet + jwtVerify', async (t) => {
+    const jwks = createRemoteJWKSet(new URL(jwksUrl))
+    const { payload, protectedHeader } = await jwtVerify(access, jwks, { issuer: 'http://tessera.test', audience: 'api', typ: 'at+jwt', algorithms: ['RS256'] })
+    t.equal(protectedHeader.typ, 'at+jwt')
+    t.equal(payload.iss, 'http://tessera.test')
+    await t.rejects(jwtVerify(refreshToken, jwks, { issuer: 'http://tessera.test', audience: 'api', typ: 'at+jwt' }), 'a refresh token fails a sibling\'s checks')
+    const { payload: servicePayload } = await jwtVerify(serviceAccess, jwks, { issuer: 'http://tessera.test', audience: 'urn:tessera:notes', typ: 'at+jwt', algorithms: ['RS256'] })
+    t.match(servicePayload, { sub: 'billing', client_id: 'billing', aud: 'urn:tessera:notes', scope: 'notes:read' }, 'a client_credentials token, audience = the resource')
+    t.notOk('sid' in servicePayload, 'no session')
+    await t.rejects(jwtVerify(serviceAccess, jwks, { issuer: 'http://tessera.test', audience: 'api' }), 'not for the default audience')
+  })
+
+  t.test('@fastify/jwt + get-jwks in a separate Fastify app', async (t) => {
+    const getJwks = buildGetJwks({ providerDiscovery: false, jwksPath: '/.well-known/jwks.json' })
+    const sibling = Fastify()
+    await sibling.register(fastifyJwt, {
+      decode: { complete: true },
+      secret: async (_request: FastifyRequest, token: TokenOrHeader) => {
+        const { header } = token as { header: { kid: string, alg: string } }
+        return await getJwks.getPublicKey({ kid: header.kid, alg: header.alg, domain: server.url })
+      },
+      verify: { allowedIss: 'http://tessera.test', allowedAud: 'api', algorithms: ['RS256'] }
+    })
+    sibling.get('/resource', async (request) => {
+      const decoded = sibling.jwt.decode<{ header: { typ?: string } }>(request.headers.authorization?.slice(7) ?? '', { complete: true })
+      if (decoded?.header.typ !== 'at+jwt') throw Object.assign(new Error('not an access token'), { statusCode: 401 })
+      return await request.jwtVerify()
+    })
+    t.teardown(async () => { await sibling.close() })
+    const ok = await sibling.inject({ method: 'GET', url: '/resource', headers: { authorization: `Bearer ${access}` } })
+    t.equal(ok.statusCode, 200)
+    t.equal(ok.json().iss, 'http://tessera.test')
+    const refused = await sibling.inject({ method: 'GET', url: '/resource', headers: { authorization: `Bearer ${refreshToken}` } })
+    t.equal(refused.statusCode, 401)
+  })
+
+  t.test('Python PyJWT PyJWKClient', async (t) => {
+    const script = [
+      'import jwt, sys',
+      'client = jwt.PyJWKClient(sys.argv[1])',
+      'key = client.get_signing_key_from_jwt(sys.argv[2])',
+      'claims = jwt.decode(sys.argv[2], key.key, algorithms=["RS256"], audience="api", issuer="http://tessera.test")',
+      'assert jwt.get_unverified_header(sys.argv[2])["typ"] == "at+jwt"',
+      'print(claims["sub"])'
+    ].join('\n')
+    const { stdout } = await run(PYTHON, ['-c', script, jwksUrl, access])
+    t.match(stdout.trim(), /^[0-9a-f-]{36}$/)
+    await t.rejects(run(PYTHON, ['-c', script, jwksUrl, refreshToken]), 'PyJWT refuses the refresh token (aud)')
+    const forNotes = script.replace('audience="api"', 'audience="urn:tessera:notes"')
+    t.equal((await run(PYTHON, ['-c', forNotes, jwksUrl, serviceAccess])).stdout.trim(), 'billing', 'PyJWT verifies a client_credentials token with audience = the resource')
+    await t.rejects(run(PYTHON, ['-c', script, jwksUrl, serviceAccess]), 'and refuses it for another audience')
+  })
+})

@@ -1,0 +1,90 @@
+/**
+ * The key-encryption key, through the real processes: a wrong KEK stops the
+ * server with one line, and `keys rewrap` moves every private half to a new
+ * KEK, after which the old one is refused, the new one works, and tokens
+ * issued before keep verifying.
+ */
+import { randomBytes } from 'node:crypto'
+import { promises as fs } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { spawnProcess } from '@tessera/testkit'
+import t from 'tap'
+import { createTestDatabase, testConnection } from '../helpers/db.js'
+import { runCli, SERVER_ENTRY, startServer } from '../helpers/server.js'
+import { loginOver, refreshOver, remoteVerifier, signUpOver, verifyAccess } from '../helpers/http.js'
+
+const ISSUER = 'http://tessera.test'
+
+async function startExpectingFailure (env: Record<string, string>): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const server = spawnProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', PORT: '0', ...env } })
+  const timer = setTimeout(() => { void server.stop('SIGKILL') }, 60_000)
+  const code = await server.closed
+  clearTimeout(timer)
+  return { code, stdout: server.stdout(), stderr: server.stderr() }
+}
+
+const kekText = (): string => randomBytes(32).toString('base64url')
+const ONE_LINE = /^tessera: cannot decrypt the private half of signing key [A-Za-z0-9_-]{43}: TESSERA_KEK is not the key it was encrypted with\n$/
+
+t.test('wrong KEK stops the server with one line; rewrap moves to a new KEK and tokens keep verifying', async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-kek-'))
+  t.teardown(async () => { await fs.rm(dir, { recursive: true, force: true }) })
+  const oldKek = kekText()
+  const newKek = kekText()
+  const base = { DATABASE_URL: databaseUrl, TESSERA_ISSUER: ISSUER, TESSERA_KEY_ROTATION: 'off', TESSERA_DATA_DIR: dir }
+
+  const first = await startServer(t, { ...base, TESSERA_KEK: oldKek })
+  await signUpOver(first.url, 'quinn', 'correct horse battery')
+  const tokens = await loginOver(first.url, 'quinn', 'correct horse battery')
+  // A next key too, so rewrap has more than one private half to move.
+  const rotated = await runCli(['keys', 'rotate'], { ...base, TESSERA_KEK: oldKek })
+  t.equal(rotated.code, 0, rotated.stderr)
+  t.equal(await first.stop(), 0)
+
+  const wrong = await startExpectingFailure({ ...base, TESSERA_KEK: kekText() })
+  t.equal(wrong.code, 1, 'a wrong KEK exits 1')
+  t.match(wrong.stderr, ONE_LINE, 'with one line naming the problem')
+  t.equal(wrong.stdout, '', 'and nothing else')
+
+  const newFile = path.join(dir, 'new.kek')
+  await fs.writeFile(newFile, `${newKek}\n`, { mode: 0o600 })
+  const refused = await runCli(['keys', 'rewrap', '--new-kek-file', newFile], { ...base, TESSERA_KEK: kekText() })
+  t.equal(refused.code, 1, 'rewrap with a wrong current KEK fails')
+  t.match(refused.stderr, ONE_LINE)
+  const rewrap = await runCli(['keys', 'rewrap', '--new-kek-file', newFile], { ...base, TESSERA_KEK: oldKek })
+  t.equal(rewrap.code, 0, rewrap.stderr)
+  t.match(rewrap.stdout, /^re-encrypted 2 private key\(s\) under the new KEK; now set TESSERA_KEK to the contents of .* and restart every instance\n$/)
+  const { db } = await testConnection(t, databaseUrl)
+  t.equal((await db.selectFrom('audit_events').select('id').where('type', '=', 'key.rewrapped').execute()).length, 2)
+
+  const old = await startExpectingFailure({ ...base, TESSERA_KEK: oldKek })
+  t.equal(old.code, 1, 'the old KEK is refused at start')
+  t.match(old.stderr, ONE_LINE)
+
+  const second = await startServer(t, { ...base, TESSERA_KEK: newKek })
+  t.ok(await verifyAccess(tokens.access_token, remoteVerifier(second.url, 1000), ISSUER), 'an access token issued before the rewrap verifies against the new JWKS')
+  const refreshed = await refreshOver(second.url, tokens.refresh_token)
+  t.equal(refreshed.status, 200, 'a refresh token issued before the rewrap still works')
+  t.ok(await verifyAccess(String(refreshed.body.access_token), remoteVerifier(second.url, 1000), ISSUER), 'and the new access token verifies')
+})
+
+t.test('without TESSERA_KEK, rewrap replaces the local KEK file', async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-kek-'))
+  t.teardown(async () => { await fs.rm(dir, { recursive: true, force: true }) })
+  const base = { DATABASE_URL: databaseUrl, TESSERA_KEY_ROTATION: 'off', TESSERA_DATA_DIR: dir }
+  const made = await runCli(['keys', 'rotate', '--now', '--json'], base)
+  t.equal(made.code, 0, made.stderr)
+  const kid = (JSON.parse(made.stdout) as { promoted: string }).promoted
+  const before = await fs.readFile(path.join(dir, 'kek'), 'utf8')
+  const newFile = path.join(dir, 'new.kek')
+  await fs.writeFile(newFile, `${kekText()}\n`)
+  const rewrap = await runCli(['keys', 'rewrap', '--new-kek-file', newFile, '--json'], base)
+  t.equal(rewrap.code, 0, rewrap.stderr)
+  t.same(JSON.parse(rewrap.stdout), { rewrapped: [kid], local_kek_file: path.join(dir, 'kek') })
+  t.equal(await fs.readFile(path.join(dir, 'kek'), 'utf8'), await fs.readFile(newFile, 'utf8'))
+  t.not(before, await fs.readFile(newFile, 'utf8'))
+  t.equal((await fs.stat(path.join(dir, 'kek'))).mode & 0o777, 0o600)
+})

@@ -1,0 +1,171 @@
+import { randomBytes } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
+import t from 'tap'
+import { PasswordHasher } from '../../src/passwords/hasher.js'
+import { countLoginAttempt, pruneLoginThrottle, refundLoginAttempt } from '../../src/sessions/login-throttle.js'
+import { buildTestApp, signUp, testConfig } from '../helpers/app.js'
+import { createTestDatabase, testConnection } from '../helpers/db.js'
+import { startServer } from '../helpers/server.js'
+
+/** The real hasher, counting how often argon2 verify is asked for. */
+class CountingHasher extends PasswordHasher {
+  verifies = 0
+  override async verify (hash: string, password: string): Promise<boolean> {
+    this.verifies++
+    return await super.verify(hash, password)
+  }
+}
+
+const PASSWORD = 'correct horse battery'
+
+t.test('five failures back the account off: the right password gets 429 without hashing, then works after the wait', async (t) => {
+  const config = testConfig()
+  const hasher = new CountingHasher({ concurrency: config.hashConcurrency, depth: config.hashQueueDepth })
+  const { app, deps, advance } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_BASE: '30s' }, { hasher, realClock: true })
+  await signUp(app, 'alice', PASSWORD)
+  const attempt = async (password: string): Promise<{ status: number, body: Record<string, string>, headers: Record<string, unknown>, ms: number }> => {
+    const started = performance.now()
+    const res = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'Alice', password } })
+    return { status: res.statusCode, body: res.json(), headers: res.headers, ms: performance.now() - started }
+  }
+
+  for (let i = 0; i < 5; i++) {
+    const res = await attempt(`wrong password ${i}`)
+    t.equal(res.status, 400)
+    t.equal(res.body.error, 'invalid_grant')
+  }
+  const row = await deps.db.selectFrom('login_throttle').selectAll().where('username', '=', 'alice').executeTakeFirstOrThrow()
+  t.equal(row.failures, 5, 'the normalized name carries the count')
+  t.ok(row.blocked_until !== null && row.blocked_until.getTime() > Date.now(), 'blocked after the fifth failure')
+
+  const before = hasher.verifies
+  const backedOff = await attempt(PASSWORD)
+  t.equal(backedOff.status, 429)
+  t.equal(backedOff.body.error, 'temporarily_unavailable')
+  const wait = Number(backedOff.headers['retry-after'])
+  t.ok(wait > 20 && wait <= 30, `Retry-After ${wait} s: base·2^0 = 30 s, counting down`)
+  t.equal(backedOff.body.error_description, `too many failed logins for this username; retry in ${wait} s`)
+  t.equal(hasher.verifies, before, 'no argon2 verify while backed off')
+
+  // Timing, as a ratio to a measured verify: a back-off answer costs a few
+  // queries, not a hash. Interleaved, and compared by their fastest runs, so
+  // load from other processes on a shared machine inflates neither side alone.
+  const hash = await hasher.hash(PASSWORD)
+  const verifyMs: number[] = []
+  const refusedMs: number[] = []
+  for (let i = 0; i < 7; i++) {
+    const started = performance.now()
+    await hasher.verify(hash, PASSWORD)
+    verifyMs.push(performance.now() - started)
+    refusedMs.push((await attempt(PASSWORD)).ms)
+  }
+  const fastestRefusal = Math.min(...refusedMs)
+  const fastestVerify = Math.min(...verifyMs)
+  t.ok(fastestRefusal < fastestVerify * 0.5, `a backed-off answer (${fastestRefusal.toFixed(1)} ms) takes far less than one verify (${fastestVerify.toFixed(1)} ms)`)
+
+  advance(31)
+  const ok = await attempt(PASSWORD)
+  t.equal(ok.status, 200, 'after the wait the right password works')
+  t.equal(await deps.db.selectFrom('login_throttle').select('username').where('username', '=', 'alice').executeTakeFirst(), undefined, 'a success resets the counter')
+  for (let i = 0; i < 4; i++) t.equal((await attempt('wrong again')).status, 400, 'a fresh streak of four is not backed off')
+  t.equal((await attempt(PASSWORD)).status, 200)
+})
+
+t.test('the back-off doubles per failure up to the cap, and a stale streak starts over', async (t) => {
+  const connection = await testConnection(t)
+  const policy = { threshold: 3, base: 2, max: 10 }
+  const now = new Date('2030-01-01T00:00:00Z')
+  const waits: Array<number | null> = []
+  let at = now
+  let last = now
+  for (let i = 0; i < 7; i++) {
+    last = at
+    const attempt = await countLoginAttempt(connection.db, 'bob', at, policy)
+    if (attempt.refused) throw new Error(`attempt ${i + 1} refused`)
+    waits.push(attempt.blockedUntil === null ? null : (attempt.blockedUntil.getTime() - at.getTime()) / 1000)
+    at = attempt.blockedUntil ?? at
+  }
+  t.same(waits, [null, null, 2, 4, 8, 10, 10], 'threshold 3: 2 s, 4 s, 8 s, then the 10 s cap')
+  t.same(await countLoginAttempt(connection.db, 'bob', last, policy), { refused: true, retryAfter: 10 }, 'while blocked an attempt is refused and not counted')
+  const later = new Date(at.getTime() + 11_000)
+  const fresh = await countLoginAttempt(connection.db, 'bob', later, policy)
+  t.same(fresh, { refused: false, failures: 1, blockedUntil: null }, 'a streak older than the cap counts from one again')
+
+  const many = await Promise.all(Array.from({ length: 20 }, async () => await countLoginAttempt(connection.db, 'carol', now, policy)))
+  const counted = many.flatMap((a) => a.refused ? [] : [a.failures]).sort((a, b) => a - b)
+  t.same(counted, [1, 2, 3], 'of 20 concurrent attempts exactly the threshold are counted, each once')
+  t.equal(many.filter((a) => a.refused).length, 17, 'the rest are refused')
+  await refundLoginAttempt(connection.db, 'carol', policy)
+  t.same(await countLoginAttempt(connection.db, 'carol', now, policy), { refused: false, failures: 3, blockedUntil: new Date(now.getTime() + 2000) }, 'an attempt the hashing queue shed is refunded, and the block it set lifted')
+})
+
+t.test('unknown usernames are tracked alike, and the table is pruned and capped', async (t) => {
+  const { app, deps, connection } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_AFTER: '2', TESSERA_LOGIN_BACKOFF_BASE: '30s' })
+  for (let i = 0; i < 2; i++) {
+    const res = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'nobody', password: 'whatever1' } })
+    t.equal(res.statusCode, 400)
+  }
+  const res = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'nobody', password: 'whatever1' } })
+  t.equal(res.statusCode, 429, 'an unknown name backs off exactly like a real one')
+  t.equal(res.json().error, 'temporarily_unavailable')
+
+  const db = deps.db
+  const now = new Date()
+  const old = new Date(now.getTime() - 16 * 60_000)
+  await db.insertInto('login_throttle').values(Array.from({ length: 250 }, (_, i) => ({ username: `stale${i}`, failures: 1, last_failed_at: old, blocked_until: null }))).execute()
+  await db.insertInto('login_throttle').values(Array.from({ length: 150 }, (_, i) => ({ username: `recent${i}`, failures: 1, last_failed_at: new Date(now.getTime() - (150 - i) * 1000), blocked_until: null }))).execute()
+  const deleted = await pruneLoginThrottle(db, now, { max: 15 * 60, maxRows: 100, batch: 100 })
+  t.equal(deleted, 250 + 51, 'every stale row, then the oldest past the cap of 100')
+  const left = await db.selectFrom('login_throttle').select('username').execute()
+  t.equal(left.length, 100)
+  t.ok(left.some((r) => r.username === 'nobody'), 'the newest streaks are kept')
+  t.notOk(left.some((r) => r.username.startsWith('stale')))
+
+  // One instance at a time: while another holds the lock, a run does nothing.
+  const holder = await connection.pool.connect()
+  try {
+    await holder.query('BEGIN')
+    await holder.query('SELECT pg_advisory_xact_lock($1)', [0x7e55e4a2])
+    t.equal(await pruneLoginThrottle(db, now, { max: 1, maxRows: 100 }), undefined, 'skipped while another instance prunes')
+    await holder.query('ROLLBACK')
+  } finally {
+    holder.release()
+  }
+})
+
+t.test('two server processes on one database share the counter', async (t) => {
+  const env = {
+    DATABASE_URL: await createTestDatabase(t),
+    TESSERA_KEK: randomBytes(32).toString('base64url'),
+    TESSERA_LOGIN_BACKOFF_BASE: '30s',
+    TESSERA_HASH_CONCURRENCY: '1',
+    TESSERA_CLEANUP_INTERVAL: '1s'
+  }
+  const { db } = await testConnection(t, env.DATABASE_URL)
+  await db.insertInto('login_throttle').values({ username: 'long-ago', failures: 9, last_failed_at: new Date(Date.now() - 3600_000), blocked_until: null }).execute()
+  const a = await startServer(t, env)
+  const b = await startServer(t, env)
+  const post = async (base: string, body: Record<string, string>): Promise<Response> =>
+    await fetch(`${base}${body.grant_type === undefined ? '/v1/users' : '/oauth/token'}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  t.equal((await post(a.url, { username: 'dave', password: PASSWORD })).status, 201)
+  for (const [i, server] of [a, b, a, b, a].entries()) {
+    const res = await post(server.url, { grant_type: 'password', username: 'dave', password: `wrong ${i}` })
+    t.equal(res.status, 400, `failure ${i + 1} on ${server === a ? 'A' : 'B'}`)
+  }
+  for (const server of [b, a]) {
+    const res = await post(server.url, { grant_type: 'password', username: 'dave', password: PASSWORD })
+    t.equal(res.status, 429, `${server === a ? 'A' : 'B'} refuses the right password too`)
+    const wait = Number(res.headers.get('retry-after'))
+    t.ok(wait > 20 && wait <= 30, `Retry-After ${wait} s counts down from 30 s`)
+    t.same(await res.json(), { error: 'temporarily_unavailable', error_description: `too many failed logins for this username; retry in ${wait} s` })
+  }
+
+  // The servers' cleanup job forgets the stale streak and keeps the live one.
+  const deadline = Date.now() + 15_000
+  while (Date.now() < deadline && await db.selectFrom('login_throttle').select('username').where('username', '=', 'long-ago').executeTakeFirst() !== undefined) {
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+  const left = (await db.selectFrom('login_throttle').select('username').execute()).map((r) => r.username)
+  t.same(left, ['dave'], 'the periodic cleanup deleted the stale row only')
+  t.match(a.output() + b.output(), /pruned login back-off rows/)
+})

@@ -1,0 +1,67 @@
+import { randomBytes } from 'node:crypto'
+import pg from 'pg'
+import t, { type Test } from 'tap'
+import { createTestDatabase } from '../helpers/db.js'
+import { within } from '../helpers/http.js'
+import { startServer } from '../helpers/server.js'
+
+const PASSWORD = 'correct horse battery'
+const NEW_PASSWORD = 'battery staple horse'
+
+async function send (method: string, url: string, body: object, headers: Record<string, string> = {}): Promise<{ status: number, body: Record<string, string> }> {
+  const res = await fetch(url, { method, headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) })
+  return { status: res.status, body: await res.json() as Record<string, string> }
+}
+
+async function serverWithDb (t: Test, env: Record<string, string> = {}): Promise<{ url: string, db: pg.Client, databaseUrl: string }> {
+  const databaseUrl = await createTestDatabase(t)
+  const server = await startServer(t, { DATABASE_URL: databaseUrl, TESSERA_KEK: randomBytes(32).toString('base64url'), ...env })
+  const db = new pg.Client({ connectionString: databaseUrl })
+  await db.connect()
+  t.teardown(async () => { await db.end() })
+  return { url: server.url, db, databaseUrl }
+}
+
+t.test('a burst of parallel wrong guesses evaluates at most the threshold', async (t) => {
+  const { url, db } = await serverWithDb(t, { TESSERA_LOGIN_BACKOFF_AFTER: '3', TESSERA_LOGIN_BACKOFF_BASE: '60s' })
+  t.equal((await send('POST', `${url}/v1/users`, { username: 'burst', password: PASSWORD })).status, 201)
+  const answers = await Promise.all(Array.from({ length: 12 }, async (_, i) =>
+    await send('POST', `${url}/oauth/token`, { grant_type: 'password', username: 'burst', password: `wrong guess ${i}` })))
+  const statuses = answers.map((a) => a.status).sort()
+  t.equal(statuses.filter((s) => s === 400).length, 3, `exactly three guesses were evaluated (invalid_grant): ${statuses.join(',')}`)
+  t.equal(statuses.filter((s) => s === 429).length, 9, 'the other nine were refused unhashed')
+  t.equal(Number((await db.query("SELECT failures FROM login_throttle WHERE username = 'burst'")).rows[0].failures), 3)
+})
+
+/** Backends of this database waiting on a lock. */
+async function lockWaiters (db: pg.Client): Promise<number> {
+  const res = await db.query("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+  return Number(res.rows[0].n)
+}
+
+t.test('a login in flight during a password change does not start a session after it', async (t) => {
+  const { url, db, databaseUrl } = await serverWithDb(t)
+  t.equal((await send('POST', `${url}/v1/users`, { username: 'inflight', password: PASSWORD })).status, 201)
+  const owner = await send('POST', `${url}/oauth/token`, { grant_type: 'password', username: 'inflight', password: PASSWORD })
+  t.equal(owner.status, 200)
+
+  // Hold the user's row so both requests read the old password, verify it,
+  // and then queue: the change first, the login behind it.
+  const holder = new pg.Client({ connectionString: databaseUrl })
+  await holder.connect()
+  t.teardown(async () => { await holder.end() })
+  await holder.query('BEGIN')
+  await holder.query("SELECT id FROM users WHERE username = 'inflight' FOR UPDATE")
+  const change = send('PUT', `${url}/v1/password`, { current_password: PASSWORD, new_password: NEW_PASSWORD }, { authorization: `Bearer ${owner.body.access_token ?? ''}` })
+  t.ok(await within(30_000, async () => await lockWaiters(db) >= 1), 'the password change waits for the row')
+  const loginInFlight = send('POST', `${url}/oauth/token`, { grant_type: 'password', username: 'inflight', password: PASSWORD })
+  t.ok(await within(30_000, async () => await lockWaiters(db) >= 2), 'the login, its password verified, waits behind it')
+  await holder.query('ROLLBACK')
+
+  t.equal((await change).status, 200, 'the password changed')
+  const login = await loginInFlight
+  t.equal(login.status, 400, 'the login verified against the old password is refused')
+  t.equal(login.body.error, 'invalid_grant')
+  const live = await db.query('SELECT count(*) AS n FROM sessions WHERE revoked_at IS NULL')
+  t.equal(Number(live.rows[0].n), 1, 'only the session that changed the password is live')
+})

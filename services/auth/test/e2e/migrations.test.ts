@@ -1,0 +1,81 @@
+import t from 'tap'
+import { sql } from 'kysely'
+import { createTestDatabase, testConnection } from '../helpers/db.js'
+import { runCli } from '../helpers/server.js'
+
+t.test('migrate up, status, down, up again through the CLI', async (t) => {
+  const url = await createTestDatabase(t, { empty: true })
+  // As the compose one-shot runs it: production, and no KEK.
+  const env = { DATABASE_URL: url, NODE_ENV: 'production' }
+  const before = await runCli(['migrate', 'status', '--json'], env)
+  t.equal(before.code, 0, before.stderr)
+  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null])
+
+  const up = await runCli(['migrate', 'up'], env)
+  t.equal(up.code, 0, up.stderr)
+  t.match(up.stdout, /applied 0001_initial/)
+  t.match(up.stdout, /0002_refresh_decision/)
+  const again = await runCli(['migrate', 'up'], env)
+  t.equal(again.stdout, 'already up to date\n', 'up twice is a no-op')
+
+  const status = await runCli(['migrate', 'status'], env)
+  t.match(status.stdout, /0001_initial\s+\d{4}-\d\d-\d\dT/)
+  t.notMatch(status.stdout, /pending/)
+
+  const connection = await testConnection(t, url)
+  const functions = async (name: string): Promise<number | undefined> =>
+    (await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_proc WHERE proname = ${name}`.execute(connection.db)).rows[0]?.n
+  const tables = async (name: string): Promise<number | undefined> =>
+    (await sql<{ n: number }>`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name = ${name}`.execute(connection.db)).rows[0]?.n
+  t.equal(await functions('tessera_refresh_decision'), 1, 'up created the refresh decision function')
+  t.equal(await functions('tessera_client_refresh_decision'), 1, 'and its client-checking wrapper')
+  const refused = await runCli(['migrate', 'down'], env)
+  t.equal(refused.code, 2, 'down without --yes is a usage error')
+  t.equal(refused.stderr, 'tessera: migrate down drops the newest migration\'s tables and their data: run `tessera migrate down --yes` to go ahead\n')
+  t.equal(await tables('clients'), 1, 'and reverted nothing')
+  const downClients = await runCli(['migrate', 'down', '--yes', '--json'], env)
+  t.same(JSON.parse(downClients.stdout), { reverted: ['0004_clients'] })
+  t.equal(await tables('clients'), 0, 'down removed the clients table')
+  t.equal(await functions('tessera_client_refresh_decision'), 0, 'and the wrapper')
+  const downNewest = await runCli(['migrate', 'down', '--yes', '--json'], env)
+  t.same(JSON.parse(downNewest.stdout), { reverted: ['0002_refresh_decision'] })
+  t.equal(await functions('tessera_refresh_decision'), 0, 'down dropped the function')
+  const down = await runCli(['migrate', 'down', '--yes', '--json'], env)
+  t.same(JSON.parse(down.stdout), { reverted: ['0001_initial'] })
+  t.equal(await tables('users'), 0, 'down removed the tables')
+  t.equal((await runCli(['migrate', 'up'], env)).code, 0)
+  const bad = await runCli(['migrate', 'sideways'], env)
+  t.equal(bad.code, 2)
+  t.equal(bad.stderr, 'tessera: usage: tessera migrate up | status | down --yes\n')
+})
+
+t.test('two migrate up at once apply each migration once', async (t) => {
+  const url = await createTestDatabase(t, { empty: true })
+  const [a, b] = await Promise.all([runCli(['migrate', 'up', '--json'], { DATABASE_URL: url }), runCli(['migrate', 'up', '--json'], { DATABASE_URL: url })])
+  t.equal(a.code, 0, a.stderr)
+  t.equal(b.code, 0, b.stderr)
+  const applied = [...JSON.parse(a.stdout).applied, ...JSON.parse(b.stdout).applied]
+  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients'], 'exactly one process applied each')
+})
+
+t.test('the schema enforces its constraints', async (t) => {
+  const { db } = await testConnection(t)
+  const user = await db.insertInto('users').values({ username: 'quinn', password_hash: 'x' }).returning('id').executeTakeFirstOrThrow()
+  const rejects = async (name: string, query: Promise<unknown>): Promise<void> => {
+    await t.rejects(query, { code: /^23/ }, name)
+  }
+  await rejects('an upper-case username', db.insertInto('users').values({ username: 'Quinn', password_hash: 'x' }).execute())
+  await rejects('a duplicate username', db.insertInto('users').values({ username: 'quinn', password_hash: 'x' }).execute())
+  const key = { bits: 2048, public_jwk: JSON.stringify({ kty: 'RSA' }), private_key_enc: Buffer.from('x') }
+  await rejects('an unknown key state', db.insertInto('signing_keys').values({ ...key, kid: 'k0', state: 'active' as 'current' }).execute())
+  await rejects('a current key without a private half', db.insertInto('signing_keys').values({ ...key, kid: 'k1', state: 'current', private_key_enc: null }).execute())
+  await rejects('a public JWK with a private member', db.insertInto('signing_keys').values({ ...key, kid: 'k2', state: 'next', public_jwk: JSON.stringify({ kty: 'RSA', d: 'secret' }) }).execute())
+  await db.insertInto('signing_keys').values({ ...key, kid: 'k3', state: 'current' }).execute()
+  await rejects('a second current key', db.insertInto('signing_keys').values({ ...key, kid: 'k4', state: 'current' }).execute())
+  const now = new Date()
+  const session = { user_id: user.id, client_id: 'c', scope: 's', created_at: now, last_used_at: now, expires_at: now, absolute_expires_at: now }
+  await rejects('a session ended without a reason', db.insertInto('sessions').values({ ...session, id: '00000000-0000-4000-8000-000000000001', revoked_at: now }).execute())
+  await rejects('an unknown end reason', db.insertInto('sessions').values({ ...session, id: '00000000-0000-4000-8000-000000000002', revoked_at: now, revoke_reason: 'bored' as 'logout' }).execute())
+  await rejects('a session for no user', db.insertInto('sessions').values({ ...session, id: '00000000-0000-4000-8000-000000000003', user_id: '00000000-0000-4000-8000-00000000000f' }).execute())
+  await rejects('a bad audit type', db.insertInto('audit_events').values({ type: 'Login Failed' }).execute())
+})

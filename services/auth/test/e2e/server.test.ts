@@ -1,0 +1,65 @@
+import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import pg from 'pg'
+import { startServer, runCli } from '../helpers/server.js'
+
+const PASSWORD = 'correct horse battery'
+
+function postgresRunningOn (dataDir: string): boolean {
+  const location = path.join(dataDir, 'postgres-location')
+  let pgdata = path.join(dataDir, 'postgres')
+  try { pgdata = readFileSync(location, 'utf8').trim() } catch {}
+  const out = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
+  return out.split('\n').some((line) => line.includes('postgres') && line.includes(pgdata))
+}
+
+t.test('embedded Postgres: first start, SIGTERM drains an in-flight request, second start reuses .data', async (t) => {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'tessera-server-'))
+  const env = { TESSERA_DATA_DIR: dataDir }
+  // A failed run kills the server with SIGKILL, which leaves its Postgres behind.
+  t.teardown(async () => {
+    await runCli(['db', 'stop'], env)
+    let outside = ''
+    try { outside = readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch {}
+    if (outside !== '') rmSync(outside, { recursive: true, force: true })
+    rmSync(dataDir, { recursive: true, force: true })
+  })
+
+  const first = await startServer(t, env, { timeoutMs: 90_000 })
+  t.equal((await fetch(`${first.url}/readyz`)).status, 200)
+  await fetch(`${first.url}/v1/users`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'sam', password: PASSWORD }) })
+  const tokens = await (await fetch(`${first.url}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ grant_type: 'password', username: 'sam', password: PASSWORD }) })).json() as { refresh_token: string, access_token: string }
+
+  // Hold the session's row lock so the refresh below is in flight when SIGTERM arrives.
+  const url = (await runCli(['db', 'url'], env)).stdout.trim()
+  t.match(url, /^postgres:\/\/tessera:[^@]+@127\.0\.0\.1:\d+\/tessera$/)
+  const blocker = new pg.Client({ connectionString: url })
+  await blocker.connect()
+  await blocker.query('BEGIN')
+  await blocker.query('SELECT * FROM sessions FOR UPDATE')
+  const inFlight = fetch(`${first.url}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token }) })
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  first.process.kill('SIGTERM')
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  await blocker.query('COMMIT')
+  await blocker.end()
+  const response = await inFlight
+  t.equal(response.status, 200, 'the in-flight refresh completed')
+  t.equal(await first.exited, 0, 'exit 0 after draining', { output: first.output().slice(-3000) })
+  t.match(first.output(), /"msg":"draining"/)
+  t.notOk(postgresRunningOn(dataDir), 'the embedded Postgres was stopped')
+
+  const started = Date.now()
+  const second = await startServer(t, env, { timeoutMs: 60_000 })
+  const restartMs = Date.now() - started
+  t.ok(restartMs < 15_000, `second start reuses .data (${restartMs} ms)`)
+  const me = await fetch(`${second.url}/v1/me`, { headers: { authorization: `Bearer ${tokens.access_token}` } })
+  t.equal(me.status, 200, 'a token from the first run still verifies: the key and the KEK persisted in .data')
+  const login = await fetch(`${second.url}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ grant_type: 'password', username: 'sam', password: PASSWORD }) })
+  t.equal(login.status, 200, 'the user from the first run is still there')
+  t.equal(await second.stop('SIGINT'), 0)
+  t.notOk(postgresRunningOn(dataDir))
+})

@@ -1,0 +1,131 @@
+/**
+ * Issue 15, clients and resource services: the same request list against a
+ * real DRF + SimpleJWT app (Django's test client, in /usr/bin/python3) and
+ * against Tessera's compat routes; and a DRF view behind SimpleJWT's own
+ * JWTAuthentication, configured by settings alone, judging Tessera's tokens.
+ */
+import t, { type Test } from 'tap'
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { buildTestApp, signUp, type TestApp } from '../helpers/app.js'
+
+const run = promisify(execFile)
+const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'
+const ORACLE = fileURLToPath(new URL('../helpers/django_oracle.py', import.meta.url))
+const PASSWORD = 'correct horse battery'
+
+interface Answer { status: number, body: Record<string, unknown> }
+interface Step { path: string, body?: Record<string, string | { $: string }>, form?: boolean, save?: Record<string, string>, compare: 'body' | 'keys' }
+
+async function oracle (t: Test, mode: string, args: string[], spec: unknown): Promise<Answer[]> {
+  const dir = await mkdtemp(join(tmpdir(), 'tessera-drf-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  await writeFile(join(dir, 'spec.json'), JSON.stringify(spec))
+  const { stdout } = await run(PYTHON, [ORACLE, mode, ...args, join(dir, 'spec.json')])
+  return JSON.parse(stdout) as Answer[]
+}
+
+const STEPS: Step[] = [
+  { path: '/api/token/', body: {}, compare: 'body' },
+  { path: '/api/token/', body: { username: 'alice' }, compare: 'body' },
+  { path: '/api/token/', body: { username: 'alice', password: '' }, compare: 'body' },
+  { path: '/api/token/', body: { username: 'alice', password: 'wrong password' }, compare: 'body' },
+  { path: '/api/token/', body: { username: 'nobody', password: PASSWORD }, compare: 'body' },
+  { path: '/api/token/', body: { username: 'alice', password: PASSWORD }, save: { r1: 'refresh', a1: 'access' }, compare: 'keys' },
+  { path: '/api/token/', body: { username: 'alice', password: PASSWORD }, form: true, save: { r9: 'refresh' }, compare: 'keys' },
+  { path: '/api/token/verify/', body: { token: { $: 'a1' } }, compare: 'body' },
+  { path: '/api/token/verify/', body: { token: { $: 'r1' } }, compare: 'body' },
+  { path: '/api/token/verify/', body: { token: 'not.a.token' }, compare: 'body' },
+  { path: '/api/token/verify/', body: {}, compare: 'body' },
+  { path: '/api/token/refresh/', body: {}, compare: 'body' },
+  { path: '/api/token/refresh/', body: { refresh: 'garbage' }, compare: 'body' },
+  { path: '/api/token/refresh/', body: { refresh: { $: 'a1' } }, compare: 'keys' },
+  { path: '/api/token/refresh/', body: { refresh: { $: 'r1' } }, save: { r2: 'refresh' }, compare: 'keys' },
+  { path: '/api/token/refresh/', body: { refresh: { $: 'r9' } }, form: true, compare: 'keys' },
+  { path: '/api/token/blacklist/', body: { refresh: { $: 'r2' } }, compare: 'body' },
+  { path: '/api/token/refresh/', body: { refresh: { $: 'r2' } }, compare: 'keys' },
+  { path: '/api/token/blacklist/', body: { refresh: 'garbage' }, compare: 'body' },
+  { path: '/api/token/blacklist/', body: {}, compare: 'body' }
+]
+
+async function tessera (ctx: TestApp, steps: Step[]): Promise<Answer[]> {
+  const saved: Record<string, string> = {}
+  const answers: Answer[] = []
+  for (const step of steps) {
+    const body = Object.fromEntries(Object.entries(step.body ?? {}).map(([k, v]) => [k, typeof v === 'string' ? v : saved[v.$] ?? '']))
+    const res = step.form === true
+      ? await ctx.app.inject({ method: 'POST', url: step.path, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: new URLSearchParams(body).toString() })
+      : await ctx.app.inject({ method: 'POST', url: step.path, payload: body })
+    const answer = res.json() as Record<string, unknown>
+    for (const [name, key] of Object.entries(step.save ?? {})) saved[name] = String(answer[key])
+    answers.push({ status: res.statusCode, body: answer })
+  }
+  return answers
+}
+
+t.test('the compat routes answer what SimpleJWT answers, request for request', async (t) => {
+  const ctx = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on' })
+  await signUp(ctx.app, 'alice', PASSWORD)
+  const drf = await oracle(t, 'simplejwt', [], { users: [{ username: 'alice', password: PASSWORD }], requests: STEPS })
+  const ours = await tessera(ctx, STEPS)
+  STEPS.forEach((step, i) => {
+    const theirs = drf[i]
+    const mine = ours[i]
+    const label = `${i + 1}: POST ${step.path} ${JSON.stringify(step.body)}`
+    t.equal(mine?.status, theirs?.status, `${label}: status`)
+    if (step.compare === 'body') t.same(mine?.body, theirs?.body, `${label}: body`)
+    else t.same(Object.keys(mine?.body ?? {}).sort(), Object.keys(theirs?.body ?? {}).sort(), `${label}: body keys`)
+  })
+  const ended = await ctx.connection.db.selectFrom('sessions').select('revoke_reason').where('revoke_reason', 'is not', null).execute()
+  t.same(ended.map((s) => s.revoke_reason), ['revoke'], 'blacklist ended the session through the same domain call as /oauth/revoke')
+})
+
+t.test('off by default: no SimpleJWT routes, no extra claims', async (t) => {
+  const ctx = await buildTestApp(t)
+  await signUp(ctx.app, 'alice', PASSWORD)
+  const res = await ctx.app.inject({ method: 'POST', url: '/api/token/', payload: { username: 'alice', password: PASSWORD } })
+  t.equal(res.statusCode, 404)
+  const tokens = (await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'alice', password: PASSWORD } })).json()
+  const claims = JSON.parse(Buffer.from(String(tokens.access_token).split('.')[1] ?? '', 'base64url').toString())
+  t.notOk('preferred_username' in claims)
+  t.notOk('token_type' in claims)
+})
+
+t.test('a DRF view with SimpleJWT\'s JWTAuthentication, by settings alone, judges Tessera\'s tokens', async (t) => {
+  const kek = randomBytes(32).toString('base64url')
+  const env = { TESSERA_SIMPLEJWT_COMPAT: 'on', TESSERA_KEK: kek, TESSERA_ISSUER: 'http://tessera.test' }
+  const ctx = await buildTestApp(t, env)
+  await ctx.app.listen({ host: '127.0.0.1', port: 0 })
+  const address = ctx.app.server.address()
+  const base = typeof address === 'object' && address !== null ? `http://127.0.0.1:${address.port}` : ''
+  const other = await buildTestApp(t, { ...env, TESSERA_AUDIENCE: 'another-service' }, { connection: ctx.connection })
+  await signUp(ctx.app, 'alice', PASSWORD)
+  const login = async (app: TestApp): Promise<{ access: string, refresh: string }> =>
+    (await app.app.inject({ method: 'POST', url: '/api/token/', payload: { username: 'alice', password: PASSWORD } })).json()
+  const pair = await login(ctx)
+  const viaOauth = (await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'alice', password: PASSWORD } })).json()
+  const refreshed = (await ctx.app.inject({ method: 'POST', url: '/api/token/refresh/', payload: { refresh: pair.refresh } })).json()
+  const elsewhere = await login(other)
+  ctx.advance(-3600)
+  const stale = await login(ctx)
+  ctx.advance(3600)
+
+  const answers = await oracle(t, 'jwtauth', [`${base}/.well-known/jwks.json`, 'http://tessera.test', 'api'], {
+    users: ['alice'],
+    tokens: [pair.access, viaOauth.access_token, refreshed.access, pair.refresh, stale.access, elsewhere.access]
+  })
+  t.match(answers, [
+    { status: 200, body: { username: 'alice' } },
+    { status: 200, body: { username: 'alice' } },
+    { status: 200, body: { username: 'alice' } },
+    { status: 401, body: { code: 'token_not_valid' } },
+    { status: 401, body: { code: 'token_not_valid' } },
+    { status: 401, body: { code: 'token_not_valid' } }
+  ], 'accepts access tokens (compat login, /oauth/token, compat refresh); refuses a refresh token, an expired one and another audience\'s')
+})

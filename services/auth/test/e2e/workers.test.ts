@@ -1,0 +1,170 @@
+/**
+ * One instance with TESSERA_WORKERS=2, as real processes: two HTTP workers
+ * serve, and what is in memory keeps its per-instance meaning. Every request
+ * here opens a new connection, so node:cluster spreads them over both
+ * workers, and the log lines (each carries its process's pid) show which
+ * served what.
+ */
+import { randomBytes } from 'node:crypto'
+import { readdirSync, readFileSync } from 'node:fs'
+import { request } from 'node:http'
+import { availableParallelism, getPriority } from 'node:os'
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import { ConfigError, loadConfig } from '../../src/config.js'
+import { workerPoolSize } from '../../src/cluster/pool.js'
+import { createTestDatabase } from '../helpers/db.js'
+import { runCli, startServer, type RunningServer } from '../helpers/server.js'
+import { within } from '../helpers/http.js'
+
+interface Reply { status: number, body: string, headers: Record<string, string | string[] | undefined> }
+
+/** One request on a connection of its own (no keep-alive agent). */
+async function fresh (url: string, method = 'GET', body?: unknown): Promise<Reply> {
+  return await new Promise<Reply>((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body)
+    const req = request(url, { method, agent: false, headers: payload === undefined ? {} : { 'content-type': 'application/json' } }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => { text += chunk })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text, headers: res.headers }))
+    })
+    req.on('error', reject)
+    req.setTimeout(5000, () => req.destroy(new Error(`no answer from ${url} within 5 s`)))
+    req.end(payload)
+  })
+}
+
+interface LogLine { pid: number, msg: string, route?: string, status?: number, transition?: string, kid?: string, hashing_pid?: number, priority?: number }
+
+function logLines (server: RunningServer): LogLine[] {
+  return server.output().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as LogLine)
+}
+
+function servedBy (server: RunningServer, route: string): Set<number> {
+  return new Set(logLines(server).filter((l) => l.msg === 'request' && l.route === route).map((l) => l.pid))
+}
+
+function sample (metrics: string, series: string): number {
+  const line = metrics.split('\n').find((l) => l.startsWith(`${series} `))
+  return line === undefined ? NaN : Number(line.slice(series.length + 1))
+}
+
+function baseEnv (databaseUrl: string): Record<string, string> {
+  return { DATABASE_URL: databaseUrl, TESSERA_KEK: randomBytes(32).toString('base64url'), TESSERA_WORKERS: '2' }
+}
+
+t.test('TESSERA_WORKERS: auto is one per core, else a whole number from 1', async (t) => {
+  t.equal(loadConfig({}).workers, availableParallelism(), 'unset is auto')
+  t.equal(loadConfig({ TESSERA_WORKERS: 'auto' }).workers, availableParallelism())
+  t.equal(loadConfig({ TESSERA_WORKERS: '3' }).workers, 3)
+  for (const bad of ['0', '-1', '1.5', 'two', '257']) {
+    t.throws(() => loadConfig({ TESSERA_WORKERS: bad }), new ConfigError('TESSERA_WORKERS', 'auto or a whole number from 1 to 256', bad))
+  }
+  t.equal(loadConfig({}).hashConcurrency, availableParallelism(), 'hashing uses every core')
+  t.equal(loadConfig({ TESSERA_HASH_CONCURRENCY: '3' }).hashQueueDepth, 75, 'about half a second of hashing waits: 25 per slot')
+  t.same([1, 2, 5, 8].map(workerPoolSize), [20, 10, 4, 4], 'the instance\'s 20 connections shared, at least 4 a worker')
+})
+
+t.test('two workers: one per-IP budget, one scrape for the instance, key changes reach both, jobs run once', async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const env: Record<string, string> = { ...baseEnv(databaseUrl), TESSERA_RATE_LIMIT: '6', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEY_PUBLISH_LEAD: '4s', TESSERA_KEY_ROTATION: '4s' }
+  const server = await startServer(t, env)
+  t.match(server.output(), /"workers":2.*"msg":"tessera is serving"/)
+
+  // A garbage token is a cheap, well-formed revocation: 200, no hashing.
+  const statuses: number[] = []
+  for (let i = 0; i < 9; i++) statuses.push((await fresh(`${server.url}/oauth/revoke`, 'POST', { token: 'not-a-token' })).status)
+  t.same(statuses, [200, 200, 200, 200, 200, 200, 429, 429, 429], 'six pass, then the budget is spent, whichever worker answers')
+  const workers = servedBy(server, '/oauth/revoke')
+  t.equal(workers.size, 2, 'both workers served them')
+  t.notOk(workers.has(server.process.pid ?? 0), 'the primary serves no HTTP')
+
+  const metrics = (await fresh(`${server.url}/metrics`)).body
+  t.equal(sample(metrics, 'tessera_http_request_duration_seconds_count{method="POST",route="/oauth/revoke",status="200"}'), 6, 'one scrape counts both workers\' 200s')
+  t.equal(sample(metrics, 'tessera_http_request_duration_seconds_count{method="POST",route="/oauth/revoke",status="429"}'), 3, 'and their 429s')
+  t.equal(sample(metrics, 'tessera_rate_limited_total{route="/oauth/revoke"}'), 3)
+  t.equal(sample(metrics, 'tessera_hash_in_flight'), 0, 'the primary\'s hashing queue is in the scrape')
+  t.ok(sample(metrics, 'tessera_signing_keys{state="current"}') === 1, 'the signing keys are counted once, not once per worker')
+
+  // A key made by an operator elsewhere: every worker publishes it within a second or so.
+  const rotated = await runCli(['keys', 'rotate', '--now', '--json'], { DATABASE_URL: databaseUrl, TESSERA_KEK: env.TESSERA_KEK ?? '' })
+  t.equal(rotated.code, 0, rotated.stderr)
+  const promoted = String((JSON.parse(rotated.stdout) as { promoted: string }).promoted)
+  const everywhere = await within(3000, async () => {
+    // One after another: node:cluster hands sequential connections to the workers in turn.
+    const bodies: string[] = []
+    for (let i = 0; i < 6; i++) bodies.push((await fresh(`${server.url}/.well-known/jwks.json`)).body)
+    return bodies.every((body) => body.includes(promoted))
+  }, 100)
+  t.ok(everywhere !== undefined, 'both workers publish the new key')
+  t.equal(servedBy(server, '/.well-known/jwks.json').size, 2, 'the JWKS came from both workers')
+
+  // The schedule runs in the primary alone: each transition made and logged once, by the primary.
+  await sleep(9000)
+  const transitions = logLines(server).filter((l) => l.msg === 'signing key transition')
+  t.ok(transitions.length >= 3, `${transitions.length} scheduled transitions`)
+  t.same([...new Set(transitions.map((l) => l.pid))], [server.process.pid], 'every transition made by the primary')
+  const seen = transitions.map((l) => `${l.kid ?? ''} ${l.transition ?? ''}`)
+  t.equal(new Set(seen).size, seen.length, 'no transition twice')
+  t.notMatch(server.output(), /"level":50/, 'no error was logged')
+  t.equal(await server.stop('SIGTERM'), 0, 'drains and exits 0')
+})
+
+t.test('two workers share one hashing queue at a lower priority; a dead worker is replaced; a dead primary takes them all', async (t) => {
+  const env = { ...baseEnv(await createTestDatabase(t)), TESSERA_HASH_CONCURRENCY: '1', TESSERA_HASH_QUEUE_DEPTH: '2', TESSERA_RATE_LIMIT: '1000000' }
+  const server = await startServer(t, env)
+  const hashing = logLines(server).find((l) => l.msg === 'hashing process started')
+  const hashingPid = hashing?.hashing_pid ?? 0
+  t.ok(hashingPid > 0, 'the hashing process is its own process')
+  // TESSERA_HASH_NICE (default 10) is added to the instance's own nice value (this test's, inherited), at most 19.
+  const lowered = Math.min(19, getPriority() + 10)
+  t.equal(hashing?.priority, lowered, `at nice ${lowered}`)
+  const login = async (username: string): Promise<Reply> => await fresh(`${server.url}/oauth/token`, 'POST', { grant_type: 'password', username, password: 'some password' })
+  t.equal((await login('warm-up')).status, 400, 'a login hashes (an unknown user costs a verify too)')
+  const threads = readdirSync(`/proc/${hashingPid}/task`)
+  // /proc/PID/task/TID/stat: the nice value is the 19th field, the 17th after the ")" that ends the command name.
+  const nice = threads.map((tid) => Number(readFileSync(`/proc/${hashingPid}/task/${tid}/stat`, 'utf8').split(') ')[1]?.split(' ')[16]))
+  t.ok(threads.length > 1 && nice.every((n) => n === lowered), `every thread of the hashing process, the argon2 pool included, at nice ${lowered} (${nice.join(' ')})`)
+
+  // Hashing frozen: nothing finishes, so what is admitted is exactly two handed
+  // to the one hashing thread (the second ready for it) and two waiting, per
+  // instance: two per worker, its share.
+  process.kill(hashingPid, 'SIGSTOP')
+  t.teardown(() => { try { process.kill(hashingPid, 'SIGCONT') } catch {} })
+  const pending: Array<Promise<Reply>> = []
+  for (let i = 0; i < 4; i++) {
+    pending.push(login(`queued${i}`))
+    await sleep(300)
+  }
+  const shed = await Promise.all(Array.from({ length: 3 }, async (_, i) => await login(`shed${i}`)))
+  t.same(shed.map((r) => r.status), [503, 503, 503], 'past two handed over and two waiting, logins are shed at once, whichever worker takes them')
+  t.equal(shed[0]?.headers['retry-after'], '1')
+  const during = (await fresh(`${server.url}/metrics`)).body
+  t.equal(sample(during, 'tessera_hash_in_flight'), 2)
+  t.equal(sample(during, 'tessera_hash_queue_waiting'), 2)
+  t.equal(sample(during, 'tessera_logins_total{outcome="shed"}'), 3)
+  process.kill(hashingPid, 'SIGCONT')
+  t.same((await Promise.all(pending)).map((r) => r.status), [400, 400, 400, 400], 'the admitted logins finish once hashing resumes')
+  t.equal(servedBy(server, '/oauth/token').size, 2, 'both workers answered logins')
+
+  const [victim] = servedBy(server, '/oauth/token')
+  process.kill(victim ?? 0, 'SIGKILL')
+  const replaced = await within(15_000, async () => {
+    try {
+      const statuses = await Promise.all(Array.from({ length: 4 }, async () => (await fresh(`${server.url}/healthz`)).status))
+      const serving = servedBy(server, '/healthz')
+      return statuses.every((s) => s === 200) && serving.size === 2 && !serving.has(victim ?? 0)
+    } catch {
+      return false // a connection handed to the dead worker before the primary noticed
+    }
+  }, 200)
+  t.ok(replaced !== undefined, 'the primary starts another worker, and two workers serve again')
+  t.match(server.output(), /"msg":"an HTTP worker exited; starting another"/)
+
+  // kill -9 of the primary takes the whole instance, so a gateway moves on instead of meeting half of one.
+  const rest = [...servedBy(server, '/healthz'), hashingPid]
+  await server.stop('SIGKILL')
+  const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
+  t.ok(await within(5000, async () => !rest.some(alive), 50) !== undefined, 'the workers and the hashing process exit with the primary')
+})

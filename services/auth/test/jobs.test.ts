@@ -1,0 +1,117 @@
+/**
+ * The background jobs in process, on a real database: the LISTEN connection
+ * brings a change made elsewhere into the keyring within a second, survives
+ * its backend being killed, and the timer drives the schedule.
+ */
+import { randomBytes } from 'node:crypto'
+import { promises as fs } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { memorySink } from '@tessera/testkit'
+import t, { type Test } from 'tap'
+import type pg from 'pg'
+import type { Config } from '../src/config.js'
+import type { Db } from '../src/db/database.js'
+import { sql } from 'kysely'
+import { startBackgroundJobs } from '../src/jobs.js'
+import { ensureSigningKey } from '../src/keys/ensure.js'
+import { readKekFile, resolveKek } from '../src/keys/kek.js'
+import { Keyring } from '../src/keys/keyring.js'
+import { loadKeyring } from '../src/keys/load.js'
+import { LISTENER_NAME } from '../src/keys/notify.js'
+import { rotateKeys } from '../src/keys/rotate.js'
+import { createLogger } from '../src/logging.js'
+import { createMetrics, type Metrics } from '../src/metrics/metrics.js'
+import { refuseRejectedKey, testConfig } from './helpers/app.js'
+import { createTestDatabase, testConnection } from './helpers/db.js'
+import { within } from './helpers/http.js'
+
+/** One instance's keyring and background jobs on `url`, logging into `logs`. */
+async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: Record<string, string>): Promise<{ config: Config, kek: Buffer, keyring: Keyring, logs: () => string, metrics: Metrics }> {
+  const config = testConfig(env)
+  const kek = config.kek ?? randomBytes(32)
+  const sink = memorySink()
+  const logger = createLogger(config, sink.stream)
+  const keyring = new Keyring()
+  await ensureSigningKey(db, kek, config.keyBits, new Date())
+  await loadKeyring(db, kek, keyring, { onRejectedKey: refuseRejectedKey })
+  const metrics = createMetrics({ keyring, processMetrics: false })
+  const jobs = await startBackgroundJobs({ config, db, databaseUrl: url, pool, keyring, kek, logger, clock: () => new Date(), metrics })
+  t.teardown(jobs.stop)
+  return { config, kek, keyring, logs: sink.text, metrics }
+}
+
+t.test('an instance hears of changes within a second, also after losing its LISTEN connection', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db, pool } = await testConnection(t, url)
+  const other = await testConnection(t, url)
+  const { config, kek, keyring, logs, metrics } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_PUBLISH_LEAD: '2m' })
+  const making = { kek, bits: config.keyBits }
+  const who = { actor: 'test' }
+
+  const rotated = await rotateKeys(other.db, making, { immediate: true, now: new Date(), who })
+  t.ok(await within(1000, async () => keyring.signer?.kid === rotated.promoted) !== undefined, 'signs with the new key within 1 s')
+
+  const listeners = async (): Promise<number[]> => (await sql<{ pid: number }>`SELECT pid FROM pg_stat_activity WHERE application_name = ${LISTENER_NAME} AND datname = current_database()`.execute(other.db)).rows.map((r) => r.pid)
+  const [pid] = await listeners()
+  t.ok(pid, 'the listener is connected')
+  await sql`SELECT pg_terminate_backend(${pid})`.execute(other.db)
+  // Changed while the listener is away or reconnecting: the catch-up reload after reconnecting brings it in if its NOTIFY was lost.
+  const missed = await rotateKeys(other.db, making, { immediate: true, now: new Date(), who })
+  t.ok(await within(5000, async () => keyring.signer?.kid === missed.promoted, 50) !== undefined, 'a change made while disconnected arrives after the reconnect')
+  t.ok(await within(2000, async () => (await listeners()).length === 1 && !(await listeners()).includes(pid ?? 0)) !== undefined, 'listening again on a new connection')
+  const lost = (await metrics.registry.getSingleMetric('tessera_background_job_failures_total')?.get())?.values.find((v) => v.labels.job === 'key_listener')
+  t.ok((lost?.value ?? 0) >= 1, 'the lost LISTEN connection is counted')
+  const after = await rotateKeys(other.db, making, { immediate: true, now: new Date(), who })
+  t.ok(await within(1000, async () => keyring.signer?.kid === after.promoted) !== undefined, 'and hears the next change within 1 s')
+  t.match(logs(), 'key change listener lost its connection; reconnecting')
+  t.match(logs(), 'key change listener reconnected')
+})
+
+t.test('a connection lost while checked out from the pool fails its work, not the process', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db, pool } = await testConnection(t, url)
+  const other = await testConnection(t, url)
+  const client = await pool.connect()
+  const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')
+  await sql`SELECT pg_terminate_backend(${rows[0]?.pid ?? 0})`.execute(other.db)
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  await t.rejects(client.query('SELECT 1'), 'the dead client refuses work')
+  client.release()
+  t.same((await sql<{ one: number }>`SELECT 1 AS one`.execute(db)).rows, [{ one: 1 }], 'the pool carries on with a new client')
+})
+
+t.test('the timer promotes a pending key after the lead and logs it', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db, pool } = await testConnection(t, url)
+  const { config, kek, keyring, logs } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEY_PUBLISH_LEAD: '4s', TESSERA_REFRESH_GRACE: '0' })
+  const pending = await rotateKeys(db, { kek, bits: config.keyBits }, { immediate: false, now: new Date(), who: { actor: 'test' } })
+  t.ok(await within(7000, async () => keyring.signer?.kid === pending.created, 50) !== undefined, 'promoted by the timer')
+  t.match(logs(), /"transition":"promoted".*"msg":"signing key transition"/)
+})
+
+t.test('the local KEK file: made once with mode 0600, read back the same', async (t) => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-kek-'))
+  t.teardown(async () => { await fs.rm(dir, { recursive: true, force: true }) })
+  const local = { kek: undefined, dataDir: dir, production: false }
+  const made = await resolveKek(local)
+  t.equal(made.length, 32)
+  t.equal((await fs.stat(path.join(dir, 'kek'))).mode & 0o777, 0o600)
+  t.same(await resolveKek(local), made, 'the same KEK next time')
+  const configured = randomBytes(32)
+  t.equal(await resolveKek({ ...local, kek: configured }), configured, 'TESSERA_KEK wins')
+  await t.rejects(resolveKek({ ...local, production: true }), { name: 'ConfigError', message: 'TESSERA_KEK (or TESSERA_KEK_FILE) is required when NODE_ENV=production' },
+    'production never makes a KEK of its own')
+  await fs.writeFile(path.join(dir, 'short'), 'abc\n')
+  await t.rejects(readKekFile(path.join(dir, 'short')), /does not hold base64url of 32 bytes/)
+})
+
+t.test('a failing background run is logged and counted by job', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db, pool } = await testConnection(t, url)
+  await sql`DROP TABLE login_throttle`.execute(db)
+  const { logs, metrics } = await startInstance(t, url, db, pool, { TESSERA_CLEANUP_INTERVAL: '1s' })
+  const failed = async (): Promise<number> => (await metrics.registry.getSingleMetric('tessera_background_job_failures_total')?.get())?.values.find((v) => v.labels.job === 'cleanup')?.value ?? 0
+  t.ok(await within(5000, async () => await failed() >= 1, 100) !== undefined, 'the cleanup failure is counted')
+  t.match(logs(), '"msg":"cleanup failed"')
+})

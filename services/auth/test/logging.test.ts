@@ -1,0 +1,75 @@
+import { memorySink } from '@tessera/testkit'
+import t from 'tap'
+import { createLogger, redactSecrets } from '../src/logging.js'
+
+const SECRET_FIELDS = ['password', 'current_password', 'new_password', 'access_token', 'refresh_token', 'token', 'authorization', 'cookie', 'set-cookie', 'kek', 'private_key_enc', 'privateKey']
+
+function capture (): { logger: ReturnType<typeof createLogger>, text: () => string } {
+  const sink = memorySink()
+  return { logger: createLogger({ logLevel: 'info' }, sink.stream), text: sink.text }
+}
+
+/** { a: { b: { [key]: value } } } with `depth` levels above the key. */
+function nested (depth: number, key: string, value: string): Record<string, unknown> {
+  let object: Record<string, unknown> = { [key]: value, kept: `visible-${depth}-${key}` }
+  for (let i = 0; i < depth; i++) object = { [`level${i}`]: object }
+  return object
+}
+
+t.test('every secret field is redacted at the top level and three levels down', async (t) => {
+  const { logger, text } = capture()
+  const secrets: string[] = []
+  for (const key of SECRET_FIELDS) {
+    for (let depth = 0; depth <= 3; depth++) {
+      const secret = `s3cret-${key}-${depth}-value`
+      secrets.push(secret)
+      logger.info(nested(depth, key, secret), 'probe')
+    }
+  }
+  const out = text()
+  for (const secret of secrets) t.notOk(out.includes(secret), `${secret} is not in the log`)
+  t.equal(out.split('[redacted]').length - 1, SECRET_FIELDS.length * 4, 'each one replaced by [redacted]')
+  for (const key of SECRET_FIELDS) t.ok(out.includes(`visible-3-${key}`), 'neighbouring fields are kept')
+})
+
+t.test('secrets deeper than three levels, in arrays, in any letter case', async (t) => {
+  const { logger, text } = capture()
+  logger.info({ a: { b: { c: { d: { e: { password: 'deep-secret-1' } } } } }, list: [{ refresh_token: 'array-secret-2' }], headers: { Authorization: 'Bearer case-secret-3' } }, 'probe')
+  const out = text()
+  for (const secret of ['deep-secret-1', 'array-secret-2', 'case-secret-3']) t.notOk(out.includes(secret), `${secret} redacted`)
+  t.equal(out.split('[redacted]').length - 1, 3)
+})
+
+t.test('objects without secrets are logged as they are, errors keep their serializer', async (t) => {
+  const { logger, text } = capture()
+  const plain = { method: 'GET', route: '/x', nested: { n: 1 } }
+  t.equal(redactSecrets(plain), plain, 'no copy when nothing is secret')
+  logger.error({ err: new Error('boom') }, 'failed')
+  t.match(text(), /"err":\{"type":"Error","message":"boom","stack":/)
+})
+
+t.test('a request-shaped object loses its credentials', async (t) => {
+  const { logger, text } = capture()
+  logger.info({
+    req: { headers: { authorization: 'Bearer eyJhbGciOi.secret.sig', cookie: 'sid=abc123secret', 'user-agent': 'curl/8' } },
+    res: { headers: { 'set-cookie': 'sid=def456secret' } },
+    body: { grant_type: 'password', username: 'lee', password: 'hunter2hunter2' }
+  }, 'request')
+  const out = text()
+  for (const secret of ['eyJhbGciOi', 'abc123secret', 'def456secret', 'hunter2hunter2']) t.notOk(out.includes(secret), `${secret} redacted`)
+  t.match(out, /"user-agent":"curl\/8"/)
+  t.match(out, /"username":"lee"/)
+})
+
+t.test('camelCase and hash spellings, secrets inside errors, and anything past the depth limit are redacted', async (t) => {
+  const { logger, text } = capture()
+  logger.info({ refreshToken: 'camel-secret-1', accessToken: 'camel-secret-2', currentPassword: 'camel-secret-3', newPassword: 'camel-secret-4', password_hash: '$argon2id$hash-secret-5', client_secret: 'client-secret-6' }, 'probe')
+  const failed = Object.assign(new Error('login failed'), { password: 'error-secret-7', cause: { refresh_token: 'cause-secret-8' } })
+  logger.error({ err: failed }, 'failed')
+  let deep: Record<string, unknown> = { note: 'deep-secret-9' }
+  for (let i = 0; i < 12; i++) deep = { [`level${i}`]: deep }
+  logger.info(deep, 'probe')
+  const out = text()
+  for (let i = 1; i <= 9; i++) t.notOk(new RegExp(`secret-${i}`).test(out), `secret ${i} redacted`)
+  t.match(out, /"err":\{"type":"Error","message":"login failed"/, 'the error keeps its type and message')
+})

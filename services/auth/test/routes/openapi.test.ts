@@ -1,0 +1,104 @@
+/**
+ * GET /openapi.json: a valid OpenAPI 3.1 document (checked by a real
+ * validator) that covers every public route with its errors in the contract's
+ * shape, and whose links (metadata, Location) lead somewhere.
+ */
+import t from 'tap'
+import { Validator } from '@seriousme/openapi-schema-validator'
+import { buildTestApp, login } from '../helpers/app.js'
+
+interface Operation {
+  security?: Array<Record<string, string[]>>
+  requestBody?: { content: Record<string, unknown> }
+  responses: Record<string, { content?: Record<string, { schema: { required?: string[] } }> }>
+}
+interface OpenApiDocument {
+  openapi: string
+  paths: Record<string, Record<string, Operation>>
+  components: { securitySchemes: Record<string, { type: string, scheme?: string }> }
+}
+
+/** Every route the app registered, as [method, OpenAPI path], from Fastify's own route tree (a child line extends its parent's path). */
+function registeredRoutes (printed: string): Array<[string, string]> {
+  const routes: Array<[string, string]> = []
+  const parents: string[] = []
+  for (const line of printed.split('\n')) {
+    const match = /^([│ ]*)[├└]── (\S+)(?: \(([A-Z, ]+)\))?/.exec(line)
+    if (match?.[2] === undefined) continue
+    const depth = (match[1] ?? '').length / 4
+    const full = (parents[depth - 1] ?? '') + match[2]
+    parents[depth] = full
+    parents.length = depth + 1
+    if (match[3] === undefined) continue
+    const path = full.replace(/:([A-Za-z_]+)/g, '{$1}')
+    for (const method of match[3].split(', ')) if (method !== 'HEAD') routes.push([method.toLowerCase(), path])
+  }
+  return routes
+}
+
+/** Internal routes the gateway does not route, and so not in the public document. */
+const INTERNAL = new Set(['/metrics'])
+
+t.test('the document is valid OpenAPI 3.1 and covers every public route', async (t) => {
+  const { app } = await buildTestApp(t)
+  const res = await app.inject({ method: 'GET', url: '/openapi.json' })
+  t.equal(res.statusCode, 200)
+  t.match(res.headers['content-type'], /^application\/json/)
+  const doc = res.json<OpenApiDocument>()
+  t.equal(doc.openapi, '3.1.0')
+
+  const result = await new Validator().validate(structuredClone(doc) as never)
+  t.same(result.errors, undefined, 'no validation errors')
+  t.equal(result.valid, true)
+
+  const routes = registeredRoutes(app.printRoutes({ commonPrefix: false }))
+  t.ok(routes.length >= 14, `found the route table (${routes.length} routes)`)
+  for (const [method, path] of routes) {
+    if (INTERNAL.has(path)) {
+      t.notOk(doc.paths[path], `${path} is internal and left out`)
+      continue
+    }
+    t.ok(doc.paths[path]?.[method], `${method.toUpperCase()} ${path} is documented`)
+  }
+
+  t.match(doc.components.securitySchemes, { bearerAuth: { type: 'http', scheme: 'bearer' }, clientSecretBasic: { type: 'http', scheme: 'basic' } })
+  const me = doc.paths['/v1/me']?.get
+  t.same(me?.security, [{ bearerAuth: [] }], '/v1 routes need a Bearer token')
+  t.match(me?.responses['4XX']?.content?.['application/problem+json']?.schema.required, ['type', 'title', 'status', 'instance', 'request_id'])
+  const token = doc.paths['/oauth/token']?.post
+  t.match(token?.responses['4XX']?.content?.['application/json']?.schema.required, ['error', 'error_description'], '/oauth errors are RFC 6749')
+  t.ok(token?.requestBody?.content['application/x-www-form-urlencoded'], 'the token endpoint takes a form body')
+  t.same(token?.security, [{}, { clientSecretBasic: [] }])
+  t.match(doc.paths['/v1/users']?.post?.requestBody?.content['application/json'], { schema: { required: ['username', 'password'] } })
+})
+
+t.test('the documented error shapes are what the routes answer', async (t) => {
+  const { app } = await buildTestApp(t)
+  const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json<OpenApiDocument>()
+  const problemFields = doc.paths['/v1/me']?.get?.responses['4XX']?.content?.['application/problem+json']?.schema.required ?? []
+  const unauthorized = await app.inject({ method: 'GET', url: '/v1/me' })
+  t.equal(unauthorized.statusCode, 401)
+  t.equal(unauthorized.headers['content-type'], 'application/problem+json; charset=utf-8')
+  t.same(Object.keys(unauthorized.json()).filter((k) => problemFields.includes(k)).sort(), [...problemFields].sort())
+  const oauthFields = doc.paths['/oauth/token']?.post?.responses['4XX']?.content?.['application/json']?.schema.required ?? []
+  const badGrant = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'nope' } })
+  t.equal(badGrant.statusCode, 400)
+  t.same(Object.keys(badGrant.json()).sort(), [...oauthFields].sort())
+})
+
+t.test('service_documentation and the sign-up Location lead to routes that answer', async (t) => {
+  const { app, config } = await buildTestApp(t)
+  const metadata = (await app.inject({ method: 'GET', url: '/.well-known/oauth-authorization-server' })).json<{ service_documentation: string }>()
+  t.ok(metadata.service_documentation.startsWith(config.issuer))
+  const docs = await app.inject({ method: 'GET', url: metadata.service_documentation.slice(config.issuer.length) })
+  t.equal(docs.statusCode, 200, 'service_documentation answers')
+
+  const created = await app.inject({ method: 'POST', url: '/v1/users', payload: { username: 'lou', password: 'correct horse battery' } })
+  t.equal(created.statusCode, 201)
+  const location = created.headers.location
+  t.type(location, 'string')
+  const tokens = await login(app, 'lou', 'correct horse battery')
+  const followed = await app.inject({ method: 'GET', url: String(location), headers: { authorization: `Bearer ${tokens.access_token}` } })
+  t.equal(followed.statusCode, 200, 'the Location answers for the new user')
+  t.equal(followed.json<{ username: string }>().username, 'lou')
+})

@@ -1,0 +1,212 @@
+import t from 'tap'
+import { decodeJwt } from 'jose'
+import { buildTestApp, login, refresh, signUp, type TestApp } from '../helpers/app.js'
+import { cleanupExpired } from '../../src/sessions/cleanup.js'
+
+const PASSWORD = 'correct horse battery'
+
+async function user (ctx: TestApp, name: string): Promise<{ access: string, refresh: string, sid: string }> {
+  await signUp(ctx.app, name, PASSWORD).catch(() => undefined)
+  const tokens = await login(ctx.app, name, PASSWORD)
+  return { access: tokens.access_token, refresh: tokens.refresh_token, sid: String(decodeJwt(tokens.access_token).sid) }
+}
+
+t.test('a chain of 20 refreshes; each used token is refused after the grace', async (t) => {
+  const ctx = await buildTestApp(t, { TESSERA_REFRESH_GRACE: '5s' })
+  const { refresh: first, sid } = await user(ctx, 'alice')
+  const used: string[] = []
+  let current = first
+  for (let i = 0; i < 20; i++) {
+    const res = await refresh(ctx.app, current)
+    t.equal(res.status, 200, `refresh ${i + 1}`)
+    const next = String(res.body.refresh_token)
+    t.not(next, current)
+    t.equal(decodeJwt(next).sid, sid, 'same session')
+    t.equal(decodeJwt(String(res.body.access_token)).sid, sid)
+    used.push(current)
+    current = next
+  }
+  ctx.advance(6)
+  const old = await refresh(ctx.app, used[3] ?? '')
+  t.equal(old.status, 400)
+  t.same(old.body, { error: 'invalid_grant', error_description: 'the refresh token is invalid, expired or revoked' })
+  t.equal((await refresh(ctx.app, current)).status, 400, 'reuse ended the session: the newest token is dead too')
+})
+
+t.test('grace: the same successor byte for byte; after it, reuse ends the session', async (t) => {
+  const ctx = await buildTestApp(t, { TESSERA_REFRESH_GRACE: '10s' })
+  const { refresh: token, sid } = await user(ctx, 'bob')
+  const a = await refresh(ctx.app, token)
+  ctx.advance(3)
+  const b = await refresh(ctx.app, token)
+  t.equal(b.status, 200)
+  t.equal(b.body.refresh_token, a.body.refresh_token, 'identical successor string')
+  t.not(b.body.access_token, a.body.access_token, 'a fresh access token')
+  const aged = Number(a.body.refresh_expires_in) - Number(b.body.refresh_expires_in)
+  t.ok(aged >= 3 && aged <= 4, `the successor aged by the 3 s that passed (${aged} s)`)
+
+  ctx.advance(8)
+  const late = await refresh(ctx.app, token)
+  t.equal(late.status, 400)
+  t.equal(late.body.error, 'invalid_grant')
+  t.equal((await refresh(ctx.app, String(a.body.refresh_token))).status, 400, 'the successor is dead too')
+  const audit = await ctx.connection.db.selectFrom('audit_events').selectAll().where('session_id', '=', sid).orderBy('id').execute()
+  t.ok(audit.some((e) => e.type === 'refresh.reuse_detected'), 'reuse is audited')
+  t.match(audit.find((e) => e.type === 'session.ended'), { detail: { reason: 'reuse' } })
+  const session = await ctx.connection.db.selectFrom('sessions').selectAll().where('id', '=', sid).executeTakeFirstOrThrow()
+  t.equal(session.revoke_reason, 'reuse')
+})
+
+t.test('sliding expiry extends; the absolute limit cuts it', async (t) => {
+  const ctx = await buildTestApp(t, { TESSERA_REFRESH_TTL: '100s', TESSERA_SESSION_MAX: '250s', TESSERA_REFRESH_GRACE: '0' })
+  let { refresh: token } = await user(ctx, 'carol')
+  ctx.advance(90)
+  let res = await refresh(ctx.app, token)
+  t.equal(res.status, 200, 'refresh at 90 s of a 100 s life')
+  t.equal(res.body.refresh_expires_in, 100, 'slid forward by the full TTL')
+  token = String(res.body.refresh_token)
+  ctx.advance(90)
+  res = await refresh(ctx.app, token)
+  t.equal(res.status, 200, 'at 180 s the session lives on')
+  const left = Number(res.body.refresh_expires_in)
+  t.ok(left >= 68 && left <= 70, `capped by the 250 s absolute limit (${left} s left)`)
+  token = String(res.body.refresh_token)
+  ctx.advance(71)
+  t.equal((await refresh(ctx.app, token)).status, 400, 'past the absolute limit')
+
+  const { refresh: idle } = await user(ctx, 'carol')
+  ctx.advance(101)
+  t.equal((await refresh(ctx.app, idle)).status, 400, 'an idle session expires after the TTL')
+})
+
+t.test('revocation (RFC 7009)', async (t) => {
+  const ctx = await buildTestApp(t)
+  const revoke = async (payload: Record<string, string>): Promise<{ status: number, body: Record<string, unknown> }> => {
+    const res = await ctx.app.inject({ method: 'POST', url: '/oauth/revoke', payload })
+    return { status: res.statusCode, body: res.json() }
+  }
+  const one = await user(ctx, 'dave')
+  t.equal((await revoke({ token: one.refresh })).status, 200)
+  t.equal((await refresh(ctx.app, one.refresh)).status, 400, 'a revoked session cannot refresh')
+  t.equal((await revoke({ token: one.refresh })).status, 200, 'already revoked: still 200')
+
+  const two = await user(ctx, 'dave')
+  t.equal((await revoke({ token: two.access, token_type_hint: 'refresh_token' })).status, 200, 'a wrong hint is only a hint')
+  t.equal((await refresh(ctx.app, two.refresh)).status, 400, 'an access token ends its session too')
+
+  const three = await user(ctx, 'dave')
+  t.equal((await revoke({ token: 'garbage' })).status, 200)
+  t.equal((await revoke({ token: `${three.refresh.slice(0, -4)}AAAA` })).status, 200, 'a bad signature is ignored')
+  t.equal((await refresh(ctx.app, three.refresh)).status, 200, 'and ends nothing')
+  const malformed = await revoke({ token_type_hint: 'access_token' })
+  t.equal(malformed.status, 400)
+  t.equal(malformed.body.error, 'invalid_request')
+})
+
+t.test('sessions: list, delete own, 404 for others, logout, logout-all, password change, disable', async (t) => {
+  const ctx = await buildTestApp(t)
+  const get = async (token: string): Promise<Array<Record<string, unknown>>> =>
+    (await ctx.app.inject({ method: 'GET', url: '/v1/sessions', headers: { authorization: `Bearer ${token}` } })).json().sessions
+  const erin1 = await user(ctx, 'erin')
+  const erin2 = await user(ctx, 'erin')
+  const erin3 = await user(ctx, 'erin')
+  const frank = await user(ctx, 'frank')
+
+  const listed = await get(erin1.access)
+  t.equal(listed.length, 3)
+  t.same(listed.filter((s) => s.current === true).map((s) => s.id), [erin1.sid])
+  t.match(listed[0], { ip: '127.0.0.1', user_agent: 'lightMyRequest', client_id: 'tessera' })
+
+  const foreign = await ctx.app.inject({ method: 'DELETE', url: `/v1/sessions/${frank.sid}`, headers: { authorization: `Bearer ${erin1.access}` } })
+  t.equal(foreign.statusCode, 404, "another user's session is not found")
+  const unknown = await ctx.app.inject({ method: 'DELETE', url: '/v1/sessions/00000000-0000-4000-8000-000000000000', headers: { authorization: `Bearer ${erin1.access}` } })
+  t.equal(unknown.statusCode, 404)
+  t.same(foreign.json().detail, unknown.json().detail, 'indistinguishable from a session that does not exist')
+  const badId = await ctx.app.inject({ method: 'DELETE', url: '/v1/sessions/not-a-uuid', headers: { authorization: `Bearer ${erin1.access}` } })
+  t.equal(badId.statusCode, 400)
+
+  const deleted = await ctx.app.inject({ method: 'DELETE', url: `/v1/sessions/${erin3.sid}`, headers: { authorization: `Bearer ${erin1.access}` } })
+  t.equal(deleted.statusCode, 204)
+  t.equal((await refresh(ctx.app, erin3.refresh)).status, 400)
+  t.equal((await get(erin1.access)).length, 2)
+
+  const out = await ctx.app.inject({ method: 'POST', url: '/v1/logout', headers: { authorization: `Bearer ${erin2.access}` } })
+  t.same(out.json(), { sessions_ended: 1 })
+  t.equal((await refresh(ctx.app, erin2.refresh)).status, 400)
+  t.equal((await refresh(ctx.app, frank.refresh)).status, 200, "another user's session is untouched")
+
+  const erin4 = await user(ctx, 'erin')
+  const all = await ctx.app.inject({ method: 'POST', url: '/v1/logout', headers: { authorization: `Bearer ${erin4.access}` }, payload: { all: true } })
+  t.same(all.json(), { sessions_ended: 2 })
+  t.equal((await refresh(ctx.app, erin1.refresh)).status, 400)
+  t.equal((await refresh(ctx.app, erin4.refresh)).status, 400)
+
+  const g1 = await user(ctx, 'grace')
+  const g2 = await user(ctx, 'grace')
+  const wrong = await ctx.app.inject({ method: 'PUT', url: '/v1/password', headers: { authorization: `Bearer ${g1.access}` }, payload: { current_password: 'nope nope nope', new_password: 'a new password' } })
+  t.equal(wrong.statusCode, 403)
+  const weak = await ctx.app.inject({ method: 'PUT', url: '/v1/password', headers: { authorization: `Bearer ${g1.access}` }, payload: { current_password: PASSWORD, new_password: 'short' } })
+  t.equal(weak.statusCode, 400)
+  const changed = await ctx.app.inject({ method: 'PUT', url: '/v1/password', headers: { authorization: `Bearer ${g1.access}` }, payload: { current_password: PASSWORD, new_password: 'a new password' } })
+  t.same(changed.json(), { sessions_ended: 1 })
+  const g1Next = await refresh(ctx.app, g1.refresh)
+  t.equal(g1Next.status, 200, 'the session that changed the password lives on')
+  t.equal((await refresh(ctx.app, g2.refresh)).status, 400, 'every other session ended')
+  t.equal((await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'grace', password: PASSWORD } })).statusCode, 400)
+  t.equal((await login(ctx.app, 'grace', 'a new password')).token_type, 'Bearer')
+
+  const { disableUser } = await import('../../src/users/disable.js')
+  const h1 = await user(ctx, 'heidi')
+  const disabled = await disableUser(ctx.connection.db, 'heidi', new Date())
+  t.match(disabled, { username: 'heidi', sessionsEnded: 1, alreadyDisabled: false })
+  t.equal((await refresh(ctx.app, h1.refresh)).status, 400, 'disabling ends the sessions')
+  t.equal((await refresh(ctx.app, String(g1Next.body.refresh_token))).status, 200, 'other users untouched')
+})
+
+t.test('bad refresh input: invalid_grant or invalid_request, never 500', async (t) => {
+  const ctx = await buildTestApp(t)
+  const { refresh: token, access } = await user(ctx, 'ivan')
+  const other = await buildTestApp(t, { TESSERA_ISSUER: 'https://other.example' })
+  await signUp(other.app, 'ivan', PASSWORD)
+  const foreign = (await login(other.app, 'ivan', PASSWORD)).refresh_token
+  const [h, p, s] = token.split('.') as [string, string, string]
+  const cases: Record<string, string> = {
+    'a tampered signature': `${h}.${p}.${s.slice(0, -6)}AAAAAA`,
+    'a tampered payload': `${h}.${Buffer.from(JSON.stringify({ ...decodeJwt(token), sid: '00000000-0000-4000-8000-000000000000' })).toString('base64url')}.${s}`,
+    'an access token': access,
+    'another issuer\'s token': foreign,
+    garbage: 'garbage'
+  }
+  for (const [name, value] of Object.entries(cases)) {
+    const res = await refresh(ctx.app, value)
+    t.equal(res.status, 400, name)
+    t.equal(res.body.error, 'invalid_grant', name)
+  }
+  const missing = await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token' } })
+  t.equal(missing.statusCode, 400)
+  t.equal(missing.json().error, 'invalid_request')
+  const wider = await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token', refresh_token: token, scope: 'read admin' } })
+  t.equal(wider.json().error, 'invalid_scope')
+  const narrower = await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token', refresh_token: token, scope: 'read' } })
+  t.equal(narrower.statusCode, 200)
+  t.equal(narrower.json().scope, 'read')
+})
+
+t.test('cleanup deletes only what expired', async (t) => {
+  const ctx = await buildTestApp(t, { TESSERA_REFRESH_TTL: '100s', TESSERA_REFRESH_GRACE: '0' })
+  const live = await user(ctx, 'judy')
+  const stale = await user(ctx, 'judy')
+  const ended = await user(ctx, 'judy')
+  await ctx.app.inject({ method: 'POST', url: '/v1/logout', headers: { authorization: `Bearer ${ended.access}` } })
+  ctx.advance(60)
+  const rotated = await refresh(ctx.app, live.refresh)
+  t.equal(rotated.status, 200)
+  ctx.advance(60)
+  const result = await cleanupExpired(ctx.connection.db, { now: ctx.deps.clock(), revokedRetention: 30, auditRetention: 90 * 86400 })
+  t.match(result, { ran: true, sessions: 2 })
+  t.ok(result.refreshTokens >= 1, 'the used, expired token of the live session is gone')
+  const sessions = await ctx.connection.db.selectFrom('sessions').select('id').execute()
+  t.same(sessions.map((s) => s.id), [live.sid], 'only the live session remains')
+  t.not(stale.sid, live.sid)
+  t.equal((await refresh(ctx.app, String(rotated.body.refresh_token))).status, 200, 'and it still works')
+})

@@ -1,0 +1,190 @@
+import { generateKeyPairSync, sign } from 'node:crypto'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { sql } from 'kysely'
+import { pino } from 'pino'
+import { memorySink } from '@tessera/testkit'
+import t from 'tap'
+import type { LightMyRequestResponse } from 'fastify'
+import { buildApp, type App } from '../../src/app.js'
+import { ConfigError, loadConfig, type Config } from '../../src/config.js'
+import { connect, migrate } from '../../src/db.js'
+import { createKeySource } from '../../src/keys.js'
+import { createTestDatabase, forge, json, registerClient, startTessera } from '../helpers.js'
+
+const PASSWORD = 'correct horse battery'
+
+t.test('config: defaults, derived JWKS URL, one-line errors', async (t) => {
+  const config = loadConfig({ DATABASE_URL: 'postgres://u:p@127.0.0.1:5432/db' })
+  t.equal(config.issuer, 'http://127.0.0.1:8080')
+  t.equal(config.jwksUrl, 'http://127.0.0.1:8080/.well-known/jwks.json')
+  t.equal(config.audience, 'urn:tessera:notes', 'notes is a resource of its own')
+  t.equal(config.port, 8201)
+  t.equal(loadConfig({ DATABASE_URL: 'postgres://x/y', NOTES_ISSUER: 'https://id.example/', NOTES_JWKS_URL: 'https://keys.example/jwks' }).jwksUrl, 'https://keys.example/jwks')
+  t.throws(() => loadConfig({}), new ConfigError('DATABASE_URL is required'))
+  t.throws(() => loadConfig({ DATABASE_URL: 'postgres://x/y', PORT: 'eighty' }), /PORT="eighty" is invalid/)
+  t.throws(() => loadConfig({ DATABASE_URL: 'postgres://x/y', NOTES_ISSUER: 'not a url' }), /NOTES_ISSUER/)
+})
+
+t.test('notes against a real Tessera', async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const tessera = await startTessera(t, { DATABASE_URL: databaseUrl, TESSERA_ACCESS_TTL: '4s' })
+  await registerClient(databaseUrl, ['notes-web', '--grants', 'password,refresh_token', '--scopes', 'notes:read notes:write', '--resources', 'urn:tessera:notes'])
+  const reader = await registerClient(databaseUrl, ['reader', '--confidential', '--scopes', 'notes:read', '--resources', 'urn:tessera:notes'])
+  const db = connect(databaseUrl)
+  t.teardown(async () => { await db.destroy() })
+  await migrate(db)
+  await migrate(db) // idempotent: a restart, or a second instance, migrates nothing
+
+  const logs = memorySink()
+  const logger = pino({ level: 'info' }, logs.stream)
+  const config: Config = {
+    // Tessera's default issuer; its JWKS is wherever it listens.
+    ...loadConfig({ DATABASE_URL: databaseUrl, NOTES_JWKS_URL: `${tessera.url}/.well-known/jwks.json` }),
+    jwksTtlMs: 100,
+    clockSkewMs: 0
+  }
+  const app: App = await buildApp(config, { db, logger, keys: createKeySource(config.jwksUrl, { cacheMaxAgeMs: config.jwksTtlMs, cooldownMs: config.jwksCooldownMs }) })
+  t.teardown(async () => { await app.close() })
+
+  async function tokensFor (username: string, ask: Record<string, string> = { client_id: 'notes-web', resource: 'urn:tessera:notes' }): Promise<{ access_token: string, refresh_token: string }> {
+    await json(`${tessera.url}/v1/users`, { method: 'POST', body: JSON.stringify({ username, password: PASSWORD }) })
+    const { status, body } = await json(`${tessera.url}/oauth/token`, { method: 'POST', body: JSON.stringify({ grant_type: 'password', username, password: PASSWORD, ...ask }) })
+    if (status !== 200) throw new Error(`login failed: ${status}`)
+    return body as { access_token: string, refresh_token: string }
+  }
+  const call = async (method: 'GET' | 'POST' | 'DELETE', url: string, token?: string, payload?: Record<string, unknown>): Promise<LightMyRequestResponse> =>
+    await app.inject({ method, url, headers: token === undefined ? {} : { authorization: `Bearer ${token}` }, ...(payload === undefined ? {} : { payload }) })
+  const refused = (t: Test, res: { statusCode: number, headers: Record<string, unknown> }, what: string): void => {
+    t.equal(res.statusCode, 401, what)
+    t.equal(res.headers['www-authenticate'], 'Bearer error="invalid_token"', `${what}: WWW-Authenticate`)
+  }
+  type Test = typeof t
+
+  t.test('each user creates, lists and deletes only their own notes', async (t) => {
+    const alice = await tokensFor('alice')
+    const bob = await tokensFor('bob')
+    const created = await call('POST', '/notes', alice.access_token, { text: 'buy milk' })
+    t.equal(created.statusCode, 201)
+    const note = created.json()
+    t.equal(note.text, 'buy milk')
+    t.match(note.id, /^[0-9a-f-]{36}$/)
+    t.same((await call('GET', '/notes', alice.access_token)).json().notes.map((n: { id: string }) => n.id), [note.id])
+    t.same((await call('GET', '/notes', bob.access_token)).json().notes, [], 'bob sees none of alice\'s notes')
+    t.equal((await call('DELETE', `/notes/${note.id}`, bob.access_token)).statusCode, 404, 'bob cannot delete it')
+    t.equal((await call('DELETE', `/notes/${note.id}`, alice.access_token)).statusCode, 204)
+    t.equal((await call('DELETE', `/notes/${note.id}`, alice.access_token)).statusCode, 404, 'already gone')
+    t.equal((await call('DELETE', '/notes/not-a-uuid', alice.access_token)).statusCode, 400)
+    const empty = await call('POST', '/notes', alice.access_token, { text: '' })
+    t.equal(empty.statusCode, 400)
+    t.equal(empty.headers['content-type'], 'application/problem+json; charset=utf-8')
+    t.equal((await call('POST', '/notes', alice.access_token, { text: 'x', owner: 'bob' })).statusCode, 400, 'no extra fields')
+    const big = await call('POST', '/notes', alice.access_token, { text: 'x'.repeat(20_000) })
+    t.match({ status: big.statusCode, body: big.json() }, { status: 413, body: { title: 'Payload Too Large' } })
+    t.equal((await call('GET', '/nowhere')).statusCode, 404)
+    t.equal((await call('GET', '/healthz')).statusCode, 200)
+  })
+
+  t.test('scopes and audiences: notes:read lists, notes:write writes, other audiences are refused', async (t) => {
+    const serviceToken = await json(`${tessera.url}/oauth/token`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from(`reader:${reader.client_secret ?? ''}`).toString('base64')}` },
+      body: JSON.stringify({ grant_type: 'client_credentials', resource: 'urn:tessera:notes' })
+    })
+    t.equal(serviceToken.status, 200, JSON.stringify(serviceToken.body))
+    const token = serviceToken.body.access_token as string
+    const listed = await call('GET', '/notes', token)
+    t.equal(listed.statusCode, 200, 'a service with notes:read lists (its own, by sub = client_id)')
+    t.same(listed.json().notes, [])
+    const written = await call('POST', '/notes', token, { text: 'from a service' })
+    t.equal(written.statusCode, 403, 'notes:write is needed to add')
+    t.equal(written.headers['www-authenticate'], 'Bearer error="insufficient_scope", scope="notes:write"')
+    t.equal(written.headers['content-type'], 'application/problem+json; charset=utf-8')
+    const deleted = await call('DELETE', '/notes/00000000-0000-4000-8000-000000000000', token)
+    t.equal(deleted.statusCode, 403, 'and to delete')
+
+    const readOnly = await tokensFor('erin', { client_id: 'notes-web', resource: 'urn:tessera:notes', scope: 'notes:read' })
+    t.equal((await call('GET', '/notes', readOnly.access_token)).statusCode, 200)
+    t.equal((await call('POST', '/notes', readOnly.access_token, { text: 'no' })).statusCode, 403, 'a user token narrowed to notes:read cannot write')
+
+    const apiToken = await tokensFor('frank', {})
+    refused(t, await call('GET', '/notes', apiToken.access_token), 'a token for the default audience (api)')
+  })
+
+  t.test('refuses refresh tokens, forged, unknown-kid and missing tokens with 401', async (t) => {
+    const carol = await tokensFor('carol')
+    refused(t, await call('GET', '/notes', carol.refresh_token), 'a refresh token')
+    refused(t, await call('GET', '/notes'), 'no token')
+    refused(t, await call('GET', '/notes', 'not.a.jwt'), 'garbage')
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+    const claims = JSON.parse(Buffer.from(carol.access_token.split('.')[1] ?? '', 'base64url').toString()) as Record<string, unknown>
+    const rs256 = (data: string): Buffer => sign('sha256', Buffer.from(data), privateKey)
+    refused(t, await call('GET', '/notes', forge({ alg: 'RS256', typ: 'at+jwt', kid: 'no-such-kid' }, claims, rs256)), 'an unknown kid')
+    const realKid = JSON.parse(Buffer.from(carol.access_token.split('.')[0] ?? '', 'base64url').toString()).kid as string
+    refused(t, await call('GET', '/notes', forge({ alg: 'RS256', typ: 'at+jwt', kid: realKid }, { ...claims, sub: 'someone-else' }, rs256)), 'a known kid with a bad signature')
+    refused(t, await call('GET', '/notes', forge({ alg: 'none', typ: 'at+jwt', kid: realKid }, claims, () => Buffer.alloc(0))), 'alg none')
+    t.notMatch(logs.text(), carol.access_token, 'no token is logged')
+  })
+
+  t.test('JWKS: misses remembered, refetches rate-limited, known keys trusted for a bounded time only; expired tokens fail', async (t) => {
+    const dave = await tokensFor('dave')
+    const published = await (await fetch(`${tessera.url}/.well-known/jwks.json`)).text()
+    // A real HTTP JWKS in front of Tessera's, so the test can count fetches and take it down.
+    let fetches = 0
+    let reachable = true
+    const relay = createServer((_req, res) => {
+      fetches++
+      if (reachable) res.writeHead(200, { 'content-type': 'application/json' }).end(published)
+      else res.writeHead(503).end()
+    })
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => { relay.close() })
+    const port = (relay.address() as AddressInfo).port
+    const relayed = await buildApp(config, { db, logger, keys: createKeySource(`http://127.0.0.1:${port}/jwks.json`, { cacheMaxAgeMs: 1500, cooldownMs: 1000 }) })
+    t.teardown(async () => { await relayed.close() })
+    const status = async (token: string): Promise<number> =>
+      (await relayed.inject({ method: 'GET', url: '/notes', headers: { authorization: `Bearer ${token}` } })).statusCode
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+    const claims = JSON.parse(Buffer.from(dave.access_token.split('.')[1] ?? '', 'base64url').toString()) as Record<string, unknown>
+    const unknownKid = forge({ alg: 'RS256', typ: 'at+jwt', kid: 'not-published' }, claims, (data) => sign('sha256', Buffer.from(data), privateKey))
+    const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+    t.equal(await status(dave.access_token), 200, 'the set is fetched')
+    t.equal(fetches, 1)
+    for (let i = 0; i < 5; i++) t.equal(await status(unknownKid), 401)
+    t.equal(fetches, 1, 'an unknown kid right after a fetch is a remembered miss: no refetch')
+    await sleep(1100)
+    for (let i = 0; i < 5; i++) t.equal(await status(unknownKid), 401)
+    t.equal(fetches, 2, 'past the cooldown, one refetch for the whole burst of misses')
+
+    reachable = false
+    await sleep(1600)
+    t.equal(await status(dave.access_token), 401, 'once the set is older than its max age and cannot be fetched, even a known key is refused')
+    t.equal(fetches, 3)
+    for (let i = 0; i < 5; i++) t.equal(await status(dave.access_token), 401)
+    t.equal(fetches, 3, 'a failed fetch is not retried within the cooldown')
+
+    reachable = true
+    await sleep(1100)
+    const erin = await tokensFor('erin')
+    t.equal(await status(erin.access_token), 200, 'verifying again once the JWKS answers')
+    t.equal(fetches, 4)
+    const exp = (JSON.parse(Buffer.from(erin.access_token.split('.')[1] ?? '', 'base64url').toString()) as { exp: number }).exp
+    await sleep(Math.max(0, exp * 1000 - Date.now() + 1100))
+    refused(t, await call('GET', '/notes', erin.access_token), 'the same token once expired')
+  })
+})
+
+t.test('a pooled connection that loses its server while checked out fails its work, not the process', async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const db = connect(databaseUrl)
+  const other = connect(databaseUrl)
+  t.teardown(async () => { await db.destroy(); await other.destroy() })
+  await db.connection().execute(async (held) => {
+    const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(held)
+    await sql`SELECT pg_terminate_backend(${rows[0]?.pid ?? 0})`.execute(other)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    await t.rejects(sql`SELECT 1`.execute(held), 'the dead connection refuses work')
+  })
+  t.same((await sql<{ one: number }>`SELECT 1 AS one`.execute(db)).rows, [{ one: 1 }], 'the pool carries on with a new connection')
+})
