@@ -42,6 +42,7 @@ const { values: args } = parseArgs({
     out: { type: 'string' },
     'no-scaling': { type: 'boolean', default: false },
     'no-profile': { type: 'boolean', default: false },
+    'profile-scenario': { type: 'string', default: 'refresh' },
     peer: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false }
   }
@@ -58,6 +59,7 @@ and writes bench/REPORT.md, report.json and report.svg.
   --out DIR               where the report goes (default: bench/)
   --no-scaling            skip the runs on one HTTP worker (TESSERA_WORKERS=1), which show what every core adds
   --no-profile            skip the CPU profile of the refresh path
+  --profile-scenario NAME profile this scenario instead of refresh (it must be selected too)
   --peer                  instead: Tessera side by side with the SimpleJWT stack (make bench-peer):
                           password login (16 and 64 connections), refresh and GET /v1/me against
                           /api/me/ (64), two alternating rounds of wrk -t1 10 s each (2 s with --quick),
@@ -348,16 +350,16 @@ try {
   }
 
   let profile
-  const refresh = SCENARIOS.find((s) => s.name === 'refresh')
-  if (!args['no-profile'] && refresh !== undefined && selected.includes(refresh)) {
+  const profiledScenario = SCENARIOS.find((s) => s.name === args['profile-scenario'])
+  if (!args['no-profile'] && profiledScenario !== undefined && selected.includes(profiledScenario)) {
     const dir = path.join(ROOT, '.data', 'bench', 'profile')
     await fs.rm(dir, { recursive: true, force: true })
     await primary.stop()
     servers.splice(servers.indexOf(primary), 1)
     const profiled = await spawnTessera(['--cpu-prof', '--cpu-prof-dir', dir])
-    log('profiling the refresh path…')
+    log(`profiling the ${profiledScenario.name} path…`)
     const from = profileClock()
-    const result = await refresh.run(ctx, [profiled.url])
+    const result = await profiledScenario.run(ctx, [profiled.url])
     const to = profileClock()
     await profiled.stop()
     servers.splice(servers.indexOf(profiled), 1)
@@ -366,7 +368,7 @@ try {
     // One profile per process of the instance (primary, HTTP workers, hashing process): the busiest is an HTTP worker's.
     const summaries = await Promise.all(files.map(async (file) => ({ file, summary: await summarizeProfile(path.join(dir, file), { from, to }) })))
     const { file, summary } = summaries.reduce((a, b) => (b.summary.busyMs > a.summary.busyMs ? b : a))
-    profile = { rps: result.rps, seconds: result.seconds, windowSeconds: Math.round((to - from) / 1e4) / 100, errors: result.errors, file: path.relative(ROOT, path.join(dir, file)), ...summary }
+    profile = { scenario: profiledScenario.name, rps: result.rps, seconds: result.seconds, windowSeconds: Math.round((to - from) / 1e4) / 100, errors: result.errors, file: path.relative(ROOT, path.join(dir, file)), ...summary }
   }
 
   /** @type {Record<string, { rate: number, what: string }>} */

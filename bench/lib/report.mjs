@@ -147,8 +147,9 @@ export function markdown (report) {
       })), '')
   if (report.profile !== undefined) {
     const p = report.profile
-    lines.push('## Where refresh spends its time (CPU profile of the server)', '',
-      `\`node --cpu-prof\` on a Tessera process serving the refresh scenario again (${int(p.rps)} req/s over ${p.seconds} s measured). Only the ${p.windowSeconds} s around that run count (tokens minted, warm-up, measured run; start-up and shutdown left out): ${int(p.busyMs)} ms on the CPU, idle ${p.idlePercent} % of it. Self time by area, then the top functions; docs/performance.md reads them.`, '',
+    const scenario = p.scenario ?? 'refresh'
+    lines.push(`## Where ${scenario} spends its time (CPU profile of the server)`, '',
+      `\`node --cpu-prof\` on a Tessera process serving the ${scenario} scenario again (${int(p.rps)} req/s over ${p.seconds} s measured). Only the ${p.windowSeconds} s around that run count (tokens minted, warm-up, measured run; start-up and shutdown left out): ${int(p.busyMs)} ms on the CPU, idle ${p.idlePercent} % of it. Self time by area, then the top functions; docs/performance.md reads them.`, '',
       markdownTable(['area', 'self ms', '% of busy'], p.areas.slice(0, 12).map((/** @type {any} */ a) => [a.area, int(a.selfMs), `${a.percent} %`])), '',
       markdownTable(['function', 'where', 'self ms', '% of busy'], p.functions.map((/** @type {any} */ f) => [`\`${f.function}\``, f.location || f.area, int(f.selfMs), `${f.percent} %`])), '')
   }

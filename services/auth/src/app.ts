@@ -334,7 +334,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
 
   // Before every route: the generator learns routes as they are added.
   await registerOpenApi(app, config)
-  registerAccessTokenAuth(app, config, deps)
+  registerAccessTokenAuth(app)
   registerHealthRoutes(app, deps)
   if (config.metricsPort === undefined) registerMetricsRoutes(app, deps)
   registerWellKnownRoutes(app, config, deps)
