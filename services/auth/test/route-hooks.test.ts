@@ -91,3 +91,31 @@ t.test('the hot routes run three hooks; the limiter and the shedding only where 
   t.notMatch(hooksOf('/oauth/revoke (POST)'), 'shedWhenUnderPressure', 'revoke hashes nothing')
   t.match(hooksOf('/v1/password (PUT)'), '(preHandler) ["shedWhenUnderPressure()","authenticate()"]', 'a password change is shed before it authenticates')
 })
+
+t.test('a route\'s own options declare its policy; SimpleJWT\'s routes declare the token endpoint\'s', async (t) => {
+  const { app } = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on', TESSERA_SIMPLEJWT_PREFIX: '/api/token' })
+  app.post('/test/limited', { config: { rateLimited: true } }, async () => ({ ok: true }))
+  app.post('/test/hashing', { config: { hashesPassword: 'always' } }, async () => ({ ok: true }))
+  app.post('/test/plain', async () => ({ ok: true }))
+  await app.ready()
+  const lines = app.printRoutes({ includeHooks: true, commonPrefix: false }).split('\n')
+  const hooksOf = (route: string): string => {
+    const at = lines.findIndex((line) => line.endsWith(` ${route}`))
+    t.ok(at >= 0, `${route} is printed`)
+    const after = lines.slice(at + 1)
+    const end = after.findIndex((line) => !line.includes('•'))
+    return after.slice(0, end < 0 ? undefined : end).join('\n')
+  }
+  t.match(hooksOf('/test/limited (POST)'), '(onRequest) ["securityHeaders()","anonymous()"]', 'rateLimited: the limiter')
+  t.notMatch(hooksOf('/test/limited (POST)'), 'shedWhenUnderPressure')
+  t.match(hooksOf('/test/hashing (POST)'), '(preHandler) ["shedWhenUnderPressure()"]', 'hashesPassword: shed under pressure')
+  t.notMatch(hooksOf('/test/hashing (POST)'), 'anonymous()')
+  t.notMatch(hooksOf('/test/plain (POST)'), 'anonymous()', 'no policy: no limiter')
+  t.notMatch(hooksOf('/test/plain (POST)'), 'preHandler', 'no policy: no shedding')
+  // Printed as a tree: the login's path in full, the others under it.
+  for (const route of ['/api/token/ (POST)', 'refresh/ (POST)', 'verify/ (POST)', 'blacklist/ (POST)']) {
+    t.match(hooksOf(route), '(onRequest) ["securityHeaders()","anonymous()"]', `SimpleJWT's ${route}: the limiter`)
+  }
+  t.match(hooksOf('/api/token/ (POST)'), '(preHandler) ["shedWhenUnderPressure()"]', 'SimpleJWT\'s login is shed like the password grant')
+  t.notMatch(hooksOf('refresh/ (POST)'), 'shedWhenUnderPressure', 'its refresh hashes nothing')
+})

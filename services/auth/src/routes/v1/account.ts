@@ -83,7 +83,7 @@ export function registerAccountRoutes (app: App, config: Config, deps: Deps): vo
     return { sessions_ended: await logout(deps.db, { userId: principal.userId, sessionId: principal.sessionId, all, now: deps.clock(), context: requestContext(request) }) }
   })
 
-  app.put('/v1/password', { preHandler: authenticateSession, schema: { tags: ['account'], summary: 'Change the password; every other session ends', security: BEARER, body: PasswordBody, response: { 200: Ended } } }, async (request) => {
+  app.put('/v1/password', { config: { rateLimited: true, hashesPassword: 'always' }, preHandler: authenticateSession, schema: { tags: ['account'], summary: 'Change the password; every other session ends', security: BEARER, body: PasswordBody, response: { 200: Ended } } }, async (request) => {
     const principal = principalOf(request)
     const ended = await changePassword(deps.db, deps.hasher, backoff, {
       userId: principal.userId,
