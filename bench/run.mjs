@@ -155,6 +155,11 @@ try {
 
   const jwksResponse = await fetch(`${primary.url}/.well-known/jwks.json`)
   const jwks = { body: await jwksResponse.text(), etag: jwksResponse.headers.get('etag') ?? '' }
+  // The bare route answers with the same headers (the security headers, cache-control, a request id
+  // of the same length): the ceiling is the same answer served by nothing but Fastify.
+  const perResponse = new Set(['date', 'connection', 'keep-alive', 'content-length', 'content-type', 'etag', 'x-request-id', 'transfer-encoding'])
+  const jwksHeaders = Object.fromEntries([...jwksResponse.headers].filter(([name]) => !perResponse.has(name)))
+  const requestIdLength = jwksResponse.headers.get('x-request-id')?.length ?? 0
   // One real refresh: proves the minted tokens are accepted and gives the bare /token route its reply size.
   const [probe] = await fx.refreshTokens(1)
   const probeResponse = await fetch(`${primary.url}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ grant_type: 'refresh_token', refresh_token: probe }) })
@@ -166,7 +171,7 @@ try {
   const ctxAccessTokens = () => (accessTokens ??= fx.accessTokens(settings.users))
 
   const bareLoad = async (/** @type {Omit<import('./lib/load.mjs').LoadOptions, 'url' | 'duration' | 'warmup' | 'connections'>} */ options, /** @type {number[]} */ ok = []) => {
-    bare ??= await startBareServer({ databaseUrl: database.url, jwks: jwks.body, etag: jwks.etag, tokenResponse })
+    bare ??= await startBareServer({ databaseUrl: database.url, jwks: jwks.body, etag: jwks.etag, jwksHeaders, requestIdLength, tokenResponse })
     const result = await runLoad({ url: bare.url, duration: settings.duration, warmup: settings.warmup, connections: settings.connections, ...options }, ok)
     if (result.errors > 0) throw new Error(`the bare server answered errors: ${JSON.stringify(result.statuses)}`)
     return result.rps
