@@ -3,11 +3,24 @@
  * on went with the global ones: every answer, from the hot routes to errors,
  * carries the same security headers helmet set, and the request id.
  */
-import t from 'tap'
+import t, { type Test } from 'tap'
+import type { App } from '../src/app.js'
 import { SECURITY_HEADERS } from '../src/security-headers.js'
 import { buildTestApp, login, signUp } from './helpers/app.js'
 
 const PASSWORD = 'correct horse battery'
+
+/** The hook lines (marked •) printed under a route by printRoutes. */
+function printedHooks (t: Test, app: App): (route: string) => string {
+  const lines = app.printRoutes({ includeHooks: true, commonPrefix: false }).split('\n')
+  return (route) => {
+    const at = lines.findIndex((line) => line.endsWith(` ${route}`))
+    t.ok(at >= 0, `${route} is printed`)
+    const after = lines.slice(at + 1)
+    const end = after.findIndex((line) => !line.includes('•'))
+    return after.slice(0, end < 0 ? undefined : end).join('\n')
+  }
+}
 
 t.test('the security headers are helmet\'s for a JSON API, computed once', async (t) => {
   t.match(SECURITY_HEADERS, {
@@ -65,16 +78,7 @@ t.test('the per-IP limiter runs on the limited routes only', async (t) => {
 t.test('the hot routes run three hooks; the limiter and the shedding only where they apply', async (t) => {
   const { app } = await buildTestApp(t)
   await app.ready()
-  const printed = app.printRoutes({ includeHooks: true, commonPrefix: false })
-  const lines = printed.split('\n')
-  /** The hook lines (marked •) printed under a route. */
-  const hooksOf = (route: string): string => {
-    const at = lines.findIndex((line) => line.endsWith(` ${route}`))
-    t.ok(at >= 0, `${route} is printed`)
-    const after = lines.slice(at + 1)
-    const end = after.findIndex((line) => !line.includes('•'))
-    return after.slice(0, end < 0 ? undefined : end).join('\n')
-  }
+  const hooksOf = printedHooks(t, app)
   const bare = ['(onRequest) ["securityHeaders()"]', '(onSend) ["closeWhileDraining()"]', '(onResponse) ["logAndCount()"]']
   for (const route of ['/.well-known/jwks.json (GET)', '/healthz (GET)']) {
     const hooks = hooksOf(route)
@@ -98,14 +102,7 @@ t.test('a route\'s own options declare its policy; SimpleJWT\'s routes declare t
   app.post('/test/hashing', { config: { hashesPassword: 'always' } }, async () => ({ ok: true }))
   app.post('/test/plain', async () => ({ ok: true }))
   await app.ready()
-  const lines = app.printRoutes({ includeHooks: true, commonPrefix: false }).split('\n')
-  const hooksOf = (route: string): string => {
-    const at = lines.findIndex((line) => line.endsWith(` ${route}`))
-    t.ok(at >= 0, `${route} is printed`)
-    const after = lines.slice(at + 1)
-    const end = after.findIndex((line) => !line.includes('•'))
-    return after.slice(0, end < 0 ? undefined : end).join('\n')
-  }
+  const hooksOf = printedHooks(t, app)
   t.match(hooksOf('/test/limited (POST)'), '(onRequest) ["securityHeaders()","anonymous()"]', 'rateLimited: the limiter')
   t.notMatch(hooksOf('/test/limited (POST)'), 'shedWhenUnderPressure')
   t.match(hooksOf('/test/hashing (POST)'), '(preHandler) ["shedWhenUnderPressure()"]', 'hashesPassword: shed under pressure')
