@@ -2,10 +2,11 @@
 /**
  * The ceilings' server: a bare Fastify (default options, no plugins) in its
  * own process, as Tessera runs in its own. Routes:
- *   GET  /jwks   the JWKS body Tessera serves, with its ETag (304 on If-None-Match)
+ *   GET  /jwks   the JWKS body Tessera serves, with its ETag (304 on If-None-Match) and the same
+ *                headers (BARE_JWKS_HEADERS, and an x-request-id of BARE_REQUEST_ID_LENGTH characters)
  *   GET  /me     the same one-row Postgres read as /v1/me (its very SQL text), ids from x-user-id/x-session-id
  *   POST /token  a JSON body in, a token-response-sized JSON body out
- * Configured by BARE_JWKS, BARE_ETAG, BARE_TOKEN_RESPONSE, BARE_DATABASE_URL; prints
+ * Configured by BARE_JWKS, BARE_ETAG, BARE_JWKS_HEADERS, BARE_REQUEST_ID_LENGTH, BARE_TOKEN_RESPONSE, BARE_DATABASE_URL; prints
  * {"port":N} once listening on 127.0.0.1.
  * @module
  */
@@ -15,12 +16,16 @@ import { LIVE_PROFILE_SQL as ME } from './lib/service.mjs'
 
 const jwks = process.env.BARE_JWKS ?? '{"keys":[]}'
 const etag = process.env.BARE_ETAG ?? '"none"'
+const jwksHeaders = JSON.parse(process.env.BARE_JWKS_HEADERS ?? '{"cache-control":"public, max-age=300"}')
+const requestIdLength = Number(process.env.BARE_REQUEST_ID_LENGTH ?? 0)
+let requests = 0
 const tokenResponse = process.env.BARE_TOKEN_RESPONSE ?? '{}'
 const pool = new pg.Pool({ connectionString: process.env.BARE_DATABASE_URL, max: 20 })
 
 const app = Fastify({ logger: false })
 app.get('/jwks', async (request, reply) => {
-  void reply.header('cache-control', 'public, max-age=300').header('etag', etag)
+  void reply.headers(jwksHeaders).header('etag', etag)
+  if (requestIdLength > 0) void reply.header('x-request-id', String(++requests).padStart(requestIdLength, '0'))
   if (request.headers['if-none-match'] === etag) return await reply.code(304).send()
   return await reply.type('application/jwk-set+json').send(jwks)
 })

@@ -173,7 +173,15 @@ async function prepare (run) {
   const fixtures = run.started.fixtures = await prepareFixtures({ url: database.url, kek: KEK, tokens: TOKEN_CONFIG, users: settings.users })
 
   const jwksResponse = await fetch(`${primary.url}/.well-known/jwks.json`)
-  const jwks = { body: await jwksResponse.text(), etag: jwksResponse.headers.get('etag') ?? '' }
+  // The bare route answers with the same headers (the security headers, cache-control, a request id
+  // of the same length): the ceiling is the same answer served by nothing but Fastify.
+  const perResponse = new Set(['date', 'connection', 'keep-alive', 'content-length', 'content-type', 'etag', 'x-request-id', 'transfer-encoding'])
+  const jwks = {
+    body: await jwksResponse.text(),
+    etag: jwksResponse.headers.get('etag') ?? '',
+    headers: Object.fromEntries([...jwksResponse.headers].filter(([name]) => !perResponse.has(name))),
+    requestIdLength: jwksResponse.headers.get('x-request-id')?.length ?? 0
+  }
   // One real refresh: proves the minted tokens are accepted and gives the bare /token route its reply size.
   const [probe = ''] = await fixtures.refreshTokens(1)
   const probeResponse = await fetch(`${primary.url}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ grant_type: 'refresh_token', refresh_token: probe }) })
@@ -244,7 +252,7 @@ function ceilings (run, { ctx, probe, tokenResponse }) {
       log,
       // The warm-up once: later rounds find the bare server warm.
       bareLoad: async (request, ok = [], round = 0) => {
-        const bare = run.started.bare ??= await startBareServer({ databaseUrl: run.database.url, jwks: ctx.jwks.body, etag: ctx.jwks.etag, tokenResponse })
+        const bare = run.started.bare ??= await startBareServer({ databaseUrl: run.database.url, jwks: ctx.jwks.body, etag: ctx.jwks.etag, jwksHeaders: ctx.jwks.headers, requestIdLength: ctx.jwks.requestIdLength, tokenResponse })
         const result = await runLoad({ url: bare.url, duration: settings.duration, warmup: round === 0 ? settings.warmup : 0, connections: settings.connections, ...request }, ok)
         if (result.errors > 0) throw new Error(`the bare server answered errors: ${JSON.stringify(result.statuses)}`)
         return result.rps

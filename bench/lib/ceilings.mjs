@@ -220,10 +220,10 @@ export async function pgbenchRotationRate (url, clients, seconds) {
  * @property {() => Promise<void>} stop
  */
 
-/** @param {{ databaseUrl: string, jwks: string, etag: string, tokenResponse: string }} options @returns {Promise<BareServer>} */
-export async function startBareServer ({ databaseUrl, jwks, etag, tokenResponse }) {
+/** @param {{ databaseUrl: string, jwks: string, etag: string, jwksHeaders?: Record<string, string>, requestIdLength?: number, tokenResponse: string }} options @returns {Promise<BareServer>} */
+export async function startBareServer ({ databaseUrl, jwks, etag, jwksHeaders = {}, requestIdLength = 0, tokenResponse }) {
   const child = spawn(process.execPath, [BARE_SERVER], {
-    env: { PATH: process.env.PATH ?? '', BARE_DATABASE_URL: databaseUrl, BARE_JWKS: jwks, BARE_ETAG: etag, BARE_TOKEN_RESPONSE: tokenResponse },
+    env: { PATH: process.env.PATH ?? '', BARE_DATABASE_URL: databaseUrl, BARE_JWKS: jwks, BARE_ETAG: etag, BARE_JWKS_HEADERS: JSON.stringify(jwksHeaders), BARE_REQUEST_ID_LENGTH: String(requestIdLength), BARE_TOKEN_RESPONSE: tokenResponse },
     stdio: ['ignore', 'pipe', 'inherit']
   })
   const exited = new Promise((resolve) => child.on('exit', resolve))

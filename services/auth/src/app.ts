@@ -5,7 +5,6 @@
  * (routes marked `errorFormat: 'oauth'`) or RFC 9457 problem+json.
  * @module
  */
-import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import proxyAddr from '@fastify/proxy-addr'
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify'
@@ -32,6 +31,8 @@ import { registerSimpleJwtRoutes, simplejwtPaths } from './routes/simplejwt.js'
 import { registerOpenApi } from './routes/openapi.js'
 import { argon2Shedding } from './routes/shedding.js'
 import { SECURITY_HEADERS } from './security-headers.js'
+import { requestIds } from './request-id.js'
+import { lazyChildLogger } from './logging.js'
 
 export interface Deps {
   db: Db
@@ -48,9 +49,14 @@ export interface Deps {
 export type App = FastifyInstance<any, any, any, Logger, TypeBoxTypeProvider>
 
 declare module 'fastify' {
+  /** A route's policy, declared on its own options and applied by buildApp's onRoute hook. */
   interface FastifyContextConfig {
     /** OAuth endpoints answer errors as RFC 6749 §5.2 rather than problem+json. */
     errorFormat?: 'oauth' | 'simplejwt'
+    /** A route a client can make expensive or abuse: each client IP gets one budget across all of them. */
+    rateLimited?: boolean
+    /** The route may run argon2, so it is shed first under pressure: on every request, or on a password grant only. */
+    hashesPassword?: 'always' | 'password-grant'
   }
 }
 
@@ -204,12 +210,6 @@ const TITLES: Record<number, string> = {
   503: 'Service Unavailable'
 }
 
-/** The routes a client can make expensive or abuse; each client IP gets one budget across them. */
-const RATE_LIMITED_ROUTES = new Set(['/oauth/token', '/oauth/revoke', '/v1/users', '/v1/password'])
-
-/** The routes that may run argon2: shed first, before the limiter (routes/shedding.ts). */
-const HASHING_ROUTES = new Set(['/oauth/token', '/v1/users', '/v1/password'])
-
 /** Any route hook: the rate limiter's and ours have different Fastify types. */
 type RouteHook = (...args: never[]) => unknown
 
@@ -228,14 +228,17 @@ function statusTitle (status: number): string {
 export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // A request id is the gateway's to give: from anyone else it could forge log correlation.
   const trustedPeer = config.trustProxy.length > 0 ? proxyAddr.compile(config.trustProxy) : () => false
+  const nextRequestId = requestIds()
   const app: App = Fastify({
     loggerInstance: deps.logger,
     // One line per request, written by the onResponse hook below, instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: (logger, bindings, options) => lazyChildLogger(logger as Logger, bindings, options),
     genReqId: (req) => {
       const given = req.headers['x-request-id']
+      if (given === undefined) return nextRequestId()
       const peer = req.socket.remoteAddress
-      return typeof given === 'string' && REQUEST_ID.test(given) && peer !== undefined && trustedPeer(peer, 0) ? given : randomUUID()
+      return typeof given === 'string' && REQUEST_ID.test(given) && peer !== undefined && trustedPeer(peer, 0) ? given : nextRequestId()
     },
     frameworkErrors: handleFrameworkError,
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
@@ -265,16 +268,21 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     if (draining) void reply.header('connection', 'close')
     done(null, payload)
   })
-  app.addHook('onResponse', async function logAndCount (request, reply) {
+  // Synchronous: an async hook costs a promise per request, and this one never waits.
+  app.addHook('onResponse', function logAndCount (request, reply, done) {
     const route = request.routeOptions.url ?? 'unmatched'
-    deps.metrics.observeRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000)
-    request.log.info({
-      method: request.method,
-      route,
-      status: reply.statusCode,
-      duration_ms: Math.round(reply.elapsedTime * 100) / 100,
-      ip: request.ip
-    }, 'request')
+    const elapsed = reply.elapsedTime
+    deps.metrics.observeRequest(request.method, route, reply.statusCode, elapsed / 1000)
+    if (deps.logger.isLevelEnabled('info')) {
+      request.log.info({
+        method: request.method,
+        route,
+        status: reply.statusCode,
+        duration_ms: Math.round(elapsed * 100) / 100,
+        ip: request.ip
+      }, 'request')
+    }
+    done()
   })
 
   await app.register(formbody, { bodyLimit: BODY_LIMIT })
@@ -319,24 +327,23 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // samples would mistake for overload; judge only once serving has settled.
   let settledAt = Infinity
   app.addHook('onReady', async () => { settledAt = performance.now() + 4 * PRESSURE_SAMPLE_MS })
-  // SimpleJWT's routes log in and refresh like /oauth/token: the same limiter; its login hashes.
   const compat = config.simplejwtCompat ? simplejwtPaths(config) : undefined
-  const rateLimited = new Set([...RATE_LIMITED_ROUTES, ...(compat === undefined ? [] : Object.values(compat))])
-  const hashing = new Set([...HASHING_ROUTES, ...(compat === undefined ? [] : [compat.login])])
   const shed = argon2Shedding({
     hasher: deps.hasher,
     metrics: deps.metrics,
     underPressure: () => performance.now() >= settledAt && app.isUnderPressure(),
     loginRoutes: new Set(['/oauth/token', ...(compat === undefined ? [] : [compat.login])])
   })
+  // Each route declares its policy in its options' `config`; this applies it.
   app.addHook('onRoute', (routeOptions) => {
+    const policy = routeOptions.config
     // On a route that hashes, the limiter waits for the body (shed first:
     // cheaper than its count) but still runs before validation, so a
     // malformed request spends budget too.
-    if (hashing.has(routeOptions.url)) {
-      if (rateLimited.has(routeOptions.url)) prependRouteHook(routeOptions, 'preValidation', limit)
+    if (policy?.hashesPassword !== undefined) {
+      if (policy.rateLimited === true) prependRouteHook(routeOptions, 'preValidation', limit)
       prependRouteHook(routeOptions, 'preValidation', shed)
-    } else if (rateLimited.has(routeOptions.url)) {
+    } else if (policy?.rateLimited === true) {
       prependRouteHook(routeOptions, 'onRequest', limit)
     }
   })
@@ -345,7 +352,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
 
   // Before every route: the generator learns routes as they are added.
   await registerOpenApi(app, config)
-  registerAccessTokenAuth(app, config, deps)
+  registerAccessTokenAuth(app)
   registerHealthRoutes(app, deps)
   if (config.metricsPort === undefined) registerMetricsRoutes(app, deps)
   registerWellKnownRoutes(app, config, deps)

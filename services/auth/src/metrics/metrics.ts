@@ -109,10 +109,21 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
     gauge('tessera_db_pool_idle_connections', 'Open database pool connections not in use', 'sum', (set) => set(pool.idleCount))
     gauge('tessera_db_pool_waiting_clients', 'Queries waiting for a pool connection', 'sum', (set) => set(pool.waitingCount))
   }
+  // One labels object per method, route and status, made once: the request histogram is observed on every request.
+  const requestLabels = new Map<string, Map<string, Map<number, { method: string, route: string, status: string }>>>()
+  const labelsOf = (method: string, route: string, status: number): { method: string, route: string, status: string } => {
+    let byRoute = requestLabels.get(method)
+    if (byRoute === undefined) requestLabels.set(method, byRoute = new Map())
+    let byStatus = byRoute.get(route)
+    if (byStatus === undefined) byRoute.set(route, byStatus = new Map())
+    let labels = byStatus.get(status)
+    if (labels === undefined) byStatus.set(status, labels = { method, route, status: String(status) })
+    return labels
+  }
   return {
     registry,
     render: sources.render ?? (async () => await registry.metrics()),
-    observeRequest: (method, route, status, seconds) => duration.observe({ method, route, status: String(status) }, seconds),
+    observeRequest: (method, route, status, seconds) => duration.observe(labelsOf(method, route, status), seconds),
     login: (outcome) => logins.inc({ outcome }),
     rateLimited: (route) => limited.inc({ route }),
     refreshed: (outcome) => refreshes.inc({ outcome }),

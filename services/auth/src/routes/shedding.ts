@@ -26,9 +26,9 @@ export interface SheddingDeps {
   loginRoutes: ReadonlySet<string>
 }
 
-/** Whether this request would run argon2: on /oauth/token only the password grant does. */
+/** Whether this request would run argon2 (the route's declared policy: on a token endpoint only the password grant does). */
 function hashesPassword (request: FastifyRequest): boolean {
-  return request.routeOptions.url !== '/oauth/token' || (request.body as { grant_type?: unknown } | undefined)?.grant_type === 'password'
+  return request.routeOptions.config.hashesPassword === 'always' || (request.body as { grant_type?: unknown } | undefined)?.grant_type === 'password'
 }
 
 /**

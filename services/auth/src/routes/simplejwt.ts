@@ -76,9 +76,13 @@ export function registerSimpleJwtRoutes (app: App, config: Config, deps: Deps): 
   const loginDeps = loginDepsOf(config, deps)
   const issuer = { db: deps.db, keyring: deps.keyring, config }
   const paths = simplejwtPaths(config)
-  const options = (ok: typeof Pair | typeof Empty) => ({ config: { errorFormat: 'simplejwt' as const }, schema: { response: { 200: ok } } })
+  // Every route logs in or handles tokens like /oauth/token: the same per-IP budget; the login hashes.
+  const options = (ok: typeof Pair | typeof Empty, hashesPassword?: 'always') => ({
+    config: { errorFormat: 'simplejwt' as const, rateLimited: true, ...(hashesPassword === undefined ? {} : { hashesPassword }) },
+    schema: { response: { 200: ok } }
+  })
 
-  app.post(paths.login, options(Pair), async (request, reply) => {
+  app.post(paths.login, options(Pair, 'always'), async (request, reply) => {
     const { username, password } = fields(request.body, ['username', 'password'])
     const input = { username, password, scope: undefined, credentials: credentialsOf(request.headers.authorization), resource: undefined, now: deps.clock(), context: requestContext(request) }
     const pair = await refusedAs(async () => await counted(async () => await passwordGrant(loginDeps, input), loginOutcome, deps.metrics.login), () => NO_ACCOUNT)

@@ -3,11 +3,24 @@
  * on went with the global ones: every answer, from the hot routes to errors,
  * carries the same security headers helmet set, and the request id.
  */
-import t from 'tap'
+import t, { type Test } from 'tap'
+import type { App } from '../../src/app.js'
 import { SECURITY_HEADERS } from '../../src/security-headers.js'
 import { buildTestApp, login, signUp } from '../helpers/app.js'
 
 const PASSWORD = 'correct horse battery'
+
+/** The hook lines (marked •) printed under a route by printRoutes. */
+function printedHooks (t: Test, app: App): (route: string) => string {
+  const lines = app.printRoutes({ includeHooks: true, commonPrefix: false }).split('\n')
+  return (route) => {
+    const at = lines.findIndex((line) => line.endsWith(` ${route}`))
+    t.ok(at >= 0, `${route} is printed`)
+    const after = lines.slice(at + 1)
+    const end = after.findIndex((line) => !line.includes('•'))
+    return after.slice(0, end < 0 ? undefined : end).join('\n')
+  }
+}
 
 t.test('the security headers are helmet\'s for a JSON API, computed once', async (t) => {
   t.match(SECURITY_HEADERS, {
@@ -65,16 +78,7 @@ t.test('the per-IP limiter runs on the limited routes only', async (t) => {
 t.test('the hot routes run three hooks; the limiter and the shedding only where they apply', async (t) => {
   const { app } = await buildTestApp(t)
   await app.ready()
-  const printed = app.printRoutes({ includeHooks: true, commonPrefix: false })
-  const lines = printed.split('\n')
-  /** The hook lines (marked •) printed under a route. */
-  const hooksOf = (route: string): string => {
-    const at = lines.findIndex((line) => line.endsWith(` ${route}`))
-    t.ok(at >= 0, `${route} is printed`)
-    const after = lines.slice(at + 1)
-    const end = after.findIndex((line) => !line.includes('•'))
-    return after.slice(0, end < 0 ? undefined : end).join('\n')
-  }
+  const hooksOf = printedHooks(t, app)
   const bare = ['(onRequest) ["securityHeaders()"]', '(onSend) ["closeWhileDraining()"]', '(onResponse) ["logAndCount()"]']
   for (const route of ['/.well-known/jwks.json (GET)', '/healthz (GET)']) {
     const hooks = hooksOf(route)
@@ -90,4 +94,25 @@ t.test('the hot routes run three hooks; the limiter and the shedding only where 
   t.match(hooksOf('/oauth/revoke (POST)'), '(onRequest) ["securityHeaders()","anonymous()"]', 'revoke is limited')
   t.notMatch(hooksOf('/oauth/revoke (POST)'), 'shedArgon2Work', 'revoke hashes nothing')
   t.match(hooksOf('/v1/password (PUT)'), '(preHandler) ["authenticate()"]', 'a password change is shed before it authenticates')
+})
+
+t.test('a route\'s own options declare its policy; SimpleJWT\'s routes declare the token endpoint\'s', async (t) => {
+  const { app } = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on', TESSERA_SIMPLEJWT_PREFIX: '/api/token' })
+  app.post('/test/limited', { config: { rateLimited: true } }, async () => ({ ok: true }))
+  app.post('/test/hashing', { config: { hashesPassword: 'always' } }, async () => ({ ok: true }))
+  app.post('/test/plain', async () => ({ ok: true }))
+  await app.ready()
+  const hooksOf = printedHooks(t, app)
+  t.match(hooksOf('/test/limited (POST)'), '(onRequest) ["securityHeaders()","anonymous()"]', 'rateLimited: the limiter')
+  t.notMatch(hooksOf('/test/limited (POST)'), 'shedArgon2Work')
+  t.match(hooksOf('/test/hashing (POST)'), '(preValidation) ["shedArgon2Work()"]', 'hashesPassword: shed')
+  t.notMatch(hooksOf('/test/hashing (POST)'), 'anonymous()')
+  t.notMatch(hooksOf('/test/plain (POST)'), 'anonymous()', 'no policy: no limiter')
+  t.notMatch(hooksOf('/test/plain (POST)'), 'shedArgon2Work', 'no policy: no shedding')
+  // Printed as a tree: the login's path in full, the others under it.
+  for (const route of ['refresh/ (POST)', 'verify/ (POST)', 'blacklist/ (POST)']) {
+    t.match(hooksOf(route), '(onRequest) ["securityHeaders()","anonymous()"]', `SimpleJWT's ${route}: the limiter`)
+  }
+  t.match(hooksOf('/api/token/ (POST)'), '(preValidation) ["shedArgon2Work()","anonymous()"]', 'SimpleJWT\'s login is shed like the password grant, then limited')
+  t.notMatch(hooksOf('refresh/ (POST)'), 'shedArgon2Work', 'its refresh hashes nothing')
 })

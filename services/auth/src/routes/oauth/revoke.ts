@@ -21,7 +21,7 @@ const RevokeRequest = Type.Object({
 export function registerRevokeRoutes (app: App, config: Config, deps: Deps): void {
   const issuer = { db: deps.db, keyring: deps.keyring, config }
   app.post('/oauth/revoke', {
-    config: { errorFormat: 'oauth' },
+    config: { errorFormat: 'oauth', rateLimited: true },
     schema: {
       tags: ['oauth'],
       summary: 'Revoke a refresh token and end its session (RFC 7009); 200 for every well-formed request',

@@ -99,7 +99,7 @@ export function registerTokenRoutes (app: App, config: Config, deps: Deps): void
   const issuer = { db: deps.db, keyring: deps.keyring, config }
   const loginDeps = loginDepsOf(config, deps)
   app.post('/oauth/token', {
-    config: { errorFormat: 'oauth' },
+    config: { errorFormat: 'oauth', rateLimited: true, hashesPassword: 'password-grant' },
     schema: {
       tags: ['oauth'],
       summary: 'Password grant (RFC 6749 §4.3) or refresh_token grant (§6): a token pair',

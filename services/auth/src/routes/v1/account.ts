@@ -13,7 +13,7 @@ import { endOwnSession, logout } from '../../sessions/logout.js'
 import { requestContext } from '../context.js'
 import { backoffPolicy } from '../../sessions/login-throttle.js'
 import { personal } from '../personal.js'
-import { authenticate, authenticateLive, principalOf } from './authenticate.js'
+import { accessTokenAuth, principalOf } from './authenticate.js'
 import { BEARER } from '../openapi.js'
 
 const Me = Type.Object({ id: Type.String(), username: Type.String(), created_at: Type.String(), session_id: Type.String(), scope: Type.String(), client_id: Type.String() })
@@ -39,7 +39,7 @@ const Ended = Type.Object({ sessions_ended: Type.Integer() })
 
 export function registerAccountRoutes (app: App, config: Config, deps: Deps): void {
   // /v1/me reads the session in its own one query; every other route checks it in authenticateLive.
-  const authenticateSession = authenticateLive(deps)
+  const { authenticate, authenticateLive: authenticateSession } = accessTokenAuth(config, deps)
   const backoff = backoffPolicy(config)
   app.get('/v1/me', { preHandler: authenticate, schema: { tags: ['account'], summary: 'The caller\'s account and session', security: BEARER, response: { 200: Me } } }, async (request, reply) => {
     personal(reply)
@@ -83,7 +83,7 @@ export function registerAccountRoutes (app: App, config: Config, deps: Deps): vo
     return { sessions_ended: await logout(deps.db, { userId: principal.userId, sessionId: principal.sessionId, all, now: deps.clock(), context: requestContext(request) }) }
   })
 
-  app.put('/v1/password', { preHandler: authenticateSession, schema: { tags: ['account'], summary: 'Change the password; every other session ends', security: BEARER, body: PasswordBody, response: { 200: Ended } } }, async (request) => {
+  app.put('/v1/password', { config: { rateLimited: true, hashesPassword: 'always' }, preHandler: authenticateSession, schema: { tags: ['account'], summary: 'Change the password; every other session ends', security: BEARER, body: PasswordBody, response: { 200: Ended } } }, async (request) => {
     const principal = principalOf(request)
     const ended = await changePassword(deps.db, deps.hasher, backoff, {
       userId: principal.userId,

@@ -20,6 +20,7 @@ const CreatedUser = Type.Object({ id: Type.String(), username: Type.String(), cr
 
 export function registerUserRoutes (app: App, config: Config, deps: Deps): void {
   app.post('/v1/users', {
+    config: { rateLimited: true, hashesPassword: 'always' },
     schema: {
       tags: ['account'],
       summary: 'Sign up (403 when TESSERA_SIGNUP=closed); log in with /oauth/token next',
