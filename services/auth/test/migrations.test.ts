@@ -30,6 +30,11 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   t.equal(await functions('tessera_refresh_grant'), 1, 'up created the refresh grant function')
   t.equal(await functions('tessera_refresh_decision'), 0, 'and dropped the decision function it replaces')
   t.equal(await functions('tessera_client_refresh_decision'), 0, 'and its client-checking wrapper')
+  const refreshTokenChecks = async (): Promise<string[]> =>
+    (await sql<{ name: string }>`SELECT conname AS name FROM pg_constraint WHERE conrelid = 'refresh_tokens'::regclass AND contype = 'f'
+      UNION ALL SELECT indexname FROM pg_indexes WHERE tablename = 'refresh_tokens' ORDER BY 1`.execute(connection.db)).rows.map((r) => r.name)
+  t.same(await refreshTokenChecks(), ['refresh_tokens_expires_at', 'refresh_tokens_kid', 'refresh_tokens_pkey', 'refresh_tokens_session', 'refresh_tokens_session_id_fkey'],
+    'a refresh writes through one foreign key and four indexes')
   const refused = await runCli(['migrate', 'down'], env)
   t.equal(refused.code, 2, 'down without --yes is a usage error')
   t.equal(refused.stderr, 'tessera: migrate down drops the newest migration\'s tables and their data: run `tessera migrate down --yes` to go ahead\n')
@@ -39,6 +44,8 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   t.equal(await functions('tessera_refresh_grant'), 0, 'down dropped the refresh grant function')
   t.equal(await functions('tessera_refresh_decision'), 1, 'and brought back the decision function')
   t.equal(await functions('tessera_client_refresh_decision'), 1, 'and its wrapper')
+  t.same(await refreshTokenChecks(), ['refresh_tokens_expires_at', 'refresh_tokens_kid', 'refresh_tokens_kid_fkey', 'refresh_tokens_parent', 'refresh_tokens_parent_jti_fkey',
+    'refresh_tokens_pkey', 'refresh_tokens_session', 'refresh_tokens_session_id_fkey'], 'and the foreign keys and index it dropped')
   const downClients = await runCli(['migrate', 'down', '--yes', '--json'], env)
   t.same(JSON.parse(downClients.stdout), { reverted: ['0004_clients'] })
   t.equal(await tables('clients'), 0, 'down removed the clients table')
