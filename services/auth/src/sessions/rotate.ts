@@ -71,8 +71,8 @@ export interface RefreshDecisionInput {
   context: RequestContext
 }
 
-// The text is fixed, so nothing is compiled per refresh.
-const DECISION_SQL = 'select * from tessera_refresh_grant($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)'
+/** The text is fixed, so nothing is compiled per refresh; bench/lib/ceilings.mjs hands the same text to pgbench. */
+export const REFRESH_GRANT_SQL = 'select * from tessera_refresh_grant($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)'
 
 /** A failed client authentication, as the function answers it. */
 const CLIENT_FAILURE = 'client: '
@@ -80,7 +80,7 @@ const CLIENT_FAILURE = 'client: '
 /** Runs the decision: one statement, its own transaction. */
 export async function refreshDecision (db: Issuer['db'], input: RefreshDecisionInput): Promise<RefreshDecisionRow> {
   const { claims, context } = input
-  const result = await db.executeQuery<RefreshDecisionRow>(CompiledQuery.raw(DECISION_SQL, [
+  const result = await db.executeQuery<RefreshDecisionRow>(CompiledQuery.raw(REFRESH_GRANT_SQL, [
     claims.jti, claims.sid, claims.sub, input.now, input.graceSeconds, input.wantedScope ?? null,
     input.successorJti, input.successorKid, input.ttlSeconds, context.ip ?? null, context.userAgent?.slice(0, 512) ?? null,
     input.presentingClient ?? null, input.presentedSecretDigest ?? null, input.resource ?? null
