@@ -30,6 +30,7 @@ import type { Metrics } from './metrics/metrics.js'
 import { registerMetricsRoutes } from './routes/metrics.js'
 import { registerSimpleJwtRoutes, simplejwtPaths } from './routes/simplejwt.js'
 import { registerOpenApi } from './routes/openapi.js'
+import { argon2Shedding } from './routes/shedding.js'
 import { SECURITY_HEADERS } from './security-headers.js'
 
 export interface Deps {
@@ -118,6 +119,14 @@ function databaseOverload (err: FastifyError, request: FastifyRequest): OAuthErr
   return new OAuthError('temporarily_unavailable', 'the service is overloaded; retry later', { retryAfter: 1, detail: 'database unavailable', cause: err })
 }
 
+/**
+ * A 503 is overload: during a flood thousands a second, each already on its
+ * request line (status 503) and in the metrics, so its reason is debug.
+ */
+function refusalLevel (status: number): 'debug' | 'info' {
+  return status === 503 ? 'debug' : 'info'
+}
+
 /** DRF's shape for every refusal on SimpleJWT's routes: `{"detail"}`, plus `code` where SimpleJWT sends one. */
 function drfError (err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   if (err instanceof DrfError) {
@@ -125,7 +134,7 @@ function drfError (err: FastifyError, request: FastifyRequest, reply: FastifyRep
     return reply.status(err.status).send(err.body)
   }
   if (err instanceof OAuthError || err instanceof ProblemError) {
-    request.log.info({ status: err.status, detail: err.detail }, 'request refused')
+    request.log[refusalLevel(err.status)]({ status: err.status, detail: err.detail }, 'request refused')
     if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
     return reply.status(err.status).send({ detail: err instanceof OAuthError ? err.description : (err.detail ?? err.title) })
   }
@@ -144,7 +153,7 @@ function handleError (this: App, thrown: FastifyError, request: FastifyRequest, 
   if (request.routeOptions.config.errorFormat === 'simplejwt') return drfError(err, request, reply)
   const oauth = request.routeOptions.config.errorFormat === 'oauth'
   if (err instanceof OAuthError) {
-    request.log.info({ error: err.code, detail: err.detail }, 'oauth error')
+    request.log[refusalLevel(err.status)]({ error: err.code, detail: err.detail }, 'oauth error')
     if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
     if (err.challenge !== undefined) void reply.header('www-authenticate', err.challenge)
     // The hashing queue throws OAuthError wherever it runs; off /oauth that is still problem+json.
@@ -198,24 +207,18 @@ const TITLES: Record<number, string> = {
 /** The routes a client can make expensive or abuse; each client IP gets one budget across them. */
 const RATE_LIMITED_ROUTES = new Set(['/oauth/token', '/oauth/revoke', '/v1/users', '/v1/password'])
 
-/** The routes that may run argon2: the ones shed first when the process is under pressure. */
+/** The routes that may run argon2: shed first, before the limiter (routes/shedding.ts). */
 const HASHING_ROUTES = new Set(['/oauth/token', '/v1/users', '/v1/password'])
-
-/** Whether this request on a hashing route would run argon2 (on /oauth/token only the password grant does). */
-function hashesPassword (request: FastifyRequest): boolean {
-  return request.routeOptions.url !== '/oauth/token' || (request.body as { grant_type?: unknown } | undefined)?.grant_type === 'password'
-}
 
 /** Any route hook: the rate limiter's and ours have different Fastify types. */
 type RouteHook = (...args: never[]) => unknown
 
 /** Adds a hook to one route, ahead of the route's own hooks of that kind. */
-function prependRouteHook (routeOptions: RouteOptions, name: 'onRequest' | 'preHandler', hook: RouteHook): void {
+function prependRouteHook (routeOptions: RouteOptions, name: 'onRequest' | 'preValidation' | 'preHandler', hook: RouteHook): void {
   const own: unknown = routeOptions[name]
   routeOptions[name] = [hook, ...(own === undefined ? [] : Array.isArray(own) ? own : [own])] as never
 }
 
-const PRESSURE_RETRY_AFTER = 2
 const PRESSURE_SAMPLE_MS = 250
 
 function statusTitle (status: number): string {
@@ -316,18 +319,26 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // samples would mistake for overload; judge only once serving has settled.
   let settledAt = Infinity
   app.addHook('onReady', async () => { settledAt = performance.now() + 4 * PRESSURE_SAMPLE_MS })
-  const shedWhenUnderPressure = async (request: FastifyRequest): Promise<void> => {
-    if (!hashesPassword(request) || performance.now() < settledAt || !app.isUnderPressure()) return
-    if (request.routeOptions.url === '/oauth/token') deps.metrics.login('shed')
-    throw new OAuthError('temporarily_unavailable', 'the service is overloaded; retry shortly', { retryAfter: PRESSURE_RETRY_AFTER, detail: 'under pressure' })
-  }
   // SimpleJWT's routes log in and refresh like /oauth/token: the same limiter; its login hashes.
   const compat = config.simplejwtCompat ? simplejwtPaths(config) : undefined
   const rateLimited = new Set([...RATE_LIMITED_ROUTES, ...(compat === undefined ? [] : Object.values(compat))])
   const hashing = new Set([...HASHING_ROUTES, ...(compat === undefined ? [] : [compat.login])])
+  const shed = argon2Shedding({
+    hasher: deps.hasher,
+    metrics: deps.metrics,
+    underPressure: () => performance.now() >= settledAt && app.isUnderPressure(),
+    loginRoutes: new Set(['/oauth/token', ...(compat === undefined ? [] : [compat.login])])
+  })
   app.addHook('onRoute', (routeOptions) => {
-    if (rateLimited.has(routeOptions.url)) prependRouteHook(routeOptions, 'onRequest', limit)
-    if (hashing.has(routeOptions.url)) prependRouteHook(routeOptions, 'preHandler', shedWhenUnderPressure)
+    // On a route that hashes, the limiter waits for the body (shed first:
+    // cheaper than its count) but still runs before validation, so a
+    // malformed request spends budget too.
+    if (hashing.has(routeOptions.url)) {
+      if (rateLimited.has(routeOptions.url)) prependRouteHook(routeOptions, 'preValidation', limit)
+      prependRouteHook(routeOptions, 'preValidation', shed)
+    } else if (rateLimited.has(routeOptions.url)) {
+      prependRouteHook(routeOptions, 'onRequest', limit)
+    }
   })
   app.setErrorHandler(handleError)
   app.setNotFoundHandler((request, reply) => problem(reply, request, 404, 'Not Found', `no route for ${request.method} ${request.url.split('?')[0] ?? ''}`))
