@@ -70,15 +70,18 @@ export class BatchedRateLimiter {
     const estimate = view.known + view.sent + view.unsent + 1
     view.unsent++
     const ttl = view.windowEnd - now
+    // Local answers still come on a later turn, as an IPC answer did: a
+    // synchronous one reorders the plugin's hook against the login shedding
+    // check that runs beside it (test/workers.test.ts, the hashing share).
     if (view.known > max) {
       // Spent for the rest of the window: counts only grow within one.
-      callback(null, { current: estimate, ttl })
+      setImmediate(callback, null, { current: estimate, ttl })
       this.#later()
     } else if (estimate > max - BATCH_HITS) {
       view.waiting.push({ position: view.unsent, callback })
       this.flush()
     } else {
-      callback(null, { current: estimate, ttl })
+      setImmediate(callback, null, { current: estimate, ttl })
       if (view.unsent >= BATCH_HITS) this.flush()
       else this.#later()
     }
