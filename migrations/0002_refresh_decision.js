@@ -17,8 +17,11 @@
  */
 import { sql } from 'kysely'
 
-/** @param {import('kysely').Kysely<unknown>} db */
-export async function up (db) {
+/**
+ * The function alone, also for 0005's down, which brings it back.
+ * @param {import('kysely').Kysely<unknown>} db
+ */
+export async function createRefreshDecisionFunction (db) {
   await sql`
     CREATE FUNCTION tessera_refresh_decision (
       presented_jti uuid,
@@ -137,6 +140,11 @@ export async function up (db) {
     END
     $fn$
   `.execute(db)
+}
+
+/** @param {import('kysely').Kysely<unknown>} db */
+export async function up (db) {
+  await createRefreshDecisionFunction(db)
 }
 
 /** @param {import('kysely').Kysely<unknown>} db */

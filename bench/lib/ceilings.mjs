@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url'
 import argon2 from 'argon2'
 import { SignJWT, generateKeyPair, jwtVerify } from 'jose'
 import pg from 'pg'
-import { ARGON2_PARAMS, connect, refreshDecision } from './service.mjs'
+import { ARGON2_PARAMS, REFRESH_GRANT_SQL, connect, refreshDecision } from './service.mjs'
 
 const BARE_SERVER = fileURLToPath(new URL('../bare-server.mjs', import.meta.url))
 
@@ -103,12 +103,15 @@ export async function argon2Rate (concurrency, seconds) {
 
 /**
  * Sessions with one unused refresh token each, the starting links of the
- * rotation chains; `clientId` marks them so pgbench can find its own.
+ * rotation chains, of a public client `clientId` registered for them, which
+ * presents them as Tessera's default client does; it marks them so pgbench
+ * can find its own.
  * @param {pg.Pool} pool @param {number} count @param {string} clientId
  */
 async function rotationChains (pool, count, clientId) {
   const { rows: [key] } = await pool.query("SELECT kid FROM signing_keys WHERE state = 'current'")
   const { rows: [user] } = await pool.query('SELECT id FROM users LIMIT 1')
+  await pool.query("INSERT INTO clients (client_id, confidential, grants, scopes, resources) VALUES ($1, false, '{refresh_token}', '{read,write}', '{}')", [clientId])
   const now = new Date()
   const later = new Date(now.getTime() + 30 * 86400_000)
   /** @type {{ session: string, jti: string, userId: string }[]} */
@@ -125,15 +128,16 @@ async function rotationChains (pool, count, clientId) {
 
 /**
  * Refresh decisions per second as Tessera makes them: sessions/rotate.ts's
- * refreshDecision (one call of the SQL function tessera_refresh_decision,
- * one round trip) through Tessera's own Kysely connection, `concurrency`
+ * refreshDecision (one call of the SQL function tessera_refresh_grant, client
+ * authentication included, one round trip) through Tessera's own Kysely connection, `concurrency`
  * chains at once, each rotating the successor it got last, on a pool the
  * size of Tessera's.
  * @param {string} url @param {number} concurrency @param {number} seconds
  */
 export async function rotationRate (url, concurrency, seconds) {
   const pool = new pg.Pool({ connectionString: url, max: 1 })
-  const { kid, chains } = await rotationChains(pool, concurrency, 'bench-rotation').finally(async () => { await pool.end() })
+  const clientId = `bench-rotation-${randomUUID()}`
+  const { kid, chains } = await rotationChains(pool, concurrency, clientId).finally(async () => { await pool.end() })
   const connection = connect(url, concurrency)
   try {
     // Connections are made (SCRAM costs milliseconds each) before the clock starts.
@@ -145,6 +149,7 @@ export async function rotationRate (url, concurrency, seconds) {
     await Promise.all(chains.map(async (chain) => {
       while (performance.now() < deadline) {
         const row = await refreshDecision(connection.db, {
+          presentingClient: clientId,
           claims: { jti: chain.jti, sid: chain.session, sub: chain.userId },
           wantedScope: undefined,
           now: new Date(),
@@ -166,8 +171,18 @@ export async function rotationRate (url, concurrency, seconds) {
 }
 
 /**
+ * Tessera's call with pgbench's variables for the parameters, as
+ * rotationRate passes them; only the successor's jti comes back, for pgbench's gset.
+ * @param {string} clientId
+ */
+function pgbenchGrant (clientId) {
+  const args = [':jti', ':sid', ':sub', 'clock_timestamp()', '10', 'NULL', 'gen_random_uuid()', ':kid', '2592000', "'127.0.0.1'", "'pgbench'", `'${clientId}'`, 'NULL', 'NULL']
+  return REFRESH_GRANT_SQL.replace('select *', 'select successor_jti as jti').replace(/\$(\d+)/g, (_, n) => args[Number(n) - 1] ?? 'NULL')
+}
+
+/**
  * The same decision from Postgres's own point of view: pgbench runs
- * tessera_refresh_decision over `clients` connections, each rotating its own
+ * rotate.ts's REFRESH_GRANT_SQL (tessera_refresh_grant) over `clients` connections, each rotating its own
  * chain (the successor comes back by \gset), with the extended protocol as
  * node-postgres sends it, and reports transactions per second. No Node, no
  * pool, no driver: what is left is the database. Undefined when pgbench is
@@ -191,7 +206,7 @@ export async function pgbenchRotationRate (url, clients, seconds) {
       `SELECT s.id AS sid, s.user_id AS sub, rt.jti AS jti, rt.kid AS kid FROM sessions s JOIN refresh_tokens rt ON rt.session_id = s.id WHERE s.client_id = '${tag}' AND rt.used_at IS NULL ORDER BY s.id OFFSET :client_id LIMIT 1 \\gset`,
       '\\set started 1',
       '\\endif',
-      "SELECT successor_jti AS jti FROM tessera_refresh_decision(:jti, :sid, :sub, clock_timestamp(), 10, NULL, gen_random_uuid(), :kid, 2592000, '127.0.0.1', 'pgbench') \\gset",
+      `${pgbenchGrant(tag)} \\gset`,
       ''
     ].join('\n'))
     const output = await new Promise((resolve, reject) => {

@@ -58,24 +58,34 @@ export async function authenticateClient (deps: ClientAuthDeps, input: ClientAut
     secretOk = (current || previous) && row?.secret_digest != null
   }
   const reason = failureReason(row, credentials, secretOk)
-  if (row === undefined || reason !== undefined) {
-    await recordAudit(deps.db, {
-      type: 'client.authentication_failed',
-      actor: clientId,
-      ...input.context,
-      detail: { client_id: clientId, reason: reason ?? 'unknown client', method: credentials.method }
-    })
-    throw new OAuthError('invalid_client', 'client authentication failed', {
-      detail: reason,
-      ...(credentials.method === 'client_secret_basic' ? { challenge: BASIC_CHALLENGE } : {})
-    })
-  }
+  if (row === undefined || reason !== undefined) throw await clientAuthenticationFailed(deps.db, { ...input, clientId, reason: reason ?? 'unknown client' })
   return { clientId: row.client_id, confidential: row.confidential, grants: row.grants, scopes: row.scopes, resources: row.resources }
+}
+
+/**
+ * A failed client authentication, wherever it was judged (here, or inside
+ * the refresh grant's SQL function): its audit row, and the one answer every
+ * reason gets.
+ */
+export async function clientAuthenticationFailed (db: Db, failure: Pick<ClientAuthInput, 'credentials' | 'context'> & { clientId: string, reason: string }): Promise<OAuthError> {
+  const { credentials, clientId, reason } = failure
+  await recordAudit(db, {
+    type: 'client.authentication_failed',
+    actor: clientId,
+    ...failure.context,
+    detail: { client_id: clientId, reason, method: credentials.method }
+  })
+  return new OAuthError('invalid_client', 'client authentication failed', {
+    detail: reason,
+    ...(credentials.method === 'client_secret_basic' ? { challenge: BASIC_CHALLENGE } : {})
+  })
 }
 
 /** RFC 6749 §5.2: a grant the client is not registered for. */
 export function requireGrant (client: RegisteredClient, grant: GrantType): void {
-  if (!client.grants.includes(grant)) {
-    throw new OAuthError('unauthorized_client', `this client is not registered for grant_type=${grant}`, { detail: `${client.clientId} lacks ${grant}` })
-  }
+  if (!client.grants.includes(grant)) throw unauthorizedClient(client.clientId, grant)
+}
+
+export function unauthorizedClient (clientId: string, grant: GrantType): OAuthError {
+  return new OAuthError('unauthorized_client', `this client is not registered for grant_type=${grant}`, { detail: `${clientId} lacks ${grant}` })
 }

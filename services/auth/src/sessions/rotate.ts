@@ -1,16 +1,17 @@
 /**
- * The refresh grant. The client authenticates first (a refresh token belongs
- * to the client that got it, one indexed read). The decision is one call of
- * the SQL function tessera_client_refresh_decision (migrations/0004_clients.js:
- * the session's client and resources, then tessera_refresh_decision of
- * migrations/0002_refresh_decision.js): one round trip, serialized per
- * session by a row lock on the session (never by process memory, so any
- * number of instances behave as one):
- *  1. the session is live and its user enabled, the token's key not revoked;
- *  2. an unused token is marked used and its successor inserted;
- *  3. a used token inside the grace window gets the same successor again
+ * The refresh grant, as a checklist over named queries (each takes the
+ * database first). Its database work is one call of the SQL function
+ * tessera_refresh_grant (migrations/0005_refresh_grant.js): one round trip
+ * that authenticates the client, checks the session's client and resource,
+ * and decides, serialized per session by a row lock on the session (never by
+ * process memory, so any number of instances behave as one):
+ *  1. the client is who it says and may refresh (else invalid_client, audited
+ *     here, or unauthorized_client);
+ *  2. the session is live and its user enabled, the token's key not revoked;
+ *  3. an unused token is marked used and its successor inserted;
+ *  4. a used token inside the grace window gets the same successor again
  *     (re-signed byte for byte) for racing tabs;
- *  4. a used token after the window is reuse: the whole session ends, in a
+ *  5. a used token after the window is reuse: the whole session ends, in a
  *     transaction of its own here (end.ts writes every ending and its audit).
  * @module
  */
@@ -19,9 +20,10 @@ import { CompiledQuery } from 'kysely'
 import type { Config } from '../config.js'
 import { OAuthError, RefreshReuseError } from '../errors.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
-import { authenticateClient, requireGrant } from '../clients/authenticate.js'
+import { authenticateClient, clientAuthenticationFailed, requireGrant, unauthorizedClient } from '../clients/authenticate.js'
 import type { ClientCredentials } from '../clients/credentials.js'
 import { requestedResource } from '../clients/resource.js'
+import { secretDigest } from '../clients/secret.js'
 import type { RefreshTokenRecord } from '../tokens/mint.js'
 import { verifyRefreshToken, type RefreshClaims } from '../tokens/verify-refresh.js'
 import { endSessions } from './end.js'
@@ -39,7 +41,7 @@ export interface RefreshGrantInput {
 
 export type RefreshOutcome = 'rotated' | 'grace'
 
-/** One row of tessera_refresh_decision: a decision, and for rotated and grace the successor to sign. */
+/** One row of tessera_refresh_grant: a decision, and for rotated and grace the successor to sign. */
 export interface RefreshDecisionRow {
   decision: string
   successor_jti: string | null
@@ -60,27 +62,40 @@ export interface RefreshDecisionInput {
   /** The successor's jti and kid, used only when the decision is 'rotated'. */
   successorJti: string
   successorKid: string
-  /** The authenticated client; a session of another client is refused before any write. Absent: not checked. */
+  /** The client presenting the token, authenticated by the function; a session of another client is refused before any write. Absent: not checked. */
   presentingClient?: string
+  /** SHA-256 of the secret the client presented; absent for a public client (method none). */
+  presentedSecretDigest?: Buffer
   /** The resource asked for; it must be one of the session's (RFC 8707). */
   resource?: string
   context: RequestContext
 }
 
-// The text is fixed, so nothing is compiled per refresh.
-const DECISION_SQL = 'select * from tessera_client_refresh_decision($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)'
+/** The text is fixed, so nothing is compiled per refresh; bench/lib/ceilings.mjs hands the same text to pgbench. */
+export const REFRESH_GRANT_SQL = 'select * from tessera_refresh_grant($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)'
+
+/** A failed client authentication, as the function answers it. */
+const CLIENT_FAILURE = 'client: '
 
 /** Runs the decision: one statement, its own transaction. */
 export async function refreshDecision (db: Issuer['db'], input: RefreshDecisionInput): Promise<RefreshDecisionRow> {
   const { claims, context } = input
-  const result = await db.executeQuery<RefreshDecisionRow>(CompiledQuery.raw(DECISION_SQL, [
+  const result = await db.executeQuery<RefreshDecisionRow>(CompiledQuery.raw(REFRESH_GRANT_SQL, [
     claims.jti, claims.sid, claims.sub, input.now, input.graceSeconds, input.wantedScope ?? null,
     input.successorJti, input.successorKid, input.ttlSeconds, context.ip ?? null, context.userAgent?.slice(0, 512) ?? null,
-    input.presentingClient ?? null, input.resource ?? null
+    input.presentingClient ?? null, input.presentedSecretDigest ?? null, input.resource ?? null
   ]))
   const row = result.rows[0]
-  if (row === undefined) throw new Error('tessera_refresh_decision returned no row')
+  if (row === undefined) throw new Error('tessera_refresh_grant returned no row')
   return row
+}
+
+/** Reuse: the whole family ends, with its audit, in one transaction. */
+export async function endReusedFamily (db: Issuer['db'], claims: RefreshClaims, now: Date, context: RequestContext): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    await endSessions(trx, { sessionId: claims.sid }, 'reuse', now, { ...context, actor: 'system' })
+    await recordAudit(trx, { type: 'refresh.reuse_detected', actor: 'system', userId: claims.sub, sessionId: claims.sid, ...context, detail: { jti: claims.jti } })
+  })
 }
 
 function wantedScopes (requested: string | undefined): string[] | undefined {
@@ -107,13 +122,28 @@ function refused (reason: string): OAuthError {
   return new OAuthError('invalid_grant', 'the refresh token is invalid, expired or revoked', { detail: reason })
 }
 
+/**
+ * The token's signature and claims are checked before the one round trip.
+ * When they fail, the client is still judged first, as every grant does, so
+ * a bad client hears invalid_client whatever its token.
+ */
+async function verifiedClaims (deps: Issuer & { config: Pick<Config, 'refreshGrace' | 'refreshTtl'> }, input: RefreshGrantInput): Promise<RefreshClaims> {
+  try {
+    return await verifyRefreshToken(deps.config, deps.keyring, input.refreshToken, input.now)
+  } catch (err) {
+    requireGrant(await authenticateClient(deps, input), 'refresh_token')
+    throw err
+  }
+}
+
 export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refreshGrace' | 'refreshTtl'> }, input: RefreshGrantInput): Promise<TokenPair & { outcome: RefreshOutcome }> {
+  const { credentials } = input
   const resource = requestedResource(input.resource)
-  const client = await authenticateClient(deps, input)
-  requireGrant(client, 'refresh_token')
-  const claims = await verifyRefreshToken(deps.config, deps.keyring, input.refreshToken, input.now)
+  const claims = await verifiedClaims(deps, input)
+  const clientId = credentials.clientId ?? deps.config.defaultClientId
   const row = await refreshDecision(deps.db, {
-    presentingClient: client.clientId,
+    presentingClient: clientId,
+    presentedSecretDigest: credentials.method === 'none' ? undefined : secretDigest(credentials.secret),
     resource,
     claims,
     wantedScope: wantedScopes(input.scope),
@@ -125,11 +155,12 @@ export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refre
     context: input.context
   })
 
+  if (row.decision.startsWith(CLIENT_FAILURE)) {
+    throw await clientAuthenticationFailed(deps.db, { ...input, clientId, reason: row.decision.slice(CLIENT_FAILURE.length) })
+  }
+  if (row.decision === 'unauthorized client') throw unauthorizedClient(clientId, 'refresh_token')
   if (row.decision === 'reuse') {
-    await deps.db.transaction().execute(async (trx) => {
-      await endSessions(trx, { sessionId: claims.sid }, 'reuse', input.now, { ...input.context, actor: 'system' })
-      await recordAudit(trx, { type: 'refresh.reuse_detected', actor: 'system', userId: claims.sub, sessionId: claims.sid, ...input.context, detail: { jti: claims.jti } })
-    })
+    await endReusedFamily(deps.db, claims, input.now, input.context)
     throw new RefreshReuseError()
   }
   if (row.decision === 'scope widened') throw new OAuthError('invalid_scope', 'a refresh cannot widen the scope of its session')
@@ -143,7 +174,7 @@ export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refre
 
 /**
  * Only with SimpleJWT compatibility on: the `preferred_username` claim. A
- * second round trip rather than a change to tessera_refresh_decision, whose
+ * second round trip rather than a change to tessera_refresh_grant, whose
  * one round trip serves every refresh when the setting is off.
  */
 async function usernameOf (db: Issuer['db'], userId: string): Promise<string | undefined> {

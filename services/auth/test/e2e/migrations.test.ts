@@ -9,7 +9,7 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   const env = { DATABASE_URL: url, NODE_ENV: 'production' }
   const before = await runCli(['migrate', 'status', '--json'], env)
   t.equal(before.code, 0, before.stderr)
-  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null])
+  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null, null])
 
   const up = await runCli(['migrate', 'up'], env)
   t.equal(up.code, 0, up.stderr)
@@ -27,12 +27,25 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
     (await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_proc WHERE proname = ${name}`.execute(connection.db)).rows[0]?.n
   const tables = async (name: string): Promise<number | undefined> =>
     (await sql<{ n: number }>`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name = ${name}`.execute(connection.db)).rows[0]?.n
-  t.equal(await functions('tessera_refresh_decision'), 1, 'up created the refresh decision function')
-  t.equal(await functions('tessera_client_refresh_decision'), 1, 'and its client-checking wrapper')
+  t.equal(await functions('tessera_refresh_grant'), 1, 'up created the refresh grant function')
+  t.equal(await functions('tessera_refresh_decision'), 0, 'and dropped the decision function it replaces')
+  t.equal(await functions('tessera_client_refresh_decision'), 0, 'and its client-checking wrapper')
+  const refreshTokenChecks = async (): Promise<string[]> =>
+    (await sql<{ name: string }>`SELECT conname AS name FROM pg_constraint WHERE conrelid = 'refresh_tokens'::regclass AND contype = 'f'
+      UNION ALL SELECT indexname FROM pg_indexes WHERE tablename = 'refresh_tokens' ORDER BY 1`.execute(connection.db)).rows.map((r) => r.name)
+  t.same(await refreshTokenChecks(), ['refresh_tokens_expires_at', 'refresh_tokens_kid', 'refresh_tokens_pkey', 'refresh_tokens_session', 'refresh_tokens_session_id_fkey'],
+    'a refresh writes through one foreign key and four indexes')
   const refused = await runCli(['migrate', 'down'], env)
   t.equal(refused.code, 2, 'down without --yes is a usage error')
   t.equal(refused.stderr, 'tessera: migrate down drops the newest migration\'s tables and their data: run `tessera migrate down --yes` to go ahead\n')
   t.equal(await tables('clients'), 1, 'and reverted nothing')
+  const downGrant = await runCli(['migrate', 'down', '--yes', '--json'], env)
+  t.same(JSON.parse(downGrant.stdout), { reverted: ['0005_refresh_grant'] })
+  t.equal(await functions('tessera_refresh_grant'), 0, 'down dropped the refresh grant function')
+  t.equal(await functions('tessera_refresh_decision'), 1, 'and brought back the decision function')
+  t.equal(await functions('tessera_client_refresh_decision'), 1, 'and its wrapper')
+  t.same(await refreshTokenChecks(), ['refresh_tokens_expires_at', 'refresh_tokens_kid', 'refresh_tokens_kid_fkey', 'refresh_tokens_parent', 'refresh_tokens_parent_jti_fkey',
+    'refresh_tokens_pkey', 'refresh_tokens_session', 'refresh_tokens_session_id_fkey'], 'and the foreign keys and index it dropped')
   const downClients = await runCli(['migrate', 'down', '--yes', '--json'], env)
   t.same(JSON.parse(downClients.stdout), { reverted: ['0004_clients'] })
   t.equal(await tables('clients'), 0, 'down removed the clients table')
@@ -55,7 +68,7 @@ t.test('two migrate up at once apply each migration once', async (t) => {
   t.equal(a.code, 0, a.stderr)
   t.equal(b.code, 0, b.stderr)
   const applied = [...JSON.parse(a.stdout).applied, ...JSON.parse(b.stdout).applied]
-  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients'], 'exactly one process applied each')
+  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients', '0005_refresh_grant'], 'exactly one process applied each')
 })
 
 t.test('the schema enforces its constraints', async (t) => {

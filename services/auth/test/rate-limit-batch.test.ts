@@ -1,0 +1,101 @@
+/**
+ * The per-IP counter of an instance with several workers (cluster/rate-limit.ts):
+ * two workers' BatchedRateLimiters against the primary's one rateLimitCounter,
+ * the IPC channel replaced by a direct call that counts the messages. The
+ * real processes are in test/workers.test.ts.
+ */
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import { BATCH_HITS, BatchedRateLimiter, FLUSH_MS, rateLimitCounter, type RateHits } from '../src/cluster/rate-limit.js'
+import type { AskPrimary } from '../src/cluster/hashing.js'
+
+interface Instance { workers: BatchedRateLimiter[], messages: () => number, counted: (key: string) => number }
+
+function instance (workerCount: number): Instance {
+  const counter = rateLimitCounter()
+  let messages = 0
+  const totals = new Map<string, number>()
+  const ask: AskPrimary = async <T>(kind: string, body: unknown): Promise<T> => {
+    if (kind !== 'rate') throw new Error(`unexpected ask ${kind}`)
+    messages++
+    const batch = body as RateHits[]
+    for (const { key, hits } of batch) totals.set(key, (totals.get(key) ?? 0) + hits)
+    await Promise.resolve()
+    return counter(batch) as T
+  }
+  return {
+    workers: Array.from({ length: workerCount }, () => new BatchedRateLimiter(ask)),
+    messages: () => messages,
+    counted: (key) => totals.get(key) ?? 0
+  }
+}
+
+async function hit (worker: BatchedRateLimiter, key: string, max: number): Promise<{ current: number, ttl: number }> {
+  return await new Promise((resolve, reject) => {
+    worker.incr(key, (err, result) => { if (err !== null || result === undefined) reject(err ?? new Error('no count')); else resolve(result) }, 60_000, max)
+  })
+}
+
+/** Requests one after another, alternating workers as node:cluster spreads new connections; how many the limit let through. */
+async function admitted (workers: BatchedRateLimiter[], key: string, max: number, requests: number): Promise<number> {
+  let passed = 0
+  for (let i = 0; i < requests; i++) {
+    const count = await hit(workers[i % workers.length] as BatchedRateLimiter, key, max)
+    if (count.current <= max) passed++
+  }
+  return passed
+}
+
+t.test('far from the limit: answered in the worker, reported in batches, counted once for the instance', async (t) => {
+  const { workers, messages, counted } = instance(2)
+  const passed = await admitted(workers, '203.0.113.1', 300, 200)
+  t.equal(passed, 200)
+  t.ok(messages() <= Math.ceil(200 / BATCH_HITS) + 2, `${messages()} messages for 200 requests`)
+  await sleep(FLUSH_MS * 3)
+  t.equal(counted('203.0.113.1'), 200, 'every hit reached the primary')
+  const worker = workers[0] as BatchedRateLimiter
+  t.ok((await hit(worker, '203.0.113.1', 300)).current < 201, 'a worker\'s view lags by what the others reported since its own last report')
+  await sleep(FLUSH_MS * 3)
+  const next = await hit(worker, '203.0.113.1', 300)
+  t.equal(next.current, 202, 'its next report brings back the instance-wide count')
+  t.ok(next.ttl > 0 && next.ttl <= 60_000, `ttl ${next.ttl}`)
+})
+
+t.test('a small limit is exact across workers', async (t) => {
+  const { workers } = instance(2)
+  const results: number[] = []
+  for (let i = 0; i < 9; i++) results.push((await hit(workers[i % 2] as BatchedRateLimiter, '203.0.113.2', 6)).current)
+  t.same(results.slice(0, 7), [1, 2, 3, 4, 5, 6, 7], 'each request gets its instance-wide place, whichever worker answers')
+  t.same(results.map((current) => current <= 6), [true, true, true, true, true, true, false, false, false], 'six pass, then the budget is spent')
+})
+
+t.test('N workers never give N times the limit: the overshoot is bounded by the batch', async (t) => {
+  for (const workerCount of [2, 4]) {
+    const { workers } = instance(workerCount)
+    const passed = await admitted(workers, '203.0.113.3', 100, 400)
+    t.ok(passed >= 100, `${workerCount} workers: at least the limit passes (${passed})`)
+    t.ok(passed <= 100 + (workerCount - 1) * BATCH_HITS, `${workerCount} workers: ${passed} passed, within (workers - 1) x ${BATCH_HITS} of 100`)
+  }
+})
+
+t.test('a key whose budget is spent is refused in the worker, without asking', async (t) => {
+  const { workers, messages } = instance(1)
+  const worker = workers[0] as BatchedRateLimiter
+  t.equal(await admitted(workers, '203.0.113.4', 5, 5), 5)
+  t.equal((await hit(worker, '203.0.113.4', 5)).current, 6, 'the first refusal is the primary\'s')
+  const before = messages()
+  for (let i = 0; i < 50; i++) t.ok((await hit(worker, '203.0.113.4', 5)).current > 5)
+  t.equal(messages(), before, 'fifty refusals, no message')
+  t.equal((await hit(worker, '198.51.100.4', 5)).current, 1, 'another key is its own budget')
+})
+
+t.test('concurrent requests near the limit each get their own place', async (t) => {
+  const { workers } = instance(1)
+  const counts = await Promise.all(Array.from({ length: 8 }, async () => (await hit(workers[0] as BatchedRateLimiter, '203.0.113.5', 4)).current))
+  t.same(counts.sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8])
+})
+
+t.test('a failed report fails the requests waiting on it', async (t) => {
+  const worker = new BatchedRateLimiter(async () => { throw new Error('the primary is gone') })
+  await t.rejects(hit(worker, '203.0.113.6', 3), /the primary is gone/)
+})
