@@ -186,7 +186,7 @@ try {
       measure: async () => await argon2Rate(cores, settings.ceilingSeconds)
     },
     rotation: {
-      what: "refresh decisions as Tessera makes them: sessions/rotate.ts's refreshDecision, one call of the SQL function tessera_refresh_decision (lock, check, mark used, insert the successor, slide; one round trip) through Tessera's Kysely connection, 20 chains at once on a pool of 20 like Tessera's",
+      what: "refresh decisions as Tessera makes them: grants/refresh.ts's refreshDecision, one call of the SQL function tessera_refresh_decision (lock, check, mark used, insert the successor, slide; one round trip) through Tessera's Kysely connection, 20 chains at once on a pool of 20 like Tessera's",
       measure: async () => await rotationRate(database.url, 20, settings.ceilingSeconds)
     },
     'rotation-pgbench': {

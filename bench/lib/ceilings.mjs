@@ -16,7 +16,7 @@ import { SignJWT, generateKeyPair, jwtVerify } from 'jose'
 import pg from 'pg'
 import { connect } from '../../services/auth/dist/db/connect.js'
 import { ARGON2_PARAMS } from '../../services/auth/dist/passwords/hasher.js'
-import { refreshDecision } from '../../services/auth/dist/sessions/rotate.js'
+import { refreshDecision } from '../../services/auth/dist/grants/refresh.js'
 
 const BARE_SERVER = fileURLToPath(new URL('../bare-server.mjs', import.meta.url))
 
@@ -124,7 +124,7 @@ async function rotationChains (pool, count, clientId) {
 }
 
 /**
- * Refresh decisions per second as Tessera makes them: sessions/rotate.ts's
+ * Refresh decisions per second as Tessera makes them: grants/refresh.ts's
  * refreshDecision (one call of the SQL function tessera_refresh_decision,
  * one round trip) through Tessera's own Kysely connection, `concurrency`
  * chains at once, each rotating the successor it got last, on a pool the

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process'
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { freePort } from '../../services/auth/dist/db/embedded.js'
+import { freePort } from '../../services/auth/dist/util/free-port.js'
 
 export const SERVER_ENTRY = fileURLToPath(new URL('../../services/auth/dist/server.js', import.meta.url))
 export const NOTES_ENTRY = fileURLToPath(new URL('../../services/notes/dist/server.js', import.meta.url))

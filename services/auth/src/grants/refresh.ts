@@ -24,9 +24,9 @@ import type { ClientCredentials } from '../clients/credentials.js'
 import { requestedResource } from '../clients/resource.js'
 import type { RefreshTokenRecord } from '../tokens/mint.js'
 import { verifyRefreshToken, type RefreshClaims } from '../tokens/verify-refresh.js'
-import { endSessions } from './end.js'
-import { currentKid, tokenPair, type Issuer, type TokenPair } from './issue.js'
-import { narrowedScope } from './scope.js'
+import { endSessions } from '../sessions/end.js'
+import { currentKid, tokenPair, type Issuer, type TokenPair } from '../sessions/issue.js'
+import { narrowedScope } from '../sessions/scope.js'
 
 export interface RefreshGrantInput {
   refreshToken: string
@@ -37,7 +37,7 @@ export interface RefreshGrantInput {
   context: RequestContext
 }
 
-export type RefreshOutcome = 'rotated' | 'grace'
+export type RotationOutcome = 'rotated' | 'grace'
 
 /** One row of tessera_refresh_decision: a decision, and for rotated and grace the successor to sign. */
 export interface RefreshDecisionRow {
@@ -107,7 +107,7 @@ function refused (reason: string): OAuthError {
   return new OAuthError('invalid_grant', 'the refresh token is invalid, expired or revoked', { detail: reason })
 }
 
-export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refreshGrace' | 'refreshTtl'> }, input: RefreshGrantInput): Promise<TokenPair & { outcome: RefreshOutcome }> {
+export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refreshGrace' | 'refreshTtl'> }, input: RefreshGrantInput): Promise<TokenPair & { outcome: RotationOutcome }> {
   const resource = requestedResource(input.resource)
   const client = await authenticateClient(deps, input)
   requireGrant(client, 'refresh_token')
@@ -138,7 +138,7 @@ export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refre
   if (record === undefined) throw refused(row.decision)
   const scope = narrowedScope(input.scope, record.sessionScope)
   const username = deps.config.simplejwtCompat ? await usernameOf(deps.db, claims.sub) : undefined
-  return { ...tokenPair(deps, record, { clientId: record.clientId, scope, audience: resource, now: input.now, username }), outcome: row.decision as RefreshOutcome }
+  return { ...tokenPair(deps, record, { clientId: record.clientId, scope, audience: resource, now: input.now, username }), outcome: row.decision as RotationOutcome }
 }
 
 /**
