@@ -9,7 +9,7 @@
  * @module
  */
 import { Type } from '@sinclair/typebox'
-import type { App, Deps } from '../app.js'
+import type { App, Deps } from '../http/app-types.js'
 import type { Config } from '../config.js'
 import { clientCredentials, type ClientCredentials } from '../clients/credentials.js'
 import { DrfError, OAuthError, RefreshReuseError } from '../errors.js'

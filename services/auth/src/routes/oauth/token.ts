@@ -8,7 +8,7 @@
  * @module
  */
 import { Type, type Static } from '@sinclair/typebox'
-import type { App, Deps } from '../../app.js'
+import type { App, Deps } from '../../http/app-types.js'
 import type { Config } from '../../config.js'
 import { OAuthError, RefreshReuseError } from '../../errors.js'
 import type { LoginOutcome, RefreshOutcome } from '../../metrics/metrics.js'

@@ -8,7 +8,7 @@
  */
 import fastifyJwt, { type TokenOrHeader } from '@fastify/jwt'
 import type { FastifyRequest } from 'fastify'
-import type { App, Deps } from '../../app.js'
+import type { App, Deps } from '../../http/app-types.js'
 import type { Config } from '../../config.js'
 import { InvalidTokenError } from '../../errors.js'
 import { isSessionLive } from '../../sessions/live.js'
