@@ -12,7 +12,7 @@ import { readKekFile, resolveKek } from '../keys/kek.js'
 import { revokeKey, UnknownKeyError } from '../keys/revoke-key.js'
 import { rewrapKeys, SameKekError } from '../keys/rewrap.js'
 import { rotateKeys } from '../keys/rotate.js'
-import type { CommandContext } from './main.js'
+import type { CommandContext } from './context.js'
 import { CliError, table } from './output.js'
 
 const USAGE = 'usage: tessera keys list | rotate [--now] | revoke KID | rewrap --new-kek-file FILE'
