@@ -44,7 +44,7 @@ async function asCliError<T> (work: () => Promise<T>): Promise<T> {
   try {
     return await work()
   } catch (err) {
-    if (err instanceof ProblemError) throw new CliError(err.detail ?? err.title)
+    if (err instanceof ProblemError) throw new CliError(err.publicDetail ?? err.title)
     throw err
   }
 }

@@ -101,7 +101,7 @@ function drfError (err: FastifyError, request: FastifyRequest, reply: FastifyRep
   if (err instanceof OAuthError || err instanceof ProblemError) {
     request.log.info({ status: err.status, detail: err.detail }, 'request refused')
     if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
-    return reply.status(err.status).send({ detail: err instanceof OAuthError ? err.description : (err.detail ?? err.title) })
+    return reply.status(err.status).send({ detail: err instanceof OAuthError ? err.description : (err.publicDetail ?? err.title) })
   }
   const mistake = clientMistake(err)
   if (mistake !== undefined) {
@@ -118,19 +118,19 @@ export function handleError (this: App, thrown: FastifyError, request: FastifyRe
   if (request.routeOptions.config.errorFormat === 'simplejwt') return drfError(err, request, reply)
   const oauth = request.routeOptions.config.errorFormat === 'oauth'
   if (err instanceof OAuthError) {
-    request.log.info({ error: err.code, detail: err.detail }, 'oauth error')
+    request.log.info({ error: err.error, detail: err.detail }, 'oauth error')
     if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
     if (err.challenge !== undefined) void reply.header('www-authenticate', err.challenge)
     // The hashing queue throws OAuthError wherever it runs; off /oauth that is still problem+json.
     return oauth
-      ? oauthError(reply, err.status, err.code, err.description)
+      ? oauthError(reply, err.status, err.error, err.description)
       : problem(reply, request, err.status, statusTitle(err.status), err.description)
   }
   if (err instanceof ProblemError) {
-    request.log.info({ status: err.status, reason: err instanceof InvalidTokenError ? err.reason : err.title }, 'request refused')
+    request.log.info({ status: err.status, reason: err instanceof InvalidTokenError ? err.reason : err.title, detail: err.detail }, 'request refused')
     if (err instanceof InvalidTokenError) void reply.header('www-authenticate', 'Bearer error="invalid_token"')
     if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
-    return problem(reply, request, err.status, err.title, err.detail, err.type)
+    return problem(reply, request, err.status, err.title, err.publicDetail, err.type)
   }
   const mistake = clientMistake(err)
   if (mistake !== undefined) {

@@ -53,7 +53,7 @@ async function refusedAs<T> (work: () => Promise<T>, refusal: (err: OAuthError) 
   try {
     return await work()
   } catch (err) {
-    if (err instanceof OAuthError && err.code === 'invalid_grant') throw refusal(err)
+    if (err instanceof OAuthError && err.error === 'invalid_grant') throw refusal(err)
     throw err
   }
 }

@@ -66,12 +66,12 @@ export function loginOutcome (err: unknown): LoginOutcome | undefined {
   if (!(err instanceof OAuthError)) return undefined
   if (err.status === 429) return 'backed_off'
   if (err.status === 503) return 'shed'
-  return err.code === 'invalid_grant' ? 'failed' : undefined
+  return err.error === 'invalid_grant' ? 'failed' : undefined
 }
 
 export function refreshOutcome (err: unknown): RefreshOutcome | undefined {
   if (err instanceof RefreshReuseError) return 'reuse'
-  return err instanceof OAuthError && err.code === 'invalid_grant' ? 'refused' : undefined
+  return err instanceof OAuthError && err.error === 'invalid_grant' ? 'refused' : undefined
 }
 
 export async function counted<T, O> (work: () => Promise<T>, classify: (err: unknown) => O | undefined, count: (outcome: O) => void): Promise<T> {
