@@ -113,9 +113,10 @@ class Reader {
     return settingText(this.env, name)
   }
 
-  string (name: string, fallback: string, accepts: string, valid: (v: string) => boolean): string {
+  /** `secret`: the value may hold a password (DATABASE_URL), so a refusal never repeats it. */
+  string (name: string, fallback: string, accepts: string, valid: (v: string) => boolean, secret = false): string {
     const value = this.raw(name) ?? fallback
-    if (!valid(value)) throw new ConfigError(name, accepts, value)
+    if (!valid(value)) throw new ConfigError(name, accepts, secret ? '<hidden>' : value)
     return value
   }
 
@@ -215,12 +216,12 @@ export function minimumPublishLead (settings: Pick<Config, 'jwksMaxAge' | 'keyCh
   return settings.jwksMaxAge + SHARED_CACHE_STALENESS + settings.keyCheckInterval
 }
 
-function readPublishLead (read: Reader, env: Env, settings: Pick<Config, 'jwksMaxAge' | 'keyCheckInterval'>): Seconds {
+function readPublishLead (read: Reader, settings: Pick<Config, 'jwksMaxAge' | 'keyCheckInterval'>): Seconds {
   const minimum = minimumPublishLead(settings)
   const lead = read.duration('TESSERA_KEY_PUBLISH_LEAD', `${Math.max(2 * settings.jwksMaxAge, minimum)}s`, 0)
   if (lead < minimum) {
     throw new ConfigError('TESSERA_KEY_PUBLISH_LEAD', `at least ${minimum}s: TESSERA_JWKS_MAX_AGE (${settings.jwksMaxAge}s) + ` +
-      `TESSERA_KEY_CHECK_INTERVAL (${settings.keyCheckInterval}s) + ${SHARED_CACHE_STALENESS}s the gateway may keep its copy`, env.TESSERA_KEY_PUBLISH_LEAD ?? '')
+      `TESSERA_KEY_CHECK_INTERVAL (${settings.keyCheckInterval}s) + ${SHARED_CACHE_STALENESS}s the gateway may keep its copy`, read.optional('TESSERA_KEY_PUBLISH_LEAD') ?? '')
   }
   return lead
 }
@@ -245,7 +246,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     host: read.string('HOST', '127.0.0.1', 'an IP address or host name', (v) => /^[A-Za-z0-9.:_-]+$/.test(v)),
     databaseUrl: read.optional('DATABASE_URL') === undefined
       ? undefined
-      : read.string('DATABASE_URL', '', 'a postgres:// or postgresql:// URL', isPostgresUrl),
+      : read.string('DATABASE_URL', '', 'a postgres:// or postgresql:// URL', isPostgresUrl, true),
     issuer: issuer.replace(/\/+$/, ''),
     audience: read.string('TESSERA_AUDIENCE', 'api', 'comma-separated audience names', (v) => /^[^\s,]+(,[^\s,]+)*$/.test(v)).split(','),
     accessTtl: read.duration('TESSERA_ACCESS_TTL', '5m'),
@@ -253,7 +254,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     sessionMax: read.duration('TESSERA_SESSION_MAX', '90d'),
     refreshGrace: read.duration('TESSERA_REFRESH_GRACE', '10s', 0),
     jwksMaxAge,
-    keyPublishLead: readPublishLead(read, env, { jwksMaxAge, keyCheckInterval }),
+    keyPublishLead: readPublishLead(read, { jwksMaxAge, keyCheckInterval }),
     keyRotation: rotation,
     keyBits: Number(read.choice('TESSERA_KEY_BITS', '2048', ['2048', '3072', '4096'])) as Config['keyBits'],
     kek: kekText === undefined ? undefined : decodeKek('TESSERA_KEK', kekText),

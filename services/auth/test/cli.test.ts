@@ -55,6 +55,12 @@ t.test('keys list and usage errors', async (t) => {
   t.equal(usage.code, 2)
   t.equal(usage.stdout, '')
   t.equal(usage.stderr, 'tessera: unknown command "frobnicate" (see tessera --help)\n')
+  for (const args of [['keys', 'revoke'], ['keys', 'rewrap', '--json']]) {
+    // Without a KEK the command would fail (exit 1) if it read it before checking its arguments.
+    const missing = await runCli(args, { DATABASE_URL: url, NODE_ENV: 'production' })
+    t.equal(missing.code, 2, `${args.join(' ')} without its argument is a usage error`)
+    t.match(missing.stderr, /usage: tessera keys/)
+  }
   const badEnv = await runCli(['keys', 'list'], { ...env, TESSERA_KEY_BITS: '1000' })
   t.equal(badEnv.code, 1)
   t.equal(badEnv.stderr, 'tessera: TESSERA_KEY_BITS="1000" is invalid: expected one of 2048, 3072, 4096\n')

@@ -93,6 +93,12 @@ for (const [name, value] of BAD) {
   })
 }
 
+t.test('a refused DATABASE_URL is not repeated: it may hold a password', async (t) => {
+  const err = t.throws(() => loadConfig({ DATABASE_URL: 'mysql://tessera:s3cret-pw@db/tessera' })) as Error
+  t.match(err.message, /^DATABASE_URL="<hidden>" is invalid: expected a postgres/)
+  t.notMatch(err.message, /s3cret-pw/)
+})
+
 t.test('production loads without a KEK: only what touches private halves asks for it (resolveKek)', async (t) => {
   t.equal(loadConfig({ NODE_ENV: 'production' }).kek, undefined)
 })

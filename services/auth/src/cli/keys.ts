@@ -69,8 +69,7 @@ async function rotate (ctx: CommandContext, db: Db, kek: Buffer, now: boolean): 
   }
 }
 
-async function revoke (ctx: CommandContext, db: Db, kek: Buffer, kid: string | undefined): Promise<void> {
-  if (kid === undefined) throw new CliError(USAGE, 2)
+async function revoke (ctx: CommandContext, db: Db, kek: Buffer, kid: string): Promise<void> {
   try {
     const outcome = await revokeKey(db, { kek, bits: ctx.config.keyBits }, { kid, now: new Date(), who: OPERATOR })
     const data = { kid, was: outcome.was, sessions_ended: outcome.sessionsEnded, promoted: outcome.promoted ?? null }
@@ -95,8 +94,7 @@ async function replaceLocalKek (dataDir: string, kek: Buffer): Promise<string> {
   return file
 }
 
-async function rewrap (ctx: CommandContext, db: Db, kek: Buffer, newKekFile: string | undefined): Promise<void> {
-  if (newKekFile === undefined) throw new CliError(USAGE, 2)
+async function rewrap (ctx: CommandContext, db: Db, kek: Buffer, newKekFile: string): Promise<void> {
   let newKek: Buffer
   try {
     newKek = await readKekFile(newKekFile)
@@ -117,6 +115,11 @@ async function rewrap (ctx: CommandContext, db: Db, kek: Buffer, newKekFile: str
       : `${local} now holds it; restart the server`), { rewrapped: kids, local_kek_file: local ?? null })
 }
 
+function requiredArgument (value: string | undefined): string {
+  if (value === undefined) throw new CliError(USAGE, 2)
+  return value
+}
+
 export async function keysCommand (ctx: CommandContext): Promise<void> {
   let parsed
   try {
@@ -131,10 +134,12 @@ export async function keysCommand (ctx: CommandContext): Promise<void> {
   const [action, kid, ...extra] = parsed.positionals
   const known = action === 'list' || action === 'rotate' || action === 'revoke' || action === 'rewrap'
   if (!known || extra.length > 0 || (kid !== undefined && action !== 'revoke')) throw new CliError(USAGE, 2)
+  // A missing argument is told before anything connects or reads the KEK, so it always exits 2.
+  const argument = action === 'revoke' ? requiredArgument(kid) : action === 'rewrap' ? requiredArgument(parsed.values['new-kek-file']) : ''
   const { db } = await ctx.connection()
   if (action === 'list') return await list(ctx, db)
   const kek = await resolveKek(ctx.config)
   if (action === 'rotate') return await rotate(ctx, db, kek, parsed.values.now === true)
-  if (action === 'revoke') return await revoke(ctx, db, kek, kid)
-  return await rewrap(ctx, db, kek, parsed.values['new-kek-file'])
+  if (action === 'revoke') return await revoke(ctx, db, kek, argument)
+  return await rewrap(ctx, db, kek, argument)
 }
