@@ -41,12 +41,12 @@ function problem (reply: FastifyReply, request: FastifyRequest, status: number, 
   })
 }
 
-export /**
+/**
  * Errors the router raises before any route runs (a path parameter longer
  * than it allows, a malformed percent-encoding): the contract's shape, and
  * nothing of the path echoed back, since the path is what was wrong.
  */
-function handleFrameworkError (err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+export function handleFrameworkError (err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
   const status = tooLong ? 414 : 400
   const detail = tooLong ? 'a path segment is longer than allowed' : 'the path is not a valid URL'
