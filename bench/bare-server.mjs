@@ -11,7 +11,7 @@
  */
 import Fastify from 'fastify'
 import pg from 'pg'
-import { LIVE_PROFILE_SQL as ME } from '../services/auth/dist/users/profile.js'
+import { LIVE_PROFILE_SQL as ME } from './lib/service.mjs'
 
 const jwks = process.env.BARE_JWKS ?? '{"keys":[]}'
 const etag = process.env.BARE_ETAG ?? '"none"'

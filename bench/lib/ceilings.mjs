@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * What this machine allows, measured in the same run as the scenarios: RSA
  * signing (jose, and node:crypto as Tessera signs), argon2id verifies, the
@@ -14,9 +15,7 @@ import { fileURLToPath } from 'node:url'
 import argon2 from 'argon2'
 import { SignJWT, generateKeyPair, jwtVerify } from 'jose'
 import pg from 'pg'
-import { connect } from '../../services/auth/dist/db/connect.js'
-import { ARGON2_PARAMS } from '../../services/auth/dist/passwords/hasher.js'
-import { refreshDecision } from '../../services/auth/dist/grants/refresh.js'
+import { ARGON2_PARAMS, connect, refreshDecision } from './service.mjs'
 
 const BARE_SERVER = fileURLToPath(new URL('../bare-server.mjs', import.meta.url))
 
@@ -82,7 +81,7 @@ export async function verifyRates (bits, seconds) {
   const token = await new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: 'bench', typ: 'rt+jwt' }).sign(privateKey)
   const jose = await rate(seconds, 64, async () =>
     await jwtVerify(token, publicKey, { issuer: claims.iss, audience: claims.iss, typ: 'rt+jwt', algorithms: ['RS256'], currentDate: new Date(1_999_999_800_000) }))
-  const [header, payload, signature] = token.split('.')
+  const [header, payload, signature = ''] = token.split('.')
   const input = Buffer.from(`${header}.${payload}`)
   const deadline = performance.now() + seconds * 1000
   const started = performance.now()
@@ -112,6 +111,7 @@ async function rotationChains (pool, count, clientId) {
   const { rows: [user] } = await pool.query('SELECT id FROM users LIMIT 1')
   const now = new Date()
   const later = new Date(now.getTime() + 30 * 86400_000)
+  /** @type {{ session: string, jti: string, userId: string }[]} */
   const chains = []
   for (let i = 0; i < count; i++) {
     const session = randomUUID()

@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * The client_credentials scenario and its ceiling: one service token costs one
  * signature, one indexed read of its client row and one request, nothing
@@ -5,9 +6,9 @@
  * scenarios so it can be added or dropped as one piece.
  * @module
  */
-import { connect } from '../../services/auth/dist/db/connect.js'
-import { createClient } from '../../services/auth/dist/clients/register.js'
+import { ipcRoundTripRate } from './ipc.mjs'
 import { runLoad } from './load.mjs'
+import { connect, createClient } from './service.mjs'
 
 export const BENCH_CLIENT = 'bench-service'
 export const BENCH_RESOURCE = 'urn:tessera:notes'
@@ -28,27 +29,27 @@ export async function registerBenchClient (url) {
 
 /**
  * Client lookups per second: clients/authenticate.ts's one read by primary
- * key, in Kysely's own text, `concurrency` at once on a pool of that size.
- * @param {string} url @param {number} concurrency @param {number} seconds
+ * key, in Kysely's own text, `inFlight` at once (the scenario's connections)
+ * queued on a pool of `pool` connections (Tessera's instance pool), as the
+ * server runs it under the scenario's load.
+ * @param {string} url @param {number} inFlight @param {number} pool @param {number} seconds
  */
-export async function clientReadRate (url, concurrency, seconds) {
-  const connection = connect(url, concurrency)
+export async function clientReadRate (url, inFlight, pool, seconds) {
+  const connection = connect(url, pool)
   try {
     const { sql, parameters } = connection.db.selectFrom('clients')
       .select(['client_id', 'confidential', 'grants', 'scopes', 'resources', 'secret_digest', 'previous_secret_digest', 'previous_secret_expires_at', 'disabled_at'])
       .where('client_id', '=', BENCH_CLIENT).compile()
-    const clients = await Promise.all(Array.from({ length: concurrency }, async () => await connection.pool.connect()))
+    // Connections are made (SCRAM costs milliseconds each) before the clock starts.
+    const clients = await Promise.all(Array.from({ length: pool }, async () => await connection.pool.connect()))
+    for (const client of clients) client.release()
     const deadline = performance.now() + seconds * 1000
     const started = performance.now()
     let done = 0
-    await Promise.all(clients.map(async (client) => {
-      try {
-        while (performance.now() < deadline) {
-          await client.query(sql, [...parameters])
-          done++
-        }
-      } finally {
-        client.release()
+    await Promise.all(Array.from({ length: inFlight }, async () => {
+      while (performance.now() < deadline) {
+        await connection.pool.query(sql, [...parameters])
+        done++
       }
     }))
     return Math.round(done / ((performance.now() - started) / 1000))
@@ -63,18 +64,29 @@ export function clientCredentialsCeiling ({ signs, reads, requests }) {
 }
 
 /**
- * The ceiling's definition, for run.mjs's table.
- * @param {{ url: string, seconds: number, ceiling: (name: string) => Promise<number> }} options
+ * The ceilings' definitions (ceiling-definitions.mjs).
+ * @param {{ url: string, seconds: number, inFlight: number, pool: number }} options
+ * @returns {Record<string, import('./ceiling-registry.mjs').CeilingDefinition>}
  */
-export function clientCredentialsCeilings ({ url, seconds, ceiling }) {
+export function clientCredentialsCeilings ({ url, seconds, inFlight, pool }) {
   return {
     'client-read': {
-      what: 'the client lookup (clients by primary key, Kysely\'s text), 20 at once on a pool of 20',
-      measure: async () => await clientReadRate(url, 20, seconds)
+      what: `the client lookup (clients by primary key, Kysely's text), ${inFlight} at once on a pool of ${pool} (the scenario's connections on Tessera's instance pool)`,
+      measure: async () => await clientReadRate(url, inFlight, pool, seconds)
     },
     'client-credentials-combined': {
       what: 'one client_credentials token = 1 signature (sign-jose) + 1 client lookup (client-read) + 1 request (bare-token), one after another: 1/(1/sign + 1/read + 1/request)',
-      measure: async () => clientCredentialsCeiling({ signs: await ceiling('sign-jose'), reads: await ceiling('client-read'), requests: await ceiling('bare-token') })
+      from: ['sign-jose', 'client-read', 'bare-token'],
+      combine: (signs, reads, requests) => clientCredentialsCeiling({ signs, reads, requests })
+    },
+    'ipc-round-trip': {
+      what: `Node IPC round trips between two processes, ${inFlight} in flight, the rate-limit store's message: what each /oauth/token request pays to count against the instance's per-IP limit in the primary (cluster/rate-limit.ts): for reading`,
+      measure: async () => await ipcRoundTripRate(inFlight, seconds)
+    },
+    'client-credentials-ipc': {
+      what: 'client-credentials-combined with the IPC round trip added, one after another: 1/(1/sign + 1/read + 1/request + 1/ipc), what the design allows with the instance-wide per-IP count: for reading',
+      from: ['sign-jose', 'client-read', 'bare-token', 'ipc-round-trip'],
+      combine: (signs, reads, requests, ipc) => Math.round(1 / (1 / clientCredentialsCeiling({ signs, reads, requests }) + 1 / ipc))
     }
   }
 }
@@ -93,7 +105,7 @@ export function clientCredentialsScenario (secret) {
     run: async (ctx, urls) => {
       const basic = `Basic ${Buffer.from(`${BENCH_CLIENT}:${await secret()}`).toString('base64')}`
       return await runLoad({
-        url: urls.length === 1 ? urls[0] : urls,
+        url: urls.length === 1 ? /** @type {string} */ (urls[0]) : urls,
         duration: ctx.settings.duration,
         warmup: ctx.settings.warmup,
         connections: ctx.settings.connections,

@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * A fresh, migrated Postgres database for one benchmark run: the embedded
  * server under .data/bench (wiped and initialised anew), or a scratch
@@ -7,9 +8,7 @@
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import pg from 'pg'
-import { startEmbeddedPostgres, stopEmbeddedPostgres } from '../../services/auth/dist/db/embedded.js'
-import { connect } from '../../services/auth/dist/db/connect.js'
-import { migrateUp } from '../../services/auth/dist/db/migrate.js'
+import { connect, migrateUp, startEmbeddedPostgres, stopEmbeddedPostgres } from './service.mjs'
 
 /**
  * @typedef {object} BenchDatabase

@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * What the scenarios present: users, live sessions, unused refresh tokens and
  * valid access tokens. Rows go straight into Postgres in bulk and tokens are
@@ -8,21 +9,12 @@
  */
 import { randomUUID } from 'node:crypto'
 import argon2 from 'argon2'
-import { connect } from '../../services/auth/dist/db/connect.js'
-import { Keyring } from '../../services/auth/dist/keys/keyring.js'
-import { loadKeyring } from '../../services/auth/dist/keys/load.js'
-import { ARGON2_PARAMS } from '../../services/auth/dist/passwords/hasher.js'
-import { mintAccessToken, mintRefreshToken } from '../../services/auth/dist/tokens/mint.js'
+import { ARGON2_PARAMS, Keyring, connect, loadKeyring, mintAccessToken, mintRefreshToken } from './service.mjs'
 
 export const PASSWORD = 'correct horse battery staple'
 const CHUNK = 5000
 
-/**
- * @typedef {object} TokenConfig
- * @property {string} issuer
- * @property {string[]} audience
- * @property {number} accessTtl seconds
- */
+/** @typedef {Parameters<typeof mintAccessToken>[0]} TokenConfig what the server issues: issuer, audience, access TTL (seconds), SimpleJWT compatibility */
 
 /**
  * @typedef {object} Fixtures
@@ -47,12 +39,12 @@ export async function prepareFixtures ({ url, kek, tokens, users: count }) {
     "INSERT INTO users (username, password_hash) SELECT 'bench-user-' || lpad(i::text, 5, '0'), $1 FROM generate_series(1, $2) AS i RETURNING id, username",
     [hash, count])).rows
   const keyring = new Keyring()
-  await loadKeyring(db, kek, keyring)
-  const signer = keyring.signer
-  if (signer === undefined) throw new Error('no signing key: start Tessera before preparing fixtures')
+  await loadKeyring(db, kek, keyring, { onRejectedKey: (kid, reason) => { throw new Error(`signing key ${kid} rejected: ${reason}`) } })
+  const kid = keyring.signer?.kid
+  if (kid === undefined) throw new Error('no signing key: start Tessera before preparing fixtures')
 
   /** @param {number} n */
-  async function sessions (n) {
+  const sessions = async (n) => {
     const now = new Date(Math.floor(Date.now() / 1000) * 1000)
     const expires = new Date(now.getTime() + 30 * 86400_000)
     const absolute = new Date(now.getTime() + 90 * 86400_000)
@@ -72,7 +64,7 @@ export async function prepareFixtures ({ url, kek, tokens, users: count }) {
         await client.query(
           `INSERT INTO refresh_tokens (jti, session_id, kid, issued_at, expires_at)
            SELECT j, s, $3, $4, $5 FROM unnest($1::uuid[], $2::uuid[]) AS t(j, s)`,
-          [rows.map((r) => r.jti), rows.map((r) => r.sessionId), signer.kid, now, expires])
+          [rows.map((r) => r.jti), rows.map((r) => r.sessionId), kid, now, expires])
         await client.query('COMMIT')
       } catch (err) {
         await client.query('ROLLBACK')
@@ -80,7 +72,7 @@ export async function prepareFixtures ({ url, kek, tokens, users: count }) {
       } finally {
         client.release()
       }
-      for (const r of rows) made.push({ ...r, kid: signer.kid, issuedAt: now, expiresAt: expires })
+      for (const r of rows) made.push({ ...r, kid, issuedAt: now, expiresAt: expires })
     }
     return made
   }

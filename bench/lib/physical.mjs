@@ -118,12 +118,12 @@ export async function argon2AllCores (cores, seconds) {
 }
 
 /**
- * The physical ceilings as harness definitions (run.mjs): measured at most
- * once per run, `sign-openssl` only where openssl is installed.
- * @param {{ keyBits: number, cores: number, seconds: number, ceiling: (name: string) => Promise<number> }} options
- * @returns {Record<string, { what: string, measure: () => Promise<number> }>}
+ * The physical ceilings as harness definitions (ceiling-definitions.mjs),
+ * `sign-openssl` only where openssl is installed.
+ * @param {{ keyBits: number, cores: number, seconds: number }} options
+ * @returns {Record<string, import('./ceiling-registry.mjs').CeilingDefinition>}
  */
-export function physicalCeilings ({ keyBits, cores, seconds, ceiling }) {
+export function physicalCeilings ({ keyBits, cores, seconds }) {
   return {
     'sign-all-cores': {
       what: `physical: node:crypto.sign RS256 (${keyBits}-bit) on every core, one worker thread per core (${cores}) signing synchronously, nothing else running`,
@@ -131,7 +131,8 @@ export function physicalCeilings ({ keyBits, cores, seconds, ceiling }) {
     },
     'refresh-signing-limit': {
       what: 'physical: sign-all-cores ÷ 2, the refreshes per second signing alone allows (a refresh signs an access and a refresh token)',
-      measure: async () => Math.round((await ceiling('sign-all-cores')) / 2)
+      from: ['sign-all-cores'],
+      combine: (signs) => Math.round(signs / 2)
     },
     ...(OPENSSL === undefined
       ? {}
@@ -167,7 +168,7 @@ export function physicalLimits (scenarios, ceilings) {
 
 if (process.argv[1] === SELF && process.argv[2] === 'argon2') {
   const { default: argon2 } = await import('argon2')
-  const { ARGON2_PARAMS } = await import('../../services/auth/dist/passwords/hasher.js')
+  const { ARGON2_PARAMS } = await import('./service.mjs')
   const cores = Number(process.argv[3])
   const seconds = Number(process.argv[4])
   const hash = await argon2.hash('correct horse battery staple', ARGON2_PARAMS)

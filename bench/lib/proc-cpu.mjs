@@ -91,6 +91,21 @@ export function coresBetween (before, after, trees) {
 }
 
 /**
+ * Waits until every named process tree uses less than `idle` cores over one
+ * `intervalMs` sample, at most `timeoutMs`. False when the time ran out.
+ * @param {Record<string, number[]>} trees @param {{ idle: number, intervalMs: number, timeoutMs: number }} options
+ */
+export async function waitIdle (trees, { idle, intervalMs, timeoutMs }) {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    const before = cpuSnapshot()
+    await new Promise((resolve) => setTimeout(resolve, intervalMs))
+    if (Object.values(coresBetween(before, cpuSnapshot(), trees).trees).every((cores) => cores < idle)) return true
+  }
+  return false
+}
+
+/**
  * The process listening on a loopback TCP port (the Postgres a database URL
  * names): its socket's inode from /proc/net/tcp, then the process holding it.
  * @param {number} port @returns {number | undefined}

@@ -1,10 +1,14 @@
 /**
  * Summarizes a V8 .cpuprofile (node --cpu-prof): self time per function and
  * per area (our code, each package, Node internals, GC, idle), so where the
- * time goes can be read without a profiler UI.
+ * time goes can be read without a profiler UI; and saved summaries, the
+ * "before" a later run shows beside its own.
  * @module
  */
+import { execFileSync } from 'node:child_process'
 import { promises as fs } from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 
 /**
  * @typedef {object} ProfileNode
@@ -77,5 +81,43 @@ export async function summarizeProfile (file, { from = 0, to = Infinity, top = 1
       .map((f) => ({ function: f.fn, location: f.location, area: f.area, selfMs: Math.round(f.us / 1000), percent: pct(f.us) })),
     areas: [...byArea.entries()].sort((a, b) => b[1] - a[1])
       .map(([area, us]) => ({ area, selfMs: Math.round(us / 1000), percent: pct(us) }))
+  }
+}
+
+/** Where the committed profile summaries live: the "before" of a later "after". */
+export const PROFILES_DIR = fileURLToPath(new URL('../profiles/', import.meta.url))
+
+/**
+ * @typedef {Awaited<ReturnType<typeof summarizeProfile>> & { scenario: string, rps: number, seconds: number, errors: number }} ProfileSummary
+ * @typedef {ProfileSummary & { savedAt: string, commit: string, load: number[] }} SavedProfile
+ */
+
+/**
+ * Stores a profile's summary (no raw samples) with the commit it was taken
+ * at and the load average, so a later run can show it beside its own.
+ * @param {string} file @param {ProfileSummary} summary @param {{ root: string, load: number[] }} run
+ */
+export async function saveProfile (file, summary, { root, load }) {
+  const { scenario, rps, seconds, errors, totalMs, busyMs, idlePercent, functions, areas } = summary
+  /** @type {SavedProfile} */
+  const saved = { scenario, savedAt: new Date().toISOString(), commit: gitCommit(root), load, rps, seconds, errors, totalMs, busyMs, idlePercent, functions, areas }
+  await fs.mkdir(path.dirname(file), { recursive: true })
+  await fs.writeFile(file, `${JSON.stringify(saved, null, 2)}\n`)
+  return file
+}
+
+/** A saved profile summary. @param {string} file @returns {Promise<SavedProfile>} */
+export async function loadProfile (file) {
+  return JSON.parse(await fs.readFile(file, 'utf8'))
+}
+
+/** The checked-out commit, with `+changes` when the tree differs from it. @param {string} root */
+function gitCommit (root) {
+  const git = (/** @type {string[]} */ args) => execFileSync('git', args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+  try {
+    const commit = git(['rev-parse', '--short', 'HEAD'])
+    return git(['status', '--porcelain', '--untracked-files=no', '--', 'services', 'migrations']) === '' ? commit : `${commit}+changes`
+  } catch {
+    return 'unknown'
   }
 }

@@ -14,6 +14,38 @@ export const REFERENCE = {
   rps: { login: 88, refresh: 540, me: 2150 }
 }
 
+/**
+ * The targets of issue 12 (and issue 14's client_credentials), each judged on
+ * the scenarios it names against their ceilings measured in the same run.
+ */
+export const TARGETS = [
+  { text: 'refresh ≥ 70 % of the combined ceiling', scenarios: ['refresh'] },
+  { text: 'login ≥ 85 % of the argon2 ceiling', scenarios: ['login'] },
+  { text: 'JWKS ≥ 80 % of the bare route (200 and 304)', scenarios: ['jwks', 'jwks-304'] },
+  { text: '/v1/me ≥ 60 % of the bare route doing the same read', scenarios: ['me'] },
+  { text: 'client_credentials ≥ 60 % of one signature + one indexed read + one request', scenarios: ['client-credentials'] }
+]
+
+/**
+ * Each target whose scenarios ran, met or not, and zero errors everywhere.
+ * @param {{ name: string, rps: number, ceilingRate: number, ratio: number, target: number, errors: number }[]} results
+ */
+export function judgeTargets (results) {
+  if (results.length === 0) return []
+  return [
+    ...TARGETS.flatMap(({ text, scenarios }) => {
+      const rows = results.filter((r) => scenarios.includes(r.name))
+      if (rows.length === 0) return []
+      return [{
+        text,
+        measured: rows.map((r) => `${r.name}: ${r.rps.toLocaleString('en-US')} of ${r.ceilingRate.toLocaleString('en-US')}/s = ${Math.round(r.ratio * 100)} %`).join('; '),
+        met: rows.every((r) => r.ratio >= r.target)
+      }]
+    }),
+    { text: 'zero errors in every scenario', measured: results.map((r) => `${r.name}: ${r.errors}`).join(', '), met: results.every((r) => r.errors === 0) }
+  ]
+}
+
 /** The 1, 5 and 15-minute load averages, rounded. */
 export const loadAverage = () => os.loadavg().map((l) => Math.round(l * 100) / 100)
 
@@ -34,6 +66,12 @@ export function machineFacts ({ postgres, loadBefore }) {
 const int = (/** @type {number} */ n) => Math.round(n).toLocaleString('en-US')
 const percent = (/** @type {number | undefined} */ r) => r === undefined ? '–' : `${Math.round(r * 100)} %`
 const ms = (/** @type {number} */ n) => `${n} ms`
+/** A ceiling's worst–best, and its rounds. @param {{ rate: number, low: number, rounds: number[] }} c */
+const spread = (c) => {
+  if (c.low === c.rate) return c.rounds.length > 1 ? `${int(c.rate)} (${c.rounds.length} rounds)` : '–'
+  const what = c.rounds.length > 1 ? `rounds ${c.rounds.map(int).join(', ')}` : 'combined'
+  return `${int(c.low)}–${int(c.rate)} (${percent(c.low / c.rate)} of best; ${what})`
+}
 
 /** @param {any} report */
 function scenarioRows (report) {
@@ -128,7 +166,9 @@ export function markdown (report) {
       : []),
     '## Ceilings',
     '',
-    markdownTable(['ceiling', 'per second', 'how it was measured'], Object.entries(report.ceilings).map(([name, c]) => [name, int(/** @type {any} */ (c).rate), /** @type {any} */ (c).what])),
+    `Each measured ceiling is the best of ${s.ceilingRounds} round${s.ceilingRounds === 1 ? '' : 's'} (other work on the machine only ever slows a round down); the spread is its worst and best round. A combined ceiling is computed from its parts' best rounds, and its spread from their worst and best.`,
+    '',
+    markdownTable(['ceiling', 'per second', 'spread', 'how it was measured'], Object.entries(report.ceilings).map(([name, c]) => [name, int(/** @type {any} */ (c).rate), spread(/** @type {any} */ (c)), /** @type {any} */ (c).what])),
     ''
   ]
   if (report.scaling.length > 0) {
@@ -145,21 +185,43 @@ export function markdown (report) {
         const ours = report.scenarios.find((/** @type {any} */ x) => x.name === name)
         return [name, int(rps), ours ? int(ours.rps) : '–', ours ? `×${(ours.rps / rps).toFixed(1)}` : '–']
       })), '')
-  if (report.profile !== undefined) {
-    const p = report.profile
-    lines.push('## Where refresh spends its time (CPU profile of the server)', '',
-      `\`node --cpu-prof\` on a Tessera process serving the refresh scenario again (${int(p.rps)} req/s over ${p.seconds} s measured). Only the ${p.windowSeconds} s around that run count (tokens minted, warm-up, measured run; start-up and shutdown left out): ${int(p.busyMs)} ms on the CPU, idle ${p.idlePercent} % of it. Self time by area, then the top functions; docs/performance.md reads them.`, '',
-      markdownTable(['area', 'self ms', '% of busy'], p.areas.slice(0, 12).map((/** @type {any} */ a) => [a.area, int(a.selfMs), `${a.percent} %`])), '',
-      markdownTable(['function', 'where', 'self ms', '% of busy'], p.functions.map((/** @type {any} */ f) => [`\`${f.function}\``, f.location || f.area, int(f.selfMs), `${f.percent} %`])), '')
-  }
+  if (report.profile !== undefined) lines.push(...profileSection(report.profile))
   lines.push('## Machine and settings', '',
     `- ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB, ${m.platform}, Node ${m.node}`,
     `- Postgres ${m.postgres} (${report.database.source}), ${Object.entries(report.database.settings).map(([k, v]) => `${k}=${v}`).join(', ')}`,
-    `- autocannon: ${s.connections} connections (login ${s.loginConnections}), pipelining 1, ${s.warmup} s warm-up then ${s.duration} s measured per run (login ${s.loginDuration} s); in-process ceilings ${s.ceilingSeconds} s each`,
+    `- autocannon: ${s.connections} connections (login ${s.loginConnections}), pipelining 1, ${s.warmup} s warm-up then ${s.duration} s measured per run (login ${s.loginDuration} s); in-process ceilings ${s.ceilingSeconds} s per round, every ceiling the best of ${s.ceilingRounds} round${s.ceilingRounds === 1 ? '' : 's'}`,
     `- Tessera: ${Object.entries(s.tessera).map(([k, v]) => `${k}=${v}`).join(', ')}`,
     `- ${s.users.toLocaleString('en-US')} users sharing one argon2id hash at Tessera's parameters; refresh tokens and access tokens minted with Tessera's own code and keyring (one session each), so every refresh presents an unused token`,
     '')
   return lines.join('\n')
+}
+
+/**
+ * The CPU profile, and beside it the saved baseline (bench/profiles/before-SCENARIO.json)
+ * when there is one: the shares of busy time are what compare across runs.
+ * @param {any} p
+ */
+function profileSection (p) {
+  const before = p.baseline
+  const name = p.scenario ?? 'refresh'
+  const lines = [`## Where ${name} spends its time (CPU profile of the server)`, '',
+    `\`node --cpu-prof\` on a Tessera process serving the ${name} scenario again (${int(p.rps)} req/s over ${p.seconds} s measured). Only the ${p.windowSeconds} s around that run count (tokens minted, warm-up, measured run; start-up and shutdown left out): ${int(p.busyMs)} ms on the CPU, idle ${p.idlePercent} % of it. Self time by area, then the top functions; docs/performance.md reads them.`, '']
+  if (before === undefined) {
+    lines.push(markdownTable(['area', 'self ms', '% of busy'], p.areas.slice(0, 12).map((/** @type {any} */ a) => [a.area, int(a.selfMs), `${a.percent} %`])), '',
+      markdownTable(['function', 'where', 'self ms', '% of busy'], p.functions.map((/** @type {any} */ f) => [`\`${f.function}\``, f.location || f.area, int(f.selfMs), `${f.percent} %`])), '')
+    return lines
+  }
+  const share = (/** @type {any[]} */ list, /** @type {(x: any) => string} */ key, /** @type {string} */ wanted) => {
+    const found = list.find((x) => key(x) === wanted)
+    return found === undefined ? '–' : `${found.percent} %`
+  }
+  const areas = [...new Set([...p.areas.slice(0, 12), ...before.areas.slice(0, 12)].map((a) => a.area))]
+  const fnKey = (/** @type {any} */ f) => `${f.function} ${f.location || f.area}`
+  const functions = [...new Map([...p.functions, ...before.functions].map((f) => [fnKey(f), f])).values()]
+  lines.push(`Before: ${before.file}, saved at ${before.savedAt} from commit ${before.commit} (${int(before.rps)} req/s, load average ${before.load.join(', ')}; ${int(before.busyMs)} ms on the CPU, idle ${before.idlePercent} %). After: this run. Absolute rates depend on the load; compare the shares.`, '',
+    markdownTable(['area', '% of busy, before', '% of busy, after'], areas.map((area) => [area, share(before.areas, (a) => a.area, area), share(p.areas, (a) => a.area, area)])), '',
+    markdownTable(['function', 'where', '% of busy, before', '% of busy, after'], functions.map((f) => [`\`${f.function}\``, f.location || f.area, share(before.functions, fnKey, fnKey(f)), share(p.functions, fnKey, fnKey(f))])), '')
+  return lines
 }
 
 /** @param {string} dir @param {any} report */

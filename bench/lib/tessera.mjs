@@ -7,13 +7,10 @@
 import { spawn } from 'node:child_process'
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { freePort } from '../../services/auth/dist/util/free-port.js'
+import { waitIdle } from './proc-cpu.mjs'
+import { NOTES_ENTRY, SERVER_ENTRY, freePort } from './service.mjs'
 
-export const SERVER_ENTRY = fileURLToPath(new URL('../../services/auth/dist/server.js', import.meta.url))
-export const NOTES_ENTRY = fileURLToPath(new URL('../../services/notes/dist/server.js', import.meta.url))
-
-export { freePort }
+export { NOTES_ENTRY, SERVER_ENTRY, freePort }
 
 /**
  * @typedef {object} TesseraProcess
@@ -65,7 +62,13 @@ export async function startTessera (env, options = {}) {
   }
   try {
     await Promise.race([
-      waitReady(`${url}${options.readyPath ?? '/readyz'}`, Date.now() + 60_000),
+      (async () => {
+        await waitReady(`${url}${options.readyPath ?? '/readyz'}`, Date.now() + 60_000)
+        // /readyz answers once one HTTP worker listens; the others may still be loading their
+        // modules and compiling their routes' schemas, work that would land in the first
+        // measured run or in the profile. An idle instance uses almost nothing (timers).
+        await waitIdle({ server: [child.pid ?? 0] }, { idle: 0.1, intervalMs: 300, timeoutMs: 15_000 })
+      })(),
       exited.then((code) => { throw new Error(`${url} exited (${code}) before it was ready:\n${output}`) })
     ])
   } catch (err) {

@@ -30,6 +30,7 @@ export const WRK_TIMEOUT = 30
  * @property {number} okRps 2xx answers per second
  * @property {number} p50 latency, ms
  * @property {number} p99 latency, ms
+ * @property {number} max latency, ms: the longest any answer took
  * @property {number} errors socket errors, timeouts and non-2xx answers
  * @property {Record<string, number>} statuses answers by status code
  * @property {number} seconds how long the run took
@@ -71,6 +72,7 @@ export async function runWrk (options) {
     okRps: Math.round(ok / summary.seconds),
     p50: summary.p50,
     p99: summary.p99,
+    max: summary.max,
     errors: answered - ok + socket,
     statuses: summary.statuses,
     seconds: Math.round(summary.seconds * 100) / 100,

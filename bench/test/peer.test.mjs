@@ -14,7 +14,7 @@ import path from 'node:path'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { harness } from './harness.mjs'
-import { summarize } from '../lib/peer-compare.mjs'
+import { peerMarkdown, peerTargets, summarize } from '../lib/peer-compare.mjs'
 import { parseOpensslSpeed } from '../lib/physical.mjs'
 import { runWrk } from '../lib/wrk.mjs'
 
@@ -99,11 +99,44 @@ test("openssl speed's sign/s is read by its column", () => {
 
 test('the summary compares 2xx per second, averaged over the rounds', () => {
   const run = (/** @type {string} */ stack, /** @type {number} */ round, /** @type {number} */ okRps, /** @type {number} */ errors) =>
-    ({ round, scenario: 'refresh', connections: 64, stack, okRps, rps: okRps + errors, p99: 10 * round, errors, exhausted: false, cpu: { trees: { tessera: 1, peer: 0.5 } } })
+    ({ round, scenario: 'refresh', connections: 64, stack, okRps, rps: okRps + errors, p99: 10 * round, max: 30 * round, errors, statuses: { 200: okRps * 10, ...(errors > 0 ? { 503: errors * 10 } : {}) }, exhausted: false, cpu: { trees: { tessera: 1, peer: 0.5 } } })
   const [refresh] = summarize([run('tessera', 1, 1500, 0), run('peer', 1, 500, 3), run('peer', 2, 480, 0), run('tessera', 2, 1400, 0)],
     /** @type {any} */ ([{ name: 'refresh', connections: 64, target: 3 }]))
-  assert.deepEqual(refresh.tessera, { okRps: 1450, rps: 1450, p99: 20, errors: 0, cores: 1, exhausted: false })
-  assert.deepEqual(refresh.peer, { okRps: 490, rps: 492, p99: 20, errors: 3, cores: 0.5, exhausted: false })
+  assert.deepEqual(refresh.tessera, { okRps: 1450, rps: 1450, p99: 20, max: 60, shed: 0, errors: 0, cores: 1, exhausted: false })
+  assert.deepEqual(refresh.peer, { okRps: 490, rps: 492, p99: 20, max: 60, shed: 30, errors: 3, cores: 0.5, exhausted: false })
   assert.equal(refresh.ratio, 2.96)
   assert.equal(refresh.met, false)
+})
+
+test("issue 12's targets are judged from the summary: refresh rate, /v1/me against the peer, login's wait at 64", () => {
+  /** @param {Partial<Record<string, number>>} tessera @param {Partial<Record<string, number>>} [peer] */
+  const side = (tessera, peer = {}) => {
+    const base = { okRps: 0, rps: 0, p99: 0, max: 0, shed: 0, errors: 0, cores: 1, exhausted: false }
+    return { tessera: { ...base, ...tessera }, peer: { ...base, ...peer } }
+  }
+  const summary = [
+    { name: 'login', connections: 16, ...side({ okRps: 60 }), ratio: 1, target: 1, met: true },
+    { name: 'login', connections: 64, ...side({ okRps: 55, p99: 480, max: 700, shed: 48107, errors: 48107 }), ratio: 1, target: 1, met: true },
+    { name: 'refresh', connections: 64, ...side({ okRps: 1520, p99: 99 }), ratio: 3.1, target: 3, met: true },
+    { name: 'me', connections: 64, ...side({ okRps: 3500 }, { okRps: 1200 }), ratio: 2.92, target: 3, met: false }
+  ]
+  const targets = peerTargets(summary)
+  assert.deepEqual(targets.map((x) => [x.text.split(' ')[0], x.met]), [['refresh', true], ['GET', false], ['login', true]])
+  assert.match(targets[2]?.measured ?? '', /^p99 480 ms \(longest 700 ms\); 55 2xx\/s; 48,107 answers 503$/)
+  // Each bound counts: a refresh p99 over 100 ms, one error, a login p99 over 0.5 s.
+  assert.equal(peerTargets([{ ...summary[2], ...side({ okRps: 1600, p99: 101 }) }])[0]?.met, false)
+  assert.equal(peerTargets([{ ...summary[2], ...side({ okRps: 1600, p99: 50, errors: 1 }) }])[0]?.met, false)
+  assert.equal(peerTargets([{ ...summary[1], ...side({ p99: 501 }) }])[0]?.met, false)
+  assert.deepEqual(peerTargets([]), [])
+
+  const markdown = peerMarkdown({
+    generatedAt: 'now',
+    machine: { cores: 2, cpu: 'cpu', memoryGiB: 1, platform: 'linux', node: '24', postgres: '18', loadBefore: [0, 0, 0], loadAfter: [0, 0, 0] },
+    settings: { quick: true, rounds: 2, duration: 2, warmup: 1, wrk: 'wrk', tessera: { start: 'node', database: 'embedded', env: {} }, peer: { dir: 'peer', mode: 'sync', env: {}, startedByThisRun: [] } },
+    physical: { signAllCores: 7000, signOpenssl: 7000, argon2AllCores: 80, refreshSigningLimit: 3500 },
+    runs: [],
+    scenarios: summary
+  })
+  assert.match(markdown, /## Targets \(issue 12\)\n\n\| target \| Tessera, this run \|/)
+  assert.match(markdown, /\| GET \/v1\/me ≥ 3× the SimpleJWT stack's \/api\/me\/ \| 3,500 against 1,200 2xx\/s = ×2.92 \| NOT met \|/)
 })

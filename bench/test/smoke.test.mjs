@@ -16,7 +16,7 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
   t.after(async () => { await fs.rm(out, { recursive: true, force: true }) })
   // The test run's Postgres when there is one (the harness makes and drops a scratch database on it).
   const env = process.env.TESSERA_TEST_ADMIN_URL ? { DATABASE_URL: process.env.TESSERA_TEST_ADMIN_URL } : {}
-  const { code, stdout, stderr } = await harness(['--quick', '--no-scaling', '--out', out], env)
+  const { code, stdout, stderr } = await harness(['--quick', '--no-scaling', '--out', out, '--save-profile', 'smoke'], env)
   assert.equal(code, 0, stderr)
 
   const report = JSON.parse(await fs.readFile(path.join(out, 'report.json'), 'utf8'))
@@ -43,17 +43,34 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
   const expected = 1 / (2 / signs + 1 / report.ceilings.rotation.rate + 1 / report.ceilings['bare-token'].rate)
   assert.ok(Math.abs(report.ceilings['refresh-combined'].rate - expected) <= 1)
   assert.equal(report.targets.length, 6)
+  // Every ceiling keeps its rounds (one in a quick run) and its worst; a combined one its parts' worst, combined.
+  for (const [name, c] of Object.entries(report.ceilings)) {
+    assert.ok(Array.isArray(c.rounds) && c.low > 0 && c.low <= c.rate, `${name}: ${JSON.stringify(c)}`)
+    if (c.rounds.length > 0) assert.equal(c.rate, Math.max(...c.rounds), name)
+  }
+  assert.deepEqual(report.ceilings['refresh-combined'].rounds, [])
   const cc = report.ceilings['client-credentials-combined'].rate
   assert.ok(Math.abs(cc - 1 / (1 / signs + 1 / report.ceilings['client-read'].rate + 1 / report.ceilings['bare-token'].rate)) <= 1, 'one signature + one read + one request')
   assert.ok(report.machine.cores >= 1 && report.machine.node && report.machine.postgres)
 
   assert.ok(report.profile.busyMs > 0 && report.profile.functions.length > 0, 'the refresh profile has samples')
   assert.ok(report.profile.areas.some((/** @type {any} */ a) => a.area === 'tessera'), 'the profile sees our own code')
+  assert.equal(report.profile.scenario, 'refresh')
+  // --save-profile stores the summary under --out; the committed baseline is shown beside this run's.
+  const saved = JSON.parse(await fs.readFile(path.join(out, 'profiles', 'smoke.json'), 'utf8'))
+  assert.equal(saved.scenario, 'refresh')
+  assert.match(saved.commit, /^[0-9a-f]{7,}(\+changes)?$|^unknown$/)
+  assert.deepEqual([saved.busyMs, saved.areas, saved.functions], [report.profile.busyMs, report.profile.areas, report.profile.functions])
+  assert.equal(report.profile.baseline.file, 'bench/profiles/before-refresh.json')
+  assert.ok(report.profile.baseline.areas.length > 0)
 
   const markdown = await fs.readFile(path.join(out, 'REPORT.md'), 'utf8')
   for (const heading of ['## Scenarios', '## Targets', '## Physical limits', '## Ceilings', '## Reference', '## Where refresh spends its time', '## Machine and settings']) {
     assert.ok(markdown.includes(heading), heading)
   }
+  assert.match(markdown, /^\| ceiling \| per second \| spread \| how it was measured \|$/m)
+  assert.match(markdown, /^Before: bench\/profiles\/before-refresh\.json, saved at .+ from commit \w+/m)
+  assert.match(markdown, /^\| area \| % of busy, before \| % of busy, after \|$/m)
   assert.ok(markdown.includes('](report.svg)'))
   const svg = await fs.readFile(path.join(out, 'report.svg'), 'utf8')
   assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/)

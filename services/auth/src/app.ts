@@ -9,13 +9,12 @@
 import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import proxyAddr from '@fastify/proxy-addr'
-import Fastify, { LogController, type FastifyRequest, type RouteOptions } from 'fastify'
+import Fastify, { LogController, type RouteOptions } from 'fastify'
 import formbody from '@fastify/formbody'
 import rateLimit from '@fastify/rate-limit'
 import underPressure from '@fastify/under-pressure'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
-import { OAuthError } from './errors.js'
 import type { App, Deps } from './http/app-types.js'
 import { handleError, handleFrameworkError, handleNotFound } from './http/errors.js'
 import { BODY_LIMIT } from './http/limits.js'
@@ -29,6 +28,7 @@ import { registerAccessTokenAuth } from './routes/v1/access-token-auth.js'
 import { registerMetricsRoutes } from './routes/metrics.js'
 import { registerSimpleJwtRoutes, simplejwtPaths } from './routes/simplejwt.js'
 import { registerOpenApi } from './routes/openapi.js'
+import { argon2Shedding } from './routes/shedding.js'
 import { SECURITY_HEADERS } from './security-headers.js'
 
 declare module 'fastify' {
@@ -43,24 +43,18 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 /** The routes a client can make expensive or abuse; each client IP gets one budget across them. */
 const RATE_LIMITED_ROUTES = new Set(['/oauth/token', '/oauth/revoke', '/v1/users', '/v1/password'])
 
-/** The routes that may run argon2: the ones shed first when the process is under pressure. */
+/** The routes that may run argon2: shed first, before the limiter (routes/shedding.ts). */
 const HASHING_ROUTES = new Set(['/oauth/token', '/v1/users', '/v1/password'])
-
-/** Whether this request on a hashing route would run argon2 (on /oauth/token only the password grant does). */
-function hashesPassword (request: FastifyRequest): boolean {
-  return request.routeOptions.url !== '/oauth/token' || (request.body as { grant_type?: unknown } | undefined)?.grant_type === 'password'
-}
 
 /** Any route hook: the rate limiter's and ours have different Fastify types. */
 type RouteHook = (...args: never[]) => unknown
 
 /** Adds a hook to one route, ahead of the route's own hooks of that kind. */
-function prependRouteHook (routeOptions: RouteOptions, name: 'onRequest' | 'preHandler', hook: RouteHook): void {
+function prependRouteHook (routeOptions: RouteOptions, name: 'onRequest' | 'preValidation' | 'preHandler', hook: RouteHook): void {
   const own: unknown = routeOptions[name]
   routeOptions[name] = [hook, ...(own === undefined ? [] : Array.isArray(own) ? own : [own])] as never
 }
 
-const PRESSURE_RETRY_AFTER = 2
 const PRESSURE_SAMPLE_MS = 250
 
 export async function buildApp (config: Config, deps: Deps): Promise<App> {
@@ -157,18 +151,26 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // samples would mistake for overload; judge only once serving has settled.
   let settledAt = Infinity
   app.addHook('onReady', async () => { settledAt = performance.now() + 4 * PRESSURE_SAMPLE_MS })
-  const shedWhenUnderPressure = async (request: FastifyRequest): Promise<void> => {
-    if (!hashesPassword(request) || performance.now() < settledAt || !app.isUnderPressure()) return
-    if (request.routeOptions.url === '/oauth/token') deps.metrics.login('shed')
-    throw new OAuthError('temporarily_unavailable', 'the service is overloaded; retry shortly', { retryAfter: PRESSURE_RETRY_AFTER, detail: 'under pressure' })
-  }
   // SimpleJWT's routes log in and refresh like /oauth/token: the same limiter; its login hashes.
   const compat = config.simplejwtCompat ? simplejwtPaths(config) : undefined
   const rateLimited = new Set([...RATE_LIMITED_ROUTES, ...(compat === undefined ? [] : Object.values(compat))])
   const hashing = new Set([...HASHING_ROUTES, ...(compat === undefined ? [] : [compat.login])])
+  const shed = argon2Shedding({
+    hasher: deps.hasher,
+    metrics: deps.metrics,
+    underPressure: () => performance.now() >= settledAt && app.isUnderPressure(),
+    loginRoutes: new Set(['/oauth/token', ...(compat === undefined ? [] : [compat.login])])
+  })
   app.addHook('onRoute', (routeOptions) => {
-    if (rateLimited.has(routeOptions.url)) prependRouteHook(routeOptions, 'onRequest', limit)
-    if (hashing.has(routeOptions.url)) prependRouteHook(routeOptions, 'preHandler', shedWhenUnderPressure)
+    // On a route that hashes, the limiter waits for the body (shed first:
+    // cheaper than its count) but still runs before validation, so a
+    // malformed request spends budget too.
+    if (hashing.has(routeOptions.url)) {
+      if (rateLimited.has(routeOptions.url)) prependRouteHook(routeOptions, 'preValidation', limit)
+      prependRouteHook(routeOptions, 'preValidation', shed)
+    } else if (rateLimited.has(routeOptions.url)) {
+      prependRouteHook(routeOptions, 'onRequest', limit)
+    }
   })
   app.setErrorHandler(handleError)
   app.setNotFoundHandler(handleNotFound)

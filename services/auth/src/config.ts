@@ -40,6 +40,8 @@ export interface Config {
   workers: number
   hashConcurrency: number
   hashQueueDepth: number
+  /** Added to the instance's nice value for the hashing process (0 to 19): how far below the HTTP workers it runs. */
+  hashNice: number
   loginBackoffThreshold: number
   loginBackoffBase: Seconds
   loginBackoffMax: Seconds
@@ -197,6 +199,8 @@ const MAX_WORKERS = 256
  * waiting per hashing slot drain in ~0.5 s. Past that a login is shed at once.
  */
 const QUEUED_PER_HASHING_SLOT = 25
+/** Measured against 19, 5 and 0 under a login flood with and without refresh load (docs/decisions.md, "Hashing priority"). */
+const DEFAULT_HASH_NICE = 10
 
 /**
  * The JWKS's s-maxage: how long a shared cache (the gateway) may answer from
@@ -235,8 +239,8 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const rotation = read.optional('TESSERA_KEY_ROTATION') === 'off' ? null : read.duration('TESSERA_KEY_ROTATION', '30d')
   const kekText = read.optional('TESSERA_KEK')
   const cores = availableParallelism()
-  // Every core: hashing runs in its own process at the lowest OS priority,
-  // so the event loops and Postgres win the CPU whenever they want it
+  // Every core: hashing runs in its own process at a lowered OS priority,
+  // so the event loops and Postgres win most of the CPU whenever they want it
   // (docs/decisions.md, "Processes of one instance").
   const hashConcurrency = read.integer('TESSERA_HASH_CONCURRENCY', cores, 1, 64)
   const issuer = read.string('TESSERA_ISSUER', 'http://127.0.0.1:8080', 'an http(s) URL without query or fragment', isHttpUrl)
@@ -270,6 +274,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     workers: read.integerOrAuto('TESSERA_WORKERS', cores, 1, MAX_WORKERS),
     hashConcurrency,
     hashQueueDepth: read.integer('TESSERA_HASH_QUEUE_DEPTH', hashConcurrency * QUEUED_PER_HASHING_SLOT, 0, 100000),
+    hashNice: read.integer('TESSERA_HASH_NICE', DEFAULT_HASH_NICE, 0, 19),
     loginBackoffThreshold: read.integer('TESSERA_LOGIN_BACKOFF_AFTER', 5, 1, 1000),
     loginBackoffBase: read.duration('TESSERA_LOGIN_BACKOFF_BASE', '1s'),
     loginBackoffMax: read.duration('TESSERA_LOGIN_BACKOFF_MAX', '15m'),

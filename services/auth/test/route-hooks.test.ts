@@ -83,11 +83,11 @@ t.test('the hot routes run three hooks; the limiter and the shedding only where 
   }
   t.match(hooksOf('/v1/me (GET)'), '(preHandler) ["authenticate()"]', '/v1/me: only authentication before the handler')
   t.match(hooksOf('/v1/me (GET)'), '(onRequest) ["securityHeaders()"]')
-  for (const route of ['/oauth/token (POST)', '/v1/users (POST)']) {
-    t.match(hooksOf(route), '(onRequest) ["securityHeaders()","anonymous()"]', `${route}: the limiter`)
-    t.match(hooksOf(route), '(preHandler) ["shedWhenUnderPressure()"]', `${route}: shedding`)
+  for (const route of ['/oauth/token (POST)', '/v1/users (POST)', '/v1/password (PUT)']) {
+    t.match(hooksOf(route), '(onRequest) ["securityHeaders()"]', `${route}: nothing before the body but the headers`)
+    t.match(hooksOf(route), '(preValidation) ["shedArgon2Work()","anonymous()"]', `${route}: shed first, then the limiter`)
   }
   t.match(hooksOf('/oauth/revoke (POST)'), '(onRequest) ["securityHeaders()","anonymous()"]', 'revoke is limited')
-  t.notMatch(hooksOf('/oauth/revoke (POST)'), 'shedWhenUnderPressure', 'revoke hashes nothing')
-  t.match(hooksOf('/v1/password (PUT)'), '(preHandler) ["shedWhenUnderPressure()","authenticate()"]', 'a password change is shed before it authenticates')
+  t.notMatch(hooksOf('/oauth/revoke (POST)'), 'shedArgon2Work', 'revoke hashes nothing')
+  t.match(hooksOf('/v1/password (PUT)'), '(preHandler) ["authenticate()"]', 'a password change is shed before it authenticates')
 })

@@ -1,8 +1,10 @@
 /**
  * The instance's one hashing queue, seen from an HTTP worker: each hash or
  * verify is asked of the primary, whose PasswordHasher admits it or refuses
- * it at once. The primary announces each change of `saturated`, so a worker
- * sheds a login before touching the database, as a single process does.
+ * it at once. Each worker lets at most its share of the queue's bound past
+ * the shed check, and the primary announces when the whole queue is full, so
+ * a worker sheds a login before touching the database, as a single process
+ * does.
  * @module
  */
 import { OAuthError } from '../errors.js'
@@ -14,6 +16,8 @@ export type AskPrimary = <T>(kind: string, body: unknown) => Promise<T>
 
 export class InstanceHashing implements PasswordHashing {
   saturated = false
+  /** This worker's share of the instance's queue, from the primary at boot (hashingShare). */
+  capacity = 1
   readonly #ask: AskPrimary
 
   constructor (ask: AskPrimary) {
@@ -48,6 +52,11 @@ export class InstanceHashing implements PasswordHashing {
   needsRehash (hash: string): boolean {
     return needsRehash(hash)
   }
+}
+
+/** A worker's share of the queue: together the workers never admit more than it holds. */
+export function hashingShare (hasher: Pick<PasswordHasher, 'capacity'>, workers: number): number {
+  return Math.max(1, Math.ceil(hasher.capacity / workers))
 }
 
 /** The primary's answers to InstanceHashing. */

@@ -26,7 +26,7 @@ import { createMetrics } from '../metrics/metrics.js'
 import { HashingProcess } from '../passwords/hashing-engine.js'
 import { PasswordHasher } from '../passwords/hasher.js'
 import { listenForMetrics } from '../routes/metrics.js'
-import { hashingHandlers, isHashingRefusal } from './hashing.js'
+import { hashingHandlers, hashingShare, isHashingRefusal } from './hashing.js'
 import { instanceMetrics, WORKER_METRICS_TIMEOUT_MS } from './instance-metrics.js'
 import { PRIMARY_POOL, workerPoolSize } from './pool.js'
 import { rateLimitCounter } from './rate-limit.js'
@@ -35,7 +35,7 @@ import { answer, Asker, isAnswer, isAsk, isNotice, notice, type Notice, type Sen
 import type { Registry } from 'prom-client'
 
 /** What a worker needs from the primary before it can serve. */
-export interface Boot { databaseUrl: string, kek: string, poolSize: number, hashingSaturated: boolean }
+export interface Boot { databaseUrl: string, kek: string, poolSize: number, hashingSaturated: boolean, hashingShare: number }
 
 export interface Primary {
   /** Every worker is listening: the address they share. */
@@ -55,8 +55,16 @@ async function requireSchema (connection: Connection, migrate: boolean): Promise
   if (pending.length > 0) throw new StartupError(`the database schema is behind (${pending.map((m) => m.name).join(', ')} pending): run \`tessera migrate up\``)
 }
 
+/**
+ * A worker that exited meanwhile (a drain, a crash) took its requests with
+ * it: an answer still on its way to it, such as a hash the hashing process
+ * finished after, is dropped rather than raised as the channel's error.
+ */
 function sendTo (worker: Worker): Send {
-  return (message) => { worker.send(message) }
+  return (message) => {
+    // With a callback a closed channel is reported to it, not thrown as the worker's 'error'.
+    if (worker.isConnected()) worker.send(message, () => {})
+  }
 }
 
 export async function startPrimary (config: Config, logger: Logger): Promise<Primary> {
@@ -81,11 +89,11 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     }
 
     // Started beside the workers rather than before them: both take a while to load.
-    const engine = new HashingProcess(config.hashConcurrency, logger)
+    const engine = new HashingProcess(config.hashConcurrency, config.hashNice, logger)
     stops.unshift(async () => { await engine.stop() })
     let hashingSaturated = false
     const hasher = new PasswordHasher({
-      concurrency: config.hashConcurrency,
+      concurrency: engine.slots,
       depth: config.hashQueueDepth,
       engine,
       onSaturationChange: (saturated) => {
@@ -96,7 +104,7 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     const metrics = createMetrics({ hasher, keyring, pool: connection.pool, keyRotation: config.keyRotation, clock: () => new Date() })
     const asker = new Asker()
     let draining = false
-    const boot = (): Boot => ({ databaseUrl: url, kek: kek.toString('base64url'), poolSize: workerPoolSize(config.workers), hashingSaturated })
+    const boot = (): Boot => ({ databaseUrl: url, kek: kek.toString('base64url'), poolSize: workerPoolSize(config.workers), hashingSaturated, hashingShare: hashingShare(hasher, config.workers) })
     const renderInstanceMetrics = async (): Promise<string> => await instanceMetrics(metrics.registry, [...workers].filter((w) => w.isConnected())
       .map(async (w) => await asker.ask<Awaited<ReturnType<Registry['getMetricsAsJSON']>>>(sendTo(w), 'metrics-json', null, WORKER_METRICS_TIMEOUT_MS)))
     const handlers = {

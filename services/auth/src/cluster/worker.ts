@@ -58,6 +58,7 @@ export async function startWorker (config: Config, logger: Logger, onDrain: (why
 
   const boot = await ask<Boot>('boot', null)
   hasher.saturated = boot.hashingSaturated
+  hasher.capacity = boot.hashingShare
   const connection = connect(boot.databaseUrl, boot.poolSize)
   try {
     const kek = Buffer.from(boot.kek, 'base64url')

@@ -92,6 +92,14 @@ function databaseOverload (err: FastifyError, request: FastifyRequest): OAuthErr
   return new OAuthError('temporarily_unavailable', 'the service is overloaded; retry later', { retryAfter: 1, detail: 'database unavailable', cause: err })
 }
 
+/**
+ * A 503 is overload: during a flood thousands a second, each already on its
+ * request line (status 503) and in the metrics, so its reason is debug.
+ */
+function refusalLevel (status: number): 'debug' | 'info' {
+  return status === 503 ? 'debug' : 'info'
+}
+
 /** DRF's shape for every refusal on SimpleJWT's routes: `{"detail"}`, plus `code` where SimpleJWT sends one. */
 function drfError (err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   if (err instanceof DrfError) {
@@ -99,7 +107,7 @@ function drfError (err: FastifyError, request: FastifyRequest, reply: FastifyRep
     return reply.status(err.status).send(err.body)
   }
   if (err instanceof OAuthError || err instanceof ProblemError) {
-    request.log.info({ status: err.status, detail: err.detail }, 'request refused')
+    request.log[refusalLevel(err.status)]({ status: err.status, detail: err.detail }, 'request refused')
     if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
     return reply.status(err.status).send({ detail: err instanceof OAuthError ? err.description : (err.publicDetail ?? err.title) })
   }
@@ -118,7 +126,7 @@ export function handleError (this: App, thrown: FastifyError, request: FastifyRe
   if (request.routeOptions.config.errorFormat === 'simplejwt') return drfError(err, request, reply)
   const oauth = request.routeOptions.config.errorFormat === 'oauth'
   if (err instanceof OAuthError) {
-    request.log.info({ error: err.error, detail: err.detail }, 'oauth error')
+    request.log[refusalLevel(err.status)]({ error: err.error, detail: err.detail }, 'oauth error')
     if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
     if (err.challenge !== undefined) void reply.header('www-authenticate', err.challenge)
     // The hashing queue throws OAuthError wherever it runs; off /oauth that is still problem+json.

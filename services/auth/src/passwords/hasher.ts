@@ -22,6 +22,12 @@ export { ARGON2_PARAMS }
 export interface PasswordHashing {
   /** True when a new hash would be refused: callers check it before doing other work for a login. */
   readonly saturated: boolean
+  /**
+   * How many requests that hash this process lets past the shed check at
+   * once: its share of the queue's bound, so the check itself admits no more
+   * than the queue can take and the rest never start their database work.
+   */
+  readonly capacity: number
   /** Counts the refusal; throw what it returns. */
   overloaded: () => OAuthError
   hash: (password: string) => Promise<string>
@@ -43,7 +49,12 @@ export interface HasherOptions {
   params?: Argon2Params
   /** Defaults to hashing in this process. */
   engine?: HashEngine
-  /** Told each time `saturated` flips, so other processes can shed before queueing. */
+  /**
+   * Told when the queue fills and again once it has drained a quarter of its
+   * bound, so other processes can shed before asking: announcing every single
+   * flip at the bound would let a burst through (and refuse it here after its
+   * database work) after each finished hash.
+   */
   onSaturationChange?: (saturated: boolean) => void
 }
 
@@ -61,7 +72,7 @@ export class PasswordHasher implements PasswordHashing {
   readonly #engine: HashEngine
   readonly #onSaturationChange: ((saturated: boolean) => void) | undefined
   #dummyHash: Promise<string> | undefined
-  #wasSaturated = false
+  #announced = false
   #shed = 0
 
   constructor (options: HasherOptions) {
@@ -81,6 +92,7 @@ export class PasswordHasher implements PasswordHashing {
   get shed (): number { return this.#shed }
   get concurrency (): number { return this.#queue.concurrency }
   get depth (): number { return this.#depth }
+  get capacity (): number { return this.#depth + this.#queue.concurrency }
 
   get saturated (): boolean {
     return this.#queue.length() >= this.#depth && this.#queue.running() >= this.#queue.concurrency
@@ -91,11 +103,18 @@ export class PasswordHasher implements PasswordHashing {
     return hashingOverloaded()
   }
 
+  /** Below this many admitted (waiting + running) a full queue is announced as open again. */
+  get #reopensBelow (): number {
+    return Math.ceil((this.#depth + this.#queue.concurrency) * 3 / 4)
+  }
+
   #saturationMayHaveChanged (): void {
-    const now = this.saturated
-    if (now === this.#wasSaturated) return
-    this.#wasSaturated = now
-    this.#onSaturationChange?.(now)
+    const announce = this.#announced
+      ? this.#queue.length() + this.#queue.running() >= this.#reopensBelow
+      : this.saturated
+    if (announce === this.#announced) return
+    this.#announced = announce
+    this.#onSaturationChange?.(announce)
   }
 
   async #run<T> (job: () => Promise<T>): Promise<T> {

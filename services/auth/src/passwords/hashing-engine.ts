@@ -14,28 +14,42 @@ import type { Verdict } from './verify.js'
 
 const ENTRY = fileURLToPath(new URL('./hashing-process.js', import.meta.url))
 const RESTART_DELAY_MS = 500
+/**
+ * Jobs handed to the hashing process per hashing thread: the second waits in
+ * its libuv pool, so a thread that finishes starts the next hash at once
+ * instead of after an answer to the primary and a new ask back.
+ */
+const JOBS_PER_THREAD = 2
 
 export interface HashingProcessInfo { pid: number, priority: number }
 
 export class HashingProcess implements HashEngine {
   readonly #asker = new Asker()
   readonly #concurrency: number
+  readonly #nice: number
   readonly #logger: Logger
   #child: ChildProcess | undefined
   #ready: Promise<void>
   #stopping = false
 
-  /** Starts the process; `ready` says when it runs at its lowered priority. Asks made before wait for it. */
-  constructor (concurrency: number, logger: Logger) {
+  /**
+   * Starts the process with `concurrency` hashing threads at nice `nice`;
+   * `ready` says when it runs at that priority. Asks made before wait for it.
+   */
+  constructor (concurrency: number, nice: number, logger: Logger) {
     this.#concurrency = concurrency
+    this.#nice = nice
     this.#logger = logger
     this.#ready = this.#spawn()
   }
 
   get ready (): Promise<void> { return this.#ready }
 
+  /** How many jobs the queue in front should keep in flight here. */
+  get slots (): number { return this.#concurrency * JOBS_PER_THREAD }
+
   async #spawn (): Promise<void> {
-    const child = fork(ENTRY, [], {
+    const child = fork(ENTRY, [String(this.#nice)], {
       // One libuv pool thread per hashing slot: argon2 runs on that pool.
       env: { ...process.env, UV_THREADPOOL_SIZE: String(this.#concurrency) },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],

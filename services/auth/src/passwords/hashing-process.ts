@@ -1,9 +1,11 @@
 /**
  * The instance's hashing process: argon2 (and any stored format's verify, see
- * passwords/verify.ts) on every core at the lowest OS priority, so the HTTP
- * workers' event loops and Postgres take the CPU whenever they want it and
- * hashing gets the rest. Started by the primary (passwords/hashing-engine.ts)
- * with UV_THREADPOOL_SIZE set to the hashing concurrency; asked over IPC.
+ * passwords/verify.ts) on every core at a lowered OS priority
+ * (TESSERA_HASH_NICE, the first argument, added to the instance's), so the HTTP workers' event loops
+ * and Postgres take most of the CPU whenever they want it and hashing still
+ * keeps a share (docs/decisions.md, "Hashing priority: nice 10"). Started by
+ * the primary (passwords/hashing-engine.ts) with UV_THREADPOOL_SIZE set to the
+ * hashing concurrency; asked over IPC.
  *
  * On Linux a nice value belongs to a thread, and a new thread inherits its
  * creator's: lowering this (main) thread first makes the libuv pool threads
@@ -16,7 +18,9 @@ import os from 'node:os'
 import { answer, isAsk, notice, type Send } from '../cluster/rpc.js'
 import { hashPassword, verifyPassword } from './verify.js'
 
-const HASHING_PRIORITY = os.constants.priority.PRIORITY_LOW
+// Relative to the instance's own nice value (this process starts with it),
+// so an instance run under `nice` keeps the same gap to its workers; 19 is the floor.
+const HASHING_PRIORITY = Math.min(os.constants.priority.PRIORITY_LOW, os.getPriority() + Number(process.argv[2]))
 
 function lowerPriority (): void {
   os.setPriority(HASHING_PRIORITY)

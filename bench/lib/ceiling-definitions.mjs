@@ -1,0 +1,114 @@
+/**
+ * Every ceiling `make bench` can judge a scenario against or print beside it,
+ * by name: what each measures, and how (the measurements themselves are in
+ * ceilings.mjs, client-credentials.mjs and physical.mjs). A combined ceiling
+ * names the ceilings it is built from; ceiling-registry.mjs measures each
+ * once per run.
+ * @module
+ */
+import { argon2Rate, combinedRefreshCeiling, pgbenchRotationRate, rotationRate, signingRates, verifyRates } from './ceilings.mjs'
+import { clientCredentialsCeilings } from './client-credentials.mjs'
+import { perRound } from './ceiling-registry.mjs'
+import { physicalCeilings } from './physical.mjs'
+import { workerPoolSize } from './service.mjs'
+
+/**
+ * @typedef {import('./ceiling-registry.mjs').CeilingDefinition} CeilingDefinition
+ * @typedef {Omit<import('./load.mjs').LoadOptions, 'url' | 'duration' | 'warmup' | 'connections'>} BareRequest
+ */
+
+/** Connections Tessera's whole instance holds to Postgres (cluster/pool.ts: one worker gets all of them). */
+export const INSTANCE_POOL = workerPoolSize(1)
+
+/**
+ * @param {object} run
+ * @param {string} run.databaseUrl
+ * @param {number} run.keyBits
+ * @param {number} run.cores
+ * @param {number} run.seconds per in-process round
+ * @param {number} run.connections the scenarios' connections (in flight for the in-process ceilings)
+ * @param {{ body: string, etag: string }} run.jwks what Tessera serves
+ * @param {string} run.tokenResponse a real token response, for its size
+ * @param {string} run.refreshToken a used refresh token, for a refresh-sized body
+ * @param {(request: BareRequest, ok: number[], round: number) => Promise<number>} run.bareLoad req/s of the bare server under the scenarios' load (`ok`: statuses that count as success besides 2xx)
+ * @param {() => Promise<{ userId: string, sessionId: string }[]>} run.sessions the live sessions the me scenario reads
+ * @param {(line: string) => void} run.log
+ * @returns {Record<string, CeilingDefinition>}
+ */
+export function ceilingDefinitions (run) {
+  const { keyBits, cores, seconds } = run
+  const signing = perRound(async () => await signingRates(keyBits, seconds))
+  const verifying = perRound(async () => await verifyRates(keyBits, seconds))
+  return {
+    'sign-jose': {
+      what: `jose SignJWT RS256 (${keyBits}-bit), 64 in flight (WebCrypto on libuv's pool, every core)`,
+      measure: async (round) => (await signing(round)).jose
+    },
+    'sign-node': {
+      what: `node:crypto.sign RS256 (${keyBits}-bit) with a KeyObject, synchronously on one thread, as Tessera signs (tokens/jws.ts)`,
+      measure: async (round) => (await signing(round)).nodeCrypto
+    },
+    argon2: {
+      what: `argon2id verify at Tessera's parameters (19 MiB, t=2, p=1), ${cores} at once (Tessera's hashing concurrency = cores)`,
+      measure: async () => await argon2Rate(cores, seconds)
+    },
+    rotation: {
+      what: `refresh decisions as Tessera makes them: grants/refresh.ts's refreshDecision, one call of the SQL function tessera_refresh_decision (lock, check, mark used, insert the successor, slide; one round trip) through Tessera's Kysely connection, ${INSTANCE_POOL} chains at once on a pool of ${INSTANCE_POOL} like Tessera's`,
+      measure: async () => await rotationRate(run.databaseUrl, INSTANCE_POOL, seconds)
+    },
+    'rotation-pgbench': {
+      what: `the same function from Postgres's own point of view: pgbench, ${INSTANCE_POOL} clients, extended protocol, each rotating its own chain (falls back to the rotation ceiling when pgbench is not installed): for reading`,
+      measure: async () => {
+        const rate = await pgbenchRotationRate(run.databaseUrl, INSTANCE_POOL, seconds)
+        if (rate !== undefined) return rate
+        run.log('pgbench is not installed: rotation-pgbench repeats the rotation ceiling\'s first round')
+        return await rotationRate(run.databaseUrl, INSTANCE_POOL, seconds)
+      }
+    },
+    'verify-jose': {
+      what: `jose jwtVerify of a refresh token (${keyBits}-bit), 64 in flight, as tokens/verify-refresh.ts does: for reading`,
+      measure: async (round) => (await verifying(round)).jose
+    },
+    'verify-node': {
+      what: 'node:crypto.verify of the same signature on one thread, without claim checks: for reading',
+      measure: async (round) => (await verifying(round)).nodeCrypto
+    },
+    'bare-token': {
+      what: `bare Fastify process: POST with a refresh-sized JSON body, answering a token-response-sized body (${run.tokenResponse.length} B), same autocannon settings`,
+      measure: async (round) => await run.bareLoad({ method: 'POST', path: '/token', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ grant_type: 'refresh_token', refresh_token: run.refreshToken }) }, [], round)
+    },
+    'refresh-combined': {
+      what: 'one refresh = 2 signatures (sign-jose ÷ 2) + 1 rotation transaction + 1 request (bare-token), used one after another: 1/(2/sign + 1/rotation + 1/request)',
+      from: ['sign-jose', 'rotation', 'bare-token'],
+      combine: (signs, transactions, requests) => combinedRefreshCeiling({ signs, transactions, requests })
+    },
+    'refresh-combined-node': {
+      what: 'the same with sign-node: what one process signing on its event loop allows (for reading; the target uses refresh-combined)',
+      from: ['sign-node', 'rotation', 'bare-token'],
+      combine: (signs, transactions, requests) => combinedRefreshCeiling({ signs, transactions, requests })
+    },
+    'bare-jwks': {
+      what: `bare Fastify process answering Tessera's JWKS body (${run.jwks.body.length} B) with its headers, same autocannon settings`,
+      measure: async (round) => await run.bareLoad({ path: '/jwks' }, [], round)
+    },
+    'bare-jwks-304': {
+      what: 'the same bare route with If-None-Match: 304, no body',
+      measure: async (round) => await run.bareLoad({ path: '/jwks', headers: { 'if-none-match': run.jwks.etag } }, [304], round)
+    },
+    'bare-me': {
+      what: "bare Fastify process doing /v1/me's one-row read (users JOIN sessions by ids, pool of 20) for a random one of the same sessions",
+      measure: async (round) => {
+        const pairs = await run.sessions()
+        return await run.bareLoad({
+          path: '/me',
+          setupRequest: (request) => {
+            const pair = pairs[Math.floor(Math.random() * pairs.length)]
+            return { ...request, headers: { ...request.headers, 'x-user-id': pair.userId, 'x-session-id': pair.sessionId } }
+          }
+        }, [], round)
+      }
+    },
+    ...clientCredentialsCeilings({ url: run.databaseUrl, seconds, inFlight: run.connections, pool: INSTANCE_POOL }),
+    ...physicalCeilings({ keyBits, cores, seconds })
+  }
+}

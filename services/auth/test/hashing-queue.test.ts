@@ -1,0 +1,61 @@
+/**
+ * The hashing queue's announcements and the shed's place before every other
+ * piece of work a login does (routes/shedding.ts).
+ */
+import t from 'tap'
+import { PasswordHasher } from '../src/passwords/hasher.js'
+import { buildTestApp } from './helpers/app.js'
+
+// Real argon2id, cheap enough that a test queues many.
+const WEAK = { memoryCost: 1024, timeCost: 1, parallelism: 1 }
+
+t.test('a full queue is announced once, and open again only after it drained a quarter of its bound', async (t) => {
+  const announced: Array<{ saturated: boolean, admitted: number }> = []
+  const hasher: PasswordHasher = new PasswordHasher({
+    concurrency: 1,
+    depth: 7,
+    params: WEAK,
+    onSaturationChange: (saturated) => { announced.push({ saturated, admitted: hasher.waiting + hasher.inFlight }) }
+  })
+  const admitted = Array.from({ length: 8 }, async (_, i) => await hasher.hash(`password ${i}`))
+  t.ok(hasher.saturated, 'eight admitted fill one slot and seven places')
+  t.match(await hasher.hash('one too many').catch((err: unknown) => err), { status: 503, retryAfter: 1 }, 'the ninth is refused at once')
+  await Promise.all(admitted)
+  t.same(announced, [{ saturated: true, admitted: 8 }, { saturated: false, admitted: 5 }],
+    'one announcement when full, one when below 6 (¾ of 8): not one per finished hash')
+  t.equal(hasher.shed, 1)
+})
+
+t.test('a shed login spends nothing: no per-IP budget, no database row', async (t) => {
+  const hasher = new PasswordHasher({ concurrency: 1, depth: 0, params: WEAK })
+  const { app, connection } = await buildTestApp(t, { TESSERA_RATE_LIMIT: '2' }, { hasher })
+  const holding = hasher.hash('holds the only slot')
+  t.ok(hasher.saturated)
+  const attempt = async (username: string): Promise<Awaited<ReturnType<typeof app.inject>>> =>
+    await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username, password: 'some password' } })
+  const shed = await Promise.all(Array.from({ length: 5 }, async (_, i) => await attempt(`shed${i}`)))
+  t.same(shed.map((r) => r.statusCode), [503, 503, 503, 503, 503], 'all five shed, none limited')
+  for (const res of shed) {
+    t.equal(res.headers['retry-after'], '1')
+    t.notOk('ratelimit-remaining' in res.headers, 'the limiter did not run')
+  }
+  t.equal((await connection.db.selectFrom('login_throttle').select('username').execute()).length, 0, 'no attempt was counted')
+  await holding
+  const served = await attempt('after')
+  t.equal(served.statusCode, 400, 'an unknown user once the queue has room')
+  t.equal(served.headers['ratelimit-remaining'], '1', 'the first request to spend budget')
+})
+
+t.test('a burst is cut at the check: only as many as the queue holds start any database work', async (t) => {
+  const hasher = new PasswordHasher({ concurrency: 1, depth: 1, params: WEAK })
+  const { app, connection } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_AFTER: '1000' }, { hasher })
+  t.equal(hasher.capacity, 2)
+  // All six pass the queue's flag (nothing is queued yet when they arrive); the count of places does not let them.
+  const burst = await Promise.all(Array.from({ length: 6 }, async (_, i) =>
+    await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: `burst${i}`, password: 'some password' } })))
+  t.same(burst.map((r) => r.statusCode).sort(), [400, 400, 503, 503, 503, 503], 'two evaluated, four shed')
+  const counted = await connection.db.selectFrom('login_throttle').select('username').execute()
+  t.equal(counted.length, 2, 'only the two let through counted an attempt')
+  const after = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'after', password: 'some password' } })
+  t.equal(after.statusCode, 400, 'the places were given back with the answers')
+})
