@@ -53,7 +53,7 @@ export function ceilingDefinitions (run) {
       measure: async () => await argon2Rate(cores, seconds)
     },
     rotation: {
-      what: `refresh decisions as Tessera makes them: sessions/rotate.ts's refreshDecision, one call of the SQL function tessera_refresh_grant (authenticate the client, lock, check, mark used, insert the successor, slide; one round trip) through Tessera's Kysely connection, ${INSTANCE_POOL} chains at once on a pool of ${INSTANCE_POOL} like Tessera's`,
+      what: `refresh decisions as Tessera makes them: grants/refresh.ts's refreshDecision, one call of the SQL function tessera_refresh_grant (authenticate the client, lock, check, mark used, insert the successor, slide; one round trip) through Tessera's Kysely connection, ${INSTANCE_POOL} chains at once on a pool of ${INSTANCE_POOL} like Tessera's`,
       measure: async () => await rotationRate(run.databaseUrl, INSTANCE_POOL, seconds)
     },
     'rotation-pgbench': {

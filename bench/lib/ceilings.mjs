@@ -127,7 +127,7 @@ async function rotationChains (pool, count, clientId) {
 }
 
 /**
- * Refresh decisions per second as Tessera makes them: sessions/rotate.ts's
+ * Refresh decisions per second as Tessera makes them: grants/refresh.ts's
  * refreshDecision (one call of the SQL function tessera_refresh_grant, client
  * authentication included, one round trip) through Tessera's own Kysely connection, `concurrency`
  * chains at once, each rotating the successor it got last, on a pool the

@@ -2,7 +2,7 @@
 /**
  * The client_credentials scenario and its ceiling: one service token costs one
  * signature, one indexed read of its client row and one request, nothing
- * written (services/auth/src/clients/grant.ts). Kept apart from the other
+ * written (services/auth/src/grants/client-credentials.ts). Kept apart from the other
  * scenarios so it can be added or dropped as one piece.
  * @module
  */

@@ -25,7 +25,7 @@ const migrations = /** @type {typeof import('../../services/auth/src/db/migrate.
 const keyring = /** @type {typeof import('../../services/auth/src/keys/keyring.js')} */ (await built('keys/keyring.js'))
 const keyLoading = /** @type {typeof import('../../services/auth/src/keys/load.js')} */ (await built('keys/load.js'))
 const hasher = /** @type {typeof import('../../services/auth/src/passwords/hasher.js')} */ (await built('passwords/hasher.js'))
-const rotation = /** @type {typeof import('../../services/auth/src/sessions/rotate.js')} */ (await built('sessions/rotate.js'))
+const rotation = /** @type {typeof import('../../services/auth/src/grants/refresh.js')} */ (await built('grants/refresh.js'))
 const mint = /** @type {typeof import('../../services/auth/src/tokens/mint.js')} */ (await built('tokens/mint.js'))
 const profile = /** @type {typeof import('../../services/auth/src/users/profile.js')} */ (await built('users/profile.js'))
 

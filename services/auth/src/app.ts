@@ -1,31 +1,30 @@
 /**
  * buildApp(config, deps): the whole HTTP surface, with every Fastify option
  * set here so tests and production validate alike. Routes are registered
- * explicitly; the one error handler maps domain errors to RFC 6749 §5.2
- * (routes marked `errorFormat: 'oauth'`) or RFC 9457 problem+json.
+ * explicitly; the one error handler (http/errors.ts) maps domain errors to
+ * RFC 6749 §5.2 (routes marked `errorFormat: 'oauth'`) or RFC 9457
+ * problem+json.
  * @module
  */
 import { performance } from 'node:perf_hooks'
 import proxyAddr from '@fastify/proxy-addr'
-import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify'
+import Fastify, { LogController, type RouteOptions } from 'fastify'
 import formbody from '@fastify/formbody'
-import rateLimit, { type FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
+import rateLimit from '@fastify/rate-limit'
 import underPressure from '@fastify/under-pressure'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
-import type { Db } from './db/database.js'
-import { DrfError, InvalidTokenError, isDatabaseUnavailable, OAuthError, ProblemError } from './errors.js'
-import type { Keyring } from './keys/keyring.js'
-import type { PasswordHashing } from './passwords/hasher.js'
+import type { App, Deps } from './http/app-types.js'
+import { handleError, handleFrameworkError, handleNotFound } from './http/errors.js'
+import { BODY_LIMIT } from './http/limits.js'
 import { registerHealthRoutes } from './routes/health.js'
 import { registerWellKnownRoutes } from './routes/well-known.js'
 import { registerTokenRoutes } from './routes/oauth/token.js'
 import { registerRevokeRoutes } from './routes/oauth/revoke.js'
 import { registerUserRoutes } from './routes/v1/users.js'
 import { registerAccountRoutes } from './routes/v1/account.js'
-import { registerAccessTokenAuth } from './routes/v1/authenticate.js'
-import type { Metrics } from './metrics/metrics.js'
+import { registerAccessTokenAuth } from './routes/v1/access-token-auth.js'
 import { registerMetricsRoutes } from './routes/metrics.js'
 import { registerSimpleJwtRoutes, simplejwtPaths } from './routes/simplejwt.js'
 import { registerOpenApi } from './routes/openapi.js'
@@ -33,20 +32,6 @@ import { argon2Shedding } from './routes/shedding.js'
 import { SECURITY_HEADERS } from './security-headers.js'
 import { requestIds } from './request-id.js'
 import { lazyChildLogger } from './logging.js'
-
-export interface Deps {
-  db: Db
-  logger: Logger
-  keyring: Keyring
-  hasher: PasswordHashing
-  metrics: Metrics
-  /** Injectable for frozen-clock tests. */
-  clock: () => Date
-  /** Where the per-IP counters live; this process's memory when unset. An HTTP worker counts in its primary. */
-  rateLimitStore?: FastifyRateLimitStoreCtor
-}
-
-export type App = FastifyInstance<any, any, any, Logger, TypeBoxTypeProvider>
 
 declare module 'fastify' {
   /** A route's policy, declared on its own options and applied by buildApp's onRoute hook. */
@@ -61,154 +46,6 @@ declare module 'fastify' {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
-export const BODY_LIMIT = 16 * 1024
-
-function problem (reply: FastifyReply, request: FastifyRequest, status: number, title: string, detail?: string, type = 'about:blank', echoPath = true): FastifyReply {
-  return reply.status(status).type('application/problem+json').send({
-    type,
-    title,
-    status,
-    ...(detail === undefined ? {} : { detail }),
-    ...(echoPath ? { instance: request.url.split('?')[0] } : {}),
-    request_id: request.id
-  })
-}
-
-/**
- * Errors the router raises before any route runs (a path parameter longer
- * than it allows, a malformed percent-encoding): the contract's shape, and
- * nothing of the path echoed back, since the path is what was wrong.
- */
-function handleFrameworkError (err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
-  const status = tooLong ? 414 : 400
-  const detail = tooLong ? 'a path segment is longer than allowed' : 'the path is not a valid URL'
-  request.log.info({ status, code: err.code }, 'bad request')
-  return request.url.startsWith('/oauth/')
-    ? oauthError(reply, status, 'invalid_request', detail)
-    : problem(reply, request, status, statusTitle(status), detail, 'about:blank', false)
-}
-
-function oauthError (reply: FastifyReply, status: number, error: string, description: string): FastifyReply {
-  return reply.status(status).header('cache-control', 'no-store').header('pragma', 'no-cache')
-    .send({ error, error_description: description })
-}
-
-/** What went wrong in the client's own words: a field name for validation errors. */
-function clientMistake (err: FastifyError): { status: number, detail: string } | undefined {
-  if (err.validation !== undefined) {
-    const first = err.validation[0]
-    const field = first === undefined
-      ? err.validationContext ?? 'body'
-      : (first.params as { missingProperty?: string, additionalProperty?: string }).missingProperty ??
-        (first.params as { additionalProperty?: string }).additionalProperty ??
-        (first.instancePath.replace(/^\//, '').replace(/\//g, '.') || (err.validationContext ?? 'body'))
-    const reason = first?.keyword === 'additionalProperties' ? 'is not allowed' : (first?.message ?? 'is invalid')
-    return { status: 400, detail: `${field}: ${reason}` }
-  }
-  switch (err.code) {
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return { status: 415, detail: 'unsupported content type; send application/json or application/x-www-form-urlencoded' }
-    case 'FST_ERR_CTP_BODY_TOO_LARGE': return { status: 413, detail: `the body is larger than ${BODY_LIMIT} bytes` }
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY': return { status: 400, detail: 'the JSON body is empty' }
-    case 'FST_ERR_CTP_INVALID_JSON_BODY': return { status: 400, detail: 'the body is not valid JSON' }
-    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH': return { status: 400, detail: 'the Content-Length does not match the body' }
-  }
-  if (err instanceof SyntaxError || err.code === 'FST_ERR_CTP_INVALID_JSON') return { status: 400, detail: 'the body is not valid JSON' }
-  if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
-    return { status: err.statusCode, detail: 'the request is malformed' }
-  }
-  return undefined
-}
-
-function databaseOverload (err: FastifyError, request: FastifyRequest): OAuthError {
-  request.log.warn({ err }, 'database unavailable')
-  return new OAuthError('temporarily_unavailable', 'the service is overloaded; retry later', { retryAfter: 1, detail: 'database unavailable', cause: err })
-}
-
-/**
- * A 503 is overload: during a flood thousands a second, each already on its
- * request line (status 503) and in the metrics, so its reason is debug.
- */
-function refusalLevel (status: number): 'debug' | 'info' {
-  return status === 503 ? 'debug' : 'info'
-}
-
-/** DRF's shape for every refusal on SimpleJWT's routes: `{"detail"}`, plus `code` where SimpleJWT sends one. */
-function drfError (err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  if (err instanceof DrfError) {
-    request.log.info({ status: err.status, detail: err.detail ?? (err.cause instanceof OAuthError ? err.cause.detail : undefined) }, 'simplejwt refusal')
-    return reply.status(err.status).send(err.body)
-  }
-  if (err instanceof OAuthError || err instanceof ProblemError) {
-    request.log[refusalLevel(err.status)]({ status: err.status, detail: err.detail }, 'request refused')
-    if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
-    return reply.status(err.status).send({ detail: err instanceof OAuthError ? err.description : (err.detail ?? err.title) })
-  }
-  const mistake = clientMistake(err)
-  if (mistake !== undefined) {
-    request.log.info({ status: mistake.status, detail: mistake.detail }, 'bad request')
-    return reply.status(mistake.status).send({ detail: mistake.status === 429 ? 'Request was throttled.' : mistake.detail })
-  }
-  request.log.error({ err }, 'unexpected error')
-  return reply.status(500).send({ detail: `A server error occurred (request id ${request.id}).` })
-}
-
-function handleError (this: App, thrown: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  // A database out of reach for a moment is overload, answered in every route's own format like the hashing queue's.
-  const err = isDatabaseUnavailable(thrown) ? databaseOverload(thrown, request) : thrown
-  if (request.routeOptions.config.errorFormat === 'simplejwt') return drfError(err, request, reply)
-  const oauth = request.routeOptions.config.errorFormat === 'oauth'
-  if (err instanceof OAuthError) {
-    request.log[refusalLevel(err.status)]({ error: err.code, detail: err.detail }, 'oauth error')
-    if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
-    if (err.challenge !== undefined) void reply.header('www-authenticate', err.challenge)
-    // The hashing queue throws OAuthError wherever it runs; off /oauth that is still problem+json.
-    return oauth
-      ? oauthError(reply, err.status, err.code, err.description)
-      : problem(reply, request, err.status, statusTitle(err.status), err.description)
-  }
-  if (err instanceof ProblemError) {
-    request.log.info({ status: err.status, reason: err instanceof InvalidTokenError ? err.reason : err.title }, 'request refused')
-    if (err instanceof InvalidTokenError) void reply.header('www-authenticate', 'Bearer error="invalid_token"')
-    if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
-    return problem(reply, request, err.status, err.title, err.detail, err.type)
-  }
-  const mistake = clientMistake(err)
-  if (mistake !== undefined) {
-    request.log.info({ status: mistake.status, detail: mistake.detail }, 'bad request')
-    if (err.statusCode === 429 || mistake.status === 429) {
-      return oauth
-        ? oauthError(reply, 429, 'temporarily_unavailable', 'too many requests; retry later')
-        : problem(reply, request, 429, 'Too Many Requests', 'too many requests; retry later')
-    }
-    if (err.statusCode === 503 || mistake.status === 503) {
-      return oauth
-        ? oauthError(reply, 503, 'temporarily_unavailable', 'the service is overloaded; retry later')
-        : problem(reply, request, 503, 'Service Unavailable', 'the service is overloaded; retry later')
-    }
-    return oauth
-      ? oauthError(reply, mistake.status === 413 ? 413 : 400, 'invalid_request', mistake.detail)
-      : problem(reply, request, mistake.status, statusTitle(mistake.status), mistake.detail)
-  }
-  request.log.error({ err }, 'unexpected error')
-  return oauth
-    ? oauthError(reply, 500, 'server_error', `an unexpected error occurred (request id ${request.id})`)
-    : problem(reply, request, 500, 'Internal Server Error', `an unexpected error occurred (request id ${request.id})`)
-}
-
-const TITLES: Record<number, string> = {
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'Not Found',
-  405: 'Method Not Allowed',
-  409: 'Conflict',
-  413: 'Content Too Large',
-  414: 'URI Too Long',
-  415: 'Unsupported Media Type',
-  429: 'Too Many Requests',
-  503: 'Service Unavailable'
-}
 
 /** Any route hook: the rate limiter's and ours have different Fastify types. */
 type RouteHook = (...args: never[]) => unknown
@@ -220,10 +57,6 @@ function prependRouteHook (routeOptions: RouteOptions, name: 'onRequest' | 'preV
 }
 
 const PRESSURE_SAMPLE_MS = 250
-
-function statusTitle (status: number): string {
-  return TITLES[status] ?? 'Bad Request'
-}
 
 export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // A request id is the gateway's to give: from anyone else it could forge log correlation.
@@ -348,7 +181,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     }
   })
   app.setErrorHandler(handleError)
-  app.setNotFoundHandler((request, reply) => problem(reply, request, 404, 'Not Found', `no route for ${request.method} ${request.url.split('?')[0] ?? ''}`))
+  app.setNotFoundHandler(handleNotFound)
 
   // Before every route: the generator learns routes as they are added.
   await registerOpenApi(app, config)

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { getHeapStatistics } from 'node:v8'
 import { resolve } from 'node:path'
+import { TesseraError } from './errors.js'
 
 export type Seconds = number
 
@@ -63,10 +64,11 @@ export interface Config {
 }
 
 /** A bad setting: the message is the one line printed before exiting 1. */
-export class ConfigError extends Error {
+export class ConfigError extends TesseraError {
+  readonly code = 'ERR_CONFIG'
+
   constructor (readonly variable: string, readonly accepts: string, value: string, message?: string) {
     super(message ?? `${variable}=${JSON.stringify(value)} is invalid: expected ${accepts}`)
-    this.name = 'ConfigError'
   }
 }
 

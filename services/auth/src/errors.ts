@@ -1,10 +1,43 @@
 /**
- * The two error shapes Tessera answers with. Domain code throws these; the one
- * error handler in app.ts turns them into RFC 6749 §5.2 bodies (OAuth
- * endpoints) or RFC 9457 problem+json (everything else). `detail` goes to the
- * log only, never to the client.
+ * Tessera's errors: one base, TesseraError, whose `code` names the kind of
+ * failure (jose's util/errors.ts is the model), so a log line, a test or a
+ * caller tells them apart without a chain of `instanceof`. The HTTP ones are
+ * here; the others sit beside the code that throws them (ConfigError in
+ * config.ts, CliError in cli/output.ts, the key errors in keys/).
+ *
+ * Domain code throws OAuthError and ProblemError; the one error handler
+ * (http/errors.ts) turns them into RFC 6749 §5.2 bodies (OAuth endpoints) or
+ * RFC 9457 problem+json (everything else). In every error `detail` means the
+ * same: the real reason, written to the log, never sent. What the client
+ * reads is `description` (OAuthError) or `publicDetail` (ProblemError).
  * @module
  */
+
+export type TesseraErrorCode =
+  | 'ERR_OAUTH'
+  | 'ERR_REFRESH_REUSE'
+  | 'ERR_PROBLEM'
+  | 'ERR_INVALID_TOKEN'
+  | 'ERR_DRF'
+  | 'ERR_CONFIG'
+  | 'ERR_CLI'
+  | 'ERR_WRONG_KEK'
+  | 'ERR_SAME_KEK'
+  | 'ERR_UNKNOWN_KEY'
+  | 'ERR_CLIENT_RULE'
+  | 'ERR_IMPORT_FILE'
+  | 'ERR_ROLE_NAME'
+  | 'ERR_STARTUP'
+  | 'ERR_REMOTE_OVERLOADED'
+
+export abstract class TesseraError extends Error {
+  abstract readonly code: TesseraErrorCode
+
+  constructor (message: string, options: { cause?: unknown } = {}) {
+    super(message, options)
+    this.name = new.target.name
+  }
+}
 
 export type OAuthErrorCode =
   | 'invalid_request'
@@ -42,16 +75,17 @@ interface ErrorOptions {
   challenge?: string
 }
 
-export class OAuthError extends Error {
+export class OAuthError extends TesseraError {
+  readonly code: TesseraErrorCode = 'ERR_OAUTH'
   readonly status: number
   readonly detail: string | undefined
   readonly retryAfter: number | undefined
   readonly challenge: string | undefined
 
-  constructor (readonly code: OAuthErrorCode, readonly description: string, options: ErrorOptions = {}) {
+  /** `error` is RFC 6749 §5.2's member name; `description` is sent as `error_description`. */
+  constructor (readonly error: OAuthErrorCode, readonly description: string, options: ErrorOptions = {}) {
     super(description, { cause: options.cause })
-    this.name = 'OAuthError'
-    this.status = options.status ?? OAUTH_STATUS[code]
+    this.status = options.status ?? OAUTH_STATUS[error]
     this.detail = options.detail
     this.retryAfter = options.retryAfter
     this.challenge = options.challenge
@@ -65,32 +99,36 @@ export function invalidCredentials (detail: string): OAuthError {
 
 /** A used refresh token presented after the grace window: its session has just been ended. */
 export class RefreshReuseError extends OAuthError {
+  override readonly code = 'ERR_REFRESH_REUSE'
+
   constructor () {
     super('invalid_grant', 'the refresh token is invalid, expired or revoked', { detail: 'refresh token reuse' })
-    this.name = 'RefreshReuseError'
   }
 }
 
-export class ProblemError extends Error {
+export class ProblemError extends TesseraError {
+  readonly code: TesseraErrorCode = 'ERR_PROBLEM'
+  /** Sent as the problem's `detail` member. */
+  readonly publicDetail: string | undefined
   readonly detail: string | undefined
   readonly retryAfter: number | undefined
+  readonly type: string
 
   constructor (readonly status: number, readonly title: string, options: ErrorOptions & { publicDetail?: string, type?: string } = {}) {
     super(title, { cause: options.cause })
-    this.name = 'ProblemError'
-    this.detail = options.publicDetail
+    this.publicDetail = options.publicDetail
+    this.detail = options.detail
     this.retryAfter = options.retryAfter
     this.type = options.type ?? 'about:blank'
   }
-
-  readonly type: string
 }
 
 /** A Bearer token that is missing, malformed, expired or not ours (RFC 6750 §3.1). */
 export class InvalidTokenError extends ProblemError {
+  override readonly code = 'ERR_INVALID_TOKEN'
+
   constructor (readonly reason: string) {
     super(401, 'Unauthorized', { publicDetail: 'the access token is missing, invalid or expired' })
-    this.name = 'InvalidTokenError'
   }
 }
 
@@ -98,12 +136,12 @@ export class InvalidTokenError extends ProblemError {
  * A refusal in Django REST framework's shape, for SimpleJWT's routes:
  * `{"detail", "code"}` or `{"<field>": ["<message>"]}` (DESIGN: Moving from SimpleJWT).
  */
-export class DrfError extends Error {
+export class DrfError extends TesseraError {
+  readonly code = 'ERR_DRF'
   readonly detail: string | undefined
 
   constructor (readonly status: number, readonly body: Record<string, string | string[]>, options: Pick<ErrorOptions, 'detail' | 'cause'> = {}) {
     super(`DRF ${status}`, { cause: options.cause })
-    this.name = 'DrfError'
     this.detail = options.detail
   }
 }

@@ -15,10 +15,11 @@ import type { Config } from './config.js'
 import type { Db } from './db/database.js'
 import { advanceKeys } from './keys/advance.js'
 import type { Keyring } from './keys/keyring.js'
-import { loadKeyring, logRejectedKey, singleFlight } from './keys/load.js'
+import { loadKeyring, logRejectedKey } from './keys/load.js'
 import { listenForKeyChanges } from './keys/notify.js'
 import { cleanupExpired } from './sessions/cleanup.js'
-import { pruneLoginThrottle } from './sessions/login-throttle.js'
+import { singleFlight } from './util/single-flight.js'
+import { pruneLoginThrottle } from './passwords/login-throttle.js'
 import type { Metrics } from './metrics/metrics.js'
 
 export interface JobDeps {

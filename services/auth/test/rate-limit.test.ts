@@ -1,5 +1,5 @@
 import t from 'tap'
-import type { App } from '../src/app.js'
+import type { App } from '../src/http/app-types.js'
 import { buildTestApp } from './helpers/app.js'
 
 // A garbage token is a cheap, well-formed revocation: 200, no hashing.

@@ -6,6 +6,7 @@
  * (notes:read to list, notes:write to add or delete).
  * @module
  */
+import { randomUUID } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
 import fastifyJwt, { type TokenOrHeader } from '@fastify/jwt'
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
@@ -34,13 +35,16 @@ declare module 'fastify' {
 
 const Note = Type.Object({ id: Type.String(), text: Type.String(), created_at: Type.String() })
 
+/** RFC 9457, with the request id that finds the request's log lines (Tessera's problem bodies carry it too). */
 function problem (reply: FastifyReply, status: number, title: string, detail: string): FastifyReply {
-  return reply.status(status).type('application/problem+json').send({ type: 'about:blank', title, status, detail })
+  return reply.status(status).type('application/problem+json').send({ type: 'about:blank', title, status, detail, request_id: reply.request.id })
 }
 
 export async function buildApp (config: Config, deps: Deps): Promise<App> {
   const app: App = Fastify({
     loggerInstance: deps.logger,
+    // Unique across restarts and instances, unlike Fastify's per-process counter.
+    genReqId: () => randomUUID(),
     bodyLimit: 16 * 1024,
     return503OnClosing: true,
     ajv: { customOptions: { removeAdditional: false } }

@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util'
 import { tailAudit, type AuditRow } from '../audit/tail.js'
-import type { CommandContext } from './main.js'
+import type { CommandContext } from './context.js'
 import { CliError, table } from './output.js'
 
 const USAGE = 'usage: tessera audit tail [--user USERNAME|USER_ID] [--limit N] [--json]'

@@ -3,7 +3,7 @@
  * @module
  */
 import { cleanupExpired } from '../sessions/cleanup.js'
-import type { CommandContext } from './main.js'
+import type { CommandContext } from './context.js'
 
 export async function cleanupCommand (ctx: CommandContext): Promise<void> {
   const { db } = await ctx.connection()

@@ -9,7 +9,7 @@ import { deleteClient, disableClient } from '../clients/end.js'
 import { findClient, listClients, type ClientView } from '../clients/find.js'
 import { ClientRuleError, createClient } from '../clients/register.js'
 import { rotateClientSecret } from '../clients/rotate-secret.js'
-import type { CommandContext } from './main.js'
+import type { CommandContext } from './context.js'
 import { CliError, table } from './output.js'
 
 const USAGE = 'usage: tessera clients create CLIENT_ID [--confidential] [--grants G,G] [--scopes "a b"] [--resources URI,URI] | list | show ID | rotate-secret ID [--grace 24h] | disable ID | delete ID'

@@ -13,7 +13,8 @@ import { embeddedClusterExists, startEmbeddedPostgres, stopEmbeddedPostgres } fr
 import { VERSION } from '../version.js'
 import { databaseFor } from '../db/locate.js'
 import { DEFAULT_ROLE_NAMES, ensureRoles } from '../db/roles.js'
-import { CliError, output, type Output } from './output.js'
+import type { CommandContext } from './context.js'
+import { CliError, output } from './output.js'
 import { migrateCommand } from './migrate.js'
 import { usersCommand } from './users.js'
 import { keysCommand } from './keys.js'
@@ -63,16 +64,6 @@ export function commandUsage (name: string): string {
     if (starts || continues) own.push(line)
   })
   return `usage: tessera <command> [--json]\n\n${own.join('\n')}\n`
-}
-
-export interface CommandContext {
-  config: Config
-  args: string[]
-  /** The arguments after the command name, flags included, for commands with options of their own. */
-  argv: string[]
-  out: Output
-  /** Opens the database once, on first use. */
-  connection: () => Promise<Connection>
 }
 
 function rolePassword (value: string | undefined, variable: string): string {

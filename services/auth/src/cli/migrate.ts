@@ -4,7 +4,7 @@
  * @module
  */
 import { migrateDown, migrateUp, migrationStatus } from '../db/migrate.js'
-import type { CommandContext } from './main.js'
+import type { CommandContext } from './context.js'
 import { CliError, table } from './output.js'
 
 export async function migrateCommand (ctx: CommandContext): Promise<void> {

@@ -3,10 +3,13 @@
  * failure is one line on stderr and a non-zero exit.
  * @module
  */
-export class CliError extends Error {
+import { TesseraError } from '../errors.js'
+
+export class CliError extends TesseraError {
+  readonly code = 'ERR_CLI'
+
   constructor (message: string, readonly exitCode = 1) {
     super(message)
-    this.name = 'CliError'
   }
 }
 

@@ -9,7 +9,7 @@ import { open } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { importUsers, positionName, recordImport, type ImportReport } from '../users/import.js'
 import { readImportFile, type ImportFormat } from '../users/import-sources.js'
-import type { CommandContext } from './main.js'
+import type { CommandContext } from './context.js'
 import { CliError } from './output.js'
 
 const USAGE = 'usage: tessera users import FILE [--format django|csv] [--dry-run] [--json]'

@@ -10,7 +10,7 @@ import type { Db } from '../db/database.js'
 import { createUser } from '../users/create.js'
 import { disableUser } from '../users/disable.js'
 import { deleteUser, enableUser, endUserSessions, listUsers, setPassword, showUser, type UserSummary } from '../users/manage.js'
-import type { CommandContext } from './main.js'
+import type { CommandContext } from './context.js'
 import { CliError, table } from './output.js'
 import { readPassword } from './password-input.js'
 import { usersImportCommand } from './users-import.js'
@@ -44,7 +44,7 @@ async function asCliError<T> (work: () => Promise<T>): Promise<T> {
   try {
     return await work()
   } catch (err) {
-    if (err instanceof ProblemError) throw new CliError(err.detail ?? err.title)
+    if (err instanceof ProblemError) throw new CliError(err.publicDetail ?? err.title)
     throw err
   }
 }

@@ -9,6 +9,7 @@ import { CLIENT_ID_PATTERN } from '../config.js'
 import type { Db, GrantType } from '../db/database.js'
 import { isResourceIndicator } from './resource.js'
 import { generateSecret } from './secret.js'
+import { TesseraError } from '../errors.js'
 
 export const GRANT_TYPES: readonly GrantType[] = ['password', 'refresh_token', 'client_credentials']
 export const isGrantType = (value: string): value is GrantType => (GRANT_TYPES as readonly string[]).includes(value)
@@ -23,11 +24,8 @@ export interface NewClient {
 }
 
 /** A registration that breaks a rule; the message names the field. */
-export class ClientRuleError extends Error {
-  constructor (message: string) {
-    super(message)
-    this.name = 'ClientRuleError'
-  }
+export class ClientRuleError extends TesseraError {
+  readonly code = 'ERR_CLIENT_RULE'
 }
 
 function checked (client: NewClient): NewClient & { grants: GrantType[] } {

@@ -70,5 +70,5 @@ export function hashingHandlers (hasher: PasswordHasher): Record<string, (body: 
 
 /** The refusal InstanceHashing turns back into a 503. */
 export function isHashingRefusal (err: unknown): boolean {
-  return err instanceof OAuthError && err.code === 'temporarily_unavailable'
+  return err instanceof OAuthError && err.error === 'temporarily_unavailable'
 }

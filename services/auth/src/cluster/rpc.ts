@@ -5,6 +5,7 @@
  * `overloaded`, anything else as a plain failure without detail.
  * @module
  */
+import { TesseraError } from '../errors.js'
 
 export interface Ask { tessera: 'ask', id: number, kind: string, body: unknown }
 export interface Answer { tessera: 'answer', id: number, value?: unknown, refused?: 'overloaded' | 'failed' }
@@ -14,10 +15,11 @@ export type Send = (message: Ask | Answer | Notice) => void
 export type Handlers = Record<string, (body: never) => Promise<unknown> | unknown>
 
 /** Thrown on the asking side when the other side refused: its queue is full. */
-export class RemoteOverloaded extends Error {
+export class RemoteOverloaded extends TesseraError {
+  readonly code = 'ERR_REMOTE_OVERLOADED'
+
   constructor () {
     super('the instance refused: overloaded')
-    this.name = 'RemoteOverloaded'
   }
 }
 

@@ -2,9 +2,8 @@
  * Startup failures an operator can act on: printed as one line, exit 1.
  * @module
  */
-export class StartupError extends Error {
-  constructor (message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.name = 'StartupError'
-  }
+import { TesseraError } from '../errors.js'
+
+export class StartupError extends TesseraError {
+  readonly code = 'ERR_STARTUP'
 }

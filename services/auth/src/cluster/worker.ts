@@ -2,7 +2,7 @@
  * An HTTP worker of an instance: its own pool, keyring and event loop, the
  * same app as ever. What must mean one thing per instance it asks of the
  * primary over IPC: hashing (cluster/hashing.ts), the per-IP counters
- * (cluster/rate-limit.ts, reported in batches) and the scrape (cluster/metrics.ts). It reloads its
+ * (cluster/rate-limit.ts, reported in batches) and the scrape (cluster/instance-metrics.ts). It reloads its
  * keyring whenever the primary's does (a NOTIFY, the periodic backstop, a
  * transition). It drains on the primary's word or on SIGTERM/SIGINT, and
  * exits at once when the primary is gone.

@@ -11,10 +11,10 @@
 import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { promises as fs } from 'node:fs'
-import { createServer } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
+import { freePort } from '../util/free-port.js'
 
 export interface EmbeddedPostgres {
   /** Connection string of the `tessera` database on the local server. */
@@ -126,18 +126,6 @@ async function readOrCreateSecret (file: string): Promise<string> {
     await fs.writeFile(file, `${secret}\n`, { mode: 0o600, flag: 'wx' }).catch(() => undefined)
     return (await fs.readFile(file, 'utf8')).trim()
   }
-}
-
-/** A loopback port free right now (the harness in bench/ uses it too). */
-export function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.on('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port')))
-    })
-  })
 }
 
 async function initialise (bins: Binaries, pgdata: string, password: string, as: RunAs): Promise<void> {

@@ -12,6 +12,7 @@
  */
 import { sql, type RawBuilder } from 'kysely'
 import type { Db } from './database.js'
+import { TesseraError } from '../errors.js'
 
 export interface RoleLogin { name: string, password: string }
 export interface DatabaseRoles { owner: RoleLogin, runtime: RoleLogin, notes: RoleLogin }
@@ -21,7 +22,9 @@ export const NOTES_SCHEMA = 'notes'
 
 const ROLE_NAME = /^[a-z_][a-z0-9_]{0,62}$/
 
-export class RoleNameError extends Error {}
+export class RoleNameError extends TesseraError {
+  readonly code = 'ERR_ROLE_NAME'
+}
 
 /** Creates or updates the three login roles and applies their grants, in one transaction. */
 export async function ensureRoles (db: Db, roles: DatabaseRoles): Promise<void> {

@@ -6,10 +6,8 @@
  */
 import { sql } from 'kysely'
 import type { Db } from '../db/database.js'
+import { KEYS_LOCK } from '../db/locks.js'
 import { createKey, notifyKeysChanged, promoteKey } from './transitions.js'
-
-/** Every key-state change takes this lock, so transitions from many instances never interleave. */
-export const KEYS_LOCK = 0x7e55e4a1
 
 export async function lockKeys (db: Db): Promise<void> {
   await sql`SELECT pg_advisory_xact_lock(${KEYS_LOCK})`.execute(db)

@@ -8,6 +8,7 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import { ConfigError, type Config } from '../config.js'
+import { TesseraError } from '../errors.js'
 
 const NONCE = 12
 const TAG = 16
@@ -19,10 +20,11 @@ export function encryptPrivateKey (kek: Buffer, kid: string, pkcs8: Buffer): Buf
   return Buffer.concat([nonce, cipher.update(pkcs8), cipher.final(), cipher.getAuthTag()])
 }
 
-export class WrongKekError extends Error {
+export class WrongKekError extends TesseraError {
+  readonly code = 'ERR_WRONG_KEK'
+
   constructor (readonly kid: string) {
     super(`cannot decrypt the private half of signing key ${kid}: TESSERA_KEK is not the key it was encrypted with`)
-    this.name = 'WrongKekError'
   }
 }
 

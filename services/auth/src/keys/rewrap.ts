@@ -10,11 +10,13 @@ import { recordAudit } from '../audit/record.js'
 import { lockKeys } from './ensure.js'
 import { decryptPrivateKey, encryptPrivateKey } from './kek.js'
 import type { Actor } from './transitions.js'
+import { TesseraError } from '../errors.js'
 
-export class SameKekError extends Error {
+export class SameKekError extends TesseraError {
+  readonly code = 'ERR_SAME_KEK'
+
   constructor () {
     super('the new KEK is the one already in use')
-    this.name = 'SameKekError'
   }
 }
 

@@ -4,7 +4,7 @@
  * kind of thing, so sum() over a metric is always meaningful; every gauge says
  * how workers' values combine (`aggregator`). In a served instance every
  * process has a registry, and a scrape renders the whole instance's
- * (cluster/metrics.ts, prom-client's AggregatorRegistry).
+ * (cluster/instance-metrics.ts, prom-client's AggregatorRegistry).
  * @module
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'

@@ -5,7 +5,7 @@
  */
 import { Type } from '@sinclair/typebox'
 import { sql } from 'kysely'
-import type { App, Deps } from '../app.js'
+import type { App, Deps } from '../http/app-types.js'
 import { ProblemError } from '../errors.js'
 
 export function registerHealthRoutes (app: App, deps: Deps): void {

@@ -7,7 +7,7 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Registry } from 'prom-client'
-import type { App, Deps } from '../app.js'
+import type { App, Deps } from '../http/app-types.js'
 
 export interface MetricsListener {
   url: string

@@ -9,7 +9,7 @@
 import swagger from '@fastify/swagger'
 import { Type } from '@sinclair/typebox'
 import type { FastifySchema } from 'fastify'
-import type { App } from '../app.js'
+import type { App } from '../http/app-types.js'
 import type { Config } from '../config.js'
 import { VERSION } from '../version.js'
 

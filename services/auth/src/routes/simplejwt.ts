@@ -9,13 +9,13 @@
  * @module
  */
 import { Type } from '@sinclair/typebox'
-import type { App, Deps } from '../app.js'
+import type { App, Deps } from '../http/app-types.js'
 import type { Config } from '../config.js'
 import { clientCredentials, type ClientCredentials } from '../clients/credentials.js'
 import { DrfError, OAuthError, RefreshReuseError } from '../errors.js'
-import { passwordGrant } from '../sessions/login.js'
-import { refreshGrant } from '../sessions/rotate.js'
-import { revokeToken } from '../sessions/revoke.js'
+import { passwordGrant } from '../grants/password.js'
+import { refreshGrant } from '../grants/refresh.js'
+import { revokeToken } from '../tokens/revoke.js'
 import { tokenIsLive } from '../sessions/verify-token.js'
 import { requestContext } from './context.js'
 import { counted, loginDepsOf, loginOutcome, refreshOutcome } from './oauth/token.js'
@@ -53,7 +53,7 @@ async function refusedAs<T> (work: () => Promise<T>, refusal: (err: OAuthError) 
   try {
     return await work()
   } catch (err) {
-    if (err instanceof OAuthError && err.code === 'invalid_grant') throw refusal(err)
+    if (err instanceof OAuthError && err.error === 'invalid_grant') throw refusal(err)
     throw err
   }
 }

@@ -4,7 +4,7 @@
  * @module
  */
 import { Type } from '@sinclair/typebox'
-import type { App, Deps } from '../app.js'
+import type { App, Deps } from '../http/app-types.js'
 import { JWKS_SHARED_MAX_AGE, type Config } from '../config.js'
 
 const CLIENT_AUTH_METHODS = ['none', 'client_secret_basic', 'client_secret_post']

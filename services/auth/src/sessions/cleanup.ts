@@ -9,8 +9,7 @@
  */
 import { sql } from 'kysely'
 import type { Db } from '../db/database.js'
-
-const CLEANUP_LOCK = 0x7e55c1ea
+import { SESSION_CLEANUP_LOCK } from '../db/locks.js'
 
 export interface CleanupOptions {
   now: Date
@@ -43,7 +42,7 @@ export async function cleanupExpired (db: Db, options: CleanupOptions): Promise<
   const size = options.batchSize ?? 1000
   const maxBatches = options.maxBatches ?? 100
   return await db.connection().execute(async (conn) => {
-    const { rows } = await sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(${CLEANUP_LOCK}) AS locked`.execute(conn)
+    const { rows } = await sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(${SESSION_CLEANUP_LOCK}) AS locked`.execute(conn)
     if (rows[0]?.locked !== true) return { ran: false, sessions: 0, refreshTokens: 0, auditEvents: 0 }
     try {
       const revokedBefore = new Date(options.now.getTime() - options.revokedRetention * 1000)
@@ -68,7 +67,7 @@ export async function cleanupExpired (db: Db, options: CleanupOptions): Promise<
       }, size, maxBatches)
       return { ran: true, sessions, refreshTokens, auditEvents }
     } finally {
-      await sql`SELECT pg_advisory_unlock(${CLEANUP_LOCK})`.execute(conn)
+      await sql`SELECT pg_advisory_unlock(${SESSION_CLEANUP_LOCK})`.execute(conn)
     }
   })
 }

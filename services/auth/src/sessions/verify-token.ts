@@ -5,7 +5,7 @@
  * @module
  */
 import type { Issuer } from './issue.js'
-import { sessionOfAccessToken, sessionOfRefreshToken } from './revoke.js'
+import { sessionOfAccessToken, sessionOfRefreshToken } from '../tokens/revoke.js'
 
 export async function tokenIsLive (issuer: Issuer, token: string, now: Date): Promise<boolean> {
   const sessionId = await sessionOfAccessToken(issuer, token, now) ?? await sessionOfRefreshToken(issuer, token, now)

@@ -12,7 +12,7 @@ import { recordAudit, type RequestContext } from '../audit/record.js'
 import type { PasswordHashing } from '../passwords/hasher.js'
 import { acceptablePassword, normalizePassword } from '../passwords/policy.js'
 import { endSessions } from '../sessions/end.js'
-import { backedOff, clearLoginFailures, countUnlessShed, evaluateCounted, type BackoffPolicy } from '../sessions/login-throttle.js'
+import { backedOff, clearLoginFailures, countUnlessShed, evaluateCounted, type BackoffPolicy } from '../passwords/login-throttle.js'
 
 export interface PasswordChange {
   userId: string

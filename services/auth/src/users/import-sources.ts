@@ -13,6 +13,7 @@ import { parse as parseCsv, type CsvError } from 'csv-parse'
 import chain from 'stream-chain'
 import { parser } from 'stream-json'
 import { streamArray } from 'stream-json/streamers/stream-array.js'
+import { TesseraError } from '../errors.js'
 
 export type ImportFormat = 'django' | 'csv'
 
@@ -27,10 +28,11 @@ export interface SourceRecord {
 }
 
 /** The file as a whole cannot be read: not JSON/CSV, truncated, or not the expected shape. */
-export class ImportFileError extends Error {
+export class ImportFileError extends TesseraError {
+  readonly code = 'ERR_IMPORT_FILE'
+
   constructor (message: string, cause?: unknown) {
     super(message, { cause })
-    this.name = 'ImportFileError'
   }
 }
 

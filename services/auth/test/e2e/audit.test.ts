@@ -1,5 +1,5 @@
 import t from 'tap'
-import type { App } from '../../src/app.js'
+import type { App } from '../../src/http/app-types.js'
 import { buildTestApp, type Tokens } from '../helpers/app.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { runCli } from '../helpers/server.js'

@@ -4,7 +4,7 @@ import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { buildTestApp, login, refresh } from '../helpers/app.js'
-import type { App } from '../../src/app.js'
+import type { App } from '../../src/http/app-types.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { runCli } from '../helpers/server.js'
 

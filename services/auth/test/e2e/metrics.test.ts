@@ -1,5 +1,5 @@
 import t from 'tap'
-import type { App } from '../../src/app.js'
+import type { App } from '../../src/http/app-types.js'
 import { createMetrics } from '../../src/metrics/metrics.js'
 import { listenForMetrics } from '../../src/routes/metrics.js'
 import { VERSION } from '../../src/version.js'

@@ -4,7 +4,7 @@
  * carries the same security headers helmet set, and the request id.
  */
 import t, { type Test } from 'tap'
-import type { App } from '../../src/app.js'
+import type { App } from '../../src/http/app-types.js'
 import { SECURITY_HEADERS } from '../../src/security-headers.js'
 import { buildTestApp, login, signUp } from '../helpers/app.js'
 

@@ -4,10 +4,10 @@
  * @module
  */
 import { Type } from '@sinclair/typebox'
-import type { App, Deps } from '../../app.js'
+import type { App, Deps } from '../../http/app-types.js'
 import type { Config } from '../../config.js'
 import { clientCredentials } from '../../clients/credentials.js'
-import { revokeToken } from '../../sessions/revoke.js'
+import { revokeToken } from '../../tokens/revoke.js'
 import { requestContext } from '../context.js'
 import { CLIENT_AUTHENTICATION } from '../openapi.js'
 

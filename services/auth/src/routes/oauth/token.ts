@@ -8,19 +8,19 @@
  * @module
  */
 import { Type, type Static } from '@sinclair/typebox'
-import type { App, Deps } from '../../app.js'
+import type { App, Deps } from '../../http/app-types.js'
 import type { Config } from '../../config.js'
 import { OAuthError, RefreshReuseError } from '../../errors.js'
 import type { LoginOutcome, RefreshOutcome } from '../../metrics/metrics.js'
 import { clientCredentials } from '../../clients/credentials.js'
-import { clientCredentialsGrant } from '../../clients/grant.js'
+import { clientCredentialsGrant } from '../../grants/client-credentials.js'
 import { isGrantType } from '../../clients/register.js'
-import { passwordGrant, type LoginDeps } from '../../sessions/login.js'
-import { refreshGrant } from '../../sessions/rotate.js'
+import { passwordGrant, type LoginDeps } from '../../grants/password.js'
+import { refreshGrant } from '../../grants/refresh.js'
 import type { TokenPair } from '../../sessions/issue.js'
 import { NO_NUL } from '../../passwords/policy.js'
 import { requestContext } from '../context.js'
-import { backoffPolicy } from '../../sessions/login-throttle.js'
+import { backoffPolicy } from '../../passwords/login-throttle.js'
 import { CLIENT_AUTHENTICATION, OAuthErrorBody } from '../openapi.js'
 
 const TokenRequest = Type.Object({
@@ -66,12 +66,12 @@ export function loginOutcome (err: unknown): LoginOutcome | undefined {
   if (!(err instanceof OAuthError)) return undefined
   if (err.status === 429) return 'backed_off'
   if (err.status === 503) return 'shed'
-  return err.code === 'invalid_grant' ? 'failed' : undefined
+  return err.error === 'invalid_grant' ? 'failed' : undefined
 }
 
 export function refreshOutcome (err: unknown): RefreshOutcome | undefined {
   if (err instanceof RefreshReuseError) return 'reuse'
-  return err instanceof OAuthError && err.code === 'invalid_grant' ? 'refused' : undefined
+  return err instanceof OAuthError && err.error === 'invalid_grant' ? 'refused' : undefined
 }
 
 export async function counted<T, O> (work: () => Promise<T>, classify: (err: unknown) => O | undefined, count: (outcome: O) => void): Promise<T> {

@@ -3,7 +3,7 @@
  * @module
  */
 import { Type } from '@sinclair/typebox'
-import type { App, Deps } from '../../app.js'
+import type { App, Deps } from '../../http/app-types.js'
 import type { Config } from '../../config.js'
 import { InvalidTokenError, ProblemError } from '../../errors.js'
 import { liveProfile } from '../../users/profile.js'
@@ -11,9 +11,9 @@ import { changePassword } from '../../users/change-password.js'
 import { listLiveSessions } from '../../sessions/list.js'
 import { endOwnSession, logout } from '../../sessions/logout.js'
 import { requestContext } from '../context.js'
-import { backoffPolicy } from '../../sessions/login-throttle.js'
+import { backoffPolicy } from '../../passwords/login-throttle.js'
 import { personal } from '../personal.js'
-import { accessTokenAuth, principalOf } from './authenticate.js'
+import { accessTokenAuth, principalOf } from './access-token-auth.js'
 import { BEARER } from '../openapi.js'
 
 const Me = Type.Object({ id: Type.String(), username: Type.String(), created_at: Type.String(), session_id: Type.String(), scope: Type.String(), client_id: Type.String() })

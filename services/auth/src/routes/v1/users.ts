@@ -3,7 +3,7 @@
  * @module
  */
 import { Type } from '@sinclair/typebox'
-import type { App, Deps } from '../../app.js'
+import type { App, Deps } from '../../http/app-types.js'
 import type { Config } from '../../config.js'
 import { ProblemError } from '../../errors.js'
 import { createUser } from '../../users/create.js'

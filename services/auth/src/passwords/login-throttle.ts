@@ -14,6 +14,7 @@
  */
 import { sql, type RawBuilder } from 'kysely'
 import type { Db } from '../db/database.js'
+import { THROTTLE_CLEANUP_LOCK } from '../db/locks.js'
 import type { Config, Seconds } from '../config.js'
 import { OAuthError } from '../errors.js'
 
@@ -108,9 +109,6 @@ export async function refundLoginAttempt (db: Db, key: string, policy: BackoffPo
 export async function clearLoginFailures (db: Db, key: string): Promise<void> {
   await db.deleteFrom('login_throttle').where('username', '=', key).execute()
 }
-
-/** Distinct from KEYS_LOCK: cleanup never waits for a key rotation. */
-export const THROTTLE_CLEANUP_LOCK = 0x7e55e4a2
 
 export interface PruneOptions {
   /** Rows whose last failure is older than this are forgotten (their block has ended). */

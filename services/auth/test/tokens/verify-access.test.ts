@@ -7,7 +7,7 @@
 import t from 'tap'
 import { sign } from 'node:crypto'
 import { decodeJwt, decodeProtectedHeader } from 'jose'
-import { buildTestApp, login, signUp, type TestApp } from './helpers/app.js'
+import { buildTestApp, login, signUp, type TestApp } from '../helpers/app.js'
 
 const b64 = (value: object): string => Buffer.from(JSON.stringify(value)).toString('base64url')
 

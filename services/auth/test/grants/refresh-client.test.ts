@@ -6,10 +6,10 @@
  * rotated-out secret works only while its grace lasts.
  */
 import t from 'tap'
-import { buildTestApp, signUp, type TestApp } from './helpers/app.js'
-import { createClient } from '../src/clients/register.js'
-import { rotateClientSecret } from '../src/clients/rotate-secret.js'
-import { disableClient } from '../src/clients/end.js'
+import { buildTestApp, signUp, type TestApp } from '../helpers/app.js'
+import { createClient } from '../../src/clients/register.js'
+import { rotateClientSecret } from '../../src/clients/rotate-secret.js'
+import { disableClient } from '../../src/clients/end.js'
 
 const PASSWORD = 'correct horse battery'
 const OPERATOR = { actor: 'operator' }

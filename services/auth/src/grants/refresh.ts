@@ -26,9 +26,9 @@ import { requestedResource } from '../clients/resource.js'
 import { secretDigest } from '../clients/secret.js'
 import type { RefreshTokenRecord } from '../tokens/mint.js'
 import { verifyRefreshToken, type RefreshClaims } from '../tokens/verify-refresh.js'
-import { endSessions } from './end.js'
-import { currentKid, tokenPair, type Issuer, type TokenPair } from './issue.js'
-import { narrowedScope } from './scope.js'
+import { endSessions } from '../sessions/end.js'
+import { currentKid, tokenPair, type Issuer, type TokenPair } from '../sessions/issue.js'
+import { narrowedScope } from '../sessions/scope.js'
 
 export interface RefreshGrantInput {
   refreshToken: string
@@ -39,7 +39,7 @@ export interface RefreshGrantInput {
   context: RequestContext
 }
 
-export type RefreshOutcome = 'rotated' | 'grace'
+export type RotationOutcome = 'rotated' | 'grace'
 
 /** One row of tessera_refresh_grant: a decision, and for rotated and grace the successor to sign. */
 export interface RefreshDecisionRow {
@@ -136,7 +136,7 @@ async function verifiedClaims (deps: Issuer & { config: Pick<Config, 'refreshGra
   }
 }
 
-export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refreshGrace' | 'refreshTtl'> }, input: RefreshGrantInput): Promise<TokenPair & { outcome: RefreshOutcome }> {
+export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refreshGrace' | 'refreshTtl'> }, input: RefreshGrantInput): Promise<TokenPair & { outcome: RotationOutcome }> {
   const { credentials } = input
   const resource = requestedResource(input.resource)
   const claims = await verifiedClaims(deps, input)
@@ -169,7 +169,7 @@ export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refre
   if (record === undefined) throw refused(row.decision)
   const scope = narrowedScope(input.scope, record.sessionScope)
   const username = deps.config.simplejwtCompat ? await usernameOf(deps.db, claims.sub) : undefined
-  return { ...tokenPair(deps, record, { clientId: record.clientId, scope, audience: resource, now: input.now, username }), outcome: row.decision as RefreshOutcome }
+  return { ...tokenPair(deps, record, { clientId: record.clientId, scope, audience: resource, now: input.now, username }), outcome: row.decision as RotationOutcome }
 }
 
 /**

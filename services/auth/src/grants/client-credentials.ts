@@ -9,9 +9,9 @@ import type { RequestContext } from '../audit/record.js'
 import type { Issuer } from '../sessions/issue.js'
 import { grantedScope } from '../sessions/scope.js'
 import { mintAccessToken } from '../tokens/mint.js'
-import { authenticateClient, requireGrant } from './authenticate.js'
-import type { ClientCredentials } from './credentials.js'
-import { audienceFor, requestedResource } from './resource.js'
+import { authenticateClient, requireGrant } from '../clients/authenticate.js'
+import type { ClientCredentials } from '../clients/credentials.js'
+import { audienceFor, requestedResource } from '../clients/resource.js'
 
 export interface ClientCredentialsInput {
   credentials: ClientCredentials

@@ -10,6 +10,7 @@ import { recordAudit } from '../audit/record.js'
 import { endSessions } from '../sessions/end.js'
 import { lockKeys } from './ensure.js'
 import { createKey, notifyKeysChanged, promoteKey, type Actor, type KeyMaking } from './transitions.js'
+import { TesseraError } from '../errors.js'
 
 export interface RevokeOutcome {
   kid: string
@@ -20,10 +21,11 @@ export interface RevokeOutcome {
   promoted: string | undefined
 }
 
-export class UnknownKeyError extends Error {
+export class UnknownKeyError extends TesseraError {
+  readonly code = 'ERR_UNKNOWN_KEY'
+
   constructor (readonly kid: string) {
     super(`no signing key has kid ${kid}`)
-    this.name = 'UnknownKeyError'
   }
 }
 

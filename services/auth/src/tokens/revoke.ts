@@ -13,9 +13,9 @@ import { jwtVerify } from 'jose'
 import type { RequestContext } from '../audit/record.js'
 import { authenticateClient, type RegisteredClient } from '../clients/authenticate.js'
 import type { ClientCredentials } from '../clients/credentials.js'
-import { verifyRefreshToken } from '../tokens/verify-refresh.js'
-import { endSessions } from './end.js'
-import type { Issuer } from './issue.js'
+import { verifyRefreshToken } from './verify-refresh.js'
+import { endSessions } from '../sessions/end.js'
+import type { Issuer } from '../sessions/issue.js'
 
 export async function sessionOfAccessToken (issuer: Issuer, token: string, now: Date): Promise<string | undefined> {
   try {

@@ -4,7 +4,7 @@
  * start a session and issue its first pair in one transaction.
  * Unknown users cost a dummy verify and disabled users a real one, and all
  * three failures throw the same invalid_grant. Before any hashing, a name in
- * back-off (login-throttle.ts) is refused with 429 temporarily_unavailable:
+ * back-off (passwords/login-throttle.ts) is refused with 429 temporarily_unavailable:
  * not invalid_grant, because even the right password is refused and a client
  * must wait rather than ask the user again.
  * @module
@@ -18,9 +18,9 @@ import { audienceFor, requestedResource } from '../clients/resource.js'
 import type { PasswordHashing } from '../passwords/hasher.js'
 import { isDjangoHash } from '../passwords/django.js'
 import { normalizePassword, normalizeUsername } from '../passwords/policy.js'
-import { backedOff, clearLoginFailures, countUnlessShed, evaluateCounted, type BackoffPolicy, type FailureRecord } from './login-throttle.js'
-import { grantedScope } from './scope.js'
-import { startSession, tokenPair, type Issuer, type TokenPair } from './issue.js'
+import { backedOff, clearLoginFailures, countUnlessShed, evaluateCounted, type BackoffPolicy, type FailureRecord } from '../passwords/login-throttle.js'
+import { grantedScope } from '../sessions/scope.js'
+import { startSession, tokenPair, type Issuer, type TokenPair } from '../sessions/issue.js'
 
 export interface PasswordGrantInput {
   username: string

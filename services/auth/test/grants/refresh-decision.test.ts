@@ -6,7 +6,7 @@
 import t from 'tap'
 import { randomUUID } from 'node:crypto'
 import type { Db } from '../../src/db/database.js'
-import { refreshDecision, type RefreshDecisionInput } from '../../src/sessions/rotate.js'
+import { refreshDecision, type RefreshDecisionInput } from '../../src/grants/refresh.js'
 import { testConnection } from '../helpers/db.js'
 
 const DAY = 86_400_000

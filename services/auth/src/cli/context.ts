@@ -1,0 +1,18 @@
+/**
+ * What every command is handed: the settings, its arguments, where to print,
+ * and the database opened on first use.
+ * @module
+ */
+import type { Config } from '../config.js'
+import type { Connection } from '../db/connect.js'
+import type { Output } from './output.js'
+
+export interface CommandContext {
+  config: Config
+  args: string[]
+  /** The arguments after the command name, flags included, for commands with options of their own. */
+  argv: string[]
+  out: Output
+  /** Opens the database once, on first use. */
+  connection: () => Promise<Connection>
+}

@@ -1,0 +1,27 @@
+/**
+ * What buildApp is built from (Deps) and what it returns (App), apart from
+ * app.ts so that routes and tests name them without importing the app.
+ * @module
+ */
+import type { FastifyInstance } from 'fastify'
+import type { FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { Logger } from 'pino'
+import type { Db } from '../db/database.js'
+import type { Keyring } from '../keys/keyring.js'
+import type { Metrics } from '../metrics/metrics.js'
+import type { PasswordHashing } from '../passwords/hasher.js'
+
+export interface Deps {
+  db: Db
+  logger: Logger
+  keyring: Keyring
+  hasher: PasswordHashing
+  metrics: Metrics
+  /** Injectable for frozen-clock tests. */
+  clock: () => Date
+  /** Where the per-IP counters live; this process's memory when unset. An HTTP worker counts in its primary. */
+  rateLimitStore?: FastifyRateLimitStoreCtor
+}
+
+export type App = FastifyInstance<any, any, any, Logger, TypeBoxTypeProvider>

@@ -1,0 +1,18 @@
+/**
+ * freePort: a loopback port for a server started by this process (the
+ * embedded Postgres, the bench harness).
+ * @module
+ */
+import { createServer } from 'node:net'
+
+/** A loopback port free right now (the harness in bench/ uses it too). */
+export function freePort (): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.on('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port')))
+    })
+  })
+}

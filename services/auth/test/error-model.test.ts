@@ -1,0 +1,50 @@
+import t from 'tap'
+import { ConfigError } from '../src/config.js'
+import { ClientRuleError } from '../src/clients/register.js'
+import { StartupError } from '../src/cluster/startup.js'
+import { RoleNameError } from '../src/db/roles.js'
+import { DrfError, InvalidTokenError, OAuthError, ProblemError, RefreshReuseError, TesseraError } from '../src/errors.js'
+import { WrongKekError } from '../src/keys/kek.js'
+import { UnknownKeyError } from '../src/keys/revoke-key.js'
+import { SameKekError } from '../src/keys/rewrap.js'
+import { buildTestApp } from './helpers/app.js'
+
+// CliError, ImportFileError and RemoteOverloaded are left out: loading their modules here would
+// count code only the spawned CLI and cluster tests run against the coverage of this process.
+t.test('every error Tessera throws shares one base and names its kind in a code of its own', async (t) => {
+  const cause = new Error('underneath')
+  const errors = [
+    new OAuthError('invalid_grant', 'refused', { cause }),
+    new RefreshReuseError(),
+    new ProblemError(409, 'Conflict', { publicDetail: 'taken' }),
+    new InvalidTokenError('expired'),
+    new DrfError(401, { detail: 'no' }),
+    new ConfigError('TESSERA_X', 'a number', 'abc'),
+    new WrongKekError('kid-1'),
+    new SameKekError(),
+    new UnknownKeyError('kid-2'),
+    new ClientRuleError('client_id: bad'),
+    new RoleNameError('role name: bad'),
+    new StartupError('port taken', { cause })
+  ]
+  for (const err of errors) {
+    t.ok(err instanceof TesseraError, `${err.constructor.name} is a TesseraError`)
+    t.equal(err.name, err.constructor.name, `${err.constructor.name} names itself`)
+    t.match(err.code, /^ERR_[A-Z_]+$/, `${err.constructor.name} has a code`)
+  }
+  t.equal(new Set(errors.map((err) => err.code)).size, errors.length, 'no two kinds share a code')
+  t.equal(errors[0]?.cause, cause, 'the cause is kept')
+  t.equal(new RefreshReuseError().error, 'invalid_grant', 'a reuse is still invalid_grant on the wire')
+})
+
+t.test("a ProblemError's detail is logged, its publicDetail is what the client reads", async (t) => {
+  const { app, logs } = await buildTestApp(t)
+  app.get('/refused', async () => {
+    throw new ProblemError(403, 'Forbidden', { publicDetail: 'not yours', detail: 'session 42 belongs to another user' })
+  })
+  const res = await app.inject({ method: 'GET', url: '/refused' })
+  t.equal(res.statusCode, 403)
+  t.match(res.json(), { title: 'Forbidden', status: 403, detail: 'not yours' })
+  t.notMatch(res.body, /session 42/, 'the logged detail is not sent')
+  t.match(logs(), /session 42 belongs to another user/, 'it is logged')
+})
