@@ -1,5 +1,7 @@
 /**
- * Compact JWS signing with node:crypto on the calling thread. jose signs
+ * Compact JWS with node:crypto on the calling thread: signing, and the
+ * parsing and RS256 check both verifiers (verify-access.ts,
+ * verify-refresh.ts) share before their own header and claim rules. jose signs
  * through WebCrypto, which runs on libuv's thread pool, the same four threads
  * that argon2 hashes on: under a login flood every refresh would queue its
  * signatures behind password hashes. A synchronous RS256 sign with a KeyObject
@@ -8,7 +10,7 @@
  * byte (the refresh grace relies on it). See docs/decisions.md.
  * @module
  */
-import { sign, type KeyObject } from 'node:crypto'
+import { sign, verify, type KeyObject } from 'node:crypto'
 
 export interface JwsHeader {
   alg: 'RS256'
@@ -21,4 +23,26 @@ const encode = (value: object): string => Buffer.from(JSON.stringify(value)).toS
 export function signCompactJws (header: JwsHeader, claims: object, privateKey: KeyObject): string {
   const input = `${encode(header)}.${encode(claims)}`
   return `${input}.${sign('sha256', Buffer.from(input), privateKey).toString('base64url')}`
+}
+
+const SEGMENT = /^[A-Za-z0-9_-]+$/
+
+export type JwsSegments = [header: string, payload: string, signature: string]
+
+/** A compact JWS's three base64url segments; undefined when the text is not one. */
+export function compactJwsSegments (token: string): JwsSegments | undefined {
+  const parts = token.split('.')
+  return parts.length === 3 && parts.every((p) => SEGMENT.test(p)) ? parts as JwsSegments : undefined
+}
+
+/** A segment's JSON object: throws SyntaxError when it is not JSON, TypeError when it is not an object. */
+export function decodeJsonSegment (segment: string): Record<string, unknown> {
+  const value: unknown = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'))
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new TypeError('not a JSON object')
+  return value as Record<string, unknown>
+}
+
+/** Whether the RS256 signature covers the header and payload segments. */
+export function rs256SignatureValid ([headerPart, payloadPart, signaturePart]: JwsSegments, publicKey: KeyObject): boolean {
+  return verify('sha256', Buffer.from(`${headerPart}.${payloadPart}`), publicKey, Buffer.from(signaturePart, 'base64url'))
 }

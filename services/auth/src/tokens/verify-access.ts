@@ -12,10 +12,10 @@
  * (docs/decisions.md, "Access tokens verified with node:crypto").
  * @module
  */
-import { verify } from 'node:crypto'
 import type { Config } from '../config.js'
 import { InvalidTokenError } from '../errors.js'
 import type { Keyring } from '../keys/keyring.js'
+import { compactJwsSegments, decodeJsonSegment, rs256SignatureValid } from './jws.js'
 
 export interface AccessClaims {
   sub: string
@@ -24,20 +24,16 @@ export interface AccessClaims {
   scope: string
 }
 
-const SEGMENT = /^[A-Za-z0-9_-]+$/
 const AT_JWT = new Set(['at+jwt', 'application/at+jwt'])
 const FORBIDDEN_HEADERS = ['jwk', 'jku', 'x5u', 'x5c', 'crit'] as const
 const REQUIRED_CLAIMS = ['exp', 'iat', 'sub', 'sid', 'jti'] as const
 
 function decodeSegment (segment: string, what: string): Record<string, unknown> {
-  let value: unknown
   try {
-    value = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'))
-  } catch {
-    throw new InvalidTokenError(`${what} is not base64url JSON`)
+    return decodeJsonSegment(segment)
+  } catch (err) {
+    throw new InvalidTokenError(err instanceof SyntaxError ? `${what} is not base64url JSON` : `${what} is not a JSON object`)
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidTokenError(`${what} is not a JSON object`)
-  return value as Record<string, unknown>
 }
 
 function refuseHeader (header: Record<string, unknown>): string | undefined {
@@ -63,18 +59,15 @@ function refuseClaims (claims: Record<string, unknown>, config: Pick<Config, 'is
 
 /** Throws InvalidTokenError (its reason is logged, never sent) for anything that is not a valid access token of ours. */
 export function verifyAccessToken (config: Pick<Config, 'issuer' | 'audience'>, keyring: Keyring, token: string, now: Date): AccessClaims {
-  const parts = token.split('.')
-  if (parts.length !== 3 || !parts.every((p) => SEGMENT.test(p))) throw new InvalidTokenError('not a compact JWS')
-  const [headerPart, payloadPart, signaturePart] = parts as [string, string, string]
-  const header = decodeSegment(headerPart, 'header')
+  const segments = compactJwsSegments(token)
+  if (segments === undefined) throw new InvalidTokenError('not a compact JWS')
+  const header = decodeSegment(segments[0], 'header')
   const headerRefusal = refuseHeader(header)
   if (headerRefusal !== undefined) throw new InvalidTokenError(headerRefusal)
   const key = keyring.accessVerificationKey(header.kid as string)
   if (key === undefined) throw new InvalidTokenError(`unknown kid ${String(header.kid)}`)
-  if (!verify('sha256', Buffer.from(`${headerPart}.${payloadPart}`), key.publicKey, Buffer.from(signaturePart, 'base64url'))) {
-    throw new InvalidTokenError('signature')
-  }
-  const claims = decodeSegment(payloadPart, 'payload')
+  if (!rs256SignatureValid(segments, key.publicKey)) throw new InvalidTokenError('signature')
+  const claims = decodeSegment(segments[1], 'payload')
   const claimRefusal = refuseClaims(claims, config, now.getTime())
   if (claimRefusal !== undefined) throw new InvalidTokenError(claimRefusal)
   const { client_id: clientId, scope } = claims

@@ -11,10 +11,10 @@
  * ones jwtVerify would make, on a payload whose signature is already proven.
  * @module
  */
-import { verify } from 'node:crypto'
 import type { Config } from '../config.js'
 import { OAuthError } from '../errors.js'
 import type { Keyring } from '../keys/keyring.js'
+import { compactJwsSegments, decodeJsonSegment, rs256SignatureValid } from './jws.js'
 
 export interface RefreshClaims {
   jti: string
@@ -24,28 +24,20 @@ export interface RefreshClaims {
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
-const SEGMENT = /^[A-Za-z0-9_-]+$/
 
 function refuse (reason: string, cause?: unknown): OAuthError {
   return new OAuthError('invalid_grant', 'the refresh token is invalid, expired or revoked', { detail: `refresh token refused: ${reason}`, cause })
 }
 
-function decodeSegment (segment: string): Record<string, unknown> {
-  const value: unknown = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'))
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object')
-  return value as Record<string, unknown>
-}
-
 /** Throws invalid_grant for anything that is not a live refresh token of ours. */
 export async function verifyRefreshToken (config: Pick<Config, 'issuer'>, keyring: Keyring, token: string, now: Date): Promise<RefreshClaims> {
-  const parts = token.split('.')
-  if (parts.length !== 3 || !parts.every((p) => SEGMENT.test(p))) throw refuse('not a compact JWS')
-  const [headerPart, payloadPart, signaturePart] = parts as [string, string, string]
+  const segments = compactJwsSegments(token)
+  if (segments === undefined) throw refuse('not a compact JWS')
   let header: Record<string, unknown>
   let payload: Record<string, unknown>
   try {
-    header = decodeSegment(headerPart)
-    payload = decodeSegment(payloadPart)
+    header = decodeJsonSegment(segments[0])
+    payload = decodeJsonSegment(segments[1])
   } catch (cause) {
     throw refuse('unparseable', cause)
   }
@@ -55,9 +47,7 @@ export async function verifyRefreshToken (config: Pick<Config, 'issuer'>, keyrin
   const kid = typeof header.kid === 'string' ? header.kid : ''
   const key = keyring.refreshVerificationKey(kid)
   if (key === undefined) throw refuse('unknown kid')
-  if (!verify('sha256', Buffer.from(`${headerPart}.${payloadPart}`), key.publicKey, Buffer.from(signaturePart, 'base64url'))) {
-    throw refuse('signature')
-  }
+  if (!rs256SignatureValid(segments, key.publicKey)) throw refuse('signature')
 
   const { iss, aud, exp, iat, jti, sid, sub } = payload
   const nowSeconds = Math.floor(now.getTime() / 1000)
