@@ -30,8 +30,14 @@ async function admin (sql) {
 
 let code = 1
 try {
-  // Leftovers from an interrupted earlier run on the same embedded server.
   if (embedded) {
+    // This cluster only ever holds test databases, so it can run with Postgres'
+    // non-durable settings (https://www.postgresql.org/docs/current/non-durability.html):
+    // cloning a test database then takes a third of the time and dropping it a
+    // tenth. Never on a server that DATABASE_URL names.
+    for (const setting of ['fsync', 'full_page_writes', 'synchronous_commit']) await admin(`ALTER SYSTEM SET ${setting} = off`)
+    await admin('SELECT pg_reload_conf()')
+    // Leftovers from an interrupted earlier run on the same embedded server.
     const stale = await admin("SELECT datname FROM pg_database WHERE datname LIKE 'tessera\\_t\\_%' OR datname LIKE 'tessera\\_template\\_%'")
     for (const { datname } of stale.rows) await admin(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`)
   }
