@@ -26,8 +26,10 @@ import { refuseRejectedKey, testConfig } from './helpers/app.js'
 import { createTestDatabase, testConnection } from './helpers/db.js'
 import { within } from './helpers/http.js'
 
-/** One instance's keyring and background jobs on `url`, logging into `logs`. */
-async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: Record<string, string>): Promise<{ config: Config, kek: Buffer, keyring: Keyring, logs: () => string, metrics: Metrics }> {
+interface Instance { config: Config, kek: Buffer, keyring: Keyring, logs: () => string, metrics: Metrics, clock: () => Date, advance: (seconds: number) => void }
+
+/** One instance's keyring and background jobs on `url`, logging into `logs`; its clock runs, and `advance` moves it on. */
+async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: Record<string, string>): Promise<Instance> {
   const config = testConfig(env)
   const kek = config.kek ?? randomBytes(32)
   const sink = memorySink()
@@ -36,9 +38,11 @@ async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: 
   await ensureSigningKey(db, kek, config.keyBits, new Date())
   await loadKeyring(db, kek, keyring, { onRejectedKey: refuseRejectedKey })
   const metrics = createMetrics({ keyring, processMetrics: false })
-  const jobs = await startBackgroundJobs({ config, db, databaseUrl: url, pool, keyring, kek, logger, clock: () => new Date(), metrics })
+  let offset = 0
+  const clock = (): Date => new Date(Date.now() + offset * 1000)
+  const jobs = await startBackgroundJobs({ config, db, databaseUrl: url, pool, keyring, kek, logger, clock, metrics })
   t.teardown(jobs.stop)
-  return { config, kek, keyring, logs: sink.text, metrics }
+  return { config, kek, keyring, logs: sink.text, metrics, clock, advance: (seconds) => { offset += seconds } }
 }
 
 t.test('an instance hears of changes within a second, also after losing its LISTEN connection', async (t) => {
@@ -84,8 +88,10 @@ t.test('a connection lost while checked out from the pool fails its work, not th
 t.test('the timer promotes a pending key after the lead and logs it', async (t) => {
   const url = await createTestDatabase(t)
   const { db, pool } = await testConnection(t, url)
-  const { config, kek, keyring, logs } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEY_PUBLISH_LEAD: '4s', TESSERA_REFRESH_GRACE: '0' })
-  const pending = await rotateKeys(db, { kek, bits: config.keyBits }, { immediate: false, now: new Date(), who: { actor: 'test' } })
+  const { config, kek, keyring, logs, clock, advance } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEY_PUBLISH_LEAD: '4s', TESSERA_REFRESH_GRACE: '0' })
+  const pending = await rotateKeys(db, { kek, bits: config.keyBits }, { immediate: false, now: clock(), who: { actor: 'test' } })
+  // The lead passes on the clock the timer reads; the timer itself runs in real time.
+  advance(config.keyPublishLead)
   t.ok(await within(7000, async () => keyring.signer?.kid === pending.created, 50) !== undefined, 'promoted by the timer')
   t.match(logs(), /"transition":"promoted".*"msg":"signing key transition"/)
 })
