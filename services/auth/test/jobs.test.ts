@@ -4,6 +4,7 @@
  * its backend being killed, and the timer drives the schedule.
  */
 import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -78,8 +79,9 @@ t.test('a connection lost while checked out from the pool fails its work, not th
   const other = await testConnection(t, url)
   const client = await pool.connect()
   const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')
+  const lost = once(client, 'error', { signal: AbortSignal.timeout(5000) })
   await sql`SELECT pg_terminate_backend(${rows[0]?.pid ?? 0})`.execute(other.db)
-  await new Promise((resolve) => setTimeout(resolve, 200))
+  await lost
   await t.rejects(client.query('SELECT 1'), 'the dead client refuses work')
   client.release()
   t.same((await sql<{ one: number }>`SELECT 1 AS one`.execute(db)).rows, [{ one: 1 }], 'the pool carries on with a new client')
