@@ -1,8 +1,8 @@
 /**
- * Measures each ceiling once per run, on first use, in `rounds` short runs,
- * and keeps the best: other work on the machine can only slow a measurement
- * down, never speed it up, so the fastest round is the closest to what the
- * machine allows. Every round is kept, so the report shows the spread. A
+ * Measures each ceiling once per run, on first use, in `rounds` short runs
+ * (one at a time when a scenario alternates with them), and keeps the best:
+ * other work on the machine can only slow a measurement down, never speed it
+ * up, so the fastest round is the closest to what the machine allows. Every round is kept, so the report shows the spread. A
  * ceiling built from others (refresh = 2 signatures + 1 rotation + 1 request)
  * is not measured but combined: from the components' best rounds, and its
  * spread from their worst and best.
@@ -37,52 +37,96 @@
  * @param {{ definitions: Record<string, CeilingDefinition>, rounds: number, log: (line: string) => void }} options
  */
 export function ceilingRegistry ({ definitions, rounds, log }) {
+  /** @type {Map<string, Promise<number>[]>} each measured ceiling's rounds, in order, as they are asked for */
+  const roundsOf = new Map()
   /** @type {Map<string, Promise<CeilingResult>>} */
-  const measured = new Map()
+  const results = new Map()
+
+  /** @param {string} name */
+  const definition = (name) => {
+    const found = definitions[name]
+    if (found === undefined) throw new Error(`no ceiling named ${name}`)
+    return found
+  }
+
+  /**
+   * Round `round` of a ceiling (of each of its parts, for a combined one),
+   * measured once: a scenario measured in rounds asks for its ceiling's
+   * round just before each of its own, so the two alternate.
+   * @param {string} name @param {number} round
+   */
+  const measureRound = async (name, round) => {
+    const found = definition(name)
+    if ('from' in found) {
+      for (const part of found.from) await measureRound(part, round)
+      return
+    }
+    const all = roundsOf.get(name) ?? []
+    roundsOf.set(name, all)
+    // Rounds run in order: round 2 after rounds 0 and 1, whoever asks.
+    for (let r = all.length; r <= Math.min(round, (found.rounds ?? rounds) - 1); r++) {
+      const previous = all[r - 1] ?? Promise.resolve(0)
+      all.push(previous.then(async () => {
+        log(`ceiling ${name}${rounds > 1 ? ` (round ${r + 1})` : ''}…`)
+        return await found.measure(r)
+      }))
+    }
+    await Promise.all(all)
+  }
 
   /** @param {string} name @returns {Promise<CeilingResult>} */
   const result = async (name) => {
-    let pending = measured.get(name)
+    let pending = results.get(name)
     if (pending === undefined) {
-      const definition = definitions[name]
-      if (definition === undefined) throw new Error(`no ceiling named ${name}`)
-      pending = 'from' in definition ? combined(definition) : measure(name, definition)
-      measured.set(name, pending)
+      const found = definition(name)
+      pending = 'from' in found ? combined(found) : measured(name, found)
+      results.set(name, pending)
     }
     return await pending
   }
 
-  /** @param {string} name @param {MeasuredCeiling} definition @returns {Promise<CeilingResult>} */
-  const measure = async (name, definition) => {
-    const all = []
-    for (let round = 0; round < (definition.rounds ?? rounds); round++) {
-      log(`ceiling ${name}${rounds > 1 ? ` (round ${round + 1})` : ''}…`)
-      all.push(await definition.measure(round))
-    }
+  /** @param {string} name @param {MeasuredCeiling} found @returns {Promise<CeilingResult>} */
+  const measured = async (name, found) => {
+    await measureRound(name, (found.rounds ?? rounds) - 1)
+    const all = await Promise.all(roundsOf.get(name) ?? [])
     const best = Math.max(...all)
     log(`ceiling ${name}: ${best}/s${all.length > 1 ? ` (rounds ${all.join(', ')})` : ''}`)
-    return { rate: best, low: Math.min(...all), rounds: all, what: definition.what }
+    return { rate: best, low: Math.min(...all), rounds: all, what: found.what }
   }
 
-  /** @param {CombinedCeiling} definition @returns {Promise<CeilingResult>} */
-  const combined = async (definition) => {
+  /** @param {CombinedCeiling} found @returns {Promise<CeilingResult>} */
+  const combined = async (found) => {
     const parts = []
-    for (const name of definition.from) parts.push(await result(name))
+    for (const name of found.from) parts.push(await result(name))
     return {
-      rate: definition.combine(...parts.map((p) => p.rate)),
-      low: definition.combine(...parts.map((p) => p.low)),
+      rate: found.combine(...parts.map((p) => p.rate)),
+      low: found.combine(...parts.map((p) => p.low)),
       rounds: [],
-      what: definition.what
+      what: found.what
     }
+  }
+
+  /** @param {string} name @returns {Promise<number>} */
+  const soFar = async (name) => {
+    const found = definition(name)
+    if ('from' in found) return found.combine(...await Promise.all(found.from.map(soFar)))
+    if (!roundsOf.has(name)) await measureRound(name, 0)
+    return Math.max(...await Promise.all(roundsOf.get(name) ?? []))
   }
 
   return {
-    /** The best rate of a ceiling, measured on first use. @param {string} name */
+    /** The best of a ceiling's rounds measured so far (its first, if none is yet). @param {string} name */
+    soFar,
+    /** The best rate of a ceiling, every round measured (those not yet, now). @param {string} name */
     ceiling: async (name) => (await result(name)).rate,
+    /** A ceiling's best and worst, every round measured. @param {string} name */
+    result,
+    /** Measures one round of a ceiling (of its parts, if combined) unless it was already. @param {string} name @param {number} round */
+    round: measureRound,
     /** Whether a ceiling is defined here (openssl's is only where openssl is installed). @param {string} name */
     has: (name) => name in definitions,
     /** Every ceiling used so far, in the order first asked for. @returns {Promise<Record<string, CeilingResult>>} */
-    all: async () => Object.fromEntries(await Promise.all([...measured].map(async ([name, pending]) => [name, await pending])))
+    all: async () => Object.fromEntries(await Promise.all([...results].map(async ([name, pending]) => [name, await pending])))
   }
 }
 
