@@ -7,7 +7,7 @@
  * report.svg. Only 127.0.0.1 is ever loaded. The run is six named steps:
  * prepare, ceilings, scenarios, scaling, profile, report.
  *
- *   node bench/run.mjs [--scenario NAME[,NAME]] [--quick] [--out DIR] [--no-scaling] [--no-profile] [--save-profile NAME]
+ *   node bench/run.mjs [--scenario NAME[,NAME]] [--quick] [--out DIR] [--no-scaling] [--no-profile] [--profile-scenario NAME] [--save-profile NAME]
  *   node bench/run.mjs --peer [--quick] [--out DIR]     (`make bench-peer`, lib/peer-compare.mjs)
  *   node bench/run.mjs --help
  * @module
@@ -50,6 +50,7 @@ and writes bench/REPORT.md, report.json and report.svg.
   --out DIR               where the report goes (default: bench/)
   --no-scaling            skip the runs on one HTTP worker (TESSERA_WORKERS=1), which show what every core adds
   --no-profile            skip the CPU profile (of refresh, or of the first scenario chosen when refresh is not)
+  --profile-scenario NAME profile this scenario (one of those run) instead
   --save-profile NAME     also store the profile's summary as profiles/NAME.json under --out (bench/profiles/
                           by default), a baseline for later runs: REPORT.md shows profiles/before-SCENARIO.json
                           (under --out, else bench/profiles/) beside the current profile
@@ -70,6 +71,7 @@ and writes bench/REPORT.md, report.json and report.svg.
  * @property {boolean} scaling
  * @property {boolean} profile
  * @property {string | undefined} saveProfile
+ * @property {string | undefined} profileScenario
  * @property {boolean} peer
  */
 
@@ -83,6 +85,7 @@ function parseOptions () {
       'no-scaling': { type: 'boolean', default: false },
       'no-profile': { type: 'boolean', default: false },
       'save-profile': { type: 'string' },
+      'profile-scenario': { type: 'string' },
       peer: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false }
     }
@@ -102,6 +105,10 @@ function parseOptions () {
   const saveProfile = args['save-profile']
   if (saveProfile !== undefined && !/^[a-z0-9][a-z0-9._-]*$/.test(saveProfile)) fail(`--save-profile ${saveProfile}: a name of lower-case letters, digits, '.', '_' and '-'`)
   if (saveProfile !== undefined && args['no-profile']) fail('--save-profile needs the profile: drop --no-profile')
+  const profileScenario = args['profile-scenario']
+  if (profileScenario !== undefined && (args['no-profile'] || !known.includes(profileScenario) || (wanted.length > 0 && !wanted.includes(profileScenario)))) {
+    fail(`--profile-scenario ${profileScenario}: one of the scenarios run, with the profile on`)
+  }
   return {
     wanted,
     quick: args.quick,
@@ -109,6 +116,7 @@ function parseOptions () {
     scaling: !args['no-scaling'],
     profile: !args['no-profile'],
     saveProfile,
+    profileScenario,
     peer: args.peer
   }
 }
@@ -290,8 +298,6 @@ async function scenarios (run, ctx, registry, url) {
       skipped.push({ name: scenario.name, reason })
       continue
     }
-    const beside = [...(run.options.quick ? [] : /** @type {Record<string, string[]>} */ (READ_BESIDE)[scenario.name] ?? []), ...(/** @type {Record<string, string[]>} */ (PHYSICAL_BESIDE)[scenario.name] ?? [])]
-    for (const name of beside) if (registry.has(name)) await registry.ceiling(name)
     const rounds = []
     for (let round = 0; round < run.settings.rounds; round++) {
       await registry.round(scenario.ceiling, round)
@@ -301,6 +307,9 @@ async function scenarios (run, ctx, registry, url) {
       rounds.push(result)
     }
     const ceiling = await registry.result(scenario.ceiling)
+    // The ceilings for reading beside it, after: they share parts with its own, whose rounds must alternate with the scenario's.
+    const beside = [...(run.options.quick ? [] : /** @type {Record<string, string[]>} */ (READ_BESIDE)[scenario.name] ?? []), ...(/** @type {Record<string, string[]>} */ (PHYSICAL_BESIDE)[scenario.name] ?? [])]
+    for (const name of beside) if (registry.has(name)) await registry.ceiling(name)
     const best = bestRound(rounds)
     ctx.observed[scenario.name] = best.rps
     const ratio = Math.round((best.rps / ceiling.rate) * 1000) / 1000
@@ -358,7 +367,7 @@ async function scaling (run, ctx, results) {
  * @param {Run} run @param {import('./lib/scenarios.mjs').Context} ctx @param {import('./lib/tessera.mjs').TesseraProcess} primary
  */
 async function profile (run, ctx, primary) {
-  const scenario = run.selected.find((s) => s.name === 'refresh') ?? run.selected.find((s) => s.scales && s.unavailable?.(ROOT) === undefined)
+  const scenario = run.selected.find((s) => s.name === (run.options.profileScenario ?? 'refresh')) ?? run.selected.find((s) => s.scales && s.unavailable?.(ROOT) === undefined)
   if (!run.options.profile || scenario === undefined) return undefined
   const dir = path.join(ROOT, '.data', 'bench', 'profile')
   await fs.rm(dir, { recursive: true, force: true })

@@ -89,6 +89,14 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
   assert.match(stdout, /^(met|NOT met) +refresh ≥ 1,500\/s at 64 connections/m)
 })
 
+test('--profile-scenario names a scenario that runs, with the profile on', async () => {
+  for (const args of [['--profile-scenario', 'nope'], ['--scenario', 'jwks', '--profile-scenario', 'me'], ['--profile-scenario', 'me', '--no-profile']]) {
+    const { code, stderr } = await harness(args, {})
+    assert.equal(code, 2, args.join(' '))
+    assert.match(stderr, /^bench: --profile-scenario \S+: one of the scenarios run, with the profile on\n$/)
+  }
+})
+
 test('an unknown scenario is refused before anything starts', async () => {
   const { code, stderr } = await harness(['--scenario', 'nope'], {})
   assert.equal(code, 2)
