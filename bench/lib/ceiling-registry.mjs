@@ -2,10 +2,12 @@
  * Measures each ceiling once per run, on first use, in `rounds` short runs
  * (one at a time when a scenario alternates with them), and keeps the best:
  * other work on the machine can only slow a measurement down, never speed it
- * up, so the fastest round is the closest to what the machine allows. Every round is kept, so the report shows the spread. A
- * ceiling built from others (refresh = 2 signatures + 1 rotation + 1 request)
- * is not measured but combined: from the components' best rounds, and its
- * spread from their worst and best.
+ * up, so the fastest round is the closest to what the machine allows. Every
+ * round is kept, so the report shows the spread. A ceiling built from others
+ * (refresh = 2 signatures + 1 rotation + 1 request) is not measured but
+ * combined round by round (its round i from its parts' rounds i, measured
+ * together), and the best and worst of those kept: the best of each part
+ * taken from different moments would flatter it.
  * @module
  */
 
@@ -27,9 +29,9 @@
 
 /**
  * @typedef {object} CeilingResult
- * @property {number} rate the best round (combined: from the components' best)
- * @property {number} low the worst round (combined: from the components' worst)
- * @property {number[]} rounds every round's rate, in order (combined: none)
+ * @property {number} rate the best round
+ * @property {number} low the worst round
+ * @property {number[]} rounds every round's rate, in order (combined: each round's parts combined)
  * @property {string} what
  */
 
@@ -79,7 +81,7 @@ export function ceilingRegistry ({ definitions, rounds, log }) {
     let pending = results.get(name)
     if (pending === undefined) {
       const found = definition(name)
-      pending = 'from' in found ? combined(found) : measured(name, found)
+      pending = 'from' in found ? combined(name, found) : measured(name, found)
       results.set(name, pending)
     }
     return await pending
@@ -94,24 +96,34 @@ export function ceilingRegistry ({ definitions, rounds, log }) {
     return { rate: best, low: Math.min(...all), rounds: all, what: found.what }
   }
 
-  /** @param {CombinedCeiling} found @returns {Promise<CeilingResult>} */
-  const combined = async (found) => {
-    const parts = []
-    for (const name of found.from) parts.push(await result(name))
-    return {
-      rate: found.combine(...parts.map((p) => p.rate)),
-      low: found.combine(...parts.map((p) => p.low)),
-      rounds: [],
-      what: found.what
-    }
+  /**
+   * The rates of the rounds measured so far; a combined ceiling's round i is
+   * its parts' rounds i combined, what the machine allowed at that moment.
+   * @param {string} name @returns {Promise<number[]>}
+   */
+  const rates = async (name) => {
+    const found = definition(name)
+    if (!('from' in found)) return await Promise.all(roundsOf.get(name) ?? [])
+    const parts = await Promise.all(found.from.map(rates))
+    const count = Math.min(...parts.map((p) => p.length))
+    return Array.from({ length: count }, (_, i) => found.combine(...parts.map((p) => p[i] ?? 0)))
+  }
+
+  /** @param {string} name @param {CombinedCeiling} found @returns {Promise<CeilingResult>} */
+  const combined = async (name, found) => {
+    for (const part of found.from) await result(part)
+    const all = await rates(name)
+    return { rate: Math.max(...all), low: Math.min(...all), rounds: all, what: found.what }
   }
 
   /** @param {string} name @returns {Promise<number>} */
   const soFar = async (name) => {
-    const found = definition(name)
-    if ('from' in found) return found.combine(...await Promise.all(found.from.map(soFar)))
-    if (!roundsOf.has(name)) await measureRound(name, 0)
-    return Math.max(...await Promise.all(roundsOf.get(name) ?? []))
+    let all = await rates(name)
+    if (all.length === 0) {
+      await measureRound(name, 0)
+      all = await rates(name)
+    }
+    return Math.max(...all)
   }
 
   return {

@@ -203,7 +203,7 @@ export function markdown (report) {
       : []),
     '## Ceilings',
     '',
-    `Each measured ceiling is the best of ${s.ceilingRounds} round${s.ceilingRounds === 1 ? '' : 's'} (other work on the machine only ever slows a round down); the spread is its worst and best round. A combined ceiling is computed from its parts' best rounds, and its spread from their worst and best.`,
+    `Each measured ceiling is the best of ${s.ceilingRounds} round${s.ceilingRounds === 1 ? '' : 's'} (other work on the machine only ever slows a round down); the spread is its worst and best round. A combined ceiling is combined round by round (its round i from its parts' rounds i, measured together), then its best kept the same way.`,
     '',
     markdownTable(['ceiling', 'per second', 'spread', 'how it was measured'], Object.entries(report.ceilings).map(([name, c]) => [name, int(/** @type {any} */ (c).rate), spread(/** @type {any} */ (c)), /** @type {any} */ (c).what])),
     ''

@@ -26,15 +26,19 @@ test("a scenario's rounds alternate with its ceiling's, parts of a combined ceil
     definitions: { a: measured('a'), b: measured('b'), sum: { what: 'a+b', from: ['a', 'b'], combine: (x, y) => x + y } }
   })
   assert.equal(await registry.soFar('sum'), 110, 'before any round: the first round of each part')
+  /** @type {number[]} */
+  const soFar = []
   for (let round = 0; round < 3; round++) {
     await registry.round('sum', round)
     events.push(`scenario${round}`)
+    soFar.push(await registry.soFar('sum'))
   }
+  assert.deepEqual(soFar, [110, 110, 110], 'the best round so far: 110, then 80 and 100 below it')
   await registry.round('a', 1)
   assert.deepEqual(events, ['a0', 'b0', 'scenario0', 'a1', 'b1', 'scenario1', 'a2', 'b2', 'scenario2'], 'no round measured twice')
   assert.deepEqual(await registry.result('a'), { rate: 30, low: 10, rounds: [10, 30, 20], what: 'a' })
-  assert.deepEqual(await registry.result('sum'), { rate: 130, low: 60, rounds: [], what: 'a+b' }, 'combined from the parts\' best, and from their worst')
-  assert.equal(await registry.ceiling('sum'), 130)
+  assert.deepEqual(await registry.result('sum'), { rate: 110, low: 80, rounds: [110, 80, 100], what: 'a+b' }, 'combined round by round, not from the best of each part (30 + 100)')
+  assert.equal(await registry.ceiling('sum'), 110)
   assert.deepEqual(Object.keys(await registry.all()), ['a', 'sum', 'b'], 'in the order first asked for whole')
 })
 
