@@ -78,6 +78,7 @@ test('a target is met only when every bound it sets holds, with zero errors', ()
   assert.equal(meets(jwks, { rps: 1, p99: 1, errors: 0 }, 0.79), false)
   assert.equal(targetText(refresh), '≥ 1,500/s, p99 ≤ 100 ms')
   assert.equal(targetText({ ratio: 0.7, source: 'for reading' }), '≥ 70 % (for reading)')
+  assert.equal(meets({ rps: 1, p99Ms: 500, source: 'issue 12' }, { rps: 0, p99: 0, errors: 0 }, 0), false, 'login at 64 connections: every answer shed is no pass')
 })
 
 test("issue 12's targets are judged per scenario, absolute ones with their ceilings beside; issue 9's ratios apart", () => {
