@@ -30,6 +30,7 @@ import autocannon from 'autocannon'
  * @property {number} p99 latency, ms (with `shed`: of the 2xx answers)
  * @property {number} [p99All] with `shed`: latency of every answer, ms
  * @property {number} [shed] with `shed`: answers 503 with Retry-After
+ * @property {Record<string, number>} [shedByRetryAfter] with `shed`: those answers by their Retry-After (seconds)
  * @property {number} errors connection errors, timeouts, non-2xx answers (304 counts as success where asked; with `shed`, 503 with Retry-After)
  * @property {Record<string, number>} statuses answers by status code
  * @property {number} seconds how long the measured run took
@@ -42,12 +43,20 @@ import autocannon from 'autocannon'
 function shedTally () {
   /** @type {number[]} */
   const answered = []
+  /** @type {Record<string, number>} 503 answers by their Retry-After */
+  const byRetryAfter = {}
   let withRetryAfter = 0
   return {
     answered,
+    byRetryAfter,
     get withRetryAfter () { return withRetryAfter },
     /** @param {number} status @param {Record<string, string>} headers */
-    onResponse: (status, headers) => { if (status === 503 && headers['retry-after'] !== undefined) withRetryAfter++ },
+    onResponse: (status, headers) => {
+      const retryAfter = headers['retry-after']
+      if (status !== 503 || retryAfter === undefined) return
+      withRetryAfter++
+      byRetryAfter[retryAfter] = (byRetryAfter[retryAfter] ?? 0) + 1
+    },
     /** @param {number} status @param {number} ms */
     // Whole milliseconds, as autocannon reports its own percentiles.
     onLatency: (status, ms) => { if (status >= 200 && status < 300) answered.push(Math.round(ms)) }
@@ -117,6 +126,7 @@ export async function runLoad (options, ok = []) {
     p99: percentile(tally.answered, 99),
     p99All: result.latency.p99,
     shed: tally.withRetryAfter,
+    shedByRetryAfter: tally.byRetryAfter,
     ...common
   }
 }

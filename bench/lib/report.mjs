@@ -30,7 +30,7 @@ export const TARGETS = [
 ]
 
 /**
- * @typedef {{ name: string, rps: number, low?: number, p99: number, ceiling: string, ceilingRate: number, ratio: number, target: import('./scenarios.mjs').Target, issue9Ratio?: number, errors: number, met: boolean, shed?: number }} JudgedResult
+ * @typedef {{ name: string, rps: number, low?: number, p99: number, ceiling: string, ceilingRate: number, ratio: number, target: import('./scenarios.mjs').Target, issue9Ratio?: number, errors: number, met: boolean, shed?: number, shedByRetryAfter?: Record<string, number> }} JudgedResult
  * @typedef {{ text: string, measured: string, met: boolean }} TargetLine
  */
 
@@ -42,7 +42,7 @@ function measuredText (r, ceilings, beside) {
   if (r.target.ratio !== undefined) return `${r.name}: ${rate(r.rps)} = ${ofCeiling}, ${r.errors} errors`
   const shares = beside.filter((name) => ceilings[name] !== undefined && name !== r.ceiling)
     .map((name) => `${Math.round((r.rps / (ceilings[name]?.rate ?? 1)) * 100)} % of ${name} ${rate(ceilings[name]?.rate ?? 0)}`)
-  const shed = r.shed === undefined ? '' : `, ${r.shed.toLocaleString('en-US')} answers 503 with Retry-After`
+  const shed = r.shed === undefined ? '' : `, ${r.shed.toLocaleString('en-US')} answers 503 with Retry-After (${Object.entries(r.shedByRetryAfter ?? {}).map(([after, n]) => `${after} s ×${n.toLocaleString('en-US')}`).join(', ') || 'none'})`
   return `${r.name}: ${rate(r.rps)}, p99 ${r.p99} ms, ${r.errors} errors${shed} (${[ofCeiling, ...shares].join('; ')})`
 }
 

@@ -88,12 +88,12 @@ test("issue 12's targets are judged per scenario, absolute ones with their ceili
     result('refresh', { rps: 1000, p99: 90, ceiling: 'refresh-combined', ceilingRate: 1100, ratio: 0.909, target: { rps: 1500, p99Ms: 100, source: 'issue 12' }, issue9Ratio: 0.7, met: false }),
     result('jwks', { ratio: 0.9 }),
     result('jwks-304', { ratio: 0.7, met: false }),
-    result('login-c64', { rps: 55, p99: 480, ceiling: 'argon2', ceilingRate: 60, ratio: 0.917, shed: 12345, target: { p99Ms: 500, source: 'issue 12' } })
+    result('login-c64', { rps: 55, p99: 480, ceiling: 'argon2', ceilingRate: 60, ratio: 0.917, shed: 12345, shedByRetryAfter: { 1: 12000, 2: 345 }, target: { p99Ms: 500, source: 'issue 12' } })
   ], { 'refresh-combined': { rate: 1100 }, 'refresh-signing-limit': { rate: 3300 } })
   assert.deepEqual(targets.map((t) => [t.text.split(' ')[0], t.met]), [['refresh', false], ['JWKS', false], ['login', true]])
   assert.equal(targets[0]?.measured, 'refresh: 1,000/s, p99 90 ms, 0 errors (91 % of refresh-combined 1,100/s; 30 % of refresh-signing-limit 3,300/s)')
   assert.match(targets[0]?.text ?? '', /\(issue 12\)$/)
-  assert.equal(targets[2]?.measured, 'login-c64: 55/s, p99 480 ms, 0 errors, 12,345 answers 503 with Retry-After (92 % of argon2 60/s)')
+  assert.equal(targets[2]?.measured, 'login-c64: 55/s, p99 480 ms, 0 errors, 12,345 answers 503 with Retry-After (1 s ×12,000, 2 s ×345) (92 % of argon2 60/s)')
   assert.deepEqual(issue9.map((t) => [t.text, t.met]), [['refresh ≥ 70 % of refresh-combined', true], ['zero errors in every scenario', true]])
   assert.deepEqual(judgeTargets([]), { targets: [], issue9: [] })
 })
@@ -112,6 +112,7 @@ test('a shedding run: 503 with Retry-After is shed, not an error; without it, an
   const result = await runLoad({ url, path: '/', connections: 4, duration: 1, warmup: 0, shed: true })
   const statuses = /** @type {Record<string, number>} */ (result.statuses)
   assert.ok((result.shed ?? 0) > 0, JSON.stringify(result))
+  assert.deepEqual(result.shedByRetryAfter, { 1: result.shed }, 'the shed answers by their Retry-After')
   assert.equal((result.shed ?? 0) + result.errors, statuses['503'], 'every 503 is either shed (Retry-After) or an error')
   assert.ok(result.errors > 0, 'a 503 without Retry-After is an error')
   assert.equal(result.requests, statuses['200'], 'the rate counts answered requests only')
