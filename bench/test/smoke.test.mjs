@@ -25,8 +25,10 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
   assert.deepEqual([...ran, ...report.skipped.map((/** @type {any} */ s) => s.name)].sort(), ['client-credentials', 'gateway-jwks', 'gateway-refresh', 'jwks', 'jwks-304', 'login', 'login-c64', 'me', 'notes', 'refresh'])
   for (const s of report.scenarios) {
     assert.equal(s.errors, 0, `${s.name}: ${JSON.stringify(s.statuses)}`)
-    assert.ok(s.requests > 0, `${s.name} completed no request`)
-    assert.ok(s.rps > 0 && s.ceilingRate > 0 && s.ratio > 0, `${s.name}: ${JSON.stringify(s)}`)
+    assert.ok(Object.values(s.statuses).some((n) => Number(n) > 0), `${s.name} was answered nothing`)
+    // A shedding scenario may answer every request 503 on a busy machine: that is what it measures.
+    if (s.shed === undefined) assert.ok(s.requests > 0 && s.rps > 0 && s.ratio > 0, `${s.name}: ${JSON.stringify(s)}`)
+    assert.ok(s.ceilingRate > 0, s.name)
     assert.ok(s.p99 >= s.p50, s.name)
     assert.equal(typeof s.met, 'boolean')
     // Measured as its ceiling is: in rounds (one in a quick run), the best kept, the worst beside.
@@ -35,7 +37,8 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
     assert.equal(typeof s.target.source, 'string', s.name)
   }
   const loginC64 = report.scenarios.find((/** @type {any} */ s) => s.name === 'login-c64')
-  assert.equal(loginC64.statuses['200'] + (loginC64.statuses['503'] ?? 0), Object.values(loginC64.statuses).reduce((a, b) => a + b, 0), 'answered or shed, nothing else')
+  assert.equal((loginC64.statuses['200'] ?? 0) + (loginC64.statuses['503'] ?? 0), Object.values(loginC64.statuses).reduce((a, b) => a + b, 0), 'answered or shed, nothing else')
+  assert.equal(loginC64.requests, loginC64.statuses['200'] ?? 0, 'its rate counts the answered logins')
   assert.equal(typeof loginC64.shed, 'number')
   // A scenario that cannot run here is reported as not run, with the reason.
   for (const s of report.skipped) assert.match(s.reason, /not (built|written)/)
