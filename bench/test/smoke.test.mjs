@@ -25,8 +25,8 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
   assert.deepEqual([...ran, ...report.skipped.map((/** @type {any} */ s) => s.name)].sort(), ['client-credentials', 'gateway-jwks', 'gateway-refresh', 'jwks', 'jwks-304', 'login', 'login-c64', 'me', 'notes', 'refresh'])
   for (const s of report.scenarios) {
     assert.equal(s.errors, 0, `${s.name}: ${JSON.stringify(s.statuses)}`)
-    assert.ok(Object.values(s.statuses).some((n) => Number(n) > 0), `${s.name} was answered nothing`)
-    // A shedding scenario may answer every request 503 on a busy machine: that is what it measures.
+    // A shedding scenario may answer nothing within a quick run on a busy machine (every login
+    // still hashing, or shed): what it measures. Its accounting is tested in rounds.test.mjs.
     if (s.shed === undefined) assert.ok(s.requests > 0 && s.rps > 0 && s.ratio > 0, `${s.name}: ${JSON.stringify(s)}`)
     assert.ok(s.ceilingRate > 0, s.name)
     assert.ok(s.p99 >= s.p50, s.name)
