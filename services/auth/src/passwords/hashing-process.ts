@@ -1,16 +1,18 @@
 /**
  * The instance's hashing process: argon2 (and any stored format's verify, see
- * passwords/verify.ts) on every core at a lowered OS priority
- * (TESSERA_HASH_NICE, the first argument, added to the instance's), so the HTTP workers' event loops
- * and Postgres take most of the CPU whenever they want it and hashing still
- * keeps a share (docs/decisions.md, "Hashing priority: nice 10"). Started by
- * the primary (passwords/hashing-engine.ts) with UV_THREADPOOL_SIZE set to the
- * hashing concurrency; asked over IPC.
+ * passwords/verify.ts) on every core, all threads but one at a lowered OS
+ * priority (TESSERA_HASH_NICE, the first argument, added to the instance's),
+ * so the HTTP workers' event loops and Postgres take most of the CPU whenever
+ * they want it, while one hashing thread at their priority keeps a floor under
+ * the login rate (docs/decisions.md, "Hashing priority: nice 10" and "Login
+ * under a flood: a queue bounded in time, a hashing thread at full
+ * priority"). Started by the primary (passwords/hashing-engine.ts) with
+ * UV_THREADPOOL_SIZE set to the hashing concurrency; asked over IPC.
  *
- * On Linux a nice value belongs to a thread, and a new thread inherits its
- * creator's: lowering this (main) thread first makes the libuv pool threads
- * argon2 runs on, started at the first hash, inherit it; threads started
- * while the modules loaded are lowered one by one.
+ * On Linux a nice value belongs to a thread, and an unprivileged thread can
+ * lower its priority but never raise it again: so the libuv pool is started
+ * before the first hash, and then every thread is lowered except the one
+ * pool thread that keeps the instance's priority.
  * @module
  */
 import { pbkdf2 } from 'node:crypto'
@@ -34,8 +36,7 @@ function threadName (tid: string): string {
  * priority: a floor under the hashing rate. A storm of shed answers keeps
  * the HTTP workers runnable all the time, and against them threads at nice
  * 10 get a tenth of a core each; the one thread at their priority gets its
- * fair share (docs/decisions.md, "Login under a flood: a hashing thread at
- * full priority"). With one hashing thread, that thread is lowered too.
+ * fair share. With one hashing thread, that thread is lowered too.
  */
 function lowerPriority (floorThreads: number): void {
   let threads: string[] = []
