@@ -17,8 +17,12 @@ import { flood } from '../helpers/flood.js'
 import { startServer } from '../helpers/server.js'
 
 const USERS = 40
-/** The hashing slots (two per thread): always admitted, whatever the rate, so the calm spell sheds nothing. */
-const CALM_CONNECTIONS = 4
+/**
+ * Never shed, whatever the rate: the queue always admits its four hashing
+ * slots (two per thread), each of the two workers half of them, and both
+ * connections may land on one worker.
+ */
+const CALM_CONNECTIONS = 2
 const STORM_CONNECTIONS = 120
 const SECONDS = 6
 const MAX_WAIT_MS = 400
@@ -36,6 +40,7 @@ t.test('during a shed storm logins keep a fair part of their calm rate, no admit
     TESSERA_RATE_LIMIT: '1000000',
     // Two hashing threads whatever the machine: one keeps the instance's priority, one is lowered.
     TESSERA_HASH_CONCURRENCY: '2',
+    TESSERA_WORKERS: '2',
     TESSERA_HASH_MAX_WAIT_MS: String(MAX_WAIT_MS)
   })
   const base = server.url
