@@ -20,8 +20,25 @@ export interface JwsHeader {
 
 const encode = (value: object): string => Buffer.from(JSON.stringify(value)).toString('base64url')
 
+/** A keyring holds a handful of kids; past this many headers, something is minting headers it should not, and the cache starts over. */
+const MAX_CACHED_HEADERS = 64
+const encodedHeaders = new Map<string, string>()
+
+/** The header segment, which depends only on the kid and the token type: encoded once per pair, not once per token. */
+function encodedHeader (header: JwsHeader): string {
+  const key = `${header.typ} ${header.kid}`
+  let encoded = encodedHeaders.get(key)
+  if (encoded === undefined) {
+    if (encodedHeaders.size >= MAX_CACHED_HEADERS) encodedHeaders.clear()
+    // Built from the three fields in a fixed order, whatever object the caller passed.
+    encoded = encode({ alg: header.alg, kid: header.kid, typ: header.typ })
+    encodedHeaders.set(key, encoded)
+  }
+  return encoded
+}
+
 export function signCompactJws (header: JwsHeader, claims: object, privateKey: KeyObject): string {
-  const input = `${encode(header)}.${encode(claims)}`
+  const input = `${encodedHeader(header)}.${encode(claims)}`
   return `${input}.${sign('sha256', Buffer.from(input), privateKey).toString('base64url')}`
 }
 
