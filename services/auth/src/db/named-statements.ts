@@ -4,8 +4,9 @@
  * without a name as an unnamed statement, which Postgres parses and plans on
  * every call. A text registered here is sent with its name instead: each
  * connection parses and plans it once and afterwards only binds and executes
- * it. Why this way rather than the pool directly: docs/decisions.md, "Named
- * statements for the refresh grant".
+ * it. Why this way rather than the pool directly, and why a function called
+ * this way must never change its result columns in place: docs/decisions.md,
+ * "Postgres's share of a refresh".
  * @module
  */
 import type { PostgresCursor, PostgresPool, PostgresPoolClient, PostgresQueryResult } from 'kysely'
