@@ -36,6 +36,11 @@ declare module 'fastify' {
 const Note = Type.Object({ id: Type.String(), text: Type.String(), created_at: Type.String() })
 
 /** RFC 9457, with the request id that finds the request's log lines (Tessera's problem bodies carry it too). */
+/** RFC 9110's reason phrases, which Node's table predates (it still says "Payload Too Large"), as Tessera answers them. */
+function titleOf (status: number): string {
+  return status === 413 ? 'Content Too Large' : STATUS_CODES[status] ?? 'Bad Request'
+}
+
 function problem (reply: FastifyReply, status: number, title: string, detail: string): FastifyReply {
   return reply.status(status).type('application/problem+json').send({ type: 'about:blank', title, status, detail, request_id: reply.request.id })
 }
@@ -96,7 +101,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     }
     if (err.validation !== undefined || (err.statusCode !== undefined && err.statusCode < 500)) {
       const status = err.statusCode ?? 400
-      return problem(reply, status, STATUS_CODES[status] ?? 'Bad Request', err.validation !== undefined ? err.message : 'the request is malformed')
+      return problem(reply, status, titleOf(status), err.validation !== undefined ? err.message : 'the request is malformed')
     }
     request.log.error({ err }, 'unexpected error')
     return problem(reply, 500, 'Internal Server Error', 'an unexpected error occurred')

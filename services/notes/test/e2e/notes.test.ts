@@ -83,7 +83,7 @@ t.test('notes against a real Tessera', async (t) => {
     t.ok(logged.length > 0, 'the request id finds the request in the log')
     t.equal((await call('POST', '/notes', alice.access_token, { text: 'x', owner: 'bob' })).statusCode, 400, 'no extra fields')
     const big = await call('POST', '/notes', alice.access_token, { text: 'x'.repeat(20_000) })
-    t.match({ status: big.statusCode, body: big.json() }, { status: 413, body: { title: 'Payload Too Large' } })
+    t.match({ status: big.statusCode, body: big.json() }, { status: 413, body: { title: 'Content Too Large' } })
     const nowhere = await call('GET', '/nowhere')
     t.equal(nowhere.statusCode, 404)
     t.not(nowhere.json().request_id, empty.json().request_id, 'each request has its own id')
