@@ -13,31 +13,15 @@ import { migrateDown, migrateUp } from '../../src/db/migrate.js'
 import { namedStatement } from '../../src/db/named-statements.js'
 import { REFRESH_GRANT_SQL, refreshDecision } from '../../src/grants/refresh.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
-
-const DAY = 86_400_000
+import { sessionWithToken } from '../helpers/session-fixture.js'
 
 /** A session with one unused token, and a function that rotates it once, as refreshGrant's database call does. */
 async function chain (db: Db): Promise<() => Promise<string>> {
-  const now = new Date()
-  const kid = `k-${randomUUID()}`
-  await db.insertInto('signing_keys').values({ kid, state: 'previous', bits: 2048, public_jwk: JSON.stringify({ kty: 'RSA' }), private_key_enc: Buffer.from('x') }).execute()
-  const user = await db.insertInto('users').values({ username: `u-${randomUUID().slice(0, 8)}`, password_hash: 'x' }).returning('id').executeTakeFirstOrThrow()
-  const sessionId = randomUUID()
-  await db.insertInto('sessions').values({
-    id: sessionId,
-    user_id: user.id,
-    client_id: 'tessera',
-    scope: 'read',
-    created_at: now,
-    last_used_at: now,
-    expires_at: new Date(now.getTime() + DAY),
-    absolute_expires_at: new Date(now.getTime() + 90 * DAY)
-  }).execute()
-  let jti: string = randomUUID()
-  await db.insertInto('refresh_tokens').values({ jti, session_id: sessionId, kid, issued_at: now, expires_at: new Date(now.getTime() + DAY) }).execute()
+  const { userId, sessionId, jti: first, kid } = await sessionWithToken(db, new Date())
+  let jti = first
   return async () => {
     const row = await refreshDecision(db, {
-      claims: { jti, sid: sessionId, sub: user.id },
+      claims: { jti, sid: sessionId, sub: userId },
       wantedScope: undefined,
       now: new Date(),
       graceSeconds: 0,

@@ -10,6 +10,7 @@ import { connect } from '../../src/db/connect.js'
 import type { Db } from '../../src/db/database.js'
 import { refreshDecision } from '../../src/grants/refresh.js'
 import { createTestDatabase } from '../helpers/db.js'
+import { sessionWithToken } from '../helpers/session-fixture.js'
 
 const DAY = 86_400_000
 
@@ -30,30 +31,15 @@ t.test('a rotation updates the session and the used token in place (HOT)', async
   t.teardown(connection.close)
   const { db } = connection
   const now = new Date(Math.floor(Date.now() / 1000) * 1000)
-  const kid = `k-${randomUUID()}`
-  await db.insertInto('signing_keys').values({ kid, state: 'previous', bits: 2048, public_jwk: JSON.stringify({ kty: 'RSA' }), private_key_enc: Buffer.from('x') }).execute()
-  const user = await db.insertInto('users').values({ username: `u-${randomUUID().slice(0, 8)}`, password_hash: 'x' }).returning('id').executeTakeFirstOrThrow()
-  const sessionId = randomUUID()
   // An hour ago, so the slide moves expires_at (the BRIN-indexed column) to a new value.
   const created = new Date(now.getTime() - 3_600_000)
-  await db.insertInto('sessions').values({
-    id: sessionId,
-    user_id: user.id,
-    client_id: 'tessera',
-    scope: 'read',
-    created_at: created,
-    last_used_at: created,
-    expires_at: new Date(created.getTime() + DAY),
-    absolute_expires_at: new Date(created.getTime() + 90 * DAY)
-  }).execute()
-  const jti = randomUUID()
+  const { userId, sessionId, jti, kid } = await sessionWithToken(db, created)
   const token = { session_id: sessionId, kid, issued_at: created, expires_at: new Date(created.getTime() + DAY) }
-  await db.insertInto('refresh_tokens').values({ jti, ...token }).execute()
   // Enough later tokens to fill the first page as far as the table lets inserts fill it.
   await db.insertInto('refresh_tokens').values(Array.from({ length: 300 }, () => ({ jti: randomUUID(), ...token }))).execute()
   const before = await updates(db)
   const row = await refreshDecision(db, {
-    claims: { jti, sid: sessionId, sub: user.id },
+    claims: { jti, sid: sessionId, sub: userId },
     wantedScope: undefined,
     now,
     graceSeconds: 10,
