@@ -1,11 +1,13 @@
 /**
- * Measures each ceiling once per run, on first use, in `rounds` short runs,
- * and keeps the best: other work on the machine can only slow a measurement
- * down, never speed it up, so the fastest round is the closest to what the
- * machine allows. Every round is kept, so the report shows the spread. A
- * ceiling built from others (refresh = 2 signatures + 1 rotation + 1 request)
- * is not measured but combined: from the components' best rounds, and its
- * spread from their worst and best.
+ * Measures each ceiling once per run, on first use, in `rounds` short runs
+ * (one at a time when a scenario alternates with them), and keeps the best:
+ * other work on the machine can only slow a measurement down, never speed it
+ * up, so the fastest round is the closest to what the machine allows. Every
+ * round is kept, so the report shows the spread. A ceiling built from others
+ * (refresh = 2 signatures + 1 rotation + 1 request) is not measured but
+ * combined round by round (its round i from its parts' rounds i, measured
+ * together), and the best and worst of those kept: the best of each part
+ * taken from different moments would flatter it.
  * @module
  */
 
@@ -27,9 +29,9 @@
 
 /**
  * @typedef {object} CeilingResult
- * @property {number} rate the best round (combined: from the components' best)
- * @property {number} low the worst round (combined: from the components' worst)
- * @property {number[]} rounds every round's rate, in order (combined: none)
+ * @property {number} rate the best round
+ * @property {number} low the worst round
+ * @property {number[]} rounds every round's rate, in order (combined: each round's parts combined)
  * @property {string} what
  */
 
@@ -37,52 +39,106 @@
  * @param {{ definitions: Record<string, CeilingDefinition>, rounds: number, log: (line: string) => void }} options
  */
 export function ceilingRegistry ({ definitions, rounds, log }) {
+  /** @type {Map<string, Promise<number>[]>} each measured ceiling's rounds, in order, as they are asked for */
+  const roundsOf = new Map()
   /** @type {Map<string, Promise<CeilingResult>>} */
-  const measured = new Map()
+  const results = new Map()
+
+  /** @param {string} name */
+  const definition = (name) => {
+    const found = definitions[name]
+    if (found === undefined) throw new Error(`no ceiling named ${name}`)
+    return found
+  }
+
+  /**
+   * Round `round` of a ceiling (of each of its parts, for a combined one),
+   * measured once: a scenario measured in rounds asks for its ceiling's
+   * round just before each of its own, so the two alternate.
+   * @param {string} name @param {number} round
+   */
+  const measureRound = async (name, round) => {
+    const found = definition(name)
+    if ('from' in found) {
+      for (const part of found.from) await measureRound(part, round)
+      return
+    }
+    const all = roundsOf.get(name) ?? []
+    roundsOf.set(name, all)
+    // Rounds run in order: round 2 after rounds 0 and 1, whoever asks.
+    for (let r = all.length; r <= Math.min(round, (found.rounds ?? rounds) - 1); r++) {
+      const previous = all[r - 1] ?? Promise.resolve(0)
+      all.push(previous.then(async () => {
+        log(`ceiling ${name}${rounds > 1 ? ` (round ${r + 1})` : ''}…`)
+        return await found.measure(r)
+      }))
+    }
+    await Promise.all(all)
+  }
 
   /** @param {string} name @returns {Promise<CeilingResult>} */
   const result = async (name) => {
-    let pending = measured.get(name)
+    let pending = results.get(name)
     if (pending === undefined) {
-      const definition = definitions[name]
-      if (definition === undefined) throw new Error(`no ceiling named ${name}`)
-      pending = 'from' in definition ? combined(definition) : measure(name, definition)
-      measured.set(name, pending)
+      const found = definition(name)
+      pending = 'from' in found ? combined(name, found) : measured(name, found)
+      results.set(name, pending)
     }
     return await pending
   }
 
-  /** @param {string} name @param {MeasuredCeiling} definition @returns {Promise<CeilingResult>} */
-  const measure = async (name, definition) => {
-    const all = []
-    for (let round = 0; round < (definition.rounds ?? rounds); round++) {
-      log(`ceiling ${name}${rounds > 1 ? ` (round ${round + 1})` : ''}…`)
-      all.push(await definition.measure(round))
-    }
+  /** @param {string} name @param {MeasuredCeiling} found @returns {Promise<CeilingResult>} */
+  const measured = async (name, found) => {
+    await measureRound(name, (found.rounds ?? rounds) - 1)
+    const all = await Promise.all(roundsOf.get(name) ?? [])
     const best = Math.max(...all)
     log(`ceiling ${name}: ${best}/s${all.length > 1 ? ` (rounds ${all.join(', ')})` : ''}`)
-    return { rate: best, low: Math.min(...all), rounds: all, what: definition.what }
+    return { rate: best, low: Math.min(...all), rounds: all, what: found.what }
   }
 
-  /** @param {CombinedCeiling} definition @returns {Promise<CeilingResult>} */
-  const combined = async (definition) => {
-    const parts = []
-    for (const name of definition.from) parts.push(await result(name))
-    return {
-      rate: definition.combine(...parts.map((p) => p.rate)),
-      low: definition.combine(...parts.map((p) => p.low)),
-      rounds: [],
-      what: definition.what
+  /**
+   * The rates of the rounds measured so far; a combined ceiling's round i is
+   * its parts' rounds i combined, what the machine allowed at that moment.
+   * @param {string} name @returns {Promise<number[]>}
+   */
+  const rates = async (name) => {
+    const found = definition(name)
+    if (!('from' in found)) return await Promise.all(roundsOf.get(name) ?? [])
+    const parts = await Promise.all(found.from.map(rates))
+    const count = Math.min(...parts.map((p) => p.length))
+    return Array.from({ length: count }, (_, i) => found.combine(...parts.map((p) => p[i] ?? 0)))
+  }
+
+  /** @param {string} name @param {CombinedCeiling} found @returns {Promise<CeilingResult>} */
+  const combined = async (name, found) => {
+    for (const part of found.from) await result(part)
+    const all = await rates(name)
+    return { rate: Math.max(...all), low: Math.min(...all), rounds: all, what: found.what }
+  }
+
+  /** @param {string} name @returns {Promise<number>} */
+  const soFar = async (name) => {
+    let all = await rates(name)
+    if (all.length === 0) {
+      await measureRound(name, 0)
+      all = await rates(name)
     }
+    return Math.max(...all)
   }
 
   return {
-    /** The best rate of a ceiling, measured on first use. @param {string} name */
+    /** The best of a ceiling's rounds measured so far (its first, if none is yet). @param {string} name */
+    soFar,
+    /** The best rate of a ceiling, every round measured (those not yet, now). @param {string} name */
     ceiling: async (name) => (await result(name)).rate,
+    /** A ceiling's best and worst, every round measured. @param {string} name */
+    result,
+    /** Measures one round of a ceiling (of its parts, if combined) unless it was already. @param {string} name @param {number} round */
+    round: measureRound,
     /** Whether a ceiling is defined here (openssl's is only where openssl is installed). @param {string} name */
     has: (name) => name in definitions,
     /** Every ceiling used so far, in the order first asked for. @returns {Promise<Record<string, CeilingResult>>} */
-    all: async () => Object.fromEntries(await Promise.all([...measured].map(async ([name, pending]) => [name, await pending])))
+    all: async () => Object.fromEntries(await Promise.all([...results].map(async ([name, pending]) => [name, await pending])))
   }
 }
 

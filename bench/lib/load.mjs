@@ -19,6 +19,7 @@ import autocannon from 'autocannon'
  * @property {number} warmup seconds run first and discarded
  * @property {number} [amount] at most this many requests in the measured run
  * @property {number} [warmupAmount] at most this many requests in the warm-up
+ * @property {boolean} [shed] the server may shed: a 503 with Retry-After is not an error, and p50/p99 are of the 2xx answers only
  */
 
 /**
@@ -26,14 +27,51 @@ import autocannon from 'autocannon'
  * @property {number} requests completed requests
  * @property {number} rps completed requests per second
  * @property {number} p50 latency, ms
- * @property {number} p99 latency, ms
- * @property {number} errors connection errors, timeouts, non-2xx answers (304 counts as success where asked)
+ * @property {number} p99 latency, ms (with `shed`: of the 2xx answers)
+ * @property {number} [p99All] with `shed`: latency of every answer, ms
+ * @property {number} [shed] with `shed`: answers 503 with Retry-After
+ * @property {Record<string, number>} [shedByRetryAfter] with `shed`: those answers by their Retry-After (seconds)
+ * @property {number} errors connection errors, timeouts, non-2xx answers (304 counts as success where asked; with `shed`, 503 with Retry-After)
  * @property {Record<string, number>} statuses answers by status code
  * @property {number} seconds how long the measured run took
  */
 
-/** @param {LoadOptions} options @param {number} seconds @param {number | undefined} amount */
-function once (options, seconds, amount) {
+/**
+ * What a shedding run needs beyond autocannon's summary: the latency of
+ * each 2xx answer, and how many 503 answers carried Retry-After.
+ */
+function shedTally () {
+  /** @type {number[]} */
+  const answered = []
+  /** @type {Record<string, number>} 503 answers by their Retry-After */
+  const byRetryAfter = {}
+  let withRetryAfter = 0
+  return {
+    answered,
+    byRetryAfter,
+    get withRetryAfter () { return withRetryAfter },
+    /** @param {number} status @param {Record<string, string>} headers */
+    onResponse: (status, headers) => {
+      const retryAfter = headers['retry-after']
+      if (status !== 503 || retryAfter === undefined) return
+      withRetryAfter++
+      byRetryAfter[retryAfter] = (byRetryAfter[retryAfter] ?? 0) + 1
+    },
+    /** @param {number} status @param {number} ms */
+    // Whole milliseconds, as autocannon reports its own percentiles.
+    onLatency: (status, ms) => { if (status >= 200 && status < 300) answered.push(Math.round(ms)) }
+  }
+}
+
+/** The p-th percentile of some latencies, ms (0 when there are none). @param {number[]} values @param {number} p */
+export function percentile (values, p) {
+  if (values.length === 0) return 0
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0
+}
+
+/** @param {LoadOptions} options @param {number} seconds @param {number | undefined} amount @param {ReturnType<typeof shedTally>} [tally] */
+function once (options, seconds, amount, tally) {
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint()
     const instance = autocannon({
@@ -50,7 +88,8 @@ function once (options, seconds, amount) {
         path: options.path,
         headers: options.headers ?? {},
         ...(options.body === undefined ? {} : { body: options.body }),
-        ...(options.setupRequest === undefined ? {} : { setupRequest: options.setupRequest })
+        ...(options.setupRequest === undefined ? {} : { setupRequest: options.setupRequest }),
+        ...(tally === undefined ? {} : { onResponse: (/** @type {number} */ status, /** @type {unknown} */ _body, /** @type {unknown} */ _context, /** @type {Record<string, string>} */ headers) => tally.onResponse(status, headers) })
       }]
     }, (err, result) => {
       clearTimeout(timer)
@@ -59,26 +98,35 @@ function once (options, seconds, amount) {
     })
     // `amount` overrides `duration` in autocannon: the time bound is ours.
     const timer = setTimeout(() => instance.stop(), (seconds + 1) * 1000)
+    if (tally !== undefined) instance.on('response', (/** @type {unknown} */ _client, /** @type {number} */ status, /** @type {number} */ _bytes, /** @type {number} */ ms) => tally.onLatency(status, ms))
   })
 }
 
 /** @param {LoadOptions} options @param {number[]} [ok] statuses that count as success besides 2xx @returns {Promise<LoadResult>} */
 export async function runLoad (options, ok = []) {
   if (options.warmup > 0) await once(options, options.warmup, options.warmupAmount)
-  const { result, seconds } = await once(options, options.duration, options.amount)
+  const tally = options.shed ? shedTally() : undefined
+  const { result, seconds } = await once(options, options.duration, options.amount, tally)
   /** @type {Record<string, number>} */
   const statuses = {}
   for (const [code, stat] of Object.entries(result.statusCodeStats ?? {})) statuses[code] = stat.count
-  const accepted = ok.reduce((sum, code) => sum + (statuses[String(code)] ?? 0), 0)
-  const requests = result.requests.total
+  const accepted = ok.reduce((sum, code) => sum + (statuses[String(code)] ?? 0), 0) + (tally?.withRetryAfter ?? 0)
   const elapsed = Math.min(seconds, result.duration || seconds)
+  const common = { errors: result.errors + result.timeouts + result.mismatches + result.non2xx - accepted, statuses, seconds: Math.round(elapsed * 100) / 100 }
+  if (tally === undefined) {
+    const requests = result.requests.total
+    return { requests, rps: Math.round(requests / elapsed), p50: result.latency.p50, p99: result.latency.p99, ...common }
+  }
+  // Shedding: the rate and latency that count are the answered requests'; the shed ones are counted beside.
+  const requests = tally.answered.length
   return {
     requests,
     rps: Math.round(requests / elapsed),
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    errors: result.errors + result.timeouts + result.mismatches + result.non2xx - accepted,
-    statuses,
-    seconds: Math.round(elapsed * 100) / 100
+    p50: percentile(tally.answered, 50),
+    p99: percentile(tally.answered, 99),
+    p99All: result.latency.p99,
+    shed: tally.withRetryAfter,
+    shedByRetryAfter: tally.byRetryAfter,
+    ...common
   }
 }

@@ -22,6 +22,7 @@ import { runLoad } from './load.mjs'
  * @property {number} ceilingSeconds seconds per in-process ceiling (signing, argon2, rotation)
  * @property {number} connections autocannon connections for the fast routes
  * @property {number} loginConnections autocannon connections for login (below the hashing queue's depth)
+ * @property {number} rounds rounds per scenario, each after a round of its ceiling
  * @property {number} users
  * @property {number} keyBits
  * @property {number} cores
@@ -33,6 +34,7 @@ import { runLoad } from './load.mjs'
  * @property {Fixtures} fixtures
  * @property {string} root repository root
  * @property {(name: string) => Promise<number>} ceiling a ceiling by name, measured once per run
+ * @property {(name: string) => Promise<number>} ceilingSoFar the best of a ceiling's rounds measured so far (measuring its first if none is)
  * @property {{ body: string, etag: string }} jwks what Tessera serves
  * @property {() => Promise<{ token: string, userId: string, sessionId: string }[]>} accessTokens one live session per user, made once per run (the bare /me ceiling reads the same rows)
  * @property {Record<string, number>} observed req/s each scenario reached on one process, once it has run
@@ -41,15 +43,26 @@ import { runLoad } from './load.mjs'
  */
 
 /**
+ * What a scenario must reach, every bound given at once (and zero errors
+ * always): a fraction of its ceiling, a rate, a p99 (of the 2xx answers).
+ * @typedef {object} Target
+ * @property {number} [ratio] the fraction of the ceiling to reach
+ * @property {number} [rps] req/s to reach, whatever the ceiling
+ * @property {number} [p99Ms] the p99 not to exceed
+ * @property {'issue 12' | 'issue 14' | 'for reading'} source where the target comes from; `for reading` judges a scenario no issue sets a target for like the one it resembles
+ */
+
+/**
  * @typedef {object} Scenario
  * @property {string} name
  * @property {string} what
- * @property {string} ceiling the name of the ceiling it is judged against
- * @property {number} target the fraction of that ceiling to reach
+ * @property {string} ceiling the name of the ceiling it is judged against (or, with an absolute target, shown beside)
+ * @property {Target} target
+ * @property {number} [issue9Ratio] issue 9's fraction of the ceiling, reported for reading where it still says something
  * @property {boolean} scales whether it is also run on several processes
  * @property {string} [note] printed under the table
  * @property {(root: string) => string | undefined} [unavailable] why it cannot run here, if it cannot
- * @property {(ctx: Context, urls: string[]) => Promise<LoadResult>} run
+ * @property {(ctx: Context, urls: string[], round: number) => Promise<LoadResult>} run one round (0, 1, …): only the first warms up
  */
 
 /** @param {string} root */
@@ -61,21 +74,21 @@ function gatewayMissing (root) {
 
 const pick = (/** @type {any[]} */ list) => list[Math.floor(Math.random() * list.length)]
 
-/** @param {Settings} s @param {string[]} urls */
-const base = (s, urls) => ({ url: urls.length === 1 ? urls[0] : urls, duration: s.duration, warmup: s.warmup })
+/** The first round warms the server up; the later ones find it warm. @param {Settings} s @param {string[]} urls @param {number} round */
+export const base = (s, urls, round) => ({ url: urls.length === 1 ? /** @type {string} */ (urls[0]) : urls, duration: s.duration, warmup: round === 0 ? s.warmup : 0 })
 
-/** Refresh requests, each presenting a different unused token. @param {Context} ctx @param {string[]} urls */
-async function refreshLoad (ctx, urls) {
+/** Refresh requests, each presenting a different unused token. @param {Context} ctx @param {string[]} urls @param {number} round */
+async function refreshLoad (ctx, urls, round) {
   const s = ctx.settings
-  // Headroom over the combined ceiling, or over what one process did times the processes; the run stops early rather than reuse a token.
-  const perSecond = Math.ceil(Math.max((await ctx.ceiling('refresh-combined')) * 1.3, (ctx.observed.refresh ?? 0) * 1.5 * urls.length))
-  const warmupAmount = Math.ceil(perSecond * s.warmup)
+  // Headroom over the combined ceiling (its best round so far), or over what one process did times the processes; the run stops early rather than reuse a token.
+  const perSecond = Math.ceil(Math.max((await ctx.ceilingSoFar('refresh-combined')) * 1.3, (ctx.observed.refresh ?? 0) * 1.5 * urls.length, 100))
+  const warmupAmount = round === 0 ? Math.ceil(perSecond * s.warmup) : 0
   const amount = Math.ceil(perSecond * s.duration)
   // autocannon builds each connection's next request ahead, so a few tokens go unsent.
   const tokens = await ctx.fixtures.refreshTokens(warmupAmount + amount + 4 * s.connections)
   let next = 0
   return await runLoad({
-    ...base(s, urls),
+    ...base(s, urls, round),
     connections: s.connections,
     amount,
     warmupAmount,
@@ -86,63 +99,78 @@ async function refreshLoad (ctx, urls) {
   })
 }
 
+/** Password logins of random pre-created users, `connections` at once. @param {Context} ctx @param {string[]} urls @param {number} round @param {number} connections @param {boolean} shed */
+async function loginLoad (ctx, urls, round, connections, shed) {
+  const users = ctx.fixtures.users
+  return await runLoad({
+    ...base(ctx.settings, urls, round),
+    duration: ctx.settings.loginDuration,
+    connections,
+    method: 'POST',
+    path: '/oauth/token',
+    headers: { 'content-type': 'application/json' },
+    shed,
+    setupRequest: (request) => ({ ...request, body: JSON.stringify({ grant_type: 'password', username: pick(users).username, password: PASSWORD }) })
+  })
+}
+
 /** @type {Scenario[]} */
 export const SCENARIOS = [
   {
     name: 'login',
     what: 'POST /oauth/token grant_type=password, a random user of the pre-created ones',
     ceiling: 'argon2',
-    target: 0.85,
+    target: { ratio: 0.90, source: 'issue 12' },
+    issue9Ratio: 0.85,
     scales: false,
-    run: async (ctx, urls) => {
-      const users = ctx.fixtures.users
-      return await runLoad({
-        ...base(ctx.settings, urls),
-        duration: ctx.settings.loginDuration,
-        connections: ctx.settings.loginConnections,
-        method: 'POST',
-        path: '/oauth/token',
-        headers: { 'content-type': 'application/json' },
-        setupRequest: (request) => ({ ...request, body: JSON.stringify({ grant_type: 'password', username: pick(users).username, password: PASSWORD }) })
-      })
-    }
+    run: async (ctx, urls, round) => await loginLoad(ctx, urls, round, ctx.settings.loginConnections, false)
+  },
+  {
+    name: 'login-c64',
+    what: 'the login scenario at 64 connections, past what the hashing queue holds: p50 and p99 are of the answered (2xx) logins; every other answer must be 503 with Retry-After',
+    ceiling: 'argon2',
+    // Some logins must be answered: the p99 of none would pass any bound.
+    target: { rps: 1, p99Ms: 500, source: 'issue 12' },
+    scales: false,
+    run: async (ctx, urls, round) => await loginLoad(ctx, urls, round, ctx.settings.connections, true)
   },
   {
     name: 'refresh',
     what: 'POST /oauth/token grant_type=refresh_token, each request a different unused token of its own session',
     ceiling: 'refresh-combined',
-    target: 0.70,
+    target: { rps: 1500, p99Ms: 100, source: 'issue 12' },
+    issue9Ratio: 0.70,
     scales: true,
-    run: async (ctx, urls) => await refreshLoad(ctx, urls)
+    run: async (ctx, urls, round) => await refreshLoad(ctx, urls, round)
   },
   {
     name: 'jwks',
     what: 'GET /.well-known/jwks.json (200 with the body)',
     ceiling: 'bare-jwks',
-    target: 0.80,
+    target: { ratio: 0.80, source: 'issue 12' },
     scales: true,
-    run: async (ctx, urls) => await runLoad({ ...base(ctx.settings, urls), connections: ctx.settings.connections, path: '/.well-known/jwks.json' })
+    run: async (ctx, urls, round) => await runLoad({ ...base(ctx.settings, urls, round), connections: ctx.settings.connections, path: '/.well-known/jwks.json' })
   },
   {
     name: 'jwks-304',
     what: 'GET /.well-known/jwks.json with If-None-Match (304, no body)',
     ceiling: 'bare-jwks-304',
-    target: 0.80,
+    target: { ratio: 0.80, source: 'issue 12' },
     scales: false,
-    run: async (ctx, urls) => await runLoad({
-      ...base(ctx.settings, urls), connections: ctx.settings.connections, path: '/.well-known/jwks.json', headers: { 'if-none-match': ctx.jwks.etag }
+    run: async (ctx, urls, round) => await runLoad({
+      ...base(ctx.settings, urls, round), connections: ctx.settings.connections, path: '/.well-known/jwks.json', headers: { 'if-none-match': ctx.jwks.etag }
     }, [304])
   },
   {
     name: 'me',
     what: 'GET /v1/me with a valid access token (a random one of one per user)',
     ceiling: 'bare-me',
-    target: 0.60,
+    target: { ratio: 0.60, source: 'issue 12' },
     scales: true,
-    run: async (ctx, urls) => {
+    run: async (ctx, urls, round) => {
       const tokens = await ctx.accessTokens()
       return await runLoad({
-        ...base(ctx.settings, urls),
+        ...base(ctx.settings, urls, round),
         connections: ctx.settings.connections,
         path: '/v1/me',
         setupRequest: (request) => ({ ...request, headers: { ...request.headers, authorization: `Bearer ${pick(tokens).token}` } })
@@ -153,15 +181,15 @@ export const SCENARIOS = [
     name: 'notes',
     what: "GET /notes on the sibling service (one note per user), the access token verified offline against Tessera's JWKS",
     ceiling: 'bare-me',
-    target: 0.60,
-    note: 'Issue 9 sets no target for notes; it is judged like /v1/me (a verified token, then a small read).',
+    target: { ratio: 0.60, source: 'for reading' },
+    note: 'No issue sets a target for notes; it is judged like /v1/me (a verified token, then a small read).',
     scales: false,
     unavailable: (root) => existsSync(path.join(root, 'services/notes/dist/server.js')) ? undefined : 'services/notes is not built (run make build)',
-    run: async (ctx) => {
+    run: async (ctx, _urls, round) => {
       const tokens = await ctx.accessTokens()
       const notes = await ctx.notes()
       return await runLoad({
-        ...base(ctx.settings, [notes]),
+        ...base(ctx.settings, [notes], round),
         connections: ctx.settings.connections,
         path: '/notes',
         setupRequest: (request) => ({ ...request, headers: { ...request.headers, authorization: `Bearer ${pick(tokens).token}` } })
@@ -172,20 +200,20 @@ export const SCENARIOS = [
     name: 'gateway-jwks',
     what: "GET /.well-known/jwks.json through the Nginx gateway over TLS (the gateway's cache answers)",
     ceiling: 'bare-jwks',
-    target: 0.80,
+    target: { ratio: 0.80, source: 'for reading' },
     scales: false,
-    note: 'Issue 9 sets no target through the gateway; judged like the JWKS against the bare route (plain HTTP, so TLS is on the gateway side only).',
+    note: 'No issue sets a target through the gateway; judged like the JWKS against the bare route (plain HTTP, so TLS is on the gateway side only).',
     unavailable: gatewayMissing,
-    run: async (ctx) => await runLoad({ ...base(ctx.settings, [await ctx.gateway()]), connections: ctx.settings.connections, path: '/.well-known/jwks.json' })
+    run: async (ctx, _urls, round) => await runLoad({ ...base(ctx.settings, [await ctx.gateway()], round), connections: ctx.settings.connections, path: '/.well-known/jwks.json' })
   },
   {
     name: 'gateway-refresh',
     what: 'the refresh scenario through the Nginx gateway over TLS, to one Tessera process',
     ceiling: 'refresh-combined',
-    target: 0.70,
+    target: { ratio: 0.70, source: 'for reading' },
     scales: false,
-    note: 'Issue 9 sets no separate target through the gateway; judged like refresh.',
+    note: "No issue sets a target through the gateway; judged like refresh against issue 9's share of the combined ceiling.",
     unavailable: gatewayMissing,
-    run: async (ctx) => await refreshLoad(ctx, [await ctx.gateway()])
+    run: async (ctx, _urls, round) => await refreshLoad(ctx, [await ctx.gateway()], round)
   }
 ]

@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url'
 const built = async (file) => await import(new URL(`../../services/auth/dist/${file}`, import.meta.url).href)
 
 const register = /** @type {typeof import('../../services/auth/src/clients/register.js')} */ (await built('clients/register.js'))
+const clientAuth = /** @type {typeof import('../../services/auth/src/clients/authenticate.js')} */ (await built('clients/authenticate.js'))
 const cluster = /** @type {typeof import('../../services/auth/src/cluster/pool.js')} */ (await built('cluster/pool.js'))
 const connection = /** @type {typeof import('../../services/auth/src/db/connect.js')} */ (await built('db/connect.js'))
 const embedded = /** @type {typeof import('../../services/auth/src/db/embedded.js')} */ (await built('db/embedded.js'))
@@ -41,6 +42,7 @@ export const { workerPoolSize } = cluster
 export const { ARGON2_PARAMS } = hasher
 export const { REFRESH_GRANT_SQL, refreshDecision } = rotation
 export const { createClient } = register
+export const { CLIENT_READ_SQL } = clientAuth
 export const { Keyring } = keyring
 export const { loadKeyring } = keyLoading
 export const { mintAccessToken, mintRefreshToken } = mint

@@ -21,15 +21,25 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
 
   const report = JSON.parse(await fs.readFile(path.join(out, 'report.json'), 'utf8'))
   const ran = report.scenarios.map((/** @type {any} */ s) => s.name)
-  assert.deepEqual(ran.slice(0, 5), ['login', 'refresh', 'jwks', 'jwks-304', 'me'])
-  assert.deepEqual([...ran, ...report.skipped.map((/** @type {any} */ s) => s.name)].sort(), ['client-credentials', 'gateway-jwks', 'gateway-refresh', 'jwks', 'jwks-304', 'login', 'me', 'notes', 'refresh'])
+  assert.deepEqual(ran.slice(0, 6), ['login', 'login-c64', 'refresh', 'jwks', 'jwks-304', 'me'])
+  assert.deepEqual([...ran, ...report.skipped.map((/** @type {any} */ s) => s.name)].sort(), ['client-credentials', 'gateway-jwks', 'gateway-refresh', 'jwks', 'jwks-304', 'login', 'login-c64', 'me', 'notes', 'refresh'])
   for (const s of report.scenarios) {
     assert.equal(s.errors, 0, `${s.name}: ${JSON.stringify(s.statuses)}`)
-    assert.ok(s.requests > 0, `${s.name} completed no request`)
-    assert.ok(s.rps > 0 && s.ceilingRate > 0 && s.ratio > 0, `${s.name}: ${JSON.stringify(s)}`)
+    // A shedding scenario may answer nothing within a quick run on a busy machine (every login
+    // still hashing, or shed): what it measures. Its accounting is tested in rounds.test.mjs.
+    if (s.shed === undefined) assert.ok(s.requests > 0 && s.rps > 0 && s.ratio > 0, `${s.name}: ${JSON.stringify(s)}`)
+    assert.ok(s.ceilingRate > 0, s.name)
     assert.ok(s.p99 >= s.p50, s.name)
     assert.equal(typeof s.met, 'boolean')
+    // Measured as its ceiling is: in rounds (one in a quick run), the best kept, the worst beside.
+    assert.equal(s.rounds.length, report.settings.rounds, s.name)
+    assert.ok(s.low <= s.rps && s.ceilingLow <= s.ceilingRate, s.name)
+    assert.equal(typeof s.target.source, 'string', s.name)
   }
+  const loginC64 = report.scenarios.find((/** @type {any} */ s) => s.name === 'login-c64')
+  assert.equal((loginC64.statuses['200'] ?? 0) + (loginC64.statuses['503'] ?? 0), Object.values(loginC64.statuses).reduce((a, b) => a + b, 0), 'answered or shed, nothing else')
+  assert.equal(loginC64.requests, loginC64.statuses['200'] ?? 0, 'its rate counts the answered logins')
+  assert.equal(typeof loginC64.shed, 'number')
   // A scenario that cannot run here is reported as not run, with the reason.
   for (const s of report.skipped) assert.match(s.reason, /not (built|written)/)
   for (const name of ['sign-jose', 'argon2', 'rotation', 'bare-token', 'refresh-combined', 'bare-jwks', 'bare-jwks-304', 'bare-me']) {
@@ -42,13 +52,17 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
   const { rate: signs } = report.ceilings['sign-jose']
   const expected = 1 / (2 / signs + 1 / report.ceilings.rotation.rate + 1 / report.ceilings['bare-token'].rate)
   assert.ok(Math.abs(report.ceilings['refresh-combined'].rate - expected) <= 1)
-  assert.equal(report.targets.length, 6)
-  // Every ceiling keeps its rounds (one in a quick run) and its worst; a combined one its parts' worst, combined.
+  // Issue 12's targets (and issue 14's), each judged; issue 9's ratios apart, for reading.
+  assert.deepEqual(report.targets.targets.map((/** @type {any} */ t) => t.text.replace(/ .*\((issue \d+)\)$/, ' $1')), ['refresh issue 12', '/v1/me issue 12', 'JWKS issue 12', 'login issue 12', 'login issue 12', 'client_credentials issue 14'])
+  for (const t of report.targets.targets) assert.equal(typeof t.met, 'boolean')
+  assert.deepEqual(report.targets.issue9.map((/** @type {any} */ t) => t.text), ['login ≥ 85 % of argon2', 'refresh ≥ 70 % of refresh-combined', 'zero errors in every scenario'])
+  // Every ceiling keeps its rounds (one in a quick run) and its worst.
   for (const [name, c] of Object.entries(report.ceilings)) {
     assert.ok(Array.isArray(c.rounds) && c.low > 0 && c.low <= c.rate, `${name}: ${JSON.stringify(c)}`)
     if (c.rounds.length > 0) assert.equal(c.rate, Math.max(...c.rounds), name)
   }
-  assert.deepEqual(report.ceilings['refresh-combined'].rounds, [])
+  // A combined ceiling is combined round by round: one round in a quick run.
+  assert.equal(report.ceilings['refresh-combined'].rounds.length, report.settings.rounds)
   const cc = report.ceilings['client-credentials-combined'].rate
   assert.ok(Math.abs(cc - 1 / (1 / signs + 1 / report.ceilings['client-read'].rate + 1 / report.ceilings['bare-token'].rate)) <= 1, 'one signature + one read + one request')
   assert.ok(report.machine.cores >= 1 && report.machine.node && report.machine.postgres)
@@ -65,7 +79,7 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
   assert.ok(report.profile.baseline.areas.length > 0)
 
   const markdown = await fs.readFile(path.join(out, 'REPORT.md'), 'utf8')
-  for (const heading of ['## Scenarios', '## Targets', '## Physical limits', '## Ceilings', '## Reference', '## Where refresh spends its time', '## Machine and settings']) {
+  for (const heading of ['## Scenarios', '## Targets (issue 12', "### Issue 9's ratios, for reading", '## Physical limits', '## Ceilings', '## Reference', '## Where refresh spends its time', '## Machine and settings']) {
     assert.ok(markdown.includes(heading), heading)
   }
   assert.match(markdown, /^\| ceiling \| per second \| spread \| how it was measured \|$/m)
@@ -75,11 +89,20 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
   const svg = await fs.readFile(path.join(out, 'report.svg'), 'utf8')
   assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/)
   assert.equal((svg.match(/<rect /g) ?? []).length, 1 + 2 * ran.length)
-  assert.match(stdout, /^scenario +req\/s +p50 +p99 +errors/m)
+  assert.match(stdout, /^scenario +req\/s +rounds +p50 +p99 +errors/m)
+  assert.match(stdout, /^(met|NOT met) +refresh ≥ 1,500\/s at 64 connections/m)
+})
+
+test('--profile-scenario names a scenario that runs, with the profile on', async () => {
+  for (const args of [['--profile-scenario', 'nope'], ['--scenario', 'jwks', '--profile-scenario', 'me'], ['--profile-scenario', 'me', '--no-profile']]) {
+    const { code, stderr } = await harness(args, {})
+    assert.equal(code, 2, args.join(' '))
+    assert.match(stderr, /^bench: --profile-scenario \S+: one of the scenarios run, with the profile on\n$/)
+  }
 })
 
 test('an unknown scenario is refused before anything starts', async () => {
   const { code, stderr } = await harness(['--scenario', 'nope'], {})
   assert.equal(code, 2)
-  assert.match(stderr, /unknown scenario nope; known: login, refresh/)
+  assert.match(stderr, /unknown scenario nope; known: login, login-c64, refresh/)
 })

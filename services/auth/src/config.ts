@@ -40,6 +40,8 @@ export interface Config {
   workers: number
   hashConcurrency: number
   hashQueueDepth: number
+  /** The longest a login may wait for its hash (ms): the queue admits only what the measured hashing rate finishes within it; 0: no bound in time. */
+  hashMaxWaitMs: number
   /** Added to the instance's nice value for the hashing process (0 to 19): how far below the HTTP workers it runs. */
   hashNice: number
   loginBackoffThreshold: number
@@ -199,6 +201,12 @@ const MAX_WORKERS = 256
  * waiting per hashing slot drain in ~0.5 s. Past that a login is shed at once.
  */
 const QUEUED_PER_HASHING_SLOT = 25
+/**
+ * Issue 12: nothing waits longer than about half a second. The bound covers
+ * the wait and the hash itself; the database work and the answer come on
+ * top, hence 400 ms.
+ */
+const DEFAULT_HASH_MAX_WAIT_MS = 400
 /** Measured against 19, 5 and 0 under a login flood with and without refresh load (docs/decisions.md, "Hashing priority"). */
 const DEFAULT_HASH_NICE = 10
 
@@ -274,6 +282,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     workers: read.integerOrAuto('TESSERA_WORKERS', cores, 1, MAX_WORKERS),
     hashConcurrency,
     hashQueueDepth: read.integer('TESSERA_HASH_QUEUE_DEPTH', hashConcurrency * QUEUED_PER_HASHING_SLOT, 0, 100000),
+    hashMaxWaitMs: read.integer('TESSERA_HASH_MAX_WAIT_MS', DEFAULT_HASH_MAX_WAIT_MS, 0, 60000),
     hashNice: read.integer('TESSERA_HASH_NICE', DEFAULT_HASH_NICE, 0, 19),
     loginBackoffThreshold: read.integer('TESSERA_LOGIN_BACKOFF_AFTER', 5, 1, 1000),
     loginBackoffBase: read.duration('TESSERA_LOGIN_BACKOFF_BASE', '1s'),

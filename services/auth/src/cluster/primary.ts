@@ -95,11 +95,14 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     const hasher = new PasswordHasher({
       concurrency: engine.slots,
       depth: config.hashQueueDepth,
+      maxWaitMs: config.hashMaxWaitMs === 0 ? undefined : config.hashMaxWaitMs,
       engine,
       onSaturationChange: (saturated) => {
         hashingSaturated = saturated
         broadcast(notice('hashing-saturated', saturated))
-      }
+      },
+      // The workers' shares follow the measured rate, so together they never let more past the check than it drains in time.
+      onCapacityChange: () => { broadcast(notice('hashing-share', hashingShare(hasher, config.workers))) }
     })
     const metrics = createMetrics({ hasher, keyring, pool: connection.pool, keyRotation: config.keyRotation, clock: () => new Date() })
     const asker = new Asker()

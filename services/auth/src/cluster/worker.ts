@@ -45,6 +45,7 @@ export async function startWorker (config: Config, logger: Logger, onDrain: (why
   const heard = (message: Notice): void => {
     if (message.kind === 'keys-changed') reloadKeys?.().catch((err: unknown) => logger.warn({ err, why: message.body }, 'keyring reload failed'))
     else if (message.kind === 'hashing-saturated') hasher.saturated = message.body === true
+    else if (message.kind === 'hashing-share') hasher.capacity = message.body as number
     else if (message.kind === 'drain') onDrain('the primary is draining')
   }
   // The primary closes the channel only by exiting after this worker has: so

@@ -78,6 +78,14 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
   if (hasher !== undefined) {
     gauge('tessera_hash_queue_waiting', 'Password hashes waiting for a slot', 'sum', (set) => set(hasher.waiting))
     gauge('tessera_hash_in_flight', 'Password hashes running', 'sum', (set) => set(hasher.inFlight))
+    gauge('tessera_hash_rate', 'Password hashes per second, measured with every hashing slot taken (0 until measured)', 'sum', (set) => set(hasher.rate ?? 0))
+    const waits = new Histogram({
+      name: 'tessera_hash_queue_wait_seconds',
+      help: 'How long each started password hash waited for its slot',
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5],
+      registers: [registry]
+    })
+    hasher.observeWaits((seconds) => waits.observe(seconds))
   }
   if (keyring !== undefined) {
     registry.registerMetric(new Gauge({

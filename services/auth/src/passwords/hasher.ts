@@ -1,8 +1,11 @@
 /**
  * Password hashing behind a bounded queue. At most `concurrency` hashes run at
- * once; at most `depth` wait. Past that the caller is refused at once with
+ * once; at most `depth` wait, and no more than the measured hashing rate
+ * finishes within `maxWaitMs`. Past that the caller is refused at once with
  * 503, so a login flood sheds instead of queueing without bound and never
- * starves refresh or the JWKS.
+ * starves refresh or the JWKS; a hash whose turn comes after `maxWaitMs` all
+ * the same (the rate fell after it was admitted) is refused then rather than
+ * started late.
  *
  * Where a hash runs is the engine's business: in this process (the CLI and
  * in-process tests), or in the instance's hashing process at a lower OS
@@ -45,7 +48,17 @@ export interface HashEngine {
 
 export interface HasherOptions {
   concurrency: number
+  /** The most that may wait, whatever the rate. */
   depth: number
+  /**
+   * The longest a hash may wait, in milliseconds: a new one is admitted only
+   * while, at the rate measured, it would be done within this (until the
+   * first measurement `depth` alone bounds the queue), and one still waiting
+   * for its slot this long is refused then. Unset: no bound in time.
+   */
+  maxWaitMs?: number
+  /** Milliseconds on a monotonic clock; performance.now by default. */
+  now?: () => number
   params?: Argon2Params
   /** Defaults to hashing in this process. */
   engine?: HashEngine
@@ -56,9 +69,25 @@ export interface HasherOptions {
    * database work) after each finished hash.
    */
   onSaturationChange?: (saturated: boolean) => void
+  /** Told when `capacity` changes with the measured rate, so other processes can take their share of it. */
+  onCapacityChange?: (capacity: number) => void
 }
 
-type Job = () => Promise<unknown>
+interface Job { run: () => Promise<unknown>, admittedAt: number }
+
+/**
+ * The rate is measured over this much time with every slot taken (only then
+ * is it the hashing's rate rather than the logins').
+ */
+const RATE_WINDOW_MS = 500
+/**
+ * The estimate is the best of the last few measurements (about two seconds
+ * of busy hashing): a slow window (a cold start, a burst of other work) would
+ * otherwise shrink the queue, shed, and the storm of sheds would keep the rate
+ * down. An estimate too high for a while costs little: a hash whose turn
+ * comes past the bound is refused then.
+ */
+const RATE_WINDOWS_KEPT = 4
 
 /** The 503 every full hashing queue answers with. */
 export function hashingOverloaded (): OAuthError {
@@ -71,13 +100,26 @@ export class PasswordHasher implements PasswordHashing {
   readonly #params: Argon2Params
   readonly #engine: HashEngine
   readonly #onSaturationChange: ((saturated: boolean) => void) | undefined
+  readonly #onCapacityChange: ((capacity: number) => void) | undefined
+  readonly #maxWaitMs: number
+  readonly #now: () => number
+  readonly #waitListeners: Array<(seconds: number) => void> = []
   #dummyHash: Promise<string> | undefined
   #announced = false
   #shed = 0
+  /** Hashes per second with every slot taken, the latest measurements first. */
+  readonly #rates: number[] = []
+  #running = 0
+  #busyMs = 0
+  #busyDone = 0
+  #changedAt = 0
 
   constructor (options: HasherOptions) {
-    this.#queue = fastq.promise(async (job: Job) => await job(), options.concurrency)
+    this.#queue = fastq.promise(async (job: Job) => await this.#start(job), options.concurrency)
     this.#depth = options.depth
+    this.#maxWaitMs = options.maxWaitMs ?? Infinity
+    this.#now = options.now ?? (() => performance.now())
+    this.#onCapacityChange = options.onCapacityChange
     this.#params = options.params ?? ARGON2_PARAMS
     const params = this.#params
     this.#engine = options.engine ?? {
@@ -91,11 +133,29 @@ export class PasswordHasher implements PasswordHashing {
   get waiting (): number { return this.#queue.length() }
   get shed (): number { return this.#shed }
   get concurrency (): number { return this.#queue.concurrency }
-  get depth (): number { return this.#depth }
-  get capacity (): number { return this.#depth + this.#queue.concurrency }
+  /**
+   * How many may wait now: `depth`, or fewer when the measured rate would not
+   * finish them within `maxWaitMs`. The last one admitted is done once those
+   * ahead of it and the `concurrency` already handed over are:
+   * (waiting + concurrency) / rate ≤ maxWait.
+   */
+  get depth (): number {
+    const rate = this.rate
+    if (rate === undefined || this.#maxWaitMs === Infinity) return this.#depth
+    return Math.min(this.#depth, Math.max(0, Math.floor(rate * this.#maxWaitMs / 1000) - this.#queue.concurrency))
+  }
+
+  get capacity (): number { return this.depth + this.#queue.concurrency }
+  /** Hashes per second with every slot taken, the best of the last measurements; undefined until the first. */
+  get rate (): number | undefined { return this.#rates.length === 0 ? undefined : Math.max(...this.#rates) }
 
   get saturated (): boolean {
-    return this.#queue.length() >= this.#depth && this.#queue.running() >= this.#queue.concurrency
+    return this.#queue.length() >= this.depth && this.#queue.running() >= this.#queue.concurrency
+  }
+
+  /** Each started hash's wait for its slot, in seconds (the metrics' histogram). */
+  observeWaits (listener: (seconds: number) => void): void {
+    this.#waitListeners.push(listener)
   }
 
   overloaded (): OAuthError {
@@ -105,7 +165,7 @@ export class PasswordHasher implements PasswordHashing {
 
   /** Below this many admitted (waiting + running) a full queue is announced as open again. */
   get #reopensBelow (): number {
-    return Math.ceil((this.#depth + this.#queue.concurrency) * 3 / 4)
+    return Math.ceil(this.capacity * 3 / 4)
   }
 
   #saturationMayHaveChanged (): void {
@@ -117,9 +177,43 @@ export class PasswordHasher implements PasswordHashing {
     this.#onSaturationChange?.(announce)
   }
 
-  async #run<T> (job: () => Promise<T>): Promise<T> {
+  /** Busy time is time with every slot taken: the only time the rate of finished hashes is the hashing's rate. */
+  #account (now: number): void {
+    if (this.#running >= this.#queue.concurrency) this.#busyMs += now - this.#changedAt
+    this.#changedAt = now
+  }
+
+  async #start (job: Job): Promise<unknown> {
+    const now = this.#now()
+    const waited = now - job.admittedAt
+    if (waited > this.#maxWaitMs) throw this.overloaded()
+    for (const listener of this.#waitListeners) listener(waited / 1000)
+    this.#account(now)
+    this.#running++
+    try {
+      return await job.run()
+    } finally {
+      this.#finished()
+    }
+  }
+
+  #finished (): void {
+    this.#account(this.#now())
+    if (this.#running >= this.#queue.concurrency) this.#busyDone++
+    this.#running--
+    if (this.#busyMs < RATE_WINDOW_MS) return
+    const measured = this.#busyDone * 1000 / this.#busyMs
+    this.#busyMs = 0
+    this.#busyDone = 0
+    const capacity = this.capacity
+    this.#rates.unshift(measured)
+    this.#rates.length = Math.min(this.#rates.length, RATE_WINDOWS_KEPT)
+    if (this.capacity !== capacity) this.#onCapacityChange?.(this.capacity)
+  }
+
+  async #run<T> (run: () => Promise<T>): Promise<T> {
     if (this.saturated) throw this.overloaded()
-    const done = this.#queue.push(job)
+    const done = this.#queue.push({ run, admittedAt: this.#now() })
     this.#saturationMayHaveChanged()
     try {
       return await done as T

@@ -1,19 +1,22 @@
 /**
  * The instance's hashing process: argon2 (and any stored format's verify, see
- * passwords/verify.ts) on every core at a lowered OS priority
- * (TESSERA_HASH_NICE, the first argument, added to the instance's), so the HTTP workers' event loops
- * and Postgres take most of the CPU whenever they want it and hashing still
- * keeps a share (docs/decisions.md, "Hashing priority: nice 10"). Started by
- * the primary (passwords/hashing-engine.ts) with UV_THREADPOOL_SIZE set to the
- * hashing concurrency; asked over IPC.
+ * passwords/verify.ts) on every core, all threads but one at a lowered OS
+ * priority (TESSERA_HASH_NICE, the first argument, added to the instance's),
+ * so the HTTP workers' event loops and Postgres take most of the CPU whenever
+ * they want it, while one hashing thread at their priority keeps a floor under
+ * the login rate (docs/decisions.md, "Hashing priority: nice 10" and "Login
+ * under a flood: a queue bounded in time, a hashing thread at full
+ * priority"). Started by the primary (passwords/hashing-engine.ts) with
+ * UV_THREADPOOL_SIZE set to the hashing concurrency; asked over IPC.
  *
- * On Linux a nice value belongs to a thread, and a new thread inherits its
- * creator's: lowering this (main) thread first makes the libuv pool threads
- * argon2 runs on, started at the first hash, inherit it; threads started
- * while the modules loaded are lowered one by one.
+ * On Linux a nice value belongs to a thread, and an unprivileged thread can
+ * lower its priority but never raise it again: so the libuv pool is started
+ * before the first hash, and then every thread is lowered except the one
+ * pool thread that keeps the instance's priority.
  * @module
  */
-import { readdirSync } from 'node:fs'
+import { pbkdf2 } from 'node:crypto'
+import { readdirSync, readFileSync } from 'node:fs'
 import os from 'node:os'
 import { answer, isAsk, notice, type Send } from '../cluster/rpc.js'
 import { hashPassword, verifyPassword } from './verify.js'
@@ -21,17 +24,37 @@ import { hashPassword, verifyPassword } from './verify.js'
 // Relative to the instance's own nice value (this process starts with it),
 // so an instance run under `nice` keeps the same gap to its workers; 19 is the floor.
 const HASHING_PRIORITY = Math.min(os.constants.priority.PRIORITY_LOW, os.getPriority() + Number(process.argv[2]))
+/** libuv names its pool threads so (Linux); argon2 runs on them. */
+const POOL_THREAD = 'libuv-worker'
 
-function lowerPriority (): void {
-  os.setPriority(HASHING_PRIORITY)
+function threadName (tid: string): string {
+  try { return readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() } catch { return '' } // exited since
+}
+
+/**
+ * Lowers every thread but one pool thread, which keeps the instance's
+ * priority: a floor under the hashing rate. A storm of shed answers keeps
+ * the HTTP workers runnable all the time, and against them threads at nice
+ * 10 get a tenth of a core each; the one thread at their priority gets its
+ * fair share. With one hashing thread, that thread is lowered too.
+ */
+function lowerPriority (floorThreads: number): void {
   let threads: string[] = []
   try { threads = readdirSync('/proc/self/task') } catch {} // not Linux: the priority is the process's
+  if (threads.length === 0) {
+    os.setPriority(HASHING_PRIORITY)
+    return
+  }
+  let kept = 0
   for (const tid of threads) {
+    if (kept < floorThreads && threadName(tid) === POOL_THREAD) {
+      kept++
+      continue
+    }
     try { os.setPriority(Number(tid), HASHING_PRIORITY) } catch {} // a thread that has exited since
   }
 }
 
-lowerPriority()
 const send: Send = (message) => { if (process.connected) process.send?.(message) }
 const handlers = {
   hash: async (body: { password: string }) => await hashPassword(body.password),
@@ -49,4 +72,9 @@ process.on('message', (message) => {
 process.on('SIGINT', () => {})
 process.on('SIGTERM', () => {})
 process.on('disconnect', () => process.exit(0))
+// libuv starts every pool thread at the first piece of work: start them now,
+// so each can be given its priority before the first hash.
+await new Promise((resolve) => pbkdf2('', '', 1, 1, 'sha256', resolve))
+const poolSize = Number(process.env.UV_THREADPOOL_SIZE ?? 4)
+lowerPriority(poolSize > 1 ? 1 : 0)
 send(notice('ready', { pid: process.pid, priority: os.getPriority() }))

@@ -112,7 +112,8 @@ t.test('two workers: one per-IP budget, one scrape for the instance, key changes
 })
 
 t.test('two workers share one hashing queue at a lower priority; a dead worker is replaced; a dead primary takes them all', async (t) => {
-  const env = { ...baseEnv(await createTestDatabase(t)), TESSERA_HASH_CONCURRENCY: '1', TESSERA_HASH_QUEUE_DEPTH: '2', TESSERA_RATE_LIMIT: '1000000' }
+  // No bound in time: hashing is frozen below for longer than any such bound, and the logins admitted meanwhile must finish.
+  const env = { ...baseEnv(await createTestDatabase(t)), TESSERA_HASH_CONCURRENCY: '1', TESSERA_HASH_QUEUE_DEPTH: '2', TESSERA_HASH_MAX_WAIT_MS: '0', TESSERA_RATE_LIMIT: '1000000' }
   const server = await startServer(t, env)
   const hashing = logLines(server).find((l) => l.msg === 'hashing process started')
   const hashingPid = hashing?.hashing_pid ?? 0

@@ -4,6 +4,7 @@
  */
 import t from 'tap'
 import { PasswordHasher } from '../../src/passwords/hasher.js'
+import { hashPassword, verifyPassword } from '../../src/passwords/verify.js'
 import { buildTestApp } from '../helpers/app.js'
 
 // Real argon2id, cheap enough that a test queues many.
@@ -58,4 +59,31 @@ t.test('a burst is cut at the check: only as many as the queue holds start any d
   t.equal(counted.length, 2, 'only the two let through counted an attempt')
   const after = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'after', password: 'some password' } })
   t.equal(after.statusCode, 400, 'the places were given back with the answers')
+})
+
+t.test('the queue is bounded in time: what the measured rate cannot finish within the bound is refused', async (t) => {
+  // The clock moves 100 ms per hash (a real argon2id hash each), so the rate is ten a second.
+  let now = 0
+  const engine = {
+    hash: async (password: string) => { const hash = await hashPassword(password, WEAK); now += 100; return hash },
+    verify: async (hash: string, password: string) => { const verdict = await verifyPassword(hash, password, WEAK); now += 100; return verdict }
+  }
+  const capacities: number[] = []
+  const waits: number[] = []
+  const hasher = new PasswordHasher({ concurrency: 1, depth: 100, maxWaitMs: 400, engine, now: () => now, onCapacityChange: (capacity) => capacities.push(capacity) })
+  hasher.observeWaits((seconds) => waits.push(seconds))
+  t.equal(hasher.capacity, 101, 'before any measurement the depth alone bounds it')
+
+  const first = await Promise.allSettled(Array.from({ length: 8 }, async (_, i) => await hasher.hash(`password ${i}`)))
+  t.same(first.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'rejected', 'rejected'],
+    'admitted together; the sixth on would have started past 400 ms, so each is refused when its turn comes instead')
+  t.match((first[5] as PromiseRejectedResult).reason, { status: 503, retryAfter: 1 })
+  t.same(waits, [0, 0.1, 0.2, 0.3, 0.4], 'no started hash waited longer than the bound')
+  t.equal(hasher.rate, 10, 'measured: five hashes in 500 ms with the slot taken')
+  t.equal(hasher.depth, 3, 'at ten a second, 400 ms finish four: the one running and three waiting')
+  t.same(capacities, [4], 'the new capacity was announced (the workers take their shares of it)')
+
+  const second = Array.from({ length: 5 }, async (_, i) => await hasher.hash(`again ${i}`).then(() => 'ok', (err: { status: number }) => err.status))
+  t.same(await Promise.all(second), ['ok', 'ok', 'ok', 'ok', 503], 'the fifth is refused at once: it would have finished 500 ms from now')
+  t.equal(hasher.shed, 4)
 })

@@ -1,0 +1,123 @@
+/**
+ * How `make bench` measures and judges, without Tessera: a scenario's rounds
+ * alternate with its ceiling's (of every part of a combined one), the best of
+ * each is kept, errors count over every round, each target's bounds all hold,
+ * and a shedding run counts 503 with Retry-After apart from errors against a
+ * real local server.
+ * @module
+ */
+import { createServer } from 'node:http'
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { ceilingRegistry } from '../lib/ceiling-registry.mjs'
+import { runLoad, percentile } from '../lib/load.mjs'
+import { judgeTargets } from '../lib/report.mjs'
+import { allRounds, bestRound, meets, targetText } from '../lib/rounds.mjs'
+
+test("a scenario's rounds alternate with its ceiling's, parts of a combined ceiling included, each measured once", async () => {
+  /** @type {string[]} */
+  const events = []
+  const rates = { a: [10, 30, 20], b: [100, 50, 80] }
+  /** @param {'a' | 'b'} name */
+  const measured = (name) => ({ what: name, measure: async (/** @type {number} */ round) => { events.push(`${name}${round}`); return rates[name][round] ?? 0 } })
+  const registry = ceilingRegistry({
+    rounds: 3,
+    log: () => {},
+    definitions: { a: measured('a'), b: measured('b'), sum: { what: 'a+b', from: ['a', 'b'], combine: (x, y) => x + y } }
+  })
+  assert.equal(await registry.soFar('sum'), 110, 'before any round: the first round of each part')
+  /** @type {number[]} */
+  const soFar = []
+  for (let round = 0; round < 3; round++) {
+    await registry.round('sum', round)
+    events.push(`scenario${round}`)
+    soFar.push(await registry.soFar('sum'))
+  }
+  assert.deepEqual(soFar, [110, 110, 110], 'the best round so far: 110, then 80 and 100 below it')
+  await registry.round('a', 1)
+  assert.deepEqual(events, ['a0', 'b0', 'scenario0', 'a1', 'b1', 'scenario1', 'a2', 'b2', 'scenario2'], 'no round measured twice')
+  assert.deepEqual(await registry.result('a'), { rate: 30, low: 10, rounds: [10, 30, 20], what: 'a' })
+  assert.deepEqual(await registry.result('sum'), { rate: 110, low: 80, rounds: [110, 80, 100], what: 'a+b' }, 'combined round by round, not from the best of each part (30 + 100)')
+  assert.equal(await registry.ceiling('sum'), 110)
+  assert.deepEqual(Object.keys(await registry.all()), ['a', 'sum', 'b'], 'in the order first asked for whole')
+})
+
+test('a ceiling asked for whole measures every round still missing, in order', async () => {
+  /** @type {number[]} */
+  const order = []
+  const registry = ceilingRegistry({ rounds: 3, log: () => {}, definitions: { c: { what: 'c', measure: async (round) => { order.push(round); return 5 + round } } } })
+  await registry.round('c', 0)
+  assert.equal(await registry.ceiling('c'), 7)
+  assert.deepEqual(order, [0, 1, 2])
+})
+
+/** @param {number} rps @param {number} p99 @param {number} errors @param {Record<string, number>} statuses */
+const round = (rps, p99, errors, statuses) => ({ requests: rps * 3, rps, p50: 1, p99, errors, statuses, seconds: 3 })
+
+test('the best round is kept, every round and the errors of all of them reported', () => {
+  const rounds = [round(900, 80, 0, { 200: 2700 }), round(1000, 90, 0, { 200: 3000 }), round(700, 150, 2, { 200: 2100, 500: 2 })]
+  assert.equal(bestRound(rounds), rounds[1])
+  assert.equal(bestRound([round(5, 20, 0, {}), round(5, 10, 0, {})]).p99, 10, 'equal rates: the lower p99')
+  assert.deepEqual(allRounds(rounds), {
+    rounds: [{ rps: 900, p99: 80, errors: 0 }, { rps: 1000, p99: 90, errors: 0 }, { rps: 700, p99: 150, errors: 2 }],
+    low: 700,
+    errors: 2,
+    statuses: { 200: 7800, 500: 2 }
+  })
+  assert.throws(() => bestRound([]), /no round/)
+})
+
+test('a target is met only when every bound it sets holds, with zero errors', () => {
+  const refresh = { rps: 1500, p99Ms: 100, source: /** @type {const} */ ('issue 12') }
+  assert.equal(meets(refresh, { rps: 1500, p99: 100, errors: 0 }, 0.5), true)
+  assert.equal(meets(refresh, { rps: 1499, p99: 50, errors: 0 }, 1), false)
+  assert.equal(meets(refresh, { rps: 1600, p99: 101, errors: 0 }, 1), false)
+  assert.equal(meets(refresh, { rps: 1600, p99: 50, errors: 1 }, 1), false)
+  const jwks = { ratio: 0.8, source: /** @type {const} */ ('issue 12') }
+  assert.equal(meets(jwks, { rps: 1, p99: 9999, errors: 0 }, 0.8), true)
+  assert.equal(meets(jwks, { rps: 1, p99: 1, errors: 0 }, 0.79), false)
+  assert.equal(targetText(refresh), '≥ 1,500/s, p99 ≤ 100 ms')
+  assert.equal(targetText({ ratio: 0.7, source: 'for reading' }), '≥ 70 % (for reading)')
+  assert.equal(meets({ rps: 1, p99Ms: 500, source: 'issue 12' }, { rps: 0, p99: 0, errors: 0 }, 0), false, 'login at 64 connections: every answer shed is no pass')
+})
+
+test("issue 12's targets are judged per scenario, absolute ones with their ceilings beside; issue 9's ratios apart", () => {
+  /** @param {string} name @param {object} fields */
+  const result = (name, fields) => ({ name, rps: 100, p99: 10, ceiling: 'c', ceilingRate: 200, ratio: 0.5, errors: 0, met: true, target: { ratio: 0.5, source: /** @type {const} */ ('issue 12') }, ...fields })
+  const { targets, issue9 } = judgeTargets([
+    result('refresh', { rps: 1000, p99: 90, ceiling: 'refresh-combined', ceilingRate: 1100, ratio: 0.909, target: { rps: 1500, p99Ms: 100, source: 'issue 12' }, issue9Ratio: 0.7, met: false }),
+    result('jwks', { ratio: 0.9 }),
+    result('jwks-304', { ratio: 0.7, met: false }),
+    result('login-c64', { rps: 55, p99: 480, ceiling: 'argon2', ceilingRate: 60, ratio: 0.917, shed: 12345, shedByRetryAfter: { 1: 12000, 2: 345 }, target: { p99Ms: 500, source: 'issue 12' } })
+  ], { 'refresh-combined': { rate: 1100 }, 'refresh-signing-limit': { rate: 3300 } })
+  assert.deepEqual(targets.map((t) => [t.text.split(' ')[0], t.met]), [['refresh', false], ['JWKS', false], ['login', true]])
+  assert.equal(targets[0]?.measured, 'refresh: 1,000/s, p99 90 ms, 0 errors (91 % of refresh-combined 1,100/s; 30 % of refresh-signing-limit 3,300/s)')
+  assert.match(targets[0]?.text ?? '', /\(issue 12\)$/)
+  assert.equal(targets[2]?.measured, 'login-c64: 55/s, p99 480 ms, 0 errors, 12,345 answers 503 with Retry-After (1 s ×12,000, 2 s ×345) (92 % of argon2 60/s)')
+  assert.deepEqual(issue9.map((t) => [t.text, t.met]), [['refresh ≥ 70 % of refresh-combined', true], ['zero errors in every scenario', true]])
+  assert.deepEqual(judgeTargets([]), { targets: [], issue9: [] })
+})
+
+test('a shedding run: 503 with Retry-After is shed, not an error; without it, an error; latency is of the 2xx answers', async (t) => {
+  let n = 0
+  const server = createServer((req, res) => {
+    n++
+    if (n % 3 === 0) res.writeHead(503, { 'retry-after': '1' }).end()
+    else if (n % 7 === 0) res.writeHead(503).end()
+    else setTimeout(() => res.writeHead(200).end('{}'), 20)
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(undefined)))
+  t.after(() => server.close())
+  const url = `http://127.0.0.1:${/** @type {import('node:net').AddressInfo} */ (server.address()).port}`
+  const result = await runLoad({ url, path: '/', connections: 4, duration: 1, warmup: 0, shed: true })
+  const statuses = /** @type {Record<string, number>} */ (result.statuses)
+  assert.ok((result.shed ?? 0) > 0, JSON.stringify(result))
+  assert.deepEqual(result.shedByRetryAfter, { 1: result.shed }, 'the shed answers by their Retry-After')
+  assert.equal((result.shed ?? 0) + result.errors, statuses['503'], 'every 503 is either shed (Retry-After) or an error')
+  assert.ok(result.errors > 0, 'a 503 without Retry-After is an error')
+  assert.equal(result.requests, statuses['200'], 'the rate counts answered requests only')
+  assert.ok(result.p50 >= 20, `2xx latency ${result.p50} ms`)
+  assert.equal(typeof result.p99All, 'number', 'the p99 of every answer is kept beside')
+  assert.equal(percentile([5, 1, 3, 2, 4], 50), 3)
+  assert.equal(percentile([], 99), 0)
+})
