@@ -27,8 +27,44 @@ import { createClientRefreshDecisionFunction } from './0004_clients.js'
 
 /** @param {import('kysely').Kysely<unknown>} db */
 export async function up (db) {
+  await createRefreshGrantFunction(db)
   await sql`
-    CREATE FUNCTION tessera_refresh_grant (
+    DROP FUNCTION tessera_client_refresh_decision (uuid, uuid, text, timestamptz, double precision, text[], uuid, text, double precision, text, text, text, text);
+    DROP FUNCTION tessera_refresh_decision (uuid, uuid, text, timestamptz, double precision, text[], uuid, text, double precision, text, text);
+
+    -- Each refresh inserted a token through two foreign-key checks and one
+    -- index no query reads; what each was for, and why it is safe without:
+    -- docs/decisions.md, "Cheaper refresh writes".
+    ALTER TABLE refresh_tokens DROP CONSTRAINT refresh_tokens_parent_jti_fkey;
+    DROP INDEX refresh_tokens_parent;
+    ALTER TABLE refresh_tokens DROP CONSTRAINT refresh_tokens_kid_fkey;
+  `.execute(db)
+}
+
+/** @param {import('kysely').Kysely<unknown>} db */
+export async function down (db) {
+  await sql`
+    DROP FUNCTION tessera_refresh_grant (uuid, uuid, text, timestamptz, double precision, text[], uuid, text, double precision, text, text, text, bytea, text);
+    DELETE FROM refresh_tokens rt WHERE NOT EXISTS (SELECT 1 FROM signing_keys k WHERE k.kid = rt.kid);
+    ALTER TABLE refresh_tokens ADD CONSTRAINT refresh_tokens_kid_fkey FOREIGN KEY (kid) REFERENCES signing_keys (kid) ON DELETE CASCADE;
+    UPDATE refresh_tokens rt SET parent_jti = NULL
+      WHERE parent_jti IS NOT NULL AND NOT EXISTS (SELECT 1 FROM refresh_tokens p WHERE p.jti = rt.parent_jti);
+    ALTER TABLE refresh_tokens ADD CONSTRAINT refresh_tokens_parent_jti_fkey FOREIGN KEY (parent_jti) REFERENCES refresh_tokens (jti) ON DELETE SET NULL;
+    CREATE INDEX refresh_tokens_parent ON refresh_tokens (parent_jti);
+  `.execute(db)
+  await createRefreshDecisionFunction(db)
+  await createClientRefreshDecisionFunction(db)
+}
+
+/**
+ * Creates (or, from 0006's down, restores) this migration's
+ * tessera_refresh_grant. OR REPLACE keeps the function's identity, so a
+ * statement prepared on a connection stays valid across the swap.
+ * @param {import('kysely').Kysely<unknown>} db
+ */
+export async function createRefreshGrantFunction (db) {
+  await sql`
+    CREATE OR REPLACE FUNCTION tessera_refresh_grant (
       presented_jti uuid,
       presented_sid uuid,
       presented_sub text,
@@ -186,30 +222,5 @@ export async function up (db) {
       RETURN NEXT;
     END
     $fn$;
-
-    DROP FUNCTION tessera_client_refresh_decision (uuid, uuid, text, timestamptz, double precision, text[], uuid, text, double precision, text, text, text, text);
-    DROP FUNCTION tessera_refresh_decision (uuid, uuid, text, timestamptz, double precision, text[], uuid, text, double precision, text, text);
-
-    -- Each refresh inserted a token through two foreign-key checks and one
-    -- index no query reads; what each was for, and why it is safe without:
-    -- docs/decisions.md, "Cheaper refresh writes".
-    ALTER TABLE refresh_tokens DROP CONSTRAINT refresh_tokens_parent_jti_fkey;
-    DROP INDEX refresh_tokens_parent;
-    ALTER TABLE refresh_tokens DROP CONSTRAINT refresh_tokens_kid_fkey;
   `.execute(db)
-}
-
-/** @param {import('kysely').Kysely<unknown>} db */
-export async function down (db) {
-  await sql`
-    DROP FUNCTION tessera_refresh_grant (uuid, uuid, text, timestamptz, double precision, text[], uuid, text, double precision, text, text, text, bytea, text);
-    DELETE FROM refresh_tokens rt WHERE NOT EXISTS (SELECT 1 FROM signing_keys k WHERE k.kid = rt.kid);
-    ALTER TABLE refresh_tokens ADD CONSTRAINT refresh_tokens_kid_fkey FOREIGN KEY (kid) REFERENCES signing_keys (kid) ON DELETE CASCADE;
-    UPDATE refresh_tokens rt SET parent_jti = NULL
-      WHERE parent_jti IS NOT NULL AND NOT EXISTS (SELECT 1 FROM refresh_tokens p WHERE p.jti = rt.parent_jti);
-    ALTER TABLE refresh_tokens ADD CONSTRAINT refresh_tokens_parent_jti_fkey FOREIGN KEY (parent_jti) REFERENCES refresh_tokens (jti) ON DELETE SET NULL;
-    CREATE INDEX refresh_tokens_parent ON refresh_tokens (parent_jti);
-  `.execute(db)
-  await createRefreshDecisionFunction(db)
-  await createClientRefreshDecisionFunction(db)
 }

@@ -57,7 +57,7 @@ export function ceilingDefinitions (run) {
       measure: async () => await rotationRate(run.databaseUrl, INSTANCE_POOL, seconds)
     },
     'rotation-pgbench': {
-      what: `the same function from Postgres's own point of view: pgbench, ${INSTANCE_POOL} clients, extended protocol, each rotating its own chain (falls back to the rotation ceiling when pgbench is not installed): for reading`,
+      what: `the same function from Postgres's own point of view: pgbench, ${INSTANCE_POOL} clients, the call prepared once per connection as Tessera sends it, each rotating its own chain (falls back to the rotation ceiling when pgbench is not installed): for reading`,
       measure: async () => {
         const rate = await pgbenchRotationRate(run.databaseUrl, INSTANCE_POOL, seconds)
         if (rate !== undefined) return rate

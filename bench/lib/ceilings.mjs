@@ -182,9 +182,9 @@ function pgbenchGrant (clientId) {
 
 /**
  * The same decision from Postgres's own point of view: pgbench runs
- * rotate.ts's REFRESH_GRANT_SQL (tessera_refresh_grant) over `clients` connections, each rotating its own
- * chain (the successor comes back by \gset), with the extended protocol as
- * node-postgres sends it, and reports transactions per second. No Node, no
+ * grants/refresh.ts's REFRESH_GRANT_SQL (tessera_refresh_grant) over `clients` connections, each rotating its own
+ * chain (the successor comes back by \gset), prepared once per connection
+ * as Tessera sends it (a named statement), and reports transactions per second. No Node, no
  * pool, no driver: what is left is the database. Undefined when pgbench is
  * not installed (Debian's postgresql-client has it).
  * @param {string} url @param {number} clients @param {number} seconds
@@ -210,7 +210,7 @@ export async function pgbenchRotationRate (url, clients, seconds) {
       ''
     ].join('\n'))
     const output = await new Promise((resolve, reject) => {
-      const child = spawn('pgbench', ['--no-vacuum', '--protocol=extended', `--client=${clients}`, `--jobs=${Math.min(clients, os.cpus().length)}`, `--time=${Math.max(1, Math.round(seconds))}`,
+      const child = spawn('pgbench', ['--no-vacuum', '--protocol=prepared', `--client=${clients}`, `--jobs=${Math.min(clients, os.cpus().length)}`, `--time=${Math.max(1, Math.round(seconds))}`,
         '--define=started=0', `--file=${script}`, url], { stdio: ['ignore', 'pipe', 'pipe'] })
       let text = ''
       child.stdout.on('data', (chunk) => { text += chunk.toString() })

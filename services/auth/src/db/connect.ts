@@ -5,6 +5,7 @@
 import { Kysely, PostgresDialect } from 'kysely'
 import pg from 'pg'
 import type { Database, Db } from './database.js'
+import { namingPool } from './named-statements.js'
 
 // Postgres returns bigint (int8) as text by default; counts and ids we read fit in a double.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value: string) => Number(value))
@@ -25,7 +26,7 @@ export function connect (connectionString: string, max = 10): Connection {
   // would also crash the process. Its query already fails with that error, and the
   // pool discards the client on release, so nothing else needs doing.
   pool.on('connect', (client) => { client.on('error', () => {}) })
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: namingPool(pool) }) })
   let closed = false
   return {
     db,

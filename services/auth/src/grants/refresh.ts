@@ -24,6 +24,7 @@ import { authenticateClient, clientAuthenticationFailed, requireGrant, unauthori
 import type { ClientCredentials } from '../clients/credentials.js'
 import { requestedResource } from '../clients/resource.js'
 import { secretDigest } from '../clients/secret.js'
+import { namedStatement } from '../db/named-statements.js'
 import type { RefreshTokenRecord } from '../tokens/mint.js'
 import { verifyRefreshToken, type RefreshClaims } from '../tokens/verify-refresh.js'
 import { endSessions } from '../sessions/end.js'
@@ -71,8 +72,13 @@ export interface RefreshDecisionInput {
   context: RequestContext
 }
 
-/** The text is fixed, so nothing is compiled per refresh; bench/lib/ceilings.mjs hands the same text to pgbench. */
-export const REFRESH_GRANT_SQL = 'select * from tessera_refresh_grant($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)'
+/**
+ * The text is fixed, so nothing is compiled per refresh, and named, so each
+ * connection parses and plans it once (db/named-statements.ts);
+ * bench/lib/ceilings.mjs hands the same text to pgbench.
+ */
+export const REFRESH_GRANT_SQL = namedStatement('tessera_refresh_grant',
+  'select * from tessera_refresh_grant($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)')
 
 /** A failed client authentication, as the function answers it. */
 const CLIENT_FAILURE = 'client: '

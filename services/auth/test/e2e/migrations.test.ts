@@ -9,7 +9,7 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   const env = { DATABASE_URL: url, NODE_ENV: 'production' }
   const before = await runCli(['migrate', 'status', '--json'], env)
   t.equal(before.code, 0, before.stderr)
-  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null, null])
+  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null, null, null])
 
   const up = await runCli(['migrate', 'up'], env)
   t.equal(up.code, 0, up.stderr)
@@ -39,6 +39,17 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   t.equal(refused.code, 2, 'down without --yes is a usage error')
   t.equal(refused.stderr, 'tessera: migrate down drops the newest migration\'s tables and their data: run `tessera migrate down --yes` to go ahead\n')
   t.equal(await tables('clients'), 1, 'and reverted nothing')
+  const sessionIndexes = async (): Promise<string[]> =>
+    (await sql<{ def: string }>`SELECT indexdef AS def FROM pg_indexes WHERE indexname = 'sessions_expires_at'`.execute(connection.db)).rows.map((r) => r.def)
+  const fillfactors = async (): Promise<string[]> =>
+    (await sql<{ options: string[] | null }>`SELECT reloptions AS options FROM pg_class WHERE relname IN ('refresh_tokens', 'sessions') ORDER BY relname`.execute(connection.db)).rows.map((r) => String(r.options))
+  t.match(await sessionIndexes(), [/USING brin \(expires_at\)/], 'the slide of a session changes no btree-indexed column')
+  t.same(await fillfactors(), ['fillfactor=80', 'fillfactor=80'], 'and its pages, and the tokens\', leave room for HOT updates')
+  const downWrites = await runCli(['migrate', 'down', '--yes', '--json'], env)
+  t.same(JSON.parse(downWrites.stdout), { reverted: ['0006_refresh_writes'] })
+  t.equal(await functions('tessera_refresh_grant'), 1, 'down kept the refresh grant function (0005\'s again)')
+  t.match(await sessionIndexes(), [/USING btree \(expires_at\)/], 'and brought back the btree index')
+  t.same(await fillfactors(), ['null', 'null'], 'and the default fillfactor')
   const downGrant = await runCli(['migrate', 'down', '--yes', '--json'], env)
   t.same(JSON.parse(downGrant.stdout), { reverted: ['0005_refresh_grant'] })
   t.equal(await functions('tessera_refresh_grant'), 0, 'down dropped the refresh grant function')
@@ -68,7 +79,7 @@ t.test('two migrate up at once apply each migration once', async (t) => {
   t.equal(a.code, 0, a.stderr)
   t.equal(b.code, 0, b.stderr)
   const applied = [...JSON.parse(a.stdout).applied, ...JSON.parse(b.stdout).applied]
-  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients', '0005_refresh_grant'], 'exactly one process applied each')
+  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients', '0005_refresh_grant', '0006_refresh_writes'], 'exactly one process applied each')
 })
 
 t.test('the schema enforces its constraints', async (t) => {

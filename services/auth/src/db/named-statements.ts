@@ -1,0 +1,65 @@
+/**
+ * Named (prepared) statements for the hottest queries. Kysely hands the
+ * driver only a statement's text and parameters, and node-pg sends a text
+ * without a name as an unnamed statement, which Postgres parses and plans on
+ * every call. A text registered here is sent with its name instead: each
+ * connection parses and plans it once and afterwards only binds and executes
+ * it. Why this way rather than the pool directly, and why a function called
+ * this way must never change its result columns in place: docs/decisions.md,
+ * "Postgres's share of a refresh".
+ * @module
+ */
+import type { PostgresCursor, PostgresPool, PostgresPoolClient, PostgresQueryResult } from 'kysely'
+import type pg from 'pg'
+
+const namesByText = new Map<string, string>()
+
+/**
+ * Registers `text` to be sent as the prepared statement `name` and returns
+ * the text, for the caller to run through Kysely as usual. A fixed text only:
+ * Postgres keeps one statement per name and connection.
+ */
+export function namedStatement (name: string, text: string): string {
+  const taken = [...namesByText].find(([otherText, otherName]) => otherName === name && otherText !== text)
+  if (taken !== undefined) throw new Error(`the statement name ${name} is already taken by another text`)
+  namesByText.set(text, name)
+  return text
+}
+
+/**
+ * A pg.Pool as Kysely's PostgresDialect sees it, whose clients send the
+ * registered texts by name. One wrapper per pg client, so Kysely's per-client
+ * connection cache keeps working.
+ */
+export function namingPool (pool: pg.Pool): PostgresPool {
+  const wrappers = new WeakMap<pg.PoolClient, PostgresPoolClient>()
+  const wrap = (client: pg.PoolClient): PostgresPoolClient => {
+    function query (textOrCursor: string | PostgresCursor<unknown>, parameters?: readonly unknown[]): Promise<PostgresQueryResult<unknown>> | PostgresCursor<unknown> {
+      // A cursor (Kysely's streaming) goes through untouched: it is returned, not awaited.
+      if (typeof textOrCursor !== 'string') return client.query(textOrCursor as unknown as pg.Submittable) as unknown as PostgresCursor<unknown>
+      const name = namesByText.get(textOrCursor)
+      const values = parameters === undefined ? undefined : [...parameters]
+      return client.query(name === undefined ? { text: textOrCursor, values } : { name, text: textOrCursor, values }) as unknown as Promise<PostgresQueryResult<unknown>>
+    }
+    return {
+      // Undocumented in pg's types; Kysely reads it to cancel a query, else asks the server.
+      processID: (client as unknown as { processID?: number }).processID,
+      query: query as PostgresPoolClient['query'],
+      release: (destroy?: boolean) => { client.release(destroy) }
+    }
+  }
+  return {
+    Client: (pool as unknown as { Client: PostgresPool['Client'] }).Client,
+    options: pool.options,
+    connect: async () => {
+      const client = await pool.connect()
+      let wrapper = wrappers.get(client)
+      if (wrapper === undefined) {
+        wrapper = wrap(client)
+        wrappers.set(client, wrapper)
+      }
+      return wrapper
+    },
+    end: async () => { await pool.end() }
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * The refresh grant's call goes as a named (prepared) statement, parsed once
+ * per connection, and keeps working when what it was prepared against
+ * changes under it: the function replaced or dropped and re-created by a
+ * migration, or the connection lost and the pool making a new one.
+ */
+import t, { type Test } from 'tap'
+import { randomUUID } from 'node:crypto'
+import { sql } from 'kysely'
+import { connect, type Connection } from '../../src/db/connect.js'
+import type { Db } from '../../src/db/database.js'
+import { migrateDown, migrateUp } from '../../src/db/migrate.js'
+import { namedStatement } from '../../src/db/named-statements.js'
+import { REFRESH_GRANT_SQL, refreshDecision } from '../../src/grants/refresh.js'
+import { createTestDatabase, testConnection } from '../helpers/db.js'
+import { sessionWithToken } from '../helpers/session-fixture.js'
+
+/** A session with one unused token, and a function that rotates it once, as refreshGrant's database call does. */
+async function chain (db: Db): Promise<() => Promise<string>> {
+  const { userId, sessionId, jti: first, kid } = await sessionWithToken(db, new Date())
+  let jti = first
+  return async () => {
+    const row = await refreshDecision(db, {
+      claims: { jti, sid: sessionId, sub: userId },
+      wantedScope: undefined,
+      now: new Date(),
+      graceSeconds: 0,
+      ttlSeconds: 3600,
+      successorJti: randomUUID(),
+      successorKid: kid,
+      context: {}
+    })
+    if (row.successor_jti !== null) jti = row.successor_jti
+    return row.decision
+  }
+}
+
+async function preparedOnThisConnection (db: Db): Promise<string[]> {
+  return (await sql<{ name: string }>`SELECT name FROM pg_prepared_statements ORDER BY name`.execute(db)).rows.map((r) => r.name)
+}
+
+t.test('the refresh grant is prepared once per connection and reused', async (t) => {
+  const { db } = oneConnection(t, await createTestDatabase(t))
+  const rotate = await chain(db)
+  t.same(await preparedOnThisConnection(db), [], 'nothing is prepared before the first refresh')
+  t.equal(await rotate(), 'rotated')
+  t.same(await preparedOnThisConnection(db), ['tessera_refresh_grant'], 'the first refresh prepared the call under its name')
+  t.equal(await rotate(), 'rotated', 'the next refresh runs the prepared statement')
+  const { rows } = await sql<{ plans: number }>`SELECT generic_plans + custom_plans AS plans FROM pg_prepared_statements WHERE name = 'tessera_refresh_grant'`.execute(db)
+  t.equal(Number(rows[0]?.plans), 2, 'both refreshes ran the one statement')
+})
+
+t.test('a migration that replaces or re-creates the function does not break a statement prepared before it', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db } = oneConnection(t, url)
+  const rotate = await chain(db)
+  t.equal(await rotate(), 'rotated', 'prepared against the newest function')
+  const migrator = await testConnection(t, url)
+  t.same(await migrateDown(migrator.db), ['0006_refresh_writes'])
+  t.equal(await rotate(), 'rotated', 'the function replaced in place (0006 down): the prepared call runs the new body')
+  t.same(await migrateDown(migrator.db), ['0005_refresh_grant'])
+  t.same(await migrateUp(migrator.db), ['0005_refresh_grant', '0006_refresh_writes'])
+  t.equal(await rotate(), 'rotated', 'the function dropped and created again (a new identity): Postgres plans the prepared call again')
+  t.same(await preparedOnThisConnection(db), ['tessera_refresh_grant'], 'on the same connection throughout')
+})
+
+t.test('a lost connection: the pool connects again and the statement is prepared on the new one', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db, pool } = oneConnection(t, url)
+  const rotate = await chain(db)
+  t.equal(await rotate(), 'rotated')
+  const before = (await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(db)).rows[0]?.pid
+  const admin = await testConnection(t, url)
+  await sql`SELECT pg_terminate_backend(${before})`.execute(admin.db)
+  // The idle client hears its server go, and the pool drops it.
+  while (pool.totalCount > 0) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.equal(await rotate(), 'rotated', 'the next refresh works on a new connection')
+  const after = (await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(db)).rows[0]?.pid
+  t.not(after, before, 'a new server process')
+  t.same(await preparedOnThisConnection(db), ['tessera_refresh_grant'], 'which prepared the call again')
+})
+
+t.test('a name stays with one text', async (t) => {
+  t.equal(namedStatement('tessera_refresh_grant', REFRESH_GRANT_SQL), REFRESH_GRANT_SQL, 'registering the same pair again is harmless')
+  t.throws(() => namedStatement('tessera_refresh_grant', 'select 1'), /already taken/, 'another text under a taken name is refused')
+})
+
+/** One connection at most, so every call of a test runs on the same server process. */
+function oneConnection (t: Test, url: string): Connection {
+  const connection = connect(url, 1)
+  t.teardown(connection.close)
+  return connection
+}
