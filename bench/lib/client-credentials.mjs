@@ -30,7 +30,8 @@ export async function registerBenchClient (url) {
 
 /**
  * Client lookups per second: clients/authenticate.ts's one read by primary
- * key, its very text (CLIENT_READ_SQL), `inFlight` at once (the scenario's
+ * key, its very statement (CLIENT_READ_SQL, prepared once per connection under
+ * its name as Tessera sends it), `inFlight` at once (the scenario's
  * connections) queued on a pool of `pool` connections (Tessera's instance
  * pool), as the server runs it under the scenario's load.
  * @param {string} url @param {number} inFlight @param {number} pool @param {number} seconds
@@ -46,7 +47,7 @@ export async function clientReadRate (url, inFlight, pool, seconds) {
     let done = 0
     await Promise.all(Array.from({ length: inFlight }, async () => {
       while (performance.now() < deadline) {
-        await connection.pool.query(CLIENT_READ_SQL, [BENCH_CLIENT, new Date()])
+        await connection.pool.query({ name: 'tessera_client_read', text: CLIENT_READ_SQL, values: [BENCH_CLIENT, new Date()] })
         done++
       }
     }))
@@ -69,7 +70,7 @@ export function clientCredentialsCeiling ({ signs, reads, requests }) {
 export function clientCredentialsCeilings ({ url, seconds, inFlight, pool }) {
   return {
     'client-read': {
-      what: `the client lookup (clients by primary key, clients/authenticate.ts's CLIENT_READ_SQL), ${inFlight} at once on a pool of ${pool} (the scenario's connections on Tessera's instance pool)`,
+      what: `the client lookup (clients by primary key, clients/authenticate.ts's CLIENT_READ_SQL as a named statement), ${inFlight} at once on a pool of ${pool} (the scenario's connections on Tessera's instance pool)`,
       measure: async () => await clientReadRate(url, inFlight, pool, seconds)
     },
     'client-credentials-combined': {

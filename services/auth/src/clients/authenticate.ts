@@ -9,6 +9,7 @@
  */
 import { CompiledQuery } from 'kysely'
 import type { Db, GrantType } from '../db/database.js'
+import { namedStatement } from '../db/named-statements.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
 import { OAuthError } from '../errors.js'
 import { BASIC_CHALLENGE, type ClientCredentials } from './credentials.js'
@@ -37,13 +38,14 @@ const NO_DIGEST = Buffer.alloc(32)
 
 /**
  * The client's row as authentication needs it, in fixed text so nothing is
- * compiled per request (bench/lib/client-credentials.mjs measures the same
- * text). Postgres judges the previous secret's grace against $2, the injected
+ * compiled per request, and named, so each connection parses and plans it
+ * once (db/named-statements.ts; bench/lib/client-credentials.mjs measures the
+ * same statement). Postgres judges the previous secret's grace against $2, the injected
  * clock, and answers booleans and digests only: no timestamp is parsed.
  */
-export const CLIENT_READ_SQL = 'select confidential, grants, scopes, resources, secret_digest, ' +
+export const CLIENT_READ_SQL = namedStatement('tessera_client_read', 'select confidential, grants, scopes, resources, secret_digest, ' +
   'case when previous_secret_expires_at > $2 then previous_secret_digest end as live_previous_digest, ' +
-  'disabled_at is not null as disabled from clients where client_id = $1'
+  'disabled_at is not null as disabled from clients where client_id = $1')
 
 interface ClientRow {
   confidential: boolean

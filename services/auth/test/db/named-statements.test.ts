@@ -1,5 +1,5 @@
 /**
- * The refresh grant's call goes as a named (prepared) statement, parsed once
+ * The refresh grant's call (and client authentication's read) goes as a named (prepared) statement, parsed once
  * per connection, and keeps working when what it was prepared against
  * changes under it: the function replaced or dropped and re-created by a
  * migration, or the connection lost and the pool making a new one.
@@ -12,6 +12,8 @@ import type { Db } from '../../src/db/database.js'
 import { migrateDown, migrateUp } from '../../src/db/migrate.js'
 import { namedStatement } from '../../src/db/named-statements.js'
 import { REFRESH_GRANT_SQL, refreshDecision } from '../../src/grants/refresh.js'
+import { authenticateClient } from '../../src/clients/authenticate.js'
+import { createClient } from '../../src/clients/register.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { sessionWithToken } from '../helpers/session-fixture.js'
 
@@ -91,3 +93,14 @@ function oneConnection (t: Test, url: string): Connection {
   t.teardown(connection.close)
   return connection
 }
+
+t.test('client authentication reads the client as a named statement too', async (t) => {
+  const { db } = oneConnection(t, await createTestDatabase(t))
+  await createClient(db, { clientId: 'spa', confidential: false, grants: ['password'], scopes: [], resources: [] }, new Date(), { actor: 'operator' })
+  const deps = { db, config: { defaultClientId: 'spa' } }
+  const read = async (): Promise<string> => (await authenticateClient(deps, { credentials: { method: 'none', clientId: 'spa' }, now: new Date(), context: {} })).clientId
+  t.equal(await read(), 'spa', 'a registered public client authenticates')
+  t.equal(await read(), 'spa')
+  const { rows } = await sql<{ plans: number }>`SELECT generic_plans + custom_plans AS plans FROM pg_prepared_statements WHERE name = 'tessera_client_read'`.execute(db)
+  t.equal(Number(rows[0]?.plans), 2, 'both reads ran the one statement prepared under its name')
+})
