@@ -25,7 +25,7 @@ import autocannon from 'autocannon'
 /**
  * @typedef {object} LoadResult
  * @property {number} requests completed requests
- * @property {number} rps completed requests per second
+ * @property {number} rps successful answers per second (2xx and the statuses asked for): a failed or shed answer is no credit
  * @property {number} p50 latency, ms
  * @property {number} p99 latency, ms (with `shed`: of the 2xx answers)
  * @property {number} [p99All] with `shed`: latency of every answer, ms
@@ -115,7 +115,8 @@ export async function runLoad (options, ok = []) {
   const common = { errors: result.errors + result.timeouts + result.mismatches + result.non2xx - accepted, statuses, seconds: Math.round(elapsed * 100) / 100 }
   if (tally === undefined) {
     const requests = result.requests.total
-    return { requests, rps: Math.round(requests / elapsed), p50: result.latency.p50, p99: result.latency.p99, ...common }
+    const succeeded = (result['2xx'] ?? 0) + ok.reduce((sum, code) => sum + (statuses[String(code)] ?? 0), 0)
+    return { requests, rps: Math.round(succeeded / elapsed), p50: result.latency.p50, p99: result.latency.p99, ...common }
   }
   // Shedding: the rate and latency that count are the answered requests'; the shed ones are counted beside.
   const requests = tally.answered.length
