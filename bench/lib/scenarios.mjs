@@ -77,6 +77,20 @@ const pick = (/** @type {any[]} */ list) => list[Math.floor(Math.random() * list
 /** The first round warms the server up; the later ones find it warm. @param {Settings} s @param {string[]} urls @param {number} round */
 export const base = (s, urls, round) => ({ url: urls.length === 1 ? /** @type {string} */ (urls[0]) : urls, duration: s.duration, warmup: round === 0 ? s.warmup : 0 })
 
+/**
+ * GETs of `route`, each with a random one of the live access tokens as Bearer.
+ * @param {Context} ctx @param {string[]} urls @param {number} round @param {string} route
+ */
+async function bearerLoad (ctx, urls, round, route) {
+  const tokens = await ctx.accessTokens()
+  return await runLoad({
+    ...base(ctx.settings, urls, round),
+    connections: ctx.settings.connections,
+    path: route,
+    setupRequest: (request) => ({ ...request, headers: { ...request.headers, authorization: `Bearer ${pick(tokens).token}` } })
+  })
+}
+
 /** Refresh requests, each presenting a different unused token. @param {Context} ctx @param {string[]} urls @param {number} round */
 async function refreshLoad (ctx, urls, round) {
   const s = ctx.settings
@@ -167,15 +181,7 @@ export const SCENARIOS = [
     ceiling: 'bare-me',
     target: { ratio: 0.60, source: 'issue 12' },
     scales: true,
-    run: async (ctx, urls, round) => {
-      const tokens = await ctx.accessTokens()
-      return await runLoad({
-        ...base(ctx.settings, urls, round),
-        connections: ctx.settings.connections,
-        path: '/v1/me',
-        setupRequest: (request) => ({ ...request, headers: { ...request.headers, authorization: `Bearer ${pick(tokens).token}` } })
-      })
-    }
+    run: async (ctx, urls, round) => await bearerLoad(ctx, urls, round, '/v1/me')
   },
   {
     name: 'notes',
@@ -185,16 +191,7 @@ export const SCENARIOS = [
     note: 'No issue sets a target for notes; it is judged like /v1/me (a verified token, then a small read).',
     scales: false,
     unavailable: (root) => existsSync(path.join(root, 'services/notes/dist/server.js')) ? undefined : 'services/notes is not built (run make build)',
-    run: async (ctx, _urls, round) => {
-      const tokens = await ctx.accessTokens()
-      const notes = await ctx.notes()
-      return await runLoad({
-        ...base(ctx.settings, [notes], round),
-        connections: ctx.settings.connections,
-        path: '/notes',
-        setupRequest: (request) => ({ ...request, headers: { ...request.headers, authorization: `Bearer ${pick(tokens).token}` } })
-      })
-    }
+    run: async (ctx, _urls, round) => await bearerLoad(ctx, [await ctx.notes()], round, '/notes')
   },
   {
     name: 'gateway-jwks',
