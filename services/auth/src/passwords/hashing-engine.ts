@@ -49,8 +49,8 @@ export class HashingProcess implements HashEngine {
   get slots (): number { return this.#concurrency * JOBS_PER_THREAD }
 
   async #spawn (): Promise<void> {
-    const child = fork(ENTRY, [String(this.#nice)], {
-      // One libuv pool thread per hashing slot: argon2 runs on that pool.
+    const child = fork(ENTRY, [String(this.#nice), String(this.#concurrency)], {
+      // One libuv pool thread per hashing slot: argon2 runs on that pool (libuv reads the size from the environment).
       env: { ...process.env, UV_THREADPOOL_SIZE: String(this.#concurrency) },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'json'

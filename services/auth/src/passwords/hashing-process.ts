@@ -7,7 +7,7 @@
  * the login rate (docs/decisions.md, "Hashing priority: nice 10" and "Login
  * under a flood: a queue bounded in time, a hashing thread at full
  * priority"). Started by the primary (passwords/hashing-engine.ts) with
- * UV_THREADPOOL_SIZE set to the hashing concurrency; asked over IPC.
+ * UV_THREADPOOL_SIZE and the second argument set to the hashing concurrency; asked over IPC.
  *
  * On Linux a nice value belongs to a thread, and an unprivileged thread can
  * lower its priority but never raise it again: so the libuv pool is started
@@ -75,6 +75,6 @@ process.on('disconnect', () => process.exit(0))
 // libuv starts every pool thread at the first piece of work: start them now,
 // so each can be given its priority before the first hash.
 await new Promise((resolve) => pbkdf2('', '', 1, 1, 'sha256', resolve))
-const poolSize = Number(process.env.UV_THREADPOOL_SIZE ?? 4)
+const poolSize = Number(process.argv[3])
 lowerPriority(poolSize > 1 ? 1 : 0)
 send(notice('ready', { pid: process.pid, priority: os.getPriority() }))
