@@ -58,13 +58,15 @@ async function auditRows (db: Db, type: string): Promise<Array<{ actor: string |
 }
 
 t.test('a login that succeeds: one session, its token and audit row, the failures cleared, in two named statements', async (t) => {
-  const { app, connection, hasher } = await loginApp(t, {}, true)
+  const { app, connection, hasher, logs } = await loginApp(t, {}, true)
   const user = await signUp(app, 'alice', PASSWORD)
   t.equal((await attempt(app, 'alice', 'wrong')).status, 400)
   t.equal((await counts(connection.db)).throttled, 1, 'the failure is counted')
 
+  const logged = logs().split('\n').filter((line) => line !== '').length
   const ok = await attempt(app, 'Alice', PASSWORD)
   t.equal(ok.status, 200)
+  t.equal(logs().split('\n').filter((line) => line !== '').length - logged, 1, 'one log line: the request\'s')
   t.equal(hasher.verifies, 2)
   t.same(await counts(connection.db), { sessions: 1, tokens: 1, throttled: 0 }, 'a session, its first token, and the name\'s failures cleared')
   const session = await connection.db.selectFrom('sessions').selectAll().executeTakeFirstOrThrow()
