@@ -1,20 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import t, { type Test } from 'tap'
-import { PasswordHasher } from '../../src/passwords/hasher.js'
 import { countLoginAttempt, pruneLoginThrottle, refundLoginAttempt } from '../../src/passwords/login-throttle.js'
-import { buildTestApp, signUp, testConfig } from '../helpers/app.js'
+import { buildTestApp, CountingHasher, signUp, testConfig } from '../helpers/app.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { startServer } from '../helpers/server.js'
-
-/** The real hasher, counting how often argon2 verify is asked for. */
-class CountingHasher extends PasswordHasher {
-  verifies = 0
-  override async verify (hash: string, password: string): Promise<boolean> {
-    this.verifies++
-    return await super.verify(hash, password)
-  }
-}
 
 const PASSWORD = 'correct horse battery'
 
