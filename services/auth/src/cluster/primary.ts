@@ -92,8 +92,10 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     const engine = new HashingProcess(config.hashConcurrency, config.hashNice, logger)
     stops.unshift(async () => { await engine.stop() })
     let hashingSaturated = false
+    let share: number | undefined
     const hasher = new PasswordHasher({
       concurrency: engine.slots,
+      threads: engine.threads,
       depth: config.hashQueueDepth,
       maxWaitMs: config.hashMaxWaitMs === 0 ? undefined : config.hashMaxWaitMs,
       engine,
@@ -101,8 +103,13 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
         hashingSaturated = saturated
         broadcast(notice('hashing-saturated', saturated))
       },
-      // The workers' shares follow the measured rate, so together they never let more past the check than it drains in time.
-      onCapacityChange: () => { broadcast(notice('hashing-share', hashingShare(hasher, config.workers))) }
+      // The workers' shares follow the measured cost, so together they never let more past the check than it drains in time.
+      onCapacityChange: () => {
+        const next = hashingShare(hasher, config.workers)
+        if (next === share) return
+        share = next
+        broadcast(notice('hashing-share', share))
+      }
     })
     const metrics = createMetrics({ hasher, keyring, pool: connection.pool, keyRotation: config.keyRotation, clock: () => new Date() })
     const asker = new Asker()
