@@ -94,8 +94,10 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     let hashingSaturated = false
     let share: number | undefined
     const hasher = new PasswordHasher({
-      concurrency: engine.slots,
-      threads: engine.threads,
+      // One job per hashing thread: a job handed over starts at once, so its
+      // wait in this queue is all its wait (two per thread saved no
+      // measurable time and hid a hash's worth of waiting in the pool).
+      concurrency: config.hashConcurrency,
       depth: config.hashQueueDepth,
       maxWaitMs: config.hashMaxWaitMs === 0 ? undefined : config.hashMaxWaitMs,
       engine,

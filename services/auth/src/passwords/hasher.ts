@@ -55,8 +55,6 @@ export interface HashEngine {
 
 export interface HasherOptions {
   concurrency: number
-  /** The hashing threads that run the `concurrency` jobs handed over (the rate is threads ÷ cost); `concurrency` by default. */
-  threads?: number
   /** The most that may wait, whatever the rate. */
   depth: number
   /**
@@ -105,7 +103,6 @@ export class PasswordHasher implements PasswordHashing {
   readonly #engine: HashEngine
   readonly #onSaturationChange: ((saturated: boolean) => void) | undefined
   readonly #onCapacityChange: ((capacity: number) => void) | undefined
-  readonly #threads: number
   readonly #maxWaitMs: number
   readonly #now: () => number
   readonly #waitListeners: Array<(seconds: number) => void> = []
@@ -117,7 +114,6 @@ export class PasswordHasher implements PasswordHashing {
   constructor (options: HasherOptions) {
     this.#queue = fastq.promise(async (job: Job) => await this.#start(job), options.concurrency)
     this.#depth = options.depth
-    this.#threads = options.threads ?? options.concurrency
     this.#maxWaitMs = options.maxWaitMs ?? Infinity
     this.#now = options.now ?? (() => performance.now())
     this.#onCapacityChange = options.onCapacityChange
@@ -148,14 +144,14 @@ export class PasswordHasher implements PasswordHashing {
 
   get capacity (): number { return this.depth + this.#queue.concurrency }
   /**
-   * Hashes per second the threads finish when they have their cores: threads
-   * ÷ the CPU cost of one. Not the hashes finished per second: those fall
+   * Hashes per second the threads finish when they have their cores:
+   * `concurrency` (one job per hashing thread) ÷ the CPU cost of one. Not the hashes finished per second: those fall
    * when a storm of shed answers takes the CPU, and a bound that followed
    * them would admit fewer, shed more and keep the storm going. Where the
    * hashing gets less CPU than that, a hash whose turn comes past the bound
    * is refused then, and the waiting clients are not retrying meanwhile.
    */
-  get rate (): number { return this.#threads * 1000 / (this.#engine.costMs ?? ASSUMED_COST_MS) }
+  get rate (): number { return this.#queue.concurrency * 1000 / (this.#engine.costMs ?? ASSUMED_COST_MS) }
 
   get saturated (): boolean {
     return this.#queue.length() >= this.depth && this.#queue.running() >= this.#queue.concurrency

@@ -14,12 +14,6 @@ import type { Verdict } from './verify.js'
 
 const ENTRY = fileURLToPath(new URL('./hashing-process.js', import.meta.url))
 const RESTART_DELAY_MS = 500
-/**
- * Jobs handed to the hashing process per hashing thread: the second waits in
- * its libuv pool, so a thread that finishes starts the next hash at once
- * instead of after an answer to the primary and a new ask back.
- */
-const JOBS_PER_THREAD = 2
 
 export interface HashingProcessInfo { pid: number, priority: number }
 /** An answer of the hashing process: the result, and what one hash costs there now (CPU ms, averaged over the last few). */
@@ -47,11 +41,6 @@ export class HashingProcess implements HashEngine {
   }
 
   get ready (): Promise<void> { return this.#ready }
-
-  /** How many jobs the queue in front should keep in flight here. */
-  get slots (): number { return this.#concurrency * JOBS_PER_THREAD }
-
-  get threads (): number { return this.#concurrency }
 
   /** CPU ms one hash costs in the hashing process, as its last answer said; undefined before the first. */
   get costMs (): number | undefined { return this.#costMs }

@@ -19,9 +19,9 @@ import { startServer } from '../helpers/server.js'
 
 const USERS = 40
 /**
- * Never shed, whatever the rate: the queue always admits its four hashing
- * slots (two per thread), each of the two workers half of them, and both
- * connections may land on one worker.
+ * Never shed: two logins at once never wait for the two hashing threads, and
+ * the queue admits far more (20 before the first hash, about 35 after, half
+ * per worker), so both connections may land on one worker.
  */
 const CALM_CONNECTIONS = 2
 const STORM_CONNECTIONS = 120
