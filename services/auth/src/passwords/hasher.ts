@@ -2,11 +2,11 @@
  * Password hashing behind a bounded queue. At most `concurrency` hashes run at
  * once; at most `depth` wait, and no more than the hashing threads finish
  * within `maxWaitMs` at the CPU cost of a hash measured where hashes run.
- * Past that the caller is refused at once with
- * 503, so a login flood sheds instead of queueing without bound and never
- * starves refresh or the JWKS; a hash whose turn comes after `maxWaitMs` all
- * the same (the rate fell after it was admitted) is refused then rather than
- * started late.
+ * Past that the caller is refused at once with 503, so a login flood sheds
+ * instead of queueing without bound and never starves refresh or the JWKS; a
+ * hash whose turn comes after `maxWaitMs` all the same (the hashing got less
+ * CPU than its cost allows: a storm of sheds, other work on the host) is
+ * refused then rather than started late.
  *
  * Where a hash runs is the engine's business: in this process (the CLI and
  * in-process tests), or in the instance's hashing process at a lower OS
@@ -145,11 +145,12 @@ export class PasswordHasher implements PasswordHashing {
   get capacity (): number { return this.depth + this.#queue.concurrency }
   /**
    * Hashes per second the threads finish when they have their cores:
-   * `concurrency` (one job per hashing thread) ÷ the CPU cost of one. Not the hashes finished per second: those fall
-   * when a storm of shed answers takes the CPU, and a bound that followed
-   * them would admit fewer, shed more and keep the storm going. Where the
-   * hashing gets less CPU than that, a hash whose turn comes past the bound
-   * is refused then, and the waiting clients are not retrying meanwhile.
+   * `concurrency` (one job per hashing thread) ÷ the CPU cost of one. Not
+   * the hashes finished per second: those fall when a storm of shed answers
+   * takes the CPU, and a bound that followed them would admit fewer, shed
+   * more and keep the storm going. Where the hashing gets less CPU than its
+   * cost allows, a hash whose turn comes past the bound is refused then,
+   * and the clients waiting meanwhile are not retrying.
    */
   get rate (): number { return this.#queue.concurrency * 1000 / (this.#engine.costMs ?? ASSUMED_COST_MS) }
 
