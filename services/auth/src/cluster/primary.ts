@@ -92,8 +92,12 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     const engine = new HashingProcess(config.hashConcurrency, config.hashNice, logger)
     stops.unshift(async () => { await engine.stop() })
     let hashingSaturated = false
+    let share: number | undefined
     const hasher = new PasswordHasher({
-      concurrency: engine.slots,
+      // One job per hashing thread: a job handed over starts at once, so its
+      // wait in this queue is all its wait (two per thread saved no
+      // measurable time and hid a hash's worth of waiting in the pool).
+      concurrency: config.hashConcurrency,
       depth: config.hashQueueDepth,
       maxWaitMs: config.hashMaxWaitMs === 0 ? undefined : config.hashMaxWaitMs,
       engine,
@@ -101,8 +105,13 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
         hashingSaturated = saturated
         broadcast(notice('hashing-saturated', saturated))
       },
-      // The workers' shares follow the measured rate, so together they never let more past the check than it drains in time.
-      onCapacityChange: () => { broadcast(notice('hashing-share', hashingShare(hasher, config.workers))) }
+      // The workers' shares follow the measured cost, so together they never let more past the check than it drains in time.
+      onCapacityChange: () => {
+        const next = hashingShare(hasher, config.workers)
+        if (next === share) return
+        share = next
+        broadcast(notice('hashing-share', share))
+      }
     })
     const metrics = createMetrics({ hasher, keyring, pool: connection.pool, keyRotation: config.keyRotation, clock: () => new Date() })
     const asker = new Asker()

@@ -78,7 +78,7 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
   if (hasher !== undefined) {
     gauge('tessera_hash_queue_waiting', 'Password hashes waiting for a slot', 'sum', (set) => set(hasher.waiting))
     gauge('tessera_hash_in_flight', 'Password hashes running', 'sum', (set) => set(hasher.inFlight))
-    gauge('tessera_hash_rate', 'Password hashes per second, measured with every hashing slot taken (0 until measured)', 'sum', (set) => set(hasher.rate ?? 0))
+    gauge('tessera_hash_rate', 'Password hashes per second the hashing threads finish with their cores: threads / the measured CPU cost of a hash (an assumed cost until measured)', 'sum', (set) => set(hasher.rate))
     const waits = new Histogram({
       name: 'tessera_hash_queue_wait_seconds',
       help: 'How long each started password hash waited for its slot',

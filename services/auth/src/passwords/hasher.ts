@@ -1,11 +1,12 @@
 /**
  * Password hashing behind a bounded queue. At most `concurrency` hashes run at
- * once; at most `depth` wait, and no more than the measured hashing rate
- * finishes within `maxWaitMs`. Past that the caller is refused at once with
- * 503, so a login flood sheds instead of queueing without bound and never
- * starves refresh or the JWKS; a hash whose turn comes after `maxWaitMs` all
- * the same (the rate fell after it was admitted) is refused then rather than
- * started late.
+ * once; at most `depth` wait, and no more than the hashing threads finish
+ * within `maxWaitMs` at the CPU cost of a hash measured where hashes run.
+ * Past that the caller is refused at once with 503, so a login flood sheds
+ * instead of queueing without bound and never starves refresh or the JWKS; a
+ * hash whose turn comes after `maxWaitMs` all the same (the hashing got less
+ * CPU than its cost allows: a storm of sheds, other work on the host) is
+ * refused then rather than started late.
  *
  * Where a hash runs is the engine's business: in this process (the CLI and
  * in-process tests), or in the instance's hashing process at a lower OS
@@ -44,6 +45,12 @@ export interface PasswordHashing {
 export interface HashEngine {
   hash: (password: string) => Promise<string>
   verify: (encodedHash: string, password: string) => Promise<Verdict>
+  /**
+   * What one hash costs a hashing thread that has a core, in ms (CPU time,
+   * measured where hashes run); undefined until measured, or for an engine
+   * that does not measure.
+   */
+  readonly costMs?: number | undefined
 }
 
 export interface HasherOptions {
@@ -52,9 +59,10 @@ export interface HasherOptions {
   depth: number
   /**
    * The longest a hash may wait, in milliseconds: a new one is admitted only
-   * while, at the rate measured, it would be done within this (until the
-   * first measurement `depth` alone bounds the queue), and one still waiting
-   * for its slot this long is refused then. Unset: no bound in time.
+   * while the hashing threads, at the engine's measured cost of a hash
+   * (`ASSUMED_COST_MS` until the first measurement), would be done with it
+   * within this, and one still waiting for its slot this long is refused
+   * then. Unset: no bound in time.
    */
   maxWaitMs?: number
   /** Milliseconds on a monotonic clock; performance.now by default. */
@@ -69,25 +77,19 @@ export interface HasherOptions {
    * database work) after each finished hash.
    */
   onSaturationChange?: (saturated: boolean) => void
-  /** Told when `capacity` changes with the measured rate, so other processes can take their share of it. */
+  /** Told when `capacity` changes with the measured cost, so other processes can take their share of it. */
   onCapacityChange?: (capacity: number) => void
 }
 
 interface Job { run: () => Promise<unknown>, admittedAt: number }
 
 /**
- * The rate is measured over this much time with every slot taken (only then
- * is it the hashing's rate rather than the logins').
+ * Before the engine has measured a hash: a cost above any measured here (an
+ * argon2id hash at the default parameters takes 28-30 ms of CPU on the
+ * measured machine), so a fresh instance admits a little less than it will,
+ * never more; with two threads and a 500 ms bound, 20 at once.
  */
-const RATE_WINDOW_MS = 500
-/**
- * The estimate is the best of the last few measurements (about two seconds
- * of busy hashing): a slow window (a cold start, a burst of other work) would
- * otherwise shrink the queue, shed, and the storm of sheds would keep the rate
- * down. An estimate too high for a while costs little: a hash whose turn
- * comes past the bound is refused then.
- */
-const RATE_WINDOWS_KEPT = 4
+const ASSUMED_COST_MS = 50
 
 /** The 503 every full hashing queue answers with. */
 export function hashingOverloaded (): OAuthError {
@@ -107,12 +109,7 @@ export class PasswordHasher implements PasswordHashing {
   #dummyHash: Promise<string> | undefined
   #announced = false
   #shed = 0
-  /** Hashes per second with every slot taken, the latest measurements first. */
-  readonly #rates: number[] = []
-  #running = 0
-  #busyMs = 0
-  #busyDone = 0
-  #changedAt = 0
+  #announcedCapacity: number
 
   constructor (options: HasherOptions) {
     this.#queue = fastq.promise(async (job: Job) => await this.#start(job), options.concurrency)
@@ -127,6 +124,7 @@ export class PasswordHasher implements PasswordHashing {
       verify: async (encodedHash, password) => await verifyPassword(encodedHash, password, params)
     }
     this.#onSaturationChange = options.onSaturationChange
+    this.#announcedCapacity = this.capacity
   }
 
   get inFlight (): number { return this.#queue.running() }
@@ -134,20 +132,27 @@ export class PasswordHasher implements PasswordHashing {
   get shed (): number { return this.#shed }
   get concurrency (): number { return this.#queue.concurrency }
   /**
-   * How many may wait now: `depth`, or fewer when the measured rate would not
-   * finish them within `maxWaitMs`. The last one admitted is done once those
-   * ahead of it and the `concurrency` already handed over are:
+   * How many may wait now: `depth`, or fewer when the hashing threads would
+   * not finish them within `maxWaitMs`. The last one admitted is done once
+   * those ahead of it and the `concurrency` already handed over are:
    * (waiting + concurrency) / rate ≤ maxWait.
    */
   get depth (): number {
-    const rate = this.rate
-    if (rate === undefined || this.#maxWaitMs === Infinity) return this.#depth
-    return Math.min(this.#depth, Math.max(0, Math.floor(rate * this.#maxWaitMs / 1000) - this.#queue.concurrency))
+    if (this.#maxWaitMs === Infinity) return this.#depth
+    return Math.min(this.#depth, Math.max(0, Math.floor(this.rate * this.#maxWaitMs / 1000) - this.#queue.concurrency))
   }
 
   get capacity (): number { return this.depth + this.#queue.concurrency }
-  /** Hashes per second with every slot taken, the best of the last measurements; undefined until the first. */
-  get rate (): number | undefined { return this.#rates.length === 0 ? undefined : Math.max(...this.#rates) }
+  /**
+   * Hashes per second the threads finish when they have their cores:
+   * `concurrency` (one job per hashing thread) ÷ the CPU cost of one. Not
+   * the hashes finished per second: those fall when a storm of shed answers
+   * takes the CPU, and a bound that followed them would admit fewer, shed
+   * more and keep the storm going. Where the hashing gets less CPU than its
+   * cost allows, a hash whose turn comes past the bound is refused then,
+   * and the clients waiting meanwhile are not retrying.
+   */
+  get rate (): number { return this.#queue.concurrency * 1000 / (this.#engine.costMs ?? ASSUMED_COST_MS) }
 
   get saturated (): boolean {
     return this.#queue.length() >= this.depth && this.#queue.running() >= this.#queue.concurrency
@@ -177,19 +182,11 @@ export class PasswordHasher implements PasswordHashing {
     this.#onSaturationChange?.(announce)
   }
 
-  /** Busy time is time with every slot taken: the only time the rate of finished hashes is the hashing's rate. */
-  #account (now: number): void {
-    if (this.#running >= this.#queue.concurrency) this.#busyMs += now - this.#changedAt
-    this.#changedAt = now
-  }
-
   async #start (job: Job): Promise<unknown> {
     const now = this.#now()
     const waited = now - job.admittedAt
     if (waited > this.#maxWaitMs) throw this.overloaded()
     for (const listener of this.#waitListeners) listener(waited / 1000)
-    this.#account(now)
-    this.#running++
     try {
       return await job.run()
     } finally {
@@ -197,18 +194,12 @@ export class PasswordHasher implements PasswordHashing {
     }
   }
 
+  /** Each answer of the engine brings its latest cost, and with it perhaps a new capacity. */
   #finished (): void {
-    this.#account(this.#now())
-    if (this.#running >= this.#queue.concurrency) this.#busyDone++
-    this.#running--
-    if (this.#busyMs < RATE_WINDOW_MS) return
-    const measured = this.#busyDone * 1000 / this.#busyMs
-    this.#busyMs = 0
-    this.#busyDone = 0
     const capacity = this.capacity
-    this.#rates.unshift(measured)
-    this.#rates.length = Math.min(this.#rates.length, RATE_WINDOWS_KEPT)
-    if (this.capacity !== capacity) this.#onCapacityChange?.(this.capacity)
+    if (capacity === this.#announcedCapacity) return
+    this.#announcedCapacity = capacity
+    this.#onCapacityChange?.(capacity)
   }
 
   async #run<T> (run: () => Promise<T>): Promise<T> {

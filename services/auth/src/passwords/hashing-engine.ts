@@ -14,14 +14,10 @@ import type { Verdict } from './verify.js'
 
 const ENTRY = fileURLToPath(new URL('./hashing-process.js', import.meta.url))
 const RESTART_DELAY_MS = 500
-/**
- * Jobs handed to the hashing process per hashing thread: the second waits in
- * its libuv pool, so a thread that finishes starts the next hash at once
- * instead of after an answer to the primary and a new ask back.
- */
-const JOBS_PER_THREAD = 2
 
 export interface HashingProcessInfo { pid: number, priority: number }
+/** An answer of the hashing process: the result, and what one hash costs there now (CPU ms, averaged over the last few). */
+export interface Costed<T> { value: T, costMs: number }
 
 export class HashingProcess implements HashEngine {
   readonly #asker = new Asker()
@@ -31,6 +27,7 @@ export class HashingProcess implements HashEngine {
   #child: ChildProcess | undefined
   #ready: Promise<void>
   #stopping = false
+  #costMs: number | undefined
 
   /**
    * Starts the process with `concurrency` hashing threads at nice `nice`;
@@ -45,8 +42,15 @@ export class HashingProcess implements HashEngine {
 
   get ready (): Promise<void> { return this.#ready }
 
-  /** How many jobs the queue in front should keep in flight here. */
-  get slots (): number { return this.#concurrency * JOBS_PER_THREAD }
+  /** CPU ms one hash costs in the hashing process, as its last answer said; undefined before the first. */
+  get costMs (): number | undefined { return this.#costMs }
+
+  async #asked<T> (kind: string, body: unknown): Promise<T> {
+    await this.#ready
+    const { value, costMs } = await this.#asker.ask<Costed<T>>(this.#send, kind, body)
+    this.#costMs = costMs
+    return value
+  }
 
   async #spawn (): Promise<void> {
     const child = fork(ENTRY, [String(this.#nice), String(this.#concurrency)], {
@@ -82,13 +86,11 @@ export class HashingProcess implements HashEngine {
   }
 
   async hash (password: string): Promise<string> {
-    await this.#ready
-    return await this.#asker.ask<string>(this.#send, 'hash', { password })
+    return await this.#asked<string>('hash', { password })
   }
 
   async verify (encodedHash: string, password: string): Promise<Verdict> {
-    await this.#ready
-    return await this.#asker.ask<Verdict>(this.#send, 'verify', { encodedHash, password })
+    return await this.#asked<Verdict>('verify', { encodedHash, password })
   }
 
   async stop (): Promise<void> {

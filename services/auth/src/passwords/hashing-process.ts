@@ -19,6 +19,7 @@ import { pbkdf2 } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
 import os from 'node:os'
 import { answer, isAsk, notice, type Send } from '../cluster/rpc.js'
+import type { Costed } from './hashing-engine.js'
 import { hashPassword, verifyPassword } from './verify.js'
 
 // Relative to the instance's own nice value (this process starts with it),
@@ -55,10 +56,37 @@ function lowerPriority (floorThreads: number): void {
   }
 }
 
+/** Hashes over which the cost of one is averaged: a few hundred milliseconds of hashing on two threads. */
+const COST_WINDOW = 8
+/** This process's CPU time (every thread) in ms when each of the last hashes finished, oldest first; the first is the time it became ready. */
+const cpuAtFinish: number[] = []
+const cpuMs = (): number => { const { user, system } = process.cpuUsage(); return (user + system) / 1000 }
+
+/**
+ * What one hash costs in CPU time, in ms, over the last few: the time a
+ * hashing thread needs when it has a core. Unlike a hash's wall time or the
+ * hashes finished per second, it does not grow when other processes take
+ * the CPU (a storm of shed answers): an estimate that followed the storm
+ * down would admit fewer, shed more and feed the storm (docs/decisions.md,
+ * "The bound in time, on by default"). The rest of this process (IPC, JSON)
+ * is a fraction of a millisecond per hash and counts in.
+ */
+function costOfOne (): number {
+  const now = cpuMs()
+  cpuAtFinish.push(now)
+  if (cpuAtFinish.length > COST_WINDOW + 1) cpuAtFinish.shift()
+  return (now - (cpuAtFinish[0] ?? now)) / (cpuAtFinish.length - 1)
+}
+
+async function costed<T> (work: Promise<T>): Promise<Costed<T>> {
+  const value = await work
+  return { value, costMs: costOfOne() }
+}
+
 const send: Send = (message) => { if (process.connected) process.send?.(message) }
 const handlers = {
-  hash: async (body: { password: string }) => await hashPassword(body.password),
-  verify: async (body: { encodedHash: string, password: string }) => await verifyPassword(body.encodedHash, body.password)
+  hash: async (body: { password: string }) => await costed(hashPassword(body.password)),
+  verify: async (body: { encodedHash: string, password: string }) => await costed(verifyPassword(body.encodedHash, body.password))
 }
 process.on('message', (message) => {
   if (!isAsk(message)) return
@@ -77,4 +105,5 @@ process.on('disconnect', () => process.exit(0))
 await new Promise((resolve) => pbkdf2('', '', 1, 1, 'sha256', resolve))
 const poolSize = Number(process.argv[3])
 lowerPriority(poolSize > 1 ? 1 : 0)
+cpuAtFinish.push(cpuMs())
 send(notice('ready', { pid: process.pid, priority: os.getPriority() }))

@@ -4,7 +4,8 @@
  * keeps a floor under its rate (one hashing thread at the instance's
  * priority), so logins per second during the storm stay a fair part of what
  * a calm load gets from the same server; every admitted login's wait for its
- * hash stays within TESSERA_HASH_MAX_WAIT_MS, by the server's own histogram;
+ * hash stays within TESSERA_HASH_MAX_WAIT_MS (its default), by the server's
+ * own histogram; the queue's rate estimate is not talked down by the storm;
  * every refusal is a 503 with Retry-After, and refresh keeps answering.
  */
 import { randomBytes } from 'node:crypto'
@@ -18,14 +19,15 @@ import { startServer } from '../helpers/server.js'
 
 const USERS = 40
 /**
- * Never shed, whatever the rate: the queue always admits its four hashing
- * slots (two per thread), each of the two workers half of them, and both
- * connections may land on one worker.
+ * Never shed: two logins at once never wait for the two hashing threads, and
+ * the queue admits far more (20 before the first hash, about 35 after, half
+ * per worker), so both connections may land on one worker.
  */
 const CALM_CONNECTIONS = 2
 const STORM_CONNECTIONS = 120
 const SECONDS = 6
-const MAX_WAIT_MS = 400
+/** TESSERA_HASH_MAX_WAIT_MS's default. */
+const MAX_WAIT_MS = 500
 
 /** /proc/PID/task/TID/stat: the nice value is the 17th field after the ")" that ends the command name. */
 function threadNice (pid: number, tid: string): number {
@@ -40,8 +42,7 @@ t.test('during a shed storm logins keep a fair part of their calm rate, no admit
     TESSERA_RATE_LIMIT: '1000000',
     // Two hashing threads whatever the machine: one keeps the instance's priority, one is lowered.
     TESSERA_HASH_CONCURRENCY: '2',
-    TESSERA_WORKERS: '2',
-    TESSERA_HASH_MAX_WAIT_MS: String(MAX_WAIT_MS)
+    TESSERA_WORKERS: '2'
   })
   const base = server.url
   const json = { 'content-type': 'application/json' }
@@ -60,8 +61,12 @@ t.test('during a shed storm logins keep a fair part of their calm rate, no admit
   const login = await fetch(`${base}/oauth/token`, { method: 'POST', headers: json, body: JSON.stringify({ grant_type: 'password', ...users[0] }) })
   let refreshToken = ((await login.json()) as { refresh_token: string }).refresh_token
 
+  const metricsText = async (): Promise<string> => await (await fetch(`${base}/metrics`)).text()
+  const sampleOf = (metrics: string, pattern: string): number => Number(new RegExp(`^${pattern} (\\S+)$`, 'm').exec(metrics)?.[1])
+
   const calm = await flood(base, CALM_CONNECTIONS, SECONDS, users)
   t.comment(`calm: ${JSON.stringify(calm)}`)
+  const calmRate = sampleOf(await metricsText(), 'tessera_hash_rate')
   const storm = flood(base, STORM_CONNECTIONS, SECONDS, users)
   const refreshStatuses: number[] = []
   const stormEnds = Date.now() + SECONDS * 1000
@@ -92,14 +97,21 @@ t.test('during a shed storm logins keep a fair part of their calm rate, no admit
   t.ok(refreshStatuses.length > 0, 'refresh was asked during the storm')
   t.ok(refreshStatuses.every((s) => s === 200), `every refresh during the storm succeeded (${refreshStatuses.length})`)
 
-  const metrics = await (await fetch(`${base}/metrics`)).text()
-  const sample = (pattern: string): number => Number(new RegExp(`^${pattern} (\\S+)$`, 'm').exec(metrics)?.[1])
+  const metrics = await metricsText()
+  const sample = (pattern: string): number => sampleOf(metrics, pattern)
   const outcome = (name: string): number => sample(`tessera_logins_total\\{outcome="${name}"\\}`)
   t.equal(outcome('shed'), (calm.statuses['503'] ?? 0) + (result.statuses['503'] ?? 0), 'every 503 shows in tessera_logins_total{outcome="shed"}')
   t.equal(outcome('ok'), calmOk + stormOk + 1, 'every 200 shows as ok (and the first login)')
   const started = sample('tessera_hash_queue_wait_seconds_count')
   t.ok(started >= calmOk + stormOk, `every login's hash shows in the wait histogram (${started})`)
   t.equal(sample(`tessera_hash_queue_wait_seconds_bucket\\{le="${MAX_WAIT_MS / 1000}"\\}`), started, `no started hash waited longer than ${MAX_WAIT_MS} ms for its slot`)
-  t.ok(sample('tessera_hash_rate') > 0, 'the rate was measured')
+  // The rate the queue admits by is the hashing threads' CPU cost of a hash:
+  // the storm takes their CPU and slows each hash, but does not make one cost
+  // more. Estimated from hashes finished per second, it fell with the storm
+  // (to 16/s from 55-66 at 16 connections: docs/performance.md), the queue
+  // shed more and the storm fed itself.
+  const stormRate = sample('tessera_hash_rate')
+  t.ok(calmRate > 0 && stormRate > 0, `the rate was measured (calm ${calmRate}/s, after the storm ${stormRate}/s)`)
+  t.ok(stormRate * 2 >= calmRate, 'the storm did not talk the rate estimate down')
   t.notMatch(server.output(), /"level":50/, 'no error was logged')
 })

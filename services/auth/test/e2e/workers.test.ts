@@ -113,7 +113,7 @@ t.test('two workers: one per-IP budget, one scrape for the instance, key changes
 
 t.test('two workers share one hashing queue at a lower priority; a dead worker is replaced; a dead primary takes them all', async (t) => {
   // No bound in time: hashing is frozen below for longer than any such bound, and the logins admitted meanwhile must finish.
-  const env = { ...baseEnv(await createTestDatabase(t)), TESSERA_HASH_CONCURRENCY: '1', TESSERA_HASH_QUEUE_DEPTH: '2', TESSERA_HASH_MAX_WAIT_MS: '0', TESSERA_RATE_LIMIT: '1000000' }
+  const env = { ...baseEnv(await createTestDatabase(t)), TESSERA_HASH_CONCURRENCY: '1', TESSERA_HASH_QUEUE_DEPTH: '3', TESSERA_HASH_MAX_WAIT_MS: '0', TESSERA_RATE_LIMIT: '1000000' }
   const server = await startServer(t, env)
   const hashing = logLines(server).find((l) => l.msg === 'hashing process started')
   const hashingPid = hashing?.hashing_pid ?? 0
@@ -128,9 +128,9 @@ t.test('two workers share one hashing queue at a lower priority; a dead worker i
   const nice = threads.map((tid) => Number(readFileSync(`/proc/${hashingPid}/task/${tid}/stat`, 'utf8').split(') ')[1]?.split(' ')[16]))
   t.ok(threads.length > 1 && nice.every((n) => n === lowered), `every thread of the hashing process, the argon2 pool included, at nice ${lowered} (${nice.join(' ')})`)
 
-  // Hashing frozen: nothing finishes, so what is admitted is exactly two handed
-  // to the one hashing thread (the second ready for it) and two waiting, per
-  // instance: two per worker, its share.
+  // Hashing frozen: nothing finishes, so what is admitted is exactly one
+  // handed to the one hashing thread and three waiting, per instance: two
+  // per worker, its share.
   process.kill(hashingPid, 'SIGSTOP')
   t.teardown(() => { try { process.kill(hashingPid, 'SIGCONT') } catch {} })
   const pending: Array<Promise<Reply>> = []
@@ -139,11 +139,11 @@ t.test('two workers share one hashing queue at a lower priority; a dead worker i
     await sleep(300)
   }
   const shed = await Promise.all(Array.from({ length: 3 }, async (_, i) => await login(`shed${i}`)))
-  t.same(shed.map((r) => r.status), [503, 503, 503], 'past two handed over and two waiting, logins are shed at once, whichever worker takes them')
+  t.same(shed.map((r) => r.status), [503, 503, 503], 'past one handed over and three waiting, logins are shed at once, whichever worker takes them')
   t.equal(shed[0]?.headers['retry-after'], '1')
   const during = (await fresh(`${server.url}/metrics`)).body
-  t.equal(sample(during, 'tessera_hash_in_flight'), 2)
-  t.equal(sample(during, 'tessera_hash_queue_waiting'), 2)
+  t.equal(sample(during, 'tessera_hash_in_flight'), 1)
+  t.equal(sample(during, 'tessera_hash_queue_waiting'), 3)
   t.equal(sample(during, 'tessera_logins_total{outcome="shed"}'), 3)
   process.kill(hashingPid, 'SIGCONT')
   t.same((await Promise.all(pending)).map((r) => r.status), [400, 400, 400, 400], 'the admitted logins finish once hashing resumes')

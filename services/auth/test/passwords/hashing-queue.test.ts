@@ -3,7 +3,9 @@
  * piece of work a login does (routes/shedding.ts).
  */
 import t from 'tap'
-import { PasswordHasher } from '../../src/passwords/hasher.js'
+import { hashingShare } from '../../src/cluster/hashing.js'
+import { loadConfig } from '../../src/config.js'
+import { PasswordHasher, type HashEngine } from '../../src/passwords/hasher.js'
 import { hashPassword, verifyPassword } from '../../src/passwords/verify.js'
 import { buildTestApp } from '../helpers/app.js'
 
@@ -61,29 +63,73 @@ t.test('a burst is cut at the check: only as many as the queue holds start any d
   t.equal(after.statusCode, 400, 'the places were given back with the answers')
 })
 
-t.test('the queue is bounded in time: what the measured rate cannot finish within the bound is refused', async (t) => {
-  // The clock moves 100 ms per hash (a real argon2id hash each), so the rate is ten a second.
-  let now = 0
-  const engine = {
-    hash: async (password: string) => { const hash = await hashPassword(password, WEAK); now += 100; return hash },
-    verify: async (hash: string, password: string) => { const verdict = await verifyPassword(hash, password, WEAK); now += 100; return verdict }
+/** Real argon2id hashes on a clock that moves `wallMs` per hash, and an engine that reports `costMs` (CPU ms per hash) once it has hashed, as the hashing process does. */
+function clockedEngine (clock: { now: number, wallMs: number }, costMs: number): HashEngine {
+  const engine: HashEngine & { costMs: number | undefined } = {
+    costMs: undefined,
+    hash: async (password) => { const hash = await hashPassword(password, WEAK); clock.now += clock.wallMs; engine.costMs = costMs; return hash },
+    verify: async (hash, password) => { const verdict = await verifyPassword(hash, password, WEAK); clock.now += clock.wallMs; engine.costMs = costMs; return verdict }
   }
+  return engine
+}
+
+t.test('the queue is bounded in time: what the threads cannot finish within the bound at the measured cost is refused', async (t) => {
+  // One thread, 100 ms of CPU per hash: ten a second.
+  const clock = { now: 0, wallMs: 100 }
   const capacities: number[] = []
   const waits: number[] = []
-  const hasher = new PasswordHasher({ concurrency: 1, depth: 100, maxWaitMs: 400, engine, now: () => now, onCapacityChange: (capacity) => capacities.push(capacity) })
+  const hasher = new PasswordHasher({ concurrency: 1, depth: 100, maxWaitMs: 400, engine: clockedEngine(clock, 100), now: () => clock.now, onCapacityChange: (capacity) => capacities.push(capacity) })
   hasher.observeWaits((seconds) => waits.push(seconds))
-  t.equal(hasher.capacity, 101, 'before any measurement the depth alone bounds it')
+  t.equal(hasher.rate, 20, 'before any measurement a hash is assumed to cost 50 ms')
+  t.equal(hasher.capacity, 8, 'so 400 ms admit eight at once')
 
   const first = await Promise.allSettled(Array.from({ length: 8 }, async (_, i) => await hasher.hash(`password ${i}`)))
   t.same(first.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'rejected', 'rejected'],
     'admitted together; the sixth on would have started past 400 ms, so each is refused when its turn comes instead')
   t.match((first[5] as PromiseRejectedResult).reason, { status: 503, retryAfter: 1 })
   t.same(waits, [0, 0.1, 0.2, 0.3, 0.4], 'no started hash waited longer than the bound')
-  t.equal(hasher.rate, 10, 'measured: five hashes in 500 ms with the slot taken')
+  t.equal(hasher.rate, 10, 'measured: 100 ms per hash on one thread')
   t.equal(hasher.depth, 3, 'at ten a second, 400 ms finish four: the one running and three waiting')
-  t.same(capacities, [4], 'the new capacity was announced (the workers take their shares of it)')
+  t.same(capacities, [4], 'the new capacity was announced once (the workers take their shares of it)')
 
   const second = Array.from({ length: 5 }, async (_, i) => await hasher.hash(`again ${i}`).then(() => 'ok', (err: { status: number }) => err.status))
   t.same(await Promise.all(second), ['ok', 'ok', 'ok', 'ok', 503], 'the fifth is refused at once: it would have finished 500 ms from now')
   t.equal(hasher.shed, 4)
+})
+
+t.test('a storm that takes the CPU slows the hashes down but does not shrink the queue: the bound is not talked down by the sheds it causes', async (t) => {
+  // Two threads at 25 ms of CPU per hash: 80 a second, 40 within 500 ms;
+  // calm, a hash finishes every 12.5 ms.
+  const clock = { now: 0, wallMs: 12.5 }
+  const capacities: number[] = []
+  const waits: number[] = []
+  const hasher = new PasswordHasher({ concurrency: 2, depth: 1000, maxWaitMs: 500, engine: clockedEngine(clock, 25), now: () => clock.now, onCapacityChange: (capacity) => capacities.push(capacity) })
+  hasher.observeWaits((seconds) => waits.push(seconds))
+  await Promise.all(Array.from({ length: 16 }, async (_, i) => await hasher.hash(`calm ${i}`)))
+  t.equal(hasher.capacity, 40, 'calm: 40 admitted at once')
+
+  // The storm takes three quarters of the hashing's CPU: a hash finishes
+  // every 50 ms. Finished hashes per second (what the queue measured
+  // before) would say 20/s and admit 10, fewer than the 16 clients, and the
+  // 6 shed would retry at once and keep the storm going.
+  clock.wallMs = 50
+  const storm = Array.from({ length: 16 }, async (_, i) => await hasher.hash(`storm ${i}`).then(() => 'ok', (err: { status: number }) => err.status))
+  t.equal(hasher.waiting + hasher.inFlight, 16, 'all sixteen admitted: none refused at once')
+  t.equal(hasher.capacity, 40, 'the capacity did not fall with the slower hashes')
+  const outcomes = await Promise.all(storm)
+  t.same(outcomes, [...Array(12).fill('ok'), 503, 503, 503, 503], 'the four whose turn came past 500 ms were refused then')
+  t.ok(waits.every((seconds) => seconds <= 0.5), 'no started hash waited longer than the bound')
+  t.same(capacities, [40], 'announced once, when the first measurement replaced the assumed cost')
+})
+
+t.test('by default 16 logins at once (make bench login) are all admitted on two cores, before and after the first measurement, however two workers split them', async (t) => {
+  const config = loadConfig({ TESSERA_HASH_CONCURRENCY: '2', TESSERA_WORKERS: '2' }, '/srv')
+  t.equal(config.hashMaxWaitMs, 500, 'the bound in time is on by default')
+  const clock = { now: 0, wallMs: 15 }
+  const hasher = new PasswordHasher({ concurrency: config.hashConcurrency, depth: config.hashQueueDepth, maxWaitMs: config.hashMaxWaitMs, engine: clockedEngine(clock, 30), now: () => clock.now })
+  t.ok(hashingShare(hasher, 2) * 2 >= 16, `before a measurement each worker lets ${hashingShare(hasher, 2)} through: eight each`)
+  const calm = await Promise.allSettled(Array.from({ length: 16 }, async (_, i) => await hasher.hash(`login ${i}`)))
+  t.same(calm.filter((r) => r.status === 'rejected'), [], 'none shed')
+  // 30 ms of CPU per hash: argon2id at Tessera's parameters on the measured machine takes 28-30.
+  t.ok(hashingShare(hasher, 2) >= 16, `measured, each worker lets ${hashingShare(hasher, 2)} through: all sixteen on one worker still pass`)
 })
