@@ -16,7 +16,7 @@ export type AskPrimary = <T>(kind: string, body: unknown) => Promise<T>
 
 export class InstanceHashing implements PasswordHashing {
   saturated = false
-  /** This worker's share of the instance's queue, from the primary at boot (hashingShare). */
+  /** This worker's share of the instance's queue, from the primary at boot (hashingShare, passwords/hasher.ts). */
   capacity = 1
   readonly #ask: AskPrimary
 
@@ -52,11 +52,6 @@ export class InstanceHashing implements PasswordHashing {
   needsRehash (hash: string): boolean {
     return needsRehash(hash)
   }
-}
-
-/** A worker's share of the queue: together the workers never admit more than it holds. */
-export function hashingShare (hasher: Pick<PasswordHasher, 'capacity'>, workers: number): number {
-  return Math.max(1, Math.ceil(hasher.capacity / workers))
 }
 
 /** The primary's answers to InstanceHashing. */

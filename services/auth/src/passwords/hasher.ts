@@ -234,3 +234,8 @@ export class PasswordHasher implements PasswordHashing {
     return needsRehash(hash, this.#params)
   }
 }
+
+/** A worker's share of the queue: together the workers never admit more than it holds. */
+export function hashingShare (hasher: Pick<PasswordHasher, 'capacity'>, workers: number): number {
+  return Math.max(1, Math.ceil(hasher.capacity / workers))
+}

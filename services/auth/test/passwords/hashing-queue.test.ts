@@ -3,9 +3,8 @@
  * piece of work a login does (routes/shedding.ts).
  */
 import t from 'tap'
-import { hashingShare } from '../../src/cluster/hashing.js'
 import { loadConfig } from '../../src/config.js'
-import { PasswordHasher, type HashEngine } from '../../src/passwords/hasher.js'
+import { hashingShare, PasswordHasher, type HashEngine } from '../../src/passwords/hasher.js'
 import { hashPassword, verifyPassword } from '../../src/passwords/verify.js'
 import { buildTestApp } from '../helpers/app.js'
 
