@@ -2,7 +2,8 @@
  * refresh_tokens.kid is indexed by a BRIN bloom index (migration 0007): the
  * rare paths that look tokens up by key (revoking a key, the key timer's
  * sweep) still find every one of them, and the index lets a lookup skip the
- * page ranges that hold only other keys' tokens.
+ * page ranges that hold only other keys' tokens. A revoke that ends more
+ * sessions than one INSERT could audit still ends and audits each.
  */
 import t from 'tap'
 import { randomUUID } from 'node:crypto'
@@ -70,4 +71,9 @@ t.test('a key revoke ends exactly the sessions holding its tokens, in summarized
   const { rows: [live] } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM sessions WHERE revoked_at IS NULL`.execute(db)
   t.equal(live?.n, OLD_KEY_TOKENS + 20, 'and only those')
   t.match(await lookupPlan(db, oldKey), new RegExp(`rows=${OLD_KEY_TOKENS + 20}\\b`), 'the other key\'s lookup finds its tokens in both kinds of range')
+  // More sessions than one INSERT of their audit rows could carry (65,535 parameters, 10 an event).
+  const endedOld = await db.transaction().execute(async (trx) => await endSessions(trx, { kid: oldKey }, 'key_revoked', now, { actor: 'test' }))
+  t.equal(endedOld, OLD_KEY_TOKENS + 20, 'its own revoke ends them all, each with its audit row')
+  const { rows: [audited] } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM audit_events WHERE type = 'session.ended' AND kid = ${oldKey}`.execute(db)
+  t.equal(audited?.n, OLD_KEY_TOKENS + 20)
 })
