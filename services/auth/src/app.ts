@@ -8,7 +8,7 @@
  */
 import { performance } from 'node:perf_hooks'
 import proxyAddr from '@fastify/proxy-addr'
-import Fastify, { LogController, type RouteOptions } from 'fastify'
+import Fastify, { LogController, type onSendHookHandler, type RouteOptions } from 'fastify'
 import formbody from '@fastify/formbody'
 import rateLimit from '@fastify/rate-limit'
 import underPressure from '@fastify/under-pressure'
@@ -42,6 +42,8 @@ declare module 'fastify' {
     rateLimited?: boolean
     /** The route may run argon2, so it is shed first under pressure: on every request, or on a password grant only. */
     hashesPassword?: 'always' | 'password-grant'
+    /** The route answers from memory in the tick it is routed, so it is never in flight when draining starts: no drain hook. */
+    answersAtOnce?: boolean
   }
 }
 
@@ -51,7 +53,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 type RouteHook = (...args: never[]) => unknown
 
 /** Adds a hook to one route, ahead of the route's own hooks of that kind. */
-function prependRouteHook (routeOptions: RouteOptions, name: 'onRequest' | 'preValidation' | 'preHandler', hook: RouteHook): void {
+function prependRouteHook (routeOptions: RouteOptions, name: 'onRequest' | 'preValidation' | 'preHandler' | 'onSend', hook: RouteHook): void {
   const own: unknown = routeOptions[name]
   routeOptions[name] = [hook, ...(own === undefined ? [] : Array.isArray(own) ? own : [own])] as never
 }
@@ -94,13 +96,16 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     done()
   })
   // While draining, answers close their connection so that the in-flight
-  // requests' keep-alive sockets do not hold shutdown open.
+  // requests' keep-alive sockets do not hold shutdown open. Only requests
+  // already routed when closing starts need this: Fastify answers every later
+  // one itself, 503 with Connection: close (return503OnClosing), so a route
+  // that answers at once (the JWKS, a 404) never needs it.
   let draining = false
   app.addHook('preClose', async () => { draining = true })
-  app.addHook('onSend', function closeWhileDraining (_request, reply, payload, done) {
+  const closeWhileDraining: onSendHookHandler = function closeWhileDraining (_request, reply, payload, done) {
     if (draining) void reply.header('connection', 'close')
     done(null, payload)
-  })
+  }
   // Synchronous: an async hook costs a promise per request, and this one never waits.
   app.addHook('onResponse', function logAndCount (request, reply, done) {
     const route = request.routeOptions.url ?? 'unmatched'
@@ -170,6 +175,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // Each route declares its policy in its options' `config`; this applies it.
   app.addHook('onRoute', (routeOptions) => {
     const policy = routeOptions.config
+    if (policy?.answersAtOnce !== true) prependRouteHook(routeOptions, 'onSend', closeWhileDraining)
     // On a route that hashes, the limiter waits for the body (shed first:
     // cheaper than its count) but still runs before validation, so a
     // malformed request spends budget too.

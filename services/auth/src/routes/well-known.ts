@@ -1,10 +1,12 @@
 /**
  * The JWKS and RFC 8414 metadata. The JWKS body and ETag come ready-made from
- * the keyring, built once per key change, never per request.
+ * the keyring, built once per key change, never per request; so do the
+ * answer's headers (jwksHeadersOf).
  * @module
  */
 import { Type } from '@sinclair/typebox'
 import type { App, Deps } from '../http/app-types.js'
+import type { Jwks } from '../keys/keyring.js'
 import { JWKS_SHARED_MAX_AGE, type Config } from '../config.js'
 
 const CLIENT_AUTH_METHODS = ['none', 'client_secret_basic', 'client_secret_post']
@@ -57,10 +59,37 @@ function etagMatches (header: string | undefined, etag: string): boolean {
   })
 }
 
+/** What Fastify would make of `.type('application/jwk-set+json')` on a string body, given whole so it is not rebuilt per request. */
+const JWK_SET_TYPE = 'application/jwk-set+json; charset=utf-8'
+
+interface JwksHeaders {
+  /** A 304's: the validators and caching a 200 would carry (RFC 9110 §15.4.5), no representation metadata. */
+  notModified: Readonly<Record<string, string>>
+  ok: Readonly<Record<string, string>>
+}
+
+/**
+ * The JWKS answer's own headers for the keyring's current set, made again
+ * only when the keyring publishes a new one (it replaces its `jwks` only
+ * then): a request sets them with one call.
+ */
+function jwksHeadersOf (cacheControl: string): (jwks: Jwks) => JwksHeaders {
+  let madeFor: Jwks | undefined
+  let headers: JwksHeaders = { notModified: {}, ok: {} }
+  return (jwks) => {
+    if (jwks !== madeFor) {
+      const notModified = { 'cache-control': cacheControl, etag: jwks.etag }
+      headers = { notModified, ok: { ...notModified, 'content-type': JWK_SET_TYPE } }
+      madeFor = jwks
+    }
+    return headers
+  }
+}
+
 export function registerWellKnownRoutes (app: App, config: Config, deps: Deps): void {
   // s-maxage bounds how old a shared cache's copy can be (TESSERA_KEY_PUBLISH_LEAD
   // counts on it); the verifier behind it still keeps the copy for max-age.
-  const cacheControl = `public, max-age=${config.jwksMaxAge}, s-maxage=${JWKS_SHARED_MAX_AGE}`
+  const headersOf = jwksHeadersOf(`public, max-age=${config.jwksMaxAge}, s-maxage=${JWKS_SHARED_MAX_AGE}`)
   const jwksSchema = {
     tags: ['discovery'],
     summary: 'The public signing keys (RFC 7517); honours If-None-Match',
@@ -70,17 +99,20 @@ export function registerWellKnownRoutes (app: App, config: Config, deps: Deps): 
     },
     produces: ['application/jwk-set+json']
   }
-  app.get('/.well-known/jwks.json', { schema: jwksSchema }, async (request, reply) => {
-    const { body, etag } = deps.keyring.jwks
-    void reply.header('cache-control', cacheControl).header('etag', etag)
-    if (etagMatches(request.headers['if-none-match'], etag)) return await reply.code(304).send()
-    return await reply.type('application/jwk-set+json').send(body)
+  // Both routes answer from memory, in the tick they are routed.
+  const fromMemory = { answersAtOnce: true }
+  app.get('/.well-known/jwks.json', { schema: jwksSchema, config: fromMemory }, async (request, reply) => {
+    const jwks = deps.keyring.jwks
+    const headers = headersOf(jwks)
+    if (etagMatches(request.headers['if-none-match'], jwks.etag)) return await reply.headers(headers.notModified).code(304).send()
+    return await reply.headers(headers.ok).send(jwks.body)
   })
 
   const metadata = JSON.stringify(serverMetadata(config))
   for (const path of ['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server']) {
     app.get(path, {
-      schema: { tags: ['discovery'], summary: 'RFC 8414 authorization server metadata', response: { 200: METADATA } }
+      schema: { tags: ['discovery'], summary: 'RFC 8414 authorization server metadata', response: { 200: METADATA } },
+      config: fromMemory
     }, async (_request, reply) =>
       await reply.header('cache-control', 'public, max-age=3600').type('application/json').send(metadata))
   }

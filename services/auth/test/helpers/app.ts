@@ -111,3 +111,15 @@ export async function refresh (app: App, refreshToken: string): Promise<{ status
   const res = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token', refresh_token: refreshToken } })
   return { status: res.statusCode, body: res.json() }
 }
+
+/** The hook lines (marked •) printed under a route by printRoutes. */
+export function printedHooks (t: Test, app: App): (route: string) => string {
+  const lines = app.printRoutes({ includeHooks: true, commonPrefix: false }).split('\n')
+  return (route) => {
+    const at = lines.findIndex((line) => line.endsWith(` ${route}`))
+    t.ok(at >= 0, `${route} is printed`)
+    const after = lines.slice(at + 1)
+    const end = after.findIndex((line) => !line.includes('•'))
+    return after.slice(0, end < 0 ? undefined : end).join('\n')
+  }
+}

@@ -3,24 +3,11 @@
  * on went with the global ones: every answer, from the hot routes to errors,
  * carries the same security headers helmet set, and the request id.
  */
-import t, { type Test } from 'tap'
-import type { App } from '../../src/http/app-types.js'
+import t from 'tap'
 import { SECURITY_HEADERS } from '../../src/security-headers.js'
-import { buildTestApp, login, signUp } from '../helpers/app.js'
+import { buildTestApp, login, printedHooks, signUp } from '../helpers/app.js'
 
 const PASSWORD = 'correct horse battery'
-
-/** The hook lines (marked •) printed under a route by printRoutes. */
-function printedHooks (t: Test, app: App): (route: string) => string {
-  const lines = app.printRoutes({ includeHooks: true, commonPrefix: false }).split('\n')
-  return (route) => {
-    const at = lines.findIndex((line) => line.endsWith(` ${route}`))
-    t.ok(at >= 0, `${route} is printed`)
-    const after = lines.slice(at + 1)
-    const end = after.findIndex((line) => !line.includes('•'))
-    return after.slice(0, end < 0 ? undefined : end).join('\n')
-  }
-}
 
 t.test('the security headers are helmet\'s for a JSON API, computed once', async (t) => {
   t.match(SECURITY_HEADERS, {
@@ -79,7 +66,7 @@ t.test('the hot routes run three hooks; the limiter and the shedding only where 
   const { app } = await buildTestApp(t)
   await app.ready()
   const hooksOf = printedHooks(t, app)
-  const bare = ['(onRequest) ["securityHeaders()"]', '(onSend) ["closeWhileDraining()"]', '(onResponse) ["logAndCount()"]']
+  const bare = ['(onRequest) ["securityHeaders()"]', '(onResponse) ["logAndCount()"]']
   for (const route of ['/.well-known/jwks.json (GET)', '/healthz (GET)']) {
     const hooks = hooksOf(route)
     for (const line of bare) t.match(hooks, line, `${route}: ${line}`)

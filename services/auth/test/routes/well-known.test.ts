@@ -1,0 +1,123 @@
+/**
+ * The JWKS answer is made once per published set (the body and ETag by the
+ * keyring, the headers by the route), so these check that it changes exactly
+ * when the published set does, and that skipping the drain hook on routes
+ * that answer at once loses nothing while draining.
+ */
+import { generateKeyPairSync } from 'node:crypto'
+import { connect } from 'node:net'
+import t from 'tap'
+import type { LoadedKey } from '../../src/keys/keyring.js'
+import { buildTestApp, printedHooks } from '../helpers/app.js'
+
+const JWKS = '/.well-known/jwks.json'
+
+function newKey (kid: string, state: LoadedKey['state']): LoadedKey {
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+  const jwk = { ...publicKey.export({ format: 'jwk' }), kid, alg: 'RS256', use: 'sig' } as LoadedKey['jwk']
+  return { kid, state, jwk, publicKey, publicPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(), privateKey, promotedAt: state === 'current' ? new Date() : null }
+}
+
+t.test('the JWKS answer changes exactly when the published set does', async (t) => {
+  const { app, deps } = await buildTestApp(t, { TESSERA_JWKS_MAX_AGE: '2m' })
+  const get = async (headers: Record<string, string> = {}) => await app.inject({ method: 'GET', url: JWKS, headers })
+  const first = await get()
+  t.equal(first.statusCode, 200)
+  t.equal(first.headers['content-type'], 'application/jwk-set+json; charset=utf-8')
+  t.equal(first.headers['cache-control'], 'public, max-age=120, s-maxage=1')
+  const firstKids = (first.json() as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid)
+
+  const [current] = deps.keyring.keys
+  if (current === undefined) throw new Error('no key loaded')
+  deps.keyring.replace([{ ...current }])
+  const reloaded = await get()
+  t.equal(reloaded.body, first.body, 'a reload of the same set: the same body')
+  t.equal(reloaded.headers.etag, first.headers.etag, 'and the same ETag')
+  t.equal((await get({ 'if-none-match': String(first.headers.etag) })).statusCode, 304)
+
+  const next = newKey('next-key', 'next')
+  deps.keyring.replace([current, next])
+  const published = await get()
+  t.same((published.json() as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid).sort(), [...firstKids, 'next-key'].sort(), 'the next key is published at once')
+  t.not(published.headers.etag, first.headers.etag, 'a new set, a new ETag')
+  t.equal((await get({ 'if-none-match': String(first.headers.etag) })).statusCode, 200, 'the old ETag no longer matches')
+  const notModified = await get({ 'if-none-match': String(published.headers.etag) })
+  t.equal(notModified.statusCode, 304, 'the new one does')
+  t.equal(notModified.body, '')
+  t.equal(notModified.headers.etag, published.headers.etag)
+  t.equal(notModified.headers['cache-control'], 'public, max-age=120, s-maxage=1', 'a 304 carries the caching a 200 would')
+  t.notOk('content-type' in notModified.headers, 'and no representation metadata')
+
+  deps.keyring.replace([{ ...current, state: 'previous' }, { ...next, state: 'current', promotedAt: new Date() }])
+  const promoted = await get()
+  t.equal(promoted.body, published.body, 'a promotion publishes the same set: the same body')
+  t.equal(promoted.headers.etag, published.headers.etag)
+
+  deps.keyring.replace([{ ...next, state: 'current', promotedAt: new Date() }])
+  const retired = await get()
+  t.same((retired.json() as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid), ['next-key'], 'a key that leaves the set leaves the body')
+  t.not(retired.headers.etag, published.headers.etag)
+})
+
+t.test('the routes that answer at once run no drain hook; every other route does', async (t) => {
+  const { app } = await buildTestApp(t)
+  await app.ready()
+  const hooksOf = printedHooks(t, app)
+  for (const route of [`${JWKS} (GET)`, '/.well-known/openid-configuration (GET)', '/.well-known/oauth-authorization-server (GET)']) {
+    t.notMatch(hooksOf(route), 'closeWhileDraining', `${route}: no drain hook`)
+    t.match(hooksOf(route), '(onResponse) ["logAndCount()"]', `${route}: still logged and counted`)
+  }
+  for (const route of ['/healthz (GET)', '/v1/me (GET)', '/oauth/token (POST)']) {
+    t.match(hooksOf(route), '(onSend) ["closeWhileDraining()"]', `${route}: the drain hook`)
+  }
+})
+
+/** Raw HTTP/1.1 on one connection: each request written when its turn comes, everything read until the server closes. */
+async function oneConnection (port: number, steps: Array<{ path: string, before?: () => Promise<void> }>): Promise<string> {
+  const socket = connect(port, '127.0.0.1')
+  let received = ''
+  socket.setEncoding('utf8')
+  socket.on('data', (chunk: string) => { received += chunk })
+  const ended = new Promise<void>((resolve, reject) => {
+    socket.on('close', () => { resolve() })
+    socket.on('error', reject)
+  })
+  await new Promise<void>((resolve) => socket.once('connect', resolve))
+  for (const step of steps) {
+    await step.before?.()
+    socket.write(`GET ${step.path} HTTP/1.1\r\nHost: tessera.test\r\n\r\n`)
+  }
+  await ended
+  return received
+}
+
+t.test('draining: the request in flight closes its connection, and a JWKS request behind it does not keep it alive', async (t) => {
+  const { app } = await buildTestApp(t)
+  let started = (): void => {}
+  const inFlight = new Promise<void>((resolve) => { started = resolve })
+  app.get('/test/slow', async () => {
+    started()
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    return { done: true }
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const address = app.server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : 0
+  let closed: Promise<void> | undefined
+  const received = await oneConnection(port, [
+    { path: '/test/slow' },
+    // Closing starts while /test/slow is in flight; the JWKS request comes after, on the same (busy, so not closed as idle) connection.
+    { path: JWKS, before: async () => { await inFlight; closed = app.close() } }
+  ])
+  await closed
+  const answers = received.split(/(?=HTTP\/1\.1 )/).filter((a) => a !== '')
+  t.match(answers[0], /^HTTP\/1\.1 200 /, 'the request in flight is answered')
+  t.match(answers[0], /\r\nconnection: close\r\n/i, 'and closes its connection (the drain hook)')
+  // Node drops what was pipelined behind an answer that closes; were it answered, it would be Fastify's 503, closing too.
+  t.ok(answers.length <= 2, received)
+  for (const later of answers.slice(1)) {
+    t.match(later, /^HTTP\/1\.1 503 /, 'a JWKS request once closing has started is refused by Fastify itself')
+    t.match(later, /\r\nconnection: close\r\n/i)
+  }
+  t.pass('the server ended the connection: no JWKS answer kept it alive')
+})
