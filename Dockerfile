@@ -27,27 +27,28 @@ RUN npm ci --omit=dev -w services/auth --no-audit --no-fund
 FROM manifests AS notes-deps
 RUN npm ci --omit=dev -w services/notes --no-audit --no-fund
 
-FROM node:24-slim AS auth
-ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080
+# What both runtime images share: production mode, the unprivileged `node`
+# user, and a health check of the image's own PORT and HEALTH_PATH.
+FROM node:24-slim AS runtime
+ENV NODE_ENV=production HOST=0.0.0.0
 WORKDIR /app
+USER node
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + process.env.PORT + process.env.HEALTH_PATH).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+
+FROM runtime AS auth
+ENV PORT=8080 HEALTH_PATH=/readyz
 COPY --from=auth-deps /app ./
 # dist/db/migrate.js finds the migrations at the repository root.
 COPY migrations migrations
 COPY services/auth/bin services/auth/bin
 COPY --from=build /app/services/auth/dist services/auth/dist
-USER node
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:8080/readyz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 CMD ["node", "services/auth/dist/server.js"]
 
-FROM node:24-slim AS notes
-ENV NODE_ENV=production HOST=0.0.0.0 PORT=8201
-WORKDIR /app
+FROM runtime AS notes
+ENV PORT=8201 HEALTH_PATH=/healthz
 COPY --from=notes-deps /app ./
 COPY --from=build /app/services/notes/dist services/notes/dist
-USER node
 EXPOSE 8201
-HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:8201/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 CMD ["node", "services/notes/dist/server.js"]

@@ -66,11 +66,11 @@ export function ceilingDefinitions (run) {
       }
     },
     'verify-jose': {
-      what: `jose jwtVerify of a refresh token (${keyBits}-bit), 64 in flight, as tokens/verify-refresh.ts does: for reading`,
+      what: `jose jwtVerify of a refresh token (${keyBits}-bit), 64 in flight, WebCrypto on libuv's pool: a library verifier beside the one Tessera uses (verify-node), for reading`,
       measure: async (round) => (await verifying(round)).jose
     },
     'verify-node': {
-      what: 'node:crypto.verify of the same signature on one thread, without claim checks: for reading',
+      what: 'node:crypto.verify of the same signature on one thread, without claim checks: how tokens/verify-refresh.ts verifies (its claim checks aside), for reading',
       measure: async (round) => (await verifying(round)).nodeCrypto
     },
     'bare-token': {

@@ -70,9 +70,10 @@ export async function signingRates (bits, seconds) {
 }
 
 /**
- * Verifying one refresh token: jose jwtVerify (WebCrypto, as verify-refresh.ts
- * does), 64 in flight, and node:crypto.verify of the same signature on this
- * thread (no claim checks: the floor under any verifier).
+ * Verifying one refresh token: jose jwtVerify (WebCrypto), 64 in flight, and
+ * node:crypto.verify of the same signature on this thread, as
+ * tokens/verify-refresh.ts verifies (no claim checks: the floor under any
+ * verifier).
  * @param {number} bits @param {number} seconds
  */
 export async function verifyRates (bits, seconds) {

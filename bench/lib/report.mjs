@@ -217,7 +217,7 @@ export function markdown (report) {
   }
   lines.push('## Reference: the stack Tessera replaces', '',
     `${REFERENCE.stack}: numbers from issue 9, not measured here.`, '',
-    markdownTable(['scenario', 'reference req/s', 'Tessera req/s (1 process)', 'Tessera / reference'],
+    markdownTable(['scenario', 'reference req/s', 'Tessera req/s (one instance, its HTTP workers)', 'Tessera / reference'],
       Object.entries(REFERENCE.rps).map(([name, rps]) => {
         const ours = report.scenarios.find((/** @type {any} */ x) => x.name === name)
         return [name, int(rps), ours ? int(ours.rps) : '–', ours ? `×${(ours.rps / rps).toFixed(1)}` : '–']

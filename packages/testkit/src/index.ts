@@ -11,4 +11,6 @@ export { freePort } from './free-port.js'
 export { request, type Reply, type RequestOptions } from './http.js'
 export { memorySink, type MemorySink } from './log-sink.js'
 export { runProcess, spawnProcess, type ProcessResult, type SpawnOptions, type SpawnedProcess } from './process.js'
-export { createTestDatabase, testDatabaseEnv, type Teardown } from './test-database.js'
+export {
+  createTestDatabase, dropStaleTestDatabases, listTestDatabases, otherLiveRuns, runOf, runPrefix, runTemplate, testDatabaseEnv, type Teardown
+} from './test-database.js'

@@ -9,7 +9,9 @@
  * must wait rather than ask the user again.
  * @module
  */
+import { CompiledQuery } from 'kysely'
 import { invalidCredentials } from '../errors.js'
+import { namedStatement } from '../db/named-statements.js'
 import type { Db } from '../db/database.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
 import { authenticateClient, requireGrant } from '../clients/authenticate.js'
@@ -18,9 +20,9 @@ import { audienceFor, requestedResource } from '../clients/resource.js'
 import type { PasswordHashing } from '../passwords/hasher.js'
 import { isDjangoHash } from '../passwords/django.js'
 import { normalizePassword, normalizeUsername } from '../passwords/policy.js'
-import { backedOff, clearLoginFailures, countUnlessShed, evaluateCounted, type BackoffPolicy, type FailureRecord } from '../passwords/login-throttle.js'
+import { attemptOf, backedOff, COUNT_ATTEMPT_CALL, countAttemptParameters, evaluateCounted, type Attempt, type AttemptRow, type BackoffPolicy, type FailureRecord } from '../passwords/login-throttle.js'
 import { grantedScope } from '../sessions/scope.js'
-import { startSession, tokenPair, type Issuer, type TokenPair } from '../sessions/issue.js'
+import { newSession, tokenPair, type Issuer, type NewSession, type TokenPair } from '../sessions/issue.js'
 
 export interface PasswordGrantInput {
   username: string
@@ -53,14 +55,71 @@ async function recordFailure (deps: LoginDeps, key: string, userId: string | und
   })
 }
 
-/** Locks the user row if its password and state are still those verified, storing the rehash if any. */
-async function stillVerified (db: Db, userId: string, verifiedHash: string, rehashed: string | undefined): Promise<boolean> {
-  const row = rehashed === undefined
-    ? await db.selectFrom('users').select('id').where('id', '=', userId).where('password_hash', '=', verifiedHash)
-      .where('disabled_at', 'is', null).forShare().executeTakeFirst()
-    : await db.updateTable('users').set({ password_hash: rehashed }).where('id', '=', userId).where('password_hash', '=', verifiedHash)
-      .where('disabled_at', 'is', null).returning('id').executeTakeFirst()
-  return row !== undefined
+/**
+ * Counts the attempt and reads the user in one statement: the throttle's
+ * call (passwords/login-throttle.ts) joined with the user's row, which is
+ * read even when the attempt is refused (cheaper than a second round trip).
+ * Fixed text, sent by name.
+ */
+export const LOGIN_ATTEMPT_SQL = namedStatement('tessera_login_attempt',
+  `select a.*, u.id as user_id, u.username, u.password_hash, u.disabled_at is not null as disabled from ${COUNT_ATTEMPT_CALL} a ` +
+  'left join users u on u.username = $6')
+
+interface LoginAttemptRow extends AttemptRow {
+  user_id: string | null
+  username: string | null
+  password_hash: string | null
+  disabled: boolean | null
+}
+
+interface LoginUser {
+  id: string
+  username: string
+  passwordHash: string
+  disabled: boolean
+}
+
+async function countAttemptAndReadUser (deps: LoginDeps, key: string, username: string | undefined, now: Date): Promise<{ attempt: Attempt, user: LoginUser | undefined }> {
+  // Shed before touching the database: a flood must not take the pool from refresh.
+  if (deps.hasher.saturated) throw deps.hasher.overloaded()
+  const { rows: [row] } = await deps.db.executeQuery<LoginAttemptRow>(CompiledQuery.raw(LOGIN_ATTEMPT_SQL,
+    [...countAttemptParameters(key, now, deps.backoff), username ?? null]))
+  const user = row?.user_id == null || row.username === null || row.password_hash === null
+    ? undefined
+    : { id: row.user_id, username: row.username, passwordHash: row.password_hash, disabled: row.disabled === true }
+  return { attempt: attemptOf(row), user }
+}
+
+/**
+ * After a verify that succeeded, one call (migrations/0008) that in one
+ * transaction checks the user's password and state are still those verified
+ * (a password change or a disable that committed since ended every session
+ * it could see; this one must not start after it), stores the rehash if any,
+ * clears the name's failures and inserts the session, its first refresh token
+ * and the audit row. Fixed text, sent by name.
+ */
+export const START_LOGIN_SQL = namedStatement('tessera_start_login',
+  'select tessera_start_login($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) as started')
+
+interface StartLogin {
+  user: LoginUser
+  rehashed: string | undefined
+  key: string
+  session: NewSession
+  clientId: string
+  scope: string
+  resources: string[]
+  context: RequestContext
+}
+
+async function startLogin (db: Db, login: StartLogin): Promise<boolean> {
+  const { user, session, context } = login
+  const { rows: [row] } = await db.executeQuery<{ started: boolean }>(CompiledQuery.raw(START_LOGIN_SQL, [
+    user.id, user.passwordHash, login.rehashed ?? null, login.key,
+    session.sessionId, login.clientId, login.scope, login.resources, session.issuedAt, session.expiresAt, session.absoluteExpiresAt,
+    session.jti, session.kid, context.ip ?? null, context.userAgent?.slice(0, 512) ?? null, context.requestId ?? null, user.username
+  ]))
+  return row?.started === true
 }
 
 export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput): Promise<TokenPair> {
@@ -74,39 +133,29 @@ export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput)
   const audience = audienceFor(resource, client.resources)
   const scope = grantedScope(input.scope, client.scopes)
   const key = throttleKey(username, input.username)
-  const attempt = await countUnlessShed(deps.db, deps.hasher, key, input.now, deps.backoff)
+  const { attempt, user } = await countAttemptAndReadUser(deps, key, username, input.now)
   if (attempt.refused) {
     await recordAudit(deps.db, { type: 'login.backed_off', actor: 'anonymous', username: key, ...input.context, detail: { retry_after: attempt.retryAfter } })
     throw backedOff('too many failed logins for this username', attempt.retryAfter)
   }
-  const user = username === undefined
-    ? undefined
-    : await deps.db.selectFrom('users').select(['id', 'username', 'password_hash', 'disabled_at']).where('username', '=', username).executeTakeFirst()
 
   // Django hashed the password as typed; Tessera hashes its NFKC form.
   const valid = await evaluateCounted(deps.db, key, deps.backoff, async () => user === undefined
     ? await deps.hasher.dummyVerify(password)
-    : await deps.hasher.verify(user.password_hash, isDjangoHash(user.password_hash) ? input.password : password))
+    : await deps.hasher.verify(user.passwordHash, isDjangoHash(user.passwordHash) ? input.password : password))
   if (user === undefined) {
     await recordFailure(deps, key, undefined, 'unknown_user', attempt, input)
     throw invalidCredentials('unknown user')
   }
-  if (!valid || user.disabled_at !== null) {
+  if (!valid || user.disabled) {
     const reason = valid ? 'user_disabled' : 'wrong_password'
     await recordFailure(deps, key, user.id, reason, attempt, input)
     throw invalidCredentials(reason)
   }
-  const rehashed = deps.hasher.needsRehash(user.password_hash) ? await deps.hasher.hash(password) : undefined
+  const rehashed = deps.hasher.needsRehash(user.passwordHash) ? await deps.hasher.hash(password) : undefined
 
-  const record = await deps.db.transaction().execute(async (trx) => {
-    // A password change or a disable that committed since the verify above
-    // ended every session it could see; this one must not start after it. The
-    // row lock also makes a change that starts now wait, then end this session.
-    if (!await stillVerified(trx, user.id, user.password_hash, rehashed)) throw invalidCredentials('password changed or user disabled during login')
-    await clearLoginFailures(trx, key)
-    const started = await startSession(trx, deps, { userId: user.id, clientId: client.clientId, scope, resources: client.resources, now: input.now, context: input.context })
-    await recordAudit(trx, { type: 'login.succeeded', actor: user.id, userId: user.id, username, sessionId: started.sessionId, ...input.context })
-    return started
-  })
-  return tokenPair(deps, record, { clientId: record.clientId, scope: record.scope, audience, now: input.now, username: user.username })
+  const session = newSession(deps, user.id, input.now)
+  const started = await startLogin(deps.db, { user, rehashed, key, session, clientId: client.clientId, scope, resources: client.resources, context: input.context })
+  if (!started) throw invalidCredentials('password changed or user disabled during login')
+  return tokenPair(deps, session, { clientId: client.clientId, scope, audience, now: input.now, username: user.username })
 }

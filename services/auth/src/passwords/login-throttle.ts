@@ -3,7 +3,8 @@
  * After `threshold` consecutive failures a name is blocked for
  * base·2^(failures−threshold), capped at `max`; while blocked the password
  * grant and the password change answer 429 without hashing. Every attempt is
- * counted before hashing (countLoginAttempt); a success deletes the row. Unknown names
+ * counted before hashing (countLoginAttempt, a SQL function of
+ * migrations/0008); a success deletes the row. Unknown names
  * are tracked exactly like real ones (nothing tells them apart), and the rows
  * are bounded: a failure streak older than `max` starts again from zero, and
  * pruneLoginThrottle deletes such rows and caps the table.
@@ -12,8 +13,9 @@
  * one name in back-off for `max` at a time, and existing sessions keep working.
  * @module
  */
-import { sql, type RawBuilder } from 'kysely'
+import { CompiledQuery, sql } from 'kysely'
 import type { Db } from '../db/database.js'
+import { namedStatement } from '../db/named-statements.js'
 import { THROTTLE_CLEANUP_LOCK } from '../db/locks.js'
 import type { Config, Seconds } from '../config.js'
 import { OAuthError } from '../errors.js'
@@ -37,32 +39,39 @@ export interface FailureRecord {
 export type Attempt = ({ refused: false } & FailureRecord) | { refused: true, retryAfter: number }
 
 /**
- * Counts an attempt as a failure before any hashing, in one upsert that also
- * refuses it when the name is blocked, so concurrent attempts on any number of
- * instances each count once and a burst evaluates at most `threshold` guesses
- * (a check-then-act would let the whole burst through). A success then deletes
- * the row. The exponent is clamped so a long streak cannot overflow.
+ * The call that counts an attempt as a failure before any hashing
+ * (migrations/0008): one upsert that also refuses it when the name is
+ * blocked, so concurrent attempts on any number of instances each count once
+ * and a burst evaluates at most `threshold` guesses (a check-then-act would
+ * let the whole burst through). A success then deletes the row. Parameters:
+ * key, now, threshold, base, max. Fixed text, sent by name (db/named-statements.ts).
  */
+export const COUNT_ATTEMPT_CALL = 'tessera_count_login_attempt($1, $2, $3, $4, $5)'
+const COUNT_ATTEMPT_SQL = namedStatement('tessera_count_login_attempt', `select * from ${COUNT_ATTEMPT_CALL}`)
+
+/** What tessera_count_login_attempt answers. */
+export interface AttemptRow {
+  refused: boolean
+  retry_after: number | null
+  failures: number | null
+  blocked_until: Date | null
+}
+
+/** The parameters of COUNT_ATTEMPT_CALL, $1 to $5. */
+export function countAttemptParameters (key: string, now: Date, policy: BackoffPolicy): unknown[] {
+  return [key, now, policy.threshold, policy.base, policy.max]
+}
+
+export function attemptOf (row: AttemptRow | undefined): Attempt {
+  if (row === undefined) throw new Error('tessera_count_login_attempt returned no row')
+  return row.refused
+    ? { refused: true, retryAfter: row.retry_after ?? 1 }
+    : { refused: false, failures: row.failures ?? 1, blockedUntil: row.blocked_until }
+}
+
 export async function countLoginAttempt (db: Db, key: string, now: Date, policy: BackoffPolicy): Promise<Attempt> {
-  const stale = new Date(now.getTime() - policy.max * 1000)
-  const failures = sql<number>`CASE WHEN login_throttle.last_failed_at < ${stale} THEN 1 ELSE login_throttle.failures + 1 END`
-  const blockedUntil = (count: RawBuilder<number>): RawBuilder<Date | null> => sql<Date | null>`CASE WHEN ${count} >= ${policy.threshold}
-    THEN ${now}::timestamptz + make_interval(secs => LEAST(${policy.base}::float8 * power(2, LEAST(${count} - ${policy.threshold}, 40)), ${policy.max}::float8))
-    ELSE NULL END`
-  const first = sql<number>`1`
-  const row = await db.insertInto('login_throttle')
-    .values({ username: key, failures: 1, last_failed_at: now, blocked_until: blockedUntil(first) })
-    .onConflict((oc) => oc.column('username').doUpdateSet({
-      failures,
-      last_failed_at: now,
-      blocked_until: blockedUntil(failures)
-    }).where((eb) => eb.or([eb('login_throttle.blocked_until', 'is', null), eb('login_throttle.blocked_until', '<=', now)])))
-    .returning(['failures', 'blocked_until'])
-    .executeTakeFirst()
-  if (row !== undefined) return { refused: false, failures: row.failures, blockedUntil: row.blocked_until }
-  const blocked = await db.selectFrom('login_throttle').select('blocked_until').where('username', '=', key).executeTakeFirst()
-  const until = blocked?.blocked_until?.getTime() ?? now.getTime()
-  return { refused: true, retryAfter: Math.max(1, Math.ceil((until - now.getTime()) / 1000)) }
+  const { rows: [row] } = await db.executeQuery<AttemptRow>(CompiledQuery.raw(COUNT_ATTEMPT_SQL, countAttemptParameters(key, now, policy)))
+  return attemptOf(row)
 }
 
 /** What the back-off needs of the hashing queue: whether it would shed now, and the refusal to throw. */

@@ -5,9 +5,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { Config } from '../config.js'
-import type { Insertable } from 'kysely'
-import type { Db, RefreshTokensTable } from '../db/database.js'
-import type { RequestContext } from '../audit/record.js'
+import type { Db } from '../db/database.js'
 import type { Keyring } from '../keys/keyring.js'
 import { epochSeconds, mintAccessToken, mintRefreshToken, type RefreshTokenRecord } from '../tokens/mint.js'
 import { OAuthError } from '../errors.js'
@@ -43,44 +41,17 @@ export function currentKid (keyring: Keyring): string {
   return signer.kid
 }
 
-/** Inserts a session and its first refresh token; run inside the caller's transaction. */
-export async function startSession (db: Db, issuer: Issuer, input: { userId: string, clientId: string, scope: string, resources: string[], now: Date, context: RequestContext }): Promise<RefreshTokenRecord & { scope: string, clientId: string }> {
-  const now = floorToSecond(input.now)
-  const absolute = addSeconds(now, issuer.config.sessionMax)
-  const expires = new Date(Math.min(addSeconds(now, issuer.config.refreshTtl).getTime(), absolute.getTime()))
-  const sessionId = randomUUID()
-  await db.insertInto('sessions').values({
-    id: sessionId,
-    user_id: input.userId,
-    client_id: input.clientId,
-    scope: input.scope,
-    resources: input.resources,
-    created_at: now,
-    last_used_at: now,
-    expires_at: expires,
-    absolute_expires_at: absolute,
-    user_agent: input.context.userAgent?.slice(0, 512) ?? null,
-    ip: input.context.ip ?? null
-  }).execute()
-  const record = { jti: randomUUID(), sessionId, userId: input.userId, kid: currentKid(issuer.keyring), issuedAt: now, expiresAt: expires }
-  await insertRefreshToken(db, record, null)
-  return { ...record, scope: input.scope, clientId: input.clientId }
+/** A new session and its first refresh token, for the caller to store (grants/password.ts, in one call). */
+export interface NewSession extends RefreshTokenRecord {
+  absoluteExpiresAt: Date
 }
 
-/** The refresh_tokens row of a record, for an INSERT. */
-export function refreshTokenRow (record: RefreshTokenRecord, parentJti: string | null): Insertable<RefreshTokensTable> {
-  return {
-    jti: record.jti,
-    session_id: record.sessionId,
-    parent_jti: parentJti,
-    kid: record.kid,
-    issued_at: record.issuedAt,
-    expires_at: record.expiresAt
-  }
-}
-
-export async function insertRefreshToken (db: Db, record: RefreshTokenRecord, parentJti: string | null): Promise<void> {
-  await db.insertInto('refresh_tokens').values(refreshTokenRow(record, parentJti)).execute()
+/** The ids and times of a session starting at `now`: whole seconds, its first token's life capped by the session's. */
+export function newSession (issuer: Pick<Issuer, 'keyring' | 'config'>, userId: string, now: Date): NewSession {
+  const issuedAt = floorToSecond(now)
+  const absoluteExpiresAt = addSeconds(issuedAt, issuer.config.sessionMax)
+  const expiresAt = new Date(Math.min(addSeconds(issuedAt, issuer.config.refreshTtl).getTime(), absoluteExpiresAt.getTime()))
+  return { jti: randomUUID(), sessionId: randomUUID(), userId, kid: currentKid(issuer.keyring), issuedAt, expiresAt, absoluteExpiresAt }
 }
 
 /** Mints the pair for a stored refresh record: the refresh token is reproducible, the access token fresh. */

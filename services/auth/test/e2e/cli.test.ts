@@ -10,6 +10,11 @@ import { runCli } from '../helpers/server.js'
 
 const PASSWORD = 'correct horse battery'
 
+// About forty CLI processes, each a cold Node start, one after another: on a
+// machine at load 15 they need more than tap's 180 s, which is not what this
+// file tests.
+t.setTimeout(600_000)
+
 t.test('users create reads the password from stdin; users disable ends sessions', async (t) => {
   const url = await createTestDatabase(t)
   const env = { DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url') }

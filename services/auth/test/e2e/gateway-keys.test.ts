@@ -14,7 +14,7 @@ import t, { type Test } from 'tap'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { makeCertificate, startGateway, tempDir, type Gateway, type Reply } from '../helpers/gateway.js'
 import { kidOf, sleep, within } from '../helpers/http.js'
-import { runCli, startServer } from '../helpers/server.js'
+import { keyLifecycleEnv, runCli, startServer } from '../helpers/server.js'
 
 // 30 rotations of about 5 s each (a 4 s lead, then a timer tick and a key
 // generation), after the start-up: about three minutes, more on a busy machine.
@@ -97,19 +97,13 @@ t.test('a shared cache keeps the JWKS for s-maxage, not max-age', async (t) => {
 
 t.test(`${ROTATIONS} rotations through the gateway: a strict max-age verifier never meets an unknown kid`, async (t) => {
   const databaseUrl = await createTestDatabase(t)
-  const env = {
-    DATABASE_URL: databaseUrl,
-    TESSERA_KEK: randomBytes(32).toString('base64url'),
-    TESSERA_JWKS_MAX_AGE: '1s',
+  const env = keyLifecycleEnv(databaseUrl, {
     TESSERA_KEY_CHECK_INTERVAL: '1s',
     // The shortest lead the rule allows for these: 1 s max-age + 1 s key check + 2 s gateway.
     TESSERA_KEY_PUBLISH_LEAD: '4s',
     TESSERA_KEY_ROTATION: '4s',
-    // A half-second key timer, so each rotation is late by little.
-    TESSERA_REFRESH_GRACE: '1s',
-    TESSERA_ACCESS_TTL: '30s',
-    TESSERA_RATE_LIMIT: '1000000'
-  }
+    TESSERA_ACCESS_TTL: '30s'
+  })
   const { gateway, issuerEnv } = await gatewayFor(t, env, 2)
   const { db } = await testConnection(t, databaseUrl)
   const promotions = async (): Promise<number> =>

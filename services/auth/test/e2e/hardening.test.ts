@@ -2,22 +2,13 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import { calculateJwkThumbprint } from 'jose'
 import t from 'tap'
 import { PasswordHasher } from '../../src/passwords/hasher.js'
-import { buildTestApp, login, signUp, testConfig } from '../helpers/app.js'
+import { buildTestApp, CountingHasher, login, signUp, testConfig } from '../helpers/app.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { jwksKids } from '../helpers/http.js'
 import { startServer } from '../helpers/server.js'
 
 const PASSWORD = 'correct horse battery'
 const NEW_PASSWORD = 'battery staple horse'
-
-/** The real hasher, counting how often argon2 verify is asked for. */
-class CountingHasher extends PasswordHasher {
-  verifies = 0
-  override async verify (hash: string, password: string): Promise<boolean> {
-    this.verifies++
-    return await super.verify(hash, password)
-  }
-}
 
 const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` })
 

@@ -5,10 +5,9 @@
  * private halves leave the database once no longer needed, and the listener
  * comes back after its database connections are killed.
  */
-import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
-import { runCli, startServer, type RunningServer } from '../helpers/server.js'
+import { keyLifecycleEnv, runCli, startServer, type RunningServer } from '../helpers/server.js'
 import { jwksKids, kidOf, loginOver, refreshOver, signUpOver, within } from '../helpers/http.js'
 import { LISTENER_NAME } from '../../src/keys/notify.js'
 
@@ -27,16 +26,7 @@ async function probe (server: RunningServer, username: string): Promise<() => Pr
 
 t.test('rotate, rotate --now, erase, revoke and a lost LISTEN connection, across two instances', async (t) => {
   const databaseUrl = await createTestDatabase(t)
-  const env = {
-    DATABASE_URL: databaseUrl,
-    TESSERA_KEK: randomBytes(32).toString('base64url'),
-    TESSERA_JWKS_MAX_AGE: '1s',
-    TESSERA_KEY_PUBLISH_LEAD: '2m',
-    TESSERA_KEY_ROTATION: 'off',
-    TESSERA_KEY_CHECK_INTERVAL: '60s',
-    TESSERA_REFRESH_GRACE: '1s',
-    TESSERA_RATE_LIMIT: '1000000'
-  }
+  const env = keyLifecycleEnv(databaseUrl, { TESSERA_KEY_PUBLISH_LEAD: '2m', TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s' })
   const [a, b] = await Promise.all([startServer(t, env), startServer(t, env)])
   const { db } = await testConnection(t, databaseUrl)
   const cli = async (...args: string[]): Promise<Record<string, unknown>> => {

@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
-import { startServer } from '../helpers/server.js'
+import { keyLifecycleEnv, startServer } from '../helpers/server.js'
 import { jwksKids, loginOver, refreshOver, remoteVerifier, signUpOver, sleep, verifyAccess, within } from '../helpers/http.js'
 
 const ISSUER = 'http://tessera.test'
@@ -18,19 +18,14 @@ const CHURN_MS = 20_000
 const ROTATION_S = 4
 
 function env (databaseUrl: string, kek: string): Record<string, string> {
-  return {
-    DATABASE_URL: databaseUrl,
-    TESSERA_KEK: kek,
+  return keyLifecycleEnv(databaseUrl, {
     TESSERA_ISSUER: ISSUER,
-    TESSERA_JWKS_MAX_AGE: '1s',
     // The shortest lead these allow: 1 s max-age + 1 s key check + 2 s for a gateway.
     TESSERA_KEY_PUBLISH_LEAD: '4s',
     TESSERA_KEY_CHECK_INTERVAL: '1s',
     TESSERA_KEY_ROTATION: `${ROTATION_S}s`,
-    TESSERA_ACCESS_TTL: '10s',
-    TESSERA_REFRESH_GRACE: '1s',
-    TESSERA_RATE_LIMIT: '1000000'
-  }
+    TESSERA_ACCESS_TTL: '10s'
+  }, kek)
 }
 
 interface ChurnResult { verified: number, failures: string[], kids: Set<string> }

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
@@ -8,12 +8,26 @@ import { startServer, runCli } from '../helpers/server.js'
 
 const PASSWORD = 'correct horse battery'
 
+// initdb and two cold starts of the server: on a machine at load 15 more than
+// tap's 180 s, which is not what this file tests.
+t.setTimeout(600_000)
+
+/** The embedded cluster's directory: under dataDir, or where dataDir's `postgres-location` says. */
+function clusterDir (dataDir: string): string {
+  try { return readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch {}
+  return path.join(dataDir, 'postgres')
+}
+
 function postgresRunningOn (dataDir: string): boolean {
-  const location = path.join(dataDir, 'postgres-location')
-  let pgdata = path.join(dataDir, 'postgres')
-  try { pgdata = readFileSync(location, 'utf8').trim() } catch {}
+  const pgdata = clusterDir(dataDir)
   const out = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
   return out.split('\n').some((line) => line.includes('postgres') && line.includes(pgdata))
+}
+
+/** initdb writes PG_VERSION once: the same file (inode and time) after a restart means the cluster was reused, not made anew. */
+function clusterIdentity (dataDir: string): string {
+  const { ino, mtimeMs } = statSync(path.join(clusterDir(dataDir), 'PG_VERSION'))
+  return `${ino}@${mtimeMs}`
 }
 
 t.test('embedded Postgres: first start, SIGTERM drains an in-flight request, second start reuses .data', async (t) => {
@@ -28,7 +42,7 @@ t.test('embedded Postgres: first start, SIGTERM drains an in-flight request, sec
     rmSync(dataDir, { recursive: true, force: true })
   })
 
-  const first = await startServer(t, env, { timeoutMs: 90_000 })
+  const first = await startServer(t, env, { timeoutMs: 180_000 })
   t.equal((await fetch(`${first.url}/readyz`)).status, 200)
   await fetch(`${first.url}/v1/users`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'sam', password: PASSWORD }) })
   const tokens = await (await fetch(`${first.url}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ grant_type: 'password', username: 'sam', password: PASSWORD }) })).json() as { refresh_token: string, access_token: string }
@@ -54,10 +68,12 @@ t.test('embedded Postgres: first start, SIGTERM drains an in-flight request, sec
   t.match(first.output(), /"msg":"draining"/)
   t.notOk(postgresRunningOn(dataDir), 'the embedded Postgres was stopped')
 
-  const started = Date.now()
-  const second = await startServer(t, env, { timeoutMs: 60_000 })
-  const restartMs = Date.now() - started
-  t.ok(restartMs < 15_000, `second start reuses .data (${restartMs} ms)`)
+  // Reuse is shown by what persists, not by how fast the restart is (a
+  // busy machine can make any bound fail): the same cluster, and below, the
+  // first run's key, KEK and rows.
+  const cluster = clusterIdentity(dataDir)
+  const second = await startServer(t, env, { timeoutMs: 120_000 })
+  t.equal(clusterIdentity(dataDir), cluster, 'second start reuses the cluster in .data rather than making a new one')
   const me = await fetch(`${second.url}/v1/me`, { headers: { authorization: `Bearer ${tokens.access_token}` } })
   t.equal(me.status, 200, 'a token from the first run still verifies: the key and the KEK persisted in .data')
   const login = await fetch(`${second.url}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ grant_type: 'password', username: 'sam', password: PASSWORD }) })

@@ -2,6 +2,7 @@
  * Spawns the real compiled server (dist/server.js) as its own process.
  */
 import type { ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
@@ -17,6 +18,16 @@ export interface RunningServer {
   output: () => string
   exited: Promise<number | null>
   stop: (signal?: NodeJS.Signals) => Promise<number | null>
+}
+
+/**
+ * The settings of an instance whose signing keys change at second scale, for
+ * the key lifecycle tests: a 1 s JWKS max-age and refresh grace, and no per-IP
+ * limit (all their traffic comes from one address). The key timings
+ * (publish lead, rotation, check interval) are each test's own.
+ */
+export function keyLifecycleEnv (databaseUrl: string, settings: Record<string, string>, kek = randomBytes(32).toString('base64url')): Record<string, string> {
+  return { DATABASE_URL: databaseUrl, TESSERA_KEK: kek, TESSERA_JWKS_MAX_AGE: '1s', TESSERA_REFRESH_GRACE: '1s', TESSERA_RATE_LIMIT: '1000000', ...settings }
 }
 
 export async function startServer (t: Test, env: Record<string, string>, options: { timeoutMs?: number } = {}): Promise<RunningServer> {
