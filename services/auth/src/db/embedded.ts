@@ -15,6 +15,7 @@ import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import { freePort } from '../util/free-port.js'
+import { DB_USER, embeddedUrl, serverOptions } from './embedded-options.js'
 
 export interface EmbeddedPostgres {
   /** Connection string of the `tessera` database on the local server: through its Unix socket when it has one. */
@@ -30,7 +31,6 @@ export interface EmbeddedPostgres {
 interface Binaries { initdb: string, pg_ctl: string, postgres: string }
 interface RunAs { uid?: number, gid?: number }
 
-const DB_USER = 'tessera'
 const DB_NAME = 'tessera'
 const SHARED_ROOT = '/var/tmp/tessera-postgres'
 
@@ -151,30 +151,6 @@ async function runningServer (bins: Binaries, pgdata: string, as: RunAs): Promis
   const lines = (await fs.readFile(path.join(pgdata, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')
   const port = Number(lines[3])
   return Number.isInteger(port) && port > 0 ? { port, socketDir: lines[4]?.trim() ?? '' } : undefined
-}
-
-/** The longest socket path the kernel takes (sun_path is 108 bytes on Linux), with room to spare. */
-const MAX_SOCKET_PATH = 100
-
-/**
- * The server's command-line options: its port, and a Unix socket in its own
- * data directory, which only the postgres user (and root) may enter. Over
- * the socket a query costs both sides less kernel time than over TCP on
- * loopback (docs/decisions.md, "A Unix socket to the embedded Postgres").
- * No socket when the path would be too long for one or would need quoting
- * in pg_ctl's command line: TCP alone then, as before.
- */
-export function serverOptions (pgdata: string, port: number): string {
-  const socketFile = path.join(pgdata, `.s.PGSQL.${port}`)
-  const socketable = /^[\w/.-]+$/.test(pgdata) && Buffer.byteLength(socketFile) <= MAX_SOCKET_PATH
-  return socketable ? `-p ${port} -k ${pgdata}` : `-p ${port}`
-}
-
-/** The connection string of `database`: through the Unix socket when the server has one, else TCP on loopback. */
-export function embeddedUrl (password: string, port: number, socketDir: string, database: string): string {
-  const base = `postgres://${DB_USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`
-  // libpq and node-pg both let `host` in the query name a socket directory; the port names the socket file.
-  return socketDir === '' ? base : `${base}?host=${encodeURIComponent(socketDir)}`
 }
 
 async function ensureDatabase (adminUrl: string): Promise<void> {

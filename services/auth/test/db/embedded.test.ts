@@ -1,10 +1,10 @@
 /**
- * The embedded Postgres's options and URLs (db/embedded.ts): a Unix socket in
+ * The embedded Postgres's options and URLs (db/embedded-options.ts): a Unix socket in
  * the data directory when the path allows one, TCP on loopback otherwise.
  * The server actually started with them: test/e2e/server.test.ts.
  */
 import t from 'tap'
-import { embeddedUrl, serverOptions } from '../../src/db/embedded.js'
+import { embeddedUrl, serverOptions } from '../../src/db/embedded-options.js'
 
 t.test('the server gets a socket in its data directory when the path can hold one', async (t) => {
   t.equal(serverOptions('/var/tmp/tessera-postgres/data-0123456789abcdef', 5432), '-p 5432 -k /var/tmp/tessera-postgres/data-0123456789abcdef')
