@@ -29,8 +29,14 @@ export interface AuditEvent extends RequestContext {
   detail?: Record<string, string | number | boolean | null>
 }
 
+/** Rows per INSERT: a statement takes at most 65,535 parameters, and an event is 10. */
+const ROWS_PER_INSERT = 1000
+
 export async function recordAudit (db: Db, ...events: AuditEvent[]): Promise<void> {
-  if (events.length === 0) return
+  for (let start = 0; start < events.length; start += ROWS_PER_INSERT) await insertEvents(db, events.slice(start, start + ROWS_PER_INSERT))
+}
+
+async function insertEvents (db: Db, events: AuditEvent[]): Promise<void> {
   await db.insertInto('audit_events').values(events.map((event) => ({
     type: event.type,
     actor: event.actor ?? null,

@@ -15,11 +15,12 @@ import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import { freePort } from '../util/free-port.js'
+import { DB_USER, embeddedUrl, serverOptions } from './embedded-options.js'
 
 export interface EmbeddedPostgres {
-  /** Connection string of the `tessera` database on the local server. */
+  /** Connection string of the `tessera` database on the local server: through its Unix socket when it has one. */
   url: string
-  /** Admin connection string (database `postgres`), for creating test databases. */
+  /** Admin connection string (database `postgres`, TCP on loopback), for creating test databases. */
   adminUrl: string
   port: number
   /** True when this call started the server; false when it adopted one already running. */
@@ -30,7 +31,6 @@ export interface EmbeddedPostgres {
 interface Binaries { initdb: string, pg_ctl: string, postgres: string }
 interface RunAs { uid?: number, gid?: number }
 
-const DB_USER = 'tessera'
 const DB_NAME = 'tessera'
 const SHARED_ROOT = '/var/tmp/tessera-postgres'
 
@@ -137,19 +137,20 @@ async function initialise (bins: Binaries, pgdata: string, password: string, as:
   } finally {
     await fs.rm(pwfile, { force: true })
   }
-  // Loopback only, no Unix socket: nothing outside this machine can reach it,
-  // and no socket directory needs to be writable.
+  // Loopback only: nothing outside this machine can reach it. The Unix socket,
+  // when there is one, is given at each start (serverOptions).
   await fs.appendFile(path.join(pgdata, 'postgresql.conf'),
     "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\nmax_connections = 200\n")
 }
 
-/** The port of a postmaster already running on pgdata, if any. */
-async function runningPort (bins: Binaries, pgdata: string, as: RunAs): Promise<number | undefined> {
+/** Where a postmaster running on pgdata listens, if one runs: its port and its Unix socket's directory ('' for none). */
+async function runningServer (bins: Binaries, pgdata: string, as: RunAs): Promise<{ port: number, socketDir: string } | undefined> {
   const { code } = await run(bins.pg_ctl, ['status', '-D', pgdata], as)
   if (code !== 0) return undefined
-  const pid = await fs.readFile(path.join(pgdata, 'postmaster.pid'), 'utf8').catch(() => '')
-  const port = Number(pid.split('\n')[3])
-  return Number.isInteger(port) && port > 0 ? port : undefined
+  // postmaster.pid: pid, data directory, start time, port, socket directory, listen address, …
+  const lines = (await fs.readFile(path.join(pgdata, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')
+  const port = Number(lines[3])
+  return Number.isInteger(port) && port > 0 ? { port, socketDir: lines[4]?.trim() ?? '' } : undefined
 }
 
 async function ensureDatabase (adminUrl: string): Promise<void> {
@@ -188,18 +189,22 @@ export async function startEmbeddedPostgres (dataDir: string): Promise<EmbeddedP
   const initialised = await fs.stat(path.join(pgdata, 'PG_VERSION')).then(() => true, () => false)
   if (!initialised) await initialise(bins, pgdata, password, as)
 
-  let port = await runningPort(bins, pgdata, as)
-  const started = port === undefined
-  if (port === undefined) {
-    port = await freePort()
-    await must(bins.pg_ctl, ['start', '-D', pgdata, '-w', '-t', '60', '-l', path.join(pgdata, 'server.log'), '-o', `-p ${port}`], as, 'pg_ctl start')
+  const running = await runningServer(bins, pgdata, as)
+  const started = running === undefined
+  if (running === undefined) {
+    const port = await freePort()
+    await must(bins.pg_ctl, ['start', '-D', pgdata, '-w', '-t', '60', '-l', path.join(pgdata, 'server.log'), '-o', serverOptions(pgdata, port)], as, 'pg_ctl start')
   }
-  const base = `postgres://${DB_USER}:${encodeURIComponent(password)}@127.0.0.1:${port}`
-  await ensureDatabase(`${base}/postgres`)
+  // Read back from the server, so a server adopted from an earlier start (with or without a socket) is reached as it listens.
+  const server = running ?? await runningServer(bins, pgdata, as)
+  if (server === undefined) throw new Error(`the embedded Postgres on ${pgdata} started but does not say where it listens`)
+  const { port, socketDir } = server
+  const adminUrl = embeddedUrl(password, port, '', 'postgres')
+  await ensureDatabase(adminUrl)
   let stopped = false
   return {
-    url: `${base}/${DB_NAME}`,
-    adminUrl: `${base}/postgres`,
+    url: embeddedUrl(password, port, socketDir, DB_NAME),
+    adminUrl,
     port,
     started,
     stop: async () => {
@@ -216,7 +221,7 @@ export async function stopEmbeddedPostgres (dataDir: string): Promise<boolean> {
   const as: RunAs = root ? await postgresUser() : {}
   const bins = root ? await reachableBinaries(await binaries(), as) : await binaries()
   const pgdata = await clusterDir(dataDir, as)
-  if (await runningPort(bins, pgdata, as) === undefined) return false
+  if (await runningServer(bins, pgdata, as) === undefined) return false
   await must(bins.pg_ctl, ['stop', '-D', pgdata, '-m', 'fast', '-w', '-t', '60'], as, 'pg_ctl stop')
   return true
 }

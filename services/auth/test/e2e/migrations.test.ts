@@ -9,7 +9,7 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   const env = { DATABASE_URL: url, NODE_ENV: 'production' }
   const before = await runCli(['migrate', 'status', '--json'], env)
   t.equal(before.code, 0, before.stderr)
-  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null, null, null, null])
+  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null, null, null, null, null])
 
   const up = await runCli(['migrate', 'up'], env)
   t.equal(up.code, 0, up.stderr)
@@ -47,10 +47,16 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   t.same(await fillfactors(), ['fillfactor=80', 'fillfactor=80'], 'and its pages, and the tokens\', leave room for HOT updates')
   t.equal(await functions('tessera_count_login_attempt'), 1, 'up created the login\'s attempt function')
   t.equal(await functions('tessera_start_login'), 1, 'and its start function')
+  const kidIndex = async (): Promise<string[]> =>
+    (await sql<{ def: string }>`SELECT indexdef AS def FROM pg_indexes WHERE indexname = 'refresh_tokens_kid'`.execute(connection.db)).rows.map((r) => r.def)
+  t.match(await kidIndex(), [/USING brin \(kid text_bloom_ops/], 'inserting a token adds no btree entry for its kid')
   const downLogin = await runCli(['migrate', 'down', '--yes', '--json'], env)
   t.same(JSON.parse(downLogin.stdout), { reverted: ['0008_login_round_trips'] })
   t.equal(await functions('tessera_count_login_attempt'), 0, 'down dropped the login\'s attempt function')
   t.equal(await functions('tessera_start_login'), 0, 'and its start function')
+  const downKid = await runCli(['migrate', 'down', '--yes', '--json'], env)
+  t.same(JSON.parse(downKid.stdout), { reverted: ['0007_refresh_token_kid_brin'] })
+  t.match(await kidIndex(), [/USING btree \(kid\)/], 'down brought back the btree on kid')
   const downWrites = await runCli(['migrate', 'down', '--yes', '--json'], env)
   t.same(JSON.parse(downWrites.stdout), { reverted: ['0006_refresh_writes'] })
   t.equal(await functions('tessera_refresh_grant'), 1, 'down kept the refresh grant function (0005\'s again)')
@@ -85,7 +91,7 @@ t.test('two migrate up at once apply each migration once', async (t) => {
   t.equal(a.code, 0, a.stderr)
   t.equal(b.code, 0, b.stderr)
   const applied = [...JSON.parse(a.stdout).applied, ...JSON.parse(b.stdout).applied]
-  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients', '0005_refresh_grant', '0006_refresh_writes', '0008_login_round_trips'], 'exactly one process applied each')
+  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients', '0005_refresh_grant', '0006_refresh_writes', '0007_refresh_token_kid_brin', '0008_login_round_trips'], 'exactly one process applied each')
 })
 
 t.test('the schema enforces its constraints', async (t) => {

@@ -49,9 +49,11 @@ t.test('embedded Postgres: first start, SIGTERM drains an in-flight request, sec
 
   // Hold the session's row lock so the refresh below is in flight when SIGTERM arrives.
   const url = (await runCli(['db', 'url'], env)).stdout.trim()
-  t.match(url, /^postgres:\/\/tessera:[^@]+@127\.0\.0\.1:\d+\/tessera$/)
+  t.match(url, /^postgres:\/\/tessera:[^@]+@127\.0\.0\.1:\d+\/tessera\?host=%2F[^&]+$/, 'the URL names the server\'s Unix socket directory')
   const blocker = new pg.Client({ connectionString: url })
   await blocker.connect()
+  const { rows: [over] } = await blocker.query<{ address: string | null }>('SELECT inet_server_addr() AS address')
+  t.equal(over?.address, null, 'and a client of that URL connects through the socket, not TCP')
   await blocker.query('BEGIN')
   await blocker.query('SELECT * FROM sessions FOR UPDATE')
   const inFlight = fetch(`${first.url}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token }) })

@@ -1,0 +1,34 @@
+/**
+ * How the embedded Postgres is started and reached (db/embedded.ts): its
+ * command-line options and its connection strings. Apart from embedded.ts so
+ * that they are tested in process without loading the code that spawns
+ * Postgres.
+ * @module
+ */
+import path from 'node:path'
+
+export const DB_USER = 'tessera'
+
+/** The longest socket path the kernel takes (sun_path is 108 bytes on Linux), with room to spare. */
+const MAX_SOCKET_PATH = 100
+
+/**
+ * The server's command-line options: its port, and a Unix socket in its own
+ * data directory, which only the postgres user (and root) may enter. Over
+ * the socket a query costs both sides less kernel time than over TCP on
+ * loopback (docs/decisions.md, "A Unix socket to the embedded Postgres").
+ * No socket when the path would be too long for one or would need quoting
+ * in pg_ctl's command line: TCP alone then, as before.
+ */
+export function serverOptions (pgdata: string, port: number): string {
+  const socketFile = path.join(pgdata, `.s.PGSQL.${port}`)
+  const socketable = /^[\w/.-]+$/.test(pgdata) && Buffer.byteLength(socketFile) <= MAX_SOCKET_PATH
+  return socketable ? `-p ${port} -k ${pgdata}` : `-p ${port}`
+}
+
+/** The connection string of `database`: through the Unix socket when the server has one, else TCP on loopback. */
+export function embeddedUrl (password: string, port: number, socketDir: string, database: string): string {
+  const base = `postgres://${DB_USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`
+  // libpq and node-pg both let `host` in the query name a socket directory; the port names the socket file.
+  return socketDir === '' ? base : `${base}?host=${encodeURIComponent(socketDir)}`
+}
