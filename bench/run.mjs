@@ -29,6 +29,7 @@ import { runLoad } from './lib/load.mjs'
 import { comparePeer, peerSummary } from './lib/peer-compare.mjs'
 import { locatePeer, peerUnavailable } from './lib/peer-stack.mjs'
 import { PHYSICAL_BESIDE, physicalLimits } from './lib/physical.mjs'
+import { listenerPid } from './lib/proc-cpu.mjs'
 import { PROFILES_DIR, loadProfile, profileClock, saveProfile, summarizeProfile } from './lib/profile.mjs'
 import { consoleSummary, judgeTargets, loadAverage, machineFacts, writeReport } from './lib/report.mjs'
 import { allRounds, bestRound, meets } from './lib/rounds.mjs'
@@ -226,9 +227,14 @@ async function prepare (run) {
     const gateway = run.started.gateway = await startGateway({ root: ROOT, dir: await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-bench-gateway-')), auth: [primary.url], notes })
     return gateway.url
   }
+  // Beside each round's rate, what the machine gave it: the CPU of Tessera's instances, of notes, of the
+  // embedded Postgres (a server elsewhere counts as none), and of everything else (docs/performance.md,
+  // "Session 6: refresh through a run").
+  const postgresPid = listenerPid(Number(new URL(database.url).port))
   /** @type {import('./lib/scenarios.mjs').Context} */
   const ctx = {
     settings,
+    cpuTrees: () => ({ tessera: run.servers.map((s) => s.pid), notes: run.siblings.map((s) => s.pid), postgres: postgresPid === undefined ? [] : [postgresPid] }),
     fixtures,
     root: ROOT,
     ceiling: async () => { throw new Error('the ceilings step has not run') },

@@ -104,7 +104,7 @@ export function clientCredentialsScenario (secret) {
     run: async (ctx, urls, round) => {
       const basic = `Basic ${Buffer.from(`${BENCH_CLIENT}:${await secret()}`).toString('base64')}`
       return await runLoad({
-        ...base(ctx.settings, urls, round),
+        ...base(ctx, urls, round),
         connections: ctx.settings.connections,
         method: 'POST',
         path: '/oauth/token',

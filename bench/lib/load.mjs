@@ -5,6 +5,7 @@
  * @module
  */
 import autocannon from 'autocannon'
+import { runCpuSince, runCpuStart } from './proc-cpu.mjs'
 
 /**
  * @typedef {object} LoadOptions
@@ -20,6 +21,7 @@ import autocannon from 'autocannon'
  * @property {number} [amount] at most this many requests in the measured run
  * @property {number} [warmupAmount] at most this many requests in the warm-up
  * @property {boolean} [shed] the server may shed: a 503 with Retry-After is not an error, and p50/p99 are of the 2xx answers only
+ * @property {() => Record<string, number[]>} [cpu] the process trees whose CPU the measured run reports (name → root pids, read when it starts)
  */
 
 /**
@@ -34,6 +36,7 @@ import autocannon from 'autocannon'
  * @property {number} errors connection errors, timeouts, non-2xx answers (304 counts as success where asked; with `shed`, 503 with Retry-After)
  * @property {Record<string, number>} statuses answers by status code
  * @property {number} seconds how long the measured run took
+ * @property {import('./proc-cpu.mjs').RunCpu} [cpu] with `cpu`: what the machine's cores did during the measured run
  */
 
 /**
@@ -106,13 +109,16 @@ function once (options, seconds, amount, tally) {
 export async function runLoad (options, ok = []) {
   if (options.warmup > 0) await once(options, options.warmup, options.warmupAmount)
   const tally = options.shed ? shedTally() : undefined
+  const trees = options.cpu?.()
+  const cpuStart = trees === undefined ? undefined : runCpuStart()
   const { result, seconds } = await once(options, options.duration, options.amount, tally)
+  const cpu = trees === undefined || cpuStart === undefined ? {} : { cpu: runCpuSince(cpuStart, trees) }
   /** @type {Record<string, number>} */
   const statuses = {}
   for (const [code, stat] of Object.entries(result.statusCodeStats ?? {})) statuses[code] = stat.count
   const accepted = ok.reduce((sum, code) => sum + (statuses[String(code)] ?? 0), 0) + (tally?.withRetryAfter ?? 0)
   const elapsed = Math.min(seconds, result.duration || seconds)
-  const common = { errors: result.errors + result.timeouts + result.mismatches + result.non2xx - accepted, statuses, seconds: Math.round(elapsed * 100) / 100 }
+  const common = { errors: result.errors + result.timeouts + result.mismatches + result.non2xx - accepted, statuses, seconds: Math.round(elapsed * 100) / 100, ...cpu }
   if (tally === undefined) {
     const requests = result.requests.total
     const succeeded = (result['2xx'] ?? 0) + ok.reduce((sum, code) => sum + (statuses[String(code)] ?? 0), 0)

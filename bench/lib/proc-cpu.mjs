@@ -91,6 +91,39 @@ export function coresBetween (before, after, trees) {
 }
 
 /**
+ * What the machine's cores did during one measured run, in cores: each named
+ * process tree (Tessera's instance, its Postgres), this process alone (the
+ * load generator: autocannon runs on its main thread), and everything else
+ * on the machine (other users' builds and tests, processes too short-lived to
+ * be seen, the kernel's own work). A round that got less of the machine says
+ * so beside its rate (docs/performance.md, "Session 6: refresh through a run").
+ * @typedef {object} RunCpu
+ * @property {Record<string, number>} trees
+ * @property {number} loadGenerator
+ * @property {number} others
+ * @property {number} machine every busy core, from /proc/stat
+ */
+
+/** The start of a run whose CPU is wanted. @returns {{ snapshot: CpuSnapshot, own: NodeJS.CpuUsage }} */
+export function runCpuStart () {
+  return { snapshot: cpuSnapshot(), own: process.cpuUsage() }
+}
+
+/**
+ * The cores each part of the machine used since `start`.
+ * @param {ReturnType<typeof runCpuStart>} start @param {Record<string, number[]>} trees name → root pids
+ * @returns {RunCpu}
+ */
+export function runCpuSince (start, trees) {
+  const own = process.cpuUsage(start.own)
+  const after = cpuSnapshot()
+  const seconds = (after.at - start.snapshot.at) / 1000
+  const used = coresBetween(start.snapshot, after, trees)
+  const loadGenerator = Math.round(((own.user + own.system) / 1e6 / seconds) * 100) / 100
+  return { trees: used.trees, loadGenerator, others: Math.max(0, Math.round((used.rest - loadGenerator) * 100) / 100), machine: used.machine }
+}
+
+/**
  * Waits until every named process tree uses less than `idle` cores over one
  * `intervalMs` sample, at most `timeoutMs`. False when the time ran out.
  * @param {Record<string, number[]>} trees @param {{ idle: number, intervalMs: number, timeoutMs: number }} options

@@ -165,6 +165,20 @@ export function chartSvg (report) {
 `
 }
 
+/**
+ * What the machine gave a round, beside its rate: the cores each measured
+ * process tree used and its CPU time per successful answer, the load
+ * generator's cores and everyone else's (a round that got less of the
+ * machine is slower for it, not Tessera).
+ * @param {{ rps: number, cpu?: import('./proc-cpu.mjs').RunCpu }} round
+ */
+export function roundCpuText ({ rps, cpu }) {
+  if (cpu === undefined) return ''
+  const busy = Object.entries(cpu.trees).filter(([, cores]) => cores > 0)
+  const perAnswer = rps > 0 ? busy.map(([name, cores]) => `${name} ${((cores * 1000) / rps).toFixed(2)}`) : []
+  return ` (cores: ${[...busy.map(([name, cores]) => `${name} ${cores.toFixed(2)}`), `load generator ${cpu.loadGenerator.toFixed(2)}`, `others ${cpu.others.toFixed(2)}`].join(', ')}${perAnswer.length > 0 ? `; ms of CPU per answer: ${perAnswer.join(', ')}` : ''})`
+}
+
 /** @param {any} report */
 export function markdown (report) {
   const m = report.machine
@@ -178,11 +192,11 @@ export function markdown (report) {
     '',
     '## Scenarios (one Tessera instance)',
     '',
-    `Each scenario ran ${s.rounds ?? 1} round${(s.rounds ?? 1) === 1 ? '' : 's'}, each just after a round of its ceiling (of every part of a combined one), so the two alternate; the best round of each is kept (other work on the machine only ever slows a round down), and \`rounds\` and \`ceiling rounds\` give the worst–best of each. Errors are summed over every round. A target is met when every bound holds with zero errors.`,
+    `Each scenario ran ${s.rounds ?? 1} round${(s.rounds ?? 1) === 1 ? '' : 's'}, each just after a round of its ceiling (of every part of a combined one), so the two alternate; the best round of each is kept (other work on the machine only ever slows a round down), and \`rounds\` and \`ceiling rounds\` give the worst–best of each. Errors are summed over every round. A target is met when every bound holds with zero errors. Beside each round, the cores each part of the machine used during it (Tessera's processes, its Postgres, the load generator, and others: other users' work and the kernel's) and Tessera's and Postgres's CPU per answer: a round that got less of the machine is slower for that, not because Tessera's work grew.`,
     '',
     markdownTable(SCENARIO_HEAD, scenarioRows(report)),
     '',
-    ...report.scenarios.map((/** @type {any} */ x) => `- **${x.name}**: ${x.what}. Best round: ${x.requests.toLocaleString('en-US')} requests in ${x.seconds} s${x.p99All === undefined ? '' : ` (p99 of every answer, shed ones included: ${x.p99All} ms)`}; rounds ${(x.rounds ?? []).map((/** @type {any} */ r) => `${int(r.rps)}/s p99 ${r.p99} ms`).join(', ')}; answers over all rounds ${Object.entries(x.statuses).map(([k, v]) => `${k}×${v}`).join(', ') || 'none'}.${x.note ? ` ${x.note}` : ''}`),
+    ...report.scenarios.map((/** @type {any} */ x) => `- **${x.name}**: ${x.what}. Best round: ${x.requests.toLocaleString('en-US')} requests in ${x.seconds} s${x.p99All === undefined ? '' : ` (p99 of every answer, shed ones included: ${x.p99All} ms)`}; rounds ${(x.rounds ?? []).map((/** @type {any} */ r) => `${int(r.rps)}/s p99 ${r.p99} ms${roundCpuText(r)}`).join(', ')}; answers over all rounds ${Object.entries(x.statuses).map(([k, v]) => `${k}×${v}`).join(', ') || 'none'}.${x.note ? ` ${x.note}` : ''}`),
     ...report.skipped.map((/** @type {any} */ x) => `- **${x.name}**: not run: ${x.reason}.`),
     '',
     '## Targets (issue 12, and issue 14\'s client_credentials)',

@@ -29,7 +29,7 @@ export function allRounds (rounds) {
   const statuses = {}
   for (const r of rounds) for (const [code, n] of Object.entries(r.statuses)) statuses[code] = (statuses[code] ?? 0) + n
   return {
-    rounds: rounds.map((r) => ({ rps: r.rps, p99: r.p99, errors: r.errors })),
+    rounds: rounds.map((r) => ({ rps: r.rps, p99: r.p99, errors: r.errors, ...(r.cpu === undefined ? {} : { cpu: r.cpu }) })),
     low: Math.min(...rounds.map((r) => r.rps)),
     errors: rounds.reduce((sum, r) => sum + r.errors, 0),
     statuses

@@ -40,6 +40,7 @@ import { runLoad } from './load.mjs'
  * @property {Record<string, number>} observed req/s each scenario reached on one process, once it has run
  * @property {() => Promise<string>} notes the URL of a notes process on the same database, started once (with one note per user)
  * @property {() => Promise<string>} gateway the URL of the Nginx gateway in front of them, started once
+ * @property {() => Record<string, number[]>} [cpuTrees] the process trees whose CPU each measured round reports: Tessera's instances, its Postgres
  */
 
 /**
@@ -74,8 +75,17 @@ function gatewayMissing (root) {
 
 const pick = (/** @type {any[]} */ list) => list[Math.floor(Math.random() * list.length)]
 
-/** The first round warms the server up; the later ones find it warm. @param {Settings} s @param {string[]} urls @param {number} round */
-export const base = (s, urls, round) => ({ url: urls.length === 1 ? /** @type {string} */ (urls[0]) : urls, duration: s.duration, warmup: round === 0 ? s.warmup : 0 })
+/**
+ * The first round warms the server up; the later ones find it warm. Each
+ * round reports the CPU of the processes it measures.
+ * @param {Context} ctx @param {string[]} urls @param {number} round
+ */
+export const base = (ctx, urls, round) => ({
+  url: urls.length === 1 ? /** @type {string} */ (urls[0]) : urls,
+  duration: ctx.settings.duration,
+  warmup: round === 0 ? ctx.settings.warmup : 0,
+  ...(ctx.cpuTrees === undefined ? {} : { cpu: ctx.cpuTrees })
+})
 
 /**
  * GETs of `route`, each with a random one of the live access tokens as Bearer.
@@ -84,7 +94,7 @@ export const base = (s, urls, round) => ({ url: urls.length === 1 ? /** @type {s
 async function bearerLoad (ctx, urls, round, route) {
   const tokens = await ctx.accessTokens()
   return await runLoad({
-    ...base(ctx.settings, urls, round),
+    ...base(ctx, urls, round),
     connections: ctx.settings.connections,
     path: route,
     setupRequest: (request) => ({ ...request, headers: { ...request.headers, authorization: `Bearer ${pick(tokens).token}` } })
@@ -102,7 +112,7 @@ async function refreshLoad (ctx, urls, round) {
   const tokens = await ctx.fixtures.refreshTokens(warmupAmount + amount + 4 * s.connections)
   let next = 0
   return await runLoad({
-    ...base(s, urls, round),
+    ...base(ctx, urls, round),
     connections: s.connections,
     amount,
     warmupAmount,
@@ -117,7 +127,7 @@ async function refreshLoad (ctx, urls, round) {
 async function loginLoad (ctx, urls, round, connections, shed) {
   const users = ctx.fixtures.users
   return await runLoad({
-    ...base(ctx.settings, urls, round),
+    ...base(ctx, urls, round),
     duration: ctx.settings.loginDuration,
     connections,
     method: 'POST',
@@ -163,7 +173,7 @@ export const SCENARIOS = [
     ceiling: 'bare-jwks',
     target: { ratio: 0.80, source: 'issue 12' },
     scales: true,
-    run: async (ctx, urls, round) => await runLoad({ ...base(ctx.settings, urls, round), connections: ctx.settings.connections, path: '/.well-known/jwks.json' })
+    run: async (ctx, urls, round) => await runLoad({ ...base(ctx, urls, round), connections: ctx.settings.connections, path: '/.well-known/jwks.json' })
   },
   {
     name: 'jwks-304',
@@ -172,7 +182,7 @@ export const SCENARIOS = [
     target: { ratio: 0.80, source: 'issue 12' },
     scales: false,
     run: async (ctx, urls, round) => await runLoad({
-      ...base(ctx.settings, urls, round), connections: ctx.settings.connections, path: '/.well-known/jwks.json', headers: { 'if-none-match': ctx.jwks.etag }
+      ...base(ctx, urls, round), connections: ctx.settings.connections, path: '/.well-known/jwks.json', headers: { 'if-none-match': ctx.jwks.etag }
     }, [304])
   },
   {
@@ -201,7 +211,7 @@ export const SCENARIOS = [
     scales: false,
     note: 'No issue sets a target through the gateway; judged like the JWKS against the bare route (plain HTTP, so TLS is on the gateway side only).',
     unavailable: gatewayMissing,
-    run: async (ctx, _urls, round) => await runLoad({ ...base(ctx.settings, [await ctx.gateway()], round), connections: ctx.settings.connections, path: '/.well-known/jwks.json' })
+    run: async (ctx, _urls, round) => await runLoad({ ...base(ctx, [await ctx.gateway()], round), connections: ctx.settings.connections, path: '/.well-known/jwks.json' })
   },
   {
     name: 'gateway-refresh',

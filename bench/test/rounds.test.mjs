@@ -6,12 +6,13 @@
  * real local server.
  * @module
  */
+import { spawn } from 'node:child_process'
 import { createServer } from 'node:http'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { ceilingRegistry } from '../lib/ceiling-registry.mjs'
 import { runLoad, percentile } from '../lib/load.mjs'
-import { judgeTargets } from '../lib/report.mjs'
+import { judgeTargets, roundCpuText } from '../lib/report.mjs'
 import { allRounds, bestRound, meets, targetText } from '../lib/rounds.mjs'
 
 test("a scenario's rounds alternate with its ceiling's, parts of a combined ceiling included, each measured once", async () => {
@@ -120,4 +121,34 @@ test('a shedding run: 503 with Retry-After is shed, not an error; without it, an
   assert.equal(typeof result.p99All, 'number', 'the p99 of every answer is kept beside')
   assert.equal(percentile([5, 1, 3, 2, 4], 50), 3)
   assert.equal(percentile([], 99), 0)
+})
+
+test("a measured run reports what the machine's cores did: each named process tree, the load generator, everyone else", async (t) => {
+  const server = createServer((req, res) => { res.writeHead(200).end('{}') })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(undefined)))
+  // A process that only burns CPU stands for the server whose cores a round reports.
+  const busy = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' })
+  t.after(() => { server.close(); busy.kill('SIGKILL') })
+  const url = `http://127.0.0.1:${/** @type {import('node:net').AddressInfo} */ (server.address()).port}`
+  /** @type {Record<string, number[]>[]} */
+  const asked = []
+  const result = await runLoad({ url, path: '/', connections: 4, duration: 1, warmup: 0, cpu: () => { const trees = { busy: [busy.pid ?? 0], gone: [] }; asked.push(trees); return trees } })
+  assert.equal(asked.length, 1, 'the trees are read once, when the measured run starts')
+  const cpu = result.cpu
+  assert.ok(cpu !== undefined, 'asked for, the CPU is reported')
+  assert.ok(cpu.trees.busy > 0, `the busy process used CPU: ${JSON.stringify(cpu)}`)
+  assert.equal(cpu.trees.gone, 0, 'a tree of no process used none')
+  assert.ok(cpu.loadGenerator > 0, `autocannon runs in this process: ${JSON.stringify(cpu)}`)
+  assert.ok(cpu.others >= 0)
+  assert.ok(cpu.machine + 0.05 >= cpu.trees.busy + cpu.loadGenerator, `the machine's busy cores hold the parts: ${JSON.stringify(cpu)}`)
+  assert.equal((await runLoad({ url, path: '/', connections: 1, duration: 0.2, warmup: 0 })).cpu, undefined, 'not asked for, not measured')
+})
+
+test("each round's CPU is kept with it, and read beside its rate as cores and CPU time per answer", () => {
+  const cpu = { trees: { tessera: 1.1, notes: 0, postgres: 0.55 }, loadGenerator: 0.12, others: 0.2, machine: 1.97 }
+  const rounds = [{ requests: 3000, rps: 1000, p50: 1, p99: 90, errors: 0, statuses: { 200: 3000 }, seconds: 3, cpu }, round(900, 80, 0, { 200: 2700 })]
+  assert.deepEqual(allRounds(rounds).rounds, [{ rps: 1000, p99: 90, errors: 0, cpu }, { rps: 900, p99: 80, errors: 0 }])
+  assert.equal(roundCpuText({ rps: 1000, cpu }), ' (cores: tessera 1.10, postgres 0.55, load generator 0.12, others 0.20; ms of CPU per answer: tessera 1.10, postgres 0.55)')
+  assert.equal(roundCpuText({ rps: 0, cpu }), ' (cores: tessera 1.10, postgres 0.55, load generator 0.12, others 0.20)', 'no answer, no CPU per answer')
+  assert.equal(roundCpuText({ rps: 900 }), '', 'a round measured without its CPU says nothing of it')
 })

@@ -35,7 +35,11 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
     assert.equal(s.rounds.length, report.settings.rounds, s.name)
     assert.ok(s.low <= s.rps && s.ceilingLow <= s.ceilingRate, s.name)
     assert.equal(typeof s.target.source, 'string', s.name)
+    // Each round says what the machine gave it.
+    for (const r of s.rounds) assert.ok(r.cpu?.machine > 0 && r.cpu.loadGenerator >= 0 && r.cpu.others >= 0, `${s.name}: ${JSON.stringify(r)}`)
   }
+  const refresh = report.scenarios.find((/** @type {any} */ s) => s.name === 'refresh')
+  assert.ok(refresh.rounds.every((/** @type {any} */ r) => r.cpu.trees.tessera > 0 && r.cpu.trees.postgres > 0), `a refresh round's CPU is Tessera's and its Postgres's: ${JSON.stringify(refresh.rounds)}`)
   const loginC64 = report.scenarios.find((/** @type {any} */ s) => s.name === 'login-c64')
   assert.equal((loginC64.statuses['200'] ?? 0) + (loginC64.statuses['503'] ?? 0), Object.values(loginC64.statuses).reduce((a, b) => a + b, 0), 'answered or shed, nothing else')
   assert.equal(loginC64.requests, loginC64.statuses['200'] ?? 0, 'its rate counts the answered logins')
