@@ -31,8 +31,10 @@ import { runCpuSince, runCpuStart } from './proc-cpu.mjs'
  * @property {number} p50 latency, ms
  * @property {number} p99 latency, ms (with `shed`: of the 2xx answers)
  * @property {number} [p99All] with `shed`: latency of every answer, ms
+ * @property {number} [shedP99] with `shed`: p99 latency of the 503 answers, ms (0 when there were none)
  * @property {number} [shed] with `shed`: answers 503 with Retry-After
  * @property {Record<string, number>} [shedByRetryAfter] with `shed`: those answers by their Retry-After (seconds)
+ * @property {number} [queueWaitMs] where the scenario scraped the instance's hashing queue around the run: the longest wait in it, ms (queue-wait.mjs)
  * @property {number} errors connection errors, timeouts, non-2xx answers (304 counts as success where asked; with `shed`, 503 with Retry-After)
  * @property {Record<string, number>} statuses answers by status code
  * @property {number} seconds how long the measured run took
@@ -41,16 +43,20 @@ import { runCpuSince, runCpuStart } from './proc-cpu.mjs'
 
 /**
  * What a shedding run needs beyond autocannon's summary: the latency of
- * each 2xx answer, and how many 503 answers carried Retry-After.
+ * each 2xx answer and of each 503, and how many 503 answers carried
+ * Retry-After.
  */
 function shedTally () {
   /** @type {number[]} */
   const answered = []
+  /** @type {number[]} */
+  const shedLatencies = []
   /** @type {Record<string, number>} 503 answers by their Retry-After */
   const byRetryAfter = {}
   let withRetryAfter = 0
   return {
     answered,
+    shedLatencies,
     byRetryAfter,
     get withRetryAfter () { return withRetryAfter },
     /** @param {number} status @param {Record<string, string>} headers */
@@ -62,7 +68,10 @@ function shedTally () {
     },
     /** @param {number} status @param {number} ms */
     // Whole milliseconds, as autocannon reports its own percentiles.
-    onLatency: (status, ms) => { if (status >= 200 && status < 300) answered.push(Math.round(ms)) }
+    onLatency: (status, ms) => {
+      if (status >= 200 && status < 300) answered.push(Math.round(ms))
+      else if (status === 503) shedLatencies.push(Math.round(ms))
+    }
   }
 }
 
@@ -132,6 +141,7 @@ export async function runLoad (options, ok = []) {
     p50: percentile(tally.answered, 50),
     p99: percentile(tally.answered, 99),
     p99All: result.latency.p99,
+    shedP99: percentile(tally.shedLatencies, 99),
     shed: tally.withRetryAfter,
     shedByRetryAfter: tally.byRetryAfter,
     ...common

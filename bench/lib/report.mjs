@@ -25,12 +25,12 @@ export const TARGETS = [
   { text: '/v1/me ≥ 60 % of a bare Fastify route doing the same read', source: 'issue 12', scenarios: ['me'] },
   { text: 'JWKS ≥ 80 % of the bare route (200 and 304)', source: 'issue 12', scenarios: ['jwks', 'jwks-304'] },
   { text: 'login ≥ 90 % of the argon2 ceiling at 16 connections, zero errors', source: 'issue 12', scenarios: ['login'] },
-  { text: 'login at 64 connections: p99 of the answered logins ≤ 500 ms, every other answer 503 with Retry-After', source: 'issue 12', scenarios: ['login-c64'] },
+  { text: 'login at 64 connections: nothing waits in the hashing queue longer than about half a second (500 ms), past the bound shed at once (p99 of the 503 answers ≤ 100 ms) with 503 + Retry-After', source: 'issue 12', scenarios: ['login-c64'] },
   { text: 'client_credentials ≥ 60 % of one signature + one indexed read + one request', source: 'issue 14', scenarios: ['client-credentials'] }
 ]
 
 /**
- * @typedef {{ name: string, rps: number, low?: number, p99: number, ceiling: string, ceilingRate: number, ratio: number, target: import('./scenarios.mjs').Target, issue9Ratio?: number, errors: number, met: boolean, shed?: number, shedByRetryAfter?: Record<string, number> }} JudgedResult
+ * @typedef {{ name: string, rps: number, low?: number, p99: number, ceiling: string, ceilingRate: number, ratio: number, target: import('./scenarios.mjs').Target, issue9Ratio?: number, errors: number, met: boolean, shed?: number, shedByRetryAfter?: Record<string, number>, queueWaitMs?: number, shedP99?: number }} JudgedResult
  * @typedef {{ text: string, measured: string, met: boolean }} TargetLine
  */
 
@@ -43,7 +43,8 @@ function measuredText (r, ceilings, beside) {
   const shares = beside.filter((name) => ceilings[name] !== undefined && name !== r.ceiling)
     .map((name) => `${Math.round((r.rps / (ceilings[name]?.rate ?? 1)) * 100)} % of ${name} ${rate(ceilings[name]?.rate ?? 0)}`)
   const shed = r.shed === undefined ? '' : `, ${r.shed.toLocaleString('en-US')} answers 503 with Retry-After (${Object.entries(r.shedByRetryAfter ?? {}).map(([after, n]) => `${after} s ×${n.toLocaleString('en-US')}`).join(', ') || 'none'})`
-  return `${r.name}: ${rate(r.rps)}, p99 ${r.p99} ms, ${r.errors} errors${shed} (${[ofCeiling, ...shares].join('; ')})`
+  const waits = r.queueWaitMs === undefined ? '' : `, the longest wait in the hashing queue ≤ ${r.queueWaitMs} ms (its histogram's bucket, every round), p99 of the 503 answers ${r.shedP99 ?? '–'} ms (worst round)`
+  return `${r.name}: ${rate(r.rps)}, p99 ${r.p99} ms, ${r.errors} errors${shed}${waits} (${[ofCeiling, ...shares].join('; ')})`
 }
 
 /**

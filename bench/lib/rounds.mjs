@@ -28,23 +28,36 @@ export function allRounds (rounds) {
   /** @type {Record<string, number>} */
   const statuses = {}
   for (const r of rounds) for (const [code, n] of Object.entries(r.statuses)) statuses[code] = (statuses[code] ?? 0) + n
+  const worst = (/** @type {(r: LoadResult) => number | undefined} */ of) => {
+    const values = rounds.map(of).filter((v) => v !== undefined)
+    return values.length === 0 ? undefined : Math.max(...values)
+  }
+  const queueWaitMs = worst((r) => r.queueWaitMs)
+  const shedP99 = worst((r) => r.shedP99)
   return {
     rounds: rounds.map((r) => ({ rps: r.rps, p99: r.p99, errors: r.errors, ...(r.cpu === undefined ? {} : { cpu: r.cpu }) })),
     low: Math.min(...rounds.map((r) => r.rps)),
     errors: rounds.reduce((sum, r) => sum + r.errors, 0),
-    statuses
+    statuses,
+    // What must hold in every round: the worst of them.
+    ...(queueWaitMs === undefined ? {} : { queueWaitMs }),
+    ...(shedP99 === undefined ? {} : { shedP99 })
   }
 }
 
 /**
- * Whether a result meets every bound its target sets, with zero errors.
- * @param {Target} target @param {{ rps: number, p99: number, errors: number }} result @param {number} ratio of its ceiling
+ * Whether a result meets every bound its target sets, with zero errors. A
+ * bound on the queue's waits or the shed answers' p99 is not met by a
+ * result that did not measure them.
+ * @param {Target} target @param {{ rps: number, p99: number, errors: number, queueWaitMs?: number, shedP99?: number }} result @param {number} ratio of its ceiling
  */
 export function meets (target, result, ratio) {
   return result.errors === 0 &&
     (target.ratio === undefined || ratio >= target.ratio) &&
     (target.rps === undefined || result.rps >= target.rps) &&
-    (target.p99Ms === undefined || result.p99 <= target.p99Ms)
+    (target.p99Ms === undefined || result.p99 <= target.p99Ms) &&
+    (target.queueWaitMs === undefined || (result.queueWaitMs ?? Infinity) <= target.queueWaitMs) &&
+    (target.shedP99Ms === undefined || (result.shedP99 ?? Infinity) <= target.shedP99Ms)
 }
 
 /** The target in words, for the tables. @param {Target} target */
@@ -52,7 +65,9 @@ export function targetText (target) {
   const parts = [
     ...(target.ratio === undefined ? [] : [`≥ ${Math.round(target.ratio * 100)} %`]),
     ...(target.rps === undefined ? [] : [`≥ ${target.rps.toLocaleString('en-US')}/s`]),
-    ...(target.p99Ms === undefined ? [] : [`p99 ≤ ${target.p99Ms} ms`])
+    ...(target.p99Ms === undefined ? [] : [`p99 ≤ ${target.p99Ms} ms`]),
+    ...(target.queueWaitMs === undefined ? [] : [`queue wait ≤ ${target.queueWaitMs} ms`]),
+    ...(target.shedP99Ms === undefined ? [] : [`503 p99 ≤ ${target.shedP99Ms} ms`])
   ]
   return `${parts.join(', ')}${target.source === 'for reading' ? ' (for reading)' : ''}`
 }

@@ -72,13 +72,22 @@ function clockedEngine (clock: { now: number, wallMs: number }, costMs: number):
   return engine
 }
 
-t.test('the queue is bounded in time: what the threads cannot finish within the bound at the measured cost is refused', async (t) => {
-  // One thread, 100 ms of CPU per hash: ten a second.
-  const clock = { now: 0, wallMs: 100 }
+/**
+ * A queue over `clockedEngine` that records every started hash's wait and
+ * every capacity it announces.
+ */
+function clockedQueue ({ wallMs, costMs, ...limits }: { concurrency: number, depth: number, maxWaitMs: number, wallMs: number, costMs: number }): { hasher: PasswordHasher, clock: { now: number, wallMs: number }, capacities: number[], waits: number[] } {
+  const clock = { now: 0, wallMs }
   const capacities: number[] = []
   const waits: number[] = []
-  const hasher = new PasswordHasher({ concurrency: 1, depth: 100, maxWaitMs: 400, engine: clockedEngine(clock, 100), now: () => clock.now, onCapacityChange: (capacity) => capacities.push(capacity) })
+  const hasher = new PasswordHasher({ ...limits, engine: clockedEngine(clock, costMs), now: () => clock.now, onCapacityChange: (capacity) => capacities.push(capacity) })
   hasher.observeWaits((seconds) => waits.push(seconds))
+  return { hasher, clock, capacities, waits }
+}
+
+t.test('the queue is bounded in time: what the threads cannot finish within the bound at the measured cost is refused', async (t) => {
+  // One thread, 100 ms of CPU per hash: ten a second.
+  const { hasher, capacities, waits } = clockedQueue({ concurrency: 1, depth: 100, maxWaitMs: 400, wallMs: 100, costMs: 100 })
   t.equal(hasher.rate, 20, 'before any measurement a hash is assumed to cost 50 ms')
   t.equal(hasher.capacity, 8, 'so 400 ms admit eight at once')
 
@@ -99,11 +108,7 @@ t.test('the queue is bounded in time: what the threads cannot finish within the 
 t.test('a storm that takes the CPU slows the hashes down but does not shrink the queue: the bound is not talked down by the sheds it causes', async (t) => {
   // Two threads at 25 ms of CPU per hash: 80 a second, 40 within 500 ms;
   // calm, a hash finishes every 12.5 ms.
-  const clock = { now: 0, wallMs: 12.5 }
-  const capacities: number[] = []
-  const waits: number[] = []
-  const hasher = new PasswordHasher({ concurrency: 2, depth: 1000, maxWaitMs: 500, engine: clockedEngine(clock, 25), now: () => clock.now, onCapacityChange: (capacity) => capacities.push(capacity) })
-  hasher.observeWaits((seconds) => waits.push(seconds))
+  const { hasher, clock, capacities, waits } = clockedQueue({ concurrency: 2, depth: 1000, maxWaitMs: 500, wallMs: 12.5, costMs: 25 })
   await Promise.all(Array.from({ length: 16 }, async (_, i) => await hasher.hash(`calm ${i}`)))
   t.equal(hasher.capacity, 40, 'calm: 40 admitted at once')
 
