@@ -230,7 +230,7 @@ async function prepare (run) {
   // Beside each round's rate, what the machine gave it: the CPU of Tessera's instances, of notes, of the
   // embedded Postgres (a server elsewhere counts as none), and of everything else (docs/performance.md,
   // "Session 6: refresh through a run").
-  const postgresPid = listenerPid(Number(new URL(database.url).port))
+  const postgresPid = listenerPid(Number(new URL(database.url).port || 5432))
   /** @type {import('./lib/scenarios.mjs').Context} */
   const ctx = {
     settings,
