@@ -32,11 +32,17 @@ export interface AuditEvent extends RequestContext {
 /** Rows per INSERT: a statement takes at most 65,535 parameters, and an event is 10. */
 const ROWS_PER_INSERT = 1000
 
-export async function recordAudit (db: Db, ...events: AuditEvent[]): Promise<void> {
+/**
+ * Writes one event or many. Many come as one array, not as spread
+ * arguments: ending every session of a revoked key can name hundreds of
+ * thousands, past what a call's arguments may hold.
+ */
+export async function recordAudit (db: Db, event: AuditEvent | readonly AuditEvent[]): Promise<void> {
+  const events = Array.isArray(event) ? event : [event]
   for (let start = 0; start < events.length; start += ROWS_PER_INSERT) await insertEvents(db, events.slice(start, start + ROWS_PER_INSERT))
 }
 
-async function insertEvents (db: Db, events: AuditEvent[]): Promise<void> {
+async function insertEvents (db: Db, events: readonly AuditEvent[]): Promise<void> {
   await db.insertInto('audit_events').values(events.map((event) => ({
     type: event.type,
     actor: event.actor ?? null,

@@ -77,7 +77,7 @@ export async function advanceKeys (db: Db, making: KeyMaking, settings: Lifecycl
       ...retired.map(({ kid }) => ({ kind: 'retired' as const, kid })),
       ...erased.map(({ kid }) => ({ kind: 'private_erased' as const, kid })),
       ...deleted.map(({ kid }) => ({ kind: 'deleted' as const, kid }))]
-    await recordAudit(trx, ...swept.map((t) => ({ type: SWEEP_AUDIT[t.kind], ...who, kid: t.kid })))
+    await recordAudit(trx, swept.map((t) => ({ type: SWEEP_AUDIT[t.kind], ...who, kid: t.kid })))
     done.push(...swept)
     if (done.length > 0) await notifyKeysChanged(trx, done.map((t) => `${t.kind} ${t.kid}`).join(', '))
     return done

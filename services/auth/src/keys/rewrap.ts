@@ -33,7 +33,7 @@ export async function rewrapKeys (db: Db, oldKek: Buffer, newKek: Buffer, who: A
       await trx.updateTable('signing_keys').set({ private_key_enc: encryptPrivateKey(newKek, kid, pkcs8) }).where('kid', '=', kid).execute()
       pkcs8.fill(0)
     }
-    await recordAudit(trx, ...sealed.map(({ kid }) => ({ type: 'key.rewrapped' as const, ...who, kid })))
+    await recordAudit(trx, sealed.map(({ kid }) => ({ type: 'key.rewrapped' as const, ...who, kid })))
     return sealed.map(({ kid }) => kid)
   })
 }

@@ -29,7 +29,7 @@ export async function endSessions (db: Db, selector: SessionSelector, reason: Se
     query = query.where('id', 'in', db.selectFrom('refresh_tokens').select('session_id').where('kid', '=', kid))
   }
   const ended = await query.returning(['id', 'user_id']).execute()
-  await recordAudit(db, ...ended.map((session) => ({
+  await recordAudit(db, ended.map((session) => ({
     type: 'session.ended' as const,
     actor: context.actor ?? session.user_id,
     userId: session.user_id,
