@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // Runs a command with one Postgres for the whole test run: the embedded one
-// under .data/test (started here, or adopted when another run started it), or
-// the server that DATABASE_URL names. A migrated template database is made
-// once; each test file clones it (CREATE DATABASE … TEMPLATE) so files are
-// isolated and can run in parallel. The command gets TESSERA_TEST_ADMIN_URL,
+// (started here, or adopted when another run started it; in memory when the
+// machine has room, see testDataDir), or the server that DATABASE_URL names.
+// A migrated template database is made once; each test file clones it
+// (CREATE DATABASE … TEMPLATE) so files are isolated and can run in parallel. The command gets TESSERA_TEST_ADMIN_URL,
 // TESSERA_TEST_TEMPLATE and TESSERA_TEST_PREFIX.
 //
 // Every database of this run is named with its prefix (this machine and this
@@ -11,7 +11,9 @@
 // server: at start a run drops only the leftovers of runs that died, at the
 // end its own, and the last live run on the embedded server stops it.
 import { spawn } from 'node:child_process'
-import { resolve } from 'node:path'
+import { createHash } from 'node:crypto'
+import { mkdirSync, statSync, statfsSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 import pg from 'pg'
 import { Kysely, PostgresDialect } from 'kysely'
 import { dropStaleTestDatabases, listTestDatabases, otherLiveRuns, runPrefix, runTemplate } from '../packages/testkit/dist/index.js'
@@ -24,8 +26,42 @@ if (command === undefined) {
   process.exit(2)
 }
 
-const dataDir = resolve('.data/test')
-const embedded = process.env.DATABASE_URL ? undefined : await startEmbeddedPostgres(dataDir)
+/** The room a run of `make test` needs in memory: the cluster, its clones and its WAL, many times over. */
+const MEMORY_ROOM = 1024 ** 3
+
+/**
+ * Where the embedded test cluster lives: in /dev/shm (a tmpfs) when it has
+ * room, else .data/test on disk. Its data is thrown away anyway (it runs
+ * non-durable, below), and on this VM's disk a clone and its drop cost
+ * 0.2–0.5 s of CPU, nearly all of it in the kernel's ext4 inode allocator
+ * (each clone makes ~300 files just after the last drop deleted as many),
+ * where in memory they cost 0.03 s (docs/decisions.md, "The test cluster
+ * in memory"). One directory per checkout, keyed by the disk path it
+ * replaces, so runs in one checkout still share one server. Lost at reboot,
+ * and made anew (initdb) by the next run.
+ */
+function testDataDir () {
+  const onDisk = resolve('.data/test')
+  let room = 0
+  try {
+    const shm = statfsSync('/dev/shm')
+    room = shm.bavail * shm.bsize
+  } catch {
+    // no /dev/shm (not Linux): on disk
+  }
+  if (room < MEMORY_ROOM) return onDisk
+  const inMemory = join('/dev/shm', `tessera-test-${createHash('sha256').update(onDisk).digest('hex').slice(0, 16)}`)
+  mkdirSync(inMemory, { recursive: true, mode: 0o711 })
+  // /dev/shm is everyone's: a directory someone else made first is not ours to use.
+  if (statSync(inMemory).uid !== process.getuid()) {
+    process.stderr.write(`with-test-db: ${inMemory} belongs to another user; the test cluster stays on disk in ${onDisk}\n`)
+    return onDisk
+  }
+  return inMemory
+}
+
+const dataDir = process.env.DATABASE_URL ? undefined : testDataDir()
+const embedded = dataDir === undefined ? undefined : await startEmbeddedPostgres(dataDir)
 const adminUrl = embedded?.adminUrl ?? process.env.DATABASE_URL
 const prefix = runPrefix()
 const template = runTemplate(prefix)
@@ -44,6 +80,9 @@ try {
     // cloning a test database then takes a third of the time and dropping it a
     // tenth. Never on a server that DATABASE_URL names.
     for (const setting of ['fsync', 'full_page_writes', 'synchronous_commit']) await admin(`ALTER SYSTEM SET ${setting} = off`)
+    // Each clone writes the template (~8 MB) to the WAL: checkpoint often
+    // (cheap without fsync) so the WAL kept in memory stays small.
+    await admin("ALTER SYSTEM SET max_wal_size = '128MB'")
     await admin('SELECT pg_reload_conf()')
     // Databases named before runs had a prefix of their own: only this
     // checkout's earlier runs ever made any on its embedded server.
