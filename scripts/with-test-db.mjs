@@ -3,8 +3,10 @@
 // (started here, or adopted when another run started it; in memory when the
 // machine has room, see testDataDir), or the server that DATABASE_URL names.
 // A migrated template database is made once; each test file clones it
-// (CREATE DATABASE … TEMPLATE) so files are isolated and can run in parallel. The command gets TESSERA_TEST_ADMIN_URL,
-// TESSERA_TEST_TEMPLATE and TESSERA_TEST_PREFIX.
+// (CREATE DATABASE … TEMPLATE) so files are isolated and can run in parallel.
+// The command gets TESSERA_TEST_ADMIN_URL, TESSERA_TEST_TEMPLATE,
+// TESSERA_TEST_PREFIX and TESSERA_TEST_SIGNING_KEYS (RSA keys made ahead for
+// the in-process apps' first keys: services/auth/test/helpers/signing-keys.ts).
 //
 // Every database of this run is named with its prefix (this machine and this
 // process id: packages/testkit, runPrefix), so that two runs can share one
@@ -12,13 +14,15 @@
 // end its own, and the last live run on the embedded server stops it.
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdirSync, statSync, statfsSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import pg from 'pg'
 import { Kysely, PostgresDialect } from 'kysely'
 import { dropStaleTestDatabases, listTestDatabases, otherLiveRuns, runPrefix, runTemplate } from '../packages/testkit/dist/index.js'
 import { startEmbeddedPostgres, stopEmbeddedPostgres } from '../services/auth/dist/db/embedded.js'
 import { migrateUp } from '../services/auth/dist/db/migrate.js'
+import { generateSigningKey } from '../services/auth/dist/keys/generate.js'
 
 const [command, ...args] = process.argv.slice(2)
 if (command === undefined) {
@@ -60,6 +64,23 @@ function testDataDir () {
   return inMemory
 }
 
+/**
+ * Keys made ahead per run: more than the in-process apps any one test file
+ * builds on fresh databases (10 at most today), at TESSERA_KEY_BITS' default,
+ * which those apps use.
+ */
+const SIGNING_KEYS_AHEAD = 12
+const SIGNING_KEY_BITS = 2048
+
+/** Writes the keys, private halves included, to a file only this user can read; returns its path. */
+async function makeSigningKeys (dir) {
+  const keys = await Promise.all(Array.from({ length: SIGNING_KEYS_AHEAD }, async () => await generateSigningKey(SIGNING_KEY_BITS)))
+  const file = join(dir, 'signing-keys.json')
+  const made = keys.map(({ kid, bits, publicJwk, pkcs8 }) => ({ kid, bits, publicJwk, pkcs8: pkcs8.toString('base64url') }))
+  writeFileSync(file, JSON.stringify(made), { mode: 0o600 })
+  return file
+}
+
 const dataDir = process.env.DATABASE_URL ? undefined : testDataDir()
 const embedded = dataDir === undefined ? undefined : await startEmbeddedPostgres(dataDir)
 const adminUrl = embedded?.adminUrl ?? process.env.DATABASE_URL
@@ -73,7 +94,10 @@ async function admin (sql) {
 }
 
 let code = 1
+const keysDir = mkdtempSync(join(tmpdir(), 'tessera-test-keys-'))
 try {
+  // Generated while Postgres makes the template.
+  const signingKeys = makeSigningKeys(keysDir)
   if (embedded) {
     // This cluster only ever holds test databases, so it can run with Postgres'
     // non-durable settings (https://www.postgresql.org/docs/current/non-durability.html):
@@ -96,15 +120,17 @@ try {
   const db = new Kysely({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url.toString(), max: 1 }) }) })
   await migrateUp(db)
   await db.destroy()
+  const signingKeysFile = await signingKeys
   code = await new Promise((resolve) => {
     const child = spawn(command, args, {
       stdio: 'inherit',
-      env: { ...process.env, TESSERA_TEST_ADMIN_URL: adminUrl, TESSERA_TEST_TEMPLATE: template, TESSERA_TEST_PREFIX: prefix }
+      env: { ...process.env, TESSERA_TEST_ADMIN_URL: adminUrl, TESSERA_TEST_TEMPLATE: template, TESSERA_TEST_PREFIX: prefix, TESSERA_TEST_SIGNING_KEYS: signingKeysFile }
     })
     for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal))
     child.on('close', (exit) => resolve(exit ?? 1))
   })
 } finally {
+  rmSync(keysDir, { recursive: true, force: true })
   // Ours only: the template, and any clone a killed test file left behind.
   await dropStaleTestDatabases(adminUrl).catch(() => undefined)
   // Whoever started the embedded server, the last run out stops it; a run

@@ -8,7 +8,7 @@ import { sql } from 'kysely'
 import type { Db, KeyState, SigningKeyRow } from '../db/database.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
 import { decryptPrivateKey, encryptPrivateKey } from './kek.js'
-import { generateSigningKey } from './generate.js'
+import { generateSigningKey, type GeneratedKey } from './generate.js'
 
 /** The Postgres channel every instance LISTENs on; the payload is only a hint for logs. */
 export const KEYS_CHANNEL = 'tessera_keys'
@@ -47,22 +47,30 @@ async function assertKekMatches (db: Db, kek: Buffer): Promise<void> {
   if (sealed?.private_key_enc != null) decryptPrivateKey(kek, sealed.kid, sealed.private_key_enc)
 }
 
-/** Inserts a new key as `next` (published, not signing) and returns its kid. */
+/** Generates a new key, stores it as `next` (published, not signing) and returns its kid. */
 export async function createKey (db: Db, making: KeyMaking, now: Date, who: Actor): Promise<string> {
   await assertKekMatches(db, making.kek)
   const key = await generateSigningKey(making.bits)
-  const published = making.clock?.() ?? now
+  await storeKey(db, key, making.kek, making.clock?.() ?? now, who)
+  return key.kid
+}
+
+/**
+ * How a generated key is kept: a `next` row, its private half sealed under
+ * the KEK, and its `key.created` audit row. Apart from createKey so that the
+ * tests can store a key made ahead of time exactly as a generated one.
+ */
+export async function storeKey (db: Db, key: Omit<GeneratedKey, 'privateKey'>, kek: Buffer, published: Date, who: Actor): Promise<void> {
   await db.insertInto('signing_keys').values({
     kid: key.kid,
     state: 'next',
-    bits: making.bits,
+    bits: key.bits,
     public_jwk: JSON.stringify(key.publicJwk),
-    private_key_enc: encryptPrivateKey(making.kek, key.kid, key.pkcs8),
+    private_key_enc: encryptPrivateKey(kek, key.kid, key.pkcs8),
     created_at: published,
     published_at: published
   }).execute()
-  await recordAudit(db, { type: 'key.created', ...who, kid: key.kid, detail: { bits: making.bits } })
-  return key.kid
+  await recordAudit(db, { type: 'key.created', ...who, kid: key.kid, detail: { bits: key.bits } })
 }
 
 /** Demotes whatever signs to `previous`, then makes `kid` the signer (the unique index allows one current at a time). */

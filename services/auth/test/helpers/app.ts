@@ -2,7 +2,8 @@
  * An in-process Tessera on a fresh database: the real buildApp, keyring,
  * hasher and Postgres; logs captured in memory so tests can read them. The
  * clock is frozen and argon2 is at its cheapest unless a test asks otherwise
- * (TestAppOptions).
+ * (TestAppOptions); its first signing key is one made ahead for the test run
+ * (signing-keys.ts), promoted by the real first start.
  */
 import { randomBytes } from 'node:crypto'
 import { memorySink } from '@tessera/testkit'
@@ -20,6 +21,7 @@ import { createMetrics } from '../../src/metrics/metrics.js'
 import { ARGON2_PARAMS, PasswordHasher } from '../../src/passwords/hasher.js'
 import type { Argon2Params } from '../../src/passwords/verify.js'
 import { testConnection } from './db.js'
+import { storeKeyMadeAhead } from './signing-keys.js'
 
 export interface TestApp {
   app: App
@@ -96,6 +98,7 @@ export async function buildTestApp (t: Test, env: Record<string, string> = {}, o
     ? (): Date => new Date(Date.now() + offset * 1000)
     : (): Date => new Date(frozenAt + offset * 1000)
   const keyring = new Keyring()
+  await storeKeyMadeAhead(connection.db, kek, config.keyBits, clock())
   await ensureSigningKey(connection.db, kek, config.keyBits, clock())
   await loadKeyring(connection.db, kek, keyring, { onRejectedKey: refuseRejectedKey })
   await ensureDefaultClient(connection.db, config, clock())
