@@ -19,7 +19,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { startBareServer } from './lib/ceilings.mjs'
-import { ceilingDefinitions } from './lib/ceiling-definitions.mjs'
+import { ALTERNATING_BESIDE, ceilingDefinitions } from './lib/ceiling-definitions.mjs'
 import { ceilingRegistry } from './lib/ceiling-registry.mjs'
 import { clientCredentialsScenario, registerBenchClient } from './lib/client-credentials.mjs'
 import { freshDatabase } from './lib/database.mjs'
@@ -153,7 +153,7 @@ async function peer (options) {
  * @property {import('./lib/database.mjs').BenchDatabase} database
  * @property {import('./lib/tessera.mjs').TesseraProcess[]} servers Tessera instances, stopped at the end
  * @property {import('./lib/tessera.mjs').TesseraProcess[]} siblings notes, stopped at the end
- * @property {{ bare?: import('./lib/ceilings.mjs').BareServer, gateway?: import('./lib/gateway.mjs').Gateway, fixtures?: import('./lib/fixtures.mjs').Fixtures }} started the rest that is stopped at the end
+ * @property {{ bare: Map<number, import('./lib/ceilings.mjs').BareServer>, gateway?: import('./lib/gateway.mjs').Gateway, fixtures?: import('./lib/fixtures.mjs').Fixtures }} started the rest that is stopped at the end
  * @property {(nodeArgs?: string[], extraEnv?: Record<string, string>) => Promise<import('./lib/tessera.mjs').TesseraProcess>} spawnTessera
  * @property {(server: import('./lib/tessera.mjs').TesseraProcess) => Promise<void>} stopTessera
  */
@@ -262,6 +262,8 @@ function ceilings (run, { ctx, probe, tokenResponse }) {
       databaseUrl: run.database.url,
       keyBits: settings.keyBits,
       cores: settings.cores,
+      // The scenarios' instance runs with Tessera's default: one HTTP worker per core.
+      workers: settings.cores,
       seconds: settings.ceilingSeconds,
       connections: settings.connections,
       jwks: ctx.jwks,
@@ -269,9 +271,13 @@ function ceilings (run, { ctx, probe, tokenResponse }) {
       refreshToken: probe,
       sessions: ctx.accessTokens,
       log,
-      // The warm-up once: later rounds find the bare server warm.
-      bareLoad: async (request, ok = [], round = 0) => {
-        const bare = run.started.bare ??= await startBareServer({ databaseUrl: run.database.url, jwks: ctx.jwks.body, etag: ctx.jwks.etag, jwksHeaders: ctx.jwks.headers, requestIdLength: ctx.jwks.requestIdLength, tokenResponse })
+      // One bare server per layout, started once; the warm-up once per ceiling: later rounds find it warm.
+      bareLoad: async (request, ok = [], round = 0, workers = 1) => {
+        let bare = run.started.bare.get(workers)
+        if (bare === undefined) {
+          bare = await startBareServer({ databaseUrl: run.database.url, jwks: ctx.jwks.body, etag: ctx.jwks.etag, jwksHeaders: ctx.jwks.headers, requestIdLength: ctx.jwks.requestIdLength, tokenResponse, workers })
+          run.started.bare.set(workers, bare)
+        }
         const result = await runLoad({ url: bare.url, duration: settings.duration, warmup: round === 0 ? settings.warmup : 0, connections: settings.connections, ...request }, ok)
         if (result.errors > 0) throw new Error(`the bare server answered errors: ${JSON.stringify(result.statuses)}`)
         return result.rps
@@ -307,8 +313,9 @@ async function scenarios (run, ctx, registry, url) {
       continue
     }
     const rounds = []
+    const alternating = (/** @type {Record<string, string[]>} */ (ALTERNATING_BESIDE))[scenario.name] ?? []
     for (let round = 0; round < run.settings.rounds; round++) {
-      await registry.round(scenario.ceiling, round)
+      for (const name of [scenario.ceiling, ...alternating]) await registry.round(name, round)
       log(`scenario ${scenario.name}${run.settings.rounds > 1 ? ` (round ${round + 1})` : ''}…`)
       const result = await scenario.run(ctx, [url], round)
       log(`scenario ${scenario.name}: ${result.rps} req/s, p99 ${result.p99} ms, ${result.errors} errors`)
@@ -322,6 +329,10 @@ async function scenarios (run, ctx, registry, url) {
     const every = allRounds(rounds)
     ctx.observed[scenario.name] = best.rps
     const ratio = Math.round((best.rps / ceiling.rate) * 1000) / 1000
+    const readBeside = await Promise.all(alternating.map(async (name) => {
+      const { rate, low } = await registry.result(name)
+      return { ceiling: name, rate, low, ratio: Math.round((best.rps / rate) * 1000) / 1000 }
+    }))
     log(`scenario ${scenario.name}: best ${best.rps} req/s (rounds ${rounds.map((r) => r.rps).join(', ')}), ${Math.round(ratio * 100)} % of ${scenario.ceiling}`)
     results.push({
       name: scenario.name,
@@ -333,6 +344,7 @@ async function scenarios (run, ctx, registry, url) {
       ceilingRate: ceiling.rate,
       ceilingLow: ceiling.low,
       ratio,
+      ...(readBeside.length === 0 ? {} : { beside: readBeside }),
       target: scenario.target,
       ...(scenario.issue9Ratio === undefined ? {} : { issue9Ratio: scenario.issue9Ratio }),
       met: meets(scenario.target, { ...best, ...every }, ratio),
@@ -461,7 +473,7 @@ async function bench (options) {
     database,
     servers: [],
     siblings: [],
-    started: {},
+    started: { bare: new Map() },
     spawnTessera: async (nodeArgs = [], extraEnv = {}) => {
       const server = await startTessera({ ...env, ...extraEnv }, { nodeArgs, logFile: path.join(ROOT, '.data', 'bench', `tessera-${run.servers.length + 1}-${Date.now()}.log`) })
       run.servers.push(server)
@@ -486,7 +498,7 @@ async function bench (options) {
     return 1
   } finally {
     await run.started.fixtures?.close()
-    await run.started.bare?.stop()
+    for (const bare of run.started.bare.values()) await bare.stop()
     await run.started.gateway?.stop()
     for (const server of [...run.siblings, ...run.servers]) await server.stop()
     await database.close()

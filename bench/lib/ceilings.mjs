@@ -3,7 +3,7 @@
  * What this machine allows, measured in the same run as the scenarios: RSA
  * signing (jose, and node:crypto as Tessera signs), argon2id verifies, the
  * refresh decision (through Tessera's code, and through pgbench), and a bare
- * Fastify process.
+ * Fastify server (one process, or a cluster laid out as Tessera's).
  * @module
  */
 import { spawn } from 'node:child_process'
@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url'
 import argon2 from 'argon2'
 import { SignJWT, generateKeyPair, jwtVerify } from 'jose'
 import pg from 'pg'
-import { ARGON2_PARAMS, REFRESH_GRANT_SQL, connect, refreshDecision } from './service.mjs'
+import { ARGON2_PARAMS, REFRESH_GRANT_SQL, connect, refreshDecision, workerPoolSize } from './service.mjs'
 
 const BARE_SERVER = fileURLToPath(new URL('../bare-server.mjs', import.meta.url))
 
@@ -233,15 +233,34 @@ export async function pgbenchRotationRate (url, clients, seconds) {
 /**
  * @typedef {object} BareServer
  * @property {string} url
- * @property {() => Promise<void>} stop
+ * @property {number} pid the process started (the cluster's primary, when there are workers)
+ * @property {Promise<number | null>} exited its exit code, once every process is gone (stopped, or stopped itself)
+ * @property {() => Promise<number | null>} stop SIGTERM, then `exited`
  */
 
-/** @param {{ databaseUrl: string, jwks: string, etag: string, jwksHeaders?: Record<string, string>, requestIdLength?: number, tokenResponse: string }} options @returns {Promise<BareServer>} */
-export async function startBareServer ({ databaseUrl, jwks, etag, jwksHeaders = {}, requestIdLength = 0, tokenResponse }) {
+/**
+ * The bare server (bench/bare-server.mjs): one process, or with `workers` > 1
+ * a node:cluster of that many sharing one port, each with `pool` database
+ * connections (default: the instance's 20, split as Tessera splits them).
+ * @param {{ databaseUrl: string, jwks: string, etag: string, jwksHeaders?: Record<string, string>, requestIdLength?: number, tokenResponse: string, workers?: number, pool?: number }} options
+ * @returns {Promise<BareServer>}
+ */
+export async function startBareServer ({ databaseUrl, jwks, etag, jwksHeaders = {}, requestIdLength = 0, tokenResponse, workers = 1, pool = workerPoolSize(workers) }) {
   const child = spawn(process.execPath, [BARE_SERVER], {
-    env: { PATH: process.env.PATH ?? '', BARE_DATABASE_URL: databaseUrl, BARE_JWKS: jwks, BARE_ETAG: etag, BARE_JWKS_HEADERS: JSON.stringify(jwksHeaders), BARE_REQUEST_ID_LENGTH: String(requestIdLength), BARE_TOKEN_RESPONSE: tokenResponse },
+    env: {
+      PATH: process.env.PATH ?? '',
+      BARE_WORKERS: String(workers),
+      BARE_POOL: String(pool),
+      BARE_DATABASE_URL: databaseUrl,
+      BARE_JWKS: jwks,
+      BARE_ETAG: etag,
+      BARE_JWKS_HEADERS: JSON.stringify(jwksHeaders),
+      BARE_REQUEST_ID_LENGTH: String(requestIdLength),
+      BARE_TOKEN_RESPONSE: tokenResponse
+    },
     stdio: ['ignore', 'pipe', 'inherit']
   })
+  /** @type {Promise<number | null>} */
   const exited = new Promise((resolve) => child.on('exit', resolve))
   const port = await new Promise((resolve, reject) => {
     let output = ''
@@ -254,9 +273,11 @@ export async function startBareServer ({ databaseUrl, jwks, etag, jwksHeaders = 
   })
   return {
     url: `http://127.0.0.1:${port}`,
+    pid: /** @type {number} */ (child.pid),
+    exited,
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM')
-      await exited
+      return await exited
     }
   }
 }

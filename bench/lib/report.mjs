@@ -30,7 +30,8 @@ export const TARGETS = [
 ]
 
 /**
- * @typedef {{ name: string, rps: number, low?: number, p99: number, ceiling: string, ceilingRate: number, ratio: number, target: import('./scenarios.mjs').Target, issue9Ratio?: number, errors: number, met: boolean, shed?: number, shedByRetryAfter?: Record<string, number>, queueWaitMs?: number, shedP99?: number }} JudgedResult
+ * @typedef {{ ceiling: string, rate: number, low: number, ratio: number }} BesideRatio a ceiling read beside the judged one, measured in rounds alternating with the scenario's
+ * @typedef {{ name: string, rps: number, low?: number, p99: number, ceiling: string, ceilingRate: number, ratio: number, beside?: BesideRatio[], target: import('./scenarios.mjs').Target, issue9Ratio?: number, errors: number, met: boolean, shed?: number, shedByRetryAfter?: Record<string, number>, queueWaitMs?: number, shedP99?: number }} JudgedResult
  * @typedef {{ text: string, measured: string, met: boolean }} TargetLine
  */
 
@@ -39,7 +40,8 @@ const rate = (/** @type {number} */ n) => `${Math.round(n).toLocaleString('en-US
 /** @param {JudgedResult} r @param {Record<string, { rate: number }>} ceilings @param {string[]} beside */
 function measuredText (r, ceilings, beside) {
   const ofCeiling = `${Math.round(r.ratio * 100)} % of ${r.ceiling} ${rate(r.ceilingRate)}`
-  if (r.target.ratio !== undefined) return `${r.name}: ${rate(r.rps)} = ${ofCeiling}, ${r.errors} errors`
+  const forReading = (r.beside ?? []).map((b) => `; for reading, ${Math.round(b.ratio * 100)} % of ${b.ceiling} ${rate(b.rate)}`).join('')
+  if (r.target.ratio !== undefined) return `${r.name}: ${rate(r.rps)} = ${ofCeiling}, ${r.errors} errors${forReading}`
   const shares = beside.filter((name) => ceilings[name] !== undefined && name !== r.ceiling)
     .map((name) => `${Math.round((r.rps / (ceilings[name]?.rate ?? 1)) * 100)} % of ${name} ${rate(ceilings[name]?.rate ?? 0)}`)
   const shed = r.shed === undefined ? '' : `, ${r.shed.toLocaleString('en-US')} answers 503 with Retry-After (${Object.entries(r.shedByRetryAfter ?? {}).map(([after, n]) => `${after} s ×${n.toLocaleString('en-US')}`).join(', ') || 'none'})`
@@ -104,11 +106,14 @@ const range = (best, low) => (low === undefined || low === best ? int(best) : `$
 /** @param {any} report */
 function scenarioRows (report) {
   return report.scenarios.map((/** @type {any} */ s) => [
-    s.name, int(s.rps), range(s.rps, s.low), ms(s.p50), ms(s.p99), String(s.errors), `${int(s.ceilingRate)} (${s.ceiling})`, range(s.ceilingRate, s.ceilingLow), percent(s.ratio), targetText(s.target), s.met ? 'met' : 'NOT met'
+    s.name, int(s.rps), range(s.rps, s.low), ms(s.p50), ms(s.p99), String(s.errors), `${int(s.ceilingRate)} (${s.ceiling})`, range(s.ceilingRate, s.ceilingLow), percent(s.ratio), besideText(s.beside), targetText(s.target), s.met ? 'met' : 'NOT met'
   ])
 }
 
-const SCENARIO_HEAD = ['scenario', 'req/s', 'rounds', 'p50', 'p99', 'errors', 'ceiling /s', 'ceiling rounds', 'ratio', 'target', '']
+/** The ratios to the ceilings read beside the judged one. @param {BesideRatio[] | undefined} beside */
+const besideText = (beside) => beside === undefined ? '–' : beside.map((b) => `${percent(b.ratio)} of ${int(b.rate)} (${b.ceiling})`).join(', ')
+
+const SCENARIO_HEAD = ['scenario', 'req/s', 'rounds', 'p50', 'p99', 'errors', 'ceiling /s', 'ceiling rounds', 'ratio', 'read beside', 'target', '']
 
 /** @param {string[]} head @param {string[][]} rows */
 function markdownTable (head, rows) {
@@ -193,7 +198,7 @@ export function markdown (report) {
     '',
     '## Scenarios (one Tessera instance)',
     '',
-    `Each scenario ran ${s.rounds ?? 1} round${(s.rounds ?? 1) === 1 ? '' : 's'}, each just after a round of its ceiling (of every part of a combined one), so the two alternate; the best round of each is kept (other work on the machine only ever slows a round down), and \`rounds\` and \`ceiling rounds\` give the worst–best of each. Errors are summed over every round. A target is met when every bound holds with zero errors. Beside each round, the cores each part of the machine used during it (Tessera's processes, its Postgres, the load generator, and others: other users' work and the kernel's) and Tessera's and Postgres's CPU per answer: a round that got less of the machine is slower for that, not because Tessera's work grew.`,
+    `Each scenario ran ${s.rounds ?? 1} round${(s.rounds ?? 1) === 1 ? '' : 's'}, each just after a round of its ceiling (of every part of a combined one, and of the ceiling in \`read beside\`), so they alternate; the best round of each is kept (other work on the machine only ever slows a round down), and \`rounds\` and \`ceiling rounds\` give the worst–best of each. Errors are summed over every round. A target is met when every bound holds with zero errors. The JWKS and /v1/me are judged against the bare route served as Tessera serves it (a node:cluster of as many workers as Tessera's instance runs, sharing one port); \`read beside\` gives their ratio to the same route served by one process, the ceiling before session 7. Beside each round, the cores each part of the machine used during it (Tessera's processes, its Postgres, the load generator, and others: other users' work and the kernel's) and Tessera's and Postgres's CPU per answer: a round that got less of the machine is slower for that, not because Tessera's work grew.`,
     '',
     markdownTable(SCENARIO_HEAD, scenarioRows(report)),
     '',

@@ -222,9 +222,9 @@ export const SCENARIOS = [
   {
     name: 'notes',
     what: "GET /notes on the sibling service (one note per user), the access token verified offline against Tessera's JWKS",
-    ceiling: 'bare-me',
+    ceiling: 'bare-me-one-process',
     target: { ratio: 0.60, source: 'for reading' },
-    note: 'No issue sets a target for notes; it is judged like /v1/me (a verified token, then a small read).',
+    note: 'No issue sets a target for notes; it is judged like /v1/me (a verified token, then a small read), against the bare route in one process, as notes runs.',
     scales: false,
     unavailable: (root) => existsSync(path.join(root, 'services/notes/dist/server.js')) ? undefined : 'services/notes is not built (run make build)',
     run: async (ctx, _urls, round) => await bearerLoad(ctx, [await ctx.notes()], round, '/notes')
@@ -232,10 +232,10 @@ export const SCENARIOS = [
   {
     name: 'gateway-jwks',
     what: "GET /.well-known/jwks.json through the Nginx gateway over TLS (the gateway's cache answers)",
-    ceiling: 'bare-jwks',
+    ceiling: 'bare-jwks-one-process',
     target: { ratio: 0.80, source: 'for reading' },
     scales: false,
-    note: 'No issue sets a target through the gateway; judged like the JWKS against the bare route (plain HTTP, so TLS is on the gateway side only).',
+    note: "No issue sets a target through the gateway; judged like the JWKS against the bare route in one process, as the gateway's one Nginx worker answers (plain HTTP, so TLS is on the gateway side only).",
     unavailable: gatewayMissing,
     run: async (ctx, _urls, round) => await runLoad({ ...base(ctx, [await ctx.gateway()], round), connections: ctx.settings.connections, path: '/.well-known/jwks.json' })
   },

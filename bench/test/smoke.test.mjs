@@ -49,6 +49,15 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
   for (const name of ['sign-jose', 'argon2', 'rotation', 'bare-token', 'refresh-combined', 'bare-jwks', 'bare-jwks-304', 'bare-me']) {
     assert.ok(report.ceilings[name]?.rate > 0, `ceiling ${name}`)
   }
+  // The JWKS and /v1/me are judged against the bare route laid out as the instance they ran on (one worker
+  // per core), the same route in one process read beside, in as many rounds.
+  for (const ceiling of ['bare-jwks', 'bare-jwks-304', 'bare-me']) {
+    const row = report.scenarios.find((/** @type {any} */ s) => s.ceiling === ceiling)
+    const beside = report.ceilings[`${ceiling}-one-process`]
+    assert.deepEqual(row.beside, [{ ceiling: `${ceiling}-one-process`, rate: beside.rate, low: beside.low, ratio: Math.round((row.rps / beside.rate) * 1000) / 1000 }], row.name)
+    assert.equal(beside.rounds.length, report.settings.rounds, ceiling)
+    assert.match(report.ceilings[ceiling].what, report.machine.cores > 1 ? new RegExp(`^bare Fastify served as Tessera serves it: a node:cluster of ${report.machine.cores} workers`) : /one worker/)
+  }
   // The physical limits stand beside the ceilings: signing on every core (÷ 2 for a refresh) and argon2 on every core.
   for (const name of ['sign-all-cores', 'refresh-signing-limit', 'argon2-all-cores']) assert.ok(report.ceilings[name]?.rate > 0, `physical ${name}`)
   assert.ok(Math.abs(report.ceilings['refresh-signing-limit'].rate - report.ceilings['sign-all-cores'].rate / 2) <= 0.5)
@@ -87,6 +96,7 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
     assert.ok(markdown.includes(heading), heading)
   }
   assert.match(markdown, /^\| ceiling \| per second \| spread \| how it was measured \|$/m)
+  assert.match(markdown, /^\| jwks \| .+ \| \d+ % of [\d,]+ \(bare-jwks-one-process\) \| /m, 'the JWKS row reads its ratio to the one-process route')
   assert.match(markdown, /^Before: bench\/profiles\/before-refresh\.json, saved at .+ from commit \w+/m)
   assert.match(markdown, /^\| area \| % of busy, before \| % of busy, after \|$/m)
   assert.ok(markdown.includes('](report.svg)'))
