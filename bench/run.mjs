@@ -164,11 +164,12 @@ function settingsFor (options) {
   const keyBits = Number(process.env.TESSERA_KEY_BITS ?? 2048)
   return options.quick
     // A login takes hundreds of milliseconds on a busy machine: the quick run gives it 2 s so some complete.
-    ? { duration: 1, loginDuration: 2, warmup: 0.5, ceilingSeconds: 0.5, ceilingRounds: 1, rounds: 1, connections: 16, loginConnections: 2, users: 1000, keyBits, cores }
+    ? { duration: 1, loginDuration: 2, warmup: 0.5, loginWarmup: 0.5, ceilingSeconds: 0.5, ceilingRounds: 1, rounds: 1, connections: 16, loginConnections: 2, users: 1000, keyBits, cores }
     // Three rounds of each scenario, alternating with its ceiling's: 3 s each keeps `make bench` near 6 minutes.
     // The first round of each (scenario and bare ceiling alike) is preceded by 3 s unmeasured: the targets
     // are steady rates, and a fresh instance's first seconds are V8 still compiling the route (docs/performance.md, "Session 5: refresh").
-    : { duration: 3, loginDuration: 4, warmup: 3, ceilingSeconds: 2, ceilingRounds: 3, rounds: 3, connections: 64, loginConnections: 16, users: 1000, keyBits, cores }
+    // Login's is longer: 3 s are about 200 logins, against thousands of refreshes (docs/performance.md, "Session 7: login").
+    : { duration: 3, loginDuration: 4, warmup: 3, loginWarmup: 15, ceilingSeconds: 2, ceilingRounds: 3, rounds: 3, connections: 64, loginConnections: 16, users: 1000, keyBits, cores }
 }
 
 const TOKEN_CONFIG = { issuer: 'http://tessera.bench', audience: ['api'], accessTtl: 15 * 60, simplejwtCompat: false }

@@ -241,7 +241,7 @@ export function markdown (report) {
   lines.push('## Machine and settings', '',
     `- ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB, ${m.platform}, Node ${m.node}`,
     `- Postgres ${m.postgres} (${report.database.source}), ${Object.entries(report.database.settings).map(([k, v]) => `${k}=${v}`).join(', ')}`,
-    `- autocannon: ${s.connections} connections (login ${s.loginConnections}), pipelining 1, ${s.warmup} s warm-up then ${s.duration} s measured per run (login ${s.loginDuration} s); in-process ceilings ${s.ceilingSeconds} s per round, every ceiling the best of ${s.ceilingRounds} round${s.ceilingRounds === 1 ? '' : 's'}`,
+    `- autocannon: ${s.connections} connections (login ${s.loginConnections}), pipelining 1, ${s.warmup} s warm-up before a scenario's first round (login ${s.loginWarmup} s), then ${s.duration} s measured per round (login ${s.loginDuration} s); in-process ceilings ${s.ceilingSeconds} s per round, every ceiling the best of ${s.ceilingRounds} round${s.ceilingRounds === 1 ? '' : 's'}`,
     `- Tessera: ${Object.entries(s.tessera).map(([k, v]) => `${k}=${v}`).join(', ')}`,
     `- ${s.users.toLocaleString('en-US')} users sharing one argon2id hash at Tessera's parameters; refresh tokens and access tokens minted with Tessera's own code and keyring (one session each), so every refresh presents an unused token`,
     '')
