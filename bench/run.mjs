@@ -149,6 +149,7 @@ async function peer (options) {
  * @property {Options} options
  * @property {import('./lib/scenarios.mjs').Settings & { ceilingRounds: number }} settings
  * @property {Record<string, string>} tesseraSettings
+ * @property {Record<string, string>} tesseraEnv every instance's environment: the settings, the database, the KEK
  * @property {import('./lib/scenarios.mjs').Scenario[]} selected
  * @property {import('./lib/database.mjs').BenchDatabase} database
  * @property {import('./lib/tessera.mjs').TesseraProcess[]} servers Tessera instances, stopped at the end
@@ -269,6 +270,7 @@ function ceilings (run, { ctx, probe, tokenResponse }) {
       tokenResponse,
       refreshToken: probe,
       sessions: ctx.accessTokens,
+      login: { env: run.tesseraEnv, kek: KEK, usernames: () => ctx.fixtures.users.map((u) => u.username), inFlight: settings.loginConnections },
       log,
       // The warm-up once: later rounds find the bare server warm.
       bareLoad: async (request, ok = [], round = 0) => {
@@ -284,8 +286,9 @@ function ceilings (run, { ctx, probe, tokenResponse }) {
   return registry
 }
 
-/** Ceilings for reading beside a scenario's own; the smoke run leaves them out. */
+/** Ceilings for reading beside a scenario's own (the smoke run measures them too: login-grant runs Tessera's password grant, which nothing else in a quick run does). */
 const READ_BESIDE = {
+  login: ['login-grant', 'login-combined'],
   refresh: ['refresh-combined-node', 'rotation-pgbench', 'verify-jose', 'verify-node', 'ipc-round-trip'],
   [CLIENT_CREDENTIALS]: ['ipc-round-trip', 'client-credentials-ipc']
 }
@@ -317,7 +320,7 @@ async function scenarios (run, ctx, registry, url) {
     }
     const ceiling = await registry.result(scenario.ceiling)
     // The ceilings for reading beside it, after: they share parts with its own, whose rounds must alternate with the scenario's.
-    const beside = [...(run.options.quick ? [] : /** @type {Record<string, string[]>} */ (READ_BESIDE)[scenario.name] ?? []), ...(/** @type {Record<string, string[]>} */ (PHYSICAL_BESIDE)[scenario.name] ?? [])]
+    const beside = [...(/** @type {Record<string, string[]>} */ (READ_BESIDE)[scenario.name] ?? []), ...(/** @type {Record<string, string[]>} */ (PHYSICAL_BESIDE)[scenario.name] ?? [])]
     for (const name of beside) if (registry.has(name)) await registry.ceiling(name)
     const best = bestRound(rounds)
     const every = allRounds(rounds)
@@ -458,6 +461,7 @@ async function bench (options) {
     options,
     settings,
     tesseraSettings,
+    tesseraEnv: env,
     selected: all.filter((s) => options.wanted.length === 0 || options.wanted.includes(s.name)),
     database,
     servers: [],
