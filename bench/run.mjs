@@ -149,6 +149,7 @@ async function peer (options) {
  * @property {Options} options
  * @property {import('./lib/scenarios.mjs').Settings & { ceilingRounds: number }} settings
  * @property {Record<string, string>} tesseraSettings
+ * @property {Record<string, string>} tesseraEnv every instance's environment: the settings, the database, the KEK
  * @property {import('./lib/scenarios.mjs').Scenario[]} selected
  * @property {import('./lib/database.mjs').BenchDatabase} database
  * @property {import('./lib/tessera.mjs').TesseraProcess[]} servers Tessera instances, stopped at the end
@@ -164,11 +165,12 @@ function settingsFor (options) {
   const keyBits = Number(process.env.TESSERA_KEY_BITS ?? 2048)
   return options.quick
     // A login takes hundreds of milliseconds on a busy machine: the quick run gives it 2 s so some complete.
-    ? { duration: 1, loginDuration: 2, warmup: 0.5, ceilingSeconds: 0.5, ceilingRounds: 1, rounds: 1, connections: 16, loginConnections: 2, users: 1000, keyBits, cores }
+    ? { duration: 1, loginDuration: 2, warmup: 0.5, loginWarmup: 0.5, ceilingSeconds: 0.5, ceilingRounds: 1, rounds: 1, connections: 16, loginConnections: 2, users: 1000, keyBits, cores }
     // Three rounds of each scenario, alternating with its ceiling's: 3 s each keeps `make bench` near 6 minutes.
     // The first round of each (scenario and bare ceiling alike) is preceded by 3 s unmeasured: the targets
     // are steady rates, and a fresh instance's first seconds are V8 still compiling the route (docs/performance.md, "Session 5: refresh").
-    : { duration: 3, loginDuration: 4, warmup: 3, ceilingSeconds: 2, ceilingRounds: 3, rounds: 3, connections: 64, loginConnections: 16, users: 1000, keyBits, cores }
+    // Login's is longer: 3 s are about 200 logins, against thousands of refreshes (docs/performance.md, "Session 7: login").
+    : { duration: 3, loginDuration: 4, warmup: 3, loginWarmup: 15, ceilingSeconds: 2, ceilingRounds: 3, rounds: 3, connections: 64, loginConnections: 16, users: 1000, keyBits, cores }
 }
 
 const TOKEN_CONFIG = { issuer: 'http://tessera.bench', audience: ['api'], accessTtl: 15 * 60, simplejwtCompat: false }
@@ -270,6 +272,7 @@ function ceilings (run, { ctx, probe, tokenResponse }) {
       tokenResponse,
       refreshToken: probe,
       sessions: ctx.accessTokens,
+      login: { env: run.tesseraEnv, kek: KEK, usernames: () => ctx.fixtures.users.map((u) => u.username), inFlight: settings.loginConnections },
       log,
       // One bare server per layout, started once; the warm-up once per ceiling: later rounds find it warm.
       bareLoad: async (request, ok = [], round = 0, workers = 1) => {
@@ -289,8 +292,9 @@ function ceilings (run, { ctx, probe, tokenResponse }) {
   return registry
 }
 
-/** Ceilings for reading beside a scenario's own; the smoke run leaves them out. */
+/** Ceilings for reading beside a scenario's own (the smoke run measures them too: login-grant runs Tessera's password grant, which nothing else in a quick run does). */
 const READ_BESIDE = {
+  login: ['login-grant', 'login-combined'],
   refresh: ['refresh-combined-node', 'rotation-pgbench', 'verify-jose', 'verify-node', 'ipc-round-trip'],
   [CLIENT_CREDENTIALS]: ['ipc-round-trip', 'client-credentials-ipc']
 }
@@ -323,7 +327,7 @@ async function scenarios (run, ctx, registry, url) {
     }
     const ceiling = await registry.result(scenario.ceiling)
     // The ceilings for reading beside it, after: they share parts with its own, whose rounds must alternate with the scenario's.
-    const beside = [...(run.options.quick ? [] : /** @type {Record<string, string[]>} */ (READ_BESIDE)[scenario.name] ?? []), ...(/** @type {Record<string, string[]>} */ (PHYSICAL_BESIDE)[scenario.name] ?? [])]
+    const beside = [...(/** @type {Record<string, string[]>} */ (READ_BESIDE)[scenario.name] ?? []), ...(/** @type {Record<string, string[]>} */ (PHYSICAL_BESIDE)[scenario.name] ?? [])]
     for (const name of beside) if (registry.has(name)) await registry.ceiling(name)
     const best = bestRound(rounds)
     const every = allRounds(rounds)
@@ -469,6 +473,7 @@ async function bench (options) {
     options,
     settings,
     tesseraSettings,
+    tesseraEnv: env,
     selected: all.filter((s) => options.wanted.length === 0 || options.wanted.includes(s.name)),
     database,
     servers: [],

@@ -6,7 +6,7 @@
  * once per run.
  * @module
  */
-import { argon2Rate, combinedRefreshCeiling, pgbenchRotationRate, rotationRate, signingRates, verifyRates } from './ceilings.mjs'
+import { argon2Rate, combinedLoginCeiling, combinedRefreshCeiling, loginGrantRate, pgbenchRotationRate, rotationRate, signingRates, verifyRates } from './ceilings.mjs'
 import { clientCredentialsCeilings } from './client-credentials.mjs'
 import { perRound } from './ceiling-registry.mjs'
 import { physicalCeilings } from './physical.mjs'
@@ -48,6 +48,7 @@ export const INSTANCE_POOL = workerPoolSize(1)
  * @param {number} run.workers the HTTP workers of the Tessera instance the scenarios run on (its default: one per core)
  * @param {(request: BareRequest, ok: number[], round: number, workers: number) => Promise<number>} run.bareLoad req/s of the bare server laid out as `workers` processes (1: one process) under the scenarios' load (`ok`: statuses that count as success besides 2xx)
  * @param {() => Promise<{ userId: string, sessionId: string }[]>} run.sessions the live sessions the me scenario reads
+ * @param {{ env: Record<string, string>, kek: Buffer, usernames: () => string[], inFlight: number }} run.login the instance's settings and KEK, the users the login scenario logs in, its connections
  * @param {(line: string) => void} run.log
  * @returns {Record<string, CeilingDefinition>}
  */
@@ -67,6 +68,15 @@ export function ceilingDefinitions (run) {
     argon2: {
       what: `argon2id verify at Tessera's parameters (19 MiB, t=2, p=1), ${cores} at once (Tessera's hashing concurrency = cores)`,
       measure: async () => await argon2Rate(cores, seconds)
+    },
+    'login-grant': {
+      what: `the password grant beside its hash, as a worker runs it: grants/password.ts's passwordGrant (client read, attempt counted with the user read, tessera_start_login, two RS256 signatures) through Tessera's connection, keyring and settings, ${run.login.inFlight} at once, the verify answered at once: for reading`,
+      measure: async () => await loginGrantRate({ env: run.login.env, kek: run.login.kek, usernames: run.login.usernames(), inFlight: run.login.inFlight, pool: INSTANCE_POOL, seconds })
+    },
+    'login-combined': {
+      what: 'one login = 1 argon2 verify (argon2) + the grant beside it (login-grant) + 1 request (bare-token), one after another: 1/(1/argon2 + 1/grant + 1/request); what the machine allows a login with all of its work, for reading beside the target\'s argon2 alone',
+      from: ['argon2', 'login-grant', 'bare-token'],
+      combine: (hashes, grants, requests) => combinedLoginCeiling({ hashes, grants, requests })
     },
     rotation: {
       what: `refresh decisions as Tessera makes them: grants/refresh.ts's refreshDecision, one call of the SQL function tessera_refresh_grant (authenticate the client, lock, check, mark used, insert the successor, slide; one round trip) through Tessera's Kysely connection, ${INSTANCE_POOL} chains at once on a pool of ${INSTANCE_POOL} like Tessera's`,

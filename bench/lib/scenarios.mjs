@@ -20,6 +20,7 @@ import { longestWaitMs, scrapeQueueWaits } from './queue-wait.mjs'
  * @property {number} duration seconds measured per load run
  * @property {number} loginDuration seconds measured for login
  * @property {number} warmup seconds of unmeasured warm-up per load run
+ * @property {number} loginWarmup seconds of unmeasured warm-up before the first login round: a login is slow, so seconds of it warm far fewer requests than the same seconds of refresh
  * @property {number} ceilingSeconds seconds per in-process ceiling (signing, argon2, rotation)
  * @property {number} connections autocannon connections for the fast routes
  * @property {number} loginConnections autocannon connections for login (below the hashing queue's depth)
@@ -146,6 +147,8 @@ async function loginRun (ctx, urls, round, connections, shed) {
   return await runLoad({
     ...base(ctx, urls, round),
     duration: ctx.settings.loginDuration,
+    // The storm at 64 connections follows the login scenario on the same, by then warm, instance.
+    warmup: round === 0 && !shed ? ctx.settings.loginWarmup : 0,
     connections,
     method: 'POST',
     path: '/oauth/token',

@@ -122,6 +122,7 @@ test('the JWKS and /v1/me are judged against the bare route laid out as Tessera 
     tokenResponse: '{}',
     refreshToken: 'rt',
     sessions: async () => [{ userId: 'u', sessionId: 's' }],
+    login: { env: {}, kek: Buffer.alloc(32), usernames: () => [], inFlight: 16 },
     log: () => {},
     bareLoad: async (request, _ok, _round, workers) => {
       loads.push({ path: request.path, workers })

@@ -65,6 +65,10 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
   const { rate: signs } = report.ceilings['sign-jose']
   const expected = 1 / (2 / signs + 1 / report.ceilings.rotation.rate + 1 / report.ceilings['bare-token'].rate)
   assert.ok(Math.abs(report.ceilings['refresh-combined'].rate - expected) <= 1)
+  // Beside login's argon2: Tessera's own password grant, and the three parts combined.
+  assert.ok(report.ceilings['login-grant']?.rate > 0, 'ceiling login-grant')
+  const login = 1 / (1 / report.ceilings.argon2.rate + 1 / report.ceilings['login-grant'].rate + 1 / report.ceilings['bare-token'].rate)
+  assert.ok(Math.abs(report.ceilings['login-combined'].rate - login) <= 1, `login-combined ${JSON.stringify(report.ceilings['login-combined'])}`)
   // Issue 12's targets (and issue 14's), each judged; issue 9's ratios apart, for reading.
   assert.deepEqual(report.targets.targets.map((/** @type {any} */ t) => t.text.replace(/ .*\((issue \d+)\)$/, ' $1')), ['refresh issue 12', '/v1/me issue 12', 'JWKS issue 12', 'login issue 12', 'login issue 12', 'client_credentials issue 14'])
   for (const t of report.targets.targets) assert.equal(typeof t.met, 'boolean')
