@@ -58,6 +58,9 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
     assert.equal(beside.rounds.length, report.settings.rounds, ceiling)
     assert.match(report.ceilings[ceiling].what, report.machine.cores > 1 ? new RegExp(`^bare Fastify served as Tessera serves it: a node:cluster of ${report.machine.cores} workers`) : /one worker/)
   }
+  // Its round is measured just before the scenario's, as the judged ceiling's is, not after the scenario's rounds.
+  const measuredInOrder = stderr.split('\n').map((l) => l.replace(/^\[bench \+[\d.]+s\] /, '')).filter((l) => /^(ceiling bare-jwks(-one-process)?|scenario jwks)…$/.test(l))
+  assert.deepEqual(measuredInOrder, ['ceiling bare-jwks…', 'ceiling bare-jwks-one-process…', 'scenario jwks…'])
   // The physical limits stand beside the ceilings: signing on every core (÷ 2 for a refresh) and argon2 on every core.
   for (const name of ['sign-all-cores', 'refresh-signing-limit', 'argon2-all-cores']) assert.ok(report.ceilings[name]?.rate > 0, `physical ${name}`)
   assert.ok(Math.abs(report.ceilings['refresh-signing-limit'].rate - report.ceilings['sign-all-cores'].rate / 2) <= 0.5)
