@@ -1,46 +1,98 @@
 #!/usr/bin/env node
 /**
  * The ceilings' server: a bare Fastify (default options, no plugins) in its
- * own process, as Tessera runs in its own. Routes:
+ * own process, as Tessera runs in its own; with BARE_WORKERS=N (N > 1) a
+ * node:cluster of N such processes sharing one port, as Tessera's HTTP
+ * workers share theirs. Routes:
  *   GET  /jwks   the JWKS body Tessera serves, with its ETag (304 on If-None-Match) and the same
- *                headers (BARE_JWKS_HEADERS, and an x-request-id of BARE_REQUEST_ID_LENGTH characters)
- *   GET  /me     the same one-row Postgres read as /v1/me (its very SQL text), ids from x-user-id/x-session-id
+ *                headers (BARE_JWKS_HEADERS, and an x-request-id of BARE_REQUEST_ID_LENGTH characters,
+ *                counted per process)
+ *   GET  /me     the same one-row Postgres read as /v1/me (its very SQL text), ids from x-user-id/x-session-id,
+ *                on a pool of BARE_POOL connections per process (default 20)
  *   POST /token  a JSON body in, a token-response-sized JSON body out
- * Configured by BARE_JWKS, BARE_ETAG, BARE_JWKS_HEADERS, BARE_REQUEST_ID_LENGTH, BARE_TOKEN_RESPONSE, BARE_DATABASE_URL; prints
- * {"port":N} once listening on 127.0.0.1.
+ * Configured by BARE_WORKERS, BARE_JWKS, BARE_ETAG, BARE_JWKS_HEADERS, BARE_REQUEST_ID_LENGTH, BARE_TOKEN_RESPONSE,
+ * BARE_DATABASE_URL, BARE_POOL; prints {"port":N} once every process listens on 127.0.0.1. SIGTERM or SIGINT
+ * stops them all.
  * @module
  */
+import cluster from 'node:cluster'
 import Fastify from 'fastify'
 import pg from 'pg'
 import { LIVE_PROFILE_SQL as ME } from './lib/service.mjs'
 
-const jwks = process.env.BARE_JWKS ?? '{"keys":[]}'
-const etag = process.env.BARE_ETAG ?? '"none"'
-const jwksHeaders = JSON.parse(process.env.BARE_JWKS_HEADERS ?? '{"cache-control":"public, max-age=300"}')
-const requestIdLength = Number(process.env.BARE_REQUEST_ID_LENGTH ?? 0)
-let requests = 0
-const tokenResponse = process.env.BARE_TOKEN_RESPONSE ?? '{}'
-const pool = new pg.Pool({ connectionString: process.env.BARE_DATABASE_URL, max: 20 })
+const workers = Number(process.env.BARE_WORKERS ?? 1)
 
-const app = Fastify({ logger: false })
-app.get('/jwks', async (request, reply) => {
-  void reply.headers(jwksHeaders).header('etag', etag)
-  if (requestIdLength > 0) void reply.header('x-request-id', String(++requests).padStart(requestIdLength, '0'))
-  if (request.headers['if-none-match'] === etag) return await reply.code(304).send()
-  return await reply.type('application/jwk-set+json').send(jwks)
-})
-app.get('/me', async (request, reply) => {
-  const { rows } = await pool.query(ME, [request.headers['x-user-id'], request.headers['x-session-id'], new Date()])
-  if (rows.length === 0) return await reply.code(401).send({ error: 'no such session' })
-  return { id: rows[0].id, username: rows[0].username, created_at: rows[0].created_at.toISOString(), session_id: request.headers['x-session-id'], scope: 'read write', client_id: 'tessera' }
-})
-app.post('/token', async (request, reply) => {
-  if (typeof request.body !== 'object' || request.body === null) return await reply.code(400).send()
-  return await reply.type('application/json').header('cache-control', 'no-store').send(tokenResponse)
-})
-await app.listen({ port: 0, host: '127.0.0.1' })
-const address = app.server.address()
-process.stdout.write(`${JSON.stringify({ port: typeof address === 'object' && address !== null ? address.port : 0 })}\n`)
-for (const signal of ['SIGTERM', 'SIGINT']) {
-  process.once(signal, () => { void app.close().then(() => pool.end()).then(() => process.exit(0)) })
+/** One process answering the routes; resolves to the port it listens on. */
+async function serve () {
+  const jwks = process.env.BARE_JWKS ?? '{"keys":[]}'
+  const etag = process.env.BARE_ETAG ?? '"none"'
+  const jwksHeaders = JSON.parse(process.env.BARE_JWKS_HEADERS ?? '{"cache-control":"public, max-age=300"}')
+  const requestIdLength = Number(process.env.BARE_REQUEST_ID_LENGTH ?? 0)
+  let requests = 0
+  const tokenResponse = process.env.BARE_TOKEN_RESPONSE ?? '{}'
+  const pool = new pg.Pool({ connectionString: process.env.BARE_DATABASE_URL, max: Number(process.env.BARE_POOL ?? 20) })
+
+  const app = Fastify({ logger: false })
+  app.get('/jwks', async (request, reply) => {
+    void reply.headers(jwksHeaders).header('etag', etag)
+    if (requestIdLength > 0) void reply.header('x-request-id', String(++requests).padStart(requestIdLength, '0'))
+    if (request.headers['if-none-match'] === etag) return await reply.code(304).send()
+    return await reply.type('application/jwk-set+json').send(jwks)
+  })
+  app.get('/me', async (request, reply) => {
+    const { rows } = await pool.query(ME, [request.headers['x-user-id'], request.headers['x-session-id'], new Date()])
+    if (rows.length === 0) return await reply.code(401).send({ error: 'no such session' })
+    return { id: rows[0].id, username: rows[0].username, created_at: rows[0].created_at.toISOString(), session_id: request.headers['x-session-id'], scope: 'read write', client_id: 'tessera' }
+  })
+  app.post('/token', async (request, reply) => {
+    if (typeof request.body !== 'object' || request.body === null) return await reply.code(400).send()
+    return await reply.type('application/json').header('cache-control', 'no-store').send(tokenResponse)
+  })
+  /** @type {Promise<void> | undefined} */
+  let stopping
+  for (const signal of ['SIGTERM', 'SIGINT']) {
+    process.on(signal, () => { stopping ??= app.close().then(async () => { await pool.end() }).then(() => process.exit(0)) })
+  }
+  // In a cluster worker, port 0 is the one port the primary picks for every worker (node:cluster shares it).
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const address = app.server.address()
+  return typeof address === 'object' && address !== null ? address.port : 0
+}
+
+/**
+ * Forks `count` processes running serve() and resolves to their port once
+ * all listen; stops them all on a signal, or when one dies (a ceiling
+ * measured on fewer processes than it says would flatter Tessera).
+ * @param {number} count @returns {Promise<number>}
+ */
+async function servePrimary (count) {
+  let stopping = false
+  const stop = (/** @type {number} */ code) => {
+    stopping = true
+    const alive = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined && !w.isDead())
+    if (alive.length === 0) process.exit(code)
+    let left = alive.length
+    for (const worker of alive) {
+      worker.once('exit', () => { if (--left === 0) process.exit(code) })
+      worker.process.kill('SIGTERM')
+    }
+  }
+  for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => { if (!stopping) stop(0) })
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) return
+    process.stderr.write(`bare server: worker ${worker.process.pid} exited (${signal ?? code}); stopping the others\n`)
+    stop(1)
+  })
+  return await new Promise((resolve) => {
+    let listening = 0
+    cluster.on('listening', (_worker, address) => { if (++listening === count) resolve(address.port) })
+    for (let i = 0; i < count; i++) cluster.fork()
+  })
+}
+
+if (workers > 1 && cluster.isPrimary) {
+  process.stdout.write(`${JSON.stringify({ port: await servePrimary(workers) })}\n`)
+} else {
+  const port = await serve()
+  if (cluster.isPrimary) process.stdout.write(`${JSON.stringify({ port })}\n`)
 }

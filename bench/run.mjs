@@ -19,7 +19,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { startBareServer } from './lib/ceilings.mjs'
-import { ceilingDefinitions } from './lib/ceiling-definitions.mjs'
+import { ALTERNATING_BESIDE, ceilingDefinitions } from './lib/ceiling-definitions.mjs'
 import { ceilingRegistry } from './lib/ceiling-registry.mjs'
 import { clientCredentialsScenario, registerBenchClient } from './lib/client-credentials.mjs'
 import { freshDatabase } from './lib/database.mjs'
@@ -149,11 +149,12 @@ async function peer (options) {
  * @property {Options} options
  * @property {import('./lib/scenarios.mjs').Settings & { ceilingRounds: number }} settings
  * @property {Record<string, string>} tesseraSettings
+ * @property {Record<string, string>} tesseraEnv every instance's environment: the settings, the database, the KEK
  * @property {import('./lib/scenarios.mjs').Scenario[]} selected
  * @property {import('./lib/database.mjs').BenchDatabase} database
  * @property {import('./lib/tessera.mjs').TesseraProcess[]} servers Tessera instances, stopped at the end
  * @property {import('./lib/tessera.mjs').TesseraProcess[]} siblings notes, stopped at the end
- * @property {{ bare?: import('./lib/ceilings.mjs').BareServer, gateway?: import('./lib/gateway.mjs').Gateway, fixtures?: import('./lib/fixtures.mjs').Fixtures }} started the rest that is stopped at the end
+ * @property {{ bare: Map<number, import('./lib/ceilings.mjs').BareServer>, gateway?: import('./lib/gateway.mjs').Gateway, fixtures?: import('./lib/fixtures.mjs').Fixtures }} started the rest that is stopped at the end
  * @property {(nodeArgs?: string[], extraEnv?: Record<string, string>) => Promise<import('./lib/tessera.mjs').TesseraProcess>} spawnTessera
  * @property {(server: import('./lib/tessera.mjs').TesseraProcess) => Promise<void>} stopTessera
  */
@@ -164,11 +165,12 @@ function settingsFor (options) {
   const keyBits = Number(process.env.TESSERA_KEY_BITS ?? 2048)
   return options.quick
     // A login takes hundreds of milliseconds on a busy machine: the quick run gives it 2 s so some complete.
-    ? { duration: 1, loginDuration: 2, warmup: 0.5, ceilingSeconds: 0.5, ceilingRounds: 1, rounds: 1, connections: 16, loginConnections: 2, users: 1000, keyBits, cores }
+    ? { duration: 1, loginDuration: 2, warmup: 0.5, loginWarmup: 0.5, ceilingSeconds: 0.5, ceilingRounds: 1, rounds: 1, connections: 16, loginConnections: 2, users: 1000, keyBits, cores }
     // Three rounds of each scenario, alternating with its ceiling's: 3 s each keeps `make bench` near 6 minutes.
     // The first round of each (scenario and bare ceiling alike) is preceded by 3 s unmeasured: the targets
     // are steady rates, and a fresh instance's first seconds are V8 still compiling the route (docs/performance.md, "Session 5: refresh").
-    : { duration: 3, loginDuration: 4, warmup: 3, ceilingSeconds: 2, ceilingRounds: 3, rounds: 3, connections: 64, loginConnections: 16, users: 1000, keyBits, cores }
+    // Login's is longer: 3 s are about 200 logins, against thousands of refreshes (docs/performance.md, "Session 7: login").
+    : { duration: 3, loginDuration: 4, warmup: 3, loginWarmup: 15, ceilingSeconds: 2, ceilingRounds: 3, rounds: 3, connections: 64, loginConnections: 16, users: 1000, keyBits, cores }
 }
 
 const TOKEN_CONFIG = { issuer: 'http://tessera.bench', audience: ['api'], accessTtl: 15 * 60, simplejwtCompat: false }
@@ -262,16 +264,23 @@ function ceilings (run, { ctx, probe, tokenResponse }) {
       databaseUrl: run.database.url,
       keyBits: settings.keyBits,
       cores: settings.cores,
+      // The scenarios' instance runs with Tessera's default: one HTTP worker per core.
+      workers: settings.cores,
       seconds: settings.ceilingSeconds,
       connections: settings.connections,
       jwks: ctx.jwks,
       tokenResponse,
       refreshToken: probe,
       sessions: ctx.accessTokens,
+      login: { env: run.tesseraEnv, kek: KEK, usernames: () => ctx.fixtures.users.map((u) => u.username), inFlight: settings.loginConnections },
       log,
-      // The warm-up once: later rounds find the bare server warm.
-      bareLoad: async (request, ok = [], round = 0) => {
-        const bare = run.started.bare ??= await startBareServer({ databaseUrl: run.database.url, jwks: ctx.jwks.body, etag: ctx.jwks.etag, jwksHeaders: ctx.jwks.headers, requestIdLength: ctx.jwks.requestIdLength, tokenResponse })
+      // One bare server per layout, started once; the warm-up once per ceiling: later rounds find it warm.
+      bareLoad: async (request, ok = [], round = 0, workers = 1) => {
+        let bare = run.started.bare.get(workers)
+        if (bare === undefined) {
+          bare = await startBareServer({ databaseUrl: run.database.url, jwks: ctx.jwks.body, etag: ctx.jwks.etag, jwksHeaders: ctx.jwks.headers, requestIdLength: ctx.jwks.requestIdLength, tokenResponse, workers })
+          run.started.bare.set(workers, bare)
+        }
         const result = await runLoad({ url: bare.url, duration: settings.duration, warmup: round === 0 ? settings.warmup : 0, connections: settings.connections, ...request }, ok)
         if (result.errors > 0) throw new Error(`the bare server answered errors: ${JSON.stringify(result.statuses)}`)
         return result.rps
@@ -283,8 +292,9 @@ function ceilings (run, { ctx, probe, tokenResponse }) {
   return registry
 }
 
-/** Ceilings for reading beside a scenario's own; the smoke run leaves them out. */
+/** Ceilings for reading beside a scenario's own (the smoke run measures them too: login-grant runs Tessera's password grant, which nothing else in a quick run does). */
 const READ_BESIDE = {
+  login: ['login-grant', 'login-combined'],
   refresh: ['refresh-combined-node', 'rotation-pgbench', 'verify-jose', 'verify-node', 'ipc-round-trip'],
   [CLIENT_CREDENTIALS]: ['ipc-round-trip', 'client-credentials-ipc']
 }
@@ -307,8 +317,9 @@ async function scenarios (run, ctx, registry, url) {
       continue
     }
     const rounds = []
+    const alternating = (/** @type {Record<string, string[]>} */ (ALTERNATING_BESIDE))[scenario.name] ?? []
     for (let round = 0; round < run.settings.rounds; round++) {
-      await registry.round(scenario.ceiling, round)
+      for (const name of [scenario.ceiling, ...alternating]) await registry.round(name, round)
       log(`scenario ${scenario.name}${run.settings.rounds > 1 ? ` (round ${round + 1})` : ''}…`)
       const result = await scenario.run(ctx, [url], round)
       log(`scenario ${scenario.name}: ${result.rps} req/s, p99 ${result.p99} ms, ${result.errors} errors`)
@@ -316,12 +327,16 @@ async function scenarios (run, ctx, registry, url) {
     }
     const ceiling = await registry.result(scenario.ceiling)
     // The ceilings for reading beside it, after: they share parts with its own, whose rounds must alternate with the scenario's.
-    const beside = [...(run.options.quick ? [] : /** @type {Record<string, string[]>} */ (READ_BESIDE)[scenario.name] ?? []), ...(/** @type {Record<string, string[]>} */ (PHYSICAL_BESIDE)[scenario.name] ?? [])]
+    const beside = [...(/** @type {Record<string, string[]>} */ (READ_BESIDE)[scenario.name] ?? []), ...(/** @type {Record<string, string[]>} */ (PHYSICAL_BESIDE)[scenario.name] ?? [])]
     for (const name of beside) if (registry.has(name)) await registry.ceiling(name)
     const best = bestRound(rounds)
     const every = allRounds(rounds)
     ctx.observed[scenario.name] = best.rps
     const ratio = Math.round((best.rps / ceiling.rate) * 1000) / 1000
+    const readBeside = await Promise.all(alternating.map(async (name) => {
+      const { rate, low } = await registry.result(name)
+      return { ceiling: name, rate, low, ratio: Math.round((best.rps / rate) * 1000) / 1000 }
+    }))
     log(`scenario ${scenario.name}: best ${best.rps} req/s (rounds ${rounds.map((r) => r.rps).join(', ')}), ${Math.round(ratio * 100)} % of ${scenario.ceiling}`)
     results.push({
       name: scenario.name,
@@ -333,6 +348,7 @@ async function scenarios (run, ctx, registry, url) {
       ceilingRate: ceiling.rate,
       ceilingLow: ceiling.low,
       ratio,
+      ...(readBeside.length === 0 ? {} : { beside: readBeside }),
       target: scenario.target,
       ...(scenario.issue9Ratio === undefined ? {} : { issue9Ratio: scenario.issue9Ratio }),
       met: meets(scenario.target, { ...best, ...every }, ratio),
@@ -457,11 +473,12 @@ async function bench (options) {
     options,
     settings,
     tesseraSettings,
+    tesseraEnv: env,
     selected: all.filter((s) => options.wanted.length === 0 || options.wanted.includes(s.name)),
     database,
     servers: [],
     siblings: [],
-    started: {},
+    started: { bare: new Map() },
     spawnTessera: async (nodeArgs = [], extraEnv = {}) => {
       const server = await startTessera({ ...env, ...extraEnv }, { nodeArgs, logFile: path.join(ROOT, '.data', 'bench', `tessera-${run.servers.length + 1}-${Date.now()}.log`) })
       run.servers.push(server)
@@ -486,7 +503,7 @@ async function bench (options) {
     return 1
   } finally {
     await run.started.fixtures?.close()
-    await run.started.bare?.stop()
+    for (const bare of run.started.bare.values()) await bare.stop()
     await run.started.gateway?.stop()
     for (const server of [...run.siblings, ...run.servers]) await server.stop()
     await database.close()

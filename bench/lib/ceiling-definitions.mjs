@@ -6,7 +6,7 @@
  * once per run.
  * @module
  */
-import { argon2Rate, combinedRefreshCeiling, pgbenchRotationRate, rotationRate, signingRates, verifyRates } from './ceilings.mjs'
+import { argon2Rate, combinedLoginCeiling, combinedRefreshCeiling, loginGrantRate, pgbenchRotationRate, rotationRate, signingRates, verifyRates } from './ceilings.mjs'
 import { clientCredentialsCeilings } from './client-credentials.mjs'
 import { perRound } from './ceiling-registry.mjs'
 import { physicalCeilings } from './physical.mjs'
@@ -16,6 +16,21 @@ import { workerPoolSize } from './service.mjs'
  * @typedef {import('./ceiling-registry.mjs').CeilingDefinition} CeilingDefinition
  * @typedef {Omit<import('./load.mjs').LoadOptions, 'url' | 'duration' | 'warmup' | 'connections'>} BareRequest
  */
+
+/** The suffix of the bare routes served by one process, read beside the ones served as Tessera serves them. */
+export const ONE_PROCESS = '-one-process'
+
+/**
+ * Ceilings read beside a scenario's own whose rounds alternate with its
+ * rounds as its own ceiling's do: the bare route in one process beside the
+ * one laid out as Tessera (docs/decisions.md, "The bare route served as
+ * Tessera serves it").
+ */
+export const ALTERNATING_BESIDE = {
+  jwks: [`bare-jwks${ONE_PROCESS}`],
+  'jwks-304': [`bare-jwks-304${ONE_PROCESS}`],
+  me: [`bare-me${ONE_PROCESS}`]
+}
 
 /** Connections Tessera's whole instance holds to Postgres (cluster/pool.ts: one worker gets all of them). */
 export const INSTANCE_POOL = workerPoolSize(1)
@@ -30,8 +45,10 @@ export const INSTANCE_POOL = workerPoolSize(1)
  * @param {{ body: string, etag: string }} run.jwks what Tessera serves
  * @param {string} run.tokenResponse a real token response, for its size
  * @param {string} run.refreshToken a used refresh token, for a refresh-sized body
- * @param {(request: BareRequest, ok: number[], round: number) => Promise<number>} run.bareLoad req/s of the bare server under the scenarios' load (`ok`: statuses that count as success besides 2xx)
+ * @param {number} run.workers the HTTP workers of the Tessera instance the scenarios run on (its default: one per core)
+ * @param {(request: BareRequest, ok: number[], round: number, workers: number) => Promise<number>} run.bareLoad req/s of the bare server laid out as `workers` processes (1: one process) under the scenarios' load (`ok`: statuses that count as success besides 2xx)
  * @param {() => Promise<{ userId: string, sessionId: string }[]>} run.sessions the live sessions the me scenario reads
+ * @param {{ env: Record<string, string>, kek: Buffer, usernames: () => string[], inFlight: number }} run.login the instance's settings and KEK, the users the login scenario logs in, its connections
  * @param {(line: string) => void} run.log
  * @returns {Record<string, CeilingDefinition>}
  */
@@ -51,6 +68,15 @@ export function ceilingDefinitions (run) {
     argon2: {
       what: `argon2id verify at Tessera's parameters (19 MiB, t=2, p=1), ${cores} at once (Tessera's hashing concurrency = cores)`,
       measure: async () => await argon2Rate(cores, seconds)
+    },
+    'login-grant': {
+      what: `the password grant beside its hash, as a worker runs it: grants/password.ts's passwordGrant (client read, attempt counted with the user read, tessera_start_login, two RS256 signatures) through Tessera's connection, keyring and settings, ${run.login.inFlight} at once, the verify answered at once: for reading`,
+      measure: async () => await loginGrantRate({ env: run.login.env, kek: run.login.kek, usernames: run.login.usernames(), inFlight: run.login.inFlight, pool: INSTANCE_POOL, seconds })
+    },
+    'login-combined': {
+      what: 'one login = 1 argon2 verify (argon2) + the grant beside it (login-grant) + 1 request (bare-token), one after another: 1/(1/argon2 + 1/grant + 1/request); what the machine allows a login with all of its work, for reading beside the target\'s argon2 alone',
+      from: ['argon2', 'login-grant', 'bare-token'],
+      combine: (hashes, grants, requests) => combinedLoginCeiling({ hashes, grants, requests })
     },
     rotation: {
       what: `refresh decisions as Tessera makes them: grants/refresh.ts's refreshDecision, one call of the SQL function tessera_refresh_grant (authenticate the client, lock, check, mark used, insert the successor, slide; one round trip) through Tessera's Kysely connection, ${INSTANCE_POOL} chains at once on a pool of ${INSTANCE_POOL} like Tessera's`,
@@ -75,7 +101,7 @@ export function ceilingDefinitions (run) {
     },
     'bare-token': {
       what: `bare Fastify process: POST with a refresh-sized JSON body, answering a token-response-sized body (${run.tokenResponse.length} B), same autocannon settings`,
-      measure: async (round) => await run.bareLoad({ method: 'POST', path: '/token', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ grant_type: 'refresh_token', refresh_token: run.refreshToken }) }, [], round)
+      measure: async (round) => await run.bareLoad({ method: 'POST', path: '/token', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ grant_type: 'refresh_token', refresh_token: run.refreshToken }) }, [], round, 1)
     },
     'refresh-combined': {
       what: 'one refresh = 2 signatures (sign-jose ÷ 2) + 1 rotation transaction + 1 request (bare-token), used one after another: 1/(2/sign + 1/rotation + 1/request)',
@@ -87,16 +113,37 @@ export function ceilingDefinitions (run) {
       from: ['sign-node', 'rotation', 'bare-token'],
       combine: (signs, transactions, requests) => combinedRefreshCeiling({ signs, transactions, requests })
     },
-    'bare-jwks': {
-      what: `bare Fastify process answering Tessera's JWKS body (${run.jwks.body.length} B) with its headers, same autocannon settings`,
-      measure: async (round) => await run.bareLoad({ path: '/jwks' }, [], round)
+    ...bareRoutes(run, run.workers, ''),
+    ...bareRoutes(run, 1, ONE_PROCESS),
+    ...clientCredentialsCeilings({ url: run.databaseUrl, seconds, inFlight: run.connections, pool: INSTANCE_POOL }),
+    ...physicalCeilings({ keyBits, cores, seconds })
+  }
+}
+
+/**
+ * The bare routes the JWKS and /v1/me are judged against, served by
+ * `workers` processes: a node:cluster of them sharing one port, each with
+ * its share of the instance's 20 connections, as Tessera serves (or, for 1,
+ * one process with all 20).
+ * @param {Parameters<typeof ceilingDefinitions>[0]} run @param {number} workers @param {string} suffix
+ * @returns {Record<string, CeilingDefinition>}
+ */
+function bareRoutes (run, workers, suffix) {
+  const layout = suffix === ONE_PROCESS
+    ? 'one bare Fastify process (what the JWKS and /v1/me were judged against before session 7)'
+    : `bare Fastify served as Tessera serves it: ${workers > 1 ? `a node:cluster of ${workers} workers sharing one port` : 'one worker'} (Tessera's HTTP workers in this run)`
+  const pool = workerPoolSize(workers)
+  return {
+    [`bare-jwks${suffix}`]: {
+      what: `${layout}, answering Tessera's JWKS body (${run.jwks.body.length} B) with its headers, same autocannon settings`,
+      measure: async (round) => await run.bareLoad({ path: '/jwks' }, [], round, workers)
     },
-    'bare-jwks-304': {
-      what: 'the same bare route with If-None-Match: 304, no body',
-      measure: async (round) => await run.bareLoad({ path: '/jwks', headers: { 'if-none-match': run.jwks.etag } }, [304], round)
+    [`bare-jwks-304${suffix}`]: {
+      what: `${layout}: the same route with If-None-Match: 304, no body`,
+      measure: async (round) => await run.bareLoad({ path: '/jwks', headers: { 'if-none-match': run.jwks.etag } }, [304], round, workers)
     },
-    'bare-me': {
-      what: "bare Fastify process doing /v1/me's one-row read (users JOIN sessions by ids, pool of 20) for a random one of the same sessions",
+    [`bare-me${suffix}`]: {
+      what: `${layout}, doing /v1/me's one-row read (users JOIN sessions by ids, a pool of ${pool}${workers > 1 ? ' per worker' : ''}) for a random one of the same sessions`,
       measure: async (round) => {
         const pairs = await run.sessions()
         return await run.bareLoad({
@@ -105,10 +152,8 @@ export function ceilingDefinitions (run) {
             const pair = pairs[Math.floor(Math.random() * pairs.length)]
             return { ...request, headers: { ...request.headers, 'x-user-id': pair.userId, 'x-session-id': pair.sessionId } }
           }
-        }, [], round)
+        }, [], round, workers)
       }
-    },
-    ...clientCredentialsCeilings({ url: run.databaseUrl, seconds, inFlight: run.connections, pool: INSTANCE_POOL }),
-    ...physicalCeilings({ keyBits, cores, seconds })
+    }
   }
 }

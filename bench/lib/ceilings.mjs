@@ -3,7 +3,7 @@
  * What this machine allows, measured in the same run as the scenarios: RSA
  * signing (jose, and node:crypto as Tessera signs), argon2id verifies, the
  * refresh decision (through Tessera's code, and through pgbench), and a bare
- * Fastify process.
+ * Fastify server (one process, or a cluster laid out as Tessera's).
  * @module
  */
 import { spawn } from 'node:child_process'
@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url'
 import argon2 from 'argon2'
 import { SignJWT, generateKeyPair, jwtVerify } from 'jose'
 import pg from 'pg'
-import { ARGON2_PARAMS, REFRESH_GRANT_SQL, connect, refreshDecision } from './service.mjs'
+import { ARGON2_PARAMS, Keyring, REFRESH_GRANT_SQL, backoffPolicy, connect, hashingOverloaded, loadConfig, loadKeyring, passwordGrant, refreshDecision, workerPoolSize } from './service.mjs'
 
 const BARE_SERVER = fileURLToPath(new URL('../bare-server.mjs', import.meta.url))
 
@@ -100,6 +100,49 @@ export async function argon2Rate (concurrency, seconds) {
   return await rate(seconds, concurrency, async () => {
     if (!await argon2.verify(hash, 'correct horse battery staple')) throw new Error('argon2 verify failed')
   })
+}
+
+/**
+ * What the password grant does beside the hash, per second: grants/password.ts's
+ * passwordGrant as a worker runs it (the client read, the attempt counted with
+ * the user read, tessera_start_login, two RS256 signatures) through Tessera's
+ * own connection, keyring and settings (`env`, as the instance is started),
+ * `inFlight` at once on a pool of `pool`, a random one of `usernames` each time.
+ * The hasher answers every verify at once, right: the hash is the argon2
+ * ceiling's part.
+ * @param {{ env: Record<string, string>, kek: Buffer, usernames: string[], inFlight: number, pool: number, seconds: number }} options
+ */
+export async function loginGrantRate ({ env, kek, usernames, inFlight, pool, seconds }) {
+  const config = loadConfig(env)
+  const connection = connect(config.databaseUrl ?? '', pool)
+  try {
+    const keyring = new Keyring()
+    await loadKeyring(connection.db, kek, keyring, { onRejectedKey: (kid, reason) => { throw new Error(`signing key ${kid} rejected: ${reason}`) } })
+    /** @type {import('../../services/auth/src/passwords/hasher.js').PasswordHashing} */
+    const answersAtOnce = {
+      saturated: false,
+      capacity: inFlight,
+      overloaded: hashingOverloaded,
+      hash: async () => { throw new Error('the bench users need no rehash') },
+      verify: async () => true,
+      dummyVerify: async () => false,
+      needsRehash: () => false
+    }
+    const deps = { db: connection.db, keyring, config, hasher: answersAtOnce, backoff: backoffPolicy(config) }
+    return await rate(seconds, inFlight, async () => {
+      await passwordGrant(deps, {
+        username: usernames[Math.floor(Math.random() * usernames.length)] ?? '',
+        password: 'unused: the hasher answers at once',
+        scope: undefined,
+        credentials: { method: 'none', clientId: undefined },
+        resource: undefined,
+        now: new Date(),
+        context: { ip: '127.0.0.1', userAgent: 'autocannon' }
+      })
+    })
+  } finally {
+    await connection.close()
+  }
 }
 
 /**
@@ -233,15 +276,34 @@ export async function pgbenchRotationRate (url, clients, seconds) {
 /**
  * @typedef {object} BareServer
  * @property {string} url
- * @property {() => Promise<void>} stop
+ * @property {number} pid the process started (the cluster's primary, when there are workers)
+ * @property {Promise<number | null>} exited its exit code, once every process is gone (stopped, or stopped itself)
+ * @property {() => Promise<number | null>} stop SIGTERM, then `exited`
  */
 
-/** @param {{ databaseUrl: string, jwks: string, etag: string, jwksHeaders?: Record<string, string>, requestIdLength?: number, tokenResponse: string }} options @returns {Promise<BareServer>} */
-export async function startBareServer ({ databaseUrl, jwks, etag, jwksHeaders = {}, requestIdLength = 0, tokenResponse }) {
+/**
+ * The bare server (bench/bare-server.mjs): one process, or with `workers` > 1
+ * a node:cluster of that many sharing one port, each with `pool` database
+ * connections (default: the instance's 20, split as Tessera splits them).
+ * @param {{ databaseUrl: string, jwks: string, etag: string, jwksHeaders?: Record<string, string>, requestIdLength?: number, tokenResponse: string, workers?: number, pool?: number }} options
+ * @returns {Promise<BareServer>}
+ */
+export async function startBareServer ({ databaseUrl, jwks, etag, jwksHeaders = {}, requestIdLength = 0, tokenResponse, workers = 1, pool = workerPoolSize(workers) }) {
   const child = spawn(process.execPath, [BARE_SERVER], {
-    env: { PATH: process.env.PATH ?? '', BARE_DATABASE_URL: databaseUrl, BARE_JWKS: jwks, BARE_ETAG: etag, BARE_JWKS_HEADERS: JSON.stringify(jwksHeaders), BARE_REQUEST_ID_LENGTH: String(requestIdLength), BARE_TOKEN_RESPONSE: tokenResponse },
+    env: {
+      PATH: process.env.PATH ?? '',
+      BARE_WORKERS: String(workers),
+      BARE_POOL: String(pool),
+      BARE_DATABASE_URL: databaseUrl,
+      BARE_JWKS: jwks,
+      BARE_ETAG: etag,
+      BARE_JWKS_HEADERS: JSON.stringify(jwksHeaders),
+      BARE_REQUEST_ID_LENGTH: String(requestIdLength),
+      BARE_TOKEN_RESPONSE: tokenResponse
+    },
     stdio: ['ignore', 'pipe', 'inherit']
   })
+  /** @type {Promise<number | null>} */
   const exited = new Promise((resolve) => child.on('exit', resolve))
   const port = await new Promise((resolve, reject) => {
     let output = ''
@@ -254,9 +316,11 @@ export async function startBareServer ({ databaseUrl, jwks, etag, jwksHeaders = 
   })
   return {
     url: `http://127.0.0.1:${port}`,
+    pid: /** @type {number} */ (child.pid),
+    exited,
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM')
-      await exited
+      return await exited
     }
   }
 }
@@ -270,4 +334,13 @@ export async function startBareServer ({ databaseUrl, jwks, etag, jwksHeaders = 
  */
 export function combinedRefreshCeiling ({ signs, transactions, requests }) {
   return Math.round(1 / (2 / signs + 1 / transactions + 1 / requests))
+}
+
+/**
+ * Logins per second when each costs one verify, one grant and one request,
+ * done one after another on the same machine.
+ * @param {{ hashes: number, grants: number, requests: number }} rates
+ */
+export function combinedLoginCeiling ({ hashes, grants, requests }) {
+  return Math.round(1 / (1 / hashes + 1 / grants + 1 / requests))
 }

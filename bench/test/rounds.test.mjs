@@ -124,12 +124,17 @@ test("issue 12's targets are judged per scenario, absolute ones with their ceili
     result('refresh', { rps: 1000, p99: 90, ceiling: 'refresh-combined', ceilingRate: 1100, ratio: 0.909, target: { rps: 1500, p99Ms: 100, source: 'issue 12' }, issue9Ratio: 0.7, met: false }),
     result('jwks', { ratio: 0.9 }),
     result('jwks-304', { ratio: 0.7, met: false }),
+    result('login', { rps: 66, ceiling: 'argon2', ceilingRate: 80, ratio: 0.825, met: false, target: { ratio: 0.9, source: 'issue 12' } }),
     result('login-c64', { rps: 55, p99: 480, ceiling: 'argon2', ceilingRate: 60, ratio: 0.917, shed: 12345, shedByRetryAfter: { 1: 12000, 2: 345 }, queueWaitMs: 500, shedP99: 12, target: { queueWaitMs: 500, source: 'issue 12' } })
-  ], { 'refresh-combined': { rate: 1100 }, 'refresh-signing-limit': { rate: 3300 } })
-  assert.deepEqual(targets.map((t) => [t.text.split(' ')[0], t.met]), [['refresh', false], ['JWKS', false], ['login', true]])
+  ], { 'refresh-combined': { rate: 1100 }, 'refresh-signing-limit': { rate: 3300 }, 'login-combined': { rate: 70 } })
+  assert.deepEqual(targets.map((t) => [t.text.split(' ')[0], t.met]), [['refresh', false], ['JWKS', false], ['login', false], ['login', true]])
+  assert.equal(targets[1]?.measured, 'jwks: 100/s = 90 % of c 200/s, 0 errors; jwks-304: 100/s = 70 % of c 200/s, 0 errors', 'no ceiling beside: none printed')
+  assert.equal(targets[2]?.measured, 'login: 66/s = 83 % of argon2 80/s, 0 errors (for reading: 94 % of login-combined 70/s)', 'judged on argon2 alone, login-combined beside')
   assert.equal(targets[0]?.measured, 'refresh: 1,000/s, p99 90 ms, 0 errors (91 % of refresh-combined 1,100/s; 30 % of refresh-signing-limit 3,300/s)')
   assert.match(targets[0]?.text ?? '', /\(issue 12\)$/)
-  assert.equal(targets[2]?.measured, 'login-c64: 55/s, p99 480 ms, 0 errors, 12,345 answers 503 with Retry-After (1 s ×12,000, 2 s ×345), the longest wait in the hashing queue ≤ 500 ms (its histogram\'s bucket, every round), p99 of the 503 answers 12 ms (worst round) (92 % of argon2 60/s)')
+  assert.equal(targets[3]?.measured, 'login-c64: 55/s, p99 480 ms, 0 errors, 12,345 answers 503 with Retry-After (1 s ×12,000, 2 s ×345), the longest wait in the hashing queue ≤ 500 ms (its histogram\'s bucket, every round), p99 of the 503 answers 12 ms (worst round) (92 % of argon2 60/s)')
+  const [jwks] = judgeTargets([result('jwks', { ratio: 0.9, beside: [{ ceiling: 'bare-jwks-one-process', rate: 150, low: 140, ratio: 0.667 }] })]).targets
+  assert.equal(jwks?.measured, 'jwks: 100/s = 90 % of c 200/s, 0 errors (for reading: 67 % of bare-jwks-one-process 150/s)', 'the one-process route beside the judged one')
   assert.deepEqual(issue9.map((t) => [t.text, t.met]), [['refresh ≥ 70 % of refresh-combined', true], ['zero errors in every scenario', true]])
   assert.deepEqual(judgeTargets([]), { targets: [], issue9: [] })
 })

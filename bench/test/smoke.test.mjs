@@ -49,6 +49,18 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
   for (const name of ['sign-jose', 'argon2', 'rotation', 'bare-token', 'refresh-combined', 'bare-jwks', 'bare-jwks-304', 'bare-me']) {
     assert.ok(report.ceilings[name]?.rate > 0, `ceiling ${name}`)
   }
+  // The JWKS and /v1/me are judged against the bare route laid out as the instance they ran on (one worker
+  // per core), the same route in one process read beside, in as many rounds.
+  for (const ceiling of ['bare-jwks', 'bare-jwks-304', 'bare-me']) {
+    const row = report.scenarios.find((/** @type {any} */ s) => s.ceiling === ceiling)
+    const beside = report.ceilings[`${ceiling}-one-process`]
+    assert.deepEqual(row.beside, [{ ceiling: `${ceiling}-one-process`, rate: beside.rate, low: beside.low, ratio: Math.round((row.rps / beside.rate) * 1000) / 1000 }], row.name)
+    assert.equal(beside.rounds.length, report.settings.rounds, ceiling)
+    assert.match(report.ceilings[ceiling].what, report.machine.cores > 1 ? new RegExp(`^bare Fastify served as Tessera serves it: a node:cluster of ${report.machine.cores} workers`) : /one worker/)
+  }
+  // Its round is measured just before the scenario's, as the judged ceiling's is, not after the scenario's rounds.
+  const measuredInOrder = stderr.split('\n').map((l) => l.replace(/^\[bench \+[\d.]+s\] /, '')).filter((l) => /^(ceiling bare-jwks(-one-process)?|scenario jwks)…$/.test(l))
+  assert.deepEqual(measuredInOrder, ['ceiling bare-jwks…', 'ceiling bare-jwks-one-process…', 'scenario jwks…'])
   // The physical limits stand beside the ceilings: signing on every core (÷ 2 for a refresh) and argon2 on every core.
   for (const name of ['sign-all-cores', 'refresh-signing-limit', 'argon2-all-cores']) assert.ok(report.ceilings[name]?.rate > 0, `physical ${name}`)
   assert.ok(Math.abs(report.ceilings['refresh-signing-limit'].rate - report.ceilings['sign-all-cores'].rate / 2) <= 0.5)
@@ -56,6 +68,10 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
   const { rate: signs } = report.ceilings['sign-jose']
   const expected = 1 / (2 / signs + 1 / report.ceilings.rotation.rate + 1 / report.ceilings['bare-token'].rate)
   assert.ok(Math.abs(report.ceilings['refresh-combined'].rate - expected) <= 1)
+  // Beside login's argon2: Tessera's own password grant, and the three parts combined.
+  assert.ok(report.ceilings['login-grant']?.rate > 0, 'ceiling login-grant')
+  const login = 1 / (1 / report.ceilings.argon2.rate + 1 / report.ceilings['login-grant'].rate + 1 / report.ceilings['bare-token'].rate)
+  assert.ok(Math.abs(report.ceilings['login-combined'].rate - login) <= 1, `login-combined ${JSON.stringify(report.ceilings['login-combined'])}`)
   // Issue 12's targets (and issue 14's), each judged; issue 9's ratios apart, for reading.
   assert.deepEqual(report.targets.targets.map((/** @type {any} */ t) => t.text.replace(/ .*\((issue \d+)\)$/, ' $1')), ['refresh issue 12', '/v1/me issue 12', 'JWKS issue 12', 'login issue 12', 'login issue 12', 'client_credentials issue 14'])
   for (const t of report.targets.targets) assert.equal(typeof t.met, 'boolean')
@@ -87,6 +103,7 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
     assert.ok(markdown.includes(heading), heading)
   }
   assert.match(markdown, /^\| ceiling \| per second \| spread \| how it was measured \|$/m)
+  assert.match(markdown, /^\| jwks \| .+ \| \d+ % of [\d,]+ \(bare-jwks-one-process\) \| /m, 'the JWKS row reads its ratio to the one-process route')
   assert.match(markdown, /^Before: bench\/profiles\/before-refresh\.json, saved at .+ from commit \w+/m)
   assert.match(markdown, /^\| area \| % of busy, before \| % of busy, after \|$/m)
   assert.ok(markdown.includes('](report.svg)'))

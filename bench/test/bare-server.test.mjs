@@ -1,0 +1,151 @@
+/**
+ * The bare server the JWKS and /v1/me are judged against, laid out as
+ * Tessera serves: with BARE_WORKERS=2 a node:cluster of two processes
+ * answering on one port, stopped whole; and the ceilings that use it, the
+ * cluster ones judged with the one-process ones beside.
+ * @module
+ */
+import { readFileSync } from 'node:fs'
+import { request } from 'node:http'
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { ALTERNATING_BESIDE, ONE_PROCESS, ceilingDefinitions } from '../lib/ceiling-definitions.mjs'
+import { startBareServer } from '../lib/ceilings.mjs'
+import { SCENARIOS } from '../lib/scenarios.mjs'
+
+const JWKS = '{"keys":[{"kty":"RSA","kid":"k1","n":"AQAB","e":"AQAB"}]}'
+const ETAG = '"jwks-etag"'
+/** Requests per kind (200, 304): each worker takes several, one after another. */
+const REQUESTS = 12
+
+/** @param {number} workers */
+const bare = async (workers) => await startBareServer({
+  // /jwks never touches the database: a pool connects on its first query only.
+  databaseUrl: 'postgres://nobody@127.0.0.1:1/none',
+  jwks: JWKS,
+  etag: ETAG,
+  jwksHeaders: { 'cache-control': 'public, max-age=300' },
+  requestIdLength: 6,
+  tokenResponse: '{}',
+  workers
+})
+
+/** The pids a process started, from /proc. @param {number} pid @returns {number[]} */
+const children = (pid) => readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter((p) => p !== '').map(Number)
+
+/** @param {number} pid */
+const alive = (pid) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * GET /jwks on a connection of its own each time, so node:cluster hands each
+ * to a worker in turn.
+ * @param {string} url @param {Record<string, string>} headers
+ * @returns {Promise<{ status: number, body: string, etag: string | undefined, requestId: string }>}
+ */
+const getJwks = async (url, headers) => await new Promise((resolve, reject) => {
+  const req = request(`${url}/jwks`, { headers, agent: false }, (res) => {
+    let body = ''
+    res.on('data', (chunk) => { body += chunk })
+    res.on('end', () => resolve({ status: res.statusCode ?? 0, body, etag: res.headers.etag, requestId: String(res.headers['x-request-id']) }))
+  })
+  req.on('error', reject)
+  req.end()
+})
+
+/**
+ * REQUESTS answers of each kind: the body with its ETag, then 304 for that
+ * ETag. Each process counts its own request ids from 1, so an id seen twice
+ * within a kind means two processes answered it; one process never repeats one.
+ * @param {string} url
+ */
+async function answersOfEachKind (url) {
+  const full = []
+  for (let i = 0; i < REQUESTS; i++) full.push(await getJwks(url, {}))
+  const notModified = []
+  for (let i = 0; i < REQUESTS; i++) notModified.push(await getJwks(url, { 'if-none-match': ETAG }))
+  for (const answer of full) assert.deepEqual([answer.status, answer.body, answer.etag], [200, JWKS, ETAG])
+  for (const answer of notModified) assert.deepEqual([answer.status, answer.body, answer.etag], [304, '', ETAG])
+  const repeated = (/** @type {{ requestId: string }[]} */ answers) => answers.length - new Set(answers.map((a) => a.requestId)).size
+  return { repeated200: repeated(full), repeated304: repeated(notModified) }
+}
+
+test('BARE_WORKERS=2: two processes answer /jwks on one port, 200 and 304, and SIGTERM stops them all', async (t) => {
+  const server = await bare(2)
+  t.after(async () => { await server.stop() })
+  const workers = children(server.pid)
+  assert.equal(workers.length, 2, 'the primary forked two workers')
+
+  const { repeated200, repeated304 } = await answersOfEachKind(server.url)
+  assert.ok(repeated200 > 0, 'the 200 answers came from two processes (a request id counted twice)')
+  assert.ok(repeated304 > 0, 'the 304 answers came from two processes')
+
+  assert.equal(await server.stop(), 0, 'a clean exit')
+  assert.deepEqual(workers.filter(alive), [], 'no worker outlives the primary')
+})
+
+test('by default the bare server is one process: nothing forked, no request id repeated', async (t) => {
+  const server = await bare(1)
+  t.after(async () => { await server.stop() })
+  assert.deepEqual(children(server.pid), [])
+  assert.deepEqual(await answersOfEachKind(server.url), { repeated200: 0, repeated304: 0 })
+  assert.equal(await server.stop(), 0)
+})
+
+test('a worker that dies stops the whole bare server, with an error: a ceiling is never measured on fewer processes than it says', async (t) => {
+  const server = await bare(2)
+  t.after(async () => { await server.stop() })
+  const [victim, other] = children(server.pid)
+  assert.ok(victim !== undefined && other !== undefined)
+  process.kill(victim, 'SIGKILL')
+  assert.equal(await server.exited, 1)
+  assert.equal(alive(other), false)
+})
+
+test('the JWKS and /v1/me are judged against the bare route laid out as Tessera serves it, the one-process route read beside', async () => {
+  /** @type {{ path: string | undefined, workers: number }[]} */
+  const loads = []
+  const definitions = ceilingDefinitions({
+    databaseUrl: 'postgres://unused',
+    keyBits: 2048,
+    cores: 2,
+    workers: 3,
+    seconds: 1,
+    connections: 64,
+    jwks: { body: JWKS, etag: ETAG },
+    tokenResponse: '{}',
+    refreshToken: 'rt',
+    sessions: async () => [{ userId: 'u', sessionId: 's' }],
+    login: { env: {}, kek: Buffer.alloc(32), usernames: () => [], inFlight: 16 },
+    log: () => {},
+    bareLoad: async (request, _ok, _round, workers) => {
+      loads.push({ path: request.path, workers })
+      return 1
+    }
+  })
+  const judged = Object.fromEntries(SCENARIOS.map((s) => [s.name, s.ceiling]))
+  assert.deepEqual([judged.jwks, judged['jwks-304'], judged.me], ['bare-jwks', 'bare-jwks-304', 'bare-me'])
+  for (const [scenario, ceilings] of Object.entries(ALTERNATING_BESIDE)) {
+    assert.deepEqual(ceilings, [`${judged[scenario]}${ONE_PROCESS}`], `${scenario} reads the one-process route beside its own`)
+  }
+  for (const name of ['bare-jwks', 'bare-jwks-304', 'bare-me', 'bare-jwks-one-process', 'bare-jwks-304-one-process', 'bare-me-one-process']) {
+    const found = definitions[name]
+    assert.ok(found !== undefined && 'measure' in found, name)
+    await found.measure(0)
+  }
+  assert.deepEqual(loads, [
+    { path: '/jwks', workers: 3 }, { path: '/jwks', workers: 3 }, { path: '/me', workers: 3 },
+    { path: '/jwks', workers: 1 }, { path: '/jwks', workers: 1 }, { path: '/me', workers: 1 }
+  ], "the judged ones on the instance's workers, the ones beside on one process")
+  assert.match(definitions['bare-jwks']?.what ?? '', /served as Tessera serves it: a node:cluster of 3 workers sharing one port/)
+  assert.match(definitions['bare-me']?.what ?? '', /a pool of 7 per worker/, "each worker's share of the instance's 20 connections")
+  assert.match(definitions['bare-me-one-process']?.what ?? '', /^one bare Fastify process.*a pool of 20\)/)
+  // The sibling service and the gateway each answer from one process (notes; Nginx's one worker).
+  assert.deepEqual([judged.notes, judged['gateway-jwks']], ['bare-me-one-process', 'bare-jwks-one-process'])
+})
