@@ -37,10 +37,10 @@ const MEMORY_ROOM = 1024 ** 3
  * Where the embedded test cluster lives: in /dev/shm (a tmpfs) when it has
  * room, else .data/test on disk. Its data is thrown away anyway (it runs
  * non-durable, below), and on this VM's disk a clone and its drop cost
- * 0.2–0.5 s of CPU, nearly all of it in the kernel's ext4 inode allocator
+ * 0.2–0.5 s of CPU, the largest part in the kernel's ext4 inode allocator
  * (each clone makes ~300 files just after the last drop deleted as many),
- * where in memory they cost 0.03 s (docs/decisions.md, "The test cluster
- * in memory"). One directory per checkout, keyed by the disk path it
+ * where in memory they cost 0.03 s (docs/decisions.md, "The fast lane in
+ * half a minute"). One directory per checkout, keyed by the disk path it
  * replaces, so runs in one checkout still share one server. Lost at reboot,
  * and made anew (initdb) by the next run.
  */
@@ -66,7 +66,7 @@ function testDataDir () {
 
 /**
  * Keys made ahead per run: more than the in-process apps any one test file
- * builds on fresh databases (10 at most today), at TESSERA_KEY_BITS' default,
+ * builds on fresh databases (9 at most today), at TESSERA_KEY_BITS' default,
  * which those apps use.
  */
 const SIGNING_KEYS_AHEAD = 12

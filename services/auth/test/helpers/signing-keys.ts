@@ -3,7 +3,7 @@
  * run: scripts/with-test-db.mjs generates them (real RSA keys, made at test
  * time, never committed) into the file TESSERA_TEST_SIGNING_KEYS names.
  * Generating a 2048-bit key costs 40–150 ms of CPU, and the fast lane built
- * ~85 apps (docs/decisions.md, "A signing key made ahead for each test app").
+ * ~85 apps (docs/decisions.md, "The fast lane in half a minute").
  *
  * Each key is handed out once per test process, so no two apps of a test file
  * share a key (a kid is the key's thumbprint). Past the last key, and for a
