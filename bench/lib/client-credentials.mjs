@@ -47,7 +47,7 @@ export async function clientReadRate (url, inFlight, pool, seconds) {
     let done = 0
     await Promise.all(Array.from({ length: inFlight }, async () => {
       while (performance.now() < deadline) {
-        await connection.pool.query({ name: 'tessera_client_read', text: CLIENT_READ_SQL, values: [BENCH_CLIENT, new Date()] })
+        await connection.pool.query({ name: 'tessera_client_read', text: CLIENT_READ_SQL, values: [BENCH_CLIENT] })
         done++
       }
     }))

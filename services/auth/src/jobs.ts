@@ -6,7 +6,9 @@
  * once however many instances run. Also the periodic cleanup of expired
  * sessions, refresh tokens and stale login back-off rows. In a served
  * instance the primary runs these once and tells its HTTP workers of every
- * reload (`onReload`), so each worker reloads its own keyring too.
+ * reload (`onReload`), so each worker reloads its own keyring too, and of
+ * every client change (`clientChanges`), so each worker's client rows in
+ * memory stay true.
  * @module
  */
 import type pg from 'pg'
@@ -16,7 +18,9 @@ import type { Db } from './db/database.js'
 import { advanceKeys } from './keys/advance.js'
 import type { Keyring } from './keys/keyring.js'
 import { loadKeyring, logRejectedKey } from './keys/load.js'
-import { listenForKeyChanges } from './keys/notify.js'
+import { listenForChanges } from './db/listen.js'
+import { KEYS_CHANNEL } from './keys/transitions.js'
+import { CLIENTS_CHANNEL } from './clients/cache.js'
 import { cleanupExpired } from './sessions/cleanup.js'
 import { singleFlight } from './util/single-flight.js'
 import { pruneLoginThrottle } from './passwords/login-throttle.js'
@@ -35,6 +39,8 @@ export interface JobDeps {
   metrics: Pick<Metrics, 'jobFailed'>
   /** Called whenever the keyring reloads, with why. */
   onReload?: (why: string) => void
+  /** Told of each client whose row changed (clients/cache.ts), and whether such changes are heard at all right now. */
+  clientChanges?: { changed: (clientId: string) => void, heard: (live: boolean) => void }
 }
 
 export interface BackgroundJobs {
@@ -90,7 +96,21 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
     })
   }
 
-  const listener = await listenForKeyChanges(deps.databaseUrl, logger, (reason) => reload(`notified: ${reason}`), () => metrics.jobFailed('key_listener'))
+  const listener = await listenForChanges(deps.databaseUrl, logger, {
+    channels: {
+      [KEYS_CHANNEL]: (reason) => reload(`notified: ${reason}`),
+      [CLIENTS_CHANNEL]: (clientId) => deps.clientChanges?.changed(clientId)
+    },
+    onListening: (again) => {
+      // Key changes notified while the connection was away were lost.
+      if (again) reload('listener reconnected')
+      deps.clientChanges?.heard(true)
+    },
+    onLost: () => {
+      deps.clientChanges?.heard(false)
+      metrics.jobFailed('key_listener')
+    }
+  })
   const backstop = setInterval(() => reload('periodic'), config.keyCheckInterval * 1000)
   backstop.unref()
   const cleaner = setInterval(() => {

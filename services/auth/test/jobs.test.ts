@@ -19,15 +19,18 @@ import { ensureSigningKey } from '../src/keys/ensure.js'
 import { readKekFile, resolveKek } from '../src/keys/kek.js'
 import { Keyring } from '../src/keys/keyring.js'
 import { loadKeyring } from '../src/keys/load.js'
-import { LISTENER_NAME } from '../src/keys/notify.js'
+import { LISTENER_NAME } from '../src/db/listen.js'
 import { rotateKeys } from '../src/keys/rotate.js'
+import { createClient } from '../src/clients/register.js'
+import { rotateClientSecret } from '../src/clients/rotate-secret.js'
+import { deleteClient, disableClient } from '../src/clients/end.js'
 import { createLogger } from '../src/logging.js'
 import { createMetrics, type Metrics } from '../src/metrics/metrics.js'
 import { refuseRejectedKey, testConfig } from './helpers/app.js'
 import { createTestDatabase, testConnection } from './helpers/db.js'
 import { within } from './helpers/http.js'
 
-interface Instance { config: Config, kek: Buffer, keyring: Keyring, logs: () => string, metrics: Metrics, clock: () => Date, advance: (seconds: number) => void }
+interface Instance { config: Config, kek: Buffer, keyring: Keyring, logs: () => string, metrics: Metrics, clock: () => Date, advance: (seconds: number) => void, clientEvents: string[] }
 
 /** One instance's keyring and background jobs on `url`, logging into `logs`; its clock runs, and `advance` moves it on. */
 async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: Record<string, string>): Promise<Instance> {
@@ -41,9 +44,11 @@ async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: 
   const metrics = createMetrics({ keyring, processMetrics: false })
   let offset = 0
   const clock = (): Date => new Date(Date.now() + offset * 1000)
-  const jobs = await startBackgroundJobs({ config, db, databaseUrl: url, pool, keyring, kek, logger, clock, metrics })
+  const clientEvents: string[] = []
+  const clientChanges = { changed: (id: string) => { clientEvents.push(`changed ${id}`) }, heard: (live: boolean) => { clientEvents.push(live ? 'live' : 'lost') } }
+  const jobs = await startBackgroundJobs({ config, db, databaseUrl: url, pool, keyring, kek, logger, clock, metrics, clientChanges })
   t.teardown(jobs.stop)
-  return { config, kek, keyring, logs: sink.text, metrics, clock, advance: (seconds) => { offset += seconds } }
+  return { config, kek, keyring, logs: sink.text, metrics, clock, advance: (seconds) => { offset += seconds }, clientEvents }
 }
 
 t.test('an instance hears of changes within a second, also after losing its LISTEN connection', async (t) => {
@@ -69,8 +74,38 @@ t.test('an instance hears of changes within a second, also after losing its LIST
   t.ok((lost?.value ?? 0) >= 1, 'the lost LISTEN connection is counted')
   const after = await rotateKeys(other.db, making, { immediate: true, now: new Date(), who })
   t.ok(await within(1000, async () => keyring.signer?.kid === after.promoted) !== undefined, 'and hears the next change within 1 s')
-  t.match(logs(), 'key change listener lost its connection; reconnecting')
-  t.match(logs(), 'key change listener reconnected')
+  t.match(logs(), 'change listener lost its connection; reconnecting')
+  t.match(logs(), 'change listener reconnected')
+})
+
+t.test('client changes are heard at their commit, and a lost LISTEN says so until it is back', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db, pool } = await testConnection(t, url)
+  const other = await testConnection(t, url)
+  const { clientEvents } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s' })
+  t.same(clientEvents, ['live'], 'listening from the start')
+  const operator = { actor: 'operator' }
+  const at = new Date()
+  await createClient(other.db, { clientId: 'svc', confidential: true, grants: ['client_credentials'], scopes: [], resources: [] }, at, operator)
+  t.ok(await within(1000, async () => clientEvents.includes('changed svc')) !== undefined, 'a new client is heard')
+  await other.db.transaction().execute(async (trx) => {
+    await sql`UPDATE clients SET scopes = '{notes:read}' WHERE client_id = 'svc'`.execute(trx)
+    await sql`SELECT pg_sleep(0.2)`.execute(trx)
+    t.same(clientEvents, ['live', 'changed svc'], 'a change is not heard before its commit')
+  })
+  await rotateClientSecret(other.db, { clientId: 'svc', graceSeconds: 0, now: at }, operator)
+  await disableClient(other.db, 'svc', at, operator)
+  await sql`UPDATE clients SET client_id = 'svc2' WHERE client_id = 'svc'`.execute(other.db)
+  await deleteClient(other.db, 'svc2', at, operator)
+  await sql`TRUNCATE clients CASCADE`.execute(other.db)
+  t.ok(await within(1000, async () => clientEvents.includes('changed *')) !== undefined)
+  t.same(clientEvents, ['live', 'changed svc', 'changed svc', 'changed svc', 'changed svc', 'changed svc', 'changed svc2', 'changed svc2', 'changed *'],
+    'the update at its commit, a rotation, a disable, a rename (both names), a deletion and a truncate, each heard once, in order')
+
+  const [pid] = (await sql<{ pid: number }>`SELECT pid FROM pg_stat_activity WHERE application_name = ${LISTENER_NAME} AND datname = current_database()`.execute(other.db)).rows.map((r) => r.pid)
+  await sql`SELECT pg_terminate_backend(${pid})`.execute(other.db)
+  t.ok(await within(5000, async () => clientEvents.at(-1) === 'live' && clientEvents.includes('lost'), 50) !== undefined, 'lost, then listening again')
+  t.same(clientEvents.slice(-2), ['lost', 'live'])
 })
 
 t.test('a connection lost while checked out from the pool fails its work, not the process', async (t) => {

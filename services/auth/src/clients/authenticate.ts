@@ -14,6 +14,7 @@ import { recordAudit, type RequestContext } from '../audit/record.js'
 import { OAuthError } from '../errors.js'
 import { BASIC_CHALLENGE, type ClientCredentials } from './credentials.js'
 import { digestMatches, secretDigest } from './secret.js'
+import type { ClientCache, ClientRecord } from './cache.js'
 
 export interface RegisteredClient {
   clientId: string
@@ -26,6 +27,8 @@ export interface RegisteredClient {
 export interface ClientAuthDeps {
   db: Db
   config: { defaultClientId: string }
+  /** An HTTP worker's rows in memory (clients/cache.ts); every read goes to the database without it. */
+  clientCache?: ClientCache
 }
 
 export interface ClientAuthInput {
@@ -40,11 +43,12 @@ const NO_DIGEST = Buffer.alloc(32)
  * The client's row as authentication needs it, in fixed text so nothing is
  * compiled per request, and named, so each connection parses and plans it
  * once (db/named-statements.ts; bench/lib/client-credentials.mjs measures the
- * same statement). Postgres judges the previous secret's grace against $2, the injected
- * clock, and answers booleans and digests only: no timestamp is parsed.
+ * same statement). The previous secret's end comes as epoch milliseconds, so
+ * no timestamp is parsed, and is judged here against the injected clock:
+ * a row kept in memory (clients/cache.ts) must be judged at each use.
  */
-export const CLIENT_READ_SQL = namedStatement('tessera_client_read', 'select confidential, grants, scopes, resources, secret_digest, ' +
-  'case when previous_secret_expires_at > $2 then previous_secret_digest end as live_previous_digest, ' +
+export const CLIENT_READ_SQL = namedStatement('tessera_client_read', 'select confidential, grants, scopes, resources, secret_digest, previous_secret_digest, ' +
+  'extract(epoch from previous_secret_expires_at)::float8 * 1000 as previous_secret_expires_ms, ' +
   'disabled_at is not null as disabled from clients where client_id = $1')
 
 interface ClientRow {
@@ -53,12 +57,38 @@ interface ClientRow {
   scopes: string[]
   resources: string[]
   secret_digest: Buffer | null
-  /** The rotated-out secret while its grace lasts, else null. */
-  live_previous_digest: Buffer | null
+  previous_secret_digest: Buffer | null
+  previous_secret_expires_ms: number | null
   disabled: boolean
 }
 
-function failureReason (row: ClientRow | undefined, credentials: ClientCredentials, secretOk: boolean): string | undefined {
+async function readClient (db: Db, clientId: string): Promise<ClientRecord | undefined> {
+  const { rows: [row] } = await db.executeQuery<ClientRow>(CompiledQuery.raw(CLIENT_READ_SQL, [clientId]))
+  return row === undefined
+    ? undefined
+    : {
+        confidential: row.confidential,
+        grants: row.grants,
+        scopes: row.scopes,
+        resources: row.resources,
+        secretDigest: row.secret_digest,
+        previousSecretDigest: row.previous_secret_digest,
+        previousSecretExpiresMs: row.previous_secret_expires_ms,
+        disabled: row.disabled
+      }
+}
+
+/** Whether the presented secret is the client's current one, or its previous one while the grace lasts. */
+function secretMatches (record: ClientRecord | undefined, secret: string, now: Date): boolean {
+  const presented = secretDigest(secret)
+  const current = digestMatches(presented, record?.secretDigest ?? NO_DIGEST)
+  const previousLive = record?.previousSecretExpiresMs != null && record.previousSecretExpiresMs > now.getTime()
+  // Compared whether or not it is live, so the time taken says nothing of a rotation.
+  const previous = digestMatches(presented, record?.previousSecretDigest ?? NO_DIGEST) && previousLive
+  return (current || previous) && record?.secretDigest != null
+}
+
+function failureReason (row: ClientRecord | undefined, credentials: ClientCredentials, secretOk: boolean): string | undefined {
   if (row === undefined) return 'unknown client'
   if (row.disabled) return 'client disabled'
   if (credentials.method === 'none') return row.confidential ? 'no client authentication' : undefined
@@ -69,14 +99,10 @@ function failureReason (row: ClientRow | undefined, credentials: ClientCredentia
 export async function authenticateClient (deps: ClientAuthDeps, input: ClientAuthInput): Promise<RegisteredClient> {
   const { credentials } = input
   const clientId = credentials.clientId ?? deps.config.defaultClientId
-  const { rows: [row] } = await deps.db.executeQuery<ClientRow>(CompiledQuery.raw(CLIENT_READ_SQL, [clientId, input.now]))
-  let secretOk = false
-  if (credentials.method !== 'none') {
-    const presented = secretDigest(credentials.secret)
-    const current = digestMatches(presented, row?.secret_digest ?? NO_DIGEST)
-    const previous = digestMatches(presented, row?.live_previous_digest ?? NO_DIGEST)
-    secretOk = (current || previous) && row?.secret_digest != null
-  }
+  const row = deps.clientCache === undefined
+    ? await readClient(deps.db, clientId)
+    : await deps.clientCache.read(clientId, async (id) => await readClient(deps.db, id))
+  const secretOk = credentials.method !== 'none' && secretMatches(row, credentials.secret, input.now)
   const reason = failureReason(row, credentials, secretOk)
   if (row === undefined || reason !== undefined) throw await clientAuthenticationFailed(deps.db, { ...input, clientId, reason: reason ?? 'unknown client' })
   return { clientId, confidential: row.confidential, grants: row.grants, scopes: row.scopes, resources: row.resources }

@@ -2,8 +2,8 @@
  * An instance's primary process: everything that must exist once per
  * instance. It starts the embedded Postgres (when there is no DATABASE_URL)
  * and stops it last, migrates, resolves the KEK, makes the first key, runs
- * the background jobs (key schedule, cleanup, the LISTEN for key changes,
- * relayed to every worker), owns the hashing queue in front of the hashing
+ * the background jobs (key schedule, cleanup, the LISTEN for key and client
+ * changes, relayed to every worker), owns the hashing queue in front of the hashing
  * process, the per-IP counters and the instance's metrics, and forks
  * `config.workers` HTTP workers (cluster/worker.ts), which share the port
  * through node:cluster. Drain: every worker finishes its in-flight requests
@@ -12,6 +12,7 @@
  */
 import cluster, { type Worker } from 'node:cluster'
 import type { Logger } from 'pino'
+import type { ClientFeedState } from '../clients/cache.js'
 import { ensureDefaultClient } from '../clients/register.js'
 import type { Config } from '../config.js'
 import { connect, type Connection } from '../db/connect.js'
@@ -35,7 +36,7 @@ import { answer, Asker, isAnswer, isAsk, isNotice, notice, type Notice, type Sen
 import type { Registry } from 'prom-client'
 
 /** What a worker needs from the primary before it can serve. */
-export interface Boot { databaseUrl: string, kek: string, poolSize: number, hashingSaturated: boolean, hashingShare: number }
+export interface Boot { databaseUrl: string, kek: string, poolSize: number, hashingSaturated: boolean, hashingShare: number, clientFeed: ClientFeedState }
 
 export interface Primary {
   /** Every worker is listening: the address they share. */
@@ -116,7 +117,9 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     const metrics = createMetrics({ hasher, keyring, pool: connection.pool, keyRotation: config.keyRotation, clock: () => new Date() })
     const asker = new Asker()
     let draining = false
-    const boot = (): Boot => ({ databaseUrl: url, kek: kek.toString('base64url'), poolSize: workerPoolSize(config.workers), hashingSaturated, hashingShare: hashingShare(hasher, config.workers) })
+    // Whether client changes are heard now; the epoch lets a worker tell the latest telling from an older one (boot's answer and a notice can cross).
+    let clientFeed: ClientFeedState = { live: false, epoch: 0 }
+    const boot = (): Boot => ({ databaseUrl: url, kek: kek.toString('base64url'), poolSize: workerPoolSize(config.workers), hashingSaturated, hashingShare: hashingShare(hasher, config.workers), clientFeed })
     const renderInstanceMetrics = async (): Promise<string> => await instanceMetrics(metrics.registry, [...workers].filter((w) => w.isConnected())
       .map(async (w) => await asker.ask<Awaited<ReturnType<Registry['getMetricsAsJSON']>>>(sendTo(w), 'metrics-json', null, WORKER_METRICS_TIMEOUT_MS)))
     const handlers = {
@@ -139,7 +142,14 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
       logger,
       clock: () => new Date(),
       metrics,
-      onReload: (why) => broadcast(notice('keys-changed', why))
+      onReload: (why) => broadcast(notice('keys-changed', why)),
+      clientChanges: {
+        changed: (clientId) => broadcast(notice('client-changed', clientId)),
+        heard: (live) => {
+          clientFeed = { live, epoch: clientFeed.epoch + 1 }
+          broadcast(notice('client-feed', clientFeed))
+        }
+      }
     })
     stops.unshift(async () => { await jobs.stop() })
 

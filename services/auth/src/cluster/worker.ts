@@ -10,6 +10,7 @@
  */
 import type { Logger } from 'pino'
 import { buildApp } from '../app.js'
+import { ClientCache, type ClientFeedState } from '../clients/cache.js'
 import type { Config } from '../config.js'
 import { connect } from '../db/connect.js'
 import { keyringReloader } from '../jobs.js'
@@ -34,6 +35,7 @@ export async function startWorker (config: Config, logger: Logger, onDrain: (why
   const asker = new Asker()
   const ask: AskPrimary = async <T>(kind: string, body: unknown) => await asker.ask<T>(send, kind, body)
   const hasher = new InstanceHashing(ask)
+  const clientCache = new ClientCache()
   let reloadKeys: (() => Promise<void>) | undefined
   let metrics: Metrics | undefined
   const handlers = { 'metrics-json': async () => await metrics?.registry.getMetricsAsJSON() ?? [] }
@@ -44,6 +46,8 @@ export async function startWorker (config: Config, logger: Logger, onDrain: (why
   })
   const heard = (message: Notice): void => {
     if (message.kind === 'keys-changed') reloadKeys?.().catch((err: unknown) => logger.warn({ err, why: message.body }, 'keyring reload failed'))
+    else if (message.kind === 'client-changed') clientCache.changed(message.body as string)
+    else if (message.kind === 'client-feed') clientCache.feed(message.body as ClientFeedState)
     else if (message.kind === 'hashing-saturated') hasher.saturated = message.body === true
     else if (message.kind === 'hashing-share') hasher.capacity = message.body as number
     else if (message.kind === 'drain') onDrain('the primary is draining')
@@ -60,6 +64,7 @@ export async function startWorker (config: Config, logger: Logger, onDrain: (why
   const boot = await ask<Boot>('boot', null)
   hasher.saturated = boot.hashingSaturated
   hasher.capacity = boot.hashingShare
+  clientCache.feed(boot.clientFeed)
   const connection = connect(boot.databaseUrl, boot.poolSize)
   try {
     const kek = Buffer.from(boot.kek, 'base64url')
@@ -67,7 +72,7 @@ export async function startWorker (config: Config, logger: Logger, onDrain: (why
     await loadKeyring(connection.db, kek, keyring, { onRejectedKey: logRejectedKey(logger) })
     reloadKeys = keyringReloader({ db: connection.db, kek, keyring, logger })
     metrics = createMetrics({ pool: connection.pool, render: async () => await ask<string>('metrics', null) })
-    const app = await buildApp(config, { db: connection.db, logger, keyring, hasher, metrics, clock: () => new Date(), rateLimitStore: instanceRateLimitStore(ask) })
+    const app = await buildApp(config, { db: connection.db, logger, keyring, hasher, metrics, clock: () => new Date(), rateLimitStore: instanceRateLimitStore(ask), clientCache })
     const address = await app.listen({ port: config.port, host: config.host })
     send(notice('listening', address))
     return {

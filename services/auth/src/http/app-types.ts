@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import type { FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Logger } from 'pino'
+import type { ClientCache } from '../clients/cache.js'
 import type { Db } from '../db/database.js'
 import type { Keyring } from '../keys/keyring.js'
 import type { Metrics } from '../metrics/metrics.js'
@@ -22,6 +23,8 @@ export interface Deps {
   clock: () => Date
   /** Where the per-IP counters live; this process's memory when unset. An HTTP worker counts in its primary. */
   rateLimitStore?: FastifyRateLimitStoreCtor
+  /** Client rows kept in memory while the primary relays every change to them (an HTTP worker's); unset, every client read goes to the database. */
+  clientCache?: ClientCache
 }
 
 export type App = FastifyInstance<any, any, any, Logger, TypeBoxTypeProvider>

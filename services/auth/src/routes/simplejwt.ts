@@ -74,7 +74,7 @@ export function simplejwtPaths (config: Pick<Config, 'simplejwtPrefix'>): { logi
 export function registerSimpleJwtRoutes (app: App, config: Config, deps: Deps): void {
   if (!config.simplejwtCompat) return
   const loginDeps = loginDepsOf(config, deps)
-  const issuer = { db: deps.db, keyring: deps.keyring, config }
+  const issuer = { db: deps.db, keyring: deps.keyring, config, clientCache: deps.clientCache }
   const paths = simplejwtPaths(config)
   // Every route logs in or handles tokens like /oauth/token: the same per-IP budget; the login hashes.
   const options = (ok: typeof Pair | typeof Empty, hashesPassword?: 'always') => ({

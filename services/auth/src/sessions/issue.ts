@@ -4,6 +4,7 @@
  * @module
  */
 import { randomUUID } from 'node:crypto'
+import type { ClientCache } from '../clients/cache.js'
 import type { Config } from '../config.js'
 import type { Db } from '../db/database.js'
 import type { Keyring } from '../keys/keyring.js'
@@ -16,6 +17,8 @@ export interface Issuer {
   db: Db
   keyring: Keyring
   config: IssuerConfig
+  /** An HTTP worker's client rows in memory; absent, every client read goes to the database. */
+  clientCache?: ClientCache
 }
 
 export interface TokenPair {

@@ -9,7 +9,7 @@ import t from 'tap'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { keyLifecycleEnv, runCli, startServer, type RunningServer } from '../helpers/server.js'
 import { jwksKids, kidOf, loginOver, refreshOver, signUpOver, within } from '../helpers/http.js'
-import { LISTENER_NAME } from '../../src/keys/notify.js'
+import { LISTENER_NAME } from '../../src/db/listen.js'
 
 const PASSWORD = 'correct horse battery'
 

@@ -9,7 +9,7 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   const env = { DATABASE_URL: url, NODE_ENV: 'production' }
   const before = await runCli(['migrate', 'status', '--json'], env)
   t.equal(before.code, 0, before.stderr)
-  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null, null, null, null, null])
+  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null, null, null, null, null, null])
 
   const up = await runCli(['migrate', 'up'], env)
   t.equal(up.code, 0, up.stderr)
@@ -27,6 +27,8 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
     (await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_proc WHERE proname = ${name}`.execute(connection.db)).rows[0]?.n
   const tables = async (name: string): Promise<number | undefined> =>
     (await sql<{ n: number }>`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name = ${name}`.execute(connection.db)).rows[0]?.n
+  const triggers = async (): Promise<number | undefined> =>
+    (await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_trigger WHERE tgrelid = 'clients'::regclass AND NOT tgisinternal`.execute(connection.db)).rows[0]?.n
   t.equal(await functions('tessera_refresh_grant'), 1, 'up created the refresh grant function')
   t.equal(await functions('tessera_refresh_decision'), 0, 'and dropped the decision function it replaces')
   t.equal(await functions('tessera_client_refresh_decision'), 0, 'and its client-checking wrapper')
@@ -54,6 +56,10 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
     const reverted = await runCli(['migrate', 'down', '--yes', '--json'], env)
     t.same(JSON.parse(reverted.stdout), { reverted: [name] }, `down reverted ${name}`)
   }
+  t.equal(await triggers(), 2, 'up created the triggers that notify client changes')
+  await revertNewest('0009_client_changes')
+  t.equal(await triggers(), 0, 'down dropped them')
+  t.equal(await functions('tessera_notify_client_change'), 0, 'and their function')
   await revertNewest('0008_login_round_trips')
   t.equal(await functions('tessera_count_login_attempt'), 0, 'down dropped the login\'s attempt function')
   t.equal(await functions('tessera_start_login'), 0, 'and its start function')
@@ -88,7 +94,7 @@ t.test('two migrate up at once apply each migration once', async (t) => {
   t.equal(a.code, 0, a.stderr)
   t.equal(b.code, 0, b.stderr)
   const applied = [...JSON.parse(a.stdout).applied, ...JSON.parse(b.stdout).applied]
-  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients', '0005_refresh_grant', '0006_refresh_writes', '0007_refresh_token_kid_brin', '0008_login_round_trips'], 'exactly one process applied each')
+  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients', '0005_refresh_grant', '0006_refresh_writes', '0007_refresh_token_kid_brin', '0008_login_round_trips', '0009_client_changes'], 'exactly one process applied each')
 })
 
 t.test('the schema enforces its constraints', async (t) => {

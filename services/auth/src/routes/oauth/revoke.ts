@@ -19,7 +19,7 @@ const RevokeRequest = Type.Object({
 })
 
 export function registerRevokeRoutes (app: App, config: Config, deps: Deps): void {
-  const issuer = { db: deps.db, keyring: deps.keyring, config }
+  const issuer = { db: deps.db, keyring: deps.keyring, config, clientCache: deps.clientCache }
   app.post('/oauth/revoke', {
     config: { errorFormat: 'oauth', rateLimited: true },
     schema: {

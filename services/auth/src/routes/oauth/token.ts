@@ -90,13 +90,14 @@ export function loginDepsOf (config: Config, deps: Deps): LoginDeps {
     db: deps.db,
     keyring: deps.keyring,
     config,
+    clientCache: deps.clientCache,
     hasher: deps.hasher,
     backoff: backoffPolicy(config)
   }
 }
 
 export function registerTokenRoutes (app: App, config: Config, deps: Deps): void {
-  const issuer = { db: deps.db, keyring: deps.keyring, config }
+  const issuer = { db: deps.db, keyring: deps.keyring, config, clientCache: deps.clientCache }
   const loginDeps = loginDepsOf(config, deps)
   app.post('/oauth/token', {
     config: { errorFormat: 'oauth', rateLimited: true, hashesPassword: 'password-grant' },

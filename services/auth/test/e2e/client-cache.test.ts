@@ -1,0 +1,95 @@
+/**
+ * Client rows in the workers' memory (clients/cache.ts), in a real instance
+ * of two workers: a client_credentials token reads its client once per
+ * worker, an operator's command reaches every worker within a second, and a
+ * lost LISTEN connection forgets every row. A change made with triggers off
+ * (session_replication_role = replica) is one no worker can hear of: what
+ * the workers then answer shows whether they answered from memory.
+ */
+import { randomBytes } from 'node:crypto'
+import { request } from 'node:http'
+import { sql } from 'kysely'
+import t from 'tap'
+import { LISTENER_NAME } from '../../src/db/listen.js'
+import { CLIENT_CACHE_TTL_MS } from '../../src/clients/cache.js'
+import { createTestDatabase, testConnection } from '../helpers/db.js'
+import { within } from '../helpers/http.js'
+import { runCli, startServer } from '../helpers/server.js'
+
+/** A client_credentials request on a connection of its own, so node:cluster spreads them over both workers. */
+async function serviceToken (url: string, clientId: string, secret: string): Promise<string> {
+  return await new Promise((resolve, reject) => {
+    const body = 'grant_type=client_credentials'
+    const req = request(`${url}/oauth/token`, {
+      method: 'POST',
+      agent: false,
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${clientId}:${secret}`).toString('base64')}` }
+    }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => { text += chunk })
+      res.on('end', () => {
+        const parsed = JSON.parse(text) as { scope?: string, error?: string }
+        resolve(res.statusCode === 200 ? `200 ${parsed.scope ?? ''}` : `${res.statusCode ?? 0} ${parsed.error ?? ''}`)
+      })
+    })
+    req.on('error', reject)
+    req.setTimeout(5000, () => req.destroy(new Error('no answer within 5 s')))
+    req.end(body)
+  })
+}
+
+/** What `n` requests on fresh connections answered, each distinct answer once. */
+async function answers (url: string, clientId: string, secret: string, n = 8): Promise<string[]> {
+  const seen = new Set<string>()
+  for (let i = 0; i < n; i++) seen.add(await serviceToken(url, clientId, secret))
+  return [...seen].sort()
+}
+
+t.test('two workers keep client rows while they hear every change, and forget them when they cannot', async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const env = { DATABASE_URL: databaseUrl, TESSERA_KEK: randomBytes(32).toString('base64url'), TESSERA_WORKERS: '2', TESSERA_RATE_LIMIT: '100000' }
+  const server = await startServer(t, env)
+  const admin = await testConnection(t, databaseUrl)
+  const create = async (clientId: string): Promise<string> => {
+    const made = await runCli(['clients', 'create', clientId, '--confidential', '--scopes', 'notes:read notes:write', '--json'], env)
+    t.equal(made.code, 0, made.stderr)
+    return (JSON.parse(made.stdout) as { client_secret: string }).client_secret
+  }
+  /** A change no trigger fires for, so no worker hears of it. */
+  const unheard = async (statement: ReturnType<typeof sql>): Promise<void> => {
+    await admin.db.connection().execute(async (db) => {
+      await sql`SET session_replication_role = replica`.execute(db)
+      try {
+        await statement.execute(db)
+      } finally {
+        await sql`SET session_replication_role = DEFAULT`.execute(db)
+      }
+    })
+  }
+
+  const secret = await create('svc')
+  t.same(await answers(server.url, 'svc', secret), ['200 notes:read notes:write'], 'both workers read the client')
+  const started = Date.now()
+  await unheard(sql`UPDATE clients SET scopes = '{notes:read}' WHERE client_id = 'svc'`)
+  t.same(await answers(server.url, 'svc', secret), ['200 notes:read notes:write'], 'a change no one heard of: both answer from memory')
+  t.ok(Date.now() - started < CLIENT_CACHE_TTL_MS, 'within the rows\' lifetime, so memory is what answered')
+
+  const disabled = await runCli(['clients', 'disable', 'svc'], env)
+  t.equal(disabled.code, 0, disabled.stderr)
+  t.ok(await within(1000, async () => (await answers(server.url, 'svc', secret)).join() === '401 invalid_client', 10) !== undefined,
+    'an operator\'s disable reaches both workers within a second')
+
+  const other = await create('svc2')
+  t.same(await answers(server.url, 'svc2', other), ['200 notes:read notes:write'])
+  const beforeLoss = Date.now()
+  await unheard(sql`UPDATE clients SET scopes = '{notes:write}' WHERE client_id = 'svc2'`)
+  const listener = async (): Promise<number | undefined> =>
+    (await sql<{ pid: number }>`SELECT pid FROM pg_stat_activity WHERE application_name = ${LISTENER_NAME} AND datname = current_database()`.execute(admin.db)).rows[0]?.pid
+  const lost = await listener()
+  t.ok(lost, 'the instance listens')
+  await sql`SELECT pg_terminate_backend(${lost})`.execute(admin.db)
+  t.ok(await within(3000, async () => { const now = await listener(); return now !== undefined && now !== lost }, 20) !== undefined, 'listening again on a new connection')
+  t.same(await answers(server.url, 'svc2', other), ['200 notes:write'], 'every row kept before the loss is forgotten: the unheard change shows')
+  t.ok(Date.now() - beforeLoss < CLIENT_CACHE_TTL_MS, 'before the rows\' lifetime would have ended them')
+})
