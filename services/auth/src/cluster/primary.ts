@@ -169,7 +169,8 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
           starting.failed(`an HTTP worker exited with ${signal ?? String(code)} while starting`)
           return
         }
-        logger.error({ worker_pid: worker.process.pid, code, signal }, 'an HTTP worker exited; starting another')
+        // Exit code 0 is a worker that drained (SIGTERM to its pid alone: recycling it on purpose), not a crash.
+        logger[code === 0 ? 'info' : 'error']({ worker_pid: worker.process.pid, code, signal }, 'an HTTP worker exited; starting another')
         fork()
       })
       return worker

@@ -113,5 +113,5 @@ t.test('rotate, rotate --now, erase, revoke and a lost LISTEN connection, across
   const k4 = String(after.promoted)
   const tookAfter = await within(1000, async () => (await signedByA2()) === k4 && (await signedByB2()) === k4)
   t.ok(tookAfter !== undefined, `after the reconnect both instances sign with ${k4} within 1 s (took ${String(tookAfter)} ms)`)
-  t.match(a.output() + b.output(), 'key change listener reconnected')
+  t.match(a.output() + b.output(), 'change listener reconnected')
 })

@@ -35,7 +35,7 @@ async function fresh (url: string, method = 'GET', body?: unknown): Promise<Repl
   })
 }
 
-interface LogLine { pid: number, msg: string, route?: string, status?: number, transition?: string, kid?: string, hashing_pid?: number, priority?: number }
+interface LogLine { pid: number, level: number, code?: number | null, msg: string, route?: string, status?: number, transition?: string, kid?: string, hashing_pid?: number, priority?: number }
 
 function logLines (server: RunningServer): LogLine[] {
   return server.output().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as LogLine)
@@ -161,7 +161,14 @@ t.test('two workers share one hashing queue at a lower priority; a dead worker i
     }
   }, 200)
   t.ok(replaced !== undefined, 'the primary starts another worker, and two workers serve again')
-  t.match(server.output(), /"msg":"an HTTP worker exited; starting another"/)
+  const exits = (): LogLine[] => logLines(server).filter((l) => l.msg === 'an HTTP worker exited; starting another')
+  t.same(exits().map((l) => l.level), [50], 'a worker killed is logged as an error')
+
+  // SIGTERM to one worker's pid alone: it drains and exits 0, a recycle on purpose.
+  const [recycled] = servedBy(server, '/healthz')
+  process.kill(recycled ?? 0, 'SIGTERM')
+  t.ok(await within(15_000, async () => exits().length === 2, 100) !== undefined, 'the drained worker is replaced too')
+  t.match(exits()[1], { level: 30, code: 0 }, 'and logged at info: nothing went wrong')
 
   // kill -9 of the primary takes the whole instance, so a gateway moves on instead of meeting half of one.
   const rest = [...servedBy(server, '/healthz'), hashingPid]
