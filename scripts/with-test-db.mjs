@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import pg from 'pg'
 import { Kysely, PostgresDialect } from 'kysely'
-import { dropStaleTestDatabases, listTestDatabases, otherLiveRuns, runPrefix, runTemplate } from '../packages/testkit/dist/index.js'
+import { dropStaleTestDatabases, listTestDatabases, otherLiveRuns, pruneOrphanTestClusters, recordClusterCheckout, runPrefix, runTemplate, TEST_CLUSTER_PREFIX } from '../packages/testkit/dist/index.js'
 import { startEmbeddedPostgres, stopEmbeddedPostgres } from '../services/auth/dist/db/embedded.js'
 import { migrateUp } from '../services/auth/dist/db/migrate.js'
 import { generateSigningKey } from '../services/auth/dist/keys/generate.js'
@@ -42,10 +42,16 @@ const MEMORY_ROOM = 1024 ** 3
  * where in memory they cost 0.03 s (docs/decisions.md, "The fast lane in
  * half a minute"). One directory per checkout, keyed by the disk path it
  * replaces, so runs in one checkout still share one server. Lost at reboot,
- * and made anew (initdb) by the next run.
+ * and made anew (initdb) by the next run. Each records its checkout, and
+ * clusters whose checkout is gone are removed here (packages/testkit,
+ * test-clusters.ts): a clone made for one CI run would otherwise leave its
+ * cluster in memory until reboot.
  */
 function testDataDir () {
   const onDisk = resolve('.data/test')
+  const inMemory = join('/dev/shm', `${TEST_CLUSTER_PREFIX}${createHash('sha256').update(onDisk).digest('hex').slice(0, 16)}`)
+  // First, so that what they took counts as room.
+  for (const dir of pruneOrphanTestClusters('/dev/shm', inMemory)) process.stderr.write(`with-test-db: removed ${dir}, the test cluster of a checkout that is gone or unrecorded, with no server running on it\n`)
   let room = 0
   try {
     const shm = statfsSync('/dev/shm')
@@ -54,13 +60,13 @@ function testDataDir () {
     // no /dev/shm (not Linux): on disk
   }
   if (room < MEMORY_ROOM) return onDisk
-  const inMemory = join('/dev/shm', `tessera-test-${createHash('sha256').update(onDisk).digest('hex').slice(0, 16)}`)
   mkdirSync(inMemory, { recursive: true, mode: 0o711 })
   // /dev/shm is everyone's: a directory someone else made first is not ours to use.
   if (statSync(inMemory).uid !== process.getuid()) {
     process.stderr.write(`with-test-db: ${inMemory} belongs to another user; the test cluster stays on disk in ${onDisk}\n`)
     return onDisk
   }
+  recordClusterCheckout(inMemory, resolve('.'))
   return inMemory
 }
 

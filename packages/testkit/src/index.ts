@@ -14,3 +14,4 @@ export { runProcess, spawnProcess, type ProcessResult, type SpawnOptions, type S
 export {
   createTestDatabase, dropStaleTestDatabases, listTestDatabases, otherLiveRuns, runOf, runPrefix, runTemplate, testDatabaseEnv, type Teardown
 } from './test-database.js'
+export { pruneOrphanTestClusters, recordClusterCheckout, TEST_CLUSTER_PREFIX } from './test-clusters.js'
