@@ -70,7 +70,7 @@ export function ceilingDefinitions (run) {
       measure: async () => await argon2Rate(cores, seconds)
     },
     'login-grant': {
-      what: `the password grant beside its hash, as a worker runs it: grants/password.ts's passwordGrant (client read, attempt counted with the user read, tessera_start_login, two RS256 signatures) through Tessera's connection, keyring and settings, ${run.login.inFlight} at once, the verify answered at once: for reading`,
+      what: `the password grant beside its hash, as a worker runs it: grants/password.ts's passwordGrant (the client from the worker's memory, attempt counted with the user read, tessera_start_login, two RS256 signatures) through Tessera's connection, keyring and settings, ${run.login.inFlight} at once, the verify answered at once: for reading`,
       measure: async () => await loginGrantRate({ env: run.login.env, kek: run.login.kek, usernames: run.login.usernames(), inFlight: run.login.inFlight, pool: INSTANCE_POOL, seconds })
     },
     'login-combined': {

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url'
 import argon2 from 'argon2'
 import { SignJWT, generateKeyPair, jwtVerify } from 'jose'
 import pg from 'pg'
-import { ARGON2_PARAMS, Keyring, REFRESH_GRANT_SQL, backoffPolicy, connect, hashingOverloaded, loadConfig, loadKeyring, passwordGrant, refreshDecision, workerPoolSize } from './service.mjs'
+import { ARGON2_PARAMS, ClientCache, Keyring, REFRESH_GRANT_SQL, backoffPolicy, connect, hashingOverloaded, loadConfig, loadKeyring, passwordGrant, refreshDecision, workerPoolSize } from './service.mjs'
 
 const BARE_SERVER = fileURLToPath(new URL('../bare-server.mjs', import.meta.url))
 
@@ -104,9 +104,10 @@ export async function argon2Rate (concurrency, seconds) {
 
 /**
  * What the password grant does beside the hash, per second: grants/password.ts's
- * passwordGrant as a worker runs it (the client read, the attempt counted with
- * the user read, tessera_start_login, two RS256 signatures) through Tessera's
- * own connection, keyring and settings (`env`, as the instance is started),
+ * passwordGrant as a worker runs it (the client from the worker's memory
+ * (clients/cache.ts, its feed live as in a served instance), the attempt
+ * counted with the user read, tessera_start_login, two RS256 signatures)
+ * through Tessera's own connection, keyring and settings (`env`, as the instance is started),
  * `inFlight` at once on a pool of `pool`, a random one of `usernames` each time.
  * The hasher answers every verify at once, right: the hash is the argon2
  * ceiling's part.
@@ -128,7 +129,9 @@ export async function loginGrantRate ({ env, kek, usernames, inFlight, pool, sec
       dummyVerify: async () => false,
       needsRehash: () => false
     }
-    const deps = { db: connection.db, keyring, config, hasher: answersAtOnce, backoff: backoffPolicy(config) }
+    const clientCache = new ClientCache()
+    clientCache.feed({ live: true, epoch: 1 })
+    const deps = { db: connection.db, keyring, config, clientCache, hasher: answersAtOnce, backoff: backoffPolicy(config) }
     return await rate(seconds, inFlight, async () => {
       await passwordGrant(deps, {
         username: usernames[Math.floor(Math.random() * usernames.length)] ?? '',
