@@ -8,7 +8,7 @@
  * @module
  */
 import { CompiledQuery } from 'kysely'
-import type { Db, GrantType } from '../db/database.js'
+import type { ClientsTable, Db, GrantType } from '../db/database.js'
 import { namedStatement } from '../db/named-statements.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
 import { OAuthError } from '../errors.js'
@@ -51,13 +51,7 @@ export const CLIENT_READ_SQL = namedStatement('tessera_client_read', 'select con
   'extract(epoch from previous_secret_expires_at)::float8 * 1000 as previous_secret_expires_ms, ' +
   'disabled_at is not null as disabled from clients where client_id = $1')
 
-interface ClientRow {
-  confidential: boolean
-  grants: GrantType[]
-  scopes: string[]
-  resources: string[]
-  secret_digest: Buffer | null
-  previous_secret_digest: Buffer | null
+type ClientRow = Pick<ClientsTable, 'confidential' | 'grants' | 'scopes' | 'resources' | 'secret_digest' | 'previous_secret_digest'> & {
   previous_secret_expires_ms: number | null
   disabled: boolean
 }

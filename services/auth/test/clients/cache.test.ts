@@ -29,6 +29,15 @@ function rows (): { load: (id: string) => Promise<ClientRecord | undefined>, rea
   }
 }
 
+/** A cache whose feed is live, and a table holding svc with scopes ['a']. */
+function liveWithSvc (nowMs?: () => number): { cache: ClientCache, db: ReturnType<typeof rows> } {
+  const cache = new ClientCache(nowMs)
+  const db = rows()
+  db.set('svc', record(['a']))
+  cache.feed({ live: true, epoch: 1 })
+  return { cache, db }
+}
+
 t.test('without a live feed every read goes to the database', async (t) => {
   const cache = new ClientCache()
   const db = rows()
@@ -40,10 +49,7 @@ t.test('without a live feed every read goes to the database', async (t) => {
 })
 
 t.test('with a live feed a row is read once, until it changes', async (t) => {
-  const cache = new ClientCache()
-  const db = rows()
-  db.set('svc', record(['a']))
-  cache.feed({ live: true, epoch: 1 })
+  const { cache, db } = liveWithSvc()
   t.same((await cache.read('svc', db.load))?.scopes, ['a'])
   db.set('svc', record(['b']))
   t.same((await cache.read('svc', db.load))?.scopes, ['a'], 'served from memory: the change was not heard')
@@ -68,10 +74,7 @@ t.test('an unknown client is never kept', async (t) => {
 })
 
 t.test('a lost feed forgets every row and reads the database until it is back', async (t) => {
-  const cache = new ClientCache()
-  const db = rows()
-  db.set('svc', record(['a']))
-  cache.feed({ live: true, epoch: 1 })
+  const { cache, db } = liveWithSvc()
   await cache.read('svc', db.load)
   db.set('svc', record(['b']))
   cache.feed({ live: false, epoch: 2 })
@@ -120,10 +123,7 @@ t.test('a read in flight when a change is heard is answered but not kept', async
 
 t.test('a row is kept no longer than the TTL, counted from when its read began', async (t) => {
   let now = 0
-  const cache = new ClientCache(() => now)
-  const db = rows()
-  db.set('svc', record(['a']))
-  cache.feed({ live: true, epoch: 1 })
+  const { cache, db } = liveWithSvc(() => now)
   await cache.read('svc', db.load)
   now = CLIENT_CACHE_TTL_MS - 1
   await cache.read('svc', db.load)
