@@ -281,9 +281,10 @@ function ceilings (run, { ctx, probe, tokenResponse }) {
           bare = await startBareServer({ databaseUrl: run.database.url, jwks: ctx.jwks.body, etag: ctx.jwks.etag, jwksHeaders: ctx.jwks.headers, requestIdLength: ctx.jwks.requestIdLength, tokenResponse, workers })
           run.started.bare.set(workers, bare)
         }
-        const result = await runLoad({ url: bare.url, duration: settings.duration, warmup: round === 0 ? settings.warmup : 0, connections: settings.connections, ...request }, ok)
+        const server = bare
+        const result = await runLoad({ url: server.url, duration: settings.duration, warmup: round === 0 ? settings.warmup : 0, connections: settings.connections, cpu: () => ({ bare: [server.pid] }), ...request }, ok)
         if (result.errors > 0) throw new Error(`the bare server answered errors: ${JSON.stringify(result.statuses)}`)
-        return result.rps
+        return { rate: result.rps, ...(result.cpu === undefined ? {} : { cpu: result.cpu }) }
       }
     })
   })

@@ -46,7 +46,7 @@ export const INSTANCE_POOL = workerPoolSize(1)
  * @param {string} run.tokenResponse a real token response, for its size
  * @param {string} run.refreshToken a used refresh token, for a refresh-sized body
  * @param {number} run.workers the HTTP workers of the Tessera instance the scenarios run on (its default: one per core)
- * @param {(request: BareRequest, ok: number[], round: number, workers: number) => Promise<number>} run.bareLoad req/s of the bare server laid out as `workers` processes (1: one process) under the scenarios' load (`ok`: statuses that count as success besides 2xx)
+ * @param {(request: BareRequest, ok: number[], round: number, workers: number) => Promise<number | import('./ceiling-registry.mjs').MeasuredRound>} run.bareLoad req/s of the bare server laid out as `workers` processes (1: one process) under the scenarios' load (`ok`: statuses that count as success besides 2xx), with the cores each part of the machine used meanwhile
  * @param {() => Promise<{ userId: string, sessionId: string }[]>} run.sessions the live sessions the me scenario reads
  * @param {{ env: Record<string, string>, kek: Buffer, usernames: () => string[], inFlight: number }} run.login the instance's settings and KEK, the users the login scenario logs in, its connections
  * @param {(line: string) => void} run.log

@@ -14,7 +14,7 @@
 /**
  * @typedef {object} MeasuredCeiling
  * @property {string} what how it is measured, for the report
- * @property {(round: number) => Promise<number>} measure one round (0, 1, …), per second
+ * @property {(round: number) => Promise<number | MeasuredRound>} measure one round (0, 1, …), per second, with what the machine's cores did during it when the ceiling can say
  * @property {number} [rounds] overrides the run's rounds (1 for a ceiling read from another)
  */
 
@@ -27,11 +27,14 @@
 
 /** @typedef {MeasuredCeiling | CombinedCeiling} CeilingDefinition */
 
+/** @typedef {{ rate: number, cpu?: import('./proc-cpu.mjs').RunCpu }} MeasuredRound */
+
 /**
  * @typedef {object} CeilingResult
  * @property {number} rate the best round
  * @property {number} low the worst round
  * @property {number[]} rounds every round's rate, in order (combined: each round's parts combined)
+ * @property {(import('./proc-cpu.mjs').RunCpu | undefined)[]} [cpu] each round's cores, for a measured ceiling that reports them
  * @property {string} what
  */
 
@@ -39,7 +42,7 @@
  * @param {{ definitions: Record<string, CeilingDefinition>, rounds: number, log: (line: string) => void }} options
  */
 export function ceilingRegistry ({ definitions, rounds, log }) {
-  /** @type {Map<string, Promise<number>[]>} each measured ceiling's rounds, in order, as they are asked for */
+  /** @type {Map<string, Promise<MeasuredRound>[]>} each measured ceiling's rounds, in order, as they are asked for */
   const roundsOf = new Map()
   /** @type {Map<string, Promise<CeilingResult>>} */
   const results = new Map()
@@ -67,10 +70,11 @@ export function ceilingRegistry ({ definitions, rounds, log }) {
     roundsOf.set(name, all)
     // Rounds run in order: round 2 after rounds 0 and 1, whoever asks.
     for (let r = all.length; r <= Math.min(round, (found.rounds ?? rounds) - 1); r++) {
-      const previous = all[r - 1] ?? Promise.resolve(0)
+      const previous = all[r - 1] ?? Promise.resolve({ rate: 0 })
       all.push(previous.then(async () => {
         log(`ceiling ${name}${rounds > 1 ? ` (round ${r + 1})` : ''}…`)
-        return await found.measure(r)
+        const measuredRound = await found.measure(r)
+        return typeof measuredRound === 'number' ? { rate: measuredRound } : measuredRound
       }))
     }
     await Promise.all(all)
@@ -90,10 +94,12 @@ export function ceilingRegistry ({ definitions, rounds, log }) {
   /** @param {string} name @param {MeasuredCeiling} found @returns {Promise<CeilingResult>} */
   const measured = async (name, found) => {
     await measureRound(name, (found.rounds ?? rounds) - 1)
-    const all = await Promise.all(roundsOf.get(name) ?? [])
+    const measuredRounds = await Promise.all(roundsOf.get(name) ?? [])
+    const all = measuredRounds.map((r) => r.rate)
     const best = Math.max(...all)
     log(`ceiling ${name}: ${best}/s${all.length > 1 ? ` (rounds ${all.join(', ')})` : ''}`)
-    return { rate: best, low: Math.min(...all), rounds: all, what: found.what }
+    const cpu = measuredRounds.some((r) => r.cpu !== undefined) ? { cpu: measuredRounds.map((r) => r.cpu) } : {}
+    return { rate: best, low: Math.min(...all), rounds: all, ...cpu, what: found.what }
   }
 
   /**
@@ -103,7 +109,7 @@ export function ceilingRegistry ({ definitions, rounds, log }) {
    */
   const rates = async (name) => {
     const found = definition(name)
-    if (!('from' in found)) return await Promise.all(roundsOf.get(name) ?? [])
+    if (!('from' in found)) return (await Promise.all(roundsOf.get(name) ?? [])).map((r) => r.rate)
     const parts = await Promise.all(found.from.map(rates))
     const count = Math.min(...parts.map((p) => p.length))
     return Array.from({ length: count }, (_, i) => found.combine(...parts.map((p) => p[i] ?? 0)))

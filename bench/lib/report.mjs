@@ -113,6 +113,22 @@ function scenarioRows (report) {
   ])
 }
 
+/**
+ * The rounds of the ceilings that report what the machine did meanwhile (the
+ * bare routes: the cores of the bare server's processes), as the scenarios'
+ * rounds are shown, so a slow ceiling round says itself why.
+ * @param {Record<string, { rounds: number[], cpu?: (import('./proc-cpu.mjs').RunCpu | undefined)[] }>} ceilings
+ */
+function ceilingCpuLines (ceilings) {
+  const withCpu = Object.entries(ceilings).filter(([, c]) => c.cpu !== undefined)
+  if (withCpu.length === 0) return []
+  return [
+    'Beside each round of a bare route, the cores each part of the machine used during it, as for the scenarios:', '',
+    ...withCpu.map(([name, c]) => `- **${name}**: ${c.rounds.map((rps, i) => `${int(rps)}/s${roundCpuText({ rps, cpu: c.cpu?.[i] })}`).join(', ')}.`),
+    ''
+  ]
+}
+
 /** The ratios to the ceilings read beside the judged one. @param {BesideRatio[] | undefined} beside */
 const besideText = (beside) => beside === undefined ? '–' : beside.map((b) => `${percent(b.ratio)} of ${int(b.rate)} (${b.ceiling})`).join(', ')
 
@@ -229,7 +245,8 @@ export function markdown (report) {
     `Each measured ceiling is the best of ${s.ceilingRounds} round${s.ceilingRounds === 1 ? '' : 's'} (other work on the machine only ever slows a round down); the spread is its worst and best round. A combined ceiling is combined round by round (its round i from its parts' rounds i, measured together), then its best kept the same way.`,
     '',
     markdownTable(['ceiling', 'per second', 'spread', 'how it was measured'], Object.entries(report.ceilings).map(([name, c]) => [name, int(/** @type {any} */ (c).rate), spread(/** @type {any} */ (c)), /** @type {any} */ (c).what])),
-    ''
+    '',
+    ...ceilingCpuLines(report.ceilings)
   ]
   if (report.scaling.length > 0) {
     lines.push('## Using every core: one HTTP worker against one per core', '',

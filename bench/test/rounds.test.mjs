@@ -53,6 +53,24 @@ test('a ceiling asked for whole measures every round still missing, in order', a
   assert.deepEqual(order, [0, 1, 2])
 })
 
+test('a measured round may bring its cores: kept round by round, and a combined ceiling combines the rates alone', async () => {
+  const cpu = (/** @type {number} */ bare) => ({ trees: { bare }, machine: 2, loadGenerator: 0.8, others: 0.05 })
+  const registry = ceilingRegistry({
+    rounds: 2,
+    log: () => {},
+    definitions: {
+      bare: { what: 'bare', measure: async (round) => ({ rate: 100 + round, cpu: cpu(1 + round / 10) }) },
+      plain: { what: 'plain', measure: async () => 50 },
+      both: { what: 'both', from: ['bare', 'plain'], combine: (a, b) => a + b }
+    }
+  })
+  const bare = await registry.result('bare')
+  assert.deepEqual([bare.rate, bare.low, bare.rounds], [101, 100, [100, 101]])
+  assert.deepEqual(bare.cpu?.map((c) => c?.trees.bare), [1, 1.1])
+  assert.equal((await registry.result('plain')).cpu, undefined, 'a ceiling that says nothing of the machine has no cpu')
+  assert.deepEqual((await registry.result('both')).rounds, [150, 151])
+})
+
 /** @param {number} rps @param {number} p99 @param {number} errors @param {Record<string, number>} statuses */
 const round = (rps, p99, errors, statuses) => ({ requests: rps * 3, rps, p50: 1, p99, errors, statuses, seconds: 3 })
 

@@ -81,6 +81,12 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
     assert.ok(Array.isArray(c.rounds) && c.low > 0 && c.low <= c.rate, `${name}: ${JSON.stringify(c)}`)
     if (c.rounds.length > 0) assert.equal(c.rate, Math.max(...c.rounds), name)
   }
+  // A bare route's rounds say what the machine did meanwhile, the bare server's processes apart.
+  for (const name of ['bare-jwks', 'bare-me-one-process', 'bare-token']) {
+    const [cpu] = report.ceilings[name].cpu ?? []
+    assert.ok(cpu !== undefined && cpu.trees.bare > 0 && cpu.loadGenerator > 0, `${name}: ${JSON.stringify(report.ceilings[name].cpu)}`)
+  }
+  assert.equal(report.ceilings['sign-jose'].cpu, undefined, 'an in-process ceiling has no server to measure')
   // A combined ceiling is combined round by round: one round in a quick run.
   assert.equal(report.ceilings['refresh-combined'].rounds.length, report.settings.rounds)
   const cc = report.ceilings['client-credentials-combined'].rate
@@ -103,6 +109,7 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
     assert.ok(markdown.includes(heading), heading)
   }
   assert.match(markdown, /^\| ceiling \| per second \| spread \| how it was measured \|$/m)
+  assert.match(markdown, /^- \*\*bare-jwks\*\*: [\d,]+\/s \(cores: bare \d\.\d\d, load generator \d\.\d\d, others -?\d\.\d\d; ms of CPU per answer: bare \d\.\d\d\)\.$/m, 'each bare round with its cores')
   assert.match(markdown, /^\| jwks \| .+ \| \d+ % of [\d,]+ \(bare-jwks-one-process\) \| /m, 'the JWKS row reads its ratio to the one-process route')
   assert.match(markdown, /^Before: bench\/profiles\/before-refresh\.json, saved at .+ from commit \w+/m)
   assert.match(markdown, /^\| area \| % of busy, before \| % of busy, after \|$/m)
