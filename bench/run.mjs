@@ -282,7 +282,7 @@ function ceilings (run, { ctx, probe, tokenResponse }) {
           run.started.bare.set(workers, bare)
         }
         const server = bare
-        const result = await runLoad({ url: server.url, duration: settings.duration, warmup: round === 0 ? settings.warmup : 0, connections: settings.connections, cpu: () => ({ bare: [server.pid] }), ...request }, ok)
+        const result = await runLoad({ url: server.url, duration: settings.duration, warmup: round === 0 ? settings.warmup : 0, connections: settings.connections, cpu: () => ({ bare: [server.pid], postgres: ctx.cpuTrees?.().postgres ?? [] }), ...request }, ok)
         if (result.errors > 0) throw new Error(`the bare server answered errors: ${JSON.stringify(result.statuses)}`)
         return { rate: result.rps, ...(result.cpu === undefined ? {} : { cpu: result.cpu }) }
       }
