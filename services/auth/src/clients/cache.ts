@@ -89,7 +89,8 @@ export class ClientCache {
     const generation = this.#generation
     const startedAtMs = this.#nowMs()
     const record = await load(clientId)
-    if (record !== undefined && this.#live && generation === this.#generation) {
+    // A loss heard meanwhile moved the generation too.
+    if (record !== undefined && generation === this.#generation) {
       if (this.#entries.size >= MAX_ENTRIES) this.#entries.clear()
       // Aged from when the read began: the row is at least that old.
       this.#entries.set(clientId, { record, storedAtMs: startedAtMs })

@@ -29,12 +29,8 @@ export interface ChangeHandlers {
   onLost?: () => void
 }
 
-const CHANNEL = /^[a-z_][a-z0-9_]*$/
-
 export async function listenForChanges (url: string, logger: Logger, handlers: ChangeHandlers): Promise<ChangeListener> {
   const channels = Object.keys(handlers.channels)
-  // Interpolated into LISTEN, which takes no parameters: the names are the code's own constants.
-  for (const channel of channels) if (!CHANNEL.test(channel)) throw new Error(`not a channel name: ${channel}`)
   let closed = false
   let client: pg.Client | undefined
   let retry: NodeJS.Timeout | undefined
@@ -62,7 +58,8 @@ export async function listenForChanges (url: string, logger: Logger, handlers: C
     candidate.on('notification', (message) => handlers.channels[message.channel]?.(message.payload ?? ''))
     try {
       await candidate.connect()
-      for (const channel of channels) await candidate.query(`LISTEN ${channel}`)
+      // LISTEN takes no parameters: the name is quoted as an identifier instead.
+      for (const channel of channels) await candidate.query(`LISTEN ${pg.escapeIdentifier(channel)}`)
     } catch (err) {
       drop(err)
       return
