@@ -194,12 +194,14 @@ export function chartSvg (report) {
  * What the machine gave a round, beside its rate: the cores each measured
  * process tree used and its CPU time per successful answer, the load
  * generator's cores and everyone else's (a round that got less of the
- * machine is slower for it, not Tessera).
+ * machine is slower for it, not Tessera). A tree that used less than would
+ * print as 0.01 cores is left out: an idle Postgres's checkpointer is not part
+ * of a round that never reads it.
  * @param {{ rps: number, cpu?: import('./proc-cpu.mjs').RunCpu }} round
  */
 export function roundCpuText ({ rps, cpu }) {
   if (cpu === undefined) return ''
-  const busy = Object.entries(cpu.trees).filter(([, cores]) => cores > 0)
+  const busy = Object.entries(cpu.trees).filter(([, cores]) => cores >= 0.005)
   const perAnswer = rps > 0 ? busy.map(([name, cores]) => `${name} ${((cores * 1000) / rps).toFixed(2)}`) : []
   return ` (cores: ${[...busy.map(([name, cores]) => `${name} ${cores.toFixed(2)}`), `load generator ${cpu.loadGenerator.toFixed(2)}`, `others ${cpu.others.toFixed(2)}`].join(', ')}${perAnswer.length > 0 ? `; ms of CPU per answer: ${perAnswer.join(', ')}` : ''})`
 }

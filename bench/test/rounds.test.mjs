@@ -210,4 +210,6 @@ test("each round's CPU is kept with it, and read beside its rate as cores and CP
   assert.equal(roundCpuText({ rps: 1000, cpu }), ' (cores: tessera 1.10, postgres 0.55, load generator 0.12, others 0.20; ms of CPU per answer: tessera 1.10, postgres 0.55)')
   assert.equal(roundCpuText({ rps: 0, cpu }), ' (cores: tessera 1.10, postgres 0.55, load generator 0.12, others 0.20)', 'no answer, no CPU per answer')
   assert.equal(roundCpuText({ rps: 900 }), '', 'a round measured without its CPU says nothing of it')
+  const idlePostgres = { trees: { bare: 1.2, postgres: 0.004 }, loadGenerator: 0.5, others: 0.1, machine: 1.8 }
+  assert.equal(roundCpuText({ rps: 2000, cpu: idlePostgres }), ' (cores: bare 1.20, load generator 0.50, others 0.10; ms of CPU per answer: bare 0.60)', 'a tree that would print as 0.00 is left out')
 })

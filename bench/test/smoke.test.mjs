@@ -109,7 +109,7 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
     assert.ok(markdown.includes(heading), heading)
   }
   assert.match(markdown, /^\| ceiling \| per second \| spread \| how it was measured \|$/m)
-  assert.match(markdown, /^- \*\*bare-jwks\*\*: [\d,]+\/s \(cores: bare \d\.\d\d, load generator \d\.\d\d, others -?\d\.\d\d; ms of CPU per answer: bare \d\.\d\d\)\.$/m, 'each bare round with its cores')
+  assert.match(markdown, /^- \*\*bare-jwks\*\*: [\d,]+\/s \(cores: bare \d\.\d\d, (postgres \d\.\d\d, )?load generator \d\.\d\d, others -?\d\.\d\d; ms of CPU per answer: bare \d\.\d\d(, postgres \d\.\d\d)?\)\.$/m, 'each bare round with its cores')
   assert.match(markdown, /^\| jwks \| .+ \| \d+ % of [\d,]+ \(bare-jwks-one-process\) \| /m, 'the JWKS row reads its ratio to the one-process route')
   assert.match(markdown, /^Before: bench\/profiles\/before-refresh\.json, saved at .+ from commit \w+/m)
   assert.match(markdown, /^\| area \| % of busy, before \| % of busy, after \|$/m)
