@@ -29,7 +29,7 @@ import { runLoad } from './lib/load.mjs'
 import { comparePeer, peerSummary } from './lib/peer-compare.mjs'
 import { locatePeer, peerUnavailable } from './lib/peer-stack.mjs'
 import { PHYSICAL_BESIDE, physicalLimits } from './lib/physical.mjs'
-import { listenerPid } from './lib/proc-cpu.mjs'
+import { cpuSnapshot, harnessCpuSince, listenerPid } from './lib/proc-cpu.mjs'
 import { PROFILES_DIR, loadProfile, profileClock, saveProfile, summarizeProfile } from './lib/profile.mjs'
 import { consoleSummary, judgeTargets, loadAverage, machineFacts, writeReport } from './lib/report.mjs'
 import { allRounds, bestRound, meets } from './lib/rounds.mjs'
@@ -260,6 +260,8 @@ function ceilings (run, { ctx, probe, tokenResponse }) {
   const registry = ceilingRegistry({
     rounds: settings.ceilingRounds,
     log,
+    // A ceiling measured here reports what the machine did meanwhile, as a bare route's rounds do.
+    cpu: { start: cpuSnapshot, since: (start) => harnessCpuSince(start, ctx.cpuTrees?.() ?? {}) },
     definitions: ceilingDefinitions({
       databaseUrl: run.database.url,
       keyBits: settings.keyBits,

@@ -6,9 +6,8 @@
  * once per run.
  * @module
  */
-import { argon2Rate, combinedLoginCeiling, combinedRefreshCeiling, loginGrantRate, pgbenchRotationRate, rotationRate, signingRates, verifyRates } from './ceilings.mjs'
+import { argon2Rate, combinedLoginCeiling, combinedRefreshCeiling, loginGrantRate, pgbenchRotationRate, rotationRate, signJoseRate, signNodeRate, verifyJoseRate, verifyNodeRate } from './ceilings.mjs'
 import { clientCredentialsCeilings } from './client-credentials.mjs'
-import { perRound } from './ceiling-registry.mjs'
 import { physicalCeilings } from './physical.mjs'
 import { workerPoolSize } from './service.mjs'
 
@@ -54,24 +53,22 @@ export const INSTANCE_POOL = workerPoolSize(1)
  */
 export function ceilingDefinitions (run) {
   const { keyBits, cores, seconds } = run
-  const signing = perRound(async () => await signingRates(keyBits, seconds))
-  const verifying = perRound(async () => await verifyRates(keyBits, seconds))
   return {
     'sign-jose': {
       what: `jose SignJWT RS256 (${keyBits}-bit), 64 in flight (WebCrypto on libuv's pool, every core)`,
-      measure: async (round) => (await signing(round)).jose
+      measure: async (_round, window) => await signJoseRate(keyBits, seconds, window)
     },
     'sign-node': {
       what: `node:crypto.sign RS256 (${keyBits}-bit) with a KeyObject, synchronously on one thread, as Tessera signs (tokens/jws.ts)`,
-      measure: async (round) => (await signing(round)).nodeCrypto
+      measure: async (_round, window) => await signNodeRate(keyBits, seconds, window)
     },
     argon2: {
       what: `argon2id verify at Tessera's parameters (19 MiB, t=2, p=1), ${cores} at once (Tessera's hashing concurrency = cores)`,
-      measure: async () => await argon2Rate(cores, seconds)
+      measure: async (_round, window) => await argon2Rate(cores, seconds, window)
     },
     'login-grant': {
       what: `the password grant beside its hash, as a worker runs it: grants/password.ts's passwordGrant (the client from the worker's memory, attempt counted with the user read, tessera_start_login, two RS256 signatures) through Tessera's connection, keyring and settings, ${run.login.inFlight} at once, the verify answered at once: for reading`,
-      measure: async () => await loginGrantRate({ env: run.login.env, kek: run.login.kek, usernames: run.login.usernames(), inFlight: run.login.inFlight, pool: INSTANCE_POOL, seconds })
+      measure: async (_round, window) => await loginGrantRate({ env: run.login.env, kek: run.login.kek, usernames: run.login.usernames(), inFlight: run.login.inFlight, pool: INSTANCE_POOL, seconds, window })
     },
     'login-combined': {
       what: 'one login = 1 argon2 verify (argon2) + the grant beside it (login-grant) + 1 request (bare-token), one after another: 1/(1/argon2 + 1/grant + 1/request); what the machine allows a login with all of its work, for reading beside the target\'s argon2 alone',
@@ -80,7 +77,7 @@ export function ceilingDefinitions (run) {
     },
     rotation: {
       what: `refresh decisions as Tessera makes them: grants/refresh.ts's refreshDecision, one call of the SQL function tessera_refresh_grant (authenticate the client, lock, check, mark used, insert the successor, slide; one round trip) through Tessera's Kysely connection, ${INSTANCE_POOL} chains at once on a pool of ${INSTANCE_POOL} like Tessera's`,
-      measure: async () => await rotationRate(run.databaseUrl, INSTANCE_POOL, seconds)
+      measure: async (_round, window) => await rotationRate(run.databaseUrl, INSTANCE_POOL, seconds, window)
     },
     'rotation-pgbench': {
       what: `the same function from Postgres's own point of view: pgbench, ${INSTANCE_POOL} clients, the call prepared once per connection as Tessera sends it, each rotating its own chain (falls back to the rotation ceiling when pgbench is not installed): for reading`,
@@ -93,11 +90,11 @@ export function ceilingDefinitions (run) {
     },
     'verify-jose': {
       what: `jose jwtVerify of a refresh token (${keyBits}-bit), 64 in flight, WebCrypto on libuv's pool: a library verifier beside the one Tessera uses (verify-node), for reading`,
-      measure: async (round) => (await verifying(round)).jose
+      measure: async (_round, window) => await verifyJoseRate(keyBits, seconds, window)
     },
     'verify-node': {
       what: 'node:crypto.verify of the same signature on one thread, without claim checks: how tokens/verify-refresh.ts verifies (its claim checks aside), for reading',
-      measure: async (round) => (await verifying(round)).nodeCrypto
+      measure: async (_round, window) => await verifyNodeRate(keyBits, seconds, window)
     },
     'bare-token': {
       what: `bare Fastify process: POST with a refresh-sized JSON body, answering a token-response-sized body (${run.tokenResponse.length} B), same autocannon settings`,

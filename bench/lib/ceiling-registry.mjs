@@ -14,7 +14,7 @@
 /**
  * @typedef {object} MeasuredCeiling
  * @property {string} what how it is measured, for the report
- * @property {(round: number) => Promise<number | MeasuredRound>} measure one round (0, 1, …), per second, with what the machine's cores did during it when the ceiling can say
+ * @property {(round: number, window: CpuWindow) => Promise<number | MeasuredRound>} measure one round (0, 1, …), per second, with what the machine's cores did during it when the ceiling can say
  * @property {number} [rounds] overrides the run's rounds (1 for a ceiling read from another)
  */
 
@@ -30,6 +30,13 @@
 /** @typedef {{ rate: number, cpu?: import('./proc-cpu.mjs').RunCpu }} MeasuredRound */
 
 /**
+ * The span a round's rate is timed over, for a ceiling measured in this
+ * process that sets up first (keys, connections, rows): its cores are read
+ * over that span alone. A round that never opens it is read whole.
+ * @typedef {{ open: () => void, close: () => void }} CpuWindow
+ */
+
+/**
  * @typedef {object} CeilingResult
  * @property {number} rate the best round
  * @property {number} low the worst round
@@ -39,9 +46,18 @@
  */
 
 /**
- * @param {{ definitions: Record<string, CeilingDefinition>, rounds: number, log: (line: string) => void }} options
+ * @typedef {object} HarnessCpu how a round measured in the harness's own process gets its cores
+ * @property {() => unknown} start a snapshot, taken just before the round
+ * @property {(start: any) => import('./proc-cpu.mjs').RunCpu} since the cores used since that snapshot
  */
-export function ceilingRegistry ({ definitions, rounds, log }) {
+
+/**
+ * `cpu`, when given, measures what the machine did during each round of a
+ * ceiling whose measure reports only its rate (one measured in this
+ * process); a round that reports its own cores (a bare route's) keeps them.
+ * @param {{ definitions: Record<string, CeilingDefinition>, rounds: number, log: (line: string) => void, cpu?: HarnessCpu }} options
+ */
+export function ceilingRegistry ({ definitions, rounds, log, cpu }) {
   /** @type {Map<string, Promise<MeasuredRound>[]>} each measured ceiling's rounds, in order, as they are asked for */
   const roundsOf = new Map()
   /** @type {Map<string, Promise<CeilingResult>>} */
@@ -73,8 +89,13 @@ export function ceilingRegistry ({ definitions, rounds, log }) {
       const previous = all[r - 1] ?? Promise.resolve({ rate: 0 })
       all.push(previous.then(async () => {
         log(`ceiling ${name}${rounds > 1 ? ` (round ${r + 1})` : ''}…`)
-        const measuredRound = await found.measure(r)
-        return typeof measuredRound === 'number' ? { rate: measuredRound } : measuredRound
+        let started = cpu?.start()
+        /** @type {import('./proc-cpu.mjs').RunCpu | undefined} */
+        let timed
+        const window = { open: () => { started = cpu?.start() }, close: () => { timed = cpu?.since(started) } }
+        const measuredRound = await found.measure(r, window)
+        if (typeof measuredRound !== 'number') return measuredRound
+        return cpu === undefined ? { rate: measuredRound } : { rate: measuredRound, cpu: timed ?? cpu.since(started) }
       }))
     }
     await Promise.all(all)
@@ -145,23 +166,5 @@ export function ceilingRegistry ({ definitions, rounds, log }) {
     has: (name) => name in definitions,
     /** Every ceiling used so far, in the order first asked for. @returns {Promise<Record<string, CeilingResult>>} */
     all: async () => Object.fromEntries(await Promise.all([...results].map(async ([name, pending]) => [name, await pending])))
-  }
-}
-
-/**
- * Memoizes `measure` per round, for two ceilings read from one measurement
- * (jose and node:crypto signing come from one call).
- * @template T @param {(round: number) => Promise<T>} measure @returns {(round: number) => Promise<T>}
- */
-export function perRound (measure) {
-  /** @type {Map<number, Promise<T>>} */
-  const memo = new Map()
-  return async (round) => {
-    let pending = memo.get(round)
-    if (pending === undefined) {
-      pending = measure(round)
-      memo.set(round, pending)
-    }
-    return await pending
   }
 }

@@ -17,6 +17,8 @@ import { SignJWT, generateKeyPair, jwtVerify } from 'jose'
 import pg from 'pg'
 import { ARGON2_PARAMS, ClientCache, Keyring, REFRESH_GRANT_SQL, backoffPolicy, connect, hashingOverloaded, loadConfig, loadKeyring, passwordGrant, refreshDecision, workerPoolSize } from './service.mjs'
 
+/** @typedef {import('./ceiling-registry.mjs').CpuWindow} CpuWindow */
+
 const BARE_SERVER = fileURLToPath(new URL('../bare-server.mjs', import.meta.url))
 
 /** Claims the size of an access token's. */
@@ -32,8 +34,13 @@ const CLAIMS = {
   sid: randomUUID()
 }
 
-/** @param {number} seconds @param {number} inFlight @param {() => Promise<unknown>} op */
-async function rate (seconds, inFlight, op) {
+/**
+ * Runs `op`, `inFlight` at once, for `seconds`: per second. `window` (the
+ * registry's) is told when the timed span opens and closes.
+ * @param {number} seconds @param {number} inFlight @param {() => Promise<unknown>} op @param {CpuWindow} [window]
+ */
+async function rate (seconds, inFlight, op, window) {
+  window?.open()
   const deadline = performance.now() + seconds * 1000
   let done = 0
   const started = performance.now()
@@ -43,63 +50,93 @@ async function rate (seconds, inFlight, op) {
       done++
     }
   }))
+  window?.close()
+  return Math.round(done / ((performance.now() - started) / 1000))
+}
+
+/** Runs `op` on this thread, back to back, for `seconds`: per second. @param {number} seconds @param {() => void} op @param {CpuWindow} [window] */
+function rateOnThisThread (seconds, op, window) {
+  window?.open()
+  const deadline = performance.now() + seconds * 1000
+  const started = performance.now()
+  let done = 0
+  while (performance.now() < deadline) {
+    op()
+    done++
+  }
+  window?.close()
   return Math.round(done / ((performance.now() - started) / 1000))
 }
 
 /**
- * jose SignJWT with many signatures in flight (WebCrypto runs them on libuv's
- * pool, over every core), and node:crypto.sign with a KeyObject on this one
- * thread, which is how Tessera signs (tokens/jws.ts).
- * @param {number} bits @param {number} seconds
+ * One key pair per size for the whole run: a round then spends its time on
+ * signatures, not on making keys (its CPU is read over the timed span alone
+ * anyway, ceiling-registry.mjs's window).
+ * @type {Map<number, Promise<{ crypto: import('jose').GenerateKeyPairResult, node: import('node:crypto').KeyPairKeyObjectResult }>>}
  */
-export async function signingRates (bits, seconds) {
-  const { privateKey: cryptoKey } = await generateKeyPair('RS256', { modulusLength: bits })
-  const jose = await rate(seconds, 64, async () =>
-    await new SignJWT(CLAIMS).setProtectedHeader({ alg: 'RS256', kid: 'bench', typ: 'at+jwt' }).sign(cryptoKey))
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: bits })
-  const input = Buffer.from(`${Buffer.from('{"alg":"RS256","kid":"bench","typ":"at+jwt"}').toString('base64url')}.${Buffer.from(JSON.stringify(CLAIMS)).toString('base64url')}`)
-  const deadline = performance.now() + seconds * 1000
-  const started = performance.now()
-  let done = 0
-  while (performance.now() < deadline) {
-    sign('sha256', input, privateKey)
-    done++
+const KEYS = new Map()
+
+/** @param {number} bits */
+async function keysOf (bits) {
+  let keys = KEYS.get(bits)
+  if (keys === undefined) {
+    keys = (async () => ({ crypto: await generateKeyPair('RS256', { modulusLength: bits }), node: generateKeyPairSync('rsa', { modulusLength: bits }) }))()
+    KEYS.set(bits, keys)
   }
-  const nodeCrypto = Math.round(done / ((performance.now() - started) / 1000))
-  return { jose, nodeCrypto }
+  return await keys
+}
+
+/** jose SignJWT with many signatures in flight: WebCrypto runs them on libuv's pool, over every core. @param {number} bits @param {number} seconds @param {CpuWindow} [window] */
+export async function signJoseRate (bits, seconds, window) {
+  const { privateKey } = (await keysOf(bits)).crypto
+  return await rate(seconds, 64, async () =>
+    await new SignJWT(CLAIMS).setProtectedHeader({ alg: 'RS256', kid: 'bench', typ: 'at+jwt' }).sign(privateKey), window)
+}
+
+/** node:crypto.sign with a KeyObject on this one thread, which is how Tessera signs (tokens/jws.ts). @param {number} bits @param {number} seconds @param {CpuWindow} [window] */
+export async function signNodeRate (bits, seconds, window) {
+  const { privateKey } = (await keysOf(bits)).node
+  const input = Buffer.from(`${Buffer.from('{"alg":"RS256","kid":"bench","typ":"at+jwt"}').toString('base64url')}.${Buffer.from(JSON.stringify(CLAIMS)).toString('base64url')}`)
+  return rateOnThisThread(seconds, () => sign('sha256', input, privateKey), window)
+}
+
+/** A refresh token signed with the run's key, and its public key. @param {number} bits */
+async function refreshTokenToVerify (bits) {
+  const { privateKey, publicKey } = (await keysOf(bits)).node
+  const claims = { ...CLAIMS, aud: CLAIMS.iss }
+  const token = await new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: 'bench', typ: 'rt+jwt' }).sign(privateKey)
+  return { token, publicKey, claims }
+}
+
+/** jose jwtVerify of one refresh token (WebCrypto), 64 in flight. @param {number} bits @param {number} seconds @param {CpuWindow} [window] */
+export async function verifyJoseRate (bits, seconds, window) {
+  const { token, publicKey, claims } = await refreshTokenToVerify(bits)
+  return await rate(seconds, 64, async () =>
+    await jwtVerify(token, publicKey, { issuer: claims.iss, audience: claims.iss, typ: 'rt+jwt', algorithms: ['RS256'], currentDate: new Date(1_999_999_800_000) }), window)
 }
 
 /**
- * Verifying one refresh token: jose jwtVerify (WebCrypto), 64 in flight, and
- * node:crypto.verify of the same signature on this thread, as
+ * node:crypto.verify of one refresh token's signature on this thread, as
  * tokens/verify-refresh.ts verifies (no claim checks: the floor under any
  * verifier).
- * @param {number} bits @param {number} seconds
+ * @param {number} bits @param {number} seconds @param {CpuWindow} [window]
  */
-export async function verifyRates (bits, seconds) {
-  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: bits })
-  const claims = { ...CLAIMS, aud: CLAIMS.iss }
-  const token = await new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: 'bench', typ: 'rt+jwt' }).sign(privateKey)
-  const jose = await rate(seconds, 64, async () =>
-    await jwtVerify(token, publicKey, { issuer: claims.iss, audience: claims.iss, typ: 'rt+jwt', algorithms: ['RS256'], currentDate: new Date(1_999_999_800_000) }))
+export async function verifyNodeRate (bits, seconds, window) {
+  const { token, publicKey } = await refreshTokenToVerify(bits)
   const [header, payload, signature = ''] = token.split('.')
   const input = Buffer.from(`${header}.${payload}`)
-  const deadline = performance.now() + seconds * 1000
-  const started = performance.now()
-  let done = 0
-  while (performance.now() < deadline) {
-    if (!verify('sha256', input, publicKey, Buffer.from(signature, 'base64url'))) throw new Error('verify failed')
-    done++
-  }
-  return { jose, nodeCrypto: Math.round(done / ((performance.now() - started) / 1000)) }
+  const signatureBytes = Buffer.from(signature, 'base64url')
+  return rateOnThisThread(seconds, () => {
+    if (!verify('sha256', input, publicKey, signatureBytes)) throw new Error('verify failed')
+  }, window)
 }
 
-/** argon2id verifies at Tessera's parameters, `concurrency` at once as its hashing queue runs them. @param {number} concurrency @param {number} seconds */
-export async function argon2Rate (concurrency, seconds) {
+/** argon2id verifies at Tessera's parameters, `concurrency` at once as its hashing queue runs them. @param {number} concurrency @param {number} seconds @param {CpuWindow} [window] */
+export async function argon2Rate (concurrency, seconds, window) {
   const hash = await argon2.hash('correct horse battery staple', ARGON2_PARAMS)
   return await rate(seconds, concurrency, async () => {
     if (!await argon2.verify(hash, 'correct horse battery staple')) throw new Error('argon2 verify failed')
-  })
+  }, window)
 }
 
 /**
@@ -111,9 +148,9 @@ export async function argon2Rate (concurrency, seconds) {
  * `inFlight` at once on a pool of `pool`, a random one of `usernames` each time.
  * The hasher answers every verify at once, right: the hash is the argon2
  * ceiling's part.
- * @param {{ env: Record<string, string>, kek: Buffer, usernames: string[], inFlight: number, pool: number, seconds: number }} options
+ * @param {{ env: Record<string, string>, kek: Buffer, usernames: string[], inFlight: number, pool: number, seconds: number, window?: CpuWindow }} options
  */
-export async function loginGrantRate ({ env, kek, usernames, inFlight, pool, seconds }) {
+export async function loginGrantRate ({ env, kek, usernames, inFlight, pool, seconds, window }) {
   const config = loadConfig(env)
   const connection = connect(config.databaseUrl ?? '', pool)
   try {
@@ -142,7 +179,7 @@ export async function loginGrantRate ({ env, kek, usernames, inFlight, pool, sec
         now: new Date(),
         context: { ip: '127.0.0.1', userAgent: 'autocannon' }
       })
-    })
+    }, window)
   } finally {
     await connection.close()
   }
@@ -179,9 +216,9 @@ async function rotationChains (pool, count, clientId) {
  * authentication included, one round trip) through Tessera's own Kysely connection, `concurrency`
  * chains at once, each rotating the successor it got last, on a pool the
  * size of Tessera's.
- * @param {string} url @param {number} concurrency @param {number} seconds
+ * @param {string} url @param {number} concurrency @param {number} seconds @param {CpuWindow} [window]
  */
-export async function rotationRate (url, concurrency, seconds) {
+export async function rotationRate (url, concurrency, seconds, window) {
   const pool = new pg.Pool({ connectionString: url, max: 1 })
   const clientId = `bench-rotation-${randomUUID()}`
   const { kid, chains } = await rotationChains(pool, concurrency, clientId).finally(async () => { await pool.end() })
@@ -190,6 +227,7 @@ export async function rotationRate (url, concurrency, seconds) {
     // Connections are made (SCRAM costs milliseconds each) before the clock starts.
     const clients = await Promise.all(chains.map(async () => await connection.pool.connect()))
     for (const client of clients) client.release()
+    window?.open()
     const deadline = performance.now() + seconds * 1000
     const started = performance.now()
     let done = 0
@@ -211,6 +249,7 @@ export async function rotationRate (url, concurrency, seconds) {
         done++
       }
     }))
+    window?.close()
     return Math.round(done / ((performance.now() - started) / 1000))
   } finally {
     await connection.close()

@@ -37,14 +37,15 @@ export async function registerBenchClient (url) {
  * its name as Tessera sends it), `inFlight` at once (the scenario's
  * connections) queued on a pool of `pool` connections (Tessera's instance
  * pool), as the server runs it under the scenario's load.
- * @param {string} url @param {number} inFlight @param {number} pool @param {number} seconds
+ * @param {string} url @param {number} inFlight @param {number} pool @param {number} seconds @param {import('./ceiling-registry.mjs').CpuWindow} [window]
  */
-export async function clientReadRate (url, inFlight, pool, seconds) {
+export async function clientReadRate (url, inFlight, pool, seconds, window) {
   const connection = connect(url, pool)
   try {
     // Connections are made (SCRAM costs milliseconds each) before the clock starts.
     const clients = await Promise.all(Array.from({ length: pool }, async () => await connection.pool.connect()))
     for (const client of clients) client.release()
+    window?.open()
     const deadline = performance.now() + seconds * 1000
     const started = performance.now()
     let done = 0
@@ -54,6 +55,7 @@ export async function clientReadRate (url, inFlight, pool, seconds) {
         done++
       }
     }))
+    window?.close()
     return Math.round(done / ((performance.now() - started) / 1000))
   } finally {
     await connection.close()
@@ -74,7 +76,7 @@ export function clientCredentialsCeilings ({ url, seconds, inFlight, pool }) {
   return {
     'client-read': {
       what: `the client lookup (clients by primary key, clients/authenticate.ts's CLIENT_READ_SQL as a named statement), ${inFlight} at once on a pool of ${pool} (the scenario's connections on Tessera's instance pool)`,
-      measure: async () => await clientReadRate(url, inFlight, pool, seconds)
+      measure: async (_round, window) => await clientReadRate(url, inFlight, pool, seconds, window)
     },
     'client-credentials-combined': {
       what: 'one client_credentials token = 1 signature (sign-jose) + 1 client lookup (client-read) + 1 request (bare-token), one after another: 1/(1/sign + 1/read + 1/request)',

@@ -38,8 +38,12 @@ function procTable () {
   return table
 }
 
-/** @param {ProcTable} table @param {number[]} roots */
-function treeTicks (table, roots) {
+/**
+ * The ticks of the trees under `roots`, leaving out the trees under `apart`
+ * (the servers a harness started, counted on their own).
+ * @param {ProcTable} table @param {number[]} roots @param {Set<number>} [apart]
+ */
+function treeTicks (table, roots, apart = new Set()) {
   /** @type {Map<number, number[]>} */
   const children = new Map()
   for (const [pid, { ppid }] of table) children.set(ppid, [...(children.get(ppid) ?? []), pid])
@@ -48,7 +52,7 @@ function treeTicks (table, roots) {
   let ticks = 0
   while (todo.length > 0) {
     const pid = /** @type {number} */ (todo.pop())
-    if (seen.has(pid)) continue
+    if (seen.has(pid) || apart.has(pid)) continue
     seen.add(pid)
     ticks += table.get(pid)?.ticks ?? 0
     todo.push(...(children.get(pid) ?? []))
@@ -97,9 +101,13 @@ export function coresBetween (before, after, trees) {
  * on the machine (other users' builds and tests, processes too short-lived to
  * be seen, the kernel's own work). A round that got less of the machine says
  * so beside its rate (docs/performance.md, "Session 6: refresh through a run").
+ * A ceiling measured in the harness's own process (signing, argon2, the
+ * rotation through Tessera's code) has no load generator: its `harness` tree
+ * is that process with what it started for the measurement (pgbench, the
+ * argon2 child), the servers apart.
  * @typedef {object} RunCpu
  * @property {Record<string, number>} trees
- * @property {number} loadGenerator
+ * @property {number} [loadGenerator] absent for a ceiling measured in process
  * @property {number} others
  * @property {number} machine every busy core, from /proc/stat
  */
@@ -121,6 +129,24 @@ export function runCpuSince (start, trees) {
   const used = coresBetween(start.snapshot, after, trees)
   const loadGenerator = Math.round(((own.user + own.system) / 1e6 / seconds) * 100) / 100
   return { trees: used.trees, loadGenerator, others: Math.max(0, Math.round((used.rest - loadGenerator) * 100) / 100), machine: used.machine }
+}
+
+/**
+ * The cores each part of the machine used since `start` while this process
+ * measured a ceiling itself: this process and its children as `harness`
+ * (the trees in `servers` apart, each counted under its own name), and
+ * everyone else.
+ * @param {CpuSnapshot} start from cpuSnapshot() @param {Record<string, number[]>} servers name → root pids
+ * @returns {RunCpu}
+ */
+export function harnessCpuSince (start, servers) {
+  const after = cpuSnapshot()
+  const seconds = (after.at - start.at) / 1000
+  const cores = (/** @type {number} */ ticks) => Math.round((ticks / TICKS / seconds) * 100) / 100
+  const apart = new Set(Object.values(servers).flat())
+  const harness = cores(treeTicks(after.table, [process.pid], apart) - treeTicks(start.table, [process.pid], apart))
+  const used = coresBetween(start, after, servers)
+  return { trees: { harness, ...used.trees }, others: Math.max(0, Math.round((used.rest - harness) * 100) / 100), machine: used.machine }
 }
 
 /**

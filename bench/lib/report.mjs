@@ -114,16 +114,15 @@ function scenarioRows (report) {
 }
 
 /**
- * The rounds of the ceilings that report what the machine did meanwhile (the
- * bare routes: the cores of the bare server's processes), as the scenarios'
- * rounds are shown, so a slow ceiling round says itself why.
+ * Each measured ceiling's rounds beside what the machine did meanwhile, as
+ * the scenarios' rounds are shown, so a slow ceiling round says itself why.
  * @param {Record<string, { rounds: number[], cpu?: (import('./proc-cpu.mjs').RunCpu | undefined)[] }>} ceilings
  */
 function ceilingCpuLines (ceilings) {
   const withCpu = Object.entries(ceilings).filter(([, c]) => c.cpu !== undefined)
   if (withCpu.length === 0) return []
   return [
-    'Beside each round of a bare route, the cores each part of the machine used during it, as for the scenarios:', '',
+    'Beside each round of a measured ceiling, the cores each part of the machine used during it, as for the scenarios. A bare route names its server (`bare`); a ceiling measured in the harness\'s own process names that process with what it started for the measurement (`harness`: pgbench, the argon2 child), and its CPU per answer is the CPU one signature, verify, hash or transaction took there:', '',
     ...withCpu.map(([name, c]) => `- **${name}**: ${c.rounds.map((rps, i) => `${int(rps)}/s${roundCpuText({ rps, cpu: c.cpu?.[i] })}`).join(', ')}.`),
     ''
   ]
@@ -203,7 +202,8 @@ export function roundCpuText ({ rps, cpu }) {
   if (cpu === undefined) return ''
   const busy = Object.entries(cpu.trees).filter(([, cores]) => cores >= 0.005)
   const perAnswer = rps > 0 ? busy.map(([name, cores]) => `${name} ${((cores * 1000) / rps).toFixed(2)}`) : []
-  return ` (cores: ${[...busy.map(([name, cores]) => `${name} ${cores.toFixed(2)}`), `load generator ${cpu.loadGenerator.toFixed(2)}`, `others ${cpu.others.toFixed(2)}`].join(', ')}${perAnswer.length > 0 ? `; ms of CPU per answer: ${perAnswer.join(', ')}` : ''})`
+  const generator = cpu.loadGenerator === undefined ? [] : [`load generator ${cpu.loadGenerator.toFixed(2)}`]
+  return ` (cores: ${[...busy.map(([name, cores]) => `${name} ${cores.toFixed(2)}`), ...generator, `others ${cpu.others.toFixed(2)}`].join(', ')}${perAnswer.length > 0 ? `; ms of CPU per answer: ${perAnswer.join(', ')}` : ''})`
 }
 
 /** @param {any} report */

@@ -12,6 +12,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { ceilingRegistry } from '../lib/ceiling-registry.mjs'
 import { runLoad, percentile } from '../lib/load.mjs'
+import { cpuSnapshot, harnessCpuSince } from '../lib/proc-cpu.mjs'
 import { judgeTargets, roundCpuText } from '../lib/report.mjs'
 import { allRounds, bestRound, meets, targetText } from '../lib/rounds.mjs'
 import { longestWaitMs, queueWaitBuckets } from '../lib/queue-wait.mjs'
@@ -69,6 +70,47 @@ test('a measured round may bring its cores: kept round by round, and a combined 
   assert.deepEqual(bare.cpu?.map((c) => c?.trees.bare), [1, 1.1])
   assert.equal((await registry.result('plain')).cpu, undefined, 'a ceiling that says nothing of the machine has no cpu')
   assert.deepEqual((await registry.result('both')).rounds, [150, 151])
+})
+
+test('a ceiling measured in process gets its cores from the registry, over its timed span when it opens one', async () => {
+  /** @type {string[]} */
+  const events = []
+  let snapshots = 0
+  const registry = ceilingRegistry({
+    rounds: 1,
+    log: () => {},
+    cpu: {
+      start: () => { events.push('start'); return ++snapshots },
+      since: (/** @type {number} */ start) => { events.push(`since ${start}`); return { trees: { harness: start }, others: 0, machine: 1 } }
+    },
+    definitions: {
+      whole: { what: 'whole', measure: async () => { events.push('whole'); return 10 } },
+      timed: { what: 'timed', measure: async (_round, window) => { events.push('setup'); window.open(); events.push('timed'); window.close(); events.push('teardown'); return 20 } },
+      bare: { what: 'bare', measure: async () => ({ rate: 30, cpu: { trees: { bare: 1 }, loadGenerator: 0.5, others: 0, machine: 2 } }) }
+    }
+  })
+  assert.deepEqual((await registry.result('whole')).cpu, [{ trees: { harness: 1 }, others: 0, machine: 1 }])
+  assert.deepEqual(events.splice(0), ['start', 'whole', 'since 1'], 'read around the whole round')
+  assert.deepEqual((await registry.result('timed')).cpu, [{ trees: { harness: 3 }, others: 0, machine: 1 }])
+  assert.deepEqual(events.splice(0), ['start', 'setup', 'start', 'timed', 'since 3', 'teardown'], 'read over the timed span alone')
+  assert.deepEqual((await registry.result('bare')).cpu?.[0]?.trees, { bare: 1 }, 'a round that brings its cores keeps them')
+  assert.ok(!events.some((e) => e.startsWith('since')), 'and is not read again')
+})
+
+test("a ceiling measured in process reports the harness's cores apart from the servers it started", async (t) => {
+  // Two processes that only burn CPU: one stands for a server the harness started, one for what a measurement starts (pgbench).
+  const server = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' })
+  const helper = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' })
+  t.after(() => { server.kill('SIGKILL'); helper.kill('SIGKILL') })
+  const start = cpuSnapshot()
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  const cpu = harnessCpuSince(start, { server: [server.pid ?? 0], postgres: [] })
+  assert.equal(cpu.loadGenerator, undefined, 'no load generator in process')
+  assert.ok(cpu.trees.server > 0.3, `the server counted on its own: ${JSON.stringify(cpu)}`)
+  assert.ok(cpu.trees.harness > 0.3, `the helper counted with the harness: ${JSON.stringify(cpu)}`)
+  assert.ok(cpu.trees.harness < 1.5, `the server not counted twice: ${JSON.stringify(cpu)}`)
+  assert.equal(cpu.trees.postgres, 0)
+  assert.equal(roundCpuText({ rps: 100, cpu: { ...cpu, trees: { harness: 1, postgres: 0.5 }, others: 0.25 } }), ' (cores: harness 1.00, postgres 0.50, others 0.25; ms of CPU per answer: harness 10.00, postgres 5.00)', 'no load generator named')
 })
 
 /** @param {number} rps @param {number} p99 @param {number} errors @param {Record<string, number>} statuses */
