@@ -29,7 +29,7 @@ import { runLoad } from './lib/load.mjs'
 import { comparePeer, peerSummary } from './lib/peer-compare.mjs'
 import { locatePeer, peerUnavailable } from './lib/peer-stack.mjs'
 import { PHYSICAL_BESIDE, physicalLimits } from './lib/physical.mjs'
-import { cpuSnapshot, harnessCpuSince, listenerPid } from './lib/proc-cpu.mjs'
+import { cpuSnapshot, harnessCpuSince, listenerPid, waitIdle } from './lib/proc-cpu.mjs'
 import { PROFILES_DIR, loadProfile, profileClock, saveProfile, summarizeProfile } from './lib/profile.mjs'
 import { consoleSummary, judgeTargets, loadAverage, machineFacts, writeReport } from './lib/report.mjs'
 import { allRounds, bestRound, meets } from './lib/rounds.mjs'
@@ -122,6 +122,9 @@ function parseOptions () {
   }
 }
 const CLIENT_CREDENTIALS = 'client-credentials'
+
+/** Below this many cores over a quarter second, a server is taken as idle between rounds: an idle instance uses 0.01–0.03. */
+const SETTLED_CORES = 0.1
 
 /** `make bench-peer`: its own run (lib/peer-compare.mjs). @param {Options} options @returns {Promise<number>} exit code */
 async function peer (options) {
@@ -261,7 +264,7 @@ function ceilings (run, { ctx, probe, tokenResponse }) {
     rounds: settings.ceilingRounds,
     log,
     // A ceiling measured here reports what the machine did meanwhile, as a bare route's rounds do.
-    cpu: { start: cpuSnapshot, since: (start) => harnessCpuSince(start, ctx.cpuTrees?.() ?? {}) },
+    cpu: { start: cpuSnapshot, since: (start) => harnessCpuSince(start, ctx.cpuTrees?.() ?? {}), settle: async () => await settle(ctx) },
     definitions: ceilingDefinitions({
       databaseUrl: run.database.url,
       keyBits: settings.keyBits,
@@ -303,6 +306,19 @@ const READ_BESIDE = {
 }
 
 /**
+ * Waits until Tessera's instance, notes and the embedded Postgres are idle
+ * before a round, so it does not share the machine with what the last round
+ * left running: after a login round the instance still hashes the logins it
+ * admitted (about a fifth of a core for a second, measured in the argon2
+ * ceiling's rounds), after a refresh round Postgres writes. At most 5 s.
+ * @param {import('./lib/scenarios.mjs').Context} ctx
+ */
+async function settle (ctx) {
+  const trees = ctx.cpuTrees?.() ?? {}
+  if (!await waitIdle(trees, { idle: SETTLED_CORES, intervalMs: 250, timeoutMs: 5000 })) log(`a server still used ${SETTLED_CORES} cores or more 5 s after the last round; measuring anyway`)
+}
+
+/**
  * Step 3, scenarios: each one measured as its ceiling is, on the default
  * instance (one HTTP worker per core): `rounds` rounds, each just after a
  * round of its ceiling (of every part, for a combined one), so the two
@@ -323,6 +339,7 @@ async function scenarios (run, ctx, registry, url) {
     const alternating = (/** @type {Record<string, string[]>} */ (ALTERNATING_BESIDE))[scenario.name] ?? []
     for (let round = 0; round < run.settings.rounds; round++) {
       for (const name of [scenario.ceiling, ...alternating]) await registry.round(name, round)
+      await settle(ctx)
       log(`scenario ${scenario.name}${run.settings.rounds > 1 ? ` (round ${round + 1})` : ''}…`)
       const result = await scenario.run(ctx, [url], round)
       log(`scenario ${scenario.name}: ${result.rps} req/s, p99 ${result.p99} ms, ${result.errors} errors`)

@@ -49,6 +49,7 @@
  * @typedef {object} HarnessCpu how a round measured in the harness's own process gets its cores
  * @property {() => unknown} start a snapshot, taken just before the round
  * @property {(start: any) => import('./proc-cpu.mjs').RunCpu} since the cores used since that snapshot
+ * @property {() => Promise<void>} [settle] waits, before any round, until what the last round started has finished (a login round's admitted hashes)
  */
 
 /**
@@ -88,6 +89,7 @@ export function ceilingRegistry ({ definitions, rounds, log, cpu }) {
     for (let r = all.length; r <= Math.min(round, (found.rounds ?? rounds) - 1); r++) {
       const previous = all[r - 1] ?? Promise.resolve({ rate: 0 })
       all.push(previous.then(async () => {
+        await cpu?.settle?.()
         log(`ceiling ${name}${rounds > 1 ? ` (round ${r + 1})` : ''}…`)
         let started = cpu?.start()
         /** @type {import('./proc-cpu.mjs').RunCpu | undefined} */

@@ -72,7 +72,7 @@ test('a measured round may bring its cores: kept round by round, and a combined 
   assert.deepEqual((await registry.result('both')).rounds, [150, 151])
 })
 
-test('a ceiling measured in process gets its cores from the registry, over its timed span when it opens one', async () => {
+test('a ceiling measured in process gets its cores from the registry, over its timed span when it opens one, and every round starts settled', async () => {
   /** @type {string[]} */
   const events = []
   let snapshots = 0
@@ -81,7 +81,8 @@ test('a ceiling measured in process gets its cores from the registry, over its t
     log: () => {},
     cpu: {
       start: () => { events.push('start'); return ++snapshots },
-      since: (/** @type {number} */ start) => { events.push(`since ${start}`); return { trees: { harness: start }, others: 0, machine: 1 } }
+      since: (/** @type {number} */ start) => { events.push(`since ${start}`); return { trees: { harness: start }, others: 0, machine: 1 } },
+      settle: async () => { events.push('settle') }
     },
     definitions: {
       whole: { what: 'whole', measure: async () => { events.push('whole'); return 10 } },
@@ -90,10 +91,11 @@ test('a ceiling measured in process gets its cores from the registry, over its t
     }
   })
   assert.deepEqual((await registry.result('whole')).cpu, [{ trees: { harness: 1 }, others: 0, machine: 1 }])
-  assert.deepEqual(events.splice(0), ['start', 'whole', 'since 1'], 'read around the whole round')
+  assert.deepEqual(events.splice(0), ['settle', 'start', 'whole', 'since 1'], 'settled, then read around the whole round')
   assert.deepEqual((await registry.result('timed')).cpu, [{ trees: { harness: 3 }, others: 0, machine: 1 }])
-  assert.deepEqual(events.splice(0), ['start', 'setup', 'start', 'timed', 'since 3', 'teardown'], 'read over the timed span alone')
+  assert.deepEqual(events.splice(0), ['settle', 'start', 'setup', 'start', 'timed', 'since 3', 'teardown'], 'read over the timed span alone')
   assert.deepEqual((await registry.result('bare')).cpu?.[0]?.trees, { bare: 1 }, 'a round that brings its cores keeps them')
+  assert.equal(events[0], 'settle', 'every round waits for the last one to finish')
   assert.ok(!events.some((e) => e.startsWith('since')), 'and is not read again')
 })
 

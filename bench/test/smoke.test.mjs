@@ -11,7 +11,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { harness } from './harness.mjs'
 
-test('a quick run of every scenario has no errors and writes a whole report', { timeout: 120_000 }, async (t) => {
+test('a quick run of every scenario has no errors and writes a whole report', { timeout: 180_000 }, async (t) => {
   const out = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-bench-'))
   t.after(async () => { await fs.rm(out, { recursive: true, force: true }) })
   // The test run's Postgres when there is one (the harness makes and drops a scratch database on it).
