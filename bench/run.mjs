@@ -29,7 +29,7 @@ import { runLoad } from './lib/load.mjs'
 import { comparePeer, peerSummary } from './lib/peer-compare.mjs'
 import { locatePeer, peerUnavailable } from './lib/peer-stack.mjs'
 import { PHYSICAL_BESIDE, physicalLimits } from './lib/physical.mjs'
-import { cpuSnapshot, harnessCpuSince, listenerPid, waitIdle } from './lib/proc-cpu.mjs'
+import { childrenRunning, cpuSnapshot, harnessCpuSince, listenerPid, waitIdle } from './lib/proc-cpu.mjs'
 import { PROFILES_DIR, loadProfile, profileClock, saveProfile, summarizeProfile } from './lib/profile.mjs'
 import { consoleSummary, judgeTargets, loadAverage, machineFacts, writeReport } from './lib/report.mjs'
 import { allRounds, bestRound, meets } from './lib/rounds.mjs'
@@ -239,7 +239,11 @@ async function prepare (run) {
   /** @type {import('./lib/scenarios.mjs').Context} */
   const ctx = {
     settings,
-    cpuTrees: () => ({ tessera: run.servers.map((s) => s.pid), notes: run.siblings.map((s) => s.pid), postgres: postgresPid === undefined ? [] : [postgresPid] }),
+    cpuTrees: () => {
+      const tessera = run.servers.map((s) => s.pid)
+      // The hashing process apart: a login's line then reads the hash's CPU beside the argon2 ceiling's.
+      return { tessera, hashing: childrenRunning(tessera, 'hashing-process'), notes: run.siblings.map((s) => s.pid), postgres: postgresPid === undefined ? [] : [postgresPid] }
+    },
     fixtures,
     root: ROOT,
     ceiling: async () => { throw new Error('the ceilings step has not run') },

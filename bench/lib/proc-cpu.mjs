@@ -80,7 +80,9 @@ export function cpuSnapshot () {
 
 /**
  * Cores used between two snapshots: by each named process tree, by the whole
- * machine, and by everything else (load generator, harness, other users).
+ * machine, and by everything else (load generator, harness, other users). A
+ * tree inside another (Tessera's hashing process under its primary) is
+ * counted under its own name only.
  * @param {CpuSnapshot} before @param {CpuSnapshot} after @param {Record<string, number[]>} trees name → root pids
  * @returns {{ trees: Record<string, number>, machine: number, rest: number }}
  */
@@ -89,7 +91,10 @@ export function coresBetween (before, after, trees) {
   const cores = (/** @type {number} */ ticks) => Math.round((ticks / TICKS / seconds) * 100) / 100
   /** @type {Record<string, number>} */
   const used = {}
-  for (const [name, roots] of Object.entries(trees)) used[name] = cores(treeTicks(after.table, roots) - treeTicks(before.table, roots))
+  for (const [name, roots] of Object.entries(trees)) {
+    const apart = new Set(Object.entries(trees).flatMap(([other, pids]) => other === name ? [] : pids))
+    used[name] = cores(treeTicks(after.table, roots, apart) - treeTicks(before.table, roots, apart))
+  }
   const machine = cores(after.busy - before.busy)
   return { trees: used, machine, rest: Math.round((machine - Object.values(used).reduce((a, b) => a + b, 0)) * 100) / 100 }
 }
@@ -162,6 +167,23 @@ export async function waitIdle (trees, { idle, intervalMs, timeoutMs }) {
     if (Object.values(coresBetween(before, cpuSnapshot(), trees).trees).every((cores) => cores < idle)) return true
   }
   return false
+}
+
+/**
+ * The children of `parents` whose command line holds `part` (Tessera's
+ * hashing process under its primary).
+ * @param {number[]} parents @param {string} part @returns {number[]}
+ */
+export function childrenRunning (parents, part) {
+  const wanted = new Set(parents)
+  const found = []
+  for (const [pid, { ppid }] of procTable()) {
+    if (!wanted.has(ppid)) continue
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(part)) found.push(pid)
+    } catch {}
+  }
+  return found
 }
 
 /**

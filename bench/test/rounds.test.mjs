@@ -12,7 +12,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { ceilingRegistry } from '../lib/ceiling-registry.mjs'
 import { runLoad, percentile } from '../lib/load.mjs'
-import { cpuSnapshot, harnessCpuSince } from '../lib/proc-cpu.mjs'
+import { childrenRunning, coresBetween, cpuSnapshot, harnessCpuSince } from '../lib/proc-cpu.mjs'
 import { judgeTargets, roundCpuText } from '../lib/report.mjs'
 import { allRounds, bestRound, meets, targetText } from '../lib/rounds.mjs'
 import { longestWaitMs, queueWaitBuckets } from '../lib/queue-wait.mjs'
@@ -97,6 +97,27 @@ test('a ceiling measured in process gets its cores from the registry, over its t
   assert.deepEqual((await registry.result('bare')).cpu?.[0]?.trees, { bare: 1 }, 'a round that brings its cores keeps them')
   assert.equal(events[0], 'settle', 'every round waits for the last one to finish')
   assert.ok(!events.some((e) => e.startsWith('since')), 'and is not read again')
+})
+
+test('a process inside a named tree, found by its command line, is counted under its own name only', async (t) => {
+  // An idle parent (Tessera's primary) with a busy child (its hashing process).
+  const parent = spawn(process.execPath, ['-e', "require('node:child_process').spawn(process.execPath, ['-e', 'for (;;) {}', 'hashing-standin'], { stdio: 'ignore' }); setInterval(() => {}, 1000)"], { stdio: 'ignore' })
+  t.after(() => { for (const pid of childrenRunning([parent.pid ?? 0], 'hashing-standin')) process.kill(pid, 'SIGKILL'); parent.kill('SIGKILL') })
+  /** @type {number[]} */
+  let child = []
+  for (let i = 0; i < 50 && child.length === 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    child = childrenRunning([parent.pid ?? 0], 'hashing-standin')
+  }
+  assert.equal(child.length, 1, 'the child is found by its command line')
+  assert.deepEqual(childrenRunning([parent.pid ?? 0], 'no such part'), [])
+  const before = cpuSnapshot()
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  const used = coresBetween(before, cpuSnapshot(), { tessera: [parent.pid ?? 0], hashing: child })
+  assert.ok(used.trees.hashing > 0.3, `the child under its own name: ${JSON.stringify(used)}`)
+  assert.ok(used.trees.tessera < 0.2, `and not again under its parent's: ${JSON.stringify(used)}`)
+  const whole = coresBetween(before, cpuSnapshot(), { tessera: [parent.pid ?? 0] })
+  assert.ok(whole.trees.tessera > 0.3, `unnamed, it is part of its parent's tree: ${JSON.stringify(whole)}`)
 })
 
 test("a ceiling measured in process reports the harness's cores apart from the servers it started", async (t) => {
