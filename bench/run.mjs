@@ -325,9 +325,10 @@ async function settle (ctx) {
 /**
  * Step 3, scenarios: each one measured as its ceiling is, on the default
  * instance (one HTTP worker per core): `rounds` rounds, each just after a
- * round of its ceiling (of every part, for a combined one), so the two
- * alternate and see the same moments of the machine; the best of each is
- * kept and both spreads are reported. Nothing else runs meanwhile.
+ * round of its ceiling (of every part, for a combined one; the first after
+ * the scenario's warm-up too), so the two alternate and see the same
+ * moments of the machine; the best of each is kept and both spreads are
+ * reported. Nothing else runs meanwhile.
  * @param {Run} run @param {import('./lib/scenarios.mjs').Context} ctx @param {ReturnType<typeof ceilings>} registry @param {string} url
  */
 async function scenarios (run, ctx, registry, url) {
@@ -342,10 +343,17 @@ async function scenarios (run, ctx, registry, url) {
     const rounds = []
     const alternating = (/** @type {Record<string, string[]>} */ (ALTERNATING_BESIDE))[scenario.name] ?? []
     for (let round = 0; round < run.settings.rounds; round++) {
-      for (const name of [scenario.ceiling, ...alternating]) await registry.round(name, round)
-      await settle(ctx)
-      log(`scenario ${scenario.name}${run.settings.rounds > 1 ? ` (round ${round + 1})` : ''}…`)
-      const result = await scenario.run(ctx, [url], round)
+      // The ceiling's round runs after the scenario's warm-up, just before its measured run (login warms up for 15 s).
+      let alternated = false
+      const ceilingRound = async () => {
+        for (const name of [scenario.ceiling, ...alternating]) await registry.round(name, round)
+        await settle(ctx)
+        alternated = true
+        log(`scenario ${scenario.name}${run.settings.rounds > 1 ? ` (round ${round + 1})` : ''}…`)
+      }
+      if (round === 0) log(`scenario ${scenario.name}: warming up…`)
+      const result = await scenario.run(ctx, [url], round, ceilingRound)
+      if (!alternated) throw new Error(`scenario ${scenario.name} ran without its ceiling's round`)
       log(`scenario ${scenario.name}: ${result.rps} req/s, p99 ${result.p99} ms, ${result.errors} errors`)
       rounds.push(result)
     }

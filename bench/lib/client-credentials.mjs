@@ -106,10 +106,10 @@ export function clientCredentialsScenario (secret) {
     ceiling: 'client-credentials-combined',
     target: { ratio: 0.60, source: 'issue 14' },
     scales: true,
-    run: async (ctx, urls, round) => {
+    run: async (ctx, urls, round, beforeMeasured) => {
       const basic = `Basic ${Buffer.from(`${BENCH_CLIENT}:${await secret()}`).toString('base64')}`
       return await runLoad({
-        ...base(ctx, urls, round),
+        ...base(ctx, urls, round, beforeMeasured),
         connections: ctx.settings.connections,
         method: 'POST',
         path: '/oauth/token',

@@ -20,6 +20,7 @@ import { runCpuSince, runCpuStart } from './proc-cpu.mjs'
  * @property {number} warmup seconds run first and discarded
  * @property {number} [amount] at most this many requests in the measured run
  * @property {number} [warmupAmount] at most this many requests in the warm-up
+ * @property {() => Promise<void>} [beforeMeasured] run after the warm-up, just before the measured run
  * @property {boolean} [shed] the server may shed: a 503 with Retry-After is not an error, and p50/p99 are of the 2xx answers only
  * @property {() => Record<string, number[]>} [cpu] the process trees whose CPU the measured run reports (name → root pids, read when it starts)
  */
@@ -117,6 +118,7 @@ function once (options, seconds, amount, tally) {
 /** @param {LoadOptions} options @param {number[]} [ok] statuses that count as success besides 2xx @returns {Promise<LoadResult>} */
 export async function runLoad (options, ok = []) {
   if (options.warmup > 0) await once(options, options.warmup, options.warmupAmount)
+  await options.beforeMeasured?.()
   const tally = options.shed ? shedTally() : undefined
   const trees = options.cpu?.()
   const cpuStart = trees === undefined ? undefined : runCpuStart()

@@ -67,7 +67,7 @@ import { longestWaitMs, scrapeQueueWaits } from './queue-wait.mjs'
  * @property {boolean} scales whether it is also run on several processes
  * @property {string} [note] printed under the table
  * @property {(root: string) => string | undefined} [unavailable] why it cannot run here, if it cannot
- * @property {(ctx: Context, urls: string[], round: number) => Promise<LoadResult>} run one round (0, 1, …): only the first warms up
+ * @property {(ctx: Context, urls: string[], round: number, beforeMeasured?: () => Promise<void>) => Promise<LoadResult>} run one round (0, 1, …): only the first warms up; `beforeMeasured` runs between the warm-up and the measured run (its ceiling's round, so the two are next to each other in time)
  */
 
 /** @param {string} root */
@@ -82,31 +82,32 @@ const pick = (/** @type {any[]} */ list) => list[Math.floor(Math.random() * list
 /**
  * The first round warms the server up; the later ones find it warm. Each
  * round reports the CPU of the processes it measures.
- * @param {Context} ctx @param {string[]} urls @param {number} round
+ * @param {Context} ctx @param {string[]} urls @param {number} round @param {() => Promise<void>} [beforeMeasured]
  */
-export const base = (ctx, urls, round) => ({
+export const base = (ctx, urls, round, beforeMeasured) => ({
   url: urls.length === 1 ? /** @type {string} */ (urls[0]) : urls,
   duration: ctx.settings.duration,
   warmup: round === 0 ? ctx.settings.warmup : 0,
+  ...(beforeMeasured === undefined ? {} : { beforeMeasured }),
   ...(ctx.cpuTrees === undefined ? {} : { cpu: ctx.cpuTrees })
 })
 
 /**
  * GETs of `route`, each with a random one of the live access tokens as Bearer.
- * @param {Context} ctx @param {string[]} urls @param {number} round @param {string} route
+ * @param {Context} ctx @param {string[]} urls @param {number} round @param {(() => Promise<void>) | undefined} beforeMeasured @param {string} route
  */
-async function bearerLoad (ctx, urls, round, route) {
+async function bearerLoad (ctx, urls, round, beforeMeasured, route) {
   const tokens = await ctx.accessTokens()
   return await runLoad({
-    ...base(ctx, urls, round),
+    ...base(ctx, urls, round, beforeMeasured),
     connections: ctx.settings.connections,
     path: route,
     setupRequest: (request) => ({ ...request, headers: { ...request.headers, authorization: `Bearer ${pick(tokens).token}` } })
   })
 }
 
-/** Refresh requests, each presenting a different unused token. @param {Context} ctx @param {string[]} urls @param {number} round */
-async function refreshLoad (ctx, urls, round) {
+/** Refresh requests, each presenting a different unused token. @param {Context} ctx @param {string[]} urls @param {number} round @param {() => Promise<void>} [beforeMeasured] */
+async function refreshLoad (ctx, urls, round, beforeMeasured) {
   const s = ctx.settings
   // Headroom over the combined ceiling (its best round so far), or over what one process did times the processes; the run stops early rather than reuse a token.
   const perSecond = Math.ceil(Math.max((await ctx.ceilingSoFar('refresh-combined')) * 1.3, (ctx.observed.refresh ?? 0) * 1.5 * urls.length, 100))
@@ -116,7 +117,7 @@ async function refreshLoad (ctx, urls, round) {
   const tokens = await ctx.fixtures.refreshTokens(warmupAmount + amount + 4 * s.connections)
   let next = 0
   return await runLoad({
-    ...base(ctx, urls, round),
+    ...base(ctx, urls, round, beforeMeasured),
     connections: s.connections,
     amount,
     warmupAmount,
@@ -131,21 +132,21 @@ async function refreshLoad (ctx, urls, round) {
  * Password logins of random pre-created users, `connections` at once. With
  * `shed`, the instances' hashing-queue histograms are scraped around the run
  * for the longest wait in their queues.
- * @param {Context} ctx @param {string[]} urls @param {number} round @param {number} connections @param {boolean} shed
+ * @param {Context} ctx @param {string[]} urls @param {number} round @param {(() => Promise<void>) | undefined} beforeMeasured @param {number} connections @param {boolean} shed
  */
-async function loginLoad (ctx, urls, round, connections, shed) {
-  if (!shed) return await loginRun(ctx, urls, round, connections, shed)
+async function loginLoad (ctx, urls, round, beforeMeasured, connections, shed) {
+  if (!shed) return await loginRun(ctx, urls, round, beforeMeasured, connections, shed)
   const before = await Promise.all(urls.map(scrapeQueueWaits))
-  const result = await loginRun(ctx, urls, round, connections, shed)
+  const result = await loginRun(ctx, urls, round, beforeMeasured, connections, shed)
   const after = await Promise.all(urls.map(scrapeQueueWaits))
   return { ...result, queueWaitMs: Math.max(...after.map((buckets, i) => longestWaitMs(before[i] ?? new Map(), buckets))) }
 }
 
-/** @param {Context} ctx @param {string[]} urls @param {number} round @param {number} connections @param {boolean} shed */
-async function loginRun (ctx, urls, round, connections, shed) {
+/** @param {Context} ctx @param {string[]} urls @param {number} round @param {(() => Promise<void>) | undefined} beforeMeasured @param {number} connections @param {boolean} shed */
+async function loginRun (ctx, urls, round, beforeMeasured, connections, shed) {
   const users = ctx.fixtures.users
   return await runLoad({
-    ...base(ctx, urls, round),
+    ...base(ctx, urls, round, beforeMeasured),
     duration: ctx.settings.loginDuration,
     // The storm at 64 connections follows the login scenario on the same, by then warm, instance.
     warmup: round === 0 && !shed ? ctx.settings.loginWarmup : 0,
@@ -167,7 +168,7 @@ function loginScenario (connections, shed) {
   return {
     ceiling: 'argon2',
     scales: false,
-    run: async (/** @type {Context} */ ctx, /** @type {string[]} */ urls, /** @type {number} */ round) => await loginLoad(ctx, urls, round, ctx.settings[connections], shed)
+    run: async (/** @type {Context} */ ctx, /** @type {string[]} */ urls, /** @type {number} */ round, /** @type {(() => Promise<void>) | undefined} */ beforeMeasured) => await loginLoad(ctx, urls, round, beforeMeasured, ctx.settings[connections], shed)
   }
 }
 
@@ -194,7 +195,7 @@ export const SCENARIOS = [
     target: { rps: 1500, p99Ms: 100, source: 'issue 12' },
     issue9Ratio: 0.70,
     scales: true,
-    run: async (ctx, urls, round) => await refreshLoad(ctx, urls, round)
+    run: async (ctx, urls, round, beforeMeasured) => await refreshLoad(ctx, urls, round, beforeMeasured)
   },
   {
     name: 'jwks',
@@ -202,7 +203,7 @@ export const SCENARIOS = [
     ceiling: 'bare-jwks',
     target: { ratio: 0.80, source: 'issue 12' },
     scales: true,
-    run: async (ctx, urls, round) => await runLoad({ ...base(ctx, urls, round), connections: ctx.settings.connections, path: '/.well-known/jwks.json' })
+    run: async (ctx, urls, round, beforeMeasured) => await runLoad({ ...base(ctx, urls, round, beforeMeasured), connections: ctx.settings.connections, path: '/.well-known/jwks.json' })
   },
   {
     name: 'jwks-304',
@@ -210,8 +211,8 @@ export const SCENARIOS = [
     ceiling: 'bare-jwks-304',
     target: { ratio: 0.80, source: 'issue 12' },
     scales: false,
-    run: async (ctx, urls, round) => await runLoad({
-      ...base(ctx, urls, round), connections: ctx.settings.connections, path: '/.well-known/jwks.json', headers: { 'if-none-match': ctx.jwks.etag }
+    run: async (ctx, urls, round, beforeMeasured) => await runLoad({
+      ...base(ctx, urls, round, beforeMeasured), connections: ctx.settings.connections, path: '/.well-known/jwks.json', headers: { 'if-none-match': ctx.jwks.etag }
     }, [304])
   },
   {
@@ -220,7 +221,7 @@ export const SCENARIOS = [
     ceiling: 'bare-me',
     target: { ratio: 0.60, source: 'issue 12' },
     scales: true,
-    run: async (ctx, urls, round) => await bearerLoad(ctx, urls, round, '/v1/me')
+    run: async (ctx, urls, round, beforeMeasured) => await bearerLoad(ctx, urls, round, beforeMeasured, '/v1/me')
   },
   {
     name: 'notes',
@@ -230,7 +231,7 @@ export const SCENARIOS = [
     note: 'No issue sets a target for notes; it is judged like /v1/me (a verified token, then a small read), against the bare route in one process, as notes runs.',
     scales: false,
     unavailable: (root) => existsSync(path.join(root, 'services/notes/dist/server.js')) ? undefined : 'services/notes is not built (run make build)',
-    run: async (ctx, _urls, round) => await bearerLoad(ctx, [await ctx.notes()], round, '/notes')
+    run: async (ctx, _urls, round, beforeMeasured) => await bearerLoad(ctx, [await ctx.notes()], round, beforeMeasured, '/notes')
   },
   {
     name: 'gateway-jwks',
@@ -240,7 +241,7 @@ export const SCENARIOS = [
     scales: false,
     note: "No issue sets a target through the gateway; judged like the JWKS against the bare route in one process, as the gateway's one Nginx worker answers (plain HTTP, so TLS is on the gateway side only).",
     unavailable: gatewayMissing,
-    run: async (ctx, _urls, round) => await runLoad({ ...base(ctx, [await ctx.gateway()], round), connections: ctx.settings.connections, path: '/.well-known/jwks.json' })
+    run: async (ctx, _urls, round, beforeMeasured) => await runLoad({ ...base(ctx, [await ctx.gateway()], round, beforeMeasured), connections: ctx.settings.connections, path: '/.well-known/jwks.json' })
   },
   {
     name: 'gateway-refresh',
@@ -250,6 +251,6 @@ export const SCENARIOS = [
     scales: false,
     note: "No issue sets a target through the gateway; judged like refresh against issue 9's share of the combined ceiling.",
     unavailable: gatewayMissing,
-    run: async (ctx, _urls, round) => await refreshLoad(ctx, [await ctx.gateway()], round)
+    run: async (ctx, _urls, round, beforeMeasured) => await refreshLoad(ctx, [await ctx.gateway()], round, beforeMeasured)
   }
 ]

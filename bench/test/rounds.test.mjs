@@ -247,6 +247,20 @@ test('a shedding run: 503 with Retry-After is shed, not an error; without it, an
   assert.equal(percentile([], 99), 0)
 })
 
+test('a load run calls beforeMeasured after its warm-up, and measures only what follows it', async (t) => {
+  let served = 0
+  const server = createServer((req, res) => { served++; res.writeHead(200).end('{}') })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(undefined)))
+  t.after(() => { server.close() })
+  const url = `http://127.0.0.1:${/** @type {import('node:net').AddressInfo} */ (server.address()).port}`
+  /** @type {number[]} */
+  const servedAtCall = []
+  const result = await runLoad({ url, path: '/', connections: 2, duration: 0.5, warmup: 0.3, beforeMeasured: async () => { servedAtCall.push(served); await new Promise((resolve) => setTimeout(resolve, 300)) } })
+  assert.equal(servedAtCall.length, 1, 'called once')
+  assert.ok((servedAtCall[0] ?? 0) > 0, 'after the warm-up had run')
+  assert.ok(result.requests > 0 && result.requests <= served - (servedAtCall[0] ?? 0), `the measured run counts only what came after: ${result.requests} of ${served - (servedAtCall[0] ?? 0)}`)
+})
+
 test("a measured run reports what the machine's cores did: each named process tree, the load generator, everyone else", async (t) => {
   const server = createServer((req, res) => { res.writeHead(200).end('{}') })
   await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(undefined)))
