@@ -92,7 +92,8 @@ export function coresBetween (before, after, trees) {
   /** @type {Record<string, number>} */
   const used = {}
   for (const [name, roots] of Object.entries(trees)) {
-    const apart = new Set(Object.entries(trees).flatMap(([other, pids]) => other === name ? [] : pids))
+    // A root two trees both name (one Postgres serving both stacks) stays in each.
+    const apart = new Set(Object.entries(trees).flatMap(([other, pids]) => other === name ? [] : pids.filter((pid) => !roots.includes(pid))))
     used[name] = cores(treeTicks(after.table, roots, apart) - treeTicks(before.table, roots, apart))
   }
   const machine = cores(after.busy - before.busy)

@@ -118,6 +118,8 @@ test('a process inside a named tree, found by its command line, is counted under
   assert.ok(used.trees.tessera < 0.2, `and not again under its parent's: ${JSON.stringify(used)}`)
   const whole = coresBetween(before, cpuSnapshot(), { tessera: [parent.pid ?? 0] })
   assert.ok(whole.trees.tessera > 0.3, `unnamed, it is part of its parent's tree: ${JSON.stringify(whole)}`)
+  const shared = coresBetween(before, cpuSnapshot(), { one: child, other: child })
+  assert.ok(shared.trees.one > 0.3 && shared.trees.other > 0.3, `a root two trees both name counts in each: ${JSON.stringify(shared)}`)
 })
 
 test("a ceiling measured in process reports the harness's cores apart from the servers it started", async (t) => {
