@@ -7,7 +7,7 @@
  *   GET  /jwks   the JWKS body Tessera serves, with its ETag (304 on If-None-Match) and the same
  *                headers (BARE_JWKS_HEADERS, and an x-request-id of BARE_REQUEST_ID_LENGTH characters,
  *                counted per process)
- *   GET  /me     the same one-row Postgres read as /v1/me (its very SQL text), ids from x-user-id/x-session-id,
+ *   GET  /me     the same one-row Postgres read as /v1/me (its very SQL text, a named statement as Tessera sends it), ids from x-user-id/x-session-id,
  *                on a pool of BARE_POOL connections per process (default 20)
  *   POST /token  a JSON body in, a token-response-sized JSON body out
  * Configured by BARE_WORKERS, BARE_JWKS, BARE_ETAG, BARE_JWKS_HEADERS, BARE_REQUEST_ID_LENGTH, BARE_TOKEN_RESPONSE,
@@ -18,7 +18,7 @@
 import cluster from 'node:cluster'
 import Fastify from 'fastify'
 import pg from 'pg'
-import { LIVE_PROFILE_SQL as ME } from './lib/service.mjs'
+import { LIVE_PROFILE_SQL as ME, LIVE_PROFILE_STATEMENT } from './lib/service.mjs'
 
 const workers = Number(process.env.BARE_WORKERS ?? 1)
 
@@ -40,7 +40,7 @@ async function serve () {
     return await reply.type('application/jwk-set+json').send(jwks)
   })
   app.get('/me', async (request, reply) => {
-    const { rows } = await pool.query(ME, [request.headers['x-user-id'], request.headers['x-session-id'], new Date()])
+    const { rows } = await pool.query({ name: LIVE_PROFILE_STATEMENT, text: ME, values: [request.headers['x-user-id'], request.headers['x-session-id'], new Date()] })
     if (rows.length === 0) return await reply.code(401).send({ error: 'no such session' })
     return { id: rows[0].id, username: rows[0].username, created_at: rows[0].created_at.toISOString(), session_id: request.headers['x-session-id'], scope: 'read write', client_id: 'tessera' }
   })

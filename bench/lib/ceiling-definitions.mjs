@@ -140,7 +140,7 @@ function bareRoutes (run, workers, suffix) {
       measure: async (round) => await run.bareLoad({ path: '/jwks', headers: { 'if-none-match': run.jwks.etag } }, [304], round, workers)
     },
     [`bare-me${suffix}`]: {
-      what: `${layout}, doing /v1/me's one-row read (users JOIN sessions by ids, a pool of ${pool}${workers > 1 ? ' per worker' : ''}) for a random one of the same sessions`,
+      what: `${layout}, doing /v1/me's one-row read (users JOIN sessions by ids, its named statement, a pool of ${pool}${workers > 1 ? ' per worker' : ''}) for a random one of the same sessions`,
       measure: async (round) => {
         const pairs = await run.sessions()
         return await run.bareLoad({

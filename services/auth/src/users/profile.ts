@@ -6,6 +6,7 @@
  */
 import { CompiledQuery } from 'kysely'
 import type { Db } from '../db/database.js'
+import { namedStatement } from '../db/named-statements.js'
 
 export interface Profile {
   id: string
@@ -13,9 +14,11 @@ export interface Profile {
   createdAt: Date
 }
 
-// /v1/me runs this on every request: fixed text, so Kysely compiles nothing per request.
-export const LIVE_PROFILE_SQL = 'select users.id, users.username, users.created_at from users inner join sessions on sessions.user_id = users.id ' +
-  'where users.id = $1 and sessions.id = $2 and users.disabled_at is null and sessions.revoked_at is null and sessions.expires_at > $3'
+// /v1/me runs this on every request: fixed text, so Kysely compiles nothing per request, and
+// sent by name, so each connection has Postgres parse and plan it once (db/named-statements.ts).
+export const LIVE_PROFILE_STATEMENT = 'tessera_live_profile'
+export const LIVE_PROFILE_SQL = namedStatement(LIVE_PROFILE_STATEMENT, 'select users.id, users.username, users.created_at from users inner join sessions on sessions.user_id = users.id ' +
+  'where users.id = $1 and sessions.id = $2 and users.disabled_at is null and sessions.revoked_at is null and sessions.expires_at > $3')
 
 interface ProfileRow { id: string, username: string, created_at: Date }
 

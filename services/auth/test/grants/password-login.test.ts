@@ -88,6 +88,13 @@ t.test('a login that succeeds: one session, its token and audit row, the failure
     WHERE name LIKE 'tessera_%' ORDER BY name`.execute(connection.db)
   t.same(prepared.rows.map((r) => [r.name, Number(r.calls)]), [['tessera_client_read', 2], ['tessera_login_attempt', 2], ['tessera_start_login', 1]],
     'each login read the client, counted the attempt with the user read, and the one that succeeded started in one call: all by name')
+
+  for (let i = 0; i < 2; i++) {
+    const me = await app.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${String(ok.body.access_token)}` } })
+    t.equal(me.statusCode, 200)
+  }
+  const profile = await sql<{ calls: number }>`SELECT generic_plans + custom_plans AS calls FROM pg_prepared_statements WHERE name = 'tessera_live_profile'`.execute(connection.db)
+  t.same(profile.rows.map((r) => Number(r.calls)), [2], '/v1/me reads the profile by name: parsed and planned once per connection')
 })
 
 t.test('a name in back-off: 429 before any hashing, one audit row, nothing else written', async (t) => {
