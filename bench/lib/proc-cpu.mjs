@@ -40,7 +40,7 @@ function procTable () {
 
 /**
  * The ticks of the trees under `roots`, leaving out the trees under `apart`
- * (the servers a harness started, counted on their own).
+ * (other named trees inside them, each counted under its own name).
  * @param {ProcTable} table @param {number[]} roots @param {Set<number>} [apart]
  */
 function treeTicks (table, roots, apart = new Set()) {
@@ -146,13 +146,9 @@ export function runCpuSince (start, trees) {
  * @returns {RunCpu}
  */
 export function harnessCpuSince (start, servers) {
-  const after = cpuSnapshot()
-  const seconds = (after.at - start.at) / 1000
-  const cores = (/** @type {number} */ ticks) => Math.round((ticks / TICKS / seconds) * 100) / 100
-  const apart = new Set(Object.values(servers).flat())
-  const harness = cores(treeTicks(after.table, [process.pid], apart) - treeTicks(start.table, [process.pid], apart))
-  const used = coresBetween(start, after, servers)
-  return { trees: { harness, ...used.trees }, others: Math.max(0, Math.round((used.rest - harness) * 100) / 100), machine: used.machine }
+  // coresBetween already sets every other tree's roots apart from this process's tree.
+  const used = coresBetween(start, cpuSnapshot(), { harness: [process.pid], ...servers })
+  return { trees: used.trees, others: Math.max(0, used.rest), machine: used.machine }
 }
 
 /**
