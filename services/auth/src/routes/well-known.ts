@@ -4,6 +4,7 @@
  * answer's headers (jwksHeadersOf).
  * @module
  */
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import type { App, Deps } from '../http/app-types.js'
 import type { Jwks } from '../keys/keyring.js'
@@ -101,12 +102,18 @@ export function registerWellKnownRoutes (app: App, config: Config, deps: Deps): 
   }
   // Both routes answer from memory, in the tick they are routed.
   const fromMemory = { answersAtOnce: true }
-  app.get('/.well-known/jwks.json', { schema: jwksSchema, config: fromMemory }, async (request, reply) => {
+  const answerJwks = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const jwks = deps.keyring.jwks
     const headers = headersOf(jwks)
     if (etagMatches(request.headers['if-none-match'], jwks.etag)) return await reply.headers(headers.notModified).code(304).send()
     return await reply.headers(headers.ok).send(jwks.body)
-  })
+  }
+  app.get('/.well-known/jwks.json', { schema: jwksSchema, config: fromMemory, exposeHeadRoute: false }, answerJwks)
+  // HEAD by the same answer rather than Fastify's generated route, which sets
+  // `content-length: 0` on any answer without a body, a 304 included: RFC
+  // 9110 §8.6 allows a 304 only the 200's length. Node leaves the body out of
+  // a HEAD itself. Hidden from /openapi.json, as every generated HEAD route is.
+  app.head('/.well-known/jwks.json', { schema: { hide: true }, config: fromMemory }, answerJwks)
 
   const metadata = JSON.stringify(serverMetadata(config))
   for (const path of ['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server']) {

@@ -67,7 +67,7 @@ t.test('the hot routes run three hooks; the limiter and the shedding only where 
   await app.ready()
   const hooksOf = printedHooks(t, app)
   const bare = ['(onRequest) ["securityHeaders()"]', '(onResponse) ["logAndCount()"]']
-  for (const route of ['/.well-known/jwks.json (GET)', '/healthz (GET)']) {
+  for (const route of ['/.well-known/jwks.json (GET, HEAD)', '/healthz (GET)']) {
     const hooks = hooksOf(route)
     for (const line of bare) t.match(hooks, line, `${route}: ${line}`)
     t.notMatch(hooks, 'preHandler', `${route}: no preHandler`)
