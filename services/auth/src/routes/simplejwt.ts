@@ -31,7 +31,9 @@ function readField (value: unknown): string | string[] {
   if (value === null) return ['This field may not be null.']
   if (typeof value !== 'string' && typeof value !== 'number') return ['Not a valid string.']
   const text = String(value).trim()
-  return text === '' ? ['This field may not be blank.'] : text
+  if (text === '') return ['This field may not be blank.']
+  // DRF's CharField refuses NUL after the blank check (ProhibitNullCharactersValidator); Postgres would refuse it as text.
+  return text.includes('\u0000') ? ['Null characters are not allowed.'] : text
 }
 
 /** The named string fields of a JSON or form body, or a 400 listing every field that is wrong. */
