@@ -52,7 +52,7 @@ t.test('malformed input on every route: a 4xx in the route\'s own error format, 
   const routes = servedRoutes(app.printRoutes({ commonPrefix: false }))
   t.ok(routes.some(([, path]) => path === '/oauth/token') && routes.some(([, path]) => path.startsWith(SIMPLEJWT_PREFIX)), 'the sweep reads the routes, SimpleJWT\'s included')
 
-  const authorizations = [undefined, `Bearer ${tokens.access_token}`, `Bearer ${tokens.refresh_token}`, 'Bearer x.y.z', `Bearer ${huge}`, 'Basic !!!', `Basic ${Buffer.from(':').toString('base64')}`]
+  const authorizations = [undefined, `Bearer ${tokens.access_token}`, `Bearer ${tokens.refresh_token}`, 'Bearer x.y.z', `Bearer ${huge}`, 'Basic !!!', `Basic ${Buffer.from(':').toString('base64')}`, `Basic ${Buffer.from('\u0000:\u0000').toString('base64')}`, `Basic ${Buffer.from('%00:%zz').toString('base64')}`]
   const bodies = oddBodies()
   let sent = 0
   for (const [method, template] of routes) {
