@@ -44,6 +44,34 @@ function oddBodies (): Array<{ type: string, payload: string }> {
   return bodies
 }
 
+type ErrorFormat = 'oauth' | 'drf' | 'problem'
+
+/** The error format a path's contract gives its errors. */
+function formatOf (path: string): ErrorFormat {
+  return path.startsWith('/oauth/') ? 'oauth' : path.startsWith(SIMPLEJWT_PREFIX) ? 'drf' : 'problem'
+}
+
+/** What is wrong with an answer to bad input: a 5xx but overload, an internal detail, an error body not in the route's format. */
+function faultOf (res: { statusCode: number, headers: Record<string, unknown>, body: string }, format: ErrorFormat): string | undefined {
+  // Overload is the one 5xx a client may see, and it says when to come back.
+  if (res.statusCode >= 500) return res.statusCode === 503 && res.headers['retry-after'] !== undefined ? undefined : `${res.statusCode} ${res.body.slice(0, 200)}`
+  if (res.statusCode < 400) return undefined
+  if (/node_modules|\/src\/|\.[jt]s:\d+|\bat [\w.<>]+ \(/.test(res.body)) return `an internal detail in ${res.body.slice(0, 200)}`
+  let answer: unknown
+  try {
+    answer = JSON.parse(res.body)
+  } catch {
+    return `${res.statusCode} is not JSON: ${res.body.slice(0, 100)}`
+  }
+  if (typeof answer !== 'object' || answer === null || Array.isArray(answer)) return `not an error object: ${res.body.slice(0, 200)}`
+  const fields = answer as Record<string, unknown>
+  if (format === 'oauth' && typeof fields.error !== 'string') return `an OAuth error without error: ${res.body.slice(0, 200)}`
+  if (format === 'problem' && (!String(res.headers['content-type']).startsWith('application/problem+json') || fields.status !== res.statusCode)) {
+    return `not problem+json: ${String(res.headers['content-type'])} ${res.body.slice(0, 200)}`
+  }
+  return undefined
+}
+
 t.test('malformed input on every route: a 4xx in the route\'s own error format, never a 500 or an internal detail', async (t) => {
   const { app } = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on', TESSERA_RATE_LIMIT: '1000000' })
   await signUp(app, 'sweeper', 'correct horse battery')
@@ -56,7 +84,7 @@ t.test('malformed input on every route: a 4xx in the route\'s own error format, 
   const bodies = oddBodies()
   let sent = 0
   for (const [method, template] of routes) {
-    const format = template.startsWith('/oauth/') ? 'oauth' : template.startsWith(SIMPLEJWT_PREFIX) ? 'drf' : 'problem'
+    const format = formatOf(template)
     for (const path of template.includes(':') ? [template.replace(/:[^/]+/g, 'not-an-id'), template.replace(/:[^/]+/g, '00000000-0000-4000-8000-000000000000')] : [template]) {
       for (const authorization of authorizations) {
         for (const body of method === 'GET' || method === 'DELETE' ? [undefined] : bodies) {
@@ -65,28 +93,20 @@ t.test('malformed input on every route: a 4xx in the route\'s own error format, 
           if (body !== undefined) headers['content-type'] = body.type
           const res = await app.inject({ method: method as 'GET', url: path, headers, ...(body === undefined ? {} : { payload: body.payload }) })
           sent++
-          const what = `${method} ${path} ${authorization?.slice(0, 12) ?? 'no auth'} ${body?.type ?? ''} ${body?.payload.slice(0, 40) ?? ''}`
-          if (res.statusCode >= 500) {
-            // Overload is the one 5xx a client may see, and it says when to come back.
-            if (res.statusCode !== 503 || res.headers['retry-after'] === undefined) t.fail(`${what}: ${res.statusCode} ${res.body.slice(0, 200)}`)
-            continue
-          }
-          if (res.statusCode < 400) continue
-          if (/node_modules|\/src\/|\.[jt]s:\d+|\bat [\w.<>]+ \(/.test(res.body)) t.fail(`${what}: an internal detail in ${res.body.slice(0, 200)}`)
-          let answer: Record<string, unknown>
-          try {
-            answer = res.json()
-          } catch {
-            t.fail(`${what}: ${res.statusCode} is not JSON: ${res.body.slice(0, 100)}`)
-            continue
-          }
-          if (format === 'oauth' && typeof answer.error !== 'string') t.fail(`${what}: an OAuth error without error: ${res.body.slice(0, 200)}`)
-          if (format === 'problem' && (!String(res.headers['content-type']).startsWith('application/problem+json') || answer.status !== res.statusCode)) {
-            t.fail(`${what}: not problem+json: ${String(res.headers['content-type'])} ${res.body.slice(0, 200)}`)
-          }
-          if (format === 'drf' && (typeof answer !== 'object' || answer === null || Array.isArray(answer))) t.fail(`${what}: not a DRF error body: ${res.body.slice(0, 200)}`)
+          const fault = faultOf(res, format)
+          if (fault !== undefined) t.fail(`${method} ${path} ${authorization?.slice(0, 12) ?? 'no auth'} ${body?.type ?? ''} ${body?.payload.slice(0, 40) ?? ''}: ${fault}`)
         }
       }
+    }
+  }
+  // The URL itself: bad escapes, NUL, a path id of every odd shape, a long query.
+  for (const url of ['/v1/me?x=%zz', '/v1/me?%00=%00', `/v1/me?${huge}`, '/v1/sessions/%00', '/v1/sessions/%zz', '/v1/sessions/..%2f..%2fetc', '/oauth/token?grant_type=password', '/.well-known/jwks.json?x=%ff', '//v1//me', '/v1/me/']) {
+    for (const method of ['GET', 'DELETE', 'POST']) {
+      const res = await app.inject({ method: method as 'GET', url, headers: { authorization: `Bearer ${tokens.access_token}` } })
+      sent++
+      // A method no route serves at that path is the app's own 404, problem+json on /oauth/* too.
+      const fault = faultOf(res, res.statusCode === 404 ? 'problem' : formatOf(url))
+      if (fault !== undefined) t.fail(`${method} ${url.slice(0, 40)}: ${fault}`)
     }
   }
   t.ok(sent > 1000, `${sent} requests`)
