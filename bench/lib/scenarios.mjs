@@ -110,7 +110,10 @@ async function bearerLoad (ctx, urls, round, beforeMeasured, route) {
 async function refreshLoad (ctx, urls, round, beforeMeasured) {
   const s = ctx.settings
   // Headroom over the combined ceiling (its best round so far), or over what one process did times the processes; the run stops early rather than reuse a token.
-  const perSecond = Math.ceil(Math.max((await ctx.ceilingSoFar('refresh-combined')) * 1.3, (ctx.observed.refresh ?? 0) * 1.5 * urls.length, 100))
+  // The first round sizes its tokens by what signing alone allows, a bound no refresh outruns: asking the combined
+  // ceiling now would measure its first round before the warm-up, not next to the measured run as every other round is.
+  const bound = round === 0 ? await ctx.ceilingSoFar('refresh-signing-limit') : await ctx.ceilingSoFar('refresh-combined')
+  const perSecond = Math.ceil(Math.max(bound * 1.3, (ctx.observed.refresh ?? 0) * 1.5 * urls.length, 100))
   const warmupAmount = round === 0 ? Math.ceil(perSecond * s.warmup) : 0
   const amount = Math.ceil(perSecond * s.duration)
   // autocannon builds each connection's next request ahead, so a few tokens go unsent.
