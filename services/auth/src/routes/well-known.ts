@@ -100,7 +100,7 @@ export function registerWellKnownRoutes (app: App, config: Config, deps: Deps): 
     },
     produces: ['application/jwk-set+json']
   }
-  // Both routes answer from memory, in the tick they are routed.
+  // The JWKS and the metadata answer from memory, in the tick they are routed.
   const fromMemory = { answersAtOnce: true }
   const answerJwks = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const jwks = deps.keyring.jwks
