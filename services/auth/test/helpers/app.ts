@@ -135,6 +135,23 @@ export async function refresh (app: App, refreshToken: string): Promise<{ status
   return { status: res.statusCode, body: res.json() }
 }
 
+/** Every [METHOD, path] the app serves, HEAD left out, from Fastify's own route tree (a child line extends its parent's path). */
+export function servedRoutes (app: App): Array<[string, string]> {
+  const routes: Array<[string, string]> = []
+  const parents: string[] = []
+  for (const line of app.printRoutes({ commonPrefix: false }).split('\n')) {
+    const match = /^([│ ]*)[├└]── (\S+)(?: \(([A-Z, ]+)\))?/.exec(line)
+    if (match?.[2] === undefined) continue
+    const depth = (match[1] ?? '').length / 4
+    const full = (parents[depth - 1] ?? '') + match[2]
+    parents[depth] = full
+    parents.length = depth + 1
+    if (match[3] === undefined) continue
+    for (const method of match[3].split(', ')) if (method !== 'HEAD') routes.push([method, full])
+  }
+  return routes
+}
+
 /** The hook lines (marked •) printed under a route by printRoutes. */
 export function printedHooks (t: Test, app: App): (route: string) => string {
   const lines = app.printRoutes({ includeHooks: true, commonPrefix: false }).split('\n')

@@ -5,9 +5,9 @@
  * that answer at once loses nothing while draining.
  */
 import { generateKeyPairSync } from 'node:crypto'
-import { request } from 'node:http'
 import { connect } from 'node:net'
 import t from 'tap'
+import { request } from '@tessera/testkit'
 import type { LoadedKey } from '../../src/keys/keyring.js'
 import { buildTestApp, printedHooks } from '../helpers/app.js'
 
@@ -60,35 +60,23 @@ t.test('the JWKS answer changes exactly when the published set does', async (t) 
   t.not(retired.headers.etag, published.headers.etag)
 })
 
-/** One request over a real socket (inject does not model HEAD's missing body): status, headers and the bytes of the body. */
-async function overSocket (port: number, method: string, headers: Record<string, string> = {}): Promise<{ status: number, headers: Record<string, string | string[] | undefined>, body: string }> {
-  return await new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: JWKS, method, headers }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (chunk: string) => { body += chunk })
-      res.on('end', () => { resolve({ status: res.statusCode ?? 0, headers: res.headers, body }) })
-    })
-    req.on('error', reject)
-    req.end()
-  })
-}
-
 t.test('HEAD of the JWKS: a 200 with the headers of a GET and no body, a 304 that claims no length of zero', async (t) => {
   const { app } = await buildTestApp(t)
   await app.listen({ port: 0, host: '127.0.0.1' })
   const address = app.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : 0
-  const get = await overSocket(port, 'GET')
+  // Over a real socket: inject does not model HEAD's missing body.
+  const url = `http://127.0.0.1:${port}${JWKS}`
+  const get = await request(url)
   t.equal(get.status, 200)
-  const head = await overSocket(port, 'HEAD')
+  const head = await request(url, { method: 'HEAD' })
   t.equal(head.status, 200)
   t.equal(head.body, '', 'no body')
   t.equal(head.headers['content-length'], String(Buffer.byteLength(get.body)), 'the length a GET would carry')
   for (const name of ['etag', 'cache-control', 'content-type']) t.equal(head.headers[name], get.headers[name], `the same ${name}`)
   const etag = String(get.headers.etag)
   for (const method of ['GET', 'HEAD']) {
-    const notModified = await overSocket(port, method, { 'if-none-match': etag })
+    const notModified = await request(url, { method, headers: { 'if-none-match': etag } })
     t.equal(notModified.status, 304, `${method} with a matching ETag`)
     t.equal(notModified.body, '')
     t.equal(notModified.headers.etag, etag)
