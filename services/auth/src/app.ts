@@ -16,7 +16,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
 import type { App, Deps } from './http/app-types.js'
-import { handleError, handleFrameworkError, handleNotFound } from './http/errors.js'
+import { handleError, handleFrameworkError, unroutedHandler, type ErrorFormat } from './http/errors.js'
 import { BODY_LIMIT } from './http/limits.js'
 import { registerHealthRoutes } from './routes/health.js'
 import { registerWellKnownRoutes } from './routes/well-known.js'
@@ -37,7 +37,7 @@ declare module 'fastify' {
   /** A route's policy, declared on its own options and applied by buildApp's onRoute hook. */
   interface FastifyContextConfig {
     /** OAuth endpoints answer errors as RFC 6749 §5.2 rather than problem+json. */
-    errorFormat?: 'oauth' | 'simplejwt'
+    errorFormat?: ErrorFormat
     /** A route a client can make expensive or abuse: each client IP gets one budget across all of them. */
     rateLimited?: boolean
     /** The route may run argon2, so it is shed first under pressure: on every request, or on a password grant only. */
@@ -173,8 +173,10 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     loginRoutes: new Set(['/oauth/token', ...(compat === undefined ? [] : [compat.login])])
   })
   // Each route declares its policy in its options' `config`; this applies it.
+  const errorFormats = new Map<string, ErrorFormat>()
   app.addHook('onRoute', (routeOptions) => {
     const policy = routeOptions.config
+    if (policy?.errorFormat !== undefined) errorFormats.set(routeOptions.url, policy.errorFormat)
     if (policy?.answersAtOnce !== true) prependRouteHook(routeOptions, 'onSend', closeWhileDraining)
     // On a route that hashes, the limiter waits for the body (shed first:
     // cheaper than its count) but still runs before validation, so a
@@ -187,7 +189,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     }
   })
   app.setErrorHandler(handleError)
-  app.setNotFoundHandler(handleNotFound)
+  app.setNotFoundHandler(unroutedHandler((path) => errorFormats.get(path)))
 
   // Before every route: the generator learns routes as they are added.
   await registerOpenApi(app, config)

@@ -12,6 +12,9 @@ import { DrfError, InvalidTokenError, isDatabaseUnavailable, OAuthError, Problem
 import type { App } from './app-types.js'
 import { BODY_LIMIT } from './limits.js'
 
+/** How a route answers errors, when not RFC 9457 problem+json (the default). */
+export type ErrorFormat = 'oauth' | 'simplejwt'
+
 const TITLES: Record<number, string> = {
   400: 'Bad Request',
   401: 'Unauthorized',
@@ -163,6 +166,27 @@ export function handleError (this: App, thrown: FastifyError, request: FastifyRe
     : problem(reply, request, 500, 'Internal Server Error', `an unexpected error occurred (request id ${request.id})`)
 }
 
-export function handleNotFound (request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  return problem(reply, request, 404, 'Not Found', `no route for ${request.method} ${request.url.split('?')[0] ?? ''}`)
+/** The methods a 405's Allow can name: every method a Tessera route is served with. */
+const ROUTED_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const
+
+/**
+ * The answer to a request no route serves. On a path that some route serves
+ * with other methods it is a 405 whose Allow names them (RFC 9110 §15.5.6:
+ * an origin server must send Allow with a 405), in that path's own error
+ * format, as Django REST framework answers on SimpleJWT's paths; on any
+ * other path a 404 problem. `errorFormatOf` gives a served path's format.
+ */
+export function unroutedHandler (errorFormatOf: (path: string) => ErrorFormat | undefined): (this: App, request: FastifyRequest, reply: FastifyReply) => FastifyReply {
+  return function answerUnrouted (request, reply) {
+    const path = request.url.split('?')[0] ?? ''
+    const allowed = ROUTED_METHODS.filter((method) => this.findRoute({ method, url: request.url }) !== null)
+    if (allowed.length === 0) return problem(reply, request, 404, 'Not Found', `no route for ${request.method} ${path}`)
+    void reply.header('allow', allowed.join(', '))
+    const format = errorFormatOf(path)
+    if (format === 'simplejwt') return reply.status(405).send({ detail: `Method "${request.method}" not allowed.` })
+    const detail = `${path} is served with ${allowed.join(', ')}, not ${request.method}`
+    return format === 'oauth'
+      ? oauthError(reply, 405, 'invalid_request', detail)
+      : problem(reply, request, 405, statusTitle(405), detail)
+  }
 }

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import type { InjectOptions } from 'fastify'
 import { buildTestApp, signUp, type TestApp } from '../helpers/app.js'
 
 const run = promisify(execFile)
@@ -21,7 +22,7 @@ const ORACLE = fileURLToPath(new URL('../helpers/django_oracle.py', import.meta.
 const PASSWORD = 'correct horse battery'
 
 interface Answer { status: number, body: Record<string, unknown> }
-interface Step { path: string, body?: Record<string, string | { $: string }>, form?: boolean, save?: Record<string, string>, compare: 'body' | 'keys' }
+interface Step { path: string, method?: 'GET' | 'PUT' | 'DELETE', body?: Record<string, string | { $: string }>, form?: boolean, save?: Record<string, string>, compare: 'body' | 'keys' }
 
 async function oracle (t: Test, mode: string, args: string[], spec: unknown): Promise<Answer[]> {
   const dir = await mkdtemp(join(tmpdir(), 'tessera-drf-'))
@@ -58,17 +59,26 @@ const STEPS: Step[] = [
   { path: '/api/token/', body: { username: 'alice', password: 'a\u0000' }, form: true, compare: 'body' },
   { path: '/api/token/refresh/', body: { refresh: '\u0000' }, compare: 'body' },
   { path: '/api/token/verify/', body: { token: 'x\u0000' }, compare: 'body' },
-  { path: '/api/token/blacklist/', body: { refresh: '\u0000' }, compare: 'body' }
+  { path: '/api/token/blacklist/', body: { refresh: '\u0000' }, compare: 'body' },
+  // A method the view does not serve: DRF's own 405.
+  { path: '/api/token/', method: 'GET', compare: 'body' },
+  { path: '/api/token/refresh/', method: 'PUT', compare: 'body' },
+  { path: '/api/token/blacklist/', method: 'DELETE', compare: 'body' }
 ]
+
+/** A step as Tessera receives it: a JSON POST, a form POST, or a bodiless request of another method. */
+function requestOf (step: Step, body: Record<string, string>): InjectOptions {
+  if (step.method !== undefined) return { method: step.method, url: step.path }
+  if (step.form === true) return { method: 'POST', url: step.path, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: new URLSearchParams(body).toString() }
+  return { method: 'POST', url: step.path, payload: body }
+}
 
 async function tessera (ctx: TestApp, steps: Step[]): Promise<Answer[]> {
   const saved: Record<string, string> = {}
   const answers: Answer[] = []
   for (const step of steps) {
     const body = Object.fromEntries(Object.entries(step.body ?? {}).map(([k, v]) => [k, typeof v === 'string' ? v : saved[v.$] ?? '']))
-    const res = step.form === true
-      ? await ctx.app.inject({ method: 'POST', url: step.path, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: new URLSearchParams(body).toString() })
-      : await ctx.app.inject({ method: 'POST', url: step.path, payload: body })
+    const res = await ctx.app.inject(requestOf(step, body))
     const answer = res.json() as Record<string, unknown>
     for (const [name, key] of Object.entries(step.save ?? {})) saved[name] = String(answer[key])
     answers.push({ status: res.statusCode, body: answer })
@@ -84,7 +94,7 @@ t.test('the compat routes answer what SimpleJWT answers, request for request', a
   STEPS.forEach((step, i) => {
     const theirs = drf[i]
     const mine = ours[i]
-    const label = `${i + 1}: POST ${step.path} ${JSON.stringify(step.body)}`
+    const label = `${i + 1}: ${step.method ?? 'POST'} ${step.path} ${JSON.stringify(step.body)}`
     t.equal(mine?.status, theirs?.status, `${label}: status`)
     if (step.compare === 'body') t.same(mine?.body, theirs?.body, `${label}: body`)
     else t.same(Object.keys(mine?.body ?? {}).sort(), Object.keys(theirs?.body ?? {}).sort(), `${label}: body keys`)

@@ -163,11 +163,13 @@ def simplejwt(requests_file):
 
 
 def run_requests(client, requests):
-    """Each body may name a value saved from an earlier answer as {"$": "name"}."""
+    """Each body may name a value saved from an earlier answer as {"$": "name"}; a request is a POST unless it names its method."""
     saved, results = {}, []
     for req in requests:
         body = {k: saved[v['$']] if isinstance(v, dict) else v for k, v in req.get('body', {}).items()}
-        if req.get('form'):
+        if req.get('method', 'POST') != 'POST':
+            res = client.generic(req['method'], req['path'])
+        elif req.get('form'):
             res = client.post(req['path'], body)
         else:
             res = client.post(req['path'], json.dumps(body), content_type='application/json')

@@ -94,8 +94,9 @@ t.test('malformed input on every route: a 4xx in the route\'s own error format, 
     for (const method of ['GET', 'DELETE', 'POST']) {
       const res = await app.inject({ method: method as 'GET', url, headers: { authorization: `Bearer ${tokens.access_token}` } })
       sent++
-      // A method no route serves at that path is the app's own 404, problem+json on /oauth/* too.
-      const fault = faultOf(res, res.statusCode === 404 ? 'problem' : formatOf(url))
+      // A path no route serves is the app's own 404 problem; a method the path is not served with, a 405 in the path's format naming the ones it is.
+      const fault = faultOf(res, res.statusCode === 404 ? 'problem' : formatOf(url)) ??
+        (res.statusCode === 405 && typeof res.headers.allow !== 'string' ? '405 without Allow' : undefined)
       if (fault !== undefined) t.fail(`${method} ${url.slice(0, 40)}: ${fault}`)
     }
   }
