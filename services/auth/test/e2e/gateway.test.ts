@@ -271,6 +271,10 @@ t.test('through the gateway', async (t) => {
     for (let i = 0; i < 20 && !await seen(); i++) await sleep(100) // its log line may arrive just after the reply
     t.ok(await seen(), 'Tessera logs the same request id')
 
+    const wrongMethod = await gateway.request('GET', '/oauth/token')
+    t.equal(wrongMethod.status, 405, 'a method the path is not served with: Tessera\'s 405, through the gateway')
+    t.equal(wrongMethod.headers.allow, 'POST', 'with its Allow')
+    t.equal(wrongMethod.json().error, 'invalid_request')
     t.equal((await gateway.request('GET', '/metrics')).status, 404, '/metrics is not routed')
     t.equal((await gateway.request('GET', '/healthz')).status, 404, 'nor is anything unlisted')
     const redirect = await gateway.plainRequest('GET', '/v1/me')
