@@ -8,6 +8,7 @@
  * field listed), and refusals are DRF's `{"detail","code"}`.
  * @module
  */
+import type { FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import type { App, Deps } from '../http/app-types.js'
 import type { Config } from '../config.js'
@@ -36,13 +37,19 @@ function readField (value: unknown): string | string[] {
   return text.includes('\u0000') ? ['Null characters are not allowed.'] : text
 }
 
+const FORM = 'application/x-www-form-urlencoded'
+
 /** The named string fields of a JSON or form body, or a 400 listing every field that is wrong. */
-function fields<K extends string> (body: unknown, names: readonly K[]): Record<K, string> {
+function fields<K extends string> (request: FastifyRequest, names: readonly K[]): Record<K, string> {
+  const body = request.body
   const source = typeof body === 'object' && body !== null && !Array.isArray(body) ? body as Record<string, unknown> : {}
+  // A form field sent twice is its last value, as Django's QueryDict gives DRF; a JSON list stays "not a string".
+  const form = request.headers['content-type']?.toLowerCase().startsWith(FORM) === true
   const values: Partial<Record<K, string>> = {}
   const errors: Record<string, string[]> = {}
   for (const name of names) {
-    const read = readField(source[name])
+    const given = source[name]
+    const read = readField(form && Array.isArray(given) ? given.at(-1) : given)
     if (typeof read === 'string') values[name] = read
     else errors[name] = read
   }
@@ -85,7 +92,7 @@ export function registerSimpleJwtRoutes (app: App, config: Config, deps: Deps): 
   })
 
   app.post(paths.login, options(Pair, 'always'), async (request, reply) => {
-    const { username, password } = fields(request.body, ['username', 'password'])
+    const { username, password } = fields(request, ['username', 'password'])
     const input = { username, password, scope: undefined, credentials: credentialsOf(request.headers.authorization), resource: undefined, now: deps.clock(), context: requestContext(request) }
     const pair = await refusedAs(async () => await counted(async () => await passwordGrant(loginDeps, input), loginOutcome, deps.metrics.login), () => NO_ACCOUNT)
     deps.metrics.login('ok')
@@ -94,7 +101,7 @@ export function registerSimpleJwtRoutes (app: App, config: Config, deps: Deps): 
   })
 
   app.post(paths.refresh, options(Pair), async (request, reply) => {
-    const { refresh } = fields(request.body, ['refresh'])
+    const { refresh } = fields(request, ['refresh'])
     const input = { refreshToken: refresh, scope: undefined, credentials: credentialsOf(request.headers.authorization), resource: undefined, now: deps.clock(), context: requestContext(request) }
     const pair = await refusedAs(async () => await counted(async () => await refreshGrant(issuer, input), refreshOutcome, deps.metrics.refreshed),
       (err) => tokenNotValid(err instanceof RefreshReuseError ? 'Token is blacklisted' : 'Token is invalid or expired', err))
@@ -104,13 +111,13 @@ export function registerSimpleJwtRoutes (app: App, config: Config, deps: Deps): 
   })
 
   app.post(paths.verify, options(Empty), async (request, reply) => {
-    const { token } = fields(request.body, ['token'])
+    const { token } = fields(request, ['token'])
     if (!await tokenIsLive(issuer, token, deps.clock())) throw tokenNotValid('Token is invalid or expired')
     return await reply.send({})
   })
 
   app.post(paths.blacklist, options(Empty), async (request, reply) => {
-    const { refresh } = fields(request.body, ['refresh'])
+    const { refresh } = fields(request, ['refresh'])
     const ended = await revokeToken(issuer, { token: refresh, hint: 'refresh_token', credentials: credentialsOf(request.headers.authorization), now: deps.clock(), context: requestContext(request) })
     if (!ended) throw tokenNotValid('Token is invalid or expired')
     deps.metrics.revoked()

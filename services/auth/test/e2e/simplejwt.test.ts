@@ -22,7 +22,7 @@ const ORACLE = fileURLToPath(new URL('../helpers/django_oracle.py', import.meta.
 const PASSWORD = 'correct horse battery'
 
 interface Answer { status: number, body: Record<string, unknown> }
-interface Step { path: string, method?: 'GET' | 'PUT' | 'DELETE', body?: Record<string, string | { $: string }>, form?: boolean, save?: Record<string, string>, compare: 'body' | 'keys' }
+interface Step { path: string, method?: 'GET' | 'PUT' | 'DELETE', body?: Record<string, string | string[] | { $: string }>, form?: boolean, save?: Record<string, string>, compare: 'body' | 'keys' }
 
 async function oracle (t: Test, mode: string, args: string[], spec: unknown): Promise<Answer[]> {
   const dir = await mkdtemp(join(tmpdir(), 'tessera-drf-'))
@@ -60,6 +60,9 @@ const STEPS: Step[] = [
   { path: '/api/token/refresh/', body: { refresh: '\u0000' }, compare: 'body' },
   { path: '/api/token/verify/', body: { token: 'x\u0000' }, compare: 'body' },
   { path: '/api/token/blacklist/', body: { refresh: '\u0000' }, compare: 'body' },
+  // A field sent twice: a form's is its last value (Django's QueryDict); a JSON list is not a string.
+  { path: '/api/token/', body: { username: ['nobody', 'alice'], password: PASSWORD }, form: true, compare: 'keys' },
+  { path: '/api/token/', body: { username: ['alice'], password: PASSWORD }, compare: 'body' },
   // A method the view does not serve: DRF's own 405.
   { path: '/api/token/', method: 'GET', compare: 'body' },
   { path: '/api/token/refresh/', method: 'PUT', compare: 'body' },
@@ -67,9 +70,12 @@ const STEPS: Step[] = [
 ]
 
 /** A step as Tessera receives it: a JSON POST, a form POST, or a bodiless request of another method. */
-function requestOf (step: Step, body: Record<string, string>): InjectOptions {
+function requestOf (step: Step, body: Record<string, string | string[]>): InjectOptions {
   if (step.method !== undefined) return { method: step.method, url: step.path }
-  if (step.form === true) return { method: 'POST', url: step.path, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: new URLSearchParams(body).toString() }
+  if (step.form === true) {
+    const form = new URLSearchParams(Object.entries(body).flatMap(([name, value]) => (Array.isArray(value) ? value : [value]).map((one): [string, string] => [name, one])))
+    return { method: 'POST', url: step.path, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: form.toString() }
+  }
   return { method: 'POST', url: step.path, payload: body }
 }
 
@@ -77,7 +83,7 @@ async function tessera (ctx: TestApp, steps: Step[]): Promise<Answer[]> {
   const saved: Record<string, string> = {}
   const answers: Answer[] = []
   for (const step of steps) {
-    const body = Object.fromEntries(Object.entries(step.body ?? {}).map(([k, v]) => [k, typeof v === 'string' ? v : saved[v.$] ?? '']))
+    const body = Object.fromEntries(Object.entries(step.body ?? {}).map(([k, v]) => [k, typeof v === 'string' || Array.isArray(v) ? v : saved[v.$] ?? '']))
     const res = await ctx.app.inject(requestOf(step, body))
     const answer = res.json() as Record<string, unknown>
     for (const [name, key] of Object.entries(step.save ?? {})) saved[name] = String(answer[key])
