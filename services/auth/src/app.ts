@@ -201,6 +201,6 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   registerRevokeRoutes(app, config, deps)
   registerUserRoutes(app, config, deps)
   registerAccountRoutes(app, config, deps)
-  registerSimpleJwtRoutes(app, config, deps)
+  await registerSimpleJwtRoutes(app, config, deps)
   return app
 }

@@ -4,8 +4,9 @@
  * Only the shapes are SimpleJWT's: each route calls the same domain function
  * as /oauth/token or /oauth/revoke, so sessions, rotation with grace, reuse
  * detection, back-off, limits and audit are Tessera's own. Bodies are read
- * the way DRF's CharField reads them (JSON or form; trimmed; every missing
- * field listed), and refusals are DRF's `{"detail","code"}`.
+ * the way DRF's CharField reads them (JSON, urlencoded or multipart form, as
+ * DRF's default parsers take; trimmed; every missing field listed), and
+ * refusals are DRF's `{"detail","code"}`.
  * @module
  */
 import type { FastifyRequest } from 'fastify'
@@ -20,6 +21,7 @@ import { revokeToken } from '../tokens/revoke.js'
 import { tokenIsLive } from '../sessions/verify-token.js'
 import { requestContext } from './context.js'
 import { counted, loginDepsOf, loginOutcome, refreshOutcome } from './oauth/token.js'
+import { parseMultipartForm } from './simplejwt-multipart.js'
 
 const NO_ACCOUNT = new DrfError(401, { detail: 'No active account found with the given credentials' })
 
@@ -80,8 +82,16 @@ export function simplejwtPaths (config: Pick<Config, 'simplejwtPrefix'>): { logi
   return { login: `${prefix}/`, refresh: `${prefix}/refresh/`, verify: `${prefix}/verify/`, blacklist: `${prefix}/blacklist/` }
 }
 
-export function registerSimpleJwtRoutes (app: App, config: Config, deps: Deps): void {
+export async function registerSimpleJwtRoutes (root: App, config: Config, deps: Deps): Promise<void> {
   if (!config.simplejwtCompat) return
+  // A context of their own: multipart bodies are parsed on these routes only.
+  await root.register(async (app: App) => {
+    app.addContentTypeParser('multipart/form-data', parseMultipartForm)
+    registerRoutes(app, config, deps)
+  })
+}
+
+function registerRoutes (app: App, config: Config, deps: Deps): void {
   const loginDeps = loginDepsOf(config, deps)
   const issuer = { db: deps.db, keyring: deps.keyring, config, clientCache: deps.clientCache }
   const paths = simplejwtPaths(config)

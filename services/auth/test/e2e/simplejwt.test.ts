@@ -22,7 +22,14 @@ const ORACLE = fileURLToPath(new URL('../helpers/django_oracle.py', import.meta.
 const PASSWORD = 'correct horse battery'
 
 interface Answer { status: number, body: Record<string, unknown> }
-interface Step { path: string, method?: 'GET' | 'PUT' | 'DELETE', body?: Record<string, string | string[] | { $: string }>, form?: boolean, save?: Record<string, string>, compare: 'body' | 'keys' }
+/** A file part of a multipart body. */
+interface Upload { file: string, content: string }
+type Value = string | string[] | { $: string } | Upload
+/** A JSON POST unless it names its encoding, a raw body, or another method. */
+interface Step { path: string, method?: 'GET' | 'PUT' | 'DELETE', body?: Record<string, Value>, encoding?: 'form' | 'multipart', raw?: { type: string, body: string }, save?: Record<string, string>, compare: 'body' | 'keys' }
+
+const part = (name: string, value: string, extra = ''): string => `--B\r\nContent-Disposition: form-data; name="${name}"${extra}\r\n\r\n${value}\r\n`
+const MULTIPART = 'multipart/form-data; boundary=B'
 
 async function oracle (t: Test, mode: string, args: string[], spec: unknown): Promise<Answer[]> {
   const dir = await mkdtemp(join(tmpdir(), 'tessera-drf-'))
@@ -39,7 +46,7 @@ const STEPS: Step[] = [
   { path: '/api/token/', body: { username: 'alice', password: 'wrong password' }, compare: 'body' },
   { path: '/api/token/', body: { username: 'nobody', password: PASSWORD }, compare: 'body' },
   { path: '/api/token/', body: { username: 'alice', password: PASSWORD }, save: { r1: 'refresh', a1: 'access' }, compare: 'keys' },
-  { path: '/api/token/', body: { username: 'alice', password: PASSWORD }, form: true, save: { r9: 'refresh' }, compare: 'keys' },
+  { path: '/api/token/', body: { username: 'alice', password: PASSWORD }, encoding: 'form', save: { r9: 'refresh' }, compare: 'keys' },
   { path: '/api/token/verify/', body: { token: { $: 'a1' } }, compare: 'body' },
   { path: '/api/token/verify/', body: { token: { $: 'r1' } }, compare: 'body' },
   { path: '/api/token/verify/', body: { token: 'not.a.token' }, compare: 'body' },
@@ -48,7 +55,7 @@ const STEPS: Step[] = [
   { path: '/api/token/refresh/', body: { refresh: 'garbage' }, compare: 'body' },
   { path: '/api/token/refresh/', body: { refresh: { $: 'a1' } }, compare: 'keys' },
   { path: '/api/token/refresh/', body: { refresh: { $: 'r1' } }, save: { r2: 'refresh' }, compare: 'keys' },
-  { path: '/api/token/refresh/', body: { refresh: { $: 'r9' } }, form: true, compare: 'keys' },
+  { path: '/api/token/refresh/', body: { refresh: { $: 'r9' } }, encoding: 'form', compare: 'keys' },
   { path: '/api/token/blacklist/', body: { refresh: { $: 'r2' } }, compare: 'body' },
   { path: '/api/token/refresh/', body: { refresh: { $: 'r2' } }, compare: 'keys' },
   { path: '/api/token/blacklist/', body: { refresh: 'garbage' }, compare: 'body' },
@@ -56,25 +63,60 @@ const STEPS: Step[] = [
   // NUL: DRF's CharField refuses it in every field; Postgres could not store it.
   { path: '/api/token/', body: { username: '\u0000', password: PASSWORD }, compare: 'body' },
   { path: '/api/token/', body: { username: 'al\u0000ice', password: '\u0000' }, compare: 'body' },
-  { path: '/api/token/', body: { username: 'alice', password: 'a\u0000' }, form: true, compare: 'body' },
+  { path: '/api/token/', body: { username: 'alice', password: 'a\u0000' }, encoding: 'form', compare: 'body' },
   { path: '/api/token/refresh/', body: { refresh: '\u0000' }, compare: 'body' },
   { path: '/api/token/verify/', body: { token: 'x\u0000' }, compare: 'body' },
   { path: '/api/token/blacklist/', body: { refresh: '\u0000' }, compare: 'body' },
   // A field sent twice: a form's is its last value (Django's QueryDict); a JSON list is not a string.
-  { path: '/api/token/', body: { username: ['nobody', 'alice'], password: PASSWORD }, form: true, compare: 'keys' },
+  { path: '/api/token/', body: { username: ['nobody', 'alice'], password: PASSWORD }, encoding: 'form', compare: 'keys' },
   { path: '/api/token/', body: { username: ['alice'], password: PASSWORD }, compare: 'body' },
+  // multipart/form-data, as a browser's FormData and Django's test client send it: DRF's default parsers take it.
+  { path: '/api/token/', body: { username: 'alice', password: PASSWORD }, encoding: 'multipart', save: { r8: 'refresh' }, compare: 'keys' },
+  { path: '/api/token/refresh/', body: { refresh: { $: 'r8' } }, encoding: 'multipart', compare: 'keys' },
+  { path: '/api/token/', body: { username: 'alice' }, encoding: 'multipart', compare: 'body' },
+  { path: '/api/token/', body: { username: ' ', password: PASSWORD }, encoding: 'multipart', compare: 'body' },
+  { path: '/api/token/', body: { username: 'alice', password: 'a\u0000' }, encoding: 'multipart', compare: 'body' },
+  { path: '/api/token/', body: { username: ['nobody', 'alice'], password: PASSWORD }, encoding: 'multipart', compare: 'keys' },
+  { path: '/api/token/', body: { username: { file: 'u.txt', content: 'alice' }, password: PASSWORD }, encoding: 'multipart', compare: 'body' },
+  { path: '/api/token/', body: { username: 'alice', password: PASSWORD, avatar: { file: 'a.png', content: 'png' } }, encoding: 'multipart', compare: 'keys' },
+  { path: '/api/token/', raw: { type: 'multipart/form-data', body: part('username', 'alice') }, compare: 'body' },
+  { path: '/api/token/', raw: { type: MULTIPART, body: 'garbage' }, compare: 'body' },
+  { path: '/api/token/', raw: { type: MULTIPART, body: '' }, compare: 'body' },
+  { path: '/api/token/', raw: { type: MULTIPART, body: part('username', 'alice') + part('password', PASSWORD) + '--B' }, compare: 'keys' },
+  { path: '/api/token/', raw: { type: MULTIPART, body: part('username', 'alice') + part('password', PASSWORD) + '--B\r\nContent-Disposition: form-data; name="f"; filename="a"\r\n\r\nxx' }, compare: 'keys' },
+  { path: '/api/token/', raw: { type: MULTIPART, body: part('username', 'alice', '; filename=""') + part('password', PASSWORD) + '--B--\r\n' }, compare: 'keys' },
+  { path: '/api/token/', raw: { type: MULTIPART, body: part(' username ', 'alice') + part('password', PASSWORD) + '--B--\r\n' }, compare: 'keys' },
+  { path: '/api/token/', raw: { type: MULTIPART, body: '--B\r\nContent-Disposition: form-data\r\n\r\nalice\r\n' + part('password', PASSWORD) + '--B--\r\n' }, compare: 'body' },
+  { path: '/api/token/', raw: { type: MULTIPART, body: part('username', 'alice') + '--B\r\nContent-Disposition: form-data; name="password"\r\nContent-Type: application/json\r\n\r\n"x"\r\n--B--\r\n' }, compare: 'body' },
   // A method the view does not serve: DRF's own 405.
   { path: '/api/token/', method: 'GET', compare: 'body' },
   { path: '/api/token/refresh/', method: 'PUT', compare: 'body' },
   { path: '/api/token/blacklist/', method: 'DELETE', compare: 'body' }
 ]
 
-/** A step as Tessera receives it: a JSON POST, a form POST, or a bodiless request of another method. */
-function requestOf (step: Step, body: Record<string, string | string[]>): InjectOptions {
+type Sent = Record<string, string | string[] | Upload>
+
+/** Each field as a name and one value: a list repeats its name. */
+function entriesOf (body: Sent): Array<[string, string | Upload]> {
+  return Object.entries(body).flatMap(([name, value]) => (Array.isArray(value) ? value : [value]).map((one): [string, string | Upload] => [name, one]))
+}
+
+/** A step as Tessera receives it: a JSON, form, multipart (as fetch encodes a FormData) or raw POST, or a bodiless request of another method. */
+async function requestOf (step: Step, body: Sent): Promise<InjectOptions> {
   if (step.method !== undefined) return { method: step.method, url: step.path }
-  if (step.form === true) {
-    const form = new URLSearchParams(Object.entries(body).flatMap(([name, value]) => (Array.isArray(value) ? value : [value]).map((one): [string, string] => [name, one])))
+  if (step.raw !== undefined) return { method: 'POST', url: step.path, headers: { 'content-type': step.raw.type }, payload: step.raw.body }
+  if (step.encoding === 'form') {
+    const form = new URLSearchParams(entriesOf(body).map(([name, one]): [string, string] => [name, String(one)]))
     return { method: 'POST', url: step.path, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: form.toString() }
+  }
+  if (step.encoding === 'multipart') {
+    const data = new FormData()
+    for (const [name, one] of entriesOf(body)) {
+      if (typeof one === 'string') data.append(name, one)
+      else data.append(name, new Blob([one.content]), one.file)
+    }
+    const encoded = new Request('http://tessera.test/', { method: 'POST', body: data })
+    return { method: 'POST', url: step.path, headers: { 'content-type': encoded.headers.get('content-type') ?? '' }, payload: Buffer.from(await encoded.arrayBuffer()) }
   }
   return { method: 'POST', url: step.path, payload: body }
 }
@@ -83,8 +125,8 @@ async function tessera (ctx: TestApp, steps: Step[]): Promise<Answer[]> {
   const saved: Record<string, string> = {}
   const answers: Answer[] = []
   for (const step of steps) {
-    const body = Object.fromEntries(Object.entries(step.body ?? {}).map(([k, v]) => [k, typeof v === 'string' || Array.isArray(v) ? v : saved[v.$] ?? '']))
-    const res = await ctx.app.inject(requestOf(step, body))
+    const body: Sent = Object.fromEntries(Object.entries(step.body ?? {}).map(([k, v]) => [k, typeof v === 'object' && '$' in v ? saved[v.$] ?? '' : v]))
+    const res = await ctx.app.inject(await requestOf(step, body))
     const answer = res.json() as Record<string, unknown>
     for (const [name, key] of Object.entries(step.save ?? {})) saved[name] = String(answer[key])
     answers.push({ status: res.statusCode, body: answer })
@@ -100,7 +142,7 @@ t.test('the compat routes answer what SimpleJWT answers, request for request', a
   STEPS.forEach((step, i) => {
     const theirs = drf[i]
     const mine = ours[i]
-    const label = `${i + 1}: ${step.method ?? 'POST'} ${step.path} ${JSON.stringify(step.body)}`
+    const label = `${i + 1}: ${step.method ?? 'POST'} ${step.path} ${step.encoding ?? (step.raw === undefined ? 'json' : 'raw')} ${JSON.stringify(step.body ?? step.raw)}`
     t.equal(mine?.status, theirs?.status, `${label}: status`)
     if (step.compare === 'body') t.same(mine?.body, theirs?.body, `${label}: body`)
     else t.same(Object.keys(mine?.body ?? {}).sort(), Object.keys(theirs?.body ?? {}).sort(), `${label}: body keys`)

@@ -162,14 +162,30 @@ def simplejwt(requests_file):
     return run_requests(Client(), spec['requests'])
 
 
+def body_value(value, saved):
+    """A value saved from an earlier answer ({"$": "name"}), a file to upload ({"file", "content"}), or the value itself."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    if isinstance(value, dict) and '$' in value:
+        return saved[value['$']]
+    if isinstance(value, dict):
+        return SimpleUploadedFile(value['file'], value['content'].encode())
+    return value
+
+
 def run_requests(client, requests):
-    """Each body may name a value saved from an earlier answer as {"$": "name"}; a request is a POST unless it names its method."""
+    """A request is a JSON POST unless it names its encoding (form: urlencoded, multipart: Django's test
+    client's own multipart body), a raw body and its Content-Type, or another method."""
+    from urllib.parse import urlencode
     saved, results = {}, []
     for req in requests:
-        body = {k: saved[v['$']] if isinstance(v, dict) else v for k, v in req.get('body', {}).items()}
+        body = {k: body_value(v, saved) for k, v in req.get('body', {}).items()}
         if req.get('method', 'POST') != 'POST':
             res = client.generic(req['method'], req['path'])
-        elif req.get('form'):
+        elif 'raw' in req:
+            res = client.generic('POST', req['path'], req['raw']['body'].encode(), content_type=req['raw']['type'])
+        elif req.get('encoding') == 'form':
+            res = client.post(req['path'], urlencode(body, doseq=True), content_type='application/x-www-form-urlencoded')
+        elif req.get('encoding') == 'multipart':
             res = client.post(req['path'], body)
         else:
             res = client.post(req['path'], json.dumps(body), content_type='application/json')

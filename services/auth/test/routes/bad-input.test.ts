@@ -23,6 +23,9 @@ function oddBodies (): Array<{ type: string, payload: string }> {
     { type: 'application/json', payload: '' },
     { type: 'application/x-www-form-urlencoded', payload: '%%%' },
     { type: 'application/x-www-form-urlencoded', payload: 'grant_type=password&grant_type=refresh_token&username=a&username=b' },
+    { type: 'multipart/form-data', payload: 'x' },
+    { type: 'multipart/form-data; boundary=B', payload: '--B\r\nbroken\r\n\r\nx\r\n--B--\r\n' },
+    { type: 'multipart/form-data; boundary=B', payload: `--B\r\nContent-Disposition: form-data; name="username"; filename="u"\r\n\r\n${'x'.repeat(20_000)}\r\n--B--\r\n` },
     { type: 'text/plain', payload: 'x' },
     { type: 'application/xml', payload: '<x/>' },
     { type: 'application/json; charset=utf-16', payload: '{}' }
