@@ -41,10 +41,23 @@ function readField (value: unknown): string | string[] {
 
 const FORM = 'application/x-www-form-urlencoded'
 
+/** Python's name for the type of a JSON body that is not an object, as DRF's serializer names it. */
+function pythonTypeOf (body: unknown): string {
+  if (Array.isArray(body)) return 'list'
+  if (typeof body === 'string') return 'str'
+  if (typeof body === 'boolean') return 'bool'
+  return Number.isInteger(body) ? 'int' : 'float'
+}
+
 /** The named string fields of a JSON or form body, or a 400 listing every field that is wrong. */
 function fields<K extends string> (request: FastifyRequest, names: readonly K[]): Record<K, string> {
   const body = request.body
-  const source = typeof body === 'object' && body !== null && !Array.isArray(body) ? body as Record<string, unknown> : {}
+  // No body at all reads as an empty form, so every field is "required"; JSON that is not an object is DRF's non_field_errors.
+  if (body === null) throw new DrfError(400, { non_field_errors: ['No data provided'] })
+  if (body !== undefined && (typeof body !== 'object' || Array.isArray(body))) {
+    throw new DrfError(400, { non_field_errors: [`Invalid data. Expected a dictionary, but got ${pythonTypeOf(body)}.`] })
+  }
+  const source = (body ?? {}) as Record<string, unknown>
   // A form field sent twice is its last value, as Django's QueryDict gives DRF; a JSON list stays "not a string".
   const form = request.headers['content-type']?.toLowerCase().startsWith(FORM) === true
   const values: Partial<Record<K, string>> = {}
@@ -84,9 +97,16 @@ export function simplejwtPaths (config: Pick<Config, 'simplejwtPrefix'>): { logi
 
 export async function registerSimpleJwtRoutes (root: App, config: Config, deps: Deps): Promise<void> {
   if (!config.simplejwtCompat) return
-  // A context of their own: multipart bodies are parsed on these routes only.
+  // A context of their own: bodies are parsed as DRF parses them on these routes only.
   await root.register(async (app: App) => {
     app.addContentTypeParser('multipart/form-data', parseMultipartForm)
+    // DRF reads an empty JSON body as no data (every field "required"); Fastify's own parser refuses it, and parses the rest here.
+    const json = app.getDefaultJsonParser('error', 'error')
+    app.removeContentTypeParser('application/json')
+    app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+      if (body === '') done(null, undefined)
+      else json(request, body.toString(), done)
+    })
     registerRoutes(app, config, deps)
   })
 }
