@@ -18,12 +18,14 @@ import { DrfError, OAuthError, RefreshReuseError } from '../errors.js'
 import { passwordGrant } from '../grants/password.js'
 import { refreshGrant } from '../grants/refresh.js'
 import { revokeToken } from '../tokens/revoke.js'
-import { tokenIsLive } from '../sessions/verify-token.js'
+import { tokenStanding } from '../sessions/verify-token.js'
 import { requestContext } from './context.js'
 import { counted, loginDepsOf, loginOutcome, refreshOutcome } from './oauth/token.js'
 import { parseMultipartForm } from './simplejwt-multipart.js'
 
 const NO_ACCOUNT = new DrfError(401, { detail: 'No active account found with the given credentials' })
+/** SimpleJWT's verify of a blacklisted refresh token: a validation error, so 400 and non_field_errors. */
+const BLACKLISTED = new DrfError(400, { non_field_errors: ['Token is blacklisted'] })
 
 function tokenNotValid (detail: 'Token is invalid or expired' | 'Token is blacklisted', cause?: unknown): DrfError {
   return new DrfError(401, { detail, code: 'token_not_valid' }, { cause })
@@ -142,13 +144,15 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
 
   app.post(paths.verify, options(Empty), async (request, reply) => {
     const { token } = fields(request, ['token'])
-    if (!await tokenIsLive(issuer, token, deps.clock())) throw tokenNotValid('Token is invalid or expired')
+    const standing = await tokenStanding(issuer, token, deps.clock())
+    if (standing === 'spent') throw BLACKLISTED
+    if (standing === 'invalid') throw tokenNotValid('Token is invalid or expired')
     return await reply.send({})
   })
 
   app.post(paths.blacklist, options(Empty), async (request, reply) => {
     const { refresh } = fields(request, ['refresh'])
-    const ended = await revokeToken(issuer, { token: refresh, hint: 'refresh_token', credentials: credentialsOf(request.headers.authorization), now: deps.clock(), context: requestContext(request) })
+    const ended = await revokeToken(issuer, { token: refresh, hint: 'refresh_token', refreshTokenOnly: true, credentials: credentialsOf(request.headers.authorization), now: deps.clock(), context: requestContext(request) })
     if (!ended) throw tokenNotValid('Token is invalid or expired')
     deps.metrics.revoked()
     return await reply.send({})

@@ -1,17 +1,43 @@
 /**
  * SimpleJWT's token check (POST /api/token/verify/): an access or a refresh
- * token of ours, signature and claims valid, whose session is still live. A
- * revoked session is refused as SimpleJWT refuses a blacklisted token.
+ * token of ours, signature and claims valid, whose session is still live.
+ * A refresh token that has been used, or whose session was ended, is
+ * `spent`: SimpleJWT blacklists a refresh token when it rotates it or when
+ * it is blacklisted, and its verify then refuses it as blacklisted. Telling
+ * a client its used refresh token is fine would invite it to present that
+ * token again, which past the grace window is reuse and ends the session.
  * @module
  */
 import type { Issuer } from './issue.js'
-import { sessionOfAccessToken, sessionOfRefreshToken } from '../tokens/revoke.js'
+import { sessionOfAccessToken } from '../tokens/revoke.js'
+import { verifyRefreshToken, type RefreshClaims } from '../tokens/verify-refresh.js'
 
-export async function tokenIsLive (issuer: Issuer, token: string, now: Date): Promise<boolean> {
-  const sessionId = await sessionOfAccessToken(issuer, token, now) ?? await sessionOfRefreshToken(issuer, token, now)
-  if (sessionId === undefined) return false
-  const session = await issuer.db.selectFrom('sessions').select('id')
-    .where('id', '=', sessionId).where('revoked_at', 'is', null).where('expires_at', '>', now)
+export type TokenStanding = 'live' | 'spent' | 'invalid'
+
+async function refreshClaimsOf (issuer: Issuer, token: string, now: Date): Promise<RefreshClaims | undefined> {
+  try {
+    return await verifyRefreshToken(issuer.config, issuer.keyring, token, now)
+  } catch {
+    return undefined
+  }
+}
+
+export async function tokenStanding (issuer: Issuer, token: string, now: Date): Promise<TokenStanding> {
+  const accessSession = await sessionOfAccessToken(issuer, token, now)
+  if (accessSession !== undefined) {
+    const session = await issuer.db.selectFrom('sessions').select('id')
+      .where('id', '=', accessSession).where('revoked_at', 'is', null).where('expires_at', '>', now)
+      .executeTakeFirst()
+    return session === undefined ? 'invalid' : 'live'
+  }
+  const claims = await refreshClaimsOf(issuer, token, now)
+  if (claims === undefined) return 'invalid'
+  const row = await issuer.db.selectFrom('refresh_tokens')
+    .innerJoin('sessions', 'sessions.id', 'refresh_tokens.session_id')
+    .select(['refresh_tokens.used_at', 'sessions.revoked_at', 'sessions.expires_at'])
+    .where('refresh_tokens.jti', '=', claims.jti).where('sessions.id', '=', claims.sid)
     .executeTakeFirst()
-  return session !== undefined
+  if (row === undefined) return 'invalid'
+  if (row.revoked_at !== null || row.used_at !== null) return 'spent'
+  return row.expires_at > now ? 'live' : 'invalid'
 }

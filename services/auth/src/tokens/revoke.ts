@@ -52,15 +52,19 @@ export interface RevokeInput {
   credentials: ClientCredentials
   now: Date
   context: RequestContext
+  /** Only a refresh token ends its session (SimpleJWT's blacklist); an access token changes nothing. */
+  refreshTokenOnly?: boolean
 }
 
 /** Returns whether a session was ended. `hint` only orders the attempts (RFC 7009 §2.1). */
 export async function revokeToken (issuer: Issuer, input: RevokeInput): Promise<boolean> {
   const named = input.credentials.method !== 'none' || input.credentials.clientId !== undefined
   const client = named ? await authenticateClient(issuer, input) : undefined
-  const attempts = input.hint === 'access_token'
-    ? [sessionOfAccessToken, sessionOfRefreshToken]
-    : [sessionOfRefreshToken, sessionOfAccessToken]
+  const attempts = input.refreshTokenOnly === true
+    ? [sessionOfRefreshToken]
+    : input.hint === 'access_token'
+      ? [sessionOfAccessToken, sessionOfRefreshToken]
+      : [sessionOfRefreshToken, sessionOfAccessToken]
   for (const attempt of attempts) {
     const sessionId = await attempt(issuer, input.token, input.now)
     if (sessionId === undefined) continue

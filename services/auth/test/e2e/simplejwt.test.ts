@@ -118,6 +118,23 @@ const STEPS: Step[] = [
   { path: '/api/token/', body: { username: 'alice\u00a0', password: PASSWORD }, compare: 'keys' },
   { path: '/api/token/', body: { username: 'alice', password: PASSWORD + ' ' }, compare: 'keys' },
   { path: '/api/token/', body: { username: '\talice\n', password: PASSWORD }, compare: 'keys' },
+  // Blacklist takes a refresh token only; verify refuses a spent refresh token (used, or its session ended) as SimpleJWT refuses a blacklisted one.
+  { path: '/api/token/', body: { username: 'alice', password: PASSWORD }, save: { p1: 'refresh', pa: 'access' }, compare: 'keys' },
+  { path: '/api/token/blacklist/', body: { refresh: { $: 'pa' } }, compare: 'keys' },
+  { path: '/api/token/verify/', body: { token: { $: 'pa' } }, compare: 'body' },
+  { path: '/api/token/blacklist/', body: { refresh: { $: 'p1' } }, compare: 'body' },
+  { path: '/api/token/blacklist/', body: { refresh: { $: 'p1' } }, compare: 'keys' },
+  { path: '/api/token/verify/', body: { token: { $: 'p1' } }, compare: 'body' },
+  { path: '/api/token/refresh/', body: { refresh: { $: 'p1' } }, compare: 'keys' },
+  { path: '/api/token/', body: { username: 'alice', password: PASSWORD }, save: { q1: 'refresh' }, compare: 'keys' },
+  { path: '/api/token/refresh/', body: { refresh: { $: 'q1' } }, save: { q2: 'refresh' }, compare: 'keys' },
+  { path: '/api/token/verify/', body: { token: { $: 'q1' } }, compare: 'body' },
+  { path: '/api/token/verify/', body: { token: { $: 'q2' } }, compare: 'body' },
+  { path: '/api/token/refresh/', body: { refresh: { $: 'q2' } }, compare: 'keys' },
+  { path: '/api/token/verify/', body: { token: 'a.b.c' }, compare: 'body' },
+  // Fields a view does not read are ignored.
+  { path: '/api/token/refresh/', body: { refresh: 'a.b.c', extra: 'x' }, compare: 'body' },
+  { path: '/api/token/', body: { username: 'alice', password: PASSWORD, extra: 'x' }, compare: 'keys' },
   // A method the view does not serve: DRF's own 405.
   { path: '/api/token/', method: 'GET', compare: 'body' },
   { path: '/api/token/refresh/', method: 'PUT', compare: 'body' },
@@ -178,7 +195,7 @@ t.test('the compat routes answer what SimpleJWT answers, request for request', a
     else t.same(Object.keys(mine?.body ?? {}).sort(), Object.keys(theirs?.body ?? {}).sort(), `${label}: body keys`)
   })
   const ended = await ctx.connection.db.selectFrom('sessions').select('revoke_reason').where('revoke_reason', 'is not', null).execute()
-  t.same(ended.map((s) => s.revoke_reason), ['revoke'], 'blacklist ended the session through the same domain call as /oauth/revoke')
+  t.same(ended.map((s) => s.revoke_reason), ['revoke', 'revoke'], 'each blacklist that answered 200 ended its session through the same domain call as /oauth/revoke')
 })
 
 t.test('off by default: no SimpleJWT routes, no extra claims', async (t) => {
