@@ -153,6 +153,12 @@ t.test('through the gateway', async (t) => {
     await signUp('simple')
     const pair = (await gateway.request('POST', '/api/token/', { body: { username: 'simple', password: PASSWORD } })).json() as { access: string, refresh: string }
     t.equal((await gateway.request('GET', '/v1/me', { headers: bearer(pair.access) })).status, 200, 'the compat access token works')
+    const data = new FormData()
+    data.append('username', 'simple')
+    data.append('password', PASSWORD)
+    const encoded = new Request('https://gateway.test/', { method: 'POST', body: data })
+    const multipart = await gateway.request('POST', '/api/token/', { body: await encoded.text(), headers: { 'content-type': encoded.headers.get('content-type') ?? '' } })
+    t.same([multipart.status, Object.keys(multipart.json() as object).sort()], [200, ['access', 'refresh']], 'a browser\'s FormData login, multipart through the gateway')
     const form = await gateway.request('POST', '/api/token/refresh/', { body: new URLSearchParams({ refresh: pair.refresh }).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' } })
     t.equal(form.status, 200)
     const rotated = form.json() as { access: string, refresh: string }
