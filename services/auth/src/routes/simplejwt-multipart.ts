@@ -27,7 +27,7 @@ import { DrfError } from '../errors.js'
 import { BODY_LIMIT } from '../http/limits.js'
 
 /** A file part's value: not a string, as DRF's request.data holds the upload itself. */
-export const FILE_PART: Readonly<{ file: true }> = Object.freeze({ file: true })
+const FILE_PART: Readonly<{ file: true }> = Object.freeze({ file: true })
 
 /** DRF's own answer to a multipart Content-Type without a boundary. */
 const NO_BOUNDARY = new DrfError(400, { detail: 'Multipart form parse error - Invalid boundary in multipart: None' })

@@ -9,18 +9,9 @@
  * @module
  */
 import type { Issuer } from './issue.js'
-import { sessionOfAccessToken } from '../tokens/revoke.js'
-import { verifyRefreshToken, type RefreshClaims } from '../tokens/verify-refresh.js'
+import { refreshClaimsOf, sessionOfAccessToken } from '../tokens/revoke.js'
 
 export type TokenStanding = 'live' | 'spent' | 'invalid'
-
-async function refreshClaimsOf (issuer: Issuer, token: string, now: Date): Promise<RefreshClaims | undefined> {
-  try {
-    return await verifyRefreshToken(issuer.config, issuer.keyring, token, now)
-  } catch {
-    return undefined
-  }
-}
 
 export async function tokenStanding (issuer: Issuer, token: string, now: Date): Promise<TokenStanding> {
   const accessSession = await sessionOfAccessToken(issuer, token, now)

@@ -13,7 +13,7 @@ import { jwtVerify } from 'jose'
 import type { RequestContext } from '../audit/record.js'
 import { authenticateClient, type RegisteredClient } from '../clients/authenticate.js'
 import type { ClientCredentials } from '../clients/credentials.js'
-import { verifyRefreshToken } from './verify-refresh.js'
+import { verifyRefreshToken, type RefreshClaims } from './verify-refresh.js'
 import { endSessions } from '../sessions/end.js'
 import type { Issuer } from '../sessions/issue.js'
 
@@ -31,12 +31,17 @@ export async function sessionOfAccessToken (issuer: Issuer, token: string, now: 
   }
 }
 
-export async function sessionOfRefreshToken (issuer: Issuer, token: string, now: Date): Promise<string | undefined> {
+/** A refresh token's claims when it is ours, well signed and unexpired; else undefined. */
+export async function refreshClaimsOf (issuer: Issuer, token: string, now: Date): Promise<RefreshClaims | undefined> {
   try {
-    return (await verifyRefreshToken(issuer.config, issuer.keyring, token, now)).sid
+    return await verifyRefreshToken(issuer.config, issuer.keyring, token, now)
   } catch {
     return undefined
   }
+}
+
+export async function sessionOfRefreshToken (issuer: Issuer, token: string, now: Date): Promise<string | undefined> {
+  return (await refreshClaimsOf(issuer, token, now))?.sid
 }
 
 async function mayRevoke (issuer: Issuer, sessionId: string, client: RegisteredClient | undefined): Promise<boolean> {
