@@ -1,4 +1,5 @@
 import t from 'tap'
+import { connect } from 'node:net'
 import { buildTestApp, login, signUp } from './helpers/app.js'
 
 t.test('unknown route: 404 problem+json', async (t) => {
@@ -132,4 +133,28 @@ t.test('database out of reach (every pooled connection busy): 503 with Retry-Aft
   t.equal(refresh.statusCode, 503)
   t.equal(refresh.headers['retry-after'], '1')
   t.same(refresh.json(), { error: 'temporarily_unavailable', error_description: 'the service is overloaded; retry later' })
+})
+
+t.test('a client that hangs up before its body arrived is logged as that, not as the database out of reach', async (t) => {
+  const { app, logs } = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on' })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const address = app.server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : 0
+  const cutOff = [
+    ['/oauth/token', 'application/x-www-form-urlencoded', 'grant_type=pass'],
+    ['/v1/users', 'application/json', '{"username":"al'],
+    ['/api/token/', 'multipart/form-data; boundary=B', '--B\r\nContent-Disposition: form-data; name="username"\r\n\r\nal']
+  ]
+  for (const [path, type, partial] of cutOff) {
+    await new Promise<void>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.write(`POST ${path} HTTP/1.1\r\nHost: tessera.test\r\nContent-Type: ${type}\r\nContent-Length: 500\r\n\r\n${partial}`, () => { setTimeout(() => { socket.destroy(); resolve() }, 50) })
+      }).on('error', reject)
+    })
+  }
+  const closedLines = (): string[] => logs().split('\n').filter((line) => line.includes('the connection closed before the body arrived'))
+  for (let waited = 0; closedLines().length < cutOff.length && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(closedLines().length, cutOff.length, 'each hang-up is logged as the client\'s')
+  t.notMatch(logs(), /database unavailable/, 'none as the database')
+  t.notMatch(logs(), /unexpected error/, 'none as a fault')
 })

@@ -82,6 +82,7 @@ function clientMistake (err: FastifyError): { status: number, detail: string } |
     case 'FST_ERR_CTP_EMPTY_JSON_BODY': return { status: 400, detail: 'the JSON body is empty' }
     case 'FST_ERR_CTP_INVALID_JSON_BODY': return { status: 400, detail: 'the body is not valid JSON' }
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH': return { status: 400, detail: 'the Content-Length does not match the body' }
+    case CLIENT_CLOSED: return { status: 400, detail: 'the connection closed before the body arrived' }
   }
   if (err instanceof SyntaxError || err.code === 'FST_ERR_CTP_INVALID_JSON') return { status: 400, detail: 'the body is not valid JSON' }
   if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
@@ -123,9 +124,21 @@ function drfError (err: FastifyError, request: FastifyRequest, reply: FastifyRep
   return reply.status(500).send({ detail: `A server error occurred (request id ${request.id}).` })
 }
 
+const CLIENT_CLOSED = 'ERR_CLIENT_CLOSED'
+
+/**
+ * A client that hangs up before its body has arrived makes Node fail the
+ * request stream with ECONNRESET: the client's doing, not the database's,
+ * though the code is the same. Nobody is left to read the answer; the log
+ * says what happened.
+ */
+function clientClosed (cause: FastifyError): FastifyError {
+  return Object.assign(new Error('the connection closed before the body arrived', { cause }), { code: CLIENT_CLOSED, statusCode: 400 }) as FastifyError
+}
+
 export function handleError (this: App, thrown: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   // A database out of reach for a moment is overload, answered in every route's own format like the hashing queue's.
-  const err = isDatabaseUnavailable(thrown) ? databaseOverload(thrown, request) : thrown
+  const err = request.raw.readableAborted ? clientClosed(thrown) : isDatabaseUnavailable(thrown) ? databaseOverload(thrown, request) : thrown
   if (request.routeOptions.config.errorFormat === 'simplejwt') return drfError(err, request, reply)
   const oauth = request.routeOptions.config.errorFormat === 'oauth'
   if (err instanceof OAuthError) {
