@@ -64,6 +64,18 @@ function oauthError (reply: FastifyReply, status: number, error: string, descrip
     .send({ error, error_description: description })
 }
 
+const CLIENT_CLOSED = 'ERR_CLIENT_CLOSED'
+
+/**
+ * A client that hangs up before its body has arrived makes Node fail the
+ * request stream with ECONNRESET: the client's doing, not the database's,
+ * though the code is the same. Nobody is left to read the answer; the log
+ * says what happened.
+ */
+function clientClosed (cause: FastifyError): FastifyError {
+  return Object.assign(new Error('the connection closed before the body arrived', { cause }), { code: CLIENT_CLOSED, statusCode: 400 }) as FastifyError
+}
+
 /** What went wrong in the client's own words: a field name for validation errors. */
 function clientMistake (err: FastifyError): { status: number, detail: string } | undefined {
   if (err.validation !== undefined) {
@@ -122,18 +134,6 @@ function drfError (err: FastifyError, request: FastifyRequest, reply: FastifyRep
   }
   request.log.error({ err }, 'unexpected error')
   return reply.status(500).send({ detail: `A server error occurred (request id ${request.id}).` })
-}
-
-const CLIENT_CLOSED = 'ERR_CLIENT_CLOSED'
-
-/**
- * A client that hangs up before its body has arrived makes Node fail the
- * request stream with ECONNRESET: the client's doing, not the database's,
- * though the code is the same. Nobody is left to read the answer; the log
- * says what happened.
- */
-function clientClosed (cause: FastifyError): FastifyError {
-  return Object.assign(new Error('the connection closed before the body arrived', { cause }), { code: CLIENT_CLOSED, statusCode: 400 }) as FastifyError
 }
 
 export function handleError (this: App, thrown: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {

@@ -41,8 +41,6 @@ function readField (value: unknown): string | string[] {
   return text.includes('\u0000') ? ['Null characters are not allowed.'] : text
 }
 
-const FORM = 'application/x-www-form-urlencoded'
-
 /** Python's name for the type of a JSON body that is not an object, as DRF's serializer names it. */
 function pythonTypeOf (body: unknown): string {
   if (Array.isArray(body)) return 'list'
@@ -60,13 +58,10 @@ function fields<K extends string> (request: FastifyRequest, names: readonly K[])
     throw new DrfError(400, { non_field_errors: [`Invalid data. Expected a dictionary, but got ${pythonTypeOf(body)}.`] })
   }
   const source = (body ?? {}) as Record<string, unknown>
-  // A form field sent twice is its last value, as Django's QueryDict gives DRF; a JSON list stays "not a string".
-  const form = request.headers['content-type']?.toLowerCase().startsWith(FORM) === true
   const values: Partial<Record<K, string>> = {}
   const errors: Record<string, string[]> = {}
   for (const name of names) {
-    const given = source[name]
-    const read = readField(form && Array.isArray(given) ? given.at(-1) : given)
+    const read = readField(source[name])
     if (typeof read === 'string') values[name] = read
     else errors[name] = read
   }
@@ -101,6 +96,11 @@ export async function registerSimpleJwtRoutes (root: App, config: Config, deps: 
   if (!config.simplejwtCompat) return
   // A context of their own: bodies are parsed as DRF parses them on these routes only.
   await root.register(async (app: App) => {
+    // Both forms give each field its last value, as Django's QueryDict gives DRF (a JSON list stays "not a string").
+    app.removeContentTypeParser('application/x-www-form-urlencoded')
+    app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
+      done(null, Object.fromEntries(new URLSearchParams(body.toString())))
+    })
     app.addContentTypeParser('multipart/form-data', parseMultipartForm)
     // DRF reads an empty JSON body as no data (every field "required"); Fastify's own parser refuses it, and parses the rest here.
     const json = app.getDefaultJsonParser('error', 'error')
