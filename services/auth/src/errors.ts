@@ -16,6 +16,7 @@
 export type TesseraErrorCode =
   | 'ERR_OAUTH'
   | 'ERR_REFRESH_REUSE'
+  | 'ERR_SESSION_ENDED'
   | 'ERR_PROBLEM'
   | 'ERR_INVALID_TOKEN'
   | 'ERR_DRF'
@@ -103,6 +104,15 @@ export class RefreshReuseError extends OAuthError {
 
   constructor () {
     super('invalid_grant', 'the refresh token is invalid, expired or revoked', { detail: 'refresh token reuse' })
+  }
+}
+
+/** A refresh token of a session that has already ended (logout, revocation, reuse): the same answer as any refused token, told apart for SimpleJWT's "blacklisted". */
+export class SessionEndedError extends OAuthError {
+  override readonly code = 'ERR_SESSION_ENDED'
+
+  constructor () {
+    super('invalid_grant', 'the refresh token is invalid, expired or revoked', { detail: 'session revoked' })
   }
 }
 

@@ -3,7 +3,7 @@ import { ConfigError } from '../src/config.js'
 import { ClientRuleError } from '../src/clients/register.js'
 import { StartupError } from '../src/cluster/startup.js'
 import { RoleNameError } from '../src/db/roles.js'
-import { DrfError, InvalidTokenError, OAuthError, ProblemError, RefreshReuseError, TesseraError } from '../src/errors.js'
+import { DrfError, InvalidTokenError, OAuthError, ProblemError, RefreshReuseError, SessionEndedError, TesseraError } from '../src/errors.js'
 import { WrongKekError } from '../src/keys/kek.js'
 import { UnknownKeyError } from '../src/keys/revoke-key.js'
 import { SameKekError } from '../src/keys/rewrap.js'
@@ -16,6 +16,7 @@ t.test('every error Tessera throws shares one base and names its kind in a code 
   const errors = [
     new OAuthError('invalid_grant', 'refused', { cause }),
     new RefreshReuseError(),
+    new SessionEndedError(),
     new ProblemError(409, 'Conflict', { publicDetail: 'taken' }),
     new InvalidTokenError('expired'),
     new DrfError(401, { detail: 'no' }),
@@ -35,6 +36,8 @@ t.test('every error Tessera throws shares one base and names its kind in a code 
   t.equal(new Set(errors.map((err) => err.code)).size, errors.length, 'no two kinds share a code')
   t.equal(errors[0]?.cause, cause, 'the cause is kept')
   t.equal(new RefreshReuseError().error, 'invalid_grant', 'a reuse is still invalid_grant on the wire')
+  t.same([new SessionEndedError().error, new SessionEndedError().description], [new RefreshReuseError().error, new RefreshReuseError().description],
+    'a token of an ended session reads on the wire as any refused refresh token')
 })
 
 t.test("a ProblemError's detail is logged, its publicDetail is what the client reads", async (t) => {

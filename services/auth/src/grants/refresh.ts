@@ -18,7 +18,7 @@
 import { randomUUID } from 'node:crypto'
 import { CompiledQuery } from 'kysely'
 import type { Config } from '../config.js'
-import { OAuthError, RefreshReuseError } from '../errors.js'
+import { OAuthError, RefreshReuseError, SessionEndedError } from '../errors.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
 import { authenticateClient, clientAuthenticationFailed, requireGrant, unauthorizedClient } from '../clients/authenticate.js'
 import type { ClientCredentials } from '../clients/credentials.js'
@@ -169,6 +169,7 @@ export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refre
     await endReusedFamily(deps.db, claims, input.now, input.context)
     throw new RefreshReuseError()
   }
+  if (row.decision === 'session revoked') throw new SessionEndedError()
   if (row.decision === 'scope widened') throw new OAuthError('invalid_scope', 'a refresh cannot widen the scope of its session')
   if (row.decision === 'resource not allowed') throw new OAuthError('invalid_target', 'this session may not ask for that resource', { detail: `resource ${resource ?? ''}` })
   const record = row.decision === 'rotated' || row.decision === 'grace' ? issuedRecord(row, claims) : undefined

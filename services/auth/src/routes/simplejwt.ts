@@ -14,7 +14,7 @@ import { Type } from '@sinclair/typebox'
 import type { App, Deps } from '../http/app-types.js'
 import type { Config } from '../config.js'
 import { clientCredentials, type ClientCredentials } from '../clients/credentials.js'
-import { DrfError, OAuthError, RefreshReuseError } from '../errors.js'
+import { DrfError, OAuthError, RefreshReuseError, SessionEndedError } from '../errors.js'
 import { passwordGrant } from '../grants/password.js'
 import { refreshGrant } from '../grants/refresh.js'
 import { revokeToken } from '../tokens/revoke.js'
@@ -136,7 +136,7 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
     const { refresh } = fields(request, ['refresh'])
     const input = { refreshToken: refresh, scope: undefined, credentials: credentialsOf(request.headers.authorization), resource: undefined, now: deps.clock(), context: requestContext(request) }
     const pair = await refusedAs(async () => await counted(async () => await refreshGrant(issuer, input), refreshOutcome, deps.metrics.refreshed),
-      (err) => tokenNotValid(err instanceof RefreshReuseError ? 'Token is blacklisted' : 'Token is invalid or expired', err))
+      (err) => tokenNotValid(err instanceof RefreshReuseError || err instanceof SessionEndedError ? 'Token is blacklisted' : 'Token is invalid or expired', err))
     deps.metrics.refreshed(pair.outcome)
     deps.metrics.tokenIssued(pair.kid, 'refresh_token')
     return await reply.header('cache-control', 'no-store').send({ access: pair.accessToken, refresh: pair.refreshToken })
@@ -152,8 +152,9 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
 
   app.post(paths.blacklist, options(Empty), async (request, reply) => {
     const { refresh } = fields(request, ['refresh'])
-    const ended = await revokeToken(issuer, { token: refresh, hint: 'refresh_token', refreshTokenOnly: true, credentials: credentialsOf(request.headers.authorization), now: deps.clock(), context: requestContext(request) })
-    if (!ended) throw tokenNotValid('Token is invalid or expired')
+    const outcome = await revokeToken(issuer, { token: refresh, hint: 'refresh_token', refreshTokenOnly: true, credentials: credentialsOf(request.headers.authorization), now: deps.clock(), context: requestContext(request) })
+    if (outcome === 'already ended') throw tokenNotValid('Token is blacklisted')
+    if (outcome === 'nothing to end') throw tokenNotValid('Token is invalid or expired')
     deps.metrics.revoked()
     return await reply.send({})
   })

@@ -61,8 +61,16 @@ export interface RevokeInput {
   refreshTokenOnly?: boolean
 }
 
-/** Returns whether a session was ended. `hint` only orders the attempts (RFC 7009 §2.1). */
-export async function revokeToken (issuer: Issuer, input: RevokeInput): Promise<boolean> {
+/**
+ * What a revocation did: `ended` its session; found it `already ended` (a
+ * token of ours, which this client may revoke, whose session had ended
+ * before); or found `nothing to end` (not our token, expired, or another
+ * client's). RFC 7009's endpoint answers all three alike.
+ */
+export type RevokeOutcome = 'ended' | 'already ended' | 'nothing to end'
+
+/** `hint` only orders the attempts (RFC 7009 §2.1). */
+export async function revokeToken (issuer: Issuer, input: RevokeInput): Promise<RevokeOutcome> {
   const named = input.credentials.method !== 'none' || input.credentials.clientId !== undefined
   const client = named ? await authenticateClient(issuer, input) : undefined
   const attempts = input.refreshTokenOnly === true
@@ -73,10 +81,10 @@ export async function revokeToken (issuer: Issuer, input: RevokeInput): Promise<
   for (const attempt of attempts) {
     const sessionId = await attempt(issuer, input.token, input.now)
     if (sessionId === undefined) continue
-    if (!await mayRevoke(issuer, sessionId, client)) return false
+    if (!await mayRevoke(issuer, sessionId, client)) return 'nothing to end'
     const ended = await issuer.db.transaction().execute(async (trx) =>
       await endSessions(trx, { sessionId }, 'revoke', input.now, input.context))
-    return ended > 0
+    return ended > 0 ? 'ended' : 'already ended'
   }
-  return false
+  return 'nothing to end'
 }

@@ -87,7 +87,8 @@ t.test('revocation (RFC 7009)', async (t) => {
   }
   const one = await user(ctx, 'dave')
   t.equal((await revoke({ token: one.refresh })).status, 200)
-  t.equal((await refresh(ctx.app, one.refresh)).status, 400, 'a revoked session cannot refresh')
+  t.same(await refresh(ctx.app, one.refresh), { status: 400, body: { error: 'invalid_grant', error_description: 'the refresh token is invalid, expired or revoked' } },
+    'a revoked session cannot refresh, and hears what any refused token hears')
   t.equal((await revoke({ token: one.refresh })).status, 200, 'already revoked: still 200')
 
   const two = await user(ctx, 'dave')

@@ -32,8 +32,8 @@ export function registerRevokeRoutes (app: App, config: Config, deps: Deps): voi
   }, async (request, reply) => {
     const { body } = request
     const credentials = clientCredentials({ authorization: request.headers.authorization, clientId: body.client_id, clientSecret: body.client_secret })
-    const revoked = await revokeToken(issuer, { token: body.token, hint: body.token_type_hint, credentials, now: deps.clock(), context: requestContext(request) })
-    if (revoked) deps.metrics.revoked()
+    const outcome = await revokeToken(issuer, { token: body.token, hint: body.token_type_hint, credentials, now: deps.clock(), context: requestContext(request) })
+    if (outcome === 'ended') deps.metrics.revoked()
     return await reply.header('cache-control', 'no-store').send({})
   })
 }
