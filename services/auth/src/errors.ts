@@ -158,16 +158,29 @@ export class DrfError extends TesseraError {
 
 /**
  * Postgres out of reach for a moment: pg-pool's acquire timeout (every
- * connection busy, e.g. during a login flood), a refused or reset
- * connection, or the server shutting down or full. The request did nothing
- * and can be retried, so the answer is 503 with Retry-After, not a 500.
+ * connection busy, e.g. during a login flood), a connection that could not
+ * be made (a stopped server leaves no socket file behind, ENOENT, or nothing
+ * listening on its port) or was lost mid-query, or the server shutting down,
+ * starting up or full. The request did nothing and can be retried, so the
+ * answer is 503 with Retry-After, not a 500.
  */
-const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', '57P01', '57P02', '57P03', '53300'])
+const UNAVAILABLE_CODES = new Set([
+  // Node, connecting or connected
+  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN',
+  // Postgres: connection exceptions (class 08), shutdown and start-up (57P0x), too many connections
+  '08000', '08001', '08003', '08004', '08006', '57P01', '57P02', '57P03', '53300'
+])
+const UNAVAILABLE_MESSAGES = new Set([
+  'timeout exceeded when trying to connect',
+  'Connection terminated due to connection timeout',
+  'Connection terminated unexpectedly'
+])
 
 export function isDatabaseUnavailable (err: unknown): boolean {
   if (!(err instanceof Error)) return false
-  const code = (err as Error & { code?: unknown }).code
-  return err.message === 'timeout exceeded when trying to connect' ||
-    err.message === 'Connection terminated due to connection timeout' ||
-    (typeof code === 'string' && UNAVAILABLE_CODES.has(code))
+  const { code, syscall } = err as Error & { code?: unknown, syscall?: unknown }
+  if (UNAVAILABLE_MESSAGES.has(err.message)) return true
+  if (typeof code !== 'string') return false
+  // A Unix socket path that does not exist: only when connecting, so a missing file elsewhere stays a fault.
+  return UNAVAILABLE_CODES.has(code) || (code === 'ENOENT' && syscall === 'connect')
 }

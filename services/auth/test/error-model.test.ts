@@ -1,9 +1,12 @@
 import t from 'tap'
+import { readFile } from 'node:fs/promises'
+import { createServer, type AddressInfo } from 'node:net'
+import pg from 'pg'
 import { ConfigError } from '../src/config.js'
 import { ClientRuleError } from '../src/clients/register.js'
 import { StartupError } from '../src/cluster/startup.js'
 import { RoleNameError } from '../src/db/roles.js'
-import { DrfError, InvalidTokenError, OAuthError, ProblemError, RefreshReuseError, SessionEndedError, TesseraError } from '../src/errors.js'
+import { DrfError, InvalidTokenError, isDatabaseUnavailable, OAuthError, ProblemError, RefreshReuseError, SessionEndedError, TesseraError } from '../src/errors.js'
 import { WrongKekError } from '../src/keys/kek.js'
 import { UnknownKeyError } from '../src/keys/revoke-key.js'
 import { SameKekError } from '../src/keys/rewrap.js'
@@ -50,4 +53,50 @@ t.test("a ProblemError's detail is logged, its publicDetail is what the client r
   t.match(res.json(), { title: 'Forbidden', status: 403, detail: 'not yours' })
   t.notMatch(res.body, /session 42/, 'the logged detail is not sent')
   t.match(logs(), /session 42 belongs to another user/, 'it is logged')
+})
+
+/** What pg really throws when it cannot reach `url`. */
+async function connectionError (url: string): Promise<unknown> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 })
+  client.on('error', () => {})
+  try {
+    await client.connect()
+  } catch (err) {
+    return err
+  } finally {
+    await client.end().catch(() => {})
+  }
+  throw new Error(`connected to ${url}`)
+}
+
+/** A loopback port that was free a moment ago: nothing listens on it. */
+async function closedPort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+t.test('a database that is stopped or unreachable is unavailable (503), not a fault: the errors pg really throws', async (t) => {
+  // A stopped Postgres removes its socket file: a client of the socket URL (the embedded default) meets ENOENT.
+  const noSocket = await connectionError(`postgres://tessera@127.0.0.1:5432/tessera?host=${encodeURIComponent('/nonexistent-tessera-socket-dir')}`)
+  t.match(noSocket, { code: 'ENOENT', syscall: 'connect' })
+  t.ok(isDatabaseUnavailable(noSocket), 'no socket file')
+  const refused = await connectionError(`postgres://tessera@127.0.0.1:${await closedPort()}/tessera`)
+  t.match(refused, { code: 'ECONNREFUSED' })
+  t.ok(isDatabaseUnavailable(refused), 'nothing listening on the port')
+  // A server that goes away mid-conversation (a crash, a dropped link): it accepts, then closes.
+  const closing = createServer((socket) => socket.destroy())
+  await new Promise<void>((resolve) => closing.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { closing.close() })
+  const lost = await connectionError(`postgres://tessera@127.0.0.1:${(closing.address() as AddressInfo).port}/tessera`)
+  t.match(lost, { message: 'Connection terminated unexpectedly' })
+  t.ok(isDatabaseUnavailable(lost), 'the connection lost')
+
+  const missingFile = await readFile('/nonexistent-tessera-file').catch((err: unknown) => err)
+  t.match(missingFile, { code: 'ENOENT' })
+  t.notOk(isDatabaseUnavailable(missingFile), 'a missing file is not the database: still a fault')
+  t.notOk(isDatabaseUnavailable(new Error('boom')))
+  t.notOk(isDatabaseUnavailable('ECONNREFUSED'), 'only errors')
 })

@@ -32,3 +32,14 @@ export function embeddedUrl (password: string, port: number, socketDir: string, 
   // libpq and node-pg both let `host` in the query name a socket directory; the port names the socket file.
   return socketDir === '' ? base : `${base}?host=${encodeURIComponent(socketDir)}`
 }
+
+/**
+ * The port in a cluster's `postmaster.opts` (the command line Postgres last
+ * started with, which it leaves in the data directory when it stops), if
+ * any: a restart takes the same port when it is free, so the cluster's URL
+ * stays the same and a running instance finds its Postgres again.
+ */
+export function portInPostmasterOpts (opts: string): number | undefined {
+  const port = Number(/"-p" "(\d+)"/.exec(opts)?.[1])
+  return Number.isInteger(port) && port > 0 && port < 65536 ? port : undefined
+}

@@ -14,8 +14,8 @@ import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
-import { freePort } from '../util/free-port.js'
-import { DB_USER, embeddedUrl, serverOptions } from './embedded-options.js'
+import { freePort, portIsFree } from '../util/free-port.js'
+import { DB_USER, embeddedUrl, portInPostmasterOpts, serverOptions } from './embedded-options.js'
 
 export interface EmbeddedPostgres {
   /** Connection string of the `tessera` database on the local server: through its Unix socket when it has one. */
@@ -192,7 +192,8 @@ export async function startEmbeddedPostgres (dataDir: string): Promise<EmbeddedP
   const running = await runningServer(bins, pgdata, as)
   const started = running === undefined
   if (running === undefined) {
-    const port = await freePort()
+    const previous = portInPostmasterOpts(await fs.readFile(path.join(pgdata, 'postmaster.opts'), 'utf8').catch(() => ''))
+    const port = previous !== undefined && await portIsFree(previous) ? previous : await freePort()
     await must(bins.pg_ctl, ['start', '-D', pgdata, '-w', '-t', '60', '-l', path.join(pgdata, 'server.log'), '-o', serverOptions(pgdata, port)], as, 'pg_ctl start')
   }
   // Read back from the server, so a server adopted from an earlier start (with or without a socket) is reached as it listens.

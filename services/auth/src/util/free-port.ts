@@ -1,6 +1,6 @@
 /**
- * freePort: a loopback port for a server started by this process (the
- * embedded Postgres, the bench harness).
+ * freePort, portIsFree: a loopback port for a server started by this process
+ * (the embedded Postgres, the bench harness).
  * @module
  */
 import { createServer } from 'node:net'
@@ -14,5 +14,14 @@ export function freePort (): Promise<number> {
       const address = server.address()
       server.close(() => typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port')))
     })
+  })
+}
+
+/** Whether `port` on loopback can be listened on right now. */
+export function portIsFree (port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer()
+    server.on('error', () => { resolve(false) })
+    server.listen(port, '127.0.0.1', () => { server.close(() => { resolve(true) }) })
   })
 }

@@ -4,7 +4,9 @@
  * The server actually started with them: test/e2e/server.test.ts.
  */
 import t from 'tap'
-import { embeddedUrl, serverOptions } from '../../src/db/embedded-options.js'
+import { createServer, type AddressInfo } from 'node:net'
+import { embeddedUrl, portInPostmasterOpts, serverOptions } from '../../src/db/embedded-options.js'
+import { portIsFree } from '../../src/util/free-port.js'
 
 t.test('the server gets a socket in its data directory when the path can hold one', async (t) => {
   t.equal(serverOptions('/var/tmp/tessera-postgres/data-0123456789abcdef', 5432), '-p 5432 -k /var/tmp/tessera-postgres/data-0123456789abcdef')
@@ -15,4 +17,21 @@ t.test('the server gets a socket in its data directory when the path can hold on
 t.test('the URL goes through the socket when the server has one', async (t) => {
   t.equal(embeddedUrl('p@ss', 5432, '/var/tmp/x', 'tessera'), 'postgres://tessera:p%40ss@127.0.0.1:5432/tessera?host=%2Fvar%2Ftmp%2Fx')
   t.equal(embeddedUrl('p@ss', 5432, '', 'postgres'), 'postgres://tessera:p%40ss@127.0.0.1:5432/postgres', 'a server without a socket (one started before this change): TCP')
+})
+
+t.test('a restart finds the port the cluster last listened on, in the postmaster.opts Postgres leaves behind', async (t) => {
+  t.equal(portInPostmasterOpts('/x/bin/postgres "-D" "/var/tmp/d" "-p" "44193" "-k" "/var/tmp/d"\n'), 44193)
+  t.equal(portInPostmasterOpts('/x/bin/postgres "-D" "/d" "-p" "5432"\n'), 5432, 'a cluster without a socket')
+  t.equal(portInPostmasterOpts(''), undefined, 'never started: no file')
+  t.equal(portInPostmasterOpts('/x/bin/postgres "-D" "/d"\n'), undefined, 'started without a port')
+  t.equal(portInPostmasterOpts('/x/bin/postgres "-p" "70000"\n'), undefined, 'not a port')
+})
+
+t.test('portIsFree: false while something listens on the port, true once it is gone', async (t) => {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  t.equal(await portIsFree(port), false)
+  await new Promise((resolve) => server.close(resolve))
+  t.equal(await portIsFree(port), true)
 })

@@ -78,6 +78,36 @@ t.test('embedded Postgres: first start, SIGTERM drains an in-flight request, sec
   t.equal(me.status, 200, 'a token from the first run still verifies: the key and the KEK persisted in .data')
   const login = await fetch(`${second.url}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ grant_type: 'password', username: 'sam', password: PASSWORD }) })
   t.equal(login.status, 200, 'the user from the first run is still there')
+
+  // Postgres stopped under a running instance (a restart, a failover): what
+  // needs it answers 503 with Retry-After (a stopped server leaves no socket
+  // file, so its clients meet ENOENT), what is in memory keeps serving, and
+  // the instance serves again once Postgres is back, with no restart of its own.
+  const fresh = await login.json() as { refresh_token: string, access_token: string }
+  await runCli(['db', 'stop'], env)
+  t.notOk(postgresRunningOn(dataDir), 'Postgres is down under the running server')
+  const post = async (pathname: string, body: object): Promise<Response> =>
+    await fetch(`${second.url}${pathname}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  const outage = {
+    login: await post('/oauth/token', { grant_type: 'password', username: 'sam', password: PASSWORD }),
+    refresh: await post('/oauth/token', { grant_type: 'refresh_token', refresh_token: fresh.refresh_token }),
+    signUp: await post('/v1/users', { username: 'tess', password: PASSWORD }),
+    me: await fetch(`${second.url}/v1/me`, { headers: { authorization: `Bearer ${fresh.access_token}` } })
+  }
+  for (const [what, response] of Object.entries(outage)) {
+    t.equal(response.status, 503, `${what}: 503 while Postgres is down`)
+    t.ok(Number(response.headers.get('retry-after')) > 0, `${what}: with Retry-After`)
+  }
+  t.same(await outage.refresh.json(), { error: 'temporarily_unavailable', error_description: 'the service is overloaded; retry later' }, 'in the OAuth error format on /oauth/token')
+  t.match(await outage.me.json(), { status: 503, title: 'Service Unavailable' })
+  t.equal((await fetch(`${second.url}/readyz`)).status, 503, 'not ready')
+  t.equal((await fetch(`${second.url}/.well-known/jwks.json`)).status, 200, 'the JWKS is served from memory')
+  t.notMatch(second.output(), /"level":50/, 'no error logged: an outage is not a fault')
+  await runCli(['db', 'start'], env)
+  t.equal((await runCli(['db', 'url'], env)).stdout.trim(), url, 'Postgres restarts where it listened before (its port, its socket): the same URL as in the first run')
+  const back = await post('/oauth/token', { grant_type: 'refresh_token', refresh_token: fresh.refresh_token })
+  t.equal(back.status, 200, 'Postgres back: the refresh refused during the outage now succeeds')
+  t.equal((await fetch(`${second.url}/readyz`)).status, 200, 'ready again')
   t.equal(await second.stop('SIGINT'), 0)
   t.notOk(postgresRunningOn(dataDir))
 })
