@@ -30,6 +30,7 @@ export type TesseraErrorCode =
   | 'ERR_ROLE_NAME'
   | 'ERR_STARTUP'
   | 'ERR_REMOTE_OVERLOADED'
+  | 'ERR_PEER_GONE'
 
 export abstract class TesseraError extends Error {
   abstract readonly code: TesseraErrorCode

@@ -12,7 +12,7 @@ import { UnknownKeyError } from '../src/keys/revoke-key.js'
 import { SameKekError } from '../src/keys/rewrap.js'
 import { buildTestApp } from './helpers/app.js'
 
-// CliError, ImportFileError and RemoteOverloaded are left out: loading their modules here would
+// CliError, ImportFileError, RemoteOverloaded and PeerGone are left out: loading their modules here would
 // count code only the spawned CLI and cluster tests run against the coverage of this process.
 t.test('every error Tessera throws shares one base and names its kind in a code of its own', async (t) => {
   const cause = new Error('underneath')

@@ -23,6 +23,11 @@ export class RemoteOverloaded extends TesseraError {
   }
 }
 
+/** Thrown on the asking side when the other process is gone (it exited, or is not running yet): the ask was never served. */
+export class PeerGone extends TesseraError {
+  readonly code = 'ERR_PEER_GONE'
+}
+
 export function isAsk (message: unknown): message is Ask {
   return typeof message === 'object' && message !== null && (message as { tessera?: unknown }).tessera === 'ask'
 }
@@ -79,7 +84,7 @@ export class Asker {
 
   /** The other side is gone: nothing pending will be answered. */
   failAll (why: string): void {
-    for (const id of [...this.#pending.keys()]) this.#settle(id)?.reject(new Error(why))
+    for (const id of [...this.#pending.keys()]) this.#settle(id)?.reject(new PeerGone(why))
   }
 }
 

@@ -96,6 +96,15 @@ export function hashingOverloaded (): OAuthError {
   return new OAuthError('temporarily_unavailable', 'too many logins in progress; retry shortly', { retryAfter: 1, detail: 'hashing queue full' })
 }
 
+/**
+ * The 503 of a hash the hashing process never ran: it died with the hash in
+ * hand, or is being replaced (hashing-engine.ts). The next login may well
+ * succeed, so it is a retry, not a fault.
+ */
+export function hashingRestarting (cause: unknown): OAuthError {
+  return new OAuthError('temporarily_unavailable', 'password hashing is restarting; retry shortly', { retryAfter: 1, detail: 'the hashing process is gone', cause })
+}
+
 export class PasswordHasher implements PasswordHashing {
   readonly #queue: queueAsPromised<Job, unknown>
   readonly #depth: number

@@ -8,8 +8,8 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { Logger } from 'pino'
-import { Asker, isAnswer, isNotice, type Send } from '../cluster/rpc.js'
-import type { HashEngine } from './hasher.js'
+import { Asker, isAnswer, isNotice, PeerGone, type Send } from '../cluster/rpc.js'
+import { hashingRestarting, type HashEngine } from './hasher.js'
 import type { Verdict } from './verify.js'
 
 const ENTRY = fileURLToPath(new URL('./hashing-process.js', import.meta.url))
@@ -46,10 +46,16 @@ export class HashingProcess implements HashEngine {
   get costMs (): number | undefined { return this.#costMs }
 
   async #asked<T> (kind: string, body: unknown): Promise<T> {
-    await this.#ready
-    const { value, costMs } = await this.#asker.ask<Costed<T>>(this.#send, kind, body)
-    this.#costMs = costMs
-    return value
+    try {
+      await this.#ready
+      const { value, costMs } = await this.#asker.ask<Costed<T>>(this.#send, kind, body)
+      this.#costMs = costMs
+      return value
+    } catch (err) {
+      // The process died with this hash, or is being replaced: it never ran.
+      if (err instanceof PeerGone) throw hashingRestarting(err)
+      throw err
+    }
   }
 
   async #spawn (): Promise<void> {
@@ -61,7 +67,7 @@ export class HashingProcess implements HashEngine {
     })
     this.#child = child
     const ready = new Promise<HashingProcessInfo>((resolve, reject) => {
-      child.once('exit', (code) => reject(new Error(`the hashing process exited with ${String(code)} before it was ready`)))
+      child.once('exit', (code) => reject(new PeerGone(`the hashing process exited with ${String(code)} before it was ready`)))
       child.on('message', (message) => {
         if (isAnswer(message)) this.#asker.settle(message)
         else if (isNotice(message) && message.kind === 'ready') resolve(message.body as HashingProcessInfo)
@@ -81,7 +87,7 @@ export class HashingProcess implements HashEngine {
   }
 
   readonly #send: Send = (message) => {
-    if (this.#child?.connected !== true) throw new Error('the hashing process is not running')
+    if (this.#child?.connected !== true) throw new PeerGone('the hashing process is not running')
     this.#child.send(message)
   }
 

@@ -176,3 +176,31 @@ t.test('two workers share one hashing queue at a lower priority; a dead worker i
   const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
   t.ok(await within(5000, async () => !rest.some(alive), 50) !== undefined, 'the workers and the hashing process exit with the primary')
 })
+
+t.test('the hashing process dies with logins in hand: they answer 503 with Retry-After, not 500, and another hashing process serves the next', async (t) => {
+  const env = { ...baseEnv(await createTestDatabase(t)), TESSERA_HASH_CONCURRENCY: '1', TESSERA_HASH_MAX_WAIT_MS: '0', TESSERA_RATE_LIMIT: '1000000' }
+  const server = await startServer(t, env)
+  const started = (): LogLine[] => logLines(server).filter((l) => l.msg === 'hashing process started')
+  const first = started()[0]?.hashing_pid ?? 0
+  t.ok(first > 0, 'the hashing process runs')
+  t.equal((await fresh(`${server.url}/v1/users`, 'POST', { username: 'hana', password: 'correct horse battery' })).status, 201)
+  const login = async (username: string): Promise<Reply> => await fresh(`${server.url}/oauth/token`, 'POST', { grant_type: 'password', username, password: 'correct horse battery' })
+
+  // Frozen, it holds the logins sent now; killed, it never answers them.
+  process.kill(first, 'SIGSTOP')
+  t.teardown(() => { try { process.kill(first, 'SIGKILL') } catch {} })
+  const held = [login('hana'), login('nobody')]
+  await sleep(500)
+  process.kill(first, 'SIGKILL')
+  const answers = await Promise.all(held)
+  t.same(answers.map((r) => r.status), [503, 503], 'the logins it held: 503')
+  t.same(answers.map((r) => r.headers['retry-after']), ['1', '1'], 'with Retry-After')
+  t.same(answers.map((r) => (JSON.parse(r.body) as { error: string }).error), ['temporarily_unavailable', 'temporarily_unavailable'])
+  t.notOk(logLines(server).some((l) => l.msg === 'unexpected error'), 'not logged as a fault of the request')
+
+  t.ok(await within(15_000, async () => started().length === 2, 100) !== undefined, 'another hashing process starts')
+  const again = await login('hana')
+  t.equal(again.status, 200, 'the replacement hashes: the same user logs in', { body: again.body })
+  t.not(started()[1]?.hashing_pid, first, 'in a new process')
+  t.same(logLines(server).filter((l) => l.msg === 'the hashing process exited; starting another').map((l) => l.level), [50], 'the death itself is logged once, as an error')
+})
