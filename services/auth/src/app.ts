@@ -14,7 +14,7 @@ import rateLimit from '@fastify/rate-limit'
 import underPressure from '@fastify/under-pressure'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Logger } from 'pino'
-import type { Config } from './config.js'
+import { ANSWER_TIMEOUT_MS, type Config } from './config.js'
 import type { App, Deps } from './http/app-types.js'
 import { handleError, handleFrameworkError, unroutedHandler, type ErrorFormat } from './http/errors.js'
 import { BODY_LIMIT } from './http/limits.js'
@@ -79,8 +79,8 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
     bodyLimit: BODY_LIMIT,
     return503OnClosing: true,
-    connectionTimeout: 30_000,
-    requestTimeout: 30_000,
+    connectionTimeout: ANSWER_TIMEOUT_MS,
+    requestTimeout: ANSWER_TIMEOUT_MS,
     keepAliveTimeout: 65_000,
     routerOptions: { ignoreTrailingSlash: false },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } }

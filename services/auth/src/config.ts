@@ -49,6 +49,8 @@ export interface Config {
   loginBackoffMax: Seconds
   rateLimitPerMinute: number
   loginThrottleMaxRows: number
+  /** Postgres's statement_timeout on the HTTP workers' connections (ms; 0: none): a request's statement stuck longer is cancelled and rolled back, answered 503, before the 30 s the server and gateway wait for an answer. */
+  dbStatementTimeoutMs: number
   /** Mean event-loop delay past which argon2 routes are shed; 0 disables. */
   maxEventLoopDelayMs: number
   /** V8 heap use past which argon2 routes are shed; 0 disables. */
@@ -211,6 +213,16 @@ const DEFAULT_HASH_MAX_WAIT_MS = 500
 const DEFAULT_HASH_NICE = 10
 
 /**
+ * How long the server waits on a connection with nothing moving (Fastify's
+ * connectionTimeout and requestTimeout; the gateway's proxy_read_timeout is
+ * the same 30 s). A request's database work must end before it, or its
+ * client is gone while the work still commits: TESSERA_DB_STATEMENT_TIMEOUT_MS
+ * stays at least 5 s under it.
+ */
+export const ANSWER_TIMEOUT_MS = 30_000
+const MAX_STATEMENT_TIMEOUT_MS = ANSWER_TIMEOUT_MS - 5_000
+
+/**
  * The JWKS's s-maxage: how long a shared cache (the gateway) may answer from
  * its copy before asking an instance again.
  */
@@ -289,6 +301,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     loginBackoffMax: read.duration('TESSERA_LOGIN_BACKOFF_MAX', '15m'),
     rateLimitPerMinute: read.integer('TESSERA_RATE_LIMIT', 300, 1, 1000000),
     loginThrottleMaxRows: read.integer('TESSERA_LOGIN_THROTTLE_MAX_ROWS', 100000, 100, 100000000),
+    dbStatementTimeoutMs: read.integer('TESSERA_DB_STATEMENT_TIMEOUT_MS', 10000, 0, MAX_STATEMENT_TIMEOUT_MS),
     maxEventLoopDelayMs: read.integer('TESSERA_MAX_EVENT_LOOP_DELAY_MS', 1000, 0, 60000),
     // 90 % of V8's heap limit: shed logins before the process dies of an OOM.
     maxHeapBytes: read.integer('TESSERA_MAX_HEAP_MB', Math.floor(getHeapStatistics().heap_size_limit * 0.9 / 2 ** 20), 0, 1048576) * 2 ** 20,

@@ -161,15 +161,17 @@ export class DrfError extends TesseraError {
  * Postgres out of reach for a moment: pg-pool's acquire timeout (every
  * connection busy, e.g. during a login flood), a connection that could not
  * be made (a stopped server leaves no socket file behind, ENOENT, or nothing
- * listening on its port) or was lost mid-query, or the server shutting down,
- * starting up or full. The request did nothing and can be retried, so the
+ * listening on its port) or was lost mid-query, a statement past
+ * TESSERA_DB_STATEMENT_TIMEOUT_MS, or the server shutting down, starting up
+ * or full. The request did nothing and can be retried, so the
  * answer is 503 with Retry-After, not a 500.
  */
 const UNAVAILABLE_CODES = new Set([
   // Node, connecting or connected
   'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN',
-  // Postgres: connection exceptions (class 08), shutdown and start-up (57P0x), too many connections
-  '08000', '08001', '08003', '08004', '08006', '57P01', '57P02', '57P03', '53300'
+  // Postgres: connection exceptions (class 08), a statement cancelled (statement_timeout, or an operator's
+  // pg_cancel_backend: its transaction rolled back), shutdown and start-up (57P0x), too many connections
+  '08000', '08001', '08003', '08004', '08006', '57014', '57P01', '57P02', '57P03', '53300'
 ])
 const UNAVAILABLE_MESSAGES = new Set([
   'timeout exceeded when trying to connect',

@@ -34,6 +34,7 @@ t.test('defaults follow DESIGN', async (t) => {
   t.equal(config.signup, 'open')
   t.same(config.trustProxy, [])
   t.equal(config.dataDir, '/srv/.data')
+  t.equal(config.dbStatementTimeoutMs, 10_000, 'a request\'s statement: 10 s, under the 30 s a client waits')
 })
 
 t.test('values are parsed', async (t) => {
@@ -77,7 +78,8 @@ const BAD: Array<[string, string]> = [
   ['TESSERA_REFRESH_GRACE', '-1'], ['TESSERA_JWKS_MAX_AGE', '5x'], ['TESSERA_KEY_PUBLISH_LEAD', 'soon'],
   ['TESSERA_KEY_ROTATION', 'never'], ['TESSERA_KEY_BITS', '1024'], ['TESSERA_KEK', 'short'],
   ['TESSERA_SIGNUP', 'maybe'], ['TESSERA_TRUST_PROXY', 'gateway.local'], ['LOG_LEVEL', 'loud'],
-  ['TESSERA_SCOPES', 'a "b"'], ['TESSERA_HASH_CONCURRENCY', '0'], ['TESSERA_HASH_QUEUE_DEPTH', 'x']
+  ['TESSERA_SCOPES', 'a "b"'], ['TESSERA_HASH_CONCURRENCY', '0'], ['TESSERA_HASH_QUEUE_DEPTH', 'x'],
+  ['TESSERA_DB_STATEMENT_TIMEOUT_MS', '25001'], ['TESSERA_DB_STATEMENT_TIMEOUT_MS', '10s']
 ]
 
 for (const [name, value] of BAD) {

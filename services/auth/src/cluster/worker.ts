@@ -65,7 +65,8 @@ export async function startWorker (config: Config, logger: Logger, onDrain: (why
   hasher.saturated = boot.hashingSaturated
   hasher.capacity = boot.hashingShare
   clientCache.feed(boot.clientFeed)
-  const connection = connect(boot.databaseUrl, boot.poolSize)
+  // Only a request's statements are bounded: the primary's jobs and the CLI (migrations, cleanup) may run long.
+  const connection = connect(boot.databaseUrl, boot.poolSize, { statementTimeoutMs: config.dbStatementTimeoutMs })
   try {
     const kek = Buffer.from(boot.kek, 'base64url')
     const keyring = new Keyring()

@@ -16,8 +16,19 @@ export interface Connection {
   close: () => Promise<void>
 }
 
-export function connect (connectionString: string, max = 10): Connection {
+export interface ConnectOptions {
+  /**
+   * Postgres's statement_timeout on each connection, in ms (absent or 0:
+   * none). Set by a `SET` on connect, node-postgres's own place for
+   * per-connection setup, rather than as a startup parameter, which a
+   * connection pooler such as PgBouncer refuses by default.
+   */
+  statementTimeoutMs?: number
+}
+
+export function connect (connectionString: string, max = 10, options: ConnectOptions = {}): Connection {
   const pool = new pg.Pool({ connectionString, max, connectionTimeoutMillis: 5000 })
+  const statementTimeoutMs = options.statementTimeoutMs ?? 0
   // An idle client that loses its server (a database restart) emits here; without a
   // listener that would crash the process. The pool replaces the client on next use.
   pool.on('error', () => {})
@@ -25,7 +36,11 @@ export function connect (connectionString: string, max = 10): Connection {
   // a transaction's statements) emits 'error' with no pool listener attached, which
   // would also crash the process. Its query already fails with that error, and the
   // pool discards the client on release, so nothing else needs doing.
-  pool.on('connect', (client) => { client.on('error', () => {}) })
+  pool.on('connect', (client) => {
+    client.on('error', () => {})
+    // Queued ahead of the first query of whoever asked for the connection. Should it fail, that query fails the same way.
+    if (statementTimeoutMs > 0) client.query(`SET statement_timeout = ${statementTimeoutMs}`).catch(() => {})
+  })
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: namingPool(pool) }) })
   let closed = false
   return {

@@ -10,6 +10,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { availableParallelism, getPriority } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
+import pg from 'pg'
 import t from 'tap'
 import { ConfigError, loadConfig } from '../../src/config.js'
 import { workerPoolSize } from '../../src/cluster/pool.js'
@@ -203,4 +204,29 @@ t.test('the hashing process dies with logins in hand: they answer 503 with Retry
   t.equal(again.status, 200, 'the replacement hashes: the same user logs in', { body: again.body })
   t.not(started()[1]?.hashing_pid, first, 'in a new process')
   t.same(logLines(server).filter((l) => l.msg === 'the hashing process exited; starting another').map((l) => l.level), [50], 'the death itself is logged once, as an error')
+})
+
+t.test('a request\'s statement stuck behind a lock is cancelled at TESSERA_DB_STATEMENT_TIMEOUT_MS: 503, and its refresh token is not spent', async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const server = await startServer(t, { ...baseEnv(databaseUrl), TESSERA_DB_STATEMENT_TIMEOUT_MS: '1000', TESSERA_RATE_LIMIT: '1000000' })
+  t.equal((await fresh(`${server.url}/v1/users`, 'POST', { username: 'lena', password: 'correct horse battery' })).status, 201)
+  const tokens = JSON.parse((await fresh(`${server.url}/oauth/token`, 'POST', { grant_type: 'password', username: 'lena', password: 'correct horse battery' })).body) as { refresh_token: string, access_token: string }
+  const sid = (JSON.parse(Buffer.from(tokens.access_token.split('.')[1] ?? '', 'base64url').toString()) as { sid: string }).sid
+  const refresh = async (): Promise<Reply> => await fresh(`${server.url}/oauth/token`, 'POST', { grant_type: 'refresh_token', refresh_token: tokens.refresh_token })
+
+  // Someone holds the session's row (an operator's transaction left open, a long job): the refresh waits on it.
+  const blocker = new pg.Client({ connectionString: databaseUrl })
+  await blocker.connect()
+  t.teardown(async () => { await blocker.end() })
+  await blocker.query('BEGIN')
+  await blocker.query('SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE', [sid])
+  const stuck = await refresh()
+  t.equal(stuck.status, 503, 'cancelled at the timeout and answered, instead of waiting past the 30 s a client and the gateway wait', { body: stuck.body })
+  t.equal(stuck.headers['retry-after'], '1')
+  t.equal((JSON.parse(stuck.body) as { error: string }).error, 'temporarily_unavailable')
+  await blocker.query('COMMIT')
+
+  const retried = await refresh()
+  t.equal(retried.status, 200, 'the rotation was rolled back with the statement: the same token refreshes once the lock is gone', { body: retried.body })
+  t.notOk(logLines(server).some((l) => l.msg === 'unexpected error'), 'not a fault')
 })

@@ -1,0 +1,28 @@
+/**
+ * connect()'s statement timeout (the HTTP workers' TESSERA_DB_STATEMENT_TIMEOUT_MS),
+ * against the real Postgres: set on every connection of the pool, and what a
+ * statement past it throws is the database unavailable for a moment (503), not a fault.
+ */
+import t from 'tap'
+import { sql } from 'kysely'
+import { connect } from '../../src/db/connect.js'
+import { isDatabaseUnavailable } from '../../src/errors.js'
+import { createTestDatabase } from '../helpers/db.js'
+
+t.test('a statement timeout is on every connection of the pool, and a statement past it is cancelled as unavailable', async (t) => {
+  const connection = connect(await createTestDatabase(t), 2, { statementTimeoutMs: 200 })
+  t.teardown(connection.close)
+  // Two at once, so the pool opens both of its connections.
+  const settings = await Promise.all([1, 2].map(async () => await connection.db.transaction().execute(async (trx) =>
+    (await sql<{ statement_timeout: string }>`show statement_timeout`.execute(trx)).rows[0]?.statement_timeout)))
+  t.same(settings, ['200ms', '200ms'])
+  const cancelled = await sql`select pg_sleep(5)`.execute(connection.db).catch((err: unknown) => err)
+  t.match(cancelled, { code: '57014' }, 'Postgres cancels it')
+  t.ok(isDatabaseUnavailable(cancelled), 'answered 503 with Retry-After')
+})
+
+t.test('without one, statements run as long as they take (the CLI, the primary\'s jobs)', async (t) => {
+  const connection = connect(await createTestDatabase(t), 1)
+  t.teardown(connection.close)
+  t.same((await sql<{ statement_timeout: string }>`show statement_timeout`.execute(connection.db)).rows, [{ statement_timeout: '0' }])
+})
