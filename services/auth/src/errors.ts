@@ -179,6 +179,17 @@ const UNAVAILABLE_MESSAGES = new Set([
   'Connection terminated unexpectedly'
 ])
 
+/** Postgres refusing who connects, or to what: a wrong password, an unknown role or database, a host name that does not resolve. */
+const CONNECTION_REFUSED_CODES = new Set(['28P01', '28000', '3D000', 'ENOTFOUND'])
+
+/** The one line a start-up or a command prints when it could not reach its database; undefined for any other error. */
+export function databaseUnreachable (err: unknown): string | undefined {
+  if (!(err instanceof Error)) return undefined
+  const { code } = err as Error & { code?: unknown }
+  const refused = typeof code === 'string' && CONNECTION_REFUSED_CODES.has(code)
+  return refused || isDatabaseUnavailable(err) ? `cannot reach the database: ${err.message}` : undefined
+}
+
 export function isDatabaseUnavailable (err: unknown): boolean {
   if (!(err instanceof Error)) return false
   const { code, syscall } = err as Error & { code?: unknown, syscall?: unknown }

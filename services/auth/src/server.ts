@@ -15,6 +15,7 @@ import { StartupError } from './cluster/startup.js'
 import type { HttpWorker } from './cluster/worker.js'
 import { WrongKekError } from './keys/kek.js'
 import { createLogger } from './logging.js'
+import { databaseUnreachable } from './errors.js'
 
 /** A worker still draining after this long is cut off (the primary's own limit is longer). */
 const WORKER_DRAIN_LIMIT_MS = 25_000
@@ -80,6 +81,7 @@ main().catch((err: unknown) => {
   if (err instanceof StartupError || err instanceof WrongKekError || err instanceof ConfigError) fail(err.message)
   const code = (err as { code?: string }).code
   if (code === 'EADDRINUSE') fail(`the address is already in use: ${(err as Error).message}`)
-  if (code === 'ECONNREFUSED' || code === '28P01' || code === '3D000') fail(`cannot reach the database: ${(err as Error).message}`)
+  const unreachable = databaseUnreachable(err)
+  if (unreachable !== undefined) fail(unreachable)
   fail(`failed to start: ${err instanceof Error ? err.message : String(err)}`)
 })

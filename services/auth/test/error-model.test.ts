@@ -6,7 +6,7 @@ import { ConfigError } from '../src/config.js'
 import { ClientRuleError } from '../src/clients/register.js'
 import { StartupError } from '../src/cluster/startup.js'
 import { RoleNameError } from '../src/db/roles.js'
-import { DrfError, InvalidTokenError, isDatabaseUnavailable, OAuthError, ProblemError, RefreshReuseError, SessionEndedError, TesseraError } from '../src/errors.js'
+import { databaseUnreachable, DrfError, InvalidTokenError, isDatabaseUnavailable, OAuthError, ProblemError, RefreshReuseError, SessionEndedError, TesseraError } from '../src/errors.js'
 import { WrongKekError } from '../src/keys/kek.js'
 import { UnknownKeyError } from '../src/keys/revoke-key.js'
 import { SameKekError } from '../src/keys/rewrap.js'
@@ -99,4 +99,10 @@ t.test('a database that is stopped or unreachable is unavailable (503), not a fa
   t.notOk(isDatabaseUnavailable(missingFile), 'a missing file is not the database: still a fault')
   t.notOk(isDatabaseUnavailable(new Error('boom')))
   t.notOk(isDatabaseUnavailable('ECONNREFUSED'), 'only errors')
+
+  // What a start-up or a command prints: the same cases, and Postgres refusing the login or the database.
+  t.equal(databaseUnreachable(noSocket), `cannot reach the database: ${(noSocket as Error).message}`)
+  t.equal(databaseUnreachable(refused), `cannot reach the database: ${(refused as Error).message}`)
+  t.equal(databaseUnreachable(Object.assign(new Error('password authentication failed for user "tessera"'), { code: '28P01' })), 'cannot reach the database: password authentication failed for user "tessera"')
+  t.equal(databaseUnreachable(missingFile), undefined, 'anything else keeps its own message')
 })

@@ -11,6 +11,7 @@ import { loadConfig, type Config } from '../config.js'
 import { connect, type Connection } from '../db/connect.js'
 import { embeddedClusterExists, startEmbeddedPostgres, stopEmbeddedPostgres } from '../db/embedded.js'
 import { VERSION } from '../version.js'
+import { databaseUnreachable } from '../errors.js'
 import { databaseFor } from '../db/locate.js'
 import { DEFAULT_ROLE_NAMES, ensureRoles } from '../db/roles.js'
 import type { CommandContext } from './context.js'
@@ -179,6 +180,6 @@ export async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promis
 runCli(process.argv.slice(2), process.env).then((code) => { process.exitCode = code }, (err: unknown) => {
   // A flag parseArgs does not know is a usage error like any other.
   const usage = (err as { code?: unknown }).code?.toString().startsWith('ERR_PARSE_ARGS') === true
-  process.stderr.write(`tessera: ${err instanceof Error ? err.message : String(err)}\n`)
+  process.stderr.write(`tessera: ${databaseUnreachable(err) ?? (err instanceof Error ? err.message : String(err))}\n`)
   process.exitCode = err instanceof CliError ? err.exitCode : usage ? 2 : 1
 })

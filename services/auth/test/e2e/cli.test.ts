@@ -98,6 +98,10 @@ t.test('--help and --version on stdout with exit 0; no command is a usage error'
   t.match(none.stderr, /^usage: tessera/)
   const badFlag = await runCli(['users', 'list', '--bogus'], { DATABASE_URL: 'postgres://127.0.0.1:1/none' })
   t.equal(badFlag.code, 2, 'an unknown flag is a usage error')
+  const noDatabase = await runCli(['users', 'list'], { DATABASE_URL: 'postgres://127.0.0.1:1/none' })
+  t.same([noDatabase.code, noDatabase.stderr], [1, 'tessera: cannot reach the database: connect ECONNREFUSED 127.0.0.1:1\n'], 'a database out of reach says so, in one line')
+  const stopped = await runCli(['users', 'list'], { DATABASE_URL: 'postgres://tessera@127.0.0.1:5432/none?host=%2Fnonexistent-tessera-dir' })
+  t.same([stopped.code, stopped.stderr], [1, 'tessera: cannot reach the database: connect ENOENT /nonexistent-tessera-dir/.s.PGSQL.5432\n'], 'a stopped server\'s missing socket too')
 })
 
 t.test('without DATABASE_URL and no embedded Postgres yet, a command names the database instead of creating one', async (t) => {
