@@ -163,8 +163,10 @@ export class DrfError extends TesseraError {
  * be made (a stopped server leaves no socket file behind, ENOENT, or nothing
  * listening on its port) or was lost mid-query, a statement past
  * TESSERA_DB_STATEMENT_TIMEOUT_MS, or the server shutting down, starting up
- * or full. The request did nothing and can be retried, so the
- * answer is 503 with Retry-After, not a 500.
+ * or full. The request can be retried: mostly it did nothing, and a refresh
+ * whose commit went through just as its connection was lost is answered
+ * again within the grace window. So the answer is 503 with Retry-After, not
+ * a 500.
  */
 const UNAVAILABLE_CODES = new Set([
   // Node, connecting or connected
