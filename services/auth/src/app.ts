@@ -16,7 +16,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Logger } from 'pino'
 import { ANSWER_TIMEOUT_MS, type Config } from './config.js'
 import type { App, Deps } from './http/app-types.js'
-import { handleError, handleFrameworkError, unroutedHandler, type ErrorFormat } from './http/errors.js'
+import { answerUnparsedRequest, handleError, handleFrameworkError, unroutedHandler, type ErrorFormat } from './http/errors.js'
 import { BODY_LIMIT } from './http/limits.js'
 import { registerHealthRoutes } from './routes/health.js'
 import { registerWellKnownRoutes } from './routes/well-known.js'
@@ -76,6 +76,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
       return typeof given === 'string' && REQUEST_ID.test(given) && peer !== undefined && trustedPeer(peer, 0) ? given : nextRequestId()
     },
     frameworkErrors: handleFrameworkError,
+    clientErrorHandler: answerUnparsedRequest,
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
     bodyLimit: BODY_LIMIT,
     return503OnClosing: true,

@@ -158,3 +158,33 @@ t.test('a client that hangs up before its body arrived is logged as that, not as
   t.notMatch(logs(), /database unavailable/, 'none as the database')
   t.notMatch(logs(), /unexpected error/, 'none as a fault')
 })
+
+/** The raw answer of the server at `port` to `request`, sent as is on a socket of its own. */
+async function rawAnswer (port: number, request: string): Promise<string> {
+  return await new Promise<string>((resolve, reject) => {
+    let answer = ''
+    const socket = connect(port, '127.0.0.1', () => { socket.write(request) })
+    socket.setEncoding('utf8')
+    socket.on('data', (chunk: string) => { answer += chunk })
+    socket.on('close', () => { resolve(answer) })
+    socket.on('error', reject)
+  })
+}
+
+t.test('a request Node\'s parser refuses is answered in the contract\'s shape too, not Fastify\'s', async (t) => {
+  const { app } = await buildTestApp(t)
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const address = app.server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : 0
+  const cases: Array<[string, string, number, string]> = [
+    ['headers over the limit', `GET /v1/me HTTP/1.1\r\nHost: tessera.test\r\nAuthorization: Bearer ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'Request Header Fields Too Large'],
+    ['not HTTP at all', 'HELLO THERE\r\n\r\n', 400, 'Bad Request']
+  ]
+  for (const [what, request, status, title] of cases) {
+    const answer = await rawAnswer(port, request)
+    const [head = '', body = ''] = answer.split('\r\n\r\n')
+    t.match(head, new RegExp(`^HTTP/1.1 ${status} `), `${what}: ${status}`)
+    t.match(head, /\r\ncontent-type: application\/problem\+json\r\n/i)
+    t.same(JSON.parse(body), { type: 'about:blank', title, status, detail: status === 431 ? 'the request\'s headers are larger than the server accepts' : 'the request is not valid HTTP' })
+  }
+})

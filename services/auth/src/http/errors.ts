@@ -7,6 +7,7 @@
  * What an error carries as `detail` is logged; only the public text is sent.
  * @module
  */
+import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { DrfError, InvalidTokenError, isDatabaseUnavailable, OAuthError, ProblemError } from '../errors.js'
 import type { App } from './app-types.js'
@@ -42,6 +43,31 @@ function problem (reply: FastifyReply, request: FastifyRequest, status: number, 
     ...(echoPath ? { instance: request.url.split('?')[0] } : {}),
     request_id: request.id
   })
+}
+
+/** What Node's HTTP parser refuses before there is a request: its status, title and detail. */
+function unparsedRequest (code: string | undefined): [status: number, title: string, detail: string] {
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return [408, 'Request Timeout', 'the request did not arrive in time']
+  if (code === 'HPE_HEADER_OVERFLOW') return [431, 'Request Header Fields Too Large', 'the request\'s headers are larger than the server accepts']
+  return [400, 'Bad Request', 'the request is not valid HTTP']
+}
+
+/**
+ * Fastify's `clientErrorHandler`: a request Node's parser refused (headers
+ * over its limit, a malformed request line, a timeout) has no route, no
+ * request id and no reply, so it is answered on the socket, as Fastify's own
+ * handler does, but as problem+json rather than Fastify's error shape.
+ */
+export function answerUnparsedRequest (this: App, err: NodeJS.ErrnoException, socket: Duplex): void {
+  // A reset connection has nobody left to answer.
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, title, detail] = unparsedRequest(err.code)
+  this.log.debug({ status, code: err.code }, 'unparsed request')
+  const body = JSON.stringify({ type: 'about:blank', title, status, detail })
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy(err)
 }
 
 /**

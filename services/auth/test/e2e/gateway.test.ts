@@ -281,6 +281,9 @@ t.test('through the gateway', async (t) => {
     t.equal(wrongMethod.status, 405, 'a method the path is not served with: Tessera\'s 405, through the gateway')
     t.equal(wrongMethod.headers.allow, 'POST', 'with its Allow')
     t.equal(wrongMethod.json().error, 'invalid_request')
+    const hugeHeader = await gateway.request('GET', '/v1/me', { headers: { authorization: `Bearer ${'a'.repeat(10_000)}` } })
+    t.equal(hugeHeader.status, 400, 'a header line past Nginx\'s 8 KB buffers')
+    t.match(hugeHeader.json(), { type: 'about:blank', title: 'Bad Request', status: 400 }, 'in problem+json, not an HTML page')
     for (const path of ['/metrics', '/healthz']) {
       const unrouted = await gateway.request('GET', path)
       t.equal(unrouted.status, 404, `${path} is not routed`)
