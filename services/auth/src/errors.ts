@@ -162,8 +162,8 @@ export class DrfError extends TesseraError {
  * connection busy, e.g. during a login flood), a connection that could not
  * be made (a stopped server leaves no socket file behind, ENOENT, or nothing
  * listening on its port) or was lost mid-query, a statement past
- * TESSERA_DB_STATEMENT_TIMEOUT_MS, or the server shutting down, starting up
- * or full. The request can be retried: mostly it did nothing, and a refresh
+ * TESSERA_DB_STATEMENT_TIMEOUT_MS, the server shutting down, starting up or
+ * full, or taking no writes (read-only). The request can be retried: mostly it did nothing, and a refresh
  * whose commit went through just as its connection was lost is answered
  * again within the grace window. So the answer is 503 with Retry-After, not
  * a 500.
@@ -172,8 +172,9 @@ const UNAVAILABLE_CODES = new Set([
   // Node, connecting or connected
   'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN',
   // Postgres: connection exceptions (class 08), a statement cancelled (statement_timeout, or an operator's
-  // pg_cancel_backend: its transaction rolled back), shutdown and start-up (57P0x), too many connections
-  '08000', '08001', '08003', '08004', '08006', '57014', '57P01', '57P02', '57P03', '53300'
+  // pg_cancel_backend: its transaction rolled back), shutdown and start-up (57P0x), too many connections,
+  // and a server that takes no writes (a standby after a failover, or read-only for maintenance)
+  '08000', '08001', '08003', '08004', '08006', '57014', '57P01', '57P02', '57P03', '53300', '25006'
 ])
 const UNAVAILABLE_MESSAGES = new Set([
   'timeout exceeded when trying to connect',

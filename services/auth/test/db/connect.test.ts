@@ -1,7 +1,8 @@
 /**
- * connect()'s statement timeout (the HTTP workers' TESSERA_DB_STATEMENT_TIMEOUT_MS),
+ * connect()'s statement timeout (the HTTP workers' TESSERA_DB_STATEMENT_TIMEOUT_MS)
  * against the real Postgres: set on every connection of the pool, and what a
- * statement past it throws is the database unavailable for a moment (503), not a fault.
+ * statement past it throws is the database unavailable for a moment (503), not
+ * a fault; so is a write refused by a database that takes none.
  */
 import t from 'tap'
 import { sql } from 'kysely'
@@ -25,4 +26,14 @@ t.test('without one, statements run as long as they take (the CLI, the primary\'
   const connection = connect(await createTestDatabase(t), 1)
   t.teardown(connection.close)
   t.same((await sql<{ statement_timeout: string }>`show statement_timeout`.execute(connection.db)).rows, [{ statement_timeout: '0' }])
+})
+
+t.test('a write to a database that takes no writes (a standby after a failover, read-only for maintenance) is unavailable (503), not a fault', async (t) => {
+  const url = await createTestDatabase(t)
+  const connection = connect(url, 1)
+  t.teardown(connection.close)
+  await sql`set default_transaction_read_only = on`.execute(connection.db)
+  const refused = await sql`create temporary table t (x int)`.execute(connection.db).then(() => undefined, (err: unknown) => err)
+  t.match(refused, { code: '25006' }, 'Postgres refuses the write')
+  t.ok(isDatabaseUnavailable(refused), 'answered 503 with Retry-After')
 })
