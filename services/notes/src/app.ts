@@ -13,7 +13,7 @@ import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
-import type { Db } from './db.js'
+import { isDatabaseOutOfReach, type Db } from './db.js'
 import type { KeySource } from './keys.js'
 
 export interface Deps { db: Db, keys: KeySource, logger: Logger }
@@ -104,6 +104,10 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     if (err.validation !== undefined || (err.statusCode !== undefined && err.statusCode < 500)) {
       const status = err.statusCode ?? 400
       return problem(reply, status, titleOf(status), err.validation !== undefined ? err.message : 'the request is malformed')
+    }
+    if (isDatabaseOutOfReach(err)) {
+      request.log.warn({ err }, 'database unavailable')
+      return problem(reply.header('retry-after', '1'), 503, 'Service Unavailable', 'the database is out of reach; retry shortly')
     }
     request.log.error({ err }, 'unexpected error')
     return problem(reply, 500, 'Internal Server Error', 'an unexpected error occurred')

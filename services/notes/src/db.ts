@@ -55,3 +55,18 @@ export async function migrate (db: Db): Promise<void> {
   const { error } = await migrator.migrateToLatest()
   if (error !== undefined) throw error instanceof Error ? error : new Error(String(error))
 }
+
+/**
+ * Postgres out of reach for a moment: no connection to be had (refused, no
+ * socket file, the pool's wait run out), one lost, or the server starting,
+ * stopping or full. The request did nothing and a retry may work, so it is
+ * a 503, not a fault.
+ */
+const OUT_OF_REACH = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOENT', 'ETIMEDOUT', '08001', '08006', '57P01', '57P02', '57P03', '53300'])
+
+export function isDatabaseOutOfReach (err: unknown): boolean {
+  if (!(err instanceof Error)) return false
+  const code = (err as Error & { code?: unknown }).code
+  return (typeof code === 'string' && OUT_OF_REACH.has(code)) ||
+    err.message === 'timeout exceeded when trying to connect' || err.message === 'Connection terminated unexpectedly'
+}

@@ -118,6 +118,19 @@ t.test('notes against a real Tessera', async (t) => {
     refused(t, await call('GET', '/notes', apiToken.access_token), 'a token for the default audience (api)')
   })
 
+  t.test('its database out of reach: 503 with Retry-After, not a 500', async (t) => {
+    const erin = await tokensFor('erin')
+    // Nothing listens on port 1: what a stopped Postgres looks like over TCP.
+    const downDb = connect('postgres://notes:x@127.0.0.1:1/notes')
+    t.teardown(async () => { await downDb.destroy() })
+    const down = await buildApp(config, { db: downDb, logger, keys: createKeySource(config.jwksUrl, { cacheMaxAgeMs: config.jwksTtlMs, cooldownMs: config.jwksCooldownMs }) })
+    t.teardown(async () => { await down.close() })
+    const res = await down.inject({ method: 'GET', url: '/notes', headers: { authorization: `Bearer ${erin.access_token}` } })
+    t.equal(res.statusCode, 503)
+    t.equal(res.headers['retry-after'], '1')
+    t.match(res.json(), { status: 503, title: 'Service Unavailable', detail: 'the database is out of reach; retry shortly' })
+  })
+
   t.test('refuses refresh tokens, forged, unknown-kid and missing tokens with 401', async (t) => {
     const carol = await tokensFor('carol')
     refused(t, await call('GET', '/notes', carol.refresh_token), 'a refresh token')
