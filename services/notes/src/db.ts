@@ -62,11 +62,12 @@ export async function migrate (db: Db): Promise<void> {
  * stopping or full. The request did nothing and a retry may work, so it is
  * a 503, not a fault.
  */
-const OUT_OF_REACH = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOENT', 'ETIMEDOUT', '08001', '08006', '57P01', '57P02', '57P03', '53300'])
+const OUT_OF_REACH = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', '08001', '08006', '57P01', '57P02', '57P03', '53300'])
 
 export function isDatabaseOutOfReach (err: unknown): boolean {
   if (!(err instanceof Error)) return false
-  const code = (err as Error & { code?: unknown }).code
-  return (typeof code === 'string' && OUT_OF_REACH.has(code)) ||
+  const { code, syscall } = err as Error & { code?: unknown, syscall?: unknown }
+  // ENOENT only on connect: a Unix socket a stopped server removed, not some missing file.
+  return (typeof code === 'string' && (OUT_OF_REACH.has(code) || (code === 'ENOENT' && syscall === 'connect'))) ||
     err.message === 'timeout exceeded when trying to connect' || err.message === 'Connection terminated unexpectedly'
 }
