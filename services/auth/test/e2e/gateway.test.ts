@@ -334,7 +334,7 @@ t.test('through the gateway', async (t) => {
       const refreshed = await token({ grant_type: 'refresh_token', refresh_token: res.json().refresh_token as string, ...NOTES_LOGIN })
       statuses.push(refreshed.status)
     }
-    t.same(statuses, Array(12).fill(200), 'every login and refresh succeeded')
+    t.same(statuses, Array(12).fill(200), 'every login and refresh succeeded', { accessLog: gateway.accessLog().slice(before), errorLog: readFileSync(join(gateway.prefix, 'error.log'), 'utf8').split('\n').slice(-10) })
     const upstreams = gateway.accessLog().slice(before).map((line) => JSON.parse(line).upstream as string)
     t.ok(upstreams.some((u) => u.includes(',')), 'Nginx tried the dead instance and moved on to the live one')
   })

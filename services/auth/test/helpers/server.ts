@@ -54,10 +54,13 @@ export async function killInstance (server: RunningServer, limitMs = 5000): Prom
   server.process.kill('SIGKILL')
   await server.exited
   const deadline = Date.now() + limitMs
-  // A zombie (state Z) is gone for the network: it holds no sockets.
+  // Gone for the network means every thread has exited: a killed process's
+  // main thread shows Z (zombie) while its other threads (libuv's, V8's) are
+  // still exiting, and those hold its sockets open until the last one ends.
+  // A request Nginx sent in that window is taken and then reset, a 502.
   const alive = (pid: number): boolean => {
     try {
-      return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
+      return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8')) || readdirSync(`/proc/${pid}/task`).length > 1
     } catch {
       return false
     }
