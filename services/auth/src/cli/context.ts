@@ -13,6 +13,8 @@ export interface CommandContext {
   /** The arguments after the command name, flags included, for commands with options of their own. */
   argv: string[]
   out: Output
+  /** Where a relative path on the command line is read from: the directory the command was typed in. */
+  workingDirectory: string
   /** Opens the database once, on first use. */
   connection: () => Promise<Connection>
 }

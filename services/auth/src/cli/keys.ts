@@ -97,7 +97,7 @@ async function replaceLocalKek (dataDir: string, kek: Buffer): Promise<string> {
 async function rewrap (ctx: CommandContext, db: Db, kek: Buffer, newKekFile: string): Promise<void> {
   let newKek: Buffer
   try {
-    newKek = await readKekFile(newKekFile)
+    newKek = await readKekFile(path.resolve(ctx.workingDirectory, newKekFile))
   } catch (err) {
     throw new CliError(`cannot read the new KEK: ${(err as Error).message}`)
   }

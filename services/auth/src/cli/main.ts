@@ -138,6 +138,18 @@ export function kidAsOperand (argv: string[]): string[] {
   return [...argv.slice(0, at + 1), ...argv.slice(at + 2), '--', kid]
 }
 
+/**
+ * The directory the operator typed the command in. `npm run tessera -- …`
+ * (how README and operators.md give every command) runs it from the project
+ * root wherever it was typed, and keeps the shell's directory in INIT_CWD; a
+ * relative file name means that directory. INIT_CWD only when npm started
+ * this script: a child of some other npm script inherits the variable too.
+ */
+function typedIn (env: NodeJS.ProcessEnv): string {
+  const initial = env.INIT_CWD
+  return env.npm_lifecycle_event === 'tessera' && initial !== undefined && initial !== '' ? initial : process.cwd()
+}
+
 export async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const argv = kidAsOperand(rawArgv)
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, strict: false, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } } })
@@ -164,6 +176,7 @@ export async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promis
     args,
     argv: argv.slice(argv.findIndex((a) => a === name) + 1),
     out: output(values.json === true),
+    workingDirectory: typedIn(env),
     connection: async () => {
       opened ??= await openDatabase(config)
       return opened.connection

@@ -6,6 +6,7 @@
  * @module
  */
 import { open } from 'node:fs/promises'
+import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { importUsers, positionName, recordImport, type ImportReport } from '../users/import.js'
 import { readImportFile, type ImportFormat } from '../users/import-sources.js'
@@ -41,7 +42,7 @@ export async function usersImportCommand (ctx: CommandContext): Promise<void> {
   if (file === undefined || positionals.length > 2) throw new CliError(USAGE, 2)
   const format = formatOf(file, values.format)
   // Opened before the database, so a missing file fails fast and names itself.
-  const handle = await open(file).catch((err: NodeJS.ErrnoException) => { throw new CliError(`cannot read ${file}: ${err.code ?? err.message}`) })
+  const handle = await open(resolve(ctx.workingDirectory, file)).catch((err: NodeJS.ErrnoException) => { throw new CliError(`cannot read ${file}: ${err.code ?? err.message}`) })
   const { db } = await ctx.connection()
   const dryRun = values['dry-run'] === true
   const input = handle.createReadStream()

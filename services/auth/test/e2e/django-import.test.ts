@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { buildTestApp, login } from '../helpers/app.js'
+import { REPO_ROOT } from '../helpers/gateway.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { runCli } from '../helpers/server.js'
 import { MAX_PBKDF2_ITERATIONS, verifyDjangoHash } from '../../src/passwords/django.js'
@@ -160,6 +161,11 @@ t.test('bad input: each reported with its position and reason, nothing half-impo
   const refused = await runCli(['users', 'import', noHeader], env)
   t.equal(refused.code, 1)
   t.match(refused.stderr, /^tessera: line 1 is not the header username,password_hash,disabled/)
+  // As README gives every command: npm runs the script from the project root and keeps where it was typed in INIT_CWD.
+  const typed = await run('npm', ['--prefix', REPO_ROOT, 'run', '-s', 'tessera', '--', 'users', 'import', 'users.csv', '--dry-run', '--json'], { cwd: dir, env: { PATH: process.env.PATH ?? '', ...env } })
+  t.match(JSON.parse(typed.stdout), { file: 'users.csv', read: 4, dry_run: true }, '`npm run tessera` reads a relative name from the directory it was typed in')
+  const inherited = await runCli(['users', 'import', 'users.csv'], { ...env, INIT_CWD: dir, npm_lifecycle_event: 'test' })
+  t.equal(inherited.stderr, 'tessera: cannot read users.csv: ENOENT\n', 'not from an INIT_CWD that another npm script passed down')
   const missing = await runCli(['users', 'import', join(dir, 'nope.json')], env)
   t.equal(missing.stderr, `tessera: cannot read ${join(dir, 'nope.json')}: ENOENT\n`)
   const ctx = await buildTestApp(t, {}, { connection })
