@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import pg from 'pg'
 import { Kysely, PostgresDialect } from 'kysely'
-import { dropStaleTestDatabases, listTestDatabases, otherLiveRuns, pruneOrphanTestClusters, recordClusterCheckout, runPrefix, runTemplate, TEST_CLUSTER_PREFIX } from '../packages/testkit/dist/index.js'
+import { dropStaleTestDatabases, pruneOrphanTestClusters, recordClusterCheckout, runPrefix, runTemplate, TEST_CLUSTER_PREFIX } from '../packages/testkit/dist/index.js'
 import { startEmbeddedPostgres, stopEmbeddedPostgres } from '../services/auth/dist/db/embedded.js'
 import { migrateUp } from '../services/auth/dist/db/migrate.js'
 import { generateSigningKey } from '../services/auth/dist/keys/generate.js'
@@ -87,8 +87,45 @@ async function makeSigningKeys (dir) {
   return file
 }
 
+/**
+ * Runs sharing the embedded server each hold this advisory lock shared for as
+ * long as they use it; the last run out is the one that can take it
+ * exclusively, and stops the server while holding it. Listing runs by their
+ * databases instead left a window: a run that had just adopted the server
+ * had none yet, and one finishing then stopped the server under it.
+ */
+const PRESENCE_LOCK = 7_401_337_001
+
+/**
+ * Starts the embedded server, or adopts it, and takes our share of the
+ * presence lock. A run finishing at the same moment may be stopping the
+ * server (our connection is refused or cut, or our lock waits on its
+ * exclusive one until the stop ends it), and two runs may start it at once
+ * (one pg_ctl start fails): each is retried until the server is ours to use.
+ */
+async function joinEmbeddedServer (dir) {
+  const deadline = Date.now() + 120_000
+  for (;;) {
+    let presence
+    try {
+      const server = await startEmbeddedPostgres(dir)
+      presence = new pg.Client({ connectionString: server.adminUrl })
+      // Lost when the last run stops the server at the end, which is expected then.
+      presence.on('error', () => {})
+      await presence.connect()
+      await presence.query('SELECT pg_advisory_lock_shared($1)', [PRESENCE_LOCK])
+      return { server, presence }
+    } catch (err) {
+      await presence?.end().catch(() => {})
+      if (Date.now() > deadline) throw err
+      await new Promise((resolve) => setTimeout(resolve, 200 + Math.random() * 300))
+    }
+  }
+}
+
 const dataDir = process.env.DATABASE_URL ? undefined : testDataDir()
-const embedded = dataDir === undefined ? undefined : await startEmbeddedPostgres(dataDir)
+const joined = dataDir === undefined ? undefined : await joinEmbeddedServer(dataDir)
+const embedded = joined?.server
 const adminUrl = embedded?.adminUrl ?? process.env.DATABASE_URL
 const prefix = runPrefix()
 const template = runTemplate(prefix)
@@ -140,7 +177,11 @@ try {
   // Ours only: the template, and any clone a killed test file left behind.
   await dropStaleTestDatabases(adminUrl).catch(() => undefined)
   // Whoever started the embedded server, the last run out stops it; a run
-  // still going keeps it.
-  if (embedded !== undefined && otherLiveRuns(await listTestDatabases(adminUrl).catch(() => [])).length === 0) await stopEmbeddedPostgres(dataDir)
+  // still going keeps it. Our own shared hold does not stand in our way.
+  if (joined !== undefined) {
+    const alone = await joined.presence.query('SELECT pg_try_advisory_lock($1) AS alone', [PRESENCE_LOCK]).then((r) => r.rows[0].alone === true, () => false)
+    if (alone) await stopEmbeddedPostgres(dataDir)
+    await joined.presence.end().catch(() => undefined)
+  }
 }
 process.exit(code)

@@ -12,6 +12,6 @@ export { request, type Reply, type RequestOptions } from './http.js'
 export { memorySink, type MemorySink } from './log-sink.js'
 export { runProcess, spawnProcess, type ProcessResult, type SpawnOptions, type SpawnedProcess } from './process.js'
 export {
-  createTestDatabase, dropStaleTestDatabases, listTestDatabases, otherLiveRuns, runOf, runPrefix, runTemplate, testDatabaseEnv, type Teardown
+  createTestDatabase, dropStaleTestDatabases, listTestDatabases, runOf, runPrefix, runTemplate, testDatabaseEnv, type Teardown
 } from './test-database.js'
 export { pruneOrphanTestClusters, recordClusterCheckout, TEST_CLUSTER_PREFIX } from './test-clusters.js'

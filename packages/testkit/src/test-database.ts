@@ -54,16 +54,6 @@ function isAlive (pid: number): boolean {
   }
 }
 
-/** The process ids of this machine's live runs, other than ours, that have databases among `datnames`. */
-export function otherLiveRuns (datnames: string[], ownPid: number = process.pid): number[] {
-  const pids = new Set<number>()
-  for (const datname of datnames) {
-    const run = runOf(datname)
-    if (run !== undefined && run.machine === machineTag() && run.pid !== ownPid && isAlive(run.pid)) pids.add(run.pid)
-  }
-  return [...pids]
-}
-
 /**
  * The test databases that are ours to drop: those of our own run, and those
  * of runs of this machine whose process is gone (an interrupted run). A live

@@ -1,13 +1,18 @@
 /**
  * Runs that share one Postgres (a second `make test` in the same checkout,
  * worktrees naming one DATABASE_URL) leave each other's databases alone: a
- * run drops its own and those of runs that died, never a live run's.
+ * run drops its own and those of runs that died, never a live run's; and
+ * the embedded server stays up while any run uses it.
  */
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
 import pg from 'pg'
-import { dropStaleTestDatabases, listTestDatabases, otherLiveRuns, runOf, runPrefix, runProcess, runTemplate, spawnProcess, testDatabaseEnv } from '../dist/index.js'
+import { dropStaleTestDatabases, listTestDatabases, runOf, runPrefix, runProcess, runTemplate, spawnProcess, TEST_CLUSTER_PREFIX, testDatabaseEnv } from '../dist/index.js'
 
 const repoRoot = fileURLToPath(new URL('../../..', import.meta.url))
 
@@ -52,7 +57,6 @@ test('only our own and dead runs\' databases are dropped; a live run\'s, another
   const left = await listTestDatabases(testDatabaseEnv().adminUrl)
   for (const kept of [names.live, names.otherMachine, names.bench]) assert.ok(left.includes(kept), `${kept} is kept`)
   assert.ok(left.includes(testDatabaseEnv().template), 'this run\'s template is kept')
-  assert.deepEqual(otherLiveRuns([names.live, names.dead, names.ours]), [live.child.pid], 'the live run is the one other run still going')
 })
 
 test('a second run on the same server leaves this run\'s databases and server alone, and cleans up after itself', async (t) => {
@@ -75,4 +79,32 @@ test('a second run on the same server leaves this run\'s databases and server al
   const clone = `${prefix}after_second_run`
   await admin(`CREATE DATABASE "${clone}" TEMPLATE "${template}"`)
   await admin(`DROP DATABASE "${clone}"`)
+})
+
+test('runs that start and end at the same moments on one embedded server each get to use it, and the last one out stops it', async (t) => {
+  // A checkout of its own, so the runs share a cluster that no other run uses.
+  const checkout = mkdtempSync(join(tmpdir(), 'tessera-runs-'))
+  const onDisk = join(checkout, '.data/test')
+  const inMemory = join('/dev/shm', `${TEST_CLUSTER_PREFIX}${createHash('sha256').update(onDisk).digest('hex').slice(0, 16)}`)
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('TESSERA_TEST_') && name !== 'DATABASE_URL'))
+  const run = async (delayMs) => {
+    await new Promise((resolve) => setTimeout(resolve, delayMs))
+    return await runProcess(process.execPath, [join(repoRoot, 'scripts/with-test-db.mjs'), process.execPath, '-e', ''], { cwd: checkout, env })
+  }
+  t.after(async () => {
+    // Alone, this run is the last one out: it stops the server if a failed run above left it up.
+    await run(0)
+    rmSync(checkout, { recursive: true, force: true })
+    rmSync(inMemory, { recursive: true, force: true })
+  })
+  // Staggered, so that one run's end meets another's start (before, a run
+  // ending then stopped the server under a run that had just adopted it:
+  // "the database system is shutting down"), and two first runs start it at once.
+  for (let wave = 0; wave < 3; wave++) {
+    const runs = await Promise.all([0, 0, 400, 800, 1200].map(run))
+    runs.forEach((result, i) => { assert.equal(result.code, 0, `wave ${wave}, run ${i}: ${result.stderr}`) })
+  }
+  const cluster = existsSync(inMemory) ? inMemory : onDisk
+  const running = readdirSync(cluster, { recursive: true }).filter((file) => String(file).endsWith('postmaster.pid'))
+  assert.deepEqual(running, [], 'no server left running')
 })
