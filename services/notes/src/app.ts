@@ -14,7 +14,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
 import { isDatabaseOutOfReach, type Db } from './db.js'
-import type { KeySource } from './keys.js'
+import { JwksUnavailableError, type KeySource } from './keys.js'
 
 export interface Deps { db: Db, keys: KeySource, logger: Logger }
 export type App = FastifyInstance<any, any, any, Logger, TypeBoxTypeProvider>
@@ -37,12 +37,12 @@ declare module 'fastify' {
 const NO_NUL = '^[^\\u0000]*$'
 const Note = Type.Object({ id: Type.String(), text: Type.String(), created_at: Type.String() })
 
-/** RFC 9457, with the request id that finds the request's log lines (Tessera's problem bodies carry it too). */
 /** RFC 9110's reason phrases, which Node's table predates (it still says "Payload Too Large"), as Tessera answers them. */
 function titleOf (status: number): string {
   return status === 413 ? 'Content Too Large' : STATUS_CODES[status] ?? 'Bad Request'
 }
 
+/** RFC 9457, with the request id that finds the request's log lines (Tessera's problem bodies carry it too). */
 function problem (reply: FastifyReply, status: number, title: string, detail: string): FastifyReply {
   return reply.status(status).type('application/problem+json').send({ type: 'about:blank', title, status, detail, request_id: reply.request.id })
 }
@@ -83,6 +83,12 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
       request.userId = claims.sub
       return claims
     } catch (err) {
+      if (err instanceof JwksUnavailableError) {
+        // Once per cooldown a fetch failed (logged with why); in between, the answer comes from memory.
+        if (err.cause === undefined) request.log.info({ reason: err.message }, 'token not checked')
+        else request.log.warn({ err: err.cause }, 'token not checked: the JWKS could not be fetched')
+        throw err
+      }
       request.log.info({ reason: (err as Error).message }, 'token refused')
       throw new Unauthorized()
     }
@@ -104,6 +110,9 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     if (err.validation !== undefined || (err.statusCode !== undefined && err.statusCode < 500)) {
       const status = err.statusCode ?? 400
       return problem(reply, status, titleOf(status), err.validation !== undefined ? err.message : 'the request is malformed')
+    }
+    if (err instanceof JwksUnavailableError) {
+      return problem(reply.header('retry-after', String(err.retryAfterSeconds)), 503, 'Service Unavailable', 'the issuer\'s signing keys cannot be fetched to check the access token; retry shortly')
     }
     if (isDatabaseOutOfReach(err)) {
       request.log.warn({ err }, 'database unavailable')

@@ -8,27 +8,41 @@
  *   `cooldown`: within it the miss is answered at once, from memory;
  * - a failed fetch is not retried for `cooldown` either (jose would retry on
  *   every request), so a down issuer is not hammered by our traffic.
+ *
+ * A key the set lacks is the token's fault (401); a set that could not be
+ * fetched, or came back unusable, is no fault of the token, so it is told
+ * apart (JwksUnavailableError, a 503): a client told its token is invalid
+ * throws it away and sends its user to log in again, for an outage that a
+ * retry a little later would have ridden out.
  * @module
  */
 import { KeyObject, type webcrypto } from 'node:crypto'
-import { createRemoteJWKSet, type JWSHeaderParameters } from 'jose'
+import { createRemoteJWKSet, errors, type JWSHeaderParameters } from 'jose'
 
 export type KeySource = (kid: string, alg: string) => Promise<string>
 
-export class JwksUnavailableError extends Error {}
+/** The issuer's keys cannot be had right now; `retryAfterSeconds` is when the next fetch may be tried. */
+export class JwksUnavailableError extends Error {
+  constructor (message: string, readonly retryAfterSeconds: number, options?: ErrorOptions) {
+    super(message, options)
+  }
+}
 
 export function createKeySource (jwksUrl: string, options: { cacheMaxAgeMs: number, cooldownMs: number }): KeySource {
   const remote = createRemoteJWKSet(new URL(jwksUrl), { cacheMaxAge: options.cacheMaxAgeMs, cooldownDuration: options.cooldownMs })
   const pems = new WeakMap<object, string>()
   let failedAt = -Infinity
+  const retryAfter = (): number => Math.max(1, Math.ceil((failedAt + options.cooldownMs - Date.now()) / 1000))
   return async (kid, alg) => {
-    if (!remote.fresh && Date.now() - failedAt < options.cooldownMs) throw new JwksUnavailableError('the JWKS could not be fetched recently; not retrying yet')
+    if (!remote.fresh && Date.now() - failedAt < options.cooldownMs) throw new JwksUnavailableError('the JWKS could not be fetched recently; not retrying yet', retryAfter())
     let key
     try {
       key = await remote({ kid, alg } satisfies JWSHeaderParameters)
     } catch (err) {
+      if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) throw err
+      // A fetch that failed or timed out, an answer other than 200, a body that is not a key set.
       if (!remote.fresh) failedAt = Date.now()
-      throw err
+      throw new JwksUnavailableError('the JWKS could not be fetched', retryAfter(), { cause: err })
     }
     let pem = pems.get(key)
     if (pem === undefined) {

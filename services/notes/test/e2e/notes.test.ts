@@ -131,6 +131,20 @@ t.test('notes against a real Tessera', async (t) => {
     t.match(res.json(), { status: 503, title: 'Service Unavailable', detail: 'the database is out of reach; retry shortly' })
   })
 
+  t.test('the JWKS out of reach from the start (nothing listens): 503 with Retry-After until the cooldown ends, never a 401', async (t) => {
+    const erin = await tokensFor('erin')
+    // Nothing listens on port 1.
+    const blind = await buildApp(config, { db, logger, keys: createKeySource('http://127.0.0.1:1/.well-known/jwks.json', { cacheMaxAgeMs: config.jwksTtlMs, cooldownMs: 30_000 }) })
+    t.teardown(async () => { await blind.close() })
+    const res = await blind.inject({ method: 'GET', url: '/notes', headers: { authorization: `Bearer ${erin.access_token}` } })
+    t.equal(res.statusCode, 503)
+    t.equal(res.headers['retry-after'], '30', 'when the next fetch will be tried')
+    t.match(res.json(), { status: 503, title: 'Service Unavailable' })
+    const again = await blind.inject({ method: 'GET', url: '/notes', headers: { authorization: `Bearer ${erin.access_token}` } })
+    t.equal(again.statusCode, 503)
+    t.ok(Number(again.headers['retry-after']) <= 30, 'counting down, from memory')
+  })
+
   t.test('refuses refresh tokens, forged, unknown-kid and missing tokens with 401', async (t) => {
     const carol = await tokensFor('carol')
     refused(t, await call('GET', '/notes', carol.refresh_token), 'a refresh token')
@@ -179,10 +193,15 @@ t.test('notes against a real Tessera', async (t) => {
 
     reachable = false
     await sleep(1600)
-    t.equal(await status(dave.access_token), 401, 'once the set is older than its max age and cannot be fetched, even a known key is refused')
+    const unchecked = await relayed.inject({ method: 'GET', url: '/notes', headers: { authorization: `Bearer ${dave.access_token}` } })
+    t.equal(unchecked.statusCode, 503, 'once the set is older than its max age and cannot be fetched, even a known key does not verify: 503, not a 401 that would tell the client to throw its token away')
+    t.equal(unchecked.headers['retry-after'], '1', 'retry once the cooldown has passed')
+    t.match(unchecked.json(), { type: 'about:blank', title: 'Service Unavailable', status: 503, detail: 'the issuer\'s signing keys cannot be fetched to check the access token; retry shortly', request_id: /^[0-9a-f-]{36}$/ })
+    t.equal(unchecked.headers['www-authenticate'], undefined, 'no invalid_token challenge')
     t.equal(fetches, 3)
-    for (let i = 0; i < 5; i++) t.equal(await status(dave.access_token), 401)
+    for (let i = 0; i < 5; i++) t.equal(await status(dave.access_token), 503)
     t.equal(fetches, 3, 'a failed fetch is not retried within the cooldown')
+    t.equal(await status(unknownKid), 503, 'nor can an unknown kid be told apart from a key published meanwhile')
 
     reachable = true
     await sleep(1100)
