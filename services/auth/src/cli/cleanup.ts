@@ -4,8 +4,10 @@
  */
 import { cleanupExpired } from '../sessions/cleanup.js'
 import type { CommandContext } from './context.js'
+import { commandFlags } from './output.js'
 
 export async function cleanupCommand (ctx: CommandContext): Promise<void> {
+  commandFlags(ctx.argv, 'usage: tessera cleanup')
   const { db } = await ctx.connection()
   const result = await cleanupExpired(db, { now: new Date(), revokedRetention: ctx.config.revokedRetention, auditRetention: ctx.config.auditRetention })
   ctx.out.result(result.ran

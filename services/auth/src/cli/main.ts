@@ -15,7 +15,7 @@ import { databaseUnreachable } from '../errors.js'
 import { databaseFor } from '../db/locate.js'
 import { DEFAULT_ROLE_NAMES, ensureRoles } from '../db/roles.js'
 import type { CommandContext } from './context.js'
-import { CliError, output } from './output.js'
+import { CliError, commandFlags, output } from './output.js'
 import { migrateCommand } from './migrate.js'
 import { usersCommand } from './users.js'
 import { keysCommand } from './keys.js'
@@ -85,7 +85,10 @@ async function dbRolesCommand (ctx: CommandContext): Promise<void> {
     { owner: roles.owner.name, runtime: roles.runtime.name, notes: roles.notes.name })
 }
 
+const DB_USAGE = 'usage: tessera db start|stop|url|roles'
+
 async function dbCommand (ctx: CommandContext): Promise<void> {
+  commandFlags(ctx.argv, DB_USAGE)
   if (ctx.args[0] === 'roles') return await dbRolesCommand(ctx)
   if (ctx.config.databaseUrl !== undefined) throw new CliError('DATABASE_URL is set: there is no embedded Postgres to manage')
   const [action] = ctx.args
@@ -99,7 +102,7 @@ async function dbCommand (ctx: CommandContext): Promise<void> {
     ctx.out.result(stopped ? 'embedded Postgres stopped' : 'embedded Postgres was not running', { stopped })
     return
   }
-  throw new CliError('usage: tessera db start|stop|url|roles', 2)
+  throw new CliError(DB_USAGE, 2)
 }
 
 const COMMANDS: Record<string, (ctx: CommandContext) => Promise<void>> = {

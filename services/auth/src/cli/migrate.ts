@@ -5,12 +5,15 @@
  */
 import { migrateDown, migrateUp, migrationStatus } from '../db/migrate.js'
 import type { CommandContext } from './context.js'
-import { CliError, table } from './output.js'
+import { CliError, commandFlags, table } from './output.js'
+
+const USAGE = 'usage: tessera migrate up | status | down --yes'
 
 export async function migrateCommand (ctx: CommandContext): Promise<void> {
+  const flags = commandFlags(ctx.argv, USAGE, { yes: { type: 'boolean' } })
   const [action] = ctx.args
-  if (action !== 'up' && action !== 'down' && action !== 'status') throw new CliError('usage: tessera migrate up | status | down --yes', 2)
-  if (action === 'down' && !ctx.argv.includes('--yes')) {
+  if (action !== 'up' && action !== 'down' && action !== 'status') throw new CliError(USAGE, 2)
+  if (action === 'down' && flags.yes !== true) {
     throw new CliError('migrate down drops the newest migration\'s tables and their data: run `tessera migrate down --yes` to go ahead', 2)
   }
   const { db } = await ctx.connection()

@@ -3,6 +3,7 @@
  * failure is one line on stderr and a non-zero exit.
  * @module
  */
+import { parseArgs, type ParseArgsOptionsConfig } from 'node:util'
 import { TesseraError } from '../errors.js'
 
 export class CliError extends TesseraError {
@@ -10,6 +11,20 @@ export class CliError extends TesseraError {
 
   constructor (message: string, readonly exitCode = 1) {
     super(message)
+  }
+}
+
+/**
+ * The flags of a command that parses none of its own, strictly: one it does
+ * not take is a usage error (exit 2) before anything runs, never ignored
+ * (`users delete bob --dry-run` must not delete bob). `--json` is every
+ * command's.
+ */
+export function commandFlags (argv: string[], usage: string, options: ParseArgsOptionsConfig = {}): Record<string, string | boolean | Array<string | boolean> | undefined> {
+  try {
+    return parseArgs({ args: argv, allowPositionals: true, strict: true, options: { json: { type: 'boolean' }, ...options } }).values
+  } catch (err) {
+    throw new CliError(`${(err as Error).message}\n${usage}`, 2)
   }
 }
 

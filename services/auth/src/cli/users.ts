@@ -11,7 +11,7 @@ import { createUser } from '../users/create.js'
 import { disableUser } from '../users/disable.js'
 import { deleteUser, enableUser, endUserSessions, listUsers, setPassword, showUser, type UserSummary } from '../users/manage.js'
 import type { CommandContext } from './context.js'
-import { CliError, table } from './output.js'
+import { CliError, commandFlags, table } from './output.js'
 import { readPassword } from './password-input.js'
 import { usersImportCommand } from './users-import.js'
 
@@ -100,6 +100,7 @@ export async function usersCommand (ctx: CommandContext): Promise<void> {
     ctx.out.result(table(users.map(userRow)), users.map(userJson))
     return
   }
+  commandFlags(ctx.argv, USAGE)
   const run = action === undefined ? undefined : ACTIONS[action]
   if (run === undefined || username === undefined || ctx.args.length > 2) throw new CliError(USAGE, 2)
   const { db } = await ctx.connection()

@@ -53,6 +53,14 @@ t.test('keys list and usage errors', async (t) => {
   const keys = await runCli(['keys', 'list', '--json'], env)
   t.equal(keys.code, 0, keys.stderr)
   t.match(JSON.parse(keys.stdout), [{ state: 'current', bits: 2048, private_half: true }])
+  const migrations = (await runCli(['migrate', 'status', '--json'], env)).stdout
+  for (const args of [['cleanup', '--dry-run'], ['migrate', 'up', '--dry-run'], ['migrate', 'down', '--yes', '--force'], ['db', 'roles', '--dry-run']]) {
+    const refused = await runCli(args, env)
+    t.equal(refused.code, 2, `${args.join(' ')}: a flag the command does not take is a usage error, before it runs`)
+    t.match(refused.stderr, /^tessera: Unknown option '--(dry-run|force)'/)
+  }
+  t.equal((await runCli(['migrate', 'status', '--json'], env)).stdout, migrations, 'migrate down --yes --force reverted nothing')
+  t.notMatch(migrations, /"applied_at":null/, 'every migration applied before')
   const cleanup = await runCli(['cleanup', '--json'], env)
   t.equal(cleanup.code, 0, cleanup.stderr)
   t.same(JSON.parse(cleanup.stdout), { ran: true, sessions: 0, refresh_tokens: 0, audit_events: 0 })
@@ -155,6 +163,11 @@ t.test('users list, show, enable, delete, set-password, end-sessions against the
   t.equal(await loginStatus(ctx.app, 'bob', PASSWORD), 400, 'the old password is refused')
   await login(ctx.app, 'bob', 'a brand new passphrase')
 
+  // A flag a command does not take is refused before it does anything, never ignored.
+  const imagined = await runCli(['users', 'delete', 'bob', '--dry-run'], env)
+  t.equal(imagined.code, 2, 'users delete --dry-run: a usage error')
+  t.match(imagined.stderr, /^tessera: Unknown option '--dry-run'.*\nusage: tessera users list/s)
+  t.equal((await runCli(['users', 'show', 'bob'], env)).code, 0, 'and bob is still there')
   const deleted = await runCli(['users', 'delete', 'bob', '--json'], env)
   t.match(JSON.parse(deleted.stdout), { username: 'bob', deleted: true })
   const gone = await runCli(['users', 'show', 'bob'], env)
