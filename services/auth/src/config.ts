@@ -102,14 +102,27 @@ type Env = Record<string, string | undefined>
 
 const DURATION = /^(\d{1,9})(s|m|h|d)?$/
 const UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86400 } as const
-const DURATION_FORMS = 'a duration such as 300, 300s, 5m, 1h or 30d'
+/**
+ * The longest duration anything takes, a hundred years: a date a longer one
+ * is added to can leave what JavaScript and Postgres hold (999999999d made
+ * Postgres refuse a `NaN` timestamp), and no setting or grace means it.
+ */
+const MAX_DURATION_DAYS = 36_500
+const DURATION_FORMS = `a duration such as 300, 300s, 5m, 1h or 30d, at most ${MAX_DURATION_DAYS}d`
+/**
+ * The longest a Node timer waits (2^31 - 1 ms, about 24.8 days): past it
+ * Node fires the timer after 1 ms instead, so an interval setting above it
+ * would run its job a thousand times a second.
+ */
+const TIMER_MAX_SECONDS = 24 * 86_400
 
-/** Parses `300`, `300s`, `5m`, `1h`, `30d` into seconds; undefined when malformed. */
+/** Parses `300`, `300s`, `5m`, `1h`, `30d` into seconds; undefined when malformed or longer than MAX_DURATION_DAYS. */
 export function parseDuration (text: string): Seconds | undefined {
   const match = DURATION.exec(text.trim())
   if (match === null) return undefined
   const unit = (match[2] ?? 's') as keyof typeof UNIT_SECONDS
-  return Number(match[1]) * UNIT_SECONDS[unit]
+  const seconds = Number(match[1]) * UNIT_SECONDS[unit]
+  return seconds > MAX_DURATION_DAYS * UNIT_SECONDS.d ? undefined : seconds
 }
 
 class Reader {
@@ -155,6 +168,13 @@ class Reader {
     if (seconds === undefined || seconds < min) {
       throw new ConfigError(name, min > 0 ? DURATION_FORMS : `${DURATION_FORMS} (0 allowed)`, value)
     }
+    return seconds
+  }
+
+  /** How often a job runs: a duration a Node timer can wait. */
+  interval (name: string, fallback: string): Seconds {
+    const seconds = this.duration(name, fallback)
+    if (seconds > TIMER_MAX_SECONDS) throw new ConfigError(name, 'at most 24d (the longest a Node timer waits)', this.raw(name) ?? fallback)
     return seconds
   }
 
@@ -255,7 +275,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const read = new Reader(env)
   const production = env.NODE_ENV === 'production'
   const jwksMaxAge = read.duration('TESSERA_JWKS_MAX_AGE', '5m')
-  const keyCheckInterval = read.duration('TESSERA_KEY_CHECK_INTERVAL', '30s')
+  const keyCheckInterval = read.interval('TESSERA_KEY_CHECK_INTERVAL', '30s')
   const rotation = read.optional('TESSERA_KEY_ROTATION') === 'off' ? null : read.duration('TESSERA_KEY_ROTATION', '30d')
   const kekText = read.optional('TESSERA_KEK')
   const cores = availableParallelism()
@@ -305,7 +325,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     maxEventLoopDelayMs: read.integer('TESSERA_MAX_EVENT_LOOP_DELAY_MS', 1000, 0, 60000),
     // 90 % of V8's heap limit: shed logins before the process dies of an OOM.
     maxHeapBytes: read.integer('TESSERA_MAX_HEAP_MB', Math.floor(getHeapStatistics().heap_size_limit * 0.9 / 2 ** 20), 0, 1048576) * 2 ** 20,
-    cleanupInterval: read.duration('TESSERA_CLEANUP_INTERVAL', '10m'),
+    cleanupInterval: read.interval('TESSERA_CLEANUP_INTERVAL', '10m'),
     revokedRetention: read.duration('TESSERA_REVOKED_RETENTION', '7d', 0),
     auditRetention: read.duration('TESSERA_AUDIT_RETENTION', '90d'),
     dbRolePasswords: {

@@ -13,6 +13,16 @@ t.test('durations accept 300, 300s, 5m, 1h, 30d', async (t) => {
   t.equal(parseDuration('abc'), undefined)
   t.equal(parseDuration('5 m'), undefined)
   t.equal(parseDuration('-5m'), undefined)
+  t.equal(parseDuration('36500d'), 36_500 * 86_400, 'a hundred years')
+  t.equal(parseDuration('36501d'), undefined, 'longer is refused: a date it is added to can leave what JavaScript and Postgres hold')
+  t.equal(parseDuration('999999999d'), undefined)
+})
+
+t.test('a duration past a hundred years, and an interval past what a Node timer waits, stop the start with one line', async (t) => {
+  t.throws(() => loadConfig({ TESSERA_AUDIT_RETENTION: '999999999d' }, '/srv'), { name: 'ConfigError', message: 'TESSERA_AUDIT_RETENTION="999999999d" is invalid: expected a duration such as 300, 300s, 5m, 1h or 30d, at most 36500d' })
+  t.throws(() => loadConfig({ TESSERA_CLEANUP_INTERVAL: '25d' }, '/srv'), { message: 'TESSERA_CLEANUP_INTERVAL="25d" is invalid: expected at most 24d (the longest a Node timer waits)' })
+  t.throws(() => loadConfig({ TESSERA_KEY_CHECK_INTERVAL: '30d' }, '/srv'), { message: /^TESSERA_KEY_CHECK_INTERVAL="30d" is invalid: expected at most 24d/ })
+  t.equal(loadConfig({ TESSERA_CLEANUP_INTERVAL: '24d', TESSERA_KEY_PUBLISH_LEAD: '25d' }, '/srv').cleanupInterval, 24 * 86_400)
 })
 
 t.test('defaults follow DESIGN', async (t) => {
