@@ -4,10 +4,13 @@
  */
 import { cleanupExpired } from '../sessions/cleanup.js'
 import type { CommandContext } from './context.js'
-import { commandFlags } from './output.js'
+import { CliError, commandFlags } from './output.js'
+
+const USAGE = 'usage: tessera cleanup'
 
 export async function cleanupCommand (ctx: CommandContext): Promise<void> {
-  commandFlags(ctx.argv, 'usage: tessera cleanup')
+  commandFlags(ctx.argv, USAGE)
+  if (ctx.args.length > 0) throw new CliError(USAGE, 2)
   const { db } = await ctx.connection()
   const result = await cleanupExpired(db, { now: new Date(), revokedRetention: ctx.config.revokedRetention, auditRetention: ctx.config.auditRetention })
   ctx.out.result(result.ran

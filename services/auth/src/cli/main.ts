@@ -43,7 +43,7 @@ const USAGE = `usage: tessera <command> [--json]
                                   --now: it signs at once (emergency: verifiers refetch the JWKS)
   keys revoke KID                 compromise: unpublish KID, end its sessions, replace it if it signs
   keys rewrap --new-kek-file F    re-encrypt every private half under the KEK in F
-  cleanup                         delete expired sessions and refresh tokens now
+  cleanup                         delete expired sessions, refresh tokens and old audit events now
   clients create ID [--confidential] [--grants G,G] [--scopes "a b"] [--resources URI,URI]
   clients list | show ID | rotate-secret ID [--grace 24h] | disable ID | delete ID
   audit tail [--user U] [--limit N]  the newest audit events (default 50), oldest first
@@ -89,6 +89,7 @@ const DB_USAGE = 'usage: tessera db start|stop|url|roles'
 
 async function dbCommand (ctx: CommandContext): Promise<void> {
   commandFlags(ctx.argv, DB_USAGE)
+  if (ctx.args.length > 1) throw new CliError(DB_USAGE, 2)
   if (ctx.args[0] === 'roles') return await dbRolesCommand(ctx)
   if (ctx.config.databaseUrl !== undefined) throw new CliError('DATABASE_URL is set: there is no embedded Postgres to manage')
   const [action] = ctx.args

@@ -12,7 +12,7 @@ const USAGE = 'usage: tessera migrate up | status | down --yes'
 export async function migrateCommand (ctx: CommandContext): Promise<void> {
   const flags = commandFlags(ctx.argv, USAGE, { yes: { type: 'boolean' } })
   const [action] = ctx.args
-  if (action !== 'up' && action !== 'down' && action !== 'status') throw new CliError(USAGE, 2)
+  if ((action !== 'up' && action !== 'down' && action !== 'status') || ctx.args.length > 1) throw new CliError(USAGE, 2)
   if (action === 'down' && flags.yes !== true) {
     throw new CliError('migrate down drops the newest migration\'s tables and their data: run `tessera migrate down --yes` to go ahead', 2)
   }

@@ -53,6 +53,10 @@ t.test('keys list and usage errors', async (t) => {
   const keys = await runCli(['keys', 'list', '--json'], env)
   t.equal(keys.code, 0, keys.stderr)
   t.match(JSON.parse(keys.stdout), [{ state: 'current', bits: 2048, private_half: true }])
+  for (const args of [['cleanup', 'extra'], ['migrate', 'up', 'extra'], ['db', 'url', 'extra']]) {
+    const refused = await runCli(args, env)
+    t.same([refused.code, refused.stderr], [2, `tessera: usage: tessera ${args[0]}${args[0] === 'migrate' ? ' up | status | down --yes' : args[0] === 'db' ? ' start|stop|url|roles' : ''}\n`], `${args.join(' ')}: a word the command does not take is a usage error`)
+  }
   const migrations = (await runCli(['migrate', 'status', '--json'], env)).stdout
   for (const args of [['cleanup', '--dry-run'], ['migrate', 'up', '--dry-run'], ['migrate', 'down', '--yes', '--force'], ['db', 'roles', '--dry-run']]) {
     const refused = await runCli(args, env)
