@@ -43,6 +43,11 @@ export async function usersImportCommand (ctx: CommandContext): Promise<void> {
   const format = formatOf(file, values.format)
   // Opened before the database, so a missing file fails fast and names itself.
   const handle = await open(resolve(ctx.workingDirectory, file)).catch((err: NodeJS.ErrnoException) => { throw new CliError(`cannot read ${file}: ${err.code ?? err.message}`) })
+  // A pipe (`<(manage.py dumpdata auth.user)`) is welcome; a directory opens, then fails on the first read.
+  if ((await handle.stat()).isDirectory()) {
+    await handle.close()
+    throw new CliError(`cannot read ${file}: it is a directory`)
+  }
   const { db } = await ctx.connection()
   const dryRun = values['dry-run'] === true
   const input = handle.createReadStream()

@@ -58,6 +58,8 @@ async function * djangoRecords (input: Readable): AsyncGenerator<SourceRecord> {
   } catch (err) {
     if (err instanceof ImportFileError) throw err
     const reason = err instanceof Error ? err.message : String(err)
+    // Nothing read: not JSON at all, or not a list, rather than a file cut short.
+    if (count === 0) throw new ImportFileError(`the file is not a JSON array of records (${reason}); is this the output of manage.py dumpdata auth.user?`, err)
     throw new ImportFileError(`the file is not a complete JSON array of records (after record ${count}: ${reason}); is it truncated?`, err)
   }
 }

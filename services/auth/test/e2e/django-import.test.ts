@@ -115,7 +115,9 @@ t.test('bad input: each reported with its position and reason, nothing half-impo
   await writeFile(notJson, randomBytes(64))
   const garbage = await runCli(['users', 'import', notJson], env)
   t.equal(garbage.code, 1)
-  t.match(garbage.stderr, /^tessera: the file is not a complete JSON array of records \(after record 0: .*\); is it truncated\?\n$/)
+  t.match(garbage.stderr, /^tessera: the file is not a JSON array of records \(.*\); is this the output of manage\.py dumpdata auth\.user\?\n$/, 'nothing read: not called truncated')
+  const directory = await runCli(['users', 'import', dir], env)
+  t.same([directory.code, directory.stderr], [1, `tessera: cannot read ${dir}: it is a directory\n`])
 
   const rows = Array.from({ length: 5 }, (_, i) => record(`whole${i}`, hashes.pbkdf2_sha256 ?? ''))
   const text = JSON.stringify(rows)
