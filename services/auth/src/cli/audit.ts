@@ -3,20 +3,14 @@
  * events, oldest first.
  * @module
  */
-import { parseArgs } from 'node:util'
 import { tailAudit, type AuditRow } from '../audit/tail.js'
 import type { CommandContext } from './context.js'
-import { CliError, table } from './output.js'
+import { CliError, parseCommandLine, table } from './output.js'
 
 const USAGE = 'usage: tessera audit tail [--user USERNAME|USER_ID] [--limit N] [--json]'
 
 function parse (argv: string[]): { user: string | undefined, limit: number } {
-  let parsed
-  try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, options: { user: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } } })
-  } catch (err) {
-    throw new CliError(`${(err as Error).message}\n${USAGE}`, 2)
-  }
+  const parsed = parseCommandLine({ args: argv, allowPositionals: true, strict: true, options: { user: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } } }, USAGE)
   const [action, ...extra] = parsed.positionals
   if (action !== 'tail' || extra.length > 0) throw new CliError(USAGE, 2)
   const limitText = parsed.values.limit ?? '50'

@@ -3,14 +3,13 @@
  * is printed once, by create or rotate-secret, and never again.
  * @module
  */
-import { parseArgs } from 'node:util'
 import { parseDuration } from '../config.js'
 import { deleteClient, disableClient } from '../clients/end.js'
 import { findClient, listClients, type ClientView } from '../clients/find.js'
 import { ClientRuleError, createClient } from '../clients/register.js'
 import { rotateClientSecret } from '../clients/rotate-secret.js'
 import type { CommandContext } from './context.js'
-import { CliError, table } from './output.js'
+import { CliError, parseCommandLine, table } from './output.js'
 
 const USAGE = 'usage: tessera clients create CLIENT_ID [--confidential] [--grants G,G] [--scopes "a b"] [--resources URI,URI] | list | show ID | rotate-secret ID [--grace 24h] | disable ID | delete ID'
 const OPERATOR = { actor: 'operator', userAgent: 'tessera-cli' }
@@ -44,23 +43,19 @@ function describe (client: ClientView): string {
 const list = (text: string | undefined): string[] => (text ?? '').split(/[\s,]+/).filter((s) => s !== '')
 
 function options (ctx: CommandContext): { values: Record<string, string | boolean | undefined>, id: string | undefined } {
-  try {
-    const { values, positionals } = parseArgs({
-      args: ctx.argv,
-      allowPositionals: true,
-      options: {
-        json: { type: 'boolean' },
-        confidential: { type: 'boolean' },
-        grants: { type: 'string' },
-        scopes: { type: 'string' },
-        resources: { type: 'string' },
-        grace: { type: 'string' }
-      }
-    })
-    return { values, id: positionals[1] }
-  } catch (err) {
-    throw new CliError(`${(err as Error).message}\n${USAGE}`, 2)
-  }
+  const { values, positionals } = parseCommandLine({
+    args: ctx.argv,
+    allowPositionals: true,
+    options: {
+      json: { type: 'boolean' },
+      confidential: { type: 'boolean' },
+      grants: { type: 'string' },
+      scopes: { type: 'string' },
+      resources: { type: 'string' },
+      grace: { type: 'string' }
+    }
+  }, USAGE)
+  return { values, id: positionals[1] }
 }
 
 export async function clientsCommand (ctx: CommandContext): Promise<void> {

@@ -6,14 +6,13 @@
  */
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
-import { parseArgs } from 'node:util'
 import type { Db } from '../db/database.js'
 import { readKekFile, resolveKek } from '../keys/kek.js'
 import { revokeKey, UnknownKeyError } from '../keys/revoke-key.js'
 import { rewrapKeys, SameKekError } from '../keys/rewrap.js'
 import { rotateKeys } from '../keys/rotate.js'
 import type { CommandContext } from './context.js'
-import { CliError, table } from './output.js'
+import { CliError, parseCommandLine, table } from './output.js'
 
 const USAGE = 'usage: tessera keys list | rotate [--now] | revoke KID | rewrap --new-kek-file FILE'
 const OPERATOR = { actor: 'operator', userAgent: 'tessera-cli' }
@@ -121,16 +120,11 @@ function requiredArgument (value: string | undefined): string {
 }
 
 export async function keysCommand (ctx: CommandContext): Promise<void> {
-  let parsed
-  try {
-    parsed = parseArgs({
-      args: ctx.argv,
-      allowPositionals: true,
-      options: { json: { type: 'boolean' }, now: { type: 'boolean' }, 'new-kek-file': { type: 'string' } }
-    })
-  } catch (err) {
-    throw new CliError(`${(err as Error).message}\n${USAGE}`, 2)
-  }
+  const parsed = parseCommandLine({
+    args: ctx.argv,
+    allowPositionals: true,
+    options: { json: { type: 'boolean' }, now: { type: 'boolean' }, 'new-kek-file': { type: 'string' } }
+  }, USAGE)
   const [action, kid, ...extra] = parsed.positionals
   const known = action === 'list' || action === 'rotate' || action === 'revoke' || action === 'rewrap'
   if (!known || extra.length > 0 || (kid !== undefined && action !== 'revoke')) throw new CliError(USAGE, 2)

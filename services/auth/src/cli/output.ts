@@ -3,7 +3,7 @@
  * failure is one line on stderr and a non-zero exit.
  * @module
  */
-import { parseArgs, type ParseArgsOptionsConfig } from 'node:util'
+import { parseArgs, type ParseArgsConfig, type ParseArgsOptionsConfig } from 'node:util'
 import { TesseraError } from '../errors.js'
 
 export class CliError extends TesseraError {
@@ -15,17 +15,21 @@ export class CliError extends TesseraError {
 }
 
 /**
- * The flags of a command that parses none of its own, strictly: one it does
- * not take is a usage error (exit 2) before anything runs, never ignored
- * (`users delete bob --dry-run` must not delete bob). `--json` is every
- * command's.
+ * A command's arguments, strictly: a flag it does not take is a usage error
+ * (exit 2, with the usage) before anything runs, never ignored (`users
+ * delete bob --dry-run` must not delete bob).
  */
-export function commandFlags (argv: string[], usage: string, options: ParseArgsOptionsConfig = {}): Record<string, string | boolean | Array<string | boolean> | undefined> {
+export function parseCommandLine<T extends ParseArgsConfig> (config: T, usage: string): ReturnType<typeof parseArgs<T>> {
   try {
-    return parseArgs({ args: argv, allowPositionals: true, strict: true, options: { json: { type: 'boolean' }, ...options } }).values
+    return parseArgs(config)
   } catch (err) {
     throw new CliError(`${(err as Error).message}\n${usage}`, 2)
   }
+}
+
+/** The flags of a command that takes no options of its own beyond these; `--json` is every command's. */
+export function commandFlags (argv: string[], usage: string, options: ParseArgsOptionsConfig = {}): Record<string, string | boolean | Array<string | boolean> | undefined> {
+  return parseCommandLine({ args: argv, allowPositionals: true, strict: true, options: { json: { type: 'boolean' }, ...options } }, usage).values
 }
 
 export interface Output {
