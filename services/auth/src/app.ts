@@ -100,7 +100,10 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // requests' keep-alive sockets do not hold shutdown open. Only requests
   // already routed when closing starts need this: Fastify answers every later
   // one itself, 503 with Connection: close (return503OnClosing), so a route
-  // that answers at once (the JWKS, a 404) never needs it.
+  // that answers at once (the JWKS, a 404) never needs it. That 503 is never
+  // sent (Node drops what was pipelined behind an answer that closes); what it
+  // buys is that the request does not run: a refresh routed instead would
+  // spend its token with its answer dropped (decisions.md, "draining").
   let draining = false
   app.addHook('preClose', async () => { draining = true })
   const closeWhileDraining: onSendHookHandler = function closeWhileDraining (_request, reply, payload, done) {
