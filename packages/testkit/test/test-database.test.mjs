@@ -100,6 +100,7 @@ test('runs that start and end at the same moments on one embedded server each ge
   t.after(async () => {
     // Alone, this run is the last one out: it stops the server if a failed run above left it up.
     await run(0)
+    rmSync(`${pgdata()}.owner`, { force: true })
     rmSync(pgdata(), { recursive: true, force: true })
     rmSync(checkout, { recursive: true, force: true })
     rmSync(inMemory, { recursive: true, force: true })

@@ -168,10 +168,43 @@ async function ensureDatabase (adminUrl: string): Promise<void> {
   }
 }
 
+const exists = async (file: string): Promise<boolean> => await fs.stat(file).then(() => true, () => false)
+
+/**
+ * Beside a cluster kept outside its data directory: a digest of the password
+ * it was made with, which ties it to that directory's `postgres.password`.
+ */
+const ownerFile = (pgdata: string): string => `${pgdata}.owner`
+const passwordDigest = (password: string): string => createHash('sha256').update(password).digest('hex')
+
+/**
+ * Called for a data directory that does not yet say where its cluster is
+ * kept. A cluster found there anyway, made with another password, belongs to
+ * a data directory that was removed (`rm -rf .data` to start afresh): its
+ * password went with that directory, as did the KEK sealing its signing keys,
+ * so nothing in it can be used, and a new directory at the same path is keyed
+ * to the same place. It is stopped and removed, as a cluster kept inside
+ * would have gone with the directory. Runs starting at once agree on the
+ * password (created once, `wx`), so one never takes another's new cluster for
+ * an orphan; a replaced `postgres.password` in a directory that is still
+ * there is not this case, and is answered by the start's own error.
+ */
+async function discardOrphanedCluster (bins: Binaries, pgdata: string, password: string, as: RunAs): Promise<void> {
+  const madeWith = await fs.readFile(ownerFile(pgdata), 'utf8').then((text) => text.trim(), () => undefined)
+  if (madeWith === undefined || madeWith === passwordDigest(password)) return
+  if (await runningServer(bins, pgdata, as) !== undefined) {
+    await must(bins.pg_ctl, ['stop', '-D', pgdata, '-m', 'fast', '-w', '-t', '60'], as, 'pg_ctl stop')
+  }
+  await fs.rm(pgdata, { recursive: true, force: true })
+  await fs.rm(ownerFile(pgdata), { force: true })
+  await fs.mkdir(pgdata, { mode: 0o700 })
+  if (as.uid !== undefined) await fs.chown(pgdata, as.uid, as.gid ?? as.uid)
+}
+
 /** Whether a local cluster was ever created under `dataDir` (by `make run`, `tessera db start` or a command). */
 export async function embeddedClusterExists (dataDir: string): Promise<boolean> {
   const moved = await fs.readFile(path.join(dataDir, 'postgres-location'), 'utf8').then((text) => text.trim(), () => undefined)
-  return await fs.stat(path.join(moved ?? path.join(dataDir, 'postgres'), 'PG_VERSION')).then(() => true, () => false)
+  return await exists(path.join(moved ?? path.join(dataDir, 'postgres'), 'PG_VERSION'))
 }
 
 /**
@@ -184,10 +217,21 @@ export async function startEmbeddedPostgres (dataDir: string): Promise<EmbeddedP
   const root = process.getuid?.() === 0
   const as: RunAs = root ? await postgresUser() : {}
   const bins = root ? await reachableBinaries(await binaries(), as) : await binaries()
+  const passwordFile = path.join(dataDir, 'postgres.password')
+  const password = await readOrCreateSecret(passwordFile)
+  const dataDirIsNew = !(await exists(path.join(dataDir, 'postgres-location')))
   const pgdata = await clusterDir(dataDir, as)
-  const password = await readOrCreateSecret(path.join(dataDir, 'postgres.password'))
-  const initialised = await fs.stat(path.join(pgdata, 'PG_VERSION')).then(() => true, () => false)
-  if (!initialised) await initialise(bins, pgdata, password, as)
+  const keptOutside = pgdata !== path.join(dataDir, 'postgres')
+  if (keptOutside && dataDirIsNew) await discardOrphanedCluster(bins, pgdata, password, as)
+  if (!(await exists(path.join(pgdata, 'PG_VERSION')))) {
+    await initialise(bins, pgdata, password, as)
+    if (keptOutside) {
+      // Whole or absent for a run reading it at the same moment.
+      const partial = `${ownerFile(pgdata)}.${process.pid}`
+      await fs.writeFile(partial, `${passwordDigest(password)}\n`, { mode: 0o600 })
+      await fs.rename(partial, ownerFile(pgdata))
+    }
+  }
 
   const running = await runningServer(bins, pgdata, as)
   const started = running === undefined
@@ -201,7 +245,16 @@ export async function startEmbeddedPostgres (dataDir: string): Promise<EmbeddedP
   if (server === undefined) throw new Error(`the embedded Postgres on ${pgdata} started but does not say where it listens`)
   const { port, socketDir } = server
   const adminUrl = embeddedUrl(password, port, '', 'postgres')
-  await ensureDatabase(adminUrl)
+  try {
+    await ensureDatabase(adminUrl)
+  } catch (err) {
+    // A server this call started is not left running for a caller that fails.
+    if (started) await run(bins.pg_ctl, ['stop', '-D', pgdata, '-m', 'fast', '-w', '-t', '60'], as)
+    if ((err as { code?: string }).code === '28P01') {
+      throw new Error(`the embedded Postgres in ${pgdata} refuses the password in ${passwordFile} (was that file replaced?): restore it, or remove ${keptOutside ? `${dataDir} and ${pgdata}` : dataDir} to start afresh`)
+    }
+    throw err
+  }
   let stopped = false
   return {
     url: embeddedUrl(password, port, socketDir, DB_NAME),

@@ -38,7 +38,7 @@ t.test('embedded Postgres: first start, SIGTERM drains an in-flight request, sec
     await runCli(['db', 'stop'], env)
     let outside = ''
     try { outside = readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch {}
-    if (outside !== '') rmSync(outside, { recursive: true, force: true })
+    if (outside !== '') for (const leftover of [outside, `${outside}.owner`]) rmSync(leftover, { recursive: true, force: true })
     rmSync(dataDir, { recursive: true, force: true })
   })
 

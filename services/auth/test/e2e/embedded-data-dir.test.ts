@@ -1,0 +1,93 @@
+/**
+ * The embedded Postgres belongs to its data directory: removing the directory
+ * starts afresh, and a cluster that refuses the directory's password is named
+ * as such and not left running.
+ */
+import t, { type Test } from 'tap'
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import pg from 'pg'
+import { runCli } from '../helpers/server.js'
+
+t.setTimeout(300_000)
+
+function clusterDir (dataDir: string): string {
+  try { return readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch {}
+  return path.join(dataDir, 'postgres')
+}
+
+function postgresRunningOn (pgdata: string): boolean {
+  return execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').some((line) => line.includes('postgres') && line.includes(pgdata))
+}
+
+/** A data directory in a 0700 directory, as CI's clone is: as root the postgres user cannot enter it. */
+function dataDirFor (t: Test): { dataDir: string, env: Record<string, string> } {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'tessera-datadir-'))
+  const env = { TESSERA_DATA_DIR: dataDir }
+  const outside = new Set<string>()
+  t.teardown(async () => {
+    outside.add(clusterDir(dataDir))
+    await runCli(['db', 'stop'], env)
+    for (const dir of outside) {
+      rmSync(dir, { recursive: true, force: true })
+      rmSync(`${dir}.owner`, { force: true })
+    }
+    rmSync(dataDir, { recursive: true, force: true })
+  })
+  return { dataDir, env }
+}
+
+async function selectOne (env: Record<string, string>): Promise<number | undefined> {
+  const url = (await runCli(['db', 'url'], env)).stdout.trim()
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    return (await client.query<{ one: number }>('SELECT 1 AS one')).rows[0]?.one
+  } finally {
+    await client.end()
+  }
+}
+
+t.test('removing the data directory starts afresh, also when root keeps the cluster outside it', async (t) => {
+  const { dataDir, env } = dataDirFor(t)
+  const started = await runCli(['db', 'start'], env)
+  t.equal(started.code, 0, started.stderr)
+  const first = clusterDir(dataDir)
+  if (process.getuid?.() === 0) {
+    t.not(first, path.join(dataDir, 'postgres'), 'as root, in a directory the postgres user cannot enter, the cluster is kept outside it')
+  } else {
+    t.comment('not root: the cluster is inside the data directory, and leaves with it')
+  }
+  const firstCluster = statSync(path.join(first, 'PG_VERSION')).ino
+
+  // Removed while its Postgres still runs, as `rm -rf .data` after `make run` was stopped with kill -9 would leave it.
+  rmSync(dataDir, { recursive: true, force: true })
+  mkdirSync(dataDir, { mode: 0o700 })
+  const again = await runCli(['db', 'start'], env)
+  t.equal(again.code, 0, `a new start succeeds: ${again.stderr}`)
+  t.match(again.stdout, /embedded Postgres started/, 'on a cluster of its own, not the orphan still running')
+  t.equal(clusterDir(dataDir), first, 'at the same place')
+  t.not(statSync(path.join(first, 'PG_VERSION')).ino, firstCluster, 'made anew')
+  t.equal(await selectOne(env), 1, 'and it accepts the new data directory\'s password')
+})
+
+t.test('a cluster that refuses the data directory\'s password is named, and the Postgres this start started is stopped', async (t) => {
+  const { dataDir, env } = dataDirFor(t)
+  t.equal((await runCli(['db', 'start'], env)).code, 0)
+  t.equal((await runCli(['db', 'stop'], env)).code, 0)
+  const passwordFile = path.join(dataDir, 'postgres.password')
+  const password = readFileSync(passwordFile, 'utf8')
+  writeFileSync(passwordFile, 'not-the-password\n')
+
+  const refused = await runCli(['db', 'start'], env)
+  t.equal(refused.code, 1)
+  t.match(refused.stderr, `refuses the password in ${passwordFile} (was that file replaced?)`)
+  t.equal(refused.stderr.trim().split('\n').length, 1, `one line: ${refused.stderr}`)
+  t.notOk(postgresRunningOn(clusterDir(dataDir)), 'the server it started is not left running')
+
+  writeFileSync(passwordFile, password)
+  t.equal((await runCli(['db', 'start'], env)).code, 0, 'with the file restored, the cluster and its data are there')
+  t.equal(await selectOne(env), 1)
+})
