@@ -32,7 +32,10 @@ export async function tailAudit (db: Db, options: { user?: string | undefined, l
     query = query.where((eb) => {
       const about = [
         eb('username', '=', name),
-        eb('user_id', 'in', eb.selectFrom('users').select('id').where('username', '=', name))
+        eb('user_id', 'in', eb.selectFrom('users').select('id').where('username', '=', name)),
+        // A deleted user's events that kept only the id (session.ended) are
+        // found through the events that recorded both (user.created, user.deleted).
+        eb('user_id', 'in', eb.selectFrom('audit_events as named').select('named.user_id').where('named.username', '=', name).where('named.user_id', 'is not', null))
       ]
       if (UUID.test(user)) about.push(eb('user_id', '=', user.toLowerCase()))
       return eb.or(about)

@@ -12,7 +12,7 @@ import { revokeKey, UnknownKeyError } from '../keys/revoke-key.js'
 import { rewrapKeys, SameKekError } from '../keys/rewrap.js'
 import { rotateKeys } from '../keys/rotate.js'
 import type { CommandContext } from './context.js'
-import { CliError, parseCommandLine, table } from './output.js'
+import { CliError, fileProblem, parseCommandLine, table } from './output.js'
 
 const USAGE = 'usage: tessera keys list | rotate [--now] | revoke KID | rewrap --new-kek-file FILE'
 const OPERATOR = { actor: 'operator', userAgent: 'tessera-cli' }
@@ -98,7 +98,8 @@ async function rewrap (ctx: CommandContext, db: Db, kek: Buffer, newKekFile: str
   try {
     newKek = await readKekFile(path.resolve(ctx.workingDirectory, newKekFile))
   } catch (err) {
-    throw new CliError(`cannot read the new KEK: ${(err as Error).message}`)
+    const why = (err as NodeJS.ErrnoException).code === undefined ? (err as Error).message : `${newKekFile}: ${fileProblem(err)}`
+    throw new CliError(`cannot read the new KEK: ${why}`)
   }
   let kids: string[]
   try {

@@ -68,7 +68,7 @@ export function commandUsage (name: string): string {
 }
 
 function rolePassword (value: string | undefined, variable: string): string {
-  if (value === undefined) throw new CliError(`${variable} is required for \`tessera db roles\``, 2)
+  if (value === undefined) throw new CliError(`${variable} is required for \`tessera db roles\``)
   return value
 }
 

@@ -32,6 +32,20 @@ export function commandFlags (argv: string[], usage: string, options: ParseArgsO
   return parseCommandLine({ args: argv, allowPositionals: true, strict: true, options: { json: { type: 'boolean' }, ...options } }, usage).values
 }
 
+const FILE_ERRORS: Record<string, string> = {
+  ENOENT: 'no such file',
+  ENOTDIR: 'no such file (a part of its path is not a directory)',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EISDIR: 'it is a directory'
+}
+
+/** Why a file named on the command line could not be read, in words rather than an errno code. */
+export function fileProblem (err: unknown): string {
+  const { code, message } = err as NodeJS.ErrnoException
+  return (code === undefined ? undefined : FILE_ERRORS[code]) ?? code ?? message
+}
+
 export interface Output {
   json: boolean
   result: (human: string, data: unknown) => void

@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util'
 import { importUsers, positionName, recordImport, type ImportReport } from '../users/import.js'
 import { readImportFile, type ImportFormat } from '../users/import-sources.js'
 import type { CommandContext } from './context.js'
-import { CliError } from './output.js'
+import { CliError, fileProblem } from './output.js'
 
 const USAGE = 'usage: tessera users import FILE [--format django|csv] [--dry-run] [--json]'
 
@@ -42,7 +42,7 @@ export async function usersImportCommand (ctx: CommandContext): Promise<void> {
   if (file === undefined || positionals.length > 2) throw new CliError(USAGE, 2)
   const format = formatOf(file, values.format)
   // Opened before the database, so a missing file fails fast and names itself.
-  const handle = await open(resolve(ctx.workingDirectory, file)).catch((err: NodeJS.ErrnoException) => { throw new CliError(`cannot read ${file}: ${err.code ?? err.message}`) })
+  const handle = await open(resolve(ctx.workingDirectory, file)).catch((err: NodeJS.ErrnoException) => { throw new CliError(`cannot read ${file}: ${fileProblem(err)}`) })
   // A pipe (`<(manage.py dumpdata auth.user)`) is welcome; a directory opens, then fails on the first read.
   if ((await handle.stat()).isDirectory()) {
     await handle.close()

@@ -3,19 +3,19 @@
  * set-password (passwords from stdin), end-sessions; `import` lives in users-import.ts.
  * @module
  */
-import { parseArgs } from 'node:util'
 import { PasswordHasher } from '../passwords/hasher.js'
+import { acceptableUsername } from '../passwords/policy.js'
 import { ProblemError } from '../errors.js'
 import type { Db } from '../db/database.js'
 import { createUser } from '../users/create.js'
 import { disableUser } from '../users/disable.js'
 import { deleteUser, enableUser, endUserSessions, listUsers, setPassword, showUser, type UserSummary } from '../users/manage.js'
 import type { CommandContext } from './context.js'
-import { CliError, commandFlags, table } from './output.js'
+import { CliError, commandFlags, parseCommandLine, table } from './output.js'
 import { readPassword } from './password-input.js'
 import { usersImportCommand } from './users-import.js'
 
-const USAGE = 'usage: tessera users list [--disabled] | create|show|disable|enable|delete|set-password|end-sessions USERNAME | import FILE'
+const USAGE = 'usage: tessera users list [--disabled] | create|show|disable|enable|delete|set-password|end-sessions USERNAME | import FILE [--format django|csv] [--dry-run]'
 const OPERATOR = { actor: 'operator', userAgent: 'tessera-cli' }
 
 function userJson (user: UserSummary): Record<string, unknown> {
@@ -45,6 +45,16 @@ async function asCliError<T> (work: () => Promise<T>): Promise<T> {
     return await work()
   } catch (err) {
     if (err instanceof ProblemError) throw new CliError(err.publicDetail ?? err.title)
+    throw err
+  }
+}
+
+/** A name that can never be a user's is a mistake on the command line (exit 2), found before the database is opened or the password asked for. */
+function typedUsername (username: string): void {
+  try {
+    acceptableUsername(username)
+  } catch (err) {
+    if (err instanceof ProblemError) throw new CliError(err.publicDetail ?? err.title, 2)
     throw err
   }
 }
@@ -94,7 +104,7 @@ export async function usersCommand (ctx: CommandContext): Promise<void> {
   const [action, username] = ctx.args
   if (action === 'import') return await usersImportCommand(ctx)
   if (action === 'list') {
-    const { values } = parseArgs({ args: ctx.argv.slice(1), allowPositionals: false, strict: true, options: { disabled: { type: 'boolean' }, json: { type: 'boolean' } } })
+    const { values } = parseCommandLine({ args: ctx.argv.slice(1), allowPositionals: false, strict: true, options: { disabled: { type: 'boolean' }, json: { type: 'boolean' } } }, USAGE)
     const { db } = await ctx.connection()
     const users = await listUsers(db, { disabledOnly: values.disabled === true, now: new Date() })
     ctx.out.result(table(users.map(userRow)), users.map(userJson))
@@ -103,6 +113,7 @@ export async function usersCommand (ctx: CommandContext): Promise<void> {
   commandFlags(ctx.argv, USAGE)
   const run = action === undefined ? undefined : ACTIONS[action]
   if (run === undefined || username === undefined || ctx.args.length > 2) throw new CliError(USAGE, 2)
+  if (action === 'create') typedUsername(username)
   const { db } = await ctx.connection()
   await run(ctx, db, username)
 }

@@ -7,6 +7,7 @@ import { runCli } from '../helpers/server.js'
 const UA = 'audit-test/1.0'
 
 interface AuditRowJson {
+  id: number
   type: string
   actor: string | null
   user_id: string | null
@@ -128,6 +129,11 @@ t.test('every event is audited by the action that causes it, with who, where and
   const human = await runCli(['audit', 'tail', '--user', 'nobody'], { DATABASE_URL: url })
   t.equal(human.code, 0, human.stderr)
   t.match(human.stdout, /^time\s+type\s+actor\s+user\s+session\s+ip\s+request\s+detail\n.*login\.failed\s+anonymous\s+nobody/s, 'rows about a name no user has')
+  const lastOfJudy = tailed.map((r) => r.id)
+  t.equal((await runCli(['users', 'delete', 'judy'], { DATABASE_URL: url })).code, 0)
+  const afterDelete = JSON.parse((await runCli(['audit', 'tail', '--user', 'judy', '--limit', '4', '--json'], { DATABASE_URL: url })).stdout) as AuditRowJson[]
+  t.same(afterDelete.slice(0, 3).map((r) => r.id), lastOfJudy, 'once judy is deleted, her events that kept only her id (session.ended) are still found by her name')
+  t.match(afterDelete[3], { type: 'user.deleted', user_id: userId, username: 'judy' })
   const usage = await runCli(['audit', 'tail', '--limit', 'lots'], { DATABASE_URL: url })
   t.equal(usage.code, 2)
   t.match(usage.stderr, /--limit/)

@@ -32,6 +32,10 @@ t.test('users create reads the password from stdin; users disable ends sessions'
   const weak = await runCli(['users', 'create', 'lee'], env, 'short')
   t.equal(weak.code, 1)
   t.match(weak.stderr, /^tessera: password: must be 8 to 256 characters\n$/)
+  // No password on stdin: the name is refused before one is asked for.
+  const badName = await runCli(['users', 'create', 'Bad Name!'], env)
+  t.equal(badName.code, 2, 'a name typed on the command line that can never be a user\'s is a usage error, as a bad client id is')
+  t.equal(badName.stderr, 'tessera: username: must be 3 to 64 of a-z, 0-9, ".", "_", "-" (case-insensitive)\n')
 
   const disabled = await runCli(['users', 'disable', 'kim'], env)
   t.equal(disabled.code, 0, disabled.stderr)
@@ -64,6 +68,8 @@ t.test('keys list and usage errors', async (t) => {
     t.match(refused.stderr, /^tessera: Unknown option '--(dry-run|force)'/)
   }
   t.equal((await runCli(['migrate', 'status', '--json'], env)).stdout, migrations, 'migrate down --yes --force reverted nothing')
+  const unset = await runCli(['db', 'roles'], env)
+  t.same([unset.code, unset.stderr], [1, 'tessera: TESSERA_DB_OWNER_PASSWORD is required for `tessera db roles`\n'], 'a setting missing is exit 1, as every other setting\'s')
   t.notMatch(migrations, /"applied_at":null/, 'every migration applied before')
   const cleanup = await runCli(['cleanup', '--json'], env)
   t.equal(cleanup.code, 0, cleanup.stderr)
@@ -172,6 +178,8 @@ t.test('users list, show, enable, delete, set-password, end-sessions against the
   t.equal(imagined.code, 2, 'users delete --dry-run: a usage error')
   t.match(imagined.stderr, /^tessera: Unknown option '--dry-run'.*\nusage: tessera users list/s)
   t.equal((await runCli(['users', 'show', 'bob'], env)).code, 0, 'and bob is still there')
+  const listFlag = await runCli(['users', 'list', '--disable'], env)
+  t.same([listFlag.code, listFlag.stderr.split('\n')[1]], [2, 'usage: tessera users list [--disabled] | create|show|disable|enable|delete|set-password|end-sessions USERNAME | import FILE [--format django|csv] [--dry-run]'], 'users list too answers a wrong flag with the usage')
   const deleted = await runCli(['users', 'delete', 'bob', '--json'], env)
   t.match(JSON.parse(deleted.stdout), { username: 'bob', deleted: true })
   const gone = await runCli(['users', 'show', 'bob'], env)

@@ -53,6 +53,8 @@ t.test('wrong KEK stops the server with one line; rewrap moves to a new KEK and 
   const refused = await runCli(['keys', 'rewrap', '--new-kek-file', newFile], { ...base, TESSERA_KEK: kekText() })
   t.equal(refused.code, 1, 'rewrap with a wrong current KEK fails')
   t.match(refused.stderr, ONE_LINE)
+  const missing = await runCli(['keys', 'rewrap', '--new-kek-file', `${newFile}.typo`], { ...base, TESSERA_KEK: oldKek })
+  t.same([missing.code, missing.stderr], [1, `tessera: cannot read the new KEK: ${newFile}.typo: no such file\n`], 'a missing file is said in words')
   const rewrap = await runCli(['keys', 'rewrap', '--new-kek-file', newFile], { ...base, TESSERA_KEK: oldKek })
   t.equal(rewrap.code, 0, rewrap.stderr)
   t.match(rewrap.stdout, /^re-encrypted 2 private key\(s\) under the new KEK; now set TESSERA_KEK to the contents of .* and restart every instance\n$/)
