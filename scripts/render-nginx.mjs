@@ -16,6 +16,12 @@ if (prefix === undefined) {
   process.exit(2)
 }
 
+/** A setting the gateway cannot be rendered with: one line, as the server says it, not a stack. */
+function fail (message) {
+  process.stderr.write(`render-nginx: ${message}\n`)
+  process.exit(1)
+}
+
 const env = process.env
 const servers = (list) => list.split(',').map((a) => a.trim()).filter(Boolean)
   .map((address) => `server ${address} max_fails=2 fail_timeout=10s;`).join('\n  ')
@@ -23,7 +29,7 @@ const servers = (list) => list.split(',').map((a) => a.trim()).filter(Boolean)
 function simplejwtLocations (burst) {
   if (env.TESSERA_SIMPLEJWT_COMPAT !== 'on') return ''
   const prefix = env.TESSERA_SIMPLEJWT_PREFIX || '/api/token'
-  if (!/^(\/[A-Za-z0-9._~-]+){1,8}$/.test(prefix)) throw new Error(`TESSERA_SIMPLEJWT_PREFIX=${JSON.stringify(prefix)} is not a path such as /api/token`)
+  if (!/^(\/[A-Za-z0-9._~-]+){1,8}$/.test(prefix)) fail(`TESSERA_SIMPLEJWT_PREFIX=${JSON.stringify(prefix)} is not a path such as /api/token`)
   return `location ^~ ${prefix}/ {\n    limit_req zone=tessera_token burst=${burst} nodelay;\n    proxy_pass http://tessera_auth;\n  }`
 }
 
@@ -47,7 +53,7 @@ vars.GATEWAY_SIMPLEJWT_LOCATIONS = env.GATEWAY_SIMPLEJWT_LOCATIONS ?? simplejwtL
 
 function render (file) {
   return readFileSync(file, 'utf8').replace(/\$\{([A-Z][A-Z0-9_]*)\}/g, (whole, name) => {
-    if (!(name in vars)) throw new Error(`${file}: ${name} is not set`)
+    if (!(name in vars)) fail(`${file}: ${name} is not set`)
     return vars[name]
   })
 }

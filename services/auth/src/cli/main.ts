@@ -194,9 +194,16 @@ export async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promis
   }
 }
 
+/** Postgres's undefined_table, on a database no `migrate up` has prepared: say what to run instead of which relation is missing. */
+function schemaMissing (err: unknown): string | undefined {
+  return (err as { code?: unknown }).code === '42P01'
+    ? `the database has no Tessera tables yet (${(err as Error).message}): run \`tessera migrate up\` first`
+    : undefined
+}
+
 runCli(process.argv.slice(2), process.env).then((code) => { process.exitCode = code }, (err: unknown) => {
   // A flag parseArgs does not know is a usage error like any other.
   const usage = (err as { code?: unknown }).code?.toString().startsWith('ERR_PARSE_ARGS') === true
-  process.stderr.write(`tessera: ${databaseUnreachable(err) ?? (err instanceof Error ? err.message : String(err))}\n`)
+  process.stderr.write(`tessera: ${databaseUnreachable(err) ?? schemaMissing(err) ?? (err instanceof Error ? err.message : String(err))}\n`)
   process.exitCode = err instanceof CliError ? err.exitCode : usage ? 2 : 1
 })

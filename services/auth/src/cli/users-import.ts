@@ -7,11 +7,10 @@
  */
 import { open } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { parseArgs } from 'node:util'
 import { importUsers, positionName, recordImport, type ImportReport } from '../users/import.js'
 import { readImportFile, type ImportFormat } from '../users/import-sources.js'
 import type { CommandContext } from './context.js'
-import { CliError, fileProblem } from './output.js'
+import { CliError, fileProblem, parseCommandLine } from './output.js'
 
 const USAGE = 'usage: tessera users import FILE [--format django|csv] [--dry-run] [--json]'
 
@@ -26,6 +25,7 @@ function summary (report: ImportReport, file: string, format: ImportFormat): str
   const lines = [
     `${file}: read ${report.read} record(s); ${verb} ${report.created} user(s) (${report.disabled} disabled, ${report.unusable} with no usable password); ` +
     `skipped ${report.existing} existing; ${report.problemCount} problem(s)${report.dryRun ? ' (dry run: nothing written)' : ''}`,
+    ...(report.renamed > 0 ? [`  ${report.renamed} of them under their name after NFKC and lower-casing (Zed as zed): a DRF service finds a token's user by exact name, and will not find these until they are so renamed in Django (docs/migrating-from-simplejwt.md, section 3)`] : []),
     ...report.problems.map((p) => `  ${positionName(format)} ${p.position}${p.username === undefined ? '' : ` (${p.username})`}: ${p.reason}`)
   ]
   if (report.problemCount > report.problems.length) lines.push(`  … and ${report.problemCount - report.problems.length} more`)
@@ -33,11 +33,12 @@ function summary (report: ImportReport, file: string, format: ImportFormat): str
 }
 
 export async function usersImportCommand (ctx: CommandContext): Promise<void> {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseCommandLine({
     args: ctx.argv,
     allowPositionals: true,
+    strict: true,
     options: { format: { type: 'string' }, 'dry-run': { type: 'boolean' }, json: { type: 'boolean' } }
-  })
+  }, USAGE)
   const file = positionals[1]
   if (file === undefined || positionals.length > 2) throw new CliError(USAGE, 2)
   const format = formatOf(file, values.format)
@@ -68,6 +69,7 @@ export async function usersImportCommand (ctx: CommandContext): Promise<void> {
     duplicates: report.duplicates,
     disabled: report.disabled,
     unusable: report.unusable,
+    renamed: report.renamed,
     problem_count: report.problemCount,
     problems: report.problems,
     error: report.error ?? null

@@ -113,7 +113,10 @@ function parseScrypt (fields: string[]): ParsedDjangoHash {
 /** Checks an encoded hash's shape and cost without computing anything; the reason names what is wrong. */
 export function parseDjangoHash (encoded: string): ParsedDjangoHash {
   const algorithm = djangoAlgorithmOf(encoded)
-  if (algorithm === undefined) return refuse(`unknown hash algorithm "${encoded.slice(0, Math.max(0, encoded.indexOf('$'))).slice(0, 32)}"`)
+  if (algorithm === undefined) {
+    if (!encoded.includes('$')) return refuse('not a hash of the form algorithm$… (Django\'s unsalted MD5, or another legacy hash, is not imported)')
+    return refuse(`unknown hash algorithm "${encoded.slice(0, encoded.indexOf('$')).slice(0, 32)}"`)
+  }
   const rest = encoded.slice(algorithm.length + 1)
   switch (algorithm) {
     case 'pbkdf2_sha256':

@@ -43,6 +43,11 @@ function djangoRecord (position: number, value: unknown): SourceRecord {
   if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) {
     throw new ImportFileError(`record ${position} is not a dumpdata object with "fields"; is this the output of manage.py dumpdata auth.user?`)
   }
+  const model = (value as { model?: unknown }).model
+  if (typeof model === 'string' && !('username' in fields)) {
+    // A full dumpdata, or a user model keyed by email: say so once per record, not "username: missing".
+    return { position, username: undefined, passwordHash: undefined, disabled: false, problem: `"${model.slice(0, 80)}" has no username field: dump auth.user, or a user model with username, password and is_active` }
+  }
   const { username, password, is_active: isActive } = fields as Record<string, unknown>
   return { position, username, passwordHash: password, disabled: isActive === undefined ? false : isActive === false ? true : (isActive === true ? false : String(isActive)) }
 }

@@ -8,6 +8,13 @@
  * temporary table on the import's own connection, so the process holds one
  * batch whatever the file's size. Existing usernames are skipped, so running
  * the same file again changes nothing. One audit event records the counts.
+ *
+ * A name that NFKC and lower-casing change (Django's `Dave`) is imported
+ * last, and only if no record spelled exactly as Tessera keeps it (`dave`)
+ * is in the file: a DRF service finds a token's user by its exact name
+ * (docs/migrating-from-simplejwt.md, section 3), so keeping `Dave`'s password
+ * under `dave` would let Dave act as Django's `dave`. Those records wait in
+ * a second temporary table until the whole file has been read.
  * @module
  */
 import { sql } from 'kysely'
@@ -32,6 +39,8 @@ export interface ImportReport {
   disabled: number
   /** Of the created: Django's unusable password (`!…`); they cannot log in until an operator sets one. */
   unusable: number
+  /** Of the created: under a name NFKC and lower-casing changed (`Zed` as `zed`), which a DRF service looking users up by exact name does not find. */
+  renamed: number
   /** Rows not imported for a reason of their own, duplicates included. */
   problemCount: number
   /** The first `maxProblems` of them, in file order. */
@@ -57,6 +66,8 @@ interface GoodRow {
   username: string
   passwordHash: string
   disabled: boolean
+  /** The name as the file spells it, when that is not `username`. */
+  spelled?: string
 }
 
 /** Tessera's own argon2id, as `tessera users create` or a Tessera export writes it. */
@@ -82,7 +93,8 @@ function checkRecord (record: SourceRecord): GoodRow | ImportProblem {
   if (typeof record.passwordHash !== 'string' || record.passwordHash === '') return { position, username, reason: 'password: missing hash' }
   const problem = hashProblem(record.passwordHash)
   if (problem !== undefined) return { position, username, reason: `password: ${problem}` }
-  return { position, username, passwordHash: record.passwordHash, disabled: record.disabled }
+  const row = { position, username, passwordHash: record.passwordHash, disabled: record.disabled }
+  return record.username === username ? row : { ...row, spelled: record.username.slice(0, 80) }
 }
 
 interface BatchOutcome {
@@ -125,10 +137,29 @@ async function importBatch (db: Db, rows: GoodRow[], options: ImportOptions): Pr
   return result.rows
 }
 
+/** Keeps renamed rows, one statement per batch, until the whole file has been read. */
+async function deferBatch (db: Db, rows: GoodRow[]): Promise<void> {
+  await sql`INSERT INTO import_deferred (position, username, password_hash, disabled, spelled)
+    SELECT * FROM unnest(${rows.map((r) => r.position)}::int[], ${rows.map((r) => r.username)}::text[],
+      ${rows.map((r) => r.passwordHash)}::text[], ${rows.map((r) => r.disabled)}::bool[], ${rows.map((r) => r.spelled ?? r.username)}::text[])`.execute(db)
+}
+
+async function * deferredRows (db: Db, batchSize: number): AsyncGenerator<GoodRow[]> {
+  let after = 0
+  for (;;) {
+    const { rows } = await sql<{ position: number, username: string, password_hash: string, disabled: boolean, spelled: string }>`
+      SELECT position, username, password_hash, disabled, spelled FROM import_deferred
+      WHERE position > ${after} ORDER BY position LIMIT ${batchSize}`.execute(db)
+    if (rows.length === 0) return
+    after = rows[rows.length - 1]?.position ?? after
+    yield rows.map((r) => ({ position: r.position, username: r.username, passwordHash: r.password_hash, disabled: r.disabled, spelled: r.spelled }))
+  }
+}
+
 export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>, options: ImportOptions): Promise<ImportReport> {
   const batchSize = options.batchSize ?? 1000
   const maxProblems = options.maxProblems ?? 1000
-  const report: ImportReport = { read: 0, created: 0, existing: 0, duplicates: 0, disabled: 0, unusable: 0, problemCount: 0, problems: [], dryRun: options.dryRun }
+  const report: ImportReport = { read: 0, created: 0, existing: 0, duplicates: 0, disabled: 0, unusable: 0, renamed: 0, problemCount: 0, problems: [], dryRun: options.dryRun }
   const problem = (p: ImportProblem): void => {
     report.problemCount++
     if (report.problems.length < maxProblems) report.problems.push(p)
@@ -136,6 +167,7 @@ export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>,
   // The temporary table belongs to one connection: every batch runs on it.
   await db.connection().execute(async (conn) => {
     await sql`CREATE TEMPORARY TABLE import_seen (username text PRIMARY KEY, position int NOT NULL)`.execute(conn)
+    await sql`CREATE TEMPORARY TABLE import_deferred (position int PRIMARY KEY, username text NOT NULL, password_hash text NOT NULL, disabled bool NOT NULL, spelled text NOT NULL)`.execute(conn)
     try {
       const flush = async (rows: GoodRow[]): Promise<void> => {
         const byPosition = new Map(rows.map((r) => [r.position, r]))
@@ -144,20 +176,29 @@ export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>,
           if (row === undefined) continue
           if (outcome.outcome === 'duplicate') {
             report.duplicates++
-            problem({ position: row.position, username: row.username, reason: `username: same as ${positionName(options.format)} ${outcome.first_position} after NFKC and lower-casing` })
+            const kept = outcome.first_position > row.position ? `, which is kept: it is spelled "${row.username}"` : ''
+            problem({ position: row.position, username: row.spelled ?? row.username, reason: `username: same as ${positionName(options.format)} ${outcome.first_position} after NFKC and lower-casing${kept}` })
           } else if (outcome.outcome === 'existing') {
             report.existing++
           } else {
             report.created++
             if (row.disabled) report.disabled++
             if (row.passwordHash.startsWith('!')) report.unusable++
+            if (row.spelled !== undefined) report.renamed++
           }
         }
       }
       let batch: GoodRow[] = []
+      let renamed: GoodRow[] = []
       // One batch is written while the next is read: the import takes the
       // longer of parsing and writing, not their sum, and holds two batches.
       let writing: Promise<void> = Promise.resolve()
+      const write = async (work: () => Promise<void>): Promise<void> => {
+        await writing
+        writing = work()
+        // Its failure surfaces at the next await; until then it must not count as unhandled.
+        writing.catch(() => {})
+      }
       try {
         for await (const record of records) {
           report.read++
@@ -166,17 +207,23 @@ export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>,
             problem(checked)
             continue
           }
-          batch.push(checked)
+          if (checked.spelled === undefined) batch.push(checked)
+          else renamed.push(checked)
           if (batch.length >= batchSize) {
-            await writing
-            writing = flush(batch)
-            // Its failure surfaces at the next await; until then it must not count as unhandled.
-            writing.catch(() => {})
+            const full = batch
+            await write(async () => { await flush(full) })
             batch = []
+          }
+          if (renamed.length >= batchSize) {
+            const full = renamed
+            await write(async () => { await deferBatch(conn, full) })
+            renamed = []
           }
         }
       } catch (err) {
-        // The batch being read is dropped with the unreadable rest: a re-run with the whole file completes the import.
+        // The batches being read are dropped with the unreadable rest, and so
+        // are the renamed rows: the rest of the file may hold their exact
+        // spelling. A re-run with the whole file completes the import.
         if (!(err instanceof ImportFileError)) throw err
         report.error = err.message
         batch = []
@@ -184,10 +231,16 @@ export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>,
         await writing
       }
       if (batch.length > 0) await flush(batch)
+      if (report.error === undefined) {
+        if (renamed.length > 0) await deferBatch(conn, renamed)
+        for await (const rows of deferredRows(conn, batchSize)) await flush(rows)
+      }
     } finally {
-      await sql`DROP TABLE IF EXISTS pg_temp.import_seen`.execute(conn)
+      await sql`DROP TABLE IF EXISTS pg_temp.import_seen, pg_temp.import_deferred`.execute(conn)
     }
   })
+  // Renamed rows are judged last: their problems go back in file order.
+  report.problems.sort((a, b) => a.position - b.position)
   return report
 }
 
@@ -206,7 +259,8 @@ export async function recordImport (db: Db, report: ImportReport, options: { for
       duplicates: report.duplicates,
       problems: report.problemCount,
       disabled: report.disabled,
-      unusable: report.unusable
+      unusable: report.unusable,
+      renamed: report.renamed
     }
   })
 }

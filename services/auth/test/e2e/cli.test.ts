@@ -1,5 +1,6 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
+import { sql } from 'kysely'
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -129,6 +130,15 @@ t.test('without DATABASE_URL and no embedded Postgres yet, a command names the d
   t.equal(result.code, 1)
   t.equal(result.stderr, `tessera: DATABASE_URL is unset and no embedded Postgres has been started from this checkout (none under ${dataDir}): set DATABASE_URL to the database to operate on, or run \`tessera db start\` to make a local one\n`)
   t.same(await fs.readdir(dataDir), [], 'nothing was created')
+})
+
+t.test('a database no migrate up has prepared: the command says to run it', async (t) => {
+  const url = await createTestDatabase(t)
+  const connection = await testConnection(t, url)
+  await sql`DROP SCHEMA public CASCADE`.execute(connection.db)
+  await sql`CREATE SCHEMA public`.execute(connection.db)
+  const result = await runCli(['users', 'list'], { DATABASE_URL: url })
+  t.same([result.code, result.stderr], [1, 'tessera: the database has no Tessera tables yet (relation "users" does not exist): run `tessera migrate up` first\n'])
 })
 
 async function loginStatus (app: App, username: string, password: string): Promise<number> {

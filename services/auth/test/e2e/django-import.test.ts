@@ -103,6 +103,43 @@ t.test('manage.py dumpdata auth.user imports; users log in with their old passwo
   t.notMatch(JSON.stringify(audit), /pbkdf2|argon2|bcrypt/, 'counts, never hashes')
 })
 
+t.test('Django\'s Dave and dave: dave keeps the name whatever the order, so no one logs in as the other; Zed comes in as zed, said', async (t) => {
+  const dir = await scratch(t)
+  // Saved in this order, so dumpdata (by pk) lists Dave before dave: the first record of a name used to win.
+  const users = [
+    { username: 'Dave', password: 'upper-case dave pw', hasher: 'pbkdf2_sha256' },
+    { username: 'dave', password: 'lower-case dave pw', hasher: 'pbkdf2_sha256' },
+    { username: 'Zed', password: PASSWORD, hasher: 'pbkdf2_sha256' }
+  ]
+  await writeFile(join(dir, 'users.json'), JSON.stringify(users))
+  await oracle('project', dir, join(dir, 'users.json'))
+  const { stdout: dump } = await run(PYTHON, ['manage.py', 'dumpdata', 'auth.user'], { cwd: dir, env: { ...process.env, PYTHONPATH: dir } })
+  const file = join(dir, 'dump.json')
+  await writeFile(file, dump)
+  const url = await createTestDatabase(t)
+  const env = { DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url') }
+
+  const imported = await runCli(['users', 'import', file, '--json'], env)
+  t.equal(imported.code, 0, imported.stderr)
+  t.match(JSON.parse(imported.stdout), {
+    read: 3,
+    created: 2,
+    renamed: 1,
+    duplicates: 1,
+    problems: [{ position: 1, username: 'Dave', reason: 'username: same as record 2 after NFKC and lower-casing, which is kept: it is spelled "dave"' }]
+  })
+  const ctx = await buildTestApp(t, {}, { connection: await testConnection(t, url) })
+  await login(ctx.app, 'dave', 'lower-case dave pw')
+  const impostor = await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'dave', password: 'upper-case dave pw' } })
+  t.equal(impostor.statusCode, 400, 'Dave\'s password does not open dave, whom a DRF service finds by that exact name')
+  await login(ctx.app, 'zed', PASSWORD)
+  const human = await runCli(['users', 'import', file, '--dry-run'], env)
+  t.match(human.stdout, /skipped 2 existing; 1 problem\(s\) \(dry run: nothing written\)\n {2}record 1 \(Dave\): username: same as record 2/)
+  const fresh = await createTestDatabase(t)
+  const said = await runCli(['users', 'import', file], { ...env, DATABASE_URL: fresh })
+  t.match(said.stdout, /\n {2}1 of them under their name after NFKC and lower-casing \(Zed as zed\): a DRF service finds a token's user by exact name/)
+})
+
 t.test('bad input: each reported with its position and reason, nothing half-imported', async (t) => {
   const dir = await scratch(t)
   const url = await createTestDatabase(t)
@@ -135,24 +172,26 @@ t.test('bad input: each reported with its position and reason, nothing half-impo
     record('hostile', (hashes.pbkdf2_sha256 ?? '').replace('$260000$', '$999999999$')),
     record('Fine', hashes.bcrypt ?? ''),
     record('x', hashes.bcrypt ?? ''),
-    record('brokenhash', 'pbkdf2_sha256$260000$salt$not-base64!')
+    record('brokenhash', 'pbkdf2_sha256$260000$salt$not-base64!'),
+    { model: 'auth.group', pk: 1, fields: { name: 'staff', permissions: [] } }
   ]))
   const result = await runCli(['users', 'import', mixed, '--json'], env)
   t.equal(result.code, 0, result.stderr)
   const report = JSON.parse(result.stdout)
-  t.match(report, { read: 6, created: 1, duplicates: 1, problem_count: 5 })
+  t.match(report, { read: 7, created: 1, duplicates: 1, problem_count: 6 })
   const byPosition = [...report.problems].sort((a: { position: number }, b: { position: number }) => a.position - b.position)
   t.match(byPosition, [
     { position: 2, reason: 'password: unknown hash algorithm "md5"' },
     { position: 3, reason: /above the cap/ },
-    { position: 4, username: 'fine', reason: 'username: same as record 1 after NFKC and lower-casing' },
+    { position: 4, username: 'Fine', reason: 'username: same as record 1 after NFKC and lower-casing' },
     { position: 5, reason: /^username: / },
-    { position: 6, reason: /not base64/ }
+    { position: 6, reason: /not base64/ },
+    { position: 7, reason: '"auth.group" has no username field: dump auth.user, or a user model with username, password and is_active' }
   ])
-  t.same(report.problems.map((p: { position: number }) => p.position).sort(), [2, 3, 4, 5, 6])
+  t.same(report.problems.map((p: { position: number }) => p.position).sort(), [2, 3, 4, 5, 6, 7])
 
   const human = await runCli(['users', 'import', mixed, '--dry-run'], env)
-  t.match(human.stdout, /^\S+mixed\.json: read 6 record\(s\); would create 0 user\(s\) \(0 disabled, 0 with no usable password\); skipped 1 existing; 5 problem\(s\) \(dry run: nothing written\)\n {2}record 2 \(md5user\): password: unknown hash algorithm "md5"\n/)
+  t.match(human.stdout, /^\S+mixed\.json: read 7 record\(s\); would create 0 user\(s\) \(0 disabled, 0 with no usable password\); skipped 1 existing; 6 problem\(s\) \(dry run: nothing written\)\n {2}record 2 \(md5user\): password: unknown hash algorithm "md5"\n/)
 
   const csv = join(dir, 'users.csv')
   await writeFile(csv, `username,password_hash,disabled\ncsvuser,${hashes.scrypt ?? ''},false\ncsvoff,"${hashes.argon2 ?? ''}",true\ncsvbad,${hashes.bcrypt ?? ''},perhaps\ncsvcommas,${hashes.argon2 ?? ''},false\n`)

@@ -81,6 +81,8 @@ t.test('render-nginx.mjs routes SimpleJWT\'s prefix only when TESSERA_SIMPLEJWT_
     const check = spawnSync(nginxBinary(), ['-t', '-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { encoding: 'utf8' })
     t.equal(check.status, 0, `nginx -t: ${check.stderr}`)
   }
+  const refused = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts/render-nginx.mjs'), tempDir(t, 'sjwt')], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', TESSERA_SIMPLEJWT_COMPAT: 'on', TESSERA_SIMPLEJWT_PREFIX: 'api token' } })
+  t.same([refused.status, refused.stderr], [1, 'render-nginx: TESSERA_SIMPLEJWT_PREFIX="api token" is not a path such as /api/token\n'], 'a prefix the server would refuse: one line, no stack')
 })
 
 t.test('through the gateway', async (t) => {

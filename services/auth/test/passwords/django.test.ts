@@ -45,4 +45,5 @@ t.test('what is a Django hash, and what the import accepts besides', async (t) =
   t.equal(hashProblem('!unusablepasswordmarker'), undefined, 'Django\'s unusable password imports')
   t.equal(hashProblem('$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA'), undefined, 'Tessera\'s argon2id imports')
   t.equal(hashProblem('md5$salt$abc'), 'unknown hash algorithm "md5"')
+  t.equal(hashProblem('5f4dcc3b5aa765d61d8327deb882cf99'), 'not a hash of the form algorithm$… (Django\'s unsalted MD5, or another legacy hash, is not imported)', 'an unsalted MD5 is named as a legacy hash, not an algorithm ""')
 })
