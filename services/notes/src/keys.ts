@@ -7,7 +7,9 @@
  * - a token with a kid the set lacks makes jose fetch again at most once per
  *   `cooldown`: within it the miss is answered at once, from memory;
  * - a failed fetch is not retried for `cooldown` either (jose would retry on
- *   every request), so a down issuer is not hammered by our traffic.
+ *   every request: its own cooldown starts only at a successful fetch), so a
+ *   down issuer is not hammered by our traffic; while the set is still fresh,
+ *   its keys keep verifying meanwhile, and only a kid it lacks waits.
  *
  * A key the set lacks is the token's fault (401); a set that could not be
  * fetched, or came back unusable, is no fault of the token, so it is told
@@ -33,15 +35,17 @@ export function createKeySource (jwksUrl: string, options: { cacheMaxAgeMs: numb
   const pems = new WeakMap<object, string>()
   let failedAt = -Infinity
   const retryAfter = (): number => Math.max(1, Math.ceil((failedAt + options.cooldownMs - Date.now()) / 1000))
+  // Only while a failed fetch is cooling down, so a copy of the set is not made per request.
+  const wouldFetch = (kid: string): boolean => !remote.fresh || remote.jwks()?.keys.some((key) => key.kid === kid) !== true
   return async (kid, alg) => {
-    if (!remote.fresh && Date.now() - failedAt < options.cooldownMs) throw new JwksUnavailableError('the JWKS could not be fetched recently; not retrying yet', retryAfter())
+    if (Date.now() - failedAt < options.cooldownMs && wouldFetch(kid)) throw new JwksUnavailableError('the JWKS could not be fetched recently; not retrying yet', retryAfter())
     let key
     try {
       key = await remote({ kid, alg } satisfies JWSHeaderParameters)
     } catch (err) {
       if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) throw err
       // A fetch that failed or timed out, an answer other than 200, a body that is not a key set.
-      if (!remote.fresh) failedAt = Date.now()
+      failedAt = Date.now()
       throw new JwksUnavailableError('the JWKS could not be fetched', retryAfter(), { cause: err })
     }
     let pem = pems.get(key)

@@ -47,7 +47,7 @@ const USAGE = `usage: tessera <command> [--json]
   clients create ID [--confidential] [--grants G,G] [--scopes "a b"] [--resources URI,URI]
   clients list | show ID | rotate-secret ID [--grace 24h] | disable ID | delete ID
   audit tail [--user U] [--limit N]  the newest audit events (default 50), oldest first
-  db start|stop|url               the local embedded Postgres (when DATABASE_URL is unset)
+  db start|stop|url               the local embedded Postgres (when DATABASE_URL is unset; url starts it if it is down)
   db roles                        create the owner, runtime and notes roles (as a superuser; see docs/operators.md)
 
 Every command prints JSON with --json. Exit status: 0 done, 1 failed, 2 usage error.

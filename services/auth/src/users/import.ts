@@ -43,7 +43,7 @@ export interface ImportReport {
   renamed: number
   /** Rows not imported for a reason of their own, duplicates included. */
   problemCount: number
-  /** The first `maxProblems` of them, in file order. */
+  /** At most `maxProblems` of them, in file order; past that cap, the renamed rows' (judged last) are the ones left out. */
   problems: ImportProblem[]
   dryRun: boolean
   /** Set when the file could not be read to its end: the full batches before it are imported, the rest is not. */

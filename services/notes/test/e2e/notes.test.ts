@@ -174,7 +174,7 @@ t.test('notes against a real Tessera', async (t) => {
     await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve))
     t.teardown(() => { relay.close() })
     const port = (relay.address() as AddressInfo).port
-    const relayed = await buildApp(config, { db, logger, keys: createKeySource(`http://127.0.0.1:${port}/jwks.json`, { cacheMaxAgeMs: 1500, cooldownMs: 1000 }) })
+    const relayed = await buildApp(config, { db, logger, keys: createKeySource(`http://127.0.0.1:${port}/jwks.json`, { cacheMaxAgeMs: 3000, cooldownMs: 1000 }) })
     t.teardown(async () => { await relayed.close() })
     const status = async (token: string): Promise<number> =>
       (await relayed.inject({ method: 'GET', url: '/notes', headers: { authorization: `Bearer ${token}` } })).statusCode
@@ -191,23 +191,30 @@ t.test('notes against a real Tessera', async (t) => {
     for (let i = 0; i < 5; i++) t.equal(await status(unknownKid), 401)
     t.equal(fetches, 2, 'past the cooldown, one refetch for the whole burst of misses')
 
+    // The set still fresh, the JWKS down: a kid it lacks is one failed fetch, then waits out the cooldown.
     reachable = false
-    await sleep(1600)
+    await sleep(1100)
+    for (let i = 0; i < 5; i++) t.equal(await status(unknownKid), 503, 'a kid the fresh set lacks, once the JWKS cannot be fetched: unavailable, not invalid')
+    t.equal(fetches, 3, 'one fetch for the burst, not one per request (jose\'s own cooldown starts only at a successful fetch)')
+    t.equal(await status(dave.access_token), 200, 'meanwhile the fresh set\'s keys still verify')
+    t.equal(fetches, 3)
+
+    await sleep(3100)
     const unchecked = await relayed.inject({ method: 'GET', url: '/notes', headers: { authorization: `Bearer ${dave.access_token}` } })
     t.equal(unchecked.statusCode, 503, 'once the set is older than its max age and cannot be fetched, even a known key does not verify: 503, not a 401 that would tell the client to throw its token away')
     t.equal(unchecked.headers['retry-after'], '1', 'retry once the cooldown has passed')
     t.match(unchecked.json(), { type: 'about:blank', title: 'Service Unavailable', status: 503, detail: 'the issuer\'s signing keys cannot be fetched to check the access token; retry shortly', request_id: /^[0-9a-f-]{36}$/ })
     t.equal(unchecked.headers['www-authenticate'], undefined, 'no invalid_token challenge')
-    t.equal(fetches, 3)
+    t.equal(fetches, 4)
     for (let i = 0; i < 5; i++) t.equal(await status(dave.access_token), 503)
-    t.equal(fetches, 3, 'a failed fetch is not retried within the cooldown')
+    t.equal(fetches, 4, 'a failed fetch is not retried within the cooldown')
     t.equal(await status(unknownKid), 503, 'nor can an unknown kid be told apart from a key published meanwhile')
 
     reachable = true
     await sleep(1100)
     const erin = await tokensFor('erin')
     t.equal(await status(erin.access_token), 200, 'verifying again once the JWKS answers')
-    t.equal(fetches, 4)
+    t.equal(fetches, 5)
     const exp = (JSON.parse(Buffer.from(erin.access_token.split('.')[1] ?? '', 'base64url').toString()) as { exp: number }).exp
     await sleep(Math.max(0, exp * 1000 - Date.now() + 1100))
     refused(t, await call('GET', '/notes', erin.access_token), 'the same token once expired')
