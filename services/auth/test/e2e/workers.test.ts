@@ -179,7 +179,8 @@ t.test('two workers share one hashing queue at a lower priority; a dead worker i
 })
 
 t.test('the hashing process dies with logins in hand: they answer 503 with Retry-After, not 500, and another hashing process serves the next', async (t) => {
-  const env = { ...baseEnv(await createTestDatabase(t)), TESSERA_HASH_CONCURRENCY: '1', TESSERA_HASH_MAX_WAIT_MS: '0', TESSERA_RATE_LIMIT: '1000000' }
+  const databaseUrl = await createTestDatabase(t)
+  const env = { ...baseEnv(databaseUrl), TESSERA_HASH_CONCURRENCY: '1', TESSERA_HASH_MAX_WAIT_MS: '0', TESSERA_RATE_LIMIT: '1000000' }
   const server = await startServer(t, env)
   const started = (): LogLine[] => logLines(server).filter((l) => l.msg === 'hashing process started')
   const first = started()[0]?.hashing_pid ?? 0
@@ -198,6 +199,11 @@ t.test('the hashing process dies with logins in hand: they answer 503 with Retry
   t.same(answers.map((r) => r.headers['retry-after']), ['1', '1'], 'with Retry-After')
   t.same(answers.map((r) => (JSON.parse(r.body) as { error: string }).error), ['temporarily_unavailable', 'temporarily_unavailable'])
   t.notOk(logLines(server).some((l) => l.msg === 'unexpected error'), 'not logged as a fault of the request')
+  const throttle = new pg.Client({ connectionString: databaseUrl })
+  await throttle.connect()
+  const { rows: counted } = await throttle.query<{ username: string, failures: number }>('SELECT username, failures FROM login_throttle ORDER BY username')
+  await throttle.end()
+  t.same(counted, [{ username: 'hana', failures: 0 }, { username: 'nobody', failures: 0 }], 'a login whose hash never ran is refunded to the back-off: not a failed guess')
 
   t.ok(await within(15_000, async () => started().length === 2, 100) !== undefined, 'another hashing process starts')
   const again = await login('hana')
