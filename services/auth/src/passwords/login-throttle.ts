@@ -144,7 +144,7 @@ export async function pruneLoginThrottle (db: Db, now: Date, options: PruneOptio
       const locked = await sql<{ locked: boolean }>`SELECT pg_try_advisory_xact_lock(${THROTTLE_CLEANUP_LOCK}) AS locked`.execute(trx)
       if (locked.rows[0]?.locked !== true) return undefined
       const expired = await sql`DELETE FROM login_throttle WHERE username IN (
-        SELECT username FROM login_throttle WHERE last_failed_at < ${cutoff} ORDER BY last_failed_at LIMIT ${batch})`.execute(trx)
+        SELECT username FROM login_throttle WHERE coalesce(blocked_until, last_failed_at) < ${cutoff} ORDER BY last_failed_at LIMIT ${batch})`.execute(trx)
       const expiredCount = Number(expired.numAffectedRows ?? 0)
       if (expiredCount >= batch) return expiredCount
       // Past the cap, the oldest streaks go even if not yet stale: a spray of

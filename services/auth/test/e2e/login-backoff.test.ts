@@ -93,6 +93,11 @@ t.test('the back-off doubles per failure up to the cap, and a stale streak start
   }
   t.same(waits, [null, null, 2, 4, 8, 10, 10], 'threshold 3: 2 s, 4 s, 8 s, then the 10 s cap')
   t.same(await countLoginAttempt(connection.db, 'bob', last, policy), { refused: true, retryAfter: 10 }, 'while blocked an attempt is refused and not counted')
+  // Retry-After is whole seconds, so a client that obeys it comes a little after the block's end.
+  const justAfter = new Date(at.getTime() + 500)
+  t.same(await countLoginAttempt(connection.db, 'bob', justAfter, policy), { refused: false, failures: 8, blockedUntil: new Date(justAfter.getTime() + 10_000) },
+    'the first attempt after a capped block continues the streak: one guess per block, not the threshold\'s free guesses again')
+  at = new Date(justAfter.getTime() + 10_000)
   const later = new Date(at.getTime() + 11_000)
   const fresh = await countLoginAttempt(connection.db, 'bob', later, policy)
   t.same(fresh, { refused: false, failures: 1, blockedUntil: null }, 'a streak older than the cap counts from one again')
@@ -118,10 +123,14 @@ t.test('unknown usernames are tracked alike, and the table is pruned and capped'
   const db = deps.db
   const now = new Date()
   const old = new Date(now.getTime() - 16 * 60_000)
+  // Its last failure is old, but its block ended a minute ago: the streak is not stale yet.
+  await db.insertInto('login_throttle').values({ username: 'capped', failures: 9, last_failed_at: new Date(now.getTime() - 16 * 60_000), blocked_until: new Date(now.getTime() - 60_000) }).execute()
   await db.insertInto('login_throttle').values(Array.from({ length: 250 }, (_, i) => ({ username: `stale${i}`, failures: 1, last_failed_at: old, blocked_until: null }))).execute()
   await db.insertInto('login_throttle').values(Array.from({ length: 150 }, (_, i) => ({ username: `recent${i}`, failures: 1, last_failed_at: new Date(now.getTime() - (150 - i) * 1000), blocked_until: null }))).execute()
+  t.equal(await pruneLoginThrottle(db, now, { max: 15 * 60, maxRows: 10_000, batch: 100 }), 250, 'every stale row')
+  t.ok(await db.selectFrom('login_throttle').select('username').where('username', '=', 'capped').executeTakeFirst(), 'but not a streak whose block ended less than the maximum ago')
   const deleted = await pruneLoginThrottle(db, now, { max: 15 * 60, maxRows: 100, batch: 100 })
-  t.equal(deleted, 250 + 51, 'every stale row, then the oldest past the cap of 100')
+  t.equal(deleted, 52, 'then the oldest past the cap of 100')
   const left = await db.selectFrom('login_throttle').select('username').execute()
   t.equal(left.length, 100)
   t.ok(left.some((r) => r.username === 'nobody'), 'the newest streaks are kept')

@@ -9,7 +9,7 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   const env = { DATABASE_URL: url, NODE_ENV: 'production' }
   const before = await runCli(['migrate', 'status', '--json'], env)
   t.equal(before.code, 0, before.stderr)
-  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null, null, null, null, null, null])
+  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null, null, null, null, null, null, null])
 
   const up = await runCli(['migrate', 'up'], env)
   t.equal(up.code, 0, up.stderr)
@@ -57,6 +57,11 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
     t.same(JSON.parse(reverted.stdout), { reverted: [name] }, `down reverted ${name}`)
   }
   t.equal(await triggers(), 2, 'up created the triggers that notify client changes')
+  const countBody = async (): Promise<string> =>
+    (await sql<{ body: string }>`SELECT prosrc AS body FROM pg_proc WHERE proname = 'tessera_count_login_attempt'`.execute(connection.db)).rows[0]?.body ?? ''
+  t.match(await countBody(), 'WHEN coalesce(lt.blocked_until, lt.last_failed_at) < stale', 'up: a streak is stale from the end of its block')
+  await revertNewest('0010_login_backoff_streak')
+  t.match(await countBody(), 'WHEN lt.last_failed_at < stale', 'down: from its last failure, as before')
   await revertNewest('0009_client_changes')
   t.equal(await triggers(), 0, 'down dropped them')
   t.equal(await functions('tessera_notify_client_change'), 0, 'and their function')
@@ -94,7 +99,7 @@ t.test('two migrate up at once apply each migration once', async (t) => {
   t.equal(a.code, 0, a.stderr)
   t.equal(b.code, 0, b.stderr)
   const applied = [...JSON.parse(a.stdout).applied, ...JSON.parse(b.stdout).applied]
-  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients', '0005_refresh_grant', '0006_refresh_writes', '0007_refresh_token_kid_brin', '0008_login_round_trips', '0009_client_changes'], 'exactly one process applied each')
+  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients', '0005_refresh_grant', '0006_refresh_writes', '0007_refresh_token_kid_brin', '0008_login_round_trips', '0009_client_changes', '0010_login_backoff_streak'], 'exactly one process applied each')
 })
 
 t.test('the schema enforces its constraints', async (t) => {
