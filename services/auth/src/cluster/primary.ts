@@ -83,6 +83,10 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     if (created !== undefined) logger.info({ kid: created }, 'created the first signing key')
     await loadKeyring(connection.db, kek, keyring, { onRejectedKey: logRejectedKey(logger) })
     if (await ensureDefaultClient(connection.db, config, new Date())) logger.info({ client_id: config.defaultClientId }, 'registered the default public client')
+    if (config.simplejwtCompat && config.signup === 'open') {
+      // A DRF service finds a token's user by name: a name signed up here before its Django user was imported is that Django user to it.
+      logger.warn('sign-up is open while SimpleJWT compatibility is on: anyone can claim a Django username that is not imported yet; set TESSERA_SIGNUP=closed until the import is done (docs/migrating-from-simplejwt.md)')
+    }
 
     const workers = new Set<Worker>()
     const broadcast = (message: Notice): void => {

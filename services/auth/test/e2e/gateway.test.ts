@@ -99,6 +99,7 @@ t.test('through the gateway', async (t) => {
     TESSERA_SIMPLEJWT_COMPAT: 'on'
   }
   const auth = [await startServer(t, env), await startServer(t, env)]
+  t.match(auth[0]?.output(), /"level":40,.*"msg":"sign-up is open while SimpleJWT compatibility is on: anyone can claim a Django username that is not imported yet; set TESSERA_SIGNUP=closed/, 'open sign-up beside SimpleJWT\'s routes is warned of at start')
   const notes = await startNotes(t, { DATABASE_URL: env.DATABASE_URL, NOTES_ISSUER: issuer, NOTES_JWKS_TTL: '1', NODE_EXTRA_CA_CERTS: tls.cert })
   const gateway: Gateway = await startGateway(t, {
     httpPort,
