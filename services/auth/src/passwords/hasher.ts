@@ -17,7 +17,7 @@
  */
 import fastq, { type queueAsPromised } from 'fastq'
 import { OAuthError } from '../errors.js'
-import { ARGON2_PARAMS, hashPassword, needsRehash, verifyPassword, type Argon2Params, type Verdict } from './verify.js'
+import { ARGON2_PARAMS, hashPassword, needsRehash, verifiable, verifyPassword, type Argon2Params, type Verdict } from './verify.js'
 
 /** The bench hashes its fixtures with Tessera's own parameters. */
 export { ARGON2_PARAMS }
@@ -228,6 +228,10 @@ export class PasswordHasher implements PasswordHashing {
 
   /** Every verify, Tessera's argon2id or an imported Django hash (passwords/verify.ts picks by format), waits in the same queue. */
   async verify (hash: string, password: string): Promise<boolean> {
+    // A hash nothing reads would answer at once, and the time would tell an
+    // account with no usable password from one that is checked: it costs a
+    // real verify, as an unknown user does.
+    if (!verifiable(hash)) return await this.dummyVerify(password)
     return (await this.#run(async () => await this.#engine.verify(hash, password))).ok
   }
 

@@ -40,6 +40,11 @@ const VERIFIERS: readonly Verifier[] = [
   }
 ]
 
+/** Whether any verifier reads `encodedHash`; one none reads (Django's unusable `!…`, a format no longer known) never verifies. */
+export function verifiable (encodedHash: string): boolean {
+  return VERIFIERS.some((v) => v.reads(encodedHash))
+}
+
 export async function hashPassword (password: string, params: Argon2Params = ARGON2_PARAMS): Promise<string> {
   return await argon2.hash(password, { ...params, type: argon2.argon2id })
 }

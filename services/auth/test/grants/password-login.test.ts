@@ -126,14 +126,21 @@ t.test('unknown user, wrong password, disabled user: the same answer, each hashe
   t.same([hasher.dummies, hasher.verifies], [1, 2], 'a wrong password a real one')
   const disabled = await attempt(app, 'dave', PASSWORD)
   t.same([hasher.dummies, hasher.verifies], [1, 3], 'a disabled user a real one too')
+  // Imported from Django with an unusable password: no verifier reads `!…`, which would answer at once and tell the account apart.
+  const fay = await signUp(app, 'fay', PASSWORD)
+  await connection.db.updateTable('users').set({ password_hash: '!unusable-django-password' }).where('id', '=', fay.id).execute()
+  const unusable = await attempt(app, 'fay', PASSWORD)
+  t.same([hasher.dummies, hasher.verifies], [2, 5], 'a hash nothing reads costs the dummy verify, as an unknown user does')
+  t.same(unusable, { status: 400, body: { error: 'invalid_grant', error_description: 'the username or password is incorrect' } })
   for (const answer of [unknown, wrong, disabled]) t.same(answer, { status: 400, body: { error: 'invalid_grant', error_description: 'the username or password is incorrect' } })
 
-  t.same(await counts(connection.db), { sessions: 0, tokens: 0, throttled: 3 }, 'no session; each name counted once')
+  t.same(await counts(connection.db), { sessions: 0, tokens: 0, throttled: 4 }, 'no session; each name counted once')
   const failed = await auditRows(connection.db, 'login.failed')
   t.match(failed, [
     { actor: 'anonymous', user_id: null, username: 'nobody', detail: { reason: 'unknown_user', failures: 1 } },
     { actor: carol.id, user_id: carol.id, username: 'carol', detail: { reason: 'wrong_password', failures: 1 } },
-    { actor: dave.id, user_id: dave.id, username: 'dave', detail: { reason: 'user_disabled', failures: 1 } }
+    { actor: dave.id, user_id: dave.id, username: 'dave', detail: { reason: 'user_disabled', failures: 1 } },
+    { actor: fay.id, user_id: fay.id, username: 'fay', detail: { reason: 'wrong_password', failures: 1 } }
   ])
 })
 
