@@ -6,6 +6,13 @@
  * it is blacklisted, and its verify then refuses it as blacklisted. Telling
  * a client its used refresh token is fine would invite it to present that
  * token again, which past the grace window is reuse and ends the session.
+ *
+ * Within the grace window after its use, though, a used refresh token is
+ * `live`: it still refreshes (to the same successor), and answering `spent`
+ * at once would tell whoever stole it the moment its owner rotated it, so
+ * that they could take the successor too within the window, undetected
+ * (a security review polled verify once a second and shadowed a session
+ * this way). Past the window it is `spent`.
  * @module
  */
 import type { Issuer } from './issue.js'
@@ -29,6 +36,7 @@ export async function tokenStanding (issuer: Issuer, token: string, now: Date): 
     .where('refresh_tokens.jti', '=', claims.jti).where('sessions.id', '=', claims.sid)
     .executeTakeFirst()
   if (row === undefined) return 'invalid'
-  if (row.revoked_at !== null || row.used_at !== null) return 'spent'
+  const usedBeyondGrace = row.used_at !== null && row.used_at.getTime() + issuer.config.refreshGrace * 1000 <= now.getTime()
+  if (row.revoked_at !== null || usedBeyondGrace) return 'spent'
   return row.expires_at > now ? 'live' : 'invalid'
 }
