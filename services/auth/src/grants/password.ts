@@ -9,6 +9,7 @@
  * must wait rather than ask the user again.
  * @module
  */
+import { createHash } from 'node:crypto'
 import { CompiledQuery } from 'kysely'
 import { invalidCredentials } from '../errors.js'
 import { namedStatement } from '../db/named-statements.js'
@@ -39,9 +40,13 @@ export interface LoginDeps extends Issuer {
   backoff: BackoffPolicy
 }
 
-/** The back-off key: the normalized name, or for a name no user can have, its folded text (bounded). */
+/**
+ * The back-off key, also the audit row's username: the normalized name, or
+ * for a text no user can have as a name, `#` and a digest of it, never the
+ * text (sometimes a password typed in the wrong field).
+ */
 function throttleKey (username: string | undefined, raw: string): string {
-  return username ?? raw.normalize('NFKC').toLowerCase().slice(0, 64)
+  return username ?? `#${createHash('sha256').update(raw.normalize('NFKC').toLowerCase()).digest('hex').slice(0, 32)}`
 }
 
 async function recordFailure (deps: LoginDeps, key: string, userId: string | undefined, reason: string, streak: FailureRecord, input: PasswordGrantInput): Promise<void> {

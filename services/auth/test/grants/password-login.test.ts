@@ -144,6 +144,18 @@ t.test('unknown user, wrong password, disabled user: the same answer, each hashe
   ])
 })
 
+t.test('a text no user can have as a name (a password typed in the wrong field) is stored nowhere: its back-off key and audit row carry a digest', async (t) => {
+  const { app, connection } = await loginApp(t, { TESSERA_LOGIN_BACKOFF_AFTER: '2' })
+  for (let i = 0; i < 2; i++) t.equal((await attempt(app, 'My Secret Pass!', 'whatever it is')).status, 400)
+  t.equal((await attempt(app, 'my secret pass!', 'whatever it is')).status, 429, 'still backed off, by the folded text\'s digest')
+  const keys = (await connection.db.selectFrom('login_throttle').select('username').execute()).map((r) => r.username)
+  t.match(keys, [/^#[0-9a-f]{32}$/])
+  const rows = await connection.db.selectFrom('audit_events').selectAll().where('type', 'in', ['login.failed', 'login.backed_off']).execute()
+  t.same(rows.map((r) => r.type), ['login.failed', 'login.failed', 'login.backed_off'])
+  t.same([...new Set(rows.map((r) => r.username))], keys, 'the audit rows name the key')
+  t.notMatch(JSON.stringify({ keys, rows }), /secret/i, 'the text itself is nowhere')
+})
+
 t.test('a Django hash: verified as typed, upgraded to argon2id in the login\'s one call', async (t) => {
   const { app, connection } = await loginApp(t)
   const salt = 'django-salt'
