@@ -20,6 +20,8 @@ export interface UsersTable {
   created_at: DefaultedTimestamp
   password_changed_at: DefaultedTimestamp
   disabled_at: Timestamp | null
+  /** Set by `tessera users import` (migrations/0011); null for a user signed up or created in Tessera. */
+  imported_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>
 }
 
 export interface SigningKeysTable {

@@ -6,8 +6,10 @@
  * round trip, atomic: a batch is all in or all out). Duplicates in the file
  * are found by Postgres, not by memory: the names seen so far live in a
  * temporary table on the import's own connection, so the process holds one
- * batch whatever the file's size. Existing usernames are skipped, so running
- * the same file again changes nothing. One audit event records the counts.
+ * batch whatever the file's size. Usernames already imported are skipped, so
+ * running the same file again changes nothing; a name a user signed up or
+ * created in Tessera holds is reported (users.imported_at tells them
+ * apart). One audit event records the counts.
  *
  * A name that NFKC and lower-casing change (Django's `Dave`) is imported
  * last, and only if no record spelled exactly as Tessera keeps it (`dave`)
@@ -99,7 +101,8 @@ function checkRecord (record: SourceRecord): GoodRow | ImportProblem {
 
 interface BatchOutcome {
   position: number
-  outcome: 'created' | 'existing' | 'duplicate'
+  /** `taken`: the name belongs to a user signed up or created in Tessera, not imported. */
+  outcome: 'created' | 'existing' | 'taken' | 'duplicate'
   first_position: number
 }
 
@@ -115,8 +118,8 @@ async function importBatch (db: Db, rows: GoodRow[], options: ImportOptions): Pr
   const disabled = rows.map((r) => r.disabled)
   const created = options.dryRun
     ? sql`SELECT s.username FROM seen s WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.username = s.username)`
-    : sql`INSERT INTO users (username, password_hash, disabled_at)
-        SELECT i.username, i.password_hash, CASE WHEN i.disabled THEN ${options.now}::timestamptz END
+    : sql`INSERT INTO users (username, password_hash, disabled_at, imported_at)
+        SELECT i.username, i.password_hash, CASE WHEN i.disabled THEN ${options.now}::timestamptz END, ${options.now}::timestamptz
         FROM input i JOIN seen s ON s.position = i.position
         ON CONFLICT (username) DO NOTHING RETURNING username`
   const result = await sql<BatchOutcome>`
@@ -128,7 +131,10 @@ async function importBatch (db: Db, rows: GoodRow[], options: ImportOptions): Pr
       ON CONFLICT (username) DO NOTHING RETURNING username, position
     ), created AS (${created})
     SELECT i.position,
-      CASE WHEN s.position IS NULL THEN 'duplicate' WHEN c.username IS NULL THEN 'existing' ELSE 'created' END AS outcome,
+      CASE WHEN s.position IS NULL THEN 'duplicate'
+        WHEN c.username IS NOT NULL THEN 'created'
+        WHEN EXISTS (SELECT 1 FROM users u WHERE u.username = i.username AND u.imported_at IS NULL) THEN 'taken'
+        ELSE 'existing' END AS outcome,
       COALESCE((SELECT f.position FROM seen f WHERE f.username = i.username), (SELECT p.position FROM import_seen p WHERE p.username = i.username)) AS first_position
     FROM input i
     LEFT JOIN seen s ON s.position = i.position
@@ -180,6 +186,8 @@ export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>,
             problem({ position: row.position, username: row.spelled ?? row.username, reason: `username: same as ${positionName(options.format)} ${outcome.first_position} after NFKC and lower-casing${kept}` })
           } else if (outcome.outcome === 'existing') {
             report.existing++
+          } else if (outcome.outcome === 'taken') {
+            problem({ position: row.position, username: row.spelled ?? row.username, reason: 'username: taken in Tessera by a user who was not imported (signed up or created there); a DRF service would give them this Django user\'s data: rename one, or delete that user, before switching' })
           } else {
             report.created++
             if (row.disabled) report.disabled++

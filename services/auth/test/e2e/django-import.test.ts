@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { buildTestApp, login } from '../helpers/app.js'
+import { buildTestApp, login, signUp } from '../helpers/app.js'
 import { REPO_ROOT } from '../helpers/gateway.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { runCli } from '../helpers/server.js'
@@ -135,6 +135,14 @@ t.test('Django\'s Dave and dave: dave keeps the name whatever the order, so no o
   await login(ctx.app, 'zed', PASSWORD)
   const human = await runCli(['users', 'import', file, '--dry-run'], env)
   t.match(human.stdout, /skipped 2 existing; 1 problem\(s\) \(dry run: nothing written\)\n {2}record 1 \(Dave\): username: same as record 2/)
+
+  // A name someone signed up in Tessera before its Django user was imported is reported, not skipped as imported.
+  await signUp(ctx.app, 'newguy', 'an impostor\'s password')
+  const later = join(dir, 'later.csv')
+  await writeFile(later, `username,password_hash,disabled\nnewguy,${JSON.parse(dump)[0].fields.password as string},false\nzed,${JSON.parse(dump)[2].fields.password as string},false\n`)
+  const reimport = JSON.parse((await runCli(['users', 'import', later, '--json'], env)).stdout)
+  t.match(reimport, { created: 0, existing: 1, problem_count: 1, problems: [{ position: 2, username: 'newguy', reason: /^username: taken in Tessera by a user who was not imported \(signed up or created there\); a DRF service would give them this Django user's data/ }] }, 'zed, imported before, is skipped')
+
   const fresh = await createTestDatabase(t)
   const said = await runCli(['users', 'import', file], { ...env, DATABASE_URL: fresh })
   t.match(said.stdout, /\n {2}1 of them under their name after NFKC and lower-casing \(Zed as zed\): a DRF service finds a token's user by exact name/)

@@ -9,7 +9,7 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   const env = { DATABASE_URL: url, NODE_ENV: 'production' }
   const before = await runCli(['migrate', 'status', '--json'], env)
   t.equal(before.code, 0, before.stderr)
-  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null, null, null, null, null, null, null])
+  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null, null, null, null, null, null, null, null])
 
   const up = await runCli(['migrate', 'up'], env)
   t.equal(up.code, 0, up.stderr)
@@ -27,6 +27,8 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
     (await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_proc WHERE proname = ${name}`.execute(connection.db)).rows[0]?.n
   const tables = async (name: string): Promise<number | undefined> =>
     (await sql<{ n: number }>`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name = ${name}`.execute(connection.db)).rows[0]?.n
+  const columns = async (table: string, name: string): Promise<number | undefined> =>
+    (await sql<{ n: number }>`SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = ${table} AND column_name = ${name}`.execute(connection.db)).rows[0]?.n
   const triggers = async (): Promise<number | undefined> =>
     (await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_trigger WHERE tgrelid = 'clients'::regclass AND NOT tgisinternal`.execute(connection.db)).rows[0]?.n
   t.equal(await functions('tessera_refresh_grant'), 1, 'up created the refresh grant function')
@@ -57,6 +59,18 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
     t.same(JSON.parse(reverted.stdout), { reverted: [name] }, `down reverted ${name}`)
   }
   t.equal(await triggers(), 2, 'up created the triggers that notify client changes')
+  // 0011 judges the users already there by the audit trail: a user.created row means signed up or created in Tessera.
+  const [signedUp, imported] = await connection.db.insertInto('users').values([{ username: 'signed-up', password_hash: 'x' }, { username: 'imported', password_hash: 'x' }]).returning('id').execute()
+  await connection.db.insertInto('audit_events').values({ type: 'user.created', user_id: signedUp?.id ?? '' }).execute()
+  await revertNewest('0011_users_imported_at')
+  t.equal((await runCli(['migrate', 'up'], env)).code, 0)
+  const importedAt = async (): Promise<Record<string, boolean>> => Object.fromEntries((await connection.db.selectFrom('users').select(['id', 'imported_at']).execute())
+    .map((u) => [u.id === imported?.id ? 'imported' : 'signed-up', u.imported_at !== null]))
+  t.same(await importedAt(), { 'signed-up': false, imported: true }, 'up: a user with a user.created row was not imported; one without was')
+  await connection.db.deleteFrom('audit_events').execute()
+  await connection.db.deleteFrom('users').execute()
+  await revertNewest('0011_users_imported_at')
+  t.equal(await columns('users', 'imported_at'), 0, 'down dropped the column')
   const countBody = async (): Promise<string> =>
     (await sql<{ body: string }>`SELECT prosrc AS body FROM pg_proc WHERE proname = 'tessera_count_login_attempt'`.execute(connection.db)).rows[0]?.body ?? ''
   t.match(await countBody(), 'WHEN coalesce(lt.blocked_until, lt.last_failed_at) < stale', 'up: a streak is stale from the end of its block')
@@ -99,7 +113,7 @@ t.test('two migrate up at once apply each migration once', async (t) => {
   t.equal(a.code, 0, a.stderr)
   t.equal(b.code, 0, b.stderr)
   const applied = [...JSON.parse(a.stdout).applied, ...JSON.parse(b.stdout).applied]
-  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients', '0005_refresh_grant', '0006_refresh_writes', '0007_refresh_token_kid_brin', '0008_login_round_trips', '0009_client_changes', '0010_login_backoff_streak'], 'exactly one process applied each')
+  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients', '0005_refresh_grant', '0006_refresh_writes', '0007_refresh_token_kid_brin', '0008_login_round_trips', '0009_client_changes', '0010_login_backoff_streak', '0011_users_imported_at'], 'exactly one process applied each')
 })
 
 t.test('the schema enforces its constraints', async (t) => {
