@@ -25,6 +25,11 @@ t.test('a duration past a hundred years, and an interval past what a Node timer 
   t.equal(loadConfig({ TESSERA_CLEANUP_INTERVAL: '24d', TESSERA_KEY_PUBLISH_LEAD: '25d' }, '/srv').cleanupInterval, 24 * 86_400)
 })
 
+t.test('the default client\'s id is not shaped like a user id: its client_credentials tokens would carry it as sub', async (t) => {
+  t.throws(() => loadConfig({ TESSERA_DEFAULT_CLIENT_ID: '0b8e1f7a-5c3d-4e2f-9a1b-2c3d4e5f6a7b' }, '/srv'), { message: /^TESSERA_DEFAULT_CLIENT_ID="0b8e1f7a-5c3d-4e2f-9a1b-2c3d4e5f6a7b" is invalid: expected 1 to 64 of A-Z a-z 0-9 \. _ -, not shaped like a UUID/ })
+  t.equal(loadConfig({ TESSERA_DEFAULT_CLIENT_ID: 'web-app' }, '/srv').defaultClientId, 'web-app')
+})
+
 t.test('defaults follow DESIGN', async (t) => {
   const config = loadConfig({}, '/srv')
   t.equal(config.port, 8080)

@@ -5,6 +5,7 @@
  */
 import type { Db } from '../db/database.js'
 import { normalizeUsername } from '../passwords/policy.js'
+import { UUID_TEXT } from '../util/uuid.js'
 
 export interface AuditRow {
   id: number
@@ -21,8 +22,6 @@ export interface AuditRow {
   detail: Record<string, unknown>
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-
 /** Oldest first, like `tail`: the last `limit` events. */
 export async function tailAudit (db: Db, options: { user?: string | undefined, limit: number }): Promise<AuditRow[]> {
   let query = db.selectFrom('audit_events').selectAll()
@@ -37,7 +36,7 @@ export async function tailAudit (db: Db, options: { user?: string | undefined, l
         // found through the events that recorded both (user.created, user.deleted).
         eb('user_id', 'in', eb.selectFrom('audit_events as named').select('named.user_id').where('named.username', '=', name).where('named.user_id', 'is not', null))
       ]
-      if (UUID.test(user)) about.push(eb('user_id', '=', user.toLowerCase()))
+      if (UUID_TEXT.test(user)) about.push(eb('user_id', '=', user.toLowerCase()))
       return eb.or(about)
     })
   }

@@ -10,6 +10,7 @@ import type { Db, GrantType } from '../db/database.js'
 import { isResourceIndicator } from './resource.js'
 import { generateSecret } from './secret.js'
 import { TesseraError } from '../errors.js'
+import { UUID_TEXT } from '../util/uuid.js'
 
 export const GRANT_TYPES: readonly GrantType[] = ['password', 'refresh_token', 'client_credentials']
 export const isGrantType = (value: string): value is GrantType => (GRANT_TYPES as readonly string[]).includes(value)
@@ -30,6 +31,8 @@ export class ClientRuleError extends TesseraError {
 
 function checked (client: NewClient): NewClient & { grants: GrantType[] } {
   if (!CLIENT_ID_PATTERN.test(client.clientId)) throw new ClientRuleError('client_id: must be 1 to 64 of A-Z a-z 0-9 . _ -')
+  // A client's own tokens (client_credentials) carry its id as `sub`: shaped like a user id, a resource could take it for one (RFC 9068 §5).
+  if (UUID_TEXT.test(client.clientId)) throw new ClientRuleError('client_id: must not look like a UUID, which a user id is (a client_credentials token\'s sub is its client_id)')
   const unknown = client.grants.filter((g) => !isGrantType(g))
   if (unknown.length > 0 || client.grants.length === 0) throw new ClientRuleError(`grants: expected some of ${GRANT_TYPES.join(', ')}`)
   const grants = [...new Set(client.grants)] as GrantType[]
