@@ -355,6 +355,10 @@ t.test('through the gateway', async (t) => {
     t.ok(signups.filter((r) => r.status === 429).length >= 5, 'sign-ups are limited too')
     t.ok(signups.some((r) => r.status === 400), 'within the burst, Tessera answers')
     await sleep(2500)
+    const changes = await Promise.all(Array.from({ length: 40 }, async () => await gateway.request('PUT', '/v1/password', { body: { current_password: 'x', new_password: 'y' } })))
+    t.ok(changes.filter((r) => r.status === 429).length >= 10, 'password changes, which check a password as a login does, are limited with the token requests')
+    t.ok(changes.some((r) => r.status === 401), 'within the burst, Tessera answers (no Bearer token: 401)')
+    await sleep(2500)
   })
 
   t.test('every auth instance down: the JWKS is served from the cache and notes keeps verifying', async (t) => {
