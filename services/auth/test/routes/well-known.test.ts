@@ -10,6 +10,7 @@ import t from 'tap'
 import { request } from '@tessera/testkit'
 import type { LoadedKey } from '../../src/keys/keyring.js'
 import { buildTestApp, login, printedHooks, signUp } from '../helpers/app.js'
+import type { App } from '../../src/http/app-types.js'
 
 const JWKS = '/.well-known/jwks.json'
 
@@ -62,9 +63,7 @@ t.test('the JWKS answer changes exactly when the published set does', async (t) 
 
 t.test('HEAD of the JWKS: a 200 with the headers of a GET and no body, a 304 that claims no length of zero', async (t) => {
   const { app } = await buildTestApp(t)
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  const address = app.server.address()
-  const port = typeof address === 'object' && address !== null ? address.port : 0
+  const port = await listening(app)
   // Over a real socket: inject does not model HEAD's missing body.
   const url = `http://127.0.0.1:${port}${JWKS}`
   const get = await request(url)
@@ -118,8 +117,8 @@ async function oneConnection (port: number, steps: Array<{ path: string, request
   return received
 }
 
-t.test('draining: the request in flight closes its connection, and a JWKS request behind it does not keep it alive', async (t) => {
-  const { app } = await buildTestApp(t)
+/** GET /test/slow answers after 300 ms; the promise resolves when a request is in it. */
+async function slowRoute (app: App): Promise<void> {
   let started = (): void => {}
   const inFlight = new Promise<void>((resolve) => { started = resolve })
   app.get('/test/slow', async () => {
@@ -127,9 +126,19 @@ t.test('draining: the request in flight closes its connection, and a JWKS reques
     await new Promise((resolve) => setTimeout(resolve, 300))
     return { done: true }
   })
+  return await inFlight
+}
+
+async function listening (app: App): Promise<number> {
   await app.listen({ port: 0, host: '127.0.0.1' })
   const address = app.server.address()
-  const port = typeof address === 'object' && address !== null ? address.port : 0
+  return typeof address === 'object' && address !== null ? address.port : 0
+}
+
+t.test('draining: the request in flight closes its connection, and a JWKS request behind it does not keep it alive', async (t) => {
+  const { app } = await buildTestApp(t)
+  const inFlight = slowRoute(app)
+  const port = await listening(app)
   let closed: Promise<void> | undefined
   const received = await oneConnection(port, [
     { path: '/test/slow' },
@@ -155,18 +164,10 @@ t.test('draining: the request in flight closes its connection, and a JWKS reques
 // request, would run it and drop its answer: a refresh token spent unanswered.
 t.test('draining: a refresh pipelined behind the request in flight is never run, so its token is not spent', async (t) => {
   const { app, connection } = await buildTestApp(t)
-  let started = (): void => {}
-  const inFlight = new Promise<void>((resolve) => { started = resolve })
-  app.get('/test/slow', async () => {
-    started()
-    await new Promise((resolve) => setTimeout(resolve, 300))
-    return { done: true }
-  })
+  const inFlight = slowRoute(app)
   await signUp(app, 'pipelined', 'a long enough password')
   const { refresh_token: refreshToken } = await login(app, 'pipelined', 'a long enough password')
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  const address = app.server.address()
-  const port = typeof address === 'object' && address !== null ? address.port : 0
+  const port = await listening(app)
   const form = `grant_type=refresh_token&refresh_token=${refreshToken}`
   let closed: Promise<void> | undefined
   const received = await oneConnection(port, [
