@@ -31,7 +31,9 @@ export function keyLifecycleEnv (databaseUrl: string, settings: Record<string, s
 }
 
 export async function startServer (t: Test, env: Record<string, string>, options: { timeoutMs?: number } = {}): Promise<RunningServer> {
-  const server = spawnProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', PORT: '0', LOG_LEVEL: 'info', ...env } })
+  // The event-loop-delay ceiling off unless a test sets it, as in-process tests have it (helpers/app.ts):
+  // several servers starting at once on a loaded 2-core machine see delays past the 1 s default, and shed a login the test expects answered.
+  const server = spawnProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', PORT: '0', LOG_LEVEL: 'info', TESSERA_MAX_EVENT_LOOP_DELAY_MS: '0', ...env } })
   t.teardown(async () => { await server.stop('SIGKILL') })
   const [, url = ''] = await server.waitFor(/"address":"(http:\/\/[^"]+)".*"msg":"tessera is serving"/, options.timeoutMs ?? 60_000, 'the server')
   return { url, process: server.child, output: server.output, exited: server.exited, stop: async (signal = 'SIGTERM') => await server.stop(signal) }
