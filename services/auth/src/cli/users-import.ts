@@ -59,6 +59,8 @@ export async function usersImportCommand (ctx: CommandContext): Promise<void> {
     input.destroy()
   }
   if (!dryRun) await recordImport(db, report, { format, complete: report.error === undefined })
+  // A file not one record of which could be read has nothing to count: its error alone says what is wrong.
+  if (report.error !== undefined && report.read === 0) throw new CliError(report.error)
   ctx.out.result(summary(report, file, format), {
     file,
     format,

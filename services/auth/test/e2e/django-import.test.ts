@@ -161,6 +161,7 @@ t.test('bad input: each reported with its position and reason, nothing half-impo
   const garbage = await runCli(['users', 'import', notJson], env)
   t.equal(garbage.code, 1)
   t.match(garbage.stderr, /^tessera: the file is not a JSON array of records \(.*\); is this the output of manage\.py dumpdata auth\.user\?\n$/, 'nothing read: not called truncated')
+  t.equal(garbage.stdout, '', 'and no summary of nothing ("read 0 record(s)") before it')
   const directory = await runCli(['users', 'import', dir], env)
   t.same([directory.code, directory.stderr], [1, `tessera: cannot read ${dir}: it is a directory\n`])
 
