@@ -2,7 +2,8 @@
  * `tessera users import FILE [--format django|csv] [--dry-run] [--json]`.
  * Prints the counts and each problem row with its position; exits 1 when
  * the file could not be read to its end (what full batches held before that
- * point is imported, and a second run with the whole file finishes the job).
+ * point is imported, but no renamed row: users/import.ts; a second run with
+ * the whole file finishes the job).
  * @module
  */
 import { open } from 'node:fs/promises'

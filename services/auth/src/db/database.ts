@@ -22,6 +22,8 @@ export interface UsersTable {
   disabled_at: Timestamp | null
   /** Set by `tessera users import` (migrations/0011); null for a user signed up or created in Tessera. */
   imported_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>
+  /** The spelling the import read, when NFKC and lower-casing changed it (`Dave` for `dave`). */
+  imported_as: ColumnType<string | null, string | null | undefined, string | null>
 }
 
 export interface SigningKeysTable {

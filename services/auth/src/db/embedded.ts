@@ -118,13 +118,14 @@ async function clusterDir (dataDir: string, as: RunAs): Promise<string> {
   return outside
 }
 
-async function readOrCreateSecret (file: string): Promise<string> {
+/** The secret in `file`, made now if there is none; `created` only for the one caller whose `wx` write made it. */
+async function readOrCreateSecret (file: string): Promise<{ secret: string, created: boolean }> {
   try {
-    return (await fs.readFile(file, 'utf8')).trim()
+    return { secret: (await fs.readFile(file, 'utf8')).trim(), created: false }
   } catch {
     const secret = randomBytes(24).toString('base64url')
-    await fs.writeFile(file, `${secret}\n`, { mode: 0o600, flag: 'wx' }).catch(() => undefined)
-    return (await fs.readFile(file, 'utf8')).trim()
+    const created = await fs.writeFile(file, `${secret}\n`, { mode: 0o600, flag: 'wx' }).then(() => true, () => false)
+    return { secret: (await fs.readFile(file, 'utf8')).trim(), created }
   }
 }
 
@@ -178,26 +179,29 @@ const ownerFile = (pgdata: string): string => `${pgdata}.owner`
 const passwordDigest = (password: string): string => createHash('sha256').update(password).digest('hex')
 
 /**
- * Called for a data directory that does not yet say where its cluster is
- * kept. A cluster found there anyway, made with another password, belongs to
- * a data directory that was removed (`rm -rf .data` to start afresh): its
- * password went with that directory, as did the KEK sealing its signing keys,
- * so nothing in it can be used, and a new directory at the same path is keyed
- * to the same place. It is stopped and removed, as a cluster kept inside
- * would have gone with the directory. Runs starting at once agree on the
- * password (created once, `wx`), so one never takes another's new cluster for
- * an orphan; a replaced `postgres.password` in a directory that is still
- * there is not this case, and is answered by the start's own error.
+ * Called only by the start that made the data directory's password (its
+ * `wx` write won), so by one start however many run at once. A cluster
+ * found at the directory's place outside it, made with another password,
+ * belongs to a data directory that was removed (`rm -rf .data` to start
+ * afresh): its password went with that directory, as did the KEK sealing its
+ * signing keys, so nothing in it can be used, and a new directory at the same
+ * path is keyed to the same place. It is stopped and moved aside in one
+ * rename, then removed, as a cluster kept inside would have gone with the
+ * directory. A replaced `postgres.password` in a directory that is still
+ * there is not this case (its password was not made now), and is answered
+ * by the start's own error.
  */
 async function discardOrphanedCluster (bins: Binaries, pgdata: string, password: string, as: RunAs): Promise<void> {
   const madeWith = await fs.readFile(ownerFile(pgdata), 'utf8').then((text) => text.trim(), () => undefined)
   if (madeWith === undefined || madeWith === passwordDigest(password)) return
   if (await runningServer(bins, pgdata, as) !== undefined) {
-    await must(bins.pg_ctl, ['stop', '-D', pgdata, '-m', 'fast', '-w', '-t', '60'], as, 'pg_ctl stop')
+    await run(bins.pg_ctl, ['stop', '-D', pgdata, '-m', 'fast', '-w', '-t', '60'], as)
   }
-  await fs.rm(pgdata, { recursive: true, force: true })
+  const aside = `${pgdata}.discarded-${process.pid}`
+  await fs.rename(pgdata, aside)
   await fs.rm(ownerFile(pgdata), { force: true })
-  await fs.mkdir(pgdata, { mode: 0o700 })
+  await fs.rm(aside, { recursive: true, force: true })
+  await fs.mkdir(pgdata, { recursive: true, mode: 0o700 })
   if (as.uid !== undefined) await fs.chown(pgdata, as.uid, as.gid ?? as.uid)
 }
 
@@ -218,8 +222,7 @@ export async function startEmbeddedPostgres (dataDir: string): Promise<EmbeddedP
   const as: RunAs = root ? await postgresUser() : {}
   const bins = root ? await reachableBinaries(await binaries(), as) : await binaries()
   const passwordFile = path.join(dataDir, 'postgres.password')
-  const password = await readOrCreateSecret(passwordFile)
-  const dataDirIsNew = !(await exists(path.join(dataDir, 'postgres-location')))
+  const { secret: password, created: dataDirIsNew } = await readOrCreateSecret(passwordFile)
   const pgdata = await clusterDir(dataDir, as)
   const keptOutside = pgdata !== path.join(dataDir, 'postgres')
   if (keptOutside && dataDirIsNew) await discardOrphanedCluster(bins, pgdata, password, as)

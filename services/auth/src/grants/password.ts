@@ -9,7 +9,6 @@
  * must wait rather than ask the user again.
  * @module
  */
-import { createHash } from 'node:crypto'
 import { CompiledQuery } from 'kysely'
 import { invalidCredentials } from '../errors.js'
 import { namedStatement } from '../db/named-statements.js'
@@ -42,11 +41,15 @@ export interface LoginDeps extends Issuer {
 
 /**
  * The back-off key, also the audit row's username: the normalized name, or
- * for a text no user can have as a name, `#` and a digest of it, never the
- * text (sometimes a password typed in the wrong field).
+ * `#invalid` for every text no user can have as a name. Such a text is
+ * sometimes a password typed in the wrong field, and even a digest of it
+ * could be reversed with a dictionary; a login with it can never succeed,
+ * so one shared back-off costs no one a login.
  */
-function throttleKey (username: string | undefined, raw: string): string {
-  return username ?? `#${createHash('sha256').update(raw.normalize('NFKC').toLowerCase()).digest('hex').slice(0, 32)}`
+const INVALID_NAME_KEY = '#invalid'
+
+function throttleKey (username: string | undefined): string {
+  return username ?? INVALID_NAME_KEY
 }
 
 async function recordFailure (deps: LoginDeps, key: string, userId: string | undefined, reason: string, streak: FailureRecord, input: PasswordGrantInput): Promise<void> {
@@ -137,7 +140,7 @@ export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput)
   requireGrant(client, 'password')
   const audience = audienceFor(resource, client.resources)
   const scope = grantedScope(input.scope, client.scopes)
-  const key = throttleKey(username, input.username)
+  const key = throttleKey(username)
   const { attempt, user } = await countAttemptAndReadUser(deps, key, username, input.now)
   if (attempt.refused) {
     await recordAudit(deps.db, { type: 'login.backed_off', actor: 'anonymous', username: key, ...input.context, detail: { retry_after: attempt.retryAfter } })

@@ -4,10 +4,11 @@
  * base·2^(failures−threshold), capped at `max`; while blocked the password
  * grant and the password change answer 429 without hashing. Every attempt is
  * counted before hashing (countLoginAttempt, a SQL function of
- * migrations/0008); a success deletes the row. Unknown names
+ * migrations/0008, its streak rule 0010); a success deletes the row. Unknown names
  * are tracked exactly like real ones (nothing tells them apart), and the rows
- * are bounded: a failure streak older than `max` starts again from zero, and
- * pruneLoginThrottle deletes such rows and caps the table.
+ * are bounded: a streak starts again from zero once `max` has passed since
+ * its block ended (migrations/0010), and pruneLoginThrottle deletes such
+ * rows and caps the table.
  *
  * Nothing here locks anyone out for good: the worst an attacker can do is keep
  * one name in back-off for `max` at a time, and existing sessions keep working.
@@ -40,7 +41,7 @@ export type Attempt = ({ refused: false } & FailureRecord) | { refused: true, re
 
 /**
  * The call that counts an attempt as a failure before any hashing
- * (migrations/0008): one upsert that also refuses it when the name is
+ * (migrations/0008, replaced by 0010): one upsert that also refuses it when the name is
  * blocked, so concurrent attempts on any number of instances each count once
  * and a burst evaluates at most `threshold` guesses (a check-then-act would
  * let the whole burst through). A success then deletes the row. Parameters:
@@ -120,7 +121,7 @@ export async function clearLoginFailures (db: Db, key: string): Promise<void> {
 }
 
 export interface PruneOptions {
-  /** Rows whose last failure is older than this are forgotten (their block has ended). */
+  /** Rows whose block ended (or, never blocked, whose last failure came) longer ago than this are forgotten. */
   max: Seconds
   /** The table never keeps more than this many rows; the oldest go first. */
   maxRows: number

@@ -36,7 +36,8 @@ export async function tokenStanding (issuer: Issuer, token: string, now: Date): 
     .where('refresh_tokens.jti', '=', claims.jti).where('sessions.id', '=', claims.sid)
     .executeTakeFirst()
   if (row === undefined) return 'invalid'
-  const usedBeyondGrace = row.used_at !== null && row.used_at.getTime() + issuer.config.refreshGrace * 1000 <= now.getTime()
+  // The refresh grant's own bound (migrations/0006): still within the window at its last instant.
+  const usedBeyondGrace = row.used_at !== null && row.used_at.getTime() + issuer.config.refreshGrace * 1000 < now.getTime()
   if (row.revoked_at !== null || usedBeyondGrace) return 'spent'
   return row.expires_at > now ? 'live' : 'invalid'
 }

@@ -48,7 +48,7 @@ export interface ImportReport {
   /** At most `maxProblems` of them, in file order; past that cap, the renamed rows' (judged last) are the ones left out. */
   problems: ImportProblem[]
   dryRun: boolean
-  /** Set when the file could not be read to its end: the full batches before it are imported, the rest is not. */
+  /** Set when the file could not be read to its end: the full batches before it are imported, the rest is not, nor any renamed row. */
   error?: string
 }
 
@@ -70,6 +70,12 @@ interface GoodRow {
   disabled: boolean
   /** The name as the file spells it, when that is not `username`. */
   spelled?: string
+  /**
+   * A record already reported as a problem, spelled exactly as Tessera keeps
+   * its name: it is not imported, but its name stays its own, so no other
+   * spelling of it (`Dave` for a refused `dave`) is imported in its place.
+   */
+  refused?: true
 }
 
 /** Tessera's own argon2id, as `tessera users create` or a Tessera export writes it. */
@@ -99,11 +105,23 @@ function checkRecord (record: SourceRecord): GoodRow | ImportProblem {
   return record.username === username ? row : { ...row, spelled: record.username.slice(0, 80) }
 }
 
+/** For a record reported as a problem: the row that keeps its name, when the file spells that name exactly as Tessera keeps it. */
+function nameKeptBy (record: SourceRecord): GoodRow | undefined {
+  if (typeof record.username !== 'string' || normalizeUsername(record.username) !== record.username) return undefined
+  return { position: record.position, username: record.username, passwordHash: '', disabled: false, refused: true }
+}
+
 interface BatchOutcome {
   position: number
-  /** `taken`: the name belongs to a user signed up or created in Tessera, not imported. */
-  outcome: 'created' | 'existing' | 'taken' | 'duplicate'
+  /**
+   * `existing`: imported before from this same spelling. `taken`: held by a
+   * user no import created. `spelled_otherwise`: imported before from
+   * another Django user's spelling of the name (`Dave` then `dave`).
+   */
+  outcome: 'created' | 'existing' | 'taken' | 'spelled_otherwise' | 'duplicate'
   first_position: number
+  first_refused: boolean
+  held_as: string | null
 }
 
 /**
@@ -116,26 +134,34 @@ async function importBatch (db: Db, rows: GoodRow[], options: ImportOptions): Pr
   const usernames = rows.map((r) => r.username)
   const hashes = rows.map((r) => r.passwordHash)
   const disabled = rows.map((r) => r.disabled)
+  const spelled = rows.map((r) => r.spelled ?? null)
+  const refused = rows.map((r) => r.refused === true)
   const created = options.dryRun
-    ? sql`SELECT s.username FROM seen s WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.username = s.username)`
-    : sql`INSERT INTO users (username, password_hash, disabled_at, imported_at)
-        SELECT i.username, i.password_hash, CASE WHEN i.disabled THEN ${options.now}::timestamptz END, ${options.now}::timestamptz
-        FROM input i JOIN seen s ON s.position = i.position
+    ? sql`SELECT s.username FROM seen s WHERE NOT s.refused AND NOT EXISTS (SELECT 1 FROM users u WHERE u.username = s.username)`
+    : sql`INSERT INTO users (username, password_hash, disabled_at, imported_at, imported_as)
+        SELECT i.username, i.password_hash, CASE WHEN i.disabled THEN ${options.now}::timestamptz END, ${options.now}::timestamptz, i.spelled
+        FROM input i JOIN seen s ON s.position = i.position WHERE NOT i.refused
         ON CONFLICT (username) DO NOTHING RETURNING username`
+  // A name a user holds is this import's own only when an import made it
+  // from this very spelling; anything else (a sign-up, even one committed
+  // since this statement began, or another Django user's spelling) is reported.
   const result = await sql<BatchOutcome>`
     WITH input AS (
-      SELECT * FROM unnest(${positions}::int[], ${usernames}::text[], ${hashes}::text[], ${disabled}::bool[])
-        AS t(position, username, password_hash, disabled)
+      SELECT * FROM unnest(${positions}::int[], ${usernames}::text[], ${hashes}::text[], ${disabled}::bool[], ${spelled}::text[], ${refused}::bool[])
+        AS t(position, username, password_hash, disabled, spelled, refused)
     ), seen AS (
-      INSERT INTO import_seen (username, position) SELECT username, position FROM input ORDER BY position
-      ON CONFLICT (username) DO NOTHING RETURNING username, position
+      INSERT INTO import_seen (username, position, refused) SELECT username, position, refused FROM input ORDER BY position
+      ON CONFLICT (username) DO NOTHING RETURNING username, position, refused
     ), created AS (${created})
     SELECT i.position,
       CASE WHEN s.position IS NULL THEN 'duplicate'
         WHEN c.username IS NOT NULL THEN 'created'
-        WHEN EXISTS (SELECT 1 FROM users u WHERE u.username = i.username AND u.imported_at IS NULL) THEN 'taken'
-        ELSE 'existing' END AS outcome,
-      COALESCE((SELECT f.position FROM seen f WHERE f.username = i.username), (SELECT p.position FROM import_seen p WHERE p.username = i.username)) AS first_position
+        WHEN EXISTS (SELECT 1 FROM users u WHERE u.username = i.username AND u.imported_at IS NOT NULL AND u.imported_as IS NOT DISTINCT FROM i.spelled) THEN 'existing'
+        WHEN EXISTS (SELECT 1 FROM users u WHERE u.username = i.username AND u.imported_at IS NOT NULL) THEN 'spelled_otherwise'
+        ELSE 'taken' END AS outcome,
+      COALESCE((SELECT f.position FROM seen f WHERE f.username = i.username), (SELECT p.position FROM import_seen p WHERE p.username = i.username)) AS first_position,
+      COALESCE((SELECT f.refused FROM seen f WHERE f.username = i.username), (SELECT p.refused FROM import_seen p WHERE p.username = i.username)) AS first_refused,
+      (SELECT coalesce(u.imported_as, u.username) FROM users u WHERE u.username = i.username) AS held_as
     FROM input i
     LEFT JOIN seen s ON s.position = i.position
     LEFT JOIN created c ON c.username = i.username AND s.position IS NOT NULL
@@ -172,22 +198,29 @@ export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>,
   }
   // The temporary table belongs to one connection: every batch runs on it.
   await db.connection().execute(async (conn) => {
-    await sql`CREATE TEMPORARY TABLE import_seen (username text PRIMARY KEY, position int NOT NULL)`.execute(conn)
+    await sql`CREATE TEMPORARY TABLE import_seen (username text PRIMARY KEY, position int NOT NULL, refused bool NOT NULL)`.execute(conn)
     await sql`CREATE TEMPORARY TABLE import_deferred (position int PRIMARY KEY, username text NOT NULL, password_hash text NOT NULL, disabled bool NOT NULL, spelled text NOT NULL)`.execute(conn)
     try {
       const flush = async (rows: GoodRow[]): Promise<void> => {
         const byPosition = new Map(rows.map((r) => [r.position, r]))
         for (const outcome of await importBatch(conn, rows, options)) {
           const row = byPosition.get(outcome.position)
-          if (row === undefined) continue
+          // A refused record was reported already; it only kept its name.
+          if (row === undefined || row.refused === true) continue
+          const username = row.spelled ?? row.username
           if (outcome.outcome === 'duplicate') {
             report.duplicates++
-            const kept = outcome.first_position > row.position ? `, which is kept: it is spelled "${row.username}"` : ''
-            problem({ position: row.position, username: row.spelled ?? row.username, reason: `username: same as ${positionName(options.format)} ${outcome.first_position} after NFKC and lower-casing${kept}` })
+            const first = `username: same as ${positionName(options.format)} ${outcome.first_position} after NFKC and lower-casing`
+            const why = outcome.first_refused
+              ? `, which is not imported (see its problem) and keeps its name: under "${row.username}" this one would be that user to a DRF service`
+              : outcome.first_position > row.position ? `, which is kept: it is spelled "${row.username}"` : ''
+            problem({ position: row.position, username, reason: `${first}${why}` })
           } else if (outcome.outcome === 'existing') {
             report.existing++
+          } else if (outcome.outcome === 'spelled_otherwise') {
+            problem({ position: row.position, username, reason: `username: "${row.username}" was imported before from "${outcome.held_as ?? row.username}", another Django user; a DRF service would give one of them the other's data: rename one in Django, delete the Tessera user, and import again` })
           } else if (outcome.outcome === 'taken') {
-            problem({ position: row.position, username: row.spelled ?? row.username, reason: 'username: taken in Tessera by a user who was not imported (signed up or created there); a DRF service would give them this Django user\'s data: rename one, or delete that user, before switching' })
+            problem({ position: row.position, username, reason: 'username: held in Tessera by a user no import made (signed up or created there, or imported before Tessera recorded imports); a DRF service would give them this Django user\'s data: rename one, or delete that user, before switching' })
           } else {
             report.created++
             if (row.disabled) report.disabled++
@@ -213,10 +246,13 @@ export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>,
           const checked = checkRecord(record)
           if ('reason' in checked) {
             problem(checked)
-            continue
+            const kept = nameKeptBy(record)
+            if (kept !== undefined) batch.push(kept)
+          } else if (checked.spelled === undefined) {
+            batch.push(checked)
+          } else {
+            renamed.push(checked)
           }
-          if (checked.spelled === undefined) batch.push(checked)
-          else renamed.push(checked)
           if (batch.length >= batchSize) {
             const full = batch
             await write(async () => { await flush(full) })

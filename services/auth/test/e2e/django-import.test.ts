@@ -141,7 +141,35 @@ t.test('Django\'s Dave and dave: dave keeps the name whatever the order, so no o
   const later = join(dir, 'later.csv')
   await writeFile(later, `username,password_hash,disabled\nnewguy,${JSON.parse(dump)[0].fields.password as string},false\nzed,${JSON.parse(dump)[2].fields.password as string},false\n`)
   const reimport = JSON.parse((await runCli(['users', 'import', later, '--json'], env)).stdout)
-  t.match(reimport, { created: 0, existing: 1, problem_count: 1, problems: [{ position: 2, username: 'newguy', reason: /^username: taken in Tessera by a user who was not imported \(signed up or created there\); a DRF service would give them this Django user's data/ }] }, 'zed, imported before, is skipped')
+  t.match(reimport, { created: 0, existing: 0, problem_count: 2 })
+  t.match([...reimport.problems].sort((a: { position: number }, b: { position: number }) => a.position - b.position), [
+    { position: 2, username: 'newguy', reason: /^username: held in Tessera by a user no import made \(signed up or created there, or imported before Tessera recorded imports\); a DRF service would give them this Django user's data/ },
+    { position: 3, username: 'zed', reason: /^username: "zed" was imported before from "Zed"/ }
+  ])
+  const again = JSON.parse((await runCli(['users', 'import', file, '--json'], env)).stdout)
+  t.match(again, { created: 0, existing: 2, problem_count: 1 }, 'the same file again: dave and Zed skipped as imported from those very records, Dave still a duplicate')
+
+  // The exact spelling refused for a problem of its own still keeps its name from Dave.
+  const refusedExact = join(dir, 'refused.csv')
+  await writeFile(refusedExact, `username,password_hash,disabled\nKim,${JSON.parse(dump)[0].fields.password as string},false\nkim,md5$salt$0123456789abcdef0123456789abcdef,false\n`)
+  const kept = JSON.parse((await runCli(['users', 'import', refusedExact, '--json'], env)).stdout)
+  t.match(kept, { created: 0, problem_count: 2 })
+  t.match([...kept.problems].sort((a: { position: number }, b: { position: number }) => a.position - b.position), [
+    { position: 2, username: 'Kim', reason: 'username: same as line 3 after NFKC and lower-casing, which is not imported (see its problem) and keeps its name: under "kim" this one would be that user to a DRF service' },
+    { position: 3, username: 'kim', reason: /^password: unknown hash algorithm "md5"/ }
+  ], 'Kim is not imported as kim')
+
+  // Across imports: dave (exact) was imported; a later file's Dave is another Django user's spelling, and the other way round.
+  const otherSpelling = join(dir, 'other.csv')
+  await writeFile(otherSpelling, `username,password_hash,disabled\nDAVE,${JSON.parse(dump)[0].fields.password as string},false\n`)
+  t.match(JSON.parse((await runCli(['users', 'import', otherSpelling, '--json'], env)).stdout), {
+    created: 0, existing: 0, problems: [{ position: 2, username: 'DAVE', reason: /^username: "dave" was imported before from "dave", another Django user/ }]
+  })
+  const zedExact = join(dir, 'zed.csv')
+  await writeFile(zedExact, `username,password_hash,disabled\nzed,${JSON.parse(dump)[2].fields.password as string},false\n`)
+  t.match(JSON.parse((await runCli(['users', 'import', zedExact, '--json'], env)).stdout), {
+    created: 0, existing: 0, problems: [{ position: 2, username: 'zed', reason: /^username: "zed" was imported before from "Zed", another Django user/ }]
+  }, 'a Django user spelled zed, after Zed was imported as zed: reported, not skipped')
 
   const fresh = await createTestDatabase(t)
   const said = await runCli(['users', 'import', file], { ...env, DATABASE_URL: fresh })

@@ -9,7 +9,7 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   const env = { DATABASE_URL: url, NODE_ENV: 'production' }
   const before = await runCli(['migrate', 'status', '--json'], env)
   t.equal(before.code, 0, before.stderr)
-  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null, null, null, null, null, null, null, null])
+  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null, null, null, null, null, null, null, null, null])
 
   const up = await runCli(['migrate', 'up'], env)
   t.equal(up.code, 0, up.stderr)
@@ -59,18 +59,34 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
     t.same(JSON.parse(reverted.stdout), { reverted: [name] }, `down reverted ${name}`)
   }
   t.equal(await triggers(), 2, 'up created the triggers that notify client changes')
-  // 0011 judges the users already there by the audit trail: a user.created row means signed up or created in Tessera.
-  const [signedUp, imported] = await connection.db.insertInto('users').values([{ username: 'signed-up', password_hash: 'x' }, { username: 'imported', password_hash: 'x' }]).returning('id').execute()
-  await connection.db.insertInto('audit_events').values({ type: 'user.created', user_id: signedUp?.id ?? '' }).execute()
+  // 0012 rewrites the rows of failed logins whose username no user could have, kept as typed before it.
+  await connection.db.insertInto('audit_events').values([{ type: 'login.failed', username: 'my secret pass!' }, { type: 'login.failed', username: 'alice' }]).execute()
+  await connection.db.insertInto('login_throttle').values([{ username: 'my secret pass!', failures: 1, last_failed_at: new Date() }, { username: 'alice', failures: 1, last_failed_at: new Date() }]).execute()
+  await revertNewest('0012_redact_invalid_usernames')
+  t.equal((await runCli(['migrate', 'up'], env)).code, 0)
+  t.same((await connection.db.selectFrom('audit_events').select('username').where('type', '=', 'login.failed').orderBy('id').execute()).map((r) => r.username), ['#invalid', 'alice'], 'up: the text is gone from the audit rows, a real name stays')
+  t.same((await connection.db.selectFrom('login_throttle').select('username').execute()).map((r) => r.username), ['alice'], 'and from the back-off')
+  await connection.db.deleteFrom('audit_events').execute()
+  await connection.db.deleteFrom('login_throttle').execute()
+  await revertNewest('0012_redact_invalid_usernames')
+
+  // 0011 marks a user already there imported only on positive evidence: no user.created row and a hash not yet Tessera's.
+  const users = await connection.db.insertInto('users').values([
+    { username: 'signed-up', password_hash: '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA' },
+    { username: 'imported', password_hash: 'pbkdf2_sha256$260000$salt$aGFzaA==' },
+    { username: 'logged-in', password_hash: '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA' }
+  ]).returning(['id', 'username']).execute()
+  await connection.db.insertInto('audit_events').values({ type: 'user.created', user_id: users[0]?.id ?? '' }).execute()
   await revertNewest('0011_users_imported_at')
   t.equal((await runCli(['migrate', 'up'], env)).code, 0)
-  const importedAt = async (): Promise<Record<string, boolean>> => Object.fromEntries((await connection.db.selectFrom('users').select(['id', 'imported_at']).execute())
-    .map((u) => [u.id === imported?.id ? 'imported' : 'signed-up', u.imported_at !== null]))
-  t.same(await importedAt(), { 'signed-up': false, imported: true }, 'up: a user with a user.created row was not imported; one without was')
+  const imported = Object.fromEntries((await connection.db.selectFrom('users').select(['username', 'imported_at']).execute()).map((u) => [u.username, u.imported_at !== null]))
+  t.same(imported, { 'signed-up': false, imported: true, 'logged-in': false }, 'up: only a user with no user.created row and a Django hash still is taken for imported; when unsure, not')
   await connection.db.deleteFrom('audit_events').execute()
   await connection.db.deleteFrom('users').execute()
+  await revertNewest('0012_redact_invalid_usernames')
   await revertNewest('0011_users_imported_at')
-  t.equal(await columns('users', 'imported_at'), 0, 'down dropped the column')
+  t.equal(await columns('users', 'imported_at'), 0, 'down dropped the columns')
+  t.equal(await columns('users', 'imported_as'), 0)
   const countBody = async (): Promise<string> =>
     (await sql<{ body: string }>`SELECT prosrc AS body FROM pg_proc WHERE proname = 'tessera_count_login_attempt'`.execute(connection.db)).rows[0]?.body ?? ''
   t.match(await countBody(), 'WHEN coalesce(lt.blocked_until, lt.last_failed_at) < stale', 'up: a streak is stale from the end of its block')
@@ -113,7 +129,7 @@ t.test('two migrate up at once apply each migration once', async (t) => {
   t.equal(a.code, 0, a.stderr)
   t.equal(b.code, 0, b.stderr)
   const applied = [...JSON.parse(a.stdout).applied, ...JSON.parse(b.stdout).applied]
-  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients', '0005_refresh_grant', '0006_refresh_writes', '0007_refresh_token_kid_brin', '0008_login_round_trips', '0009_client_changes', '0010_login_backoff_streak', '0011_users_imported_at'], 'exactly one process applied each')
+  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients', '0005_refresh_grant', '0006_refresh_writes', '0007_refresh_token_kid_brin', '0008_login_round_trips', '0009_client_changes', '0010_login_backoff_streak', '0011_users_imported_at', '0012_redact_invalid_usernames'], 'exactly one process applied each')
 })
 
 t.test('the schema enforces its constraints', async (t) => {
