@@ -20,10 +20,17 @@
  */
 import { sql } from 'kysely'
 
-/** @param {import('kysely').Kysely<unknown>} db */
-export async function up (db) {
+/**
+ * Creates, or replaces, tessera_count_login_attempt with a streak judged
+ * stale once `streakEnd` (an expression over the row `lt`) is older than the
+ * maximum back-off. Here the last failure; migrations/0010 calls it again
+ * with the end of the block, and with this one again on its way down.
+ * @param {import('kysely').Kysely<unknown>} db
+ * @param {string} streakEnd
+ */
+export async function defineCountLoginAttempt (db, streakEnd) {
   await sql`
-    CREATE FUNCTION tessera_count_login_attempt (
+    CREATE OR REPLACE FUNCTION tessera_count_login_attempt (
       attempt_key text,
       at_time timestamptz,
       threshold integer,
@@ -48,11 +55,11 @@ export async function up (db) {
         VALUES (attempt_key, 1, at_time, CASE WHEN 1 >= threshold
           THEN at_time + make_interval(secs => LEAST(base_seconds * power(2, LEAST(1 - threshold, 40)), max_seconds)) END)
         ON CONFLICT (username) DO UPDATE SET
-          failures = CASE WHEN lt.last_failed_at < stale THEN 1 ELSE lt.failures + 1 END,
+          failures = CASE WHEN ${sql.raw(streakEnd)} < stale THEN 1 ELSE lt.failures + 1 END,
           last_failed_at = at_time,
-          blocked_until = CASE WHEN (CASE WHEN lt.last_failed_at < stale THEN 1 ELSE lt.failures + 1 END) >= threshold
+          blocked_until = CASE WHEN (CASE WHEN ${sql.raw(streakEnd)} < stale THEN 1 ELSE lt.failures + 1 END) >= threshold
             THEN at_time + make_interval(secs => LEAST(base_seconds * power(2,
-              LEAST((CASE WHEN lt.last_failed_at < stale THEN 1 ELSE lt.failures + 1 END) - threshold, 40)), max_seconds)) END
+              LEAST((CASE WHEN ${sql.raw(streakEnd)} < stale THEN 1 ELSE lt.failures + 1 END) - threshold, 40)), max_seconds)) END
           WHERE lt.blocked_until IS NULL OR lt.blocked_until <= at_time
         RETURNING false, NULL::integer, lt.failures, lt.blocked_until
         INTO refused, retry_after, failures, blocked_until;
@@ -67,8 +74,14 @@ export async function up (db) {
       blocked_until := NULL;
       RETURN NEXT;
     END
-    $fn$;
+    $fn$
+  `.execute(db)
+}
 
+/** @param {import('kysely').Kysely<unknown>} db */
+export async function up (db) {
+  await defineCountLoginAttempt(db, 'lt.last_failed_at')
+  await sql`
     CREATE FUNCTION tessera_start_login (
       verified_user uuid,
       verified_hash text,
