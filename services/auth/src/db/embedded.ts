@@ -51,6 +51,9 @@ function run (file: string, args: string[], as: RunAs): Promise<{ code: number, 
   })
 }
 
+/** pg_ctl's fast stop (in-flight transactions rolled back), waited for up to a minute. */
+const stopArgs = (pgdata: string): string[] => ['stop', '-D', pgdata, '-m', 'fast', '-w', '-t', '60']
+
 async function must (file: string, args: string[], as: RunAs, what: string): Promise<string> {
   const { code, output } = await run(file, args, as)
   if (code !== 0) throw new Error(`${what} failed (exit ${code}): ${output.trim().split('\n').slice(-3).join(' | ')}`)
@@ -195,7 +198,7 @@ async function discardOrphanedCluster (bins: Binaries, pgdata: string, password:
   const madeWith = await fs.readFile(ownerFile(pgdata), 'utf8').then((text) => text.trim(), () => undefined)
   if (madeWith === undefined || madeWith === passwordDigest(password)) return
   if (await runningServer(bins, pgdata, as) !== undefined) {
-    await run(bins.pg_ctl, ['stop', '-D', pgdata, '-m', 'fast', '-w', '-t', '60'], as)
+    await run(bins.pg_ctl, stopArgs(pgdata), as)
   }
   const aside = `${pgdata}.discarded-${process.pid}`
   await fs.rename(pgdata, aside)
@@ -252,7 +255,7 @@ export async function startEmbeddedPostgres (dataDir: string): Promise<EmbeddedP
     await ensureDatabase(adminUrl)
   } catch (err) {
     // A server this call started is not left running for a caller that fails.
-    if (started) await run(bins.pg_ctl, ['stop', '-D', pgdata, '-m', 'fast', '-w', '-t', '60'], as)
+    if (started) await run(bins.pg_ctl, stopArgs(pgdata), as)
     if ((err as { code?: string }).code === '28P01') {
       throw new Error(`the embedded Postgres in ${pgdata} refuses the password in ${passwordFile} (was that file replaced?): restore it, or remove ${keptOutside ? `${dataDir} and ${pgdata}` : dataDir} to start afresh`)
     }
@@ -267,7 +270,7 @@ export async function startEmbeddedPostgres (dataDir: string): Promise<EmbeddedP
     stop: async () => {
       if (!started || stopped) return
       stopped = true
-      await must(bins.pg_ctl, ['stop', '-D', pgdata, '-m', 'fast', '-w', '-t', '60'], as, 'pg_ctl stop')
+      await must(bins.pg_ctl, stopArgs(pgdata), as, 'pg_ctl stop')
     }
   }
 }
@@ -279,6 +282,6 @@ export async function stopEmbeddedPostgres (dataDir: string): Promise<boolean> {
   const bins = root ? await reachableBinaries(await binaries(), as) : await binaries()
   const pgdata = await clusterDir(dataDir, as)
   if (await runningServer(bins, pgdata, as) === undefined) return false
-  await must(bins.pg_ctl, ['stop', '-D', pgdata, '-m', 'fast', '-w', '-t', '60'], as, 'pg_ctl stop')
+  await must(bins.pg_ctl, stopArgs(pgdata), as, 'pg_ctl stop')
   return true
 }
