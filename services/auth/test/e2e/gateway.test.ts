@@ -365,6 +365,13 @@ t.test('through the gateway', async (t) => {
     t.ok(changes.filter((r) => r.status === 429).length >= 10, 'password changes, which check a password as a login does, are limited with the token requests')
     t.ok(changes.some((r) => r.status === 401), 'within the burst, Tessera answers (no Bearer token: 401)')
     await sleep(2500)
+    const revocations = await Promise.all(Array.from({ length: 40 }, async () => await gateway.request('POST', '/oauth/revoke', { body: 'token=not-a-token&client_id=notes-web', headers: { 'content-type': 'application/x-www-form-urlencoded' } })))
+    const refusedRevocation = revocations.find((r) => r.status === 429)
+    t.ok(revocations.filter((r) => r.status === 429).length >= 10, 'revocations, which verify a signature and write as a refresh does, are limited with the token requests')
+    t.same(refusedRevocation?.json(), { error: 'temporarily_unavailable', error_description: 'too many requests; retry later' }, 'in RFC 6749\'s format, as /oauth/ answers')
+    t.equal(refusedRevocation?.headers['retry-after'], '1')
+    t.ok(revocations.some((r) => r.status === 200), 'within the burst, Tessera answers (an unknown token: 200, RFC 7009 §2.2)')
+    await sleep(2500)
   })
 
   t.test('every auth instance down: the JWKS is served from the cache and notes keeps verifying', async (t) => {
