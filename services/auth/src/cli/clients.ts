@@ -58,6 +58,12 @@ function options (ctx: CommandContext): { values: Record<string, string | boolea
   return { values, id: positionals[1] }
 }
 
+function graceSeconds (given: string | boolean | undefined): number {
+  const seconds = parseDuration(typeof given === 'string' ? given : '24h')
+  if (seconds === undefined) throw new CliError('--grace: expected a duration such as 0, 300s, 1h or 24h', 2)
+  return seconds
+}
+
 export async function clientsCommand (ctx: CommandContext): Promise<void> {
   const [action] = ctx.args
   const { values, id } = options(ctx)
@@ -74,6 +80,8 @@ export async function clientsCommand (ctx: CommandContext): Promise<void> {
     return
   }
   if (id === undefined || !['create', 'show', 'rotate-secret', 'disable', 'delete'].includes(action ?? '')) throw new CliError(USAGE, 2)
+  // A bad duration is a usage error, found before a database is opened.
+  const grace = action === 'rotate-secret' ? graceSeconds(values.grace) : 0
   const { db } = await ctx.connection()
   const now = new Date()
   if (action === 'create') {
@@ -107,8 +115,6 @@ export async function clientsCommand (ctx: CommandContext): Promise<void> {
     return
   }
   if (action === 'rotate-secret') {
-    const grace = parseDuration(typeof values.grace === 'string' ? values.grace : '24h')
-    if (grace === undefined) throw new CliError('--grace: expected a duration such as 0, 300s, 1h or 24h', 2)
     const rotated = await rotateClientSecret(db, { clientId: id, graceSeconds: grace, now }, OPERATOR)
     if (rotated.kind === 'unknown') throw new CliError(`no client named ${id}`)
     if (rotated.kind === 'public') throw new CliError(`${id} is a public client: it has no secret`)

@@ -80,4 +80,8 @@ t.test('clients: failures are one line and a non-zero exit', async (t) => {
     t.equal(res.code, code, `${args.join(' ')}: exit ${code}`)
     t.match(res.stderr, stderr, args.join(' '))
   }
+  // Nothing listens on port 1: the duration is refused before a connection is tried.
+  const unreachable = await runCli(['clients', 'rotate-secret', 'tessera', '--grace=-5'], { DATABASE_URL: 'postgres://tessera@127.0.0.1:1/tessera' })
+  t.equal(unreachable.code, 2, 'a bad --grace is a usage error before the database is opened')
+  t.match(unreachable.stderr, /^tessera: --grace: expected a duration such as 0, 300s, 1h or 24h\n$/)
 })
