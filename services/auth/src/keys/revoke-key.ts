@@ -9,7 +9,7 @@ import type { Db, KeyState } from '../db/database.js'
 import { recordAudit } from '../audit/record.js'
 import { endSessions } from '../sessions/end.js'
 import { lockKeys } from './ensure.js'
-import { createKey, notifyKeysChanged, promoteKey, type Actor, type KeyMaking } from './transitions.js'
+import { assertKekMatches, createKey, notifyKeysChanged, promoteKey, type Actor, type KeyMaking } from './transitions.js'
 import { TesseraError } from '../errors.js'
 
 export interface RevokeOutcome {
@@ -37,6 +37,14 @@ export async function revokeKey (db: Db, making: KeyMaking, input: { kid: string
       .where('kid', '=', kid).executeTakeFirst()
     if (key === undefined) throw new UnknownKeyError(kid)
     if (key.state === 'revoked') return { kid, was: key.state, sessionsEnded: 0, promoted: undefined }
+    const next = key.state === 'current'
+      ? await trx.selectFrom('signing_keys').select('kid').where('state', '=', 'next').executeTakeFirst()
+      : undefined
+    // A replacement made here is sealed under this KEK. Checked before this
+    // key's private half is erased: it may be the last sealed one, and then
+    // nothing would be left to tell a wrong KEK, which would seal the new
+    // signer where no instance can open it.
+    if (key.state === 'current' && next === undefined) await assertKekMatches(trx, making.kek)
     await trx.updateTable('signing_keys').set({
       state: 'revoked',
       revoked_at: now,
@@ -48,7 +56,6 @@ export async function revokeKey (db: Db, making: KeyMaking, input: { kid: string
     const sessionsEnded = await endSessions(trx, { kid }, 'key_revoked', now, who)
     let promoted: string | undefined
     if (key.state === 'current') {
-      const next = await trx.selectFrom('signing_keys').select('kid').where('state', '=', 'next').executeTakeFirst()
       promoted = next?.kid ?? await createKey(trx, making, now, who)
       await promoteKey(trx, promoted, now, who, `replaces revoked ${kid}`)
     }

@@ -41,7 +41,7 @@ export async function readKeys (db: Db): Promise<SigningKeyRow[]> {
  * (an instance still running with the old KEK after `keys rewrap`): such a key
  * would stop every instance started with the new KEK.
  */
-async function assertKekMatches (db: Db, kek: Buffer): Promise<void> {
+export async function assertKekMatches (db: Db, kek: Buffer): Promise<void> {
   const sealed = await db.selectFrom('signing_keys').select(['kid', 'private_key_enc'])
     .where('private_key_enc', 'is not', null).limit(1).executeTakeFirst()
   if (sealed?.private_key_enc != null) decryptPrivateKey(kek, sealed.kid, sealed.private_key_enc)

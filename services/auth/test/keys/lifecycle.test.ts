@@ -175,6 +175,28 @@ t.test('revoke: out of the JWKS, sessions ended, a new signer at once', async (t
   t.not(replaced.promoted, pending.created)
 })
 
+t.test('revoke with a wrong KEK: refused before anything changes when a new signer must be sealed; a pending next key needs no KEK', async (t) => {
+  const { app, deps, kek, config } = await buildTestApp(t)
+  const making = { kek, bits: config.keyBits }
+  const wrong = { ...making, kek: randomBytes(32) }
+  await signUp(app, 'sam', 'correct horse battery')
+  const tokens = await login(app, 'sam', 'correct horse battery')
+  const k1 = kidOf(tokens.access_token)
+  const before = await deps.db.selectFrom('signing_keys').selectAll().orderBy('kid').execute()
+  t.equal(before.length, 1, 'the signer is the only key, so the only sealed one')
+
+  await t.rejects(revokeKey(deps.db, wrong, { kid: k1, now: new Date(), who: OPERATOR }), WrongKekError)
+  t.same(await deps.db.selectFrom('signing_keys').selectAll().orderBy('kid').execute(), before, 'the key still signs, its private half kept, no key made')
+  t.same(await auditTypes(deps.db, k1), ['key.created', 'key.promoted'], 'nothing audited')
+  t.equal((await refresh(app, tokens.refresh_token)).status, 200, 'its session was not ended')
+
+  const pending = await rotateKeys(deps.db, making, { immediate: false, now: new Date(), who: OPERATOR })
+  const revoked = await revokeKey(deps.db, wrong, { kid: k1, now: new Date(), who: OPERATOR })
+  t.same(revoked.promoted, pending.created, 'with a next key pending, nothing is sealed: the revoke goes through and the next key signs')
+  await loadKeyring(deps.db, kek, deps.keyring, { onRejectedKey: refuseRejectedKey })
+  t.equal(deps.keyring.signer?.kid, pending.created, 'under the KEK every instance has')
+})
+
 t.test('rewrap: all or nothing, and the old KEK stops working', async (t) => {
   const { deps, kek, config } = await buildTestApp(t)
   const making = { kek, bits: config.keyBits }
