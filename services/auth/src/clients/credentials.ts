@@ -59,13 +59,17 @@ function basic (encoded: string): { clientId: string, secret: string } {
 
 /** Throws invalid_request for a malformed or doubled authentication, invalid_client for unreadable Basic credentials. */
 export function clientCredentials (presented: PresentedCredentials): ClientCredentials {
-  const header = presented.authorization
-  const scheme = header === undefined ? undefined : /^Basic(?: +(\S*))?$/i.exec(header.trim())
+  const header = presented.authorization?.trim()
+  // A header that names the Basic scheme is read or refused, never ignored:
+  // ignored, a confidential client's malformed header would run as the default client.
+  const isBasic = header !== undefined && /^Basic(?:\s|$)/i.test(header)
+  const scheme = isBasic ? /^Basic(?: +(\S*))?$/i.exec(header) : undefined
+  if (scheme === null) throw badBasic('not one space-separated credential')
   const bodyId = presented.clientId
   if (bodyId !== undefined && !CLIENT_ID_PATTERN.test(bodyId)) {
     throw new OAuthError('invalid_request', 'client_id: must be 1 to 64 of A-Z a-z 0-9 . _ -')
   }
-  if (scheme !== undefined && scheme !== null) {
+  if (scheme !== undefined) {
     if (presented.clientSecret !== undefined) {
       throw new OAuthError('invalid_request', 'use one client authentication method: HTTP Basic or client_secret in the body, not both')
     }

@@ -93,6 +93,10 @@ t.test('client authentication failures: the precise error, never a hint, never a
   refusedBasic(t, await token(ctx, cc, { authorization: `Basic ${Buffer.from('a%zz:b').toString('base64')}` }), 'broken percent-encoding')
   refusedBasic(t, await token(ctx, cc, { authorization: basic('has space', secret) }), 'an id outside the pattern')
   refusedBasic(t, await token(ctx, cc, { authorization: 'Basic' }), 'no credentials at all')
+  // Read or refused, never ignored: ignored, the request would run as the default (public) client.
+  refusedBasic(t, await token(ctx, cc, { authorization: `Basic\t${Buffer.from(`svc:${secret}`).toString('base64')}` }), 'a tab after the scheme')
+  refusedBasic(t, await token(ctx, cc, { authorization: `${basic('svc', 'wrong')} extra` }), 'a second credential')
+  refusedBasic(t, await token(ctx, { grant_type: 'password', username: 'nobody', password: 'x' }, { authorization: `basic  ${Buffer.from('svc:wrong').toString('base64')} x` }), 'the same on a password grant')
   refusedBasic(t, await token(ctx, cc, { authorization: basic('spa', 'anything') }), 'a secret sent to a public client')
 
   const post = await token(ctx, { ...cc, client_id: 'svc', client_secret: 'wrong' })
