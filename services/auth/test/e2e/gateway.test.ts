@@ -7,12 +7,26 @@ import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { freePort } from '@tessera/testkit'
+import { connect as tlsConnect } from 'node:tls'
 import t from 'tap'
 import { createTestDatabase } from '../helpers/db.js'
 import { makeCertificate, nginxBinary, REPO_ROOT, startGateway, startNotes, tempDir, type Gateway, type Reply, type RequestOptions } from '../helpers/gateway.js'
 import { killInstance, runCli, startServer } from '../helpers/server.js'
 
 const PASSWORD = 'correct horse battery'
+
+/** Bytes as sent, over TLS: what no HTTP client library would send. Resolves with everything the gateway answered. */
+async function rawRequest (gateway: Gateway, bytes: string): Promise<string> {
+  const { hostname, port } = new URL(gateway.origin)
+  return await new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: hostname, port: Number(port), ca: readFileSync(gateway.cert) }, () => { socket.end(bytes) })
+    const chunks: Buffer[] = []
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+    socket.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')))
+    socket.on('error', reject)
+  })
+}
+
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
 t.test('nginx and dclint are present and the configuration is valid', async (t) => {
@@ -290,6 +304,14 @@ t.test('through the gateway', async (t) => {
     const hugeHeader = await gateway.request('GET', '/v1/me', { headers: { authorization: `Bearer ${'a'.repeat(10_000)}` } })
     t.equal(hugeHeader.status, 400, 'a header line past Nginx\'s 8 KB buffers')
     t.match(hugeHeader.json(), { type: 'about:blank', title: 'Bad Request', status: 400 }, 'in problem+json, not an HTML page')
+    // Request lines Nginx cannot read: its error page once was a named location, which it refuses for them (500, HTML).
+    for (const line of ['GARBAGE', 'POST /oauth/token%00 HTTP/1.1', 'GET /../x HTTP/1.1']) {
+      const raw = await rawRequest(gateway, `${line}\r\nHost: x\r\nConnection: close\r\n\r\n`)
+      t.match(raw, /^HTTP\/1\.1 400 Bad Request\r\n/, `${line}: 400`)
+      t.match(raw, /\r\ncontent-type: application\/problem\+json\r\n/i, `${line}: in problem+json`)
+      t.match(raw, /\r\n\r\n\{"type":"about:blank","title":"Bad Request","status":400,/, `${line}: the problem's body`)
+    }
+    t.equal((await gateway.request('GET', '/.tessera-gateway/bad-request')).status, 404, 'the error page is not a path a client can ask for')
     for (const path of ['/metrics', '/healthz']) {
       const unrouted = await gateway.request('GET', path)
       t.equal(unrouted.status, 404, `${path} is not routed`)
