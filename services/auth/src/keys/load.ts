@@ -6,7 +6,7 @@
  */
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'
 import { calculateJwkThumbprint } from 'jose'
-import type { Db, SigningKeyRow } from '../db/database.js'
+import type { Db, PublicJwk, SigningKeyRow } from '../db/database.js'
 import { decryptPrivateKey, WrongKekError } from './kek.js'
 import type { Keyring, LoadedKey } from './keyring.js'
 
@@ -70,14 +70,20 @@ export async function loadKeyring (db: Db, kek: Buffer, keyring: Keyring, option
   }
   const keys = rows.map((row): LoadedKey => {
     const known = keyring.get(row.kid)
-    const publicKey = known?.publicKey ?? createPublicKey({ key: { ...row.public_jwk }, format: 'jwk' })
+    // Published member by member: whatever else a row holds (a prime, by a
+    // bug or by hand; the schema's CHECK names only `d`) never reaches the JWKS.
+    // In jsonb's order, the order the JWKS had when it published the row as
+    // read, so its bytes and ETag stay those of earlier versions.
+    const { n, e } = row.public_jwk
+    const jwk: PublicJwk = { e, n, alg: 'RS256', kid: row.kid, kty: 'RSA', use: 'sig' }
+    const publicKey = known?.publicKey ?? createPublicKey({ key: { ...jwk }, format: 'jwk' })
     const privateKey = row.private_key_enc === null
       ? undefined
       : known?.privateKey ?? openPrivateKey(kek, row.kid, row.private_key_enc, options)
     return {
       kid: row.kid,
       state: row.state,
-      jwk: row.public_jwk,
+      jwk,
       publicKey,
       publicPem: known?.publicPem ?? publicKey.export({ format: 'pem', type: 'spki' }).toString(),
       privateKey,

@@ -144,14 +144,20 @@ t.test('a signing_keys row that does not hold together is neither published nor 
   }
   const forged = await jwkOf()
   const contradictory = await jwkOf()
+  const overfull = await jwkOf()
   await db.insertInto('signing_keys').values([
+    // A sound key whose row holds more than a public key: a prime factors n.
+    { kid: overfull.thumbprint, state: 'previous', bits: 2048, public_jwk: JSON.stringify({ kty: 'RSA', n: overfull.n, e: overfull.e, kid: overfull.thumbprint, alg: 'RS256', use: 'sig', p: 'a-prime', q: 'another', x5c: ['not ours'] }) },
     { kid: 'forged-kid', state: 'previous', bits: 2048, public_jwk: JSON.stringify({ kty: 'RSA', n: forged.n, e: forged.e, kid: 'forged-kid', alg: 'RS256', use: 'sig' }) },
     { kid: contradictory.thumbprint, state: 'previous', bits: 2048, unpublished_at: new Date(), public_jwk: JSON.stringify({ kty: 'RSA', n: contradictory.n, e: contradictory.e, kid: contradictory.thumbprint, alg: 'RS256', use: 'sig' }) }
   ]).execute()
   const server = await startServer(t, { DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url') })
   const kids = await jwksKids(server.url)
-  t.equal(kids.length, 1, 'only the key Tessera made is published')
+  t.equal(kids.length, 2, 'only the key Tessera made and the sound row are published')
+  t.ok(kids.includes(overfull.thumbprint))
   t.notOk(kids.includes('forged-kid') || kids.includes(contradictory.thumbprint))
+  const { keys } = await (await fetch(`${server.url}/.well-known/jwks.json`)).json() as { keys: Array<Record<string, unknown>> }
+  for (const key of keys) t.same(Object.keys(key), ['e', 'n', 'alg', 'kid', 'kty', 'use'], `${String(key.kid)}: the six public members alone, in the order (jsonb's) earlier versions published, so the ETag does not change`)
   const errors = server.output().split('\n').filter((line) => line.includes('"level":50'))
   t.ok(errors.some((line) => line.includes('forged-kid') && line.includes('thumbprint')), 'the forged kid is logged at error level')
   t.ok(errors.some((line) => line.includes(contradictory.thumbprint) && line.includes('unpublished_at')), 'so is the contradictory state')
