@@ -17,6 +17,7 @@ import type { Logger } from 'pino'
 import { ANSWER_TIMEOUT_MS, type Config } from './config.js'
 import type { App, Deps } from './http/app-types.js'
 import { answerUnparsedRequest, handleError, handleFrameworkError, unroutedHandler, type ErrorFormat } from './http/errors.js'
+import { firstRepeatedMember, RepeatedJsonMemberError } from './http/json-body.js'
 import { BODY_LIMIT } from './http/limits.js'
 import { registerHealthRoutes } from './routes/health.js'
 import { registerWellKnownRoutes } from './routes/well-known.js'
@@ -130,6 +131,21 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   await app.register(formbody, { bodyLimit: BODY_LIMIT })
   // JSON and form bodies only: anything else is a 415 (invalid_request on OAuth routes).
   app.removeContentTypeParser('text/plain')
+  // A member named twice is refused, as a repeated form parameter is (http/json-body.ts).
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, raw, done) => {
+    const body = raw.toString()
+    parseJson(request, body, (err, parsed) => {
+      if (err !== null) {
+        done(err)
+        return
+      }
+      const repeated = firstRepeatedMember(body)
+      if (repeated === undefined) done(null, parsed)
+      else done(new RepeatedJsonMemberError(repeated))
+    })
+  })
   // The second line of per-IP limits: the gateway's limit_req is the first and
   // is shared by every instance; this one counts per instance (in the
   // primary's memory, one budget across its workers: cluster/rate-limit.ts),

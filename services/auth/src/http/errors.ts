@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { DrfError, InvalidTokenError, isDatabaseUnavailable, OAuthError, ProblemError } from '../errors.js'
 import type { App } from './app-types.js'
+import { RepeatedJsonMemberError } from './json-body.js'
 import { BODY_LIMIT } from './limits.js'
 
 /** How a route answers errors, when not RFC 9457 problem+json (the default). */
@@ -121,6 +122,11 @@ function clientMistake (err: FastifyError): { status: number, detail: string } |
     case 'FST_ERR_CTP_INVALID_JSON_BODY': return { status: 400, detail: 'the body is not valid JSON' }
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH': return { status: 400, detail: 'the Content-Length does not match the body' }
     case CLIENT_CLOSED: return { status: 400, detail: 'the connection closed before the body arrived' }
+  }
+  if (err instanceof RepeatedJsonMemberError) {
+    // The name is the client's own text: said back only when it is a plain one.
+    const named = /^[A-Za-z0-9_.-]{1,64}$/.test(err.member) ? `"${err.member}"` : 'a member'
+    return { status: 400, detail: `the JSON body names ${named} more than once` }
   }
   if (err instanceof SyntaxError || err.code === 'FST_ERR_CTP_INVALID_JSON') return { status: 400, detail: 'the body is not valid JSON' }
   if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {

@@ -21,6 +21,7 @@ function oddBodies (): Array<{ type: string, payload: string }> {
     { type: 'application/json', payload: 'null' },
     { type: 'application/json', payload: '"x"' },
     { type: 'application/json', payload: '' },
+    { type: 'application/json', payload: '{"grant_type":"password","grant_type":"refresh_token","token":"a","token":"b","refresh":"a","refresh":"b"}' },
     { type: 'application/x-www-form-urlencoded', payload: '%%%' },
     { type: 'application/x-www-form-urlencoded', payload: 'grant_type=password&grant_type=refresh_token&username=a&username=b' },
     { type: 'multipart/form-data', payload: 'x' },

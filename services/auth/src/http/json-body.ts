@@ -1,0 +1,72 @@
+/**
+ * JSON bodies whose objects name each member once. JSON.parse keeps the last
+ * of a repeated member, where a form body's repeated parameter is refused
+ * (RFC 6749 §3.1: a parameter must not be included more than once): the same
+ * request in JSON would otherwise pass with whichever value a reader picks,
+ * and a filter in front of Tessera that reads the first could be shown one
+ * client_id while Tessera acts on another.
+ * @module
+ */
+const QUOTE = 0x22
+const BACKSLASH = 0x5c
+const OPEN_OBJECT = 0x7b
+const CLOSE_OBJECT = 0x7d
+const OPEN_ARRAY = 0x5b
+const CLOSE_ARRAY = 0x5d
+const COMMA = 0x2c
+
+export class RepeatedJsonMemberError extends Error {
+  readonly code = 'TESSERA_REPEATED_JSON_MEMBER'
+  readonly statusCode = 400
+
+  constructor (readonly member: string) {
+    super('a JSON object names a member more than once')
+  }
+}
+
+/**
+ * The first member named twice in one object of `text`, or undefined. `text`
+ * must already have parsed as JSON: this reads only its strings and
+ * brackets. Member names compare as decoded (`"a"` and `"\u0061"` are one).
+ * No JSON library reports repeats (JSON.parse's reviver sees the kept
+ * value only), hence this scan (docs/decisions.md, "Repeated members").
+ */
+export function firstRepeatedMember (text: string): string | undefined {
+  // One entry per open bracket: an object's names so far, or undefined for an array.
+  const open: Array<Set<string> | undefined> = []
+  let nameNext = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === QUOTE) {
+      let end = i + 1
+      let escaped = false
+      while (text.charCodeAt(end) !== QUOTE) {
+        if (text.charCodeAt(end) === BACKSLASH) {
+          escaped = true
+          end++
+        }
+        end++
+      }
+      const names = open.at(-1)
+      if (nameNext && names !== undefined) {
+        const name = escaped ? JSON.parse(text.slice(i, end + 1)) as string : text.slice(i + 1, end)
+        if (names.has(name)) return name
+        names.add(name)
+        nameNext = false
+      }
+      i = end
+    } else if (c === OPEN_OBJECT) {
+      open.push(new Set())
+      nameNext = true
+    } else if (c === OPEN_ARRAY) {
+      open.push(undefined)
+      nameNext = false
+    } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
+      open.pop()
+      nameNext = false
+    } else if (c === COMMA) {
+      nameNext = open.at(-1) !== undefined
+    }
+  }
+  return undefined
+}
