@@ -47,6 +47,9 @@ function problem (reply: FastifyReply, status: number, title: string, detail: st
   return reply.status(status).type('application/problem+json').send({ type: 'about:blank', title, status, detail, request_id: reply.request.id })
 }
 
+/** RFC 9068 §4: `at+jwt`, or the same media type written in full. */
+const AT_JWT = new Set(['at+jwt', 'application/at+jwt'])
+
 export async function buildApp (config: Config, deps: Deps): Promise<App> {
   const app: App = Fastify({
     loggerInstance: deps.logger,
@@ -62,7 +65,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     // kid. A refresh token fails here on typ, and again on aud.
     secret: async (_request: FastifyRequest, token: TokenOrHeader) => {
       const header = 'header' in token ? token.header : token
-      if (header.alg !== 'RS256' || typeof header.kid !== 'string' || String(header.typ).toLowerCase() !== 'at+jwt') {
+      if (header.alg !== 'RS256' || typeof header.kid !== 'string' || !AT_JWT.has(String(header.typ).toLowerCase())) {
         throw new Unauthorized('not an RS256 at+jwt with a kid')
       }
       return await deps.keys(header.kid, header.alg)

@@ -1,4 +1,4 @@
-import { generateKeyPairSync, sign } from 'node:crypto'
+import { generateKeyPairSync, randomUUID, sign } from 'node:crypto'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { sql } from 'kysely'
@@ -158,6 +158,19 @@ t.test('notes against a real Tessera', async (t) => {
     refused(t, await call('GET', '/notes', forge({ alg: 'RS256', typ: 'at+jwt', kid: realKid }, { ...claims, sub: 'someone-else' }, rs256)), 'a known kid with a bad signature')
     refused(t, await call('GET', '/notes', forge({ alg: 'none', typ: 'at+jwt', kid: realKid }, claims, () => Buffer.alloc(0))), 'alg none')
     t.notMatch(logs.text(), carol.access_token, 'no token is logged')
+  })
+
+  t.test('typ: at+jwt or application/at+jwt in any case (RFC 9068 §4), nothing else', async (t) => {
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+    const pem = publicKey.export({ format: 'pem', type: 'spki' }).toString()
+    const local: App = await buildApp(config, { db, logger, keys: async (kid) => { if (kid !== 'local') throw new Error('unknown kid'); return pem } })
+    t.teardown(async () => { await local.close() })
+    const now = Math.floor(Date.now() / 1000)
+    const claims = { iss: config.issuer, aud: config.audience, sub: randomUUID(), scope: 'notes:read', iat: now, exp: now + 60 }
+    const rs256 = (data: string): Buffer => sign('sha256', Buffer.from(data), privateKey)
+    const status = async (typ: string | undefined): Promise<number> => (await local.inject({ method: 'GET', url: '/notes', headers: { authorization: `Bearer ${forge({ alg: 'RS256', kid: 'local', ...(typ === undefined ? {} : { typ }) }, claims, rs256)}` } })).statusCode
+    for (const typ of ['at+jwt', 'AT+JWT', 'application/at+jwt', 'Application/AT+jwt']) t.equal(await status(typ), 200, `${typ}: accepted`)
+    for (const typ of ['JWT', 'rt+jwt', 'application/jwt', 'at+jwt+x', undefined]) t.equal(await status(typ), 401, `${String(typ)}: refused`)
   })
 
   t.test('JWKS: misses remembered, refetches rate-limited, known keys trusted for a bounded time only; expired tokens fail', async (t) => {
