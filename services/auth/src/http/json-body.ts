@@ -15,6 +15,12 @@ const OPEN_ARRAY = 0x5b
 const CLOSE_ARRAY = 0x5d
 const COMMA = 0x2c
 
+function backslashesBefore (text: string, at: number): number {
+  let count = 0
+  while (text.charCodeAt(at - 1 - count) === BACKSLASH) count++
+  return count
+}
+
 export class RepeatedJsonMemberError extends Error {
   readonly code = 'TESSERA_REPEATED_JSON_MEMBER'
   readonly statusCode = 400
@@ -38,18 +44,14 @@ export function firstRepeatedMember (text: string): string | undefined {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
     if (c === QUOTE) {
-      let end = i + 1
-      let escaped = false
-      while (text.charCodeAt(end) !== QUOTE) {
-        if (text.charCodeAt(end) === BACKSLASH) {
-          escaped = true
-          end++
-        }
-        end++
-      }
+      // The string's closing quote: the next one not escaped by an odd run of backslashes.
+      let end = text.indexOf('"', i + 1)
+      while (end > 0 && backslashesBefore(text, end) % 2 === 1) end = text.indexOf('"', end + 1)
+      if (end < 0) return undefined // not JSON after all: an unterminated string
       const names = open.at(-1)
       if (nameNext && names !== undefined) {
-        const name = escaped ? JSON.parse(text.slice(i, end + 1)) as string : text.slice(i + 1, end)
+        const literal = text.slice(i, end + 1)
+        const name = literal.includes('\\') ? JSON.parse(literal) as string : literal.slice(1, -1)
         if (names.has(name)) return name
         names.add(name)
         nameNext = false

@@ -25,6 +25,7 @@ t.test('the first member named twice in one object, decoded, and nothing else', 
     ['"a"', undefined],
     ['[1,"a","a"]', undefined]
   ]
+  t.equal(firstRepeatedMember('{"a":1,"a'), undefined, 'text that is not JSON ends the scan rather than looping')
   for (const [text, repeated] of cases) {
     JSON.parse(text) // each case is valid JSON, as the parser hands it over
     t.equal(firstRepeatedMember(text), repeated, text)
