@@ -332,12 +332,14 @@ t.test('through the gateway', async (t) => {
       const refused = await gateway.plainRequest(method, path, requestOptions)
       t.equal(refused.status, 403, `plain-HTTP ${method} ${path} is refused`)
       t.equal(refused.headers.location, undefined, 'not redirected')
-      t.match(refused.json(), path.startsWith('/oauth/') ? { error: 'invalid_request' } : { status: 403, title: 'Forbidden' })
+      t.match(refused.json(), path.startsWith('/oauth/') ? { error: 'invalid_request' } : { status: 403, title: 'Forbidden', request_id: /^[0-9a-f]{32}$/ })
     }
 
     const big = await gateway.request('POST', '/oauth/token', { body: { grant_type: 'password', username: 'alice', password: 'x'.repeat(64 * 1024) } })
     t.equal(big.status, 413)
     t.match(big.json(), { title: 'Content Too Large', detail: /16384/ }, 'answered by Nginx, not Tessera')
+    t.equal(big.json().request_id, big.headers['x-request-id'], 'naming its request, as every problem does')
+    t.match(big.headers['x-request-id'], /^[0-9a-f]{32}$/)
     t.equal(big.headers['x-content-type-options'], 'nosniff')
     await sleep(100) // Nginx writes the log line as the request finishes, which may be just after we read the reply
     const logged = gateway.accessLog().map((line) => JSON.parse(line) as { status: number, upstream: string }).filter((l) => l.status === 413)
