@@ -63,7 +63,8 @@ async function rotate (ctx: CommandContext, db: Db, kek: Buffer, now: boolean): 
     ctx.out.result(`key ${outcome.promoted} signs now${outcome.created === undefined ? ' (it was the pending next key)' : ' (new)'}` +
       `${outcome.demoted === undefined ? '' : `; ${outcome.demoted} is previous, still published for TESSERA_ACCESS_TTL + 60 s`}`, data)
   } else {
-    ctx.out.result(`created key ${outcome.created ?? ''}: published now, not signing; running instances make it sign after TESSERA_KEY_PUBLISH_LEAD (${lead} s), at ${short(signsFrom)} UTC`,
+    // The instances promote by their own settings, which this command cannot read: the time is this command's reckoning.
+    ctx.out.result(`created key ${outcome.created ?? ''}: published now, not signing; running instances make it sign after their TESSERA_KEY_PUBLISH_LEAD (${lead} s by this command's settings: at ${short(signsFrom)} UTC)`,
       { ...data, signs_from: signsFrom.toISOString() })
   }
 }

@@ -41,6 +41,7 @@ t.test('wrong KEK stops the server with one line; rewrap moves to a new KEK and 
   // A next key too, so rewrap has more than one private half to move.
   const rotated = await runCli(['keys', 'rotate'], { ...base, TESSERA_KEK: oldKek })
   t.equal(rotated.code, 0, rotated.stderr)
+  t.match(rotated.stdout, /^created key [A-Za-z0-9_-]{43}: published now, not signing; running instances make it sign after their TESSERA_KEY_PUBLISH_LEAD \(\d+ s by this command's settings: at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)\n$/, 'the time is said to be the command\'s reckoning')
   t.equal(await first.stop(), 0)
 
   const wrong = await startExpectingFailure({ ...base, TESSERA_KEK: kekText() })
