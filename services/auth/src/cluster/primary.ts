@@ -118,7 +118,7 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
         broadcast(notice('hashing-share', share))
       }
     })
-    const metrics = createMetrics({ hasher, keyring, pool: connection.pool, keyRotation: config.keyRotation, clock: () => new Date() })
+    const metrics = createMetrics({ hasher, keyring, pool: connection.pool, keyRotation: config.keyRotation, keyPublishLead: config.keyPublishLead, clock: () => new Date() })
     const asker = new Asker()
     let draining = false
     // Whether client changes are heard now; the epoch lets a worker tell the latest telling from an older one (boot's answer and a notice can cross).

@@ -15,6 +15,8 @@ export interface LoadedKey {
   publicKey: KeyObject
   publicPem: string
   privateKey: KeyObject | undefined
+  /** When it was published: a `next` key signs once it has been published for TESSERA_KEY_PUBLISH_LEAD. */
+  publishedAt: Date
   /** When it started signing; null while it waits as `next`. */
   promotedAt: Date | null
 }

@@ -22,7 +22,7 @@ export interface LoadOptions {
   onRejectedKey: (kid: string, reason: string) => void
 }
 
-type KeyRow = Pick<SigningKeyRow, 'kid' | 'state' | 'public_jwk' | 'private_key_enc' | 'unpublished_at' | 'promoted_at'>
+type KeyRow = Pick<SigningKeyRow, 'kid' | 'state' | 'public_jwk' | 'private_key_enc' | 'unpublished_at' | 'published_at' | 'promoted_at'>
 
 /**
  * Why a row must not be trusted, or undefined. Every verifier trusts what the
@@ -59,7 +59,7 @@ function openPrivateKey (kek: Buffer, kid: string, sealed: Buffer, options: Load
 
 export async function loadKeyring (db: Db, kek: Buffer, keyring: Keyring, options: LoadOptions): Promise<void> {
   const stored = await db.selectFrom('signing_keys')
-    .select(['kid', 'state', 'public_jwk', 'private_key_enc', 'unpublished_at', 'promoted_at'])
+    .select(['kid', 'state', 'public_jwk', 'private_key_enc', 'unpublished_at', 'published_at', 'promoted_at'])
     .where('state', '<>', 'revoked')
     .execute()
   const rows: KeyRow[] = []
@@ -87,6 +87,7 @@ export async function loadKeyring (db: Db, kek: Buffer, keyring: Keyring, option
       publicKey,
       publicPem: known?.publicPem ?? publicKey.export({ format: 'pem', type: 'spki' }).toString(),
       privateKey,
+      publishedAt: row.published_at,
       promotedAt: row.promoted_at
     }
   })

@@ -41,6 +41,8 @@ export interface MetricsSources {
   pool?: pg.Pool
   /** TESSERA_KEY_ROTATION in seconds (null: off), for the time until the next rotation. */
   keyRotation?: number | null
+  /** TESSERA_KEY_PUBLISH_LEAD in seconds: a pending `next` key signs this long after it was published. */
+  keyPublishLead?: number
   clock?: () => Date
   processMetrics?: boolean
   /** Renders something wider than this registry, e.g. the whole instance. */
@@ -106,9 +108,15 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
     })
     const rotation = sources.keyRotation
     if (rotation !== undefined && rotation !== null) {
-      gauge('tessera_signing_key_next_rotation_seconds', 'Seconds until the next scheduled key starts signing (negative: overdue; 0 while none signs)', 'min', (set) => {
+      const lead = sources.keyPublishLead
+      gauge('tessera_signing_key_next_rotation_seconds', 'Seconds until the next key starts signing: a pending next key, else the schedule\'s (negative: overdue; 0 while none signs)', 'min', (set) => {
         const since = signingSince()
-        if (since !== undefined) set((since.getTime() + rotation * 1000 - clock().getTime()) / 1000)
+        if (since === undefined) return
+        // A next key made by hand (keys rotate) signs before the schedule would.
+        const pending = keyring.keys.find((k) => k.state === 'next')
+        const scheduled = since.getTime() + rotation * 1000
+        const signsAt = pending === undefined || lead === undefined ? scheduled : Math.min(scheduled, pending.publishedAt.getTime() + lead * 1000)
+        set((signsAt - clock().getTime()) / 1000)
       })
     }
   }

@@ -17,7 +17,7 @@ const JWKS = '/.well-known/jwks.json'
 function newKey (kid: string, state: LoadedKey['state']): LoadedKey {
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
   const jwk = { ...publicKey.export({ format: 'jwk' }), kid, alg: 'RS256', use: 'sig' } as LoadedKey['jwk']
-  return { kid, state, jwk, publicKey, publicPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(), privateKey, promotedAt: state === 'current' ? new Date() : null }
+  return { kid, state, jwk, publicKey, publicPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(), privateKey, publishedAt: new Date(), promotedAt: state === 'current' ? new Date() : null }
 }
 
 t.test('the JWKS answer changes exactly when the published set does', async (t) => {
