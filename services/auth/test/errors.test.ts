@@ -132,7 +132,7 @@ t.test('database out of reach (every pooled connection busy): 503 with Retry-Aft
   t.notMatch(me.body, /timeout exceeded/)
   t.equal(refresh.statusCode, 503)
   t.equal(refresh.headers['retry-after'], '1')
-  t.same(refresh.json(), { error: 'temporarily_unavailable', error_description: 'the service is overloaded; retry later' })
+  t.same(refresh.json(), { error: 'temporarily_unavailable', error_description: 'the service is unavailable for a moment; retry later' })
 })
 
 t.test('a client that hangs up before its body arrived is logged as that, not as the database out of reach', async (t) => {

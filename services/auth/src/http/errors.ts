@@ -137,7 +137,8 @@ function clientMistake (err: FastifyError): { status: number, detail: string } |
 
 function databaseOverload (err: FastifyError, request: FastifyRequest): OAuthError {
   request.log.warn({ err }, 'database unavailable')
-  return new OAuthError('temporarily_unavailable', 'the service is overloaded; retry later', { retryAfter: 1, detail: 'database unavailable', cause: err })
+  // Not "overloaded": this is also a database that is down, and a client's report should not send anyone looking at capacity.
+  return new OAuthError('temporarily_unavailable', 'the service is unavailable for a moment; retry later', { retryAfter: 1, detail: 'database unavailable', cause: err })
 }
 
 /**

@@ -98,7 +98,7 @@ t.test('embedded Postgres: first start, SIGTERM drains an in-flight request, sec
     t.equal(response.status, 503, `${what}: 503 while Postgres is down`)
     t.ok(Number(response.headers.get('retry-after')) > 0, `${what}: with Retry-After`)
   }
-  t.same(await outage.refresh.json(), { error: 'temporarily_unavailable', error_description: 'the service is overloaded; retry later' }, 'in the OAuth error format on /oauth/token')
+  t.same(await outage.refresh.json(), { error: 'temporarily_unavailable', error_description: 'the service is unavailable for a moment; retry later' }, 'in the OAuth error format on /oauth/token')
   t.match(await outage.me.json(), { status: 503, title: 'Service Unavailable' })
   t.equal((await fetch(`${second.url}/readyz`)).status, 503, 'not ready')
   t.equal((await fetch(`${second.url}/.well-known/jwks.json`)).status, 200, 'the JWKS is served from memory')
