@@ -23,7 +23,8 @@ export function parseCommandLine<T extends ParseArgsConfig> (config: T, usage: s
   try {
     return parseArgs(config)
   } catch (err) {
-    throw new CliError(`${(err as Error).message}\n${usage}`, 2)
+    // Node words some of these over several lines (a value that starts with a dash): one line, then the usage.
+    throw new CliError(`${(err as Error).message.replace(/\s*\n\s*/g, ' ')}\n${usage}`, 2)
   }
 }
 

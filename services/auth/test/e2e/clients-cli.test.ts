@@ -84,4 +84,7 @@ t.test('clients: failures are one line and a non-zero exit', async (t) => {
   const unreachable = await runCli(['clients', 'rotate-secret', 'tessera', '--grace=-5'], { DATABASE_URL: 'postgres://tessera@127.0.0.1:1/tessera' })
   t.equal(unreachable.code, 2, 'a bad --grace is a usage error before the database is opened')
   t.match(unreachable.stderr, /^tessera: --grace: expected a duration such as 0, 300s, 1h or 24h\n$/)
+  const dashed = await runCli(['clients', 'rotate-secret', 'tessera', '--grace', '-5'], { DATABASE_URL: 'postgres://tessera@127.0.0.1:1/tessera' })
+  t.equal(dashed.code, 2)
+  t.match(dashed.stderr, /^tessera: Option '--grace' argument is ambiguous\. .* use '--grace=-XYZ'\.\nusage: /, 'Node\'s three lines read as one, then the usage')
 })
