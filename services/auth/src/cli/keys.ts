@@ -110,9 +110,11 @@ async function rewrap (ctx: CommandContext, db: Db, kek: Buffer, newKekFile: str
     throw err
   }
   const local = ctx.config.kek === undefined ? await replaceLocalKek(ctx.config.dataDir, newKek) : undefined
+  // A file under /dev/ (compose pipes the new KEK in as /dev/stdin) is no place to fetch it from again.
+  const from = newKekFile.startsWith('/dev/') ? '' : `, the contents of ${newKekFile}`
   ctx.out.result(`re-encrypted ${kids.length} private key(s) under the new KEK; ` +
     (local === undefined
-      ? `now set TESSERA_KEK to the contents of ${newKekFile} and restart every instance`
+      ? `now give every instance the new KEK${from} (TESSERA_KEK, or the file TESSERA_KEK_FILE names) and restart it`
       : `${local} now holds it; restart the server`), { rewrapped: kids, local_kek_file: local ?? null })
 }
 

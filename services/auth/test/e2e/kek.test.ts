@@ -8,10 +8,10 @@ import { randomBytes } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { spawnProcess } from '@tessera/testkit'
+import { runProcess, spawnProcess } from '@tessera/testkit'
 import t from 'tap'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
-import { runCli, SERVER_ENTRY, startServer } from '../helpers/server.js'
+import { CLI_ENTRY, runCli, SERVER_ENTRY, startServer } from '../helpers/server.js'
 import { loginOver, refreshOver, remoteVerifier, signUpOver, verifyAccess } from '../helpers/http.js'
 
 const ISSUER = 'http://tessera.test'
@@ -58,7 +58,7 @@ t.test('wrong KEK stops the server with one line; rewrap moves to a new KEK and 
   t.same([missing.code, missing.stderr], [1, `tessera: cannot read the new KEK: ${newFile}.typo: no such file\n`], 'a missing file is said in words')
   const rewrap = await runCli(['keys', 'rewrap', '--new-kek-file', newFile], { ...base, TESSERA_KEK: oldKek })
   t.equal(rewrap.code, 0, rewrap.stderr)
-  t.match(rewrap.stdout, /^re-encrypted 2 private key\(s\) under the new KEK; now set TESSERA_KEK to the contents of .* and restart every instance\n$/)
+  t.equal(rewrap.stdout, `re-encrypted 2 private key(s) under the new KEK; now give every instance the new KEK, the contents of ${newFile} (TESSERA_KEK, or the file TESSERA_KEK_FILE names) and restart it\n`)
   const { db } = await testConnection(t, databaseUrl)
   t.equal((await db.selectFrom('audit_events').select('id').where('type', '=', 'key.rewrapped').execute()).length, 2)
 
@@ -71,6 +71,14 @@ t.test('wrong KEK stops the server with one line; rewrap moves to a new KEK and 
   const refreshed = await refreshOver(second.url, tokens.refresh_token)
   t.equal(refreshed.status, 200, 'a refresh token issued before the rewrap still works')
   t.ok(await verifyAccess(String(refreshed.body.access_token), remoteVerifier(second.url, 1000), ISSUER), 'and the new access token verifies')
+
+  // As compose runs it: the new KEK piped in, so there is no file to name.
+  const third = path.join(dir, 'third.kek')
+  await fs.writeFile(third, `${kekText()}\n`, { mode: 0o600 })
+  const piped = await runProcess('/bin/sh', ['-c', 'exec "$NODE" "$CLI" keys rewrap --new-kek-file /dev/stdin < "$KEK_FILE"'],
+    { env: { PATH: process.env.PATH ?? '', ...base, TESSERA_KEK: newKek, NODE: process.execPath, CLI: CLI_ENTRY, KEK_FILE: third } })
+  t.equal(piped.code, 0, piped.stderr)
+  t.equal(piped.stdout, 're-encrypted 2 private key(s) under the new KEK; now give every instance the new KEK (TESSERA_KEK, or the file TESSERA_KEK_FILE names) and restart it\n')
 })
 
 t.test('without TESSERA_KEK, rewrap replaces the local KEK file', async (t) => {
