@@ -167,15 +167,18 @@ class Reader {
     const value = this.raw(name) ?? fallback
     const seconds = parseDuration(value)
     if (seconds === undefined || seconds < min) {
-      throw new ConfigError(name, min > 0 ? DURATION_FORMS : `${DURATION_FORMS} (0 allowed)`, value)
+      throw new ConfigError(name, min > 0 ? `${DURATION_FORMS}, above 0` : `${DURATION_FORMS} (0 allowed)`, value)
     }
     return seconds
   }
 
   /** How often a job runs: a duration a Node timer can wait. */
   interval (name: string, fallback: string): Seconds {
-    const seconds = this.duration(name, fallback)
-    if (seconds > TIMER_MAX_SECONDS) throw new ConfigError(name, 'at most 24d (the longest a Node timer waits)', this.raw(name) ?? fallback)
+    const value = this.raw(name) ?? fallback
+    const seconds = parseDuration(value)
+    if (seconds === undefined || seconds < 1 || seconds > TIMER_MAX_SECONDS) {
+      throw new ConfigError(name, 'a duration such as 30, 30s, 10m or 1h, above 0 and at most 24d (the longest a Node timer waits)', value)
+    }
     return seconds
   }
 

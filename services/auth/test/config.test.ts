@@ -19,9 +19,11 @@ t.test('durations accept 300, 300s, 5m, 1h, 30d', async (t) => {
 })
 
 t.test('a duration past a hundred years, and an interval past what a Node timer waits, stop the start with one line', async (t) => {
-  t.throws(() => loadConfig({ TESSERA_AUDIT_RETENTION: '999999999d' }, '/srv'), { name: 'ConfigError', message: 'TESSERA_AUDIT_RETENTION="999999999d" is invalid: expected a duration such as 300, 300s, 5m, 1h or 30d, at most 36500d' })
-  t.throws(() => loadConfig({ TESSERA_CLEANUP_INTERVAL: '25d' }, '/srv'), { message: 'TESSERA_CLEANUP_INTERVAL="25d" is invalid: expected at most 24d (the longest a Node timer waits)' })
-  t.throws(() => loadConfig({ TESSERA_KEY_CHECK_INTERVAL: '30d' }, '/srv'), { message: /^TESSERA_KEY_CHECK_INTERVAL="30d" is invalid: expected at most 24d/ })
+  t.throws(() => loadConfig({ TESSERA_AUDIT_RETENTION: '999999999d' }, '/srv'), { name: 'ConfigError', message: 'TESSERA_AUDIT_RETENTION="999999999d" is invalid: expected a duration such as 300, 300s, 5m, 1h or 30d, at most 36500d, above 0' })
+  t.throws(() => loadConfig({ TESSERA_CLEANUP_INTERVAL: '25d' }, '/srv'), { message: 'TESSERA_CLEANUP_INTERVAL="25d" is invalid: expected a duration such as 30, 30s, 10m or 1h, above 0 and at most 24d (the longest a Node timer waits)' })
+  t.throws(() => loadConfig({ TESSERA_KEY_CHECK_INTERVAL: '30d' }, '/srv'), { message: /^TESSERA_KEY_CHECK_INTERVAL="30d" is invalid: expected .* at most 24d/ })
+  t.throws(() => loadConfig({ TESSERA_CLEANUP_INTERVAL: '0' }, '/srv'), { message: /^TESSERA_CLEANUP_INTERVAL="0" is invalid: expected a duration such as 30, 30s, 10m or 1h, above 0 and at most 24d/ }, 'the interval\'s own bounds, for 0 too')
+  t.throws(() => loadConfig({ TESSERA_ACCESS_TTL: '0' }, '/srv'), { message: /, above 0$/ })
   t.equal(loadConfig({ TESSERA_CLEANUP_INTERVAL: '24d', TESSERA_KEY_PUBLISH_LEAD: '25d' }, '/srv').cleanupInterval, 24 * 86_400)
 })
 

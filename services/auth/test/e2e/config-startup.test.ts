@@ -15,5 +15,5 @@ t.test('the real server refuses both TESSERA_KEK and TESSERA_KEK_FILE in one lin
 t.test('the real process prints one line and exits 1 on a bad value', async (t) => {
   const { code, stderr } = await runProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', TESSERA_ACCESS_TTL: 'abc' } })
   t.equal(code, 1)
-  t.equal(stderr, 'tessera: TESSERA_ACCESS_TTL="abc" is invalid: expected a duration such as 300, 300s, 5m, 1h or 30d, at most 36500d\n')
+  t.equal(stderr, 'tessera: TESSERA_ACCESS_TTL="abc" is invalid: expected a duration such as 300, 300s, 5m, 1h or 30d, at most 36500d, above 0\n')
 })
