@@ -33,6 +33,8 @@ export interface Config {
   signup: 'open' | 'closed'
   trustProxy: string[]
   production: boolean
+  /** NODE_ENV when set to something other than production, development or test (a typo of production, perhaps): warned of at start. */
+  unrecognizedNodeEnv?: string
   dataDir: string
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   scopes: string[]
@@ -274,6 +276,9 @@ function readPublishLead (read: Reader, settings: Pick<Config, 'jwksMaxAge' | 'k
   return lead
 }
 
+/** NODE_ENV is the ecosystem's, not only Tessera's (a pipeline may set `staging`): any value runs, but one outside these is warned of. */
+const KNOWN_NODE_ENVS = new Set(['production', 'development', 'test'])
+
 /** Reads and validates every setting; throws ConfigError naming the first bad one. */
 export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const read = new Reader(env)
@@ -311,6 +316,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
       ? []
       : read.string('TESSERA_TRUST_PROXY', '', 'comma-separated IP addresses or CIDR ranges', (v) => IP_LIST.test(v)).split(',').map((s) => s.trim()).filter((s) => s !== '')),
     production,
+    ...(env.NODE_ENV === undefined || KNOWN_NODE_ENVS.has(env.NODE_ENV) ? {} : { unrecognizedNodeEnv: env.NODE_ENV }),
     dataDir: resolve(cwd, read.string('TESSERA_DATA_DIR', '.data', 'a directory path', (v) => v.length > 0)),
     logLevel: read.choice('LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     scopes: read.string('TESSERA_SCOPES', 'read write', 'space-separated scope names (RFC 6749 §3.3)', (v) => v.trim().split(/ +/).every((s) => SCOPE_TOKEN.test(s))).trim().split(/ +/),

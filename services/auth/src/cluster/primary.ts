@@ -83,6 +83,9 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     if (created !== undefined) logger.info({ kid: created }, 'created the first signing key')
     await loadKeyring(connection.db, kek, keyring, { onRejectedKey: logRejectedKey(logger) })
     if (await ensureDefaultClient(connection.db, config, new Date())) logger.info({ client_id: config.defaultClientId }, 'registered the default public client')
+    if (config.unrecognizedNodeEnv !== undefined) {
+      logger.warn(`NODE_ENV=${JSON.stringify(config.unrecognizedNodeEnv)} is not production: a generated KEK is allowed and logs are pretty at a terminal; set NODE_ENV=production in production`)
+    }
     if (config.simplejwtCompat && config.signup === 'open') {
       // A DRF service finds a token's user by name: a name signed up here before its Django user was imported is that Django user to it.
       logger.warn('sign-up is open while SimpleJWT compatibility is on: anyone can claim a Django username that is not imported yet; set TESSERA_SIGNUP=closed until the import is done (docs/migrating-from-simplejwt.md)')

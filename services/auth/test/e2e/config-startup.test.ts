@@ -4,7 +4,8 @@
  */
 import { runProcess } from '@tessera/testkit'
 import t from 'tap'
-import { SERVER_ENTRY } from '../helpers/server.js'
+import { createTestDatabase } from '../helpers/db.js'
+import { SERVER_ENTRY, startServer } from '../helpers/server.js'
 
 t.test('the real server refuses both TESSERA_KEK and TESSERA_KEK_FILE in one line', async (t) => {
   const { code, stderr } = await runProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', TESSERA_KEK: 'x', TESSERA_KEK_FILE: '/dev/null' } })
@@ -16,4 +17,11 @@ t.test('the real process prints one line and exits 1 on a bad value', async (t) 
   const { code, stderr } = await runProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', TESSERA_ACCESS_TTL: 'abc' } })
   t.equal(code, 1)
   t.equal(stderr, 'tessera: TESSERA_ACCESS_TTL="abc" is invalid: expected a duration such as 300, 300s, 5m, 1h or 30d, at most 36500d, above 0\n')
+})
+
+t.test('a NODE_ENV that is not production, development or test runs, warned of at start (a typo of production would otherwise pass unseen)', async (t) => {
+  const server = await startServer(t, { DATABASE_URL: await createTestDatabase(t), NODE_ENV: 'prod', TESSERA_KEK: 'a'.repeat(43) })
+  t.match(server.output(), /"level":40,.*"msg":"NODE_ENV=\\"prod\\" is not production: a generated KEK is allowed and logs are pretty at a terminal; set NODE_ENV=production in production"/)
+  const test = await startServer(t, { DATABASE_URL: await createTestDatabase(t), NODE_ENV: 'test', TESSERA_KEK: 'a'.repeat(43) })
+  t.notMatch(test.output(), /NODE_ENV/, 'test, development and production are not warned of')
 })
