@@ -39,12 +39,12 @@ function userRow (user: UserSummary): Record<string, string> {
   }
 }
 
-/** A policy refusal (weak password, taken name) is the operator's one-line error, not a crash. */
-async function asCliError<T> (work: () => Promise<T>): Promise<T> {
+/** A policy refusal (weak password, taken name) is the operator's one-line error, not a crash; a taken name is named. */
+async function asCliError<T> (work: () => Promise<T>, username: string): Promise<T> {
   try {
     return await work()
   } catch (err) {
-    if (err instanceof ProblemError) throw new CliError(err.publicDetail ?? err.title)
+    if (err instanceof ProblemError) throw new CliError(err.status === 409 ? `username: ${username} is already taken` : err.publicDetail ?? err.title)
     throw err
   }
 }
@@ -69,7 +69,7 @@ type UserAction = (ctx: CommandContext, db: Db, username: string) => Promise<voi
 const ACTIONS: Record<string, UserAction> = {
   create: async (ctx, db, username) => {
     const password = await readPassword()
-    const user = await asCliError(async () => await createUser(db, new PasswordHasher({ concurrency: 1, depth: 1 }), { username, password }, OPERATOR))
+    const user = await asCliError(async () => await createUser(db, new PasswordHasher({ concurrency: 1, depth: 1 }), { username, password }, OPERATOR), username)
     ctx.out.result(`created user ${user.username} (${user.id})`, { id: user.id, username: user.username })
   },
   show: async (ctx, db, username) => {
@@ -91,7 +91,7 @@ const ACTIONS: Record<string, UserAction> = {
   },
   'set-password': async (ctx, db, username) => {
     const password = await readPassword('New password: ')
-    const changed = found(await asCliError(async () => await setPassword(db, new PasswordHasher({ concurrency: 1, depth: 1 }), { username, password, now: new Date() }, OPERATOR)), username)
+    const changed = found(await asCliError(async () => await setPassword(db, new PasswordHasher({ concurrency: 1, depth: 1 }), { username, password, now: new Date() }, OPERATOR), username), username)
     ctx.out.result(`set the password of ${changed.username}; ended ${changed.sessionsEnded} session(s)`, { id: changed.id, username: changed.username, sessions_ended: changed.sessionsEnded })
   },
   'end-sessions': async (ctx, db, username) => {

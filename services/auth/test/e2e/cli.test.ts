@@ -29,7 +29,7 @@ t.test('users create reads the password from stdin; users disable ends sessions'
 
   const again = await runCli(['users', 'create', 'kim'], env, PASSWORD)
   t.equal(again.code, 1)
-  t.equal(again.stderr, 'tessera: username: is already taken\n', 'one line, no stack')
+  t.equal(again.stderr, 'tessera: username: kim is already taken\n', 'one line naming the name, no stack')
   const weak = await runCli(['users', 'create', 'lee'], env, 'short')
   t.equal(weak.code, 1)
   t.match(weak.stderr, /^tessera: password: must be 8 to 256 characters\n$/)
