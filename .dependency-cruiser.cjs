@@ -1,12 +1,17 @@
 /**
  * `make lint` keeps the import graph of services/auth/src and
- * services/notes/src free of cycles. It checks the imports that exist at run
- * time; `import type` is not followed yet (tsPreCompilationDeps), because the
- * routes still take the Deps/App types from app.ts and the CLI commands their
- * helpers from cli/main.ts (issue 17 item 3 moves those types to a file of
- * their own; then set tsPreCompilationDeps to true).
+ * services/notes/src as docs/decisions.md draws it: no cycles, and in auth
+ * dependencies flow one way, routes -> domain -> db. Type-only imports count
+ * (tsPreCompilationDeps): a layer that reaches back for a type is still
+ * reaching back.
  * @type {import('dependency-cruiser').IConfiguration}
  */
+const AUTH = '^services/auth/src/'
+// What serves HTTP or runs processes: the layer above the domain.
+const ENTRY = `${AUTH}(routes/|http/|cli/|app\\.ts|server\\.ts)`
+// The domain: one folder per concern, knowing nothing of HTTP.
+const DOMAIN = `${AUTH}(audit|clients|grants|keys|passwords|sessions|tokens|users)/`
+
 module.exports = {
   forbidden: [
     {
@@ -15,11 +20,32 @@ module.exports = {
       comment: 'Dependencies flow routes -> domain -> db (docs/decisions.md): a cycle means a layer reaches back.',
       from: {},
       to: { circular: true }
+    },
+    {
+      name: 'domain-not-up',
+      severity: 'error',
+      comment: 'Domain code is called by routes and the CLI; it never imports them.',
+      from: { path: DOMAIN },
+      to: { path: ENTRY }
+    },
+    {
+      name: 'domain-knows-no-fastify',
+      severity: 'error',
+      comment: 'Domain code knows nothing of Fastify: routes parse and shape, the domain decides.',
+      from: { path: DOMAIN },
+      to: { path: 'node_modules/(fastify|@fastify)/' }
+    },
+    {
+      name: 'db-is-the-bottom',
+      severity: 'error',
+      comment: 'db/ is below every domain folder and every entry point.',
+      from: { path: `${AUTH}db/` },
+      to: { path: [DOMAIN, ENTRY, `${AUTH}(cluster|metrics)/`] }
     }
   ],
   options: {
     doNotFollow: { path: 'node_modules' },
-    tsPreCompilationDeps: false,
+    tsPreCompilationDeps: true,
     tsConfig: { fileName: 'services/auth/tsconfig.json' }
   }
 }

@@ -27,7 +27,6 @@ import { WRK_TIMEOUT, runWrk, wrkCommand } from './wrk.mjs'
 
 /**
  * @typedef {import('./wrk.mjs').WrkOptions} WrkOptions
- * @typedef {import('./wrk.mjs').WrkResult} WrkResult
  * @typedef {'tessera' | 'peer'} Stack
  * @typedef {Pick<WrkOptions, 'method' | 'path' | 'kind' | 'mode'> & { lines: (count: number) => Promise<string[]> }} Load
  * @typedef {{ name: string, connections: number, target: number, tessera: Load, peer: Load, singleUse: boolean }} PeerScenario

@@ -34,8 +34,3 @@ export { Keyring } from '@tessera/auth/keys/keyring.js'
 export { loadKeyring } from '@tessera/auth/keys/load.js'
 export { mintAccessToken, mintRefreshToken } from '@tessera/auth/tokens/mint.js'
 export { LIVE_PROFILE_SQL, LIVE_PROFILE_STATEMENT } from '@tessera/auth/users/profile.js'
-
-/**
- * @typedef {import('../../services/auth/src/db/connect.js').Connection} Connection
- * @typedef {import('../../services/auth/src/keys/keyring.js').Keyring} KeyringInstance
- */

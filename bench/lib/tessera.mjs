@@ -10,7 +10,7 @@ import path from 'node:path'
 import { waitIdle } from './proc-cpu.mjs'
 import { NOTES_ENTRY, SERVER_ENTRY } from './service.mjs'
 
-export { NOTES_ENTRY, SERVER_ENTRY, freePort }
+export { NOTES_ENTRY }
 
 /**
  * @typedef {object} TesseraProcess

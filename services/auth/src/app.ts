@@ -16,7 +16,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Logger } from 'pino'
 import { ANSWER_TIMEOUT_MS, type Config } from './config.js'
 import type { App, Deps } from './http/app-types.js'
-import { answerUnparsedRequest, handleError, handleFrameworkError, unroutedHandler, type ErrorFormat } from './http/errors.js'
+import { answerUnparsedRequest, answerError, answerFrameworkError, unroutedHandler, type ErrorFormat } from './http/errors.js'
 import { firstRepeatedMember, RepeatedJsonMemberError } from './http/json-body.js'
 import { BODY_LIMIT } from './http/limits.js'
 import { registerHealthRoutes } from './routes/health.js'
@@ -76,7 +76,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
       const peer = req.socket.remoteAddress
       return typeof given === 'string' && REQUEST_ID.test(given) && peer !== undefined && trustedPeer(peer, 0) ? given : nextRequestId()
     },
-    frameworkErrors: handleFrameworkError,
+    frameworkErrors: answerFrameworkError,
     clientErrorHandler: answerUnparsedRequest,
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
     bodyLimit: BODY_LIMIT,
@@ -151,7 +151,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // primary's memory, one budget across its workers: cluster/rate-limit.ts),
   // and still holds if a client reaches an instance some other way. request.ip is
   // the gateway's X-Forwarded-For only when the peer is TESSERA_TRUST_PROXY.
-  // The plugin throws a statusCode 429 error, which handleError shapes.
+  // The plugin throws a statusCode 429 error, which answerError shapes.
   // Not global: one limiter (one store, so one budget per client across the
   // rate-limited routes) is attached to those routes alone below.
   await app.register(rateLimit, {
@@ -208,7 +208,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
       prependRouteHook(routeOptions, 'onRequest', limit)
     }
   })
-  app.setErrorHandler(handleError)
+  app.setErrorHandler(answerError)
   app.setNotFoundHandler(unroutedHandler((path) => errorFormats.get(path)))
 
   // Before every route: the generator learns routes as they are added.

@@ -80,13 +80,13 @@ export class ConfigError extends TesseraError {
 }
 
 /** The suffix that makes any setting come from a file (Docker and Kubernetes secrets). */
-export const FILE_SUFFIX = '_FILE'
+const FILE_SUFFIX = '_FILE'
 
 /**
  * A setting's text from NAME or from the file NAME_FILE names (one trailing
  * newline dropped), never both: two sources would leave it unclear which wins.
  */
-export function settingText (env: Env, name: string): string | undefined {
+function settingText (env: Env, name: string): string | undefined {
   const plain = env[name] === '' ? undefined : env[name]
   const file = env[name + FILE_SUFFIX] === '' ? undefined : env[name + FILE_SUFFIX]
   if (file === undefined) return plain

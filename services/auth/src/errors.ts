@@ -48,7 +48,6 @@ export type OAuthErrorCode =
   | 'invalid_scope'
   | 'unauthorized_client'
   | 'unsupported_grant_type'
-  | 'unsupported_token_type'
   | 'invalid_target'
   | 'temporarily_unavailable'
   | 'server_error'
@@ -60,7 +59,6 @@ const OAUTH_STATUS: Record<OAuthErrorCode, number> = {
   invalid_scope: 400,
   unauthorized_client: 400,
   unsupported_grant_type: 400,
-  unsupported_token_type: 400,
   invalid_target: 400,
   temporarily_unavailable: 503,
   server_error: 500

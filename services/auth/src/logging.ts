@@ -10,7 +10,7 @@
 import { pino, type Bindings, type ChildLoggerOptions, type DestinationStream, type Level, type Logger } from 'pino'
 import type { Config } from './config.js'
 
-export const SECRET_KEYS = ['password', 'current_password', 'new_password', 'password_hash', 'access_token', 'refresh_token', 'token', 'client_secret', 'authorization', 'cookie', 'set-cookie', 'kek', 'private_key_enc', 'privateKey']
+const SECRET_KEYS = ['password', 'current_password', 'new_password', 'password_hash', 'access_token', 'refresh_token', 'token', 'client_secret', 'authorization', 'cookie', 'set-cookie', 'kek', 'private_key_enc', 'privateKey']
 
 /** One spelling per secret: `refreshToken`, `refresh_token` and `Refresh-Token` are the same key. */
 const spelling = (key: string): string => key.toLowerCase().replace(/[-_]/g, '')
@@ -92,7 +92,7 @@ type LogArguments = Parameters<Logger['info']>
  * nothing at all. Lines written through it are those of the child it stands
  * for: the same bindings (reqId), the same formatters and redaction.
  */
-export class RequestLogger {
+class RequestLogger {
   readonly #parent: Logger
   readonly #bindings: Bindings
   #child: Logger | undefined

@@ -5,7 +5,7 @@
  */
 import { tailAudit, type AuditRow } from '../audit/tail.js'
 import type { CommandContext } from './context.js'
-import { CliError, parseCommandLine, table } from './output.js'
+import { CliError, parseCommandLine, formatTable } from './output.js'
 
 const USAGE = 'usage: tessera audit tail [--user USERNAME|USER_ID] [--limit N] [--json]'
 
@@ -41,7 +41,7 @@ export async function auditCommand (ctx: CommandContext): Promise<void> {
   const options = parse(ctx.argv)
   const { db } = await ctx.connection()
   const rows = await tailAudit(db, options)
-  ctx.out.result(table(rows.map((r) => ({
+  ctx.out.result(formatTable(rows.map((r) => ({
     time: r.occurredAt.toISOString(),
     type: r.type,
     actor: r.actor ?? '-',

@@ -9,7 +9,7 @@ import { findClient, listClients, type ClientView } from '../clients/find.js'
 import { ClientRuleError, createClient } from '../clients/register.js'
 import { rotateClientSecret } from '../clients/rotate-secret.js'
 import type { CommandContext } from './context.js'
-import { CliError, parseCommandLine, table } from './output.js'
+import { CliError, parseCommandLine, formatTable } from './output.js'
 
 const USAGE = 'usage: tessera clients create CLIENT_ID [--confidential] [--grants G,G] [--scopes "a b"] [--resources URI,URI] | list | show ID | rotate-secret ID [--grace 24h] | disable ID | delete ID'
 const OPERATOR = { actor: 'operator', userAgent: 'tessera-cli' }
@@ -70,7 +70,7 @@ export async function clientsCommand (ctx: CommandContext): Promise<void> {
   if (action === 'list') {
     const { db } = await ctx.connection()
     const clients = await listClients(db)
-    ctx.out.result(table(clients.map((c) => ({
+    ctx.out.result(formatTable(clients.map((c) => ({
       client_id: c.clientId,
       type: c.confidential ? 'confidential' : 'public',
       grants: c.grants.join(','),

@@ -12,7 +12,7 @@ import { revokeKey, UnknownKeyError } from '../keys/revoke-key.js'
 import { rewrapKeys, SameKekError } from '../keys/rewrap.js'
 import { rotateKeys } from '../keys/rotate.js'
 import type { CommandContext } from './context.js'
-import { CliError, fileProblem, parseCommandLine, table } from './output.js'
+import { CliError, fileProblem, parseCommandLine, formatTable } from './output.js'
 
 const USAGE = 'usage: tessera keys list | rotate [--now] | revoke KID | rewrap --new-kek-file FILE'
 const OPERATOR = { actor: 'operator', userAgent: 'tessera-cli' }
@@ -38,7 +38,7 @@ async function list (ctx: CommandContext, db: Db): Promise<void> {
     revoked_at: iso(r.revoked_at),
     private_half: r.private_key_enc !== null
   }))
-  ctx.out.result(table(rows.map((r) => ({
+  ctx.out.result(formatTable(rows.map((r) => ({
     kid: r.kid,
     state: r.state,
     bits: String(r.bits),

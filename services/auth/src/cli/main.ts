@@ -15,7 +15,7 @@ import { databaseUnreachable } from '../errors.js'
 import { databaseFor } from '../db/locate.js'
 import { DEFAULT_ROLE_NAMES, ensureRoles } from '../db/roles.js'
 import type { CommandContext } from './context.js'
-import { CliError, commandFlags, output } from './output.js'
+import { CliError, commandFlags, commandOutput } from './output.js'
 import { migrateCommand } from './migrate.js'
 import { usersCommand } from './users.js'
 import { keysCommand } from './keys.js'
@@ -56,7 +56,7 @@ embedded Postgres under TESSERA_DATA_DIR, once \`tessera db start\` or \`make ru
 `
 
 /** The lines of USAGE about one command, continuation lines included: its --help. */
-export function commandUsage (name: string): string {
+function commandUsage (name: string): string {
   const lines = USAGE.split('\n')
   const own: string[] = []
   lines.forEach((line, i) => {
@@ -135,7 +135,7 @@ async function openDatabase (config: Config): Promise<{ connection: Connection, 
  * behind a `--` so that no option parser reads it as flags. A `--` already
  * there is the user's own and is kept.
  */
-export function kidAsOperand (argv: string[]): string[] {
+function kidAsOperand (argv: string[]): string[] {
   const at = argv.findIndex((arg, i) => arg === 'revoke' && argv[i - 1] === 'keys')
   const kid = at < 0 ? undefined : argv[at + 1]
   if (kid === undefined || kid === '--' || !kid.startsWith('-')) return argv
@@ -154,12 +154,12 @@ function typedIn (env: NodeJS.ProcessEnv): string {
   return env.npm_lifecycle_event === 'tessera' && initial !== undefined && initial !== '' ? initial : process.cwd()
 }
 
-export async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const argv = kidAsOperand(rawArgv)
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, strict: false, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } } })
   const [name, ...args] = positionals
   if (values.version === true && name === undefined) {
-    output(values.json === true).result(`tessera ${VERSION}`, { version: VERSION })
+    commandOutput(values.json === true).result(`tessera ${VERSION}`, { version: VERSION })
     return 0
   }
   if (name === undefined) {
@@ -179,7 +179,7 @@ export async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promis
     config,
     args,
     argv: argv.slice(argv.findIndex((a) => a === name) + 1),
-    out: output(values.json === true),
+    out: commandOutput(values.json === true),
     workingDirectory: typedIn(env),
     connection: async () => {
       opened ??= await openDatabase(config)

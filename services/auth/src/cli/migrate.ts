@@ -5,7 +5,7 @@
  */
 import { migrateDown, migrateUp, migrationStatus } from '../db/migrate.js'
 import type { CommandContext } from './context.js'
-import { CliError, commandFlags, table } from './output.js'
+import { CliError, commandFlags, formatTable } from './output.js'
 
 const USAGE = 'usage: tessera migrate up | status | down --yes'
 
@@ -25,7 +25,7 @@ export async function migrateCommand (ctx: CommandContext): Promise<void> {
     ctx.out.result(reverted.length === 0 ? 'nothing to revert' : `reverted ${reverted.join(', ')}`, { reverted })
   } else {
     const status = await migrationStatus(db)
-    ctx.out.result(table(status.map((m) => ({ migration: m.name, applied: m.appliedAt?.toISOString() ?? 'pending' }))),
+    ctx.out.result(formatTable(status.map((m) => ({ migration: m.name, applied: m.appliedAt?.toISOString() ?? 'pending' }))),
       status.map((m) => ({ name: m.name, applied_at: m.appliedAt?.toISOString() ?? null })))
   }
 }

@@ -59,11 +59,11 @@ export interface Output {
  */
 const UNPRINTABLE = /\p{Cc}|[\u202a-\u202e\u2066-\u2069]/gu
 
-export function printable (text: string): string {
+function printable (text: string): string {
   return text.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
 
-export function output (json: boolean, write: (text: string) => void = (t) => process.stdout.write(t)): Output {
+export function commandOutput (json: boolean, write: (text: string) => void = (t) => process.stdout.write(t)): Output {
   return {
     json,
     // JSON.stringify escapes C0 only; the same escapes stay valid JSON for the rest.
@@ -72,7 +72,7 @@ export function output (json: boolean, write: (text: string) => void = (t) => pr
 }
 
 /** Renders rows as aligned columns for people, every cell printable. */
-export function table (rawRows: Array<Record<string, string>>): string {
+export function formatTable (rawRows: Array<Record<string, string>>): string {
   const rows = rawRows.map((row) => Object.fromEntries(Object.entries(row).map(([column, cell]) => [column, printable(cell)])))
   const first = rows[0]
   if (first === undefined) return '(none)'

@@ -11,7 +11,7 @@ import { createUser } from '../users/create.js'
 import { disableUser } from '../users/disable.js'
 import { deleteUser, enableUser, endUserSessions, listUsers, setPassword, showUser, type UserSummary } from '../users/manage.js'
 import type { CommandContext } from './context.js'
-import { CliError, commandFlags, parseCommandLine, table } from './output.js'
+import { CliError, commandFlags, parseCommandLine, formatTable } from './output.js'
 import { readPassword } from './password-input.js'
 import { usersImportCommand } from './users-import.js'
 
@@ -107,7 +107,7 @@ export async function usersCommand (ctx: CommandContext): Promise<void> {
     const { values } = parseCommandLine({ args: ctx.argv.slice(1), allowPositionals: false, strict: true, options: { disabled: { type: 'boolean' }, json: { type: 'boolean' } } }, USAGE)
     const { db } = await ctx.connection()
     const users = await listUsers(db, { disabledOnly: values.disabled === true, now: new Date() })
-    ctx.out.result(table(users.map(userRow)), users.map(userJson))
+    ctx.out.result(formatTable(users.map(userRow)), users.map(userJson))
     return
   }
   commandFlags(ctx.argv, USAGE)

@@ -9,8 +9,6 @@
 import { CLIENT_ID_PATTERN } from '../config.js'
 import { OAuthError } from '../errors.js'
 
-export type ClientAuthMethod = 'none' | 'client_secret_basic' | 'client_secret_post'
-
 export type ClientCredentials =
   | { method: 'none', clientId: string | undefined }
   | { method: 'client_secret_basic' | 'client_secret_post', clientId: string, secret: string }

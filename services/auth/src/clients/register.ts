@@ -12,7 +12,7 @@ import { generateSecret } from './secret.js'
 import { TesseraError } from '../errors.js'
 import { UUID_TEXT } from '../util/uuid.js'
 
-export const GRANT_TYPES: readonly GrantType[] = ['password', 'refresh_token', 'client_credentials']
+const GRANT_TYPES: readonly GrantType[] = ['password', 'refresh_token', 'client_credentials']
 export const isGrantType = (value: string): value is GrantType => (GRANT_TYPES as readonly string[]).includes(value)
 const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
 

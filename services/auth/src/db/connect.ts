@@ -2,7 +2,7 @@
  * One pg Pool and the Kysely instance over it.
  * @module
  */
-import { Kysely, PostgresDialect } from 'kysely'
+import { Kysely, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
 import type { Database, Db } from './database.js'
 import { namingPool } from './named-statements.js'
@@ -52,4 +52,9 @@ export function connect (connectionString: string, max = 10, options: ConnectOpt
       await db.destroy()
     }
   }
+}
+
+/** One trivial statement, for readiness: resolves when the database answers now. */
+export async function pingDatabase (db: Db): Promise<void> {
+  await sql`SELECT 1`.execute(db)
 }

@@ -2,7 +2,7 @@
  * Table types for Kysely, one interface per table of migrations/.
  * @module
  */
-import type { ColumnType, Generated, Insertable, Kysely, Selectable } from 'kysely'
+import type { ColumnType, Generated, Kysely, Selectable } from 'kysely'
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>
 type DefaultedTimestamp = ColumnType<Date, Date | string | undefined, Date | string>
@@ -130,9 +130,4 @@ export interface Database {
 }
 
 export type Db = Kysely<Database>
-export type User = Selectable<UsersTable>
 export type SigningKeyRow = Selectable<SigningKeysTable>
-export type Session = Selectable<SessionsTable>
-export type Client = Selectable<ClientsTable>
-export type RefreshTokenRow = Selectable<RefreshTokensTable>
-export type NewAuditEvent = Insertable<AuditEventsTable>

@@ -11,7 +11,7 @@ import type { Kysely } from 'kysely'
 import { FileMigrationProvider, Migrator, type MigrationResultSet } from 'kysely/migration'
 
 // src/db and dist/db sit at the same depth below the repository root.
-export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../migrations')
+const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../migrations')
 
 export interface MigrationStatus {
   name: string

@@ -18,7 +18,7 @@ export interface RoleLogin { name: string, password: string }
 export interface DatabaseRoles { owner: RoleLogin, runtime: RoleLogin, notes: RoleLogin }
 
 export const DEFAULT_ROLE_NAMES = { owner: 'tessera_owner', runtime: 'tessera_app', notes: 'tessera_notes' } as const
-export const NOTES_SCHEMA = 'notes'
+const NOTES_SCHEMA = 'notes'
 
 const ROLE_NAME = /^[a-z_][a-z0-9_]{0,62}$/
 

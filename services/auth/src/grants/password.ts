@@ -69,7 +69,7 @@ async function recordFailure (deps: LoginDeps, key: string, userId: string | und
  * read even when the attempt is refused (cheaper than a second round trip).
  * Fixed text, sent by name.
  */
-export const LOGIN_ATTEMPT_SQL = namedStatement('tessera_login_attempt',
+const LOGIN_ATTEMPT_SQL = namedStatement('tessera_login_attempt',
   `select a.*, u.id as user_id, u.username, u.password_hash, u.disabled_at is not null as disabled from ${COUNT_ATTEMPT_CALL} a ` +
   'left join users u on u.username = $6')
 
@@ -106,7 +106,7 @@ async function countAttemptAndReadUser (deps: LoginDeps, key: string, username: 
  * clears the name's failures and inserts the session, its first refresh token
  * and the audit row. Fixed text, sent by name.
  */
-export const START_LOGIN_SQL = namedStatement('tessera_start_login',
+const START_LOGIN_SQL = namedStatement('tessera_start_login',
   'select tessera_start_login($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) as started')
 
 interface StartLogin {

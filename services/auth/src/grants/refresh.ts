@@ -97,7 +97,7 @@ export async function refreshDecision (db: Issuer['db'], input: RefreshDecisionI
 }
 
 /** Reuse: the whole family ends, with its audit, in one transaction. */
-export async function endReusedFamily (db: Issuer['db'], claims: RefreshClaims, now: Date, context: RequestContext): Promise<void> {
+async function endReusedFamily (db: Issuer['db'], claims: RefreshClaims, now: Date, context: RequestContext): Promise<void> {
   await db.transaction().execute(async (trx) => {
     await endSessions(trx, { sessionId: claims.sid }, 'reuse', now, { ...context, actor: 'system' })
     await recordAudit(trx, { type: 'refresh.reuse_detected', actor: 'system', userId: claims.sub, sessionId: claims.sid, ...context, detail: { jti: claims.jti } })

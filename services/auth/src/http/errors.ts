@@ -76,7 +76,7 @@ export function answerUnparsedRequest (this: App, err: NodeJS.ErrnoException, so
  * than it allows, a malformed percent-encoding): the contract's shape, and
  * nothing of the path echoed back, since the path is what was wrong.
  */
-export function handleFrameworkError (err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+export function answerFrameworkError (err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
   const status = tooLong ? 414 : 400
   const detail = tooLong ? 'a path segment is longer than allowed' : 'the path is not a valid URL'
@@ -169,7 +169,7 @@ function drfError (err: FastifyError, request: FastifyRequest, reply: FastifyRep
   return reply.status(500).send({ detail: `A server error occurred (request id ${request.id}).` })
 }
 
-export function handleError (this: App, thrown: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+export function answerError (this: App, thrown: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   // A database out of reach for a moment is overload, answered in every route's own format like the hashing queue's.
   const err = request.raw.readableAborted ? clientClosed(thrown) : isDatabaseUnavailable(thrown) ? databaseOverload(thrown, request) : thrown
   if (request.routeOptions.config.errorFormat === 'simplejwt') return drfError(err, request, reply)

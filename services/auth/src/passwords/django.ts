@@ -20,14 +20,14 @@ export const MAX_PBKDF2_ITERATIONS = 3_000_000
 /** Django writes 12; every step doubles the cost. */
 export const MAX_BCRYPT_COST = 15
 /** KiB and passes; Django writes m=102400 (100 MiB), t=2. */
-export const MAX_ARGON2_MEMORY_KIB = 256 * 1024
-export const MAX_ARGON2_PASSES = 10
+const MAX_ARGON2_MEMORY_KIB = 256 * 1024
+const MAX_ARGON2_PASSES = 10
 /** Django's own ceiling: hashlib's default maxmem of 32 MiB bounds 128·N·r. */
-export const MAX_SCRYPT_MEMORY = 32 * 1024 * 1024
+const MAX_SCRYPT_MEMORY = 32 * 1024 * 1024
 /** Django writes p=1. */
-export const MAX_SCRYPT_PARALLELISM = 16
+const MAX_SCRYPT_PARALLELISM = 16
 
-export const DJANGO_ALGORITHMS = ['pbkdf2_sha256', 'pbkdf2_sha1', 'argon2', 'bcrypt_sha256', 'bcrypt', 'scrypt'] as const
+const DJANGO_ALGORITHMS = ['pbkdf2_sha256', 'pbkdf2_sha1', 'argon2', 'bcrypt_sha256', 'bcrypt', 'scrypt'] as const
 export type DjangoAlgorithm = typeof DJANGO_ALGORITHMS[number]
 
 export type DjangoHash =

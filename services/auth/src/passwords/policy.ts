@@ -5,8 +5,8 @@
  */
 import { ProblemError } from '../errors.js'
 
-export const PASSWORD_MIN = 8
-export const PASSWORD_MAX = 256
+const PASSWORD_MIN = 8
+const PASSWORD_MAX = 256
 const USERNAME = /^[a-z0-9._-]{3,64}$/
 
 export function normalizePassword (password: string): string {

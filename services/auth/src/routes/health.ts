@@ -4,9 +4,9 @@
  * @module
  */
 import { Type } from '@sinclair/typebox'
-import { sql } from 'kysely'
 import type { App, Deps } from '../http/app-types.js'
 import { ProblemError } from '../errors.js'
+import { pingDatabase } from '../db/connect.js'
 
 export function registerHealthRoutes (app: App, deps: Deps): void {
   app.get('/healthz', { schema: { tags: ['health'], summary: 'Liveness: the process answers', response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({ status: 'ok' as const }))
@@ -15,7 +15,7 @@ export function registerHealthRoutes (app: App, deps: Deps): void {
     schema: { tags: ['health'], summary: 'Readiness: the database answers and a signing key is loaded (503 otherwise)', response: { 200: Type.Object({ status: Type.Literal('ready') }) } }
   }, async () => {
     try {
-      await sql`SELECT 1`.execute(deps.db)
+      await pingDatabase(deps.db)
     } catch (cause) {
       throw new ProblemError(503, 'Service Unavailable', { publicDetail: 'the database is not reachable', retryAfter: 5, cause })
     }

@@ -7,6 +7,6 @@
  */
 import type { FastifyReply } from 'fastify'
 
-export function personal (reply: FastifyReply): void {
+export function forbidCaching (reply: FastifyReply): void {
   void reply.header('cache-control', 'no-store')
 }

@@ -32,7 +32,7 @@ function hashesPassword (request: FastifyRequest): boolean {
 }
 
 /**
- * The hook; the route's error format shapes the 503 (app.ts's error handler).
+ * The hook; the route's error format shapes the 503 (http/errors.ts).
  * A request let through holds one place of `capacity` until its answer is
  * done: a flag alone would let every waiting client through each time the
  * queue opened, and all of them would do their database work before the

@@ -17,7 +17,7 @@ const CLIENT_AUTH_METHODS = ['none', 'client_secret_basic', 'client_secret_post'
  * serves: no OpenID fields (no ID tokens, no subject types), no signed
  * client assertions; the documentation URL is the OpenAPI document.
  */
-export function serverMetadata (config: Pick<Config, 'issuer' | 'scopes'>): Record<string, unknown> {
+function serverMetadata (config: Pick<Config, 'issuer' | 'scopes'>): Record<string, unknown> {
   return {
     issuer: config.issuer,
     token_endpoint: `${config.issuer}/oauth/token`,

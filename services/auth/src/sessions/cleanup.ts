@@ -28,7 +28,7 @@ export interface CleanupResult {
   auditEvents: number
 }
 
-async function deleteInBatches (db: Db, batch: (limit: number) => Promise<number>, size: number, maxBatches: number): Promise<number> {
+async function deleteInBatches (batch: (limit: number) => Promise<number>, size: number, maxBatches: number): Promise<number> {
   let total = 0
   for (let i = 0; i < maxBatches; i++) {
     const deleted = await batch(size)
@@ -46,20 +46,20 @@ export async function cleanupExpired (db: Db, options: CleanupOptions): Promise<
     if (rows[0]?.locked !== true) return { ran: false, sessions: 0, refreshTokens: 0, auditEvents: 0 }
     try {
       const revokedBefore = new Date(options.now.getTime() - options.revokedRetention * 1000)
-      const sessions = await deleteInBatches(conn, async (limit) => {
+      const sessions = await deleteInBatches(async (limit) => {
         const result = await conn.deleteFrom('sessions').where('id', 'in', conn.selectFrom('sessions').select('id')
           .where((eb) => eb.or([eb('expires_at', '<', options.now), eb('revoked_at', '<', revokedBefore)])).limit(limit))
           .executeTakeFirst()
         return Number(result.numDeletedRows)
       }, size, maxBatches)
-      const refreshTokens = await deleteInBatches(conn, async (limit) => {
+      const refreshTokens = await deleteInBatches(async (limit) => {
         const result = await conn.deleteFrom('refresh_tokens').where('jti', 'in', conn.selectFrom('refresh_tokens').select('jti')
           .where('expires_at', '<', options.now).limit(limit))
           .executeTakeFirst()
         return Number(result.numDeletedRows)
       }, size, maxBatches)
       const auditBefore = new Date(options.now.getTime() - options.auditRetention * 1000)
-      const auditEvents = await deleteInBatches(conn, async (limit) => {
+      const auditEvents = await deleteInBatches(async (limit) => {
         const result = await conn.deleteFrom('audit_events').where('id', 'in', conn.selectFrom('audit_events').select('id')
           .where('occurred_at', '<', auditBefore).orderBy('occurred_at').limit(limit))
           .executeTakeFirst()

@@ -34,7 +34,7 @@ export interface TokenPair {
 }
 
 /** Whole seconds: JWT times are seconds, and a stored time must mint the same claim again. */
-export const floorToSecond = (date: Date): Date => new Date(epochSeconds(date) * 1000)
+const floorToSecond = (date: Date): Date => new Date(epochSeconds(date) * 1000)
 
 const addSeconds = (date: Date, seconds: number): Date => new Date(date.getTime() + seconds * 1000)
 

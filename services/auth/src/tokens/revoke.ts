@@ -40,7 +40,7 @@ export async function refreshClaimsOf (issuer: Issuer, token: string, now: Date)
   }
 }
 
-export async function sessionOfRefreshToken (issuer: Issuer, token: string, now: Date): Promise<string | undefined> {
+async function sessionOfRefreshToken (issuer: Issuer, token: string, now: Date): Promise<string | undefined> {
   return (await refreshClaimsOf(issuer, token, now))?.sid
 }
 

@@ -1,5 +1,6 @@
 /**
- * Sign-up and `tessera users create`.
+ * Sign-up (`signUp`, POST /v1/users) and `tessera users create` (`createUser`,
+ * which an operator may run whatever TESSERA_SIGNUP says).
  * @module
  */
 import type { Db } from '../db/database.js'
@@ -32,4 +33,10 @@ export async function createUser (db: Db, hasher: PasswordHashing, input: { user
     }
     throw err
   }
+}
+
+/** A user creating their own account: only while TESSERA_SIGNUP is open. */
+export async function signUp (db: Db, hasher: PasswordHashing, signup: 'open' | 'closed', input: { username: string, password: string }, context: RequestContext = {}): Promise<CreatedUser> {
+  if (signup === 'closed') throw new ProblemError(403, 'Forbidden', { publicDetail: 'sign-up is closed; ask an operator for an account' })
+  return await createUser(db, hasher, input, context)
 }

@@ -36,7 +36,7 @@ export class ImportFileError extends TesseraError {
   }
 }
 
-export const CSV_HEADER = ['username', 'password_hash', 'disabled'] as const
+const CSV_HEADER = ['username', 'password_hash', 'disabled'] as const
 
 function djangoRecord (position: number, value: unknown): SourceRecord {
   const fields = typeof value === 'object' && value !== null && 'fields' in value ? (value as { fields: unknown }).fields : undefined

@@ -1,11 +1,11 @@
 /**
  * freePort, portIsFree: a loopback port for a server started by this process
- * (the embedded Postgres, the bench harness).
+ * (the embedded Postgres).
  * @module
  */
 import { createServer } from 'node:net'
 
-/** A loopback port free right now (the harness in bench/ uses it too). */
+/** A loopback port free right now. */
 export function freePort (): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer()

@@ -50,7 +50,7 @@ function required (body: TokenRequestBody, name: 'username' | 'password' | 'refr
   return value
 }
 
-export function toTokenResponse (pair: TokenPair): Static<typeof TokenResponse> {
+function toTokenResponse (pair: TokenPair): Static<typeof TokenResponse> {
   return {
     access_token: pair.accessToken,
     token_type: 'Bearer',

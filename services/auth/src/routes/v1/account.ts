@@ -12,7 +12,7 @@ import { listLiveSessions } from '../../sessions/list.js'
 import { endOwnSession, logout } from '../../sessions/logout.js'
 import { requestContext } from '../context.js'
 import { backoffPolicy } from '../../passwords/login-throttle.js'
-import { personal } from '../personal.js'
+import { forbidCaching } from '../personal.js'
 import { accessTokenAuth, principalOf } from './access-token-auth.js'
 import { BEARER } from '../openapi.js'
 
@@ -42,7 +42,7 @@ export function registerAccountRoutes (app: App, config: Config, deps: Deps): vo
   const { authenticate, authenticateLive: authenticateSession } = accessTokenAuth(config, deps)
   const backoff = backoffPolicy(config)
   app.get('/v1/me', { preHandler: authenticate, schema: { tags: ['account'], summary: 'The caller\'s account and session', security: BEARER, response: { 200: Me } } }, async (request, reply) => {
-    personal(reply)
+    forbidCaching(reply)
     const principal = principalOf(request)
     const profile = await liveProfile(deps.db, principal.userId, principal.sessionId, deps.clock())
     if (profile === undefined) throw new InvalidTokenError('session ended or user disabled')
@@ -50,7 +50,7 @@ export function registerAccountRoutes (app: App, config: Config, deps: Deps): vo
   })
 
   app.get('/v1/sessions', { preHandler: authenticateSession, schema: { tags: ['account'], summary: 'The caller\'s live sessions', security: BEARER, response: { 200: SessionList } } }, async (request, reply) => {
-    personal(reply)
+    forbidCaching(reply)
     const principal = principalOf(request)
     const sessions = await listLiveSessions(deps.db, principal.userId, deps.clock())
     return {

@@ -5,11 +5,10 @@
 import { Type } from '@sinclair/typebox'
 import type { App, Deps } from '../../http/app-types.js'
 import type { Config } from '../../config.js'
-import { ProblemError } from '../../errors.js'
-import { createUser } from '../../users/create.js'
+import { signUp } from '../../users/create.js'
 import { NO_NUL } from '../../passwords/policy.js'
 import { requestContext } from '../context.js'
-import { personal } from '../personal.js'
+import { forbidCaching } from '../personal.js'
 
 const SignUp = Type.Object({
   username: Type.String({ minLength: 1, maxLength: 256, pattern: NO_NUL }),
@@ -28,9 +27,8 @@ export function registerUserRoutes (app: App, config: Config, deps: Deps): void 
       response: { 201: { ...CreatedUser, headers: { location: { type: 'string', description: '/v1/me: where the new user reads the account once logged in' } } } }
     }
   }, async (request, reply) => {
-    if (config.signup === 'closed') throw new ProblemError(403, 'Forbidden', { publicDetail: 'sign-up is closed; ask an operator for an account' })
-    const user = await createUser(deps.db, deps.hasher, request.body, requestContext(request))
-    personal(reply)
+    const user = await signUp(deps.db, deps.hasher, config.signup, request.body, requestContext(request))
+    forbidCaching(reply)
     // No per-user URL exists: the account is read at /v1/me, as that user.
     return await reply.code(201).header('location', '/v1/me')
       .send({ id: user.id, username: user.username, created_at: user.createdAt.toISOString() })
