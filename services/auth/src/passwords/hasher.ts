@@ -236,8 +236,17 @@ export class PasswordHasher implements PasswordHashing {
   }
 
   async dummyVerify (password: string): Promise<false> {
-    this.#dummyHash ??= this.#engine.hash('tessera-dummy-password')
-    const hash = await this.#dummyHash
+    // Made once, through the queue like any hash (counted, bounded, shed);
+    // a failed making is forgotten, so a hashing process that died with it
+    // in hand does not leave every later unknown name refused.
+    const making = this.#dummyHash ??= this.hash('tessera-dummy-password')
+    let hash: string
+    try {
+      hash = await making
+    } catch (err) {
+      if (this.#dummyHash === making) this.#dummyHash = undefined
+      throw err
+    }
     await this.verify(hash, password)
     return false
   }

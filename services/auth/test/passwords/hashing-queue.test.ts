@@ -122,6 +122,7 @@ t.test('a storm that takes the CPU slows the hashes down but does not shrink the
   t.equal(hasher.capacity, 40, 'the capacity did not fall with the slower hashes')
   const outcomes = await Promise.all(storm)
   t.same(outcomes, [...Array(12).fill('ok'), 503, 503, 503, 503], 'the four whose turn came past 500 ms were refused then')
+  t.equal(waits.length, 16 + 12, 'every started hash, calm and storm, reported its wait')
   t.ok(waits.every((seconds) => seconds <= 0.5), 'no started hash waited longer than the bound')
   t.same(capacities, [40], 'announced once, when the first measurement replaced the assumed cost')
 })
@@ -136,4 +137,28 @@ t.test('by default 16 logins at once (make bench login) are all admitted on two 
   t.same(calm.filter((r) => r.status === 'rejected'), [], 'none shed')
   // 30 ms of CPU per hash: argon2id at Tessera's parameters on the measured machine takes 28-30.
   t.ok(hashingShare(hasher, 2) >= 16, `measured, each worker lets ${hashingShare(hasher, 2)} through: all sixteen on one worker still pass`)
+})
+
+t.test('the dummy hash of unknown names is made through the queue, and a failed making is tried again', async (t) => {
+  let failNext = true
+  let release: () => void = () => {}
+  const held = new Promise<void>((resolve) => { release = resolve })
+  const engine: HashEngine = {
+    hash: async (password) => {
+      await held
+      if (failNext) {
+        failNext = false
+        throw new Error('the hashing process is gone')
+      }
+      return await hashPassword(password, WEAK)
+    },
+    verify: async (hash, password) => await verifyPassword(hash, password, WEAK)
+  }
+  const hasher = new PasswordHasher({ concurrency: 1, depth: 4, engine })
+  const first = hasher.dummyVerify('a guess')
+  t.equal(hasher.inFlight, 1, 'the making is a hash in flight, counted and bounded like any other')
+  release()
+  await t.rejects(first, { message: 'the hashing process is gone' }, 'the login that met the failure is refused')
+  t.equal(await hasher.dummyVerify('another guess'), false, 'the next unknown name makes the dummy hash again and costs a verify')
+  t.equal(await hasher.dummyVerify('a third guess'), false, 'and the hash made is kept')
 })
