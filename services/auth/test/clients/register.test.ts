@@ -48,7 +48,7 @@ t.test('client_credentials: Basic and post authentication, sub = client_id, acce
   t.notOk(JSON.stringify(row).includes(secret), 'the secret itself is not')
 
   const viaBasic = await token(ctx, { grant_type: 'client_credentials', resource: NOTES }, { authorization: basic('reports', secret) })
-  t.equal(viaBasic.status, 200, JSON.stringify(viaBasic.body))
+  t.equal(viaBasic.status, 200, 'client_credentials with Basic', { body: viaBasic.body })
   t.equal(viaBasic.headers['cache-control'], 'no-store')
   t.same(Object.keys(viaBasic.body).sort(), ['access_token', 'expires_in', 'scope', 'token_type'], 'no refresh token')
   const claims = decodeJwt(viaBasic.body.access_token as string)

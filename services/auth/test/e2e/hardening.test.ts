@@ -128,7 +128,7 @@ t.test('X-Request-Id is believed from the trusted proxy only', async (t) => {
   t.not(forged.headers['x-request-id'], 'forged-by-client', 'with no trusted proxy, Tessera makes its own')
   t.match(forged.headers['x-request-id'], /^[0-9a-f-]{36}$/)
   const untrusted = await buildTestApp(t, { TESSERA_TRUST_PROXY: '10.9.8.7' })
-  t.not((await untrusted.app.inject({ method: 'GET', url: '/healthz', headers: { 'x-request-id': 'forged-by-client' } })).headers['x-request-id'], 'forged-by-client', 'nor from a peer that is not the proxy')
+  t.match((await untrusted.app.inject({ method: 'GET', url: '/healthz', headers: { 'x-request-id': 'forged-by-client' } })).headers['x-request-id'], /^[0-9a-f-]{36}$/, 'nor from a peer that is not the proxy: Tessera makes its own')
   const proxied = await buildTestApp(t, { TESSERA_TRUST_PROXY: '127.0.0.1' })
   t.equal((await proxied.app.inject({ method: 'GET', url: '/healthz', headers: { 'x-request-id': 'from-the-gateway' } })).headers['x-request-id'], 'from-the-gateway', 'the gateway\'s id is kept')
 })

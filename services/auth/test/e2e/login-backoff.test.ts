@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto'
-import { performance } from 'node:perf_hooks'
 import t, { type Test } from 'tap'
 import { countLoginAttempt, pruneLoginThrottle, refundLoginAttempt } from '../../src/passwords/login-throttle.js'
 import { buildTestApp, CountingHasher, signUp, testConfig } from '../helpers/app.js'
@@ -27,10 +26,9 @@ t.test('five failures back the account off: the right password gets 429 without 
   const hasher = new CountingHasher({ concurrency: config.hashConcurrency, depth: config.hashQueueDepth })
   const { app, deps, advance } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_BASE: '30s' }, { hasher, realClock: true })
   await signUp(app, 'alice', PASSWORD)
-  const attempt = async (password: string): Promise<{ status: number, body: Record<string, string>, headers: Record<string, unknown>, ms: number }> => {
-    const started = performance.now()
+  const attempt = async (password: string): Promise<{ status: number, body: Record<string, string>, headers: Record<string, unknown> }> => {
     const res = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'Alice', password } })
-    return { status: res.statusCode, body: res.json(), headers: res.headers, ms: performance.now() - started }
+    return { status: res.statusCode, body: res.json(), headers: res.headers }
   }
 
   for (let i = 0; i < 5; i++) {
@@ -50,24 +48,7 @@ t.test('five failures back the account off: the right password gets 429 without 
   const wait = Number(backedOff.headers['retry-after'])
   countsDownTo(t, wait, row.blocked_until ?? new Date(0), sentAt, Date.now())
   t.equal(backedOff.body.error_description, `too many failed logins for this username; retry in ${wait} s`)
-  t.equal(hasher.verifies, before, 'no argon2 verify while backed off')
-
-  // Timing, as a ratio to a measured verify: a back-off answer costs a few
-  // queries, not a hash. Interleaved, and compared by their fastest runs, so
-  // load from other processes on a shared machine inflates neither side alone;
-  // fifteen pairs, so that on a busy machine each side meets a quiet moment.
-  const hash = await hasher.hash(PASSWORD)
-  const verifyMs: number[] = []
-  const refusedMs: number[] = []
-  for (let i = 0; i < 15; i++) {
-    const started = performance.now()
-    await hasher.verify(hash, PASSWORD)
-    verifyMs.push(performance.now() - started)
-    refusedMs.push((await attempt(PASSWORD)).ms)
-  }
-  const fastestRefusal = Math.min(...refusedMs)
-  const fastestVerify = Math.min(...verifyMs)
-  t.ok(fastestRefusal < fastestVerify * 0.5, `a backed-off answer (${fastestRefusal.toFixed(1)} ms) takes far less than one verify (${fastestVerify.toFixed(1)} ms)`)
+  t.equal(hasher.verifies, before, 'no argon2 verify while backed off (the whole cost of a hash saved, counted rather than timed)')
 
   advance(31)
   const ok = await attempt(PASSWORD)

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import t, { type Test } from 'tap'
-import { createTestDatabase } from '../helpers/db.js'
+import { createTestDatabase, lockWaiters } from '../helpers/db.js'
 import { within } from '../helpers/http.js'
 import { startServer } from '../helpers/server.js'
 
@@ -34,11 +34,6 @@ t.test('a burst of parallel wrong guesses evaluates at most the threshold', asyn
 })
 
 /** Backends of this database waiting on a lock. */
-async function lockWaiters (db: pg.Client): Promise<number> {
-  const res = await db.query("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
-  return Number(res.rows[0].n)
-}
-
 t.test('a login in flight during a password change does not start a session after it', async (t) => {
   const { url, db, databaseUrl } = await serverWithDb(t)
   t.equal((await send('POST', `${url}/v1/users`, { username: 'inflight', password: PASSWORD })).status, 201)
@@ -53,9 +48,9 @@ t.test('a login in flight during a password change does not start a session afte
   await holder.query('BEGIN')
   await holder.query("SELECT id FROM users WHERE username = 'inflight' FOR UPDATE")
   const change = send('PUT', `${url}/v1/password`, { current_password: PASSWORD, new_password: NEW_PASSWORD }, { authorization: `Bearer ${owner.body.access_token ?? ''}` })
-  t.ok(await within(30_000, async () => await lockWaiters(db) >= 1), 'the password change waits for the row')
+  t.ok(await within(30_000, async () => await lockWaiters(db) >= 1) !== undefined, 'the password change waits for the row')
   const loginInFlight = send('POST', `${url}/oauth/token`, { grant_type: 'password', username: 'inflight', password: PASSWORD })
-  t.ok(await within(30_000, async () => await lockWaiters(db) >= 2), 'the login, its password verified, waits behind it')
+  t.ok(await within(30_000, async () => await lockWaiters(db) >= 2) !== undefined, 'the login, its password verified, waits behind it')
   await holder.query('ROLLBACK')
 
   t.equal((await change).status, 200, 'the password changed')

@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import { startServer, runCli } from '../helpers/server.js'
+import { lockWaiters } from '../helpers/db.js'
+import { within } from '../helpers/http.js'
 
 const PASSWORD = 'correct horse battery'
 
@@ -57,9 +59,15 @@ t.test('embedded Postgres: first start, SIGTERM drains an in-flight request, sec
   await blocker.query('BEGIN')
   await blocker.query('SELECT * FROM sessions FOR UPDATE')
   const inFlight = fetch(`${first.url}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token }) })
-  await new Promise((resolve) => setTimeout(resolve, 300))
+  const watcher = new pg.Client({ connectionString: url })
+  await watcher.connect()
+  t.ok(await within(30_000, async () => await lockWaiters(watcher) >= 1) !== undefined, 'the refresh waits for the session\'s row')
+  await watcher.end()
   first.process.kill('SIGTERM')
-  await new Promise((resolve) => setTimeout(resolve, 300))
+  // Every HTTP worker logs its own drain: the one holding the refresh among them.
+  const workers = Number(/"workers":(\d+)/.exec(first.output())?.[1])
+  const workersDraining = (): number => first.output().split('\n').filter((line) => line.includes('"msg":"draining"') && line.includes('"why":')).length
+  t.ok(workers >= 1 && await within(30_000, async () => workersDraining() >= workers) !== undefined, 'every worker drains while the refresh is held')
   await blocker.query('COMMIT')
   await blocker.end()
   const response = await inFlight

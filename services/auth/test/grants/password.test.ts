@@ -159,12 +159,10 @@ t.test('the hashing queue sheds past its depth and the JWKS answers meanwhile', 
   // past the back-off threshold would be refused 429 before reaching the queue.
   const { app } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_AFTER: '1000' }, { hasher })
   await signUp(app, 'ivan', PASSWORD)
-  const started = Date.now()
   const attempts = Array.from({ length: 12 }, async () => await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'ivan', password: PASSWORD } }))
   const jwks = await app.inject({ method: 'GET', url: '/.well-known/jwks.json' })
   t.equal(jwks.statusCode, 200)
   const results = await Promise.all(attempts)
-  const elapsed = Date.now() - started
   const shed = results.filter((r) => r.statusCode === 503)
   const ok = results.filter((r) => r.statusCode === 200)
   t.ok(shed.length > 0, `${shed.length} logins were shed`)
@@ -174,7 +172,6 @@ t.test('the hashing queue sheds past its depth and the JWKS answers meanwhile', 
     t.equal(res.headers['retry-after'], '1')
     t.same(res.json(), { error: 'temporarily_unavailable', error_description: 'too many logins in progress; retry shortly' })
   }
-  t.ok(elapsed < 10_000, `no login waited without bound (${elapsed} ms for all)`)
 })
 
 t.test('JWKS: cache headers, strong ETag, 304', async (t) => {

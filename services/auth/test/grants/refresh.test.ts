@@ -6,7 +6,9 @@ import { cleanupExpired } from '../../src/sessions/cleanup.js'
 const PASSWORD = 'correct horse battery'
 
 async function user (ctx: TestApp, name: string): Promise<{ access: string, refresh: string, sid: string }> {
-  await signUp(ctx.app, name, PASSWORD).catch(() => undefined)
+  // Several sessions of one user: sign up only the first time.
+  const known = await ctx.connection.db.selectFrom('users').select('id').where('username', '=', name).executeTakeFirst()
+  if (known === undefined) await signUp(ctx.app, name, PASSWORD)
   const tokens = await login(ctx.app, name, PASSWORD)
   return { access: tokens.access_token, refresh: tokens.refresh_token, sid: String(decodeJwt(tokens.access_token).sid) }
 }
@@ -196,7 +198,7 @@ t.test('bad refresh input: invalid_grant or invalid_request, never 500', async (
 t.test('cleanup deletes only what expired', async (t) => {
   const ctx = await buildTestApp(t, { TESSERA_REFRESH_TTL: '100s', TESSERA_REFRESH_GRACE: '0' })
   const live = await user(ctx, 'judy')
-  const stale = await user(ctx, 'judy')
+  await user(ctx, 'judy') // a session left to expire
   const ended = await user(ctx, 'judy')
   await ctx.app.inject({ method: 'POST', url: '/v1/logout', headers: { authorization: `Bearer ${ended.access}` } })
   ctx.advance(60)
@@ -208,6 +210,5 @@ t.test('cleanup deletes only what expired', async (t) => {
   t.ok(result.refreshTokens >= 1, 'the used, expired token of the live session is gone')
   const sessions = await ctx.connection.db.selectFrom('sessions').select('id').execute()
   t.same(sessions.map((s) => s.id), [live.sid], 'only the live session remains')
-  t.not(stale.sid, live.sid)
   t.equal((await refresh(ctx.app, String(rotated.body.refresh_token))).status, 200, 'and it still works')
 })

@@ -59,6 +59,7 @@ t.test('the documented error shapes are what the routes answer', async (t) => {
   const { app } = await buildTestApp(t)
   const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json<OpenApiDocument>()
   const problemFields = doc.paths['/v1/me']?.get?.responses['4XX']?.content?.['application/problem+json']?.schema.required ?? []
+  t.same([...problemFields].sort(), ['instance', 'request_id', 'status', 'title', 'type'], 'the document requires the problem members')
   const unauthorized = await app.inject({ method: 'GET', url: '/v1/me' })
   t.equal(unauthorized.statusCode, 401)
   t.equal(unauthorized.headers['content-type'], 'application/problem+json; charset=utf-8')

@@ -98,7 +98,7 @@ t.test('notes against a real Tessera', async (t) => {
       headers: { authorization: `Basic ${Buffer.from(`reader:${reader.client_secret ?? ''}`).toString('base64')}` },
       body: JSON.stringify({ grant_type: 'client_credentials', resource: 'urn:tessera:notes' })
     })
-    t.equal(serviceToken.status, 200, JSON.stringify(serviceToken.body))
+    t.equal(serviceToken.status, 200, 'a service token by client_credentials', { body: serviceToken.body })
     const token = serviceToken.body.access_token as string
     const listed = await call('GET', '/notes', token)
     t.equal(listed.statusCode, 200, 'a service with notes:read lists (its own, by sub = client_id)')
