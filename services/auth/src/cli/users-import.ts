@@ -26,7 +26,9 @@ function summary (report: ImportReport, file: string, format: ImportFormat): str
   const lines = [
     `${file}: read ${report.read} record(s); ${verb} ${report.created} user(s) (${report.disabled} disabled, ${report.unusable} with no usable password); ` +
     `skipped ${report.existing} existing; ${report.problemCount} problem(s)${report.dryRun ? ' (dry run: nothing written)' : ''}`,
-    ...(report.renamed > 0 ? [`  ${report.renamed} of them under their name after NFKC and lower-casing (Zed as zed): a DRF service finds a token's user by exact name, and will not find these until they are so renamed in Django (docs/migrating-from-simplejwt.md, section 3)`] : []),
+    ...(report.renamed > 0 ? [`  ${report.renamed} of them under their name after NFKC and lower-casing: a DRF service finds a token's user by exact name, and will not find these until they are so renamed in Django (docs/migrating-from-simplejwt.md, section 3):`] : []),
+    ...report.renamedUsers.map((r) => `    ${positionName(format)} ${r.position}: ${r.django} as ${r.tessera}`),
+    ...(report.renamed > report.renamedUsers.length ? [`    … and ${report.renamed - report.renamedUsers.length} more`] : []),
     ...report.problems.map((p) => `  ${positionName(format)} ${p.position}${p.username === undefined ? '' : ` (${p.username})`}: ${p.reason}`)
   ]
   if (report.problemCount > report.problems.length) lines.push(`  … and ${report.problemCount - report.problems.length} more`)
@@ -73,6 +75,7 @@ export async function usersImportCommand (ctx: CommandContext): Promise<void> {
     disabled: report.disabled,
     unusable: report.unusable,
     renamed: report.renamed,
+    renamed_users: report.renamedUsers,
     problem_count: report.problemCount,
     problems: report.problems,
     error: report.error ?? null

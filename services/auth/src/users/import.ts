@@ -43,6 +43,8 @@ export interface ImportReport {
   unusable: number
   /** Of the created: under a name NFKC and lower-casing changed (`Zed` as `zed`), which a DRF service looking users up by exact name does not find. */
   renamed: number
+  /** At most `maxProblems` of the renamed, in file order: the name as Django spells it, and as Tessera keeps it. */
+  renamedUsers: RenamedUser[]
   /** Rows not imported for a reason of their own, duplicates included. */
   problemCount: number
   /** At most `maxProblems` of them, in file order; past that cap, the renamed rows' (judged last) are the ones left out. */
@@ -50,6 +52,12 @@ export interface ImportReport {
   dryRun: boolean
   /** Set when the file could not be read to its end: the full batches before it are imported, the rest is not, nor any renamed row. */
   error?: string
+}
+
+export interface RenamedUser {
+  position: number
+  django: string
+  tessera: string
 }
 
 export interface ImportOptions {
@@ -191,7 +199,7 @@ async function * deferredRows (db: Db, batchSize: number): AsyncGenerator<GoodRo
 export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>, options: ImportOptions): Promise<ImportReport> {
   const batchSize = options.batchSize ?? 1000
   const maxProblems = options.maxProblems ?? 1000
-  const report: ImportReport = { read: 0, created: 0, existing: 0, duplicates: 0, disabled: 0, unusable: 0, renamed: 0, problemCount: 0, problems: [], dryRun: options.dryRun }
+  const report: ImportReport = { read: 0, created: 0, existing: 0, duplicates: 0, disabled: 0, unusable: 0, renamed: 0, renamedUsers: [], problemCount: 0, problems: [], dryRun: options.dryRun }
   const problem = (p: ImportProblem): void => {
     report.problemCount++
     if (report.problems.length < maxProblems) report.problems.push(p)
@@ -225,7 +233,10 @@ export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>,
             report.created++
             if (row.disabled) report.disabled++
             if (row.passwordHash.startsWith('!')) report.unusable++
-            if (row.spelled !== undefined) report.renamed++
+            if (row.spelled !== undefined) {
+              report.renamed++
+              if (report.renamedUsers.length < maxProblems) report.renamedUsers.push({ position: row.position, django: row.spelled, tessera: row.username })
+            }
           }
         }
       }
@@ -285,6 +296,7 @@ export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>,
   })
   // Renamed rows are judged last: their problems go back in file order.
   report.problems.sort((a, b) => a.position - b.position)
+  report.renamedUsers.sort((a, b) => a.position - b.position)
   return report
 }
 
