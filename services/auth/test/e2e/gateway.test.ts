@@ -91,7 +91,7 @@ t.test('render-nginx.mjs routes SimpleJWT\'s prefix only when TESSERA_SIMPLEJWT_
     const render = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts/render-nginx.mjs'), dir], { encoding: 'utf8', env })
     t.equal(render.status, 0, render.stderr)
     const conf = readFileSync(join(dir, 'conf.d/tessera.conf'), 'utf8')
-    if (compat === 'on') t.match(conf, `location ^~ ${prefix}/ {\n    limit_req zone=tessera_token burst=20 nodelay;\n    error_page 413 @too_large;\n    error_page 429 @too_many_drf;\n    proxy_pass http://tessera_auth;`)
+    if (compat === 'on') t.match(conf, `location ^~ ${prefix}/ {\n    limit_req zone=tessera_token burst=20 nodelay;\n    error_page 413 @too_large;\n    error_page 429 @too_many_drf;\n    error_page 502 @bad_gateway;\n    error_page 504 @gateway_timeout;\n    proxy_pass http://tessera_auth;`)
     else t.notMatch(conf, /api\/token/)
     const check = spawnSync(nginxBinary(), ['-t', '-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { encoding: 'utf8' })
     t.equal(check.status, 0, `nginx -t: ${check.stderr}`)
@@ -339,10 +339,22 @@ t.test('through the gateway', async (t) => {
 
     const big = await gateway.request('POST', '/oauth/token', { body: { grant_type: 'password', username: 'alice', password: 'x'.repeat(64 * 1024) } })
     t.equal(big.status, 413)
-    t.match(big.json(), { title: 'Content Too Large', detail: /16384/ }, 'answered by Nginx, not Tessera')
-    t.equal(big.json().request_id, big.headers['x-request-id'], 'naming its request, as every problem does')
+    t.same(big.json(), { error: 'invalid_request', error_description: 'the body is larger than 16384 bytes' }, 'answered by Nginx, not Tessera, in RFC 6749\'s format as /oauth/ answers')
+    t.equal(big.headers['cache-control'], 'no-store')
     t.match(big.headers['x-request-id'], /^[0-9a-f]{32}$/)
     t.equal(big.headers['x-content-type-options'], 'nosniff')
+    const bigSignUp = await gateway.request('POST', '/v1/users', { body: { username: 'alice', password: 'x'.repeat(64 * 1024) } })
+    t.equal(bigSignUp.status, 413)
+    t.match(bigSignUp.json(), { title: 'Content Too Large', detail: /16384/ }, 'problem+json outside /oauth/')
+    t.equal(bigSignUp.json().request_id, bigSignUp.headers['x-request-id'], 'naming its request, as every problem does')
+    const trace = await gateway.request('TRACE', '/v1/me')
+    t.equal(trace.status, 405)
+    t.same(trace.json(), { type: 'about:blank', title: 'Method Not Allowed', status: 405, detail: 'this method is not served here', request_id: trace.headers['x-request-id'] }, 'a method Nginx refuses itself: problem+json, not its HTML page')
+    for (const bare of ['/v1', '/oauth', '/.well-known']) {
+      const unslashed = await gateway.request('GET', bare)
+      t.equal(unslashed.status, 404, `${bare} without its slash`)
+      t.match(unslashed.headers['content-type'], /^application\/problem\+json/, `${bare}: Tessera's JSON 404, not Nginx's HTML redirect`)
+    }
     // Nginx writes the log line as the request finishes, which may be just after we read the reply.
     const logged413 = (): Array<{ status: number, upstream: string }> => gateway.accessLog().map((line) => JSON.parse(line) as { status: number, upstream: string }).filter((l) => l.status === 413)
     t.ok(await within(5000, async () => logged413().length > 0) !== undefined, 'the 413 is logged')
@@ -381,6 +393,7 @@ t.test('through the gateway', async (t) => {
     t.ok(replies.some((r) => r.status === 400), 'the burst allowance reached Tessera')
     t.match(limited[0]?.json(), { error: 'temporarily_unavailable' })
     t.equal(limited[0]?.headers['retry-after'], '1')
+    t.equal(limited[0]?.headers['cache-control'], 'no-store', 'no-store, as Tessera\'s own RFC 6749 answers')
     const signups = await Promise.all(Array.from({ length: 25 }, async () => await gateway.request('POST', '/v1/users', { body: { username: 'x' } })))
     const refusedSignup = signups.find((r) => r.status === 429)
     t.ok(signups.filter((r) => r.status === 429).length >= 5, 'sign-ups are limited too')
@@ -420,6 +433,16 @@ t.test('through the gateway', async (t) => {
     const refused = await login('alice')
     t.equal(refused.status, 502, 'logins, of course, fail')
     t.same(refused.json(), { error: 'temporarily_unavailable', error_description: 'no instance took the request; retry shortly' }, 'in RFC 6749\'s format on /oauth/, not an HTML page')
+    t.equal(refused.headers['retry-after'], '1', 'nothing was done: retry in a second')
+    t.equal(refused.headers['cache-control'], 'no-store')
+    t.equal(refused.headers['x-content-type-options'], 'nosniff', 'the security headers are still there')
+    // The locations with error pages of their own (their limits) answer a 502 in JSON too.
+    for (const [method, path, body] of [['POST', '/v1/users', { username: 'zed', password: 'correct horse battery' }], ['PUT', '/v1/password', { current_password: 'a', new_password: 'b' }]] as const) {
+      const down = await gateway.request(method, path, { body, headers: bearer(alice.access) })
+      t.equal(down.status, 502, `${method} ${path}`)
+      t.match(down.headers['content-type'], /^application\/problem\+json/, `${method} ${path}: problem+json, not Nginx's HTML page`)
+      t.equal(down.headers['retry-after'], '1')
+    }
     const me = await gateway.request('GET', '/v1/me', { headers: bearer(alice.access) })
     t.equal(me.status, 502)
     t.match(me.headers['content-type'], /^application\/problem\+json/)
