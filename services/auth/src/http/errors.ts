@@ -149,24 +149,37 @@ function refusalLevel (status: number): 'debug' | 'info' {
   return status === 503 ? 'debug' : 'info'
 }
 
+/**
+ * SimpleJWT's token views name their scheme on every 401, as RFC 9110 §11.6.1
+ * asks: `AUTH_HEADER_TYPES[0]` and the views' `www_authenticate_realm`, at
+ * their defaults.
+ */
+const DRF_CHALLENGE = 'Bearer realm="api"'
+
 /** DRF's shape for every refusal on SimpleJWT's routes: `{"detail"}`, plus `code` where SimpleJWT sends one. */
 function drfError (err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const [status, body] = drfRefusal(err, request, reply)
+  if (status === 401) void reply.header('www-authenticate', DRF_CHALLENGE)
+  return reply.status(status).send(body)
+}
+
+function drfRefusal (err: FastifyError, request: FastifyRequest, reply: FastifyReply): [status: number, body: unknown] {
   if (err instanceof DrfError) {
     request.log.info({ status: err.status, detail: err.detail ?? (err.cause instanceof OAuthError ? err.cause.detail : undefined) }, 'simplejwt refusal')
-    return reply.status(err.status).send(err.body)
+    return [err.status, err.body]
   }
   if (err instanceof OAuthError || err instanceof ProblemError) {
     request.log[refusalLevel(err.status)]({ status: err.status, detail: err.detail }, 'request refused')
     if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
-    return reply.status(err.status).send({ detail: err instanceof OAuthError ? err.description : (err.publicDetail ?? err.title) })
+    return [err.status, { detail: err instanceof OAuthError ? err.description : (err.publicDetail ?? err.title) }]
   }
   const mistake = clientMistake(err)
   if (mistake !== undefined) {
     request.log.info({ status: mistake.status, detail: mistake.detail }, 'bad request')
-    return reply.status(mistake.status).send({ detail: mistake.status === 429 ? 'Request was throttled.' : mistake.detail })
+    return [mistake.status, { detail: mistake.status === 429 ? 'Request was throttled.' : mistake.detail }]
   }
   request.log.error({ err }, 'unexpected error')
-  return reply.status(500).send({ detail: `A server error occurred (request id ${request.id}).` })
+  return [500, { detail: `A server error occurred (request id ${request.id}).` }]
 }
 
 export function answerError (this: App, thrown: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {

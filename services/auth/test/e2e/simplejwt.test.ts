@@ -21,7 +21,7 @@ const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'
 const ORACLE = fileURLToPath(new URL('../helpers/django_oracle.py', import.meta.url))
 const PASSWORD = 'correct horse battery'
 
-interface Answer { status: number, body: Record<string, unknown> }
+interface Answer { status: number, body: Record<string, unknown>, www_authenticate?: string | null }
 /** A file part of a multipart body. */
 interface Upload { file: string, content: string }
 type Value = string | string[] | { $: string } | Upload
@@ -176,7 +176,7 @@ async function tessera (ctx: TestApp, steps: Step[]): Promise<Answer[]> {
     const res = await ctx.app.inject(await requestOf(step, body))
     const answer = res.json() as Record<string, unknown>
     for (const [name, key] of Object.entries(step.save ?? {})) saved[name] = String(answer[key])
-    answers.push({ status: res.statusCode, body: answer })
+    answers.push({ status: res.statusCode, body: answer, www_authenticate: String(res.headers['www-authenticate'] ?? '') || null })
   }
   return answers
 }
@@ -193,6 +193,7 @@ t.test('the compat routes answer what SimpleJWT answers, request for request', a
     const mine = ours[i]
     const label = `${i + 1}: ${step.method ?? 'POST'} ${step.path} ${step.encoding ?? (step.raw === undefined ? 'json' : 'raw')} ${JSON.stringify(step.body ?? step.raw)}`
     t.equal(mine?.status, theirs?.status, `${label}: status`)
+    t.equal(mine?.www_authenticate, theirs?.www_authenticate, `${label}: WWW-Authenticate`)
     if (step.compare === 'body') t.same(mine?.body, theirs?.body, `${label}: body`)
     else t.same(Object.keys(mine?.body ?? {}).sort(), Object.keys(theirs?.body ?? {}).sort(), `${label}: body keys`)
   })

@@ -192,7 +192,7 @@ def run_requests(client, requests):
         answer = res.json() if res.content else {}
         for name, key in req.get('save', {}).items():
             saved[name] = answer.get(key)
-        results.append({'status': res.status_code, 'body': answer})
+        results.append({'status': res.status_code, 'body': answer, 'www_authenticate': res.get('WWW-Authenticate')})
     return results
 
 
