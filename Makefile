@@ -63,7 +63,7 @@ lint: install
 	npm run lint
 
 run: build
-	@echo "Try: curl -s http://127.0.0.1:8080/healthz   (more curls in README.md)"
+	@echo "Try: curl -s http://127.0.0.1:$${PORT:-8080}/healthz   (more curls in README.md)"
 	node services/auth/dist/server.js
 
 test: build lint
