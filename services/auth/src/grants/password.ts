@@ -144,7 +144,7 @@ export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput)
   const { attempt, user } = await countAttemptAndReadUser(deps, key, username, input.now)
   if (attempt.refused) {
     await recordAudit(deps.db, { type: 'login.backed_off', actor: 'anonymous', username: key, ...input.context, detail: { retry_after: attempt.retryAfter } })
-    throw backedOff('too many failed logins for this username', attempt.retryAfter)
+    throw backedOff('too many failed logins for this username, or too many at once', attempt.retryAfter)
   }
 
   // Django hashed the password as typed; Tessera hashes its NFKC form.

@@ -47,7 +47,7 @@ t.test('five failures back the account off: the right password gets 429 without 
   t.equal(backedOff.body.error, 'temporarily_unavailable')
   const wait = Number(backedOff.headers['retry-after'])
   countsDownTo(t, wait, row.blocked_until ?? new Date(0), sentAt, Date.now())
-  t.equal(backedOff.body.error_description, `too many failed logins for this username; retry in ${wait} s`)
+  t.equal(backedOff.body.error_description, `too many failed logins for this username, or too many at once; retry in ${wait} s`)
   t.equal(hasher.verifies, before, 'no argon2 verify while backed off (the whole cost of a hash saved, counted rather than timed)')
 
   advance(31)
@@ -156,7 +156,7 @@ t.test('two server processes on one database share the counter', async (t) => {
     t.equal(res.status, 429, `${server === a ? 'A' : 'B'} refuses the right password too`)
     const wait = Number(res.headers.get('retry-after'))
     countsDownTo(t, wait, streak.blocked_until ?? new Date(0), sentAt, Date.now())
-    t.same(await res.json(), { error: 'temporarily_unavailable', error_description: `too many failed logins for this username; retry in ${wait} s` })
+    t.same(await res.json(), { error: 'temporarily_unavailable', error_description: `too many failed logins for this username, or too many at once; retry in ${wait} s` })
   }
 
   // The servers' cleanup job (every second) forgets the stale streak and
