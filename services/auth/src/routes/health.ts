@@ -9,10 +9,10 @@ import { ProblemError } from '../errors.js'
 import { pingDatabase } from '../db/connect.js'
 
 export function registerHealthRoutes (app: App, deps: Deps): void {
-  app.get('/healthz', { schema: { tags: ['health'], summary: 'Liveness: the process answers', response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({ status: 'ok' as const }))
+  app.get('/healthz', { schema: { tags: ['health'], summary: 'Liveness: the process answers (each instance, on its own address: the gateway does not route it)', response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({ status: 'ok' as const }))
 
   app.get('/readyz', {
-    schema: { tags: ['health'], summary: 'Readiness: the database answers and a signing key is loaded (503 otherwise)', response: { 200: Type.Object({ status: Type.Literal('ready') }) } }
+    schema: { tags: ['health'], summary: 'Readiness: the database answers and a signing key is loaded, 503 otherwise (each instance, on its own address: the gateway does not route it)', response: { 200: Type.Object({ status: Type.Literal('ready') }) } }
   }, async () => {
     try {
       await pingDatabase(deps.db)

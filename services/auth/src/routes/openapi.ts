@@ -19,12 +19,12 @@ const ProblemBody = Type.Object({
   title: Type.String(),
   status: Type.Integer(),
   detail: Type.Optional(Type.String({ description: 'what to fix; never echoes secrets' })),
-  instance: Type.String({ description: 'the request path' }),
-  request_id: Type.String({ description: 'also in the X-Request-Id header and the logs' })
+  instance: Type.Optional(Type.String({ description: 'the request path; absent from the gateway\'s own answers (its 404, 405, 413, 429, 502, 504)' })),
+  request_id: Type.Optional(Type.String({ description: 'also in the X-Request-Id header and the logs; absent only when the request could not be read as HTTP (a 400 or 431 answered before any route)' }))
 }, { title: 'Problem', description: 'RFC 9457 problem details' })
 
 export const OAuthErrorBody = Type.Object({
-  error: Type.String({ description: 'invalid_request, invalid_grant, invalid_client, unsupported_grant_type, invalid_scope, temporarily_unavailable, server_error' }),
+  error: Type.String({ description: 'invalid_request, invalid_grant, invalid_client, unauthorized_client, unsupported_grant_type, invalid_scope, invalid_target, temporarily_unavailable, server_error' }),
   error_description: Type.String()
 }, { title: 'OAuthError', description: 'RFC 6749 §5.2 error response' })
 
@@ -33,9 +33,8 @@ export const BEARER: FastifySchema['security'] = [{ bearerAuth: [] }]
 /** The token and revocation endpoints: public clients send no credentials, confidential clients authenticate. */
 export const CLIENT_AUTHENTICATION: FastifySchema['security'] = [{}, { clientSecretBasic: [] }]
 
-const JSON_BODY = ['application/json']
-/** The OAuth endpoints take a form body (RFC 6749) or the same fields as JSON. */
-const OAUTH_BODY = ['application/x-www-form-urlencoded', 'application/json']
+/** Every route with a body takes it form-encoded or as JSON (docs/decisions.md, "Input and errors"); RFC 6749 asks the first of the OAuth endpoints. */
+const BODY_TYPES = ['application/x-www-form-urlencoded', 'application/json']
 
 function errorResponses (oauth: boolean, route: { url: string }): Record<string, unknown> {
   if (oauth) {
@@ -85,7 +84,7 @@ export async function registerOpenApi (app: App, config: Config): Promise<void> 
     transform: ({ schema, url, route }) => {
       const oauth = route.config?.errorFormat === 'oauth'
       const given = (schema ?? {}) as FastifySchema & { response?: Record<string, unknown> }
-      const consumes = given.body === undefined ? undefined : oauth ? OAUTH_BODY : JSON_BODY
+      const consumes = given.body === undefined ? undefined : BODY_TYPES
       return {
         schema: {
           ...given,
