@@ -17,7 +17,7 @@ import type { Logger } from 'pino'
 import { ANSWER_TIMEOUT_MS, type Config } from './config.js'
 import type { App, Deps } from './http/app-types.js'
 import { answerUnparsedRequest, answerError, answerFrameworkError, unroutedHandler, type ErrorFormat } from './http/errors.js'
-import { firstRepeatedMember, RepeatedJsonMemberError } from './http/json-body.js'
+import { firstRepeatedMember, isJson, PrototypeMemberError, RepeatedJsonMemberError } from './http/json-body.js'
 import { BODY_LIMIT } from './http/limits.js'
 import { registerHealthRoutes } from './routes/health.js'
 import { registerWellKnownRoutes } from './routes/well-known.js'
@@ -138,7 +138,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     const body = raw.toString()
     parseJson(request, body, (err, parsed) => {
       if (err !== null) {
-        done(err)
+        done(isJson(body) ? new PrototypeMemberError() : err)
         return
       }
       const repeated = firstRepeatedMember(body)

@@ -188,3 +188,24 @@ t.test('a request Node\'s parser refuses is answered in the contract\'s shape to
     t.same(JSON.parse(body), { type: 'about:blank', title, status, detail: status === 431 ? 'the request\'s headers are larger than the server accepts' : 'the request is not valid HTTP' })
   }
 })
+
+t.test('refusals of a body say what to fix, not how the schema failed', async (t) => {
+  const { app } = await buildTestApp(t)
+  const form = { 'content-type': 'application/x-www-form-urlencoded' }
+  const json = { 'content-type': 'application/json' }
+  const cases: Array<[string, { url: string, headers?: Record<string, string>, payload?: string }, string]> = [
+    ['parameters in the query string, no body', { url: '/oauth/token?grant_type=password&username=a&password=b' }, 'the request has no body; send its parameters in the body, form-encoded or as JSON'],
+    ['a parameter missing', { url: '/oauth/token', headers: form, payload: 'username=a' }, 'grant_type: is required'],
+    ['a parameter sent twice', { url: '/oauth/token', headers: form, payload: 'grant_type=password&grant_type=refresh_token' }, 'grant_type: is given more than once'],
+    ['a __proto__ member', { url: '/oauth/token', headers: json, payload: '{"grant_type":"password","__proto__":{"admin":true}}' }, 'the JSON body has a __proto__ or constructor.prototype member, which is refused'],
+    ['a constructor.prototype member', { url: '/oauth/token', headers: json, payload: '{"grant_type":"password","constructor":{"prototype":{"admin":true}}}' }, 'the JSON body has a __proto__ or constructor.prototype member, which is refused'],
+    ['JSON that is not JSON', { url: '/oauth/token', headers: json, payload: '{"grant_type":' }, 'the body is not valid JSON']
+  ]
+  for (const [label, request, description] of cases) {
+    const res = await app.inject({ method: 'POST', ...request })
+    t.equal(res.statusCode, 400, label)
+    t.same(res.json(), { error: 'invalid_request', error_description: description }, label)
+  }
+  const repeatedName = await app.inject({ method: 'POST', url: '/v1/users', headers: form, payload: 'username=a&username=b&password=correct-horse' })
+  t.match(repeatedName.json(), { status: 400, detail: 'username: is given more than once' }, 'the same words in problem+json')
+})

@@ -11,7 +11,7 @@ import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { DrfError, InvalidTokenError, isDatabaseUnavailable, OAuthError, ProblemError } from '../errors.js'
 import type { App } from './app-types.js'
-import { RepeatedJsonMemberError } from './json-body.js'
+import { PrototypeMemberError, RepeatedJsonMemberError } from './json-body.js'
 import { BODY_LIMIT } from './limits.js'
 
 /** How a route answers errors, when not RFC 9457 problem+json (the default). */
@@ -103,17 +103,31 @@ function clientClosed (cause: FastifyError): FastifyError {
   return Object.assign(new Error('the connection closed before the body arrived', { cause }), { code: CLIENT_CLOSED, statusCode: 400 }) as FastifyError
 }
 
+/** Why a schema refused a field, in words a client can act on: Ajv's own words otherwise. */
+function validationReason (keyword: string | undefined, value: unknown, ajvMessage: string | undefined): string {
+  if (keyword === 'additionalProperties') return 'is not allowed'
+  if (keyword === 'required') return 'is required'
+  // A form parameter sent twice arrives as a list.
+  if (keyword === 'type' && Array.isArray(value)) return 'is given more than once'
+  return ajvMessage ?? 'is invalid'
+}
+
 /** What went wrong in the client's own words: a field name for validation errors. */
-function clientMistake (err: FastifyError): { status: number, detail: string } | undefined {
+function clientMistake (err: FastifyError, body: unknown): { status: number, detail: string } | undefined {
   if (err.validation !== undefined) {
     const first = err.validation[0]
+    const path = first?.instancePath.replace(/^\//, '').replace(/\//g, '.') ?? ''
+    // Parameters sent in the query string of a POST, its body empty.
+    if (err.validationContext === 'body' && path === '' && first?.keyword === 'type' && (body === undefined || body === null)) {
+      return { status: 400, detail: 'the request has no body; send its parameters in the body, form-encoded or as JSON' }
+    }
     const field = first === undefined
       ? err.validationContext ?? 'body'
       : (first.params as { missingProperty?: string, additionalProperty?: string }).missingProperty ??
         (first.params as { additionalProperty?: string }).additionalProperty ??
-        (first.instancePath.replace(/^\//, '').replace(/\//g, '.') || (err.validationContext ?? 'body'))
-    const reason = first?.keyword === 'additionalProperties' ? 'is not allowed' : (first?.message ?? 'is invalid')
-    return { status: 400, detail: `${field}: ${reason}` }
+        (path || (err.validationContext ?? 'body'))
+    const value = path !== '' && typeof body === 'object' && body !== null ? (body as Record<string, unknown>)[path] : undefined
+    return { status: 400, detail: `${field}: ${validationReason(first?.keyword, value, first?.message)}` }
   }
   switch (err.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return { status: 415, detail: 'unsupported content type; send application/json or application/x-www-form-urlencoded' }
@@ -128,6 +142,7 @@ function clientMistake (err: FastifyError): { status: number, detail: string } |
     const named = /^[A-Za-z0-9_.-]{1,64}$/.test(err.member) ? `"${err.member}"` : 'a member'
     return { status: 400, detail: `the JSON body names ${named} more than once` }
   }
+  if (err instanceof PrototypeMemberError) return { status: 400, detail: 'the JSON body has a __proto__ or constructor.prototype member, which is refused' }
   if (err instanceof SyntaxError || err.code === 'FST_ERR_CTP_INVALID_JSON') return { status: 400, detail: 'the body is not valid JSON' }
   if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
     return { status: err.statusCode, detail: 'the request is malformed' }
@@ -173,7 +188,7 @@ function drfRefusal (err: FastifyError, request: FastifyRequest, reply: FastifyR
     if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
     return [err.status, { detail: err instanceof OAuthError ? err.description : (err.publicDetail ?? err.title) }]
   }
-  const mistake = clientMistake(err)
+  const mistake = clientMistake(err, request.body)
   if (mistake !== undefined) {
     request.log.info({ status: mistake.status, detail: mistake.detail }, 'bad request')
     return [mistake.status, { detail: mistake.status === 429 ? 'Request was throttled.' : mistake.detail }]
@@ -202,7 +217,7 @@ export function answerError (this: App, thrown: FastifyError, request: FastifyRe
     if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
     return problem(reply, request, err.status, err.title, err.publicDetail, err.type)
   }
-  const mistake = clientMistake(err)
+  const mistake = clientMistake(err, request.body)
   if (mistake !== undefined) {
     request.log.info({ status: mistake.status, detail: mistake.detail }, 'bad request')
     if (err.statusCode === 429 || mistake.status === 429) {

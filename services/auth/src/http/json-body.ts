@@ -31,6 +31,30 @@ export class RepeatedJsonMemberError extends Error {
 }
 
 /**
+ * Valid JSON that Fastify's parser refuses for a `__proto__` member or a
+ * `constructor` holding `prototype` (prototype poisoning): told apart from a
+ * syntax error, which the parser reports the same way.
+ */
+export class PrototypeMemberError extends Error {
+  readonly code = 'TESSERA_PROTOTYPE_MEMBER'
+  readonly statusCode = 400
+
+  constructor () {
+    super('a JSON object names __proto__ or constructor.prototype')
+  }
+}
+
+/** Whether `text` is JSON at all: asked only of a body the safe parser refused. */
+export function isJson (text: string): boolean {
+  try {
+    JSON.parse(text)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
  * The first member named twice in one object of `text`, or undefined. `text`
  * must already have parsed as JSON: this reads only its strings and
  * brackets. Member names compare as decoded (`"a"` and `"\u0061"` are one).
