@@ -17,7 +17,7 @@ import { ensureDefaultClient } from '../clients/register.js'
 import type { Config } from '../config.js'
 import { connect, type Connection } from '../db/connect.js'
 import { databaseFor } from '../db/locate.js'
-import { migrateUp, migrationStatus } from '../db/migrate.js'
+import { migrateUp, migrationStatus, migrationsUnknownHere } from '../db/migrate.js'
 import { startBackgroundJobs } from '../jobs.js'
 import { ensureSigningKey } from '../keys/ensure.js'
 import { resolveKek } from '../keys/kek.js'
@@ -47,13 +47,18 @@ export interface Primary {
   close: () => Promise<void>
 }
 
-async function requireSchema (connection: Connection, migrate: boolean): Promise<void> {
+async function requireSchema (connection: Connection, migrate: boolean, logger: Logger): Promise<void> {
   if (migrate) {
     await migrateUp(connection.db)
     return
   }
   const pending = (await migrationStatus(connection.db)).filter((m) => m.appliedAt === null)
   if (pending.length > 0) throw new StartupError(`the database schema is behind (${pending.map((m) => m.name).join(', ')} pending): run \`tessera migrate up\``)
+  // Served, not refused: a rolling upgrade runs the old build on the new schema for a while.
+  const ahead = await migrationsUnknownHere(connection.db)
+  if (ahead.length > 0) {
+    logger.warn({ migrations: ahead }, `the database schema is ahead of this build (${ahead.join(', ')} applied by a newer one): fine during a rolling upgrade across additive migrations, not for long (docs/operators.md, "Upgrading")`)
+  }
 }
 
 /**
@@ -76,7 +81,7 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     for (const stop of stops.splice(0)) await stop()
   }
   try {
-    await requireSchema(connection, embedded !== undefined)
+    await requireSchema(connection, embedded !== undefined, logger)
     const kek = await resolveKek(config)
     const keyring = new Keyring()
     const created = await ensureSigningKey(connection.db, kek, config.keyBits, new Date())

@@ -7,7 +7,7 @@
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { Kysely } from 'kysely'
+import { sql, type Kysely } from 'kysely'
 import { FileMigrationProvider, Migrator, type MigrationResultSet } from 'kysely/migration'
 
 // src/db and dist/db sit at the same depth below the repository root.
@@ -40,4 +40,15 @@ export async function migrateDown<T> (db: Kysely<T>): Promise<string[]> {
 export async function migrationStatus<T> (db: Kysely<T>): Promise<MigrationStatus[]> {
   const all = await migrator(db).getMigrations()
   return all.map((m) => ({ name: m.name, appliedAt: m.executedAt ?? null }))
+}
+
+/**
+ * Migrations the database has applied that this build has no file for: a
+ * newer build migrated it. Read from Kysely's own table, which the migrator
+ * reads only for the files it knows.
+ */
+export async function migrationsUnknownHere<T> (db: Kysely<T>): Promise<string[]> {
+  const known = new Set((await migrator(db).getMigrations()).map((m) => m.name))
+  const { rows } = await sql<{ name: string }>`SELECT name FROM kysely_migration ORDER BY name`.execute(db)
+  return rows.map((r) => r.name).filter((name) => !known.has(name))
 }

@@ -1,7 +1,9 @@
 import t from 'tap'
+import { randomBytes } from 'node:crypto'
 import { sql } from 'kysely'
+import { runProcess } from '@tessera/testkit'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
-import { runCli } from '../helpers/server.js'
+import { runCli, SERVER_ENTRY, startServer } from '../helpers/server.js'
 
 t.test('migrate up, status, down, up again through the CLI', async (t) => {
   const url = await createTestDatabase(t, { empty: true })
@@ -152,4 +154,21 @@ t.test('the schema enforces its constraints', async (t) => {
   await rejects('an unknown end reason', db.insertInto('sessions').values({ ...session, id: '00000000-0000-4000-8000-000000000002', revoked_at: now, revoke_reason: 'bored' as 'logout' }).execute())
   await rejects('a session for no user', db.insertInto('sessions').values({ ...session, id: '00000000-0000-4000-8000-000000000003', user_id: '00000000-0000-4000-8000-00000000000f' }).execute())
   await rejects('a bad audit type', db.insertInto('audit_events').values({ type: 'Login Failed' }).execute())
+})
+
+t.test('an instance on a schema behind its build refuses to start; on one ahead of it, it serves and says so', async (t) => {
+  const url = await createTestDatabase(t)
+  const connection = await testConnection(t, url)
+  const env = { PATH: process.env.PATH ?? '', PORT: '0', DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url') }
+
+  const [newest] = (await sql<{ name: string }>`DELETE FROM kysely_migration WHERE name = (SELECT max(name) FROM kysely_migration) RETURNING name`.execute(connection.db)).rows
+  const behind = await runProcess(process.execPath, [SERVER_ENTRY], { env })
+  t.equal(behind.code, 1, 'a build newer than its schema does not start')
+  t.match(behind.stderr, `the database schema is behind (${newest?.name ?? ''} pending): run \`tessera migrate up\``)
+
+  await sql`INSERT INTO kysely_migration (name, timestamp) VALUES (${newest?.name ?? ''}, now()::text), ('9999_from_a_newer_build', now()::text)`.execute(connection.db)
+  const ahead = await startServer(t, env)
+  t.match(ahead.output(), /"level":40,[^\n]*"migrations":\["9999_from_a_newer_build"\][^\n]*"msg":"the database schema is ahead of this build \(9999_from_a_newer_build applied by a newer one\)/, 'an older build serves, and warns')
+  t.equal((await fetch(`${ahead.url}/readyz`)).status, 200)
+  t.equal(await ahead.stop(), 0)
 })
