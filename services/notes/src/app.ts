@@ -42,9 +42,21 @@ function titleOf (status: number): string {
   return status === 413 ? 'Content Too Large' : STATUS_CODES[status] ?? 'Bad Request'
 }
 
-/** RFC 9457, with the request id that finds the request's log lines (Tessera's problem bodies carry it too). */
+/** The request's path, without its query string (which may carry what a log or a body should not). */
+const pathOf = (request: FastifyRequest): string => request.url.split('?')[0] ?? ''
+
+/** RFC 9457, with the request id that finds the request's log lines (Tessera's problem bodies carry both). */
 function problem (reply: FastifyReply, status: number, title: string, detail: string): FastifyReply {
-  return reply.status(status).type('application/problem+json').send({ type: 'about:blank', title, status, detail, request_id: reply.request.id })
+  return reply.status(status).type('application/problem+json')
+    .send({ type: 'about:blank', title, status, detail, instance: pathOf(reply.request), request_id: reply.request.id })
+}
+
+/** The methods each path is served with: a 405 names them (RFC 9110 §15.5.6), as Tessera's does. */
+function methodsServedAt (path: string): string | undefined {
+  if (path === '/notes') return 'GET, HEAD, POST'
+  if (/^\/notes\/[^/]+$/.test(path)) return 'DELETE'
+  if (path === '/healthz') return 'GET, HEAD'
+  return undefined
 }
 
 /** RFC 9068 §4: `at+jwt`, or the same media type written in full. */
@@ -110,6 +122,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     if (err instanceof InsufficientScope) {
       return problem(reply.header('www-authenticate', `Bearer error="insufficient_scope", scope="${err.scope}"`), 403, 'Forbidden', `the access token lacks the scope ${err.scope}`)
     }
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return problem(reply, 415, 'Unsupported Media Type', 'send the body as application/json')
     if (err.validation !== undefined || (err.statusCode !== undefined && err.statusCode < 500)) {
       const status = err.statusCode ?? 400
       return problem(reply, status, titleOf(status), err.validation !== undefined ? err.message : 'the request is malformed')
@@ -124,7 +137,16 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     request.log.error({ err }, 'unexpected error')
     return problem(reply, 500, 'Internal Server Error', 'an unexpected error occurred')
   })
-  app.setNotFoundHandler((request, reply) => problem(reply, 404, 'Not Found', `${request.method} ${request.url.split('?')[0]} does not exist`))
+  app.setNotFoundHandler((request, reply) => {
+    const path = pathOf(request)
+    const allow = methodsServedAt(path)
+    return allow === undefined
+      ? problem(reply, 404, 'Not Found', `${request.method} ${path} does not exist`)
+      : problem(reply.header('allow', allow), 405, 'Method Not Allowed', `${path} is served with ${allow}`)
+  })
+
+  // JSON bodies only, as the routes' schemas say: anything else is a 415, not a schema's 400.
+  app.removeContentTypeParser('text/plain')
 
   app.get('/healthz', async () => ({ status: 'ok' }))
 

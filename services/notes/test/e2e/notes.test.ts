@@ -90,6 +90,15 @@ t.test('notes against a real Tessera', async (t) => {
     t.equal(nowhere.statusCode, 404)
     t.not(nowhere.json().request_id, empty.json().request_id, 'each request has its own id')
     t.equal((await call('GET', '/healthz')).statusCode, 200)
+    t.match(nowhere.json(), { instance: '/nowhere' }, 'a problem names its path, as Tessera\'s do')
+    const wrongMethod = await app.inject({ method: 'PUT', url: '/notes?x=1', headers: { authorization: `Bearer ${alice.access_token}` } })
+    t.equal(wrongMethod.statusCode, 405, 'a method a path is not served with: 405, as Tessera answers')
+    t.equal(wrongMethod.headers.allow, 'GET, HEAD, POST')
+    t.match(wrongMethod.json(), { title: 'Method Not Allowed', instance: '/notes' })
+    t.equal((await app.inject({ method: 'GET', url: `/notes/${note.id}` })).headers.allow, 'DELETE')
+    const plain = await app.inject({ method: 'POST', url: '/notes', headers: { authorization: `Bearer ${alice.access_token}`, 'content-type': 'text/plain' }, payload: 'buy milk' })
+    t.equal(plain.statusCode, 415, 'a body that is not JSON: 415, not a schema\'s 400')
+    t.match(plain.json(), { title: 'Unsupported Media Type', detail: 'send the body as application/json' })
   })
 
   t.test('scopes and audiences: notes:read lists, notes:write writes, other audiences are refused', async (t) => {
