@@ -51,13 +51,8 @@ function problem (reply: FastifyReply, status: number, title: string, detail: st
     .send({ type: 'about:blank', title, status, detail, instance: pathOf(reply.request), request_id: reply.request.id })
 }
 
-/** The methods each path is served with: a 405 names them (RFC 9110 §15.5.6), as Tessera's does. */
-function methodsServedAt (path: string): string | undefined {
-  if (path === '/notes') return 'GET, HEAD, POST'
-  if (/^\/notes\/[^/]+$/.test(path)) return 'DELETE'
-  if (path === '/healthz') return 'GET, HEAD'
-  return undefined
-}
+/** Every method a route here is served with, in the order a 405's Allow names them. */
+const ROUTED_METHODS = ['GET', 'HEAD', 'POST', 'DELETE'] as const
 
 /** RFC 9068 §4: `at+jwt`, or the same media type written in full. */
 const AT_JWT = new Set(['at+jwt', 'application/at+jwt'])
@@ -137,12 +132,13 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     request.log.error({ err }, 'unexpected error')
     return problem(reply, 500, 'Internal Server Error', 'an unexpected error occurred')
   })
+  // A path the router serves with other methods is a 405 naming them (RFC 9110 §15.5.6), as Tessera's is.
   app.setNotFoundHandler((request, reply) => {
     const path = pathOf(request)
-    const allow = methodsServedAt(path)
-    return allow === undefined
-      ? problem(reply, 404, 'Not Found', `${request.method} ${path} does not exist`)
-      : problem(reply.header('allow', allow), 405, 'Method Not Allowed', `${path} is served with ${allow}`)
+    const allowed = ROUTED_METHODS.filter((method) => app.findRoute({ method, url: request.url }) !== null)
+    if (allowed.length === 0) return problem(reply, 404, 'Not Found', `${request.method} ${path} does not exist`)
+    const allow = allowed.join(', ')
+    return problem(reply.header('allow', allow), 405, 'Method Not Allowed', `${path} is served with ${allow}`)
   })
 
   // JSON bodies only, as the routes' schemas say: anything else is a 415, not a schema's 400.
