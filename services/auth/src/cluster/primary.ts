@@ -17,7 +17,7 @@ import { ensureDefaultClient } from '../clients/register.js'
 import type { Config } from '../config.js'
 import { connect, type Connection } from '../db/connect.js'
 import { databaseFor } from '../db/locate.js'
-import { migrateUp, migrationStatus, migrationsUnknownHere } from '../db/migrate.js'
+import { migrateUp, schemaStanding } from '../db/migrate.js'
 import { startBackgroundJobs } from '../jobs.js'
 import { ensureSigningKey } from '../keys/ensure.js'
 import { resolveKek } from '../keys/kek.js'
@@ -52,10 +52,9 @@ async function requireSchema (connection: Connection, migrate: boolean, logger: 
     await migrateUp(connection.db)
     return
   }
-  const pending = (await migrationStatus(connection.db)).filter((m) => m.appliedAt === null)
-  if (pending.length > 0) throw new StartupError(`the database schema is behind (${pending.map((m) => m.name).join(', ')} pending): run \`tessera migrate up\``)
+  const { pending, unknownHere: ahead } = await schemaStanding(connection.db)
+  if (pending.length > 0) throw new StartupError(`the database schema is behind (${pending.join(', ')} pending): run \`tessera migrate up\``)
   // Served, not refused: a rolling upgrade runs the old build on the new schema for a while.
-  const ahead = await migrationsUnknownHere(connection.db)
   if (ahead.length > 0) {
     logger.warn({ migrations: ahead }, `the database schema is ahead of this build (${ahead.join(', ')} applied by a newer one): fine during a rolling upgrade across additive migrations, not for long (docs/operators.md, "Upgrading")`)
   }

@@ -42,13 +42,24 @@ export async function migrationStatus<T> (db: Kysely<T>): Promise<MigrationStatu
   return all.map((m) => ({ name: m.name, appliedAt: m.executedAt ?? null }))
 }
 
+export interface SchemaStanding {
+  /** This build's migrations the database has not applied. */
+  pending: string[]
+  /** Migrations the database has applied that this build has no file for: a newer build migrated it. */
+  unknownHere: string[]
+}
+
 /**
- * Migrations the database has applied that this build has no file for: a
- * newer build migrated it. Read from Kysely's own table, which the migrator
- * reads only for the files it knows.
+ * Where the schema stands against this build, from one read of the files and
+ * of Kysely's own table (the migrator reads that table only for the files it
+ * knows).
  */
-export async function migrationsUnknownHere<T> (db: Kysely<T>): Promise<string[]> {
-  const known = new Set((await migrator(db).getMigrations()).map((m) => m.name))
+export async function schemaStanding<T> (db: Kysely<T>): Promise<SchemaStanding> {
+  const known = await migrator(db).getMigrations()
+  const names = new Set(known.map((m) => m.name))
   const { rows } = await sql<{ name: string }>`SELECT name FROM kysely_migration ORDER BY name`.execute(db)
-  return rows.map((r) => r.name).filter((name) => !known.has(name))
+  return {
+    pending: known.filter((m) => m.executedAt === undefined).map((m) => m.name),
+    unknownHere: rows.map((r) => r.name).filter((name) => !names.has(name))
+  }
 }
