@@ -4,6 +4,8 @@
  * §3.1, §3.11), our signature with the KeyObject already in the keyring, then
  * the claims: iss, aud (one of ours), exp and nbf against `now`, and the
  * claims every access token carries. A refresh token fails on typ and aud.
+ * A token that passed is remembered, so its next use skips all but the time
+ * checks (accessTokenVerifier below).
  *
  * node:crypto on the calling thread, as for refresh tokens
  * (verify-refresh.ts): @fastify/jwt's verifier re-imported the PEM on every
@@ -18,10 +20,10 @@ import type { Keyring } from '../keys/keyring.js'
 import { compactJwsSegments, decodeJsonSegment, rs256SignatureValid } from './jws.js'
 
 export interface AccessClaims {
-  sub: string
-  sid: string
-  clientId: string
-  scope: string
+  readonly sub: string
+  readonly sid: string
+  readonly clientId: string
+  readonly scope: string
 }
 
 const AT_JWT = new Set(['at+jwt', 'application/at+jwt'])
@@ -57,8 +59,14 @@ function refuseClaims (claims: Record<string, unknown>, config: Pick<Config, 'is
   return undefined
 }
 
+interface VerifiedToken {
+  claims: AccessClaims
+  expiresAtMs: number
+  notBeforeMs: number | undefined
+}
+
 /** Throws InvalidTokenError (its reason is logged, never sent) for anything that is not a valid access token of ours. */
-export function verifyAccessToken (config: Pick<Config, 'issuer' | 'audience'>, keyring: Keyring, token: string, now: Date): AccessClaims {
+function verifyAccessToken (config: Pick<Config, 'issuer' | 'audience'>, keyring: Keyring, token: string, nowMs: number): VerifiedToken {
   const segments = compactJwsSegments(token)
   if (segments === undefined) throw new InvalidTokenError('not a compact JWS')
   const header = decodeSegment(segments[0], 'header')
@@ -68,8 +76,68 @@ export function verifyAccessToken (config: Pick<Config, 'issuer' | 'audience'>, 
   if (key === undefined) throw new InvalidTokenError(`unknown kid ${String(header.kid)}`)
   if (!rs256SignatureValid(segments, key.publicKey)) throw new InvalidTokenError('signature')
   const claims = decodeSegment(segments[1], 'payload')
-  const claimRefusal = refuseClaims(claims, config, now.getTime())
+  const claimRefusal = refuseClaims(claims, config, nowMs)
   if (claimRefusal !== undefined) throw new InvalidTokenError(claimRefusal)
-  const { client_id: clientId, scope } = claims
-  return { sub: claims.sub as string, sid: claims.sid as string, clientId: typeof clientId === 'string' ? clientId : '', scope: typeof scope === 'string' ? scope : '' }
+  const { client_id: clientId, scope, exp, nbf } = claims
+  return {
+    claims: Object.freeze({ sub: claims.sub as string, sid: claims.sid as string, clientId: typeof clientId === 'string' ? clientId : '', scope: typeof scope === 'string' ? scope : '' }),
+    expiresAtMs: (exp as number) * 1000,
+    notBeforeMs: typeof nbf === 'number' ? nbf * 1000 : undefined
+  }
+}
+
+/**
+ * How many verified tokens a process remembers: at about 1 KB each with its
+ * claims, a few MB per worker. Past it the oldest is forgotten (first in,
+ * first out); a token forgotten is verified again when it comes back, never
+ * refused for it.
+ */
+const REMEMBERED_TOKENS = 4096
+
+export interface AccessTokenVerifier {
+  /** The token's claims; throws InvalidTokenError (its reason is logged, never sent) for anything that is not a valid access token of ours. */
+  verify: (token: string, now: Date) => AccessClaims
+  /** How many verified tokens it remembers now. */
+  readonly remembered: number
+}
+
+/**
+ * Verifies access tokens and remembers the ones that passed, as fast-jwt's
+ * verifier cache does for @fastify/jwt: a client presents the same token on
+ * every call for its lifetime, and its decoding and signature check were a
+ * third of Tessera's CPU per /v1/me (docs/decisions.md, "Verified access
+ * tokens remembered"). A verification depends on the token's bytes
+ * (the memory's key), the configuration (fixed for the process), the keyring
+ * (the memory is emptied whenever it is replaced, so a key revoked or retired
+ * refuses its tokens from the reload on) and the time: exp and nbf are checked
+ * on every use, remembered or not (caches that skipped them on a hit are a
+ * known bug class: nearform/fast-jwt#29, dropwizard-auth-jwt#29). Only
+ * tokens that passed are remembered, so garbage cannot fill it.
+ */
+export function accessTokenVerifier (config: Pick<Config, 'issuer' | 'audience'>, keyring: Keyring, capacity = REMEMBERED_TOKENS): AccessTokenVerifier {
+  const verified = new Map<string, VerifiedToken>()
+  let keyringVersion = keyring.version
+  return {
+    verify (token, now) {
+      if (keyring.version !== keyringVersion) {
+        verified.clear()
+        keyringVersion = keyring.version
+      }
+      const nowMs = now.getTime()
+      const known = verified.get(token)
+      if (known === undefined) {
+        const fresh = verifyAccessToken(config, keyring, token, nowMs)
+        if (verified.size >= capacity) verified.delete(verified.keys().next().value as string)
+        verified.set(token, fresh)
+        return fresh.claims
+      }
+      if (nowMs > known.expiresAtMs) {
+        verified.delete(token)
+        throw new InvalidTokenError('expired')
+      }
+      if (known.notBeforeMs !== undefined && nowMs < known.notBeforeMs) throw new InvalidTokenError('not yet valid')
+      return known.claims
+    },
+    get remembered () { return verified.size }
+  }
 }

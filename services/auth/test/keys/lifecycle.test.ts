@@ -153,6 +153,8 @@ t.test('revoke: out of the JWKS, sessions ended, a new signer at once', async (t
   const tokens = await login(app, 'rita', 'correct horse battery')
   const k1 = kidOf(tokens.access_token)
   const pending = await rotateKeys(deps.db, making, { immediate: false, now: new Date(), who: OPERATOR })
+  const me = async (): Promise<number> => (await app.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${tokens.access_token}` } })).statusCode
+  t.equal(await me(), 200, 'the access token is verified, and remembered')
 
   const outcome = await revokeKey(deps.db, making, { kid: k1, now: new Date(), who: OPERATOR })
   t.same(outcome, { kid: k1, was: 'current', sessionsEnded: 1, promoted: pending.created })
@@ -163,6 +165,7 @@ t.test('revoke: out of the JWKS, sessions ended, a new signer at once', async (t
   await loadKeyring(deps.db, kek, deps.keyring, { onRejectedKey: refuseRejectedKey })
   t.notOk(deps.keyring.jwks.kids.includes(k1))
   t.equal(deps.keyring.signer?.kid, pending.created)
+  t.equal(await me(), 401, 'its access tokens are refused from the reload on')
   const refused = await refresh(app, tokens.refresh_token)
   t.equal(refused.status, 400)
   t.equal(refused.body.error, 'invalid_grant')

@@ -9,7 +9,7 @@ import type { App, Deps } from '../../http/app-types.js'
 import type { Config } from '../../config.js'
 import { InvalidTokenError } from '../../errors.js'
 import { isSessionLive } from '../../sessions/live.js'
-import { verifyAccessToken } from '../../tokens/verify-access.js'
+import { accessTokenVerifier } from '../../tokens/verify-access.js'
 
 export interface Principal {
   userId: string
@@ -54,8 +54,9 @@ export function accessTokenAuth (config: Pick<Config, 'issuer' | 'audience'>, de
   authenticate: (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => void
   authenticateLive: (request: FastifyRequest) => Promise<void>
 } {
+  const verifier = accessTokenVerifier(config, deps.keyring)
   const verifyBearer = (request: FastifyRequest): Principal => {
-    const claims = verifyAccessToken(config, deps.keyring, bearerToken(request), deps.clock())
+    const claims = verifier.verify(bearerToken(request), deps.clock())
     request.principal = { userId: claims.sub, sessionId: claims.sid, clientId: claims.clientId, scope: claims.scope }
     return request.principal
   }
