@@ -161,7 +161,8 @@ export class DrfError extends TesseraError {
  * be made (a stopped server leaves no socket file behind, ENOENT, or nothing
  * listening on its port) or was lost mid-query, a statement past
  * TESSERA_DB_STATEMENT_TIMEOUT_MS, the server shutting down, starting up,
- * full or out of disk or memory, or taking no writes (read-only). The
+ * full or out of disk or memory, a deadlock it broke by rolling one
+ * transaction back, or taking no writes (read-only). The
  * request can be retried: mostly it did nothing, and a refresh whose commit
  * went through just as its connection was lost is answered again within the
  * grace window. So the answer is 503 with Retry-After, not a 500.
@@ -172,9 +173,10 @@ const UNAVAILABLE_CODES = new Set([
   // Postgres: connection exceptions (class 08), a statement cancelled (statement_timeout, or an operator's
   // pg_cancel_backend: its transaction rolled back), shutdown and start-up (57P0x), out of resources (class 53:
   // disk full, out of memory, too many connections, a configured limit; the statement and its transaction
-  // rolled back), and a server that takes no writes (a standby after a failover, or read-only for maintenance)
+  // rolled back), a transaction rolled back to end a deadlock or a serialization conflict (class 40: run again,
+  // it goes through), and a server that takes no writes (a standby after a failover, or read-only for maintenance)
   '08000', '08001', '08003', '08004', '08006', '57014', '57P01', '57P02', '57P03',
-  '53000', '53100', '53200', '53300', '53400', '25006'
+  '53000', '53100', '53200', '53300', '53400', '40001', '40P01', '25006'
 ])
 const UNAVAILABLE_MESSAGES = new Set([
   'timeout exceeded when trying to connect',

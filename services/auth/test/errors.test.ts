@@ -136,11 +136,11 @@ t.test('database out of reach (every pooled connection busy): 503 with Retry-Aft
   t.same(refresh.json(), { error: 'temporarily_unavailable', error_description: 'the service is unavailable for a moment; retry later' })
 })
 
-t.test('Postgres out of resources (SQLSTATE class 53: disk full, out of memory, a configured limit): 503 with Retry-After, nothing written', async (t) => {
+t.test('Postgres out of resources (SQLSTATE class 53: disk full, out of memory, a configured limit) or rolling back a deadlock (class 40): 503 with Retry-After, nothing written', async (t) => {
   const { app, connection, logs } = await buildTestApp(t)
   // Postgres itself raises each code, from a trigger on the table a sign-up writes.
   await sql`create function refuse_for_test () returns trigger language plpgsql as $$ begin raise exception 'simulated' using errcode = tg_argv[0]; end $$`.execute(connection.db)
-  for (const [code, what] of [['53000', 'insufficient resources'], ['53100', 'disk full'], ['53200', 'out of memory'], ['53300', 'too many connections'], ['53400', 'a configured limit']] as const) {
+  for (const [code, what] of [['53000', 'insufficient resources'], ['53100', 'disk full'], ['53200', 'out of memory'], ['53300', 'too many connections'], ['53400', 'a configured limit'], ['40P01', 'a deadlock'], ['40001', 'a serialization conflict']] as const) {
     await sql.raw(`create trigger refuse_for_test before insert on users execute function refuse_for_test('${code}')`).execute(connection.db)
     const refused = await app.inject({ method: 'POST', url: '/v1/users', payload: { username: `sam${code}`, password: 'a long enough password' } })
     t.equal(refused.statusCode, 503, what)
@@ -148,7 +148,7 @@ t.test('Postgres out of resources (SQLSTATE class 53: disk full, out of memory, 
     t.match(refused.json(), { status: 503, title: 'Service Unavailable' }, what)
     t.notMatch(refused.body, /simulated/, 'nothing of the database\'s message reaches the client')
     await sql`drop trigger refuse_for_test on users`.execute(connection.db)
-    t.equal((await app.inject({ method: 'POST', url: '/v1/users', payload: { username: `sam${code}`, password: 'a long enough password' } })).statusCode, 201, `${what}: the same sign-up, once Postgres has room, goes through: nothing of the refused one was left`)
+    t.equal((await app.inject({ method: 'POST', url: '/v1/users', payload: { username: `sam${code}`, password: 'a long enough password' } })).statusCode, 201, `${what}: the same sign-up, run again, goes through: nothing of the refused one was left`)
   }
   t.match(logs(), /database unavailable/)
 })
