@@ -187,10 +187,14 @@ const UNAVAILABLE_MESSAGES = new Set([
 /** Postgres refusing who connects, or to what: a wrong password, an unknown role or database, a host name that does not resolve. */
 const CONNECTION_REFUSED_CODES = new Set(['28P01', '28000', '3D000', 'ENOTFOUND'])
 
+/** Unavailable for a moment, but reached: what Postgres said is the whole story, without "cannot reach". */
+const REACHED_CODES = new Set(['53000', '53100', '53200', '53400', '40001', '40P01', '25006', '57014'])
+
 /** The one line a start-up or a command prints when it could not reach its database; undefined for any other error. */
 export function databaseUnreachable (err: unknown): string | undefined {
   if (!(err instanceof Error)) return undefined
   const { code } = err as Error & { code?: unknown }
+  if (typeof code === 'string' && REACHED_CODES.has(code)) return undefined
   const refused = typeof code === 'string' && CONNECTION_REFUSED_CODES.has(code)
   return refused || isDatabaseUnavailable(err) ? `cannot reach the database: ${err.message}` : undefined
 }

@@ -105,4 +105,10 @@ t.test('a database that is stopped or unreachable is unavailable (503), not a fa
   t.equal(databaseUnreachable(refused), `cannot reach the database: ${(refused as Error).message}`)
   t.equal(databaseUnreachable(Object.assign(new Error('password authentication failed for user "tessera"'), { code: '28P01' })), 'cannot reach the database: password authentication failed for user "tessera"')
   t.equal(databaseUnreachable(missingFile), undefined, 'anything else keeps its own message')
+  for (const code of ['53100', '40P01', '25006', '57014']) {
+    const reached = Object.assign(new Error('what Postgres said'), { code })
+    t.ok(isDatabaseUnavailable(reached), `${code}: a request is answered 503`)
+    t.equal(databaseUnreachable(reached), undefined, `${code}: Postgres was reached, and a command prints its own words`)
+  }
+  t.equal(databaseUnreachable(Object.assign(new Error('sorry, too many clients already'), { code: '53300' })), 'cannot reach the database: sorry, too many clients already', 'too many connections: the connection itself was refused')
 })
