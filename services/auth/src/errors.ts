@@ -162,10 +162,10 @@ export class DrfError extends TesseraError {
  * listening on its port) or was lost mid-query, a statement past
  * TESSERA_DB_STATEMENT_TIMEOUT_MS, the server shutting down, starting up,
  * full or out of disk or memory, a deadlock it broke by rolling one
- * transaction back, or taking no writes (read-only). The
- * request can be retried: mostly it did nothing, and a refresh whose commit
- * went through just as its connection was lost is answered again within the
- * grace window. So the answer is 503 with Retry-After, not a 500.
+ * transaction back, or taking no writes (read-only). The request can be
+ * retried: mostly it did nothing, and a refresh whose commit went through
+ * just as its connection was lost is answered again within the grace window.
+ * So the answer is 503 with Retry-After, not a 500.
  */
 const UNAVAILABLE_CODES = new Set([
   // Node, connecting or connected
