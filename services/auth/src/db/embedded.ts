@@ -105,13 +105,28 @@ async function reachableBinaries (bins: Binaries, as: RunAs): Promise<Binaries> 
   return { initdb: path.join(binDir, 'initdb'), pg_ctl: path.join(binDir, 'pg_ctl'), postgres: path.join(binDir, 'postgres') }
 }
 
-/** Where the cluster lives: `<dataDir>/postgres`, or, as root when the postgres user cannot enter dataDir, a directory keyed by it. */
+const exists = async (file: string): Promise<boolean> => await fs.stat(file).then(() => true, () => false)
+
+/**
+ * Where the cluster lives: `<dataDir>/postgres`, or, as root when the
+ * postgres user cannot enter dataDir, a directory keyed by it, recorded in
+ * `<dataDir>/postgres-location`. A cluster stays where it was made: once
+ * recorded, that place is used even if dataDir has become reachable since
+ * (a parent made traversable), which would otherwise start a second, empty
+ * cluster inside and strand the first with its data and its server.
+ */
 async function clusterDir (dataDir: string, as: RunAs): Promise<string> {
   const inside = path.join(dataDir, 'postgres')
   if (as.uid === undefined) return inside
+  const recorded = await fs.readFile(path.join(dataDir, 'postgres-location'), 'utf8').then((text) => text.trim(), () => undefined)
+  if (recorded !== undefined && await exists(path.join(recorded, 'PG_VERSION'))) return recorded
   await fs.mkdir(inside, { recursive: true, mode: 0o700 })
   await fs.chown(inside, as.uid, as.gid ?? as.uid)
   if (await canUse(as, '-w', inside)) return inside
+  // The reverse: a cluster made inside that the postgres user can no longer reach is named, not replaced by an empty one.
+  if (await exists(path.join(inside, 'PG_VERSION'))) {
+    throw new Error(`the embedded Postgres cluster in ${inside} is out of the postgres user's reach (a directory above it is no longer traversable): make the directories above it traversable again (chmod o+x)`)
+  }
   const real = await fs.realpath(dataDir)
   const outside = path.join(SHARED_ROOT, `data-${createHash('sha256').update(real).digest('hex').slice(0, 16)}`)
   await fs.mkdir(SHARED_ROOT, { recursive: true, mode: 0o755 })
@@ -171,8 +186,6 @@ async function ensureDatabase (adminUrl: string): Promise<void> {
     await client.end()
   }
 }
-
-const exists = async (file: string): Promise<boolean> => await fs.stat(file).then(() => true, () => false)
 
 /**
  * Beside a cluster kept outside its data directory: a digest of the password

@@ -5,7 +5,7 @@
  */
 import t, { type Test } from 'tap'
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
@@ -92,4 +92,41 @@ t.test('a cluster that refuses the data directory\'s password is named, and the 
   writeFileSync(passwordFile, password)
   t.equal((await runCli(['db', 'start'], env)).code, 0, 'with the file restored, the cluster and its data are there')
   t.equal(await selectOne(env), 1)
+})
+
+t.test('a cluster stays where it was made when the data directory becomes reachable, and one out of reach is named, not replaced', async (t) => {
+  const root = process.getuid?.() === 0
+  const { dataDir, env } = dataDirFor(t)
+  const inside = path.join(dataDir, 'postgres')
+  t.equal((await runCli(['db', 'start'], env)).code, 0)
+  const first = clusterDir(dataDir)
+  const marker = path.join(first, 'made-by-the-first-start')
+  writeFileSync(marker, '')
+  t.equal((await runCli(['db', 'stop'], env)).code, 0)
+
+  // The fix an operator reaches for when the postgres user cannot enter the checkout.
+  chmodSync(dataDir, 0o711)
+  const again = await runCli(['db', 'start'], env)
+  t.equal(again.code, 0, again.stderr)
+  t.equal(clusterDir(dataDir), first, 'the same cluster')
+  t.ok(existsSync(marker), 'with what it held')
+  if (root) t.notOk(existsSync(path.join(inside, 'PG_VERSION')), 'no second, empty cluster made inside')
+  t.equal(await selectOne(env), 1)
+  t.equal((await runCli(['db', 'stop'], env)).code, 0)
+
+  // The reverse, from a data directory the postgres user could enter: its cluster inside, then out of reach.
+  const reachable = dataDirFor(t)
+  chmodSync(reachable.dataDir, 0o711)
+  t.equal((await runCli(['db', 'start'], reachable.env)).code, 0)
+  t.equal(clusterDir(reachable.dataDir), path.join(reachable.dataDir, 'postgres'), 'inside, where the postgres user can reach it')
+  t.equal((await runCli(['db', 'stop'], reachable.env)).code, 0)
+  chmodSync(reachable.dataDir, 0o700)
+  const outOfReach = await runCli(['db', 'start'], reachable.env)
+  if (root) {
+    t.equal(outOfReach.code, 1)
+    t.match(outOfReach.stderr, `the embedded Postgres cluster in ${path.join(reachable.dataDir, 'postgres')} is out of the postgres user's reach`)
+    t.notOk(existsSync(path.join(reachable.dataDir, 'postgres-location')), 'no empty cluster made elsewhere')
+  } else {
+    t.equal(outOfReach.code, 0, 'not root: Postgres runs as this user, whom a mode 0700 does not keep out')
+  }
 })
