@@ -189,6 +189,33 @@ async function rawAnswer (port: number, request: string): Promise<string> {
   })
 }
 
+t.test('a request followed on its connection by bytes that are not HTTP: no work for it, logged as the client\'s doing, never as a fault', async (t) => {
+  const { app, logs } = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on' })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const address = app.server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : 0
+  // Content-Length covers the first five bytes; the rest follows as a second "request" that Node's parser refuses, destroying the socket.
+  const followed = [
+    ['/oauth/token', 'application/x-www-form-urlencoded', 'grant_type=password'],
+    ['/v1/users', 'application/json', '{}   {"username":"zed"}'],
+    ['/api/token/', 'application/json', '{}   {"username":"zed"}']
+  ]
+  for (const [path, type, body] of followed) {
+    const answer = await new Promise<string>((resolve, reject) => {
+      let received = ''
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.write(`POST ${path} HTTP/1.1\r\nHost: tessera.test\r\nContent-Type: ${type}\r\nContent-Length: 5\r\n\r\n${body}`)
+      }).on('data', (chunk) => { received += chunk.toString() }).on('close', () => { resolve(received) }).on('error', reject)
+    })
+    t.match(answer, /^HTTP\/1\.1 400 /, `${path}: the bytes that are not HTTP are refused`)
+  }
+  const goneLines = (): string[] => logs().split('\n').filter((line) => line.includes('the connection closed before the answer'))
+  for (let waited = 0; goneLines().length < followed.length && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(goneLines().length, followed.length, 'each request whose connection is gone is logged as that')
+  t.notMatch(logs(), /unexpected error/, 'none as a fault')
+  t.notMatch(logs(), /"level":50/, 'nothing at error level')
+})
+
 t.test('a request Node\'s parser refuses is answered in the contract\'s shape too, not Fastify\'s', async (t) => {
   const { app } = await buildTestApp(t)
   await app.listen({ host: '127.0.0.1', port: 0 })

@@ -96,11 +96,24 @@ const CLIENT_CLOSED = 'ERR_CLIENT_CLOSED'
 /**
  * A client that hangs up before its body has arrived makes Node fail the
  * request stream with ECONNRESET: the client's doing, not the database's,
- * though the code is the same. Nobody is left to read the answer; the log
- * says what happened.
+ * though the code is the same. A connection can also be gone by the time a
+ * request whose body did arrive is worked on: Node's parser destroys the
+ * socket over bytes that follow the request and are not HTTP, and a hook
+ * reading the client's address then finds none. Either way nobody is left to
+ * read the answer; the log says what happened.
  */
-function clientClosed (cause: FastifyError): FastifyError {
-  return Object.assign(new Error('the connection closed before the body arrived', { cause }), { code: CLIENT_CLOSED, statusCode: 400 }) as FastifyError
+function clientClosed (cause: unknown, when: 'before the body arrived' | 'before the answer'): FastifyError {
+  return Object.assign(new Error(`the connection closed ${when}`, { cause }), { code: CLIENT_CLOSED, statusCode: 400 }) as FastifyError
+}
+
+/** Whether the request's connection is gone: nothing is worth doing for it. */
+export function connectionGone (request: FastifyRequest): boolean {
+  return request.raw.socket?.destroyed === true
+}
+
+/** What a hook throws for a request whose connection is gone. */
+export function connectionClosed (): FastifyError {
+  return clientClosed(undefined, 'before the answer')
 }
 
 /** Why a schema refused a field, in words a client can act on: Ajv's own words otherwise. */
@@ -135,7 +148,7 @@ function clientMistake (err: FastifyError, body: unknown): { status: number, det
     case 'FST_ERR_CTP_EMPTY_JSON_BODY': return { status: 400, detail: 'the JSON body is empty' }
     case 'FST_ERR_CTP_INVALID_JSON_BODY': return { status: 400, detail: 'the body is not valid JSON' }
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH': return { status: 400, detail: 'the Content-Length does not match the body' }
-    case CLIENT_CLOSED: return { status: 400, detail: 'the connection closed before the body arrived' }
+    case CLIENT_CLOSED: return { status: 400, detail: err.message }
   }
   if (err instanceof RepeatedJsonMemberError) {
     // The name is the client's own text: said back only when it is a plain one.
@@ -199,7 +212,11 @@ function drfRefusal (err: FastifyError, request: FastifyRequest, reply: FastifyR
 
 export function answerError (this: App, thrown: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   // A database out of reach for a moment is overload, answered in every route's own format like the hashing queue's.
-  const err = request.raw.readableAborted ? clientClosed(thrown) : isDatabaseUnavailable(thrown) ? databaseOverload(thrown, request) : thrown
+  const err = thrown.code === CLIENT_CLOSED
+    ? thrown
+    : request.raw.readableAborted
+      ? clientClosed(thrown, 'before the body arrived')
+      : connectionGone(request) ? clientClosed(thrown, 'before the answer') : isDatabaseUnavailable(thrown) ? databaseOverload(thrown, request) : thrown
   if (request.routeOptions.config.errorFormat === 'simplejwt') return drfError(err, request, reply)
   const oauth = request.routeOptions.config.errorFormat === 'oauth'
   if (err instanceof OAuthError) {

@@ -12,6 +12,7 @@
  */
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { OAuthError } from '../errors.js'
+import { connectionClosed, connectionGone } from '../http/errors.js'
 import type { Metrics } from '../metrics/metrics.js'
 import type { PasswordHashing } from '../passwords/hasher.js'
 
@@ -47,6 +48,11 @@ export function argon2Shedding (deps: SheddingDeps): (request: FastifyRequest, r
     return undefined
   }
   return function shedArgon2Work (request, reply, done) {
+    // First of these routes' hooks once the body is in: a client already gone costs no limiter, database or hash.
+    if (connectionGone(request)) {
+      done(connectionClosed())
+      return
+    }
     if (!hashesPassword(request)) {
       done()
       return
