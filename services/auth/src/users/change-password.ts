@@ -7,11 +7,12 @@
  * @module
  */
 import type { Db } from '../db/database.js'
-import { ProblemError } from '../errors.js'
+import { InvalidTokenError, ProblemError } from '../errors.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
 import type { PasswordHashing } from '../passwords/hasher.js'
 import { acceptablePassword, normalizePassword } from '../passwords/policy.js'
 import { endSessions } from '../sessions/end.js'
+import { isSessionLive } from '../sessions/live.js'
 import { backedOff, clearLoginFailures, countUnlessShed, evaluateCounted, type BackoffPolicy } from '../passwords/login-throttle.js'
 
 export interface PasswordChange {
@@ -46,6 +47,12 @@ export async function changePassword (db: Db, hasher: PasswordHashing, backoff: 
   }
   const hash = await evaluateCounted(db, user.username, backoff, async () => await hasher.hash(next))
   return await db.transaction().execute(async (trx) => {
+    // The hashes ran outside any transaction: a change, a disable or a logout
+    // that committed meanwhile is seen here, under the user's row lock, and
+    // answered as it would have been had it come first.
+    const locked = await trx.selectFrom('users').select(['password_hash', 'disabled_at']).where('id', '=', change.userId).forUpdate().executeTakeFirst()
+    if (!await isSessionLive(trx, change.userId, change.sessionId, change.now)) throw new InvalidTokenError('session ended during the password change')
+    if (locked?.password_hash !== user.password_hash || locked.disabled_at !== null) throw incorrect()
     await trx.updateTable('users').set({ password_hash: hash, password_changed_at: change.now }).where('id', '=', change.userId).execute()
     await clearLoginFailures(trx, user.username)
     await recordAudit(trx, { type: 'password.changed', actor: change.userId, userId: change.userId, sessionId: change.sessionId, ...change.context })

@@ -60,3 +60,38 @@ t.test('a login in flight during a password change does not start a session afte
   const live = await db.query('SELECT count(*) AS n FROM sessions WHERE revoked_at IS NULL')
   t.equal(Number(live.rows[0].n), 1, 'only the session that changed the password is live')
 })
+
+t.test('two password changes at once are answered as if one came after the other', async (t) => {
+  const { url, db, databaseUrl } = await serverWithDb(t)
+  t.equal((await send('POST', `${url}/v1/users`, { username: 'twice', password: PASSWORD })).status, 201)
+  const signIn = async (): Promise<string> => (await send('POST', `${url}/oauth/token`, { grant_type: 'password', username: 'twice', password: PASSWORD })).body.access_token ?? ''
+  const [first, second] = [await signIn(), await signIn()]
+  const holder = new pg.Client({ connectionString: databaseUrl })
+  await holder.connect()
+  t.teardown(async () => { await holder.end() })
+
+  /** Both changes verify the same current password, then queue on the user's row in the order sent. */
+  async function race (tokens: [string, string], passwords: [string, string]): Promise<number[]> {
+    await holder.query('BEGIN')
+    await holder.query("SELECT id FROM users WHERE username = 'twice' FOR UPDATE")
+    const waiting = await lockWaiters(db)
+    const a = send('PUT', `${url}/v1/password`, { current_password: PASSWORD, new_password: passwords[0] }, { authorization: `Bearer ${tokens[0]}` })
+    t.ok(await within(30_000, async () => await lockWaiters(db) >= waiting + 1) !== undefined, 'the first waits for the row')
+    const b = send('PUT', `${url}/v1/password`, { current_password: PASSWORD, new_password: passwords[1] }, { authorization: `Bearer ${tokens[1]}` })
+    t.ok(await within(30_000, async () => await lockWaiters(db) >= waiting + 2) !== undefined, 'the second, its current password verified too, waits behind it')
+    await holder.query('ROLLBACK')
+    return [(await a).status, (await b).status]
+  }
+  const loginWith = async (password: string): Promise<number> => (await send('POST', `${url}/oauth/token`, { grant_type: 'password', username: 'twice', password })).status
+
+  t.same(await race([first, second], ['first new password', 'second new password']), [200, 401],
+    'the second\'s session was ended by the first (which ends every other session): refused as such, not told its change went through')
+  t.equal(await loginWith('first new password'), 200, 'the first change holds')
+  t.equal(await loginWith('second new password'), 400, 'the refused one changed nothing')
+
+  // From one session, twice: the second verified a password that is no longer the current one.
+  t.equal((await send('PUT', `${url}/v1/password`, { current_password: 'first new password', new_password: PASSWORD }, { authorization: `Bearer ${first}` })).status, 200)
+  t.same(await race([first, first], ['third new password', 'fourth new password']), [200, 403], 'the second is refused: its current password is current no more')
+  t.equal(await loginWith('third new password'), 200)
+  t.equal(await loginWith('fourth new password'), 400)
+})
