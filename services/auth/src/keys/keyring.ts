@@ -34,7 +34,8 @@ const VERIFIES_REFRESH: ReadonlySet<KeyState> = new Set(['current', 'next', 'pre
 
 function buildJwks (keys: LoadedKey[]): Jwks {
   // Ordered by kid, not state: a promotion leaves the published set as it was, so it must leave the body (and ETag) too.
-  const published = keys.filter((k) => PUBLISHED.has(k.state)).sort((a, b) => a.kid.localeCompare(b.kid))
+  // Code-unit order, not localeCompare's: instances under different locales must serve the same body and ETag.
+  const published = keys.filter((k) => PUBLISHED.has(k.state)).sort((a, b) => a.kid < b.kid ? -1 : a.kid > b.kid ? 1 : 0)
   const body = JSON.stringify({ keys: published.map((k) => k.jwk) })
   const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`
   return { body, etag, kids: published.map((k) => k.kid) }
