@@ -4,6 +4,7 @@
  * @module
  */
 import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { getHeapStatistics } from 'node:v8'
 import { resolve } from 'node:path'
@@ -165,11 +166,13 @@ class Reader {
     return Number(value)
   }
 
-  duration (name: string, fallback: string, min: Seconds = 1): Seconds {
+  /** `alternative` names what else the setting takes, for its message (`or off`). */
+  duration (name: string, fallback: string, min: Seconds = 1, alternative?: string): Seconds {
     const value = this.raw(name) ?? fallback
     const seconds = parseDuration(value)
     if (seconds === undefined || seconds < min) {
-      throw new ConfigError(name, min > 0 ? `${DURATION_FORMS}, above 0` : `${DURATION_FORMS} (0 allowed)`, value)
+      const expected = min > 0 ? `${DURATION_FORMS}, above 0` : `${DURATION_FORMS} (0 allowed)`
+      throw new ConfigError(name, alternative === undefined ? expected : `${expected}; ${alternative}`, value)
     }
     return seconds
   }
@@ -211,7 +214,19 @@ function isPostgresUrl (value: string): boolean {
   }
 }
 
-const IP_LIST = /^[0-9a-fA-F:.,/ ]+$/
+/** An IP address, or a CIDR range with a prefix its family allows: net.isIP is strict (no `1.2.3`, no `999.1.1.1`); no IPv6 zone (`%eth0`), which the proxy matcher does not take. */
+function isAddressOrRange (entry: string): boolean {
+  const [address = '', prefix, ...rest] = entry.split('/')
+  const family = address.includes('%') ? 0 : isIP(address)
+  if (family === 0 || rest.length > 0) return false
+  // No /0: it would believe every peer, and the proxy matcher refuses it.
+  return prefix === undefined || (/^[0-9]{1,3}$/.test(prefix) && Number(prefix) >= 1 && Number(prefix) <= (family === 4 ? 32 : 128))
+}
+
+const isAddressList = (value: string): boolean => {
+  const entries = value.split(',').map((s) => s.trim())
+  return entries.some((s) => s !== '') && entries.every((s) => s === '' || isAddressOrRange(s))
+}
 const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
 const CLIENT_ID = /^[A-Za-z0-9._-]{1,64}$/
 const URL_PATH = /^(\/[A-Za-z0-9._~-]+){1,8}$/
@@ -285,7 +300,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const production = env.NODE_ENV === 'production'
   const jwksMaxAge = read.duration('TESSERA_JWKS_MAX_AGE', '5m')
   const keyCheckInterval = read.interval('TESSERA_KEY_CHECK_INTERVAL', '30s')
-  const rotation = read.optional('TESSERA_KEY_ROTATION') === 'off' ? null : read.duration('TESSERA_KEY_ROTATION', '30d')
+  const rotation = read.optional('TESSERA_KEY_ROTATION') === 'off' ? null : read.duration('TESSERA_KEY_ROTATION', '30d', 1, 'or off')
   const kekText = read.optional('TESSERA_KEK')
   const cores = availableParallelism()
   // Every core: hashing runs in its own process at a lowered OS priority,
@@ -314,7 +329,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     signup: read.choice('TESSERA_SIGNUP', 'open', ['open', 'closed']),
     trustProxy: (read.optional('TESSERA_TRUST_PROXY') === undefined
       ? []
-      : read.string('TESSERA_TRUST_PROXY', '', 'comma-separated IP addresses or CIDR ranges', (v) => IP_LIST.test(v)).split(',').map((s) => s.trim()).filter((s) => s !== '')),
+      : read.string('TESSERA_TRUST_PROXY', '', 'comma-separated IP addresses or CIDR ranges such as 10.0.0.0/8', isAddressList).split(',').map((s) => s.trim()).filter((s) => s !== '')),
     production,
     ...(env.NODE_ENV === undefined || KNOWN_NODE_ENVS.has(env.NODE_ENV) ? {} : { unrecognizedNodeEnv: env.NODE_ENV }),
     dataDir: resolve(cwd, read.string('TESSERA_DATA_DIR', '.data', 'a directory path', (v) => v.length > 0)),

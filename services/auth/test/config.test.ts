@@ -1,4 +1,5 @@
 import t from 'tap'
+import proxyAddr from '@fastify/proxy-addr'
 import { ConfigError, loadConfig, minimumPublishLead, parseDuration } from '../src/config.js'
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
@@ -109,6 +110,23 @@ for (const [name, value] of BAD) {
     t.notMatch(message, /\n/)
   })
 }
+
+t.test('TESSERA_TRUST_PROXY: only addresses and ranges that are ones, each checked', async (t) => {
+  for (const bad of ['999.1.1.1', '1.2.3', '10.0.0.0/33', '::1/129', '10.0.0.1/8/8', '10.0.0.0/x', '127.0.0.1,,gateway', ',', 'fe80::1%eth0', '0.0.0.0/0', '::/0']) {
+    const err = t.throws(() => loadConfig({ TESSERA_TRUST_PROXY: bad })) as Error
+    t.ok(err instanceof ConfigError, bad)
+    t.match(err.message, /^TESSERA_TRUST_PROXY=.* expected comma-separated IP addresses or CIDR ranges such as 10\.0\.0\.0\/8$/, bad)
+  }
+  const accepted = loadConfig({ TESSERA_TRUST_PROXY: '127.0.0.1, 10.0.0.0/8, ::1, fd00::/8, 192.168.1.0/24, 10.0.0.1/32,' }).trustProxy
+  t.same(accepted, ['127.0.0.1', '10.0.0.0/8', '::1', 'fd00::/8', '192.168.1.0/24', '10.0.0.1/32'])
+  t.doesNotThrow(() => proxyAddr.compile(accepted), 'each one the proxy matcher the app compiles at start takes')
+})
+
+t.test('TESSERA_KEY_ROTATION: its message names off beside the durations', async (t) => {
+  const err = t.throws(() => loadConfig({ TESSERA_KEY_ROTATION: 'never' })) as Error
+  t.match(err.message, /; or off$/)
+  t.equal(loadConfig({ TESSERA_KEY_ROTATION: 'off' }).keyRotation, null)
+})
 
 t.test('a refused DATABASE_URL is not repeated: it may hold a password', async (t) => {
   const err = t.throws(() => loadConfig({ DATABASE_URL: 'mysql://tessera:s3cret-pw@db/tessera' })) as Error
