@@ -83,6 +83,24 @@ t.test('every Bearer route refuses a token whose session has ended', async (t) =
   t.equal(still.json().sessions.length, 1, 'and nothing was ended through the stolen token')
 })
 
+t.test('a Bearer route without a valid token is refused 401 before its body or path is looked at', async (t) => {
+  const { app } = await buildTestApp(t)
+  const malformed = [
+    { method: 'PUT', url: '/v1/password', payload: {} },
+    { method: 'POST', url: '/v1/logout', payload: { all: 'yes' } },
+    { method: 'DELETE', url: '/v1/sessions/not-a-uuid' },
+    { method: 'GET', url: '/v1/me' }
+  ] as const
+  for (const request of malformed) {
+    for (const [how, headers] of [['no token', {}], ['a token that is not ours', bearer('eyJhbGciOiJub25lIn0.e30.x')]] as const) {
+      const res = await app.inject({ ...request, headers })
+      t.equal(res.statusCode, 401, `${request.method} ${request.url}, ${how}: 401, not the body's or path's 400`)
+      t.equal(res.headers['www-authenticate'], 'Bearer error="invalid_token"')
+      t.notMatch(res.body, /current_password|all: must|must match format/, 'nothing of the route\'s schema told')
+    }
+  }
+})
+
 t.test('a NUL in a username is a clean 400, on sign-up and on login', async (t) => {
   const { app } = await buildTestApp(t)
   const signup = await app.inject({ method: 'POST', url: '/v1/users', payload: { username: 'nul\u0000name', password: PASSWORD } })

@@ -72,15 +72,18 @@ t.test('the hot routes run three hooks; the limiter and the shedding only where 
     for (const line of bare) t.match(hooks, line, `${route}: ${line}`)
     t.notMatch(hooks, 'preHandler', `${route}: no preHandler`)
   }
-  t.match(hooksOf('/v1/me (GET)'), '(preHandler) ["authenticate()"]', '/v1/me: only authentication before the handler')
-  t.match(hooksOf('/v1/me (GET)'), '(onRequest) ["securityHeaders()"]')
-  for (const route of ['/oauth/token (POST)', '/v1/users (POST)', '/v1/password (PUT)']) {
+  t.match(hooksOf('/v1/me (GET)'), '(onRequest) ["securityHeaders()","authenticate()"]', '/v1/me: only the token, before anything else')
+  t.notMatch(hooksOf('/v1/me (GET)'), 'preHandler', '/v1/me: its one query reads the session')
+  for (const route of ['/oauth/token (POST)', '/v1/users (POST)']) {
     t.match(hooksOf(route), '(onRequest) ["securityHeaders()"]', `${route}: nothing before the body but the headers`)
+  }
+  t.match(hooksOf('/v1/password (PUT)'), '(onRequest) ["securityHeaders()","authenticate()"]', '/v1/password: the token before the body')
+  for (const route of ['/oauth/token (POST)', '/v1/users (POST)', '/v1/password (PUT)']) {
     t.match(hooksOf(route), '(preValidation) ["shedArgon2Work()","anonymous()"]', `${route}: shed first, then the limiter`)
   }
   t.match(hooksOf('/oauth/revoke (POST)'), '(onRequest) ["securityHeaders()","anonymous()"]', 'revoke is limited')
   t.notMatch(hooksOf('/oauth/revoke (POST)'), 'shedArgon2Work', 'revoke hashes nothing')
-  t.match(hooksOf('/v1/password (PUT)'), '(preHandler) ["authenticate()"]', 'a password change is shed before it authenticates')
+  t.match(hooksOf('/v1/password (PUT)'), '(preHandler) ["requireLiveSession()"]', 'a password change is shed before it reads its session')
 })
 
 t.test('a route\'s own options declare its policy; SimpleJWT\'s routes declare the token endpoint\'s', async (t) => {

@@ -38,41 +38,41 @@ export function principalOf (request: FastifyRequest): Principal {
   return request.principal
 }
 
-/** Gives every request a `principal` slot, set by the authenticating preHandlers below. */
+/** Gives every request a `principal` slot, set by `authenticate` below. */
 export function registerAccessTokenAuth (app: App): void {
   app.decorateRequest('principal', undefined)
 }
 
 /**
- * The preHandlers of authenticated routes. `authenticate` verifies the Bearer
- * token alone and sets request.principal, or fails with 401: only for a route
- * that reads the session itself (GET /v1/me joins it into its one query); it
- * is synchronous, so the hot route pays no promise for it.
- * `authenticateLive` also requires the token's session to be live.
+ * The hooks of authenticated routes. `authenticate` verifies the Bearer
+ * token alone and sets request.principal, or fails with 401; it runs at
+ * onRequest, so a request without a valid token is refused before its body
+ * is read or validated (a 400 naming a field would tell a caller without a
+ * token how the route's body is shaped, and RFC 6750 §3.1 answers it 401).
+ * It is synchronous, so the hot route pays no promise for it.
+ * `requireLiveSession`, a preHandler, also requires the token's session to be
+ * live: a database read, so it runs after the shedding of the routes that hash
+ * (a flood must not take the pool). GET /v1/me needs only the first: it joins
+ * the session into its one query.
  */
 export function accessTokenAuth (config: Pick<Config, 'issuer' | 'audience'>, deps: Pick<Deps, 'db' | 'keyring' | 'clock'>): {
   authenticate: (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => void
-  authenticateLive: (request: FastifyRequest) => Promise<void>
+  requireLiveSession: (request: FastifyRequest) => Promise<void>
 } {
   const verifier = accessTokenVerifier(config, deps.keyring)
-  const verifyBearer = (request: FastifyRequest): Principal => {
-    const claims = verifier.verify(bearerToken(request), deps.clock())
-    request.principal = { userId: claims.sub, sessionId: claims.sid, clientId: claims.clientId, scope: claims.scope }
-    return request.principal
-  }
   const authenticate = function authenticate (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void {
     try {
-      verifyBearer(request)
+      const claims = verifier.verify(bearerToken(request), deps.clock())
+      request.principal = { userId: claims.sub, sessionId: claims.sid, clientId: claims.clientId, scope: claims.scope }
     } catch (err) {
       done(err as Error)
       return
     }
     done()
   }
-  // Named like the token-only check: a route's printed hook list reads "authenticate" either way.
-  const authenticateLive = async function authenticate (request: FastifyRequest): Promise<void> {
-    const principal = verifyBearer(request)
+  const requireLiveSession = async function requireLiveSession (request: FastifyRequest): Promise<void> {
+    const principal = principalOf(request)
     if (!await isSessionLive(deps.db, principal.userId, principal.sessionId, deps.clock())) throw new InvalidTokenError('session ended or user disabled')
   }
-  return { authenticate, authenticateLive }
+  return { authenticate, requireLiveSession }
 }

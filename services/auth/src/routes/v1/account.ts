@@ -38,10 +38,10 @@ const PasswordBody = Type.Object({
 const Ended = Type.Object({ sessions_ended: Type.Integer() })
 
 export function registerAccountRoutes (app: App, config: Config, deps: Deps): void {
-  // /v1/me reads the session in its own one query; every other route checks it in authenticateLive.
-  const { authenticate, authenticateLive: authenticateSession } = accessTokenAuth(config, deps)
+  // The token at onRequest on every route; /v1/me reads the session in its own one query, every other route checks it in requireLiveSession.
+  const { authenticate, requireLiveSession } = accessTokenAuth(config, deps)
   const backoff = backoffPolicy(config)
-  app.get('/v1/me', { preHandler: authenticate, schema: { tags: ['account'], summary: 'The caller\'s account and session', security: BEARER, response: { 200: Me } } }, async (request, reply) => {
+  app.get('/v1/me', { onRequest: authenticate, schema: { tags: ['account'], summary: 'The caller\'s account and session', security: BEARER, response: { 200: Me } } }, async (request, reply) => {
     forbidCaching(reply)
     const principal = principalOf(request)
     const profile = await liveProfile(deps.db, principal.userId, principal.sessionId, deps.clock())
@@ -49,7 +49,7 @@ export function registerAccountRoutes (app: App, config: Config, deps: Deps): vo
     return { id: profile.id, username: profile.username, created_at: profile.createdAt.toISOString(), session_id: principal.sessionId, scope: principal.scope, client_id: principal.clientId }
   })
 
-  app.get('/v1/sessions', { preHandler: authenticateSession, schema: { tags: ['account'], summary: 'The caller\'s live sessions', security: BEARER, response: { 200: SessionList } } }, async (request, reply) => {
+  app.get('/v1/sessions', { onRequest: authenticate, preHandler: requireLiveSession, schema: { tags: ['account'], summary: 'The caller\'s live sessions', security: BEARER, response: { 200: SessionList } } }, async (request, reply) => {
     forbidCaching(reply)
     const principal = principalOf(request)
     const sessions = await listLiveSessions(deps.db, principal.userId, deps.clock())
@@ -68,7 +68,8 @@ export function registerAccountRoutes (app: App, config: Config, deps: Deps): vo
   })
 
   app.delete('/v1/sessions/:id', {
-    preHandler: authenticateSession,
+    onRequest: authenticate,
+    preHandler: requireLiveSession,
     schema: { tags: ['account'], summary: 'End one of the caller\'s sessions', security: BEARER, params: SessionParams, response: { 204: Type.Unsafe<undefined>({ description: 'Ended', type: 'null' }) } }
   }, async (request, reply) => {
     const principal = principalOf(request)
@@ -77,13 +78,13 @@ export function registerAccountRoutes (app: App, config: Config, deps: Deps): vo
     return await reply.code(204).send()
   })
 
-  app.post('/v1/logout', { preHandler: authenticateSession, schema: { tags: ['account'], summary: 'End this session, or every session with {"all": true}', security: BEARER, body: Logout, response: { 200: Ended } } }, async (request) => {
+  app.post('/v1/logout', { onRequest: authenticate, preHandler: requireLiveSession, schema: { tags: ['account'], summary: 'End this session, or every session with {"all": true}', security: BEARER, body: Logout, response: { 200: Ended } } }, async (request) => {
     const principal = principalOf(request)
     const all = request.body?.all === true
     return { sessions_ended: await logout(deps.db, { userId: principal.userId, sessionId: principal.sessionId, all, now: deps.clock(), context: requestContext(request) }) }
   })
 
-  app.put('/v1/password', { config: { rateLimited: true, hashesPassword: 'always' }, preHandler: authenticateSession, schema: { tags: ['account'], summary: 'Change the password; every other session ends', security: BEARER, body: PasswordBody, response: { 200: Ended } } }, async (request) => {
+  app.put('/v1/password', { config: { rateLimited: true, hashesPassword: 'always' }, onRequest: authenticate, preHandler: requireLiveSession, schema: { tags: ['account'], summary: 'Change the password; every other session ends', security: BEARER, body: PasswordBody, response: { 200: Ended } } }, async (request) => {
     const principal = principalOf(request)
     const ended = await changePassword(deps.db, deps.hasher, backoff, {
       userId: principal.userId,
