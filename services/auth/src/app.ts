@@ -17,7 +17,7 @@ import type { Logger } from 'pino'
 import { ANSWER_TIMEOUT_MS, type Config } from './config.js'
 import type { App, Deps } from './http/app-types.js'
 import { answerUnparsedRequest, answerError, answerFrameworkError, unroutedHandler, type ErrorFormat } from './http/errors.js'
-import { firstRepeatedMember, isJson, PrototypeMemberError, RepeatedJsonMemberError } from './http/json-body.js'
+import { firstRepeatedMember, isJson, PrototypeMemberError, RepeatedJsonMemberError, utf8Text } from './http/json-body.js'
 import { BODY_LIMIT } from './http/limits.js'
 import { registerHealthRoutes } from './routes/health.js'
 import { registerWellKnownRoutes } from './routes/well-known.js'
@@ -134,8 +134,14 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // A member named twice is refused, as a repeated form parameter is (http/json-body.ts).
   const parseJson = app.getDefaultJsonParser('error', 'error')
   app.removeContentTypeParser('application/json')
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, raw, done) => {
-    const body = raw.toString()
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, raw, done) => {
+    let body: string
+    try {
+      body = utf8Text(raw as Buffer)
+    } catch (err) {
+      done(err as Error)
+      return
+    }
     parseJson(request, body, (err, parsed) => {
       if (err !== null) {
         done(isJson(body) ? new PrototypeMemberError() : err)

@@ -253,4 +253,12 @@ t.test('refusals of a body say what to fix, not how the schema failed', async (t
   }
   const repeatedName = await app.inject({ method: 'POST', url: '/v1/users', headers: form, payload: 'username=a&username=b&password=correct-horse' })
   t.match(repeatedName.json(), { status: 400, detail: 'username: is given more than once' }, 'the same words in problem+json')
+  const listInJson = await app.inject({ method: 'POST', url: '/oauth/token', headers: json, payload: '{"grant_type":[]}' })
+  t.same(listInJson.json(), { error: 'invalid_request', error_description: 'grant_type: must be string' }, 'a list in JSON is the client\'s own, not a repeated parameter')
+  const notUtf8 = await app.inject({ method: 'POST', url: '/oauth/token', headers: json, payload: Buffer.from([...Buffer.from('{"grant_type":"'), 0xff, ...Buffer.from('"}')]) })
+  t.same([notUtf8.statusCode, notUtf8.json()], [400, { error: 'invalid_request', error_description: 'the JSON body is not UTF-8' }], 'bytes that are not UTF-8 are refused, not read as U+FFFD')
+  const withBom = await app.inject({ method: 'POST', url: '/oauth/token', headers: json, payload: Buffer.from([0xef, 0xbb, 0xbf, ...Buffer.from('{"grant_type":"nope"}')]) })
+  t.equal(withBom.json().error, 'unsupported_grant_type', 'a byte-order mark is still read past')
+  const loneSurrogate = await app.inject({ method: 'POST', url: '/v1/users', headers: json, payload: '{"username":"sam","password":"\\ud800\\ud800\\ud800\\ud800\\ud800\\ud800\\ud800\\ud800"}' })
+  t.match([loneSurrogate.statusCode, loneSurrogate.json()], [400, { detail: 'password: must be Unicode text (it holds a lone surrogate, half of a character)' }], 'a password with half a character is refused')
 })

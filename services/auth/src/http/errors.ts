@@ -11,7 +11,7 @@ import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { DrfError, InvalidTokenError, isDatabaseUnavailable, OAuthError, ProblemError } from '../errors.js'
 import type { App } from './app-types.js'
-import { PrototypeMemberError, RepeatedJsonMemberError } from './json-body.js'
+import { NotUtf8Error, PrototypeMemberError, RepeatedJsonMemberError } from './json-body.js'
 import { BODY_LIMIT } from './limits.js'
 
 /** How a route answers errors, when not RFC 9457 problem+json (the default). */
@@ -117,16 +117,18 @@ export function connectionClosed (): FastifyError {
 }
 
 /** Why a schema refused a field, in words a client can act on: Ajv's own words otherwise. */
-function validationReason (keyword: string | undefined, value: unknown, ajvMessage: string | undefined): string {
+function validationReason (keyword: string | undefined, value: unknown, ajvMessage: string | undefined, fromJson: boolean): string {
   if (keyword === 'additionalProperties') return 'is not allowed'
   if (keyword === 'required') return 'is required'
-  // A form parameter sent twice arrives as a list.
-  if (keyword === 'type' && Array.isArray(value)) return 'is given more than once'
+  // A form parameter sent twice arrives as a list; in JSON a list is the client's own.
+  if (keyword === 'type' && Array.isArray(value) && !fromJson) return 'is given more than once'
   return ajvMessage ?? 'is invalid'
 }
 
+const isJsonRequest = (request: FastifyRequest): boolean => /^application\/json\b/i.test(request.headers['content-type'] ?? '')
+
 /** What went wrong in the client's own words: a field name for validation errors. */
-function clientMistake (err: FastifyError, body: unknown): { status: number, detail: string } | undefined {
+function clientMistake (err: FastifyError, body: unknown, fromJson = false): { status: number, detail: string } | undefined {
   if (err.validation !== undefined) {
     const first = err.validation[0]
     const path = first?.instancePath.replace(/^\//, '').replace(/\//g, '.') ?? ''
@@ -140,7 +142,7 @@ function clientMistake (err: FastifyError, body: unknown): { status: number, det
         (first.params as { additionalProperty?: string }).additionalProperty ??
         (path || (err.validationContext ?? 'body'))
     const value = path !== '' && typeof body === 'object' && body !== null ? (body as Record<string, unknown>)[path] : undefined
-    return { status: 400, detail: `${field}: ${validationReason(first?.keyword, value, first?.message)}` }
+    return { status: 400, detail: `${field}: ${validationReason(first?.keyword, value, first?.message, fromJson)}` }
   }
   switch (err.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return { status: 415, detail: 'unsupported content type; send application/json or application/x-www-form-urlencoded' }
@@ -156,6 +158,7 @@ function clientMistake (err: FastifyError, body: unknown): { status: number, det
     return { status: 400, detail: `the JSON body names ${named} more than once` }
   }
   if (err instanceof PrototypeMemberError) return { status: 400, detail: 'the JSON body has a __proto__ or constructor.prototype member, which is refused' }
+  if (err instanceof NotUtf8Error) return { status: 400, detail: 'the JSON body is not UTF-8' }
   if (err instanceof SyntaxError || err.code === 'FST_ERR_CTP_INVALID_JSON') return { status: 400, detail: 'the body is not valid JSON' }
   if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
     return { status: err.statusCode, detail: 'the request is malformed' }
@@ -201,7 +204,7 @@ function drfRefusal (err: FastifyError, request: FastifyRequest, reply: FastifyR
     if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
     return [err.status, { detail: err instanceof OAuthError ? err.description : (err.publicDetail ?? err.title) }]
   }
-  const mistake = clientMistake(err, request.body)
+  const mistake = clientMistake(err, request.body, isJsonRequest(request))
   if (mistake !== undefined) {
     request.log.info({ status: mistake.status, detail: mistake.detail }, 'bad request')
     return [mistake.status, { detail: mistake.status === 429 ? 'Request was throttled.' : mistake.detail }]
@@ -234,7 +237,7 @@ export function answerError (this: App, thrown: FastifyError, request: FastifyRe
     if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
     return problem(reply, request, err.status, err.title, err.publicDetail, err.type)
   }
-  const mistake = clientMistake(err, request.body)
+  const mistake = clientMistake(err, request.body, isJsonRequest(request))
   if (mistake !== undefined) {
     request.log.info({ status: mistake.status, detail: mistake.detail }, 'bad request')
     if (err.statusCode === 429 || mistake.status === 429) {

@@ -96,3 +96,24 @@ export function firstRepeatedMember (text: string): string | undefined {
   }
   return undefined
 }
+
+/** A JSON body that is not UTF-8 (RFC 8259 §8.1): refused, not read with U+FFFD in place of what could not be decoded. */
+export class NotUtf8Error extends Error {
+  readonly code = 'TESSERA_NOT_UTF8'
+  readonly statusCode = 400
+
+  constructor () {
+    super('a JSON body that is not UTF-8')
+  }
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true })
+
+/** The body's text; throws NotUtf8Error when its bytes are not UTF-8 (a byte-order mark is dropped, as JSON.parse would need). */
+export function utf8Text (body: Buffer): string {
+  try {
+    return UTF8.decode(body)
+  } catch {
+    throw new NotUtf8Error()
+  }
+}

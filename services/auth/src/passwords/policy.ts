@@ -8,13 +8,23 @@ import { ProblemError } from '../errors.js'
 const PASSWORD_MIN = 8
 const PASSWORD_MAX = 256
 const USERNAME = /^[a-z0-9._-]{3,64}$/
+/** With the u flag a surrogate pair is read as its one character, so only a half on its own matches. */
+const LONE_SURROGATE = /\p{Surrogate}/u
 
 export function normalizePassword (password: string): string {
   return password.normalize('NFKC')
 }
 
-/** Throws a 400 problem naming `field` when the password does not fit the policy. */
+/**
+ * Throws a 400 problem naming `field` when the password does not fit the
+ * policy. A lone surrogate (JSON's `"\ud800"`, no character of its own) is
+ * refused: UTF-8 has no encoding for it, so the hash would see U+FFFD in its
+ * place and every such password would be one password.
+ */
 export function acceptablePassword (password: string, field = 'password'): string {
+  if (LONE_SURROGATE.test(password)) {
+    throw new ProblemError(400, 'Bad Request', { publicDetail: `${field}: must be Unicode text (it holds a lone surrogate, half of a character)` })
+  }
   const normalized = normalizePassword(password)
   const length = [...normalized].length
   if (length < PASSWORD_MIN || length > PASSWORD_MAX) {
