@@ -23,7 +23,7 @@ alive () { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null && ps -p "$1" -o args= | 
 wait_for () {
   local deadline=$((SECONDS + $2))
   until curl -fsk -o /dev/null --max-time 2 "$1"; do
-    if [ $SECONDS -ge $deadline ]; then echo "stack: $1 did not come up; logs in $STATE/logs/" >&2; return 1; fi
+    if [ $SECONDS -ge $deadline ]; then echo "stack: $1 did not come up; logs in $STATE/logs/ and $STATE/nginx/error.log" >&2; return 1; fi
     sleep 0.3
   done
 }
@@ -61,6 +61,11 @@ up () {
     fi
   done
   mkdir -p "$STATE/logs"
+  # As root, Nginx's workers run as nobody and read and write under $STATE/nginx (its cache, its temp files).
+  if [ "$(id -u)" = 0 ] && command -v runuser >/dev/null && ! runuser -u nobody -- test -x "$STATE" 2>/dev/null; then
+    echo "stack: Nginx's workers (user nobody) cannot reach $STATE: a directory above it is closed to other users (mode 0700, e.g. under /root); clone elsewhere, or chmod o+x the directories above it" >&2
+    exit 1
+  fi
   rm -f "$STATE"/*.pid "$STATE/postgres-started"
   # Half a stack is worse than none: on any failure, stop what was started.
   trap 'echo "stack: failed; stopping what was started" >&2; down' ERR
