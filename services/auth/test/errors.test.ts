@@ -216,6 +216,33 @@ t.test('a request followed on its connection by bytes that are not HTTP: no work
   t.notMatch(logs(), /"level":50/, 'nothing at error level')
 })
 
+t.test('two Authorization headers are refused, not read as the first (RFC 9110: the header is not a list)', async (t) => {
+  const { app } = await buildTestApp(t)
+  await signUp(app, 'dora', 'a long enough password')
+  const tokens = await login(app, 'dora', 'a long enough password')
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const address = app.server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : 0
+  const send = async (head: string, body = ''): Promise<{ status: number, body: string }> => await new Promise((resolve, reject) => {
+    let received = ''
+    const socket = connect(port, '127.0.0.1', () => { socket.write(`${head}Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`) })
+      .on('data', (chunk) => { received += chunk.toString() }).on('close', () => {
+        resolve({ status: Number(/^HTTP\/1\.1 (\d+)/.exec(received)?.[1]), body: received.slice(received.indexOf('\r\n\r\n') + 4) })
+      }).on('error', reject)
+  })
+  const me = (authorizations: string[]): string => `GET /v1/me HTTP/1.1\r\nHost: tessera.test\r\n${authorizations.map((a) => `Authorization: ${a}\r\n`).join('')}`
+  t.equal((await send(me([`Bearer ${tokens.access_token}`]))).status, 200, 'one header: as ever')
+  for (const pair of [[`Bearer ${tokens.access_token}`, 'Bearer x'], ['Bearer x', `Bearer ${tokens.access_token}`], [`Bearer ${tokens.access_token}`, `Bearer ${tokens.access_token}`]]) {
+    const twice = await send(me(pair))
+    t.equal(twice.status, 400, 'two: refused, whichever comes first')
+    t.match(JSON.parse(twice.body), { status: 400, detail: 'the request has more than one Authorization header' })
+  }
+  const basic = `Authorization: Basic ${Buffer.from('tessera:').toString('base64')}\r\n`
+  const token = await send(`POST /oauth/token HTTP/1.1\r\nHost: tessera.test\r\nContent-Type: application/x-www-form-urlencoded\r\n${basic}${basic}`, `grant_type=refresh_token&refresh_token=${tokens.refresh_token}`)
+  t.equal(token.status, 400)
+  t.same(JSON.parse(token.body), { error: 'invalid_request', error_description: 'the request has more than one Authorization header' }, 'in RFC 6749\'s shape on /oauth')
+})
+
 t.test('a request Node\'s parser refuses is answered in the contract\'s shape too, not Fastify\'s', async (t) => {
   const { app } = await buildTestApp(t)
   await app.listen({ host: '127.0.0.1', port: 0 })

@@ -22,6 +22,7 @@ import { tokenStanding } from '../sessions/verify-token.js'
 import { requestContext } from './context.js'
 import { counted, loginDepsOf, loginOutcome, refreshOutcome } from './oauth/token.js'
 import { parseMultipartForm } from './simplejwt-multipart.js'
+import { authorizationHeader } from '../http/authorization.js'
 
 const NO_ACCOUNT = new DrfError(401, { detail: 'No active account found with the given credentials' })
 /** SimpleJWT's verify of a blacklisted refresh token: a validation error, so 400 and non_field_errors. */
@@ -125,7 +126,7 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
 
   app.post(paths.login, options(Pair, 'always'), async (request, reply) => {
     const { username, password } = fields(request, ['username', 'password'])
-    const input = { username, password, scope: undefined, credentials: credentialsOf(request.headers.authorization), resource: undefined, now: deps.clock(), context: requestContext(request) }
+    const input = { username, password, scope: undefined, credentials: credentialsOf(authorizationHeader(request)), resource: undefined, now: deps.clock(), context: requestContext(request) }
     const pair = await refusedAs(async () => await counted(async () => await passwordGrant(loginDeps, input), loginOutcome, deps.metrics.login), () => NO_ACCOUNT)
     deps.metrics.login('ok')
     deps.metrics.tokenIssued(pair.kid, 'password')
@@ -134,7 +135,7 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
 
   app.post(paths.refresh, options(Pair), async (request, reply) => {
     const { refresh } = fields(request, ['refresh'])
-    const input = { refreshToken: refresh, scope: undefined, credentials: credentialsOf(request.headers.authorization), resource: undefined, now: deps.clock(), context: requestContext(request) }
+    const input = { refreshToken: refresh, scope: undefined, credentials: credentialsOf(authorizationHeader(request)), resource: undefined, now: deps.clock(), context: requestContext(request) }
     const pair = await refusedAs(async () => await counted(async () => await refreshGrant(issuer, input), refreshOutcome, deps.metrics.refreshed),
       (err) => tokenNotValid(err instanceof RefreshReuseError || err instanceof SessionEndedError ? 'Token is blacklisted' : 'Token is invalid or expired', err))
     deps.metrics.refreshed(pair.outcome)
@@ -152,7 +153,7 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
 
   app.post(paths.blacklist, options(Empty), async (request, reply) => {
     const { refresh } = fields(request, ['refresh'])
-    const outcome = await revokeToken(issuer, { token: refresh, hint: 'refresh_token', refreshTokenOnly: true, credentials: credentialsOf(request.headers.authorization), now: deps.clock(), context: requestContext(request) })
+    const outcome = await revokeToken(issuer, { token: refresh, hint: 'refresh_token', refreshTokenOnly: true, credentials: credentialsOf(authorizationHeader(request)), now: deps.clock(), context: requestContext(request) })
     if (outcome === 'already ended') throw tokenNotValid('Token is blacklisted')
     if (outcome === 'nothing to end') throw tokenNotValid('Token is invalid or expired')
     deps.metrics.revoked()

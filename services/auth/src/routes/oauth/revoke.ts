@@ -10,6 +10,7 @@ import { clientCredentials } from '../../clients/credentials.js'
 import { revokeToken } from '../../tokens/revoke.js'
 import { requestContext } from '../context.js'
 import { CLIENT_AUTHENTICATION } from '../openapi.js'
+import { authorizationHeader } from '../../http/authorization.js'
 
 const RevokeRequest = Type.Object({
   token: Type.String({ minLength: 1, maxLength: 4096 }),
@@ -31,7 +32,7 @@ export function registerRevokeRoutes (app: App, config: Config, deps: Deps): voi
     }
   }, async (request, reply) => {
     const { body } = request
-    const credentials = clientCredentials({ authorization: request.headers.authorization, clientId: body.client_id, clientSecret: body.client_secret })
+    const credentials = clientCredentials({ authorization: authorizationHeader(request), clientId: body.client_id, clientSecret: body.client_secret })
     const outcome = await revokeToken(issuer, { token: body.token, hint: body.token_type_hint, credentials, now: deps.clock(), context: requestContext(request) })
     if (outcome === 'ended') deps.metrics.revoked()
     return await reply.header('cache-control', 'no-store').send({})

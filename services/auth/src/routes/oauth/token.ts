@@ -22,6 +22,7 @@ import { NO_NUL } from '../../passwords/policy.js'
 import { requestContext } from '../context.js'
 import { backoffPolicy } from '../../passwords/login-throttle.js'
 import { CLIENT_AUTHENTICATION, OAuthErrorBody } from '../openapi.js'
+import { authorizationHeader } from '../../http/authorization.js'
 
 const TokenRequest = Type.Object({
   grant_type: Type.String({ maxLength: 64 }),
@@ -115,7 +116,7 @@ export function registerTokenRoutes (app: App, config: Config, deps: Deps): void
       throw new OAuthError('unsupported_grant_type', 'grant_type must be password, refresh_token or client_credentials')
     }
     const common = {
-      credentials: clientCredentials({ authorization: request.headers.authorization, clientId: body.client_id, clientSecret: body.client_secret }),
+      credentials: clientCredentials({ authorization: authorizationHeader(request), clientId: body.client_id, clientSecret: body.client_secret }),
       resource: body.resource,
       scope: body.scope,
       now: deps.clock(),

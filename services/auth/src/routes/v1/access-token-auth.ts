@@ -10,6 +10,7 @@ import type { Config } from '../../config.js'
 import { InvalidTokenError } from '../../errors.js'
 import { isSessionLive } from '../../sessions/live.js'
 import { accessTokenVerifier } from '../../tokens/verify-access.js'
+import { authorizationHeader } from '../../http/authorization.js'
 
 export interface Principal {
   userId: string
@@ -27,7 +28,7 @@ declare module 'fastify' {
 const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/i
 
 function bearerToken (request: FastifyRequest): string {
-  const value = request.headers.authorization
+  const value = authorizationHeader(request)
   const match = typeof value === 'string' ? BEARER.exec(value) : null
   if (match?.[1] === undefined) throw new InvalidTokenError('no well-formed Bearer token')
   return match[1]

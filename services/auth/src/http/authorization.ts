@@ -1,0 +1,26 @@
+/**
+ * The one Authorization header a request may carry. Node keeps the first of
+ * two and drops the rest, but the header is not a list (RFC 9110 §11.6.2):
+ * a request with two is ambiguous, and a proxy in front that reads the last
+ * would see another identity than Tessera. Such a request is refused.
+ * @module
+ */
+import type { FastifyRequest } from 'fastify'
+import { OAuthError } from '../errors.js'
+
+const NAME = 'authorization'
+
+/** The request's Authorization header, or undefined; throws a 400 invalid_request when it has more than one. */
+export function authorizationHeader (request: FastifyRequest): string | undefined {
+  const value = request.headers.authorization
+  if (value === undefined) return undefined
+  const raw = request.raw.rawHeaders
+  let seen = 0
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    if (name.length === NAME.length && name.toLowerCase() === NAME && ++seen > 1) {
+      throw new OAuthError('invalid_request', 'the request has more than one Authorization header')
+    }
+  }
+  return value
+}
