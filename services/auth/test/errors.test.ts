@@ -280,6 +280,16 @@ t.test('refusals of a body say what to fix, not how the schema failed', async (t
   }
   const repeatedName = await app.inject({ method: 'POST', url: '/v1/users', headers: form, payload: 'username=a&username=b&password=correct-horse' })
   t.match(repeatedName.json(), { status: 400, detail: 'username: is given more than once' }, 'the same words in problem+json')
+  const schemaWords: Array<[string, string, string]> = [
+    ['/oauth/token', '{"grant_type":"password","username":"a\\u0000b","password":"x"}', 'username: must not contain a NUL character'],
+    ['/oauth/token', JSON.stringify({ grant_type: 'password', username: 'x'.repeat(300), password: 'x' }), 'username: must be at most 256 characters'],
+    ['/v1/users', '{"username":"","password":"a long enough password"}', 'username: must not be empty']
+  ]
+  for (const [url, payload, said] of schemaWords) {
+    const res = await app.inject({ method: 'POST', url, headers: json, payload })
+    t.equal(res.statusCode, 400, said)
+    t.equal(url.startsWith('/oauth') ? res.json().error_description : res.json().detail, said, 'in words, not the schema\'s regex or Ajv\'s capitals')
+  }
   const listInJson = await app.inject({ method: 'POST', url: '/oauth/token', headers: json, payload: '{"grant_type":[]}' })
   t.same(listInJson.json(), { error: 'invalid_request', error_description: 'grant_type: must be string' }, 'a list in JSON is the client\'s own, not a repeated parameter')
   const notUtf8 = await app.inject({ method: 'POST', url: '/oauth/token', headers: json, payload: Buffer.from([...Buffer.from('{"grant_type":"'), 0xff, ...Buffer.from('"}')]) })

@@ -13,6 +13,7 @@ import { DrfError, InvalidTokenError, isDatabaseUnavailable, OAuthError, Problem
 import type { App } from './app-types.js'
 import { NotUtf8Error, PrototypeMemberError, RepeatedJsonMemberError } from './json-body.js'
 import { BODY_LIMIT } from './limits.js'
+import { NO_NUL } from '../passwords/policy.js'
 
 /** How a route answers errors, when not RFC 9457 problem+json (the default). */
 export type ErrorFormat = 'oauth' | 'simplejwt'
@@ -116,14 +117,22 @@ export function connectionClosed (): FastifyError {
   return clientClosed(undefined, 'before the answer')
 }
 
-/** Why a schema refused a field, in words a client can act on: Ajv's own words otherwise. */
-function validationReason (keyword: string | undefined, value: unknown, ajvMessage: string | undefined, fromJson: boolean): string {
+/** Why a schema refused a field, in words a client can act on, not the schema's own (a pattern's regex, Ajv's capitals): Ajv's words otherwise. */
+function validationReason (first: ValidationIssue | undefined, value: unknown, fromJson: boolean): string {
+  const keyword = first?.keyword
+  const params = (first?.params ?? {}) as { limit?: unknown, format?: unknown, pattern?: unknown }
   if (keyword === 'additionalProperties') return 'is not allowed'
   if (keyword === 'required') return 'is required'
   // A form parameter sent twice arrives as a list; in JSON a list is the client's own.
   if (keyword === 'type' && Array.isArray(value) && !fromJson) return 'is given more than once'
-  return ajvMessage ?? 'is invalid'
+  if (keyword === 'maxLength') return `must be at most ${String(params.limit)} characters`
+  if (keyword === 'minLength') return params.limit === 1 ? 'must not be empty' : `must be at least ${String(params.limit)} characters`
+  if (keyword === 'pattern' && params.pattern === NO_NUL) return 'must not contain a NUL character'
+  if (keyword === 'format' && params.format === 'uuid') return 'must be a UUID'
+  return first?.message ?? 'is invalid'
 }
+
+type ValidationIssue = NonNullable<FastifyError['validation']>[number]
 
 const isJsonRequest = (request: FastifyRequest): boolean => /^application\/json\b/i.test(request.headers['content-type'] ?? '')
 
@@ -142,7 +151,7 @@ function clientMistake (err: FastifyError, body: unknown, fromJson = false): { s
         (first.params as { additionalProperty?: string }).additionalProperty ??
         (path || (err.validationContext ?? 'body'))
     const value = path !== '' && typeof body === 'object' && body !== null ? (body as Record<string, unknown>)[path] : undefined
-    return { status: 400, detail: `${field}: ${validationReason(first?.keyword, value, first?.message, fromJson)}` }
+    return { status: 400, detail: `${field}: ${validationReason(first, value, fromJson)}` }
   }
   switch (err.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return { status: 415, detail: 'unsupported content type; send application/json or application/x-www-form-urlencoded' }
