@@ -62,10 +62,26 @@ async function runWorker (config: Config, logger: Logger): Promise<void> {
   started.worker = await startWorker(config, logger, drain)
 }
 
+/** The settings this process loaded, for naming the one an address in use came from. */
+let loaded: Config | undefined
+
+/** Which setting named the port a listen found taken: PORT, or TESSERA_METRICS_PORT when it is that one (or both, when they are equal). */
+function addressInUse (err: Error & { port?: unknown }): string {
+  const port = typeof err.port === 'number' ? err.port : undefined
+  const settings = [
+    ...(loaded?.port === port ? ['PORT'] : []),
+    ...(loaded?.metricsPort === port && port !== undefined ? ['TESSERA_METRICS_PORT'] : [])
+  ]
+  const named = settings.length === 0 ? '' : `${settings.map((name) => `${name}=${String(port)}`).join(' and ')}: `
+  const why = settings.length === 2 ? 'give TESSERA_METRICS_PORT a port of its own' : 'another process listens there'
+  return `${named}the address is already in use (${why}): ${err.message}`
+}
+
 async function main (): Promise<void> {
   let config
   try {
     config = loadConfig(process.env)
+    loaded = config
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message)
     throw err
@@ -80,7 +96,7 @@ async function main (): Promise<void> {
 main().catch((err: unknown) => {
   if (err instanceof StartupError || err instanceof WrongKekError || err instanceof ConfigError) fail(err.message)
   const code = (err as { code?: string }).code
-  if (code === 'EADDRINUSE') fail(`the address is already in use: ${(err as Error).message}`)
+  if (code === 'EADDRINUSE') fail(addressInUse(err as Error))
   const unreachable = databaseUnreachable(err)
   if (unreachable !== undefined) fail(unreachable)
   fail(`failed to start: ${err instanceof Error ? err.message : String(err)}`)

@@ -4,6 +4,7 @@
  */
 import { runProcess } from '@tessera/testkit'
 import t from 'tap'
+import { createServer, type AddressInfo } from 'node:net'
 import { createTestDatabase } from '../helpers/db.js'
 import { SERVER_ENTRY, startServer } from '../helpers/server.js'
 
@@ -24,4 +25,18 @@ t.test('a NODE_ENV that is not production, development or test runs, warned of a
   t.match(server.output(), /"level":40,.*"msg":"NODE_ENV=\\"prod\\" is not production: a generated KEK is allowed and logs are pretty at a terminal; set NODE_ENV=production in production"/)
   const test = await startServer(t, { DATABASE_URL: await createTestDatabase(t), NODE_ENV: 'test', TESSERA_KEK: 'a'.repeat(43) })
   t.notMatch(test.output(), /NODE_ENV/, 'test, development and production are not warned of')
+})
+
+t.test('a port already taken is named by the setting that asked for it', async (t) => {
+  const taken = createServer()
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { taken.close() })
+  const port = String((taken.address() as AddressInfo).port)
+  const env = { PATH: process.env.PATH ?? '', DATABASE_URL: await createTestDatabase(t), TESSERA_KEK: 'a'.repeat(43), TESSERA_WORKERS: '1' }
+  const onPort = await runProcess(process.execPath, [SERVER_ENTRY], { env: { ...env, PORT: port } })
+  t.equal(onPort.code, 1)
+  t.match(onPort.stderr, `tessera: PORT=${port}: the address is already in use (another process listens there)`)
+  const both = await runProcess(process.execPath, [SERVER_ENTRY], { env: { ...env, PORT: '0', TESSERA_METRICS_PORT: port } })
+  t.equal(both.code, 1)
+  t.match(both.stderr, `tessera: TESSERA_METRICS_PORT=${port}: the address is already in use (another process listens there)`)
 })
