@@ -47,6 +47,7 @@ export async function auditCommand (ctx: CommandContext): Promise<void> {
     actor: r.actor ?? '-',
     user: r.username ?? r.userId ?? '-',
     session: r.sessionId ?? '-',
+    key: r.kid ?? '-',
     ip: r.ip ?? '-',
     request: r.requestId ?? '-',
     detail: Object.keys(r.detail).length === 0 ? '' : JSON.stringify(r.detail)

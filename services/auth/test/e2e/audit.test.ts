@@ -128,7 +128,10 @@ t.test('every event is audited by the action that causes it, with who, where and
   t.ok(tailed.every((r) => r.user_id === userId || r.username === 'judy'))
   const human = await runCli(['audit', 'tail', '--user', 'nobody'], { DATABASE_URL: url })
   t.equal(human.code, 0, human.stderr)
-  t.match(human.stdout, /^time\s+type\s+actor\s+user\s+session\s+ip\s+request\s+detail\n.*login\.failed\s+anonymous\s+nobody/s, 'rows about a name no user has')
+  t.match(human.stdout, /^time\s+type\s+actor\s+user\s+session\s+key\s+ip\s+request\s+detail\n.*login\.failed\s+anonymous\s+nobody/s, 'rows about a name no user has')
+  const keyRow = await deps.db.selectFrom('audit_events').select('kid').where('type', '=', 'key.created').executeTakeFirstOrThrow()
+  const everyRow = await runCli(['audit', 'tail', '--limit', '1000'], { DATABASE_URL: url })
+  t.match(everyRow.stdout, new RegExp(`key\\.created\\s+system\\s+-\\s+-\\s+${String(keyRow.kid)}\\s`), 'a key\'s events name the key')
   const lastOfJudy = tailed.map((r) => r.id)
   t.equal((await runCli(['users', 'delete', 'judy'], { DATABASE_URL: url })).code, 0)
   const afterDelete = JSON.parse((await runCli(['audit', 'tail', '--user', 'judy', '--limit', '4', '--json'], { DATABASE_URL: url })).stdout) as AuditRowJson[]
