@@ -1,7 +1,14 @@
 import t from 'tap'
 import { connect } from 'node:net'
 import { sql } from 'kysely'
-import { buildTestApp, login, signUp } from './helpers/app.js'
+import { buildTestApp, login, signUp, type TestApp } from './helpers/app.js'
+
+/** Serves `app` on a loopback port of its own, for requests sent on raw sockets; returns the port. */
+async function listening (app: TestApp['app']): Promise<number> {
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const address = app.server.address()
+  return typeof address === 'object' && address !== null ? address.port : 0
+}
 
 t.test('unknown route: 404 problem+json', async (t) => {
   const { app } = await buildTestApp(t)
@@ -155,9 +162,7 @@ t.test('Postgres out of resources (SQLSTATE class 53: disk full, out of memory, 
 
 t.test('a client that hangs up before its body arrived is logged as that, not as the database out of reach', async (t) => {
   const { app, logs } = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on' })
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const address = app.server.address()
-  const port = typeof address === 'object' && address !== null ? address.port : 0
+  const port = await listening(app)
   const cutOff = [
     ['/oauth/token', 'application/x-www-form-urlencoded', 'grant_type=pass'],
     ['/v1/users', 'application/json', '{"username":"al'],
@@ -191,9 +196,7 @@ async function rawAnswer (port: number, request: string): Promise<string> {
 
 t.test('a request followed on its connection by bytes that are not HTTP: no work for it, logged as the client\'s doing, never as a fault', async (t) => {
   const { app, logs } = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on' })
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const address = app.server.address()
-  const port = typeof address === 'object' && address !== null ? address.port : 0
+  const port = await listening(app)
   // Content-Length covers the first five bytes; the rest follows as a second "request" that Node's parser refuses, destroying the socket.
   const followed = [
     ['/oauth/token', 'application/x-www-form-urlencoded', 'grant_type=password'],
@@ -201,12 +204,7 @@ t.test('a request followed on its connection by bytes that are not HTTP: no work
     ['/api/token/', 'application/json', '{}   {"username":"zed"}']
   ]
   for (const [path, type, body] of followed) {
-    const answer = await new Promise<string>((resolve, reject) => {
-      let received = ''
-      const socket = connect(port, '127.0.0.1', () => {
-        socket.write(`POST ${path} HTTP/1.1\r\nHost: tessera.test\r\nContent-Type: ${type}\r\nContent-Length: 5\r\n\r\n${body}`)
-      }).on('data', (chunk) => { received += chunk.toString() }).on('close', () => { resolve(received) }).on('error', reject)
-    })
+    const answer = await rawAnswer(port, `POST ${path} HTTP/1.1\r\nHost: tessera.test\r\nContent-Type: ${type}\r\nContent-Length: 5\r\n\r\n${body}`)
     t.match(answer, /^HTTP\/1\.1 400 /, `${path}: the bytes that are not HTTP are refused`)
   }
   const goneLines = (): string[] => logs().split('\n').filter((line) => line.includes('the connection closed before the answer'))
@@ -220,16 +218,11 @@ t.test('two Authorization headers are refused, not read as the first (RFC 9110: 
   const { app } = await buildTestApp(t)
   await signUp(app, 'dora', 'a long enough password')
   const tokens = await login(app, 'dora', 'a long enough password')
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const address = app.server.address()
-  const port = typeof address === 'object' && address !== null ? address.port : 0
-  const send = async (head: string, body = ''): Promise<{ status: number, body: string }> => await new Promise((resolve, reject) => {
-    let received = ''
-    const socket = connect(port, '127.0.0.1', () => { socket.write(`${head}Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`) })
-      .on('data', (chunk) => { received += chunk.toString() }).on('close', () => {
-        resolve({ status: Number(/^HTTP\/1\.1 (\d+)/.exec(received)?.[1]), body: received.slice(received.indexOf('\r\n\r\n') + 4) })
-      }).on('error', reject)
-  })
+  const port = await listening(app)
+  const send = async (head: string, body = ''): Promise<{ status: number, body: string }> => {
+    const received = await rawAnswer(port, `${head}Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+    return { status: Number(/^HTTP\/1\.1 (\d+)/.exec(received)?.[1]), body: received.slice(received.indexOf('\r\n\r\n') + 4) }
+  }
   const me = (authorizations: string[]): string => `GET /v1/me HTTP/1.1\r\nHost: tessera.test\r\n${authorizations.map((a) => `Authorization: ${a}\r\n`).join('')}`
   t.equal((await send(me([`Bearer ${tokens.access_token}`]))).status, 200, 'one header: as ever')
   for (const pair of [[`Bearer ${tokens.access_token}`, 'Bearer x'], ['Bearer x', `Bearer ${tokens.access_token}`], [`Bearer ${tokens.access_token}`, `Bearer ${tokens.access_token}`]]) {
@@ -245,9 +238,7 @@ t.test('two Authorization headers are refused, not read as the first (RFC 9110: 
 
 t.test('a request Node\'s parser refuses is answered in the contract\'s shape too, not Fastify\'s', async (t) => {
   const { app } = await buildTestApp(t)
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const address = app.server.address()
-  const port = typeof address === 'object' && address !== null ? address.port : 0
+  const port = await listening(app)
   const cases: Array<[string, string, number, string]> = [
     ['headers over the limit', `GET /v1/me HTTP/1.1\r\nHost: tessera.test\r\nAuthorization: Bearer ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'Request Header Fields Too Large'],
     ['not HTTP at all', 'HELLO THERE\r\n\r\n', 400, 'Bad Request']

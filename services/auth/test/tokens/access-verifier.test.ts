@@ -11,7 +11,7 @@ import { InvalidTokenError } from '../../src/errors.js'
 import { Keyring, type LoadedKey } from '../../src/keys/keyring.js'
 import { signCompactJws } from '../../src/tokens/jws.js'
 import { mintAccessToken } from '../../src/tokens/mint.js'
-import { accessTokenVerifier } from '../../src/tokens/verify-access.js'
+import { accessTokenVerifier, type AccessTokenVerifier } from '../../src/tokens/verify-access.js'
 
 const config = { issuer: 'https://issuer.example', audience: ['api'], accessTtl: 300, simplejwtCompat: false }
 
@@ -36,6 +36,16 @@ const later = (seconds: number): Date => new Date(start.getTime() + seconds * 10
 
 function mint (keyring: Keyring, subject: string, now = start): string {
   return mintAccessToken(config, keyring, { subject, sessionId: `s-${subject}`, clientId: 'web', scope: 'profile', audience: undefined, now }).token
+}
+
+/** A counting keyring holding the current key, a verifier over it, and one token of u1's (minted at `at`) it has verified once. */
+function verifiedOnce (at = start): { keyring: CountingKeyring, verifier: AccessTokenVerifier, token: string } {
+  const keyring = new CountingKeyring()
+  keyring.replace([current])
+  const verifier = accessTokenVerifier(config, keyring)
+  const token = mint(keyring, 'u1', at)
+  verifier.verify(token, at)
+  return { keyring, verifier, token }
 }
 
 function refusal (verify: () => unknown): string {
@@ -63,11 +73,7 @@ t.test('a token presented again is answered from memory: the same claims, no key
 })
 
 t.test('expiry is checked on every use: a remembered token past its exp is refused and forgotten', async (t) => {
-  const keyring = new Keyring()
-  keyring.replace([current])
-  const verifier = accessTokenVerifier(config, keyring)
-  const token = mint(keyring, 'u1')
-  verifier.verify(token, start)
+  const { verifier, token } = verifiedOnce()
   t.equal(refusal(() => verifier.verify(token, later(300))), 'accepted', 'at exp itself, as a first verification would')
   t.equal(refusal(() => verifier.verify(token, later(301))), 'expired')
   t.equal(verifier.remembered, 0)
@@ -75,11 +81,7 @@ t.test('expiry is checked on every use: a remembered token past its exp is refus
 })
 
 t.test('nbf is checked on every use: a clock set back before it refuses a remembered token', async (t) => {
-  const keyring = new Keyring()
-  keyring.replace([current])
-  const verifier = accessTokenVerifier(config, keyring)
-  const token = mint(keyring, 'u1', later(60))
-  verifier.verify(token, later(60))
+  const { keyring, verifier, token } = verifiedOnce(later(60))
   // mint sets no nbf, so this token is valid at any time before its exp: the clock going back is not a refusal.
   t.equal(refusal(() => verifier.verify(token, start)), 'accepted', 'no nbf, nothing to refuse')
   const withNbf = accessTokenVerifier(config, keyring)
@@ -91,11 +93,7 @@ t.test('nbf is checked on every use: a clock set back before it refuses a rememb
 })
 
 t.test('a replaced keyring empties the memory: a key no longer published refuses its remembered tokens', async (t) => {
-  const keyring = new CountingKeyring()
-  keyring.replace([current])
-  const verifier = accessTokenVerifier(config, keyring)
-  const token = mint(keyring, 'u1')
-  verifier.verify(token, start)
+  const { keyring, verifier, token } = verifiedOnce()
   const successor = loadedKey('k-next', 'current')
   keyring.replace([{ ...current, state: 'previous' }, successor])
   t.equal(refusal(() => verifier.verify(token, later(1))), 'accepted', 'a previous key still verifies')
@@ -108,11 +106,7 @@ t.test('a replaced keyring empties the memory: a key no longer published refuses
 })
 
 t.test('only exact bytes are remembered: a token changed anywhere is verified, and refused', async (t) => {
-  const keyring = new Keyring()
-  keyring.replace([current])
-  const verifier = accessTokenVerifier(config, keyring)
-  const token = mint(keyring, 'u1')
-  verifier.verify(token, start)
+  const { verifier, token } = verifiedOnce()
   const flip = (at: number): string => token.slice(0, at) + (token[at] === 'A' ? 'B' : 'A') + token.slice(at + 1)
   t.equal(refusal(() => verifier.verify(flip(token.length - 3), start)), 'signature', 'a signature byte')
   t.equal(refusal(() => verifier.verify(flip(token.indexOf('.') + 5), start)), 'signature', 'a payload byte')
