@@ -36,6 +36,8 @@ export interface Config {
   production: boolean
   /** NODE_ENV when set to something other than production, development or test (a typo of production, perhaps): warned of at start. */
   unrecognizedNodeEnv?: string
+  /** PORT when TESSERA_ISSUER is unset and the default issuer names another port (8080): warned of at start. */
+  defaultIssuerElsewhere?: number
   dataDir: string
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   scopes: string[]
@@ -295,6 +297,8 @@ function readPublishLead (read: Reader, settings: Pick<Config, 'jwksMaxAge' | 'k
 const KNOWN_NODE_ENVS = new Set(['production', 'development', 'test'])
 
 /** Reads and validates every setting; throws ConfigError naming the first bad one. */
+const DEFAULT_PORT = 8080
+
 export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const read = new Reader(env)
   const production = env.NODE_ENV === 'production'
@@ -307,9 +311,10 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   // so the event loops and Postgres win most of the CPU whenever they want it
   // (docs/decisions.md, "Processes of one instance").
   const hashConcurrency = read.integer('TESSERA_HASH_CONCURRENCY', cores, 1, 64)
-  const issuer = read.string('TESSERA_ISSUER', 'http://127.0.0.1:8080', 'an http(s) URL without query or fragment', isHttpUrl)
+  const issuer = read.string('TESSERA_ISSUER', `http://127.0.0.1:${DEFAULT_PORT}`, 'an http(s) URL without query or fragment', isHttpUrl)
+  const port = read.integer('PORT', DEFAULT_PORT, 0, 65535)
   return {
-    port: read.integer('PORT', 8080, 0, 65535),
+    port,
     metricsPort: read.optional('TESSERA_METRICS_PORT') === undefined ? undefined : read.integer('TESSERA_METRICS_PORT', 0, 0, 65535),
     host: read.string('HOST', '127.0.0.1', 'an IP address or host name', (v) => /^[A-Za-z0-9.:_-]+$/.test(v)),
     databaseUrl: read.optional('DATABASE_URL') === undefined
@@ -332,6 +337,8 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
       : read.string('TESSERA_TRUST_PROXY', '', 'comma-separated IP addresses or CIDR ranges such as 10.0.0.0/8', isAddressList).split(',').map((s) => s.trim()).filter((s) => s !== '')),
     production,
     ...(env.NODE_ENV === undefined || KNOWN_NODE_ENVS.has(env.NODE_ENV) ? {} : { unrecognizedNodeEnv: env.NODE_ENV }),
+    // PORT=0 (a port the system picks, as tests do) has no URL to compare.
+    ...(read.optional('TESSERA_ISSUER') === undefined && port !== DEFAULT_PORT && port !== 0 ? { defaultIssuerElsewhere: port } : {}),
     dataDir: resolve(cwd, read.string('TESSERA_DATA_DIR', '.data', 'a directory path', (v) => v.length > 0)),
     logLevel: read.choice('LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     scopes: read.string('TESSERA_SCOPES', 'read write', 'space-separated scope names (RFC 6749 §3.3)', (v) => v.trim().split(/ +/).every((s) => SCOPE_TOKEN.test(s))).trim().split(/ +/),

@@ -122,6 +122,13 @@ t.test('TESSERA_TRUST_PROXY: only addresses and ranges that are ones, each check
   t.doesNotThrow(() => proxyAddr.compile(accepted), 'each one the proxy matcher the app compiles at start takes')
 })
 
+t.test('a default issuer on another port than the instance\'s is marked, to be warned of at start', async (t) => {
+  t.equal(loadConfig({ PORT: '9090' }).defaultIssuerElsewhere, 9090)
+  t.equal(loadConfig({ PORT: '9090', TESSERA_ISSUER: 'https://auth.example' }).defaultIssuerElsewhere, undefined, 'an issuer given')
+  t.equal(loadConfig({}).defaultIssuerElsewhere, undefined, 'the default port, which the default issuer names')
+  t.equal(loadConfig({ PORT: '0' }).defaultIssuerElsewhere, undefined, 'a port the system picks')
+})
+
 t.test('TESSERA_KEY_ROTATION: its message names off beside the durations', async (t) => {
   const err = t.throws(() => loadConfig({ TESSERA_KEY_ROTATION: 'never' })) as Error
   t.match(err.message, /; or off$/)

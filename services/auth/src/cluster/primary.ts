@@ -90,6 +90,9 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     if (config.unrecognizedNodeEnv !== undefined) {
       logger.warn(`NODE_ENV=${JSON.stringify(config.unrecognizedNodeEnv)} is not production: a generated KEK is allowed and logs are pretty at a terminal; set NODE_ENV=production in production`)
     }
+    if (config.defaultIssuerElsewhere !== undefined) {
+      logger.warn(`TESSERA_ISSUER is unset: tokens, the metadata and its JWKS URL name ${config.issuer}, not this instance on port ${config.defaultIssuerElsewhere}; set TESSERA_ISSUER to the URL clients reach it by`)
+    }
     if (config.simplejwtCompat && config.signup === 'open') {
       // A DRF service finds a token's user by name: a name signed up here before its Django user was imported is that Django user to it.
       logger.warn('sign-up is open while SimpleJWT compatibility is on: anyone can claim a Django username that is not imported yet; set TESSERA_SIGNUP=closed until the import is done (docs/migrating-from-simplejwt.md)')

@@ -2,7 +2,7 @@
  * A configuration error stops the real process with one line on stderr and
  * exit code 1 (the in-process checks of the same errors are in config.test.ts).
  */
-import { runProcess } from '@tessera/testkit'
+import { freePort, runProcess } from '@tessera/testkit'
 import t from 'tap'
 import { createServer, type AddressInfo } from 'node:net'
 import { createTestDatabase } from '../helpers/db.js'
@@ -25,6 +25,13 @@ t.test('a NODE_ENV that is not production, development or test runs, warned of a
   t.match(server.output(), /"level":40,.*"msg":"NODE_ENV=\\"prod\\" is not production: a generated KEK is allowed and logs are pretty at a terminal; set NODE_ENV=production in production"/)
   const test = await startServer(t, { DATABASE_URL: await createTestDatabase(t), NODE_ENV: 'test', TESSERA_KEK: 'a'.repeat(43) })
   t.notMatch(test.output(), /NODE_ENV/, 'test, development and production are not warned of')
+})
+
+t.test('an instance on another port than the default issuer names, with TESSERA_ISSUER unset, is warned of at start', async (t) => {
+  const port = String(await freePort())
+  const server = await startServer(t, { DATABASE_URL: await createTestDatabase(t), TESSERA_KEK: 'a'.repeat(43), PORT: port, TESSERA_WORKERS: '1' })
+  t.match(server.output(), '"level":40,')
+  t.match(server.output(), `TESSERA_ISSUER is unset: tokens, the metadata and its JWKS URL name http://127.0.0.1:8080, not this instance on port ${port}; set TESSERA_ISSUER to the URL clients reach it by`)
 })
 
 t.test('a port already taken is named by the setting that asked for it', async (t) => {
