@@ -296,9 +296,9 @@ function readPublishLead (read: Reader, settings: Pick<Config, 'jwksMaxAge' | 'k
 /** NODE_ENV is the ecosystem's, not only Tessera's (a pipeline may set `staging`): any value runs, but one outside these is warned of. */
 const KNOWN_NODE_ENVS = new Set(['production', 'development', 'test'])
 
-/** Reads and validates every setting; throws ConfigError naming the first bad one. */
 const DEFAULT_PORT = 8080
 
+/** Reads and validates every setting; throws ConfigError naming the first bad one. */
 export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const read = new Reader(env)
   const production = env.NODE_ENV === 'production'

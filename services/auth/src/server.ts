@@ -68,10 +68,9 @@ let loaded: Config | undefined
 /** Which setting named the port a listen found taken: PORT, or TESSERA_METRICS_PORT when it is that one (or both, when they are equal). */
 function addressInUse (err: Error & { port?: unknown }): string {
   const port = typeof err.port === 'number' ? err.port : undefined
-  const settings = [
-    ...(loaded?.port === port ? ['PORT'] : []),
-    ...(loaded?.metricsPort === port && port !== undefined ? ['TESSERA_METRICS_PORT'] : [])
-  ]
+  const settings = port === undefined
+    ? []
+    : [...(loaded?.port === port ? ['PORT'] : []), ...(loaded?.metricsPort === port ? ['TESSERA_METRICS_PORT'] : [])]
   const named = settings.length === 0 ? '' : `${settings.map((name) => `${name}=${String(port)}`).join(' and ')}: `
   const why = settings.length === 2 ? 'give TESSERA_METRICS_PORT a port of its own' : 'another process listens there'
   return `${named}the address is already in use (${why}): ${err.message}`
