@@ -137,7 +137,7 @@ type ValidationIssue = NonNullable<FastifyError['validation']>[number]
 const isJsonRequest = (request: FastifyRequest): boolean => /^application\/json\b/i.test(request.headers['content-type'] ?? '')
 
 /** What went wrong in the client's own words: a field name for validation errors. */
-function clientMistake (err: FastifyError, body: unknown, fromJson = false): { status: number, detail: string } | undefined {
+function clientMistake (err: FastifyError, body: unknown, fromJson: boolean): { status: number, detail: string } | undefined {
   if (err.validation !== undefined) {
     const first = err.validation[0]
     const path = first?.instancePath.replace(/^\//, '').replace(/\//g, '.') ?? ''
