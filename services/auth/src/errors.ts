@@ -155,6 +155,42 @@ export class DrfError extends TesseraError {
   }
 }
 
+/** Out of reach: the connection could not be made, was lost, or the server is shutting down, starting up, or full of connections. */
+const OUT_OF_REACH_CODES = new Set([
+  // Node, connecting or connected
+  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN',
+  // Postgres: connection exceptions (class 08), shutdown and start-up (57P0x), too many connections
+  '08000', '08001', '08003', '08004', '08006', '57P01', '57P02', '57P03', '53300'
+])
+/**
+ * Reached, and refused for a moment, the statement and its transaction rolled
+ * back: out of resources (the rest of class 53: disk full, out of memory, a
+ * configured limit), a deadlock or a serialization conflict (class 40: run
+ * again, it goes through), a statement cancelled (statement_timeout, or an
+ * operator's pg_cancel_backend), a server that takes no writes (a standby
+ * after a failover, or read-only for maintenance). What Postgres said is the
+ * whole story: a command prints it without "cannot reach".
+ */
+const REACHED_CODES = new Set(['53000', '53100', '53200', '53400', '40001', '40P01', '57014', '25006'])
+
+const UNAVAILABLE_MESSAGES = new Set([
+  'timeout exceeded when trying to connect',
+  'Connection terminated due to connection timeout',
+  'Connection terminated unexpectedly'
+])
+
+/** Postgres refusing who connects, or to what: a wrong password, an unknown role or database, a host name that does not resolve. */
+const CONNECTION_REFUSED_CODES = new Set(['28P01', '28000', '3D000', 'ENOTFOUND'])
+
+/** The one line a start-up or a command prints when it could not reach its database; undefined for any other error. */
+export function databaseUnreachable (err: unknown): string | undefined {
+  if (!(err instanceof Error)) return undefined
+  const { code } = err as Error & { code?: unknown }
+  if (typeof code === 'string' && REACHED_CODES.has(code)) return undefined
+  const refused = typeof code === 'string' && CONNECTION_REFUSED_CODES.has(code)
+  return refused || isDatabaseUnavailable(err) ? `cannot reach the database: ${err.message}` : undefined
+}
+
 /**
  * Postgres out of reach for a moment: pg-pool's acquire timeout (every
  * connection busy, e.g. during a login flood), a connection that could not
@@ -167,43 +203,11 @@ export class DrfError extends TesseraError {
  * just as its connection was lost is answered again within the grace window.
  * So the answer is 503 with Retry-After, not a 500.
  */
-const UNAVAILABLE_CODES = new Set([
-  // Node, connecting or connected
-  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN',
-  // Postgres: connection exceptions (class 08), a statement cancelled (statement_timeout, or an operator's
-  // pg_cancel_backend: its transaction rolled back), shutdown and start-up (57P0x), out of resources (class 53:
-  // disk full, out of memory, too many connections, a configured limit; the statement and its transaction
-  // rolled back), a transaction rolled back to end a deadlock or a serialization conflict (class 40: run again,
-  // it goes through), and a server that takes no writes (a standby after a failover, or read-only for maintenance)
-  '08000', '08001', '08003', '08004', '08006', '57014', '57P01', '57P02', '57P03',
-  '53000', '53100', '53200', '53300', '53400', '40001', '40P01', '25006'
-])
-const UNAVAILABLE_MESSAGES = new Set([
-  'timeout exceeded when trying to connect',
-  'Connection terminated due to connection timeout',
-  'Connection terminated unexpectedly'
-])
-
-/** Postgres refusing who connects, or to what: a wrong password, an unknown role or database, a host name that does not resolve. */
-const CONNECTION_REFUSED_CODES = new Set(['28P01', '28000', '3D000', 'ENOTFOUND'])
-
-/** Unavailable for a moment, but reached: what Postgres said is the whole story, without "cannot reach". */
-const REACHED_CODES = new Set(['53000', '53100', '53200', '53400', '40001', '40P01', '25006', '57014'])
-
-/** The one line a start-up or a command prints when it could not reach its database; undefined for any other error. */
-export function databaseUnreachable (err: unknown): string | undefined {
-  if (!(err instanceof Error)) return undefined
-  const { code } = err as Error & { code?: unknown }
-  if (typeof code === 'string' && REACHED_CODES.has(code)) return undefined
-  const refused = typeof code === 'string' && CONNECTION_REFUSED_CODES.has(code)
-  return refused || isDatabaseUnavailable(err) ? `cannot reach the database: ${err.message}` : undefined
-}
-
 export function isDatabaseUnavailable (err: unknown): boolean {
   if (!(err instanceof Error)) return false
   const { code, syscall } = err as Error & { code?: unknown, syscall?: unknown }
   if (UNAVAILABLE_MESSAGES.has(err.message)) return true
   if (typeof code !== 'string') return false
   // A Unix socket path that does not exist: only when connecting, so a missing file elsewhere stays a fault.
-  return UNAVAILABLE_CODES.has(code) || (code === 'ENOENT' && syscall === 'connect')
+  return OUT_OF_REACH_CODES.has(code) || REACHED_CODES.has(code) || (code === 'ENOENT' && syscall === 'connect')
 }
