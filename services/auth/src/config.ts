@@ -372,3 +372,5 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
 }
 
 export const CLIENT_ID_PATTERN = CLIENT_ID
+/** RFC 6749 §3.3's scope-token. */
+export const SCOPE_TOKEN_PATTERN = SCOPE_TOKEN

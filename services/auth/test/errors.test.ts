@@ -219,9 +219,10 @@ t.test('two Authorization headers are refused, not read as the first (RFC 9110: 
   await signUp(app, 'dora', 'a long enough password')
   const tokens = await login(app, 'dora', 'a long enough password')
   const port = await listening(app)
-  const send = async (head: string, body = ''): Promise<{ status: number, body: string }> => {
+  const send = async (head: string, body = ''): Promise<{ status: number, head: string, body: string }> => {
     const received = await rawAnswer(port, `${head}Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
-    return { status: Number(/^HTTP\/1\.1 (\d+)/.exec(received)?.[1]), body: received.slice(received.indexOf('\r\n\r\n') + 4) }
+    const end = received.indexOf('\r\n\r\n')
+    return { status: Number(/^HTTP\/1\.1 (\d+)/.exec(received)?.[1]), head: received.slice(0, end), body: received.slice(end + 4) }
   }
   const me = (authorizations: string[]): string => `GET /v1/me HTTP/1.1\r\nHost: tessera.test\r\n${authorizations.map((a) => `Authorization: ${a}\r\n`).join('')}`
   t.equal((await send(me([`Bearer ${tokens.access_token}`]))).status, 200, 'one header: as ever')
@@ -229,11 +230,13 @@ t.test('two Authorization headers are refused, not read as the first (RFC 9110: 
     const twice = await send(me(pair))
     t.equal(twice.status, 400, 'two: refused, whichever comes first')
     t.match(JSON.parse(twice.body), { status: 400, detail: 'the request has more than one Authorization header' })
+    t.match(twice.head, /\r\nwww-authenticate: Bearer error="invalid_request"\r\n/i, 'with the Bearer challenge (RFC 6750 §3.1)')
   }
   const basic = `Authorization: Basic ${Buffer.from('tessera:').toString('base64')}\r\n`
   const token = await send(`POST /oauth/token HTTP/1.1\r\nHost: tessera.test\r\nContent-Type: application/x-www-form-urlencoded\r\n${basic}${basic}`, `grant_type=refresh_token&refresh_token=${tokens.refresh_token}`)
   t.equal(token.status, 400)
   t.same(JSON.parse(token.body), { error: 'invalid_request', error_description: 'the request has more than one Authorization header' }, 'in RFC 6749\'s shape on /oauth')
+  t.notMatch(token.head, /www-authenticate/i, 'and no challenge there: Basic was not read')
 })
 
 t.test('a request Node\'s parser refuses is answered in the contract\'s shape too, not Fastify\'s', async (t) => {

@@ -5,7 +5,7 @@
  * @module
  */
 import { recordAudit, type RequestContext } from '../audit/record.js'
-import { CLIENT_ID_PATTERN } from '../config.js'
+import { CLIENT_ID_PATTERN, SCOPE_TOKEN_PATTERN } from '../config.js'
 import type { Db, GrantType } from '../db/database.js'
 import { isResourceIndicator } from './resource.js'
 import { generateSecret } from './secret.js'
@@ -14,7 +14,6 @@ import { UUID_TEXT } from '../util/uuid.js'
 
 const GRANT_TYPES: readonly GrantType[] = ['password', 'refresh_token', 'client_credentials']
 export const isGrantType = (value: string): value is GrantType => (GRANT_TYPES as readonly string[]).includes(value)
-const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
 
 export interface NewClient {
   clientId: string
@@ -37,7 +36,7 @@ function checked (client: NewClient): NewClient & { grants: GrantType[] } {
   if (unknown.length > 0 || client.grants.length === 0) throw new ClientRuleError(`grants: expected some of ${GRANT_TYPES.join(', ')}`)
   const grants = [...new Set(client.grants)] as GrantType[]
   if (!client.confidential && grants.includes('client_credentials')) throw new ClientRuleError('grants: a public client cannot use client_credentials; add --confidential')
-  const badScope = client.scopes.find((s) => !SCOPE_TOKEN.test(s))
+  const badScope = client.scopes.find((s) => !SCOPE_TOKEN_PATTERN.test(s))
   if (badScope !== undefined) throw new ClientRuleError(`scopes: ${JSON.stringify(badScope)} is not a scope token (RFC 6749 §3.3)`)
   const badResource = client.resources.find((r) => !isResourceIndicator(r))
   if (badResource !== undefined) throw new ClientRuleError(`resources: ${JSON.stringify(badResource)} is not an absolute URI without a fragment (RFC 8707)`)

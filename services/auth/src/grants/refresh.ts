@@ -29,7 +29,7 @@ import type { RefreshTokenRecord } from '../tokens/mint.js'
 import { verifyRefreshToken, type RefreshClaims } from '../tokens/verify-refresh.js'
 import { endSessions } from '../sessions/end.js'
 import { currentKid, tokenPair, type Issuer, type TokenPair } from '../sessions/issue.js'
-import { narrowedScope } from '../sessions/scope.js'
+import { narrowedScope, requestedScopes } from '../sessions/scope.js'
 
 export interface RefreshGrantInput {
   refreshToken: string
@@ -104,11 +104,6 @@ async function endReusedFamily (db: Issuer['db'], claims: RefreshClaims, now: Da
   })
 }
 
-function wantedScopes (requested: string | undefined): string[] | undefined {
-  if (requested === undefined || requested.trim() === '') return undefined
-  return [...new Set(requested.trim().split(/ +/))]
-}
-
 function issuedRecord (row: RefreshDecisionRow, claims: RefreshClaims): RefreshTokenRecord & { clientId: string, sessionScope: string } | undefined {
   if (row.successor_jti === null || row.successor_kid === null || row.successor_issued_at === null || row.successor_expires_at === null ||
     row.session_client_id === null || row.session_scope === null) return undefined
@@ -145,6 +140,7 @@ async function verifiedClaims (deps: Issuer & { config: Pick<Config, 'refreshGra
 export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refreshGrace' | 'refreshTtl'> }, input: RefreshGrantInput): Promise<TokenPair & { outcome: RotationOutcome }> {
   const { credentials } = input
   const resource = requestedResource(input.resource)
+  const wantedScope = requestedScopes(input.scope)
   const claims = await verifiedClaims(deps, input)
   const clientId = credentials.clientId ?? deps.config.defaultClientId
   const row = await refreshDecision(deps.db, {
@@ -152,7 +148,7 @@ export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refre
     presentedSecretDigest: credentials.method === 'none' ? undefined : secretDigest(credentials.secret),
     resource,
     claims,
-    wantedScope: wantedScopes(input.scope),
+    wantedScope,
     now: input.now,
     graceSeconds: deps.config.refreshGrace,
     ttlSeconds: deps.config.refreshTtl,

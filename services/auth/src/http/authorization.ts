@@ -10,8 +10,12 @@ import { OAuthError } from '../errors.js'
 
 const NAME = 'authorization'
 
-/** The request's Authorization header, or undefined; throws a 400 invalid_request when it has more than one. */
-export function authorizationHeader (request: FastifyRequest): string | undefined {
+/**
+ * The request's Authorization header, or undefined; throws a 400
+ * invalid_request when it has more than one, with `challenge` as its
+ * WWW-Authenticate (a Bearer route's, RFC 6750 §3.1).
+ */
+export function authorizationHeader (request: FastifyRequest, challenge?: string): string | undefined {
   const value = request.headers.authorization
   if (value === undefined) return undefined
   const raw = request.raw.rawHeaders
@@ -19,7 +23,7 @@ export function authorizationHeader (request: FastifyRequest): string | undefine
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
     if (name.length === NAME.length && name.toLowerCase() === NAME && ++seen > 1) {
-      throw new OAuthError('invalid_request', 'the request has more than one Authorization header')
+      throw new OAuthError('invalid_request', 'the request has more than one Authorization header', { challenge })
     }
   }
   return value

@@ -5,11 +5,28 @@
  * widened.
  * @module
  */
+import { SCOPE_TOKEN_PATTERN } from '../config.js'
 import { OAuthError } from '../errors.js'
 
+/**
+ * The scopes a request names, or undefined when it names none. Runs of
+ * spaces and spaces at the ends are forgiven; anything else outside §3.3's
+ * scope-token (a tab, a quote, a backslash, a control or non-ASCII
+ * character) is refused as malformed, not read as part of a name.
+ */
+export function requestedScopes (requested: string | undefined): string[] | undefined {
+  const trimmed = requested?.replace(/^ +| +$/g, '')
+  if (trimmed === undefined || trimmed === '') return undefined
+  const wanted = [...new Set(trimmed.split(/ +/))]
+  if (!wanted.every((s) => SCOPE_TOKEN_PATTERN.test(s))) {
+    throw new OAuthError('invalid_scope', 'scope must be scope names separated by spaces, each of printable ASCII characters other than space, " and \\ (RFC 6749 §3.3)')
+  }
+  return wanted
+}
+
 export function grantedScope (requested: string | undefined, allowed: readonly string[]): string {
-  if (requested === undefined || requested.trim() === '') return allowed.join(' ')
-  const wanted = [...new Set(requested.trim().split(/ +/))]
+  const wanted = requestedScopes(requested)
+  if (wanted === undefined) return allowed.join(' ')
   const granted = wanted.filter((s) => allowed.includes(s))
   if (granted.length === 0) throw new OAuthError('invalid_scope', 'none of the requested scopes is available', { detail: `requested: ${requested}` })
   return granted.join(' ')
@@ -17,9 +34,9 @@ export function grantedScope (requested: string | undefined, allowed: readonly s
 
 /** A refresh may narrow the session's scope, never widen it. */
 export function narrowedScope (requested: string | undefined, sessionScope: string): string {
-  if (requested === undefined || requested.trim() === '') return sessionScope
+  const wanted = requestedScopes(requested)
+  if (wanted === undefined) return sessionScope
   const held = sessionScope.split(' ')
-  const wanted = [...new Set(requested.trim().split(/ +/))]
   if (!wanted.every((s) => held.includes(s))) throw new OAuthError('invalid_scope', 'a refresh cannot widen the scope of its session')
   return wanted.join(' ')
 }

@@ -134,13 +134,13 @@ t.test('resource indicators (RFC 8707) on every grant', async (t) => {
     ['notes', 'not an absolute URI'],
     ['https://billing.example/api#frag', 'a fragment'],
     ['https://other.example/', 'a resource the client may not ask for'],
-    ['', 'empty'],
     ['https://bad example/', 'a space'],
     ['urn:x\u0001y', 'a control character']
   ] as const) {
     const res = await token(ctx, { ...cc, resource })
     t.match(res, { status: 400, body: { error: 'invalid_target' } }, what)
   }
+  t.match(await token(ctx, { ...cc, resource: ['', NOTES] }), { status: 400, body: { error: 'invalid_target' } }, 'an empty resource among several is still one too many')
   const twice = await ctx.app.inject({
     method: 'POST',
     url: '/oauth/token',
@@ -155,6 +155,8 @@ t.test('resource indicators (RFC 8707) on every grant', async (t) => {
   const user = await token(ctx, { grant_type: 'password', username: 'uma', password: PASSWORD, client_id: 'web', resource: NOTES, scope: 'notes:read' })
   t.equal(user.status, 200)
   t.match(decodeJwt(user.body.access_token as string), { aud: NOTES, client_id: 'web', scope: 'notes:read' })
+  const account = await ctx.app.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${user.body.access_token as string}` } })
+  t.equal(account.statusCode, 401, 'a token for a resource cannot use the account routes (docs/decisions.md, "Scopes are for resources")')
   t.match(await token(ctx, { grant_type: 'password', username: 'uma', password: PASSWORD, resource: NOTES }), { status: 400, body: { error: 'invalid_target' } }, 'the default client has no resources')
   t.match(await token(ctx, { grant_type: 'password', username: 'uma', password: PASSWORD, client_id: 'web', scope: 'read' }), { status: 400, body: { error: 'invalid_scope' } }, 'user scopes are within the client\'s')
 })
@@ -204,6 +206,24 @@ t.test('revocation: a client revokes only its own tokens; a confidential client\
   const forNotes = await token(ctx, { grant_type: 'password', username: 'wes', password: PASSWORD, client_id: 'web', resource: NOTES })
   t.equal(await revoke({ token: forNotes.body.access_token, token_type_hint: 'access_token', client_id: 'web' }), 200)
   t.equal((await ctx.deps.db.selectFrom('sessions').select('revoke_reason').where('client_id', '=', 'web').executeTakeFirstOrThrow()).revoke_reason, 'revoke', 'an access token for a resource revokes its session too')
+})
+
+t.test('a parameter sent without a value is treated as omitted (RFC 6749 §3.1)', async (t) => {
+  const ctx = await buildTestApp(t)
+  await signUp(ctx.app, 'xena', PASSWORD)
+  const secret = await register(ctx, 'svc')
+  const login = { grant_type: 'password', username: 'xena', password: PASSWORD }
+  t.match(await token(ctx, { ...login, client_id: '' }), { status: 200, body: { scope: 'read write' } }, 'client_id= is the default client')
+  t.match(await token(ctx, 'grant_type=password&username=xena&password=correct+horse+battery&client_id=&resource=' as unknown as Body, { 'content-type': 'application/x-www-form-urlencoded' }),
+    { status: 200 }, 'the same in a form, and resource= asks for the default audience')
+  t.match(await token(ctx, { grant_type: 'client_credentials', client_secret: '', client_id: '' }, { authorization: basic('svc', secret) }),
+    { status: 200 }, 'an empty client_secret beside Basic is not a second method')
+  t.match(await token(ctx, { ...login, grant_type: '' }), { status: 400, body: { error: 'invalid_request', error_description: 'grant_type: is required' } }, 'grant_type= is missing, not unsupported')
+  t.match(await token(ctx, { ...login, password: '' }), { status: 400, body: { error: 'invalid_request', error_description: /password: is required/ } })
+  const pair = await token(ctx, login)
+  const revoked = await ctx.app.inject({ method: 'POST', url: '/oauth/revoke', payload: { token: pair.body.refresh_token, client_id: '', client_secret: '', token_type_hint: '' } })
+  t.equal(revoked.statusCode, 200, 'revocation reads them alike')
+  t.equal((await token(ctx, { grant_type: 'refresh_token', refresh_token: pair.body.refresh_token })).status, 400, 'and the default client\'s token is revoked')
 })
 
 t.test('rotate-secret grace, disable and delete', async (t) => {

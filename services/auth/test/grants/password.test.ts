@@ -147,6 +147,11 @@ t.test('OAuth error shapes for bad requests', async (t) => {
   t.match(await post({ grant_type: 'password', username: 'heidi', password: 12345678 }), { status: 400, body: { error: 'invalid_request', error_description: /password/ } })
   t.match(await post({ grant_type: 'password', username: 'heidi', password: PASSWORD, unknown_param: 'x' }), { status: 200 }, 'unknown parameters are ignored (RFC 6749 §3.2)')
   t.match(await post({ grant_type: 'password', username: 'heidi', password: PASSWORD, scope: 'admin' }), { status: 400, body: { error: 'invalid_scope' } })
+  for (const scope of ['read\twrite', 'read\t', '\tread', 'read\nwrite', 'read "write"', 'read\\', 'réad']) {
+    t.match(await post({ grant_type: 'password', username: 'heidi', password: PASSWORD, scope }), { status: 400, body: { error: 'invalid_scope', error_description: /RFC 6749 §3\.3/ } },
+      `a scope with a character outside scope-token is malformed: ${JSON.stringify(scope)}`)
+  }
+  t.match(await post({ grant_type: 'password', username: 'heidi', password: PASSWORD, scope: '  read   write ' }), { status: 200, body: { scope: 'read write' } }, 'runs of spaces are forgiven')
   t.match(await post({ grant_type: 'password', username: 'heidi', password: PASSWORD, client_id: 'bad id!' }), { status: 400, body: { error: 'invalid_request', error_description: /client_id/ } })
   const big = await post(`grant_type=password&username=heidi&password=${'x'.repeat(1024 * 1024)}`, 'application/x-www-form-urlencoded')
   t.equal(big.status, 413)

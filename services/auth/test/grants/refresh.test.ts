@@ -190,6 +190,8 @@ t.test('bad refresh input: invalid_grant or invalid_request, never 500', async (
   t.equal(missing.json().error, 'invalid_request')
   const wider = await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token', refresh_token: token, scope: 'read admin' } })
   t.equal(wider.json().error, 'invalid_scope')
+  const malformed = await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token', refresh_token: token, scope: 'read\t' } })
+  t.equal(malformed.json().error, 'invalid_scope', 'a tab is not a scope separator, even at the end')
   const narrower = await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token', refresh_token: token, scope: 'read' } })
   t.equal(narrower.statusCode, 200)
   t.equal(narrower.json().scope, 'read')

@@ -11,6 +11,7 @@ import { revokeToken } from '../../tokens/revoke.js'
 import { requestContext } from '../context.js'
 import { CLIENT_AUTHENTICATION } from '../openapi.js'
 import { authorizationHeader } from '../../http/authorization.js'
+import { presentParameters } from './parameters.js'
 
 const RevokeRequest = Type.Object({
   token: Type.String({ minLength: 1, maxLength: 4096 }),
@@ -31,9 +32,9 @@ export function registerRevokeRoutes (app: App, config: Config, deps: Deps): voi
       response: { 200: Type.Object({}, { description: 'Revoked, or nothing to revoke' }) }
     }
   }, async (request, reply) => {
-    const { body } = request
+    const body = presentParameters(request.body)
     const credentials = clientCredentials({ authorization: authorizationHeader(request), clientId: body.client_id, clientSecret: body.client_secret })
-    const outcome = await revokeToken(issuer, { token: body.token, hint: body.token_type_hint, credentials, now: deps.clock(), context: requestContext(request) })
+    const outcome = await revokeToken(issuer, { token: request.body.token, hint: body.token_type_hint, credentials, now: deps.clock(), context: requestContext(request) })
     if (outcome === 'ended') deps.metrics.revoked()
     return await reply.header('cache-control', 'no-store').send({})
   })

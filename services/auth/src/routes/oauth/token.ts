@@ -23,6 +23,7 @@ import { requestContext } from '../context.js'
 import { backoffPolicy } from '../../passwords/login-throttle.js'
 import { CLIENT_AUTHENTICATION, OAuthErrorBody } from '../openapi.js'
 import { authorizationHeader } from '../../http/authorization.js'
+import { presentParameters } from './parameters.js'
 
 const TokenRequest = Type.Object({
   grant_type: Type.String({ maxLength: 64 }),
@@ -45,9 +46,9 @@ const TokenResponse = Type.Object({
   scope: Type.String()
 })
 
-function required (body: TokenRequestBody, name: 'username' | 'password' | 'refresh_token'): string {
+function required (body: Partial<TokenRequestBody>, name: 'username' | 'password' | 'refresh_token'): string {
   const value = body[name]
-  if (value === undefined || value === '') throw new OAuthError('invalid_request', `${name}: is required for grant_type=${body.grant_type}`)
+  if (value === undefined) throw new OAuthError('invalid_request', `${name}: is required for grant_type=${body.grant_type ?? ''}`)
   return value
 }
 
@@ -110,8 +111,9 @@ export function registerTokenRoutes (app: App, config: Config, deps: Deps): void
       response: { 200: TokenResponse, '4xx': OAuthErrorBody, '5xx': OAuthErrorBody }
     }
   }, async (request, reply) => {
-    const body = request.body
+    const body = presentParameters(request.body)
     const grantType = body.grant_type
+    if (grantType === undefined) throw new OAuthError('invalid_request', 'grant_type: is required')
     if (!isGrantType(grantType)) {
       throw new OAuthError('unsupported_grant_type', 'grant_type must be password, refresh_token or client_credentials')
     }

@@ -28,7 +28,7 @@ declare module 'fastify' {
 const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/i
 
 function bearerToken (request: FastifyRequest): string {
-  const value = authorizationHeader(request)
+  const value = authorizationHeader(request, 'Bearer error="invalid_request"')
   const match = typeof value === 'string' ? BEARER.exec(value) : null
   if (match?.[1] === undefined) throw new InvalidTokenError('no well-formed Bearer token')
   return match[1]
