@@ -213,6 +213,11 @@ function drfRefusal (err: FastifyError, request: FastifyRequest, reply: FastifyR
     if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
     return [err.status, { detail: err instanceof OAuthError ? err.description : (err.publicDetail ?? err.title) }]
   }
+  if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    request.log.info({ status: 415 }, 'bad request')
+    // DRF's UnsupportedMediaType, which says the Content-Type back as it came.
+    return [415, { detail: `Unsupported media type "${request.headers['content-type'] ?? ''}" in request.` }]
+  }
   const mistake = clientMistake(err, request.body, isJsonRequest(request))
   if (mistake !== undefined) {
     request.log.info({ status: mistake.status, detail: mistake.detail }, 'bad request')

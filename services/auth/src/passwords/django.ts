@@ -40,7 +40,7 @@ export type ParsedDjangoHash = { ok: true, hash: DjangoHash } | { ok: false, rea
 
 const SALT = /^[^$]{1,256}$/
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/
-const BCRYPT = /^\$2[ab]\$(\d\d)\$[./A-Za-z0-9]{53}$/
+const BCRYPT = /^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$/
 const ARGON2 = /^\$(argon2id|argon2i)\$v=19\$m=(\d{1,9}),t=(\d{1,9}),p=(\d{1,9})\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/
 const DIGEST_BYTES = { pbkdf2_sha256: 32, pbkdf2_sha1: 20 } as const
 const INTEGER = /^[1-9]\d{0,9}$/
@@ -91,7 +91,8 @@ function parseBcrypt (algorithm: 'bcrypt_sha256' | 'bcrypt', rest: string): Pars
   if (match === null) return refuse(`${algorithm}: expected ${algorithm}$$2b$NN$ and 53 characters`)
   const cost = Number(match[1])
   if (cost < 4 || cost > MAX_BCRYPT_COST) return refuse(`${algorithm}: cost ${cost} is outside 4 to ${MAX_BCRYPT_COST}`)
-  return { ok: true, hash: { algorithm, bcrypt: rest } }
+  // $2y$ is PHP's name for $2b$ (users carried over from PHP keep it, and Django's bcrypt verifies it); node's bcrypt reads only $2a$ and $2b$.
+  return { ok: true, hash: { algorithm, bcrypt: rest.replace(/^\$2y\$/, '$2b$') } }
 }
 
 function parseScrypt (fields: string[]): ParsedDjangoHash {

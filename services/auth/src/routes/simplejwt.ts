@@ -13,7 +13,7 @@ import type { FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import type { App, Deps } from '../http/app-types.js'
 import type { Config } from '../config.js'
-import { clientCredentials, type ClientCredentials } from '../clients/credentials.js'
+import type { ClientCredentials } from '../clients/credentials.js'
 import { DrfError, OAuthError, RefreshReuseError, SessionEndedError } from '../errors.js'
 import { passwordGrant } from '../grants/password.js'
 import { refreshGrant } from '../grants/refresh.js'
@@ -22,7 +22,6 @@ import { tokenStanding } from '../sessions/verify-token.js'
 import { requestContext } from './context.js'
 import { counted, loginDepsOf, loginOutcome, refreshOutcome } from './oauth/token.js'
 import { parseMultipartForm } from './simplejwt-multipart.js'
-import { authorizationHeader } from '../http/authorization.js'
 
 const NO_ACCOUNT = new DrfError(401, { detail: 'No active account found with the given credentials' })
 /** SimpleJWT's verify of a blacklisted refresh token: a validation error, so 400 and non_field_errors. */
@@ -80,10 +79,15 @@ async function refusedAs<T> (work: () => Promise<T>, refusal: (err: OAuthError) 
   }
 }
 
-/** HTTP Basic when the client sends it (a confidential client authenticates as on /oauth/token), else the default public client. */
-function credentialsOf (authorization: string | undefined): ClientCredentials {
-  return clientCredentials({ authorization, clientId: undefined, clientSecret: undefined })
-}
+/**
+ * Every compat route serves the default public client. SimpleJWT's token
+ * views read no Authorization header (`authentication_classes = ()`), and
+ * neither do these: a Basic header meant for a proxy in front (nginx
+ * auth_basic on a staging site) or set globally in a client's HTTP library
+ * is ignored, not taken for a client's authentication. A confidential client
+ * uses /oauth/token.
+ */
+const DEFAULT_CLIENT: ClientCredentials = { method: 'none', clientId: undefined }
 
 const Pair = Type.Object({ refresh: Type.String(), access: Type.String() })
 const Empty = Type.Object({})
@@ -126,7 +130,7 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
 
   app.post(paths.login, options(Pair, 'always'), async (request, reply) => {
     const { username, password } = fields(request, ['username', 'password'])
-    const input = { username, password, scope: undefined, credentials: credentialsOf(authorizationHeader(request)), resource: undefined, now: deps.clock(), context: requestContext(request) }
+    const input = { username, password, scope: undefined, credentials: DEFAULT_CLIENT, resource: undefined, now: deps.clock(), context: requestContext(request) }
     const pair = await refusedAs(async () => await counted(async () => await passwordGrant(loginDeps, input), loginOutcome, deps.metrics.login), () => NO_ACCOUNT)
     deps.metrics.login('ok')
     deps.metrics.tokenIssued(pair.kid, 'password')
@@ -135,7 +139,7 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
 
   app.post(paths.refresh, options(Pair), async (request, reply) => {
     const { refresh } = fields(request, ['refresh'])
-    const input = { refreshToken: refresh, scope: undefined, credentials: credentialsOf(authorizationHeader(request)), resource: undefined, now: deps.clock(), context: requestContext(request) }
+    const input = { refreshToken: refresh, scope: undefined, credentials: DEFAULT_CLIENT, resource: undefined, now: deps.clock(), context: requestContext(request) }
     const pair = await refusedAs(async () => await counted(async () => await refreshGrant(issuer, input), refreshOutcome, deps.metrics.refreshed),
       (err) => tokenNotValid(err instanceof RefreshReuseError || err instanceof SessionEndedError ? 'Token is blacklisted' : 'Token is invalid or expired', err))
     deps.metrics.refreshed(pair.outcome)
@@ -153,7 +157,7 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
 
   app.post(paths.blacklist, options(Empty), async (request, reply) => {
     const { refresh } = fields(request, ['refresh'])
-    const outcome = await revokeToken(issuer, { token: refresh, hint: 'refresh_token', refreshTokenOnly: true, credentials: credentialsOf(authorizationHeader(request)), now: deps.clock(), context: requestContext(request) })
+    const outcome = await revokeToken(issuer, { token: refresh, hint: 'refresh_token', refreshTokenOnly: true, credentials: DEFAULT_CLIENT, now: deps.clock(), context: requestContext(request) })
     if (outcome === 'already ended') throw tokenNotValid('Token is blacklisted')
     if (outcome === 'nothing to end') throw tokenNotValid('Token is invalid or expired')
     deps.metrics.revoked()

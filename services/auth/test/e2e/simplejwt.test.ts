@@ -25,11 +25,13 @@ interface Answer { status: number, body: Record<string, unknown>, www_authentica
 /** A file part of a multipart body. */
 interface Upload { file: string, content: string }
 type Value = string | string[] | { $: string } | Upload
-/** A JSON POST unless it names its encoding, a raw body, or another method. */
-interface Step { path: string, method?: 'GET' | 'PUT' | 'DELETE', body?: Record<string, Value>, encoding?: 'form' | 'multipart', raw?: { type: string, body: string }, save?: Record<string, string>, compare: 'body' | 'keys' }
+/** A JSON POST unless it names its encoding, a raw body, or another method; with its headers, if any. */
+interface Step { path: string, method?: 'GET' | 'PUT' | 'DELETE', body?: Record<string, Value>, encoding?: 'form' | 'multipart', raw?: { type: string, body: string }, headers?: Record<string, string>, save?: Record<string, string>, compare: 'body' | 'keys' }
 
 const part = (name: string, value: string, extra = ''): string => `--B\r\nContent-Disposition: form-data; name="${name}"${extra}\r\n\r\n${value}\r\n`
 const MULTIPART = 'multipart/form-data; boundary=B'
+/** HTTP Basic for a proxy in front, not for Tessera: `staging:secret`. */
+const BASIC = `Basic ${Buffer.from('staging:secret').toString('base64')}`
 
 async function oracle (t: Test, mode: string, args: string[], spec: unknown): Promise<Answer[]> {
   const dir = await mkdtemp(join(tmpdir(), 'tessera-drf-'))
@@ -110,7 +112,8 @@ const STEPS: Step[] = [
   { path: '/api/token/', raw: { type: 'application/x-www-form-urlencoded', body: 'username=alice&password=p+w' }, compare: 'body' },
   { path: '/api/token/', raw: { type: '', body: `{"username":"alice","password":"${PASSWORD}"}` }, compare: 'keys' },
   { path: '/api/token/', raw: { type: 'Application/JSON', body: `{"username":"alice","password":"${PASSWORD}"}` }, compare: 'keys' },
-  { path: '/api/token/', raw: { type: 'application/vnd.api+json', body: `{"username":"alice","password":"${PASSWORD}"}` }, compare: 'keys' },
+  { path: '/api/token/', raw: { type: 'application/vnd.api+json', body: `{"username":"alice","password":"${PASSWORD}"}` }, compare: 'body' },
+  { path: '/api/token/refresh/', raw: { type: 'text/plain; charset=utf-8', body: 'refresh=x' }, compare: 'body' },
   { path: '/api/token/', body: { username: 'a'.repeat(300), password: PASSWORD }, compare: 'body' },
   { path: '/api/token/', body: { username: 'alice', password: 'a'.repeat(2000) }, compare: 'body' },
   { path: '/api/token/verify/', body: { token: '' }, compare: 'body' },
@@ -135,6 +138,13 @@ const STEPS: Step[] = [
   // Fields a view does not read are ignored.
   { path: '/api/token/refresh/', body: { refresh: 'a.b.c', extra: 'x' }, compare: 'body' },
   { path: '/api/token/', body: { username: 'alice', password: PASSWORD, extra: 'x' }, compare: 'keys' },
+  // SimpleJWT's views read no Authorization header: one meant for a proxy in front (nginx auth_basic) or set
+  // globally in a client's HTTP library changes nothing, a malformed one included.
+  { path: '/api/token/', body: { username: 'alice', password: PASSWORD }, headers: { authorization: BASIC }, save: { b1: 'refresh', ba: 'access' }, compare: 'keys' },
+  { path: '/api/token/', body: { username: 'alice', password: 'wrong password' }, headers: { authorization: 'Basic !!!' }, compare: 'body' },
+  { path: '/api/token/refresh/', body: { refresh: { $: 'b1' } }, headers: { authorization: BASIC }, save: { b2: 'refresh' }, compare: 'keys' },
+  { path: '/api/token/verify/', body: { token: { $: 'ba' } }, headers: { authorization: BASIC }, compare: 'body' },
+  { path: '/api/token/blacklist/', body: { refresh: { $: 'b2' } }, headers: { authorization: 'Bearer x' }, compare: 'body' },
   // A method the view does not serve: DRF's own 405.
   { path: '/api/token/', method: 'GET', compare: 'body' },
   { path: '/api/token/refresh/', method: 'PUT', compare: 'body' },
@@ -150,11 +160,12 @@ function entriesOf (body: Sent): Array<[string, string | Upload]> {
 
 /** A step as Tessera receives it: a JSON, form, multipart (as fetch encodes a FormData) or raw POST, or a bodiless request of another method. */
 async function requestOf (step: Step, body: Sent): Promise<InjectOptions> {
-  if (step.method !== undefined) return { method: step.method, url: step.path }
-  if (step.raw !== undefined) return { method: 'POST', url: step.path, headers: { 'content-type': step.raw.type }, payload: step.raw.body }
+  const headers = step.headers ?? {}
+  if (step.method !== undefined) return { method: step.method, url: step.path, headers }
+  if (step.raw !== undefined) return { method: 'POST', url: step.path, headers: { ...headers, 'content-type': step.raw.type }, payload: step.raw.body }
   if (step.encoding === 'form') {
     const form = new URLSearchParams(entriesOf(body).map(([name, one]): [string, string] => [name, String(one)]))
-    return { method: 'POST', url: step.path, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: form.toString() }
+    return { method: 'POST', url: step.path, headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' }, payload: form.toString() }
   }
   if (step.encoding === 'multipart') {
     const data = new FormData()
@@ -163,9 +174,9 @@ async function requestOf (step: Step, body: Sent): Promise<InjectOptions> {
       else data.append(name, new Blob([one.content]), one.file)
     }
     const encoded = new Request('http://tessera.test/', { method: 'POST', body: data })
-    return { method: 'POST', url: step.path, headers: { 'content-type': encoded.headers.get('content-type') ?? '' }, payload: Buffer.from(await encoded.arrayBuffer()) }
+    return { method: 'POST', url: step.path, headers: { ...headers, 'content-type': encoded.headers.get('content-type') ?? '' }, payload: Buffer.from(await encoded.arrayBuffer()) }
   }
-  return { method: 'POST', url: step.path, payload: body }
+  return { method: 'POST', url: step.path, headers, payload: body }
 }
 
 async function tessera (ctx: TestApp, steps: Step[]): Promise<Answer[]> {
@@ -198,7 +209,7 @@ t.test('the compat routes answer what SimpleJWT answers, request for request', a
     else t.same(Object.keys(mine?.body ?? {}).sort(), Object.keys(theirs?.body ?? {}).sort(), `${label}: body keys`)
   })
   const ended = await ctx.connection.db.selectFrom('sessions').select('revoke_reason').where('revoke_reason', 'is not', null).execute()
-  t.same(ended.map((s) => s.revoke_reason), ['revoke', 'revoke'], 'each blacklist that answered 200 ended its session through the same domain call as /oauth/revoke')
+  t.same(ended.map((s) => s.revoke_reason), ['revoke', 'revoke', 'revoke'], 'each blacklist that answered 200 ended its session through the same domain call as /oauth/revoke')
 })
 
 t.test('off by default: no SimpleJWT routes, no extra claims', async (t) => {

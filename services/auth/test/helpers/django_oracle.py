@@ -65,6 +65,11 @@ def hashes(password):
     out['argon2i'] = 'argon2' + raw.decode('ascii')
     assert hasher.verify(password, out['argon2i'])
     out['scrypt'] = scrypt_like_django(password)
+    # $2y$, PHP's name for $2b$: users carried over from PHP into Django keep it, and Django verifies it.
+    from django.contrib.auth.hashers import check_password
+    for name in ['bcrypt', 'bcrypt_sha256']:
+        out[name + '_2y'] = out[name].replace('$2b$', '$2y$', 1)
+        assert check_password(password, out[name + '_2y'])
     return out
 
 
@@ -174,21 +179,22 @@ def body_value(value, saved):
 
 def run_requests(client, requests):
     """A request is a JSON POST unless it names its encoding (form: urlencoded, multipart: Django's test
-    client's own multipart body), a raw body and its Content-Type, or another method."""
+    client's own multipart body), a raw body and its Content-Type, or another method; with its headers, if any."""
     from urllib.parse import urlencode
     saved, results = {}, []
     for req in requests:
         body = {k: body_value(v, saved) for k, v in req.get('body', {}).items()}
+        headers = {'HTTP_' + name.upper().replace('-', '_'): value for name, value in req.get('headers', {}).items()}
         if req.get('method', 'POST') != 'POST':
-            res = client.generic(req['method'], req['path'])
+            res = client.generic(req['method'], req['path'], **headers)
         elif 'raw' in req:
-            res = client.generic('POST', req['path'], req['raw']['body'].encode(), content_type=req['raw']['type'])
+            res = client.generic('POST', req['path'], req['raw']['body'].encode(), content_type=req['raw']['type'], **headers)
         elif req.get('encoding') == 'form':
-            res = client.post(req['path'], urlencode(body, doseq=True), content_type='application/x-www-form-urlencoded')
+            res = client.post(req['path'], urlencode(body, doseq=True), content_type='application/x-www-form-urlencoded', **headers)
         elif req.get('encoding') == 'multipart':
-            res = client.post(req['path'], body)
+            res = client.post(req['path'], body, **headers)
         else:
-            res = client.post(req['path'], json.dumps(body), content_type='application/json')
+            res = client.post(req['path'], json.dumps(body), content_type='application/json', **headers)
         answer = res.json() if res.content else {}
         for name, key in req.get('save', {}).items():
             saved[name] = answer.get(key)
