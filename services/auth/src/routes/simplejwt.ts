@@ -22,6 +22,7 @@ import { tokenStanding } from '../sessions/verify-token.js'
 import { requestContext } from './context.js'
 import { counted, loginDepsOf, loginOutcome, refreshOutcome } from './oauth/token.js'
 import { parseMultipartForm } from './simplejwt-multipart.js'
+import { utf8Text } from '../http/json-body.js'
 
 const NO_ACCOUNT = new DrfError(401, { detail: 'No active account found with the given credentials' })
 /** SimpleJWT's verify of a blacklisted refresh token: a validation error, so 400 and non_field_errors. */
@@ -31,14 +32,21 @@ function tokenNotValid (detail: 'Token is invalid or expired' | 'Token is blackl
   return new DrfError(401, { detail, code: 'token_not_valid' }, { cause })
 }
 
+const LONE_SURROGATE = /\p{Surrogate}/u
+
 function readField (value: unknown): string | string[] {
   if (value === undefined) return ['This field is required.']
   if (value === null) return ['This field may not be null.']
   if (typeof value !== 'string' && typeof value !== 'number') return ['Not a valid string.']
   const text = String(value).trim()
   if (text === '') return ['This field may not be blank.']
-  // DRF's CharField refuses NUL after the blank check (ProhibitNullCharactersValidator); Postgres would refuse it as text.
-  return text.includes('\u0000') ? ['Null characters are not allowed.'] : text
+  // DRF's CharField then runs its validators and lists what each refuses: NUL (which Postgres could not store
+  // as text either), and a lone surrogate (ProhibitSurrogateCharactersValidator: the first one, by its code point).
+  const refusals: string[] = []
+  if (text.includes('\u0000')) refusals.push('Null characters are not allowed.')
+  const surrogate = LONE_SURROGATE.exec(text)?.[0]
+  if (surrogate !== undefined) refusals.push(`Surrogate characters are not allowed: U+${surrogate.charCodeAt(0).toString(16).toUpperCase()}.`)
+  return refusals.length > 0 ? refusals : text
 }
 
 /** Python's name for the type of a JSON body that is not an object, as DRF's serializer names it. */
@@ -107,12 +115,21 @@ export async function registerSimpleJwtRoutes (root: App, config: Config, deps: 
       done(null, Object.fromEntries(new URLSearchParams(body.toString())))
     })
     app.addContentTypeParser('multipart/form-data', parseMultipartForm)
-    // DRF reads an empty JSON body as no data (every field "required"); Fastify's own parser refuses it, and parses the rest here.
-    const json = app.getDefaultJsonParser('error', 'error')
+    // DRF reads an empty JSON body as no data (every field "required"); Fastify's own parser refuses it, and parses the
+    // rest here: UTF-8 only, as DRF's parser decodes it, and a __proto__ or constructor.prototype member dropped, as
+    // DRF drops any member its serializer does not read.
+    const json = app.getDefaultJsonParser('remove', 'remove')
     app.removeContentTypeParser('application/json')
-    app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, raw, done) => {
+      let body: string
+      try {
+        body = utf8Text(raw as Buffer)
+      } catch (err) {
+        done(err as Error)
+        return
+      }
       if (body === '') done(null, undefined)
-      else json(request, body.toString(), done)
+      else json(request, body, done)
     })
     registerRoutes(app, config, deps)
   })

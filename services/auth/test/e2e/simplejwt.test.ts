@@ -101,6 +101,11 @@ const STEPS: Step[] = [
   { path: '/api/token/', raw: { type: 'application/json', body: '{' }, compare: 'keys' },
   { path: '/api/token/', raw: { type: 'application/json; charset=utf-8', body: `{"username":"alice","password":"${PASSWORD}"}` }, compare: 'keys' },
   { path: '/api/token/', raw: { type: 'application/json', body: `{"username":"bob","username":"alice","password":"${PASSWORD}"}` }, compare: 'keys' },
+  // A __proto__ member is dropped like any member the view does not read; lone surrogates are refused by DRF's CharField.
+  { path: '/api/token/', raw: { type: 'application/json', body: `{"username":"alice","password":"${PASSWORD}","x":{"__proto__":1}}` }, compare: 'keys' },
+  { path: '/api/token/', raw: { type: 'application/json', body: `{"__proto__":{"username":"alice"},"password":"${PASSWORD}"}` }, compare: 'body' },
+  { path: '/api/token/', raw: { type: 'application/json', body: '{"username":"\\ud800","password":"x\\udc00y"}' }, compare: 'body' },
+  { path: '/api/token/', raw: { type: 'application/json', body: '{"username":"a\\u0000\\udfff","password":"\\ud83d\\ude00 ok"}' }, compare: 'body' },
   // A number is read as its text; anything else not a string is refused.
   { path: '/api/token/', raw: { type: 'application/json', body: '{"username":"alice","password":123}' }, compare: 'body' },
   { path: '/api/token/', raw: { type: 'application/json', body: '{"username":"alice","password":1.5}' }, compare: 'body' },
@@ -210,6 +215,13 @@ t.test('the compat routes answer what SimpleJWT answers, request for request', a
   })
   const ended = await ctx.connection.db.selectFrom('sessions').select('revoke_reason').where('revoke_reason', 'is not', null).execute()
   t.same(ended.map((s) => s.revoke_reason), ['revoke', 'revoke', 'revoke'], 'each blacklist that answered 200 ended its session through the same domain call as /oauth/revoke')
+})
+
+t.test('a JSON body that is not UTF-8 is refused (400, as DRF\'s parser refuses it), not read with U+FFFD', async (t) => {
+  const ctx = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on' })
+  const payload = Buffer.concat([Buffer.from('{"username":"alice","password":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')])
+  const res = await ctx.app.inject({ method: 'POST', url: '/api/token/', headers: { 'content-type': 'application/json' }, payload })
+  t.same([res.statusCode, res.json()], [400, { detail: 'the JSON body is not UTF-8' }])
 })
 
 t.test('off by default: no SimpleJWT routes, no extra claims', async (t) => {
