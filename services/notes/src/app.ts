@@ -82,7 +82,8 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
       algorithms: ['RS256'],
       allowedIss: config.issuer,
       allowedAud: config.audience,
-      requiredClaims: ['exp', 'iat', 'sub'],
+      // fast-jwt checks allowedIss and allowedAud only on a token that has the claim: required, so one without is refused.
+      requiredClaims: ['exp', 'iat', 'sub', 'iss', 'aud'],
       clockTolerance: config.clockSkewMs
     }
   })

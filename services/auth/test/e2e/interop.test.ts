@@ -5,6 +5,8 @@ import { promisify } from 'node:util'
 import Fastify, { type FastifyRequest } from 'fastify'
 import fastifyJwt, { type TokenOrHeader } from '@fastify/jwt'
 import { existsSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
 import buildGetJwks from 'get-jwks'
 import { createRemoteJWKSet, jwtVerify } from 'jose'
 import { createTestDatabase } from '../helpers/db.js'
@@ -81,5 +83,35 @@ t.test('siblings verify access tokens from the JWKS alone: jose, @fastify/jwt + 
     const forNotes = script.replace('audience="api"', 'audience="urn:tessera:notes"')
     t.equal((await run(PYTHON, ['-c', forNotes, jwksUrl, serviceAccess])).stdout.trim(), 'billing', 'PyJWT verifies a client_credentials token with audience = the resource')
     await t.rejects(run(PYTHON, ['-c', script, jwksUrl, serviceAccess]), { message: /InvalidAudienceError/ }, 'and refuses it for another audience')
+  })
+
+  t.test('the PyJWT code of docs/integrators.md, as written: 401 for what the token did, 503 for a JWKS out of reach', async (t) => {
+    const doc = await readFile(fileURLToPath(new URL('../../../../docs/integrators.md', import.meta.url)), 'utf8')
+    const section = doc.slice(doc.indexOf('## Python: PyJWT'))
+    const code = /```python\n([\s\S]*?)```/.exec(section)?.[1] ?? ''
+    t.match(code, /def verify_access_token/, 'the section\'s code block')
+    const driver = [
+      'import sys',
+      'for token in sys.argv[2:]:',
+      '    try:',
+      '        print("200", verify_access_token(token)["sub"])',
+      '    except KeysUnavailable:',
+      '        print("503")',
+      '    except jwt.InvalidTokenError as err:',
+      '        print("401", type(err).__name__)'
+    ].join('\n')
+    const script = code.replace('"https://auth.example.com"', '"http://tessera.test"').replace('f"{ISSUER}/.well-known/jwks.json"', 'sys.argv[1]')
+    const verdicts = async (url: string, ...tokens: string[]): Promise<string[]> =>
+      (await run(PYTHON, ['-c', `import sys\n${script}\n${driver}`, url, ...tokens])).stdout.trim().split('\n')
+    const forged = (header: Record<string, unknown>): string =>
+      [header, { iss: 'http://tessera.test', aud: 'api', sub: 'x' }].map((part) => Buffer.from(JSON.stringify(part)).toString('base64url')).join('.') + '.c2ln'
+    t.match(await verdicts(jwksUrl, access, refreshToken, serviceAccess, forged({ alg: 'RS256', typ: 5, kid: 'k' }), forged({ alg: 'RS256', typ: 'at+jwt', kid: 'no-such-kid' })), [
+      /^200 [0-9a-f-]{36}$/,
+      '401 InvalidTokenError',
+      '401 InvalidAudienceError',
+      '401 InvalidTokenError',
+      '401 InvalidTokenError'
+    ], 'the access token; refused: a refresh token, another audience\'s, a typ that is not a string, an unknown kid')
+    t.same(await verdicts('http://127.0.0.1:9/.well-known/jwks.json', access), ['503'], 'a JWKS that cannot be fetched is not the token\'s fault')
   })
 })

@@ -274,11 +274,14 @@ t.test('a DRF view with SimpleJWT\'s JWTAuthentication, by settings alone, judge
   const elsewhere = await login(other)
   ctx.advance(-3600)
   const stale = await login(ctx)
-  ctx.advance(3600)
+  ctx.advance(3610)
+  // The issuer's clock 10 s ahead of the service's: PyJWT refuses an iat in its future without SimpleJWT's LEEWAY.
+  const ahead = await login(ctx)
+  ctx.advance(-10)
 
   const answers = await oracle(t, 'jwtauth', [`${base}/.well-known/jwks.json`, 'http://tessera.test', 'api'], {
     users: ['alice'],
-    tokens: [pair.access, viaOauth.access_token, refreshed.access, pair.refresh, stale.access, elsewhere.access]
+    tokens: [pair.access, viaOauth.access_token, refreshed.access, pair.refresh, stale.access, elsewhere.access, ahead.access]
   })
   t.match(answers, [
     { status: 200, body: { username: 'alice' } },
@@ -286,6 +289,7 @@ t.test('a DRF view with SimpleJWT\'s JWTAuthentication, by settings alone, judge
     { status: 200, body: { username: 'alice' } },
     { status: 401, body: { code: 'token_not_valid' } },
     { status: 401, body: { code: 'token_not_valid' } },
-    { status: 401, body: { code: 'token_not_valid' } }
-  ], 'accepts access tokens (compat login, /oauth/token, compat refresh); refuses a refresh token, an expired one and another audience\'s')
+    { status: 401, body: { code: 'token_not_valid' } },
+    { status: 200, body: { username: 'alice' } }
+  ], 'accepts access tokens (compat login, /oauth/token, compat refresh, one from an issuer whose clock is ahead); refuses a refresh token, an expired one and another audience\'s')
 })

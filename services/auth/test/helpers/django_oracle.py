@@ -203,10 +203,11 @@ def run_requests(client, requests):
 
 
 def jwtauth(jwks_url, issuer, audience, tokens_file):
-    """Only settings: SimpleJWT's JWTAuthentication reads Tessera's JWKS, audience, issuer, preferred_username."""
+    """Only settings, docs/integrators.md's: SimpleJWT's JWTAuthentication reads Tessera's JWKS, audience, issuer,
+    preferred_username, with a leeway for the hosts' clocks."""
     drf_settings({
         'ALGORITHM': 'RS256', 'JWK_URL': jwks_url, 'AUDIENCE': audience, 'ISSUER': issuer,
-        'USER_ID_FIELD': 'username', 'USER_ID_CLAIM': 'preferred_username',
+        'USER_ID_FIELD': 'username', 'USER_ID_CLAIM': 'preferred_username', 'LEEWAY': 30,
     })
     from django.contrib.auth.models import User
     from django.http import JsonResponse

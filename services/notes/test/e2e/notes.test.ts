@@ -182,6 +182,24 @@ t.test('notes against a real Tessera', async (t) => {
     for (const typ of ['JWT', 'rt+jwt', 'application/jwt', 'at+jwt+x', undefined]) t.equal(await status(typ), 401, `${String(typ)}: refused`)
   })
 
+  t.test('iss, aud, exp, iat and sub are required: a token without one is refused, not let through unchecked', async (t) => {
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+    const pem = publicKey.export({ format: 'pem', type: 'spki' }).toString()
+    const local: App = await buildApp(config, { db, logger, keys: async () => pem })
+    t.teardown(async () => { await local.close() })
+    const now = Math.floor(Date.now() / 1000)
+    const claims: Record<string, unknown> = { iss: config.issuer, aud: config.audience, sub: randomUUID(), scope: 'notes:read', iat: now, exp: now + 60 }
+    const status = async (payload: Record<string, unknown>): Promise<number> => {
+      const token = forge({ alg: 'RS256', typ: 'at+jwt', kid: 'local' }, payload, (data) => sign('sha256', Buffer.from(data), privateKey))
+      return (await local.inject({ method: 'GET', url: '/notes', headers: { authorization: `Bearer ${token}` } })).statusCode
+    }
+    t.equal(await status(claims), 200, 'all of them: accepted')
+    for (const claim of ['iss', 'aud', 'exp', 'iat', 'sub']) {
+      const { [claim]: _left, ...without } = claims
+      t.equal(await status(without), 401, `without ${claim}: refused`)
+    }
+  })
+
   t.test('JWKS: misses remembered, refetches rate-limited, known keys trusted for a bounded time only; expired tokens fail', async (t) => {
     const dave = await tokensFor('dave')
     const published = await (await fetch(`${tessera.url}/.well-known/jwks.json`)).text()
