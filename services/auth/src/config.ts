@@ -38,6 +38,8 @@ export interface Config {
   unrecognizedNodeEnv?: string
   /** PORT when TESSERA_ISSUER is unset and the default issuer names another port (8080): warned of at start. */
   defaultIssuerElsewhere?: number
+  /** In production, an issuer of plain http on a host other than loopback (RFC 8414 §2 wants https): warned of at start. */
+  plainHttpIssuer?: true
   dataDir: string
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   scopes: string[]
@@ -293,6 +295,12 @@ function readPublishLead (read: Reader, settings: Pick<Config, 'jwksMaxAge' | 'k
   return lead
 }
 
+/** An http: URL whose host is not this machine's loopback, where a client's tokens would cross a network in clear. */
+function isPlainHttpElsewhere (url: string): boolean {
+  const { protocol, hostname } = new URL(url)
+  return protocol === 'http:' && hostname !== 'localhost' && hostname !== '[::1]' && !/^127\.\d+\.\d+\.\d+$/.test(hostname)
+}
+
 /** NODE_ENV is the ecosystem's, not only Tessera's (a pipeline may set `staging`): any value runs, but one outside these is warned of. */
 const KNOWN_NODE_ENVS = new Set(['production', 'development', 'test'])
 
@@ -339,6 +347,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     ...(env.NODE_ENV === undefined || KNOWN_NODE_ENVS.has(env.NODE_ENV) ? {} : { unrecognizedNodeEnv: env.NODE_ENV }),
     // PORT=0 (a port the system picks, as tests do) has no URL to compare.
     ...(read.optional('TESSERA_ISSUER') === undefined && port !== DEFAULT_PORT && port !== 0 ? { defaultIssuerElsewhere: port } : {}),
+    ...(production && isPlainHttpElsewhere(issuer) ? { plainHttpIssuer: true } : {}),
     dataDir: resolve(cwd, read.string('TESSERA_DATA_DIR', '.data', 'a directory path', (v) => v.length > 0)),
     logLevel: read.choice('LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     scopes: read.string('TESSERA_SCOPES', 'read write', 'space-separated scope names (RFC 6749 §3.3)', (v) => v.trim().split(/ +/).every((s) => SCOPE_TOKEN.test(s))).trim().split(/ +/),

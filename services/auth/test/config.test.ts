@@ -127,6 +127,12 @@ t.test('a default issuer on another port than the instance\'s is marked, to be w
   t.equal(loadConfig({ PORT: '9090', TESSERA_ISSUER: 'https://auth.example' }).defaultIssuerElsewhere, undefined, 'an issuer given')
   t.equal(loadConfig({}).defaultIssuerElsewhere, undefined, 'the default port, which the default issuer names')
   t.equal(loadConfig({ PORT: '0' }).defaultIssuerElsewhere, undefined, 'a port the system picks')
+  const production = { NODE_ENV: 'production', TESSERA_KEK: 'a'.repeat(43) }
+  t.equal(loadConfig({ ...production, TESSERA_ISSUER: 'http://auth.example.com' }).plainHttpIssuer, true, 'plain http to another host, in production')
+  for (const issuer of ['https://auth.example.com', 'http://127.0.0.1:8080', 'http://localhost:8080', 'http://[::1]:8080']) {
+    t.equal(loadConfig({ ...production, TESSERA_ISSUER: issuer }).plainHttpIssuer, undefined, `not ${issuer}`)
+  }
+  t.equal(loadConfig({ TESSERA_ISSUER: 'http://auth.example.com' }).plainHttpIssuer, undefined, 'nor outside production')
 })
 
 t.test('TESSERA_KEY_ROTATION: its message names off beside the durations', async (t) => {

@@ -93,6 +93,9 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     if (config.defaultIssuerElsewhere !== undefined) {
       logger.warn(`TESSERA_ISSUER is unset: tokens, the metadata and its JWKS URL name ${config.issuer}, not this instance on port ${config.defaultIssuerElsewhere}; set TESSERA_ISSUER to the URL clients reach it by`)
     }
+    if (config.plainHttpIssuer === true) {
+      logger.warn(`TESSERA_ISSUER=${config.issuer} is plain http in production: clients would send passwords and tokens to it in clear, and RFC 8414 wants an https issuer; set it to the https URL of the gateway in front`)
+    }
     if (config.simplejwtCompat && config.signup === 'open') {
       // A DRF service finds a token's user by name: a name signed up here before its Django user was imported is that Django user to it.
       logger.warn('sign-up is open while SimpleJWT compatibility is on: anyone can claim a Django username that is not imported yet; set TESSERA_SIGNUP=closed until the import is done (docs/migrating-from-simplejwt.md)')

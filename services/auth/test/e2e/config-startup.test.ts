@@ -34,6 +34,11 @@ t.test('an instance on another port than the default issuer names, with TESSERA_
   t.match(server.output(), `TESSERA_ISSUER is unset: tokens, the metadata and its JWKS URL name http://127.0.0.1:8080, not this instance on port ${port}; set TESSERA_ISSUER to the URL clients reach it by`)
 })
 
+t.test('a plain-http issuer on another host is warned of at start in production', async (t) => {
+  const server = await startServer(t, { DATABASE_URL: await createTestDatabase(t), NODE_ENV: 'production', TESSERA_KEK: 'a'.repeat(43), TESSERA_ISSUER: 'http://auth.example.com', TESSERA_WORKERS: '1' })
+  t.match(server.output(), /"level":40,.*"msg":"TESSERA_ISSUER=http:\/\/auth.example.com is plain http in production: clients would send passwords and tokens to it in clear/)
+})
+
 t.test('a port already taken is named by the setting that asked for it', async (t) => {
   const taken = createServer()
   await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
