@@ -33,6 +33,7 @@ import { argon2Shedding } from './routes/shedding.js'
 import { SECURITY_HEADERS } from './security-headers.js'
 import { requestIds } from './request-id.js'
 import { lazyChildLogger } from './logging.js'
+import { refuseUnreadableBody } from './http/body-encoding.js'
 
 declare module 'fastify' {
   /** A route's policy, declared on its own options and applied by buildApp's onRoute hook. */
@@ -49,12 +50,14 @@ declare module 'fastify' {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+/** The methods whose routes read a body. */
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH'])
 
 /** Any route hook: the rate limiter's and ours have different Fastify types. */
 type RouteHook = (...args: never[]) => unknown
 
 /** Adds a hook to one route, ahead of the route's own hooks of that kind. */
-function prependRouteHook (routeOptions: RouteOptions, name: 'onRequest' | 'preValidation' | 'preHandler' | 'onSend', hook: RouteHook): void {
+function prependRouteHook (routeOptions: RouteOptions, name: 'onRequest' | 'preParsing' | 'preValidation' | 'preHandler' | 'onSend', hook: RouteHook): void {
   const own: unknown = routeOptions[name]
   routeOptions[name] = [hook, ...(own === undefined ? [] : Array.isArray(own) ? own : [own])] as never
 }
@@ -204,6 +207,9 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     const policy = routeOptions.config
     if (policy?.errorFormat !== undefined) errorFormats.set(routeOptions.url, policy.errorFormat)
     if (policy?.answersAtOnce !== true) prependRouteHook(routeOptions, 'onSend', closeWhileDraining)
+    if (policy?.errorFormat !== 'simplejwt' && [routeOptions.method].flat().some((method) => BODY_METHODS.has(method))) {
+      prependRouteHook(routeOptions, 'preParsing', refuseUnreadableBody)
+    }
     // On a route that hashes, the limiter waits for the body (shed first:
     // cheaper than its count) but still runs before validation, so a
     // malformed request spends budget too.

@@ -1,5 +1,6 @@
 import t from 'tap'
 import { connect } from 'node:net'
+import { gzipSync } from 'node:zlib'
 import { sql } from 'kysely'
 import { buildTestApp, login, signUp, type TestApp } from './helpers/app.js'
 
@@ -292,4 +293,23 @@ t.test('refusals of a body say what to fix, not how the schema failed', async (t
   t.equal(withBom.json().error, 'unsupported_grant_type', 'a byte-order mark is still read past')
   const loneSurrogate = await app.inject({ method: 'POST', url: '/v1/users', headers: json, payload: '{"username":"sam","password":"\\ud800\\ud800\\ud800\\ud800\\ud800\\ud800\\ud800\\ud800"}' })
   t.match([loneSurrogate.statusCode, loneSurrogate.json()], [400, { detail: 'password: must be Unicode text (it holds a lone surrogate, half of a character)' }], 'a password with half a character is refused')
+})
+
+t.test('a body sent compressed or in a charset other than UTF-8 is refused as unreadable (415; invalid_request on /oauth), not parsed into a misleading error', async (t) => {
+  const { app } = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on' })
+  const json = JSON.stringify({ username: 'una', password: 'a long enough password' })
+  const post = async (url: string, headers: Record<string, string>, payload: string | Buffer): Promise<{ status: number, body: Record<string, unknown> }> => {
+    const res = await app.inject({ method: 'POST', url, headers, payload })
+    return { status: res.statusCode, body: res.json() }
+  }
+  t.match(await post('/v1/users', { 'content-type': 'application/json', 'content-encoding': 'gzip' }, gzipSync(json)),
+    { status: 415, body: { title: 'Unsupported Media Type', detail: 'the body has a Content-Encoding; send it uncompressed, without one' } })
+  t.match(await post('/v1/users', { 'content-type': 'application/json; charset=utf-16le' }, Buffer.from(json, 'utf16le')),
+    { status: 415, body: { detail: 'the body\'s charset is not UTF-8; send it as UTF-8' } })
+  t.match(await post('/oauth/token', { 'content-type': 'application/x-www-form-urlencoded', 'content-encoding': 'br' }, 'grant_type=password'),
+    { status: 400, body: { error: 'invalid_request', error_description: 'the body has a Content-Encoding; send it uncompressed, without one' } })
+  t.match(await post('/oauth/token', { 'content-type': 'application/x-www-form-urlencoded; charset=ISO-8859-1' }, 'grant_type=password'),
+    { status: 400, body: { error: 'invalid_request', error_description: /charset is not UTF-8/ } })
+  t.equal((await post('/v1/users', { 'content-type': 'application/json; charset="UTF-8"', 'content-encoding': 'identity' }, json)).status, 201, 'UTF-8, named in any spelling, and identity pass')
+  t.equal((await post('/api/token/', { 'content-type': 'application/json', 'content-encoding': 'gzip' }, gzipSync(json))).status, 400, 'SimpleJWT\'s routes keep DRF\'s ways: unreadable JSON, 400')
 })

@@ -12,6 +12,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { DrfError, InvalidTokenError, isDatabaseUnavailable, OAuthError, ProblemError } from '../errors.js'
 import type { App } from './app-types.js'
 import { NotUtf8Error, PrototypeMemberError, RepeatedJsonMemberError } from './json-body.js'
+import { UnreadableBodyError } from './body-encoding.js'
 import { BODY_LIMIT } from './limits.js'
 import { NO_NUL } from '../passwords/policy.js'
 
@@ -168,6 +169,7 @@ function clientMistake (err: FastifyError, body: unknown, fromJson: boolean): { 
   }
   if (err instanceof PrototypeMemberError) return { status: 400, detail: 'the JSON body has a __proto__ or constructor.prototype member, which is refused' }
   if (err instanceof NotUtf8Error) return { status: 400, detail: 'the JSON body is not UTF-8' }
+  if (err instanceof UnreadableBodyError) return { status: 415, detail: err.message }
   if (err instanceof SyntaxError || err.code === 'FST_ERR_CTP_INVALID_JSON') return { status: 400, detail: 'the body is not valid JSON' }
   if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
     return { status: err.statusCode, detail: 'the request is malformed' }

@@ -71,6 +71,10 @@ t.test('the hot routes run three hooks; the limiter and the shedding only where 
     const hooks = hooksOf(route)
     for (const line of bare) t.match(hooks, line, `${route}: ${line}`)
     t.notMatch(hooks, 'preHandler', `${route}: no preHandler`)
+    t.notMatch(hooks, 'preParsing', `${route}: no body, so no check of its encoding`)
+  }
+  for (const route of ['/oauth/token (POST)', '/v1/users (POST)', '/v1/password (PUT)']) {
+    t.match(hooksOf(route), '(preParsing) ["refuseUnreadableBody()"]', `${route}: a body that cannot be read as sent is refused before parsing`)
   }
   t.match(hooksOf('/v1/me (GET)'), '(onRequest) ["securityHeaders()","authenticate()"]', '/v1/me: only the token, before anything else')
   t.notMatch(hooksOf('/v1/me (GET)'), 'preHandler', '/v1/me: its one query reads the session')
@@ -105,4 +109,5 @@ t.test('a route\'s own options declare its policy; SimpleJWT\'s routes declare t
   }
   t.match(hooksOf('/api/token/ (POST)'), '(preValidation) ["shedArgon2Work()","anonymous()"]', 'SimpleJWT\'s login is shed like the password grant, then limited')
   t.notMatch(hooksOf('refresh/ (POST)'), 'shedArgon2Work', 'its refresh hashes nothing')
+  t.notMatch(hooksOf('/api/token/ (POST)'), 'refuseUnreadableBody', 'SimpleJWT\'s routes read bodies as DRF does')
 })
