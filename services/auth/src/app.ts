@@ -17,7 +17,7 @@ import type { Logger } from 'pino'
 import { ANSWER_TIMEOUT_MS, type Config } from './config.js'
 import type { App, Deps } from './http/app-types.js'
 import { answerUnparsedRequest, answerError, answerFrameworkError, unroutedHandler, type ErrorFormat } from './http/errors.js'
-import { firstRepeatedMember, isJson, PrototypeMemberError, RepeatedJsonMemberError, utf8Text } from './http/json-body.js'
+import { firstRepeatedMember, isJson, PrototypeMemberError, RepeatedJsonMemberError, fromUtf8 } from './http/json-body.js'
 import { BODY_LIMIT } from './http/limits.js'
 import { registerHealthRoutes } from './routes/health.js'
 import { registerWellKnownRoutes } from './routes/well-known.js'
@@ -137,14 +137,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // A member named twice is refused, as a repeated form parameter is (http/json-body.ts).
   const parseJson = app.getDefaultJsonParser('error', 'error')
   app.removeContentTypeParser('application/json')
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, raw, done) => {
-    let body: string
-    try {
-      body = utf8Text(raw as Buffer)
-    } catch (err) {
-      done(err as Error)
-      return
-    }
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, fromUtf8((request, body, done) => {
     parseJson(request, body, (err, parsed) => {
       if (err !== null) {
         done(isJson(body) ? new PrototypeMemberError() : err)
@@ -154,7 +147,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
       if (repeated === undefined) done(null, parsed)
       else done(new RepeatedJsonMemberError(repeated))
     })
-  })
+  }))
   // The second line of per-IP limits: the gateway's limit_req is the first and
   // is shared by every instance; this one counts per instance (in the
   // primary's memory, one budget across its workers: cluster/rate-limit.ts),

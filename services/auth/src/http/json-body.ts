@@ -7,6 +7,8 @@
  * client_id while Tessera acts on another.
  * @module
  */
+import type { FastifyRequest } from 'fastify'
+
 const QUOTE = 0x22
 const BACKSLASH = 0x5c
 const OPEN_OBJECT = 0x7b
@@ -110,10 +112,26 @@ export class NotUtf8Error extends Error {
 const UTF8 = new TextDecoder('utf-8', { fatal: true })
 
 /** The body's text; throws NotUtf8Error when its bytes are not UTF-8 (a byte-order mark is dropped, as JSON.parse would need). */
-export function utf8Text (body: Buffer): string {
+function utf8Text (body: Buffer): string {
   try {
     return UTF8.decode(body)
   } catch {
     throw new NotUtf8Error()
+  }
+}
+
+type ParserDone = (err: Error | null, body?: unknown) => void
+
+/** A body parser (`parseAs: 'buffer'`) that hands `parse` the body's UTF-8 text, or fails with NotUtf8Error. */
+export function fromUtf8 (parse: (request: FastifyRequest, text: string, done: ParserDone) => void): (request: FastifyRequest, raw: string | Buffer, done: ParserDone) => void {
+  return (request, raw, done) => {
+    let text: string
+    try {
+      text = utf8Text(raw as Buffer)
+    } catch (err) {
+      done(err as Error)
+      return
+    }
+    parse(request, text, done)
   }
 }

@@ -22,7 +22,7 @@ import { tokenStanding } from '../sessions/verify-token.js'
 import { requestContext } from './context.js'
 import { counted, loginDepsOf, loginOutcome, refreshOutcome } from './oauth/token.js'
 import { parseMultipartForm } from './simplejwt-multipart.js'
-import { utf8Text } from '../http/json-body.js'
+import { fromUtf8 } from '../http/json-body.js'
 
 const NO_ACCOUNT = new DrfError(401, { detail: 'No active account found with the given credentials' })
 /** SimpleJWT's verify of a blacklisted refresh token: a validation error, so 400 and non_field_errors. */
@@ -120,17 +120,10 @@ export async function registerSimpleJwtRoutes (root: App, config: Config, deps: 
     // DRF drops any member its serializer does not read.
     const json = app.getDefaultJsonParser('remove', 'remove')
     app.removeContentTypeParser('application/json')
-    app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, raw, done) => {
-      let body: string
-      try {
-        body = utf8Text(raw as Buffer)
-      } catch (err) {
-        done(err as Error)
-        return
-      }
+    app.addContentTypeParser('application/json', { parseAs: 'buffer' }, fromUtf8((request, body, done) => {
       if (body === '') done(null, undefined)
       else json(request, body, done)
-    })
+    }))
     registerRoutes(app, config, deps)
   })
 }
