@@ -28,7 +28,7 @@ import { HashingProcess } from '../passwords/hashing-engine.js'
 import { hashingShare, PasswordHasher } from '../passwords/hasher.js'
 import { listenForMetrics } from '../routes/metrics.js'
 import { hashingHandlers, isHashingRefusal } from './hashing.js'
-import { instanceMetrics, WORKER_METRICS_TIMEOUT_MS } from './instance-metrics.js'
+import { InstanceMetrics, WORKER_METRICS_TIMEOUT_MS } from './instance-metrics.js'
 import { PRIMARY_POOL, workerPoolSize } from './pool.js'
 import { rateLimitCounter } from './rate-limit.js'
 import { StartupError } from './startup.js'
@@ -137,8 +137,9 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     // Whether client changes are heard now; the epoch lets a worker tell the latest telling from an older one (boot's answer and a notice can cross).
     let clientFeed: ClientFeedState = { live: false, epoch: 0 }
     const boot = (): Boot => ({ databaseUrl: url, kek: kek.toString('base64url'), poolSize: workerPoolSize(config.workers), hashingSaturated, hashingShare: hashingShare(hasher, config.workers), clientFeed })
-    const renderInstanceMetrics = async (): Promise<string> => await instanceMetrics(metrics.registry, [...workers].filter((w) => w.isConnected())
-      .map(async (w) => await asker.ask<Awaited<ReturnType<Registry['getMetricsAsJSON']>>>(sendTo(w), 'metrics-json', null, WORKER_METRICS_TIMEOUT_MS)))
+    const instanceMetrics = new InstanceMetrics(metrics.registry)
+    const renderInstanceMetrics = async (): Promise<string> => await instanceMetrics.render([...workers].filter((w) => w.isConnected())
+      .map((w) => ({ id: w.id, metrics: async () => await asker.ask<Awaited<ReturnType<Registry['getMetricsAsJSON']>>>(sendTo(w), 'metrics-json', null, WORKER_METRICS_TIMEOUT_MS) })))
     const handlers = {
       boot,
       ...hashingHandlers(hasher),
@@ -181,6 +182,7 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
       })
       worker.once('exit', (code, signal) => {
         workers.delete(worker)
+        instanceMetrics.workerExited(worker.id)
         if (draining) return
         if (starting !== undefined) {
           starting.failed(`an HTTP worker exited with ${signal ?? String(code)} while starting`)

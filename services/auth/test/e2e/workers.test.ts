@@ -126,6 +126,27 @@ t.test('two workers: one per-IP budget, one scrape for the instance, key changes
   t.equal(await server.stop('SIGTERM'), 0, 'drains and exits 0')
 })
 
+t.test('the instance\'s counters never go down: a worker too slow to answer counts with its last answer, one that exits leaves its counts behind', async (t) => {
+  const server = await startServer(t, { ...baseEnv(await createTestDatabase(t)), TESSERA_RATE_LIMIT: '1000000', TESSERA_METRICS_PORT: '0' })
+  const revoked = async (): Promise<number> => sample((await fresh(metricsUrlOf(server))).body, 'tessera_http_request_duration_seconds_count{method="POST",route="/oauth/revoke",status="200"}')
+  for (let i = 0; i < 8; i++) t.equal((await fresh(`${server.url}/oauth/revoke`, 'POST', { token: 'not-a-token' })).status, 200)
+  const [slow, other] = servedBy(server, '/oauth/revoke')
+  t.ok(slow !== undefined && other !== undefined, 'both workers served them')
+  t.equal(await revoked(), 8, 'one scrape counts both')
+
+  process.kill(slow ?? 0, 'SIGSTOP')
+  t.teardown(() => { try { process.kill(slow ?? 0, 'SIGCONT') } catch {} })
+  t.equal(await revoked(), 8, 'a worker that does not answer in time still counts, with its last answer')
+  process.kill(slow ?? 0, 'SIGCONT')
+
+  process.kill(other ?? 0, 'SIGTERM')
+  const exited = (): LogLine[] => logLines(server).filter((l) => l.msg === 'an HTTP worker exited; starting another')
+  t.ok(await within(15_000, async () => exited().length === 1, 100) !== undefined, 'a worker recycled')
+  t.equal(await revoked(), 8, 'what it counted stays in the instance\'s count')
+  for (let i = 0; i < 2; i++) t.equal((await fresh(`${server.url}/oauth/revoke`, 'POST', { token: 'not-a-token' })).status, 200)
+  t.equal(await revoked(), 10, 'and later requests add to it')
+})
+
 t.test('two workers share one hashing queue at a lower priority; a dead worker is replaced; a dead primary takes them all', async (t) => {
   // No bound in time: hashing is frozen below for longer than any such bound, and the logins admitted meanwhile must finish.
   const env = { ...baseEnv(await createTestDatabase(t)), TESSERA_HASH_CONCURRENCY: '1', TESSERA_HASH_QUEUE_DEPTH: '3', TESSERA_HASH_MAX_WAIT_MS: '0', TESSERA_RATE_LIMIT: '1000000', TESSERA_METRICS_PORT: '0' }
