@@ -103,6 +103,8 @@ function parseScrypt (fields: string[]): ParsedDjangoHash {
   if (![n, r, p].every((v) => INTEGER.test(v))) return refuse('scrypt: N, r and p must be positive whole numbers')
   const [cost, blockSize, parallelism] = [Number(n), Number(r), Number(p)]
   if (cost < 2 || (cost & (cost - 1)) !== 0) return refuse('scrypt: N must be a power of two')
+  // RFC 7914 §2: N below 2^(128·r/8); OpenSSL refuses the rest, which would fail every login as a fault.
+  if (Math.log2(cost) >= 16 * blockSize) return refuse(`scrypt: N=${n} must be below 2^(16·r), r=${r}`)
   if (128 * cost * blockSize > MAX_SCRYPT_MEMORY) return refuse(`scrypt: N=${n}, r=${r} needs more than ${MAX_SCRYPT_MEMORY / 2 ** 20} MiB`)
   if (parallelism > MAX_SCRYPT_PARALLELISM) return refuse(`scrypt: p=${p} is above the cap of ${MAX_SCRYPT_PARALLELISM}`)
   if (!SALT.test(salt)) return refuse('scrypt: the salt is empty or too long')

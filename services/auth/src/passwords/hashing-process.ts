@@ -21,6 +21,7 @@ import os from 'node:os'
 import { answer, isAsk, notice, type Send } from '../cluster/rpc.js'
 import type { Costed } from './hashing-engine.js'
 import { hashPassword, verifyPassword } from './verify.js'
+import { createLogger } from '../logging.js'
 
 // Relative to the instance's own nice value (this process starts with it),
 // so an instance run under `nice` keeps the same gap to its workers; 19 is the floor.
@@ -88,11 +89,11 @@ const handlers = {
   hash: async (body: { password: string }) => await costed(hashPassword(body.password)),
   verify: async (body: { encodedHash: string, password: string }) => await costed(verifyPassword(body.encodedHash, body.password))
 }
+// A line like every other process's: JSON, redacted, at error (the primary answers the request 500 on its side).
+const logger = createLogger({ logLevel: 'error' })
 process.on('message', (message) => {
   if (!isAsk(message)) return
-  answer(send, message, handlers, () => false, (err) => {
-    process.stderr.write(`tessera hashing process: ${err instanceof Error ? err.message : String(err)}\n`)
-  })
+  answer(send, message, handlers, () => false, (err, kind) => { logger.error({ err, kind }, 'a request to the hashing process failed') })
 })
 // The primary decides when hashing ends (after its workers drained: their
 // in-flight logins still need it), so a Ctrl-C to the whole process group

@@ -25,6 +25,7 @@ t.test('each malformed or over-cap hash is refused with its reason', async (t) =
     ['scrypt$16384$salt$8$1', /expected scrypt\$N\$salt\$r\$p\$hash/],
     ['scrypt$16384$salt$8$x$' + B64_64, /positive whole numbers/],
     ['scrypt$1000$salt$8$1$' + B64_64, /power of two/],
+    ['scrypt$65536$salt$1$1$' + B64_64, /must be below 2\^\(16·r\), r=1/],
     ['scrypt$1048576$salt$8$1$' + B64_64, /needs more than 32 MiB/],
     ['scrypt$16384$salt$8$99$' + B64_64, /p=99 is above the cap/],
     ['scrypt$16384$$8$1$' + B64_64, /salt is empty/],
