@@ -20,7 +20,8 @@ export interface PasswordChange {
   sessionId: string
   currentPassword: string
   newPassword: string
-  now: Date
+  /** Read when the attempt is counted, and again once the hashes are done: the change and the sessions it ends are dated when they commit, not before two argon2 runs. */
+  clock: () => Date
   context: RequestContext
 }
 
@@ -32,7 +33,7 @@ export async function changePassword (db: Db, hasher: PasswordHashing, backoff: 
   const user = await db.selectFrom('users').select(['username', 'password_hash']).where('id', '=', change.userId)
     .where('disabled_at', 'is', null).executeTakeFirst()
   if (user === undefined) throw incorrect()
-  const attempt = await countUnlessShed(db, hasher, user.username, change.now, backoff)
+  const attempt = await countUnlessShed(db, hasher, user.username, change.clock(), backoff)
   if (attempt.refused) throw backedOff('too many failed password attempts for this account', attempt.retryAfter)
   if (!(await evaluateCounted(db, user.username, backoff, async () => await hasher.verify(user.password_hash, normalizePassword(change.currentPassword))))) {
     await recordAudit(db, {
@@ -46,16 +47,17 @@ export async function changePassword (db: Db, hasher: PasswordHashing, backoff: 
     throw incorrect()
   }
   const hash = await evaluateCounted(db, user.username, backoff, async () => await hasher.hash(next))
+  const now = change.clock()
   return await db.transaction().execute(async (trx) => {
     // The hashes ran outside any transaction: a change, a disable or a logout
     // that committed meanwhile is seen here, under the user's row lock, and
     // answered as it would have been had it come first.
     const locked = await trx.selectFrom('users').select(['password_hash', 'disabled_at']).where('id', '=', change.userId).forUpdate().executeTakeFirst()
-    if (!await isSessionLive(trx, change.userId, change.sessionId, change.now)) throw new InvalidTokenError('session ended during the password change')
+    if (!await isSessionLive(trx, change.userId, change.sessionId, now)) throw new InvalidTokenError('session ended during the password change')
     if (locked?.password_hash !== user.password_hash || locked.disabled_at !== null) throw incorrect()
-    await trx.updateTable('users').set({ password_hash: hash, password_changed_at: change.now }).where('id', '=', change.userId).execute()
+    await trx.updateTable('users').set({ password_hash: hash, password_changed_at: now }).where('id', '=', change.userId).execute()
     await clearLoginFailures(trx, user.username)
     await recordAudit(trx, { type: 'password.changed', actor: change.userId, userId: change.userId, sessionId: change.sessionId, ...change.context })
-    return await endSessions(trx, { userId: change.userId, exceptSessionId: change.sessionId }, 'password_change', change.now, change.context)
+    return await endSessions(trx, { userId: change.userId, exceptSessionId: change.sessionId }, 'password_change', now, change.context)
   })
 }

@@ -2,6 +2,7 @@ import t from 'tap'
 import { decodeJwt } from 'jose'
 import { buildTestApp, login, refresh, signUp, type TestApp } from '../helpers/app.js'
 import { cleanupExpired } from '../../src/sessions/cleanup.js'
+import { PasswordHasher } from '../../src/passwords/hasher.js'
 
 const PASSWORD = 'correct horse battery'
 
@@ -213,4 +214,26 @@ t.test('cleanup deletes only what expired', async (t) => {
   const sessions = await ctx.connection.db.selectFrom('sessions').select('id').execute()
   t.same(sessions.map((s) => s.id), [live.sid], 'only the live session remains')
   t.equal((await refresh(ctx.app, String(rotated.body.refresh_token))).status, 200, 'and it still works')
+})
+
+t.test('a password change is dated when it commits, after its hashes: the sessions it ends are not ended before a refresh it raced', async (t) => {
+  let advance = (_seconds: number): void => {}
+  // Each hash takes 5 s of the test clock, as argon2 takes its time on a real one.
+  class SlowHasher extends PasswordHasher {
+    override async hash (password: string): Promise<string> {
+      advance(5)
+      return await super.hash(password)
+    }
+  }
+  const ctx = await buildTestApp(t, {}, { hasher: new SlowHasher({ concurrency: 1, depth: 8 }) })
+  advance = ctx.advance
+  const asking = await user(ctx, 'ivy')
+  await user(ctx, 'ivy')
+  const started = ctx.deps.clock()
+  const changed = await ctx.app.inject({ method: 'PUT', url: '/v1/password', headers: { authorization: `Bearer ${asking.access}` }, payload: { current_password: PASSWORD, new_password: 'a new password' } })
+  t.same(changed.json(), { sessions_ended: 1 })
+  const ended = await ctx.connection.db.selectFrom('sessions').select('revoked_at').where('revoke_reason', '=', 'password_change').executeTakeFirstOrThrow()
+  const changedAt = (await ctx.connection.db.selectFrom('users').select('password_changed_at').where('username', '=', 'ivy').executeTakeFirstOrThrow()).password_changed_at
+  t.equal(ended.revoked_at?.getTime(), started.getTime() + 5000, 'the other session ended when the change committed, after the new password\'s hash')
+  t.equal(changedAt?.getTime(), ended.revoked_at?.getTime(), 'the password dated the same')
 })

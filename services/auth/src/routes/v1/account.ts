@@ -91,7 +91,7 @@ export function registerAccountRoutes (app: App, config: Config, deps: Deps): vo
       sessionId: principal.sessionId,
       currentPassword: request.body.current_password,
       newPassword: request.body.new_password,
-      now: deps.clock(),
+      clock: deps.clock,
       context: requestContext(request)
     })
     return { sessions_ended: ended }
