@@ -23,6 +23,9 @@ import { cleanupCommand } from './cleanup.js'
 import { auditCommand } from './audit.js'
 import { clientsCommand } from './clients.js'
 
+/** What may come before the command's name. */
+const GLOBAL_FLAGS = new Set(['--json', '--help', '-h', '--version'])
+
 const USAGE = `usage: tessera <command> [--json]
        tessera --version | --help | <command> --help
 
@@ -169,6 +172,9 @@ async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   }
   const command = COMMANDS[name]
   if (command === undefined) throw new CliError(`unknown command ${JSON.stringify(name)} (see tessera --help)`, 2)
+  // A command's own flag typed before its name would be dropped, not read: `tessera --dry-run users import` must not import.
+  const misplaced = argv.slice(0, argv.indexOf(name)).find((arg) => !GLOBAL_FLAGS.has(arg))
+  if (misplaced !== undefined) throw new CliError(`${JSON.stringify(misplaced)} is not a flag of tessera itself: put a command's flags after its name (tessera ${name} --help)`, 2)
   if (values.help === true) {
     process.stdout.write(commandUsage(name))
     return 0

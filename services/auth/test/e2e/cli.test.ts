@@ -69,6 +69,14 @@ t.test('keys list and usage errors', async (t) => {
     t.match(refused.stderr, /^tessera: Unknown option '--(dry-run|force)'/)
   }
   t.equal((await runCli(['migrate', 'status', '--json'], env)).stdout, migrations, 'migrate down --yes --force reverted nothing')
+  const keysBefore = (await runCli(['keys', 'list', '--json'], env)).stdout
+  for (const args of [['--dry-run', 'users', 'import', '/nonexistent.csv'], ['--now', 'keys', 'rotate'], ['--bogus', 'keys', 'list']]) {
+    const refused = await runCli(args, env)
+    t.same([refused.code, refused.stderr], [2, `tessera: "${args[0] ?? ''}" is not a flag of tessera itself: put a command's flags after its name (tessera ${args[1] ?? ''} --help)\n`],
+      `${args.join(' ')}: a command's flag before its name is refused, not dropped`)
+  }
+  t.equal((await runCli(['keys', 'list', '--json'], env)).stdout, keysBefore, 'nothing ran: no key made')
+  t.equal((await runCli(['--json', 'keys', 'list'], env)).code, 0, '--json is tessera\'s own, before the command or after')
   const unset = await runCli(['db', 'roles'], env)
   t.same([unset.code, unset.stderr], [1, 'tessera: TESSERA_DB_OWNER_PASSWORD is required for `tessera db roles`\n'], 'a setting missing is exit 1, as every other setting\'s')
   t.notMatch(migrations, /"applied_at":null/, 'every migration applied before')
