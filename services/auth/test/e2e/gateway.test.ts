@@ -3,12 +3,14 @@
  * in front of two Tessera processes and the notes service, on one Postgres.
  */
 import { spawnSync } from 'node:child_process'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { freePort } from '@tessera/testkit'
 import { connect as tlsConnect } from 'node:tls'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { createTestDatabase } from '../helpers/db.js'
 import { makeCertificate, nginxBinary, REPO_ROOT, startGateway, startNotes, tempDir, type Gateway, type Reply, type RequestOptions } from '../helpers/gateway.js'
 import { killInstance, runCli, startServer } from '../helpers/server.js'
@@ -451,4 +453,56 @@ t.test('through the gateway', async (t) => {
     t.match(me.headers['content-type'], /^application\/problem\+json/)
     t.same(me.json(), { type: 'about:blank', title: 'Bad Gateway', status: 502, detail: 'no instance took the request; retry shortly', request_id: me.headers['x-request-id'] }, 'problem+json elsewhere')
   })
+})
+
+/** A stand-in auth instance on 127.0.0.1: `handle` sees each request once its body is read, and `seen` names them. */
+async function standIn (t: Test, name: string, seen: string[], handle: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
+  const server = createServer((req, res) => {
+    req.resume()
+    req.on('end', () => {
+      seen.push(`${name} ${req.method ?? ''} ${req.url ?? ''}`)
+      handle(req, res)
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  return `127.0.0.1:${(server.address() as AddressInfo).port}`
+}
+
+t.test('a request an instance received is never re-sent to another, a PUT or a DELETE no more than a POST', async (t) => {
+  const seen: string[] = []
+  // One instance takes each request and dies with it in hand; the other would answer.
+  const dying = await standIn(t, 'dying', seen, (_req, res) => { res.socket?.destroy() })
+  const answering = await standIn(t, 'answering', seen, (_req, res) => { res.writeHead(200, { 'content-type': 'application/json' }).end('{}') })
+  const gateway = await startGateway(t, { httpPort: await freePort(), httpsPort: await freePort(), authAddrs: [dying, answering], notesAddr: answering, tls: makeCertificate(tempDir(t, 'tls')) })
+  const sent = [
+    ['PUT', '/v1/password', { body: { current_password: 'a', new_password: 'b' } }],
+    ['DELETE', '/v1/sessions/6f0c1f6e-2f3a-4c55-9a8e-3b1d7f2a9c10', {}],
+    ['POST', '/oauth/token', { body: 'grant_type=refresh_token&refresh_token=x', headers: { 'content-type': 'application/x-www-form-urlencoded' } }]
+  ] as const
+  for (let round = 0; round < 2; round++) {
+    for (const [method, path, options] of sent) {
+      const before = seen.length
+      const answer = await gateway.request(method, path, options)
+      t.ok([200, 502].includes(answer.status), `${method} ${path}: answered or refused (${answer.status})`)
+      t.equal(seen.length - before, 1, `${method} ${path}: received by one instance only (${seen.slice(before).join(', ')})`)
+    }
+  }
+  t.ok(seen.some((s) => s.startsWith('dying PUT')), 'the dying instance was given a PUT')
+})
+
+t.test('an instance that hangs: a GET of the JWKS goes to the next in seconds, not to the stale copy after 30 s', async (t) => {
+  const seen: string[] = []
+  const keys = '{"keys":[{"kty":"RSA","kid":"live"}]}'
+  const hung = await standIn(t, 'hung', seen, () => {})
+  const live = await standIn(t, 'live', seen, (_req, res) => { res.writeHead(200, { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=300, s-maxage=1' }).end(keys) })
+  const gateway = await startGateway(t, { httpPort: await freePort(), httpsPort: await freePort(), authAddrs: [hung, live], notesAddr: live, tls: makeCertificate(tempDir(t, 'tls')) })
+  for (let i = 0; i < 3; i++) {
+    const started = Date.now()
+    const answer = await gateway.request('GET', '/.well-known/jwks.json')
+    t.same([answer.status, answer.body], [200, keys], `GET ${i + 1}: the live instance's set`)
+    t.ok(Date.now() - started < 10_000, `GET ${i + 1}: within seconds (${Date.now() - started} ms)`)
+    await sleep(1100)
+  }
+  t.ok(seen.some((s) => s.startsWith('hung GET')), 'the hung instance was tried')
 })
