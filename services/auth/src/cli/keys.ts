@@ -86,12 +86,21 @@ async function revoke (ctx: CommandContext, db: Db, kek: Buffer, kid: string): P
 }
 
 /** With no TESSERA_KEK, the local KEK file is the KEK: replace it, atomically, once the database holds the new ciphertexts. */
-async function replaceLocalKek (dataDir: string, kek: Buffer): Promise<string> {
+/**
+ * The local KEK file's replacement, written beside it before the rewrap
+ * commits: a data directory that cannot take it (read-only, full) refuses
+ * the rewrap before any key changes, not after, which would leave the keys
+ * sealed under a KEK no file holds.
+ */
+async function stageLocalKek (dataDir: string, kek: Buffer): Promise<{ file: string, staged: string }> {
   const file = path.join(dataDir, 'kek')
-  const partial = `${file}.${process.pid}`
-  await fs.writeFile(partial, `${kek.toString('base64url')}\n`, { mode: 0o600, flag: 'wx' })
-  await fs.rename(partial, file)
-  return file
+  const staged = `${file}.${process.pid}`
+  try {
+    await fs.writeFile(staged, `${kek.toString('base64url')}\n`, { mode: 0o600, flag: 'wx' })
+  } catch (err) {
+    throw new CliError(`cannot write the new KEK beside ${file}: ${fileProblem(err)}; nothing was re-encrypted`)
+  }
+  return { file, staged }
 }
 
 async function rewrap (ctx: CommandContext, db: Db, kek: Buffer, newKekFile: string): Promise<void> {
@@ -102,20 +111,28 @@ async function rewrap (ctx: CommandContext, db: Db, kek: Buffer, newKekFile: str
     const why = (err as NodeJS.ErrnoException).code === undefined ? (err as Error).message : `${newKekFile}: ${fileProblem(err)}`
     throw new CliError(`cannot read the new KEK: ${why}`)
   }
+  const local = ctx.config.kek === undefined ? await stageLocalKek(ctx.config.dataDir, newKek) : undefined
   let kids: string[]
   try {
     kids = await rewrapKeys(db, kek, newKek, OPERATOR)
   } catch (err) {
+    if (local !== undefined) await fs.rm(local.staged, { force: true })
     if (err instanceof SameKekError) throw new CliError(err.message)
     throw err
   }
-  const local = ctx.config.kek === undefined ? await replaceLocalKek(ctx.config.dataDir, newKek) : undefined
+  if (local !== undefined) {
+    try {
+      await fs.rename(local.staged, local.file)
+    } catch (err) {
+      throw new CliError(`the private keys are now sealed under the new KEK, but ${local.file} could not be replaced (${fileProblem(err)}): copy ${local.staged} over it before anything restarts`)
+    }
+  }
   // A file under /dev/ (compose pipes the new KEK in as /dev/stdin) is no place to fetch it from again.
   const from = newKekFile.startsWith('/dev/') ? '' : `, the contents of ${newKekFile}`
   ctx.out.result(`re-encrypted ${kids.length} private key(s) under the new KEK; ` +
     (local === undefined
       ? `now give every instance the new KEK${from} (TESSERA_KEK, or the file TESSERA_KEK_FILE names) and restart it`
-      : `${local} now holds it; restart the server`), { rewrapped: kids, local_kek_file: local ?? null })
+      : `${local.file} now holds it; restart the server`), { rewrapped: kids, local_kek_file: local?.file ?? null })
 }
 
 function requiredArgument (value: string | undefined): string {

@@ -4,6 +4,7 @@
  * KEK, after which the old one is refused, the new one works, and tokens
  * issued before keep verifying.
  */
+import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
@@ -98,4 +99,26 @@ t.test('without TESSERA_KEK, rewrap replaces the local KEK file', async (t) => {
   t.equal(await fs.readFile(path.join(dir, 'kek'), 'utf8'), await fs.readFile(newFile, 'utf8'))
   t.not(before, await fs.readFile(newFile, 'utf8'))
   t.equal((await fs.stat(path.join(dir, 'kek'))).mode & 0o777, 0o600)
+})
+
+t.test('a data directory that cannot take the new KEK refuses the rewrap before any key changes', { skip: process.getuid?.() === 0 ? false : 'needs root, for chattr +i (no other way to make a directory unwritable to its owner)' }, async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-kek-'))
+  t.teardown(async () => {
+    spawnSync('chattr', ['-i', dir])
+    await fs.rm(dir, { recursive: true, force: true })
+  })
+  const base = { DATABASE_URL: databaseUrl, TESSERA_KEY_ROTATION: 'off', TESSERA_DATA_DIR: dir }
+  t.equal((await runCli(['keys', 'rotate', '--now'], base)).code, 0)
+  const newFile = path.join(os.tmpdir(), `tessera-new-kek-${process.pid}`)
+  await fs.writeFile(newFile, `${kekText()}\n`)
+  t.teardown(async () => { await fs.rm(newFile, { force: true }) })
+  const frozen = spawnSync('chattr', ['+i', dir], { encoding: 'utf8' })
+  t.equal(frozen.status, 0, `chattr +i: ${frozen.stderr}`)
+  const refused = await runCli(['keys', 'rewrap', '--new-kek-file', newFile], base)
+  t.equal(refused.code, 1)
+  t.match(refused.stderr, new RegExp(`^tessera: cannot write the new KEK beside ${path.join(dir, 'kek')}: .*; nothing was re-encrypted\\n$`))
+  spawnSync('chattr', ['-i', dir])
+  const rotated = await runCli(['keys', 'rotate', '--now'], base)
+  t.equal(rotated.code, 0, `the keys still open with the local KEK: ${rotated.stderr}`)
 })
