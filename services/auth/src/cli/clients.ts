@@ -42,6 +42,16 @@ function describe (client: ClientView): string {
 
 const list = (text: string | undefined): string[] => (text ?? '').split(/[\s,]+/).filter((s) => s !== '')
 
+/** Each action's own flags (`--json` is every command's); any other, or a word past its arguments, is a usage error, not ignored. */
+const ACTION_FLAGS: Record<string, readonly string[]> = {
+  list: [],
+  create: ['confidential', 'grants', 'scopes', 'resources'],
+  show: [],
+  'rotate-secret': ['grace'],
+  disable: [],
+  delete: []
+}
+
 function options (ctx: CommandContext): { values: Record<string, string | boolean | undefined>, id: string | undefined } {
   const { values, positionals } = parseCommandLine({
     args: ctx.argv,
@@ -55,6 +65,11 @@ function options (ctx: CommandContext): { values: Record<string, string | boolea
       grace: { type: 'string' }
     }
   }, USAGE)
+  const [action] = positionals
+  const own = action === undefined ? undefined : ACTION_FLAGS[action]
+  if (own === undefined || positionals.length !== (action === 'list' ? 1 : 2)) throw new CliError(USAGE, 2)
+  const foreign = Object.keys(values).find((flag) => flag !== 'json' && !own.includes(flag))
+  if (foreign !== undefined) throw new CliError(`--${foreign} is not a flag of clients ${action ?? ''}\n${USAGE}`, 2)
   return { values, id: positionals[1] }
 }
 

@@ -71,7 +71,13 @@ t.test('clients: failures are one line and a non-zero exit', async (t) => {
     [['clients', 'disable', 'nobody'], 1, /^tessera: no client named nobody\n$/],
     [['clients', 'delete', 'nobody'], 1, /^tessera: no client named nobody\n$/],
     [['clients', 'show'], 2, /^tessera: usage: tessera clients create/],
-    [['clients', 'frobnicate', 'x'], 2, /^tessera: usage: tessera clients create/]
+    [['clients', 'frobnicate', 'x'], 2, /^tessera: usage: tessera clients create/],
+    // A word or a flag the action does not take is refused, not ignored: `delete a b` deleted a alone, with exit 0.
+    [['clients', 'delete', 'tessera', 'other'], 2, /^tessera: usage: tessera clients create/],
+    [['clients', 'list', 'extra'], 2, /^tessera: usage: tessera clients create/],
+    [['clients', 'list', '--grants', 'x'], 2, /^tessera: --grants is not a flag of clients list\nusage: /],
+    [['clients', 'show', 'tessera', '--grace', '5h'], 2, /^tessera: --grace is not a flag of clients show\nusage: /],
+    [['clients', 'disable', 'tessera', '--confidential'], 2, /^tessera: --confidential is not a flag of clients disable\nusage: /]
   ]
   // The default client comes with the first start of a server; here, with the first create.
   t.equal((await runCli(['clients', 'create', 'tessera'], env)).code, 0)
@@ -80,6 +86,7 @@ t.test('clients: failures are one line and a non-zero exit', async (t) => {
     t.equal(res.code, code, `${args.join(' ')}: exit ${code}`)
     t.match(res.stderr, stderr, args.join(' '))
   }
+  t.match(JSON.parse((await runCli(['clients', 'show', 'tessera', '--json'], env)).stdout), { client_id: 'tessera', disabled_at: null }, 'none of the refused commands ran')
   // Nothing listens on port 1: the duration is refused before a connection is tried.
   const unreachable = await runCli(['clients', 'rotate-secret', 'tessera', '--grace=-5'], { DATABASE_URL: 'postgres://tessera@127.0.0.1:1/tessera' })
   t.equal(unreachable.code, 2, 'a bad --grace is a usage error before the database is opened')
