@@ -15,7 +15,7 @@ import { databaseUnreachable } from '../errors.js'
 import { databaseFor } from '../db/locate.js'
 import { DEFAULT_ROLE_NAMES, ensureRoles } from '../db/roles.js'
 import type { CommandContext } from './context.js'
-import { CliError, commandFlags, commandOutput } from './output.js'
+import { CliError, commandFlags, commandOutput, printable } from './output.js'
 import { migrateCommand } from './migrate.js'
 import { usersCommand } from './users.js'
 import { keysCommand } from './keys.js'
@@ -210,6 +210,8 @@ function schemaMissing (err: unknown): string | undefined {
 runCli(process.argv.slice(2), process.env).then((code) => { process.exitCode = code }, (err: unknown) => {
   // A flag parseArgs does not know is a usage error like any other.
   const usage = (err as { code?: unknown }).code?.toString().startsWith('ERR_PARSE_ARGS') === true
-  process.stderr.write(`tessera: ${databaseUnreachable(err) ?? schemaMissing(err) ?? (err instanceof Error ? err.message : String(err))}\n`)
+  // Line by line: a usage error's second line is the usage.
+  const message = databaseUnreachable(err) ?? schemaMissing(err) ?? (err instanceof Error ? err.message : String(err))
+  process.stderr.write(`tessera: ${message.split('\n').map(printable).join('\n')}\n`)
   process.exitCode = err instanceof CliError ? err.exitCode : usage ? 2 : 1
 })

@@ -59,7 +59,7 @@ export interface Output {
  */
 const UNPRINTABLE = /\p{Cc}|[\u202a-\u202e\u2066-\u2069]/gu
 
-function printable (text: string): string {
+export function printable (text: string): string {
   return text.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
 

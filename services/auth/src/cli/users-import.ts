@@ -11,7 +11,7 @@ import { resolve } from 'node:path'
 import { importUsers, positionName, recordImport, type ImportReport } from '../users/import.js'
 import { readImportFile, type ImportFormat } from '../users/import-sources.js'
 import type { CommandContext } from './context.js'
-import { CliError, fileProblem, parseCommandLine } from './output.js'
+import { CliError, fileProblem, parseCommandLine, printable } from './output.js'
 
 const USAGE = 'usage: tessera users import FILE [--format django|csv] [--dry-run] [--json]'
 
@@ -32,7 +32,7 @@ function summary (report: ImportReport, file: string, format: ImportFormat): str
     ...report.problems.map((p) => `  ${positionName(format)} ${p.position}${p.username === undefined ? '' : ` (${p.username})`}: ${p.reason}`)
   ]
   if (report.problemCount > report.problems.length) lines.push(`  … and ${report.problemCount - report.problems.length} more`)
-  return lines.join('\n')
+  return lines.map(printable).join('\n')
 }
 
 export async function usersImportCommand (ctx: CommandContext): Promise<void> {
