@@ -506,3 +506,36 @@ t.test('an instance that hangs: a GET of the JWKS goes to the next in seconds, n
   }
   t.ok(seen.some((s) => s.startsWith('hung GET')), 'the hung instance was tried')
 })
+
+t.test('what the gateway refuses itself is JSON in every location, on both ports; what a client says of the address it reached is not passed on', async (t) => {
+  const seen: string[] = []
+  let headers: IncomingMessage['headers'] = {}
+  const echo = await standIn(t, 'echo', seen, (req, res) => {
+    headers = req.headers
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
+  })
+  const gateway = await startGateway(t, { httpPort: await freePort(), httpsPort: await freePort(), authAddrs: [echo], notesAddr: echo, tls: makeCertificate(tempDir(t, 'tls')) })
+  const answerOf = (raw: string): { status: number, type: string, body: string } => {
+    const [head = '', body = ''] = raw.split('\r\n\r\n')
+    return { status: Number(/^HTTP\/1\.1 (\d+)/.exec(head)?.[1]), type: /\r\ncontent-type: ([^\r]*)/i.exec(head)?.[1] ?? '', body }
+  }
+  const chunkedGarbage = (path: string): string => `POST ${path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n`
+  for (const path of ['/oauth/token', '/oauth/revoke', '/oauth/other']) {
+    const answer = answerOf(await rawRequest(gateway, chunkedGarbage(path)))
+    t.same([answer.status, answer.type, JSON.parse(answer.body).error], [400, 'application/json', 'invalid_request'], `${path}: a malformed chunked body is RFC 6749's invalid_request`)
+  }
+  for (const path of ['/v1/users', '/v1/password']) {
+    const answer = answerOf(await rawRequest(gateway, chunkedGarbage(path)))
+    t.same([answer.status, answer.type], [400, 'application/problem+json'], `${path}: problem+json`)
+  }
+  const long = await gateway.request('GET', `/oauth/token?x=${'a'.repeat(9000)}`)
+  t.same([long.status, long.headers['content-type'], long.json().status], [414, 'application/problem+json', 414], 'a request line over 8 KB')
+  const inside = await gateway.request('GET', '/.tessera-gateway/bad-request')
+  t.same([inside.status, inside.headers['content-type']], [404, 'application/problem+json'], 'the gateway\'s internal paths, asked for from outside')
+  const plain = await gateway.plainRequest('POST', '/oauth/token', { body: 'x'.repeat(20_000), headers: { 'content-type': 'application/x-www-form-urlencoded' } })
+  t.same([plain.status, plain.headers['content-type']], [400, 'application/problem+json'], 'plain HTTP, a body over the limit')
+
+  await gateway.request('GET', '/.well-known/openid-configuration', { headers: { 'x-forwarded-host': 'evil.example', 'x-forwarded-port': '1', forwarded: 'host=evil.example', 'x-forwarded-for': '6.6.6.6' } })
+  t.notOk('x-forwarded-host' in headers || 'x-forwarded-port' in headers || 'forwarded' in headers, 'X-Forwarded-Host, X-Forwarded-Port and Forwarded are dropped')
+  t.equal(headers['x-forwarded-for'], '127.0.0.1', 'X-Forwarded-For is the address the gateway saw')
+})
