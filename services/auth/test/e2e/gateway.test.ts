@@ -38,6 +38,27 @@ t.test('nginx and dclint are present and the configuration is valid', async (t) 
   t.equal(dclint.status, 0, `dclint docker-compose.yml: ${dclint.stdout}${dclint.stderr}`)
 })
 
+t.test('scripts/tls-cert.sh: a server certificate that is no CA; an old one of its own made again, anyone else\'s left alone', async (t) => {
+  const openssl = (...args: string[]): string => spawnSync('openssl', args, { encoding: 'utf8' }).stdout
+  const dir = tempDir(t, 'tls')
+  const { cert, key } = makeCertificate(dir)
+  t.match(openssl('x509', '-in', cert, '-noout', '-ext', 'basicConstraints'), /critical\s+CA:FALSE/, 'CA:FALSE: trusting it trusts no certificate signed with its key')
+  t.match(openssl('x509', '-in', cert, '-noout', '-ext', 'extendedKeyUsage'), /TLS Web Server Authentication/)
+  const made = readFileSync(cert, 'utf8')
+  makeCertificate(dir)
+  t.equal(readFileSync(cert, 'utf8'), made, 'kept while good')
+  const old = (subject: string, extra: string[]): void => {
+    spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '10', '-subj', subject, ...extra, '-keyout', key, '-out', cert])
+  }
+  old('/CN=tessera-gateway', ['-addext', 'basicConstraints=critical,CA:TRUE'])
+  makeCertificate(dir)
+  t.match(openssl('x509', '-in', cert, '-noout', '-ext', 'basicConstraints'), /CA:FALSE/, 'one of its own that is a CA and expires within 30 days: made again')
+  old('/CN=auth.example.com', [])
+  const theirs = readFileSync(cert, 'utf8')
+  makeCertificate(dir)
+  t.equal(readFileSync(cert, 'utf8'), theirs, 'an operator\'s own certificate, expiring or not, is never replaced')
+})
+
 t.test('the template also renders with envsubst under a stock main file, as the official image does', async (t) => {
   const dir = tempDir(t, 'image')
   const tls = makeCertificate(join(dir, 'tls'))
