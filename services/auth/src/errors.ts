@@ -179,16 +179,17 @@ const UNAVAILABLE_MESSAGES = new Set([
   'Connection terminated unexpectedly'
 ])
 
-/** Postgres refusing who connects, or to what: a wrong password, an unknown role or database, a host name that does not resolve. */
-const CONNECTION_REFUSED_CODES = new Set(['28P01', '28000', '3D000', 'ENOTFOUND'])
+/** Postgres, reached, refusing who connects or to what: a wrong password, an unknown role or database. */
+const CONNECTION_REFUSED_CODES = new Set(['28P01', '28000', '3D000'])
 
 /** The one line a start-up or a command prints when it could not reach its database; undefined for any other error. */
 export function databaseUnreachable (err: unknown): string | undefined {
   if (!(err instanceof Error)) return undefined
   const { code } = err as Error & { code?: unknown }
   if (typeof code === 'string' && REACHED_CODES.has(code)) return undefined
-  const refused = typeof code === 'string' && CONNECTION_REFUSED_CODES.has(code)
-  return refused || isDatabaseUnavailable(err) ? `cannot reach the database: ${err.message}` : undefined
+  if (typeof code === 'string' && CONNECTION_REFUSED_CODES.has(code)) return `the database refused the connection: ${err.message}`
+  // A host name that does not resolve: out of reach, though no request would be answered 503 for it.
+  return code === 'ENOTFOUND' || isDatabaseUnavailable(err) ? `cannot reach the database: ${err.message}` : undefined
 }
 
 /**

@@ -103,7 +103,9 @@ t.test('a database that is stopped or unreachable is unavailable (503), not a fa
   // What a start-up or a command prints: the same cases, and Postgres refusing the login or the database.
   t.equal(databaseUnreachable(noSocket), `cannot reach the database: ${(noSocket as Error).message}`)
   t.equal(databaseUnreachable(refused), `cannot reach the database: ${(refused as Error).message}`)
-  t.equal(databaseUnreachable(Object.assign(new Error('password authentication failed for user "tessera"'), { code: '28P01' })), 'cannot reach the database: password authentication failed for user "tessera"')
+  t.equal(databaseUnreachable(Object.assign(new Error('password authentication failed for user "tessera"'), { code: '28P01' })), 'the database refused the connection: password authentication failed for user "tessera"', 'reached, and refused: not "cannot reach"')
+  t.equal(databaseUnreachable(Object.assign(new Error('database "nosuchdb" does not exist'), { code: '3D000' })), 'the database refused the connection: database "nosuchdb" does not exist')
+  t.equal(databaseUnreachable(Object.assign(new Error('getaddrinfo ENOTFOUND db.invalid'), { code: 'ENOTFOUND' })), 'cannot reach the database: getaddrinfo ENOTFOUND db.invalid', 'a name that does not resolve')
   t.equal(databaseUnreachable(missingFile), undefined, 'anything else keeps its own message')
   for (const code of ['53100', '40P01', '25006', '57014']) {
     const reached = Object.assign(new Error('what Postgres said'), { code })
