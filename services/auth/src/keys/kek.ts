@@ -24,7 +24,7 @@ export class WrongKekError extends TesseraError {
   readonly code = 'ERR_WRONG_KEK'
 
   constructor (readonly kid: string) {
-    super(`cannot decrypt the private half of signing key ${kid}: TESSERA_KEK is not the key it was encrypted with`)
+    super(`cannot decrypt the private half of signing key ${kid}: this KEK (TESSERA_KEK or TESSERA_KEK_FILE; with neither set, the file kek in TESSERA_DATA_DIR, made if it was missing) is not the key it was encrypted with`)
   }
 }
 

@@ -26,7 +26,7 @@ async function startExpectingFailure (env: Record<string, string>): Promise<{ co
 }
 
 const kekText = (): string => randomBytes(32).toString('base64url')
-const ONE_LINE = /^tessera: cannot decrypt the private half of signing key [A-Za-z0-9_-]{43}: TESSERA_KEK is not the key it was encrypted with\n$/
+const ONE_LINE = /^tessera: cannot decrypt the private half of signing key [A-Za-z0-9_-]{43}: this KEK \(TESSERA_KEK or TESSERA_KEK_FILE; with neither set, the file kek in TESSERA_DATA_DIR, made if it was missing\) is not the key it was encrypted with\n$/
 
 t.test('wrong KEK stops the server with one line; rewrap moves to a new KEK and tokens keep verifying', async (t) => {
   const databaseUrl = await createTestDatabase(t)
