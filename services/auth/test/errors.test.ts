@@ -176,12 +176,17 @@ t.test('a client that hangs up before its body arrived is logged as that, not as
       }).on('error', reject)
     })
   }
-  const closedLines = (): string[] => logs().split('\n').filter((line) => line.includes('the connection closed before the body arrived'))
-  for (let waited = 0; closedLines().length < cutOff.length && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50))
-  t.equal(closedLines().length, cutOff.length, 'each hang-up is logged as the client\'s')
+  t.equal(await linesLogged(logs, 'the connection closed before the body arrived', cutOff.length), cutOff.length, 'each hang-up is logged as the client\'s')
   t.notMatch(logs(), /database unavailable/, 'none as the database')
   t.notMatch(logs(), /unexpected error/, 'none as a fault')
 })
+
+/** How many log lines hold `text`, once `expected` of them have been written or 5 s have passed: a request's last line may follow its answer. */
+async function linesLogged (logs: () => string, text: string, expected: number): Promise<number> {
+  const count = (): number => logs().split('\n').filter((line) => line.includes(text)).length
+  for (let waited = 0; count() < expected && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50))
+  return count()
+}
 
 /** The raw answer of the server at `port` to `request`, sent as is on a socket of its own. */
 async function rawAnswer (port: number, request: string): Promise<string> {
@@ -208,9 +213,7 @@ t.test('a request followed on its connection by bytes that are not HTTP: no work
     const answer = await rawAnswer(port, `POST ${path} HTTP/1.1\r\nHost: tessera.test\r\nContent-Type: ${type}\r\nContent-Length: 5\r\n\r\n${body}`)
     t.match(answer, /^HTTP\/1\.1 400 /, `${path}: the bytes that are not HTTP are refused`)
   }
-  const goneLines = (): string[] => logs().split('\n').filter((line) => line.includes('the connection closed before the answer'))
-  for (let waited = 0; goneLines().length < followed.length && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50))
-  t.equal(goneLines().length, followed.length, 'each request whose connection is gone is logged as that')
+  t.equal(await linesLogged(logs, 'the connection closed before the answer', followed.length), followed.length, 'each request whose connection is gone is logged as that')
   t.notMatch(logs(), /unexpected error/, 'none as a fault')
   t.notMatch(logs(), /"level":50/, 'nothing at error level')
 })

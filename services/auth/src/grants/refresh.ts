@@ -170,7 +170,7 @@ export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refre
   if (row.decision === 'resource not allowed') throw new OAuthError('invalid_target', 'this session may not ask for that resource', { detail: `resource ${resource ?? ''}` })
   const record = row.decision === 'rotated' || row.decision === 'grace' ? issuedRecord(row, claims) : undefined
   if (record === undefined) throw refused(row.decision)
-  const scope = narrowedScope(input.scope, record.sessionScope)
+  const scope = narrowedScope(wantedScope, record.sessionScope)
   const username = deps.config.simplejwtCompat ? await usernameOf(deps.db, claims.sub) : undefined
   return { ...tokenPair(deps, record, { clientId: record.clientId, scope, audience: resource, now: input.now, username }), outcome: row.decision as RotationOutcome }
 }

@@ -229,13 +229,20 @@ function drfRefusal (err: FastifyError, request: FastifyRequest, reply: FastifyR
   return [500, { detail: `A server error occurred (request id ${request.id}).` }]
 }
 
+/**
+ * What `thrown` means for this request: the client gone (before its body, or
+ * before the answer), or the database out of reach for a moment, which is
+ * overload, answered in every route's own format like the hashing queue's.
+ */
+function refusalOf (thrown: FastifyError, request: FastifyRequest): FastifyError {
+  if (thrown.code === CLIENT_CLOSED) return thrown
+  if (request.raw.readableAborted) return clientClosed(thrown, 'before the body arrived')
+  if (connectionGone(request)) return clientClosed(thrown, 'before the answer')
+  return isDatabaseUnavailable(thrown) ? databaseOverload(thrown, request) : thrown
+}
+
 export function answerError (this: App, thrown: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  // A database out of reach for a moment is overload, answered in every route's own format like the hashing queue's.
-  const err = thrown.code === CLIENT_CLOSED
-    ? thrown
-    : request.raw.readableAborted
-      ? clientClosed(thrown, 'before the body arrived')
-      : connectionGone(request) ? clientClosed(thrown, 'before the answer') : isDatabaseUnavailable(thrown) ? databaseOverload(thrown, request) : thrown
+  const err = refusalOf(thrown, request)
   if (request.routeOptions.config.errorFormat === 'simplejwt') return drfError(err, request, reply)
   const oauth = request.routeOptions.config.errorFormat === 'oauth'
   if (err instanceof OAuthError) {

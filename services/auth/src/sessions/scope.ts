@@ -32,9 +32,8 @@ export function grantedScope (requested: string | undefined, allowed: readonly s
   return granted.join(' ')
 }
 
-/** A refresh may narrow the session's scope, never widen it. */
-export function narrowedScope (requested: string | undefined, sessionScope: string): string {
-  const wanted = requestedScopes(requested)
+/** A refresh may narrow the session's scope, never widen it. `wanted` is requestedScopes' reading of the request, made once per refresh. */
+export function narrowedScope (wanted: readonly string[] | undefined, sessionScope: string): string {
   if (wanted === undefined) return sessionScope
   const held = sessionScope.split(' ')
   if (!wanted.every((s) => held.includes(s))) throw new OAuthError('invalid_scope', 'a refresh cannot widen the scope of its session')
