@@ -178,8 +178,10 @@ async function ensureDatabase (adminUrl: string): Promise<void> {
   try {
     const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [DB_NAME])
     if (found.rowCount === 0) {
+      // Made meanwhile by a start that raced this one: 42P04, or 23505 when both inserts met in pg_database's index.
+      // Thrown, this start would stop the server it started under the other, which has already adopted it.
       await client.query(`CREATE DATABASE ${DB_NAME}`).catch((err: { code?: string }) => {
-        if (err.code !== '42P04') throw err
+        if (err.code !== '42P04' && err.code !== '23505') throw err
       })
     }
   } finally {
