@@ -17,7 +17,8 @@ import type { Config } from './config.js'
 import type { Db } from './db/database.js'
 import { advanceKeys } from './keys/advance.js'
 import type { Keyring } from './keys/keyring.js'
-import { loadKeyring, logRejectedKey } from './keys/load.js'
+import { loadKeyring, logRejectedKey, logWrongKek, WRONG_KEK_REMEDY } from './keys/load.js'
+import { WrongKekError } from './keys/kek.js'
 import { listenForChanges } from './db/listen.js'
 import { KEYS_CHANNEL } from './keys/transitions.js'
 import { CLIENTS_CHANNEL } from './clients/cache.js'
@@ -77,7 +78,7 @@ export function keyringReloader (deps: Pick<JobDeps, 'db' | 'kek' | 'keyring' | 
   return singleFlight(async () => {
     await loadKeyring(db, kek, keyring, {
       onRejectedKey: logRejectedKey(logger),
-      onWrongKek: (err) => logger.error({ kid: err.kid }, 'a signing key is sealed under another KEK (was `tessera keys rewrap` run?): restart this instance with the new TESSERA_KEK')
+      onWrongKek: logWrongKek(logger)
     })
   })
 }
@@ -132,7 +133,9 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
       if (done !== undefined && done.length > 0) await reloadKeys()
     } catch (err) {
       metrics.jobFailed('key_rotation')
-      logger.warn({ err }, 'key lifecycle step failed')
+      // Every tick fails the same way until the restart, so this one says what ends it.
+      if (err instanceof WrongKekError) logger.error({ kid: err.kid }, `key lifecycle step failed: ${WRONG_KEK_REMEDY}`)
+      else logger.warn({ err }, 'key lifecycle step failed')
     }
   }
   const schedule = (): void => {

@@ -21,6 +21,7 @@ import { Keyring } from '../src/keys/keyring.js'
 import { loadKeyring } from '../src/keys/load.js'
 import { LISTENER_NAME } from '../src/db/listen.js'
 import { rotateKeys } from '../src/keys/rotate.js'
+import { rewrapKeys } from '../src/keys/rewrap.js'
 import { createClient } from '../src/clients/register.js'
 import { rotateClientSecret } from '../src/clients/rotate-secret.js'
 import { deleteClient, disableClient } from '../src/clients/end.js'
@@ -131,6 +132,17 @@ t.test('the timer promotes a pending key after the lead and logs it', async (t) 
   advance(config.keyPublishLead)
   t.ok(await within(7000, async () => keyring.signer?.kid === pending.created, 50) !== undefined, 'promoted by the timer')
   t.match(logs(), /"transition":"promoted".*"msg":"signing key transition"/)
+})
+
+t.test('an instance left on the old KEK by a rewrap: each scheduled step that needs the KEK fails at error, naming the remedy', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db, pool } = await testConnection(t, url)
+  const { kek, logs, advance } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: '1h', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEY_PUBLISH_LEAD: '4s' })
+  await rewrapKeys(db, kek, randomBytes(32), { actor: 'test' })
+  // A rotation is due: making the next key checks the KEK against the stored ones first.
+  advance(3600)
+  t.ok(await within(5000, async () => logs().includes('key lifecycle step failed'), 50) !== undefined, 'the step fails')
+  t.match(logs(), /"level":50,.*"msg":"key lifecycle step failed: a signing key is sealed under another KEK \(was `tessera keys rewrap` run\?\): restart this instance with the new TESSERA_KEK"/)
 })
 
 t.test('the local KEK file: made once with mode 0600, read back the same', async (t) => {

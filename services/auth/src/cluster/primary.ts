@@ -23,6 +23,7 @@ import { ensureSigningKey } from '../keys/ensure.js'
 import { resolveKek } from '../keys/kek.js'
 import { Keyring } from '../keys/keyring.js'
 import { loadKeyring, logRejectedKey } from '../keys/load.js'
+import { shareKeys, type SharedKey } from '../keys/share.js'
 import { createMetrics } from '../metrics/metrics.js'
 import { HashingProcess } from '../passwords/hashing-engine.js'
 import { hashingShare, PasswordHasher } from '../passwords/hasher.js'
@@ -35,8 +36,11 @@ import { StartupError } from './startup.js'
 import { answer, Asker, isAnswer, isAsk, isNotice, notice, type Notice, type Send } from './rpc.js'
 import type { Registry } from 'prom-client'
 
-/** What a worker needs from the primary before it can serve. */
-export interface Boot { databaseUrl: string, kek: string, poolSize: number, hashingSaturated: boolean, hashingShare: number, clientFeed: ClientFeedState }
+/** What a worker needs from the primary before it can serve: `keys` is the primary's keyring (keys/share.ts). */
+export interface Boot { databaseUrl: string, kek: string, keys: SharedKey[], poolSize: number, hashingSaturated: boolean, hashingShare: number, clientFeed: ClientFeedState }
+
+/** A worker that keeps exiting before it listens (its start fails) is forked again after this back-off, doubling up to the last. */
+const RESPAWN_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 16_000, 30_000]
 
 export interface Primary {
   /** Every worker is listening: the address they share. */
@@ -136,7 +140,7 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     let draining = false
     // Whether client changes are heard now; the epoch lets a worker tell the latest telling from an older one (boot's answer and a notice can cross).
     let clientFeed: ClientFeedState = { live: false, epoch: 0 }
-    const boot = (): Boot => ({ databaseUrl: url, kek: kek.toString('base64url'), poolSize: workerPoolSize(config.workers), hashingSaturated, hashingShare: hashingShare(hasher, config.workers), clientFeed })
+    const boot = (): Boot => ({ databaseUrl: url, kek: kek.toString('base64url'), keys: shareKeys(keyring), poolSize: workerPoolSize(config.workers), hashingSaturated, hashingShare: hashingShare(hasher, config.workers), clientFeed })
     const instanceMetrics = new InstanceMetrics(metrics.registry)
     const renderInstanceMetrics = async (): Promise<string> => await instanceMetrics.render([...workers].filter((w) => w.isConnected())
       .map((w) => ({ id: w.id, metrics: async () => await asker.ask<Awaited<ReturnType<Registry['getMetricsAsJSON']>>>(sendTo(w), 'metrics-json', null, WORKER_METRICS_TIMEOUT_MS) })))
@@ -172,13 +176,21 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     stops.unshift(async () => { await jobs.stop() })
 
     let starting: { listening: (address: string) => void, failed: (why: string) => void } | undefined
+    // Workers in a row that exited before they listened: a start that keeps failing is retried ever more slowly, not twice a second.
+    let failedStarts = 0
+    let respawn: NodeJS.Timeout | undefined
     const fork = (): Worker => {
       const worker = cluster.fork()
       workers.add(worker)
+      let listened = false
       worker.on('message', (message: unknown) => {
         if (isAsk(message)) answer(sendTo(worker), message, handlers, isHashingRefusal, (err, kind) => logger.error({ err, kind }, 'a worker\'s request failed in the primary'))
         else if (isAnswer(message)) asker.settle(message)
-        else if (isNotice(message) && message.kind === 'listening') starting?.listening(message.body as string)
+        else if (isNotice(message) && message.kind === 'listening') {
+          listened = true
+          failedStarts = 0
+          starting?.listening(message.body as string)
+        }
       })
       worker.once('exit', (code, signal) => {
         workers.delete(worker)
@@ -188,9 +200,16 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
           starting.failed(`an HTTP worker exited with ${signal ?? String(code)} while starting`)
           return
         }
-        // Exit code 0 is a worker that drained (SIGTERM to its pid alone: recycling it on purpose), not a crash.
-        logger[code === 0 ? 'info' : 'error']({ worker_pid: worker.process.pid, code, signal }, 'an HTTP worker exited; starting another')
-        fork()
+        const details = { worker_pid: worker.process.pid, code, signal }
+        if (listened) {
+          // Exit code 0 is a worker that drained (SIGTERM to its pid alone: recycling it on purpose), not a crash.
+          logger[code === 0 ? 'info' : 'error'](details, 'an HTTP worker exited; starting another')
+          fork()
+          return
+        }
+        const delay = RESPAWN_DELAYS_MS[Math.min(failedStarts++, RESPAWN_DELAYS_MS.length - 1)] ?? 0
+        logger.error({ ...details, retry_in_ms: delay }, 'an HTTP worker exited before it listened; starting another after a pause')
+        respawn = setTimeout(() => { if (!draining) fork() }, delay)
       })
       return worker
     }
@@ -218,6 +237,7 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
       metricsUrl: metricsListener?.url,
       close: async () => {
         draining = true
+        clearTimeout(respawn)
         const exited = [...workers].map(async (worker) => await new Promise((resolve) => {
           if (worker.isDead()) resolve(undefined)
           else worker.once('exit', resolve)

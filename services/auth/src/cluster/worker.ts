@@ -2,8 +2,9 @@
  * An HTTP worker of an instance: its own pool, keyring and event loop, the
  * same app as ever. What must mean one thing per instance it asks of the
  * primary over IPC: hashing (cluster/hashing.ts), the per-IP counters
- * (cluster/rate-limit.ts, reported in batches) and the scrape (cluster/instance-metrics.ts). It reloads its
- * keyring whenever the primary's does (a NOTIFY, the periodic backstop, a
+ * (cluster/rate-limit.ts, reported in batches) and the scrape (cluster/instance-metrics.ts). It starts
+ * from the primary's keyring (keys/share.ts) and reloads it from the database
+ * whenever the primary's reloads (a NOTIFY, the periodic backstop, a
  * transition). It drains on the primary's word or on SIGTERM/SIGINT, and
  * exits at once when the primary is gone.
  * @module
@@ -15,7 +16,7 @@ import type { Config } from '../config.js'
 import { connect } from '../db/connect.js'
 import { keyringReloader } from '../jobs.js'
 import { Keyring } from '../keys/keyring.js'
-import { loadKeyring, logRejectedKey } from '../keys/load.js'
+import { adoptKeys } from '../keys/share.js'
 import { createMetrics, type Metrics } from '../metrics/metrics.js'
 import { InstanceHashing, type AskPrimary } from './hashing.js'
 import type { Boot } from './primary.js'
@@ -37,6 +38,8 @@ export async function startWorker (config: Config, logger: Logger, onDrain: (why
   const hasher = new InstanceHashing(ask)
   const clientCache = new ClientCache()
   let reloadKeys: (() => Promise<void>) | undefined
+  // A change heard before the keyring was adopted: boot's answer and a notice sent after it can be handled in either order.
+  let reloadMissed = false
   let metrics: Metrics | undefined
   const handlers = { 'metrics-json': async () => await metrics?.registry.getMetricsAsJSON() ?? [] }
   process.on('message', (message: unknown) => {
@@ -44,8 +47,12 @@ export async function startWorker (config: Config, logger: Logger, onDrain: (why
     else if (isAsk(message)) answer(send, message, handlers, () => false, (err, kind) => logger.error({ err, kind }, 'could not answer the primary'))
     else if (isNotice(message)) heard(message)
   })
+  const reload = (why: string): void => {
+    if (reloadKeys === undefined) reloadMissed = true
+    else reloadKeys().catch((err: unknown) => logger.warn({ err, why }, 'keyring reload failed'))
+  }
   const heard = (message: Notice): void => {
-    if (message.kind === 'keys-changed') reloadKeys?.().catch((err: unknown) => logger.warn({ err, why: message.body }, 'keyring reload failed'))
+    if (message.kind === 'keys-changed') reload(String(message.body))
     else if (message.kind === 'client-changed') clientCache.changed(message.body as string)
     else if (message.kind === 'client-feed') clientCache.feed(message.body as ClientFeedState)
     else if (message.kind === 'hashing-saturated') hasher.saturated = message.body === true
@@ -70,8 +77,9 @@ export async function startWorker (config: Config, logger: Logger, onDrain: (why
   try {
     const kek = Buffer.from(boot.kek, 'base64url')
     const keyring = new Keyring()
-    await loadKeyring(connection.db, kek, keyring, { onRejectedKey: logRejectedKey(logger) })
+    adoptKeys(keyring, boot.keys)
     reloadKeys = keyringReloader({ db: connection.db, kek, keyring, logger })
+    if (reloadMissed) reload('a change heard while starting')
     metrics = createMetrics({ pool: connection.pool, render: async () => await ask<string>('metrics', null) })
     const app = await buildApp(config, { db: connection.db, logger, keyring, hasher, metrics, clock: () => new Date(), rateLimitStore: instanceRateLimitStore(ask), clientCache })
     const address = await app.listen({ port: config.port, host: config.host })

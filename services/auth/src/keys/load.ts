@@ -42,9 +42,25 @@ async function rowDefect (row: KeyRow): Promise<string | undefined> {
 
 const PUBLISHED_STATES = new Set(['next', 'current', 'previous'])
 
+interface ErrorLogger { error: (details: object, message: string) => void }
+
 /** The onRejectedKey every running instance uses. */
-export function logRejectedKey (logger: { error: (details: object, message: string) => void }): LoadOptions['onRejectedKey'] {
+export function logRejectedKey (logger: ErrorLogger): LoadOptions['onRejectedKey'] {
   return (kid, reason) => { logger.error({ kid, reason }, 'a signing_keys row is inconsistent: it is neither published nor used') }
+}
+
+export const WRONG_KEK_REMEDY = 'a signing key is sealed under another KEK (was `tessera keys rewrap` run?): restart this instance with the new TESSERA_KEK'
+
+/** The onWrongKek of a running instance: the key is loaded without its private half, and the operator is told what ends that. */
+export function logWrongKek (logger: ErrorLogger): NonNullable<LoadOptions['onWrongKek']> {
+  return (err) => { logger.error({ kid: err.kid }, WRONG_KEK_REMEDY) }
+}
+
+/** A key's public half as the keyring holds it; the jwk member by member in jsonb's order (see loadKeyring). */
+export function publicHalf (kid: string, n: string, e: string): Pick<LoadedKey, 'jwk' | 'publicKey' | 'publicPem'> {
+  const jwk: PublicJwk = { e, n, alg: 'RS256', kid, kty: 'RSA', use: 'sig' }
+  const publicKey = createPublicKey({ key: { ...jwk }, format: 'jwk' })
+  return { jwk, publicKey, publicPem: publicKey.export({ format: 'pem', type: 'spki' }).toString() }
 }
 
 function openPrivateKey (kek: Buffer, kid: string, sealed: Buffer, options: LoadOptions): KeyObject | undefined {
@@ -74,9 +90,7 @@ export async function loadKeyring (db: Db, kek: Buffer, keyring: Keyring, option
     // bug or by hand; the schema's CHECK names only `d`) never reaches the JWKS.
     // In jsonb's order, the order the JWKS had when it published the row as
     // read, so its bytes and ETag stay those of earlier versions.
-    const { n, e } = row.public_jwk
-    const jwk: PublicJwk = { e, n, alg: 'RS256', kid: row.kid, kty: 'RSA', use: 'sig' }
-    const publicKey = known?.publicKey ?? createPublicKey({ key: { ...jwk }, format: 'jwk' })
+    const { jwk, publicKey, publicPem } = known ?? publicHalf(row.kid, row.public_jwk.n, row.public_jwk.e)
     const privateKey = row.private_key_enc === null
       ? undefined
       : known?.privateKey ?? openPrivateKey(kek, row.kid, row.private_key_enc, options)
@@ -85,7 +99,7 @@ export async function loadKeyring (db: Db, kek: Buffer, keyring: Keyring, option
       state: row.state,
       jwk,
       publicKey,
-      publicPem: known?.publicPem ?? publicKey.export({ format: 'pem', type: 'spki' }).toString(),
+      publicPem,
       privateKey,
       publishedAt: row.published_at,
       promotedAt: row.promoted_at

@@ -12,8 +12,8 @@ import path from 'node:path'
 import { runProcess, spawnProcess } from '@tessera/testkit'
 import t from 'tap'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
-import { CLI_ENTRY, runCli, SERVER_ENTRY, startServer } from '../helpers/server.js'
-import { loginOver, refreshOver, remoteVerifier, signUpOver, verifyAccess } from '../helpers/http.js'
+import { CLI_ENTRY, instancePids, runCli, SERVER_ENTRY, startServer } from '../helpers/server.js'
+import { loginOver, refreshOver, remoteVerifier, signUpOver, verifyAccess, within } from '../helpers/http.js'
 
 const ISSUER = 'http://tessera.test'
 
@@ -80,6 +80,42 @@ t.test('wrong KEK stops the server with one line; rewrap moves to a new KEK and 
     { env: { PATH: process.env.PATH ?? '', ...base, TESSERA_KEK: newKek, NODE: process.execPath, CLI: CLI_ENTRY, KEK_FILE: third } })
   t.equal(piped.code, 0, piped.stderr)
   t.equal(piped.stdout, 're-encrypted 2 private key(s) under the new KEK; now give every instance the new KEK (TESSERA_KEK, or the file TESSERA_KEK_FILE names) and restart it\n')
+})
+
+t.test('after a rewrap, a worker forked to replace another signs with the keys its primary holds, until the instance restarts', async (t) => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-kek-'))
+  t.teardown(async () => { await fs.rm(dir, { recursive: true, force: true }) })
+  const base = { DATABASE_URL: await createTestDatabase(t), TESSERA_ISSUER: ISSUER, TESSERA_KEY_ROTATION: 'off', TESSERA_DATA_DIR: dir, TESSERA_WORKERS: '2', TESSERA_RATE_LIMIT: '1000000' }
+  const oldKek = kekText()
+  const server = await startServer(t, { ...base, TESSERA_KEK: oldKek })
+  await signUpOver(server.url, 'rhea', 'correct horse battery')
+  const before = await loginOver(server.url, 'rhea', 'correct horse battery')
+  const newFile = path.join(dir, 'new.kek')
+  await fs.writeFile(newFile, `${kekText()}\n`, { mode: 0o600 })
+  const rewrap = await runCli(['keys', 'rewrap', '--new-kek-file', newFile], { ...base, TESSERA_KEK: oldKek })
+  t.equal(rewrap.code, 0, rewrap.stderr)
+
+  // Both workers recycled in turn, as operators.md's "a worker is replaced" allows at any time: from here on every request meets a worker forked after the rewrap.
+  const lines = (): Array<{ msg: string, hashing_pid?: number }> => server.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string })
+  const hashingPid = lines().find((l) => l.msg === 'hashing process started')?.hashing_pid
+  const workers = (): number[] => instancePids(server.process.pid ?? 0).slice(1).filter((pid) => pid !== hashingPid)
+  const listening = (): number => lines().filter((l) => l.msg === `Server listening at ${server.url}`).length
+  const forkedBefore = workers()
+  t.equal(forkedBefore.length, 2)
+  for (const [i, pid] of forkedBefore.entries()) {
+    process.kill(pid, 'SIGTERM')
+    t.ok(await within(20_000, async () => listening() === 3 + i, 50) !== undefined, `worker ${i + 1} is replaced`)
+  }
+  t.notOk(workers().some((pid) => forkedBefore.includes(pid)), 'by two new ones')
+  const login = await within(20_000, async () => {
+    try { return (await loginOver(server.url, 'rhea', 'correct horse battery')).access_token !== undefined } catch { return false }
+  }, 200)
+  t.ok(login !== undefined, 'the new workers serve logins: they sign with the keys the primary opened before the rewrap')
+  const refreshed = await refreshOver(server.url, before.refresh_token)
+  t.equal(refreshed.status, 200, 'and refreshes of tokens issued before it')
+  t.ok(await verifyAccess(String(refreshed.body.access_token), remoteVerifier(server.url, 1000), ISSUER), 'whose access tokens verify against the JWKS')
+  t.notOk(lines().some((l) => l.msg === 'an HTTP worker exited before it listened; starting another after a pause'), 'no worker failed its start')
+  t.notMatch(server.output(), /cannot decrypt/, 'nor said it could not open a key')
 })
 
 t.test('without TESSERA_KEK, rewrap replaces the local KEK file', async (t) => {

@@ -14,7 +14,7 @@ import t from 'tap'
 import { ConfigError, loadConfig } from '../../src/config.js'
 import { workerPoolSize } from '../../src/cluster/pool.js'
 import { createTestDatabase } from '../helpers/db.js'
-import { runCli, startServer, type RunningServer } from '../helpers/server.js'
+import { instancePids, runCli, startServer, type RunningServer } from '../helpers/server.js'
 import { within } from '../helpers/http.js'
 
 interface Reply { status: number, body: string, headers: Record<string, string | string[] | undefined> }
@@ -35,7 +35,7 @@ async function fresh (url: string, method = 'GET', body?: unknown): Promise<Repl
   })
 }
 
-interface LogLine { pid: number, level: number, code?: number | null, msg: string, route?: string, status?: number, transition?: string, kid?: string, hashing_pid?: number, priority?: number, metrics?: string }
+interface LogLine { pid: number, level: number, code?: number | null, msg: string, retry_in_ms?: number, route?: string, status?: number, transition?: string, kid?: string, hashing_pid?: number, priority?: number, metrics?: string }
 
 function logLines (server: RunningServer): LogLine[] {
   return server.output().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as LogLine)
@@ -272,4 +272,49 @@ t.test('a request\'s statement stuck behind a lock is cancelled at TESSERA_DB_ST
   const retried = await refresh()
   t.equal(retried.status, 200, 'the rotation was rolled back with the statement: the same token refreshes once the lock is gone', { body: retried.body })
   t.notOk(logLines(server).some((l) => l.msg === 'unexpected error'), 'not a fault')
+})
+
+t.test('a worker that dies before it listens is forked again after a growing pause; one replaced while the database is closed to it serves from the primary\'s keys', async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const server = await startServer(t, baseEnv(databaseUrl))
+  const hashingPid = logLines(server).find((l) => l.msg === 'hashing process started')?.hashing_pid
+  const workers = (): number[] => instancePids(server.process.pid ?? 0).slice(1).filter((pid) => pid !== hashingPid)
+  const jwks = (await fresh(`${server.url}/.well-known/jwks.json`)).body
+
+  // No new connection to the database from here: a worker forked now could not read signing_keys.
+  const adminUrl = new URL(databaseUrl)
+  const name = adminUrl.pathname.slice(1)
+  adminUrl.pathname = '/postgres'
+  const admin = new pg.Client({ connectionString: adminUrl.href })
+  await admin.connect()
+  t.teardown(async () => { await admin.end() })
+  await admin.query(`ALTER DATABASE "${name}" ALLOW_CONNECTIONS false`)
+  t.teardown(async () => { await admin.query(`ALTER DATABASE "${name}" ALLOW_CONNECTIONS true`) })
+
+  // Each replacement killed the moment it appears, long before it could listen (loading the app alone takes it longer), as a crash at start would end it.
+  const seen = new Set(workers())
+  process.kill([...seen][0] ?? 0, 'SIGKILL')
+  for (let i = 0; i < 3; i++) {
+    const appeared = await within(15_000, async () => workers().some((pid) => !seen.has(pid)), 2)
+    t.ok(appeared !== undefined, `replacement ${i + 1} is forked`)
+    for (const pid of workers().filter((pid) => !seen.has(pid))) {
+      seen.add(pid)
+      process.kill(pid, 'SIGKILL')
+    }
+  }
+  const failedStarts = (): LogLine[] => logLines(server).filter((l) => l.msg === 'an HTTP worker exited before it listened; starting another after a pause')
+  t.ok(await within(5000, async () => failedStarts().length === 3, 20) !== undefined, 'each is logged')
+  t.same(failedStarts().map((l) => [l.level, l.retry_in_ms]), [[50, 500], [50, 1000], [50, 2000]], 'as an error, each with a pause twice the last, not forked again at once')
+  t.equal(logLines(server).filter((l) => l.msg === 'an HTTP worker exited; starting another').length, 1, 'only the first, which had listened, was replaced at once')
+
+  // The fourth starts after its pause, with the database still closed to it.
+  const serving = async (): Promise<boolean> => {
+    const answers = await Promise.all(Array.from({ length: 4 }, async () => await fresh(`${server.url}/.well-known/jwks.json`).catch(() => undefined)))
+    const pids = new Set(workers())
+    return pids.size === 2 && answers.every((a) => a?.status === 200 && a.body === jwks) && [...servedBy(server, '/.well-known/jwks.json')].filter((pid) => pids.has(pid)).length === 2
+  }
+  t.ok(await within(30_000, serving, 200) !== undefined, 'both workers serve the same JWKS, the replacement\'s from the keys the primary handed it')
+  t.equal((await fresh(`${server.url}/readyz`)).status, 503, 'not ready while the database is closed')
+  await admin.query(`ALTER DATABASE "${name}" ALLOW_CONNECTIONS true`)
+  t.ok(await within(15_000, async () => (await Promise.all([1, 2, 3, 4].map(async () => (await fresh(`${server.url}/readyz`)).status))).every((s) => s === 200), 200) !== undefined, 'ready again once it opens')
 })
