@@ -45,6 +45,19 @@ t.test('behind the trusted gateway, the limit trips per client IP', async (t) =>
   t.match(metrics.body, /tessera_rate_limited_total\{route="\/oauth\/revoke"\} 2/)
 })
 
+t.test('a request over the limit is logged as refused by the rate limit, not as a malformed request, in every error format', async (t) => {
+  const { app, logs } = await buildTestApp(t, { TESSERA_RATE_LIMIT: '1', TESSERA_SIMPLEJWT_COMPAT: 'on' })
+  t.equal((await revoke(app)).statusCode, 200)
+  t.equal((await revoke(app)).statusCode, 429)
+  t.equal((await app.inject({ method: 'POST', url: '/v1/users', payload: { username: 'someone', password: 'long enough password' } })).statusCode, 429)
+  const drf = await app.inject({ method: 'POST', url: '/api/token/', payload: { username: 'someone', password: 'long enough password' } })
+  t.same([drf.statusCode, drf.json()], [429, { detail: 'Request was throttled.' }], 'in DRF\'s words on SimpleJWT\'s routes')
+  const refusals = logs().split('\n').filter((line) => line.includes('"status":429') && !line.includes('"msg":"request"'))
+  t.equal(refusals.length, 3, 'one line each')
+  t.ok(refusals.every((line) => line.includes('"reason":"the per-IP rate limit","msg":"request refused"')), 'saying why')
+  t.notMatch(logs(), /malformed|bad request/)
+})
+
 t.test('without a trusted proxy, a client-sent X-Forwarded-For changes nothing', async (t) => {
   const { app } = await buildTestApp(t, { TESSERA_RATE_LIMIT: '3' })
   for (let i = 0; i < 3; i++) t.equal((await revoke(app, { 'x-forwarded-for': `203.0.113.${i}` })).statusCode, 200)

@@ -177,8 +177,20 @@ function clientMistake (err: FastifyError, body: unknown, fromJson: boolean): { 
   return undefined
 }
 
+/**
+ * A refusal a plugin threw with its status alone: @fastify/rate-limit's 429
+ * (the per-IP limit) and @fastify/under-pressure's 503. Logged as what it is,
+ * so a search for rate limiting finds it, never as a malformed request.
+ */
+function pluginRefusal (err: FastifyError): { status: 429 | 503, reason: string } | undefined {
+  if (err.statusCode === 429) return { status: 429, reason: 'the per-IP rate limit' }
+  if (err.statusCode === 503) return { status: 503, reason: 'overloaded' }
+  return undefined
+}
+
 function databaseOverload (err: FastifyError, request: FastifyRequest): OAuthError {
-  request.log.warn({ err }, 'database unavailable')
+  // Its code and message, not its stack: an outage refuses every request at once, and each stack would be the same pg internals.
+  request.log.warn({ db_error: { code: err.code, message: err.message } }, 'database unavailable')
   // Not "overloaded": this is also a database that is down, and a client's report should not send anyone looking at capacity.
   return new OAuthError('temporarily_unavailable', 'the service is unavailable for a moment; retry later', { retryAfter: 1, detail: 'database unavailable', cause: err })
 }
@@ -220,10 +232,16 @@ function drfRefusal (err: FastifyError, request: FastifyRequest, reply: FastifyR
     // DRF's UnsupportedMediaType, which says the Content-Type back as it came.
     return [415, { detail: `Unsupported media type "${request.headers['content-type'] ?? ''}" in request.` }]
   }
+  const refused = pluginRefusal(err)
+  if (refused !== undefined) {
+    request.log[refusalLevel(refused.status)]({ status: refused.status, reason: refused.reason }, 'request refused')
+    // DRF's Throttled says these words; it has no overload of its own, so that one is said as elsewhere.
+    return [refused.status, { detail: refused.status === 429 ? 'Request was throttled.' : 'the service is overloaded; retry later' }]
+  }
   const mistake = clientMistake(err, request.body, isJsonRequest(request))
   if (mistake !== undefined) {
     request.log.info({ status: mistake.status, detail: mistake.detail }, 'bad request')
-    return [mistake.status, { detail: mistake.status === 429 ? 'Request was throttled.' : mistake.detail }]
+    return [mistake.status, { detail: mistake.detail }]
   }
   request.log.error({ err }, 'unexpected error')
   return [500, { detail: `A server error occurred (request id ${request.id}).` }]
@@ -260,19 +278,17 @@ export function answerError (this: App, thrown: FastifyError, request: FastifyRe
     if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
     return problem(reply, request, err.status, err.title, err.publicDetail, err.type)
   }
+  const refused = pluginRefusal(err)
+  if (refused !== undefined) {
+    request.log[refusalLevel(refused.status)]({ status: refused.status, reason: refused.reason }, 'request refused')
+    const description = refused.status === 429 ? 'too many requests; retry later' : 'the service is overloaded; retry later'
+    return oauth
+      ? oauthError(reply, refused.status, 'temporarily_unavailable', description)
+      : problem(reply, request, refused.status, statusTitle(refused.status), description)
+  }
   const mistake = clientMistake(err, request.body, isJsonRequest(request))
   if (mistake !== undefined) {
     request.log.info({ status: mistake.status, detail: mistake.detail }, 'bad request')
-    if (err.statusCode === 429 || mistake.status === 429) {
-      return oauth
-        ? oauthError(reply, 429, 'temporarily_unavailable', 'too many requests; retry later')
-        : problem(reply, request, 429, 'Too Many Requests', 'too many requests; retry later')
-    }
-    if (err.statusCode === 503 || mistake.status === 503) {
-      return oauth
-        ? oauthError(reply, 503, 'temporarily_unavailable', 'the service is overloaded; retry later')
-        : problem(reply, request, 503, 'Service Unavailable', 'the service is overloaded; retry later')
-    }
     return oauth
       ? oauthError(reply, mistake.status === 413 ? 413 : 400, 'invalid_request', mistake.detail)
       : problem(reply, request, mistake.status, statusTitle(mistake.status), mistake.detail)
