@@ -29,6 +29,7 @@ help:
 	@echo "make bench-peer Tessera side by side with the SimpleJWT stack (../shared/peer-drf; QUICK=1 for 2 s runs)"
 	@echo "make keys-list | keys-rotate | keys-rotate-now   operator key commands"
 	@echo "make keys-revoke KID=<kid> | keys-rewrap NEW_KEK_FILE=<file>   key compromise, KEK rotation"
+	@echo "make install | build | lint | clean   npm ci; compile to dist/; type checks, eslint, dependency rules, compose lint; remove dist/"
 
 ifneq ($(NODE_RUNTIME),)
 $(NODE_RUNTIME):

@@ -85,6 +85,7 @@ up () {
   DATABASE_URL=$DATABASE_URL TESSERA_DB_OWNER_PASSWORD=$owner_password TESSERA_DB_APP_PASSWORD=$app_password \
     TESSERA_DB_NOTES_PASSWORD=$notes_password "${TESSERA[@]}" db roles
   local admin_url=$DATABASE_URL
+  printf 'schema: '
   DATABASE_URL=$(url_as "$admin_url" tessera_owner "$owner_password") "${TESSERA[@]}" migrate up
   local app_url notes_url
   app_url=$(url_as "$admin_url" tessera_app "$app_password")
@@ -132,7 +133,7 @@ Tessera stack is up (logs in .data/stack/logs/, Nginx's in .data/stack/nginx/):
 
 Try (the certificate is self-signed, hence -k):
   curl -sk $ISSUER/.well-known/jwks.json
-  curl -sk $ISSUER/v1/users -H 'content-type: application/json' -d '{"username":"alice","password":"correct horse battery"}'
+  curl -sk $ISSUER/v1/users -H 'content-type: application/json' -d '{"username":"dana","password":"correct horse battery"}'
 More in README.md ("Through the gateway"). Stop with: make stack-down
 MSG
 }

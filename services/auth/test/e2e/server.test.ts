@@ -74,6 +74,7 @@ t.test('embedded Postgres: first start, SIGTERM drains an in-flight request, sec
   t.equal(response.status, 200, 'the in-flight refresh completed')
   t.equal(await first.exited, 0, 'exit 0 after draining', { output: first.output().slice(-3000) })
   t.match(first.output(), /"msg":"draining"/)
+  t.match(first.output().trimEnd().split('\n').at(-1), /"embedded_postgres_stopped":true,"msg":"stopped"\}$/, 'the last line says the stop finished')
   t.notOk(postgresRunningOn(dataDir), 'the embedded Postgres was stopped')
 
   // Reuse is shown by what persists, not by how fast the restart is (a
