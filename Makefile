@@ -35,6 +35,8 @@ ifneq ($(NODE_RUNTIME),)
 $(NODE_RUNTIME):
 	@echo "node $$(node --version 2>/dev/null || echo none) is older than $(NODE_MAJOR): installing node@$(NODE_PIN) from the npm registry into .tools/"
 	@mkdir -p .tools/node
+	@# The node package's install script puts the binary in place; npm 11 asks for it to be allowed, and --prefix does not read ours.
+	@printf '{"private":true,"allowScripts":{"node":true}}\n' > .tools/node/package.json
 	npm install --prefix .tools/node --no-save --no-package-lock --no-audit --no-fund node@$(NODE_PIN)
 endif
 
