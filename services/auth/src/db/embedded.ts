@@ -75,7 +75,7 @@ async function binaries (): Promise<Binaries> {
   return { initdb: mod.initdb, pg_ctl: mod.pg_ctl, postgres: mod.postgres }
 }
 
-async function postgresUser (): Promise<Required<RunAs>> {
+export async function postgresUser (): Promise<Required<RunAs>> {
   const id = async (flag: string): Promise<number> => Number((await must('id', [flag, 'postgres'], {}, 'id')).trim())
   if ((await run('id', ['-u', 'postgres'], {})).code !== 0) {
     await must('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', 'postgres'], {}, 'useradd postgres')
@@ -87,20 +87,34 @@ async function canUse (as: RunAs, test: string, target: string): Promise<boolean
   return (await run('/bin/sh', ['-c', `test ${test} "$0"`, target], as)).code === 0
 }
 
-/** As root, the postgres user must read the binaries: copy them out of a closed tree when it cannot. */
-async function reachableBinaries (bins: Binaries, as: RunAs): Promise<Binaries> {
+/**
+ * As root, the postgres user must read the binaries: copy them out of a
+ * closed tree when it cannot. One copy per release of the package, not per
+ * checkout: every clone of a CI machine would otherwise leave its own 60 MB
+ * behind in /var/tmp. A tree whose package.json cannot be read is keyed by
+ * its path, as before.
+ */
+export async function reachableBinaries (bins: Binaries, as: RunAs): Promise<Binaries> {
   if (await canUse(as, '-x', bins.postgres)) return bins
   const native = path.dirname(path.dirname(bins.postgres))
-  const stamp = createHash('sha256').update(native).update(String((await fs.stat(bins.postgres)).size)).digest('hex').slice(0, 12)
+  const release = await fs.readFile(path.join(path.dirname(native), 'package.json'), 'utf8')
+    .then((text) => { const { name, version } = JSON.parse(text) as { name?: unknown, version?: unknown }; return `${String(name)}@${String(version)}` }, () => native)
+  const stamp = createHash('sha256').update(release).update(String((await fs.stat(bins.postgres)).size)).digest('hex').slice(0, 12)
   const target = path.join(SHARED_ROOT, `bin-${stamp}`)
   const binDir = path.join(target, 'bin')
-  if (!(await canUse(as, '-x', path.join(binDir, 'postgres')))) {
+  const usable = async (): Promise<boolean> => await canUse(as, '-x', path.join(binDir, 'postgres'))
+  if (!(await usable())) {
     await fs.mkdir(SHARED_ROOT, { recursive: true, mode: 0o755 })
     await fs.chmod(SHARED_ROOT, 0o755)
     const partial = `${target}.${process.pid}`
     await fs.cp(native, partial, { recursive: true, verbatimSymlinks: true })
-    await fs.rm(target, { recursive: true, force: true })
-    await fs.rename(partial, target)
+    // Another checkout's start may have put the same release in place meanwhile, and be running from it: kept, not replaced.
+    if (await usable()) {
+      await fs.rm(partial, { recursive: true, force: true })
+    } else {
+      await fs.rm(target, { recursive: true, force: true })
+      await fs.rename(partial, target)
+    }
   }
   return { initdb: path.join(binDir, 'initdb'), pg_ctl: path.join(binDir, 'pg_ctl'), postgres: path.join(binDir, 'postgres') }
 }
