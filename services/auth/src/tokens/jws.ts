@@ -43,13 +43,30 @@ export function signCompactJws (header: JwsHeader, claims: object, privateKey: K
 }
 
 const SEGMENT = /^[A-Za-z0-9_-]+$/
+const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+
+/**
+ * Whether a segment is the one base64url spelling of its bytes. A last
+ * character that carries fewer than six bits leaves its low bits unused, and
+ * decoders ignore them (RFC 4648 §3.5), so flipping one gives another string
+ * with the same bytes: a token anyone could respell and still have accepted,
+ * past any deny-list, log search or cache keyed by its text. Two characters
+ * left over carry one byte (the last one's low four bits unused), three carry
+ * two (two bits); one left over is never whole.
+ */
+function canonical (segment: string): boolean {
+  const leftOver = segment.length % 4
+  if (leftOver === 0) return true
+  if (leftOver === 1) return false
+  return BASE64URL.indexOf(segment.charAt(segment.length - 1)) % (leftOver === 2 ? 16 : 4) === 0
+}
 
 export type JwsSegments = [header: string, payload: string, signature: string]
 
-/** A compact JWS's three base64url segments; undefined when the text is not one. */
+/** A compact JWS's three base64url segments; undefined when the text is not one, or not spelled as its bytes encode. */
 export function compactJwsSegments (token: string): JwsSegments | undefined {
   const parts = token.split('.')
-  return parts.length === 3 && parts.every((p) => SEGMENT.test(p)) ? parts as JwsSegments : undefined
+  return parts.length === 3 && parts.every((p) => SEGMENT.test(p) && canonical(p)) ? parts as JwsSegments : undefined
 }
 
 /** A segment's JSON object: throws SyntaxError when it is not JSON, TypeError when it is not an object. */

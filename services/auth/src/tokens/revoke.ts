@@ -9,23 +9,17 @@
  * answer is the same 200.
  * @module
  */
-import { jwtVerify } from 'jose'
 import type { RequestContext } from '../audit/record.js'
 import { authenticateClient, type RegisteredClient } from '../clients/authenticate.js'
 import type { ClientCredentials } from '../clients/credentials.js'
+import { verifyAnyAudienceAccessToken } from './verify-access.js'
 import { verifyRefreshToken, type RefreshClaims } from './verify-refresh.js'
 import { endSessions } from '../sessions/end.js'
 import type { Issuer } from '../sessions/issue.js'
 
 export async function sessionOfAccessToken (issuer: Issuer, token: string, now: Date): Promise<string | undefined> {
   try {
-    // Any audience: a token asked for a resource (RFC 8707) is still ours to revoke.
-    const { payload } = await jwtVerify(token, (header) => {
-      const key = issuer.keyring.accessVerificationKey(header.kid ?? '')
-      if (key === undefined) throw new Error('unknown kid')
-      return key.publicKey
-    }, { issuer: issuer.config.issuer, typ: 'at+jwt', algorithms: ['RS256'], currentDate: now })
-    return typeof payload.sid === 'string' ? payload.sid : undefined
+    return verifyAnyAudienceAccessToken(issuer.config.issuer, issuer.keyring, token, now).sid
   } catch {
     return undefined
   }

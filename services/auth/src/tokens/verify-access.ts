@@ -46,13 +46,16 @@ function refuseHeader (header: Record<string, unknown>): string | undefined {
   return embedded === undefined ? undefined : `header ${embedded} refused`
 }
 
-function refuseClaims (claims: Record<string, unknown>, config: Pick<Config, 'issuer' | 'audience'>, nowMs: number): string | undefined {
+/** Which audiences a verifier takes: `/v1`'s own (TESSERA_AUDIENCE), or any, for revocation and SimpleJWT's verify (a token asked for a resource, RFC 8707, is still ours). */
+type AudienceRule = readonly string[] | 'any'
+
+function refuseClaims (claims: Record<string, unknown>, issuer: string, audience: AudienceRule, nowMs: number): string | undefined {
   const missing = REQUIRED_CLAIMS.find((name) => claims[name] === undefined)
   if (missing !== undefined) return `the ${missing} claim is required`
   const { iss, aud, exp, nbf, sub, sid } = claims
-  if (iss !== config.issuer) return 'iss not allowed'
+  if (iss !== issuer) return 'iss not allowed'
   const audiences = Array.isArray(aud) ? aud : [aud]
-  if (!audiences.every((a) => typeof a === 'string') || !audiences.some((a) => config.audience.includes(a as string))) return 'aud not allowed'
+  if (!audiences.every((a) => typeof a === 'string') || !audiences.some((a) => audience === 'any' || audience.includes(a as string))) return 'aud not allowed'
   if (typeof exp !== 'number' || nowMs > exp * 1000) return 'expired'
   if (nbf !== undefined && (typeof nbf !== 'number' || nowMs < nbf * 1000)) return 'not yet valid'
   if (typeof sub !== 'string' || typeof sid !== 'string') return 'sub or sid missing'
@@ -65,18 +68,21 @@ interface VerifiedToken {
   notBeforeMs: number | undefined
 }
 
+/** The longest kid said back in a reason: a kid is the client's text, and a log line should not grow with it. */
+const KID_IN_REASON = 64
+
 /** Throws InvalidTokenError (its reason is logged, never sent) for anything that is not a valid access token of ours. */
-function verifyAccessToken (config: Pick<Config, 'issuer' | 'audience'>, keyring: Keyring, token: string, nowMs: number): VerifiedToken {
+function verifyAccessToken (issuer: string, audience: AudienceRule, keyring: Keyring, token: string, nowMs: number): VerifiedToken {
   const segments = compactJwsSegments(token)
   if (segments === undefined) throw new InvalidTokenError('not a compact JWS')
   const header = decodeSegment(segments[0], 'header')
   const headerRefusal = refuseHeader(header)
   if (headerRefusal !== undefined) throw new InvalidTokenError(headerRefusal)
   const key = keyring.accessVerificationKey(header.kid as string)
-  if (key === undefined) throw new InvalidTokenError(`unknown kid ${String(header.kid)}`)
+  if (key === undefined) throw new InvalidTokenError(`unknown kid ${(header.kid as string).slice(0, KID_IN_REASON)}`)
   if (!rs256SignatureValid(segments, key.publicKey)) throw new InvalidTokenError('signature')
   const claims = decodeSegment(segments[1], 'payload')
-  const claimRefusal = refuseClaims(claims, config, nowMs)
+  const claimRefusal = refuseClaims(claims, issuer, audience, nowMs)
   if (claimRefusal !== undefined) throw new InvalidTokenError(claimRefusal)
   const { client_id: clientId, scope, exp, nbf } = claims
   return {
@@ -126,7 +132,7 @@ export function accessTokenVerifier (config: Pick<Config, 'issuer' | 'audience'>
       const nowMs = now.getTime()
       const known = verified.get(token)
       if (known === undefined) {
-        const fresh = verifyAccessToken(config, keyring, token, nowMs)
+        const fresh = verifyAccessToken(config.issuer, config.audience, keyring, token, nowMs)
         if (verified.size >= capacity) verified.delete(verified.keys().next().value as string)
         verified.set(token, fresh)
         return fresh.claims
@@ -140,4 +146,13 @@ export function accessTokenVerifier (config: Pick<Config, 'issuer' | 'audience'>
     },
     get remembered () { return verified.size }
   }
+}
+
+/**
+ * An access token of ours for any audience, as the verifier above judges
+ * everything else, never remembered: revocation and SimpleJWT's verify take
+ * tokens asked for a resource too, and are rare. Throws InvalidTokenError.
+ */
+export function verifyAnyAudienceAccessToken (issuer: string, keyring: Keyring, token: string, now: Date): AccessClaims {
+  return verifyAccessToken(issuer, 'any', keyring, token, now.getTime()).claims
 }

@@ -44,3 +44,23 @@ t.test('past the cache bound the headers are still right: the cache starts over 
   const first: JwsHeader = { alg: 'RS256', kid: 'kid-0', typ: 'at+jwt' }
   t.equal(signCompactJws(first, claims, privateKey), referenceJws(first, claims), 'an evicted header is encoded again')
 })
+
+t.test('a segment is taken only as its bytes encode: no respelling through the unused bits of its last character', async (t) => {
+  for (let length = 1; length <= 6; length++) {
+    const bytes = Buffer.alloc(length, 0xa5)
+    const segment = bytes.toString('base64url')
+    const token = `${segment}.${segment}.${segment}`
+    t.ok(compactJwsSegments(token) !== undefined, `${length} byte(s), as encoded: ${segment}`)
+    if (segment.length % 4 === 0) continue
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+    const last = alphabet.indexOf(segment.slice(-1))
+    const unusedBits = segment.length % 4 === 2 ? 4 : 2
+    for (let bit = 0; bit < unusedBits; bit++) {
+      const other = `${segment.slice(0, -1)}${alphabet[last ^ (1 << bit)] ?? ''}`
+      t.ok(Buffer.from(other, 'base64url').equals(bytes), `${other} decodes to the same bytes`)
+      t.equal(compactJwsSegments(`${other}.${segment}.${segment}`), undefined, `and is refused as a header, ${other}`)
+      t.equal(compactJwsSegments(`${segment}.${segment}.${other}`), undefined, `and as a signature, ${other}`)
+    }
+  }
+  t.equal(compactJwsSegments('abcde.abcd.abcd'), undefined, 'a length no bytes encode to (one character left over)')
+})

@@ -49,3 +49,49 @@ t.test('claims: nbf, required claims, audience arrays, typ spelling, the injecte
   ctx.advance(Number(claims.exp) - now + 1)
   t.equal(await status(access), 401, 'expired by the injected clock')
 })
+
+/** The same token with its segment's last character changed in a bit no decoder reads: the same bytes, spelled another way. */
+function respelled (token: string, segment: number): string {
+  const parts = token.split('.')
+  const text = parts[segment] ?? ''
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+  parts[segment] = `${text.slice(0, -1)}${alphabet[alphabet.indexOf(text.slice(-1)) ^ 1] ?? ''}`
+  return parts.join('.')
+}
+
+t.test('one judgement of an access token on /v1, SimpleJWT\'s verify and /oauth/revoke (any audience for the last two), and no token respelled', async (t) => {
+  const ctx = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on' })
+  await signUp(ctx.app, 'noor', 'correct horse battery')
+  const tokens = await login(ctx.app, 'noor', 'correct horse battery')
+  const access = tokens.access_token
+  const header = decodeProtectedHeader(access)
+  const { exp: _exp, aud: _aud, ...claims } = decodeJwt(access)
+  const full = { ...claims, exp: _exp, aud: _aud }
+  const me = async (token: string): Promise<number> =>
+    (await ctx.app.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${token}` } })).statusCode
+  const verify = async (token: string): Promise<number> =>
+    (await ctx.app.inject({ method: 'POST', url: '/api/token/verify/', payload: { token } })).statusCode
+  t.ok(access.split('.').every((segment) => segment.length % 4 !== 0), 'each segment of this token ends in a character with unused bits')
+  const cases: Array<[string, string, number, number]> = [
+    ['as minted', access, 200, 200],
+    ['for another audience, as a resource\'s token is', resign(ctx, header, { ...full, aud: 'urn:example:other' }), 401, 200],
+    ['without exp', resign(ctx, header, { ...claims, aud: _aud }), 401, 401],
+    ['without aud', resign(ctx, header, { ...claims, exp: _exp }), 401, 401],
+    ['with a jku header', resign(ctx, { ...header, jku: 'https://attacker.example/jwks' }, full), 401, 401],
+    ['with a sub that is not a string', resign(ctx, header, { ...full, sub: 5 }), 401, 401],
+    ['its header respelled', respelled(access, 0), 401, 401],
+    ['its claims respelled', respelled(access, 1), 401, 401],
+    ['its signature respelled', respelled(access, 2), 401, 401]
+  ]
+  for (const [name, token, onMe, onVerify] of cases) {
+    t.same([await me(token), await verify(token)], [onMe, onVerify], name)
+  }
+  for (const [name, token] of cases.slice(2)) {
+    t.equal((await ctx.app.inject({ method: 'POST', url: '/oauth/revoke', payload: { token } })).statusCode, 200, `revoking one ${name}: 200, as for any token`)
+    t.equal(await me(access), 200, `and its session goes on: ${name} is not a token of ours`)
+  }
+  const refresh = async (token: string): Promise<number> =>
+    (await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token', refresh_token: token } })).statusCode
+  t.equal(await refresh(respelled(tokens.refresh_token, 2)), 400, 'a refresh token respelled is refused too')
+  t.equal(await refresh(tokens.refresh_token), 200, 'and was not spent')
+})
