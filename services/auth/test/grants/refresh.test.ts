@@ -167,6 +167,31 @@ t.test('sessions: list, delete own, 404 for others, logout, logout-all, password
   t.equal((await refresh(ctx.app, String(g1Next.body.refresh_token))).status, 200, 'other users untouched')
 })
 
+t.test('logout takes its body form-encoded: all=true and all=false as JSON\'s true and false, any other word a 400', async (t) => {
+  const ctx = await buildTestApp(t)
+  const form = async (token: string, payload: string): Promise<{ status: number, type: string | undefined, body: Record<string, unknown> }> => {
+    const res = await ctx.app.inject({ method: 'POST', url: '/v1/logout', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-www-form-urlencoded' }, payload })
+    return { status: res.statusCode, type: res.headers['content-type'], body: res.json() }
+  }
+  const h1 = await user(ctx, 'hana')
+  const h2 = await user(ctx, 'hana')
+  for (const payload of ['all=yes', 'all=TRUE', 'all=1', 'all=']) {
+    const refused = await form(h1.access, payload)
+    t.equal(refused.status, 400, `${payload} is refused`)
+    t.match(refused.type, /^application\/problem\+json/)
+    t.match(refused.body, { title: 'Bad Request', detail: 'all: must be boolean' })
+  }
+  const json = await ctx.app.inject({ method: 'POST', url: '/v1/logout', headers: { authorization: `Bearer ${h1.access}` }, payload: { all: 'true' } })
+  t.equal(json.statusCode, 400, 'a JSON string "true" is still not a boolean')
+  t.same(await form(h1.access, 'all=false'), { status: 200, type: 'application/json; charset=utf-8', body: { sessions_ended: 1 } }, 'all=false ends this session only')
+  const h2Next = await refresh(ctx.app, h2.refresh)
+  t.equal(h2Next.status, 200, 'the other session lives on')
+
+  const h3 = await user(ctx, 'hana')
+  t.same((await form(h3.access, 'all=true')).body, { sessions_ended: 2 }, 'all=true ends every session')
+  t.equal((await refresh(ctx.app, String(h2Next.body.refresh_token))).status, 400)
+})
+
 t.test('bad refresh input: invalid_grant or invalid_request, never 500', async (t) => {
   const ctx = await buildTestApp(t)
   const { refresh: token, access } = await user(ctx, 'ivan')

@@ -3,6 +3,7 @@
  * @module
  */
 import { Type } from '@sinclair/typebox'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { App, Deps } from '../../http/app-types.js'
 import type { Config } from '../../config.js'
 import { InvalidTokenError, ProblemError } from '../../errors.js'
@@ -36,6 +37,23 @@ const PasswordBody = Type.Object({
   new_password: Type.String({ minLength: 1, maxLength: 1024 })
 }, { additionalProperties: false })
 const Ended = Type.Object({ sessions_ended: Type.Integer() })
+
+const FORM = /^application\/x-www-form-urlencoded\b/i
+
+/**
+ * A form has no booleans, only text: its `all=true` and `all=false` are read
+ * as JSON's true and false before validation, since Ajv coerces no types
+ * (app.ts). Only those two words; anything else stays text, which the schema
+ * refuses, and a JSON string "true" is left to be refused too.
+ */
+function readFormBoolean (request: FastifyRequest, _reply: FastifyReply, done: () => void): void {
+  const body = request.body
+  if (FORM.test(request.headers['content-type'] ?? '') && typeof body === 'object' && body !== null && 'all' in body) {
+    if (body.all === 'true') body.all = true
+    else if (body.all === 'false') body.all = false
+  }
+  done()
+}
 
 export function registerAccountRoutes (app: App, config: Config, deps: Deps): void {
   // The token at onRequest on every route; /v1/me reads the session in its own one query, every other route checks it in requireLiveSession.
@@ -78,7 +96,7 @@ export function registerAccountRoutes (app: App, config: Config, deps: Deps): vo
     return await reply.code(204).send()
   })
 
-  app.post('/v1/logout', { onRequest: authenticate, preHandler: requireLiveSession, schema: { tags: ['account'], summary: 'End this session, or every session with {"all": true}', security: BEARER, body: Logout, response: { 200: Ended } } }, async (request) => {
+  app.post('/v1/logout', { onRequest: authenticate, preValidation: readFormBoolean, preHandler: requireLiveSession, schema: { tags: ['account'], summary: 'End this session, or every session with {"all": true}', security: BEARER, body: Logout, response: { 200: Ended } } }, async (request) => {
     const principal = principalOf(request)
     const all = request.body?.all === true
     return { sessions_ended: await logout(deps.db, { userId: principal.userId, sessionId: principal.sessionId, all, now: deps.clock(), context: requestContext(request) }) }
