@@ -53,6 +53,29 @@ function errorResponses (oauth: boolean, route: { url: string }): Record<string,
   }
 }
 
+/** The parts of a generated operation that markOptionalBodies reads. */
+interface BodySchema { type?: string | string[], anyOf?: BodySchema[] }
+type Operations = Record<string, Record<string, { requestBody?: { required?: boolean, content?: Record<string, { schema?: BodySchema }> } }>>
+
+/** Whether a body schema takes null: Fastify validates a request without a body as null. */
+function takesNull (schema: BodySchema): boolean {
+  return schema.type === 'null' || (Array.isArray(schema.type) && schema.type.includes('null')) || (schema.anyOf ?? []).some(takesNull)
+}
+
+/**
+ * @fastify/swagger marks every request body required; a route whose body
+ * schema takes null answers without one (POST /v1/logout), so its body is
+ * optional in the document too.
+ */
+function markOptionalBodies (paths: Operations): void {
+  for (const operations of Object.values(paths)) {
+    for (const { requestBody } of Object.values(operations)) {
+      const schemas = Object.values(requestBody?.content ?? {}).map((media) => media.schema ?? {})
+      if (requestBody !== undefined && schemas.length > 0 && schemas.every(takesNull)) requestBody.required = false
+    }
+  }
+}
+
 export async function registerOpenApi (app: App, config: Config): Promise<void> {
   await app.register(swagger, {
     openapi: {
@@ -93,6 +116,11 @@ export async function registerOpenApi (app: App, config: Config): Promise<void> 
         } as unknown as FastifySchema,
         url
       }
+    },
+    transformObject: (document) => {
+      if (!('openapiObject' in document)) return document.swaggerObject
+      markOptionalBodies((document.openapiObject.paths ?? {}) as Operations)
+      return document.openapiObject
     }
   })
 

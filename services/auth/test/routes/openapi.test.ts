@@ -5,11 +5,11 @@
  */
 import t from 'tap'
 import { Validator } from '@seriousme/openapi-schema-validator'
-import { buildTestApp, login, servedRoutes } from '../helpers/app.js'
+import { buildTestApp, login, servedRoutes, signUp } from '../helpers/app.js'
 
 interface Operation {
   security?: Array<Record<string, string[]>>
-  requestBody?: { content: Record<string, unknown> }
+  requestBody?: { required?: boolean, content: Record<string, unknown> }
   responses: Record<string, { content?: Record<string, { schema: { required?: string[] } }> }>
 }
 interface OpenApiDocument {
@@ -70,6 +70,20 @@ t.test('the documented error shapes are what the routes answer', async (t) => {
   const badGrant = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'nope' } })
   t.equal(badGrant.statusCode, 400)
   t.same(Object.keys(badGrant.json()).sort(), [...oauthFields].sort())
+})
+
+t.test('a request body is required where the route needs one, and optional on logout, which answers without one', async (t) => {
+  const { app } = await buildTestApp(t)
+  const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json<OpenApiDocument>()
+  t.equal(doc.paths['/v1/logout']?.post?.requestBody?.required, false, 'logout\'s body is optional')
+  for (const [method, path] of [['post', '/oauth/token'], ['post', '/oauth/revoke'], ['post', '/v1/users'], ['put', '/v1/password']] as const) {
+    t.equal(doc.paths[path]?.[method]?.requestBody?.required, true, `${method.toUpperCase()} ${path} needs its body`)
+  }
+  await signUp(app, 'noor', 'correct horse battery')
+  const tokens = await login(app, 'noor', 'correct horse battery')
+  const out = await app.inject({ method: 'POST', url: '/v1/logout', headers: { authorization: `Bearer ${tokens.access_token}` } })
+  t.equal(out.statusCode, 200, 'logout without a body')
+  t.same(out.json(), { sessions_ended: 1 })
 })
 
 t.test('service_documentation and the sign-up Location lead to routes that answer', async (t) => {
