@@ -10,7 +10,7 @@
  * @module
  */
 import type { FastifyRequest } from 'fastify'
-import { Type } from '@sinclair/typebox'
+import { Type, type TObject } from '@sinclair/typebox'
 import type { App, Deps } from '../http/app-types.js'
 import type { Config } from '../config.js'
 import type { ClientCredentials } from '../clients/credentials.js'
@@ -100,6 +100,11 @@ const DEFAULT_CLIENT: ClientCredentials = { method: 'none', clientId: undefined 
 const Pair = Type.Object({ refresh: Type.String(), access: Type.String() })
 const Empty = Type.Object({})
 
+/** The bodies `fields()` reads, for the document only: validating them would answer Ajv's refusals, not DRF's. */
+const Credentials = Type.Object({ username: Type.String(), password: Type.String() })
+const RefreshToken = Type.Object({ refresh: Type.String() })
+const AnyToken = Type.Object({ token: Type.String({ description: 'an access or refresh token' }) })
+
 export function simplejwtPaths (config: Pick<Config, 'simplejwtPrefix'>): { login: string, refresh: string, verify: string, blacklist: string } {
   const prefix = config.simplejwtPrefix
   return { login: `${prefix}/`, refresh: `${prefix}/refresh/`, verify: `${prefix}/verify/`, blacklist: `${prefix}/blacklist/` }
@@ -133,12 +138,12 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
   const issuer = { db: deps.db, keyring: deps.keyring, config, clientCache: deps.clientCache }
   const paths = simplejwtPaths(config)
   // Every route logs in or handles tokens like /oauth/token: the same per-IP budget; the login hashes.
-  const options = (ok: typeof Pair | typeof Empty, hashesPassword?: 'always') => ({
-    config: { errorFormat: 'simplejwt' as const, rateLimited: true, ...(hashesPassword === undefined ? {} : { hashesPassword }) },
-    schema: { response: { 200: ok } }
+  const options = (summary: string, body: TObject, ok: typeof Pair | typeof Empty, hashesPassword?: 'always') => ({
+    config: { errorFormat: 'simplejwt' as const, rateLimited: true, documentedBody: body, ...(hashesPassword === undefined ? {} : { hashesPassword }) },
+    schema: { tags: ['simplejwt'], summary, response: { 200: ok } }
   })
 
-  app.post(paths.login, options(Pair, 'always'), async (request, reply) => {
+  app.post(paths.login, options('TokenObtainPairView: a password grant for the default client; 401 for wrong credentials', Credentials, Pair, 'always'), async (request, reply) => {
     const { username, password } = fields(request, ['username', 'password'])
     const input = { username, password, scope: undefined, credentials: DEFAULT_CLIENT, resource: undefined, now: deps.clock(), context: requestContext(request) }
     const pair = await refusedAs(async () => await counted(async () => await passwordGrant(loginDeps, input), loginOutcome, deps.metrics.login), () => NO_ACCOUNT)
@@ -147,7 +152,7 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
     return await reply.header('cache-control', 'no-store').send({ refresh: pair.refreshToken, access: pair.accessToken })
   })
 
-  app.post(paths.refresh, options(Pair), async (request, reply) => {
+  app.post(paths.refresh, options('TokenRefreshView: a new pair, with Tessera\'s rotation, grace and reuse detection', RefreshToken, Pair), async (request, reply) => {
     const { refresh } = fields(request, ['refresh'])
     const input = { refreshToken: refresh, scope: undefined, credentials: DEFAULT_CLIENT, resource: undefined, now: deps.clock(), context: requestContext(request) }
     const pair = await refusedAs(async () => await counted(async () => await refreshGrant(issuer, input), refreshOutcome, deps.metrics.refreshed),
@@ -157,7 +162,7 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
     return await reply.header('cache-control', 'no-store').send({ access: pair.accessToken, refresh: pair.refreshToken })
   })
 
-  app.post(paths.verify, options(Empty), async (request, reply) => {
+  app.post(paths.verify, options('TokenVerifyView: {} when the token is valid', AnyToken, Empty), async (request, reply) => {
     const { token } = fields(request, ['token'])
     const standing = await tokenStanding(issuer, token, deps.clock())
     if (standing === 'spent') throw BLACKLISTED
@@ -165,7 +170,7 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
     return await reply.send({})
   })
 
-  app.post(paths.blacklist, options(Empty), async (request, reply) => {
+  app.post(paths.blacklist, options('TokenBlacklistView: ends the refresh token\'s session', RefreshToken, Empty), async (request, reply) => {
     const { refresh } = fields(request, ['refresh'])
     const outcome = await revokeToken(issuer, { token: refresh, hint: 'refresh_token', refreshTokenOnly: true, credentials: DEFAULT_CLIENT, now: deps.clock(), context: requestContext(request) })
     if (outcome === 'already ended') throw tokenNotValid('Token is blacklisted')

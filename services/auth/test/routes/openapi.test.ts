@@ -5,12 +5,16 @@
  */
 import t from 'tap'
 import { Validator } from '@seriousme/openapi-schema-validator'
+import { Value } from '@sinclair/typebox/value'
+import { DrfErrorBody } from '../../src/routes/openapi.js'
 import { buildTestApp, login, servedRoutes, signUp } from '../helpers/app.js'
 
 interface Operation {
+  summary?: string
+  tags?: string[]
   security?: Array<Record<string, string[]>>
-  requestBody?: { required?: boolean, content: Record<string, unknown> }
-  responses: Record<string, { content?: Record<string, { schema: { required?: string[] } }> }>
+  requestBody?: { required?: boolean, content: Record<string, { schema?: { required?: string[] } }> }
+  responses: Record<string, { content?: Record<string, { schema: { required?: string[], title?: string } }> }>
 }
 interface OpenApiDocument {
   openapi: string
@@ -84,6 +88,52 @@ t.test('a request body is required where the route needs one, and optional on lo
   const out = await app.inject({ method: 'POST', url: '/v1/logout', headers: { authorization: `Bearer ${tokens.access_token}` } })
   t.equal(out.statusCode, 200, 'logout without a body')
   t.same(out.json(), { sessions_ended: 1 })
+})
+
+t.test('SimpleJWT\'s routes are documented as they answer: DRF\'s error shapes in application/json, and the fields each reads', async (t) => {
+  const { app } = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on' })
+  const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json<OpenApiDocument>()
+  const result = await new Validator().validate(structuredClone(doc) as never)
+  t.same(result.errors, undefined, 'still valid OpenAPI 3.1')
+  await signUp(app, 'drf', 'correct horse battery')
+
+  const routes = [
+    ['/api/token/', ['password', 'username']],
+    ['/api/token/refresh/', ['refresh']],
+    ['/api/token/verify/', ['token']],
+    ['/api/token/blacklist/', ['refresh']]
+  ] as const
+  for (const [path, fields] of routes) {
+    const operation = doc.paths[path]?.post
+    t.same(operation?.tags, ['simplejwt'], `${path} is tagged`)
+    t.type(operation?.summary, 'string', `${path} has a summary`)
+    for (const range of ['4XX', '5XX']) {
+      const content = operation?.responses[range]?.content ?? {}
+      t.same(Object.keys(content), ['application/json'], `${path} ${range}: application/json, not problem+json`)
+      t.equal(content['application/json']?.schema.title, 'DrfError')
+    }
+    const body = operation?.requestBody
+    t.same(Object.keys(body?.content ?? {}).sort(), ['application/json', 'application/x-www-form-urlencoded', 'multipart/form-data'], `${path} takes what DRF's parsers take`)
+    t.same([...body?.content['application/json']?.schema?.required ?? []].sort(), fields, `${path} documents the fields it reads`)
+
+    const empty = await app.inject({ method: 'POST', url: path, payload: {} })
+    t.equal(empty.statusCode, 400)
+    t.match(empty.headers['content-type'], /^application\/json/)
+    t.same(Object.keys(empty.json()).sort(), fields, `${path} refuses a body without them, naming the documented fields`)
+    t.ok(Value.Check(DrfErrorBody, empty.json()), `${path}: the answer fits the documented shape`)
+  }
+
+  const refusals = [
+    await app.inject({ method: 'POST', url: '/api/token/', payload: { username: 'drf', password: 'wrong password' } }),
+    await app.inject({ method: 'POST', url: '/api/token/verify/', payload: { token: 'not.a.token' } })
+  ]
+  t.same(refusals.map((res) => res.statusCode), [401, 401])
+  t.same(refusals.map((res) => res.json()), [{ detail: 'No active account found with the given credentials' }, { detail: 'Token is invalid or expired', code: 'token_not_valid' }])
+  for (const res of refusals) {
+    t.match(res.headers['content-type'], /^application\/json/)
+    t.ok(Value.Check(DrfErrorBody, res.json()), `${res.body} fits the documented shape`)
+  }
+  t.notOk(Value.Check(DrfErrorBody, { type: 'about:blank', title: 'Bad Request', status: 400 }), 'a problem does not')
 })
 
 t.test('service_documentation and the sign-up Location lead to routes that answer', async (t) => {
