@@ -26,7 +26,7 @@ const ProblemBody = Type.Object({
   request_id: Type.Optional(Type.String({ description: 'also in the X-Request-Id header and the logs; absent only when the request could not be read as HTTP (a 400 or 431 answered before any route)' }))
 }, { title: 'Problem', description: 'RFC 9457 problem details' })
 
-export const OAuthErrorBody = Type.Object({
+const OAuthErrorBody = Type.Object({
   error: Type.String({ description: 'invalid_request, invalid_grant, invalid_client, unauthorized_client, unsupported_grant_type, invalid_scope, invalid_target, temporarily_unavailable, server_error' }),
   error_description: Type.String()
 }, { title: 'OAuthError', description: 'RFC 6749 §5.2 error response' })
@@ -76,7 +76,8 @@ function errorResponses (format: ErrorFormat | undefined, route: { url: string }
   if (format === 'oauth') {
     const error = (description: string): unknown => ({ description, content: { 'application/json': { schema: OAuthErrorBody } } })
     return {
-      '4XX': error('RFC 6749 §5.2 error (400 invalid_request/invalid_grant, 401 invalid_client, 413, 415, 429 with Retry-After)'),
+      // No 415: RFC 6749 has no code for it, so a body that cannot be read is invalid_request (http/errors.ts).
+      '4XX': error('RFC 6749 §5.2 error (400 invalid_request, also for a body that is not form-encoded or JSON, or is compressed or not UTF-8; 400 invalid_grant; 401 invalid_client; 413; 429 with Retry-After)'),
       '5XX': error('temporarily_unavailable (503, with Retry-After) or server_error')
     }
   }

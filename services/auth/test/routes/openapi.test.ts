@@ -14,7 +14,7 @@ interface Operation {
   tags?: string[]
   security?: Array<Record<string, string[]>>
   requestBody?: { required?: boolean, content: Record<string, { schema?: { required?: string[] } }> }
-  responses: Record<string, { content?: Record<string, { schema: { required?: string[], title?: string } }> }>
+  responses: Record<string, { description?: string, content?: Record<string, { schema: { required?: string[], title?: string } }> }>
 }
 interface OpenApiDocument {
   openapi: string
@@ -74,6 +74,26 @@ t.test('the documented error shapes are what the routes answer', async (t) => {
   const badGrant = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'nope' } })
   t.equal(badGrant.statusCode, 400)
   t.same(Object.keys(badGrant.json()).sort(), [...oauthFields].sort())
+})
+
+t.test('the /oauth error statuses the document lists are those the routes answer: an unreadable body is 400 invalid_request, not 415', async (t) => {
+  const { app } = await buildTestApp(t)
+  const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json<OpenApiDocument>()
+  for (const path of ['/oauth/token', '/oauth/revoke']) {
+    const listed = doc.paths[path]?.post?.responses['4XX']?.description?.match(/\b4\d\d\b/g) ?? []
+    t.same([...new Set(listed)].sort(), ['400', '401', '413', '429'], `${path} lists the 4xx statuses it answers`)
+    const unreadable = [
+      { 'content-type': 'text/plain' },
+      { 'content-type': 'application/xml' },
+      { 'content-type': 'application/json; charset=latin1' },
+      { 'content-type': 'application/json', 'content-encoding': 'gzip' }
+    ]
+    for (const headers of unreadable) {
+      const res = await app.inject({ method: 'POST', url: path, headers, payload: '{"grant_type":"password","token":"x"}' })
+      t.equal(res.statusCode, 400, `${path}, ${JSON.stringify(headers)}: 400`)
+      t.equal(res.json<{ error: string }>().error, 'invalid_request')
+    }
+  }
 })
 
 t.test('a request body is required where the route needs one, and optional on logout, which answers without one', async (t) => {

@@ -21,7 +21,7 @@ import type { TokenPair } from '../../sessions/issue.js'
 import { NO_NUL } from '../../passwords/policy.js'
 import { requestContext } from '../context.js'
 import { backoffPolicy } from '../../passwords/login-throttle.js'
-import { CLIENT_AUTHENTICATION, OAuthErrorBody } from '../openapi.js'
+import { CLIENT_AUTHENTICATION } from '../openapi.js'
 import { authorizationHeader } from '../../http/authorization.js'
 import { presentParameters } from './parameters.js'
 
@@ -108,7 +108,7 @@ export function registerTokenRoutes (app: App, config: Config, deps: Deps): void
       summary: 'Password grant (RFC 6749 §4.3) or refresh_token grant (§6): a token pair',
       security: CLIENT_AUTHENTICATION,
       body: TokenRequest,
-      response: { 200: TokenResponse, '4xx': OAuthErrorBody, '5xx': OAuthErrorBody }
+      response: { 200: TokenResponse }
     }
   }, async (request, reply) => {
     const body = presentParameters(request.body)
