@@ -120,7 +120,7 @@ export async function registerOpenApi (app: App, config: Config): Promise<void> 
       info: {
         title: 'Tessera',
         version: VERSION,
-        description: 'A standalone token issuer: password and refresh-token grants, RS256 access tokens verifiable from the JWKS alone.'
+        description: 'A standalone token issuer: password, refresh-token and client-credentials grants, RS256 access tokens verifiable from the JWKS alone.'
       },
       servers: [{ url: config.issuer }],
       tags: [

@@ -18,6 +18,7 @@ interface Operation {
 }
 interface OpenApiDocument {
   openapi: string
+  info: { description: string }
   paths: Record<string, Record<string, Operation>>
   components: { securitySchemes: Record<string, { type: string, scheme?: string }> }
 }
@@ -93,6 +94,17 @@ t.test('the /oauth error statuses the document lists are those the routes answer
       t.equal(res.statusCode, 400, `${path}, ${JSON.stringify(headers)}: 400`)
       t.equal(res.json<{ error: string }>().error, 'invalid_request')
     }
+  }
+})
+
+t.test('the token endpoint\'s summary and the document\'s description name every grant the metadata lists', async (t) => {
+  const { app } = await buildTestApp(t)
+  const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json<OpenApiDocument>()
+  const metadata = (await app.inject({ method: 'GET', url: '/.well-known/oauth-authorization-server' })).json<{ grant_types_supported: string[] }>()
+  t.ok(metadata.grant_types_supported.includes('client_credentials'))
+  for (const grant of metadata.grant_types_supported) {
+    t.match(doc.paths['/oauth/token']?.post?.summary, grant, `the summary names ${grant}`)
+    t.match(doc.info.description, grant.replace('_', '-'), `the description names ${grant}`)
   }
 })
 

@@ -105,7 +105,7 @@ export function registerTokenRoutes (app: App, config: Config, deps: Deps): void
     config: { errorFormat: 'oauth', rateLimited: true, hashesPassword: 'password-grant' },
     schema: {
       tags: ['oauth'],
-      summary: 'Password grant (RFC 6749 §4.3) or refresh_token grant (§6): a token pair',
+      summary: 'grant_type=password (RFC 6749 §4.3) or refresh_token (§6): a token pair; client_credentials (§4.4, a confidential client): an access token alone',
       security: CLIENT_AUTHENTICATION,
       body: TokenRequest,
       response: { 200: TokenResponse }
