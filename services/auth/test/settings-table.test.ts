@@ -1,12 +1,15 @@
 /**
  * docs/operators.md has one settings table, and it names exactly the
- * variables config.ts reads: a setting added to either without the other
- * fails here. Both sides are parsed, so new settings need no change to this test.
+ * variables config.ts reads, and in its `NAME (notes)` rows exactly the
+ * NOTES_ variables services/notes reads: a setting added to either side
+ * without the other fails here. Both sides are parsed, so new settings need
+ * no change to this test.
  */
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 
 const CONFIG = readFileSync(new URL('../src/config.ts', import.meta.url), 'utf8')
+const NOTES_CONFIG = readFileSync(new URL('../../notes/src/config.ts', import.meta.url), 'utf8')
 const OPERATORS = readFileSync(new URL('../../../docs/operators.md', import.meta.url), 'utf8')
 
 /** `read.integer('PORT', …)`, `read.optional('X')`, `env.NODE_ENV`: every name the loader reads. */
@@ -17,9 +20,15 @@ function configNames (source: string): Set<string> {
   return names
 }
 
+/** `url(env, 'NOTES_ISSUER', …)`, `integer(env, 'NOTES_JWKS_TTL', …)`: every NOTES_ name notes' loader reads. */
+function notesNames (source: string): Set<string> {
+  return new Set([...source.matchAll(/\(env, '(NOTES_[A-Z0-9_]+)'/g)].map((match) => match[1] ?? ''))
+}
+
+const SETTINGS = OPERATORS.split(/^## /m).find((part) => part.startsWith('Settings\n')) ?? ''
+
 /** The first column of every row of the table under `## Settings`: `NAME` or `NAME`, `OTHER`. */
-function tableNames (markdown: string): { names: Set<string>, tables: number } {
-  const section = markdown.split(/^## /m).find((part) => part.startsWith('Settings\n')) ?? ''
+function tableNames (section: string): { names: Set<string>, tables: number } {
   const names = new Set<string>()
   for (const line of section.split('\n')) {
     const first = /^\| ([^|]+) \|/.exec(line)?.[1]
@@ -30,11 +39,24 @@ function tableNames (markdown: string): { names: Set<string>, tables: number } {
   return { names, tables }
 }
 
+/** The rows of that table for notes' own settings: `| NAME (notes) |`. */
+function notesRows (section: string): Set<string> {
+  return new Set([...section.matchAll(/^\| ([A-Z][A-Z0-9_]*) \(notes\) \|/gm)].map((match) => match[1] ?? ''))
+}
+
 t.test('the settings table names every variable config.ts reads, and nothing else', async (t) => {
   const fromCode = configNames(CONFIG)
-  const { names: fromDocs, tables } = tableNames(OPERATORS)
+  const { names: fromDocs, tables } = tableNames(SETTINGS)
   t.ok(fromCode.size >= 30, `config.ts was parsed (${fromCode.size} names)`)
   t.equal(tables, 1, 'one settings table')
   t.same([...fromCode].filter((name) => !fromDocs.has(name)).sort(), [], 'read by config.ts but missing from docs/operators.md#settings')
   t.same([...fromDocs].filter((name) => !fromCode.has(name)).sort(), [], 'in docs/operators.md#settings but not read by config.ts')
+})
+
+t.test('the settings table has a notes row for every NOTES_ variable notes reads, and nothing else', async (t) => {
+  const fromCode = notesNames(NOTES_CONFIG)
+  const fromDocs = notesRows(SETTINGS)
+  t.ok(fromCode.size >= 5, `notes' config.ts was parsed (${fromCode.size} names)`)
+  t.same([...fromCode].filter((name) => !fromDocs.has(name)).sort(), [], 'read by notes but missing from docs/operators.md#settings')
+  t.same([...fromDocs].filter((name) => !fromCode.has(name)).sort(), [], 'in docs/operators.md#settings but not read by notes')
 })
