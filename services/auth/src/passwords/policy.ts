@@ -47,5 +47,14 @@ export function acceptableUsername (username: string): string {
   return normalized
 }
 
+/**
+ * The rules above in words, for /openapi.json. A route's schema cannot state
+ * them as bounds: they hold after NFKC, which can shorten text (e + U+0301
+ * is é) or lengthen it, and after lower-casing, so "ＡＬＩＣＥ" is a valid
+ * username; and a schema's refusal would word the error differently.
+ */
+export const USERNAME_RULE = 'NFKC-normalised and lower-cased, then 3 to 64 of a-z, 0-9, ".", "_", "-" (the length limits of this schema are only a first bound)'
+export const PASSWORD_RULE = `${PASSWORD_MIN} to ${PASSWORD_MAX} characters (code points) once NFKC-normalised (the length limits of this schema are only a first bound)`
+
 /** JSON-schema pattern for text that may reach a text column: Postgres refuses NUL, so it is a 400 at the edge. */
 export const NO_NUL = '^[^\\u0000]*$'

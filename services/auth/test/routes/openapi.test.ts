@@ -168,6 +168,24 @@ t.test('SimpleJWT\'s routes are documented as they answer: DRF\'s error shapes i
   t.notOk(Value.Check(DrfErrorBody, { type: 'about:blank', title: 'Bad Request', status: 400 }), 'a problem does not')
 })
 
+t.test('sign-up and password change state the real username and password rules in words, while the schema keeps its looser bounds', async (t) => {
+  const { app } = await buildTestApp(t)
+  const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json<OpenApiDocument>()
+  const properties = (path: string, method: string): Record<string, { description?: string }> =>
+    (doc.paths[path]?.[method]?.requestBody?.content['application/json']?.schema as { properties: Record<string, { description?: string }> }).properties
+  const signUp = properties('/v1/users', 'post')
+  t.match(signUp.username?.description, /3 to 64 of a-z, 0-9, "\.", "_", "-"/)
+  t.match(signUp.password?.description, /8 to 256 characters/)
+  t.match(properties('/v1/password', 'put').new_password?.description, /8 to 256 characters/)
+
+  // The rules hold after NFKC and lower-casing: bounds on the raw text would refuse these.
+  const wide = await app.inject({ method: 'POST', url: '/v1/users', payload: { username: 'ＡＬＩＣＥ', password: 'e\u0301'.repeat(200) } })
+  t.equal(wide.statusCode, 201, 'a full-width upper-case name, and 400 code points that are 200 once normalised')
+  t.equal(wide.json<{ username: string }>().username, 'alice')
+  const short = await app.inject({ method: 'POST', url: '/v1/users', payload: { username: 'ab', password: 'correct horse battery' } })
+  t.equal(short.json<{ detail: string }>().detail, 'username: must be 3 to 64 of a-z, 0-9, ".", "_", "-" (case-insensitive)', 'the domain\'s words, not a schema\'s')
+})
+
 t.test('service_documentation and the sign-up Location lead to routes that answer', async (t) => {
   const { app, config } = await buildTestApp(t)
   const metadata = (await app.inject({ method: 'GET', url: '/.well-known/oauth-authorization-server' })).json<{ service_documentation: string }>()

@@ -13,6 +13,7 @@ import { listLiveSessions } from '../../sessions/list.js'
 import { endOwnSession, logout } from '../../sessions/logout.js'
 import { requestContext } from '../context.js'
 import { backoffPolicy } from '../../passwords/login-throttle.js'
+import { PASSWORD_RULE } from '../../passwords/policy.js'
 import { forbidCaching } from '../personal.js'
 import { accessTokenAuth, principalOf } from './access-token-auth.js'
 import { BEARER } from '../openapi.js'
@@ -34,7 +35,7 @@ const SessionParams = Type.Object({ id: Type.String({ format: 'uuid' }) })
 const Logout = Type.Union([Type.Object({ all: Type.Optional(Type.Boolean()) }, { additionalProperties: false }), Type.Null()])
 const PasswordBody = Type.Object({
   current_password: Type.String({ minLength: 1, maxLength: 1024 }),
-  new_password: Type.String({ minLength: 1, maxLength: 1024 })
+  new_password: Type.String({ minLength: 1, maxLength: 1024, description: PASSWORD_RULE })
 }, { additionalProperties: false })
 const Ended = Type.Object({ sessions_ended: Type.Integer() })
 

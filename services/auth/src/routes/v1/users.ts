@@ -6,13 +6,13 @@ import { Type } from '@sinclair/typebox'
 import type { App, Deps } from '../../http/app-types.js'
 import type { Config } from '../../config.js'
 import { signUp } from '../../users/create.js'
-import { NO_NUL } from '../../passwords/policy.js'
+import { NO_NUL, PASSWORD_RULE, USERNAME_RULE } from '../../passwords/policy.js'
 import { requestContext } from '../context.js'
 import { forbidCaching } from '../personal.js'
 
 const SignUp = Type.Object({
-  username: Type.String({ minLength: 1, maxLength: 256, pattern: NO_NUL }),
-  password: Type.String({ minLength: 1, maxLength: 1024 })
+  username: Type.String({ minLength: 1, maxLength: 256, pattern: NO_NUL, description: USERNAME_RULE }),
+  password: Type.String({ minLength: 1, maxLength: 1024, description: PASSWORD_RULE })
 }, { additionalProperties: false })
 
 const CreatedUser = Type.Object({ id: Type.String(), username: Type.String(), created_at: Type.String() })
