@@ -2,8 +2,8 @@
  * Least privilege in Postgres (docs/operators.md, "Database roles"). Run once
  * by an operator with a superuser connection (`tessera db roles`); running it
  * again changes the passwords and re-applies the grants.
- * - owner: owns the database, the public schema and every Tessera table; the
- *   migrations run as it.
+ * - owner: owns the database, the public schema and every Tessera table and
+ *   function; the migrations run as it.
  * - runtime: Tessera's server and jobs; rows only (SELECT, INSERT, UPDATE,
  *   DELETE on Tessera's tables), no DDL.
  * - notes: its own schema `notes` and nothing of Tessera's: it cannot read
@@ -57,6 +57,11 @@ export async function ensureRoles (db: Db, roles: DatabaseRoles): Promise<void> 
     for (const table of tables.rows) {
       await run(sql`ALTER TABLE ${sql.id(table.schema, table.name)} OWNER TO ${table.schema === 'public' ? owner : notes}`)
     }
+    // And Tessera's functions with them: a later migration that replaces one (0010 does) runs as the owner, and only an owner may.
+    // regprocedure's text is Postgres's own quoting of the name and argument types; extensions' functions stay their extension's.
+    const routines = await sql<{ signature: string }>`SELECT p.oid::regprocedure::text AS signature FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE n.nspname = 'public' AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')`.execute(trx)
+    for (const routine of routines.rows) await run(sql`ALTER ROUTINE ${sql.raw(routine.signature)} OWNER TO ${owner}`)
     await run(sql`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${runtime}`)
     await run(sql`GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO ${runtime}`)
     await run(sql`ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO ${runtime}`)

@@ -60,6 +60,16 @@ t.test('owner, runtime and notes roles: each can do its job and nothing more', a
 
   const migrate = await runCli(['migrate', 'up'], { DATABASE_URL: urlAs(databaseUrl, roles.owner) })
   t.equal(migrate.code, 0, `migrations run as the owner: ${migrate.stderr}`)
+  // The database was migrated by a superuser before the roles existed (createTestDatabase): its functions changed hands with its tables.
+  const { rows: functions } = await admin.pool.query<{ name: string, owner: string }>(
+    "SELECT p.proname AS name, pg_get_userbyid(p.proowner) AS owner FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public' ORDER BY 1")
+  t.ok(functions.some((f) => f.name === 'tessera_refresh_grant'), 'the migrations made functions')
+  t.same(functions.filter((f) => f.owner !== roles.owner.name), [], 'every one of them is the owner\'s')
+  await server.stop()
+  for (const command of [['migrate', 'down', '--yes'], ['migrate', 'up']]) {
+    const run = await runCli(command, { DATABASE_URL: urlAs(databaseUrl, roles.owner) })
+    t.equal(run.code, 0, `${command.join(' ')} as the owner: ${run.stderr}`)
+  }
   const owner = new pg.Client({ connectionString: urlAs(databaseUrl, roles.owner) })
   await owner.connect()
   t.teardown(async () => { await owner.end() })
