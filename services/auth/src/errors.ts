@@ -29,6 +29,7 @@ export type TesseraErrorCode =
   | 'ERR_IMPORT_FILE'
   | 'ERR_ROLE_NAME'
   | 'ERR_STARTUP'
+  | 'ERR_SCHEMA_NEWER'
   | 'ERR_REMOTE_OVERLOADED'
   | 'ERR_PEER_GONE'
 

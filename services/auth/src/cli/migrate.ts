@@ -3,7 +3,7 @@
  * a migration one-shot never holds the key that unseals the signing keys.
  * @module
  */
-import { migrateDown, migrateUp, migrationStatus } from '../db/migrate.js'
+import { migrateDown, migrateUp, migrationStatus, schemaStanding } from '../db/migrate.js'
 import type { CommandContext } from './context.js'
 import { CliError, commandFlags, formatTable } from './output.js'
 
@@ -19,13 +19,17 @@ export async function migrateCommand (ctx: CommandContext): Promise<void> {
   const { db } = await ctx.connection()
   if (action === 'up') {
     const applied = await migrateUp(db)
-    ctx.out.result(applied.length === 0 ? 'already up to date' : `applied ${applied.join(', ')}`, { applied })
+    const newer = applied.length === 0 ? (await schemaStanding(db)).unknownHere : []
+    const said = applied.length > 0
+      ? `applied ${applied.join(', ')}`
+      : newer.length > 0 ? `nothing to apply: the schema is ahead of this build (${newer.join(', ')} applied by a newer one)` : 'already up to date'
+    ctx.out.result(said, { applied, newer })
   } else if (action === 'down') {
     const reverted = await migrateDown(db)
     ctx.out.result(reverted.length === 0 ? 'nothing to revert' : `reverted ${reverted.join(', ')}`, { reverted })
   } else {
     const status = await migrationStatus(db)
-    ctx.out.result(formatTable(status.map((m) => ({ migration: m.name, applied: m.appliedAt?.toISOString() ?? 'pending' }))),
-      status.map((m) => ({ name: m.name, applied_at: m.appliedAt?.toISOString() ?? null })))
+    ctx.out.result(formatTable(status.map((m) => ({ migration: m.inThisBuild ? m.name : `${m.name} (not in this build)`, applied: m.appliedAt?.toISOString() ?? (m.inThisBuild ? 'pending' : 'applied') }))),
+      status.map((m) => ({ name: m.name, applied_at: m.appliedAt?.toISOString() ?? null, in_this_build: m.inThisBuild })))
   }
 }

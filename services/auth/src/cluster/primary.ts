@@ -52,10 +52,7 @@ export interface Primary {
 }
 
 async function requireSchema (connection: Connection, migrate: boolean, logger: Logger): Promise<void> {
-  if (migrate) {
-    await migrateUp(connection.db)
-    return
-  }
+  if (migrate) await migrateUp(connection.db)
   const { pending, unknownHere: ahead } = await schemaStanding(connection.db)
   if (pending.length > 0) throw new StartupError(`the database schema is behind (${pending.join(', ')} pending): run \`tessera migrate up\``)
   // Served, not refused: a rolling upgrade runs the old build on the new schema for a while.

@@ -9,6 +9,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { sql, type Kysely } from 'kysely'
 import { FileMigrationProvider, Migrator, type MigrationResultSet } from 'kysely/migration'
+import { TesseraError } from '../errors.js'
 
 // src/db and dist/db sit at the same depth below the repository root.
 const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../migrations')
@@ -16,6 +17,17 @@ const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url))
 export interface MigrationStatus {
   name: string
   appliedAt: Date | null
+  /** False for a migration a newer build applied: this build has no file for it. */
+  inThisBuild: boolean
+}
+
+/**
+ * A database a newer build migrated, asked of this build what only that
+ * build can do. Kysely's own word for it is "corrupted migrations", which
+ * sends an operator rolling back looking for damage that is not there.
+ */
+export class SchemaNewerError extends TesseraError {
+  readonly code = 'ERR_SCHEMA_NEWER'
 }
 
 function migrator<T> (db: Kysely<T>): Migrator {
@@ -27,19 +39,53 @@ function unwrap ({ error, results }: MigrationResultSet): string[] {
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
 }
 
-/** Applies every pending migration; returns the names applied (none when up to date). */
+/**
+ * Applies every pending migration; returns the names applied (none when up to
+ * date). A schema a newer build migrated, with nothing of this build's
+ * pending, is left as it is (none applied): the code rolled back over an
+ * additive migration, which must not stop a deployment's migrate step.
+ */
 export async function migrateUp<T> (db: Kysely<T>): Promise<string[]> {
+  const { pending, unknownHere } = await schemaStanding(db)
+  if (unknownHere.length > 0) {
+    if (pending.length === 0) return []
+    throw new SchemaNewerError(`the database has migrations this build lacks (${unknownHere.join(', ')}) and lacks some of this build's (${pending.join(', ')}): migrate with the build that applied ${unknownHere.join(', ')}`)
+  }
   return unwrap(await migrator(db).migrateToLatest())
 }
 
 /** Reverts the newest applied migration; returns its name, or nothing when none is applied. */
 export async function migrateDown<T> (db: Kysely<T>): Promise<string[]> {
+  const { unknownHere } = await schemaStanding(db)
+  if (unknownHere.length > 0) {
+    throw new SchemaNewerError(`the newest migrations applied (${unknownHere.join(', ')}) are not in this build: revert them with the build that applied them`)
+  }
   return unwrap(await migrator(db).migrateDown())
 }
 
+/** This build's migrations, applied or pending, then those a newer build applied. */
 export async function migrationStatus<T> (db: Kysely<T>): Promise<MigrationStatus[]> {
   const all = await migrator(db).getMigrations()
-  return all.map((m) => ({ name: m.name, appliedAt: m.executedAt ?? null }))
+  const names = new Set(all.map((m) => m.name))
+  const newer = (await appliedMigrations(db)).filter((m) => !names.has(m.name))
+  return [
+    ...all.map((m) => ({ name: m.name, appliedAt: m.executedAt ?? null, inThisBuild: true })),
+    ...newer.map((m) => ({ name: m.name, appliedAt: m.timestamp, inThisBuild: false }))
+  ]
+}
+
+/** Kysely writes ISO 8601 into its text column; a row written otherwise (by hand) has no date to show. */
+function readableDate (text: string): Date | null {
+  const date = new Date(text)
+  return Number.isNaN(date.getTime()) ? null : date
+}
+
+/** Kysely's own record of what was applied; none on a database never migrated (the table is made by the first migration run). */
+async function appliedMigrations<T> (db: Kysely<T>): Promise<Array<{ name: string, timestamp: Date | null }>> {
+  const { rows: [table] } = await sql<{ present: boolean }>`SELECT to_regclass('kysely_migration') IS NOT NULL AS present`.execute(db)
+  if (table?.present !== true) return []
+  return (await sql<{ name: string, timestamp: string }>`SELECT name, timestamp FROM kysely_migration ORDER BY name`.execute(db)).rows
+    .map((r) => ({ name: r.name, timestamp: readableDate(r.timestamp) }))
 }
 
 export interface SchemaStanding {
@@ -57,9 +103,8 @@ export interface SchemaStanding {
 export async function schemaStanding<T> (db: Kysely<T>): Promise<SchemaStanding> {
   const known = await migrator(db).getMigrations()
   const names = new Set(known.map((m) => m.name))
-  const { rows } = await sql<{ name: string }>`SELECT name FROM kysely_migration ORDER BY name`.execute(db)
   return {
     pending: known.filter((m) => m.executedAt === undefined).map((m) => m.name),
-    unknownHere: rows.map((r) => r.name).filter((name) => !names.has(name))
+    unknownHere: (await appliedMigrations(db)).map((m) => m.name).filter((name) => !names.has(name))
   }
 }
