@@ -78,11 +78,30 @@ export async function defineCountLoginAttempt (db, streakEnd) {
   `.execute(db)
 }
 
-/** @param {import('kysely').Kysely<unknown>} db */
-export async function up (db) {
-  await defineCountLoginAttempt(db, 'lt.last_failed_at')
+/**
+ * What migrations/0013 adds to tessera_start_login: the client's row, as the
+ * user's. A client disabled or deleted while the password was hashed
+ * (authenticated before it) ended every session it could see; this one must
+ * not start after it. The row lock makes a disable or delete that starts now
+ * wait, then end this session. NULL says it was the client (false, the user).
+ * First, so that a refusal writes nothing (not even the rehash), and clients
+ * before users, an order no other transaction takes the other way round.
+ */
+const CLIENT_CHECK = `
+      PERFORM FROM clients c WHERE c.client_id = session_client AND c.disabled_at IS NULL FOR SHARE;
+      IF NOT FOUND THEN
+        RETURN NULL;
+      END IF;`
+
+/**
+ * Creates, or replaces, tessera_start_login; with `clientCheck`, as
+ * migrations/0013 defines it.
+ * @param {import('kysely').Kysely<unknown>} db
+ * @param {boolean} clientCheck
+ */
+export async function defineStartLogin (db, clientCheck) {
   await sql`
-    CREATE FUNCTION tessera_start_login (
+    CREATE OR REPLACE FUNCTION tessera_start_login (
       verified_user uuid,
       verified_hash text,
       rehashed text,
@@ -103,7 +122,7 @@ export async function up (db) {
     ) RETURNS boolean
     LANGUAGE plpgsql VOLATILE AS $fn$
     #variable_conflict use_column
-    BEGIN
+    BEGIN${sql.raw(clientCheck ? CLIENT_CHECK : '')}
       -- A password change or a disable that committed since the verify ended
       -- every session it could see; this one must not start after it. The row
       -- lock also makes a change that starts now wait, then end this session.
@@ -127,6 +146,12 @@ export async function up (db) {
     END
     $fn$;
   `.execute(db)
+}
+
+/** @param {import('kysely').Kysely<unknown>} db */
+export async function up (db) {
+  await defineCountLoginAttempt(db, 'lt.last_failed_at')
+  await defineStartLogin(db, false)
 }
 
 /** @param {import('kysely').Kysely<unknown>} db */

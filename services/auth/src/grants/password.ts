@@ -14,7 +14,7 @@ import { invalidCredentials } from '../errors.js'
 import { namedStatement } from '../db/named-statements.js'
 import type { Db } from '../db/database.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
-import { authenticateClient, requireGrant } from '../clients/authenticate.js'
+import { authenticateClient, clientAuthenticationFailed, requireGrant } from '../clients/authenticate.js'
 import type { ClientCredentials } from '../clients/credentials.js'
 import { audienceFor, requestedResource } from '../clients/resource.js'
 import type { PasswordHashing } from '../passwords/hasher.js'
@@ -104,7 +104,8 @@ async function countAttemptAndReadUser (deps: LoginDeps, key: string, username: 
  * (a password change or a disable that committed since ended every session
  * it could see; this one must not start after it), stores the rehash if any,
  * clears the name's failures and inserts the session, its first refresh token
- * and the audit row. Fixed text, sent by name.
+ * and the audit row; and (migrations/0013) that its client is still there
+and enabled. Fixed text, sent by name.
  */
 const START_LOGIN_SQL = namedStatement('tessera_start_login',
   'select tessera_start_login($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) as started')
@@ -120,14 +121,17 @@ interface StartLogin {
   context: RequestContext
 }
 
-async function startLogin (db: Db, login: StartLogin): Promise<boolean> {
+/** What the call answered: started, the user changed (false), or the client disabled or deleted (NULL, migrations/0013). */
+type LoginStart = 'started' | 'user changed' | 'client gone'
+
+async function startLogin (db: Db, login: StartLogin): Promise<LoginStart> {
   const { user, session, context } = login
-  const { rows: [row] } = await db.executeQuery<{ started: boolean }>(CompiledQuery.raw(START_LOGIN_SQL, [
+  const { rows: [row] } = await db.executeQuery<{ started: boolean | null }>(CompiledQuery.raw(START_LOGIN_SQL, [
     user.id, user.passwordHash, login.rehashed ?? null, login.key,
     session.sessionId, login.clientId, login.scope, login.resources, session.issuedAt, session.expiresAt, session.absoluteExpiresAt,
     session.jti, session.kid, context.ip ?? null, context.userAgent?.slice(0, 512) ?? null, context.requestId ?? null, user.username
   ]))
-  return row?.started === true
+  return row?.started === true ? 'started' : row?.started === false ? 'user changed' : 'client gone'
 }
 
 export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput): Promise<TokenPair> {
@@ -164,6 +168,9 @@ export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput)
 
   const session = newSession(deps, user.id, input.now)
   const started = await startLogin(deps.db, { user, rehashed, key, session, clientId: client.clientId, scope, resources: client.resources, context: input.context })
-  if (!started) throw invalidCredentials('password changed or user disabled during login')
+  if (started === 'user changed') throw invalidCredentials('password changed or user disabled during login')
+  if (started === 'client gone') {
+    throw await clientAuthenticationFailed(deps.db, { credentials: input.credentials, context: input.context, clientId: client.clientId, reason: 'client disabled or deleted during login' })
+  }
   return tokenPair(deps, session, { clientId: client.clientId, scope, audience, now: input.now, username: user.username })
 }

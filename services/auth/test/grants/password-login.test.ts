@@ -10,6 +10,7 @@ import { sql } from 'kysely'
 import type { Db } from '../../src/db/database.js'
 import { PasswordHasher } from '../../src/passwords/hasher.js'
 import { connect } from '../../src/db/connect.js'
+import { deleteClient, disableClient } from '../../src/clients/end.js'
 import { buildTestApp, signUp, TEST_ARGON2, testConfig, type TestApp } from '../helpers/app.js'
 import { createTestDatabase } from '../helpers/db.js'
 
@@ -19,9 +20,13 @@ const PASSWORD = 'correct horse battery'
 class CountingHasher extends PasswordHasher {
   verifies = 0
   dummies = 0
+  /** Run once a verify has hashed, before the grant hears its answer: what commits while a password is hashed. */
+  meanwhile: (() => Promise<unknown>) | undefined
   override async verify (hash: string, password: string): Promise<boolean> {
     this.verifies++
-    return await super.verify(hash, password)
+    const valid = await super.verify(hash, password)
+    await this.meanwhile?.()
+    return valid
   }
 
   override async dummyVerify (password: string): Promise<false> {
@@ -179,13 +184,13 @@ interface StartArguments {
 }
 
 /** Calls tessera_start_login as the grant does, for a session starting now. */
-async function startLogin (db: Db, args: StartArguments): Promise<{ started: boolean, sessionId: string }> {
+async function startLogin (db: Db, args: StartArguments): Promise<{ started: boolean | null, sessionId: string }> {
   const now = new Date(Math.floor(Date.now() / 1000) * 1000)
   const expires = new Date(now.getTime() + 3600_000)
   const sessionId = randomUUID()
-  const { rows: [row] } = await sql<{ started: boolean }>`SELECT tessera_start_login(${args.userId}, ${args.verifiedHash}, ${args.rehashed}, ${args.key},
+  const { rows: [row] } = await sql<{ started: boolean | null }>`SELECT tessera_start_login(${args.userId}, ${args.verifiedHash}, ${args.rehashed}, ${args.key},
     ${sessionId}, 'tessera', 'read', ${sql`ARRAY[]::text[]`}, ${now}, ${expires}, ${expires}, ${args.jti ?? randomUUID()}, ${args.kid}, '127.0.0.1', 'ua', 'req-1', ${args.key}) AS started`.execute(db)
-  return { started: row?.started === true, sessionId }
+  return { started: row?.started ?? null, sessionId }
 }
 
 t.test('tessera_start_login starts nothing for a password changed or a user disabled since the verify', async (t) => {
@@ -211,6 +216,33 @@ t.test('tessera_start_login starts nothing for a password changed or a user disa
   const { password_hash: rehashed } = await connection.db.selectFrom('users').select('password_hash').where('id', '=', user.id).executeTakeFirstOrThrow()
   t.equal(rehashed, 'the rehash', 'the rehash stored with it')
   t.match(await auditRows(connection.db, 'login.succeeded'), [{ actor: user.id, user_id: user.id, username: 'frank', session_id: started.sessionId, user_agent: 'ua', request_id: 'req-1', detail: {} }])
+})
+
+t.test('tessera_start_login starts nothing for a client disabled or deleted since it was authenticated: NULL, and not even the rehash written', async (t) => {
+  const { app, connection, deps } = await loginApp(t)
+  const kid = deps.keyring.signer?.kid ?? ''
+  const user = await signUp(app, 'hana', PASSWORD)
+  const { password_hash: verified } = await connection.db.selectFrom('users').select('password_hash').where('id', '=', user.id).executeTakeFirstOrThrow()
+  await connection.db.insertInto('login_throttle').values({ username: 'hana', failures: 1, last_failed_at: new Date() }).execute()
+  await connection.db.updateTable('clients').set({ disabled_at: new Date() }).where('client_id', '=', 'tessera').execute()
+  t.equal((await startLogin(connection.db, { userId: user.id, verifiedHash: verified, rehashed: 'the rehash', key: 'hana', kid })).started, null, 'disabled client: NULL')
+  await connection.db.deleteFrom('clients').where('client_id', '=', 'tessera').execute()
+  t.equal((await startLogin(connection.db, { userId: user.id, verifiedHash: verified, rehashed: null, key: 'hana', kid })).started, null, 'deleted client: NULL')
+  t.same(await counts(connection.db), { sessions: 0, tokens: 0, throttled: 1 }, 'nothing written, the failure kept')
+  const { password_hash: after } = await connection.db.selectFrom('users').select('password_hash').where('id', '=', user.id).executeTakeFirstOrThrow()
+  t.equal(after, verified, 'no rehash stored')
+})
+
+t.test('a client disabled or deleted while a login\'s password is hashed: the login is 401 invalid_client, and no session of it outlives the client', async (t) => {
+  for (const [what, end] of [['disabled', disableClient], ['deleted', deleteClient]] as const) {
+    const { app, connection, hasher } = await loginApp(t)
+    await signUp(app, 'ines', PASSWORD)
+    hasher.meanwhile = async () => { hasher.meanwhile = undefined; return await end(connection.db, 'tessera', new Date(), { actor: 'operator' }) }
+    const refused = await attempt(app, 'ines', PASSWORD)
+    t.same([refused.status, refused.body.error], [401, 'invalid_client'], `${what}: refused as the client's failure`)
+    t.same(await counts(connection.db), { sessions: 0, tokens: 0, throttled: 1 }, `${what}: no session started after the client's end`)
+    t.match(await auditRows(connection.db, 'client.authentication_failed'), [{ detail: { client_id: 'tessera', reason: 'client disabled or deleted during login' } }], `${what}: audited with its reason`)
+  }
 })
 
 t.test('a login that fails half-way writes nothing: the session insert and the audit row share the call\'s transaction', async (t) => {
