@@ -17,9 +17,15 @@ export interface SessionSelector {
   clientId?: string
 }
 
-/** Ends the live sessions the selector names; returns how many. Run inside the caller's transaction. */
+/**
+ * Ends the live sessions the selector names; returns how many. Run inside the
+ * caller's transaction. Live is what GET /v1/sessions lists: not ended, not
+ * expired. An expired session is over already: ending it again would answer
+ * 204 to a DELETE of a session its owner cannot see, count it in a logout or
+ * a disable, and audit an end that changed nothing.
+ */
 export async function endSessions (db: Db, selector: SessionSelector, reason: SessionEndReason, now: Date, context: RequestContext & { actor?: string } = {}): Promise<number> {
-  let query = db.updateTable('sessions').set({ revoked_at: now, revoke_reason: reason }).where('revoked_at', 'is', null)
+  let query = db.updateTable('sessions').set({ revoked_at: now, revoke_reason: reason }).where('revoked_at', 'is', null).where('expires_at', '>', now)
   if (selector.userId !== undefined) query = query.where('user_id', '=', selector.userId)
   if (selector.sessionId !== undefined) query = query.where('id', '=', selector.sessionId)
   if (selector.clientId !== undefined) query = query.where('client_id', '=', selector.clientId)

@@ -167,6 +167,23 @@ t.test('sessions: list, delete own, 404 for others, logout, logout-all, password
   t.equal((await refresh(ctx.app, String(g1Next.body.refresh_token))).status, 200, 'other users untouched')
 })
 
+t.test('an expired session is over: a DELETE of it is 404, a logout of all does not count it, and no end is audited for it', async (t) => {
+  const ctx = await buildTestApp(t, { TESSERA_ACCESS_TTL: '5m', TESSERA_REFRESH_TTL: '10m' })
+  const expired = await user(ctx, 'ivan')
+  ctx.advance(400)
+  const live = await user(ctx, 'ivan')
+  // The first session's ten minutes are over; the second's access token has a minute and a half left.
+  ctx.advance(201)
+  const sessions = (await ctx.app.inject({ method: 'GET', url: '/v1/sessions', headers: { authorization: `Bearer ${live.access}` } })).json().sessions as Array<{ id: string }>
+  t.same(sessions.map((s) => s.id), [live.sid], 'the list shows the live one only')
+  const deleted = await ctx.app.inject({ method: 'DELETE', url: `/v1/sessions/${expired.sid}`, headers: { authorization: `Bearer ${live.access}` } })
+  t.equal(deleted.statusCode, 404, 'as a session that does not exist')
+  const all = await ctx.app.inject({ method: 'POST', url: '/v1/logout', headers: { authorization: `Bearer ${live.access}` }, payload: { all: true } })
+  t.same(all.json(), { sessions_ended: 1 }, 'the live one alone')
+  const ended = await ctx.connection.db.selectFrom('audit_events').select('session_id').where('type', '=', 'session.ended').execute()
+  t.same(ended.map((e) => e.session_id), [live.sid], 'one end audited')
+})
+
 t.test('logout takes its body form-encoded: all=true and all=false as JSON\'s true and false, any other word a 400', async (t) => {
   const ctx = await buildTestApp(t)
   const form = async (token: string, payload: string): Promise<{ status: number, type: string | undefined, body: Record<string, unknown> }> => {
