@@ -86,8 +86,8 @@ const ACTIONS: Record<string, UserAction> = {
     ctx.out.result(`${enabled.wasDisabled ? 'enabled' : 'already enabled'} ${enabled.username}`, { id: enabled.id, username: enabled.username, was_disabled: enabled.wasDisabled })
   },
   delete: async (ctx, db, username) => {
-    const deleted = found(await deleteUser(db, username, OPERATOR), username)
-    ctx.out.result(`deleted ${deleted.username} (${deleted.id}) with their sessions`, { id: deleted.id, username: deleted.username, deleted: true })
+    const deleted = found(await deleteUser(db, username, new Date(), OPERATOR), username)
+    ctx.out.result(`deleted ${deleted.username} (${deleted.id}); ended ${deleted.sessionsEnded} session(s)`, { id: deleted.id, username: deleted.username, deleted: true, sessions_ended: deleted.sessionsEnded })
   },
   'set-password': async (ctx, db, username) => {
     const password = await readPassword('New password: ')

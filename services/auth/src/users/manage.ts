@@ -67,15 +67,19 @@ export async function enableUser (db: Db, username: string, context: OperatorCon
  * Deletes the user with their sessions and refresh tokens (the foreign keys
  * cascade) and their back-off streak; the audit trail keeps the events.
  */
-export async function deleteUser (db: Db, username: string, context: OperatorContext = {}): Promise<{ id: string, username: string } | undefined> {
+export async function deleteUser (db: Db, username: string, now: Date, context: OperatorContext = {}): Promise<{ id: string, username: string, sessionsEnded: number } | undefined> {
   const name = normalizeUsername(username)
   if (name === undefined) return undefined
   return await db.transaction().execute(async (trx) => {
-    const user = await trx.deleteFrom('users').where('username', '=', name).returning(['id', 'username']).executeTakeFirst()
+    // Locked first, so no login starts a session between the read of the live ones and the delete.
+    const user = await trx.selectFrom('users').select(['id', 'username']).where('username', '=', name).forUpdate().executeTakeFirst()
     if (user === undefined) return undefined
+    // Their rows go with the user (ON DELETE CASCADE); each live one's end is audited first, as every other way of ending a session is.
+    const sessionsEnded = await endSessions(trx, { userId: user.id }, 'revoke', now, { ...context, actor: context.actor ?? 'operator' })
+    await trx.deleteFrom('users').where('id', '=', user.id).execute()
     await trx.deleteFrom('login_throttle').where('username', '=', user.username).execute()
     await recordAudit(trx, { type: 'user.deleted', actor: context.actor ?? 'operator', userId: user.id, username: user.username, ...context })
-    return user
+    return { ...user, sessionsEnded }
   })
 }
 
