@@ -28,7 +28,8 @@ function asJson (client: ClientView): Record<string, unknown> {
   }
 }
 
-function describe (client: ClientView): string {
+function describe (client: ClientView, now: Date): string {
+  const previous = client.previousSecretExpiresAt
   return [
     `client_id   ${client.clientId}`,
     `type        ${client.confidential ? 'confidential' : 'public'}${client.disabledAt === null ? '' : ` (disabled ${client.disabledAt.toISOString()})`}`,
@@ -36,7 +37,7 @@ function describe (client: ClientView): string {
     `scopes      ${client.scopes.join(' ') || '(none)'}`,
     `resources   ${client.resources.join(' ') || '(the default audience only)'}`,
     `created     ${client.createdAt.toISOString()}`,
-    ...(client.previousSecretExpiresAt === null ? [] : [`old secret  works until ${client.previousSecretExpiresAt.toISOString()}`])
+    ...(previous === null ? [] : [`old secret  ${previous > now ? 'works until' : 'stopped working at'} ${previous.toISOString()}`])
   ].join('\n')
 }
 
@@ -119,14 +120,14 @@ export async function clientsCommand (ctx: CommandContext): Promise<void> {
     const client = await findClient(db, id)
     if (client === undefined) throw new CliError(`client ${id} vanished`)
     ctx.out.result(
-      `${describe(client)}${created.secret === undefined ? '' : `\nclient_secret ${created.secret}\n(shown once: store it now; only its digest is kept)`}`,
+      `${describe(client, new Date())}${created.secret === undefined ? '' : `\nclient_secret ${created.secret}\n(shown once: store it now; only its digest is kept)`}`,
       { ...asJson(client), ...(created.secret === undefined ? {} : { client_secret: created.secret }) })
     return
   }
   if (action === 'show') {
     const client = await findClient(db, id)
     if (client === undefined) throw new CliError(`no client named ${id}`)
-    ctx.out.result(describe(client), asJson(client))
+    ctx.out.result(describe(client, new Date()), asJson(client))
     return
   }
   if (action === 'rotate-secret') {

@@ -39,6 +39,9 @@ t.test('clients create, list, show, rotate-secret, disable, delete', async (t) =
   t.equal(await cc(client.client_secret as string), 200, 'old secret, inside the grace')
   t.equal(await cc(fresh as string), 200, 'new secret')
   t.match((await runCli(['clients', 'show', 'indexer'], env)).stdout, /old secret {2}works until /)
+  // The grace over (set in the past, as an hour passing would): said as over, not as a time still to come.
+  await ctx.connection.db.updateTable('clients').set({ previous_secret_expires_at: new Date(Date.now() - 1000) }).where('client_id', '=', 'indexer').execute()
+  t.match((await runCli(['clients', 'show', 'indexer'], env)).stdout, /old secret {2}stopped working at \d{4}-/)
 
   const disabled = await runCli(['clients', 'disable', 'indexer', '--json'], env)
   t.same(JSON.parse(disabled.stdout), { client_id: 'indexer', disabled: true, sessions_ended: 0 })
