@@ -87,8 +87,12 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
   const { config, db, kek, logger, metrics } = deps
   const reloadOwn = keyringReloader(deps)
   const reloadKeys = async (why = 'key transition'): Promise<void> => {
-    deps.onReload?.(why)
-    await reloadOwn()
+    // Told after the primary's own reload, whatever its end: a worker forked meanwhile, too young to hear it, asks for the primary's keyring after, and gets the new one.
+    try {
+      await reloadOwn()
+    } finally {
+      deps.onReload?.(why)
+    }
   }
   const reload = (why: string): void => {
     reloadKeys(why).catch((err: unknown) => {

@@ -145,6 +145,33 @@ t.test('an instance left on the old KEK by a rewrap: each scheduled step that ne
   t.match(logs(), /"level":50,.*"msg":"key lifecycle step failed: a signing key is sealed under another KEK \(was `tessera keys rewrap` run\?\): restart this instance with the new TESSERA_KEK"/)
 })
 
+t.test('the workers are told of a key change once the primary\'s own keyring has it, so one forked meanwhile and asking for it gets the new keys', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db, pool } = await testConnection(t, url)
+  const config = testConfig({ TESSERA_KEY_ROTATION: 'off' })
+  const kek = config.kek ?? randomBytes(32)
+  const keyring = new Keyring()
+  await ensureSigningKey(db, kek, config.keyBits, new Date())
+  await loadKeyring(db, kek, keyring, { onRejectedKey: refuseRejectedKey })
+  const told: Array<{ why: string, signer: string | undefined }> = []
+  const jobs = await startBackgroundJobs({
+    config,
+    db,
+    databaseUrl: url,
+    pool,
+    keyring,
+    kek,
+    logger: createLogger(config, memorySink().stream),
+    clock: () => new Date(),
+    metrics: createMetrics({ keyring, processMetrics: false }),
+    onReload: (why) => { told.push({ why, signer: keyring.signer?.kid }) }
+  })
+  t.teardown(jobs.stop)
+  const rotated = await rotateKeys(db, { kek, bits: config.keyBits }, { immediate: true, now: new Date(), who: { actor: 'test' } })
+  t.ok(await within(5000, async () => told.some((telling) => telling.signer === rotated.created), 20) !== undefined, 'told after the reload')
+  t.same(told.filter((telling) => telling.signer !== rotated.created), [], 'never before it', { told })
+})
+
 t.test('the local KEK file: made once with mode 0600, read back the same', async (t) => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-kek-'))
   t.teardown(async () => { await fs.rm(dir, { recursive: true, force: true }) })

@@ -175,7 +175,7 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     let starting: { listening: (address: string) => void, failed: (why: string) => void } | undefined
     // Workers in a row that exited before they listened: a start that keeps failing is retried ever more slowly, not twice a second.
     let failedStarts = 0
-    let respawn: NodeJS.Timeout | undefined
+    const respawns = new Set<NodeJS.Timeout>()
     const fork = (): Worker => {
       const worker = cluster.fork()
       workers.add(worker)
@@ -206,7 +206,11 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
         }
         const delay = RESPAWN_DELAYS_MS[Math.min(failedStarts++, RESPAWN_DELAYS_MS.length - 1)] ?? 0
         logger.error({ ...details, retry_in_ms: delay }, 'an HTTP worker exited before it listened; starting another after a pause')
-        respawn = setTimeout(() => { if (!draining) fork() }, delay)
+        const respawn = setTimeout(() => {
+          respawns.delete(respawn)
+          if (!draining) fork()
+        }, delay)
+        respawns.add(respawn)
       })
       return worker
     }
@@ -234,7 +238,7 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
       metricsUrl: metricsListener?.url,
       close: async () => {
         draining = true
-        clearTimeout(respawn)
+        for (const respawn of respawns) clearTimeout(respawn)
         const exited = [...workers].map(async (worker) => await new Promise((resolve) => {
           if (worker.isDead()) resolve(undefined)
           else worker.once('exit', resolve)

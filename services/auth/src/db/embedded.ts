@@ -108,12 +108,11 @@ export async function reachableBinaries (bins: Binaries, as: RunAs): Promise<Bin
     await fs.chmod(SHARED_ROOT, 0o755)
     const partial = `${target}.${process.pid}`
     await fs.cp(native, partial, { recursive: true, verbatimSymlinks: true })
-    // Another checkout's start may have put the same release in place meanwhile, and be running from it: kept, not replaced.
-    if (await usable()) {
+    // Renamed whole into place, never over a copy: another start may have put the same release there meanwhile and be running from it.
+    const placed = await fs.rename(partial, target).then(() => true, () => false)
+    if (!placed) {
       await fs.rm(partial, { recursive: true, force: true })
-    } else {
-      await fs.rm(target, { recursive: true, force: true })
-      await fs.rename(partial, target)
+      if (!(await usable())) throw new Error(`the Postgres binaries in ${target} cannot be run by the postgres user: remove ${target} and start again`)
     }
   }
   return { initdb: path.join(binDir, 'initdb'), pg_ctl: path.join(binDir, 'pg_ctl'), postgres: path.join(binDir, 'postgres') }

@@ -46,21 +46,39 @@ function unwrap ({ error, results }: MigrationResultSet): string[] {
  * additive migration, which must not stop a deployment's migrate step.
  */
 export async function migrateUp<T> (db: Kysely<T>): Promise<string[]> {
-  const { pending, unknownHere } = await schemaStanding(db)
-  if (unknownHere.length > 0) {
-    if (pending.length === 0) return []
-    throw new SchemaNewerError(`the database has migrations this build lacks (${unknownHere.join(', ')}) and lacks some of this build's (${pending.join(', ')}): migrate with the build that applied ${unknownHere.join(', ')}`)
-  }
-  return unwrap(await migrator(db).migrateToLatest())
+  if (await refusedAsNewer(db, 'up')) return []
+  return await newerRefusedInWords(db, 'up', async () => unwrap(await migrator(db).migrateToLatest()))
 }
 
 /** Reverts the newest applied migration; returns its name, or nothing when none is applied. */
 export async function migrateDown<T> (db: Kysely<T>): Promise<string[]> {
-  const { unknownHere } = await schemaStanding(db)
-  if (unknownHere.length > 0) {
-    throw new SchemaNewerError(`the newest migrations applied (${unknownHere.join(', ')}) are not in this build: revert them with the build that applied them`)
+  await refusedAsNewer(db, 'down')
+  return await newerRefusedInWords(db, 'down', async () => unwrap(await migrator(db).migrateDown()))
+}
+
+/**
+ * Throws SchemaNewerError when a newer build's migrations stand in the way of
+ * `direction`; true when there is nothing for `up` to do (a newer schema with
+ * none of this build's pending).
+ */
+async function refusedAsNewer<T> (db: Kysely<T>, direction: 'up' | 'down'): Promise<boolean> {
+  const { pending, unknownHere } = await schemaStanding(db)
+  if (unknownHere.length === 0) return false
+  if (direction === 'down') {
+    throw new SchemaNewerError(`migrations a newer build applied (${unknownHere.join(', ')}) are not in this build: revert them with the build that applied them`)
   }
-  return unwrap(await migrator(db).migrateDown())
+  if (pending.length === 0) return true
+  throw new SchemaNewerError(`the database has migrations this build lacks (${unknownHere.join(', ')}) and lacks some of this build's (${pending.join(', ')}): migrate with the build that applied ${unknownHere.join(', ')}`)
+}
+
+/** A newer build that migrated between the check above and Kysely's own read (which holds its lock) is said as the check says it, not as Kysely's "corrupted migrations". */
+async function newerRefusedInWords<T> (db: Kysely<T>, direction: 'up' | 'down', run: () => Promise<string[]>): Promise<string[]> {
+  try {
+    return await run()
+  } catch (err) {
+    if (await refusedAsNewer(db, direction)) return []
+    throw err
+  }
 }
 
 /** This build's migrations, applied or pending, then those a newer build applied. */

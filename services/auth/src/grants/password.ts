@@ -105,7 +105,7 @@ async function countAttemptAndReadUser (deps: LoginDeps, key: string, username: 
  * it could see; this one must not start after it), stores the rehash if any,
  * clears the name's failures and inserts the session, its first refresh token
  * and the audit row; and (migrations/0013) that its client is still there
-and enabled. Fixed text, sent by name.
+ * and enabled. Fixed text, sent by name.
  */
 const START_LOGIN_SQL = namedStatement('tessera_start_login',
   'select tessera_start_login($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) as started')
@@ -131,7 +131,7 @@ async function startLogin (db: Db, login: StartLogin): Promise<LoginStart> {
     session.sessionId, login.clientId, login.scope, login.resources, session.issuedAt, session.expiresAt, session.absoluteExpiresAt,
     session.jti, session.kid, context.ip ?? null, context.userAgent?.slice(0, 512) ?? null, context.requestId ?? null, user.username
   ]))
-  return row?.started === true ? 'started' : row?.started === false ? 'user changed' : 'client gone'
+  return row?.started === true ? 'started' : row?.started === null ? 'client gone' : 'user changed'
 }
 
 export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput): Promise<TokenPair> {

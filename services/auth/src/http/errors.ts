@@ -178,15 +178,12 @@ function clientMistake (err: FastifyError, body: unknown, fromJson: boolean): { 
 }
 
 /**
- * A refusal a plugin threw with its status alone: @fastify/rate-limit's 429
- * (the per-IP limit) and @fastify/under-pressure's 503. Logged as what it is,
- * so a search for rate limiting finds it, never as a malformed request.
+ * @fastify/rate-limit's refusal (the per-IP limit), which it throws with its
+ * status alone: logged as what it is, so a search for rate limiting finds it,
+ * never as a malformed request.
  */
-function pluginRefusal (err: FastifyError): { status: 429 | 503, reason: string } | undefined {
-  if (err.statusCode === 429) return { status: 429, reason: 'the per-IP rate limit' }
-  if (err.statusCode === 503) return { status: 503, reason: 'overloaded' }
-  return undefined
-}
+const rateLimited = (err: FastifyError): boolean => err.statusCode === 429
+const RATE_LIMIT_REASON = 'the per-IP rate limit'
 
 function databaseOverload (err: FastifyError, request: FastifyRequest): OAuthError {
   // Its code and message, not its stack: an outage refuses every request at once, and each stack would be the same pg internals.
@@ -232,11 +229,10 @@ function drfRefusal (err: FastifyError, request: FastifyRequest, reply: FastifyR
     // DRF's UnsupportedMediaType, which says the Content-Type back as it came.
     return [415, { detail: `Unsupported media type "${request.headers['content-type'] ?? ''}" in request.` }]
   }
-  const refused = pluginRefusal(err)
-  if (refused !== undefined) {
-    request.log[refusalLevel(refused.status)]({ status: refused.status, reason: refused.reason }, 'request refused')
-    // DRF's Throttled says these words; it has no overload of its own, so that one is said as elsewhere.
-    return [refused.status, { detail: refused.status === 429 ? 'Request was throttled.' : 'the service is overloaded; retry later' }]
+  if (rateLimited(err)) {
+    request.log.info({ status: 429, reason: RATE_LIMIT_REASON }, 'request refused')
+    // DRF's Throttled says these words.
+    return [429, { detail: 'Request was throttled.' }]
   }
   const mistake = clientMistake(err, request.body, isJsonRequest(request))
   if (mistake !== undefined) {
@@ -278,13 +274,11 @@ export function answerError (this: App, thrown: FastifyError, request: FastifyRe
     if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
     return problem(reply, request, err.status, err.title, err.publicDetail, err.type)
   }
-  const refused = pluginRefusal(err)
-  if (refused !== undefined) {
-    request.log[refusalLevel(refused.status)]({ status: refused.status, reason: refused.reason }, 'request refused')
-    const description = refused.status === 429 ? 'too many requests; retry later' : 'the service is overloaded; retry later'
+  if (rateLimited(err)) {
+    request.log.info({ status: 429, reason: RATE_LIMIT_REASON }, 'request refused')
     return oauth
-      ? oauthError(reply, refused.status, 'temporarily_unavailable', description)
-      : problem(reply, request, refused.status, statusTitle(refused.status), description)
+      ? oauthError(reply, 429, 'temporarily_unavailable', 'too many requests; retry later')
+      : problem(reply, request, 429, 'Too Many Requests', 'too many requests; retry later')
   }
   const mistake = clientMistake(err, request.body, isJsonRequest(request))
   if (mistake !== undefined) {

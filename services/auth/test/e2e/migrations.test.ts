@@ -187,7 +187,7 @@ t.test('an instance on a schema behind its build refuses to start; on one ahead 
   t.match(JSON.parse(status.stdout).at(-1), { name: '9999_from_a_newer_build', in_this_build: false }, 'status lists what a newer build applied')
   t.match((await runCli(['migrate', 'status'], cli)).stdout, /9999_from_a_newer_build \(not in this build\)\s+\d{4}-/)
   const down = await runCli(['migrate', 'down', '--yes'], cli)
-  t.same([down.code, down.stderr], [1, 'tessera: the newest migrations applied (9999_from_a_newer_build) are not in this build: revert them with the build that applied them\n'], 'down refuses, naming what it cannot revert')
+  t.same([down.code, down.stderr], [1, 'tessera: migrations a newer build applied (9999_from_a_newer_build) are not in this build: revert them with the build that applied them\n'], 'down refuses, naming what it cannot revert')
   await sql`DELETE FROM kysely_migration WHERE name = ${newest?.name ?? ''}`.execute(connection.db)
   const mixed = await runCli(['migrate', 'up'], cli)
   t.same([mixed.code, mixed.stderr], [1, `tessera: the database has migrations this build lacks (9999_from_a_newer_build) and lacks some of this build's (${newest?.name ?? ''}): migrate with the build that applied 9999_from_a_newer_build\n`], 'a schema both ahead and behind is refused: neither build can bring it level')
