@@ -32,6 +32,13 @@ export interface PasswordGrantInput {
   resource: string | string[] | undefined
   now: Date
   context: RequestContext
+  /**
+   * A refresh token whatever the client's grants: SimpleJWT's login answers a
+   * pair by definition. Otherwise a client not registered for the
+   * refresh_token grant gets the access token alone (RFC 6749 §5.1: a
+   * refresh token is optional), and a session that ends with it.
+   */
+  alwaysPair?: boolean
 }
 
 export interface LoginDeps extends Issuer {
@@ -166,11 +173,12 @@ export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput)
   }
   const rehashed = deps.hasher.needsRehash(user.passwordHash) ? await deps.hasher.hash(password) : undefined
 
-  const session = newSession(deps, user.id, input.now)
+  const refreshable = input.alwaysPair === true || client.grants.includes('refresh_token')
+  const session = newSession(deps, user.id, input.now, refreshable)
   const started = await startLogin(deps.db, { user, rehashed, key, session, clientId: client.clientId, scope, resources: client.resources, context: input.context })
   if (started === 'user changed') throw invalidCredentials('password changed or user disabled during login')
   if (started === 'client gone') {
     throw await clientAuthenticationFailed(deps.db, { credentials: input.credentials, context: input.context, clientId: client.clientId, reason: 'client disabled or deleted during login' })
   }
-  return tokenPair(deps, session, { clientId: client.clientId, scope, audience, now: input.now, username: user.username })
+  return tokenPair(deps, session, { clientId: client.clientId, scope, audience, now: input.now, username: user.username, refreshable })
 }

@@ -145,7 +145,7 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
 
   app.post(paths.login, options('TokenObtainPairView: a password grant for the default client; 401 for wrong credentials', Credentials, Pair, 'always'), async (request, reply) => {
     const { username, password } = fields(request, ['username', 'password'])
-    const input = { username, password, scope: undefined, credentials: DEFAULT_CLIENT, resource: undefined, now: deps.clock(), context: requestContext(request) }
+    const input = { username, password, scope: undefined, credentials: DEFAULT_CLIENT, resource: undefined, now: deps.clock(), context: requestContext(request), alwaysPair: true }
     const pair = await refusedAs(async () => await counted(async () => await passwordGrant(loginDeps, input), loginOutcome, deps.metrics.login), () => NO_ACCOUNT)
     deps.metrics.login('ok')
     deps.metrics.tokenIssued(pair.kid, 'password')

@@ -23,9 +23,10 @@ export interface Issuer {
 
 export interface TokenPair {
   accessToken: string
-  refreshToken: string
+  /** Absent for a login by a client not registered for the refresh_token grant, which could never use one. */
+  refreshToken: string | undefined
   expiresIn: number
-  refreshExpiresIn: number
+  refreshExpiresIn: number | undefined
   scope: string
   sessionId: string
   userId: string
@@ -49,22 +50,32 @@ export interface NewSession extends RefreshTokenRecord {
   absoluteExpiresAt: Date
 }
 
-/** The ids and times of a session starting at `now`: whole seconds, its first token's life capped by the session's. */
-export function newSession (issuer: Pick<Issuer, 'keyring' | 'config'>, userId: string, now: Date): NewSession {
+/**
+ * The ids and times of a session starting at `now`: whole seconds, its first
+ * token's life capped by the session's. A session that will never be
+ * refreshed (`refreshable` false) lives as long as its one access token.
+ */
+export function newSession (issuer: Pick<Issuer, 'keyring' | 'config'>, userId: string, now: Date, refreshable = true): NewSession {
   const issuedAt = floorToSecond(now)
   const absoluteExpiresAt = addSeconds(issuedAt, issuer.config.sessionMax)
-  const expiresAt = new Date(Math.min(addSeconds(issuedAt, issuer.config.refreshTtl).getTime(), absoluteExpiresAt.getTime()))
+  const life = refreshable ? issuer.config.refreshTtl : issuer.config.accessTtl
+  const expiresAt = new Date(Math.min(addSeconds(issuedAt, life).getTime(), absoluteExpiresAt.getTime()))
   return { jti: randomUUID(), sessionId: randomUUID(), userId, kid: currentKid(issuer.keyring), issuedAt, expiresAt, absoluteExpiresAt }
 }
 
-/** Mints the pair for a stored refresh record: the refresh token is reproducible, the access token fresh. */
-export function tokenPair (issuer: Issuer, record: RefreshTokenRecord, grant: { clientId: string, scope: string, audience: string | undefined, now: Date, username: string | undefined }): TokenPair {
+/**
+ * Mints the pair for a stored refresh record: the refresh token is
+ * reproducible, the access token fresh. Without `refreshable` (a client not
+ * registered for the refresh_token grant), the access token alone.
+ */
+export function tokenPair (issuer: Issuer, record: RefreshTokenRecord, grant: { clientId: string, scope: string, audience: string | undefined, now: Date, username: string | undefined, refreshable?: boolean }): TokenPair {
   const access = mintAccessToken(issuer.config, issuer.keyring, { subject: record.userId, sessionId: record.sessionId, clientId: grant.clientId, scope: grant.scope, audience: grant.audience, now: grant.now, username: grant.username })
+  const refreshable = grant.refreshable ?? true
   return {
     accessToken: access.token,
-    refreshToken: mintRefreshToken(issuer.config, issuer.keyring, record),
+    refreshToken: refreshable ? mintRefreshToken(issuer.config, issuer.keyring, record) : undefined,
     expiresIn: access.expiresIn,
-    refreshExpiresIn: Math.max(0, epochSeconds(record.expiresAt) - epochSeconds(grant.now)),
+    refreshExpiresIn: refreshable ? Math.max(0, epochSeconds(record.expiresAt) - epochSeconds(grant.now)) : undefined,
     scope: grant.scope,
     sessionId: record.sessionId,
     userId: record.userId,

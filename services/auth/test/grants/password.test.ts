@@ -57,6 +57,25 @@ t.test('sign-up then login with a form body and with JSON', async (t) => {
   t.equal(me.json().scope, 'read')
 })
 
+t.test('a client not registered for refresh_token gets the access token alone, and a session that ends with it', async (t) => {
+  const { app, deps } = await buildTestApp(t)
+  await signUp(app, 'amir', PASSWORD)
+  await createClient(deps.db, { clientId: 'password-only', confidential: false, grants: ['password'], scopes: [], resources: [] }, new Date(), { actor: 'test' })
+  const login = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'amir', password: PASSWORD, client_id: 'password-only' } })
+  t.equal(login.statusCode, 200)
+  const body = login.json()
+  t.same(Object.keys(body).sort(), ['access_token', 'expires_in', 'scope', 'token_type'], 'no refresh_token it could never use (RFC 6749 §5.1: optional)')
+  const claims = decodeJwt(body.access_token)
+  const session = await deps.db.selectFrom('sessions').select(['expires_at']).where('id', '=', String(claims.sid)).executeTakeFirstOrThrow()
+  t.equal(session.expires_at.getTime() / 1000, claims.exp, 'the session ends with its one access token, not 30 days later')
+  const sessions = await app.inject({ method: 'GET', url: '/v1/sessions', headers: { authorization: `Bearer ${body.access_token}` } })
+  t.equal(sessions.json().sessions.length, 1, 'and is listed while it lives')
+
+  await createClient(deps.db, { clientId: 'both-grants', confidential: false, grants: ['password', 'refresh_token'], scopes: [], resources: [] }, new Date(), { actor: 'test' })
+  const pair = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'amir', password: PASSWORD, client_id: 'both-grants' } })
+  t.ok(typeof pair.json().refresh_token === 'string' && pair.json().refresh_expires_in > 300, 'a client with refresh_token still gets its pair')
+})
+
 t.test('sign-up rules: taken names, closed sign-up, the policy', async (t) => {
   const { app } = await buildTestApp(t)
   await signUp(app, 'bob', PASSWORD)
