@@ -35,7 +35,7 @@ async function runPrimary (config: Config, logger: Logger): Promise<void> {
     else logger.info({ signal }, 'draining')
     await primary.close()
     // The last line of an orderly stop, so a log ending at "draining" reads as a stop that did not finish.
-    logger.info({ embedded_postgres_stopped: primary.embedded }, 'stopped')
+    logger.info({ embedded_postgres_stopped: primary.stopsEmbedded }, 'stopped')
   })
   logger.info({ address: primary.address, workers: config.workers, issuer: config.issuer, embedded_postgres: primary.embedded, metrics: primary.metricsUrl }, 'tessera is serving')
 }

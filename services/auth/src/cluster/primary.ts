@@ -46,6 +46,8 @@ export interface Primary {
   /** Every worker is listening: the address they share. */
   address: string
   embedded: boolean
+  /** Whether this start started the embedded Postgres, and so stops it at close; one already running (`tessera db start`) is left running. */
+  stopsEmbedded: boolean
   /** The /metrics listener's URL when TESSERA_METRICS_PORT is set. */
   metricsUrl: string | undefined
   close: () => Promise<void>
@@ -235,6 +237,7 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     return {
       address,
       embedded: embedded !== undefined,
+      stopsEmbedded: embedded?.started === true,
       metricsUrl: metricsListener?.url,
       close: async () => {
         draining = true

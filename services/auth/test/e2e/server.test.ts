@@ -119,4 +119,11 @@ t.test('embedded Postgres: first start, SIGTERM drains an in-flight request, sec
   t.equal((await fetch(`${second.url}/readyz`)).status, 200, 'ready again')
   t.equal(await second.stop('SIGINT'), 0)
   t.notOk(postgresRunningOn(dataDir))
+
+  // A server that adopted a Postgres already running leaves it running, and its last line says so.
+  await runCli(['db', 'start'], env)
+  const third = await startServer(t, env, { timeoutMs: 120_000 })
+  t.equal(await third.stop(), 0)
+  t.match(third.output().trimEnd().split('\n').at(-1), /"embedded_postgres_stopped":false,"msg":"stopped"\}$/, 'an adopted Postgres: the last line says it was not stopped')
+  t.ok(postgresRunningOn(dataDir), 'and it was not')
 })
