@@ -85,12 +85,12 @@ async function revoke (ctx: CommandContext, db: Db, kek: Buffer, kid: string): P
   }
 }
 
-/** With no TESSERA_KEK, the local KEK file is the KEK: replace it, atomically, once the database holds the new ciphertexts. */
 /**
- * The local KEK file's replacement, written beside it before the rewrap
- * commits: a data directory that cannot take it (read-only, full) refuses
- * the rewrap before any key changes, not after, which would leave the keys
- * sealed under a KEK no file holds.
+ * With no TESSERA_KEK, the local KEK file is the KEK. Its replacement is
+ * written beside it before the rewrap commits, and renamed over it once the
+ * database holds the new ciphertexts: a data directory that cannot take it
+ * (read-only, full) refuses the rewrap before any key changes, not after,
+ * which would leave the keys sealed under a KEK no file holds.
  */
 async function stageLocalKek (dataDir: string, kek: Buffer): Promise<{ file: string, staged: string }> {
   const file = path.join(dataDir, 'kek')
