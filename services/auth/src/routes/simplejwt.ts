@@ -24,9 +24,14 @@ import { counted, loginDepsOf, loginOutcome, refreshOutcome } from './oauth/toke
 import { parseMultipartForm } from './simplejwt-multipart.js'
 import { fromUtf8 } from '../http/json-body.js'
 
-const NO_ACCOUNT = new DrfError(401, { detail: 'No active account found with the given credentials' })
+/** SimpleJWT's one answer to every failed login; the log keeps which failure it was (the cause's detail). */
+function noAccount (cause: OAuthError): DrfError {
+  return new DrfError(401, { detail: 'No active account found with the given credentials' }, { cause })
+}
 /** SimpleJWT's verify of a blacklisted refresh token: a validation error, so 400 and non_field_errors. */
-const BLACKLISTED = new DrfError(400, { non_field_errors: ['Token is blacklisted'] })
+function blacklisted (): DrfError {
+  return new DrfError(400, { non_field_errors: ['Token is blacklisted'] }, { detail: 'a refresh token used past its grace window, or of an ended session' })
+}
 
 function tokenNotValid (detail: 'Token is invalid or expired' | 'Token is blacklisted', cause?: unknown): DrfError {
   return new DrfError(401, { detail, code: 'token_not_valid' }, { cause })
@@ -146,7 +151,7 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
   app.post(paths.login, options('TokenObtainPairView: a password grant for the default client; 401 for wrong credentials', Credentials, Pair, 'always'), async (request, reply) => {
     const { username, password } = fields(request, ['username', 'password'])
     const input = { username, password, scope: undefined, credentials: DEFAULT_CLIENT, resource: undefined, now: deps.clock(), context: requestContext(request), alwaysPair: true }
-    const pair = await refusedAs(async () => await counted(async () => await passwordGrant(loginDeps, input), loginOutcome, deps.metrics.login), () => NO_ACCOUNT)
+    const pair = await refusedAs(async () => await counted(async () => await passwordGrant(loginDeps, input), loginOutcome, deps.metrics.login), noAccount)
     deps.metrics.login('ok')
     deps.metrics.tokenIssued(pair.kid, 'password')
     return await reply.header('cache-control', 'no-store').send({ refresh: pair.refreshToken, access: pair.accessToken })
@@ -165,7 +170,7 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
   app.post(paths.verify, options('TokenVerifyView: {} when the token is valid', AnyToken, Empty), async (request, reply) => {
     const { token } = fields(request, ['token'])
     const standing = await tokenStanding(issuer, token, deps.clock())
-    if (standing === 'spent') throw BLACKLISTED
+    if (standing === 'spent') throw blacklisted()
     if (standing === 'invalid') throw tokenNotValid('Token is invalid or expired')
     return await reply.send({})
   })
