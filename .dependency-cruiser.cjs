@@ -7,8 +7,8 @@
  * @type {import('dependency-cruiser').IConfiguration}
  */
 const AUTH = '^services/auth/src/'
-// What serves HTTP or runs processes: the layer above the domain.
-const ENTRY = `${AUTH}(routes/|http/|cli/|app\\.ts|server\\.ts)`
+// What serves HTTP or runs processes (the cluster, the jobs, the metrics they merge): the layer above the domain.
+const ENTRY = `${AUTH}(routes/|http/|cli/|cluster/|metrics/|app\\.ts|server\\.ts|jobs\\.ts)`
 // The domain: one folder per concern, knowing nothing of HTTP.
 const DOMAIN = `${AUTH}(audit|clients|grants|keys|passwords|sessions|tokens|users)/`
 

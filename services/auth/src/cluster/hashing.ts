@@ -10,7 +10,7 @@
 import { OAuthError } from '../errors.js'
 import { hashingOverloaded, type PasswordHasher, type PasswordHashing } from '../passwords/hasher.js'
 import { needsRehash } from '../passwords/verify.js'
-import { RemoteOverloaded } from './rpc.js'
+import { RemoteOverloaded } from '../util/rpc.js'
 
 export type AskPrimary = <T>(kind: string, body: unknown) => Promise<T>
 

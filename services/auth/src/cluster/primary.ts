@@ -33,7 +33,7 @@ import { InstanceMetrics, WORKER_METRICS_TIMEOUT_MS } from './instance-metrics.j
 import { PRIMARY_POOL, workerPoolSize } from './pool.js'
 import { rateLimitCounter } from './rate-limit.js'
 import { StartupError } from './startup.js'
-import { answer, Asker, isAnswer, isAsk, isNotice, notice, type Notice, type Send } from './rpc.js'
+import { answer, Asker, isAnswer, isAsk, isNotice, notice, type Notice, type Send } from '../util/rpc.js'
 import type { Registry } from 'prom-client'
 
 /** What a worker needs from the primary before it can serve: `keys` is the primary's keyring (keys/share.ts). */

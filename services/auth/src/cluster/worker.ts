@@ -21,7 +21,7 @@ import { createMetrics, type Metrics } from '../metrics/metrics.js'
 import { InstanceHashing, type AskPrimary } from './hashing.js'
 import type { Boot } from './primary.js'
 import { instanceRateLimitStore } from './rate-limit.js'
-import { answer, Asker, isAnswer, isAsk, isNotice, notice, type Notice, type Send } from './rpc.js'
+import { answer, Asker, isAnswer, isAsk, isNotice, notice, type Notice, type Send } from '../util/rpc.js'
 
 export interface HttpWorker {
   /** Stops accepting, lets in-flight requests finish, closes the pool. */

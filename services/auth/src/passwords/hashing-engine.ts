@@ -8,7 +8,7 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { Logger } from 'pino'
-import { Asker, isAnswer, isNotice, PeerGone, type Send } from '../cluster/rpc.js'
+import { Asker, isAnswer, isNotice, PeerGone, type Send } from '../util/rpc.js'
 import { hashingRestarting, type HashEngine } from './hasher.js'
 import type { Verdict } from './verify.js'
 

@@ -18,7 +18,7 @@
 import { pbkdf2 } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
 import os from 'node:os'
-import { answer, isAsk, notice, type Send } from '../cluster/rpc.js'
+import { answer, isAsk, notice, type Send } from '../util/rpc.js'
 import type { Costed } from './hashing-engine.js'
 import { hashPassword, verifyPassword } from './verify.js'
 import { createLogger } from '../logging.js'
