@@ -95,7 +95,7 @@ interface LoginUser {
 }
 
 async function countAttemptAndReadUser (deps: LoginDeps, key: string, username: string | undefined, now: Date): Promise<{ attempt: Attempt, user: LoginUser | undefined }> {
-  // Shed before touching the database: a flood must not take the pool from refresh.
+  // Checked again after the client's read: the queue may have filled meanwhile, and the attempt's write must not take the pool from refresh.
   if (deps.hasher.saturated) throw deps.hasher.overloaded()
   const { rows: [row] } = await deps.db.executeQuery<LoginAttemptRow>(CompiledQuery.raw(LOGIN_ATTEMPT_SQL,
     [...countAttemptParameters(key, now, deps.backoff), username ?? null]))
