@@ -27,6 +27,7 @@ export type TesseraErrorCode =
   | 'ERR_UNKNOWN_KEY'
   | 'ERR_CLIENT_RULE'
   | 'ERR_IMPORT_FILE'
+  | 'ERR_IMPORT_INTERRUPTED'
   | 'ERR_ROLE_NAME'
   | 'ERR_STARTUP'
   | 'ERR_SCHEMA_NEWER'

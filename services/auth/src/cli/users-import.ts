@@ -3,12 +3,15 @@
  * Prints the counts and each problem row with its position; exits 1 when
  * the file could not be read to its end (what full batches held before that
  * point is imported, but no renamed row: users/import.ts; a second run with
- * the whole file finishes the job).
+ * the whole file finishes the job), and when the database fails part-way
+ * (the batches before are kept and audited as an incomplete import).
  * @module
  */
 import { open } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { importUsers, positionName, recordImport, type ImportReport } from '../users/import.js'
+import { importUsers, ImportInterruptedError, positionName, recordImport, type ImportReport } from '../users/import.js'
+import type { Db } from '../db/database.js'
+import { databaseUnreachable } from '../errors.js'
 import { readImportFile, type ImportFormat } from '../users/import-sources.js'
 import type { CommandContext } from './context.js'
 import { CliError, fileProblem, parseCommandLine, printable } from './output.js'
@@ -35,6 +38,22 @@ function summary (report: ImportReport, file: string, format: ImportFormat): str
   return lines.map(printable).join('\n')
 }
 
+/**
+ * What an import stopped part-way says, once the users it did create are
+ * audited (the audit row says complete: false): those users are in, and a
+ * second run with the same file skips them and imports the rest.
+ */
+async function interrupted (db: Db, err: ImportInterruptedError, format: ImportFormat): Promise<string> {
+  const why = databaseUnreachable(err.cause) ?? err.message
+  const created = `${err.report.created} user(s) created before it are kept`
+  try {
+    await recordImport(db, err.report, { format, complete: false })
+  } catch {
+    return `the import stopped after ${err.report.read} record(s): ${why}; ${created}, and no audit row could be written for them: run the same file again once the database is back, to import the rest and record it`
+  }
+  return `the import stopped after ${err.report.read} record(s): ${why}; ${created} (audited as users.imported, complete: false): run the same file again to import the rest`
+}
+
 export async function usersImportCommand (ctx: CommandContext): Promise<void> {
   const { values, positionals } = parseCommandLine({
     args: ctx.argv,
@@ -58,6 +77,9 @@ export async function usersImportCommand (ctx: CommandContext): Promise<void> {
   let report: ImportReport
   try {
     report = await importUsers(db, readImportFile(input, format), { dryRun, now: new Date(), format })
+  } catch (err) {
+    if (!(err instanceof ImportInterruptedError) || dryRun || err.report.created === 0) throw err instanceof ImportInterruptedError ? err.cause : err
+    throw new CliError(await interrupted(db, err, format))
   } finally {
     input.destroy()
   }

@@ -22,6 +22,7 @@
 import { sql } from 'kysely'
 import type { Db } from '../db/database.js'
 import { recordAudit } from '../audit/record.js'
+import { TesseraError } from '../errors.js'
 import { parseDjangoHash } from '../passwords/django.js'
 import { normalizeUsername } from '../passwords/policy.js'
 import { ImportFileError, type ImportFormat, type SourceRecord } from './import-sources.js'
@@ -196,6 +197,15 @@ async function * deferredRows (db: Db, batchSize: number): AsyncGenerator<GoodRo
   }
 }
 
+/** A failure part-way through an import (the database's, most likely): what `report` counts as created is in Postgres. */
+export class ImportInterruptedError extends TesseraError {
+  readonly code = 'ERR_IMPORT_INTERRUPTED'
+
+  constructor (readonly report: ImportReport, cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause })
+  }
+}
+
 export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>, options: ImportOptions): Promise<ImportReport> {
   const batchSize = options.batchSize ?? 1000
   const maxProblems = options.maxProblems ?? 1000
@@ -205,95 +215,100 @@ export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>,
     if (report.problems.length < maxProblems) report.problems.push(p)
   }
   // The temporary table belongs to one connection: every batch runs on it.
-  await db.connection().execute(async (conn) => {
-    await sql`CREATE TEMPORARY TABLE import_seen (username text PRIMARY KEY, position int NOT NULL, refused bool NOT NULL)`.execute(conn)
-    await sql`CREATE TEMPORARY TABLE import_deferred (position int PRIMARY KEY, username text NOT NULL, password_hash text NOT NULL, disabled bool NOT NULL, spelled text NOT NULL)`.execute(conn)
-    try {
-      const flush = async (rows: GoodRow[]): Promise<void> => {
-        const byPosition = new Map(rows.map((r) => [r.position, r]))
-        for (const outcome of await importBatch(conn, rows, options)) {
-          const row = byPosition.get(outcome.position)
-          // A refused record was reported already; it only kept its name.
-          if (row === undefined || row.refused === true) continue
-          const username = row.spelled ?? row.username
-          if (outcome.outcome === 'duplicate') {
-            report.duplicates++
-            const first = `username: same as ${positionName(options.format)} ${outcome.first_position} after NFKC and lower-casing`
-            const why = outcome.first_refused
-              ? `, which is not imported (see its problem) and keeps its name: under "${row.username}" this one would be that user to a DRF service`
-              : outcome.first_position > row.position ? `, which is kept: it is spelled "${row.username}"` : ''
-            problem({ position: row.position, username, reason: `${first}${why}` })
-          } else if (outcome.outcome === 'existing') {
-            report.existing++
-          } else if (outcome.outcome === 'spelled_otherwise') {
-            problem({ position: row.position, username, reason: `username: "${row.username}" was imported before from "${outcome.held_as ?? row.username}", another Django user; a DRF service would give one of them the other's data: rename one in Django, delete the Tessera user, and import again` })
-          } else if (outcome.outcome === 'taken') {
-            problem({ position: row.position, username, reason: 'username: held in Tessera by a user no import made (signed up or created there, or imported before Tessera recorded imports); a DRF service would give them this Django user\'s data: rename one, or delete that user, before switching' })
-          } else {
-            report.created++
-            if (row.disabled) report.disabled++
-            if (row.passwordHash.startsWith('!')) report.unusable++
-            if (row.spelled !== undefined) {
-              report.renamed++
-              if (report.renamedUsers.length < maxProblems) report.renamedUsers.push({ position: row.position, django: row.spelled, tessera: row.username })
+  try {
+    await db.connection().execute(async (conn) => {
+      await sql`CREATE TEMPORARY TABLE import_seen (username text PRIMARY KEY, position int NOT NULL, refused bool NOT NULL)`.execute(conn)
+      await sql`CREATE TEMPORARY TABLE import_deferred (position int PRIMARY KEY, username text NOT NULL, password_hash text NOT NULL, disabled bool NOT NULL, spelled text NOT NULL)`.execute(conn)
+      try {
+        const flush = async (rows: GoodRow[]): Promise<void> => {
+          const byPosition = new Map(rows.map((r) => [r.position, r]))
+          for (const outcome of await importBatch(conn, rows, options)) {
+            const row = byPosition.get(outcome.position)
+            // A refused record was reported already; it only kept its name.
+            if (row === undefined || row.refused === true) continue
+            const username = row.spelled ?? row.username
+            if (outcome.outcome === 'duplicate') {
+              report.duplicates++
+              const first = `username: same as ${positionName(options.format)} ${outcome.first_position} after NFKC and lower-casing`
+              const why = outcome.first_refused
+                ? `, which is not imported (see its problem) and keeps its name: under "${row.username}" this one would be that user to a DRF service`
+                : outcome.first_position > row.position ? `, which is kept: it is spelled "${row.username}"` : ''
+              problem({ position: row.position, username, reason: `${first}${why}` })
+            } else if (outcome.outcome === 'existing') {
+              report.existing++
+            } else if (outcome.outcome === 'spelled_otherwise') {
+              problem({ position: row.position, username, reason: `username: "${row.username}" was imported before from "${outcome.held_as ?? row.username}", another Django user; a DRF service would give one of them the other's data: rename one in Django, delete the Tessera user, and import again` })
+            } else if (outcome.outcome === 'taken') {
+              problem({ position: row.position, username, reason: 'username: held in Tessera by a user no import made (signed up or created there, or imported before Tessera recorded imports); a DRF service would give them this Django user\'s data: rename one, or delete that user, before switching' })
+            } else {
+              report.created++
+              if (row.disabled) report.disabled++
+              if (row.passwordHash.startsWith('!')) report.unusable++
+              if (row.spelled !== undefined) {
+                report.renamed++
+                if (report.renamedUsers.length < maxProblems) report.renamedUsers.push({ position: row.position, django: row.spelled, tessera: row.username })
+              }
             }
           }
         }
-      }
-      let batch: GoodRow[] = []
-      let renamed: GoodRow[] = []
-      // One batch is written while the next is read: the import takes the
-      // longer of parsing and writing, not their sum, and holds two batches.
-      let writing: Promise<void> = Promise.resolve()
-      const write = async (work: () => Promise<void>): Promise<void> => {
-        await writing
-        writing = work()
-        // Its failure surfaces at the next await; until then it must not count as unhandled.
-        writing.catch(() => {})
-      }
-      try {
-        for await (const record of records) {
-          report.read++
-          const checked = checkRecord(record)
-          if ('reason' in checked) {
-            problem(checked)
-            const kept = nameKeptBy(record)
-            if (kept !== undefined) batch.push(kept)
-          } else if (checked.spelled === undefined) {
-            batch.push(checked)
-          } else {
-            renamed.push(checked)
-          }
-          if (batch.length >= batchSize) {
-            const full = batch
-            await write(async () => { await flush(full) })
-            batch = []
-          }
-          if (renamed.length >= batchSize) {
-            const full = renamed
-            await write(async () => { await deferBatch(conn, full) })
-            renamed = []
-          }
+        let batch: GoodRow[] = []
+        let renamed: GoodRow[] = []
+        // One batch is written while the next is read: the import takes the
+        // longer of parsing and writing, not their sum, and holds two batches.
+        let writing: Promise<void> = Promise.resolve()
+        const write = async (work: () => Promise<void>): Promise<void> => {
+          await writing
+          writing = work()
+          // Its failure surfaces at the next await; until then it must not count as unhandled.
+          writing.catch(() => {})
         }
-      } catch (err) {
-        // The batches being read are dropped with the unreadable rest, and so
-        // are the renamed rows: the rest of the file may hold their exact
-        // spelling. A re-run with the whole file completes the import.
-        if (!(err instanceof ImportFileError)) throw err
-        report.error = err.message
-        batch = []
+        try {
+          for await (const record of records) {
+            report.read++
+            const checked = checkRecord(record)
+            if ('reason' in checked) {
+              problem(checked)
+              const kept = nameKeptBy(record)
+              if (kept !== undefined) batch.push(kept)
+            } else if (checked.spelled === undefined) {
+              batch.push(checked)
+            } else {
+              renamed.push(checked)
+            }
+            if (batch.length >= batchSize) {
+              const full = batch
+              await write(async () => { await flush(full) })
+              batch = []
+            }
+            if (renamed.length >= batchSize) {
+              const full = renamed
+              await write(async () => { await deferBatch(conn, full) })
+              renamed = []
+            }
+          }
+        } catch (err) {
+          // The batches being read are dropped with the unreadable rest, and so
+          // are the renamed rows: the rest of the file may hold their exact
+          // spelling. A re-run with the whole file completes the import.
+          if (!(err instanceof ImportFileError)) throw err
+          report.error = err.message
+          batch = []
+        } finally {
+          await writing
+        }
+        if (batch.length > 0) await flush(batch)
+        if (report.error === undefined) {
+          if (renamed.length > 0) await deferBatch(conn, renamed)
+          for await (const rows of deferredRows(conn, batchSize)) await flush(rows)
+        }
       } finally {
-        await writing
+        await sql`DROP TABLE IF EXISTS pg_temp.import_seen, pg_temp.import_deferred`.execute(conn)
       }
-      if (batch.length > 0) await flush(batch)
-      if (report.error === undefined) {
-        if (renamed.length > 0) await deferBatch(conn, renamed)
-        for await (const rows of deferredRows(conn, batchSize)) await flush(rows)
-      }
-    } finally {
-      await sql`DROP TABLE IF EXISTS pg_temp.import_seen, pg_temp.import_deferred`.execute(conn)
-    }
-  })
+    })
+  } catch (err) {
+    // The batches written before the failure are committed: the report says how many, for the audit.
+    throw new ImportInterruptedError(report, err)
+  }
   // Renamed rows are judged last: their problems go back in file order.
   report.problems.sort((a, b) => a.position - b.position)
   report.renamedUsers.sort((a, b) => a.position - b.position)

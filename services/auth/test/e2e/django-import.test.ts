@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { sql } from 'kysely'
 import { buildTestApp, login, signUp } from '../helpers/app.js'
 import { REPO_ROOT } from '../helpers/gateway.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
@@ -269,4 +270,34 @@ t.test('many rows: batched, and re-running skips them all', async (t) => {
   t.match(first, { read: count + 1, created: count, duplicates: 1, problems: [{ position: count + 2, reason: 'username: same as line 9 after NFKC and lower-casing' }] }, 'a duplicate across batches is found by Postgres')
   const second = JSON.parse((await runCli(['users', 'import', file, '--json'], env)).stdout)
   t.match(second, { created: 0, existing: count, duplicates: 1 })
+})
+
+t.test('a database failure part-way: the batches before it are kept and audited as incomplete, and a re-run finishes', async (t) => {
+  const dir = await scratch(t)
+  const url = await createTestDatabase(t)
+  const env = { DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url') }
+  const connection = await testConnection(t, url)
+  const hashes = await oracle('hashes', PASSWORD) as Record<string, string>
+  const lines = ['username,password_hash,disabled']
+  for (let i = 0; i < 2500; i++) lines.push(`part${i},${hashes.pbkdf2_sha256 ?? ''},false`)
+  const file = join(dir, 'part.csv')
+  await writeFile(file, lines.join('\n'))
+  // A real error from Postgres in the second batch (of 1,000), as a full disk or a lost connection would raise one.
+  await sql`CREATE FUNCTION refuse_part1500 () RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN IF NEW.username = 'part1500' THEN RAISE EXCEPTION 'disk full (simulated)'; END IF; RETURN NEW; END $$`.execute(connection.db)
+  await sql`CREATE TRIGGER refuse_part1500 BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION refuse_part1500()`.execute(connection.db)
+
+  const stopped = await runCli(['users', 'import', file], env)
+  t.equal(stopped.code, 1)
+  t.match(stopped.stderr, /^tessera: the import stopped after \d+ record\(s\): disk full \(simulated\); 1000 user\(s\) created before it are kept \(audited as users\.imported, complete: false\): run the same file again to import the rest\n$/)
+  const counted = async (): Promise<number> => Number((await sql<{ n: string }>`SELECT count(*) AS n FROM users`.execute(connection.db)).rows[0]?.n)
+  t.equal(await counted(), 1000, 'the first batch is in')
+  const audits = async (): Promise<unknown[]> => (await sql<{ detail: unknown }>`SELECT detail FROM audit_events WHERE type = 'users.imported' ORDER BY id`.execute(connection.db)).rows.map((r) => r.detail)
+  t.match(await audits(), [{ complete: false, created: 1000 }], 'and audited, marked incomplete')
+
+  await sql`DROP TRIGGER refuse_part1500 ON users`.execute(connection.db)
+  const rerun = JSON.parse((await runCli(['users', 'import', file, '--json'], env)).stdout)
+  t.match(rerun, { read: 2500, created: 1500, existing: 1000 }, 'a re-run imports the rest')
+  t.equal(await counted(), 2500)
+  t.match(await audits(), [{ complete: false, created: 1000 }, { complete: true, created: 1500, existing: 1000 }])
 })
