@@ -19,8 +19,11 @@ export interface Config {
   jwksCooldownMs: number
   /** Leeway for `exp`/`iat`/`nbf` against clock skew between hosts. */
   clockSkewMs: number
-  logLevel: string
+  logLevel: LogLevel
 }
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+type LogLevel = typeof LOG_LEVELS[number]
 
 type Env = Record<string, string | undefined>
 
@@ -58,6 +61,14 @@ function integer (env: Env, name: string, fallback: number, min: number, max: nu
   return Number(value)
 }
 
+/** pino's levels, as Tessera takes them: pino would throw its own error at start for anything else. */
+function logLevel (env: Env): LogLevel {
+  const value = get(env, 'LOG_LEVEL') ?? 'info'
+  const level = LOG_LEVELS.find((l) => l === value)
+  if (level === undefined) throw new ConfigError(`LOG_LEVEL=${JSON.stringify(value)} is invalid: expected one of ${LOG_LEVELS.join(', ')}`)
+  return level
+}
+
 export function loadConfig (env: Env): Config {
   const issuer = url(env, 'NOTES_ISSUER', 'http://127.0.0.1:8080')
   return {
@@ -71,6 +82,6 @@ export function loadConfig (env: Env): Config {
     jwksTtlMs: integer(env, 'NOTES_JWKS_TTL', 300, 1, 86400) * 1000,
     jwksCooldownMs: integer(env, 'NOTES_JWKS_COOLDOWN', 30, 1, 86400) * 1000,
     clockSkewMs: integer(env, 'NOTES_CLOCK_SKEW', 30, 0, 300) * 1000,
-    logLevel: get(env, 'LOG_LEVEL') ?? 'info'
+    logLevel: logLevel(env)
   }
 }

@@ -16,3 +16,10 @@ t.test('DATABASE_URL from DATABASE_URL_FILE (a Docker secret), never from both',
   const missing = t.throws(() => loadConfig({ DATABASE_URL_FILE: path.join(dir, 'nope') })) as Error
   t.match(missing.message, /^DATABASE_URL_FILE=".*nope" cannot be read \(ENOENT\)$/)
 })
+
+t.test('LOG_LEVEL is one of pino\'s levels, or one line says what it takes', async (t) => {
+  const base = { DATABASE_URL: 'postgres://x@db/y' }
+  t.equal(loadConfig(base).logLevel, 'info')
+  t.equal(loadConfig({ ...base, LOG_LEVEL: 'warn' }).logLevel, 'warn')
+  t.throws(() => loadConfig({ ...base, LOG_LEVEL: 'verbose' }), new ConfigError('LOG_LEVEL="verbose" is invalid: expected one of fatal, error, warn, info, debug, trace, silent'))
+})
