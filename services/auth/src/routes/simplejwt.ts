@@ -20,7 +20,7 @@ import { refreshGrant } from '../grants/refresh.js'
 import { revokeToken } from '../tokens/revoke.js'
 import { tokenStanding } from '../sessions/verify-token.js'
 import { requestContext } from './context.js'
-import { counted, loginDepsOf, loginOutcome, refreshOutcome } from './oauth/token.js'
+import { counted, loginDepsOf, loginOutcome, refreshOutcome } from './grant-outcomes.js'
 import { parseMultipartForm } from './simplejwt-multipart.js'
 import { fromUtf8 } from '../http/json-body.js'
 

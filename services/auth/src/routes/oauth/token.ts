@@ -10,20 +10,19 @@
 import { Type, type Static } from '@sinclair/typebox'
 import type { App, Deps } from '../../http/app-types.js'
 import type { Config } from '../../config.js'
-import { OAuthError, RefreshReuseError } from '../../errors.js'
-import type { LoginOutcome, RefreshOutcome } from '../../metrics/metrics.js'
+import { OAuthError } from '../../errors.js'
 import { clientCredentials } from '../../clients/credentials.js'
 import { clientCredentialsGrant } from '../../grants/client-credentials.js'
 import { isGrantType } from '../../clients/register.js'
-import { passwordGrant, type LoginDeps } from '../../grants/password.js'
+import { passwordGrant } from '../../grants/password.js'
 import { refreshGrant } from '../../grants/refresh.js'
 import type { TokenPair } from '../../sessions/issue.js'
 import { NO_NUL } from '../../passwords/policy.js'
 import { requestContext } from '../context.js'
-import { backoffPolicy } from '../../passwords/login-throttle.js'
 import { CLIENT_AUTHENTICATION } from '../openapi.js'
 import { authorizationHeader } from '../../http/authorization.js'
 import { presentParameters } from './parameters.js'
+import { counted, loginDepsOf, loginOutcome, refreshOutcome } from '../grant-outcomes.js'
 
 const TokenRequest = Type.Object({
   grant_type: Type.String({ maxLength: 64 }),
@@ -60,41 +59,6 @@ function toTokenResponse (pair: TokenPair): Static<typeof TokenResponse> {
     refresh_token: pair.refreshToken,
     refresh_expires_in: pair.refreshExpiresIn,
     scope: pair.scope
-  }
-}
-
-/** How a refused grant shows in the counters; undefined when it is not a refusal worth counting (a malformed request). */
-export function loginOutcome (err: unknown): LoginOutcome | undefined {
-  if (!(err instanceof OAuthError)) return undefined
-  if (err.status === 429) return 'backed_off'
-  if (err.status === 503) return 'shed'
-  return err.error === 'invalid_grant' ? 'failed' : undefined
-}
-
-export function refreshOutcome (err: unknown): RefreshOutcome | undefined {
-  if (err instanceof RefreshReuseError) return 'reuse'
-  return err instanceof OAuthError && err.error === 'invalid_grant' ? 'refused' : undefined
-}
-
-export async function counted<T, O> (work: () => Promise<T>, classify: (err: unknown) => O | undefined, count: (outcome: O) => void): Promise<T> {
-  try {
-    return await work()
-  } catch (err) {
-    const outcome = classify(err)
-    if (outcome !== undefined) count(outcome)
-    throw err
-  }
-}
-
-/** What the password grant needs, for every route that logs in. */
-export function loginDepsOf (config: Config, deps: Deps): LoginDeps {
-  return {
-    db: deps.db,
-    keyring: deps.keyring,
-    config,
-    clientCache: deps.clientCache,
-    hasher: deps.hasher,
-    backoff: backoffPolicy(config)
   }
 }
 

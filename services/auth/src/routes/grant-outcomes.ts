@@ -1,0 +1,46 @@
+/**
+ * What the two routes that run grants share, /oauth/token and SimpleJWT's
+ * views: the deps a login needs, and how a refused grant is counted.
+ * @module
+ */
+import type { Config } from '../config.js'
+import { OAuthError, RefreshReuseError } from '../errors.js'
+import type { Deps } from '../http/app-types.js'
+import type { LoginOutcome, RefreshOutcome } from '../metrics/metrics.js'
+import type { LoginDeps } from '../grants/password.js'
+import { backoffPolicy } from '../passwords/login-throttle.js'
+
+/** How a refused grant shows in the counters; undefined when it is not a refusal worth counting (a malformed request). */
+export function loginOutcome (err: unknown): LoginOutcome | undefined {
+  if (!(err instanceof OAuthError)) return undefined
+  if (err.status === 429) return 'backed_off'
+  if (err.status === 503) return 'shed'
+  return err.error === 'invalid_grant' ? 'failed' : undefined
+}
+
+export function refreshOutcome (err: unknown): RefreshOutcome | undefined {
+  if (err instanceof RefreshReuseError) return 'reuse'
+  return err instanceof OAuthError && err.error === 'invalid_grant' ? 'refused' : undefined
+}
+
+export async function counted<T, O> (work: () => Promise<T>, classify: (err: unknown) => O | undefined, count: (outcome: O) => void): Promise<T> {
+  try {
+    return await work()
+  } catch (err) {
+    const outcome = classify(err)
+    if (outcome !== undefined) count(outcome)
+    throw err
+  }
+}
+
+/** What the password grant needs, for every route that logs in. */
+export function loginDepsOf (config: Config, deps: Deps): LoginDeps {
+  return {
+    db: deps.db,
+    keyring: deps.keyring,
+    config,
+    clientCache: deps.clientCache,
+    hasher: deps.hasher,
+    backoff: backoffPolicy(config)
+  }
+}
