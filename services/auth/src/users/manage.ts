@@ -8,6 +8,7 @@ import type { Db } from '../db/database.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
 import type { PasswordHasher } from '../passwords/hasher.js'
 import { acceptablePassword, normalizeUsername } from '../passwords/policy.js'
+import { clearLoginFailures } from '../passwords/login-throttle.js'
 import { endSessions } from '../sessions/end.js'
 
 export interface UserSummary {
@@ -77,7 +78,7 @@ export async function deleteUser (db: Db, username: string, now: Date, context: 
     // Their rows go with the user (ON DELETE CASCADE); each live one's end is audited first, as every other way of ending a session is.
     const sessionsEnded = await endSessions(trx, { userId: user.id }, 'revoke', now, { ...context, actor: context.actor ?? 'operator' })
     await trx.deleteFrom('users').where('id', '=', user.id).execute()
-    await trx.deleteFrom('login_throttle').where('username', '=', user.username).execute()
+    await clearLoginFailures(trx, user.username)
     await recordAudit(trx, { type: 'user.deleted', actor: context.actor ?? 'operator', userId: user.id, username: user.username, ...context })
     return { ...user, sessionsEnded }
   })
@@ -96,7 +97,7 @@ export async function setPassword (db: Db, hasher: PasswordHasher, input: { user
     const user = await trx.updateTable('users').set({ password_hash: hash, password_changed_at: input.now })
       .where('username', '=', name).returning(['id', 'username']).executeTakeFirst()
     if (user === undefined) return undefined
-    await trx.deleteFrom('login_throttle').where('username', '=', user.username).execute()
+    await clearLoginFailures(trx, user.username)
     await recordAudit(trx, { type: 'password.changed', actor: context.actor ?? 'operator', userId: user.id, username: user.username, ...context })
     const sessionsEnded = await endSessions(trx, { userId: user.id }, 'password_change', input.now, context)
     return { ...user, sessionsEnded }
