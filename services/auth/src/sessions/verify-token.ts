@@ -16,7 +16,7 @@
  * @module
  */
 import type { Issuer } from './issue.js'
-import { refreshClaimsOf, sessionOfAccessToken } from '../tokens/revoke.js'
+import { refreshClaimsOf, sessionOfAccessToken } from './revoke-token.js'
 
 export type TokenStanding = 'live' | 'spent' | 'invalid'
 

@@ -12,10 +12,10 @@
 import type { RequestContext } from '../audit/record.js'
 import { authenticateClient, type RegisteredClient } from '../clients/authenticate.js'
 import type { ClientCredentials } from '../clients/credentials.js'
-import { verifyAnyAudienceAccessToken } from './verify-access.js'
-import { verifyRefreshToken, type RefreshClaims } from './verify-refresh.js'
-import { endSessions } from '../sessions/end.js'
-import type { Issuer } from '../sessions/issue.js'
+import { verifyAnyAudienceAccessToken } from '../tokens/verify-access.js'
+import { verifyRefreshToken, type RefreshClaims } from '../tokens/verify-refresh.js'
+import { endSessions } from './end.js'
+import type { Issuer } from './issue.js'
 
 export async function sessionOfAccessToken (issuer: Issuer, token: string, now: Date): Promise<string | undefined> {
   try {
