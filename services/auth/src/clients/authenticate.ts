@@ -13,7 +13,7 @@ import { namedStatement } from '../db/named-statements.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
 import { OAuthError } from '../errors.js'
 import { BASIC_CHALLENGE, type ClientCredentials } from './credentials.js'
-import { digestMatches, secretDigest } from './secret.js'
+import { digestMatches, looksLikeSecret, secretDigest } from './secret.js'
 import type { ClientCache, ClientRecord } from './cache.js'
 
 export interface RegisteredClient {
@@ -38,6 +38,8 @@ export interface ClientAuthInput {
 }
 
 const NO_DIGEST = Buffer.alloc(32)
+/** How an unknown client id that may be a secret is recorded: `#` is outside the client id pattern, so no client has it. */
+export const SECRET_SHAPED_ID = '#secret-shaped'
 
 /**
  * The client's row as authentication needs it, in fixed text so nothing is
@@ -109,11 +111,13 @@ export async function authenticateClient (deps: ClientAuthDeps, input: ClientAut
  */
 export async function clientAuthenticationFailed (db: Db, failure: Pick<ClientAuthInput, 'credentials' | 'context'> & { clientId: string, reason: string }): Promise<OAuthError> {
   const { credentials, clientId, reason } = failure
+  // An unknown id shaped like a secret most likely is one, sent in the id's place: never written down.
+  const recordedId = reason === 'unknown client' && looksLikeSecret(clientId) ? SECRET_SHAPED_ID : clientId
   await recordAudit(db, {
     type: 'client.authentication_failed',
-    actor: clientId,
+    actor: recordedId,
     ...failure.context,
-    detail: { client_id: clientId, reason, method: credentials.method }
+    detail: { client_id: recordedId, reason, method: credentials.method }
   })
   return new OAuthError('invalid_client', 'client authentication failed', {
     detail: reason,

@@ -9,6 +9,18 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 
 const SECRET_BYTES = 32
 
+/** What generateSecret makes: 32 bytes as base64url, 43 characters, which a client id may also be. */
+const SECRET_SHAPE = /^[A-Za-z0-9_-]{43}$/
+
+/**
+ * Whether a client id a request gave could be a client's secret: a client
+ * that swaps its id and secret (in the body or in Basic) sends the secret
+ * as its id. Such an id, unknown, is kept out of the audit trail.
+ */
+export function looksLikeSecret (clientId: string): boolean {
+  return SECRET_SHAPE.test(clientId)
+}
+
 export function secretDigest (secret: string): Buffer {
   return createHash('sha256').update(secret, 'utf8').digest()
 }

@@ -118,8 +118,15 @@ t.test('client authentication failures: the precise error, never a hint, never a
   t.match(await token(ctx, { grant_type: 'refresh_token', refresh_token: 'x' }, { authorization: basic('svc', secret) }), { status: 400, body: { error: 'unauthorized_client' } })
   t.match(await token(ctx, { grant_type: 'authorization_code' }, { authorization: basic('svc', secret) }), { status: 400, body: { error: 'unsupported_grant_type' } })
 
+  // A client that swaps its id and its secret sends the secret as its id: unknown, and never written down.
+  refusedBasic(t, await token(ctx, cc, { authorization: basic(secret, 'svc') }), 'id and secret swapped in Basic')
+  t.match(await token(ctx, { ...cc, client_id: secret, client_secret: 'svc' }), { status: 401, body: { error: 'invalid_client' } }, 'id and secret swapped in the body')
+
   const failures = (await auditTypes(ctx)).filter((e) => e.type === 'client.authentication_failed')
-  t.equal(failures.length, 7, 'each failed authentication of a readable client id is audited (unreadable Basic headers name no client)')
+  t.equal(failures.length, 9, 'each failed authentication of a readable client id is audited (unreadable Basic headers name no client)')
+  t.match(failures.slice(-2).map((f) => f.detail), [{ client_id: '#secret-shaped', reason: 'unknown client' }, { client_id: '#secret-shaped', reason: 'unknown client' }], 'an unknown id shaped like a secret is recorded as such')
+  const actors = await ctx.deps.db.selectFrom('audit_events').select('actor').where('type', '=', 'client.authentication_failed').execute()
+  t.notOk(JSON.stringify(actors).includes(secret), 'the actor column neither')
   t.match(failures[0]?.detail, { client_id: 'svc', reason: 'wrong secret', method: 'client_secret_basic' })
   t.notOk(JSON.stringify(failures).includes(secret), 'never with the secret')
   t.notOk(ctx.logs().includes(secret), 'nor in the log')
