@@ -96,11 +96,16 @@ export async function refreshDecision (db: Issuer['db'], input: RefreshDecisionI
   return row
 }
 
-/** Reuse: the whole family ends, with its audit, in one transaction. */
+/**
+ * Reuse: the whole family ends, with its audit, in one transaction. Replays
+ * at once can each be judged reuse before the first of them has ended the
+ * session; only the one that ends it records the detection, as a replay
+ * that came after would find the session ended and record nothing.
+ */
 async function endReusedFamily (db: Issuer['db'], claims: RefreshClaims, now: Date, context: RequestContext): Promise<void> {
   await db.transaction().execute(async (trx) => {
-    await endSessions(trx, { sessionId: claims.sid }, 'reuse', now, { ...context, actor: 'system' })
-    await recordAudit(trx, { type: 'refresh.reuse_detected', actor: 'system', userId: claims.sub, sessionId: claims.sid, ...context, detail: { jti: claims.jti } })
+    const ended = await endSessions(trx, { sessionId: claims.sid }, 'reuse', now, { ...context, actor: 'system' })
+    if (ended > 0) await recordAudit(trx, { type: 'refresh.reuse_detected', actor: 'system', userId: claims.sub, sessionId: claims.sid, ...context, detail: { jti: claims.jti } })
   })
 }
 

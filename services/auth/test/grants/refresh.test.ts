@@ -3,6 +3,8 @@ import { decodeJwt } from 'jose'
 import { buildTestApp, login, refresh, signUp, type TestApp } from '../helpers/app.js'
 import { cleanupExpired } from '../../src/sessions/cleanup.js'
 import { PasswordHasher } from '../../src/passwords/hasher.js'
+import { lockWaiters } from '../helpers/db.js'
+import { within } from '../helpers/http.js'
 
 const PASSWORD = 'correct horse battery'
 
@@ -58,6 +60,29 @@ t.test('grace: the same successor byte for byte; after it, reuse ends the sessio
   t.match(audit.find((e) => e.type === 'session.ended'), { detail: { reason: 'reuse' } })
   const session = await ctx.connection.db.selectFrom('sessions').selectAll().where('id', '=', sid).executeTakeFirstOrThrow()
   t.equal(session.revoke_reason, 'reuse')
+})
+
+t.test('replays at once, each judged reuse before the session ended: one detection recorded, one end', async (t) => {
+  const ctx = await buildTestApp(t, { TESSERA_REFRESH_GRACE: '1s' })
+  const { refresh: token, sid } = await user(ctx, 'carol')
+  t.equal((await refresh(ctx.app, token)).status, 200)
+  ctx.advance(2)
+  // Held here, the session's row lock queues every replay's decision; let go,
+  // the next decision takes it the moment the one before commits, before
+  // that one's answer has even reached Tessera to end the session.
+  const held = await ctx.connection.pool.connect()
+  t.teardown(() => { held.release() })
+  await held.query('BEGIN')
+  await held.query('SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE', [sid])
+  const watcher = await ctx.connection.pool.connect()
+  t.teardown(() => { watcher.release() })
+  const replays = Promise.all(Array.from({ length: 6 }, async () => await refresh(ctx.app, token)))
+  t.ok(await within(30_000, async () => await lockWaiters(watcher) >= 6) !== undefined, 'every replay waits for the session')
+  await held.query('COMMIT')
+  t.same((await replays).map((r) => r.status), [400, 400, 400, 400, 400, 400])
+  const audit = await ctx.connection.db.selectFrom('audit_events').select(['type', 'detail']).where('session_id', '=', sid).where('type', 'in', ['refresh.reuse_detected', 'session.ended']).orderBy('id').execute()
+  t.same(audit.map((e) => e.type), ['session.ended', 'refresh.reuse_detected'], 'one end, one detection')
+  t.match(audit[0], { detail: { reason: 'reuse' } })
 })
 
 t.test('sliding expiry extends; the absolute limit cuts it', async (t) => {

@@ -21,7 +21,7 @@ export async function testConnection (t: Test, url?: string): Promise<Connection
  * The client must not be inside a transaction (pg_stat_activity is read once
  * per transaction).
  */
-export async function lockWaiters (client: pg.Client): Promise<number> {
+export async function lockWaiters (client: pg.ClientBase): Promise<number> {
   const res = await client.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
   return Number(res.rows[0]?.n)
 }
