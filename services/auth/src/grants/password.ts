@@ -62,7 +62,8 @@ function throttleKey (username: string | undefined): string {
 async function recordFailure (deps: LoginDeps, key: string, userId: string | undefined, reason: string, streak: FailureRecord, input: PasswordGrantInput): Promise<void> {
   await recordAudit(deps.db, {
     type: 'login.failed',
-    actor: userId ?? 'anonymous',
+    // Whoever tried is not known to be the user: the row names the user it was about, the actor is anonymous.
+    actor: 'anonymous',
     userId,
     username: key,
     ...input.context,
@@ -154,7 +155,7 @@ export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput)
   const key = throttleKey(username)
   const { attempt, user } = await countAttemptAndReadUser(deps, key, username, input.now)
   if (attempt.refused) {
-    await recordAudit(deps.db, { type: 'login.backed_off', actor: 'anonymous', username: key, ...input.context, detail: { retry_after: attempt.retryAfter } })
+    await recordAudit(deps.db, { type: 'login.backed_off', actor: 'anonymous', userId: user?.id, username: key, ...input.context, detail: { retry_after: attempt.retryAfter } })
     throw backedOff('too many failed logins for this username, or too many at once', attempt.retryAfter)
   }
 
@@ -176,7 +177,10 @@ export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput)
   const refreshable = input.alwaysPair === true || client.grants.includes('refresh_token')
   const session = newSession(deps, user.id, input.now, refreshable)
   const started = await startLogin(deps.db, { user, rehashed, key, session, clientId: client.clientId, scope, resources: client.resources, context: input.context })
-  if (started === 'user changed') throw invalidCredentials('password changed or user disabled during login')
+  if (started === 'user changed') {
+    await recordFailure(deps, key, user.id, 'user_changed_during_login', attempt, input)
+    throw invalidCredentials('password changed or user disabled during login')
+  }
   if (started === 'client gone') {
     throw await clientAuthenticationFailed(deps.db, { credentials: input.credentials, context: input.context, clientId: client.clientId, reason: 'client disabled or deleted during login' })
   }

@@ -56,13 +56,13 @@ t.test('every event is audited by the action that causes it, with who, where and
   t.match(sessionA, /^[0-9a-f-]{36}$/)
 
   const wrong = await send('POST', '/oauth/token', { grant_type: 'password', username: 'judy', password: password('not judys password') })
-  t.match(await rowsFor(wrong.id), [{ type: 'login.failed', actor: userId, user_id: userId, username: 'judy', ...where, detail: { reason: 'wrong_password', failures: 1, blocked_until: null } }])
+  t.match(await rowsFor(wrong.id), [{ type: 'login.failed', actor: 'anonymous', user_id: userId, username: 'judy', ...where, detail: { reason: 'wrong_password', failures: 1, blocked_until: null } }])
   const unknown = await send('POST', '/oauth/token', { grant_type: 'password', username: 'nobody', password: password('nobodys password') })
   t.match(await rowsFor(unknown.id), [{ type: 'login.failed', actor: 'anonymous', user_id: null, username: 'nobody', ...where, detail: { reason: 'unknown_user' } }])
   await send('POST', '/oauth/token', { grant_type: 'password', username: 'judy', password: 'not judys password' })
   const backedOff = await send('POST', '/oauth/token', { grant_type: 'password', username: 'judy', password: 'judy password 1' })
   t.equal(backedOff.status, 429)
-  t.match(await rowsFor(backedOff.id), [{ type: 'login.backed_off', username: 'judy', ...where, request_id: backedOff.id, detail: { retry_after: Number } }])
+  t.match(await rowsFor(backedOff.id), [{ type: 'login.backed_off', actor: 'anonymous', user_id: userId, username: 'judy', ...where, request_id: backedOff.id, detail: { retry_after: Number } }])
   advance(31)
 
   const logins: Tokens[] = []

@@ -59,6 +59,10 @@ t.test('a login in flight during a password change does not start a session afte
   t.equal(login.body.error, 'invalid_grant')
   const live = await db.query('SELECT count(*) AS n FROM sessions WHERE revoked_at IS NULL')
   t.equal(Number(live.rows[0].n), 1, 'only the session that changed the password is live')
+  const failed = await db.query("SELECT actor, username, detail FROM audit_events WHERE type = 'login.failed'")
+  t.equal(failed.rows.length, 1)
+  // Its streak counts the password change's check of the current password too (both count against the name).
+  t.match(failed.rows, [{ actor: 'anonymous', username: 'inflight', detail: { reason: 'user_changed_during_login', failures: 2, blocked_until: null } }], 'the refused login is audited like any failed one')
 })
 
 t.test('two password changes at once are answered as if one came after the other', async (t) => {
