@@ -154,6 +154,16 @@ async function importBatch (db: Db, rows: GoodRow[], options: ImportOptions): Pr
   // A name a user holds is this import's own only when an import made it
   // from this very spelling; anything else (a sign-up, even one committed
   // since this statement began, or another Django user's spelling) is reported.
+  // The batch's audit row is written by the statement that writes its users:
+  // an import killed after any batch leaves every user it created audited.
+  const audited = options.dryRun
+    ? sql``
+    : sql`, batch_audited AS (
+        INSERT INTO audit_events (type, actor, user_agent, detail)
+        SELECT 'users.import_batch', 'operator', 'tessera-cli', jsonb_build_object('format', ${options.format}::text,
+          'created', (SELECT count(*) FROM created), 'from_position', min(i.position), 'to_position', max(i.position))
+        FROM input i HAVING EXISTS (SELECT 1 FROM created)
+      )`
   const result = await sql<BatchOutcome>`
     WITH input AS (
       SELECT * FROM unnest(${positions}::int[], ${usernames}::text[], ${hashes}::text[], ${disabled}::bool[], ${spelled}::text[], ${refused}::bool[])
@@ -161,7 +171,7 @@ async function importBatch (db: Db, rows: GoodRow[], options: ImportOptions): Pr
     ), seen AS (
       INSERT INTO import_seen (username, position, refused) SELECT username, position, refused FROM input ORDER BY position
       ON CONFLICT (username) DO NOTHING RETURNING username, position, refused
-    ), created AS (${created})
+    ), created AS (${created})${audited}
     SELECT i.position,
       CASE WHEN s.position IS NULL THEN 'duplicate'
         WHEN c.username IS NOT NULL THEN 'created'

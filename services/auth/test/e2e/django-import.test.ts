@@ -304,4 +304,12 @@ t.test('a database failure part-way: the batches before it are kept and audited 
   const both = await audits()
   t.equal(both.length, 2)
   t.match(both, [{ complete: false, created: 1000 }, { complete: true, created: 1500, existing: 1000 }])
+  // Each batch is audited by the statement that writes it, so an import killed outright leaves its users audited too.
+  const batches = (await sql<{ detail: { created: number, from_position: number, to_position: number, format: string } }>`
+    SELECT detail FROM audit_events WHERE type = 'users.import_batch' ORDER BY id`.execute(connection.db)).rows.map((r) => r.detail)
+  t.same(batches, [
+    { format: 'csv', created: 1000, from_position: 2, to_position: 1001 },
+    { format: 'csv', created: 1000, from_position: 1002, to_position: 2001 },
+    { format: 'csv', created: 500, from_position: 2002, to_position: 2501 }
+  ], 'one row per batch that created users; a batch of existing users only writes none')
 })
