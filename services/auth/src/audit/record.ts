@@ -11,6 +11,7 @@ export type AuditType =
   | 'session.ended' | 'refresh.reuse_detected'
   | 'client.created' | 'client.secret_rotated' | 'client.disabled' | 'client.deleted' | 'client.authentication_failed'
   | 'key.created' | 'key.promoted' | 'key.demoted' | 'key.retired' | 'key.deleted' | 'key.revoked' | 'key.private_erased' | 'key.rewrapped'
+  | 'audit.pruned'
 
 /** Who asked, from where: carried from the HTTP request or the CLI into the audit row. */
 export interface RequestContext {

@@ -59,11 +59,23 @@ export async function cleanupExpired (db: Db, options: CleanupOptions): Promise<
         return Number(result.numDeletedRows)
       }, size, maxBatches)
       const auditBefore = new Date(options.now.getTime() - options.auditRetention * 1000)
+      // Each batch deleted leaves a row saying so, written by the statement
+      // that deletes: the trail is never shortened without a trace, whatever
+      // TESSERA_AUDIT_RETENTION says.
       const auditEvents = await deleteInBatches(async (limit) => {
-        const result = await conn.deleteFrom('audit_events').where('id', 'in', conn.selectFrom('audit_events').select('id')
-          .where('occurred_at', '<', auditBefore).orderBy('occurred_at').limit(limit))
-          .executeTakeFirst()
-        return Number(result.numDeletedRows)
+        const { rows: [pruned] } = await sql<{ deleted: string }>`
+          WITH gone AS (
+            DELETE FROM audit_events WHERE id IN (
+              SELECT id FROM audit_events WHERE occurred_at < ${auditBefore} ORDER BY occurred_at LIMIT ${limit})
+            RETURNING occurred_at
+          ), noted AS (
+            INSERT INTO audit_events (type, actor, detail)
+            SELECT 'audit.pruned', 'system', jsonb_build_object('deleted', count(*), 'older_than', ${auditBefore}::timestamptz,
+              'oldest', min(occurred_at), 'newest', max(occurred_at))
+            FROM gone HAVING count(*) > 0
+          )
+          SELECT count(*) AS deleted FROM gone`.execute(conn)
+        return Number(pruned?.deleted ?? 0)
       }, size, maxBatches)
       return { ran: true, sessions, refreshTokens, auditEvents }
     } finally {

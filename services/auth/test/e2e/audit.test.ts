@@ -199,6 +199,16 @@ t.test('audit tail escapes control characters; cleanup enforces the audit retent
   const cleanup = await runCli(['cleanup', '--json'], { DATABASE_URL: url, TESSERA_AUDIT_RETENTION: '30d' })
   t.equal(cleanup.code, 0, cleanup.stderr)
   t.match(JSON.parse(cleanup.stdout), { ran: true, audit_events: 1 })
-  const left = await db.selectFrom('audit_events').select('username').execute()
-  t.same(left.map((r) => r.username), ['evil\u001b[2J\u001b]0;owned\u0007\u009b31m\u202ename'], 'only the event older than 30 days went')
+  const left = await db.selectFrom('audit_events').select(['type', 'username', 'actor', 'detail']).orderBy('id').execute()
+  t.same(left.map((r) => r.username), ['evil\u001b[2J\u001b]0;owned\u0007\u009b31m\u202ename', null], 'only the event older than 30 days went')
+  t.match(left[1], { type: 'audit.pruned', actor: 'system', detail: { deleted: 1, older_than: String, oldest: String, newest: String } }, 'and a row says so')
+
+  // A retention of a second empties the trail, but for the row that says it did.
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  const all = await runCli(['cleanup', '--json'], { DATABASE_URL: url, TESSERA_AUDIT_RETENTION: '1s' })
+  t.equal(all.code, 0, all.stderr)
+  t.match(JSON.parse(all.stdout), { ran: true, audit_events: 2 })
+  const trace = await db.selectFrom('audit_events').select(['type', 'detail']).execute()
+  t.equal(trace.length, 1)
+  t.match(trace, [{ type: 'audit.pruned', detail: { deleted: 2 } }])
 })
