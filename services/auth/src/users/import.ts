@@ -93,8 +93,8 @@ const TESSERA_HASH = /^\$argon2id\$v=19\$m=\d{1,7},t=\d{1,2},p=\d{1,3}\$[A-Za-z0
 /** Why a stored password hash cannot be imported; undefined when it can. */
 export function hashProblem (hash: string): string | undefined {
   if (hash.startsWith('!')) return undefined
-  if (TESSERA_HASH.test(hash)) return undefined
-  const parsed = parseDjangoHash(hash)
+  // Tessera's own form is Django's argon2 without its prefix: the same cost caps hold, or one hostile row makes every login of that name cost minutes.
+  const parsed = parseDjangoHash(TESSERA_HASH.test(hash) ? `argon2${hash}` : hash)
   return parsed.ok ? undefined : parsed.reason
 }
 

@@ -45,6 +45,10 @@ t.test('what is a Django hash, and what the import accepts besides', async (t) =
   t.equal(djangoAlgorithmOf('bcrypt_sha256$$2b$12$x'), 'bcrypt_sha256')
   t.equal(hashProblem('!unusablepasswordmarker'), undefined, 'Django\'s unusable password imports')
   t.equal(hashProblem('$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA'), undefined, 'Tessera\'s argon2id imports')
+  // Its own form is held to Django argon2's caps too: one row must not make every login of its name cost minutes.
+  t.equal(hashProblem('$argon2id$v=19$m=9999999,t=99,p=999$c2FsdA$aGFzaA'), 'argon2: m=9999999 KiB is above the cap of 262144')
+  t.equal(hashProblem('$argon2id$v=19$m=131072,t=60,p=1$c2FsdA$aGFzaA'), 'argon2: t=60 is above the cap of 10')
+  t.equal(hashProblem('$argon2id$v=19$m=8,t=2,p=8$c2FsdA$aGFzaA'), 'argon2: parameters out of range')
   t.equal(hashProblem('md5$salt$abc'), 'unknown hash algorithm "md5"')
   t.equal(hashProblem('5f4dcc3b5aa765d61d8327deb882cf99'), 'not a hash of the form algorithm$… (Django\'s unsalted MD5, or another legacy hash, is not imported)', 'an unsalted MD5 is named as a legacy hash, not an algorithm ""')
 })
