@@ -42,14 +42,18 @@ function get (env: Env, name: string): string | undefined {
   }
 }
 
-function url (env: Env, name: string, fallback: string | undefined): string {
-  const value = get(env, name) ?? fallback
-  if (value === undefined) throw new ConfigError(`${name} is required`)
+function parsedUrl (name: string, value: string): URL {
   try {
-    return new URL(value).toString().replace(/\/+$/, '')
+    return new URL(value)
   } catch {
     throw new ConfigError(`${name}=${JSON.stringify(value)} is invalid: expected a URL`)
   }
+}
+
+function url (env: Env, name: string, fallback: string | undefined): string {
+  const value = get(env, name) ?? fallback
+  if (value === undefined) throw new ConfigError(`${name} is required`)
+  return parsedUrl(name, value).toString().replace(/\/+$/, '')
 }
 
 function integer (env: Env, name: string, fallback: number, min: number, max: number): number {
@@ -69,8 +73,19 @@ function logLevel (env: Env): LogLevel {
   return level
 }
 
+/**
+ * The issuer as Tessera writes it into `iss`: checked to be a URL, but only
+ * its trailing slashes dropped, as Tessera drops them. A URL's own spelling
+ * (a host in capitals, an explicit :443) would differ from every token's `iss`.
+ */
+function issuerUrl (env: Env): string {
+  const value = get(env, 'NOTES_ISSUER') ?? 'http://127.0.0.1:8080'
+  parsedUrl('NOTES_ISSUER', value)
+  return value.replace(/\/+$/, '')
+}
+
 export function loadConfig (env: Env): Config {
-  const issuer = url(env, 'NOTES_ISSUER', 'http://127.0.0.1:8080')
+  const issuer = issuerUrl(env)
   return {
     port: integer(env, 'PORT', 8201, 0, 65535),
     host: get(env, 'HOST') ?? '127.0.0.1',

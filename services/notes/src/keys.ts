@@ -11,11 +11,15 @@
  *   down issuer is not hammered by our traffic; while the set is still fresh,
  *   its keys keep verifying meanwhile, and only a kid it lacks waits.
  *
- * A key the set lacks is the token's fault (401); a set that could not be
- * fetched, or came back unusable, is no fault of the token, so it is told
- * apart (JwksUnavailableError, a 503): a client told its token is invalid
- * throws it away and sends its user to log in again, for an outage that a
- * retry a little later would have ridden out.
+ * A key a freshly fetched set lacks is the token's fault (401); a set that
+ * could not be fetched, or came back unusable, is no fault of the token, so
+ * it is told apart (JwksUnavailableError, a 503): a client told its token is
+ * invalid throws it away and sends its user to log in again, for an outage
+ * that a retry a little later would have ridden out. So is a kid missed
+ * within the cooldown, judged against a set that may predate it: after
+ * `tessera keys rotate --now` or `keys revoke`, the issuer signs at once with
+ * a key no verifier has fetched yet, and a 401 would log every user out for
+ * up to the cooldown.
  * @module
  */
 import { KeyObject, type webcrypto } from 'node:crypto'
@@ -39,10 +43,15 @@ export function createKeySource (jwksUrl: string, options: { cacheMaxAgeMs: numb
   const wouldFetch = (kid: string): boolean => !remote.fresh || remote.jwks()?.keys.some((key) => key.kid === kid) !== true
   return async (kid, alg) => {
     if (Date.now() - failedAt < options.cooldownMs && wouldFetch(kid)) throw new JwksUnavailableError('the JWKS could not be fetched recently; not retrying yet', retryAfter())
+    // A fresh set, cooling down: jose answers a kid it lacks from memory, without fetching.
+    const answeredFromMemory = remote.fresh && remote.coolingDown
     let key
     try {
       key = await remote({ kid, alg } satisfies JWSHeaderParameters)
     } catch (err) {
+      if (err instanceof errors.JWKSNoMatchingKey && answeredFromMemory) {
+        throw new JwksUnavailableError('a kid the set fetched moments ago lacks: the issuer may have just begun signing with it (keys rotate --now, keys revoke); not fetching again until the cooldown ends', Math.ceil(options.cooldownMs / 1000))
+      }
       if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) throw err
       // A fetch that failed or timed out, an answer other than 200, a body that is not a key set.
       failedAt = Date.now()

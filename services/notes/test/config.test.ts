@@ -23,3 +23,10 @@ t.test('LOG_LEVEL is one of pino\'s levels, or one line says what it takes', asy
   t.equal(loadConfig({ ...base, LOG_LEVEL: 'warn' }).logLevel, 'warn')
   t.throws(() => loadConfig({ ...base, LOG_LEVEL: 'verbose' }), new ConfigError('LOG_LEVEL="verbose" is invalid: expected one of fatal, error, warn, info, debug, trace, silent'))
 })
+
+t.test('NOTES_ISSUER is compared as Tessera writes iss: spelled as given, only trailing slashes dropped', async (t) => {
+  const base = { DATABASE_URL: 'postgres://x@db/y' }
+  t.equal(loadConfig({ ...base, NOTES_ISSUER: 'https://ID.Example:443/' }).issuer, 'https://ID.Example:443', 'not new URL()\'s spelling (https://id.example), which no token would carry')
+  t.equal(loadConfig({ ...base, NOTES_ISSUER: 'https://ID.Example:443/' }).jwksUrl, 'https://id.example/.well-known/jwks.json', 'the URL fetched is the same place however spelled')
+  t.throws(() => loadConfig({ ...base, NOTES_ISSUER: 'not a url' }), new ConfigError('NOTES_ISSUER="not a url" is invalid: expected a URL'))
+})

@@ -5,7 +5,7 @@ import { promisify } from 'node:util'
 import Fastify, { type FastifyRequest } from 'fastify'
 import fastifyJwt, { type TokenOrHeader } from '@fastify/jwt'
 import { existsSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
+import { readFile, rm, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import buildGetJwks from 'get-jwks'
 import { createRemoteJWKSet, jwtVerify } from 'jose'
@@ -83,6 +83,46 @@ t.test('siblings verify access tokens from the JWKS alone: jose, @fastify/jwt + 
     const forNotes = script.replace('audience="api"', 'audience="urn:tessera:notes"')
     t.equal((await run(PYTHON, ['-c', forNotes, jwksUrl, serviceAccess])).stdout.trim(), 'billing', 'PyJWT verifies a client_credentials token with audience = the resource')
     await t.rejects(run(PYTHON, ['-c', script, jwksUrl, serviceAccess]), { message: /InvalidAudienceError/ }, 'and refuses it for another audience')
+  })
+
+  t.test('the jose code of docs/integrators.md, as written: 401 for what the token did, 503 for a kid its set may predate or a JWKS out of reach', async (t) => {
+    const doc = await readFile(fileURLToPath(new URL('../../../../docs/integrators.md', import.meta.url)), 'utf8')
+    const section = doc.slice(doc.indexOf('## Node: jose'))
+    const code = /```js\n([\s\S]*?)```/.exec(section)?.[1] ?? ''
+    t.match(code, /export async function verifyAccessToken/, 'the section\'s code block')
+    // Beside node_modules' jose, as a sibling would have it: the module is loaded from the repository.
+    const load = async (url: string, name: string): Promise<{ verifyAccessToken: (token: string) => Promise<Record<string, unknown>>, KeysUnavailable: new () => Error }> => {
+      const file = fileURLToPath(new URL(`../../${name}.mjs`, import.meta.url))
+      await writeFile(file, code.replace("'https://auth.example.com/.well-known/jwks.json'", `'${url}'`).replace("issuer: 'https://auth.example.com'", "issuer: 'http://tessera.test'"))
+      t.teardown(async () => { await rm(file, { force: true }) })
+      return await import(file)
+    }
+    const verifier = await load(jwksUrl, `.jose-doc-${process.pid}`)
+    const verdict = async (token: string): Promise<string> => {
+      try {
+        return `200 ${String((await verifier.verifyAccessToken(token)).sub)}`
+      } catch (err) {
+        return err instanceof verifier.KeysUnavailable ? '503' : `401 ${(err as Error).constructor.name}`
+      }
+    }
+    const forged = (header: Record<string, unknown>): string =>
+      [header, { iss: 'http://tessera.test', aud: 'api', sub: 'x' }].map((part) => Buffer.from(JSON.stringify(part)).toString('base64url')).join('.') + '.c2ln'
+    t.match(await verdict(access), /^200 [0-9a-f-]{36}$/, 'the access token')
+    t.equal(await verdict(refreshToken), '401 JWTClaimValidationFailed', 'a refresh token')
+    t.equal(await verdict(serviceAccess), '401 JWTClaimValidationFailed', 'another audience\'s')
+    t.equal(await verdict('not a token'), '401 JWSInvalid', 'no JWS at all')
+    t.equal(await verdict(forged({ alg: 'RS256', typ: 'at+jwt' })), '401 JWSInvalid', 'no kid')
+    t.equal(await verdict(forged({ alg: 'RS256', typ: 'at+jwt', kid: 'no-such-kid' })), '503', 'a kid the set, fetched moments ago, lacks: it may be newer than the set')
+    const fresh = await load(jwksUrl, `.jose-doc-fresh-${process.pid}`)
+    try {
+      await fresh.verifyAccessToken(forged({ alg: 'RS256', typ: 'at+jwt', kid: 'no-such-kid' }))
+      t.fail('an unknown kid verified')
+    } catch (err) {
+      t.equal((err as Error).constructor.name, 'JWKSNoMatchingKey', 'a kid a set fetched for it lacks: the token\'s fault')
+    }
+    const blind = await load('http://127.0.0.1:9/.well-known/jwks.json', `.jose-doc-blind-${process.pid}`)
+    const unreachable = await blind.verifyAccessToken(access).then(() => undefined, (err: unknown) => err)
+    t.ok(unreachable instanceof blind.KeysUnavailable, 'a JWKS that cannot be fetched is not the token\'s fault')
   })
 
   t.test('the PyJWT code of docs/integrators.md, as written: 401 for what the token did, 503 for a JWKS out of reach', async (t) => {
