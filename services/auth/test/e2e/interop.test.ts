@@ -153,5 +153,7 @@ t.test('siblings verify access tokens from the JWKS alone: jose, @fastify/jwt + 
       '401 InvalidTokenError'
     ], 'the access token; refused: a refresh token, another audience\'s, a typ that is not a string, an unknown kid')
     t.same(await verdicts('http://127.0.0.1:9/.well-known/jwks.json', access), ['503'], 'a JWKS that cannot be fetched is not the token\'s fault')
+    t.same(await verdicts(jwksUrl.replace('/.well-known/jwks.json', '/metrics'), access), ['503'], 'nor is one that answers something other than JSON')
+    t.same(await verdicts('http://127.0.0.1:9/.well-known/jwks.json', forged({ alg: 'RS256', typ: 'at+jwt' })), ['401 InvalidTokenError'], 'a token without a kid is refused before any fetch')
   })
 })
