@@ -207,6 +207,13 @@ function schemaMissing (err: unknown): string | undefined {
     : undefined
 }
 
+// A reader that stops early (`audit tail --json | head`) closes the pipe: the
+// rest of the output is not wanted, which is no error. The command still runs
+// to its end and exits with its own code.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err
+})
+
 runCli(process.argv.slice(2), process.env).then((code) => { process.exitCode = code }, (err: unknown) => {
   // A flag parseArgs does not know is a usage error like any other.
   const usage = (err as { code?: unknown }).code?.toString().startsWith('ERR_PARSE_ARGS') === true

@@ -2,7 +2,8 @@ import t from 'tap'
 import type { App } from '../../src/http/app-types.js'
 import { buildTestApp, type Tokens } from '../helpers/app.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
-import { runCli } from '../helpers/server.js'
+import { spawn } from 'node:child_process'
+import { CLI_ENTRY, runCli } from '../helpers/server.js'
 
 const UA = 'audit-test/1.0'
 
@@ -211,4 +212,18 @@ t.test('audit tail escapes control characters; cleanup enforces the audit retent
   const trace = await db.selectFrom('audit_events').select(['type', 'detail']).execute()
   t.equal(trace.length, 1)
   t.match(trace, [{ type: 'audit.pruned', detail: { deleted: 2 } }])
+})
+
+t.test('audit tail into a reader that stops early (| head): no crash, its own exit code', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db } = await testConnection(t, url)
+  await db.insertInto('audit_events').values(Array.from({ length: 3000 }, (_, i) => ({ type: 'login.failed', actor: 'anonymous', username: `reader${i}` }))).execute()
+  const child = spawn(process.execPath, [CLI_ENTRY, 'audit', 'tail', '--json', '--limit', '3000'], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: url }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stderr = ''
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  // Like head: read the first chunk, then close the pipe with the rest unread.
+  child.stdout.once('data', () => { child.stdout.destroy() })
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+  t.equal(stderr, '', 'nothing on stderr: no EPIPE stack')
+  t.equal(code, 0)
 })
