@@ -282,10 +282,12 @@ export function answerError (this: App, thrown: FastifyError, request: FastifyRe
   }
   const mistake = clientMistake(err, request.body, isJsonRequest(request))
   if (mistake !== undefined) {
-    request.log.info({ status: mistake.status, detail: mistake.detail }, 'bad request')
+    // RFC 6749 §5.2 has no 415: an OAuth route says 400 for it, and logs what it sent.
+    const status = oauth && mistake.status !== 413 ? 400 : mistake.status
+    request.log.info({ status, detail: mistake.detail }, 'bad request')
     return oauth
-      ? oauthError(reply, mistake.status === 413 ? 413 : 400, 'invalid_request', mistake.detail)
-      : problem(reply, request, mistake.status, statusTitle(mistake.status), mistake.detail)
+      ? oauthError(reply, status, 'invalid_request', mistake.detail)
+      : problem(reply, request, status, statusTitle(status), mistake.detail)
   }
   request.log.error({ err }, 'unexpected error')
   return oauth

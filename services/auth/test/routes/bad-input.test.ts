@@ -106,3 +106,14 @@ t.test('malformed input on every route: a 4xx in the route\'s own error format, 
   }
   t.ok(sent > 1000, `${sent} requests`)
 })
+
+t.test('a body of a type an OAuth route does not read: 400 in RFC 6749\'s terms, and the log says the 400 it sent', async (t) => {
+  const ctx = await buildTestApp(t)
+  const res = await ctx.app.inject({ method: 'POST', url: '/oauth/token', headers: { 'content-type': 'text/plain' }, payload: 'grant_type=password' })
+  t.equal(res.statusCode, 400)
+  t.equal(res.json<{ error: string }>().error, 'invalid_request')
+  const lines = ctx.logs().split('\n').filter((l) => l.includes('"msg":"bad request"')).map((l) => JSON.parse(l) as { status: number })
+  t.same(lines.map((l) => l.status), [400], 'not the 415 a problem+json route would have sent')
+  const problemRoute = await ctx.app.inject({ method: 'POST', url: '/v1/users', headers: { 'content-type': 'text/plain' }, payload: 'x' })
+  t.equal(problemRoute.statusCode, 415, 'a problem+json route answers 415 itself')
+})
