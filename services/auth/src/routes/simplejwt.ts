@@ -102,7 +102,9 @@ async function refusedAs<T> (work: () => Promise<T>, refusal: (err: OAuthError) 
  */
 const DEFAULT_CLIENT: ClientCredentials = { method: 'none', clientId: undefined }
 
+/** The members in the order SimpleJWT's serializers write them (the reply's serializer follows the schema's order). */
 const Pair = Type.Object({ refresh: Type.String(), access: Type.String() })
+const RefreshedPair = Type.Object({ access: Type.String(), refresh: Type.String() })
 const Empty = Type.Object({})
 
 /** The bodies `fields()` reads, for the document only: validating them would answer Ajv's refusals, not DRF's. */
@@ -143,7 +145,7 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
   const issuer = { db: deps.db, keyring: deps.keyring, config, clientCache: deps.clientCache }
   const paths = simplejwtPaths(config)
   // Every route logs in or handles tokens like /oauth/token: the same per-IP budget; the login hashes.
-  const options = (summary: string, body: TObject, ok: typeof Pair | typeof Empty, hashesPassword?: 'always') => ({
+  const options = (summary: string, body: TObject, ok: typeof Pair | typeof RefreshedPair | typeof Empty, hashesPassword?: 'always') => ({
     config: { errorFormat: 'simplejwt' as const, rateLimited: true, documentedBody: body, ...(hashesPassword === undefined ? {} : { hashesPassword }) },
     schema: { tags: ['simplejwt'], summary, response: { 200: ok } }
   })
@@ -157,7 +159,7 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
     return await reply.header('cache-control', 'no-store').send({ refresh: pair.refreshToken, access: pair.accessToken })
   })
 
-  app.post(paths.refresh, options('TokenRefreshView: a new pair, with Tessera\'s rotation, grace and reuse detection', RefreshToken, Pair), async (request, reply) => {
+  app.post(paths.refresh, options('TokenRefreshView: a new pair, with Tessera\'s rotation, grace and reuse detection', RefreshToken, RefreshedPair), async (request, reply) => {
     const { refresh } = fields(request, ['refresh'])
     const input = { refreshToken: refresh, scope: undefined, credentials: DEFAULT_CLIENT, resource: undefined, now: deps.clock(), context: requestContext(request) }
     const pair = await refusedAs(async () => await counted(async () => await refreshGrant(issuer, input), refreshOutcome, deps.metrics.refreshed),

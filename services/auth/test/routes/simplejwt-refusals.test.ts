@@ -38,3 +38,13 @@ t.test('a spent refresh token on SimpleJWT\'s verify logs why it is blacklisted'
   t.same(verify.json(), { non_field_errors: ['Token is blacklisted'] })
   t.same(refusalLines(ctx.logs()).map((l) => l.detail), ['a refresh token used past its grace window, or of an ended session'])
 })
+
+t.test('the pairs\' members come in SimpleJWT\'s order: refresh first from a login, access first from a refresh', async (t) => {
+  const ctx = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on' })
+  await signUp(ctx.app, 'alice', PASSWORD)
+  const login = await ctx.app.inject({ method: 'POST', url: '/api/token/', payload: { username: 'alice', password: PASSWORD } })
+  t.same(Object.keys(JSON.parse(login.body) as object), ['refresh', 'access'], 'TokenObtainPairSerializer\'s order')
+  const { refresh } = login.json<{ refresh: string }>()
+  const refreshed = await ctx.app.inject({ method: 'POST', url: '/api/token/refresh/', payload: { refresh } })
+  t.same(Object.keys(JSON.parse(refreshed.body) as object), ['access', 'refresh'], 'TokenRefreshSerializer\'s order, with rotation')
+})
