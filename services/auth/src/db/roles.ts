@@ -13,6 +13,7 @@
 import { sql, type RawBuilder } from 'kysely'
 import type { Db } from './database.js'
 import { TesseraError } from '../errors.js'
+import { scramVerifier } from './scram.js'
 
 export interface RoleLogin { name: string, password: string }
 export interface DatabaseRoles { owner: RoleLogin, runtime: RoleLogin, notes: RoleLogin }
@@ -38,15 +39,19 @@ export async function ensureRoles (db: Db, roles: DatabaseRoles): Promise<void> 
     const run = async (statement: RawBuilder<unknown>): Promise<void> => { await statement.execute(trx) }
     for (const role of [roles.owner, roles.runtime, roles.notes]) {
       const exists = await sql<{ one: number }>`SELECT 1 AS one FROM pg_roles WHERE rolname = ${role.name}`.execute(trx)
-      // Utility statements take no bind parameters: the password goes in as an escaped literal.
+      // Utility statements take no bind parameters: the verifier goes in as an
+      // escaped literal, and the password itself never reaches the server (db/scram.ts).
+      const verifier = sql.lit(scramVerifier(role.password))
       await run(exists.rows.length === 0
-        ? sql`CREATE ROLE ${sql.id(role.name)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD ${sql.lit(role.password)}`
-        : sql`ALTER ROLE ${sql.id(role.name)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD ${sql.lit(role.password)}`)
+        ? sql`CREATE ROLE ${sql.id(role.name)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD ${verifier}`
+        : sql`ALTER ROLE ${sql.id(role.name)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD ${verifier}`)
     }
     const database = (await sql<{ name: string }>`SELECT current_database() AS name`.execute(trx)).rows[0]?.name ?? ''
     await run(sql`ALTER DATABASE ${sql.id(database)} OWNER TO ${owner}`)
     await run(sql`REVOKE ALL ON DATABASE ${sql.id(database)} FROM PUBLIC`)
     await run(sql`GRANT CONNECT ON DATABASE ${sql.id(database)} TO ${runtime}, ${notes}`)
+    // PUBLIC's TEMPORARY went with ALL above; `tessera users import` keeps the names it has seen in a temporary table.
+    await run(sql`GRANT TEMPORARY ON DATABASE ${sql.id(database)} TO ${runtime}`)
     await run(sql`ALTER SCHEMA public OWNER TO ${owner}`)
     await run(sql`REVOKE ALL ON SCHEMA public FROM PUBLIC`)
     await run(sql`GRANT USAGE ON SCHEMA public TO ${runtime}`)

@@ -1,5 +1,10 @@
 import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
 import pg from 'pg'
+import { Kysely, PostgresDialect } from 'kysely'
+import type { Database } from '../../src/db/database.js'
 import t from 'tap'
 import { connect } from '../../src/db/connect.js'
 import { ensureRoles, type DatabaseRoles } from '../../src/db/roles.js'
@@ -27,14 +32,21 @@ t.test('owner, runtime and notes roles: each can do its job and nothing more', a
   const roles: DatabaseRoles = {
     owner: { name: `t_owner_${suffix}`, password: randomBytes(12).toString('base64url') },
     runtime: { name: `t_app_${suffix}`, password: `it's-${randomBytes(12).toString('base64url')}` },
-    notes: { name: `t_notes_${suffix}`, password: randomBytes(12).toString('base64url') }
+    // NFKC changes it: the verifier must be made from what a client derives its proof from (SASLprep).
+    notes: { name: `t_notes_${suffix}`, password: `ﬁne\u00a0pässwörd-${randomBytes(12).toString('base64url')}` }
   }
   // Roles are cluster-wide: dropped after the database they own (teardowns run last-in, first-out).
   t.teardown(async () => { for (const role of Object.values(roles)) await asAdmin(`DROP ROLE IF EXISTS "${role.name}"`) })
   const databaseUrl = await createTestDatabase(t)
   const admin = connect(databaseUrl)
   t.teardown(admin.close)
-  await ensureRoles(admin.db, roles)
+  // Every statement as sent: a password in one would be in the server's log the moment it failed.
+  const statements: string[] = []
+  const logged = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: databaseUrl, max: 1 }) }), log: (event) => { statements.push(`${event.query.sql} ${JSON.stringify(event.query.parameters)}`) } })
+  t.teardown(async () => { await logged.destroy() })
+  await ensureRoles(logged, roles)
+  t.notOk(statements.some((text) => Object.values(roles).some((role) => text.includes(role.password))), 'no statement carries a password')
+  t.equal(statements.filter((text) => /PASSWORD 'SCRAM-SHA-256\$4096:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+'/.test(text)).length, 3, 'each role gets a SCRAM verifier')
   await ensureRoles(admin.db, roles) // again: passwords reset, grants re-applied, nothing fails
   await t.rejects(ensureRoles(admin.db, { ...roles, notes: { name: 'x"; DROP TABLE users; --', password: 'p' } }), { message: /^role name/ }, 'a role name is an identifier, never SQL')
 
@@ -57,6 +69,15 @@ t.test('owner, runtime and notes roles: each can do its job and nothing more', a
   await t.rejects(runtime.query('CREATE TABLE public.intruder (id int)'), { code: PERMISSION_DENIED }, 'the runtime role has no DDL')
   await t.rejects(runtime.query('DROP TABLE public.audit_events'), { code: PERMISSION_DENIED })
   await t.rejects(runtime.query('SELECT * FROM notes.probe'), { code: PERMISSION_DENIED }, 'nor anything of notes')
+  // The operator commands run as the runtime role too (operators.md), a user import included.
+  const csv = join(await mkdtemp(join(tmpdir(), 'tessera-roles-')), 'users.csv')
+  t.teardown(async () => { await rm(dirname(csv), { recursive: true, force: true }) })
+  await writeFile(csv, 'username,password_hash,disabled\nimported,!unusable,false\n')
+  for (const args of [['--dry-run'], []]) {
+    const imported = await runCli(['users', 'import', csv, ...args], { DATABASE_URL: urlAs(databaseUrl, roles.runtime) })
+    t.equal(imported.code, 0, `users import ${args.join(' ')} as the runtime role: ${imported.stderr}`)
+  }
+  await t.rejects(notes.query('CREATE TEMPORARY TABLE scratch (id int)'), { code: PERMISSION_DENIED }, 'notes has no temporary tables in Tessera\'s database')
 
   const migrate = await runCli(['migrate', 'up'], { DATABASE_URL: urlAs(databaseUrl, roles.owner) })
   t.equal(migrate.code, 0, `migrations run as the owner: ${migrate.stderr}`)
