@@ -165,7 +165,7 @@ export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput)
     : await deps.hasher.verify(user.passwordHash, isDjangoHash(user.passwordHash) ? input.password : password))
   if (user === undefined) {
     await recordFailure(deps, key, undefined, 'unknown_user', attempt, input)
-    throw invalidCredentials('unknown user')
+    throw invalidCredentials('unknown_user')
   }
   if (!valid || user.disabled) {
     const reason = valid ? 'user_disabled' : 'wrong_password'

@@ -23,7 +23,7 @@ t.test('a refused SimpleJWT login logs why it was refused, and answers DRF\'s on
   t.same(wrong.json(), NO_ACCOUNT)
   t.same(unknown.json(), NO_ACCOUNT, 'the answer does not tell the two apart')
   const lines = refusalLines(ctx.logs())
-  t.same(lines.map((l) => [l.status, l.detail]), [[401, 'wrong_password'], [401, 'unknown user']])
+  t.same(lines.map((l) => [l.status, l.detail]), [[401, 'wrong_password'], [401, 'unknown_user']], 'the audit trail\'s reasons, word for word')
   t.notOk(ctx.logs().includes('not the password'), 'the password stays out of the log')
 })
 
