@@ -1,6 +1,8 @@
 /**
  * The newest audit events, for `tessera audit tail`: optionally those about
  * one user (by username, whether or not the user exists, or by user id).
+ * Rows that recorded only a user's id (session ends, reuse, a password
+ * change over HTTP) are read with the name that id goes by.
  * @module
  */
 import type { Db } from '../db/database.js'
@@ -20,11 +22,16 @@ export interface AuditRow {
   userAgent: string | null
   requestId: string | null
   detail: Record<string, unknown>
+  /** The name of the user the row is about, when the row holds only the id: the user's name now, or (deleted) as another row recorded it. */
+  knownAs: string | null
 }
 
 /** Oldest first, like `tail`: the last `limit` events. */
 export async function tailAudit (db: Db, options: { user?: string | undefined, limit: number }): Promise<AuditRow[]> {
-  let query = db.selectFrom('audit_events').selectAll()
+  let query = db.selectFrom('audit_events').selectAll('audit_events').select((eb) => eb.fn.coalesce(
+    eb.selectFrom('users').select('users.username').whereRef('users.id', '=', 'audit_events.user_id'),
+    eb.selectFrom('audit_events as named').select('named.username').whereRef('named.user_id', '=', 'audit_events.user_id').where('named.username', 'is not', null).limit(1)
+  ).as('known_as'))
   const user = options.user
   if (user !== undefined) {
     const name = normalizeUsername(user) ?? user.normalize('NFKC').toLowerCase()
@@ -53,6 +60,7 @@ export async function tailAudit (db: Db, options: { user?: string | undefined, l
     ip: r.ip,
     userAgent: r.user_agent,
     requestId: r.request_id,
-    detail: r.detail
+    detail: r.detail,
+    knownAs: r.known_as
   }))
 }

@@ -33,8 +33,15 @@ function toJson (row: AuditRow): Record<string, unknown> {
     ip: row.ip,
     user_agent: row.userAgent,
     request_id: row.requestId,
-    detail: row.detail
+    detail: row.detail,
+    known_as: row.knownAs
   }
+}
+
+/** A user id as the operator knows it: its name beside it, where one is known. */
+function named (id: string | null, row: AuditRow): string | undefined {
+  if (id === null) return undefined
+  return id === row.userId && row.knownAs !== null ? `${row.knownAs} (${id})` : id
 }
 
 export async function auditCommand (ctx: CommandContext): Promise<void> {
@@ -44,8 +51,8 @@ export async function auditCommand (ctx: CommandContext): Promise<void> {
   ctx.out.result(formatTable(rows.map((r) => ({
     time: r.occurredAt.toISOString(),
     type: r.type,
-    actor: r.actor ?? '-',
-    user: r.username ?? r.userId ?? '-',
+    actor: named(r.actor, r) ?? '-',
+    user: r.username ?? named(r.userId, r) ?? '-',
     session: r.sessionId ?? '-',
     key: r.kid ?? '-',
     ip: r.ip ?? '-',

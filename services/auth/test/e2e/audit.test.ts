@@ -18,6 +18,7 @@ interface AuditRowJson {
   user_agent: string | null
   request_id: string | null
   detail: Record<string, unknown>
+  known_as?: string | null
 }
 
 t.test('every event is audited by the action that causes it, with who, where and which request; no secret anywhere', async (t) => {
@@ -138,6 +139,10 @@ t.test('every event is audited by the action that causes it, with who, where and
   const afterDelete = JSON.parse((await runCli(['audit', 'tail', '--user', 'judy', '--limit', '4', '--json'], { DATABASE_URL: url })).stdout) as AuditRowJson[]
   t.same(afterDelete.slice(0, 3).map((r) => r.id), lastOfJudy, 'once judy is deleted, her events that kept only her id (session.ended) are still found by her name')
   t.match(afterDelete[3], { type: 'user.deleted', user_id: userId, username: 'judy' })
+  t.same(afterDelete.map((r) => r.known_as), ['judy', 'judy', 'judy', 'judy'], 'each row of hers reads with her name, deleted or not')
+  const readable = await runCli(['audit', 'tail', '--user', 'judy', '--limit', '4'], { DATABASE_URL: url })
+  const sessionEnded = readable.stdout.split('\n').find((l) => l.includes('session.ended')) ?? ''
+  t.match(sessionEnded, new RegExp(`session\\.ended\\s+\\S+\\s+judy \\(${userId}\\)`), 'a row that kept only her id shows her name beside it')
   const usage = await runCli(['audit', 'tail', '--limit', 'lots'], { DATABASE_URL: url })
   t.equal(usage.code, 2)
   t.match(usage.stderr, /--limit/)
