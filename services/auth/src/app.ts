@@ -8,7 +8,7 @@
  */
 import { performance } from 'node:perf_hooks'
 import proxyAddr from '@fastify/proxy-addr'
-import Fastify, { LogController, type onSendHookHandler, type RouteOptions } from 'fastify'
+import Fastify, { LogController, type FastifyReply, type FastifyRequest, type onSendHookHandler, type RouteOptions } from 'fastify'
 import formbody from '@fastify/formbody'
 import rateLimit from '@fastify/rate-limit'
 import underPressure from '@fastify/under-pressure'
@@ -68,6 +68,21 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // A request id is the gateway's to give: from anyone else it could forge log correlation.
   const trustedPeer = config.trustProxy.length > 0 ? proxyAddr.compile(config.trustProxy) : () => false
   const nextRequestId = requestIds()
+  /** The request's one log line and its histogram sample. */
+  const recordRequest = (request: FastifyRequest, reply: FastifyReply): void => {
+    const route = request.routeOptions.url ?? 'unmatched'
+    const elapsed = reply.elapsedTime
+    deps.metrics.observeRequest(request.method, route, reply.statusCode, elapsed / 1000)
+    if (deps.logger.isLevelEnabled('info')) {
+      request.log.info({
+        method: request.method,
+        route,
+        status: reply.statusCode,
+        duration_ms: Math.round(elapsed * 100) / 100,
+        ip: request.ip
+      }, 'request')
+    }
+  }
   const app: App = Fastify({
     loggerInstance: deps.logger,
     // One line per request, written by the onResponse hook below, instead of Fastify's two.
@@ -79,7 +94,11 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
       const peer = req.socket.remoteAddress
       return typeof given === 'string' && REQUEST_ID.test(given) && peer !== undefined && trustedPeer(peer, 0) ? given : nextRequestId()
     },
-    frameworkErrors: answerFrameworkError,
+    // The router answers these before any route or hook: the request is recorded here instead.
+    frameworkErrors: (err, request, reply) => {
+      reply.raw.once('finish', () => { recordRequest(request, reply) })
+      return answerFrameworkError(err, request, reply)
+    },
     clientErrorHandler: answerUnparsedRequest,
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
     bodyLimit: BODY_LIMIT,
@@ -116,18 +135,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   }
   // Synchronous: an async hook costs a promise per request, and this one never waits.
   app.addHook('onResponse', function logAndCount (request, reply, done) {
-    const route = request.routeOptions.url ?? 'unmatched'
-    const elapsed = reply.elapsedTime
-    deps.metrics.observeRequest(request.method, route, reply.statusCode, elapsed / 1000)
-    if (deps.logger.isLevelEnabled('info')) {
-      request.log.info({
-        method: request.method,
-        route,
-        status: reply.statusCode,
-        duration_ms: Math.round(elapsed * 100) / 100,
-        ip: request.ip
-      }, 'request')
-    }
+    recordRequest(request, reply)
     done()
   })
 

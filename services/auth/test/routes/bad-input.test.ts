@@ -117,3 +117,17 @@ t.test('a body of a type an OAuth route does not read: 400 in RFC 6749\'s terms,
   const problemRoute = await ctx.app.inject({ method: 'POST', url: '/v1/users', headers: { 'content-type': 'text/plain' }, payload: 'x' })
   t.equal(problemRoute.statusCode, 415, 'a problem+json route answers 415 itself')
 })
+
+t.test('a path the router refuses before any route is still one request line and one histogram sample', async (t) => {
+  const ctx = await buildTestApp(t)
+  const badUrl = await ctx.app.inject({ method: 'GET', url: '/v1/%zz' })
+  t.equal(badUrl.statusCode, 400)
+  const tooLong = await ctx.app.inject({ method: 'DELETE', url: `/v1/sessions/${'a'.repeat(600)}` })
+  t.equal(tooLong.statusCode, 414)
+  const lines = ctx.logs().split('\n').filter((l) => l.includes('"msg":"request"')).map((l) => JSON.parse(l) as Record<string, unknown>)
+  t.match(lines, [{ method: 'GET', route: 'unmatched', status: 400 }, { method: 'DELETE', route: 'unmatched', status: 414 }])
+  t.equal(lines.length, 2)
+  const scrape = (await ctx.app.inject({ method: 'GET', url: '/metrics' })).body
+  t.match(scrape, /tessera_http_request_duration_seconds_count\{method="GET",route="unmatched",status="400"\} 1/)
+  t.match(scrape, /tessera_http_request_duration_seconds_count\{method="DELETE",route="unmatched",status="414"\} 1/)
+})
