@@ -130,10 +130,15 @@ t.test('database out of reach (every pooled connection busy): 503 with Retry-Aft
   // the answer once it runs out, not its length. Shortened only now: opening
   // the held connections on a busy machine can take longer than the 200 ms.
   connection.pool.options.connectionTimeoutMillis = 200
-  const [me, refresh] = await Promise.all([
+  const [me, refresh, passwordGrant] = await Promise.all([
     app.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${tokens.access_token}` } }),
-    app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token', refresh_token: tokens.refresh_token } })
+    app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token', refresh_token: tokens.refresh_token } }),
+    app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'paula', password: 'a long enough password' } })
   ])
+  t.equal(passwordGrant.statusCode, 503)
+  const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body
+  t.match(metrics, /^tessera_logins_total\{outcome="unavailable"\} 1$/m, 'the login the outage stopped is counted as such')
+  t.match(metrics, /^tessera_refreshes_total\{outcome="unavailable"\} 1$/m, 'and the refresh')
   t.equal(me.statusCode, 503)
   t.equal(me.headers['retry-after'], '1')
   t.match(me.headers['content-type'], /^application\/problem\+json/)

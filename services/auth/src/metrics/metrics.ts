@@ -14,8 +14,8 @@ import type { Keyring } from '../keys/keyring.js'
 import type { PasswordHasher } from '../passwords/hasher.js'
 import { VERSION } from '../version.js'
 
-const LOGIN_OUTCOMES = ['ok', 'failed', 'backed_off', 'shed'] as const
-const REFRESH_OUTCOMES = ['rotated', 'grace', 'reuse', 'refused'] as const
+const LOGIN_OUTCOMES = ['ok', 'failed', 'backed_off', 'shed', 'unavailable'] as const
+const REFRESH_OUTCOMES = ['rotated', 'grace', 'reuse', 'refused', 'unavailable'] as const
 const BACKGROUND_JOBS = ['key_rotation', 'keyring_reload', 'key_listener', 'cleanup'] as const
 export type LoginOutcome = typeof LOGIN_OUTCOMES[number]
 export type RefreshOutcome = typeof REFRESH_OUTCOMES[number]

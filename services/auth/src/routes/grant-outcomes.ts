@@ -4,7 +4,7 @@
  * @module
  */
 import type { Config } from '../config.js'
-import { OAuthError, RefreshReuseError } from '../errors.js'
+import { isDatabaseUnavailable, OAuthError, RefreshReuseError } from '../errors.js'
 import type { Deps } from '../http/app-types.js'
 import type { LoginOutcome, RefreshOutcome } from '../metrics/metrics.js'
 import type { LoginDeps } from '../grants/password.js'
@@ -12,6 +12,8 @@ import { backoffPolicy } from '../passwords/login-throttle.js'
 
 /** How a refused grant shows in the counters; undefined when it is not a refusal worth counting (a malformed request). */
 export function loginOutcome (err: unknown): LoginOutcome | undefined {
+  // Answered 503 by the error handler: counted, so an outage shows beside the logins it stopped.
+  if (isDatabaseUnavailable(err)) return 'unavailable'
   if (!(err instanceof OAuthError)) return undefined
   if (err.status === 429) return 'backed_off'
   if (err.status === 503) return 'shed'
@@ -19,6 +21,7 @@ export function loginOutcome (err: unknown): LoginOutcome | undefined {
 }
 
 export function refreshOutcome (err: unknown): RefreshOutcome | undefined {
+  if (isDatabaseUnavailable(err)) return 'unavailable'
   if (err instanceof RefreshReuseError) return 'reuse'
   return err instanceof OAuthError && err.error === 'invalid_grant' ? 'refused' : undefined
 }
