@@ -76,8 +76,10 @@ export async function revokeToken (issuer: Issuer, input: RevokeInput): Promise<
     const sessionId = await attempt(issuer, input.token, input.now)
     if (sessionId === undefined) continue
     if (!await mayRevoke(issuer, sessionId, client)) return 'nothing to end'
+    // A confidential client that authenticated ends the session itself; a public client acts for the token's user.
+    const actor = client?.confidential === true ? { actor: client.clientId } : {}
     const ended = await issuer.db.transaction().execute(async (trx) =>
-      await endSessions(trx, { sessionId }, 'revoke', input.now, input.context))
+      await endSessions(trx, { sessionId }, 'revoke', input.now, { ...input.context, ...actor }))
     return ended > 0 ? 'ended' : 'already ended'
   }
   return 'nothing to end'

@@ -208,11 +208,16 @@ t.test('revocation: a client revokes only its own tokens; a confidential client\
   t.equal(await revoke({ token: pair.body.refresh_token, client_id: 'backend', client_secret: 'wrong' }), 401, 'a failed authentication is 401')
   t.equal(await revoke({ token: pair.body.refresh_token }, { authorization: basic('backend', secret) }), 200)
   t.equal(await live(), 0, 'its own client ends it')
+  const ended = await ctx.deps.db.selectFrom('audit_events').select(['actor', 'user_id']).where('type', '=', 'session.ended').execute()
+  t.equal(ended.length, 1)
+  t.match(ended, [{ actor: 'backend', user_id: String }], 'the client that authenticated is who ended it; the user is whose session it was')
 
   await register(ctx, 'web', { confidential: false })
   const forNotes = await token(ctx, { grant_type: 'password', username: 'wes', password: PASSWORD, client_id: 'web', resource: NOTES })
   t.equal(await revoke({ token: forNotes.body.access_token, token_type_hint: 'access_token', client_id: 'web' }), 200)
   t.equal((await ctx.deps.db.selectFrom('sessions').select('revoke_reason').where('client_id', '=', 'web').executeTakeFirstOrThrow()).revoke_reason, 'revoke', 'an access token for a resource revokes its session too')
+  const byUser = await ctx.deps.db.selectFrom('audit_events').select(['actor', 'user_id']).where('type', '=', 'session.ended').orderBy('id', 'desc').executeTakeFirstOrThrow()
+  t.equal(byUser.actor, byUser.user_id, 'a public client acts for its user: the user ended it')
 })
 
 t.test('a parameter sent without a value is treated as omitted (RFC 6749 §3.1)', async (t) => {
