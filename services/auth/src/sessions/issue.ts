@@ -69,7 +69,7 @@ export function newSession (issuer: Pick<Issuer, 'keyring' | 'config'>, userId: 
  * registered for the refresh_token grant), the access token alone.
  */
 export function tokenPair (issuer: Issuer, record: RefreshTokenRecord, grant: { clientId: string, scope: string, audience: string | undefined, now: Date, username: string | undefined, refreshable?: boolean }): TokenPair {
-  const access = mintAccessToken(issuer.config, issuer.keyring, { subject: record.userId, sessionId: record.sessionId, clientId: grant.clientId, scope: grant.scope, audience: grant.audience, now: grant.now, username: grant.username })
+  const access = mintAccessToken(issuer.config, issuer.keyring, { subject: record.userId, sessionId: record.sessionId, clientId: grant.clientId, scope: grant.scope, audience: grant.audience, now: grant.now, username: grant.username, notAfter: record.expiresAt })
   const refreshable = grant.refreshable ?? true
   return {
     accessToken: access.token,

@@ -22,6 +22,8 @@ export interface AccessTokenGrant {
   now: Date
   /** Carried as `preferred_username` when SimpleJWT compatibility is on. */
   username?: string | undefined
+  /** The end of the token's session: the token expires then at the latest, never after its session is over. */
+  notAfter?: Date
 }
 
 export interface MintedAccessToken {
@@ -40,11 +42,12 @@ export function mintAccessToken (config: Pick<Config, 'issuer' | 'audience' | 'a
   const signer = keyring.signer
   if (signer === undefined) throw noSigningKey()
   const iat = epochSeconds(grant.now)
+  const exp = Math.min(iat + config.accessTtl, grant.notAfter === undefined ? Infinity : epochSeconds(grant.notAfter))
   const claims = {
     iss: config.issuer,
     sub: grant.subject,
     aud: grant.audience ?? (config.audience.length === 1 ? config.audience[0] : config.audience),
-    exp: iat + config.accessTtl,
+    exp,
     iat,
     jti: randomUUID(),
     client_id: grant.clientId,
@@ -56,7 +59,7 @@ export function mintAccessToken (config: Pick<Config, 'issuer' | 'audience' | 'a
   return {
     token: signCompactJws({ alg: 'RS256', kid: signer.kid, typ: 'at+jwt' }, claims, signer.privateKey),
     kid: signer.kid,
-    expiresIn: config.accessTtl
+    expiresIn: exp - iat
   }
 }
 
