@@ -30,7 +30,8 @@ function simplejwtLocations (burst) {
   if (env.TESSERA_SIMPLEJWT_COMPAT !== 'on') return ''
   const prefix = env.TESSERA_SIMPLEJWT_PREFIX || '/api/token'
   if (!/^(\/[A-Za-z0-9._~-]+){1,8}$/.test(prefix)) fail(`TESSERA_SIMPLEJWT_PREFIX=${JSON.stringify(prefix)} is not a path such as /api/token`)
-  return `location ^~ ${prefix}/ {\n    limit_req zone=tessera_token burst=${burst} nodelay;\n    error_page 413 @too_large;\n    error_page 429 @too_many_drf;\n    error_page 502 @bad_gateway;\n    error_page 504 @gateway_timeout;\n    proxy_pass http://tessera_auth;\n  }`
+  // As on /oauth/token: a password or a token in the URL is refused before anything logs it.
+  return `location ^~ ${prefix}/ {\n    default_type application/json;\n    if ($args) {\n      return 400 '{"detail":"parameters in the URL are refused here: send them in the request body"}\\n';\n    }\n    limit_req zone=tessera_token burst=${burst} nodelay;\n    error_page 413 @too_large;\n    error_page 429 @too_many_drf;\n    error_page 502 @bad_gateway;\n    error_page 504 @gateway_timeout;\n    proxy_pass http://tessera_auth;\n  }`
 }
 
 const vars = {

@@ -114,7 +114,7 @@ t.test('render-nginx.mjs routes SimpleJWT\'s prefix only when TESSERA_SIMPLEJWT_
     const render = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts/render-nginx.mjs'), dir], { encoding: 'utf8', env })
     t.equal(render.status, 0, render.stderr)
     const conf = readFileSync(join(dir, 'conf.d/tessera.conf'), 'utf8')
-    if (compat === 'on') t.match(conf, `location ^~ ${prefix}/ {\n    limit_req zone=tessera_token burst=20 nodelay;\n    error_page 413 @too_large;\n    error_page 429 @too_many_drf;\n    error_page 502 @bad_gateway;\n    error_page 504 @gateway_timeout;\n    proxy_pass http://tessera_auth;`)
+    if (compat === 'on') t.match(conf, `location ^~ ${prefix}/ {\n    default_type application/json;\n    if ($args) {\n      return 400 '{"detail":"parameters in the URL are refused here: send them in the request body"}\\n';\n    }\n    limit_req zone=tessera_token burst=20 nodelay;\n    error_page 413 @too_large;\n    error_page 429 @too_many_drf;\n    error_page 502 @bad_gateway;\n    error_page 504 @gateway_timeout;\n    proxy_pass http://tessera_auth;`)
     else t.notMatch(conf, /api\/token/)
     const check = spawnSync(nginxBinary(), ['-t', '-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { encoding: 'utf8' })
     t.equal(check.status, 0, `nginx -t: ${check.stderr}`)
@@ -194,6 +194,8 @@ t.test('through the gateway', async (t) => {
     await signUp('simple')
     const pair = (await gateway.request('POST', '/api/token/', { body: { username: 'simple', password: PASSWORD } })).json() as { access: string, refresh: string }
     t.equal((await gateway.request('GET', '/v1/me', { headers: bearer(pair.access) })).status, 200, 'the compat access token works')
+    const inUrl = await gateway.request('POST', `/api/token/?username=simple&password=${encodeURIComponent(PASSWORD)}`, { body: { username: 'simple', password: PASSWORD } })
+    t.same([inUrl.status, inUrl.json()], [400, { detail: 'parameters in the URL are refused here: send them in the request body' }], 'a password in the URL: refused in DRF\'s shape, before anything logs it')
     const data = new FormData()
     data.append('username', 'simple')
     data.append('password', PASSWORD)
@@ -390,6 +392,18 @@ t.test('through the gateway', async (t) => {
     const query = await gateway.request('GET', `/.well-known/jwks.json?access_token=${alice.access}`)
     t.equal(query.status, 200)
     t.notOk(gateway.accessLog().some((line) => line.includes(alice.access.slice(-20))), 'no query string in the log')
+
+    // A password in the URL: refused before the rate limit, whose refusals log the request line in error.log.
+    const inUrl = '/oauth/token?grant_type=password&username=alice&password=in-the-url-secret'
+    const refusedInUrl = await Promise.all(Array.from({ length: 40 }, async () => await gateway.request('POST', inUrl, { body: 'grant_type=password', headers: { 'content-type': 'application/x-www-form-urlencoded' } })))
+    t.same([...new Set(refusedInUrl.map((r) => r.status))], [400], 'every one refused as malformed, none counted against the limit (no 429)')
+    t.same(refusedInUrl[0]?.json(), { error: 'invalid_request', error_description: 'parameters in the URL are refused here: send them in the request body' })
+    const signUpInUrl = await gateway.request('POST', '/v1/users?password=in-the-url-secret', { body: { username: 'urlsignup', password: 'a long enough password' } })
+    t.equal(signUpInUrl.status, 400)
+    t.match(signUpInUrl.headers['content-type'], /^application\/problem\+json/)
+    t.equal(signUpInUrl.json().request_id, signUpInUrl.headers['x-request-id'])
+    t.notOk(gateway.errorLog().includes('in-the-url-secret'), 'nothing of it in error.log')
+    t.notOk(gateway.accessLog().some((line) => line.includes('in-the-url-secret')), 'nor in the access log')
   })
 
   t.test('kill -9 one of two auth instances: logins and refreshes keep succeeding', async (t) => {

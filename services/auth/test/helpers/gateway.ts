@@ -52,6 +52,7 @@ export interface Gateway {
   request: (method: string, path: string, options?: RequestOptions) => Promise<Reply>
   plainRequest: (method: string, path: string, options?: RequestOptions) => Promise<Reply>
   accessLog: () => string[]
+  errorLog: () => string
 }
 
 export async function startGateway (t: Test, options: { httpPort: number, httpsPort: number, authAddrs: string[], notesAddr: string, tls: { cert: string, key: string }, simplejwtCompat?: boolean }): Promise<Gateway> {
@@ -100,7 +101,8 @@ export async function startGateway (t: Test, options: { httpPort: number, httpsP
     configTest,
     request,
     plainRequest: async (method, path, requestOptions = {}) => await send(`http://127.0.0.1:${options.httpPort}${path}`, method, ca, requestOptions),
-    accessLog: () => readFileSync(join(prefix, 'access.log'), 'utf8').split('\n').filter(Boolean)
+    accessLog: () => readFileSync(join(prefix, 'access.log'), 'utf8').split('\n').filter(Boolean),
+    errorLog: () => readFileSync(join(prefix, 'error.log'), 'utf8')
   }
 }
 
