@@ -68,10 +68,9 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // A request id is the gateway's to give: from anyone else it could forge log correlation.
   const trustedPeer = config.trustProxy.length > 0 ? proxyAddr.compile(config.trustProxy) : () => false
   const nextRequestId = requestIds()
-  /** The request's one log line and its histogram sample. */
-  const recordRequest = (request: FastifyRequest, reply: FastifyReply): void => {
+  /** The request's one log line and its histogram sample; `elapsed` in ms, where Fastify did not time the request. */
+  const recordRequest = (request: FastifyRequest, reply: FastifyReply, elapsed = reply.elapsedTime): void => {
     const route = request.routeOptions.url ?? 'unmatched'
-    const elapsed = reply.elapsedTime
     deps.metrics.observeRequest(request.method, route, reply.statusCode, elapsed / 1000)
     if (deps.logger.isLevelEnabled('info')) {
       request.log.info({
@@ -94,9 +93,18 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
       const peer = req.socket.remoteAddress
       return typeof given === 'string' && REQUEST_ID.test(given) && peer !== undefined && trustedPeer(peer, 0) ? given : nextRequestId()
     },
-    // The router answers these before any route or hook: the request is recorded here instead.
+    // The router answers these before any route or hook, and Fastify does not
+    // time them: the request is timed and recorded here instead, once its
+    // answer is sent or its client gone.
     frameworkErrors: (err, request, reply) => {
-      reply.raw.once('finish', () => { recordRequest(request, reply) })
+      const started = performance.now()
+      let recorded = false
+      const record = (): void => {
+        if (recorded) return
+        recorded = true
+        recordRequest(request, reply, performance.now() - started)
+      }
+      reply.raw.once('finish', record).once('close', record)
       return answerFrameworkError(err, request, reply)
     },
     clientErrorHandler: answerUnparsedRequest,

@@ -133,7 +133,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
       return problem(reply, status, titleOf(status), err.validation !== undefined ? err.message : 'the request is malformed')
     }
     if (err instanceof JwksUnavailableError) {
-      return problem(reply.header('retry-after', String(err.retryAfterSeconds)), 503, 'Service Unavailable', 'the issuer\'s signing keys cannot be fetched to check the access token; retry shortly')
+      return problem(reply.header('retry-after', String(err.retryAfterSeconds)), 503, 'Service Unavailable', err.publicDetail)
     }
     if (isDatabaseOutOfReach(err)) {
       request.log.warn({ err }, 'database unavailable')

@@ -29,9 +29,13 @@ export type KeySource = (kid: string, alg: string) => Promise<string>
 
 /** The issuer's keys cannot be had right now; `retryAfterSeconds` is when the next fetch may be tried. */
 export class JwksUnavailableError extends Error {
-  constructor (message: string, readonly retryAfterSeconds: number, options?: ErrorOptions) {
+  constructor (message: string, readonly retryAfterSeconds: number, options?: ErrorOptions & { publicDetail?: string }) {
     super(message, options)
+    this.publicDetail = options?.publicDetail ?? 'the issuer\'s signing keys cannot be fetched to check the access token; retry shortly'
   }
+
+  /** What the 503 says to the client. */
+  readonly publicDetail: string
 }
 
 export function createKeySource (jwksUrl: string, options: { cacheMaxAgeMs: number, cooldownMs: number }): KeySource {
@@ -39,20 +43,41 @@ export function createKeySource (jwksUrl: string, options: { cacheMaxAgeMs: numb
   const pems = new WeakMap<object, string>()
   let failedAt = -Infinity
   const retryAfter = (): number => Math.max(1, Math.ceil((failedAt + options.cooldownMs - Date.now()) / 1000))
+  // When jose last fetched for a kid it lacked, and the kids that fetch (or
+  // one since) confirmed missing: within the cooldown those stay 401, since
+  // a set fetched after the token came lacks them; any other kid is a 503.
+  let fetchedAt = -Infinity
+  const confirmedMissing = new Map<string, number>()
+  const untilNextFetch = (): number => fetchedAt === -Infinity
+    ? Math.ceil(options.cooldownMs / 1000)
+    : Math.max(1, Math.ceil((fetchedAt + options.cooldownMs - Date.now()) / 1000))
   // Only while a failed fetch is cooling down, so a copy of the set is not made per request.
   const wouldFetch = (kid: string): boolean => !remote.fresh || remote.jwks()?.keys.some((key) => key.kid === kid) !== true
   return async (kid, alg) => {
     if (Date.now() - failedAt < options.cooldownMs && wouldFetch(kid)) throw new JwksUnavailableError('the JWKS could not be fetched recently; not retrying yet', retryAfter())
     // A fresh set, cooling down: jose answers a kid it lacks from memory, without fetching.
     const answeredFromMemory = remote.fresh && remote.coolingDown
+    // A stale set is fetched again before the kid is looked up.
+    const reloads = !remote.fresh
     let key
     try {
       key = await remote({ kid, alg } satisfies JWSHeaderParameters)
+      if (reloads) fetchedAt = Date.now()
     } catch (err) {
-      if (err instanceof errors.JWKSNoMatchingKey && answeredFromMemory) {
-        throw new JwksUnavailableError('a kid the set fetched moments ago lacks: the issuer may have just begun signing with it (keys rotate --now, keys revoke); not fetching again until the cooldown ends', Math.ceil(options.cooldownMs / 1000))
+      if (err instanceof errors.JWKSNoMatchingKey) {
+        const now = Date.now()
+        if (!answeredFromMemory) {
+          fetchedAt = now
+          for (const [missing, at] of confirmedMissing) if (at + options.cooldownMs < now) confirmedMissing.delete(missing)
+          confirmedMissing.set(kid, now)
+          throw err
+        }
+        if ((confirmedMissing.get(kid) ?? -Infinity) + options.cooldownMs >= now) throw err
+        throw new JwksUnavailableError('a kid the set fetched moments ago lacks: the issuer may have just begun signing with it (keys rotate --now, keys revoke); not fetching again until the cooldown ends', untilNextFetch(), {
+          publicDetail: 'the access token\'s key is newer than the issuer\'s key set fetched moments ago; retry shortly'
+        })
       }
-      if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) throw err
+      if (err instanceof errors.JWKSMultipleMatchingKeys) throw err
       // A fetch that failed or timed out, an answer other than 200, a body that is not a key set.
       failedAt = Date.now()
       throw new JwksUnavailableError('the JWKS could not be fetched', retryAfter(), { cause: err })

@@ -30,7 +30,7 @@ export interface AuditRow {
 export async function tailAudit (db: Db, options: { user?: string | undefined, limit: number }): Promise<AuditRow[]> {
   let query = db.selectFrom('audit_events').selectAll('audit_events').select((eb) => eb.fn.coalesce(
     eb.selectFrom('users').select('users.username').whereRef('users.id', '=', 'audit_events.user_id'),
-    eb.selectFrom('audit_events as named').select('named.username').whereRef('named.user_id', '=', 'audit_events.user_id').where('named.username', 'is not', null).limit(1)
+    eb.selectFrom('audit_events as named').select('named.username').whereRef('named.user_id', '=', 'audit_events.user_id').where('named.username', 'is not', null).orderBy('named.id', 'desc').limit(1)
   ).as('known_as'))
   const user = options.user
   if (user !== undefined) {

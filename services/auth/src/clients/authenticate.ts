@@ -39,7 +39,7 @@ export interface ClientAuthInput {
 
 const NO_DIGEST = Buffer.alloc(32)
 /** How an unknown client id that may be a secret is recorded: `#` is outside the client id pattern, so no client has it. */
-export const SECRET_SHAPED_ID = '#secret-shaped'
+const SECRET_SHAPED_ID = '#secret-shaped'
 
 /**
  * The client's row as authentication needs it, in fixed text so nothing is

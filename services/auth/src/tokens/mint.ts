@@ -42,7 +42,8 @@ export function mintAccessToken (config: Pick<Config, 'issuer' | 'audience' | 'a
   const signer = keyring.signer
   if (signer === undefined) throw noSigningKey()
   const iat = epochSeconds(grant.now)
-  const exp = Math.min(iat + config.accessTtl, grant.notAfter === undefined ? Infinity : epochSeconds(grant.notAfter))
+  // At least a second: a grace replay's successor may end sooner than that under a refresh TTL barely above the grace.
+  const exp = Math.max(iat + 1, Math.min(iat + config.accessTtl, grant.notAfter === undefined ? Infinity : epochSeconds(grant.notAfter)))
   const claims = {
     iss: config.issuer,
     sub: grant.subject,

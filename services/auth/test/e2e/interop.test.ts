@@ -112,6 +112,8 @@ t.test('siblings verify access tokens from the JWKS alone: jose, @fastify/jwt + 
     t.equal(await verdict(serviceAccess), '401 JWTClaimValidationFailed', 'another audience\'s')
     t.equal(await verdict('not a token'), '401 JWSInvalid', 'no JWS at all')
     t.equal(await verdict(forged({ alg: 'RS256', typ: 'at+jwt' })), '401 JWSInvalid', 'no kid')
+    const kid = JSON.parse(Buffer.from(access.split('.')[0] ?? '', 'base64url').toString()).kid as string
+    t.equal(await verdict(forged({ alg: 'RS256', typ: 'at+jwt', kid, crit: ['x'], x: 1 })), '401 JOSENotSupported', 'a crit member jose does not know: the token\'s fault, not the JWKS\'s')
     t.equal(await verdict(forged({ alg: 'RS256', typ: 'at+jwt', kid: 'no-such-kid' })), '503', 'a kid the set, fetched moments ago, lacks: it may be newer than the set')
     const fresh = await load(jwksUrl, `.jose-doc-fresh-${process.pid}`)
     try {

@@ -127,6 +127,7 @@ t.test('a path the router refuses before any route is still one request line and
   const lines = ctx.logs().split('\n').filter((l) => l.includes('"msg":"request"')).map((l) => JSON.parse(l) as Record<string, unknown>)
   t.match(lines, [{ method: 'GET', route: 'unmatched', status: 400 }, { method: 'DELETE', route: 'unmatched', status: 414 }])
   t.equal(lines.length, 2)
+  t.ok(lines.every((l) => typeof l.duration_ms === 'number' && l.duration_ms > 0), 'each timed: Fastify does not time what its router refuses')
   const scrape = (await ctx.app.inject({ method: 'GET', url: '/metrics' })).body
   t.match(scrape, /tessera_http_request_duration_seconds_count\{method="GET",route="unmatched",status="400"\} 1/)
   t.match(scrape, /tessera_http_request_duration_seconds_count\{method="DELETE",route="unmatched",status="414"\} 1/)

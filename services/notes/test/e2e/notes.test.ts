@@ -245,8 +245,12 @@ t.test('notes against a real Tessera', async (t) => {
     t.equal(fetches, 1, 'a remembered miss: no refetch')
     await sleep(1100)
     t.equal(await status(unknownKid), 401, 'past the cooldown the set is fetched again, and a kid it still lacks is the token\'s fault')
-    for (let i = 0; i < 4; i++) t.equal(await status(unknownKid), 503)
+    for (let i = 0; i < 4; i++) t.equal(await status(unknownKid), 401, 'and stays so until the next fetch: a set fetched after the token came lacks it')
     t.equal(fetches, 2, 'one refetch for the whole burst of misses')
+    const otherKid = forge({ alg: 'RS256', typ: 'at+jwt', kid: 'another-unpublished' }, claims, (data) => sign('sha256', Buffer.from(data), privateKey))
+    const newer = await relayed.inject({ method: 'GET', url: '/notes', headers: { authorization: `Bearer ${otherKid}` } })
+    t.equal(newer.statusCode, 503, 'a kid that fetch did not judge may still be newer than it')
+    t.match(newer.json(), { detail: 'the access token\'s key is newer than the issuer\'s key set fetched moments ago; retry shortly' }, 'saying so, not that the keys cannot be fetched')
 
     // The set still fresh, the JWKS down: a kid it lacks is one failed fetch, then waits out the cooldown.
     reachable = false
