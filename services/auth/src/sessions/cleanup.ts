@@ -19,6 +19,8 @@ export interface CleanupOptions {
   auditRetention: number
   batchSize?: number
   maxBatches?: number
+  /** Who runs it, for the audit.pruned rows: the instances' job (`system`, the default) or `tessera cleanup` (`operator`, `tessera-cli`). */
+  by?: { actor: string, userAgent?: string }
 }
 
 export interface CleanupResult {
@@ -40,6 +42,7 @@ async function deleteInBatches (batch: (limit: number) => Promise<number>, size:
 
 export async function cleanupExpired (db: Db, options: CleanupOptions): Promise<CleanupResult> {
   const size = options.batchSize ?? 1000
+  const by = options.by ?? { actor: 'system' }
   const maxBatches = options.maxBatches ?? 100
   return await db.connection().execute(async (conn) => {
     const { rows } = await sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(${SESSION_CLEANUP_LOCK}) AS locked`.execute(conn)
@@ -69,8 +72,8 @@ export async function cleanupExpired (db: Db, options: CleanupOptions): Promise<
               SELECT id FROM audit_events WHERE occurred_at < ${auditBefore} ORDER BY occurred_at LIMIT ${limit})
             RETURNING occurred_at
           ), noted AS (
-            INSERT INTO audit_events (type, actor, detail)
-            SELECT 'audit.pruned', 'system', jsonb_build_object('deleted', count(*), 'older_than', ${auditBefore}::timestamptz,
+            INSERT INTO audit_events (type, actor, user_agent, detail)
+            SELECT 'audit.pruned', ${by.actor}::text, ${by.userAgent ?? null}::text, jsonb_build_object('deleted', count(*), 'older_than', ${auditBefore}::timestamptz,
               'oldest', min(occurred_at), 'newest', max(occurred_at))
             FROM gone HAVING count(*) > 0
           )

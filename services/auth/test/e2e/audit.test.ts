@@ -207,7 +207,7 @@ t.test('audit tail escapes control characters; cleanup enforces the audit retent
   t.match(JSON.parse(cleanup.stdout), { ran: true, audit_events: 1 })
   const left = await db.selectFrom('audit_events').select(['type', 'username', 'actor', 'detail']).orderBy('id').execute()
   t.same(left.map((r) => r.username), ['evil\u001b[2J\u001b]0;owned\u0007\u009b31m\u202ename', null], 'only the event older than 30 days went')
-  t.match(left[1], { type: 'audit.pruned', actor: 'system', detail: { deleted: 1, older_than: String, oldest: String, newest: String } }, 'and a row says so')
+  t.match(left[1], { type: 'audit.pruned', actor: 'operator', detail: { deleted: 1, older_than: String, oldest: String, newest: String } }, 'and a row says so, by the operator: tessera cleanup ran it')
 
   // A retention of a second empties the trail, but for the row that says it did.
   await new Promise((resolve) => setTimeout(resolve, 1100))
