@@ -78,13 +78,14 @@ async function recordFailure (deps: LoginDeps, key: string, userId: string | und
  * Fixed text, sent by name.
  */
 const LOGIN_ATTEMPT_SQL = namedStatement('tessera_login_attempt',
-  `select a.*, u.id as user_id, u.username, u.password_hash, u.disabled_at is not null as disabled from ${COUNT_ATTEMPT_CALL} a ` +
+  `select a.*, u.id as user_id, u.username, u.password_hash, u.password_changed_at, u.disabled_at is not null as disabled from ${COUNT_ATTEMPT_CALL} a ` +
   'left join users u on u.username = $6')
 
 interface LoginAttemptRow extends AttemptRow {
   user_id: string | null
   username: string | null
   password_hash: string | null
+  password_changed_at: Date | null
   disabled: boolean | null
 }
 
@@ -92,6 +93,8 @@ interface LoginUser {
   id: string
   username: string
   passwordHash: string
+  /** When the password last changed (a rehash leaves it): how a login tells a new password from its own hash redone. */
+  passwordChangedAt: Date | null
   disabled: boolean
 }
 
@@ -102,7 +105,7 @@ async function countAttemptAndReadUser (deps: LoginDeps, key: string, username: 
     [...countAttemptParameters(key, now, deps.backoff), username ?? null]))
   const user = row?.user_id == null || row.username === null || row.password_hash === null
     ? undefined
-    : { id: row.user_id, username: row.username, passwordHash: row.password_hash, disabled: row.disabled === true }
+    : { id: row.user_id, username: row.username, passwordHash: row.password_hash, passwordChangedAt: row.password_changed_at, disabled: row.disabled === true }
   return { attempt: attemptOf(row), user }
 }
 
@@ -142,6 +145,19 @@ async function startLogin (db: Db, login: StartLogin): Promise<LoginStart> {
   return row?.started === true ? 'started' : row?.started === null ? 'client gone' : 'user changed'
 }
 
+/**
+ * The user's hash now, when a concurrent login of the same user has rehashed
+ * the password this login verified (a Django hash, or older argon2
+ * parameters): the hash changed, the password did not, since a rehash leaves
+ * password_changed_at as it was. Undefined when the password changed or the
+ * user was disabled: then the login is refused as the call answered.
+ */
+async function rehashedMeanwhile (db: Db, user: LoginUser): Promise<string | undefined> {
+  const row = await db.selectFrom('users').select(['password_hash', 'password_changed_at', 'disabled_at']).where('id', '=', user.id).executeTakeFirst()
+  if (row === undefined || row.disabled_at !== null || row.password_hash === user.passwordHash) return undefined
+  return row.password_changed_at?.getTime() === user.passwordChangedAt?.getTime() ? row.password_hash : undefined
+}
+
 export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput): Promise<TokenPair> {
   const resource = requestedResource(input.resource)
   const password = normalizePassword(input.password)
@@ -176,7 +192,13 @@ export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput)
 
   const refreshable = input.alwaysPair === true || client.grants.includes('refresh_token')
   const session = newSession(deps, user.id, input.now, refreshable)
-  const started = await startLogin(deps.db, { user, rehashed, key, session, clientId: client.clientId, scope, resources: client.resources, context: input.context })
+  const login = { key, session, clientId: client.clientId, scope, resources: client.resources, context: input.context }
+  let started = await startLogin(deps.db, { ...login, user, rehashed })
+  if (started === 'user changed') {
+    // Once, against the rehash a concurrent login stored: the same password, so no rehash of its own.
+    const current = await rehashedMeanwhile(deps.db, user)
+    if (current !== undefined) started = await startLogin(deps.db, { ...login, user: { ...user, passwordHash: current }, rehashed: undefined })
+  }
   if (started === 'user changed') {
     await recordFailure(deps, key, user.id, 'user_changed_during_login', attempt, input)
     throw invalidCredentials('password changed or user disabled during login')

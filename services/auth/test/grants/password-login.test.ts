@@ -261,3 +261,32 @@ t.test('a login that fails half-way writes nothing: the session insert and the a
   const { password_hash: after } = await connection.db.selectFrom('users').select('password_hash').where('id', '=', user.id).executeTakeFirstOrThrow()
   t.equal(after, verified, 'no rehash stored')
 })
+
+t.test('two correct logins of a user whose hash is redone: both start, though one stored its rehash while the other was hashing', async (t) => {
+  const { app, connection, hasher } = await loginApp(t)
+  const user = await signUp(app, 'ivy', PASSWORD)
+  const salt = 'ivysalt'
+  const django = `pbkdf2_sha256$1000$${salt}$${pbkdf2Sync(PASSWORD, salt, 1000, 32, 'sha256').toString('base64')}`
+  await connection.db.updateTable('users').set({ password_hash: django }).where('id', '=', user.id).execute()
+  // The second login runs whole while the first's verify has hashed: it stores its rehash first.
+  let second: Awaited<ReturnType<typeof attempt>> | undefined
+  hasher.meanwhile = async () => { hasher.meanwhile = undefined; second = await attempt(app, 'ivy', PASSWORD) }
+  const first = await attempt(app, 'ivy', PASSWORD)
+  t.equal(second?.status, 200, 'the login that rehashed')
+  t.equal(first.status, 200, 'the one whose verified hash was redone meanwhile: the same password, so it starts too')
+  t.same(await counts(connection.db), { sessions: 2, tokens: 2, throttled: 0 })
+  t.same(await auditRows(connection.db, 'login.failed'), [], 'and nothing reads as a failed login')
+  const { password_hash: stored } = await connection.db.selectFrom('users').select('password_hash').where('id', '=', user.id).executeTakeFirstOrThrow()
+  t.match(stored, /^\$argon2id\$/, 'one rehash stored')
+
+  // A password changed meanwhile is still a refusal: the hash changed, and so did password_changed_at.
+  hasher.meanwhile = async () => {
+    hasher.meanwhile = undefined
+    await connection.db.updateTable('users').set({ password_hash: django, password_changed_at: new Date() }).where('id', '=', user.id).execute()
+  }
+  const refused = await attempt(app, 'ivy', PASSWORD)
+  t.equal(refused.status, 400)
+  const failed = await auditRows(connection.db, 'login.failed')
+  t.equal(failed.length, 1)
+  t.match(failed, [{ detail: { reason: 'user_changed_during_login' } }])
+})
