@@ -4,7 +4,7 @@
  * client_id works on a fresh database as it always did).
  * @module
  */
-import { recordAudit, type RequestContext } from '../audit/record.js'
+import { NAMED_ACTORS, recordAudit, type RequestContext } from '../audit/record.js'
 import { CLIENT_ID_PATTERN, SCOPE_TOKEN_PATTERN } from '../config.js'
 import type { Db, GrantType } from '../db/database.js'
 import { isResourceIndicator } from './resource.js'
@@ -32,6 +32,8 @@ function checked (client: NewClient): NewClient & { grants: GrantType[] } {
   if (!CLIENT_ID_PATTERN.test(client.clientId)) throw new ClientRuleError('client_id: must be 1 to 64 of A-Z a-z 0-9 . _ -')
   // A client's own tokens (client_credentials) carry its id as `sub`: shaped like a user id, a resource could take it for one (RFC 9068 §5).
   if (UUID_TEXT.test(client.clientId)) throw new ClientRuleError('client_id: must not look like a UUID, which a user id is (a client_credentials token\'s sub is its client_id)')
+  // A client is named as the actor of what it does in the audit trail: it must not read as one of the trail's own.
+  if (NAMED_ACTORS.has(client.clientId.toLowerCase())) throw new ClientRuleError(`client_id: ${client.clientId} names an actor of the audit trail (${[...NAMED_ACTORS].join(', ')}); choose another`)
   const unknown = client.grants.filter((g) => !isGrantType(g))
   if (unknown.length > 0 || client.grants.length === 0) throw new ClientRuleError(`grants: expected some of ${GRANT_TYPES.join(', ')}`)
   const grants = [...new Set(client.grants)] as GrantType[]

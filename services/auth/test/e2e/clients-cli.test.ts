@@ -62,6 +62,8 @@ t.test('clients: failures are one line and a non-zero exit', async (t) => {
   const cases: Array<[string[], number, RegExp]> = [
     [['clients', 'create', 'bad id'], 2, /^tessera: client_id: must be 1 to 64/],
     [['clients', 'create', '0B8E1F7A-5C3D-4E2F-9A1B-2C3D4E5F6A7B', '--confidential'], 2, /^tessera: client_id: must not look like a UUID, which a user id is/],
+    [['clients', 'create', 'system', '--confidential'], 2, /^tessera: client_id: system names an actor of the audit trail \(operator, system, anonymous\); choose another\n$/],
+    [['clients', 'create', 'Operator'], 2, /^tessera: client_id: Operator names an actor of the audit trail/],
     [['clients', 'create', 'x', '--grants', 'implicit'], 2, /^tessera: grants: expected some of password, refresh_token, client_credentials/],
     [['clients', 'create', 'x', '--grants', 'client_credentials'], 2, /public client cannot use client_credentials; add --confidential/],
     [['clients', 'create', 'x', '--confidential', '--resources', 'notes'], 2, /^tessera: resources: "notes" is not an absolute URI/],
