@@ -34,6 +34,7 @@ import { SECURITY_HEADERS } from './security-headers.js'
 import { requestIds } from './request-id.js'
 import { lazyChildLogger } from './logging.js'
 import { refuseUnreadableBody } from './http/body-encoding.js'
+import { clientAddress } from './http/client-address.js'
 
 declare module 'fastify' {
   /** A route's policy, declared on its own options and applied by buildApp's onRoute hook. */
@@ -78,7 +79,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
         route,
         status: reply.statusCode,
         duration_ms: Math.round(elapsed * 100) / 100,
-        ip: request.ip
+        ip: clientAddress(request)
       }, 'request')
     }
   }
@@ -117,6 +118,12 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     routerOptions: { ignoreTrailingSlash: false },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } }
   }).withTypeProvider<TypeBoxTypeProvider>()
+  // Fastify sets requestTimeout on the server it has made, where Node then
+  // times only the headers (headersTimeout, 60 s by default) and no longer
+  // the body: a client trickling its body a byte at a time held its
+  // connection for hours. With headersTimeout no longer than it, the whole
+  // request is bounded again.
+  app.server.headersTimeout = ANSWER_TIMEOUT_MS
 
   // Every hook below runs only where it is needed: a global hook is paid by
   // the JWKS and /v1/me too (docs/performance.md, "Only the hooks a route needs").
@@ -167,8 +174,9 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // The second line of per-IP limits: the gateway's limit_req is the first and
   // is shared by every instance; this one counts per instance (in the
   // primary's memory, one budget across its workers: cluster/rate-limit.ts),
-  // and still holds if a client reaches an instance some other way. request.ip is
-  // the gateway's X-Forwarded-For only when the peer is TESSERA_TRUST_PROXY.
+  // and still holds if a client reaches an instance some other way. The client
+  // is the gateway's X-Forwarded-For only when the peer is TESSERA_TRUST_PROXY,
+  // and only if it is an address (http/client-address.ts).
   // The plugin throws a statusCode 429 error, which answerError shapes.
   // Not global: one limiter (one store, so one budget per client across the
   // rate-limited routes) is attached to those routes alone below.
@@ -177,6 +185,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     max: config.rateLimitPerMinute,
     timeWindow: 60_000,
     enableDraftSpec: true,
+    keyGenerator: clientAddress,
     ...(deps.rateLimitStore === undefined ? {} : { store: deps.rateLimitStore }),
     onExceeded: (request) => { deps.metrics.rateLimited(request.routeOptions.url ?? 'unmatched') }
   })

@@ -64,3 +64,16 @@ t.test('without a trusted proxy, a client-sent X-Forwarded-For changes nothing',
   const res = await revoke(app, { 'x-forwarded-for': '203.0.113.99' })
   t.equal(res.statusCode, 429, 'every request counts against the peer address')
 })
+
+t.test('from the trusted peer, an X-Forwarded-For that is no address is no key of its own: the peer\'s address counts, and is what is logged and audited', async (t) => {
+  const { app, connection, logs } = await buildTestApp(t, { TESSERA_TRUST_PROXY: '127.0.0.1', TESSERA_RATE_LIMIT: '3' })
+  const login = await app.inject({ method: 'POST', url: '/oauth/token', headers: { 'x-forwarded-for': 'not-an-address' }, payload: { grant_type: 'password', username: 'nobody', password: 'whatever password' } })
+  t.equal(login.statusCode, 400, 'a failed login, audited')
+  const statuses: number[] = []
+  for (let i = 0; i < 3; i++) statuses.push((await revoke(app, { 'x-forwarded-for': `not-an-address-${i}-${'x'.repeat(2000)}` })).statusCode)
+  t.same(statuses, [200, 200, 429], 'one budget, the peer\'s, whatever text the header carries')
+  t.notOk(logs().includes('not-an-address'), 'the text is neither logged')
+  const rows = await connection.db.selectFrom('audit_events').select('ip').where('type', '=', 'login.failed').execute()
+  t.same(rows.map((r) => r.ip), ['127.0.0.1'], 'nor audited: the peer\'s address is')
+  t.equal((await revoke(app, { 'x-forwarded-for': '203.0.113.77' })).statusCode, 200, 'an address in the header is still the client\'s own key')
+})

@@ -54,6 +54,9 @@ function problem (reply: FastifyReply, status: number, title: string, detail: st
 /** Every method a route here is served with, in the order a 405's Allow names them. */
 const ROUTED_METHODS = ['GET', 'HEAD', 'POST', 'DELETE'] as const
 
+/** The longest a request may take to arrive, body included (ms). */
+const ANSWER_TIMEOUT_MS = 30_000
+
 /** RFC 9068 §4: `at+jwt`, or the same media type written in full. */
 const AT_JWT = new Set(['at+jwt', 'application/at+jwt'])
 
@@ -67,8 +70,15 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 16 * 1024,
     return503OnClosing: true,
+    // A request, body included, is answered or dropped within this, as
+    // Tessera's are: without it a client trickling its body held its
+    // connection as long as bytes kept coming.
+    connectionTimeout: ANSWER_TIMEOUT_MS,
+    requestTimeout: ANSWER_TIMEOUT_MS,
     ajv: { customOptions: { removeAdditional: false } }
   }).withTypeProvider<TypeBoxTypeProvider>()
+  // Set after the server is made, requestTimeout bounds only the headers unless headersTimeout is no longer than it.
+  app.server.headersTimeout = ANSWER_TIMEOUT_MS
 
   app.addHook('onResponse', async (request, reply) => {
     request.log.info({ method: request.method, path: pathOf(request), status: reply.statusCode, duration_ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request')

@@ -5,8 +5,9 @@
  */
 import type { FastifyRequest } from 'fastify'
 import type { RequestContext } from '../audit/record.js'
+import { clientAddress } from '../http/client-address.js'
 
 export function requestContext (request: FastifyRequest): RequestContext {
   const userAgent = request.headers['user-agent']
-  return { ip: request.ip, userAgent: typeof userAgent === 'string' ? userAgent : undefined, requestId: request.id }
+  return { ip: clientAddress(request), userAgent: typeof userAgent === 'string' ? userAgent : undefined, requestId: request.id }
 }
