@@ -1,5 +1,6 @@
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
 import { request as httpsRequest } from 'node:https'
+import { connect } from 'node:net'
 
 export interface Reply {
   status: number
@@ -45,4 +46,37 @@ export async function request (url: string, options: RequestOptions = {}): Promi
     req.on('error', reject)
     req.end(body)
   })
+}
+
+export interface Trickled {
+  /** What the server sent before it closed the connection, or before `deadlineMs`. */
+  answer: string
+  /** Whether the server closed the connection within `deadlineMs`. */
+  closed: boolean
+  elapsedMs: number
+}
+
+/**
+ * A slow client: `head` (a request line, headers and the body's first bytes)
+ * on a raw connection, then one more byte every `everyMs`, until the server
+ * answers and closes or `deadlineMs` has passed. How a test sees that a
+ * server bounds a request's whole arrival, not only its headers.
+ */
+export async function trickleRequest (port: number, head: string, options: { everyMs: number, deadlineMs: number }): Promise<Trickled> {
+  const socket = connect(port, '127.0.0.1')
+  const started = Date.now()
+  socket.write(head)
+  const trickle = setInterval(() => { if (!socket.destroyed) socket.write(' ') }, options.everyMs)
+  try {
+    return await new Promise<Trickled>((resolve) => {
+      let answer = ''
+      socket.on('data', (chunk: Buffer) => { answer += chunk.toString() })
+      socket.on('close', () => { resolve({ answer, closed: true, elapsedMs: Date.now() - started }) })
+      socket.on('error', () => {})
+      setTimeout(() => { resolve({ answer, closed: false, elapsedMs: Date.now() - started }) }, options.deadlineMs)
+    })
+  } finally {
+    clearInterval(trickle)
+    socket.destroy()
+  }
 }

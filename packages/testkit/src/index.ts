@@ -8,7 +8,7 @@
  * @module
  */
 export { freePort } from './free-port.js'
-export { request, type Reply, type RequestOptions } from './http.js'
+export { request, trickleRequest, type Reply, type RequestOptions, type Trickled } from './http.js'
 export { memorySink, type MemorySink } from './log-sink.js'
 export { runProcess, spawnProcess, type ProcessResult, type SpawnOptions, type SpawnedProcess } from './process.js'
 export {

@@ -6,7 +6,8 @@ import assert from 'node:assert/strict'
 import { createServer } from 'node:http'
 import { test } from 'node:test'
 import { pino } from 'pino'
-import { freePort, memorySink, request, runProcess, spawnProcess } from '../dist/index.js'
+import { createServer as createTcpServer } from 'node:net'
+import { freePort, memorySink, request, runProcess, spawnProcess, trickleRequest } from '../dist/index.js'
 
 const node = process.execPath
 
@@ -67,4 +68,30 @@ test('memorySink keeps every log line pino writes', () => {
   logger.warn({ n: 2 }, 'two')
   assert.deepEqual(sink.lines().map((line) => JSON.parse(line)), [{ level: 30, msg: 'one' }, { level: 40, n: 2, msg: 'two' }])
   assert.equal(sink.text(), sink.lines().join(''))
+})
+
+test('trickleRequest sends its head, then a byte at a time, until the server closes or the deadline passes', async () => {
+  const received = []
+  const server = createTcpServer((socket) => {
+    socket.on('data', (chunk) => { received.push(chunk.toString()) })
+    // Answers and closes once three more bytes have come after the head.
+    const check = setInterval(() => {
+      if (received.join('').length >= 'HEAD'.length + 3) { clearInterval(check); socket.end('HTTP/1.1 408 Request Timeout\r\n\r\n') }
+    }, 5)
+    socket.on('close', () => clearInterval(check))
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address()
+  const closed = await trickleRequest(port, 'HEAD', { everyMs: 20, deadlineMs: 5000 })
+  assert.equal(closed.closed, true)
+  assert.match(closed.answer, /^HTTP\/1\.1 408 /)
+  assert.equal(received.join('').slice(0, 7), 'HEAD   ')
+  server.close()
+
+  const silent = createTcpServer(() => {})
+  await new Promise((resolve) => silent.listen(0, '127.0.0.1', resolve))
+  const open = await trickleRequest(silent.address().port, 'HEAD', { everyMs: 20, deadlineMs: 200 })
+  assert.equal(open.closed, false, 'still open at the deadline: reported, not waited for')
+  assert.equal(open.answer, '')
+  silent.close()
 })

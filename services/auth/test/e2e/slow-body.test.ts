@@ -6,8 +6,8 @@
  * directly. Slow by nature: Node checks its connections every 30 s.
  */
 import t from 'tap'
-import { connect } from 'node:net'
 import type { AddressInfo } from 'node:net'
+import { trickleRequest } from '@tessera/testkit'
 import { ANSWER_TIMEOUT_MS } from '../../src/config.js'
 import { buildTestApp } from '../helpers/app.js'
 
@@ -18,20 +18,8 @@ t.test('a body sent a byte every two seconds is answered 408 within the timeout 
   const { app } = await buildTestApp(t)
   await app.listen({ port: 0, host: '127.0.0.1' })
   const { port } = app.server.address() as AddressInfo
-  const socket = connect(port, '127.0.0.1')
-  t.teardown(() => { socket.destroy() })
-  const started = Date.now()
-  socket.write('POST /v1/users HTTP/1.1\r\nHost: tessera.test\r\nContent-Type: application/json\r\nContent-Length: 16000\r\n\r\n{')
-  const trickle = setInterval(() => { if (!socket.destroyed) socket.write(' ') }, 2000)
-  const deadline = ANSWER_TIMEOUT_MS + CHECK_INTERVAL_MS + 10_000
-  const answer = await new Promise<string>((resolve) => {
-    let text = ''
-    socket.on('data', (chunk: Buffer) => { text += chunk.toString() })
-    socket.on('close', () => { resolve(text) })
-    socket.on('error', () => {})
-    setTimeout(() => { resolve(`still open after ${deadline} ms: ${text}`) }, deadline)
-  })
-  clearInterval(trickle)
-  t.match(answer, /^HTTP\/1\.1 408 /, 'refused as too slow')
-  t.ok(Date.now() - started < deadline, `cut off after ${Date.now() - started} ms`)
+  const slow = await trickleRequest(port, 'POST /v1/users HTTP/1.1\r\nHost: tessera.test\r\nContent-Type: application/json\r\nContent-Length: 16000\r\n\r\n{',
+    { everyMs: 2000, deadlineMs: ANSWER_TIMEOUT_MS + CHECK_INTERVAL_MS + 10_000 })
+  t.ok(slow.closed, `cut off after ${slow.elapsedMs} ms`)
+  t.match(slow.answer, /^HTTP\/1\.1 408 /, 'refused as too slow')
 })
