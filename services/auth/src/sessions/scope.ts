@@ -19,7 +19,8 @@ export function requestedScopes (requested: string | undefined): string[] | unde
   if (trimmed === undefined || trimmed === '') return undefined
   const wanted = [...new Set(trimmed.split(/ +/))]
   if (!wanted.every((s) => SCOPE_TOKEN_PATTERN.test(s))) {
-    throw new OAuthError('invalid_scope', 'scope must be scope names separated by spaces, each of printable ASCII characters other than space, " and \\ (RFC 6749 §3.3)')
+    // Named in words: RFC 6749 §5.2 allows no quote, backslash or non-ASCII character (§) in an error_description.
+    throw new OAuthError('invalid_scope', 'scope must be scope names separated by spaces, each of printable ASCII characters other than space, double quote and backslash (RFC 6749 section 3.3)')
   }
   return wanted
 }

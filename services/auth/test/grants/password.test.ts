@@ -153,7 +153,10 @@ t.test('OAuth error shapes for bad requests', async (t) => {
   await signUp(app, 'heidi', PASSWORD)
   const post = async (payload: string | object, contentType?: string): Promise<{ status: number, body: Record<string, string> }> => {
     const res = await app.inject({ method: 'POST', url: '/oauth/token', payload, headers: contentType === undefined ? {} : { 'content-type': contentType } })
-    return { status: res.statusCode, body: res.json() }
+    const body: Record<string, string> = res.json()
+    // RFC 6749 §5.2: error_description is %x20-21 / %x23-5B / %x5D-7E, so no quote, backslash or non-ASCII character.
+    if (body.error_description !== undefined) t.match(body.error_description, /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/, `error_description in RFC 6749's character set: ${body.error_description}`)
+    return { status: res.statusCode, body }
   }
   t.match(await post({ grant_type: 'password', username: 'heidi' }), { status: 400, body: { error: 'invalid_request', error_description: /password/ } })
   t.match(await post({ username: 'heidi', password: PASSWORD }), { status: 400, body: { error: 'invalid_request', error_description: /grant_type/ } })
@@ -167,7 +170,7 @@ t.test('OAuth error shapes for bad requests', async (t) => {
   t.match(await post({ grant_type: 'password', username: 'heidi', password: PASSWORD, unknown_param: 'x' }), { status: 200 }, 'unknown parameters are ignored (RFC 6749 §3.2)')
   t.match(await post({ grant_type: 'password', username: 'heidi', password: PASSWORD, scope: 'admin' }), { status: 400, body: { error: 'invalid_scope' } })
   for (const scope of ['read\twrite', 'read\t', '\tread', 'read\nwrite', 'read "write"', 'read\\', 'réad']) {
-    t.match(await post({ grant_type: 'password', username: 'heidi', password: PASSWORD, scope }), { status: 400, body: { error: 'invalid_scope', error_description: /RFC 6749 §3\.3/ } },
+    t.match(await post({ grant_type: 'password', username: 'heidi', password: PASSWORD, scope }), { status: 400, body: { error: 'invalid_scope', error_description: /RFC 6749 section 3\.3/ } },
       `a scope with a character outside scope-token is malformed: ${JSON.stringify(scope)}`)
   }
   t.match(await post({ grant_type: 'password', username: 'heidi', password: PASSWORD, scope: '  read   write ' }), { status: 200, body: { scope: 'read write' } }, 'runs of spaces are forgiven')
