@@ -121,7 +121,7 @@ export async function clientAuthenticationFailed (db: Db, failure: Pick<ClientAu
   })
   return new OAuthError('invalid_client', 'client authentication failed', {
     detail: reason,
-    ...(credentials.method === 'client_secret_basic' ? { challenge: BASIC_CHALLENGE } : {})
+    ...(credentials.method === 'client_secret_basic' || (credentials.method === 'none' && credentials.basic === true) ? { challenge: BASIC_CHALLENGE } : {})
   })
 }
 

@@ -10,7 +10,8 @@ import { CLIENT_ID_PATTERN } from '../config.js'
 import { OAuthError } from '../errors.js'
 
 export type ClientCredentials =
-  | { method: 'none', clientId: string | undefined }
+  // `basic`: the client was named in HTTP Basic with an empty secret, so a refusal carries the Basic challenge.
+  | { method: 'none', clientId: string | undefined, basic?: true }
   | { method: 'client_secret_basic' | 'client_secret_post', clientId: string, secret: string }
 
 export interface PresentedCredentials {
@@ -73,6 +74,9 @@ export function clientCredentials (presented: PresentedCredentials): ClientCrede
     }
     const { clientId, secret } = basic(scheme[1] ?? '')
     if (bodyId !== undefined && bodyId !== clientId) throw new OAuthError('invalid_request', 'client_id: differs from the HTTP Basic client id')
+    // An empty password is no secret (RFC 6749 §3.1: a parameter without a value is omitted): Basic then only
+    // names the client, which is how requests-oauthlib's fetch_token sends a public client (`id:`, no client_id in the body).
+    if (secret === '') return { method: 'none', clientId, basic: true }
     return { method: 'client_secret_basic', clientId, secret }
   }
   if (presented.clientSecret !== undefined) {

@@ -238,6 +238,34 @@ t.test('a parameter sent without a value is treated as omitted (RFC 6749 §3.1)'
   t.equal((await token(ctx, { grant_type: 'refresh_token', refresh_token: pair.body.refresh_token })).status, 400, 'and the default client\'s token is revoked')
 })
 
+t.test('HTTP Basic with an empty secret names a public client, as requests-oauthlib sends it (RFC 6749 §2.3.1, §3.1)', async (t) => {
+  const ctx = await buildTestApp(t)
+  await signUp(ctx.app, 'yuri', PASSWORD)
+  await register(ctx, 'spa', { confidential: false })
+  await register(ctx, 'svc', { grants: ['password', 'refresh_token', 'client_credentials'] })
+  // requests-oauthlib's OAuth2Session.fetch_token sends a client without a secret as Basic "id:" and leaves client_id out of the body.
+  const spa = { authorization: basic('spa', '') }
+  const login = await token(ctx, { grant_type: 'password', username: 'yuri', password: PASSWORD }, spa)
+  t.equal(login.status, 200, 'the password grant for the public client', { body: login.body })
+  t.equal(decodeJwt(login.body.access_token as string).client_id, 'spa', 'the client Basic named, not the default one')
+  const refreshed = await token(ctx, { grant_type: 'refresh_token', refresh_token: login.body.refresh_token }, spa)
+  t.equal(refreshed.status, 200, 'its refresh, bound to the same client', { body: refreshed.body })
+  const revoked = await ctx.app.inject({ method: 'POST', url: '/oauth/revoke', payload: { token: refreshed.body.refresh_token }, headers: spa })
+  t.equal(revoked.statusCode, 200)
+  t.match(await token(ctx, { grant_type: 'refresh_token', refresh_token: refreshed.body.refresh_token }, spa), { status: 400, body: { error: 'invalid_grant' } }, 'and its revocation took')
+
+  const confidential = await token(ctx, { grant_type: 'client_credentials' }, { authorization: basic('svc', '') })
+  t.match(confidential, { status: 401, body: { error: 'invalid_client' } }, 'a confidential client still needs its secret')
+  t.match(confidential.headers['www-authenticate'], /^Basic realm="tessera"/, 'with the Basic challenge, since Basic was used')
+  t.match(await token(ctx, { grant_type: 'client_credentials', client_secret: 'x' }, { authorization: basic('svc', '') }), { status: 400, body: { error: 'invalid_request' } },
+    'Basic beside client_secret is still two methods')
+  t.match(await token(ctx, { grant_type: 'password', username: 'yuri', password: PASSWORD, client_id: 'other' }, spa), { status: 400, body: { error: 'invalid_request' } },
+    'a body client_id that differs from Basic\'s is still refused')
+  const failure = (await auditTypes(ctx)).filter((e) => e.type === 'client.authentication_failed')
+  t.equal(failure.length, 1)
+  t.match(failure[0]?.detail, { client_id: 'svc', reason: 'no client authentication' })
+})
+
 t.test('rotate-secret grace, disable and delete', async (t) => {
   const ctx = await buildTestApp(t)
   const old = await register(ctx, 'svc', { grants: ['client_credentials', 'password', 'refresh_token'] })
