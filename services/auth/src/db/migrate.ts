@@ -44,10 +44,22 @@ function unwrap ({ error, results }: MigrationResultSet): string[] {
  * date). A schema a newer build migrated, with nothing of this build's
  * pending, is left as it is (none applied): the code rolled back over an
  * additive migration, which must not stop a deployment's migrate step.
+ *
+ * Each migration commits on its own. In one transaction, one migration's
+ * ACCESS EXCLUSIVE lock (0007's on refresh_tokens) was held while a later one
+ * (0011's on users) waited behind a live instance's refresh, which held users
+ * and waited for refresh_tokens: Postgres failed the upgrade as a deadlock.
  */
 export async function migrateUp<T> (db: Kysely<T>): Promise<string[]> {
   if (await refusedAsNewer(db, 'up')) return []
-  return await newerRefusedInWords(db, 'up', async () => unwrap(await migrator(db).migrateToLatest()))
+  return await newerRefusedInWords(db, 'up', async () => {
+    const applied: string[] = []
+    for (;;) {
+      const step = unwrap(await migrator(db).migrateUp())
+      if (step.length === 0) return applied
+      applied.push(...step)
+    }
+  })
 }
 
 /** Reverts the newest applied migration; returns its name, or nothing when none is applied. */

@@ -7,7 +7,7 @@
 import t from 'tap'
 import { sql } from 'kysely'
 import { migrateDown, migrateUp, migrationStatus, schemaStanding, SchemaNewerError } from '../../src/db/migrate.js'
-import { createTestDatabase, testConnection } from '../helpers/db.js'
+import { createTestDatabase, lockWaiters, testConnection } from '../helpers/db.js'
 
 t.test('a database never migrated: everything pending, nothing newer, and no table read that is not there', async (t) => {
   const { db } = await testConnection(t, await createTestDatabase(t, { empty: true }))
@@ -27,4 +27,29 @@ t.test('a schema a newer build migrated', async (t) => {
 
   const [newest] = (await sql<{ name: string }>`DELETE FROM kysely_migration WHERE name = (SELECT max(name) FROM kysely_migration WHERE name < '9') RETURNING name`.execute(db)).rows
   await t.rejects(migrateUp(db), { name: 'SchemaNewerError', message: `the database has migrations this build lacks (9999_from_a_newer_build, 9999_written_by_hand) and lacks some of this build's (${newest?.name ?? ''}): migrate with the build that applied 9999_from_a_newer_build, 9999_written_by_hand` }, 'ahead and behind at once: refused')
+})
+
+t.test('an upgrade across two migrations that lock different tables, under a live transaction holding one and then wanting the other: both finish', async (t) => {
+  // An instance's refresh reads users and then writes refresh_tokens. Applied
+  // in one transaction, 0007 (refresh_tokens, ACCESS EXCLUSIVE) held its lock
+  // while 0011 waited for users behind that refresh: Postgres broke the cycle
+  // by failing the upgrade with "deadlock detected", every time under load.
+  const { db, pool } = await testConnection(t)
+  while ((await migrationStatus(db)).find((m) => m.name === '0007_refresh_token_kid_brin')?.appliedAt != null) await migrateDown(db)
+  const pending = (await schemaStanding(db)).pending
+  const live = await pool.connect()
+  t.teardown(() => live.release())
+  const watcher = await pool.connect()
+  t.teardown(() => watcher.release())
+
+  await live.query('BEGIN')
+  await live.query('SELECT count(*) FROM users')
+  const migrating = migrateUp(db).then((applied) => ({ applied }), (error: unknown) => ({ error }))
+  while (await lockWaiters(watcher) === 0) await new Promise((resolve) => setTimeout(resolve, 20))
+  const read = await live.query('SELECT count(*) FROM refresh_tokens').then(() => 'read', (error: unknown) => error)
+  await live.query('COMMIT')
+
+  t.equal(read, 'read', 'the live transaction reads refresh_tokens, which 0007 no longer holds')
+  t.same(await migrating, { applied: pending }, 'every pending migration applied')
+  t.same((await schemaStanding(db)).pending, [])
 })
