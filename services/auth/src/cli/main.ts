@@ -207,6 +207,17 @@ function schemaMissing (err: unknown): string | undefined {
     : undefined
 }
 
+/**
+ * Postgres's insufficient_privilege: the command ran as a role the operator
+ * did not mean (migrations as the runtime role is the usual slip), and the
+ * server's words name only the object.
+ */
+function privilegeMissing (err: unknown): string | undefined {
+  return (err as { code?: unknown }).code === '42501'
+    ? `${(err as Error).message}: the role in DATABASE_URL may not do this; \`tessera migrate\` runs as the owner role, \`tessera db roles\` as a superuser, every other command as the runtime role (operators.md, "Database roles")`
+    : undefined
+}
+
 // A reader that stops early (`audit tail --json | head`) closes the pipe: the
 // rest of the output is not wanted, which is no error. The command still runs
 // to its end and exits with its own code.
@@ -218,7 +229,7 @@ runCli(process.argv.slice(2), process.env).then((code) => { process.exitCode = c
   // A flag parseArgs does not know is a usage error like any other.
   const usage = (err as { code?: unknown }).code?.toString().startsWith('ERR_PARSE_ARGS') === true
   // Line by line: a usage error's second line is the usage.
-  const message = databaseUnreachable(err) ?? schemaMissing(err) ?? (err instanceof Error ? err.message : String(err))
+  const message = databaseUnreachable(err) ?? schemaMissing(err) ?? privilegeMissing(err) ?? (err instanceof Error ? err.message : String(err))
   process.stderr.write(`tessera: ${message.split('\n').map(printable).join('\n')}\n`)
   process.exitCode = err instanceof CliError ? err.exitCode : usage ? 2 : 1
 })

@@ -87,6 +87,9 @@ t.test('owner, runtime and notes roles: each can do its job and nothing more', a
   t.ok(functions.some((f) => f.name === 'tessera_refresh_grant'), 'the migrations made functions')
   t.same(functions.filter((f) => f.owner !== roles.owner.name), [], 'every one of them is the owner\'s')
   await server.stop()
+  const asRuntime = await runCli(['migrate', 'down', '--yes'], { DATABASE_URL: urlAs(databaseUrl, roles.runtime) })
+  t.equal(asRuntime.code, 1, 'migrations as the runtime role fail')
+  t.match(asRuntime.stderr, /^tessera: permission denied for schema public: the role in DATABASE_URL may not do this; `tessera migrate` runs as the owner role/, 'and say which role they need')
   for (const command of [['migrate', 'down', '--yes'], ['migrate', 'up']]) {
     const run = await runCli(command, { DATABASE_URL: urlAs(databaseUrl, roles.owner) })
     t.equal(run.code, 0, `${command.join(' ')} as the owner: ${run.stderr}`)
