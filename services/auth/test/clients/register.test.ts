@@ -303,7 +303,9 @@ t.test('rotate-secret grace, disable and delete', async (t) => {
 t.test('the default public client exists from the first start, and a registration breaks no rule', async (t) => {
   const ctx = await buildTestApp(t, { TESSERA_DEFAULT_CLIENT_ID: 'first-party', TESSERA_SCOPES: 'a b' })
   const row = await ctx.deps.db.selectFrom('clients').selectAll().executeTakeFirstOrThrow()
-  t.match(row, { client_id: 'first-party', confidential: false, grants: ['password', 'refresh_token'], scopes: ['a', 'b'], resources: [], secret_digest: null })
+  t.match(row, { client_id: 'first-party', confidential: false, secret_digest: null })
+  // Not in the t.match: it would take longer lists, and [] would match any.
+  t.same({ grants: row.grants, scopes: row.scopes, resources: row.resources }, { grants: ['password', 'refresh_token'], scopes: ['a', 'b'], resources: [] })
   const rejects = async (what: string, values: Record<string, unknown>): Promise<void> => {
     await t.rejects(ctx.deps.db.insertInto('clients').values({ client_id: 'raw', confidential: false, grants: ['password'], scopes: [], resources: [], ...values }).execute(), { code: /^23/ }, what)
   }

@@ -15,7 +15,9 @@ t.test('clients create, list, show, rotate-secret, disable, delete', async (t) =
   const created = await runCli(['clients', 'create', 'indexer', '--confidential', '--scopes', 'notes:read notes:write', '--resources', 'urn:tessera:notes,https://api.example/', '--json'], env)
   t.equal(created.code, 0, created.stderr)
   const client = JSON.parse(created.stdout)
-  t.match(client, { client_id: 'indexer', type: 'confidential', grants: ['client_credentials'], scopes: ['notes:read', 'notes:write'], resources: ['urn:tessera:notes', 'https://api.example/'], disabled_at: null })
+  t.match(client, { client_id: 'indexer', type: 'confidential', disabled_at: null })
+  // Not in the t.match: it would take longer lists.
+  t.same({ grants: client.grants, scopes: client.scopes, resources: client.resources }, { grants: ['client_credentials'], scopes: ['notes:read', 'notes:write'], resources: ['urn:tessera:notes', 'https://api.example/'] })
   t.match(client.client_secret, /^[A-Za-z0-9_-]{43}$/, 'the secret, once')
   const cc = async (secret: string): Promise<number> => (await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'client_credentials', client_id: 'indexer', client_secret: secret } })).statusCode
   t.equal(await cc(client.client_secret as string), 200, 'the printed secret works')
