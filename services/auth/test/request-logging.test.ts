@@ -59,6 +59,7 @@ t.test('a request logger writes the lines pino\'s child would, and makes the chi
   t.equal(quiet.children(), 0, 'below the level: no child, no line')
   t.same(quiet.lines(), [])
   quietLog.error({ err: new Error('boom') }, 'failed')
+  t.equal(quiet.lines().length, 1)
   t.match(quiet.lines(), [{ level: 50, reqId: 'r-2', msg: 'failed', err: { message: 'boom' } }])
   t.match(quietLog.bindings(), { reqId: 'r-2' })
   const unspied = lazyChildLogger(createLogger({ logLevel: 'info' }, new Writable({ write (_chunk, _enc, done) { done() } })), { reqId: 'r-4' }, {})
@@ -66,6 +67,7 @@ t.test('a request logger writes the lines pino\'s child would, and makes the chi
 
   const routeLevel = lazyChildLogger(quiet.logger, { reqId: 'r-3' }, { level: 'debug' })
   routeLevel.debug('a route with its own level logs below the instance\'s')
+  t.equal(quiet.lines().length, 2, 'one line more')
   t.match(quiet.lines().at(-1), { level: 20, reqId: 'r-3' })
 })
 

@@ -147,7 +147,9 @@ t.test('siblings verify access tokens from the JWKS alone: jose, @fastify/jwt + 
       (await run(PYTHON, ['-c', `import sys\n${script}\n${driver}`, url, ...tokens])).stdout.trim().split('\n')
     const forged = (header: Record<string, unknown>): string =>
       [header, { iss: 'http://tessera.test', aud: 'api', sub: 'x' }].map((part) => Buffer.from(JSON.stringify(part)).toString('base64url')).join('.') + '.c2ln'
-    t.match(await verdicts(jwksUrl, access, refreshToken, serviceAccess, forged({ alg: 'RS256', typ: 5, kid: 'k' }), forged({ alg: 'RS256', typ: 'at+jwt', kid: 'no-such-kid' })), [
+    const five = await verdicts(jwksUrl, access, refreshToken, serviceAccess, forged({ alg: 'RS256', typ: 5, kid: 'k' }), forged({ alg: 'RS256', typ: 'at+jwt', kid: 'no-such-kid' }))
+    t.equal(five.length, 5, 'one verdict per token')
+    t.match(five, [
       /^200 [0-9a-f-]{36}$/,
       '401 InvalidTokenError',
       '401 InvalidAudienceError',

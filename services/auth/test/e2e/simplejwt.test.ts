@@ -283,6 +283,7 @@ t.test('a DRF view with SimpleJWT\'s JWTAuthentication, by settings alone, judge
     users: ['alice'],
     tokens: [pair.access, viaOauth.access_token, refreshed.access, pair.refresh, stale.access, elsewhere.access, ahead.access]
   })
+  t.equal(answers.length, 7, 'one answer per token')
   t.match(answers, [
     { status: 200, body: { username: 'alice' } },
     { status: 200, body: { username: 'alice' } },

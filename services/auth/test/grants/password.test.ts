@@ -229,9 +229,9 @@ t.test('metadata URLs follow TESSERA_ISSUER', async (t) => {
       token_endpoint: 'https://login.example.com/oauth/token',
       revocation_endpoint: 'https://login.example.com/oauth/revoke',
       jwks_uri: 'https://login.example.com/.well-known/jwks.json',
-      grant_types_supported: ['password', 'refresh_token', 'client_credentials'],
-      response_types_supported: []
     })
+    // Not in the t.match: it would take a longer list, and [] would match any.
+    t.same([res.json().grant_types_supported, res.json().response_types_supported], [['password', 'refresh_token', 'client_credentials'], []])
   }
 })
 
