@@ -65,6 +65,7 @@ t.test('rotate, rotate --now, erase, revoke and a lost LISTEN connection, across
   const erasedIn = await within(5000, async () => (await db.selectFrom('signing_keys').select('private_key_enc').where('kid', '=', k1).executeTakeFirst())?.private_key_enc === null, 100)
   t.ok(erasedIn !== undefined, `k1's private half erased after the grace (${String(erasedIn)} ms)`)
   const listed = await cli('keys', 'list') as unknown as Array<Record<string, unknown>>
+  t.same(listed.map((k) => k.kid).sort(), [k1, k2].sort(), 'the two keys, no other')
   t.match(listed.find((k) => k.kid === k1), { state: 'previous', private_half: false, private_erased_at: String, demoted_at: String, unpublished_at: null })
   t.match(listed.find((k) => k.kid === k2), { state: 'current', private_half: true, promoted_at: String, published_at: String })
   const human = await runCli(['keys', 'list'], env)
