@@ -108,14 +108,18 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
     })
     const rotation = sources.keyRotation
     if (rotation !== undefined && rotation !== null) {
-      const lead = sources.keyPublishLead
+      const lead = sources.keyPublishLead ?? 0
       gauge('tessera_signing_key_next_rotation_seconds', 'Seconds until the next key starts signing: a pending next key, else the schedule\'s (negative: overdue; 0 while none signs)', 'min', (set) => {
         const since = signingSince()
         if (since === undefined) return
-        // A next key made by hand (keys rotate) signs before the schedule would.
+        // As keys/advance.ts decides: a pending next key (the schedule's, or
+        // one made by hand) signs once published for the lead, whatever the
+        // period says; without one, the schedule makes one a lead before the
+        // period ends, or at once when the period is shorter than the lead.
         const pending = keyring.keys.find((k) => k.state === 'next')
-        const scheduled = since.getTime() + rotation * 1000
-        const signsAt = pending === undefined || lead === undefined ? scheduled : Math.min(scheduled, pending.publishedAt.getTime() + lead * 1000)
+        const signsAt = pending === undefined
+          ? since.getTime() + Math.max(rotation, lead) * 1000
+          : pending.publishedAt.getTime() + lead * 1000
         set((signsAt - clock().getTime()) / 1000)
       })
     }

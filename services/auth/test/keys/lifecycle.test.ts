@@ -4,8 +4,11 @@
  */
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
+import type { Test } from 'tap'
 import { keyTickSeconds } from '../../src/jobs.js'
 import { advanceKeys, VERIFIER_LEEWAY } from '../../src/keys/advance.js'
+import type { KeyMaking } from '../../src/keys/transitions.js'
+import { createMetrics } from '../../src/metrics/metrics.js'
 import { WrongKekError } from '../../src/keys/kek.js'
 import { Keyring } from '../../src/keys/keyring.js'
 import { loadKeyring } from '../../src/keys/load.js'
@@ -13,6 +16,7 @@ import { singleFlight } from '../../src/util/single-flight.js'
 import { revokeKey, UnknownKeyError } from '../../src/keys/revoke-key.js'
 import { rewrapKeys, SameKekError } from '../../src/keys/rewrap.js'
 import { rotateKeys } from '../../src/keys/rotate.js'
+import type { Config } from '../../src/config.js'
 import type { Db } from '../../src/db/database.js'
 import { buildTestApp, login, refresh, refuseRejectedKey, signUp } from '../helpers/app.js'
 
@@ -82,6 +86,34 @@ t.test('the timer promotes after the lead and rotates on schedule, never early',
   t.same(await advanceKeys(deps.db, making, config, at(p, 60)), [{ kind: 'promoted', kid: next }], 'signs one rotation period after the last one started')
   t.equal((await keyRow(deps.db, first?.kid ?? ''))?.state, 'previous')
   t.same(await advanceKeys(deps.db, making, config, at(p, 60)), [], 'idempotent')
+})
+
+t.test('the metric of the next rotation names the moment the timer really promotes', async (t) => {
+  const sinceNow = async (metrics: ReturnType<typeof createMetrics>): Promise<number | undefined> => {
+    const line = (await metrics.registry.metrics()).split('\n').find((l) => l.startsWith('tessera_signing_key_next_rotation_seconds '))
+    return line === undefined ? undefined : Number(line.split(' ')[1])
+  }
+  // Each case: the metric's answer at `asked`, then the timer run one second before and at that moment.
+  const check = async (t: Test, env: Record<string, string>, pending: (db: Db, making: KeyMaking, config: Config, p: Date) => Promise<unknown>, asked: number): Promise<void> => {
+    const { deps, kek, config } = await buildTestApp(t, { TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEY_PUBLISH_LEAD: '10s', ...env })
+    const making = { kek, bits: config.keyBits }
+    const p = (await keyRow(deps.db, deps.keyring.signer?.kid ?? ''))?.promoted_at ?? new Date()
+    await pending(deps.db, making, config, p)
+    await loadKeyring(deps.db, kek, deps.keyring, { onRejectedKey: refuseRejectedKey })
+    const next = deps.keyring.keys.find((k) => k.state === 'next')?.kid
+    t.ok(next, 'a next key waits')
+    const metrics = createMetrics({ keyring: deps.keyring, keyRotation: config.keyRotation, keyPublishLead: config.keyPublishLead, clock: () => at(p, asked), processMetrics: false })
+    const signsIn = await sinceNow(metrics) ?? NaN
+    t.ok(signsIn > 0, `not overdue (${signsIn})`)
+    t.same(await advanceKeys(deps.db, making, config, at(p, asked + signsIn - 1)), [], 'nothing a second before')
+    t.same(await advanceKeys(deps.db, making, config, at(p, asked + signsIn)), [{ kind: 'promoted', kid: next }], 'promoted then')
+  }
+  t.test('a rotation shorter than the lead: the lead wins (docs/decisions.md)', async (t) => {
+    await check(t, { TESSERA_KEY_ROTATION: '4s' }, async (db, making, config, p) => await advanceKeys(db, making, config, p), 5)
+  })
+  t.test('a next key made by hand late in the period signs a lead after it was published, not at the schedule', async (t) => {
+    await check(t, { TESSERA_KEY_ROTATION: '60s' }, async (db, making, _config, p) => await rotateKeys(db, making, { immediate: false, now: at(p, 55), who: OPERATOR }), 56)
+  })
 })
 
 t.test('two timers at once make one key', async (t) => {
