@@ -295,6 +295,23 @@ function readPublishLead (read: Reader, settings: Pick<Config, 'jwksMaxAge' | 'k
   return lead
 }
 
+/**
+ * The longest login back-off. A block is there to slow guessing, and one past
+ * a year is a lockout, which the back-off never is (passwords/login-throttle.ts).
+ * Past about 68 years, the seconds to wait no longer fit the integer
+ * tessera_count_login_attempt answers them in (migrations/0008), and every
+ * attempt on a blocked name answered 500.
+ */
+const MAX_LOGIN_BACKOFF_DAYS = 365
+
+function readBackoffMax (read: Reader): Seconds {
+  const max = read.duration('TESSERA_LOGIN_BACKOFF_MAX', '15m')
+  if (max > MAX_LOGIN_BACKOFF_DAYS * UNIT_SECONDS.d) {
+    throw new ConfigError('TESSERA_LOGIN_BACKOFF_MAX', `a duration such as 15m, 1h or 1d, above 0 and at most ${MAX_LOGIN_BACKOFF_DAYS}d (a longer block is a lockout)`, read.optional('TESSERA_LOGIN_BACKOFF_MAX') ?? '')
+  }
+  return max
+}
+
 /** An http: URL whose host is not this machine's loopback, where a client's tokens would cross a network in clear. */
 function isPlainHttpElsewhere (url: string): boolean {
   const { protocol, hostname } = new URL(url)
@@ -359,7 +376,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     hashNice: read.integer('TESSERA_HASH_NICE', DEFAULT_HASH_NICE, 0, 19),
     loginBackoffThreshold: read.integer('TESSERA_LOGIN_BACKOFF_AFTER', 5, 1, 1000),
     loginBackoffBase: read.duration('TESSERA_LOGIN_BACKOFF_BASE', '1s'),
-    loginBackoffMax: read.duration('TESSERA_LOGIN_BACKOFF_MAX', '15m'),
+    loginBackoffMax: readBackoffMax(read),
     rateLimitPerMinute: read.integer('TESSERA_RATE_LIMIT', 300, 1, 1000000),
     loginThrottleMaxRows: read.integer('TESSERA_LOGIN_THROTTLE_MAX_ROWS', 100000, 100, 100000000),
     dbStatementTimeoutMs: read.integer('TESSERA_DB_STATEMENT_TIMEOUT_MS', 10000, 0, MAX_STATEMENT_TIMEOUT_MS),

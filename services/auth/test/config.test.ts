@@ -28,6 +28,12 @@ t.test('a duration past a hundred years, and an interval past what a Node timer 
   t.equal(loadConfig({ TESSERA_CLEANUP_INTERVAL: '24d', TESSERA_KEY_PUBLISH_LEAD: '25d' }, '/srv').cleanupInterval, 24 * 86_400)
 })
 
+t.test('a login back-off longer than a year stops the start: past about 68 years every attempt on a blocked name answered 500', async (t) => {
+  t.throws(() => loadConfig({ TESSERA_LOGIN_BACKOFF_MAX: '36500d' }, '/srv'), { name: 'ConfigError', message: 'TESSERA_LOGIN_BACKOFF_MAX="36500d" is invalid: expected a duration such as 15m, 1h or 1d, above 0 and at most 365d (a longer block is a lockout)' })
+  t.throws(() => loadConfig({ TESSERA_LOGIN_BACKOFF_MAX: '366d' }, '/srv'), { name: 'ConfigError' })
+  t.equal(loadConfig({ TESSERA_LOGIN_BACKOFF_MAX: '365d' }, '/srv').loginBackoffMax, 365 * 86_400)
+})
+
 t.test('the default client\'s id is not shaped like a user id: its client_credentials tokens would carry it as sub', async (t) => {
   t.throws(() => loadConfig({ TESSERA_DEFAULT_CLIENT_ID: '0b8e1f7a-5c3d-4e2f-9a1b-2c3d4e5f6a7b' }, '/srv'), { message: /^TESSERA_DEFAULT_CLIENT_ID="0b8e1f7a-5c3d-4e2f-9a1b-2c3d4e5f6a7b" is invalid: expected 1 to 64 of A-Z a-z 0-9 \. _ -, not shaped like a UUID/ })
   t.equal(loadConfig({ TESSERA_DEFAULT_CLIENT_ID: 'web-app' }, '/srv').defaultClientId, 'web-app')

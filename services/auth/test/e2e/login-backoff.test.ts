@@ -91,6 +91,16 @@ t.test('the back-off doubles per failure up to the cap, and a stale streak start
   t.same(await countLoginAttempt(connection.db, 'carol', now, policy), { refused: false, failures: 3, blockedUntil: new Date(now.getTime() + 2000) }, 'an attempt the hashing queue shed is refunded, and the block it set lifted')
 })
 
+t.test('the longest back-off the settings allow is answered 429 with its whole wait', async (t) => {
+  const { app } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_AFTER: '1', TESSERA_LOGIN_BACKOFF_BASE: '365d', TESSERA_LOGIN_BACKOFF_MAX: '365d' })
+  await signUp(app, 'yara', PASSWORD)
+  const attempt = async (): Promise<{ statusCode: number, headers: Record<string, unknown> }> => await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'yara', password: 'wrong password' } })
+  t.equal((await attempt()).statusCode, 400)
+  const blocked = await attempt()
+  t.equal(blocked.statusCode, 429)
+  t.equal(blocked.headers['retry-after'], String(365 * 86_400), 'the frozen clock: the whole year')
+})
+
 t.test('unknown usernames are tracked alike, and the table is pruned and capped', async (t) => {
   const { app, deps, connection } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_AFTER: '2', TESSERA_LOGIN_BACKOFF_BASE: '30s' })
   for (let i = 0; i < 2; i++) {
