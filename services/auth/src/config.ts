@@ -285,9 +285,27 @@ export function minimumPublishLead (settings: Pick<Config, 'jwksMaxAge' | 'keyCh
   return settings.jwksMaxAge + SHARED_CACHE_STALENESS + settings.keyCheckInterval
 }
 
+/**
+ * The longest JWKS max-age: its default publish lead, twice it, is then still
+ * no longer than any duration Tessera takes. Past it, an unset
+ * TESSERA_KEY_PUBLISH_LEAD was refused, named with a value nobody set, and
+ * near MAX_DURATION_DAYS no lead at all could be set.
+ */
+const MAX_JWKS_MAX_AGE_DAYS = MAX_DURATION_DAYS / 2
+
+function readJwksMaxAge (read: Reader): Seconds {
+  const maxAge = read.duration('TESSERA_JWKS_MAX_AGE', '5m')
+  if (maxAge > MAX_JWKS_MAX_AGE_DAYS * UNIT_SECONDS.d) {
+    throw new ConfigError('TESSERA_JWKS_MAX_AGE', `a duration such as 300, 5m or 1h, above 0 and at most ${MAX_JWKS_MAX_AGE_DAYS}d (the publish lead is at least this and by default twice it, at most ${MAX_DURATION_DAYS}d)`, read.optional('TESSERA_JWKS_MAX_AGE') ?? '')
+  }
+  return maxAge
+}
+
 function readPublishLead (read: Reader, settings: Pick<Config, 'jwksMaxAge' | 'keyCheckInterval'>): Seconds {
   const minimum = minimumPublishLead(settings)
-  const lead = read.duration('TESSERA_KEY_PUBLISH_LEAD', `${Math.max(2 * settings.jwksMaxAge, minimum)}s`, 0)
+  // The default in seconds, not as text: spelled out, twice a long max-age is more than the nine digits a duration takes.
+  if (read.optional('TESSERA_KEY_PUBLISH_LEAD') === undefined) return Math.max(2 * settings.jwksMaxAge, minimum)
+  const lead = read.duration('TESSERA_KEY_PUBLISH_LEAD', '', 0)
   if (lead < minimum) {
     throw new ConfigError('TESSERA_KEY_PUBLISH_LEAD', `at least ${minimum}s: TESSERA_JWKS_MAX_AGE (${settings.jwksMaxAge}s) + ` +
       `TESSERA_KEY_CHECK_INTERVAL (${settings.keyCheckInterval}s) + ${SHARED_CACHE_STALENESS}s the gateway may keep its copy`, read.optional('TESSERA_KEY_PUBLISH_LEAD') ?? '')
@@ -327,7 +345,7 @@ const DEFAULT_PORT = 8080
 export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const read = new Reader(env)
   const production = env.NODE_ENV === 'production'
-  const jwksMaxAge = read.duration('TESSERA_JWKS_MAX_AGE', '5m')
+  const jwksMaxAge = readJwksMaxAge(read)
   const keyCheckInterval = read.interval('TESSERA_KEY_CHECK_INTERVAL', '30s')
   const rotation = read.optional('TESSERA_KEY_ROTATION') === 'off' ? null : read.duration('TESSERA_KEY_ROTATION', '30d', 1, 'or off')
   const kekText = read.optional('TESSERA_KEK')

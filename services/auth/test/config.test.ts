@@ -34,6 +34,16 @@ t.test('a login back-off longer than a year stops the start: past about 68 years
   t.equal(loadConfig({ TESSERA_LOGIN_BACKOFF_MAX: '365d' }, '/srv').loginBackoffMax, 365 * 86_400)
 })
 
+t.test('a JWKS max-age whose default publish lead is past the longest duration is refused by its own name', async (t) => {
+  for (const value of ['18251d', '20000d', '36500d']) {
+    t.throws(() => loadConfig({ TESSERA_JWKS_MAX_AGE: value }, '/srv'), { name: 'ConfigError', message: `TESSERA_JWKS_MAX_AGE="${value}" is invalid: expected a duration such as 300, 5m or 1h, above 0 and at most 18250d (the publish lead is at least this and by default twice it, at most 36500d)` })
+  }
+  const longest = loadConfig({ TESSERA_JWKS_MAX_AGE: '18250d', TESSERA_KEY_CHECK_INTERVAL: '24d' }, '/srv')
+  t.equal(longest.keyPublishLead, 36_500 * 86_400, 'the longest max-age still has its default lead')
+  t.equal(loadConfig({ TESSERA_JWKS_MAX_AGE: '999999999' }, '/srv').keyPublishLead, 1_999_999_998, 'a default lead of more than nine digits of seconds')
+  t.equal(loadConfig({ TESSERA_JWKS_MAX_AGE: '1m', TESSERA_KEY_PUBLISH_LEAD: '' }, '/srv').keyPublishLead, 120, 'an empty lead is an unset one: the default')
+})
+
 t.test('the default client\'s id is not shaped like a user id: its client_credentials tokens would carry it as sub', async (t) => {
   t.throws(() => loadConfig({ TESSERA_DEFAULT_CLIENT_ID: '0b8e1f7a-5c3d-4e2f-9a1b-2c3d4e5f6a7b' }, '/srv'), { message: /^TESSERA_DEFAULT_CLIENT_ID="0b8e1f7a-5c3d-4e2f-9a1b-2c3d4e5f6a7b" is invalid: expected 1 to 64 of A-Z a-z 0-9 \. _ -, not shaped like a UUID/ })
   t.equal(loadConfig({ TESSERA_DEFAULT_CLIENT_ID: 'web-app' }, '/srv').defaultClientId, 'web-app')
