@@ -106,3 +106,25 @@ t.test('a failed report fails the requests waiting on it', async (t) => {
   const worker = new BatchedRateLimiter(async () => { throw new Error('the primary is gone') })
   await t.rejects(hit(worker, '203.0.113.6', 3), /the primary is gone/)
 })
+
+t.test('a key spent in one window is asked about again once the window is over, even with hits still unreported', async (t) => {
+  const { workers } = instance(1)
+  const worker = workers[0] as BatchedRateLimiter
+  const windowMs = 600
+  const spend = async (): Promise<{ current: number, ttl: number }> => await new Promise((resolve, reject) => {
+    worker.incr('203.0.113.7', (err, result) => { if (err !== null || result === undefined) reject(err ?? new Error('no count')); else resolve(result) }, windowMs, 2)
+  })
+  const start = Date.now()
+  for (let i = 0; i < 4; i++) await spend()
+  const refused = await spend()
+  t.ok(refused.current > 2 && refused.ttl > 0, 'spent for the rest of the window')
+  const windowEnd = start + windowMs
+  await sleep(FLUSH_MS * 2)
+  // One refusal shortly before the window ends leaves a hit unreported until the next flush, past the end.
+  await sleep(Math.max(0, windowEnd - 20 - Date.now()))
+  await spend()
+  await sleep(Math.max(0, windowEnd + 15 - Date.now()))
+  const after = await spend()
+  t.ok(after.current <= 2 || after.ttl > 0, `a refusal says how long to wait (current ${after.current}, ttl ${after.ttl} ms)`)
+  t.ok(after.current <= 2, `the new window admits it (current ${after.current})`)
+})

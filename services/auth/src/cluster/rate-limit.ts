@@ -73,7 +73,11 @@ export class BatchedRateLimiter {
     // Local answers still come on a later turn, as an IPC answer did: a
     // synchronous one reorders the plugin's hook against the login shedding
     // check that runs beside it (test/workers.test.ts, the hashing share).
-    if (view.known > max) {
+    // Once the window is over, the view is of the last one until the primary
+    // answers: a hit still unreported kept it from starting afresh (#view),
+    // and answering from it refused a request of the new window, with a
+    // Retry-After of 0 or less.
+    if (view.known > max && now < view.windowEnd) {
       // Spent for the rest of the window: counts only grow within one.
       setImmediate(callback, null, { current: estimate, ttl })
       this.#later()
