@@ -76,7 +76,12 @@ export async function usersImportCommand (ctx: CommandContext): Promise<void> {
   const input = handle.createReadStream()
   let report: ImportReport
   try {
-    report = await importUsers(db, readImportFile(input, format), { dryRun, now: new Date(), format })
+    report = await importUsers(db, readImportFile(input, format), {
+      dryRun,
+      now: new Date(),
+      format,
+      onWait: () => { process.stderr.write('tessera: another users import is running on this database; waiting for it to end\n') }
+    })
   } catch (err) {
     if (!(err instanceof ImportInterruptedError) || dryRun || err.report.created === 0) throw err instanceof ImportInterruptedError ? err.cause : err
     throw new CliError(await interrupted(db, err, format))

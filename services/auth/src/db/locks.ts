@@ -12,5 +12,12 @@ export const KEYS_LOCK = 0x7e55e4a1
 /** Pruning the login throttle (transaction-scoped): one instance at a time. */
 export const THROTTLE_CLEANUP_LOCK = 0x7e55e4a2
 
+/**
+ * `users import` (session-scoped, waited for): one import at a time. A name
+ * another import committed while this one's statement ran is invisible to
+ * that statement, and was reported as held by a user no import made.
+ */
+export const USERS_IMPORT_LOCK = 0x7e55e4a3
+
 /** Deleting expired sessions, tokens and audit rows (session-scoped, tried): one instance per round. */
 export const SESSION_CLEANUP_LOCK = 0x7e55c1ea

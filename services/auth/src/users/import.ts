@@ -23,6 +23,7 @@ import { sql } from 'kysely'
 import type { Db } from '../db/database.js'
 import { recordAudit } from '../audit/record.js'
 import { TesseraError } from '../errors.js'
+import { USERS_IMPORT_LOCK } from '../db/locks.js'
 import { parseDjangoHash } from '../passwords/django.js'
 import { normalizeUsername } from '../passwords/policy.js'
 import { ImportFileError, type ImportFormat, type SourceRecord } from './import-sources.js'
@@ -67,6 +68,8 @@ export interface ImportOptions {
   batchSize?: number
   maxProblems?: number
   format: ImportFormat
+  /** Called when another import holds the database: this one waits for it to end. */
+  onWait?: () => void
 }
 
 /** What a position counts: a record of a JSON array, a line of a CSV file. */
@@ -227,9 +230,17 @@ export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>,
   // The temporary table belongs to one connection: every batch runs on it.
   try {
     await db.connection().execute(async (conn) => {
-      await sql`CREATE TEMPORARY TABLE import_seen (username text PRIMARY KEY, position int NOT NULL, refused bool NOT NULL)`.execute(conn)
-      await sql`CREATE TEMPORARY TABLE import_deferred (position int PRIMARY KEY, username text NOT NULL, password_hash text NOT NULL, disabled bool NOT NULL, spelled text NOT NULL)`.execute(conn)
+      // Imports at once would each judge the names the other is writing from
+      // a snapshot without them (so as held by a user no import made), and
+      // could deadlock on names met in opposite orders: the second waits.
+      const { rows: [lock] } = await sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(${USERS_IMPORT_LOCK}) AS locked`.execute(conn)
+      if (lock?.locked !== true) {
+        options.onWait?.()
+        await sql`SELECT pg_advisory_lock(${USERS_IMPORT_LOCK})`.execute(conn)
+      }
       try {
+        await sql`CREATE TEMPORARY TABLE import_seen (username text PRIMARY KEY, position int NOT NULL, refused bool NOT NULL)`.execute(conn)
+        await sql`CREATE TEMPORARY TABLE import_deferred (position int PRIMARY KEY, username text NOT NULL, password_hash text NOT NULL, disabled bool NOT NULL, spelled text NOT NULL)`.execute(conn)
         const flush = async (rows: GoodRow[]): Promise<void> => {
           const byPosition = new Map(rows.map((r) => [r.position, r]))
           for (const outcome of await importBatch(conn, rows, options)) {
@@ -313,6 +324,7 @@ export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>,
         }
       } finally {
         await sql`DROP TABLE IF EXISTS pg_temp.import_seen, pg_temp.import_deferred`.execute(conn)
+        await sql`SELECT pg_advisory_unlock(${USERS_IMPORT_LOCK})`.execute(conn)
       }
     })
   } catch (err) {

@@ -13,9 +13,11 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { sql } from 'kysely'
+import pg from 'pg'
 import { buildTestApp, login, signUp } from '../helpers/app.js'
 import { REPO_ROOT } from '../helpers/gateway.js'
-import { createTestDatabase, testConnection } from '../helpers/db.js'
+import { createTestDatabase, lockWaiters, testConnection } from '../helpers/db.js'
+import { within } from '../helpers/http.js'
 import { runCli } from '../helpers/server.js'
 import { MAX_PBKDF2_ITERATIONS, verifyDjangoHash } from '../../src/passwords/django.js'
 
@@ -325,4 +327,42 @@ t.test('a database failure part-way: the batches before it are kept and audited 
     { format: 'csv', created: 1000, from_position: 1002, to_position: 2001 },
     { format: 'csv', created: 500, from_position: 2002, to_position: 2501 }
   ], 'one row per batch that created users; a batch of existing users only writes none')
+})
+
+t.test('two imports at once: the second waits, and counts the names the first made as existing, not as held by a user no import made', async (t) => {
+  const dir = await scratch(t)
+  const url = await createTestDatabase(t)
+  const env = { DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url') }
+  const connection = await testConnection(t, url)
+  const hashes = await oracle('hashes', PASSWORD) as Record<string, string>
+  const names = Array.from({ length: 10 }, (_, i) => `both${i}`)
+  const csv = (list: string[]): string => `username,password_hash,disabled\n${list.map((n) => `${n},${hashes.pbkdf2_sha256 ?? ''},false`).join('\n')}\n`
+  const [first, second] = [join(dir, 'first.csv'), join(dir, 'second.csv')]
+  await writeFile(first, csv([...names, 'held']))
+  await writeFile(second, csv(names))
+
+  // A sign-up of 'held', uncommitted, parks the first import's statement on
+  // that name with the shared names written but not committed; the second
+  // import starts then, so the two overlap for certain.
+  const [held, watcher] = [new pg.Client({ connectionString: url }), new pg.Client({ connectionString: url })]
+  for (const client of [held, watcher]) {
+    await client.connect()
+    t.teardown(async () => { await client.end() })
+  }
+  await held.query('BEGIN')
+  await held.query("INSERT INTO users (username, password_hash) VALUES ('held', 'x')")
+  const waiters = async (n: number): Promise<boolean> => await lockWaiters(watcher) >= n
+  const firstRun = runCli(['users', 'import', first, '--json'], env)
+  t.ok(await within(30_000, async () => await waiters(1)) !== undefined, 'the first import waits on the held name')
+  const secondRun = runCli(['users', 'import', second, '--json'], env)
+  t.ok(await within(30_000, async () => await waiters(2)) !== undefined, 'the second waits too')
+  await held.query('ROLLBACK')
+
+  const [a, b] = [await firstRun, await secondRun]
+  t.equal(a.code, 0, a.stderr)
+  t.equal(b.code, 0, b.stderr)
+  t.match(JSON.parse(a.stdout), { created: 11, existing: 0, problem_count: 0 })
+  t.match(JSON.parse(b.stdout), { created: 0, existing: 10, problem_count: 0 }, 'each name the first made is the second\'s existing one')
+  t.equal(b.stderr, 'tessera: another users import is running on this database; waiting for it to end\n', 'the second said why it waited')
+  t.equal(Number((await sql<{ n: string }>`SELECT count(*) AS n FROM users`.execute(connection.db)).rows[0]?.n), 11)
 })
