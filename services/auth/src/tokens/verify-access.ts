@@ -56,7 +56,8 @@ function refuseClaims (claims: Record<string, unknown>, issuer: string, audience
   if (iss !== issuer) return 'iss not allowed'
   const audiences = Array.isArray(aud) ? aud : [aud]
   if (!audiences.every((a) => typeof a === 'string') || !audiences.some((a) => audience === 'any' || audience.includes(a as string))) return 'aud not allowed'
-  if (typeof exp !== 'number' || nowMs > exp * 1000) return 'expired'
+  // RFC 7519 §4.1.4: valid only before exp, as jose and the refresh token's check judge it.
+  if (typeof exp !== 'number' || nowMs >= exp * 1000) return 'expired'
   if (nbf !== undefined && (typeof nbf !== 'number' || nowMs < nbf * 1000)) return 'not yet valid'
   if (typeof sub !== 'string' || typeof sid !== 'string') return 'sub or sid missing'
   return undefined
@@ -137,7 +138,7 @@ export function accessTokenVerifier (config: Pick<Config, 'issuer' | 'audience'>
         verified.set(token, fresh)
         return fresh.claims
       }
-      if (nowMs > known.expiresAtMs) {
+      if (nowMs >= known.expiresAtMs) {
         verified.delete(token)
         throw new InvalidTokenError('expired')
       }

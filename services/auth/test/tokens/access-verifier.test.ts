@@ -74,10 +74,10 @@ t.test('a token presented again is answered from memory: the same claims, no key
 
 t.test('expiry is checked on every use: a remembered token past its exp is refused and forgotten', async (t) => {
   const { verifier, token } = verifiedOnce()
-  t.equal(refusal(() => verifier.verify(token, later(300))), 'accepted', 'at exp itself, as a first verification would')
-  t.equal(refusal(() => verifier.verify(token, later(301))), 'expired')
+  t.equal(refusal(() => verifier.verify(token, later(299.999))), 'accepted', 'a millisecond before exp')
+  t.equal(refusal(() => verifier.verify(token, later(300))), 'expired', 'at exp itself (RFC 7519 §4.1.4: valid only before it), as a first verification would be')
   t.equal(verifier.remembered, 0)
-  t.equal(refusal(() => verifier.verify(token, later(301))), 'expired', 'and verified afresh, still refused')
+  t.equal(refusal(() => verifier.verify(token, later(300))), 'expired', 'and verified afresh, still refused')
 })
 
 t.test('nbf is checked on every use: a clock set back before it refuses a remembered token', async (t) => {
