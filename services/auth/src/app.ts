@@ -9,7 +9,6 @@
 import { performance } from 'node:perf_hooks'
 import proxyAddr from '@fastify/proxy-addr'
 import Fastify, { LogController, type FastifyReply, type FastifyRequest, type onSendHookHandler, type RouteOptions } from 'fastify'
-import formbody from '@fastify/formbody'
 import rateLimit from '@fastify/rate-limit'
 import underPressure from '@fastify/under-pressure'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
@@ -34,6 +33,7 @@ import { SECURITY_HEADERS } from './security-headers.js'
 import { requestIds } from './request-id.js'
 import { lazyChildLogger } from './logging.js'
 import { refuseUnreadableBody } from './http/body-encoding.js'
+import { formParser } from './http/form-body.js'
 import { clientAddress } from './http/client-address.js'
 
 declare module 'fastify' {
@@ -154,8 +154,9 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     done()
   })
 
-  await app.register(formbody, { bodyLimit: BODY_LIMIT })
   // JSON and form bodies only: anything else is a 415 (invalid_request on OAuth routes).
+  // A form's values exactly as sent, or a 400 (http/form-body.ts).
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, formParser())
   app.removeContentTypeParser('text/plain')
   // A member named twice is refused, as a repeated form parameter is (http/json-body.ts).
   const parseJson = app.getDefaultJsonParser('error', 'error')

@@ -13,6 +13,7 @@ import { DrfError, InvalidTokenError, isDatabaseUnavailable, OAuthError, Problem
 import type { App } from './app-types.js'
 import { NotUtf8Error, PrototypeMemberError, RepeatedJsonMemberError } from './json-body.js'
 import { UnreadableBodyError } from './body-encoding.js'
+import { MalformedFormError } from './form-body.js'
 import { BODY_LIMIT } from './limits.js'
 import { NO_NUL } from '../passwords/policy.js'
 
@@ -169,6 +170,7 @@ function clientMistake (err: FastifyError, body: unknown, fromJson: boolean): { 
   }
   if (err instanceof PrototypeMemberError) return { status: 400, detail: 'the JSON body has a __proto__ or constructor.prototype member, which is refused' }
   if (err instanceof NotUtf8Error) return { status: 400, detail: 'the JSON body is not UTF-8' }
+  if (err instanceof MalformedFormError) return { status: 400, detail: err.message }
   if (err instanceof UnreadableBodyError) return { status: 415, detail: err.message }
   if (err instanceof SyntaxError || err.code === 'FST_ERR_CTP_INVALID_JSON') return { status: 400, detail: 'the body is not valid JSON' }
   if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {

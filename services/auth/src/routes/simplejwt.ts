@@ -23,6 +23,7 @@ import { requestContext } from './context.js'
 import { counted, loginDepsOf, loginOutcome, refreshOutcome } from './grant-outcomes.js'
 import { parseMultipartForm } from './simplejwt-multipart.js'
 import { fromUtf8 } from '../http/json-body.js'
+import { formParser, lastValues } from '../http/form-body.js'
 
 /** SimpleJWT's one answer to every failed login; the log keeps which failure it was (the cause's detail). */
 function noAccount (cause: OAuthError): DrfError {
@@ -122,10 +123,9 @@ export async function registerSimpleJwtRoutes (root: App, config: Config, deps: 
   // A context of their own: bodies are parsed as DRF parses them on these routes only.
   await root.register(async (app: App) => {
     // Both forms give each field its last value, as Django's QueryDict gives DRF (a JSON list stays "not a string").
+    // A form that is not UTF-8 is refused, where Django reads U+FFFD in its place: a password is never read altered.
     app.removeContentTypeParser('application/x-www-form-urlencoded')
-    app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
-      done(null, Object.fromEntries(new URLSearchParams(body.toString())))
-    })
+    app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, formParser(lastValues))
     app.addContentTypeParser('multipart/form-data', parseMultipartForm)
     // DRF reads an empty JSON body as no data (every field "required"); Fastify's own parser refuses it, and parses the
     // rest here: UTF-8 only, as DRF's parser decodes it, and a __proto__ or constructor.prototype member dropped, as

@@ -113,7 +113,8 @@ const STEPS: Step[] = [
   { path: '/api/token/', raw: { type: 'application/json', body: `{"username":{},"password":"${PASSWORD}"}` }, compare: 'body' },
   // Forms, Content-Types, and values as DRF's CharField takes them (trimmed of any Unicode space, no length limit of its own).
   { path: '/api/token/', raw: { type: 'application/x-www-form-urlencoded', body: '' }, compare: 'body' },
-  { path: '/api/token/', raw: { type: 'application/x-www-form-urlencoded', body: 'username=%zz&password=pw' }, compare: 'body' },
+  // A % that begins no escape is Tessera's 400 (test/http/form-body.test.ts), where Django reads it as itself; escaped, both read it.
+  { path: '/api/token/', raw: { type: 'application/x-www-form-urlencoded', body: 'username=%25zz&password=pw' }, compare: 'body' },
   { path: '/api/token/', raw: { type: 'application/x-www-form-urlencoded', body: 'username=alice&password=p+w' }, compare: 'body' },
   { path: '/api/token/', raw: { type: '', body: `{"username":"alice","password":"${PASSWORD}"}` }, compare: 'keys' },
   { path: '/api/token/', raw: { type: 'Application/JSON', body: `{"username":"alice","password":"${PASSWORD}"}` }, compare: 'keys' },
