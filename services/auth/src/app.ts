@@ -32,7 +32,7 @@ import { argon2Shedding } from './routes/shedding.js'
 import { SECURITY_HEADERS } from './security-headers.js'
 import { requestIds } from './request-id.js'
 import { lazyChildLogger } from './logging.js'
-import { refuseUnreadableBody } from './http/body-encoding.js'
+import { refuseRepeatedContentType, refuseUnreadableBody } from './http/body-encoding.js'
 import { formParser } from './http/form-body.js'
 import { clientAddress } from './http/client-address.js'
 
@@ -226,8 +226,8 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     const policy = routeOptions.config
     if (policy?.errorFormat !== undefined) errorFormats.set(routeOptions.url, policy.errorFormat)
     if (policy?.answersAtOnce !== true) prependRouteHook(routeOptions, 'onSend', closeWhileDraining)
-    if (policy?.errorFormat !== 'simplejwt' && [routeOptions.method].flat().some((method) => BODY_METHODS.has(method))) {
-      prependRouteHook(routeOptions, 'preParsing', refuseUnreadableBody)
+    if ([routeOptions.method].flat().some((method) => BODY_METHODS.has(method))) {
+      prependRouteHook(routeOptions, 'preParsing', policy?.errorFormat === 'simplejwt' ? refuseRepeatedContentType : refuseUnreadableBody)
     }
     // On a route that hashes, the limiter waits for the body (shed first:
     // cheaper than its count) but still runs before validation, so a

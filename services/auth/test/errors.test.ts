@@ -250,6 +250,31 @@ t.test('two Authorization headers are refused, not read as the first (RFC 9110: 
   t.notMatch(token.head, /www-authenticate/i, 'and no challenge there: Basic was not read')
 })
 
+t.test('two Content-Type headers are refused, not read as the first: a filter reading the last would parse another body', async (t) => {
+  const { app } = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on' })
+  await signUp(app, 'cyd', 'a long enough password')
+  const port = await listening(app)
+  const send = async (path: string, types: string[], body: string): Promise<{ status: number, body: string }> => {
+    const received = await rawAnswer(port, `POST ${path} HTTP/1.1\r\nHost: tessera.test\r\n${types.map((type) => `Content-Type: ${type}\r\n`).join('')}Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+    return { status: Number(/^HTTP\/1\.1 (\d+)/.exec(received)?.[1]), body: received.slice(received.indexOf('\r\n\r\n') + 4) }
+  }
+  const FORM = 'application/x-www-form-urlencoded'
+  const JSON_TYPE = 'application/json'
+  const form = 'grant_type=password&username=cyd&password=a+long+enough+password'
+  t.equal((await send('/oauth/token', [FORM], form)).status, 200, 'one header: as ever')
+  for (const types of [[FORM, JSON_TYPE], [JSON_TYPE, FORM], [FORM, FORM]]) {
+    const token = await send('/oauth/token', types, form)
+    t.equal(token.status, 400, `${types.join(' then ')}: refused on /oauth/token`)
+    t.same(JSON.parse(token.body), { error: 'invalid_request', error_description: 'the request has more than one Content-Type header' })
+  }
+  const signUpTwice = await send('/v1/users', [JSON_TYPE, FORM], '{"username":"cyd2","password":"a long enough password"}')
+  t.equal(signUpTwice.status, 415)
+  t.match(JSON.parse(signUpTwice.body), { status: 415, detail: 'the request has more than one Content-Type header' }, 'problem+json on /v1')
+  const compat = await send('/api/token/', [FORM, JSON_TYPE], 'username=cyd&password=a+long+enough+password')
+  t.equal(compat.status, 415, 'SimpleJWT\'s login: 415, as DRF answers the two types its server joins into one')
+  t.same(JSON.parse(compat.body), { detail: 'the request has more than one Content-Type header' })
+})
+
 t.test('a request Node\'s parser refuses is answered in the contract\'s shape too, not Fastify\'s', async (t) => {
   const { app } = await buildTestApp(t)
   const port = await listening(app)

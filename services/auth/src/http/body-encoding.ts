@@ -4,7 +4,12 @@
  * an error about its fields or its JSON: a Content-Encoding other than
  * identity (Tessera decompresses nothing, RFC 9110 §8.4.1), or a charset
  * other than UTF-8 (JSON is UTF-8 between systems, RFC 8259 §8.1; a form's
- * percent-escapes are read as UTF-8). SimpleJWT's routes keep DRF's ways.
+ * percent-escapes are read as UTF-8). SimpleJWT's routes keep DRF's ways,
+ * but for one refusal every body route makes: a request with two
+ * Content-Type headers, which Node reads as its first while a filter in
+ * front that reads the last would parse the same bytes as another body (as
+ * with two Authorization headers, http/authorization.ts); DRF behind a WSGI
+ * server, which joins the two into one, answers 415 too.
  * @module
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
@@ -17,7 +22,34 @@ export class UnreadableBodyError extends Error {
 const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/i
 const UTF8 = /^utf-?8$/i
 
-export function refuseUnreadableBody (request: FastifyRequest, _reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
+const CONTENT_TYPE = 'content-type'
+
+/** Whether the request names its body's type more than once. */
+function repeatedContentType (request: FastifyRequest): boolean {
+  const raw = request.raw.rawHeaders
+  let seen = 0
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    if (name.length === CONTENT_TYPE.length && name.toLowerCase() === CONTENT_TYPE && ++seen > 1) return true
+  }
+  return false
+}
+
+const REPEATED_CONTENT_TYPE = 'the request has more than one Content-Type header'
+
+type PreParsingDone = (err: Error | null, payload?: unknown) => void
+
+/** The preParsing hook of SimpleJWT's body routes: only the refusal of two Content-Type headers. */
+export function refuseRepeatedContentType (request: FastifyRequest, _reply: FastifyReply, payload: unknown, done: PreParsingDone): void {
+  if (repeatedContentType(request)) done(new UnreadableBodyError(REPEATED_CONTENT_TYPE))
+  else done(null, payload)
+}
+
+export function refuseUnreadableBody (request: FastifyRequest, _reply: FastifyReply, payload: unknown, done: PreParsingDone): void {
+  if (repeatedContentType(request)) {
+    done(new UnreadableBodyError(REPEATED_CONTENT_TYPE))
+    return
+  }
   const encoding = request.headers['content-encoding']?.trim()
   if (encoding !== undefined && encoding !== '' && encoding.toLowerCase() !== 'identity') {
     done(new UnreadableBodyError('the body has a Content-Encoding; send it uncompressed, without one'))
