@@ -26,12 +26,16 @@ const env = process.env
 const servers = (list) => list.split(',').map((a) => a.trim()).filter(Boolean)
   .map((address) => `server ${address} max_fails=2 fail_timeout=10s;`).join('\n  ')
 // SimpleJWT's routes share /oauth/token's limit_req zone: they log in and refresh the same way.
+// What the gateway answers there itself is in DRF's {"detail"} shape, as Tessera's own refusals
+// on those routes are: a location with error pages of its own inherits none of the server's, so
+// each status Nginx can produce here is named. The prefix without its slash is Tessera's 404,
+// not Nginx's HTML redirect to the slashed form.
 function simplejwtLocations (burst) {
   if (env.TESSERA_SIMPLEJWT_COMPAT !== 'on') return ''
   const prefix = env.TESSERA_SIMPLEJWT_PREFIX || '/api/token'
   if (!/^(\/[A-Za-z0-9._~-]+){1,8}$/.test(prefix)) fail(`TESSERA_SIMPLEJWT_PREFIX=${JSON.stringify(prefix)} is not a path such as /api/token`)
   // As on /oauth/token: a password or a token in the URL is refused before anything logs it.
-  return `location ^~ ${prefix}/ {\n    default_type application/json;\n    if ($args) {\n      return 400 '{"detail":"parameters in the URL are refused here: send them in the request body"}\\n';\n    }\n    limit_req zone=tessera_token burst=${burst} nodelay;\n    error_page 413 @too_large;\n    error_page 429 @too_many_drf;\n    error_page 502 @bad_gateway;\n    error_page 504 @gateway_timeout;\n    proxy_pass http://tessera_auth;\n  }`
+  return `location ^~ ${prefix}/ {\n    default_type application/json;\n    if ($args) {\n      return 400 '{"detail":"parameters in the URL are refused here: send them in the request body"}\\n';\n    }\n    limit_req zone=tessera_token burst=${burst} nodelay;\n    error_page 400 494 501 505 =400 /.tessera-gateway/drf-bad-request;\n    error_page 413 @drf_too_large;\n    error_page 429 @too_many_drf;\n    error_page 502 @drf_bad_gateway;\n    error_page 504 @drf_gateway_timeout;\n    proxy_pass http://tessera_auth;\n  }\n  location = ${prefix} {\n    proxy_pass http://tessera_auth;\n  }`
 }
 
 const vars = {

@@ -114,7 +114,7 @@ t.test('render-nginx.mjs routes SimpleJWT\'s prefix only when TESSERA_SIMPLEJWT_
     const render = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts/render-nginx.mjs'), dir], { encoding: 'utf8', env })
     t.equal(render.status, 0, render.stderr)
     const conf = readFileSync(join(dir, 'conf.d/tessera.conf'), 'utf8')
-    if (compat === 'on') t.match(conf, `location ^~ ${prefix}/ {\n    default_type application/json;\n    if ($args) {\n      return 400 '{"detail":"parameters in the URL are refused here: send them in the request body"}\\n';\n    }\n    limit_req zone=tessera_token burst=20 nodelay;\n    error_page 413 @too_large;\n    error_page 429 @too_many_drf;\n    error_page 502 @bad_gateway;\n    error_page 504 @gateway_timeout;\n    proxy_pass http://tessera_auth;`)
+    if (compat === 'on') t.match(conf, `location ^~ ${prefix}/ {\n    default_type application/json;\n    if ($args) {\n      return 400 '{"detail":"parameters in the URL are refused here: send them in the request body"}\\n';\n    }\n    limit_req zone=tessera_token burst=20 nodelay;\n    error_page 400 494 501 505 =400 /.tessera-gateway/drf-bad-request;\n    error_page 413 @drf_too_large;\n    error_page 429 @too_many_drf;\n    error_page 502 @drf_bad_gateway;\n    error_page 504 @drf_gateway_timeout;\n    proxy_pass http://tessera_auth;`)
     else t.notMatch(conf, /api\/token/)
     const check = spawnSync(nginxBinary(), ['-t', '-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { encoding: 'utf8' })
     t.equal(check.status, 0, `nginx -t: ${check.stderr}`)
@@ -572,4 +572,27 @@ t.test('what the gateway refuses itself is JSON in every location, on both ports
   await gateway.request('GET', '/.well-known/openid-configuration', { headers: { 'x-forwarded-host': 'evil.example', 'x-forwarded-port': '1', forwarded: 'host=evil.example', 'x-forwarded-for': '6.6.6.6' } })
   t.notOk('x-forwarded-host' in headers || 'x-forwarded-port' in headers || 'forwarded' in headers, 'X-Forwarded-Host, X-Forwarded-Port and Forwarded are dropped')
   t.equal(headers['x-forwarded-for'], '127.0.0.1', 'X-Forwarded-For is the address the gateway saw')
+})
+
+t.test('on SimpleJWT\'s routes, what the gateway answers itself is DRF\'s {"detail"}, never an HTML page or a problem', async (t) => {
+  const seen: string[] = []
+  // Takes each request and dies with it in hand: Nginx's 502.
+  const dying = await standIn(t, 'dying', seen, (_req, res) => { res.socket?.destroy() })
+  const gateway = await startGateway(t, { httpPort: await freePort(), httpsPort: await freePort(), authAddrs: [dying], notesAddr: dying, tls: makeCertificate(tempDir(t, 'tls')), simplejwtCompat: true })
+  const headOf = (raw: string): string => raw.split('\r\n\r\n')[0] ?? ''
+  const garbage = await rawRequest(gateway, 'POST /api/token/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n')
+  t.match(headOf(garbage), /^HTTP\/1\.1 400 /, 'a malformed chunked body: 400')
+  t.match(headOf(garbage), /\r\ncontent-type: application\/json\r\n/i)
+  t.same(JSON.parse(garbage.split('\r\n\r\n')[1] ?? ''), { detail: 'the request is not valid HTTP, or a header is longer than 8 KB' })
+  const big = await gateway.request('POST', '/api/token/', { body: { username: 'alice', password: 'x'.repeat(64 * 1024) } })
+  t.same([big.status, big.headers['content-type'], big.json()], [413, 'application/json', { detail: 'the body is larger than 16384 bytes' }], 'a body over the limit, as Tessera says it on these routes')
+  t.equal(big.headers['x-content-type-options'], 'nosniff', 'with the security headers')
+  const down = await gateway.request('POST', '/api/token/refresh/', { body: { refresh: 'x' } })
+  t.same([down.status, down.headers['content-type'], down.json()], [502, 'application/json', { detail: 'no instance took the request; retry shortly' }], 'no instance answered')
+  t.equal(down.headers['retry-after'], '1')
+  t.match(down.headers['x-request-id'], /^[0-9a-f]{32}$/)
+  const before = seen.length
+  const unslashed = await gateway.request('POST', '/api/token', { body: { username: 'alice', password: 'x' } })
+  t.not(unslashed.status, 301, 'the prefix without its slash is not Nginx\'s HTML redirect')
+  t.equal(seen.length - before, 1, 'it is Tessera\'s to answer')
 })
