@@ -18,11 +18,16 @@ import { within } from '../helpers/http.js'
 
 const PASSWORD = 'correct horse battery'
 
-/** Bytes as sent, over TLS: what no HTTP client library would send. Resolves with everything the gateway answered. */
-async function rawRequest (gateway: Gateway, bytes: string): Promise<string> {
+/**
+ * Bytes as sent, over TLS: what no HTTP client library would send. Resolves
+ * with everything the gateway answered. `halfClose: false` keeps the sending
+ * side open until the gateway closes: for a request that is proxied, Nginx
+ * reads a client's half-close as the client gone and drops the request.
+ */
+async function rawRequest (gateway: Gateway, bytes: string, { halfClose = true } = {}): Promise<string> {
   const { hostname, port } = new URL(gateway.origin)
   return await new Promise((resolve, reject) => {
-    const socket = tlsConnect({ host: hostname, port: Number(port), ca: readFileSync(gateway.cert) }, () => { socket.end(bytes) })
+    const socket = tlsConnect({ host: hostname, port: Number(port), ca: readFileSync(gateway.cert) }, () => { halfClose ? socket.end(bytes) : socket.write(bytes) })
     const chunks: Buffer[] = []
     socket.on('data', (chunk: Buffer) => chunks.push(chunk))
     socket.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')))
@@ -595,4 +600,22 @@ t.test('on SimpleJWT\'s routes, what the gateway answers itself is DRF\'s {"deta
   const unslashed = await gateway.request('POST', '/api/token', { body: { username: 'alice', password: 'x' } })
   t.not(unslashed.status, 301, 'the prefix without its slash is not Nginx\'s HTML redirect')
   t.equal(seen.length - before, 1, 'it is Tessera\'s to answer')
+})
+
+t.test('an HTTP/1.0 request without a Host reaches the instance with one, and is answered', async (t) => {
+  const seen: string[] = []
+  const hosts: Array<string | undefined> = []
+  const echo = await standIn(t, 'echo', seen, (req, res) => {
+    hosts.push(req.headers.host)
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
+  })
+  const gateway = await startGateway(t, { httpPort: await freePort(), httpsPort: await freePort(), authAddrs: [echo], notesAddr: echo, tls: makeCertificate(tempDir(t, 'tls')) })
+  for (const path of ['/.well-known/openid-configuration', '/notes']) {
+    const raw = await rawRequest(gateway, `GET ${path} HTTP/1.0\r\n\r\n`, { halfClose: false })
+    t.match(raw, /^HTTP\/1\.1 200 /, `${path}: answered (Node refuses an HTTP/1.1 request without a Host: a 400 with no body)`)
+  }
+  t.equal(seen.length, 2, 'both reached the instance')
+  t.same(hosts, ['tessera_auth', 'tessera_notes'], 'with Nginx\'s own default Host')
+  await gateway.request('GET', '/.well-known/openid-configuration')
+  t.equal(hosts[2], '127.0.0.1', 'a client\'s Host is still the one passed on')
 })
