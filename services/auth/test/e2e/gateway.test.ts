@@ -567,6 +567,17 @@ t.test('what the gateway refuses itself is JSON in every location, on both ports
     const answer = answerOf(await rawRequest(gateway, chunkedGarbage(path)))
     t.same([answer.status, answer.type], [400, 'application/problem+json'], `${path}: problem+json`)
   }
+  // A header line over 8 KB is refused before a location is chosen: the server's error page, which still answers /oauth/ in RFC 6749's format.
+  for (const [path, format] of [['/oauth/token', 'application/json'], ['/oauth/revoke', 'application/json'], ['/v1/me', 'application/problem+json']] as const) {
+    const longHeader = await gateway.request('POST', path, { body: 'token=x', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${'a'.repeat(10_000)}` } })
+    t.same([longHeader.status, longHeader.headers['content-type']], [400, format], `${path}: a header line over 8 KB`)
+    if (path.startsWith('/oauth/')) {
+      t.same(longHeader.json(), { error: 'invalid_request', error_description: 'the request is not valid HTTP, or a header is longer than 8 KB' }, `${path}: RFC 6749's invalid_request`)
+      t.equal(longHeader.headers['cache-control'], 'no-store')
+    } else {
+      t.equal(longHeader.json().request_id, longHeader.headers['x-request-id'], `${path}: a problem naming its request`)
+    }
+  }
   const long = await gateway.request('GET', `/oauth/token?x=${'a'.repeat(9000)}`)
   t.same([long.status, long.headers['content-type'], long.json().status], [414, 'application/problem+json', 414], 'a request line over 8 KB')
   const inside = await gateway.request('GET', '/.tessera-gateway/bad-request')
