@@ -1,10 +1,11 @@
 /**
  * A request body Tessera cannot read as it was sent is refused as that, 415
- * (RFC 9110 §15.5.16; `invalid_request` on /oauth), rather than parsed into
- * an error about its fields or its JSON: a Content-Encoding other than
- * identity (Tessera decompresses nothing, RFC 9110 §8.4.1), or a charset
- * other than UTF-8 (JSON is UTF-8 between systems, RFC 8259 §8.1; a form's
- * percent-escapes are read as UTF-8). SimpleJWT's routes keep DRF's ways,
+ * (RFC 9110 §15.5.16; a 400 `invalid_request` on /oauth, as RFC 6749 has no
+ * 415), rather than parsed into an error about its fields or its JSON: a
+ * Content-Encoding other than identity (Tessera decompresses nothing,
+ * RFC 9110 §8.4.1), or a charset other than UTF-8 (JSON is UTF-8 between
+ * systems, RFC 8259 §8.1; a form's percent-escapes are read as UTF-8).
+ * SimpleJWT's routes keep DRF's ways,
  * but for one refusal every body route makes: a request with two
  * Content-Type headers, which Node reads as its first while a filter in
  * front that reads the last would parse the same bytes as another body (as
