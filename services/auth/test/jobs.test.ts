@@ -60,7 +60,7 @@ t.test('an instance hears of changes within a second, also after losing its LIST
   const making = { kek, bits: config.keyBits }
   const who = { actor: 'test' }
 
-  const rotated = await rotateKeys(other.db, making, { immediate: true, now: new Date(), who })
+  const rotated = await rotateKeys(other.db, making, { immediate: true, clock: () => new Date(), who })
   t.ok(await within(1000, async () => keyring.signer?.kid === rotated.promoted) !== undefined, 'signs with the new key within 1 s')
 
   const listeners = async (): Promise<number[]> => (await sql<{ pid: number }>`SELECT pid FROM pg_stat_activity WHERE application_name = ${LISTENER_NAME} AND datname = current_database()`.execute(other.db)).rows.map((r) => r.pid)
@@ -68,12 +68,12 @@ t.test('an instance hears of changes within a second, also after losing its LIST
   t.ok(pid, 'the listener is connected')
   await sql`SELECT pg_terminate_backend(${pid})`.execute(other.db)
   // Changed while the listener is away or reconnecting: the catch-up reload after reconnecting brings it in if its NOTIFY was lost.
-  const missed = await rotateKeys(other.db, making, { immediate: true, now: new Date(), who })
+  const missed = await rotateKeys(other.db, making, { immediate: true, clock: () => new Date(), who })
   t.ok(await within(5000, async () => keyring.signer?.kid === missed.promoted, 50) !== undefined, 'a change made while disconnected arrives after the reconnect')
   t.ok(await within(2000, async () => (await listeners()).length === 1 && !(await listeners()).includes(pid ?? 0)) !== undefined, 'listening again on a new connection')
   const lost = (await metrics.registry.getSingleMetric('tessera_background_job_failures_total')?.get())?.values.find((v) => v.labels.job === 'key_listener')
   t.ok((lost?.value ?? 0) >= 1, 'the lost LISTEN connection is counted')
-  const after = await rotateKeys(other.db, making, { immediate: true, now: new Date(), who })
+  const after = await rotateKeys(other.db, making, { immediate: true, clock: () => new Date(), who })
   t.ok(await within(1000, async () => keyring.signer?.kid === after.promoted) !== undefined, 'and hears the next change within 1 s')
   t.match(logs(), 'change listener lost its connection; reconnecting')
   t.match(logs(), 'change listener reconnected')
@@ -94,10 +94,10 @@ t.test('client changes are heard at their commit, and a lost LISTEN says so unti
     await sql`SELECT pg_sleep(0.2)`.execute(trx)
     t.same(clientEvents, ['live', 'changed svc'], 'a change is not heard before its commit')
   })
-  await rotateClientSecret(other.db, { clientId: 'svc', graceSeconds: 0, now: at }, operator)
-  await disableClient(other.db, 'svc', at, operator)
+  await rotateClientSecret(other.db, { clientId: 'svc', graceSeconds: 0, clock: () => at }, operator)
+  await disableClient(other.db, 'svc', () => at, operator)
   await sql`UPDATE clients SET client_id = 'svc2' WHERE client_id = 'svc'`.execute(other.db)
-  await deleteClient(other.db, 'svc2', at, operator)
+  await deleteClient(other.db, 'svc2', () => at, operator)
   await sql`TRUNCATE clients CASCADE`.execute(other.db)
   t.ok(await within(1000, async () => clientEvents.includes('changed *')) !== undefined)
   t.same(clientEvents, ['live', 'changed svc', 'changed svc', 'changed svc', 'changed svc', 'changed svc', 'changed svc2', 'changed svc2', 'changed *'],
@@ -127,7 +127,7 @@ t.test('the timer promotes a pending key after the lead and logs it', async (t) 
   const url = await createTestDatabase(t)
   const { db, pool } = await testConnection(t, url)
   const { config, kek, keyring, logs, clock, advance } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEY_PUBLISH_LEAD: '4s', TESSERA_REFRESH_GRACE: '0' })
-  const pending = await rotateKeys(db, { kek, bits: config.keyBits }, { immediate: false, now: clock(), who: { actor: 'test' } })
+  const pending = await rotateKeys(db, { kek, bits: config.keyBits }, { immediate: false, clock, who: { actor: 'test' } })
   // The lead passes on the clock the timer reads; the timer itself runs in real time.
   advance(config.keyPublishLead)
   t.ok(await within(7000, async () => keyring.signer?.kid === pending.created, 50) !== undefined, 'promoted by the timer')
@@ -167,7 +167,7 @@ t.test('the workers are told of a key change once the primary\'s own keyring has
     onReload: (why) => { told.push({ why, signer: keyring.signer?.kid }) }
   })
   t.teardown(jobs.stop)
-  const rotated = await rotateKeys(db, { kek, bits: config.keyBits }, { immediate: true, now: new Date(), who: { actor: 'test' } })
+  const rotated = await rotateKeys(db, { kek, bits: config.keyBits }, { immediate: true, clock: () => new Date(), who: { actor: 'test' } })
   t.ok(await within(5000, async () => told.some((telling) => telling.signer === rotated.created), 20) !== undefined, 'told after the reload')
   t.same(told.filter((telling) => telling.signer !== rotated.created), [], 'never before it', { told })
 })

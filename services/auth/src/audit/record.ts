@@ -3,6 +3,7 @@
  * Never a password or a token: callers pass ids, not secrets.
  * @module
  */
+import { sql } from 'kysely'
 import type { Db } from '../db/database.js'
 
 export type AuditType =
@@ -48,6 +49,10 @@ export async function recordAudit (db: Db, event: AuditEvent | readonly AuditEve
 
 async function insertEvents (db: Db, events: readonly AuditEvent[]): Promise<void> {
   await db.insertInto('audit_events').values(events.map((event) => ({
+    // The time of the write, not the column's default now() (when the
+    // transaction began): a change that waited for a row lock is then dated
+    // after the events of the transaction it waited for, as its ids are.
+    occurred_at: sql<Date>`clock_timestamp()`,
     type: event.type,
     actor: event.actor ?? null,
     user_id: event.userId ?? null,

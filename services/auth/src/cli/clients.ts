@@ -99,7 +99,8 @@ export async function clientsCommand (ctx: CommandContext): Promise<void> {
   // A bad duration is a usage error, found before a database is opened.
   const grace = action === 'rotate-secret' ? graceSeconds(values.grace) : 0
   const { db } = await ctx.connection()
-  const now = new Date()
+  // The changes below read the clock themselves, once they hold the client's row.
+  const clock = (): Date => new Date()
   if (action === 'create') {
     const confidential = values.confidential === true
     const input = {
@@ -111,7 +112,7 @@ export async function clientsCommand (ctx: CommandContext): Promise<void> {
     }
     let created: Awaited<ReturnType<typeof createClient>>
     try {
-      created = await createClient(db, input, now, OPERATOR)
+      created = await createClient(db, input, clock(), OPERATOR)
     } catch (err) {
       if (err instanceof ClientRuleError) throw new CliError(err.message, 2)
       throw err
@@ -131,7 +132,7 @@ export async function clientsCommand (ctx: CommandContext): Promise<void> {
     return
   }
   if (action === 'rotate-secret') {
-    const rotated = await rotateClientSecret(db, { clientId: id, graceSeconds: grace, now }, OPERATOR)
+    const rotated = await rotateClientSecret(db, { clientId: id, graceSeconds: grace, clock }, OPERATOR)
     if (rotated.kind === 'unknown') throw new CliError(`no client named ${id}`)
     if (rotated.kind === 'public') throw new CliError(`${id} is a public client: it has no secret`)
     const until = rotated.previousExpiresAt?.toISOString() ?? null
@@ -139,7 +140,7 @@ export async function clientsCommand (ctx: CommandContext): Promise<void> {
       { client_id: id, client_secret: rotated.secret, previous_secret_expires_at: until })
     return
   }
-  const ended = action === 'disable' ? await disableClient(db, id, now, OPERATOR) : await deleteClient(db, id, now, OPERATOR)
+  const ended = action === 'disable' ? await disableClient(db, id, clock, OPERATOR) : await deleteClient(db, id, clock, OPERATOR)
   if (ended === undefined) throw new CliError(`no client named ${id}`)
   const verb = action === 'disable' ? (ended.changed ? 'disabled' : 'already disabled') : 'deleted'
   ctx.out.result(`${verb} ${id}; ended ${ended.sessionsEnded} session(s)`, { client_id: id, [action === 'disable' ? 'disabled' : 'deleted']: true, sessions_ended: ended.sessionsEnded })

@@ -51,9 +51,8 @@ async function list (ctx: CommandContext, db: Db): Promise<void> {
 }
 
 async function rotate (ctx: CommandContext, db: Db, kek: Buffer, now: boolean): Promise<void> {
-  const at = new Date()
   // A key that signs at once is published and promoted at the same instant; one that waits is stamped once it exists.
-  const outcome = await rotateKeys(db, { kek, bits: ctx.config.keyBits, ...(now ? {} : { clock: () => new Date() }) }, { immediate: now, now: at, who: OPERATOR })
+  const outcome = await rotateKeys(db, { kek, bits: ctx.config.keyBits, ...(now ? {} : { clock: () => new Date() }) }, { immediate: now, clock: () => new Date(), who: OPERATOR })
   const signsFrom = new Date(Date.now() + ctx.config.keyPublishLead * 1000)
   const lead = ctx.config.keyPublishLead
   const data = { created: outcome.created ?? null, promoted: outcome.promoted ?? null, demoted: outcome.demoted ?? null, pending: outcome.pending ?? null }
@@ -71,7 +70,7 @@ async function rotate (ctx: CommandContext, db: Db, kek: Buffer, now: boolean): 
 
 async function revoke (ctx: CommandContext, db: Db, kek: Buffer, kid: string): Promise<void> {
   try {
-    const outcome = await revokeKey(db, { kek, bits: ctx.config.keyBits }, { kid, now: new Date(), who: OPERATOR })
+    const outcome = await revokeKey(db, { kek, bits: ctx.config.keyBits }, { kid, clock: () => new Date(), who: OPERATOR })
     const data = { kid, was: outcome.was, sessions_ended: outcome.sessionsEnded, promoted: outcome.promoted ?? null }
     if (outcome.was === 'revoked') {
       ctx.out.result(`key ${kid} was already revoked; nothing changed`, data)

@@ -77,7 +77,7 @@ const ACTIONS: Record<string, UserAction> = {
     ctx.out.result(Object.entries(userJson(user)).map(([k, v]) => `${k}: ${String(v ?? '-')}`).join('\n'), userJson(user))
   },
   disable: async (ctx, db, username) => {
-    const disabled = found(await disableUser(db, username, new Date(), OPERATOR), username)
+    const disabled = found(await disableUser(db, username, () => new Date(), OPERATOR), username)
     ctx.out.result(`${disabled.alreadyDisabled ? 'already disabled' : 'disabled'} ${disabled.username}; ended ${disabled.sessionsEnded} session(s)`,
       { id: disabled.id, username: disabled.username, sessions_ended: disabled.sessionsEnded, already_disabled: disabled.alreadyDisabled })
   },
@@ -86,16 +86,16 @@ const ACTIONS: Record<string, UserAction> = {
     ctx.out.result(`${enabled.wasDisabled ? 'enabled' : 'already enabled'} ${enabled.username}`, { id: enabled.id, username: enabled.username, was_disabled: enabled.wasDisabled })
   },
   delete: async (ctx, db, username) => {
-    const deleted = found(await deleteUser(db, username, new Date(), OPERATOR), username)
+    const deleted = found(await deleteUser(db, username, () => new Date(), OPERATOR), username)
     ctx.out.result(`deleted ${deleted.username} (${deleted.id}); ended ${deleted.sessionsEnded} session(s)`, { id: deleted.id, username: deleted.username, deleted: true, sessions_ended: deleted.sessionsEnded })
   },
   'set-password': async (ctx, db, username) => {
     const password = await readPassword('New password: ')
-    const changed = found(await asCliError(async () => await setPassword(db, new PasswordHasher({ concurrency: 1, depth: 1 }), { username, password, now: new Date() }, OPERATOR), username), username)
+    const changed = found(await asCliError(async () => await setPassword(db, new PasswordHasher({ concurrency: 1, depth: 1 }), { username, password, clock: () => new Date() }, OPERATOR), username), username)
     ctx.out.result(`set the password of ${changed.username}; ended ${changed.sessionsEnded} session(s)`, { id: changed.id, username: changed.username, sessions_ended: changed.sessionsEnded })
   },
   'end-sessions': async (ctx, db, username) => {
-    const ended = found(await endUserSessions(db, username, new Date(), OPERATOR), username)
+    const ended = found(await endUserSessions(db, username, () => new Date(), OPERATOR), username)
     ctx.out.result(`ended ${ended.sessionsEnded} session(s) of ${ended.username}`, { id: ended.id, username: ended.username, sessions_ended: ended.sessionsEnded })
   }
 }

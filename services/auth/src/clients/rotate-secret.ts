@@ -15,18 +15,20 @@ export type RotateSecretResult =
   | { kind: 'unknown' }
   | { kind: 'public' }
 
-export async function rotateClientSecret (db: Db, input: { clientId: string, graceSeconds: number, now: Date }, context: RequestContext & { actor: string }): Promise<RotateSecretResult> {
+/** `clock` is read once the client's row is locked: a rotation that waited for another is dated after it, and its grace runs from when it took effect. */
+export async function rotateClientSecret (db: Db, input: { clientId: string, graceSeconds: number, clock: () => Date }, context: RequestContext & { actor: string }): Promise<RotateSecretResult> {
   const { secret, digest } = generateSecret()
-  const previousExpiresAt = input.graceSeconds > 0 ? new Date(input.now.getTime() + input.graceSeconds * 1000) : null
   return await db.transaction().execute(async (trx) => {
     const client = await trx.selectFrom('clients').select(['confidential']).where('client_id', '=', input.clientId).forUpdate().executeTakeFirst()
     if (client === undefined) return { kind: 'unknown' }
     if (!client.confidential) return { kind: 'public' }
+    const now = input.clock()
+    const previousExpiresAt = input.graceSeconds > 0 ? new Date(now.getTime() + input.graceSeconds * 1000) : null
     await trx.updateTable('clients').set({
       previous_secret_digest: previousExpiresAt === null ? null : sql<Buffer>`secret_digest`,
       previous_secret_expires_at: previousExpiresAt,
       secret_digest: digest,
-      secret_rotated_at: input.now
+      secret_rotated_at: now
     }).where('client_id', '=', input.clientId).execute()
     await recordAudit(trx, {
       type: 'client.secret_rotated',

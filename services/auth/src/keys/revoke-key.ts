@@ -29,10 +29,12 @@ export class UnknownKeyError extends TesseraError {
   }
 }
 
-export async function revokeKey (db: Db, making: KeyMaking, input: { kid: string, now: Date, who: Actor }): Promise<RevokeOutcome> {
-  const { kid, now, who } = input
+/** `clock` is read once the keys' lock is taken: a transition that committed while this one waited is dated before it, not after. */
+export async function revokeKey (db: Db, making: KeyMaking, input: { kid: string, clock: () => Date, who: Actor }): Promise<RevokeOutcome> {
+  const { kid, who } = input
   return await db.transaction().execute(async (trx) => {
     await lockKeys(trx)
+    const now = input.clock()
     const key = await trx.selectFrom('signing_keys').select(['state', 'unpublished_at', 'private_erased_at'])
       .where('kid', '=', kid).executeTakeFirst()
     if (key === undefined) throw new UnknownKeyError(kid)

@@ -20,16 +20,18 @@ export interface RotateOutcome {
   pending: string | undefined
 }
 
-export async function rotateKeys (db: Db, making: KeyMaking, input: { immediate: boolean, now: Date, who: Actor }): Promise<RotateOutcome> {
+/** `clock` is read once the keys' lock is taken: a transition that committed while this one waited is dated before it, not after. */
+export async function rotateKeys (db: Db, making: KeyMaking, input: { immediate: boolean, clock: () => Date, who: Actor }): Promise<RotateOutcome> {
   return await db.transaction().execute(async (trx) => {
     await lockKeys(trx)
+    const now = input.clock()
     const next = keyIn(await readKeys(trx), 'next')
     if (!input.immediate && next !== undefined) {
       return { created: undefined, promoted: undefined, demoted: undefined, pending: next.kid }
     }
-    const kid = next?.kid ?? await createKey(trx, making, input.now, input.who)
+    const kid = next?.kid ?? await createKey(trx, making, now, input.who)
     const created = next === undefined ? kid : undefined
-    const demoted = input.immediate ? await promoteKey(trx, kid, input.now, input.who, 'rotate --now') : undefined
+    const demoted = input.immediate ? await promoteKey(trx, kid, now, input.who, 'rotate --now') : undefined
     await notifyKeysChanged(trx, input.immediate ? `promoted ${kid}` : `published ${kid}`)
     return { created, promoted: input.immediate ? kid : undefined, demoted, pending: undefined }
   })

@@ -20,7 +20,7 @@ export interface PasswordChange {
   sessionId: string
   currentPassword: string
   newPassword: string
-  /** Read when the attempt is counted, and again once the hashes are done: the change and the sessions it ends are dated when they commit, not before two argon2 runs. */
+  /** Read when the attempt is counted, and again once the user's row is locked after the hashes: the change and the sessions it ends are dated after every login that committed before it, not before two argon2 runs or a wait for the lock. */
   clock: () => Date
   context: RequestContext
 }
@@ -47,12 +47,12 @@ export async function changePassword (db: Db, hasher: PasswordHashing, backoff: 
     throw incorrect()
   }
   const hash = await evaluateCounted(db, user.username, backoff, async () => await hasher.hash(next))
-  const now = change.clock()
   return await db.transaction().execute(async (trx) => {
     // The hashes ran outside any transaction: a change, a disable or a logout
     // that committed meanwhile is seen here, under the user's row lock, and
     // answered as it would have been had it come first.
     const locked = await trx.selectFrom('users').select(['password_hash', 'disabled_at']).where('id', '=', change.userId).forUpdate().executeTakeFirst()
+    const now = change.clock()
     if (!await isSessionLive(trx, change.userId, change.sessionId, now)) throw new InvalidTokenError('session ended during the password change')
     if (locked?.password_hash !== user.password_hash || locked.disabled_at !== null) throw incorrect()
     await trx.updateTable('users').set({ password_hash: hash, password_changed_at: now }).where('id', '=', change.userId).execute()

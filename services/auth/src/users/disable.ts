@@ -16,14 +16,19 @@ export interface DisabledUser {
   alreadyDisabled: boolean
 }
 
-/** Undefined when no such user exists. */
-export async function disableUser (db: Db, username: string, now: Date, context: RequestContext & { actor?: string } = {}): Promise<DisabledUser | undefined> {
+/**
+ * Undefined when no such user exists. `clock` is read once the user's row is
+ * locked: a login that committed while the disable waited for the lock is
+ * ended at a time after it began, not before.
+ */
+export async function disableUser (db: Db, username: string, clock: () => Date, context: RequestContext & { actor?: string } = {}): Promise<DisabledUser | undefined> {
   const name = normalizeUsername(username)
   if (name === undefined) return undefined
   return await db.transaction().execute(async (trx) => {
     const user = await trx.selectFrom('users').select(['id', 'username', 'disabled_at'])
       .where('username', '=', name).forUpdate().executeTakeFirst()
     if (user === undefined) return undefined
+    const now = clock()
     if (user.disabled_at === null) {
       await trx.updateTable('users').set({ disabled_at: now }).where('id', '=', user.id).execute()
       await recordAudit(trx, { type: 'user.disabled', actor: context.actor ?? 'operator', userId: user.id, username: user.username, ...context })

@@ -1,7 +1,9 @@
 /**
  * An operator's day-to-day on accounts (`tessera users …`): list, show,
  * enable, delete, set a password, end every session. Each change is one
- * transaction with its audit row; a user is named by username.
+ * transaction with its audit row; a user is named by username. A change
+ * takes a clock, read once the user's row is locked: a login that committed
+ * while it waited for the lock is then ended at a time after it began.
  * @module
  */
 import type { Db } from '../db/database.js'
@@ -68,7 +70,7 @@ export async function enableUser (db: Db, username: string, context: OperatorCon
  * Deletes the user with their sessions and refresh tokens (the foreign keys
  * cascade) and their back-off streak; the audit trail keeps the events.
  */
-export async function deleteUser (db: Db, username: string, now: Date, context: OperatorContext = {}): Promise<{ id: string, username: string, sessionsEnded: number } | undefined> {
+export async function deleteUser (db: Db, username: string, clock: () => Date, context: OperatorContext = {}): Promise<{ id: string, username: string, sessionsEnded: number } | undefined> {
   const name = normalizeUsername(username)
   if (name === undefined) return undefined
   return await db.transaction().execute(async (trx) => {
@@ -76,7 +78,7 @@ export async function deleteUser (db: Db, username: string, now: Date, context: 
     const user = await trx.selectFrom('users').select(['id', 'username']).where('username', '=', name).forUpdate().executeTakeFirst()
     if (user === undefined) return undefined
     // Their rows go with the user (ON DELETE CASCADE); each live one's end is audited first, as every other way of ending a session is.
-    const sessionsEnded = await endSessions(trx, { userId: user.id }, 'revoke', now, { ...context, actor: context.actor ?? 'operator' })
+    const sessionsEnded = await endSessions(trx, { userId: user.id }, 'revoke', clock(), { ...context, actor: context.actor ?? 'operator' })
     await trx.deleteFrom('users').where('id', '=', user.id).execute()
     await clearLoginFailures(trx, user.username)
     await recordAudit(trx, { type: 'user.deleted', actor: context.actor ?? 'operator', userId: user.id, username: user.username, ...context })
@@ -89,28 +91,31 @@ export async function deleteUser (db: Db, username: string, now: Date, context: 
  * ends and the back-off streak is cleared. Throws a 400 problem when the
  * password does not fit the policy.
  */
-export async function setPassword (db: Db, hasher: PasswordHasher, input: { username: string, password: string, now: Date }, context: OperatorContext = {}): Promise<{ id: string, username: string, sessionsEnded: number } | undefined> {
+export async function setPassword (db: Db, hasher: PasswordHasher, input: { username: string, password: string, clock: () => Date }, context: OperatorContext = {}): Promise<{ id: string, username: string, sessionsEnded: number } | undefined> {
   const name = normalizeUsername(input.username)
   if (name === undefined) return undefined
   const hash = await hasher.hash(acceptablePassword(input.password))
   return await db.transaction().execute(async (trx) => {
-    const user = await trx.updateTable('users').set({ password_hash: hash, password_changed_at: input.now })
-      .where('username', '=', name).returning(['id', 'username']).executeTakeFirst()
+    const user = await trx.selectFrom('users').select(['id', 'username']).where('username', '=', name).forUpdate().executeTakeFirst()
     if (user === undefined) return undefined
+    // Read once the row is locked, not before the hash: the change and the
+    // sessions it ends are dated after every login that committed meanwhile.
+    const now = input.clock()
+    await trx.updateTable('users').set({ password_hash: hash, password_changed_at: now }).where('id', '=', user.id).execute()
     await clearLoginFailures(trx, user.username)
     await recordAudit(trx, { type: 'password.changed', actor: context.actor ?? 'operator', userId: user.id, username: user.username, ...context })
-    const sessionsEnded = await endSessions(trx, { userId: user.id }, 'password_change', input.now, context)
+    const sessionsEnded = await endSessions(trx, { userId: user.id }, 'password_change', now, context)
     return { ...user, sessionsEnded }
   })
 }
 
 /** Ends every live session of the user (their refresh tokens stop working at once). */
-export async function endUserSessions (db: Db, username: string, now: Date, context: OperatorContext = {}): Promise<{ id: string, username: string, sessionsEnded: number } | undefined> {
+export async function endUserSessions (db: Db, username: string, clock: () => Date, context: OperatorContext = {}): Promise<{ id: string, username: string, sessionsEnded: number } | undefined> {
   const name = normalizeUsername(username)
   if (name === undefined) return undefined
   return await db.transaction().execute(async (trx) => {
     const user = await trx.selectFrom('users').select(['id', 'username']).where('username', '=', name).forUpdate().executeTakeFirst()
     if (user === undefined) return undefined
-    return { ...user, sessionsEnded: await endSessions(trx, { userId: user.id }, 'revoke', now, context) }
+    return { ...user, sessionsEnded: await endSessions(trx, { userId: user.id }, 'revoke', clock(), context) }
   })
 }

@@ -23,7 +23,7 @@ for (const kept of [false, true]) {
     const deps = { db, config: ctx.config, ...(kept ? { clientCache } : {}) }
     const created = await createClient(db, { clientId: 'svc', confidential: true, grants: ['client_credentials'], scopes: ['notes:read'], resources: ['urn:tessera:notes'] }, ctx.deps.clock(), OPERATOR)
     const rotatedAt = ctx.deps.clock()
-    const rotated = await rotateClientSecret(db, { clientId: 'svc', graceSeconds: 60, now: rotatedAt }, OPERATOR)
+    const rotated = await rotateClientSecret(db, { clientId: 'svc', graceSeconds: 60, clock: () => rotatedAt }, OPERATOR)
     if (created.secret === undefined || rotated.kind !== 'rotated') throw new Error('setup')
     const at = (ms: number): Date => new Date(rotatedAt.getTime() + ms)
     const authenticate = async (secret: string, now: Date): Promise<string> => {
@@ -39,7 +39,7 @@ for (const kept of [false, true]) {
     t.equal(await authenticate(created.secret, at(60_000)), 'invalid_client wrong secret', 'and not at the end')
     t.equal(await authenticate(rotated.secret, at(120_000)), 'ok svc client_credentials notes:read urn:tessera:notes true', 'the new one, after')
     t.equal(await authenticate(`${rotated.secret}x`, at(0)), 'invalid_client wrong secret')
-    await disableClient(db, 'svc', at(1), OPERATOR)
+    await disableClient(db, 'svc', () => at(1), OPERATOR)
     // The trigger's notification has no listener here: the test tells the cache, as the primary would.
     clientCache.changed('svc')
     t.equal(await authenticate(rotated.secret, at(2)), 'invalid_client client disabled')
@@ -63,7 +63,7 @@ t.test('with a live feed the row is read once and served from memory until its c
   t.equal(await authenticate(), 'ok notes:read', 'the change not heard yet: the kept row')
   clientCache.changed('svc')
   t.equal(await authenticate(), 'ok notes:write', 'heard: read again')
-  await disableClient(db, 'svc', ctx.deps.clock(), OPERATOR)
+  await disableClient(db, 'svc', ctx.deps.clock, OPERATOR)
   clientCache.feed({ live: false, epoch: 2 })
   t.equal(await authenticate(), 'invalid_client client disabled', 'the feed lost: the database answers')
 })

@@ -242,7 +242,7 @@ t.test('a client disabled or deleted while a login\'s password is hashed: the lo
   for (const [what, end] of [['disabled', disableClient], ['deleted', deleteClient]] as const) {
     const { app, connection, hasher } = await loginApp(t)
     await signUp(app, 'ines', PASSWORD)
-    hasher.meanwhile = async () => { hasher.meanwhile = undefined; return await end(connection.db, 'tessera', new Date(), { actor: 'operator' }) }
+    hasher.meanwhile = async () => { hasher.meanwhile = undefined; return await end(connection.db, 'tessera', () => new Date(), { actor: 'operator' }) }
     const refused = await attempt(app, 'ines', PASSWORD)
     t.same([refused.status, refused.body.error], [401, 'invalid_client'], `${what}: refused as the client's failure`)
     t.same(await counts(connection.db), { sessions: 0, tokens: 0, throttled: 1 }, `${what}: no session started after the client's end`)

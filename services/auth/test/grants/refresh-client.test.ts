@@ -66,7 +66,7 @@ t.test('a rotated-out secret refreshes during its grace only; a disabled client 
   const ctx = await buildTestApp(t)
   const old = (await createClient(ctx.deps.db, { clientId: 'svc', confidential: true, grants: ['password', 'refresh_token'], scopes: ['read'], resources: [] }, ctx.deps.clock(), OPERATOR)).secret ?? ''
   let refreshToken = await refreshTokenOf(ctx, 'cyd', {}, { authorization: basic('svc', old) })
-  const rotated = await rotateClientSecret(ctx.deps.db, { clientId: 'svc', graceSeconds: 60, now: ctx.deps.clock() }, OPERATOR)
+  const rotated = await rotateClientSecret(ctx.deps.db, { clientId: 'svc', graceSeconds: 60, clock: ctx.deps.clock }, OPERATOR)
   if (rotated.kind !== 'rotated') throw new Error('not rotated')
   const refresh = async (secret: string): Promise<Reply> => await token(ctx, { grant_type: 'refresh_token', refresh_token: refreshToken }, { authorization: basic('svc', secret) })
   const inGrace = await refresh(old)
@@ -86,5 +86,5 @@ t.test('a rotated-out secret refreshes during its grace only; a disabled client 
   await ctx.deps.db.updateTable('clients').set({ disabled_at: ctx.deps.clock() }).where('client_id', '=', 'svc').execute()
   t.equal((await refresh(rotated.secret)).status, 401, 'a disabled client')
   t.same((await failureReasons(ctx)).at(-1), { client_id: 'svc', reason: 'client disabled', method: 'client_secret_basic' })
-  t.same(await disableClient(ctx.deps.db, 'svc', ctx.deps.clock(), OPERATOR), { changed: false, sessionsEnded: 1 }, 'the session was still live: the refusals wrote nothing')
+  t.same(await disableClient(ctx.deps.db, 'svc', ctx.deps.clock, OPERATOR), { changed: false, sessionsEnded: 1 }, 'the session was still live: the refusals wrote nothing')
 })

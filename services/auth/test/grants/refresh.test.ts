@@ -189,7 +189,7 @@ t.test('sessions: list, delete own, 404 for others, logout, logout-all, password
 
   const { disableUser } = await import('../../src/users/disable.js')
   const h1 = await user(ctx, 'heidi')
-  const disabled = await disableUser(ctx.connection.db, 'heidi', new Date())
+  const disabled = await disableUser(ctx.connection.db, 'heidi', () => new Date())
   t.match(disabled, { username: 'heidi', sessionsEnded: 1, alreadyDisabled: false })
   t.equal((await refresh(ctx.app, h1.refresh)).status, 400, 'disabling ends the sessions')
   t.equal((await refresh(ctx.app, String(g1Next.body.refresh_token))).status, 200, 'other users untouched')

@@ -39,12 +39,12 @@ t.test('rotate publishes a next key, refuses a second, --now promotes it', async
   const first = deps.keyring.signer?.kid ?? ''
   const now = new Date()
 
-  const created = await rotateKeys(deps.db, making, { immediate: false, now, who: OPERATOR })
+  const created = await rotateKeys(deps.db, making, { immediate: false, clock: () => now, who: OPERATOR })
   t.ok(created.created, 'a key was made')
   t.equal(created.promoted, undefined, 'it does not sign yet')
   t.equal((await keyRow(deps.db, created.created ?? ''))?.state, 'next')
 
-  const again = await rotateKeys(deps.db, making, { immediate: false, now, who: OPERATOR })
+  const again = await rotateKeys(deps.db, making, { immediate: false, clock: () => now, who: OPERATOR })
   t.same(again, { created: undefined, promoted: undefined, demoted: undefined, pending: created.created }, 'says a key is pending and changes nothing')
   t.equal((await deps.db.selectFrom('signing_keys').select('kid').execute()).length, 2)
 
@@ -54,7 +54,7 @@ t.test('rotate publishes a next key, refuses a second, --now promotes it', async
   const etag = deps.keyring.jwks.etag
 
   const now2 = at(now, 1)
-  const promoted = await rotateKeys(deps.db, making, { immediate: true, now: now2, who: OPERATOR })
+  const promoted = await rotateKeys(deps.db, making, { immediate: true, clock: () => now2, who: OPERATOR })
   t.same(promoted, { created: undefined, promoted: created.created, demoted: first, pending: undefined })
   await loadKeyring(deps.db, kek, deps.keyring, { onRejectedKey: refuseRejectedKey })
   t.equal(deps.keyring.signer?.kid, created.created)
@@ -65,7 +65,7 @@ t.test('rotate publishes a next key, refuses a second, --now promotes it', async
   t.same(await auditTypes(deps.db, first), ['key.created', 'key.promoted', 'key.demoted'])
   t.same(await auditTypes(deps.db, created.created ?? ''), ['key.created', 'key.promoted'])
 
-  const fresh = await rotateKeys(deps.db, making, { immediate: true, now: at(now, 2), who: OPERATOR })
+  const fresh = await rotateKeys(deps.db, making, { immediate: true, clock: () => at(now, 2), who: OPERATOR })
   t.ok(fresh.created, '--now without a pending key makes one')
   t.equal(fresh.promoted, fresh.created)
   t.equal(fresh.demoted, created.created)
@@ -112,7 +112,7 @@ t.test('the metric of the next rotation names the moment the timer really promot
     await check(t, { TESSERA_KEY_ROTATION: '4s' }, async (db, making, config, p) => await advanceKeys(db, making, config, p), 5)
   })
   t.test('a next key made by hand late in the period signs a lead after it was published, not at the schedule', async (t) => {
-    await check(t, { TESSERA_KEY_ROTATION: '60s' }, async (db, making, _config, p) => await rotateKeys(db, making, { immediate: false, now: at(p, 55), who: OPERATOR }), 56)
+    await check(t, { TESSERA_KEY_ROTATION: '60s' }, async (db, making, _config, p) => await rotateKeys(db, making, { immediate: false, clock: () => at(p, 55), who: OPERATOR }), 56)
   })
 })
 
@@ -134,7 +134,7 @@ t.test('a demoted key: private half erased after the grace, retired after access
   const tokens = await login(app, 'erin', 'correct horse battery')
   const k1 = kidOf(tokens.refresh_token)
   const t0 = deps.clock()
-  const rotated = await rotateKeys(deps.db, making, { immediate: true, now: t0, who: OPERATOR })
+  const rotated = await rotateKeys(deps.db, making, { immediate: true, clock: () => t0, who: OPERATOR })
   const k2 = rotated.promoted ?? ''
 
   // This instance has not heard of the rotation yet: it still signs with k1, 5 s after k1 stopped signing elsewhere.
@@ -184,11 +184,11 @@ t.test('revoke: out of the JWKS, sessions ended, a new signer at once', async (t
   await signUp(app, 'rita', 'correct horse battery')
   const tokens = await login(app, 'rita', 'correct horse battery')
   const k1 = kidOf(tokens.access_token)
-  const pending = await rotateKeys(deps.db, making, { immediate: false, now: new Date(), who: OPERATOR })
+  const pending = await rotateKeys(deps.db, making, { immediate: false, clock: () => new Date(), who: OPERATOR })
   const me = async (): Promise<number> => (await app.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${tokens.access_token}` } })).statusCode
   t.equal(await me(), 200, 'the access token is verified, and remembered')
 
-  const outcome = await revokeKey(deps.db, making, { kid: k1, now: new Date(), who: OPERATOR })
+  const outcome = await revokeKey(deps.db, making, { kid: k1, clock: () => new Date(), who: OPERATOR })
   t.same(outcome, { kid: k1, was: 'current', sessionsEnded: 1, promoted: pending.created })
   const row = await keyRow(deps.db, k1)
   t.equal(row?.state, 'revoked')
@@ -202,10 +202,10 @@ t.test('revoke: out of the JWKS, sessions ended, a new signer at once', async (t
   t.equal(refused.status, 400)
   t.equal(refused.body.error, 'invalid_grant')
 
-  t.same(await revokeKey(deps.db, making, { kid: k1, now: new Date(), who: OPERATOR }), { kid: k1, was: 'revoked', sessionsEnded: 0, promoted: undefined }, 'again: nothing changes')
-  await t.rejects(revokeKey(deps.db, making, { kid: 'nope', now: new Date(), who: OPERATOR }), UnknownKeyError)
+  t.same(await revokeKey(deps.db, making, { kid: k1, clock: () => new Date(), who: OPERATOR }), { kid: k1, was: 'revoked', sessionsEnded: 0, promoted: undefined }, 'again: nothing changes')
+  await t.rejects(revokeKey(deps.db, making, { kid: 'nope', clock: () => new Date(), who: OPERATOR }), UnknownKeyError)
 
-  const replaced = await revokeKey(deps.db, making, { kid: pending.created ?? '', now: new Date(), who: OPERATOR })
+  const replaced = await revokeKey(deps.db, making, { kid: pending.created ?? '', clock: () => new Date(), who: OPERATOR })
   t.ok(replaced.promoted, 'no next key pending: a new one is made and signs')
   t.not(replaced.promoted, pending.created)
 })
@@ -220,13 +220,13 @@ t.test('revoke with a wrong KEK: refused before anything changes when a new sign
   const before = await deps.db.selectFrom('signing_keys').selectAll().orderBy('kid').execute()
   t.equal(before.length, 1, 'the signer is the only key, so the only sealed one')
 
-  await t.rejects(revokeKey(deps.db, wrong, { kid: k1, now: new Date(), who: OPERATOR }), WrongKekError)
+  await t.rejects(revokeKey(deps.db, wrong, { kid: k1, clock: () => new Date(), who: OPERATOR }), WrongKekError)
   t.same(await deps.db.selectFrom('signing_keys').selectAll().orderBy('kid').execute(), before, 'the key still signs, its private half kept, no key made')
   t.same(await auditTypes(deps.db, k1), ['key.created', 'key.promoted'], 'nothing audited')
   t.equal((await refresh(app, tokens.refresh_token)).status, 200, 'its session was not ended')
 
-  const pending = await rotateKeys(deps.db, making, { immediate: false, now: new Date(), who: OPERATOR })
-  const revoked = await revokeKey(deps.db, wrong, { kid: k1, now: new Date(), who: OPERATOR })
+  const pending = await rotateKeys(deps.db, making, { immediate: false, clock: () => new Date(), who: OPERATOR })
+  const revoked = await revokeKey(deps.db, wrong, { kid: k1, clock: () => new Date(), who: OPERATOR })
   t.same(revoked.promoted, pending.created, 'with a next key pending, nothing is sealed: the revoke goes through and the next key signs')
   await loadKeyring(deps.db, kek, deps.keyring, { onRejectedKey: refuseRejectedKey })
   t.equal(deps.keyring.signer?.kid, pending.created, 'under the KEK every instance has')
@@ -235,7 +235,7 @@ t.test('revoke with a wrong KEK: refused before anything changes when a new sign
 t.test('rewrap: all or nothing, and the old KEK stops working', async (t) => {
   const { deps, kek, config } = await buildTestApp(t)
   const making = { kek, bits: config.keyBits }
-  await rotateKeys(deps.db, making, { immediate: false, now: new Date(), who: OPERATOR })
+  await rotateKeys(deps.db, making, { immediate: false, clock: () => new Date(), who: OPERATOR })
   const newKek = randomBytes(32)
   const before = await deps.db.selectFrom('signing_keys').select(['kid', 'private_key_enc']).orderBy('kid').execute()
 
@@ -255,9 +255,9 @@ t.test('rewrap: all or nothing, and the old KEK stops working', async (t) => {
   await loadKeyring(deps.db, kek, stale, { onRejectedKey: refuseRejectedKey, onWrongKek: (err) => wrong.push(err.kid) })
   t.equal(wrong.length, 2, 'a running instance with the old KEK reloads without the private halves')
   t.equal(stale.signer, undefined)
-  await rotateKeys(deps.db, { ...making, kek: newKek }, { immediate: true, now: new Date(), who: OPERATOR })
-  await t.rejects(rotateKeys(deps.db, making, { immediate: false, now: new Date(), who: OPERATOR }), WrongKekError, 'and cannot seal a new key under the old KEK')
-  t.ok((await rotateKeys(deps.db, { ...making, kek: newKek }, { immediate: false, now: new Date(), who: OPERATOR })).created !== undefined, 'the new KEK can')
+  await rotateKeys(deps.db, { ...making, kek: newKek }, { immediate: true, clock: () => new Date(), who: OPERATOR })
+  await t.rejects(rotateKeys(deps.db, making, { immediate: false, clock: () => new Date(), who: OPERATOR }), WrongKekError, 'and cannot seal a new key under the old KEK')
+  t.ok((await rotateKeys(deps.db, { ...making, kek: newKek }, { immediate: false, clock: () => new Date(), who: OPERATOR })).created !== undefined, 'the new KEK can')
 })
 
 t.test('the key timer is fine enough for short settings', async (t) => {
