@@ -1,13 +1,14 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { sql } from 'kysely'
-import { promises as fs } from 'node:fs'
+import { existsSync, promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { buildTestApp, login, refresh } from '../helpers/app.js'
 import type { App } from '../../src/http/app-types.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
-import { runCli } from '../helpers/server.js'
+import { CLI_ENTRY, runCli } from '../helpers/server.js'
+import { runProcess } from '@tessera/testkit'
 
 const PASSWORD = 'correct horse battery'
 
@@ -223,6 +224,52 @@ t.test('users list, show, enable, delete, set-password, end-sessions against the
   const missing = await runCli(['users', 'show'], env)
   t.equal(missing.code, 2)
   t.match(missing.stderr, /^tessera: usage: tessera users list/)
+})
+
+// Runs the CLI on a pseudo-terminal (Python's pty, as an operator's shell would give it one), types KEYS once the
+// prompt is up, and prints what the terminal showed then the exit status (killing it if it hangs).
+const AT_A_TERMINAL = `
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+seen = b''
+def read_until(done, limit):
+    global seen
+    end = time.time() + limit
+    while not done() and time.time() < end:
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            seen += chunk
+read_until(lambda: b'Password: ' in seen, 30)
+os.write(fd, os.environ['KEYS'].encode())
+read_until(lambda: False, 30)
+for _ in range(100):
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        sys.stdout.write(seen.decode() + '\\nexit ' + str(os.waitstatus_to_exitcode(status)))
+        sys.exit(0)
+    time.sleep(0.1)
+os.kill(pid, 9)
+sys.stdout.write(seen.decode() + '\\nstill running after its input: killed')
+`
+const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'
+
+t.test('at a terminal: the password is not echoed; Ctrl-D or Ctrl-C at the prompt fails, never exits 0 having done nothing', async (t) => {
+  const url = await createTestDatabase(t)
+  const env = { PATH: process.env.PATH ?? '', DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url') }
+  const typed = async (username: string, keys: string): Promise<string> => (await runProcess(PYTHON, ['-c', AT_A_TERMINAL, process.execPath, CLI_ENTRY, 'users', 'create', username], { env: { ...env, KEYS: keys } })).stdout
+  const answered = await typed('tty-kim', `${PASSWORD}\r`)
+  t.match(answered, /^Password: \r\ncreated user tty-kim \([0-9a-f-]{36}\)\r\n\nexit 0$/, 'created, and the terminal never showed the password')
+  t.equal(await typed('tty-lee', '\x04'), 'Password: \r\ntessera: no password given: the input ended at the prompt; nothing was changed\r\n\nexit 1')
+  t.equal(await typed('tty-lee', 'half typed\x03'), 'Password: \r\ntessera: interrupted at the password prompt; nothing was changed\r\n\nexit 130', 'the status of a command Ctrl-C ended')
+  const users = await runCli(['users', 'list', '--json'], env)
+  t.same(JSON.parse(users.stdout).map((u: { username: string }) => u.username), ['tty-kim'], 'only the answered prompt made a user')
 })
 
 t.test('keys revoke takes a kid that begins with "-" as the kid, never as options', async (t) => {
