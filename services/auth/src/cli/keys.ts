@@ -134,6 +134,14 @@ async function rewrap (ctx: CommandContext, db: Db, kek: Buffer, newKekFile: str
       : `${local.file} now holds it; restart the server`), { rewrapped: kids, local_kek_file: local?.file ?? null })
 }
 
+/** Each action's own flags (`--json` is every command's). */
+const ACTION_FLAGS: Record<string, readonly string[]> = {
+  list: [],
+  rotate: ['now'],
+  revoke: [],
+  rewrap: ['new-kek-file']
+}
+
 function requiredArgument (value: string | undefined): string {
   if (value === undefined) throw new CliError(USAGE, 2)
   return value
@@ -146,8 +154,11 @@ export async function keysCommand (ctx: CommandContext): Promise<void> {
     options: { json: { type: 'boolean' }, now: { type: 'boolean' }, 'new-kek-file': { type: 'string' } }
   }, USAGE)
   const [action, kid, ...extra] = parsed.positionals
-  const known = action === 'list' || action === 'rotate' || action === 'revoke' || action === 'rewrap'
-  if (!known || extra.length > 0 || (kid !== undefined && action !== 'revoke')) throw new CliError(USAGE, 2)
+  const own = action === undefined ? undefined : ACTION_FLAGS[action]
+  if (own === undefined || extra.length > 0 || (kid !== undefined && action !== 'revoke')) throw new CliError(USAGE, 2)
+  // Parsed together, each action's flags are every action's: `keys rotate --new-kek-file F` must not rotate and ignore F.
+  const foreign = Object.keys(parsed.values).find((flag) => flag !== 'json' && !own.includes(flag))
+  if (foreign !== undefined) throw new CliError(`--${foreign} is not a flag of keys ${action ?? ''}\n${USAGE}`, 2)
   // A missing argument is told before anything connects or reads the KEK, so it always exits 2.
   const argument = action === 'revoke' ? requiredArgument(kid) : action === 'rewrap' ? requiredArgument(parsed.values['new-kek-file']) : ''
   const { db } = await ctx.connection()

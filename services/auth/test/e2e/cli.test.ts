@@ -272,6 +272,24 @@ t.test('at a terminal: the password is not echoed; Ctrl-D or Ctrl-C at the promp
   t.same(JSON.parse(users.stdout).map((u: { username: string }) => u.username), ['tty-kim'], 'only the answered prompt made a user')
 })
 
+t.test('keys: a flag of another keys action is a usage error, before anything runs', async (t) => {
+  const url = await createTestDatabase(t)
+  const env = { DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url') }
+  await buildTestApp(t, {}, { connection: await testConnection(t, url) })
+  const before = (await runCli(['keys', 'list', '--json'], env)).stdout
+  const cases: Array<[string[], string]> = [
+    [['keys', 'rotate', '--new-kek-file', 'new.kek'], 'new-kek-file'],
+    [['keys', 'list', '--now'], 'now'],
+    [['keys', 'revoke', 'some-kid', '--now'], 'now'],
+    [['keys', 'rewrap', '--new-kek-file', '/nonexistent-kek', '--now'], 'now']
+  ]
+  for (const [args, flag] of cases) {
+    const refused = await runCli(args, env)
+    t.same([refused.code, refused.stderr], [2, `tessera: --${flag} is not a flag of keys ${args[1] ?? ''}\nusage: tessera keys list | rotate [--now] | revoke KID | rewrap --new-kek-file FILE\n`], args.join(' '))
+  }
+  t.equal((await runCli(['keys', 'list', '--json'], env)).stdout, before, 'no key made or changed')
+})
+
 t.test('keys revoke takes a kid that begins with "-" as the kid, never as options', async (t) => {
   const url = await createTestDatabase(t)
   const env = { DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url') }
