@@ -136,12 +136,13 @@ async function openDatabase (config: Config): Promise<{ connection: Connection, 
  * A kid is base64url, so it may begin with "-" (or even be "-h…"): the
  * argument after `keys revoke` is the kid whatever it looks like, and moves
  * behind a `--` so that no option parser reads it as flags. A `--` already
- * there is the user's own and is kept.
+ * there is the user's own and is kept. `--help` and `-h` alone stay flags:
+ * a kid is a 43-character thumbprint, never either of them.
  */
 function kidAsOperand (argv: string[]): string[] {
   const at = argv.findIndex((arg, i) => arg === 'revoke' && argv[i - 1] === 'keys')
   const kid = at < 0 ? undefined : argv[at + 1]
-  if (kid === undefined || kid === '--' || !kid.startsWith('-')) return argv
+  if (kid === undefined || kid === '--' || kid === '--help' || kid === '-h' || !kid.startsWith('-')) return argv
   return [...argv.slice(0, at + 1), ...argv.slice(at + 2), '--', kid]
 }
 

@@ -304,6 +304,12 @@ t.test('keys revoke takes a kid that begins with "-" as the kid, never as option
   const separated = await runCli(['keys', 'revoke', '--', '-hAbc_d'], env)
   t.equal(separated.stderr, 'tessera: no signing key has kid -hAbc_d\n', 'an explicit -- works too')
   t.equal((await runCli(['keys', 'revoke'], env)).code, 2, 'no kid is a usage error')
+  // No 43-character thumbprint is --help or -h: those alone are asking how revoke works, before running it for real.
+  for (const help of ['--help', '-h']) {
+    const usage = await runCli(['keys', 'revoke', help], env)
+    t.same([usage.code, usage.stderr], [0, ''], `keys revoke ${help}`)
+    t.match(usage.stdout, /^usage: tessera <command> \[--json\]\n\n {2}keys list /, `keys revoke ${help}: the keys usage`)
+  }
 })
 
 t.test('text from an import file or the command line never drives the terminal: control characters and bidi overrides are shown escaped', async (t) => {
