@@ -92,21 +92,18 @@ const DB_USAGE = 'usage: tessera db start|stop|url|roles'
 
 async function dbCommand (ctx: CommandContext): Promise<void> {
   commandFlags(ctx.argv, DB_USAGE)
-  if (ctx.args.length > 1) throw new CliError(DB_USAGE, 2)
-  if (ctx.args[0] === 'roles') return await dbRolesCommand(ctx)
-  if (ctx.config.databaseUrl !== undefined) throw new CliError('DATABASE_URL is set: there is no embedded Postgres to manage')
   const [action] = ctx.args
+  // A wrong word is a usage error whatever the settings: told before DATABASE_URL is.
+  if (ctx.args.length !== 1 || !['start', 'stop', 'url', 'roles'].includes(action ?? '')) throw new CliError(DB_USAGE, 2)
+  if (action === 'roles') return await dbRolesCommand(ctx)
+  if (ctx.config.databaseUrl !== undefined) throw new CliError('DATABASE_URL is set: there is no embedded Postgres to manage')
   if (action === 'start' || action === 'url') {
     const pg = await startEmbeddedPostgres(ctx.config.dataDir)
     ctx.out.result(action === 'url' ? pg.url : `embedded Postgres ${pg.started ? 'started' : 'already running'} on 127.0.0.1:${pg.port}\nDATABASE_URL=${pg.url}`, { url: pg.url, port: pg.port, started: pg.started })
     return
   }
-  if (action === 'stop') {
-    const stopped = await stopEmbeddedPostgres(ctx.config.dataDir)
-    ctx.out.result(stopped ? 'embedded Postgres stopped' : 'embedded Postgres was not running', { stopped })
-    return
-  }
-  throw new CliError(DB_USAGE, 2)
+  const stopped = await stopEmbeddedPostgres(ctx.config.dataDir)
+  ctx.out.result(stopped ? 'embedded Postgres stopped' : 'embedded Postgres was not running', { stopped })
 }
 
 const COMMANDS: Record<string, (ctx: CommandContext) => Promise<void>> = {

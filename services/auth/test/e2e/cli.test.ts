@@ -61,7 +61,8 @@ t.test('keys list and usage errors', async (t) => {
   const listed = JSON.parse(keys.stdout) as unknown[]
   t.equal(listed.length, 1, 'the one key the first start made')
   t.match(listed, [{ state: 'current', bits: 2048, private_half: true }])
-  for (const args of [['cleanup', 'extra'], ['migrate', 'up', 'extra'], ['db', 'url', 'extra']]) {
+  // db's with DATABASE_URL set, too: a wrong word is told before the setting that makes db start|stop|url refuse.
+  for (const args of [['cleanup', 'extra'], ['migrate', 'up', 'extra'], ['db', 'url', 'extra'], ['db'], ['db', 'bogus']]) {
     const refused = await runCli(args, env)
     t.same([refused.code, refused.stderr], [2, `tessera: usage: tessera ${args[0]}${args[0] === 'migrate' ? ' up | status | down --yes' : args[0] === 'db' ? ' start|stop|url|roles' : ''}\n`], `${args.join(' ')}: a word the command does not take is a usage error`)
   }
