@@ -34,7 +34,7 @@ import { requestIds } from './request-id.js'
 import { lazyChildLogger } from './logging.js'
 import { refuseRepeatedContentType, refuseUnreadableBody } from './http/body-encoding.js'
 import { formParser } from './http/form-body.js'
-import { clientAddress } from './http/client-address.js'
+import { clientAddress, rateLimitKey } from './http/client-address.js'
 
 declare module 'fastify' {
   /** A route's policy, declared on its own options and applied by buildApp's onRoute hook. */
@@ -177,7 +177,8 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // primary's memory, one budget across its workers: cluster/rate-limit.ts),
   // and still holds if a client reaches an instance some other way. The client
   // is the gateway's X-Forwarded-For only when the peer is TESSERA_TRUST_PROXY,
-  // and only if it is an address (http/client-address.ts).
+  // and only if it is an address (http/client-address.ts); an IPv6 client
+  // counts by its /64.
   // The plugin throws a statusCode 429 error, which answerError shapes.
   // Not global: one limiter (one store, so one budget per client across the
   // rate-limited routes) is attached to those routes alone below.
@@ -186,7 +187,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     max: config.rateLimitPerMinute,
     timeWindow: 60_000,
     enableDraftSpec: true,
-    keyGenerator: clientAddress,
+    keyGenerator: rateLimitKey,
     ...(deps.rateLimitStore === undefined ? {} : { store: deps.rateLimitStore }),
     onExceeded: (request) => { deps.metrics.rateLimited(request.routeOptions.url ?? 'unmatched') }
   })

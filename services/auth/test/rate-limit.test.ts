@@ -77,3 +77,18 @@ t.test('from the trusted peer, an X-Forwarded-For that is no address is no key o
   t.same(rows.map((r) => r.ip), ['127.0.0.1'], 'nor audited: the peer\'s address is')
   t.equal((await revoke(app, { 'x-forwarded-for': '203.0.113.77' })).statusCode, 200, 'an address in the header is still the client\'s own key')
 })
+
+t.test('an IPv6 client is limited by its /64, as one host may use every address of it; an IPv4-mapped one by its IPv4 address', async (t) => {
+  const { app } = await buildTestApp(t, { TESSERA_TRUST_PROXY: '127.0.0.1', TESSERA_RATE_LIMIT: '3' })
+  // Three addresses of one /64, each spelled another way: one budget.
+  for (const address of ['2001:db8:1:2::1', '2001:DB8:1:2:ffff:ffff:ffff:ffff', '2001:db8:1:2:0:0:0:7']) {
+    t.equal((await revoke(app, { 'x-forwarded-for': address })).statusCode, 200, `${address} passes`)
+  }
+  t.equal((await revoke(app, { 'x-forwarded-for': '2001:db8:1:2:abcd::9' })).statusCode, 429, 'a fourth address of the same /64 is refused')
+  t.equal((await revoke(app, { 'x-forwarded-for': '2001:db8:1:3::1' })).statusCode, 200, 'the next /64 has its own budget')
+
+  // ::ffff:198.51.100.9 is the IPv4 client 198.51.100.9 (a dual-stack listener's view of it), not the /64 every such address shares.
+  for (let i = 0; i < 3; i++) t.equal((await revoke(app, { 'x-forwarded-for': '::ffff:198.51.100.9' })).statusCode, 200)
+  t.equal((await revoke(app, { 'x-forwarded-for': '198.51.100.9' })).statusCode, 429, 'the mapped address and the IPv4 one share a budget')
+  t.equal((await revoke(app, { 'x-forwarded-for': '::ffff:198.51.100.10' })).statusCode, 200, 'another IPv4 client behind a mapped address is not limited')
+})

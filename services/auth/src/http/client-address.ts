@@ -15,3 +15,31 @@ export function clientAddress (request: FastifyRequest): string {
   if (isIP(given) !== 0) return given
   return request.socket.remoteAddress ?? 'unknown'
 }
+
+/** The hextets of an IPv6 address without a zone: WHATWG URL parsing canonicalizes it (lowercase, an IPv4 tail as two hextets, one `::`), leaving only `::` to expand. */
+function hextets (address: string): number[] {
+  const canonical = new URL(`http://[${address}]/`).hostname.slice(1, -1)
+  const [head = '', tail] = canonical.split('::')
+  const parse = (part: string): number[] => part === '' ? [] : part.split(':').map((hextet) => parseInt(hextet, 16))
+  const left = parse(head)
+  if (tail === undefined) return left
+  const right = parse(tail)
+  return [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right]
+}
+
+/**
+ * The per-IP limit's key. An IPv6 client counts by its /64: one host (a
+ * privacy address per connection) or one site may use every address of the
+ * prefix, so keyed by the address it would get a budget per request. An
+ * IPv4-mapped address (`::ffff:198.51.100.9`, how a dual-stack listener sees
+ * an IPv4 client) is that IPv4 client. @fastify/rate-limit's own key
+ * generator does the same, but ours replaces it (clientAddress).
+ */
+export function rateLimitKey (request: FastifyRequest): string {
+  const address = clientAddress(request)
+  if (isIP(address) !== 6) return address
+  const parts = hextets(address.split('%')[0] ?? '')
+  const [h0, h1, h2, h3, h4, h5, h6 = 0, h7 = 0] = parts
+  if (h0 === 0 && h1 === 0 && h2 === 0 && h3 === 0 && h4 === 0 && h5 === 0xffff) return `${h6 >> 8}.${h6 & 255}.${h7 >> 8}.${h7 & 255}`
+  return `${parts.slice(0, 4).map((hextet) => hextet.toString(16)).join(':')}::/64`
+}
