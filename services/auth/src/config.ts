@@ -8,6 +8,7 @@ import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { getHeapStatistics } from 'node:v8'
 import { resolve } from 'node:path'
+import { NAMED_ACTORS } from './audit/record.js'
 import { TesseraError } from './errors.js'
 import { UUID_TEXT } from './util/uuid.js'
 
@@ -386,7 +387,9 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     dataDir: resolve(cwd, read.string('TESSERA_DATA_DIR', '.data', 'a directory path', (v) => v.length > 0)),
     logLevel: read.choice('LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     scopes: read.string('TESSERA_SCOPES', 'read write', 'space-separated scope names (RFC 6749 §3.3)', (v) => v.trim().split(/ +/).every((s) => SCOPE_TOKEN.test(s))).trim().split(/ +/),
-    defaultClientId: read.string('TESSERA_DEFAULT_CLIENT_ID', 'tessera', '1 to 64 of A-Z a-z 0-9 . _ -, not shaped like a UUID', (v) => CLIENT_ID.test(v) && !UUID_TEXT.test(v)),
+    // The rules of every client id (clients/register.ts), checked here so the first start's registration cannot refuse it naming no setting.
+    defaultClientId: read.string('TESSERA_DEFAULT_CLIENT_ID', 'tessera', `1 to 64 of A-Z a-z 0-9 . _ -, not shaped like a UUID, and not ${[...NAMED_ACTORS].join(', ').replace(/, (?=[^,]*$)/, ' or ')} (the audit trail's own actors)`,
+      (v) => CLIENT_ID.test(v) && !UUID_TEXT.test(v) && !NAMED_ACTORS.has(v.toLowerCase())),
     workers: read.integerOrAuto('TESSERA_WORKERS', cores, 1, MAX_WORKERS),
     hashConcurrency,
     hashQueueDepth: read.integer('TESSERA_HASH_QUEUE_DEPTH', hashConcurrency * QUEUED_PER_HASHING_SLOT, 0, 100000),

@@ -49,6 +49,13 @@ t.test('the default client\'s id is not shaped like a user id: its client_creden
   t.equal(loadConfig({ TESSERA_DEFAULT_CLIENT_ID: 'web-app' }, '/srv').defaultClientId, 'web-app')
 })
 
+t.test('the default client\'s id names no actor of the audit trail: refused as the setting, not later as "failed to start" naming no variable', async (t) => {
+  for (const id of ['system', 'Operator', 'ANONYMOUS']) {
+    t.throws(() => loadConfig({ TESSERA_DEFAULT_CLIENT_ID: id }, '/srv'), { message: `TESSERA_DEFAULT_CLIENT_ID=${JSON.stringify(id)} is invalid: expected 1 to 64 of A-Z a-z 0-9 . _ -, not shaped like a UUID, and not operator, system or anonymous (the audit trail's own actors)` }, id)
+  }
+  t.equal(loadConfig({ TESSERA_DEFAULT_CLIENT_ID: 'systems' }, '/srv').defaultClientId, 'systems')
+})
+
 t.test('defaults follow DESIGN', async (t) => {
   const config = loadConfig({}, '/srv')
   t.equal(config.port, 8080)
