@@ -27,6 +27,8 @@ export interface AccessClaims {
 }
 
 const AT_JWT = new Set(['at+jwt', 'application/at+jwt'])
+/** The longest alg or kid said back in a reason: either is the client's text, and a log line should not grow with it. */
+const CLIENT_TEXT_IN_REASON = 64
 const FORBIDDEN_HEADERS = ['jwk', 'jku', 'x5u', 'x5c', 'crit'] as const
 const REQUIRED_CLAIMS = ['exp', 'iat', 'sub', 'sid', 'jti'] as const
 
@@ -39,7 +41,7 @@ function decodeSegment (segment: string, what: string): Record<string, unknown> 
 }
 
 function refuseHeader (header: Record<string, unknown>): string | undefined {
-  if (header.alg !== 'RS256') return `alg ${String(header.alg)} refused`
+  if (header.alg !== 'RS256') return `alg ${String(header.alg).slice(0, CLIENT_TEXT_IN_REASON)} refused`
   if (typeof header.typ !== 'string' || !AT_JWT.has(header.typ.toLowerCase())) return 'typ is not at+jwt'
   if (typeof header.kid !== 'string') return 'no kid'
   const embedded = FORBIDDEN_HEADERS.find((name) => header[name] !== undefined)
@@ -69,9 +71,6 @@ interface VerifiedToken {
   notBeforeMs: number | undefined
 }
 
-/** The longest kid said back in a reason: a kid is the client's text, and a log line should not grow with it. */
-const KID_IN_REASON = 64
-
 /** Throws InvalidTokenError (its reason is logged, never sent) for anything that is not a valid access token of ours. */
 function verifyAccessToken (issuer: string, audience: AudienceRule, keyring: Keyring, token: string, nowMs: number): VerifiedToken {
   const segments = compactJwsSegments(token)
@@ -80,7 +79,7 @@ function verifyAccessToken (issuer: string, audience: AudienceRule, keyring: Key
   const headerRefusal = refuseHeader(header)
   if (headerRefusal !== undefined) throw new InvalidTokenError(headerRefusal)
   const key = keyring.accessVerificationKey(header.kid as string)
-  if (key === undefined) throw new InvalidTokenError(`unknown kid ${(header.kid as string).slice(0, KID_IN_REASON)}`)
+  if (key === undefined) throw new InvalidTokenError(`unknown kid ${(header.kid as string).slice(0, CLIENT_TEXT_IN_REASON)}`)
   if (!rs256SignatureValid(segments, key.publicKey)) throw new InvalidTokenError('signature')
   const claims = decodeSegment(segments[1], 'payload')
   const claimRefusal = refuseClaims(claims, issuer, audience, nowMs)

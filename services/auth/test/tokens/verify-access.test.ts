@@ -96,3 +96,22 @@ t.test('one judgement of an access token on /v1, SimpleJWT\'s verify and /oauth/
   t.equal(await refresh(respelled(tokens.refresh_token, 2)), 400, 'a refresh token respelled is refused too')
   t.equal(await refresh(tokens.refresh_token), 200, 'and was not spent')
 })
+
+t.test('what a refused header says back in the log is cut to 64 characters, its alg as its kid: a log line does not grow with the client\'s text', async (t) => {
+  const { app, logs } = await buildTestApp(t)
+  const long = 'Q'.repeat(8000)
+  const unsigned = (header: object): string => `${b64(header)}.${b64({ sub: 'u' })}.AAAA`
+  const cases: Array<[string, object, string]> = [
+    ['a long alg', { alg: long, kid: 'k', typ: 'at+jwt' }, 'alg '],
+    ['an alg that is a list of long texts', { alg: [long, long], kid: 'k', typ: 'at+jwt' }, 'alg '],
+    ['a long unknown kid', { alg: 'RS256', kid: long, typ: 'at+jwt' }, 'unknown kid ']
+  ]
+  for (const [name, header] of cases) {
+    const res = await app.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${unsigned(header)}` } })
+    t.equal(res.statusCode, 401, `${name}: 401`)
+  }
+  const said = logs().match(/Q+/g) ?? []
+  t.equal(said.length, cases.length, 'each refusal says the client\'s text back once')
+  t.ok(said.every((text) => text.length === 64), `each to 64 characters (said: ${said.map((text) => text.length).join(', ')})`)
+  for (const [, , prefix] of cases) t.match(logs(), new RegExp(`${prefix}Q{64}`), `the reason still reads "${prefix}…"`)
+})
