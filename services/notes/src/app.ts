@@ -35,6 +35,21 @@ declare module 'fastify' {
 
 /** Postgres refuses NUL in text: a 400 at the edge, not a 500 from the insert. */
 const NO_NUL = '^[^\\u0000]*$'
+/**
+ * A uuid as Postgres's uuid type reads it, in either case: not Ajv's "uuid"
+ * format, which takes an RFC 4122 URN (urn:uuid:…) too, and the delete then
+ * failed in Postgres with a 500.
+ */
+const UUID = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'
+/** Each pattern's rule in words: Ajv's own quote the regex. */
+const PATTERN_RULES = new Map([[NO_NUL, 'must not contain a NUL character'], [UUID, 'must be a UUID']])
+
+/** A schema's refusal as the 400's detail: Ajv's words, but a pattern's rule in words. */
+function validationDetail (err: FastifyError): string {
+  const first = err.validation?.[0]
+  const rule = first?.keyword === 'pattern' ? PATTERN_RULES.get(String(first.params.pattern)) : undefined
+  return rule === undefined ? err.message : `${err.validationContext ?? 'request'}${first?.instancePath ?? ''} ${rule}`
+}
 const Note = Type.Object({ id: Type.String(), text: Type.String(), created_at: Type.String() })
 
 /** RFC 9110's reason phrases, which Node's table predates (it still says "Payload Too Large"), as Tessera answers them. */
@@ -140,7 +155,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return problem(reply, 415, 'Unsupported Media Type', 'send the body as application/json')
     if (err.validation !== undefined || (err.statusCode !== undefined && err.statusCode < 500)) {
       const status = err.statusCode ?? 400
-      return problem(reply, status, titleOf(status), err.validation !== undefined ? err.message : 'the request is malformed')
+      return problem(reply, status, titleOf(status), err.validation !== undefined ? validationDetail(err) : 'the request is malformed')
     }
     if (err instanceof JwksUnavailableError) {
       return problem(reply.header('retry-after', String(err.retryAfterSeconds)), 503, 'Service Unavailable', err.publicDetail)
@@ -186,7 +201,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
 
   app.delete('/notes/:id', {
     onRequest: requireScope(WRITE),
-    schema: { params: Type.Object({ id: Type.String({ format: 'uuid' }) }) }
+    schema: { params: Type.Object({ id: Type.String({ pattern: UUID }) }) }
   }, async (request, reply) => {
     const { numDeletedRows } = await deps.db.deleteFrom('notes.notes')
       .where('id', '=', request.params.id).where('owner', '=', request.userId).executeTakeFirst()

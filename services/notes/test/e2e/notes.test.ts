@@ -83,7 +83,7 @@ t.test('notes against a real Tessera', async (t) => {
     t.ok(logged.length > 0, 'the request id finds the request in the log')
     t.equal((await call('POST', '/notes', alice.access_token, { text: 'x', owner: 'bob' })).statusCode, 400, 'no extra fields')
     const nul = await call('POST', '/notes', alice.access_token, { text: 'a\u0000b' })
-    t.match({ status: nul.statusCode, body: nul.json() }, { status: 400, body: { title: 'Bad Request', detail: /text/ } }, 'a NUL, which Postgres cannot store, is the client\'s mistake')
+    t.match({ status: nul.statusCode, body: nul.json() }, { status: 400, body: { title: 'Bad Request', detail: 'body/text must not contain a NUL character' } }, 'a NUL, which Postgres cannot store, is the client\'s mistake')
     const big = await call('POST', '/notes', alice.access_token, { text: 'x'.repeat(20_000) })
     t.match({ status: big.statusCode, body: big.json() }, { status: 413, body: { title: 'Content Too Large' } })
     const nowhere = await call('GET', '/nowhere')
