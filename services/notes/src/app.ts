@@ -95,6 +95,17 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // Set after the server is made, requestTimeout bounds only the headers unless headersTimeout is no longer than it.
   app.server.headersTimeout = ANSWER_TIMEOUT_MS
 
+  // While closing, answers close their connection: Node's server.close() ends
+  // only the keep-alive connections idle when it starts, so one whose request
+  // was in flight then held shutdown open until the grace period killed the
+  // process. Requests that arrive later get Fastify's 503 (return503OnClosing).
+  let draining = false
+  app.addHook('preClose', async () => { draining = true })
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (draining) void reply.header('connection', 'close')
+    return payload
+  })
+
   app.addHook('onResponse', async (request, reply) => {
     request.log.info({ method: request.method, path: pathOf(request), status: reply.statusCode, duration_ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request')
   })
