@@ -8,6 +8,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
+import type { Duplex } from 'node:stream'
 import fastifyJwt, { type TokenOrHeader } from '@fastify/jwt'
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
@@ -66,6 +67,51 @@ function problem (reply: FastifyReply, status: number, title: string, detail: st
     .send({ type: 'about:blank', title, status, detail, instance: pathOf(reply.request), request_id: reply.request.id })
 }
 
+/** The one line each request is logged with, its path alone. */
+function logRequest (request: FastifyRequest, reply: FastifyReply): void {
+  request.log.info({ method: request.method, path: pathOf(request), status: reply.statusCode, duration_ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request')
+}
+
+/**
+ * The router's refusals, before any route or hook (a malformed
+ * percent-encoding, a path segment over its limit): the contract's shape,
+ * without the path, since the path is what was wrong; logged here, as no
+ * onResponse hook runs for them.
+ */
+function answerFrameworkError (err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+  const status = tooLong ? 414 : 400
+  reply.raw.once('finish', () => { logRequest(request, reply) })
+  return reply.status(status).type('application/problem+json').send({
+    type: 'about:blank', title: titleOf(status), status, detail: tooLong ? 'a path segment is longer than allowed' : 'the path is not a valid URL', request_id: request.id
+  })
+}
+
+/** What Node's HTTP parser refuses before there is a request: its status, title and detail. */
+function unparsedRequest (code: string | undefined): [status: number, title: string, detail: string] {
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return [408, 'Request Timeout', 'the request did not arrive in time']
+  if (code === 'HPE_HEADER_OVERFLOW') return [431, 'Request Header Fields Too Large', 'the request\'s headers are larger than the server accepts']
+  return [400, 'Bad Request', 'the request is not valid HTTP']
+}
+
+/**
+ * A request Node's parser refused (headers over its limit, a malformed
+ * request line, a body too slow) has no route, no request id and no reply:
+ * it is answered on the socket, as Fastify's own handler does, but as
+ * problem+json rather than Fastify's error shape, as Tessera answers it.
+ */
+function answerUnparsedRequest (this: FastifyInstance, err: NodeJS.ErrnoException, socket: Duplex): void {
+  // A reset connection has nobody left to answer.
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, title, detail] = unparsedRequest(err.code)
+  this.log.info({ status, code: err.code }, 'unparsed request')
+  const body = JSON.stringify({ type: 'about:blank', title, status, detail })
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy(err)
+}
+
 /** Every method a route here is served with, in the order a 405's Allow names them. */
 const ROUTED_METHODS = ['GET', 'HEAD', 'POST', 'DELETE'] as const
 
@@ -90,7 +136,9 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     // connection as long as bytes kept coming.
     connectionTimeout: ANSWER_TIMEOUT_MS,
     requestTimeout: ANSWER_TIMEOUT_MS,
-    ajv: { customOptions: { removeAdditional: false } }
+    ajv: { customOptions: { removeAdditional: false } },
+    frameworkErrors: answerFrameworkError,
+    clientErrorHandler: answerUnparsedRequest
   }).withTypeProvider<TypeBoxTypeProvider>()
   // Set after the server is made, requestTimeout bounds only the headers unless headersTimeout is no longer than it.
   app.server.headersTimeout = ANSWER_TIMEOUT_MS
@@ -106,9 +154,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     return payload
   })
 
-  app.addHook('onResponse', async (request, reply) => {
-    request.log.info({ method: request.method, path: pathOf(request), status: reply.statusCode, duration_ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request')
-  })
+  app.addHook('onResponse', async (request, reply) => { logRequest(request, reply) })
 
   await app.register(fastifyJwt, {
     // Only what Tessera mints for us: an RS256 access token (typ at+jwt) with a

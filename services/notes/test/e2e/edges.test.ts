@@ -4,7 +4,7 @@
  */
 import { generateKeyPairSync, randomUUID, sign } from 'node:crypto'
 import { Agent, get as httpGet } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { connect as netConnect, type AddressInfo } from 'node:net'
 import { sql } from 'kysely'
 import { pino } from 'pino'
 import t from 'tap'
@@ -69,4 +69,45 @@ t.test('closing (SIGTERM) waits for a request in flight, then is not held open b
   const started = Date.now()
   const outcome = await Promise.race([answered.closed.then(() => 'closed'), new Promise((resolve) => setTimeout(resolve, 5000, 'still open'))])
   t.equal(outcome, 'closed', `closed ${Date.now() - started} ms after the answer, not at the keep-alive timeout (72 s)`)
+})
+
+t.test('what the router refuses before any route (a bad percent-encoding, an over-long id) is problem+json, and logged', async (t) => {
+  const cases: Array<[path: string, status: number, detail: string]> = [
+    ['/notes/%ZZ', 400, 'the path is not a valid URL'],
+    ['/%E0%A4%A', 400, 'the path is not a valid URL'],
+    [`/notes/${'a'.repeat(150)}`, 414, 'a path segment is longer than allowed']
+  ]
+  for (const [path, status, detail] of cases) {
+    const res = await request(`${base}${path}`, { method: 'DELETE', headers: bearer })
+    t.equal(res.status, status, path)
+    t.equal(res.headers['content-type'], 'application/problem+json; charset=utf-8')
+    const body = res.json<Record<string, unknown>>()
+    t.match(body, { type: 'about:blank', status, detail, request_id: /^[0-9a-f-]{36}$/ })
+    t.notMatch(JSON.stringify(body), 'a'.repeat(150), 'the path that was wrong is not echoed back')
+    t.equal(logs.lines().filter((line) => line.includes(String(body.request_id)) && line.includes('"msg":"request"')).length, 1, 'one request line, as every request has')
+  }
+})
+
+/** A request written on a raw connection, and everything the server sent before closing it. */
+async function raw (text: string): Promise<string> {
+  const socket = netConnect(Number(new URL(base).port), '127.0.0.1')
+  socket.write(text)
+  let answer = ''
+  socket.on('data', (chunk: Buffer) => { answer += chunk.toString() })
+  await new Promise((resolve) => socket.on('close', resolve))
+  return answer
+}
+
+t.test('a request Node\'s parser refuses (not HTTP, headers too large) is answered problem+json, not Fastify\'s own shape', async (t) => {
+  const cases: Array<[text: string, status: string, detail: string]> = [
+    ['GET /notes HTTP/1.1\r\nHost: notes.test\r\nNot a header\r\n\r\n', '400 Bad Request', 'the request is not valid HTTP'],
+    [`GET /notes HTTP/1.1\r\nHost: notes.test\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, '431 Request Header Fields Too Large', 'the request\'s headers are larger than the server accepts']
+  ]
+  for (const [text, status, detail] of cases) {
+    const answer = await raw(text)
+    t.match(answer, new RegExp(`^HTTP/1\\.1 ${status}\\r\\n`), status)
+    t.match(answer, /\r\nContent-Type: application\/problem\+json\r\n/i)
+    const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>
+    t.same(body, { type: 'about:blank', title: status.slice(4), status: Number(status.slice(0, 3)), detail })
+  }
 })

@@ -32,4 +32,5 @@ t.test('a body sent a byte every two seconds, behind a valid token, is answered 
     { everyMs: 2000, deadlineMs: 70_000 })
   t.ok(slow.closed, `cut off after ${slow.elapsedMs} ms`)
   t.match(slow.answer, /^HTTP\/1\.1 408 /, 'refused as too slow')
+  t.match(slow.answer, /\r\nContent-Type: application\/problem\+json\r\n[^]*"detail":"the request did not arrive in time"/i, 'in the contract\'s shape')
 })
