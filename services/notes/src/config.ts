@@ -56,6 +56,18 @@ function url (env: Env, name: string, fallback: string | undefined): string {
   return parsedUrl(name, value).toString().replace(/\/+$/, '')
 }
 
+/**
+ * An http(s) URL, or the start stops here: another scheme (file:, or a bare
+ * host:port, which parses as a scheme of its own) passed, and every request
+ * was then a 503 (no fetch of it succeeds) or a 401 (no token carries it).
+ */
+function httpUrl (name: string, value: string, rule: string, queryAllowed: boolean): void {
+  const parsed = parsedUrl(name, value)
+  if ((parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || (!queryAllowed && /[?#]/.test(value))) {
+    throw new ConfigError(`${name}=${JSON.stringify(value)} is invalid: expected ${rule}`)
+  }
+}
+
 function integer (env: Env, name: string, fallback: number, min: number, max: number): number {
   const value = get(env, name)
   if (value === undefined) return fallback
@@ -80,8 +92,15 @@ function logLevel (env: Env): LogLevel {
  */
 function issuerUrl (env: Env): string {
   const value = get(env, 'NOTES_ISSUER') ?? 'http://127.0.0.1:8080'
-  parsedUrl('NOTES_ISSUER', value)
+  // As Tessera takes TESSERA_ISSUER: no query or fragment, which no iss carries.
+  httpUrl('NOTES_ISSUER', value, 'an http(s) URL without query or fragment', false)
   return value.replace(/\/+$/, '')
+}
+
+function jwksUrl (env: Env, issuer: string): string {
+  const value = get(env, 'NOTES_JWKS_URL') ?? `${issuer}/.well-known/jwks.json`
+  httpUrl('NOTES_JWKS_URL', value, 'an http(s) URL', true)
+  return new URL(value).toString().replace(/\/+$/, '')
 }
 
 export function loadConfig (env: Env): Config {
@@ -91,7 +110,7 @@ export function loadConfig (env: Env): Config {
     host: get(env, 'HOST') ?? '127.0.0.1',
     databaseUrl: url(env, 'DATABASE_URL', undefined),
     issuer,
-    jwksUrl: url(env, 'NOTES_JWKS_URL', `${issuer}/.well-known/jwks.json`),
+    jwksUrl: jwksUrl(env, issuer),
     // Notes is a registered resource of its own (RFC 8707): tokens for other APIs are refused.
     audience: get(env, 'NOTES_AUDIENCE') ?? 'urn:tessera:notes',
     jwksTtlMs: integer(env, 'NOTES_JWKS_TTL', 300, 1, 86400) * 1000,

@@ -30,3 +30,14 @@ t.test('NOTES_ISSUER is compared as Tessera writes iss: spelled as given, only t
   t.equal(loadConfig({ ...base, NOTES_ISSUER: 'https://ID.Example:443/' }).jwksUrl, 'https://id.example/.well-known/jwks.json', 'the URL fetched is the same place however spelled')
   t.throws(() => loadConfig({ ...base, NOTES_ISSUER: 'not a url' }), new ConfigError('NOTES_ISSUER="not a url" is invalid: expected a URL'))
 })
+
+t.test('NOTES_ISSUER and NOTES_JWKS_URL are http(s) URLs, as Tessera\'s issuer is: anything else stops the start in one line', async (t) => {
+  const base = { DATABASE_URL: 'postgres://x@db/y' }
+  // A file: or ftp: URL passed, and notes served every request a 503 (no fetch can succeed) or a 401 (no token carries that iss).
+  t.throws(() => loadConfig({ ...base, NOTES_JWKS_URL: 'file:///etc/jwks.json' }), new ConfigError('NOTES_JWKS_URL="file:///etc/jwks.json" is invalid: expected an http(s) URL'))
+  t.throws(() => loadConfig({ ...base, NOTES_ISSUER: 'ftp://id.example' }), new ConfigError('NOTES_ISSUER="ftp://id.example" is invalid: expected an http(s) URL without query or fragment'))
+  t.throws(() => loadConfig({ ...base, NOTES_ISSUER: 'id.example:443' }), new ConfigError('NOTES_ISSUER="id.example:443" is invalid: expected an http(s) URL without query or fragment'), 'a host and port parse as a URL of scheme id.example')
+  t.throws(() => loadConfig({ ...base, NOTES_ISSUER: 'https://id.example/?tenant=a' }), /NOTES_ISSUER="https:\/\/id.example\/\?tenant=a" is invalid/, 'Tessera refuses a query in its issuer: no iss would carry one')
+  t.equal(loadConfig({ ...base, NOTES_ISSUER: 'HTTPS://id.example' }).jwksUrl, 'https://id.example/.well-known/jwks.json')
+  t.equal(loadConfig({ ...base, NOTES_JWKS_URL: 'http://nginx:8443/.well-known/jwks.json' }).jwksUrl, 'http://nginx:8443/.well-known/jwks.json')
+})
