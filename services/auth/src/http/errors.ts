@@ -16,6 +16,7 @@ import { UnreadableBodyError } from './body-encoding.js'
 import { MalformedFormError } from './form-body.js'
 import { BODY_LIMIT } from './limits.js'
 import { NO_NUL } from '../passwords/policy.js'
+import { UUID_PATTERN } from '../util/uuid.js'
 
 /** How a route answers errors, when not RFC 9457 problem+json (the default). */
 export type ErrorFormat = 'oauth' | 'simplejwt'
@@ -130,7 +131,7 @@ function validationReason (first: ValidationIssue | undefined, value: unknown, f
   if (keyword === 'maxLength') return `must be at most ${String(params.limit)} characters`
   if (keyword === 'minLength') return params.limit === 1 ? 'must not be empty' : `must be at least ${String(params.limit)} characters`
   if (keyword === 'pattern' && params.pattern === NO_NUL) return 'must not contain a NUL character'
-  if (keyword === 'format' && params.format === 'uuid') return 'must be a UUID'
+  if ((keyword === 'format' && params.format === 'uuid') || (keyword === 'pattern' && params.pattern === UUID_PATTERN)) return 'must be a UUID'
   return first?.message ?? 'is invalid'
 }
 

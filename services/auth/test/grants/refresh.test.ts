@@ -156,6 +156,9 @@ t.test('sessions: list, delete own, 404 for others, logout, logout-all, password
   t.same(foreign.json().detail, unknown.json().detail, 'indistinguishable from a session that does not exist')
   const badId = await ctx.app.inject({ method: 'DELETE', url: '/v1/sessions/not-a-uuid', headers: { authorization: `Bearer ${erin1.access}` } })
   t.equal(badId.statusCode, 400)
+  // Ajv's uuid format takes RFC 4122's URN form, which Postgres's uuid type refused: a 500.
+  const urn = await ctx.app.inject({ method: 'DELETE', url: '/v1/sessions/urn:uuid:00000000-0000-4000-8000-000000000000', headers: { authorization: `Bearer ${erin1.access}` } })
+  t.same([urn.statusCode, urn.json().detail], [400, 'id: must be a UUID'], 'a UUID in its URN form is refused as the schema\'s')
 
   const deleted = await ctx.app.inject({ method: 'DELETE', url: `/v1/sessions/${erin3.sid}`, headers: { authorization: `Bearer ${erin1.access}` } })
   t.equal(deleted.statusCode, 204)

@@ -17,6 +17,7 @@ import { PASSWORD_RULE } from '../../passwords/policy.js'
 import { forbidCaching } from '../personal.js'
 import { accessTokenAuth, principalOf } from './access-token-auth.js'
 import { BEARER } from '../openapi.js'
+import { UUID_PATTERN } from '../../util/uuid.js'
 
 const Me = Type.Object({ id: Type.String(), username: Type.String(), created_at: Type.String(), session_id: Type.String(), scope: Type.String(), client_id: Type.String() })
 const SessionList = Type.Object({
@@ -31,7 +32,7 @@ const SessionList = Type.Object({
     current: Type.Boolean()
   }))
 })
-const SessionParams = Type.Object({ id: Type.String({ format: 'uuid' }) })
+const SessionParams = Type.Object({ id: Type.String({ format: 'uuid', pattern: UUID_PATTERN }) })
 const Logout = Type.Union([Type.Object({ all: Type.Optional(Type.Boolean()) }, { additionalProperties: false }), Type.Null()])
 const PasswordBody = Type.Object({
   current_password: Type.String({ minLength: 1, maxLength: 1024 }),
