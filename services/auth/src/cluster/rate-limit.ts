@@ -140,11 +140,21 @@ export class BatchedRateLimiter {
     return view
   }
 
-  /** Forgets keys whose window is over and that have nothing in flight; the oldest too, if that was not enough. */
+  /**
+   * Forgets keys whose window is over and that have nothing in flight, then,
+   * while still more than half full, the oldest idle ones: a forgotten view
+   * starts from the primary's count again within one report. Always down to
+   * half, so a spray of new addresses within one window pays for one scan
+   * every MAX_KEYS / 2 new keys; forgetting only the oldest one made every
+   * new key scan all 5000 (about 50 µs each, 40 times the cost below the cap).
+   */
   #forgetIdle (now: number): void {
     for (const [key, view] of this.#views) {
-      if (view.sent === 0 && view.unsent === 0 && (view.windowEnd <= now || this.#views.size >= MAX_KEYS)) this.#views.delete(key)
+      if (view.sent === 0 && view.unsent === 0 && view.windowEnd <= now) this.#views.delete(key)
+    }
+    for (const [key, view] of this.#views) {
       if (this.#views.size < MAX_KEYS / 2) return
+      if (view.sent === 0 && view.unsent === 0) this.#views.delete(key)
     }
   }
 }
