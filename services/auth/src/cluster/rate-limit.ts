@@ -64,6 +64,9 @@ export class BatchedRateLimiter {
     this.#ask = ask
   }
 
+  /** How many addresses this worker keeps a view of. */
+  get remembered (): number { return this.#views.size }
+
   incr (key: string, callback: (error: Error | null, result?: Count) => void, timeWindow: number, max: number): void {
     const now = Date.now()
     const view = this.#view(key, now, timeWindow, max)
