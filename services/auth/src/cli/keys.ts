@@ -50,16 +50,35 @@ async function list (ctx: CommandContext, db: Db): Promise<void> {
   }))), keys)
 }
 
+/**
+ * How long the key that signs now had been in the JWKS, and, for a pending
+ * key younger than the lead, the warning: a scheduled rotation makes its
+ * `next` key a lead before its turn, so `--now` in that window promotes a
+ * key that verifiers caching the JWKS may not have fetched yet, with the same
+ * unknown-kid window as a new key.
+ */
+function promotedNote (publishedAt: Date | undefined, created: boolean, lead: number): { seconds: number | null, note: string } {
+  if (publishedAt === undefined) return { seconds: null, note: '' }
+  const seconds = Math.max(0, Math.floor((Date.now() - publishedAt.getTime()) / 1000))
+  if (created || seconds >= lead) return { seconds, note: created ? ' (new)' : ' (it was the pending next key)' }
+  return {
+    seconds,
+    note: ` (it was the pending next key, but published only ${seconds} s ago, under TESSERA_KEY_PUBLISH_LEAD's ${lead} s: ` +
+      'a verifier whose cached JWKS predates it meets an unknown kid, as with a new key)'
+  }
+}
+
 async function rotate (ctx: CommandContext, db: Db, kek: Buffer, now: boolean): Promise<void> {
   // A key that signs at once is published and promoted at the same instant; one that waits is stamped once it exists.
   const outcome = await rotateKeys(db, { kek, bits: ctx.config.keyBits, ...(now ? {} : { clock: () => new Date() }) }, { immediate: now, clock: () => new Date(), who: OPERATOR })
   const signsFrom = new Date(Date.now() + ctx.config.keyPublishLead * 1000)
   const lead = ctx.config.keyPublishLead
-  const data = { created: outcome.created ?? null, promoted: outcome.promoted ?? null, demoted: outcome.demoted ?? null, pending: outcome.pending ?? null }
+  const promoted = promotedNote(outcome.promotedPublishedAt, outcome.created !== undefined, lead)
+  const data = { created: outcome.created ?? null, promoted: outcome.promoted ?? null, demoted: outcome.demoted ?? null, pending: outcome.pending ?? null, published_for_s: promoted.seconds }
   if (outcome.pending !== undefined) {
     ctx.out.result(`key ${outcome.pending} is already published and waiting to sign; nothing changed (use --now to make it sign at once)`, data)
   } else if (outcome.promoted !== undefined) {
-    ctx.out.result(`key ${outcome.promoted} signs now${outcome.created === undefined ? ' (it was the pending next key)' : ' (new)'}` +
+    ctx.out.result(`key ${outcome.promoted} signs now${promoted.note}` +
       `${outcome.demoted === undefined ? '' : `; ${outcome.demoted} is previous, still published for TESSERA_ACCESS_TTL + 60 s`}`, data)
   } else {
     // The instances promote by their own settings, which this command cannot read: the time is this command's reckoning.
@@ -71,13 +90,14 @@ async function rotate (ctx: CommandContext, db: Db, kek: Buffer, now: boolean): 
 async function revoke (ctx: CommandContext, db: Db, kek: Buffer, kid: string): Promise<void> {
   try {
     const outcome = await revokeKey(db, { kek, bits: ctx.config.keyBits }, { kid, clock: () => new Date(), who: OPERATOR })
-    const data = { kid, was: outcome.was, sessions_ended: outcome.sessionsEnded, promoted: outcome.promoted ?? null }
+    const promoted = promotedNote(outcome.promotedPublishedAt, outcome.promotedCreated, ctx.config.keyPublishLead)
+    const data = { kid, was: outcome.was, sessions_ended: outcome.sessionsEnded, promoted: outcome.promoted ?? null, published_for_s: promoted.seconds }
     if (outcome.was === 'revoked') {
       ctx.out.result(`key ${kid} was already revoked; nothing changed`, data)
       return
     }
     ctx.out.result(`revoked key ${kid} (was ${outcome.was}): removed from the JWKS, private half erased, ${outcome.sessionsEnded} session(s) ended` +
-      `${outcome.promoted === undefined ? '' : `; key ${outcome.promoted} signs now`}`, data)
+      `${outcome.promoted === undefined ? '' : `; key ${outcome.promoted} signs now${promoted.note}`}`, data)
   } catch (err) {
     if (err instanceof UnknownKeyError) throw new CliError(err.message)
     throw err

@@ -19,6 +19,10 @@ export interface RevokeOutcome {
   sessionsEnded: number
   /** The key that signs now, when the revoked key was the signer. */
   promoted: string | undefined
+  /** When that key was published: a pending key made moments ago is no better known to verifiers than a new one. */
+  promotedPublishedAt: Date | undefined
+  /** Whether that key was made here, there being no pending one. */
+  promotedCreated: boolean
 }
 
 export class UnknownKeyError extends TesseraError {
@@ -38,9 +42,9 @@ export async function revokeKey (db: Db, making: KeyMaking, input: { kid: string
     const key = await trx.selectFrom('signing_keys').select(['state', 'unpublished_at', 'private_erased_at'])
       .where('kid', '=', kid).executeTakeFirst()
     if (key === undefined) throw new UnknownKeyError(kid)
-    if (key.state === 'revoked') return { kid, was: key.state, sessionsEnded: 0, promoted: undefined }
+    if (key.state === 'revoked') return { kid, was: key.state, sessionsEnded: 0, promoted: undefined, promotedPublishedAt: undefined, promotedCreated: false }
     const next = key.state === 'current'
-      ? await trx.selectFrom('signing_keys').select('kid').where('state', '=', 'next').executeTakeFirst()
+      ? await trx.selectFrom('signing_keys').select(['kid', 'published_at']).where('state', '=', 'next').executeTakeFirst()
       : undefined
     // A replacement made here is sealed under this KEK. Checked before this
     // key's private half is erased: it may be the last sealed one, and then
@@ -57,11 +61,13 @@ export async function revokeKey (db: Db, making: KeyMaking, input: { kid: string
     await recordAudit(trx, { type: 'key.revoked', ...who, kid, detail: { was: key.state } })
     const sessionsEnded = await endSessions(trx, { kid }, 'key_revoked', now, who)
     let promoted: string | undefined
+    let promotedPublishedAt: Date | undefined
     if (key.state === 'current') {
       promoted = next?.kid ?? await createKey(trx, making, now, who)
+      promotedPublishedAt = next?.published_at ?? now
       await promoteKey(trx, promoted, now, who, `replaces revoked ${kid}`)
     }
     await notifyKeysChanged(trx, `revoked ${kid}`)
-    return { kid, was: key.state, sessionsEnded, promoted }
+    return { kid, was: key.state, sessionsEnded, promoted, promotedPublishedAt, promotedCreated: key.state === 'current' && next === undefined }
   })
 }

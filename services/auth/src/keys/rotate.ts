@@ -18,6 +18,8 @@ export interface RotateOutcome {
   demoted: string | undefined
   /** A `next` key that was already waiting (plain rotate changes nothing then). */
   pending: string | undefined
+  /** When the promoted key was published: a pending key made moments ago is no better known to verifiers than a new one. */
+  promotedPublishedAt: Date | undefined
 }
 
 /** `clock` is read once the keys' lock is taken: a transition that committed while this one waited is dated before it, not after. */
@@ -27,12 +29,12 @@ export async function rotateKeys (db: Db, making: KeyMaking, input: { immediate:
     const now = input.clock()
     const next = keyIn(await readKeys(trx), 'next')
     if (!input.immediate && next !== undefined) {
-      return { created: undefined, promoted: undefined, demoted: undefined, pending: next.kid }
+      return { created: undefined, promoted: undefined, demoted: undefined, pending: next.kid, promotedPublishedAt: undefined }
     }
     const kid = next?.kid ?? await createKey(trx, making, now, input.who)
     const created = next === undefined ? kid : undefined
     const demoted = input.immediate ? await promoteKey(trx, kid, now, input.who, 'rotate --now') : undefined
     await notifyKeysChanged(trx, input.immediate ? `promoted ${kid}` : `published ${kid}`)
-    return { created, promoted: input.immediate ? kid : undefined, demoted, pending: undefined }
+    return { created, promoted: input.immediate ? kid : undefined, demoted, pending: undefined, promotedPublishedAt: input.immediate ? next?.published_at ?? now : undefined }
   })
 }

@@ -313,6 +313,47 @@ t.test('keys revoke takes a kid that begins with "-" as the kid, never as option
   }
 })
 
+t.test('keys rotate --now and keys revoke say when the pending key they make sign was published less than the lead ago', async (t) => {
+  const url = await createTestDatabase(t)
+  const env = { DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url'), TESSERA_KEY_PUBLISH_LEAD: '10m' }
+  const { db } = await testConnection(t, url)
+  const json = async (...args: string[]): Promise<Record<string, unknown>> => {
+    const res = await runCli([...args, '--json'], env)
+    if (res.code !== 0) throw new Error(`tessera ${args.join(' ')} exited ${String(res.code)}: ${res.stderr}`)
+    return JSON.parse(res.stdout) as Record<string, unknown>
+  }
+  const first = await json('keys', 'rotate', '--now')
+  t.equal(first.published_for_s, 0, 'a key made by --now was in no JWKS before it signed')
+
+  // A pending key made moments ago (by keys rotate here; a scheduled rotation makes its own a lead before its turn):
+  // verifiers that cached the JWKS before it was made do not have it, as with a new key.
+  const young = String((await json('keys', 'rotate')).created)
+  const promoted = await runCli(['keys', 'rotate', '--now'], env)
+  t.equal(promoted.code, 0, promoted.stderr)
+  t.match(promoted.stdout, new RegExp(`^key ${young} signs now \\(it was the pending next key, but published only [0-9] s ago, under TESSERA_KEY_PUBLISH_LEAD's 600 s: ` +
+    'a verifier whose cached JWKS predates it meets an unknown kid, as with a new key\\); '))
+
+  // One that waited out the lead is in every verifier's copy: no warning.
+  const waited = String((await json('keys', 'rotate')).created)
+  await db.updateTable('signing_keys').set({ published_at: new Date(Date.now() - 700_000) }).where('kid', '=', waited).execute()
+  const old = await json('keys', 'rotate', '--now')
+  t.equal(old.promoted, waited)
+  t.ok((old.published_for_s as number) >= 700, `published for the lead and more (${String(old.published_for_s)} s)`)
+  const oldText = await runCli(['keys', 'rotate'], env)
+  const pending = String(/^created key (\S+):/.exec(oldText.stdout)?.[1])
+  await db.updateTable('signing_keys').set({ published_at: new Date(Date.now() - 700_000) }).where('kid', '=', pending).execute()
+  t.match((await runCli(['keys', 'rotate', '--now'], env)).stdout, new RegExp(`^key ${pending} signs now \\(it was the pending next key\\); `))
+
+  // keys revoke of the signer promotes the pending key: the same warning when it is young.
+  const signer = pending
+  const next = String((await json('keys', 'rotate')).created)
+  const revoked = await runCli(['keys', 'revoke', signer], env)
+  t.equal(revoked.code, 0, revoked.stderr)
+  t.match(revoked.stdout, new RegExp(`; key ${next} signs now \\(it was the pending next key, but published only [0-9] s ago, under TESSERA_KEY_PUBLISH_LEAD's 600 s: `))
+  const replaced = await json('keys', 'revoke', next)
+  t.match(replaced, { was: 'current', promoted: String, published_for_s: 0 }, 'with none pending, a new key signs, in no JWKS before')
+})
+
 t.test('text from an import file or the command line never drives the terminal: control characters and bidi overrides are shown escaped', async (t) => {
   const url = await createTestDatabase(t)
   await buildTestApp(t, {}, { connection: await testConnection(t, url) })

@@ -45,7 +45,7 @@ t.test('rotate publishes a next key, refuses a second, --now promotes it', async
   t.equal((await keyRow(deps.db, created.created ?? ''))?.state, 'next')
 
   const again = await rotateKeys(deps.db, making, { immediate: false, clock: () => now, who: OPERATOR })
-  t.same(again, { created: undefined, promoted: undefined, demoted: undefined, pending: created.created }, 'says a key is pending and changes nothing')
+  t.same(again, { created: undefined, promoted: undefined, demoted: undefined, pending: created.created, promotedPublishedAt: undefined }, 'says a key is pending and changes nothing')
   t.equal((await deps.db.selectFrom('signing_keys').select('kid').execute()).length, 2)
 
   await loadKeyring(deps.db, kek, deps.keyring, { onRejectedKey: refuseRejectedKey })
@@ -55,7 +55,7 @@ t.test('rotate publishes a next key, refuses a second, --now promotes it', async
 
   const now2 = at(now, 1)
   const promoted = await rotateKeys(deps.db, making, { immediate: true, clock: () => now2, who: OPERATOR })
-  t.same(promoted, { created: undefined, promoted: created.created, demoted: first, pending: undefined })
+  t.same(promoted, { created: undefined, promoted: created.created, demoted: first, pending: undefined, promotedPublishedAt: now }, 'the pending key, published a second before it signed')
   await loadKeyring(deps.db, kek, deps.keyring, { onRejectedKey: refuseRejectedKey })
   t.equal(deps.keyring.signer?.kid, created.created)
   t.equal(deps.keyring.jwks.etag, etag, 'promotion does not change the published set, so the JWKS (and its ETag) stay the same')
@@ -189,7 +189,7 @@ t.test('revoke: out of the JWKS, sessions ended, a new signer at once', async (t
   t.equal(await me(), 200, 'the access token is verified, and remembered')
 
   const outcome = await revokeKey(deps.db, making, { kid: k1, clock: () => new Date(), who: OPERATOR })
-  t.same(outcome, { kid: k1, was: 'current', sessionsEnded: 1, promoted: pending.created })
+  t.same(outcome, { kid: k1, was: 'current', sessionsEnded: 1, promoted: pending.created, promotedPublishedAt: (await keyRow(deps.db, pending.created ?? ''))?.published_at, promotedCreated: false })
   const row = await keyRow(deps.db, k1)
   t.equal(row?.state, 'revoked')
   t.equal(row?.private_key_enc, null)
@@ -202,12 +202,13 @@ t.test('revoke: out of the JWKS, sessions ended, a new signer at once', async (t
   t.equal(refused.status, 400)
   t.equal(refused.body.error, 'invalid_grant')
 
-  t.same(await revokeKey(deps.db, making, { kid: k1, clock: () => new Date(), who: OPERATOR }), { kid: k1, was: 'revoked', sessionsEnded: 0, promoted: undefined }, 'again: nothing changes')
+  t.same(await revokeKey(deps.db, making, { kid: k1, clock: () => new Date(), who: OPERATOR }), { kid: k1, was: 'revoked', sessionsEnded: 0, promoted: undefined, promotedPublishedAt: undefined, promotedCreated: false }, 'again: nothing changes')
   await t.rejects(revokeKey(deps.db, making, { kid: 'nope', clock: () => new Date(), who: OPERATOR }), UnknownKeyError)
 
   const replaced = await revokeKey(deps.db, making, { kid: pending.created ?? '', clock: () => new Date(), who: OPERATOR })
   t.ok(replaced.promoted, 'no next key pending: a new one is made and signs')
   t.not(replaced.promoted, pending.created)
+  t.equal(replaced.promotedCreated, true)
 })
 
 t.test('revoke with a wrong KEK: refused before anything changes when a new signer must be sealed; a pending next key needs no KEK', async (t) => {
