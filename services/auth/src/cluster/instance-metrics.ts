@@ -9,8 +9,10 @@
  * read a reset and over-count every rate() across it: a worker that does
  * not answer in time counts with its last answer, and a worker that exits
  * (recycled, or crashed) leaves the counters and histograms of its last
- * answer behind, added to every later scrape. What it counted after its last
- * scrape is lost, never subtracted. Its gauges (heap, event-loop delay) go
+ * answer behind, added to every later scrape. A worker that drains hands
+ * over its final counts once its last request is answered, so a recycle
+ * loses nothing; one that dies (kill -9, a crash) loses what it counted after
+ * its last scrape, never subtracted. Its gauges (heap, event-loop delay) go
  * with it.
  * @module
  */
@@ -43,7 +45,12 @@ export class InstanceMetrics {
     return await AggregatorRegistry.aggregate([await this.own.getMetricsAsJSON(), ...this.latest.values(), ...this.exited]).metrics()
   }
 
-  /** The worker `id` has exited: what it counted up to its last answer stays in the instance's counts. */
+  /** The worker `id` drained and sent its final counts: they are its last answer. */
+  workerFinished (id: number, metrics: MetricsJson): void {
+    this.latest.set(id, metrics)
+  }
+
+  /** The worker `id` is gone (its channel closed, so nothing more from it can arrive): what it counted up to its last answer stays in the instance's counts. */
   workerExited (id: number): void {
     const last = this.latest.get(id)
     this.latest.delete(id)

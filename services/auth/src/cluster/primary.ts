@@ -185,15 +185,18 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
       worker.on('message', (message: unknown) => {
         if (isAsk(message)) answer(sendTo(worker), message, handlers, isHashingRefusal, (err, kind) => logger.error({ err, kind }, 'a worker\'s request failed in the primary'))
         else if (isAnswer(message)) asker.settle(message)
+        else if (isNotice(message) && message.kind === 'final-metrics') instanceMetrics.workerFinished(worker.id, message.body as Awaited<ReturnType<Registry['getMetricsAsJSON']>>)
         else if (isNotice(message) && message.kind === 'listening') {
           listened = true
           failedStarts = 0
           starting?.listening(message.body as string)
         }
       })
+      // On the channel's close, not the exit: a drained worker's final counts,
+      // sent just before it exits, can be read after its exit is seen, never after the close.
+      worker.once('disconnect', () => { instanceMetrics.workerExited(worker.id) })
       worker.once('exit', (code, signal) => {
         workers.delete(worker)
-        instanceMetrics.workerExited(worker.id)
         if (draining) return
         if (starting !== undefined) {
           starting.failed(`an HTTP worker exited with ${signal ?? String(code)} while starting`)

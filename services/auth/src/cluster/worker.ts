@@ -80,13 +80,21 @@ export async function startWorker (config: Config, logger: Logger, onDrain: (why
     adoptKeys(keyring, boot.keys)
     reloadKeys = keyringReloader({ db: connection.db, kek, keyring, logger })
     if (reloadMissed) reload('a change heard while starting')
-    metrics = createMetrics({ pool: connection.pool, render: async () => await ask<string>('metrics', null) })
-    const app = await buildApp(config, { db: connection.db, logger, keyring, hasher, metrics, clock: () => new Date(), rateLimitStore: instanceRateLimitStore(ask), clientCache })
+    const own = createMetrics({ pool: connection.pool, render: async () => await ask<string>('metrics', null) })
+    metrics = own
+    const app = await buildApp(config, { db: connection.db, logger, keyring, hasher, metrics: own, clock: () => new Date(), rateLimitStore: instanceRateLimitStore(ask), clientCache })
     const address = await app.listen({ port: config.port, host: config.host })
     send(notice('listening', address))
     return {
       close: async () => {
         await app.close()
+        // Every request is answered: the counts are final. Handed to the
+        // primary, or what was counted since its last scrape would be lost with this process.
+        const final = await own.registry.getMetricsAsJSON()
+        await new Promise<void>((resolve) => {
+          if (process.send === undefined || !process.connected) resolve()
+          else process.send(notice('final-metrics', final), undefined, {}, () => resolve())
+        })
         await connection.close()
       }
     }

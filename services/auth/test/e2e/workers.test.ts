@@ -147,6 +147,19 @@ t.test('the instance\'s counters never go down: a worker too slow to answer coun
   t.equal(await revoked(), 10, 'and later requests add to it')
 })
 
+t.test('a worker recycled with SIGTERM hands over its final counts: the instance loses none of what it counted since the last scrape', async (t) => {
+  const server = await startServer(t, { ...baseEnv(await createTestDatabase(t)), TESSERA_RATE_LIMIT: '1000000', TESSERA_METRICS_PORT: '0' })
+  const healthz = async (): Promise<number> => sample((await fresh(metricsUrlOf(server))).body, 'tessera_http_request_duration_seconds_count{method="GET",route="/healthz",status="200"}')
+  t.ok(Number.isNaN(await healthz()), 'no /healthz counted yet: the workers answered this scrape with none')
+  for (let i = 0; i < 20; i++) t.equal((await fresh(`${server.url}/healthz`)).status, 200)
+  const served = servedBy(server, '/healthz')
+  t.equal(served.size, 2, 'both workers served them, and no scrape has asked either since')
+  for (const pid of served) process.kill(pid, 'SIGTERM')
+  const exited = (): LogLine[] => logLines(server).filter((l) => l.msg === 'an HTTP worker exited; starting another')
+  t.ok(await within(15_000, async () => exited().length === 2, 100) !== undefined, 'both workers recycled')
+  t.equal(await healthz(), 20, 'every request they answered is counted')
+})
+
 t.test('two workers share one hashing queue at a lower priority; a dead worker is replaced; a dead primary takes them all', async (t) => {
   // No bound in time: hashing is frozen below for longer than any such bound, and the logins admitted meanwhile must finish.
   const env = { ...baseEnv(await createTestDatabase(t)), TESSERA_HASH_CONCURRENCY: '1', TESSERA_HASH_QUEUE_DEPTH: '3', TESSERA_HASH_MAX_WAIT_MS: '0', TESSERA_RATE_LIMIT: '1000000', TESSERA_METRICS_PORT: '0' }
