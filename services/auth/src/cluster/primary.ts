@@ -141,8 +141,15 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     let clientFeed: ClientFeedState = { live: false, epoch: 0 }
     const boot = (): Boot => ({ databaseUrl: url, kek: kek.toString('base64url'), keys: shareKeys(keyring), poolSize: workerPoolSize(config.workers), hashingSaturated, hashingShare: hashingShare(hasher, config.workers), clientFeed })
     const instanceMetrics = new InstanceMetrics(metrics.registry)
+    type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>
+    // A worker that dies while asked never answers: the scrape goes on at its death rather than waiting out the timeout.
+    const askMetrics = async (worker: Worker): Promise<MetricsJson> => await new Promise<MetricsJson>((resolve, reject) => {
+      const gone = (): void => { reject(new Error('the worker exited')) }
+      worker.once('disconnect', gone)
+      asker.ask<MetricsJson>(sendTo(worker), 'metrics-json', null, WORKER_METRICS_TIMEOUT_MS).then(resolve, reject).finally(() => worker.off('disconnect', gone))
+    })
     const renderInstanceMetrics = async (): Promise<string> => await instanceMetrics.render([...workers].filter((w) => w.isConnected())
-      .map((w) => ({ id: w.id, metrics: async () => await asker.ask<Awaited<ReturnType<Registry['getMetricsAsJSON']>>>(sendTo(w), 'metrics-json', null, WORKER_METRICS_TIMEOUT_MS) })))
+      .map((w) => ({ id: w.id, metrics: async () => await askMetrics(w) })))
     const handlers = {
       boot,
       ...hashingHandlers(hasher),

@@ -160,6 +160,23 @@ t.test('a worker recycled with SIGTERM hands over its final counts: the instance
   t.equal(await healthz(), 20, 'every request they answered is counted')
 })
 
+t.test('a scrape waiting on a worker that dies ends with the death, not at the worker timeout', async (t) => {
+  const server = await startServer(t, { ...baseEnv(await createTestDatabase(t)), TESSERA_RATE_LIMIT: '1000000', TESSERA_METRICS_PORT: '0' })
+  for (let i = 0; i < 4; i++) t.equal((await fresh(`${server.url}/healthz`)).status, 200)
+  const [stuck] = servedBy(server, '/healthz')
+  t.ok(stuck !== undefined)
+  process.kill(stuck ?? 0, 'SIGSTOP')
+  t.teardown(() => { try { process.kill(stuck ?? 0, 'SIGKILL') } catch {} })
+  const started = Date.now()
+  const scrape = fresh(metricsUrlOf(server))
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  process.kill(stuck ?? 0, 'SIGKILL')
+  t.equal((await scrape).status, 200)
+  const took = Date.now() - started
+  // WORKER_METRICS_TIMEOUT_MS is 2000: waiting it out for a worker already gone held every scrape during a recycle that long.
+  t.ok(took < 1500, `answered ${took} ms after it began, soon after the worker died at 300 ms`)
+})
+
 t.test('two workers share one hashing queue at a lower priority; a dead worker is replaced; a dead primary takes them all', async (t) => {
   // No bound in time: hashing is frozen below for longer than any such bound, and the logins admitted meanwhile must finish.
   const env = { ...baseEnv(await createTestDatabase(t)), TESSERA_HASH_CONCURRENCY: '1', TESSERA_HASH_QUEUE_DEPTH: '3', TESSERA_HASH_MAX_WAIT_MS: '0', TESSERA_RATE_LIMIT: '1000000', TESSERA_METRICS_PORT: '0' }
