@@ -45,8 +45,8 @@ export interface JobDeps {
 }
 
 export interface BackgroundJobs {
-  /** Reloads the keyring now (coalescing concurrent calls). */
-  reloadKeys: () => Promise<void>
+  /** Reloads the keyring now, and tells the workers why (coalescing concurrent calls). */
+  reloadKeys: (why: string) => Promise<void>
   stop: () => Promise<void>
 }
 
@@ -152,7 +152,7 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
   schedule()
 
   return {
-    reloadKeys: async () => await reloadKeys('asked'),
+    reloadKeys,
     stop: async () => {
       stopped = true
       clearTimeout(tick)

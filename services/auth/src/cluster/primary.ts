@@ -197,6 +197,9 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
           listened = true
           failedStarts = 0
           starting?.listening(message.body as string)
+        } else if (isNotice(message) && message.kind === 'keys-missed') {
+          // A worker met a key the instance had not heard of (cluster/worker.ts): the NOTIFY was lost, so the instance reloads now rather than at the backstop.
+          jobs.reloadKeys('a worker met a kid the instance missed').catch((err: unknown) => logger.warn({ err }, 'keyring reload failed'))
         }
       })
       // On the channel's close, not the exit: a drained worker's final counts,

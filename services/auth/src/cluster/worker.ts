@@ -5,7 +5,9 @@
  * (cluster/rate-limit.ts, reported in batches) and the scrape (cluster/instance-metrics.ts). It starts
  * from the primary's keyring (keys/share.ts) and reloads it from the database
  * whenever the primary's reloads (a NOTIFY, the periodic backstop, a
- * transition). It drains on the primary's word or on SIGTERM/SIGINT, and
+ * transition), and on its own when a token names a kid it does not hold
+ * (Keyring.catchUp); when that finds a change it tells the primary, which
+ * reloads the instance. It drains on the primary's word or on SIGTERM/SIGINT, and
  * exits at once when the primary is gone.
  * @module
  */
@@ -29,6 +31,15 @@ export interface HttpWorker {
 }
 
 const send: Send = (message) => { process.send?.(message) }
+
+/**
+ * At most one reload per this long for tokens naming a kid the worker does
+ * not hold: short enough that a token signed with a key whose NOTIFY was
+ * missed is refused for at most this long after another one was, long
+ * enough that a flood of forged kids costs one read of signing_keys a
+ * second per worker.
+ */
+const CATCH_UP_COOLDOWN_MS = 1000
 
 export async function startWorker (config: Config, logger: Logger, onDrain: (why: string) => void): Promise<HttpWorker> {
   // Listening before anything is asked: a message that arrives while no
@@ -78,8 +89,28 @@ export async function startWorker (config: Config, logger: Logger, onDrain: (why
     const kek = Buffer.from(boot.kek, 'base64url')
     const keyring = new Keyring()
     adoptKeys(keyring, boot.keys)
-    reloadKeys = keyringReloader({ db: connection.db, kek, keyring, logger })
+    const reloadOwn = keyringReloader({ db: connection.db, kek, keyring, logger })
+    reloadKeys = reloadOwn
     if (reloadMissed) reload('a change heard while starting')
+    keyring.catchUpWith({
+      cooldownMs: CATCH_UP_COOLDOWN_MS,
+      reload: async () => {
+        const before = keyring.version
+        try {
+          await reloadOwn()
+        } catch (err) {
+          logger.warn({ err }, 'keyring reload for a token\'s unknown kid failed')
+          return
+        }
+        if (keyring.version === before) {
+          logger.debug('a token named a kid unknown to the database too')
+          return
+        }
+        // The instance missed a key change (its LISTEN connection was down or slow): the primary reloads and tells every worker, so they all verify and sign as the database says.
+        logger.warn('a token named a key this worker had not heard of: reloaded the keyring; the instance\'s LISTEN connection missed a key change')
+        send(notice('keys-missed', null))
+      }
+    })
     const own = createMetrics({ pool: connection.pool, render: async () => await ask<string>('metrics', null) })
     metrics = own
     const app = await buildApp(config, { db: connection.db, logger, keyring, hasher, metrics: own, clock: () => new Date(), rateLimitStore: instanceRateLimitStore(ask), clientCache })

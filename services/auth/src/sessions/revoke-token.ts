@@ -19,7 +19,7 @@ import type { Issuer } from './issue.js'
 
 export async function sessionOfAccessToken (issuer: Issuer, token: string, now: Date): Promise<string | undefined> {
   try {
-    return verifyAnyAudienceAccessToken(issuer.config.issuer, issuer.keyring, token, now).sid
+    return (await verifyAnyAudienceAccessToken(issuer.config.issuer, issuer.keyring, token, now)).sid
   } catch {
     return undefined
   }

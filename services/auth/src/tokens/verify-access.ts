@@ -65,6 +65,13 @@ function refuseClaims (claims: Record<string, unknown>, issuer: string, audience
   return undefined
 }
 
+/** A kid this keyring does not verify access tokens with: the caller may catch up (Keyring.catchUp) and verify again. */
+export class UnknownKidError extends InvalidTokenError {
+  constructor (readonly kid: string) {
+    super(`unknown kid ${kid.slice(0, CLIENT_TEXT_IN_REASON)}`)
+  }
+}
+
 interface VerifiedToken {
   claims: AccessClaims
   expiresAtMs: number
@@ -79,7 +86,7 @@ function verifyAccessToken (issuer: string, audience: AudienceRule, keyring: Key
   const headerRefusal = refuseHeader(header)
   if (headerRefusal !== undefined) throw new InvalidTokenError(headerRefusal)
   const key = keyring.accessVerificationKey(header.kid as string)
-  if (key === undefined) throw new InvalidTokenError(`unknown kid ${(header.kid as string).slice(0, CLIENT_TEXT_IN_REASON)}`)
+  if (key === undefined) throw new UnknownKidError(header.kid as string)
   if (!rs256SignatureValid(segments, key.publicKey)) throw new InvalidTokenError('signature')
   const claims = decodeSegment(segments[1], 'payload')
   const claimRefusal = refuseClaims(claims, issuer, audience, nowMs)
@@ -151,8 +158,15 @@ export function accessTokenVerifier (config: Pick<Config, 'issuer' | 'audience'>
 /**
  * An access token of ours for any audience, as the verifier above judges
  * everything else, never remembered: revocation and SimpleJWT's verify take
- * tokens asked for a resource too, and are rare. Throws InvalidTokenError.
+ * tokens asked for a resource too, and are rare. A kid not yet heard of is
+ * caught up on, as at /v1: a revocation this instance ignored would leave the
+ * session live. Throws InvalidTokenError.
  */
-export function verifyAnyAudienceAccessToken (issuer: string, keyring: Keyring, token: string, now: Date): AccessClaims {
-  return verifyAccessToken(issuer, 'any', keyring, token, now.getTime()).claims
+export async function verifyAnyAudienceAccessToken (issuer: string, keyring: Keyring, token: string, now: Date): Promise<AccessClaims> {
+  try {
+    return verifyAccessToken(issuer, 'any', keyring, token, now.getTime()).claims
+  } catch (err) {
+    if (!(err instanceof UnknownKidError) || !await keyring.catchUp(err.kid)) throw err
+    return verifyAccessToken(issuer, 'any', keyring, token, now.getTime()).claims
+  }
 }

@@ -45,7 +45,8 @@ export async function verifyRefreshToken (config: Pick<Config, 'issuer'>, keyrin
   if (header.typ !== 'rt+jwt') throw refuse('typ')
   if (header.crit !== undefined) throw refuse('crit')
   const kid = typeof header.kid === 'string' ? header.kid : ''
-  const key = keyring.refreshVerificationKey(kid)
+  // A kid not heard of yet may be another instance's new key: refusing it would log the client's user out (Keyring.catchUp).
+  const key = keyring.refreshVerificationKey(kid) ?? (await keyring.catchUp(kid) ? keyring.refreshVerificationKey(kid) : undefined)
   if (key === undefined) throw refuse('unknown kid')
   if (!rs256SignatureValid(segments, key.publicKey)) throw refuse('signature')
 

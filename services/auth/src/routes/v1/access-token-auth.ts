@@ -9,7 +9,7 @@ import type { App, Deps } from '../../http/app-types.js'
 import type { Config } from '../../config.js'
 import { InvalidTokenError } from '../../errors.js'
 import { isSessionLive } from '../../sessions/live.js'
-import { accessTokenVerifier } from '../../tokens/verify-access.js'
+import { accessTokenVerifier, UnknownKidError } from '../../tokens/verify-access.js'
 import { authorizationHeader } from '../../http/authorization.js'
 
 export interface Principal {
@@ -61,12 +61,26 @@ export function accessTokenAuth (config: Pick<Config, 'issuer' | 'audience'>, de
   requireLiveSession: (request: FastifyRequest) => Promise<void>
 } {
   const verifier = accessTokenVerifier(config, deps.keyring)
+  const admit = (request: FastifyRequest, token: string): void => {
+    const claims = verifier.verify(token, deps.clock())
+    request.principal = { userId: claims.sub, sessionId: claims.sid, clientId: claims.clientId, scope: claims.scope }
+  }
   const authenticate = function authenticate (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void {
+    let token: string | undefined
     try {
-      const claims = verifier.verify(bearerToken(request), deps.clock())
-      request.principal = { userId: claims.sub, sessionId: claims.sid, clientId: claims.clientId, scope: claims.scope }
+      token = bearerToken(request)
+      admit(request, token)
     } catch (err) {
-      done(err as Error)
+      // Only a kid not heard of yet waits on a promise (Keyring.catchUp): a known kid's request stays synchronous.
+      if (!(err instanceof UnknownKidError) || token === undefined) {
+        done(err as Error)
+        return
+      }
+      const presented = token
+      deps.keyring.catchUp(err.kid).then((held) => {
+        if (held) admit(request, presented)
+        done(held ? undefined : err)
+      }).catch((retryErr: unknown) => { done(retryErr as Error) })
       return
     }
     done()
