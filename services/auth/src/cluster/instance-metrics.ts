@@ -18,7 +18,7 @@
  */
 import { AggregatorRegistry, type Registry } from 'prom-client'
 
-type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>
+export type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>
 
 /** A worker that does not answer within this counts with its last answer rather than hanging the scrape. */
 export const WORKER_METRICS_TIMEOUT_MS = 2000

@@ -29,12 +29,11 @@ import { HashingProcess } from '../passwords/hashing-engine.js'
 import { hashingShare, PasswordHasher } from '../passwords/hasher.js'
 import { listenForMetrics } from '../routes/metrics.js'
 import { hashingHandlers, isHashingRefusal } from './hashing.js'
-import { InstanceMetrics, WORKER_METRICS_TIMEOUT_MS } from './instance-metrics.js'
+import { InstanceMetrics, WORKER_METRICS_TIMEOUT_MS, type MetricsJson } from './instance-metrics.js'
 import { PRIMARY_POOL, workerPoolSize } from './pool.js'
 import { rateLimitCounter } from './rate-limit.js'
 import { StartupError } from './startup.js'
 import { answer, Asker, isAnswer, isAsk, isNotice, notice, type Notice, type Send } from '../util/rpc.js'
-import type { Registry } from 'prom-client'
 
 /** What a worker needs from the primary before it can serve: `keys` is the primary's keyring (keys/share.ts). */
 export interface Boot { databaseUrl: string, kek: string, keys: SharedKey[], poolSize: number, hashingSaturated: boolean, hashingShare: number, clientFeed: ClientFeedState }
@@ -104,9 +103,11 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
       logger.warn('sign-up is open while SimpleJWT compatibility is on: anyone can claim a Django username that is not imported yet; set TESSERA_SIGNUP=closed until the import is done (docs/migrating-from-simplejwt.md)')
     }
 
-    const workers = new Set<Worker>()
+    // Each with its own Asker: when a worker's channel closes, what was asked
+    // of it fails at once (failAll) rather than at its timeout.
+    const workers = new Map<Worker, Asker>()
     const broadcast = (message: Notice): void => {
-      for (const worker of workers) if (worker.isConnected()) worker.send(message)
+      for (const worker of workers.keys()) if (worker.isConnected()) worker.send(message)
     }
 
     // Started beside the workers rather than before them: both take a while to load.
@@ -135,21 +136,13 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
       }
     })
     const metrics = createMetrics({ hasher, keyring, pool: connection.pool, keyRotation: config.keyRotation, keyPublishLead: config.keyPublishLead, clock: () => new Date() })
-    const asker = new Asker()
     let draining = false
     // Whether client changes are heard now; the epoch lets a worker tell the latest telling from an older one (boot's answer and a notice can cross).
     let clientFeed: ClientFeedState = { live: false, epoch: 0 }
     const boot = (): Boot => ({ databaseUrl: url, kek: kek.toString('base64url'), keys: shareKeys(keyring), poolSize: workerPoolSize(config.workers), hashingSaturated, hashingShare: hashingShare(hasher, config.workers), clientFeed })
     const instanceMetrics = new InstanceMetrics(metrics.registry)
-    type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>
-    // A worker that dies while asked never answers: the scrape goes on at its death rather than waiting out the timeout.
-    const askMetrics = async (worker: Worker): Promise<MetricsJson> => await new Promise<MetricsJson>((resolve, reject) => {
-      const gone = (): void => { reject(new Error('the worker exited')) }
-      worker.once('disconnect', gone)
-      asker.ask<MetricsJson>(sendTo(worker), 'metrics-json', null, WORKER_METRICS_TIMEOUT_MS).then(resolve, reject).finally(() => worker.off('disconnect', gone))
-    })
-    const renderInstanceMetrics = async (): Promise<string> => await instanceMetrics.render([...workers].filter((w) => w.isConnected())
-      .map((w) => ({ id: w.id, metrics: async () => await askMetrics(w) })))
+    const renderInstanceMetrics = async (): Promise<string> => await instanceMetrics.render([...workers].filter(([w]) => w.isConnected())
+      .map(([w, asker]) => ({ id: w.id, metrics: async () => await asker.ask<MetricsJson>(sendTo(w), 'metrics-json', null, WORKER_METRICS_TIMEOUT_MS) })))
     const handlers = {
       boot,
       ...hashingHandlers(hasher),
@@ -187,12 +180,13 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     const respawns = new Set<NodeJS.Timeout>()
     const fork = (): Worker => {
       const worker = cluster.fork()
-      workers.add(worker)
+      const asker = new Asker()
+      workers.set(worker, asker)
       let listened = false
       worker.on('message', (message: unknown) => {
         if (isAsk(message)) answer(sendTo(worker), message, handlers, isHashingRefusal, (err, kind) => logger.error({ err, kind }, 'a worker\'s request failed in the primary'))
         else if (isAnswer(message)) asker.settle(message)
-        else if (isNotice(message) && message.kind === 'final-metrics') instanceMetrics.workerFinished(worker.id, message.body as Awaited<ReturnType<Registry['getMetricsAsJSON']>>)
+        else if (isNotice(message) && message.kind === 'final-metrics') instanceMetrics.workerFinished(worker.id, message.body as MetricsJson)
         else if (isNotice(message) && message.kind === 'listening') {
           listened = true
           failedStarts = 0
@@ -204,7 +198,10 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
       })
       // On the channel's close, not the exit: a drained worker's final counts,
       // sent just before it exits, can be read after its exit is seen, never after the close.
-      worker.once('disconnect', () => { instanceMetrics.workerExited(worker.id) })
+      worker.once('disconnect', () => {
+        asker.failAll('the worker exited')
+        instanceMetrics.workerExited(worker.id)
+      })
       worker.once('exit', (code, signal) => {
         workers.delete(worker)
         if (draining) return
@@ -243,7 +240,7 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
       engine.ready.catch((err: unknown) => starting?.failed(`the hashing process did not start: ${(err as Error).message}`))
     }).catch(async (err: unknown) => {
       draining = true
-      for (const worker of workers) worker.kill()
+      for (const worker of workers.keys()) worker.kill()
       throw err
     })
 
@@ -255,7 +252,7 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
       close: async () => {
         draining = true
         for (const respawn of respawns) clearTimeout(respawn)
-        const exited = [...workers].map(async (worker) => await new Promise((resolve) => {
+        const exited = [...workers.keys()].map(async (worker) => await new Promise((resolve) => {
           if (worker.isDead()) resolve(undefined)
           else worker.once('exit', resolve)
         }))
