@@ -9,7 +9,7 @@ import { findClient, listClients, type ClientView } from '../clients/find.js'
 import { ClientRuleError, createClient } from '../clients/register.js'
 import { rotateClientSecret } from '../clients/rotate-secret.js'
 import type { CommandContext } from './context.js'
-import { CliError, parseCommandLine, formatTable } from './output.js'
+import { CliError, parseCommandLine, formatTable, refuseForeignFlags } from './output.js'
 
 const USAGE = 'usage: tessera clients create CLIENT_ID [--confidential] [--grants G,G] [--scopes "a b"] [--resources URI,URI] | list | show ID | rotate-secret ID [--grace 24h] | disable ID | delete ID'
 const OPERATOR = { actor: 'operator', userAgent: 'tessera-cli' }
@@ -69,8 +69,7 @@ function options (ctx: CommandContext): { values: Record<string, string | boolea
   const [action] = positionals
   const own = action === undefined ? undefined : ACTION_FLAGS[action]
   if (own === undefined || positionals.length !== (action === 'list' ? 1 : 2)) throw new CliError(USAGE, 2)
-  const foreign = Object.keys(values).find((flag) => flag !== 'json' && !own.includes(flag))
-  if (foreign !== undefined) throw new CliError(`--${foreign} is not a flag of clients ${action ?? ''}\n${USAGE}`, 2)
+  refuseForeignFlags('clients', action ?? '', values, own, USAGE)
   return { values, id: positionals[1] }
 }
 

@@ -12,7 +12,7 @@ import { revokeKey, UnknownKeyError } from '../keys/revoke-key.js'
 import { rewrapKeys, SameKekError } from '../keys/rewrap.js'
 import { rotateKeys } from '../keys/rotate.js'
 import type { CommandContext } from './context.js'
-import { CliError, fileProblem, parseCommandLine, formatTable } from './output.js'
+import { CliError, fileProblem, parseCommandLine, formatTable, refuseForeignFlags } from './output.js'
 
 const USAGE = 'usage: tessera keys list | rotate [--now] | revoke KID | rewrap --new-kek-file FILE'
 const OPERATOR = { actor: 'operator', userAgent: 'tessera-cli' }
@@ -176,9 +176,7 @@ export async function keysCommand (ctx: CommandContext): Promise<void> {
   const [action, kid, ...extra] = parsed.positionals
   const own = action === undefined ? undefined : ACTION_FLAGS[action]
   if (own === undefined || extra.length > 0 || (kid !== undefined && action !== 'revoke')) throw new CliError(USAGE, 2)
-  // Parsed together, each action's flags are every action's: `keys rotate --new-kek-file F` must not rotate and ignore F.
-  const foreign = Object.keys(parsed.values).find((flag) => flag !== 'json' && !own.includes(flag))
-  if (foreign !== undefined) throw new CliError(`--${foreign} is not a flag of keys ${action ?? ''}\n${USAGE}`, 2)
+  refuseForeignFlags('keys', action ?? '', parsed.values, own, USAGE)
   // A missing argument is told before anything connects or reads the KEK, so it always exits 2.
   const argument = action === 'revoke' ? requiredArgument(kid) : action === 'rewrap' ? requiredArgument(parsed.values['new-kek-file']) : ''
   const { db } = await ctx.connection()

@@ -28,6 +28,16 @@ export function parseCommandLine<T extends ParseArgsConfig> (config: T, usage: s
   }
 }
 
+/**
+ * Parsed together, each action's flags are every action's: one that is not
+ * the action's own (`--json` is every action's) is a usage error, never
+ * ignored (`keys rotate --new-kek-file F` must not rotate and drop F).
+ */
+export function refuseForeignFlags (command: string, action: string, values: Record<string, unknown>, own: readonly string[], usage: string): void {
+  const foreign = Object.keys(values).find((flag) => flag !== 'json' && !own.includes(flag))
+  if (foreign !== undefined) throw new CliError(`--${foreign} is not a flag of ${command} ${action}\n${usage}`, 2)
+}
+
 /** The flags of a command that takes no options of its own beyond these; `--json` is every command's. */
 export function commandFlags (argv: string[], usage: string, options: ParseArgsOptionsConfig = {}): Record<string, string | boolean | Array<string | boolean> | undefined> {
   return parseCommandLine({ args: argv, allowPositionals: true, strict: true, options: { json: { type: 'boolean' }, ...options } }, usage).values
