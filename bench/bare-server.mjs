@@ -2,8 +2,9 @@
 /**
  * The ceilings' server: a bare Fastify (default options, no plugins) in its
  * own process, as Tessera runs in its own; with BARE_WORKERS=N (N > 1) a
- * node:cluster of N such processes sharing one port, as Tessera's HTTP
- * workers share theirs. Routes:
+ * node:cluster of N such processes sharing one port as Tessera's HTTP
+ * workers share theirs (services/auth/src/cluster/port.ts: each listens itself
+ * with SO_REUSEPORT on Linux). Routes:
  *   GET  /jwks   the JWKS body Tessera serves, with its ETag (304 on If-None-Match) and the same
  *                headers (BARE_JWKS_HEADERS, and an x-request-id of BARE_REQUEST_ID_LENGTH characters,
  *                counted per process)
@@ -18,6 +19,7 @@
 import cluster from 'node:cluster'
 import Fastify from 'fastify'
 import pg from 'pg'
+import { sharedPortFor } from '@tessera/auth/cluster/port.js'
 import { LIVE_PROFILE_SQL as ME, LIVE_PROFILE_STATEMENT } from './lib/service.mjs'
 
 const workers = Number(process.env.BARE_WORKERS ?? 1)
@@ -53,10 +55,13 @@ async function serve () {
   for (const signal of ['SIGTERM', 'SIGINT']) {
     process.on(signal, () => { stopping ??= app.close().then(async () => { await pool.end() }).then(() => process.exit(0)) })
   }
-  // In a cluster worker, port 0 is the one port the primary picks for every worker (node:cluster shares it).
-  await app.listen({ port: 0, host: '127.0.0.1' })
+  // In a cluster worker, the port and the way of sharing it the primary chose for every worker.
+  const shared = cluster.isPrimary ? { port: 0, reusePort: false } : JSON.parse(process.env.BARE_SHARED_PORT ?? '')
+  await app.listen({ port: shared.port, host: '127.0.0.1', reusePort: shared.reusePort })
   const address = app.server.address()
-  return typeof address === 'object' && address !== null ? address.port : 0
+  const port = typeof address === 'object' && address !== null ? address.port : 0
+  process.send?.({ listening: port })
+  return port
 }
 
 /**
@@ -83,10 +88,12 @@ async function servePrimary (count) {
     process.stderr.write(`bare server: worker ${worker.process.pid} exited (${signal ?? code}); stopping the others\n`)
     stop(1)
   })
+  const shared = await sharedPortFor('127.0.0.1', 0)
   return await new Promise((resolve) => {
     let listening = 0
-    cluster.on('listening', (_worker, address) => { if (++listening === count) resolve(address.port) })
-    for (let i = 0; i < count; i++) cluster.fork()
+    // Told by each worker: with SO_REUSEPORT it listens without the primary, so node:cluster's 'listening' never comes.
+    cluster.on('message', (_worker, message) => { if (typeof message?.listening === 'number' && ++listening === count) resolve(message.listening) })
+    for (let i = 0; i < count; i++) cluster.fork({ BARE_SHARED_PORT: JSON.stringify(shared) })
   })
 }
 

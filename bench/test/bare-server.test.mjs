@@ -15,7 +15,7 @@ import { SCENARIOS } from '../lib/scenarios.mjs'
 
 const JWKS = '{"keys":[{"kty":"RSA","kid":"k1","n":"AQAB","e":"AQAB"}]}'
 const ETAG = '"jwks-etag"'
-/** Requests per kind (200, 304): each worker takes several, one after another. */
+/** Requests per kind (200, 304), one after another: the kernel hands each new connection to either worker, so both answer some (all 24 to one is 1 in 2^23). */
 const REQUESTS = 12
 
 /** @param {number} workers */
@@ -44,8 +44,7 @@ const alive = (pid) => {
 }
 
 /**
- * GET /jwks on a connection of its own each time, so node:cluster hands each
- * to a worker in turn.
+ * GET /jwks on a connection of its own each time, so either worker may take it.
  * @param {string} url @param {Record<string, string>} headers
  * @returns {Promise<{ status: number, body: string, etag: string | undefined, requestId: string }>}
  */
@@ -62,7 +61,7 @@ const getJwks = async (url, headers) => await new Promise((resolve, reject) => {
 /**
  * REQUESTS answers of each kind: the body with its ETag, then 304 for that
  * ETag. Each process counts its own request ids from 1, so an id seen twice
- * within a kind means two processes answered it; one process never repeats one.
+ * means two processes answered; one process never repeats one.
  * @param {string} url
  */
 async function answersOfEachKind (url) {
@@ -72,8 +71,8 @@ async function answersOfEachKind (url) {
   for (let i = 0; i < REQUESTS; i++) notModified.push(await getJwks(url, { 'if-none-match': ETAG }))
   for (const answer of full) assert.deepEqual([answer.status, answer.body, answer.etag], [200, JWKS, ETAG])
   for (const answer of notModified) assert.deepEqual([answer.status, answer.body, answer.etag], [304, '', ETAG])
-  const repeated = (/** @type {{ requestId: string }[]} */ answers) => answers.length - new Set(answers.map((a) => a.requestId)).size
-  return { repeated200: repeated(full), repeated304: repeated(notModified) }
+  const answers = [...full, ...notModified]
+  return answers.length - new Set(answers.map((a) => a.requestId)).size
 }
 
 test('BARE_WORKERS=2: two processes answer /jwks on one port, 200 and 304, and SIGTERM stops them all', async (t) => {
@@ -82,9 +81,7 @@ test('BARE_WORKERS=2: two processes answer /jwks on one port, 200 and 304, and S
   const workers = children(server.pid)
   assert.equal(workers.length, 2, 'the primary forked two workers')
 
-  const { repeated200, repeated304 } = await answersOfEachKind(server.url)
-  assert.ok(repeated200 > 0, 'the 200 answers came from two processes (a request id counted twice)')
-  assert.ok(repeated304 > 0, 'the 304 answers came from two processes')
+  assert.ok(await answersOfEachKind(server.url) > 0, 'the answers came from two processes (a request id counted twice)')
 
   assert.equal(await server.stop(), 0, 'a clean exit')
   assert.deepEqual(workers.filter(alive), [], 'no worker outlives the primary')
@@ -94,7 +91,7 @@ test('by default the bare server is one process: nothing forked, no request id r
   const server = await bare(1)
   t.after(async () => { await server.stop() })
   assert.deepEqual(children(server.pid), [])
-  assert.deepEqual(await answersOfEachKind(server.url), { repeated200: 0, repeated304: 0 })
+  assert.equal(await answersOfEachKind(server.url), 0)
   assert.equal(await server.stop(), 0)
 })
 

@@ -36,7 +36,7 @@ async function hit (worker: BatchedRateLimiter, key: string, max: number): Promi
   })
 }
 
-/** Requests one after another, alternating workers as node:cluster spreads new connections; how many the limit let through. */
+/** Requests one after another, alternating workers as new connections spread over them; how many the limit let through. */
 async function admitted (workers: BatchedRateLimiter[], key: string, max: number, requests: number): Promise<number> {
   let passed = 0
   for (let i = 0; i < requests; i++) {

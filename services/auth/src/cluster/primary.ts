@@ -6,7 +6,7 @@
  * changes, relayed to every worker), owns the hashing queue in front of the hashing
  * process, the per-IP counters and the instance's metrics, and forks
  * `config.workers` HTTP workers (cluster/worker.ts), which share the port
- * through node:cluster. Drain: every worker finishes its in-flight requests
+ * (cluster/port.ts). Drain: every worker finishes its in-flight requests
  * and exits, then the rest closes in reverse order.
  * @module
  */
@@ -31,12 +31,13 @@ import { listenForMetrics } from '../routes/metrics.js'
 import { hashingHandlers, isHashingRefusal } from './hashing.js'
 import { InstanceMetrics, WORKER_METRICS_TIMEOUT_MS, type MetricsJson } from './instance-metrics.js'
 import { PRIMARY_POOL, workerPoolSize } from './pool.js'
+import { sharedPortFor, type SharedPort } from './port.js'
 import { rateLimitCounter } from './rate-limit.js'
 import { StartupError } from './startup.js'
 import { answer, Asker, isAnswer, isAsk, isNotice, notice, type Notice, type Send } from '../util/rpc.js'
 
 /** What a worker needs from the primary before it can serve: `keys` is the primary's keyring (keys/share.ts). */
-export interface Boot { databaseUrl: string, kek: string, keys: SharedKey[], poolSize: number, hashingSaturated: boolean, hashingShare: number, clientFeed: ClientFeedState }
+export interface Boot { databaseUrl: string, kek: string, keys: SharedKey[], poolSize: number, hashingSaturated: boolean, hashingShare: number, clientFeed: ClientFeedState, listen: SharedPort }
 
 /** A worker that keeps exiting before it listens (its start fails) is forked again after this back-off, doubling up to the last. */
 const RESPAWN_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 16_000, 30_000]
@@ -139,7 +140,7 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     let draining = false
     // Whether client changes are heard now; the epoch lets a worker tell the latest telling from an older one (boot's answer and a notice can cross).
     let clientFeed: ClientFeedState = { live: false, epoch: 0 }
-    const boot = (): Boot => ({ databaseUrl: url, kek: kek.toString('base64url'), keys: shareKeys(keyring), poolSize: workerPoolSize(config.workers), hashingSaturated, hashingShare: hashingShare(hasher, config.workers), clientFeed })
+    const boot = (): Boot => ({ databaseUrl: url, kek: kek.toString('base64url'), keys: shareKeys(keyring), poolSize: workerPoolSize(config.workers), hashingSaturated, hashingShare: hashingShare(hasher, config.workers), clientFeed, listen })
     const instanceMetrics = new InstanceMetrics(metrics.registry)
     const renderInstanceMetrics = async (): Promise<string> => await instanceMetrics.render([...workers].filter(([w]) => w.isConnected())
       .map(([w, asker]) => ({ id: w.id, metrics: async () => await asker.ask<MetricsJson>(sendTo(w), 'metrics-json', null, WORKER_METRICS_TIMEOUT_MS) })))
@@ -152,6 +153,8 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     // TESSERA_METRICS_PORT: the primary serves the whole instance's scrape itself, apart from client traffic.
     const metricsListener = config.metricsPort === undefined ? undefined : await listenForMetrics(metrics.registry, renderInstanceMetrics, config.host, config.metricsPort)
     if (metricsListener !== undefined) stops.unshift(async () => { await metricsListener.close() })
+    // After the metrics listener: PORT equal to TESSERA_METRICS_PORT fails here, named as both.
+    const listen = await sharedPortFor(config.host, config.port)
 
     const jobs = await startBackgroundJobs({
       config,

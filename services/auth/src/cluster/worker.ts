@@ -11,6 +11,7 @@
  * exits at once when the primary is gone.
  * @module
  */
+import type { FastifyListenOptions } from 'fastify'
 import type { Logger } from 'pino'
 import { buildApp } from '../app.js'
 import { ClientCache, type ClientFeedState } from '../clients/cache.js'
@@ -114,7 +115,9 @@ export async function startWorker (config: Config, logger: Logger, onDrain: (why
     const own = createMetrics({ pool: connection.pool, render: async () => await ask<string>('metrics', null) })
     metrics = own
     const app = await buildApp(config, { db: connection.db, logger, keyring, hasher, metrics: own, clock: () => new Date(), rateLimitStore: instanceRateLimitStore(ask), clientCache })
-    const address = await app.listen({ port: config.port, host: config.host })
+    // Fastify's listen options lack reusePort in their type; it passes them to node:net, which has it.
+    const listenOptions: FastifyListenOptions & { reusePort: boolean } = { port: boot.listen.port, host: config.host, reusePort: boot.listen.reusePort }
+    const address = await app.listen(listenOptions)
     send(notice('listening', address))
     return {
       close: async () => {

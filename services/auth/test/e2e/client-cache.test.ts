@@ -16,7 +16,7 @@ import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { within } from '../helpers/http.js'
 import { runCli, startServer } from '../helpers/server.js'
 
-/** A client_credentials request on a connection of its own, so node:cluster spreads them over both workers. */
+/** A client_credentials request on a connection of its own, so the kernel spreads them over both workers. */
 async function serviceToken (url: string, clientId: string, secret: string): Promise<string> {
   return await new Promise((resolve, reject) => {
     const body = 'grant_type=client_credentials'
@@ -39,8 +39,8 @@ async function serviceToken (url: string, clientId: string, secret: string): Pro
   })
 }
 
-/** What `n` requests on fresh connections answered, each distinct answer once. */
-async function answers (url: string, clientId: string, secret: string, n = 8): Promise<string[]> {
+/** What `n` requests on fresh connections answered, each distinct answer once: enough that both workers answer some (all on one is 1 in 2^15). */
+async function answers (url: string, clientId: string, secret: string, n = 16): Promise<string[]> {
   const seen = new Set<string>()
   for (let i = 0; i < n; i++) seen.add(await serviceToken(url, clientId, secret))
   return [...seen].sort()

@@ -2,7 +2,7 @@
  * A configuration error stops the real process with one line on stderr and
  * exit code 1 (the in-process checks of the same errors are in config.test.ts).
  */
-import { freePort, runProcess } from '@tessera/testkit'
+import { freePort, runProcess, spawnProcess } from '@tessera/testkit'
 import t from 'tap'
 import { createServer, type AddressInfo } from 'node:net'
 import { createTestDatabase } from '../helpers/db.js'
@@ -51,4 +51,16 @@ t.test('a port already taken is named by the setting that asked for it', async (
   const both = await runProcess(process.execPath, [SERVER_ENTRY], { env: { ...env, PORT: '0', TESSERA_METRICS_PORT: port } })
   t.equal(both.code, 1)
   t.match(both.stderr, `tessera: TESSERA_METRICS_PORT=${port}: the address is already in use (another process listens there)`)
+})
+
+t.test('a second instance on the port a running one serves is refused, not let share it: its workers would take half the connections', async (t) => {
+  const env = { DATABASE_URL: await createTestDatabase(t), TESSERA_KEK: 'a'.repeat(43), TESSERA_WORKERS: '2' }
+  const first = await startServer(t, env)
+  const port = new URL(first.url).port
+  const second = spawnProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', ...env, PORT: port } })
+  // Stopped if it serves after all, rather than outliving a failed test.
+  t.teardown(async () => { await second.stop('SIGKILL') })
+  t.equal(await second.closed, 1)
+  t.match(second.stderr(), `tessera: PORT=${port}: the address is already in use (another process listens there)`)
+  t.equal((await fetch(`${first.url}/healthz`)).status, 200, 'the first serves on')
 })
