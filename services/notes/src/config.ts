@@ -115,7 +115,10 @@ export function loadConfig (env: Env): Config {
     audience: get(env, 'NOTES_AUDIENCE') ?? 'urn:tessera:notes',
     jwksTtlMs: integer(env, 'NOTES_JWKS_TTL', 300, 1, 86400) * 1000,
     jwksCooldownMs: integer(env, 'NOTES_JWKS_COOLDOWN', 30, 1, 86400) * 1000,
-    clockSkewMs: integer(env, 'NOTES_CLOCK_SKEW', 30, 0, 300) * 1000,
+    // At most the 60 s Tessera keeps a key published past the last token it
+    // signed could expire: more would accept tokens long expired, and only
+    // until their key leaves the JWKS (docs/integrators.md#clock-skew).
+    clockSkewMs: integer(env, 'NOTES_CLOCK_SKEW', 30, 0, 60) * 1000,
     logLevel: logLevel(env)
   }
 }

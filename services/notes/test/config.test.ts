@@ -41,3 +41,11 @@ t.test('NOTES_ISSUER and NOTES_JWKS_URL are http(s) URLs, as Tessera\'s issuer i
   t.equal(loadConfig({ ...base, NOTES_ISSUER: 'HTTPS://id.example' }).jwksUrl, 'https://id.example/.well-known/jwks.json')
   t.equal(loadConfig({ ...base, NOTES_JWKS_URL: 'http://nginx:8443/.well-known/jwks.json' }).jwksUrl, 'http://nginx:8443/.well-known/jwks.json')
 })
+
+t.test('NOTES_CLOCK_SKEW is at most 60 s, as docs/integrators.md says: Tessera keeps a key published only 60 s past its last token\'s exp', async (t) => {
+  const base = { DATABASE_URL: 'postgres://x@db/y' }
+  t.equal(loadConfig(base).clockSkewMs, 30_000)
+  t.equal(loadConfig({ ...base, NOTES_CLOCK_SKEW: '60' }).clockSkewMs, 60_000)
+  t.throws(() => loadConfig({ ...base, NOTES_CLOCK_SKEW: '61' }), new ConfigError('NOTES_CLOCK_SKEW="61" is invalid: expected a whole number from 0 to 60'))
+  t.throws(() => loadConfig({ ...base, NOTES_CLOCK_SKEW: '300' }), new ConfigError('NOTES_CLOCK_SKEW="300" is invalid: expected a whole number from 0 to 60'))
+})
