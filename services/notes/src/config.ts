@@ -113,7 +113,11 @@ export function loadConfig (env: Env): Config {
     jwksUrl: jwksUrl(env, issuer),
     // Notes is a registered resource of its own (RFC 8707): tokens for other APIs are refused.
     audience: get(env, 'NOTES_AUDIENCE') ?? 'urn:tessera:notes',
-    jwksTtlMs: integer(env, 'NOTES_JWKS_TTL', 300, 1, 86400) * 1000,
+    // At most the JWKS's max-age as Tessera serves it by default
+    // (TESSERA_JWKS_MAX_AGE, 5m): a copy kept longer trusts a revoked key that
+    // much longer, and may lack a key Tessera's publish lead assumes every
+    // verifier has by then. Less is always safe: one more fetch.
+    jwksTtlMs: integer(env, 'NOTES_JWKS_TTL', 300, 1, 300) * 1000,
     jwksCooldownMs: integer(env, 'NOTES_JWKS_COOLDOWN', 30, 1, 86400) * 1000,
     // At most the 60 s Tessera keeps a key published past the last token it
     // signed could expire: more would accept tokens long expired, and only

@@ -49,3 +49,11 @@ t.test('NOTES_CLOCK_SKEW is at most 60 s, as docs/integrators.md says: Tessera k
   t.throws(() => loadConfig({ ...base, NOTES_CLOCK_SKEW: '61' }), new ConfigError('NOTES_CLOCK_SKEW="61" is invalid: expected a whole number from 0 to 60'))
   t.throws(() => loadConfig({ ...base, NOTES_CLOCK_SKEW: '300' }), new ConfigError('NOTES_CLOCK_SKEW="300" is invalid: expected a whole number from 0 to 60'))
 })
+
+t.test('NOTES_JWKS_TTL is at most 300 s, Tessera\'s default JWKS max-age: a day-old copy would trust a revoked key for a day', async (t) => {
+  const base = { DATABASE_URL: 'postgres://x@db/y' }
+  t.equal(loadConfig(base).jwksTtlMs, 300_000)
+  t.equal(loadConfig({ ...base, NOTES_JWKS_TTL: '1' }).jwksTtlMs, 1000)
+  t.throws(() => loadConfig({ ...base, NOTES_JWKS_TTL: '301' }), new ConfigError('NOTES_JWKS_TTL="301" is invalid: expected a whole number from 1 to 300'))
+  t.throws(() => loadConfig({ ...base, NOTES_JWKS_TTL: '86400' }), new ConfigError('NOTES_JWKS_TTL="86400" is invalid: expected a whole number from 1 to 300'))
+})
