@@ -103,6 +103,19 @@ function jwksUrl (env: Env, issuer: string): string {
   return new URL(value).toString().replace(/\/+$/, '')
 }
 
+/**
+ * Notes is a registered resource of its own (RFC 8707): tokens for other APIs
+ * are refused. A blank audience (an empty NOTES_AUDIENCE_FILE) stops the start:
+ * fast-jwt checks `aud` only when given a non-empty one, so every token of
+ * the issuer, whatever API it was for, was accepted. As Tessera's
+ * TESSERA_AUDIENCE, no whitespace (no token's aud would match) and no comma.
+ */
+function audience (env: Env): string {
+  const value = get(env, 'NOTES_AUDIENCE') ?? 'urn:tessera:notes'
+  if (!/^[^\s,]+$/.test(value)) throw new ConfigError(`NOTES_AUDIENCE=${JSON.stringify(value)} is invalid: expected one audience, without spaces or commas (the resource tokens for notes name in aud)`)
+  return value
+}
+
 export function loadConfig (env: Env): Config {
   const issuer = issuerUrl(env)
   return {
@@ -111,8 +124,7 @@ export function loadConfig (env: Env): Config {
     databaseUrl: url(env, 'DATABASE_URL', undefined),
     issuer,
     jwksUrl: jwksUrl(env, issuer),
-    // Notes is a registered resource of its own (RFC 8707): tokens for other APIs are refused.
-    audience: get(env, 'NOTES_AUDIENCE') ?? 'urn:tessera:notes',
+    audience: audience(env),
     // At most the JWKS's max-age as Tessera serves it by default
     // (TESSERA_JWKS_MAX_AGE, 5m): a copy kept longer trusts a revoked key that
     // much longer, and may lack a key Tessera's publish lead assumes every

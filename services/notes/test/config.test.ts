@@ -57,3 +57,18 @@ t.test('NOTES_JWKS_TTL is at most 300 s, Tessera\'s default JWKS max-age: a day-
   t.throws(() => loadConfig({ ...base, NOTES_JWKS_TTL: '301' }), new ConfigError('NOTES_JWKS_TTL="301" is invalid: expected a whole number from 1 to 300'))
   t.throws(() => loadConfig({ ...base, NOTES_JWKS_TTL: '86400' }), new ConfigError('NOTES_JWKS_TTL="86400" is invalid: expected a whole number from 1 to 300'))
 })
+
+t.test('a blank NOTES_AUDIENCE stops the start: fast-jwt checks aud only when given one, so tokens for any API passed', async (t) => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'notes-audience-'))
+  t.teardown(async () => { await fs.rm(dir, { recursive: true, force: true }) })
+  const base = { DATABASE_URL: 'postgres://x@db/y' }
+  const file = path.join(dir, 'audience')
+  await fs.writeFile(file, '\n')
+  const expected = 'is invalid: expected one audience, without spaces or commas (the resource tokens for notes name in aud)'
+  t.throws(() => loadConfig({ ...base, NOTES_AUDIENCE_FILE: file }), new ConfigError(`NOTES_AUDIENCE="" ${expected}`), 'an empty secret file')
+  t.throws(() => loadConfig({ ...base, NOTES_AUDIENCE: ' ' }), new ConfigError(`NOTES_AUDIENCE=" " ${expected}`))
+  t.throws(() => loadConfig({ ...base, NOTES_AUDIENCE: 'urn:a,urn:b' }), new ConfigError(`NOTES_AUDIENCE="urn:a,urn:b" ${expected}`), 'one audience: Tessera splits TESSERA_AUDIENCE at commas, so no aud holds one')
+  t.equal(loadConfig({ ...base, NOTES_AUDIENCE: '' }).audience, 'urn:tessera:notes', 'an empty variable is unset, as every setting\'s is: the default')
+  await fs.writeFile(file, 'api\n')
+  t.equal(loadConfig({ ...base, NOTES_AUDIENCE_FILE: file }).audience, 'api')
+})
