@@ -103,6 +103,13 @@ function jwksUrl (env: Env, issuer: string): string {
   return new URL(value).toString().replace(/\/+$/, '')
 }
 
+/** As Tessera checks its HOST: one that no lookup could resolve fails here, named, not at listen. */
+function host (env: Env): string {
+  const value = get(env, 'HOST') ?? '127.0.0.1'
+  if (!/^[A-Za-z0-9.:_-]+$/.test(value)) throw new ConfigError(`HOST=${JSON.stringify(value)} is invalid: expected an IP address or host name`)
+  return value
+}
+
 /**
  * Notes is a registered resource of its own (RFC 8707): tokens for other APIs
  * are refused. A blank audience (an empty NOTES_AUDIENCE_FILE) stops the start:
@@ -120,7 +127,7 @@ export function loadConfig (env: Env): Config {
   const issuer = issuerUrl(env)
   return {
     port: integer(env, 'PORT', 8201, 0, 65535),
-    host: get(env, 'HOST') ?? '127.0.0.1',
+    host: host(env),
     databaseUrl: url(env, 'DATABASE_URL', undefined),
     issuer,
     jwksUrl: jwksUrl(env, issuer),

@@ -4,10 +4,29 @@
  */
 import closeWithGrace from 'close-with-grace'
 import { pino } from 'pino'
-import { buildApp } from './app.js'
-import { ConfigError, loadConfig } from './config.js'
+import { buildApp, type App } from './app.js'
+import { ConfigError, loadConfig, type Config } from './config.js'
 import { connect, migrate } from './db.js'
 import { createKeySource } from './keys.js'
+
+/**
+ * Listening fails for an address this machine does not have or a port taken:
+ * Node's error names neither setting ("getaddrinfo ENOTFOUND …"), so the
+ * one line says which to change, as Tessera's does.
+ */
+async function listen (app: App, config: Config): Promise<string> {
+  try {
+    return await app.listen({ port: config.port, host: config.host })
+  } catch (err) {
+    const { code, message } = err as NodeJS.ErrnoException
+    const host = `HOST=${JSON.stringify(config.host)}`
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') throw new ConfigError(`${host} does not resolve to an address (${message})`)
+    if (code === 'EADDRNOTAVAIL') throw new ConfigError(`${host} is not an address of this machine (${message})`)
+    if (code === 'EADDRINUSE') throw new ConfigError(`PORT=${config.port}: the address is already in use (another process listens there): ${message}`)
+    if (code === 'EACCES') throw new ConfigError(`PORT=${config.port}: this process may not listen there (a port below 1024 needs privileges): ${message}`)
+    throw err
+  }
+}
 
 async function main (): Promise<void> {
   const config = loadConfig(process.env)
@@ -19,7 +38,7 @@ async function main (): Promise<void> {
     await app.close()
     await db.destroy()
   })
-  const address = await app.listen({ port: config.port, host: config.host })
+  const address = await listen(app, config)
   logger.info({ address, issuer: config.issuer, jwks: config.jwksUrl }, 'notes is serving')
 }
 

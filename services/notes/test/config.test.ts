@@ -72,3 +72,11 @@ t.test('a blank NOTES_AUDIENCE stops the start: fast-jwt checks aud only when gi
   await fs.writeFile(file, 'api\n')
   t.equal(loadConfig({ ...base, NOTES_AUDIENCE_FILE: file }).audience, 'api')
 })
+
+t.test('HOST is an IP address or host name, as Tessera takes it, or one line names it', async (t) => {
+  const base = { DATABASE_URL: 'postgres://x@db/y' }
+  t.equal(loadConfig(base).host, '127.0.0.1')
+  t.equal(loadConfig({ ...base, HOST: '::' }).host, '::')
+  t.throws(() => loadConfig({ ...base, HOST: 'a b' }), new ConfigError('HOST="a b" is invalid: expected an IP address or host name'))
+  t.throws(() => loadConfig({ ...base, HOST: 'http://0.0.0.0' }), new ConfigError('HOST="http://0.0.0.0" is invalid: expected an IP address or host name'))
+})

@@ -1,0 +1,34 @@
+/**
+ * The compiled server, its own process, on a database of its own: an
+ * address it cannot listen on stops it with one line naming the setting.
+ */
+import { createServer, type AddressInfo } from 'node:net'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { runProcess } from '@tessera/testkit'
+import { createTestDatabase } from '../helpers.js'
+
+const SERVER = fileURLToPath(new URL('../../dist/server.js', import.meta.url))
+const databaseUrl = await createTestDatabase(t)
+
+async function start (env: Record<string, string>): Promise<{ code: number | null, stderr: string }> {
+  return await runProcess(process.execPath, [SERVER], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: databaseUrl, PORT: '0', ...env } })
+}
+
+t.test('a HOST this machine cannot listen on, or a PORT taken, is named in the one line the start fails with', async (t) => {
+  const unresolved = await start({ HOST: 'nosuch.invalid' })
+  t.equal(unresolved.code, 1)
+  t.match(unresolved.stderr, /^notes: HOST="nosuch\.invalid" does not resolve to an address \(getaddrinfo (ENOTFOUND|EAI_AGAIN) nosuch\.invalid\)\n$/)
+  // TEST-NET-1 (RFC 5737): no machine has it.
+  const elsewhere = await start({ HOST: '192.0.2.1' })
+  t.equal(elsewhere.code, 1)
+  t.match(elsewhere.stderr, /^notes: HOST="192\.0\.2\.1" is not an address of this machine \(listen EADDRNOTAVAIL: .*\)\n$/)
+
+  const taken = createServer()
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { taken.close() })
+  const port = (taken.address() as AddressInfo).port
+  const inUse = await start({ HOST: '127.0.0.1', PORT: String(port) })
+  t.equal(inUse.code, 1)
+  t.match(inUse.stderr, new RegExp(`^notes: PORT=${port}: the address is already in use \\(another process listens there\\): listen EADDRINUSE: .*\\n$`))
+})
