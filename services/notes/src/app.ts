@@ -118,6 +118,9 @@ const ROUTED_METHODS = ['GET', 'HEAD', 'POST', 'DELETE'] as const
 /** The longest a request may take to arrive, body included (ms). */
 const ANSWER_TIMEOUT_MS = 30_000
 
+/** How many notes GET /notes answers at most, the newest; past it the answer says `truncated`. */
+const LIST_CAP = 500
+
 /** RFC 9068 §4: `at+jwt`, or the same media type written in full. */
 const AT_JWT = new Set(['at+jwt', 'application/at+jwt'])
 
@@ -240,11 +243,16 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
 
   app.get('/notes', {
     onRequest: requireScope(READ),
-    schema: { response: { 200: Type.Object({ notes: Type.Array(Note) }) } }
+    schema: { response: { 200: Type.Object({ notes: Type.Array(Note), truncated: Type.Boolean() }) } }
   }, async (request) => {
+    // One row past the cap tells a full list from a cut one: without
+    // `truncated` a client could not tell it had not got them all.
     const rows = await deps.db.selectFrom('notes.notes').select(['id', 'text', 'created_at'])
-      .where('owner', '=', request.userId).orderBy('created_at', 'desc').limit(500).execute()
-    return { notes: rows.map((row) => ({ ...row, created_at: row.created_at.toISOString() })) }
+      .where('owner', '=', request.userId).orderBy('created_at', 'desc').limit(LIST_CAP + 1).execute()
+    return {
+      notes: rows.slice(0, LIST_CAP).map((row) => ({ ...row, created_at: row.created_at.toISOString() })),
+      truncated: rows.length > LIST_CAP
+    }
   })
 
   app.post('/notes', {

@@ -111,3 +111,24 @@ t.test('a request Node\'s parser refuses (not HTTP, headers too large) is answer
     t.same(body, { type: 'about:blank', title: status.slice(4), status: Number(status.slice(0, 3)), detail })
   }
 })
+
+t.test('GET /notes answers the newest 500 notes, and says when there were more: a client is not left to think it got them all', async (t) => {
+  const owner = randomUUID()
+  const ownToken = forge({ alg: 'RS256', typ: 'at+jwt', kid: 'local' }, { iss: config.issuer, aud: config.audience, sub: owner, scope: 'notes:read', iat: now, exp: now + 600 },
+    (data) => sign('sha256', Buffer.from(data), privateKey))
+  const list = async (): Promise<{ notes: Array<{ text: string }>, truncated: unknown }> =>
+    (await request(`${base}/notes`, { headers: { authorization: `Bearer ${ownToken}` } })).json()
+  // Oldest first: note 1 a day ago, note 500 a minute ago.
+  await db.insertInto('notes.notes').values(Array.from({ length: 500 }, (_, i) => ({
+    owner, text: `note ${i + 1}`, created_at: sql<Date>`now() - make_interval(mins => ${500 - i})`
+  }))).execute()
+  const full = await list()
+  t.equal(full.notes.length, 500)
+  t.equal(full.truncated, false, 'exactly 500: all of them')
+  await db.insertInto('notes.notes').values({ owner, text: 'note 501' }).execute()
+  const cut = await list()
+  t.equal(cut.notes.length, 500)
+  t.equal(cut.truncated, true, 'one more: the answer says it is not all')
+  t.equal(cut.notes[0]?.text, 'note 501', 'the newest first')
+  t.equal(cut.notes[499]?.text, 'note 2', 'the oldest left out')
+})
