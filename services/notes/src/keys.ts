@@ -23,7 +23,7 @@
  * @module
  */
 import { KeyObject, type webcrypto } from 'node:crypto'
-import { createRemoteJWKSet, errors, type JWSHeaderParameters } from 'jose'
+import { createRemoteJWKSet, customFetch, errors, type FetchImplementation, type JWSHeaderParameters } from 'jose'
 
 export type KeySource = (kid: string, alg: string) => Promise<string>
 
@@ -38,8 +38,37 @@ export class JwksUnavailableError extends Error {
   readonly publicDetail: string
 }
 
+/** Far above any real key set: Tessera's holds a few RSA keys of under 1 KiB each. */
+export const JWKS_MAX_BYTES = 1024 * 1024
+
+/**
+ * fetch, but a body past JWKS_MAX_BYTES is a failed fetch: jose reads the
+ * body whole, and the URL is the operator's, yet a wrong one (a file server,
+ * a log endpoint) filled memory for up to jose's 5 s timeout. The body is
+ * still read within that timeout: the signal jose passes aborts it too.
+ */
+const boundedFetch: FetchImplementation = async (url, options) => {
+  const response = await fetch(url, options)
+  if (response.body === null) return response
+  const declared = Number(response.headers.get('content-length'))
+  if (declared > JWKS_MAX_BYTES) {
+    await response.body.cancel()
+    throw new Error(`the JWKS response is ${declared} bytes, more than the ${JWKS_MAX_BYTES} notes reads`)
+  }
+  const chunks: Uint8Array[] = []
+  let size = 0
+  // Leaving the loop (the throw) cancels the body, which closes the connection.
+  for await (const chunk of response.body) {
+    size += chunk.byteLength
+    if (size > JWKS_MAX_BYTES) throw new Error(`the JWKS response is more than the ${JWKS_MAX_BYTES} bytes notes reads`)
+    chunks.push(chunk)
+  }
+  // jose reads only the status and the JSON.
+  return new Response(Buffer.concat(chunks), { status: response.status })
+}
+
 export function createKeySource (jwksUrl: string, options: { cacheMaxAgeMs: number, cooldownMs: number }): KeySource {
-  const remote = createRemoteJWKSet(new URL(jwksUrl), { cacheMaxAge: options.cacheMaxAgeMs, cooldownDuration: options.cooldownMs })
+  const remote = createRemoteJWKSet(new URL(jwksUrl), { cacheMaxAge: options.cacheMaxAgeMs, cooldownDuration: options.cooldownMs, [customFetch]: boundedFetch })
   const pems = new WeakMap<object, string>()
   let failedAt = -Infinity
   const retryAfter = (): number => Math.max(1, Math.ceil((failedAt + options.cooldownMs - Date.now()) / 1000))
