@@ -15,7 +15,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Logger } from 'pino'
 import { ANSWER_TIMEOUT_MS, type Config } from './config.js'
 import type { App, Deps } from './http/app-types.js'
-import { answerUnparsedRequest, answerError, answerFrameworkError, unroutedHandler, type ErrorFormat } from './http/errors.js'
+import { unparsedRequestHandler, answerError, answerFrameworkError, unroutedHandler, type ErrorFormat } from './http/errors.js'
 import { firstRepeatedMember, isJson, PrototypeMemberError, RepeatedJsonMemberError, fromUtf8 } from './http/json-body.js'
 import { BODY_LIMIT } from './http/limits.js'
 import { registerHealthRoutes } from './routes/health.js'
@@ -69,6 +69,10 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // A request id is the gateway's to give: from anyone else it could forge log correlation.
   const trustedPeer = config.trustProxy.length > 0 ? proxyAddr.compile(config.trustProxy) : () => false
   const nextRequestId = requestIds()
+  const requestIdOf = (given: string | string[] | undefined, peer: string | undefined): string =>
+    typeof given === 'string' && REQUEST_ID.test(given) && peer !== undefined && trustedPeer(peer, 0) ? given : nextRequestId()
+  // Each route's error format, by path: filled in as routes are added (the onRoute hook below).
+  const errorFormats = new Map<string, ErrorFormat>()
   /** The request's one log line and its histogram sample; `elapsed` in ms, where Fastify did not time the request. */
   const recordRequest = (request: FastifyRequest, reply: FastifyReply, elapsed = reply.elapsedTime): void => {
     const route = request.routeOptions.url ?? 'unmatched'
@@ -88,12 +92,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     // One line per request, written by the onResponse hook below, instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     childLoggerFactory: (logger, bindings, options) => lazyChildLogger(logger as Logger, bindings, options),
-    genReqId: (req) => {
-      const given = req.headers['x-request-id']
-      if (given === undefined) return nextRequestId()
-      const peer = req.socket.remoteAddress
-      return typeof given === 'string' && REQUEST_ID.test(given) && peer !== undefined && trustedPeer(peer, 0) ? given : nextRequestId()
-    },
+    genReqId: (req) => requestIdOf(req.headers['x-request-id'], req.socket.remoteAddress),
     // The router answers these before any route or hook, and Fastify does not
     // time them: the request is timed and recorded here instead, once its
     // answer is sent or its client gone.
@@ -108,7 +107,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
       reply.raw.once('finish', record).once('close', record)
       return answerFrameworkError(err, request, reply)
     },
-    clientErrorHandler: answerUnparsedRequest,
+    clientErrorHandler: unparsedRequestHandler((path) => errorFormats.get(path), requestIdOf),
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
     bodyLimit: BODY_LIMIT,
     return503OnClosing: true,
@@ -222,7 +221,6 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     loginRoutes: new Set(['/oauth/token', ...(compat === undefined ? [] : [compat.login])])
   })
   // Each route declares its policy in its options' `config`; this applies it.
-  const errorFormats = new Map<string, ErrorFormat>()
   app.addHook('onRoute', (routeOptions) => {
     const policy = routeOptions.config
     if (policy?.errorFormat !== undefined) errorFormats.set(routeOptions.url, policy.errorFormat)

@@ -287,8 +287,42 @@ t.test('a request Node\'s parser refuses is answered in the contract\'s shape to
     const [head = '', body = ''] = answer.split('\r\n\r\n')
     t.match(head, new RegExp(`^HTTP/1.1 ${status} `), `${what}: ${status}`)
     t.match(head, /\r\ncontent-type: application\/problem\+json\r\n/i)
-    t.same(JSON.parse(body), { type: 'about:blank', title, status, detail: status === 431 ? 'the request\'s headers are larger than the server accepts' : 'the request is not valid HTTP' })
+    const id = /\r\nx-request-id: ([^\r]+)\r\n/i.exec(head)?.[1]
+    t.ok(id, `${what}: a request id`)
+    t.same(JSON.parse(body), { type: 'about:blank', title, status, detail: status === 431 ? 'the request\'s headers are larger than the server accepts' : 'the request is not valid HTTP', request_id: id })
   }
+})
+
+t.test('headers over Node\'s limit are refused in the route\'s own format, with a request id', async (t) => {
+  const { app, logs } = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on', TESSERA_TRUST_PROXY: '127.0.0.1', LOG_LEVEL: 'debug' })
+  const port = await listening(app)
+  const big = `X-Big: ${'a'.repeat(20_000)}\r\n`
+  const refused = async (path: string, extra = ''): Promise<{ head: string, body: unknown, id: string | undefined }> => {
+    const [head = '', body = ''] = (await rawAnswer(port, `POST ${path} HTTP/1.1\r\nHost: tessera.test\r\n${extra}${big}Content-Length: 0\r\n\r\n`)).split('\r\n\r\n')
+    return { head, body: JSON.parse(body), id: /\r\nx-request-id: ([^\r]+)\r\n/i.exec(head)?.[1] }
+  }
+  const detail = 'the request\'s headers are larger than the server accepts'
+  for (const path of ['/oauth/token', '/oauth/revoke?x=1']) {
+    const oauth = await refused(path)
+    t.match(oauth.head, /^HTTP\/1\.1 431 /, `${path}: 431`)
+    t.match(oauth.head, /\r\ncontent-type: application\/json; charset=utf-8\r\n/i)
+    t.match(oauth.head, /\r\ncache-control: no-store\r\n/i)
+    t.same(oauth.body, { error: 'invalid_request', error_description: detail }, `${path}: RFC 6749's invalid_request`)
+    t.ok(oauth.id, `${path}: X-Request-Id`)
+  }
+  const drf = await refused('/api/token/refresh/')
+  t.match(drf.head, /^HTTP\/1\.1 431 /)
+  t.same(drf.body, { detail }, 'SimpleJWT\'s route: DRF\'s {"detail"}')
+  const problem = await refused('/v1/users')
+  t.match(problem.head, /\r\ncontent-type: application\/problem\+json\r\n/i)
+  t.same(problem.body, { type: 'about:blank', title: 'Request Header Fields Too Large', status: 431, detail, request_id: problem.id })
+  const gateways = await refused('/v1/users', 'X-Request-Id: from-the-gateway-1\r\n')
+  t.equal(gateways.id, 'from-the-gateway-1', 'from the trusted peer, its X-Request-Id, as genReqId takes it')
+  t.match(gateways.body, { request_id: 'from-the-gateway-1' })
+  const twice = await refused('/v1/users', 'X-Request-Id: a-1\r\nX-Request-Id: a-2\r\n')
+  t.not(twice.id, 'a-1', 'one sent twice is nobody\'s')
+  t.not(twice.id, 'a-2')
+  t.ok(logs().split('\n').some((l) => l.includes('"msg":"unparsed request"') && l.includes(`"reqId":"${problem.id ?? ''}"`)), 'the log (at debug, as before) names it by its id')
 })
 
 t.test('refusals of a body say what to fix, not how the schema failed', async (t) => {

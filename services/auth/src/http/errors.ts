@@ -7,7 +7,7 @@
  * What an error carries as `detail` is logged; only the public text is sent.
  * @module
  */
-import type { Duplex } from 'node:stream'
+import type { Socket } from 'node:net'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { DrfError, InvalidTokenError, isDatabaseUnavailable, OAuthError, ProblemError } from '../errors.js'
 import type { App } from './app-types.js'
@@ -57,22 +57,60 @@ function unparsedRequest (code: string | undefined): [status: number, title: str
   return [400, 'Bad Request', 'the request is not valid HTTP']
 }
 
+/** What the bytes of a refused request say of it: the path it asked for and the X-Request-Id it came with. */
+interface RefusedRequest { path: string | undefined, givenId: string | undefined }
+
+const REQUEST_LINE = /^[A-Z]+ (\/[^ ?#]*)[^ ]* HTTP\/1\.[01]\r\n/
+const GIVEN_REQUEST_ID = /\r\nx-request-id:[ \t]*([^\r\n]*?)[ \t]*(?=\r\n)/gi
+
+/**
+ * Node hands the handler only the chunk its parser failed in (`rawPacket`):
+ * when it begins with the request line (a request sent at once, as the
+ * gateway sends one), the path and X-Request-Id are read from it; a chunk
+ * from further into the request names neither.
+ */
+function refusedRequest (raw: unknown): RefusedRequest {
+  if (!Buffer.isBuffer(raw)) return { path: undefined, givenId: undefined }
+  const text = raw.toString('latin1')
+  // The headers and the CRLF ending the last of them; the whole chunk when it ends before their end.
+  const end = text.indexOf('\r\n\r\n')
+  const head = end === -1 ? text : text.slice(0, end + 2)
+  const path = REQUEST_LINE.exec(head)?.[1]
+  if (path === undefined) return { path: undefined, givenId: undefined }
+  // Sent more than once, it is not one id: genReqId gets Node's joined value and refuses it too.
+  const given = [...head.matchAll(GIVEN_REQUEST_ID)].map((m) => m[1])
+  return { path, givenId: given.length === 1 ? given[0] : undefined }
+}
+
 /**
  * Fastify's `clientErrorHandler`: a request Node's parser refused (headers
- * over its limit, a malformed request line, a timeout) has no route, no
- * request id and no reply, so it is answered on the socket, as Fastify's own
- * handler does, but as problem+json rather than Fastify's error shape.
+ * over its limit, a malformed request line, a timeout) has no route and no
+ * reply, so it is answered on the socket, as Fastify's own handler does, but
+ * in the contract's shape: its route's format, found from the path when its
+ * request line can be read (`errorFormatOf`, problem+json otherwise), and a
+ * request id (`requestId`, as genReqId gives one, the gateway's if the peer
+ * is trusted) in X-Request-Id, the problem's body and the log.
  */
-export function answerUnparsedRequest (this: App, err: NodeJS.ErrnoException, socket: Duplex): void {
-  // A reset connection has nobody left to answer.
-  if (err.code === 'ECONNRESET' || socket.destroyed) return
-  const [status, title, detail] = unparsedRequest(err.code)
-  this.log.debug({ status, code: err.code }, 'unparsed request')
-  const body = JSON.stringify({ type: 'about:blank', title, status, detail })
-  if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`)
+export function unparsedRequestHandler (errorFormatOf: (path: string) => ErrorFormat | undefined, requestId: (given: string | undefined, peer: string | undefined) => string): (this: App, err: NodeJS.ErrnoException & { rawPacket?: unknown }, socket: Socket) => void {
+  return function answerUnparsedRequest (err, socket) {
+    // A reset connection has nobody left to answer.
+    if (err.code === 'ECONNRESET' || socket.destroyed) return
+    const [status, title, detail] = unparsedRequest(err.code)
+    const refused = refusedRequest(err.rawPacket)
+    const id = requestId(refused.givenId, socket.remoteAddress)
+    const format = refused.path === undefined ? undefined : errorFormatOf(refused.path)
+    this.log.debug({ reqId: id, status, code: err.code }, 'unparsed request')
+    const [type, headers, body] = format === 'oauth'
+      ? ['application/json; charset=utf-8', 'Cache-Control: no-store\r\nPragma: no-cache\r\n', { error: 'invalid_request', error_description: detail }]
+      : format === 'simplejwt'
+        ? ['application/json; charset=utf-8', '', { detail }]
+        : ['application/problem+json', '', { type: 'about:blank', title, status, detail, request_id: id }]
+    const json = JSON.stringify(body)
+    if (socket.writable) {
+      socket.write(`HTTP/1.1 ${status} ${title}\r\nContent-Type: ${type}\r\nContent-Length: ${Buffer.byteLength(json)}\r\nX-Request-Id: ${id}\r\nX-Content-Type-Options: nosniff\r\n${headers}Connection: close\r\n\r\n${json}`)
+    }
+    socket.destroy(err)
   }
-  socket.destroy(err)
 }
 
 /**

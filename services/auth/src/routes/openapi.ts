@@ -23,7 +23,7 @@ const ProblemBody = Type.Object({
   status: Type.Integer(),
   detail: Type.Optional(Type.String({ description: 'what to fix; never echoes secrets' })),
   instance: Type.Optional(Type.String({ description: 'the request path; absent from the gateway\'s own answers (its 400, 404, 405, 413, 429, 502, 504)' })),
-  request_id: Type.Optional(Type.String({ description: 'also in the X-Request-Id header and the logs; absent only when the request could not be read as HTTP (a 400 or 431 answered before any route)' }))
+  request_id: Type.Optional(Type.String({ description: 'also in the X-Request-Id header and the logs' }))
 }, { title: 'Problem', description: 'RFC 9457 problem details' })
 
 const OAuthErrorBody = Type.Object({

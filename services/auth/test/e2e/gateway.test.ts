@@ -339,6 +339,18 @@ t.test('through the gateway', async (t) => {
     const hugeHeader = await gateway.request('GET', '/v1/me', { headers: { authorization: `Bearer ${'a'.repeat(10_000)}` } })
     t.equal(hugeHeader.status, 400, 'a header line past Nginx\'s 8 KB buffers')
     t.match(hugeHeader.json(), { type: 'about:blank', title: 'Bad Request', status: 400 }, 'in problem+json, not an HTML page')
+    // Headers of 16-32 KB, each line under 8 KB: Nginx passes them, Node's parser refuses them (431), in the route's format.
+    const bulky = Object.fromEntries(Array.from({ length: 4 }, (_, i) => [`x-bulky-${i}`, 'a'.repeat(5000)]))
+    const overNode = async (path: string): Promise<Reply> => await gateway.request('POST', path, { body: 'a=b', headers: { 'content-type': 'application/x-www-form-urlencoded', ...bulky } })
+    const oauth431 = await overNode('/oauth/token')
+    t.same([oauth431.status, oauth431.json()], [431, { error: 'invalid_request', error_description: 'the request\'s headers are larger than the server accepts' }], 'headers over Node\'s limit on /oauth/token: RFC 6749\'s invalid_request')
+    t.equal(oauth431.headers['cache-control'], 'no-store')
+    const drf431 = await overNode('/api/token/')
+    t.same([drf431.status, drf431.json()], [431, { detail: 'the request\'s headers are larger than the server accepts' }], 'on SimpleJWT\'s login: DRF\'s {"detail"}')
+    const problem431 = await overNode('/v1/users')
+    t.same([problem431.status, problem431.headers['content-type']], [431, 'application/problem+json'], 'on /v1/users: problem+json')
+    t.match(problem431.headers['x-request-id'], /^[0-9a-f]{32}$/)
+    t.equal(problem431.json().request_id, problem431.headers['x-request-id'], 'naming the gateway\'s request id')
     // Request lines Nginx cannot read: its error page once was a named location, which it refuses for them (500, HTML).
     for (const line of ['GARBAGE', 'POST /oauth/token%00 HTTP/1.1', 'GET /../x HTTP/1.1']) {
       const raw = await rawRequest(gateway, `${line}\r\nHost: x\r\nConnection: close\r\n\r\n`)
