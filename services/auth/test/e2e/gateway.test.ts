@@ -352,12 +352,15 @@ t.test('through the gateway', async (t) => {
     t.match(problem431.headers['x-request-id'], /^[0-9a-f]{32}$/)
     t.equal(problem431.json().request_id, problem431.headers['x-request-id'], 'naming the gateway\'s request id')
     // Request lines Nginx cannot read: its error page once was a named location, which it refuses for them (500, HTML).
-    for (const line of ['GARBAGE', 'POST /oauth/token%00 HTTP/1.1', 'GET /../x HTTP/1.1']) {
+    for (const line of ['GARBAGE', 'GET /../x HTTP/1.1']) {
       const raw = await rawRequest(gateway, `${line}\r\nHost: x\r\nConnection: close\r\n\r\n`)
       t.match(raw, /^HTTP\/1\.1 400 Bad Request\r\n/, `${line}: 400`)
       t.match(raw, /\r\ncontent-type: application\/problem\+json\r\n/i, `${line}: in problem+json`)
       t.match(raw, /\r\n\r\n\{"type":"about:blank","title":"Bad Request","status":400,/, `${line}: the problem's body`)
     }
+    const nul = await rawRequest(gateway, 'POST /oauth/token%00 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+    t.match(nul, /^HTTP\/1\.1 400 Bad Request\r\n/, 'a URI Nginx cannot read on /oauth/: 400')
+    t.match(nul, /\r\n\r\n\{"error":"invalid_request","error_description":/, 'in RFC 6749\'s format, as the path\'s route answers')
     t.equal((await gateway.request('GET', '/.tessera-gateway/bad-request')).status, 404, 'the error page is not a path a client can ask for')
     for (const path of ['/metrics', '/healthz']) {
       const unrouted = await gateway.request('GET', path)
@@ -590,8 +593,16 @@ t.test('what the gateway refuses itself is JSON in every location, on both ports
       t.equal(longHeader.json().request_id, longHeader.headers['x-request-id'], `${path}: a problem naming its request`)
     }
   }
-  const long = await gateway.request('GET', `/oauth/token?x=${'a'.repeat(9000)}`)
+  // So is a request line over 8 KB, and a URI Nginx cannot read: each in the format of the path it names.
+  const long = await gateway.request('GET', `/v1/me?x=${'a'.repeat(9000)}`)
   t.same([long.status, long.headers['content-type'], long.json().status], [414, 'application/problem+json', 414], 'a request line over 8 KB')
+  t.equal(long.json().request_id, long.headers['x-request-id'])
+  const oauthLong = await gateway.request('GET', `/oauth/token?x=${'a'.repeat(9000)}`)
+  t.same([oauthLong.status, oauthLong.headers['content-type'], oauthLong.json()], [414, 'application/json', { error: 'invalid_request', error_description: 'the request line is longer than 8 KB' }], 'on /oauth/: RFC 6749\'s invalid_request')
+  t.equal(oauthLong.headers['cache-control'], 'no-store')
+  t.match(oauthLong.headers['x-request-id'], /^[0-9a-f]{32}$/)
+  const badUri = answerOf(await rawRequest(gateway, 'GET /oauth/%zz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'))
+  t.same([badUri.status, badUri.type, JSON.parse(badUri.body).error], [400, 'application/json', 'invalid_request'], 'a URI Nginx cannot read, on /oauth/')
   const inside = await gateway.request('GET', '/.tessera-gateway/bad-request')
   t.same([inside.status, inside.headers['content-type']], [404, 'application/problem+json'], 'the gateway\'s internal paths, asked for from outside')
   const plain = await gateway.plainRequest('POST', '/oauth/token', { body: 'x'.repeat(20_000), headers: { 'content-type': 'application/x-www-form-urlencoded' } })
