@@ -30,12 +30,24 @@ const servers = (list) => list.split(',').map((a) => a.trim()).filter(Boolean)
 // on those routes are: a location with error pages of its own inherits none of the server's, so
 // each status Nginx can produce here is named. The prefix without its slash is Tessera's 404,
 // not Nginx's HTML redirect to the slashed form.
-function simplejwtLocations (burst) {
-  if (env.TESSERA_SIMPLEJWT_COMPAT !== 'on') return ''
+function simplejwtPrefix () {
   const prefix = env.TESSERA_SIMPLEJWT_PREFIX || '/api/token'
   if (!/^(\/[A-Za-z0-9._~-]+){1,8}$/.test(prefix)) fail(`TESSERA_SIMPLEJWT_PREFIX=${JSON.stringify(prefix)} is not a path such as /api/token`)
+  return prefix
+}
+
+function simplejwtLocations (burst) {
+  if (env.TESSERA_SIMPLEJWT_COMPAT !== 'on') return ''
+  const prefix = simplejwtPrefix()
   // As on /oauth/token: a password or a token in the URL is refused before anything logs it.
   return `location ^~ ${prefix}/ {\n    default_type application/json;\n    if ($args) {\n      return 400 '{"detail":"parameters in the URL are refused here: send them in the request body"}\\n';\n    }\n    limit_req zone=tessera_token burst=${burst} nodelay;\n    error_page 400 494 501 505 =400 /.tessera-gateway/drf-bad-request;\n    error_page 413 @drf_too_large;\n    error_page 429 @too_many_drf;\n    error_page 502 @drf_bad_gateway;\n    error_page 504 @drf_gateway_timeout;\n    proxy_pass http://tessera_auth;\n  }\n  location = ${prefix} {\n    proxy_pass http://tessera_auth;\n  }`
+}
+
+// The same prefix picks DRF's format for what the gateway refuses before choosing a location
+// (the template's map of $tessera_refusal_format): a regex on the request line, '.' escaped.
+function simplejwtRefusalFormat () {
+  if (env.TESSERA_SIMPLEJWT_COMPAT !== 'on') return ''
+  return `"~^[A-Z]+ (https?://[^/ ]*)?${simplejwtPrefix().replaceAll('.', '\\.')}/" drf;`
 }
 
 const vars = {
@@ -55,6 +67,7 @@ const vars = {
   GATEWAY_NOTES_SERVERS: env.GATEWAY_NOTES_SERVERS ?? servers(env.GATEWAY_NOTES_ADDRS ?? '127.0.0.1:8201')
 }
 vars.GATEWAY_SIMPLEJWT_LOCATIONS = env.GATEWAY_SIMPLEJWT_LOCATIONS ?? simplejwtLocations(vars.GATEWAY_TOKEN_BURST)
+vars.GATEWAY_SIMPLEJWT_REFUSAL_FORMAT = env.GATEWAY_SIMPLEJWT_REFUSAL_FORMAT ?? simplejwtRefusalFormat()
 
 function render (file) {
   return readFileSync(file, 'utf8').replace(/\$\{([A-Z][A-Z0-9_]*)\}/g, (whole, name) => {

@@ -83,7 +83,8 @@ t.test('the template also renders with envsubst under a stock main file, as the 
     GATEWAY_TOKEN_BURST: '20',
     GATEWAY_SIGNUP_RATE: '2r/s',
     GATEWAY_SIGNUP_BURST: '10',
-    GATEWAY_SIMPLEJWT_LOCATIONS: ''
+    GATEWAY_SIMPLEJWT_LOCATIONS: '',
+    GATEWAY_SIMPLEJWT_REFUSAL_FORMAT: ''
   }
   const template = readFileSync(join(REPO_ROOT, 'nginx/templates/tessera.conf.template'), 'utf8')
   t.same([...new Set(template.match(/\$\{[A-Z_]+\}/g))].sort(), Object.keys(env).map((k) => `\${${k}}`).sort(), 'every placeholder is one docker-compose.yml sets')
@@ -120,6 +121,7 @@ t.test('render-nginx.mjs routes SimpleJWT\'s prefix only when TESSERA_SIMPLEJWT_
     t.equal(render.status, 0, render.stderr)
     const conf = readFileSync(join(dir, 'conf.d/tessera.conf'), 'utf8')
     if (compat === 'on') t.match(conf, `location ^~ ${prefix}/ {\n    default_type application/json;\n    if ($args) {\n      return 400 '{"detail":"parameters in the URL are refused here: send them in the request body"}\\n';\n    }\n    limit_req zone=tessera_token burst=20 nodelay;\n    error_page 400 494 501 505 =400 /.tessera-gateway/drf-bad-request;\n    error_page 413 @drf_too_large;\n    error_page 429 @too_many_drf;\n    error_page 502 @drf_bad_gateway;\n    error_page 504 @drf_gateway_timeout;\n    proxy_pass http://tessera_auth;`)
+    if (compat === 'on') t.match(conf, `\n  "~^[A-Z]+ (https?://[^/ ]*)?${prefix}/" drf;\n`, 'and the prefix\'s line in the map of refusals\' formats')
     else t.notMatch(conf, /api\/token/)
     const check = spawnSync(nginxBinary(), ['-t', '-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { encoding: 'utf8' })
     t.equal(check.status, 0, `nginx -t: ${check.stderr}`)
@@ -623,6 +625,18 @@ t.test('on SimpleJWT\'s routes, what the gateway answers itself is DRF\'s {"deta
   t.match(headOf(garbage), /^HTTP\/1\.1 400 /, 'a malformed chunked body: 400')
   t.match(headOf(garbage), /\r\ncontent-type: application\/json\r\n/i)
   t.same(JSON.parse(garbage.split('\r\n\r\n')[1] ?? ''), { detail: 'the request is not valid HTTP, or a header is longer than 8 KB' })
+  // Refused before a location is chosen, so not by the prefix's own error pages: the path still picks DRF's format.
+  for (const path of ['/api/token/', '/api/token/refresh/']) {
+    const longHeader = await gateway.request('POST', path, { body: { refresh: 'x' }, headers: { authorization: `Bearer ${'a'.repeat(10_000)}` } })
+    t.same([longHeader.status, longHeader.headers['content-type'], longHeader.json()], [400, 'application/json', { detail: 'the request is not valid HTTP, or a header is longer than 8 KB' }], `${path}: a header line over 8 KB`)
+    t.match(longHeader.headers['x-request-id'], /^[0-9a-f]{32}$/)
+  }
+  const longLine = await gateway.request('POST', `/api/token/?x=${'a'.repeat(9000)}`, { body: { refresh: 'x' } })
+  t.same([longLine.status, longLine.headers['content-type'], longLine.json()], [414, 'application/json', { detail: 'the request line is longer than 8 KB' }], 'a request line over 8 KB')
+  t.match(longLine.headers['x-request-id'], /^[0-9a-f]{32}$/)
+  const badUri = await rawRequest(gateway, 'POST /api/token/%zz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+  t.same(JSON.parse(badUri.split('\r\n\r\n')[1] ?? ''), { detail: 'the request is not valid HTTP, or a header is longer than 8 KB' }, 'a URI Nginx cannot read')
+  t.equal((await gateway.request('GET', `/api/tokens/?x=${'a'.repeat(9000)}`)).headers['content-type'], 'application/problem+json', 'only the prefix itself: a path that merely begins alike is problem+json')
   const big = await gateway.request('POST', '/api/token/', { body: { username: 'alice', password: 'x'.repeat(64 * 1024) } })
   t.same([big.status, big.headers['content-type'], big.json()], [413, 'application/json', { detail: 'the body is larger than 16384 bytes' }], 'a body over the limit, as Tessera says it on these routes')
   t.equal(big.headers['x-content-type-options'], 'nosniff', 'with the security headers')
