@@ -38,3 +38,28 @@ export async function sharedPortFor (host: string, port: number): Promise<Shared
   await new Promise((resolve) => probe.close(resolve))
   return { port: resolved, reusePort: true }
 }
+
+/**
+ * Held by the primary for its whole life, taken before sharedPortFor's probe:
+ * the probe alone leaves the port free from its close until the workers
+ * listen (half a second or more), and an instance started in that gap passed
+ * its own probe and joined the first's workers on the port, each answering
+ * about half the connections from its own database and keys. The claim is an
+ * abstract Unix socket (Linux, per network namespace, as ports are), named by
+ * the configured address: only one process can bind a name, and the kernel
+ * frees it when that process dies, even by kill -9, so none is ever left
+ * stale. Port 0 gets a port no one else is given, and needs none.
+ */
+export async function claimPort (host: string, port: number): Promise<() => Promise<void>> {
+  if (process.platform !== 'linux' || port === 0) return async () => {}
+  const claim = createServer()
+  await new Promise<void>((resolve, reject) => {
+    claim.once('error', (err: NodeJS.ErrnoException) => {
+      reject(err.code === 'EADDRINUSE' ? Object.assign(new Error(`another Tessera instance has ${host}:${port}, or is starting on it`), { code: err.code, port }) : err)
+    })
+    claim.listen({ path: `\0tessera-port ${host} ${port}` }, resolve)
+  })
+  // Never what keeps the primary running: its drain ends with it.
+  claim.unref()
+  return async () => { await new Promise((resolve) => claim.close(resolve)) }
+}

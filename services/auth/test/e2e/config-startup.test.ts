@@ -64,3 +64,18 @@ t.test('a second instance on the port a running one serves is refused, not let s
   t.match(second.stderr(), `tessera: PORT=${port}: the address is already in use (another process listens there)`)
   t.equal((await fetch(`${first.url}/healthz`)).status, 200, 'the first serves on')
 })
+
+t.test('of two instances started at the same moment on one port, one serves and the other is refused: the port is free between the primary\'s probe and its workers\' listen', async (t) => {
+  const port = String(await freePort())
+  // Each with its own database, as a second deployment by mistake would be: sharing the port, each answered about half the connections.
+  const envs = await Promise.all([0, 1].map(async () => ({ PATH: process.env.PATH ?? '', DATABASE_URL: await createTestDatabase(t), TESSERA_KEK: 'a'.repeat(43), TESSERA_WORKERS: '2', PORT: port, LOG_LEVEL: 'info' })))
+  // Spawned together, after both databases exist: both primaries probe the port before either's workers listen.
+  const instances = envs.map((env) => spawnProcess(process.execPath, [SERVER_ENTRY], { env }))
+  t.teardown(async () => { await Promise.all(instances.map(async (instance) => await instance.stop('SIGKILL'))) })
+  // waitFor fails when the process exits before it serves.
+  const outcomes = await Promise.all(instances.map(async (instance) => await instance.waitFor(/"msg":"tessera is serving"/, 60_000, 'an instance').then(() => 'serving', () => 'refused')))
+  t.same(outcomes.toSorted(), ['refused', 'serving'])
+  const refused = instances[outcomes.indexOf('refused')]
+  t.equal(await refused?.closed, 1)
+  t.match(refused?.stderr(), `tessera: PORT=${port}: the address is already in use (another process listens there)`)
+})
