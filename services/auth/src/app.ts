@@ -73,10 +73,15 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     typeof given === 'string' && REQUEST_ID.test(given) && peer !== undefined && trustedPeer(peer, 0) ? given : nextRequestId()
   // Each route's error format, by path: filled in as routes are added (the onRoute hook below).
   const errorFormats = new Map<string, ErrorFormat>()
+  // The histogram's method label: a method some route answers (the onRoute
+  // hook below adds them), HEAD and OPTIONS, or `other`. Node parses ~35
+  // methods (PROPFIND, MKCOL, …), and each would otherwise be a series of its
+  // own under route="unmatched" that any client could add; the log line keeps the method as sent.
+  const labelledMethods = new Set(['HEAD', 'OPTIONS'])
   /** The request's one log line and its histogram sample; `elapsed` in ms, where Fastify did not time the request. */
   const recordRequest = (request: FastifyRequest, reply: FastifyReply, elapsed = reply.elapsedTime): void => {
     const route = request.routeOptions.url ?? 'unmatched'
-    deps.metrics.observeRequest(request.method, route, reply.statusCode, elapsed / 1000)
+    deps.metrics.observeRequest(labelledMethods.has(request.method) ? request.method : 'other', route, reply.statusCode, elapsed / 1000)
     if (deps.logger.isLevelEnabled('info')) {
       request.log.info({
         method: request.method,
@@ -223,6 +228,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // Each route declares its policy in its options' `config`; this applies it.
   app.addHook('onRoute', (routeOptions) => {
     const policy = routeOptions.config
+    for (const method of [routeOptions.method].flat()) labelledMethods.add(method)
     if (policy?.errorFormat !== undefined) errorFormats.set(routeOptions.url, policy.errorFormat)
     if (policy?.answersAtOnce !== true) prependRouteHook(routeOptions, 'onSend', closeWhileDraining)
     if ([routeOptions.method].flat().some((method) => BODY_METHODS.has(method))) {

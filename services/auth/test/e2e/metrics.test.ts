@@ -133,3 +133,19 @@ t.test('TESSERA_METRICS_PORT serves /metrics on its own listener and not on the 
   t.match(await scraped.text(), /^tessera_signing_key_age_seconds \d/m)
   t.equal(await server.stop(), 0, 'drains and exits 0 with the listener')
 })
+
+t.test('a method no route answers counts as method="other", so clients cannot add series', async (t) => {
+  const { app, deps } = await buildTestApp(t)
+  for (const method of ['PROPFIND', 'MKCOL', 'LOCK', 'SEARCH']) {
+    t.equal((await app.inject({ method: method as 'GET', url: '/nowhere' })).statusCode, 404, `${method} is unrouted`)
+  }
+  t.equal((await app.inject({ method: 'DELETE', url: '/oauth/token' })).statusCode, 405, 'a routed method on a path without it')
+  t.equal((await app.inject({ method: 'OPTIONS', url: '/nowhere' })).statusCode, 404)
+  const counts = [...parseMetrics(await deps.metrics.render()).samples]
+    .filter(([key]) => key.startsWith('tessera_http_request_duration_seconds_count{'))
+  t.same(counts.map(([key, count]) => `${key} ${count}`).sort(), [
+    'tessera_http_request_duration_seconds_count{method="DELETE",route="unmatched",status="405"} 1',
+    'tessera_http_request_duration_seconds_count{method="OPTIONS",route="unmatched",status="404"} 1',
+    'tessera_http_request_duration_seconds_count{method="other",route="unmatched",status="404"} 4'
+  ], 'the four unrouted methods are one series')
+})
