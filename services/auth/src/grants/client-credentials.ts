@@ -25,7 +25,6 @@ export interface ClientAccessToken {
   accessToken: string
   expiresIn: number
   scope: string
-  kid: string
 }
 
 export async function clientCredentialsGrant (deps: Issuer, input: ClientCredentialsInput): Promise<ClientAccessToken> {
@@ -35,5 +34,5 @@ export async function clientCredentialsGrant (deps: Issuer, input: ClientCredent
   const audience = audienceFor(resource, client.resources)
   const scope = grantedScope(input.scope, client.scopes)
   const minted = mintAccessToken(deps.config, deps.keyring, { subject: client.clientId, sessionId: undefined, clientId: client.clientId, scope, audience, now: input.now })
-  return { accessToken: minted.token, expiresIn: minted.expiresIn, scope, kid: minted.kid }
+  return { accessToken: minted.token, expiresIn: minted.expiresIn, scope }
 }

@@ -30,7 +30,7 @@ export interface Metrics {
   rateLimited: (route: string) => void
   refreshed: (outcome: RefreshOutcome) => void
   revoked: () => void
-  tokenIssued: (kid: string, grantType: GrantType) => void
+  tokenIssued: (grantType: GrantType) => void
   /** A background run failed (`key_listener`: the LISTEN connection was lost and is being re-established). */
   jobFailed: (job: BackgroundJob) => void
 }
@@ -62,7 +62,9 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
   const logins = new Counter({ name: 'tessera_logins_total', help: 'Password grant attempts by outcome', labelNames: ['outcome'], registers: [registry] })
   const refreshes = new Counter({ name: 'tessera_refreshes_total', help: 'Refresh grant attempts by outcome', labelNames: ['outcome'], registers: [registry] })
   const revocations = new Counter({ name: 'tessera_revocations_total', help: 'Sessions ended by revoking one of their tokens: /oauth/revoke (a refresh or an access token), and the SimpleJWT blacklist/ route', registers: [registry] })
-  const issued = new Counter({ name: 'tessera_tokens_issued_total', help: 'Access tokens issued by grant type and signing kid', labelNames: ['grant_type', 'kid'], registers: [registry] })
+  // Not by signing key: a kid label would add series with every rotation for as long as the
+  // instance runs (tessera_signing_keys and the key age say which key signs).
+  const issued = new Counter({ name: 'tessera_tokens_issued_total', help: 'Access tokens issued by grant type', labelNames: ['grant_type'], registers: [registry] })
   const limited = new Counter({ name: 'tessera_rate_limited_total', help: 'Requests refused by the per-IP limit, by route', labelNames: ['route'], registers: [registry] })
   const failures = new Counter({ name: 'tessera_background_job_failures_total', help: 'Failed background runs by job (key_rotation, keyring_reload, key_listener: LISTEN connection lost, cleanup)', labelNames: ['job'], registers: [registry] })
   // Every outcome shows from the start (at 0), so rate() works before the first event.
@@ -148,7 +150,7 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
     rateLimited: (route) => limited.inc({ route }),
     refreshed: (outcome) => refreshes.inc({ outcome }),
     revoked: () => revocations.inc(),
-    tokenIssued: (kid, grantType) => issued.inc({ grant_type: grantType, kid }),
+    tokenIssued: (grantType) => issued.inc({ grant_type: grantType }),
     jobFailed: (job) => failures.inc({ job })
   }
 }

@@ -155,7 +155,7 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
     const input = { username, password, scope: undefined, credentials: DEFAULT_CLIENT, resource: undefined, now: deps.clock(), context: requestContext(request), alwaysPair: true }
     const pair = await refusedAs(async () => await counted(async () => await passwordGrant(loginDeps, input), loginOutcome, deps.metrics.login), noAccount)
     deps.metrics.login('ok')
-    deps.metrics.tokenIssued(pair.kid, 'password')
+    deps.metrics.tokenIssued('password')
     return await reply.header('cache-control', 'no-store').send({ refresh: pair.refreshToken, access: pair.accessToken })
   })
 
@@ -165,7 +165,7 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
     const pair = await refusedAs(async () => await counted(async () => await refreshGrant(issuer, input), refreshOutcome, deps.metrics.refreshed),
       (err) => tokenNotValid(err instanceof RefreshReuseError || err instanceof SessionEndedError ? 'Token is blacklisted' : 'Token is invalid or expired', err))
     deps.metrics.refreshed(pair.outcome)
-    deps.metrics.tokenIssued(pair.kid, 'refresh_token')
+    deps.metrics.tokenIssued('refresh_token')
     return await reply.header('cache-control', 'no-store').send({ access: pair.accessToken, refresh: pair.refreshToken })
   })
 

@@ -30,8 +30,6 @@ export interface TokenPair {
   scope: string
   sessionId: string
   userId: string
-  /** The kid that signed the access token. */
-  kid: string
 }
 
 /** Whole seconds: JWT times are seconds, and a stored time must mint the same claim again. */
@@ -78,7 +76,6 @@ export function tokenPair (issuer: Issuer, record: RefreshTokenRecord, grant: { 
     refreshExpiresIn: refreshable ? Math.max(0, epochSeconds(record.expiresAt) - epochSeconds(grant.now)) : undefined,
     scope: grant.scope,
     sessionId: record.sessionId,
-    userId: record.userId,
-    kid: access.kid
+    userId: record.userId
   }
 }

@@ -28,7 +28,6 @@ export interface AccessTokenGrant {
 
 export interface MintedAccessToken {
   token: string
-  kid: string
   expiresIn: number
 }
 
@@ -59,7 +58,6 @@ export function mintAccessToken (config: Pick<Config, 'issuer' | 'audience' | 'a
   }
   return {
     token: signCompactJws({ alg: 'RS256', kid: signer.kid, typ: 'at+jwt' }, claims, signer.privateKey),
-    kid: signer.kid,
     expiresIn: exp - iat
   }
 }

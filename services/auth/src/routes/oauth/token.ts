@@ -91,7 +91,7 @@ export function registerTokenRoutes (app: App, config: Config, deps: Deps): void
     void reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
     if (grantType === 'client_credentials') {
       const token = await clientCredentialsGrant(issuer, common)
-      deps.metrics.tokenIssued(token.kid, 'client_credentials')
+      deps.metrics.tokenIssued('client_credentials')
       return await reply.send({ access_token: token.accessToken, token_type: 'Bearer', expires_in: token.expiresIn, scope: token.scope })
     }
     let pair: TokenPair
@@ -105,7 +105,7 @@ export function registerTokenRoutes (app: App, config: Config, deps: Deps): void
       deps.metrics.refreshed(refreshed.outcome)
       pair = refreshed
     }
-    deps.metrics.tokenIssued(pair.kid, grantType)
+    deps.metrics.tokenIssued(grantType)
     return await reply.send(toTokenResponse(pair))
   })
 }
