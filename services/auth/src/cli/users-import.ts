@@ -88,7 +88,10 @@ export async function usersImportCommand (ctx: CommandContext): Promise<void> {
   } finally {
     input.destroy()
   }
-  if (!dryRun) await recordImport(db, report, { format, complete: report.error === undefined })
+  // A run the file stopped before it created anyone changed nothing, so it
+  // leaves no audit row (as an interrupted one that created no one): its
+  // error alone says what happened. One that created users records them.
+  if (!dryRun && (report.error === undefined || report.created > 0)) await recordImport(db, report, { format, complete: report.error === undefined })
   // A file not one record of which could be read has nothing to count: its error alone says what is wrong.
   if (report.error !== undefined && report.read === 0) throw new CliError(report.error)
   ctx.out.result(summary(report, file, format), {

@@ -190,6 +190,12 @@ t.test('bad input: each reported with its position and reason, nothing half-impo
   t.equal(garbage.stdout, '', 'and no summary of nothing ("read 0 record(s)") before it')
   const directory = await runCli(['users', 'import', dir], env)
   t.same([directory.code, directory.stderr], [1, `tessera: cannot read ${dir}: it is a directory\n`])
+  for (const [name, error] of [['empty.json', /^tessera: the file is not a JSON array of records /], ['empty.csv', /^tessera: the file is empty; expected the header username,password_hash,disabled\n$/]] as const) {
+    await writeFile(join(dir, name), '')
+    const empty = await runCli(['users', 'import', join(dir, name)], env)
+    t.same([empty.code, empty.stdout], [1, ''], `${name}: fails, and counts nothing`)
+    t.match(empty.stderr, error)
+  }
 
   const rows = Array.from({ length: 5 }, (_, i) => record(`whole${i}`, hashes.pbkdf2_sha256 ?? ''))
   const text = JSON.stringify(rows)
@@ -239,6 +245,10 @@ t.test('bad input: each reported with its position and reason, nothing half-impo
   const refused = await runCli(['users', 'import', noHeader], env)
   t.equal(refused.code, 1)
   t.match(refused.stderr, /^tessera: line 1 is not the header username,password_hash,disabled/)
+  // Each run the file stopped before it created anyone changed nothing, and says so on stderr only: the audit trail has the two that imported.
+  const imports = (await connection.db.selectFrom('audit_events').select('detail').where('type', '=', 'users.imported').orderBy('id').execute()).map((e) => e.detail)
+  t.equal(imports.length, 2, 'not the unreadable, empty, truncated or headless files\' runs')
+  t.match(imports, [{ format: 'django', complete: true, read: 7, created: 1 }, { format: 'csv', complete: true, read: 4, created: 2 }])
   // As README gives every command: npm runs the script from the project root and keeps where it was typed in INIT_CWD.
   const typed = await run('npm', ['--prefix', REPO_ROOT, 'run', '-s', 'tessera', '--', 'users', 'import', 'users.csv', '--dry-run', '--json'], { cwd: dir, env: { PATH: process.env.PATH ?? '', ...env } })
   t.match(JSON.parse(typed.stdout), { file: 'users.csv', read: 4, dry_run: true }, '`npm run tessera` reads a relative name from the directory it was typed in')
