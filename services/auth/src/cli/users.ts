@@ -113,7 +113,8 @@ export async function usersCommand (ctx: CommandContext): Promise<void> {
   commandFlags(ctx.argv, USAGE)
   const run = action === undefined ? undefined : ACTIONS[action]
   if (run === undefined || username === undefined || ctx.args.length > 2) throw new CliError(USAGE, 2)
-  if (action === 'create') typedUsername(username)
+  // Every action looks its user up by the normalised name, so a name no user can have is refused the same way whatever the action.
+  typedUsername(username)
   const { db } = await ctx.connection()
   await run(ctx, db, username)
 }

@@ -225,6 +225,14 @@ t.test('users list, show, enable, delete, set-password, end-sessions against the
   const missing = await runCli(['users', 'show'], env)
   t.equal(missing.code, 2)
   t.match(missing.stderr, /^tessera: usage: tessera users list/)
+  // A name no user can have is a usage error for every action, as for create, told before the database is reached (none is, here) or a password read.
+  const nowhere = { ...env, DATABASE_URL: 'postgres://nobody@127.0.0.1:1/nothing' }
+  for (const action of ['create', 'show', 'disable', 'enable', 'delete', 'set-password', 'end-sessions']) {
+    for (const name of ['', 'Bad Name!']) {
+      const refused = await runCli(['users', action, name], nowhere, PASSWORD)
+      t.same([refused.code, refused.stdout, refused.stderr], [2, '', 'tessera: username: must be 3 to 64 of a-z, 0-9, ".", "_", "-" (case-insensitive)\n'], `users ${action} ${JSON.stringify(name)}`)
+    }
+  }
 })
 
 // Runs the CLI on a pseudo-terminal (Python's pty, as an operator's shell would give it one), types KEYS once the
@@ -365,7 +373,8 @@ t.test('text from an import file or the command line never drives the terminal: 
   t.equal(imported.code, 0, imported.stderr)
   t.notOk(['\u001b', '\u0007', '\u202e'].some((c) => imported.stdout.includes(c)), 'no raw escape, bell or override reaches the terminal')
   t.match(imported.stdout, '(\\u001b]0;pwned\\u0007\\u001b[2Jevil\\u202e)', 'each shown as its escape')
-  const deleted = await runCli(['users', 'delete', 'x\u001b[31my'], { DATABASE_URL: url })
-  t.notOk(deleted.stderr.includes('\u001b'), 'nor in a failure\'s line')
-  t.match(deleted.stderr, 'x\\u001b[31my')
+  // A username like this one is refused unread (no user can have it); a client id is looked up, and named in the failure.
+  const shown = await runCli(['clients', 'show', 'x\u001b[31my'], { DATABASE_URL: url })
+  t.notOk(shown.stderr.includes('\u001b'), 'nor in a failure\'s line')
+  t.match(shown.stderr, 'x\\u001b[31my')
 })
