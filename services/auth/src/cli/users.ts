@@ -39,12 +39,14 @@ function userRow (user: UserSummary): Record<string, string> {
   }
 }
 
+const taken = (username: string): CliError => new CliError(`username: ${username} is already taken`)
+
 /** A policy refusal (weak password, taken name) is the operator's one-line error, not a crash; a taken name is named. */
 async function asCliError<T> (work: () => Promise<T>, username: string): Promise<T> {
   try {
     return await work()
   } catch (err) {
-    if (err instanceof ProblemError) throw new CliError(err.status === 409 ? `username: ${username} is already taken` : err.publicDetail ?? err.title)
+    if (err instanceof ProblemError) throw err.status === 409 ? taken(username) : new CliError(err.publicDetail ?? err.title)
     throw err
   }
 }
@@ -68,6 +70,8 @@ type UserAction = (ctx: CommandContext, db: Db, username: string) => Promise<voi
 
 const ACTIONS: Record<string, UserAction> = {
   create: async (ctx, db, username) => {
+    // Looked up before the prompt, so no one types a password only to be told the name is taken; createUser still refuses a name taken since.
+    if (await showUser(db, username, new Date()) !== undefined) throw taken(username)
     const password = await readPassword()
     const user = await asCliError(async () => await createUser(db, new PasswordHasher({ concurrency: 1, depth: 1 }), { username, password }, OPERATOR), username)
     ctx.out.result(`created user ${user.username} (${user.id})`, { id: user.id, username: user.username })
@@ -90,6 +94,8 @@ const ACTIONS: Record<string, UserAction> = {
     ctx.out.result(`deleted ${deleted.username} (${deleted.id}); ended ${deleted.sessionsEnded} session(s)`, { id: deleted.id, username: deleted.username, deleted: true, sessions_ended: deleted.sessionsEnded })
   },
   'set-password': async (ctx, db, username) => {
+    // As for create: the user is looked up before the prompt; setPassword still finds none if they are deleted meanwhile.
+    found(await showUser(db, username, new Date()), username)
     const password = await readPassword('New password: ')
     const changed = found(await asCliError(async () => await setPassword(db, new PasswordHasher({ concurrency: 1, depth: 1 }), { username, password, clock: () => new Date() }, OPERATOR), username), username)
     ctx.out.result(`set the password of ${changed.username}; ended ${changed.sessionsEnded} session(s)`, { id: changed.id, username: changed.username, sessions_ended: changed.sessionsEnded })

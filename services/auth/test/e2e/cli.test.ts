@@ -236,7 +236,7 @@ t.test('users list, show, enable, delete, set-password, end-sessions against the
 })
 
 // Runs the CLI on a pseudo-terminal (Python's pty, as an operator's shell would give it one), types KEYS once the
-// prompt is up, and prints what the terminal showed then the exit status (killing it if it hangs).
+// prompt is up (or it has exited without one), and prints what the terminal showed then the exit status (killing it if it hangs).
 const AT_A_TERMINAL = `
 import os, pty, select, sys, time
 pid, fd = pty.fork()
@@ -255,8 +255,10 @@ def read_until(done, limit):
             if not chunk:
                 return
             seen += chunk
-read_until(lambda: b'Password: ' in seen, 30)
-os.write(fd, os.environ['KEYS'].encode())
+read_until(lambda: b'assword: ' in seen, 30)
+# Typed only at a prompt: typed after an exit without one, the terminal would echo them.
+if b'assword: ' in seen:
+    os.write(fd, os.environ['KEYS'].encode())
 read_until(lambda: False, 30)
 for _ in range(100):
     done, status = os.waitpid(pid, os.WNOHANG)
@@ -269,14 +271,19 @@ sys.stdout.write(seen.decode() + '\\nstill running after its input: killed')
 `
 const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'
 
-t.test('at a terminal: the password is not echoed; Ctrl-D or Ctrl-C at the prompt fails, never exits 0 having done nothing', async (t) => {
+t.test('at a terminal: the password is not echoed; Ctrl-D or Ctrl-C at the prompt fails, never exits 0 having done nothing; a name refused is told before the prompt', async (t) => {
   const url = await createTestDatabase(t)
   const env = { PATH: process.env.PATH ?? '', DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url') }
-  const typed = async (username: string, keys: string): Promise<string> => (await runProcess(PYTHON, ['-c', AT_A_TERMINAL, process.execPath, CLI_ENTRY, 'users', 'create', username], { env: { ...env, KEYS: keys } })).stdout
+  const atTerminal = async (args: string[], keys: string): Promise<string> => (await runProcess(PYTHON, ['-c', AT_A_TERMINAL, process.execPath, CLI_ENTRY, 'users', ...args], { env: { ...env, KEYS: keys } })).stdout
+  const typed = async (username: string, keys: string): Promise<string> => await atTerminal(['create', username], keys)
   const answered = await typed('tty-kim', `${PASSWORD}\r`)
   t.match(answered, /^Password: \r\ncreated user tty-kim \([0-9a-f-]{36}\)\r\n\nexit 0$/, 'created, and the terminal never showed the password')
   t.equal(await typed('tty-lee', '\x04'), 'Password: \r\ntessera: no password given: the input ended at the prompt; nothing was changed\r\n\nexit 1')
   t.equal(await typed('tty-lee', 'half typed\x03'), 'Password: \r\ntessera: interrupted at the password prompt; nothing was changed\r\n\nexit 130', 'the status of a command Ctrl-C ended')
+  // A name the database refuses is told before the prompt: no one types a password only to be told the name is wrong.
+  t.equal(await typed('tty-kim', `${PASSWORD}\r`), 'tessera: username: tty-kim is already taken\r\n\nexit 1', 'create of a taken name: no prompt')
+  t.equal(await atTerminal(['set-password', 'tty-nobody'], `${PASSWORD}\r`), 'tessera: no user named tty-nobody\r\n\nexit 1', 'set-password of no user: no prompt')
+  t.equal(await atTerminal(['set-password', 'tty-kim'], `${PASSWORD}\r`), 'New password: \r\nset the password of tty-kim; ended 0 session(s)\r\n\nexit 0', 'and of a user, the prompt as before')
   const users = await runCli(['users', 'list', '--json'], env)
   t.same(JSON.parse(users.stdout).map((u: { username: string }) => u.username), ['tty-kim'], 'only the answered prompt made a user')
 })
