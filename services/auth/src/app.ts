@@ -15,7 +15,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Logger } from 'pino'
 import { ANSWER_TIMEOUT_MS, type Config } from './config.js'
 import type { App, Deps } from './http/app-types.js'
-import { unparsedRequestHandler, answerError, answerFrameworkError, unroutedHandler, type ErrorFormat } from './http/errors.js'
+import { unparsedRequestHandler, answerError, answerFrameworkError, unreadablePathFormat, unroutedHandler, type ErrorFormat } from './http/errors.js'
 import { firstRepeatedMember, isJson, PrototypeMemberError, RepeatedJsonMemberError, fromUtf8 } from './http/json-body.js'
 import { BODY_LIMIT } from './http/limits.js'
 import { registerHealthRoutes } from './routes/health.js'
@@ -61,6 +61,11 @@ type RouteHook = (...args: never[]) => unknown
 function prependRouteHook (routeOptions: RouteOptions, name: 'onRequest' | 'preParsing' | 'preValidation' | 'preHandler' | 'onSend', hook: RouteHook): void {
   const own: unknown = routeOptions[name]
   routeOptions[name] = [hook, ...(own === undefined ? [] : Array.isArray(own) ? own : [own])] as never
+}
+
+/** What every answer carries: the security headers and the request's id. */
+function identify (request: FastifyRequest, reply: FastifyReply): void {
+  void reply.headers(SECURITY_HEADERS).header('x-request-id', request.id)
 }
 
 const PRESSURE_SAMPLE_MS = 250
@@ -110,7 +115,9 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
         recordRequest(request, reply, performance.now() - started)
       }
       reply.raw.once('finish', record).once('close', record)
-      return answerFrameworkError(err, request, reply)
+      // The onRequest hook that sets these does not run for what the router refuses.
+      identify(request, reply)
+      return answerFrameworkError(err, request, reply, unreadablePathFormat(errorFormats, request.url.split('?')[0] ?? ''))
     },
     clientErrorHandler: unparsedRequestHandler((path) => errorFormats.get(path), requestIdOf),
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
@@ -135,7 +142,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // the request id in one synchronous hook, instead of helmet's middleware
   // chain built per request.
   app.addHook('onRequest', function securityHeaders (request, reply, done) {
-    void reply.headers(SECURITY_HEADERS).header('x-request-id', request.id)
+    identify(request, reply)
     done()
   })
   // While draining, answers close their connection so that the in-flight

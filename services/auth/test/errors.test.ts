@@ -382,3 +382,28 @@ t.test('a body sent compressed or in a charset other than UTF-8 is refused as un
   t.equal((await post('/v1/users', { 'content-type': 'application/json; charset="UTF-8"', 'content-encoding': 'identity' }, json)).status, 201, 'UTF-8, named in any spelling, and identity pass')
   t.equal((await post('/api/token/', { 'content-type': 'application/json', 'content-encoding': 'gzip' }, gzipSync(json))).status, 400, 'SimpleJWT\'s routes keep DRF\'s ways: unreadable JSON, 400')
 })
+
+t.test('a path the router cannot read is refused in the format of the routes it lies among, with a request id', async (t) => {
+  const { app } = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on' })
+  const detail = 'the path is not a valid URL'
+  const cases: Array<[string, string, unknown]> = [
+    ['/oauth/%zz', 'application/json; charset=utf-8', { error: 'invalid_request', error_description: detail }],
+    ['/oauth/token%zz', 'application/json; charset=utf-8', { error: 'invalid_request', error_description: detail }],
+    ['/api/token/%zz', 'application/json; charset=utf-8', { detail }],
+    ['/api/token/refresh/%zz?x=1', 'application/json; charset=utf-8', { detail }],
+    ['/api/token%zz', 'application/problem+json; charset=utf-8', { type: 'about:blank', title: 'Bad Request', status: 400, detail }],
+    ['/v1/%zz', 'application/problem+json; charset=utf-8', { type: 'about:blank', title: 'Bad Request', status: 400, detail }]
+  ]
+  for (const [url, type, body] of cases) {
+    const res = await app.inject({ method: 'POST', url })
+    t.same([res.statusCode, res.headers['content-type']], [400, type], `${url}: 400 in its format`)
+    const id = res.headers['x-request-id']
+    t.match(id, /\S/, `${url}: X-Request-Id`)
+    t.same(res.json(), type.startsWith('application/problem+json') ? { ...(body as object), request_id: id } : body, `${url}: the body`)
+    t.equal(res.headers['x-content-type-options'], 'nosniff', `${url}: the security headers`)
+    if (url.startsWith('/oauth/')) t.equal(res.headers['cache-control'], 'no-store')
+  }
+  const off = await buildTestApp(t)
+  const res = await off.app.inject({ method: 'POST', url: '/api/token/%zz' })
+  t.match(res.headers['content-type'], /^application\/problem\+json/, 'without SimpleJWT compatibility, its prefix is nobody\'s: problem+json')
+})

@@ -115,17 +115,36 @@ export function unparsedRequestHandler (errorFormatOf: (path: string) => ErrorFo
 
 /**
  * Errors the router raises before any route runs (a path parameter longer
- * than it allows, a malformed percent-encoding): the contract's shape, and
- * nothing of the path echoed back, since the path is what was wrong.
+ * than it allows, a malformed percent-encoding): the contract's shape, in
+ * `format` (the path's, as `unreadablePathFormat` finds it), and nothing of
+ * the path echoed back, since the path is what was wrong.
  */
-export function answerFrameworkError (err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+export function answerFrameworkError (err: FastifyError, request: FastifyRequest, reply: FastifyReply, format: ErrorFormat | undefined): FastifyReply {
   const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
   const status = tooLong ? 414 : 400
   const detail = tooLong ? 'a path segment is longer than allowed' : 'the path is not a valid URL'
   request.log.info({ status, code: err.code }, 'bad request')
-  return request.url.startsWith('/oauth/')
+  if (format === 'simplejwt') return reply.status(status).send({ detail })
+  return format === 'oauth'
     ? oauthError(reply, status, 'invalid_request', detail)
     : problem(reply, request, status, statusTitle(status), detail, 'about:blank', false)
+}
+
+/**
+ * The error format of a path the router could not read: no route can be
+ * matched to it, so it takes the format of the routes in whose directory it
+ * lies (`/oauth/` for /oauth/token and /oauth/revoke, SimpleJWT's prefix for
+ * its routes), the deepest such directory if several. That is the gateway's
+ * rule for a URI Nginx cannot read ($tessera_refusal_format), so a client
+ * gets the same shape with or without the gateway in front.
+ */
+export function unreadablePathFormat (errorFormats: ReadonlyMap<string, ErrorFormat>, path: string): ErrorFormat | undefined {
+  let found: { directory: string, format: ErrorFormat } | undefined
+  for (const [route, format] of errorFormats) {
+    const directory = route.slice(0, route.lastIndexOf('/') + 1)
+    if (path.startsWith(directory) && directory.length > (found?.directory.length ?? 0)) found = { directory, format }
+  }
+  return found?.format
 }
 
 function oauthError (reply: FastifyReply, status: number, error: string, description: string): FastifyReply {
