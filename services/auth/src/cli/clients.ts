@@ -6,7 +6,7 @@
 import { parseDuration } from '../config.js'
 import { deleteClient, disableClient } from '../clients/end.js'
 import { findClient, listClients, type ClientView } from '../clients/find.js'
-import { ClientRuleError, createClient } from '../clients/register.js'
+import { acceptableClientId, ClientRuleError, createClient } from '../clients/register.js'
 import { rotateClientSecret } from '../clients/rotate-secret.js'
 import type { CommandContext } from './context.js'
 import { CliError, parseCommandLine, formatTable, refuseForeignFlags } from './output.js'
@@ -73,6 +73,16 @@ function options (ctx: CommandContext): { values: Record<string, string | boolea
   return { values, id: positionals[1] }
 }
 
+/** An id that no client can have is a mistake on the command line (exit 2), found before the database is opened, as a username no user can have is. */
+function typedClientId (id: string): void {
+  try {
+    acceptableClientId(id)
+  } catch (err) {
+    if (err instanceof ClientRuleError) throw new CliError(err.message, 2)
+    throw err
+  }
+}
+
 function graceSeconds (given: string | boolean | undefined): number {
   const seconds = parseDuration(typeof given === 'string' ? given : '24h')
   if (seconds === undefined) throw new CliError('--grace: expected a duration such as 0, 300s, 1h or 24h', 2)
@@ -95,6 +105,7 @@ export async function clientsCommand (ctx: CommandContext): Promise<void> {
     return
   }
   if (id === undefined || !['create', 'show', 'rotate-secret', 'disable', 'delete'].includes(action ?? '')) throw new CliError(USAGE, 2)
+  typedClientId(id)
   // A bad duration is a usage error, found before a database is opened.
   const grace = action === 'rotate-secret' ? graceSeconds(values.grace) : 0
   const { db } = await ctx.connection()

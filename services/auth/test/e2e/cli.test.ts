@@ -380,8 +380,9 @@ t.test('text from an import file or the command line never drives the terminal: 
   t.equal(imported.code, 0, imported.stderr)
   t.notOk(['\u001b', '\u0007', '\u202e'].some((c) => imported.stdout.includes(c)), 'no raw escape, bell or override reaches the terminal')
   t.match(imported.stdout, '(\\u001b]0;pwned\\u0007\\u001b[2Jevil\\u202e)', 'each shown as its escape')
-  // A username like this one is refused unread (no user can have it); a client id is looked up, and named in the failure.
-  const shown = await runCli(['clients', 'show', 'x\u001b[31my'], { DATABASE_URL: url })
+  // A username or client id like this one is refused unread (none can have it); a flag no command takes is named in the failure.
+  const shown = await runCli(['clients', 'show', 'tessera', '--x\u001b[31my'], { DATABASE_URL: url })
+  t.equal(shown.code, 2)
   t.notOk(shown.stderr.includes('\u001b'), 'nor in a failure\'s line')
   t.match(shown.stderr, 'x\\u001b[31my')
 })

@@ -101,4 +101,16 @@ t.test('clients: failures are one line and a non-zero exit', async (t) => {
   const dashed = await runCli(['clients', 'rotate-secret', 'tessera', '--grace', '-5'], { DATABASE_URL: 'postgres://tessera@127.0.0.1:1/tessera' })
   t.equal(dashed.code, 2)
   t.match(dashed.stderr, /^tessera: Option '--grace' argument is ambiguous\. .* use '--grace=-XYZ'\.\nusage: /, 'Node\'s three lines read as one, then the usage')
+  // An id no client can have (outside the pattern clients.client_id's CHECK holds every id to) is a usage error for every action, before the database is opened.
+  for (const action of ['create', 'show', 'rotate-secret', 'disable', 'delete']) {
+    for (const id of ['', 'bad id', 'x'.repeat(65)]) {
+      const refused = await runCli(['clients', action, id], { DATABASE_URL: 'postgres://tessera@127.0.0.1:1/tessera' })
+      t.same([refused.code, refused.stdout, refused.stderr], [2, '', 'tessera: client_id: must be 1 to 64 of A-Z a-z 0-9 . _ -\n'], `clients ${action} ${JSON.stringify(id.slice(0, 8))}`)
+    }
+  }
+  // The rules on new ids that came later (not shaped like a UUID, not an actor's name) are create's alone: a client registered before them is still found.
+  for (const id of ['0B8E1F7A-5C3D-4E2F-9A1B-2C3D4E5F6A7B', 'system']) {
+    const looked = await runCli(['clients', 'show', id], env)
+    t.same([looked.code, looked.stderr], [1, `tessera: no client named ${id}\n`], `clients show ${id}: looked up`)
+  }
 })
