@@ -123,8 +123,27 @@ function audience (env: Env): string {
   return value
 }
 
+/**
+ * After a failed fetch notes tries none for the cooldown, and a copy older
+ * than the TTL verifies nothing: a cooldown longer than the TTL (up to a day
+ * was accepted) made one failed fetch a 503 for every token until it ended.
+ * So at most the TTL; by default 30 s, or the TTL when that is shorter.
+ */
+function jwksCooldown (env: Env, ttl: number): number {
+  const value = integer(env, 'NOTES_JWKS_COOLDOWN', Math.min(30, ttl), 1, 300)
+  if (value > ttl) {
+    throw new ConfigError(`NOTES_JWKS_COOLDOWN=${JSON.stringify(get(env, 'NOTES_JWKS_COOLDOWN'))} is invalid: expected at most NOTES_JWKS_TTL (${ttl}): after a failed fetch none is tried for the cooldown, and a JWKS older than NOTES_JWKS_TTL verifies no token`)
+  }
+  return value
+}
+
 export function loadConfig (env: Env): Config {
   const issuer = issuerUrl(env)
+  // At most the JWKS's max-age as Tessera serves it by default
+  // (TESSERA_JWKS_MAX_AGE, 5m): a copy kept longer trusts a revoked key that
+  // much longer, and may lack a key Tessera's publish lead assumes every
+  // verifier has by then. Less is always safe: one more fetch.
+  const jwksTtl = integer(env, 'NOTES_JWKS_TTL', 300, 1, 300)
   return {
     port: integer(env, 'PORT', 8201, 0, 65535),
     host: host(env),
@@ -132,12 +151,8 @@ export function loadConfig (env: Env): Config {
     issuer,
     jwksUrl: jwksUrl(env, issuer),
     audience: audience(env),
-    // At most the JWKS's max-age as Tessera serves it by default
-    // (TESSERA_JWKS_MAX_AGE, 5m): a copy kept longer trusts a revoked key that
-    // much longer, and may lack a key Tessera's publish lead assumes every
-    // verifier has by then. Less is always safe: one more fetch.
-    jwksTtlMs: integer(env, 'NOTES_JWKS_TTL', 300, 1, 300) * 1000,
-    jwksCooldownMs: integer(env, 'NOTES_JWKS_COOLDOWN', 30, 1, 86400) * 1000,
+    jwksTtlMs: jwksTtl * 1000,
+    jwksCooldownMs: jwksCooldown(env, jwksTtl) * 1000,
     // At most the 60 s Tessera keeps a key published past the last token it
     // signed could expire: more would accept tokens long expired, and only
     // until their key leaves the JWKS (docs/integrators.md#clock-skew).

@@ -58,6 +58,20 @@ t.test('NOTES_JWKS_TTL is at most 300 s, Tessera\'s default JWKS max-age: a day-
   t.throws(() => loadConfig({ ...base, NOTES_JWKS_TTL: '86400' }), new ConfigError('NOTES_JWKS_TTL="86400" is invalid: expected a whole number from 1 to 300'))
 })
 
+t.test('NOTES_JWKS_COOLDOWN is at most NOTES_JWKS_TTL: after a failed fetch none is tried for the cooldown, and a stale copy verifies nothing', async (t) => {
+  const base = { DATABASE_URL: 'postgres://x@db/y' }
+  t.equal(loadConfig(base).jwksCooldownMs, 30_000)
+  t.equal(loadConfig({ ...base, NOTES_JWKS_COOLDOWN: '300' }).jwksCooldownMs, 300_000, 'up to the default TTL')
+  t.equal(loadConfig({ ...base, NOTES_JWKS_TTL: '10' }).jwksCooldownMs, 10_000, 'by default no longer than a shorter TTL')
+  t.equal(loadConfig({ ...base, NOTES_JWKS_TTL: '10', NOTES_JWKS_COOLDOWN: '10' }).jwksCooldownMs, 10_000)
+  const expected = (value: string, ttl: number): ConfigError => new ConfigError(`NOTES_JWKS_COOLDOWN="${value}" is invalid: expected at most NOTES_JWKS_TTL (${ttl}): after a failed fetch none is tried for the cooldown, and a JWKS older than NOTES_JWKS_TTL verifies no token`)
+  t.throws(() => loadConfig({ ...base, NOTES_JWKS_TTL: '10', NOTES_JWKS_COOLDOWN: '11' }), expected('11', 10))
+  t.throws(() => loadConfig({ ...base, NOTES_JWKS_TTL: '10', NOTES_JWKS_COOLDOWN: '30' }), expected('30', 10))
+  t.throws(() => loadConfig({ ...base, NOTES_JWKS_COOLDOWN: '301' }), new ConfigError('NOTES_JWKS_COOLDOWN="301" is invalid: expected a whole number from 1 to 300'))
+  t.throws(() => loadConfig({ ...base, NOTES_JWKS_COOLDOWN: '86400' }), new ConfigError('NOTES_JWKS_COOLDOWN="86400" is invalid: expected a whole number from 1 to 300'), 'a day: one failed fetch refused every token for a day')
+  t.throws(() => loadConfig({ ...base, NOTES_JWKS_COOLDOWN: '0' }), new ConfigError('NOTES_JWKS_COOLDOWN="0" is invalid: expected a whole number from 1 to 300'))
+})
+
 t.test('a blank NOTES_AUDIENCE stops the start: fast-jwt checks aud only when given one, so tokens for any API passed', async (t) => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'notes-audience-'))
   t.teardown(async () => { await fs.rm(dir, { recursive: true, force: true }) })
