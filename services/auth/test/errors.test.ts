@@ -325,6 +325,20 @@ t.test('headers over Node\'s limit are refused in the route\'s own format, with 
   t.ok(logs().split('\n').some((l) => l.includes('"msg":"unparsed request"') && l.includes(`"reqId":"${problem.id ?? ''}"`)), 'the log (at debug, as before) names it by its id')
 })
 
+t.test('the bytes of a refused request are read in one pass: a header of spaces with no line end is answered at once, not after minutes of backtracking', async (t) => {
+  const { app } = await buildTestApp(t, { TESSERA_TRUST_PROXY: '127.0.0.1' })
+  const port = await listening(app)
+  // Node skips the spaces before a value without counting them, then refuses the control character after them: the chunk reaches the
+  // handler whole. The patterns this replaced backtracked over the spaces (cubic in their number): this one held the event loop for hours.
+  const answer = await rawAnswer(port, `POST /oauth/token HTTP/1.1\r\nHost: tessera.test\r\nX-Request-Id:${' '.repeat(8000)}\x01`)
+  const [head = '', body = ''] = answer.split('\r\n\r\n')
+  t.match(head, /^HTTP\/1\.1 400 /)
+  t.same(JSON.parse(body), { error: 'invalid_request', error_description: 'the request is not valid HTTP' }, 'in the route\'s format: its request line was read')
+  // The value around the id is trimmed as Node trims it, so the gateway's id is still taken.
+  const spaced = await rawAnswer(port, `GET /v1/me HTTP/1.1\r\nHost: tessera.test\r\nX-Request-Id: \t gw-1 \t \r\nAuthorization: Bearer ${'a'.repeat(20_000)}\r\n\r\n`)
+  t.match(spaced, /\r\nX-Request-Id: gw-1\r\n/i)
+})
+
 t.test('refusals of a body say what to fix, not how the schema failed', async (t) => {
   const { app } = await buildTestApp(t)
   const form = { 'content-type': 'application/x-www-form-urlencoded' }

@@ -60,25 +60,44 @@ function unparsedRequest (code: string | undefined): [status: number, title: str
 /** What the bytes of a refused request say of it: the path it asked for and the X-Request-Id it came with. */
 interface RefusedRequest { path: string | undefined, givenId: string | undefined }
 
-const REQUEST_LINE = /^[A-Z]+ (\/[^ ?#]*)[^ ]* HTTP\/1\.[01]\r\n/
-const GIVEN_REQUEST_ID = /\r\nx-request-id:[ \t]*([^\r\n]*?)[ \t]*(?=\r\n)/gi
+/** The path of a request line (`METHOD /path?query HTTP/1.x`), or undefined when it is not one. */
+function requestPath (line: string | undefined): string | undefined {
+  const [method = '', target = '', version = '', ...rest] = line?.split(' ') ?? []
+  if (rest.length > 0 || !/^[A-Z]+$/.test(method) || !target.startsWith('/') || !/^HTTP\/1\.[01]$/.test(version)) return undefined
+  return target.split(/[?#]/)[0]
+}
+
+/** A header's value without the spaces and tabs HTTP allows around it, as Node's parser hands it to genReqId. */
+function withoutOws (value: string): string {
+  let start = 0
+  let end = value.length
+  while (start < end && (value[start] === ' ' || value[start] === '\t')) start++
+  while (end > start && (value[end - 1] === ' ' || value[end - 1] === '\t')) end--
+  return value.slice(start, end)
+}
 
 /**
  * Node hands the handler only the chunk its parser failed in (`rawPacket`):
  * when it begins with the request line (a request sent at once, as the
  * gateway sends one), the path and X-Request-Id are read from it; a chunk
- * from further into the request names neither.
+ * from further into the request names neither. Read line by line, with no
+ * regular expression over a whole line: the bytes are anyone's, up to 64 KB,
+ * and a pattern that backtracks (a header of spaces with no line end made
+ * one take minutes) held the worker's event loop all that time.
  */
 function refusedRequest (raw: unknown): RefusedRequest {
   if (!Buffer.isBuffer(raw)) return { path: undefined, givenId: undefined }
   const text = raw.toString('latin1')
   // The headers and the CRLF ending the last of them; the whole chunk when it ends before their end.
   const end = text.indexOf('\r\n\r\n')
-  const head = end === -1 ? text : text.slice(0, end + 2)
-  const path = REQUEST_LINE.exec(head)?.[1]
+  const lines = (end === -1 ? text : text.slice(0, end + 2)).split('\r\n')
+  // Whole lines only: what follows the last CRLF is empty, or a line the chunk cut short.
+  lines.pop()
+  const path = requestPath(lines[0])
   if (path === undefined) return { path: undefined, givenId: undefined }
+  const name = 'x-request-id:'
   // Sent more than once, it is not one id: genReqId gets Node's joined value and refuses it too.
-  const given = [...head.matchAll(GIVEN_REQUEST_ID)].map((m) => m[1])
+  const given = lines.slice(1).filter((line) => line.slice(0, name.length).toLowerCase() === name).map((line) => withoutOws(line.slice(name.length)))
   return { path, givenId: given.length === 1 ? given[0] : undefined }
 }
 
