@@ -63,7 +63,8 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
   const refreshes = new Counter({ name: 'tessera_refreshes_total', help: 'Refresh grant attempts by outcome', labelNames: ['outcome'], registers: [registry] })
   const revocations = new Counter({ name: 'tessera_revocations_total', help: 'Sessions ended by revoking one of their tokens: /oauth/revoke (a refresh or an access token), and the SimpleJWT blacklist/ route', registers: [registry] })
   // Not by signing key: a kid label would add series with every rotation for as long as the
-  // instance runs (tessera_signing_keys and the key age say which key signs).
+  // instance runs. An instance signing with an old key shows in its current key's age
+  // (tessera_signing_key_age_seconds) growing past the rotation; `tessera keys list` names the kid.
   const issued = new Counter({ name: 'tessera_tokens_issued_total', help: 'Access tokens issued by grant type', labelNames: ['grant_type'], registers: [registry] })
   const limited = new Counter({ name: 'tessera_rate_limited_total', help: 'Requests refused by the per-IP limit, by route', labelNames: ['route'], registers: [registry] })
   const failures = new Counter({ name: 'tessera_background_job_failures_total', help: 'Failed background runs by job (key_rotation, keyring_reload, key_listener: LISTEN connection lost, cleanup)', labelNames: ['job'], registers: [registry] })
