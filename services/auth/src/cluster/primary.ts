@@ -76,9 +76,14 @@ function sendTo (worker: Worker): Send {
 }
 
 export async function startPrimary (config: Config, logger: Logger): Promise<Primary> {
-  const { url, embedded } = await databaseFor(config)
+  // Before any database work: an instance refused here (another has the port) has changed nothing.
+  const releasePort = await claimPort(config.host, config.port)
+  const { url, embedded } = await databaseFor(config).catch(async (err: unknown) => {
+    await releasePort()
+    throw err
+  })
   const connection = connect(url, PRIMARY_POOL)
-  const stops: Array<() => Promise<void>> = [async () => { await connection.close() }, async () => { await embedded?.stop() }]
+  const stops: Array<() => Promise<void>> = [async () => { await connection.close() }, async () => { await embedded?.stop() }, releasePort]
   const closeAll = async (): Promise<void> => {
     for (const stop of stops.splice(0)) await stop()
   }
@@ -154,8 +159,6 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     const metricsListener = config.metricsPort === undefined ? undefined : await listenForMetrics(metrics.registry, renderInstanceMetrics, config.host, config.metricsPort)
     if (metricsListener !== undefined) stops.unshift(async () => { await metricsListener.close() })
     // After the metrics listener: PORT equal to TESSERA_METRICS_PORT fails here, named as both.
-    const releasePort = await claimPort(config.host, config.port)
-    stops.unshift(releasePort)
     const listen = await sharedPortFor(config.host, config.port)
 
     const jobs = await startBackgroundJobs({

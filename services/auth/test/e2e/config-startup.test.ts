@@ -5,7 +5,8 @@
 import { freePort, runProcess, spawnProcess } from '@tessera/testkit'
 import t from 'tap'
 import { createServer, type AddressInfo } from 'node:net'
-import { createTestDatabase } from '../helpers/db.js'
+import { sql } from 'kysely'
+import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { SERVER_ENTRY, startServer } from '../helpers/server.js'
 
 t.test('the real server refuses both TESSERA_KEK and TESSERA_KEK_FILE in one line', async (t) => {
@@ -54,15 +55,21 @@ t.test('a port already taken is named by the setting that asked for it', async (
 })
 
 t.test('a second instance on the port a running one serves is refused, not let share it: its workers would take half the connections', async (t) => {
-  const env = { DATABASE_URL: await createTestDatabase(t), TESSERA_KEK: 'a'.repeat(43), TESSERA_WORKERS: '2' }
+  // A port set, as operators set it (port 0 is a port no one else is given, and claims none: cluster/port.ts).
+  const port = String(await freePort())
+  const env = { DATABASE_URL: await createTestDatabase(t), TESSERA_KEK: 'a'.repeat(43), TESSERA_WORKERS: '2', PORT: port }
   const first = await startServer(t, env)
-  const port = new URL(first.url).port
-  const second = spawnProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', ...env, PORT: port } })
+  // A database of its own, empty of keys and clients: what the refused start wrote would show there.
+  const ownUrl = await createTestDatabase(t)
+  const own = await testConnection(t, ownUrl)
+  const second = spawnProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', ...env, DATABASE_URL: ownUrl, PORT: port } })
   // Stopped if it serves after all, rather than outliving a failed test.
   t.teardown(async () => { await second.stop('SIGKILL') })
   t.equal(await second.closed, 1)
   t.match(second.stderr(), `tessera: PORT=${port}: the address is already in use (another process listens there)`)
   t.equal((await fetch(`${first.url}/healthz`)).status, 200, 'the first serves on')
+  const written = await sql<{ keys: number, clients: number }>`SELECT (SELECT count(*) FROM signing_keys)::int AS keys, (SELECT count(*) FROM clients)::int AS clients`.execute(own.db)
+  t.same(written.rows, [{ keys: 0, clients: 0 }], 'refused before any database work: no first key, no default client')
 })
 
 t.test('of two instances started at the same moment on one port, one serves and the other is refused: the port is free between the primary\'s probe and its workers\' listen', async (t) => {
