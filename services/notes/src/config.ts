@@ -42,18 +42,19 @@ function get (env: Env, name: string): string | undefined {
   }
 }
 
-function parsedUrl (name: string, value: string): URL {
+/** `secret`: the value may hold a password (DATABASE_URL: one with an unescaped "/" is not a URL), so a refusal never repeats it, as Tessera's config does. */
+function parsedUrl (name: string, value: string, secret = false): URL {
   try {
     return new URL(value)
   } catch {
-    throw new ConfigError(`${name}=${JSON.stringify(value)} is invalid: expected a URL`)
+    throw new ConfigError(`${name}=${secret ? '<hidden>' : JSON.stringify(value)} is invalid: expected a URL`)
   }
 }
 
-function url (env: Env, name: string, fallback: string | undefined): string {
+function url (env: Env, name: string, fallback: string | undefined, secret = false): string {
   const value = get(env, name) ?? fallback
   if (value === undefined) throw new ConfigError(`${name} is required`)
-  return parsedUrl(name, value).toString().replace(/\/+$/, '')
+  return parsedUrl(name, value, secret).toString().replace(/\/+$/, '')
 }
 
 /**
@@ -147,7 +148,7 @@ export function loadConfig (env: Env): Config {
   return {
     port: integer(env, 'PORT', 8201, 0, 65535),
     host: host(env),
-    databaseUrl: url(env, 'DATABASE_URL', undefined),
+    databaseUrl: url(env, 'DATABASE_URL', undefined, true),
     issuer,
     jwksUrl: jwksUrl(env, issuer),
     audience: audience(env),

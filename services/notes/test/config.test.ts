@@ -15,6 +15,9 @@ t.test('DATABASE_URL from DATABASE_URL_FILE (a Docker secret), never from both',
   t.equal(both.message, 'DATABASE_URL and DATABASE_URL_FILE are both set: set only one of them')
   const missing = t.throws(() => loadConfig({ DATABASE_URL_FILE: path.join(dir, 'nope') })) as Error
   t.match(missing.message, /^DATABASE_URL_FILE=".*nope" cannot be read \(ENOENT\)$/)
+  // A password with an unescaped "/" makes the URL unparseable: the refusal must not print it.
+  const unparsed = t.throws(() => loadConfig({ DATABASE_URL: 'postgres://notes:se/cr3t@db:5432/notes' })) as Error
+  t.equal(unparsed.message, 'DATABASE_URL=<hidden> is invalid: expected a URL')
 })
 
 t.test('LOG_LEVEL is one of pino\'s levels, or one line says what it takes', async (t) => {
