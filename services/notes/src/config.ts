@@ -104,11 +104,16 @@ function jwksUrl (env: Env, issuer: string): string {
   return new URL(value).toString().replace(/\/+$/, '')
 }
 
+/** A setting whose value must match `pattern`; `expected` says what it takes. */
+function matching (env: Env, name: string, fallback: string, pattern: RegExp, expected: string): string {
+  const value = get(env, name) ?? fallback
+  if (!pattern.test(value)) throw new ConfigError(`${name}=${JSON.stringify(value)} is invalid: expected ${expected}`)
+  return value
+}
+
 /** As Tessera checks its HOST: one that no lookup could resolve fails here, named, not at listen. */
 function host (env: Env): string {
-  const value = get(env, 'HOST') ?? '127.0.0.1'
-  if (!/^[A-Za-z0-9.:_-]+$/.test(value)) throw new ConfigError(`HOST=${JSON.stringify(value)} is invalid: expected an IP address or host name`)
-  return value
+  return matching(env, 'HOST', '127.0.0.1', /^[A-Za-z0-9.:_-]+$/, 'an IP address or host name')
 }
 
 /**
@@ -119,9 +124,7 @@ function host (env: Env): string {
  * TESSERA_AUDIENCE, no whitespace (no token's aud would match) and no comma.
  */
 function audience (env: Env): string {
-  const value = get(env, 'NOTES_AUDIENCE') ?? 'urn:tessera:notes'
-  if (!/^[^\s,]+$/.test(value)) throw new ConfigError(`NOTES_AUDIENCE=${JSON.stringify(value)} is invalid: expected one audience, without spaces or commas (the resource tokens for notes name in aud)`)
-  return value
+  return matching(env, 'NOTES_AUDIENCE', 'urn:tessera:notes', /^[^\s,]+$/, 'one audience, without spaces or commas (the resource tokens for notes name in aud)')
 }
 
 /**
