@@ -16,6 +16,10 @@ const CLIENT_AUTH_METHODS = ['none', 'client_secret_basic', 'client_secret_post'
  * RFC 8414 metadata; every URL derives from the issuer. Only what Tessera
  * serves: no OpenID fields (no ID tokens, no subject types), no signed
  * client assertions; the documentation URL is the OpenAPI document.
+ * No `response_types_supported` either, though §2 calls it REQUIRED: with
+ * no authorization endpoint Tessera has no response type, §3.2 says a claim
+ * with zero elements MUST be omitted, and naming `code` would send clients
+ * to an endpoint that does not exist.
  */
 function serverMetadata (config: Pick<Config, 'issuer' | 'scopes'>): Record<string, unknown> {
   return {
@@ -24,7 +28,6 @@ function serverMetadata (config: Pick<Config, 'issuer' | 'scopes'>): Record<stri
     revocation_endpoint: `${config.issuer}/oauth/revoke`,
     jwks_uri: `${config.issuer}/.well-known/jwks.json`,
     grant_types_supported: ['password', 'refresh_token', 'client_credentials'],
-    response_types_supported: [],
     scopes_supported: config.scopes,
     token_endpoint_auth_methods_supported: CLIENT_AUTH_METHODS,
     revocation_endpoint_auth_methods_supported: CLIENT_AUTH_METHODS,

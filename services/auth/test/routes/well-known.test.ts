@@ -85,6 +85,17 @@ t.test('HEAD of the JWKS: a 200 with the headers of a GET and no body, a 304 tha
   }
 })
 
+t.test('the metadata has no claim with zero elements (RFC 8414 §3.2), so no response_types_supported: Tessera has no authorization endpoint', async (t) => {
+  const { app } = await buildTestApp(t)
+  for (const path of ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration']) {
+    const metadata = (await app.inject({ method: 'GET', url: path })).json() as Record<string, unknown>
+    const empty = Object.keys(metadata).filter((name) => Array.isArray(metadata[name]) && (metadata[name] as unknown[]).length === 0)
+    t.same(empty, [], `${path}: no empty array`)
+    t.notOk('response_types_supported' in metadata, `${path}: no response_types_supported`)
+    t.notOk('authorization_endpoint' in metadata, `${path}: no authorization_endpoint`)
+  }
+})
+
 t.test('the routes that answer at once run no drain hook; every other route does', async (t) => {
   const { app } = await buildTestApp(t)
   await app.ready()
