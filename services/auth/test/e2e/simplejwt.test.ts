@@ -258,6 +258,35 @@ t.test('verify does not tell the moment a refresh token is rotated: within the g
   t.same(await verify(), { status: 400, body: { non_field_errors: ['Token is blacklisted'] } }, 'once the window has passed: blacklisted, as SimpleJWT says of a rotated token')
 })
 
+t.test('a client that resends its login\'s refresh token, as SimpleJWT\'s default (no rotation) lets it: Django with rotation and blacklisting on refuses it as Tessera does, so it is found before the move', async (t) => {
+  const keep: Step[] = [
+    { path: '/api/token/', body: { username: 'alice', password: PASSWORD }, save: { r1: 'refresh' }, compare: 'keys' },
+    { path: '/api/token/refresh/', body: { refresh: { $: 'r1' } }, compare: 'keys' },
+    { path: '/api/token/refresh/', body: { refresh: { $: 'r1' } }, compare: 'keys' }
+  ]
+  const spec = { users: [{ username: 'alice', password: PASSWORD }], requests: keep }
+  const unrotated = await oracle(t, 'simplejwt', [], { ...spec, rotate: false })
+  t.same(unrotated.map((a) => [a.status, Object.keys(a.body).sort()]), [[200, ['access', 'refresh']], [200, ['access']], [200, ['access']]],
+    'SimpleJWT\'s default: refresh answers the access token alone, and the login\'s refresh token works again')
+  const rotated = await oracle(t, 'simplejwt', [], spec)
+  t.same(rotated.map((a) => [a.status, a.body.detail]), [[200, undefined], [200, undefined], [401, 'Token is blacklisted']],
+    'rotation and blacklisting on in Django: the resent token is refused at the second refresh')
+
+  const ctx = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on', TESSERA_REFRESH_GRACE: '10s' })
+  await signUp(ctx.app, 'alice', PASSWORD)
+  const post = async (url: string, payload: object): Promise<{ status: number, body: Record<string, unknown> }> => {
+    const res = await ctx.app.inject({ method: 'POST', url, payload })
+    return { status: res.statusCode, body: res.json() }
+  }
+  const { refresh } = (await post('/api/token/', { username: 'alice', password: PASSWORD })).body
+  t.same(Object.keys((await post('/api/token/refresh/', { refresh })).body).sort(), ['access', 'refresh'], 'Tessera always answers a new refresh token')
+  ctx.advance(300)
+  t.same(await post('/api/token/refresh/', { refresh }), { status: 401, body: { detail: 'Token is blacklisted', code: 'token_not_valid' } },
+    'resent one access-token life later: what Django answers with rotation on')
+  const ended = await ctx.connection.db.selectFrom('sessions').select('revoke_reason').execute()
+  t.same(ended.map((s) => s.revoke_reason), ['reuse'], 'and the session is ended as a stolen token\'s would be')
+})
+
 t.test('a DRF view with SimpleJWT\'s JWTAuthentication, by settings alone, judges Tessera\'s tokens', async (t) => {
   const kek = randomBytes(32).toString('base64url')
   const env = { TESSERA_SIMPLEJWT_COMPAT: 'on', TESSERA_KEK: kek, TESSERA_ISSUER: 'http://tessera.test' }

@@ -141,15 +141,18 @@ urlpatterns = []
 
 
 def simplejwt(requests_file):
-    """The peer stack's SimpleJWT configuration (shared/peer-drf): RS256, rotation, blacklist after rotation."""
+    """The peer stack's SimpleJWT configuration (shared/peer-drf): RS256, rotation, blacklist after rotation;
+    the spec's "rotate": false is SimpleJWT's own default instead (no rotation, no blacklist)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    spec = json.load(open(requests_file))
+    rotate = spec.get('rotate', True)
     drf_settings({
         'ALGORITHM': 'RS256', 'SIGNING_KEY': private, 'VERIFYING_KEY': public,
-        'ROTATE_REFRESH_TOKENS': True, 'BLACKLIST_AFTER_ROTATION': True,
+        'ROTATE_REFRESH_TOKENS': rotate, 'BLACKLIST_AFTER_ROTATION': rotate,
     }, apps=['rest_framework_simplejwt.token_blacklist'])
     from django.urls import path
     from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairView, TokenRefreshView, TokenVerifyView
@@ -161,7 +164,6 @@ def simplejwt(requests_file):
     ]
     from django.contrib.auth.models import User
     from django.test import Client
-    spec = json.load(open(requests_file))
     for user in spec['users']:
         User.objects.create_user(user['username'], password=user['password'])
     return run_requests(Client(), spec['requests'])
