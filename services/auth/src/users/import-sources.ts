@@ -8,7 +8,7 @@
  * A file that cannot be read to its end throws ImportFileError.
  * @module
  */
-import type { Readable } from 'node:stream'
+import { Readable } from 'node:stream'
 import { parse as parseCsv, type CsvError } from 'csv-parse'
 import chain from 'stream-chain'
 import { parser } from 'stream-json'
@@ -104,6 +104,42 @@ async function * csvRecords (input: Readable): AsyncGenerator<SourceRecord> {
   if (header) throw new ImportFileError(`the file is empty; expected the header ${CSV_HEADER.join(',')}`)
 }
 
+/**
+ * Why a file whose first bytes are these is not UTF-8 text. Windows
+ * PowerShell's `>` writes a command's output as UTF-16 (the guide's
+ * `dumpdata auth.user > users.json`, having first read it in the console's
+ * code page, which may already have altered non-ASCII names, so it is not
+ * decoded here), and `dumpdata -o users.json.gz` writes gzip. Read as UTF-8,
+ * either would be "not a JSON array; is this the output of dumpdata?",
+ * which it is.
+ */
+function notUtf8 (head: Buffer, format: ImportFormat): string | undefined {
+  if ((head[0] === 0xff && head[1] === 0xfe) || (head[0] === 0xfe && head[1] === 0xff)) {
+    return `the file is UTF-16 (what Windows PowerShell's > writes), not UTF-8: ${format === 'csv' ? 'save it as UTF-8' : 'dump it again with python -X utf8 manage.py dumpdata auth.user -o users.json'}`
+  }
+  if (head[0] === 0x1f && head[1] === 0x8b) return 'the file is gzip-compressed (what dumpdata -o users.json.gz writes): gunzip it first'
+  return undefined
+}
+
+/** The input's bytes, once its first two are known not to be UTF-16's or gzip's. */
+async function * utf8Bytes (input: AsyncIterable<Buffer>, format: ImportFormat): AsyncGenerator<Buffer> {
+  let head: Buffer | undefined = Buffer.alloc(0)
+  for await (const chunk of input) {
+    if (head === undefined) {
+      yield chunk
+      continue
+    }
+    head = Buffer.concat([head, chunk])
+    if (head.length < 2) continue
+    const problem = notUtf8(head, format)
+    if (problem !== undefined) throw new ImportFileError(problem)
+    yield head
+    head = undefined
+  }
+  if (head !== undefined && head.length > 0) yield head
+}
+
 export function readImportFile (input: Readable, format: ImportFormat): AsyncGenerator<SourceRecord> {
-  return format === 'csv' ? csvRecords(input) : djangoRecords(input)
+  const text = Readable.from(utf8Bytes(input, format), { objectMode: false })
+  return format === 'csv' ? csvRecords(text) : djangoRecords(text)
 }

@@ -174,6 +174,32 @@ t.test('Django\'s Dave and dave: dave keeps the name whatever the order, so no o
   t.match(said.stdout, /\n {2}1 of them under their name after NFKC and lower-casing: a DRF service finds a token's user by exact name[^\n]*:\n {4}record 3: Zed as zed\n/, 'each renamed user is named, as Django spells it and as Tessera keeps it')
 })
 
+t.test('a dump that is not UTF-8 text is named for what it is: UTF-16 (PowerShell\'s >), gzip (dumpdata -o users.json.gz)', async (t) => {
+  const dir = await scratchDir(t)
+  await writeFile(join(dir, 'users.json'), JSON.stringify([{ username: 'zoe', password: PASSWORD, hasher: 'pbkdf2_sha256' }]))
+  await djangoOracle('project', dir, join(dir, 'users.json'))
+  const django = { cwd: dir, env: { ...process.env, PYTHONPATH: dir } }
+  const { stdout: dump } = await run(PYTHON, ['manage.py', 'dumpdata', 'auth.user'], django)
+  await run(PYTHON, ['manage.py', 'dumpdata', 'auth.user', '-o', join(dir, 'dump.json.gz')], django)
+  // What Windows PowerShell 5.1's `>` makes of the dump: UTF-16LE after a byte-order mark.
+  await writeFile(join(dir, 'ps.json'), Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(dump, 'utf16le')]))
+  await writeFile(join(dir, 'ps.csv'), Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('username,password_hash,disabled\n', 'utf16le')]))
+  await writeFile(join(dir, 'big-endian.json'), Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(dump, 'utf16le').swap16()]))
+  await writeFile(join(dir, 'bom.json'), `\ufeff${dump}`)
+
+  const env = { DATABASE_URL: await createTestDatabase(t), TESSERA_KEK: randomBytes(32).toString('base64url') }
+  const answers = await Promise.all(['ps.json', 'big-endian.json', 'ps.csv', 'dump.json.gz'].map(async (name) => await runCli(['users', 'import', join(dir, name)], env)))
+  const utf16 = 'tessera: the file is UTF-16 (what Windows PowerShell\'s > writes), not UTF-8: '
+  t.same(answers.map((a) => [a.code, a.stdout, a.stderr]), [
+    [1, '', `${utf16}dump it again with python -X utf8 manage.py dumpdata auth.user -o users.json\n`],
+    [1, '', `${utf16}dump it again with python -X utf8 manage.py dumpdata auth.user -o users.json\n`],
+    [1, '', `${utf16}save it as UTF-8\n`],
+    [1, '', 'tessera: the file is gzip-compressed (what dumpdata -o users.json.gz writes): gunzip it first\n']
+  ])
+  const withBom = await runCli(['users', 'import', join(dir, 'bom.json'), '--json'], env)
+  t.match(JSON.parse(withBom.stdout), { read: 1, created: 1, problem_count: 0 }, 'UTF-8 with a byte-order mark is UTF-8')
+})
+
 t.test('bad input: each reported with its position and reason, nothing half-imported', async (t) => {
   const dir = await scratchDir(t)
   const url = await createTestDatabase(t)
