@@ -188,7 +188,9 @@ t.test('a dump that is not UTF-8 text is named for what it is: UTF-16 (PowerShel
   await writeFile(join(dir, 'bom.json'), `\ufeff${dump}`)
 
   const env = { DATABASE_URL: await createTestDatabase(t), TESSERA_KEK: randomBytes(32).toString('base64url') }
-  const answers = await Promise.all(['ps.json', 'big-endian.json', 'ps.csv', 'dump.json.gz'].map(async (name) => await runCli(['users', 'import', join(dir, name)], env)))
+  // One after another: imports at once on a database wait for each other, and say so on stderr.
+  const answers = []
+  for (const name of ['ps.json', 'big-endian.json', 'ps.csv', 'dump.json.gz']) answers.push(await runCli(['users', 'import', join(dir, name)], env))
   const utf16 = 'tessera: the file is UTF-16 (what Windows PowerShell\'s > writes), not UTF-8: '
   t.same(answers.map((a) => [a.code, a.stdout, a.stderr]), [
     [1, '', `${utf16}dump it again with python -X utf8 manage.py dumpdata auth.user -o users.json\n`],
