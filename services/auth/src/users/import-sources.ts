@@ -9,7 +9,7 @@
  * @module
  */
 import { Readable } from 'node:stream'
-import { parse as parseCsv, type CsvError } from 'csv-parse'
+import { CsvError, parse as parseCsv } from 'csv-parse'
 import chain from 'stream-chain'
 import { parser } from 'stream-json'
 import { streamArray } from 'stream-json/streamers/stream-array.js'
@@ -76,6 +76,20 @@ function parseDisabled (text: string): boolean | string {
   return text
 }
 
+/**
+ * csv-parse's refusals in words of our own: its messages quote the cell it
+ * stopped in ("value is …"), a password hash, or a password when a column
+ * was exported wrong, and the CLI's error line goes to terminals and CI
+ * logs, which no hash reaches otherwise (a row's problem names the reason,
+ * never the hash). These are the ones the options above can raise.
+ */
+const CSV_PROBLEMS: Partial<Record<CsvError['code'], string>> = {
+  INVALID_OPENING_QUOTE: 'a quote inside a field that does not start with one; quote the whole field and double the quotes inside it',
+  CSV_INVALID_CLOSING_QUOTE: 'a quoted field goes on after its closing quote; double a quote inside a quoted field',
+  CSV_QUOTE_NOT_CLOSED: 'a quoted field is not closed before the end of the file',
+  CSV_MAX_RECORD_SIZE: 'a record is longer than 64 KiB'
+}
+
 async function * csvRecords (input: Readable): AsyncGenerator<SourceRecord> {
   const records = chain([input, parseCsv({ bom: true, relax_column_count: true, skip_empty_lines: true, info: true, max_record_size: 64 * 1024 })])
   let header = true
@@ -98,8 +112,10 @@ async function * csvRecords (input: Readable): AsyncGenerator<SourceRecord> {
     }
   } catch (err) {
     if (err instanceof ImportFileError) throw err
-    const line = (err as CsvError).lines
-    throw new ImportFileError(`the file is not valid CSV${typeof line === 'number' ? ` at line ${line}` : ''}: ${err instanceof Error ? err.message : String(err)}`, err)
+    if (!(err instanceof CsvError)) throw new ImportFileError(`the file is not valid CSV: ${err instanceof Error ? err.message : String(err)}`, err)
+    const line = typeof err.lines === 'number' ? ` at line ${err.lines}` : ''
+    // Not the parser's error as the cause: it holds the cell it stopped in.
+    throw new ImportFileError(`the file is not valid CSV${line}: ${CSV_PROBLEMS[err.code] ?? `the parser refused it (${err.code})`}`)
   }
   if (header) throw new ImportFileError(`the file is empty; expected the header ${CSV_HEADER.join(',')}`)
 }

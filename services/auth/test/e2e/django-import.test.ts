@@ -288,3 +288,24 @@ t.test('bad input: each reported with its position and reason, nothing half-impo
   await login(ctx.app, 'csvuser', PASSWORD)
   t.equal((await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'csvoff', password: PASSWORD } })).statusCode, 400, 'disabled in the CSV')
 })
+
+t.test('a CSV the parser refuses: the line and what is wrong, never the cell it stopped in (a hash, or a password exported into the wrong column)', async (t) => {
+  const dir = await scratchDir(t)
+  const env = { DATABASE_URL: await createTestDatabase(t), TESSERA_KEK: randomBytes(32).toString('base64url') }
+  const secret = 'SecretCell7f3a'
+  const cases = [
+    [`x1,pbkdf2_sha256$1000$salt$${secret}"tail,false`, 'a quote inside a field that does not start with one; quote the whole field and double the quotes inside it'],
+    [`x2,"pbkdf2_sha256$1000$salt$${secret}"tail,false`, 'a quoted field goes on after its closing quote; double a quote inside a quoted field'],
+    [`x3,"pbkdf2_sha256$1000$salt$${secret},false`, 'a quoted field is not closed before the end of the file']
+  ] as const
+  for (const [row, reason] of cases) {
+    const file = join(dir, 'quotes.csv')
+    await writeFile(file, `username,password_hash,disabled\n${row}\n`)
+    for (const json of [false, true]) {
+      const refused = await runCli(['users', 'import', file, '--dry-run', ...(json ? ['--json'] : [])], env)
+      t.equal(refused.code, 1)
+      t.equal(refused.stderr, `tessera: the file is not valid CSV at line 2: ${reason}\n`, `${row}${json ? ' (--json)' : ''}: said`)
+      t.notMatch(`${refused.stdout}${refused.stderr}`, secret, 'and the cell not repeated')
+    }
+  }
+})
