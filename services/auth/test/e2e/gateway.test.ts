@@ -202,7 +202,7 @@ t.test('through the gateway', async (t) => {
     const pair = (await gateway.request('POST', '/api/token/', { body: { username: 'simple', password: PASSWORD } })).json() as { access: string, refresh: string }
     t.equal((await gateway.request('GET', '/v1/me', { headers: bearer(pair.access) })).status, 200, 'the compat access token works')
     const inUrl = await gateway.request('POST', `/api/token/?username=simple&password=${encodeURIComponent(PASSWORD)}`, { body: { username: 'simple', password: PASSWORD } })
-    t.same([inUrl.status, inUrl.json()], [400, { detail: 'parameters in the URL are refused here: send them in the request body' }], 'a password in the URL: refused in DRF\'s shape, before anything logs it')
+    t.same([inUrl.status, inUrl.json()], [400, { detail: 'a credential in the URL is refused: send a token in the Authorization header, anything else in the request body' }], 'a password in the URL: refused in DRF\'s shape, before anything logs it')
     const data = new FormData()
     data.append('username', 'simple')
     data.append('password', PASSWORD)
@@ -410,7 +410,8 @@ t.test('through the gateway', async (t) => {
     t.ok(await within(5000, async () => logged413().length >= 2) !== undefined, 'the two 413s are logged')
     t.same(logged413().map((l) => [l.status, l.upstream]), [[413, ''], [413, '']], 'once each, and neither reached an upstream')
     t.notOk(gateway.accessLog().some((line) => line.includes('xxxxxxxx')), 'no body in the log')
-    const query = await gateway.request('GET', `/.well-known/jwks.json?access_token=${alice.access}`)
+    // A parameter of no credential's name is passed on (one that is, is refused: the test of error.log below).
+    const query = await gateway.request('GET', `/.well-known/jwks.json?v=${alice.access}`)
     t.equal(query.status, 200)
     t.notOk(gateway.accessLog().some((line) => line.includes(alice.access.slice(-20))), 'no query string in the log')
 
@@ -418,7 +419,7 @@ t.test('through the gateway', async (t) => {
     const inUrl = '/oauth/token?grant_type=password&username=alice&password=in-the-url-secret'
     const refusedInUrl = await Promise.all(Array.from({ length: 40 }, async () => await gateway.request('POST', inUrl, { body: 'grant_type=password', headers: { 'content-type': 'application/x-www-form-urlencoded' } })))
     t.same([...new Set(refusedInUrl.map((r) => r.status))], [400], 'every one refused as malformed, none counted against the limit (no 429)')
-    t.same(refusedInUrl[0]?.json(), { error: 'invalid_request', error_description: 'parameters in the URL are refused here: send them in the request body' })
+    t.same(refusedInUrl[0]?.json(), { error: 'invalid_request', error_description: 'a credential in the URL is refused: send a token in the Authorization header, anything else in the request body' })
     const signUpInUrl = await gateway.request('POST', '/v1/users?password=in-the-url-secret', { body: { username: 'urlsignup', password: 'a long enough password' } })
     t.equal(signUpInUrl.status, 400)
     t.match(signUpInUrl.headers['content-type'], /^application\/problem\+json/)
@@ -648,6 +649,41 @@ t.test('on SimpleJWT\'s routes, what the gateway answers itself is DRF\'s {"deta
   const unslashed = await gateway.request('POST', '/api/token', { body: { username: 'alice', password: 'x' } })
   t.not(unslashed.status, 301, 'the prefix without its slash is not Nginx\'s HTML redirect')
   t.equal(seen.length - before, 1, 'it is Tessera\'s to answer')
+})
+
+t.test('a credential in the URL is refused on every route, so error.log, which writes the request line of a request it fails to proxy, never holds one', async (t) => {
+  // No instance at all: every request that is proxied fails, and error.log writes its request line.
+  const nobody = `127.0.0.1:${await freePort()}`
+  const gateway = await startGateway(t, { httpPort: await freePort(), httpsPort: await freePort(), authAddrs: [nobody], notesAddr: nobody, tls: makeCertificate(tempDir(t, 'tls')), simplejwtCompat: true })
+  const secret = 'UrlSecret9c41'
+  const refusal = 'a credential in the URL is refused: send a token in the Authorization header, anything else in the request body'
+  const big = { body: 'x'.repeat(20_000), headers: { 'content-type': 'application/x-www-form-urlencoded' } }
+  for (const [method, path, options] of [
+    ['GET', `/v1/me?access_token=${secret}`, {}],
+    ['GET', `/v1/sessions?limit=5&Access_Token=${secret}`, {}],
+    ['GET', `/notes?access_token=${secret}`, {}],
+    ['GET', `/.well-known/jwks.json?access_token=${secret}`, {}],
+    // Over the body limit too: a 413 would write the request line as well.
+    ['POST', `/v1/logout?refresh_token=${secret}`, big]
+  ] as const) {
+    const answer = await gateway.request(method, path, options)
+    t.same([answer.status, answer.headers['content-type'], answer.json().detail], [400, 'application/problem+json', refusal], `${method} ${path.split('?')[0] ?? ''}: refused as a problem`)
+    t.equal(answer.json().request_id, answer.headers['x-request-id'])
+  }
+  const oauth = await gateway.request('POST', `/oauth/introspect?token=${secret}`, big)
+  t.same([oauth.status, oauth.json(), oauth.headers['cache-control']], [400, { error: 'invalid_request', error_description: refusal }, 'no-store'], 'on /oauth/: RFC 6749\'s invalid_request')
+  const drf = await gateway.request('POST', `/api/token/refresh/?refresh=${secret}`, { body: { refresh: 'x' } })
+  t.same([drf.status, drf.json()], [400, { detail: refusal }], 'on SimpleJWT\'s prefix: DRF\'s {"detail"}')
+  const plain = await gateway.plainRequest('GET', `/v1/me?access_token=${secret}`)
+  t.same([plain.status, plain.headers['content-type']], [403, 'application/problem+json'], 'plain HTTP: refused, not redirected to send it again')
+  t.match(plain.body, '"detail":"plain HTTP is refused for credentials; use https"')
+
+  // The same requests without the credential reach for an instance, and error.log writes each: it would have written the secret.
+  t.equal((await gateway.request('GET', '/v1/me?limit=5')).status, 502)
+  t.equal((await gateway.request('POST', '/v1/logout?limit=5', big)).status, 413)
+  t.ok(await within(5000, async () => gateway.errorLog().includes('GET /v1/me?limit=5') && gateway.errorLog().includes('POST /v1/logout?limit=5')) !== undefined, 'error.log writes request lines, query strings included')
+  t.notOk(gateway.errorLog().includes(secret), 'and none with the credential')
+  t.notOk(gateway.accessLog().some((line) => line.includes(secret)), 'nor does the access log')
 })
 
 t.test('an HTTP/1.0 request without a Host reaches the instance with one, and is answered', async (t) => {
