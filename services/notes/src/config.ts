@@ -67,6 +67,12 @@ function httpUrl (name: string, value: string, rule: string, queryAllowed: boole
   if ((parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || (!queryAllowed && /[?#]/.test(value))) {
     throw new ConfigError(`${name}=${JSON.stringify(value)} is invalid: expected ${rule}`)
   }
+  // A user name or password in it: fetch() refuses such a URL, so every
+  // JWKS fetch failed, and "notes is serving" logged the password. Not
+  // repeated here either.
+  if (parsed.username !== '' || parsed.password !== '') {
+    throw new ConfigError(`${name}=<hidden> is invalid: expected ${rule}, with no user name or password (fetch refuses a URL holding credentials)`)
+  }
 }
 
 function integer (env: Env, name: string, fallback: number, min: number, max: number): number {

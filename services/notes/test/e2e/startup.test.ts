@@ -5,7 +5,7 @@
 import { createServer, type AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { runProcess } from '@tessera/testkit'
+import { runProcess, spawnProcess } from '@tessera/testkit'
 import { createTestDatabase } from '../helpers.js'
 
 const SERVER = fileURLToPath(new URL('../../dist/server.js', import.meta.url))
@@ -31,4 +31,18 @@ t.test('a HOST this machine cannot listen on, or a PORT taken, is named in the o
   const inUse = await start({ HOST: '127.0.0.1', PORT: String(port) })
   t.equal(inUse.code, 1)
   t.match(inUse.stderr, new RegExp(`^notes: PORT=${port}: the address is already in use \\(another process listens there\\): listen EADDRINUSE: .*\\n$`))
+})
+
+t.test('a NOTES_JWKS_URL or NOTES_ISSUER holding a password stops the start in one line that does not repeat it; notes never logged it as serving', async (t) => {
+  const secret = 'JwksUrlSecret5d2e'
+  for (const [name, value] of [['NOTES_JWKS_URL', `https://keys:${secret}@keys.example/jwks.json`], ['NOTES_ISSUER', `https://id:${secret}@id.example`]] as const) {
+    const notes = spawnProcess(process.execPath, [SERVER], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: databaseUrl, PORT: '0', HOST: '127.0.0.1', [name]: value } })
+    t.teardown(async () => { await notes.stop('SIGKILL') })
+    // Before the fix it served, and its "notes is serving" line carried the URL: waited for, or for the exit.
+    const served = await notes.waitFor(/notes is serving/, 20_000).then(() => true, () => false)
+    if (!served) await notes.closed
+    t.equal(notes.child.exitCode, 1, `${name}: the start stops`)
+    t.match(notes.stderr(), new RegExp(`^notes: ${name}=<hidden> is invalid: expected an http\\(s\\) URL.*, with no user name or password \\(fetch refuses a URL holding credentials\\)\\n$`), `${name}: one line naming it`)
+    t.notMatch(notes.output(), secret, `${name}: without the password`)
+  }
 })
