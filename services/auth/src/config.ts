@@ -210,6 +210,12 @@ function isHttpUrl (value: string): boolean {
   }
 }
 
+/** Of a URL isHttpUrl accepted. */
+function hasCredentials (value: string): boolean {
+  const url = new URL(value)
+  return url.username !== '' || url.password !== ''
+}
+
 function isPostgresUrl (value: string): boolean {
   try {
     const url = new URL(value)
@@ -356,6 +362,9 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   // (docs/decisions.md, "Processes of one instance").
   const hashConcurrency = read.integer('TESSERA_HASH_CONCURRENCY', cores, 1, 64)
   const issuer = read.string('TESSERA_ISSUER', `http://127.0.0.1:${DEFAULT_PORT}`, 'an http(s) URL without query or fragment', isHttpUrl)
+  // A user name or password in the issuer would be in every token's iss, the
+  // metadata and the "tessera is serving" line: refused, and not repeated.
+  if (hasCredentials(issuer)) throw new ConfigError('TESSERA_ISSUER', 'an http(s) URL without query or fragment, with no user name or password', '<hidden>')
   const port = read.integer('PORT', DEFAULT_PORT, 0, 65535)
   return {
     port,

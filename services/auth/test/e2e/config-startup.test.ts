@@ -40,6 +40,17 @@ t.test('a plain-http issuer on another host is warned of at start in production'
   t.match(server.output(), /"level":40,.*"msg":"TESSERA_ISSUER=http:\/\/auth.example.com is plain http in production: clients would send passwords and tokens to it in clear/)
 })
 
+t.test('a TESSERA_ISSUER holding a password stops the start in one line that does not repeat it; it was served, in every token\'s iss and the start\'s log line', async (t) => {
+  const secret = 'IssuerSecret3b8d'
+  const server = spawnProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: await createTestDatabase(t), TESSERA_KEK: 'a'.repeat(43), TESSERA_WORKERS: '1', PORT: '0', TESSERA_ISSUER: `https://auth:${secret}@auth.example.com` } })
+  t.teardown(async () => { await server.stop('SIGKILL') })
+  const served = await server.waitFor(/tessera is serving/, 30_000).then(() => true, () => false)
+  if (!served) await server.closed
+  t.equal(server.child.exitCode, 1, 'the start stops')
+  t.equal(server.stderr(), 'tessera: TESSERA_ISSUER="<hidden>" is invalid: expected an http(s) URL without query or fragment, with no user name or password\n', 'in one line naming the setting')
+  t.notMatch(server.output(), secret, 'without the password')
+})
+
 t.test('a port already taken is named by the setting that asked for it', async (t) => {
   const taken = createServer()
   await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
