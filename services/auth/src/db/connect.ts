@@ -26,6 +26,15 @@ export interface ConnectOptions {
   statementTimeoutMs?: number
 }
 
+/**
+ * How much longer than the statement timeout a statement's answer may take
+ * before its connection is dropped (namingPool): past the timeout a live
+ * server answers at once with its cancellation, so only a silent one is cut,
+ * and at the largest timeout (25 s) still before the 30 s the server and the
+ * gateway wait for an answer.
+ */
+const ANSWER_MARGIN_MS = 2000
+
 export function connect (connectionString: string, max = 10, options: ConnectOptions = {}): Connection {
   const pool = new pg.Pool({ connectionString, max, connectionTimeoutMillis: 5000 })
   const statementTimeoutMs = options.statementTimeoutMs ?? 0
@@ -41,7 +50,7 @@ export function connect (connectionString: string, max = 10, options: ConnectOpt
     // Queued ahead of the first query of whoever asked for the connection. Should it fail, that query fails the same way.
     if (statementTimeoutMs > 0) client.query(`SET statement_timeout = ${statementTimeoutMs}`).catch(() => {})
   })
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: namingPool(pool) }) })
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: namingPool(pool, statementTimeoutMs > 0 ? statementTimeoutMs + ANSWER_MARGIN_MS : 0) }) })
   let closed = false
   return {
     db,

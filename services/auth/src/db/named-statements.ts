@@ -30,8 +30,16 @@ export function namedStatement (name: string, text: string): string {
  * A pg.Pool as Kysely's PostgresDialect sees it, whose clients send the
  * registered texts by name. One wrapper per pg client, so Kysely's per-client
  * connection cache keeps working.
+ *
+ * With `answerWithinMs`, a statement whose answer has not arrived by then
+ * drops its connection: the statement fails as the database out of reach
+ * (503), and the pool discards the connection on release. Postgres's
+ * statement_timeout cannot end that wait, since it is the server that has
+ * gone silent (a failover that left the old address unanswering, a network
+ * partition, a frozen host); TCP alone would wait out its retransmissions,
+ * about 15 minutes on Linux, holding the request and its pool slot.
  */
-export function namingPool (pool: pg.Pool): PostgresPool {
+export function namingPool (pool: pg.Pool, answerWithinMs = 0): PostgresPool {
   const wrappers = new WeakMap<pg.PoolClient, PostgresPoolClient>()
   const wrap = (client: pg.PoolClient): PostgresPoolClient => {
     function query (textOrCursor: string | PostgresCursor<unknown>, parameters?: readonly unknown[]): Promise<PostgresQueryResult<unknown>> | PostgresCursor<unknown> {
@@ -39,7 +47,16 @@ export function namingPool (pool: pg.Pool): PostgresPool {
       if (typeof textOrCursor !== 'string') return client.query(textOrCursor as unknown as pg.Submittable) as unknown as PostgresCursor<unknown>
       const name = namesByText.get(textOrCursor)
       const values = parameters === undefined ? undefined : [...parameters]
-      return client.query(name === undefined ? { text: textOrCursor, values } : { name, text: textOrCursor, values }) as unknown as Promise<PostgresQueryResult<unknown>>
+      const answer = client.query(name === undefined ? { text: textOrCursor, values } : { name, text: textOrCursor, values }) as unknown as Promise<PostgresQueryResult<unknown>>
+      if (answerWithinMs > 0) {
+        const deadline = setTimeout(() => {
+          // pg rejects every query of the client with this error, and marks it unusable.
+          client.connection.stream.destroy(Object.assign(new Error(`the database did not answer within ${answerWithinMs} ms`), { code: 'ETIMEDOUT' }))
+        }, answerWithinMs)
+        const done = (): void => { clearTimeout(deadline) }
+        answer.then(done, done)
+      }
+      return answer
     }
     return {
       // Undocumented in pg's types; Kysely reads it to cancel a query, else asks the server.

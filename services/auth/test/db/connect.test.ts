@@ -2,9 +2,13 @@
  * connect()'s statement timeout (the HTTP workers' TESSERA_DB_STATEMENT_TIMEOUT_MS)
  * against the real Postgres: set on every connection of the pool, and what a
  * statement past it throws is the database unavailable for a moment (503), not
- * a fault; so is a write refused by a database that takes none.
+ * a fault; so is a write refused by a database that takes none, and so is a
+ * server gone silent, which no statement timeout can end.
  */
-import t from 'tap'
+import { once } from 'node:events'
+import net from 'node:net'
+import { performance } from 'node:perf_hooks'
+import t, { type Test } from 'tap'
 import { sql } from 'kysely'
 import { connect } from '../../src/db/connect.js'
 import { isDatabaseUnavailable } from '../../src/errors.js'
@@ -36,4 +40,63 @@ t.test('a write to a database that takes no writes (a standby after a failover, 
   const refused = await sql`create temporary table t (x int)`.execute(connection.db).then(() => undefined, (err: unknown) => err)
   t.match(refused, { code: '25006' }, 'Postgres refuses the write')
   t.ok(isDatabaseUnavailable(refused), 'answered 503 with Retry-After')
+})
+
+/**
+ * A TCP relay to Postgres whose open connections can be silenced: what either
+ * side sends through them is dropped from then on, as when a failover leaves
+ * the old server's address unanswering or the network partitions. Connections
+ * made after that go through, as to the new server.
+ */
+async function silenceableRelay (t: Test, target: URL): Promise<{ url: string, silence: () => void }> {
+  const open = new Set<{ silent: boolean, sockets: net.Socket[] }>()
+  const server = net.createServer((down) => {
+    const up = net.connect(Number(target.port), target.hostname)
+    const pair = { silent: false, sockets: [down, up] }
+    open.add(pair)
+    const relay = (from: net.Socket, to: net.Socket): void => {
+      from.on('data', (chunk) => { if (!pair.silent) to.write(chunk) })
+      from.on('close', () => { to.destroy(); open.delete(pair) })
+      from.on('error', () => {})
+    }
+    relay(down, up)
+    relay(up, down)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => {
+    for (const pair of open) for (const socket of pair.sockets) socket.destroy()
+    server.close()
+  })
+  const url = new URL(target)
+  url.hostname = '127.0.0.1'
+  url.port = String((server.address() as net.AddressInfo).port)
+  return { url: url.toString(), silence: () => { for (const pair of open) pair.silent = true } }
+}
+
+t.test('a statement whose server goes silent fails as unavailable soon after the statement timeout, and frees its pool slot', async (t) => {
+  const relay = await silenceableRelay(t, new URL(await createTestDatabase(t)))
+  // One connection, so the next statement can only run if the silent one was let go.
+  const connection = connect(relay.url, 1, { statementTimeoutMs: 300 })
+  t.teardown(connection.close)
+  t.same((await sql<{ one: number }>`select 1 as one`.execute(connection.db)).rows, [{ one: 1 }])
+  relay.silence()
+  const started = performance.now()
+  const hung = Symbol('still waiting after 10 s')
+  const lost = await Promise.race([
+    sql`select 1`.execute(connection.db).then(() => undefined, (err: unknown) => err),
+    new Promise((resolve) => setTimeout(() => { resolve(hung) }, 10_000).unref())
+  ])
+  const took = performance.now() - started
+  t.not(lost, hung, 'Postgres\'s statement timeout cannot end this wait; the client does')
+  t.match(lost, { code: 'ETIMEDOUT', message: 'the database did not answer within 2300 ms' })
+  t.ok(isDatabaseUnavailable(lost), 'answered 503 with Retry-After')
+  t.ok(took >= 2300 && took < 4000, `after the statement timeout and its margin (took ${Math.round(took)} ms)`)
+  t.same((await sql<{ one: number }>`select 1 as one`.execute(connection.db)).rows, [{ one: 1 }], 'the next statement gets a new connection, through to the server')
+})
+
+t.test('without a statement timeout (the CLI, the primary\'s jobs), a statement is never cut by the client', async (t) => {
+  const connection = connect(await createTestDatabase(t), 1)
+  t.teardown(connection.close)
+  t.same((await sql<{ slept: string }>`select pg_sleep(2.5)::text as slept`.execute(connection.db)).rows, [{ slept: '' }])
 })
