@@ -6,6 +6,13 @@
  * backend) it reconnects with capped exponential backoff. Notifications sent
  * while it was away are lost, so a listener is told when the connection is
  * lost and when it is listening again, and catches up then.
+ *
+ * A connection can also go silent without dropping: a failover that leaves
+ * the old server's address unanswering, a partition, a frozen host. A LISTEN
+ * connection only ever receives, so nothing would notice (TCP keepalive's
+ * first probe comes after two hours): every change would be missed until the
+ * periodic reload, for hours. So it is asked a trivial question on a timer,
+ * and one not answered in time counts as lost.
  * @module
  */
 import pg from 'pg'
@@ -15,6 +22,10 @@ import type { Logger } from 'pino'
 export const LISTENER_NAME = 'tessera-listener'
 const BACKOFF_FIRST_MS = 100
 const BACKOFF_MAX_MS = 5000
+
+/** How often the connection is asked whether it still answers, and how long it may take. */
+export interface Heartbeat { everyMs: number, answerWithinMs: number }
+const HEARTBEAT: Heartbeat = { everyMs: 10_000, answerWithinMs: 5_000 }
 
 export interface ChangeListener {
   close: () => Promise<void>
@@ -29,7 +40,7 @@ export interface ChangeHandlers {
   onLost?: () => void
 }
 
-export async function listenForChanges (url: string, logger: Logger, handlers: ChangeHandlers): Promise<ChangeListener> {
+export async function listenForChanges (url: string, logger: Logger, handlers: ChangeHandlers, heartbeat = HEARTBEAT): Promise<ChangeListener> {
   const channels = Object.keys(handlers.channels)
   let closed = false
   let client: pg.Client | undefined
@@ -40,9 +51,12 @@ export async function listenForChanges (url: string, logger: Logger, handlers: C
   const connectOnce = async (): Promise<void> => {
     const candidate = new pg.Client({ connectionString: url, application_name: LISTENER_NAME, keepAlive: true, connectionTimeoutMillis: 5000 })
     let dropped = false
+    // Set once listening; a holder, since drop (defined first) stops it.
+    const beat: { timer?: NodeJS.Timeout } = {}
     const drop = (err?: unknown): void => {
       if (dropped) return
       dropped = true
+      clearInterval(beat.timer)
       if (client === candidate) client = undefined
       candidate.end().catch(() => {})
       if (closed) return
@@ -70,6 +84,12 @@ export async function listenForChanges (url: string, logger: Logger, handlers: C
     }
     client = candidate
     failures = 0
+    beat.timer = setInterval(() => {
+      const deadline = setTimeout(() => { drop(new Error(`the listening connection did not answer within ${heartbeat.answerWithinMs} ms`)) }, heartbeat.answerWithinMs)
+      // A failed query also ends the connection, which 'error' or 'end' reports.
+      candidate.query('SELECT 1').finally(() => { clearTimeout(deadline) }).catch(() => {})
+    }, heartbeat.everyMs)
+    beat.timer.unref()
     if (connectedBefore) logger.info('change listener reconnected')
     handlers.onListening?.(connectedBefore)
     connectedBefore = true

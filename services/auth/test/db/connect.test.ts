@@ -5,14 +5,13 @@
  * a fault; so is a write refused by a database that takes none, and so is a
  * server gone silent, which no statement timeout can end.
  */
-import { once } from 'node:events'
-import net from 'node:net'
 import { performance } from 'node:perf_hooks'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { sql } from 'kysely'
 import { connect } from '../../src/db/connect.js'
 import { isDatabaseUnavailable } from '../../src/errors.js'
 import { createTestDatabase } from '../helpers/db.js'
+import { silenceableRelay } from '../helpers/relay.js'
 
 t.test('a statement timeout is on every connection of the pool, and a statement past it is cancelled as unavailable', async (t) => {
   const connection = connect(await createTestDatabase(t), 2, { statementTimeoutMs: 200 })
@@ -41,38 +40,6 @@ t.test('a write to a database that takes no writes (a standby after a failover, 
   t.match(refused, { code: '25006' }, 'Postgres refuses the write')
   t.ok(isDatabaseUnavailable(refused), 'answered 503 with Retry-After')
 })
-
-/**
- * A TCP relay to Postgres whose open connections can be silenced: what either
- * side sends through them is dropped from then on, as when a failover leaves
- * the old server's address unanswering or the network partitions. Connections
- * made after that go through, as to the new server.
- */
-async function silenceableRelay (t: Test, target: URL): Promise<{ url: string, silence: () => void }> {
-  const open = new Set<{ silent: boolean, sockets: net.Socket[] }>()
-  const server = net.createServer((down) => {
-    const up = net.connect(Number(target.port), target.hostname)
-    const pair = { silent: false, sockets: [down, up] }
-    open.add(pair)
-    const relay = (from: net.Socket, to: net.Socket): void => {
-      from.on('data', (chunk) => { if (!pair.silent) to.write(chunk) })
-      from.on('close', () => { to.destroy(); open.delete(pair) })
-      from.on('error', () => {})
-    }
-    relay(down, up)
-    relay(up, down)
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => {
-    for (const pair of open) for (const socket of pair.sockets) socket.destroy()
-    server.close()
-  })
-  const url = new URL(target)
-  url.hostname = '127.0.0.1'
-  url.port = String((server.address() as net.AddressInfo).port)
-  return { url: url.toString(), silence: () => { for (const pair of open) pair.silent = true } }
-}
 
 t.test('a statement whose server goes silent fails as unavailable soon after the statement timeout, and frees its pool slot', async (t) => {
   const relay = await silenceableRelay(t, new URL(await createTestDatabase(t)))

@@ -1,0 +1,41 @@
+/**
+ * The LISTEN connection against a real Postgres reached through a relay: one
+ * that goes silent without dropping (a failover that left the old address
+ * unanswering, a partition) is noticed by its heartbeat, counted as lost, and
+ * replaced, so changes are heard again.
+ */
+import { memorySink } from '@tessera/testkit'
+import { sql } from 'kysely'
+import t from 'tap'
+import { listenForChanges } from '../../src/db/listen.js'
+import { createLogger } from '../../src/logging.js'
+import { testConfig } from '../helpers/app.js'
+import { createTestDatabase, testConnection } from '../helpers/db.js'
+import { within } from '../helpers/http.js'
+import { silenceableRelay } from '../helpers/relay.js'
+
+t.test('a listening connection gone silent is lost within its heartbeat, and a new one hears changes again', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db } = await testConnection(t, url)
+  const relay = await silenceableRelay(t, new URL(url))
+  const sink = memorySink()
+  const heard: string[] = []
+  const events: string[] = []
+  const listener = await listenForChanges(relay.url, createLogger(testConfig({}), sink.stream), {
+    channels: { tessera_test: (payload) => { heard.push(payload) } },
+    onListening: (again) => { events.push(again ? 'listening again' : 'listening') },
+    onLost: () => { events.push('lost') }
+  }, { everyMs: 200, answerWithinMs: 300 })
+  t.teardown(listener.close)
+  const notify = async (payload: string): Promise<void> => { await sql`SELECT pg_notify('tessera_test', ${payload})`.execute(db) }
+  await notify('before')
+  t.ok(await within(2000, async () => heard.includes('before'), 20) !== undefined, 'heard while the connection answers')
+
+  relay.silence()
+  t.ok(await within(3000, async () => events.includes('listening again'), 20) !== undefined, 'the silence is noticed and a new connection listens')
+  t.same(events, ['listening', 'lost', 'listening again'])
+  t.match(sink.text(), 'the listening connection did not answer within 300 ms')
+  await notify('after')
+  t.ok(await within(2000, async () => heard.includes('after'), 20) !== undefined, 'heard again on the new connection')
+  t.same(heard, ['before', 'after'])
+})
