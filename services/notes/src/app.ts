@@ -221,7 +221,8 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
       return problem(reply.header('retry-after', String(err.retryAfterSeconds)), 503, 'Service Unavailable', err.publicDetail)
     }
     if (isDatabaseOutOfReach(err)) {
-      request.log.warn({ err }, 'database unavailable')
+      // The code and message say which outage; a stack says nothing more, and an outage logs one line per request (as Tessera's do).
+      request.log.warn({ db_error: { code: err.code, message: err.message } }, 'database unavailable')
       return problem(reply.header('retry-after', '1'), 503, 'Service Unavailable', 'the database is out of reach; retry shortly')
     }
     request.log.error({ err }, 'unexpected error')

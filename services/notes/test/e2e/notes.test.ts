@@ -138,6 +138,10 @@ t.test('notes against a real Tessera', async (t) => {
     t.equal(res.statusCode, 503)
     t.equal(res.headers['retry-after'], '1')
     t.match(res.json(), { status: 503, title: 'Service Unavailable', detail: 'the database is out of reach; retry shortly' })
+    const logged = logs.text().split('\n').filter((line) => line.includes('"database unavailable"')).map((line) => JSON.parse(line) as Record<string, unknown>)
+    t.equal(logged.length, 1, 'one line for the request')
+    t.same(logged[0]?.db_error, { code: 'ECONNREFUSED', message: 'connect ECONNREFUSED 127.0.0.1:1' }, 'which outage, in its code and message')
+    t.notOk('err' in (logged[0] ?? {}), 'no stack: an outage logs one line per request')
   })
 
   t.test('the JWKS out of reach from the start (nothing listens): 503 with Retry-After until the cooldown ends, never a 401', async (t) => {
