@@ -287,6 +287,31 @@ t.test('a client that resends its login\'s refresh token, as SimpleJWT\'s defaul
   t.same(ended.map((s) => s.revoke_reason), ['reuse'], 'and the session is ended as a stolen token\'s would be')
 })
 
+t.test('a grace as long as the refresh token\'s life lets a client that resends its login\'s refresh token go on until that token expires, as SimpleJWT\'s default does (the guide\'s way through the move, without reuse detection)', async (t) => {
+  const ctx = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on', TESSERA_REFRESH_TTL: '1d', TESSERA_REFRESH_GRACE: '1d' })
+  await signUp(ctx.app, 'alice', PASSWORD)
+  const post = async (url: string, payload: object): Promise<{ status: number, body: Record<string, unknown> }> => {
+    const res = await ctx.app.inject({ method: 'POST', url, payload })
+    return { status: res.statusCode, body: res.json() }
+  }
+  const { refresh } = (await post('/api/token/', { username: 'alice', password: PASSWORD })).body
+  const answers = []
+  for (const after of [0, 300, 3600, 20 * 3600]) {
+    ctx.advance(after)
+    answers.push(await post('/api/token/refresh/', { refresh }))
+  }
+  t.same(answers.map((a) => a.status), [200, 200, 200, 200], 'the login\'s refresh token, sent again and again over most of a day, is answered each time')
+  t.equal(new Set(answers.map((a) => a.body.refresh)).size, 1, 'with the same successor each time (the grace answer)')
+  t.equal(new Set(answers.map((a) => a.body.access)).size, 4, 'and a fresh access token each time')
+  const me = await ctx.app.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${String(answers[3]?.body.access)}` } })
+  t.equal(me.statusCode, 200, 'the last access token works')
+  ctx.advance(4 * 3600 + 1)
+  t.same(await post('/api/token/refresh/', { refresh }), { status: 401, body: { detail: 'Token is invalid or expired', code: 'token_not_valid' } },
+    'past the login\'s refresh token\'s own life (1d): expired, as SimpleJWT\'s REFRESH_TOKEN_LIFETIME ends it')
+  const sessions = await ctx.connection.db.selectFrom('sessions').select('revoke_reason').execute()
+  t.same(sessions.map((s) => s.revoke_reason), [null], 'and nothing was judged reuse')
+})
+
 t.test('a DRF view with SimpleJWT\'s JWTAuthentication, by settings alone, judges Tessera\'s tokens', async (t) => {
   const kek = randomBytes(32).toString('base64url')
   const env = { TESSERA_SIMPLEJWT_COMPAT: 'on', TESSERA_KEK: kek, TESSERA_ISSUER: 'http://tessera.test' }
