@@ -105,6 +105,32 @@ t.test('sign-up rules: taken names, closed sign-up, the policy', async (t) => {
   t.equal(refused.statusCode, 403)
 })
 
+t.test('the policy counts code points after NFKC, at its bounds, and login applies the same normalisation', async (t) => {
+  const { app } = await buildTestApp(t)
+  // An emoji is one code point but two UTF-16 units: counting units would refuse 256 of them.
+  const emoji = '\u{1F600}'
+  const signUpStatus = async (username: string, password: string): Promise<number> =>
+    (await app.inject({ method: 'POST', url: '/v1/users', payload: { username, password } })).statusCode
+  const cases: Array<[string, string, number, string]> = [
+    ['astral-max', emoji.repeat(256), 201, '256 code points (512 UTF-16 units)'],
+    ['astral-over', emoji.repeat(257), 400, '257 code points'],
+    ['astral-min', emoji.repeat(8), 201, '8 code points (16 UTF-16 units)'],
+    ['astral-under', emoji.repeat(7), 400, '7 code points (14 UTF-16 units)'],
+    // U+FB00 (ﬀ) is one code point that NFKC makes two: 4 of them are 8 once normalised.
+    ['ligature', '\uFB00'.repeat(4), 201, '4 code points that NFKC makes 8'],
+    ['a'.repeat(64), PASSWORD, 201, 'a 64-character username'],
+    ['b'.repeat(65), PASSWORD, 400, 'a 65-character username']
+  ]
+  for (const [username, password, status, what] of cases) t.equal(await signUpStatus(username, password), status, what)
+
+  const ok = async (username: string, password: string): Promise<number> =>
+    (await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username, password } })).statusCode
+  t.equal(await ok('astral-max', emoji.repeat(256)), 200, 'the 256-code-point password logs in')
+  t.equal(await ok('LIGATURE', 'ff'.repeat(4)), 200, 'the NFKC form of the password signed up with logs in, under an upper-cased name')
+  t.equal(await ok('ligature', '\uFB00'.repeat(4)), 200, 'so does the text signed up with: login normalises it alike')
+  t.equal(await ok('ＡＳＴＲＡＬ-ＭＩＮ', emoji.repeat(8)), 200, 'a full-width name logs in as its NFKC, lower-cased form')
+})
+
 t.test('wrong password, unknown user and disabled user look the same', async (t) => {
   // Back-off would answer the repeated failures below without hashing; this test is about the hash.
   const config = testConfig()
