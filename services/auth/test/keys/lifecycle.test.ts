@@ -3,6 +3,7 @@
  * clock: every transition happens when it is due and not a second earlier.
  */
 import { randomBytes } from 'node:crypto'
+import { calculateJwkThumbprint } from 'jose'
 import t from 'tap'
 import type { Test } from 'tap'
 import { keyTickSeconds } from '../../src/jobs.js'
@@ -69,6 +70,22 @@ t.test('rotate publishes a next key, refuses a second, --now promotes it', async
   t.ok(fresh.created, '--now without a pending key makes one')
   t.equal(fresh.promoted, fresh.created)
   t.equal(fresh.demoted, created.created)
+})
+
+t.test('TESSERA_KEY_BITS sizes every key made: the first, a rotation\'s; each kid the RFC 7638 thumbprint of what the JWKS publishes', async (t) => {
+  // No key of this size is made ahead for the tests: the app generates its first one as a served instance does.
+  const { deps, kek, config } = await buildTestApp(t, { TESSERA_KEY_BITS: '3072' })
+  const first = deps.keyring.signer?.kid ?? ''
+  const rotated = await rotateKeys(deps.db, { kek, bits: config.keyBits }, { immediate: true, clock: () => new Date(), who: OPERATOR })
+  await loadKeyring(deps.db, kek, deps.keyring, { onRejectedKey: refuseRejectedKey })
+  const published = (JSON.parse(deps.keyring.jwks.body) as { keys: Array<{ kid: string, n: string, e: string }> }).keys
+  t.same(published.map((k) => k.kid).sort(), [first, rotated.promoted].sort(), 'the first key and the rotation\'s')
+  for (const jwk of published) {
+    t.equal(Buffer.from(jwk.n, 'base64url').length * 8, 3072, `${jwk.kid}: a 3072-bit modulus`)
+    t.equal(await calculateJwkThumbprint({ kty: 'RSA', n: jwk.n, e: jwk.e }, 'sha256'), jwk.kid, `${jwk.kid}: its kid is its thumbprint`)
+    t.equal((await keyRow(deps.db, jwk.kid))?.bits, 3072, `${jwk.kid}: listed as 3072 bits`)
+  }
+  t.equal(deps.keyring.signer?.privateKey.asymmetricKeyDetails?.modulusLength, 3072, 'the signer\'s private half is that size too')
 })
 
 t.test('the timer promotes after the lead and rotates on schedule, never early', async (t) => {
