@@ -79,6 +79,22 @@ t.test('an instance hears of changes within a second, also after losing its LIST
   t.match(logs(), 'change listener reconnected')
 })
 
+t.test('a change no NOTIFY announced is picked up by the periodic reload, within TESSERA_KEY_CHECK_INTERVAL', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db, pool } = await testConnection(t, url)
+  const other = await testConnection(t, url)
+  // A publish lead far past the test, so the key timer makes no transition (and no reload) of its own.
+  const { config, kek, keyring } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_PUBLISH_LEAD: '2m' })
+  const pending = await rotateKeys(other.db, { kek, bits: config.keyBits }, { immediate: false, clock: () => new Date(), who: { actor: 'test' } })
+  const kid = pending.created ?? ''
+  t.ok(await within(1000, async () => keyring.jwks.kids.includes(kid)) !== undefined, 'the next key is published, as NOTIFY told')
+  // Written as a listener that silently stopped hearing (a half-open connection) would miss it: no NOTIFY at all.
+  await other.db.updateTable('signing_keys').set({ state: 'revoked', revoked_at: new Date(), unpublished_at: new Date(), private_key_enc: null, private_erased_at: new Date() })
+    .where('kid', '=', kid).execute()
+  const took = await within(3000, async () => !keyring.jwks.kids.includes(kid), 50)
+  t.ok(took !== undefined, `the periodic reload unpublished it (took ${String(took)} ms)`)
+})
+
 t.test('client changes are heard at their commit, and a lost LISTEN says so until it is back', async (t) => {
   const url = await createTestDatabase(t)
   const { db, pool } = await testConnection(t, url)
