@@ -81,3 +81,14 @@ t.test('a token whose session ended is refused by Tessera itself', async (t) => 
   t.equal(out.statusCode, 200)
   t.equal((await me(ctx, access)).status, 401)
 })
+
+t.test('TESSERA_AUDIENCE names several audiences: every access token carries all of them, and /v1 takes it', async (t) => {
+  const ctx = await buildTestApp(t, { TESSERA_AUDIENCE: 'api,billing' })
+  await signUp(ctx.app, 'mallory', PASSWORD)
+  const tokens = await login(ctx.app, 'mallory', PASSWORD)
+  t.same(decodeJwt(tokens.access_token).aud, ['api', 'billing'], 'the login\'s token, in the order set')
+  const refreshed = await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token', refresh_token: tokens.refresh_token } })
+  t.equal(refreshed.statusCode, 200)
+  t.same(decodeJwt(String(refreshed.json().access_token)).aud, ['api', 'billing'], 'and the refresh\'s')
+  t.equal((await me(ctx, tokens.access_token)).status, 200)
+})
