@@ -102,6 +102,19 @@ t.test('keys list and usage errors', async (t) => {
   t.equal(badEnv.stderr, 'tessera: TESSERA_KEY_BITS="1000" is invalid: expected one of 2048, 3072, 4096\n')
 })
 
+t.test('TESSERA_KEY_BITS is the modulus of the keys the commands make', async (t) => {
+  const url = await createTestDatabase(t)
+  const env = { DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url'), TESSERA_KEY_BITS: '3072' }
+  const rotated = await runCli(['keys', 'rotate', '--now', '--json'], env)
+  t.equal(rotated.code, 0, rotated.stderr)
+  const kid = String(JSON.parse(rotated.stdout).created)
+  const listed = JSON.parse((await runCli(['keys', 'list', '--json'], env)).stdout) as Array<{ kid: string, bits: number }>
+  t.same(listed.map((key) => [key.kid, key.bits]), [[kid, 3072]], 'listed with its size')
+  const { db } = await testConnection(t, url)
+  const { public_jwk: jwk } = await db.selectFrom('signing_keys').select('public_jwk').where('kid', '=', kid).executeTakeFirstOrThrow()
+  t.equal(Buffer.from(jwk.n, 'base64url').length * 8, 3072, 'and its published modulus is that long, not only labelled so')
+})
+
 t.test('--help and --version on stdout with exit 0; no command is a usage error', async (t) => {
   const help = await runCli(['--help'], {})
   t.equal(help.code, 0)
