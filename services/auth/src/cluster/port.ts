@@ -11,6 +11,7 @@
  * @module
  */
 import { createServer } from 'node:net'
+import { StartupError } from './startup.js'
 
 export interface SharedPort {
   port: number
@@ -29,7 +30,7 @@ export async function sharedPortFor (host: string, port: number): Promise<Shared
   if (process.platform !== 'linux') return { port, reusePort: false }
   const probe = createServer()
   const resolved = await new Promise<number>((resolve, reject) => {
-    probe.once('error', reject)
+    probe.once('error', (err) => { reject(hostRefused(err, host)) })
     probe.listen({ host, port }, () => {
       const address = probe.address()
       resolve(typeof address === 'object' && address !== null ? address.port : port)
@@ -37,6 +38,21 @@ export async function sharedPortFor (host: string, port: number): Promise<Shared
   })
   await new Promise((resolve) => probe.close(resolve))
   return { port: resolved, reusePort: true }
+}
+
+/**
+ * A listen on HOST that failed for the address itself. Node's error names no
+ * setting, and a name that does not resolve ("getaddrinfo ENOTFOUND …") was
+ * reported as the database's ("cannot reach the database"): the one line the
+ * start fails with names HOST, as notes' does. Any other error is returned as
+ * it is.
+ */
+export function hostRefused (err: unknown, host: string): unknown {
+  const { code, message } = err as NodeJS.ErrnoException
+  const named = `HOST=${JSON.stringify(host)}`
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return new StartupError(`${named} does not resolve to an address (${message})`)
+  if (code === 'EADDRNOTAVAIL') return new StartupError(`${named} is not an address of this machine (${message})`)
+  return err
 }
 
 /**

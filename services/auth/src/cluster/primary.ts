@@ -31,7 +31,7 @@ import { listenForMetrics } from '../routes/metrics.js'
 import { hashingHandlers, isHashingRefusal } from './hashing.js'
 import { InstanceMetrics, WORKER_METRICS_TIMEOUT_MS, type MetricsJson } from './instance-metrics.js'
 import { PRIMARY_POOL, workerPoolSize } from './pool.js'
-import { claimPort, sharedPortFor, type SharedPort } from './port.js'
+import { claimPort, hostRefused, sharedPortFor, type SharedPort } from './port.js'
 import { rateLimitCounter } from './rate-limit.js'
 import { StartupError } from './startup.js'
 import { answer, Asker, isAnswer, isAsk, isNotice, notice, type Notice, type Send } from '../util/rpc.js'
@@ -156,7 +156,9 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
       metrics: renderInstanceMetrics
     }
     // TESSERA_METRICS_PORT: the primary serves the whole instance's scrape itself, apart from client traffic.
-    const metricsListener = config.metricsPort === undefined ? undefined : await listenForMetrics(metrics.registry, renderInstanceMetrics, config.host, config.metricsPort)
+    const metricsListener = config.metricsPort === undefined
+      ? undefined
+      : await listenForMetrics(metrics.registry, renderInstanceMetrics, config.host, config.metricsPort).catch((err: unknown) => { throw hostRefused(err, config.host) })
     if (metricsListener !== undefined) stops.unshift(async () => { await metricsListener.close() })
     // After the metrics listener: PORT equal to TESSERA_METRICS_PORT fails here, named as both.
     const listen = await sharedPortFor(config.host, config.port)

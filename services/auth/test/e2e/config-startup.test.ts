@@ -65,6 +65,21 @@ t.test('a port already taken is named by the setting that asked for it', async (
   t.match(both.stderr, `tessera: TESSERA_METRICS_PORT=${port}: the address is already in use (another process listens there)`)
 })
 
+t.test('a HOST this machine cannot listen on is named in the one line the start fails with, not taken for the database', async (t) => {
+  const env = { PATH: process.env.PATH ?? '', DATABASE_URL: await createTestDatabase(t), TESSERA_KEK: 'a'.repeat(43), TESSERA_WORKERS: '1', PORT: '0' }
+  const unresolved = await runProcess(process.execPath, [SERVER_ENTRY], { env: { ...env, HOST: 'nosuch.invalid' } })
+  t.equal(unresolved.code, 1)
+  // It was "tessera: cannot reach the database: getaddrinfo ENOTFOUND nosuch.invalid", with the database reachable.
+  t.match(unresolved.stderr, /^tessera: HOST="nosuch\.invalid" does not resolve to an address \(getaddrinfo (ENOTFOUND|EAI_AGAIN) nosuch\.invalid\)\n$/)
+  // TEST-NET-1 (RFC 5737): no machine has it.
+  const elsewhere = await runProcess(process.execPath, [SERVER_ENTRY], { env: { ...env, HOST: '192.0.2.1' } })
+  t.equal(elsewhere.code, 1)
+  t.match(elsewhere.stderr, /^tessera: HOST="192\.0\.2\.1" is not an address of this machine \(listen EADDRNOTAVAIL: .*\)\n$/)
+  const metrics = await runProcess(process.execPath, [SERVER_ENTRY], { env: { ...env, HOST: '192.0.2.1', TESSERA_METRICS_PORT: '0' } })
+  t.equal(metrics.code, 1)
+  t.match(metrics.stderr, /^tessera: HOST="192\.0\.2\.1" is not an address of this machine \(listen EADDRNOTAVAIL: .*\)\n$/, 'also when the metrics listener, on HOST too, listens first')
+})
+
 t.test('a second instance on the port a running one serves is refused, not let share it: its workers would take half the connections', async (t) => {
   // A port set, as operators set it (port 0 is a port no one else is given, and claims none: cluster/port.ts).
   const port = String(await freePort())
