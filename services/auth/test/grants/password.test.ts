@@ -258,6 +258,10 @@ t.test('metadata URLs follow TESSERA_ISSUER', async (t) => {
     })
     // Not in the t.match: it would take a longer list, and [] would match any.
     t.same(res.json().grant_types_supported, ['password', 'refresh_token', 'client_credentials'])
+    // t.match passes members it does not name: every URL the metadata holds, named or not, is under the issuer.
+    const urls = Object.entries(res.json() as Record<string, unknown>).filter(([, value]) => typeof value === 'string' && /^[a-z]+:\/\//.test(value))
+    t.ok(urls.length >= 5, `${urls.length} URLs`)
+    t.same(urls.filter(([name, value]) => name !== 'issuer' && !String(value).startsWith('https://login.example.com/')), [], 'every URL is based on TESSERA_ISSUER')
   }
 })
 
