@@ -343,6 +343,21 @@ function isPlainHttpElsewhere (url: string): boolean {
   return protocol === 'http:' && hostname !== 'localhost' && hostname !== '[::1]' && !/^127\.\d+\.\d+\.\d+$/.test(hostname)
 }
 
+/**
+ * TESSERA_AUDIENCE, which may not name the issuer: refresh tokens carry
+ * `aud` = the issuer, and that audience is what makes a sibling that checks
+ * `iss` and `aud` but not `typ` (PyJWT, SimpleJWT's backend) refuse one as an
+ * access token (RFC 8725 §3.12). An access token for the issuer would share it.
+ */
+function readAudience (read: Reader, issuer: string): string[] {
+  const accepts = 'comma-separated audience names'
+  const audience = read.string('TESSERA_AUDIENCE', 'api', accepts, (v) => /^[^\s,]+(,[^\s,]+)*$/.test(v)).split(',')
+  if (audience.includes(issuer)) {
+    throw new ConfigError('TESSERA_AUDIENCE', `${accepts} other than the issuer ${issuer}, which is the audience of refresh tokens`, audience.join(','))
+  }
+  return audience
+}
+
 /** NODE_ENV is the ecosystem's, not only Tessera's (a pipeline may set `staging`): any value runs, but one outside these is warned of. */
 const KNOWN_NODE_ENVS = new Set(['production', 'development', 'test'])
 
@@ -366,6 +381,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   // metadata and the "tessera is serving" line: refused, and not repeated.
   if (hasCredentials(issuer)) throw new ConfigError('TESSERA_ISSUER', 'an http(s) URL without query or fragment, with no user name or password', '<hidden>')
   const port = read.integer('PORT', DEFAULT_PORT, 0, 65535)
+  const audience = readAudience(read, issuer.replace(/\/+$/, ''))
   return {
     port,
     metricsPort: read.optional('TESSERA_METRICS_PORT') === undefined ? undefined : read.integer('TESSERA_METRICS_PORT', 0, 0, 65535),
@@ -374,7 +390,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
       ? undefined
       : read.string('DATABASE_URL', '', 'a postgres:// or postgresql:// URL', isPostgresUrl, true),
     issuer: issuer.replace(/\/+$/, ''),
-    audience: read.string('TESSERA_AUDIENCE', 'api', 'comma-separated audience names', (v) => /^[^\s,]+(,[^\s,]+)*$/.test(v)).split(','),
+    audience,
     accessTtl: read.duration('TESSERA_ACCESS_TTL', '5m'),
     refreshTtl: read.duration('TESSERA_REFRESH_TTL', '30d'),
     sessionMax: read.duration('TESSERA_SESSION_MAX', '90d'),

@@ -112,6 +112,18 @@ t.test('the publish lead covers the verifier, the gateway and the key reload', a
     'a lead no longer than the max-age is refused')
 })
 
+t.test('TESSERA_AUDIENCE may not name the issuer, the audience of refresh tokens, so a sibling checking iss and aud alone still refuses one', async (t) => {
+  const issuer = { TESSERA_ISSUER: 'https://auth.example.com/' }
+  for (const audience of ['https://auth.example.com', 'api,https://auth.example.com']) {
+    t.throws(() => loadConfig({ ...issuer, TESSERA_AUDIENCE: audience }), {
+      constructor: ConfigError,
+      message: `TESSERA_AUDIENCE=${JSON.stringify(audience)} is invalid: expected comma-separated audience names other than the issuer https://auth.example.com, which is the audience of refresh tokens`
+    }, audience)
+  }
+  t.same(loadConfig({ ...issuer, TESSERA_AUDIENCE: 'api,https://auth.example.com/v1' }).audience, ['api', 'https://auth.example.com/v1'], 'a URL under the issuer is another audience')
+  t.throws(() => loadConfig({ TESSERA_AUDIENCE: 'http://127.0.0.1:8080' }), ConfigError, 'the default issuer too')
+})
+
 const BAD: Array<[string, string]> = [
   ['PORT', '70000'], ['PORT', 'http'], ['HOST', 'a b'], ['DATABASE_URL', 'mysql://x'],
   ['TESSERA_ISSUER', 'ftp://x'], ['TESSERA_ISSUER', 'http://x/?a=b'], ['TESSERA_AUDIENCE', 'a,,b'],
