@@ -21,13 +21,19 @@ export function isResourceIndicator (value: string): boolean {
   }
 }
 
-/** The one resource asked for, or undefined; throws invalid_target for a malformed or repeated one. */
-export function requestedResource (resource: string | string[] | undefined): string | undefined {
+/**
+ * The one resource asked for, or undefined; throws invalid_target for a
+ * malformed or repeated one, and for the issuer: that is the `aud` of refresh
+ * tokens, and an access token sharing it would make a sibling that checks
+ * `aud` but not `typ` take a refresh token for one (RFC 8725 §3.12).
+ */
+export function requestedResource (resource: string | string[] | undefined, issuer: string): string | undefined {
   if (resource === undefined) return undefined
   const values = Array.isArray(resource) ? resource : [resource]
   if (values.length > 1) throw new OAuthError('invalid_target', 'ask for one resource per request')
   const value = values[0]
   if (value === undefined || !isResourceIndicator(value)) throw new OAuthError('invalid_target', 'resource: must be an absolute URI without a fragment')
+  if (value === issuer) throw new OAuthError('invalid_target', 'resource: the issuer is no resource; its audience is that of refresh tokens')
   return value
 }
 

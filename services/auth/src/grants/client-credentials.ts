@@ -28,7 +28,7 @@ export interface ClientAccessToken {
 }
 
 export async function clientCredentialsGrant (deps: Issuer, input: ClientCredentialsInput): Promise<ClientAccessToken> {
-  const resource = requestedResource(input.resource)
+  const resource = requestedResource(input.resource, deps.config.issuer)
   const client = await authenticateClient(deps, input)
   requireGrant(client, 'client_credentials')
   const audience = audienceFor(resource, client.resources)

@@ -159,7 +159,7 @@ async function rehashedMeanwhile (db: Db, user: LoginUser): Promise<string | und
 }
 
 export async function passwordGrant (deps: LoginDeps, input: PasswordGrantInput): Promise<TokenPair> {
-  const resource = requestedResource(input.resource)
+  const resource = requestedResource(input.resource, deps.config.issuer)
   const password = normalizePassword(input.password)
   const username = normalizeUsername(input.username)
   // Shed before touching the database: a flood must not take the pool from refresh.

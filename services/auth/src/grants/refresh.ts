@@ -144,7 +144,7 @@ async function verifiedClaims (deps: Issuer & { config: Pick<Config, 'refreshGra
 
 export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refreshGrace' | 'refreshTtl'> }, input: RefreshGrantInput): Promise<TokenPair & { outcome: RotationOutcome }> {
   const { credentials } = input
-  const resource = requestedResource(input.resource)
+  const resource = requestedResource(input.resource, deps.config.issuer)
   const wantedScope = requestedScopes(input.scope)
   const claims = await verifiedClaims(deps, input)
   const clientId = credentials.clientId ?? deps.config.defaultClientId

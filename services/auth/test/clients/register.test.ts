@@ -168,6 +168,23 @@ t.test('resource indicators (RFC 8707) on every grant', async (t) => {
   t.match(await token(ctx, { grant_type: 'password', username: 'uma', password: PASSWORD, client_id: 'web', scope: 'read' }), { status: 400, body: { error: 'invalid_scope' } }, 'user scopes are within the client\'s')
 })
 
+t.test('the issuer is no resource on any grant, though registered as one: it is the aud of refresh tokens, which an access token must never share', async (t) => {
+  const ctx = await buildTestApp(t, { TESSERA_ISSUER: 'https://auth.example.com' })
+  const issuer = ctx.config.issuer
+  const refused = { status: 400, body: { error: 'invalid_target', error_description: 'resource: the issuer is no resource; its audience is that of refresh tokens' } }
+  const secret = await register(ctx, 'svc', { resources: [NOTES, issuer] })
+  t.same(await token(ctx, { grant_type: 'client_credentials', client_id: 'svc', client_secret: secret, resource: issuer }).then(({ status, body }) => ({ status, body })), refused, 'client_credentials')
+  await signUp(ctx.app, 'wes', PASSWORD)
+  await register(ctx, 'web', { confidential: false, resources: [NOTES, issuer] })
+  const login = { grant_type: 'password', username: 'wes', password: PASSWORD, client_id: 'web' }
+  t.same(await token(ctx, { ...login, resource: issuer }).then(({ status, body }) => ({ status, body })), refused, 'password')
+  const pair = await token(ctx, { ...login, resource: NOTES })
+  t.equal(pair.status, 200)
+  t.same(await token(ctx, { grant_type: 'refresh_token', refresh_token: pair.body.refresh_token, client_id: 'web', resource: issuer }).then(({ status, body }) => ({ status, body })), refused, 'refresh_token')
+  t.equal((await token(ctx, { grant_type: 'refresh_token', refresh_token: pair.body.refresh_token, client_id: 'web', resource: `${issuer}/v1` })).status, 400, 'a URL under it is another resource, which this client may not ask for')
+  t.equal((await token(ctx, { grant_type: 'refresh_token', refresh_token: pair.body.refresh_token, client_id: 'web', resource: NOTES })).status, 200, 'the refusals did not use the refresh token up')
+})
+
 t.test('refresh tokens belong to their client and remember their session\'s resources', async (t) => {
   const ctx = await buildTestApp(t)
   await signUp(ctx.app, 'vera', PASSWORD)
