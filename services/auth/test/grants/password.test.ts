@@ -41,9 +41,14 @@ t.test('sign-up then login with a form body and with JSON', async (t) => {
   t.equal((claims.exp ?? 0) - (claims.iat ?? 0), 300)
 
   const rt = decodeJwt(body.refresh_token)
-  t.same(decodeProtectedHeader(body.refresh_token).typ, 'rt+jwt')
+  t.same(decodeProtectedHeader(body.refresh_token), { alg: 'RS256', kid: header.kid, typ: 'rt+jwt' })
+  t.same(Object.keys(rt).sort(), ['aud', 'exp', 'iat', 'iss', 'jti', 'sid', 'sub'], 'no client_id or scope: nothing a verifier of access tokens reads')
+  t.equal(rt.iss, config.issuer)
+  t.equal(rt.sub, user.id)
   t.equal(rt.aud, config.issuer, 'refresh tokens are for the issuer only')
   t.equal(rt.sid, claims.sid)
+  t.not(rt.jti, claims.jti)
+  t.equal((rt.exp ?? 0) - (rt.iat ?? 0), 30 * 86400, 'thirty days by default')
 
   await createClient(deps.db, { clientId: 'web-app', confidential: false, grants: ['password'], scopes: ['read', 'write'], resources: [] }, new Date(), { actor: 'test' })
   const json = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'alice', password: PASSWORD, scope: 'read', client_id: 'web-app' } })
