@@ -197,6 +197,22 @@ t.test('through the gateway', async (t) => {
     t.notOk(lines.some((line) => line.includes(pair.access_token.slice(-20)) || line.includes(pair.refresh_token.slice(-20))), 'no token in the access log')
   })
 
+  t.test('the JWKS through the gateway: Tessera\'s caching, a strong ETag, 304 on If-None-Match', async (t) => {
+    const first = await gateway.request('GET', '/.well-known/jwks.json')
+    t.equal(first.status, 200)
+    t.equal(first.headers['cache-control'], 'public, max-age=1, s-maxage=1', 'TESSERA_JWKS_MAX_AGE, as Tessera says it')
+    const etag = String(first.headers.etag)
+    t.match(etag, /^"[A-Za-z0-9_-]{20,}"$/, 'a strong ETag, passed on')
+    // Served from the gateway's copy, or the copy revalidated: a verifier revalidating either way gets a 304.
+    for (const condition of [etag, `"other", ${etag}`]) {
+      const again = await gateway.request('GET', '/.well-known/jwks.json', { headers: { 'if-none-match': condition } })
+      t.same([again.status, again.body, again.headers.etag, again.headers['cache-control']], [304, '', etag, first.headers['cache-control']], `If-None-Match: ${condition}`)
+      await sleep(1100)
+    }
+    const changed = await gateway.request('GET', '/.well-known/jwks.json', { headers: { 'if-none-match': '"other"' } })
+    t.same([changed.status, changed.body], [200, first.body], 'another ETag: the set itself')
+  })
+
   t.test('SimpleJWT\'s routes through the gateway: log in, call notes, refresh, blacklist', async (t) => {
     await signUp('simple')
     const pair = (await gateway.request('POST', '/api/token/', { body: { username: 'simple', password: PASSWORD } })).json() as { access: string, refresh: string }
