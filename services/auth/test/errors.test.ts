@@ -120,6 +120,24 @@ t.test('health and readiness', async (t) => {
   t.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'liveness does not depend on the database')
 })
 
+t.test('readiness also needs a signing key: without one, 503 with Retry-After, and a login is refused alike, not a 500', async (t) => {
+  const { app, deps } = await buildTestApp(t)
+  await signUp(app, 'nia', 'correct horse battery')
+  const held = deps.keyring.keys
+  // What an instance holds when the current key's private half cannot be opened: the public halves alone.
+  deps.keyring.replace(held.map((key) => ({ ...key, privateKey: undefined })))
+  const unready = await app.inject({ method: 'GET', url: '/readyz' })
+  t.same([unready.statusCode, unready.headers['retry-after'], unready.headers['content-type']], [503, '5', 'application/problem+json; charset=utf-8'])
+  t.match(unready.json(), { status: 503, detail: 'no signing key is loaded' })
+  const login = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'nia', password: 'correct horse battery' } })
+  t.same([login.statusCode, login.json()], [503, { error: 'temporarily_unavailable', error_description: 'no signing key is loaded; retry later' }])
+  t.ok(Number(login.headers['retry-after']) > 0, 'with Retry-After')
+  t.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'alive all the same')
+  t.equal((await app.inject({ method: 'GET', url: '/.well-known/jwks.json' })).json().keys.length, held.length, 'and still publishing')
+  deps.keyring.replace(held)
+  t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, 'ready once the key is back')
+})
+
 t.test('database out of reach (every pooled connection busy): 503 with Retry-After, not a 500', async (t) => {
   const { app, connection } = await buildTestApp(t)
   await signUp(app, 'paula', 'a long enough password')
