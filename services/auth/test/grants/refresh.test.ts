@@ -62,6 +62,29 @@ t.test('grace: the same successor byte for byte; after it, reuse ends the sessio
   t.equal(session.revoke_reason, 'reuse')
 })
 
+t.test('a replay inside the grace is refused once its session has ended: by logout, a password change, a disabled user', async (t) => {
+  const ctx = await buildTestApp(t, { TESSERA_REFRESH_GRACE: '10s' })
+  const bearer = (token: unknown): Record<string, string> => ({ authorization: `Bearer ${String(token)}` })
+  const ends: Array<[string, string, (rotated: Record<string, unknown>, other: { access: string }) => Promise<void>]> = [
+    ['logout', 'lou', async (rotated) => { t.equal((await ctx.app.inject({ method: 'POST', url: '/v1/logout', headers: bearer(rotated.access_token) })).statusCode, 200) }],
+    ['password change', 'pia', async (_rotated, other) => {
+      t.equal((await ctx.app.inject({ method: 'PUT', url: '/v1/password', headers: bearer(other.access), payload: { current_password: PASSWORD, new_password: 'a new password' } })).statusCode, 200)
+    }],
+    ['disabled user', 'paz', async () => { await (await import('../../src/users/disable.js')).disableUser(ctx.connection.db, 'paz', () => new Date()) }]
+  ]
+  for (const [name, username, end] of ends) {
+    const { refresh: token } = await user(ctx, username)
+    const other = await user(ctx, username)
+    const rotated = await refresh(ctx.app, token)
+    t.equal(rotated.status, 200)
+    t.equal((await refresh(ctx.app, token)).body.refresh_token, rotated.body.refresh_token, `${name}: inside the grace, the successor`)
+    ctx.advance(1)
+    await end(rotated.body, other)
+    t.same(await refresh(ctx.app, token), { status: 400, body: { error: 'invalid_grant', error_description: 'the refresh token is invalid, expired or revoked' } }, `${name}: then, inside the grace still, refused`)
+    t.equal((await refresh(ctx.app, String(rotated.body.refresh_token))).status, 400, `${name}: and the successor too`)
+  }
+})
+
 t.test('replays at once, each judged reuse before the session ended: one detection recorded, one end', async (t) => {
   const ctx = await buildTestApp(t, { TESSERA_REFRESH_GRACE: '1s' })
   const { refresh: token, sid } = await user(ctx, 'carol')
