@@ -132,3 +132,29 @@ t.test('GET /notes answers the newest 500 notes, and says when there were more: 
   t.equal(cut.notes[0]?.text, 'note 501', 'the newest first')
   t.equal(cut.notes[499]?.text, 'note 2', 'the oldest left out')
 })
+
+t.test('each route needs its own scope: notes:read for GET, notes:write for POST and DELETE, a whole name in the space-separated list', async (t) => {
+  const withScope = (scope: string | undefined): Record<string, string> => ({
+    authorization: `Bearer ${forge({ alg: 'RS256', typ: 'at+jwt', kid: 'local' }, { iss: config.issuer, aud: config.audience, sub: randomUUID(), ...(scope === undefined ? {} : { scope }), iat: now, exp: now + 600 },
+      (data) => sign('sha256', Buffer.from(data), privateKey))}`
+  })
+  const note = '/notes/00000000-0000-4000-8000-000000000000'
+  const routes: Array<[method: string, path: string, needs: string, body?: { text: string }]> = [
+    ['GET', '/notes', 'notes:read'],
+    ['POST', '/notes', 'notes:write', { text: 'x' }],
+    ['DELETE', note, 'notes:write']
+  ]
+  for (const [method, path, needs, body] of routes) {
+    const other = needs === 'notes:read' ? 'notes:write' : 'notes:read'
+    // A token with the other scope, none, a name that only contains the needed one, or a list not split by spaces.
+    for (const scope of [other, undefined, '', `x${needs}`, `${needs}x`, `${other},${needs}`]) {
+      const res = await request(`${base}${path}`, { method, headers: withScope(scope), body })
+      t.equal(res.status, 403, `${method} ${path} with scope ${JSON.stringify(scope)}`)
+      t.equal(res.headers['www-authenticate'], `Bearer error="insufficient_scope", scope="${needs}"`, 'names the scope this route needs')
+      t.match(res.json(), { type: 'about:blank', status: 403, detail: `the access token lacks the scope ${needs}` })
+    }
+    const allowed = await request(`${base}${path}`, { method, headers: withScope(`${other} ${needs}`), body })
+    t.not(allowed.status, 403, `${method} ${path}: ${needs} among others is enough`)
+    t.notOk('www-authenticate' in allowed.headers)
+  }
+})
