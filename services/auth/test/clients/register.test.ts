@@ -255,6 +255,20 @@ t.test('a parameter sent without a value is treated as omitted (RFC 6749 §3.1)'
   t.equal((await token(ctx, { grant_type: 'refresh_token', refresh_token: pair.body.refresh_token })).status, 400, 'and the default client\'s token is revoked')
 })
 
+t.test('HTTP Basic: id and secret are form-urlencoded before base64, and decoded so (RFC 6749 §2.3.1)', async (t) => {
+  const ctx = await buildTestApp(t)
+  const secret = await register(ctx, 'svc.a-b_c')
+  // Every character escaped, as an encoder that escapes more than it must (any of them may) sends it.
+  const escaped = (text: string): string => [...text].map((ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`).join('')
+  const cc = async (credentials: string): Promise<Awaited<ReturnType<typeof token>>> =>
+    await token(ctx, { grant_type: 'client_credentials' }, { authorization: `Basic ${Buffer.from(credentials).toString('base64')}` })
+  const res = await cc(`${escaped('svc.a-b_c')}:${escaped(secret)}`)
+  t.equal(res.status, 200, 'an escaped id and secret are the client\'s', { body: res.body })
+  t.equal(decodeJwt(res.body.access_token as string).client_id, 'svc.a-b_c', 'the decoded id is the client, not the escaped text')
+  t.equal((await cc(`svc.a-b_c:${escaped(secret).toLowerCase()}`)).status, 200, 'escapes in lower case too')
+  t.match(await cc(`svc.a-b_c:${escaped(secret)}%41`), { status: 401, body: { error: 'invalid_client' } }, 'an escaped character more is another secret')
+})
+
 t.test('HTTP Basic with an empty secret names a public client, as requests-oauthlib sends it (RFC 6749 §2.3.1, §3.1)', async (t) => {
   const ctx = await buildTestApp(t)
   await signUp(ctx.app, 'yuri', PASSWORD)
