@@ -12,6 +12,7 @@ import { deleteClient, disableClient } from '../../src/clients/end.js'
 
 const PASSWORD = 'correct horse battery'
 const NOTES = 'urn:tessera:notes'
+const BILLING = 'https://billing.example/api'
 const OPERATOR = { actor: 'operator' }
 
 type Body = Record<string, unknown>
@@ -188,17 +189,20 @@ t.test('the issuer is no resource on any grant, though registered as one: it is 
 t.test('refresh tokens belong to their client and remember their session\'s resources', async (t) => {
   const ctx = await buildTestApp(t)
   await signUp(ctx.app, 'vera', PASSWORD)
-  await register(ctx, 'web', { confidential: false, resources: [NOTES] })
+  await register(ctx, 'web', { confidential: false, resources: [NOTES, BILLING] })
   const appSecret = await register(ctx, 'mobile-backend', { grants: ['password', 'refresh_token'], resources: [NOTES] })
   const login = await token(ctx, { grant_type: 'password', username: 'vera', password: PASSWORD, client_id: 'web', resource: NOTES })
   t.equal(login.status, 200)
   const session = await ctx.deps.db.selectFrom('sessions').select(['client_id', 'resources']).executeTakeFirstOrThrow()
-  t.same(session, { client_id: 'web', resources: [NOTES] })
+  t.same(session, { client_id: 'web', resources: [NOTES, BILLING] }, 'every resource of the client, not only the one the login named')
 
   const forNotes = await token(ctx, { grant_type: 'refresh_token', refresh_token: login.body.refresh_token, client_id: 'web', resource: NOTES })
   t.equal(forNotes.status, 200)
   t.equal(decodeJwt(forNotes.body.access_token as string).aud, NOTES, 'a refresh may name the session\'s resource')
-  const plain = await token(ctx, { grant_type: 'refresh_token', refresh_token: forNotes.body.refresh_token, client_id: 'web' })
+  const forBilling = await token(ctx, { grant_type: 'refresh_token', refresh_token: forNotes.body.refresh_token, client_id: 'web', resource: BILLING })
+  t.equal(forBilling.status, 200, 'or any other of them', { body: forBilling.body })
+  t.equal(decodeJwt(forBilling.body.access_token as string).aud, BILLING)
+  const plain = await token(ctx, { grant_type: 'refresh_token', refresh_token: forBilling.body.refresh_token, client_id: 'web' })
   t.equal(decodeJwt(plain.body.access_token as string).aud, 'api', 'without resource: TESSERA_AUDIENCE')
   t.match(await token(ctx, { grant_type: 'refresh_token', refresh_token: plain.body.refresh_token, client_id: 'web', resource: 'https://elsewhere.example/' }), { status: 400, body: { error: 'invalid_target' } })
   const stolen = await token(ctx, { grant_type: 'refresh_token', refresh_token: plain.body.refresh_token })
