@@ -227,6 +227,9 @@ t.test('revocation: a client revokes only its own tokens; a confidential client\
   t.equal(await revoke({ token: pair.body.refresh_token }), 200, 'no client named: 200 …')
   t.equal(await live(), 1, '… and the confidential client\'s session lives on')
   t.equal(await revoke({ token: pair.body.refresh_token, client_id: 'backend', client_secret: 'wrong' }), 401, 'a failed authentication is 401')
+  const wrongBasic = await ctx.app.inject({ method: 'POST', url: '/oauth/revoke', payload: { token: pair.body.refresh_token }, headers: { authorization: basic('backend', 'wrong') } })
+  t.same([wrongBasic.statusCode, wrongBasic.json()], [401, { error: 'invalid_client', error_description: 'client authentication failed' }], 'with Basic too')
+  t.equal(wrongBasic.headers['www-authenticate'], 'Basic realm="tessera", charset="UTF-8"', 'and then with the Basic challenge (RFC 6749 §5.2)')
   t.equal(await revoke({ token: pair.body.refresh_token }, { authorization: basic('backend', secret) }), 200)
   t.equal(await live(), 0, 'its own client ends it')
   const ended = await ctx.deps.db.selectFrom('audit_events').select(['actor', 'user_id']).where('type', '=', 'session.ended').execute()
@@ -239,6 +242,11 @@ t.test('revocation: a client revokes only its own tokens; a confidential client\
   t.equal((await ctx.deps.db.selectFrom('sessions').select('revoke_reason').where('client_id', '=', 'web').executeTakeFirstOrThrow()).revoke_reason, 'revoke', 'an access token for a resource revokes its session too')
   const byUser = await ctx.deps.db.selectFrom('audit_events').select(['actor', 'user_id']).where('type', '=', 'session.ended').orderBy('id', 'desc').executeTakeFirstOrThrow()
   t.equal(byUser.actor, byUser.user_id, 'a public client acts for its user: the user ended it')
+
+  await disableClient(ctx.deps.db, 'backend', ctx.deps.clock, OPERATOR)
+  t.equal(await revoke({ token: 'x' }, { authorization: basic('backend', secret) }), 401, 'a disabled client\'s authentication fails at revocation too')
+  await deleteClient(ctx.deps.db, 'backend', ctx.deps.clock, OPERATOR)
+  t.equal(await revoke({ token: 'x', client_id: 'backend', client_secret: secret }), 401, 'and a deleted one\'s')
 })
 
 t.test('a parameter sent without a value is treated as omitted (RFC 6749 §3.1)', async (t) => {
