@@ -55,6 +55,9 @@ t.test('client_credentials: Basic and post authentication, sub = client_id, acce
   const claims = decodeJwt(viaBasic.body.access_token as string)
   t.match(claims, { sub: 'reports', client_id: 'reports', aud: NOTES, scope: 'notes:read notes:write', iss: ctx.config.issuer })
   t.notOk('sid' in claims, 'no session')
+  // t.match above reads a string as a substring: the default is exactly all of the client's scopes.
+  t.same([viaBasic.body.scope, claims.scope], ['notes:read notes:write', 'notes:read notes:write'], 'no scope asked: all of the client\'s')
+  t.same([(await ctx.deps.db.selectFrom('sessions').select('id').execute()).length, (await ctx.deps.db.selectFrom('refresh_tokens').select('jti').execute()).length], [0, 0], 'nor a session row, nor a refresh token row')
 
   const viaPost = await token(ctx, { grant_type: 'client_credentials', client_id: 'reports', client_secret: secret, scope: 'notes:read' })
   t.equal(viaPost.status, 200)
