@@ -114,3 +114,13 @@ t.test('clients: failures are one line and a non-zero exit', async (t) => {
     t.same([looked.code, looked.stderr], [1, `tessera: no client named ${id}\n`], `clients show ${id}: looked up`)
   }
 })
+
+t.test('rotate-secret without --grace keeps the old secret working 24 hours (docs/operators.md), the zero-downtime roll', async (t) => {
+  const env = { DATABASE_URL: await createTestDatabase(t) }
+  t.equal((await runCli(['clients', 'create', 'roller', '--confidential'], env)).code, 0)
+  const before = Date.now()
+  const rotated = await runCli(['clients', 'rotate-secret', 'roller', '--json'], env)
+  t.equal(rotated.code, 0, rotated.stderr)
+  const until = Date.parse(String(JSON.parse(rotated.stdout).previous_secret_expires_at))
+  t.ok(until >= before + 86_400_000 - 1000 && until <= Date.now() + 86_400_000 + 1000, 'the old secret works until a day from now', { stdout: rotated.stdout })
+})
