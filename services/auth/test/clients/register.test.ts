@@ -216,6 +216,9 @@ t.test('refresh tokens belong to their client and remember their session\'s reso
   t.equal(confidential.status, 200)
   t.match(await token(ctx, { grant_type: 'refresh_token', refresh_token: confidential.body.refresh_token, client_id: 'mobile-backend' }), { status: 401, body: { error: 'invalid_client' } }, 'a confidential client must authenticate to refresh')
   t.match(await token(ctx, { grant_type: 'refresh_token', refresh_token: confidential.body.refresh_token, client_id: 'web' }), { status: 400, body: { error: 'invalid_grant' } })
+  const otherSecret = await register(ctx, 'other-backend', { grants: ['password', 'refresh_token'], resources: [NOTES] })
+  t.match(await token(ctx, { grant_type: 'refresh_token', refresh_token: confidential.body.refresh_token }, { authorization: basic('other-backend', otherSecret) }),
+    { status: 400, body: { error: 'invalid_grant' } }, 'another confidential client, authenticated, presenting it')
   t.equal((await token(ctx, { grant_type: 'refresh_token', refresh_token: confidential.body.refresh_token }, { authorization: basic('mobile-backend', appSecret) })).status, 200)
 })
 
