@@ -6,6 +6,7 @@ import t from 'tap'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { runCli } from '../helpers/server.js'
 import { buildTestApp } from '../helpers/app.js'
+import { secretDigest } from '../../src/clients/secret.js'
 
 t.test('clients create, list, show, rotate-secret, disable, delete', async (t) => {
   const url = await createTestDatabase(t)
@@ -115,9 +116,16 @@ t.test('clients: failures are one line and a non-zero exit', async (t) => {
   }
 })
 
-t.test('rotate-secret without --grace keeps the old secret working 24 hours (docs/operators.md), the zero-downtime roll', async (t) => {
-  const env = { DATABASE_URL: await createTestDatabase(t) }
-  t.equal((await runCli(['clients', 'create', 'roller', '--confidential'], env)).code, 0)
+t.test('in words, create prints a confidential client\'s secret once; rotate-secret without --grace keeps the old one working 24 hours (docs/operators.md)', async (t) => {
+  const url = await createTestDatabase(t)
+  const env = { DATABASE_URL: url }
+  const created = await runCli(['clients', 'create', 'roller', '--confidential'], env)
+  t.equal(created.code, 0, created.stderr)
+  const [, printed = ''] = /\nclient_secret ([A-Za-z0-9_-]{43})\n\(shown once/.exec(created.stdout) ?? []
+  const { db } = await testConnection(t, url)
+  const row = await db.selectFrom('clients').select('secret_digest').where('client_id', '=', 'roller').executeTakeFirstOrThrow()
+  t.same(row.secret_digest, secretDigest(printed), 'the secret printed is the one whose digest is stored')
+  t.notMatch((await runCli(['clients', 'show', 'roller'], env)).stdout, printed, 'and is not shown again')
   const before = Date.now()
   const rotated = await runCli(['clients', 'rotate-secret', 'roller', '--json'], env)
   t.equal(rotated.code, 0, rotated.stderr)
