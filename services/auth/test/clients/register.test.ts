@@ -236,6 +236,12 @@ t.test('revocation: a client revokes only its own tokens; a confidential client\
   const wrongBasic = await ctx.app.inject({ method: 'POST', url: '/oauth/revoke', payload: { token: pair.body.refresh_token }, headers: { authorization: basic('backend', 'wrong') } })
   t.same([wrongBasic.statusCode, wrongBasic.json()], [401, { error: 'invalid_client', error_description: 'client authentication failed' }], 'with Basic too')
   t.equal(wrongBasic.headers['www-authenticate'], 'Basic realm="tessera", charset="UTF-8"', 'and then with the Basic challenge (RFC 6749 §5.2)')
+  // RFC 7009 §2.1: the token must have been issued to the client that asks; another one hears the same 200 and changes nothing.
+  const otherSecret = await register(ctx, 'other-backend', { grants: ['password', 'refresh_token'] })
+  await register(ctx, 'spa', { confidential: false })
+  t.equal(await revoke({ token: pair.body.refresh_token }, { authorization: basic('other-backend', otherSecret) }), 200, 'another confidential client, authenticated: 200 …')
+  t.equal(await revoke({ token: pair.body.access_token, client_id: 'spa' }), 200, 'a public client naming itself, with the access token: 200 …')
+  t.equal(await live(), 1, '… and the session lives on')
   t.equal(await revoke({ token: pair.body.refresh_token }, { authorization: basic('backend', secret) }), 200)
   t.equal(await live(), 0, 'its own client ends it')
   const ended = await ctx.deps.db.selectFrom('audit_events').select(['actor', 'user_id']).where('type', '=', 'session.ended').execute()
