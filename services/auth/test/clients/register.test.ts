@@ -378,6 +378,13 @@ t.test('the default public client exists from the first start, and a registratio
     await t.rejects(createClient(ctx.deps.db, { clientId: 'c', confidential: false, grants: ['password'], scopes: [], resources: [], ...input }, new Date(), OPERATOR), message)
   }
   await rule({ clientId: 'no spaces' }, /^client_id:/)
+  await rule({ clientId: 'x'.repeat(65) }, /^client_id:/)
+  // The bounds themselves are ids: 1 and 64 characters, every one of [A-Za-z0-9._-], registered and served by both methods.
+  for (const id of ['Z', `aZ09._-${'x'.repeat(57)}`]) {
+    const secret = await register(ctx, id, { resources: [] })
+    t.equal((await token(ctx, { grant_type: 'client_credentials' }, { authorization: basic(id, secret) })).status, 200, `a ${id.length}-character id, Basic`)
+    t.equal((await token(ctx, { grant_type: 'client_credentials', client_id: id, client_secret: secret })).status, 200, `a ${id.length}-character id, in the body`)
+  }
   await rule({ grants: ['implicit'] }, /^grants:/)
   await rule({ grants: [] }, /^grants:/)
   await rule({ grants: ['client_credentials'] }, /public client cannot use client_credentials/)
