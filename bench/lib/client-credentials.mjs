@@ -14,8 +14,8 @@ import { runLoad } from './load.mjs'
 import { base } from './scenarios.mjs'
 import { CLIENT_READ_SQL, connect, createClient } from './service.mjs'
 
-export const BENCH_CLIENT = 'bench-service'
-export const BENCH_RESOURCE = 'urn:tessera:notes'
+const BENCH_CLIENT = 'bench-service'
+const BENCH_RESOURCE = 'urn:tessera:notes'
 
 /** Registers the confidential client the scenario authenticates as; returns its secret. @param {string} url */
 export async function registerBenchClient (url) {
@@ -39,7 +39,7 @@ export async function registerBenchClient (url) {
  * pool), as the server runs it under the scenario's load.
  * @param {string} url @param {number} inFlight @param {number} pool @param {number} seconds @param {import('./ceiling-registry.mjs').CpuWindow} [window]
  */
-export async function clientReadRate (url, inFlight, pool, seconds, window) {
+async function clientReadRate (url, inFlight, pool, seconds, window) {
   const connection = connect(url, pool)
   try {
     // Connections are made (SCRAM costs milliseconds each) before the clock starts.
@@ -63,7 +63,7 @@ export async function clientReadRate (url, inFlight, pool, seconds, window) {
 }
 
 /** One signature, one read, one request, one after another: 1/(1/signs + 1/reads + 1/requests). @param {{ signs: number, reads: number, requests: number }} parts */
-export function clientCredentialsCeiling ({ signs, reads, requests }) {
+function clientCredentialsCeiling ({ signs, reads, requests }) {
   return Math.round(1 / (1 / signs + 1 / reads + 1 / requests))
 }
 

@@ -240,7 +240,7 @@ export function summarize (runs, list) {
 }
 
 /** Issue 12's absolute targets that the side-by-side can judge. */
-export const PEER_TARGETS = { refreshRps: 1500, refreshP99Ms: 100, meTimesPeer: 3, loginWaitMs: 500 }
+const PEER_TARGETS = { refreshRps: 1500, refreshP99Ms: 100, meTimesPeer: 3, loginWaitMs: 500 }
 
 /**
  * Issue 12's targets, met or not, from the summary: refresh ≥ 1,500/s at 64

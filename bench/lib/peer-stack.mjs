@@ -18,11 +18,11 @@ const PYTHON = '/usr/bin/python3'
 const PYTHON_MODULES = ['django', 'rest_framework', 'rest_framework_simplejwt', 'psycopg2', 'argon2']
 const BINARIES = ['/usr/bin/gunicorn', '/usr/sbin/nginx', '/usr/lib/postgresql/15/bin/postgres', '/usr/sbin/runuser']
 const COMPONENTS = ['postgres', 'gunicorn', 'nginx']
-export const PEER_INSTALL = 'apt-get install -y python3-django python3-djangorestframework python3-djangorestframework-simplejwt python3-psycopg2 python3-argon2 gunicorn nginx postgresql wrk'
+const PEER_INSTALL = 'apt-get install -y python3-django python3-djangorestframework python3-djangorestframework-simplejwt python3-psycopg2 python3-argon2 gunicorn nginx postgresql wrk'
 /** Issue 12's configuration: 3 sync workers, keys parsed once per worker. */
 export const PEER_SETTINGS = { GUNICORN_WORKER_CLASS: 'sync', GUNICORN_WORKERS: '3', GUNICORN_THREADS: '1', PEER_JWT_KEY_MODE: 'object' }
 const MODE = 'sync workers=3 threads=1 jwt_keys=object'
-export const PEER_URL = 'http://127.0.0.1:18080'
+const PEER_URL = 'http://127.0.0.1:18080'
 
 /**
  * Where the peer's files are: PEER_DRF_DIR, else ../shared/peer-drf beside
@@ -84,7 +84,7 @@ function livePeerParts (runDir) {
 }
 
 /** @param {string} runDir @returns {{ name: string, pid: number }[]} */
-export function peerPids (runDir) {
+function peerPids (runDir) {
   const text = readOptional(path.join(runDir, 'pids')) ?? ''
   return text.split('\n').map((l) => l.trim().split(/\s+/)).filter((p) => p.length === 2 && COMPONENTS.includes(p[0])).map(([name, pid]) => ({ name, pid: Number(pid) }))
 }

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url'
  */
 
 /** @param {string} url */
-export function areaOf (url) {
+function areaOf (url) {
   if (url === '') return 'native / V8'
   if (url.startsWith('node:')) return 'node internals'
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)

@@ -10,7 +10,7 @@ import path from 'node:path'
 import { targetText } from './rounds.mjs'
 
 /** The stack Tessera replaces, as measured on the same kind of 2-core machine (issue 9). */
-export const REFERENCE = {
+const REFERENCE = {
   stack: 'Django REST framework + SimpleJWT (pre-loaded keys), 3 Gunicorn workers behind Nginx, Postgres 15, same kind of 2-core machine',
   rps: { login: 88, refresh: 540, me: 2150 }
 }
@@ -20,7 +20,7 @@ export const REFERENCE = {
  * scenarios it names (each against its own target, scenarios.mjs) in this
  * one run; `beside` names the ceilings a target is shown with, for reading.
  */
-export const TARGETS = [
+const TARGETS = [
   { text: 'refresh ≥ 1,500/s at 64 connections, p99 ≤ 100 ms, zero errors', source: 'issue 12', scenarios: ['refresh'], beside: ['refresh-combined', 'refresh-signing-limit'] },
   { text: '/v1/me ≥ 60 % of a bare Fastify route doing the same read', source: 'issue 12', scenarios: ['me'] },
   { text: 'JWKS ≥ 80 % of the bare route (200 and 304)', source: 'issue 12', scenarios: ['jwks', 'jwks-304'] },
@@ -158,7 +158,7 @@ export function consoleSummary (report) {
 }
 
 /** Each scenario's req/s as a bar inside its ceiling's, with the target marked. @param {any} report */
-export function chartSvg (report) {
+function chartSvg (report) {
   const rows = report.scenarios
   const left = 150
   const width = 460
