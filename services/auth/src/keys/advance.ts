@@ -34,8 +34,11 @@ const SWEEP_AUDIT = { retired: 'key.retired', private_erased: 'key.private_erase
 
 const before = (now: Date, seconds: number): Date => new Date(now.getTime() - seconds * 1000)
 
+/** Only the schedule advances keys on its own (jobs.ts); an operator's rotation is keys/rotate.ts and names its operator. */
+const SYSTEM_ACTOR: Actor = { actor: 'system' }
+
 /** Returns the transitions made; undefined when another instance held the lock (it is doing this work). */
-export async function advanceKeys (db: Db, making: KeyMaking, settings: LifecycleSettings, now: Date, who: Actor = { actor: 'system' }): Promise<Transition[] | undefined> {
+export async function advanceKeys (db: Db, making: KeyMaking, settings: LifecycleSettings, now: Date): Promise<Transition[] | undefined> {
   return await db.transaction().execute(async (trx) => {
     if (!(await tryLockKeys(trx))) return undefined
     const done: Transition[] = []
@@ -45,15 +48,15 @@ export async function advanceKeys (db: Db, making: KeyMaking, settings: Lifecycl
     const due = (since: Date | null, seconds: number): boolean => since !== null && since.getTime() + seconds * 1000 <= now.getTime()
 
     if (next !== undefined && (current === undefined || due(next.published_at, settings.keyPublishLead))) {
-      await promoteKey(trx, next.kid, now, who, current === undefined ? 'no key was signing' : 'published for the lead time')
+      await promoteKey(trx, next.kid, now, SYSTEM_ACTOR, current === undefined ? 'no key was signing' : 'published for the lead time')
       done.push({ kind: 'promoted', kid: next.kid })
     } else if (current === undefined) {
-      const kid = await createKey(trx, making, now, who)
-      await promoteKey(trx, kid, now, who, 'no key was signing')
+      const kid = await createKey(trx, making, now, SYSTEM_ACTOR)
+      await promoteKey(trx, kid, now, SYSTEM_ACTOR, 'no key was signing')
       done.push({ kind: 'created', kid }, { kind: 'promoted', kid })
     } else if (next === undefined && settings.keyRotation !== null &&
       due(current.promoted_at, Math.max(0, settings.keyRotation - settings.keyPublishLead))) {
-      done.push({ kind: 'created', kid: await createKey(trx, making, now, who) })
+      done.push({ kind: 'created', kid: await createKey(trx, making, now, SYSTEM_ACTOR) })
     }
 
     const retired = await trx.updateTable('signing_keys').set({ state: 'retired', unpublished_at: now })
@@ -77,7 +80,7 @@ export async function advanceKeys (db: Db, making: KeyMaking, settings: Lifecycl
       ...retired.map(({ kid }) => ({ kind: 'retired' as const, kid })),
       ...erased.map(({ kid }) => ({ kind: 'private_erased' as const, kid })),
       ...deleted.map(({ kid }) => ({ kind: 'deleted' as const, kid }))]
-    await recordAudit(trx, swept.map((t) => ({ type: SWEEP_AUDIT[t.kind], ...who, kid: t.kid })))
+    await recordAudit(trx, swept.map((t) => ({ type: SWEEP_AUDIT[t.kind], ...SYSTEM_ACTOR, kid: t.kid })))
     done.push(...swept)
     if (done.length > 0) await notifyKeysChanged(trx, done.map((t) => `${t.kind} ${t.kid}`).join(', '))
     return done
