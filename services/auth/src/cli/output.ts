@@ -73,11 +73,11 @@ export function printable (text: string): string {
   return text.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
 
-export function commandOutput (json: boolean, write: (text: string) => void = (t) => process.stdout.write(t)): Output {
+export function commandOutput (json: boolean): Output {
   return {
     json,
     // JSON.stringify escapes C0 only; the same escapes stay valid JSON for the rest.
-    result: (human, data) => write(json ? `${printable(JSON.stringify(data))}\n` : `${human}\n`)
+    result: (human, data) => { process.stdout.write(json ? `${printable(JSON.stringify(data))}\n` : `${human}\n`) }
   }
 }
 
