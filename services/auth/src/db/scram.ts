@@ -28,7 +28,8 @@ function saslprep (password: string): string {
 }
 
 /** `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, base64, as in pg_authid.rolpassword. */
-export function scramVerifier (password: string, salt: Buffer = randomBytes(SALT_BYTES)): string {
+export function scramVerifier (password: string): string {
+  const salt = randomBytes(SALT_BYTES)
   const salted = pbkdf2Sync(saslprep(password), salt, ITERATIONS, 32, 'sha256')
   const clientKey = createHmac('sha256', salted).update('Client Key').digest()
   const storedKey = createHash('sha256').update(clientKey).digest()
