@@ -11,14 +11,14 @@ import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import fastifyJwt, { type TokenOrHeader } from '@fastify/jwt'
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
 import { isDatabaseOutOfReach, type Db } from './db.js'
 import { JwksUnavailableError, type KeySource } from './keys.js'
 
 export interface Deps { db: Db, keys: KeySource, logger: Logger }
-export type App = FastifyInstance<any, any, any, Logger, TypeBoxTypeProvider>
+export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, Logger, TypeBoxTypeProvider>
 
 class Unauthorized extends Error {}
 

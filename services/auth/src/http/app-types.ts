@@ -3,7 +3,7 @@
  * app.ts so that routes and tests name them without importing the app.
  * @module
  */
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify'
 import type { FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Logger } from 'pino'
@@ -27,4 +27,4 @@ export interface Deps {
   clientCache?: ClientCache
 }
 
-export type App = FastifyInstance<any, any, any, Logger, TypeBoxTypeProvider>
+export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, Logger, TypeBoxTypeProvider>
