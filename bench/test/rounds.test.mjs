@@ -7,6 +7,7 @@
  * @module
  */
 import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { createServer } from 'node:http'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -102,7 +103,13 @@ test('a ceiling measured in process gets its cores from the registry, over its t
 test('a process inside a named tree, found by its command line, is counted under its own name only', async (t) => {
   // An idle parent (Tessera's primary) with a busy child (its hashing process).
   const parent = spawn(process.execPath, ['-e', "require('node:child_process').spawn(process.execPath, ['-e', 'for (;;) {}', 'hashing-standin'], { stdio: 'ignore' }); setInterval(() => {}, 1000)"], { stdio: 'ignore' })
-  t.after(() => { for (const pid of childrenRunning([parent.pid ?? 0], 'hashing-standin')) process.kill(pid, 'SIGKILL'); parent.kill('SIGKILL') })
+  // Gone before the next test's first snapshot: a busy child still in this process's tree then, orphaned by its
+  // parent's death and so out of it at that test's second, took its CPU out of the harness's count (-0.15 cores).
+  t.after(async () => {
+    const pids = [...childrenRunning([parent.pid ?? 0], 'hashing-standin'), parent.pid ?? 0]
+    for (const pid of pids) process.kill(pid, 'SIGKILL')
+    for (let i = 0; i < 100 && pids.some((pid) => existsSync(`/proc/${pid}`)); i++) await new Promise((resolve) => setTimeout(resolve, 50))
+  })
   /** @type {number[]} */
   let child = []
   for (let i = 0; i < 50 && child.length === 0; i++) {
@@ -112,14 +119,15 @@ test('a process inside a named tree, found by its command line, is counted under
   assert.equal(child.length, 1, 'the child is found by its command line')
   assert.deepEqual(childrenRunning([parent.pid ?? 0], 'no such part'), [])
   const before = cpuSnapshot()
-  await new Promise((resolve) => setTimeout(resolve, 1000))
+  // As below: two seconds, and a share far below a core, for a loaded machine (0.23 of a core seen over one second at load 15).
+  await new Promise((resolve) => setTimeout(resolve, 2000))
   const used = coresBetween(before, cpuSnapshot(), { tessera: [parent.pid ?? 0], hashing: child })
-  assert.ok(used.trees.hashing > 0.3, `the child under its own name: ${JSON.stringify(used)}`)
-  assert.ok(used.trees.tessera < 0.2, `and not again under its parent's: ${JSON.stringify(used)}`)
+  assert.ok(used.trees.hashing > 0.02, `the child under its own name: ${JSON.stringify(used)}`)
+  assert.ok(used.trees.tessera < used.trees.hashing / 2, `and not again under its parent's: ${JSON.stringify(used)}`)
   const whole = coresBetween(before, cpuSnapshot(), { tessera: [parent.pid ?? 0] })
-  assert.ok(whole.trees.tessera > 0.3, `unnamed, it is part of its parent's tree: ${JSON.stringify(whole)}`)
+  assert.ok(whole.trees.tessera > 0.02, `unnamed, it is part of its parent's tree: ${JSON.stringify(whole)}`)
   const shared = coresBetween(before, cpuSnapshot(), { one: child, other: child })
-  assert.ok(shared.trees.one > 0.3 && shared.trees.other > 0.3, `a root two trees both name counts in each: ${JSON.stringify(shared)}`)
+  assert.ok(shared.trees.one > 0.02 && shared.trees.other > 0.02, `a root two trees both name counts in each: ${JSON.stringify(shared)}`)
 })
 
 test("a ceiling measured in process reports the harness's cores apart from the servers it started", async (t) => {
@@ -128,11 +136,12 @@ test("a ceiling measured in process reports the harness's cores apart from the s
   const helper = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' })
   t.after(() => { server.kill('SIGKILL'); helper.kill('SIGKILL') })
   const start = cpuSnapshot()
-  await new Promise((resolve) => setTimeout(resolve, 1000))
+  // Two seconds, and a share far below a core: a busy process got 0.08 of a core at load 18 (other tests, a shared VM); counted wrongly, it is 0.
+  await new Promise((resolve) => setTimeout(resolve, 2000))
   const cpu = harnessCpuSince(start, { server: [server.pid ?? 0], postgres: [] })
   assert.equal(cpu.loadGenerator, undefined, 'no load generator in process')
-  assert.ok(cpu.trees.server > 0.3, `the server counted on its own: ${JSON.stringify(cpu)}`)
-  assert.ok(cpu.trees.harness > 0.3, `the helper counted with the harness: ${JSON.stringify(cpu)}`)
+  assert.ok(cpu.trees.server > 0.02, `the server counted on its own: ${JSON.stringify(cpu)}`)
+  assert.ok(cpu.trees.harness > 0.02, `the helper counted with the harness: ${JSON.stringify(cpu)}`)
   assert.ok(cpu.trees.harness < 1.5, `the server not counted twice: ${JSON.stringify(cpu)}`)
   assert.equal(cpu.trees.postgres, 0)
   assert.equal(roundCpuText({ rps: 100, cpu: { ...cpu, trees: { harness: 1, postgres: 0.5 }, others: 0.25 } }), ' (cores: harness 1.00, postgres 0.50, others 0.25; ms of CPU per answer: harness 10.00, postgres 5.00)', 'no load generator named')
