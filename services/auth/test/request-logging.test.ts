@@ -5,11 +5,12 @@
  * id exactly as pino's child logger wrote them.
  */
 import { Writable } from 'node:stream'
+import type { InjectOptions } from 'fastify'
 import t from 'tap'
 import type { Logger } from 'pino'
 import { createLogger, lazyChildLogger } from '../src/logging.js'
 import { requestIds } from '../src/request-id.js'
-import { buildTestApp } from './helpers/app.js'
+import { buildTestApp, login, signUp } from './helpers/app.js'
 
 const UUID_SHAPE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
@@ -81,4 +82,24 @@ t.test('at LOG_LEVEL=warn a request still counts and still logs what it warns ab
   const warned = await app.inject({ method: 'GET', url: '/test/warns' })
   const line = logs().split('\n').filter((l) => l.includes('something odd')).map((l) => JSON.parse(l) as Record<string, unknown>)[0]
   t.match(line, { level: 40, reqId: warned.headers['x-request-id'], detail: 'x' })
+})
+
+t.test('a refused request\'s line says why in words an operator can tell apart, not the status\'s title', async (t) => {
+  const { app, logs } = await buildTestApp(t)
+  await signUp(app, 'alice', 'correct horse battery')
+  const { access_token: access } = await login(app, 'alice', 'correct horse battery')
+  const refusals: Array<[string, InjectOptions, number, string]> = [
+    ['a taken username', { method: 'POST', url: '/v1/users', payload: { username: 'alice', password: 'correct horse battery' } }, 409, 'username: is already taken'],
+    ['a short password', { method: 'POST', url: '/v1/users', payload: { username: 'bob', password: 'short' } }, 400, 'password: must be'],
+    ['a wrong current password', { method: 'PUT', url: '/v1/password', headers: { authorization: `Bearer ${access}` }, payload: { current_password: 'wrong horse battery', new_password: 'another horse battery' } }, 403, 'current_password: is incorrect'],
+    ['no token', { method: 'GET', url: '/v1/me' }, 401, 'no well-formed Bearer token']
+  ]
+  for (const [what, request, status, reason] of refusals) {
+    const res = await app.inject(request)
+    t.equal(res.statusCode, status, what)
+    const lines = logs().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.reqId === res.headers['x-request-id'] && l.msg === 'request refused')
+    t.equal(lines.length, 1, `${what}: one refusal line`)
+    t.match(lines[0], { level: 30, status, reason: new RegExp(`^${reason}`) }, `${what}: its reason`)
+  }
 })

@@ -334,6 +334,17 @@ function refusalOf (thrown: FastifyError, request: FastifyRequest): FastifyError
   return isDatabaseUnavailable(thrown) ? databaseOverload(thrown, request) : thrown
 }
 
+/**
+ * Why a problem refused a request, for its log line: a token's own reason, or
+ * what the client was told (which field, and what is wrong with it). Not the
+ * status's title, which every refusal with that status shares: a 403 logged
+ * as "Forbidden" did not tell a wrong current password from closed sign-up,
+ * nor a 503 of /readyz a database out of reach from no signing key.
+ */
+function problemReason (err: ProblemError): string {
+  return err instanceof InvalidTokenError ? err.reason : err.publicDetail ?? err.title
+}
+
 export function answerError (this: App, thrown: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const err = refusalOf(thrown, request)
   if (request.routeOptions.config.errorFormat === 'simplejwt') return drfError(err, request, reply)
@@ -348,7 +359,7 @@ export function answerError (this: App, thrown: FastifyError, request: FastifyRe
       : problem(reply, request, err.status, statusTitle(err.status), err.description)
   }
   if (err instanceof ProblemError) {
-    request.log.info({ status: err.status, reason: err instanceof InvalidTokenError ? err.reason : err.title, detail: err.detail }, 'request refused')
+    request.log.info({ status: err.status, reason: problemReason(err), detail: err.detail }, 'request refused')
     if (err instanceof InvalidTokenError) void reply.header('www-authenticate', 'Bearer error="invalid_token"')
     if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
     return problem(reply, request, err.status, err.title, err.publicDetail, err.type)
