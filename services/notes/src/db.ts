@@ -4,6 +4,7 @@
  * at start; Kysely's migrator lock makes concurrent starts safe.
  * @module
  */
+import type { Socket } from 'node:net'
 import { Kysely, PostgresDialect, sql, type Generated } from 'kysely'
 import { Migrator, type Migration } from 'kysely/migration'
 import pg from 'pg'
@@ -35,14 +36,43 @@ const MIGRATIONS: Record<string, Migration> = {
   }
 }
 
-export function connect (databaseUrl: string): Db {
+/**
+ * The longest a statement may run (Postgres's statement_timeout): well under
+ * the 30 s a request may take, so a request is answered, not dropped.
+ */
+const STATEMENT_TIMEOUT_MS = 10_000
+
+/**
+ * How much longer than the statement timeout a connection may stay without a
+ * word from the server before it is dropped. A live server answers by then,
+ * if only with its cancellation; one gone silent (a failover that left the
+ * old address unanswering, a partition, a frozen host) never does, and TCP
+ * alone would hold the request and its pool slot for about 15 minutes.
+ */
+const ANSWER_MARGIN_MS = 2000
+
+export function connect (databaseUrl: string, statementTimeoutMs = STATEMENT_TIMEOUT_MS): Db {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 10, connectionTimeoutMillis: 5000 })
   // An idle client that loses its server emits on the pool; one checked out
   // (between a transaction's statements) emits on itself, with no listener
   // unless we add one, and would crash the process. Its work already fails
   // with that error and the pool discards it on release.
   pool.on('error', () => {})
-  pool.on('connect', (client) => { client.on('error', () => {}) })
+  pool.on('connect', (client) => {
+    client.on('error', () => {})
+    // A SET rather than a startup parameter, which PgBouncer refuses by
+    // default. Queued ahead of the first query, which fails as it does.
+    client.query(`SET statement_timeout = ${statementTimeoutMs}`).catch(() => {})
+    // pg's own query_timeout is not this: it leaves the connection waiting
+    // and returns it to the pool. A destroyed socket fails the query with
+    // this error (a 503), and the pool discards the client. Idle, the pool
+    // closes a connection after 10 s, before this can fire.
+    const socket = (client as unknown as { connection: { stream: Socket } }).connection.stream
+    const answerWithinMs = statementTimeoutMs + ANSWER_MARGIN_MS
+    socket.setTimeout(answerWithinMs, () => {
+      socket.destroy(Object.assign(new Error(`the database did not answer within ${answerWithinMs} ms`), { code: 'ETIMEDOUT' }))
+    })
+  })
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
 }
 
@@ -58,11 +88,12 @@ export async function migrate (db: Db): Promise<void> {
 
 /**
  * Postgres out of reach for a moment: no connection to be had (refused, no
- * socket file, the pool's wait run out), one lost, or the server starting,
- * stopping or full. The request did nothing and a retry may work, so it is
- * a 503, not a fault.
+ * socket file, the pool's wait run out), one lost or gone silent, the server
+ * starting, stopping or full, or a statement it cancelled at the statement
+ * timeout (57014). The request did nothing and a retry may work, so it is a
+ * 503, not a fault.
  */
-const OUT_OF_REACH = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', '08001', '08006', '57P01', '57P02', '57P03', '53300'])
+const OUT_OF_REACH = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', '08001', '08006', '57014', '57P01', '57P02', '57P03', '53300'])
 
 export function isDatabaseOutOfReach (err: unknown): boolean {
   if (!(err instanceof Error)) return false

@@ -6,12 +6,12 @@
  * server gone silent, which no statement timeout can end.
  */
 import { performance } from 'node:perf_hooks'
+import { silenceableRelay } from '@tessera/testkit'
 import t from 'tap'
 import { sql } from 'kysely'
 import { connect } from '../../src/db/connect.js'
 import { isDatabaseUnavailable } from '../../src/errors.js'
 import { createTestDatabase } from '../helpers/db.js'
-import { silenceableRelay } from '../helpers/relay.js'
 
 t.test('a statement timeout is on every connection of the pool, and a statement past it is cancelled as unavailable', async (t) => {
   const connection = connect(await createTestDatabase(t), 2, { statementTimeoutMs: 200 })

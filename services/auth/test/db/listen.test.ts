@@ -4,7 +4,7 @@
  * unanswering, a partition) is noticed by its heartbeat, counted as lost, and
  * replaced, so changes are heard again.
  */
-import { memorySink } from '@tessera/testkit'
+import { memorySink, silenceableRelay } from '@tessera/testkit'
 import { sql } from 'kysely'
 import t from 'tap'
 import { listenForChanges } from '../../src/db/listen.js'
@@ -12,7 +12,6 @@ import { createLogger } from '../../src/logging.js'
 import { testConfig } from '../helpers/app.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { within } from '../helpers/http.js'
-import { silenceableRelay } from '../helpers/relay.js'
 
 t.test('a listening connection gone silent is lost within its heartbeat, and a new one hears changes again', async (t) => {
   const url = await createTestDatabase(t)

@@ -1,9 +1,10 @@
 import { generateKeyPairSync, randomUUID, sign } from 'node:crypto'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { performance } from 'node:perf_hooks'
 import { sql } from 'kysely'
 import { pino } from 'pino'
-import { memorySink } from '@tessera/testkit'
+import { memorySink, silenceableRelay } from '@tessera/testkit'
 import t from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
 import { buildApp, type App } from '../../src/app.js'
@@ -142,6 +143,64 @@ t.test('notes against a real Tessera', async (t) => {
     t.equal(logged.length, 1, 'one line for the request')
     t.same(logged[0]?.db_error, { code: 'ECONNREFUSED', message: 'connect ECONNREFUSED 127.0.0.1:1' }, 'which outage, in its code and message')
     t.notOk('err' in (logged[0] ?? {}), 'no stack: an outage logs one line per request')
+  })
+
+  /** An app over `appDb`, closed with `t`. */
+  const appOver = async (t: Test, appDb: typeof db): Promise<App> => {
+    const app = await buildApp(config, { db: appDb, logger, keys: createKeySource(config.jwksUrl, { cacheMaxAgeMs: config.jwksTtlMs, cooldownMs: config.jwksCooldownMs }) })
+    t.teardown(async () => { await app.close() })
+    return app
+  }
+  const hung = 'no answer in 10 s'
+  /** GET /notes, or `hung` when no answer comes in 10 s: without a bound it waits on TCP, about 15 minutes. */
+  const listWithin10s = async (app: App, token: string): Promise<LightMyRequestResponse | typeof hung> => await Promise.race([
+    app.inject({ method: 'GET', url: '/notes', headers: { authorization: `Bearer ${token}` } }),
+    new Promise<typeof hung>((resolve) => setTimeout(() => { resolve(hung) }, 10_000).unref())
+  ])
+  const unavailable = (t: Test, res: LightMyRequestResponse | typeof hung, dbError: Record<string, unknown>, loggedBefore: number): void => {
+    if (res === hung) {
+      t.fail(hung)
+      return
+    }
+    t.equal(res.statusCode, 503)
+    t.equal(res.headers['retry-after'], '1')
+    t.match(res.json(), { status: 503, title: 'Service Unavailable', detail: 'the database is out of reach; retry shortly' })
+    const logged = logs.text().split('\n').filter((line) => line.includes('"database unavailable"')).slice(loggedBefore).map((line) => JSON.parse(line) as Record<string, unknown>)
+    t.equal(logged.length, 1, 'one line for the request')
+    t.match(logged[0]?.db_error, dbError, 'which outage')
+  }
+  const unavailableLogged = (): number => logs.text().split('\n').filter((line) => line.includes('"database unavailable"')).length
+
+  t.test('a statement past the statement timeout is cancelled: 503 with Retry-After, not a request held until the client gives up', async (t) => {
+    const erin = await tokensFor('erin')
+    const slowDb = connect(databaseUrl, 300)
+    t.teardown(async () => { await slowDb.destroy() })
+    const slow = await appOver(t, slowDb)
+    const before = unavailableLogged()
+    // The table locked by another connection: the list waits for it, as behind a long migration.
+    const res = await db.transaction().execute(async (trx) => {
+      await sql`LOCK TABLE notes.notes IN ACCESS EXCLUSIVE MODE`.execute(trx)
+      return await listWithin10s(slow, erin.access_token)
+    })
+    unavailable(t, res, { code: '57014' }, before)
+  })
+
+  t.test('its database gone silent (connected, never answering: a failover, a partition, a frozen host): 503 soon after the statement timeout, and the next request gets a new connection', async (t) => {
+    const erin = await tokensFor('erin')
+    const relay = await silenceableRelay(t, new URL(databaseUrl))
+    const silentDb = connect(relay.url, 300)
+    t.teardown(async () => { await silentDb.destroy() })
+    const app = await appOver(t, silentDb)
+    const list = async (): Promise<LightMyRequestResponse> => await app.inject({ method: 'GET', url: '/notes', headers: { authorization: `Bearer ${erin.access_token}` } })
+    t.equal((await list()).statusCode, 200, 'answered through the relay')
+    relay.silence()
+    const before = unavailableLogged()
+    const started = performance.now()
+    const res = await listWithin10s(app, erin.access_token)
+    const took = performance.now() - started
+    unavailable(t, res, { code: 'ETIMEDOUT', message: 'the database did not answer within 2300 ms' }, before)
+    t.ok(took >= 2300 && took < 4000, `after the statement timeout and its margin (took ${Math.round(took)} ms)`)
+    t.equal((await list()).statusCode, 200, 'the silent connection was let go: the next request connects afresh, through to the server')
   })
 
   t.test('the JWKS out of reach from the start (nothing listens): 503 with Retry-After until the cooldown ends, never a 401', async (t) => {

@@ -5,7 +5,7 @@
  */
 import { once } from 'node:events'
 import net from 'node:net'
-import type { Test } from 'tap'
+import type { Teardown } from './test-database.js'
 
 /**
  * A TCP relay to Postgres whose open connections can be silenced: what either
@@ -13,7 +13,7 @@ import type { Test } from 'tap'
  * the old server's address unanswering or the network partitions. Connections
  * made after that go through, as to the new server.
  */
-export async function silenceableRelay (t: Test, target: URL): Promise<{ url: string, silence: () => void }> {
+export async function silenceableRelay (t: Teardown, target: URL): Promise<{ url: string, silence: () => void }> {
   const open = new Set<{ silent: boolean, sockets: net.Socket[] }>()
   const server = net.createServer((down) => {
     const up = net.connect(Number(target.port), target.hostname)
@@ -29,7 +29,7 @@ export async function silenceableRelay (t: Test, target: URL): Promise<{ url: st
   })
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
-  t.teardown(() => {
+  t.teardown(async () => {
     for (const pair of open) for (const socket of pair.sockets) socket.destroy()
     server.close()
   })
