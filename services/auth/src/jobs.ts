@@ -9,12 +9,20 @@
  * reload (`onReload`), so each worker reloads its own keyring too, and of
  * every client change (`clientChanges`), so each worker's client rows in
  * memory stay true.
+ *
+ * The key work (reloads and lifecycle steps) runs on connections of its own,
+ * whose statements are bounded as the HTTP workers' are: a server gone silent
+ * (a failover that left the old address unanswering, a partition, a frozen
+ * host) otherwise held a reload or a step for TCP's ~15 minutes, every later
+ * reload joining it and the workers told of none, and the key timer stopped.
+ * Cleanup keeps the primary's unbounded connections: its deletes can be long.
  * @module
  */
 import type pg from 'pg'
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
 import type { Db } from './db/database.js'
+import { connect } from './db/connect.js'
 import { advanceKeys } from './keys/advance.js'
 import type { Keyring } from './keys/keyring.js'
 import { loadKeyring, logRejectedKey, logWrongKek, WRONG_KEK_REMEDY } from './keys/load.js'
@@ -42,7 +50,18 @@ export interface JobDeps {
   onReload?: (why: string) => void
   /** Told of each client whose row changed (clients/cache.ts), and whether such changes are heard at all right now. */
   clientChanges?: { changed: (clientId: string) => void, heard: (live: boolean) => void }
+  /** The key work's statement timeout, in ms; its statements are short, so KEY_STATEMENT_TIMEOUT_MS. */
+  keyStatementTimeoutMs?: number
 }
+
+/**
+ * A key reload or lifecycle step reads or writes a handful of rows: a statement
+ * of it still running after this has met a lock or a sick server, and fails
+ * (to be retried by the next reload or tick) rather than wait.
+ */
+export const KEY_STATEMENT_TIMEOUT_MS = 10_000
+/** The key work's connections: a reload and a lifecycle step can run at once. */
+export const KEY_POOL = 2
 
 export interface BackgroundJobs {
   /** Reloads the keyring now, and tells the workers why (coalescing concurrent calls). */
@@ -84,8 +103,10 @@ export function keyringReloader (deps: Pick<JobDeps, 'db' | 'kek' | 'keyring' | 
 }
 
 export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJobs> {
-  const { config, db, kek, logger, metrics } = deps
-  const reloadOwn = keyringReloader(deps)
+  const { config, kek, logger, metrics } = deps
+  const keyConnection = connect(deps.databaseUrl, KEY_POOL, { statementTimeoutMs: deps.keyStatementTimeoutMs ?? KEY_STATEMENT_TIMEOUT_MS })
+  const keysDb = keyConnection.db
+  const reloadOwn = keyringReloader({ ...deps, db: keysDb })
   const reloadKeys = async (why = 'key transition'): Promise<void> => {
     // Told after the primary's own reload, whatever its end: a worker forked meanwhile, too young to hear it, asks for the primary's keyring after, and gets the new one.
     try {
@@ -115,6 +136,9 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
       deps.clientChanges?.heard(false)
       metrics.jobFailed('key_listener')
     }
+  }).catch(async (err: unknown) => {
+    await keyConnection.close()
+    throw err
   })
   const backstop = setInterval(() => reload('periodic'), config.keyCheckInterval * 1000)
   backstop.unref()
@@ -132,7 +156,7 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
   let running: Promise<void> = Promise.resolve()
   const advance = async (): Promise<void> => {
     try {
-      const done = await advanceKeys(db, making, config, deps.clock())
+      const done = await advanceKeys(keysDb, making, config, deps.clock())
       for (const transition of done ?? []) logger.info({ kid: transition.kid, transition: transition.kind }, 'signing key transition')
       if (done !== undefined && done.length > 0) await reloadKeys()
     } catch (err) {
@@ -160,6 +184,7 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
       clearInterval(cleaner)
       await running
       await listener.close()
+      await keyConnection.close()
     }
   }
 }

@@ -8,7 +8,7 @@ import { once } from 'node:events'
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { memorySink } from '@tessera/testkit'
+import { memorySink, silenceableRelay } from '@tessera/testkit'
 import t, { type Test } from 'tap'
 import type pg from 'pg'
 import type { Config } from '../src/config.js'
@@ -34,7 +34,7 @@ import { within } from './helpers/http.js'
 interface Instance { config: Config, kek: Buffer, keyring: Keyring, logs: () => string, metrics: Metrics, clock: () => Date, advance: (seconds: number) => void, clientEvents: string[] }
 
 /** One instance's keyring and background jobs on `url`, logging into `logs`; its clock runs, and `advance` moves it on. */
-async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: Record<string, string>): Promise<Instance> {
+async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: Record<string, string>, keyStatementTimeoutMs?: number): Promise<Instance> {
   const config = testConfig(env)
   const kek = config.kek ?? randomBytes(32)
   const sink = memorySink()
@@ -47,7 +47,7 @@ async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: 
   const clock = (): Date => new Date(Date.now() + offset * 1000)
   const clientEvents: string[] = []
   const clientChanges = { changed: (id: string) => { clientEvents.push(`changed ${id}`) }, heard: (live: boolean) => { clientEvents.push(live ? 'live' : 'lost') } }
-  const jobs = await startBackgroundJobs({ config, db, databaseUrl: url, pool, keyring, kek, logger, clock, metrics, clientChanges })
+  const jobs = await startBackgroundJobs({ config, db, databaseUrl: url, pool, keyring, kek, logger, clock, metrics, clientChanges, keyStatementTimeoutMs })
   t.teardown(jobs.stop)
   return { config, kek, keyring, logs: sink.text, metrics, clock, advance: (seconds) => { offset += seconds }, clientEvents }
 }
@@ -94,6 +94,28 @@ t.test('a change no NOTIFY announced is picked up by the periodic reload, within
   // Generous for a loaded machine: without the reload it never happens.
   const took = await within(8000, async () => !keyring.jwks.kids.includes(kid), 50)
   t.ok(took !== undefined, `the periodic reload unpublished it (took ${String(took)} ms)`)
+})
+
+t.test('a database gone silent (a failover that left the old address unanswering, a partition) holds neither the reloads nor the key timer past the key statements\' bound', async (t) => {
+  const url = await createTestDatabase(t)
+  const relay = await silenceableRelay(t, new URL(url))
+  const { db, pool } = await testConnection(t, relay.url)
+  const other = await testConnection(t, url)
+  // Reloads and ticks each second, so the key connections are open and in use when the relay goes silent.
+  const { config, kek, keyring, logs, metrics, clock, advance } = await startInstance(t, relay.url, db, pool,
+    { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_PUBLISH_LEAD: '2m', TESSERA_REFRESH_GRACE: '0' }, 300)
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  relay.silence()
+  // Its NOTIFY is lost with the silent LISTEN connection: a reload must find it.
+  const pending = await rotateKeys(other.db, { kek, bits: config.keyBits }, { immediate: false, clock, who: { actor: 'test' } })
+  const kid = pending.created ?? ''
+  // The silent reload is cut at 2.3 s; without a bound, every later reload joined it, for TCP's ~15 minutes.
+  t.ok(await within(8000, async () => keyring.jwks.kids.includes(kid), 50) !== undefined, 'a later reload, on a new connection, publishes the new key')
+  const failed = (await metrics.registry.getSingleMetric('tessera_background_job_failures_total')?.get())?.values.find((v) => v.labels.job === 'keyring_reload')
+  t.ok((failed?.value ?? 0) >= 1, 'the silent reload failed and was counted')
+  t.match(logs(), /"message":"the database did not answer within 2300 ms".*"msg":"keyring reload failed"/)
+  advance(config.keyPublishLead)
+  t.ok(await within(8000, async () => keyring.signer?.kid === kid, 50) !== undefined, 'and the key timer still moves: the key is promoted after its lead')
 })
 
 t.test('client changes are heard at their commit, and a lost LISTEN says so until it is back', async (t) => {
