@@ -210,10 +210,14 @@ function isHttpUrl (value: string): boolean {
   }
 }
 
-/** Of a URL isHttpUrl accepted. */
+/** Whether a URL holds a user name or password; text that is no URL holds none. */
 function hasCredentials (value: string): boolean {
-  const url = new URL(value)
-  return url.username !== '' || url.password !== ''
+  try {
+    const url = new URL(value)
+    return url.username !== '' || url.password !== ''
+  } catch {
+    return false
+  }
 }
 
 function isPostgresUrl (value: string): boolean {
@@ -376,10 +380,14 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   // so the event loops and Postgres win most of the CPU whenever they want it
   // (docs/decisions.md, "Processes of one instance").
   const hashConcurrency = read.integer('TESSERA_HASH_CONCURRENCY', cores, 1, 64)
-  const issuer = read.string('TESSERA_ISSUER', `http://127.0.0.1:${DEFAULT_PORT}`, 'an http(s) URL without query or fragment', isHttpUrl)
   // A user name or password in the issuer would be in every token's iss, the
   // metadata and the "tessera is serving" line: refused, and not repeated.
-  if (hasCredentials(issuer)) throw new ConfigError('TESSERA_ISSUER', 'an http(s) URL without query or fragment, with no user name or password', '<hidden>')
+  // Before the check of its shape, which quotes the value it refuses.
+  const issuerSetting = read.optional('TESSERA_ISSUER')
+  if (issuerSetting !== undefined && hasCredentials(issuerSetting)) {
+    throw new ConfigError('TESSERA_ISSUER', 'an http(s) URL without query or fragment, with no user name or password', '<hidden>')
+  }
+  const issuer = read.string('TESSERA_ISSUER', `http://127.0.0.1:${DEFAULT_PORT}`, 'an http(s) URL without query or fragment', isHttpUrl)
   const port = read.integer('PORT', DEFAULT_PORT, 0, 65535)
   const audience = readAudience(read, issuer.replace(/\/+$/, ''))
   return {

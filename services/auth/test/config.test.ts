@@ -182,6 +182,14 @@ t.test('a refused DATABASE_URL is not repeated: it may hold a password', async (
   t.notMatch(err.message, /s3cret-pw/)
 })
 
+t.test('a TESSERA_ISSUER holding a user name or password is not repeated, whatever else is wrong with it', async (t) => {
+  // The check of its shape (scheme, query, fragment) came first and quoted the whole value, password included.
+  for (const issuer of ['https://auth:s3cret-pw@auth.example.com', 'https://auth:s3cret-pw@auth.example.com/?tenant=a', 'https://auth:s3cret-pw@auth.example.com#x', 'ftp://auth:s3cret-pw@auth.example.com']) {
+    const err = t.throws(() => loadConfig({ TESSERA_ISSUER: issuer })) as Error
+    t.equal(err.message, 'TESSERA_ISSUER="<hidden>" is invalid: expected an http(s) URL without query or fragment, with no user name or password', issuer)
+  }
+})
+
 t.test('production loads without a KEK: only what touches private halves asks for it (resolveKek)', async (t) => {
   t.equal(loadConfig({ NODE_ENV: 'production' }).kek, undefined)
 })

@@ -64,14 +64,15 @@ function url (env: Env, name: string, fallback: string | undefined, secret = fal
  */
 function httpUrl (name: string, value: string, rule: string, queryAllowed: boolean): void {
   const parsed = parsedUrl(name, value)
-  if ((parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || (!queryAllowed && /[?#]/.test(value))) {
-    throw new ConfigError(`${name}=${JSON.stringify(value)} is invalid: expected ${rule}`)
-  }
   // A user name or password in it: fetch() refuses such a URL, so every
   // JWKS fetch failed, and "notes is serving" logged the password. Not
-  // repeated here either.
+  // repeated here either, so checked before the rest, whose refusal quotes
+  // the value.
   if (parsed.username !== '' || parsed.password !== '') {
     throw new ConfigError(`${name}=<hidden> is invalid: expected ${rule}, with no user name or password (fetch refuses a URL holding credentials)`)
+  }
+  if ((parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || (!queryAllowed && /[?#]/.test(value))) {
+    throw new ConfigError(`${name}=${JSON.stringify(value)} is invalid: expected ${rule}`)
   }
 }
 

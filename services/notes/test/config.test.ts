@@ -20,6 +20,18 @@ t.test('DATABASE_URL from DATABASE_URL_FILE (a Docker secret), never from both',
   t.equal(unparsed.message, 'DATABASE_URL=<hidden> is invalid: expected a URL')
 })
 
+t.test('a NOTES_ISSUER or NOTES_JWKS_URL holding a user name or password is not repeated, whatever else is wrong with it', async (t) => {
+  const base = { DATABASE_URL: 'postgres://x@db/y' }
+  // The check of its scheme and query came first and quoted the whole value, password included.
+  for (const [name, value, rule] of [
+    ['NOTES_ISSUER', 'https://id:s3cret-pw@id.example/?tenant=a', 'an http(s) URL without query or fragment'],
+    ['NOTES_ISSUER', 'ftp://id:s3cret-pw@id.example', 'an http(s) URL without query or fragment'],
+    ['NOTES_JWKS_URL', 'ftp://keys:s3cret-pw@keys.example/jwks.json', 'an http(s) URL']
+  ] as const) {
+    t.throws(() => loadConfig({ ...base, [name]: value }), new ConfigError(`${name}=<hidden> is invalid: expected ${rule}, with no user name or password (fetch refuses a URL holding credentials)`), value)
+  }
+})
+
 t.test('LOG_LEVEL is one of pino\'s levels, or one line says what it takes', async (t) => {
   const base = { DATABASE_URL: 'postgres://x@db/y' }
   t.equal(loadConfig(base).logLevel, 'info')
