@@ -20,20 +20,21 @@ t.test('a listening connection gone silent is lost within its heartbeat, and a n
   const sink = memorySink()
   const heard: string[] = []
   const events: string[] = []
+  // A beat often, and an answer bound a loaded machine's SELECT 1 keeps, so only the silence is lost.
   const listener = await listenForChanges(relay.url, createLogger(testConfig({}), sink.stream), {
     channels: { tessera_test: (payload) => { heard.push(payload) } },
     onListening: (again) => { events.push(again ? 'listening again' : 'listening') },
     onLost: () => { events.push('lost') }
-  }, { everyMs: 200, answerWithinMs: 300 })
+  }, { everyMs: 200, answerWithinMs: 1000 })
   t.teardown(listener.close)
   const notify = async (payload: string): Promise<void> => { await sql`SELECT pg_notify('tessera_test', ${payload})`.execute(db) }
   await notify('before')
   t.ok(await within(2000, async () => heard.includes('before'), 20) !== undefined, 'heard while the connection answers')
 
   relay.silence()
-  t.ok(await within(3000, async () => events.includes('listening again'), 20) !== undefined, 'the silence is noticed and a new connection listens')
+  t.ok(await within(8000, async () => events.includes('listening again'), 20) !== undefined, 'the silence is noticed and a new connection listens')
   t.same(events, ['listening', 'lost', 'listening again'])
-  t.match(sink.text(), 'the listening connection did not answer within 300 ms')
+  t.match(sink.text(), 'the listening connection did not answer within 1000 ms')
   await notify('after')
   t.ok(await within(2000, async () => heard.includes('after'), 20) !== undefined, 'heard again on the new connection')
   t.same(heard, ['before', 'after'])

@@ -1,7 +1,6 @@
 import { generateKeyPairSync, randomUUID, sign } from 'node:crypto'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { performance } from 'node:perf_hooks'
 import { sql } from 'kysely'
 import { pino } from 'pino'
 import { memorySink, silenceableRelay } from '@tessera/testkit'
@@ -195,11 +194,8 @@ t.test('notes against a real Tessera', async (t) => {
     t.equal((await list()).statusCode, 200, 'answered through the relay')
     relay.silence()
     const before = unavailableLogged()
-    const started = performance.now()
     const res = await listWithin10s(app, erin.access_token)
-    const took = performance.now() - started
     unavailable(t, res, { code: 'ETIMEDOUT', message: 'the database did not answer within 2300 ms' }, before)
-    t.ok(took >= 2300 && took < 4000, `after the statement timeout and its margin (took ${Math.round(took)} ms)`)
     t.equal((await list()).statusCode, 200, 'the silent connection was let go: the next request connects afresh, through to the server')
   })
 
