@@ -40,6 +40,8 @@ export interface SigningKeysTable {
   unpublished_at: Timestamp | null
   private_erased_at: Timestamp | null
   revoked_at: Timestamp | null
+  /** When the key schedule ended the sessions of this revoked key once more, after every instance had reloaded (keys/advance.ts). */
+  sessions_swept_at: Generated<Date | null>
 }
 
 export interface PublicJwk {

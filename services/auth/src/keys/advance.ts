@@ -10,18 +10,27 @@
  *   retired   → deleted   once every refresh token it signed has expired
  *   private half erased   once the key stopped signing and no refresh token it
  *                         signed can still be re-presented within the grace window
+ *   revoked key's sessions ended again, once, after every instance has
+ *                         reloaded its keyring (sweepRevokedKeys)
  * @module
  */
 import type { Config } from '../config.js'
 import type { Db } from '../db/database.js'
 import { recordAudit } from '../audit/record.js'
+import { endSessions } from '../sessions/end.js'
 import { tryLockKeys } from './ensure.js'
 import { createKey, keyIn, notifyKeysChanged, promoteKey, readKeys, type Actor, type KeyMaking } from './transitions.js'
 
-export type LifecycleSettings = Pick<Config, 'keyPublishLead' | 'keyRotation' | 'accessTtl' | 'refreshGrace'>
+export type LifecycleSettings = Pick<Config, 'keyPublishLead' | 'keyRotation' | 'accessTtl' | 'refreshGrace' | 'keyCheckInterval'>
 
 /** Clock-skew leeway verifiers are allowed on `exp`: a demoted key stays published this much past the last access token it signed. */
 export const VERIFIER_LEEWAY = 60
+/**
+ * Past an instance's own keyring reload (TESSERA_KEY_CHECK_INTERVAL), how long
+ * a request it began before reloading may still be storing its tokens: more
+ * than the 30 s any request may take.
+ */
+const IN_FLIGHT_LEEWAY = 60
 /** Refresh tokens record issued_at in whole seconds, and instances' clocks differ a little. */
 const ERASE_MARGIN = 1
 
@@ -82,7 +91,26 @@ export async function advanceKeys (db: Db, making: KeyMaking, settings: Lifecycl
       ...deleted.map(({ kid }) => ({ kind: 'deleted' as const, kid }))]
     await recordAudit(trx, swept.map((t) => ({ type: SWEEP_AUDIT[t.kind], ...SYSTEM_ACTOR, kid: t.kid })))
     done.push(...swept)
+    await sweepRevokedKeys(trx, before(now, settings.keyCheckInterval + IN_FLIGHT_LEEWAY), now)
     if (done.length > 0) await notifyKeysChanged(trx, done.map((t) => `${t.kind} ${t.kid}`).join(', '))
     return done
   })
+}
+
+/**
+ * `keys revoke` ends the sessions whose tokens it can see. A login or a
+ * rotation in flight then, or on an instance that has not yet reloaded its
+ * keyring, can store a token of the key after it: its refresh token is
+ * refused (the refresh function checks the key), but its session stayed
+ * live, listed in /v1/sessions, its access token taken by that instance until
+ * it reloaded. Once every instance must have reloaded (`revokedBefore`), such
+ * sessions are ended, once per key: no statement on the login's or the
+ * refresh's path pays for it (a lock on the key's row per token was what
+ * migration 0005 removed, docs/decisions.md).
+ */
+async function sweepRevokedKeys (trx: Db, revokedBefore: Date, now: Date): Promise<void> {
+  const due = await trx.updateTable('signing_keys').set({ sessions_swept_at: now })
+    .where('state', '=', 'revoked').where('sessions_swept_at', 'is', null).where('revoked_at', '<=', revokedBefore)
+    .returning('kid').execute()
+  for (const { kid } of due) await endSessions(trx, { kid }, 'key_revoked', now, SYSTEM_ACTOR)
 }

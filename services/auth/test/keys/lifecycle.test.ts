@@ -228,6 +228,34 @@ t.test('revoke: out of the JWKS, sessions ended, a new signer at once', async (t
   t.equal(replaced.promotedCreated, true)
 })
 
+t.test('revoke: a session an instance started with the key before it reloaded is ended by the schedule, once every instance must have reloaded', async (t) => {
+  const { app, deps, kek, config } = await buildTestApp(t)
+  const making = { kek, bits: config.keyBits }
+  await signUp(app, 'vera', 'correct horse battery')
+  const k1 = (await rotateKeys(deps.db, making, { immediate: true, clock: () => new Date(), who: OPERATOR })).created ?? ''
+  await loadKeyring(deps.db, kek, deps.keyring, { onRejectedKey: refuseRejectedKey })
+  t.equal((await revokeKey(deps.db, making, { kid: k1, clock: () => new Date(), who: OPERATOR })).sessionsEnded, 0, 'it had signed nothing yet')
+  const { revoked_at: revokedAt } = await deps.db.selectFrom('signing_keys').select('revoked_at').where('kid', '=', k1).executeTakeFirstOrThrow()
+  if (revokedAt === null) throw new Error('not revoked')
+
+  // This instance has not reloaded its keyring yet (its notification or its own timer is still to come): it signs with k1.
+  const late = await login(app, 'vera', 'correct horse battery')
+  t.equal(kidOf(late.refresh_token), k1, 'a session started after the revoke, with its key')
+  const live = async (): Promise<string[]> => (await deps.db.selectFrom('sessions').select('id').where('revoked_at', 'is', null).execute()).map((s) => s.id)
+  t.equal((await live()).length, 1)
+
+  const due = config.keyCheckInterval + 60
+  await advanceKeys(deps.db, making, config, at(revokedAt, due - 1))
+  t.equal((await live()).length, 1, 'left while an instance may still be signing with the key')
+  await advanceKeys(deps.db, making, config, at(revokedAt, due))
+  t.same(await live(), [], 'ended once every instance has reloaded')
+  const ended = await deps.db.selectFrom('audit_events').select(['actor', 'kid', 'detail']).where('type', '=', 'session.ended').execute()
+  t.same(ended.map((e) => [e.actor, e.kid, (e.detail as { reason?: string }).reason]), [['system', k1, 'key_revoked']], 'audited as the revoke\'s own endings are')
+  const swept = await deps.db.selectFrom('signing_keys').select('sessions_swept_at').where('kid', '=', k1).executeTakeFirstOrThrow()
+  t.ok(swept.sessions_swept_at !== null, 'and the key is marked swept, so the schedule does not look again')
+  t.equal((await refresh(app, late.refresh_token)).status, 400, 'its refresh token stays refused')
+})
+
 t.test('revoke with a wrong KEK: refused before anything changes when a new signer must be sealed; a pending next key needs no KEK', async (t) => {
   const { app, deps, kek, config } = await buildTestApp(t)
   const making = { kek, bits: config.keyBits }
