@@ -46,8 +46,20 @@ const before = (now: Date, seconds: number): Date => new Date(now.getTime() - se
 /** Only the schedule advances keys on its own (jobs.ts); an operator's rotation is keys/rotate.ts and names its operator. */
 const SYSTEM_ACTOR: Actor = { actor: 'system' }
 
-/** Returns the transitions made; undefined when another instance held the lock (it is doing this work). */
+/**
+ * Returns the transitions made; undefined when another instance held the lock
+ * (it is doing this work). The sweep of revoked keys' sessions comes after, in
+ * a transaction of its own: over a key that signed many tokens it is the
+ * longest statement here, and its failure (the key work's statement timeout)
+ * must not undo, or hold back, a promotion.
+ */
 export async function advanceKeys (db: Db, making: KeyMaking, settings: LifecycleSettings, now: Date): Promise<Transition[] | undefined> {
+  const done = await transitionKeys(db, making, settings, now)
+  await db.transaction().execute(async (trx) => { await sweepRevokedKeys(trx, before(now, settings.keyCheckInterval + IN_FLIGHT_LEEWAY), now) })
+  return done
+}
+
+async function transitionKeys (db: Db, making: KeyMaking, settings: LifecycleSettings, now: Date): Promise<Transition[] | undefined> {
   return await db.transaction().execute(async (trx) => {
     if (!(await tryLockKeys(trx))) return undefined
     const done: Transition[] = []
@@ -91,7 +103,6 @@ export async function advanceKeys (db: Db, making: KeyMaking, settings: Lifecycl
       ...deleted.map(({ kid }) => ({ kind: 'deleted' as const, kid }))]
     await recordAudit(trx, swept.map((t) => ({ type: SWEEP_AUDIT[t.kind], ...SYSTEM_ACTOR, kid: t.kid })))
     done.push(...swept)
-    await sweepRevokedKeys(trx, before(now, settings.keyCheckInterval + IN_FLIGHT_LEEWAY), now)
     if (done.length > 0) await notifyKeysChanged(trx, done.map((t) => `${t.kind} ${t.kid}`).join(', '))
     return done
   })
@@ -104,7 +115,8 @@ export async function advanceKeys (db: Db, making: KeyMaking, settings: Lifecycl
  * refused (the refresh function checks the key), but its session stayed
  * live, listed in /v1/sessions, its access token taken by that instance until
  * it reloaded. Once every instance must have reloaded (`revokedBefore`), such
- * sessions are ended, once per key: no statement on the login's or the
+ * sessions are ended, once per key (instances sweeping at once: the row lock
+ * on the key makes the second find it swept): no statement on the login's or the
  * refresh's path pays for it (a lock on the key's row per token was what
  * migration 0005 removed, docs/decisions.md).
  */
