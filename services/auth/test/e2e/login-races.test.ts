@@ -29,7 +29,8 @@ t.test('a burst of parallel wrong guesses evaluates at most the threshold', asyn
     await send('POST', `${url}/oauth/token`, { grant_type: 'password', username: 'burst', password: `wrong guess ${i}` })))
   const statuses = answers.map((a) => a.status).sort()
   t.equal(statuses.filter((s) => s === 400).length, 3, `exactly three guesses were evaluated (invalid_grant): ${statuses.join(',')}`)
-  t.equal(statuses.filter((s) => s === 429).length, 9, 'the other nine were refused unhashed')
+  // A busy machine may shed one of them first (503, event-loop or queue pressure): unhashed too.
+  t.equal(statuses.filter((s) => s === 429 || s === 503).length, 9, 'the other nine were refused unhashed')
   t.equal(Number((await db.query("SELECT failures FROM login_throttle WHERE username = 'burst'")).rows[0].failures), 3)
 })
 
