@@ -705,6 +705,57 @@ t.test('a credential in the URL is refused on every route, so error.log, which w
   t.notOk(gateway.accessLog().some((line) => line.includes(secret)), 'nor does the access log')
 })
 
+t.test('a credential\'s name percent-encoded is refused as the name itself is (Tessera decodes a name before reading it); a flag named refresh or token passes', async (t) => {
+  // No instance at all, as above: whatever is proxied fails, and error.log writes its request line.
+  const nobody = `127.0.0.1:${await freePort()}`
+  const gateway = await startGateway(t, { httpPort: await freePort(), httpsPort: await freePort(), authAddrs: [nobody], notesAddr: nobody, tls: makeCertificate(tempDir(t, 'tls')), simplejwtCompat: true })
+  const secret = 'EncodedSecret7f2b'
+  const refusal = 'a credential in the URL is refused: send a token in the Authorization header, anything else in the request body'
+  const queries = [
+    `access%5Ftoken=${secret}`,
+    `%61ccess_token=${secret}`,
+    `%61%63%63%65%73%73%5f%74%6f%6b%65%6e=${secret}`,
+    `ACCESS%5FTOKEN=${secret}`,
+    // Double-encoded, for a server that decodes twice.
+    `access%255Ftoken=${secret}`,
+    // A name with no value: a server that decodes the query string before splitting it reads access_token=<secret>.
+    `access_token%3D${secret}`,
+    `limit=5&refresh%5Ftoken=${secret}`,
+    `client%5Fsecret=${secret}`,
+    `pass%77ord=${secret}`,
+    `%74oken=${secret}`,
+    // The generic names still refuse anything that could be a token.
+    `token=${secret}`,
+    `access=${secret}`,
+    `refresh=1&refresh=${secret}`,
+    `refresh=1${secret}`
+  ]
+  for (const query of queries) {
+    const problem = await gateway.request('GET', `/v1/me?${query}`)
+    t.same([problem.status, problem.headers['content-type'], problem.json().detail], [400, 'application/problem+json', refusal], `?${query}: refused as a problem`)
+    t.equal(problem.json().request_id, problem.headers['x-request-id'])
+    const notes = await gateway.request('GET', `/notes?${query}`)
+    t.same([notes.status, notes.json().detail], [400, refusal], `?${query}: on notes too`)
+    const oauth = await gateway.request('POST', `/oauth/introspect?${query}`, { body: 'token=x', headers: { 'content-type': 'application/x-www-form-urlencoded' } })
+    t.same([oauth.status, oauth.json(), oauth.headers['cache-control']], [400, { error: 'invalid_request', error_description: refusal }, 'no-store'], `?${query}: on /oauth/, RFC 6749's invalid_request`)
+    const drf = await gateway.request('POST', `/api/token/refresh/?${query}`, { body: { refresh: 'x' } })
+    t.same([drf.status, drf.json()], [400, { detail: refusal }], `?${query}: on SimpleJWT's prefix, DRF's {"detail"}`)
+    const plain = await gateway.plainRequest('GET', `/v1/me?${query}`)
+    t.same([plain.status, plain.headers.location], [403, undefined], `?${query}: refused on plain HTTP, not redirected`)
+  }
+
+  // What carries no credential is proxied (502: no instance), and error.log writes each request line.
+  const passed = ['refresh=1', 'token=', 'access=true&refresh=FALSE', 'limit=5&v=%2Fa%20b', 'refreshed=x&tokens=y&access_tokens_seen=3']
+  for (const query of passed) {
+    const answer = await gateway.request('GET', `/v1/me?${query}`)
+    t.same([answer.status, answer.json().title], [502, 'Bad Gateway'], `?${query}: passed on`)
+    t.equal((await gateway.plainRequest('GET', `/v1/me?${query}`)).status, 301, `?${query}: redirected on plain HTTP`)
+  }
+  t.ok(await within(5000, async () => passed.every((query) => gateway.errorLog().includes(`GET /v1/me?${query} `))) !== undefined, 'error.log writes the request lines it could not proxy, query strings included')
+  t.notOk(gateway.errorLog().includes(secret), 'and none of the refused ones')
+  t.notOk(gateway.accessLog().some((line) => line.includes(secret)), 'nor does the access log')
+})
+
 t.test('an HTTP/1.0 request without a Host reaches the instance with one, and is answered', async (t) => {
   const seen: string[] = []
   const hosts: Array<string | undefined> = []
