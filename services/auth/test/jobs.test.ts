@@ -127,7 +127,7 @@ t.test('client changes are heard at their commit, and a lost LISTEN says so unti
   t.same(clientEvents, ['live'], 'listening from the start')
   const operator = { actor: 'operator' }
   const at = new Date()
-  await createClient(other.db, { clientId: 'svc', confidential: true, grants: ['client_credentials'], scopes: [], resources: [] }, at, operator)
+  await createClient(other.db, { clientId: 'svc', confidential: true, grants: ['client_credentials'], scopes: ['read'], resources: [] }, at, operator)
   t.ok(await within(1000, async () => clientEvents.includes('changed svc')) !== undefined, 'a new client is heard')
   await other.db.transaction().execute(async (trx) => {
     await sql`UPDATE clients SET scopes = '{notes:read}' WHERE client_id = 'svc'`.execute(trx)

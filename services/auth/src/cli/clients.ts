@@ -6,7 +6,7 @@
 import { parseDuration } from '../config.js'
 import { deleteClient, disableClient } from '../clients/end.js'
 import { findClient, listClients, type ClientView } from '../clients/find.js'
-import { acceptableClientId, ClientRuleError, createClient } from '../clients/register.js'
+import { acceptableClientId, ClientRuleError, createClient, refuseIssuerResource } from '../clients/register.js'
 import { rotateClientSecret } from '../clients/rotate-secret.js'
 import type { CommandContext } from './context.js'
 import { CliError, parseCommandLine, formatTable, refuseForeignFlags } from './output.js'
@@ -43,6 +43,44 @@ function describe (client: ClientView, now: Date): string {
 
 const list = (text: string | undefined): string[] => (text ?? '').split(/[\s,]+/).filter((s) => s !== '')
 
+/**
+ * `--scopes` as a token request's `scope` is read (RFC 6749 §3.3): names
+ * separated by spaces, runs and ends forgiven; a tab or any other character
+ * outside a scope-token is then refused by the registration, not taken as a
+ * separator. A comma separated scopes here before: refused rather than
+ * silently kept as part of one name.
+ */
+function scopeList (text: string): string[] {
+  const scopes = text.split(' ').filter((s) => s !== '')
+  const withComma = scopes.find((s) => s.includes(','))
+  if (withComma !== undefined) throw new CliError(`scopes: ${JSON.stringify(withComma)}: separate scopes with spaces, not commas (--scopes "a b")`, 2)
+  return scopes
+}
+
+/**
+ * The flags whose value can never be a flag (a duration, grant names,
+ * URIs): given as `--grace -5`, Node's parser refuses it as ambiguous before
+ * the value can be checked, so such a value is passed as `--grace=-5` is and
+ * gets the flag's own message. `--scopes` is not among them (`-x` is a scope
+ * name), and `--grace --json` stays a missing value.
+ */
+const NEVER_FLAG_VALUES = new Set(['--grace', '--grants', '--resources'])
+function joinDashedValues (argv: readonly string[]): string[] {
+  const joined: string[] = []
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string
+    const next = argv[i + 1]
+    if (arg === '--') return [...joined, ...argv.slice(i)]
+    if (NEVER_FLAG_VALUES.has(arg) && next !== undefined && /^-(?!-)/.test(next)) {
+      joined.push(`${arg}=${next}`)
+      i++
+    } else {
+      joined.push(arg)
+    }
+  }
+  return joined
+}
+
 /** Each action's own flags (`--json` is every command's); any other, or a word past its arguments, is a usage error, not ignored. */
 const ACTION_FLAGS: Record<string, readonly string[]> = {
   list: [],
@@ -55,7 +93,7 @@ const ACTION_FLAGS: Record<string, readonly string[]> = {
 
 function options (ctx: CommandContext): { values: Record<string, string | boolean | undefined>, id: string | undefined } {
   const { values, positionals } = parseCommandLine({
-    args: ctx.argv,
+    args: joinDashedValues(ctx.argv),
     allowPositionals: true,
     options: {
       json: { type: 'boolean' },
@@ -73,10 +111,10 @@ function options (ctx: CommandContext): { values: Record<string, string | boolea
   return { values, id: positionals[1] }
 }
 
-/** An id that no client can have is a mistake on the command line (exit 2), found before the database is opened, as a username no user can have is. */
-function typedClientId (id: string): void {
+/** A registration rule broken on the command line is a usage error (exit 2). */
+function asUsage (check: () => void): void {
   try {
-    acceptableClientId(id)
+    check()
   } catch (err) {
     if (err instanceof ClientRuleError) throw new CliError(err.message, 2)
     throw err
@@ -105,9 +143,14 @@ export async function clientsCommand (ctx: CommandContext): Promise<void> {
     return
   }
   if (id === undefined || !['create', 'show', 'rotate-secret', 'disable', 'delete'].includes(action ?? '')) throw new CliError(USAGE, 2)
-  typedClientId(id)
+  // An id that no client can have is found before the database is opened, as a username no user can have is.
+  asUsage(() => { acceptableClientId(id) })
   // A bad duration is a usage error, found before a database is opened.
   const grace = action === 'rotate-secret' ? graceSeconds(values.grace) : 0
+  const scopes = values.scopes === undefined ? ctx.config.scopes : scopeList(values.scopes as string)
+  const resources = list(values.resources as string | undefined)
+  // The CLI reads the settings the server does, so it knows the issuer every grant compares a resource with.
+  asUsage(() => { refuseIssuerResource(resources, ctx.config.issuer) })
   const { db } = await ctx.connection()
   // The changes below read the clock themselves, once they hold the client's row.
   const clock = (): Date => new Date()
@@ -117,8 +160,8 @@ export async function clientsCommand (ctx: CommandContext): Promise<void> {
       clientId: id,
       confidential,
       grants: values.grants === undefined ? (confidential ? ['client_credentials'] : ['password', 'refresh_token']) : list(values.grants as string),
-      scopes: values.scopes === undefined ? ctx.config.scopes : list(values.scopes as string),
-      resources: list(values.resources as string | undefined)
+      scopes,
+      resources
     }
     let created: Awaited<ReturnType<typeof createClient>>
     try {

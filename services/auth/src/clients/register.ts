@@ -7,7 +7,7 @@
 import { NAMED_ACTORS, recordAudit, type RequestContext } from '../audit/record.js'
 import { CLIENT_ID_PATTERN, SCOPE_TOKEN_PATTERN } from '../config.js'
 import type { Db, GrantType } from '../db/database.js'
-import { isResourceIndicator } from './resource.js'
+import { isResourceIndicator, namesIssuer } from './resource.js'
 import { generateSecret } from './secret.js'
 import { TesseraError } from '../errors.js'
 import { UUID_TEXT } from '../util/uuid.js'
@@ -47,11 +47,25 @@ function checked (client: NewClient): NewClient & { grants: GrantType[] } {
   if (unknown.length > 0 || client.grants.length === 0) throw new ClientRuleError(`grants: expected some of ${GRANT_TYPES.join(', ')}`)
   const grants = [...new Set(client.grants)] as GrantType[]
   if (!client.confidential && grants.includes('client_credentials')) throw new ClientRuleError('grants: a public client cannot use client_credentials; add --confidential')
+  // Every token carries the client's scopes when none are asked for: with none, that would be `scope: ""`, which names nothing (RFC 6749 §3.3: one or more scope-tokens).
+  if (client.scopes.length === 0) throw new ClientRuleError('scopes: expected at least one scope (leave out --scopes for TESSERA_SCOPES)')
   const badScope = client.scopes.find((s) => !SCOPE_TOKEN_PATTERN.test(s))
-  if (badScope !== undefined) throw new ClientRuleError(`scopes: ${JSON.stringify(badScope)} is not a scope token (RFC 6749 §3.3)`)
+  if (badScope !== undefined) throw new ClientRuleError(`scopes: ${JSON.stringify(badScope)} is not a scope token (RFC 6749 §3.3: printable ASCII other than space, double quote and backslash)`)
   const badResource = client.resources.find((r) => !isResourceIndicator(r))
   if (badResource !== undefined) throw new ClientRuleError(`resources: ${JSON.stringify(badResource)} is not an absolute URI without a fragment (RFC 8707)`)
   return { ...client, grants, scopes: [...new Set(client.scopes)], resources: [...new Set(client.resources)] }
+}
+
+/**
+ * A resource equal to the issuer is refused by every grant (`invalid_target`:
+ * it is the `aud` of refresh tokens), so registering it would only defer the
+ * refusal to the client's first request.
+ */
+export function refuseIssuerResource (resources: readonly string[], issuer: string): void {
+  const issuerResource = resources.find((r) => namesIssuer(r, issuer))
+  if (issuerResource !== undefined) {
+    throw new ClientRuleError(`resources: ${issuerResource} is TESSERA_ISSUER, the audience of refresh tokens; every grant refuses it as a resource (invalid_target): name the API's own URI`)
+  }
 }
 
 /** Returns the secret (confidential clients only; it is never stored), or undefined when the id is taken. */

@@ -21,6 +21,9 @@ export function isResourceIndicator (value: string): boolean {
   }
 }
 
+/** Compared as given, by every grant and by registration alike, so a resource registration accepts is one a grant can serve. */
+export const namesIssuer = (resource: string, issuer: string): boolean => resource === issuer
+
 /**
  * The one resource asked for, or undefined; throws invalid_target for a
  * malformed or repeated one, and for the issuer: that is the `aud` of refresh
@@ -33,7 +36,7 @@ export function requestedResource (resource: string | string[] | undefined, issu
   if (values.length > 1) throw new OAuthError('invalid_target', 'ask for one resource per request')
   const value = values[0]
   if (value === undefined || !isResourceIndicator(value)) throw new OAuthError('invalid_target', 'resource: must be an absolute URI without a fragment')
-  if (value === issuer) throw new OAuthError('invalid_target', 'resource: the issuer is no resource; its audience is that of refresh tokens')
+  if (namesIssuer(value, issuer)) throw new OAuthError('invalid_target', 'resource: the issuer is no resource; its audience is that of refresh tokens')
   return value
 }
 

@@ -375,7 +375,7 @@ t.test('the default public client exists from the first start, and a registratio
   t.equal(decodeJwt(res.body.access_token as string).client_id, 'first-party')
   t.match(await token(ctx, { grant_type: 'password', username: 'yuri', password: PASSWORD, client_id: 'tessera' }), { status: 401, body: { error: 'invalid_client' } }, 'an unregistered client')
   const rule = async (input: Partial<Parameters<typeof createClient>[1]>, message: RegExp): Promise<void> => {
-    await t.rejects(createClient(ctx.deps.db, { clientId: 'c', confidential: false, grants: ['password'], scopes: [], resources: [], ...input }, new Date(), OPERATOR), message)
+    await t.rejects(createClient(ctx.deps.db, { clientId: 'c', confidential: false, grants: ['password'], scopes: ['read'], resources: [], ...input }, new Date(), OPERATOR), message)
   }
   await rule({ clientId: 'no spaces' }, /^client_id:/)
   await rule({ clientId: 'x'.repeat(65) }, /^client_id:/)
@@ -388,6 +388,7 @@ t.test('the default public client exists from the first start, and a registratio
   await rule({ grants: ['implicit'] }, /^grants:/)
   await rule({ grants: [] }, /^grants:/)
   await rule({ grants: ['client_credentials'] }, /public client cannot use client_credentials/)
+  await rule({ scopes: [] }, /^scopes: expected at least one scope/)
   await rule({ scopes: ['a"b'] }, /^scopes:/)
   await rule({ resources: ['relative/path'] }, /^resources:/)
   await rule({ resources: ['https://x.example/#f'] }, /^resources:/)

@@ -106,7 +106,7 @@ function oneConnection (t: Test, url: string): Connection {
 
 t.test('client authentication reads the client as a named statement too', async (t) => {
   const { db } = oneConnection(t, await createTestDatabase(t))
-  await createClient(db, { clientId: 'spa', confidential: false, grants: ['password'], scopes: [], resources: [] }, new Date(), { actor: 'operator' })
+  await createClient(db, { clientId: 'spa', confidential: false, grants: ['password'], scopes: ['read'], resources: [] }, new Date(), { actor: 'operator' })
   const deps = { db, config: { defaultClientId: 'spa' } }
   const read = async (): Promise<string> => (await authenticateClient(deps, { credentials: { method: 'none', clientId: 'spa' }, now: new Date(), context: {} })).clientId
   t.equal(await read(), 'spa', 'a registered public client authenticates')

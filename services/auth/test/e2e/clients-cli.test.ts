@@ -99,12 +99,26 @@ t.test('clients: failures are one line and a non-zero exit', async (t) => {
   const unreachable = await runCli(['clients', 'rotate-secret', 'tessera', '--grace=-5'], { DATABASE_URL: 'postgres://tessera@127.0.0.1:1/tessera' })
   t.equal(unreachable.code, 2, 'a bad --grace is a usage error before the database is opened')
   t.match(unreachable.stderr, /^tessera: --grace: expected a duration such as 0, 300s, 1h or 24h\n$/)
-  const dashed = await runCli(['clients', 'rotate-secret', 'tessera', '--grace', '-5'], { DATABASE_URL: 'postgres://tessera@127.0.0.1:1/tessera' })
-  t.equal(dashed.code, 2)
-  t.match(dashed.stderr, /^tessera: Option '--grace' argument is ambiguous\. .* use '--grace=-XYZ'\.\nusage: /, 'Node\'s three lines read as one, then the usage')
+  // A value with a leading dash, given as its own word, is the flag's value when the flag's values can never be flags: Node's parser called `--grace -5` ambiguous, never reaching the duration's message.
+  for (const [args, stderr] of [
+    [['rotate-secret', 'tessera', '--grace', '-5'], /^tessera: --grace: expected a duration such as 0, 300s, 1h or 24h\n$/],
+    [['create', 'x', '--grants', '-x'], /^tessera: grants: expected some of password, refresh_token, client_credentials\n$/],
+    [['create', 'x', '--confidential', '--resources', '-x'], /^tessera: resources: "-x" is not an absolute URI without a fragment \(RFC 8707\)\n$/],
+    [['show', 'tessera', '--grace', '-5'], /^tessera: --grace is not a flag of clients show\nusage: [^\n]+\n$/]
+  ] as const) {
+    const dashed = await runCli(['clients', ...args], env)
+    t.same([dashed.code, dashed.stdout], [2, ''], `clients ${args.join(' ')}: exit 2`)
+    t.match(dashed.stderr, stderr, `clients ${args.join(' ')}: refused in its flag's words`)
+  }
+  // A flag where a value should be is a missing value, as Node says; --scopes is never joined, as `-x` is a scope name.
+  for (const args of [['rotate-secret', 'tessera', '--grace', '--json'], ['create', 'x', '--scopes', '-x']]) {
+    const missing = await runCli(['clients', ...args], { DATABASE_URL: 'postgres://tessera@127.0.0.1:1/tessera' })
+    t.equal(missing.code, 2)
+    t.match(missing.stderr, /^tessera: Option '--\w+' argument is ambiguous\. .* use '--\w+=-XYZ'\.\nusage: /, `clients ${args.join(' ')}: Node's three lines read as one, then the usage`)
+  }
   // An id no client can have (outside the pattern clients.client_id's CHECK holds every id to) is a usage error for every action, before the database is opened.
   for (const action of ['create', 'show', 'rotate-secret', 'disable', 'delete']) {
-    for (const id of ['', 'bad id', 'x'.repeat(65)]) {
+    for (const id of ['', 'bad id', 'x'.repeat(65), 'é', '\u{1f642}', 'a\nb']) {
       const refused = await runCli(['clients', action, id], { DATABASE_URL: 'postgres://tessera@127.0.0.1:1/tessera' })
       t.same([refused.code, refused.stdout, refused.stderr], [2, '', 'tessera: client_id: must be 1 to 64 of A-Z a-z 0-9 . _ -\n'], `clients ${action} ${JSON.stringify(id.slice(0, 8))}`)
     }
@@ -114,6 +128,46 @@ t.test('clients: failures are one line and a non-zero exit', async (t) => {
     const looked = await runCli(['clients', 'show', id], env)
     t.same([looked.code, looked.stderr], [1, `tessera: no client named ${id}\n`], `clients show ${id}: looked up`)
   }
+})
+
+t.test('create refuses scopes and resources that no token could carry', async (t) => {
+  const url = await createTestDatabase(t)
+  const issuer = 'https://auth.example/tessera'
+  // TESSERA_ISSUER as an operator may write it, with a trailing slash that the issuer drops.
+  const env = { DATABASE_URL: url, TESSERA_ISSUER: `${issuer}/` }
+  const ctx = await buildTestApp(t, { TESSERA_ISSUER: issuer }, { connection: await testConnection(t, url) })
+  const refused: Array<[string[], RegExp]> = [
+    // Every grant refused it, invalid_target: the issuer is the aud of refresh tokens.
+    [['--resources', `urn:tessera:notes,${issuer}`], /^tessera: resources: https:\/\/auth\.example\/tessera is TESSERA_ISSUER, the audience of refresh tokens; every grant refuses it as a resource \(invalid_target\): name the API's own URI\n$/],
+    // Registered as no scopes, every token then carried `scope: ""`.
+    [['--scopes', ''], /^tessera: scopes: expected at least one scope \(leave out --scopes for TESSERA_SCOPES\)\n$/],
+    [['--scopes', '   '], /^tessera: scopes: expected at least one scope/],
+    // A comma split scopes apart, where a token request's scope would take it as part of one name.
+    [['--scopes', 'read,write'], /^tessera: scopes: "read,write": separate scopes with spaces, not commas \(--scopes "a b"\)\n$/],
+    // Outside RFC 6749 §3.3's scope-token; a tab was taken as a separator, as the token endpoint does not.
+    [['--scopes', 'a\tb'], /^tessera: scopes: "a\\tb" is not a scope token \(RFC 6749 §3\.3: printable ASCII other than space, double quote and backslash\)\n$/],
+    [['--scopes', 'read "write"'], /^tessera: scopes: "\\"write\\"" is not a scope token/],
+    [['--scopes', 'a\\b'], /^tessera: scopes: "a\\\\b" is not a scope token/],
+    [['--scopes', 'caf\u00e9'], /^tessera: scopes: "caf\u00e9" is not a scope token/]
+  ]
+  for (const [flags, stderr] of refused) {
+    const res = await runCli(['clients', 'create', 'svc', '--confidential', ...flags], env)
+    t.same([res.code, res.stdout], [2, ''], `${flags.join(' ')}: exit 2`)
+    t.match(res.stderr, stderr, `${flags.join(' ')}: said why`)
+  }
+  t.equal(await ctx.connection.db.selectFrom('clients').select('client_id').where('client_id', '=', 'svc').executeTakeFirst(), undefined, 'none was registered')
+
+  // Runs of spaces and spaces at the ends are forgiven, as in a token request; the issuer with a path below it is another URI, which the grants serve.
+  const made = await runCli(['clients', 'create', 'svc', '--confidential', '--scopes', ' notes:read   notes:write ', '--resources', `${issuer}/notes`, '--json'], env)
+  t.equal(made.code, 0, made.stderr)
+  const client = JSON.parse(made.stdout)
+  t.same([client.scopes, client.resources], [['notes:read', 'notes:write'], [`${issuer}/notes`]])
+  const cc = async (payload: Record<string, string>): Promise<{ statusCode: number, body: Record<string, unknown> }> => {
+    const res = await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'client_credentials', client_id: 'svc', client_secret: client.client_secret, ...payload } })
+    return { statusCode: res.statusCode, body: res.json() }
+  }
+  t.match(await cc({ resource: `${issuer}/notes` }), { statusCode: 200, body: { scope: 'notes:read notes:write' } }, 'the registered resource is served, with the scopes as given')
+  t.match(await cc({ resource: issuer }), { statusCode: 400, body: { error: 'invalid_target' } }, 'the issuer, as the CLI refused it, is refused by the grant')
 })
 
 t.test('in words, create prints a confidential client\'s secret once; rotate-secret without --grace keeps the old one working 24 hours (docs/operators.md)', async (t) => {

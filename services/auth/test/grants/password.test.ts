@@ -65,7 +65,7 @@ t.test('sign-up then login with a form body and with JSON', async (t) => {
 t.test('a client not registered for refresh_token gets the access token alone, and a session that ends with it', async (t) => {
   const { app, deps } = await buildTestApp(t)
   await signUp(app, 'amir', PASSWORD)
-  await createClient(deps.db, { clientId: 'password-only', confidential: false, grants: ['password'], scopes: [], resources: [] }, new Date(), { actor: 'test' })
+  await createClient(deps.db, { clientId: 'password-only', confidential: false, grants: ['password'], scopes: ['read'], resources: [] }, new Date(), { actor: 'test' })
   const login = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'amir', password: PASSWORD, client_id: 'password-only' } })
   t.equal(login.statusCode, 200)
   const body = login.json()
@@ -76,7 +76,7 @@ t.test('a client not registered for refresh_token gets the access token alone, a
   const sessions = await app.inject({ method: 'GET', url: '/v1/sessions', headers: { authorization: `Bearer ${body.access_token}` } })
   t.equal(sessions.json().sessions.length, 1, 'and is listed while it lives')
 
-  await createClient(deps.db, { clientId: 'both-grants', confidential: false, grants: ['password', 'refresh_token'], scopes: [], resources: [] }, new Date(), { actor: 'test' })
+  await createClient(deps.db, { clientId: 'both-grants', confidential: false, grants: ['password', 'refresh_token'], scopes: ['read'], resources: [] }, new Date(), { actor: 'test' })
   const pair = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'amir', password: PASSWORD, client_id: 'both-grants' } })
   t.ok(typeof pair.json().refresh_token === 'string' && pair.json().refresh_expires_in > 300, 'a client with refresh_token still gets its pair')
 })
