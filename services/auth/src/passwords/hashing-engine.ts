@@ -14,6 +14,30 @@ import type { Verdict } from './verify.js'
 
 const ENTRY = fileURLToPath(new URL('./hashing-process.js', import.meta.url))
 const RESTART_DELAY_MS = 500
+/**
+ * The primary's environment variables the hashing process gets: Node's own
+ * settings, nothing of the instance's. It reads no setting of Tessera (its
+ * two are arguments), and the environment of a process lasts its whole life
+ * (/proc/PID/environ, a core dump): a flaw in the native hashing code it runs
+ * on passwords from the network must not find TESSERA_KEK or DATABASE_URL
+ * there. An allow-list, so a secret added later is kept out without anyone
+ * remembering this. NODE_OPTIONS: the operator's flags for every Node process
+ * (a heap limit, FIPS, a test runner's coverage hook, which then adds what it
+ * needs itself); NODE_V8_COVERAGE: Node's coverage of the process, which
+ * c8-style tools read; OPENSSL_CONF: the OpenSSL configuration Node loads
+ * (how FIPS is turned on), which the Django hashes' PBKDF2 and scrypt use.
+ */
+const INHERITED_ENV = ['NODE_OPTIONS', 'NODE_V8_COVERAGE', 'OPENSSL_CONF']
+
+function hashingEnv (concurrency: number): NodeJS.ProcessEnv {
+  // One libuv pool thread per hashing slot: argon2 runs on that pool (libuv reads the size from the environment).
+  const env: NodeJS.ProcessEnv = { UV_THREADPOOL_SIZE: String(concurrency) }
+  for (const name of INHERITED_ENV) {
+    const value = process.env[name]
+    if (value !== undefined) env[name] = value
+  }
+  return env
+}
 
 export interface HashingProcessInfo { pid: number, priority: number }
 /** An answer of the hashing process: the result, and what one hash costs there now (CPU ms, averaged over the last few). */
@@ -60,8 +84,7 @@ export class HashingProcess implements HashEngine {
 
   async #spawn (): Promise<void> {
     const child = fork(ENTRY, [String(this.#nice), String(this.#concurrency)], {
-      // One libuv pool thread per hashing slot: argon2 runs on that pool (libuv reads the size from the environment).
-      env: { ...process.env, UV_THREADPOOL_SIZE: String(this.#concurrency) },
+      env: hashingEnv(this.#concurrency),
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'json'
     })

@@ -1,11 +1,17 @@
 /**
  * The hashing process (dist/passwords/hashing-process.js), as the primary
  * forks it: a request it fails is logged as every other process logs, one
- * JSON line at error, not raw text in the middle of the JSON log.
+ * JSON line at error, not raw text in the middle of the JSON log; and it
+ * holds none of the instance's secrets in its environment.
  */
 import t from 'tap'
 import { fork } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { createTestDatabase } from '../helpers/db.js'
+import { loginOver, signUpOver } from '../helpers/http.js'
+import { startServer } from '../helpers/server.js'
 
 const ENTRY = fileURLToPath(new URL('../../dist/passwords/hashing-process.js', import.meta.url))
 
@@ -34,4 +40,22 @@ t.test('a failed request is one JSON log line at error, and answered as failed',
   const lines = output.trim().split('\n')
   t.equal(lines.length, 1, 'one line')
   t.match(JSON.parse(lines[0] ?? '{}'), { level: 50, msg: 'a request to the hashing process failed', kind: 'no-such-kind', err: { message: 'no handler for no-such-kind' } })
+})
+
+t.test('the hashing process the primary forks gets Node\'s settings from the environment, not the instance\'s secrets', async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const server = await startServer(t, { DATABASE_URL: databaseUrl, TESSERA_KEK: randomBytes(32).toString('base64url'), TESSERA_HASH_CONCURRENCY: '2', TESSERA_RATE_LIMIT: '1000000' })
+  const started = server.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string, hashing_pid?: number }).find((l) => l.msg === 'hashing process started')
+  const pid = started?.hashing_pid ?? 0
+  // /proc/PID/stat: the parent's pid is the 2nd field after the ")" that ends the command name.
+  t.equal(Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ')[1]), server.process.pid, 'the primary\'s child')
+  const env = new Map(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter((v) => v !== '').map((v) => [v.slice(0, v.indexOf('=')), v.slice(v.indexOf('=') + 1)]))
+  t.notOk(env.has('DATABASE_URL'), 'no DATABASE_URL')
+  t.same([...env.keys()].filter((name) => name.startsWith('TESSERA_')), [], 'no TESSERA_ setting: not the KEK, nor any other')
+  t.equal(env.get('UV_THREADPOOL_SIZE'), '2', 'one libuv pool thread per hashing slot')
+  // Node adds NODE_CHANNEL_* for the IPC channel; under tap, NODE_OPTIONS loads its coverage hook, which adds its own _TAPJS_ variables to what a process it runs in forks.
+  const allowed = ['UV_THREADPOOL_SIZE', 'NODE_OPTIONS', 'NODE_V8_COVERAGE', 'OPENSSL_CONF', 'NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE']
+  t.same([...env.keys()].filter((name) => !allowed.includes(name) && !name.startsWith('_TAPJS_PROCESSINFO_')), [], 'nothing else: not even PATH')
+  await signUpOver(server.url, 'ada', 'correct horse battery')
+  t.ok((await loginOver(server.url, 'ada', 'correct horse battery')).access_token, 'and logins hash and verify there')
 })
