@@ -15,19 +15,24 @@ import type { Verdict } from './verify.js'
 const ENTRY = fileURLToPath(new URL('./hashing-process.js', import.meta.url))
 const RESTART_DELAY_MS = 500
 /**
- * The primary's environment variables the hashing process gets: Node's own
- * settings, nothing of the instance's. It reads no setting of Tessera (its
- * two are arguments), and the environment of a process lasts its whole life
- * (/proc/PID/environ, a core dump): a flaw in the native hashing code it runs
- * on passwords from the network must not find TESSERA_KEK or DATABASE_URL
- * there. An allow-list, so a secret added later is kept out without anyone
- * remembering this. NODE_OPTIONS: the operator's flags for every Node process
- * (a heap limit, FIPS, a test runner's coverage hook, which then adds what it
- * needs itself); NODE_V8_COVERAGE: Node's coverage of the process, which
- * c8-style tools read; OPENSSL_CONF: the OpenSSL configuration Node loads
- * (how FIPS is turned on), which the Django hashes' PBKDF2 and scrypt use.
+ * The primary's environment variables the hashing process gets: how Node
+ * and the C library run, nothing of the instance's. It reads no setting of
+ * Tessera (its two are arguments), and the environment of a process lasts
+ * its whole life (/proc/PID/environ, a core dump): a flaw in the native
+ * hashing code it runs on passwords from the network must not find
+ * TESSERA_KEK or DATABASE_URL there. An allow-list, so a secret added later
+ * is kept out without anyone remembering this.
+ * - NODE_OPTIONS: the operator's flags for every Node process (a heap limit,
+ *   FIPS, a test runner's coverage hook, which then adds what it needs itself);
+ *   NODE_V8_COVERAGE: Node's coverage of the process, which c8-style tools read;
+ *   OPENSSL_CONF: the OpenSSL configuration Node loads (how FIPS is turned on),
+ *   which the Django hashes' PBKDF2 and scrypt use.
+ * - LD_LIBRARY_PATH, LD_PRELOAD: the same node binary starts as the primary
+ *   did (a shared library found there, a preloaded allocator); MALLOC_ARENA_MAX,
+ *   GLIBC_TUNABLES: glibc's allocator tuning, which matters most in this
+ *   process, whose threads each take 19 MiB or more per argon2 hash.
  */
-const INHERITED_ENV = ['NODE_OPTIONS', 'NODE_V8_COVERAGE', 'OPENSSL_CONF']
+const INHERITED_ENV = ['NODE_OPTIONS', 'NODE_V8_COVERAGE', 'OPENSSL_CONF', 'LD_LIBRARY_PATH', 'LD_PRELOAD', 'MALLOC_ARENA_MAX', 'GLIBC_TUNABLES']
 
 function hashingEnv (concurrency: number): NodeJS.ProcessEnv {
   // One libuv pool thread per hashing slot: argon2 runs on that pool (libuv reads the size from the environment).

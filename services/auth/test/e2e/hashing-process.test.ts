@@ -42,9 +42,9 @@ t.test('a failed request is one JSON log line at error, and answered as failed',
   t.match(JSON.parse(lines[0] ?? '{}'), { level: 50, msg: 'a request to the hashing process failed', kind: 'no-such-kind', err: { message: 'no handler for no-such-kind' } })
 })
 
-t.test('the hashing process the primary forks gets Node\'s settings from the environment, not the instance\'s secrets', async (t) => {
+t.test('the hashing process the primary forks gets from the environment how Node runs, not the instance\'s settings or secrets', async (t) => {
   const databaseUrl = await createTestDatabase(t)
-  const server = await startServer(t, { DATABASE_URL: databaseUrl, TESSERA_KEK: randomBytes(32).toString('base64url'), TESSERA_HASH_CONCURRENCY: '2', TESSERA_RATE_LIMIT: '1000000' })
+  const server = await startServer(t, { DATABASE_URL: databaseUrl, TESSERA_KEK: randomBytes(32).toString('base64url'), TESSERA_HASH_CONCURRENCY: '2', TESSERA_RATE_LIMIT: '1000000', MALLOC_ARENA_MAX: '2' })
   const started = server.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string, hashing_pid?: number }).find((l) => l.msg === 'hashing process started')
   const pid = started?.hashing_pid ?? 0
   // /proc/PID/stat: the parent's pid is the 2nd field after the ")" that ends the command name.
@@ -53,8 +53,9 @@ t.test('the hashing process the primary forks gets Node\'s settings from the env
   t.notOk(env.has('DATABASE_URL'), 'no DATABASE_URL')
   t.same([...env.keys()].filter((name) => name.startsWith('TESSERA_')), [], 'no TESSERA_ setting: not the KEK, nor any other')
   t.equal(env.get('UV_THREADPOOL_SIZE'), '2', 'one libuv pool thread per hashing slot')
+  t.equal(env.get('MALLOC_ARENA_MAX'), '2', 'how the C library allocates is passed on')
   // Node adds NODE_CHANNEL_* for the IPC channel; under tap, NODE_OPTIONS loads its coverage hook, which adds its own _TAPJS_ variables to what a process it runs in forks.
-  const allowed = ['UV_THREADPOOL_SIZE', 'NODE_OPTIONS', 'NODE_V8_COVERAGE', 'OPENSSL_CONF', 'NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE']
+  const allowed = ['UV_THREADPOOL_SIZE', 'NODE_OPTIONS', 'NODE_V8_COVERAGE', 'OPENSSL_CONF', 'LD_LIBRARY_PATH', 'LD_PRELOAD', 'MALLOC_ARENA_MAX', 'GLIBC_TUNABLES', 'NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE']
   t.same([...env.keys()].filter((name) => !allowed.includes(name) && !name.startsWith('_TAPJS_PROCESSINFO_')), [], 'nothing else: not even PATH')
   await signUpOver(server.url, 'ada', 'correct horse battery')
   t.ok((await loginOver(server.url, 'ada', 'correct horse battery')).access_token, 'and logins hash and verify there')
