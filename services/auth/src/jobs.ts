@@ -44,8 +44,8 @@ export interface JobDeps {
   kek: Buffer
   logger: Logger
   clock: () => Date
-  /** Counts each failed run, so an operator can alert on jobs that keep failing. */
-  metrics: Pick<Metrics, 'jobFailed'>
+  /** Counts each failed run, so an operator can alert on jobs that keep failing; and the key work's connections, in the pool gauges. */
+  metrics: Pick<Metrics, 'jobFailed' | 'countPool'>
   /** Called whenever the keyring reloads, with why. */
   onReload?: (why: string) => void
   /** Told of each client whose row changed (clients/cache.ts), and whether such changes are heard at all right now. */
@@ -106,6 +106,7 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
   const { config, kek, logger, metrics } = deps
   const keyConnection = connect(deps.databaseUrl, KEY_POOL, { statementTimeoutMs: deps.keyStatementTimeoutMs ?? KEY_STATEMENT_TIMEOUT_MS })
   const keysDb = keyConnection.db
+  metrics.countPool('key', keyConnection.pool)
   const reloadOwn = keyringReloader({ ...deps, db: keysDb })
   const reloadKeys = async (why = 'key transition'): Promise<void> => {
     // Told after the primary's own reload, whatever its end: a worker forked meanwhile, too young to hear it, asks for the primary's keyring after, and gets the new one.

@@ -9,9 +9,9 @@ import { readFileSync } from 'node:fs'
 const METRICS = readFileSync(new URL('../src/metrics/metrics.ts', import.meta.url), 'utf8')
 const OPERATORS = readFileSync(new URL('../../../docs/operators.md', import.meta.url), 'utf8')
 
-/** `name: 'tessera_…'` and `gauge('tessera_…', …)`: every metric of Tessera's own. */
+/** `name: 'tessera_…'`, `gauge('tessera_…', …)` and `poolGauge('tessera_…', …)`: every metric of Tessera's own. */
 function registered (source: string): Set<string> {
-  return new Set([...source.matchAll(/(?:name: |gauge\()'(tessera_[a-z_]+)'/g)].map((match) => match[1] ?? ''))
+  return new Set([...source.matchAll(/(?:name: |gauge\(|Gauge\()'(tessera_[a-z_]+)'/g)].map((match) => match[1] ?? ''))
 }
 
 /** The tessera_ names in the first column of the table under `### Metrics`. */

@@ -17,6 +17,13 @@ import { VERSION } from '../version.js'
 const LOGIN_OUTCOMES = ['ok', 'failed', 'backed_off', 'shed', 'unavailable'] as const
 const REFRESH_OUTCOMES = ['rotated', 'grace', 'reuse', 'refused', 'unavailable'] as const
 const BACKGROUND_JOBS = ['key_rotation', 'keyring_reload', 'key_listener', 'cleanup'] as const
+/**
+ * The instance's connection pools: `main`, each process's own (an HTTP
+ * worker's requests; the primary's start-up and cleanup), and `key`, the
+ * primary's key reloads and lifecycle steps (jobs.ts, KEY_POOL). Summed over
+ * them, the gauges are every pooled connection the instance holds.
+ */
+export type PoolName = 'main' | 'key'
 export type LoginOutcome = typeof LOGIN_OUTCOMES[number]
 export type RefreshOutcome = typeof REFRESH_OUTCOMES[number]
 export type BackgroundJob = typeof BACKGROUND_JOBS[number]
@@ -33,11 +40,14 @@ export interface Metrics {
   tokenIssued: (grantType: GrantType) => void
   /** A background run failed (`key_listener`: the LISTEN connection was lost and is being re-established). */
   jobFailed: (job: BackgroundJob) => void
+  /** Counts `pool`'s connections in the tessera_db_pool_* gauges from now on, as `pool="name"`. */
+  countPool: (name: PoolName, pool: pg.Pool) => void
 }
 
 export interface MetricsSources {
   hasher?: PasswordHasher
   keyring?: Keyring
+  /** The process's `main` pool. */
   pool?: pg.Pool
   /** TESSERA_KEY_ROTATION in seconds (null: off), for the time until the next rotation. */
   keyRotation?: number | null
@@ -127,11 +137,30 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
       })
     }
   }
-  if (pool !== undefined) {
-    gauge('tessera_db_pool_connections', 'Open database pool connections, busy or idle', 'sum', (set) => set(pool.totalCount))
-    gauge('tessera_db_pool_idle_connections', 'Open database pool connections not in use', 'sum', (set) => set(pool.idleCount))
-    gauge('tessera_db_pool_waiting_clients', 'Queries waiting for a pool connection', 'sum', (set) => set(pool.waitingCount))
+  const pools = new Map<PoolName, pg.Pool>()
+  const poolGauge = (name: string, help: string, read: (pool: pg.Pool) => number): void => {
+    registry.registerMetric(new Gauge({
+      name,
+      help,
+      labelNames: ['pool'],
+      aggregator: 'sum',
+      registers: [],
+      collect () {
+        this.reset()
+        for (const [label, counted] of pools) this.set({ pool: label }, read(counted))
+      }
+    }))
   }
+  // Registered with the first pool: a registry with none (a test's) has no pool gauges, as before.
+  const countPool = (name: PoolName, counted: pg.Pool): void => {
+    if (pools.size === 0) {
+      poolGauge('tessera_db_pool_connections', 'Open database pool connections, busy or idle, by pool', (p) => p.totalCount)
+      poolGauge('tessera_db_pool_idle_connections', 'Open database pool connections not in use, by pool', (p) => p.idleCount)
+      poolGauge('tessera_db_pool_waiting_clients', 'Queries waiting for a pool connection, by pool', (p) => p.waitingCount)
+    }
+    pools.set(name, counted)
+  }
+  if (pool !== undefined) countPool('main', pool)
   // One labels object per method, route and status, made once: the request histogram is observed on every request.
   const requestLabels = new Map<string, Map<string, Map<number, { method: string, route: string, status: string }>>>()
   const labelsOf = (method: string, route: string, status: number): { method: string, route: string, status: string } => {
@@ -152,6 +181,7 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
     refreshed: (outcome) => refreshes.inc({ outcome }),
     revoked: () => revocations.inc(),
     tokenIssued: (grantType) => issued.inc({ grant_type: grantType }),
-    jobFailed: (job) => failures.inc({ job })
+    jobFailed: (job) => failures.inc({ job }),
+    countPool
   }
 }

@@ -1,12 +1,16 @@
+import { sql } from 'kysely'
 import t from 'tap'
+import { LISTENER_NAME } from '../../src/db/listen.js'
 import type { App } from '../../src/http/app-types.js'
+import { KEY_POOL } from '../../src/jobs.js'
 import { loadKeyring } from '../../src/keys/load.js'
 import { rotateKeys } from '../../src/keys/rotate.js'
 import { createMetrics } from '../../src/metrics/metrics.js'
 import { listenForMetrics } from '../../src/routes/metrics.js'
 import { VERSION } from '../../src/version.js'
 import { buildTestApp, login, refresh, refuseRejectedKey, signUp } from '../helpers/app.js'
-import { createTestDatabase } from '../helpers/db.js'
+import { createTestDatabase, testConnection } from '../helpers/db.js'
+import { within } from '../helpers/http.js'
 import { startServer } from '../helpers/server.js'
 
 /** Parses Prometheus text exposition strictly: every line must be HELP, TYPE or a sample. */
@@ -77,10 +81,10 @@ t.test('/metrics is Prometheus text and every counter moves by what was done', a
   t.equal(after.get('tessera_signing_keys{state="current"}'), 1)
   t.equal(after.get('tessera_hash_in_flight'), 0)
   t.equal(after.get('tessera_hash_queue_waiting'), 0)
-  t.ok((after.get('tessera_db_pool_connections') ?? 0) >= 1)
-  t.ok((after.get('tessera_db_pool_idle_connections') ?? Infinity) <= (after.get('tessera_db_pool_connections') ?? 0), 'idle is part of the open connections, not a label beside them')
-  t.equal(after.get('tessera_db_pool_waiting_clients'), 0)
-  t.notOk([...after.keys()].some((key) => key.startsWith('tessera_db_pool_connections{')), 'no state label that sum() would add up')
+  t.ok((after.get('tessera_db_pool_connections{pool="main"}') ?? 0) >= 1)
+  t.ok((after.get('tessera_db_pool_idle_connections{pool="main"}') ?? Infinity) <= (after.get('tessera_db_pool_connections{pool="main"}') ?? 0), 'idle is part of the open connections, not a label beside them')
+  t.equal(after.get('tessera_db_pool_waiting_clients{pool="main"}'), 0)
+  t.same([...after.keys()].filter((key) => key.startsWith('tessera_db_pool_connections')), ['tessera_db_pool_connections{pool="main"}'], 'no state label that sum() would add up; the app has one pool')
   t.equal(moved('tessera_http_request_duration_seconds_count{method="POST",route="/oauth/token",status="200"}'), 5)
   t.equal(moved('tessera_http_request_duration_seconds_count{method="POST",route="/oauth/token",status="429"}'), 1)
 })
@@ -133,6 +137,27 @@ t.test('TESSERA_METRICS_PORT serves /metrics on its own listener and not on the 
   t.equal(scraped.status, 200)
   t.match(await scraped.text(), /^tessera_signing_key_age_seconds \d/m)
   t.equal(await server.stop(), 0, 'drains and exits 0 with the listener')
+})
+
+t.test('summed over pool, the pool gauges are every pooled connection the instance holds on Postgres: the workers\', the primary\'s, its key work\'s', async (t) => {
+  const url = await createTestDatabase(t)
+  // A key tick every second, each on the key work's connections (idle ones stay open 10 s).
+  const server = await startServer(t, { DATABASE_URL: url, TESSERA_METRICS_PORT: '0', TESSERA_WORKERS: '2', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEK: Buffer.alloc(32, 3).toString('base64url') })
+  const metricsUrl = /"metrics":"(http:\/\/[^"]+)"/.exec(server.output())?.[1] ?? ''
+  const { db } = await testConnection(t, url)
+  // The instance's backends: all on its database but this test's own, and the LISTEN connection, which is no pool's.
+  const backends = async (): Promise<number> => Number((await sql<{ n: string }>`SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND application_name <> ${LISTENER_NAME}`.execute(db)).rows[0]?.n)
+  let last: { series: string[], key: number, summed: number, backends: number } | undefined
+  // Connections open and close meanwhile (a tick, an idle timeout): the scrape and Postgres are compared until they agree.
+  const agreed = await within(20_000, async () => {
+    const samples = [...parseMetrics(await (await fetch(metricsUrl)).text()).samples].filter(([key]) => key.startsWith('tessera_db_pool_connections'))
+    const key = samples.find(([series]) => series === 'tessera_db_pool_connections{pool="key"}')?.[1] ?? 0
+    last = { series: samples.map(([series]) => series).sort(), key, summed: samples.reduce((sum, [, n]) => sum + n, 0), backends: await backends() }
+    return key > 0 && last.summed === last.backends
+  }, 100)
+  t.ok(agreed !== undefined, `the key work's connections counted, and the sum is what Postgres shows (last: ${JSON.stringify(last)})`)
+  t.same(last?.series, ['tessera_db_pool_connections{pool="key"}', 'tessera_db_pool_connections{pool="main"}'], 'one series per pool, the workers\' and the primary\'s main pools summed')
+  t.ok((last?.key ?? Infinity) <= KEY_POOL, `at most the key work's ${KEY_POOL}`)
 })
 
 t.test('a method no route answers counts as method="other", so clients cannot add series', async (t) => {
