@@ -10,7 +10,7 @@
 export { freePort } from './free-port.js'
 export { request, trickleRequest, type Reply, type RequestOptions, type Trickled } from './http.js'
 export { memorySink, type MemorySink } from './log-sink.js'
-export { silenceableRelay } from './relay.js'
+export { silenceableRelay, type SilentFrom } from './relay.js'
 export { runProcess, spawnProcess, type ProcessResult, type SpawnOptions, type SpawnedProcess } from './process.js'
 export {
   createTestDatabase, dropStaleTestDatabases, listTestDatabases, runOf, runPrefix, runTemplate, testDatabaseEnv, type Teardown

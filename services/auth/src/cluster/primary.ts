@@ -18,7 +18,7 @@ import type { Config } from '../config.js'
 import { connect, type Connection } from '../db/connect.js'
 import { databaseFor } from '../db/locate.js'
 import { migrateUp, schemaStanding } from '../db/migrate.js'
-import { startBackgroundJobs } from '../jobs.js'
+import { KEY_STATEMENT_TIMEOUT_MS, startBackgroundJobs } from '../jobs.js'
 import { ensureSigningKey } from '../keys/ensure.js'
 import { resolveKek } from '../keys/kek.js'
 import { Keyring } from '../keys/keyring.js'
@@ -53,9 +53,9 @@ export interface Primary {
   close: () => Promise<void>
 }
 
-async function requireSchema (connection: Connection, migrate: boolean, logger: Logger): Promise<void> {
+async function requireSchema (connection: Connection, checks: Connection, migrate: boolean, logger: Logger): Promise<void> {
   if (migrate) await migrateUp(connection.db)
-  const { pending, unknownHere: ahead } = await schemaStanding(connection.db)
+  const { pending, unknownHere: ahead } = await schemaStanding(checks.db)
   if (pending.length > 0) throw new StartupError(`the database schema is behind (${pending.join(', ')} pending): run \`tessera migrate up\``)
   // Served, not refused: a rolling upgrade runs the old build on the new schema for a while.
   if (ahead.length > 0) {
@@ -87,14 +87,23 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
   const closeAll = async (): Promise<void> => {
     for (const stop of stops.splice(0)) await stop()
   }
+  // The start's own reads and small writes, bounded as the key work's are: a
+  // database that lets the start in and then goes silent (a failover, a
+  // partition, a frozen host) fails the start with "cannot reach the
+  // database" for the orchestrator to restart it, where it held the start for
+  // TCP's ~15 minutes with nothing logged. Not the migrations of an embedded
+  // Postgres, which may be long and come from a child of this process.
+  const checks = connect(url, 1, { statementTimeoutMs: KEY_STATEMENT_TIMEOUT_MS })
+  stops.unshift(async () => { await checks.close() })
   try {
-    await requireSchema(connection, embedded !== undefined, logger)
+    await requireSchema(connection, checks, embedded !== undefined, logger)
     const kek = await resolveKek(config)
     const keyring = new Keyring()
-    const created = await ensureSigningKey(connection.db, kek, config.keyBits, new Date())
+    const created = await ensureSigningKey(checks.db, kek, config.keyBits, new Date())
     if (created !== undefined) logger.info({ kid: created }, 'created the first signing key')
-    await loadKeyring(connection.db, kek, keyring, { onRejectedKey: logRejectedKey(logger) })
-    if (await ensureDefaultClient(connection.db, config, new Date())) logger.info({ client_id: config.defaultClientId }, 'registered the default public client')
+    await loadKeyring(checks.db, kek, keyring, { onRejectedKey: logRejectedKey(logger) })
+    if (await ensureDefaultClient(checks.db, config, new Date())) logger.info({ client_id: config.defaultClientId }, 'registered the default public client')
+    await checks.close()
     if (config.unrecognizedNodeEnv !== undefined) {
       logger.warn(`NODE_ENV=${JSON.stringify(config.unrecognizedNodeEnv)} is not production: a generated KEK is allowed and logs are pretty at a terminal; set NODE_ENV=production in production`)
     }

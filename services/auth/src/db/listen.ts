@@ -70,13 +70,20 @@ export async function listenForChanges (url: string, logger: Logger, handlers: C
     candidate.on('error', drop)
     candidate.on('end', () => drop())
     candidate.on('notification', (message) => handlers.channels[message.channel]?.(message.payload ?? ''))
+    // The LISTENs bounded as the heartbeat is: a server that lets the connection in and then goes silent
+    // otherwise held this attempt, and at the start the instance's whole start, for TCP's ~15 minutes.
+    // Destroying the socket fails them at once (ending the connection would wait for the silent server).
+    let listens: NodeJS.Timeout | undefined
     try {
       await candidate.connect()
+      listens = setTimeout(() => { candidate.connection.stream.destroy(new Error(`the listening connection did not answer within ${heartbeat.answerWithinMs} ms`)) }, heartbeat.answerWithinMs)
       // LISTEN takes no parameters: the name is quoted as an identifier instead.
       for (const channel of channels) await candidate.query(`LISTEN ${pg.escapeIdentifier(channel)}`)
     } catch (err) {
       drop(err)
       return
+    } finally {
+      clearTimeout(listens)
     }
     if (closed) {
       await candidate.end().catch(() => {})

@@ -39,3 +39,19 @@ t.test('a listening connection gone silent is lost within its heartbeat, and a n
   t.ok(await within(2000, async () => heard.includes('after'), 20) !== undefined, 'heard again on the new connection')
   t.same(heard, ['before', 'after'])
 })
+
+t.test('a database that lets the listening connection in and never answers its LISTEN does not hold the start: the attempt is lost within the heartbeat\'s bound, and retried', async (t) => {
+  const url = await createTestDatabase(t)
+  const relay = await silenceableRelay(t, new URL(url), { silentFrom: 'first-statement' })
+  const sink = memorySink()
+  const events: string[] = []
+  // Before, this await never ended: the start of a served instance waits on it.
+  const listener = await listenForChanges(relay.url, createLogger(testConfig({}), sink.stream), {
+    channels: { tessera_test: () => {} },
+    onListening: (again) => { events.push(again ? 'listening again' : 'listening') },
+    onLost: () => { events.push('lost') }
+  }, { everyMs: 200, answerWithinMs: 1000 })
+  t.teardown(listener.close)
+  t.same(events, ['lost'], 'not listening, and said so')
+  t.match(sink.text(), /"the listening connection did not answer within 1000 ms".*"msg":"change listener lost its connection; reconnecting"/)
+})

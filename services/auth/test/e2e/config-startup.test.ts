@@ -2,7 +2,7 @@
  * A configuration error stops the real process with one line on stderr and
  * exit code 1 (the in-process checks of the same errors are in config.test.ts).
  */
-import { freePort, runProcess, spawnProcess } from '@tessera/testkit'
+import { freePort, runProcess, silenceableRelay, spawnProcess, type SilentFrom } from '@tessera/testkit'
 import t from 'tap'
 import { createServer, type AddressInfo } from 'node:net'
 import { sql } from 'kysely'
@@ -112,3 +112,21 @@ t.test('of two instances started at the same moment on one port, one serves and 
   t.equal(await refused?.closed, 1)
   t.match(refused?.stderr(), `tessera: PORT=${port}: the address is already in use (another process listens there)`)
 })
+
+const silences: Array<[SilentFrom, string, RegExp]> = [
+  // pg-pool's words or its client's, whichever reports the connect timeout first.
+  ['start', 'accepts TCP and never answers, not even the start-up', /^tessera: cannot reach the database: (timeout exceeded when trying to connect|Connection terminated due to connection timeout)\n$/],
+  // The words a worker's 503 logs for a statement the database left unanswered.
+  ['first-statement', 'lets the start in and goes silent at its first statement', /^tessera: cannot reach the database: the database did not answer within \d+ ms\n$/]
+]
+for (const [silentFrom, what, line] of silences) {
+  t.test(`a database that ${what} fails the start in one line naming it, not a hang: the orchestrator restarts the instance`, async (t) => {
+    const relay = await silenceableRelay(t, new URL(await createTestDatabase(t)), { silentFrom })
+    const server = spawnProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: relay.url, TESSERA_KEK: 'a'.repeat(43), TESSERA_WORKERS: '1', PORT: '0' } })
+    t.teardown(async () => { await server.stop('SIGKILL') })
+    // The harness's deadline, far past the start's own bounds: before, the silenced start hung here with nothing logged.
+    const deadline = new Promise<'hung'>((resolve) => { setTimeout(() => resolve('hung'), 90_000).unref() })
+    t.equal(await Promise.race([server.closed, deadline]), 1, 'the start stops, exit 1')
+    t.match(server.stderr(), line)
+  })
+}
