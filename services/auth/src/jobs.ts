@@ -62,6 +62,9 @@ export interface JobDeps {
 export const KEY_STATEMENT_TIMEOUT_MS = 10_000
 /** The key work's connections: a reload and a lifecycle step can run at once. */
 export const KEY_POOL = 2
+/** A failed keyring reload is tried again after this, doubling up to the last (or the backstop's interval, when shorter). */
+const RELOAD_RETRY_FIRST_MS = 1000
+const RELOAD_RETRY_MAX_MS = 16_000
 
 export interface BackgroundJobs {
   /** Reloads the keyring now, and tells the workers why (coalescing concurrent calls). */
@@ -108,10 +111,26 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
   const keysDb = keyConnection.db
   metrics.countPool('key', keyConnection.pool)
   const reloadOwn = keyringReloader({ ...deps, db: keysDb })
+  let stopped = false
+  let failedReloads = 0
+  let retry: NodeJS.Timeout | undefined
   const reloadKeys = async (why = 'key transition'): Promise<void> => {
     // Told after the primary's own reload, whatever its end: a worker forked meanwhile, too young to hear it, asks for the primary's keyring after, and gets the new one.
     try {
       await reloadOwn()
+      failedReloads = 0
+      clearTimeout(retry)
+    } catch (err) {
+      // Tried again soon, not at the backstop: a worker forked meanwhile starts
+      // from the primary's keyring (keys/share.ts), and from one a revoke has
+      // left behind it would publish and sign with the revoked key. Each try
+      // tells the workers too, so one whose own reload failed catches up with it.
+      clearTimeout(retry)
+      if (!stopped) {
+        retry = setTimeout(() => reload('retrying a failed reload'), Math.min(RELOAD_RETRY_MAX_MS, config.keyCheckInterval * 1000, RELOAD_RETRY_FIRST_MS * 2 ** failedReloads++))
+        retry.unref()
+      }
+      throw err
     } finally {
       deps.onReload?.(why)
     }
@@ -152,7 +171,6 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
   cleaner.unref()
 
   const making = { kek, bits: config.keyBits, clock: deps.clock }
-  let stopped = false
   let tick: NodeJS.Timeout | undefined
   let running: Promise<void> = Promise.resolve()
   const advance = async (): Promise<void> => {
@@ -181,6 +199,7 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
     stop: async () => {
       stopped = true
       clearTimeout(tick)
+      clearTimeout(retry)
       clearInterval(backstop)
       clearInterval(cleaner)
       await running
