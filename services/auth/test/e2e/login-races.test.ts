@@ -28,10 +28,14 @@ t.test('a burst of parallel wrong guesses evaluates at most the threshold', asyn
   const answers = await Promise.all(Array.from({ length: 12 }, async (_, i) =>
     await send('POST', `${url}/oauth/token`, { grant_type: 'password', username: 'burst', password: `wrong guess ${i}` })))
   const statuses = answers.map((a) => a.status).sort()
-  t.equal(statuses.filter((s) => s === 400).length, 3, `exactly three guesses were evaluated (invalid_grant): ${statuses.join(',')}`)
-  // A busy machine may shed one of them first (503, event-loop or queue pressure): unhashed too.
-  t.equal(statuses.filter((s) => s === 429 || s === 503).length, 9, 'the other nine were refused unhashed')
-  t.equal(Number((await db.query("SELECT failures FROM login_throttle WHERE username = 'burst'")).rows[0].failures), 3)
+  const count = (status: number): number => statuses.filter((s) => s === status).length
+  const [evaluated, shed] = [count(400), count(503)]
+  t.equal(evaluated + count(429) + shed, 12, `every guess refused (400 evaluated, 429 backed off, 503 shed): ${statuses.join(',')}`)
+  // A busy machine may shed a guess (503, event-loop or queue pressure): one
+  // shed after it was counted is refunded, so fewer are evaluated, never more.
+  t.ok(evaluated <= 3 && evaluated >= 3 - shed, `at most the threshold evaluated, fewer only by what was shed: ${statuses.join(',')}`)
+  if (shed === 0) t.equal(evaluated, 3, 'on a machine that shed none, exactly three')
+  t.equal(Number((await db.query("SELECT failures FROM login_throttle WHERE username = 'burst'")).rows[0].failures), evaluated, 'the counter holds the guesses evaluated: a shed one is refunded')
 })
 
 /** Backends of this database waiting on a lock. */
