@@ -185,6 +185,8 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
       const claims = await request.jwtVerify<{ sub: string, scope?: unknown, iat?: unknown }>()
       // fast-jwt checks iat only against a maxAge: a token issued in the future (past the skew) is refused here.
       if (typeof claims.iat !== 'number' || claims.iat * 1000 > Date.now() + config.clockSkewMs) throw new Error('iat is in the future')
+      // fast-jwt checks only that sub is present, and the notes' owner is text: a NUL or a list was a 500 from Postgres, a number another spelling of a string's owner.
+      if (typeof claims.sub !== 'string' || claims.sub === '' || claims.sub.includes('\u0000')) throw new Error('sub is not a non-empty string without NUL')
       request.userId = claims.sub
       return claims
     } catch (err) {

@@ -17,6 +17,7 @@
 import type { Config } from '../config.js'
 import { InvalidTokenError } from '../errors.js'
 import type { Keyring } from '../keys/keyring.js'
+import { FORBIDDEN_HEADERS, isUuid, refuseTimes } from './claims.js'
 import { compactJwsSegments, decodeJsonSegment, rs256SignatureValid } from './jws.js'
 
 export interface AccessClaims {
@@ -29,7 +30,6 @@ export interface AccessClaims {
 const AT_JWT = new Set(['at+jwt', 'application/at+jwt'])
 /** The longest alg or kid said back in a reason: either is the client's text, and a log line should not grow with it. */
 const CLIENT_TEXT_IN_REASON = 64
-const FORBIDDEN_HEADERS = ['jwk', 'jku', 'x5u', 'x5c', 'crit'] as const
 const REQUIRED_CLAIMS = ['exp', 'iat', 'sub', 'sid', 'jti'] as const
 
 function decodeSegment (segment: string, what: string): Record<string, unknown> {
@@ -54,14 +54,14 @@ type AudienceRule = readonly string[] | 'any'
 function refuseClaims (claims: Record<string, unknown>, issuer: string, audience: AudienceRule, nowMs: number): string | undefined {
   const missing = REQUIRED_CLAIMS.find((name) => claims[name] === undefined)
   if (missing !== undefined) return `the ${missing} claim is required`
-  const { iss, aud, exp, nbf, sub, sid } = claims
+  const { iss, aud, sub, sid } = claims
   if (iss !== issuer) return 'iss not allowed'
   const audiences = Array.isArray(aud) ? aud : [aud]
   if (!audiences.every((a) => typeof a === 'string') || !audiences.some((a) => audience === 'any' || audience.includes(a as string))) return 'aud not allowed'
-  // RFC 7519 §4.1.4: valid only before exp, as jose and the refresh token's check judge it.
-  if (typeof exp !== 'number' || nowMs >= exp * 1000) return 'expired'
-  if (nbf !== undefined && (typeof nbf !== 'number' || nowMs < nbf * 1000)) return 'not yet valid'
-  if (typeof sub !== 'string' || typeof sid !== 'string') return 'sub or sid missing'
+  const timeRefusal = refuseTimes(claims, nowMs)
+  if (timeRefusal !== undefined) return timeRefusal
+  // Both are read from Postgres as uuids, on every route that reads the session.
+  if (!isUuid(sub) || !isUuid(sid)) return 'sub or sid is not a uuid'
   return undefined
 }
 

@@ -1,7 +1,9 @@
 /**
  * Verifies a presented refresh token: our signature (any key that may still
- * have signed a live refresh token), `typ` rt+jwt, alg RS256, our issuer as
- * both `iss` and `aud`, not expired.
+ * have signed a live refresh token), `typ` rt+jwt, alg RS256, no embedded key,
+ * key URL or crit, our issuer as both `iss` and `aud`, within its times, and
+ * its ids uuids as we mint them (claims.ts: the rules the access token's
+ * verifier applies too).
  *
  * The signature is checked with node:crypto on the calling thread, not with
  * jose: jose verifies through WebCrypto, which runs on libuv's thread pool,
@@ -14,6 +16,7 @@
 import type { Config } from '../config.js'
 import { OAuthError } from '../errors.js'
 import type { Keyring } from '../keys/keyring.js'
+import { FORBIDDEN_HEADERS, isUuid, refuseTimes } from './claims.js'
 import { compactJwsSegments, decodeJsonSegment, rs256SignatureValid } from './jws.js'
 
 export interface RefreshClaims {
@@ -22,8 +25,6 @@ export interface RefreshClaims {
   sub: string
   kid: string
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 function refuse (reason: string, cause?: unknown): OAuthError {
   return new OAuthError('invalid_grant', 'the refresh token is invalid, expired or revoked', { detail: `refresh token refused: ${reason}`, cause })
@@ -43,21 +44,20 @@ export async function verifyRefreshToken (config: Pick<Config, 'issuer'>, keyrin
   }
   if (header.alg !== 'RS256') throw refuse('alg')
   if (header.typ !== 'rt+jwt') throw refuse('typ')
-  if (header.crit !== undefined) throw refuse('crit')
+  const embedded = FORBIDDEN_HEADERS.find((name) => header[name] !== undefined)
+  if (embedded !== undefined) throw refuse(`header ${embedded}`)
   const kid = typeof header.kid === 'string' ? header.kid : ''
   // A kid not heard of yet may be another instance's new key: refusing it would log the client's user out (Keyring.catchUp).
   const key = keyring.refreshVerificationKey(kid) ?? (await keyring.catchUp(kid) ? keyring.refreshVerificationKey(kid) : undefined)
   if (key === undefined) throw refuse('unknown kid')
   if (!rs256SignatureValid(segments, key.publicKey)) throw refuse('signature')
 
-  const { iss, aud, exp, iat, jti, sid, sub } = payload
-  const nowSeconds = Math.floor(now.getTime() / 1000)
+  const { iss, aud, jti, sid, sub } = payload
   if (iss !== config.issuer) throw refuse('iss')
   if (!(aud === config.issuer || (Array.isArray(aud) && aud.includes(config.issuer)))) throw refuse('aud')
-  if (typeof exp !== 'number' || exp <= nowSeconds) throw refuse('expired')
-  if (typeof iat !== 'number') throw refuse('iat')
-  if (typeof jti !== 'string' || typeof sid !== 'string' || typeof sub !== 'string' || !UUID.test(jti) || !UUID.test(sid)) {
-    throw refuse('claims malformed')
-  }
+  const timeRefusal = refuseTimes(payload, now.getTime())
+  if (timeRefusal !== undefined) throw refuse(timeRefusal)
+  // All three go to Postgres as uuids (tessera_refresh_grant, the session reads).
+  if (!isUuid(jti) || !isUuid(sid) || !isUuid(sub)) throw refuse('claims malformed')
   return { jti, sid, sub, kid }
 }

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { decodeJwt } from 'jose'
+import { sign } from 'node:crypto'
+import { decodeJwt, decodeProtectedHeader } from 'jose'
 import { buildTestApp, login, refresh, signUp, type TestApp } from '../helpers/app.js'
 import { cleanupExpired } from '../../src/sessions/cleanup.js'
 import { PasswordHasher } from '../../src/passwords/hasher.js'
@@ -292,6 +293,39 @@ t.test('bad refresh input: invalid_grant or invalid_request, never 500', async (
   const narrower = await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token', refresh_token: token, scope: 'read' } })
   t.equal(narrower.statusCode, 200)
   t.equal(narrower.json().scope, 'read')
+})
+
+t.test('a refresh token signed with our key but not shaped as we mint it: invalid_grant, token_not_valid on SimpleJWT\'s refresh, never a 500', async (t) => {
+  const ctx = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on' })
+  const { refresh: token } = await user(ctx, 'jules')
+  const signer = ctx.deps.keyring.signer
+  if (signer === undefined) throw new Error('no signer')
+  const header = decodeProtectedHeader(token)
+  const claims = decodeJwt(token)
+  const now = Number(claims.iat)
+  const segment = (text: string): string => Buffer.from(text).toString('base64url')
+  const resign = (head: object, body: string): string => {
+    const input = `${segment(JSON.stringify(head))}.${segment(body)}`
+    return `${input}.${sign('sha256', Buffer.from(input), signer.privateKey).toString('base64url')}`
+  }
+  const cases: Array<[string, string]> = [
+    // A 500 before: Postgres refused the NUL in the refresh decision's sub.
+    ['a sub with a NUL', resign(header, JSON.stringify({ ...claims, sub: 'a\u0000b' }))],
+    ['a sub that is not a uuid', resign(header, JSON.stringify({ ...claims, sub: 'not-a-uuid' }))],
+    // Taken before, where the access token's verifier refused them.
+    ['a jwk header', resign({ ...header, jwk: { kty: 'RSA', n: 'AQAB', e: 'AQAB' } }, JSON.stringify(claims))],
+    ['an x5u header', resign({ ...header, x5u: 'https://attacker.example/cert' }, JSON.stringify(claims))],
+    ['an nbf an hour ahead', resign(header, JSON.stringify({ ...claims, nbf: now + 3600 }))],
+    ['an iat a year ahead', resign(header, JSON.stringify({ ...claims, iat: now + 366 * 86400 }))],
+    ['an exp of 1e400, which JSON reads as Infinity', resign(header, JSON.stringify({ ...claims, exp: 0 }).replace('"exp":0', '"exp":1e400'))]
+  ]
+  for (const [name, value] of cases) {
+    const res = await refresh(ctx.app, value)
+    t.same([res.status, res.body.error], [400, 'invalid_grant'], name)
+    const compat = await ctx.app.inject({ method: 'POST', url: '/api/token/refresh/', payload: { refresh: value } })
+    t.same([compat.statusCode, compat.json().code], [401, 'token_not_valid'], `${name}, on SimpleJWT's refresh`)
+  }
+  t.equal((await refresh(ctx.app, token)).status, 200, 'the token as minted still refreshes: none of them spent it')
 })
 
 t.test('cleanup deletes only what expired', async (t) => {

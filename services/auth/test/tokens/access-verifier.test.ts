@@ -5,7 +5,7 @@
  * in-memory keyring with real RSA keys made here.
  */
 import t from 'tap'
-import { generateKeyPairSync, type KeyObject } from 'node:crypto'
+import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto'
 import type { KeyState, PublicJwk } from '../../src/db/database.js'
 import { InvalidTokenError } from '../../src/errors.js'
 import { Keyring, type LoadedKey } from '../../src/keys/keyring.js'
@@ -34,8 +34,16 @@ const current = loadedKey('k-current', 'current')
 const start = new Date('2026-12-04T12:00:00Z')
 const later = (seconds: number): Date => new Date(start.getTime() + seconds * 1000)
 
+/** A uuid per name, as the users' and sessions' ids are (the verifier refuses any other sub or sid). */
+const ids = new Map<string, string>()
+function idOf (name: string): string {
+  const id = ids.get(name) ?? randomUUID()
+  ids.set(name, id)
+  return id
+}
+
 function mint (keyring: Keyring, subject: string, now = start): string {
-  return mintAccessToken(config, keyring, { subject, sessionId: `s-${subject}`, clientId: 'web', scope: 'profile', audience: undefined, now }).token
+  return mintAccessToken(config, keyring, { subject: idOf(subject), sessionId: idOf(`s-${subject}`), clientId: 'web', scope: 'profile', audience: undefined, now }).token
 }
 
 /** A counting keyring holding the current key, a verifier over it, and one token of u1's (minted at `at`) it has verified once. */
@@ -64,7 +72,7 @@ t.test('a token presented again is answered from memory: the same claims, no key
   const verifier = accessTokenVerifier(config, keyring)
   const token = mint(keyring, 'u1')
   const first = verifier.verify(token, start)
-  t.same(first, { sub: 'u1', sid: 's-u1', clientId: 'web', scope: 'profile' })
+  t.same(first, { sub: idOf('u1'), sid: idOf('s-u1'), clientId: 'web', scope: 'profile' })
   t.equal(keyring.lookups, 1)
   t.equal(verifier.verify(token, later(10)), first, 'the remembered claims')
   t.equal(keyring.lookups, 1, 'the second use looked up no key, so verified no signature')
@@ -124,7 +132,7 @@ t.test('the memory is bounded: past its capacity the oldest is forgotten, and ve
   t.equal(keyring.lookups, 3)
   verifier.verify(c, start)
   t.equal(keyring.lookups, 3, 'the newest is remembered')
-  t.equal(verifier.verify(a, start).sub, 'a', 'the oldest, forgotten, is accepted again')
+  t.equal(verifier.verify(a, start).sub, idOf('a'), 'the oldest, forgotten, is accepted again')
   t.equal(keyring.lookups, 4, 'after a fresh verification')
   t.equal(verifier.remembered, 2)
 })

@@ -11,11 +11,16 @@ import { buildTestApp, login, signUp, type TestApp } from '../helpers/app.js'
 
 const b64 = (value: object): string => Buffer.from(JSON.stringify(value)).toString('base64url')
 
-function resign (ctx: TestApp, header: object, claims: object): string {
+/** Claims written as given, for JSON that JSON.stringify would not write (1e400). */
+function resignText (ctx: TestApp, header: object, claims: string): string {
   const key = ctx.deps.keyring.signer
   if (key === undefined) throw new Error('no signer')
-  const input = `${b64(header)}.${b64(claims)}`
+  const input = `${b64(header)}.${Buffer.from(claims).toString('base64url')}`
   return `${input}.${sign('sha256', Buffer.from(input), key.privateKey).toString('base64url')}`
+}
+
+function resign (ctx: TestApp, header: object, claims: object): string {
+  return resignText(ctx, header, JSON.stringify(claims))
 }
 
 t.test('claims: nbf, required claims, audience arrays, typ spelling, the injected clock', async (t) => {
@@ -43,6 +48,16 @@ t.test('claims: nbf, required claims, audience arrays, typ spelling, the injecte
     ['an issuer array', resign(ctx, header, { ...claims, iss: [claims.iss] }), 401],
     ['a sub that is not a string', resign(ctx, header, { ...claims, sub: 7 }), 401],
     ['a payload that is not an object', resign(ctx, header, ['not', 'an', 'object'] as unknown as object), 401],
+    // Each of these was a 500: Postgres refused the session's read (invalid input syntax for type uuid, a NUL in UTF-8).
+    ['a sub that is not a uuid', resign(ctx, header, { ...claims, sub: 'not-a-uuid' }), 401],
+    ['a sid that is not a uuid', resign(ctx, header, { ...claims, sid: 'not-a-uuid' }), 401],
+    ['a sid with a NUL', resign(ctx, header, { ...claims, sid: 'a\u0000b' }), 401],
+    ['a sid in upper case, which we never mint', resign(ctx, header, { ...claims, sid: String(claims.sid).toUpperCase() }), 401],
+    ['an iat that is not a number', resign(ctx, header, { ...claims, iat: 'now' }), 401],
+    ['an iat a year ahead', resign(ctx, header, { ...claims, iat: now + 366 * 86400 }), 401],
+    ['an iat within the 60 s instances\' clocks may differ by', resign(ctx, header, { ...claims, iat: now + 60 }), 200],
+    ['an iat just past it', resign(ctx, header, { ...claims, iat: now + 61 }), 401],
+    ['an exp of 1e400, which JSON reads as Infinity', resignText(ctx, header, JSON.stringify({ ...claims, exp: 0 }).replace('"exp":0', '"exp":1e400')), 401],
     ['a header that is not JSON', `bm90LWpzb24.${access.split('.')[1] ?? ''}.${access.split('.')[2] ?? ''}`, 401]
   ]
   for (const [name, token, expected] of cases) t.equal(await status(token), expected, name)
@@ -79,6 +94,8 @@ t.test('one judgement of an access token on /v1, SimpleJWT\'s verify and /oauth/
     ['without aud', resign(ctx, header, { ...claims, exp: _exp }), 401, 401],
     ['with a jku header', resign(ctx, { ...header, jku: 'https://attacker.example/jwks' }, full), 401, 401],
     ['with a sub that is not a string', resign(ctx, header, { ...full, sub: 5 }), 401, 401],
+    // A 500 at all three (revoke too) before: Postgres refused it as a session id.
+    ['with a sid that is not a uuid', resign(ctx, header, { ...full, sid: 'not-a-uuid' }), 401, 401],
     // The header's and the claims' text is what the signature covers, so these fail on the signature too; the signature's own respelling is what only the spelling check refuses.
     ['its header respelled (refused by its signature as well)', respelled(access, 0), 401, 401],
     ['its claims respelled (refused by its signature as well)', respelled(access, 1), 401, 401],

@@ -260,6 +260,10 @@ t.test('notes against a real Tessera', async (t) => {
       t.equal(await status(without), 401, `without ${claim}: refused`)
     }
     t.equal(await status({ ...claims, iat: now + 120 }), 401, 'issued in the future, past the clock skew: refused')
+    // The owner column is text: a sub that is not one was a 500 from Postgres (a NUL; a list, read as a record), or another owner's notes (7 and "7").
+    for (const [what, sub] of [['holds a NUL', 'a\u0000b'], ['is a list', ['a', 'b']], ['is a number', 7], ['is an object', { id: 'a' }], ['is empty', '']] as const) {
+      t.equal(await status({ ...claims, sub }), 401, `a sub that ${what}: refused`)
+    }
   })
 
   t.test('a token in the query string is not written to the log with the URL', async (t) => {
