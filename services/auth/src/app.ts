@@ -35,6 +35,7 @@ import { lazyChildLogger } from './logging.js'
 import { refuseRepeatedContentType, refuseUnreadableBody } from './http/body-encoding.js'
 import { formParser } from './http/form-body.js'
 import { clientAddress, rateLimitKey } from './http/client-address.js'
+import { OAuthError } from './errors.js'
 
 declare module 'fastify' {
   /** A route's policy, declared on its own options and applied by buildApp's onRoute hook. */
@@ -66,6 +67,11 @@ function prependRouteHook (routeOptions: RouteOptions, name: 'onRequest' | 'preP
 /** What every answer carries: the security headers and the request's id. */
 function identify (request: FastifyRequest, reply: FastifyReply): void {
   void reply.headers(SECURITY_HEADERS).header('x-request-id', request.id)
+}
+
+/** An HTTP/1.1 request without a Host, which RFC 9112 §3.2 says a server must refuse (Node's own check is off: see buildApp). */
+function missingHost (request: FastifyRequest): boolean {
+  return request.raw.httpVersionMajor === 1 && request.raw.httpVersionMinor === 1 && request.headers.host === undefined
 }
 
 const PRESSURE_SAMPLE_MS = 250
@@ -126,6 +132,10 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     connectionTimeout: ANSWER_TIMEOUT_MS,
     requestTimeout: ANSWER_TIMEOUT_MS,
     keepAliveTimeout: 65_000,
+    // Node refuses an HTTP/1.1 request without a Host itself, a 400 with no
+    // body, no request id and no log line; the onRequest hook below refuses
+    // it instead, in the route's own format (RFC 9112 §3.2 still holds).
+    http: { requireHostHeader: false },
     routerOptions: { ignoreTrailingSlash: false },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } }
   }).withTypeProvider<TypeBoxTypeProvider>()
@@ -135,15 +145,22 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // connection for hours. With headersTimeout no longer than it, the whole
   // request is bounded again.
   app.server.headersTimeout = ANSWER_TIMEOUT_MS
+  // An Expect other than 100-continue: Node answers 417 itself, with no body,
+  // no request id and no log line, unless someone listens for it. RFC 9110
+  // §10.1.1 lets a server ignore an expectation it does not know (it MAY
+  // answer 417), and the gateway does: the request is served as if the
+  // header were absent, the same answer with the gateway in front or not.
+  app.server.on('checkExpectation', (req, res) => app.server.emit('request', req, res))
 
   // Every hook below runs only where it is needed: a global hook is paid by
   // the JWKS and /v1/me too (docs/performance.md, "Only the hooks a route needs").
   // The security headers are computed once (security-headers.ts) and set with
   // the request id in one synchronous hook, instead of helmet's middleware
   // chain built per request.
+  // The Host check rides on this hook rather than one of its own, for the same reason.
   app.addHook('onRequest', function securityHeaders (request, reply, done) {
     identify(request, reply)
-    done()
+    done(missingHost(request) ? new OAuthError('invalid_request', 'an HTTP/1.1 request must carry a Host header') : undefined)
   })
   // While draining, answers close their connection so that the in-flight
   // requests' keep-alive sockets do not hold shutdown open. Only requests

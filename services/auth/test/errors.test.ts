@@ -439,3 +439,47 @@ t.test('a path the router cannot read is refused in the format of the routes it 
   const res = await off.app.inject({ method: 'POST', url: '/api/token/%zz' })
   t.match(res.headers['content-type'], /^application\/problem\+json/, 'without SimpleJWT compatibility, its prefix is nobody\'s: problem+json')
 })
+
+t.test('an HTTP/1.1 request without a Host is refused 400 in the route\'s own format, with a request id and a log line, not Node\'s empty answer', async (t) => {
+  const { app, logs } = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on' })
+  const port = await listening(app)
+  const detail = 'an HTTP/1.1 request must carry a Host header'
+  const answer = async (request: string): Promise<{ head: string, body: unknown, id: string | undefined }> => {
+    const [head = '', body = ''] = (await rawAnswer(port, request)).split('\r\n\r\n')
+    return { head, body: body === '' ? undefined : JSON.parse(body), id: /\r\nx-request-id: ([^\r]+)\r\n/i.exec(head)?.[1] }
+  }
+  const form = 'grant_type=password&username=alice&password=x'
+  const oauth = await answer(`POST /oauth/token HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${form.length}\r\nConnection: close\r\n\r\n${form}`)
+  t.match(oauth.head, /^HTTP\/1\.1 400 /, '/oauth/token: 400')
+  t.match(oauth.head, /\r\ncache-control: no-store\r\n/i)
+  t.same(oauth.body, { error: 'invalid_request', error_description: detail }, '/oauth/token: RFC 6749\'s invalid_request')
+  t.ok(oauth.id, 'a request id')
+  const drf = await answer('POST /api/token/refresh/ HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}')
+  t.match(drf.head, /^HTTP\/1\.1 400 /)
+  t.same(drf.body, { detail }, 'SimpleJWT\'s route: DRF\'s {"detail"}')
+  for (const path of ['/v1/me', '/.well-known/jwks.json', '/nowhere']) {
+    const problem = await answer(`GET ${path} HTTP/1.1\r\nConnection: close\r\n\r\n`)
+    t.match(problem.head, /^HTTP\/1\.1 400 /, `${path}: 400`)
+    t.match(problem.head, /\r\ncontent-type: application\/problem\+json/i)
+    t.match(problem.body, { title: 'Bad Request', status: 400, detail, request_id: problem.id }, `${path}: a problem naming its request`)
+  }
+  t.ok(await linesLogged(logs, `"reqId":"${oauth.id ?? ''}"`, 1) >= 1, 'the refusal has its log line')
+  const old = await answer('GET /.well-known/jwks.json HTTP/1.0\r\n\r\n')
+  t.match(old.head, /^HTTP\/1\.1 200 /, 'HTTP/1.0 has no Host to require: served')
+  const hosted = await answer('GET /.well-known/jwks.json HTTP/1.1\r\nHost: tessera.test\r\nConnection: close\r\n\r\n')
+  t.match(hosted.head, /^HTTP\/1\.1 200 /, 'with a Host: served')
+})
+
+t.test('an Expect other than 100-continue is ignored, as the gateway ignores it: the request is served, not answered 417 with no body', async (t) => {
+  const { app, logs } = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on' })
+  const port = await listening(app)
+  const jwks = await rawAnswer(port, 'GET /.well-known/jwks.json HTTP/1.1\r\nHost: tessera.test\r\nExpect: something-else\r\nConnection: close\r\n\r\n')
+  t.match(jwks, /^HTTP\/1\.1 200 /, 'the JWKS, served')
+  const [head = '', body = ''] = (await rawAnswer(port, 'POST /oauth/token HTTP/1.1\r\nHost: tessera.test\r\nExpect: foo\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\nConnection: close\r\n\r\nscope=x')).split('\r\n\r\n')
+  t.match(head, /^HTTP\/1\.1 400 /)
+  t.same(JSON.parse(body), { error: 'invalid_request', error_description: 'grant_type: is required' }, 'a token request, answered as any other')
+  const id = /\r\nx-request-id: ([^\r]+)\r\n/i.exec(head)?.[1] ?? ''
+  t.ok(await linesLogged(logs, `"reqId":"${id}","method":"POST","route":"/oauth/token","status":400`, 1) >= 1, 'with its log line')
+  const [continued = ''] = (await rawAnswer(port, 'GET /.well-known/jwks.json HTTP/1.1\r\nHost: tessera.test\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n')).split('\r\n\r\n')
+  t.match(continued, /^HTTP\/1\.1 100 Continue/, '100-continue is still Node\'s to answer')
+})

@@ -141,10 +141,25 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     requestTimeout: ANSWER_TIMEOUT_MS,
     ajv: { customOptions: { removeAdditional: false } },
     frameworkErrors: answerFrameworkError,
-    clientErrorHandler: answerUnparsedRequest
+    clientErrorHandler: answerUnparsedRequest,
+    // Node refuses an HTTP/1.1 request without a Host itself, a 400 with no
+    // body and no log line; the onRequest hook below refuses it as problem+json.
+    http: { requireHostHeader: false }
   }).withTypeProvider<TypeBoxTypeProvider>()
   // Set after the server is made, requestTimeout bounds only the headers unless headersTimeout is no longer than it.
   app.server.headersTimeout = ANSWER_TIMEOUT_MS
+  // An Expect other than 100-continue: Node answers 417 itself, with no body
+  // and no log line, unless someone listens. RFC 9110 §10.1.1 lets a server
+  // ignore it, as the gateway does: the request is served as if it were absent.
+  app.server.on('checkExpectation', (req, res) => app.server.emit('request', req, res))
+  // RFC 9112 §3.2: an HTTP/1.1 request without a Host is refused, 400.
+  app.addHook('onRequest', function requireHost (request, reply, done) {
+    if (request.raw.httpVersionMajor === 1 && request.raw.httpVersionMinor === 1 && request.headers.host === undefined) {
+      void problem(reply, 400, 'Bad Request', 'an HTTP/1.1 request must carry a Host header')
+      return
+    }
+    done()
+  })
 
   // While closing, answers close their connection: Node's server.close() ends
   // only the keep-alive connections idle when it starts, so one whose request

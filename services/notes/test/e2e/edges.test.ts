@@ -158,3 +158,15 @@ t.test('each route needs its own scope: notes:read for GET, notes:write for POST
     t.notOk('www-authenticate' in allowed.headers)
   }
 })
+
+t.test('an HTTP/1.1 request without a Host is a problem+json 400, logged; an Expect other than 100-continue is ignored, not Node\'s bodiless 417', async (t) => {
+  const before = logs.lines().length
+  const hostless = await raw('GET /notes HTTP/1.1\r\nConnection: close\r\n\r\n')
+  t.match(hostless, /^HTTP\/1\.1 400 Bad Request\r\n/)
+  t.match(hostless, /\r\ncontent-type: application\/problem\+json/i)
+  t.match(JSON.parse(hostless.split('\r\n\r\n')[1] ?? ''), { status: 400, detail: 'an HTTP/1.1 request must carry a Host header' })
+  t.match(await raw('GET /healthz HTTP/1.0\r\n\r\n'), /^HTTP\/1\.1 200 /, 'HTTP/1.0 has no Host to require')
+  const expecting = await raw(`GET /notes HTTP/1.1\r\nHost: notes.test\r\nExpect: foo\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`)
+  t.match(expecting, /^HTTP\/1\.1 200 /, 'served as if the Expect were absent')
+  t.ok(logs.lines().slice(before).filter((l) => l.includes('"msg":"request"')).length >= 2, 'each with its log line')
+})
