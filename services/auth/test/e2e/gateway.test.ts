@@ -416,6 +416,16 @@ t.test('through the gateway', async (t) => {
     const trace = await gateway.request('TRACE', '/v1/me')
     t.equal(trace.status, 405)
     t.same(trace.json(), { type: 'about:blank', title: 'Method Not Allowed', status: 405, detail: 'this method is not served here', request_id: trace.headers['x-request-id'] }, 'a method Nginx refuses itself: problem+json, not its HTML page')
+    // Refused before a location is chosen, so the path picks the format, as Tessera's own 405s answer there.
+    for (const path of ['/oauth/token', '/oauth/revoke']) {
+      const oauthTrace = await gateway.request('TRACE', path)
+      t.same([oauthTrace.status, oauthTrace.headers['content-type'], oauthTrace.json()], [405, 'application/json', { error: 'invalid_request', error_description: 'this method is not served here' }], `TRACE ${path}: RFC 6749's invalid_request`)
+      t.equal(oauthTrace.headers['cache-control'], 'no-store')
+      t.equal(oauthTrace.headers['x-content-type-options'], 'nosniff', 'with the security headers')
+      t.match(oauthTrace.headers['x-request-id'], /^[0-9a-f]{32}$/)
+    }
+    const drfTrace = await gateway.request('TRACE', '/api/token/refresh/')
+    t.same([drfTrace.status, drfTrace.headers['content-type'], drfTrace.json()], [405, 'application/json', { detail: 'Method "TRACE" not allowed.' }], 'TRACE on SimpleJWT\'s prefix: DRF\'s own 405')
     for (const bare of ['/v1', '/oauth', '/.well-known']) {
       const unslashed = await gateway.request('GET', bare)
       t.equal(unslashed.status, 404, `${bare} without its slash`)
