@@ -87,7 +87,8 @@ export function formatTable (rawRows: Array<Record<string, string>>): string {
   const first = rows[0]
   if (first === undefined) return '(none)'
   const columns = Object.keys(first)
-  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => (r[c] ?? '').length)))
+  // A fold, not Math.max(...cells): spread as arguments, a column of some 120,000 rows (`users list`) overflowed the stack.
+  const widths = columns.map((c) => rows.reduce((width, r) => Math.max(width, (r[c] ?? '').length), c.length))
   const line = (cells: string[]): string => cells.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd()
   return [line(columns), ...rows.map((r) => line(columns.map((c) => r[c] ?? '')))].join('\n')
 }
