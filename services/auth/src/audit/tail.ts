@@ -5,6 +5,7 @@
  * change over HTTP) are read with the name that id goes by.
  * @module
  */
+import { sql } from 'kysely'
 import type { Db } from '../db/database.js'
 import { normalizeUsername } from '../passwords/policy.js'
 import { UUID_TEXT } from '../util/uuid.js'
@@ -35,13 +36,19 @@ export async function tailAudit (db: Db, options: { user?: string | undefined, l
   const user = options.user
   if (user !== undefined) {
     const name = normalizeUsername(user) ?? user.normalize('NFKC').toLowerCase()
+    // The ids the name went by: the user's now, and a deleted user's, found
+    // through the events that recorded both (user.created, user.deleted), so
+    // that their events that kept only the id (session.ended) are found too.
+    // An array computed once, not `IN (subquery)` beside an OR: so each side
+    // is an index condition (audit_events_username, audit_events_user) and the
+    // newest rows are picked from the user's alone, where the planner read
+    // every event of the table backwards by id, filtering each (migration 0015).
     query = query.where((eb) => {
+      const ids = eb.selectFrom('users').select('id').where('username', '=', name)
+        .union(eb.selectFrom('audit_events as named').select('named.user_id as id').where('named.username', '=', name).where('named.user_id', 'is not', null).$narrowType<{ id: string }>())
       const about = [
         eb('username', '=', name),
-        eb('user_id', 'in', eb.selectFrom('users').select('id').where('username', '=', name)),
-        // A deleted user's events that kept only the id (session.ended) are
-        // found through the events that recorded both (user.created, user.deleted).
-        eb('user_id', 'in', eb.selectFrom('audit_events as named').select('named.user_id').where('named.username', '=', name).where('named.user_id', 'is not', null))
+        eb('user_id', '=', sql<string>`any (array(${ids}))`)
       ]
       if (UUID_TEXT.test(user)) about.push(eb('user_id', '=', user.toLowerCase()))
       return eb.or(about)

@@ -11,7 +11,7 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   const env = { DATABASE_URL: url, NODE_ENV: 'production' }
   const before = await runCli(['migrate', 'status', '--json'], env)
   t.equal(before.code, 0, before.stderr)
-  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null, null, null, null, null, null, null, null, null, null, null])
+  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null, null, null, null, null, null, null, null, null, null, null, null])
 
   const up = await runCli(['migrate', 'up'], env)
   t.equal(up.code, 0, up.stderr)
@@ -31,6 +31,8 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
     (await sql<{ n: number }>`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name = ${name}`.execute(connection.db)).rows[0]?.n
   const columns = async (table: string, name: string): Promise<number | undefined> =>
     (await sql<{ n: number }>`SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = ${table} AND column_name = ${name}`.execute(connection.db)).rows[0]?.n
+  const indexCount = async (name: string): Promise<number | undefined> =>
+    (await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_indexes WHERE indexname = ${name}`.execute(connection.db)).rows[0]?.n
   const triggers = async (): Promise<number | undefined> =>
     (await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_trigger WHERE tgrelid = 'clients'::regclass AND NOT tgisinternal`.execute(connection.db)).rows[0]?.n
   t.equal(await functions('tessera_refresh_grant'), 1, 'up created the refresh grant function')
@@ -67,6 +69,12 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
     (await sql<{ body: string }>`SELECT prosrc AS body FROM pg_proc WHERE proname = 'tessera_start_login'`.execute(connection.db)).rows[0]?.body ?? ''
   t.match(await startBody(), 'PERFORM FROM clients c WHERE c.client_id = session_client AND c.disabled_at IS NULL FOR SHARE', 'up: a login checks its client under a row lock')
   t.equal(await columns('signing_keys', 'sessions_swept_at'), 1, 'up: a revoked key records the sweep of its sessions')
+  t.match(await indexDef('sessions_user'), /ON public\.sessions USING btree \(user_id, revoked_at\)$/, 'up: every session by user, so a user\'s delete cascades by index')
+  t.match(await indexDef('audit_events_username'), /USING btree \(username\) WHERE \(username IS NOT NULL\)/, 'and the audit events by name')
+  await revertNewest('0015_user_lookups')
+  t.match(await indexDef('sessions_user_live'), /USING btree \(user_id\) WHERE \(revoked_at IS NULL\)/, 'down brought back the index of live sessions')
+  t.equal(await indexCount('sessions_user'), 0, 'and dropped the new ones')
+  t.equal(await indexCount('audit_events_username'), 0)
   await revertNewest('0014_revoked_key_sweep')
   t.equal(await columns('signing_keys', 'sessions_swept_at'), 0, 'down dropped it')
   await revertNewest('0013_login_client_check')
@@ -80,6 +88,7 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   t.same((await connection.db.selectFrom('login_throttle').select('username').execute()).map((r) => r.username), ['alice'], 'and from the back-off')
   await connection.db.deleteFrom('audit_events').execute()
   await connection.db.deleteFrom('login_throttle').execute()
+  await revertNewest('0015_user_lookups')
   await revertNewest('0014_revoked_key_sweep')
   await revertNewest('0013_login_client_check')
   await revertNewest('0012_redact_invalid_usernames')
@@ -97,6 +106,7 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   t.same(imported, { 'signed-up': false, imported: true, 'logged-in': false }, 'up: only a user with no user.created row and a Django hash still is taken for imported; when unsure, not')
   await connection.db.deleteFrom('audit_events').execute()
   await connection.db.deleteFrom('users').execute()
+  await revertNewest('0015_user_lookups')
   await revertNewest('0014_revoked_key_sweep')
   await revertNewest('0013_login_client_check')
   await revertNewest('0012_redact_invalid_usernames')
@@ -145,7 +155,7 @@ t.test('two migrate up at once apply each migration once', async (t) => {
   t.equal(a.code, 0, a.stderr)
   t.equal(b.code, 0, b.stderr)
   const applied = [...JSON.parse(a.stdout).applied, ...JSON.parse(b.stdout).applied]
-  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients', '0005_refresh_grant', '0006_refresh_writes', '0007_refresh_token_kid_brin', '0008_login_round_trips', '0009_client_changes', '0010_login_backoff_streak', '0011_users_imported_at', '0012_redact_invalid_usernames', '0013_login_client_check', '0014_revoked_key_sweep'], 'exactly one process applied each')
+  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients', '0005_refresh_grant', '0006_refresh_writes', '0007_refresh_token_kid_brin', '0008_login_round_trips', '0009_client_changes', '0010_login_backoff_streak', '0011_users_imported_at', '0012_redact_invalid_usernames', '0013_login_client_check', '0014_revoked_key_sweep', '0015_user_lookups'], 'exactly one process applied each')
 })
 
 t.test('the schema enforces its constraints', async (t) => {

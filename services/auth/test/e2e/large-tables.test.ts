@@ -1,0 +1,94 @@
+/**
+ * What broke at a production's volumes (session 25, docs/performance.md,
+ * "Production volumes (session 25)"), held here by what does not depend on
+ * the volume: the plans the statements get (an index, not a read of the
+ * whole table; asked with sequential scans priced out, as on a table this
+ * small the planner would rather read it all), and an operator's list of
+ * more users than a function call takes arguments.
+ */
+import t from 'tap'
+import { sql, CompiledQuery, Kysely, PostgresDialect } from 'kysely'
+import pg from 'pg'
+import type { Database, Db } from '../../src/db/database.js'
+import { tailAudit } from '../../src/audit/tail.js'
+import { createTestDatabase, testConnection } from '../helpers/db.js'
+import { runCli } from '../helpers/server.js'
+
+interface PlanNode { 'Node Type': string, 'Relation Name'?: string, 'Index Name'?: string, 'Index Cond'?: string, Plans?: PlanNode[] }
+
+function nodes (plan: PlanNode): PlanNode[] {
+  return [plan, ...(plan.Plans ?? []).flatMap(nodes)]
+}
+
+/** Every node of the plan the statement gets with sequential scans priced out: one still there means no index can serve it. */
+async function planOf (db: Db, query: Pick<CompiledQuery, 'sql' | 'parameters'>): Promise<PlanNode[]> {
+  return await db.connection().execute(async (conn) => {
+    await sql`SET enable_seqscan = off`.execute(conn)
+    try {
+      const { rows } = await conn.executeQuery<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>(CompiledQuery.raw(`EXPLAIN (FORMAT JSON) ${query.sql}`, [...query.parameters]))
+      const plan = rows[0]?.['QUERY PLAN'][0]?.Plan
+      if (plan === undefined) throw new Error('EXPLAIN answered no plan')
+      return nodes(plan)
+    } finally {
+      await sql`RESET enable_seqscan`.execute(conn)
+    }
+  })
+}
+
+/**
+ * The scans that read a whole table: a sequential one, or one along an index
+ * with no condition on it (a walk of the primary key in order, filtering
+ * every row, as `audit tail --user` did).
+ */
+const wholeTableScans = (plan: PlanNode[]): string[] => plan
+  .filter((n) => n['Node Type'] === 'Seq Scan' || (/^Index (Only )?Scan$/.test(n['Node Type']) && n['Index Cond'] === undefined))
+  .map((n) => `${n['Node Type']} on ${n['Relation Name'] ?? '?'}`)
+
+t.test('deleting a user: the cascade to its sessions reads them by index, revoked ones included', async (t) => {
+  const { db } = await testConnection(t)
+  // The statement Postgres's foreign-key trigger runs for ON DELETE CASCADE (ri_triggers.c).
+  const cascade = { sql: 'DELETE FROM ONLY "public"."sessions" WHERE $1 OPERATOR(pg_catalog.=) "user_id"', parameters: ['00000000-0000-0000-0000-000000000001'] }
+  const plan = await planOf(db, cascade)
+  t.same(wholeTableScans(plan), [], 'no read of the whole sessions table')
+  t.ok(plan.some((n) => n['Index Name'] === 'sessions_user'), 'the cascade uses sessions_user')
+  // A revoked session must go with its user too: an index of the live ones alone cannot serve the cascade.
+  const { rows: [index] } = await sql<{ predicate: string | null }>`SELECT pg_get_expr(indpred, indrelid) AS predicate FROM pg_index WHERE indexrelid = 'sessions_user'::regclass`.execute(db)
+  t.equal(index?.predicate, null, 'sessions_user holds every session, not only the live ones')
+})
+
+t.test('audit tail --user reads the user\'s events by index, not every event of the table', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db } = await testConnection(t, url)
+  const deleted = '00000000-0000-0000-0000-0000000000aa'
+  await db.insertInto('audit_events').values([
+    { type: 'user.created', user_id: deleted, username: 'gone' },
+    { type: 'session.ended', user_id: deleted },
+    { type: 'login.failed', username: 'gone' },
+    { type: 'login.failed', username: 'other' }
+  ]).execute()
+  const sent: CompiledQuery[] = []
+  const pool = new pg.Pool({ connectionString: url, max: 1 })
+  const logged = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log: (event) => { sent.push(event.query) } })
+  t.teardown(async () => { await logged.destroy() })
+  const expected = { gone: ['user.created', 'session.ended', 'login.failed'], [deleted]: ['user.created', 'session.ended'] }
+  for (const [user, types] of Object.entries(expected)) {
+    sent.length = 0
+    const rows = await tailAudit(logged, { user, limit: 50 })
+    t.same(rows.map((r) => r.type), types, `${user}: the events about the name or the id it went by`)
+    t.equal(sent.length, 1, 'one statement')
+    for (const query of sent) t.same(wholeTableScans(await planOf(db, query)), [], `${user}: no read of a whole table`)
+  }
+})
+
+t.test('users list prints more users than a function call takes arguments', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db } = await testConnection(t, url)
+  const count = 150_000
+  await sql`INSERT INTO users (username, password_hash) SELECT 'user' || i, 'x' FROM generate_series(1, ${count}) i`.execute(db)
+  const listed = await runCli(['users', 'list'], { DATABASE_URL: url })
+  t.equal(listed.stderr, '')
+  t.equal(listed.code, 0)
+  const lines = listed.stdout.trimEnd().split('\n')
+  t.equal(lines.length, count + 1, 'a header and a line per user')
+  t.match(lines[0], /^username\s+/)
+})
