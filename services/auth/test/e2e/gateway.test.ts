@@ -2,16 +2,18 @@
  * The whole topology, for real: Nginx (rendered from nginx/) terminating TLS
  * in front of two Tessera processes and the notes service, on one Postgres.
  */
-import { spawnSync } from 'node:child_process'
+import { execFile, spawnSync } from 'node:child_process'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { freePort } from '@tessera/testkit'
 import { connect as tlsConnect } from 'node:tls'
 import t, { type Test } from 'tap'
 import { createTestDatabase } from '../helpers/db.js'
+import { PYTHON } from '../helpers/django.js'
 import { makeCertificate, nginxBinary, REPO_ROOT, startGateway, startNotes, tempDir, type Gateway, type Reply, type RequestOptions } from '../helpers/gateway.js'
 import { killInstance, runCli, startServer } from '../helpers/server.js'
 import { within } from '../helpers/http.js'
@@ -195,6 +197,34 @@ t.test('through the gateway', async (t) => {
     const lines = gateway.accessLog()
     t.ok(lines.length > 0 && lines.every((line) => typeof JSON.parse(line).request_id === 'string'), 'the access log is JSON lines with a request id')
     t.notOk(lines.some((line) => line.includes(pair.access_token.slice(-20)) || line.includes(pair.refresh_token.slice(-20))), 'no token in the access log')
+  })
+
+  t.test('integrators.md\'s jose and PyJWT code verify a notes token through the gateway, trusting its certificate as "Trying it" says', async (t) => {
+    const doc = readFileSync(join(REPO_ROOT, 'docs/integrators.md'), 'utf8')
+    // The variable each runtime trusts a certificate by, as the section names it: a wrong name would leave the JWKS unfetchable.
+    const trusted = Object.fromEntries([...doc.slice(doc.indexOf('## Trying it')).matchAll(/`([A-Z_]+)=\.data\/tls\/cert\.pem (node|python3) …`/g)].map((m) => [m[2], m[1]]))
+    t.same(Object.keys(trusted).sort(), ['node', 'python3'], 'the section says how to trust the certificate in both')
+    const block = (heading: string, lang: string): string => new RegExp('```' + lang + '\\n([\\s\\S]*?)```').exec(doc.slice(doc.indexOf(heading)))?.[1] ?? ''
+    // Substituted as the section says: the gateway for https://auth.example.com, notes' audience for api.
+    const jose = block('## Node: jose', 'js').replaceAll('https://auth.example.com', issuer).replace("audience: 'api'", "audience: 'urn:tessera:notes'") +
+      'try { console.log(200, (await verifyAccessToken(process.argv[1])).sub) } catch (err) { console.log(err instanceof KeysUnavailable ? 503 : 401) }\n'
+    const pyjwt = 'import sys\n' + block('## Python: PyJWT', 'python').replace('"https://auth.example.com"', `"${issuer}"`).replace('audience="api"', 'audience="urn:tessera:notes"') +
+      'try:\n    print(200, verify_access_token(sys.argv[1])["sub"])\nexcept KeysUnavailable:\n    print(503)\n'
+    const sub = JSON.parse(Buffer.from(alice.access.split('.')[1] ?? '', 'base64url').toString()).sub as string
+    const run = promisify(execFile)
+    const verdict = async (runtime: 'node' | 'python3', trust: boolean): Promise<string> => {
+      const env = { ...process.env }
+      const name = trusted[runtime] ?? ''
+      if (trust) env[name] = tls.cert
+      else delete env[name]
+      // From the repository root, where jose is installed.
+      const [file, args] = runtime === 'node' ? [process.execPath, ['--input-type=module', '-e', jose]] : [PYTHON, ['-c', pyjwt]]
+      return (await run(file, [...args, alice.access], { cwd: REPO_ROOT, env })).stdout.trim()
+    }
+    for (const runtime of ['node', 'python3'] as const) {
+      t.equal(await verdict(runtime, true), `200 ${sub}`, `${runtime}: verified, with ${trusted[runtime] ?? '?'}`)
+      t.equal(await verdict(runtime, false), '503', `${runtime}: without it, the JWKS cannot be fetched`)
+    }
   })
 
   t.test('the JWKS through the gateway: Tessera\'s caching, a strong ETag, 304 on If-None-Match', async (t) => {
