@@ -16,6 +16,12 @@
  * host) otherwise held a reload or a step for TCP's ~15 minutes, every later
  * reload joining it and the workers told of none, and the key timer stopped.
  * Cleanup keeps the primary's unbounded connections: its deletes can be long.
+ *
+ * Cleanup runs at start, then every TESSERA_CLEANUP_INTERVAL; a run that
+ * stopped at its batch cap (rows still due) is followed by another after
+ * CLEANUP_CATCH_UP_PAUSE_MS, until one finds less than its cap of every kind.
+ * One run of 100 batches of 1,000 per interval is 167 rows/s, less than an
+ * instance's refreshes write at peak (decisions.md, "Cleanup catches up").
  * @module
  */
 import type pg from 'pg'
@@ -30,7 +36,7 @@ import { WrongKekError } from './keys/kek.js'
 import { listenForChanges } from './db/listen.js'
 import { KEYS_CHANNEL } from './keys/transitions.js'
 import { CLIENTS_CHANNEL } from './clients/cache.js'
-import { cleanupExpired } from './sessions/cleanup.js'
+import { CLEANUP_BATCH_SIZE, CLEANUP_MAX_BATCHES, cleanupExpired } from './sessions/cleanup.js'
 import { singleFlight } from './util/single-flight.js'
 import { pruneLoginThrottle } from './passwords/login-throttle.js'
 import type { Metrics } from './metrics/metrics.js'
@@ -45,13 +51,15 @@ export interface JobDeps {
   logger: Logger
   clock: () => Date
   /** Counts each failed run, so an operator can alert on jobs that keep failing; and the key work's connections, in the pool gauges. */
-  metrics: Pick<Metrics, 'jobFailed' | 'countPool'>
+  metrics: Pick<Metrics, 'jobFailed' | 'countPool' | 'cleanedUp'>
   /** Called whenever the keyring reloads, with why. */
   onReload?: (why: string) => void
   /** Told of each client whose row changed (clients/cache.ts), and whether such changes are heard at all right now. */
   clientChanges?: { changed: (clientId: string) => void, heard: (live: boolean) => void }
   /** The key work's statement timeout, in ms; its statements are short, so KEY_STATEMENT_TIMEOUT_MS. */
   keyStatementTimeoutMs?: number
+  /** One cleanup run's bound, per kind: batches of `batchSize` rows, at most `maxBatches` of them (CLEANUP_BATCH_SIZE, CLEANUP_MAX_BATCHES). */
+  cleanupBatches?: { batchSize: number, maxBatches: number }
 }
 
 /**
@@ -62,6 +70,12 @@ export interface JobDeps {
 export const KEY_STATEMENT_TIMEOUT_MS = 10_000
 /** The key work's connections: a reload and a lifecycle step can run at once. */
 export const KEY_POOL = 2
+/**
+ * After a run that left rows due, the next starts this much later rather
+ * than a whole interval: the lock is free and the database idle from cleanup
+ * meanwhile, so requests and other instances' work are not crowded out.
+ */
+export const CLEANUP_CATCH_UP_PAUSE_MS = 2000
 /** A failed keyring reload is tried again after this, doubling up to the last (or the backstop's interval, when shorter). */
 const RELOAD_RETRY_FIRST_MS = 1000
 const RELOAD_RETRY_MAX_MS = 16_000
@@ -85,13 +99,27 @@ export function keyTickSeconds (config: Pick<Config, 'keyCheckInterval' | 'keyPu
   return Math.max(MIN_KEY_TICK, Math.min(...bounds.filter((s) => s > 0)))
 }
 
-/** Deletes what expired: sessions and refresh tokens, then back-off streaks older than the longest back-off. */
-async function cleanup (deps: JobDeps): Promise<void> {
-  const { db, config, logger } = deps
-  const result = await cleanupExpired(db, { now: deps.clock(), revokedRetention: config.revokedRetention, auditRetention: config.auditRetention })
-  if (result.sessions + result.refreshTokens + result.auditEvents > 0) logger.info(result, 'cleanup deleted expired rows')
-  const pruned = await pruneLoginThrottle(db, deps.clock(), { max: config.loginBackoffMax, maxRows: config.loginThrottleMaxRows })
-  if (pruned !== undefined && pruned > 0) logger.info({ deleted: pruned }, 'pruned login back-off rows')
+/**
+ * Deletes what expired: sessions, refresh tokens and audit events past their
+ * retention, then back-off streaks older than the longest back-off. Says
+ * whether it stopped at its cap of some kind, with rows still due.
+ */
+async function cleanup (deps: JobDeps, signal: AbortSignal): Promise<boolean> {
+  const { db, config, logger, metrics } = deps
+  const { batchSize, maxBatches } = deps.cleanupBatches ?? { batchSize: CLEANUP_BATCH_SIZE, maxBatches: CLEANUP_MAX_BATCHES }
+  const result = await cleanupExpired(db, { now: deps.clock(), revokedRetention: config.revokedRetention, auditRetention: config.auditRetention, batchSize, maxBatches, signal })
+  const deleted = { sessions: result.sessions, refreshTokens: result.refreshTokens, auditEvents: result.auditEvents }
+  metrics.cleanedUp('sessions', result.sessions)
+  metrics.cleanedUp('refresh_tokens', result.refreshTokens)
+  metrics.cleanedUp('audit_events', result.auditEvents)
+  if (result.sessions + result.refreshTokens + result.auditEvents > 0) logger.info(deleted, 'cleanup deleted expired rows')
+  const pruned = await pruneLoginThrottle(db, deps.clock(), { max: config.loginBackoffMax, maxRows: config.loginThrottleMaxRows, batch: batchSize, maxBatches, signal }) ?? 0
+  metrics.cleanedUp('login_throttle', pruned)
+  if (pruned > 0) logger.info({ deleted: pruned }, 'pruned login back-off rows')
+  // Every batch of a full run is full: at the cap, some may be left.
+  const behind = result.behind || pruned >= batchSize * maxBatches
+  if (behind && !signal.aborted) logger.info({ ...deleted, loginThrottle: pruned }, 'cleanup is behind; continuing')
+  return behind
 }
 
 /** Reloads `keyring` from the database, coalescing concurrent calls; a key sealed under another KEK is logged, not fatal. */
@@ -162,13 +190,27 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
   })
   const backstop = setInterval(() => reload('periodic'), config.keyCheckInterval * 1000)
   backstop.unref()
-  const cleaner = setInterval(() => {
-    cleanup(deps).catch((err: unknown) => {
-      metrics.jobFailed('cleanup')
-      logger.warn({ err }, 'cleanup failed')
-    })
-  }, config.cleanupInterval * 1000)
-  cleaner.unref()
+  // At start too: an instance restarted more often than the interval (deploys,
+  // a crash loop, an interval of days) would otherwise never clean up, and a
+  // retention lowered by a restart takes effect at once.
+  const stopCleanup = new AbortController()
+  let cleaner: NodeJS.Timeout | undefined
+  let cleaning: Promise<void> = Promise.resolve()
+  const scheduleCleanup = (ms: number): void => {
+    if (stopped) return
+    cleaner = setTimeout(() => {
+      cleaning = cleanup(deps, stopCleanup.signal).catch((err: unknown) => {
+        metrics.jobFailed('cleanup')
+        logger.warn({ err }, 'cleanup failed')
+        return false
+      }).then((behind) => {
+        const interval = config.cleanupInterval * 1000
+        scheduleCleanup(behind ? Math.min(CLEANUP_CATCH_UP_PAUSE_MS, interval) : interval)
+      })
+    }, ms)
+    cleaner.unref()
+  }
+  scheduleCleanup(0)
 
   const making = { kek, bits: config.keyBits, clock: deps.clock }
   let tick: NodeJS.Timeout | undefined
@@ -201,8 +243,11 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
       clearTimeout(tick)
       clearTimeout(retry)
       clearInterval(backstop)
-      clearInterval(cleaner)
+      clearTimeout(cleaner)
+      // A run in progress ends after its batch in flight; none follows.
+      stopCleanup.abort()
       await running
+      await cleaning
       await listener.close()
       await keyConnection.close()
     }

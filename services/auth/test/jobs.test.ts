@@ -14,7 +14,7 @@ import type pg from 'pg'
 import type { Config } from '../src/config.js'
 import type { Db } from '../src/db/database.js'
 import { sql } from 'kysely'
-import { startBackgroundJobs } from '../src/jobs.js'
+import { CLEANUP_CATCH_UP_PAUSE_MS, startBackgroundJobs, type JobDeps } from '../src/jobs.js'
 import { ensureSigningKey } from '../src/keys/ensure.js'
 import { readKekFile, resolveKek } from '../src/keys/kek.js'
 import { Keyring } from '../src/keys/keyring.js'
@@ -30,11 +30,12 @@ import { createMetrics, type Metrics } from '../src/metrics/metrics.js'
 import { refuseRejectedKey, testConfig } from './helpers/app.js'
 import { createTestDatabase, testConnection } from './helpers/db.js'
 import { within } from './helpers/http.js'
+import { sessionWithToken } from './helpers/session-fixture.js'
 
-interface Instance { config: Config, kek: Buffer, keyring: Keyring, logs: () => string, metrics: Metrics, clock: () => Date, advance: (seconds: number) => void, clientEvents: string[] }
+interface Instance { config: Config, kek: Buffer, keyring: Keyring, logs: () => string, metrics: Metrics, clock: () => Date, advance: (seconds: number) => void, clientEvents: string[], stop: () => Promise<void> }
 
 /** One instance's keyring and background jobs on `url`, logging into `logs`; its clock runs, and `advance` moves it on. */
-async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: Record<string, string>, keyStatementTimeoutMs?: number): Promise<Instance> {
+async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: Record<string, string>, more: Pick<JobDeps, 'keyStatementTimeoutMs' | 'cleanupBatches'> = {}): Promise<Instance> {
   const config = testConfig(env)
   const kek = config.kek ?? randomBytes(32)
   const sink = memorySink()
@@ -47,9 +48,12 @@ async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: 
   const clock = (): Date => new Date(Date.now() + offset * 1000)
   const clientEvents: string[] = []
   const clientChanges = { changed: (id: string) => { clientEvents.push(`changed ${id}`) }, heard: (live: boolean) => { clientEvents.push(live ? 'live' : 'lost') } }
-  const jobs = await startBackgroundJobs({ config, db, databaseUrl: url, pool, keyring, kek, logger, clock, metrics, clientChanges, keyStatementTimeoutMs })
-  t.teardown(jobs.stop)
-  return { config, kek, keyring, logs: sink.text, metrics, clock, advance: (seconds) => { offset += seconds }, clientEvents }
+  const jobs = await startBackgroundJobs({ config, db, databaseUrl: url, pool, keyring, kek, logger, clock, metrics, clientChanges, ...more })
+  // Once, whether the test stops them or the teardown does.
+  let stopping: Promise<void> | undefined
+  const stop = async (): Promise<void> => { await (stopping ??= jobs.stop()) }
+  t.teardown(stop)
+  return { config, kek, keyring, logs: sink.text, metrics, clock, advance: (seconds) => { offset += seconds }, clientEvents, stop }
 }
 
 t.test('an instance hears of changes within a second, also after losing its LISTEN connection', async (t) => {
@@ -103,7 +107,7 @@ t.test('a database gone silent (a failover that left the old address unanswering
   const other = await testConnection(t, url)
   // Reloads and ticks each second, so the key connections are open and in use when the relay goes silent.
   const { config, kek, keyring, logs, metrics, clock, advance } = await startInstance(t, relay.url, db, pool,
-    { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_PUBLISH_LEAD: '2m', TESSERA_REFRESH_GRACE: '0' }, 300)
+    { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_PUBLISH_LEAD: '2m', TESSERA_REFRESH_GRACE: '0' }, { keyStatementTimeoutMs: 300 })
   await new Promise((resolve) => setTimeout(resolve, 1500))
   relay.silence()
   // Its NOTIFY is lost with the silent LISTEN connection: a reload must find it.
@@ -236,4 +240,53 @@ t.test('a failing background run is logged and counted by job', async (t) => {
   const failed = async (): Promise<number> => (await metrics.registry.getSingleMetric('tessera_background_job_failures_total')?.get())?.values.find((v) => v.labels.job === 'cleanup')?.value ?? 0
   t.ok(await within(5000, async () => await failed() >= 1, 100) !== undefined, 'the cleanup failure is counted')
   t.match(logs(), '"msg":"cleanup failed"')
+})
+
+/** Audit events 100 days old, past the default retention of 90 days. */
+async function oldAuditEvents (db: Db, count: number): Promise<void> {
+  await sql`INSERT INTO audit_events (type, occurred_at) SELECT 'login.failed', now() - interval '100 days' FROM generate_series(1, ${count})`.execute(db)
+}
+
+async function dueAuditEvents (db: Db): Promise<number> {
+  const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM audit_events WHERE occurred_at < now() - interval '90 days'`.execute(db)
+  return Number(rows[0]?.n)
+}
+
+t.test('a cleanup run that stops at its cap is followed by another soon, not an interval later, until nothing due is left', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db, pool } = await testConnection(t, url)
+  for (let i = 0; i < 5; i++) await sessionWithToken(db, new Date(Date.now() - 2 * 86_400_000))
+  // The fixture's keys are placeholders, which the instance's start would try to open and load: revoked and erased, it reads none.
+  await sql`UPDATE signing_keys SET state = 'revoked', revoked_at = now(), unpublished_at = now(), private_key_enc = NULL, private_erased_at = now()`.execute(db)
+  await oldAuditEvents(db, 10)
+  // Four rows of each kind per run: the sessions take two runs (the fifth's token, expired too, goes in the first), the audit events three. The interval is far past the test.
+  const { logs, metrics } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s', TESSERA_CLEANUP_INTERVAL: '1h' },
+    { cleanupBatches: { batchSize: 2, maxBatches: 2 } })
+  const sessionsLeft = async (): Promise<number> => (await db.selectFrom('sessions').select('id').execute()).length
+  const took = await within(30_000, async () => await dueAuditEvents(db) === 0 && await sessionsLeft() === 0, 100)
+  t.ok(took !== undefined, `every due row deleted without waiting the interval (took ${String(took)} ms)`)
+  const pruned = await db.selectFrom('audit_events').select(sql<number>`(detail->>'deleted')::int`.as('deleted')).where('type', '=', 'audit.pruned').orderBy('id').execute()
+  t.same(pruned.map((row) => row.deleted), [2, 2, 2, 2, 2], 'one audit.pruned row per batch, as before')
+  t.match(logs(), /"sessions":4,"refreshTokens":1,"auditEvents":4,"loginThrottle":0,"msg":"cleanup is behind; continuing"/, 'a run that ends behind says so, with its counts')
+  t.match(logs(), /"sessions":1,"refreshTokens":0,"auditEvents":4,"msg":"cleanup deleted expired rows"/, 'the end-of-run line names each kind')
+  t.equal(logs().split('cleanup is behind; continuing').length - 1, 2, 'behind after the first two runs only')
+  const deleted = (await metrics.registry.getSingleMetric('tessera_cleanup_deleted_total')?.get())?.values ?? []
+  t.same(Object.fromEntries(deleted.map((v) => [v.labels.kind, v.value])), { sessions: 5, refresh_tokens: 1, audit_events: 10, login_throttle: 0 }, 'and counts what it deleted, by kind')
+})
+
+t.test('stopping the jobs stops a cleanup catching up, within the run in progress', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db, pool } = await testConnection(t, url)
+  const total = 10_000
+  const perRun = 2000
+  await oldAuditEvents(db, total)
+  const { stop } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s', TESSERA_CLEANUP_INTERVAL: '1h' },
+    { cleanupBatches: { batchSize: 1, maxBatches: perRun } })
+  // Past the first run's rows: the second run, catching up, is deleting one row a statement.
+  t.ok(await within(30_000, async () => await dueAuditEvents(db) < total - perRun, 10) !== undefined, 'a second run started without waiting the interval')
+  await stop()
+  const left = await dueAuditEvents(db)
+  t.ok(left > total - 2 * perRun, `the run in progress stopped after its batch in flight (${left} left)`)
+  await new Promise((resolve) => setTimeout(resolve, 2 * CLEANUP_CATCH_UP_PAUSE_MS + 500))
+  t.equal(await dueAuditEvents(db), left, 'and no run follows the stop')
 })

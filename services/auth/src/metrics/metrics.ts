@@ -17,6 +17,7 @@ import { VERSION } from '../version.js'
 const LOGIN_OUTCOMES = ['ok', 'failed', 'backed_off', 'shed', 'unavailable'] as const
 const REFRESH_OUTCOMES = ['rotated', 'grace', 'reuse', 'refused', 'unavailable'] as const
 const BACKGROUND_JOBS = ['key_rotation', 'keyring_reload', 'key_listener', 'cleanup'] as const
+const CLEANUP_KINDS = ['sessions', 'refresh_tokens', 'audit_events', 'login_throttle'] as const
 /**
  * The instance's connection pools: `main`, each process's own (an HTTP
  * worker's requests; the primary's start-up and cleanup), and `key`, the
@@ -27,6 +28,7 @@ export type PoolName = 'main' | 'key'
 export type LoginOutcome = typeof LOGIN_OUTCOMES[number]
 export type RefreshOutcome = typeof REFRESH_OUTCOMES[number]
 export type BackgroundJob = typeof BACKGROUND_JOBS[number]
+export type CleanupKind = typeof CLEANUP_KINDS[number]
 
 export interface Metrics {
   registry: Registry
@@ -40,6 +42,8 @@ export interface Metrics {
   tokenIssued: (grantType: GrantType) => void
   /** A background run failed (`key_listener`: the LISTEN connection was lost and is being re-established). */
   jobFailed: (job: BackgroundJob) => void
+  /** Rows the periodic cleanup deleted (the primary's job; `tessera cleanup` counts in no instance). */
+  cleanedUp: (kind: CleanupKind, rows: number) => void
   /** Counts `pool`'s connections in the tessera_db_pool_* gauges from now on, as `pool="name"`. */
   countPool: (name: PoolName, pool: pg.Pool) => void
 }
@@ -81,7 +85,9 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
   // Every outcome shows from the start (at 0), so rate() works before the first event.
   for (const outcome of LOGIN_OUTCOMES) logins.inc({ outcome }, 0)
   for (const outcome of REFRESH_OUTCOMES) refreshes.inc({ outcome }, 0)
+  const cleaned = new Counter({ name: 'tessera_cleanup_deleted_total', help: 'Rows the periodic cleanup deleted, by kind (sessions, refresh_tokens, audit_events, login_throttle)', labelNames: ['kind'], registers: [registry] })
   for (const job of BACKGROUND_JOBS) failures.inc({ job }, 0)
+  for (const kind of CLEANUP_KINDS) cleaned.inc({ kind }, 0)
   const gauge = (name: string, help: string, aggregator: 'sum' | 'max' | 'min' | 'first', collect: (set: (value: number) => void) => void): void => {
     registry.registerMetric(new Gauge({ name, help, aggregator, registers: [], collect () { this.reset(); collect((value) => this.set(value)) } }))
   }
@@ -182,6 +188,7 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
     revoked: () => revocations.inc(),
     tokenIssued: (grantType) => issued.inc({ grant_type: grantType }),
     jobFailed: (job) => failures.inc({ job }),
+    cleanedUp: (kind, rows) => cleaned.inc({ kind }, rows),
     countPool
   }
 }

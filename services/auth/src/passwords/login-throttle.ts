@@ -128,6 +128,8 @@ export interface PruneOptions {
   batch?: number
   /** Bounds one run; the next run continues. */
   maxBatches?: number
+  /** Ends the run between batches (the instance is stopping). */
+  signal?: AbortSignal
 }
 
 /**
@@ -140,7 +142,7 @@ export async function pruneLoginThrottle (db: Db, now: Date, options: PruneOptio
   const batch = options.batch ?? 1000
   const cutoff = new Date(now.getTime() - options.max * 1000)
   let deleted = 0
-  for (let i = 0; i < (options.maxBatches ?? 100); i++) {
+  for (let i = 0; i < (options.maxBatches ?? 100) && options.signal?.aborted !== true; i++) {
     const result = await db.transaction().execute(async (trx) => {
       const locked = await sql<{ locked: boolean }>`SELECT pg_try_advisory_xact_lock(${THROTTLE_CLEANUP_LOCK}) AS locked`.execute(trx)
       if (locked.rows[0]?.locked !== true) return undefined

@@ -5,6 +5,9 @@
  * In batches of bounded size so no single statement holds locks for long, and
  * by one instance at a time (a session-level advisory lock taken with
  * pg_try_advisory_lock: an instance that finds it taken skips this round).
+ * A round is bounded too (maxBatches of each kind) and says when it stopped
+ * at that bound rather than for want of rows (`behind`), so its caller runs
+ * another soon instead of leaving the rest for a whole interval.
  * @module
  */
 import { sql } from 'kysely'
@@ -19,6 +22,8 @@ export interface CleanupOptions {
   auditRetention: number
   batchSize?: number
   maxBatches?: number
+  /** Ends the round between batches (the instance is stopping): the batch in flight finishes, no other starts. */
+  signal?: AbortSignal
   /** Who runs it, for the audit.pruned rows: the instances' job (`system`, the default) or `tessera cleanup` (`operator`, `tessera-cli`). */
   by?: { actor: string, userAgent?: string }
 }
@@ -28,25 +33,33 @@ export interface CleanupResult {
   sessions: number
   refreshTokens: number
   auditEvents: number
+  /** Some kind may have rows left that were due: its last batch was full when the round stopped (at maxBatches, or told to). */
+  behind: boolean
 }
 
-async function deleteInBatches (batch: (limit: number) => Promise<number>, size: number, maxBatches: number): Promise<number> {
+export const CLEANUP_BATCH_SIZE = 1000
+export const CLEANUP_MAX_BATCHES = 100
+
+interface Deleted { deleted: number, ranOut: boolean }
+
+async function deleteInBatches (batch: (limit: number) => Promise<number>, size: number, maxBatches: number, signal?: AbortSignal): Promise<Deleted> {
   let total = 0
-  for (let i = 0; i < maxBatches; i++) {
+  for (let i = 0; i < maxBatches && signal?.aborted !== true; i++) {
     const deleted = await batch(size)
     total += deleted
-    if (deleted < size) break
+    if (deleted < size) return { deleted: total, ranOut: true }
   }
-  return total
+  return { deleted: total, ranOut: false }
 }
 
 export async function cleanupExpired (db: Db, options: CleanupOptions): Promise<CleanupResult> {
-  const size = options.batchSize ?? 1000
+  const size = options.batchSize ?? CLEANUP_BATCH_SIZE
   const by = options.by ?? { actor: 'system' }
-  const maxBatches = options.maxBatches ?? 100
+  const maxBatches = options.maxBatches ?? CLEANUP_MAX_BATCHES
+  const { signal } = options
   return await db.connection().execute(async (conn) => {
     const { rows } = await sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(${SESSION_CLEANUP_LOCK}) AS locked`.execute(conn)
-    if (rows[0]?.locked !== true) return { ran: false, sessions: 0, refreshTokens: 0, auditEvents: 0 }
+    if (rows[0]?.locked !== true) return { ran: false, sessions: 0, refreshTokens: 0, auditEvents: 0, behind: false }
     try {
       const revokedBefore = new Date(options.now.getTime() - options.revokedRetention * 1000)
       const sessions = await deleteInBatches(async (limit) => {
@@ -54,13 +67,13 @@ export async function cleanupExpired (db: Db, options: CleanupOptions): Promise<
           .where((eb) => eb.or([eb('expires_at', '<', options.now), eb('revoked_at', '<', revokedBefore)])).limit(limit))
           .executeTakeFirst()
         return Number(result.numDeletedRows)
-      }, size, maxBatches)
+      }, size, maxBatches, signal)
       const refreshTokens = await deleteInBatches(async (limit) => {
         const result = await conn.deleteFrom('refresh_tokens').where('jti', 'in', conn.selectFrom('refresh_tokens').select('jti')
           .where('expires_at', '<', options.now).limit(limit))
           .executeTakeFirst()
         return Number(result.numDeletedRows)
-      }, size, maxBatches)
+      }, size, maxBatches, signal)
       const auditBefore = new Date(options.now.getTime() - options.auditRetention * 1000)
       // Each batch deleted leaves a row saying so, written by the statement
       // that deletes: the trail is never shortened without a trace, whatever
@@ -79,8 +92,14 @@ export async function cleanupExpired (db: Db, options: CleanupOptions): Promise<
           )
           SELECT count(*) AS deleted FROM gone`.execute(conn)
         return Number(pruned?.deleted ?? 0)
-      }, size, maxBatches)
-      return { ran: true, sessions, refreshTokens, auditEvents }
+      }, size, maxBatches, signal)
+      return {
+        ran: true,
+        sessions: sessions.deleted,
+        refreshTokens: refreshTokens.deleted,
+        auditEvents: auditEvents.deleted,
+        behind: !sessions.ranOut || !refreshTokens.ranOut || !auditEvents.ranOut
+      }
     } finally {
       await sql`SELECT pg_advisory_unlock(${SESSION_CLEANUP_LOCK})`.execute(conn)
     }

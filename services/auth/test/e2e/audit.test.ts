@@ -1,4 +1,5 @@
 import t from 'tap'
+import { sql } from 'kysely'
 import type { App } from '../../src/http/app-types.js'
 import { buildTestApp, type Tokens } from '../helpers/app.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
@@ -232,6 +233,22 @@ t.test('audit tail escapes control characters; cleanup enforces the audit retent
   const trace = await db.selectFrom('audit_events').select(['type', 'detail']).execute()
   t.equal(trace.length, 1)
   t.match(trace, [{ type: 'audit.pruned', detail: { deleted: 2 } }])
+})
+
+t.test('tessera cleanup deletes everything due in one command, past one round\'s cap of 100 batches of 1,000', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db } = await testConnection(t, url)
+  const due = 100_500
+  await sql`INSERT INTO audit_events (type, actor, occurred_at) SELECT 'login.failed', 'anonymous', now() - interval '31 days' FROM generate_series(1, ${due})`.execute(db)
+  const cleanup = await runCli(['cleanup', '--json'], { DATABASE_URL: url, TESSERA_AUDIT_RETENTION: '30d' })
+  t.equal(cleanup.code, 0, cleanup.stderr)
+  t.same(JSON.parse(cleanup.stdout), { ran: true, sessions: 0, refresh_tokens: 0, audit_events: due }, 'every due row, counted once')
+  const left = await db.selectFrom('audit_events').select(['type', sql<number>`(detail->>'deleted')::int`.as('deleted')]).orderBy('id').execute()
+  t.equal(left.length, 101, 'only the audit.pruned rows are left')
+  t.ok(left.every((row) => row.type === 'audit.pruned'))
+  t.equal(left.reduce((sum, row) => sum + row.deleted, 0), due, 'and they account for every row')
+  const again = await runCli(['cleanup'], { DATABASE_URL: url, TESSERA_AUDIT_RETENTION: '30d' })
+  t.same([again.code, again.stdout], [0, 'deleted 0 session(s), 0 refresh token(s) and 0 audit event(s)\n'], 'nothing left for a second command')
 })
 
 t.test('audit tail into a reader that stops early (| head): no crash, its own exit code', async (t) => {
