@@ -148,14 +148,21 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
       await reloadOwn()
       failedReloads = 0
       clearTimeout(retry)
+      retry = undefined
     } catch (err) {
       // Tried again soon, not at the backstop: a worker forked meanwhile starts
       // from the primary's keyring (keys/share.ts), and from one a revoke has
       // left behind it would publish and sign with the revoked key. Each try
       // tells the workers too, so one whose own reload failed catches up with it.
-      clearTimeout(retry)
-      if (!stopped) {
-        retry = setTimeout(() => reload('retrying a failed reload'), Math.min(RELOAD_RETRY_MAX_MS, config.keyCheckInterval * 1000, RELOAD_RETRY_FIRST_MS * 2 ** failedReloads++))
+      // One retry at a time: callers that shared the failed run (reloadOwn
+      // coalesces them; in a failover, every worker asking about a new kid)
+      // each land here, and each doubling the wait would put the first retry
+      // 2^callers seconds off instead of 1 s.
+      if (!stopped && retry === undefined) {
+        retry = setTimeout(() => {
+          retry = undefined
+          reload('retrying a failed reload')
+        }, Math.min(RELOAD_RETRY_MAX_MS, config.keyCheckInterval * 1000, RELOAD_RETRY_FIRST_MS * 2 ** failedReloads++))
         retry.unref()
       }
       throw err

@@ -32,10 +32,10 @@ import { createTestDatabase, testConnection } from './helpers/db.js'
 import { within } from './helpers/http.js'
 import { sessionWithToken } from './helpers/session-fixture.js'
 
-interface Instance { config: Config, kek: Buffer, keyring: Keyring, logs: () => string, metrics: Metrics, clock: () => Date, advance: (seconds: number) => void, clientEvents: string[], stop: () => Promise<void> }
+interface Instance { config: Config, kek: Buffer, keyring: Keyring, logs: () => string, metrics: Metrics, clock: () => Date, advance: (seconds: number) => void, clientEvents: string[], stop: () => Promise<void>, reloadKeys: (why: string) => Promise<void> }
 
 /** One instance's keyring and background jobs on `url`, logging into `logs`; its clock runs, and `advance` moves it on. */
-async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: Record<string, string>, more: Pick<JobDeps, 'keyStatementTimeoutMs' | 'cleanupBatches'> = {}): Promise<Instance> {
+async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: Record<string, string>, more: Pick<JobDeps, 'keyStatementTimeoutMs' | 'cleanupBatches' | 'onReload'> = {}): Promise<Instance> {
   const config = testConfig(env)
   const kek = config.kek ?? randomBytes(32)
   const sink = memorySink()
@@ -53,7 +53,7 @@ async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: 
   let stopping: Promise<void> | undefined
   const stop = async (): Promise<void> => { await (stopping ??= jobs.stop()) }
   t.teardown(stop)
-  return { config, kek, keyring, logs: sink.text, metrics, clock, advance: (seconds) => { offset += seconds }, clientEvents, stop }
+  return { config, kek, keyring, logs: sink.text, metrics, clock, advance: (seconds) => { offset += seconds }, clientEvents, stop, reloadKeys: jobs.reloadKeys }
 }
 
 t.test('an instance hears of changes within a second, also after losing its LISTEN connection', async (t) => {
@@ -240,6 +240,26 @@ t.test('a failing background run is logged and counted by job', async (t) => {
   const failed = async (): Promise<number> => (await metrics.registry.getSingleMetric('tessera_background_job_failures_total')?.get())?.values.find((v) => v.labels.job === 'cleanup')?.value ?? 0
   t.ok(await within(5000, async () => await failed() >= 1, 100) !== undefined, 'the cleanup failure is counted')
   t.match(logs(), '"msg":"cleanup failed"')
+})
+
+t.test('callers that shared a failed keyring reload get one retry about 1 s later, not a wait doubled once per caller', async (t) => {
+  const url = await createTestDatabase(t)
+  const relay = await silenceableRelay(t, new URL(url))
+  const { db, pool } = await testConnection(t, relay.url)
+  const retries: number[] = []
+  // The backstop far off, so only the retry reloads after the failure (the listener, silenced too, notices only after its 10 s heartbeat).
+  const { reloadKeys } = await startInstance(t, relay.url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '10m' },
+    { keyStatementTimeoutMs: 300, onReload: (why) => { if (why === 'retrying a failed reload') retries.push(Date.now()) } })
+  // A key connection open, so that the reloads below meet a silent one.
+  await reloadKeys('warm-up')
+  relay.silence()
+  // As the workers do in a failover, each asking about a kid the primary has not loaded: one shared run, which fails for every caller.
+  const callers = 5
+  const outcomes = await Promise.allSettled(Array.from({ length: callers }, async () => { await reloadKeys('a worker met a kid the instance missed') }))
+  t.same(outcomes.map((o) => o.status), Array(callers).fill('rejected'), 'the shared reload failed for each caller')
+  // Each caller doubled the wait before: the first retry came 2^(callers - 1) = 16 s after the failure. Generous for a loaded machine, far short of that.
+  const took = await within(10_000, async () => retries.length > 0, 50)
+  t.ok(took !== undefined, `retried without waiting 16 s (the first retry ended ${String(took)} ms after the failure)`)
 })
 
 /** Audit events 100 days old, past the default retention of 90 days. */
