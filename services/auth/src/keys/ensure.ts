@@ -21,6 +21,12 @@ export async function tryLockKeys (db: Db): Promise<boolean> {
 
 /** Returns the kid created, or undefined when a current key already existed. */
 export async function ensureSigningKey (db: Db, kek: Buffer, bits: number, now: Date): Promise<string | undefined> {
+  // Past the first start a key always signs (a transition that demotes or
+  // revokes the signer promotes another in the same transaction), so a start
+  // finds it without the keys' lock. The start's statements are bounded
+  // (cluster/primary.ts), and another instance's key work may hold that lock
+  // longer: a `keys revoke` ending a million sessions, a 4096-bit key made.
+  if (await db.selectFrom('signing_keys').select('kid').where('state', '=', 'current').executeTakeFirst() !== undefined) return undefined
   return await db.transaction().execute(async (trx) => {
     await lockKeys(trx)
     const current = await trx.selectFrom('signing_keys').select('kid').where('state', '=', 'current').executeTakeFirst()

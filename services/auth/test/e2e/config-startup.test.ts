@@ -8,6 +8,7 @@ import { createServer, type AddressInfo } from 'node:net'
 import { sql } from 'kysely'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { SERVER_ENTRY, startServer } from '../helpers/server.js'
+import { KEYS_LOCK } from '../../src/db/locks.js'
 
 t.test('the real server refuses both TESSERA_KEK and TESSERA_KEK_FILE in one line', async (t) => {
   const { code, stderr } = await runProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', TESSERA_KEK: 'x', TESSERA_KEK_FILE: '/dev/null' } })
@@ -130,3 +131,17 @@ for (const [silentFrom, what, line] of silences) {
     t.match(server.stderr(), line)
   })
 }
+
+t.test('a start while another instance\'s key work holds the keys\' lock (a revoke ending many sessions) serves, rather than failing at the start\'s statement timeout', async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const env = { DATABASE_URL: databaseUrl, TESSERA_KEK: 'a'.repeat(43), TESSERA_WORKERS: '1' }
+  // The first start makes the key that signs.
+  await (await startServer(t, env)).stop()
+  const { pool } = await testConnection(t, databaseUrl)
+  const holder = await pool.connect()
+  t.teardown(() => { holder.release(true) })
+  await holder.query('SELECT pg_advisory_lock($1)', [KEYS_LOCK])
+  // Before, the start waited on the lock and failed at its 10 s statement timeout: "failed to start: canceling statement due to statement timeout".
+  const server = await startServer(t, env)
+  t.equal((await fetch(`${server.url}/healthz`)).status, 200, 'serving while the lock is held')
+})
