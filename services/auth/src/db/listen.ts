@@ -77,6 +77,8 @@ export async function listenForChanges (url: string, logger: Logger, handlers: C
     try {
       await candidate.connect()
       listens = setTimeout(() => { candidate.connection.stream.destroy(new Error(`the listening connection did not answer within ${heartbeat.answerWithinMs} ms`)) }, heartbeat.answerWithinMs)
+      // Not what keeps a stopping process alive: close() during a silent attempt must not wait for it.
+      listens.unref()
       // LISTEN takes no parameters: the name is quoted as an identifier instead.
       for (const channel of channels) await candidate.query(`LISTEN ${pg.escapeIdentifier(channel)}`)
     } catch (err) {
