@@ -53,6 +53,8 @@ export interface Config {
   hashMaxWaitMs: number
   /** Added to the instance's nice value for the hashing process (0 to 19): how far below the HTTP workers it runs. */
   hashNice: number
+  /** The variables of HASHING_PROCESS_ENV that are set, passed on to the hashing process (passwords/hashing-engine.ts). */
+  hashingProcessEnv: Readonly<Record<string, string>>
   loginBackoffThreshold: number
   loginBackoffBase: Seconds
   loginBackoffMax: Seconds
@@ -108,6 +110,36 @@ function settingText (env: Env, name: string): string | undefined {
 }
 
 type Env = Record<string, string | undefined>
+
+/**
+ * The environment variables the primary passes on to its hashing process:
+ * how Node and the C library run, nothing of the instance's. It reads no
+ * setting of Tessera (its two are arguments; UV_THREADPOOL_SIZE is set for
+ * it), and the environment of a process lasts its whole life
+ * (/proc/PID/environ, a core dump): a flaw in the native
+ * hashing code it runs on passwords from the network must not find
+ * TESSERA_KEK or DATABASE_URL there. An allow-list, so a secret added later
+ * is kept out without anyone remembering this.
+ * - NODE_OPTIONS: the operator's flags for every Node process (a heap limit,
+ *   FIPS, a test runner's coverage hook, which then adds what it needs itself);
+ *   NODE_V8_COVERAGE: Node's coverage of the process, which c8-style tools read;
+ *   OPENSSL_CONF: the OpenSSL configuration Node loads (how FIPS is turned on),
+ *   which the Django hashes' PBKDF2 and scrypt use.
+ * - LD_LIBRARY_PATH, LD_PRELOAD: the same node binary starts as the primary
+ *   did (a shared library found there, a preloaded allocator); MALLOC_ARENA_MAX,
+ *   GLIBC_TUNABLES: glibc's allocator tuning, which matters most in this
+ *   process, whose threads each take 19 MiB or more per argon2 hash.
+ */
+const HASHING_PROCESS_ENV = ['NODE_OPTIONS', 'NODE_V8_COVERAGE', 'OPENSSL_CONF', 'LD_LIBRARY_PATH', 'LD_PRELOAD', 'MALLOC_ARENA_MAX', 'GLIBC_TUNABLES']
+
+function hashingProcessEnv (env: Env): Record<string, string> {
+  const passed: Record<string, string> = {}
+  for (const name of HASHING_PROCESS_ENV) {
+    const value = env[name]
+    if (value !== undefined) passed[name] = value
+  }
+  return passed
+}
 
 const DURATION = /^(\d{1,9})(s|m|h|d)?$/
 const UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86400 } as const
@@ -428,6 +460,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     hashQueueDepth: read.integer('TESSERA_HASH_QUEUE_DEPTH', hashConcurrency * QUEUED_PER_HASHING_SLOT, 0, 100000),
     hashMaxWaitMs: read.integer('TESSERA_HASH_MAX_WAIT_MS', DEFAULT_HASH_MAX_WAIT_MS, 0, 60000),
     hashNice: read.integer('TESSERA_HASH_NICE', DEFAULT_HASH_NICE, 0, 19),
+    hashingProcessEnv: hashingProcessEnv(env),
     loginBackoffThreshold: read.integer('TESSERA_LOGIN_BACKOFF_AFTER', 5, 1, 1000),
     loginBackoffBase: read.duration('TESSERA_LOGIN_BACKOFF_BASE', '1s'),
     loginBackoffMax: readBackoffMax(read),

@@ -126,7 +126,7 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
     }
 
     // Started beside the workers rather than before them: both take a while to load.
-    const engine = new HashingProcess(config.hashConcurrency, config.hashNice, logger)
+    const engine = new HashingProcess(config.hashConcurrency, config.hashNice, logger, config.hashingProcessEnv)
     stops.unshift(async () => { await engine.stop() })
     let hashingSaturated = false
     let share: number | undefined

@@ -15,33 +15,14 @@ import type { Verdict } from './verify.js'
 const ENTRY = fileURLToPath(new URL('./hashing-process.js', import.meta.url))
 const RESTART_DELAY_MS = 500
 /**
- * The primary's environment variables the hashing process gets: how Node
- * and the C library run, nothing of the instance's. It reads no setting of
- * Tessera (its two are arguments), and the environment of a process lasts
- * its whole life (/proc/PID/environ, a core dump): a flaw in the native
- * hashing code it runs on passwords from the network must not find
- * TESSERA_KEK or DATABASE_URL there. An allow-list, so a secret added later
- * is kept out without anyone remembering this.
- * - NODE_OPTIONS: the operator's flags for every Node process (a heap limit,
- *   FIPS, a test runner's coverage hook, which then adds what it needs itself);
- *   NODE_V8_COVERAGE: Node's coverage of the process, which c8-style tools read;
- *   OPENSSL_CONF: the OpenSSL configuration Node loads (how FIPS is turned on),
- *   which the Django hashes' PBKDF2 and scrypt use.
- * - LD_LIBRARY_PATH, LD_PRELOAD: the same node binary starts as the primary
- *   did (a shared library found there, a preloaded allocator); MALLOC_ARENA_MAX,
- *   GLIBC_TUNABLES: glibc's allocator tuning, which matters most in this
- *   process, whose threads each take 19 MiB or more per argon2 hash.
+ * What the hashing process is started with: libuv's pool sized to its hashing
+ * slots (argon2 runs on that pool, and libuv reads the size from the
+ * environment), beside the few variables the primary passes on
+ * (config.ts, HASHING_PROCESS_ENV: how Node and the C library run, none of
+ * the instance's settings or secrets).
  */
-const INHERITED_ENV = ['NODE_OPTIONS', 'NODE_V8_COVERAGE', 'OPENSSL_CONF', 'LD_LIBRARY_PATH', 'LD_PRELOAD', 'MALLOC_ARENA_MAX', 'GLIBC_TUNABLES']
-
-function hashingEnv (concurrency: number): NodeJS.ProcessEnv {
-  // One libuv pool thread per hashing slot: argon2 runs on that pool (libuv reads the size from the environment).
-  const env: NodeJS.ProcessEnv = { UV_THREADPOOL_SIZE: String(concurrency) }
-  for (const name of INHERITED_ENV) {
-    const value = process.env[name]
-    if (value !== undefined) env[name] = value
-  }
-  return env
+function hashingEnv (concurrency: number, inherited: Readonly<Record<string, string>>): NodeJS.ProcessEnv {
+  return { ...inherited, UV_THREADPOOL_SIZE: String(concurrency) }
 }
 
 export interface HashingProcessInfo { pid: number, priority: number }
@@ -53,6 +34,7 @@ export class HashingProcess implements HashEngine {
   readonly #concurrency: number
   readonly #nice: number
   readonly #logger: Logger
+  readonly #inheritedEnv: Readonly<Record<string, string>>
   #child: ChildProcess | undefined
   #ready: Promise<void>
   #stopping = false
@@ -62,10 +44,11 @@ export class HashingProcess implements HashEngine {
    * Starts the process with `concurrency` hashing threads at nice `nice`;
    * `ready` says when it runs at that priority. Asks made before wait for it.
    */
-  constructor (concurrency: number, nice: number, logger: Logger) {
+  constructor (concurrency: number, nice: number, logger: Logger, inheritedEnv: Readonly<Record<string, string>>) {
     this.#concurrency = concurrency
     this.#nice = nice
     this.#logger = logger
+    this.#inheritedEnv = inheritedEnv
     this.#ready = this.#spawn()
   }
 
@@ -89,7 +72,7 @@ export class HashingProcess implements HashEngine {
 
   async #spawn (): Promise<void> {
     const child = fork(ENTRY, [String(this.#nice), String(this.#concurrency)], {
-      env: hashingEnv(this.#concurrency),
+      env: hashingEnv(this.#concurrency, this.#inheritedEnv),
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'json'
     })
