@@ -3,7 +3,7 @@
  */
 import type { ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
@@ -41,9 +41,23 @@ export async function startServer (t: Test, env: Record<string, string>, options
 
 /** Every process of an instance: the primary and what it forked (HTTP workers, the hashing process), from /proc. */
 export function instancePids (pid: number): number[] {
-  const children = readdirSync(`/proc/${pid}/task`).flatMap((tid) =>
-    readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter((c) => c !== '').map(Number))
-  return [pid, ...children.flatMap((child) => existsSync(`/proc/${child}`) ? instancePids(child) : [])]
+  const children = readdirSync(`/proc/${pid}/task`).flatMap((tid) => whileAlive(() =>
+    readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter((c) => c !== '').map(Number)))
+  return [pid, ...children.flatMap((child) => whileAlive(() => instancePids(child)))]
+}
+
+/**
+ * What `read` finds in /proc, or nothing once the process or thread it reads
+ * is gone: workers die and are replaced while a test reads the instance, and
+ * one can exit between listing it and reading its entries.
+ */
+function whileAlive (read: () => number[]): number[] {
+  try {
+    return read()
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ESRCH') return []
+    throw err
+  }
 }
 
 /**
