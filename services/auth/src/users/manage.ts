@@ -51,7 +51,15 @@ export async function showUser (db: Db, username: string, now: Date): Promise<Us
   return row === undefined ? undefined : toSummary(row)
 }
 
-/** Lets a disabled user log in again; undefined when no such user exists. */
+/**
+ * Lets a disabled user log in again, at once: undefined when no such user
+ * exists. The back-off streak goes too, as a password set by an operator
+ * clears it: every login while disabled failed, the right password
+ * included, so a client that kept trying (an app with stored credentials)
+ * had backed the name off for up to TESSERA_LOGIN_BACKOFF_MAX, and `enabled`
+ * would have meant refused for that long. An enable that changes nothing
+ * leaves the streak alone (docs/decisions.md, "users enable lifts the back-off").
+ */
 export async function enableUser (db: Db, username: string, context: OperatorContext = {}): Promise<{ id: string, username: string, wasDisabled: boolean } | undefined> {
   const name = normalizeUsername(username)
   if (name === undefined) return undefined
@@ -60,6 +68,7 @@ export async function enableUser (db: Db, username: string, context: OperatorCon
     if (user === undefined) return undefined
     if (user.disabled_at !== null) {
       await trx.updateTable('users').set({ disabled_at: null }).where('id', '=', user.id).execute()
+      await clearLoginFailures(trx, user.username)
       await recordAudit(trx, { type: 'user.enabled', actor: context.actor ?? 'operator', userId: user.id, username: user.username, ...context })
     }
     return { id: user.id, username: user.username, wasDisabled: user.disabled_at !== null }
