@@ -85,8 +85,11 @@ t.test(`rotation every ${ROTATION_S} s: no verifier ever meets an unknown kid; t
   }
 
   const pair = await testConnection(t, pairDb)
-  const created = await pair.db.selectFrom('audit_events').select('occurred_at').where('type', '=', 'key.created').orderBy('occurred_at').execute()
-  const rows = await pair.db.selectFrom('signing_keys').select('kid').execute()
+  // One snapshot: the schedule keeps running, and a key made between two reads would count in one and not the other.
+  const [created, rows] = await pair.db.transaction().setIsolationLevel('repeatable read').execute(async (trx) => [
+    await trx.selectFrom('audit_events').select('occurred_at').where('type', '=', 'key.created').orderBy('occurred_at').execute(),
+    await trx.selectFrom('signing_keys').select('kid').execute()
+  ] as const)
   t.equal(rows.length, created.length, 'one row per key.created event')
   const scheduled = created.slice(1).map((r) => r.occurred_at.getTime())
   const gaps = scheduled.slice(1).map((time, i) => time - (scheduled[i] ?? 0))
