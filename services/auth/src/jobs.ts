@@ -15,7 +15,11 @@
  * (a failover that left the old address unanswering, a partition, a frozen
  * host) otherwise held a reload or a step for TCP's ~15 minutes, every later
  * reload joining it and the workers told of none, and the key timer stopped.
- * Cleanup keeps the primary's unbounded connections: its deletes can be long.
+ * Cleanup runs on a connection of its own too, with a longer bound
+ * (CLEANUP_STATEMENT_TIMEOUT_MS): a batch the silence caught held the run,
+ * every later one and stop() (which waits for the batch in flight) as long;
+ * now it fails as a run does, logged and counted, and the next run connects
+ * afresh.
  *
  * Cleanup runs at start, then every TESSERA_CLEANUP_INTERVAL; a run that
  * stopped at its batch cap (rows still due) is followed by another after
@@ -24,7 +28,6 @@
  * instance's refreshes write at peak (decisions.md, "Cleanup catches up").
  * @module
  */
-import type pg from 'pg'
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
 import type { Db } from './db/database.js'
@@ -43,14 +46,12 @@ import type { Metrics } from './metrics/metrics.js'
 
 export interface JobDeps {
   config: Config
-  db: Db
   databaseUrl: string
-  pool: pg.Pool
   keyring: Keyring
   kek: Buffer
   logger: Logger
   clock: () => Date
-  /** Counts each failed run, so an operator can alert on jobs that keep failing; and the key work's connections, in the pool gauges. */
+  /** Counts each failed run, so an operator can alert on jobs that keep failing; and the key work's and cleanup's connections, in the pool gauges. */
   metrics: Pick<Metrics, 'jobFailed' | 'countPool' | 'cleanedUp'>
   /** Called whenever the keyring reloads, with why. */
   onReload?: (why: string) => void
@@ -58,6 +59,8 @@ export interface JobDeps {
   clientChanges?: { changed: (clientId: string) => void, heard: (live: boolean) => void }
   /** The key work's statement timeout, in ms; its statements are short, so KEY_STATEMENT_TIMEOUT_MS. */
   keyStatementTimeoutMs?: number
+  /** Cleanup's statement timeout, in ms: CLEANUP_STATEMENT_TIMEOUT_MS. */
+  cleanupStatementTimeoutMs?: number
   /** One cleanup run's bound, per kind: batches of `batchSize` rows, at most `maxBatches` of them (CLEANUP_BATCH_SIZE, CLEANUP_MAX_BATCHES). */
   cleanupBatches?: { batchSize: number, maxBatches: number }
 }
@@ -70,6 +73,18 @@ export interface JobDeps {
 export const KEY_STATEMENT_TIMEOUT_MS = 10_000
 /** The key work's connections: a reload and a lifecycle step can run at once. */
 export const KEY_POOL = 2
+/**
+ * A cleanup batch deletes at most 1,000 rows it finds through an index:
+ * milliseconds, unless something is in its way. A row lock a request holds
+ * is let go within TESSERA_DB_STATEMENT_TIMEOUT_MS a statement (10 s by
+ * default, at most 25 s), and 30 s outlasts that. A batch still running after
+ * it has met an operator's long transaction, a sick server, or sessions whose
+ * thousands of refresh tokens go with them: its run fails, logged and counted,
+ * and the next is tried at the interval (for a backlog the job keeps failing
+ * on, `tessera cleanup`, which has no bound). Not longer: stop() waits for the
+ * batch in flight, and the primary's drain is forced at 30 s.
+ */
+export const CLEANUP_STATEMENT_TIMEOUT_MS = 30_000
 /**
  * After a run that left rows due, the next starts this much later rather
  * than a whole interval: the lock is free and the database idle from cleanup
@@ -104,8 +119,8 @@ export function keyTickSeconds (config: Pick<Config, 'keyCheckInterval' | 'keyPu
  * retention, then back-off streaks older than the longest back-off. Says
  * whether it stopped at its cap of some kind, with rows still due.
  */
-async function cleanup (deps: JobDeps, signal: AbortSignal): Promise<boolean> {
-  const { db, config, logger, metrics } = deps
+async function cleanup (deps: JobDeps, db: Db, signal: AbortSignal): Promise<boolean> {
+  const { config, logger, metrics } = deps
   const { batchSize, maxBatches } = deps.cleanupBatches ?? { batchSize: CLEANUP_BATCH_SIZE, maxBatches: CLEANUP_MAX_BATCHES }
   const result = await cleanupExpired(db, { now: deps.clock(), revokedRetention: config.revokedRetention, auditRetention: config.auditRetention, batchSize, maxBatches, signal })
   const deleted = { sessions: result.sessions, refreshTokens: result.refreshTokens, auditEvents: result.auditEvents }
@@ -123,7 +138,7 @@ async function cleanup (deps: JobDeps, signal: AbortSignal): Promise<boolean> {
 }
 
 /** Reloads `keyring` from the database, coalescing concurrent calls; a key sealed under another KEK is logged, not fatal. */
-export function keyringReloader (deps: Pick<JobDeps, 'db' | 'kek' | 'keyring' | 'logger'>): () => Promise<void> {
+export function keyringReloader (deps: { db: Db } & Pick<JobDeps, 'kek' | 'keyring' | 'logger'>): () => Promise<void> {
   const { db, kek, keyring, logger } = deps
   return singleFlight(async () => {
     await loadKeyring(db, kek, keyring, {
@@ -138,6 +153,9 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
   const keyConnection = connect(deps.databaseUrl, KEY_POOL, { statementTimeoutMs: deps.keyStatementTimeoutMs ?? KEY_STATEMENT_TIMEOUT_MS })
   const keysDb = keyConnection.db
   metrics.countPool('key', keyConnection.pool)
+  // One connection: runs never overlap, and a run's statements follow one another.
+  const cleanupConnection = connect(deps.databaseUrl, 1, { statementTimeoutMs: deps.cleanupStatementTimeoutMs ?? CLEANUP_STATEMENT_TIMEOUT_MS })
+  metrics.countPool('cleanup', cleanupConnection.pool)
   const reloadOwn = keyringReloader({ ...deps, db: keysDb })
   let stopped = false
   let failedReloads = 0
@@ -193,6 +211,7 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
     }
   }).catch(async (err: unknown) => {
     await keyConnection.close()
+    await cleanupConnection.close()
     throw err
   })
   const backstop = setInterval(() => reload('periodic'), config.keyCheckInterval * 1000)
@@ -206,7 +225,7 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
   const scheduleCleanup = (ms: number): void => {
     if (stopped) return
     cleaner = setTimeout(() => {
-      cleaning = cleanup(deps, stopCleanup.signal).catch((err: unknown) => {
+      cleaning = cleanup(deps, cleanupConnection.db, stopCleanup.signal).catch((err: unknown) => {
         metrics.jobFailed('cleanup')
         logger.warn({ err }, 'cleanup failed')
         return false
@@ -251,12 +270,13 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
       clearTimeout(retry)
       clearInterval(backstop)
       clearTimeout(cleaner)
-      // A run in progress ends after its batch in flight; none follows.
+      // A run in progress ends after its batch in flight (within the cleanup statement bound, on a silent database); none follows.
       stopCleanup.abort()
       await running
       await cleaning
       await listener.close()
       await keyConnection.close()
+      await cleanupConnection.close()
     }
   }
 }

@@ -10,7 +10,6 @@ import os from 'node:os'
 import path from 'node:path'
 import { memorySink, silenceableRelay } from '@tessera/testkit'
 import t, { type Test } from 'tap'
-import type pg from 'pg'
 import type { Config } from '../src/config.js'
 import type { Db } from '../src/db/database.js'
 import { sql } from 'kysely'
@@ -22,6 +21,7 @@ import { loadKeyring } from '../src/keys/load.js'
 import { LISTENER_NAME } from '../src/db/listen.js'
 import { rotateKeys } from '../src/keys/rotate.js'
 import { rewrapKeys } from '../src/keys/rewrap.js'
+import { cleanupExpired } from '../src/sessions/cleanup.js'
 import { createClient } from '../src/clients/register.js'
 import { rotateClientSecret } from '../src/clients/rotate-secret.js'
 import { deleteClient, disableClient } from '../src/clients/end.js'
@@ -35,7 +35,7 @@ import { sessionWithToken } from './helpers/session-fixture.js'
 interface Instance { config: Config, kek: Buffer, keyring: Keyring, logs: () => string, metrics: Metrics, clock: () => Date, advance: (seconds: number) => void, clientEvents: string[], stop: () => Promise<void>, reloadKeys: (why: string) => Promise<void> }
 
 /** One instance's keyring and background jobs on `url`, logging into `logs`; its clock runs, and `advance` moves it on. */
-async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: Record<string, string>, more: Pick<JobDeps, 'keyStatementTimeoutMs' | 'cleanupBatches' | 'onReload'> = {}): Promise<Instance> {
+async function startInstance (t: Test, url: string, db: Db, env: Record<string, string>, more: Pick<JobDeps, 'keyStatementTimeoutMs' | 'cleanupStatementTimeoutMs' | 'cleanupBatches' | 'onReload'> = {}): Promise<Instance> {
   const config = testConfig(env)
   const kek = config.kek ?? randomBytes(32)
   const sink = memorySink()
@@ -48,7 +48,7 @@ async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: 
   const clock = (): Date => new Date(Date.now() + offset * 1000)
   const clientEvents: string[] = []
   const clientChanges = { changed: (id: string) => { clientEvents.push(`changed ${id}`) }, heard: (live: boolean) => { clientEvents.push(live ? 'live' : 'lost') } }
-  const jobs = await startBackgroundJobs({ config, db, databaseUrl: url, pool, keyring, kek, logger, clock, metrics, clientChanges, ...more })
+  const jobs = await startBackgroundJobs({ config, databaseUrl: url, keyring, kek, logger, clock, metrics, clientChanges, ...more })
   // Once, whether the test stops them or the teardown does.
   let stopping: Promise<void> | undefined
   const stop = async (): Promise<void> => { await (stopping ??= jobs.stop()) }
@@ -58,9 +58,9 @@ async function startInstance (t: Test, url: string, db: Db, pool: pg.Pool, env: 
 
 t.test('an instance hears of changes within a second, also after losing its LISTEN connection', async (t) => {
   const url = await createTestDatabase(t)
-  const { db, pool } = await testConnection(t, url)
+  const { db } = await testConnection(t, url)
   const other = await testConnection(t, url)
-  const { config, kek, keyring, logs, metrics } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_PUBLISH_LEAD: '2m' })
+  const { config, kek, keyring, logs, metrics } = await startInstance(t, url, db, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_PUBLISH_LEAD: '2m' })
   const making = { kek, bits: config.keyBits }
   const who = { actor: 'test' }
 
@@ -85,10 +85,10 @@ t.test('an instance hears of changes within a second, also after losing its LIST
 
 t.test('a change no NOTIFY announced is picked up by the periodic reload, within TESSERA_KEY_CHECK_INTERVAL', async (t) => {
   const url = await createTestDatabase(t)
-  const { db, pool } = await testConnection(t, url)
+  const { db } = await testConnection(t, url)
   const other = await testConnection(t, url)
   // A publish lead far past the test, so the key timer makes no transition (and no reload) of its own.
-  const { config, kek, keyring } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_PUBLISH_LEAD: '2m' })
+  const { config, kek, keyring } = await startInstance(t, url, db, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_PUBLISH_LEAD: '2m' })
   const pending = await rotateKeys(other.db, { kek, bits: config.keyBits }, { immediate: false, clock: () => new Date(), who: { actor: 'test' } })
   const kid = pending.created ?? ''
   t.ok(await within(5000, async () => keyring.jwks.kids.includes(kid)) !== undefined, 'the next key is published, as NOTIFY told')
@@ -103,12 +103,12 @@ t.test('a change no NOTIFY announced is picked up by the periodic reload, within
 t.test('a database gone silent (a failover that left the old address unanswering, a partition) holds neither the reloads nor the key timer past the key statements\' bound', async (t) => {
   const url = await createTestDatabase(t)
   const relay = await silenceableRelay(t, new URL(url))
-  // Only the key work goes through the relay (its own connections, from the URL), as in the retry test below.
-  const { db, pool } = await testConnection(t, url)
+  // The instance's connections go through the relay (from the URL); the test's own do not.
+  const { db } = await testConnection(t, url)
   const other = await testConnection(t, url)
-  // Reloads and ticks each second, so the key connections are open and in use when the relay goes silent.
-  const { config, kek, keyring, logs, metrics, clock, advance } = await startInstance(t, relay.url, db, pool,
-    { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_PUBLISH_LEAD: '2m', TESSERA_REFRESH_GRACE: '0' }, { keyStatementTimeoutMs: 300 })
+  // Reloads and ticks each second, so the key connections are open and in use when the relay goes silent. Cleanup's bound short too, as in the retry test below.
+  const { config, kek, keyring, logs, metrics, clock, advance } = await startInstance(t, relay.url, db,
+    { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_PUBLISH_LEAD: '2m', TESSERA_REFRESH_GRACE: '0' }, { keyStatementTimeoutMs: 300, cleanupStatementTimeoutMs: 300 })
   await new Promise((resolve) => setTimeout(resolve, 1500))
   relay.silence()
   // Its NOTIFY is lost with the silent LISTEN connection: a reload must find it.
@@ -126,9 +126,9 @@ t.test('a database gone silent (a failover that left the old address unanswering
 
 t.test('client changes are heard at their commit, and a lost LISTEN says so until it is back', async (t) => {
   const url = await createTestDatabase(t)
-  const { db, pool } = await testConnection(t, url)
+  const { db } = await testConnection(t, url)
   const other = await testConnection(t, url)
-  const { clientEvents } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s' })
+  const { clientEvents } = await startInstance(t, url, db, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s' })
   t.same(clientEvents, ['live'], 'listening from the start')
   const operator = { actor: 'operator' }
   const at = new Date()
@@ -170,8 +170,8 @@ t.test('a connection lost while checked out from the pool fails its work, not th
 
 t.test('the timer promotes a pending key after the lead and logs it', async (t) => {
   const url = await createTestDatabase(t)
-  const { db, pool } = await testConnection(t, url)
-  const { config, kek, keyring, logs, clock, advance } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEY_PUBLISH_LEAD: '4s', TESSERA_REFRESH_GRACE: '0' })
+  const { db } = await testConnection(t, url)
+  const { config, kek, keyring, logs, clock, advance } = await startInstance(t, url, db, { TESSERA_KEY_ROTATION: 'off', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEY_PUBLISH_LEAD: '4s', TESSERA_REFRESH_GRACE: '0' })
   const pending = await rotateKeys(db, { kek, bits: config.keyBits }, { immediate: false, clock, who: { actor: 'test' } })
   // The lead passes on the clock the timer reads; the timer itself runs in real time.
   advance(config.keyPublishLead)
@@ -181,8 +181,8 @@ t.test('the timer promotes a pending key after the lead and logs it', async (t) 
 
 t.test('an instance left on the old KEK by a rewrap: each scheduled step that needs the KEK fails at error, naming the remedy', async (t) => {
   const url = await createTestDatabase(t)
-  const { db, pool } = await testConnection(t, url)
-  const { kek, logs, advance } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: '1h', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEY_PUBLISH_LEAD: '4s' })
+  const { db } = await testConnection(t, url)
+  const { kek, logs, advance } = await startInstance(t, url, db, { TESSERA_KEY_ROTATION: '1h', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEY_PUBLISH_LEAD: '4s' })
   await rewrapKeys(db, kek, randomBytes(32), { actor: 'test' })
   // A rotation is due: making the next key checks the KEK against the stored ones first.
   advance(3600)
@@ -192,7 +192,7 @@ t.test('an instance left on the old KEK by a rewrap: each scheduled step that ne
 
 t.test('the workers are told of a key change once the primary\'s own keyring has it, so one forked meanwhile and asking for it gets the new keys', async (t) => {
   const url = await createTestDatabase(t)
-  const { db, pool } = await testConnection(t, url)
+  const { db } = await testConnection(t, url)
   const config = testConfig({ TESSERA_KEY_ROTATION: 'off' })
   const kek = config.kek ?? randomBytes(32)
   const keyring = new Keyring()
@@ -201,9 +201,7 @@ t.test('the workers are told of a key change once the primary\'s own keyring has
   const told: Array<{ why: string, signer: string | undefined }> = []
   const jobs = await startBackgroundJobs({
     config,
-    db,
     databaseUrl: url,
-    pool,
     keyring,
     kek,
     logger: createLogger(config, memorySink().stream),
@@ -235,9 +233,9 @@ t.test('the local KEK file: made once with mode 0600, read back the same', async
 
 t.test('a failing background run is logged and counted by job', async (t) => {
   const url = await createTestDatabase(t)
-  const { db, pool } = await testConnection(t, url)
+  const { db } = await testConnection(t, url)
   await sql`DROP TABLE login_throttle`.execute(db)
-  const { logs, metrics } = await startInstance(t, url, db, pool, { TESSERA_CLEANUP_INTERVAL: '1s' })
+  const { logs, metrics } = await startInstance(t, url, db, { TESSERA_CLEANUP_INTERVAL: '1s' })
   const failed = async (): Promise<number> => (await metrics.registry.getSingleMetric('tessera_background_job_failures_total')?.get())?.values.find((v) => v.labels.job === 'cleanup')?.value ?? 0
   t.ok(await within(5000, async () => await failed() >= 1, 100) !== undefined, 'the cleanup failure is counted')
   t.match(logs(), '"msg":"cleanup failed"')
@@ -246,14 +244,14 @@ t.test('a failing background run is logged and counted by job', async (t) => {
 t.test('callers that shared a failed keyring reload get one retry about 1 s later, not a wait doubled once per caller', async (t) => {
   const url = await createTestDatabase(t)
   const relay = await silenceableRelay(t, new URL(url))
-  // Only the key work goes through the relay (its own connections, from the URL): the instance's
-  // other connection, where cleanup runs from the start, stays answered, so no cleanup statement is
-  // caught by the silence and held past the test (stop() waits for a batch in flight).
-  const { db, pool } = await testConnection(t, url)
+  // The instance's connections go through the relay (from the URL). Cleanup runs from the start:
+  // a statement of it the silence catches holds stop(), which waits for a batch in flight, until
+  // cleanup's bound, short here as the key work's.
+  const { db } = await testConnection(t, url)
   const retries: number[] = []
   // The backstop far off, so only the retry reloads after the failure (the listener, silenced too, notices only after its 10 s heartbeat).
-  const { reloadKeys } = await startInstance(t, relay.url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '10m' },
-    { keyStatementTimeoutMs: 300, onReload: (why) => { if (why === 'retrying a failed reload') retries.push(Date.now()) } })
+  const { reloadKeys } = await startInstance(t, relay.url, db, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '10m' },
+    { keyStatementTimeoutMs: 300, cleanupStatementTimeoutMs: 300, onReload: (why) => { if (why === 'retrying a failed reload') retries.push(Date.now()) } })
   // A key connection open, so that the reloads below meet a silent one.
   await reloadKeys('warm-up')
   relay.silence()
@@ -278,13 +276,13 @@ async function dueAuditEvents (db: Db): Promise<number> {
 
 t.test('a cleanup run that stops at its cap is followed by another soon, not an interval later, until nothing due is left', async (t) => {
   const url = await createTestDatabase(t)
-  const { db, pool } = await testConnection(t, url)
+  const { db } = await testConnection(t, url)
   for (let i = 0; i < 5; i++) await sessionWithToken(db, new Date(Date.now() - 2 * 86_400_000))
   // The fixture's keys are placeholders, which the instance's start would try to open and load: revoked and erased, it reads none.
   await sql`UPDATE signing_keys SET state = 'revoked', revoked_at = now(), unpublished_at = now(), private_key_enc = NULL, private_erased_at = now()`.execute(db)
   await oldAuditEvents(db, 10)
   // Four rows of each kind per run: the sessions take two runs (the fifth's token, expired too, goes in the first), the audit events three. The interval is far past the test.
-  const { logs, metrics } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s', TESSERA_CLEANUP_INTERVAL: '1h' },
+  const { logs, metrics } = await startInstance(t, url, db, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s', TESSERA_CLEANUP_INTERVAL: '1h' },
     { cleanupBatches: { batchSize: 2, maxBatches: 2 } })
   const sessionsLeft = async (): Promise<number> => (await db.selectFrom('sessions').select('id').execute()).length
   const took = await within(30_000, async () => await dueAuditEvents(db) === 0 && await sessionsLeft() === 0, 100)
@@ -300,11 +298,11 @@ t.test('a cleanup run that stops at its cap is followed by another soon, not an 
 
 t.test('stopping the jobs stops a cleanup catching up, within the run in progress', async (t) => {
   const url = await createTestDatabase(t)
-  const { db, pool } = await testConnection(t, url)
+  const { db } = await testConnection(t, url)
   const total = 10_000
   const perRun = 2000
   await oldAuditEvents(db, total)
-  const { stop } = await startInstance(t, url, db, pool, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s', TESSERA_CLEANUP_INTERVAL: '1h' },
+  const { stop } = await startInstance(t, url, db, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s', TESSERA_CLEANUP_INTERVAL: '1h' },
     { cleanupBatches: { batchSize: 1, maxBatches: perRun } })
   // Past the first run's rows: the second run, catching up, is deleting one row a statement.
   t.ok(await within(30_000, async () => await dueAuditEvents(db) < total - perRun, 10) !== undefined, 'a second run started without waiting the interval')
@@ -313,4 +311,35 @@ t.test('stopping the jobs stops a cleanup catching up, within the run in progres
   t.ok(left > total - 2 * perRun, `the run in progress stopped after its batch in flight (${left} left)`)
   await new Promise((resolve) => setTimeout(resolve, 2 * CLEANUP_CATCH_UP_PAUSE_MS + 500))
   t.equal(await dueAuditEvents(db), left, 'and no run follows the stop')
+})
+
+t.test('a database gone silent during a cleanup batch holds neither the run nor stop() past cleanup\'s bound: the run fails, is counted, and the lock is let go', async (t) => {
+  const url = await createTestDatabase(t)
+  const relay = await silenceableRelay(t, new URL(url))
+  // The instance's connections go through the relay (from the URL); the test's own do not.
+  const { db, pool } = await testConnection(t, url)
+  // A lock the first batch waits behind, so that the silence finds it in flight.
+  const holder = await pool.connect()
+  await holder.query('BEGIN')
+  await holder.query('LOCK TABLE sessions IN SHARE MODE')
+  const { stop, logs, metrics } = await startInstance(t, relay.url, db, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s', TESSERA_CLEANUP_INTERVAL: '1h' },
+    { keyStatementTimeoutMs: 300, cleanupStatementTimeoutMs: 3000 })
+  const batchWaiting = async (): Promise<boolean> => Number((await sql<{ n: number }>`SELECT count(*) AS n FROM pg_stat_activity
+    WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE 'delete from "sessions"%'`.execute(db)).rows[0]?.n) === 1
+  t.ok(await within(10_000, batchWaiting, 20) !== undefined, 'the start-up run\'s first batch waits behind the lock')
+  const cleanupConnections = (await metrics.registry.getSingleMetric('tessera_db_pool_connections')?.get())?.values.find((v) => v.labels.pool === 'cleanup')?.value
+  t.equal(cleanupConnections, 1, 'on a connection of its own, counted as pool="cleanup"')
+  relay.silence()
+  // The batch now ends on the server; its answer is lost in the silence.
+  await holder.query('ROLLBACK')
+  holder.release()
+  // Without a bound the batch, and stop() with it, waited for TCP's ~15 minutes. Generous for a loaded machine: cut 5 s after it was sent.
+  const stopped = await Promise.race([stop().then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 30_000).unref())])
+  t.ok(stopped, 'stop() returns')
+  const failed = (await metrics.registry.getSingleMetric('tessera_background_job_failures_total')?.get())?.values.find((v) => v.labels.job === 'cleanup')?.value ?? 0
+  t.equal(failed, 1, 'the run failed and was counted')
+  t.match(logs(), /"msg":"cleanup failed"/)
+  // The cut connection's backend ends with it, and with it the session's advisory lock: the next run, here or on another instance, is not locked out.
+  const ran = await within(10_000, async () => (await cleanupExpired(db, { now: new Date(), revokedRetention: 0, auditRetention: 86_400 })).ran, 100)
+  t.ok(ran !== undefined, 'the cleanup lock is free again')
 })

@@ -174,9 +174,7 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
 
     const jobs = await startBackgroundJobs({
       config,
-      db: connection.db,
       databaseUrl: url,
-      pool: connection.pool,
       keyring,
       kek,
       logger,

@@ -84,7 +84,7 @@ export async function startWorker (config: Config, logger: Logger, onDrain: (why
   hasher.saturated = boot.hashingSaturated
   hasher.capacity = boot.hashingShare
   clientCache.feed(boot.clientFeed)
-  // Only a request's statements are bounded: the primary's jobs and the CLI (migrations, cleanup) may run long.
+  // A request's statements, bounded by TESSERA_DB_STATEMENT_TIMEOUT_MS; the primary's jobs have bounds of their own (jobs.ts), and the CLI (migrations, cleanup) none: they may run long.
   const connection = connect(boot.databaseUrl, boot.poolSize, { statementTimeoutMs: config.dbStatementTimeoutMs })
   try {
     const kek = Buffer.from(boot.kek, 'base64url')

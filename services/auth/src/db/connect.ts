@@ -30,8 +30,8 @@ export interface ConnectOptions {
  * How much longer than the statement timeout a statement's answer may take
  * before its connection is dropped (namingPool): past the timeout a live
  * server answers at once with its cancellation, so only a silent one is cut,
- * and at the largest timeout (25 s) still before the 30 s the server and the
- * gateway wait for an answer.
+ * and at a request's largest timeout (25 s) still before the 30 s the server
+ * and the gateway wait for an answer.
  */
 const ANSWER_MARGIN_MS = 2000
 

@@ -20,11 +20,12 @@ const BACKGROUND_JOBS = ['key_rotation', 'keyring_reload', 'key_listener', 'clea
 const CLEANUP_KINDS = ['sessions', 'refresh_tokens', 'audit_events', 'login_throttle'] as const
 /**
  * The instance's connection pools: `main`, each process's own (an HTTP
- * worker's requests; the primary's start-up and cleanup), and `key`, the
- * primary's key reloads and lifecycle steps (jobs.ts, KEY_POOL). Summed over
- * them, the gauges are every pooled connection the instance holds.
+ * worker's requests; the primary's start-up), `key`, the primary's key
+ * reloads and lifecycle steps (jobs.ts, KEY_POOL), and `cleanup`, the
+ * primary's one connection for the periodic cleanup. Summed over them, the
+ * gauges are every pooled connection the instance holds.
  */
-export type PoolName = 'main' | 'key'
+export type PoolName = 'main' | 'key' | 'cleanup'
 export type LoginOutcome = typeof LOGIN_OUTCOMES[number]
 export type RefreshOutcome = typeof REFRESH_OUTCOMES[number]
 export type BackgroundJob = typeof BACKGROUND_JOBS[number]

@@ -139,7 +139,7 @@ t.test('TESSERA_METRICS_PORT serves /metrics on its own listener and not on the 
   t.equal(await server.stop(), 0, 'drains and exits 0 with the listener')
 })
 
-t.test('summed over pool, the pool gauges are every pooled connection the instance holds on Postgres: the workers\', the primary\'s, its key work\'s', async (t) => {
+t.test('summed over pool, the pool gauges are every pooled connection the instance holds on Postgres: the workers\', the primary\'s, its key work\'s, its cleanup\'s', async (t) => {
   const url = await createTestDatabase(t)
   // A key tick every second, each on the key work's connections (idle ones stay open 10 s).
   const server = await startServer(t, { DATABASE_URL: url, TESSERA_METRICS_PORT: '0', TESSERA_WORKERS: '2', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEK: Buffer.alloc(32, 3).toString('base64url') })
@@ -156,7 +156,7 @@ t.test('summed over pool, the pool gauges are every pooled connection the instan
     return key > 0 && last.summed === last.backends
   }, 100)
   t.ok(agreed !== undefined, `the key work's connections counted, and the sum is what Postgres shows (last: ${JSON.stringify(last)})`)
-  t.same(last?.series, ['tessera_db_pool_connections{pool="key"}', 'tessera_db_pool_connections{pool="main"}'], 'one series per pool, the workers\' and the primary\'s main pools summed')
+  t.same(last?.series, ['tessera_db_pool_connections{pool="cleanup"}', 'tessera_db_pool_connections{pool="key"}', 'tessera_db_pool_connections{pool="main"}'], 'one series per pool, the workers\' and the primary\'s main pools summed')
   t.ok((last?.key ?? Infinity) <= KEY_POOL, `at most the key work's ${KEY_POOL}`)
 })
 
