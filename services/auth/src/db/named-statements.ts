@@ -37,21 +37,28 @@ export function namedStatement (name: string, text: string): string {
  * statement_timeout cannot end that wait, since it is the server that has
  * gone silent (a failover that left the old address unanswering, a network
  * partition, a frozen host); TCP alone would wait out its retransmissions,
- * about 15 minutes on Linux, holding the request and its pool slot.
+ * about 15 minutes on Linux, holding the request and its pool slot. What
+ * else is sent on a connection so cut (a transaction's rollback, a lock's
+ * release in a `finally`) fails with the same error: pg's own ("not
+ * queryable") would be the one thrown, saying neither that the database is
+ * out of reach nor why, and a request would be a 500.
  */
 export function namingPool (pool: pg.Pool, answerWithinMs = 0): PostgresPool {
   const wrappers = new WeakMap<pg.PoolClient, PostgresPoolClient>()
   const wrap = (client: pg.PoolClient): PostgresPoolClient => {
+    let cut: Error | undefined
     function query (textOrCursor: string | PostgresCursor<unknown>, parameters?: readonly unknown[]): Promise<PostgresQueryResult<unknown>> | PostgresCursor<unknown> {
       // A cursor (Kysely's streaming) goes through untouched: it is returned, not awaited.
       if (typeof textOrCursor !== 'string') return client.query(textOrCursor as unknown as pg.Submittable) as unknown as PostgresCursor<unknown>
+      if (cut !== undefined) return Promise.reject(cut)
       const name = namesByText.get(textOrCursor)
       const values = parameters === undefined ? undefined : [...parameters]
       const answer = client.query(name === undefined ? { text: textOrCursor, values } : { name, text: textOrCursor, values }) as unknown as Promise<PostgresQueryResult<unknown>>
       if (answerWithinMs > 0) {
         const deadline = setTimeout(() => {
-          // pg rejects every query of the client with this error, and marks it unusable.
-          client.connection.stream.destroy(Object.assign(new Error(`the database did not answer within ${answerWithinMs} ms`), { code: 'ETIMEDOUT' }))
+          // pg rejects every query of the client in flight with this error, and marks it unusable.
+          cut = Object.assign(new Error(`the database did not answer within ${answerWithinMs} ms`), { code: 'ETIMEDOUT' })
+          client.connection.stream.destroy(cut)
         }, answerWithinMs)
         const done = (): void => { clearTimeout(deadline) }
         answer.then(done, done)

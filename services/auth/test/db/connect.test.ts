@@ -58,6 +58,20 @@ t.test('a statement whose server goes silent fails as unavailable soon after the
   t.same((await sql<{ one: number }>`select 1 as one`.execute(connection.db)).rows, [{ one: 1 }], 'the next statement gets a new connection, through to the server')
 })
 
+t.test('a transaction whose statement the silence cut fails with that cut, unavailable, not with its rollback\'s "not queryable"', async (t) => {
+  const relay = await silenceableRelay(t, new URL(await createTestDatabase(t)))
+  const connection = connect(relay.url, 1, { statementTimeoutMs: 300 })
+  t.teardown(connection.close)
+  const lost = await connection.db.transaction().execute(async (trx) => {
+    await sql`select 1`.execute(trx)
+    relay.silence()
+    await sql`select 1`.execute(trx)
+  }).then(() => undefined, (err: unknown) => err)
+  // Kysely rolls back on the cut connection, and that error is the one thrown; pg's own words for it were a 500.
+  t.match(lost, { code: 'ETIMEDOUT', message: 'the database did not answer within 2300 ms' }, 'the rollback fails as the statement did')
+  t.ok(isDatabaseUnavailable(lost), 'answered 503 with Retry-After')
+})
+
 t.test('without a statement timeout (the CLI, the primary\'s jobs), a statement is never cut by the client', async (t) => {
   const connection = connect(await createTestDatabase(t), 1)
   t.teardown(connection.close)
