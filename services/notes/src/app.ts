@@ -67,9 +67,24 @@ function problem (reply: FastifyReply, status: number, title: string, detail: st
     .send({ type: 'about:blank', title, status, detail, instance: pathOf(reply.request), request_id: reply.request.id })
 }
 
+/**
+ * A JWS or JWE in the path, put there by mistake (`DELETE /notes/<token>`):
+ * every JOSE header is base64url JSON, so each starts `eyJ`, then a dot.
+ */
+const TOKEN_IN_PATH = /eyJ[A-Za-z0-9_-]{8,}\./
+
+/** The path as logged: up to a token in it (`/notes/[token]`), as the gateway's access log writes it; decoded to look, so `%65yJ…` hides none. */
+function loggedPath (request: FastifyRequest): string {
+  const path = pathOf(request)
+  let decoded = path
+  try { decoded = decodeURIComponent(path) } catch {} // malformed: the router refuses it; look at it as it came
+  const at = decoded.search(TOKEN_IN_PATH)
+  return at === -1 ? path : `${decoded.slice(0, at)}[token]`
+}
+
 /** The one line each request is logged with, its path alone. */
 function logRequest (request: FastifyRequest, reply: FastifyReply): void {
-  request.log.info({ method: request.method, path: pathOf(request), status: reply.statusCode, duration_ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request')
+  request.log.info({ method: request.method, path: loggedPath(request), status: reply.statusCode, duration_ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request')
 }
 
 /**

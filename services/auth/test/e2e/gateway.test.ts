@@ -745,6 +745,34 @@ t.test('a credential in the URL is refused on every route, so error.log, which w
   t.notOk(gateway.accessLog().some((line) => line.includes(secret)), 'nor does the access log')
 })
 
+t.test('a token in the path is refused on https as one in the query string is, and no log writes it: neither log on https, nor the access log on plain HTTP', async (t) => {
+  // No instance at all, as above: whatever is proxied fails, and error.log writes its request line.
+  const nobody = `127.0.0.1:${await freePort()}`
+  const gateway = await startGateway(t, { httpPort: await freePort(), httpsPort: await freePort(), authAddrs: [nobody], notesAddr: nobody, tls: makeCertificate(tempDir(t, 'tls')), simplejwtCompat: true })
+  // A JWS's shape: base64url of a JSON header (so `eyJ`), a dot, the rest; the last part is what to look for.
+  const token = `${Buffer.from('{"alg":"RS256","typ":"at+jwt"}').toString('base64url')}.eyJzdWIiOiJhIn0.PathSecret5d8e`
+  const secret = 'PathSecret5d8e'
+  const refusal = 'a credential in the URL is refused: send a token in the Authorization header, anything else in the request body'
+  for (const path of [`/notes/${token}`, `/v1/sessions/${token}`, `/${token}`, `/notes/%65${token.slice(1)}`]) {
+    const answer = await gateway.request('GET', path)
+    t.same([answer.status, answer.headers['content-type'], answer.json().detail], [400, 'application/problem+json', refusal], `GET ${path.slice(0, 12)}…: refused as a problem`)
+    const plain = await gateway.plainRequest('GET', path)
+    t.same([plain.status, plain.headers.location], [403, undefined], `GET ${path.slice(0, 12)}…: refused on plain HTTP, not redirected`)
+  }
+  const oauth = await gateway.request('POST', `/oauth/revoke/${token}`, { body: 'token=x', headers: { 'content-type': 'application/x-www-form-urlencoded' } })
+  t.same([oauth.status, oauth.json()], [400, { error: 'invalid_request', error_description: refusal }], 'on /oauth/: RFC 6749\'s invalid_request')
+  const drf = await gateway.request('POST', `/api/token/refresh/${token}/`, { body: { refresh: 'x' } })
+  t.same([drf.status, drf.json()], [400, { detail: refusal }], 'on SimpleJWT\'s prefix: DRF\'s {"detail"}')
+  // Not a token: passed on (502, no instance), and its path logged as it came.
+  t.equal((await gateway.request('GET', '/notes/eyJhb')).status, 502, 'a path merely starting eyJ is passed on')
+  t.ok(await within(5000, async () => gateway.errorLog().includes('GET /notes/eyJhb ')) !== undefined, 'error.log writes the request lines it could not proxy')
+  t.notOk(gateway.errorLog().includes(secret), 'and none of the refused ones')
+  const logged = gateway.accessLog().map((line) => JSON.parse(line) as { path: string, status: number })
+  t.notOk(logged.some((line) => line.path.includes(secret)), 'nor does the access log')
+  t.ok(logged.some((line) => line.status === 403 && line.path === '/notes/[token]'), 'plain HTTP\'s refusal is logged with the path up to the token')
+  t.ok(logged.some((line) => line.path === '/notes/eyJhb'), 'a path without one is logged as it is')
+})
+
 t.test('a credential\'s name percent-encoded is refused as the name itself is (Tessera decodes a name before reading it); a flag named refresh or token passes', async (t) => {
   // No instance at all, as above: whatever is proxied fails, and error.log writes its request line.
   const nobody = `127.0.0.1:${await freePort()}`

@@ -275,6 +275,20 @@ t.test('notes against a real Tessera', async (t) => {
     t.notMatch(logs.text(), frank.access_token.split('.')[2] ?? 'x', 'no part of the token is logged')
   })
 
+  t.test('a token in the path (a client that put it where the id goes) is logged only up to it', async (t) => {
+    const grace = await tokensFor('grace')
+    const signature = grace.access_token.split('.')[2] ?? 'x'
+    for (const path of [`/notes/${grace.access_token}`, `/notes/%65${grace.access_token.slice(1)}`, `/${grace.access_token}/x`]) {
+      const res = await app.inject({ method: 'DELETE', url: path, headers: { authorization: `Bearer ${grace.access_token}` } })
+      t.ok(res.statusCode >= 400 && res.statusCode < 500, `${path.slice(0, 12)}…: refused (${res.statusCode})`)
+    }
+    const lines = logs.text().split('\n').filter((l) => l.includes('"msg":"request"')).slice(-3).map((l) => (JSON.parse(l) as { path: string }).path)
+    t.same(lines, ['/notes/[token]', '/notes/[token]', '/[token]'], 'each request line has the path up to the token')
+    t.notMatch(logs.text(), signature, 'no part of the token is logged')
+    await app.inject({ method: 'DELETE', url: `/notes/${randomUUID()}`, headers: { authorization: `Bearer ${grace.access_token}` } })
+    t.match(logs.text().split('\n').filter((l) => l.includes('"msg":"request"')).at(-1), /"path":"\/notes\/[0-9a-f-]{36}"/, 'a path without one is logged as it came')
+  })
+
   t.test('JWKS: misses remembered, refetches rate-limited, known keys trusted for a bounded time only; expired tokens fail', async (t) => {
     const dave = await tokensFor('dave')
     const published = await (await fetch(`${tessera.url}/.well-known/jwks.json`)).text()
