@@ -15,10 +15,17 @@
  *  - `tessera audit tail --user NAME` finds the events that recorded the name
  *    (and the ids that name went by) through `audit_events_username`.
  *
- * Each build takes a SHARE lock: writes to its table wait (logins and
- * refreshes on `sessions`, anything audited on `audit_events`) until it ends;
- * measured on 2 cores, 3.2 s over 1.8 million sessions and 5.6 s over 4.8
- * million audit events (operators.md, "Upgrading").
+ * `sessions` is locked ACCESS EXCLUSIVE first, by the drop, and stays so to
+ * the commit: reads of it (the /v1 routes that check their session) wait as
+ * well as writes. Built first under SHARE, then dropped, the lock grew from
+ * SHARE to ACCESS EXCLUSIVE while a live refresh (which reads its session,
+ * then slides it) held its read and waited on the SHARE: Postgres failed one
+ * of them as a deadlock, the upgrade 2 tries in 3 under load. A lock taken
+ * whole at once never grows, as 0006 and 0007 swap theirs. `audit_events`
+ * comes after and gets SHARE (anything audited waits, reads do not): every
+ * transaction that writes both writes `sessions` first. Measured on 2 cores,
+ * 3.2 s over 1.8 million sessions and 5.6 s over 4.8 million audit events
+ * (operators.md, "Upgrading").
  * @module
  */
 import { sql } from 'kysely'
@@ -26,17 +33,20 @@ import { sql } from 'kysely'
 /** @param {import('kysely').Kysely<unknown>} db */
 export async function up (db) {
   await sql`
-    CREATE INDEX sessions_user ON sessions (user_id, revoked_at);
     DROP INDEX sessions_user_live;
+    CREATE INDEX sessions_user ON sessions (user_id, revoked_at);
     CREATE INDEX audit_events_username ON audit_events (username) WHERE username IS NOT NULL;
   `.execute(db)
 }
 
-/** @param {import('kysely').Kysely<unknown>} db */
+/**
+ * In the same order, `sessions` then `audit_events`, each locked whole at once.
+ * @param {import('kysely').Kysely<unknown>} db
+ */
 export async function down (db) {
   await sql`
-    DROP INDEX audit_events_username;
-    CREATE INDEX sessions_user_live ON sessions (user_id) WHERE revoked_at IS NULL;
     DROP INDEX sessions_user;
+    CREATE INDEX sessions_user_live ON sessions (user_id) WHERE revoked_at IS NULL;
+    DROP INDEX audit_events_username;
   `.execute(db)
 }

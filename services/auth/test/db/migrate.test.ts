@@ -53,3 +53,30 @@ t.test('an upgrade across two migrations that lock different tables, under a liv
   t.same(await migrating, { applied: pending }, 'every pending migration applied')
   t.same((await schemaStanding(db)).pending, [])
 })
+
+t.test('0015 up and down under a live transaction that reads sessions and then writes them, as a refresh does: both finish', async (t) => {
+  // tessera_refresh_grant reads the session, then slides it. 0015 built
+  // sessions_user first, holding SHARE on sessions, and then dropped
+  // sessions_user_live, which wants ACCESS EXCLUSIVE (its down the same, the
+  // other way): the refresh waited for the SHARE, the drop for the refresh's
+  // read, and Postgres failed one of them as a deadlock (seen upgrading under
+  // load: the upgrade, 2 tries in 3).
+  const { db, pool } = await testConnection(t)
+  while ((await migrationStatus(db)).find((m) => m.name === '0015_user_lookups')?.appliedAt != null) await migrateDown(db)
+  const live = await pool.connect()
+  t.teardown(() => live.release())
+  const watcher = await pool.connect()
+  t.teardown(() => watcher.release())
+
+  const beside = async (migrate: () => Promise<string[]>): Promise<{ wrote: unknown, migrated: unknown }> => {
+    await live.query('BEGIN')
+    await live.query('SELECT count(*) FROM sessions')
+    const migrating = migrate().then((names) => ({ names }), (error: unknown) => ({ error }))
+    while (await lockWaiters(watcher) === 0) await new Promise((resolve) => setTimeout(resolve, 20))
+    const wrote = await live.query('UPDATE sessions SET last_used_at = last_used_at WHERE false').then(() => 'wrote', (error: unknown) => error)
+    await live.query('COMMIT')
+    return { wrote, migrated: await migrating }
+  }
+  t.same(await beside(async () => await migrateUp(db)), { wrote: 'wrote', migrated: { names: ['0015_user_lookups'] } }, 'up: the live transaction writes the sessions it read, and 0015 applies')
+  t.same(await beside(async () => await migrateDown(db)), { wrote: 'wrote', migrated: { names: ['0015_user_lookups'] } }, 'down: the same, and 0015 is reverted')
+})
