@@ -10,12 +10,14 @@
 import { pino, type Bindings, type ChildLoggerOptions, type DestinationStream, type Level, type Logger } from 'pino'
 import type { Config } from './config.js'
 
-const SECRET_KEYS = ['password', 'current_password', 'new_password', 'password_hash', 'access_token', 'refresh_token', 'token', 'client_secret', 'authorization', 'cookie', 'set-cookie', 'kek', 'private_key_enc', 'privateKey']
+// `refresh` and `access`: SimpleJWT's names for its tokens (routes/simplejwt.ts), in its bodies.
+const SECRET_KEYS = ['password', 'current_password', 'new_password', 'password_hash', 'access_token', 'refresh_token', 'token', 'refresh', 'access', 'client_secret', 'authorization', 'cookie', 'set-cookie', 'kek', 'private_key_enc', 'privateKey']
 
 /** One spelling per secret: `refreshToken`, `refresh_token` and `Refresh-Token` are the same key. */
 const spelling = (key: string): string => key.toLowerCase().replace(/[-_]/g, '')
 const SECRET = new Set(SECRET_KEYS.map(spelling))
 const CENSOR = '[redacted]'
+const FAILING_ROW = 'Failing row contains'
 /** Deeper than anything we log; bounds the walk on a cyclic or huge object. */
 const MAX_DEPTH = 8
 
@@ -42,8 +44,12 @@ function redactMembers (record: Record<string, unknown>, depth: number): Record<
 function redactError (error: Error, depth: number): unknown {
   const members: Record<string, unknown> = { ...error }
   if (error.cause !== undefined) members.cause = error.cause
+  // Postgres's detail of a NOT NULL or CHECK violation is the whole row: on
+  // `users`, its password hash; on `signing_keys`, the sealed private half.
+  const wholeRow = typeof members.detail === 'string' && members.detail.startsWith(FAILING_ROW)
+  if (wholeRow) members.detail = `${FAILING_ROW} ${CENSOR}`
   const redacted = redactMembers(members, depth)
-  if (redacted === members) return error
+  if (redacted === members && !wholeRow) return error
   // Same prototype, so the serializer still names its type.
   return Object.assign(Object.create(Object.getPrototypeOf(error) as object) as Error, { message: error.message, stack: error.stack }, redacted)
 }

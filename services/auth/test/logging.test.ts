@@ -1,8 +1,10 @@
 import { memorySink } from '@tessera/testkit'
+import { sql } from 'kysely'
 import t from 'tap'
 import { createLogger, redactSecrets } from '../src/logging.js'
+import { testConnection } from './helpers/db.js'
 
-const SECRET_FIELDS = ['password', 'current_password', 'new_password', 'access_token', 'refresh_token', 'token', 'authorization', 'cookie', 'set-cookie', 'kek', 'private_key_enc', 'privateKey']
+const SECRET_FIELDS = ['password', 'current_password', 'new_password', 'access_token', 'refresh_token', 'token', 'refresh', 'access', 'authorization', 'cookie', 'set-cookie', 'kek', 'private_key_enc', 'privateKey']
 
 function capture (): { logger: ReturnType<typeof createLogger>, text: () => string } {
   const sink = memorySink()
@@ -72,4 +74,16 @@ t.test('camelCase and hash spellings, secrets inside errors, and anything past t
   const out = text()
   for (let i = 1; i <= 9; i++) t.notOk(new RegExp(`secret-${i}`).test(out), `secret ${i} redacted`)
   t.match(out, /"err":\{"type":"Error","message":"login failed"/, 'the error keeps its type and message')
+})
+
+t.test("Postgres's detail of a violated CHECK or NOT NULL, the whole row, is not logged; its other fields are", async (t) => {
+  const { db } = await testConnection(t)
+  const refused = await sql`INSERT INTO users (username, password_hash) VALUES ('Not Allowed', '$argon2id$row-secret-hash')`.execute(db).then(() => undefined, (err: unknown) => err)
+  t.match(refused, { code: '23514', detail: /^Failing row contains .*row-secret-hash/ }, 'a real violation, its row in the detail')
+  const { logger, text } = capture()
+  logger.error({ err: refused }, 'unexpected error')
+  const out = text()
+  t.notOk(out.includes('row-secret-hash'), 'the row is not in the log')
+  t.match(out, /"detail":"Failing row contains \[redacted\]"/, 'the detail says what it was')
+  t.match(out, /"code":"23514".*"constraint":"users_username_check"/, 'the code and the constraint stay')
 })
