@@ -74,12 +74,12 @@ export const KEY_STATEMENT_TIMEOUT_MS = 10_000
 /** The key work's connections: a reload and a lifecycle step can run at once. */
 export const KEY_POOL = 2
 /**
- * A cleanup batch deletes at most 1,000 rows it finds through an index:
+ * A cleanup batch deletes at most 1,000 rows it finds through an index, a
+ * session's refresh tokens included (deleted before it, sessions/cleanup.ts):
  * milliseconds, unless something is in its way. A row lock a request holds
  * is let go within TESSERA_DB_STATEMENT_TIMEOUT_MS a statement (10 s by
  * default, at most 25 s), and 30 s outlasts that. A batch still running after
- * it has met an operator's long transaction, a sick server, or sessions whose
- * thousands of refresh tokens go with them: its run fails, logged and counted,
+ * it has met an operator's long transaction or a sick server: its run fails, logged and counted,
  * and the next is tried at the interval (for a backlog the job keeps failing
  * on, `tessera cleanup`, which has no bound). Not longer: stop() waits for the
  * batch in flight, and the primary's drain is forced at 30 s.

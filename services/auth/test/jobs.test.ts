@@ -277,11 +277,13 @@ async function dueAuditEvents (db: Db): Promise<number> {
 t.test('a cleanup run that stops at its cap is followed by another soon, not an interval later, until nothing due is left', async (t) => {
   const url = await createTestDatabase(t)
   const { db } = await testConnection(t, url)
+  // Five expired sessions, the fifth's token deleted by an earlier run.
   for (let i = 0; i < 5; i++) await sessionWithToken(db, new Date(Date.now() - 2 * 86_400_000))
+  await db.deleteFrom('refresh_tokens').where('jti', '=', (await db.selectFrom('refresh_tokens').select('jti').limit(1).executeTakeFirstOrThrow()).jti).execute()
   // The fixture's keys are placeholders, which the instance's start would try to open and load: revoked and erased, it reads none.
   await sql`UPDATE signing_keys SET state = 'revoked', revoked_at = now(), unpublished_at = now(), private_key_enc = NULL, private_erased_at = now()`.execute(db)
   await oldAuditEvents(db, 10)
-  // Four rows of each kind per run: the sessions take two runs (the fifth's token, expired too, goes in the first), the audit events three. The interval is far past the test.
+  // Four rows of each kind per run: the tokens take one run (full: another follows), the sessions two, the audit events three. The interval is far past the test.
   const { logs, metrics } = await startInstance(t, url, db, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s', TESSERA_CLEANUP_INTERVAL: '1h' },
     { cleanupBatches: { batchSize: 2, maxBatches: 2 } })
   const sessionsLeft = async (): Promise<number> => (await db.selectFrom('sessions').select('id').execute()).length
@@ -289,11 +291,11 @@ t.test('a cleanup run that stops at its cap is followed by another soon, not an 
   t.ok(took !== undefined, `every due row deleted without waiting the interval (took ${String(took)} ms)`)
   const pruned = await db.selectFrom('audit_events').select(sql<number>`(detail->>'deleted')::int`.as('deleted')).where('type', '=', 'audit.pruned').orderBy('id').execute()
   t.same(pruned.map((row) => row.deleted), [2, 2, 2, 2, 2], 'one audit.pruned row per batch, as before')
-  t.match(logs(), /"sessions":4,"refreshTokens":1,"auditEvents":4,"loginThrottle":0,"msg":"cleanup is behind; continuing"/, 'a run that ends behind says so, with its counts')
+  t.match(logs(), /"sessions":4,"refreshTokens":4,"auditEvents":4,"loginThrottle":0,"msg":"cleanup is behind; continuing"/, 'a run that ends behind says so, with its counts')
   t.match(logs(), /"sessions":1,"refreshTokens":0,"auditEvents":4,"msg":"cleanup deleted expired rows"/, 'the end-of-run line names each kind')
   t.equal(logs().split('cleanup is behind; continuing').length - 1, 2, 'behind after the first two runs only')
   const deleted = (await metrics.registry.getSingleMetric('tessera_cleanup_deleted_total')?.get())?.values ?? []
-  t.same(Object.fromEntries(deleted.map((v) => [v.labels.kind, v.value])), { sessions: 5, refresh_tokens: 1, audit_events: 10, login_throttle: 0 }, 'and counts what it deleted, by kind')
+  t.same(Object.fromEntries(deleted.map((v) => [v.labels.kind, v.value])), { sessions: 5, refresh_tokens: 4, audit_events: 10, login_throttle: 0 }, 'and counts what it deleted, by kind')
 })
 
 t.test('stopping the jobs stops a cleanup catching up, within the run in progress', async (t) => {
@@ -318,14 +320,14 @@ t.test('a database gone silent during a cleanup batch holds neither the run nor 
   const relay = await silenceableRelay(t, new URL(url))
   // The instance's connections go through the relay (from the URL); the test's own do not.
   const { db, pool } = await testConnection(t, url)
-  // A lock the first batch waits behind, so that the silence finds it in flight.
+  // A lock the first batch (expired refresh tokens) waits behind, so that the silence finds it in flight.
   const holder = await pool.connect()
   await holder.query('BEGIN')
-  await holder.query('LOCK TABLE sessions IN SHARE MODE')
+  await holder.query('LOCK TABLE refresh_tokens IN SHARE MODE')
   const { stop, logs, metrics } = await startInstance(t, relay.url, db, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s', TESSERA_CLEANUP_INTERVAL: '1h' },
     { keyStatementTimeoutMs: 300, cleanupStatementTimeoutMs: 3000 })
   const batchWaiting = async (): Promise<boolean> => Number((await sql<{ n: number }>`SELECT count(*) AS n FROM pg_stat_activity
-    WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE 'delete from "sessions"%'`.execute(db)).rows[0]?.n) === 1
+    WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE 'delete from "refresh_tokens"%'`.execute(db)).rows[0]?.n) === 1
   t.ok(await within(10_000, batchWaiting, 20) !== undefined, 'the start-up run\'s first batch waits behind the lock')
   const cleanupConnections = (await metrics.registry.getSingleMetric('tessera_db_pool_connections')?.get())?.values.find((v) => v.labels.pool === 'cleanup')?.value
   t.equal(cleanupConnections, 1, 'on a connection of its own, counted as pool="cleanup"')

@@ -11,6 +11,7 @@ import { sql, CompiledQuery, Kysely, PostgresDialect } from 'kysely'
 import pg from 'pg'
 import type { Database, Db } from '../../src/db/database.js'
 import { tailAudit } from '../../src/audit/tail.js'
+import { deleteSessionsIfDue, deleteTokensOf, selectDueSessions } from '../../src/sessions/cleanup.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { runCli } from '../helpers/server.js'
 
@@ -20,10 +21,14 @@ function nodes (plan: PlanNode): PlanNode[] {
   return [plan, ...(plan.Plans ?? []).flatMap(nodes)]
 }
 
-/** Every node of the plan the statement gets with sequential scans priced out: one still there means no index can serve it. */
-async function planOf (db: Db, query: Pick<CompiledQuery, 'sql' | 'parameters'>): Promise<PlanNode[]> {
+/**
+ * Every node of the plan the statement gets with sequential scans priced out:
+ * one still there means no index can serve it. Or, `asIs`, the plan the
+ * planner picks (on tables filled and analyzed).
+ */
+async function planOf (db: Db, query: Pick<CompiledQuery, 'sql' | 'parameters'>, asIs = false): Promise<PlanNode[]> {
   return await db.connection().execute(async (conn) => {
-    await sql`SET enable_seqscan = off`.execute(conn)
+    if (!asIs) await sql`SET enable_seqscan = off`.execute(conn)
     try {
       const { rows } = await conn.executeQuery<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>(CompiledQuery.raw(`EXPLAIN (FORMAT JSON) ${query.sql}`, [...query.parameters]))
       const plan = rows[0]?.['QUERY PLAN'][0]?.Plan
@@ -77,6 +82,41 @@ t.test('audit tail --user reads the user\'s events by index, not every event of 
     t.same(rows.map((r) => r.type), types, `${user}: the events about the name or the id it went by`)
     t.equal(sent.length, 1, 'one statement')
     for (const query of sent) t.same(wholeTableScans(await planOf(db, query)), [], `${user}: no read of a whole table`)
+  }
+})
+
+t.test('cleanup finds due sessions by index, and deletes the tokens of those picked and then them by index, on tables of some size', async (t) => {
+  const { db } = await testConnection(t)
+  const due = { now: new Date(), revokedBefore: new Date(Date.now() - 7 * 86_400_000) }
+  const plan = await planOf(db, selectDueSessions(db, due, 1000).compile())
+  t.same(wholeTableScans(plan), [], 'due sessions: an index for each way a session is due')
+  t.ok(plan.some((n) => n['Index Name'] === 'sessions_expires_at') && plan.some((n) => n['Index Name'] === 'sessions_revoked_at'), 'sessions_expires_at and sessions_revoked_at')
+
+  // 30,000 sessions over 90 days, half of them expired, one in ten ended; three tokens each, a month's life.
+  await sql`INSERT INTO users (username, password_hash) SELECT 'user' || i, 'x' FROM generate_series(1, 3000) i`.execute(db)
+  await sql`
+    INSERT INTO sessions (id, user_id, client_id, scope, created_at, last_used_at, expires_at, absolute_expires_at, revoked_at, revoke_reason)
+    SELECT gen_random_uuid(), u.id, 'tessera', 'read', c, c, c + interval '45 days', c + interval '90 days',
+      CASE WHEN i % 10 = 0 THEN c + interval '1 day' END, CASE WHEN i % 10 = 0 THEN 'revoke' END
+    FROM generate_series(1, 30000) i
+    JOIN (SELECT id, row_number() OVER () AS n FROM users) u ON u.n = 1 + i % 3000
+    CROSS JOIN LATERAL (SELECT now() - interval '90 days' + i * interval '259 seconds' AS c) created`.execute(db)
+  await sql`
+    INSERT INTO refresh_tokens (jti, session_id, kid, issued_at, expires_at)
+    SELECT gen_random_uuid(), s.id, 'k', s.created_at + j * interval '1 day', s.created_at + j * interval '1 day' + interval '30 days'
+    FROM sessions s, generate_series(0, 2) j`.execute(db)
+  await sql`ANALYZE sessions, refresh_tokens`.execute(db)
+  const picked = (await selectDueSessions(db, due, 1000).execute()).map((row) => row.id)
+  t.equal(picked.length, 1000)
+  // As the planner picks, not with sequential scans priced out: at this size a semi-join of the 1,000 found with the table read all of it.
+  const statements: Array<[string, Pick<CompiledQuery, 'sql' | 'parameters'>, string[]]> = [
+    ['the tokens of the sessions picked', deleteTokensOf(db, picked, 1000).compile(), ['refresh_tokens_session', 'refresh_tokens_pkey']],
+    ['the sessions picked', deleteSessionsIfDue(db, picked, due).compile(), ['sessions_pkey']]
+  ]
+  for (const [name, statement, indexes] of statements) {
+    const plan = await planOf(db, statement, true)
+    t.same(wholeTableScans(plan), [], `${name}: no read of a whole table`)
+    t.ok(indexes.every((index) => plan.some((n) => n['Index Name'] === index)), `${name}: by ${indexes.join(' and ')}`)
   }
 })
 

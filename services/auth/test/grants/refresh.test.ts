@@ -346,6 +346,25 @@ t.test('cleanup deletes only what expired', async (t) => {
   t.equal((await refresh(ctx.app, String(rotated.body.refresh_token))).status, 200, 'and it still works')
 })
 
+t.test('a token deleted while its refresh waits for its row (cleanup, a token at a time) is refused invalid_grant, not a 500', async (t) => {
+  const ctx = await buildTestApp(t, { TESSERA_REFRESH_GRACE: '0' })
+  const { refresh: token } = await user(ctx, 'kate')
+  const jti = String(decodeJwt(token).jti)
+  // The delete holds the token's row until it commits, as a cleanup batch's statement does.
+  const deleting = await ctx.connection.pool.connect()
+  t.teardown(() => { deleting.release() })
+  await deleting.query('BEGIN')
+  t.equal((await deleting.query('DELETE FROM refresh_tokens WHERE jti = $1', [jti])).rowCount, 1)
+  const watcher = await ctx.connection.pool.connect()
+  t.teardown(() => { watcher.release() })
+  const refreshing = refresh(ctx.app, token)
+  t.ok(await within(30_000, async () => await lockWaiters(watcher) >= 1) !== undefined, 'the refresh waits for the token\'s row')
+  await deleting.query('COMMIT')
+  const res = await refreshing
+  t.same([res.status, res.body.error], [400, 'invalid_grant'], 'the row gone under it: refused, as any unknown token')
+  t.equal((await ctx.connection.db.selectFrom('refresh_tokens').select('jti').execute()).length, 0, 'and no successor written')
+})
+
 t.test('a password change is dated when it commits, after its hashes: the sessions it ends are not ended before a refresh it raced', async (t) => {
   let advance = (_seconds: number): void => {}
   // Each hash takes 5 s of the test clock, as argon2 takes its time on a real one.
