@@ -23,7 +23,7 @@
  * since, which none can on a session expired or ended.
  * @module
  */
-import { sql, type DeleteQueryBuilder, type DeleteResult, type SelectQueryBuilder } from 'kysely'
+import { sql, type DeleteQueryBuilder, type DeleteResult, type RawBuilder, type SelectQueryBuilder } from 'kysely'
 import type { Database, Db } from '../db/database.js'
 import { SESSION_CLEANUP_LOCK } from '../db/locks.js'
 
@@ -68,10 +68,37 @@ async function deleteInBatches (batch: (limit: number) => Promise<number>, size:
 /** What makes a session due: expired, or ended longer ago than the retention. */
 export interface DueSessions { now: Date, revokedBefore: Date }
 
-/** Up to `limit` refresh tokens past their own expiry, found by refresh_tokens_expires_at. */
-function deleteExpiredTokens (db: Db, now: Date, limit: number): DeleteQueryBuilder<Database, 'refresh_tokens', DeleteResult> {
-  return db.deleteFrom('refresh_tokens').where('jti', 'in', db.selectFrom('refresh_tokens').select('jti')
-    .where('expires_at', '<', now).limit(limit))
+/**
+ * Up to `limit` refresh tokens past their own expiry, found by
+ * refresh_tokens_expires_at and deleted by their primary key (`= any(array(…))`,
+ * as in deleteTokensOf).
+ */
+export function deleteExpiredTokens (db: Db, now: Date, limit: number): DeleteQueryBuilder<Database, 'refresh_tokens', DeleteResult> {
+  const found = db.selectFrom('refresh_tokens').select('jti').where('expires_at', '<', now).limit(limit)
+  return db.deleteFrom('refresh_tokens').where('jti', '=', sql<string>`any(array(${found}))`)
+}
+
+/**
+ * Up to `limit` audit events older than `before`, oldest first (by
+ * audit_events_occurred_at), deleted by their primary key, with the
+ * audit.pruned row saying so written by the same statement: the trail is
+ * never shortened without a trace, whatever TESSERA_AUDIT_RETENTION says.
+ * `id = any(array(…))` rather than `id IN (…)`, as for the tokens: on a table
+ * of 90,000 events the semi-join read the whole table.
+ */
+export function pruneAuditEvents (before: Date, limit: number, by: { actor: string, userAgent?: string }): RawBuilder<{ deleted: string }> {
+  return sql<{ deleted: string }>`
+    WITH gone AS (
+      DELETE FROM audit_events WHERE id = any(array(
+        SELECT id FROM audit_events WHERE occurred_at < ${before} ORDER BY occurred_at LIMIT ${limit}))
+      RETURNING occurred_at
+    ), noted AS (
+      INSERT INTO audit_events (type, actor, user_agent, detail)
+      SELECT 'audit.pruned', ${by.actor}::text, ${by.userAgent ?? null}::text, jsonb_build_object('deleted', count(*), 'older_than', ${before}::timestamptz,
+        'oldest', min(occurred_at), 'newest', max(occurred_at))
+      FROM gone HAVING count(*) > 0
+    )
+    SELECT count(*) AS deleted FROM gone`
 }
 
 /** Up to `limit` due sessions, by sessions_expires_at and sessions_revoked_at. */
@@ -139,22 +166,8 @@ export async function cleanupExpired (db: Db, options: CleanupOptions): Promise<
       const due = { now: options.now, revokedBefore: new Date(options.now.getTime() - options.revokedRetention * 1000) }
       const sessions = await deleteDueSessions(conn, due, size, maxBatches, signal)
       const auditBefore = new Date(options.now.getTime() - options.auditRetention * 1000)
-      // Each batch deleted leaves a row saying so, written by the statement
-      // that deletes: the trail is never shortened without a trace, whatever
-      // TESSERA_AUDIT_RETENTION says.
       const auditEvents = await deleteInBatches(async (limit) => {
-        const { rows: [pruned] } = await sql<{ deleted: string }>`
-          WITH gone AS (
-            DELETE FROM audit_events WHERE id IN (
-              SELECT id FROM audit_events WHERE occurred_at < ${auditBefore} ORDER BY occurred_at LIMIT ${limit})
-            RETURNING occurred_at
-          ), noted AS (
-            INSERT INTO audit_events (type, actor, user_agent, detail)
-            SELECT 'audit.pruned', ${by.actor}::text, ${by.userAgent ?? null}::text, jsonb_build_object('deleted', count(*), 'older_than', ${auditBefore}::timestamptz,
-              'oldest', min(occurred_at), 'newest', max(occurred_at))
-            FROM gone HAVING count(*) > 0
-          )
-          SELECT count(*) AS deleted FROM gone`.execute(conn)
+        const { rows: [pruned] } = await pruneAuditEvents(auditBefore, limit, by).execute(conn)
         return Number(pruned?.deleted ?? 0)
       }, size, maxBatches, signal)
       return {

@@ -11,7 +11,7 @@ import { sql, CompiledQuery, Kysely, PostgresDialect } from 'kysely'
 import pg from 'pg'
 import type { Database, Db } from '../../src/db/database.js'
 import { tailAudit } from '../../src/audit/tail.js'
-import { deleteSessionsIfDue, deleteTokensOf, selectDueSessions } from '../../src/sessions/cleanup.js'
+import { deleteExpiredTokens, deleteSessionsIfDue, deleteTokensOf, pruneAuditEvents, selectDueSessions } from '../../src/sessions/cleanup.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { runCli } from '../helpers/server.js'
 
@@ -85,7 +85,7 @@ t.test('audit tail --user reads the user\'s events by index, not every event of 
   }
 })
 
-t.test('cleanup finds due sessions by index, and deletes the tokens of those picked and then them by index, on tables of some size', async (t) => {
+t.test('cleanup finds and deletes by index, on tables of some size: expired tokens, due sessions, their tokens, old audit events', async (t) => {
   const { db } = await testConnection(t)
   const due = { now: new Date(), revokedBefore: new Date(Date.now() - 7 * 86_400_000) }
   const plan = await planOf(db, selectDueSessions(db, due, 1000).compile())
@@ -105,13 +105,20 @@ t.test('cleanup finds due sessions by index, and deletes the tokens of those pic
     INSERT INTO refresh_tokens (jti, session_id, kid, issued_at, expires_at)
     SELECT gen_random_uuid(), s.id, 'k', s.created_at + j * interval '1 day', s.created_at + j * interval '1 day' + interval '30 days'
     FROM sessions s, generate_series(0, 2) j`.execute(db)
-  await sql`ANALYZE sessions, refresh_tokens`.execute(db)
+  // 90,000 audit events over the same 90 days.
+  await sql`INSERT INTO audit_events (type, actor, occurred_at) SELECT 'login.succeeded', 'system', now() - interval '90 days' + i * interval '86 seconds' FROM generate_series(1, 90000) i`.execute(db)
+  await sql`ANALYZE sessions, refresh_tokens, audit_events`.execute(db)
   const picked = (await selectDueSessions(db, due, 1000).execute()).map((row) => row.id)
   t.equal(picked.length, 1000)
+  // A week's worth due, the backlog of a cleanup stopped that long: the first tokens expired 60 days ago, the first events are 90 days old.
+  const tokensExpiredBy = new Date(Date.now() - 53 * 86_400_000)
+  const auditBefore = new Date(Date.now() - 83 * 86_400_000)
   // As the planner picks, not with sequential scans priced out: at this size a semi-join of the 1,000 found with the table read all of it.
   const statements: Array<[string, Pick<CompiledQuery, 'sql' | 'parameters'>, string[]]> = [
+    ['the expired tokens', deleteExpiredTokens(db, tokensExpiredBy, 1000).compile(), ['refresh_tokens_expires_at', 'refresh_tokens_pkey']],
     ['the tokens of the sessions picked', deleteTokensOf(db, picked, 1000).compile(), ['refresh_tokens_session', 'refresh_tokens_pkey']],
-    ['the sessions picked', deleteSessionsIfDue(db, picked, due).compile(), ['sessions_pkey']]
+    ['the sessions picked', deleteSessionsIfDue(db, picked, due).compile(), ['sessions_pkey']],
+    ['the old audit events', pruneAuditEvents(auditBefore, 1000, { actor: 'system' }).compile(db), ['audit_events_occurred_at', 'audit_events_pkey']]
   ]
   for (const [name, statement, indexes] of statements) {
     const plan = await planOf(db, statement, true)
