@@ -31,6 +31,7 @@ export type TesseraErrorCode =
   | 'ERR_ROLE_NAME'
   | 'ERR_STARTUP'
   | 'ERR_SCHEMA_NEWER'
+  | 'ERR_MIGRATION_GAVE_WAY'
   | 'ERR_REMOTE_OVERLOADED'
   | 'ERR_PEER_GONE'
 

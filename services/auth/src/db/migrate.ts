@@ -34,8 +34,45 @@ function migrator<T> (db: Kysely<T>): Migrator {
   return new Migrator({ db, provider: new FileMigrationProvider({ fs, path, migrationFolder: MIGRATIONS_DIR }) })
 }
 
-function unwrap ({ error, results }: MigrationResultSet): string[] {
-  if (error !== undefined) throw error instanceof Error ? error : new Error(String(error))
+/**
+ * Why Postgres failed a migration's statement because of other sessions'
+ * locks, by its error code: what instances serving meanwhile cause, and what
+ * running it again (at a quieter moment if it comes back) gets past.
+ */
+const GAVE_WAY: Record<string, string> = {
+  '40P01': 'Postgres broke a deadlock between it and transactions of instances serving meanwhile by failing it',
+  '55P03': 'it waited longer than lock_timeout for a table that transactions of instances serving meanwhile held',
+  57014: 'it was cancelled: statement_timeout, spent most often waiting for a table that transactions of instances serving meanwhile held (or on a large table its own work took longer: then raise it for the run), or pg_cancel_backend'
+}
+
+/**
+ * A migration failed by other sessions' locks (a deadlock, lock_timeout,
+ * statement_timeout), which Postgres's own words ("deadlock detected") leave
+ * an operator to guess at: which one, that its transaction was rolled back
+ * (each migration is one: Kysely's migrator wraps it with its bookkeeping
+ * row), that those before it stay committed, and that running it again is
+ * the remedy.
+ */
+export class MigrationGaveWayError extends TesseraError {
+  readonly code = 'ERR_MIGRATION_GAVE_WAY'
+
+  constructor (direction: 'up' | 'down', failed: string | undefined, done: string[], cause: Error, why: string) {
+    const verb = direction === 'up' ? 'applied' : 'reverted'
+    const which = failed ?? `the next migration to be ${verb}`
+    const kept = done.length > 0 ? `; ${verb} before it, and still so: ${done.join(', ')}` : ''
+    const again = direction === 'up' ? `\`tessera migrate up\` again, at a quieter moment if this comes back: it goes on from ${which}` : '`tessera migrate down --yes` again, at a quieter moment if this comes back'
+    super(`${which} was not ${verb}: ${cause.message} (${why}). Its transaction was rolled back, so it changed nothing${kept}. Run ${again} (docs/operators.md, "Upgrading")`, { cause })
+  }
+}
+
+/** The names a step applied or reverted; a failure of other sessions' locks as MigrationGaveWayError, after `done`. */
+function unwrap ({ error, results }: MigrationResultSet, direction: 'up' | 'down', done: string[] = []): string[] {
+  if (error !== undefined) {
+    const cause = error instanceof Error ? error : new Error(String(error))
+    const why = GAVE_WAY[String((cause as Error & { code?: unknown }).code)]
+    if (why === undefined) throw cause
+    throw new MigrationGaveWayError(direction, results?.find((r) => r.status === 'Error')?.migrationName, done, cause, why)
+  }
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
 }
 
@@ -55,7 +92,7 @@ export async function migrateUp<T> (db: Kysely<T>): Promise<string[]> {
   return await newerRefusedInWords(db, 'up', async () => {
     const applied: string[] = []
     for (;;) {
-      const step = unwrap(await migrator(db).migrateUp())
+      const step = unwrap(await migrator(db).migrateUp(), 'up', applied)
       if (step.length === 0) return applied
       applied.push(...step)
     }
@@ -65,7 +102,7 @@ export async function migrateUp<T> (db: Kysely<T>): Promise<string[]> {
 /** Reverts the newest applied migration; returns its name, or nothing when none is applied. */
 export async function migrateDown<T> (db: Kysely<T>): Promise<string[]> {
   await refusedAsNewer(db, 'down')
-  return await newerRefusedInWords(db, 'down', async () => unwrap(await migrator(db).migrateDown()))
+  return await newerRefusedInWords(db, 'down', async () => unwrap(await migrator(db).migrateDown(), 'down'))
 }
 
 /**

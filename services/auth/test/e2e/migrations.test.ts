@@ -2,8 +2,9 @@ import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { sql } from 'kysely'
 import { runProcess } from '@tessera/testkit'
-import { createTestDatabase, testConnection } from '../helpers/db.js'
+import { createTestDatabase, lockWaiters, testConnection } from '../helpers/db.js'
 import { runCli, SERVER_ENTRY, startServer } from '../helpers/server.js'
+import { schemaStanding } from '../../src/db/migrate.js'
 
 t.test('migrate up, status, down, up again through the CLI', async (t) => {
   const url = await createTestDatabase(t, { empty: true })
@@ -156,6 +157,54 @@ t.test('two migrate up at once apply each migration once', async (t) => {
   t.equal(b.code, 0, b.stderr)
   const applied = [...JSON.parse(a.stdout).applied, ...JSON.parse(b.stdout).applied]
   t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients', '0005_refresh_grant', '0006_refresh_writes', '0007_refresh_token_kid_brin', '0008_login_round_trips', '0009_client_changes', '0010_login_backoff_streak', '0011_users_imported_at', '0012_redact_invalid_usernames', '0013_login_client_check', '0014_revoked_key_sweep', '0015_user_lookups'], 'exactly one process applied each')
+})
+
+t.test('migrate up failed by instances\' locks says which migration, that it changed nothing, what stays applied, and to run it again', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db, pool } = await testConnection(t, url)
+  await runCli(['migrate', 'down', '--yes'], { DATABASE_URL: url })
+  await runCli(['migrate', 'down', '--yes'], { DATABASE_URL: url })
+  t.same((await schemaStanding(db)).pending, ['0014_revoked_key_sweep', '0015_user_lookups'])
+  const live = await pool.connect()
+  t.teardown(() => live.release())
+  const watcher = await pool.connect()
+  t.teardown(() => watcher.release())
+  const indexes = async (): Promise<string[]> =>
+    (await sql<{ name: string }>`SELECT indexname AS name FROM pg_indexes WHERE indexname IN ('sessions_user_live', 'sessions_user', 'audit_events_username') ORDER BY 1`.execute(db)).rows.map((r) => r.name)
+  const said = (name: string, done: string, why: string): string => `${name} was not applied: ${why}. Its transaction was rolled back, so it changed nothing${done}. ` +
+    `Run \`tessera migrate up\` again, at a quieter moment if this comes back: it goes on from ${name} (docs/operators.md, "Upgrading")\n`
+
+  // A real deadlock: the live transaction writes audit_events and then reads
+  // sessions (no transaction of Tessera's does, in that order), while 0015
+  // holds sessions and waits for audit_events. The live one waits longer
+  // before it checks for a deadlock, so Postgres fails the migration.
+  await live.query('BEGIN')
+  await live.query("SET LOCAL deadlock_timeout = '60s'")
+  await live.query("INSERT INTO audit_events (type) VALUES ('user.created')")
+  const migrating = runCli(['migrate', 'up'], { DATABASE_URL: url })
+  while (await lockWaiters(watcher) === 0) await new Promise((resolve) => setTimeout(resolve, 20))
+  const read = await live.query('SELECT count(*) FROM sessions').then(() => 'read', (error: unknown) => error)
+  await live.query('COMMIT')
+  const deadlocked = await migrating
+  t.equal(read, 'read', 'the live transaction went on')
+  t.same([deadlocked.code, deadlocked.stdout], [1, ''], 'exit 1, as any failed command')
+  t.equal(deadlocked.stderr, 'tessera: ' + said('0015_user_lookups', '; applied before it, and still so: 0014_revoked_key_sweep',
+    'deadlock detected (Postgres broke a deadlock between it and transactions of instances serving meanwhile by failing it)'))
+  t.same((await schemaStanding(db)).pending, ['0015_user_lookups'], '0014 stays applied, 0015 does not')
+  t.same(await indexes(), ['sessions_user_live'], 'and 0015 changed nothing')
+
+  // A lock wait past lock_timeout: the live transaction reads sessions, which 0015 wants whole.
+  await live.query('BEGIN')
+  await live.query('SELECT count(*) FROM sessions')
+  const timedOut = await runCli(['migrate', 'up'], { DATABASE_URL: `${url}${url.includes('?') ? '&' : '?'}options=${encodeURIComponent('-c lock_timeout=200')}` })
+  await live.query('COMMIT')
+  t.same([timedOut.code, timedOut.stdout, timedOut.stderr], [1, '', 'tessera: ' + said('0015_user_lookups', '',
+    'canceling statement due to lock timeout (it waited longer than lock_timeout for a table that transactions of instances serving meanwhile held)')], 'lock_timeout: the same, nothing applied before it')
+  t.same(await indexes(), ['sessions_user_live'], 'and it changed nothing')
+
+  const again = await runCli(['migrate', 'up'], { DATABASE_URL: url })
+  t.same([again.code, again.stdout, again.stderr], [0, 'applied 0015_user_lookups\n', ''], 'run again at a quiet moment, it applies')
+  t.same(await indexes(), ['audit_events_username', 'sessions_user'])
 })
 
 t.test('the schema enforces its constraints', async (t) => {
