@@ -209,7 +209,7 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
           failedStarts = 0
           starting?.listening(message.body as string)
         } else if (isNotice(message) && message.kind === 'keys-missed') {
-          // A worker met a key the instance had not heard of (cluster/worker.ts): the NOTIFY was lost, so the instance reloads now rather than at the backstop.
+          // A worker met a key the instance had not heard of (cluster/worker.ts): the NOTIFY was lost or is not here yet, so the instance reloads now rather than at the backstop or its arrival.
           jobs.reloadKeys('a worker met a kid the instance missed').catch((err: unknown) => logger.warn({ err }, 'keyring reload failed'))
         }
       })

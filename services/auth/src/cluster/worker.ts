@@ -42,6 +42,20 @@ const send: Send = (message) => { process.send?.(message) }
  */
 const CATCH_UP_COOLDOWN_MS = 1000
 
+/**
+ * How long after a key was published (its published_at) an instance whose
+ * LISTEN connection is sound may still not hold it, so that another
+ * instance's token under it sets off a catch-up: NOTIFY arrives at the
+ * commit, then the primary reads signing_keys, relays to its workers and
+ * each reads it too, which is milliseconds and may be a second or two on a
+ * busy database. published_at is stamped a moment before the commit, by the
+ * writer's clock (another host's, for `tessera keys`), so a few seconds also
+ * cover two clocks a little apart. Unknown here longer after that, the
+ * change was missed: the LISTEN connection was down (a reconnect backs off up
+ * to 5 s), slow or silently dead.
+ */
+export const NOTIFY_PATH_ALLOWANCE_MS = 5000
+
 export async function startWorker (config: Config, logger: Logger, onDrain: (why: string) => void): Promise<HttpWorker> {
   // Listening before anything is asked: a message that arrives while no
   // listener is attached is dropped, and loading modules takes event-loop turns.
@@ -95,7 +109,7 @@ export async function startWorker (config: Config, logger: Logger, onDrain: (why
     if (reloadMissed) reload('a change heard while starting')
     keyring.catchUpWith({
       cooldownMs: CATCH_UP_COOLDOWN_MS,
-      reload: async () => {
+      reload: async (kid) => {
         const before = keyring.version
         try {
           await reloadOwn()
@@ -107,9 +121,20 @@ export async function startWorker (config: Config, logger: Logger, onDrain: (why
           logger.debug('a token named a kid unknown to the database too')
           return
         }
-        // The instance missed a key change (its LISTEN connection was down or slow): the primary reloads and tells every worker, so they all verify and sign as the database says.
-        logger.warn('a token named a key this worker had not heard of: reloaded the keyring; the instance\'s LISTEN connection missed a key change')
+        // The keyring was behind the database, whether the NOTIFY was lost or is on its way: the primary reloads and tells every worker now, so they all verify and sign as the database says.
         send(notice('keys-missed', null))
+        const published = keyring.get(kid)?.publishedAt
+        if (published === undefined) {
+          logger.info({ kid }, 'a token named a kid unknown to the database too; the reload found another key change')
+          return
+        }
+        const publishedAgoMs = Date.now() - published.getTime()
+        if (publishedAgoMs > NOTIFY_PATH_ALLOWANCE_MS) {
+          logger.warn({ kid, published_ago_ms: publishedAgoMs }, 'a token named a key this worker had not heard of: reloaded the keyring; the instance\'s LISTEN connection missed a key change')
+        } else {
+          // Published moments ago (`keys rotate --now`): another instance heard of it first and signed with it, the usual race, not a missed change.
+          logger.info({ kid, published_ago_ms: publishedAgoMs }, 'a token named a key published moments ago, before this instance heard of it: reloaded the keyring')
+        }
       }
     })
     const own = createMetrics({ pool: connection.pool, render: async () => await ask<string>('metrics', null) })

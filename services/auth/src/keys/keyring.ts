@@ -57,7 +57,8 @@ const KID_SHAPE = /^[A-Za-z0-9_-]{43}$/
 
 /** How the keyring catches up on demand: the reload (which logs its own failure and never rejects), and at most how often it may run. */
 export interface CatchUp {
-  reload: () => Promise<void>
+  /** Given the kid that set it off, for what it logs; requests that meet it running wait for it with their own kids. */
+  reload: (kid: string) => Promise<void>
   cooldownMs: number
   /** Monotonic milliseconds; injectable for tests. */
   now?: () => number
@@ -114,7 +115,7 @@ export class Keyring {
       const now = catchUp.now()
       if (now - this.#catchUpStartedAt < catchUp.cooldownMs) return false
       this.#catchUpStartedAt = now
-      this.#catchingUp = catchUp.reload().finally(() => { this.#catchingUp = undefined })
+      this.#catchingUp = catchUp.reload(kid).finally(() => { this.#catchingUp = undefined })
     }
     await this.#catchingUp
     return this.#keys.has(kid)
