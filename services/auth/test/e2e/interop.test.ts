@@ -2,6 +2,8 @@ import t from 'tap'
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { promisify } from 'node:util'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyRequest } from 'fastify'
 import fastifyJwt, { type TokenOrHeader } from '@fastify/jwt'
 import { existsSync } from 'node:fs'
@@ -159,5 +161,11 @@ t.test('siblings verify access tokens from the JWKS alone: jose, @fastify/jwt + 
     t.same(await verdicts('http://127.0.0.1:9/.well-known/jwks.json', access), ['503'], 'a JWKS that cannot be fetched is not the token\'s fault')
     t.same(await verdicts(jwksUrl.replace('/.well-known/jwks.json', '/metrics'), access), ['503'], 'nor is one that answers something other than JSON')
     t.same(await verdicts('http://127.0.0.1:9/.well-known/jwks.json', forged({ alg: 'RS256', typ: 'at+jwt' })), ['401 InvalidTokenError'], 'a token without a kid is refused before any fetch')
+    // A JWKS URL that answers JSON other than an object (a misrouted API, a proxy's page): PyJWT 2.6 fails on it with AttributeError.
+    const notAnObject = createServer((_request, response) => { response.setHeader('content-type', 'application/json').end('["not", "a", "key set"]') })
+    await new Promise<void>((resolve) => notAnObject.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => notAnObject.close())
+    const { port } = notAnObject.address() as AddressInfo
+    t.same(await verdicts(`http://127.0.0.1:${port}/.well-known/jwks.json`, access), ['503'], 'nor one that answers JSON other than an object')
   })
 })
