@@ -35,6 +35,7 @@ import { lazyChildLogger } from './logging.js'
 import { refuseRepeatedContentType, refuseUnreadableBody } from './http/body-encoding.js'
 import { formParser } from './http/form-body.js'
 import { clientAddress, rateLimitKey } from './http/client-address.js'
+import { hostCheck } from './http/host.js'
 import { OAuthError } from './errors.js'
 
 declare module 'fastify' {
@@ -67,11 +68,6 @@ function prependRouteHook (routeOptions: RouteOptions, name: 'onRequest' | 'preP
 /** What every answer carries: the security headers and the request's id. */
 function identify (request: FastifyRequest, reply: FastifyReply): void {
   void reply.headers(SECURITY_HEADERS).header('x-request-id', request.id)
-}
-
-/** An HTTP/1.1 request without a Host, which RFC 9112 §3.2 says a server must refuse (Node's own check is off: see buildApp). */
-function missingHost (request: FastifyRequest): boolean {
-  return request.raw.httpVersionMajor === 1 && request.raw.httpVersionMinor === 1 && request.headers.host === undefined
 }
 
 const PRESSURE_SAMPLE_MS = 250
@@ -134,7 +130,8 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     keepAliveTimeout: 65_000,
     // Node refuses an HTTP/1.1 request without a Host itself, a 400 with no
     // body, no request id and no log line; the onRequest hook below refuses
-    // it instead, in the route's own format (RFC 9112 §3.2 still holds).
+    // it instead, in the route's own format (RFC 9112 §3.2 still holds), and
+    // two Host lines or a value that is not a host, which Node lets through.
     http: { requireHostHeader: false },
     routerOptions: { ignoreTrailingSlash: false },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } }
@@ -158,9 +155,11 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // the request id in one synchronous hook, instead of helmet's middleware
   // chain built per request.
   // The Host check rides on this hook rather than one of its own, for the same reason.
+  const hostRefusal = hostCheck()
   app.addHook('onRequest', function securityHeaders (request, reply, done) {
     identify(request, reply)
-    done(missingHost(request) ? new OAuthError('invalid_request', 'an HTTP/1.1 request must carry a Host header') : undefined)
+    const refused = hostRefusal(request)
+    done(refused === undefined ? undefined : new OAuthError('invalid_request', refused))
   })
   // While draining, answers close their connection so that the in-flight
   // requests' keep-alive sockets do not hold shutdown open. Only requests

@@ -470,6 +470,40 @@ t.test('an HTTP/1.1 request without a Host is refused 400 in the route\'s own fo
   t.match(hosted.head, /^HTTP\/1\.1 200 /, 'with a Host: served')
 })
 
+t.test('two Host lines, or a Host that is not a host, are refused 400 in the route\'s own format (RFC 9112 §3.2), not read as the first', async (t) => {
+  const { app, logs } = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on' })
+  const port = await listening(app)
+  const answer = async (request: string): Promise<{ status: number, head: string, body: unknown }> => {
+    const [head = '', body = ''] = (await rawAnswer(port, request)).split('\r\n\r\n')
+    return { status: Number(/^HTTP\/1\.1 (\d+) /.exec(head)?.[1]), head, body: body === '' ? undefined : JSON.parse(body) }
+  }
+  const jwks = (hostLines: string, version = '1.1'): string => `GET /.well-known/jwks.json HTTP/${version}\r\n${hostLines}Connection: close\r\n\r\n`
+  const twice = 'the request has more than one Host header'
+  for (const [lines, label] of [['Host: tessera.test\r\nHost: elsewhere.test\r\n', 'two hosts'], ['Host: tessera.test\r\nhost: tessera.test\r\n', 'the same host twice, in another case'], ['HOST: tessera.test\r\nX-Other: 1\r\nHost: tessera.test\r\n', 'apart']]) {
+    const refused = await answer(jwks(lines ?? ''))
+    t.equal(refused.status, 400, `${label ?? ''}: 400`)
+    t.match(refused.head, /\r\ncontent-type: application\/problem\+json/i)
+    t.match(refused.body, { title: 'Bad Request', status: 400, detail: twice, request_id: /\S/ }, `${label ?? ''}: a problem naming why`)
+  }
+  t.equal((await answer(jwks('Host: tessera.test\r\nHost: elsewhere.test\r\n', '1.0'))).status, 400, 'HTTP/1.0 too: any request with more than one')
+  const form = 'grant_type=password&username=alice&password=x'
+  const oauth = await answer(`POST /oauth/token HTTP/1.1\r\nHost: tessera.test\r\nHost: elsewhere.test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${form.length}\r\nConnection: close\r\n\r\n${form}`)
+  t.equal(oauth.status, 400)
+  t.same(oauth.body, { error: 'invalid_request', error_description: twice }, '/oauth/token: RFC 6749\'s invalid_request')
+  const drf = await answer('POST /api/token/refresh/ HTTP/1.1\r\nHost: tessera.test\r\nHost: elsewhere.test\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}')
+  t.same([drf.status, drf.body], [400, { detail: twice }], 'SimpleJWT\'s route: DRF\'s {"detail"}')
+  const notAHost = 'the Host header is not a host name or address with an optional port'
+  for (const host of ['tessera.test elsewhere.test', 'tessera.test, elsewhere.test', 'tessera.test/v1', 'user@tessera.test', 'tessera.test:8443:1', 'tessera.test:https', '[::1', '[tessera.test]', 'tessera%zz.test', 'tessera.test?x']) {
+    const refused = await answer(jwks(`Host: ${host}\r\n`))
+    t.same([refused.status, (refused.body as { detail?: unknown } | undefined)?.detail], [400, notAHost], `Host: ${host}: 400`)
+  }
+  for (const host of ['tessera.test', 'Tessera.Test:8443', '127.0.0.1:8101', '[::1]:8443', '[v1.fe80::a+en1]', 'tessera_auth', 'xn--bcher-kva.example.', 'caf%C3%A9.test', 'tessera.test:', '']) {
+    t.equal((await answer(jwks(`Host: ${host}\r\n`))).status, 200, `Host: ${host}: served`)
+  }
+  t.equal((await answer(jwks('Host: tessera test\r\n'))).status, 400, 'a value refused after one served is still refused')
+  t.equal(await linesLogged(logs, '"route":"/.well-known/jwks.json","status":400', 15), 15, 'each refusal has its log line')
+})
+
 t.test('an Expect other than 100-continue is ignored, as the gateway ignores it: the request is served, not answered 417 with no body', async (t) => {
   const { app, logs } = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on' })
   const port = await listening(app)

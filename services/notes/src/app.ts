@@ -127,6 +127,32 @@ function answerUnparsedRequest (this: FastifyInstance, err: NodeJS.ErrnoExceptio
   socket.destroy(err)
 }
 
+/**
+ * RFC 3986's uri-host [":" port]: an IP literal in brackets (IPv6, or
+ * IPvFuture), or a reg-name (an IPv4 address is one too), which may be empty.
+ */
+const HOST = /^(?:\[(?:[0-9A-Fa-f:.]+|v[0-9A-Fa-f]+\.[A-Za-z0-9._~!$&'()*+,;=:-]+)\]|(?:[A-Za-z0-9._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?$/
+
+/**
+ * Why a request's Host is refused, or undefined. RFC 9112 §3.2: a server
+ * must answer 400 to an HTTP/1.1 request without one, to any request with
+ * more than one Host line (Node keeps the first in request.headers; rawHeaders
+ * has them all) and to one whose value is not a host.
+ */
+function hostRefusal (request: FastifyRequest): string | undefined {
+  const host = request.headers.host
+  if (host === undefined) {
+    return request.raw.httpVersionMajor === 1 && request.raw.httpVersionMinor === 1 ? 'an HTTP/1.1 request must carry a Host header' : undefined
+  }
+  if (!HOST.test(host)) return 'the Host header is not a host name or address with an optional port'
+  const raw = request.raw.rawHeaders
+  let lines = 0
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]?.toLowerCase() === 'host' && ++lines > 1) return 'the request has more than one Host header'
+  }
+  return undefined
+}
+
 /** Every method a route here is served with, in the order a 405's Allow names them. */
 const ROUTED_METHODS = ['GET', 'HEAD', 'POST', 'DELETE'] as const
 
@@ -167,10 +193,10 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // and no log line, unless someone listens. RFC 9110 §10.1.1 lets a server
   // ignore it, as the gateway does: the request is served as if it were absent.
   app.server.on('checkExpectation', (req, res) => app.server.emit('request', req, res))
-  // RFC 9112 §3.2: an HTTP/1.1 request without a Host is refused, 400.
   app.addHook('onRequest', function requireHost (request, reply, done) {
-    if (request.raw.httpVersionMajor === 1 && request.raw.httpVersionMinor === 1 && request.headers.host === undefined) {
-      void problem(reply, 400, 'Bad Request', 'an HTTP/1.1 request must carry a Host header')
+    const refused = hostRefusal(request)
+    if (refused !== undefined) {
+      void problem(reply, 400, 'Bad Request', refused)
       return
     }
     done()

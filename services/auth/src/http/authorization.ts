@@ -7,8 +7,7 @@
  */
 import type { FastifyRequest } from 'fastify'
 import { OAuthError } from '../errors.js'
-
-const NAME = 'authorization'
+import { repeatsHeader } from './header-lines.js'
 
 /**
  * The request's Authorization header, or undefined; throws a 400
@@ -18,13 +17,8 @@ const NAME = 'authorization'
 export function authorizationHeader (request: FastifyRequest, challenge?: string): string | undefined {
   const value = request.headers.authorization
   if (value === undefined) return undefined
-  const raw = request.raw.rawHeaders
-  let seen = 0
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string
-    if (name.length === NAME.length && name.toLowerCase() === NAME && ++seen > 1) {
-      throw new OAuthError('invalid_request', 'the request has more than one Authorization header', { challenge })
-    }
+  if (repeatsHeader(request, 'authorization')) {
+    throw new OAuthError('invalid_request', 'the request has more than one Authorization header', { challenge })
   }
   return value
 }

@@ -14,6 +14,7 @@
  * @module
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { repeatsHeader } from './header-lines.js'
 
 export class UnreadableBodyError extends Error {
   readonly code = 'TESSERA_UNREADABLE_BODY'
@@ -23,31 +24,18 @@ export class UnreadableBodyError extends Error {
 const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/i
 const UTF8 = /^utf-?8$/i
 
-const CONTENT_TYPE = 'content-type'
-
-/** Whether the request names its body's type more than once. */
-function repeatedContentType (request: FastifyRequest): boolean {
-  const raw = request.raw.rawHeaders
-  let seen = 0
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string
-    if (name.length === CONTENT_TYPE.length && name.toLowerCase() === CONTENT_TYPE && ++seen > 1) return true
-  }
-  return false
-}
-
 const REPEATED_CONTENT_TYPE = 'the request has more than one Content-Type header'
 
 type PreParsingDone = (err: Error | null, payload?: unknown) => void
 
 /** The preParsing hook of SimpleJWT's body routes: only the refusal of two Content-Type headers. */
 export function refuseRepeatedContentType (request: FastifyRequest, _reply: FastifyReply, payload: unknown, done: PreParsingDone): void {
-  if (repeatedContentType(request)) done(new UnreadableBodyError(REPEATED_CONTENT_TYPE))
+  if (repeatsHeader(request, 'content-type')) done(new UnreadableBodyError(REPEATED_CONTENT_TYPE))
   else done(null, payload)
 }
 
 export function refuseUnreadableBody (request: FastifyRequest, _reply: FastifyReply, payload: unknown, done: PreParsingDone): void {
-  if (repeatedContentType(request)) {
+  if (repeatsHeader(request, 'content-type')) {
     done(new UnreadableBodyError(REPEATED_CONTENT_TYPE))
     return
   }

@@ -484,6 +484,15 @@ t.test('through the gateway', async (t) => {
     t.notOk(gateway.accessLog().some((line) => line.includes('in-the-url-secret')), 'nor in the access log')
   })
 
+  t.test('two Host lines are the gateway\'s 400, a Host it passes on that is not a host the instance\'s: in the path\'s format either way (RFC 9112 §3.2)', async (t) => {
+    const answerOf = (raw: string): { status: number, body: unknown } => ({ status: Number(/^HTTP\/1\.1 (\d+)/.exec(raw)?.[1]), body: JSON.parse(raw.split('\r\n\r\n')[1] ?? 'null') })
+    const twice = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: elsewhere.test\r\nConnection: close\r\n\r\n`
+    t.match(answerOf(await rawRequest(gateway, twice('/v1/me'))), { status: 400, body: { title: 'Bad Request', status: 400 } }, '/v1/me: a problem')
+    t.match(answerOf(await rawRequest(gateway, twice('/oauth/token'))), { status: 400, body: { error: 'invalid_request' } }, '/oauth/token: RFC 6749\'s invalid_request')
+    const odd = answerOf(await rawRequest(gateway, 'GET /v1/me HTTP/1.1\r\nHost: user@127.0.0.1\r\nConnection: close\r\n\r\n', { halfClose: false }))
+    t.match(odd, { status: 400, body: { status: 400, detail: 'the Host header is not a host name or address with an optional port' } }, 'a Host with user info: passed on by Nginx, refused by Tessera')
+  })
+
   t.test('kill -9 one of two auth instances: logins and refreshes keep succeeding', async (t) => {
     await signUp('bob')
     const before = gateway.accessLog().length

@@ -159,13 +159,25 @@ t.test('each route needs its own scope: notes:read for GET, notes:write for POST
   }
 })
 
-t.test('an HTTP/1.1 request without a Host is a problem+json 400, logged; an Expect other than 100-continue is ignored, not Node\'s bodiless 417', async (t) => {
+t.test('an HTTP/1.1 request without a Host, with two, or with one that is not a host, is a problem+json 400, logged; an Expect other than 100-continue is ignored, not Node\'s bodiless 417', async (t) => {
   const before = logs.lines().length
   const hostless = await raw('GET /notes HTTP/1.1\r\nConnection: close\r\n\r\n')
   t.match(hostless, /^HTTP\/1\.1 400 Bad Request\r\n/)
   t.match(hostless, /\r\ncontent-type: application\/problem\+json/i)
   t.match(JSON.parse(hostless.split('\r\n\r\n')[1] ?? ''), { status: 400, detail: 'an HTTP/1.1 request must carry a Host header' })
   t.match(await raw('GET /healthz HTTP/1.0\r\n\r\n'), /^HTTP\/1\.1 200 /, 'HTTP/1.0 has no Host to require')
+  const twice = await raw(`GET /notes HTTP/1.1\r\nHost: notes.test\r\nHost: elsewhere.test\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`)
+  t.match(twice, /^HTTP\/1\.1 400 Bad Request\r\n/, 'two Host lines: 400, not read as the first (RFC 9112 §3.2)')
+  t.match(JSON.parse(twice.split('\r\n\r\n')[1] ?? ''), { status: 400, detail: 'the request has more than one Host header' })
+  t.match(await raw('GET /healthz HTTP/1.0\r\nHost: notes.test\r\nhost: notes.test\r\n\r\n'), /^HTTP\/1\.1 400 /, 'on HTTP/1.0 too, in any case')
+  for (const host of ['notes.test elsewhere.test', 'notes.test/x', 'user@notes.test', '[::1']) {
+    const invalid = await raw(`GET /healthz HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`)
+    t.match(invalid, /^HTTP\/1\.1 400 /, `Host: ${host}: 400`)
+    t.match(JSON.parse(invalid.split('\r\n\r\n')[1] ?? ''), { status: 400, detail: 'the Host header is not a host name or address with an optional port' })
+  }
+  for (const host of ['notes.test:8201', '127.0.0.1', '[::1]:8201', 'tessera_notes', '']) {
+    t.match(await raw(`GET /healthz HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 200 /, `Host: ${host}: served`)
+  }
   const expecting = await raw(`GET /notes HTTP/1.1\r\nHost: notes.test\r\nExpect: foo\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`)
   t.match(expecting, /^HTTP\/1\.1 200 /, 'served as if the Expect were absent')
   t.ok(logs.lines().slice(before).filter((l) => l.includes('"msg":"request"')).length >= 2, 'each with its log line')
