@@ -50,6 +50,13 @@ function simplejwtRefusalFormat () {
   return `"~^[A-Z]+ (https?://[^/ ]*)?${simplejwtPrefix().replaceAll('.', '\\.')}/" drf;`
 }
 
+// And the Allow of the gateway's own 405 (to TRACE) on the prefix's routes, every one a POST,
+// a line of the template's map of $tessera_allowed_methods: a regex on the path, '.' escaped.
+function simplejwtAllowedMethods () {
+  if (env.TESSERA_SIMPLEJWT_COMPAT !== 'on') return ''
+  return `"~^${simplejwtPrefix().replaceAll('.', '\\.')}/((refresh|verify|blacklist)/)?(\\?|$)" POST;`
+}
+
 const vars = {
   GATEWAY_BIND_ADDR: '127.0.0.1',
   GATEWAY_HTTP_PORT: '8080',
@@ -68,6 +75,7 @@ const vars = {
 }
 vars.GATEWAY_SIMPLEJWT_LOCATIONS = env.GATEWAY_SIMPLEJWT_LOCATIONS ?? simplejwtLocations(vars.GATEWAY_TOKEN_BURST)
 vars.GATEWAY_SIMPLEJWT_REFUSAL_FORMAT = env.GATEWAY_SIMPLEJWT_REFUSAL_FORMAT ?? simplejwtRefusalFormat()
+vars.GATEWAY_SIMPLEJWT_ALLOWED_METHODS = env.GATEWAY_SIMPLEJWT_ALLOWED_METHODS ?? simplejwtAllowedMethods()
 
 function render (file) {
   return readFileSync(file, 'utf8').replace(/\$\{([A-Z][A-Z0-9_]*)\}/g, (whole, name) => {

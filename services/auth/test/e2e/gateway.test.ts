@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { freePort } from '@tessera/testkit'
+import { freePort, request } from '@tessera/testkit'
 import { connect as tlsConnect } from 'node:tls'
 import t, { type Test } from 'tap'
 import { createTestDatabase } from '../helpers/db.js'
@@ -86,7 +86,8 @@ t.test('the template also renders with envsubst under a stock main file, as the 
     GATEWAY_SIGNUP_RATE: '2r/s',
     GATEWAY_SIGNUP_BURST: '10',
     GATEWAY_SIMPLEJWT_LOCATIONS: '',
-    GATEWAY_SIMPLEJWT_REFUSAL_FORMAT: ''
+    GATEWAY_SIMPLEJWT_REFUSAL_FORMAT: '',
+    GATEWAY_SIMPLEJWT_ALLOWED_METHODS: ''
   }
   const template = readFileSync(join(REPO_ROOT, 'nginx/templates/tessera.conf.template'), 'utf8')
   t.same([...new Set(template.match(/\$\{[A-Z_]+\}/g))].sort(), Object.keys(env).map((k) => `\${${k}}`).sort(), 'every placeholder is one docker-compose.yml sets')
@@ -445,17 +446,21 @@ t.test('through the gateway', async (t) => {
     t.equal(bigSignUp.json().request_id, bigSignUp.headers['x-request-id'], 'naming its request, as every problem does')
     const trace = await gateway.request('TRACE', '/v1/me')
     t.equal(trace.status, 405)
+    t.equal(trace.headers.allow, 'GET, HEAD', 'naming what the path is served with (RFC 9110 §15.5.6)')
+    t.equal(trace.headers['x-content-type-options'], 'nosniff', 'with the security headers')
     t.same(trace.json(), { type: 'about:blank', title: 'Method Not Allowed', status: 405, detail: 'this method is not served here', request_id: trace.headers['x-request-id'] }, 'a method Nginx refuses itself: problem+json, not its HTML page')
     // Refused before a location is chosen, so the path picks the format, as Tessera's own 405s answer there.
     for (const path of ['/oauth/token', '/oauth/revoke']) {
       const oauthTrace = await gateway.request('TRACE', path)
       t.same([oauthTrace.status, oauthTrace.headers['content-type'], oauthTrace.json()], [405, 'application/json', { error: 'invalid_request', error_description: 'this method is not served here' }], `TRACE ${path}: RFC 6749's invalid_request`)
       t.equal(oauthTrace.headers['cache-control'], 'no-store')
+      t.equal(oauthTrace.headers.allow, 'POST')
       t.equal(oauthTrace.headers['x-content-type-options'], 'nosniff', 'with the security headers')
       t.match(oauthTrace.headers['x-request-id'], /^[0-9a-f]{32}$/)
     }
     const drfTrace = await gateway.request('TRACE', '/api/token/refresh/')
     t.same([drfTrace.status, drfTrace.headers['content-type'], drfTrace.json()], [405, 'application/json', { detail: 'Method "TRACE" not allowed.' }], 'TRACE on SimpleJWT\'s prefix: DRF\'s own 405')
+    t.same([drfTrace.headers.allow, drfTrace.headers['x-content-type-options']], ['POST', 'nosniff'])
     for (const bare of ['/v1', '/oauth', '/.well-known']) {
       const unslashed = await gateway.request('GET', bare)
       t.equal(unslashed.status, 404, `${bare} without its slash`)
@@ -482,6 +487,42 @@ t.test('through the gateway', async (t) => {
     t.equal(signUpInUrl.json().request_id, signUpInUrl.headers['x-request-id'])
     t.notOk(gateway.errorLog().includes('in-the-url-secret'), 'nothing of it in error.log')
     t.notOk(gateway.accessLog().some((line) => line.includes('in-the-url-secret')), 'nor in the access log')
+  })
+
+  t.test('every 405 through the gateway carries the Allow the instance gives: its own passed on, and the gateway\'s to TRACE for every path', async (t) => {
+    const authUrl = auth[0]?.url ?? ''
+    const direct = async (method: string, path: string): Promise<Reply> => await request(`${path.startsWith('/notes') ? notes.url : authUrl}${path}`, { method })
+    const mediaType = (reply: Reply): string => String(reply.headers['content-type']).split(';')[0] ?? ''
+    // An instance's own 405s pass through the gateway untouched.
+    for (const [method, path] of [['DELETE', '/v1/me'], ['GET', '/oauth/token'], ['POST', '/.well-known/jwks.json'], ['PUT', '/notes'], ['GET', '/api/token/refresh/']] as const) {
+      const [own, via] = [await direct(method, path), await gateway.request(method, path)]
+      t.equal(via.status, 405, `${method} ${path}: 405`)
+      t.ok(via.headers.allow, `${method} ${path}: with an Allow`)
+      t.equal(via.headers.allow, own.headers.allow, `${method} ${path}: the instance's`)
+    }
+    // Every route Tessera describes, notes' and SimpleJWT's, and paths beside them that no route serves.
+    const described = Object.keys((await direct('GET', '/openapi.json')).json<{ paths: Record<string, unknown> }>().paths)
+    const unrouted = new Set(['/healthz', '/readyz', '/metrics'])
+    const paths = [...new Set([
+      ...described.map((path) => path.replace(/\{[^}]+\}/g, 'some-id')),
+      '/notes', '/notes/00000000-0000-4000-8000-000000000000', '/api/token/', '/api/token/refresh/', '/api/token/verify/', '/api/token/blacklist/',
+      '/v1/me?x=1', '/oauth/token?', '/v1/sessions/', '/v1/sessions/a/b', '/v1/sessions/a%2Fb', '/v1/nowhere', '/v1/me/', '/oauth/nowhere', '/oauth/token/',
+      '/notes/', '/notes/a/b', '/api/token', '/api/token/nowhere/', '/api/token/refresh', '/.well-known/nowhere', '/openapi.json/x', '/nowhere', '/metrics'
+    ])]
+    t.ok(described.includes('/v1/sessions/{id}') && described.includes('/oauth/token') && described.includes('/api/token/refresh/'), `Tessera's routes were read (${described.length})`)
+    for (const path of paths) {
+      const via = await gateway.request('TRACE', path)
+      if (unrouted.has(path)) {
+        t.same([via.status, via.headers.allow], [404, undefined], `TRACE ${path}: not routed by the gateway, its 404`)
+        continue
+      }
+      const own = await direct('TRACE', path)
+      t.same([via.status, via.headers.allow, mediaType(via)], [own.status, own.headers.allow, mediaType(own)], `TRACE ${path}: ${own.status}${own.headers.allow === undefined ? '' : ` Allow: ${String(own.headers.allow)}`}, as the instance answers`)
+    }
+    // The request line in absolute form names the same path.
+    const absolute = await rawRequest(gateway, `TRACE ${gateway.origin}/v1/sessions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)
+    t.match(absolute, /^HTTP\/1\.1 405 /)
+    t.match(absolute, /\r\nallow: GET, HEAD\r\n/i, 'absolute form: the same Allow')
   })
 
   t.test('two Host lines are the gateway\'s 400, a Host it passes on that is not a host the instance\'s: in the path\'s format either way (RFC 9112 §3.2)', async (t) => {
