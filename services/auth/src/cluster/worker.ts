@@ -54,7 +54,7 @@ const CATCH_UP_COOLDOWN_MS = 1000
  * change was missed: the LISTEN connection was down (a reconnect backs off up
  * to 5 s), slow or silently dead.
  */
-export const NOTIFY_PATH_ALLOWANCE_MS = 5000
+const NOTIFY_PATH_ALLOWANCE_MS = 5000
 
 export async function startWorker (config: Config, logger: Logger, onDrain: (why: string) => void): Promise<HttpWorker> {
   // Listening before anything is asked: a message that arrives while no
