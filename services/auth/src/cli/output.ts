@@ -60,6 +60,12 @@ export function fileProblem (err: unknown): string {
 export interface Output {
   json: boolean
   result: (human: string, data: unknown) => void
+  /**
+   * Writes one part of a longer answer, resolving once the reader has room
+   * for more; false once the reader has gone (`| head`): nothing more is
+   * wanted, and a listing stops being read.
+   */
+  write: (text: string) => Promise<boolean>
 }
 
 /**
@@ -73,22 +79,83 @@ export function printable (text: string): string {
   return text.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
 
+/** JSON.stringify escapes C0 only; the same escapes stay valid JSON for the rest. */
+const jsonText = (data: unknown): string => printable(JSON.stringify(data))
+
+async function written (stream: NodeJS.WriteStream, text: string): Promise<boolean> {
+  if (stream.destroyed) return false
+  const taken = stream.write(text)
+  // A pipe whose reader has gone fails the write at once (EPIPE, ignored in main.ts) and destroys the stream.
+  if (stream.destroyed) return false
+  if (taken) return true
+  return await new Promise((resolve) => {
+    const settle = (taken: boolean) => () => {
+      stream.off('drain', drained)
+      stream.off('close', closed)
+      resolve(taken)
+    }
+    const drained = settle(true)
+    const closed = settle(false)
+    stream.once('drain', drained)
+    stream.once('close', closed)
+  })
+}
+
 export function commandOutput (json: boolean): Output {
   return {
     json,
-    // JSON.stringify escapes C0 only; the same escapes stay valid JSON for the rest.
-    result: (human, data) => { process.stdout.write(json ? `${printable(JSON.stringify(data))}\n` : `${human}\n`) }
+    result: (human, data) => { process.stdout.write(json ? `${jsonText(data)}\n` : `${human}\n`) },
+    write: async (text) => await written(process.stdout, text)
   }
+}
+
+function printableCells (row: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(row).map(([column, cell]) => [column, printable(cell)]))
+}
+
+/** One line of a table: each cell padded to its column's width, the last one not. */
+function tableLine (cells: string[], widths: number[]): string {
+  return cells.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd()
 }
 
 /** Renders rows as aligned columns for people, every cell printable. */
 export function formatTable (rawRows: Array<Record<string, string>>): string {
-  const rows = rawRows.map((row) => Object.fromEntries(Object.entries(row).map(([column, cell]) => [column, printable(cell)])))
+  const rows = rawRows.map(printableCells)
   const first = rows[0]
   if (first === undefined) return '(none)'
   const columns = Object.keys(first)
   // A fold, not Math.max(...cells): spread as arguments, a column of some 120,000 rows (`users list`) overflowed the stack.
   const widths = columns.map((c) => rows.reduce((width, r) => Math.max(width, (r[c] ?? '').length), c.length))
-  const line = (cells: string[]): string => cells.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd()
-  return [line(columns), ...rows.map((r) => line(columns.map((c) => r[c] ?? '')))].join('\n')
+  return [tableLine(columns, widths), ...rows.map((r) => tableLine(columns.map((c) => r[c] ?? ''), widths))].join('\n')
+}
+
+export interface Listing<T> {
+  /** The columns in order, each with the width of its widest cell (at least its name's is used). */
+  widths: Record<string, number>
+  row: (item: T) => Record<string, string>
+  json: (item: T) => unknown
+}
+
+/**
+ * A list too long to hold, written page by page as it is read: the same
+ * text `result` would print for it whole (formatTable's, or one JSON
+ * array), given the widths of its columns up front, as its rows are not at
+ * hand to measure. A cell wider than its column's width (a row that came
+ * after the widths were taken) is not cut, only out of line. Once the
+ * reader has gone no more pages are read.
+ */
+export async function writeListing<T> (out: Output, pages: AsyncIterable<T[]>, listing: Listing<T>): Promise<void> {
+  const columns = Object.keys(listing.widths)
+  const widths = columns.map((c) => Math.max(c.length, listing.widths[c] ?? 0))
+  const rendered = (page: T[]): string[] => out.json
+    ? page.map((item) => jsonText(listing.json(item)))
+    : page.map((item) => { const row = printableCells(listing.row(item)); return tableLine(columns.map((c) => row[c] ?? ''), widths) })
+  let started = false
+  for await (const page of pages) {
+    const opening = started ? (out.json ? ',' : '') : out.json ? '[' : `${tableLine(columns, widths)}\n`
+    const lines = rendered(page)
+    if (!await out.write(opening + (out.json ? lines.join(',') : lines.map((line) => `${line}\n`).join('')))) return
+    started = true
+  }
+  await out.write(out.json ? `${started ? '' : '['}]\n` : started ? '' : '(none)\n')
 }

@@ -9,9 +9,9 @@ import { ProblemError } from '../errors.js'
 import type { Db } from '../db/database.js'
 import { createUser } from '../users/create.js'
 import { disableUser } from '../users/disable.js'
-import { deleteUser, enableUser, endUserSessions, listUsers, setPassword, showUser, type UserSummary } from '../users/manage.js'
+import { deleteUser, enableUser, endUserSessions, listUserPages, setPassword, showUser, userListExtent, type UserSummary } from '../users/manage.js'
 import type { CommandContext } from './context.js'
-import { CliError, commandFlags, parseCommandLine, formatTable } from './output.js'
+import { CliError, commandFlags, parseCommandLine, writeListing } from './output.js'
 import { readPassword } from './password-input.js'
 import { usersImportCommand } from './users-import.js'
 
@@ -29,11 +29,14 @@ function userJson (user: UserSummary): Record<string, unknown> {
   }
 }
 
+/** To the second, as people read it. */
+const shortTime = (date: Date): string => date.toISOString().slice(0, 19).replace('T', ' ')
+
 function userRow (user: UserSummary): Record<string, string> {
   return {
     username: user.username,
     id: user.id,
-    created: user.createdAt.toISOString().slice(0, 19).replace('T', ' '),
+    created: shortTime(user.createdAt),
     state: user.disabledAt === null ? 'enabled' : 'disabled',
     sessions: String(user.liveSessions)
   }
@@ -106,14 +109,34 @@ const ACTIONS: Record<string, UserAction> = {
   }
 }
 
+/** The length of every user id (a UUID's text). */
+const ID_LENGTH = 36
+
+/**
+ * Streamed (writeListing), as the users of a production do not fit in
+ * memory. The widths are those formatTable would find over every row: the
+ * longest username and whether any user is disabled are asked first; ids
+ * and times have one length; `sessions` is the last column, never padded.
+ */
+async function listUsers (ctx: CommandContext, db: Db, disabledOnly: boolean): Promise<void> {
+  const extent = await userListExtent(db, { disabledOnly })
+  const widths = {
+    username: extent.longestUsername,
+    id: ID_LENGTH,
+    created: shortTime(new Date(0)).length,
+    state: (extent.anyDisabled ? 'disabled' : 'enabled').length,
+    sessions: 0
+  }
+  await writeListing(ctx.out, listUserPages(db, { disabledOnly, now: new Date() }), { widths, row: userRow, json: userJson })
+}
+
 export async function usersCommand (ctx: CommandContext): Promise<void> {
   const [action, username] = ctx.args
   if (action === 'import') return await usersImportCommand(ctx)
   if (action === 'list') {
     const { values } = parseCommandLine({ args: ctx.argv.slice(1), allowPositionals: false, strict: true, options: { disabled: { type: 'boolean' }, json: { type: 'boolean' } } }, USAGE)
     const { db } = await ctx.connection()
-    const users = await listUsers(db, { disabledOnly: values.disabled === true, now: new Date() })
-    ctx.out.result(formatTable(users.map(userRow)), users.map(userJson))
+    await listUsers(ctx, db, values.disabled === true)
     return
   }
   commandFlags(ctx.argv, USAGE)

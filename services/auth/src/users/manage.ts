@@ -24,23 +24,69 @@ export interface UserSummary {
 
 export type OperatorContext = RequestContext & { actor?: string }
 
+/**
+ * Each user with a count of their live sessions, counted per user by
+ * `sessions_user` rather than by a join grouped over the users: a page of
+ * the list (LIMIT) then costs its own users' sessions, not every user's.
+ */
 function summaries (db: Db, now: Date) {
   return db.selectFrom('users')
-    .leftJoin('sessions', (join) => join.onRef('sessions.user_id', '=', 'users.id')
-      .on('sessions.revoked_at', 'is', null).on('sessions.expires_at', '>', now))
-    .select((eb) => ['users.id', 'users.username', 'users.created_at', 'users.password_changed_at', 'users.disabled_at', eb.fn.count<string>('sessions.id').as('live_sessions')])
-    .groupBy('users.id')
+    .select((eb) => ['users.id', 'users.username', 'users.created_at', 'users.password_changed_at', 'users.disabled_at',
+      eb.selectFrom('sessions').select(eb.fn.countAll<string>().as('live'))
+        .whereRef('sessions.user_id', '=', 'users.id').where('sessions.revoked_at', 'is', null).where('sessions.expires_at', '>', now)
+        .$asScalar().$notNull().as('live_sessions')])
 }
 
 function toSummary (row: { id: string, username: string, created_at: Date, password_changed_at: Date, disabled_at: Date | null, live_sessions: string }): UserSummary {
   return { id: row.id, username: row.username, createdAt: row.created_at, passwordChangedAt: row.password_changed_at, disabledAt: row.disabled_at, liveSessions: Number(row.live_sessions) }
 }
 
-/** Every user by username; only the disabled ones when `disabledOnly`. */
-export async function listUsers (db: Db, options: { disabledOnly: boolean, now: Date }): Promise<UserSummary[]> {
-  let query = summaries(db, options.now).orderBy('users.username')
-  if (options.disabledOnly) query = query.where('users.disabled_at', 'is not', null)
-  return (await query.execute()).map(toSummary)
+export interface UserListing {
+  /** Only the disabled users. */
+  disabledOnly: boolean
+  /** When a session must end after to be live: one time for every page. */
+  now: Date
+}
+
+/** Users per page of listUserPages: a page is a few hundred kB, and 400,000 users some 400 statements of a few ms. */
+export const USER_LIST_PAGE = 1000
+
+/**
+ * Every user by username (or the disabled ones), a page at a time: each
+ * page is read after the last username of the one before (keyset, by the
+ * username index), so a page costs the same wherever it falls and only one
+ * is held, whatever the number of users (all 400,000 at once took 709 MB,
+ * docs/performance.md). No transaction spans the pages, so a paused reader
+ * holds no snapshot open: a user created or deleted meanwhile may or may
+ * not be listed, and no user is listed twice.
+ */
+export async function * listUserPages (db: Db, listing: UserListing, pageSize = USER_LIST_PAGE): AsyncGenerator<UserSummary[], void, undefined> {
+  let after: string | undefined
+  for (;;) {
+    let query = summaries(db, listing.now).orderBy('users.username').limit(pageSize)
+    if (listing.disabledOnly) query = query.where('users.disabled_at', 'is not', null)
+    if (after !== undefined) query = query.where('users.username', '>', after)
+    const page = (await query.execute()).map(toSummary)
+    const last = page.at(-1)
+    if (last !== undefined) yield page
+    if (last === undefined || page.length < pageSize) return
+    after = last.username
+  }
+}
+
+/**
+ * What a list of users needs to be laid out before its first page is read:
+ * its longest username and whether any user in it is disabled. One read of
+ * the users alone, their sessions untouched.
+ */
+export async function userListExtent (db: Db, listing: Pick<UserListing, 'disabledOnly'>): Promise<{ longestUsername: number, anyDisabled: boolean }> {
+  let query = db.selectFrom('users').select((eb) => [
+    eb.fn.coalesce(eb.fn.max(eb.fn<number>('char_length', ['users.username'])), eb.lit(0)).as('longest'),
+    eb.fn.coalesce(eb.fn<boolean>('bool_or', [eb('users.disabled_at', 'is not', null)]), eb.lit(false)).as('any_disabled')
+  ])
+  if (listing.disabledOnly) query = query.where('users.disabled_at', 'is not', null)
+  const row = await query.executeTakeFirstOrThrow()
+  return { longestUsername: Number(row.longest), anyDisabled: row.any_disabled }
 }
 
 /** Undefined when no such user exists. */

@@ -4,16 +4,19 @@
  * the volume: the plans the statements get (an index, not a read of the
  * whole table; asked with sequential scans priced out, as on a table this
  * small the planner would rather read it all), and an operator's list of
- * more users than a function call takes arguments.
+ * more users than a function call takes arguments or its heap holds.
  */
 import t from 'tap'
+import { spawn } from 'node:child_process'
 import { sql, CompiledQuery, Kysely, PostgresDialect } from 'kysely'
 import pg from 'pg'
 import type { Database, Db } from '../../src/db/database.js'
 import { tailAudit } from '../../src/audit/tail.js'
+import { formatTable } from '../../src/cli/output.js'
+import { listUserPages } from '../../src/users/manage.js'
 import { deleteExpiredTokens, deleteSessionsIfDue, deleteTokensOf, pruneAuditEvents, selectDueSessions } from '../../src/sessions/cleanup.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
-import { runCli } from '../helpers/server.js'
+import { CLI_ENTRY, runCli } from '../helpers/server.js'
 
 interface PlanNode { 'Node Type': string, 'Relation Name'?: string, 'Index Name'?: string, 'Index Cond'?: string, Plans?: PlanNode[] }
 
@@ -127,15 +130,75 @@ t.test('cleanup finds and deletes by index, on tables of some size: expired toke
   }
 })
 
-t.test('users list prints more users than a function call takes arguments', async (t) => {
+interface ListedUser { id: string, username: string, created_at: string, disabled_at: string | null, live_sessions: number }
+
+/** The table `users list` printed when it held every user at once: formatTable over all the rows. */
+const wholeTable = (users: ListedUser[]): string => formatTable(users.map((user) => ({
+  username: user.username,
+  id: user.id,
+  created: user.created_at.slice(0, 19).replace('T', ' '),
+  state: user.disabled_at === null ? 'enabled' : 'disabled',
+  sessions: String(user.live_sessions)
+})))
+
+/** Like `| head`: reads the first chunk, then closes the pipe with the rest unread. */
+async function intoHead (args: string[], env: Record<string, string>): Promise<{ code: number | null, stderr: string }> {
+  const child = spawn(process.execPath, [CLI_ENTRY, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stderr = ''
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  child.stdout.once('data', () => { child.stdout.destroy() })
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+  return { code, stderr }
+}
+
+t.test('users list streams more users than its heap holds (and than a function call takes arguments), laid out as if it held them all', async (t) => {
   const url = await createTestDatabase(t)
   const { db } = await testConnection(t, url)
   const count = 150_000
   await sql`INSERT INTO users (username, password_hash) SELECT 'user' || i, 'x' FROM generate_series(1, ${count}) i`.execute(db)
-  const listed = await runCli(['users', 'list'], { DATABASE_URL: url })
-  t.equal(listed.stderr, '')
-  t.equal(listed.code, 0)
-  const lines = listed.stdout.trimEnd().split('\n')
-  t.equal(lines.length, count + 1, 'a header and a line per user')
-  t.match(lines[0], /^username\s+/)
+  // Last by name, on the last page: its width and its state's must be known before the first page is printed.
+  const longest = 'z'.repeat(64)
+  await db.insertInto('users').values({ username: longest, password_hash: 'x', disabled_at: new Date() }).execute()
+  // The CLI's own start takes some 20 MB of heap; these users all at once needed more than 96 MB (400,000 took an RSS of 709 MB).
+  const env = { DATABASE_URL: url, NODE_OPTIONS: '--max-old-space-size=48' }
+  const json = await runCli(['users', 'list', '--json'], env)
+  t.same([json.code, json.stderr], [0, ''], '--json in a 48 MB heap')
+  const users = JSON.parse(json.stdout) as ListedUser[]
+  t.equal(users.length, count + 1, 'one JSON array of every user')
+  t.equal(new Set(users.map((user) => user.username)).size, count + 1, 'each once')
+  t.match(users.at(-1), { username: longest, disabled_at: /^\d{4}-/ }, 'the longest name last, disabled')
+  const table = await runCli(['users', 'list'], env)
+  t.same([table.code, table.stderr], [0, ''], 'the table in a 48 MB heap')
+  t.equal(table.stdout.split('\n').length, count + 3, 'a header, a line per user and the final newline')
+  t.ok(table.stdout === `${wholeTable(users)}\n`, 'the very table formatTable makes of every row at once')
+  for (const args of [['users', 'list'], ['users', 'list', '--json']]) {
+    t.same(await intoHead(args, { DATABASE_URL: url }), { code: 0, stderr: '' }, `${args.join(' ')} | head: no EPIPE stack, exit 0`)
+  }
+})
+
+t.test('a page of users list is read by the username index, each user\'s live sessions by sessions_user', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db } = await testConnection(t, url)
+  // 3,000 users with 10 sessions each, one in ten ended, analyzed: on empty tables the planner would count by any index of live sessions.
+  await sql`INSERT INTO users (username, password_hash) SELECT 'user' || i, 'x' FROM generate_series(1, 3000) i`.execute(db)
+  await sql`
+    INSERT INTO sessions (id, user_id, client_id, scope, created_at, last_used_at, expires_at, absolute_expires_at, revoked_at, revoke_reason)
+    SELECT gen_random_uuid(), u.id, 'tessera', 'read', now(), now(), now() + interval '1 day', now() + interval '90 days',
+      CASE WHEN i % 10 = 0 THEN now() END, CASE WHEN i % 10 = 0 THEN 'revoke' END
+    FROM users u, generate_series(1, 10) i`.execute(db)
+  await sql`ANALYZE users, sessions`.execute(db)
+  const sent: CompiledQuery[] = []
+  const pool = new pg.Pool({ connectionString: url, max: 1 })
+  const logged = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log: (event) => { sent.push(event.query) } })
+  t.teardown(async () => { await logged.destroy() })
+  const pages = listUserPages(logged, { disabledOnly: false, now: new Date() })
+  await pages.next()
+  await pages.next()
+  await pages.return()
+  const [, second] = sent
+  if (second === undefined) throw new Error('no second page was read')
+  const plan = await planOf(db, second)
+  // The first page walks the index from its start and stops at its LIMIT; the second is like every later one.
+  t.same(wholeTableScans(plan), [], 'a page after the first: no read of a whole table')
+  t.ok(plan.some((n) => n['Index Name'] === 'users_username_key') && plan.some((n) => n['Index Name'] === 'sessions_user'), 'users_username_key and sessions_user')
 })
