@@ -23,7 +23,7 @@
  * since, which none can on a session expired or ended.
  * @module
  */
-import { sql, type DeleteQueryBuilder, type DeleteResult, type RawBuilder, type SelectQueryBuilder } from 'kysely'
+import { sql, type DeleteQueryBuilder, type DeleteResult, type ExpressionBuilder, type RawBuilder, type SelectQueryBuilder } from 'kysely'
 import type { Database, Db } from '../db/database.js'
 import { SESSION_CLEANUP_LOCK } from '../db/locks.js'
 
@@ -101,10 +101,15 @@ export function pruneAuditEvents (before: Date, limit: number, by: { actor: stri
     SELECT count(*) AS deleted FROM gone`
 }
 
+/** A session's being due, one condition for the pick and for the delete that reads it again. */
+function isDue (due: DueSessions) {
+  return (eb: ExpressionBuilder<Database, 'sessions'>) => eb.or([eb('expires_at', '<', due.now), eb('revoked_at', '<', due.revokedBefore)])
+}
+
 /** Up to `limit` due sessions, by sessions_expires_at and sessions_revoked_at. */
 export function selectDueSessions (db: Db, due: DueSessions, limit: number): SelectQueryBuilder<Database, 'sessions', { id: string }> {
   return db.selectFrom('sessions').select('id')
-    .where((eb) => eb.or([eb('expires_at', '<', due.now), eb('revoked_at', '<', due.revokedBefore)])).limit(limit)
+    .where(isDue(due)).limit(limit)
 }
 
 /**
@@ -124,7 +129,7 @@ export function deleteTokensOf (db: Db, sessionIds: string[], limit: number): De
 /** These sessions, if still due (the condition read again, under their row locks). */
 export function deleteSessionsIfDue (db: Db, sessionIds: string[], due: DueSessions): DeleteQueryBuilder<Database, 'sessions', DeleteResult> {
   return db.deleteFrom('sessions').where('id', '=', sql<string>`any(${sessionIds}::uuid[])`)
-    .where((eb) => eb.or([eb('expires_at', '<', due.now), eb('revoked_at', '<', due.revokedBefore)]))
+    .where(isDue(due))
 }
 
 /**
