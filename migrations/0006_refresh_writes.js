@@ -25,6 +25,32 @@ import { createRefreshGrantFunction } from './0005_refresh_grant.js'
 
 /** @param {import('kysely').Kysely<unknown>} db */
 export async function up (db) {
+  await createRefreshWritesFunction(db)
+  await sql`
+    DROP INDEX sessions_expires_at;
+    CREATE INDEX sessions_expires_at ON sessions USING brin (expires_at);
+    ALTER TABLE sessions SET (fillfactor = 80);
+    ALTER TABLE refresh_tokens SET (fillfactor = 80);
+  `.execute(db)
+}
+
+/** @param {import('kysely').Kysely<unknown>} db */
+export async function down (db) {
+  await createRefreshGrantFunction(db)
+  await sql`
+    DROP INDEX sessions_expires_at;
+    CREATE INDEX sessions_expires_at ON sessions (expires_at);
+    ALTER TABLE sessions RESET (fillfactor);
+    ALTER TABLE refresh_tokens RESET (fillfactor);
+  `.execute(db)
+}
+
+/**
+ * Creates (or, from 0016's down, restores) this migration's
+ * tessera_refresh_grant, in place.
+ * @param {import('kysely').Kysely<unknown>} db
+ */
+export async function createRefreshWritesFunction (db) {
   await sql`
     CREATE OR REPLACE FUNCTION tessera_refresh_grant (
       presented_jti uuid,
@@ -197,22 +223,5 @@ export async function up (db) {
       RETURN NEXT;
     END
     $fn$;
-  `.execute(db)
-  await sql`
-    DROP INDEX sessions_expires_at;
-    CREATE INDEX sessions_expires_at ON sessions USING brin (expires_at);
-    ALTER TABLE sessions SET (fillfactor = 80);
-    ALTER TABLE refresh_tokens SET (fillfactor = 80);
-  `.execute(db)
-}
-
-/** @param {import('kysely').Kysely<unknown>} db */
-export async function down (db) {
-  await createRefreshGrantFunction(db)
-  await sql`
-    DROP INDEX sessions_expires_at;
-    CREATE INDEX sessions_expires_at ON sessions (expires_at);
-    ALTER TABLE sessions RESET (fillfactor);
-    ALTER TABLE refresh_tokens RESET (fillfactor);
   `.execute(db)
 }
