@@ -100,12 +100,17 @@ export function invalidCredentials (detail: string): OAuthError {
   return new OAuthError('invalid_grant', 'the username or password is incorrect', { detail })
 }
 
-/** A used refresh token presented after the grace window: its session has just been ended. */
+/**
+ * A used refresh token presented after the grace window: its session has just
+ * been ended. `byAnotherClient`: presented by a client other than the
+ * session's, which is answered as any token of another client is, so nothing
+ * tells the presenter the token was a real one, spent.
+ */
 export class RefreshReuseError extends OAuthError {
   override readonly code = 'ERR_REFRESH_REUSE'
 
-  constructor () {
-    super('invalid_grant', 'the refresh token is invalid, expired or revoked', { detail: 'refresh token reuse' })
+  constructor (readonly byAnotherClient = false) {
+    super('invalid_grant', 'the refresh token is invalid, expired or revoked', { detail: byAnotherClient ? 'refresh token reuse by another client' : 'refresh token reuse' })
   }
 }
 

@@ -12,7 +12,9 @@
  *  4. a used token inside the grace window gets the same successor again
  *     (re-signed byte for byte) for racing tabs;
  *  5. a used token after the window is reuse: the whole session ends, in a
- *     transaction of its own here (end.ts writes every ending and its audit).
+ *     transaction of its own here (end.ts writes every ending and its audit),
+ *     whichever client presented it (migrations/0016); another client's token
+ *     otherwise, used or not, is refused with nothing written.
  * @module
  */
 import { randomUUID } from 'node:crypto'
@@ -63,7 +65,7 @@ export interface RefreshDecisionInput {
   /** The successor's jti and kid, used only when the decision is 'rotated'. */
   successorJti: string
   successorKid: string
-  /** The client presenting the token, authenticated by the function; a session of another client is refused before any write. Absent: not checked. */
+  /** The client presenting the token, authenticated by the function; a session of another client is refused before any write, or is reuse when its token is used and past the grace. Absent: not checked. */
   presentingClient?: string
   /** SHA-256 of the secret the client presented; absent for a public client (method none). */
   presentedSecretDigest?: Buffer
@@ -96,16 +98,23 @@ export async function refreshDecision (db: Issuer['db'], input: RefreshDecisionI
   return row
 }
 
+/** The function's two reuse decisions: by the session's own client, and by another. */
+const REUSE = 'reuse'
+const REUSE_BY_ANOTHER_CLIENT = 'reuse by another client'
+
 /**
  * Reuse: the whole family ends, with its audit, in one transaction. Replays
  * at once can each be judged reuse before the first of them has ended the
  * session; only the one that ends it records the detection, as a replay
  * that came after would find the session ended and record nothing.
+ * `presentedBy`: the client that presented another client's token, recorded
+ * in the detection's detail (absent when the owner did).
  */
-async function endReusedFamily (db: Issuer['db'], claims: RefreshClaims, now: Date, context: RequestContext): Promise<void> {
+async function endReusedFamily (db: Issuer['db'], claims: RefreshClaims, now: Date, context: RequestContext, presentedBy: string | undefined): Promise<void> {
+  const detail: Record<string, string> = presentedBy === undefined ? { jti: claims.jti } : { jti: claims.jti, presented_by: presentedBy }
   await db.transaction().execute(async (trx) => {
     const ended = await endSessions(trx, { sessionId: claims.sid }, 'reuse', now, { ...context, actor: 'system' })
-    if (ended > 0) await recordAudit(trx, { type: 'refresh.reuse_detected', actor: 'system', userId: claims.sub, sessionId: claims.sid, ...context, detail: { jti: claims.jti } })
+    if (ended > 0) await recordAudit(trx, { type: 'refresh.reuse_detected', actor: 'system', userId: claims.sub, sessionId: claims.sid, ...context, detail })
   })
 }
 
@@ -166,9 +175,10 @@ export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refre
     throw await clientAuthenticationFailed(deps.db, { ...input, clientId, reason: row.decision.slice(CLIENT_FAILURE.length) })
   }
   if (row.decision === 'unauthorized client') throw unauthorizedClient(clientId, 'refresh_token')
-  if (row.decision === 'reuse') {
-    await endReusedFamily(deps.db, claims, input.now, input.context)
-    throw new RefreshReuseError()
+  if (row.decision === REUSE || row.decision === REUSE_BY_ANOTHER_CLIENT) {
+    const byAnotherClient = row.decision === REUSE_BY_ANOTHER_CLIENT
+    await endReusedFamily(deps.db, claims, input.now, input.context, byAnotherClient ? clientId : undefined)
+    throw new RefreshReuseError(byAnotherClient)
   }
   if (row.decision === 'session revoked') throw new SessionEndedError()
   if (row.decision === 'scope widened') throw new OAuthError('invalid_scope', 'a refresh cannot widen the scope of its session')

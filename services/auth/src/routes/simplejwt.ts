@@ -38,6 +38,15 @@ function tokenNotValid (detail: 'Token is invalid or expired' | 'Token is blackl
   return new DrfError(401, { detail, code: 'token_not_valid' }, { cause })
 }
 
+/**
+ * A refresh refused because its token is spent: reused by its own client, or
+ * of an ended session. Another client's reuse is told as any token of
+ * another client (invalid), so the presenter does not learn it was a real one.
+ */
+function spent (err: OAuthError): boolean {
+  return (err instanceof RefreshReuseError && !err.byAnotherClient) || err instanceof SessionEndedError
+}
+
 const LONE_SURROGATE = /\p{Surrogate}/u
 
 function readField (value: unknown): string | string[] {
@@ -163,7 +172,7 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
     const { refresh } = fields(request, ['refresh'])
     const input = { refreshToken: refresh, scope: undefined, credentials: DEFAULT_CLIENT, resource: undefined, now: deps.clock(), context: requestContext(request) }
     const pair = await refusedAs(async () => await counted(async () => await refreshGrant(issuer, input), refreshOutcome, deps.metrics.refreshed),
-      (err) => tokenNotValid(err instanceof RefreshReuseError || err instanceof SessionEndedError ? 'Token is blacklisted' : 'Token is invalid or expired', err))
+      (err) => tokenNotValid(spent(err) ? 'Token is blacklisted' : 'Token is invalid or expired', err))
     deps.metrics.refreshed(pair.outcome)
     deps.metrics.tokenIssued('refresh_token')
     return await reply.header('cache-control', 'no-store').send({ access: pair.accessToken, refresh: pair.refreshToken })

@@ -77,6 +77,7 @@ t.test('0015 up and down under a live transaction that reads sessions and then w
     await live.query('COMMIT')
     return { wrote, migrated: await migrating }
   }
-  t.same(await beside(async () => await migrateUp(db)), { wrote: 'wrote', migrated: { names: ['0015_user_lookups'] } }, 'up: the live transaction writes the sessions it read, and 0015 applies')
+  t.same(await beside(async () => await migrateUp(db)), { wrote: 'wrote', migrated: { names: ['0015_user_lookups', '0016_reuse_by_another_client'] } }, 'up: the live transaction writes the sessions it read, and 0015 applies (and 0016 after it)')
+  t.same(await migrateDown(db), ['0016_reuse_by_another_client'], 'the newer one reverted first')
   t.same(await beside(async () => await migrateDown(db)), { wrote: 'wrote', migrated: { names: ['0015_user_lookups'] } }, 'down: the same, and 0015 is reverted')
 })

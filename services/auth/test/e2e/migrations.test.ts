@@ -1,10 +1,16 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
+import { promises as fs } from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { sql } from 'kysely'
+import { FileMigrationProvider, Migrator } from 'kysely/migration'
 import { runProcess } from '@tessera/testkit'
 import { createTestDatabase, lockWaiters, testConnection } from '../helpers/db.js'
 import { runCli, SERVER_ENTRY, startServer } from '../helpers/server.js'
-import { schemaStanding } from '../../src/db/migrate.js'
+import { migrateDown, schemaStanding } from '../../src/db/migrate.js'
+
+const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../migrations')
 
 t.test('migrate up, status, down, up again through the CLI', async (t) => {
   const url = await createTestDatabase(t, { empty: true })
@@ -12,7 +18,7 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   const env = { DATABASE_URL: url, NODE_ENV: 'production' }
   const before = await runCli(['migrate', 'status', '--json'], env)
   t.equal(before.code, 0, before.stderr)
-  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null, null, null, null, null, null, null, null, null, null, null, null])
+  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null, null, null, null, null, null, null, null, null, null, null, null, null])
 
   const up = await runCli(['migrate', 'up'], env)
   t.equal(up.code, 0, up.stderr)
@@ -72,6 +78,12 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   t.equal(await columns('signing_keys', 'sessions_swept_at'), 1, 'up: a revoked key records the sweep of its sessions')
   t.match(await indexDef('sessions_user'), /ON public\.sessions USING btree \(user_id, revoked_at\)$/, 'up: every session by user, so a user\'s delete cascades by index')
   t.match(await indexDef('audit_events_username'), /USING btree \(username\) WHERE \(username IS NOT NULL\)/, 'and the audit events by name')
+  const grantBody = async (): Promise<string> =>
+    (await sql<{ body: string }>`SELECT prosrc AS body FROM pg_proc WHERE proname = 'tessera_refresh_grant'`.execute(connection.db)).rows[0]?.body ?? ''
+  t.match(await grantBody(), "decision := 'reuse by another client'", 'up: another client\'s token used and past the grace is reuse')
+  await revertNewest('0016_reuse_by_another_client')
+  t.notMatch(await grantBody(), 'reuse by another client', 'down: another client\'s token is refused whatever its state, as before')
+  t.equal(await functions('tessera_refresh_grant'), 1, 'one function still, replaced in place')
   await revertNewest('0015_user_lookups')
   t.match(await indexDef('sessions_user_live'), /USING btree \(user_id\) WHERE \(revoked_at IS NULL\)/, 'down brought back the index of live sessions')
   t.equal(await indexCount('sessions_user'), 0, 'and dropped the new ones')
@@ -89,6 +101,7 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   t.same((await connection.db.selectFrom('login_throttle').select('username').execute()).map((r) => r.username), ['alice'], 'and from the back-off')
   await connection.db.deleteFrom('audit_events').execute()
   await connection.db.deleteFrom('login_throttle').execute()
+  await revertNewest('0016_reuse_by_another_client')
   await revertNewest('0015_user_lookups')
   await revertNewest('0014_revoked_key_sweep')
   await revertNewest('0013_login_client_check')
@@ -107,6 +120,7 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   t.same(imported, { 'signed-up': false, imported: true, 'logged-in': false }, 'up: only a user with no user.created row and a Django hash still is taken for imported; when unsure, not')
   await connection.db.deleteFrom('audit_events').execute()
   await connection.db.deleteFrom('users').execute()
+  await revertNewest('0016_reuse_by_another_client')
   await revertNewest('0015_user_lookups')
   await revertNewest('0014_revoked_key_sweep')
   await revertNewest('0013_login_client_check')
@@ -150,21 +164,33 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   t.equal(bad.stderr, 'tessera: usage: tessera migrate up | status | down --yes\n')
 })
 
+t.test('0016 down restores 0015\'s refresh grant function exactly', async (t) => {
+  const { db } = await testConnection(t, await createTestDatabase(t, { empty: true }))
+  const migrator = new Migrator({ db, provider: new FileMigrationProvider({ fs, path, migrationFolder: MIGRATIONS_DIR }) })
+  const definition = async (): Promise<string> =>
+    (await sql<{ def: string }>`SELECT pg_get_functiondef('tessera_refresh_grant'::regproc) AS def`.execute(db)).rows[0]?.def ?? ''
+  t.equal((await migrator.migrateTo('0015_user_lookups')).error, undefined)
+  const as0015 = await definition()
+  t.equal((await migrator.migrateTo('0016_reuse_by_another_client')).error, undefined)
+  t.not(await definition(), as0015, 'up changed it')
+  t.same(await migrateDown(db), ['0016_reuse_by_another_client'])
+  t.equal(await definition(), as0015, 'down: 0015\'s definition, character for character')
+})
+
 t.test('two migrate up at once apply each migration once', async (t) => {
   const url = await createTestDatabase(t, { empty: true })
   const [a, b] = await Promise.all([runCli(['migrate', 'up', '--json'], { DATABASE_URL: url }), runCli(['migrate', 'up', '--json'], { DATABASE_URL: url })])
   t.equal(a.code, 0, a.stderr)
   t.equal(b.code, 0, b.stderr)
   const applied = [...JSON.parse(a.stdout).applied, ...JSON.parse(b.stdout).applied]
-  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients', '0005_refresh_grant', '0006_refresh_writes', '0007_refresh_token_kid_brin', '0008_login_round_trips', '0009_client_changes', '0010_login_backoff_streak', '0011_users_imported_at', '0012_redact_invalid_usernames', '0013_login_client_check', '0014_revoked_key_sweep', '0015_user_lookups'], 'exactly one process applied each')
+  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients', '0005_refresh_grant', '0006_refresh_writes', '0007_refresh_token_kid_brin', '0008_login_round_trips', '0009_client_changes', '0010_login_backoff_streak', '0011_users_imported_at', '0012_redact_invalid_usernames', '0013_login_client_check', '0014_revoked_key_sweep', '0015_user_lookups', '0016_reuse_by_another_client'], 'exactly one process applied each')
 })
 
 t.test('migrate up failed by instances\' locks says which migration, that it changed nothing, what stays applied, and to run it again', async (t) => {
   const url = await createTestDatabase(t)
   const { db, pool } = await testConnection(t, url)
-  await runCli(['migrate', 'down', '--yes'], { DATABASE_URL: url })
-  await runCli(['migrate', 'down', '--yes'], { DATABASE_URL: url })
-  t.same((await schemaStanding(db)).pending, ['0014_revoked_key_sweep', '0015_user_lookups'])
+  for (let i = 0; i < 3; i++) await runCli(['migrate', 'down', '--yes'], { DATABASE_URL: url })
+  t.same((await schemaStanding(db)).pending, ['0014_revoked_key_sweep', '0015_user_lookups', '0016_reuse_by_another_client'])
   const live = await pool.connect()
   t.teardown(() => live.release())
   const watcher = await pool.connect()
@@ -190,7 +216,7 @@ t.test('migrate up failed by instances\' locks says which migration, that it cha
   t.same([deadlocked.code, deadlocked.stdout], [1, ''], 'exit 1, as any failed command')
   t.equal(deadlocked.stderr, 'tessera: ' + said('0015_user_lookups', '; applied before it, and still so: 0014_revoked_key_sweep',
     'deadlock detected (Postgres broke a deadlock between it and transactions of instances serving meanwhile by failing it)'))
-  t.same((await schemaStanding(db)).pending, ['0015_user_lookups'], '0014 stays applied, 0015 does not')
+  t.same((await schemaStanding(db)).pending, ['0015_user_lookups', '0016_reuse_by_another_client'], '0014 stays applied, 0015 does not, nor what comes after it')
   t.same(await indexes(), ['sessions_user_live'], 'and 0015 changed nothing')
 
   // A lock wait past lock_timeout: the live transaction reads sessions, which 0015 wants whole.
@@ -203,7 +229,7 @@ t.test('migrate up failed by instances\' locks says which migration, that it cha
   t.same(await indexes(), ['sessions_user_live'], 'and it changed nothing')
 
   const again = await runCli(['migrate', 'up'], { DATABASE_URL: url })
-  t.same([again.code, again.stdout, again.stderr], [0, 'applied 0015_user_lookups\n', ''], 'run again at a quiet moment, it applies')
+  t.same([again.code, again.stdout, again.stderr], [0, 'applied 0015_user_lookups, 0016_reuse_by_another_client\n', ''], 'run again at a quiet moment, it applies')
   t.same(await indexes(), ['audit_events_username', 'sessions_user'])
 })
 

@@ -1,5 +1,5 @@
 /**
- * tessera_refresh_decision (migrations/0002_refresh_decision.js) against a
+ * tessera_refresh_grant (migrations/0016_reuse_by_another_client.js) against a
  * real Postgres, one decision at a time, through the same call refreshGrant
  * makes. Each case checks what the function wrote, not only what it said.
  */
@@ -115,6 +115,30 @@ t.test('reuse: a used token after the window is reported and the function writes
   const noGrace = await fixture(db)
   await refreshDecision(db, input(noGrace, { graceSeconds: 0 }))
   t.equal((await refreshDecision(db, input(noGrace, { graceSeconds: 0, now: new Date(NOW.getTime() + 1) }))).decision, 'reuse', 'a zero grace makes any second use reuse')
+})
+
+t.test('another client: its used token past the window is reuse; unused, inside the window or of an ended session, a refusal that writes nothing', async (t) => {
+  const { db } = await testConnection(t)
+  await db.insertInto('clients').values({ client_id: 'mobile', confidential: false, grants: ['refresh_token'], scopes: [], resources: [] }).execute()
+  const f = await fixture(db)
+  const byMobile = (now: Date): RefreshDecisionInput => input(f, { presentingClient: 'mobile', now })
+  const refusedRow = { decision: 'another client', successor_jti: null, successor_kid: null, successor_issued_at: null, successor_expires_at: null, session_client_id: null, session_scope: null }
+
+  const unused = await snapshot(f)
+  t.same(await refreshDecision(db, byMobile(NOW)), refusedRow, 'unused: refused')
+  t.same(await snapshot(f), unused, 'unused: not marked used, so the owner\'s token is not burned')
+
+  t.equal((await refreshDecision(db, input(f))).decision, 'rotated', 'the owner rotates it')
+  const rotated = await snapshot(f)
+  t.same(await refreshDecision(db, byMobile(new Date(NOW.getTime() + GRACE * 1000))), refusedRow, 'used, inside the window: refused, without the successor')
+  t.same(await snapshot(f), rotated, 'inside the window: nothing written')
+
+  const late = await refreshDecision(db, byMobile(new Date(NOW.getTime() + GRACE * 1000 + 1)))
+  t.same(late, { ...refusedRow, decision: 'reuse by another client' }, 'used, past the window: reuse, without the successor')
+  t.same(await snapshot(f), rotated, 'past the window: the function writes nothing, ending the family is the caller\'s transaction')
+
+  await db.updateTable('sessions').set({ revoked_at: NOW, revoke_reason: 'reuse' }).where('id', '=', f.sessionId).execute()
+  t.same(await refreshDecision(db, byMobile(new Date(NOW.getTime() + GRACE * 1000 + 1))), refusedRow, 'its session already ended: a refusal, nothing left to detect')
 })
 
 t.test('refusals write nothing', async (t) => {

@@ -3,6 +3,7 @@ import { sign } from 'node:crypto'
 import { decodeJwt, decodeProtectedHeader } from 'jose'
 import { buildTestApp, login, refresh, signUp, type TestApp } from '../helpers/app.js'
 import { cleanupExpired } from '../../src/sessions/cleanup.js'
+import { createClient } from '../../src/clients/register.js'
 import { PasswordHasher } from '../../src/passwords/hasher.js'
 import { lockWaiters } from '../helpers/db.js'
 import { within } from '../helpers/http.js'
@@ -107,6 +108,49 @@ t.test('replays at once, each judged reuse before the session ended: one detecti
   const audit = await ctx.connection.db.selectFrom('audit_events').select(['type', 'detail']).where('session_id', '=', sid).where('type', 'in', ['refresh.reuse_detected', 'session.ended']).orderBy('id').execute()
   t.same(audit.map((e) => e.type), ['session.ended', 'refresh.reuse_detected'], 'one end, one detection')
   t.match(audit[0], { detail: { reason: 'reuse' } })
+})
+
+t.test('another client presenting a used token past the grace: reuse, the session ended and the presenter recorded; the same answer as any token of another client', async (t) => {
+  const ctx = await buildTestApp(t, { TESSERA_REFRESH_GRACE: '10s', TESSERA_SIMPLEJWT_COMPAT: 'on' })
+  await createClient(ctx.deps.db, { clientId: 'web', confidential: false, grants: ['password', 'refresh_token'], scopes: ['read'], resources: [] }, ctx.deps.clock(), { actor: 'operator' })
+  await signUp(ctx.app, 'olga', PASSWORD)
+  const asWeb = async (refreshToken: string): Promise<{ status: number, body: Record<string, unknown> }> => {
+    const res = await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token', refresh_token: refreshToken, client_id: 'web' } })
+    return { status: res.statusCode, body: res.json() }
+  }
+  const loggedIn = await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'olga', password: PASSWORD, client_id: 'web' } })
+  const first = String(loggedIn.json().refresh_token)
+  const sid = String(decodeJwt(first).sid)
+  const refused = { status: 400, body: { error: 'invalid_grant', error_description: 'the refresh token is invalid, expired or revoked' } }
+  const session = async (): Promise<unknown> => await ctx.connection.db.selectFrom('sessions').select(['revoked_at', 'revoke_reason']).where('id', '=', sid).executeTakeFirstOrThrow()
+
+  t.same(await refresh(ctx.app, first), refused, 'unused, by the default client: refused')
+  const rotated = await asWeb(first)
+  t.equal(rotated.status, 200, 'the refusal did not use it up: its own client rotates it')
+  const successor = String(rotated.body.refresh_token)
+  ctx.advance(5)
+  t.same(await refresh(ctx.app, first), refused, 'used, inside the grace: refused, no successor')
+  t.same(await session(), { revoked_at: null, revoke_reason: null }, 'inside the grace: the session lives')
+
+  ctx.advance(6)
+  t.same(await refresh(ctx.app, first), refused, 'used, past the grace: the same answer')
+  t.match(await session(), { revoked_at: Date, revoke_reason: 'reuse' }, 'and the session is ended')
+  t.same(await asWeb(successor), refused, 'the owner\'s valid successor is dead too')
+  const audit = await ctx.connection.db.selectFrom('audit_events').select(['type', 'actor', 'detail']).where('session_id', '=', sid).where('type', '<>', 'login.succeeded').orderBy('id').execute()
+  t.same(audit, [
+    { type: 'session.ended', actor: 'system', detail: { reason: 'reuse' } },
+    { type: 'refresh.reuse_detected', actor: 'system', detail: { jti: String(decodeJwt(first).jti), presented_by: 'tessera' } }
+  ], 'one detection, naming the client that presented the token')
+  t.match(ctx.logs(), '"detail":"refresh token reuse by another client"', 'the log says what happened')
+
+  // SimpleJWT's refresh presents as the default client: another client's spent token is invalid there, as before, not "blacklisted".
+  const other = await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'olga', password: PASSWORD, client_id: 'web' } })
+  const otherFirst = String(other.json().refresh_token)
+  t.equal((await asWeb(otherFirst)).status, 200)
+  ctx.advance(11)
+  const viaSimplejwt = await ctx.app.inject({ method: 'POST', url: '/api/token/refresh/', payload: { refresh: otherFirst } })
+  t.same([viaSimplejwt.statusCode, viaSimplejwt.json()], [401, { detail: 'Token is invalid or expired', code: 'token_not_valid' }], 'invalid, as any token of another client, not blacklisted')
+  t.match(await ctx.connection.db.selectFrom('sessions').select('revoke_reason').where('id', '=', String(decodeJwt(otherFirst).sid)).executeTakeFirstOrThrow(), { revoke_reason: 'reuse' }, 'and its session ended')
 })
 
 t.test('sliding expiry extends; the absolute limit cuts it', async (t) => {
