@@ -1,7 +1,8 @@
 /**
  * `make lint` keeps the import graph of services/auth/src and
- * services/notes/src as docs/decisions.md draws it: no cycles, and in auth
- * dependencies flow one way, routes -> domain -> db. Type-only imports count
+ * services/notes/src as docs/decisions.md draws it: no cycles, between
+ * modules or between folders, and in auth dependencies flow one way,
+ * routes -> domain -> db. Type-only imports count
  * (tsPreCompilationDeps): a layer that reaches back for a type is still
  * reaching back.
  * @type {import('dependency-cruiser').IConfiguration}
@@ -20,6 +21,21 @@ module.exports = {
       comment: 'Dependencies flow routes -> domain -> db (docs/decisions.md): a cycle means a layer reaches back.',
       from: {},
       to: { circular: true }
+    },
+    {
+      name: 'no-folder-cycle',
+      severity: 'error',
+      comment: 'Folders import one another one way too: two folders can reach back to each other with no module cycle (clients/end.ts -> sessions/, sessions/ -> clients/ was one). docs/decisions.md, "Import cycles and layers".',
+      scope: 'folder',
+      from: { path: '^services/(auth|notes)/src/' },
+      to: { circular: true }
+    },
+    {
+      name: 'subfolders-stay-inside',
+      severity: 'error',
+      comment: 'no-folder-cycle counts routes/oauth as a folder of its own: an import from another folder into a subfolder could let a cycle through routes/ pass unseen. Other folders import a folder at its top; only the top-level files (app.ts) reach in.',
+      from: { path: '^services/(auth|notes)/src/([^/]+)/' },
+      to: { path: '^services/$1/src/[^/]+/[^/]+/', pathNot: '^services/$1/src/$2/' }
     },
     {
       name: 'domain-not-up',

@@ -6,7 +6,7 @@
  * @module
  */
 import type { RequestContext } from '../audit/record.js'
-import type { Issuer } from '../sessions/issue.js'
+import type { Issuer } from './issue.js'
 import { grantedScope } from '../sessions/scope.js'
 import { mintAccessToken } from '../tokens/mint.js'
 import { authenticateClient, requireGrant } from '../clients/authenticate.js'

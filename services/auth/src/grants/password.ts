@@ -22,7 +22,7 @@ import { isDjangoHash } from '../passwords/django.js'
 import { normalizePassword, normalizeUsername } from '../passwords/policy.js'
 import { attemptOf, backedOff, COUNT_ATTEMPT_CALL, countAttemptParameters, evaluateCounted, type Attempt, type AttemptRow, type BackoffPolicy, type FailureRecord } from '../passwords/login-throttle.js'
 import { grantedScope } from '../sessions/scope.js'
-import { newSession, tokenPair, type Issuer, type NewSession, type TokenPair } from '../sessions/issue.js'
+import { newSession, tokenPair, type Issuer, type NewSession, type TokenPair } from './issue.js'
 
 export interface PasswordGrantInput {
   username: string

@@ -30,7 +30,7 @@ import { namedStatement } from '../db/named-statements.js'
 import type { RefreshTokenRecord } from '../tokens/mint.js'
 import { verifyRefreshToken, type RefreshClaims } from '../tokens/verify-refresh.js'
 import { endSessions } from '../sessions/end.js'
-import { currentKid, tokenPair, type Issuer, type TokenPair } from '../sessions/issue.js'
+import { currentKid, tokenPair, type Issuer, type TokenPair } from './issue.js'
 import { narrowedScope, requestedScopes } from '../sessions/scope.js'
 
 export interface RefreshGrantInput {

@@ -14,7 +14,7 @@ import { authenticateClient, type RegisteredClient } from '../clients/authentica
 import type { ClientCredentials } from '../clients/credentials.js'
 import { verifyAnyAudienceAccessToken } from '../tokens/verify-access.js'
 import { verifyRefreshToken, type RefreshClaims } from '../tokens/verify-refresh.js'
-import { endSessions } from './end.js'
+import { endSessions } from '../sessions/end.js'
 import type { Issuer } from './issue.js'
 
 export async function sessionOfAccessToken (issuer: Issuer, token: string, now: Date): Promise<string | undefined> {
