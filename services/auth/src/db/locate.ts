@@ -4,10 +4,19 @@
  * database without loading the HTTP app.
  * @module
  */
-import type { Config } from '../config.js'
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded.js'
 
-export async function databaseFor (config: Pick<Config, 'databaseUrl' | 'dataDir'>): Promise<{ url: string, embedded: EmbeddedPostgres | undefined }> {
+/**
+ * Where the database is, as config.ts reads it (DATABASE_URL, TESSERA_DATA_DIR).
+ * Its own shape, not a Pick of Config: config.ts imports audit/, which imports
+ * db/, so a type import of config.ts here would close a folder cycle.
+ */
+export interface DatabaseLocation {
+  databaseUrl: string | undefined
+  dataDir: string
+}
+
+export async function databaseFor (config: DatabaseLocation): Promise<{ url: string, embedded: EmbeddedPostgres | undefined }> {
   if (config.databaseUrl !== undefined) return { url: config.databaseUrl, embedded: undefined }
   const embedded = await startEmbeddedPostgres(config.dataDir)
   return { url: embedded.url, embedded }
