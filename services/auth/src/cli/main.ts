@@ -33,11 +33,12 @@ const USAGE = `usage: tessera <command> [--json]
   migrate down --yes              revert the newest migration (it drops tables and their data)
   users list [--disabled]         every user (or only the disabled ones) with their live sessions
   users create USERNAME           create a user; the password is read from stdin
-  users show USERNAME             one user: id, times, state, live sessions
+  users show USERNAME             one user: id, times, state, live sessions, login back-off
   users disable USERNAME          disable a user and end all their sessions
   users import FILE [--format django|csv] [--dry-run]
                                   import users with their Django password hashes
   users enable USERNAME           let a disabled user log in again
+  users unlock USERNAME           lift the login back-off failed logins put on a user (password and sessions kept)
   users delete USERNAME           delete a user with their sessions (the audit trail stays)
   users set-password USERNAME     replace the password (read from stdin) and end all sessions
   users end-sessions USERNAME     end every session of a user

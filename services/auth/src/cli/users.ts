@@ -1,5 +1,5 @@
 /**
- * `tessera users …`: create, list, show, disable, enable, delete,
+ * `tessera users …`: create, list, show, disable, enable, unlock, delete,
  * set-password (passwords from stdin), end-sessions; `import` lives in users-import.ts.
  * @module
  */
@@ -7,15 +7,17 @@ import { PasswordHasher } from '../passwords/hasher.js'
 import { acceptableUsername } from '../passwords/policy.js'
 import { ProblemError } from '../errors.js'
 import type { Db } from '../db/database.js'
+import { backoffPolicy, loginBackoff, type BackoffState } from '../passwords/login-throttle.js'
 import { createUser } from '../users/create.js'
 import { disableUser } from '../users/disable.js'
 import { deleteUser, enableUser, endUserSessions, listUserPages, setPassword, showUser, userListExtent, type UserSummary } from '../users/manage.js'
+import { unlockUser } from '../users/unlock.js'
 import type { CommandContext } from './context.js'
 import { CliError, commandFlags, parseCommandLine, writeListing } from './output.js'
 import { readPassword } from './password-input.js'
 import { usersImportCommand } from './users-import.js'
 
-const USAGE = 'usage: tessera users list [--disabled] | create|show|disable|enable|delete|set-password|end-sessions USERNAME | import FILE [--format django|csv] [--dry-run]'
+const USAGE = 'usage: tessera users list [--disabled] | create|show|disable|enable|unlock|delete|set-password|end-sessions USERNAME | import FILE [--format django|csv] [--dry-run]'
 const OPERATOR = { actor: 'operator', userAgent: 'tessera-cli' }
 
 function userJson (user: UserSummary): Record<string, unknown> {
@@ -27,6 +29,11 @@ function userJson (user: UserSummary): Record<string, unknown> {
     disabled_at: user.disabledAt?.toISOString() ?? null,
     live_sessions: user.liveSessions
   }
+}
+
+/** What `show` adds to a user's fields: their login back-off, read with them (`list` leaves it out, as it reads every user). */
+function backoffJson (backoff: BackoffState): Record<string, unknown> {
+  return { login_failures: backoff.failures, backed_off_until: backoff.backedOffUntil?.toISOString() ?? null }
 }
 
 /** To the second, as people read it. */
@@ -80,8 +87,10 @@ const ACTIONS: Record<string, UserAction> = {
     ctx.out.result(`created user ${user.username} (${user.id})`, { id: user.id, username: user.username })
   },
   show: async (ctx, db, username) => {
-    const user = found(await showUser(db, username, new Date()), username)
-    ctx.out.result(Object.entries(userJson(user)).map(([k, v]) => `${k}: ${String(v ?? '-')}`).join('\n'), userJson(user))
+    const now = new Date()
+    const user = found(await showUser(db, username, now), username)
+    const shown = { ...userJson(user), ...backoffJson(await loginBackoff(db, user.username, now, backoffPolicy(ctx.config))) }
+    ctx.out.result(Object.entries(shown).map(([k, v]) => `${k}: ${String(v ?? '-')}`).join('\n'), shown)
   },
   disable: async (ctx, db, username) => {
     const disabled = found(await disableUser(db, username, () => new Date(), OPERATOR), username)
@@ -91,6 +100,15 @@ const ACTIONS: Record<string, UserAction> = {
   enable: async (ctx, db, username) => {
     const enabled = found(await enableUser(db, username, OPERATOR), username)
     ctx.out.result(`${enabled.wasDisabled ? 'enabled' : 'already enabled'} ${enabled.username}`, { id: enabled.id, username: enabled.username, was_disabled: enabled.wasDisabled })
+  },
+  unlock: async (ctx, db, username) => {
+    const unlocked = found(await unlockUser(db, username, () => new Date(), backoffPolicy(ctx.config), OPERATOR), username)
+    const { failures, backedOffUntil } = unlocked.cleared
+    const cleared = failures === 0
+      ? `${unlocked.username} was not backed off, no failed logins to clear`
+      : `unlocked ${unlocked.username}: cleared ${failures} failed login(s); ${backedOffUntil === null ? 'was not backed off' : `was backed off until ${backedOffUntil.toISOString()}`}`
+    ctx.out.result(`${cleared}${unlocked.disabled ? `; still disabled (tessera users enable ${unlocked.username} lets them log in)` : ''}`,
+      { id: unlocked.id, username: unlocked.username, failures_cleared: failures, was_backed_off_until: backedOffUntil?.toISOString() ?? null, disabled: unlocked.disabled })
   },
   delete: async (ctx, db, username) => {
     const deleted = found(await deleteUser(db, username, () => new Date(), OPERATOR), username)

@@ -116,6 +116,41 @@ export async function refundLoginAttempt (db: Db, key: string, policy: BackoffPo
     .execute()
 }
 
+/** A name's back-off as an operator reads it (`tessera users show`, `users unlock`). */
+export interface BackoffState {
+  /** The failed logins of the name's streak; 0 once the streak has ended, as the next failure would count from one again. */
+  failures: number
+  /** Until when every login for the name is refused; null when none is. */
+  backedOffUntil: Date | null
+}
+
+/** What is stored of a streak (a row of login_throttle), if anything. */
+export interface StreakRow {
+  failures: number
+  last_failed_at: Date
+  blocked_until: Date | null
+}
+
+/**
+ * The streak a row holds at `now`. Ended is tessera_count_login_attempt's
+ * own rule (migrations/0010): `max` has passed since the block ended, or
+ * since the last failure for a streak that never reached a block. A row
+ * so ended may still be stored until pruneLoginThrottle takes it, and must
+ * not read as failures the next attempt would forget.
+ */
+export function streakAt (row: StreakRow | undefined, now: Date, policy: Pick<BackoffPolicy, 'max'>): BackoffState {
+  if (row === undefined) return { failures: 0, backedOffUntil: null }
+  const end = row.blocked_until ?? row.last_failed_at
+  if (end.getTime() < now.getTime() - policy.max * 1000) return { failures: 0, backedOffUntil: null }
+  // Refused while the block is ahead: the upsert counts an attempt only once blocked_until <= its time.
+  return { failures: row.failures, backedOffUntil: row.blocked_until !== null && row.blocked_until > now ? row.blocked_until : null }
+}
+
+export async function loginBackoff (db: Db, key: string, now: Date, policy: Pick<BackoffPolicy, 'max'>): Promise<BackoffState> {
+  const row = await db.selectFrom('login_throttle').select(['failures', 'last_failed_at', 'blocked_until']).where('username', '=', key).executeTakeFirst()
+  return streakAt(row, now, policy)
+}
+
 export async function clearLoginFailures (db: Db, key: string): Promise<void> {
   await db.deleteFrom('login_throttle').where('username', '=', key).execute()
 }

@@ -218,7 +218,7 @@ t.test('users list, show, enable, delete, set-password, end-sessions against the
   t.match(imagined.stderr, /^tessera: Unknown option '--dry-run'.*\nusage: tessera users list/s)
   t.equal((await runCli(['users', 'show', 'bob'], env)).code, 0, 'and bob is still there')
   const listFlag = await runCli(['users', 'list', '--disable'], env)
-  t.same([listFlag.code, listFlag.stderr.split('\n')[1]], [2, 'usage: tessera users list [--disabled] | create|show|disable|enable|delete|set-password|end-sessions USERNAME | import FILE [--format django|csv] [--dry-run]'], 'users list too answers a wrong flag with the usage')
+  t.same([listFlag.code, listFlag.stderr.split('\n')[1]], [2, 'usage: tessera users list [--disabled] | create|show|disable|enable|unlock|delete|set-password|end-sessions USERNAME | import FILE [--format django|csv] [--dry-run]'], 'users list too answers a wrong flag with the usage')
   const bobId = (await ctx.connection.db.selectFrom('users').select('id').where('username', '=', 'bob').executeTakeFirstOrThrow()).id
   const liveSessions = (await ctx.connection.db.selectFrom('sessions').select('id').where('user_id', '=', bobId).where('revoked_at', 'is', null).execute()).map((s) => s.id)
   t.equal(liveSessions.length, 1, 'bob has a live session (the login above)')
@@ -230,7 +230,7 @@ t.test('users list, show, enable, delete, set-password, end-sessions against the
   const gone = await runCli(['users', 'show', 'bob'], env)
   t.equal(gone.code, 1)
   t.equal(gone.stderr, 'tessera: no user named bob\n')
-  for (const action of ['enable', 'delete', 'set-password', 'end-sessions']) {
+  for (const action of ['enable', 'unlock', 'delete', 'set-password', 'end-sessions']) {
     t.equal((await runCli(['users', action, 'bob'], env, PASSWORD)).code, 1, `${action} of a missing user fails`)
   }
   const events = await ctx.connection.db.selectFrom('audit_events').select('type').where('username', '=', 'bob').where('actor', '=', 'operator').orderBy('id').execute()
@@ -240,12 +240,65 @@ t.test('users list, show, enable, delete, set-password, end-sessions against the
   t.match(missing.stderr, /^tessera: usage: tessera users list/)
   // A name no user can have is a usage error for every action, as for create, told before the database is reached (none is, here) or a password read.
   const nowhere = { ...env, DATABASE_URL: 'postgres://nobody@127.0.0.1:1/nothing' }
-  for (const action of ['create', 'show', 'disable', 'enable', 'delete', 'set-password', 'end-sessions']) {
+  for (const action of ['create', 'show', 'disable', 'enable', 'unlock', 'delete', 'set-password', 'end-sessions']) {
     for (const name of ['', 'Bad Name!']) {
       const refused = await runCli(['users', action, name], nowhere, PASSWORD)
       t.same([refused.code, refused.stdout, refused.stderr], [2, '', 'tessera: username: must be 3 to 64 of a-z, 0-9, ".", "_", "-" (case-insensitive)\n'], `users ${action} ${JSON.stringify(name)}`)
     }
   }
+})
+
+t.test('users show reports the back-off failed logins made; users unlock lifts it, keeping the password and sessions, and no disabled user is enabled', async (t) => {
+  const url = await createTestDatabase(t)
+  // The server's settings and the CLI's: three failures back a name off for ten minutes.
+  const backoff = { TESSERA_LOGIN_BACKOFF_AFTER: '3', TESSERA_LOGIN_BACKOFF_BASE: '10m' }
+  const env = { DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url'), ...backoff }
+  // A clock that runs: the CLI reads the time itself, and the block must be ahead of it as it is of the server's.
+  const ctx = await buildTestApp(t, backoff, { connection: await testConnection(t, url), realClock: true })
+  const { db } = ctx.connection
+  for (const name of ['dan', 'eve']) t.equal((await runCli(['users', 'create', name], env, PASSWORD)).code, 0)
+  const danTokens = await login(ctx.app, 'dan', PASSWORD)
+  const { id: danId } = await db.selectFrom('users').select('id').where('username', '=', 'dan').executeTakeFirstOrThrow()
+
+  t.match((await runCli(['users', 'show', 'dan'], env)).stdout, /\nlive_sessions: 1\nlogin_failures: 0\nbacked_off_until: -\n$/, 'no back-off')
+  for (let i = 0; i < 3; i++) t.equal(await loginStatus(ctx.app, 'dan', 'a wrong password'), 400)
+  t.equal(await loginStatus(ctx.app, 'dan', PASSWORD), 429, 'dan is backed off: the right password is refused')
+  const { blocked_until: blockedUntil } = await db.selectFrom('login_throttle').select('blocked_until').where('username', '=', 'dan').executeTakeFirstOrThrow()
+  const until = blockedUntil?.toISOString() ?? 'no block stored'
+  const shown = await runCli(['users', 'show', 'dan'], env)
+  t.equal(shown.code, 0, shown.stderr)
+  t.match(shown.stdout, `\nlogin_failures: 3\nbacked_off_until: ${until}\n`, 'the streak and until when, in UTC as the other times')
+  t.match(JSON.parse((await runCli(['users', 'show', 'dan', '--json'], env)).stdout), { username: 'dan', live_sessions: 1, login_failures: 3, backed_off_until: until })
+
+  const unlocked = await runCli(['users', 'unlock', 'dan'], env)
+  t.same([unlocked.code, unlocked.stdout, unlocked.stderr], [0, `unlocked dan: cleared 3 failed login(s); was backed off until ${until}\n`, ''])
+  t.equal(await loginStatus(ctx.app, 'dan', PASSWORD), 200, 'the right password logs in at once')
+  t.equal((await refresh(ctx.app, danTokens.refresh_token)).status, 200, 'the session from before is still live')
+  t.match(JSON.parse((await runCli(['users', 'show', 'dan', '--json'], env)).stdout), { login_failures: 0, backed_off_until: null, live_sessions: 2 })
+  t.equal((await runCli(['users', 'unlock', 'dan'], env)).stdout, 'dan was not backed off, no failed logins to clear\n', 'again: a success that says so')
+  t.same(JSON.parse((await runCli(['users', 'unlock', 'dan', '--json'], env)).stdout), { id: danId, username: 'dan', failures_cleared: 0, was_backed_off_until: null, disabled: false })
+
+  t.equal((await runCli(['users', 'disable', 'eve'], env)).code, 0)
+  for (let i = 0; i < 3; i++) t.equal(await loginStatus(ctx.app, 'eve', PASSWORD), 400, 'disabled: refused, and counted')
+  t.equal(await loginStatus(ctx.app, 'eve', PASSWORD), 429)
+  const eve = await runCli(['users', 'unlock', 'eve', '--json'], env)
+  t.equal(eve.code, 0, eve.stderr)
+  t.match(JSON.parse(eve.stdout), { username: 'eve', failures_cleared: 3, was_backed_off_until: /^\d{4}-\d\d-\d\dT[\d:.]+Z$/, disabled: true })
+  t.equal(await loginStatus(ctx.app, 'eve', PASSWORD), 400, 'refused as a disabled user, no longer backed off')
+  t.equal((await runCli(['users', 'unlock', 'eve'], env)).stdout, 'unlocked eve: cleared 1 failed login(s); was not backed off; still disabled (tessera users enable eve lets them log in)\n',
+    'that refusal counted again; a streak short of a block is cleared too')
+  t.match(JSON.parse((await runCli(['users', 'show', 'eve', '--json'], env)).stdout), { disabled_at: /^\d{4}-/ }, 'still disabled')
+
+  const nobody = await runCli(['users', 'unlock', 'nobody'], env)
+  t.same([nobody.code, nobody.stdout, nobody.stderr], [1, '', 'tessera: no user named nobody\n'])
+  const events = await db.selectFrom('audit_events').select(['username', 'actor', 'user_agent', 'detail']).where('type', '=', 'user.unlocked').orderBy('id').execute()
+  t.match(events, [
+    { username: 'dan', actor: 'operator', user_agent: 'tessera-cli', detail: { failures: 3, backed_off_until: until } },
+    { username: 'eve', actor: 'operator', detail: { failures: 3 } },
+    { username: 'eve', actor: 'operator', detail: { failures: 1, backed_off_until: null } }
+  ], 'one row per unlock that cleared a streak, none for those that had nothing to clear')
+  t.equal(events.length, 3)
+  t.match((await runCli(['users', '--help'], {})).stdout, /users unlock USERNAME/, 'listed in the help')
 })
 
 // Runs the CLI on a pseudo-terminal (Python's pty, as an operator's shell would give it one), types KEYS once the
