@@ -292,7 +292,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     const allowed = ROUTED_METHODS.filter((method) => app.findRoute({ method, url: request.url }) !== null)
     if (allowed.length === 0) return problem(reply, 404, 'Not Found', `${request.method} ${path} does not exist`)
     const allow = allowed.join(', ')
-    return problem(reply.header('allow', allow), 405, 'Method Not Allowed', `${path} is served with ${allow}`)
+    return problem(reply.header('allow', allow), 405, 'Method Not Allowed', `${path} is served with ${allow}, not ${request.method}`)
   })
 
   // JSON bodies only, as the routes' schemas say: anything else is a 415, not a schema's 400.
