@@ -5,15 +5,19 @@
  * self-signed certificate.
  */
 import { spawnSync } from 'node:child_process'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import type { FastifyInstance, RouteOptions } from 'fastify'
+import { pino } from 'pino'
 import type { Test } from 'tap'
 import { request, spawnProcess, type Reply } from '@tessera/testkit'
 
 export const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url))
-const NOTES_ENTRY = join(REPO_ROOT, 'services/notes/dist/server.js')
+const NOTES_DIST = join(REPO_ROOT, 'services/notes/dist')
+const NOTES_ENTRY = join(NOTES_DIST, 'server.js')
 
 /** The nginx binary: on PATH, or where Debian puts it (often off a non-root PATH). Throws when absent. */
 export function nginxBinary (): string {
@@ -114,4 +118,45 @@ export async function startNotes (t: Test, env: Record<string, string>): Promise
   t.teardown(async () => { await notes.stop('SIGKILL') })
   const [, url = ''] = await notes.waitFor(/"address":"(http:\/\/[^"]+)".*"msg":"notes is serving"/, 30_000, 'notes')
   return { url, port: Number(new URL(url).port), output: notes.output }
+}
+
+/** What of notes' compiled modules notesRoutes uses: its entry's own steps, config → database → app. */
+interface NotesModules {
+  buildApp: (config: unknown, deps: { db: unknown, keys: unknown, logger: unknown }) => Promise<FastifyInstance>
+  loadConfig: (env: Record<string, string>) => { databaseUrl: string, jwksUrl: string }
+  connect: (databaseUrl: string) => { destroy: () => Promise<void> }
+  createKeySource: (jwksUrl: string, options: { cacheMaxAgeMs: number, cooldownMs: number }) => unknown
+}
+
+/**
+ * Every route notes serves (`/notes/:id` as its router has it), from its
+ * router itself: the build startNotes runs, its app built in this process as
+ * its entry builds it (nothing is served, nor the database or the JWKS
+ * asked), each route seen as Fastify adds it. Fastify announces every
+ * instance it makes on the `fastify.initialization` channel, before any
+ * route, and an onRoute hook added then sees them all. notes has no route
+ * list to ask for, nor an OpenAPI document as Tessera has.
+ */
+export async function notesRoutes (env: Record<string, string>): Promise<Array<{ method: string, url: string }>> {
+  const modules = await Promise.all(['app.js', 'config.js', 'db.js', 'keys.js'].map(async (file) => await import(pathToFileURL(join(NOTES_DIST, file)).href) as Partial<NotesModules>))
+  const { buildApp, loadConfig, connect, createKeySource }: Partial<NotesModules> = Object.assign({}, ...modules)
+  if (buildApp === undefined || loadConfig === undefined || connect === undefined || createKeySource === undefined) throw new Error('services/notes/dist lacks the entry\'s steps (make build)')
+  const routes: Array<{ method: string, url: string }> = []
+  const watch = (message: unknown): void => {
+    (message as { fastify: FastifyInstance }).fastify.addHook('onRoute', (route: RouteOptions) => {
+      for (const method of [route.method].flat()) routes.push({ method, url: route.url })
+    })
+  }
+  const config = loadConfig(env)
+  const db = connect(config.databaseUrl)
+  subscribe('fastify.initialization', watch)
+  try {
+    const app = await buildApp(config, { db, keys: createKeySource(config.jwksUrl, { cacheMaxAgeMs: 1000, cooldownMs: 1000 }), logger: pino({ level: 'silent' }) })
+    await app.close()
+  } finally {
+    unsubscribe('fastify.initialization', watch)
+    await db.destroy()
+  }
+  if (routes.length === 0) throw new Error('no route of notes was seen: Fastify no longer announces its instances on fastify.initialization')
+  return routes
 }
