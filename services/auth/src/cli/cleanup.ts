@@ -18,7 +18,8 @@ export async function cleanupCommand (ctx: CommandContext): Promise<void> {
   const total = { ran: false, sessions: 0, refreshTokens: 0, auditEvents: 0 }
   for (;;) {
     // Each round takes and lets go of the lock, as the job's do. A later
-    // round that finds it taken stops here: the instance holding it carries on.
+    // round that finds it taken stops here: whoever holds it, an instance's
+    // job or another `tessera cleanup`, carries on.
     const round = await cleanupExpired(db, options)
     if (!round.ran) break
     total.ran = true
@@ -27,7 +28,8 @@ export async function cleanupCommand (ctx: CommandContext): Promise<void> {
     total.auditEvents += round.auditEvents
     if (!round.behind) break
   }
+  // The lock tells only that it is held, not by whom: the message names both holders it may be.
   ctx.out.result(total.ran
     ? `deleted ${total.sessions} session(s), ${total.refreshTokens} refresh token(s) and ${total.auditEvents} audit event(s)`
-    : 'another instance is cleaning up right now; nothing done', { ran: total.ran, sessions: total.sessions, refresh_tokens: total.refreshTokens, audit_events: total.auditEvents })
+    : 'another cleanup is running right now (an instance\'s, or another tessera cleanup); nothing done', { ran: total.ran, sessions: total.sessions, refresh_tokens: total.refreshTokens, audit_events: total.auditEvents })
 }

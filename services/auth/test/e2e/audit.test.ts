@@ -5,6 +5,7 @@ import { buildTestApp, type Tokens } from '../helpers/app.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { spawn } from 'node:child_process'
 import { CLI_ENTRY, runCli } from '../helpers/server.js'
+import { SESSION_CLEANUP_LOCK } from '../../src/db/locks.js'
 
 const UA = 'audit-test/1.0'
 
@@ -249,6 +250,27 @@ t.test('tessera cleanup deletes everything due in one command, past one round\'s
   t.equal(left.reduce((sum, row) => sum + row.deleted, 0), due, 'and they account for every row')
   const again = await runCli(['cleanup'], { DATABASE_URL: url, TESSERA_AUDIT_RETENTION: '30d' })
   t.same([again.code, again.stdout], [0, 'deleted 0 session(s), 0 refresh token(s) and 0 audit event(s)\n'], 'nothing left for a second command')
+})
+
+t.test('tessera cleanup while the cleanup lock is held elsewhere: nothing done, without saying who holds it', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db } = await testConnection(t, url)
+  await sql`INSERT INTO audit_events (type, actor, occurred_at) VALUES ('login.failed', 'anonymous', now() - interval '31 days')`.execute(db)
+  const env = { DATABASE_URL: url, TESSERA_AUDIT_RETENTION: '30d' }
+  // The lock as any holder takes it, an instance's job or another command: the session-level lock on one connection.
+  await db.connection().execute(async (holder) => {
+    t.same((await sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(${SESSION_CLEANUP_LOCK}) AS locked`.execute(holder)).rows, [{ locked: true }])
+    try {
+      const text = await runCli(['cleanup'], env)
+      t.same([text.code, text.stdout, text.stderr], [0, 'another cleanup is running right now (an instance\'s, or another tessera cleanup); nothing done\n', ''],
+        'the holder may be a command as well as an instance: the message names neither as the one')
+      const json = await runCli(['cleanup', '--json'], env)
+      t.same([json.code, JSON.parse(json.stdout)], [0, { ran: false, sessions: 0, refresh_tokens: 0, audit_events: 0 }])
+    } finally {
+      await sql`SELECT pg_advisory_unlock(${SESSION_CLEANUP_LOCK})`.execute(holder)
+    }
+  })
+  t.equal((await db.selectFrom('audit_events').select('type').where('type', '=', 'login.failed').execute()).length, 1, 'the due row is left to the holder')
 })
 
 t.test('audit tail into a reader that stops early (| head): no crash, its own exit code', async (t) => {
