@@ -22,7 +22,7 @@ const ProblemBody = Type.Object({
   title: Type.String(),
   status: Type.Integer(),
   detail: Type.Optional(Type.String({ description: 'what to fix; never echoes secrets' })),
-  instance: Type.Optional(Type.String({ description: 'the request path; absent from the gateway\'s own answers (its 400, 404, 405, 413, 429, 502, 504)' })),
+  instance: Type.Optional(Type.String({ description: 'the request path as sent, without its query string; absent when the request or its URL is what is refused (a request line or headers that could not be read, a URI too long, the gateway\'s refusal of a credential in the URL), and from the gateway\'s own answers to a path with characters RFC 3986 does not allow' })),
   request_id: Type.Optional(Type.String({ description: 'also in the X-Request-Id header and the logs' }))
 }, { title: 'Problem', description: 'RFC 9457 problem details' })
 

@@ -416,7 +416,7 @@ t.test('through the gateway', async (t) => {
       const unrouted = await gateway.request('GET', path)
       t.equal(unrouted.status, 404, `${path} is not routed`)
       t.match(unrouted.headers['content-type'], /^application\/problem\+json/, 'answered by the gateway in the API\'s format, not an HTML page')
-      t.same(unrouted.json(), { type: 'about:blank', title: 'Not Found', status: 404, detail: 'no such path at this gateway', request_id: unrouted.headers['x-request-id'] })
+      t.same(unrouted.json(), { type: 'about:blank', title: 'Not Found', status: 404, detail: 'no such path at this gateway', instance: path, request_id: unrouted.headers['x-request-id'] })
     }
     const redirect = await gateway.plainRequest('GET', '/v1/me')
     t.equal(redirect.status, 301)
@@ -443,13 +443,13 @@ t.test('through the gateway', async (t) => {
     t.equal(big.headers['x-content-type-options'], 'nosniff')
     const bigSignUp = await gateway.request('POST', '/v1/users', { body: { username: 'alice', password: 'x'.repeat(64 * 1024) } })
     t.equal(bigSignUp.status, 413)
-    t.match(bigSignUp.json(), { title: 'Content Too Large', detail: /16384/ }, 'problem+json outside /oauth/')
+    t.match(bigSignUp.json(), { title: 'Content Too Large', detail: /16384/, instance: '/v1/users' }, 'problem+json outside /oauth/')
     t.equal(bigSignUp.json().request_id, bigSignUp.headers['x-request-id'], 'naming its request, as every problem does')
     const trace = await gateway.request('TRACE', '/v1/me')
     t.equal(trace.status, 405)
     t.equal(trace.headers.allow, 'GET, HEAD', 'naming what the path is served with (RFC 9110 §15.5.6)')
     t.equal(trace.headers['x-content-type-options'], 'nosniff', 'with the security headers')
-    t.same(trace.json(), { type: 'about:blank', title: 'Method Not Allowed', status: 405, detail: 'this method is not served here', request_id: trace.headers['x-request-id'] }, 'a method Nginx refuses itself: problem+json, not its HTML page')
+    t.same(trace.json(), { type: 'about:blank', title: 'Method Not Allowed', status: 405, detail: 'this method is not served here', instance: '/v1/me', request_id: trace.headers['x-request-id'] }, 'a method Nginx refuses itself: problem+json, not its HTML page')
     // Refused before a location is chosen, so the path picks the format, as Tessera's own 405s answer there.
     for (const path of ['/oauth/token', '/oauth/revoke']) {
       const oauthTrace = await gateway.request('TRACE', path)
@@ -574,7 +574,7 @@ t.test('through the gateway', async (t) => {
     const signups = await Promise.all(Array.from({ length: 25 }, async () => await gateway.request('POST', '/v1/users', { body: { username: 'x' } })))
     const refusedSignup = signups.find((r) => r.status === 429)
     t.ok(signups.filter((r) => r.status === 429).length >= 5, 'sign-ups are limited too')
-    t.same(refusedSignup?.json(), { type: 'about:blank', title: 'Too Many Requests', status: 429, detail: 'too many requests; retry later', request_id: refusedSignup?.headers['x-request-id'] }, 'in problem+json, as /v1 answers')
+    t.same(refusedSignup?.json(), { type: 'about:blank', title: 'Too Many Requests', status: 429, detail: 'too many requests; retry later', instance: '/v1/users', request_id: refusedSignup?.headers['x-request-id'] }, 'in problem+json, as /v1 answers')
     t.match(refusedSignup?.headers['content-type'], /^application\/problem\+json/)
     t.equal(refusedSignup?.headers['retry-after'], '1')
     t.ok(signups.some((r) => r.status === 400), 'within the burst, Tessera answers')
@@ -623,7 +623,14 @@ t.test('through the gateway', async (t) => {
     const me = await gateway.request('GET', '/v1/me', { headers: bearer(alice.access) })
     t.equal(me.status, 502)
     t.match(me.headers['content-type'], /^application\/problem\+json/)
-    t.same(me.json(), { type: 'about:blank', title: 'Bad Gateway', status: 502, detail: 'no instance took the request; retry shortly', request_id: me.headers['x-request-id'] }, 'problem+json elsewhere')
+    t.same(me.json(), { type: 'about:blank', title: 'Bad Gateway', status: 502, detail: 'no instance took the request; retry shortly', instance: '/v1/me', request_id: me.headers['x-request-id'] }, 'problem+json elsewhere, its instance the path as Tessera\'s are (RFC 9457)')
+    // The path as sent, encoded as it came and without its query string, as Tessera's instance is.
+    const encoded = await gateway.request('GET', '/v1/m%65/a%22b;c=d?x=1', { headers: bearer(alice.access) })
+    t.same([encoded.status, encoded.json().instance], [502, '/v1/m%65/a%22b;c=d'], 'an encoded path: as sent, the query left off')
+    // A path of characters RFC 3986 does not allow, which Nginx passes on: without an instance, rather than a body that is not JSON.
+    const raw = await rawRequest(gateway, 'GET /v1/a"b\\c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', { halfClose: false })
+    t.match(raw, /^HTTP\/1\.1 502 /)
+    t.same(JSON.parse(raw.split('\r\n\r\n')[1] ?? 'null'), { type: 'about:blank', title: 'Bad Gateway', status: 502, detail: 'no instance took the request; retry shortly', request_id: /\r\nx-request-id: ([0-9a-f]{32})\r\n/i.exec(raw)?.[1] }, 'a quote and a backslash in the path: no instance, the body still JSON')
   })
 })
 
