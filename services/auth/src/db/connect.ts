@@ -19,11 +19,42 @@ export interface Connection {
 export interface ConnectOptions {
   /**
    * Postgres's statement_timeout on each connection, in ms (absent or 0:
-   * none). Set by a `SET` on connect, node-postgres's own place for
-   * per-connection setup, rather than as a startup parameter, which a
-   * connection pooler such as PgBouncer refuses by default.
+   * none, and the role's or database's own applies: the CLI's and the
+   * primary's migrations). Where set, lock_timeout is 0: the statement
+   * timeout bounds a lock wait too (sessionSetup).
    */
   statementTimeoutMs?: number
+}
+
+/**
+ * What Tessera's statements rely on, set on every connection whatever a DBA
+ * made the server's, the database's or the role's default (ALTER DATABASE
+ * or ROLE … SET), by a `SET` on connect, node-postgres's own place for
+ * per-connection setup, rather than as a startup parameter, which a
+ * connection pooler such as PgBouncer refuses by default:
+ * - search_path: Tessera's tables are in `public` (`db roles` gives the
+ *   owner that schema). A schema named after the role ("$user", first by
+ *   default) took `migrate up`'s tables, which the runtime role then did not
+ *   find; a schema of the same table names ahead of public would be read.
+ * - DateStyle ISO: node-postgres parses only ISO dates; under 'SQL, DMY' or
+ *   'German' every timestamp read as null and the instance could not start.
+ * - extra_float_digits 1 (Postgres 12's default, every digit): below 0 a
+ *   float8 is rounded, and a client's previous secret, which expires at a
+ *   float8 in ms (clients/authenticate.ts), read at -15 as 2e+12, 2033.
+ * - read committed: the refresh grant, the login and every change rest on
+ *   a row lock's wait ending in the row as committed (decisions.md, "A DBA's
+ *   database settings"); under repeatable read or serializable a racing tab
+ *   was answered 503 (40001) instead of its successor.
+ * - with a statement timeout (the workers, the primary's jobs), lock_timeout
+ *   0: racing refreshes of one session wait on its row lock by design, and a
+ *   short lock_timeout answered them 500.
+ * TimeZone, IntervalStyle and client_encoding are left as they are: nothing
+ * Tessera reads depends on the first two, and node-postgres asks for UTF8.
+ */
+function sessionSetup (statementTimeoutMs: number): string {
+  const settings = ['search_path = public', 'DateStyle = ISO', 'extra_float_digits = 1', "default_transaction_isolation = 'read committed'"]
+  if (statementTimeoutMs > 0) settings.push(`statement_timeout = ${statementTimeoutMs}`, 'lock_timeout = 0')
+  return settings.map((setting) => `SET ${setting}`).join('; ')
 }
 
 /**
@@ -38,6 +69,7 @@ const ANSWER_MARGIN_MS = 2000
 export function connect (connectionString: string, max = 10, options: ConnectOptions = {}): Connection {
   const pool = new pg.Pool({ connectionString, max, connectionTimeoutMillis: 5000 })
   const statementTimeoutMs = options.statementTimeoutMs ?? 0
+  const setup = sessionSetup(statementTimeoutMs)
   // An idle client that loses its server (a database restart) emits here; without a
   // listener that would crash the process. The pool replaces the client on next use.
   pool.on('error', () => {})
@@ -48,7 +80,7 @@ export function connect (connectionString: string, max = 10, options: ConnectOpt
   pool.on('connect', (client) => {
     client.on('error', () => {})
     // Queued ahead of the first query of whoever asked for the connection. Should it fail, that query fails the same way.
-    if (statementTimeoutMs > 0) client.query(`SET statement_timeout = ${statementTimeoutMs}`).catch(() => {})
+    client.query(setup).catch(() => {})
   })
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: namingPool(pool, statementTimeoutMs > 0 ? statementTimeoutMs + ANSWER_MARGIN_MS : 0) }) })
   let closed = false

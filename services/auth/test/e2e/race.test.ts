@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import { createTestDatabase } from '../helpers/db.js'
@@ -11,8 +11,7 @@ async function post (url: string, body: object): Promise<{ status: number, body:
   return { status: res.status, body: await res.json() as Record<string, string> }
 }
 
-t.test('50 concurrent refreshes of one token from two processes: one successor, every answer the same', async (t) => {
-  const url = await createTestDatabase(t)
+async function raceOneToken (t: Test, url: string): Promise<void> {
   const env = { DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url'), TESSERA_REFRESH_GRACE: '30s' }
   const [a, b] = await Promise.all([startServer(t, env), startServer(t, env)])
   await post(`${a.url}/v1/users`, { username: 'racer', password: PASSWORD })
@@ -36,4 +35,22 @@ t.test('50 concurrent refreshes of one token from two processes: one successor, 
 
   const next = await post(`${a.url}/oauth/token`, { grant_type: 'refresh_token', refresh_token: [...successors][0] ?? '' })
   t.equal(next.status, 200, 'the successor works on either process')
+}
+
+t.test('50 concurrent refreshes of one token from two processes: one successor, every answer the same', async (t) => {
+  await raceOneToken(t, await createTestDatabase(t))
+})
+
+// Under serializable, racing tabs whose row lock another had just released
+// were rolled back (40001) and answered 503; under a 50 ms lock_timeout,
+// 500. Tessera sets its own on each connection (db/connect.ts, sessionSetup).
+t.test('the same race on a database whose DBA made serializable the default and lock waits short', async (t) => {
+  const url = await createTestDatabase(t)
+  const admin = new pg.Client({ connectionString: url })
+  await admin.connect()
+  const name = new URL(url).pathname.slice(1)
+  await admin.query(`ALTER DATABASE "${name}" SET default_transaction_isolation = 'serializable'`)
+  await admin.query(`ALTER DATABASE "${name}" SET lock_timeout = '50ms'`)
+  await admin.end()
+  await raceOneToken(t, url)
 })
