@@ -1,16 +1,27 @@
 // @ts-check
 /**
- * Reuse detection for a used refresh token presented by another client.
+ * Reuse detection for a used refresh token presented by another client, or
+ * asking for a scope or resource its session would refuse.
  * tessera_refresh_grant refused a session of another client before reading
  * its token, so a token used and past the grace window, presented by a
  * second client, was a plain `invalid_grant`: the session stayed live and no
  * reuse was recorded, in the very case reuse detection is for (a stolen
  * token, RFC 9700 §4.14.2). The function now answers `reuse by another
  * client` there, and grants/refresh.ts ends the session as for `reuse`.
+ * The same gap on the owner's path: a used token past the window, presented
+ * with a scope wider than its session's or a resource the session may not
+ * ask for, was refused for its request's shape (`scope widened`, `resource
+ * not allowed`) before reuse was judged, so it too left the session live and
+ * recorded nothing. Reuse now precedes those refusals: the spent token's
+ * presentation is the evidence, whatever the request asked for.
  * Everything else of 0006 stays: an unused token of another client, or one
  * used inside the grace window, is still refused with nothing written and no
- * successor; the token is read only on that refusal's path, so a refresh by
- * its own client costs what it did.
+ * successor, and so is an unused or in-window token asking for a wider scope
+ * or a resource it may not have; the token is read only on refusals' paths,
+ * so a refresh that rotates costs what it did. A resource the session
+ * may not ask for is still refused before the session's own state, as 0004
+ * did (a revoked, expired or unknown session so asked answers
+ * `invalid_target`, as before).
  *
  * The function is replaced in place (OR REPLACE), as 0006 did, so a
  * statement prepared on a live connection stays valid; down restores 0006's
@@ -88,15 +99,20 @@ export async function up (db) {
         FROM sessions ss JOIN users u ON u.id = ss.user_id
         WHERE ss.id = presented_sid
         FOR UPDATE OF ss;
-      -- Another client's session or resource: refused before the session's own
-      -- state, as 0004 did, with nothing written, so a misconfigured client
-      -- cannot use up the owner's token. One exception, read on this path only:
-      -- a token used and past the grace window, in a live session, is a stolen
-      -- token in a second party's hands (RFC 9700 §4.14.2), reuse as from the
-      -- owner, and the caller ends the session. Inside the window it stays a
-      -- refusal: the successor goes to the owner alone.
+      -- Another client's session, or a resource this session may not ask for:
+      -- refused before the session's own state, as 0004 did, with nothing
+      -- written, so a misconfigured client cannot use up the owner's token. One
+      -- exception, read on this path only: a token used and past the grace
+      -- window, in a live session, is a stolen token presented again (RFC 9700
+      -- §4.14.2), reuse whoever presents it and whatever it asks for, and the
+      -- caller ends the session. Inside the window it stays a refusal: the
+      -- successor goes to the owner alone, and only for what the session holds.
       IF FOUND AND presenting_client IS NOT NULL AND s.client_id <> presenting_client THEN
         decision := 'another client';
+      ELSIF FOUND AND wanted_resource IS NOT NULL AND NOT (wanted_resource = ANY (s.resources)) THEN
+        decision := 'resource not allowed';
+      END IF;
+      IF decision IS NOT NULL THEN
         IF s.user_id::text = presented_sub AND s.revoked_at IS NULL AND s.disabled_at IS NULL AND s.expires_at > at_time THEN
           SELECT rt.used_at, rt.successor_jti, rt.session_id, k.state
             INTO t
@@ -104,14 +120,13 @@ export async function up (db) {
             WHERE rt.jti = presented_jti;
           IF FOUND AND t.session_id = s.id AND t.state <> 'revoked' AND t.used_at IS NOT NULL
               AND NOT (at_time - t.used_at <= make_interval(secs => grace_seconds) AND t.successor_jti IS NOT NULL) THEN
-            decision := 'reuse by another client';
+            IF decision = 'another client' THEN
+              decision := 'reuse by another client';
+            ELSE
+              decision := 'reuse';
+            END IF;
           END IF;
         END IF;
-        RETURN NEXT;
-        RETURN;
-      END IF;
-      IF FOUND AND wanted_resource IS NOT NULL AND NOT (wanted_resource = ANY (s.resources)) THEN
-        decision := 'resource not allowed';
         RETURN NEXT;
         RETURN;
       END IF;
@@ -184,6 +199,13 @@ export async function up (db) {
         RETURN NEXT;
         RETURN;
       END IF;
+      -- Used and past the window: reuse, before the scope is judged, so a spent
+      -- token presented again is evidence whatever scope it asks for.
+      IF t.used_at IS NOT NULL AND NOT (at_time - t.used_at <= make_interval(secs => grace_seconds) AND t.successor_jti IS NOT NULL) THEN
+        decision := 'reuse';
+        RETURN NEXT;
+        RETURN;
+      END IF;
       IF wanted_scope IS NOT NULL AND NOT wanted_scope <@ string_to_array(s.scope, ' ') THEN
         decision := 'scope widened';
         RETURN NEXT;
@@ -196,18 +218,13 @@ export async function up (db) {
         RETURN NEXT;
         RETURN;
       END IF;
-      IF at_time - t.used_at <= make_interval(secs => grace_seconds) AND t.successor_jti IS NOT NULL THEN
-        SELECT 'grace', rt.jti, rt.kid, rt.issued_at, rt.expires_at, s.client_id, s.scope
-          INTO decision, successor_jti, successor_kid, successor_issued_at, successor_expires_at, session_client_id, session_scope
-          FROM refresh_tokens rt WHERE rt.jti = t.successor_jti;
-        IF NOT FOUND THEN
-          decision := 'successor gone';
-        END IF;
-        RETURN NEXT;
-        RETURN;
+      -- Used inside the window: the successor it already has, for racing tabs.
+      SELECT 'grace', rt.jti, rt.kid, rt.issued_at, rt.expires_at, s.client_id, s.scope
+        INTO decision, successor_jti, successor_kid, successor_issued_at, successor_expires_at, session_client_id, session_scope
+        FROM refresh_tokens rt WHERE rt.jti = t.successor_jti;
+      IF NOT FOUND THEN
+        decision := 'successor gone';
       END IF;
-
-      decision := 'reuse';
       RETURN NEXT;
     END
     $fn$;

@@ -13,8 +13,10 @@
  *     (re-signed byte for byte) for racing tabs;
  *  5. a used token after the window is reuse: the whole session ends, in a
  *     transaction of its own here (end.ts writes every ending and its audit),
- *     whichever client presented it (migrations/0016); another client's token
- *     otherwise, used or not, is refused with nothing written.
+ *     whichever client presented it and whatever scope or resource it asked
+ *     for (migrations/0016); another client's token otherwise, used or not,
+ *     is refused with nothing written, as is a wider scope or a resource the
+ *     session may not ask for.
  * @module
  */
 import { randomUUID } from 'node:crypto'

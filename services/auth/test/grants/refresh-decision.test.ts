@@ -6,7 +6,7 @@
 import t from 'tap'
 import { randomUUID } from 'node:crypto'
 import type { Db } from '../../src/db/database.js'
-import { refreshDecision, type RefreshDecisionInput } from '../../src/grants/refresh.js'
+import { refreshDecision, type RefreshDecisionInput, type RefreshDecisionRow } from '../../src/grants/refresh.js'
 import { testConnection } from '../helpers/db.js'
 
 const DAY = 86_400_000
@@ -139,6 +139,34 @@ t.test('another client: its used token past the window is reuse; unused, inside 
 
   await db.updateTable('sessions').set({ revoked_at: NOW, revoke_reason: 'reuse' }).where('id', '=', f.sessionId).execute()
   t.same(await refreshDecision(db, byMobile(new Date(NOW.getTime() + GRACE * 1000 + 1))), refusedRow, 'its session already ended: a refusal, nothing left to detect')
+})
+
+t.test('reuse precedes the request-shape refusals: a used token past the window is reuse whatever scope or resource it asks for; unused or inside the window, the refusal, nothing written', async (t) => {
+  const { db } = await testConnection(t)
+  /** The fixture's session may ask for no resource at all, so any one is refused. */
+  const shapes: Array<[string, Partial<RefreshDecisionInput>]> = [
+    ['scope widened', { wantedScope: ['read', 'admin'] }],
+    ['resource not allowed', { resource: 'https://elsewhere.example/' }]
+  ]
+  const refusal = (decision: string): RefreshDecisionRow => ({ decision, successor_jti: null, successor_kid: null, successor_issued_at: null, successor_expires_at: null, session_client_id: null, session_scope: null })
+  for (const [refused, shape] of shapes) {
+    const f = await fixture(db)
+    const unused = await snapshot(f)
+    t.same(await refreshDecision(db, input(f, shape)), refusal(refused), `unused: ${refused}`)
+    t.same(await snapshot(f), unused, `unused, ${refused}: not marked used`)
+
+    t.equal((await refreshDecision(db, input(f))).decision, 'rotated')
+    const rotated = await snapshot(f)
+    t.same(await refreshDecision(db, input(f, { ...shape, now: new Date(NOW.getTime() + GRACE * 1000) })), refusal(refused), `used, inside the window: ${refused}, without the successor`)
+    t.same(await snapshot(f), rotated, `inside the window, ${refused}: nothing written`)
+
+    t.same(await refreshDecision(db, input(f, { ...shape, now: new Date(NOW.getTime() + GRACE * 1000 + 1) })), refusal('reuse'), `used, past the window, ${refused} asked: reuse`)
+    t.same(await snapshot(f), rotated, `past the window, ${refused} asked: the function writes nothing, ending the family is the caller's transaction`)
+
+    await db.updateTable('sessions').set({ revoked_at: NOW, revoke_reason: 'reuse' }).where('id', '=', f.sessionId).execute()
+    t.equal((await refreshDecision(db, input(f, { ...shape, now: new Date(NOW.getTime() + GRACE * 1000 + 1) }))).decision,
+      refused === 'scope widened' ? 'session revoked' : refused, 'its session ended: the answer it had before, nothing left to detect')
+  }
 })
 
 t.test('refusals write nothing', async (t) => {

@@ -153,6 +153,39 @@ t.test('another client presenting a used token past the grace: reuse, the sessio
   t.match(await ctx.connection.db.selectFrom('sessions').select('revoke_reason').where('id', '=', String(decodeJwt(otherFirst).sid)).executeTakeFirstOrThrow(), { revoke_reason: 'reuse' }, 'and its session ended')
 })
 
+t.test('a used token past the grace, replayed with a widened scope or a resource its session may not ask for: reuse, the session ended; inside the grace, the refusal', async (t) => {
+  const ctx = await buildTestApp(t, { TESSERA_REFRESH_GRACE: '10s' })
+  const refused = { status: 400, body: { error: 'invalid_grant', error_description: 'the refresh token is invalid, expired or revoked' } }
+  const asks: Array<[string, Record<string, string>, string]> = [
+    ['a widened scope', { scope: 'read admin' }, 'invalid_scope'],
+    ['a resource the session may not ask for', { resource: 'https://elsewhere.example/' }, 'invalid_target']
+  ]
+  for (const [what, ask, refusal] of asks) {
+    const { refresh: first, sid } = await user(ctx, 'pia')
+    const replay = async (): Promise<{ status: number, body: Record<string, unknown> }> => {
+      const res = await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token', refresh_token: first, ...ask } })
+      return { status: res.statusCode, body: res.json() }
+    }
+    const session = async (): Promise<unknown> => await ctx.connection.db.selectFrom('sessions').select(['revoked_at', 'revoke_reason']).where('id', '=', sid).executeTakeFirstOrThrow()
+    t.match(await replay(), { status: 400, body: { error: refusal } }, `unused, ${what}: refused`)
+    const rotated = await refresh(ctx.app, first)
+    t.equal(rotated.status, 200, `${what}: the refusal did not use it up`)
+    ctx.advance(5)
+    t.match(await replay(), { status: 400, body: { error: refusal } }, `used, inside the grace, ${what}: refused`)
+    t.same(await session(), { revoked_at: null, revoke_reason: null }, `inside the grace, ${what}: the session lives`)
+
+    ctx.advance(6)
+    t.same(await replay(), refused, `used, past the grace, ${what}: reuse's answer`)
+    t.match(await session(), { revoked_at: Date, revoke_reason: 'reuse' }, `${what}: the session is ended`)
+    t.same(await refresh(ctx.app, String(rotated.body.refresh_token)), refused, `${what}: the owner's valid successor is dead too`)
+    const audit = await ctx.connection.db.selectFrom('audit_events').select(['type', 'actor', 'detail']).where('session_id', '=', sid).where('type', '<>', 'login.succeeded').orderBy('id').execute()
+    t.same(audit, [
+      { type: 'session.ended', actor: 'system', detail: { reason: 'reuse' } },
+      { type: 'refresh.reuse_detected', actor: 'system', detail: { jti: String(decodeJwt(first).jti) } }
+    ], `${what}: one detection`)
+  }
+})
+
 t.test('sliding expiry extends; the absolute limit cuts it', async (t) => {
   const ctx = await buildTestApp(t, { TESSERA_REFRESH_TTL: '100s', TESSERA_SESSION_MAX: '250s', TESSERA_REFRESH_GRACE: '0' })
   let { refresh: token } = await user(ctx, 'carol')
