@@ -5,6 +5,7 @@
 // from the environment (native defaults below). Then run
 //   nginx -p PREFIX -c PREFIX/nginx.conf -e PREFIX/error.log
 import { spawnSync } from 'node:child_process'
+import { isIPv4, isIPv6 } from 'node:net'
 import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -57,6 +58,29 @@ function simplejwtAllowedMethods () {
   return `"~^${simplejwtPrefix().replaceAll('.', '\\.')}/((refresh|verify|blacklist)/)?(\\?|$)" POST;`
 }
 
+// The load balancers in front of the gateway whose X-Forwarded-For it believes, as the template's
+// ${GATEWAY_REAL_IP}: a set_real_ip_from per entry, then the header, read from the right past every
+// trusted hop (real_ip_recursive), so $remote_addr, limit_req's key and the X-Forwarded-For sent on
+// to Tessera become the client they vouch for. Nothing when empty: the configuration of before,
+// byte for byte. Under Docker nginx/docker-entrypoint.d/19-tessera-trusted-proxies.envsh does the
+// same, with the same checks and messages. An entry that is not an address or a CIDR is refused
+// here, rather than left to Nginx (which would resolve a host name once, at start, or trust every
+// Unix socket for `unix:`), and so is a /0, which would believe anyone's header. No zone id
+// (fe80::1%eth0): Nginx takes none.
+function realIp () {
+  const entries = (env.GATEWAY_TRUSTED_PROXIES ?? '').split(/[ \t\n,]+/).filter(Boolean)
+  const refuse = (entry, why) => fail(`GATEWAY_TRUSTED_PROXIES: ${JSON.stringify(entry)} ${why}`)
+  for (const entry of entries) {
+    const [address = '', prefix, ...rest] = entry.split('/')
+    const max = isIPv4(address) ? 32 : isIPv6(address) && !address.includes('%') ? 128 : 0
+    if (max === 0 || rest.length > 0) refuse(entry, 'is not an IPv4 or IPv6 address or CIDR (such as 10.0.0.0/8 or 2001:db8::/32)')
+    if (prefix !== undefined && !(/^(0|[1-9][0-9]{0,2})$/.test(prefix) && Number(prefix) <= max)) refuse(entry, `has a prefix length that is not 1-${max}`)
+    if (prefix === '0') refuse(entry, 'would believe the X-Forwarded-For of any client: name the load balancers\' own addresses')
+  }
+  if (entries.length === 0) return ''
+  return `${entries.map((entry) => `set_real_ip_from ${entry};\n`).join('')}real_ip_header X-Forwarded-For;\nreal_ip_recursive on;\n`
+}
+
 const vars = {
   GATEWAY_BIND_ADDR: '127.0.0.1',
   GATEWAY_HTTP_PORT: '8080',
@@ -76,6 +100,8 @@ const vars = {
 vars.GATEWAY_SIMPLEJWT_LOCATIONS = env.GATEWAY_SIMPLEJWT_LOCATIONS ?? simplejwtLocations(vars.GATEWAY_TOKEN_BURST)
 vars.GATEWAY_SIMPLEJWT_REFUSAL_FORMAT = env.GATEWAY_SIMPLEJWT_REFUSAL_FORMAT ?? simplejwtRefusalFormat()
 vars.GATEWAY_SIMPLEJWT_ALLOWED_METHODS = env.GATEWAY_SIMPLEJWT_ALLOWED_METHODS ?? simplejwtAllowedMethods()
+// Always from the checked list, never taken as given: that would trust whatever it named.
+vars.GATEWAY_REAL_IP = realIp()
 
 function render (file) {
   return readFileSync(file, 'utf8').replace(/\$\{([A-Z][A-Z0-9_]*)\}/g, (whole, name) => {

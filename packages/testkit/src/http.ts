@@ -19,6 +19,8 @@ export interface RequestOptions {
   /** The CA to trust for https (a gateway's self-signed certificate). */
   ca?: Buffer | string
   timeoutMs?: number
+  /** The address the connection is made from (a loopback such as 127.0.0.2): a client other than 127.0.0.1. */
+  localAddress?: string
 }
 
 /**
@@ -36,7 +38,7 @@ export async function request (url: string, options: RequestOptions = {}): Promi
   }
   const make = url.startsWith('https:') ? httpsRequest : httpRequest
   return await new Promise((resolve, reject) => {
-    const req = make(url, { method, headers, ca: options.ca, agent: false, timeout: options.timeoutMs ?? 30_000 }, (res) => {
+    const req = make(url, { method, headers, ca: options.ca, agent: false, timeout: options.timeoutMs ?? 30_000, localAddress: options.localAddress }, (res) => {
       let text = ''
       res.setEncoding('utf8')
       res.on('data', (chunk: string) => { text += chunk })

@@ -89,12 +89,20 @@ t.test('the template also renders with envsubst under a stock main file, as the 
     GATEWAY_SIMPLEJWT_REFUSAL_FORMAT: '',
     GATEWAY_SIMPLEJWT_ALLOWED_METHODS: ''
   }
+  // Not set by docker-compose.yml itself: the .envsh it mounts into /docker-entrypoint.d/
+  // exports it, from GATEWAY_TRUSTED_PROXIES (empty there; a CIDR here, so that the
+  // realip directives meet the stock main file too), before the image runs envsubst.
+  const sourced = spawnSync('sh', ['-c', 'set -e; . ./nginx/docker-entrypoint.d/19-tessera-trusted-proxies.envsh; printf "%s" "$GATEWAY_REAL_IP"'], { cwd: REPO_ROOT, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', GATEWAY_TRUSTED_PROXIES: '10.0.0.0/8' } })
+  t.equal(sourced.status, 0, sourced.stderr)
+  const fromEntrypoint = { GATEWAY_REAL_IP: sourced.stdout }
   const template = readFileSync(join(REPO_ROOT, 'nginx/templates/tessera.conf.template'), 'utf8')
-  t.same([...new Set(template.match(/\$\{[A-Z_]+\}/g))].sort(), Object.keys(env).map((k) => `\${${k}}`).sort(), 'every placeholder is one docker-compose.yml sets')
+  const names = [...Object.keys(env), ...Object.keys(fromEntrypoint)]
+  t.same([...new Set(template.match(/\$\{[A-Z_]+\}/g))].sort(), names.map((k) => `\${${k}}`).sort(), 'every placeholder is one docker-compose.yml sets, or its .envsh')
   const compose = readFileSync(join(REPO_ROOT, 'docker-compose.yml'), 'utf8')
   for (const name of Object.keys(env)) t.match(compose, new RegExp(`\\b${name}:`), `docker-compose.yml sets ${name}`)
-  const rendered = spawnSync('envsubst', [Object.keys(env).map((k) => `\${${k}}`).join(' ')], { input: template, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env } })
+  const rendered = spawnSync('envsubst', [names.map((k) => `\${${k}}`).join(' ')], { input: template, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env, ...fromEntrypoint } })
   t.equal(rendered.status, 0, 'envsubst (gettext-base) ran')
+  t.match(rendered.stdout, '\nset_real_ip_from 10.0.0.0/8;\nreal_ip_header X-Forwarded-For;\nreal_ip_recursive on;\nlimit_req_zone ')
   writeFileSync(join(dir, 'conf.d/tessera.conf'), rendered.stdout)
   // The shape of the official image's /etc/nginx/nginx.conf.
   writeFileSync(join(dir, 'nginx.conf'), `worker_processes auto;

@@ -42,7 +42,7 @@ export function makeCertificate (dir: string): { cert: string, key: string } {
 
 export type { Reply }
 
-export interface RequestOptions { headers?: Record<string, string>, body?: string | Record<string, unknown> }
+export interface RequestOptions { headers?: Record<string, string>, body?: string | Record<string, unknown>, localAddress?: string }
 
 const send = async (url: string, method: string, ca: Buffer, options: RequestOptions): Promise<Reply> => await request(url, { ...options, method, ca })
 
@@ -59,7 +59,11 @@ export interface Gateway {
   errorLog: () => string
 }
 
-export async function startGateway (t: Test, options: { httpPort: number, httpsPort: number, authAddrs: string[], notesAddr: string, tls: { cert: string, key: string }, simplejwtCompat?: boolean }): Promise<Gateway> {
+/**
+ * `trustedProxies` is GATEWAY_TRUSTED_PROXIES (unset when absent); `settings`, any other GATEWAY_*
+ * setting to render with (a limit_req rate, say).
+ */
+export async function startGateway (t: Test, options: { httpPort: number, httpsPort: number, authAddrs: string[], notesAddr: string, tls: { cert: string, key: string }, simplejwtCompat?: boolean, trustedProxies?: string, settings?: Record<string, string> }): Promise<Gateway> {
   const nginx = nginxBinary()
   const prefix = tempDir(t, 'nginx')
   const render = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts/render-nginx.mjs'), prefix], {
@@ -72,7 +76,9 @@ export async function startGateway (t: Test, options: { httpPort: number, httpsP
       GATEWAY_NOTES_ADDRS: options.notesAddr,
       GATEWAY_TLS_CERT: options.tls.cert,
       GATEWAY_TLS_KEY: options.tls.key,
-      TESSERA_SIMPLEJWT_COMPAT: options.simplejwtCompat === true ? 'on' : 'off'
+      TESSERA_SIMPLEJWT_COMPAT: options.simplejwtCompat === true ? 'on' : 'off',
+      ...(options.trustedProxies === undefined ? {} : { GATEWAY_TRUSTED_PROXIES: options.trustedProxies }),
+      ...options.settings
     }
   })
   if (render.status !== 0) throw new Error(`render-nginx.mjs failed: ${render.stderr}`)
