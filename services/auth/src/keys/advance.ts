@@ -19,7 +19,7 @@ import type { Db } from '../db/database.js'
 import { recordAudit } from '../audit/record.js'
 import { endSessions } from '../sessions/end.js'
 import { tryLockKeys } from './ensure.js'
-import { createKey, keyIn, notifyKeysChanged, promoteKey, readKeys, type Actor, type KeyMaking } from './transitions.js'
+import { keyIn, notifyKeysChanged, promoteKey, readKeys, withKeyMadeAhead, type Actor, type KeyMaking } from './transitions.js'
 
 export type LifecycleSettings = Pick<Config, 'keyPublishLead' | 'keyRotation' | 'accessTtl' | 'refreshGrace' | 'keyCheckInterval'>
 
@@ -59,8 +59,13 @@ export async function advanceKeys (db: Db, making: KeyMaking, settings: Lifecycl
   return done
 }
 
+/**
+ * No key is generated ahead (`likely` false): a tick seldom makes one, and
+ * only the instance that gets the lock would. The tick that does rolls back,
+ * generates it with no lock held and runs again.
+ */
 async function transitionKeys (db: Db, making: KeyMaking, settings: LifecycleSettings, now: Date): Promise<Transition[] | undefined> {
-  return await db.transaction().execute(async (trx) => {
+  return await withKeyMadeAhead(db, making, false, async (trx, maker) => {
     if (!(await tryLockKeys(trx))) return undefined
     const done: Transition[] = []
     const keys = await readKeys(trx)
@@ -72,12 +77,12 @@ async function transitionKeys (db: Db, making: KeyMaking, settings: LifecycleSet
       await promoteKey(trx, next.kid, now, SYSTEM_ACTOR, current === undefined ? 'no key was signing' : 'published for the lead time')
       done.push({ kind: 'promoted', kid: next.kid })
     } else if (current === undefined) {
-      const kid = await createKey(trx, making, now, SYSTEM_ACTOR)
+      const kid = await maker.create(trx, now, SYSTEM_ACTOR)
       await promoteKey(trx, kid, now, SYSTEM_ACTOR, 'no key was signing')
       done.push({ kind: 'created', kid }, { kind: 'promoted', kid })
     } else if (next === undefined && settings.keyRotation !== null &&
       due(current.promoted_at, Math.max(0, settings.keyRotation - settings.keyPublishLead))) {
-      done.push({ kind: 'created', kid: await createKey(trx, making, now, SYSTEM_ACTOR) })
+      done.push({ kind: 'created', kid: await maker.create(trx, now, SYSTEM_ACTOR) })
     }
 
     const retired = await trx.updateTable('signing_keys').set({ state: 'retired', unpublished_at: now })

@@ -7,7 +7,7 @@
 import { sql } from 'kysely'
 import type { Db } from '../db/database.js'
 import { KEYS_LOCK } from '../db/locks.js'
-import { createKey, notifyKeysChanged, promoteKey } from './transitions.js'
+import { notifyKeysChanged, promoteKey, withKeyMadeAhead } from './transitions.js'
 
 export async function lockKeys (db: Db): Promise<void> {
   await sql`SELECT pg_advisory_xact_lock(${KEYS_LOCK})`.execute(db)
@@ -25,15 +25,17 @@ export async function ensureSigningKey (db: Db, kek: Buffer, bits: number, now: 
   // revokes the signer promotes another in the same transaction), so a start
   // finds it without the keys' lock. The start's statements are bounded
   // (cluster/primary.ts), and another instance's key work may hold that lock
-  // longer: a `keys revoke` ending a million sessions, a 4096-bit key made.
+  // longer: a `keys revoke` ending a million sessions. The first key is
+  // generated before the lock (withKeyMadeAhead), unless a `next` key waits.
   if (await db.selectFrom('signing_keys').select('kid').where('state', '=', 'current').executeTakeFirst() !== undefined) return undefined
-  return await db.transaction().execute(async (trx) => {
+  const waiting = await db.selectFrom('signing_keys').select('kid').where('state', '=', 'next').executeTakeFirst()
+  return await withKeyMadeAhead(db, { kek, bits }, waiting === undefined, async (trx, maker) => {
     await lockKeys(trx)
     const current = await trx.selectFrom('signing_keys').select('kid').where('state', '=', 'current').executeTakeFirst()
     if (current !== undefined) return undefined
     const who = { actor: 'system' }
     const pending = await trx.selectFrom('signing_keys').select('kid').where('state', '=', 'next').executeTakeFirst()
-    const kid = pending?.kid ?? await createKey(trx, { kek, bits }, now, who)
+    const kid = pending?.kid ?? await maker.create(trx, now, who)
     await promoteKey(trx, kid, now, who, pending === undefined ? 'first key' : 'no key was signing')
     await notifyKeysChanged(trx, `promoted ${kid}`)
     return kid

@@ -9,7 +9,7 @@ import type { Db, KeyState } from '../db/database.js'
 import { recordAudit } from '../audit/record.js'
 import { endSessions } from '../sessions/end.js'
 import { lockKeys } from './ensure.js'
-import { assertKekMatches, createKey, notifyKeysChanged, promoteKey, type Actor, type KeyMaking } from './transitions.js'
+import { assertKekMatches, notifyKeysChanged, promoteKey, withKeyMadeAhead, type Actor, type KeyMaking } from './transitions.js'
 import { TesseraError } from '../errors.js'
 
 export interface RevokeOutcome {
@@ -33,10 +33,16 @@ export class UnknownKeyError extends TesseraError {
   }
 }
 
-/** `clock` is read once the keys' lock is taken: a transition that committed while this one waited is dated before it, not after. */
+/**
+ * `clock` is read once the keys' lock is taken: a transition that committed while this one waited is dated before it, not after.
+ * A replacement is generated before the lock when, as this call began, the key signed and no `next` key waited.
+ */
 export async function revokeKey (db: Db, making: KeyMaking, input: { kid: string, clock: () => Date, who: Actor }): Promise<RevokeOutcome> {
   const { kid, who } = input
-  return await db.transaction().execute(async (trx) => {
+  const seen = await db.selectFrom('signing_keys').select(['kid', 'state'])
+    .where(({ or, eb }) => or([eb('kid', '=', kid), eb('state', '=', 'next')])).execute()
+  const replacementLikely = seen.some((k) => k.kid === kid && k.state === 'current') && !seen.some((k) => k.state === 'next')
+  return await withKeyMadeAhead(db, making, replacementLikely, async (trx, maker) => {
     await lockKeys(trx)
     const now = input.clock()
     const key = await trx.selectFrom('signing_keys').select(['state', 'unpublished_at', 'private_erased_at'])
@@ -63,7 +69,7 @@ export async function revokeKey (db: Db, making: KeyMaking, input: { kid: string
     let promoted: string | undefined
     let promotedPublishedAt: Date | undefined
     if (key.state === 'current') {
-      promoted = next?.kid ?? await createKey(trx, making, now, who)
+      promoted = next?.kid ?? await maker.create(trx, now, who)
       promotedPublishedAt = next?.published_at ?? now
       await promoteKey(trx, promoted, now, who, `replaces revoked ${kid}`)
     }

@@ -7,7 +7,7 @@
  */
 import type { Db } from '../db/database.js'
 import { lockKeys } from './ensure.js'
-import { createKey, keyIn, notifyKeysChanged, promoteKey, readKeys, type Actor, type KeyMaking } from './transitions.js'
+import { keyIn, notifyKeysChanged, promoteKey, readKeys, withKeyMadeAhead, type Actor, type KeyMaking } from './transitions.js'
 
 export interface RotateOutcome {
   /** A key made by this call. */
@@ -22,16 +22,20 @@ export interface RotateOutcome {
   promotedPublishedAt: Date | undefined
 }
 
-/** `clock` is read once the keys' lock is taken: a transition that committed while this one waited is dated before it, not after. */
+/**
+ * `clock` is read once the keys' lock is taken: a transition that committed while this one waited is dated before it, not after.
+ * A key is made when no `next` key waits, plain or --now: generated before the lock when none waited as this call began.
+ */
 export async function rotateKeys (db: Db, making: KeyMaking, input: { immediate: boolean, clock: () => Date, who: Actor }): Promise<RotateOutcome> {
-  return await db.transaction().execute(async (trx) => {
+  const waiting = await db.selectFrom('signing_keys').select('kid').where('state', '=', 'next').executeTakeFirst()
+  return await withKeyMadeAhead(db, making, waiting === undefined, async (trx, maker) => {
     await lockKeys(trx)
     const now = input.clock()
     const next = keyIn(await readKeys(trx), 'next')
     if (!input.immediate && next !== undefined) {
       return { created: undefined, promoted: undefined, demoted: undefined, pending: next.kid, promotedPublishedAt: undefined }
     }
-    const kid = next?.kid ?? await createKey(trx, making, now, input.who)
+    const kid = next?.kid ?? await maker.create(trx, now, input.who)
     const created = next === undefined ? kid : undefined
     const demoted = input.immediate ? await promoteKey(trx, kid, now, input.who, 'rotate --now') : undefined
     await notifyKeysChanged(trx, input.immediate ? `promoted ${kid}` : `published ${kid}`)

@@ -1,7 +1,8 @@
 /**
  * The building blocks every key operation shares: create a key, promote one,
  * tell the other instances. Each runs inside the caller's transaction, which
- * already holds KEYS_LOCK, and writes its own audit row.
+ * already holds KEYS_LOCK, and writes its own audit row; the one slow step, an
+ * RSA key's generation, happens before that transaction (withKeyMadeAhead).
  * @module
  */
 import { sql } from 'kysely'
@@ -17,10 +18,11 @@ export interface KeyMaking {
   kek: Buffer
   bits: number
   /**
-   * Read once the key is generated, for its published_at. Generating an RSA
-   * key can take a second or more on a busy machine, and the key is visible
-   * only from then: stamping the time taken before would shorten the
-   * publish-ahead lead by that much. Without it, the caller's `now` is used.
+   * Read as the key is stored, for its published_at. Generating an RSA key
+   * can take a second or more on a busy machine (before the transaction), and
+   * the key is visible only from its commit: a `now` the caller read before
+   * the generation (the schedule's tick) would shorten the publish-ahead lead
+   * by that much. Without it, the caller's `now` is used.
    */
   clock?: () => Date
 }
@@ -47,18 +49,59 @@ export async function assertKekMatches (db: Db, kek: Buffer): Promise<void> {
   if (sealed?.private_key_enc != null) decryptPrivateKey(kek, sealed.kid, sealed.private_key_enc)
 }
 
-/** Generates a new key, stores it as `next` (published, not signing) and returns its kid. */
-export async function createKey (db: Db, making: KeyMaking, now: Date, who: Actor): Promise<string> {
-  await assertKekMatches(db, making.kek)
-  const key = await generateSigningKey(making.bits)
-  await storeKey(db, key, making.kek, making.clock?.() ?? now, who)
-  return key.kid
+/** What a key operation's transaction stores a new key with: `create` stores it as `next` (published, not signing) and returns its kid. */
+export interface KeyMaker {
+  create: (db: Db, now: Date, who: Actor) => Promise<string>
+}
+
+/** Thrown inside the transaction when it needs a key none was generated for: rolls it back, for withKeyMadeAhead to generate one and run it again. */
+class KeyNotMadeAhead extends Error {}
+
+/**
+ * Runs `work` in one transaction, handing it a KeyMaker whose key was
+ * generated before the transaction began. Generating an RSA key takes up to
+ * seconds (4096 bits): inside the transaction that holds KEYS_LOCK it held
+ * every other instance's key work (the schedule, a first start) that long,
+ * and left the connection idle in transaction, which a DBA's
+ * idle_in_transaction_session_timeout ended ("Client has encountered a
+ * connection error").
+ *
+ * `work` takes the lock and decides under it, from what it reads there,
+ * whether a key is made; nothing outside the lock decides. `likely` (a read
+ * without the lock) says whether to generate one first. When it said no and
+ * `work` needs one after all, the transaction rolls back, a key is generated
+ * and `work` runs again: at most twice, since one operation makes at most one
+ * key. A key generated and not needed (another instance rotated meanwhile)
+ * is dropped, never stored.
+ */
+export async function withKeyMadeAhead<T> (db: Db, making: KeyMaking, likely: boolean, work: (trx: Db, maker: KeyMaker) => Promise<T>): Promise<T> {
+  const run = async (key: GeneratedKey | undefined): Promise<T> => await db.transaction().execute(async (trx) => await work(trx, {
+    create: async (trx, now, who) => {
+      // Before KeyNotMadeAhead: a stale KEK fails at once, not after a key generated for nothing.
+      await assertKekMatches(trx, making.kek)
+      if (key === undefined) throw new KeyNotMadeAhead()
+      await storeKey(trx, key, making.kek, making.clock?.() ?? now, who)
+      return key.kid
+    }
+  }))
+  let key = likely ? await generateSigningKey(making.bits) : undefined
+  try {
+    try {
+      return await run(key)
+    } catch (err) {
+      if (key !== undefined || !(err instanceof KeyNotMadeAhead)) throw err
+    }
+    key = await generateSigningKey(making.bits)
+    return await run(key)
+  } finally {
+    key?.pkcs8.fill(0)
+  }
 }
 
 /**
  * How a generated key is kept: a `next` row, its private half sealed under
- * the KEK, and its `key.created` audit row. Apart from createKey so that the
- * tests can store a key made ahead of time exactly as a generated one.
+ * the KEK, and its `key.created` audit row. Apart from withKeyMadeAhead so
+ * that the tests can store a key made ahead of time exactly as a generated one.
  */
 export async function storeKey (db: Db, key: Omit<GeneratedKey, 'privateKey'>, kek: Buffer, published: Date, who: Actor): Promise<void> {
   await db.insertInto('signing_keys').values({

@@ -2,8 +2,10 @@
  * Tessera on a database whose defaults a DBA changed (ALTER DATABASE … SET,
  * as ALTER ROLE … SET would): connect() sets on each connection what
  * Tessera's statements rely on (sessionSetup), so each of these settings,
- * which broke a start, a read or a lock wait, no longer reaches them. Each
- * test sets them on its own database, dropped with it.
+ * which broke a start, a read or a lock wait, no longer reaches them; an
+ * RSA key is generated outside any transaction, so a short
+ * idle_in_transaction_session_timeout does not end key work. Each test sets
+ * them on its own database, dropped with it.
  */
 import t, { type Test } from 'tap'
 import pg from 'pg'
@@ -14,8 +16,13 @@ import { authenticateClient } from '../../src/clients/authenticate.js'
 import { createClient } from '../../src/clients/register.js'
 import { rotateClientSecret } from '../../src/clients/rotate-secret.js'
 import { OAuthError } from '../../src/errors.js'
-import { buildTestApp, login, signUp } from '../helpers/app.js'
+import { advanceKeys } from '../../src/keys/advance.js'
+import { ensureSigningKey, lockKeys } from '../../src/keys/ensure.js'
+import { rotateKeys } from '../../src/keys/rotate.js'
+import { promoteKey } from '../../src/keys/transitions.js'
+import { buildTestApp, login, signUp, testConfig } from '../helpers/app.js'
 import { createTestDatabase, lockWaiters } from '../helpers/db.js'
+import { keyLifecycleEnv, runCli } from '../helpers/server.js'
 
 const OPERATOR = { actor: 'operator' }
 
@@ -103,4 +110,74 @@ t.test('a schema named after the role, first in the default search_path: migrate
 t.test('a search_path without public on the database: Tessera still reads its tables', async (t) => {
   const db = connected(t, await tunedDatabase(t, { search_path: 'elsewhere' })).db
   t.same(await db.selectFrom('users').select('id').execute(), [])
+})
+
+/** The database's 100 ms, as a connection of the pool sees it: what makes the key tests below mean something. */
+async function idleTimeout (db: Connection['db']): Promise<string | undefined> {
+  return (await sql<{ timeout: string }>`SELECT current_setting('idle_in_transaction_session_timeout') AS timeout`.execute(db)).rows[0]?.timeout
+}
+
+// A 4096-bit key takes from a few hundred ms to seconds to generate: inside
+// the transaction that holds the keys' lock, the database ended the
+// connection 100 ms into it ("Client has encountered a connection error").
+t.test('idle_in_transaction_session_timeout 100ms, 4096-bit keys: tessera keys rotate, rotate --now and revoke succeed', async (t) => {
+  const url = await tunedDatabase(t, { idle_in_transaction_session_timeout: "'100ms'" })
+  t.equal(await idleTimeout(connected(t, url).db), '100ms')
+  const env = keyLifecycleEnv(url, { TESSERA_KEY_BITS: '4096' })
+  const cli = async (...args: string[]): Promise<Record<string, unknown>> => {
+    const res = await runCli([...args, '--json'], env)
+    if (res.code !== 0) throw new Error(`tessera ${args.join(' ')} exited ${String(res.code)}: ${res.stderr}`)
+    return JSON.parse(res.stdout) as Record<string, unknown>
+  }
+  const first = await cli('keys', 'rotate', '--now')
+  t.match(first, { created: String, demoted: null }, 'a key made and signing, none before it')
+  t.equal(first.promoted, first.created)
+  const pending = await cli('keys', 'rotate')
+  t.match(pending, { created: String, promoted: null })
+  t.match(await cli('keys', 'rotate', '--now'), { created: null, promoted: pending.created, demoted: first.created }, 'the pending key signs')
+  const revoked = await cli('keys', 'revoke', String(pending.created))
+  t.match(revoked, { kid: pending.created, was: 'current', promoted: String }, 'a replacement made and signing')
+  const keys = await cli('keys', 'list') as unknown as Array<{ kid: string, state: string, bits: number }>
+  t.same(keys.map((k) => [k.kid, k.state, k.bits]).sort(), [
+    [first.created, 'previous', 4096], [pending.created, 'revoked', 4096], [revoked.promoted, 'current', 4096]
+  ].sort())
+})
+
+t.test('idle_in_transaction_session_timeout 100ms, 4096-bit keys: the first start, the schedule, and a rotate --now whose pending key the schedule promoted while it waited', async (t) => {
+  const url = await tunedDatabase(t, { idle_in_transaction_session_timeout: "'100ms'" })
+  const config = testConfig({ TESSERA_KEY_BITS: '4096', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEY_PUBLISH_LEAD: '10s', TESSERA_KEY_ROTATION: '60s' })
+  const kek = config.kek ?? Buffer.alloc(0)
+  const making = { kek, bits: config.keyBits }
+  const db = connected(t, url).db
+  t.equal(await idleTimeout(db), '100ms')
+  const started = new Date()
+  const k1 = await ensureSigningKey(db, kek, config.keyBits, started)
+  t.type(k1, 'string', 'the first start made its key')
+  const scheduled = await advanceKeys(db, making, config, new Date(started.getTime() + 3600_000))
+  t.match(scheduled, [{ kind: 'created', kid: String }], 'the schedule made the next key')
+  const k2 = scheduled?.[0]?.kid ?? ''
+
+  // rotate --now sees k2 waiting, so generates nothing ahead; while it waits
+  // for the lock, the holder (the schedule, in effect) promotes k2, and under
+  // the lock it finds no key to promote: it makes one, generated with the
+  // lock released, and promotes that.
+  const holding = connect(url, 1)
+  t.teardown(holding.close)
+  await sql`SET idle_in_transaction_session_timeout = 0`.execute(holding.db)
+  const watcher = new pg.Client({ connectionString: url })
+  await watcher.connect()
+  t.teardown(async () => { await watcher.end() })
+  let rotating: ReturnType<typeof rotateKeys> | undefined
+  await holding.db.transaction().execute(async (trx) => {
+    await lockKeys(trx)
+    rotating = rotateKeys(db, making, { immediate: true, clock: () => new Date(), who: OPERATOR })
+    while (await lockWaiters(watcher) === 0) await new Promise((resolve) => setTimeout(resolve, 20))
+    await promoteKey(trx, k2, new Date(), { actor: 'system' }, 'published for the lead time')
+  })
+  const rotated = await rotating
+  t.match(rotated, { created: String, demoted: k2, pending: undefined })
+  t.equal(rotated?.promoted, rotated?.created)
+  const keys = await db.selectFrom('signing_keys').select(['kid', 'state', 'bits']).execute()
+  t.same(keys.map((k) => [k.kid, k.state, k.bits]).sort(), [[k1, 'previous', 4096], [k2, 'previous', 4096], [rotated?.created, 'current', 4096]].sort())
+  t.equal((await db.selectFrom('audit_events').select('id').where('type', '=', 'key.created').execute()).length, 3, 'one key.created per key stored')
 })

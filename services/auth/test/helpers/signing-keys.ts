@@ -29,7 +29,7 @@ function takeKey (bits: number): MadeAhead | undefined {
 
 /**
  * When the database has no signing key and no pending one (a first boot),
- * stores a key made ahead as `next`, the way createKey stores one it
+ * stores a key made ahead as `next`, the way a key operation stores one it
  * generated, so that ensureSigningKey promotes it instead of generating one.
  * Returns its kid, or undefined when nothing was stored.
  */
