@@ -14,6 +14,7 @@ import { VERSION } from '../version.js'
 import { databaseUnreachable } from '../errors.js'
 import { databaseFor } from '../db/locate.js'
 import { DEFAULT_ROLE_NAMES, ensureRoles } from '../db/roles.js'
+import { refuseSchemaElsewhere, SchemaElsewhereError } from '../db/migrate.js'
 import type { CommandContext } from './context.js'
 import { CliError, commandFlags, commandOutput, printable } from './output.js'
 import { migrateCommand } from './migrate.js'
@@ -194,6 +195,13 @@ async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   try {
     await command(ctx)
     return 0
+  } catch (err) {
+    // A table missing from public may be in another schema, where a search_path of the deployment's own put it: say that, not "run migrate up".
+    // The look's own failure leaves the command's error to be said.
+    if (opened !== undefined && (err as { code?: unknown }).code === '42P01') {
+      await refuseSchemaElsewhere(opened.connection.db).catch((refusal: unknown) => { if (refusal instanceof SchemaElsewhereError) throw refusal })
+    }
+    throw err
   } finally {
     await opened?.stop()
   }

@@ -17,7 +17,7 @@ import { ensureDefaultClient } from '../clients/register.js'
 import type { Config } from '../config.js'
 import { connect, type Connection } from '../db/connect.js'
 import { databaseFor } from '../db/locate.js'
-import { migrateUp, schemaStanding } from '../db/migrate.js'
+import { migrateUp, refuseSchemaElsewhere, schemaStanding } from '../db/migrate.js'
 import { KEY_STATEMENT_TIMEOUT_MS, startBackgroundJobs } from '../jobs.js'
 import { ensureSigningKey } from '../keys/ensure.js'
 import { resolveKek } from '../keys/kek.js'
@@ -53,7 +53,12 @@ export interface Primary {
   close: () => Promise<void>
 }
 
+/**
+ * The schema this build serves from: Tessera's tables in another schema are
+ * refused before anything reads public's absence as "behind" (SchemaElsewhereError).
+ */
 async function requireSchema (connection: Connection, checks: Connection, migrate: boolean, logger: Logger): Promise<void> {
+  await refuseSchemaElsewhere(checks.db)
   if (migrate) await migrateUp(connection.db)
   const { pending, unknownHere: ahead } = await schemaStanding(checks.db)
   if (pending.length > 0) throw new StartupError(`the database schema is behind (${pending.join(', ')} pending): run \`tessera migrate up\``)

@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { sql, type Kysely } from 'kysely'
-import { FileMigrationProvider, Migrator, type MigrationResultSet } from 'kysely/migration'
+import { DEFAULT_MIGRATION_TABLE, FileMigrationProvider, Migrator, type MigrationResultSet } from 'kysely/migration'
 import { TesseraError } from '../errors.js'
 
 // src/db and dist/db sit at the same depth below the repository root.
@@ -28,6 +28,48 @@ export interface MigrationStatus {
  */
 export class SchemaNewerError extends TesseraError {
   readonly code = 'ERR_SCHEMA_NEWER'
+}
+
+/**
+ * Tessera's tables in a schema other than public, which this build does not
+ * read (connect.ts sets search_path = public): a deployment whose own
+ * search_path (ALTER DATABASE|ROLE … SET, or options in DATABASE_URL) put
+ * them there, as builds before commit 9c9de29 followed it. Left unsaid, the
+ * start asked for `migrate up`, and `migrate up` asked for itself or made
+ * an empty set of tables in public: every user, client and key gone from
+ * the service's view.
+ */
+export class SchemaElsewhereError extends TesseraError {
+  readonly code = 'ERR_SCHEMA_ELSEWHERE'
+
+  constructor (schemas: string[], publicExists: boolean) {
+    const [first = ''] = schemas
+    const found = schemas.length === 1 ? `schema ${first}` : `schemas ${schemas.join(', ')}`
+    const which = schemas.length === 1 ? first : '<the one this deployment used>'
+    // One statement for everything of Tessera's in it (tables, their sequences, its functions and triggers), where SET SCHEMA goes table by table and leaves the functions behind. The DROP refuses while public holds anything.
+    const move = `${publicExists ? 'BEGIN; DROP SCHEMA public; ' : ''}ALTER SCHEMA ${which} RENAME TO public;${publicExists ? ' COMMIT;' : ''}`
+    super(`Tessera's tables are in ${found}, not in public, where this build reads them (each connection sets search_path = public): nothing was done. With every instance stopped, as a superuser or the owner of both schemas, put it in public's place: \`${move}\` (docs/operators.md, "Upgrading")`)
+  }
+}
+
+/**
+ * Refuses with SchemaElsewhereError when public has no migrations table of
+ * Tessera's and another schema has one. Read from pg_catalog, which every
+ * role sees whole (information_schema shows a role only what it has rights
+ * on). Tessera's is the one beside a signing_keys table: notes keeps a
+ * migrations table of its own in schema notes.
+ */
+export async function refuseSchemaElsewhere<T> (db: Kysely<T>): Promise<void> {
+  const { rows } = await sql<{ schema: string, public_exists: boolean }>`
+    WITH tessera AS (
+      SELECT n.nspname FROM pg_namespace n
+      WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind = 'r' AND c.relname = ${DEFAULT_MIGRATION_TABLE})
+        AND EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind = 'r' AND c.relname = 'signing_keys')
+    )
+    SELECT quote_ident(nspname) AS schema, EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'public') AS public_exists
+    FROM tessera WHERE nspname <> 'public' AND NOT EXISTS (SELECT 1 FROM tessera WHERE nspname = 'public')
+    ORDER BY nspname`.execute(db)
+  if (rows.length > 0) throw new SchemaElsewhereError(rows.map((r) => r.schema), rows[0]?.public_exists === true)
 }
 
 function migrator<T> (db: Kysely<T>): Migrator {
@@ -88,6 +130,7 @@ function unwrap ({ error, results }: MigrationResultSet, direction: 'up' | 'down
  * and waited for refresh_tokens: Postgres failed the upgrade as a deadlock.
  */
 export async function migrateUp<T> (db: Kysely<T>): Promise<string[]> {
+  await refuseSchemaElsewhere(db)
   if (await refusedAsNewer(db, 'up')) return []
   return await newerRefusedInWords(db, 'up', async () => {
     const applied: string[] = []
@@ -101,6 +144,7 @@ export async function migrateUp<T> (db: Kysely<T>): Promise<string[]> {
 
 /** Reverts the newest applied migration; returns its name, or nothing when none is applied. */
 export async function migrateDown<T> (db: Kysely<T>): Promise<string[]> {
+  await refuseSchemaElsewhere(db)
   await refusedAsNewer(db, 'down')
   return await newerRefusedInWords(db, 'down', async () => unwrap(await migrator(db).migrateDown(), 'down'))
 }
@@ -132,6 +176,7 @@ async function newerRefusedInWords<T> (db: Kysely<T>, direction: 'up' | 'down', 
 
 /** This build's migrations, applied or pending, then those a newer build applied. */
 export async function migrationStatus<T> (db: Kysely<T>): Promise<MigrationStatus[]> {
+  await refuseSchemaElsewhere(db)
   const all = await migrator(db).getMigrations()
   const names = new Set(all.map((m) => m.name))
   const newer = (await appliedMigrations(db)).filter((m) => !names.has(m.name))
