@@ -72,8 +72,15 @@ export async function refuseSchemaElsewhere<T> (db: Kysely<T>): Promise<void> {
   if (rows.length > 0) throw new SchemaElsewhereError(rows.map((r) => r.schema), rows[0]?.public_exists === true)
 }
 
+/**
+ * Kysely's migrator with its tables named in public. Unnamed, it took a
+ * table of that name in any schema the role may use for its own: notes'
+ * (notes.kysely_migration, services/notes/src/db.ts) on a database notes
+ * had started on first, so it made none in public and every `migrate up`
+ * failed with "relation "kysely_migration" does not exist".
+ */
 function migrator<T> (db: Kysely<T>): Migrator {
-  return new Migrator({ db, provider: new FileMigrationProvider({ fs, path, migrationFolder: MIGRATIONS_DIR }) })
+  return new Migrator({ db, migrationTableSchema: 'public', provider: new FileMigrationProvider({ fs, path, migrationFolder: MIGRATIONS_DIR }) })
 }
 
 /**

@@ -87,3 +87,15 @@ t.test('public dropped as well: the advice is the rename alone, and it works', a
   const again = await runCli(['migrate', 'up'], { DATABASE_URL: url })
   t.same([again.code, again.stdout], [0, 'already up to date\n'])
 })
+
+t.test('only notes\' migrations table outside public: migrate up makes Tessera\'s in public', async (t) => {
+  const url = await createTestDatabase(t, { empty: true })
+  const admin = new pg.Client({ connectionString: url })
+  await admin.connect()
+  t.teardown(async () => { await admin.end() })
+  // As notes' migrator leaves it (services/notes/src/db.ts, migrationTableSchema 'notes').
+  await admin.query('CREATE SCHEMA notes; CREATE TABLE notes.kysely_migration (name varchar(255) PRIMARY KEY, timestamp varchar(255) NOT NULL)')
+  const up = await runCli(['migrate', 'up'], { DATABASE_URL: url })
+  t.equal(up.code, 0, up.stderr)
+  t.match(up.stdout, /^applied 0001_initial/)
+})
