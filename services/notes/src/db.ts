@@ -51,6 +51,24 @@ const STATEMENT_TIMEOUT_MS = 10_000
  */
 const ANSWER_MARGIN_MS = 2000
 
+/**
+ * What notes' routes rely on, set on each connection whatever a DBA made the
+ * database's or role's default (ALTER DATABASE|ROLE … SET), as Tessera's
+ * db/connect.ts does:
+ * - DateStyle ISO: node-postgres parses only ISO dates; under 'SQL, DMY'
+ *   created_at read as null, and every GET and POST /notes answered 500.
+ * - read committed: a DELETE that waited for a note another transaction
+ *   deleted finds it gone (404); under repeatable read or serializable it
+ *   failed with 40001, a 500.
+ * - lock_timeout 0: the statement timeout bounds a lock wait as it bounds
+ *   everything else; a 50 ms lock_timeout answered a DELETE waiting for a
+ *   note's row 500 (55P03).
+ */
+function sessionSetup (statementTimeoutMs: number): string {
+  return [`statement_timeout = ${statementTimeoutMs}`, 'lock_timeout = 0', 'DateStyle = ISO', "default_transaction_isolation = 'read committed'"]
+    .map((setting) => `SET ${setting}`).join('; ')
+}
+
 export function connect (databaseUrl: string, statementTimeoutMs = STATEMENT_TIMEOUT_MS): Db {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 10, connectionTimeoutMillis: 5000 })
   // An idle client that loses its server emits on the pool; one checked out
@@ -62,7 +80,7 @@ export function connect (databaseUrl: string, statementTimeoutMs = STATEMENT_TIM
     client.on('error', () => {})
     // A SET rather than a startup parameter, which PgBouncer refuses by
     // default. Queued ahead of the first query, which fails as it does.
-    client.query(`SET statement_timeout = ${statementTimeoutMs}`).catch(() => {})
+    client.query(sessionSetup(statementTimeoutMs)).catch(() => {})
     // pg's own query_timeout is not this: it leaves the connection waiting
     // and returns it to the pool. A destroyed socket fails the query with
     // this error (a 503), and the pool discards the client. Idle, the pool
