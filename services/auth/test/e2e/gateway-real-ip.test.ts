@@ -188,5 +188,18 @@ t.test('behind a trusted load balancer, through a real Nginx and Tessera', async
     // The control: without the setting every client is the balancer, one bucket for all.
     t.same(await exhaust(today, '198.51.100.1'), [400, 400, 429])
     t.equal(await signUpAs(today, '198.51.100.2'), 429, 'today: the second client shares the first one\'s empty bucket')
+
+    t.test('an IPv6 client has one bucket for its /64, as Tessera counts it; an IPv4-mapped one is its IPv4 client', async (t) => {
+      t.same(await exhaust(behindBalancer, '2001:db8:1:2::1'), [400, 400, 429], 'one address of 2001:db8:1:2::/64 spends the burst')
+      for (const sibling of ['2001:db8:1:2:ffff:ffff:ffff:ffff', '2001:DB8:1:2:0:0:0:7', '2001:db8:1:2:aaaa::1']) {
+        t.equal(await signUpAs(behindBalancer, sibling), 429, `${sibling}: another address of the same /64 shares the empty bucket`)
+      }
+      t.equal(await signUpAs(behindBalancer, '2001:db8:1:3::1'), 400, 'the next /64 has a bucket of its own')
+      t.equal(await signUpAs(behindBalancer, '2001:db8:0:2::1'), 400, 'and so has a /64 differing only in its third group')
+      t.same(await exhaust(behindBalancer, '198.51.100.7'), [400, 400, 429], 'an IPv4 client spends its burst')
+      t.equal(await signUpAs(behindBalancer, '::ffff:198.51.100.7'), 429, 'the same client written IPv4-mapped shares its bucket')
+      t.equal(await signUpAs(behindBalancer, '::ffff:198.51.100.8'), 400, 'another IPv4 client, mapped, does not')
+      t.equal(await signUpAs(behindBalancer, '198.51.100.70'), 400, 'IPv4 keeps its whole address: no prefix of it is shared')
+    })
   })
 })

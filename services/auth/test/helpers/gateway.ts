@@ -6,7 +6,7 @@
  */
 import { spawnSync } from 'node:child_process'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -61,9 +61,11 @@ export interface Gateway {
 
 /**
  * `trustedProxies` is GATEWAY_TRUSTED_PROXIES (unset when absent); `settings`, any other GATEWAY_*
- * setting to render with (a limit_req rate, say).
+ * setting to render with (a limit_req rate, say). `testConf`, http{}-level directives of the
+ * test's own, written beside the rendered configuration (conf.d/zz-test.conf) and never part of
+ * what ships: a server that shows one of the template's variables, say.
  */
-export async function startGateway (t: Test, options: { httpPort: number, httpsPort: number, authAddrs: string[], notesAddr: string, tls: { cert: string, key: string }, simplejwtCompat?: boolean, trustedProxies?: string, settings?: Record<string, string> }): Promise<Gateway> {
+export async function startGateway (t: Test, options: { httpPort: number, httpsPort: number, authAddrs: string[], notesAddr: string, tls: { cert: string, key: string }, simplejwtCompat?: boolean, trustedProxies?: string, settings?: Record<string, string>, testConf?: string }): Promise<Gateway> {
   const nginx = nginxBinary()
   const prefix = tempDir(t, 'nginx')
   const render = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts/render-nginx.mjs'), prefix], {
@@ -82,6 +84,7 @@ export async function startGateway (t: Test, options: { httpPort: number, httpsP
     }
   })
   if (render.status !== 0) throw new Error(`render-nginx.mjs failed: ${render.stderr}`)
+  if (options.testConf !== undefined) writeFileSync(join(prefix, 'conf.d/zz-test.conf'), options.testConf)
   const args = ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-e', join(prefix, 'error.log')]
   const check = spawnSync(nginx, ['-t', ...args], { encoding: 'utf8' })
   const configTest = { status: check.status, output: `${check.stdout}${check.stderr}` }
