@@ -182,6 +182,17 @@ const OUT_OF_REACH_CODES = new Set([
  */
 const REACHED_CODES = new Set(['53000', '53100', '53200', '53400', '40001', '40P01', '57014', '25006'])
 
+/**
+ * How PgBouncer ends a connection it will not serve: FATAL with 08P01
+ * (protocol_violation) whatever the reason: max_client_conn reached, or
+ * server_login_retry after Postgres refused it or was down (both seen with
+ * PgBouncer 1.18). Out of reach as the 08 codes above are. Only FATAL:
+ * an ERROR with 08P01 is Postgres refusing a message on a connection that
+ * goes on ("bind message supplies 1 parameters, but prepared statement …
+ * requires 2"), a fault.
+ */
+const POOLER_REFUSAL = '08P01'
+
 const UNAVAILABLE_MESSAGES = new Set([
   'timeout exceeded when trying to connect',
   'Connection terminated due to connection timeout',
@@ -204,7 +215,7 @@ export function databaseUnreachable (err: unknown): string | undefined {
 /**
  * Postgres out of reach for a moment: pg-pool's acquire timeout (every
  * connection busy, e.g. during a login flood), a connection that could not
- * be made (a stopped server leaves no socket file behind, ENOENT, or nothing
+ * be made or that a pooler in front refused (POOLER_REFUSAL) (a stopped server leaves no socket file behind, ENOENT, or nothing
  * listening on its port) or was lost mid-query, a statement past
  * TESSERA_DB_STATEMENT_TIMEOUT_MS, the server shutting down, starting up,
  * full or out of disk or memory, a deadlock it broke by rolling one
@@ -215,9 +226,10 @@ export function databaseUnreachable (err: unknown): string | undefined {
  */
 export function isDatabaseUnavailable (err: unknown): boolean {
   if (!(err instanceof Error)) return false
-  const { code, syscall } = err as Error & { code?: unknown, syscall?: unknown }
+  const { code, syscall, severity } = err as Error & { code?: unknown, syscall?: unknown, severity?: unknown }
   if (UNAVAILABLE_MESSAGES.has(err.message)) return true
   if (typeof code !== 'string') return false
+  if (code === POOLER_REFUSAL && severity === 'FATAL') return true
   // A Unix socket path that does not exist: only when connecting, so a missing file elsewhere stays a fault.
   return OUT_OF_REACH_CODES.has(code) || REACHED_CODES.has(code) || (code === 'ENOENT' && syscall === 'connect')
 }

@@ -106,7 +106,7 @@ export async function migrate (db: Db): Promise<void> {
 
 /**
  * Postgres out of reach for a moment: no connection to be had (refused, no
- * socket file, the pool's wait run out), one lost or gone silent, the server
+ * socket file, the pool's wait run out, a pooler such as PgBouncer full), one lost or gone silent, the server
  * starting, stopping or full, or a statement it cancelled at the statement
  * timeout (57014). The request did nothing and a retry may work, so it is a
  * 503, not a fault.
@@ -115,8 +115,9 @@ const OUT_OF_REACH = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', '08001'
 
 export function isDatabaseOutOfReach (err: unknown): boolean {
   if (!(err instanceof Error)) return false
-  const { code, syscall } = err as Error & { code?: unknown, syscall?: unknown }
+  const { code, syscall, severity } = err as Error & { code?: unknown, syscall?: unknown, severity?: unknown }
   // ENOENT only on connect: a Unix socket a stopped server removed, not some missing file.
-  return (typeof code === 'string' && (OUT_OF_REACH.has(code) || (code === 'ENOENT' && syscall === 'connect'))) ||
+  // 08P01 only as FATAL: PgBouncer's refusal (max_client_conn, server_login_retry), where an ERROR is Postgres refusing one message.
+  return (typeof code === 'string' && (OUT_OF_REACH.has(code) || (code === 'ENOENT' && syscall === 'connect') || (code === '08P01' && severity === 'FATAL'))) ||
     err.message === 'timeout exceeded when trying to connect' || err.message === 'Connection terminated unexpectedly'
 }

@@ -13,8 +13,14 @@
  * first probe comes after two hours): every change would be missed until the
  * periodic reload, for hours. So it is asked a trivial question on a timer,
  * and one not answered in time counts as lost.
+ *
+ * A connection pooler in transaction or statement mode (PgBouncer's
+ * pool_mode) hands the LISTEN's server connection to other clients between
+ * statements: nothing is heard, and the heartbeat still answers. So the start
+ * sends a NOTIFY from a connection of its own and must hear it (confirmDelivery).
  * @module
  */
+import { randomUUID } from 'node:crypto'
 import pg from 'pg'
 import type { Logger } from 'pino'
 
@@ -105,11 +111,65 @@ export async function listenForChanges (url: string, logger: Logger, handlers: C
   }
 
   await connectOnce()
+  // Only when the start's connection listens: one that failed is retried as any lost one is.
+  if (client !== undefined) {
+    await confirmDelivery(url, client, heartbeat.answerWithinMs).catch(async (err: unknown) => {
+      closed = true
+      clearTimeout(retry)
+      await client?.end().catch(() => {})
+      throw err
+    })
+  }
   return {
     close: async () => {
       closed = true
       clearTimeout(retry)
       await client?.end().catch(() => {})
     }
+  }
+}
+
+/** The channel of the start's own NOTIFY: nothing else sends on it. */
+const DELIVERY_CHECK_CHANNEL = 'tessera_listen_check'
+
+/** What the start says when its own NOTIFY was not heard. */
+export const NOT_DELIVERED = 'the LISTEN connection did not hear a NOTIFY sent from another connection'
+
+/**
+ * Sends a NOTIFY from a connection of its own and waits for `listening` to
+ * hear it. Straight to Postgres, or through a pooler in session mode, it
+ * arrives within milliseconds of the commit. Through transaction or statement
+ * pooling the LISTEN stayed on a server connection the pooler has since handed
+ * on (to the sender itself, or idle in its pool), and it never arrives: key
+ * and client changes would go unheard until the periodic reload, with nothing
+ * logged, so the start is refused instead.
+ */
+async function confirmDelivery (url: string, listening: pg.Client, withinMs: number): Promise<void> {
+  const payload = randomUUID()
+  const sender = new pg.Client({ connectionString: url, connectionTimeoutMillis: withinMs })
+  let onNotification: (message: pg.Notification) => void = () => {}
+  const arrived = new Promise<void>((resolve) => {
+    onNotification = (message) => { if (message.channel === DELIVERY_CHECK_CHANNEL && message.payload === payload) resolve() }
+  })
+  listening.on('notification', onNotification)
+  // The whole check bounded as the LISTENs are: a server gone silent meanwhile fails it too.
+  let deadline: NodeJS.Timeout | undefined
+  const late = new Promise<'late'>((resolve) => { deadline = setTimeout(() => resolve('late'), withinMs) })
+  const check = async (): Promise<void> => {
+    await listening.query(`LISTEN ${DELIVERY_CHECK_CHANNEL}`)
+    await sender.connect()
+    await sender.query('SELECT pg_notify($1, $2)', [DELIVERY_CHECK_CHANNEL, payload])
+    await arrived
+    await listening.query(`UNLISTEN ${DELIVERY_CHECK_CHANNEL}`)
+  }
+  try {
+    if (await Promise.race([check(), late]) === 'late') {
+      throw new Error(`${NOT_DELIVERED} within ${withinMs} ms: a connection pooler in transaction or statement mode is in the way (PgBouncer's pool_mode); Tessera needs session pooling or a direct connection (docs/operators.md, "Behind PgBouncer")`)
+    }
+  } finally {
+    clearTimeout(deadline)
+    listening.off('notification', onNotification)
+    // Not awaited: on a server gone silent it would wait for TCP.
+    sender.end().catch(() => {})
   }
 }
