@@ -146,13 +146,16 @@ export function streakAt (row: StreakRow | undefined, now: Date, policy: Pick<Ba
   return { failures: row.failures, backedOffUntil: row.blocked_until !== null && row.blocked_until > now ? row.blocked_until : null }
 }
 
+const STREAK_COLUMNS = ['failures', 'last_failed_at', 'blocked_until'] as const
+
 export async function loginBackoff (db: Db, key: string, now: Date, policy: Pick<BackoffPolicy, 'max'>): Promise<BackoffState> {
-  const row = await db.selectFrom('login_throttle').select(['failures', 'last_failed_at', 'blocked_until']).where('username', '=', key).executeTakeFirst()
+  const row = await db.selectFrom('login_throttle').select(STREAK_COLUMNS).where('username', '=', key).executeTakeFirst()
   return streakAt(row, now, policy)
 }
 
-export async function clearLoginFailures (db: Db, key: string): Promise<void> {
-  await db.deleteFrom('login_throttle').where('username', '=', key).execute()
+/** Forgets the name's streak; returns what was stored of it (for `users unlock` to say and audit), if anything. */
+export async function clearLoginFailures (db: Db, key: string): Promise<StreakRow | undefined> {
+  return await db.deleteFrom('login_throttle').where('username', '=', key).returning(STREAK_COLUMNS).executeTakeFirst()
 }
 
 export interface PruneOptions {

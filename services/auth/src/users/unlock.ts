@@ -10,7 +10,7 @@
 import type { Db } from '../db/database.js'
 import { recordAudit } from '../audit/record.js'
 import { normalizeUsername } from '../passwords/policy.js'
-import { streakAt, type BackoffPolicy, type BackoffState } from '../passwords/login-throttle.js'
+import { clearLoginFailures, streakAt, type BackoffPolicy, type BackoffState } from '../passwords/login-throttle.js'
 import type { OperatorContext } from './manage.js'
 
 export interface Unlocked {
@@ -36,8 +36,7 @@ export async function unlockUser (db: Db, username: string, clock: () => Date, p
     // Shared, not exclusive: the row is not changed, only kept from being deleted (with its streak) before the audit row names it.
     const user = await trx.selectFrom('users').select(['id', 'username', 'disabled_at']).where('username', '=', name).forShare().executeTakeFirst()
     if (user === undefined) return undefined
-    const row = await trx.deleteFrom('login_throttle').where('username', '=', user.username).returning(['failures', 'last_failed_at', 'blocked_until']).executeTakeFirst()
-    const cleared = streakAt(row, clock(), policy)
+    const cleared = streakAt(await clearLoginFailures(trx, user.username), clock(), policy)
     if (cleared.failures > 0) {
       await recordAudit(trx, {
         type: 'user.unlocked',
