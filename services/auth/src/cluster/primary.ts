@@ -58,8 +58,9 @@ export interface Primary {
  * refused before anything reads public's absence as "behind" (SchemaElsewhereError).
  */
 async function requireSchema (connection: Connection, checks: Connection, migrate: boolean, logger: Logger): Promise<void> {
-  await refuseSchemaElsewhere(checks.db)
+  // migrateUp refuses Tessera's tables in another schema itself.
   if (migrate) await migrateUp(connection.db)
+  else await refuseSchemaElsewhere(checks.db)
   const { pending, unknownHere: ahead } = await schemaStanding(checks.db)
   if (pending.length > 0) throw new StartupError(`the database schema is behind (${pending.join(', ')} pending): run \`tessera migrate up\``)
   // Served, not refused: a rolling upgrade runs the old build on the new schema for a while.
