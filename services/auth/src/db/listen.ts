@@ -99,10 +99,15 @@ export async function listenForChanges (url: string, logger: Logger, handlers: C
     }
     client = candidate
     failures = 0
+    let beating = false
     beat.timer = setInterval(() => {
+      // One beat at a time: the one unanswered already has its deadline, and a second would queue a
+      // query behind it on the client, which pg deprecates (an error from pg 9).
+      if (beating) return
+      beating = true
       const deadline = setTimeout(() => { drop(new Error(`the listening connection did not answer within ${heartbeat.answerWithinMs} ms`)) }, heartbeat.answerWithinMs)
       // A failed query also ends the connection, which 'error' or 'end' reports.
-      candidate.query('SELECT 1').finally(() => { clearTimeout(deadline) }).catch(() => {})
+      candidate.query('SELECT 1').finally(() => { beating = false; clearTimeout(deadline) }).catch(() => {})
     }, heartbeat.everyMs)
     beat.timer.unref()
     if (connectedBefore) logger.info('change listener reconnected')

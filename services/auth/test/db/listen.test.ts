@@ -20,6 +20,10 @@ t.test('a listening connection gone silent is lost within its heartbeat, and a n
   const sink = memorySink()
   const heard: string[] = []
   const events: string[] = []
+  const warnings: string[] = []
+  const onWarning = (warning: Error): void => { warnings.push(`${warning.name}: ${warning.message}`) }
+  process.on('warning', onWarning)
+  t.teardown(() => { process.off('warning', onWarning) })
   // A beat often, and an answer bound a loaded machine's SELECT 1 keeps, so only the silence is lost.
   const listener = await listenForChanges(relay.url, createLogger(testConfig({}), sink.stream), {
     channels: { tessera_test: (payload) => { heard.push(payload) } },
@@ -38,6 +42,8 @@ t.test('a listening connection gone silent is lost within its heartbeat, and a n
   await notify('after')
   t.ok(await within(2000, async () => heard.includes('after'), 20) !== undefined, 'heard again on the new connection')
   t.same(heard, ['before', 'after'])
+  // Beats every 200 ms into a silence of 1000: each waited for the one unanswered, none queued behind it.
+  t.same(warnings, [], 'no query was sent while the client was still executing one')
 })
 
 t.test('a database that lets the listening connection in and never answers its LISTEN does not hold the start: the attempt is lost within the heartbeat\'s bound, and retried', async (t) => {
