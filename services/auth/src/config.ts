@@ -80,10 +80,14 @@ export interface Config {
 
 /** A bad setting: the message is the one line printed before exiting 1. */
 export class ConfigError extends TesseraError {
+  readonly variable: string
+  readonly accepts: string
   readonly code = 'ERR_CONFIG'
 
-  constructor (readonly variable: string, readonly accepts: string, value: string, message?: string) {
+  constructor (variable: string, accepts: string, value: string, message?: string) {
     super(message ?? `${variable}=${JSON.stringify(value)} is invalid: expected ${accepts}`)
+    this.variable = variable
+    this.accepts = accepts
   }
 }
 
@@ -167,7 +171,11 @@ export function parseDuration (text: string): Seconds | undefined {
 }
 
 class Reader {
-  constructor (private readonly env: Env) {}
+  private readonly env: Env
+
+  constructor (env: Env) {
+    this.env = env
+  }
 
   private raw (name: string): string | undefined {
     return settingText(this.env, name)

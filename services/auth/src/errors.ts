@@ -80,6 +80,8 @@ interface ErrorOptions {
 }
 
 export class OAuthError extends TesseraError {
+  readonly error: OAuthErrorCode
+  readonly description: string
   readonly code: TesseraErrorCode = 'ERR_OAUTH'
   readonly status: number
   readonly detail: string | undefined
@@ -87,8 +89,10 @@ export class OAuthError extends TesseraError {
   readonly challenge: string | undefined
 
   /** `error` is RFC 6749 §5.2's member name; `description` is sent as `error_description`. */
-  constructor (readonly error: OAuthErrorCode, readonly description: string, options: ErrorOptions = {}) {
+  constructor (error: OAuthErrorCode, description: string, options: ErrorOptions = {}) {
     super(description, { cause: options.cause })
+    this.error = error
+    this.description = description
     this.status = options.status ?? OAUTH_STATUS[error]
     this.detail = options.detail
     this.retryAfter = options.retryAfter
@@ -108,10 +112,12 @@ export function invalidCredentials (detail: string): OAuthError {
  * tells the presenter the token was a real one, spent.
  */
 export class RefreshReuseError extends OAuthError {
+  readonly byAnotherClient: boolean
   override readonly code = 'ERR_REFRESH_REUSE'
 
-  constructor (readonly byAnotherClient = false) {
+  constructor (byAnotherClient = false) {
     super('invalid_grant', 'the refresh token is invalid, expired or revoked', { detail: byAnotherClient ? 'refresh token reuse by another client' : 'refresh token reuse' })
+    this.byAnotherClient = byAnotherClient
   }
 }
 
@@ -125,6 +131,8 @@ export class SessionEndedError extends OAuthError {
 }
 
 export class ProblemError extends TesseraError {
+  readonly status: number
+  readonly title: string
   readonly code: TesseraErrorCode = 'ERR_PROBLEM'
   /** Sent as the problem's `detail` member. */
   readonly publicDetail: string | undefined
@@ -132,8 +140,10 @@ export class ProblemError extends TesseraError {
   readonly retryAfter: number | undefined
   readonly type: string
 
-  constructor (readonly status: number, readonly title: string, options: ErrorOptions & { publicDetail?: string, type?: string } = {}) {
+  constructor (status: number, title: string, options: ErrorOptions & { publicDetail?: string, type?: string } = {}) {
     super(title, { cause: options.cause })
+    this.status = status
+    this.title = title
     this.publicDetail = options.publicDetail
     this.detail = options.detail
     this.retryAfter = options.retryAfter
@@ -143,10 +153,12 @@ export class ProblemError extends TesseraError {
 
 /** A Bearer token that is missing, malformed, expired or not ours (RFC 6750 §3.1). */
 export class InvalidTokenError extends ProblemError {
+  readonly reason: string
   override readonly code = 'ERR_INVALID_TOKEN'
 
-  constructor (readonly reason: string) {
+  constructor (reason: string) {
     super(401, 'Unauthorized', { publicDetail: 'the access token is missing, invalid or expired' })
+    this.reason = reason
   }
 }
 
@@ -155,11 +167,15 @@ export class InvalidTokenError extends ProblemError {
  * `{"detail", "code"}` or `{"<field>": ["<message>"]}` (DESIGN: Moving from SimpleJWT).
  */
 export class DrfError extends TesseraError {
+  readonly status: number
+  readonly body: Record<string, string | string[]>
   readonly code = 'ERR_DRF'
   readonly detail: string | undefined
 
-  constructor (readonly status: number, readonly body: Record<string, string | string[]>, options: Pick<ErrorOptions, 'detail' | 'cause'> = {}) {
+  constructor (status: number, body: Record<string, string | string[]>, options: Pick<ErrorOptions, 'detail' | 'cause'> = {}) {
     super(`DRF ${status}`, { cause: options.cause })
+    this.status = status
+    this.body = body
     this.detail = options.detail
   }
 }

@@ -24,7 +24,12 @@ class Unauthorized extends Error {}
 
 /** A valid token that lacks the scope the route needs (RFC 6750 §3.1). */
 class InsufficientScope extends Error {
-  constructor (readonly scope: string) { super(`needs ${scope}`) }
+  readonly scope: string
+
+  constructor (scope: string) {
+    super(`needs ${scope}`)
+    this.scope = scope
+  }
 }
 
 const READ = 'notes:read'

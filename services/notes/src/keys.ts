@@ -29,8 +29,11 @@ export type KeySource = (kid: string, alg: string) => Promise<string>
 
 /** The issuer's keys cannot be had right now; `retryAfterSeconds` is when the next fetch may be tried. */
 export class JwksUnavailableError extends Error {
-  constructor (message: string, readonly retryAfterSeconds: number, options?: ErrorOptions & { publicDetail?: string }) {
+  readonly retryAfterSeconds: number
+
+  constructor (message: string, retryAfterSeconds: number, options?: ErrorOptions & { publicDetail?: string }) {
     super(message, options)
+    this.retryAfterSeconds = retryAfterSeconds
     this.publicDetail = options?.publicDetail ?? 'the issuer\'s signing keys cannot be fetched to check the access token; retry shortly'
   }
 

@@ -7,10 +7,12 @@ import { parseArgs, type ParseArgsConfig, type ParseArgsOptionsConfig } from 'no
 import { TesseraError } from '../errors.js'
 
 export class CliError extends TesseraError {
+  readonly exitCode: number
   readonly code = 'ERR_CLI'
 
-  constructor (message: string, readonly exitCode = 1) {
+  constructor (message: string, exitCode = 1) {
     super(message)
+    this.exitCode = exitCode
   }
 }
 

@@ -26,12 +26,15 @@ export const WORKER_METRICS_TIMEOUT_MS = 2000
 const isCumulative = (metric: MetricsJson[number]): boolean => ['counter', 'histogram'].includes(String(metric.type))
 
 export class InstanceMetrics {
+  private readonly own: Registry
   /** Each live worker's last answer, by its cluster id. */
   private readonly latest = new Map<number, MetricsJson>()
   /** The counters and histograms of workers that have exited, each their last answer. */
   private exited: MetricsJson[] = []
 
-  constructor (private readonly own: Registry) {}
+  constructor (own: Registry) {
+    this.own = own
+  }
 
   async render (workers: ReadonlyArray<{ id: number, metrics: () => Promise<MetricsJson> }>): Promise<string> {
     await Promise.all(workers.map(async ({ id, metrics }) => {

@@ -24,11 +24,13 @@ function backslashesBefore (text: string, at: number): number {
 }
 
 export class RepeatedJsonMemberError extends Error {
+  readonly member: string
   readonly code = 'TESSERA_REPEATED_JSON_MEMBER'
   readonly statusCode = 400
 
-  constructor (readonly member: string) {
+  constructor (member: string) {
     super('a JSON object names a member more than once')
+    this.member = member
   }
 }
 

@@ -21,10 +21,12 @@ export function encryptPrivateKey (kek: Buffer, kid: string, pkcs8: Buffer): Buf
 }
 
 export class WrongKekError extends TesseraError {
+  readonly kid: string
   readonly code = 'ERR_WRONG_KEK'
 
-  constructor (readonly kid: string) {
+  constructor (kid: string) {
     super(`cannot decrypt the private half of signing key ${kid}: this KEK (TESSERA_KEK or TESSERA_KEK_FILE; with neither set, the file kek in TESSERA_DATA_DIR, made if it was missing) is not the key it was encrypted with`)
+    this.kid = kid
   }
 }
 

@@ -26,10 +26,12 @@ export interface RevokeOutcome {
 }
 
 export class UnknownKeyError extends TesseraError {
+  readonly kid: string
   readonly code = 'ERR_UNKNOWN_KEY'
 
-  constructor (readonly kid: string) {
+  constructor (kid: string) {
     super(`no signing key has kid ${kid}`)
+    this.kid = kid
   }
 }
 

@@ -67,8 +67,11 @@ function refuseClaims (claims: Record<string, unknown>, issuer: string, audience
 
 /** A kid this keyring does not verify access tokens with: the caller may catch up (Keyring.catchUp) and verify again. */
 export class UnknownKidError extends InvalidTokenError {
-  constructor (readonly kid: string) {
+  readonly kid: string
+
+  constructor (kid: string) {
     super(`unknown kid ${kid.slice(0, CLIENT_TEXT_IN_REASON)}`)
+    this.kid = kid
   }
 }
 

@@ -212,10 +212,12 @@ async function * deferredRows (db: Db, batchSize: number): AsyncGenerator<GoodRo
 
 /** A failure part-way through an import (the database's, most likely): what `report` counts as created is in Postgres. */
 export class ImportInterruptedError extends TesseraError {
+  readonly report: ImportReport
   readonly code = 'ERR_IMPORT_INTERRUPTED'
 
-  constructor (readonly report: ImportReport, cause: unknown) {
+  constructor (report: ImportReport, cause: unknown) {
     super(cause instanceof Error ? cause.message : String(cause), { cause })
+    this.report = report
   }
 }
 

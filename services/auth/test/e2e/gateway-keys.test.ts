@@ -44,11 +44,16 @@ const kidsOf = (reply: Reply): string[] => (reply.json() as unknown as JSONWebKe
 
 /** A sibling's verifier at its strictest: one key set per max-age, fetched only once the last one expired. */
 class StrictVerifier {
+  private readonly gateway: Gateway
+  private readonly issuer: string
   private keys: JSONWebKeySet = { keys: [] }
   private expiresAt = 0
   readonly fetchedAt: number[] = []
 
-  constructor (private readonly gateway: Gateway, private readonly issuer: string) {}
+  constructor (gateway: Gateway, issuer: string) {
+    this.gateway = gateway
+    this.issuer = issuer
+  }
 
   private async keySet (): Promise<JSONWebKeySet> {
     if (Date.now() >= this.expiresAt) {
