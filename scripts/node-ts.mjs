@@ -1,6 +1,7 @@
-// The fast lane's loader (`make test-fast`, `--import` into every test
-// process): Node runs the TypeScript itself (type stripping, with
-// --experimental-transform-types for constructor parameter properties), so no
+// Both test lanes' loader (`make test` and `make test-fast`, `--import`ed
+// into every test process by each workspace's tap config): Node runs the
+// TypeScript itself (plain type stripping: the code is erasable TypeScript
+// only, which tsconfig.json's erasableSyntaxOnly enforces), so no
 // transpiler is loaded. Two things Node does not do alone:
 // - a relative `./x.js` written in a .ts file names `./x.ts` (the NodeNext
 //   convention tsc compiles by): resolved here, in-thread (module.registerHooks,
