@@ -3,10 +3,11 @@
  * as ALTER ROLE … SET would): connect() sets on each connection what
  * Tessera's statements rely on (sessionSetup), so each of these settings,
  * which broke a start, a read or a lock wait, no longer reaches them; an
- * RSA key is generated outside any transaction, so a short
+ * RSA key is generated outside any transaction, so an
  * idle_in_transaction_session_timeout does not end key work. Each test sets
  * them on its own database, dropped with it.
  */
+import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import pg from 'pg'
 import { sql } from 'kysely'
@@ -22,6 +23,7 @@ import { rotateKeys } from '../../src/keys/rotate.js'
 import { promoteKey } from '../../src/keys/transitions.js'
 import { buildTestApp, login, signUp, testConfig } from '../helpers/app.js'
 import { createTestDatabase, lockWaiters } from '../helpers/db.js'
+import { cliKeyGenerations, databaseClockLead, generationsInsideStores, type KeyGeneration, keyStores, readKeyGenerations, recordKeyStores, watchKeyGenerations } from '../helpers/key-generations.js'
 import { keyLifecycleEnv, runCli } from '../helpers/server.js'
 
 const OPERATOR = { actor: 'operator' }
@@ -112,18 +114,41 @@ t.test('a search_path without public on the database: Tessera still reads its ta
   t.same(await db.selectFrom('users').select('id').execute(), [])
 })
 
-/** The database's 100 ms, as a connection of the pool sees it: what makes the key tests below mean something. */
+// A 4096-bit key takes from a few hundred ms to seconds to generate: inside
+// the transaction that holds the keys' lock, it held every other instance's
+// key work that long, and a DBA's 100 ms timeout ended the connection
+// ("Client has encountered a connection error"). Whether a generation ran
+// inside a transaction that stored a key is what these tests check, from
+// when each happened: a timeout short enough to catch every generation also
+// ended a process the machine left unscheduled that long between two
+// statements. The DBA's timeout stays, well above such a gap.
+const IDLE_TIMEOUT = '5s'
+
+/** The database's timeout, as a connection of the pool sees it. */
 async function idleTimeout (db: Connection['db']): Promise<string | undefined> {
   return (await sql<{ timeout: string }>`SELECT current_setting('idle_in_transaction_session_timeout') AS timeout`.execute(db)).rows[0]?.timeout
 }
 
-// A 4096-bit key takes from a few hundred ms to seconds to generate: inside
-// the transaction that holds the keys' lock, the database ended the
-// connection 100 ms into it ("Client has encountered a connection error").
-t.test('idle_in_transaction_session_timeout 100ms, 4096-bit keys: tessera keys rotate, rotate --now and revoke succeed', async (t) => {
-  const url = await tunedDatabase(t, { idle_in_transaction_session_timeout: "'100ms'" })
-  t.equal(await idleTimeout(connected(t, url).db), '100ms')
-  const env = keyLifecycleEnv(url, { TESSERA_KEY_BITS: '4096' })
+/**
+ * A database with a DBA's idle_in_transaction_session_timeout, and a client
+ * that noted each key's storing transaction (helpers/key-generations.ts) and
+ * tells which key generations ran inside one.
+ */
+async function idleLimitedDatabase (t: Test): Promise<{ url: string, generationsInsideStores: (generations: KeyGeneration[]) => Promise<unknown[]> }> {
+  const url = await tunedDatabase(t, { idle_in_transaction_session_timeout: `'${IDLE_TIMEOUT}'` })
+  const probe = new pg.Client({ connectionString: url })
+  await probe.connect()
+  t.teardown(async () => { await probe.end() })
+  await recordKeyStores(probe)
+  const lead = await databaseClockLead(probe)
+  return { url, generationsInsideStores: async (generations) => generationsInsideStores(generations, await keyStores(probe), lead) }
+}
+
+t.test('idle_in_transaction_session_timeout, 4096-bit keys: tessera keys rotate, rotate --now and revoke succeed, each key generated before its transaction', async (t) => {
+  const { url, generationsInsideStores } = await idleLimitedDatabase(t)
+  t.equal(await idleTimeout(connected(t, url).db), IDLE_TIMEOUT)
+  const log = join(t.testdir(), 'key-generations.jsonl')
+  const env = { ...keyLifecycleEnv(url, { TESSERA_KEY_BITS: '4096' }), ...cliKeyGenerations(log) }
   const cli = async (...args: string[]): Promise<Record<string, unknown>> => {
     const res = await runCli([...args, '--json'], env)
     if (res.code !== 0) throw new Error(`tessera ${args.join(' ')} exited ${String(res.code)}: ${res.stderr}`)
@@ -141,15 +166,20 @@ t.test('idle_in_transaction_session_timeout 100ms, 4096-bit keys: tessera keys r
   t.same(keys.map((k) => [k.kid, k.state, k.bits]).sort(), [
     [first.created, 'previous', 4096], [pending.created, 'revoked', 4096], [revoked.promoted, 'current', 4096]
   ].sort())
+  const generations = readKeyGenerations(log)
+  t.equal(generations.length, 3, 'the CLI processes generated the three keys stored')
+  t.same(await generationsInsideStores(generations), [], 'none while a transaction storing a key was open')
 })
 
-t.test('idle_in_transaction_session_timeout 100ms, 4096-bit keys: the first start, the schedule, and a rotate --now whose pending key the schedule promoted while it waited', async (t) => {
-  const url = await tunedDatabase(t, { idle_in_transaction_session_timeout: "'100ms'" })
+t.test('idle_in_transaction_session_timeout, 4096-bit keys: the first start, the schedule, and a rotate --now whose pending key the schedule promoted while it waited, each key generated before its transaction', async (t) => {
+  const { url, generationsInsideStores } = await idleLimitedDatabase(t)
+  const generations: KeyGeneration[] = []
+  t.teardown(watchKeyGenerations((generation) => { generations.push(generation) }))
   const config = testConfig({ TESSERA_KEY_BITS: '4096', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEY_PUBLISH_LEAD: '10s', TESSERA_KEY_ROTATION: '60s' })
   const kek = config.kek ?? Buffer.alloc(0)
   const making = { kek, bits: config.keyBits }
   const db = connected(t, url).db
-  t.equal(await idleTimeout(db), '100ms')
+  t.equal(await idleTimeout(db), IDLE_TIMEOUT)
   const started = new Date()
   const k1 = await ensureSigningKey(db, kek, config.keyBits, started)
   t.type(k1, 'string', 'the first start made its key')
@@ -180,4 +210,6 @@ t.test('idle_in_transaction_session_timeout 100ms, 4096-bit keys: the first star
   const keys = await db.selectFrom('signing_keys').select(['kid', 'state', 'bits']).execute()
   t.same(keys.map((k) => [k.kid, k.state, k.bits]).sort(), [[k1, 'previous', 4096], [k2, 'previous', 4096], [rotated?.created, 'current', 4096]].sort())
   t.equal((await db.selectFrom('audit_events').select('id').where('type', '=', 'key.created').execute()).length, 3, 'one key.created per key stored')
+  t.equal(generations.length, 3, 'three keys generated, none dropped')
+  t.same(await generationsInsideStores(generations), [], 'none while a transaction storing a key was open')
 })
