@@ -95,9 +95,12 @@ t.test('a shared cache keeps the JWKS for s-maxage, not max-age', async (t) => {
   t.equal(rotated.code, 0, rotated.stderr)
   const created = String((JSON.parse(rotated.stdout) as { created: string }).created)
   t.notOk(kidsOf(before).includes(created))
-  // One second of s-maxage, up to one more for Nginx's whole seconds, and the instance's NOTIFY.
-  const took = await within(2500, async () => kidsOf(await gateway.request('GET', '/.well-known/jwks.json')).includes(created), 100)
-  t.ok(took !== undefined, `the gateway serves the new kid within 2.5 s (${String(took)} ms), though max-age is 60 s`)
+  // One second of s-maxage, up to one more for Nginx's whole seconds, and the
+  // instance's NOTIFY: ~2 s. Waited for up to a quarter of max-age, which a
+  // cache keeping it for max-age would not serve it before; how soon within
+  // that is the machine's speed (2.5 s was, three test files at once).
+  const took = await within(15_000, async () => kidsOf(await gateway.request('GET', '/.well-known/jwks.json')).includes(created), 100)
+  t.ok(took !== undefined, `the gateway serves the new kid after s-maxage (${String(took)} ms), though max-age is 60 s`)
 })
 
 t.test(`${ROTATIONS} rotations through the gateway: a strict max-age verifier never meets an unknown kid`, async (t) => {

@@ -55,7 +55,8 @@ t.test('a JWKS answer longer than JWKS_MAX_BYTES is a failed fetch (503), whethe
   const elapsed = Date.now() - started
   t.ok(cut instanceof JwksUnavailableError)
   t.equal(((cut as Error).cause as Error | undefined)?.message, `the JWKS response is more than the ${JWKS_MAX_BYTES} bytes notes reads`)
-  t.ok(elapsed < 2000, `given up after ${elapsed} ms at the bound, not at jose's 5 s timeout`)
+  // Waiting for jose's 5 s timeout gives up no sooner than that; how much sooner the bound does is the machine's speed.
+  t.ok(elapsed < 5000, `given up after ${elapsed} ms at the bound, not at jose's 5 s timeout`)
   await new Promise((resolve) => setTimeout(resolve, 100))
   t.equal(answers.length, 2)
   t.ok(answers[1]?.cut, 'the endless answer\'s connection was closed')
