@@ -231,9 +231,10 @@ export function databaseUnreachable (err: unknown): string | undefined {
 /**
  * Postgres out of reach for a moment: pg-pool's acquire timeout (every
  * connection busy, e.g. during a login flood), a connection that could not
- * be made or that a pooler in front refused (POOLER_REFUSAL) (a stopped server leaves no socket file behind, ENOENT, or nothing
- * listening on its port) or was lost mid-query, a statement past
- * TESSERA_DB_STATEMENT_TIMEOUT_MS, the server shutting down, starting up,
+ * be made (a stopped server leaves no socket file behind, ENOENT, or nothing
+ * listening on its port), one a pooler in front refused (POOLER_REFUSAL),
+ * one lost mid-query, a statement past TESSERA_DB_STATEMENT_TIMEOUT_MS, the
+ * server shutting down, starting up,
  * full or out of disk or memory, a deadlock it broke by rolling one
  * transaction back, or taking no writes (read-only). The request can be
  * retried: mostly it did nothing, and a refresh whose commit went through

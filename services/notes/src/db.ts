@@ -106,10 +106,10 @@ export async function migrate (db: Db): Promise<void> {
 
 /**
  * Postgres out of reach for a moment: no connection to be had (refused, no
- * socket file, the pool's wait run out, a pooler such as PgBouncer full), one lost or gone silent, the server
- * starting, stopping or full, or a statement it cancelled at the statement
- * timeout (57014). The request did nothing and a retry may work, so it is a
- * 503, not a fault.
+ * socket file, the pool's wait run out, a pooler such as PgBouncer full), one
+ * lost or gone silent, the server starting, stopping or full, or a statement
+ * it cancelled at the statement timeout (57014). The request did nothing and
+ * a retry may work, so it is a 503, not a fault.
  */
 const OUT_OF_REACH = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', '08001', '08006', '57014', '57P01', '57P02', '57P03', '53300'])
 

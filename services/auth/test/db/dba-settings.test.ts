@@ -134,18 +134,18 @@ async function idleTimeout (db: Connection['db']): Promise<string | undefined> {
  * that noted each key's storing transaction (helpers/key-generations.ts) and
  * tells which key generations ran inside one.
  */
-async function idleLimitedDatabase (t: Test): Promise<{ url: string, generationsInsideStores: (generations: KeyGeneration[]) => Promise<unknown[]> }> {
+async function idleLimitedDatabase (t: Test): Promise<{ url: string, overlappingStores: (generations: KeyGeneration[]) => Promise<unknown[]> }> {
   const url = await tunedDatabase(t, { idle_in_transaction_session_timeout: `'${IDLE_TIMEOUT}'` })
   const probe = new pg.Client({ connectionString: url })
   await probe.connect()
   t.teardown(async () => { await probe.end() })
   await recordKeyStores(probe)
   const lead = await databaseClockLead(probe)
-  return { url, generationsInsideStores: async (generations) => generationsInsideStores(generations, await keyStores(probe), lead) }
+  return { url, overlappingStores: async (generations) => generationsInsideStores(generations, await keyStores(probe), lead) }
 }
 
 t.test('idle_in_transaction_session_timeout, 4096-bit keys: tessera keys rotate, rotate --now and revoke succeed, each key generated before its transaction', async (t) => {
-  const { url, generationsInsideStores } = await idleLimitedDatabase(t)
+  const { url, overlappingStores } = await idleLimitedDatabase(t)
   t.equal(await idleTimeout(connected(t, url).db), IDLE_TIMEOUT)
   const log = join(t.testdir(), 'key-generations.jsonl')
   const env = { ...keyLifecycleEnv(url, { TESSERA_KEY_BITS: '4096' }), ...cliKeyGenerations(log) }
@@ -168,11 +168,11 @@ t.test('idle_in_transaction_session_timeout, 4096-bit keys: tessera keys rotate,
   ].sort())
   const generations = readKeyGenerations(log)
   t.equal(generations.length, 3, 'the CLI processes generated the three keys stored')
-  t.same(await generationsInsideStores(generations), [], 'none while a transaction storing a key was open')
+  t.same(await overlappingStores(generations), [], 'none while a transaction storing a key was open')
 })
 
 t.test('idle_in_transaction_session_timeout, 4096-bit keys: the first start, the schedule, and a rotate --now whose pending key the schedule promoted while it waited, each key generated before its transaction', async (t) => {
-  const { url, generationsInsideStores } = await idleLimitedDatabase(t)
+  const { url, overlappingStores } = await idleLimitedDatabase(t)
   const generations: KeyGeneration[] = []
   t.teardown(watchKeyGenerations((generation) => { generations.push(generation) }))
   const config = testConfig({ TESSERA_KEY_BITS: '4096', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_CHECK_INTERVAL: '1s', TESSERA_KEY_PUBLISH_LEAD: '10s', TESSERA_KEY_ROTATION: '60s' })
@@ -211,5 +211,5 @@ t.test('idle_in_transaction_session_timeout, 4096-bit keys: the first start, the
   t.same(keys.map((k) => [k.kid, k.state, k.bits]).sort(), [[k1, 'previous', 4096], [k2, 'previous', 4096], [rotated?.created, 'current', 4096]].sort())
   t.equal((await db.selectFrom('audit_events').select('id').where('type', '=', 'key.created').execute()).length, 3, 'one key.created per key stored')
   t.equal(generations.length, 3, 'three keys generated, none dropped')
-  t.same(await generationsInsideStores(generations), [], 'none while a transaction storing a key was open')
+  t.same(await overlappingStores(generations), [], 'none while a transaction storing a key was open')
 })
