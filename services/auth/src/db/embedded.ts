@@ -54,9 +54,13 @@ function run (file: string, args: string[], as: RunAs): Promise<{ code: number, 
 /** pg_ctl's fast stop (in-flight transactions rolled back), waited for up to a minute. */
 const stopArgs = (pgdata: string): string[] => ['stop', '-D', pgdata, '-m', 'fast', '-w', '-t', '60']
 
+/** A command's failure with the last lines it printed, where its own reason is. */
+const commandFailed = (what: string, code: number, output: string): Error =>
+  new Error(`${what} failed (exit ${code}): ${output.trim().split('\n').slice(-3).join(' | ')}`)
+
 async function must (file: string, args: string[], as: RunAs, what: string): Promise<string> {
   const { code, output } = await run(file, args, as)
-  if (code !== 0) throw new Error(`${what} failed (exit ${code}): ${output.trim().split('\n').slice(-3).join(' | ')}`)
+  if (code !== 0) throw commandFailed(what, code, output)
   return output
 }
 
@@ -175,6 +179,65 @@ async function initialise (bins: Binaries, pgdata: string, password: string, as:
     "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\nmax_connections = 200\n")
 }
 
+/**
+ * initdb in a directory of this start's own beside pgdata, then one rename
+ * onto pgdata. Two starts at once (two `make test`s, `db start` beside
+ * `make run`) both found no cluster and ran initdb in the same directory:
+ * one refused it as not empty, and an initdb that fails removes what it
+ * wrote, which could take the other's half-made cluster with it and leave a
+ * directory every later start refused, until removed by hand. A rename
+ * replaces only an empty directory, so the first whole cluster stays and any
+ * other is thrown away.
+ */
+async function createCluster (bins: Binaries, pgdata: string, password: string, as: RunAs): Promise<void> {
+  const making = `${pgdata}.initdb-${process.pid}-${randomBytes(4).toString('hex')}`
+  await fs.mkdir(making, { mode: 0o700 })
+  try {
+    if (as.uid !== undefined) await fs.chown(making, as.uid, as.gid ?? as.uid)
+    await initialise(bins, making, password, as)
+    await fs.rename(making, pgdata).catch(async (err: { code?: string }) => {
+      if (err.code !== 'ENOTEMPTY' && err.code !== 'EEXIST') throw err
+      if (!(await exists(path.join(pgdata, 'PG_VERSION')))) {
+        throw new Error(`${pgdata} holds files but no Postgres cluster (one left by an initdb that was stopped midway?): remove it to start afresh`)
+      }
+    })
+  } finally {
+    await fs.rm(making, { recursive: true, force: true })
+  }
+}
+
+/** What postmaster.pid's eighth line says of the server: 'starting', 'ready', 'stopping' or 'standby' (what pg_ctl -w reads). */
+async function postmasterStatus (pgdata: string): Promise<string | undefined> {
+  const lines = (await fs.readFile(path.join(pgdata, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')
+  return lines[7]?.trim()
+}
+
+/**
+ * Whether the server running on pgdata is, or within a minute becomes, ready
+ * for connections, as pg_ctl -w waits for it: one found starting (by a start
+ * at the same moment) refuses connections until then.
+ */
+async function becomesReady (bins: Binaries, pgdata: string, as: RunAs): Promise<boolean> {
+  const deadline = Date.now() + 60_000
+  while (Date.now() < deadline && await runningServer(bins, pgdata, as) !== undefined) {
+    if (await postmasterStatus(pgdata) === 'ready') return true
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  return false
+}
+
+/**
+ * Starts the server on pgdata, true; or, when another start got there first
+ * (ours fails on its lock file), joins that one once it is ready, false: the
+ * start that won owns it.
+ */
+async function startOrJoin (bins: Binaries, pgdata: string, port: number, as: RunAs): Promise<boolean> {
+  const { code, output } = await run(bins.pg_ctl, ['start', '-D', pgdata, '-w', '-t', '60', '-l', path.join(pgdata, 'server.log'), '-o', serverOptions(pgdata, port)], as)
+  if (code === 0) return true
+  if (await becomesReady(bins, pgdata, as)) return false
+  throw commandFailed('pg_ctl start', code, output)
+}
+
 /** Where a postmaster running on pgdata listens, if one runs: its port and its Unix socket's directory ('' for none). */
 async function runningServer (bins: Binaries, pgdata: string, as: RunAs): Promise<{ port: number, socketDir: string } | undefined> {
   const { code } = await run(bins.pg_ctl, ['status', '-D', pgdata], as)
@@ -258,7 +321,7 @@ export async function startEmbeddedPostgres (dataDir: string): Promise<EmbeddedP
   const keptOutside = pgdata !== path.join(dataDir, 'postgres')
   if (keptOutside && dataDirIsNew) await discardOrphanedCluster(bins, pgdata, password, as)
   if (!(await exists(path.join(pgdata, 'PG_VERSION')))) {
-    await initialise(bins, pgdata, password, as)
+    await createCluster(bins, pgdata, password, as)
     if (keptOutside) {
       // Whole or absent for a run reading it at the same moment.
       const partial = `${ownerFile(pgdata)}.${process.pid}`
@@ -267,15 +330,16 @@ export async function startEmbeddedPostgres (dataDir: string): Promise<EmbeddedP
     }
   }
 
-  const running = await runningServer(bins, pgdata, as)
-  const started = running === undefined
-  if (running === undefined) {
+  let started = false
+  if (await runningServer(bins, pgdata, as) === undefined) {
     const previous = portInPostmasterOpts(await fs.readFile(path.join(pgdata, 'postmaster.opts'), 'utf8').catch(() => ''))
     const port = previous !== undefined && await portIsFree(previous) ? previous : await freePort()
-    await must(bins.pg_ctl, ['start', '-D', pgdata, '-w', '-t', '60', '-l', path.join(pgdata, 'server.log'), '-o', serverOptions(pgdata, port)], as, 'pg_ctl start')
+    started = await startOrJoin(bins, pgdata, port, as)
+  } else if (!(await becomesReady(bins, pgdata, as))) {
+    throw new Error(`the embedded Postgres on ${pgdata} was starting or stopping and did not become ready for connections within a minute (see ${path.join(pgdata, 'server.log')})`)
   }
-  // Read back from the server, so a server adopted from an earlier start (with or without a socket) is reached as it listens.
-  const server = running ?? await runningServer(bins, pgdata, as)
+  // Read back once it is ready (a starting server's postmaster.pid is not yet whole), so a server adopted from an earlier start (with or without a socket) is reached as it listens.
+  const server = await runningServer(bins, pgdata, as)
   if (server === undefined) throw new Error(`the embedded Postgres on ${pgdata} started but does not say where it listens`)
   const { port, socketDir } = server
   const adminUrl = embeddedUrl(password, port, '', 'postgres')

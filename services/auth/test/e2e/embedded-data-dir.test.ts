@@ -5,7 +5,7 @@
  */
 import t, { type Test } from 'tap'
 import { execFileSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
@@ -129,4 +129,32 @@ t.test('a cluster stays where it was made when the data directory becomes reacha
   } else {
     t.equal(outOfReach.code, 0, 'not root: Postgres runs as this user, whom a mode 0700 does not keep out')
   }
+})
+
+t.test('starts at the same moment on a new data directory all succeed, on one cluster that one of them started', async (t) => {
+  // Before, each ran initdb in the same directory: all but one failed on "exists but is not empty",
+  // and a failing initdb's clean-up could leave a directory every later start refused.
+  for (const mode of [0o700, 0o711]) {
+    const { dataDir, env } = dataDirFor(t)
+    chmodSync(dataDir, mode)
+    const starts = await Promise.all([1, 2, 3, 4].map(async () => await runCli(['db', 'start'], env)))
+    t.same(starts.map((start) => start.code), [0, 0, 0, 0], starts.map((start) => start.stderr).join(''))
+    t.equal(starts.filter((start) => /embedded Postgres started/.test(start.stdout)).length, 1, 'one of them started it')
+    t.equal(starts.filter((start) => /embedded Postgres already running/.test(start.stdout)).length, 3, 'the others joined it once it was ready')
+    t.equal(new Set(starts.map((start) => start.stdout.split('\n').find((line) => line.startsWith('DATABASE_URL=')))).size, 1, 'the same server')
+    const cluster = clusterDir(dataDir)
+    t.same(readdirSync(path.dirname(cluster)).filter((name) => name.startsWith(`${path.basename(cluster)}.initdb-`)), [], 'no cluster made aside is left behind')
+    t.equal(await selectOne(env), 1)
+  }
+})
+
+t.test('a cluster directory holding files but no cluster is named, not initialised over', async (t) => {
+  const { dataDir, env } = dataDirFor(t)
+  chmodSync(dataDir, 0o711)
+  mkdirSync(path.join(dataDir, 'postgres'), { mode: 0o700 })
+  writeFileSync(path.join(dataDir, 'postgres', 'left-behind'), '')
+  const start = await runCli(['db', 'start'], env)
+  t.equal(start.code, 1)
+  t.match(start.stderr, `${path.join(dataDir, 'postgres')} holds files but no Postgres cluster`)
+  t.ok(existsSync(path.join(dataDir, 'postgres', 'left-behind')), 'what it held is left for the operator')
 })
