@@ -104,11 +104,13 @@ t.test('two workers: one per-IP budget, one scrape for the instance, key changes
   t.equal(sample(metrics, 'tessera_hash_in_flight'), 0, 'the primary\'s hashing queue is in the scrape')
   t.ok(sample(metrics, 'tessera_signing_keys{state="current"}') === 1, 'the signing keys are counted once, not once per worker')
 
-  // A key made by an operator elsewhere: every worker publishes it within a second or so.
+  // A key made by an operator elsewhere: every worker publishes it, within a second or so on a quiet
+  // machine. Only a worker never told should run out the wait (3 s was the machine's speed, three test
+  // files at once); whether NOTIFY or the 1 s key check told it is jobs.test's and key-commands.test's.
   const rotated = await runCli(['keys', 'rotate', '--now', '--json'], { DATABASE_URL: databaseUrl, TESSERA_KEK: env.TESSERA_KEK ?? '' })
   t.equal(rotated.code, 0, rotated.stderr)
   const promoted = String((JSON.parse(rotated.stdout) as { promoted: string }).promoted)
-  const everywhere = await within(3000, async () => {
+  const everywhere = await within(15_000, async () => {
     const bodies: string[] = []
     for (let i = 0; i < 16; i++) bodies.push((await fresh(`${server.url}/.well-known/jwks.json`)).body)
     return bodies.every((body) => body.includes(promoted))

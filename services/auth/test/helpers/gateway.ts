@@ -56,8 +56,19 @@ export interface Gateway {
   request: (method: string, path: string, options?: RequestOptions) => Promise<Reply>
   plainRequest: (method: string, path: string, options?: RequestOptions) => Promise<Reply>
   accessLog: () => string[]
+  /**
+   * The access log's lines that `selected` picks, once there are `count` of
+   * them: Nginx writes a request's line as the request finishes, which may be
+   * after its client has read the answer, and later still on a busy machine.
+   * Throws, naming both numbers, when they are not all there within
+   * ACCESS_LOG_DEADLINE_MS.
+   */
+  accessLogOf: (count: number, selected: (line: string) => boolean) => Promise<string[]>
   errorLog: () => string
 }
+
+/** How long a request's access-log line may take to appear: generous, since only a line never written should run it out. */
+const ACCESS_LOG_DEADLINE_MS = 15_000
 
 /**
  * `trustedProxies` is GATEWAY_TRUSTED_PROXIES (unset when absent); `settings`, any other GATEWAY_*
@@ -95,6 +106,7 @@ export async function startGateway (t: Test, options: { httpPort: number, httpsP
   const ca = readFileSync(options.tls.cert)
   const origin = `https://127.0.0.1:${options.httpsPort}`
   const request = async (method: string, path: string, opts: RequestOptions = {}): Promise<Reply> => await send(`${origin}${path}`, method, ca, opts)
+  const accessLog = (): string[] => readFileSync(join(prefix, 'access.log'), 'utf8').split('\n').filter(Boolean)
   const deadline = Date.now() + 15_000
   for (;;) {
     if (nginxProcess.child.exitCode !== null) throw new Error(`nginx exited: ${nginxProcess.stderr()}`)
@@ -114,7 +126,16 @@ export async function startGateway (t: Test, options: { httpPort: number, httpsP
     configTest,
     request,
     plainRequest: async (method, path, requestOptions = {}) => await send(`http://127.0.0.1:${options.httpPort}${path}`, method, ca, requestOptions),
-    accessLog: () => readFileSync(join(prefix, 'access.log'), 'utf8').split('\n').filter(Boolean),
+    accessLog,
+    accessLogOf: async (count, selected) => {
+      const deadline = Date.now() + ACCESS_LOG_DEADLINE_MS
+      for (;;) {
+        const lines = accessLog().filter(selected)
+        if (lines.length >= count) return lines
+        if (Date.now() > deadline) throw new Error(`the access log holds ${lines.length} of the ${count} lines expected, ${ACCESS_LOG_DEADLINE_MS} ms on`)
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+    },
     errorLog: () => readFileSync(join(prefix, 'error.log'), 'utf8')
   }
 }
