@@ -3,6 +3,7 @@
  * every test of auth, notes and bench relies on when it spawns or listens.
  */
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import { test } from 'node:test'
 import { pino } from 'pino'
@@ -59,6 +60,13 @@ test('freePort gives a port that can be listened on', async (t) => {
   const raw = await request(`http://127.0.0.1:${port}/x`, { method: 'POST', body: 'a=1', headers: { 'content-type': 'application/x-www-form-urlencoded' } })
   assert.deepEqual(raw.json(), { method: 'POST', type: 'application/x-www-form-urlencoded', body: 'a=1' }, 'a string goes as it is')
   assert.equal((await request(`http://127.0.0.1:${port}/`)).json().method, 'GET')
+})
+
+test('freePort picks below the kernel\'s ephemeral range, where no outgoing connection can take the port before the caller listens on it', async () => {
+  const [low] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
+  assert.ok(low > 21_000, `this machine's ephemeral range starts at ${low}, leaving room below it`)
+  const ports = await Promise.all(Array.from({ length: 20 }, async () => await freePort()))
+  for (const port of ports) assert.ok(port >= 20_000 && port < low, `${port} is in 20000–${low - 1}`)
 })
 
 test('memorySink keeps every log line pino writes', () => {
