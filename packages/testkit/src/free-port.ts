@@ -6,13 +6,13 @@ import { createServer } from 'node:net'
 const LOWEST = 20_000
 
 /**
- * The kernel's range for ports it picks itself, for a listen on port 0 and
- * for every outgoing connection's local port (Linux: 32768–60999 by default).
+ * Where the kernel's range for ports it picks itself starts: for a listen on
+ * port 0 and for every outgoing connection's local port (Linux: 32768 by default).
  */
-function ephemeralRange (): [number, number] | undefined {
+function ephemeralStart (): number | undefined {
   try {
-    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
-    return low !== undefined && high !== undefined && Number.isInteger(low) && Number.isInteger(high) ? [low, high] : undefined
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0])
+    return Number.isInteger(low) ? low : undefined
   } catch {
     return undefined
   }
@@ -43,8 +43,7 @@ async function listenOnce (port: number): Promise<number | undefined> {
  * is unknown, the kernel picks.
  */
 export async function freePort (): Promise<number> {
-  const range = ephemeralRange()
-  const below = range === undefined ? 0 : range[0] - LOWEST
+  const below = (ephemeralStart() ?? 0) - LOWEST
   const tries = below > 1000 ? 50 : 0
   for (let tried = 0; tried < tries; tried++) {
     const port = await listenOnce(LOWEST + randomInt(below))

@@ -206,12 +206,6 @@ async function createCluster (bins: Binaries, pgdata: string, password: string, 
   }
 }
 
-/** What postmaster.pid's eighth line says of the server: 'starting', 'ready', 'stopping' or 'standby' (what pg_ctl -w reads). */
-async function postmasterStatus (pgdata: string): Promise<string | undefined> {
-  const lines = (await fs.readFile(path.join(pgdata, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')
-  return lines[7]?.trim()
-}
-
 /**
  * Whether the server running on pgdata is, or within a minute becomes, ready
  * for connections, as pg_ctl -w waits for it: one found starting (by a start
@@ -219,11 +213,13 @@ async function postmasterStatus (pgdata: string): Promise<string | undefined> {
  */
 async function becomesReady (bins: Binaries, pgdata: string, as: RunAs): Promise<boolean> {
   const deadline = Date.now() + 60_000
-  while (Date.now() < deadline && await runningServer(bins, pgdata, as) !== undefined) {
-    if (await postmasterStatus(pgdata) === 'ready') return true
+  for (;;) {
+    const server = await runningServer(bins, pgdata, as)
+    if (server === undefined) return false
+    if (server.ready) return true
+    if (Date.now() > deadline) return false
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
-  return false
 }
 
 /**
@@ -238,14 +234,18 @@ async function startOrJoin (bins: Binaries, pgdata: string, port: number, as: Ru
   throw commandFailed('pg_ctl start', code, output)
 }
 
-/** Where a postmaster running on pgdata listens, if one runs: its port and its Unix socket's directory ('' for none). */
-async function runningServer (bins: Binaries, pgdata: string, as: RunAs): Promise<{ port: number, socketDir: string } | undefined> {
+/**
+ * Where a postmaster running on pgdata listens, if one runs: its port and its
+ * Unix socket's directory ('' for none); and whether it is ready for
+ * connections, as pg_ctl -w reads it.
+ */
+async function runningServer (bins: Binaries, pgdata: string, as: RunAs): Promise<{ port: number, socketDir: string, ready: boolean } | undefined> {
   const { code } = await run(bins.pg_ctl, ['status', '-D', pgdata], as)
   if (code !== 0) return undefined
-  // postmaster.pid: pid, data directory, start time, port, socket directory, listen address, …
+  // postmaster.pid: pid, data directory, start time, port, socket directory, listen address, shared memory key, status ('starting', 'ready', 'stopping', …)
   const lines = (await fs.readFile(path.join(pgdata, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')
   const port = Number(lines[3])
-  return Number.isInteger(port) && port > 0 ? { port, socketDir: lines[4]?.trim() ?? '' } : undefined
+  return Number.isInteger(port) && port > 0 ? { port, socketDir: lines[4]?.trim() ?? '', ready: lines[7]?.trim() === 'ready' } : undefined
 }
 
 async function ensureDatabase (adminUrl: string): Promise<void> {
