@@ -14,6 +14,7 @@ import type { FastifyInstance, RouteOptions } from 'fastify'
 import { pino } from 'pino'
 import type { Test } from 'tap'
 import { request, spawnProcess, type Reply } from '@tessera/testkit'
+import { within } from './http.js'
 
 export const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url))
 const NOTES_DIST = join(REPO_ROOT, 'services/notes/dist')
@@ -128,13 +129,11 @@ export async function startGateway (t: Test, options: { httpPort: number, httpsP
     plainRequest: async (method, path, requestOptions = {}) => await send(`http://127.0.0.1:${options.httpPort}${path}`, method, ca, requestOptions),
     accessLog,
     accessLogOf: async (count, selected) => {
-      const deadline = Date.now() + ACCESS_LOG_DEADLINE_MS
-      for (;;) {
-        const lines = accessLog().filter(selected)
-        if (lines.length >= count) return lines
-        if (Date.now() > deadline) throw new Error(`the access log holds ${lines.length} of the ${count} lines expected, ${ACCESS_LOG_DEADLINE_MS} ms on`)
-        await new Promise((resolve) => setTimeout(resolve, 20))
+      const lines = (): string[] => accessLog().filter(selected)
+      if (await within(ACCESS_LOG_DEADLINE_MS, async () => lines().length >= count, 20) === undefined) {
+        throw new Error(`the access log holds ${lines().length} of the ${count} lines expected, ${ACCESS_LOG_DEADLINE_MS} ms on`)
       }
+      return lines()
     },
     errorLog: () => readFileSync(join(prefix, 'error.log'), 'utf8')
   }
