@@ -206,6 +206,39 @@ async function createCluster (bins: Binaries, pgdata: string, password: string, 
   }
 }
 
+/** How long a directory set aside by a start that is gone must have been left alone before it counts as abandoned. */
+const ABANDONED_AFTER_MS = 10 * 60_000
+
+function processIsGone (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return false
+  } catch (err) {
+    return (err as { code?: string }).code === 'ESRCH'
+  }
+}
+
+/**
+ * Removes what a start killed midway left beside pgdata: the cluster it was
+ * making (`.initdb-<pid>-<hex>`, 40 MB) or discarding (`.discarded-<pid>`).
+ * Only when that start's process is gone (a start suspended midway may come
+ * back) and the directory untouched for ten minutes (a pid is only ours to
+ * judge in our own PID namespace; an initdb takes seconds).
+ */
+async function removeAbandonedAside (pgdata: string): Promise<void> {
+  const parent = path.dirname(pgdata)
+  const base = `${path.basename(pgdata)}.`
+  for (const name of await fs.readdir(parent).catch(() => [])) {
+    const match = name.startsWith(base) ? /^(?:initdb-(\d+)-[0-9a-f]+|discarded-(\d+))$/.exec(name.slice(base.length)) : null
+    if (match === null) continue
+    const pid = Number(match[1] ?? match[2])
+    const dir = path.join(parent, name)
+    const modified = await fs.stat(dir).then((stat) => stat.mtimeMs, () => undefined)
+    if (modified === undefined || Date.now() - modified < ABANDONED_AFTER_MS || !processIsGone(pid)) continue
+    await fs.rm(dir, { recursive: true, force: true })
+  }
+}
+
 /**
  * Whether the server running on pgdata is, or within a minute becomes, ready
  * for connections, as pg_ctl -w waits for it: one found starting (by a start
@@ -319,6 +352,7 @@ export async function startEmbeddedPostgres (dataDir: string): Promise<EmbeddedP
   const { secret: password, created: dataDirIsNew } = await readOrCreateSecret(passwordFile)
   const pgdata = await clusterDir(dataDir, as)
   const keptOutside = pgdata !== path.join(dataDir, 'postgres')
+  await removeAbandonedAside(pgdata)
   if (keptOutside && dataDirIsNew) await discardOrphanedCluster(bins, pgdata, password, as)
   if (!(await exists(path.join(pgdata, 'PG_VERSION')))) {
     await createCluster(bins, pgdata, password, as)

@@ -4,8 +4,8 @@
  * as such and not left running.
  */
 import t, { type Test } from 'tap'
-import { execFileSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
@@ -157,4 +157,34 @@ t.test('a cluster directory holding files but no cluster is named, not initialis
   t.equal(start.code, 1)
   t.match(start.stderr, `${path.join(dataDir, 'postgres')} holds files but no Postgres cluster`)
   t.ok(existsSync(path.join(dataDir, 'postgres', 'left-behind')), 'what it held is left for the operator')
+})
+
+t.test('what a start killed midway set aside beside the cluster is removed by a later start once its process is gone and ten minutes have passed', async (t) => {
+  const { dataDir, env } = dataDirFor(t)
+  t.equal((await runCli(['db', 'start'], env)).code, 0)
+  t.equal((await runCli(['db', 'stop'], env)).code, 0)
+  const cluster = clusterDir(dataDir)
+  const gone = spawnSync('true').pid
+  t.ok(gone !== undefined && gone > 0)
+  const old = new Date(Date.now() - 20 * 60_000)
+  const aside = (name: string, age: 'old' | 'new'): string => {
+    const dir = `${cluster}.${name}`
+    mkdirSync(dir)
+    writeFileSync(path.join(dir, 'PG_VERSION'), '17\n')
+    if (age === 'old') utimesSync(dir, old, old)
+    t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+    return path.basename(dir)
+  }
+  const abandoned = [aside(`initdb-${gone}-0a1b2c3d`, 'old'), aside(`discarded-${gone}`, 'old')]
+  const kept = [
+    aside(`initdb-${gone}-4e5f6a7b`, 'new'),
+    aside(`initdb-${process.pid}-8c9d0e1f`, 'old'),
+    aside('initdb-notes', 'old')
+  ]
+  const start = await runCli(['db', 'start'], env)
+  t.equal(start.code, 0, start.stderr)
+  const beside = readdirSync(path.dirname(cluster))
+  t.same(abandoned.filter((name) => beside.includes(name)), [], 'a gone start\'s cluster made or discarded aside, untouched for ten minutes, is removed')
+  t.same(kept.filter((name) => beside.includes(name)), kept, 'one touched within ten minutes, one whose start still runs, and a name not of that form stay')
+  t.equal(await selectOne(env), 1, 'the cluster itself is untouched')
 })
