@@ -241,30 +241,43 @@ async function removeAbandonedAside (pgdata: string): Promise<void> {
 
 /**
  * Whether the server running on pgdata is, or within a minute becomes, ready
- * for connections, as pg_ctl -w waits for it: one found starting (by a start
- * at the same moment) refuses connections until then.
+ * for connections, as pg_ctl -w waits for it (one found starting, by a start
+ * at the same moment, refuses connections until then); or has stopped.
  */
-async function becomesReady (bins: Binaries, pgdata: string, as: RunAs): Promise<boolean> {
+async function readiness (bins: Binaries, pgdata: string, as: RunAs): Promise<'ready' | 'stopped' | 'not ready'> {
   const deadline = Date.now() + 60_000
   for (;;) {
     const server = await runningServer(bins, pgdata, as)
-    if (server === undefined) return false
-    if (server.ready) return true
-    if (Date.now() > deadline) return false
+    if (server === undefined) return 'stopped'
+    if (server.ready) return 'ready'
+    if (Date.now() > deadline) return 'not ready'
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
 }
 
 /**
- * Starts the server on pgdata, true; or, when another start got there first
- * (ours fails on its lock file), joins that one once it is ready, false: the
- * start that won owns it.
+ * Starts the server on pgdata, true; or joins one running or starting once it
+ * is ready, false: the start that started it owns it. When another start
+ * gets there first, ours fails on its lock file and joins that one. One found
+ * stopping (a `make run` draining after Ctrl-C, a `db stop` at the same
+ * moment) is waited out and started anew.
  */
-async function startOrJoin (bins: Binaries, pgdata: string, port: number, as: RunAs): Promise<boolean> {
-  const { code, output } = await run(bins.pg_ctl, ['start', '-D', pgdata, '-w', '-t', '60', '-l', path.join(pgdata, 'server.log'), '-o', serverOptions(pgdata, port)], as)
-  if (code === 0) return true
-  if (await becomesReady(bins, pgdata, as)) return false
-  throw commandFailed('pg_ctl start', code, output)
+async function startOrJoin (bins: Binaries, pgdata: string, as: RunAs): Promise<boolean> {
+  for (let attempt = 1; ; attempt++) {
+    if (await runningServer(bins, pgdata, as) === undefined) {
+      const previous = portInPostmasterOpts(await fs.readFile(path.join(pgdata, 'postmaster.opts'), 'utf8').catch(() => ''))
+      const port = previous !== undefined && await portIsFree(previous) ? previous : await freePort()
+      const { code, output } = await run(bins.pg_ctl, ['start', '-D', pgdata, '-w', '-t', '60', '-l', path.join(pgdata, 'server.log'), '-o', serverOptions(pgdata, port)], as)
+      if (code === 0) return true
+      if (await readiness(bins, pgdata, as) === 'ready') return false
+      throw commandFailed('pg_ctl start', code, output)
+    }
+    const found = await readiness(bins, pgdata, as)
+    if (found === 'ready') return false
+    if (found === 'not ready' || attempt === 3) {
+      throw new Error(`the embedded Postgres on ${pgdata} was starting or stopping and did not become ready for connections (see ${path.join(pgdata, 'server.log')})`)
+    }
+  }
 }
 
 /**
@@ -364,14 +377,7 @@ export async function startEmbeddedPostgres (dataDir: string): Promise<EmbeddedP
     }
   }
 
-  let started = false
-  if (await runningServer(bins, pgdata, as) === undefined) {
-    const previous = portInPostmasterOpts(await fs.readFile(path.join(pgdata, 'postmaster.opts'), 'utf8').catch(() => ''))
-    const port = previous !== undefined && await portIsFree(previous) ? previous : await freePort()
-    started = await startOrJoin(bins, pgdata, port, as)
-  } else if (!(await becomesReady(bins, pgdata, as))) {
-    throw new Error(`the embedded Postgres on ${pgdata} was starting or stopping and did not become ready for connections within a minute (see ${path.join(pgdata, 'server.log')})`)
-  }
+  const started = await startOrJoin(bins, pgdata, as)
   // Read back once it is ready (a starting server's postmaster.pid is not yet whole), so a server adopted from an earlier start (with or without a socket) is reached as it listens.
   const server = await runningServer(bins, pgdata, as)
   if (server === undefined) throw new Error(`the embedded Postgres on ${pgdata} started but does not say where it listens`)

@@ -9,6 +9,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
+import { within } from '../helpers/http.js'
 import { runCli } from '../helpers/server.js'
 
 t.setTimeout(300_000)
@@ -20,6 +21,15 @@ function clusterDir (dataDir: string): string {
 
 function postgresRunningOn (pgdata: string): boolean {
   return execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').some((line) => line.includes('postgres') && line.includes(pgdata))
+}
+
+/** Whether a `pg_ctl status` on pgdata runs now: read from /proc, which takes a few ms where ps takes tens. */
+function pgCtlStatusOn (pgdata: string): boolean {
+  return readdirSync('/proc').some((pid) => {
+    if (!/^\d+$/.test(pid)) return false
+    const args = (() => { try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0') } catch { return [] } })()
+    return args[0]?.endsWith('/pg_ctl') === true && args[1] === 'status' && args.includes(pgdata)
+  })
 }
 
 /** A data directory in a 0700 directory, as CI's clone is: as root the postgres user cannot enter it. */
@@ -187,4 +197,25 @@ t.test('what a start killed midway set aside beside the cluster is removed by a 
   t.same(abandoned.filter((name) => beside.includes(name)), [], 'a gone start\'s cluster made or discarded aside, untouched for ten minutes, is removed')
   t.same(kept.filter((name) => beside.includes(name)), kept, 'one touched within ten minutes, one whose start still runs, and a name not of that form stay')
   t.equal(await selectOne(env), 1, 'the cluster itself is untouched')
+})
+
+t.test('a start that finds the server stopping (a make run draining after Ctrl-C, a db stop at the same moment) waits it out and starts it anew', async (t) => {
+  const { dataDir, env } = dataDirFor(t)
+  t.equal((await runCli(['db', 'start'], env)).code, 0)
+  const cluster = clusterDir(dataDir)
+  // A smart shutdown (SIGTERM) waits for the sessions open: this one holds the server in 'stopping'.
+  const holder = new pg.Client({ connectionString: (await runCli(['db', 'url'], env)).stdout.trim() })
+  await holder.connect()
+  holder.on('error', () => {})
+  const postmaster = Number(readFileSync(path.join(cluster, 'postmaster.pid'), 'utf8').split('\n')[0])
+  process.kill(postmaster, 'SIGTERM')
+  t.ok(await within(15_000, async () => readFileSync(path.join(cluster, 'postmaster.pid'), 'utf8').split('\n')[7]?.trim() === 'stopping') !== undefined, 'the server is stopping')
+  const start = runCli(['db', 'start'], env)
+  // Let go only once the start asks pg_ctl about the server (it found it running, then polls it until ready): a `pg_ctl status` lives a few ms of every 100.
+  t.ok(await within(30_000, async () => pgCtlStatusOn(cluster), 1) !== undefined, 'the start found the server')
+  await holder.end()
+  const started = await start
+  t.equal(started.code, 0, started.stderr)
+  t.match(started.stdout, /embedded Postgres started/, 'it started the server anew once the old one had stopped')
+  t.equal(await selectOne(env), 1)
 })
