@@ -220,7 +220,7 @@ function processIsGone (pid: number): boolean {
 
 /**
  * Removes what a start killed midway left beside pgdata: the cluster it was
- * making (`.initdb-<pid>-<hex>`, 40 MB) or discarding (`.discarded-<pid>`).
+ * making (`.initdb-<pid>-<hex>`, 39 MB) or discarding (`.discarded-<pid>`).
  * Only when that start's process is gone (a start suspended midway may come
  * back) and the directory untouched for ten minutes (a pid is only ours to
  * judge in our own PID namespace; an initdb takes seconds).
