@@ -1,12 +1,14 @@
 /**
  * The migrator against a schema a newer build migrated: this build applies
  * nothing and says why, reverts nothing of the newer build's, lists what it
- * does not know, and refuses a schema both ahead and behind. Through the CLI:
- * test/e2e/migrations.test.ts.
+ * does not know, and refuses a schema both ahead and behind; Tessera's tables
+ * in another schema than public are named, never made anew; a migration
+ * failed by other sessions' locks is said as such. Through the CLI:
+ * test/e2e/migrations.test.ts and test/e2e/schema-elsewhere.test.ts.
  */
 import t from 'tap'
 import { sql } from 'kysely'
-import { migrateDown, migrateUp, migrationStatus, schemaStanding, SchemaNewerError } from '../../src/db/migrate.js'
+import { MigrationGaveWayError, migrateDown, migrateUp, migrationStatus, schemaStanding, SchemaElsewhereError, SchemaNewerError } from '../../src/db/migrate.js'
 import { createTestDatabase, lockWaiters, testConnection } from '../helpers/db.js'
 
 t.test('a database never migrated: everything pending, nothing newer, and no table read that is not there', async (t) => {
@@ -80,4 +82,94 @@ t.test('0015 up and down under a live transaction that reads sessions and then w
   t.same(await beside(async () => await migrateUp(db)), { wrote: 'wrote', migrated: { names: ['0015_user_lookups', '0016_reuse_by_another_client'] } }, 'up: the live transaction writes the sessions it read, and 0015 applies (and 0016 after it)')
   t.same(await migrateDown(db), ['0016_reuse_by_another_client'], 'the newer one reverted first')
   t.same(await beside(async () => await migrateDown(db)), { wrote: 'wrote', migrated: { names: ['0015_user_lookups'] } }, 'down: the same, and 0015 is reverted')
+})
+
+/** Kysely's migration lock (kysely/dist/dialect/postgres/postgres-adapter.js): a session-level advisory lock on this id. */
+const KYSELY_MIGRATION_LOCK = '3853314791062309107'
+
+t.test('a newer build that migrates between the check for one and Kysely\'s own read: said as the check says it, not as "corrupted migrations"', async (t) => {
+  const { db, pool } = await testConnection(t)
+  const live = await pool.connect()
+  t.teardown(() => live.release())
+  const watcher = await pool.connect()
+  t.teardown(() => watcher.release())
+
+  const newerMigratesMeanwhile = async <T>(migrate: () => Promise<T>): Promise<{ value: T } | { error: unknown }> => {
+    await live.query('SELECT pg_advisory_lock($1)', [KYSELY_MIGRATION_LOCK])
+    const migrating = migrate().then((value) => ({ value }), (error: unknown) => ({ error }))
+    while (await lockWaiters(watcher) === 0) await new Promise((resolve) => setTimeout(resolve, 20))
+    await live.query("INSERT INTO kysely_migration (name, timestamp) VALUES ('9999_from_a_newer_build', $1)", [new Date().toISOString()])
+    await live.query('SELECT pg_advisory_unlock($1)', [KYSELY_MIGRATION_LOCK])
+    return await migrating
+  }
+
+  t.same(await newerMigratesMeanwhile(async () => await migrateUp(db)), { value: [] }, 'up, with nothing of this build pending: applies nothing, as when the newer build came first')
+  await sql`DELETE FROM kysely_migration WHERE name = '9999_from_a_newer_build'`.execute(db)
+  const down = await newerMigratesMeanwhile(async () => await migrateDown(db))
+  t.match(down, { error: new SchemaNewerError('migrations a newer build applied (9999_from_a_newer_build) are not in this build: revert them with the build that applied them') }, 'down: refused in the words of the check')
+  t.same((await schemaStanding(db)).pending, [], 'nothing reverted')
+})
+
+t.test('Tessera\'s tables in a schema other than public: every way in refuses, naming it and what moves it, and makes nothing in public', async (t) => {
+  const { db } = await testConnection(t, await createTestDatabase(t, { empty: true }))
+  const tesseraIn = async (schema: string): Promise<void> => {
+    await sql`CREATE SCHEMA ${sql.id(schema)}`.execute(db)
+    await sql`CREATE TABLE ${sql.id(schema, 'kysely_migration')} (name text)`.execute(db)
+    await sql`CREATE TABLE ${sql.id(schema, 'signing_keys')} (kid text)`.execute(db)
+  }
+  const advice = (found: string, move: string): string => `Tessera's tables are in ${found}, not in public, where this build reads them (each connection sets search_path = public): nothing was done. With every instance stopped, as a superuser or the owner of both schemas, put it in public's place: \`${move}\` (docs/operators.md, "Upgrading")`
+
+  await sql`CREATE SCHEMA notes`.execute(db)
+  await sql`CREATE TABLE notes.kysely_migration (name text)`.execute(db)
+  t.same((await schemaStanding(db)).unknownHere, [], 'a migrations table without signing_keys beside it (notes\') is not Tessera\'s')
+
+  await tesseraIn('tessera')
+  const one = new SchemaElsewhereError(['tessera'], true)
+  t.equal(one.message, advice('schema tessera', 'BEGIN; DROP SCHEMA public; ALTER SCHEMA tessera RENAME TO public; COMMIT;'))
+  await t.rejects(migrateUp(db), one, 'up')
+  await t.rejects(migrateDown(db), one, 'down')
+  await t.rejects(migrationStatus(db), one, 'status')
+  t.same((await sql<{ made: string | null }>`SELECT to_regclass('public.kysely_migration')::text AS made`.execute(db)).rows, [{ made: null }], 'no migrations table made in public')
+
+  await tesseraIn('Old Tessera')
+  await t.rejects(migrateUp(db), new SchemaElsewhereError(['"Old Tessera"', 'tessera'], true), 'two: both named, quoted as SQL wants them')
+  t.equal(new SchemaElsewhereError(['"Old Tessera"', 'tessera'], true).message, advice('schemas "Old Tessera", tessera', 'BEGIN; DROP SCHEMA public; ALTER SCHEMA <the one this deployment used> RENAME TO public; COMMIT;'))
+
+  await sql`DROP SCHEMA "Old Tessera" CASCADE`.execute(db)
+  await sql`DROP SCHEMA public`.execute(db)
+  await t.rejects(migrateUp(db), { name: 'SchemaElsewhereError', message: advice('schema tessera', 'ALTER SCHEMA tessera RENAME TO public;') }, 'no public schema: the rename alone')
+})
+
+t.test('a migration that waited past lock_timeout behind a live transaction: said as such, what went before it kept, nothing of its own', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db, pool } = await testConnection(t, `${url}${url.includes('?') ? '&' : '?'}options=${encodeURIComponent('-c lock_timeout=200')}`)
+  for (let i = 0; i < 3; i++) await migrateDown(db)
+  t.same((await schemaStanding(db)).pending, ['0014_revoked_key_sweep', '0015_user_lookups', '0016_reuse_by_another_client'])
+  const live = await pool.connect()
+  t.teardown(() => live.release())
+  const timedOut = 'canceling statement due to lock timeout (it waited longer than lock_timeout for a table that transactions of instances serving meanwhile held)'
+
+  // The live transaction reads sessions, which 0015 locks whole.
+  await live.query('BEGIN')
+  await live.query('SELECT count(*) FROM sessions')
+  const up = await migrateUp(db).then((applied) => ({ applied }), (error: unknown) => ({ error }))
+  await live.query('COMMIT')
+  t.match(up, { error: MigrationGaveWayError })
+  t.match(up, {
+    error: {
+      code: 'ERR_MIGRATION_GAVE_WAY',
+      message: `0015_user_lookups was not applied: ${timedOut}. Its transaction was rolled back, so it changed nothing; applied before it, and still so: 0014_revoked_key_sweep. Run \`tessera migrate up\` again, at a quieter moment if this comes back: it goes on from 0015_user_lookups (docs/operators.md, "Upgrading")`,
+      cause: { code: '55P03' }
+    }
+  })
+  t.same((await schemaStanding(db)).pending, ['0015_user_lookups', '0016_reuse_by_another_client'], '0014 stays applied, 0015 does not')
+
+  t.same(await migrateUp(db), ['0015_user_lookups', '0016_reuse_by_another_client'], 'at a quiet moment, applied')
+  await migrateDown(db)
+  await live.query('BEGIN')
+  await live.query('SELECT count(*) FROM sessions')
+  const down = await migrateDown(db).then((reverted) => ({ reverted }), (error: unknown) => ({ error }))
+  await live.query('COMMIT')
+  t.match(down, { error: { name: 'MigrationGaveWayError', message: `0015_user_lookups was not reverted: ${timedOut}. Its transaction was rolled back, so it changed nothing. Run \`tessera migrate down --yes\` again, at a quieter moment if this comes back (docs/operators.md, "Upgrading")` } }, 'down: the same, in its own words')
+  t.same((await schemaStanding(db)).pending, ['0016_reuse_by_another_client'], '0015 still applied')
 })
