@@ -154,6 +154,8 @@ export async function writeListing<T> (out: Output, pages: AsyncIterable<T[]>, l
     : page.map((item) => { const row = printableCells(listing.row(item)); return tableLine(columns.map((c) => row[c] ?? ''), widths) })
   let started = false
   for await (const page of pages) {
+    // An empty page (a source that paged past its last row) would be a stray comma in the JSON, or a header over no rows.
+    if (page.length === 0) continue
     const opening = started ? (out.json ? ',' : '') : out.json ? '[' : `${tableLine(columns, widths)}\n`
     const lines = rendered(page)
     if (!await out.write(opening + (out.json ? lines.join(',') : lines.map((line) => `${line}\n`).join('')))) return

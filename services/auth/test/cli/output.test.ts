@@ -188,6 +188,20 @@ t.test('writeListing of nothing: (none), or an empty JSON array', async (t) => {
   t.same(JSON.parse(json.text()), [])
 })
 
+t.test('writeListing of a source that yields empty pages: as if they were not there', async (t) => {
+  const json = capturedStdout(t)
+  await writeListing(commandOutput(true), paged([[], PAGES[0] ?? [], [], PAGES[1] ?? [], []]).source, LISTING)
+  t.same(JSON.parse(json.text()), [...PAGES[0] ?? [], ...PAGES[1] ?? []], 'no stray comma before, between or after')
+
+  const table = capturedStdout(t)
+  await writeListing(commandOutput(false), paged<Person>([[], []]).source, LISTING)
+  t.equal(table.text(), '(none)\n', 'only empty pages: (none), not a header over no rows')
+
+  const nothing = capturedStdout(t)
+  await writeListing(commandOutput(true), paged<Person>([[]]).source, LISTING)
+  t.equal(nothing.text(), '[]\n')
+})
+
 t.test('writeListing reads the next page only once the reader has room for more', async (t) => {
   const chunks: string[] = []
   const held: Array<() => void> = []
