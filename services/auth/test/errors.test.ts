@@ -206,10 +206,10 @@ t.test('a client that hangs up before its body arrived is logged as that, not as
   t.notMatch(logs(), /unexpected error/, 'none as a fault')
 })
 
-/** How many log lines hold `text`, once `expected` of them have been written or 5 s have passed: a request's last line may follow its answer. */
+/** How many log lines hold `text`, once `expected` of them have been written or 15 s have passed: a request's last line may follow its answer. */
 async function linesLogged (logs: () => string, text: string, expected: number): Promise<number> {
   const count = (): number => logs().split('\n').filter((line) => line.includes(text)).length
-  for (let waited = 0; count() < expected && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50))
+  for (let waited = 0; count() < expected && waited < 15_000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50))
   return count()
 }
 

@@ -4,6 +4,7 @@ import { countLoginAttempt, pruneLoginThrottle, refundLoginAttempt } from '../..
 import { buildTestApp, CountingHasher, signUp, testConfig } from '../helpers/app.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { startServer } from '../helpers/server.js'
+import { within } from '../helpers/http.js'
 
 const PASSWORD = 'correct horse battery'
 
@@ -178,5 +179,6 @@ t.test('two server processes on one database share the counter', async (t) => {
   }
   const left = (await db.selectFrom('login_throttle').select('username').execute()).map((r) => r.username)
   t.same(left, ['dave'], 'the periodic cleanup deleted the stale row only')
-  t.match(a.output() + b.output(), /pruned login back-off rows/)
+  // The job logs the prune after its delete has committed: the line may follow the row's going.
+  t.ok(await within(15_000, async () => /pruned login back-off rows/.test(a.output() + b.output())) !== undefined, 'and logged it')
 })

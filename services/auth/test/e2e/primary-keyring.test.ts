@@ -45,8 +45,11 @@ t.test('a key change the primary failed to reload (its 10 s key statement timeou
   t.ok(await within(20_000, async () => !(await primaryHoldsNext()), 100) !== undefined, 'the primary catches up without waiting for the backstop (10 min away)')
 
   // Recycle the worker (SIGTERM to its pid alone): the primary forks another from its own keyring.
-  const worker = [...server.output().matchAll(/"pid":(\d+)[^\n]*"msg":"request"/g)].map((m) => Number(m[1])).at(-1)
-  process.kill(worker ?? 0, 'SIGTERM')
+  // From a request line, which the worker writes after its answer: waited for, since a pid of 0 would signal this test's own process group.
+  const [requestLine] = await server.logOf(1, (line) => line.includes('"msg":"request"'))
+  const worker = Number(/"pid":(\d+)/.exec(requestLine ?? '')?.[1])
+  if (!(worker > 0)) throw new Error(`no worker pid in ${String(requestLine)}`)
+  process.kill(worker, 'SIGTERM')
   const recycled = async (): Promise<boolean> => {
     if (!server.output().includes('"msg":"an HTTP worker exited; starting another"')) return false
     try {

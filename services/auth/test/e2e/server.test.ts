@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
-import { startServer, runCli } from '../helpers/server.js'
+import { requestLineOf, startServer, runCli } from '../helpers/server.js'
 import { lockWaiters } from '../helpers/db.js'
 import { within } from '../helpers/http.js'
 
@@ -73,6 +73,8 @@ t.test('embedded Postgres: first start, SIGTERM drains an in-flight request, sec
   const response = await inFlight
   t.equal(response.status, 200, 'the in-flight refresh completed')
   t.equal(await first.exited, 0, 'exit 0 after draining', { output: first.output().slice(-3000) })
+  // The exit can be seen before the last lines are read from the pipe.
+  await first.closed
   t.match(first.output(), /"msg":"draining"/)
   t.match(first.output().trimEnd().split('\n').at(-1), /"embedded_postgres_stopped":true,"msg":"stopped"\}$/, 'the last line says the stop finished')
   t.notOk(postgresRunningOn(dataDir), 'the embedded Postgres was stopped')
@@ -109,8 +111,12 @@ t.test('embedded Postgres: first start, SIGTERM drains an in-flight request, sec
   }
   t.same(await outage.refresh.json(), { error: 'temporarily_unavailable', error_description: 'the service is unavailable for a moment; retry later' }, 'in the OAuth error format on /oauth/token')
   t.match(await outage.me.json(), { status: 503, title: 'Service Unavailable' })
-  t.equal((await fetch(`${second.url}/readyz`)).status, 503, 'not ready')
-  t.equal((await fetch(`${second.url}/.well-known/jwks.json`)).status, 200, 'the JWKS is served from memory')
+  const readyz = await fetch(`${second.url}/readyz`)
+  t.equal(readyz.status, 503, 'not ready')
+  const jwks = await fetch(`${second.url}/.well-known/jwks.json`)
+  t.equal(jwks.status, 200, 'the JWKS is served from memory')
+  // Read once each of these requests' own line is in: what a worker logged while serving one is written before it, and may reach the output after the answer.
+  for (const response of [...Object.values(outage), readyz, jwks]) await second.logOf(1, requestLineOf(response.headers.get('x-request-id')))
   t.notMatch(second.output(), /"level":50/, 'no error logged: an outage is not a fault')
   await runCli(['db', 'start'], env)
   t.equal((await runCli(['db', 'url'], env)).stdout.trim(), url, 'Postgres restarts where it listened before (its port, its socket): the same URL as in the first run')
@@ -124,6 +130,7 @@ t.test('embedded Postgres: first start, SIGTERM drains an in-flight request, sec
   await runCli(['db', 'start'], env)
   const third = await startServer(t, env, { timeoutMs: 120_000 })
   t.equal(await third.stop(), 0)
+  await third.closed
   t.match(third.output().trimEnd().split('\n').at(-1), /"embedded_postgres_stopped":false,"msg":"stopped"\}$/, 'an adopted Postgres: the last line says it was not stopped')
   t.ok(postgresRunningOn(dataDir), 'and it was not')
 })

@@ -17,7 +17,7 @@ import t from 'tap'
 import { ConfigError, loadConfig } from '../../src/config.js'
 import { workerPoolSize } from '../../src/cluster/pool.js'
 import { createTestDatabase } from '../helpers/db.js'
-import { instancePids, runCli, startServer, type RunningServer } from '../helpers/server.js'
+import { instancePids, requestLineOf, runCli, startServer, type RunningServer } from '../helpers/server.js'
 import { within } from '../helpers/http.js'
 
 interface Reply { status: number, body: string, headers: Record<string, string | string[] | undefined> }
@@ -40,12 +40,36 @@ async function fresh (url: string, method = 'GET', body?: unknown): Promise<Repl
 
 interface LogLine { pid: number, level: number, code?: number | null, msg: string, retry_in_ms?: number, route?: string, status?: number, transition?: string, kid?: string, hashing_pid?: number, priority?: number, metrics?: string }
 
+/** The whole log lines so far: the last may be half written. */
 function logLines (server: RunningServer): LogLine[] {
-  return server.output().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as LogLine)
+  return server.output().split('\n').slice(0, -1).filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as LogLine)
 }
+
+const isRequestTo = (route: string) => (line: string): boolean => line.startsWith('{') && (JSON.parse(line) as LogLine).msg === 'request' && (JSON.parse(line) as LogLine).route === route
 
 function servedBy (server: RunningServer, route: string): Set<number> {
   return new Set(logLines(server).filter((l) => l.msg === 'request' && l.route === route).map((l) => l.pid))
+}
+
+/**
+ * The processes that served `route`, once the request lines of all `answered`
+ * requests to it are in: a worker writes a request's line after its answer
+ * has gone, so a line read at once may be missing, and with it a worker.
+ */
+async function servedAll (server: RunningServer, route: string, answered: number): Promise<Set<number>> {
+  await server.logOf(answered, isRequestTo(route))
+  return servedBy(server, route)
+}
+
+/** Waits for the request lines of these answers (by X-Request-Id): every line their workers logged while serving them is in before. */
+async function loggedAll (server: RunningServer, replies: Reply[]): Promise<void> {
+  for (const reply of replies) await server.logOf(1, requestLineOf(String(reply.headers['x-request-id'])))
+}
+
+/** A pid read from the log, or a failure: process.kill(0) would signal this test's own process group. */
+function pidOf (pid: number | undefined): number {
+  if (pid === undefined || pid <= 0) throw new Error('no such process in the log')
+  return pid
 }
 
 function sample (metrics: string, series: string): number {
@@ -93,7 +117,7 @@ t.test('two workers: one per-IP budget, one scrape for the instance, key changes
   const statuses: number[] = []
   for (let i = 0; i < 23; i++) statuses.push((await fresh(`${server.url}/oauth/revoke`, 'POST', { token: 'not-a-token' })).status)
   t.same(statuses, [...Array(20).fill(200), 429, 429, 429], 'twenty pass, then the budget is spent, whichever worker answers')
-  const workers = servedBy(server, '/oauth/revoke')
+  const workers = await servedAll(server, '/oauth/revoke', statuses.length)
   t.equal(workers.size, 2, 'both workers served them')
   t.notOk(workers.has(server.process.pid ?? 0), 'the primary serves no HTTP')
 
@@ -110,13 +134,15 @@ t.test('two workers: one per-IP budget, one scrape for the instance, key changes
   const rotated = await runCli(['keys', 'rotate', '--now', '--json'], { DATABASE_URL: databaseUrl, TESSERA_KEK: env.TESSERA_KEK ?? '' })
   t.equal(rotated.code, 0, rotated.stderr)
   const promoted = String((JSON.parse(rotated.stdout) as { promoted: string }).promoted)
+  let jwksFetched = 0
   const everywhere = await within(15_000, async () => {
     const bodies: string[] = []
     for (let i = 0; i < 16; i++) bodies.push((await fresh(`${server.url}/.well-known/jwks.json`)).body)
+    jwksFetched += bodies.length
     return bodies.every((body) => body.includes(promoted))
   }, 100)
   t.ok(everywhere !== undefined, 'both workers publish the new key')
-  t.equal(servedBy(server, '/.well-known/jwks.json').size, 2, 'the JWKS came from both workers')
+  t.equal((await servedAll(server, '/.well-known/jwks.json', jwksFetched)).size, 2, 'the JWKS came from both workers')
 
   // The schedule runs in the primary alone: each transition made and logged once, by the primary.
   const scheduled = (): LogLine[] => logLines(server).filter((l) => l.msg === 'signing key transition')
@@ -125,24 +151,26 @@ t.test('two workers: one per-IP budget, one scrape for the instance, key changes
   t.same([...new Set(transitions.map((l) => l.pid))], [server.process.pid], 'every transition made by the primary')
   const seen = transitions.map((l) => `${l.kid ?? ''} ${l.transition ?? ''}`)
   t.equal(new Set(seen).size, seen.length, 'no transition twice')
-  t.notMatch(server.output(), /"level":50/, 'no error was logged')
   t.equal(await server.stop('SIGTERM'), 0, 'drains and exits 0')
+  // Read once the output is drained: a line logged while a request ran can reach it after the answer.
+  await server.closed
+  t.notMatch(server.output(), /"level":50/, 'no error was logged')
 })
 
 t.test('the instance\'s counters never go down: a worker too slow to answer counts with its last answer, one that exits leaves its counts behind', async (t) => {
   const server = await startServer(t, { ...baseEnv(await createTestDatabase(t)), TESSERA_RATE_LIMIT: '1000000', TESSERA_METRICS_PORT: '0' })
   const revoked = async (): Promise<number> => sample((await fresh(metricsUrlOf(server))).body, 'tessera_http_request_duration_seconds_count{method="POST",route="/oauth/revoke",status="200"}')
   for (let i = 0; i < 16; i++) t.equal((await fresh(`${server.url}/oauth/revoke`, 'POST', { token: 'not-a-token' })).status, 200)
-  const [slow, other] = servedBy(server, '/oauth/revoke')
+  const [slow, other] = await servedAll(server, '/oauth/revoke', 16)
   t.ok(slow !== undefined && other !== undefined, 'both workers served them')
   t.equal(await revoked(), 16, 'one scrape counts both')
 
-  process.kill(slow ?? 0, 'SIGSTOP')
-  t.teardown(() => { try { process.kill(slow ?? 0, 'SIGCONT') } catch {} })
+  process.kill(pidOf(slow), 'SIGSTOP')
+  t.teardown(() => { try { process.kill(pidOf(slow), 'SIGCONT') } catch {} })
   t.equal(await revoked(), 16, 'a worker that does not answer in time still counts, with its last answer')
-  process.kill(slow ?? 0, 'SIGCONT')
+  process.kill(pidOf(slow), 'SIGCONT')
 
-  process.kill(other ?? 0, 'SIGTERM')
+  process.kill(pidOf(other), 'SIGTERM')
   const exited = (): LogLine[] => logLines(server).filter((l) => l.msg === 'an HTTP worker exited; starting another')
   t.ok(await within(15_000, async () => exited().length === 1, 100) !== undefined, 'a worker recycled')
   t.equal(await revoked(), 16, 'what it counted stays in the instance\'s count')
@@ -155,7 +183,7 @@ t.test('a worker recycled with SIGTERM hands over its final counts: the instance
   const healthz = async (): Promise<number> => sample((await fresh(metricsUrlOf(server))).body, 'tessera_http_request_duration_seconds_count{method="GET",route="/healthz",status="200"}')
   t.ok(Number.isNaN(await healthz()), 'no /healthz counted yet: the workers answered this scrape with none')
   for (let i = 0; i < 20; i++) t.equal((await fresh(`${server.url}/healthz`)).status, 200)
-  const served = servedBy(server, '/healthz')
+  const served = await servedAll(server, '/healthz', 20)
   t.equal(served.size, 2, 'both workers served them, and no scrape has asked either since')
   for (const pid of served) process.kill(pid, 'SIGTERM')
   const exited = (): LogLine[] => logLines(server).filter((l) => l.msg === 'an HTTP worker exited; starting another')
@@ -166,14 +194,14 @@ t.test('a worker recycled with SIGTERM hands over its final counts: the instance
 t.test('a scrape waiting on a worker that dies ends with the death, not at the worker timeout', async (t) => {
   const server = await startServer(t, { ...baseEnv(await createTestDatabase(t)), TESSERA_RATE_LIMIT: '1000000', TESSERA_METRICS_PORT: '0' })
   for (let i = 0; i < 4; i++) t.equal((await fresh(`${server.url}/healthz`)).status, 200)
-  const [stuck] = servedBy(server, '/healthz')
+  const [stuck] = await servedAll(server, '/healthz', 4)
   t.ok(stuck !== undefined)
-  process.kill(stuck ?? 0, 'SIGSTOP')
-  t.teardown(() => { try { process.kill(stuck ?? 0, 'SIGKILL') } catch {} })
+  process.kill(pidOf(stuck), 'SIGSTOP')
+  t.teardown(() => { try { process.kill(pidOf(stuck), 'SIGKILL') } catch {} })
   const started = Date.now()
   const scrape = fresh(metricsUrlOf(server))
   await new Promise((resolve) => setTimeout(resolve, 300))
-  process.kill(stuck ?? 0, 'SIGKILL')
+  process.kill(pidOf(stuck), 'SIGKILL')
   t.equal((await scrape).status, 200)
   const took = Date.now() - started
   // cluster/instance-metrics.ts's WORKER_METRICS_TIMEOUT_MS, written out: importing it loads that file into
@@ -237,10 +265,11 @@ t.test('two workers share one hashing queue at a lower priority; a dead worker i
   process.kill(hashingPid, 'SIGCONT')
   t.same((await Promise.all(pending)).map((r) => r.status), [400, 400, 400, 400], 'the admitted logins finish once hashing resumes')
   for (let i = 0; i < 16 && servedBy(server, '/oauth/token').size < 2; i++) t.equal((await login(`more${i}`)).status, 400)
-  t.equal(servedBy(server, '/oauth/token').size, 2, 'both workers answered logins')
+  // The last login's line may follow its answer.
+  t.ok(await within(15_000, async () => servedBy(server, '/oauth/token').size === 2, 50) !== undefined, 'both workers answered logins')
 
   const [victim] = servedBy(server, '/oauth/token')
-  process.kill(victim ?? 0, 'SIGKILL')
+  process.kill(pidOf(victim), 'SIGKILL')
   const replaced = await within(15_000, async () => {
     try {
       const statuses = await Promise.all(Array.from({ length: 4 }, async () => (await fresh(`${server.url}/healthz`)).status))
@@ -256,7 +285,7 @@ t.test('two workers share one hashing queue at a lower priority; a dead worker i
 
   // SIGTERM to one worker's pid alone: it drains and exits 0, a recycle on purpose.
   const [recycled] = servedBy(server, '/healthz')
-  process.kill(recycled ?? 0, 'SIGTERM')
+  process.kill(pidOf(recycled), 'SIGTERM')
   t.ok(await within(15_000, async () => exits().length === 2, 100) !== undefined, 'the drained worker is replaced too')
   t.match(exits()[1], { level: 30, code: 0 }, 'and logged at info: nothing went wrong')
 
@@ -287,6 +316,7 @@ t.test('the hashing process dies with logins in hand: they answer 503 with Retry
   t.same(answers.map((r) => r.status), [503, 503], 'the logins it held: 503')
   t.same(answers.map((r) => r.headers['retry-after']), ['1', '1'], 'with Retry-After')
   t.same(answers.map((r) => (JSON.parse(r.body) as { error: string }).error), ['temporarily_unavailable', 'temporarily_unavailable'])
+  await loggedAll(server, answers)
   t.notOk(logLines(server).some((l) => l.msg === 'unexpected error'), 'not logged as a fault of the request')
   const throttle = new pg.Client({ connectionString: databaseUrl })
   await throttle.connect()
@@ -325,6 +355,7 @@ t.test('a request\'s statement stuck behind a lock is cancelled at TESSERA_DB_ST
 
   const retried = await refresh()
   t.equal(retried.status, 200, 'the rotation was rolled back with the statement: the same token refreshes once the lock is gone', { body: retried.body })
+  await loggedAll(server, [stuck, retried])
   t.notOk(logLines(server).some((l) => l.msg === 'unexpected error'), 'not a fault')
 })
 
@@ -357,7 +388,7 @@ t.test('a worker that dies before it listens is forked again after a growing pau
     }
   }
   const failedStarts = (): LogLine[] => logLines(server).filter((l) => l.msg === 'an HTTP worker exited before it listened; starting another after a pause')
-  t.ok(await within(5000, async () => failedStarts().length === 3, 20) !== undefined, 'each is logged')
+  t.ok(await within(15_000, async () => failedStarts().length === 3, 20) !== undefined, 'each is logged')
   t.same(failedStarts().map((l) => [l.level, l.retry_in_ms]), [[50, 500], [50, 1000], [50, 2000]], 'as an error, each with a pause twice the last, not forked again at once')
   t.equal(logLines(server).filter((l) => l.msg === 'an HTTP worker exited; starting another').length, 1, 'only the first, which had listened, was replaced at once')
 

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
 import { runProcess, spawnProcess, type ProcessResult } from '@tessera/testkit'
+import { within } from './http.js'
 
 export const SERVER_ENTRY = fileURLToPath(new URL('../../dist/server.js', import.meta.url))
 export const CLI_ENTRY = fileURLToPath(new URL('../../bin/tessera.js', import.meta.url))
@@ -16,9 +17,30 @@ export interface RunningServer {
   url: string
   process: ChildProcess
   output: () => string
+  /**
+   * The whole lines of the output that `selected` picks, once there are
+   * `count` of them (a line still being written is left out). Every process
+   * of an instance writes its lines through pino's asynchronous stream, so
+   * a line logged while a request ran, and its request line (logged once
+   * the answer has gone), may reach the output after the client has read
+   * the answer: wait for them here, never read them at once. A process
+   * writes its lines in order, so once a request's own line is in, every
+   * line its process logged before it is too. Throws, naming both numbers,
+   * when they are not all there within LOG_LINE_DEADLINE_MS.
+   */
+  logOf: (count: number, selected: (line: string) => boolean) => Promise<string[]>
   exited: Promise<number | null>
+  /** The exit code once the output pipes are drained too, so that output() holds every line the instance wrote. */
+  closed: Promise<number | null>
   stop: (signal?: NodeJS.Signals) => Promise<number | null>
 }
+
+/** How long a log line may take to reach the output: generous, since only a line never written should run it out. */
+export const LOG_LINE_DEADLINE_MS = 15_000
+
+/** The request line of the request answered with `requestId` (its X-Request-Id). */
+export const requestLineOf = (requestId: string | null | undefined) => (line: string): boolean =>
+  line.includes(`"reqId":"${String(requestId)}"`) && line.includes('"msg":"request"')
 
 /**
  * The settings of an instance whose signing keys change at second scale, for
@@ -36,7 +58,14 @@ export async function startServer (t: Test, env: Record<string, string>, options
   const server = spawnProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', PORT: '0', LOG_LEVEL: 'info', TESSERA_MAX_EVENT_LOOP_DELAY_MS: '0', ...env } })
   t.teardown(async () => { await server.stop('SIGKILL') })
   const [, url = ''] = await server.waitFor(/"address":"(http:\/\/[^"]+)".*"msg":"tessera is serving"/, options.timeoutMs ?? 60_000, 'the server')
-  return { url, process: server.child, output: server.output, exited: server.exited, stop: async (signal = 'SIGTERM') => await server.stop(signal) }
+  const logOf = async (count: number, selected: (line: string) => boolean): Promise<string[]> => {
+    const lines = (): string[] => server.output().split('\n').slice(0, -1).filter(selected)
+    if (await within(LOG_LINE_DEADLINE_MS, async () => lines().length >= count, 20) === undefined) {
+      throw new Error(`the server's output holds ${lines().length} of the ${count} lines expected, ${LOG_LINE_DEADLINE_MS} ms on`)
+    }
+    return lines()
+  }
+  return { url, process: server.child, output: server.output, logOf, exited: server.exited, closed: server.closed, stop: async (signal = 'SIGTERM') => await server.stop(signal) }
 }
 
 /** Every process of an instance: the primary and what it forked (HTTP workers, the hashing process), from /proc. */
