@@ -46,7 +46,7 @@ t.test('a key change the primary failed to reload (its 10 s key statement timeou
 
   // Recycle the worker (SIGTERM to its pid alone): the primary forks another from its own keyring.
   // From a request line, which the worker writes after its answer: waited for, since a pid of 0 would signal this test's own process group.
-  const [requestLine] = await server.logOf(1, (line) => line.includes('"msg":"request"'))
+  const requestLine = (await server.logOf(1, (line) => line.includes('"msg":"request"'))).at(-1)
   const worker = Number(/"pid":(\d+)/.exec(requestLine ?? '')?.[1])
   if (!(worker > 0)) throw new Error(`no worker pid in ${String(requestLine)}`)
   process.kill(worker, 'SIGTERM')
