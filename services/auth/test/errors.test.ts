@@ -3,6 +3,7 @@ import { connect } from 'node:net'
 import { gzipSync } from 'node:zlib'
 import { sql } from 'kysely'
 import { buildTestApp, login, signUp, type TestApp } from './helpers/app.js'
+import { LOG_LINE_DEADLINE_MS, within } from './helpers/http.js'
 
 /** Serves `app` on a loopback port of its own, for requests sent on raw sockets; returns the port. */
 async function listening (app: TestApp['app']): Promise<number> {
@@ -209,7 +210,7 @@ t.test('a client that hangs up before its body arrived is logged as that, not as
 /** How many log lines hold `text`, once `expected` of them have been written or 15 s have passed: a request's last line may follow its answer. */
 async function linesLogged (logs: () => string, text: string, expected: number): Promise<number> {
   const count = (): number => logs().split('\n').filter((line) => line.includes(text)).length
-  for (let waited = 0; count() < expected && waited < 15_000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50))
+  await within(LOG_LINE_DEADLINE_MS, async () => count() >= expected, 50)
   return count()
 }
 

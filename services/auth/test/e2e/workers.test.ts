@@ -45,7 +45,11 @@ function logLines (server: RunningServer): LogLine[] {
   return server.output().split('\n').slice(0, -1).filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as LogLine)
 }
 
-const isRequestTo = (route: string) => (line: string): boolean => line.startsWith('{') && (JSON.parse(line) as LogLine).msg === 'request' && (JSON.parse(line) as LogLine).route === route
+const isRequestTo = (route: string) => (line: string): boolean => {
+  if (!line.startsWith('{')) return false
+  const { msg, route: logged } = JSON.parse(line) as LogLine
+  return msg === 'request' && logged === route
+}
 
 function servedBy (server: RunningServer, route: string): Set<number> {
   return new Set(logLines(server).filter((l) => l.msg === 'request' && l.route === route).map((l) => l.pid))

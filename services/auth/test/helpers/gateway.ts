@@ -14,7 +14,7 @@ import type { FastifyInstance, RouteOptions } from 'fastify'
 import { pino } from 'pino'
 import type { Test } from 'tap'
 import { request, spawnProcess, type Reply } from '@tessera/testkit'
-import { within } from './http.js'
+import { linesOnceIn } from './http.js'
 
 export const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url))
 const NOTES_DIST = join(REPO_ROOT, 'services/notes/dist')
@@ -62,14 +62,11 @@ export interface Gateway {
    * them: Nginx writes a request's line as the request finishes, which may be
    * after its client has read the answer, and later still on a busy machine.
    * Throws, naming both numbers, when they are not all there within
-   * ACCESS_LOG_DEADLINE_MS.
+   * LOG_LINE_DEADLINE_MS (helpers/http.ts).
    */
   accessLogOf: (count: number, selected: (line: string) => boolean) => Promise<string[]>
   errorLog: () => string
 }
-
-/** How long a request's access-log line may take to appear: generous, since only a line never written should run it out. */
-const ACCESS_LOG_DEADLINE_MS = 15_000
 
 /**
  * `trustedProxies` is GATEWAY_TRUSTED_PROXIES (unset when absent); `settings`, any other GATEWAY_*
@@ -128,13 +125,7 @@ export async function startGateway (t: Test, options: { httpPort: number, httpsP
     request,
     plainRequest: async (method, path, requestOptions = {}) => await send(`http://127.0.0.1:${options.httpPort}${path}`, method, ca, requestOptions),
     accessLog,
-    accessLogOf: async (count, selected) => {
-      const lines = (): string[] => accessLog().filter(selected)
-      if (await within(ACCESS_LOG_DEADLINE_MS, async () => lines().length >= count, 20) === undefined) {
-        throw new Error(`the access log holds ${lines().length} of the ${count} lines expected, ${ACCESS_LOG_DEADLINE_MS} ms on`)
-      }
-      return lines()
-    },
+    accessLogOf: async (count, selected) => await linesOnceIn('the access log', count, () => accessLog().filter(selected)),
     errorLog: () => readFileSync(join(prefix, 'error.log'), 'utf8')
   }
 }

@@ -58,3 +58,18 @@ export async function within (ms: number, check: () => Promise<boolean>, stepMs 
   }
   return undefined
 }
+
+/** How long a log line may take to appear: generous, since only a line never written should run it out. */
+export const LOG_LINE_DEADLINE_MS = 15_000
+
+/**
+ * What `read` returns once it holds `count` lines: for a log whose writer may
+ * write a request's line after its answer was read. Throws, naming both
+ * numbers, when they are not all there within LOG_LINE_DEADLINE_MS.
+ */
+export async function linesOnceIn (what: string, count: number, read: () => string[]): Promise<string[]> {
+  if (await within(LOG_LINE_DEADLINE_MS, async () => read().length >= count, 20) === undefined) {
+    throw new Error(`${what} holds ${read().length} of the ${count} lines expected, ${LOG_LINE_DEADLINE_MS} ms on`)
+  }
+  return read()
+}

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
 import { runProcess, spawnProcess, type ProcessResult } from '@tessera/testkit'
-import { within } from './http.js'
+import { linesOnceIn } from './http.js'
 
 export const SERVER_ENTRY = fileURLToPath(new URL('../../dist/server.js', import.meta.url))
 export const CLI_ENTRY = fileURLToPath(new URL('../../bin/tessera.js', import.meta.url))
@@ -35,9 +35,6 @@ export interface RunningServer {
   stop: (signal?: NodeJS.Signals) => Promise<number | null>
 }
 
-/** How long a log line may take to reach the output: generous, since only a line never written should run it out. */
-export const LOG_LINE_DEADLINE_MS = 15_000
-
 /** The request line of the request answered with `requestId` (its X-Request-Id). */
 export const requestLineOf = (requestId: string | null | undefined) => (line: string): boolean =>
   line.includes(`"reqId":"${String(requestId)}"`) && line.includes('"msg":"request"')
@@ -58,13 +55,8 @@ export async function startServer (t: Test, env: Record<string, string>, options
   const server = spawnProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', PORT: '0', LOG_LEVEL: 'info', TESSERA_MAX_EVENT_LOOP_DELAY_MS: '0', ...env } })
   t.teardown(async () => { await server.stop('SIGKILL') })
   const [, url = ''] = await server.waitFor(/"address":"(http:\/\/[^"]+)".*"msg":"tessera is serving"/, options.timeoutMs ?? 60_000, 'the server')
-  const logOf = async (count: number, selected: (line: string) => boolean): Promise<string[]> => {
-    const lines = (): string[] => server.output().split('\n').slice(0, -1).filter(selected)
-    if (await within(LOG_LINE_DEADLINE_MS, async () => lines().length >= count, 20) === undefined) {
-      throw new Error(`the server's output holds ${lines().length} of the ${count} lines expected, ${LOG_LINE_DEADLINE_MS} ms on`)
-    }
-    return lines()
-  }
+  const logOf = async (count: number, selected: (line: string) => boolean): Promise<string[]> =>
+    await linesOnceIn('the server\'s output', count, () => server.output().split('\n').slice(0, -1).filter(selected))
   return { url, process: server.child, output: server.output, logOf, exited: server.exited, closed: server.closed, stop: async (signal = 'SIGTERM') => await server.stop(signal) }
 }
 
