@@ -153,3 +153,41 @@ t.test('a spray of new addresses within one window: past 5000 remembered, the wo
   await spray('198.51.100.', 2499)
   t.equal(worker.remembered, 4999, 'the next 2499 new keys forget nothing')
 })
+
+t.test('past 5000 addresses the primary forgets those with the fewest hits first, and keeps one refused for the rest of its window', async (t) => {
+  let at = Date.now()
+  const counter = rateLimitCounter(() => at)
+  const count = (key: string, hits = 1): { current: number, ttl: number } => {
+    const [answer] = counter([{ key, hits, timeWindow: 60_000, max: 300 }])
+    if (answer === undefined) throw new Error('no count')
+    return answer
+  }
+  t.equal(count('203.0.113.1', 301).current, 301, 'refused: past its 300')
+  count('203.0.113.2')
+  for (let i = 0; i < 4998; i++) count(`10.0.${i >> 8}.${i & 255}`)
+  at += 1000
+  count('198.51.100.1')
+  // The plugin's LocalStore (an LRU of 5000) forgot the address least recently
+  // seen, the one it was refusing, and gave it a whole new budget.
+  t.same(count('203.0.113.1'), { current: 302, ttl: 59_000 }, 'the refused address is still refused, its window unchanged')
+  t.equal(count('203.0.113.2').current, 1, 'an address of one hit was forgotten: the count is bounded')
+  at += 59_000
+  t.equal(count('203.0.113.1').current, 1, 'its window over, it starts afresh')
+})
+
+t.test('past 5000 addresses a worker forgets the idle views it is not refusing first', async (t) => {
+  const worker = instance(1).workers[0] as BatchedRateLimiter
+  const refused = '203.0.113.7'
+  let passed = 0
+  for (let i = 0; i < 101; i++) if ((await hit(worker, refused, 100)).current <= 100) passed++
+  t.equal(passed, 100, 'the 101st refused')
+  for (let i = 0; i < 5000; i += 50) {
+    for (let j = i; j < i + 50; j++) worker.incr(`10.1.${j >> 8}.${j & 255}`, () => {}, 60_000, 1_000_000)
+    worker.flush()
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  t.equal(worker.remembered, 2500, 'down to half')
+  // Forgotten (the oldest idle view), it was answered from a view of no hits:
+  // up to BATCH_HITS more admitted before the primary's count came back.
+  t.ok((await hit(worker, refused, 100)).current > 100, 'the refused address is still refused, from the worker\'s own view')
+})

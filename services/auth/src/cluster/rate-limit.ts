@@ -8,23 +8,25 @@
  * Within BATCH_HITS of the limit, or once a key's view says the limit is
  * spent for its window, the worker asks the primary for that request (or
  * answers 429 at once), so a small limit is exact and a flood of refused
- * requests costs no IPC. The primary's counters are the plugin's own
- * LocalStore, so the window arithmetic is the plugin's.
+ * requests costs no IPC. The primary's counters keep the window arithmetic
+ * of the plugin's own LocalStore (a fixed window from a key's first hit).
+ *
+ * Both sides remember at most 5000 addresses, and past that forget the
+ * addresses they are limiting last: an address that has spent its budget is
+ * forgotten inside its window only once half of what is remembered has
+ * spent as much (docs/decisions.md, "Memory bounds"). The plugin's
+ * LocalStore, an LRU, forgot an address at its limit as soon as 5000 others
+ * had come since its last request, and it started over with a full budget.
  *
  * The cost: hits another worker has not reported yet are not seen, so an
  * instance may admit up to (workers - 1) x BATCH_HITS more than the limit in
  * one window (docs/decisions.md, "Per-IP limits counted in batches").
  * @module
  */
-import { createRequire } from 'node:module'
 import type { FastifyRateLimitStore, FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
 import type { AskPrimary } from './hashing.js'
 
 interface Count { current: number, ttl: number }
-interface LocalStore {
-  incr: (key: string, callback: (err: Error | null, result: Count) => void, timeWindow: number, max: number) => void
-}
-type LocalStoreCtor = new (continueExceeding: boolean, exponentialBackoff: boolean, cache?: number) => LocalStore
 
 /** One key's hits since the worker's last report. */
 export interface RateHits { key: string, hits: number, timeWindow: number, max: number }
@@ -33,7 +35,7 @@ export type RateCounts = Count[]
 
 export const FLUSH_MS = 100
 export const BATCH_HITS = 20
-/** Keys a worker remembers at most (the plugin's LocalStore keeps 5000). */
+/** Keys a worker, and the primary, remember at most. */
 const MAX_KEYS = 5000
 
 interface KeyView {
@@ -145,19 +147,26 @@ export class BatchedRateLimiter {
 
   /**
    * Forgets keys whose window is over and that have nothing in flight, then,
-   * while still more than half full, the oldest idle ones: a forgotten view
-   * starts from the primary's count again within one report. Always down to
-   * half, so a spray of new addresses within one window pays for one scan
-   * every MAX_KEYS / 2 new keys; forgetting only the oldest one made every
-   * new key scan all 5000 (about 50 µs each, 40 times the cost below the cap).
+   * while still more than half full, the oldest idle ones not refused for the
+   * rest of their window, and only then the refused ones: a forgotten view
+   * starts from the primary's count again within one report, and until that
+   * report a refused address's requests were answered from a view of none
+   * (up to BATCH_HITS of them admitted). Always down to half, so a spray of
+   * new addresses within one window pays for one scan every MAX_KEYS / 2 new
+   * keys; forgetting only the oldest one made every new key scan all 5000
+   * (about 50 µs each, 40 times the cost below the cap).
    */
   #forgetIdle (now: number): void {
+    const idle = (view: KeyView): boolean => view.sent === 0 && view.unsent === 0
+    const refused = (view: KeyView): boolean => view.known > view.max && now < view.windowEnd
     for (const [key, view] of this.#views) {
-      if (view.sent === 0 && view.unsent === 0 && view.windowEnd <= now) this.#views.delete(key)
+      if (idle(view) && view.windowEnd <= now) this.#views.delete(key)
     }
-    for (const [key, view] of this.#views) {
-      if (this.#views.size < MAX_KEYS / 2) return
-      if (view.sent === 0 && view.unsent === 0) this.#views.delete(key)
+    for (const spentToo of [false, true]) {
+      for (const [key, view] of this.#views) {
+        if (this.#views.size < MAX_KEYS / 2) return
+        if (idle(view) && (spentToo || !refused(view))) this.#views.delete(key)
+      }
     }
   }
 }
@@ -177,14 +186,41 @@ export function instanceRateLimitStore (ask: AskPrimary): FastifyRateLimitStoreC
   }
 }
 
-/** The primary's counters, answering every worker's batches. */
-export function rateLimitCounter (): (batch: RateHits[]) => RateCounts {
-  const LocalStoreClass = createRequire(import.meta.url)('@fastify/rate-limit/store/LocalStore.js') as LocalStoreCtor
-  const store = new LocalStoreClass(false, false)
-  return (batch) => batch.map(({ key, hits, timeWindow, max }) => {
-    let count: Count = { current: 0, ttl: timeWindow }
-    // LocalStore answers synchronously; one incr per hit keeps its window logic.
-    for (let i = 0; i < hits; i++) store.incr(key, (_err, result) => { count = { current: result.current, ttl: result.ttl } }, timeWindow, max)
-    return count
-  })
+interface Counted { current: number, windowStart: number, timeWindow: number }
+
+/**
+ * The primary's counters, answering every worker's batches: a fixed window
+ * from a key's first hit, as the plugin's LocalStore counts. Past MAX_KEYS
+ * it forgets, down to half at once, first the keys whose window is over,
+ * then the live ones with the fewest hits: forgetting a key gives its
+ * address back the hits it had, so the ones with the fewest cost the least,
+ * and an address refused for the rest of its window is forgotten only once
+ * half the keys remembered have spent a whole budget too.
+ */
+export function rateLimitCounter (now: () => number = Date.now): (batch: RateHits[]) => RateCounts {
+  const counts = new Map<string, Counted>()
+  const forget = (at: number): void => {
+    for (const [key, counted] of counts) if (counted.windowStart + counted.timeWindow <= at) counts.delete(key)
+    if (counts.size < MAX_KEYS / 2) return
+    // Stable: among equal counts the oldest key goes first.
+    const fewestFirst = [...counts].sort(([, a], [, b]) => a.current - b.current)
+    for (const [key] of fewestFirst.slice(0, counts.size - MAX_KEYS / 2 + 1)) counts.delete(key)
+  }
+  return (batch) => {
+    const at = now()
+    return batch.map(({ key, hits, timeWindow }) => {
+      let counted = counts.get(key)
+      if (counted === undefined) {
+        if (counts.size >= MAX_KEYS) forget(at)
+        counted = { current: 0, windowStart: at, timeWindow }
+        counts.set(key, counted)
+      } else if (counted.windowStart + timeWindow <= at) {
+        counted.current = 0
+        counted.windowStart = at
+      }
+      counted.timeWindow = timeWindow
+      counted.current += hits
+      return { current: counted.current, ttl: counted.windowStart + timeWindow - at }
+    })
+  }
 }
