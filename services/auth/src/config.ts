@@ -43,6 +43,8 @@ export interface Config {
   plainHttpIssuer?: true
   dataDir: string
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  /** TESSERA_LOG_BUFFER_KB in bytes: what each process's stdout may hold unwritten before log lines are dropped (logging.ts). */
+  logBufferBytes: number
   scopes: string[]
   defaultClientId: string
   /** HTTP worker processes of the instance (TESSERA_WORKERS; `auto` is one per core). */
@@ -307,6 +309,15 @@ const QUEUED_PER_HASHING_SLOT = 25
 const DEFAULT_HASH_MAX_WAIT_MS = 500
 /** Measured against 19, 5 and 0 under a login flood with and without refresh load (docs/decisions.md, "Hashing priority"). */
 const DEFAULT_HASH_NICE = 10
+/**
+ * What a process's stdout may hold unwritten before its log lines are
+ * dropped, unless TESSERA_LOG_BUFFER_KB says otherwise: sonic-boom, pino's
+ * stream, otherwise buffers without bound while the reader of stdout (a
+ * container's log driver, journald, a pipe) stalls, and a worker logging
+ * ~750 requests a second held 14 MiB more every minute (docs/decisions.md,
+ * "A stalled log reader: lines past 4 MiB are dropped and counted").
+ */
+export const DEFAULT_LOG_BUFFER_BYTES = 4 * 1024 * 1024
 
 /**
  * How long the server waits on a connection with nothing moving (Fastify's
@@ -459,6 +470,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     ...(production && isPlainHttpElsewhere(issuer) ? { plainHttpIssuer: true } : {}),
     dataDir: resolve(cwd, read.string('TESSERA_DATA_DIR', '.data', 'a directory path', (v) => v.length > 0)),
     logLevel: read.choice('LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    logBufferBytes: read.integer('TESSERA_LOG_BUFFER_KB', DEFAULT_LOG_BUFFER_BYTES / 1024, 64, 1048576) * 1024,
     scopes: read.string('TESSERA_SCOPES', 'read write', 'space-separated scope names (RFC 6749 §3.3)', (v) => v.trim().split(/ +/).every((s) => SCOPE_TOKEN.test(s))).trim().split(/ +/),
     // The rules of every client id (clients/register.ts), checked here so the first start's registration cannot refuse it naming no setting.
     defaultClientId: read.string('TESSERA_DEFAULT_CLIENT_ID', 'tessera', `1 to 64 of A-Z a-z 0-9 . _ -, not shaped like a UUID, and not ${[...NAMED_ACTORS].join(', ').replace(/, (?=[^,]*$)/, ' or ')} (the audit trail's own actors)`,

@@ -7,7 +7,7 @@
  * holds no secret.
  * @module
  */
-import { pino, type Bindings, type ChildLoggerOptions, type DestinationStream, type Level, type Logger } from 'pino'
+import { pino, type Bindings, type ChildLoggerOptions, type DestinationStream, type Level, type Logger, type LoggerOptions } from 'pino'
 import type { Config } from './config.js'
 
 // `refresh` and `access`: SimpleJWT's names for its tokens (routes/simplejwt.ts), in its bodies.
@@ -76,16 +76,51 @@ export function redactSecrets (value: unknown, depth = 0): unknown {
   return redactMembers(value as Record<string, unknown>, depth)
 }
 
-export function createLogger (config: Pick<Config, 'logLevel'>, destination?: DestinationStream, pretty = false): Logger {
-  const options = {
-    level: config.logLevel,
-    formatters: { log: (object: Record<string, unknown>) => redactSecrets(object) as Record<string, unknown> },
-    // pid: an instance is several processes (a primary, HTTP workers).
-    base: { service: 'tessera-auth', pid: process.pid }
+const loggerOptions = (config: Pick<Config, 'logLevel'>): LoggerOptions => ({
+  level: config.logLevel,
+  formatters: { log: (object: Record<string, unknown>) => redactSecrets(object) as Record<string, unknown> },
+  // pid: an instance is several processes (a primary, HTTP workers).
+  base: { service: 'tessera-auth', pid: process.pid }
+})
+
+/** A logger writing to `destination`: tests' sinks. */
+export function createLogger (config: Pick<Config, 'logLevel'>, destination: DestinationStream): Logger {
+  return pino(loggerOptions(config), destination)
+}
+
+/** A process's logger on its stdout, and how many lines stdout could not take. */
+export interface ProcessLogger {
+  logger: Logger
+  /** Lines dropped since the process started because its stdout's buffer was full (tessera_log_lines_dropped_total). */
+  droppedLines: () => number
+}
+
+/**
+ * The process's logger on stdout, asynchronous as pino's default, with at
+ * most `logBufferBytes` waiting for the reader: a line past that is dropped
+ * and counted, and once the reader has taken everything again the process
+ * logs how many it dropped meanwhile, so the gap in the log says what it
+ * is. A reader that goes away (EPIPE) ends the process's logging, as pino
+ * has it: the process serves on, with no more lines to write or count.
+ * Pretty lines are for a person at a terminal, which does not stall.
+ */
+export function createProcessLogger (config: Pick<Config, 'logLevel' | 'logBufferBytes'>, pretty = false): ProcessLogger {
+  if (pretty) {
+    return { logger: pino({ ...loggerOptions(config), transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' } } }), droppedLines: () => 0 }
   }
-  if (destination !== undefined) return pino(options, destination)
-  if (pretty) return pino({ ...options, transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' } } })
-  return pino(options)
+  const stdout = pino.destination({ dest: 1, sync: false, maxLength: config.logBufferBytes })
+  const logger = pino(loggerOptions(config), stdout)
+  let dropped = 0
+  let unreported = 0
+  stdout.on('drop', () => { dropped++; unreported++ })
+  // 'drain': every line buffered is written, so the reader is back.
+  stdout.on('drain', () => {
+    if (unreported === 0) return
+    const lines = unreported
+    unreported = 0
+    logger.warn({ dropped_lines: lines }, `${lines} log lines were dropped: stdout was not read while ${config.logBufferBytes / 1024} KiB of lines waited (TESSERA_LOG_BUFFER_KB; tessera_log_lines_dropped_total counts them)`)
+  })
+  return { logger, droppedLines: () => dropped }
 }
 
 type LogArguments = Parameters<Logger['info']>

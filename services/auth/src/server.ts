@@ -9,12 +9,11 @@
  */
 import cluster from 'node:cluster'
 import closeWithGrace from 'close-with-grace'
-import type { Logger } from 'pino'
 import { ConfigError, loadConfig, type Config } from './config.js'
 import { StartupError } from './cluster/startup.js'
 import type { HttpWorker } from './cluster/worker.js'
 import { WrongKekError } from './keys/kek.js'
-import { createLogger } from './logging.js'
+import { createProcessLogger, type ProcessLogger } from './logging.js'
 import { databaseUnreachable } from './errors.js'
 
 /** A worker still draining after this long is cut off (the primary's own limit is longer). */
@@ -27,9 +26,9 @@ function fail (message: string): never {
 }
 
 // Each kind of process loads only its own modules: the primary not Fastify, a worker not the embedded Postgres.
-async function runPrimary (config: Config, logger: Logger): Promise<void> {
+async function runPrimary (config: Config, { logger, droppedLines }: ProcessLogger): Promise<void> {
   const { startPrimary } = await import('./cluster/primary.js')
-  const primary = await startPrimary(config, logger)
+  const primary = await startPrimary(config, logger, droppedLines)
   closeWithGrace({ delay: PRIMARY_DRAIN_LIMIT_MS, logger }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'shutting down after an error')
     else logger.info({ signal }, 'draining')
@@ -40,7 +39,7 @@ async function runPrimary (config: Config, logger: Logger): Promise<void> {
   logger.info({ address: primary.address, workers: config.workers, issuer: config.issuer, embedded_postgres: primary.embedded, metrics: primary.metricsUrl }, 'tessera is serving')
 }
 
-async function runWorker (config: Config, logger: Logger): Promise<void> {
+async function runWorker (config: Config, { logger, droppedLines }: ProcessLogger): Promise<void> {
   // Empty until the worker serves: a drain before that just exits.
   const started: { worker?: HttpWorker } = {}
   let draining = false
@@ -61,7 +60,7 @@ async function runWorker (config: Config, logger: Logger): Promise<void> {
     drain('an uncaught error', 1)
   })
   const { startWorker } = await import('./cluster/worker.js')
-  started.worker = await startWorker(config, logger, drain)
+  started.worker = await startWorker(config, logger, droppedLines, drain)
 }
 
 /** The settings this process loaded, for naming the one an address in use came from. */
@@ -89,9 +88,9 @@ async function main (): Promise<void> {
   }
   // Pretty logs only for a person at a terminal outside production (pino-pretty
   // is a development dependency, absent from the image); anything else gets JSON lines.
-  const logger = createLogger(config, undefined, process.stdout.isTTY && !config.production)
-  if (cluster.isPrimary) await runPrimary(config, logger)
-  else await runWorker(config, logger)
+  const log = createProcessLogger(config, process.stdout.isTTY && !config.production)
+  if (cluster.isPrimary) await runPrimary(config, log)
+  else await runWorker(config, log)
 }
 
 main().catch((err: unknown) => {

@@ -81,7 +81,8 @@ function sendTo (worker: Worker): Send {
   }
 }
 
-export async function startPrimary (config: Config, logger: Logger): Promise<Primary> {
+/** `droppedLogLines`: this process's log lines its stdout could not take (logging.ts). */
+export async function startPrimary (config: Config, logger: Logger, droppedLogLines: () => number): Promise<Primary> {
   // Before any database work: an instance refused here (another has the port) has changed nothing.
   const releasePort = await claimPort(config.host, config.port)
   const { url, embedded } = await databaseFor(config).catch(async (err: unknown) => {
@@ -156,7 +157,7 @@ export async function startPrimary (config: Config, logger: Logger): Promise<Pri
         broadcast(notice('hashing-share', share))
       }
     })
-    const metrics = createMetrics({ hasher, keyring, pool: connection.pool, keyRotation: config.keyRotation, keyPublishLead: config.keyPublishLead, clock: () => new Date() })
+    const metrics = createMetrics({ hasher, keyring, pool: connection.pool, keyRotation: config.keyRotation, keyPublishLead: config.keyPublishLead, clock: () => new Date(), droppedLogLines })
     let draining = false
     // Whether client changes are heard now; the epoch lets a worker tell the latest telling from an older one (boot's answer and a notice can cross).
     let clientFeed: ClientFeedState = { live: false, epoch: 0 }

@@ -56,7 +56,8 @@ const CATCH_UP_COOLDOWN_MS = 1000
  */
 const NOTIFY_PATH_ALLOWANCE_MS = 5000
 
-export async function startWorker (config: Config, logger: Logger, onDrain: (why: string) => void): Promise<HttpWorker> {
+/** `droppedLogLines`: this process's log lines its stdout could not take (logging.ts). */
+export async function startWorker (config: Config, logger: Logger, droppedLogLines: () => number, onDrain: (why: string) => void): Promise<HttpWorker> {
   // Listening before anything is asked: a message that arrives while no
   // listener is attached is dropped, and loading modules takes event-loop turns.
   const asker = new Asker()
@@ -137,7 +138,7 @@ export async function startWorker (config: Config, logger: Logger, onDrain: (why
         }
       }
     })
-    const own = createMetrics({ pool: connection.pool, render: async () => await ask<string>('metrics', null) })
+    const own = createMetrics({ pool: connection.pool, droppedLogLines, render: async () => await ask<string>('metrics', null) })
     metrics = own
     const app = await buildApp(config, { db: connection.db, logger, keyring, hasher, metrics: own, clock: () => new Date(), rateLimitStore: instanceRateLimitStore(ask), clientCache })
     // Fastify's listen options lack reusePort in their type; it passes them to node:net, which has it.

@@ -60,6 +60,8 @@ export interface MetricsSources {
   keyPublishLead?: number
   clock?: () => Date
   processMetrics?: boolean
+  /** The process's log lines its stdout could not take (logging.ts, createProcessLogger); none when absent. */
+  droppedLogLines?: () => number
   /** Renders something wider than this registry, e.g. the whole instance. */
   render?: () => Promise<string>
 }
@@ -88,6 +90,9 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
   for (const outcome of REFRESH_OUTCOMES) refreshes.inc({ outcome }, 0)
   const cleaned = new Counter({ name: 'tessera_cleanup_deleted_total', help: 'Rows the periodic cleanup deleted, by kind (sessions, refresh_tokens, audit_events, login_throttle)', labelNames: ['kind'], registers: [registry] })
   for (const job of BACKGROUND_JOBS) failures.inc({ job }, 0)
+  const droppedLogLines = sources.droppedLogLines ?? (() => 0)
+  // Read at each scrape from the process's logger, which exists before any registry and counts from its start.
+  registry.registerMetric(new Counter({ name: 'tessera_log_lines_dropped_total', help: 'Log lines dropped because stdout was not read while its buffer was full (a stalled log reader)', registers: [], collect () { this.reset(); this.inc(droppedLogLines()) } }))
   for (const kind of CLEANUP_KINDS) cleaned.inc({ kind }, 0)
   const gauge = (name: string, help: string, aggregator: 'sum' | 'max' | 'min' | 'first', collect: (set: (value: number) => void) => void): void => {
     registry.registerMetric(new Gauge({ name, help, aggregator, registers: [], collect () { this.reset(); collect((value) => this.set(value)) } }))

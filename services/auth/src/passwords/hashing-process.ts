@@ -21,7 +21,8 @@ import os from 'node:os'
 import { answer, isAsk, notice, type Send } from '../util/rpc.js'
 import type { Costed } from './hashing-engine.js'
 import { hashPassword, verifyPassword } from './verify.js'
-import { createLogger } from '../logging.js'
+import { DEFAULT_LOG_BUFFER_BYTES } from '../config.js'
+import { createProcessLogger } from '../logging.js'
 
 // Relative to the instance's own nice value (this process starts with it),
 // so an instance run under `nice` keeps the same gap to its workers; 19 is the floor.
@@ -89,8 +90,9 @@ const handlers = {
   hash: async (body: { password: string }) => await costed(hashPassword(body.password)),
   verify: async (body: { encodedHash: string, password: string }) => await costed(verifyPassword(body.encodedHash, body.password))
 }
-// A line like every other process's: JSON, redacted, at error (the primary answers the request 500 on its side).
-const logger = createLogger({ logLevel: 'error' })
+// A line like every other process's: JSON, redacted, bounded, at error (the primary answers the request 500 on its side).
+// Its drops are not in the metrics (it has no registry; the primary's is not its); the line after the reader's return says them.
+const { logger } = createProcessLogger({ logLevel: 'error', logBufferBytes: DEFAULT_LOG_BUFFER_BYTES })
 process.on('message', (message) => {
   if (!isAsk(message)) return
   answer(send, message, handlers, () => false, (err, kind) => { logger.error({ err, kind }, 'a request to the hashing process failed') })
