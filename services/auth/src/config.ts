@@ -10,6 +10,7 @@ import { getHeapStatistics } from 'node:v8'
 import { resolve } from 'node:path'
 import { NAMED_ACTORS } from './audit/record.js'
 import { TesseraError } from './errors.js'
+import { DEFAULT_LOG_BUFFER_BYTES } from './logging.js'
 import { UUID_TEXT } from './util/uuid.js'
 
 export type Seconds = number
@@ -309,15 +310,6 @@ const QUEUED_PER_HASHING_SLOT = 25
 const DEFAULT_HASH_MAX_WAIT_MS = 500
 /** Measured against 19, 5 and 0 under a login flood with and without refresh load (docs/decisions.md, "Hashing priority"). */
 const DEFAULT_HASH_NICE = 10
-/**
- * What a process's stdout may hold unwritten before its log lines are
- * dropped, unless TESSERA_LOG_BUFFER_KB says otherwise: sonic-boom, pino's
- * stream, otherwise buffers without bound while the reader of stdout (a
- * container's log driver, journald, a pipe) stalls, and a worker logging
- * ~750 requests a second held 14 MiB more every minute (docs/decisions.md,
- * "A stalled log reader: lines past 4 MiB are dropped and counted").
- */
-export const DEFAULT_LOG_BUFFER_BYTES = 4 * 1024 * 1024
 
 /**
  * How long the server waits on a connection with nothing moving (Fastify's

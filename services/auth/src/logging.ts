@@ -7,8 +7,7 @@
  * holds no secret.
  * @module
  */
-import { pino, type Bindings, type ChildLoggerOptions, type DestinationStream, type Level, type Logger, type LoggerOptions } from 'pino'
-import type { Config } from './config.js'
+import { pino, type Bindings, type ChildLoggerOptions, type DestinationStream, type Level, type LevelWithSilent, type Logger, type LoggerOptions } from 'pino'
 
 // `refresh` and `access`: SimpleJWT's names for its tokens (routes/simplejwt.ts), in its bodies.
 const SECRET_KEYS = ['password', 'current_password', 'new_password', 'password_hash', 'access_token', 'refresh_token', 'token', 'refresh', 'access', 'client_secret', 'authorization', 'cookie', 'set-cookie', 'kek', 'private_key_enc', 'privateKey']
@@ -76,7 +75,20 @@ export function redactSecrets (value: unknown, depth = 0): unknown {
   return redactMembers(value as Record<string, unknown>, depth)
 }
 
-const loggerOptions = (config: Pick<Config, 'logLevel'>): LoggerOptions => ({
+/**
+ * What a process's stdout may hold unwritten before its log lines are
+ * dropped, unless TESSERA_LOG_BUFFER_KB says otherwise: sonic-boom, pino's
+ * stream, otherwise buffers without bound while the reader of stdout (a
+ * container's log driver, journald, a pipe) stalls, and a worker logging
+ * ~750 requests a second held 14 MiB more every minute (docs/decisions.md,
+ * "A stalled log reader: lines past 4 MiB are dropped and counted").
+ */
+export const DEFAULT_LOG_BUFFER_BYTES = 4 * 1024 * 1024
+
+/** What a logger needs of the settings (config.ts reads them: LOG_LEVEL, TESSERA_LOG_BUFFER_KB in bytes). */
+export interface LogSettings { logLevel: LevelWithSilent, logBufferBytes: number }
+
+const loggerOptions = (config: Pick<LogSettings, 'logLevel'>): LoggerOptions => ({
   level: config.logLevel,
   formatters: { log: (object: Record<string, unknown>) => redactSecrets(object) as Record<string, unknown> },
   // pid: an instance is several processes (a primary, HTTP workers).
@@ -84,7 +96,7 @@ const loggerOptions = (config: Pick<Config, 'logLevel'>): LoggerOptions => ({
 })
 
 /** A logger writing to `destination`: tests' sinks. */
-export function createLogger (config: Pick<Config, 'logLevel'>, destination: DestinationStream): Logger {
+export function createLogger (config: Pick<LogSettings, 'logLevel'>, destination: DestinationStream): Logger {
   return pino(loggerOptions(config), destination)
 }
 
@@ -104,7 +116,7 @@ export interface ProcessLogger {
  * has it: the process serves on, with no more lines to write or count.
  * Pretty lines are for a person at a terminal, which does not stall.
  */
-export function createProcessLogger (config: Pick<Config, 'logLevel' | 'logBufferBytes'>, pretty = false): ProcessLogger {
+export function createProcessLogger (config: LogSettings, pretty = false): ProcessLogger {
   if (pretty) {
     return { logger: pino({ ...loggerOptions(config), transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' } } }), droppedLines: () => 0 }
   }

@@ -3,12 +3,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import pg from 'pg'
-import { Kysely, PostgresDialect } from 'kysely'
-import type { Database } from '../../src/db/database.js'
 import t from 'tap'
 import { connect } from '../../src/db/connect.js'
 import { ensureRoles, type DatabaseRoles } from '../../src/db/roles.js'
-import { createTestDatabase, testEnv } from '../helpers/db.js'
+import { createTestDatabase, loggingDb, testEnv } from '../helpers/db.js'
 import { loginOver, signUpOver } from '../helpers/http.js'
 import { runCli, startServer } from '../helpers/server.js'
 
@@ -42,8 +40,7 @@ t.test('owner, runtime and notes roles: each can do its job and nothing more', a
   t.teardown(admin.close)
   // Every statement as sent: a password in one would be in the server's log the moment it failed.
   const statements: string[] = []
-  const logged = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: databaseUrl, max: 1 }) }), log: (event) => { statements.push(`${event.query.sql} ${JSON.stringify(event.query.parameters)}`) } })
-  t.teardown(async () => { await logged.destroy() })
+  const logged = loggingDb(t, databaseUrl, (query) => { statements.push(`${query.sql} ${JSON.stringify(query.parameters)}`) })
   await ensureRoles(logged, roles)
   t.notOk(statements.some((text) => Object.values(roles).some((role) => text.includes(role.password))), 'no statement carries a password')
   t.equal(statements.filter((text) => /PASSWORD 'SCRAM-SHA-256\$4096:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+'/.test(text)).length, 3, 'each role gets a SCRAM verifier')

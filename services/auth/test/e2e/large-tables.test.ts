@@ -8,14 +8,13 @@
  */
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { sql, CompiledQuery, Kysely, PostgresDialect } from 'kysely'
-import pg from 'pg'
-import type { Database, Db } from '../../src/db/database.js'
+import { sql, CompiledQuery } from 'kysely'
+import type { Db } from '../../src/db/database.js'
 import { tailAudit } from '../../src/audit/tail.js'
 import { formatTable } from '../../src/cli/output.js'
 import { listUserPages } from '../../src/users/manage.js'
 import { deleteExpiredTokens, deleteSessionsIfDue, deleteTokensOf, pruneAuditEvents, selectDueSessions } from '../../src/sessions/cleanup.js'
-import { createTestDatabase, testConnection } from '../helpers/db.js'
+import { createTestDatabase, loggingDb, testConnection } from '../helpers/db.js'
 import { CLI_ENTRY, runCli } from '../helpers/server.js'
 
 interface PlanNode { 'Node Type': string, 'Relation Name'?: string, 'Index Name'?: string, 'Index Cond'?: string, Plans?: PlanNode[] }
@@ -75,9 +74,7 @@ t.test('audit tail --user reads the user\'s events by index, not every event of 
     { type: 'login.failed', username: 'other' }
   ]).execute()
   const sent: CompiledQuery[] = []
-  const pool = new pg.Pool({ connectionString: url, max: 1 })
-  const logged = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log: (event) => { sent.push(event.query) } })
-  t.teardown(async () => { await logged.destroy() })
+  const logged = loggingDb(t, url, (query) => { sent.push(query) })
   const expected = { gone: ['user.created', 'session.ended', 'login.failed'], [deleted]: ['user.created', 'session.ended'] }
   for (const [user, types] of Object.entries(expected)) {
     sent.length = 0
@@ -188,9 +185,7 @@ t.test('a page of users list is read by the username index, each user\'s live se
     FROM users u, generate_series(1, 10) i`.execute(db)
   await sql`ANALYZE users, sessions`.execute(db)
   const sent: CompiledQuery[] = []
-  const pool = new pg.Pool({ connectionString: url, max: 1 })
-  const logged = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log: (event) => { sent.push(event.query) } })
-  t.teardown(async () => { await logged.destroy() })
+  const logged = loggingDb(t, url, (query) => { sent.push(query) })
   const pages = listUserPages(logged, { disabledOnly: false, now: new Date() })
   await pages.next()
   await pages.next()
