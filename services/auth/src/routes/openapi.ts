@@ -65,34 +65,98 @@ const BODY_TYPES = ['application/x-www-form-urlencoded', 'application/json']
 /** SimpleJWT's routes also take what DRF's default parsers take (routes/simplejwt-multipart.ts). */
 const DRF_BODY_TYPES = [...BODY_TYPES, 'multipart/form-data']
 
-function errorResponses (format: ErrorFormat | undefined, route: { url: string }): Record<string, unknown> {
-  if (format === 'simplejwt') {
-    const error = (description: string): unknown => ({ description, content: { 'application/json': { schema: DrfErrorBody } } })
-    return {
-      '4XX': error('Django REST framework\'s error: 400 naming each refused field (or non_field_errors, or {"detail"} for a body that is not JSON), 401 {"detail"} (with "code": "token_not_valid" for a token) and WWW-Authenticate: Bearer realm="api", 413, 415, 429 {"detail"} with Retry-After'),
-      '5XX': error('{"detail"}: 503 with Retry-After when overloaded, or 500')
-    }
-  }
-  if (format === 'oauth') {
-    const error = (description: string): unknown => ({ description, content: { 'application/json': { schema: OAuthErrorBody } } })
-    return {
-      // No 415: RFC 6749 has no code for it, so a body that cannot be read is invalid_request (http/errors.ts).
-      '4XX': error('RFC 6749 §5.2 error (400 invalid_request, also for a body that is not form-encoded or JSON, or is compressed or not UTF-8; 400 invalid_grant; 401 invalid_client; 413; 429 with Retry-After)'),
-      '5XX': error('temporarily_unavailable (503, with Retry-After) or server_error')
-    }
-  }
-  const problem = (description: string): unknown => ({ description, content: { 'application/problem+json': { schema: ProblemBody } } })
-  return {
-    '4XX': problem(route.url.startsWith('/v1/') && route.url !== '/v1/users'
-      ? 'problem+json; 401 comes with WWW-Authenticate: Bearer error="invalid_token"'
-      : 'problem+json'),
-    '5XX': problem('problem+json (503 with Retry-After when overloaded or not ready)')
-  }
+/**
+ * Marks a response header every answer of that response carries: @fastify/swagger
+ * copies a header's schema whole and has no place for OpenAPI's `required`,
+ * so the mark rides in the schema and markRequiredHeaders lifts it out.
+ */
+const ALWAYS_SENT = 'x-always-sent'
+
+/** A response header for a route's response schema (`headers: { Name: responseHeader(…) }`); `sometimes`: not on every answer. */
+export function responseHeader (description: string, options: { type?: 'string' | 'integer', sometimes?: boolean } = {}): Record<string, unknown> {
+  return { type: options.type ?? 'string', description, ...(options.sometimes === true ? {} : { [ALWAYS_SENT]: true }) }
 }
+
+/** The Cache-Control of an answer about one person or carrying a token (routes/personal.ts, RFC 6749 §5.1). */
+export const NO_STORE = { 'Cache-Control': responseHeader('no-store') }
+/** RFC 6749 §5.1 asks both of a token response; the OAuth endpoints' errors carry them too (http/errors.ts). */
+export const OAUTH_NO_STORE = { ...NO_STORE, Pragma: responseHeader('no-cache') }
+const RETRY_AFTER = { 'Retry-After': responseHeader('seconds to wait before trying again', { type: 'integer' }) }
+/**
+ * The per-IP limiter's fields (draft-ietf-httpapi-ratelimit-headers), on
+ * every answer of a rate-limited route that reached the limiter: an answer
+ * refused before it (a body that cannot be read, a shed login) has none.
+ */
+const RATE_LIMIT_HEADERS = {
+  'RateLimit-Limit': responseHeader('requests allowed per window to this client address, across every rate-limited route', { type: 'integer', sometimes: true }),
+  'RateLimit-Remaining': responseHeader('requests left in the window', { type: 'integer', sometimes: true }),
+  'RateLimit-Reset': responseHeader('seconds until the window resets', { type: 'integer', sometimes: true })
+}
+
+/** What errorResponses needs to know of a route beyond its error format. */
+interface ErrorRoute {
+  /** It takes a Bearer access token, so answers 401 with WWW-Authenticate. */
+  bearer: boolean
+  /** The per-IP limit or the per-account back-off can refuse it: 429 with Retry-After. */
+  limited: boolean
+  /** It may find the database or the hashing queue unavailable: 503 with Retry-After. */
+  mayBeUnavailable: boolean
+}
+
+/**
+ * The error responses of a route, in its error format: the statuses whose
+ * headers a client acts on (401, 429, 503) listed apart, the rest by range.
+ */
+function errorResponses (format: ErrorFormat | undefined, route: ErrorRoute): Record<string, unknown> {
+  const [mediaType, schema, always] = format === 'simplejwt'
+    ? ['application/json', DrfErrorBody, {}]
+    : format === 'oauth' ? ['application/json', OAuthErrorBody, OAUTH_NO_STORE] : ['application/problem+json', ProblemBody, {}]
+  const error = (description: string, headers: Record<string, unknown> = {}): unknown =>
+    ({ description, headers: { ...always, ...headers }, content: { [mediaType]: { schema } } })
+  const responses: Record<string, unknown> = {}
+  if (format === 'simplejwt') {
+    responses['401'] = error('{"detail"} (with "code": "token_not_valid" for a token)', { 'WWW-Authenticate': responseHeader('Bearer realm="api", as SimpleJWT\'s views send it') })
+  } else if (format === 'oauth') {
+    responses['401'] = error('invalid_client: the client\'s authentication failed', { 'WWW-Authenticate': responseHeader('Basic realm="tessera", charset="UTF-8": when the client authenticated with HTTP Basic', { sometimes: true }) })
+  } else if (route.bearer) {
+    responses['401'] = error('no valid access token, or its session has ended', { 'WWW-Authenticate': responseHeader('Bearer error="invalid_token" (RFC 6750 §3)') })
+  }
+  if (route.limited) responses['429'] = error('too many requests from this address, or failed logins for this username: retry after Retry-After', RETRY_AFTER)
+  if (route.mayBeUnavailable) responses['503'] = error('overloaded, or the database or signing key unavailable for a moment: retry after Retry-After', RETRY_AFTER)
+  if (format === 'simplejwt') {
+    responses['4XX'] = error('Django REST framework\'s error: 400 naming each refused field (or non_field_errors, or {"detail"} for a body that is not JSON), 405, 413, 415 {"detail"}')
+    responses['5XX'] = error('{"detail"}: 500')
+  } else if (format === 'oauth') {
+    // No 415: RFC 6749 has no code for it, so a body that cannot be read is invalid_request (http/errors.ts).
+    responses['4XX'] = error('RFC 6749 §5.2 error (400 invalid_request, also for a body that is not form-encoded or JSON, or is compressed or not UTF-8; 400 invalid_grant; 405; 413)')
+    responses['5XX'] = error('server_error')
+  } else {
+    responses['4XX'] = error(route.bearer
+      ? 'problem+json; a request with more than one Authorization header is a 400 with WWW-Authenticate: Bearer error="invalid_request"'
+      : 'problem+json', route.bearer ? { 'WWW-Authenticate': responseHeader('Bearer error="invalid_request" on a 400 for more than one Authorization header', { sometimes: true }) } : {})
+    responses['5XX'] = error('problem+json')
+  }
+  return responses
+}
+
+/** Adds `headers` to each of a route's responses (a response schema's `headers`, as @fastify/swagger reads them). */
+function withHeaders (responses: Record<string, unknown>, headers: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(responses).map(([status, response]) => {
+    const own = (response as { headers?: Record<string, unknown> }).headers
+    return [status, { ...(response as object), headers: { ...own, ...headers } }]
+  }))
+}
+
+/** Routes that answer from memory: no database, no hashing queue, so never a 503 of Tessera's own. */
+const NEVER_UNAVAILABLE = new Set(['/healthz', '/openapi.json'])
 
 /** The parts of a generated operation that markOptionalBodies reads. */
 interface BodySchema { type?: string | string[], anyOf?: BodySchema[] }
-type Operations = Record<string, Record<string, { requestBody?: { required?: boolean, content?: Record<string, { schema?: BodySchema }> } }>>
+interface HeaderObject { required?: boolean, schema?: Record<string, unknown> }
+type Operations = Record<string, Record<string, {
+  requestBody?: { required?: boolean, content?: Record<string, { schema?: BodySchema }> }
+  responses?: Record<string, { headers?: Record<string, HeaderObject> }>
+}>>
 
 /** Whether a body schema takes null: Fastify validates a request without a body as null. */
 function takesNull (schema: BodySchema): boolean {
@@ -109,6 +173,21 @@ function markOptionalBodies (paths: Operations): void {
     for (const { requestBody } of Object.values(operations)) {
       const schemas = Object.values(requestBody?.content ?? {}).map((media) => media.schema ?? {})
       if (requestBody !== undefined && schemas.length > 0 && schemas.every(takesNull)) requestBody.required = false
+    }
+  }
+}
+
+/** A header every answer of its response carries is `required` (responseHeader). */
+function markRequiredHeaders (paths: Operations): void {
+  for (const operations of Object.values(paths)) {
+    for (const { responses } of Object.values(operations)) {
+      for (const { headers } of Object.values(responses ?? {})) {
+        for (const header of Object.values(headers ?? {})) {
+          if (header.schema?.[ALWAYS_SENT] !== true) continue
+          delete header.schema[ALWAYS_SENT]
+          header.required = true
+        }
+      }
     }
   }
 }
@@ -149,11 +228,18 @@ export async function registerOpenApi (app: App, config: Config): Promise<void> 
       const given = (schema ?? {}) as FastifySchema & { response?: Record<string, unknown> }
       const body = given.body ?? route.config?.documentedBody
       const consumes = format === 'simplejwt' ? DRF_BODY_TYPES : BODY_TYPES
+      const limited = route.config?.rateLimited === true
+      const errors = errorResponses(format, {
+        bearer: given.security === BEARER,
+        limited,
+        mayBeUnavailable: route.config?.answersAtOnce !== true && !NEVER_UNAVAILABLE.has(url)
+      })
+      const responses = { ...errors, ...given.response }
       return {
         schema: {
           ...given,
           ...(body === undefined ? {} : { body, consumes }),
-          response: { ...errorResponses(format, { url }), ...given.response }
+          response: limited ? withHeaders(responses, RATE_LIMIT_HEADERS) : responses
         } as unknown as FastifySchema,
         url
       }
@@ -161,13 +247,18 @@ export async function registerOpenApi (app: App, config: Config): Promise<void> 
     transformObject: (document) => {
       if (!('openapiObject' in document)) return document.swaggerObject
       markOptionalBodies((document.openapiObject.paths ?? {}) as Operations)
+      markRequiredHeaders((document.openapiObject.paths ?? {}) as Operations)
       return document.openapiObject
     }
   })
 
   let document: string | undefined
   app.get('/openapi.json', {
-    schema: { tags: ['discovery'], summary: 'This OpenAPI 3.1 document', response: { 200: Type.Unsafe<string>({ description: 'The OpenAPI document', type: 'object', additionalProperties: true }) } }
+    schema: {
+      tags: ['discovery'],
+      summary: 'This OpenAPI 3.1 document',
+      response: { 200: Type.Unsafe<string>({ description: 'The OpenAPI document', type: 'object', additionalProperties: true, headers: { 'Cache-Control': responseHeader('public, max-age=3600') } }) }
+    }
   }, async (_request, reply) => {
     document ??= JSON.stringify(app.swagger())
     return await reply.header('cache-control', 'public, max-age=3600').type('application/json').send(document)

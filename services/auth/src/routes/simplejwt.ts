@@ -23,6 +23,7 @@ import { requestContext } from './context.js'
 import { counted, loginDepsOf, loginOutcome, refreshOutcome } from './grant-outcomes.js'
 import { parseMultipartForm } from './simplejwt-multipart.js'
 import { fromUtf8 } from '../http/json-body.js'
+import { NO_STORE } from './openapi.js'
 import { formParser, lastValues } from '../http/form-body.js'
 
 /** SimpleJWT's one answer to every failed login; the log keeps which failure it was (the cause's detail). */
@@ -156,7 +157,8 @@ function registerRoutes (app: App, config: Config, deps: Deps): void {
   // Every route logs in or handles tokens like /oauth/token: the same per-IP budget; the login hashes.
   const options = (summary: string, body: TObject, ok: typeof Pair | typeof RefreshedPair | typeof Empty, hashesPassword?: 'always') => ({
     config: { errorFormat: 'simplejwt' as const, rateLimited: true, documentedBody: body, ...(hashesPassword === undefined ? {} : { hashesPassword }) },
-    schema: { tags: ['simplejwt'], summary, response: { 200: ok } }
+    // A pair of tokens is never stored by a cache (RFC 6749 §5.1, as for /oauth/token).
+    schema: { tags: ['simplejwt'], summary, response: { 200: ok === Empty ? ok : { ...ok, headers: NO_STORE } } }
   })
 
   app.post(paths.login, options('TokenObtainPairView: a password grant for the default client; 401 for wrong credentials', Credentials, Pair, 'always'), async (request, reply) => {

@@ -9,6 +9,7 @@ import { Type } from '@sinclair/typebox'
 import type { App, Deps } from '../http/app-types.js'
 import type { Jwks } from '../keys/keyring.js'
 import { JWKS_SHARED_MAX_AGE, type Config } from '../config.js'
+import { responseHeader } from './openapi.js'
 
 const CLIENT_AUTH_METHODS = ['none', 'client_secret_basic', 'client_secret_post']
 
@@ -53,7 +54,26 @@ const JWK_SET = Type.Unsafe<string>({
     }
   }
 })
-const METADATA = Type.Unsafe<string>({ description: 'RFC 8414 metadata', type: 'object', required: ['issuer', 'token_endpoint', 'jwks_uri'], additionalProperties: true, properties: { issuer: { type: 'string' }, token_endpoint: { type: 'string' }, jwks_uri: { type: 'string' } } })
+const URL_MEMBER = { type: 'string', format: 'uri' }
+const NAMES = { type: 'array', items: { type: 'string' } }
+/** Every member serverMetadata writes; a later member a client does not know it ignores (RFC 8414 §3.2). */
+const METADATA = Type.Unsafe<string>({
+  description: 'RFC 8414 metadata',
+  type: 'object',
+  required: Object.keys(serverMetadata({ issuer: '', scopes: [] })),
+  additionalProperties: true,
+  properties: {
+    issuer: URL_MEMBER,
+    token_endpoint: URL_MEMBER,
+    revocation_endpoint: URL_MEMBER,
+    jwks_uri: URL_MEMBER,
+    grant_types_supported: NAMES,
+    scopes_supported: NAMES,
+    token_endpoint_auth_methods_supported: NAMES,
+    revocation_endpoint_auth_methods_supported: NAMES,
+    service_documentation: URL_MEMBER
+  }
+})
 
 function etagMatches (header: string | undefined, etag: string): boolean {
   if (header === undefined) return false
@@ -61,6 +81,12 @@ function etagMatches (header: string | undefined, etag: string): boolean {
     const tag = candidate.trim().replace(/^W\//, '')
     return tag === '*' || tag === etag
   })
+}
+
+/** The JWKS answer's caching headers, on a 200 and a 304 alike (jwksHeadersOf). */
+const JWKS_HEADERS = {
+  'Cache-Control': responseHeader('public, max-age=TESSERA_JWKS_MAX_AGE, s-maxage=…: how long a verifier may keep the set'),
+  ETag: responseHeader('the set\'s version, for If-None-Match')
 }
 
 /** What Fastify would make of `.type('application/jwk-set+json')` on a string body, given whole so it is not rebuilt per request. */
@@ -98,8 +124,8 @@ export function registerWellKnownRoutes (app: App, config: Config, deps: Deps): 
     tags: ['discovery'],
     summary: 'The public signing keys (RFC 7517); honours If-None-Match',
     response: {
-      200: JWK_SET,
-      304: Type.Unsafe<undefined>({ description: 'Not modified: the ETag still matches', type: 'null' })
+      200: { ...JWK_SET, headers: JWKS_HEADERS },
+      304: Type.Unsafe<undefined>({ description: 'Not modified: the ETag still matches', type: 'null', headers: JWKS_HEADERS })
     },
     produces: ['application/jwk-set+json']
   }
@@ -121,7 +147,7 @@ export function registerWellKnownRoutes (app: App, config: Config, deps: Deps): 
   const metadata = JSON.stringify(serverMetadata(config))
   for (const path of ['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server']) {
     app.get(path, {
-      schema: { tags: ['discovery'], summary: 'RFC 8414 authorization server metadata', response: { 200: METADATA } },
+      schema: { tags: ['discovery'], summary: 'RFC 8414 authorization server metadata', response: { 200: { ...METADATA, headers: { 'Cache-Control': responseHeader('public, max-age=3600') } } } },
       config: fromMemory
     }, async (_request, reply) =>
       await reply.header('cache-control', 'public, max-age=3600').type('application/json').send(metadata))

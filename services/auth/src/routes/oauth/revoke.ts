@@ -9,7 +9,7 @@ import type { Config } from '../../config.js'
 import { clientCredentials } from '../../clients/credentials.js'
 import { revokeToken } from '../../grants/revoke-token.js'
 import { requestContext } from '../context.js'
-import { CLIENT_AUTHENTICATION } from '../openapi.js'
+import { CLIENT_AUTHENTICATION, NO_STORE } from '../openapi.js'
 import { authorizationHeader } from '../../http/authorization.js'
 import { presentParameters } from './parameters.js'
 
@@ -29,7 +29,7 @@ export function registerRevokeRoutes (app: App, config: Config, deps: Deps): voi
       summary: 'Revoke a refresh token and end its session (RFC 7009); 200 for every well-formed request',
       security: CLIENT_AUTHENTICATION,
       body: RevokeRequest,
-      response: { 200: Type.Object({}, { description: 'Revoked, or nothing to revoke' }) }
+      response: { 200: Type.Object({}, { description: 'Revoked, or nothing to revoke', headers: NO_STORE }) }
     }
   }, async (request, reply) => {
     const body = presentParameters(request.body)

@@ -19,7 +19,7 @@ import { refreshGrant } from '../../grants/refresh.js'
 import type { TokenPair } from '../../grants/issue.js'
 import { NO_NUL } from '../../passwords/policy.js'
 import { requestContext } from '../context.js'
-import { CLIENT_AUTHENTICATION } from '../openapi.js'
+import { CLIENT_AUTHENTICATION, OAUTH_NO_STORE } from '../openapi.js'
 import { authorizationHeader } from '../../http/authorization.js'
 import { presentParameters } from './parameters.js'
 import { counted, loginDepsOf, loginOutcome, refreshOutcome } from '../grant-outcomes.js'
@@ -72,7 +72,7 @@ export function registerTokenRoutes (app: App, config: Config, deps: Deps): void
       summary: 'grant_type=password (RFC 6749 §4.3) or refresh_token (§6): a token pair; client_credentials (§4.4, a confidential client): an access token alone',
       security: CLIENT_AUTHENTICATION,
       body: TokenRequest,
-      response: { 200: TokenResponse }
+      response: { 200: { ...TokenResponse, headers: OAUTH_NO_STORE } }
     }
   }, async (request, reply) => {
     const body = presentParameters(request.body)

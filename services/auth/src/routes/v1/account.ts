@@ -16,7 +16,7 @@ import { backoffPolicy } from '../../passwords/login-throttle.js'
 import { PASSWORD_RULE } from '../../passwords/policy.js'
 import { forbidCaching } from '../personal.js'
 import { accessTokenAuth, principalOf } from './access-token-auth.js'
-import { BEARER } from '../openapi.js'
+import { BEARER, NO_STORE } from '../openapi.js'
 import { UUID_PATTERN } from '../../util/uuid.js'
 
 const Me = Type.Object({ id: Type.String(), username: Type.String(), created_at: Type.String(), session_id: Type.String(), scope: Type.String(), client_id: Type.String() })
@@ -61,15 +61,16 @@ export function registerAccountRoutes (app: App, config: Config, deps: Deps): vo
   // The token at onRequest on every route; /v1/me reads the session in its own one query, every other route checks it in requireLiveSession.
   const { authenticate, requireLiveSession } = accessTokenAuth(config, deps)
   const backoff = backoffPolicy(config)
-  app.get('/v1/me', { onRequest: authenticate, schema: { tags: ['account'], summary: 'The caller\'s account and session', security: BEARER, response: { 200: Me } } }, async (request, reply) => {
-    forbidCaching(reply)
+  app.get('/v1/me', { onRequest: authenticate, schema: { tags: ['account'], summary: 'The caller\'s account and session', security: BEARER, response: { 200: { ...Me, headers: NO_STORE } } } }, async (request, reply) => {
     const principal = principalOf(request)
     const profile = await liveProfile(deps.db, principal.userId, principal.sessionId, deps.clock())
     if (profile === undefined) throw new InvalidTokenError('session ended or user disabled')
+    // On the profile only: its 401 is every route's (routes/openapi.ts documents one shape for it).
+    forbidCaching(reply)
     return { id: profile.id, username: profile.username, created_at: profile.createdAt.toISOString(), session_id: principal.sessionId, scope: principal.scope, client_id: principal.clientId }
   })
 
-  app.get('/v1/sessions', { onRequest: authenticate, preHandler: requireLiveSession, schema: { tags: ['account'], summary: 'The caller\'s live sessions', security: BEARER, response: { 200: SessionList } } }, async (request, reply) => {
+  app.get('/v1/sessions', { onRequest: authenticate, preHandler: requireLiveSession, schema: { tags: ['account'], summary: 'The caller\'s live sessions', security: BEARER, response: { 200: { ...SessionList, headers: NO_STORE } } } }, async (request, reply) => {
     forbidCaching(reply)
     const principal = principalOf(request)
     const sessions = await listLiveSessions(deps.db, principal.userId, deps.clock())

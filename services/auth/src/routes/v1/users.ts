@@ -9,6 +9,7 @@ import { signUp } from '../../users/create.js'
 import { NO_NUL, PASSWORD_RULE, USERNAME_RULE } from '../../passwords/policy.js'
 import { requestContext } from '../context.js'
 import { forbidCaching } from '../personal.js'
+import { NO_STORE, responseHeader } from '../openapi.js'
 
 const SignUp = Type.Object({
   username: Type.String({ minLength: 1, maxLength: 256, pattern: NO_NUL, description: USERNAME_RULE }),
@@ -24,7 +25,7 @@ export function registerUserRoutes (app: App, config: Config, deps: Deps): void 
       tags: ['account'],
       summary: 'Sign up (403 when TESSERA_SIGNUP=closed); log in with /oauth/token next',
       body: SignUp,
-      response: { 201: { ...CreatedUser, headers: { location: { type: 'string', description: '/v1/me: where the new user reads the account once logged in' } } } }
+      response: { 201: { ...CreatedUser, headers: { Location: responseHeader('/v1/me: where the new user reads the account once logged in'), ...NO_STORE } } }
     }
   }, async (request, reply) => {
     const user = await signUp(deps.db, deps.hasher, config.signup, request.body, requestContext(request))
