@@ -20,6 +20,8 @@ export interface Config {
   /** Leeway for `exp`/`iat`/`nbf` against clock skew between hosts. */
   clockSkewMs: number
   logLevel: LogLevel
+  /** NOTES_LOG_BUFFER_KB in bytes: what stdout may hold unwritten before log lines are dropped (logging.ts). */
+  logBufferBytes: number
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -168,6 +170,11 @@ export function loadConfig (env: Env): Config {
     // signed could expire: more would accept tokens long expired, and only
     // until their key leaves the JWKS (docs/integrators.md#clock-skew).
     clockSkewMs: integer(env, 'NOTES_CLOCK_SKEW', 30, 0, 60) * 1000,
-    logLevel: logLevel(env)
+    logLevel: logLevel(env),
+    // Tessera's TESSERA_LOG_BUFFER_KB under a NOTES_ name, as notes' own
+    // settings are named: 4 MiB absorbs a reader's hiccup (a log rotation, a
+    // shipper's restart), and 64 KiB is the least (docs/decisions.md, "A
+    // stalled log reader").
+    logBufferBytes: integer(env, 'NOTES_LOG_BUFFER_KB', 4096, 64, 1048576) * 1024
   }
 }

@@ -3,11 +3,11 @@
  * @module
  */
 import closeWithGrace from 'close-with-grace'
-import { pino } from 'pino'
 import { buildApp, type App } from './app.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
 import { connect, migrate } from './db.js'
 import { createKeySource } from './keys.js'
+import { createProcessLogger } from './logging.js'
 
 /**
  * Listening fails for an address this machine does not have or a port taken:
@@ -30,7 +30,7 @@ async function listen (app: App, config: Config): Promise<string> {
 
 async function main (): Promise<void> {
   const config = loadConfig(process.env)
-  const logger = pino({ level: config.logLevel, base: { service: 'tessera-notes' }, redact: ['req.headers.authorization'] })
+  const logger = createProcessLogger(config, { base: { service: 'tessera-notes' }, redact: ['req.headers.authorization'] })
   const db = connect(config.databaseUrl)
   await migrate(db)
   const app = await buildApp(config, { db, logger, keys: createKeySource(config.jwksUrl, { cacheMaxAgeMs: config.jwksTtlMs, cooldownMs: config.jwksCooldownMs }) })

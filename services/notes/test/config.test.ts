@@ -39,6 +39,16 @@ t.test('LOG_LEVEL is one of pino\'s levels, or one line says what it takes', asy
   t.throws(() => loadConfig({ ...base, LOG_LEVEL: 'verbose' }), new ConfigError('LOG_LEVEL="verbose" is invalid: expected one of fatal, error, warn, info, debug, trace, silent'))
 })
 
+t.test('NOTES_LOG_BUFFER_KB is 64 KiB to 1 GiB of unread log lines, 4 MiB unless set', async (t) => {
+  const base = { DATABASE_URL: 'postgres://x@db/y' }
+  t.equal(loadConfig(base).logBufferBytes, 4 * 1024 * 1024)
+  t.equal(loadConfig({ ...base, NOTES_LOG_BUFFER_KB: '64' }).logBufferBytes, 64 * 1024)
+  t.equal(loadConfig({ ...base, NOTES_LOG_BUFFER_KB: '1048576' }).logBufferBytes, 1024 * 1024 * 1024)
+  for (const value of ['63', '1048577', '4M']) {
+    t.throws(() => loadConfig({ ...base, NOTES_LOG_BUFFER_KB: value }), new ConfigError(`NOTES_LOG_BUFFER_KB="${value}" is invalid: expected a whole number from 64 to 1048576`))
+  }
+})
+
 t.test('NOTES_ISSUER is compared as Tessera writes iss: spelled as given, only trailing slashes dropped', async (t) => {
   const base = { DATABASE_URL: 'postgres://x@db/y' }
   t.equal(loadConfig({ ...base, NOTES_ISSUER: 'https://ID.Example:443/' }).issuer, 'https://ID.Example:443', 'not new URL()\'s spelling (https://id.example), which no token would carry')
