@@ -120,7 +120,11 @@ export function createProcessLogger (config: LogSettings, pretty = false): Proce
   if (pretty) {
     return { logger: pino({ ...loggerOptions(config), transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' } } }), droppedLines: () => 0 }
   }
-  const stdout = pino.destination({ dest: 1, sync: false, maxLength: config.logBufferBytes })
+  // process.stdout.fd, not 1: opening Node's stdout makes a pipe non-blocking,
+  // as pino's default stream did, so a write to a stalled reader waits in
+  // sonic-boom's retries rather than holding one of libuv's threads (in the
+  // hashing process, one argon2 runs on), whichever process opened it first.
+  const stdout = pino.destination({ dest: process.stdout.fd, sync: false, maxLength: config.logBufferBytes })
   const logger = pino(loggerOptions(config), stdout)
   let dropped = 0
   let unreported = 0
