@@ -54,3 +54,27 @@ t.test('a full hashing queue sheds at once with 503 and Retry-After, before any 
   t.equal(shedLines.length, attempts.filter((r) => r.statusCode === 503).length, 'each shed logs its request line')
   t.notMatch(logs(), /hashing queue full/, 'and nothing more at info')
 })
+
+t.test('a full hashing queue\'s 503 names the hashing, not logins, on every route that hashes, each in its own format', async (t) => {
+  const { app } = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on', TESSERA_HASH_CONCURRENCY: '1', TESSERA_HASH_QUEUE_DEPTH: '0' })
+  await signUp(app, 'hank', 'hank password')
+  const { access_token: access } = await login(app, 'hank', 'hank password')
+  const said = 'too many passwords are being hashed; retry shortly'
+  const bursts = {
+    'sign-up': async (i: number) => await app.inject({ method: 'POST', url: '/v1/users', payload: { username: `hank${i}`, password: 'some password' } }),
+    'password change': async () => await app.inject({ method: 'PUT', url: '/v1/password', headers: { authorization: `Bearer ${access}` }, payload: { current_password: 'hank password', new_password: 'a new password' } }),
+    'SimpleJWT login': async (i: number) => await app.inject({ method: 'POST', url: '/api/token/', payload: { username: `nobody${i}`, password: 'some password' } }),
+    'password grant': async (i: number) => await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: `nobody${i}`, password: 'some password' } })
+  }
+  for (const [route, send] of Object.entries(bursts)) {
+    const shed = (await Promise.all(Array.from({ length: 6 }, async (_, i) => await send(i)))).filter((res) => res.statusCode === 503)
+    t.ok(shed.length > 0, `a burst of ${route} is shed`)
+    for (const res of shed) {
+      t.equal(res.headers['retry-after'], '1')
+      const body = res.json()
+      if (route === 'password grant') t.same(body, { error: 'temporarily_unavailable', error_description: said }, `${route}: RFC 6749's body`)
+      else if (route === 'SimpleJWT login') t.same(body, { detail: said }, `${route}: DRF's body`)
+      else t.match(body, { status: 503, title: 'Service Unavailable', detail: said }, `${route}: a problem`)
+    }
+  }
+})

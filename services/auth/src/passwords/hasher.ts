@@ -91,9 +91,13 @@ interface Job { run: () => Promise<unknown>, admittedAt: number }
  */
 const ASSUMED_COST_MS = 50
 
-/** The 503 every full hashing queue answers with. */
+/**
+ * The 503 every full hashing queue answers with, on every route that hashes:
+ * logins, sign-up and password change alike, so its words name the queue,
+ * not one of them (the queue, where it refuses, does not know the route).
+ */
 export function hashingOverloaded (): OAuthError {
-  return new OAuthError('temporarily_unavailable', 'too many logins in progress; retry shortly', { retryAfter: 1, detail: 'hashing queue full' })
+  return new OAuthError('temporarily_unavailable', 'too many passwords are being hashed; retry shortly', { retryAfter: 1, detail: 'hashing queue full' })
 }
 
 /**

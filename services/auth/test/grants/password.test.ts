@@ -228,7 +228,7 @@ t.test('the hashing queue sheds past its depth and the JWKS answers meanwhile', 
   t.equal(shed.length + ok.length, results.length, 'nothing but 200 and 503')
   for (const res of shed) {
     t.equal(res.headers['retry-after'], '1')
-    t.same(res.json(), { error: 'temporarily_unavailable', error_description: 'too many logins in progress; retry shortly' })
+    t.same(res.json(), { error: 'temporarily_unavailable', error_description: 'too many passwords are being hashed; retry shortly' })
   }
 })
 
