@@ -55,6 +55,13 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * A moment in a response body: RFC 3339 (the routes send toISOString()),
+ * said so in the document for generated clients. fast-json-stringify writes
+ * a string given for it as it writes any string.
+ */
+export const TIMESTAMP = Type.String({ format: 'date-time' })
+
 /** Routes that need an access token say so with this in their schema. */
 export const BEARER: FastifySchema['security'] = [{ bearerAuth: [] }]
 /** The token and revocation endpoints: public clients send no credentials, confidential clients authenticate. */

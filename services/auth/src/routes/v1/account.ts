@@ -16,17 +16,17 @@ import { backoffPolicy } from '../../passwords/login-throttle.js'
 import { PASSWORD_RULE } from '../../passwords/policy.js'
 import { forbidCaching } from '../personal.js'
 import { accessTokenAuth, principalOf } from './access-token-auth.js'
-import { BEARER, NO_STORE } from '../openapi.js'
+import { BEARER, NO_STORE, TIMESTAMP } from '../openapi.js'
 import { UUID_PATTERN } from '../../util/uuid.js'
 
-const Me = Type.Object({ id: Type.String(), username: Type.String(), created_at: Type.String(), session_id: Type.String(), scope: Type.String(), client_id: Type.String() })
+const Me = Type.Object({ id: Type.String(), username: Type.String(), created_at: TIMESTAMP, session_id: Type.String(), scope: Type.String(), client_id: Type.String() })
 const SessionList = Type.Object({
   sessions: Type.Array(Type.Object({
     id: Type.String(),
     client_id: Type.String(),
-    created_at: Type.String(),
-    last_used_at: Type.String(),
-    expires_at: Type.String(),
+    created_at: TIMESTAMP,
+    last_used_at: TIMESTAMP,
+    expires_at: TIMESTAMP,
     user_agent: Type.Union([Type.String(), Type.Null()]),
     ip: Type.Union([Type.String(), Type.Null()]),
     current: Type.Boolean()

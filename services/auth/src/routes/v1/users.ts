@@ -9,14 +9,14 @@ import { signUp } from '../../users/create.js'
 import { NO_NUL, PASSWORD_RULE, USERNAME_RULE } from '../../passwords/policy.js'
 import { requestContext } from '../context.js'
 import { forbidCaching } from '../personal.js'
-import { NO_STORE, responseHeader } from '../openapi.js'
+import { NO_STORE, responseHeader, TIMESTAMP } from '../openapi.js'
 
 const SignUp = Type.Object({
   username: Type.String({ minLength: 1, maxLength: 256, pattern: NO_NUL, description: USERNAME_RULE }),
   password: Type.String({ minLength: 1, maxLength: 1024, description: PASSWORD_RULE })
 }, { additionalProperties: false })
 
-const CreatedUser = Type.Object({ id: Type.String(), username: Type.String(), created_at: Type.String() })
+const CreatedUser = Type.Object({ id: Type.String(), username: Type.String(), created_at: TIMESTAMP })
 
 export function registerUserRoutes (app: App, config: Config, deps: Deps): void {
   app.post('/v1/users', {
