@@ -78,8 +78,20 @@ export function createKeySource (jwksUrl: string, options: { cacheMaxAgeMs: numb
   // When jose last fetched for a kid it lacked, and the kids that fetch (or
   // one since) confirmed missing: within the cooldown those stay 401, since
   // a set fetched after the token came lacks them; any other kid is a 503.
+  // Each is looked up with its time, so pruning only bounds the memory; it
+  // runs at most once per cooldown, not on every add: a burst of tokens
+  // waiting on one slow fetch all miss together, and a scan per miss cost
+  // CPU quadratic in the burst. What it keeps: kids of the last two cooldowns.
   let fetchedAt = -Infinity
   const confirmedMissing = new Map<string, number>()
+  let prunedAt = -Infinity
+  const confirmMissing = (kid: string, now: number): void => {
+    if (now - prunedAt > options.cooldownMs) {
+      for (const [missing, at] of confirmedMissing) if (at + options.cooldownMs < now) confirmedMissing.delete(missing)
+      prunedAt = now
+    }
+    confirmedMissing.set(kid, now)
+  }
   const untilNextFetch = (): number => fetchedAt === -Infinity
     ? Math.ceil(options.cooldownMs / 1000)
     : Math.max(1, Math.ceil((fetchedAt + options.cooldownMs - Date.now()) / 1000))
@@ -100,8 +112,7 @@ export function createKeySource (jwksUrl: string, options: { cacheMaxAgeMs: numb
         const now = Date.now()
         if (!answeredFromMemory) {
           fetchedAt = now
-          for (const [missing, at] of confirmedMissing) if (at + options.cooldownMs < now) confirmedMissing.delete(missing)
-          confirmedMissing.set(kid, now)
+          confirmMissing(kid, now)
           throw err
         }
         if ((confirmedMissing.get(kid) ?? -Infinity) + options.cooldownMs >= now) throw err
