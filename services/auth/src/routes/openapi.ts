@@ -128,7 +128,7 @@ function errorResponses (format: ErrorFormat | undefined, route: ErrorRoute): Re
   } else if (route.bearer) {
     responses['401'] = error('no valid access token, or its session has ended', { 'WWW-Authenticate': responseHeader('Bearer error="invalid_token" (RFC 6750 §3)') })
   }
-  if (route.limited) responses['429'] = error('too many requests from this address, or failed logins for this username: retry after Retry-After', RETRY_AFTER)
+  if (route.limited) responses['429'] = error('too many requests from this address, or, where a password is checked, too many failed attempts for the account: retry after Retry-After', RETRY_AFTER)
   if (route.mayBeUnavailable) responses['503'] = error('overloaded, or the database or signing key unavailable for a moment: retry after Retry-After', RETRY_AFTER)
   if (format === 'simplejwt') {
     responses['4XX'] = error('Django REST framework\'s error: 400 naming each refused field (or non_field_errors, or {"detail"} for a body that is not JSON), 405, 413, 415 {"detail"}')
