@@ -123,7 +123,9 @@ export function createProcessLogger (config: LogSettings, pretty = false): Proce
   // process.stdout.fd, not 1: opening Node's stdout makes a pipe non-blocking,
   // as pino's default stream did, so a write to a stalled reader waits in
   // sonic-boom's retries rather than holding one of libuv's threads (in the
-  // hashing process, one argon2 runs on), whichever process opened it first.
+  // hashing process, one argon2 runs on). The flag is the shared
+  // descriptor's, which a worker's start or exit clears until a process
+  // opens its stdout again (docs/decisions.md, "A stalled log reader").
   const stdout = pino.destination({ dest: process.stdout.fd, sync: false, maxLength: config.logBufferBytes })
   const logger = pino(loggerOptions(config), stdout)
   let dropped = 0
