@@ -19,10 +19,17 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 # Alive and still one of ours (a recorded PID may have been reused since).
 alive () { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null && ps -p "$1" -o args= | grep -qE 'dist/server\.js|nginx'; }
 
-# Waits up to $2 seconds for URL $1 to answer 2xx.
+# Waits up to $2 seconds for URL $1 to answer 2xx, and no longer than
+# process $3 (a name start_bg recorded) lives: one that exited at start
+# (a bad setting, a wrong KEK) would otherwise be waited for the whole time.
 wait_for () {
   local deadline=$((SECONDS + $2))
   until curl -fsk -o /dev/null --max-time 2 "$1"; do
+    if [ -n "${3:-}" ] && ! alive "$(cat "$STATE/$3.pid")"; then
+      echo "stack: $3 exited before $1 answered; the end of $STATE/logs/$3.log:" >&2
+      tail -n 5 "$STATE/logs/$3.log" >&2
+      return 1
+    fi
     if [ $SECONDS -ge $deadline ]; then echo "stack: $1 did not come up; logs in $STATE/logs/ and $STATE/nginx/error.log" >&2; return 1; fi
     sleep 0.3
   done
@@ -68,7 +75,8 @@ up () {
   fi
   rm -f "$STATE"/*.pid "$STATE/postgres-started"
   # Half a stack is worse than none: on any failure, stop what was started.
-  trap 'echo "stack: failed; stopping what was started" >&2; down' ERR
+  # Once: set -E hands the trap to command substitutions too, whose failure then fires it in both shells.
+  trap '[ "$BASHPID" != "$$" ] || { echo "stack: failed; stopping what was started" >&2; down; }' ERR
 
   if [ -z "${DATABASE_URL:-}" ]; then
     local db
@@ -110,8 +118,9 @@ up () {
   done
   DATABASE_URL=$notes_url PORT=$NOTES_PORT HOST=127.0.0.1 NOTES_ISSUER=$ISSUER NODE_EXTRA_CA_CERTS=$ROOT/.data/tls/cert.pem \
     start_bg notes node services/notes/dist/server.js
-  for port in "${AUTH_PORTS[@]}"; do wait_for "http://127.0.0.1:$port/readyz" 90; done
-  wait_for "http://127.0.0.1:$NOTES_PORT/healthz" 30
+  i=0
+  for port in "${AUTH_PORTS[@]}"; do i=$((i + 1)); wait_for "http://127.0.0.1:$port/readyz" 90 "auth$i"; done
+  wait_for "http://127.0.0.1:$NOTES_PORT/healthz" 30 notes
 
   local addrs
   addrs=$(printf '127.0.0.1:%s,' "${AUTH_PORTS[@]}")
