@@ -463,7 +463,8 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     dataDir: resolve(cwd, read.string('TESSERA_DATA_DIR', '.data', 'a directory path', (v) => v.length > 0)),
     logLevel: read.choice('LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     logBufferBytes: read.integer('TESSERA_LOG_BUFFER_KB', DEFAULT_LOG_BUFFER_BYTES / 1024, 64, 1048576) * 1024,
-    scopes: read.string('TESSERA_SCOPES', 'read write', 'space-separated scope names (RFC 6749 §3.3)', (v) => v.trim().split(/ +/).every((s) => SCOPE_TOKEN.test(s))).trim().split(/ +/),
+    // A comma is a scope-token's character, but "read,write" is one scope only by mistake: refused, as `clients create --scopes` refuses it.
+    scopes: read.string('TESSERA_SCOPES', 'read write', 'space-separated scope names (RFC 6749 §3.3), no commas', (v) => v.trim().split(/ +/).every((s) => SCOPE_TOKEN.test(s) && !s.includes(','))).trim().split(/ +/),
     // The rules of every client id (clients/register.ts), checked here so the first start's registration cannot refuse it naming no setting.
     defaultClientId: read.string('TESSERA_DEFAULT_CLIENT_ID', 'tessera', `1 to 64 of A-Z a-z 0-9 . _ -, not shaped like a UUID, and not ${[...NAMED_ACTORS].join(', ').replace(/, (?=[^,]*$)/, ' or ')} (the audit trail's own actors)`,
       (v) => CLIENT_ID.test(v) && !UUID_TEXT.test(v) && !NAMED_ACTORS.has(v.toLowerCase())),
