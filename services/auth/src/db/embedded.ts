@@ -14,6 +14,7 @@ import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
+import { makeDataDir } from '../util/data-dir.js'
 import { freePort, portIsFree } from '../util/free-port.js'
 import { DB_USER, embeddedUrl, portInPostmasterOpts, serverOptions } from './embedded-options.js'
 
@@ -356,8 +357,7 @@ export async function embeddedClusterExists (dataDir: string): Promise<boolean> 
  * `stop` stops it only when this call started it.
  */
 export async function startEmbeddedPostgres (dataDir: string): Promise<EmbeddedPostgres> {
-  // Traversable but not listable, so that as root the postgres user can reach its cluster inside.
-  await fs.mkdir(dataDir, { recursive: true, mode: 0o711 })
+  await makeDataDir(dataDir)
   const root = process.getuid?.() === 0
   const as: RunAs = root ? await postgresUser() : {}
   const bins = root ? await reachableBinaries(await binaries(), as) : await binaries()

@@ -9,6 +9,7 @@ import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import { ConfigError, type Config } from '../config.js'
 import { TesseraError } from '../errors.js'
+import { makeDataDir } from '../util/data-dir.js'
 
 const NONCE = 12
 const TAG = 16
@@ -61,7 +62,7 @@ export async function resolveKek (config: Pick<Config, 'kek' | 'dataDir' | 'prod
   }
   const dataDir = config.dataDir
   const file = path.join(dataDir, 'kek')
-  await fs.mkdir(dataDir, { recursive: true, mode: 0o711 })
+  await makeDataDir(dataDir)
   try {
     await fs.writeFile(file, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' })
   } catch (err) {

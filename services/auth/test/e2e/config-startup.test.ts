@@ -5,6 +5,9 @@
 import { freePort, runProcess, silenceableRelay, spawnProcess, type SilentFrom } from '@tessera/testkit'
 import t from 'tap'
 import { createServer, type AddressInfo } from 'node:net'
+import { promises as fs } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import { sql } from 'kysely'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { SERVER_ENTRY, startServer } from '../helpers/server.js'
@@ -20,6 +23,22 @@ t.test('the real process prints one line and exits 1 on a bad value', async (t) 
   const { code, stderr } = await runProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', TESSERA_ACCESS_TTL: 'abc' } })
   t.equal(code, 1)
   t.equal(stderr, 'tessera: TESSERA_ACCESS_TTL="abc" is invalid: expected a duration such as 300, 300s, 5m, 1h or 30d, at most 36500d, above 0\n')
+})
+
+t.test('a TESSERA_DATA_DIR that cannot be made is named in the one line the start fails with, for the embedded Postgres and for the generated KEK', async (t) => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-datadir-'))
+  t.teardown(async () => { await fs.rm(dir, { recursive: true, force: true }) })
+  await fs.writeFile(path.join(dir, 'file'), '')
+  const dataDir = path.join(dir, 'file', 'state')
+  const env = { PATH: process.env.PATH ?? '', TESSERA_DATA_DIR: dataDir, TESSERA_WORKERS: '1', PORT: '0' }
+  const line = `tessera: failed to start: TESSERA_DATA_DIR=${JSON.stringify(dataDir)} cannot be used as the local state directory (ENOTDIR: not a directory, mkdir '${dataDir}')\n`
+  // It was "tessera: failed to start: ENOTDIR: not a directory, mkdir '…'", naming no setting.
+  const embedded = await runProcess(process.execPath, [SERVER_ENTRY], { env })
+  t.equal(embedded.code, 1)
+  t.equal(embedded.stderr, line, 'DATABASE_URL unset: the embedded Postgres would live there')
+  const kek = await runProcess(process.execPath, [SERVER_ENTRY], { env: { ...env, DATABASE_URL: await createTestDatabase(t) } })
+  t.equal(kek.code, 1)
+  t.equal(kek.stderr, line, 'TESSERA_KEK unset: the generated KEK would live there')
 })
 
 t.test('a NODE_ENV that is not production, development or test runs, warned of at start (a typo of production would otherwise pass unseen)', async (t) => {
