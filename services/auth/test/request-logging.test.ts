@@ -85,13 +85,15 @@ t.test('at LOG_LEVEL=warn a request still counts and still logs what it warns ab
 })
 
 t.test('a refused request\'s line says why in words an operator can tell apart, not the status\'s title', async (t) => {
-  const { app, logs } = await buildTestApp(t)
+  const { app, logs } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_AFTER: '1' })
   await signUp(app, 'alice', 'correct horse battery')
   const { access_token: access } = await login(app, 'alice', 'correct horse battery')
   const refusals: Array<[string, InjectOptions, number, string]> = [
     ['a taken username', { method: 'POST', url: '/v1/users', payload: { username: 'alice', password: 'correct horse battery' } }, 409, 'username: is already taken'],
     ['a short password', { method: 'POST', url: '/v1/users', payload: { username: 'bob', password: 'short' } }, 400, 'password: must be'],
     ['a wrong current password', { method: 'PUT', url: '/v1/password', headers: { authorization: `Bearer ${access}` }, payload: { current_password: 'wrong horse battery', new_password: 'another horse battery' } }, 403, 'current_password: is incorrect'],
+    // Off /oauth, the back-off's OAuthError is a refused request too, not an "oauth error".
+    ['a password change backed off', { method: 'PUT', url: '/v1/password', headers: { authorization: `Bearer ${access}` }, payload: { current_password: 'correct horse battery', new_password: 'another horse battery' } }, 429, '.+; retry in \\d+ s$'],
     ['no token', { method: 'GET', url: '/v1/me' }, 401, 'no well-formed Bearer token']
   ]
   for (const [what, request, status, reason] of refusals) {

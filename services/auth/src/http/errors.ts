@@ -350,7 +350,9 @@ export function answerError (this: App, thrown: FastifyError, request: FastifyRe
   if (request.routeOptions.config.errorFormat === 'simplejwt') return drfError(err, request, reply)
   const oauth = request.routeOptions.config.errorFormat === 'oauth'
   if (err instanceof OAuthError) {
-    request.log[refusalLevel(err.status)]({ error: err.error, detail: err.detail }, 'oauth error')
+    // Off /oauth (the back-off of a password change, the hashing queue's 503) it is a refused request like any problem's.
+    if (oauth) request.log[refusalLevel(err.status)]({ error: err.error, detail: err.detail }, 'oauth error')
+    else request.log[refusalLevel(err.status)]({ status: err.status, reason: err.description, detail: err.detail }, 'request refused')
     if (err.retryAfter !== undefined) void reply.header('retry-after', String(err.retryAfter))
     if (err.challenge !== undefined) void reply.header('www-authenticate', err.challenge)
     // The hashing queue throws OAuthError wherever it runs; off /oauth that is still problem+json.
