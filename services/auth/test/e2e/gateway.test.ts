@@ -431,7 +431,8 @@ t.test('through the gateway', async (t) => {
     t.match(nul, /^HTTP\/1\.1 400 Bad Request\r\n/, 'a URI Nginx cannot read on /oauth/: 400')
     t.match(nul, /\r\n\r\n\{"error":"invalid_request","error_description":/, 'in RFC 6749\'s format, as the path\'s route answers')
     t.equal((await gateway.request('GET', '/.tessera-gateway/bad-request')).status, 404, 'the error page is not a path a client can ask for')
-    for (const path of ['/metrics', '/healthz']) {
+    // A path with a file extension too: Nginx would type its 404 by the extension (text/html, image/gif).
+    for (const path of ['/metrics', '/healthz', '/app/index.html', '/logo.gif']) {
       const unrouted = await gateway.request('GET', path)
       t.equal(unrouted.status, 404, `${path} is not routed`)
       t.match(unrouted.headers['content-type'], /^application\/problem\+json/, 'answered by the gateway in the API\'s format, not an HTML page')
@@ -453,6 +454,9 @@ t.test('through the gateway', async (t) => {
       t.equal(refused.headers.location, undefined, 'not redirected')
       t.match(refused.json(), path.startsWith('/oauth/') ? { error: 'invalid_request' } : { status: 403, title: 'Forbidden', request_id: /^[0-9a-f]{32}$/ })
     }
+    const typedByExtension = await gateway.plainRequest('POST', '/app/index.html')
+    t.equal(typedByExtension.status, 403)
+    t.match(typedByExtension.headers['content-type'], /^application\/problem\+json/, 'plain HTTP\'s refusal is problem+json whatever the path\'s extension')
 
     const big = await gateway.request('POST', '/oauth/token', { body: { grant_type: 'password', username: 'alice', password: 'x'.repeat(64 * 1024) } })
     t.equal(big.status, 413)
