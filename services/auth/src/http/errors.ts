@@ -293,6 +293,12 @@ function drfError (err: FastifyError, request: FastifyRequest, reply: FastifyRep
   return reply.status(status).send(body)
 }
 
+/** DRF's Throttled says these words, with the wait when the throttle knows it, as the limiter's Retry-After does. */
+function drfThrottled (wait: number): string {
+  if (!Number.isInteger(wait) || wait < 0) return 'Request was throttled.'
+  return `Request was throttled. Expected available in ${wait} second${wait === 1 ? '' : 's'}.`
+}
+
 function drfRefusal (err: FastifyError, request: FastifyRequest, reply: FastifyReply): [status: number, body: unknown] {
   if (err instanceof DrfError) {
     request.log.info({ status: err.status, detail: err.detail ?? (err.cause instanceof OAuthError ? err.cause.detail : undefined) }, 'simplejwt refusal')
@@ -310,8 +316,7 @@ function drfRefusal (err: FastifyError, request: FastifyRequest, reply: FastifyR
   }
   if (rateLimited(err)) {
     request.log.info({ status: 429, reason: RATE_LIMIT_REASON }, 'request refused')
-    // DRF's Throttled says these words.
-    return [429, { detail: 'Request was throttled.' }]
+    return [429, { detail: drfThrottled(Number(reply.getHeader('retry-after'))) }]
   }
   const mistake = clientMistake(err, request.body, isJsonRequest(request))
   if (mistake !== undefined) {
