@@ -218,6 +218,16 @@ const UNAVAILABLE_MESSAGES = new Set([
 /** Postgres, reached, refusing who connects or to what: a wrong password, an unknown role or database. */
 const CONNECTION_REFUSED_CODES = new Set(['28P01', '28000', '3D000'])
 
+/**
+ * An error as a log line's fields: a database out of reach by its code and
+ * message alone, since an outage repeats the line at every retry of every
+ * job and its stack is only pg's internals; any other error whole, stack
+ * included, since that is where a fault is found.
+ */
+export function loggedError (err: unknown): { err: unknown } | { db_error: { code: unknown, message: string } } {
+  return isDatabaseUnavailable(err) ? { db_error: { code: (err as Error & { code?: unknown }).code, message: (err as Error).message } } : { err }
+}
+
 /** The one line a start-up or a command prints when it could not reach its database; undefined for any other error. */
 export function databaseUnreachable (err: unknown): string | undefined {
   if (!(err instanceof Error)) return undefined

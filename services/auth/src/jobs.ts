@@ -32,6 +32,7 @@ import type { Logger } from 'pino'
 import type { Config } from './config.js'
 import type { Db } from './db/database.js'
 import { connect } from './db/connect.js'
+import { loggedError } from './errors.js'
 import { advanceKeys } from './keys/advance.js'
 import type { Keyring } from './keys/keyring.js'
 import { loadKeyring, logRejectedKey, logWrongKek, WRONG_KEK_REMEDY } from './keys/load.js'
@@ -191,7 +192,7 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
   const reload = (why: string): void => {
     reloadKeys(why).catch((err: unknown) => {
       metrics.jobFailed('keyring_reload')
-      logger.warn({ err, why }, 'keyring reload failed')
+      logger.warn({ ...loggedError(err), why }, 'keyring reload failed')
     })
   }
 
@@ -227,7 +228,7 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
     cleaner = setTimeout(() => {
       cleaning = cleanup(deps, cleanupConnection.db, stopCleanup.signal).catch((err: unknown) => {
         metrics.jobFailed('cleanup')
-        logger.warn({ err }, 'cleanup failed')
+        logger.warn(loggedError(err), 'cleanup failed')
         return false
       }).then((behind) => {
         const interval = config.cleanupInterval * 1000
@@ -250,7 +251,7 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
       metrics.jobFailed('key_rotation')
       // Every tick fails the same way until the restart, so this one says what ends it.
       if (err instanceof WrongKekError) logger.error({ kid: err.kid }, `key lifecycle step failed: ${WRONG_KEK_REMEDY}`)
-      else logger.warn({ err }, 'key lifecycle step failed')
+      else logger.warn(loggedError(err), 'key lifecycle step failed')
     }
   }
   const schedule = (): void => {

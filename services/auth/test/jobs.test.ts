@@ -130,7 +130,10 @@ t.test('a database gone silent (a failover that left the old address unanswering
   const failed = (await metrics.registry.getSingleMetric('tessera_background_job_failures_total')?.get())?.values.find((v) => v.labels.job === 'keyring_reload')
   t.ok((failed?.value ?? 0) >= 1, 'the silent reload failed and was counted')
   // Which error ends it depends on the moment: the answer bound on a connection in use, or the pool's connect timeout on a new one.
-  t.match(logs(), /"msg":"keyring reload failed"/)
+  const reloadFailures = logs().split('\n').filter((line) => line.includes('"msg":"keyring reload failed"'))
+  t.ok(reloadFailures.length > 0, 'logged')
+  // An outage repeats this line at every retry: its code and message, not pg's stack each time.
+  t.ok(reloadFailures.every((line) => line.includes('"db_error":{') && !line.includes('"stack"')), 'as a database out of reach, without a stack')
   advance(config.keyPublishLead)
   t.ok(await within(8000, async () => keyring.signer?.kid === kid, 50) !== undefined, 'and the key timer still moves: the key is promoted after its lead')
 })
@@ -298,7 +301,8 @@ t.test('a cleanup run that stops at its cap is followed by another soon, not an 
   const { logs, metrics } = await startInstance(t, url, db, { TESSERA_KEY_ROTATION: 'off', TESSERA_KEY_CHECK_INTERVAL: '60s', TESSERA_CLEANUP_INTERVAL: '1h' },
     { cleanupBatches: { batchSize: 2, maxBatches: 2 } })
   const sessionsLeft = async (): Promise<number> => (await db.selectFrom('sessions').select('id').execute()).length
-  const took = await within(30_000, async () => await dueAuditEvents(db) === 0 && await sessionsLeft() === 0, 100)
+  // And the last run's line, which it writes after counting: the rows are gone from the database a moment before the counters move.
+  const took = await within(30_000, async () => await dueAuditEvents(db) === 0 && await sessionsLeft() === 0 && logs().includes('"auditEvents":2,"msg":"cleanup deleted expired rows"'), 100)
   t.ok(took !== undefined, `every due row deleted without waiting the interval (took ${String(took)} ms)`)
   const pruned = await db.selectFrom('audit_events').select(sql<number>`(detail->>'deleted')::int`.as('deleted')).where('type', '=', 'audit.pruned').orderBy('id').execute()
   t.same(pruned.map((row) => row.deleted), [2, 2, 2, 2, 2], 'one audit.pruned row per batch, as before')

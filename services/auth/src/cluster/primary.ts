@@ -18,6 +18,7 @@ import type { Config } from '../config.js'
 import { connect, type Connection } from '../db/connect.js'
 import { databaseFor } from '../db/locate.js'
 import { migrateUp, refuseSchemaElsewhere, schemaStanding } from '../db/migrate.js'
+import { loggedError } from '../errors.js'
 import { KEY_STATEMENT_TIMEOUT_MS, startBackgroundJobs } from '../jobs.js'
 import { ensureSigningKey } from '../keys/ensure.js'
 import { resolveKek } from '../keys/kek.js'
@@ -217,7 +218,7 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
           starting?.listening(message.body as string)
         } else if (isNotice(message) && message.kind === 'keys-missed') {
           // A worker met a key the instance had not heard of (cluster/worker.ts): the NOTIFY was lost or is not here yet, so the instance reloads now rather than at the backstop or its arrival.
-          jobs.reloadKeys('a worker met a kid the instance missed').catch((err: unknown) => logger.warn({ err }, 'keyring reload failed'))
+          jobs.reloadKeys('a worker met a kid the instance missed').catch((err: unknown) => logger.warn(loggedError(err), 'keyring reload failed'))
         }
       })
       // On the channel's close, not the exit: a drained worker's final counts,

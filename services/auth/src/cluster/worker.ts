@@ -17,6 +17,7 @@ import { buildApp } from '../app.js'
 import { ClientCache, type ClientFeedState } from '../clients/cache.js'
 import type { Config } from '../config.js'
 import { connect } from '../db/connect.js'
+import { loggedError } from '../errors.js'
 import { keyringReloader } from '../jobs.js'
 import { Keyring } from '../keys/keyring.js'
 import { adoptKeys } from '../keys/share.js'
@@ -76,7 +77,7 @@ export async function startWorker (config: Config, logger: Logger, droppedLogLin
   })
   const reload = (why: string): void => {
     if (reloadKeys === undefined) reloadMissed = true
-    else reloadKeys().catch((err: unknown) => logger.warn({ err, why }, 'keyring reload failed'))
+    else reloadKeys().catch((err: unknown) => logger.warn({ ...loggedError(err), why }, 'keyring reload failed'))
   }
   const heard = (message: Notice): void => {
     if (message.kind === 'keys-changed') reload(String(message.body))
@@ -115,7 +116,7 @@ export async function startWorker (config: Config, logger: Logger, droppedLogLin
         try {
           await reloadOwn()
         } catch (err) {
-          logger.warn({ err }, 'keyring reload for a token\'s unknown kid failed')
+          logger.warn(loggedError(err), 'keyring reload for a token\'s unknown kid failed')
           return
         }
         if (keyring.version === before) {

@@ -23,8 +23,14 @@
 import { randomUUID } from 'node:crypto'
 import pg from 'pg'
 import type { Logger } from 'pino'
+import { loggedError } from '../errors.js'
 
 /** The listener's application_name, so an operator (or a test) can find it in pg_stat_activity. */
+/** A listening connection's silence, coded as named-statements.ts codes a query's: out of reach, as pg's own socket timeouts are. */
+function unanswered (ms: number): Error {
+  return Object.assign(new Error(`the listening connection did not answer within ${ms} ms`), { code: 'ETIMEDOUT' })
+}
+
 export const LISTENER_NAME = 'tessera-listener'
 const BACKOFF_FIRST_MS = 100
 const BACKOFF_MAX_MS = 5000
@@ -69,7 +75,7 @@ export async function listenForChanges (url: string, logger: Logger, handlers: C
       const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** failures)
       failures++
       handlers.onLost?.()
-      logger.warn({ err, retry_ms: delay }, 'change listener lost its connection; reconnecting')
+      logger.warn({ ...loggedError(err), retry_ms: delay }, 'change listener lost its connection; reconnecting')
       retry = setTimeout(() => { void connectOnce() }, delay)
       retry.unref()
     }
@@ -82,7 +88,7 @@ export async function listenForChanges (url: string, logger: Logger, handlers: C
     let listens: NodeJS.Timeout | undefined
     try {
       await candidate.connect()
-      listens = setTimeout(() => { candidate.connection.stream.destroy(new Error(`the listening connection did not answer within ${heartbeat.answerWithinMs} ms`)) }, heartbeat.answerWithinMs)
+      listens = setTimeout(() => { candidate.connection.stream.destroy(unanswered(heartbeat.answerWithinMs)) }, heartbeat.answerWithinMs)
       // Not what keeps a stopping process alive: close() during a silent attempt must not wait for it.
       listens.unref()
       // LISTEN takes no parameters: the name is quoted as an identifier instead.
@@ -105,7 +111,7 @@ export async function listenForChanges (url: string, logger: Logger, handlers: C
       // query behind it on the client, which pg deprecates (an error from pg 9).
       if (beating) return
       beating = true
-      const deadline = setTimeout(() => { drop(new Error(`the listening connection did not answer within ${heartbeat.answerWithinMs} ms`)) }, heartbeat.answerWithinMs)
+      const deadline = setTimeout(() => { drop(unanswered(heartbeat.answerWithinMs)) }, heartbeat.answerWithinMs)
       // A failed query also ends the connection, which 'error' or 'end' reports.
       candidate.query('SELECT 1').finally(() => { beating = false; clearTimeout(deadline) }).catch(() => {})
     }, heartbeat.everyMs)

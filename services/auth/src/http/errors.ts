@@ -9,7 +9,7 @@
  */
 import type { Socket } from 'node:net'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { DrfError, InvalidTokenError, isDatabaseUnavailable, OAuthError, ProblemError } from '../errors.js'
+import { DrfError, InvalidTokenError, isDatabaseUnavailable, loggedError, OAuthError, ProblemError } from '../errors.js'
 import type { App } from './app-types.js'
 import { NotUtf8Error, PrototypeMemberError, RepeatedJsonMemberError } from './json-body.js'
 import { UnreadableBodyError } from './body-encoding.js'
@@ -266,7 +266,7 @@ const RATE_LIMIT_REASON = 'the per-IP rate limit'
 
 function databaseOverload (err: FastifyError, request: FastifyRequest): OAuthError {
   // Its code and message, not its stack: an outage refuses every request at once, and each stack would be the same pg internals.
-  request.log.warn({ db_error: { code: err.code, message: err.message } }, 'database unavailable')
+  request.log.warn(loggedError(err), 'database unavailable')
   // Not "overloaded": this is also a database that is down, and a client's report should not send anyone looking at capacity.
   return new OAuthError('temporarily_unavailable', 'the service is unavailable for a moment; retry later', { retryAfter: 1, detail: 'database unavailable', cause: err })
 }
