@@ -243,7 +243,9 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
 
   async function authenticate (request: FastifyRequest): Promise<{ scope?: unknown }> {
     try {
-      const claims = await request.jwtVerify<{ sub: string, scope?: unknown, iat?: unknown }>()
+      const claims = await request.jwtVerify<{ sub: string, scope?: unknown, iat?: unknown, exp?: unknown, nbf?: unknown }>()
+      // fast-jwt takes any number as a date, and an exp of 1e400 parses as Infinity: a token that never expires. Tessera's own readers refuse them too.
+      if (![claims.exp, claims.iat, ...(claims.nbf === undefined ? [] : [claims.nbf])].every(Number.isFinite)) throw new Error('exp, iat or nbf is not a finite number')
       // fast-jwt checks iat only against a maxAge: a token issued in the future (past the skew) is refused here.
       if (typeof claims.iat !== 'number' || claims.iat * 1000 > Date.now() + config.clockSkewMs) throw new Error('iat is in the future')
       // fast-jwt checks only that sub is present, and the notes' owner is text: a NUL or a list was a 500 from Postgres, a number another spelling of a string's owner.

@@ -30,7 +30,7 @@ export interface AccessClaims {
 const AT_JWT = new Set(['at+jwt', 'application/at+jwt'])
 /** The longest alg or kid said back in a reason: either is the client's text, and a log line should not grow with it. */
 const CLIENT_TEXT_IN_REASON = 64
-const REQUIRED_CLAIMS = ['exp', 'iat', 'sub', 'sid', 'jti'] as const
+const REQUIRED_CLAIMS = ['exp', 'iat', 'sub', 'sid', 'jti', 'client_id', 'scope'] as const
 
 function decodeSegment (segment: string, what: string): Record<string, unknown> {
   try {
@@ -62,6 +62,10 @@ function refuseClaims (claims: Record<string, unknown>, issuer: string, audience
   if (timeRefusal !== undefined) return timeRefusal
   // Both are read from Postgres as uuids, on every route that reads the session.
   if (!isUuid(sub) || !isUuid(sid)) return 'sub or sid is not a uuid'
+  // Minted as a uuid, a client id and a scope string on every access token, as the refresh reader holds its jti: a null or
+  // a number was let through, and client_id and scope of another type were read as '' (claims.ts).
+  if (!isUuid(claims.jti)) return 'jti is not a uuid'
+  if (typeof claims.client_id !== 'string' || typeof claims.scope !== 'string') return 'client_id or scope is not a string'
   return undefined
 }
 
@@ -94,9 +98,9 @@ function verifyAccessToken (issuer: string, audience: AudienceRule, keyring: Key
   const claims = decodeSegment(segments[1], 'payload')
   const claimRefusal = refuseClaims(claims, issuer, audience, nowMs)
   if (claimRefusal !== undefined) throw new InvalidTokenError(claimRefusal)
-  const { client_id: clientId, scope, exp, nbf } = claims
+  const { exp, nbf } = claims
   return {
-    claims: Object.freeze({ sub: claims.sub as string, sid: claims.sid as string, clientId: typeof clientId === 'string' ? clientId : '', scope: typeof scope === 'string' ? scope : '' }),
+    claims: Object.freeze({ sub: claims.sub as string, sid: claims.sid as string, clientId: claims.client_id as string, scope: claims.scope as string }),
     expiresAtMs: (exp as number) * 1000,
     notBeforeMs: typeof nbf === 'number' ? nbf * 1000 : undefined
   }

@@ -53,6 +53,14 @@ t.test('claims: nbf, required claims, audience arrays, typ spelling, the injecte
     ['a sid that is not a uuid', resign(ctx, header, { ...claims, sid: 'not-a-uuid' }), 401],
     ['a sid with a NUL', resign(ctx, header, { ...claims, sid: 'a\u0000b' }), 401],
     ['a sid in upper case, which we never mint', resign(ctx, header, { ...claims, sid: String(claims.sid).toUpperCase() }), 401],
+    // Minted on every access token, as a uuid and two strings: a null or a number jti was accepted, and a client_id or scope of another type read as ''.
+    ['a jti that is null', resign(ctx, header, { ...claims, jti: null }), 401],
+    ['a jti that is a number', resign(ctx, header, { ...claims, jti: 7 }), 401],
+    ['a jti that is not a uuid', resign(ctx, header, { ...claims, jti: 'not-a-uuid' }), 401],
+    ['no client_id', resign(ctx, header, { ...claims, client_id: undefined }), 401],
+    ['a client_id that is an object', resign(ctx, header, { ...claims, client_id: { id: 'web' } }), 401],
+    ['no scope', resign(ctx, header, { ...claims, scope: undefined }), 401],
+    ['a scope that is a list', resign(ctx, header, { ...claims, scope: ['profile'] }), 401],
     ['an iat that is not a number', resign(ctx, header, { ...claims, iat: 'now' }), 401],
     ['an iat a year ahead', resign(ctx, header, { ...claims, iat: now + 366 * 86400 }), 401],
     ['an iat within the 60 s instances\' clocks may differ by', resign(ctx, header, { ...claims, iat: now + 60 }), 200],
@@ -94,6 +102,8 @@ t.test('one judgement of an access token on /v1, SimpleJWT\'s verify and /oauth/
     ['without aud', resign(ctx, header, { ...claims, exp: _exp }), 401, 401],
     ['with a jku header', resign(ctx, { ...header, jku: 'https://attacker.example/jwks' }, full), 401, 401],
     ['with a sub that is not a string', resign(ctx, header, { ...full, sub: 5 }), 401, 401],
+    // Accepted by all three before: revoking one ended its session.
+    ['with a jti that is null', resign(ctx, header, { ...full, jti: null }), 401, 401],
     // A 500 at all three (revoke too) before: Postgres refused it as a session id.
     ['with a sid that is not a uuid', resign(ctx, header, { ...full, sid: 'not-a-uuid' }), 401, 401],
     // The header's and the claims' text is what the signature covers, so these fail on the signature too; the signature's own respelling is what only the spelling check refuses.

@@ -252,16 +252,24 @@ t.test('notes against a real Tessera', async (t) => {
     t.teardown(async () => { await local.close() })
     const now = Math.floor(Date.now() / 1000)
     const claims: Record<string, unknown> = { iss: config.issuer, aud: config.audience, sub: randomUUID(), scope: 'notes:read', iat: now, exp: now + 60 }
-    const status = async (payload: Record<string, unknown>): Promise<number> => {
-      const token = forge({ alg: 'RS256', typ: 'at+jwt', kid: 'local' }, payload, (data) => sign('sha256', Buffer.from(data), privateKey))
+    const statusOfText = async (payload: string): Promise<number> => {
+      const data = `${Buffer.from(JSON.stringify({ alg: 'RS256', typ: 'at+jwt', kid: 'local' })).toString('base64url')}.${Buffer.from(payload).toString('base64url')}`
+      const token = `${data}.${sign('sha256', Buffer.from(data), privateKey).toString('base64url')}`
       return (await local.inject({ method: 'GET', url: '/notes', headers: { authorization: `Bearer ${token}` } })).statusCode
     }
+    const status = async (payload: Record<string, unknown>): Promise<number> => await statusOfText(JSON.stringify(payload))
     t.equal(await status(claims), 200, 'all of them: accepted')
     for (const claim of ['iss', 'aud', 'exp', 'iat', 'sub']) {
       const { [claim]: _left, ...without } = claims
       t.equal(await status(without), 401, `without ${claim}: refused`)
     }
     t.equal(await status({ ...claims, iat: now + 120 }), 401, 'issued in the future, past the clock skew: refused')
+    // JSON reads 1e400 as Infinity, which fast-jwt took as a date: an exp of it never expired.
+    const withDate = async (claim: string, text: string): Promise<number> => await statusOfText(JSON.stringify({ ...claims, [claim]: 0 }).replace(`"${claim}":0`, `"${claim}":${text}`))
+    t.equal(await withDate('nbf', String(now - 5)), 200, 'an nbf already reached: accepted')
+    for (const [claim, text] of [['exp', '1e400'], ['iat', '-1e400'], ['nbf', '-1e400']] as const) {
+      t.equal(await withDate(claim, text), 401, `an ${claim} of ${text}, which JSON reads as an infinity: refused`)
+    }
     // The owner column is text: a sub that is not one was a 500 from Postgres (a NUL; a list, read as a record), or another owner's notes (7 and "7").
     for (const [what, sub] of [['holds a NUL', 'a\u0000b'], ['is a list', ['a', 'b']], ['is a number', 7], ['is an object', { id: 'a' }], ['is empty', '']] as const) {
       t.equal(await status({ ...claims, sub }), 401, `a sub that ${what}: refused`)
