@@ -64,7 +64,24 @@ function titleOf (status: number): string {
 }
 
 /** The request's path, without its query string (which may carry what a log or a body should not). */
-const pathOf = (request: FastifyRequest): string => request.url.split('?')[0] ?? ''
+/**
+ * The path a request names, without its query string: the target as sent in
+ * origin-form (`/notes`), or, in the absolute-form a server must accept too
+ * (RFC 9112 §3.2.2, `GET http://host/notes`, which the router serves as
+ * `/notes`), what follows its authority. Never the authority itself: it may
+ * carry a userinfo (`user:password@`), which no log line or answer repeats.
+ * Any other target (`*`, another scheme) names no path.
+ */
+function pathOf (request: FastifyRequest): string {
+  const target = request.url
+  let path = target
+  if (!target.startsWith('/')) {
+    const authority = /^https?:\/\/[^/?#]*/i.exec(target)
+    const rest = authority === null ? '' : target.slice(authority[0].length)
+    path = authority === null ? '' : rest.startsWith('/') ? rest : `/${rest}`
+  }
+  return path.split('?')[0] ?? ''
+}
 
 /** RFC 9457, with the request id that finds the request's log lines (Tessera's problem bodies carry both). */
 function problem (reply: FastifyReply, status: number, title: string, detail: string): FastifyReply {

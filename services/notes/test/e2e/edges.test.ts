@@ -112,6 +112,26 @@ t.test('a request Node\'s parser refuses (not HTTP, headers too large) is answer
   }
 })
 
+t.test('an absolute-form target (RFC 9112 §3.2.2) is served, logged and echoed as its path: a password in its userinfo is in no log line or answer', async (t) => {
+  const secret = 'hunter2-in-the-userinfo'
+  const cases: Array<[target: string, status: number, path: string]> = [
+    [`http://reader:${secret}@notes.test/notes?x=1`, 200, '/notes'],
+    [`HTTPS://reader:${secret}@notes.test/nope`, 404, '/nope'],
+    [`http://reader:${secret}@notes.test?x=1`, 404, '/']
+  ]
+  for (const [target, status, path] of cases) {
+    const before = logs.lines().length
+    const answer = await raw(`GET ${target} HTTP/1.1\r\nHost: notes.test\r\nAuthorization: ${bearer.authorization}\r\nConnection: close\r\n\r\n`)
+    t.match(answer, new RegExp(`^HTTP/1\\.1 ${status} `), `${target}: ${status}`)
+    t.notMatch(answer, secret, `${target}: the answer does not repeat the userinfo`)
+    const body = answer.slice(answer.indexOf('\r\n\r\n') + 4)
+    if (status === 404) t.match(JSON.parse(body), { instance: path, detail: `GET ${path} does not exist` }, `${target}: the path is the problem's instance`)
+    const logged = logs.lines().slice(before).map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => line.msg === 'request')
+    t.same(logged.map((line) => [line.method, line.path, line.status]), [['GET', path, status]], `${target}: logged as ${path}`)
+  }
+  t.notOk(logs.lines().some((line) => line.includes(secret)), 'no log line holds the userinfo')
+})
+
 t.test('GET /notes answers the newest 500 notes, and says when there were more: a client is not left to think it got them all', async (t) => {
   const owner = randomUUID()
   const ownToken = forge({ alg: 'RS256', typ: 'at+jwt', kid: 'local' }, { iss: config.issuer, aud: config.audience, sub: owner, scope: 'notes:read', iat: now, exp: now + 600 },
