@@ -127,6 +127,8 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     return503OnClosing: true,
     connectionTimeout: ANSWER_TIMEOUT_MS,
     requestTimeout: ANSWER_TIMEOUT_MS,
+    // Past the gateway's upstream keepalive_timeout (Nginx's default, 60 s): the gateway closes an idle
+    // connection first, so it never sends a login down one this end has just closed (a 502 it would not retry).
     keepAliveTimeout: 65_000,
     // Node refuses an HTTP/1.1 request without a Host itself, a 400 with no
     // body, no request id and no log line; the onRequest hook below refuses

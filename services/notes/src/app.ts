@@ -63,7 +63,6 @@ function titleOf (status: number): string {
   return status === 413 ? 'Content Too Large' : STATUS_CODES[status] ?? 'Bad Request'
 }
 
-/** The request's path, without its query string (which may carry what a log or a body should not). */
 /**
  * The path a request names, without its query string: the target as sent in
  * origin-form (`/notes`), or, in the absolute-form a server must accept too
