@@ -8,10 +8,12 @@
 import t from 'tap'
 import { pbkdf2Sync } from 'node:crypto'
 import { Readable } from 'node:stream'
-import type { Db } from '../../src/db/database.js'
+import { Kysely, PostgresDialect, sql } from 'kysely'
+import pg from 'pg'
+import type { Database, Db } from '../../src/db/database.js'
 import { importUsers, type ImportOptions } from '../../src/users/import.js'
 import { readImportFile, type ImportFormat, type SourceRecord } from '../../src/users/import-sources.js'
-import { testConnection } from '../helpers/db.js'
+import { createTestDatabase, testConnection } from '../helpers/db.js'
 
 /** A real Django pbkdf2_sha256 hash; which password it holds does not matter here, only that the import takes it. */
 const HASH = `pbkdf2_sha256$1000$salt$${pbkdf2Sync('a password', 'salt', 1000, 32, 'sha256').toString('base64')}`
@@ -92,4 +94,30 @@ t.test('a dry run counts what it would create, across batches and deferred rows,
   t.match(report.problems, [{ reason: /^username: held in Tessera by a user no import made/ }, { reason: 'username: same as line 2 after NFKC and lower-casing' }])
   t.same((await usersIn(db)).map((u) => u.username), ['taken'], 'nothing written')
   t.equal((await db.selectFrom('audit_events').select('id').where('type', '=', 'users.import_batch').execute()).length, 0, 'nor any batch audited')
+})
+
+t.test('every batch runs with JIT off, and the connection goes back to the pool with the setting it had', async (t) => {
+  // A Postgres built with LLVM compiled each batch statement (its estimated
+  // cost is far past jit_above_cost) for longer than it took to run. The
+  // setting is read on the very connection that ran the batch, right after it.
+  const pool = new pg.Pool({ connectionString: await createTestDatabase(t), max: 1 })
+  pool.on('error', () => {})
+  let client: pg.PoolClient | undefined
+  pool.on('acquire', (acquired) => { client = acquired })
+  const jitAfterBatch: Array<Promise<string>> = []
+  const db = new Kysely<Database>({
+    dialect: new PostgresDialect({ pool }),
+    log: (event) => {
+      // pg runs a client's queries in the order they are asked: this one before the import's next.
+      if (client !== undefined && event.query.sql.includes('INSERT INTO users')) jitAfterBatch.push(client.query<{ jit: string }>('SHOW jit').then((r) => r.rows[0]?.jit ?? ''))
+    }
+  })
+  t.teardown(async () => { await db.destroy() })
+  const setting = async (): Promise<string> => (await sql<{ jit: string }>`SHOW jit`.execute(db)).rows[0]?.jit ?? ''
+  const before = await setting()
+
+  const report = await importUsers(db, fileOf(csv(['one', 'two', 'three', 'four', 'Five']), 'csv'), options('csv'))
+  t.match(report, { created: 5 })
+  t.same(await Promise.all(jitAfterBatch), ['off', 'off', 'off'], 'two batches of the file (one, two | three, four) and one of the renamed rows (Five)')
+  t.equal(await setting(), before, 'the pooled connection is handed back as it was')
 })
