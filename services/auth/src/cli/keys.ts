@@ -8,6 +8,7 @@ import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import type { Db } from '../db/database.js'
 import { readKekFile, resolveKek } from '../keys/kek.js'
+import { finishedRewrap, finishInterruptedRewrap, localKekFile, stagedKekFile } from '../keys/local-kek.js'
 import { revokeKey, UnknownKeyError } from '../keys/revoke-key.js'
 import { rewrapKeys, SameKekError } from '../keys/rewrap.js'
 import { rotateKeys } from '../keys/rotate.js'
@@ -112,8 +113,8 @@ async function revoke (ctx: CommandContext, db: Db, kek: Buffer, kid: string): P
  * which would leave the keys sealed under a KEK no file holds.
  */
 async function stageLocalKek (dataDir: string, kek: Buffer): Promise<{ file: string, staged: string }> {
-  const file = path.join(dataDir, 'kek')
-  const staged = `${file}.${process.pid}`
+  const file = localKekFile(dataDir)
+  const staged = stagedKekFile(dataDir, process.pid)
   try {
     await fs.writeFile(staged, `${kek.toString('base64url')}\n`, { mode: 0o600, flag: 'wx' })
   } catch (err) {
@@ -154,6 +155,21 @@ async function rewrap (ctx: CommandContext, db: Db, kek: Buffer, newKekFile: str
       : `${local.file} now holds it; restart the server`), { rewrapped: kids, local_kek_file: local?.file ?? null })
 }
 
+/**
+ * The KEK the keys are sealed under: the configured one, or the local file,
+ * after finishing a rewrap killed between its commit and its rename (said on
+ * stderr, as the step this command took before its own).
+ */
+async function operatorKek (ctx: CommandContext, db: Db): Promise<Buffer> {
+  const kek = await resolveKek(ctx.config)
+  if (ctx.config.kek !== undefined) return kek
+  const local = await finishInterruptedRewrap(db, ctx.config.dataDir, kek)
+  if (local.finished !== undefined) {
+    process.stderr.write(`tessera: ${finishedRewrap(local.finished)}\n`)
+  }
+  return local.kek
+}
+
 /** Each action's own flags (`--json` is every command's). */
 const ACTION_FLAGS: Record<string, readonly string[]> = {
   list: [],
@@ -181,7 +197,7 @@ export async function keysCommand (ctx: CommandContext): Promise<void> {
   const argument = action === 'revoke' ? requiredArgument(kid) : action === 'rewrap' ? requiredArgument(parsed.values['new-kek-file']) : ''
   const { db } = await ctx.connection()
   if (action === 'list') return await list(ctx, db)
-  const kek = await resolveKek(ctx.config)
+  const kek = await operatorKek(ctx, db)
   if (action === 'rotate') return await rotate(ctx, db, kek, parsed.values.now === true)
   if (action === 'revoke') return await revoke(ctx, db, kek, argument)
   return await rewrap(ctx, db, kek, argument)

@@ -23,6 +23,7 @@ import { KEY_STATEMENT_TIMEOUT_MS, startBackgroundJobs } from '../jobs.js'
 import { ensureSigningKey } from '../keys/ensure.js'
 import { resolveKek } from '../keys/kek.js'
 import { Keyring } from '../keys/keyring.js'
+import { finishedRewrap, finishInterruptedRewrap } from '../keys/local-kek.js'
 import { loadKeyring, logRejectedKey } from '../keys/load.js'
 import { shareKeys, type SharedKey } from '../keys/share.js'
 import { createMetrics } from '../metrics/metrics.js'
@@ -71,6 +72,20 @@ async function requireSchema (connection: Connection, checks: Connection, migrat
 }
 
 /**
+ * The KEK as resolved, or, for the local file, the one an interrupted `keys
+ * rewrap` sealed the keys under: its rename over the file is finished here,
+ * and said at warn, the one trace of a step this start took on the data directory.
+ */
+async function localKekAfterRewrap (checks: Connection, config: Config, kek: Buffer, logger: Logger): Promise<Buffer> {
+  if (config.kek !== undefined) return kek
+  const local = await finishInterruptedRewrap(checks.db, config.dataDir, kek)
+  if (local.finished !== undefined) {
+    logger.warn({ ...local.finished }, finishedRewrap(local.finished))
+  }
+  return local.kek
+}
+
+/**
  * A worker that exited meanwhile (a drain, a crash) took its requests with
  * it: an answer still on its way to it, such as a hash the hashing process
  * finished after, is dropped rather than raised as the channel's error.
@@ -105,7 +120,7 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
   stops.unshift(async () => { await checks.close() })
   try {
     await requireSchema(connection, checks, embedded !== undefined, logger)
-    const kek = await resolveKek(config)
+    const kek = await localKekAfterRewrap(checks, config, await resolveKek(config), logger)
     const keyring = new Keyring()
     const created = await ensureSigningKey(checks.db, kek, config.keyBits, new Date())
     if (created !== undefined) logger.info({ kid: created }, 'created the first signing key')

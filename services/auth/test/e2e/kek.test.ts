@@ -11,6 +11,8 @@ import os from 'node:os'
 import path from 'node:path'
 import { runProcess, spawnProcess } from '@tessera/testkit'
 import t from 'tap'
+import { readKekFile } from '../../src/keys/kek.js'
+import { rewrapKeys } from '../../src/keys/rewrap.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { CLI_ENTRY, instancePids, runCli, SERVER_ENTRY, startServer } from '../helpers/server.js'
 import { loginOver, refreshOver, remoteVerifier, signUpOver, verifyAccess, within } from '../helpers/http.js'
@@ -135,6 +137,58 @@ t.test('without TESSERA_KEK, rewrap replaces the local KEK file', async (t) => {
   t.equal(await fs.readFile(path.join(dir, 'kek'), 'utf8'), await fs.readFile(newFile, 'utf8'))
   t.not(before, await fs.readFile(newFile, 'utf8'))
   t.equal((await fs.stat(path.join(dir, 'kek'))).mode & 0o777, 0o600)
+})
+
+t.test('a rewrap killed between its commit and its rename (local KEK): the next command or start finishes the rename and says so; a KEK given in the environment touches no file', async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-kek-'))
+  t.teardown(async () => { await fs.rm(dir, { recursive: true, force: true }) })
+  const base = { DATABASE_URL: databaseUrl, TESSERA_ISSUER: ISSUER, TESSERA_KEY_ROTATION: 'off', TESSERA_DATA_DIR: dir }
+  const made = await runCli(['keys', 'rotate', '--now'], base)
+  t.equal(made.code, 0, made.stderr)
+  const file = path.join(dir, 'kek')
+  const { db } = await testConnection(t, databaseUrl)
+  // Left by a rewrap killed before its commit: it holds a KEK that opens nothing, and stays where it is.
+  const stale = path.join(dir, 'kek.1')
+  await fs.writeFile(stale, `${kekText()}\n`, { mode: 0o600 })
+  /** The state a rewrap killed after its commit leaves: its new KEK staged beside kek, the keys sealed under it, kek the old one. */
+  const interrupted = async (pid: number): Promise<{ staged: string, text: string }> => {
+    const text = `${kekText()}\n`
+    const staged = path.join(dir, `kek.${pid}`)
+    await fs.writeFile(staged, text, { mode: 0o600, flag: 'wx' })
+    await rewrapKeys(db, await readKekFile(file), await readKekFile(staged), { actor: 'operator', userAgent: 'tessera-cli' })
+    return { staged, text }
+  }
+  const finished = (staged: string): string => `${file} did not open the signing keys and ${staged} did: a \`tessera keys rewrap\` stopped after its commit, before renaming the one over the other; renamed it now`
+
+  const first = await interrupted(4_000_001)
+  const oldText = await fs.readFile(file, 'utf8')
+  const given = await startExpectingFailure({ ...base, TESSERA_KEK_FILE: file })
+  t.same([given.code, given.stdout], [1, ''], 'with TESSERA_KEK_FILE naming the old file, the start is refused')
+  t.match(given.stderr, ONE_LINE)
+  t.equal(await fs.readFile(file, 'utf8'), oldText, 'and the file it names is left as it was')
+  t.equal(await fs.readFile(first.staged, 'utf8'), first.text, 'and so is the staged one')
+
+  const newFile = path.join(dir, 'new.kek')
+  await fs.writeFile(newFile, `${kekText()}\n`, { mode: 0o600 })
+  const again = await runCli(['keys', 'rewrap', '--new-kek-file', newFile], base)
+  t.equal(again.code, 0, again.stderr)
+  t.equal(again.stderr, `tessera: ${finished(first.staged)}\n`, 'the command says it finished the interrupted rename')
+  t.equal(again.stdout, `re-encrypted 1 private key(s) under the new KEK; ${file} now holds it; restart the server\n`, 'then does its own rewrap from there')
+  t.equal(await fs.readFile(file, 'utf8'), await fs.readFile(newFile, 'utf8'))
+  await t.rejects(fs.stat(first.staged), { code: 'ENOENT' })
+
+  const second = await interrupted(4_000_002)
+  const server = await startServer(t, base)
+  const warned = server.output().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number, msg: string, file?: string, staged?: string })
+    .filter((line) => line.msg === finished(second.staged))
+  t.same(warned.map((line) => [line.level, line.file, line.staged]), [[40, file, second.staged]], 'a start finishes it too, with one warning naming both files')
+  t.equal(await fs.readFile(file, 'utf8'), second.text, 'kek now holds the KEK the keys are sealed under')
+  await t.rejects(fs.stat(second.staged), { code: 'ENOENT' })
+  t.equal((await fs.stat(file)).mode & 0o777, 0o600)
+  await signUpOver(server.url, 'sana', 'correct horse battery')
+  t.ok(await verifyAccess((await loginOver(server.url, 'sana', 'correct horse battery')).access_token, remoteVerifier(server.url, 1000), ISSUER), 'and it signs with the keys it opened')
+  t.ok((await fs.stat(stale)).isFile(), 'a staged file that opens nothing is left alone')
 })
 
 t.test('a data directory that cannot take the new KEK refuses the rewrap before any key changes', { skip: process.getuid?.() === 0 ? false : 'needs root, for chattr +i (no other way to make a directory unwritable to its owner)' }, async (t) => {
