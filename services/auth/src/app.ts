@@ -36,6 +36,7 @@ import { refuseRepeatedContentType, refuseUnreadableBody } from './http/body-enc
 import { formParser } from './http/form-body.js'
 import { clientAddress, rateLimitKey } from './http/client-address.js'
 import { hostCheck } from './http/host.js'
+import { targetPath } from './http/target-path.js'
 import { OAuthError } from './errors.js'
 
 declare module 'fastify' {
@@ -119,7 +120,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
       reply.raw.once('finish', record).once('close', record)
       // The onRequest hook that sets these does not run for what the router refuses.
       identify(request, reply)
-      return answerFrameworkError(err, request, reply, unreadablePathFormat(errorFormats, request.url.split('?')[0] ?? ''))
+      return answerFrameworkError(err, request, reply, unreadablePathFormat(errorFormats, targetPath(request.url)))
     },
     clientErrorHandler: unparsedRequestHandler((path) => errorFormats.get(path), requestIdOf),
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,

@@ -518,3 +518,40 @@ t.test('an Expect other than 100-continue is ignored, as the gateway ignores it:
   const [continued = ''] = (await rawAnswer(port, 'GET /.well-known/jwks.json HTTP/1.1\r\nHost: tessera.test\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n')).split('\r\n\r\n')
   t.match(continued, /^HTTP\/1\.1 100 Continue/, '100-continue is still Node\'s to answer')
 })
+
+t.test('an absolute-form target (RFC 9112 §3.2.2) is answered as its path: a userinfo is never said back, and a refusal takes its path\'s format', async (t) => {
+  const { app, logs } = await buildTestApp(t, { TESSERA_SIMPLEJWT_COMPAT: 'on' })
+  const port = await listening(app)
+  const secret = 'hunter2-in-the-userinfo'
+  const authority = `reader:${secret}@tessera.test`
+  // On a raw socket: inject hands the app only the path of a URL it is given.
+  const send = async (method: string, target: string, headers = '', body = ''): Promise<{ status: number, head: string, body: string }> => {
+    const received = await rawAnswer(port, `${method} ${target} HTTP/1.1\r\nHost: tessera.test\r\n${headers}Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+    t.notMatch(received, secret, `${method} ${target}: the answer does not repeat the userinfo`)
+    const end = received.indexOf('\r\n\r\n')
+    return { status: Number(/^HTTP\/1\.1 (\d+)/.exec(received)?.[1]), head: received.slice(0, end), body: received.slice(end + 4) }
+  }
+  t.equal((await send('GET', `http://${authority}/.well-known/jwks.json`)).status, 200, 'served as its path, as the router serves it')
+  const unroutedCases: Array<[target: string, path: string]> = [[`http://${authority}/nope?x=1`, '/nope'], [`HTTPS://${authority}?x=1`, '/']]
+  for (const [target, path] of unroutedCases) {
+    const unrouted = await send('GET', target)
+    t.equal(unrouted.status, 404)
+    const { instance, detail } = JSON.parse(unrouted.body) as { instance: string, detail: string }
+    t.same([instance, detail], [path, `no route for GET ${path}`], `${target}: the path is the problem's instance and in its detail`)
+  }
+  const token = await send('GET', `http://${authority}/oauth/token?grant_type=password`)
+  t.same([token.status, JSON.parse(token.body)], [405, { error: 'invalid_request', error_description: '/oauth/token is served with POST, not GET' }], 'a 405 on /oauth/token: RFC 6749 §5.2')
+  t.match(token.head, /\r\nallow: POST\r\n/i)
+  const refresh = await send('GET', `http://${authority}/api/token/refresh/`)
+  t.same([refresh.status, JSON.parse(refresh.body)], [405, { detail: 'Method "GET" not allowed.' }], 'a 405 on SimpleJWT\'s path: DRF\'s')
+  const jwks = await send('DELETE', `http://${authority}/.well-known/jwks.json`)
+  t.same([jwks.status, (JSON.parse(jwks.body) as { instance: string }).instance], [405, '/.well-known/jwks.json'], 'a 405 elsewhere: problem+json, the path its instance')
+  const invalid = await send('POST', `http://${authority}/v1/users`, 'Content-Type: application/json\r\n', '{"username":"zed"}')
+  const refused = JSON.parse(invalid.body) as { detail: string, instance: string }
+  t.same([invalid.status, refused.detail, refused.instance], [400, 'password: is required', '/v1/users'], 'a route\'s refusal: the path is its instance')
+  const unreadable = await send('POST', `http://${authority}/oauth/%zz`)
+  t.same([unreadable.status, JSON.parse(unreadable.body)], [400, { error: 'invalid_request', error_description: 'the path is not a valid URL' }], 'a path the router cannot read: the format of the routes it lies among')
+  const overflow = await send('POST', `http://${authority}/oauth/token`, `X-Big: ${'a'.repeat(20_000)}\r\n`)
+  t.same([overflow.status, JSON.parse(overflow.body)], [431, { error: 'invalid_request', error_description: 'the request\'s headers are larger than the server accepts' }], 'a request Node\'s parser refuses: its path\'s format too')
+  t.notOk(logs().includes(secret), 'no log line holds the userinfo')
+})

@@ -14,6 +14,7 @@ import type { App } from './app-types.js'
 import { NotUtf8Error, PrototypeMemberError, RepeatedJsonMemberError } from './json-body.js'
 import { UnreadableBodyError } from './body-encoding.js'
 import { MalformedFormError } from './form-body.js'
+import { targetPath } from './target-path.js'
 import { BODY_LIMIT } from './limits.js'
 import { NO_NUL } from '../passwords/policy.js'
 import { UUID_PATTERN } from '../util/uuid.js'
@@ -40,12 +41,13 @@ function statusTitle (status: number): string {
 }
 
 function problem (reply: FastifyReply, request: FastifyRequest, status: number, title: string, detail?: string, type = 'about:blank', echoPath = true): FastifyReply {
+  const path = echoPath ? targetPath(request.url) : ''
   return reply.status(status).type('application/problem+json').send({
     type,
     title,
     status,
     ...(detail === undefined ? {} : { detail }),
-    ...(echoPath ? { instance: request.url.split('?')[0] } : {}),
+    ...(path === '' ? {} : { instance: path }),
     request_id: request.id
   })
 }
@@ -60,11 +62,12 @@ function unparsedRequest (code: string | undefined): [status: number, title: str
 /** What the bytes of a refused request say of it: the path it asked for and the X-Request-Id it came with. */
 interface RefusedRequest { path: string | undefined, givenId: string | undefined }
 
-/** The path of a request line (`METHOD /path?query HTTP/1.x`), or undefined when it is not one. */
+/** The path of a request line (`METHOD /path?query HTTP/1.x`, or its target in absolute-form), or undefined when it is not one. */
 function requestPath (line: string | undefined): string | undefined {
   const [method = '', target = '', version = '', ...rest] = line?.split(' ') ?? []
-  if (rest.length > 0 || !/^[A-Z]+$/.test(method) || !target.startsWith('/') || !/^HTTP\/1\.[01]$/.test(version)) return undefined
-  return target.split(/[?#]/)[0]
+  const path = targetPath(target).split('#')[0] ?? ''
+  if (rest.length > 0 || !/^[A-Z]+$/.test(method) || !path.startsWith('/') || !/^HTTP\/1\.[01]$/.test(version)) return undefined
+  return path
 }
 
 /** A header's value without the spaces and tabs HTTP allows around it, as Node's parser hands it to genReqId. */
@@ -404,7 +407,7 @@ const ROUTED_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as cons
  */
 export function unroutedHandler (errorFormatOf: (path: string) => ErrorFormat | undefined): (this: App, request: FastifyRequest, reply: FastifyReply) => FastifyReply {
   return function answerUnrouted (request, reply) {
-    const path = request.url.split('?')[0] ?? ''
+    const path = targetPath(request.url)
     const allowed = ROUTED_METHODS.filter((method) => this.findRoute({ method, url: request.url }) !== null)
     if (allowed.length === 0) return problem(reply, request, 404, 'Not Found', `no route for ${request.method} ${path}`)
     void reply.header('allow', allowed.join(', '))

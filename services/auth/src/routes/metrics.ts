@@ -8,16 +8,17 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Registry } from 'prom-client'
 import type { App, Deps } from '../http/app-types.js'
+import { targetPath } from '../http/target-path.js'
 
 export interface MetricsListener {
   url: string
   close: () => Promise<void>
 }
 
-/** Serves GET /metrics on host:port (what `render` gives: in a served instance, every process's); anything else is a 404. */
+/** Serves GET /metrics on host:port (what `render` gives: in a served instance, every process's), its target in origin- or absolute-form; anything else is a 404. */
 export async function listenForMetrics (registry: Registry, render: () => Promise<string>, host: string, port: number): Promise<MetricsListener> {
   const server = createServer((request, response) => {
-    if (request.method !== 'GET' || request.url?.split('?')[0] !== '/metrics') {
+    if (request.method !== 'GET' || targetPath(request.url ?? '') !== '/metrics') {
       response.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
       return
     }

@@ -1,3 +1,4 @@
+import { connect } from 'node:net'
 import { sql } from 'kysely'
 import t from 'tap'
 import { LISTENER_NAME } from '../../src/db/listen.js'
@@ -125,6 +126,15 @@ t.test('the metrics listener serves GET /metrics and nothing else', async (t) =>
   t.match(await scraped.text(), /^tessera_build_info\{/m)
   t.equal((await fetch(listener.url.replace('/metrics', '/v1/me'))).status, 404)
   t.equal((await fetch(listener.url, { method: 'POST' })).status, 404)
+  // RFC 9112 §3.2.2: a server accepts a target in absolute-form too (a scrape through a forward proxy), on a raw socket since fetch sends origin-form.
+  const { port } = new URL(listener.url)
+  const absolute = async (target: string): Promise<string> => await new Promise<string>((resolve, reject) => {
+    let answer = ''
+    const socket = connect(Number(port), '127.0.0.1', () => { socket.write(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`) })
+    socket.setEncoding('utf8').on('data', (chunk: string) => { answer += chunk }).on('close', () => { resolve(answer) }).on('error', reject)
+  })
+  t.match(await absolute(`http://scraper:secret@127.0.0.1:${port}/metrics?x=1`), /^HTTP\/1\.1 200 [^]*\r\n\r\n[^]*^tessera_build_info\{/m, 'GET http://host/metrics: the scrape')
+  t.match(await absolute(`http://127.0.0.1:${port}/v1/me`), /^HTTP\/1\.1 404 /, 'any other path in absolute-form: 404')
 })
 
 t.test('TESSERA_METRICS_PORT serves /metrics on its own listener and not on the API port', async (t) => {
