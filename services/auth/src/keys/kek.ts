@@ -62,11 +62,16 @@ export async function resolveKek (config: Pick<Config, 'kek' | 'dataDir' | 'prod
   }
   const dataDir = config.dataDir
   const file = path.join(dataDir, 'kek')
-  await makeDataDir(dataDir)
-  try {
-    await fs.writeFile(file, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' })
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+  // Made, and the directory checked for writing, only when there is none yet:
+  // a KEK already there is read from a directory that may take no writes (a
+  // read-only mount, chattr +i), as `keys rewrap` refusing such a directory says in its own words.
+  if (!await fs.access(file).then(() => true, () => false)) {
+    await makeDataDir(dataDir)
+    try {
+      await fs.writeFile(file, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' })
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    }
   }
   return readKekFile(file)
 }
