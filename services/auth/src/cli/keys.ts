@@ -144,7 +144,9 @@ async function rewrap (ctx: CommandContext, db: Db, kek: Buffer, newKekFile: str
     try {
       await fs.rename(local.staged, local.file)
     } catch (err) {
-      throw new CliError(`the private keys are now sealed under the new KEK, but ${local.file} could not be replaced (${fileProblem(err)}): copy ${local.staged} over it before anything restarts`)
+      // A start in the moment between the commit and this rename finishes it itself (keys/local-kek.ts): done, not a failure.
+      const renamedElsewhere = (err as NodeJS.ErrnoException).code === 'ENOENT' && (await readKekFile(local.file).catch(() => undefined))?.equals(newKek) === true
+      if (!renamedElsewhere) throw new CliError(`the private keys are now sealed under the new KEK, but ${local.file} could not be replaced (${fileProblem(err)}): copy ${local.staged} over it before anything restarts`)
     }
   }
   // A file under /dev/ (compose pipes the new KEK in as /dev/stdin) is no place to fetch it from again.
