@@ -48,11 +48,21 @@ export interface ConnectOptions {
  * - with a statement timeout (the workers, the primary's jobs), lock_timeout
  *   0: racing refreshes of one session wait on its row lock by design, and a
  *   short lock_timeout answered them 500.
+ * - jit off: every statement Tessera sends is short, but some are estimated
+ *   past jit_above_cost (100,000 by default), and a Postgres built with LLVM
+ *   (Debian's and most distributions' packages; not the embedded one, so no
+ *   test saw it) compiled them for far longer than they ran: `users
+ *   import`'s batches ~1.5 s each for ~30 ms, and the key step's erase and
+ *   delete, at 5M refresh tokens, 6–57 ms each for 0.03 ms, on every
+ *   instance every TESSERA_KEY_CHECK_INTERVAL (~230 ms each at three times
+ *   the tokens, where inlining and optimization start). The statements
+ *   whose run JIT could shorten end a client's or a key's sessions in bulk,
+ *   seconds of writes it does not speed up. docs/decisions.md, "No JIT".
  * TimeZone, IntervalStyle and client_encoding are left as they are: nothing
  * Tessera reads depends on the first two, and node-postgres asks for UTF8.
  */
 function sessionSetup (statementTimeoutMs: number): string {
-  const settings = ['search_path = public', 'DateStyle = ISO', 'extra_float_digits = 1', "default_transaction_isolation = 'read committed'"]
+  const settings = ['search_path = public', 'DateStyle = ISO', 'extra_float_digits = 1', "default_transaction_isolation = 'read committed'", 'jit = off']
   if (statementTimeoutMs > 0) settings.push(`statement_timeout = ${statementTimeoutMs}`, 'lock_timeout = 0')
   return settings.map((setting) => `SET ${setting}`).join('; ')
 }

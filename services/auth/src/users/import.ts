@@ -161,6 +161,10 @@ async function importBatch (db: Db, rows: GoodRow[], options: ImportOptions): Pr
   // an import killed after any batch leaves every user it created audited.
   // A row's first sighting in this batch is a join on `seen`: a subquery per
   // row would scan that CTE (it has no index) once a row, 1,000² a batch.
+  // Its estimated cost (unnest's guessed row count times its subqueries) is
+  // far past jit_above_cost: it relies on connect() turning JIT off, without
+  // which a Postgres built with LLVM compiled each batch for ~1.5 s to run
+  // it in ~30 ms (db/connect.ts).
   const audited = options.dryRun
     ? sql``
     : sql`, batch_audited AS (
@@ -244,12 +248,6 @@ export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>,
         await sql`SELECT pg_advisory_lock(${USERS_IMPORT_LOCK})`.execute(conn)
       }
       try {
-        // The batch statement's estimated cost (unnest's guessed row count
-        // times its subqueries) is far past jit_above_cost, so a Postgres
-        // built with LLVM (Debian's package is) compiled each batch
-        // for ~1.5 s to run it in ~30 ms: 200,000 users took minutes. The
-        // embedded Postgres has no JIT. Off for this connection, reset below.
-        await sql`SET jit = off`.execute(conn)
         await sql`CREATE TEMPORARY TABLE import_seen (username text PRIMARY KEY, position int NOT NULL, refused bool NOT NULL)`.execute(conn)
         await sql`CREATE TEMPORARY TABLE import_deferred (position int PRIMARY KEY, username text NOT NULL, password_hash text NOT NULL, disabled bool NOT NULL, spelled text NOT NULL)`.execute(conn)
         const flush = async (rows: GoodRow[]): Promise<void> => {
@@ -335,7 +333,6 @@ export async function importUsers (db: Db, records: AsyncIterable<SourceRecord>,
         }
       } finally {
         await sql`DROP TABLE IF EXISTS pg_temp.import_seen, pg_temp.import_deferred`.execute(conn)
-        await sql`RESET jit`.execute(conn)
         await sql`SELECT pg_advisory_unlock(${USERS_IMPORT_LOCK})`.execute(conn)
       }
     })

@@ -114,6 +114,27 @@ t.test('a search_path without public on the database: Tessera still reads its ta
   t.same(await db.selectFrom('users').select('id').execute(), [])
 })
 
+t.test('jit on and jit_above_cost 0 on the database: every connection of the workers\' pools and of the CLI\'s runs with JIT off, and a statement is not compiled', async (t) => {
+  // Postgres's own default is JIT on past a cost of 100,000; the embedded
+  // Postgres has no LLVM, so only SHOW tells there. Where it has (Debian's
+  // package), the plan says whether the statement was compiled.
+  const url = await tunedDatabase(t, { jit: 'on', jit_above_cost: '0' })
+  const plain = new pg.Client({ connectionString: url })
+  await plain.connect()
+  t.teardown(async () => { await plain.end() })
+  t.same((await plain.query('SHOW jit')).rows, [{ jit: 'on' }], 'a connection of its own takes the database\'s JIT')
+  for (const [who, statementTimeoutMs] of [['a worker', 10_000], ['the CLI', 0]] as const) {
+    const { db } = connected(t, url, statementTimeoutMs)
+    // Two at once, so the pool opens both of its connections.
+    const seen = await Promise.all([1, 2].map(async () => await db.transaction().execute(async (trx) => {
+      const jit = (await sql<{ jit: string }>`SHOW jit`.execute(trx)).rows[0]?.jit
+      const { rows: [explained] } = await sql<{ 'QUERY PLAN': Array<Record<string, unknown>> }>`EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) FROM refresh_tokens WHERE kid = 'k'`.execute(trx)
+      return { jit, compiled: explained?.['QUERY PLAN'][0]?.JIT !== undefined }
+    })))
+    t.same(seen, [{ jit: 'off', compiled: false }, { jit: 'off', compiled: false }], who)
+  }
+})
+
 // A 4096-bit key takes from a few hundred ms to seconds to generate: inside
 // the transaction that holds the keys' lock, it held every other instance's
 // key work that long, and a DBA's 100 ms timeout ended the connection
