@@ -22,6 +22,13 @@ export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression,
 
 class Unauthorized extends Error {}
 
+/**
+ * Two Authorization headers: Node keeps the first and drops the rest, but the
+ * header is not a list (RFC 9110 §11.6.2), and a proxy in front that reads the
+ * last would see another identity. Refused as Tessera refuses it (RFC 6750 §3.1 invalid_request).
+ */
+class RepeatedAuthorization extends Error {}
+
 /** A valid token that lacks the scope the route needs (RFC 6750 §3.1). */
 class InsufficientScope extends Error {
   readonly scope: string
@@ -166,12 +173,17 @@ function hostRefusal (request: FastifyRequest): string | undefined {
     return request.raw.httpVersionMajor === 1 && request.raw.httpVersionMinor === 1 ? 'an HTTP/1.1 request must carry a Host header' : undefined
   }
   if (!HOST.test(host)) return 'the Host header is not a host name or address with an optional port'
+  return repeatsHeader(request, 'host') ? 'the request has more than one Host header' : undefined
+}
+
+/** Whether the request carries header `name` (lower case) on more than one line: request.headers keeps only the first of some. */
+function repeatsHeader (request: FastifyRequest, name: string): boolean {
   const raw = request.raw.rawHeaders
   let lines = 0
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]?.toLowerCase() === 'host' && ++lines > 1) return 'the request has more than one Host header'
+    if (raw[i]?.toLowerCase() === name && ++lines > 1) return true
   }
-  return undefined
+  return false
 }
 
 /** Every method a route here is served with, in the order a 405's Allow names them. */
@@ -258,6 +270,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   })
 
   async function authenticate (request: FastifyRequest): Promise<{ scope?: unknown }> {
+    if (request.headers.authorization !== undefined && repeatsHeader(request, 'authorization')) throw new RepeatedAuthorization()
     try {
       const claims = await request.jwtVerify<{ sub: string, scope?: unknown, iat?: unknown, exp?: unknown, nbf?: unknown }>()
       // fast-jwt takes any number as a date, and an exp of 1e400 parses as Infinity: a token that never expires. Tessera's own readers refuse them too.
@@ -289,6 +302,10 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   app.setErrorHandler((err: FastifyError, request, reply) => {
     if (err instanceof Unauthorized) {
       return problem(reply.header('www-authenticate', 'Bearer error="invalid_token"'), 401, 'Unauthorized', 'the access token is missing, invalid or expired')
+    }
+    if (err instanceof RepeatedAuthorization) {
+      request.log.info({ reason: 'more than one Authorization header' }, 'token refused')
+      return problem(reply.header('www-authenticate', 'Bearer error="invalid_request"'), 400, 'Bad Request', 'the request has more than one Authorization header')
     }
     if (err instanceof InsufficientScope) {
       return problem(reply.header('www-authenticate', `Bearer error="insufficient_scope", scope="${err.scope}"`), 403, 'Forbidden', `the access token lacks the scope ${err.scope}`)

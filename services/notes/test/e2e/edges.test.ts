@@ -190,6 +190,11 @@ t.test('an HTTP/1.1 request without a Host, with two, or with one that is not a 
   t.match(twice, /^HTTP\/1\.1 400 Bad Request\r\n/, 'two Host lines: 400, not read as the first (RFC 9112 §3.2)')
   t.match(JSON.parse(twice.split('\r\n\r\n')[1] ?? ''), { status: 400, detail: 'the request has more than one Host header' })
   t.match(await raw('GET /healthz HTTP/1.0\r\nHost: notes.test\r\nhost: notes.test\r\n\r\n'), /^HTTP\/1\.1 400 /, 'on HTTP/1.0 too, in any case')
+  // Node keeps the first Authorization and drops the rest: a valid token first was served, whatever came after it.
+  const twoTokens = await raw(`GET /notes HTTP/1.1\r\nHost: notes.test\r\nAuthorization: Bearer ${token}\r\nauthorization: Bearer someone-else\r\nConnection: close\r\n\r\n`)
+  t.match(twoTokens, /^HTTP\/1\.1 400 Bad Request\r\n/, 'two Authorization lines: 400, as Tessera answers')
+  t.match(twoTokens, /\r\nwww-authenticate: Bearer error="invalid_request"\r\n/i, 'RFC 6750 §3.1\'s invalid_request')
+  t.match(JSON.parse(twoTokens.split('\r\n\r\n')[1] ?? ''), { status: 400, detail: 'the request has more than one Authorization header' })
   for (const host of ['notes.test elsewhere.test', 'notes.test/x', 'user@notes.test', '[::1']) {
     const invalid = await raw(`GET /healthz HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`)
     t.match(invalid, /^HTTP\/1\.1 400 /, `Host: ${host}: 400`)
