@@ -50,6 +50,9 @@ export async function readKekFile (file: string): Promise<Buffer> {
   return kek
 }
 
+/** `<dataDir>/kek`, the local KEK file (no TESSERA_KEK or TESSERA_KEK_FILE). */
+export const localKekFile = (dataDir: string): string => path.join(dataDir, 'kek')
+
 /**
  * The KEK for this process: the configured one, or for local use a generated
  * one kept in `<dataDir>/kek` with mode 0600 (never in production). Asked
@@ -61,7 +64,7 @@ export async function resolveKek (config: Pick<Config, 'kek' | 'dataDir' | 'prod
     throw new ConfigError('TESSERA_KEK', '', '', 'TESSERA_KEK (or TESSERA_KEK_FILE) is required when NODE_ENV=production')
   }
   const dataDir = config.dataDir
-  const file = path.join(dataDir, 'kek')
+  const file = localKekFile(dataDir)
   // Made, and the directory checked for writing, only when there is none yet:
   // a KEK already there is read from a directory that may take no writes (a
   // read-only mount, chattr +i), as `keys rewrap` refusing such a directory says in its own words.

@@ -9,10 +9,7 @@
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import type { Db } from '../db/database.js'
-import { decryptPrivateKey, readKekFile, WrongKekError } from './kek.js'
-
-/** `<dataDir>/kek`, the local KEK. */
-export const localKekFile = (dataDir: string): string => path.join(dataDir, 'kek')
+import { decryptPrivateKey, localKekFile, readKekFile, WrongKekError } from './kek.js'
 
 /** Where the process `pid` stages a new KEK beside the local one. */
 export const stagedKekFile = (dataDir: string, pid: number): string => `${localKekFile(dataDir)}.${pid}`
