@@ -182,8 +182,8 @@ export class DrfError extends TesseraError {
 
 /** Out of reach: the connection could not be made, was lost, or the server is shutting down, starting up, or full of connections. */
 const OUT_OF_REACH_CODES = new Set([
-  // Node, connecting or connected
-  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN',
+  // Node, connecting or connected (Tessera looks up no host name but the database's: ENOTFOUND is its)
+  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND',
   // Postgres: connection exceptions (class 08), shutdown and start-up (57P0x), too many connections
   '08000', '08001', '08003', '08004', '08006', '57P01', '57P02', '57P03', '53300'
 ])
@@ -215,7 +215,12 @@ const UNAVAILABLE_MESSAGES = new Set([
   'Connection terminated unexpectedly'
 ])
 
-/** Postgres, reached, refusing who connects or to what: a wrong password, an unknown role or database. */
+/**
+ * Postgres, reached, refusing who connects or to what: a wrong password (an
+ * operator rotated it), a role pg_hba.conf refuses or that may not log in,
+ * an unknown role or database. Only a new connection meets one: under a
+ * running instance, every request whose pool opens one is refused the same.
+ */
 const CONNECTION_REFUSED_CODES = new Set(['28P01', '28000', '3D000'])
 
 /**
@@ -234,15 +239,17 @@ export function databaseUnreachable (err: unknown): string | undefined {
   const { code } = err as Error & { code?: unknown }
   if (typeof code === 'string' && REACHED_CODES.has(code)) return undefined
   if (typeof code === 'string' && CONNECTION_REFUSED_CODES.has(code)) return `the database refused the connection: ${err.message}`
-  // A host name that does not resolve: out of reach, though no request would be answered 503 for it.
-  return code === 'ENOTFOUND' || isDatabaseUnavailable(err) ? `cannot reach the database: ${err.message}` : undefined
+  return isDatabaseUnavailable(err) ? `cannot reach the database: ${err.message}` : undefined
 }
 
 /**
  * Postgres out of reach for a moment: pg-pool's acquire timeout (every
  * connection busy, e.g. during a login flood), a connection that could not
  * be made (a stopped server leaves no socket file behind, ENOENT, or nothing
- * listening on its port), one a pooler in front refused (POOLER_REFUSAL),
+ * listening on its port, or its host name no longer resolves, ENOTFOUND),
+ * one Postgres refused (CONNECTION_REFUSED_CODES: until the operator
+ * restarts the instance with the new password, a 503, not a 500 with a
+ * stack per request), one a pooler in front refused (POOLER_REFUSAL),
  * one lost mid-query, a statement past TESSERA_DB_STATEMENT_TIMEOUT_MS, the
  * server shutting down, starting up,
  * full or out of disk or memory, a deadlock it broke by rolling one
@@ -257,6 +264,7 @@ export function isDatabaseUnavailable (err: unknown): boolean {
   if (UNAVAILABLE_MESSAGES.has(err.message)) return true
   if (typeof code !== 'string') return false
   if (code === POOLER_REFUSAL && severity === 'FATAL') return true
+  if (OUT_OF_REACH_CODES.has(code) || REACHED_CODES.has(code) || CONNECTION_REFUSED_CODES.has(code)) return true
   // A Unix socket path that does not exist: only when connecting, so a missing file elsewhere stays a fault.
-  return OUT_OF_REACH_CODES.has(code) || REACHED_CODES.has(code) || (code === 'ENOENT' && syscall === 'connect')
+  return code === 'ENOENT' && syscall === 'connect'
 }

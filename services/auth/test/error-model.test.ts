@@ -93,6 +93,13 @@ t.test('a database that is stopped or unreachable is unavailable (503), not a fa
   const lost = await connectionError(`postgres://tessera@127.0.0.1:${(closing.address() as AddressInfo).port}/tessera`)
   t.match(lost, { message: 'Connection terminated unexpectedly' })
   t.ok(isDatabaseUnavailable(lost), 'the connection lost')
+  // A database host name that stops resolving under a running instance (a DNS record moved in a failover): RFC 2606's .invalid never resolves.
+  const unresolved = await connectionError('postgres://tessera@db.invalid:5432/tessera')
+  t.match(unresolved, { code: 'ENOTFOUND' })
+  t.ok(isDatabaseUnavailable(unresolved), 'a host name that does not resolve')
+  for (const code of ['28P01', '28000', '3D000']) {
+    t.ok(isDatabaseUnavailable(Object.assign(new Error('what Postgres said'), { code })), `${code}: Postgres refusing a new connection (a rotated password, pg_hba.conf, a dropped database) is 503 too`)
+  }
 
   const missingFile = await readFile('/nonexistent-tessera-file').catch((err: unknown) => err)
   t.match(missingFile, { code: 'ENOENT' })

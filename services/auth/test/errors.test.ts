@@ -1,8 +1,12 @@
 import t from 'tap'
 import { connect } from 'node:net'
 import { gzipSync } from 'node:zlib'
+import { randomBytes } from 'node:crypto'
 import { sql } from 'kysely'
+import pg from 'pg'
+import { connect as connectDatabase } from '../src/db/connect.js'
 import { buildTestApp, login, signUp, type TestApp } from './helpers/app.js'
+import { createTestDatabase, testEnv } from './helpers/db.js'
 import { LOG_LINE_DEADLINE_MS, within } from './helpers/http.js'
 
 /** Serves `app` on a loopback port of its own, for requests sent on raw sockets; returns the port. */
@@ -119,6 +123,72 @@ t.test('health and readiness', async (t) => {
   t.match(down.json(), { status: 503, detail: 'the database is not reachable' })
   t.equal(down.headers['retry-after'], '5')
   t.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'liveness does not depend on the database')
+})
+
+t.test('a database that answers but takes no writes (a standby, read-only for maintenance) is not ready, and logins and refreshes are 503 until it takes them again', async (t) => {
+  // One connection, so the session's setting is what every statement of the app meets.
+  const connection = connectDatabase(await createTestDatabase(t), 1)
+  t.teardown(connection.close)
+  const { app } = await buildTestApp(t, {}, { connection })
+  await signUp(app, 'rhea', 'a long enough password')
+  const tokens = await login(app, 'rhea', 'a long enough password')
+  await sql`set default_transaction_read_only = on`.execute(connection.db)
+  const unready = await app.inject({ method: 'GET', url: '/readyz' })
+  t.same([unready.statusCode, unready.headers['retry-after']], [503, '5'])
+  t.match(unready.json(), { status: 503, detail: 'the database takes no writes (a standby, or read-only)' })
+  const refused = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token', refresh_token: tokens.refresh_token } })
+  t.same([refused.statusCode, refused.json()], [503, { error: 'temporarily_unavailable', error_description: 'the service is unavailable for a moment; retry later' }])
+  await sql`reset default_transaction_read_only`.execute(connection.db)
+  t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, 'ready once it takes writes, with no restart')
+  t.equal((await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token', refresh_token: tokens.refresh_token } })).statusCode, 200, 'the refused refresh spent nothing')
+})
+
+async function asAdmin (statement: string): Promise<void> {
+  const client = new pg.Client({ connectionString: testEnv().adminUrl })
+  await client.connect()
+  try { await client.query(statement) } finally { await client.end() }
+}
+
+t.test('Postgres refusing new connections under a running instance (its role\'s password rotated, the role barred from logging in): 503 with Retry-After and one line without a stack, not a 500 per request; served again once undone', async (t) => {
+  const role = `t_rotated_${randomBytes(4).toString('hex')}`
+  // Roles are cluster-wide: dropped after the database (teardowns run last-in, first-out).
+  t.teardown(async () => { await asAdmin(`DROP ROLE IF EXISTS "${role}"`) })
+  await asAdmin(`CREATE ROLE "${role}" LOGIN PASSWORD 'first-password' IN ROLE pg_read_all_data, pg_write_all_data`)
+  const url = new URL(await createTestDatabase(t))
+  url.username = role
+  url.password = 'first-password'
+  const connection = connectDatabase(url.toString())
+  t.teardown(connection.close)
+  const { app, logs } = await buildTestApp(t, {}, { connection })
+  await signUp(app, 'remy', 'a long enough password')
+  const tokens = await login(app, 'remy', 'a long enough password')
+
+  for (const [change, code] of [["PASSWORD 'rotated-password'", '28P01'], ["NOLOGIN PASSWORD 'first-password'", '28000']] as const) {
+    await asAdmin(`ALTER ROLE "${role}" ${change}`)
+    await asAdmin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '${role}'`)
+    // The pool drops each idle connection as its end arrives; the next request must open a new one.
+    while (connection.pool.totalCount > 0) await new Promise((resolve) => setTimeout(resolve, 10))
+    const [refresh, me, passwordGrant, ready] = await Promise.all([
+      app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token', refresh_token: tokens.refresh_token } }),
+      app.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${tokens.access_token}` } }),
+      app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'remy', password: 'a long enough password' } }),
+      app.inject({ method: 'GET', url: '/readyz' })
+    ])
+    t.same([refresh.statusCode, refresh.headers['retry-after'], refresh.json()], [503, '1', { error: 'temporarily_unavailable', error_description: 'the service is unavailable for a moment; retry later' }], `${code}: the refresh`)
+    t.same([me.statusCode, me.headers['retry-after']], [503, '1'], `${code}: /v1/me`)
+    t.same([passwordGrant.statusCode, passwordGrant.json().error], [503, 'temporarily_unavailable'], `${code}: the login`)
+    t.match([ready.statusCode, ready.json()], [503, { detail: 'the database is not reachable' }], `${code}: not ready`)
+    const lines = logs().split('\n')
+    t.ok(lines.some((line) => line.includes(`"db_error":{"code":"${code}"`) && line.includes('"msg":"database unavailable"')), `${code}: logged with its code`)
+    t.ok(lines.some((line) => line.includes('"msg":"request refused"') && line.includes('"reason":"the database is not reachable"') && line.includes(`"detail":"${code === '28P01' ? 'password authentication failed' : 'role \\"'}`)), `${code}: /readyz's refusal logs why`)
+  }
+  const lines = logs().split('\n')
+  t.notOk(lines.some((line) => line.includes('"msg":"unexpected error"') || line.includes('"stack"')), 'no 500 and no stack: an outage logs a line per request')
+  t.notOk(logs().includes('first-password') || logs().includes('rotated-password'), 'no password in the log')
+
+  await asAdmin(`ALTER ROLE "${role}" LOGIN`)
+  t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, 'ready again once the role may log in, with no restart')
+  t.equal((await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token', refresh_token: tokens.refresh_token } })).statusCode, 200, 'the refused refreshes spent nothing')
 })
 
 t.test('readiness also needs a signing key: without one, 503 with Retry-After, and a login is refused alike, not a 500', async (t) => {

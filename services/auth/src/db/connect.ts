@@ -105,7 +105,14 @@ export function connect (connectionString: string, max = 10, options: ConnectOpt
   }
 }
 
-/** One trivial statement, for readiness: resolves when the database answers now. */
-export async function pingDatabase (db: Db): Promise<void> {
-  await sql`SELECT 1`.execute(db)
+/**
+ * One trivial statement, for readiness: resolves when the database answers
+ * now, to whether it takes writes. `transaction_read_only` is on in a hot
+ * standby (a failover that left DATABASE_URL on the old primary, now a
+ * replica) and under a DBA's `default_transaction_read_only`, where every
+ * login, refresh and sign-up is refused.
+ */
+export async function databaseTakesWrites (db: Db): Promise<boolean> {
+  const { rows } = await sql<{ read_only: string }>`SELECT current_setting('transaction_read_only') AS read_only`.execute(db)
+  return rows[0]?.read_only === 'off'
 }
