@@ -106,12 +106,21 @@ export async function migrate (db: Db): Promise<void> {
 
 /**
  * Postgres out of reach for a moment: no connection to be had (refused, no
- * socket file, the pool's wait run out, a pooler such as PgBouncer full), one
- * lost or gone silent, the server starting, stopping or full, or a statement
- * it cancelled at the statement timeout (57014). The request did nothing and
- * a retry may work, so it is a 503, not a fault.
+ * socket file, the pool's wait run out, a pooler such as PgBouncer full, a
+ * host name that no longer resolves), one lost or gone silent, the server
+ * starting, stopping or full (of connections, disk or memory), or a statement
+ * it cancelled at the statement timeout (57014); or Postgres refusing the
+ * connection (a rotated password 28P01, pg_hba.conf or NOLOGIN 28000, a
+ * dropped database 3D000) or every write (25006: a hot standby after a
+ * failover, or read-only for maintenance). The request did nothing and a
+ * retry may work once the operator acts, so it is a 503, not a fault, as
+ * Tessera's errors.ts has it.
  */
-const OUT_OF_REACH = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', '08001', '08006', '57014', '57P01', '57P02', '57P03', '53300'])
+const OUT_OF_REACH = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND',
+  '08000', '08001', '08003', '08004', '08006', '57014', '57P01', '57P02', '57P03',
+  '53000', '53100', '53200', '53300', '53400', '40001', '40P01', '25006', '28P01', '28000', '3D000'
+])
 
 export function isDatabaseOutOfReach (err: unknown): boolean {
   if (!(err instanceof Error)) return false

@@ -28,7 +28,10 @@ t.test('config: defaults, derived JWKS URL, one-line errors', async (t) => {
 
 t.test('notes against a real Tessera', async (t) => {
   const databaseUrl = await createTestDatabase(t)
-  const tessera = await startTessera(t, { DATABASE_URL: databaseUrl, TESSERA_ACCESS_TTL: '4s' })
+  // Short enough for the expiry test to wait out, long enough that a token got
+  // before two more users' sign-ups and logins (four argon2 hashes, run at a
+  // lowered priority: seconds on a loaded machine) has not expired when used.
+  const tessera = await startTessera(t, { DATABASE_URL: databaseUrl, TESSERA_ACCESS_TTL: '15s' })
   await registerClient(databaseUrl, ['notes-web', '--grants', 'password,refresh_token', '--scopes', 'notes:read notes:write', '--resources', 'urn:tessera:notes'])
   const reader = await registerClient(databaseUrl, ['reader', '--confidential', '--scopes', 'notes:read', '--resources', 'urn:tessera:notes'])
   const db = connect(databaseUrl)
@@ -152,6 +155,7 @@ t.test('notes against a real Tessera', async (t) => {
     t.teardown(async () => { await app.close() })
     return app
   }
+
   const hung = 'no answer in 10 s'
   /** GET /notes, or `hung` when no answer comes in 10 s: without a bound it waits on TCP, about 15 minutes. */
   const listWithin10s = async (app: App, token: string): Promise<LightMyRequestResponse | typeof hung> => await Promise.race([
@@ -171,6 +175,28 @@ t.test('notes against a real Tessera', async (t) => {
     t.match(logged[0]?.db_error, dbError, 'which outage')
   }
   const unavailableLogged = (): number => logs.text().split('\n').filter((line) => line.includes('"database unavailable"')).length
+
+  t.test('a database that refuses it, or takes no writes: 503 with Retry-After, not a 500', async (t) => {
+    const erin = await tokensFor('erin')
+    const gone = new URL(databaseUrl)
+    gone.pathname = '/no_such_database'
+    const readOnly = new URL(databaseUrl)
+    readOnly.searchParams.set('options', '-c default_transaction_read_only=on')
+    const cases = [
+      // What a dropped database, a rotated password or a pg_hba.conf refusal look like: Postgres refuses the new connection (3D000 here; 28P01, 28000 alike).
+      { what: 'a database that does not exist', url: gone.href, method: 'GET' as const, code: '3D000' },
+      // A hot standby after a failover, or a DBA's read-only for maintenance.
+      { what: 'a read-only database', url: readOnly.href, method: 'POST' as const, code: '25006' }
+    ]
+    for (const { what, url, method, code } of cases) {
+      const refusingDb = connect(url)
+      t.teardown(async () => { await refusingDb.destroy() })
+      const refusing = await appOver(t, refusingDb)
+      const before = unavailableLogged()
+      const res = await refusing.inject({ method, url: '/notes', headers: { authorization: `Bearer ${erin.access_token}` }, ...(method === 'POST' ? { payload: { text: 'kept?' } } : {}) })
+      t.test(what, async (t) => { unavailable(t, res, { code }, before) })
+    }
+  })
 
   t.test('a statement past the statement timeout is cancelled: 503 with Retry-After, not a request held until the client gives up', async (t) => {
     const erin = await tokensFor('erin')
