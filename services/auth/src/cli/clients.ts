@@ -7,11 +7,11 @@ import { parseDuration } from '../config.js'
 import { deleteClient, disableClient } from '../clients/end.js'
 import { findClient, listClients, type ClientView } from '../clients/find.js'
 import { acceptableClientId, ClientRuleError, createClient, refuseIssuerResource } from '../clients/register.js'
-import { rotateClientSecret } from '../clients/rotate-secret.js'
+import { replaceCurrentSecret, rotateClientSecret } from '../clients/rotate-secret.js'
 import type { CommandContext } from './context.js'
 import { CliError, parseCommandLine, formatTable, refuseForeignFlags } from './output.js'
 
-const USAGE = 'usage: tessera clients create CLIENT_ID [--confidential] [--grants G,G] [--scopes "a b"] [--resources URI,URI] | list | show ID | rotate-secret ID [--grace 24h] | disable ID | delete ID'
+const USAGE = 'usage: tessera clients create CLIENT_ID [--confidential] [--grants G,G] [--scopes "a b"] [--resources URI,URI] | list | show ID | rotate-secret ID [--grace 24h] [--keep-old] | disable ID | delete ID'
 const OPERATOR = { actor: 'operator', userAgent: 'tessera-cli' }
 
 function asJson (client: ClientView): Record<string, unknown> {
@@ -86,7 +86,7 @@ const ACTION_FLAGS: Record<string, readonly string[]> = {
   list: [],
   create: ['confidential', 'grants', 'scopes', 'resources'],
   show: [],
-  'rotate-secret': ['grace'],
+  'rotate-secret': ['grace', 'keep-old'],
   disable: [],
   delete: []
 }
@@ -101,7 +101,8 @@ function options (ctx: CommandContext): { values: Record<string, string | boolea
       grants: { type: 'string' },
       scopes: { type: 'string' },
       resources: { type: 'string' },
-      grace: { type: 'string' }
+      grace: { type: 'string' },
+      'keep-old': { type: 'boolean' }
     }
   }, USAGE)
   const [action] = positionals
@@ -127,6 +128,14 @@ function graceSeconds (given: string | boolean | undefined): number {
   return seconds
 }
 
+/** With --keep-old, --grace is the kept secret's new deadline from now; without it, the deadline stays as it is. */
+function keptGraceSeconds (given: string | boolean | undefined): number | undefined {
+  if (given === undefined) return undefined
+  const seconds = graceSeconds(given)
+  if (seconds === 0) throw new CliError('--grace 0 with --keep-old would drop the old secret it keeps', 2)
+  return seconds
+}
+
 export async function clientsCommand (ctx: CommandContext): Promise<void> {
   const [action] = ctx.args
   const { values, id } = options(ctx)
@@ -146,7 +155,9 @@ export async function clientsCommand (ctx: CommandContext): Promise<void> {
   // An id that no client can have is found before the database is opened, as a username no user can have is.
   asUsage(() => { acceptableClientId(id) })
   // A bad duration is a usage error, found before a database is opened.
-  const grace = action === 'rotate-secret' ? graceSeconds(values.grace) : 0
+  const keepOld = values['keep-old'] === true
+  const grace = action === 'rotate-secret' && !keepOld ? graceSeconds(values.grace) : 0
+  const keptGrace = action === 'rotate-secret' && keepOld ? keptGraceSeconds(values.grace) : undefined
   const scopes = values.scopes === undefined ? ctx.config.scopes : scopeList(values.scopes as string)
   const resources = list(values.resources as string | undefined)
   // The CLI reads the settings the server does, so it knows the issuer every grant compares a resource with.
@@ -185,11 +196,15 @@ export async function clientsCommand (ctx: CommandContext): Promise<void> {
     return
   }
   if (action === 'rotate-secret') {
-    const rotated = await rotateClientSecret(db, { clientId: id, graceSeconds: grace, clock }, OPERATOR)
+    const rotated = keepOld
+      ? await replaceCurrentSecret(db, { clientId: id, graceSeconds: keptGrace, clock }, OPERATOR)
+      : await rotateClientSecret(db, { clientId: id, graceSeconds: grace, clock }, OPERATOR)
     if (rotated.kind === 'unknown') throw new CliError(`no client named ${id}`)
     if (rotated.kind === 'public') throw new CliError(`${id} is a public client: it has no secret`)
+    if (rotated.kind === 'no_old_secret') throw new CliError(`client ${id} has no old secret in its grace period; rotate without --keep-old`)
     const until = rotated.previousExpiresAt?.toISOString() ?? null
-    ctx.out.result(`client_secret ${rotated.secret}\n(shown once) the old secret ${until === null ? 'no longer works' : `works until ${until}`}`,
+    const replaced = keepOld ? 'the secret it replaces no longer works; ' : ''
+    ctx.out.result(`client_secret ${rotated.secret}\n(shown once) ${replaced}the old secret ${until === null ? 'no longer works' : `works until ${until}`}`,
       { client_id: id, client_secret: rotated.secret, previous_secret_expires_at: until })
     return
   }

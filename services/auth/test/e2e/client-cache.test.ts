@@ -93,3 +93,30 @@ t.test('two workers keep client rows while they hear every change, and forget th
   t.same(await answers(server.url, 'svc2', other), ['200 notes:write'], 'every row kept before the loss is forgotten: the unheard change shows')
   t.ok(Date.now() - beforeLoss < CLIENT_CACHE_TTL_MS, 'before the rows\' lifetime would have ended them')
 })
+
+t.test('rotate-secret --keep-old reaches both workers: the lost secret is refused at once, the deployed one and the new one work', async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const env = { DATABASE_URL: databaseUrl, TESSERA_KEK: randomBytes(32).toString('base64url'), TESSERA_WORKERS: '2', TESSERA_RATE_LIMIT: '100000' }
+  const server = await startServer(t, env)
+  const cli = async (args: string[]): Promise<{ client_secret: string }> => {
+    const res = await runCli(['clients', ...args, '--json'], env)
+    t.equal(res.code, 0, res.stderr)
+    return JSON.parse(res.stdout) as { client_secret: string }
+  }
+  const served = ['200 notes:read notes:write']
+  const refused = ['401 invalid_client']
+  const { client_secret: deployed } = await cli(['create', 'svc', '--confidential', '--scopes', 'notes:read notes:write'])
+  // The rotation whose output never reached the operator.
+  const { client_secret: lost } = await cli(['rotate-secret', 'svc', '--grace', '1h'])
+  // Both workers now read the row into memory, with the lost secret as the current one, and answer from there.
+  const cachedFrom = Date.now()
+  t.same(await answers(server.url, 'svc', lost), served, 'the lost secret works on both workers')
+  t.same(await answers(server.url, 'svc', deployed), served, 'the deployed one too, before')
+
+  const { client_secret: fresh } = await cli(['rotate-secret', 'svc', '--keep-old'])
+  t.ok(await within(1000, async () => (await answers(server.url, 'svc', lost)).join() === refused.join(), 10) !== undefined,
+    'the lost secret is refused by both workers within a second')
+  t.ok(Date.now() - cachedFrom < CLIENT_CACHE_TTL_MS, 'before the rows\' lifetime would have ended them: the change was heard, as a plain rotation\'s is', { elapsedMs: Date.now() - cachedFrom })
+  t.same(await answers(server.url, 'svc', deployed), served, 'the deployed secret works on both workers, after')
+  t.same(await answers(server.url, 'svc', fresh), served, 'the new one too')
+})

@@ -186,3 +186,69 @@ t.test('in words, create prints a confidential client\'s secret once; rotate-sec
   const until = Date.parse(String(JSON.parse(rotated.stdout).previous_secret_expires_at))
   t.ok(until >= before + 86_400_000 - 1000 && until <= Date.now() + 86_400_000 + 1000, 'the old secret works until a day from now', { stdout: rotated.stdout })
 })
+
+t.test('rotate-secret --keep-old: a rotation whose output was lost is undone without an outage (docs/operators.md)', async (t) => {
+  const url = await createTestDatabase(t)
+  const env = { DATABASE_URL: url }
+  const ctx = await buildTestApp(t, {}, { connection: await testConnection(t, url) })
+  const cc = async (secret: string): Promise<number> => (await ctx.app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'client_credentials', client_id: 'svc', client_secret: secret } })).statusCode
+  const created = await runCli(['clients', 'create', 'svc', '--confidential', '--json'], env)
+  t.equal(created.code, 0, created.stderr)
+  const deployed = JSON.parse(created.stdout).client_secret as string
+
+  const noOld = await runCli(['clients', 'rotate-secret', 'svc', '--keep-old'], env)
+  t.same([noOld.code, noOld.stdout, noOld.stderr], [1, '', 'tessera: client svc has no old secret in its grace period; rotate without --keep-old\n'], 'never rotated: nothing to keep, refused')
+  t.equal(await cc(deployed), 200, 'and nothing changed')
+
+  // The rotation whose output never reached the operator.
+  const lostRun = await runCli(['clients', 'rotate-secret', 'svc', '--grace', '1h', '--json'], env)
+  t.equal(lostRun.code, 0, lostRun.stderr)
+  const lost = JSON.parse(lostRun.stdout).client_secret as string
+  const shown = JSON.parse((await runCli(['clients', 'show', 'svc', '--json'], env)).stdout).previous_secret_expires_at as string
+
+  const kept = await runCli(['clients', 'rotate-secret', 'svc', '--keep-old', '--json'], env)
+  t.equal(kept.code, 0, kept.stderr)
+  const answer = JSON.parse(kept.stdout)
+  t.same(Object.keys(answer).sort(), ['client_id', 'client_secret', 'previous_secret_expires_at'], 'the same keys as a plain rotation\'s')
+  t.match(answer, { client_id: 'svc', client_secret: /^[A-Za-z0-9_-]{43}$/, previous_secret_expires_at: shown }, 'the old secret keeps the deadline `clients show` said')
+  t.equal(await cc(deployed), 200, 'the deployed secret still works')
+  t.equal(await cc(lost), 401, 'the lost one no longer does')
+  t.equal(await cc(answer.client_secret as string), 200, 'the new one works')
+
+  const words = await runCli(['clients', 'rotate-secret', 'svc', '--keep-old', '--grace', '2h'], env)
+  t.equal(words.code, 0, words.stderr)
+  const [, fresh = '', until = ''] = /^client_secret ([A-Za-z0-9_-]{43})\n\(shown once\) the secret it replaces no longer works; the old secret works until (\S+)\n$/.exec(words.stdout) ?? []
+  t.ok(Date.parse(until) > Date.now() + 7100_000, 'in words, with --grace: the old secret works two hours from now', { stdout: words.stdout })
+  t.equal(await cc(answer.client_secret as string), 401, 'the secret it replaced stops')
+  t.equal(await cc(deployed), 200)
+  t.equal(await cc(fresh), 200)
+
+  // Its grace over (set in the past, as the hours passing would).
+  await ctx.connection.db.updateTable('clients').set({ previous_secret_expires_at: new Date(Date.now() - 1000) }).where('client_id', '=', 'svc').execute()
+  const over = await runCli(['clients', 'rotate-secret', 'svc', '--keep-old', '--grace', '1h'], env)
+  t.same([over.code, over.stdout, over.stderr], [1, '', 'tessera: client svc has no old secret in its grace period; rotate without --keep-old\n'], 'an old secret past its grace is not kept')
+  t.equal(await cc(fresh), 200, 'and nothing changed')
+
+  for (const [args, code, stderr] of [
+    [['rotate-secret', 'tessera', '--keep-old'], 1, 'tessera: tessera is a public client: it has no secret\n'],
+    [['rotate-secret', 'nobody', '--keep-old'], 1, 'tessera: no client named nobody\n'],
+    [['show', 'svc', '--keep-old'], 2, /^tessera: --keep-old is not a flag of clients show\nusage: [^\n]+\n$/]
+  ] as const) {
+    const res = await runCli(['clients', ...args], env)
+    t.same([res.code, res.stdout], [code, ''], `clients ${args.join(' ')}: exit ${code}`)
+    t.match(res.stderr, stderr, `clients ${args.join(' ')}`)
+  }
+  // Usage errors, before the database is opened (nothing listens on port 1).
+  for (const [grace, stderr] of [
+    ['0', 'tessera: --grace 0 with --keep-old would drop the old secret it keeps\n'],
+    ['0s', 'tessera: --grace 0 with --keep-old would drop the old secret it keeps\n'],
+    ['soon', 'tessera: --grace: expected a duration such as 0, 300s, 1h or 24h\n']
+  ] as const) {
+    const res = await runCli(['clients', 'rotate-secret', 'svc', '--keep-old', '--grace', grace], { DATABASE_URL: 'postgres://tessera@127.0.0.1:1/tessera' })
+    t.same([res.code, res.stdout, res.stderr], [2, '', stderr], `--keep-old --grace ${grace}`)
+  }
+
+  const audit = await ctx.connection.db.selectFrom('audit_events').select(['actor', 'detail']).where('type', '=', 'client.secret_rotated').orderBy('id').execute()
+  t.same(audit.map((e) => [e.actor, e.detail.kept_old]), [['operator', false], ['operator', true], ['operator', true]], 'the lost rotation, then the two that kept the old secret; the refused ones wrote nothing')
+  t.equal(audit[1]?.detail.previous_secret_expires_at, shown, 'the kept secret\'s deadline in the audit trail')
+})
