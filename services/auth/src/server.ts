@@ -32,9 +32,12 @@ async function runPrimary (config: Config, { logger, droppedLines }: ProcessLogg
   closeWithGrace({ delay: PRIMARY_DRAIN_LIMIT_MS, logger }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'shutting down after an error')
     else logger.info({ signal }, 'draining')
-    await primary.close()
+    const { embeddedStopped } = await primary.close()
+    if (primary.startedEmbedded && !embeddedStopped) {
+      logger.info('the embedded Postgres this instance started was stopped while it ran (tessera db stop): one running now was started by another process, and is left running')
+    }
     // The last line of an orderly stop, so a log ending at "draining" reads as a stop that did not finish.
-    logger.info({ embedded_postgres_stopped: primary.stopsEmbedded }, 'stopped')
+    logger.info({ embedded_postgres_stopped: embeddedStopped }, 'stopped')
   })
   logger.info({ address: primary.address, workers: config.workers, issuer: config.issuer, embedded_postgres: primary.embedded, metrics: primary.metricsUrl }, 'tessera is serving')
 }

@@ -48,11 +48,15 @@ export interface Primary {
   /** Every worker is listening: the address they share. */
   address: string
   embedded: boolean
-  /** Whether this start started the embedded Postgres, and so stops it at close; one already running (`tessera db start`) is left running. */
-  stopsEmbedded: boolean
+  /** Whether this start started the embedded Postgres; one already running (`tessera db start`) is left running. */
+  startedEmbedded: boolean
   /** The /metrics listener's URL when TESSERA_METRICS_PORT is set. */
   metricsUrl: string | undefined
-  close: () => Promise<void>
+  /**
+   * Drains and closes; `embeddedStopped`: whether it stopped the embedded
+   * Postgres, which it does only to the postmaster this start started.
+   */
+  close: () => Promise<{ embeddedStopped: boolean }>
 }
 
 /**
@@ -106,7 +110,8 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
     throw err
   })
   const connection = connect(url, PRIMARY_POOL)
-  const stops: Array<() => Promise<void>> = [async () => { await connection.close() }, async () => { await embedded?.stop() }, releasePort]
+  let embeddedStopped = false
+  const stops: Array<() => Promise<void>> = [async () => { await connection.close() }, async () => { embeddedStopped = await embedded?.stop() ?? false }, releasePort]
   const closeAll = async (): Promise<void> => {
     for (const stop of stops.splice(0)) await stop()
   }
@@ -287,7 +292,7 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
     return {
       address,
       embedded: embedded !== undefined,
-      stopsEmbedded: embedded?.started === true,
+      startedEmbedded: embedded?.started === true,
       metricsUrl: metricsListener?.url,
       close: async () => {
         draining = true
@@ -299,6 +304,7 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
         broadcast(notice('drain'))
         await Promise.all(exited)
         await closeAll()
+        return { embeddedStopped }
       }
     }
   } catch (err) {

@@ -26,8 +26,19 @@ export interface EmbeddedPostgres {
   port: number
   /** True when this call started the server; false when it adopted one already running. */
   started: boolean
-  stop: () => Promise<void>
+  /**
+   * Stops the server this call started, true; false when it adopted one, or
+   * when the one it started is no longer the one running (stopped by `tessera
+   * db stop` and started again by another process, which owns that one).
+   */
+  stop: () => Promise<boolean>
 }
+
+/**
+ * One postmaster as its postmaster.pid names it: a later one on the same
+ * cluster has another start time, even when it is given the same pid.
+ */
+interface Postmaster { pid: number, startedAt: string }
 
 interface Binaries { initdb: string, pg_ctl: string, postgres: string }
 interface RunAs { uid?: number, gid?: number }
@@ -282,17 +293,44 @@ async function startOrJoin (bins: Binaries, pgdata: string, as: RunAs): Promise<
 }
 
 /**
- * Where a postmaster running on pgdata listens, if one runs: its port and its
- * Unix socket's directory ('' for none); and whether it is ready for
- * connections, as pg_ctl -w reads it.
+ * The postmaster running on pgdata, if one runs: which one it is, where it
+ * listens (its port and its Unix socket's directory, '' for none), and
+ * whether it is ready for connections, as pg_ctl -w reads it.
  */
-async function runningServer (bins: Binaries, pgdata: string, as: RunAs): Promise<{ port: number, socketDir: string, ready: boolean } | undefined> {
+async function runningServer (bins: Binaries, pgdata: string, as: RunAs): Promise<Postmaster & { port: number, socketDir: string, ready: boolean } | undefined> {
   const { code } = await run(bins.pg_ctl, ['status', '-D', pgdata], as)
   if (code !== 0) return undefined
   // postmaster.pid: pid, data directory, start time, port, socket directory, listen address, shared memory key, status ('starting', 'ready', 'stopping', …)
   const lines = (await fs.readFile(path.join(pgdata, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')
+  const pid = Number(lines[0])
   const port = Number(lines[3])
-  return Number.isInteger(port) && port > 0 ? { port, socketDir: lines[4]?.trim() ?? '', ready: lines[7]?.trim() === 'ready' } : undefined
+  if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port) || port <= 0) return undefined
+  return { pid, startedAt: lines[2]?.trim() ?? '', port, socketDir: lines[4]?.trim() ?? '', ready: lines[7]?.trim() === 'ready' }
+}
+
+/**
+ * Stops `own` if it is still the postmaster running on pgdata, true; false
+ * when it is not (stopped meanwhile, perhaps started again by another
+ * process, whose server it is). Signalled by its pid, as pg_ctl's fast stop
+ * does (SIGINT), not through pg_ctl, which would stop whichever postmaster
+ * postmaster.pid names by the time it reads the file; waited for up to a
+ * minute, as pg_ctl -w -t 60.
+ */
+async function stopOwnServer (bins: Binaries, pgdata: string, as: RunAs, own: Postmaster): Promise<boolean> {
+  const running = await runningServer(bins, pgdata, as)
+  if (running === undefined || running.pid !== own.pid || running.startedAt !== own.startedAt) return false
+  try {
+    process.kill(own.pid, 'SIGINT')
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ESRCH') return false
+    throw err
+  }
+  const deadline = Date.now() + 60_000
+  while (!processIsGone(own.pid)) {
+    if (Date.now() > deadline) throw new Error(`the embedded Postgres on ${pgdata} (pid ${own.pid}) did not stop within a minute (see ${path.join(pgdata, 'server.log')})`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  return true
 }
 
 async function ensureDatabase (adminUrl: string): Promise<void> {
@@ -354,7 +392,10 @@ export async function embeddedClusterExists (dataDir: string): Promise<boolean> 
 
 /**
  * Starts (or adopts) the local cluster under `dataDir` and returns its URLs.
- * `stop` stops it only when this call started it.
+ * `stop` stops the postmaster this call started, and no other: one it
+ * adopted belongs to the process that started it, and one started by
+ * another process after ours was stopped (`tessera db stop`, then `tessera
+ * db start` while an instance runs) belongs to that one.
  */
 export async function startEmbeddedPostgres (dataDir: string): Promise<EmbeddedPostgres> {
   await makeDataDir(dataDir)
@@ -379,6 +420,7 @@ export async function startEmbeddedPostgres (dataDir: string): Promise<EmbeddedP
 
   const started = await startOrJoin(bins, pgdata, as)
   // Read back once it is ready (a starting server's postmaster.pid is not yet whole), so a server adopted from an earlier start (with or without a socket) is reached as it listens.
+  // Read at once after a start of ours: the postmaster it names is the one this call owns.
   const server = await runningServer(bins, pgdata, as)
   if (server === undefined) throw new Error(`the embedded Postgres on ${pgdata} started but does not say where it listens`)
   const { port, socketDir } = server
@@ -387,7 +429,7 @@ export async function startEmbeddedPostgres (dataDir: string): Promise<EmbeddedP
     await ensureDatabase(adminUrl)
   } catch (err) {
     // A server this call started is not left running for a caller that fails.
-    if (started) await run(bins.pg_ctl, stopArgs(pgdata), as)
+    if (started) await stopOwnServer(bins, pgdata, as, server)
     if ((err as { code?: string }).code === '28P01') {
       throw new Error(`the embedded Postgres in ${pgdata} refuses the password in ${passwordFile} (was that file replaced?): restore it, or remove ${keptOutside ? `${dataDir} and ${pgdata}` : dataDir} to start afresh`)
     }
@@ -400,9 +442,9 @@ export async function startEmbeddedPostgres (dataDir: string): Promise<EmbeddedP
     port,
     started,
     stop: async () => {
-      if (!started || stopped) return
+      if (!started || stopped) return false
       stopped = true
-      await must(bins.pg_ctl, stopArgs(pgdata), as, 'pg_ctl stop')
+      return await stopOwnServer(bins, pgdata, as, server)
     }
   }
 }

@@ -26,6 +26,12 @@ function postgresRunningOn (dataDir: string): boolean {
   return out.split('\n').some((line) => line.includes('postgres') && line.includes(pgdata))
 }
 
+/** The postmaster running on the cluster, as its postmaster.pid names it: its pid and start time. */
+function postmasterOf (dataDir: string): string {
+  const [pid, , startedAt] = readFileSync(path.join(clusterDir(dataDir), 'postmaster.pid'), 'utf8').split('\n')
+  return `${pid ?? ''}@${startedAt ?? ''}`
+}
+
 /** initdb writes PG_VERSION once: the same file (inode and time) after a restart means the cluster was reused, not made anew. */
 function clusterIdentity (dataDir: string): string {
   const { ino, mtimeMs } = statSync(path.join(clusterDir(dataDir), 'PG_VERSION'))
@@ -123,14 +129,29 @@ t.test('embedded Postgres: first start, SIGTERM drains an in-flight request, sec
   const back = await post('/oauth/token', { grant_type: 'refresh_token', refresh_token: fresh.refresh_token })
   t.equal(back.status, 200, 'Postgres back: the refresh refused during the outage now succeeds')
   t.equal((await fetch(`${second.url}/readyz`)).status, 200, 'ready again')
+  // The Postgres running now is the one `db start` started, not the one this instance started: its user keeps it when the instance stops.
+  const dbStarts = postmasterOf(dataDir)
   t.equal(await second.stop('SIGINT'), 0)
-  t.notOk(postgresRunningOn(dataDir))
+  await second.closed
+  t.match(second.output().trimEnd().split('\n').at(-1), /"embedded_postgres_stopped":false,"msg":"stopped"\}$/, 'the instance stops no Postgres it did not start')
+  t.match(second.output(), /"msg":"the embedded Postgres this instance started was stopped while it ran/, 'and says why it left the one running')
+  t.equal(postmasterOf(dataDir), dbStarts, '`db start`\'s Postgres is still running, the same postmaster')
+  t.ok(postgresRunningOn(dataDir))
 
   // A server that adopted a Postgres already running leaves it running, and its last line says so.
-  await runCli(['db', 'start'], env)
   const third = await startServer(t, env, { timeoutMs: 120_000 })
   t.equal(await third.stop(), 0)
   await third.closed
   t.match(third.output().trimEnd().split('\n').at(-1), /"embedded_postgres_stopped":false,"msg":"stopped"\}$/, 'an adopted Postgres: the last line says it was not stopped')
   t.ok(postgresRunningOn(dataDir), 'and it was not')
+
+  // The Postgres an instance started, stopped under it and not started again: the instance's own stop finds nothing to stop, and stops cleanly.
+  await runCli(['db', 'stop'], env)
+  const fourth = await startServer(t, env, { timeoutMs: 120_000 })
+  t.ok(postgresRunningOn(dataDir), 'the instance started Postgres')
+  await runCli(['db', 'stop'], env)
+  t.equal(await fourth.stop(), 0, 'exit 0')
+  await fourth.closed
+  t.match(fourth.output().trimEnd().split('\n').at(-1), /"embedded_postgres_stopped":false,"msg":"stopped"\}$/)
+  t.notMatch(fourth.output(), /"level":50/, 'no error: its Postgres already stopped is no failure of the stop')
 })
