@@ -93,6 +93,12 @@ async function dbRolesCommand (ctx: CommandContext): Promise<void> {
 
 const DB_USAGE = 'usage: tessera db start|stop|url|roles'
 
+function withoutPassword (url: string): string {
+  const parsed = new URL(url)
+  parsed.password = ''
+  return parsed.toString()
+}
+
 async function dbCommand (ctx: CommandContext): Promise<void> {
   commandFlags(ctx.argv, DB_USAGE)
   const [action] = ctx.args
@@ -102,7 +108,11 @@ async function dbCommand (ctx: CommandContext): Promise<void> {
   if (ctx.config.databaseUrl !== undefined) throw new CliError('DATABASE_URL is set: there is no embedded Postgres to manage')
   if (action === 'start' || action === 'url') {
     const pg = await startEmbeddedPostgres(ctx.config.dataDir)
-    ctx.out.result(action === 'url' ? pg.url : `embedded Postgres ${pg.started ? 'started' : 'already running'} on 127.0.0.1:${pg.port}\nDATABASE_URL=${pg.url}`, { url: pg.url, port: pg.port, started: pg.started })
+    // `url` is asked for the URL, for a program to read ($(tessera db url)), and so is --json (make stack reads it);
+    // start's lines are for a person's terminal, its scrollback and what is shared of it: the password stays in its file.
+    const started = `embedded Postgres ${pg.started ? 'started' : 'already running'} on 127.0.0.1:${pg.port}\n` +
+      `URL: ${withoutPassword(pg.url)} (the password is in ${pg.passwordFile}; \`tessera db url\` prints the URL with it)`
+    ctx.out.result(action === 'url' ? pg.url : started, { url: pg.url, port: pg.port, started: pg.started })
     return
   }
   const stopped = await stopEmbeddedPostgres(ctx.config.dataDir)

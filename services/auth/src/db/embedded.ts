@@ -21,6 +21,8 @@ import { DB_USER, embeddedUrl, portInPostmasterOpts, serverOptions } from './emb
 export interface EmbeddedPostgres {
   /** Connection string of the `tessera` database on the local server: through its Unix socket when it has one. */
   url: string
+  /** The file holding the password in `url` (mode 0600, in the data directory). */
+  passwordFile: string
   /** Admin connection string (database `postgres`, TCP on loopback), for creating test databases. */
   adminUrl: string
   port: number
@@ -438,6 +440,7 @@ export async function startEmbeddedPostgres (dataDir: string): Promise<EmbeddedP
   let stopped = false
   return {
     url: embeddedUrl(password, port, socketDir, DB_NAME),
+    passwordFile,
     adminUrl,
     port,
     started,

@@ -64,6 +64,14 @@ t.test('removing the data directory starts afresh, also when root keeps the clus
   const { dataDir, env } = dataDirFor(t)
   const started = await runCli(['db', 'start'], env)
   t.equal(started.code, 0, started.stderr)
+  // The lines of db start are for a person's terminal (its scrollback, a shared screen): the URL without its password, and where the password is.
+  const password = readFileSync(path.join(dataDir, 'postgres.password'), 'utf8').trim()
+  const url = new URL((await runCli(['db', 'url'], env)).stdout.trim())
+  t.equal(decodeURIComponent(url.password), password, 'db url prints the whole URL, for a program to read')
+  t.equal((JSON.parse((await runCli(['db', 'start', '--json'], env)).stdout) as { url: string }).url, url.toString(), 'and so does --json (make stack reads it)')
+  url.password = ''
+  t.equal(started.stdout, `embedded Postgres started on 127.0.0.1:${url.port}\nURL: ${url.toString()} (the password is in ${path.join(dataDir, 'postgres.password')}; \`tessera db url\` prints the URL with it)\n`)
+  t.notMatch(started.stdout, password, 'no password printed')
   const first = clusterDir(dataDir)
   if (process.getuid?.() === 0) {
     t.not(first, path.join(dataDir, 'postgres'), 'as root, in a directory the postgres user cannot enter, the cluster is kept outside it')
@@ -151,7 +159,8 @@ t.test('starts at the same moment on a new data directory all succeed, on one cl
     t.same(starts.map((start) => start.code), [0, 0, 0, 0], starts.map((start) => start.stderr).join(''))
     t.equal(starts.filter((start) => /embedded Postgres started/.test(start.stdout)).length, 1, 'one of them started it')
     t.equal(starts.filter((start) => /embedded Postgres already running/.test(start.stdout)).length, 3, 'the others joined it once it was ready')
-    t.equal(new Set(starts.map((start) => start.stdout.split('\n').find((line) => line.startsWith('DATABASE_URL=')))).size, 1, 'the same server')
+    const urls = new Set(starts.map((start) => /^URL: (\S+)/m.exec(start.stdout)?.[1]))
+    t.ok(urls.size === 1 && !urls.has(undefined), 'the same server', { urls: [...urls] })
     const cluster = clusterDir(dataDir)
     t.same(readdirSync(path.dirname(cluster)).filter((name) => name.startsWith(`${path.basename(cluster)}.initdb-`)), [], 'no cluster made aside is left behind')
     t.equal(await selectOne(env), 1)
