@@ -5,12 +5,13 @@
  */
 import { tailAudit, type AuditRow } from '../audit/tail.js'
 import type { CommandContext } from './context.js'
-import { CliError, parseCommandLine, formatTable } from './output.js'
+import { CliError, parseCommandLine, formatTable, type CommandSyntax } from './output.js'
 
 const USAGE = 'usage: tessera audit tail [--user USERNAME|USER_ID] [--limit N] [--json]'
+const SYNTAX: CommandSyntax = { command: 'audit', actions: ['tail'], usage: USAGE }
 
 function parse (argv: string[]): { user: string | undefined, limit: number } {
-  const parsed = parseCommandLine({ args: argv, allowPositionals: true, strict: true, options: { user: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } } }, USAGE)
+  const parsed = parseCommandLine({ args: argv, allowPositionals: true, strict: true, options: { user: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } } }, SYNTAX)
   const [action, ...extra] = parsed.positionals
   if (action !== 'tail' || extra.length > 0) throw new CliError(USAGE, 2)
   const limitText = parsed.values.limit ?? '50'

@@ -9,7 +9,7 @@ import { CliError, commandFlags } from './output.js'
 const USAGE = 'usage: tessera cleanup'
 
 export async function cleanupCommand (ctx: CommandContext): Promise<void> {
-  commandFlags(ctx.argv, USAGE)
+  commandFlags(ctx.argv, { command: 'cleanup', usage: USAGE })
   if (ctx.args.length > 0) throw new CliError(USAGE, 2)
   const { db } = await ctx.connection()
   // One cut-off for every round: what becomes due while it runs is the job's,

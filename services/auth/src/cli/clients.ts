@@ -9,7 +9,7 @@ import { findClient, listClients, type ClientView } from '../clients/find.js'
 import { acceptableClientId, ClientRuleError, createClient, refuseIssuerResource } from '../clients/register.js'
 import { replaceCurrentSecret, rotateClientSecret } from '../clients/rotate-secret.js'
 import type { CommandContext } from './context.js'
-import { CliError, parseCommandLine, formatTable, refuseForeignFlags } from './output.js'
+import { CliError, parseCommandLine, formatTable, refuseForeignFlags, type CommandSyntax } from './output.js'
 
 const USAGE = 'usage: tessera clients create CLIENT_ID [--confidential] [--grants G,G] [--scopes "a b"] [--resources URI,URI] | list | show ID | rotate-secret ID [--grace 24h] [--keep-old] | disable ID | delete ID'
 const OPERATOR = { actor: 'operator', userAgent: 'tessera-cli' }
@@ -90,6 +90,7 @@ const ACTION_FLAGS: Record<string, readonly string[]> = {
   disable: [],
   delete: []
 }
+const SYNTAX: CommandSyntax = { command: 'clients', actions: Object.keys(ACTION_FLAGS), usage: USAGE }
 
 function options (ctx: CommandContext): { values: Record<string, string | boolean | undefined>, id: string | undefined } {
   const { values, positionals } = parseCommandLine({
@@ -104,11 +105,11 @@ function options (ctx: CommandContext): { values: Record<string, string | boolea
       grace: { type: 'string' },
       'keep-old': { type: 'boolean' }
     }
-  }, USAGE)
+  }, SYNTAX)
   const [action] = positionals
   const own = action === undefined ? undefined : ACTION_FLAGS[action]
   if (own === undefined || positionals.length !== (action === 'list' ? 1 : 2)) throw new CliError(USAGE, 2)
-  refuseForeignFlags('clients', action ?? '', values, own, USAGE)
+  refuseForeignFlags(SYNTAX, action ?? '', values, own)
   return { values, id: positionals[1] }
 }
 

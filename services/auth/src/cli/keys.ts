@@ -13,7 +13,7 @@ import { revokeKey, UnknownKeyError } from '../keys/revoke-key.js'
 import { rewrapKeys, SameKekError } from '../keys/rewrap.js'
 import { rotateKeys } from '../keys/rotate.js'
 import type { CommandContext } from './context.js'
-import { CliError, fileProblem, parseCommandLine, formatTable, refuseForeignFlags } from './output.js'
+import { CliError, fileProblem, parseCommandLine, formatTable, refuseForeignFlags, type CommandSyntax } from './output.js'
 
 const USAGE = 'usage: tessera keys list | rotate [--now] | revoke KID | rewrap --new-kek-file FILE'
 const OPERATOR = { actor: 'operator', userAgent: 'tessera-cli' }
@@ -179,6 +179,7 @@ const ACTION_FLAGS: Record<string, readonly string[]> = {
   revoke: [],
   rewrap: ['new-kek-file']
 }
+const SYNTAX: CommandSyntax = { command: 'keys', actions: Object.keys(ACTION_FLAGS), usage: USAGE }
 
 function requiredArgument (value: string | undefined): string {
   if (value === undefined) throw new CliError(USAGE, 2)
@@ -190,11 +191,11 @@ export async function keysCommand (ctx: CommandContext): Promise<void> {
     args: ctx.argv,
     allowPositionals: true,
     options: { json: { type: 'boolean' }, now: { type: 'boolean' }, 'new-kek-file': { type: 'string' } }
-  }, USAGE)
+  }, SYNTAX)
   const [action, kid, ...extra] = parsed.positionals
   const own = action === undefined ? undefined : ACTION_FLAGS[action]
   if (own === undefined || extra.length > 0 || (kid !== undefined && action !== 'revoke')) throw new CliError(USAGE, 2)
-  refuseForeignFlags('keys', action ?? '', parsed.values, own, USAGE)
+  refuseForeignFlags(SYNTAX, action ?? '', parsed.values, own)
   // A missing argument is told before anything connects or reads the KEK, so it always exits 2.
   const argument = action === 'revoke' ? requiredArgument(kid) : action === 'rewrap' ? requiredArgument(parsed.values['new-kek-file']) : ''
   const { db } = await ctx.connection()

@@ -92,6 +92,7 @@ async function dbRolesCommand (ctx: CommandContext): Promise<void> {
 }
 
 const DB_USAGE = 'usage: tessera db start|stop|url|roles'
+const DB_ACTIONS = ['start', 'stop', 'url', 'roles']
 
 function withoutPassword (url: string): string {
   const parsed = new URL(url)
@@ -100,10 +101,10 @@ function withoutPassword (url: string): string {
 }
 
 async function dbCommand (ctx: CommandContext): Promise<void> {
-  commandFlags(ctx.argv, DB_USAGE)
+  commandFlags(ctx.argv, { command: 'db', actions: DB_ACTIONS, usage: DB_USAGE })
   const [action] = ctx.args
   // A wrong word is a usage error whatever the settings: told before DATABASE_URL is.
-  if (ctx.args.length !== 1 || !['start', 'stop', 'url', 'roles'].includes(action ?? '')) throw new CliError(DB_USAGE, 2)
+  if (ctx.args.length !== 1 || !DB_ACTIONS.includes(action ?? '')) throw new CliError(DB_USAGE, 2)
   if (action === 'roles') return await dbRolesCommand(ctx)
   if (ctx.config.databaseUrl !== undefined) throw new CliError('DATABASE_URL is set: there is no embedded Postgres to manage')
   if (action === 'start' || action === 'url') {
@@ -172,24 +173,28 @@ async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const argv = kidAsOperand(rawArgv)
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, strict: false, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } } })
   const [name, ...args] = positionals
-  if (values.version === true && name === undefined) {
-    commandOutput(values.json === true).result(`tessera ${VERSION}`, { version: VERSION })
+  const command = name === undefined ? undefined : COMMANDS[name]
+  if (name !== undefined && command === undefined) throw new CliError(`unknown command ${JSON.stringify(name)} (see tessera --help)`, 2)
+  // --help prints the usage as text on stdout and exits 0, whatever else is
+  // on the line (--json, --version, a flag the command does not take): one
+  // asking how a command works is answered, not told off or given JSON.
+  if (values.help === true) {
+    process.stdout.write(name === undefined ? USAGE : commandUsage(name))
     return 0
   }
-  if (name === undefined) {
-    if (values.help === true) process.stdout.write(USAGE)
-    else process.stderr.write(USAGE)
-    return values.help === true ? 0 : 2
+  if (name === undefined || command === undefined) {
+    if (values.version === true) {
+      commandOutput(values.json === true).result(`tessera ${VERSION}`, { version: VERSION })
+      return 0
+    }
+    process.stderr.write(USAGE)
+    return 2
   }
-  const command = COMMANDS[name]
-  if (command === undefined) throw new CliError(`unknown command ${JSON.stringify(name)} (see tessera --help)`, 2)
   // A command's own flag typed before its name would be dropped, not read: `tessera --dry-run users import` must not import.
   const misplaced = argv.slice(0, argv.indexOf(name)).find((arg) => !GLOBAL_FLAGS.has(arg))
   if (misplaced !== undefined) throw new CliError(`${JSON.stringify(misplaced)} is not a flag of tessera itself: put a command's flags after its name (tessera ${name} --help)`, 2)
-  if (values.help === true) {
-    process.stdout.write(commandUsage(name))
-    return 0
-  }
+  // Before a command, --version would be dropped and the command run: it is tessera's, alone.
+  if (values.version === true) throw new CliError('--version takes no command: tessera --version', 2)
   const config = loadConfig(env)
   let opened: { connection: Connection, stop: () => Promise<void> } | undefined
   const ctx: CommandContext = {

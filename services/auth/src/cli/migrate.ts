@@ -10,7 +10,7 @@ import { CliError, commandFlags, formatTable } from './output.js'
 const USAGE = 'usage: tessera migrate up | status | down --yes'
 
 export async function migrateCommand (ctx: CommandContext): Promise<void> {
-  const flags = commandFlags(ctx.argv, USAGE, { yes: { type: 'boolean' } })
+  const flags = commandFlags(ctx.argv, { command: 'migrate', actions: ['up', 'status', 'down'], usage: USAGE }, { yes: { type: 'boolean' } })
   const [action] = ctx.args
   if ((action !== 'up' && action !== 'down' && action !== 'status') || ctx.args.length > 1) throw new CliError(USAGE, 2)
   if (action === 'down' && flags.yes !== true) {

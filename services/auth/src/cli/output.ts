@@ -17,16 +17,40 @@ export class CliError extends TesseraError {
 }
 
 /**
+ * How a command is typed, for its usage errors: its name, the actions it
+ * takes as its first word ('list', 'rotate', … for keys; none for cleanup;
+ * `users list` parses past its action and is named with it), and its usage.
+ */
+export interface CommandSyntax {
+  command: string
+  actions?: readonly string[]
+  usage: string
+}
+
+/** A flag the command or its action does not take, in one wording for every command: told with the usage after it. */
+function notAFlag (flag: string, syntax: CommandSyntax, action: string | undefined): CliError {
+  const named = action !== undefined && syntax.actions?.includes(action) === true ? `${syntax.command} ${action}` : syntax.command
+  return new CliError(`${flag} is not a flag of ${named}\n${syntax.usage}`, 2)
+}
+
+/**
  * A command's arguments, strictly: a flag it does not take is a usage error
  * (exit 2, with the usage) before anything runs, never ignored (`users
  * delete bob --dry-run` must not delete bob).
  */
-export function parseCommandLine<T extends ParseArgsConfig> (config: T, usage: string): ReturnType<typeof parseArgs<T>> {
+export function parseCommandLine<T extends ParseArgsConfig> (config: T, syntax: CommandSyntax): ReturnType<typeof parseArgs<T>> {
   try {
     return parseArgs(config)
   } catch (err) {
+    if ((err as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      // Node's own words differ with allowPositionals (a hint about '--' that is no help for a mistyped flag): found again leniently and told as ours.
+      const lenient = parseArgs({ args: config.args, options: config.options, strict: false, allowPositionals: true, tokens: true })
+      const known = config.options ?? {}
+      const unknown = lenient.tokens.find((token) => token.kind === 'option' && !Object.hasOwn(known, token.name))
+      if (unknown?.kind === 'option') throw notAFlag(unknown.rawName, syntax, lenient.positionals[0])
+    }
     // Node words some of these over several lines (a value that starts with a dash): one line, then the usage.
-    throw new CliError(`${(err as Error).message.replace(/\s*\n\s*/g, ' ')}\n${usage}`, 2)
+    throw new CliError(`${(err as Error).message.replace(/\s*\n\s*/g, ' ')}\n${syntax.usage}`, 2)
   }
 }
 
@@ -35,14 +59,14 @@ export function parseCommandLine<T extends ParseArgsConfig> (config: T, usage: s
  * the action's own (`--json` is every action's) is a usage error, never
  * ignored (`keys rotate --new-kek-file F` must not rotate and drop F).
  */
-export function refuseForeignFlags (command: string, action: string, values: Record<string, unknown>, own: readonly string[], usage: string): void {
+export function refuseForeignFlags (syntax: CommandSyntax, action: string, values: Record<string, unknown>, own: readonly string[]): void {
   const foreign = Object.keys(values).find((flag) => flag !== 'json' && !own.includes(flag))
-  if (foreign !== undefined) throw new CliError(`--${foreign} is not a flag of ${command} ${action}\n${usage}`, 2)
+  if (foreign !== undefined) throw notAFlag(`--${foreign}`, syntax, action)
 }
 
 /** The flags of a command that takes no options of its own beyond these; `--json` is every command's. */
-export function commandFlags (argv: string[], usage: string, options: ParseArgsOptionsConfig = {}): Record<string, string | boolean | Array<string | boolean> | undefined> {
-  return parseCommandLine({ args: argv, allowPositionals: true, strict: true, options: { json: { type: 'boolean' }, ...options } }, usage).values
+export function commandFlags (argv: string[], syntax: CommandSyntax, options: ParseArgsOptionsConfig = {}): Record<string, string | boolean | Array<string | boolean> | undefined> {
+  return parseCommandLine({ args: argv, allowPositionals: true, strict: true, options: { json: { type: 'boolean' }, ...options } }, syntax).values
 }
 
 const FILE_ERRORS: Record<string, string> = {

@@ -60,7 +60,7 @@ export async function usersImportCommand (ctx: CommandContext): Promise<void> {
     allowPositionals: true,
     strict: true,
     options: { format: { type: 'string' }, 'dry-run': { type: 'boolean' }, json: { type: 'boolean' } }
-  }, USAGE)
+  }, { command: 'users', actions: ['import'], usage: USAGE })
   const file = positionals[1]
   if (file === undefined || positionals.length > 2) throw new CliError(USAGE, 2)
   const format = formatOf(file, values.format)

@@ -13,7 +13,7 @@ import { disableUser } from '../users/disable.js'
 import { deleteUser, enableUser, endUserSessions, listUserPages, setPassword, showUser, userListExtent, type UserSummary } from '../users/manage.js'
 import { unlockUser } from '../users/unlock.js'
 import type { CommandContext } from './context.js'
-import { CliError, commandFlags, parseCommandLine, writeListing } from './output.js'
+import { CliError, commandFlags, parseCommandLine, writeListing, type CommandSyntax } from './output.js'
 import { readPassword } from './password-input.js'
 import { usersImportCommand } from './users-import.js'
 
@@ -126,6 +126,7 @@ const ACTIONS: Record<string, UserAction> = {
     ctx.out.result(`ended ${ended.sessionsEnded} session(s) of ${ended.username}`, { id: ended.id, username: ended.username, sessions_ended: ended.sessionsEnded })
   }
 }
+const SYNTAX: CommandSyntax = { command: 'users', actions: ['list', 'import', ...Object.keys(ACTIONS)], usage: USAGE }
 
 /** The length of every user id (a UUID's text). */
 const ID_LENGTH = 36
@@ -152,12 +153,14 @@ export async function usersCommand (ctx: CommandContext): Promise<void> {
   const [action, username] = ctx.args
   if (action === 'import') return await usersImportCommand(ctx)
   if (action === 'list') {
-    const { values } = parseCommandLine({ args: ctx.argv.slice(1), allowPositionals: false, strict: true, options: { disabled: { type: 'boolean' }, json: { type: 'boolean' } } }, USAGE)
+    // The whole command line, not what follows `list`: `users --json list` is `users list --json`, as for every other command.
+    const { values } = parseCommandLine({ args: ctx.argv, allowPositionals: true, strict: true, options: { disabled: { type: 'boolean' }, json: { type: 'boolean' } } }, SYNTAX)
+    if (ctx.args.length > 1) throw new CliError(USAGE, 2)
     const { db } = await ctx.connection()
     await listUsers(ctx, db, values.disabled === true)
     return
   }
-  commandFlags(ctx.argv, USAGE)
+  commandFlags(ctx.argv, SYNTAX)
   const run = action === undefined ? undefined : ACTIONS[action]
   if (run === undefined || username === undefined || ctx.args.length > 2) throw new CliError(USAGE, 2)
   // Every action looks its user up by the normalised name, so a name no user can have is refused the same way whatever the action.

@@ -70,7 +70,7 @@ t.test('keys list and usage errors', async (t) => {
   for (const args of [['cleanup', '--dry-run'], ['migrate', 'up', '--dry-run'], ['migrate', 'down', '--yes', '--force'], ['db', 'roles', '--dry-run']]) {
     const refused = await runCli(args, env)
     t.equal(refused.code, 2, `${args.join(' ')}: a flag the command does not take is a usage error, before it runs`)
-    t.match(refused.stderr, /^tessera: Unknown option '--(dry-run|force)'/)
+    t.match(refused.stderr, /^tessera: --(dry-run|force) is not a flag of (cleanup|migrate up|migrate down|db roles)\nusage: /)
   }
   t.equal((await runCli(['migrate', 'status', '--json'], env)).stdout, migrations, 'migrate down --yes --force reverted nothing')
   const keysBefore = (await runCli(['keys', 'list', '--json'], env)).stdout
@@ -215,7 +215,7 @@ t.test('users list, show, enable, delete, set-password, end-sessions against the
   // A flag a command does not take is refused before it does anything, never ignored.
   const imagined = await runCli(['users', 'delete', 'bob', '--dry-run'], env)
   t.equal(imagined.code, 2, 'users delete --dry-run: a usage error')
-  t.match(imagined.stderr, /^tessera: Unknown option '--dry-run'.*\nusage: tessera users list/s)
+  t.match(imagined.stderr, /^tessera: --dry-run is not a flag of users delete\nusage: tessera users list/)
   t.equal((await runCli(['users', 'show', 'bob'], env)).code, 0, 'and bob is still there')
   const listFlag = await runCli(['users', 'list', '--disable'], env)
   t.same([listFlag.code, listFlag.stderr.split('\n')[1]], [2, 'usage: tessera users list [--disabled] | create|show|disable|enable|unlock|delete|set-password|end-sessions USERNAME | import FILE [--format django|csv] [--dry-run]'], 'users list too answers a wrong flag with the usage')
