@@ -183,6 +183,8 @@ async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     return 0
   }
   if (name === undefined || command === undefined) {
+    const unknown = argv.find((arg) => !GLOBAL_FLAGS.has(arg))
+    if (unknown !== undefined) throw new CliError(`${unknown} is not a flag of tessera\n${USAGE.trimEnd()}`, 2)
     if (values.version === true) {
       commandOutput(values.json === true).result(`tessera ${VERSION}`, { version: VERSION })
       return 0

@@ -49,6 +49,11 @@ t.test('a flag a command does not take: exit 2, one wording naming the command a
     t.match(refused.stderr, new RegExp(`^tessera: --bogus is not a flag of ${named}\\nusage: tessera ${line[0] ?? ''}[^\\n]*\\n$`), `${line.join(' ')} --bogus: the one wording`)
     t.equal(refused.stdout, '')
   }
+  const whole = (await runCli(['--help'], {})).stdout
+  for (const args of [['--bogus'], ['--json', '--bogus'], ['--version', '--bogus']]) {
+    const refused = await runCli(args, env)
+    t.same([refused.code, refused.stdout, refused.stderr], [2, '', `tessera: --bogus is not a flag of tessera\n${whole}`], `${args.join(' ')}: no command, the same wording, then the whole usage`)
+  }
   const before = await runCli(['users', '--json', 'list', '--bogus'], env)
   t.match(before.stderr, /^tessera: --bogus is not a flag of users list\n/, '--json before the action (users --json list) is read as after it')
   const runs = await runCli(['users', '--json', 'list'], env)
