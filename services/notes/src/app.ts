@@ -76,12 +76,13 @@ function titleOf (status: number): string {
  * (RFC 9112 §3.2.2, `GET http://host/notes`, which the router serves as
  * `/notes`), what follows its authority. Never the authority itself: it may
  * carry a userinfo (`user:password@`), which no log line or answer repeats.
- * Any other target (`*`, another scheme) names no path.
+ * The asterisk-form (`OPTIONS *`) is its own path, as Tessera's targetPath
+ * has it; any other target (another scheme) names no path: ''.
  */
 function pathOf (request: FastifyRequest): string {
   const target = request.url
   let path = target
-  if (!target.startsWith('/')) {
+  if (!target.startsWith('/') && target !== '*') {
     const authority = /^https?:\/\/[^/?#]*/i.exec(target)
     const rest = authority === null ? '' : target.slice(authority[0].length)
     path = authority === null ? '' : rest.startsWith('/') ? rest : `/${rest}`
@@ -89,10 +90,15 @@ function pathOf (request: FastifyRequest): string {
   return path.split('?')[0] ?? ''
 }
 
-/** RFC 9457, with the request id that finds the request's log lines (Tessera's problem bodies carry both). */
+/**
+ * RFC 9457, with the request id that finds the request's log lines (Tessera's
+ * problem bodies carry both). No `instance` for a target that names no path:
+ * an empty one is a reference to the problem document itself.
+ */
 function problem (reply: FastifyReply, status: number, title: string, detail: string): FastifyReply {
+  const path = pathOf(reply.request)
   return reply.status(status).type('application/problem+json')
-    .send({ type: 'about:blank', title, status, detail, instance: pathOf(reply.request), request_id: reply.request.id })
+    .send({ type: 'about:blank', title, status, detail, ...(path === '' ? {} : { instance: path }), request_id: reply.request.id })
 }
 
 /**
@@ -189,6 +195,21 @@ function repeatsHeader (request: FastifyRequest, name: string): boolean {
 /** Every method a route here is served with, in the order a 405's Allow names them. */
 const ROUTED_METHODS = ['GET', 'HEAD', 'POST', 'DELETE'] as const
 
+/** The largest request body read, in bytes, as Tessera's. */
+const BODY_LIMIT = 16 * 1024
+
+/**
+ * Fastify's refusals of a body it could not read, in words that say what to
+ * fix, as Tessera's do: "the request is malformed" said a body too large was
+ * malformed. Fastify refuses a `__proto__` member (or `constructor` holding
+ * `prototype`) with the error of a syntax error, so the one detail names both.
+ */
+const BODY_REFUSALS = new Map([
+  ['FST_ERR_CTP_BODY_TOO_LARGE', `the body is larger than ${BODY_LIMIT} bytes`],
+  ['FST_ERR_CTP_EMPTY_JSON_BODY', 'the JSON body is empty'],
+  ['FST_ERR_CTP_INVALID_JSON_BODY', 'the body is not valid JSON, or names __proto__ or constructor.prototype, which is refused']
+])
+
 /** The longest a request may take to arrive, body included (ms). */
 const ANSWER_TIMEOUT_MS = 30_000
 
@@ -206,14 +227,15 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     // One line per request, written below with the path alone: Fastify's own
     // lines log the URL with its query string, where a client may have put a token.
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: 16 * 1024,
+    bodyLimit: BODY_LIMIT,
     return503OnClosing: true,
     // A request, body included, is answered or dropped within this, as
     // Tessera's are: without it a client trickling its body held its
     // connection as long as bytes kept coming.
     connectionTimeout: ANSWER_TIMEOUT_MS,
     requestTimeout: ANSWER_TIMEOUT_MS,
-    ajv: { customOptions: { removeAdditional: false } },
+    // No coercion, as Tessera's: Fastify's Ajv stored a text of 1, true or ["b"] as "1", "true" or "b".
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
     frameworkErrors: answerFrameworkError,
     clientErrorHandler: answerUnparsedRequest,
     // Node refuses an HTTP/1.1 request without a Host itself, a 400 with no
@@ -313,7 +335,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return problem(reply, 415, 'Unsupported Media Type', 'send the body as application/json')
     if (err.validation !== undefined || (err.statusCode !== undefined && err.statusCode < 500)) {
       const status = err.statusCode ?? 400
-      return problem(reply, status, titleOf(status), err.validation !== undefined ? validationDetail(err) : 'the request is malformed')
+      return problem(reply, status, titleOf(status), err.validation !== undefined ? validationDetail(err) : BODY_REFUSALS.get(err.code) ?? 'the request is malformed')
     }
     if (err instanceof JwksUnavailableError) {
       return problem(reply.header('retry-after', String(err.retryAfterSeconds)), 503, 'Service Unavailable', err.publicDetail)

@@ -207,3 +207,34 @@ t.test('an HTTP/1.1 request without a Host, with two, or with one that is not a 
   t.match(expecting, /^HTTP\/1\.1 200 /, 'served as if the Expect were absent')
   t.ok(logs.lines().slice(before).filter((l) => l.includes('"msg":"request"')).length >= 2, 'each with its log line')
 })
+
+t.test('a body field of another type is a 400, not coerced into a note: the schema says text is a string', async (t) => {
+  // Fastify's Ajv coerces by default: 1, true and ["b"] were stored as "1", "true" and "b", and null read as "" (a 400 for being empty). Tessera coerces none.
+  for (const text of [1, true, ['b'], null]) {
+    const res = await request(`${base}/notes`, { method: 'POST', headers: bearer, body: { text } })
+    t.equal(res.status, 400, JSON.stringify(text))
+    t.match(res.json(), { type: 'about:blank', status: 400, detail: 'body/text must be string' })
+  }
+  t.notMatch(logs.text(), 'unexpected error')
+})
+
+t.test('a body that cannot be read says what is wrong with it: too large, empty, not JSON', async (t) => {
+  // Each was "the request is malformed", a 413 too.
+  const post = async (body: string, headers: Record<string, string> = {}): Promise<{ status: number, detail: unknown }> => {
+    const res = await request(`${base}/notes`, { method: 'POST', headers: { ...bearer, 'content-type': 'application/json', ...headers }, body })
+    return { status: res.status, detail: res.json<{ detail: unknown }>().detail }
+  }
+  t.same(await post(JSON.stringify({ text: 'a'.repeat(20_000) })), { status: 413, detail: 'the body is larger than 16384 bytes' })
+  t.same(await post(''), { status: 400, detail: 'the JSON body is empty' })
+  const notJson = 'the body is not valid JSON, or names __proto__ or constructor.prototype, which is refused'
+  t.same(await post('{"text":'), { status: 400, detail: notJson })
+  t.same(await post('{"__proto__":{"x":1},"text":"a"}'), { status: 400, detail: notJson }, 'prototype poisoning, which Fastify refuses with the same error')
+  t.notMatch(logs.text(), 'unexpected error')
+})
+
+t.test('the asterisk-form target (OPTIONS *) names its target in the 404, and a problem with no path has no empty instance', async (t) => {
+  // It answered "OPTIONS  does not exist" with "instance": "", an empty URI reference that names this document.
+  const answer = await raw('OPTIONS * HTTP/1.1\r\nHost: notes.test\r\nConnection: close\r\n\r\n')
+  t.match(answer, /^HTTP\/1\.1 404 /)
+  t.match(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)), { status: 404, detail: 'OPTIONS * does not exist', instance: '*' })
+})
