@@ -29,7 +29,10 @@ function pgbouncerBinary (): string {
  * A PgBouncer in front of `databaseUrl`'s server (over TCP), its settings
  * added to the [pgbouncer] section; returns the URL of the same database
  * through it. As root it runs as nobody (it refuses root), so its files are
- * readable by all: a test database's password.
+ * readable by all: a test database's password. A URL with no password (a
+ * DATABASE_URL to a server that trusts its user) gets a PgBouncer that
+ * trusts it too: with SCRAM it would ask the client for a password it has
+ * none of.
  */
 async function startPgBouncer (t: Test, databaseUrl: string, settings: Record<string, string>): Promise<string> {
   const binary = pgbouncerBinary()
@@ -49,7 +52,7 @@ async function startPgBouncer (t: Test, databaseUrl: string, settings: Record<st
     'listen_addr = 127.0.0.1',
     `listen_port = ${port}`,
     'unix_socket_dir =',
-    'auth_type = scram-sha-256',
+    `auth_type = ${password === '' ? 'trust' : 'scram-sha-256'}`,
     `auth_file = ${join(dir, 'users.txt')}`,
     ...Object.entries(settings).map(([name, value]) => `${name} = ${value}`)
   ].join('\n')
