@@ -210,6 +210,34 @@ const BODY_REFUSALS = new Map([
   ['FST_ERR_CTP_INVALID_JSON_BODY', 'the body is not valid JSON, or names __proto__ or constructor.prototype, which is refused']
 ])
 
+/**
+ * A body notes cannot read as it was sent, refused 415 as Tessera refuses it
+ * (RFC 9110 §15.5.16) rather than stored altered: bytes that are not UTF-8
+ * (RFC 8259 §8.1; Fastify's parser decoded them to U+FFFD and the note was
+ * stored without them), a charset other than UTF-8 (read as UTF-8 all the
+ * same), a Content-Encoding (notes decompresses nothing: a compressed body
+ * was a 400 about its JSON, an uncompressed one labelled gzip was stored), or
+ * two Content-Type lines (Node reads the first; a filter in front that reads
+ * the last would parse the same bytes as another body).
+ */
+class UnreadableBody extends Error {
+  readonly statusCode = 415
+  readonly code = 'NOTES_UNREADABLE_BODY'
+}
+
+const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/i
+const UTF8_NAME = /^utf-?8$/i
+const UTF8 = new TextDecoder('utf-8', { fatal: true })
+
+function unreadableBody (request: FastifyRequest): UnreadableBody | undefined {
+  if (repeatsHeader(request, 'content-type')) return new UnreadableBody('the request has more than one Content-Type header')
+  const encoding = request.headers['content-encoding']?.trim()
+  if (encoding !== undefined && encoding !== '' && encoding.toLowerCase() !== 'identity') return new UnreadableBody('the body has a Content-Encoding; send it uncompressed, without one')
+  const charset = CHARSET.exec(request.headers['content-type'] ?? '')?.[1]
+  if (charset !== undefined && !UTF8_NAME.test(charset)) return new UnreadableBody('the body\'s charset is not UTF-8; send it as UTF-8')
+  return undefined
+}
+
 /** The longest a request may take to arrive, body included (ms). */
 const ANSWER_TIMEOUT_MS = 30_000
 
@@ -335,7 +363,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return problem(reply, 415, 'Unsupported Media Type', 'send the body as application/json')
     if (err.validation !== undefined || (err.statusCode !== undefined && err.statusCode < 500)) {
       const status = err.statusCode ?? 400
-      return problem(reply, status, titleOf(status), err.validation !== undefined ? validationDetail(err) : BODY_REFUSALS.get(err.code) ?? 'the request is malformed')
+      return problem(reply, status, titleOf(status), err.validation !== undefined ? validationDetail(err) : err instanceof UnreadableBody ? err.message : BODY_REFUSALS.get(err.code) ?? 'the request is malformed')
     }
     if (err instanceof JwksUnavailableError) {
       return problem(reply.header('retry-after', String(err.retryAfterSeconds)), 503, 'Service Unavailable', err.publicDetail)
@@ -359,6 +387,19 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
 
   // JSON bodies only, as the routes' schemas say: anything else is a 415, not a schema's 400.
   app.removeContentTypeParser('text/plain')
+  // Fastify's own JSON parser (empty bodies, prototype poisoning), handed the body's text only once it is known to be UTF-8.
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    let text: string
+    try {
+      text = UTF8.decode(body as Buffer)
+    } catch {
+      done(new UnreadableBody('the body is not UTF-8; send it as UTF-8'))
+      return
+    }
+    parseJson(request, text, done)
+  })
 
   app.get('/healthz', async () => ({ status: 'ok' }))
 
@@ -378,6 +419,11 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
 
   app.post('/notes', {
     onRequest: requireScope(WRITE),
+    preParsing: (request, _reply, payload, done) => {
+      const refused = unreadableBody(request)
+      if (refused !== undefined) done(refused)
+      else done(null, payload)
+    },
     schema: { body: Type.Object({ text: Type.String({ minLength: 1, maxLength: 4000, pattern: NO_NUL }) }, { additionalProperties: false }), response: { 201: Note } }
   }, async (request, reply) => {
     const row = await deps.db.insertInto('notes.notes').values({ owner: request.userId, text: request.body.text })

@@ -238,3 +238,32 @@ t.test('the asterisk-form target (OPTIONS *) names its target in the 404, and a 
   t.match(answer, /^HTTP\/1\.1 404 /)
   t.match(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)), { status: 404, detail: 'OPTIONS * does not exist', instance: '*' })
 })
+
+t.test('a body notes cannot read as sent is a 415 naming why, and nothing is stored: not UTF-8, another charset, a Content-Encoding, two Content-Type lines', async (t) => {
+  // Each was stored, altered (U+FFFD for the bytes, UTF-8 for latin1) or as sent (gzip named, not applied), or read as its first Content-Type.
+  const post = async (headers: string, body: Buffer): Promise<{ status: string, detail: unknown }> => {
+    const socket = netConnect(Number(new URL(base).port), '127.0.0.1')
+    socket.write(`POST /notes HTTP/1.1\r\nHost: notes.test\r\nAuthorization: Bearer ${token}\r\n${headers}Content-Length: ${body.length}\r\nConnection: close\r\n\r\n`)
+    socket.write(body)
+    let answer = ''
+    socket.on('data', (chunk: Buffer) => { answer += chunk.toString() })
+    await new Promise((resolve) => socket.on('close', resolve))
+    return { status: answer.slice(9, answer.indexOf('\r\n')), detail: (JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { detail?: unknown }).detail }
+  }
+  const listed = async (): Promise<number> => (await request(`${base}/notes`, { headers: bearer })).json<{ notes: unknown[] }>().notes.length
+  const before = await listed()
+  const json = 'Content-Type: application/json\r\n'
+  const cases: Array<[what: string, headers: string, body: Buffer, detail: string]> = [
+    ['bytes that are not UTF-8', json, Buffer.concat([Buffer.from('{"text":"a'), Buffer.from([0xff, 0xfe]), Buffer.from('b"}')]), 'the body is not UTF-8; send it as UTF-8'],
+    ['a latin1 charset', 'Content-Type: application/json; charset=latin1\r\n', Buffer.from('{"text":"caf\u00e9"}', 'latin1'), 'the body\'s charset is not UTF-8; send it as UTF-8'],
+    ['a Content-Encoding', `${json}Content-Encoding: gzip\r\n`, Buffer.from('{"text":"plain"}'), 'the body has a Content-Encoding; send it uncompressed, without one'],
+    ['two Content-Type lines', `${json}Content-Type: text/plain\r\n`, Buffer.from('{"text":"which"}'), 'the request has more than one Content-Type header']
+  ]
+  for (const [what, headers, body, detail] of cases) {
+    t.same(await post(headers, body), { status: '415 Unsupported Media Type', detail }, what)
+  }
+  t.equal(await listed(), before, 'none of them stored')
+  t.same(await post('Content-Type: application/json; charset="UTF-8"\r\nContent-Encoding: identity\r\n', Buffer.from('{"text":"caf\u00e9 \u2713"}')), { status: '201 Created', detail: undefined }, 'UTF-8 named, and identity, are read')
+  const stored = (await request(`${base}/notes`, { headers: bearer })).json<{ notes: Array<{ text: string }> }>().notes
+  t.ok(stored.some((note) => note.text === 'caf\u00e9 \u2713'), 'as sent')
+})
