@@ -14,7 +14,7 @@ export async function cleanupCommand (ctx: CommandContext): Promise<void> {
   const { db } = await ctx.connection()
   // One cut-off for every round: what becomes due while it runs is the job's,
   // so the command ends however fast rows are written.
-  const options = { now: new Date(), revokedRetention: ctx.config.revokedRetention, auditRetention: ctx.config.auditRetention, by: { actor: 'operator', userAgent: 'tessera-cli' } }
+  const options = { now: (await ctx.clock())(), revokedRetention: ctx.config.revokedRetention, auditRetention: ctx.config.auditRetention, by: { actor: 'operator', userAgent: 'tessera-cli' } }
   const total = { ran: false, sessions: 0, refreshTokens: 0, auditEvents: 0 }
   for (;;) {
     // Each round takes and lets go of the lock, as the job's do. A later

@@ -165,7 +165,7 @@ export async function clientsCommand (ctx: CommandContext): Promise<void> {
   asUsage(() => { refuseIssuerResource(resources, ctx.config.issuer) })
   const { db } = await ctx.connection()
   // The changes below read the clock themselves, once they hold the client's row.
-  const clock = (): Date => new Date()
+  const clock = await ctx.clock()
   if (action === 'create') {
     const confidential = values.confidential === true
     const input = {
@@ -186,14 +186,14 @@ export async function clientsCommand (ctx: CommandContext): Promise<void> {
     const client = await findClient(db, id)
     if (client === undefined) throw new CliError(`client ${id} vanished`)
     ctx.out.result(
-      `${describe(client, new Date())}${created.secret === undefined ? '' : `\nclient_secret ${created.secret}\n(shown once: store it now; only its digest is kept)`}`,
+      `${describe(client, clock())}${created.secret === undefined ? '' : `\nclient_secret ${created.secret}\n(shown once: store it now; only its digest is kept)`}`,
       { ...asJson(client), ...(created.secret === undefined ? {} : { client_secret: created.secret }) })
     return
   }
   if (action === 'show') {
     const client = await findClient(db, id)
     if (client === undefined) throw new CliError(`no client named ${id}`)
-    ctx.out.result(describe(client, new Date()), asJson(client))
+    ctx.out.result(describe(client, clock()), asJson(client))
     return
   }
   if (action === 'rotate-secret') {

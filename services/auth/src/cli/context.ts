@@ -17,4 +17,10 @@ export interface CommandContext {
   workingDirectory: string
   /** Opens the database once, on first use. */
   connection: () => Promise<Connection>
+  /**
+   * Postgres's clock (db/database-clock.ts), read once on first use: what a
+   * command stores or compares is dated as the instances date it, whatever
+   * this machine's clock says.
+   */
+  clock: () => Promise<() => Date>
 }

@@ -58,9 +58,9 @@ async function list (ctx: CommandContext, db: Db): Promise<void> {
  * key that verifiers caching the JWKS may not have fetched yet, with the same
  * unknown-kid window as a new key.
  */
-function promotedNote (publishedAt: Date | undefined, created: boolean, lead: number): { seconds: number | null, note: string } {
+function promotedNote (publishedAt: Date | undefined, created: boolean, lead: number, now: Date): { seconds: number | null, note: string } {
   if (publishedAt === undefined) return { seconds: null, note: '' }
-  const seconds = Math.max(0, Math.floor((Date.now() - publishedAt.getTime()) / 1000))
+  const seconds = Math.max(0, Math.floor((now.getTime() - publishedAt.getTime()) / 1000))
   if (created || seconds >= lead) return { seconds, note: created ? ' (new)' : ' (it was the pending next key)' }
   return {
     seconds,
@@ -71,10 +71,11 @@ function promotedNote (publishedAt: Date | undefined, created: boolean, lead: nu
 
 async function rotate (ctx: CommandContext, db: Db, kek: Buffer, now: boolean): Promise<void> {
   // A key that signs at once is published and promoted at the same instant; one that waits is stamped once it exists.
-  const outcome = await rotateKeys(db, { kek, bits: ctx.config.keyBits, ...(now ? {} : { clock: () => new Date() }) }, { immediate: now, clock: () => new Date(), who: OPERATOR })
-  const signsFrom = new Date(Date.now() + ctx.config.keyPublishLead * 1000)
+  const clock = await ctx.clock()
+  const outcome = await rotateKeys(db, { kek, bits: ctx.config.keyBits, ...(now ? {} : { clock }) }, { immediate: now, clock, who: OPERATOR })
+  const signsFrom = new Date(clock().getTime() + ctx.config.keyPublishLead * 1000)
   const lead = ctx.config.keyPublishLead
-  const promoted = promotedNote(outcome.promotedPublishedAt, outcome.created !== undefined, lead)
+  const promoted = promotedNote(outcome.promotedPublishedAt, outcome.created !== undefined, lead, clock())
   const data = { created: outcome.created ?? null, promoted: outcome.promoted ?? null, demoted: outcome.demoted ?? null, pending: outcome.pending ?? null, published_for_s: promoted.seconds }
   if (outcome.pending !== undefined) {
     ctx.out.result(`key ${outcome.pending} is already published and waiting to sign; nothing changed (use --now to make it sign at once)`, data)
@@ -90,8 +91,9 @@ async function rotate (ctx: CommandContext, db: Db, kek: Buffer, now: boolean): 
 
 async function revoke (ctx: CommandContext, db: Db, kek: Buffer, kid: string): Promise<void> {
   try {
-    const outcome = await revokeKey(db, { kek, bits: ctx.config.keyBits }, { kid, clock: () => new Date(), who: OPERATOR })
-    const promoted = promotedNote(outcome.promotedPublishedAt, outcome.promotedCreated, ctx.config.keyPublishLead)
+    const clock = await ctx.clock()
+    const outcome = await revokeKey(db, { kek, bits: ctx.config.keyBits }, { kid, clock, who: OPERATOR })
+    const promoted = promotedNote(outcome.promotedPublishedAt, outcome.promotedCreated, ctx.config.keyPublishLead, clock())
     const data = { kid, was: outcome.was, sessions_ended: outcome.sessionsEnded, promoted: outcome.promoted ?? null, published_for_s: promoted.seconds }
     if (outcome.was === 'revoked') {
       ctx.out.result(`key ${kid} was already revoked; nothing changed`, data)

@@ -9,6 +9,7 @@
 import { parseArgs } from 'node:util'
 import { loadConfig, type Config } from '../config.js'
 import { connect, type Connection } from '../db/connect.js'
+import { DatabaseClock } from '../db/database-clock.js'
 import { embeddedClusterExists, startEmbeddedPostgres, stopEmbeddedPostgres } from '../db/embedded.js'
 import { VERSION } from '../version.js'
 import { databaseUnreachable } from '../errors.js'
@@ -199,6 +200,7 @@ async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   if (values.version === true) throw new CliError('--version takes no command: tessera --version', 2)
   const config = loadConfig(env)
   let opened: { connection: Connection, stop: () => Promise<void> } | undefined
+  let databaseClock: DatabaseClock | undefined
   const ctx: CommandContext = {
     config,
     args,
@@ -208,6 +210,10 @@ async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     connection: async () => {
       opened ??= await openDatabase(config)
       return opened.connection
+    },
+    clock: async () => {
+      databaseClock ??= await DatabaseClock.read((await ctx.connection()).db)
+      return databaseClock.now
     }
   }
   try {

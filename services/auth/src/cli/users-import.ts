@@ -78,7 +78,7 @@ export async function usersImportCommand (ctx: CommandContext): Promise<void> {
   try {
     report = await importUsers(db, readImportFile(input, format), {
       dryRun,
-      now: new Date(),
+      now: (await ctx.clock())(),
       format,
       onWait: () => { process.stderr.write('tessera: another users import is running on this database; waiting for it to end\n') }
     })

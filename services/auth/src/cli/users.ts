@@ -81,19 +81,19 @@ type UserAction = (ctx: CommandContext, db: Db, username: string) => Promise<voi
 const ACTIONS: Record<string, UserAction> = {
   create: async (ctx, db, username) => {
     // Looked up before the prompt, so no one types a password only to be told the name is taken; createUser still refuses a name taken since.
-    if (await showUser(db, username, new Date()) !== undefined) throw taken(username)
+    if (await showUser(db, username, (await ctx.clock())()) !== undefined) throw taken(username)
     const password = await readPassword()
     const user = await asCliError(async () => await createUser(db, new PasswordHasher({ concurrency: 1, depth: 1 }), { username, password }, OPERATOR), username)
     ctx.out.result(`created user ${user.username} (${user.id})`, { id: user.id, username: user.username })
   },
   show: async (ctx, db, username) => {
-    const now = new Date()
+    const now = (await ctx.clock())()
     const user = found(await showUser(db, username, now), username)
     const shown = { ...userJson(user), ...backoffJson(await loginBackoff(db, user.username, now, backoffPolicy(ctx.config))) }
     ctx.out.result(Object.entries(shown).map(([k, v]) => `${k}: ${String(v ?? '-')}`).join('\n'), shown)
   },
   disable: async (ctx, db, username) => {
-    const disabled = found(await disableUser(db, username, () => new Date(), OPERATOR), username)
+    const disabled = found(await disableUser(db, username, await ctx.clock(), OPERATOR), username)
     ctx.out.result(`${disabled.alreadyDisabled ? 'already disabled' : 'disabled'} ${disabled.username}; ended ${disabled.sessionsEnded} session(s)`,
       { id: disabled.id, username: disabled.username, sessions_ended: disabled.sessionsEnded, already_disabled: disabled.alreadyDisabled })
   },
@@ -102,7 +102,7 @@ const ACTIONS: Record<string, UserAction> = {
     ctx.out.result(`${enabled.wasDisabled ? 'enabled' : 'already enabled'} ${enabled.username}`, { id: enabled.id, username: enabled.username, was_disabled: enabled.wasDisabled })
   },
   unlock: async (ctx, db, username) => {
-    const unlocked = found(await unlockUser(db, username, () => new Date(), backoffPolicy(ctx.config), OPERATOR), username)
+    const unlocked = found(await unlockUser(db, username, await ctx.clock(), backoffPolicy(ctx.config), OPERATOR), username)
     const { failures, backedOffUntil } = unlocked.cleared
     const cleared = failures === 0
       ? `${unlocked.username} was not backed off, no failed logins to clear`
@@ -111,18 +111,18 @@ const ACTIONS: Record<string, UserAction> = {
       { id: unlocked.id, username: unlocked.username, failures_cleared: failures, was_backed_off_until: backedOffUntil?.toISOString() ?? null, disabled: unlocked.disabled })
   },
   delete: async (ctx, db, username) => {
-    const deleted = found(await deleteUser(db, username, () => new Date(), OPERATOR), username)
+    const deleted = found(await deleteUser(db, username, await ctx.clock(), OPERATOR), username)
     ctx.out.result(`deleted ${deleted.username} (${deleted.id}); ended ${deleted.sessionsEnded} session(s)`, { id: deleted.id, username: deleted.username, deleted: true, sessions_ended: deleted.sessionsEnded })
   },
   'set-password': async (ctx, db, username) => {
     // As for create: the user is looked up before the prompt; setPassword still finds none if they are deleted meanwhile.
-    found(await showUser(db, username, new Date()), username)
+    found(await showUser(db, username, (await ctx.clock())()), username)
     const password = await readPassword('New password: ')
-    const changed = found(await asCliError(async () => await setPassword(db, new PasswordHasher({ concurrency: 1, depth: 1 }), { username, password, clock: () => new Date() }, OPERATOR), username), username)
+    const changed = found(await asCliError(async () => await setPassword(db, new PasswordHasher({ concurrency: 1, depth: 1 }), { username, password, clock: await ctx.clock() }, OPERATOR), username), username)
     ctx.out.result(`set the password of ${changed.username}; ended ${changed.sessionsEnded} session(s)`, { id: changed.id, username: changed.username, sessions_ended: changed.sessionsEnded })
   },
   'end-sessions': async (ctx, db, username) => {
-    const ended = found(await endUserSessions(db, username, () => new Date(), OPERATOR), username)
+    const ended = found(await endUserSessions(db, username, await ctx.clock(), OPERATOR), username)
     ctx.out.result(`ended ${ended.sessionsEnded} session(s) of ${ended.username}`, { id: ended.id, username: ended.username, sessions_ended: ended.sessionsEnded })
   }
 }
@@ -146,7 +146,7 @@ async function listUsers (ctx: CommandContext, db: Db, disabledOnly: boolean): P
     state: (extent.anyDisabled ? 'disabled' : 'enabled').length,
     sessions: 0
   }
-  await writeListing(ctx.out, listUserPages(db, { disabledOnly, now: new Date() }), { widths, row: userRow, json: userJson })
+  await writeListing(ctx.out, listUserPages(db, { disabledOnly, now: (await ctx.clock())() }), { widths, row: userRow, json: userJson })
 }
 
 export async function usersCommand (ctx: CommandContext): Promise<void> {

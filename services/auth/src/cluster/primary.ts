@@ -16,6 +16,7 @@ import type { ClientFeedState } from '../clients/cache.js'
 import { ensureDefaultClient } from '../clients/register.js'
 import type { Config } from '../config.js'
 import { connect, type Connection } from '../db/connect.js'
+import { CLOCK_SYNC_MS, DatabaseClock, describeHostOffset, HOST_OFFSET_WARNING_MS } from '../db/database-clock.js'
 import { databaseFor } from '../db/locate.js'
 import { migrateUp, refuseSchemaElsewhere, schemaStanding } from '../db/migrate.js'
 import { loggedError } from '../errors.js'
@@ -126,11 +127,19 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
   try {
     await requireSchema(connection, checks, embedded !== undefined, logger)
     const kek = await localKekAfterRewrap(checks, config, await resolveKek(config), logger)
+    // Read through `checks`, bounded as the start's reads are; synced after on the instance's own pool, which outlives it.
+    const databaseClock = await DatabaseClock.read(connection.db, {}, checks.db)
+    const stopClockSync = databaseClock.keepSynced(CLOCK_SYNC_MS, (err) => { logger.debug(loggedError(err), 'could not read Postgres\'s clock; keeping the last reading') })
+    stops.unshift(async () => { stopClockSync() })
+    if (Math.abs(databaseClock.hostOffsetMs) > HOST_OFFSET_WARNING_MS) {
+      logger.warn({ host_offset_ms: Math.round(databaseClock.hostOffsetMs) }, `this host's clock is ${describeHostOffset(databaseClock.hostOffsetMs)} Postgres's: Tessera tells the time by Postgres's, but resource servers check tokens' exp and iat by their own; keep every host on NTP (docs/operators.md, "Clocks")`)
+    }
+    const clock = databaseClock.now
     const keyring = new Keyring()
-    const created = await ensureSigningKey(checks.db, kek, config.keyBits, new Date())
+    const created = await ensureSigningKey(checks.db, kek, config.keyBits, clock())
     if (created !== undefined) logger.info({ kid: created }, 'created the first signing key')
     await loadKeyring(checks.db, kek, keyring, { onRejectedKey: logRejectedKey(logger) })
-    if (await ensureDefaultClient(checks.db, config, new Date())) logger.info({ client_id: config.defaultClientId }, 'registered the default public client')
+    if (await ensureDefaultClient(checks.db, config, clock())) logger.info({ client_id: config.defaultClientId }, 'registered the default public client')
     await checks.close()
     if (config.unrecognizedNodeEnv !== undefined) {
       logger.warn(`NODE_ENV=${JSON.stringify(config.unrecognizedNodeEnv)} is not production: a generated KEK is allowed and logs are pretty at a terminal; set NODE_ENV=production in production`)
@@ -178,7 +187,7 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
         broadcast(notice('hashing-share', share))
       }
     })
-    const metrics = createMetrics({ hasher, keyring, pool: connection.pool, keyRotation: config.keyRotation, keyPublishLead: config.keyPublishLead, clock: () => new Date(), droppedLogLines })
+    const metrics = createMetrics({ hasher, keyring, pool: connection.pool, keyRotation: config.keyRotation, keyPublishLead: config.keyPublishLead, clock, droppedLogLines })
     let draining = false
     // Whether client changes are heard now; the epoch lets a worker tell the latest telling from an older one (boot's answer and a notice can cross).
     let clientFeed: ClientFeedState = { live: false, epoch: 0 }
@@ -206,7 +215,7 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
       keyring,
       kek,
       logger,
-      clock: () => new Date(),
+      clock,
       metrics,
       onReload: (why) => broadcast(notice('keys-changed', why)),
       clientChanges: {

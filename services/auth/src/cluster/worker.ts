@@ -17,6 +17,7 @@ import { buildApp } from '../app.js'
 import { ClientCache, type ClientFeedState } from '../clients/cache.js'
 import type { Config } from '../config.js'
 import { connect } from '../db/connect.js'
+import { CLOCK_SYNC_MS, DatabaseClock } from '../db/database-clock.js'
 import { loggedError } from '../errors.js'
 import { keyringReloader } from '../jobs.js'
 import { Keyring } from '../keys/keyring.js'
@@ -49,9 +50,9 @@ const CATCH_UP_COOLDOWN_MS = 1000
  * instance's token under it sets off a catch-up: NOTIFY arrives at the
  * commit, then the primary reads signing_keys, relays to its workers and
  * each reads it too, which is milliseconds and may be a second or two on a
- * busy database. published_at is stamped a moment before the commit, by the
- * writer's clock (another host's, for `tessera keys`), so a few seconds also
- * cover two clocks a little apart. Unknown here longer after that, the
+ * busy database. published_at is stamped a moment before the commit (on
+ * Postgres's clock, as every process reads it: db/database-clock.ts), so a few
+ * seconds also cover that moment. Unknown here longer after that, the
  * change was missed: the LISTEN connection was down (a reconnect backs off up
  * to 5 s), slow or silently dead.
  */
@@ -102,7 +103,10 @@ export async function startWorker (config: Config, logger: Logger, droppedLogLin
   clientCache.feed(boot.clientFeed)
   // A request's statements, bounded by TESSERA_DB_STATEMENT_TIMEOUT_MS; the primary's jobs have bounds of their own (jobs.ts), and the CLI (migrations, cleanup) none: they may run long.
   const connection = connect(boot.databaseUrl, boot.poolSize, { statementTimeoutMs: config.dbStatementTimeoutMs })
+  let stopClockSync = (): void => {}
   try {
+    const clock = await DatabaseClock.read(connection.db)
+    stopClockSync = clock.keepSynced(CLOCK_SYNC_MS, (err) => { logger.debug(loggedError(err), 'could not read Postgres\'s clock; keeping the last reading') })
     const kek = Buffer.from(boot.kek, 'base64url')
     const keyring = new Keyring()
     adoptKeys(keyring, boot.keys)
@@ -130,7 +134,7 @@ export async function startWorker (config: Config, logger: Logger, droppedLogLin
           logger.info({ kid }, 'a token named a kid unknown to the database too; the reload found another key change')
           return
         }
-        const publishedAgoMs = Date.now() - published.getTime()
+        const publishedAgoMs = clock.now().getTime() - published.getTime()
         if (publishedAgoMs > NOTIFY_PATH_ALLOWANCE_MS) {
           logger.warn({ kid, published_ago_ms: publishedAgoMs }, 'a token named a key this worker had not heard of: reloaded the keyring; the instance\'s LISTEN connection missed a key change')
         } else {
@@ -141,7 +145,7 @@ export async function startWorker (config: Config, logger: Logger, droppedLogLin
     })
     const own = createMetrics({ pool: connection.pool, droppedLogLines, render: async () => await ask<string>('metrics', null) })
     metrics = own
-    const app = await buildApp(config, { db: connection.db, logger, keyring, hasher, metrics: own, clock: () => new Date(), rateLimitStore: instanceRateLimitStore(ask), clientCache })
+    const app = await buildApp(config, { db: connection.db, logger, keyring, hasher, metrics: own, clock: clock.now, rateLimitStore: instanceRateLimitStore(ask), clientCache })
     // Fastify's listen options lack reusePort in their type; it passes them to node:net, which has it.
     const listenOptions: FastifyListenOptions & { reusePort: boolean } = { port: boot.listen.port, host: config.host, reusePort: boot.listen.reusePort }
     const address = await app.listen(listenOptions)
@@ -156,10 +160,12 @@ export async function startWorker (config: Config, logger: Logger, droppedLogLin
           if (process.send === undefined || !process.connected) resolve()
           else process.send(notice('final-metrics', final), undefined, {}, () => resolve())
         })
+        stopClockSync()
         await connection.close()
       }
     }
   } catch (err) {
+    stopClockSync()
     await connection.close()
     throw err
   }

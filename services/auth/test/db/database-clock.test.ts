@@ -1,0 +1,30 @@
+/**
+ * db/database-clock.ts: Postgres's clock read through a monotonic one, the
+ * host's wall clock only reported.
+ */
+import { sql } from 'kysely'
+import t from 'tap'
+import { DatabaseClock, describeHostOffset } from '../../src/db/database-clock.js'
+import { testConnection } from '../helpers/db.js'
+
+/** The read's round trip, halved, is its error; a busy machine's can be large, never a minute. */
+const TOLERANCE_MS = 5000
+
+t.test('tells Postgres\'s time whatever the host\'s wall clock says, and reports how far that is', async (t) => {
+  const { db } = await testConnection(t)
+  let monotonic = 1_000
+  const clock = await DatabaseClock.read(db, { wallMs: () => Date.now() - 5 * 60_000, monotonicMs: () => monotonic })
+  const { rows } = await sql<{ ms: number }>`SELECT extract(epoch FROM clock_timestamp()) * 1000 AS ms`.execute(db)
+  const postgresMs = Number(rows[0]?.ms)
+  t.ok(Math.abs(clock.now().getTime() - postgresMs) <= TOLERANCE_MS, 'within a round trip of clock_timestamp()')
+  t.ok(Math.abs(clock.hostOffsetMs + 5 * 60_000) <= TOLERANCE_MS, `the host reported 5 min behind (${clock.hostOffsetMs} ms)`)
+  t.equal(describeHostOffset(clock.hostOffsetMs), '5.0 min behind', 'in the words the start\'s warning uses')
+
+  const before = clock.now().getTime()
+  monotonic += 60_000
+  t.equal(clock.now().getTime() - before, 60_000, 'moves on by the monotonic clock between readings')
+  // A reading that puts the clock back (its round-trip error, or a monotonic clock that ran fast) never dates a later call earlier.
+  monotonic -= 120_000
+  const after = clock.now().getTime()
+  t.ok(after >= before + 60_000, 'never earlier than a time it returned')
+})
