@@ -40,7 +40,8 @@ import { StartupError } from './startup.js'
 import { answer, Asker, isAnswer, isAsk, isNotice, notice, type Notice, type Send } from '../util/rpc.js'
 
 /** What a worker needs from the primary before it can serve: `keys` is the primary's keyring (keys/share.ts). */
-export interface Boot { databaseUrl: string, kek: string, keys: SharedKey[], poolSize: number, hashingSaturated: boolean, hashingShare: number, clientFeed: ClientFeedState, listen: SharedPort }
+/** What a worker is handed to start: `hostOffsetMs`, the primary's last reading of Postgres's clock against this host's (db/database-clock.ts). */
+export interface Boot { databaseUrl: string, kek: string, keys: SharedKey[], poolSize: number, hashingSaturated: boolean, hashingShare: number, clientFeed: ClientFeedState, listen: SharedPort, hostOffsetMs: number }
 
 /** A worker that keeps exiting before it listens (its start fails) is forked again after this back-off, doubling up to the last. */
 const RESPAWN_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 16_000, 30_000]
@@ -191,7 +192,7 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
     let draining = false
     // Whether client changes are heard now; the epoch lets a worker tell the latest telling from an older one (boot's answer and a notice can cross).
     let clientFeed: ClientFeedState = { live: false, epoch: 0 }
-    const boot = (): Boot => ({ databaseUrl: url, kek: kek.toString('base64url'), keys: shareKeys(keyring), poolSize: workerPoolSize(config.workers), hashingSaturated, hashingShare: hashingShare(hasher, config.workers), clientFeed, listen })
+    const boot = (): Boot => ({ databaseUrl: url, kek: kek.toString('base64url'), keys: shareKeys(keyring), poolSize: workerPoolSize(config.workers), hashingSaturated, hashingShare: hashingShare(hasher, config.workers), clientFeed, listen, hostOffsetMs: databaseClock.hostOffsetMs })
     const instanceMetrics = new InstanceMetrics(metrics.registry)
     const renderInstanceMetrics = async (): Promise<string> => await instanceMetrics.render([...workers].filter(([w]) => w.isConnected())
       .map(([w, asker]) => ({ id: w.id, metrics: async () => await asker.ask<MetricsJson>(sendTo(w), 'metrics-json', null, WORKER_METRICS_TIMEOUT_MS) })))

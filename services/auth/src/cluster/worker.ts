@@ -105,7 +105,8 @@ export async function startWorker (config: Config, logger: Logger, droppedLogLin
   const connection = connect(boot.databaseUrl, boot.poolSize, { statementTimeoutMs: config.dbStatementTimeoutMs })
   let stopClockSync = (): void => {}
   try {
-    const clock = await DatabaseClock.read(connection.db)
+    // The primary's reading, not one of our own: a worker replaced while the database is out of reach still serves the JWKS.
+    const clock = DatabaseClock.fromHostOffset(connection.db, boot.hostOffsetMs)
     stopClockSync = clock.keepSynced(CLOCK_SYNC_MS, (err) => { logger.debug(loggedError(err), 'could not read Postgres\'s clock; keeping the last reading') })
     const kek = Buffer.from(boot.kek, 'base64url')
     const keyring = new Keyring()

@@ -32,7 +32,7 @@ export interface DatabaseClockOptions {
  */
 export const CLOCK_SYNC_MS = 10_000
 
-/** How far the host's clock may be from Postgres's before the instance says so at start (and the CLI on stderr). */
+/** How far the host's clock may be from Postgres's before the instance says so at start. */
 export const HOST_OFFSET_WARNING_MS = 1000
 
 export class DatabaseClock {
@@ -58,6 +58,21 @@ export class DatabaseClock {
   static async read (db: Db, options: DatabaseClockOptions = {}, firstVia: Db = db): Promise<DatabaseClock> {
     const clock = new DatabaseClock(db, options)
     await clock.sync(firstVia)
+    return clock
+  }
+
+  /**
+   * A clock from another process's reading on this host (the primary's,
+   * handed to a worker at boot): it tells the time at once, with no round
+   * trip, so a worker forked while the database is out of reach still starts
+   * and serves what needs no database (the JWKS); it syncs on `db` after.
+   * `hostOffsetMs` is that reading's: this host's wall clock minus Postgres's.
+   */
+  static fromHostOffset (db: Db, hostOffsetMs: number, options: DatabaseClockOptions = {}): DatabaseClock {
+    const clock = new DatabaseClock(db, options)
+    clock.#anchorMonotonicMs = clock.#monotonicMs()
+    clock.#anchorDbMs = clock.#wallMs() - hostOffsetMs
+    clock.#hostOffsetMs = hostOffsetMs
     return clock
   }
 

@@ -28,3 +28,15 @@ t.test('tells Postgres\'s time whatever the host\'s wall clock says, and reports
   const after = clock.now().getTime()
   t.ok(after >= before + 60_000, 'never earlier than a time it returned')
 })
+
+t.test('a worker\'s clock from the primary\'s reading tells Postgres\'s time with no round trip of its own, then syncs', async (t) => {
+  const { db } = await testConnection(t)
+  const hostAhead = 5 * 60_000
+  const primary = await DatabaseClock.read(db, { wallMs: () => Date.now() + hostAhead })
+  // What a worker is handed at boot: nothing read from the database by it, so a database out of reach does not keep it from starting.
+  const worker = DatabaseClock.fromHostOffset(db, primary.hostOffsetMs, { wallMs: () => Date.now() + hostAhead })
+  t.ok(Math.abs(worker.now().getTime() - primary.now().getTime()) <= TOLERANCE_MS, 'the primary\'s time, on the same host')
+  t.ok(Math.abs(worker.hostOffsetMs - hostAhead) <= TOLERANCE_MS, 'and its offset')
+  await worker.sync()
+  t.ok(Math.abs(worker.now().getTime() - primary.now().getTime()) <= TOLERANCE_MS, 'its own reading agrees')
+})
