@@ -31,7 +31,7 @@ export const VERIFIER_LEEWAY = 60
  * than the 30 s any request may take.
  */
 const IN_FLIGHT_LEEWAY = 60
-/** Refresh tokens record issued_at in whole seconds, and instances' clocks differ a little. */
+/** Refresh tokens record issued_at in whole seconds, and instances' readings of Postgres's clock differ a little. */
 const ERASE_MARGIN = 1
 
 export interface Transition {

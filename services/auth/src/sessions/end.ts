@@ -22,8 +22,8 @@ export interface SessionSelector {
  * Ends the sessions the selector names that are not ended yet; returns how
  * many of them were live, as GET /v1/sessions lists them (not expired by
  * `now`). Run inside the caller's transaction. Every one is ended: a refresh
- * that read the time a moment earlier (or on an instance whose clock is a
- * little behind) may still find a session at its expiry edge live, and must
+ * that read the time a moment earlier (or on an instance whose reading of
+ * Postgres's clock is a little behind) may still find a session at its expiry edge live, and must
  * then find it ended. Only the live ones are counted and audited: an expired
  * session was over already, so a DELETE of one its owner cannot see is 404,
  * and a logout or a disable does not count it.

@@ -20,9 +20,10 @@ export function isUuid (value: unknown): value is string {
 }
 
 /**
- * How far in the future an iat may be: instances' clocks differ a little, by
- * the same bound keys/advance.ts grants verifiers on exp. Past it the token
- * was not minted by a Tessera whose clock is anywhere near ours.
+ * How far in the future an iat may be, by the same bound keys/advance.ts
+ * grants verifiers on exp: every instance dates tokens by Postgres's clock
+ * (db/database-clock.ts), read a little apart (a round trip's error, a sync
+ * every 10 s). Past it the token was not minted by a Tessera on our database's clock.
  */
 const ISSUED_AT_LEEWAY_MS = 60_000
 
