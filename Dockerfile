@@ -47,7 +47,7 @@ EXPOSE 8080
 CMD ["node", "services/auth/dist/server.js"]
 
 FROM runtime AS notes
-ENV PORT=8201 HEALTH_PATH=/healthz
+ENV PORT=8201 HEALTH_PATH=/readyz
 COPY --from=notes-deps /app ./
 COPY --from=build /app/services/notes/dist services/notes/dist
 EXPOSE 8201

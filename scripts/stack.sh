@@ -116,11 +116,12 @@ up () {
     DATABASE_URL=$app_url PORT=$port HOST=127.0.0.1 TESSERA_KEK=$TESSERA_KEK TESSERA_ISSUER=$ISSUER TESSERA_TRUST_PROXY=127.0.0.1 \
       start_bg "auth$i" node services/auth/dist/server.js
   done
-  DATABASE_URL=$notes_url PORT=$NOTES_PORT HOST=127.0.0.1 NOTES_ISSUER=$ISSUER NODE_EXTRA_CA_CERTS=$ROOT/.data/tls/cert.pem \
+  # notes takes the gateway's X-Request-Id, as Tessera does: one id in the gateway's log, notes' and the answer.
+  DATABASE_URL=$notes_url PORT=$NOTES_PORT HOST=127.0.0.1 NOTES_ISSUER=$ISSUER NOTES_TRUST_PROXY=127.0.0.1 NODE_EXTRA_CA_CERTS=$ROOT/.data/tls/cert.pem \
     start_bg notes node services/notes/dist/server.js
   i=0
   for port in "${AUTH_PORTS[@]}"; do i=$((i + 1)); wait_for "http://127.0.0.1:$port/readyz" 90 "auth$i"; done
-  wait_for "http://127.0.0.1:$NOTES_PORT/healthz" 30 notes
+  wait_for "http://127.0.0.1:$NOTES_PORT/readyz" 30 notes
 
   local addrs
   addrs=$(printf '127.0.0.1:%s,' "${AUTH_PORTS[@]}")

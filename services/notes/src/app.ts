@@ -6,7 +6,6 @@
  * (notes:read to list, notes:write to add or delete).
  * @module
  */
-import { randomUUID } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import fastifyJwt, { type TokenOrHeader } from '@fastify/jwt'
@@ -14,8 +13,9 @@ import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
-import { isDatabaseOutOfReach, type Db } from './db.js'
+import { databaseTakesWrites, isDatabaseOutOfReach, type Db } from './db.js'
 import { JwksUnavailableError, type KeySource } from './keys.js'
+import { givenRequestId, requestIdSource, type RequestIdOf } from './request-id.js'
 
 export interface Deps { db: Db, keys: KeySource, logger: Logger }
 export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, Logger, TypeBoxTypeProvider>
@@ -116,6 +116,25 @@ function loggedPath (request: FastifyRequest): string {
   return at === -1 ? path : `${decoded.slice(0, at)}[token]`
 }
 
+/**
+ * The security headers every answer carries, for a client that reaches notes
+ * directly; behind the gateway, its own nosniff and Referrer-Policy replace
+ * these (proxy_hide_header), so each is sent once. Those of Tessera's
+ * (helmet's, security-headers.ts) that matter for a JSON API, with Tessera's
+ * values: a browser never sniffs an answer into a script or a page, no
+ * Referer leaves with a link followed from one, and no other origin frames
+ * one. Not Tessera's HSTS (the gateway's to send, over TLS: a browser ignores
+ * it over notes' plain HTTP), nor its document-only headers (COOP,
+ * Origin-Agent-Cluster, the legacy IE and Flash ones); no CSP, as Tessera
+ * sends none.
+ */
+const SECURITY_HEADERS = Object.freeze({ 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer', 'x-frame-options': 'SAMEORIGIN' })
+
+/** What every answer carries: the security headers and the request's id, the one in its problem body and its log lines. */
+function identify (request: FastifyRequest, reply: FastifyReply): void {
+  void reply.headers(SECURITY_HEADERS).header('x-request-id', request.id)
+}
+
 /** The one line each request is logged with, its path alone. */
 function logRequest (request: FastifyRequest, reply: FastifyReply): void {
   request.log.info({ method: request.method, path: loggedPath(request), status: reply.statusCode, duration_ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request')
@@ -131,6 +150,8 @@ function answerFrameworkError (err: FastifyError, request: FastifyRequest, reply
   const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
   const status = tooLong ? 414 : 400
   reply.raw.once('finish', () => { logRequest(request, reply) })
+  // The onRequest hook that sets these does not run for what the router refuses.
+  identify(request, reply)
   return reply.status(status).type('application/problem+json').send({
     type: 'about:blank', title: titleOf(status), status, detail: tooLong ? 'a path segment is longer than allowed' : 'the path is not a valid URL', request_id: request.id
   })
@@ -145,20 +166,26 @@ function unparsedRequest (code: string | undefined): [status: number, title: str
 
 /**
  * A request Node's parser refused (headers over its limit, a malformed
- * request line, a body too slow) has no route, no request id and no reply:
- * it is answered on the socket, as Fastify's own handler does, but as
- * problem+json rather than Fastify's error shape, as Tessera answers it.
+ * request line, a body too slow) has no route and no reply: it is answered
+ * on the socket, as Fastify's own handler does, but as problem+json rather
+ * than Fastify's error shape, as Tessera answers it, with a request id
+ * (`requestIdOf`, the gateway's when it can be read and the peer is trusted)
+ * in X-Request-Id, the body and the log line, and the security headers.
  */
-function answerUnparsedRequest (this: FastifyInstance, err: NodeJS.ErrnoException, socket: Duplex): void {
-  // A reset connection has nobody left to answer.
-  if (err.code === 'ECONNRESET' || socket.destroyed) return
-  const [status, title, detail] = unparsedRequest(err.code)
-  this.log.info({ status, code: err.code }, 'unparsed request')
-  const body = JSON.stringify({ type: 'about:blank', title, status, detail })
-  if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+function unparsedRequestHandler (requestIdOf: RequestIdOf): (this: FastifyInstance, err: NodeJS.ErrnoException & { rawPacket?: unknown }, socket: Duplex & { remoteAddress?: string }) => void {
+  return function answerUnparsedRequest (err, socket) {
+    // A reset connection has nobody left to answer.
+    if (err.code === 'ECONNRESET' || socket.destroyed) return
+    const [status, title, detail] = unparsedRequest(err.code)
+    const id = requestIdOf(givenRequestId(err.rawPacket), socket.remoteAddress)
+    this.log.info({ reqId: id, status, code: err.code }, 'unparsed request')
+    const body = JSON.stringify({ type: 'about:blank', title, status, detail, request_id: id })
+    const headers = Object.entries(SECURITY_HEADERS).map(([name, value]) => `${name}: ${value}\r\n`).join('')
+    if (socket.writable) {
+      socket.write(`HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${id}\r\n${headers}Connection: close\r\n\r\n${body}`)
+    }
+    socket.destroy(err)
   }
-  socket.destroy(err)
 }
 
 /**
@@ -247,11 +274,16 @@ const LIST_CAP = 500
 /** RFC 9068 §4: `at+jwt`, or the same media type written in full. */
 const AT_JWT = new Set(['at+jwt', 'application/at+jwt'])
 
+/** How long a client or orchestrator is told to wait before asking /readyz again, as Tessera tells it. */
+const NOT_READY_RETRY_AFTER_S = 5
+
 export async function buildApp (config: Config, deps: Deps): Promise<App> {
+  const requestIdOf = requestIdSource(config.trustProxy)
   const app: App = Fastify({
     loggerInstance: deps.logger,
-    // Unique across restarts and instances, unlike Fastify's per-process counter.
-    genReqId: () => randomUUID(),
+    // The gateway's X-Request-Id from a NOTES_TRUST_PROXY peer; otherwise a
+    // UUID, unique across restarts and instances, unlike Fastify's per-process counter.
+    genReqId: (req) => requestIdOf(req.headers['x-request-id'], req.socket.remoteAddress),
     // One line per request, written below with the path alone: Fastify's own
     // lines log the URL with its query string, where a client may have put a token.
     logController: new LogController({ disableRequestLogging: true }),
@@ -265,7 +297,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     // No coercion, as Tessera's: Fastify's Ajv stored a text of 1, true or ["b"] as "1", "true" or "b".
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
     frameworkErrors: answerFrameworkError,
-    clientErrorHandler: answerUnparsedRequest,
+    clientErrorHandler: unparsedRequestHandler(requestIdOf),
     // Node refuses an HTTP/1.1 request without a Host itself, a 400 with no
     // body and no log line; the onRequest hook below refuses it as problem+json.
     http: { requireHostHeader: false }
@@ -276,6 +308,10 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // and no log line, unless someone listens. RFC 9110 §10.1.1 lets a server
   // ignore it, as the gateway does: the request is served as if it were absent.
   app.server.on('checkExpectation', (req, res) => app.server.emit('request', req, res))
+  app.addHook('onRequest', function identifyAnswer (request, reply, done) {
+    identify(request, reply)
+    done()
+  })
   app.addHook('onRequest', function requireHost (request, reply, done) {
     const refused = hostRefusal(request)
     if (refused !== undefined) {
@@ -401,7 +437,29 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     parseJson(request, text, done)
   })
 
+  // Liveness: the process answers, whatever its database does.
   app.get('/healthz', async () => ({ status: 'ok' }))
+
+  /** /readyz's 503, and its log line with why, as Tessera's: `cause` is logged, never sent. */
+  const notReady = (request: FastifyRequest, reply: FastifyReply, reason: string, cause?: string): FastifyReply => {
+    request.log.info({ status: 503, reason, ...(cause === undefined ? {} : { detail: cause }) }, 'request refused')
+    return problem(reply.header('retry-after', String(NOT_READY_RETRY_AFTER_S)), 503, 'Service Unavailable', reason)
+  }
+  // Readiness, as Tessera's: the database answers and takes writes. On a
+  // standby (a failover that left DATABASE_URL on the old primary) or a
+  // read-only database every POST and DELETE is a 503, so notes is not ready.
+  // The JWKS is not asked: under compose the gateway, through which notes
+  // fetches it, waits for notes to be ready, and an unreachable JWKS is
+  // already each request's 503 with Retry-After.
+  app.get('/readyz', async (request, reply) => {
+    let takesWrites: boolean
+    try {
+      takesWrites = await databaseTakesWrites(deps.db)
+    } catch (err) {
+      return notReady(request, reply, 'the database is not reachable', err instanceof Error ? err.message : String(err))
+    }
+    return takesWrites ? { status: 'ready' } : notReady(request, reply, 'the database takes no writes (a standby, or read-only)')
+  })
 
   app.get('/notes', {
     onRequest: requireScope(READ),

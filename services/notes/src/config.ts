@@ -4,6 +4,7 @@
  * @module
  */
 import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 
 export interface Config {
   port: number
@@ -20,6 +21,8 @@ export interface Config {
   /** Leeway for `exp`/`iat`/`nbf` against clock skew between hosts. */
   clockSkewMs: number
   logLevel: LogLevel
+  /** NOTES_TRUST_PROXY: the addresses and CIDR ranges of the gateway, whose X-Request-Id becomes the request's id; empty: none. */
+  trustProxy: string[]
   /** NOTES_LOG_BUFFER_KB in bytes: what stdout may hold unwritten before log lines are dropped (logging.ts). */
   logBufferBytes: number
 }
@@ -150,6 +153,29 @@ function jwksCooldown (env: Env, ttl: number): number {
   return value
 }
 
+/**
+ * An IP address, or a CIDR range with a prefix its family allows, as
+ * Tessera's config takes TESSERA_TRUST_PROXY: no IPv6 zone (`%eth0`), and no
+ * /0, which would believe every peer.
+ */
+function isAddressOrRange (entry: string): boolean {
+  const [address = '', prefix, ...rest] = entry.split('/')
+  const family = address.includes('%') ? 0 : isIP(address)
+  if (family === 0 || rest.length > 0) return false
+  return prefix === undefined || (/^[0-9]{1,3}$/.test(prefix) && Number(prefix) >= 1 && Number(prefix) <= (family === 4 ? 32 : 128))
+}
+
+/** NOTES_TRUST_PROXY, in TESSERA_TRUST_PROXY's syntax and words: comma-separated, empty entries skipped, at least one. */
+function trustProxy (env: Env): string[] {
+  const value = get(env, 'NOTES_TRUST_PROXY')
+  if (value === undefined) return []
+  const entries = value.split(',').map((s) => s.trim()).filter((s) => s !== '')
+  if (entries.length === 0 || !entries.every(isAddressOrRange)) {
+    throw new ConfigError(`NOTES_TRUST_PROXY=${JSON.stringify(value)} is invalid: expected comma-separated IP addresses or CIDR ranges such as 10.0.0.0/8`)
+  }
+  return entries
+}
+
 export function loadConfig (env: Env): Config {
   const issuer = issuerUrl(env)
   // At most the JWKS's max-age as Tessera serves it by default
@@ -171,6 +197,7 @@ export function loadConfig (env: Env): Config {
     // until their key leaves the JWKS (docs/integrators.md#clock-skew).
     clockSkewMs: integer(env, 'NOTES_CLOCK_SKEW', 30, 0, 60) * 1000,
     logLevel: logLevel(env),
+    trustProxy: trustProxy(env),
     // Tessera's TESSERA_LOG_BUFFER_KB under a NOTES_ name, as notes' own
     // settings are named: 4 MiB absorbs a reader's hiccup (a log rotation, a
     // shipper's restart), and 64 KiB is the least (docs/decisions.md, "A

@@ -105,6 +105,16 @@ export async function migrate (db: Db): Promise<void> {
 }
 
 /**
+ * Whether the database takes writes: `transaction_read_only` is on in a hot
+ * standby and under a DBA's `default_transaction_read_only`, where every POST
+ * and DELETE is refused (25006). As Tessera's db/connect.ts asks it.
+ */
+export async function databaseTakesWrites (db: Db): Promise<boolean> {
+  const { rows } = await sql<{ read_only: string }>`SELECT current_setting('transaction_read_only') AS read_only`.execute(db)
+  return rows[0]?.read_only === 'off'
+}
+
+/**
  * Postgres out of reach for a moment: no connection to be had (refused, no
  * socket file, the pool's wait run out, a pooler such as PgBouncer full, a
  * host name that no longer resolves), one lost or gone silent, the server

@@ -119,3 +119,13 @@ t.test('HOST is an IP address or host name, as Tessera takes it, or one line nam
   t.throws(() => loadConfig({ ...base, HOST: 'a b' }), new ConfigError('HOST="a b" is invalid: expected an IP address or host name'))
   t.throws(() => loadConfig({ ...base, HOST: 'http://0.0.0.0' }), new ConfigError('HOST="http://0.0.0.0" is invalid: expected an IP address or host name'))
 })
+
+t.test('NOTES_TRUST_PROXY takes addresses and CIDR ranges as TESSERA_TRUST_PROXY does, in its words; unset, no peer is trusted', async (t) => {
+  const base = { DATABASE_URL: 'postgres://x@db/y' }
+  t.same(loadConfig(base).trustProxy, [], 'unset: none')
+  t.same(loadConfig({ ...base, NOTES_TRUST_PROXY: '' }).trustProxy, [], 'empty: none')
+  t.same(loadConfig({ ...base, NOTES_TRUST_PROXY: ' 172.28.5.10, 10.0.0.0/8,,::1, fd00::/8 ' }).trustProxy, ['172.28.5.10', '10.0.0.0/8', '::1', 'fd00::/8'])
+  for (const value of ['gateway', '10.0.0.0/0', '10.0.0.0/33', '::/129', '10.0.0.0/8/8', '1.2.3', 'fe80::1%eth0', ' , ', '10.0.0.1/']) {
+    t.throws(() => loadConfig({ ...base, NOTES_TRUST_PROXY: value }), new ConfigError(`NOTES_TRUST_PROXY=${JSON.stringify(value)} is invalid: expected comma-separated IP addresses or CIDR ranges such as 10.0.0.0/8`), value)
+  }
+})

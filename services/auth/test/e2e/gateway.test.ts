@@ -3,7 +3,7 @@
  * in front of two Tessera processes and the notes service, on one Postgres.
  */
 import { execFile, spawnSync } from 'node:child_process'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer, get as httpGet, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -159,7 +159,8 @@ t.test('through the gateway', async (t) => {
   }
   const auth = [await startServer(t, env), await startServer(t, env)]
   t.match(auth[0]?.output(), /"level":40,.*"msg":"sign-up is open while SimpleJWT compatibility is on: anyone can claim a Django username that is not imported yet; set TESSERA_SIGNUP=closed/, 'open sign-up beside SimpleJWT\'s routes is warned of at start')
-  const notesEnv = { DATABASE_URL: env.DATABASE_URL, NOTES_ISSUER: issuer, NOTES_JWKS_TTL: '1', NODE_EXTRA_CA_CERTS: tls.cert }
+  // As make stack and compose run it: the gateway's address trusted for its X-Request-Id.
+  const notesEnv = { DATABASE_URL: env.DATABASE_URL, NOTES_ISSUER: issuer, NOTES_JWKS_TTL: '1', NODE_EXTRA_CA_CERTS: tls.cert, NOTES_TRUST_PROXY: '127.0.0.1' }
   const notes = await startNotes(t, notesEnv)
   const gateway: Gateway = await startGateway(t, {
     httpPort,
@@ -513,6 +514,48 @@ t.test('through the gateway', async (t) => {
     t.notOk(gateway.errorLog().includes('in-the-url-secret'), 'nothing of it in error.log')
     await gateway.accessLogOf(1, loggedAs(signUpInUrl))
     t.notOk(gateway.accessLog().some((line) => line.includes('in-the-url-secret')), 'nor in the access log')
+  })
+
+  t.test('notes behind the gateway: one request id in the answer\'s header, its body, notes\' log line and the access log; each security header once; a direct client\'s id not taken', async (t) => {
+    /** notes' `request` log line for the request known as `id`; whole lines only, the last may be half written. */
+    const notesLine = (id: string): Record<string, unknown> | undefined => notes.output().split('\n').slice(0, -1)
+      .filter((line) => line.includes(`"reqId":"${id}"`)).map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.msg === 'request')
+    const refused = await gateway.request('GET', '/notes', { headers: { 'x-request-id': 'client-picked-7' } })
+    t.equal(refused.status, 401)
+    const id = String(refused.headers['x-request-id'])
+    t.match(id, /^[0-9a-f]{32}$/, 'X-Request-Id: the gateway\'s $request_id, once')
+    t.equal(refused.json().request_id, id, 'the problem body names the same id')
+    t.ok(await within(15_000, async () => notesLine(id) !== undefined, 50) !== undefined, 'notes logs the request under it')
+    t.match(notesLine(id), { method: 'GET', path: '/notes', status: 401 })
+    const [accessLine] = await gateway.accessLogOf(1, loggedAs(refused))
+    t.match(JSON.parse(accessLine ?? '{}'), { request_id: id, client_request_id: 'client-picked-7', path: '/notes', status: 401 }, 'and the gateway\'s access log, the client\'s own beside it')
+    t.notOk(notes.output().includes('client-picked-7'), 'the client\'s id reaches notes nowhere')
+
+    const listed = await gateway.request('GET', '/notes', { headers: bearer(alice.access) })
+    t.equal(listed.status, 200)
+    for (const [what, reply] of [['a 401', refused], ['a 200', listed]] as const) {
+      // Node joins a repeated header with ", ": each value whole is each header once.
+      t.same([reply.headers['x-content-type-options'], reply.headers['referrer-policy'], reply.headers['x-frame-options']], ['nosniff', 'no-referrer', 'SAMEORIGIN'], `${what}: nosniff, Referrer-Policy and frame options, each once`)
+      t.match(reply.headers['strict-transport-security'], /^max-age=\d+; includeSubDomains$/, `${what}: the gateway's HSTS, once`)
+    }
+
+    // Directly, from an address other than the gateway's (127.0.0.2 is this host too): notes makes its own id.
+    const fromElsewhere = async (localAddress: string, requestId: string): Promise<{ status: number, header: string, body: Record<string, unknown> }> => await new Promise((resolve, reject) => {
+      httpGet(`${notes.url}/notes`, { localAddress, headers: { 'x-request-id': requestId } }, (res) => {
+        let body = ''
+        res.setEncoding('utf8').on('data', (chunk: string) => { body += chunk }).on('end', () => {
+          resolve({ status: res.statusCode ?? 0, header: String(res.headers['x-request-id']), body: JSON.parse(body) as Record<string, unknown> })
+        })
+      }).on('error', reject)
+    })
+    const direct = await fromElsewhere('127.0.0.2', 'forged-direct-9')
+    t.equal(direct.status, 401)
+    t.match(direct.header, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'a client\'s X-Request-Id, sent to notes directly, is not taken: notes\' own UUID')
+    t.equal(direct.body.request_id, direct.header, 'the same in the body')
+    t.ok(await within(15_000, async () => notesLine(direct.header) !== undefined, 50) !== undefined, 'and in notes\' log line')
+    t.notOk(notes.output().includes('forged-direct-9'), 'the forged one is logged nowhere')
+    // The control: from the gateway's address the same header is taken, so the peer is what refused it above.
+    t.equal((await fromElsewhere('127.0.0.1', 'from-the-gateway-9')).header, 'from-the-gateway-9', 'from NOTES_TRUST_PROXY\'s address it is taken')
   })
 
   t.test('every 405 through the gateway carries the Allow the instance gives: its own passed on, and the gateway\'s to TRACE for every path', async (t) => {

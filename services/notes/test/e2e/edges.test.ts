@@ -108,7 +108,7 @@ t.test('a request Node\'s parser refuses (not HTTP, headers too large) is answer
     t.match(answer, new RegExp(`^HTTP/1\\.1 ${status}\\r\\n`), status)
     t.match(answer, /\r\nContent-Type: application\/problem\+json\r\n/i)
     const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>
-    t.same(body, { type: 'about:blank', title: status.slice(4), status: Number(status.slice(0, 3)), detail })
+    t.same(body, { type: 'about:blank', title: status.slice(4), status: Number(status.slice(0, 3)), detail, request_id: /\r\nx-request-id: ([^\r]+)\r\n/i.exec(answer)?.[1] }, 'naming its request, as its X-Request-Id does')
   }
 })
 
