@@ -32,6 +32,9 @@ export interface DatabaseClockOptions {
  */
 export const CLOCK_SYNC_MS = 10_000
 
+/** The most a reading moved back by a sync is held at the last time told: a sync's error is half a round trip, milliseconds. */
+export const MAX_HELD_MS = 1000
+
 /** How far the host's clock may be from Postgres's before the instance says so at start. */
 export const HOST_OFFSET_WARNING_MS = 1000
 
@@ -97,12 +100,18 @@ export class DatabaseClock {
   }
 
   /**
-   * Postgres's time now. Never earlier than a time it returned before: a sync
-   * that moves the reading back by its few milliseconds of error would
-   * otherwise date a later write before an earlier one.
+   * Postgres's time now. Never earlier than a time it returned before by up
+   * to MAX_HELD_MS: a sync that moves the reading back by its few
+   * milliseconds of error would otherwise date a later write before an
+   * earlier one. A reading further back is Postgres's clock itself set back
+   * (a failover to a host whose clock is behind, an operator's correction),
+   * and is taken: held instead, the time would stand still for as long as
+   * the step, and with it every expiry and the grace window (a used refresh
+   * token presented again would be inside its grace all that while).
    */
   readonly now = (): Date => {
-    const ms = Math.max(this.#last, this.#anchorDbMs + (this.#monotonicMs() - this.#anchorMonotonicMs))
+    const read = this.#anchorDbMs + (this.#monotonicMs() - this.#anchorMonotonicMs)
+    const ms = read < this.#last && this.#last - read <= MAX_HELD_MS ? this.#last : read
     this.#last = ms
     return new Date(ms)
   }
