@@ -87,11 +87,16 @@ export class DatabaseClock {
    * bounds what either costs.
    */
   async sync (db: Db = this.#db): Promise<void> {
-    const sentAt = this.#monotonicMs()
-    const wallSentAt = this.#wallMs()
-    const { rows } = await sql<{ ms: number }>`SELECT extract(epoch FROM clock_timestamp()) * 1000 AS ms`.execute(db)
-    const receivedAt = this.#monotonicMs()
-    const wallReceivedAt = this.#wallMs()
+    // Timed with a connection in hand: a wait for the pool, or a new
+    // connection's set-up, comes before Postgres reads its clock, and counted
+    // in the round trip it put the reading's middle before the read, the
+    // clock ahead by half the wait (seconds, on a pool busy after an outage).
+    const { rows, sentAt, receivedAt, wallSentAt, wallReceivedAt } = await db.connection().execute(async (conn) => {
+      const sentAt = this.#monotonicMs()
+      const wallSentAt = this.#wallMs()
+      const { rows } = await sql<{ ms: number }>`SELECT extract(epoch FROM clock_timestamp()) * 1000 AS ms`.execute(conn)
+      return { rows, sentAt, wallSentAt, receivedAt: this.#monotonicMs(), wallReceivedAt: this.#wallMs() }
+    })
     const ms = Number(rows[0]?.ms)
     if (!Number.isFinite(ms)) throw new Error('Postgres returned no clock_timestamp()')
     this.#anchorDbMs = ms

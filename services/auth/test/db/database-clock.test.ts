@@ -5,7 +5,8 @@
 import { sql } from 'kysely'
 import t from 'tap'
 import { DatabaseClock, describeHostOffset } from '../../src/db/database-clock.js'
-import { testConnection } from '../helpers/db.js'
+import { connect } from '../../src/db/connect.js'
+import { createTestDatabase, testConnection } from '../helpers/db.js'
 
 /** The read's round trip, halved, is its error; a busy machine's can be large, never a minute. */
 const TOLERANCE_MS = 5000
@@ -43,4 +44,30 @@ t.test('a worker\'s clock from the primary\'s reading tells Postgres\'s time wit
   t.ok(Math.abs(worker.hostOffsetMs - hostAhead) <= TOLERANCE_MS, 'and its offset')
   await worker.sync()
   t.ok(Math.abs(worker.now().getTime() - primary.now().getTime()) <= TOLERANCE_MS, 'its own reading agrees')
+})
+
+t.test('a wait for a connection before the read is not counted in its round trip', async (t) => {
+  // One connection, held: the sync waits for the pool (as it waits for a new
+  // connection's set-up, or a pool busy after an outage) before Postgres reads
+  // its clock. Counted in the round trip, that wait put the reading's middle
+  // half of it before the read: the clock ahead by half the wait.
+  const url = await createTestDatabase(t)
+  const { db, close } = connect(url, 1)
+  t.teardown(close)
+  let monotonic = 1_000
+  const clock = DatabaseClock.fromHostOffset(db, 0, { monotonicMs: () => monotonic })
+  let release = (): void => {}
+  const held = new Promise<void>((resolve) => { release = resolve })
+  let holding = (): void => {}
+  const isHeld = new Promise<void>((resolve) => { holding = resolve })
+  const holder = db.connection().execute(async () => { holding(); await held })
+  await isHeld
+  const syncing = clock.sync()
+  monotonic += 10 * 60_000 // ten minutes waiting for the pool, on the clock the sync times with
+  release()
+  await holder
+  await syncing
+  const { rows } = await sql<{ ms: number }>`SELECT extract(epoch FROM clock_timestamp()) * 1000 AS ms`.execute(db)
+  const behindPostgres = Number(rows[0]?.ms) - clock.now().getTime()
+  t.ok(Math.abs(behindPostgres) <= TOLERANCE_MS, `Postgres's time, not 5 min ahead of it (${-behindPostgres} ms ahead)`)
 })
