@@ -99,6 +99,9 @@ export class DatabaseClock {
     })
     const ms = Number(rows[0]?.ms)
     if (!Number.isFinite(ms)) throw new Error('Postgres returned no clock_timestamp()')
+    // A reading is off by up to half its round trip: one slower than MAX_HELD_MS (an event loop
+    // busy for seconds) could look like Postgres's clock set back, so it is dropped while an earlier one stands.
+    if (!Number.isNaN(this.#anchorDbMs) && receivedAt - sentAt > MAX_HELD_MS) return
     this.#anchorDbMs = ms
     this.#anchorMonotonicMs = (sentAt + receivedAt) / 2
     this.#hostOffsetMs = (wallSentAt + wallReceivedAt) / 2 - ms
@@ -123,7 +126,13 @@ export class DatabaseClock {
 
   /** Syncs every `intervalMs` until the returned function is called; a failed sync keeps the last reading (the database is down: nothing is stored meanwhile). */
   keepSynced (intervalMs: number, onError: (err: unknown) => void): () => void {
-    const timer = setInterval(() => { this.sync().catch(onError) }, intervalMs)
+    // One reading at a time: a read hung on a silent network would otherwise be joined by another every tick, each holding a connection.
+    let reading = false
+    const timer = setInterval(() => {
+      if (reading) return
+      reading = true
+      this.sync().catch(onError).finally(() => { reading = false })
+    }, intervalMs)
     timer.unref()
     return () => { clearInterval(timer) }
   }

@@ -71,3 +71,43 @@ t.test('a wait for a connection before the read is not counted in its round trip
   const behindPostgres = Number(rows[0]?.ms) - clock.now().getTime()
   t.ok(Math.abs(behindPostgres) <= TOLERANCE_MS, `Postgres's time, not 5 min ahead of it (${-behindPostgres} ms ahead)`)
 })
+
+t.test('a reading whose round trip is longer than MAX_HELD_MS is dropped while an earlier one stands: its error could pass for a step back', async (t) => {
+  const { db } = await testConnection(t)
+  let monotonic = 0
+  let step = 0
+  const clock = await DatabaseClock.read(db, { monotonicMs: () => { monotonic += step; return monotonic } })
+  const before = clock.now().getTime()
+  // Each read of the monotonic clock moves it 3 s: a sync whose round trip took 3 s (an event loop busy that long).
+  step = 3000
+  await clock.sync()
+  step = 0
+  t.equal(clock.now().getTime() - before, 6000, 'the earlier reading still tells the time, moved on by the monotonic clock')
+})
+
+t.test('keepSynced reads one at a time: a read that hangs is not joined by another every tick, each holding a connection', async (t) => {
+  const url = await createTestDatabase(t)
+  const { db, close } = connect(url, 1)
+  t.teardown(close)
+  let reads = 0
+  // The monotonic clock is read twice per sync, both once the connection is in hand.
+  const clock = DatabaseClock.fromHostOffset(db, 0, { monotonicMs: () => { reads++; return performance.now() } })
+  const readsBefore = reads
+  let release = (): void => {}
+  const held = new Promise<void>((resolve) => { release = resolve })
+  let holding = (): void => {}
+  const isHeld = new Promise<void>((resolve) => { holding = resolve })
+  // The pool's one connection held: every sync waits, as one hung on a silent network would.
+  const holder = db.connection().execute(async () => { holding(); await held })
+  await isHeld
+  const stop = clock.keepSynced(10, () => {})
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  stop()
+  release()
+  await holder
+  // Whatever was queued behind the held connection runs now: the first sync, then any queued after it.
+  const synced = (): boolean => reads - readsBefore >= 2
+  for (let i = 0; i < 500 && !synced(); i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.equal(reads - readsBefore, 2, 'one sync ran, not one per tick of the wait')
+})

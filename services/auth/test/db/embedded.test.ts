@@ -4,7 +4,10 @@
  * The server actually started with them: test/e2e/server.test.ts.
  */
 import t from 'tap'
+import { spawn } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
 import { createServer, type AddressInfo } from 'node:net'
+import { processIsGone } from '../../src/db/embedded.js'
 import { embeddedUrl, portInPostmasterOpts, serverOptions } from '../../src/db/embedded-options.js'
 import { portIsFree } from '../../src/util/free-port.js'
 
@@ -34,4 +37,22 @@ t.test('portIsFree: false while something listens on the port, true once it is g
   t.equal(await portIsFree(port), false)
   await new Promise((resolve) => server.close(resolve))
   t.equal(await portIsFree(port), true)
+})
+
+t.test('processIsGone: a running process is not, one reaped or exited and unreaped (a zombie) is', async (t) => {
+  // sh starts a child that exits at once, then becomes a sleep that never reaps it: the zombie a postmaster
+  // stopped by an instance running as PID 1 with no init becomes, which still takes signals.
+  const parent = spawn('sh', ['-c', 'true & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] })
+  t.teardown(() => { parent.kill() })
+  const zombie = Number(await new Promise<string>((resolve) => parent.stdout.once('data', (chunk: Buffer) => { resolve(chunk.toString().trim()) })))
+  // `true` exits at once; its state turns Z within moments.
+  const isZombie = async (): Promise<boolean> => /^\d+ \(.*\) Z /.test(await readFile(`/proc/${zombie}/stat`, 'utf8'))
+  for (let i = 0; i < 500 && !await isZombie(); i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.ok(await isZombie(), 'the child is a zombie')
+  t.ok(processIsGone(zombie), 'an exited child not yet reaped')
+  t.notOk(processIsGone(parent.pid ?? 0), 'a running process')
+  t.notOk(processIsGone(process.pid), 'this one')
+  parent.kill()
+  await new Promise((resolve) => parent.once('exit', resolve))
+  t.ok(processIsGone(parent.pid ?? 0), 'one exited and reaped')
 })
