@@ -5,14 +5,16 @@
  */
 import { migrateDown, migrateUp, migrationStatus, schemaStanding } from '../db/migrate.js'
 import type { CommandContext } from './context.js'
-import { CliError, commandFlags, formatTable } from './output.js'
+import { CliError, commandFlags, formatTable, refuseForeignFlags, type CommandSyntax } from './output.js'
 
 const USAGE = 'usage: tessera migrate up | status | down --yes'
+const SYNTAX: CommandSyntax = { command: 'migrate', actions: ['up', 'status', 'down'], usage: USAGE }
 
 export async function migrateCommand (ctx: CommandContext): Promise<void> {
-  const flags = commandFlags(ctx.argv, { command: 'migrate', actions: ['up', 'status', 'down'], usage: USAGE }, { yes: { type: 'boolean' } })
+  const flags = commandFlags(ctx.argv, SYNTAX, { yes: { type: 'boolean' } })
   const [action] = ctx.args
   if ((action !== 'up' && action !== 'down' && action !== 'status') || ctx.args.length > 1) throw new CliError(USAGE, 2)
+  refuseForeignFlags(SYNTAX, action, flags, action === 'down' ? ['yes'] : [])
   if (action === 'down' && flags.yes !== true) {
     throw new CliError('migrate down drops the newest migration\'s tables and their data: run `tessera migrate down --yes` to go ahead', 2)
   }

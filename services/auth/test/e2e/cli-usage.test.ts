@@ -54,6 +54,11 @@ t.test('a flag a command does not take: exit 2, one wording naming the command a
     const refused = await runCli(args, env)
     t.same([refused.code, refused.stdout, refused.stderr], [2, '', `tessera: --bogus is not a flag of tessera\n${whole}`], `${args.join(' ')}: no command, the same wording, then the whole usage`)
   }
+  for (const action of ['up', 'status']) {
+    const refused = await runCli(['migrate', action, '--yes'], env)
+    t.same([refused.code, refused.stdout], [2, ''], `migrate ${action} --yes: down's flag is not ${action}'s, refused before the database`)
+    t.match(refused.stderr, new RegExp(`^tessera: --yes is not a flag of migrate ${action}\\nusage: tessera migrate `))
+  }
   const before = await runCli(['users', '--json', 'list', '--bogus'], env)
   t.match(before.stderr, /^tessera: --bogus is not a flag of users list\n/, '--json before the action (users --json list) is read as after it')
   const runs = await runCli(['users', '--json', 'list'], env)
