@@ -19,6 +19,15 @@ export type RotateSecretResult =
   | { kind: 'unknown' }
   | { kind: 'public' }
 
+/** One audit row per rotation, plain or --keep-old, in one shape: the old secret's deadline (null: it stopped at once) and whether it was kept. */
+async function auditRotation (trx: Db, context: RequestContext & { actor: string }, rotation: { clientId: string, previousExpiresAt: Date | null, keptOld: boolean }): Promise<void> {
+  await recordAudit(trx, {
+    type: 'client.secret_rotated',
+    ...context,
+    detail: { client_id: rotation.clientId, previous_secret_expires_at: rotation.previousExpiresAt?.toISOString() ?? null, kept_old: rotation.keptOld }
+  })
+}
+
 /** `clock` is read once the client's row is locked: a rotation that waited for another is dated after it, and its grace runs from when it took effect. */
 export async function rotateClientSecret (db: Db, input: { clientId: string, graceSeconds: number, clock: () => Date }, context: RequestContext & { actor: string }): Promise<RotateSecretResult> {
   const { secret, digest } = generateSecret()
@@ -34,11 +43,7 @@ export async function rotateClientSecret (db: Db, input: { clientId: string, gra
       secret_digest: digest,
       secret_rotated_at: now
     }).where('client_id', '=', input.clientId).execute()
-    await recordAudit(trx, {
-      type: 'client.secret_rotated',
-      ...context,
-      detail: { client_id: input.clientId, previous_secret_expires_at: previousExpiresAt?.toISOString() ?? null, kept_old: false }
-    })
+    await auditRotation(trx, context, { clientId: input.clientId, previousExpiresAt, keptOld: false })
     return { kind: 'rotated', secret, previousExpiresAt }
   })
 }
@@ -75,11 +80,7 @@ export async function replaceCurrentSecret (db: Db, input: { clientId: string, g
       secret_digest: digest,
       secret_rotated_at: now
     }).where('client_id', '=', input.clientId).execute()
-    await recordAudit(trx, {
-      type: 'client.secret_rotated',
-      ...context,
-      detail: { client_id: input.clientId, previous_secret_expires_at: previousExpiresAt.toISOString(), kept_old: true }
-    })
+    await auditRotation(trx, context, { clientId: input.clientId, previousExpiresAt, keptOld: true })
     return { kind: 'rotated', secret, previousExpiresAt }
   })
 }

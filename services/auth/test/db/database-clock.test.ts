@@ -6,7 +6,19 @@ import { sql } from 'kysely'
 import t from 'tap'
 import { DatabaseClock, describeHostOffset } from '../../src/db/database-clock.js'
 import { connect } from '../../src/db/connect.js'
+import type { Db } from '../../src/db/database.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
+
+/** Holds the one connection of `db`'s pool until the returned function is called (and resolves once it is back in the pool). */
+async function holdOnlyConnection (db: Db): Promise<() => Promise<void>> {
+  let release = (): void => {}
+  const held = new Promise<void>((resolve) => { release = resolve })
+  let holding = (): void => {}
+  const isHeld = new Promise<void>((resolve) => { holding = resolve })
+  const holder = db.connection().execute(async () => { holding(); await held })
+  await isHeld
+  return async () => { release(); await holder }
+}
 
 /** The read's round trip, halved, is its error; a busy machine's can be large, never a minute. */
 const TOLERANCE_MS = 5000
@@ -56,16 +68,10 @@ t.test('a wait for a connection before the read is not counted in its round trip
   t.teardown(close)
   let monotonic = 1_000
   const clock = DatabaseClock.fromHostOffset(db, 0, { monotonicMs: () => monotonic })
-  let release = (): void => {}
-  const held = new Promise<void>((resolve) => { release = resolve })
-  let holding = (): void => {}
-  const isHeld = new Promise<void>((resolve) => { holding = resolve })
-  const holder = db.connection().execute(async () => { holding(); await held })
-  await isHeld
+  const release = await holdOnlyConnection(db)
   const syncing = clock.sync()
   monotonic += 10 * 60_000 // ten minutes waiting for the pool, on the clock the sync times with
-  release()
-  await holder
+  await release()
   await syncing
   const { rows } = await sql<{ ms: number }>`SELECT extract(epoch FROM clock_timestamp()) * 1000 AS ms`.execute(db)
   const behindPostgres = Number(rows[0]?.ms) - clock.now().getTime()
@@ -93,18 +99,12 @@ t.test('keepSynced reads one at a time: a read that hangs is not joined by anoth
   // The monotonic clock is read twice per sync, both once the connection is in hand.
   const clock = DatabaseClock.fromHostOffset(db, 0, { monotonicMs: () => { reads++; return performance.now() } })
   const readsBefore = reads
-  let release = (): void => {}
-  const held = new Promise<void>((resolve) => { release = resolve })
-  let holding = (): void => {}
-  const isHeld = new Promise<void>((resolve) => { holding = resolve })
   // The pool's one connection held: every sync waits, as one hung on a silent network would.
-  const holder = db.connection().execute(async () => { holding(); await held })
-  await isHeld
+  const release = await holdOnlyConnection(db)
   const stop = clock.keepSynced(10, () => {})
   await new Promise((resolve) => setTimeout(resolve, 300))
   stop()
-  release()
-  await holder
+  await release()
   // Whatever was queued behind the held connection runs now: the first sync, then any queued after it.
   const synced = (): boolean => reads - readsBefore >= 2
   for (let i = 0; i < 500 && !synced(); i++) await new Promise((resolve) => setTimeout(resolve, 20))
