@@ -33,11 +33,14 @@ async function runPrimary (config: Config, { logger, droppedLines }: ProcessLogg
     if (err !== undefined) logger.error({ err }, 'shutting down after an error')
     else logger.info({ signal }, 'draining')
     const { embeddedStopped } = await primary.close()
-    if (primary.startedEmbedded && !embeddedStopped) {
-      logger.info('the embedded Postgres this instance started was stopped while it ran (tessera db stop): one running now was started by another process, and is left running')
-    }
+    // Why a Postgres this instance started is left running goes on the same
+    // line: a line of its own just before it was at times written after it
+    // (pino's stream writes at exit what waits, then what was in flight).
+    const leftRunning = primary.startedEmbedded && !embeddedStopped
+      ? { embedded_postgres_left_running: 'the embedded Postgres this instance started was stopped while it ran (tessera db stop); the one running now was started by another process' }
+      : {}
     // The last line of an orderly stop, so a log ending at "draining" reads as a stop that did not finish.
-    logger.info({ embedded_postgres_stopped: embeddedStopped }, 'stopped')
+    logger.info({ ...leftRunning, embedded_postgres_stopped: embeddedStopped }, 'stopped')
   })
   logger.info({ address: primary.address, workers: config.workers, issuer: config.issuer, embedded_postgres: primary.embedded, metrics: primary.metricsUrl }, 'tessera is serving')
 }
