@@ -10,12 +10,13 @@
  */
 import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { promises as fs, readFileSync } from 'node:fs'
+import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import { makeDataDir } from '../util/data-dir.js'
 import { freePort, portIsFree } from '../util/free-port.js'
+import { processIsGone } from '../util/process-gone.js'
 import { DB_USER, embeddedUrl, portInPostmasterOpts, serverOptions } from './embedded-options.js'
 
 export interface EmbeddedPostgres {
@@ -222,23 +223,6 @@ async function createCluster (bins: Binaries, pgdata: string, password: string, 
 
 /** How long a directory set aside by a start that is gone must have been left alone before it counts as abandoned. */
 const ABANDONED_AFTER_MS = 10 * 60_000
-
-/** Whether `pid` has exited: no such process, or one that exited and is waiting to be reaped (a zombie). */
-export function processIsGone (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-  } catch (err) {
-    return (err as { code?: string }).code === 'ESRCH'
-  }
-  // An exited child not yet reaped still takes signals: a postmaster we
-  // stopped is ours to reap when Tessera runs as PID 1 with no init, and
-  // would otherwise be waited for a minute and reported as not stopping.
-  try {
-    return /^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
-  } catch {
-    return false
-  }
-}
 
 /**
  * Removes what a start killed midway left beside pgdata: the cluster it was

@@ -7,7 +7,7 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { createServer, type AddressInfo } from 'node:net'
-import { processIsGone } from '../../src/db/embedded.js'
+import { processIsGone } from '../../src/util/process-gone.js'
 import { embeddedUrl, portInPostmasterOpts, serverOptions } from '../../src/db/embedded-options.js'
 import { portIsFree } from '../../src/util/free-port.js'
 
