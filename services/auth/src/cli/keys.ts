@@ -73,9 +73,10 @@ async function rotate (ctx: CommandContext, db: Db, kek: Buffer, now: boolean): 
   // A key that signs at once is published and promoted at the same instant; one that waits is stamped once it exists.
   const clock = await ctx.clock()
   const outcome = await rotateKeys(db, { kek, bits: ctx.config.keyBits, ...(now ? {} : { clock }) }, { immediate: now, clock, who: OPERATOR })
-  const signsFrom = new Date(clock().getTime() + ctx.config.keyPublishLead * 1000)
+  const after = clock()
+  const signsFrom = new Date(after.getTime() + ctx.config.keyPublishLead * 1000)
   const lead = ctx.config.keyPublishLead
-  const promoted = promotedNote(outcome.promotedPublishedAt, outcome.created !== undefined, lead, clock())
+  const promoted = promotedNote(outcome.promotedPublishedAt, outcome.created !== undefined, lead, after)
   const data = { created: outcome.created ?? null, promoted: outcome.promoted ?? null, demoted: outcome.demoted ?? null, pending: outcome.pending ?? null, published_for_s: promoted.seconds }
   if (outcome.pending !== undefined) {
     ctx.out.result(`key ${outcome.pending} is already published and waiting to sign; nothing changed (use --now to make it sign at once)`, data)

@@ -183,9 +183,10 @@ async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     process.stdout.write(name === undefined ? USAGE : commandUsage(name))
     return 0
   }
+  // A flag before the command (or with none) that is not tessera's own.
+  const foreign = (name === undefined ? argv : argv.slice(0, argv.indexOf(name))).find((arg) => !GLOBAL_FLAGS.has(arg))
   if (name === undefined || command === undefined) {
-    const unknown = argv.find((arg) => !GLOBAL_FLAGS.has(arg))
-    if (unknown !== undefined) throw new CliError(`${unknown} is not a flag of tessera\n${USAGE.trimEnd()}`, 2)
+    if (foreign !== undefined) throw new CliError(`${foreign} is not a flag of tessera\n${USAGE.trimEnd()}`, 2)
     if (values.version === true) {
       commandOutput(values.json === true).result(`tessera ${VERSION}`, { version: VERSION })
       return 0
@@ -194,8 +195,7 @@ async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     return 2
   }
   // A command's own flag typed before its name would be dropped, not read: `tessera --dry-run users import` must not import.
-  const misplaced = argv.slice(0, argv.indexOf(name)).find((arg) => !GLOBAL_FLAGS.has(arg))
-  if (misplaced !== undefined) throw new CliError(`${JSON.stringify(misplaced)} is not a flag of tessera itself: put a command's flags after its name (tessera ${name} --help)`, 2)
+  if (foreign !== undefined) throw new CliError(`${JSON.stringify(foreign)} is not a flag of tessera itself: put a command's flags after its name (tessera ${name} --help)`, 2)
   // Before a command, --version would be dropped and the command run: it is tessera's, alone.
   if (values.version === true) throw new CliError('--version takes no command: tessera --version', 2)
   const config = loadConfig(env)
