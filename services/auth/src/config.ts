@@ -11,6 +11,7 @@ import { resolve } from 'node:path'
 import { NAMED_ACTORS } from './audit/record.js'
 import { TesseraError } from './errors.js'
 import { DEFAULT_LOG_BUFFER_BYTES } from './logging.js'
+import { cpuBudget } from './util/cpu-budget.js'
 import { UUID_TEXT } from './util/uuid.js'
 
 export type Seconds = number
@@ -48,6 +49,10 @@ export interface Config {
   logBufferBytes: number
   scopes: string[]
   defaultClientId: string
+  /** The cores the instance may use (CPU affinity cut by the cgroup CPU quota, rounded up): `auto` workers and the default hashing concurrency. */
+  cores: number
+  /** What counted `cores`, for the start line. */
+  coresFrom: string
   /** HTTP worker processes of the instance (TESSERA_WORKERS; `auto` is one per core). */
   workers: number
   hashConcurrency: number
@@ -418,7 +423,10 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const keyCheckInterval = read.interval('TESSERA_KEY_CHECK_INTERVAL', '30s')
   const rotation = read.optional('TESSERA_KEY_ROTATION') === 'off' ? null : read.duration('TESSERA_KEY_ROTATION', '30d', 1, 'or off')
   const kekText = read.optional('TESSERA_KEK')
-  const cores = availableParallelism()
+  // Not availableParallelism() alone: under a container's CPU quota it may
+  // count every core of the node (docs/decisions.md, "Cores under a CPU quota").
+  const budget = cpuBudget({ proc: '/proc', fallback: availableParallelism() })
+  const cores = budget.cores
   // Every core: hashing runs in its own process at a lowered OS priority,
   // so the event loops and Postgres win most of the CPU whenever they want it
   // (docs/decisions.md, "Processes of one instance").
@@ -468,6 +476,8 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     // The rules of every client id (clients/register.ts), checked here so the first start's registration cannot refuse it naming no setting.
     defaultClientId: read.string('TESSERA_DEFAULT_CLIENT_ID', 'tessera', `1 to 64 of A-Z a-z 0-9 . _ -, not shaped like a UUID, and not ${[...NAMED_ACTORS].join(', ').replace(/, (?=[^,]*$)/, ' or ')} (the audit trail's own actors)`,
       (v) => CLIENT_ID.test(v) && !UUID_TEXT.test(v) && !NAMED_ACTORS.has(v.toLowerCase())),
+    cores,
+    coresFrom: budget.from,
     workers: read.integerOrAuto('TESSERA_WORKERS', cores, 1, MAX_WORKERS),
     hashConcurrency,
     hashQueueDepth: read.integer('TESSERA_HASH_QUEUE_DEPTH', hashConcurrency * QUEUED_PER_HASHING_SLOT, 0, 100000),

@@ -42,7 +42,7 @@ async function runPrimary (config: Config, { logger, droppedLines }: ProcessLogg
     // The last line of an orderly stop, so a log ending at "draining" reads as a stop that did not finish.
     logger.info({ ...leftRunning, embedded_postgres_stopped: embeddedStopped }, 'stopped')
   })
-  logger.info({ address: primary.address, workers: config.workers, issuer: config.issuer, embedded_postgres: primary.embedded, metrics: primary.metricsUrl }, 'tessera is serving')
+  logger.info({ address: primary.address, workers: config.workers, hash_concurrency: config.hashConcurrency, cores: config.cores, cores_from: config.coresFrom, issuer: config.issuer, embedded_postgres: primary.embedded, metrics: primary.metricsUrl }, 'tessera is serving')
 }
 
 async function runWorker (config: Config, { logger, droppedLines }: ProcessLogger): Promise<void> {
