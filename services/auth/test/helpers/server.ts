@@ -49,10 +49,18 @@ export function keyLifecycleEnv (databaseUrl: string, settings: Record<string, s
   return { DATABASE_URL: databaseUrl, TESSERA_KEK: kek, TESSERA_JWKS_MAX_AGE: '1s', TESSERA_REFRESH_GRACE: '1s', TESSERA_RATE_LIMIT: '1000000', ...settings }
 }
 
-export async function startServer (t: Test, env: Record<string, string>, options: { timeoutMs?: number } = {}): Promise<RunningServer> {
+/**
+ * `cgroup`: a cgroup directory the server is started in (a shell writes its
+ * own pid to the cgroup's cgroup.procs, then execs node: one process, the
+ * primary, whose forks stay in the cgroup).
+ */
+export async function startServer (t: Test, env: Record<string, string>, options: { timeoutMs?: number, cgroup?: string } = {}): Promise<RunningServer> {
   // The event-loop-delay ceiling off unless a test sets it, as in-process tests have it (helpers/app.ts):
   // several servers starting at once on a loaded 2-core machine see delays past the 1 s default, and shed a login the test expects answered.
-  const server = spawnProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', PORT: '0', LOG_LEVEL: 'info', TESSERA_MAX_EVENT_LOOP_DELAY_MS: '0', ...env } })
+  const [command, args] = options.cgroup === undefined
+    ? [process.execPath, [SERVER_ENTRY]]
+    : ['/bin/sh', ['-c', 'echo $$ > "$0" && exec "$@"', `${options.cgroup}/cgroup.procs`, process.execPath, SERVER_ENTRY]]
+  const server = spawnProcess(command, args, { env: { PATH: process.env.PATH ?? '', PORT: '0', LOG_LEVEL: 'info', TESSERA_MAX_EVENT_LOOP_DELAY_MS: '0', ...env } })
   t.teardown(async () => { await server.stop('SIGKILL') })
   const [, url = ''] = await server.waitFor(/"address":"(http:\/\/[^"]+)".*"msg":"tessera is serving"/, options.timeoutMs ?? 60_000, 'the server')
   const logOf = async (count: number, selected: (line: string) => boolean): Promise<string[]> =>
