@@ -34,6 +34,7 @@ import { PROFILES_DIR, loadProfile, profileClock, saveProfile, summarizeProfile 
 import { consoleSummary, judgeTargets, loadAverage, machineFacts, writeReport } from './lib/report.mjs'
 import { allRounds, bestRound, meets } from './lib/rounds.mjs'
 import { SCENARIOS as BASE_SCENARIOS } from './lib/scenarios.mjs'
+import { loadConfig } from './lib/service.mjs'
 import { NOTES_ENTRY, startTessera } from './lib/tessera.mjs'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -164,7 +165,9 @@ async function peer (options) {
 
 /** The run's settings: short ones for --quick, which proves the harness works. @param {Options} options */
 function settingsFor (options) {
-  const cores = os.availableParallelism()
+  // The cores Tessera's own `auto` counts (a CPU quota rounded up, not os.availableParallelism()'s floor):
+  // the scenarios' instance runs with one HTTP worker and one hashing thread per core of this count.
+  const { cores } = loadConfig({})
   const keyBits = Number(process.env.TESSERA_KEY_BITS ?? 2048)
   return options.quick
     // A login takes hundreds of milliseconds on a busy machine: the quick run gives it 2 s so some complete.
