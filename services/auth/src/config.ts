@@ -9,6 +9,7 @@ import { availableParallelism } from 'node:os'
 import { getHeapStatistics } from 'node:v8'
 import { resolve } from 'node:path'
 import { NAMED_ACTORS } from './audit/record.js'
+import { databaseTls, DatabaseUrlError } from './db/tls.js'
 import { TesseraError } from './errors.js'
 import { DEFAULT_LOG_BUFFER_BYTES } from './logging.js'
 import { cpuBudget } from './util/cpu-budget.js'
@@ -43,6 +44,8 @@ export interface Config {
   defaultIssuerElsewhere?: number
   /** In production, an issuer of plain http on a host other than loopback (RFC 8414 §2 wants https): warned of at start. */
   plainHttpIssuer?: true
+  /** DATABASE_URL's sslmode=require without sslrootcert: encrypted, no certificate checked; warned of at start. */
+  unverifiedDatabaseTls?: true
   dataDir: string
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   /** TESSERA_LOG_BUFFER_KB in bytes: what each process's stdout may hold unwritten before log lines are dropped (logging.ts). */
@@ -268,6 +271,21 @@ function hasCredentials (value: string): boolean {
   }
 }
 
+/**
+ * DATABASE_URL's TLS settings checked now (db/tls.ts), so a bad sslmode or
+ * a CA file that cannot be read stops the start or the command with one
+ * line, not at the first connection; whether it checks the server's certificate.
+ */
+function readDatabaseTls (databaseUrl: string | undefined): { unverifiedDatabaseTls?: true } {
+  if (databaseUrl === undefined) return {}
+  try {
+    return databaseTls(databaseUrl).verified ? {} : { unverifiedDatabaseTls: true }
+  } catch (err) {
+    if (err instanceof DatabaseUrlError) throw new ConfigError('DATABASE_URL', '', '', err.message)
+    throw err
+  }
+}
+
 function isPostgresUrl (value: string): boolean {
   try {
     const url = new URL(value)
@@ -441,13 +459,15 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const issuer = read.string('TESSERA_ISSUER', `http://127.0.0.1:${DEFAULT_PORT}`, 'an http(s) URL without query or fragment', isHttpUrl)
   const port = read.integer('PORT', DEFAULT_PORT, 0, 65535)
   const audience = readAudience(read, issuer.replace(/\/+$/, ''))
+  const databaseUrl = read.optional('DATABASE_URL') === undefined
+    ? undefined
+    : read.string('DATABASE_URL', '', 'a postgres:// or postgresql:// URL', isPostgresUrl, true)
   return {
     port,
     metricsPort: read.optional('TESSERA_METRICS_PORT') === undefined ? undefined : read.integer('TESSERA_METRICS_PORT', 0, 0, 65535),
     host: read.string('HOST', '127.0.0.1', 'an IP address or host name', (v) => /^[A-Za-z0-9.:_-]+$/.test(v)),
-    databaseUrl: read.optional('DATABASE_URL') === undefined
-      ? undefined
-      : read.string('DATABASE_URL', '', 'a postgres:// or postgresql:// URL', isPostgresUrl, true),
+    databaseUrl,
+    ...readDatabaseTls(databaseUrl),
     issuer: issuer.replace(/\/+$/, ''),
     audience,
     accessTtl: read.duration('TESSERA_ACCESS_TTL', '5m'),

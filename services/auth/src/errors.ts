@@ -35,6 +35,7 @@ export type TesseraErrorCode =
   | 'ERR_MIGRATION_GAVE_WAY'
   | 'ERR_REMOTE_OVERLOADED'
   | 'ERR_PEER_GONE'
+  | 'ERR_DATABASE_URL'
 
 export abstract class TesseraError extends Error {
   abstract readonly code: TesseraErrorCode

@@ -151,6 +151,9 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
     if (config.plainHttpIssuer === true) {
       logger.warn(`TESSERA_ISSUER=${config.issuer} is plain http in production: clients would send passwords and tokens to it in clear, and RFC 8414 wants an https issuer; set it to the https URL of the gateway in front`)
     }
+    if (config.unverifiedDatabaseTls === true) {
+      logger.warn('DATABASE_URL has sslmode=require and no sslrootcert: the connection to Postgres is encrypted, but its certificate is not checked, so whoever sits between this host and Postgres can pose as it; give sslrootcert the CA that signed it, and use sslmode=verify-full (docs/operators.md, "Postgres over TLS")')
+    }
     if (config.simplejwtCompat && config.signup === 'open') {
       // A DRF service finds a token's user by name: a name signed up here before its Django user was imported is that Django user to it.
       logger.warn('sign-up is open while SimpleJWT compatibility is on: anyone can claim a Django username that is not imported yet; set TESSERA_SIGNUP=closed until the import is done (docs/migrating-from-simplejwt.md)')

@@ -6,6 +6,7 @@ import { Kysely, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
 import type { Database, Db } from './database.js'
 import { namingPool } from './named-statements.js'
+import { postgresClientConfig } from './tls.js'
 
 // Postgres returns bigint (int8) as text by default; counts and ids we read fit in a double.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value: string) => Number(value))
@@ -77,7 +78,7 @@ function sessionSetup (statementTimeoutMs: number): string {
 const ANSWER_MARGIN_MS = 2000
 
 export function connect (connectionString: string, max = 10, options: ConnectOptions = {}): Connection {
-  const pool = new pg.Pool({ connectionString, max, connectionTimeoutMillis: 5000 })
+  const pool = new pg.Pool({ ...postgresClientConfig(connectionString), max, connectionTimeoutMillis: 5000 })
   const statementTimeoutMs = options.statementTimeoutMs ?? 0
   const setup = sessionSetup(statementTimeoutMs)
   // An idle client that loses its server (a database restart) emits here; without a

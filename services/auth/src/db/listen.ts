@@ -24,6 +24,7 @@ import { randomUUID } from 'node:crypto'
 import pg from 'pg'
 import type { Logger } from 'pino'
 import { loggedError } from '../errors.js'
+import { postgresClientConfig, type PostgresClientConfig } from './tls.js'
 
 /** The listener's application_name, so an operator (or a test) can find it in pg_stat_activity. */
 /** A listening connection's silence, coded as named-statements.ts codes a query's: out of reach, as pg's own socket timeouts are. */
@@ -59,9 +60,11 @@ export async function listenForChanges (url: string, logger: Logger, handlers: C
   let retry: NodeJS.Timeout | undefined
   let failures = 0
   let connectedBefore = false
+  // Read once: a reconnect reuses it, so a CA file that became unreadable since fails no retry.
+  const target = postgresClientConfig(url)
 
   const connectOnce = async (): Promise<void> => {
-    const candidate = new pg.Client({ connectionString: url, application_name: LISTENER_NAME, keepAlive: true, connectionTimeoutMillis: 5000 })
+    const candidate = new pg.Client({ ...target, application_name: LISTENER_NAME, keepAlive: true, connectionTimeoutMillis: 5000 })
     let dropped = false
     // Set once listening; a holder, since drop (defined first) stops it.
     const beat: { timer?: NodeJS.Timeout } = {}
@@ -124,7 +127,7 @@ export async function listenForChanges (url: string, logger: Logger, handlers: C
   await connectOnce()
   // Only when the start's connection listens: one that failed is retried as any lost one is.
   if (client !== undefined) {
-    await confirmDelivery(url, client, heartbeat.answerWithinMs).catch(async (err: unknown) => {
+    await confirmDelivery(target, client, heartbeat.answerWithinMs).catch(async (err: unknown) => {
       closed = true
       clearTimeout(retry)
       await client?.end().catch(() => {})
@@ -155,9 +158,9 @@ export const NOT_DELIVERED = 'the LISTEN connection did not hear a NOTIFY sent f
  * and client changes would go unheard until the periodic reload, with nothing
  * logged, so the start is refused instead.
  */
-async function confirmDelivery (url: string, listening: pg.Client, withinMs: number): Promise<void> {
+async function confirmDelivery (target: PostgresClientConfig, listening: pg.Client, withinMs: number): Promise<void> {
   const payload = randomUUID()
-  const sender = new pg.Client({ connectionString: url, connectionTimeoutMillis: withinMs })
+  const sender = new pg.Client({ ...target, connectionTimeoutMillis: withinMs })
   let onNotification: (message: pg.Notification) => void = () => {}
   const arrived = new Promise<void>((resolve) => {
     onNotification = (message) => { if (message.channel === DELIVERY_CHECK_CHANNEL && message.payload === payload) resolve() }

@@ -1,0 +1,92 @@
+/**
+ * DATABASE_URL's TLS parameters read with libpq's meanings (db/tls.ts); the
+ * connections themselves, against a Postgres that takes only TLS, are
+ * test/e2e/postgres-tls.test.ts's.
+ */
+import { writeFileSync } from 'node:fs'
+import pg from 'pg'
+import t from 'tap'
+import { loadConfig } from '../../src/config.js'
+import { databaseTls, DatabaseUrlError, postgresClientConfig } from '../../src/db/tls.js'
+import { tempDir } from '../helpers/gateway.js'
+
+const dir = tempDir(t, 'db-tls')
+// Only their markers are read here: TLS reads the rest when it connects.
+const ca = `${dir}/ca.pem`
+writeFileSync(ca, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n')
+const key = `${dir}/client.key`
+writeFileSync(key, '-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n')
+const BASE = 'postgres://tessera:s%40cret@db.example:5432/tessera'
+
+t.test('each sslmode as libpq has it', async (t) => {
+  t.same(postgresClientConfig(BASE), { connectionString: BASE, ssl: false }, 'no sslmode: no TLS, and pg\'s PGSSLMODE not read (ssl is set)')
+  t.same(postgresClientConfig(`${BASE}?sslmode=disable`).ssl, false)
+  t.same(postgresClientConfig(`${BASE}?sslmode=require`).ssl, { rejectUnauthorized: false }, 'require: encrypted, no certificate checked')
+  const requireWithCa = postgresClientConfig(`${BASE}?sslmode=require&sslrootcert=${ca}`).ssl
+  t.match(requireWithCa, { ca: /BEGIN CERTIFICATE/ }, 'require with sslrootcert: the CA checked')
+  t.notOk(requireWithCa !== false && 'rejectUnauthorized' in requireWithCa, 'so certificates are verified')
+  t.equal(requireWithCa !== false && requireWithCa.checkServerIdentity?.('db.example', {} as never), undefined, '…but not the host name (as verify-ca)')
+  const verifyCa = postgresClientConfig(`${BASE}?sslmode=verify-ca&sslrootcert=${ca}`).ssl
+  t.ok(verifyCa !== false && typeof verifyCa.checkServerIdentity === 'function' && verifyCa.ca !== undefined, 'verify-ca: the CA, not the name')
+  const verifyFull = postgresClientConfig(`${BASE}?sslmode=verify-full&sslrootcert=${ca}`).ssl
+  t.ok(verifyFull !== false && verifyFull.checkServerIdentity === undefined && verifyFull.ca !== undefined, 'verify-full: the CA and Node\'s check of the name')
+  t.same(postgresClientConfig(`${BASE}?sslmode=verify-full`).ssl, {}, 'verify-full without sslrootcert: Node\'s CAs')
+  const system = postgresClientConfig(`${BASE}?sslmode=verify-full&sslrootcert=system`).ssl
+  t.ok(system !== false && typeof system.ca === 'string', 'sslrootcert=system: the system\'s CAs')
+  const socket = postgresClientConfig(`${BASE}?host=%2Frun%2Fpostgresql&sslmode=verify-full&sslrootcert=${ca}`)
+  t.same(socket.ssl, false, 'a Unix socket: no TLS, as libpq ignores sslmode there')
+  t.equal(new pg.Client(socket).host, '/run/postgresql', 'and the socket kept')
+  t.same(postgresClientConfig('postgres://tessera@%2Frun%2Fpostgresql/tessera?sslmode=require').ssl, false, 'the socket as the host')
+  t.same(databaseTls(`${BASE}?host=%2Frun%2Fpostgresql&sslmode=require`), { mode: 'require', verified: true }, 'and no warning: nothing crosses a network')
+  const withCert = postgresClientConfig(`${BASE}?sslmode=verify-full&sslrootcert=${ca}&sslcert=${ca}&sslkey=${key}`).ssl
+  t.ok(withCert !== false && withCert.cert !== undefined && withCert.key !== undefined, 'a client certificate and its key')
+  t.notMatch(JSON.stringify(withCert), /PRIVATE KEY/, 'the key is not printed with the options')
+})
+
+t.test('pg is handed the URL without its TLS parameters, the rest as it was', async (t) => {
+  const url = `${BASE}?sslmode=verify-full&sslrootcert=${ca}&application_name=a%20b&sslnegotiation=postgres&options=-c%20geqo%3Doff`
+  const { connectionString } = postgresClientConfig(url)
+  t.notMatch(connectionString, /ssl/, 'no sslmode for pg to warn of or read its own way')
+  // What pg makes of it, with Tessera's ssl beside it.
+  const client = new pg.Client(postgresClientConfig(url))
+  t.match(client, { user: 'tessera', password: 's@cret', host: 'db.example', port: 5432, database: 'tessera' })
+  t.match((client as unknown as { connectionParameters: object }).connectionParameters, { application_name: 'a b', options: '-c geqo=off' })
+  t.match(client.ssl, { ca: /BEGIN CERTIFICATE/ }, 'Tessera\'s TLS settings, not pg\'s reading of the URL')
+})
+
+t.test('what cannot be honoured is refused with one line, never the password', async (t) => {
+  const refused: Array<[string, RegExp]> = [
+    ['sslmode=prefer', /^DATABASE_URL's sslmode=prefer is not supported: Tessera never falls back to a connection without TLS/],
+    ['sslmode=allow', /^DATABASE_URL's sslmode=allow is not supported/],
+    ['sslmode=no-verify', /^DATABASE_URL's sslmode=no-verify is not supported: it is node-postgres's own; sslmode=require means the same/],
+    ['sslmode=verify_full', /^DATABASE_URL's sslmode="verify_full" is invalid: expected disable, require, verify-ca or verify-full$/],
+    ['sslmode=verify-ca', /^DATABASE_URL's sslmode=verify-ca needs sslrootcert/],
+    ['sslmode=require&sslrootcert=system', /^DATABASE_URL's sslrootcert=system takes sslmode=verify-full, not require/],
+    [`sslrootcert=${ca}`, /^DATABASE_URL has sslrootcert but no sslmode: add sslmode=verify-full/],
+    ['ssl=true', /^DATABASE_URL's ssl= is node-postgres's own parameter: use sslmode=/],
+    ['uselibpqcompat=true&sslmode=require', /^DATABASE_URL's uselibpqcompat= is node-postgres's own parameter/],
+    ['sslmode=require&sslnegotiation=direct', /^DATABASE_URL's sslnegotiation="direct" is not supported/],
+    [`sslmode=verify-full&sslcert=${ca}`, /^DATABASE_URL has one of sslcert and sslkey: a client certificate takes both$/],
+    [`sslmode=verify-full&sslrootcert=${dir}/missing.pem`, /^DATABASE_URL's sslrootcert ".*missing\.pem" cannot be read \(ENOENT\)$/],
+    [`sslmode=verify-full&sslrootcert=${dir}`, /^DATABASE_URL's sslrootcert ".*" cannot be read \(EISDIR\)$/],
+    [`sslmode=verify-full&sslrootcert=${key}`, /^DATABASE_URL's sslrootcert ".*client\.key" holds no PEM certificate$/],
+    [`sslmode=verify-full&sslcert=${ca}&sslkey=${ca}`, /^DATABASE_URL's sslkey ".*ca\.pem" holds no PEM private key$/]
+  ]
+  for (const [query, message] of refused) {
+    const url = `${BASE}?${query}`
+    t.throws(() => postgresClientConfig(url), DatabaseUrlError, query)
+    t.throws(() => databaseTls(url), { message }, query)
+    // At start, as any bad setting: a ConfigError, one line, printed before exiting 1.
+    t.throws(() => loadConfig({ DATABASE_URL: url }), { name: 'ConfigError', message }, `${query}: at start`)
+    t.notMatch((() => { try { databaseTls(url) } catch (err) { return (err as Error).message } return '' })(), /s@cret|s%40cret/, `${query}: no password`)
+  }
+})
+
+t.test('the start warns only of a connection that checks no certificate', async (t) => {
+  t.equal(loadConfig({ DATABASE_URL: `${BASE}?sslmode=require` }).unverifiedDatabaseTls, true)
+  for (const query of ['', '?sslmode=disable', `?sslmode=require&sslrootcert=${ca}`, `?sslmode=verify-ca&sslrootcert=${ca}`, '?sslmode=verify-full']) {
+    t.equal(loadConfig({ DATABASE_URL: `${BASE}${query}` }).unverifiedDatabaseTls, undefined, query)
+  }
+  t.same(databaseTls(`${BASE}?sslmode=require`), { mode: 'require', verified: false })
+  t.same(databaseTls(`${BASE}?sslmode=verify-full`), { mode: 'verify-full', verified: true })
+})
