@@ -225,6 +225,49 @@ const UNAVAILABLE_MESSAGES = new Set([
 const CONNECTION_REFUSED_CODES = new Set(['28P01', '28000', '3D000'])
 
 /**
+ * The TLS handshake with Postgres refusing the server's certificate (DATABASE_URL's
+ * sslmode verify-ca or verify-full, or require with sslrootcert: db/tls.ts):
+ * OpenSSL's verification codes as Node reports them. Signed by no CA
+ * DATABASE_URL trusts:
+ */
+const UNTRUSTED_CERTIFICATE_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN', 'CERT_UNTRUSTED', 'CERT_REJECTED', 'CERT_SIGNATURE_FAILURE', 'INVALID_CA', 'INVALID_PURPOSE', 'PATH_LENGTH_EXCEEDED'
+])
+/** Trusted, and refused for another reason: out of its dates, revoked. */
+const INVALID_CERTIFICATE_CODES = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CERT_REVOKED'])
+/** Node's: trusted, and naming another host than DATABASE_URL's (sslmode=verify-full). */
+const HOST_NOT_IN_CERTIFICATE = 'ERR_TLS_CERT_ALTNAME_INVALID'
+/**
+ * pg's words when the server answers its request for TLS with no: Postgres
+ * with ssl = off (and the byte pg did not expect there, its other refusal).
+ */
+const NO_TLS_MESSAGES = new Set(['The server does not support SSL connections', 'There was an error establishing an SSL connection'])
+/** pg_hba.conf's refusal of a connection without TLS where only hostssl lines would admit it: Postgres ends its message so. */
+const TLS_ONLY_REFUSAL = /, no encryption$/
+
+/**
+ * A new connection to Postgres that TLS did not let through, as one line
+ * saying which of DATABASE_URL's settings to look at: the refused
+ * certificate's code and Node's words are in it. Undefined for anything else.
+ */
+function tlsRefusal (err: Error, code: unknown): string | undefined {
+  const why = `(${String(code)}: ${err.message})`
+  if (typeof code === 'string' && UNTRUSTED_CERTIFICATE_CODES.has(code)) {
+    return `cannot connect to the database over TLS: its certificate is not signed by a CA that DATABASE_URL trusts (its sslrootcert; without one, Node's public CAs) ${why}`
+  }
+  if (typeof code === 'string' && INVALID_CERTIFICATE_CODES.has(code)) return `cannot connect to the database over TLS: its certificate was refused ${why}`
+  if (code === HOST_NOT_IN_CERTIFICATE) {
+    return `cannot connect to the database over TLS: its certificate does not name the host DATABASE_URL connects to ${why}; connect by a name it holds, or use sslmode=verify-ca`
+  }
+  if (NO_TLS_MESSAGES.has(err.message)) {
+    return `cannot connect to the database over TLS: ${err.message} (its ssl is off), and DATABASE_URL's sslmode requires TLS`
+  }
+  if (typeof code === 'string' && code.startsWith('ERR_SSL_')) return `cannot connect to the database over TLS: the handshake failed ${why}`
+  return undefined
+}
+
+/**
  * An error as a log line's fields: a database out of reach by its code and
  * message alone, since an outage repeats the line at every retry of every
  * job and its stack is only pg's internals; any other error whole, stack
@@ -239,6 +282,11 @@ export function databaseUnreachable (err: unknown): string | undefined {
   if (!(err instanceof Error)) return undefined
   const { code } = err as Error & { code?: unknown }
   if (typeof code === 'string' && REACHED_CODES.has(code)) return undefined
+  const tls = tlsRefusal(err, code)
+  if (tls !== undefined) return tls
+  if (code === '28000' && TLS_ONLY_REFUSAL.test(err.message)) {
+    return `the database refused the connection: ${err.message}; it takes this connection only over TLS: set sslmode in DATABASE_URL (docs/operators.md, "Postgres over TLS")`
+  }
   if (typeof code === 'string' && CONNECTION_REFUSED_CODES.has(code)) return `the database refused the connection: ${err.message}`
   return isDatabaseUnavailable(err) ? `cannot reach the database: ${err.message}` : undefined
 }
@@ -250,7 +298,8 @@ export function databaseUnreachable (err: unknown): string | undefined {
  * listening on its port, or its host name no longer resolves, ENOTFOUND),
  * one Postgres refused (CONNECTION_REFUSED_CODES: until the operator
  * restarts the instance with the new password, a 503, not a 500 with a
- * stack per request), one a pooler in front refused (POOLER_REFUSAL),
+ * stack per request), one TLS refused (tlsRefusal: a server certificate
+ * replaced by one DATABASE_URL does not trust, ssl turned off), one a pooler in front refused (POOLER_REFUSAL),
  * one lost mid-query, a statement past TESSERA_DB_STATEMENT_TIMEOUT_MS, the
  * server shutting down, starting up,
  * full or out of disk or memory, a deadlock it broke by rolling one
@@ -263,6 +312,7 @@ export function isDatabaseUnavailable (err: unknown): boolean {
   if (!(err instanceof Error)) return false
   const { code, syscall, severity } = err as Error & { code?: unknown, syscall?: unknown, severity?: unknown }
   if (UNAVAILABLE_MESSAGES.has(err.message)) return true
+  if (tlsRefusal(err, code) !== undefined) return true
   if (typeof code !== 'string') return false
   if (code === POOLER_REFUSAL && severity === 'FATAL') return true
   if (OUT_OF_REACH_CODES.has(code) || REACHED_CODES.has(code) || CONNECTION_REFUSED_CODES.has(code)) return true

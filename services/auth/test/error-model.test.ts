@@ -6,7 +6,7 @@ import { ConfigError } from '../src/config.js'
 import { ClientRuleError } from '../src/clients/register.js'
 import { StartupError } from '../src/cluster/startup.js'
 import { RoleNameError } from '../src/db/roles.js'
-import { databaseUnreachable, DrfError, InvalidTokenError, isDatabaseUnavailable, OAuthError, ProblemError, RefreshReuseError, SessionEndedError, TesseraError } from '../src/errors.js'
+import { databaseUnreachable, DrfError, InvalidTokenError, isDatabaseUnavailable, loggedError, OAuthError, ProblemError, RefreshReuseError, SessionEndedError, TesseraError } from '../src/errors.js'
 import { WrongKekError } from '../src/keys/kek.js'
 import { UnknownKeyError } from '../src/keys/revoke-key.js'
 import { SameKekError } from '../src/keys/rewrap.js'
@@ -120,4 +120,25 @@ t.test('a database that is stopped or unreachable is unavailable (503), not a fa
     t.equal(databaseUnreachable(reached), undefined, `${code}: Postgres was reached, and a command prints its own words`)
   }
   t.equal(databaseUnreachable(Object.assign(new Error('sorry, too many clients already'), { code: '53300' })), 'cannot reach the database: sorry, too many clients already', 'too many connections: the connection itself was refused')
+})
+
+t.test('a connection TLS did not let through is the database out of reach, told by which setting to look at (test/e2e/postgres-tls.test.ts meets each for real)', async (t) => {
+  const tls = (code: string | undefined, message: string): Error => Object.assign(new Error(message), code === undefined ? {} : { code })
+  const untrusted = tls('UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'unable to verify the first certificate')
+  t.ok(isDatabaseUnavailable(untrusted), 'a certificate from a CA not trusted: 503 under a running instance')
+  t.equal(databaseUnreachable(untrusted), 'cannot connect to the database over TLS: its certificate is not signed by a CA that DATABASE_URL trusts (its sslrootcert; without one, Node\'s public CAs) (UNABLE_TO_VERIFY_LEAF_SIGNATURE: unable to verify the first certificate)')
+  for (const code of ['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY']) {
+    t.match(databaseUnreachable(tls(code, 'what Node said')), /is not signed by a CA that DATABASE_URL trusts/, code)
+  }
+  t.equal(databaseUnreachable(tls('CERT_HAS_EXPIRED', 'certificate has expired')), 'cannot connect to the database over TLS: its certificate was refused (CERT_HAS_EXPIRED: certificate has expired)')
+  t.match(databaseUnreachable(tls('ERR_TLS_CERT_ALTNAME_INVALID', 'Hostname/IP does not match certificate\'s altnames')), /does not name the host DATABASE_URL connects to .*; connect by a name it holds, or use sslmode=verify-ca$/)
+  const off = tls(undefined, 'The server does not support SSL connections')
+  t.ok(isDatabaseUnavailable(off), 'ssl turned off under a running instance: 503')
+  t.match(databaseUnreachable(off), /^cannot connect to the database over TLS: The server does not support SSL connections \(its ssl is off/)
+  t.match(databaseUnreachable(tls('ERR_SSL_TLSV1_ALERT_UNKNOWN_CA', 'tlsv1 alert unknown ca')), /^cannot connect to the database over TLS: the handshake failed \(ERR_SSL_TLSV1_ALERT_UNKNOWN_CA: /)
+  t.equal(databaseUnreachable(tls('28000', 'no pg_hba.conf entry for host "10.0.0.5", user "tessera", database "tessera", no encryption')),
+    'the database refused the connection: no pg_hba.conf entry for host "10.0.0.5", user "tessera", database "tessera", no encryption; it takes this connection only over TLS: set sslmode in DATABASE_URL (docs/operators.md, "Postgres over TLS")')
+  t.equal(databaseUnreachable(tls('28000', 'no pg_hba.conf entry for host "10.0.0.5", user "tessera", database "tessera", SSL encryption')),
+    'the database refused the connection: no pg_hba.conf entry for host "10.0.0.5", user "tessera", database "tessera", SSL encryption', 'refused over TLS: nothing to add')
+  t.same(loggedError(untrusted), { db_error: { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', message: 'unable to verify the first certificate' } }, 'logged by its code and words, no stack')
 })
