@@ -1,0 +1,245 @@
+/**
+ * Tessera against a Postgres that takes only TLS, as managed Postgres (RDS,
+ * Cloud SQL, Azure) is run: the embedded Postgres's binaries (built with
+ * OpenSSL) with ssl = on, a server certificate from a CA made here, and
+ * pg_hba.conf of hostssl lines only, so a connection without TLS is refused.
+ * docs/operators.md, "Postgres over TLS": what each sslmode means, every
+ * connection over TLS (the CLI, the primary's pools, the LISTEN connection,
+ * the workers'), and each refusal one line naming its cause.
+ */
+import { execFileSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { chownSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import pg from 'pg'
+import t, { type Test } from 'tap'
+import { request, spawnProcess } from '@tessera/testkit'
+import { createTestDatabase } from '../helpers/db.js'
+import { tempDir } from '../helpers/gateway.js'
+import { kidOf, loginOver, refreshOver, signUpOver, within } from '../helpers/http.js'
+import { runCli, SERVER_ENTRY, startServer } from '../helpers/server.js'
+
+t.setTimeout(120_000)
+
+const KEK = randomBytes(32).toString('base64url')
+const dir = tempDir(t, 'postgres-tls')
+
+/** openssl in `dir`; the files it makes are the CA, the certificates and their keys the tests use. */
+function openssl (...args: string[]): void {
+  execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] })
+}
+const file = (name: string): string => path.join(dir, name)
+
+// The CA DATABASE_URL trusts, another that signed nothing of the server's, the
+// server's certificate (for 127.0.0.1 only: by the name localhost it is
+// another host), a self-signed one, and a client certificate for tessera_cert.
+openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=tessera test CA', '-keyout', 'ca.key', '-out', 'ca.pem')
+openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=another CA', '-keyout', 'other.key', '-out', 'other.pem')
+writeFileSync(file('server.ext'), 'subjectAltName=IP:127.0.0.1\n')
+openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=tessera test database', '-keyout', 'server.key', '-out', 'server.csr')
+openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'server.ext', '-out', 'server.pem')
+openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', 'self.key', '-out', 'self.pem')
+openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=tessera_cert', '-keyout', 'client.key', '-out', 'client.csr')
+openssl('x509', '-req', '-in', 'client.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-out', 'client.pem')
+
+// An embedded cluster of its own (`tessera db start`), then TLS turned on.
+const dataDir = tempDir(t, 'postgres-tls-data')
+const dbEnv = { TESSERA_DATA_DIR: dataDir }
+const started = await runCli(['db', 'start', '--json'], dbEnv)
+if (started.code !== 0) throw new Error(`tessera db start: ${started.stderr}`)
+t.teardown(async () => {
+  await runCli(['db', 'stop'], dbEnv)
+  // As root the cluster lives outside the data directory (operators.md, TESSERA_DATA_DIR).
+  const outside = (() => { try { return readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch { return undefined } })()
+  if (outside !== undefined) rmSync(outside, { recursive: true, force: true })
+})
+/** The superuser's URL through the cluster's Unix socket, which pg_hba.conf still admits: the test's own view. */
+const socketUrl = (JSON.parse(started.stdout) as { url: string }).url
+const admin = new pg.Client({ connectionString: socketUrl })
+await admin.connect()
+t.teardown(async () => { await admin.end() })
+const setting = async (name: string): Promise<string> => String((await admin.query<{ v: string }>(`SELECT current_setting('${name}') AS v`)).rows[0]?.v)
+const dataDirectory = await setting('data_directory')
+const { uid, gid } = statSync(dataDirectory)
+
+/** The server's certificate and key, put where Postgres reads them, and read again (ssl is reloadable). */
+async function serveCertificate (cert: string, key: string): Promise<void> {
+  for (const [from, to] of [[cert, 'server.crt'], [key, 'server.key'], ['ca.pem', 'root.crt']] as const) {
+    writeFileSync(path.join(dataDirectory, to), readFileSync(file(from)), { mode: 0o600 })
+    chownSync(path.join(dataDirectory, to), uid, gid)
+  }
+  await admin.query('SELECT pg_reload_conf()')
+}
+await admin.query("ALTER SYSTEM SET ssl = 'on'")
+await admin.query("ALTER SYSTEM SET ssl_ca_file = 'root.crt'")
+// Over TCP only TLS: a client certificate for tessera_cert, a password for anyone else. The socket is the test's.
+writeFileSync(await setting('hba_file'), [
+  'local all all scram-sha-256',
+  ...['127.0.0.1/32', '::1/128'].flatMap((from) => [`hostssl all tessera_cert ${from} cert`, `hostssl all all ${from} scram-sha-256`]),
+  ''
+].join('\n'))
+await admin.query('CREATE ROLE tessera_cert LOGIN SUPERUSER')
+await serveCertificate('server.pem', 'server.key')
+
+const tcp = new URL(socketUrl)
+tcp.searchParams.delete('host')
+const PASSWORD = decodeURIComponent(tcp.password)
+/** The cluster's `tessera` database over TCP on `host`, with these TLS parameters. */
+function urlWith (params: Record<string, string>, host = '127.0.0.1'): string {
+  const url = new URL(tcp)
+  url.hostname = host
+  for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value)
+  return url.toString()
+}
+const verifyFull = urlWith({ sslmode: 'verify-full', sslrootcert: file('ca.pem') })
+// The reload is asynchronous: a connection over TLS goes through once it has taken effect.
+const reloaded = await within(10_000, async () => {
+  const client = new pg.Client({ connectionString: tcp.toString(), ssl: { ca: readFileSync(file('ca.pem'), 'utf8') } })
+  client.on('error', () => {})
+  return await client.connect().then(async () => { await client.end(); return true }, () => false)
+}, 100)
+if (reloaded === undefined) throw new Error('the cluster did not take TLS connections after its reload')
+
+/** Tessera's backends (not the test's own), with whether each is over TLS. */
+async function tesseraBackends (): Promise<Array<{ application_name: string, ssl: boolean, client_addr: string | null }>> {
+  const { rows } = await admin.query<{ application_name: string, ssl: boolean, client_addr: string | null }>(
+    "SELECT a.application_name, s.ssl, a.client_addr FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.datname = 'tessera' AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()")
+  return rows
+}
+
+/** One line on stderr, and nothing a person would not want there: no stack, no password, nothing of pg's multi-line warning. */
+function oneLine (t: Test, stderr: string, pattern: RegExp, what: string): void {
+  t.equal(stderr.split('\n').length, 2, `${what}: one line (${JSON.stringify(stderr)})`)
+  t.match(stderr, pattern, what)
+  t.notMatch(stderr, /\n\s+at |SECURITY WARNING|Warning:/, `${what}: no stack, no warning`)
+  t.notOk(stderr.includes(PASSWORD), `${what}: no password`)
+}
+
+/** A server start that must be refused: its exit code and output, or 'serving' when it started after all. */
+async function refusedStart (databaseUrl: string): Promise<{ code: number | null | 'serving', stdout: string, stderr: string }> {
+  const server = spawnProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', PORT: '0', DATABASE_URL: databaseUrl, TESSERA_KEK: KEK, TESSERA_WORKERS: '1' } })
+  const code = await Promise.race([server.closed, new Promise<'serving'>((resolve) => {
+    server.waitFor(/"msg":"tessera is serving"/, 60_000).then(() => resolve('serving'), () => {})
+  })])
+  await server.stop('SIGKILL')
+  return { code, stdout: server.stdout(), stderr: server.stderr() }
+}
+
+t.test('verify-full: the CLI, the migrations and an instance of two workers, every connection over TLS', async (t) => {
+  const env = { DATABASE_URL: verifyFull, TESSERA_KEK: KEK }
+  const migrated = await runCli(['migrate', 'up'], env)
+  t.equal(migrated.code, 0, migrated.stderr)
+  t.equal(migrated.stderr, '', 'nothing on stderr')
+  const created = await runCli(['users', 'create', 'alice'], env, 'correct horse battery\n')
+  t.equal(created.code, 0, created.stderr)
+  const service = await runCli(['clients', 'create', 'reporting', '--confidential', '--grants', 'client_credentials', '--json'], env)
+  t.equal(service.code, 0, service.stderr)
+  const secret = String((JSON.parse(service.stdout) as { client_secret: string }).client_secret)
+
+  // DATABASE_URL from a file, as a secret is mounted, naming the CA's file.
+  const urlFile = file('database-url')
+  writeFileSync(urlFile, `${verifyFull}\n`, { mode: 0o600 })
+  const server = await startServer(t, { DATABASE_URL_FILE: urlFile, TESSERA_KEK: KEK, TESSERA_WORKERS: '2', TESSERA_RATE_LIMIT: '1000000', TESSERA_JWKS_MAX_AGE: '1s', TESSERA_KEY_CHECK_INTERVAL: '1h' })
+  const tokens = await loginOver(server.url, 'alice', 'correct horse battery')
+  const refreshed = await refreshOver(server.url, tokens.refresh_token)
+  t.equal(refreshed.status, 200, 'a refresh')
+  await signUpOver(server.url, 'bob', 'another long passphrase')
+  const granted = await request(`${server.url}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `grant_type=client_credentials&client_id=reporting&client_secret=${encodeURIComponent(secret)}` })
+  t.equal(granted.status, 200, 'client_credentials, for the client the CLI made')
+
+  const backends = await tesseraBackends()
+  t.ok(backends.length >= 3, `the instance's connections: ${backends.length}`)
+  t.ok(backends.every((b) => b.ssl && b.client_addr !== null), 'every one over TCP with TLS')
+  t.ok(backends.some((b) => b.application_name === 'tessera-listener'), 'the LISTEN connection among them')
+
+  // A key rotated by the CLI reaches both workers by NOTIFY: the periodic reload is an hour away.
+  const rotated = await runCli(['keys', 'rotate', '--now', '--json'], env)
+  t.equal(rotated.code, 0, rotated.stderr)
+  const promoted = String((JSON.parse(rotated.stdout) as { promoted: string }).promoted)
+  let asked = 0
+  const everywhere = await within(15_000, async () => {
+    // Each on a connection of its own, which the kernel hands to either worker: 24 miss one of two once in millions.
+    const bodies = await Promise.all(Array.from({ length: 24 }, async () => (await request(`${server.url}/.well-known/jwks.json`)).body))
+    asked += bodies.length
+    return bodies.every((body) => body.includes(promoted))
+  }, 100)
+  t.ok(everywhere !== undefined, 'the new key is published by every worker')
+  const jwksLines = await server.logOf(asked, (line) => line.includes('"route":"/.well-known/jwks.json"') && line.includes('"msg":"request"'))
+  t.equal(new Set(jwksLines.map((line) => (JSON.parse(line) as { pid: number }).pid)).size, 2, 'answered by both workers')
+  const after = await refreshOver(server.url, String(refreshed.body.refresh_token))
+  t.equal(kidOf(String(after.body.access_token)), promoted, 'and signs')
+
+  // The server's certificate replaced by one no CA of DATABASE_URL's signed: a new connection is refused, and a request needing one answered 503, its cause logged.
+  await serveCertificate('self.pem', 'self.key')
+  await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'tessera' AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
+  const statuses = new Set<number>()
+  const me = async (): Promise<number> => (await request(`${server.url}/v1/me`, { headers: { authorization: `Bearer ${String(after.body.access_token)}` } })).status
+  const refused = await within(20_000, async () => {
+    statuses.add(await me())
+    return /"code":"DEPTH_ZERO_SELF_SIGNED_CERT"[^\n]*"msg":"database unavailable"/.test(server.output())
+  }, 100)
+  t.ok(refused !== undefined, 'a request met the refused certificate, logged as database unavailable with its code')
+  t.notOk(statuses.has(500), `no 500 (saw ${[...statuses].join(', ')})`)
+  t.ok(statuses.has(503), 'answered 503')
+  t.equal((await request(`${server.url}/readyz`)).status, 503, 'not ready')
+  const unavailable = server.output().split('\n').filter((line) => line.includes('DEPTH_ZERO_SELF_SIGNED_CERT'))
+  t.notOk(unavailable.some((line) => line.includes('"stack"')), 'logged with its code and words, no stack')
+  t.notOk(server.output().includes(PASSWORD), 'no password logged')
+
+  await serveCertificate('server.pem', 'server.key')
+  t.ok(await within(20_000, async () => await me() === 200, 200) !== undefined, 'served again once the certificate is back, with no restart')
+  t.equal(await server.stop('SIGTERM'), 0, 'drains and exits 0')
+  await server.closed
+  t.notMatch(server.output(), /SECURITY WARNING/)
+})
+
+t.test('sslmode=require is libpq\'s: encrypted, no certificate checked unless sslrootcert is given; pg\'s warning never printed', async (t) => {
+  const require = urlWith({ sslmode: 'require' })
+  const cli = await runCli(['migrate', 'status'], { DATABASE_URL: require })
+  t.equal(cli.code, 0, 'a server certificate from a CA nobody gave is taken')
+  t.equal(cli.stderr, '', 'and nothing is printed on stderr (node-postgres 8 printed its multi-line SECURITY WARNING)')
+
+  const server = await startServer(t, { DATABASE_URL: require, TESSERA_KEK: KEK, TESSERA_WORKERS: '2', TESSERA_RATE_LIMIT: '1000000' })
+  await signUpOver(server.url, 'carol', 'correct horse battery')
+  await loginOver(server.url, 'carol', 'correct horse battery')
+  t.equal(await server.stop('SIGTERM'), 0)
+  await server.closed
+  const lines = server.output().split('\n').filter((line) => line !== '')
+  t.ok(lines.every((line) => { try { JSON.parse(line); return true } catch { return false } }), 'every line the instance wrote is JSON: no warning from any of its processes')
+  t.ok(lines.some((line) => line.includes('"level":40') && line.includes('DATABASE_URL has sslmode=require and no sslrootcert')), 'the start warns that the certificate is not checked')
+
+  const byCa = await runCli(['migrate', 'status'], { DATABASE_URL: urlWith({ sslmode: 'require', sslrootcert: file('other.pem') }) })
+  t.equal(byCa.code, 1, 'with sslrootcert, require checks the CA (libpq: as verify-ca)')
+  oneLine(t, byCa.stderr, /^tessera: cannot connect to the database over TLS: its certificate is not signed by a CA that DATABASE_URL trusts .*\((UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN): /, 'require with another CA')
+  const byName = await runCli(['migrate', 'status'], { DATABASE_URL: urlWith({ sslmode: 'verify-ca', sslrootcert: file('ca.pem') }, 'localhost') })
+  t.equal(byName.code, 0, 'verify-ca checks the CA, not the host name')
+  const withCert = await runCli(['migrate', 'status'], { DATABASE_URL: urlWith({ sslmode: 'verify-full', sslrootcert: file('ca.pem'), sslcert: file('client.pem'), sslkey: file('client.key') }).replace(/\/\/tessera:[^@]*@/, '//tessera_cert@') })
+  t.equal(withCert.code, 0, `a client certificate (sslcert, sslkey) logs in where pg_hba.conf asks for one: ${withCert.stderr}`)
+  const withoutCert = await runCli(['migrate', 'status'], { DATABASE_URL: verifyFull.replace(/\/\/tessera:[^@]*@/, '//tessera_cert@') })
+  t.equal(withoutCert.code, 1)
+  oneLine(t, withoutCert.stderr, /^tessera: the database refused the connection: connection requires a valid client certificate/, 'no client certificate')
+})
+
+t.test('each refusal at start is one line naming its cause, from the server and the CLI alike', async (t) => {
+  const noTls = new URL(await createTestDatabase(t))
+  noTls.searchParams.set('sslmode', 'require')
+  const cases: Array<[string, string, RegExp]> = [
+    ['a CA that did not sign the server\'s certificate', urlWith({ sslmode: 'verify-full', sslrootcert: file('other.pem') }), /cannot connect to the database over TLS: its certificate is not signed by a CA that DATABASE_URL trusts \(its sslrootcert; without one, Node's public CAs\) \((UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN): /],
+    ['no sslrootcert: Node\'s public CAs, none of which signed it', urlWith({ sslmode: 'verify-full' }), /cannot connect to the database over TLS: its certificate is not signed by a CA that DATABASE_URL trusts .*\((UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN): /],
+    ['a host name the certificate does not hold', urlWith({ sslmode: 'verify-full', sslrootcert: file('ca.pem') }, 'localhost'), /cannot connect to the database over TLS: its certificate does not name the host DATABASE_URL connects to \(ERR_TLS_CERT_ALTNAME_INVALID: .*\); connect by a name it holds, or use sslmode=verify-ca$/m],
+    ['sslmode=disable where only hostssl admits', urlWith({ sslmode: 'disable' }), /the database refused the connection: no pg_hba.conf entry for host "127.0.0.1", user "tessera", database "tessera", no encryption; it takes this connection only over TLS: set sslmode in DATABASE_URL/],
+    ['a server with ssl off', noTls.toString(), /cannot connect to the database over TLS: The server does not support SSL connections \(its ssl is off\), and DATABASE_URL's sslmode requires TLS/],
+    ['an sslrootcert that cannot be read', urlWith({ sslmode: 'verify-full', sslrootcert: file('missing.pem') }), /DATABASE_URL's sslrootcert ".*missing\.pem" cannot be read \(ENOENT\)$/m],
+    ['an sslrootcert that holds no certificate', urlWith({ sslmode: 'verify-full', sslrootcert: file('server.ext') }), /DATABASE_URL's sslrootcert ".*server\.ext" holds no PEM certificate$/m],
+    ['sslmode=prefer, which would fall back to no TLS', urlWith({ sslmode: 'prefer' }), /DATABASE_URL's sslmode=prefer is not supported: Tessera never falls back to a connection without TLS/]
+  ]
+  for (const [what, databaseUrl, pattern] of cases) {
+    const start = await refusedStart(databaseUrl)
+    t.equal(start.code, 1, `${what}: the start exits 1`)
+    oneLine(t, start.stderr, new RegExp(`^tessera: (?:${pattern.source})`, pattern.flags), `${what}: the server`)
+    t.equal(start.stdout, '', `${what}: nothing logged before`)
+    const cli = await runCli(['users', 'list'], { DATABASE_URL: databaseUrl })
+    t.equal(cli.code, 1, `${what}: the command exits 1`)
+    oneLine(t, cli.stderr, new RegExp(`^tessera: (?:${pattern.source})`, pattern.flags), `${what}: the CLI`)
+  }
+})
