@@ -51,7 +51,9 @@ t.teardown(async () => {
   await runCli(['db', 'stop'], dbEnv)
   // As root the cluster lives outside the data directory (operators.md, TESSERA_DATA_DIR).
   const outside = (() => { try { return readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch { return undefined } })()
-  if (outside !== undefined) rmSync(outside, { recursive: true, force: true })
+  if (outside === undefined) return
+  rmSync(outside, { recursive: true, force: true })
+  rmSync(`${outside}.owner`, { force: true })
 })
 /** The superuser's URL through the cluster's Unix socket, which pg_hba.conf still admits: the test's own view. */
 const socketUrl = (JSON.parse(started.stdout) as { url: string }).url
