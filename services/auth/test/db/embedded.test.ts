@@ -40,9 +40,10 @@ t.test('portIsFree: false while something listens on the port, true once it is g
 })
 
 t.test('processIsGone: a running process is not, one reaped or exited and unreaped (a zombie) is', async (t) => {
-  // sh starts a child that exits at once, then becomes a sleep that never reaps it: the zombie a postmaster
-  // stopped by an instance running as PID 1 with no init becomes, which still takes signals.
-  const parent = spawn('sh', ['-c', 'true & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] })
+  // A parent that forks a child which exits at once and never reaps it: the zombie a postmaster stopped by an
+  // instance running as PID 1 with no init becomes, which still takes signals. Not sh (`true & …; exec sleep`):
+  // dash may reap its background job before the exec, and the child's /proc entry was then gone.
+  const parent = spawn('/usr/bin/python3', ['-c', 'import os, time\npid = os.fork()\nif pid == 0: os._exit(0)\nprint(pid, flush=True)\ntime.sleep(30)'], { stdio: ['ignore', 'pipe', 'ignore'] })
   t.teardown(() => { parent.kill() })
   const zombie = Number(await new Promise<string>((resolve) => parent.stdout.once('data', (chunk: Buffer) => { resolve(chunk.toString().trim()) })))
   // `true` exits at once; its state turns Z within moments.
