@@ -141,6 +141,40 @@ export function createProcessLogger (config: LogSettings, pretty = false): Proce
   return { logger, droppedLines: () => dropped }
 }
 
+/** A process warning as Node hands it to 'warning' listeners (process.emitWarning): `code` and `detail` when the emitter gave them. */
+export type ProcessWarning = Error & { code?: unknown, detail?: unknown }
+
+/**
+ * Hands every process warning (a dependency's DeprecationWarning,
+ * MaxListenersExceededWarning, ExperimentalWarning, pg's SECURITY WARNING)
+ * to `say` instead of Node's own listener, which prints each as several
+ * lines of text on stderr (`(node:PID) Warning: …`, the detail, a hint):
+ * text in the middle of a JSON log, and on stderr, which a stalled reader
+ * may have closed. A listener of our own beside Node's would not stop its
+ * printing; removing Node's does. Warnings the operator silenced
+ * (--no-warnings, NODE_NO_WARNINGS=1: Node then adds no listener) stay
+ * silent. Node emits a warning on a later tick, so one raised while this
+ * process's modules were loading reaches `say` too, when this is called in
+ * the same turn as they load.
+ */
+export function onProcessWarning (say: (warning: ProcessWarning) => void): void {
+  if (process.listenerCount('warning') === 0) return
+  process.removeAllListeners('warning')
+  process.on('warning', say)
+}
+
+/**
+ * The process's warnings as `warn` lines of `logger`, one each: `warning`
+ * holds its name, code, message and detail, and its stack only under
+ * --trace-warnings, which asks for where warnings come from.
+ */
+export function logProcessWarnings (logger: Logger): void {
+  onProcessWarning((warning) => {
+    const { name, code, message, detail, stack } = warning
+    logger.warn({ warning: { name, code, message, detail, ...(process.traceProcessWarnings ? { stack } : {}) } }, 'process warning')
+  })
+}
+
 type LogArguments = Parameters<Logger['info']>
 
 /**

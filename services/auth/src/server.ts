@@ -13,7 +13,7 @@ import { ConfigError, loadConfig, type Config } from './config.js'
 import { StartupError } from './cluster/startup.js'
 import type { HttpWorker } from './cluster/worker.js'
 import { WrongKekError } from './keys/kek.js'
-import { createProcessLogger, type ProcessLogger } from './logging.js'
+import { createProcessLogger, logProcessWarnings, type ProcessLogger } from './logging.js'
 import { databaseUnreachable } from './errors.js'
 
 /** A worker still draining after this long is cut off (the primary's own limit is longer). */
@@ -95,6 +95,7 @@ async function main (): Promise<void> {
   // Pretty logs only for a person at a terminal outside production (pino-pretty
   // is a development dependency, absent from the image); anything else gets JSON lines.
   const log = createProcessLogger(config, process.stdout.isTTY && !config.production)
+  logProcessWarnings(log.logger)
   if (cluster.isPrimary) await runPrimary(config, log)
   else await runWorker(config, log)
 }

@@ -13,6 +13,7 @@ import { DatabaseClock } from '../db/database-clock.js'
 import { embeddedClusterExists, startEmbeddedPostgres, stopEmbeddedPostgres } from '../db/embedded.js'
 import { VERSION } from '../version.js'
 import { databaseUnreachable } from '../errors.js'
+import { onProcessWarning } from '../logging.js'
 import { databaseFor } from '../db/locate.js'
 import { DEFAULT_ROLE_NAMES, ensureRoles } from '../db/roles.js'
 import { refuseSchemaElsewhere, SchemaElsewhereError } from '../db/migrate.js'
@@ -248,6 +249,16 @@ function privilegeMissing (err: unknown): string | undefined {
     ? `${(err as Error).message}: the role in DATABASE_URL may not do this; \`tessera migrate\` runs as the owner role, \`tessera db roles\` as a superuser, every other command as the runtime role (operators.md, "Database roles")`
     : undefined
 }
+
+// A warning (pg's SECURITY WARNING for an sslmode in DATABASE_URL, a
+// dependency's deprecation) is one line on stderr like the CLI's other words
+// there, not Node's several; stdout stays the command's output alone, so
+// --json's stays JSON.
+onProcessWarning((warning) => {
+  const code = typeof warning.code === 'string' ? ` [${warning.code}]` : ''
+  const detail = typeof warning.detail === 'string' ? `; ${warning.detail}` : ''
+  process.stderr.write(`tessera: ${printable(`${warning.name}${code}: ${warning.message}${detail}`.replace(/\s*\n\s*/g, ' '))}\n`)
+})
 
 // A reader that stops early (`audit tail --json | head`) closes the pipe: the
 // rest of the output is not wanted, which is no error. The command still runs

@@ -71,7 +71,7 @@ export class HashingProcess implements HashEngine {
   }
 
   async #spawn (): Promise<void> {
-    const child = fork(ENTRY, [String(this.#nice), String(this.#concurrency)], {
+    const child = fork(ENTRY, [String(this.#nice), String(this.#concurrency), this.#logger.level], {
       env: hashingEnv(this.#concurrency, this.#inheritedEnv),
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'json'

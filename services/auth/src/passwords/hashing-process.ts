@@ -7,7 +7,8 @@
  * the login rate (docs/decisions.md, "Hashing priority: nice 10" and "Login
  * under a flood: a queue bounded in time, a hashing thread at full
  * priority"). Started by the primary (passwords/hashing-engine.ts) with
- * UV_THREADPOOL_SIZE and the second argument set to the hashing concurrency; asked over IPC.
+ * UV_THREADPOOL_SIZE and the second argument set to the hashing concurrency,
+ * the third to the instance's log level; asked over IPC.
  *
  * On Linux a nice value belongs to a thread, and an unprivileged thread can
  * lower its priority but never raise it again: so the libuv pool is started
@@ -21,7 +22,8 @@ import os from 'node:os'
 import { answer, isAsk, notice, type Send } from '../util/rpc.js'
 import type { Costed } from './hashing-engine.js'
 import { hashPassword, verifyPassword } from './verify.js'
-import { createProcessLogger, DEFAULT_LOG_BUFFER_BYTES } from '../logging.js'
+import type { LevelWithSilent } from 'pino'
+import { createProcessLogger, DEFAULT_LOG_BUFFER_BYTES, logProcessWarnings } from '../logging.js'
 
 // Relative to the instance's own nice value (this process starts with it),
 // so an instance run under `nice` keeps the same gap to its workers; 19 is the floor.
@@ -89,9 +91,12 @@ const handlers = {
   hash: async (body: { password: string }) => await costed(hashPassword(body.password)),
   verify: async (body: { encodedHash: string, password: string }) => await costed(verifyPassword(body.encodedHash, body.password))
 }
-// A line like every other process's: JSON, redacted, bounded, at error (the primary answers the request 500 on its side).
-// Its drops are not in the metrics (it has no registry; the primary's is not its); the line after the reader's return says them.
-const { logger } = createProcessLogger({ logLevel: 'error', logBufferBytes: DEFAULT_LOG_BUFFER_BYTES })
+// A line like every other process's: JSON, redacted, bounded, at the
+// instance's level (the third argument). A failed request is logged here at
+// error; the primary answers it 500 on its side.
+// Its drops are not in the metrics (it has no registry; the primary's is not its); the warn line after the reader's return says them.
+const { logger } = createProcessLogger({ logLevel: (process.argv[4] ?? 'info') as LevelWithSilent, logBufferBytes: DEFAULT_LOG_BUFFER_BYTES })
+logProcessWarnings(logger)
 process.on('message', (message) => {
   if (!isAsk(message)) return
   answer(send, message, handlers, () => false, (err, kind) => { logger.error({ err, kind }, 'a request to the hashing process failed') })

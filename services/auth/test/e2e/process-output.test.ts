@@ -1,0 +1,56 @@
+/**
+ * Every line an instance's processes write is a JSON log line: Node's own
+ * text (a process warning's `(node:PID) Warning: …` lines) never reaches
+ * stdout or stderr, where it would break an operator's JSON log pipeline.
+ * The real server (dist/), its workers and its hashing process, made to warn
+ * by test/helpers/provoke.mjs; and the CLI, whose stderr is its own one-line
+ * words.
+ */
+import t, { type Test } from 'tap'
+import { randomBytes } from 'node:crypto'
+import { fileURLToPath } from 'node:url'
+import { createTestDatabase } from '../helpers/db.js'
+import { instancePids, runCli, startServer } from '../helpers/server.js'
+
+const PROVOKE = `--import=${fileURLToPath(new URL('../helpers/provoke.mjs', import.meta.url))}`
+
+interface LogLine { level: number, pid: number, msg: string, warning?: Record<string, unknown> }
+
+/** Every line of `output`, each of which must be JSON. */
+function jsonLines (t: Test, output: string): LogLine[] {
+  const lines = output.split('\n').filter((line) => line !== '')
+  const notJson = lines.filter((line) => { try { JSON.parse(line); return false } catch { return true } })
+  t.same(notJson, [], 'every line is JSON')
+  return lines.flatMap((line) => { try { return [JSON.parse(line) as LogLine] } catch { return [] } })
+}
+
+const env = async (t: Test, more: Record<string, string> = {}): Promise<Record<string, string>> =>
+  ({ DATABASE_URL: await createTestDatabase(t), TESSERA_KEK: randomBytes(32).toString('base64url'), TESSERA_WORKERS: '2', NODE_OPTIONS: PROVOKE, ...more })
+
+t.test('a process warning is one warn line of the process\'s log, in the primary, each worker and the hashing process', async (t) => {
+  const server = await startServer(t, await env(t))
+  // The primary, its two HTTP workers and its hashing process.
+  const pids = instancePids(server.process.pid ?? 0)
+  t.equal(pids.length, 4, 'four processes')
+  for (const pid of pids) process.kill(pid, 'SIGWINCH')
+  const warnings = (await server.logOf(2 * pids.length, (line) => line.includes('"msg":"process warning"'))).map((line) => JSON.parse(line) as LogLine)
+  for (const pid of pids) {
+    t.same(warnings.filter((line) => line.pid === pid).map(({ level, warning }) => ({ level, warning })), [
+      { level: 40, warning: { name: 'Warning', code: 'TESSERA_TEST_WARNING', message: 'a warning as a dependency emits one', detail: 'with a detail' } },
+      { level: 40, warning: { name: 'DeprecationWarning', code: 'DEP0999', message: 'an API a dependency still calls is deprecated' } }
+    ], `process ${pid}: name, code, message, detail; no stack`)
+  }
+  t.equal(await server.stop(), 0)
+  await server.closed
+  jsonLines(t, server.output())
+})
+
+t.test('the CLI says a process warning in one line of its own on stderr, and --json\'s output stays JSON', async (t) => {
+  const { code, stdout, stderr } = await runCli(['--version', '--json'], { NODE_OPTIONS: PROVOKE, PROVOKE: 'warn-at-exit' })
+  t.equal(code, 0)
+  t.match(JSON.parse(stdout), { version: String })
+  t.equal(stderr, 'tessera: Warning [TESSERA_TEST_WARNING]: a warning as a dependency emits one; with a detail\n' +
+    'tessera: DeprecationWarning [DEP0999]: an API a dependency still calls is deprecated\n')
+  const silenced = await runCli(['--version'], { NODE_OPTIONS: PROVOKE, PROVOKE: 'warn-at-exit', NODE_NO_WARNINGS: '1' })
+  t.equal(silenced.stderr, '', 'NODE_NO_WARNINGS=1 silences them, as it silences Node\'s')
+})
