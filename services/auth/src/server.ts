@@ -14,7 +14,7 @@ import { StartupError } from './cluster/startup.js'
 import type { HttpWorker } from './cluster/worker.js'
 import { WrongKekError } from './keys/kek.js'
 import { createProcessLogger, logProcessWarnings, type ProcessLogger } from './logging.js'
-import { databaseUnreachable } from './errors.js'
+import { databaseUnreachable, loggedError } from './errors.js'
 
 /** A worker still draining after this long is cut off (the primary's own limit is longer). */
 const WORKER_DRAIN_LIMIT_MS = 25_000
@@ -27,8 +27,23 @@ function fail (message: string): never {
 
 // Each kind of process loads only its own modules: the primary not Fastify, a worker not the embedded Postgres.
 async function runPrimary (config: Config, { logger, droppedLines }: ProcessLogger): Promise<void> {
+  // While the instance starts, an error nothing caught (a throw in a
+  // callback, or a rejection no one awaits, which Node raises as one when no
+  // 'unhandledRejection' listener is there) is one log line, redacted, and
+  // exit 1, not Node's stack on stderr. Once it serves, closeWithGrace logs
+  // it and drains.
+  const failedWhileStarting = (err: Error): void => {
+    logger.error({ err }, 'shutting down after an error')
+    // Its workers end now, as they end themselves once they see it gone: one
+    // still being forked would otherwise fail Node's first message to a
+    // primary that has exited (EPIPE) and print that stack on stderr.
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGKILL')
+    process.exit(1)
+  }
+  process.on('uncaughtException', failedWhileStarting)
   const { startPrimary } = await import('./cluster/primary.js')
   const primary = await startPrimary(config, logger, droppedLines)
+  process.off('uncaughtException', failedWhileStarting)
   closeWithGrace({ delay: PRIMARY_DRAIN_LIMIT_MS, logger }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'shutting down after an error')
     else logger.info({ signal }, 'draining')
@@ -71,6 +86,8 @@ async function runWorker (config: Config, { logger, droppedLines }: ProcessLogge
 
 /** The settings this process loaded, for naming the one an address in use came from. */
 let loaded: Config | undefined
+/** This process's logger, once it has one. */
+let processLog: ProcessLogger | undefined
 
 /** Which setting named the port a listen found taken: PORT, or TESSERA_METRICS_PORT when it is that one (or both, when they are equal). */
 function addressInUse (err: Error & { port?: unknown }): string {
@@ -95,12 +112,20 @@ async function main (): Promise<void> {
   // Pretty logs only for a person at a terminal outside production (pino-pretty
   // is a development dependency, absent from the image); anything else gets JSON lines.
   const log = createProcessLogger(config, process.stdout.isTTY && !config.production)
+  processLog = log
   logProcessWarnings(log.logger)
   if (cluster.isPrimary) await runPrimary(config, log)
   else await runWorker(config, log)
 }
 
 main().catch((err: unknown) => {
+  // A worker that fails to start says why in a log line like its others:
+  // the primary starts another, which may fail the same way again and
+  // again, and says the instance's own failure at start itself.
+  if (cluster.isWorker && processLog !== undefined) {
+    processLog.logger.error(loggedError(err), 'the HTTP worker could not start')
+    process.exit(1)
+  }
   if (err instanceof StartupError || err instanceof WrongKekError || err instanceof ConfigError) fail(err.message)
   const code = (err as { code?: string }).code
   if (code === 'EADDRINUSE') fail(addressInUse(err as Error))

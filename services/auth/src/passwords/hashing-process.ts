@@ -97,6 +97,12 @@ const handlers = {
 // Its drops are not in the metrics (it has no registry; the primary's is not its); the warn line after the reader's return says them.
 const { logger } = createProcessLogger({ logLevel: (process.argv[4] ?? 'info') as LevelWithSilent, logBufferBytes: DEFAULT_LOG_BUFFER_BYTES })
 logProcessWarnings(logger)
+// A bug here is one line in the log, not Node's stack on stderr (where a
+// secret on the error would be printed unredacted); the primary starts another.
+process.on('uncaughtException', (err) => {
+  logger.error({ err }, 'the hashing process failed; exiting')
+  process.exit(1)
+})
 process.on('message', (message) => {
   if (!isAsk(message)) return
   answer(send, message, handlers, () => false, (err, kind) => { logger.error({ err, kind }, 'a request to the hashing process failed') })

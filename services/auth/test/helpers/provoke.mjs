@@ -5,8 +5,18 @@
 // - SIGWINCH (a signal Tessera does not handle and Node ignores by default):
 //   two warnings, as a dependency emits them (process.emitWarning), one with
 //   a code and a detail, one a DeprecationWarning.
+// - SIGURG (ignored by default too): an error nothing catches, carrying a
+//   secret-named property.
 // - PROVOKE=warn-at-exit: the two warnings when the process has nothing left
 //   to do (beforeExit: the end of a CLI command).
+// - PROVOKE=throw-at-fork: the primary throws, uncaught, as it forks its
+//   first HTTP worker (node:cluster emits 'fork' on the next tick), while
+//   the instance starts.
+// - PROVOKE=worker-boot-fails: an HTTP worker's ask for its boot fails, so
+//   its start fails.
+import cluster from 'node:cluster'
+
+const SECRET = 'provoked-secret-value'
 
 function warn () {
   process.emitWarning('a warning as a dependency emits one', { code: 'TESSERA_TEST_WARNING', detail: 'with a detail' })
@@ -14,4 +24,17 @@ function warn () {
 }
 
 process.on('SIGWINCH', warn)
+process.on('SIGURG', () => {
+  setImmediate(() => { throw Object.assign(new Error('provoked'), { password: SECRET }) })
+})
 if (process.env.PROVOKE === 'warn-at-exit') process.once('beforeExit', warn)
+if (process.env.PROVOKE === 'throw-at-fork' && cluster.isPrimary) {
+  cluster.once('fork', () => { throw Object.assign(new Error('provoked at start'), { password: SECRET }) })
+}
+if (process.env.PROVOKE === 'worker-boot-fails' && cluster.isWorker) {
+  const send = process.send.bind(process)
+  process.send = (message, ...rest) => {
+    if (message?.kind === 'boot') throw Object.assign(new Error('provoked boot failure'), { password: SECRET })
+    return send(message, ...rest)
+  }
+}
