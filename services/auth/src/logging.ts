@@ -146,7 +146,7 @@ export type ProcessWarning = Error & { code?: unknown, detail?: unknown }
 
 /**
  * Hands every process warning (a dependency's DeprecationWarning,
- * MaxListenersExceededWarning, ExperimentalWarning, pg's SECURITY WARNING)
+ * MaxListenersExceededWarning, ExperimentalWarning)
  * to `say` instead of Node's own listener, which prints each as several
  * lines of text on stderr (`(node:PID) Warning: …`, the detail, a hint):
  * text in the middle of a JSON log, and on stderr, which a stalled reader

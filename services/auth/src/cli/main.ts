@@ -250,10 +250,9 @@ function privilegeMissing (err: unknown): string | undefined {
     : undefined
 }
 
-// A warning (pg's SECURITY WARNING for an sslmode in DATABASE_URL, a
-// dependency's deprecation) is one line on stderr like the CLI's other words
-// there, not Node's several; stdout stays the command's output alone, so
-// --json's stays JSON.
+// A warning (a dependency's deprecation, a MaxListenersExceededWarning) is
+// one line on stderr like the CLI's other words there, not Node's several;
+// stdout stays the command's output alone, so --json's stays JSON.
 onProcessWarning((warning) => {
   const code = typeof warning.code === 'string' ? ` [${warning.code}]` : ''
   const detail = typeof warning.detail === 'string' ? `; ${warning.detail}` : ''
