@@ -80,8 +80,20 @@ const PRIVATE_KEY = /-----BEGIN [A-Z ]*PRIVATE KEY-----/
 interface Parsed {
   url: URL
   params: URLSearchParams
-  /** A Unix socket's directory for host (`?host=/run/postgresql`, or `%2F…` as the host): no TLS there, as libpq has it. */
+  /** The host pg connects to is a Unix socket's directory (`?host=/run/postgresql`, or `%2F…` as the host): no TLS there, as libpq has it. */
   socket: boolean
+}
+
+/**
+ * Whether pg connects to a Unix socket: it takes the last `host=` given
+ * (as libpq does), and the URL's own host when that is empty or absent.
+ * Judged by the first `host=`, or by the URL's host beside a `host=`, a
+ * socket followed by a network host was taken for a socket, and sslmode
+ * dropped over the network.
+ */
+function connectsToSocket (url: URL): boolean {
+  const host = url.searchParams.getAll('host').at(-1) ?? ''
+  return host === '' ? /^%2f/i.test(url.hostname) : host.startsWith('/')
 }
 
 /** DATABASE_URL as a URL (config.ts has already refused one that is not), its password never in a message. */
@@ -95,8 +107,7 @@ function parseUrl (databaseUrl: string): Parsed {
   for (const [name, why] of Object.entries(PG_ONLY)) {
     if (url.searchParams.has(name)) throw new DatabaseUrlError(`DATABASE_URL's ${why}`)
   }
-  const socket = (url.searchParams.get('host') ?? '').startsWith('/') || /^%2f/i.test(url.hostname)
-  return { url, params: url.searchParams, socket }
+  return { url, params: url.searchParams, socket: connectsToSocket(url) }
 }
 
 function sslMode (params: URLSearchParams): SslMode {

@@ -54,6 +54,28 @@ t.test('pg is handed the URL without its TLS parameters, the rest as it was', as
   t.match(client.ssl, { ca: /BEGIN CERTIFICATE/ }, 'Tessera\'s TLS settings, not pg\'s reading of the URL')
 })
 
+t.test('a socket is the host pg connects to: the last non-empty ?host=, else the URL\'s host', async (t) => {
+  const cases: Array<[string, string]> = [
+    // pg, as libpq, takes the last host= given: a socket first and a network host after is the network.
+    [`${BASE}?host=%2Frun%2Fpostgresql&host=db.internal&sslmode=verify-full&sslrootcert=${ca}`, 'db.internal'],
+    [`${BASE}?host=db.internal&host=%2Frun%2Fpostgresql&sslmode=verify-full&sslrootcert=${ca}`, '/run/postgresql'],
+    // A socket as the URL's host, and a network host in ?host=, which pg connects to.
+    [`postgres://tessera@%2Frun%2Fpostgresql/tessera?host=db.internal&sslmode=verify-full&sslrootcert=${ca}`, 'db.internal'],
+    // An empty host= is none: pg takes the URL's.
+    [`postgres://tessera@%2Frun%2Fpostgresql/tessera?host=&sslmode=verify-full&sslrootcert=${ca}`, '/run/postgresql'],
+    [`${BASE}?host=&sslmode=verify-full&sslrootcert=${ca}`, 'db.example']
+  ]
+  for (const [url, host] of cases) {
+    const config = postgresClientConfig(url)
+    const client = new pg.Client(config)
+    t.equal(client.host, host, `${url}: pg connects to ${host}`)
+    if (host.startsWith('/')) t.equal(config.ssl, false, `${url}: a socket, no TLS`)
+    else t.match(config.ssl, { ca: /BEGIN CERTIFICATE/ }, `${url}: over the network, verify-full as written`)
+  }
+  const over = 'postgres://tessera@%2Frun%2Fpostgresql/tessera?host=db.internal&sslmode=require'
+  t.same(databaseTls(over), { mode: 'require', verified: false }, 'require to a network host is warned of, whatever the URL\'s host')
+})
+
 t.test('what cannot be honoured is refused with one line, never the password', async (t) => {
   const refused: Array<[string, RegExp]> = [
     ['sslmode=prefer', /^DATABASE_URL's sslmode=prefer is not supported: Tessera never falls back to a connection without TLS/],
