@@ -107,6 +107,15 @@ function parseUrl (databaseUrl: string): Parsed {
   for (const [name, why] of Object.entries(PG_ONLY)) {
     if (url.searchParams.has(name)) throw new DatabaseUrlError(`DATABASE_URL's ${why}`)
   }
+  for (const name of new Set(url.searchParams.keys())) {
+    // libpq refuses a parameter it does not know; pg ignored `SSLMODE=verify-full`, and connected without TLS.
+    const meant = name.trim().toLowerCase()
+    if (meant !== name && (TLS_PARAMETERS.includes(meant) || meant in PG_ONLY)) {
+      throw new DatabaseUrlError(`DATABASE_URL's ${name}= is not read: parameter names are lower case (${meant}=)`)
+    }
+    // libpq and pg take the last of a parameter given twice, which is not what a reader of the URL sees first.
+    if (TLS_PARAMETERS.includes(name) && url.searchParams.getAll(name).length > 1) throw new DatabaseUrlError(`DATABASE_URL gives ${name} more than once: keep one`)
+  }
   return { url, params: url.searchParams, socket: connectsToSocket(url) }
 }
 

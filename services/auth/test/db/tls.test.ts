@@ -92,7 +92,14 @@ t.test('what cannot be honoured is refused with one line, never the password', a
     [`sslmode=verify-full&sslrootcert=${dir}/missing.pem`, /^DATABASE_URL's sslrootcert ".*missing\.pem" cannot be read \(ENOENT\)$/],
     [`sslmode=verify-full&sslrootcert=${dir}`, /^DATABASE_URL's sslrootcert ".*" cannot be read \(EISDIR\)$/],
     [`sslmode=verify-full&sslrootcert=${key}`, /^DATABASE_URL's sslrootcert ".*client\.key" holds no PEM certificate$/],
-    [`sslmode=verify-full&sslcert=${ca}&sslkey=${ca}`, /^DATABASE_URL's sslkey ".*ca\.pem" holds no PEM private key$/]
+    [`sslmode=verify-full&sslcert=${ca}&sslkey=${ca}`, /^DATABASE_URL's sslkey ".*ca\.pem" holds no PEM private key$/],
+    // libpq takes the last of a parameter given twice, node-postgres too; Tessera took the first: refused, not guessed.
+    [`sslmode=disable&sslmode=verify-full&sslrootcert=${ca}`, /^DATABASE_URL gives sslmode more than once: keep one$/],
+    [`sslmode=verify-full&sslrootcert=${ca}&sslrootcert=${key}`, /^DATABASE_URL gives sslrootcert more than once: keep one$/],
+    // libpq refuses a parameter it does not know ("invalid URI query parameter"); node-postgres ignored it, and the URL connected without TLS.
+    ['SSLMODE=verify-full', /^DATABASE_URL's SSLMODE= is not read: parameter names are lower case \(sslmode=\)$/],
+    [`sslMode=verify-full&sslrootcert=${ca}`, /^DATABASE_URL's sslMode= is not read: parameter names are lower case \(sslmode=\)$/],
+    ['SSL=true', /^DATABASE_URL's SSL= is not read: parameter names are lower case \(ssl=\)$/]
   ]
   for (const [query, message] of refused) {
     const url = `${BASE}?${query}`
