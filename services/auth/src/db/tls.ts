@@ -5,8 +5,9 @@
  * and prints a multi-line SECURITY WARNING on stderr saying version 9 will
  * switch to libpq's; read here, a URL means one thing whichever pg is
  * installed, and pg never sees the parameters (no warning). The connection
- * string pg is handed has them taken out, and `ssl` is always set, so pg's
- * own PGSSLMODE is not read either: DATABASE_URL alone says. docs/decisions.md,
+ * string pg is handed has them taken out, and `ssl` and `sslnegotiation`
+ * are always set, so pg's own PGSSLMODE and PGSSLNEGOTIATION are not read
+ * either: DATABASE_URL alone says. docs/decisions.md,
  * "Postgres over TLS".
  * @module
  */
@@ -29,6 +30,8 @@ export interface PostgresClientConfig {
   /** DATABASE_URL without its TLS parameters. */
   connectionString: string
   ssl: false | ConnectionOptions
+  /** Set, so that pg reads no PGSSLNEGOTIATION: its `direct` is refused by Postgres before 17, and without TLS refused by pg. */
+  sslnegotiation: 'postgres'
 }
 
 /** DATABASE_URL's TLS settings cannot be used: the message is one line that names no password. */
@@ -178,7 +181,7 @@ export function postgresClientConfig (databaseUrl: string): PostgresClientConfig
   const parsed = parseUrl(databaseUrl)
   const { params, url } = parsed
   const { ssl } = tlsOptions(parsed)
-  if (!TLS_PARAMETERS.some((name) => params.has(name))) return { connectionString: databaseUrl, ssl }
+  if (!TLS_PARAMETERS.some((name) => params.has(name))) return { connectionString: databaseUrl, ssl, sslnegotiation: 'postgres' }
   for (const name of TLS_PARAMETERS) params.delete(name)
-  return { connectionString: url.toString(), ssl }
+  return { connectionString: url.toString(), ssl, sslnegotiation: 'postgres' }
 }

@@ -19,7 +19,7 @@ writeFileSync(key, '-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----
 const BASE = 'postgres://tessera:s%40cret@db.example:5432/tessera'
 
 t.test('each sslmode as libpq has it', async (t) => {
-  t.same(postgresClientConfig(BASE), { connectionString: BASE, ssl: false }, 'no sslmode: no TLS, and pg\'s PGSSLMODE not read (ssl is set)')
+  t.same(postgresClientConfig(BASE), { connectionString: BASE, ssl: false, sslnegotiation: 'postgres' }, 'no sslmode: no TLS, and pg\'s PGSSLMODE and PGSSLNEGOTIATION not read (both are set)')
   t.same(postgresClientConfig(`${BASE}?sslmode=disable`).ssl, false)
   t.same(postgresClientConfig(`${BASE}?sslmode=require`).ssl, { rejectUnauthorized: false }, 'require: encrypted, no certificate checked')
   const requireWithCa = postgresClientConfig(`${BASE}?sslmode=require&sslrootcert=${ca}`).ssl
@@ -74,6 +74,17 @@ t.test('a socket is the host pg connects to: the last non-empty ?host=, else the
   }
   const over = 'postgres://tessera@%2Frun%2Fpostgresql/tessera?host=db.internal&sslmode=require'
   t.same(databaseTls(over), { mode: 'require', verified: false }, 'require to a network host is warned of, whatever the URL\'s host')
+})
+
+t.test('pg reads no TLS setting of its own from the environment', async (t) => {
+  const saved = process.env.PGSSLNEGOTIATION
+  process.env.PGSSLNEGOTIATION = 'direct'
+  t.teardown(() => { if (saved === undefined) delete process.env.PGSSLNEGOTIATION; else process.env.PGSSLNEGOTIATION = saved })
+  for (const query of ['', `?sslmode=verify-full&sslrootcert=${ca}`]) {
+    // pg 8 took PGSSLNEGOTIATION: direct TLS, which Postgres before 17 does not answer, and with sslmode unset a refusal to connect at all.
+    const client = new pg.Client(postgresClientConfig(`${BASE}${query}`))
+    t.equal((client as unknown as { connectionParameters: { sslnegotiation: string } }).connectionParameters.sslnegotiation, 'postgres', query)
+  }
 })
 
 t.test('what cannot be honoured is refused with one line, never the password', async (t) => {
