@@ -286,6 +286,19 @@ function readDatabaseTls (databaseUrl: string | undefined): { unverifiedDatabase
   }
 }
 
+/**
+ * DATABASE_URL's `port=`, which pg takes over the URL's own port (the last
+ * one given; empty is none). pg handed `port=abc` or `port=99999` to the
+ * socket, which threw where nothing caught it: the server and every command
+ * exited 0 and printed nothing.
+ */
+function checkDatabasePort (databaseUrl: string | undefined): void {
+  if (databaseUrl === undefined) return
+  const port = new URL(databaseUrl).searchParams.getAll('port').at(-1) ?? ''
+  if (port === '' || (/^\d{1,5}$/.test(port) && Number(port) >= 1 && Number(port) <= 65535)) return
+  throw new ConfigError('DATABASE_URL', '', '', `DATABASE_URL's port=${JSON.stringify(port)} is invalid: expected a port number, 1 to 65535`)
+}
+
 function isPostgresUrl (value: string): boolean {
   try {
     const url = new URL(value)
@@ -462,6 +475,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const databaseUrl = read.optional('DATABASE_URL') === undefined
     ? undefined
     : read.string('DATABASE_URL', '', 'a postgres:// or postgresql:// URL', isPostgresUrl, true)
+  checkDatabasePort(databaseUrl)
   return {
     port,
     metricsPort: read.optional('TESSERA_METRICS_PORT') === undefined ? undefined : read.integer('TESSERA_METRICS_PORT', 0, 0, 65535),

@@ -182,6 +182,17 @@ t.test('a refused DATABASE_URL is not repeated: it may hold a password', async (
   t.notMatch(err.message, /s3cret-pw/)
 })
 
+t.test('DATABASE_URL\'s port= (which pg takes over the URL\'s port) is a port number, checked at start', async (t) => {
+  // pg passed port=abc or port=99999 to the socket, which threw where nothing caught it: the server and every command exited 0, printing nothing.
+  for (const port of ['abc', '99999', '0', '5432abc', '-1']) {
+    t.throws(() => loadConfig({ DATABASE_URL: `postgres://tessera:s3cret-pw@db/tessera?port=${port}` }),
+      { name: 'ConfigError', message: `DATABASE_URL's port=${JSON.stringify(port)} is invalid: expected a port number, 1 to 65535` }, port)
+  }
+  for (const url of ['postgres://db/tessera?port=5433', 'postgres://db:5433/tessera?port=', 'postgres://db/tessera?port=abc&port=5433']) {
+    t.equal(loadConfig({ DATABASE_URL: url }).databaseUrl, url, `${url}: taken (pg reads the last port=; an empty one is none)`)
+  }
+})
+
 t.test('a TESSERA_ISSUER holding a user name or password is not repeated, whatever else is wrong with it', async (t) => {
   // The check of its shape (scheme, query, fragment) came first and quoted the whole value, password included.
   for (const issuer of ['https://auth:s3cret-pw@auth.example.com', 'https://auth:s3cret-pw@auth.example.com/?tenant=a', 'https://auth:s3cret-pw@auth.example.com#x', 'ftp://auth:s3cret-pw@auth.example.com']) {
