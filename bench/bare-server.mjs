@@ -20,7 +20,7 @@ import cluster from 'node:cluster'
 import Fastify from 'fastify'
 import pg from 'pg'
 import { sharedPortFor } from '@tessera/auth/cluster/port.js'
-import { LIVE_PROFILE_SQL as ME, LIVE_PROFILE_STATEMENT } from './lib/service.mjs'
+import { LIVE_PROFILE_SQL as ME, LIVE_PROFILE_STATEMENT, postgresClientConfig } from './lib/service.mjs'
 
 const workers = Number(process.env.BARE_WORKERS ?? 1)
 
@@ -32,7 +32,7 @@ async function serve () {
   const requestIdLength = Number(process.env.BARE_REQUEST_ID_LENGTH ?? 0)
   let requests = 0
   const tokenResponse = process.env.BARE_TOKEN_RESPONSE ?? '{}'
-  const pool = new pg.Pool({ connectionString: process.env.BARE_DATABASE_URL, max: Number(process.env.BARE_POOL ?? 20) })
+  const pool = new pg.Pool({ ...postgresClientConfig(process.env.BARE_DATABASE_URL ?? ''), max: Number(process.env.BARE_POOL ?? 20) })
 
   const app = Fastify({ logger: false })
   app.get('/jwks', async (request, reply) => {

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url'
 import argon2 from 'argon2'
 import { SignJWT, generateKeyPair, jwtVerify } from 'jose'
 import pg from 'pg'
-import { ARGON2_PARAMS, ClientCache, Keyring, REFRESH_GRANT_SQL, backoffPolicy, connect, hashingOverloaded, loadConfig, loadKeyring, passwordGrant, refreshDecision, workerPoolSize } from './service.mjs'
+import { ARGON2_PARAMS, ClientCache, Keyring, REFRESH_GRANT_SQL, backoffPolicy, connect, hashingOverloaded, loadConfig, loadKeyring, passwordGrant, postgresClientConfig, refreshDecision, workerPoolSize } from './service.mjs'
 
 /** @typedef {import('./ceiling-registry.mjs').CpuWindow} CpuWindow */
 
@@ -219,7 +219,7 @@ async function rotationChains (pool, count, clientId) {
  * @param {string} url @param {number} concurrency @param {number} seconds @param {CpuWindow} [window]
  */
 export async function rotationRate (url, concurrency, seconds, window) {
-  const pool = new pg.Pool({ connectionString: url, max: 1 })
+  const pool = new pg.Pool({ ...postgresClientConfig(url), max: 1 })
   const clientId = `bench-rotation-${randomUUID()}`
   const { kid, chains } = await rotationChains(pool, concurrency, clientId).finally(async () => { await pool.end() })
   const connection = connect(url, concurrency)
@@ -278,7 +278,7 @@ function pgbenchGrant (clientId) {
  */
 export async function pgbenchRotationRate (url, clients, seconds) {
   const tag = `bench-pgbench-${randomUUID()}`
-  const pool = new pg.Pool({ connectionString: url, max: 1 })
+  const pool = new pg.Pool({ ...postgresClientConfig(url), max: 1 })
   try {
     await rotationChains(pool, clients, tag)
   } finally {

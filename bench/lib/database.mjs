@@ -8,7 +8,7 @@
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import pg from 'pg'
-import { connect, migrateUp, startEmbeddedPostgres, stopEmbeddedPostgres } from './service.mjs'
+import { connect, migrateUp, postgresClientConfig, startEmbeddedPostgres, stopEmbeddedPostgres } from './service.mjs'
 
 /**
  * @typedef {object} BenchDatabase
@@ -30,14 +30,15 @@ async function wipeEmbedded (dataDir) {
 
 /** @param {string} url @param {string} sql */
 async function adminQuery (url, sql) {
-  const client = new pg.Client({ connectionString: url })
+  // DATABASE_URL's TLS parameters as Tessera reads them (libpq's), not as pg 8 would.
+  const client = new pg.Client(postgresClientConfig(url))
   await client.connect()
   try { return await client.query(sql) } finally { await client.end() }
 }
 
 /** @param {string} url */
 async function describe (url) {
-  const client = new pg.Client({ connectionString: url })
+  const client = new pg.Client(postgresClientConfig(url))
   await client.connect()
   try {
     const version = (await client.query('SHOW server_version')).rows[0].server_version

@@ -18,6 +18,7 @@ export const SERVER_ENTRY = fileURLToPath(new URL('../../services/auth/dist/serv
 export const NOTES_ENTRY = fileURLToPath(new URL('../../services/notes/dist/server.js', import.meta.url))
 
 export { connect } from '@tessera/auth/db/connect.js'
+export { postgresClientConfig } from '@tessera/auth/db/tls.js'
 export { startEmbeddedPostgres, stopEmbeddedPostgres } from '@tessera/auth/db/embedded.js'
 export { migrateUp } from '@tessera/auth/db/migrate.js'
 export { workerPoolSize } from '@tessera/auth/cluster/pool.js'
