@@ -465,7 +465,7 @@ async function report (run, { loadBefore, registry, scenarioResults, scaling, pr
   const { results, skipped } = scenarioResults
   const written = {
     generatedAt: new Date().toISOString(),
-    machine: machineFacts({ postgres: run.database.version, loadBefore }),
+    machine: machineFacts({ postgres: run.database.version, loadBefore, cores: run.settings.cores }),
     database: { source: run.database.source, settings: run.database.settings },
     settings: { ...run.settings, quick: run.options.quick, tessera: { ...run.tesseraSettings, workers: `auto (${run.settings.cores}), then 1 for scaling` } },
     ceilings,

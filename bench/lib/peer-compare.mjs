@@ -22,6 +22,7 @@ import { loadAverage, machineFacts, textTable } from './report.mjs'
 import { argon2AllCores, opensslSigning, signingAllCores } from './physical.mjs'
 import { coresBetween, cpuSnapshot, listenerPid, waitIdle } from './proc-cpu.mjs'
 import { longestWaitMs, scrapeQueueWaits } from './queue-wait.mjs'
+import { loadConfig } from './service.mjs'
 import { startTessera } from './tessera.mjs'
 import { WRK_TIMEOUT, runWrk, wrkCommand } from './wrk.mjs'
 
@@ -101,7 +102,8 @@ const round2 = (/** @type {number} */ n) => Math.round(n * 100) / 100
  * @param {{ root: string, out: string, quick: boolean, peerDir: string, peerRunDir: string, databaseUrl: string | undefined, log: (line: string) => void }} options
  */
 export async function comparePeer ({ root, out, quick, peerDir, peerRunDir, databaseUrl, log }) {
-  const cores = os.availableParallelism()
+  // The cores Tessera's `auto` counts (under a CPU quota, the quota rounded up), as bench/run.mjs takes them.
+  const { cores } = loadConfig({})
   const settings = quick
     ? { duration: 2, warmup: 1, rounds: 2, physicalSeconds: 0.5 }
     : { duration: 10, warmup: 1, rounds: 2, physicalSeconds: 3 }
@@ -185,7 +187,7 @@ export async function comparePeer ({ root, out, quick, peerDir, peerRunDir, data
 
     const report = {
       generatedAt: new Date().toISOString(),
-      machine: machineFacts({ postgres: database.version, loadBefore }),
+      machine: machineFacts({ postgres: database.version, loadBefore, cores }),
       settings: {
         ...settings,
         quick,

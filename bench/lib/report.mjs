@@ -79,10 +79,14 @@ export function judgeTargets (results, ceilings = {}) {
 /** The 1, 5 and 15-minute load averages, rounded. */
 export const loadAverage = () => os.loadavg().map((l) => Math.round(l * 100) / 100)
 
-/** What a report says about the machine it was measured on. @param {{ postgres: string, loadBefore: number[] }} run */
-export function machineFacts ({ postgres, loadBefore }) {
+/**
+ * What a report says about the machine it was measured on; `cores` is the count Tessera's `auto` runs its instance with
+ * (loadConfig({}).cores: a CPU quota rounded up), what the run had to share, not every core of the host.
+ * @param {{ postgres: string, loadBefore: number[], cores: number }} run
+ */
+export function machineFacts ({ postgres, loadBefore, cores }) {
   return {
-    cores: os.availableParallelism(),
+    cores,
     cpu: os.cpus()[0]?.model ?? 'unknown',
     memoryGiB: Math.round(os.totalmem() / 2 ** 30),
     platform: `${os.platform()} ${os.release()}`,
