@@ -52,8 +52,10 @@ function quotaCgroup (t: Test, quotaUs: number, periodUs: number): string {
 t.test('half a core of a cgroup v1 quota: one HTTP worker, one hash at a time, and it serves', async (t) => {
   const cgroup = quotaCgroup(t, 50_000, 100_000)
   const databaseUrl = await createTestDatabase(t)
-  // Half a core for the primary, a worker and the hashing process to start on: slower than the default allows on a loaded machine.
-  const server = await startServer(t, { DATABASE_URL: databaseUrl, TESSERA_KEK: randomBytes(32).toString('base64url'), TESSERA_RATE_LIMIT: '1000000' }, { cgroup, timeoutMs: 180_000 })
+  // Half a core for the primary, a worker and the hashing process to start on: slower than the default allows on a loaded machine
+  // (about 7 s here at a load of 8). Under the file's 180 s, so that a start that never comes fails this test, whose teardown
+  // empties and removes the cgroup, rather than tap's timeout, which ends the process before any teardown runs.
+  const server = await startServer(t, { DATABASE_URL: databaseUrl, TESSERA_KEK: randomBytes(32).toString('base64url'), TESSERA_RATE_LIMIT: '1000000' }, { cgroup, timeoutMs: 120_000 })
 
   const serving = server.output().split('\n').filter((l) => l.includes('"msg":"tessera is serving"')).map((l) => JSON.parse(l) as Record<string, unknown>)
   t.match(serving, [{

@@ -46,7 +46,7 @@ openssl('x509', '-req', '-in', 'client.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key'
 const dataDir = tempDir(t, 'postgres-tls-data')
 const dbEnv = { TESSERA_DATA_DIR: dataDir }
 const started = await runCli(['db', 'start', '--json'], dbEnv)
-if (started.code !== 0) throw new Error(`tessera db start: ${started.stderr}`)
+// Before the check: a start that failed after making its cluster (outside the data directory, as root) leaves nothing behind.
 t.teardown(async () => {
   await runCli(['db', 'stop'], dbEnv)
   // As root the cluster lives outside the data directory (operators.md, TESSERA_DATA_DIR).
@@ -55,6 +55,7 @@ t.teardown(async () => {
   rmSync(outside, { recursive: true, force: true })
   rmSync(`${outside}.owner`, { force: true })
 })
+if (started.code !== 0) throw new Error(`tessera db start: ${started.stderr}`)
 /** The superuser's URL through the cluster's Unix socket, which pg_hba.conf still admits: the test's own view. */
 const socketUrl = (JSON.parse(started.stdout) as { url: string }).url
 const admin = new pg.Client({ connectionString: socketUrl })
