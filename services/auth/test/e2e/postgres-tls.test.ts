@@ -223,6 +223,16 @@ t.test('sslmode=require is libpq\'s: encrypted, no certificate checked unless ss
   oneLine(t, withoutCert.stderr, /^tessera: the database refused the connection: connection requires a valid client certificate/, 'no client certificate')
 })
 
+t.test('the host is the last host= given, as pg and libpq take it: the cluster\'s socket, then 127.0.0.1, is TLS over TCP', async (t) => {
+  const socketDir = new URL(socketUrl).searchParams.get('host') ?? ''
+  t.ok(socketDir.startsWith('/'), `the cluster's socket: ${socketDir}`)
+  // Judged by the first host=, this was a socket and went without TLS, which pg_hba.conf refuses over TCP ("no encryption").
+  const databaseUrl = verifyFull.replace('?', `?host=${encodeURIComponent(socketDir)}&host=127.0.0.1&`)
+  const cli = await runCli(['migrate', 'status'], { DATABASE_URL: databaseUrl })
+  t.equal(cli.code, 0, cli.stderr)
+  t.equal(cli.stderr, '', 'nothing on stderr')
+})
+
 t.test('each refusal at start is one line naming its cause, from the server and the CLI alike', async (t) => {
   const noTls = new URL(await createTestDatabase(t))
   noTls.searchParams.set('sslmode', 'require')
