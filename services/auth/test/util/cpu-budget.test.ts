@@ -97,6 +97,18 @@ t.test('cgroup v1, cpu,cpuacct as a container without a cgroup namespace sees it
     files: { 'sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us': '150000\n', 'sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us': '100000\n' }
   })
   t.equal(cpuBudget({ proc, fallback: 99 }).cores, 2)
+  // A cgroup of its own below the container's: found under the mount by the path with the mount's root taken off, not walked past.
+  const nested = machine(t, {
+    cgroup: '4:cpu,cpuacct:/docker/abc/app\n',
+    mounts: [{ root: '/docker/abc', point: 'sys/fs/cgroup/cpu,cpuacct', type: 'cgroup', options: 'rw,cpu,cpuacct' }],
+    files: {
+      'sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us': '400000\n',
+      'sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us': '100000\n',
+      'sys/fs/cgroup/cpu,cpuacct/app/cpu.cfs_quota_us': '100000\n',
+      'sys/fs/cgroup/cpu,cpuacct/app/cpu.cfs_period_us': '100000\n'
+    }
+  })
+  t.equal(cpuBudget({ proc: nested, fallback: 99 }).cores, 1, 'its own cgroup\'s 1, under the container\'s 4')
 })
 
 t.test('cgroup v1, nested: the tightest ancestor; -1 is no quota', async (t) => {
