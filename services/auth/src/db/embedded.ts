@@ -18,6 +18,7 @@ import { makeDataDir } from '../util/data-dir.js'
 import { freePort, portIsFree } from '../util/free-port.js'
 import { processIsGone } from '../util/process-gone.js'
 import { DB_USER, embeddedUrl, portInPostmasterOpts, serverOptions } from './embedded-options.js'
+import { postgresClientConfig } from './tls.js'
 
 export interface EmbeddedPostgres {
   /** Connection string of the `tessera` database on the local server: through its Unix socket when it has one. */
@@ -328,7 +329,8 @@ async function stopOwnServer (bins: Binaries, pgdata: string, as: RunAs, own: Po
 }
 
 async function ensureDatabase (adminUrl: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl })
+  // As every connection of Tessera's (db/tls.ts): pg left to itself reads PGSSLMODE and PGSSLNEGOTIATION, and asked for TLS on this socket.
+  const client = new pg.Client(postgresClientConfig(adminUrl))
   await client.connect()
   try {
     const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [DB_NAME])
