@@ -42,53 +42,42 @@ openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', 
 openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=tessera_cert', '-keyout', 'client.key', '-out', 'client.csr')
 openssl('x509', '-req', '-in', 'client.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-out', 'client.pem')
 
-// An embedded cluster of its own (`tessera db start`), then TLS turned on.
+// An embedded cluster of its own (`tessera db start`), then TLS turned on, in t.before: a top-level set-up that throws
+// ends the file before any teardown runs, and a failed reload check left the cluster running and its directory in
+// /var/tmp/tessera-postgres (as root the cluster lives outside the data directory: operators.md, TESSERA_DATA_DIR).
 const dataDir = tempDir(t, 'postgres-tls-data')
 const dbEnv = { TESSERA_DATA_DIR: dataDir }
-// libpq's TLS variables, as a shell set up for psql has them, are not read: the embedded Postgres takes no TLS on its socket,
-// and pg, reading them, asked it for TLS there ("The server does not support SSL connections") and the start failed.
-const started = await runCli(['db', 'start', '--json'], { ...dbEnv, PGSSLMODE: 'require', PGSSLNEGOTIATION: 'direct' })
-// Before the check: a start that failed after making its cluster (outside the data directory, as root) leaves nothing behind.
 t.teardown(async () => {
   await runCli(['db', 'stop'], dbEnv)
-  // As root the cluster lives outside the data directory (operators.md, TESSERA_DATA_DIR).
   const outside = (() => { try { return readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch { return undefined } })()
   if (outside === undefined) return
   rmSync(outside, { recursive: true, force: true })
   rmSync(`${outside}.owner`, { force: true })
 })
-if (started.code !== 0) throw new Error(`tessera db start: ${started.stderr}`)
-/** The superuser's URL through the cluster's Unix socket, which pg_hba.conf still admits: the test's own view. */
-const socketUrl = (JSON.parse(started.stdout) as { url: string }).url
-const admin = new pg.Client({ connectionString: socketUrl })
-await admin.connect()
-t.teardown(async () => { await admin.end() })
-const setting = async (name: string): Promise<string> => String((await admin.query<{ v: string }>(`SELECT current_setting('${name}') AS v`)).rows[0]?.v)
-const dataDirectory = await setting('data_directory')
-const { uid, gid } = statSync(dataDirectory)
+/** The superuser's connection through the cluster's Unix socket, which pg_hba.conf still admits: the test's own view. */
+let admin: pg.Client | undefined
+t.teardown(async () => { await admin?.end() })
+const adminQuery = async <R extends pg.QueryResultRow>(text: string): Promise<pg.QueryResult<R>> => {
+  if (admin === undefined) throw new Error('no admin connection: the set-up failed')
+  return await admin.query<R>(text)
+}
+const setting = async (name: string): Promise<string> => String((await adminQuery<{ v: string }>(`SELECT current_setting('${name}') AS v`)).rows[0]?.v)
+let dataDirectory = ''
+let owner = { uid: 0, gid: 0 }
+let socketUrl = ''
+let tcp = new URL('postgres://unset')
+let PASSWORD = ''
+let verifyFull = ''
 
 /** The server's certificate and key, put where Postgres reads them, and read again (ssl is reloadable). */
 async function serveCertificate (cert: string, key: string): Promise<void> {
   for (const [from, to] of [[cert, 'server.crt'], [key, 'server.key'], ['ca.pem', 'root.crt']] as const) {
     writeFileSync(path.join(dataDirectory, to), readFileSync(file(from)), { mode: 0o600 })
-    chownSync(path.join(dataDirectory, to), uid, gid)
+    chownSync(path.join(dataDirectory, to), owner.uid, owner.gid)
   }
-  await admin.query('SELECT pg_reload_conf()')
+  await adminQuery('SELECT pg_reload_conf()')
 }
-await admin.query("ALTER SYSTEM SET ssl = 'on'")
-await admin.query("ALTER SYSTEM SET ssl_ca_file = 'root.crt'")
-// Over TCP only TLS: a client certificate for tessera_cert, a password for anyone else. The socket is the test's.
-writeFileSync(await setting('hba_file'), [
-  'local all all scram-sha-256',
-  ...['127.0.0.1/32', '::1/128'].flatMap((from) => [`hostssl all tessera_cert ${from} cert`, `hostssl all all ${from} scram-sha-256`]),
-  ''
-].join('\n'))
-await admin.query('CREATE ROLE tessera_cert LOGIN SUPERUSER')
-await serveCertificate('server.pem', 'server.key')
 
-const tcp = new URL(socketUrl)
-tcp.searchParams.delete('host')
-const PASSWORD = decodeURIComponent(tcp.password)
 /** The cluster's `tessera` database over TCP on `host`, with these TLS parameters. */
 function urlWith (params: Record<string, string>, host = '127.0.0.1'): string {
   const url = new URL(tcp)
@@ -96,18 +85,44 @@ function urlWith (params: Record<string, string>, host = '127.0.0.1'): string {
   for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value)
   return url.toString()
 }
-const verifyFull = urlWith({ sslmode: 'verify-full', sslrootcert: file('ca.pem') })
-// The reload is asynchronous: a connection over TLS goes through once it has taken effect.
-const reloaded = await within(10_000, async () => {
-  const client = new pg.Client({ connectionString: tcp.toString(), ssl: { ca: readFileSync(file('ca.pem'), 'utf8') } })
-  client.on('error', () => {})
-  return await client.connect().then(async () => { await client.end(); return true }, () => false)
-}, 100)
-if (reloaded === undefined) throw new Error('the cluster did not take TLS connections after its reload')
+
+t.before(async () => {
+  // libpq's TLS variables, as a shell set up for psql has them, are not read: the embedded Postgres takes no TLS on its socket,
+  // and pg, reading them, asked it for TLS there ("The server does not support SSL connections") and the start failed.
+  const started = await runCli(['db', 'start', '--json'], { ...dbEnv, PGSSLMODE: 'require', PGSSLNEGOTIATION: 'direct' })
+  if (started.code !== 0) throw new Error(`tessera db start: ${started.stderr}`)
+  socketUrl = (JSON.parse(started.stdout) as { url: string }).url
+  admin = new pg.Client({ connectionString: socketUrl })
+  await admin.connect()
+  dataDirectory = await setting('data_directory')
+  owner = statSync(dataDirectory)
+  await adminQuery("ALTER SYSTEM SET ssl = 'on'")
+  await adminQuery("ALTER SYSTEM SET ssl_ca_file = 'root.crt'")
+  // Over TCP only TLS: a client certificate for tessera_cert, a password for anyone else. The socket is the test's.
+  writeFileSync(await setting('hba_file'), [
+    'local all all scram-sha-256',
+    ...['127.0.0.1/32', '::1/128'].flatMap((from) => [`hostssl all tessera_cert ${from} cert`, `hostssl all all ${from} scram-sha-256`]),
+    ''
+  ].join('\n'))
+  await adminQuery('CREATE ROLE tessera_cert LOGIN SUPERUSER')
+  await serveCertificate('server.pem', 'server.key')
+
+  tcp = new URL(socketUrl)
+  tcp.searchParams.delete('host')
+  PASSWORD = decodeURIComponent(tcp.password)
+  verifyFull = urlWith({ sslmode: 'verify-full', sslrootcert: file('ca.pem') })
+  // The reload is asynchronous: a connection over TLS goes through once it has taken effect.
+  const reloaded = await within(10_000, async () => {
+    const client = new pg.Client({ connectionString: tcp.toString(), ssl: { ca: readFileSync(file('ca.pem'), 'utf8') } })
+    client.on('error', () => {})
+    return await client.connect().then(async () => { await client.end(); return true }, () => false)
+  }, 100)
+  if (reloaded === undefined) throw new Error('the cluster did not take TLS connections after its reload')
+})
 
 /** Tessera's backends (not the test's own), with whether each is over TLS. */
 async function tesseraBackends (): Promise<Array<{ application_name: string, ssl: boolean, client_addr: string | null }>> {
-  const { rows } = await admin.query<{ application_name: string, ssl: boolean, client_addr: string | null }>(
+  const { rows } = await adminQuery<{ application_name: string, ssl: boolean, client_addr: string | null }>(
     "SELECT a.application_name, s.ssl, a.client_addr FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.datname = 'tessera' AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()")
   return rows
 }
@@ -176,7 +191,7 @@ t.test('verify-full: the CLI, the migrations and an instance of two workers, eve
 
   // The server's certificate replaced by one no CA of DATABASE_URL's signed: a new connection is refused, and a request needing one answered 503, its cause logged.
   await serveCertificate('self.pem', 'self.key')
-  await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'tessera' AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
+  await adminQuery("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'tessera' AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
   const statuses = new Set<number>()
   const me = async (): Promise<number> => (await request(`${server.url}/v1/me`, { headers: { authorization: `Bearer ${String(after.body.access_token)}` } })).status
   const refused = await within(20_000, async () => {
