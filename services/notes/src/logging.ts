@@ -37,3 +37,22 @@ export function createProcessLogger (config: Pick<Config, 'logLevel' | 'logBuffe
   })
   return logger
 }
+
+/**
+ * Node's process warnings (a dependency's DeprecationWarning,
+ * MaxListenersExceededWarning, pg's SECURITY WARNING for an sslmode in
+ * DATABASE_URL) as one warn line each of `logger`, in place of Node's own
+ * listener, which prints several lines of text on stderr: not JSON, in the
+ * middle of the log. Adding a listener beside Node's would not stop its
+ * printing; removing it does. Silenced warnings (--no-warnings,
+ * NODE_NO_WARNINGS=1: Node adds no listener) stay silent. As Tessera's
+ * logProcessWarnings (services/auth/src/logging.ts).
+ */
+export function logProcessWarnings (logger: Logger): void {
+  if (process.listenerCount('warning') === 0) return
+  process.removeAllListeners('warning')
+  process.on('warning', (warning: Error & { code?: unknown, detail?: unknown }) => {
+    const { name, code, message, detail } = warning
+    logger.warn({ warning: { name, code, message, detail } }, 'process warning')
+  })
+}

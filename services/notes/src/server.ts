@@ -7,7 +7,7 @@ import { buildApp, type App } from './app.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
 import { connect, migrate } from './db.js'
 import { createKeySource } from './keys.js'
-import { createProcessLogger } from './logging.js'
+import { createProcessLogger, logProcessWarnings } from './logging.js'
 
 /**
  * Listening fails for an address this machine does not have or a port taken:
@@ -31,6 +31,7 @@ async function listen (app: App, config: Config): Promise<string> {
 async function main (): Promise<void> {
   const config = loadConfig(process.env)
   const logger = createProcessLogger(config, { base: { service: 'tessera-notes' }, redact: ['req.headers.authorization'] })
+  logProcessWarnings(logger)
   const db = connect(config.databaseUrl)
   await migrate(db)
   const app = await buildApp(config, { db, logger, keys: createKeySource(config.jwksUrl, { cacheMaxAgeMs: config.jwksTtlMs, cooldownMs: config.jwksCooldownMs }) })

@@ -46,3 +46,17 @@ t.test('a NOTES_JWKS_URL or NOTES_ISSUER holding a password stops the start in o
     t.notMatch(notes.output(), secret, `${name}: without the password`)
   }
 })
+
+t.test('a process warning is one JSON warn line in the log, not Node\'s text on stderr', async (t) => {
+  // A warning raised once notes serves, as a dependency's deprecation would be.
+  const preload = 'data:text/javascript,setTimeout(() => { process.emitWarning("notes test warning", { type: "TestWarning", code: "NOTES_TEST", detail: "a second line" }) }, 1500)'
+  const notes = spawnProcess(process.execPath, ['--import', preload, SERVER], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: databaseUrl, PORT: '0', HOST: '127.0.0.1' } })
+  t.teardown(async () => { await notes.stop('SIGKILL') })
+  await notes.waitFor(/"msg":"process warning"/, 20_000)
+  await notes.stop('SIGTERM')
+  t.equal(notes.stderr(), '', 'nothing on stderr')
+  const lines = notes.stdout().split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as { msg: string, level: number, warning?: unknown })
+  const warning = lines.find((line) => line.msg === 'process warning')
+  t.same(warning?.warning, { name: 'TestWarning', code: 'NOTES_TEST', message: 'notes test warning', detail: 'a second line' }, 'name, code, message and detail')
+  t.equal(warning?.level, 40, 'at warn')
+})
