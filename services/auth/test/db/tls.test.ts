@@ -3,6 +3,7 @@
  * connections themselves, against a Postgres that takes only TLS, are
  * test/e2e/postgres-tls.test.ts's.
  */
+import { generateKeyPairSync } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import pg from 'pg'
 import t from 'tap'
@@ -15,7 +16,8 @@ const dir = tempDir(t, 'db-tls')
 const ca = `${dir}/ca.pem`
 writeFileSync(ca, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n')
 const key = `${dir}/client.key`
-writeFileSync(key, '-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n')
+// A key made now: no private key, real or stub, is committed.
+writeFileSync(key, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }))
 const BASE = 'postgres://tessera:s%40cret@db.example:5432/tessera'
 
 t.test('each sslmode as libpq has it', async (t) => {
