@@ -13,6 +13,7 @@ import { databaseTls, DatabaseUrlError } from './db/tls.js'
 import { TesseraError } from './errors.js'
 import { DEFAULT_LOG_BUFFER_BYTES } from './logging.js'
 import { cpuBudget } from './util/cpu-budget.js'
+import { memoryLimit, type MemoryLimit } from './util/memory-limit.js'
 import { UUID_TEXT } from './util/uuid.js'
 
 export type Seconds = number
@@ -56,6 +57,8 @@ export interface Config {
   cores: number
   /** What counted `cores`, for the start line. */
   coresFrom: string
+  /** The cgroup memory limit the instance runs under, if any: the start warns when it is below what the workers and hashes need. */
+  memoryLimit?: MemoryLimit
   /** HTTP worker processes of the instance (TESSERA_WORKERS; `auto` is one per core). */
   workers: number
   hashConcurrency: number
@@ -458,6 +461,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   // count every core of the node (docs/decisions.md, "Cores under a CPU quota").
   const budget = cpuBudget({ proc: '/proc', fallback: availableParallelism() })
   const cores = budget.cores
+  const memory = memoryLimit('/proc')
   // Every core: hashing runs in its own process at a lowered OS priority,
   // so the event loops and Postgres win most of the CPU whenever they want it
   // (docs/decisions.md, "Processes of one instance").
@@ -512,6 +516,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
       (v) => CLIENT_ID.test(v) && !UUID_TEXT.test(v) && !NAMED_ACTORS.has(v.toLowerCase())),
     cores,
     coresFrom: budget.from,
+    ...(memory === undefined ? {} : { memoryLimit: memory }),
     workers: read.integerOrAuto('TESSERA_WORKERS', cores, 1, MAX_WORKERS),
     hashConcurrency,
     hashQueueDepth: read.integer('TESSERA_HASH_QUEUE_DEPTH', hashConcurrency * QUEUED_PER_HASHING_SLOT, 0, 100000),

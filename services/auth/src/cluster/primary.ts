@@ -38,6 +38,7 @@ import { claimPort, hostRefused, sharedPortFor, type SharedPort } from './port.j
 import { rateLimitCounter } from './rate-limit.js'
 import { StartupError } from './startup.js'
 import { answer, Asker, isAnswer, isAsk, isNotice, notice, type Notice, type Send } from '../util/rpc.js'
+import { memoryWarning } from '../util/memory-limit.js'
 
 /** What a worker needs from the primary before it can serve: `keys` is the primary's keyring (keys/share.ts). */
 /** What a worker is handed to start: `hostOffsetMs`, the primary's last reading of Postgres's clock against this host's (db/database-clock.ts). */
@@ -151,6 +152,8 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
     if (config.plainHttpIssuer === true) {
       logger.warn(`TESSERA_ISSUER=${config.issuer} is plain http in production: clients would send passwords and tokens to it in clear, and RFC 8414 wants an https issuer; set it to the https URL of the gateway in front`)
     }
+    const tightMemory = memoryWarning(config.memoryLimit, config.workers, config.hashConcurrency)
+    if (tightMemory !== undefined) logger.warn({ memory_limit_bytes: config.memoryLimit?.bytes }, tightMemory)
     if (config.unverifiedDatabaseTls === true) {
       logger.warn('DATABASE_URL has sslmode=require and no sslrootcert: the connection to Postgres is encrypted, but its certificate is not checked, so whoever sits between this host and Postgres can pose as it; give sslrootcert the CA that signed it, and use sslmode=verify-full (docs/operators.md, "Postgres over TLS")')
     }

@@ -100,7 +100,7 @@ function baseEnv (databaseUrl: string): Record<string, string> {
 }
 
 t.test('TESSERA_WORKERS: auto is one per core, else a whole number from 1', async (t) => {
-  // The cores config counted: the affinity, or a CPU quota rounded up (util/cpu-budget.ts, test/e2e/cpu-quota.test.ts), not availableParallelism().
+  // The cores config counted: the affinity, or a CPU quota rounded up (util/cpu-budget.ts, test/e2e/container-limits.test.ts), not availableParallelism().
   const { cores } = loadConfig({})
   t.equal(loadConfig({}).workers, cores, 'unset is auto')
   t.equal(loadConfig({ TESSERA_WORKERS: 'auto' }).workers, cores)
