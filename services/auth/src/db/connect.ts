@@ -78,7 +78,8 @@ function sessionSetup (statementTimeoutMs: number): string {
 const ANSWER_MARGIN_MS = 2000
 
 export function connect (connectionString: string, max = 10, options: ConnectOptions = {}): Connection {
-  const pool = new pg.Pool({ ...postgresClientConfig(connectionString), max, connectionTimeoutMillis: 5000 })
+  // 5 s unless DATABASE_URL's connect_timeout says: pg-pool bounds both a new connection and the wait for a free one by it.
+  const pool = new pg.Pool({ connectionTimeoutMillis: 5000, ...postgresClientConfig(connectionString), max })
   const statementTimeoutMs = options.statementTimeoutMs ?? 0
   const setup = sessionSetup(statementTimeoutMs)
   // An idle client that loses its server (a database restart) emits here; without a

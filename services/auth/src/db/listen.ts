@@ -64,7 +64,8 @@ export async function listenForChanges (url: string, logger: Logger, handlers: C
   const target = postgresClientConfig(url)
 
   const connectOnce = async (): Promise<void> => {
-    const candidate = new pg.Client({ ...target, application_name: LISTENER_NAME, keepAlive: true, connectionTimeoutMillis: 5000 })
+    // Keepalives as DATABASE_URL says (on unless keepalives=0): the heartbeat finds a silent server either way.
+    const candidate = new pg.Client({ connectionTimeoutMillis: 5000, ...target, application_name: LISTENER_NAME })
     let dropped = false
     // Set once listening; a holder, since drop (defined first) stops it.
     const beat: { timer?: NodeJS.Timeout } = {}

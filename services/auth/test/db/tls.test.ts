@@ -3,12 +3,15 @@
  * connections themselves, against a Postgres that takes only TLS, are
  * test/e2e/postgres-tls.test.ts's.
  */
+import { execFileSync } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
-import { writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs'
 import pg from 'pg'
 import t from 'tap'
 import { loadConfig } from '../../src/config.js'
+import { connect } from '../../src/db/connect.js'
 import { databaseTls, DatabaseUrlError, postgresClientConfig } from '../../src/db/tls.js'
+import { hashedCrlName, makeCrl } from '../helpers/crl.js'
 import { tempDir } from '../helpers/gateway.js'
 
 const dir = tempDir(t, 'db-tls')
@@ -19,11 +22,12 @@ const key = `${dir}/client.key`
 // A key made now: no private key, real or stub, is committed.
 writeFileSync(key, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }))
 const BASE = 'postgres://tessera:s%40cret@db.example:5432/tessera'
+const readCa = (): string => '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'
 
 t.test('each sslmode as libpq has it', async (t) => {
-  t.same(postgresClientConfig(BASE), { connectionString: BASE, ssl: false, sslnegotiation: 'postgres' }, 'no sslmode: no TLS, and pg\'s PGSSLMODE and PGSSLNEGOTIATION not read (both are set)')
+  t.same(postgresClientConfig(BASE), { connectionString: BASE, ssl: false, sslnegotiation: 'postgres', enableChannelBinding: false, keepAlive: true }, 'no sslmode: no TLS, and pg\'s PGSSLMODE and PGSSLNEGOTIATION not read (both are set); libpq\'s keepalives')
   t.same(postgresClientConfig(`${BASE}?sslmode=disable`).ssl, false)
-  t.same(postgresClientConfig(`${BASE}?sslmode=require`).ssl, { rejectUnauthorized: false }, 'require: encrypted, no certificate checked')
+  t.same(postgresClientConfig(`${BASE}?sslmode=require`).ssl, { rejectUnauthorized: false, minVersion: 'TLSv1.2' }, 'require: encrypted, no certificate checked; TLS 1.2 at least, libpq\'s default')
   const requireWithCa = postgresClientConfig(`${BASE}?sslmode=require&sslrootcert=${ca}`).ssl
   t.match(requireWithCa, { ca: /BEGIN CERTIFICATE/ }, 'require with sslrootcert: the CA checked')
   t.notOk(requireWithCa !== false && 'rejectUnauthorized' in requireWithCa, 'so certificates are verified')
@@ -32,7 +36,7 @@ t.test('each sslmode as libpq has it', async (t) => {
   t.ok(verifyCa !== false && typeof verifyCa.checkServerIdentity === 'function' && verifyCa.ca !== undefined, 'verify-ca: the CA, not the name')
   const verifyFull = postgresClientConfig(`${BASE}?sslmode=verify-full&sslrootcert=${ca}`).ssl
   t.ok(verifyFull !== false && verifyFull.checkServerIdentity === undefined && verifyFull.ca !== undefined, 'verify-full: the CA and Node\'s check of the name')
-  t.same(postgresClientConfig(`${BASE}?sslmode=verify-full`).ssl, {}, 'verify-full without sslrootcert: Node\'s CAs')
+  t.same(postgresClientConfig(`${BASE}?sslmode=verify-full`).ssl, { minVersion: 'TLSv1.2' }, 'verify-full without sslrootcert: Node\'s CAs')
   const system = postgresClientConfig(`${BASE}?sslmode=verify-full&sslrootcert=system`).ssl
   t.ok(system !== false && typeof system.ca === 'string', 'sslrootcert=system: the system\'s CAs')
   const socket = postgresClientConfig(`${BASE}?host=%2Frun%2Fpostgresql&sslmode=verify-full&sslrootcert=${ca}`)
@@ -100,7 +104,7 @@ t.test('what cannot be honoured is refused with one line, never the password', a
     [`sslrootcert=${ca}`, /^DATABASE_URL has sslrootcert but no sslmode: add sslmode=verify-full/],
     ['ssl=true', /^DATABASE_URL's ssl= is node-postgres's own parameter: use sslmode=/],
     ['uselibpqcompat=true&sslmode=require', /^DATABASE_URL's uselibpqcompat= is node-postgres's own parameter/],
-    ['sslmode=require&sslnegotiation=direct', /^DATABASE_URL's sslnegotiation="direct" is not supported/],
+    ['sslmode=require&sslnegotiation=direct', /^DATABASE_URL's sslnegotiation=direct is not supported: Tessera asks for TLS as every Postgres answers it \(direct TLS needs Postgres 17\); use postgres$/],
     [`sslmode=verify-full&sslcert=${ca}`, /^DATABASE_URL has one of sslcert and sslkey: a client certificate takes both$/],
     [`sslmode=verify-full&sslrootcert=${dir}/missing.pem`, /^DATABASE_URL's sslrootcert ".*missing\.pem" cannot be read \(ENOENT\)$/],
     [`sslmode=verify-full&sslrootcert=${dir}`, /^DATABASE_URL's sslrootcert ".*" cannot be read \(EISDIR\)$/],
@@ -131,4 +135,135 @@ t.test('the start warns only of a connection that checks no certificate', async 
   }
   t.same(databaseTls(`${BASE}?sslmode=require`), { mode: 'require', verified: false })
   t.same(databaseTls(`${BASE}?sslmode=verify-full`), { mode: 'verify-full', verified: true })
+})
+
+// A CA of its own and a CRL it signed, for what is read of sslcrl and sslcrldir (TLS itself: test/e2e/postgres-tls.test.ts).
+execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=crl test CA', '-keyout', `${dir}/crl-ca.key`, '-out', `${dir}/crl-ca.pem`], { stdio: ['ignore', 'ignore', 'pipe'] })
+const crl = makeCrl(dir, 'crl', { cert: `${dir}/crl-ca.pem`, key: `${dir}/crl-ca.key` })
+const crlDir = `${dir}/crls`
+mkdirSync(crlDir)
+copyFileSync(crl, `${crlDir}/${hashedCrlName(crl)}`)
+const unhashedDir = `${dir}/unhashed-crls`
+mkdirSync(unhashedDir)
+copyFileSync(crl, `${unhashedDir}/crl.pem`)
+// A client key encrypted with a passphrase, made now (no key is committed).
+const PASSPHRASE = 'key passphrase 7'
+const encryptedKey = `${dir}/client-encrypted.key`
+writeFileSync(encryptedKey, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: PASSPHRASE }))
+const VERIFIED = `sslmode=verify-full&sslrootcert=${ca}`
+
+t.test('sslcrl and sslcrldir: the CRLs checked with the server\'s certificate, as libpq checks them', async (t) => {
+  const fromFile = postgresClientConfig(`${BASE}?${VERIFIED}&sslcrl=${crl}`)
+  t.match(fromFile.ssl, { crl: [/BEGIN X509 CRL/] }, 'sslcrl: the file\'s CRL handed to TLS')
+  t.notMatch(fromFile.connectionString, /crl/, 'and not to pg, which ignored it')
+  t.match(postgresClientConfig(`${BASE}?${VERIFIED}&sslcrldir=${crlDir}`).ssl, { crl: [/BEGIN X509 CRL/] }, 'sslcrldir: the CRLs OpenSSL would look up there')
+  t.equal((postgresClientConfig(`${BASE}?${VERIFIED}&sslcrl=${crl}&sslcrldir=${crlDir}`).ssl as { crl: string[] }).crl.length, 2, 'both, as libpq takes both')
+  t.match(postgresClientConfig(`${BASE}?sslmode=require&sslrootcert=${ca}&sslcrl=${crl}`).ssl, { crl: [/BEGIN X509 CRL/] }, 'require with sslrootcert checks the certificate, and so the CRL')
+})
+
+t.test('sslpassword decrypts sslkey at start; the passphrase goes nowhere else', async (t) => {
+  const url = `${BASE}?${VERIFIED}&sslcert=${ca}&sslkey=${encryptedKey}&sslpassword=${encodeURIComponent(PASSPHRASE)}`
+  const config = postgresClientConfig(url)
+  const ssl = config.ssl as { key?: string }
+  t.match(ssl.key, /^-----BEGIN PRIVATE KEY-----/, 'the key, decrypted')
+  t.notMatch(JSON.stringify(config), /passphrase 7|key%20passphrase|PRIVATE KEY/, 'neither the passphrase nor the key printed with the options')
+  t.notMatch(config.connectionString, /sslpassword/, 'nor handed to pg')
+  t.same(databaseTls(url), { mode: 'verify-full', verified: true })
+  t.match((postgresClientConfig(`${BASE}?${VERIFIED}&sslcert=${ca}&sslkey=${key}&sslpassword=unused`).ssl as { key?: string }).key, /PRIVATE KEY/, 'a key that is not encrypted: sslpassword unused, as libpq has it')
+})
+
+t.test('TLS versions, channel binding, keepalives and connect_timeout as libpq means them', async (t) => {
+  t.match(postgresClientConfig(`${BASE}?${VERIFIED}&ssl_min_protocol_version=tlsv1.3`).ssl, { minVersion: 'TLSv1.3' }, 'ssl_min_protocol_version (libpq takes any case)')
+  t.match(postgresClientConfig(`${BASE}?${VERIFIED}&ssl_max_protocol_version=TLSv1.2`).ssl, { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' }, 'ssl_max_protocol_version')
+  t.match(postgresClientConfig(`${BASE}?${VERIFIED}&ssl_min_protocol_version=`).ssl, { minVersion: 'TLSv1.2' }, 'empty: libpq\'s default')
+  t.equal(postgresClientConfig(`${BASE}?channel_binding=prefer`).enableChannelBinding, true, 'channel_binding=prefer: SCRAM-SHA-256-PLUS where offered')
+  t.equal(postgresClientConfig(`${BASE}?channel_binding=disable`).enableChannelBinding, false)
+  t.equal(postgresClientConfig(`${BASE}?keepalives=0`).keepAlive, false, 'keepalives=0')
+  t.equal(postgresClientConfig(`${BASE}?keepalives=1&keepalives_idle=30`).keepAliveInitialDelayMillis, 30_000, 'keepalives_idle, in seconds')
+  t.equal(postgresClientConfig(`${BASE}?connect_timeout=%2012`).connectionTimeoutMillis, 12_000, 'connect_timeout, in seconds')
+  t.notOk('connectionTimeoutMillis' in postgresClientConfig(BASE), 'none given: the caller\'s own')
+  // What the pools and the LISTEN connection are made with: pg read none of these from the URL.
+  const { pool, close } = connect(`${BASE}?connect_timeout=12&keepalives_idle=30&channel_binding=prefer`)
+  t.teardown(close)
+  t.match(pool.options, { connectionTimeoutMillis: 12_000, keepAlive: true, keepAliveInitialDelayMillis: 30_000, enableChannelBinding: true }, 'the pool\'s connections')
+  const defaults = connect(BASE)
+  t.teardown(defaults.close)
+  t.match(defaults.pool.options, { connectionTimeoutMillis: 5000, keepAlive: true }, 'without: Tessera\'s 5 s, libpq\'s keepalives')
+  const plain = new pg.Client(postgresClientConfig(`${BASE}?${VERIFIED}&sslcertmode=allow&sslsni=1&sslcompression=0&gssencmode=prefer&target_session_attrs=any&load_balance_hosts=disable&min_protocol_version=3.0&max_protocol_version=latest&client_encoding=UTF8`))
+  t.match(plain, { host: 'db.example', database: 'tessera', ssl: { ca: /BEGIN CERTIFICATE/ } }, 'libpq\'s defaults, written out, are what pg does anyway')
+  t.same(postgresClientConfig(`${BASE}?${VERIFIED}&sslcert=${ca}&sslkey=${key}&sslcertmode=disable`).ssl, { ca: readCa(), minVersion: 'TLSv1.2' }, 'sslcertmode=disable: the client certificate never sent')
+})
+
+t.test('what pg reads as libpq does is handed to it', async (t) => {
+  const client = new pg.Client(postgresClientConfig(`${BASE}?application_name=reports&fallback_application_name=tessera&options=-c%20work_mem%3D8MB&statement_timeout=1000&user=other&password=pw&port=6543`))
+  t.match((client as unknown as { connectionParameters: object }).connectionParameters, { application_name: 'reports', fallback_application_name: 'tessera', options: '-c work_mem=8MB', statement_timeout: '1000' })
+  t.match(client, { user: 'other', port: 6543 }, 'user= and port= over the URL\'s, as libpq takes them')
+})
+
+t.test('every other parameter of libpq\'s is refused at start with one line saying what to do', async (t) => {
+  const refused: Array<[string, RegExp]> = [
+    ['sslmode=', /^DATABASE_URL's sslmode="" is invalid: expected disable, require, verify-ca or verify-full$/],
+    [`sslcrl=${crl}`, /^DATABASE_URL has sslcrl but no sslmode: add sslmode=verify-full/],
+    [`sslmode=require&sslcrl=${crl}`, /^DATABASE_URL's sslcrl is checked only with the certificate: use sslmode=verify-full/],
+    [`sslmode=require&sslcrldir=${crlDir}`, /^DATABASE_URL's sslcrldir is checked only with the certificate/],
+    [`${VERIFIED}&sslcrl=${ca}`, /^DATABASE_URL's sslcrl ".*ca\.pem" holds no PEM CRL$/],
+    [`${VERIFIED}&sslcrl=${dir}/missing.pem`, /^DATABASE_URL's sslcrl ".*missing\.pem" cannot be read \(ENOENT\)$/],
+    [`${VERIFIED}&sslcrldir=${unhashedDir}`, /^DATABASE_URL's sslcrldir ".*unhashed-crls" holds no CRL named as `openssl rehash` names them \(HASH\.r0\)$/],
+    [`${VERIFIED}&sslcrldir=${dir}/missing`, /^DATABASE_URL's sslcrldir ".*missing" cannot be read \(ENOENT\)$/],
+    [`${VERIFIED}&sslcert=${ca}&sslkey=${encryptedKey}`, /^DATABASE_URL's sslkey ".*client-encrypted\.key" is encrypted: give its passphrase as sslpassword$/],
+    [`${VERIFIED}&sslcert=${ca}&sslkey=${encryptedKey}&sslpassword=wrong`, /^DATABASE_URL's sslpassword does not decrypt sslkey ".*client-encrypted\.key" \(/],
+    [`${VERIFIED}&sslpassword=x`, /^DATABASE_URL has sslpassword but no sslkey/],
+    [`${VERIFIED}&ssl_min_protocol_version=TLSv1.4`, /^DATABASE_URL's ssl_min_protocol_version="TLSv1.4" is invalid: expected TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3$/],
+    [`${VERIFIED}&ssl_min_protocol_version=TLSv1.3&ssl_max_protocol_version=TLSv1.2`, /^DATABASE_URL's ssl_max_protocol_version=TLSv1.2 is below its minimum \(TLSv1.3\)/],
+    ['sslmode=require&channel_binding=require', /^DATABASE_URL's channel_binding=require is not supported: node-postgres uses channel binding where the server offers it, but goes on without it .*; use disable or prefer$/],
+    ['channel_binding=always', /^DATABASE_URL's channel_binding="always" is invalid: expected disable or prefer$/],
+    ['connect_timeout=0', /^DATABASE_URL's connect_timeout=0 is not supported: libpq waits without end/],
+    ['connect_timeout=10s', /^DATABASE_URL's connect_timeout="10s" is invalid: expected whole seconds/],
+    ['keepalives=yes', /^DATABASE_URL's keepalives="yes" is invalid: expected 1 \(on\) or 0 \(off\)$/],
+    ['keepalives_idle=-1', /^DATABASE_URL's keepalives_idle=-1 is invalid/],
+    ['sslsni=0', /^DATABASE_URL's sslsni=0 is not supported: node-postgres always sends the host name/],
+    ['sslcompression=1', /^DATABASE_URL's sslcompression=1 is not supported/],
+    ['sslcertmode=require', /^DATABASE_URL's sslcertmode=require is not supported/],
+    ['gssencmode=require', /^DATABASE_URL's gssencmode=require is not supported: node-postgres has no GSSAPI encryption/],
+    ['target_session_attrs=read-write', /^DATABASE_URL's target_session_attrs=read-write is not supported: node-postgres does not check what the server is/],
+    ['load_balance_hosts=random', /^DATABASE_URL's load_balance_hosts=random is not supported/],
+    ['min_protocol_version=3.2', /^DATABASE_URL's min_protocol_version=3.2 is not supported: node-postgres speaks protocol 3.0/],
+    ['max_protocol_version=4', /^DATABASE_URL's max_protocol_version="4" is invalid/],
+    ['client_encoding=LATIN1', /^DATABASE_URL's client_encoding="LATIN1" is not supported: Tessera's connections are always UTF8/],
+    ['host=db1.example,db2.example', /^DATABASE_URL's host= names more than one host/],
+    ['application_name=a&application_name=b', /^DATABASE_URL gives application_name more than once: keep one$/],
+    ['statment_timeout=5', /^DATABASE_URL's statment_timeout= is not a connection parameter Tessera knows \(libpq would refuse it too\): remove it$/],
+    ['Channel_Binding=require', /^DATABASE_URL's Channel_Binding= is not read: parameter names are lower case \(channel_binding=\)$/],
+    ...[
+      'hostaddr', 'dbname', 'service', 'passfile', 'require_auth', 'requirepeer', 'keepalives_interval', 'keepalives_count', 'tcp_user_timeout',
+      'replication', 'krbsrvname', 'gsslib', 'gssdelegation', 'sslkeylogfile', 'scram_client_key', 'scram_server_key',
+      'oauth_issuer', 'oauth_client_id', 'oauth_client_secret', 'oauth_scope'
+    ].map((name): [string, RegExp] => [`${name}=x`, new RegExp(`^DATABASE_URL's ${name}= (is not supported|is not read by node-postgres): `)])
+  ]
+  for (const [query, message] of refused) {
+    const url = `${BASE}?${query}`
+    t.throws(() => postgresClientConfig(url), DatabaseUrlError, query)
+    t.throws(() => databaseTls(url), { message }, query)
+    t.throws(() => loadConfig({ DATABASE_URL: url }), { name: 'ConfigError', message }, `${query}: at start`)
+    const said = (() => { try { databaseTls(url) } catch (err) { return (err as Error).message } return '' })()
+    t.notMatch(said, /s@cret|s%40cret|\n/, `${query}: one line, no password`)
+  }
+  t.throws(() => postgresClientConfig('postgres://tessera@db1.example,db2.example/tessera'), { message: /^DATABASE_URL names more than one host/ }, 'a host list as the URL\'s host')
+})
+
+t.test('every parameter libpq 18 knows is known here: honoured or refused, none passed over', async (t) => {
+  // PostgreSQL 18's libpq, "Parameter Key Words" (fe-connect.c, PQconninfoOptions).
+  const LIBPQ = [
+    'host', 'hostaddr', 'port', 'dbname', 'user', 'password', 'passfile', 'require_auth', 'channel_binding', 'connect_timeout',
+    'client_encoding', 'options', 'application_name', 'fallback_application_name', 'keepalives', 'keepalives_idle',
+    'keepalives_interval', 'keepalives_count', 'tcp_user_timeout', 'replication', 'gssencmode', 'sslmode', 'sslnegotiation',
+    'sslcompression', 'sslcert', 'sslkey', 'sslkeylogfile', 'sslpassword', 'sslcertmode', 'sslrootcert', 'sslcrl', 'sslcrldir',
+    'sslsni', 'requirepeer', 'ssl_min_protocol_version', 'ssl_max_protocol_version', 'min_protocol_version', 'max_protocol_version',
+    'krbsrvname', 'gsslib', 'gssdelegation', 'scram_client_key', 'scram_server_key', 'service', 'target_session_attrs',
+    'load_balance_hosts', 'oauth_issuer', 'oauth_client_id', 'oauth_client_secret', 'oauth_scope'
+  ]
+  for (const name of LIBPQ) {
+    const said = (() => { try { databaseTls(`${BASE}?${name}=x`) } catch (err) { return (err as Error).message } return '' })()
+    t.notMatch(said, /is not a connection parameter Tessera knows|parameter names are lower case/, `${name}: ${said === '' ? 'taken' : said}`)
+  }
 })
