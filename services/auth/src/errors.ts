@@ -236,6 +236,15 @@ const UNTRUSTED_CERTIFICATE_CODES = new Set([
 ])
 /** Trusted, and refused for another reason: out of its dates, revoked. */
 const INVALID_CERTIFICATE_CODES = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CERT_REVOKED'])
+/**
+ * DATABASE_URL's CRLs (sslcrl, sslcrldir: db/tls.ts) unable to say whether a
+ * certificate of the chain is revoked: OpenSSL, as under libpq, wants a
+ * current CRL from every CA of the chain once it is given one.
+ */
+const CRL_CODES = new Set([
+  'UNABLE_TO_GET_CRL', 'UNABLE_TO_GET_CRL_ISSUER', 'CRL_HAS_EXPIRED', 'CRL_NOT_YET_VALID', 'CRL_SIGNATURE_FAILURE',
+  'UNABLE_TO_DECRYPT_CRL_SIGNATURE', 'ERROR_IN_CRL_LAST_UPDATE_FIELD', 'ERROR_IN_CRL_NEXT_UPDATE_FIELD', 'KEYUSAGE_NO_CRL_SIGN'
+])
 /** Node's: trusted, and naming another host than DATABASE_URL's (sslmode=verify-full). */
 const HOST_NOT_IN_CERTIFICATE = 'ERR_TLS_CERT_ALTNAME_INVALID'
 /**
@@ -257,6 +266,9 @@ function tlsRefusal (err: Error, code: unknown): string | undefined {
     return `cannot connect to the database over TLS: its certificate is not signed by a CA that DATABASE_URL trusts (its sslrootcert; without one, Node's public CAs) ${why}`
   }
   if (typeof code === 'string' && INVALID_CERTIFICATE_CODES.has(code)) return `cannot connect to the database over TLS: its certificate was refused ${why}`
+  if (typeof code === 'string' && CRL_CODES.has(code)) {
+    return `cannot connect to the database over TLS: DATABASE_URL's CRLs (sslcrl, sslcrldir) cannot tell whether its certificate is revoked ${why}; give a current CRL of every CA in its chain`
+  }
   if (code === HOST_NOT_IN_CERTIFICATE) {
     return `cannot connect to the database over TLS: its certificate does not name the host DATABASE_URL connects to ${why}; connect by a name it holds, or use sslmode=verify-ca`
   }

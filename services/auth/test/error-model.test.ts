@@ -131,6 +131,10 @@ t.test('a connection TLS did not let through is the database out of reach, told 
     t.match(databaseUnreachable(tls(code, 'what Node said')), /is not signed by a CA that DATABASE_URL trusts/, code)
   }
   t.equal(databaseUnreachable(tls('CERT_HAS_EXPIRED', 'certificate has expired')), 'cannot connect to the database over TLS: its certificate was refused (CERT_HAS_EXPIRED: certificate has expired)')
+  const noCrl = tls('UNABLE_TO_GET_CRL', 'unable to get certificate CRL')
+  t.ok(isDatabaseUnavailable(noCrl), 'DATABASE_URL\'s CRLs missing the CA\'s under a running instance: 503, not a 500')
+  t.equal(databaseUnreachable(noCrl), 'cannot connect to the database over TLS: DATABASE_URL\'s CRLs (sslcrl, sslcrldir) cannot tell whether its certificate is revoked (UNABLE_TO_GET_CRL: unable to get certificate CRL); give a current CRL of every CA in its chain')
+  t.match(databaseUnreachable(tls('CRL_HAS_EXPIRED', 'CRL has expired')), /cannot tell whether its certificate is revoked \(CRL_HAS_EXPIRED: /)
   t.match(databaseUnreachable(tls('ERR_TLS_CERT_ALTNAME_INVALID', 'Hostname/IP does not match certificate\'s altnames')), /does not name the host DATABASE_URL connects to .*; connect by a name it holds, or use sslmode=verify-ca$/)
   const off = tls(undefined, 'The server does not support SSL connections')
   t.ok(isDatabaseUnavailable(off), 'ssl turned off under a running instance: 503')

@@ -9,11 +9,13 @@
  */
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { chownSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chownSync, copyFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import pg from 'pg'
 import t, { type Test } from 'tap'
 import { request, spawnProcess } from '@tessera/testkit'
+import { postgresClientConfig } from '../../src/db/tls.js'
+import { hashedCrlName, makeCrl } from '../helpers/crl.js'
 import { createTestDatabase } from '../helpers/db.js'
 import { tempDir } from '../helpers/gateway.js'
 import { kidOf, loginOver, refreshOver, signUpOver, within } from '../helpers/http.js'
@@ -41,6 +43,17 @@ openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key'
 openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', 'self.key', '-out', 'self.pem')
 openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=tessera_cert', '-keyout', 'client.key', '-out', 'client.csr')
 openssl('x509', '-req', '-in', 'client.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-out', 'client.pem')
+// The client's key again, encrypted with a passphrase (sslpassword); and the CA's CRLs: one that revokes nothing, one
+// that revokes the server's certificate, and the latter in a directory as `openssl rehash` names it (sslcrldir).
+const KEY_PASSPHRASE = randomBytes(12).toString('base64url')
+openssl('pkey', '-in', 'client.key', '-aes256', '-passout', `pass:${KEY_PASSPHRASE}`, '-out', 'client-encrypted.key')
+const CA = { cert: file('ca.pem'), key: file('ca.key') }
+const crlNone = makeCrl(dir, 'crl-none', CA)
+const crlServer = makeCrl(dir, 'crl-server', CA, [file('server.pem')])
+const crlOther = makeCrl(dir, 'crl-other', { cert: file('other.pem'), key: file('other.key') })
+const crlDir = file('crls')
+mkdirSync(crlDir)
+copyFileSync(crlServer, path.join(crlDir, hashedCrlName(crlServer)))
 
 // An embedded cluster of its own (`tessera db start`), then TLS turned on, in t.before: a top-level set-up that throws
 // ends the file before any teardown runs, and a failed reload check left the cluster running and its directory in
@@ -240,6 +253,59 @@ t.test('sslmode=require is libpq\'s: encrypted, no certificate checked unless ss
   oneLine(t, withoutCert.stderr, /^tessera: the database refused the connection: connection requires a valid client certificate/, 'no client certificate')
 })
 
+t.test('sslcrl and sslcrldir: a server certificate the CA revoked is refused, as libpq refuses it', async (t) => {
+  const accepted = await runCli(['migrate', 'status'], { DATABASE_URL: urlWith({ sslmode: 'verify-full', sslrootcert: file('ca.pem'), sslcrl: crlNone }) })
+  t.equal(accepted.code, 0, `a CRL that revokes nothing: connected (${accepted.stderr})`)
+  t.equal(accepted.stderr, '', 'nothing on stderr')
+  for (const [what, params] of [['sslcrl', { sslcrl: crlServer }], ['sslcrldir', { sslcrldir: crlDir }]] as const) {
+    const refused = await runCli(['migrate', 'status'], { DATABASE_URL: urlWith({ sslmode: 'verify-full', sslrootcert: file('ca.pem'), ...params }) })
+    t.equal(refused.code, 1, `${what}: the server's certificate revoked, the command exits 1`)
+    oneLine(t, refused.stderr, /^tessera: cannot connect to the database over TLS: its certificate was refused \(CERT_REVOKED: certificate revoked\)$/m, `${what}: revoked`)
+    const byCa = await runCli(['migrate', 'status'], { DATABASE_URL: urlWith({ sslmode: 'verify-ca', sslrootcert: file('ca.pem'), ...params }, 'localhost') })
+    t.equal(byCa.code, 1, `${what}: verify-ca checks it too`)
+  }
+})
+
+t.test('sslpassword: an encrypted client key logs in with its passphrase, and without it the start says so', async (t) => {
+  const asCert = (params: Record<string, string>): string => urlWith({ sslmode: 'verify-full', sslrootcert: file('ca.pem'), sslcert: file('client.pem'), sslkey: file('client-encrypted.key'), ...params }).replace(/\/\/tessera:[^@]*@/, '//tessera_cert@')
+  const withPassphrase = await runCli(['migrate', 'status'], { DATABASE_URL: asCert({ sslpassword: KEY_PASSPHRASE }) })
+  t.equal(withPassphrase.code, 0, `pg_hba.conf's cert method let the client certificate in: ${withPassphrase.stderr}`)
+  t.equal(withPassphrase.stderr, '', 'nothing on stderr')
+  const server = await startServer(t, { DATABASE_URL: asCert({ sslpassword: KEY_PASSPHRASE }), TESSERA_KEK: KEK, TESSERA_WORKERS: '1' })
+  await signUpOver(server.url, 'dave', 'correct horse battery')
+  t.equal(await server.stop('SIGTERM'), 0, 'an instance too: primary and worker')
+  await server.closed
+  t.notOk(server.output().includes(KEY_PASSPHRASE), 'the passphrase is never logged')
+  for (const [what, params, pattern] of [
+    ['no sslpassword', {}, /^tessera: DATABASE_URL's sslkey ".*client-encrypted\.key" is encrypted: give its passphrase as sslpassword$/m],
+    ['a wrong sslpassword', { sslpassword: 'not the passphrase' }, /^tessera: DATABASE_URL's sslpassword does not decrypt sslkey ".*client-encrypted\.key" \([A-Z_]+\)$/m]
+  ] as const) {
+    const cli = await runCli(['migrate', 'status'], { DATABASE_URL: asCert(params) })
+    t.equal(cli.code, 1, `${what}: the command exits 1`)
+    oneLine(t, cli.stderr, pattern, `${what}: the CLI`)
+    const start = await refusedStart(asCert(params))
+    t.equal(start.code, 1, `${what}: the start exits 1`)
+    oneLine(t, start.stderr, pattern, `${what}: the server`)
+    t.notOk(start.stderr.includes('not the passphrase') || start.stderr.includes(KEY_PASSPHRASE), `${what}: no passphrase printed`)
+  }
+})
+
+t.test('ssl_max_protocol_version and channel_binding=prefer, on Tessera\'s connection settings against the real server', async (t) => {
+  const tlsVersion = async (params: Record<string, string>): Promise<string> => {
+    const client = new pg.Client(postgresClientConfig(urlWith({ sslmode: 'verify-full', sslrootcert: file('ca.pem'), ...params })))
+    await client.connect()
+    try {
+      return String((await client.query<{ version: string }>('SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid()')).rows[0]?.version)
+    } finally {
+      await client.end()
+    }
+  }
+  t.equal(await tlsVersion({}), 'TLSv1.3', 'unbounded: TLS 1.3')
+  t.equal(await tlsVersion({ ssl_max_protocol_version: 'TLSv1.2' }), 'TLSv1.2', 'ssl_max_protocol_version=TLSv1.2 is what the server saw (pg ignored it)')
+  const bound = await runCli(['migrate', 'status'], { DATABASE_URL: urlWith({ sslmode: 'verify-full', sslrootcert: file('ca.pem'), channel_binding: 'prefer' }) })
+  t.equal(bound.code, 0, `channel_binding=prefer: SCRAM-SHA-256-PLUS, which this server offers over TLS, logs in (${bound.stderr})`)
+})
+
 t.test('the host is the last host= given, as pg and libpq take it: the cluster\'s socket, then 127.0.0.1, is TLS over TCP', async (t) => {
   const socketDir = new URL(socketUrl).searchParams.get('host') ?? ''
   t.ok(socketDir.startsWith('/'), `the cluster's socket: ${socketDir}`)
@@ -261,7 +327,10 @@ t.test('each refusal at start is one line naming its cause, from the server and 
     ['a server with ssl off', noTls.toString(), /cannot connect to the database over TLS: The server does not support SSL connections \(its ssl is off\), and DATABASE_URL's sslmode requires TLS/],
     ['an sslrootcert that cannot be read', urlWith({ sslmode: 'verify-full', sslrootcert: file('missing.pem') }), /DATABASE_URL's sslrootcert ".*missing\.pem" cannot be read \(ENOENT\)$/m],
     ['an sslrootcert that holds no certificate', urlWith({ sslmode: 'verify-full', sslrootcert: file('server.ext') }), /DATABASE_URL's sslrootcert ".*server\.ext" holds no PEM certificate$/m],
-    ['sslmode=prefer, which would fall back to no TLS', urlWith({ sslmode: 'prefer' }), /DATABASE_URL's sslmode=prefer is not supported: Tessera never falls back to a connection without TLS/]
+    ['sslmode=prefer, which would fall back to no TLS', urlWith({ sslmode: 'prefer' }), /DATABASE_URL's sslmode=prefer is not supported: Tessera never falls back to a connection without TLS/],
+    ['a server certificate its CA revoked (sslcrl)', urlWith({ sslmode: 'verify-full', sslrootcert: file('ca.pem'), sslcrl: crlServer }), /cannot connect to the database over TLS: its certificate was refused \(CERT_REVOKED: certificate revoked\)$/m],
+    ['an sslcrl with no CRL of the CA that signed it', urlWith({ sslmode: 'verify-full', sslrootcert: file('ca.pem'), sslcrl: crlOther }), /cannot connect to the database over TLS: DATABASE_URL's CRLs \(sslcrl, sslcrldir\) cannot tell whether its certificate is revoked \(UNABLE_TO_GET_CRL: unable to get certificate CRL\); give a current CRL of every CA in its chain$/m],
+    ['channel_binding=require, which node-postgres does not enforce', urlWith({ sslmode: 'require', channel_binding: 'require' }), /DATABASE_URL's channel_binding=require is not supported: node-postgres uses channel binding where the server offers it, but goes on without it/]
   ]
   for (const [what, databaseUrl, pattern] of cases) {
     const start = await refusedStart(databaseUrl)
