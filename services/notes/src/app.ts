@@ -342,7 +342,8 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
       if (header.alg !== 'RS256' || typeof header.kid !== 'string' || typeof header.typ !== 'string' || !AT_JWT.has(header.typ.toLowerCase())) {
         throw new Unauthorized('not an RS256 at+jwt with a kid')
       }
-      return await deps.keys(header.kid, header.alg)
+      const iat = 'payload' in token && typeof token.payload === 'object' && token.payload !== null ? (token.payload as { iat?: unknown }).iat : undefined
+      return await deps.keys(header.kid, header.alg, typeof iat === 'number' ? iat : undefined)
     },
     decode: { complete: true },
     verify: {

@@ -19,13 +19,18 @@
  * within the cooldown, judged against a set that may predate it: after
  * `tessera keys rotate --now` or `keys revoke`, the issuer signs at once with
  * a key no verifier has fetched yet, and a 401 would log every user out for
- * up to the cooldown.
+ * up to the cooldown. And so is a kid that a fetch made for the token lacks
+ * when the token was issued less than SET_LAG_MS (plus the clock skew)
+ * before that fetch: the set may be older than the fetch (the gateway keeps
+ * its copy up to 2 s) and older than the key. The token's `iat` is read
+ * unverified here, but it only ever turns a 401 into a 503, never accepts.
  * @module
  */
 import { KeyObject, type webcrypto } from 'node:crypto'
 import { createRemoteJWKSet, customFetch, errors, type FetchImplementation, type JWSHeaderParameters } from 'jose'
 
-export type KeySource = (kid: string, alg: string) => Promise<string>
+/** `issuedAt` is the token's `iat` (unverified), when it is a number. */
+export type KeySource = (kid: string, alg: string, issuedAt?: number) => Promise<string>
 
 /** The issuer's keys cannot be had right now; `retryAfterSeconds` is when the next fetch may be tried. */
 export class JwksUnavailableError extends Error {
@@ -40,6 +45,14 @@ export class JwksUnavailableError extends Error {
   /** What the 503 says to the client. */
   readonly publicDetail: string
 }
+
+/**
+ * How much older than its fetch a key set can be: the shipped gateway keeps
+ * its copy for under 2 s (docs/operators.md, "How long an old key set can
+ * live"), and the instance behind it hears of a key change within
+ * milliseconds.
+ */
+export const SET_LAG_MS = 2000
 
 /** Far above any real key set: Tessera's holds a few RSA keys of under 1 KiB each. */
 export const JWKS_MAX_BYTES = 1024 * 1024
@@ -70,7 +83,7 @@ const boundedFetch: FetchImplementation = async (url, options) => {
   return new Response(Buffer.concat(chunks), { status: response.status })
 }
 
-export function createKeySource (jwksUrl: string, options: { cacheMaxAgeMs: number, cooldownMs: number }): KeySource {
+export function createKeySource (jwksUrl: string, options: { cacheMaxAgeMs: number, cooldownMs: number, clockSkewMs: number }): KeySource {
   const remote = createRemoteJWKSet(new URL(jwksUrl), { cacheMaxAge: options.cacheMaxAgeMs, cooldownDuration: options.cooldownMs, [customFetch]: boundedFetch })
   const pems = new WeakMap<object, string>()
   let failedAt = -Infinity
@@ -97,12 +110,13 @@ export function createKeySource (jwksUrl: string, options: { cacheMaxAgeMs: numb
     : Math.max(1, Math.ceil((fetchedAt + options.cooldownMs - Date.now()) / 1000))
   // Only while a failed fetch is cooling down, so a copy of the set is not made per request.
   const wouldFetch = (kid: string): boolean => !remote.fresh || remote.jwks()?.keys.some((key) => key.kid === kid) !== true
-  return async (kid, alg) => {
+  return async (kid, alg, issuedAt) => {
     if (Date.now() - failedAt < options.cooldownMs && wouldFetch(kid)) throw new JwksUnavailableError('the JWKS could not be fetched recently; not retrying yet', retryAfter())
     // A fresh set, cooling down: jose answers a kid it lacks from memory, without fetching.
     const answeredFromMemory = remote.fresh && remote.coolingDown
     // A stale set is fetched again before the kid is looked up.
     const reloads = !remote.fresh
+    const asked = Date.now()
     let key
     try {
       key = await remote({ kid, alg } satisfies JWSHeaderParameters)
@@ -112,10 +126,14 @@ export function createKeySource (jwksUrl: string, options: { cacheMaxAgeMs: numb
         const now = Date.now()
         if (!answeredFromMemory) {
           fetchedAt = now
-          confirmMissing(kid, now)
+          // Issued before anything the fetched set may predate: the key was withdrawn, or never the issuer's. (No usable iat: the claims check refuses it anyway.)
+          if (issuedAt === undefined || issuedAt * 1000 <= asked - SET_LAG_MS - options.clockSkewMs) {
+            confirmMissing(kid, now)
+            throw err
+          }
+        } else if ((confirmedMissing.get(kid) ?? -Infinity) + options.cooldownMs >= now) {
           throw err
         }
-        if ((confirmedMissing.get(kid) ?? -Infinity) + options.cooldownMs >= now) throw err
         throw new JwksUnavailableError('a kid the set fetched moments ago lacks: the issuer may have just begun signing with it (keys rotate --now, keys revoke); not fetching again until the cooldown ends', untilNextFetch(), {
           publicDetail: 'the access token\'s key is newer than the issuer\'s key set fetched moments ago; retry shortly'
         })

@@ -34,7 +34,7 @@ async function main (): Promise<void> {
   logProcessWarnings(logger)
   const db = connect(config.databaseUrl)
   await migrate(db)
-  const app = await buildApp(config, { db, logger, keys: createKeySource(config.jwksUrl, { cacheMaxAgeMs: config.jwksTtlMs, cooldownMs: config.jwksCooldownMs }) })
+  const app = await buildApp(config, { db, logger, keys: createKeySource(config.jwksUrl, { cacheMaxAgeMs: config.jwksTtlMs, cooldownMs: config.jwksCooldownMs, clockSkewMs: config.clockSkewMs }) })
   closeWithGrace({ delay: 25_000, logger }, async () => {
     await app.close()
     await db.destroy()

@@ -35,6 +35,13 @@ export function forge (header: Record<string, unknown>, claims: Record<string, u
   return `${data}.${sign(data).toString('base64url')}`
 }
 
+/** `tessera ARGS… --json` against a database, as an operator runs it (`keys` commands also need the server's TESSERA_KEK); returns its JSON. */
+export async function tesseraCli (env: { DATABASE_URL: string, TESSERA_KEK?: string }, args: string[]): Promise<Record<string, unknown>> {
+  const cli = await runProcess(process.execPath, [TESSERA_CLI, ...args, '--json'], { env: { PATH: process.env.PATH ?? '', ...env } })
+  if (cli.code !== 0) throw new Error(`tessera ${args.join(' ')} failed: ${cli.stdout}${cli.stderr}`)
+  return JSON.parse(cli.stdout) as Record<string, unknown>
+}
+
 /** `tessera clients create … --json` against a database, as an operator registers a client; returns its JSON. */
 export async function registerClient (databaseUrl: string, args: string[]): Promise<{ client_id: string, client_secret?: string }> {
   const cli = await runProcess(process.execPath, [TESSERA_CLI, 'clients', 'create', ...args, '--json'], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: databaseUrl } })

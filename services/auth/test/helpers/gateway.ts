@@ -145,7 +145,7 @@ interface NotesModules {
   buildApp: (config: unknown, deps: { db: unknown, keys: unknown, logger: unknown }) => Promise<FastifyInstance>
   loadConfig: (env: Record<string, string>) => { databaseUrl: string, jwksUrl: string }
   connect: (databaseUrl: string) => { destroy: () => Promise<void> }
-  createKeySource: (jwksUrl: string, options: { cacheMaxAgeMs: number, cooldownMs: number }) => unknown
+  createKeySource: (jwksUrl: string, options: { cacheMaxAgeMs: number, cooldownMs: number, clockSkewMs: number }) => unknown
 }
 
 /**
@@ -171,7 +171,7 @@ export async function notesRoutes (env: Record<string, string>): Promise<Array<{
   const db = connect(config.databaseUrl)
   subscribe('fastify.initialization', watch)
   try {
-    const app = await buildApp(config, { db, keys: createKeySource(config.jwksUrl, { cacheMaxAgeMs: 1000, cooldownMs: 1000 }), logger: pino({ level: 'silent' }) })
+    const app = await buildApp(config, { db, keys: createKeySource(config.jwksUrl, { cacheMaxAgeMs: 1000, cooldownMs: 1000, clockSkewMs: 0 }), logger: pino({ level: 'silent' }) })
     await app.close()
   } finally {
     unsubscribe('fastify.initialization', watch)

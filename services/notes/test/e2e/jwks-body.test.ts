@@ -44,12 +44,12 @@ t.teardown(() => { server.closeAllConnections(); server.close() })
 const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
 
 t.test('a JWKS answer longer than JWKS_MAX_BYTES is a failed fetch (503), whether its length is declared or not', async (t) => {
-  const declared = createKeySource(`${base}/declared`, { cacheMaxAgeMs: 60_000, cooldownMs: 30_000 })
+  const declared = createKeySource(`${base}/declared`, { cacheMaxAgeMs: 60_000, cooldownMs: 30_000, clockSkewMs: 0 })
   const refused = await declared('k1', 'RS256').catch((err: unknown) => err)
   t.ok(refused instanceof JwksUnavailableError, 'not verified with a key read from past the bound')
   t.equal(((refused as Error).cause as Error | undefined)?.message, `the JWKS response is ${padded.length} bytes, more than the ${JWKS_MAX_BYTES} notes reads`)
 
-  const streamed = createKeySource(`${base}/endless`, { cacheMaxAgeMs: 60_000, cooldownMs: 30_000 })
+  const streamed = createKeySource(`${base}/endless`, { cacheMaxAgeMs: 60_000, cooldownMs: 30_000, clockSkewMs: 0 })
   const started = Date.now()
   const cut = await streamed('k1', 'RS256').catch((err: unknown) => err)
   const elapsed = Date.now() - started
@@ -67,6 +67,6 @@ t.test('a key set within the bound still verifies', async (t) => {
   const small = createServer((_req, res) => { res.writeHead(200, { 'content-type': 'application/json' }).end(jwks) })
   await new Promise<void>((resolve) => small.listen(0, '127.0.0.1', resolve))
   t.teardown(() => { small.closeAllConnections(); small.close() })
-  const keys = createKeySource(`http://127.0.0.1:${(small.address() as AddressInfo).port}/jwks`, { cacheMaxAgeMs: 60_000, cooldownMs: 30_000 })
+  const keys = createKeySource(`http://127.0.0.1:${(small.address() as AddressInfo).port}/jwks`, { cacheMaxAgeMs: 60_000, cooldownMs: 30_000, clockSkewMs: 0 })
   t.match(await keys('k1', 'RS256'), /^-----BEGIN PUBLIC KEY-----\n/)
 })

@@ -1,4 +1,4 @@
-import { generateKeyPairSync, randomUUID, sign } from 'node:crypto'
+import { generateKeyPairSync, randomBytes, randomUUID, sign } from 'node:crypto'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { sql } from 'kysely'
@@ -10,7 +10,7 @@ import { buildApp, type App } from '../../src/app.js'
 import { ConfigError, loadConfig, type Config } from '../../src/config.js'
 import { connect, migrate } from '../../src/db.js'
 import { createKeySource } from '../../src/keys.js'
-import { createTestDatabase, forge, json, registerClient, startTessera } from '../helpers.js'
+import { createTestDatabase, forge, json, registerClient, startTessera, tesseraCli } from '../helpers.js'
 
 const PASSWORD = 'correct horse battery'
 
@@ -31,7 +31,8 @@ t.test('notes against a real Tessera', async (t) => {
   // Short enough for the expiry test to wait out, long enough that a token got
   // before two more users' sign-ups and logins (four argon2 hashes, run at a
   // lowered priority: seconds on a loaded machine) has not expired when used.
-  const tessera = await startTessera(t, { DATABASE_URL: databaseUrl, TESSERA_ACCESS_TTL: '15s' })
+  const kek = randomBytes(32).toString('base64url')
+  const tessera = await startTessera(t, { DATABASE_URL: databaseUrl, TESSERA_ACCESS_TTL: '15s', TESSERA_KEK: kek })
   await registerClient(databaseUrl, ['notes-web', '--grants', 'password,refresh_token', '--scopes', 'notes:read notes:write', '--resources', 'urn:tessera:notes'])
   const reader = await registerClient(databaseUrl, ['reader', '--confidential', '--scopes', 'notes:read', '--resources', 'urn:tessera:notes'])
   const db = connect(databaseUrl)
@@ -47,7 +48,7 @@ t.test('notes against a real Tessera', async (t) => {
     jwksTtlMs: 100,
     clockSkewMs: 0
   }
-  const app: App = await buildApp(config, { db, logger, keys: createKeySource(config.jwksUrl, { cacheMaxAgeMs: config.jwksTtlMs, cooldownMs: config.jwksCooldownMs }) })
+  const app: App = await buildApp(config, { db, logger, keys: createKeySource(config.jwksUrl, { cacheMaxAgeMs: config.jwksTtlMs, cooldownMs: config.jwksCooldownMs, clockSkewMs: config.clockSkewMs }) })
   t.teardown(async () => { await app.close() })
 
   async function tokensFor (username: string, ask: Record<string, string> = { client_id: 'notes-web', resource: 'urn:tessera:notes' }): Promise<{ access_token: string, refresh_token: string }> {
@@ -137,7 +138,7 @@ t.test('notes against a real Tessera', async (t) => {
     // Nothing listens on port 1: what a stopped Postgres looks like over TCP.
     const downDb = connect('postgres://notes:x@127.0.0.1:1/notes')
     t.teardown(async () => { await downDb.destroy() })
-    const down = await buildApp(config, { db: downDb, logger, keys: createKeySource(config.jwksUrl, { cacheMaxAgeMs: config.jwksTtlMs, cooldownMs: config.jwksCooldownMs }) })
+    const down = await buildApp(config, { db: downDb, logger, keys: createKeySource(config.jwksUrl, { cacheMaxAgeMs: config.jwksTtlMs, cooldownMs: config.jwksCooldownMs, clockSkewMs: config.clockSkewMs }) })
     t.teardown(async () => { await down.close() })
     const res = await down.inject({ method: 'GET', url: '/notes', headers: { authorization: `Bearer ${erin.access_token}` } })
     t.equal(res.statusCode, 503)
@@ -151,7 +152,7 @@ t.test('notes against a real Tessera', async (t) => {
 
   /** An app over `appDb`, closed with `t`. */
   const appOver = async (t: Test, appDb: typeof db): Promise<App> => {
-    const app = await buildApp(config, { db: appDb, logger, keys: createKeySource(config.jwksUrl, { cacheMaxAgeMs: config.jwksTtlMs, cooldownMs: config.jwksCooldownMs }) })
+    const app = await buildApp(config, { db: appDb, logger, keys: createKeySource(config.jwksUrl, { cacheMaxAgeMs: config.jwksTtlMs, cooldownMs: config.jwksCooldownMs, clockSkewMs: config.clockSkewMs }) })
     t.teardown(async () => { await app.close() })
     return app
   }
@@ -230,7 +231,7 @@ t.test('notes against a real Tessera', async (t) => {
   t.test('the JWKS out of reach from the start (nothing listens): 503 with Retry-After until the cooldown ends, never a 401', async (t) => {
     const erin = await tokensFor('erin')
     // Nothing listens on port 1.
-    const blind = await buildApp(config, { db, logger, keys: createKeySource('http://127.0.0.1:1/.well-known/jwks.json', { cacheMaxAgeMs: config.jwksTtlMs, cooldownMs: 30_000 }) })
+    const blind = await buildApp(config, { db, logger, keys: createKeySource('http://127.0.0.1:1/.well-known/jwks.json', { cacheMaxAgeMs: config.jwksTtlMs, cooldownMs: 30_000, clockSkewMs: config.clockSkewMs }) })
     t.teardown(async () => { await blind.close() })
     const res = await blind.inject({ method: 'GET', url: '/notes', headers: { authorization: `Bearer ${erin.access_token}` } })
     t.equal(res.statusCode, 503)
@@ -249,7 +250,8 @@ t.test('notes against a real Tessera', async (t) => {
     const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
     const claims = JSON.parse(Buffer.from(carol.access_token.split('.')[1] ?? '', 'base64url').toString()) as Record<string, unknown>
     const rs256 = (data: string): Buffer => sign('sha256', Buffer.from(data), privateKey)
-    refused(t, await call('GET', '/notes', forge({ alg: 'RS256', typ: 'at+jwt', kid: 'no-such-kid' }, claims, rs256)), 'an unknown kid')
+    // Issued before the set is fetched (one issued since may be of a key newer than the set: a 503, tested below).
+    refused(t, await call('GET', '/notes', forge({ alg: 'RS256', typ: 'at+jwt', kid: 'no-such-kid' }, { ...claims, iat: Number(claims.iat) - 10 }, rs256)), 'an unknown kid')
     const realKid = JSON.parse(Buffer.from(carol.access_token.split('.')[0] ?? '', 'base64url').toString()).kid as string
     refused(t, await call('GET', '/notes', forge({ alg: 'RS256', typ: 'at+jwt', kid: realKid }, { ...claims, sub: 'someone-else' }, rs256)), 'a known kid with a bad signature')
     refused(t, await call('GET', '/notes', forge({ alg: 'none', typ: 'at+jwt', kid: realKid }, claims, () => Buffer.alloc(0))), 'alg none')
@@ -339,13 +341,14 @@ t.test('notes against a real Tessera', async (t) => {
     await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve))
     t.teardown(() => { relay.close() })
     const port = (relay.address() as AddressInfo).port
-    const relayed = await buildApp(config, { db, logger, keys: createKeySource(`http://127.0.0.1:${port}/jwks.json`, { cacheMaxAgeMs: 3000, cooldownMs: 1000 }) })
+    const relayed = await buildApp(config, { db, logger, keys: createKeySource(`http://127.0.0.1:${port}/jwks.json`, { cacheMaxAgeMs: 3000, cooldownMs: 1000, clockSkewMs: config.clockSkewMs }) })
     t.teardown(async () => { await relayed.close() })
     const status = async (token: string): Promise<number> =>
       (await relayed.inject({ method: 'GET', url: '/notes', headers: { authorization: `Bearer ${token}` } })).statusCode
     const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
     const claims = JSON.parse(Buffer.from(dave.access_token.split('.')[1] ?? '', 'base64url').toString()) as Record<string, unknown>
-    const unknownKid = forge({ alg: 'RS256', typ: 'at+jwt', kid: 'not-published' }, claims, (data) => sign('sha256', Buffer.from(data), privateKey))
+    // Issued well before any set fetched here: a kid such a set lacks is never one that began signing since.
+    const unknownKid = forge({ alg: 'RS256', typ: 'at+jwt', kid: 'not-published' }, { ...claims, iat: Number(claims.iat) - 10 }, (data) => sign('sha256', Buffer.from(data), privateKey))
     const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
     t.equal(await status(dave.access_token), 200, 'the set is fetched')
@@ -392,6 +395,39 @@ t.test('notes against a real Tessera', async (t) => {
     const exp = (JSON.parse(Buffer.from(erin.access_token.split('.')[1] ?? '', 'base64url').toString()) as { exp: number }).exp
     await sleep(Math.max(0, exp * 1000 - Date.now() + 1100))
     refused(t, await call('GET', '/notes', erin.access_token), 'the same token once expired')
+  })
+
+  t.test('a key that began signing after the JWKS copy a fetch got (a gateway\'s cache, moments after keys rotate --now): 503, not 401', async (t) => {
+    // What the shipped gateway serves for up to 2 s after a key change: the set as it was before it.
+    const before = await (await fetch(`${tessera.url}/.well-known/jwks.json`)).text()
+    const gateway = createServer((_req, res) => { res.writeHead(200, { 'content-type': 'application/json' }).end(before) })
+    await new Promise<void>((resolve) => gateway.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => { gateway.close() })
+    const behind = await buildApp(config, { db, logger, keys: createKeySource(`http://127.0.0.1:${(gateway.address() as AddressInfo).port}/jwks.json`, { cacheMaxAgeMs: 60_000, cooldownMs: 1000, clockSkewMs: config.clockSkewMs }) })
+    t.teardown(async () => { await behind.close() })
+    const status = async (token: string): Promise<{ statusCode: number, headers: Record<string, unknown> }> =>
+      await behind.inject({ method: 'GET', url: '/notes', headers: { authorization: `Bearer ${token}` } })
+
+    t.equal((await status((await tokensFor('gina')).access_token)).statusCode, 200, 'the set is fetched, past its cooldown by the next request')
+    const { promoted } = await tesseraCli({ DATABASE_URL: databaseUrl, TESSERA_KEK: kek }, ['keys', 'rotate', '--now'])
+    // Tessera signs with it once it has heard (NOTIFY): its own JWKS then lists it.
+    for (let i = 0; i < 100 && !(await (await fetch(`${tessera.url}/.well-known/jwks.json`)).text()).includes(String(promoted)); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    const fresh = (await tokensFor('gina')).access_token
+    const kid = (JSON.parse(Buffer.from(fresh.split('.')[0] ?? '', 'base64url').toString()) as { kid: string }).kid
+    t.notOk(before.includes(kid), 'the token is signed with the new key, which the gateway\'s copy lacks')
+    const first = await status(fresh)
+    t.equal(first.statusCode, 503, 'the set fetched for this token may predate its key: a 401 would make the client drop a valid token and log its user out')
+    t.ok(Number(first.headers['retry-after']) >= 1, 'with Retry-After')
+    t.equal((await status(fresh)).statusCode, 503, 'and within the cooldown, still not judged')
+
+    // A kid the set lacks on a token issued well before the fetch: that key was withdrawn or never ours.
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+    const claims = JSON.parse(Buffer.from(fresh.split('.')[1] ?? '', 'base64url').toString()) as { iat: number }
+    const old = forge({ alg: 'RS256', typ: 'at+jwt', kid: 'withdrawn' }, { ...claims, iat: claims.iat - 10 }, (data) => sign('sha256', Buffer.from(data), privateKey))
+    await new Promise((resolve) => setTimeout(resolve, 1100))
+    refused(t, await status(old), 'a token issued before the fetched set, whose kid it lacks')
   })
 })
 
