@@ -107,8 +107,8 @@ t.test('siblings verify access tokens from the JWKS alone: jose, @fastify/jwt + 
         return err instanceof verifier.KeysUnavailable ? '503' : `401 ${(err as Error).constructor.name}`
       }
     }
-    const forged = (header: Record<string, unknown>): string =>
-      [header, { iss: 'http://tessera.test', aud: 'api', sub: 'x' }].map((part) => Buffer.from(JSON.stringify(part)).toString('base64url')).join('.') + '.c2ln'
+    const forged = (header: Record<string, unknown>, claims: Record<string, unknown> = {}): string =>
+      [header, { iss: 'http://tessera.test', aud: 'api', sub: 'x', ...claims }].map((part) => Buffer.from(JSON.stringify(part)).toString('base64url')).join('.') + '.c2ln'
     t.match(await verdict(access), /^200 [0-9a-f-]{36}$/, 'the access token')
     t.equal(await verdict(refreshToken), '401 JWTClaimValidationFailed', 'a refresh token')
     t.equal(await verdict(serviceAccess), '401 JWTClaimValidationFailed', 'another audience\'s')
@@ -124,6 +124,11 @@ t.test('siblings verify access tokens from the JWKS alone: jose, @fastify/jwt + 
     } catch (err) {
       t.equal((err as Error).constructor.name, 'JWKSNoMatchingKey', 'a kid a set fetched for it lacks: the token\'s fault')
     }
+    // The gateway's copy of the JWKS can be 2 s old: right after keys rotate --now it lacks the key that signs now.
+    const behindGateway = await load(jwksUrl, `.jose-doc-gateway-${process.pid}`)
+    const recent = forged({ alg: 'RS256', typ: 'at+jwt', kid: 'no-such-kid' }, { iat: Math.floor(Date.now() / 1000) })
+    t.equal(await behindGateway.verifyAccessToken(recent).then(() => 'verified', (err: unknown) => err instanceof behindGateway.KeysUnavailable ? '503' : '401'), '503',
+      'a kid a set fetched for it lacks, on a token issued since that set may have been copied: it may be newer than the set')
     const blind = await load('http://127.0.0.1:9/.well-known/jwks.json', `.jose-doc-blind-${process.pid}`)
     const unreachable = await blind.verifyAccessToken(access).then(() => undefined, (err: unknown) => err)
     t.ok(unreachable instanceof blind.KeysUnavailable, 'a JWKS that cannot be fetched is not the token\'s fault')
@@ -147,17 +152,19 @@ t.test('siblings verify access tokens from the JWKS alone: jose, @fastify/jwt + 
     const script = code.replace('"https://auth.example.com"', '"http://tessera.test"').replace('f"{ISSUER}/.well-known/jwks.json"', 'sys.argv[1]')
     const verdicts = async (url: string, ...tokens: string[]): Promise<string[]> =>
       (await run(PYTHON, ['-c', `import sys\n${script}\n${driver}`, url, ...tokens])).stdout.trim().split('\n')
-    const forged = (header: Record<string, unknown>): string =>
-      [header, { iss: 'http://tessera.test', aud: 'api', sub: 'x' }].map((part) => Buffer.from(JSON.stringify(part)).toString('base64url')).join('.') + '.c2ln'
-    const five = await verdicts(jwksUrl, access, refreshToken, serviceAccess, forged({ alg: 'RS256', typ: 5, kid: 'k' }), forged({ alg: 'RS256', typ: 'at+jwt', kid: 'no-such-kid' }))
-    t.equal(five.length, 5, 'one verdict per token')
-    t.match(five, [
+    const forged = (header: Record<string, unknown>, claims: Record<string, unknown> = {}): string =>
+      [header, { iss: 'http://tessera.test', aud: 'api', sub: 'x', ...claims }].map((part) => Buffer.from(JSON.stringify(part)).toString('base64url')).join('.') + '.c2ln'
+    const recent = forged({ alg: 'RS256', typ: 'at+jwt', kid: 'no-such-kid' }, { iat: Math.floor(Date.now() / 1000) })
+    const six = await verdicts(jwksUrl, access, refreshToken, serviceAccess, forged({ alg: 'RS256', typ: 5, kid: 'k' }), forged({ alg: 'RS256', typ: 'at+jwt', kid: 'no-such-kid' }), recent)
+    t.equal(six.length, 6, 'one verdict per token')
+    t.match(six, [
       /^200 [0-9a-f-]{36}$/,
       '401 InvalidTokenError',
       '401 InvalidAudienceError',
       '401 InvalidTokenError',
-      '401 InvalidTokenError'
-    ], 'the access token; refused: a refresh token, another audience\'s, a typ that is not a string, an unknown kid')
+      '401 InvalidTokenError',
+      '503'
+    ], 'the access token; refused: a refresh token, another audience\'s, a typ that is not a string, an unknown kid; and 503 for an unknown kid on a token issued since the set (the gateway\'s copy, 2 s old) may have been copied')
     t.same(await verdicts('http://127.0.0.1:9/.well-known/jwks.json', access), ['503'], 'a JWKS that cannot be fetched is not the token\'s fault')
     t.same(await verdicts(jwksUrl.replace('/.well-known/jwks.json', '/metrics'), access), ['503'], 'nor is one that answers something other than JSON')
     t.same(await verdicts('http://127.0.0.1:9/.well-known/jwks.json', forged({ alg: 'RS256', typ: 'at+jwt' })), ['401 InvalidTokenError'], 'a token without a kid is refused before any fetch')
