@@ -274,11 +274,20 @@ function tlsVersion (params: URLSearchParams, name: string): SecureVersion | und
   return version
 }
 
+/**
+ * Each CRL of a PEM file, apart: Node's `crl` reads only the first of a
+ * string, where OpenSSL under libpq loads every one of the file. A file of
+ * an older CRL then a newer one that revokes the server's certificate
+ * connected, and a bundle of an intermediate's CRL and its root's
+ * found the one it did not read missing.
+ */
+const EACH_CRL = /-----BEGIN X509 CRL-----[\s\S]*?-----END X509 CRL-----/g
+
 /** The CRLs of sslcrl and sslcrldir, as libpq reads them: a PEM file, and the CRLs of a directory `openssl rehash` has named. */
 function revocationLists (params: URLSearchParams): string[] {
-  const lists: string[] = []
+  const files: Array<{ parameter: string, text: string }> = []
   const file = params.get('sslcrl')
-  if (file !== null) lists.push(readPem('sslcrl', file, CRL, 'CRL'))
+  if (file !== null) files.push({ parameter: 'sslcrl', text: readPem('sslcrl', file, CRL, 'CRL') })
   const dir = params.get('sslcrldir')
   if (dir !== null) {
     let names: string[]
@@ -289,13 +298,20 @@ function revocationLists (params: URLSearchParams): string[] {
     }
     // Node checks revocation only when it is given a CRL: an empty directory checked nothing, where OpenSSL (libpq) finds no CRL and refuses every certificate.
     if (names.length === 0) throw new DatabaseUrlError(`DATABASE_URL's sslcrldir ${JSON.stringify(dir)} holds no CRL named as \`openssl rehash\` names them (HASH.r0)`)
-    for (const name of names) lists.push(readPem('sslcrldir', path.join(dir, name), CRL, 'CRL'))
+    for (const name of names) files.push({ parameter: 'sslcrldir', text: readPem('sslcrldir', path.join(dir, name), CRL, 'CRL') })
   }
-  for (const crl of lists) {
-    try {
-      createSecureContext({ crl })
-    } catch (err) {
-      throw new DatabaseUrlError(`DATABASE_URL's ${file !== null ? 'sslcrl' : 'sslcrldir'} holds a CRL Node cannot read (${(err as Error).message})`)
+  const lists: string[] = []
+  for (const { parameter, text } of files) {
+    const crls = text.match(EACH_CRL) ?? []
+    // A CRL cut short (no END line) would otherwise be left out, and with it the check.
+    if (crls.length !== text.split(CRL).length - 1) throw new DatabaseUrlError(`DATABASE_URL's ${parameter} holds a CRL Node cannot read (no END line)`)
+    for (const crl of crls) {
+      try {
+        createSecureContext({ crl })
+      } catch (err) {
+        throw new DatabaseUrlError(`DATABASE_URL's ${parameter} holds a CRL Node cannot read (${(err as Error).message})`)
+      }
+      lists.push(crl)
     }
   }
   return lists

@@ -5,7 +5,9 @@
  */
 import { execFileSync } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
+import tls from 'node:tls'
 import pg from 'pg'
 import t from 'tap'
 import { loadConfig } from '../../src/config.js'
@@ -159,6 +161,36 @@ t.test('sslcrl and sslcrldir: the CRLs checked with the server\'s certificate, a
   t.match(postgresClientConfig(`${BASE}?${VERIFIED}&sslcrldir=${crlDir}`).ssl, { crl: [/BEGIN X509 CRL/] }, 'sslcrldir: the CRLs OpenSSL would look up there')
   t.equal((postgresClientConfig(`${BASE}?${VERIFIED}&sslcrl=${crl}&sslcrldir=${crlDir}`).ssl as { crl: string[] }).crl.length, 2, 'both, as libpq takes both')
   t.match(postgresClientConfig(`${BASE}?sslmode=require&sslrootcert=${ca}&sslcrl=${crl}`).ssl, { crl: [/BEGIN X509 CRL/] }, 'require with sslrootcert checks the certificate, and so the CRL')
+})
+
+t.test('a CRL file of several CRLs: each one checked, as OpenSSL under libpq loads them all', async (t) => {
+  // A TLS server whose certificate the CRL test CA signed, and revoked in its newer CRL; the older one, first in the file, revokes nothing.
+  const crlCa = { cert: `${dir}/crl-ca.pem`, key: `${dir}/crl-ca.key` }
+  writeFileSync(`${dir}/crl-server.ext`, 'subjectAltName=DNS:localhost\n')
+  execFileSync('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=localhost', '-keyout', `${dir}/crl-server.key`, '-out', `${dir}/crl-server.csr`], { stdio: ['ignore', 'ignore', 'pipe'] })
+  execFileSync('openssl', ['x509', '-req', '-in', `${dir}/crl-server.csr`, '-CA', crlCa.cert, '-CAkey', crlCa.key, '-CAcreateserial', '-days', '2', '-extfile', `${dir}/crl-server.ext`, '-out', `${dir}/crl-server.pem`], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const older = makeCrl(dir, 'older', crlCa, [], new Date(Date.now() - 3_600_000))
+  const newer = makeCrl(dir, 'newer', crlCa, [`${dir}/crl-server.pem`])
+  const bundle = `${dir}/older-then-newer.pem`
+  writeFileSync(bundle, readFileSync(older, 'utf8') + readFileSync(newer, 'utf8'))
+  const server = tls.createServer({ cert: readFileSync(`${dir}/crl-server.pem`), key: readFileSync(`${dir}/crl-server.key`) }, (socket) => socket.end())
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { server.close() })
+  const handshake = async (url: string): Promise<string> => await new Promise((resolve) => {
+    const ssl = postgresClientConfig(url).ssl
+    const socket = tls.connect({ ...(ssl === false ? {} : ssl), host: '127.0.0.1', servername: 'localhost', port: (server.address() as AddressInfo).port }, () => { socket.destroy(); resolve('connected') })
+    socket.on('error', (err: NodeJS.ErrnoException) => { resolve(err.code ?? err.message) })
+  })
+  const verified = `${BASE}?sslmode=verify-full&sslrootcert=${crlCa.cert}`
+  t.equal(await handshake(`${verified}&sslcrl=${older}`), 'connected', 'the older CRL alone: not revoked')
+  t.equal(await handshake(`${verified}&sslcrl=${bundle}`), 'CERT_REVOKED', 'both in one file: the newer one read too, and it revokes the certificate')
+  const crlBundleDir = `${dir}/crl-bundle-dir`
+  mkdirSync(crlBundleDir)
+  copyFileSync(bundle, `${crlBundleDir}/${hashedCrlName(older)}`)
+  t.equal(await handshake(`${verified}&sslcrldir=${crlBundleDir}`), 'CERT_REVOKED', 'sslcrldir: each file\'s CRLs too')
+  const cut = `${dir}/cut-short.pem`
+  writeFileSync(cut, readFileSync(older, 'utf8') + readFileSync(newer, 'utf8').replace(/-----END X509 CRL-----\s*$/, ''))
+  t.throws(() => databaseTls(`${verified}&sslcrl=${cut}`), { message: /^DATABASE_URL's sslcrl holds a CRL Node cannot read \(no END line\)$/ }, 'a CRL cut short is refused, not left out')
 })
 
 t.test('sslpassword decrypts sslkey at start; the passphrase goes nowhere else', async (t) => {

@@ -11,8 +11,9 @@ import { join } from 'node:path'
  * A PEM CRL signed by the CA `caCert` (its key `caKey`), listing the
  * certificates in `revoked` (none: a CRL that revokes nothing), written to
  * `dir/name.pem`; `openssl ca`'s bookkeeping goes in a directory beside it.
+ * Issued now, or at `issuedAt` (its lastUpdate), and current for two days from now.
  */
-export function makeCrl (dir: string, name: string, ca: { cert: string, key: string }, revoked: readonly string[] = []): string {
+export function makeCrl (dir: string, name: string, ca: { cert: string, key: string }, revoked: readonly string[] = [], issuedAt?: Date): string {
   const work = join(dir, `${name}.ca`)
   mkdirSync(work)
   writeFileSync(join(work, 'index.txt'), '')
@@ -22,7 +23,8 @@ export function makeCrl (dir: string, name: string, ca: { cert: string, key: str
   const openssl = (...args: string[]): void => { execFileSync('openssl', ['ca', '-config', config, '-keyfile', ca.key, '-cert', ca.cert, ...args], { stdio: ['ignore', 'ignore', 'pipe'] }) }
   for (const certificate of revoked) openssl('-revoke', certificate)
   const crl = join(dir, `${name}.pem`)
-  openssl('-gencrl', '-out', crl)
+  const lastUpdate = issuedAt === undefined ? [] : ['-crl_lastupdate', `${issuedAt.toISOString().replace(/[-:T]/g, '').slice(0, 14)}Z`]
+  openssl('-gencrl', ...lastUpdate, '-out', crl)
   return crl
 }
 
