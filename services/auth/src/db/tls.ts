@@ -231,11 +231,25 @@ function checkParameters (params: URLSearchParams): void {
   }
 }
 
-/** DATABASE_URL as a URL (config.ts has already refused one that is not), its password never in a message. */
+/**
+ * DATABASE_URL as a URL (config.ts has already refused one that is not), its
+ * password never in a message, and read as libpq reads one where a URL
+ * parser differs:
+ * - a `#` is text to libpq, and to a URL the start of a fragment nothing
+ *   reads: `…/tessera#?sslmode=verify-full` connected without TLS. Refused.
+ * - a `%` that starts no `%XX` libpq refuses; pg-connection-string
+ *   re-encodes the whole URL then, and read a socket's `host=%2F…` as a
+ *   host name. Refused, and pg is handed the URL as serialized here.
+ * - a `+` in the query is a `+` to libpq, and a space to a URL's query:
+ *   a passphrase or a path holding one was not libpq's.
+ */
 function parseUrl (databaseUrl: string): Parsed {
+  if (databaseUrl.includes('#')) throw new DatabaseUrlError('DATABASE_URL holds a #, which libpq reads as text and a URL as the start of a fragment that nothing reads: write it %23 (in a password too)')
+  if (/%(?![0-9a-f]{2})/i.test(databaseUrl)) throw new DatabaseUrlError('DATABASE_URL holds a % that is not followed by two hex digits, which libpq refuses: write it %25 (in a password too)')
+  const query = databaseUrl.indexOf('?')
   let url: URL
   try {
-    url = new URL(databaseUrl)
+    url = new URL(query < 0 ? databaseUrl : databaseUrl.slice(0, query) + databaseUrl.slice(query).replaceAll('+', '%2B'))
   } catch {
     throw new DatabaseUrlError('DATABASE_URL is not a URL')
   }
@@ -419,7 +433,6 @@ export function postgresClientConfig (databaseUrl: string): PostgresClientConfig
   const { params, url } = parsed
   const { ssl } = tlsOptions(parsed)
   const rest = { ssl, sslnegotiation: 'postgres' as const, ...connectionOptions(params) }
-  if (!READ_HERE.some((name) => params.has(name))) return { connectionString: databaseUrl, ...rest }
   for (const name of READ_HERE) params.delete(name)
   return { connectionString: url.toString(), ...rest }
 }

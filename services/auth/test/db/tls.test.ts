@@ -193,6 +193,28 @@ t.test('a CRL file of several CRLs: each one checked, as OpenSSL under libpq loa
   t.throws(() => databaseTls(`${verified}&sslcrl=${cut}`), { message: /^DATABASE_URL's sslcrl holds a CRL Node cannot read \(no END line\)$/ }, 'a CRL cut short is refused, not left out')
 })
 
+t.test('the URL read as libpq reads it where a URL parser differs: #, a bare %, a + in the query', async (t) => {
+  for (const url of [`${BASE}#?sslmode=verify-full&sslrootcert=${ca}`, `${BASE}?sslmode=verify-full&sslrootcert=${ca}#&sslmode=disable`, 'postgres://tessera:s#cret@db.example/tessera']) {
+    // libpq reads the # as text: the first URL is verify-full to psql, and no TLS to a URL parser, which ends the URL there.
+    t.throws(() => databaseTls(url), { message: /^DATABASE_URL holds a #, which libpq reads as text and a URL as the start of a fragment that nothing reads: write it %23/ }, url)
+  }
+  // pg-connection-string re-encodes a URL with a bare %: the socket's %2F became text, and a host name connected to without TLS.
+  const bare = 'postgres://tessera:s%cret@db.example/tessera?host=%2Frun%2Fpostgresql&sslmode=verify-full'
+  t.throws(() => databaseTls(bare), { message: /^DATABASE_URL holds a % that is not followed by two hex digits, which libpq refuses: write it %25/ })
+  for (const url of [`${BASE}#x`, bare]) t.notMatch((() => { try { databaseTls(url) } catch (err) { return (err as Error).message } return '' })(), /cret/, 'no password')
+  // libpq reads a + in the query as a +: a CA's path, a key's passphrase, a password.
+  const plusCa = `${dir}/ca+1.pem`
+  copyFileSync(ca, plusCa)
+  t.match(postgresClientConfig(`${BASE}?sslmode=verify-full&sslrootcert=${plusCa}`).ssl, { ca: /BEGIN CERTIFICATE/ }, 'sslrootcert=…/ca+1.pem is that file')
+  const plusKey = `${dir}/client-plus.key`
+  writeFileSync(plusKey, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'a+b/c=' }))
+  t.match(postgresClientConfig(`${BASE}?${VERIFIED}&sslcert=${ca}&sslkey=${plusKey}&sslpassword=a+b/c=`).ssl, { cert: /BEGIN CERTIFICATE/ }, 'sslpassword=a+b/c= decrypts the key whose passphrase is a+b/c=')
+  const client = new pg.Client(postgresClientConfig(`${BASE}?sslmode=require&password=p+q&application_name=a%20b+c`))
+  t.equal(client.password, 'p+q', 'password=p+q is p+q to pg')
+  t.match((client as unknown as { connectionParameters: object }).connectionParameters, { application_name: 'a b+c' }, '%20 a space, + a +')
+  t.equal(new pg.Client(postgresClientConfig(`${BASE}?password=p+q`)).password, 'p+q', 'with no parameter read here too')
+})
+
 t.test('sslpassword decrypts sslkey at start; the passphrase goes nowhere else', async (t) => {
   const url = `${BASE}?${VERIFIED}&sslcert=${ca}&sslkey=${encryptedKey}&sslpassword=${encodeURIComponent(PASSPHRASE)}`
   const config = postgresClientConfig(url)
