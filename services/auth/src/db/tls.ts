@@ -200,10 +200,27 @@ function connectsToSocket (url: URL): boolean {
   return host === '' ? /^%2f/i.test(url.hostname) : host.startsWith('/')
 }
 
+/**
+ * Whether an unknown parameter's name may be a password's tail, and so is
+ * not printed: one right after `password=` or `sslpassword=` (an `&` in the
+ * password, not written %26), or any where the URL names no user and its
+ * query holds an `@` (a `?` in the userinfo's password, not written %3F,
+ * began the query).
+ */
+function mayBeSecret (url: URL, name: string): boolean {
+  const names = [...url.searchParams.keys()]
+  const before = names[names.indexOf(name) - 1]
+  return before === 'password' || before === 'sslpassword' || (url.username === '' && url.password === '' && url.search.includes('@'))
+}
+
 /** Each parameter's name known, given once, and its value one Tessera can honour. */
-function checkParameters (params: URLSearchParams): void {
+function checkParameters (url: URL): void {
+  const params = url.searchParams
   for (const name of new Set(params.keys())) {
     if (!KNOWN.has(name)) {
+      if (mayBeSecret(url, name)) {
+        throw new DatabaseUrlError('DATABASE_URL has a parameter Tessera does not know, not repeated here: it may be part of a password (write an & in a password as %26, a ? as %3F)')
+      }
       // libpq refuses a parameter it does not know; pg ignored `SSLMODE=verify-full`, and connected without TLS.
       const meant = name.trim().toLowerCase()
       if (KNOWN.has(meant)) throw new DatabaseUrlError(`DATABASE_URL's ${name}= is not read: parameter names are lower case (${meant}=)`)
@@ -255,7 +272,7 @@ function parseUrl (databaseUrl: string): Parsed {
   }
   // The URL's own host too: libpq's postgres://a,b/… is a list.
   if (url.hostname.includes(',')) throw new DatabaseUrlError(`DATABASE_URL names more than one host: ${ONE_HOST}; name one (a provider's endpoint, or a proxy in front of several)`)
-  checkParameters(url.searchParams)
+  checkParameters(url)
   return { url, params: url.searchParams, socket: connectsToSocket(url) }
 }
 

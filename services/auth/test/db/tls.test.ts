@@ -215,6 +215,19 @@ t.test('the URL read as libpq reads it where a URL parser differs: #, a bare %, 
   t.equal(new pg.Client(postgresClientConfig(`${BASE}?password=p+q`)).password, 'p+q', 'with no parameter read here too')
 })
 
+t.test('a password broken by an & or a ? left unwritten is not repeated by the refusal', async (t) => {
+  for (const url of [
+    `${BASE}?sslmode=require&password=Xy&Zq9tail`,
+    `${BASE}?sslmode=require&sslpassword=Xy&Zq9tail`,
+    'postgres://tessera:12345?Zq9tail@db.example/tessera',
+    'postgres://tessera:12345?Zq9tail=x@db.example/tessera'
+  ]) {
+    t.throws(() => databaseTls(url), { message: /^DATABASE_URL has a parameter Tessera does not know, not repeated here: it may be part of a password \(write an & in a password as %26, a \? as %3F\)$/ }, url)
+    t.throws(() => loadConfig({ DATABASE_URL: url }), { name: 'ConfigError', message: /not repeated here/ }, `${url}: at start`)
+  }
+  t.throws(() => databaseTls(`${BASE}?sslmode=require&schema=public`), { message: /^DATABASE_URL's schema= is not a connection parameter/ }, 'any other unknown name is named')
+})
+
 t.test('sslpassword decrypts sslkey at start; the passphrase goes nowhere else', async (t) => {
   const url = `${BASE}?${VERIFIED}&sslcert=${ca}&sslkey=${encryptedKey}&sslpassword=${encodeURIComponent(PASSPHRASE)}`
   const config = postgresClientConfig(url)
