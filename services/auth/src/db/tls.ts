@@ -425,6 +425,9 @@ function seconds (params: URLSearchParams, name: string): number | undefined {
   return Number(trimmed)
 }
 
+/** The longest keepalives_idle Linux takes (MAX_TCP_KEEPIDLE), in seconds. */
+const MAX_KEEPALIVE_IDLE = 32_767
+
 /** channel_binding, keepalives and connect_timeout, as pg's options. */
 function connectionOptions (params: URLSearchParams): Omit<PostgresClientConfig, 'connectionString' | 'ssl' | 'sslnegotiation'> {
   const keepalives = params.get('keepalives')
@@ -435,6 +438,8 @@ function connectionOptions (params: URLSearchParams): Omit<PostgresClientConfig,
   }
   const idle = seconds(params, 'keepalives_idle')
   if (idle !== undefined && idle < 0) throw new DatabaseUrlError(`DATABASE_URL's keepalives_idle=${idle} is invalid: expected whole seconds, 0 (the system's) or more`)
+  // Linux takes at most 32767 (TCP_KEEPIDLE): libpq then fails to connect, and Node went on with the system's idle time, saying nothing.
+  if (idle !== undefined && idle > MAX_KEEPALIVE_IDLE) throw new DatabaseUrlError(`DATABASE_URL's keepalives_idle=${idle} is not supported: the most the system takes is ${MAX_KEEPALIVE_IDLE} seconds`)
   // Node's 0 is the system's idle time, as libpq's.
   if (idle !== undefined) options.keepAliveInitialDelayMillis = idle * 1000
   const timeout = seconds(params, 'connect_timeout')

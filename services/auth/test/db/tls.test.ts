@@ -247,6 +247,7 @@ t.test('TLS versions, channel binding, keepalives and connect_timeout as libpq m
   t.equal(postgresClientConfig(`${BASE}?channel_binding=disable`).enableChannelBinding, false)
   t.equal(postgresClientConfig(`${BASE}?keepalives=0`).keepAlive, false, 'keepalives=0')
   t.equal(postgresClientConfig(`${BASE}?keepalives=1&keepalives_idle=30`).keepAliveInitialDelayMillis, 30_000, 'keepalives_idle, in seconds')
+  t.equal(postgresClientConfig(`${BASE}?keepalives_idle=32767`).keepAliveInitialDelayMillis, 32_767_000, 'up to what Linux takes')
   t.equal(postgresClientConfig(`${BASE}?connect_timeout=%2012`).connectionTimeoutMillis, 12_000, 'connect_timeout, in seconds')
   t.notOk('connectionTimeoutMillis' in postgresClientConfig(BASE), 'none given: the caller\'s own')
   // What the pools and the LISTEN connection are made with: pg read none of these from the URL.
@@ -288,6 +289,8 @@ t.test('every other parameter of libpq\'s is refused at start with one line sayi
     ['connect_timeout=10s', /^DATABASE_URL's connect_timeout="10s" is invalid: expected whole seconds/],
     ['keepalives=yes', /^DATABASE_URL's keepalives="yes" is invalid: expected 1 \(on\) or 0 \(off\)$/],
     ['keepalives_idle=-1', /^DATABASE_URL's keepalives_idle=-1 is invalid/],
+    // libpq: "setsockopt(TCP_KEEPIDLE) failed: Invalid argument"; Node ignored the failure.
+    ['keepalives_idle=32768', /^DATABASE_URL's keepalives_idle=32768 is not supported: the most the system takes is 32767 seconds$/],
     ['sslsni=0', /^DATABASE_URL's sslsni=0 is not supported: node-postgres always sends the host name/],
     ['sslcompression=1', /^DATABASE_URL's sslcompression=1 is not supported/],
     ['sslcertmode=require', /^DATABASE_URL's sslcertmode=require is not supported/],
