@@ -55,6 +55,12 @@ export interface PostgresClientConfig {
   keepAliveInitialDelayMillis?: number
   /** connect_timeout, in milliseconds; unset when DATABASE_URL has none. */
   connectionTimeoutMillis?: number
+  /**
+   * DATABASE_URL's application_name, as an option rather than in the URL,
+   * where pg would let it win over a caller's own (the LISTEN connection's
+   * `tessera-listener`, which pg_stat_activity is searched by).
+   */
+  application_name?: string
 }
 
 /** DATABASE_URL's settings cannot be used: the message is one line that names no password. */
@@ -67,17 +73,17 @@ const READ_HERE = [
   'sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'sslpassword', 'sslcrl', 'sslcrldir', 'sslnegotiation', 'sslsni',
   'sslcompression', 'sslcertmode', 'ssl_min_protocol_version', 'ssl_max_protocol_version', 'channel_binding', 'gssencmode',
   'connect_timeout', 'keepalives', 'keepalives_idle', 'client_encoding', 'target_session_attrs', 'load_balance_hosts',
-  'min_protocol_version', 'max_protocol_version'
+  'min_protocol_version', 'max_protocol_version', 'application_name'
 ]
 
 /**
  * Handed to pg, which reads them as libpq does: where to connect, as whom,
- * and the session's `options` and `application_name`. The last four are
+ * and the session's `options` and `fallback_application_name`. The last four are
  * node-postgres's own (libpq sets them through `options`), kept since pg
  * honours them.
  */
 const PASSED_TO_PG = [
-  'host', 'port', 'user', 'password', 'options', 'application_name', 'fallback_application_name',
+  'host', 'port', 'user', 'password', 'options', 'fallback_application_name',
   'statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout', 'query_timeout'
 ]
 
@@ -454,7 +460,9 @@ export function postgresClientConfig (databaseUrl: string): PostgresClientConfig
   const parsed = parseUrl(databaseUrl)
   const { params, url } = parsed
   const { ssl } = tlsOptions(parsed)
-  const rest = { ssl, sslnegotiation: 'postgres' as const, ...connectionOptions(params) }
+  const rest: Omit<PostgresClientConfig, 'connectionString'> = { ssl, sslnegotiation: 'postgres', ...connectionOptions(params) }
+  const applicationName = params.get('application_name')
+  if (applicationName !== null) rest.application_name = applicationName
   for (const name of READ_HERE) params.delete(name)
   return { connectionString: url.toString(), ...rest }
 }

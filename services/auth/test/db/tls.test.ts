@@ -266,6 +266,9 @@ t.test('what pg reads as libpq does is handed to it', async (t) => {
   const client = new pg.Client(postgresClientConfig(`${BASE}?application_name=reports&fallback_application_name=tessera&options=-c%20work_mem%3D8MB&statement_timeout=1000&user=other&password=pw&port=6543`))
   t.match((client as unknown as { connectionParameters: object }).connectionParameters, { application_name: 'reports', fallback_application_name: 'tessera', options: '-c work_mem=8MB', statement_timeout: '1000' })
   t.match(client, { user: 'other', port: 6543 }, 'user= and port= over the URL\'s, as libpq takes them')
+  // pg lets what it parses from the URL win over its options: the LISTEN connection's own name was the URL's.
+  const listener = new pg.Client({ ...postgresClientConfig(`${BASE}?sslmode=require&application_name=reports`), application_name: 'tessera-listener' })
+  t.equal((listener as unknown as { connectionParameters: { application_name: string } }).connectionParameters.application_name, 'tessera-listener', 'a caller\'s own application_name over the URL\'s')
 })
 
 t.test('every other parameter of libpq\'s is refused at start with one line saying what to do', async (t) => {
