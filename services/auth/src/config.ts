@@ -452,6 +452,12 @@ const DEFAULT_PORT = 8080
 /** Reads and validates every setting; throws ConfigError naming the first bad one. */
 export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const read = new Reader(env)
+  // NODE_ENV alone is not read from a file: Node's libraries read it from the
+  // environment. Ignored, a NODE_ENV_FILE saying production ran the instance
+  // as outside it (a KEK generated on a container's disk, no warning).
+  if ((env.NODE_ENV_FILE ?? '') !== '') {
+    throw new ConfigError('NODE_ENV_FILE', '', '', 'NODE_ENV_FILE is not read: NODE_ENV is Node\'s and its libraries\', read from the environment alone; set NODE_ENV (production in production) and unset NODE_ENV_FILE')
+  }
   const production = env.NODE_ENV === 'production'
   const jwksMaxAge = readJwksMaxAge(read)
   const keyCheckInterval = read.interval('TESSERA_KEY_CHECK_INTERVAL', '30s')

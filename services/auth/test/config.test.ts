@@ -227,3 +227,15 @@ t.test('any setting can come from NAME_FILE, never from both NAME and NAME_FILE'
   const missing = t.throws(() => loadConfig({ TESSERA_KEK_FILE: path.join(dir, 'nope') })) as Error
   t.equal(missing.message, `TESSERA_KEK_FILE=${JSON.stringify(path.join(dir, 'nope'))} cannot be read (ENOENT)`)
 })
+
+t.test('NODE_ENV_FILE is refused, not ignored: NODE_ENV is read as is, and a file meant to say production would run the instance as outside it', async (t) => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-node-env-'))
+  t.teardown(async () => { await fs.rm(dir, { recursive: true, force: true }) })
+  await fs.writeFile(path.join(dir, 'node_env'), 'production\n')
+  for (const env of [{ NODE_ENV_FILE: path.join(dir, 'node_env') }, { NODE_ENV: 'production', NODE_ENV_FILE: path.join(dir, 'node_env') }]) {
+    const err = t.throws(() => loadConfig(env)) as Error
+    t.ok(err instanceof ConfigError)
+    t.equal(err.message, 'NODE_ENV_FILE is not read: NODE_ENV is Node\'s and its libraries\', read from the environment alone; set NODE_ENV (production in production) and unset NODE_ENV_FILE')
+  }
+  t.equal(loadConfig({ NODE_ENV: 'production', NODE_ENV_FILE: '' }).production, true, 'an empty NODE_ENV_FILE counts as unset, as every empty setting does')
+})
