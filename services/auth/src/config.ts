@@ -484,7 +484,8 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const audience = readAudience(read, issuer.replace(/\/+$/, ''))
   const databaseUrl = read.optional('DATABASE_URL') === undefined
     ? undefined
-    : read.string('DATABASE_URL', '', 'a postgres:// or postgresql:// URL', isPostgresUrl, true)
+    // The encoding named: a generated password's # / ? or @ left as typed makes the URL none, and "a URL" alone did not say why.
+    : read.string('DATABASE_URL', '', 'a postgres:// or postgresql:// URL, its user name and password percent-encoded (encodeURIComponent: # as %23, / as %2F, ? as %3F, @ as %40, : as %3A, % as %25)', isPostgresUrl, true)
   checkDatabasePort(databaseUrl)
   return {
     port,

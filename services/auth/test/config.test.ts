@@ -239,3 +239,14 @@ t.test('NODE_ENV_FILE is refused, not ignored: NODE_ENV is read as is, and a fil
   }
   t.equal(loadConfig({ NODE_ENV: 'production', NODE_ENV_FILE: '' }).production, true, 'an empty NODE_ENV_FILE counts as unset, as every empty setting does')
 })
+
+t.test('a DATABASE_URL that is no URL because of a password\'s # / ? or @ says to percent-encode it, without repeating it', async (t) => {
+  // Generated passwords (a managed Postgres's, a secrets manager's) hold these; the refusal said only "a postgres:// URL", which the operator had written.
+  for (const password of ['ab#cd', 'ab/cd', 'ab?cd', 'ab:c/d']) {
+    const err = t.throws(() => loadConfig({ DATABASE_URL: `postgres://tessera_app:${password}@db.internal:5432/tessera` })) as Error
+    t.ok(err instanceof ConfigError, password)
+    t.equal(err.message, 'DATABASE_URL="<hidden>" is invalid: expected a postgres:// or postgresql:// URL, its user name and password percent-encoded (encodeURIComponent: # as %23, / as %2F, ? as %3F, @ as %40, : as %3A, % as %25)', password)
+  }
+  const encoded = `postgres://tessera_app:${encodeURIComponent('ab#c/d?e@f:g%')}@db.internal:5432/tessera`
+  t.equal(loadConfig({ DATABASE_URL: encoded }).databaseUrl, encoded, 'percent-encoded, it is taken')
+})

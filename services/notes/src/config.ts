@@ -47,12 +47,15 @@ function get (env: Env, name: string): string | undefined {
   }
 }
 
+const CREDENTIALS_ENCODED = 'its user name and password percent-encoded (encodeURIComponent: # as %23, / as %2F, ? as %3F, @ as %40, : as %3A, % as %25)'
+
 /** `secret`: the value may hold a password (DATABASE_URL: one with an unescaped "/" is not a URL), so a refusal never repeats it, as Tessera's config does. */
 function parsedUrl (name: string, value: string, secret = false): URL {
   try {
     return new URL(value)
   } catch {
-    throw new ConfigError(`${name}=${secret ? '<hidden>' : JSON.stringify(value)} is invalid: expected a URL`)
+    // A secret URL's usual fault is a password's # / ? or @ left as typed: the encoding is named, as Tessera's config names it.
+    throw new ConfigError(`${name}=${secret ? '<hidden>' : JSON.stringify(value)} is invalid: expected a URL${secret ? `, ${CREDENTIALS_ENCODED}` : ''}`)
   }
 }
 

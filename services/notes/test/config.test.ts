@@ -17,7 +17,7 @@ t.test('DATABASE_URL from DATABASE_URL_FILE (a Docker secret), never from both',
   t.match(missing.message, /^DATABASE_URL_FILE=".*nope" cannot be read \(ENOENT\)$/)
   // A password with an unescaped "/" makes the URL unparseable: the refusal must not print it.
   const unparsed = t.throws(() => loadConfig({ DATABASE_URL: 'postgres://notes:se/cr3t@db:5432/notes' })) as Error
-  t.equal(unparsed.message, 'DATABASE_URL=<hidden> is invalid: expected a URL')
+  t.equal(unparsed.message, 'DATABASE_URL=<hidden> is invalid: expected a URL, its user name and password percent-encoded (encodeURIComponent: # as %23, / as %2F, ? as %3F, @ as %40, : as %3A, % as %25)')
 })
 
 t.test('a NOTES_ISSUER or NOTES_JWKS_URL holding a user name or password is not repeated, whatever else is wrong with it', async (t) => {
