@@ -16,7 +16,7 @@ import { databaseUnreachable } from '../errors.js'
 import { onProcessWarning } from '../logging.js'
 import { databaseFor } from '../db/locate.js'
 import { DEFAULT_ROLE_NAMES, ensureRoles } from '../db/roles.js'
-import { refuseSchemaElsewhere, SchemaElsewhereError } from '../db/migrate.js'
+import { refuseSchemaElsewhere, SchemaElsewhereError, SchemaOutOfReachError } from '../db/migrate.js'
 import type { CommandContext } from './context.js'
 import { CliError, commandFlags, commandOutput, printable } from './output.js'
 import { migrateCommand } from './migrate.js'
@@ -221,10 +221,11 @@ async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     await command(ctx)
     return 0
   } catch (err) {
-    // A table missing from public may be in another schema, where a search_path of the deployment's own put it: say that, not "run migrate up".
+    // A table missing from public may be in another schema, where a search_path of the deployment's own put it,
+    // or hidden from a role without USAGE on public (notes'): say that, not "run migrate up".
     // The look's own failure leaves the command's error to be said.
     if (opened !== undefined && (err as { code?: unknown }).code === '42P01') {
-      await refuseSchemaElsewhere(opened.connection.db).catch((refusal: unknown) => { if (refusal instanceof SchemaElsewhereError) throw refusal })
+      await refuseSchemaElsewhere(opened.connection.db).catch((refusal: unknown) => { if (refusal instanceof SchemaElsewhereError || refusal instanceof SchemaOutOfReachError) throw refusal })
     }
     throw err
   } finally {

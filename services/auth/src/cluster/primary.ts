@@ -64,7 +64,8 @@ export interface Primary {
 
 /**
  * The schema this build serves from: Tessera's tables in another schema are
- * refused before anything reads public's absence as "behind" (SchemaElsewhereError).
+ * refused before anything reads public's absence as "behind" (SchemaElsewhereError),
+ * and so are they when this role may not use public (SchemaOutOfReachError).
  */
 async function requireSchema (connection: Connection, checks: Connection, migrate: boolean, logger: Logger): Promise<void> {
   // migrateUp refuses Tessera's tables in another schema itself.

@@ -53,8 +53,25 @@ export class SchemaElsewhereError extends TesseraError {
 }
 
 /**
+ * A role without USAGE on public, where Tessera's tables are: Postgres hides
+ * them from it ("relation … does not exist"), which read as a database never
+ * migrated (every command said to run `tessera migrate up`, `migrate status`
+ * listed every migration pending, the start said the schema was behind) when
+ * DATABASE_URL held another service's role: notes', which `tessera db roles`
+ * keeps out of public, beside Tessera's in every secrets directory.
+ */
+export class SchemaOutOfReachError extends TesseraError {
+  readonly code = 'ERR_SCHEMA_OUT_OF_REACH'
+
+  constructor (role: string) {
+    super(`the role in DATABASE_URL, ${role}, may not use schema public, where Tessera's tables are: nothing was done. Connect as Tessera's runtime role (tessera_app, as \`tessera db roles\` makes it), or as its owner role for \`tessera migrate\` (docs/operators.md, "Database roles")`)
+  }
+}
+
+/**
  * Refuses with SchemaElsewhereError when public has no migrations table of
- * Tessera's and another schema has one. Read from pg_catalog, which every
+ * Tessera's and another schema has one, and with SchemaOutOfReachError when
+ * public has them and the role may not use it. Read from pg_catalog, which every
  * role sees whole (information_schema shows a role only what it has rights
  * on). Tessera's is the one beside a signing_keys table: notes keeps a
  * migrations table of its own in schema notes.
@@ -70,6 +87,15 @@ export async function refuseSchemaElsewhere<T> (db: Kysely<T>): Promise<void> {
     FROM tessera WHERE nspname <> 'public' AND NOT EXISTS (SELECT 1 FROM tessera WHERE nspname = 'public')
     ORDER BY nspname`.execute(db)
   if (rows.length > 0) throw new SchemaElsewhereError(rows.map((r) => r.schema), rows[0]?.public_exists === true)
+  // And SchemaOutOfReachError when public has them but this role may not look in it.
+  const { rows: [reach] } = await sql<{ role: string, hidden: boolean }>`
+    SELECT current_user AS role, EXISTS (
+      SELECT 1 FROM pg_namespace n
+      WHERE n.nspname = 'public' AND NOT has_schema_privilege(n.oid, 'USAGE')
+        AND EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind = 'r' AND c.relname = ${DEFAULT_MIGRATION_TABLE})
+        AND EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind = 'r' AND c.relname = 'signing_keys')
+    ) AS hidden`.execute(db)
+  if (reach?.hidden === true) throw new SchemaOutOfReachError(reach.role)
 }
 
 /**

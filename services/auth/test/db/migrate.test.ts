@@ -6,10 +6,11 @@
  * failed by other sessions' locks is said as such. Through the CLI:
  * test/e2e/migrations.test.ts and test/e2e/schema-elsewhere.test.ts.
  */
+import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import { sql } from 'kysely'
-import { MigrationGaveWayError, migrateDown, migrateUp, migrationStatus, schemaStanding, SchemaElsewhereError, SchemaNewerError } from '../../src/db/migrate.js'
-import { createTestDatabase, lockWaiters, testConnection } from '../helpers/db.js'
+import { MigrationGaveWayError, migrateDown, migrateUp, migrationStatus, refuseSchemaElsewhere, schemaStanding, SchemaElsewhereError, SchemaNewerError } from '../../src/db/migrate.js'
+import { createTestDatabase, lockWaiters, testConnection, testEnv } from '../helpers/db.js'
 
 t.test('a database never migrated: everything pending, nothing newer, and no table read that is not there', async (t) => {
   const { db } = await testConnection(t, await createTestDatabase(t, { empty: true }))
@@ -172,4 +173,35 @@ t.test('a migration that waited past lock_timeout behind a live transaction: sai
   await live.query('COMMIT')
   t.match(down, { error: { name: 'MigrationGaveWayError', message: `0015_user_lookups was not reverted: ${timedOut}. Its transaction was rolled back, so it changed nothing. Run \`tessera migrate down --yes\` again, at a quieter moment if this comes back (docs/operators.md, "Upgrading")` } }, 'down: the same, in its own words')
   t.same((await schemaStanding(db)).pending, ['0016_reuse_by_another_client'], '0015 still applied')
+})
+
+t.test('a role that may not use schema public (notes\' URL taken for Tessera\'s): refused as that, not read as a database to migrate', async (t) => {
+  // Postgres hides a schema's tables from a role without USAGE on it: "relation … does not exist", which every
+  // command turned into "run `tessera migrate up` first", `migrate status` into every migration pending, and the
+  // start into "the database schema is behind", on a database migrated to the last.
+  const url = await createTestDatabase(t)
+  const { db: admin } = await testConnection(t, url)
+  const role = { name: `t_elsewhere_${randomBytes(4).toString('hex')}`, password: randomBytes(12).toString('base64url') }
+  const cluster = await testConnection(t, testEnv().adminUrl)
+  // Roles are cluster-wide; its grant in this database goes first, or the role cannot be dropped.
+  t.teardown(async () => {
+    await sql`DROP OWNED BY ${sql.id(role.name)}`.execute(admin)
+    await sql`DROP ROLE ${sql.id(role.name)}`.execute(cluster.db)
+  })
+  await sql`CREATE ROLE ${sql.id(role.name)} LOGIN PASSWORD ${sql.lit(role.password)}`.execute(admin)
+  await sql`REVOKE ALL ON SCHEMA public FROM PUBLIC`.execute(admin)
+  const asRole = new URL(url)
+  asRole.username = role.name
+  asRole.password = role.password
+  const { db } = await testConnection(t, asRole.toString())
+
+  const refusal = `the role in DATABASE_URL, ${role.name}, may not use schema public, where Tessera's tables are: nothing was done. Connect as Tessera's runtime role (tessera_app, as \`tessera db roles\` makes it), or as its owner role for \`tessera migrate\` (docs/operators.md, "Database roles")`
+  await t.rejects(refuseSchemaElsewhere(db), { name: 'SchemaOutOfReachError', message: refusal }, 'the check every command and the start make')
+  await t.rejects(migrationStatus(db), { message: refusal }, 'status: not every migration pending')
+  await t.rejects(migrateUp(db), { message: refusal }, 'up')
+  await t.rejects(migrateDown(db), { message: refusal }, 'down')
+
+  await sql`GRANT USAGE ON SCHEMA public TO ${sql.id(role.name)}`.execute(admin)
+  await refuseSchemaElsewhere(db)
+  t.pass('with USAGE, nothing to refuse here (a table it may not read is the permission error the commands name)')
 })
