@@ -3,7 +3,7 @@
  * a migration one-shot never holds the key that unseals the signing keys.
  * @module
  */
-import { migrateDown, migrateUp, migrationStatus, schemaStanding } from '../db/migrate.js'
+import { migrateDown, migrateUp, migrationStatus, schemaStanding, tablesOutsideOwner } from '../db/migrate.js'
 import type { CommandContext } from './context.js'
 import { CliError, commandFlags, formatTable, refuseForeignFlags, type CommandSyntax } from './output.js'
 
@@ -26,6 +26,11 @@ export async function migrateCommand (ctx: CommandContext): Promise<void> {
       ? `applied ${applied.join(', ')}`
       : newer.length > 0 ? `nothing to apply: the schema is ahead of this build (${newer.join(', ')} applied by a newer one)` : 'already up to date'
     ctx.out.result(said, { applied, newer })
+    // Applied as a superuser on a database db roles set up: the runtime role is refused the new tables until they change hands.
+    const stray = applied.length > 0 ? await tablesOutsideOwner(db) : undefined
+    if (stray !== undefined) {
+      process.stderr.write(`tessera: migrations applied as ${stray.role}, not as ${stray.owner}, the owner of schema public: the tables they made (${stray.tables.join(', ')}) are ${stray.role}'s, and the runtime role may not use them until \`tessera db roles\` gives them to ${stray.owner}: run it now, as a superuser with the three roles' passwords, and \`migrate up\` as the owner role from now on (docs/operators.md, "Database roles")\n`)
+    }
   } else if (action === 'down') {
     const reverted = await migrateDown(db)
     ctx.out.result(reverted.length === 0 ? 'nothing to revert' : `reverted ${reverted.join(', ')}`, { reverted })

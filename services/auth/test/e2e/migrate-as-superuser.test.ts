@@ -1,0 +1,64 @@
+/**
+ * `tessera migrate up` run as a superuser on a database `tessera db roles`
+ * has set up (the make stack table's "the same" command, or a superuser's
+ * URL at hand): the tables it makes are the superuser's, not the owner
+ * role's, so the default grants to the runtime role never apply and every
+ * request that reads them fails (500, "permission denied for table") until
+ * `db roles` hands them over. The command says so.
+ */
+import { randomBytes } from 'node:crypto'
+import pg from 'pg'
+import t from 'tap'
+import { connect } from '../../src/db/connect.js'
+import { migrateDown, migrationStatus } from '../../src/db/migrate.js'
+import { ensureRoles, type DatabaseRoles } from '../../src/db/roles.js'
+import { createTestDatabase, testEnv } from '../helpers/db.js'
+import { runCli } from '../helpers/server.js'
+
+function urlAs (databaseUrl: string, role: { name: string, password: string }): string {
+  const url = new URL(databaseUrl)
+  url.username = role.name
+  url.password = role.password
+  return url.toString()
+}
+
+t.test('migrate up as a superuser names the tables it made that the runtime role may not use, and what hands them over', async (t) => {
+  const suffix = randomBytes(4).toString('hex')
+  const roles: DatabaseRoles = {
+    owner: { name: `t_owner_${suffix}`, password: randomBytes(12).toString('base64url') },
+    runtime: { name: `t_app_${suffix}`, password: randomBytes(12).toString('base64url') },
+    notes: { name: `t_notes_${suffix}`, password: randomBytes(12).toString('base64url') }
+  }
+  t.teardown(async () => {
+    const admin = new pg.Client({ connectionString: testEnv().adminUrl })
+    await admin.connect()
+    try { for (const role of Object.values(roles)) await admin.query(`DROP ROLE IF EXISTS "${role.name}"`) } finally { await admin.end() }
+  })
+  const superuserUrl = await createTestDatabase(t)
+  const superuser = connect(superuserUrl)
+  t.teardown(superuser.close)
+  await ensureRoles(superuser.db, roles)
+  // Back to before 0004, which makes the clients table: the next up makes it.
+  while ((await migrationStatus(superuser.db)).find((m) => m.name === '0004_clients')?.appliedAt != null) await migrateDown(superuser.db)
+
+  const up = await runCli(['migrate', 'up'], { DATABASE_URL: superuserUrl })
+  t.equal(up.code, 0, `it migrated: ${up.stderr}`)
+  const superuserName = new URL(superuserUrl).username
+  t.match(up.stderr, `tessera: migrations applied as ${superuserName}, not as ${roles.owner.name}, the owner of schema public: the tables they made (clients) are ${superuserName}'s, and the runtime role may not use them until \`tessera db roles\` gives them to ${roles.owner.name}: run it now, as a superuser with the three roles' passwords, and \`migrate up\` as the owner role from now on (docs/operators.md, "Database roles")`)
+  t.notMatch(up.stdout, /tessera_app|db roles/, 'stdout is the result alone')
+
+  const runtime = new pg.Client({ connectionString: urlAs(superuserUrl, roles.runtime) })
+  await runtime.connect()
+  t.teardown(async () => { await runtime.end() })
+  await t.rejects(runtime.query('SELECT count(*) FROM clients'), { code: '42501' }, 'why: the runtime role may not read it')
+  await ensureRoles(superuser.db, roles)
+  await runtime.query('SELECT count(*) FROM clients')
+  t.pass('db roles gave it to the owner, and the default grants followed')
+
+  const again = await runCli(['migrate', 'up'], { DATABASE_URL: superuserUrl })
+  t.equal(again.stderr, '', 'nothing applied, nothing to say')
+  await migrateDown(superuser.db)
+  const asOwner = await runCli(['migrate', 'up'], { DATABASE_URL: urlAs(superuserUrl, roles.owner) })
+  t.equal(asOwner.code, 0, asOwner.stderr)
+  t.equal(asOwner.stderr, '', 'as the owner role: nothing to say')
+})
