@@ -6,7 +6,7 @@ import pg from 'pg'
 import t from 'tap'
 import { connect } from '../../src/db/connect.js'
 import { ensureRoles, type DatabaseRoles } from '../../src/db/roles.js'
-import { createTestDatabase, loggingDb, testEnv } from '../helpers/db.js'
+import { createTestDatabase, loggingDb, testEnv, urlAs } from '../helpers/db.js'
 import { loginOver, signUpOver } from '../helpers/http.js'
 import { runCli, startServer } from '../helpers/server.js'
 
@@ -16,13 +16,6 @@ async function asAdmin (statement: string): Promise<void> {
   const client = new pg.Client({ connectionString: testEnv().adminUrl })
   await client.connect()
   try { await client.query(statement) } finally { await client.end() }
-}
-
-function urlAs (databaseUrl: string, role: { name: string, password: string }): string {
-  const url = new URL(databaseUrl)
-  url.username = role.name
-  url.password = role.password
-  return url.toString()
 }
 
 t.test('owner, runtime and notes roles: each can do its job and nothing more', async (t) => {

@@ -12,15 +12,8 @@ import t from 'tap'
 import { connect } from '../../src/db/connect.js'
 import { migrateDown, migrationStatus } from '../../src/db/migrate.js'
 import { ensureRoles, type DatabaseRoles } from '../../src/db/roles.js'
-import { createTestDatabase, testEnv } from '../helpers/db.js'
+import { createTestDatabase, testEnv, urlAs } from '../helpers/db.js'
 import { runCli } from '../helpers/server.js'
-
-function urlAs (databaseUrl: string, role: { name: string, password: string }): string {
-  const url = new URL(databaseUrl)
-  url.username = role.name
-  url.password = role.password
-  return url.toString()
-}
 
 t.test('migrate up as a superuser names the tables it made that the runtime role may not use, and what hands them over', async (t) => {
   const suffix = randomBytes(4).toString('hex')

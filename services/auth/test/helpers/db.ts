@@ -44,3 +44,11 @@ export async function lockWaiters (client: pg.ClientBase): Promise<number> {
   const res = await client.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
   return Number(res.rows[0]?.n)
 }
+
+/** `databaseUrl` with another role's name and password (a role `tessera db roles` made). */
+export function urlAs (databaseUrl: string, role: { name: string, password: string }): string {
+  const url = new URL(databaseUrl)
+  url.username = role.name
+  url.password = role.password
+  return url.toString()
+}
