@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os'
 import { getHeapStatistics } from 'node:v8'
 import { resolve } from 'node:path'
 import { NAMED_ACTORS } from './audit/record.js'
-import { databaseTls, DatabaseUrlError } from './db/tls.js'
+import { databaseTls, DatabaseUrlError, withAbsoluteFiles } from './db/tls.js'
 import { TesseraError } from './errors.js'
 import { DEFAULT_LOG_BUFFER_BYTES } from './logging.js'
 import { cpuBudget } from './util/cpu-budget.js'
@@ -277,12 +277,15 @@ function hasCredentials (value: string): boolean {
 /**
  * DATABASE_URL's TLS settings checked now (db/tls.ts), so a bad sslmode or
  * a CA file that cannot be read stops the start or the command with one
- * line, not at the first connection; whether it checks the server's certificate.
+ * line, not at the first connection; whether it checks the server's
+ * certificate. Its relative file names made absolute from `cwd`, as
+ * TESSERA_DATA_DIR is: every process handed the URL reads the same files.
  */
-function readDatabaseTls (databaseUrl: string | undefined): { unverifiedDatabaseTls?: true } {
-  if (databaseUrl === undefined) return {}
+function readDatabaseTls (databaseUrl: string | undefined, cwd: string): { databaseUrl: string | undefined, unverifiedDatabaseTls?: true } {
+  if (databaseUrl === undefined) return { databaseUrl }
   try {
-    return databaseTls(databaseUrl).verified ? {} : { unverifiedDatabaseTls: true }
+    const absolute = withAbsoluteFiles(databaseUrl, cwd)
+    return databaseTls(absolute).verified ? { databaseUrl: absolute } : { databaseUrl: absolute, unverifiedDatabaseTls: true }
   } catch (err) {
     if (err instanceof DatabaseUrlError) throw new ConfigError('DATABASE_URL', '', '', err.message)
     throw err
@@ -491,8 +494,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     port,
     metricsPort: read.optional('TESSERA_METRICS_PORT') === undefined ? undefined : read.integer('TESSERA_METRICS_PORT', 0, 0, 65535),
     host: read.string('HOST', '127.0.0.1', 'an IP address or host name', (v) => /^[A-Za-z0-9.:_-]+$/.test(v)),
-    databaseUrl,
-    ...readDatabaseTls(databaseUrl),
+    ...readDatabaseTls(databaseUrl, cwd),
     issuer: issuer.replace(/\/+$/, ''),
     audience,
     accessTtl: read.duration('TESSERA_ACCESS_TTL', '5m'),

@@ -294,6 +294,33 @@ function sslMode (params: URLSearchParams): SslMode {
   return mode as SslMode
 }
 
+/** The parameters that name a file or a directory (but sslrootcert=system). */
+const FILE_PARAMETERS = new Set(['sslrootcert', 'sslcert', 'sslkey', 'sslcrl', 'sslcrldir'])
+
+/**
+ * DATABASE_URL with each relative file name (sslrootcert, sslcert, sslkey,
+ * sslcrl, sslcrldir) made absolute from `directory`, the one config.ts
+ * resolves TESSERA_DATA_DIR from; the rest of the URL as it was, byte for
+ * byte. Read later from each process's own working directory, a name meant
+ * one thing to the CLI under npm (the project root) and might mean another
+ * to any process started elsewhere. Throws DatabaseUrlError as databaseTls.
+ */
+export function withAbsoluteFiles (databaseUrl: string, directory: string): string {
+  const { params } = parseUrl(databaseUrl)
+  const query = databaseUrl.indexOf('?')
+  if (query < 0) return databaseUrl
+  const segments = databaseUrl.slice(query + 1).split('&').map((segment) => {
+    const equals = segment.indexOf('=')
+    const rawName = equals < 0 ? segment : segment.slice(0, equals)
+    // Decoded as parseUrl reads it (a + is a +); checkParameters has refused a name given twice.
+    const name = decodeURIComponent(rawName)
+    const value = params.get(name) ?? ''
+    if (!FILE_PARAMETERS.has(name) || value === '' || path.isAbsolute(value) || (name === 'sslrootcert' && value === SYSTEM_CAS)) return segment
+    return `${rawName}=${encodeURIComponent(path.resolve(directory, value)).replaceAll('%2F', '/')}`
+  })
+  return `${databaseUrl.slice(0, query)}?${segments.join('&')}`
+}
+
 /** Throws DatabaseUrlError when DATABASE_URL's settings cannot be used (config.ts, at start); otherwise what they check. */
 export function databaseTls (databaseUrl: string): DatabaseTls {
   const parsed = parseUrl(databaseUrl)

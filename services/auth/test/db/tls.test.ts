@@ -163,6 +163,25 @@ t.test('sslcrl and sslcrldir: the CRLs checked with the server\'s certificate, a
   t.match(postgresClientConfig(`${BASE}?sslmode=require&sslrootcert=${ca}&sslcrl=${crl}`).ssl, { crl: [/BEGIN X509 CRL/] }, 'require with sslrootcert checks the certificate, and so the CRL')
 })
 
+t.test('a relative file name is read from the directory TESSERA_DATA_DIR is resolved from, not each process\'s own', async (t) => {
+  // loadConfig's directory is not this test's working directory (services/auth), where none of these files is.
+  const relative = 'sslmode=verify-full&sslrootcert=ca.pem&sslcert=./ca.pem&sslkey=client.key&sslcrl=crl.pem&sslcrldir=crls'
+  const config = loadConfig({ DATABASE_URL: `${BASE}?${relative}&application_name=a+b%20c`, TESSERA_DATA_DIR: 'state' }, dir)
+  t.equal(config.dataDir, `${dir}/state`)
+  t.equal(config.databaseUrl, `${BASE}?sslmode=verify-full&sslrootcert=${dir}/ca.pem&sslcert=${dir}/ca.pem&sslkey=${dir}/client.key&sslcrl=${dir}/crl.pem&sslcrldir=${dir}/crls&application_name=a+b%20c`,
+    'each made absolute from there; the rest of the URL as it was (a + is still a +)')
+  const ssl = postgresClientConfig(config.databaseUrl ?? '').ssl
+  t.match(ssl, { ca: /BEGIN CERTIFICATE/, cert: /BEGIN CERTIFICATE/, crl: [/BEGIN X509 CRL/, /BEGIN X509 CRL/] }, 'so every process handed the URL (workers, the listener) reads the same files')
+  t.equal(postgresClientConfig(config.databaseUrl ?? '').application_name, 'a+b c')
+  t.throws(() => loadConfig({ DATABASE_URL: `${BASE}?sslmode=verify-full&sslrootcert=certs/ca.pem` }, '/srv'),
+    { name: 'ConfigError', message: 'DATABASE_URL\'s sslrootcert "/srv/certs/ca.pem" cannot be read (ENOENT)' }, 'the refusal names where it looked')
+  t.throws(() => loadConfig({ DATABASE_URL: `${BASE}?${VERIFIED}&sslcrldir=my%20crls` }, '/srv'),
+    { message: 'DATABASE_URL\'s sslcrldir "/srv/my crls" cannot be read (ENOENT)' })
+  for (const kept of ['sslmode=verify-full&sslrootcert=system', VERIFIED]) {
+    t.equal(loadConfig({ DATABASE_URL: `${BASE}?${kept}` }, '/srv').databaseUrl, `${BASE}?${kept}`, `${kept}: as it was`)
+  }
+})
+
 t.test('a CRL file of several CRLs: each one checked, as OpenSSL under libpq loads them all', async (t) => {
   // A TLS server whose certificate the CRL test CA signed, and revoked in its newer CRL; the older one, first in the file, revokes nothing.
   const crlCa = { cert: `${dir}/crl-ca.pem`, key: `${dir}/crl-ca.key` }

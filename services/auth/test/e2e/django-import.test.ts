@@ -280,6 +280,11 @@ t.test('bad input: each reported with its position and reason, nothing half-impo
   // As README gives every command: npm runs the script from the project root and keeps where it was typed in INIT_CWD.
   const typed = await run('npm', ['--prefix', REPO_ROOT, 'run', '-s', 'tessera', '--', 'users', 'import', 'users.csv', '--dry-run', '--json'], { cwd: dir, env: { PATH: process.env.PATH ?? '', ...env } })
   t.match(JSON.parse(typed.stdout), { file: 'users.csv', read: 4, dry_run: true }, '`npm run tessera` reads a relative name from the directory it was typed in')
+  // A setting is not a name on the command line: DATABASE_URL's files are read from where TESSERA_DATA_DIR is resolved, the
+  // project root npm runs the script in (as the server's), whatever directory it was typed in. users.csv is a file there, not a CA.
+  const settingFile = await run('npm', ['--prefix', REPO_ROOT, 'run', '-s', 'tessera', '--', 'migrate', 'status'], { cwd: dir, env: { PATH: process.env.PATH ?? '', ...env, DATABASE_URL: `${env.DATABASE_URL}?sslmode=verify-full&sslrootcert=users.csv` } })
+    .then(() => ({ stderr: 'exited 0' }), (err: { stderr: string }) => err)
+  t.match(settingFile.stderr, `DATABASE_URL's sslrootcert "${join(REPO_ROOT, 'users.csv')}" cannot be read (ENOENT)`, 'DATABASE_URL\'s sslrootcert from the project root, and the refusal says so')
   const inherited = await runCli(['users', 'import', 'users.csv'], { ...env, INIT_CWD: dir, npm_lifecycle_event: 'test' })
   t.equal(inherited.stderr, 'tessera: cannot read users.csv: no such file\n', 'not from an INIT_CWD that another npm script passed down')
   const missing = await runCli(['users', 'import', join(dir, 'nope.json')], env)
