@@ -132,6 +132,25 @@ const OUT_OF_REACH = new Set([
   '53000', '53100', '53200', '53300', '53400', '40001', '40P01', '25006', '28P01', '28000', '3D000'
 ])
 
+/** Postgres, reached, refusing who connects or to what: a wrong password (28P01), pg_hba.conf or NOLOGIN (28000), an unknown database (3D000). */
+const CONNECTION_REFUSED = new Set(['28P01', '28000', '3D000'])
+/** Reached, and what Postgres said is the whole story (full, a conflict, cancelled, read-only): not "cannot reach". */
+const REACHED = new Set(['53000', '53100', '53200', '53400', '40001', '40P01', '57014', '25006'])
+
+/**
+ * The one line a start that could not use its database prints, worded as
+ * Tessera's (errors.ts databaseUnreachable): pg's own error read
+ * `failed to start: error: password authentication failed …`, its class
+ * name lower case. Undefined for any other error.
+ */
+export function databaseStartFailure (err: unknown): string | undefined {
+  if (!(err instanceof Error)) return undefined
+  const { code } = err as Error & { code?: unknown }
+  if (typeof code === 'string' && CONNECTION_REFUSED.has(code)) return `the database refused the connection: ${err.message}`
+  if (typeof code === 'string' && REACHED.has(code)) return undefined
+  return isDatabaseOutOfReach(err) ? `cannot reach the database: ${err.message}` : undefined
+}
+
 export function isDatabaseOutOfReach (err: unknown): boolean {
   if (!(err instanceof Error)) return false
   const { code, syscall, severity } = err as Error & { code?: unknown, syscall?: unknown, severity?: unknown }

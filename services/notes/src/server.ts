@@ -5,7 +5,7 @@
 import closeWithGrace from 'close-with-grace'
 import { buildApp, type App } from './app.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
-import { connect, migrate } from './db.js'
+import { connect, databaseStartFailure, migrate } from './db.js'
 import { createKeySource } from './keys.js'
 import { createProcessLogger, logProcessWarnings } from './logging.js'
 
@@ -44,6 +44,8 @@ async function main (): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`notes: ${err instanceof ConfigError ? err.message : `failed to start: ${String(err)}`}\n`)
+  // One line, as Tessera's: the setting or the database named, then what Node or Postgres said; never a stack.
+  const why = err instanceof ConfigError ? err.message : databaseStartFailure(err) ?? `failed to start: ${err instanceof Error ? err.message : String(err)}`
+  process.stderr.write(`notes: ${why.replace(/\s*\n\s*/g, ' ')}\n`)
   process.exit(1)
 })

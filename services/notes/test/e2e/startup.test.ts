@@ -33,6 +33,22 @@ t.test('a HOST this machine cannot listen on, or a PORT taken, is named in the o
   t.match(inUse.stderr, new RegExp(`^notes: PORT=${port}: the address is already in use \\(another process listens there\\): listen EADDRINUSE: .*\\n$`))
 })
 
+t.test('a database it cannot reach or that refuses it, or a JWKS URL that is none, stops the start in one line as Tessera\'s, no stack', async (t) => {
+  // A port of this run's own range that nothing listens on.
+  const unreachable = await start({ DATABASE_URL: 'postgres://notes:pw@127.0.0.1:29651/tessera' })
+  t.equal(unreachable.code, 1)
+  t.equal(unreachable.stderr, 'notes: cannot reach the database: connect ECONNREFUSED 127.0.0.1:29651\n', 'before, "failed to start: Error: connect ECONNREFUSED …"')
+  const url = new URL(databaseUrl)
+  url.password = 'wrong-password'
+  const refused = await start({ DATABASE_URL: url.toString() })
+  t.equal(refused.code, 1)
+  t.equal(refused.stderr, `notes: the database refused the connection: password authentication failed for user "${decodeURIComponent(url.username)}"\n`, 'before, "failed to start: error: password authentication failed …"')
+  t.notMatch(refused.stderr, 'wrong-password')
+  const jwks = await start({ NOTES_JWKS_URL: 'not a url' })
+  t.equal(jwks.code, 1)
+  t.equal(jwks.stderr, 'notes: NOTES_JWKS_URL="not a url" is invalid: expected a URL\n')
+})
+
 t.test('a NOTES_JWKS_URL or NOTES_ISSUER holding a password stops the start in one line that does not repeat it; notes never logged it as serving', async (t) => {
   const secret = 'JwksUrlSecret5d2e'
   for (const [name, value] of [['NOTES_JWKS_URL', `https://keys:${secret}@keys.example/jwks.json`], ['NOTES_ISSUER', `https://id:${secret}@id.example`]] as const) {
