@@ -1,6 +1,6 @@
 import t from 'tap'
 import { execFile } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import { promisify } from 'node:util'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs'
 import { readFile, rm, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import buildGetJwks from 'get-jwks'
-import { createRemoteJWKSet, jwtVerify } from 'jose'
+import { createRemoteJWKSet, jwtVerify, SignJWT } from 'jose'
 import { createTestDatabase } from '../helpers/db.js'
 import { runCli, startServer } from '../helpers/server.js'
 
@@ -175,4 +175,49 @@ t.test('siblings verify access tokens from the JWKS alone: jose, @fastify/jwt + 
     const { port } = notAnObject.address() as AddressInfo
     t.same(await verdicts(`http://127.0.0.1:${port}/.well-known/jwks.json`, access), ['503'], 'nor one that answers JSON other than an object')
   })
+})
+
+t.test('the jose, @fastify/jwt and PyJWT code of docs/integrators.md, as written, refuse an iat further ahead than the 30 s they allow exp, as notes does', async (t) => {
+  // A key and a JWKS of the test's own: a token Tessera would never sign, issued in the future.
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+  const kid = 'iat-ahead'
+  const jwksServer = createServer((_request, response) => {
+    response.setHeader('content-type', 'application/json').end(JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid, alg: 'RS256', use: 'sig' }] }))
+  })
+  await new Promise<void>((resolve) => jwksServer.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => jwksServer.close())
+  const jwksUrl = `http://127.0.0.1:${(jwksServer.address() as AddressInfo).port}/.well-known/jwks.json`
+  const now = Math.floor(Date.now() / 1000)
+  const issued = async (secondsAhead: number): Promise<string> => await new SignJWT({ sub: 'ahead' })
+    .setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid }).setIssuer('http://tessera.test').setAudience('api').setIssuedAt(now + secondsAhead).setExpirationTime(now + 600).sign(privateKey)
+  const within = await issued(20)
+  const beyond = await issued(120)
+  const doc = await readFile(fileURLToPath(new URL('../../../../docs/integrators.md', import.meta.url)), 'utf8')
+  const block = (heading: string, lang: string): string => new RegExp(`\`\`\`${lang}\\n([\\s\\S]*?)\`\`\``).exec(doc.slice(doc.indexOf(heading)))?.[1] ?? ''
+  const ours = (code: string): string => code.replace("'https://auth.example.com/.well-known/jwks.json'", `'${jwksUrl}'`).replaceAll("'https://auth.example.com'", "'http://tessera.test'")
+  // Beside node_modules, as a sibling would have them: each module is loaded from the repository.
+  const load = async <T>(name: string, code: string): Promise<T> => {
+    const file = fileURLToPath(new URL(`../../.${name}-${process.pid}.mjs`, import.meta.url))
+    await writeFile(file, code)
+    t.teardown(async () => { await rm(file, { force: true }) })
+    return await import(file) as T
+  }
+
+  const jose = await load<{ verifyAccessToken: (token: string) => Promise<Record<string, unknown>> }>('jose-doc-iat', ours(block('## Node: jose', 'js')))
+  const joseVerdict = async (token: string): Promise<string> => await jose.verifyAccessToken(token).then((claims) => `200 ${String(claims.sub)}`, (err: Error) => `401 ${err.constructor.name}`)
+  t.equal(await joseVerdict(within), '200 ahead', 'jose: an iat 20 s ahead, within the skew')
+  t.equal(await joseVerdict(beyond), '401 JWTClaimValidationFailed', 'jose: an iat 120 s ahead')
+
+  const fastifyCode = block('## Node: Fastify with @fastify/jwt', 'js')
+  t.match(fastifyCode, /await app\.register\(fastifyJwt/, 'the section\'s code block')
+  const { app } = await load<{ app: ReturnType<typeof Fastify> }>('fastify-doc-iat', `import Fastify from 'fastify'\nexport const app = Fastify()\nconst listNotes = (sub) => ({ sub })\n${ours(fastifyCode)}`)
+  t.teardown(async () => { await app.close() })
+  const fastifyVerdict = async (token: string): Promise<number> => (await app.inject({ method: 'GET', url: '/notes', headers: { authorization: `Bearer ${token}` } })).statusCode
+  t.equal(await fastifyVerdict(within), 200, '@fastify/jwt: an iat 20 s ahead, within the skew')
+  t.equal(await fastifyVerdict(beyond), 401, '@fastify/jwt: an iat 120 s ahead')
+
+  const python = block('## Python: PyJWT', 'python').replace('"https://auth.example.com"', '"http://tessera.test"').replace('f"{ISSUER}/.well-known/jwks.json"', 'sys.argv[1]')
+  const driver = 'for token in sys.argv[2:]:\n    try:\n        print("200", verify_access_token(token)["sub"])\n    except jwt.InvalidTokenError as err:\n        print("401", type(err).__name__)'
+  const pyjwt = (await run(PYTHON, ['-c', `import sys\n${python}\n${driver}`, jwksUrl, within, beyond])).stdout.trim().split('\n')
+  t.same(pyjwt, ['200 ahead', '401 ImmatureSignatureError'], 'PyJWT: the same two verdicts, by its leeway')
 })
