@@ -80,7 +80,7 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
   const refreshes = new Counter({ name: 'tessera_refreshes_total', help: 'Refresh grant attempts by outcome', labelNames: ['outcome'], registers: [registry] })
   const revocations = new Counter({ name: 'tessera_revocations_total', help: 'Sessions ended by revoking one of their tokens: /oauth/revoke (a refresh or an access token), and the SimpleJWT blacklist/ route', registers: [registry] })
   // Not by signing key: a kid label would add series with every rotation for as long as the
-  // instance runs. An instance signing with an old key shows in its current key's age
+  // instance runs. An instance signing with an old key shows in its signing key's age
   // (tessera_signing_key_age_seconds) growing past the rotation; `tessera keys list` names the kid.
   const issued = new Counter({ name: 'tessera_tokens_issued_total', help: 'Access tokens issued by grant type', labelNames: ['grant_type'], registers: [registry] })
   const limited = new Counter({ name: 'tessera_rate_limited_total', help: 'Requests refused by the per-IP limit, by route', labelNames: ['route'], registers: [registry] })
@@ -126,10 +126,17 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
         for (const key of keyring.keys) this.inc({ state: key.state })
       }
     }))
+    // What this instance signs with, not what the database calls current: after a
+    // `keys rewrap`, a key made under the new KEK is current but cannot be opened
+    // by an instance still on the old one, which answers logins 503.
+    gauge('tessera_signing_key_loaded', 'Whether this instance holds the current key\'s private half and so can sign (0: logins and refreshes answer 503; a key sealed under another KEK, restart with the new TESSERA_KEK)', 'min', (set) => {
+      set(keyring.signer === undefined ? 0 : 1)
+    })
     const signingSince = (): Date | undefined => keyring.keys.find((k) => k.state === 'current')?.promotedAt ?? undefined
-    gauge('tessera_signing_key_age_seconds', 'How long the key signing now has signed (0 while none signs)', 'max', (set) => {
-      const since = signingSince()
-      if (since !== undefined) set((clock().getTime() - since.getTime()) / 1000)
+    gauge('tessera_signing_key_age_seconds', 'How long the key this instance signs with has signed (0 while it signs with none)', 'max', (set) => {
+      const signer = keyring.signer
+      const since = signer === undefined ? undefined : keyring.get(signer.kid)?.promotedAt
+      if (since !== undefined && since !== null) set((clock().getTime() - since.getTime()) / 1000)
     })
     const rotation = sources.keyRotation
     if (rotation !== undefined && rotation !== null) {

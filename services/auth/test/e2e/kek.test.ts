@@ -212,3 +212,32 @@ t.test('a data directory that cannot take the new KEK refuses the rewrap before 
   const rotated = await runCli(['keys', 'rotate', '--now'], base)
   t.equal(rotated.code, 0, `the keys still open with the local KEK: ${rotated.stderr}`)
 })
+
+t.test('an instance that cannot open the current key (made under the new KEK before its restart) says so in its metrics', async (t) => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-kek-'))
+  t.teardown(async () => { await fs.rm(dir, { recursive: true, force: true }) })
+  const base = { DATABASE_URL: await createTestDatabase(t), TESSERA_ISSUER: ISSUER, TESSERA_KEY_ROTATION: 'off', TESSERA_DATA_DIR: dir, TESSERA_RATE_LIMIT: '1000000' }
+  const oldKek = kekText()
+  const newKek = kekText()
+  const server = await startServer(t, { ...base, TESSERA_KEK: oldKek })
+  await signUpOver(server.url, 'tove', 'correct horse battery')
+  const samples = async (): Promise<Map<string, string>> => new Map((await (await fetch(`${server.url}/metrics`)).text()).split('\n')
+    .filter((line) => line.startsWith('tessera_signing_key')).map((line): [string, string] => [line.slice(0, line.lastIndexOf(' ')), line.slice(line.lastIndexOf(' ') + 1)]))
+  t.equal((await samples()).get('tessera_signing_key_loaded'), '1', 'while it signs, the key is loaded')
+
+  const newFile = path.join(dir, 'new.kek')
+  await fs.writeFile(newFile, `${newKek}\n`, { mode: 0o600 })
+  const rewrap = await runCli(['keys', 'rewrap', '--new-kek-file', newFile], { ...base, TESSERA_KEK: oldKek })
+  t.equal(rewrap.code, 0, rewrap.stderr)
+  // The runbook's mistake: a key made before every instance runs with the new KEK.
+  const rotated = await runCli(['keys', 'rotate', '--now'], { ...base, TESSERA_KEK: newKek })
+  t.equal(rotated.code, 0, rotated.stderr)
+  const refused = await within(20_000, async () => (await fetch(`${server.url}/oauth/token`, {
+    method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=password&username=tove&password=correct+horse+battery'
+  })).status === 503, 100)
+  t.ok(refused !== undefined, 'the instance on the old KEK answers logins 503')
+  const after = await samples()
+  t.equal(after.get('tessera_signing_key_loaded'), '0', 'and its metrics say it has no signing key loaded')
+  t.equal(after.get('tessera_signing_key_age_seconds'), '0', 'nor a signing key whose age could look healthy')
+  t.equal(after.get('tessera_signing_keys{state="current"}'), '1', 'the current key is still held, to verify tokens')
+})
