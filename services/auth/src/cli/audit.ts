@@ -18,6 +18,8 @@ function parse (argv: string[]): { user: string | undefined, limit: number } {
   if (!/^\d{1,5}$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > 10000) {
     throw new CliError('--limit: expected a whole number from 1 to 10000', 2)
   }
+  // A blank one (an unset shell variable) would match no one and list nothing, as if the user had no events.
+  if (parsed.values.user?.trim() === '') throw new CliError(`--user: expected a username or a user id\n${USAGE}`, 2)
   return { user: parsed.values.user, limit: Number(limitText) }
 }
 

@@ -184,8 +184,10 @@ const ACTION_FLAGS: Record<string, readonly string[]> = {
 }
 const SYNTAX: CommandSyntax = { command: 'keys', actions: Object.keys(ACTION_FLAGS), usage: USAGE }
 
-function requiredArgument (value: string | undefined): string {
+/** A blank one (an unset shell variable: `keys revoke "$KID"`) is no argument either, never looked up as a kid or opened as a file. */
+function requiredArgument (name: string, value: string | undefined): string {
   if (value === undefined) throw new CliError(USAGE, 2)
+  if (value.trim() === '') throw new CliError(`${name}: must not be empty\n${USAGE}`, 2)
   return value
 }
 
@@ -200,7 +202,7 @@ export async function keysCommand (ctx: CommandContext): Promise<void> {
   if (own === undefined || extra.length > 0 || (kid !== undefined && action !== 'revoke')) throw new CliError(USAGE, 2)
   refuseForeignFlags(SYNTAX, action ?? '', parsed.values, own)
   // A missing argument is told before anything connects or reads the KEK, so it always exits 2.
-  const argument = action === 'revoke' ? requiredArgument(kid) : action === 'rewrap' ? requiredArgument(parsed.values['new-kek-file']) : ''
+  const argument = action === 'revoke' ? requiredArgument('KID', kid) : action === 'rewrap' ? requiredArgument('--new-kek-file', parsed.values['new-kek-file']) : ''
   const { db } = await ctx.connection()
   if (action === 'list') return await list(ctx, db)
   const kek = await operatorKek(ctx, db)

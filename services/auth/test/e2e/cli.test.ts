@@ -97,6 +97,18 @@ t.test('keys list and usage errors', async (t) => {
     t.equal(missing.code, 2, `${args.join(' ')} without its argument is a usage error`)
     t.match(missing.stderr, /usage: tessera keys/)
   }
+  // An empty or blank id (an unset shell variable, `keys revoke "$KID"`) is no id: a usage error, never "no signing key has kid " or a filter matching nothing.
+  for (const args of [['keys', 'revoke', ''], ['keys', 'revoke', ' \t'], ['keys', 'rewrap', '--new-kek-file', '']]) {
+    const blank = await runCli(args, { DATABASE_URL: url, NODE_ENV: 'production' })
+    t.same([blank.code, blank.stderr], [2, `tessera: ${args[1] === 'revoke' ? 'KID' : '--new-kek-file'}: must not be empty\nusage: tessera keys list | rotate [--now] | revoke KID | rewrap --new-kek-file FILE\n`], `${JSON.stringify(args)}: a usage error`)
+  }
+  for (const user of ['', '  ']) {
+    const blank = await runCli(['audit', 'tail', '--user', user], env)
+    t.same([blank.code, blank.stderr], [2, 'tessera: --user: expected a username or a user id\nusage: tessera audit tail [--user USERNAME|USER_ID] [--limit N] [--json]\n'], `audit tail --user ${JSON.stringify(user)}: a usage error`)
+  }
+  for (const args of [['clients', 'show', ''], ['clients', 'delete', ' '], ['users', 'show', ''], ['users', 'end-sessions', ' ']]) {
+    t.equal((await runCli(args, { DATABASE_URL: url, NODE_ENV: 'production' })).code, 2, `${JSON.stringify(args)}: a usage error, as before`)
+  }
   const badEnv = await runCli(['keys', 'list'], { ...env, TESSERA_KEY_BITS: '1000' })
   t.equal(badEnv.code, 1)
   t.equal(badEnv.stderr, 'tessera: TESSERA_KEY_BITS="1000" is invalid: expected one of 2048, 3072, 4096\n')
