@@ -8,12 +8,13 @@ import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import type { Db } from '../db/database.js'
 import { localKekFile, readKekFile, resolveKek } from '../keys/kek.js'
+import { rowDefect } from '../keys/load.js'
 import { finishedRewrap, finishInterruptedRewrap, stagedKekFile } from '../keys/local-kek.js'
 import { revokeKey, UnknownKeyError } from '../keys/revoke-key.js'
 import { rewrapKeys, SameKekError } from '../keys/rewrap.js'
 import { rotateKeys } from '../keys/rotate.js'
 import type { CommandContext } from './context.js'
-import { CliError, fileProblem, parseCommandLine, formatTable, refuseForeignFlags, type CommandSyntax } from './output.js'
+import { CliError, fileProblem, parseCommandLine, formatTable, printable, refuseForeignFlags, type CommandSyntax } from './output.js'
 
 const USAGE = 'usage: tessera keys list | rotate [--now] | revoke KID | rewrap --new-kek-file FILE'
 const OPERATOR = { actor: 'operator', userAgent: 'tessera-cli' }
@@ -24,8 +25,15 @@ const short = (date: Date | null): string => date === null ? '-' : date.toISOStr
 
 async function list (ctx: CommandContext, db: Db): Promise<void> {
   const rows = await db.selectFrom('signing_keys')
-    .select(['kid', 'state', 'bits', 'created_at', 'published_at', 'promoted_at', 'demoted_at', 'unpublished_at', 'private_erased_at', 'revoked_at', 'private_key_enc'])
+    .select(['kid', 'state', 'bits', 'public_jwk', 'created_at', 'published_at', 'promoted_at', 'demoted_at', 'unpublished_at', 'private_erased_at', 'revoked_at', 'private_key_enc'])
     .orderBy('created_at', 'desc').execute()
+  // The instances' own test, so a row they leave out (and only log) is marked
+  // here too; a revoked row is never loaded, so never rejected.
+  const rejected = new Map<string, string>()
+  for (const r of rows) {
+    const defect = r.state === 'revoked' ? undefined : await rowDefect(r)
+    if (defect !== undefined) rejected.set(r.kid, defect)
+  }
   const keys = rows.map((r) => ({
     kid: r.kid,
     state: r.state,
@@ -37,18 +45,20 @@ async function list (ctx: CommandContext, db: Db): Promise<void> {
     unpublished_at: iso(r.unpublished_at),
     private_erased_at: iso(r.private_erased_at),
     revoked_at: iso(r.revoked_at),
-    private_half: r.private_key_enc !== null
+    private_half: r.private_key_enc !== null,
+    rejected: rejected.get(r.kid) ?? null
   }))
+  const notes = [...rejected].map(([kid, reason]) => `\nrejected ${printable(kid)}: ${reason}; no instance publishes or uses it (see who wrote the row)`)
   ctx.out.result(formatTable(rows.map((r) => ({
     kid: r.kid,
-    state: r.state,
+    state: rejected.has(r.kid) ? `${r.state} (rejected)` : r.state,
     bits: String(r.bits),
     published: short(r.published_at),
     signed_from: short(r.promoted_at),
     signed_until: short(r.promoted_at === null ? null : r.demoted_at ?? (r.state === 'revoked' ? r.revoked_at : null)),
     unpublished: short(r.unpublished_at),
     private: r.private_key_enc !== null ? 'yes' : 'erased'
-  }))), keys)
+  }))) + notes.join(''), keys)
 }
 
 /**

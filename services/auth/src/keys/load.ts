@@ -28,9 +28,10 @@ type KeyRow = Pick<SigningKeyRow, 'kid' | 'state' | 'public_jwk' | 'private_key_
  * Why a row must not be trusted, or undefined. Every verifier trusts what the
  * JWKS publishes, so a row someone wrote by hand (a kid that is not its key's
  * RFC 7638 thumbprint, a public key under another kid, a published state that
- * contradicts the row) is left out rather than published.
+ * contradicts the row) is left out rather than published. `keys list` marks
+ * such a row by the same test.
  */
-async function rowDefect (row: KeyRow): Promise<string | undefined> {
+export async function rowDefect (row: Pick<KeyRow, 'kid' | 'state' | 'public_jwk' | 'private_key_enc' | 'unpublished_at'>): Promise<string | undefined> {
   const jwk = row.public_jwk
   if (jwk.kty !== 'RSA' || jwk.alg !== 'RS256' || typeof jwk.n !== 'string' || typeof jwk.e !== 'string') return 'public_jwk is not an RS256 RSA key'
   if (jwk.kid !== row.kid) return 'public_jwk.kid differs from the row kid'

@@ -5,7 +5,7 @@ import { PasswordHasher } from '../../src/passwords/hasher.js'
 import { buildTestApp, CountingHasher, login, signUp, testConfig } from '../helpers/app.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { jwksKids } from '../helpers/http.js'
-import { startServer } from '../helpers/server.js'
+import { runCli, startServer } from '../helpers/server.js'
 
 const PASSWORD = 'correct horse battery'
 const NEW_PASSWORD = 'battery staple horse'
@@ -179,4 +179,21 @@ t.test('a signing_keys row that does not hold together is neither published nor 
   const errors = server.output().split('\n').filter((line) => line.includes('"level":50'))
   t.ok(errors.some((line) => line.includes('forged-kid') && line.includes('thumbprint')), 'the forged kid is logged at error level')
   t.ok(errors.some((line) => line.includes(contradictory.thumbprint) && line.includes('unpublished_at')), 'so is the contradictory state')
+
+  // keys list, which reads the same rows, marks the two the instances leave out, and only those.
+  const env = { DATABASE_URL: url }
+  const listed = await runCli(['keys', 'list', '--json'], env)
+  t.equal(listed.code, 0, listed.stderr)
+  const rejected = Object.fromEntries((JSON.parse(listed.stdout) as Array<{ kid: string, rejected: string | null }>).map((k) => [k.kid, k.rejected]))
+  t.same(Object.values(rejected).filter((reason) => reason === null).length, 2, 'the key Tessera made and the sound row are not marked')
+  t.same([rejected['forged-kid'], rejected[contradictory.thumbprint]], ['kid is not the RFC 7638 thumbprint of its public key', 'state previous but unpublished_at is set'], '--json says why the others are left out')
+  const table = await runCli(['keys', 'list'], env)
+  t.equal(table.code, 0, table.stderr)
+  const lines = table.stdout.trimEnd().split('\n')
+  t.match(lines.find((line) => line.startsWith('forged-kid ')), /^forged-kid +previous \(rejected\) /, 'the table marks the row in its state')
+  t.notMatch(lines.find((line) => line.startsWith(overfull.thumbprint)), /rejected/, 'and not a sound one')
+  t.same(lines.filter((line) => line.startsWith('rejected ')).sort(), [
+    `rejected ${contradictory.thumbprint}: state previous but unpublished_at is set; no instance publishes or uses it (see who wrote the row)`,
+    'rejected forged-kid: kid is not the RFC 7638 thumbprint of its public key; no instance publishes or uses it (see who wrote the row)'
+  ].sort(), 'and says why under it')
 })
