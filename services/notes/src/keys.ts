@@ -124,6 +124,9 @@ export function createKeySource (jwksUrl: string, options: { cacheMaxAgeMs: numb
     } catch (err) {
       if (err instanceof errors.JWKSNoMatchingKey) {
         const now = Date.now()
+        // Issued further ahead than the clock skew: no key begun since the set was made explains it, and the claims
+        // check refuses it anyway. Else such a token, forged or from a host whose clock is wrong, stayed a 503 until its iat came.
+        if (issuedAt !== undefined && issuedAt * 1000 > asked + options.clockSkewMs) throw err
         if (!answeredFromMemory) {
           fetchedAt = now
           // Issued before anything the fetched set may predate: the key was withdrawn, or never the issuer's. (No usable iat: the claims check refuses it anyway.)
