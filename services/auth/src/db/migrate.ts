@@ -209,19 +209,22 @@ async function newerRefusedInWords<T> (db: Kysely<T>, direction: 'up' | 'down', 
 
 /**
  * The tables in public that this connection's role owns when public is
- * another role's (the owner role `tessera db roles` makes): migrations run as
- * a superuser make their tables the superuser's, so the owner's default
- * grants never reach the runtime role, and every request that reads them
- * fails until `db roles` hands them over. Undefined when there are none.
+ * another role's, one that grants on public's tables by default (the owner
+ * role `tessera db roles` makes): migrations run as a superuser make their
+ * tables the superuser's, so the owner's default grants never reach the
+ * runtime role, and every request that reads them fails until `db roles`
+ * hands them over. Undefined when there are none.
  */
 export async function tablesOutsideOwner<T> (db: Kysely<T>): Promise<{ role: string, owner: string, tables: string[] } | undefined> {
   const { rows: [found] } = await sql<{ role: string, owner: string, tables: string[] }>`
     SELECT current_user AS role, pg_get_userbyid(n.nspowner) AS owner, array_agg(c.relname::text ORDER BY c.relname) AS tables
     FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p')
     WHERE n.nspname = 'public' AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
-      AND n.nspowner <> c.relowner AND pg_get_userbyid(n.nspowner) <> 'pg_database_owner'
-      -- Before Postgres 15 public is the bootstrap superuser's: that says nothing of db roles.
-      AND NOT (SELECT rolsuper FROM pg_roles WHERE oid = n.nspowner)
+      AND n.nspowner <> c.relowner
+      -- db roles' mark: the owner's default grants on public's tables. Public's owner alone says nothing of
+      -- db roles: pg_database_owner (Postgres 15), the bootstrap superuser (before it), a managed Postgres's
+      -- admin group, of which the login that migrates is a member (Azure's azure_pg_admin).
+      AND EXISTS (SELECT 1 FROM pg_default_acl d WHERE d.defaclrole = n.nspowner AND d.defaclnamespace = n.oid AND d.defaclobjtype = 'r')
     GROUP BY n.nspowner`.execute(db)
   return found
 }

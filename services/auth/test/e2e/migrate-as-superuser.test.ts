@@ -55,3 +55,31 @@ t.test('migrate up as a superuser names the tables it made that the runtime role
   t.equal(asOwner.code, 0, asOwner.stderr)
   t.equal(asOwner.stderr, '', 'as the owner role: nothing to say')
 })
+
+t.test('public owned by a role db roles never set up (a managed Postgres\'s admin group): migrate up as a member of it says nothing', async (t) => {
+  const suffix = randomBytes(4).toString('hex')
+  const group = `t_admins_${suffix}`
+  const admin = { name: `t_admin_${suffix}`, password: randomBytes(12).toString('base64url') }
+  const superuserUrl = await createTestDatabase(t)
+  const superuser = new pg.Client({ connectionString: superuserUrl })
+  await superuser.connect()
+  t.teardown(async () => {
+    // The roles own the tables in this database: gone with them, before the roles are.
+    await superuser.query(`DROP OWNED BY "${admin.name}", "${group}"`)
+    await superuser.end()
+    const cluster = new pg.Client({ connectionString: testEnv().adminUrl })
+    await cluster.connect()
+    try { for (const role of [admin.name, group]) await cluster.query(`DROP ROLE IF EXISTS "${role}"`) } finally { await cluster.end() }
+  })
+  // As Azure's flexible server has it before Postgres 15: public is azure_pg_admin's, a group
+  // role that is no superuser, and the login an operator is given is a member of it.
+  await superuser.query(`CREATE ROLE "${group}" NOLOGIN NOSUPERUSER`)
+  await superuser.query(`CREATE ROLE "${admin.name}" LOGIN NOSUPERUSER PASSWORD '${admin.password}' IN ROLE "${group}"`)
+  await superuser.query('DROP SCHEMA public CASCADE')
+  await superuser.query(`CREATE SCHEMA public AUTHORIZATION "${group}"`)
+
+  const up = await runCli(['migrate', 'up'], { DATABASE_URL: urlAs(superuserUrl, admin) })
+  t.equal(up.code, 0, up.stderr)
+  t.match(up.stdout, /applied 0001_initial/)
+  t.equal(up.stderr, '', 'no db roles set public up: nothing to hand over, and no runtime role to be refused')
+})
