@@ -25,10 +25,16 @@ export interface MemoryLimit {
  */
 const V1_UNLIMITED = 2 ** 60
 
-/** The tightest memory limit from this process's cgroup up to the root of what is mounted, if any. */
+/**
+ * The tightest memory limit from this process's cgroup up to the root of
+ * what is mounted, if any; under cgroup v1 also of the parents it cannot see.
+ */
 export function memoryLimit (proc: string): MemoryLimit | undefined {
   const hierarchy = hierarchyOf(proc, 'memory')
-  const limit = hierarchy === undefined ? undefined : tightest(hierarchy, hierarchy.version === 1 ? v1Limit : v2Limit)
+  if (hierarchy === undefined) return undefined
+  const seen = tightest(hierarchy, hierarchy.version === 1 ? v1Limit : v2Limit)
+  const unseen = hierarchy.version === 1 ? v1HierarchicalLimit(hierarchy.dir) : undefined
+  const limit = unseen !== undefined && (seen === undefined || unseen.value < seen.value) ? unseen : seen
   return limit === undefined ? undefined : { bytes: limit.value, from: limit.source }
 }
 
@@ -44,6 +50,19 @@ function v1Limit (dir: string): Limit | undefined {
   const file = join(dir, 'memory.limit_in_bytes')
   const text = readText(file)?.trim() ?? ''
   return /^\d+$/.test(text) && Number(text) > 0 && Number(text) < V1_UNLIMITED ? { value: Number(text), source: `cgroup v1 ${file} ${text}` } : undefined
+}
+
+/**
+ * cgroup v1's memory.stat hierarchical_memory_limit: the tightest limit of
+ * the cgroup and every parent, as the kernel counts it. A container that
+ * sees only its own cgroup (Docker, Kubernetes, without a cgroup namespace)
+ * has it mounted as the root, so a parent's limit (`docker run
+ * --cgroup-parent`, a systemd slice's) is read nowhere else.
+ */
+function v1HierarchicalLimit (dir: string): Limit | undefined {
+  const file = join(dir, 'memory.stat')
+  const text = readText(file)?.match(/^hierarchical_memory_limit (\d+)$/m)?.[1]
+  return text !== undefined && Number(text) > 0 && Number(text) < V1_UNLIMITED ? { value: Number(text), source: `cgroup v1 ${file} hierarchical_memory_limit ${text}` } : undefined
 }
 
 /**

@@ -38,6 +38,19 @@ t.test('cgroup v1: memory.limit_in_bytes, the page counter\'s maximum is none', 
   t.equal(v1({ 'sys/fs/cgroup/memory/process_api/abc/memory.limit_in_bytes': '9223372036854771712\n' }), undefined, 'unlimited (this VM\'s own reading); a hybrid machine\'s unified hierarchy holds no memory controller here and is not read')
 })
 
+t.test('cgroup v1 in a container that sees only its own cgroup (Docker, Kubernetes): a parent\'s limit it cannot see, as memory.stat\'s hierarchical_memory_limit says it', async (t) => {
+  const docker = (stat: string): ReturnType<typeof memoryLimit> => memoryLimit(machine(t, {
+    cgroup: '4:memory:/parent.slice/docker-abc.scope\n0::/\n',
+    mounts: [{ root: '/parent.slice/docker-abc.scope', point: 'sys/fs/cgroup/memory', type: 'cgroup', options: 'rw,memory' }],
+    files: { 'sys/fs/cgroup/memory/memory.limit_in_bytes': '9223372036854771712\n', 'sys/fs/cgroup/memory/memory.stat': stat }
+  }))
+  // As the kernel wrote it for a child without a limit of its own under a parent of 300 MiB (docker run --cgroup-parent).
+  const limit = docker(`cache 0\nrss 0\nhierarchical_memory_limit ${300 * MIB}\nhierarchical_memsw_limit 9223372036854771712\ntotal_cache 0\n`)
+  t.equal(limit?.bytes, 300 * MIB)
+  t.match(limit?.from, /^cgroup v1 .*\/sys\/fs\/cgroup\/memory\/memory\.stat hierarchical_memory_limit 314572800$/)
+  t.equal(docker('hierarchical_memory_limit 9223372036854771712\n'), undefined, 'unlimited all the way up')
+})
+
 t.test('what cannot be read is no limit', async (t) => {
   t.equal(memoryLimit(machine(t, {})), undefined, 'no /proc/self/cgroup')
   t.equal(memoryLimit(machine(t, { ...V2 })), undefined, 'no memory.max (the controller is not enabled)')
