@@ -192,6 +192,9 @@ t.test('the jose, @fastify/jwt and PyJWT code of docs/integrators.md, as written
     .setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid }).setIssuer('http://tessera.test').setAudience('api').setIssuedAt(now + secondsAhead).setExpirationTime(now + 600).sign(privateKey)
   const within = await issued(20)
   const beyond = await issued(120)
+  // A kid the set lacks on a token issued further ahead than the skew: no newer key explains it, so 401 at once, not a 503 until its iat comes.
+  const unknownAhead = await new SignJWT({ sub: 'ahead' })
+    .setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid: 'no-such-kid' }).setIssuer('http://tessera.test').setAudience('api').setIssuedAt(now + 3600).setExpirationTime(now + 7200).sign(privateKey)
   const doc = await readFile(fileURLToPath(new URL('../../../../docs/integrators.md', import.meta.url)), 'utf8')
   const block = (heading: string, lang: string): string => new RegExp(`\`\`\`${lang}\\n([\\s\\S]*?)\`\`\``).exec(doc.slice(doc.indexOf(heading)))?.[1] ?? ''
   const ours = (code: string): string => code.replace("'https://auth.example.com/.well-known/jwks.json'", `'${jwksUrl}'`).replaceAll("'https://auth.example.com'", "'http://tessera.test'")
@@ -207,6 +210,7 @@ t.test('the jose, @fastify/jwt and PyJWT code of docs/integrators.md, as written
   const joseVerdict = async (token: string): Promise<string> => await jose.verifyAccessToken(token).then((claims) => `200 ${String(claims.sub)}`, (err: Error) => `401 ${err.constructor.name}`)
   t.equal(await joseVerdict(within), '200 ahead', 'jose: an iat 20 s ahead, within the skew')
   t.equal(await joseVerdict(beyond), '401 JWTClaimValidationFailed', 'jose: an iat 120 s ahead')
+  t.equal(await joseVerdict(unknownAhead), '401 JWKSNoMatchingKey', 'jose: an unknown kid on a token issued an hour ahead (not KeysUnavailable, a 503)')
 
   const fastifyCode = block('## Node: Fastify with @fastify/jwt', 'js')
   t.match(fastifyCode, /await app\.register\(fastifyJwt/, 'the section\'s code block')
@@ -215,9 +219,10 @@ t.test('the jose, @fastify/jwt and PyJWT code of docs/integrators.md, as written
   const fastifyVerdict = async (token: string): Promise<number> => (await app.inject({ method: 'GET', url: '/notes', headers: { authorization: `Bearer ${token}` } })).statusCode
   t.equal(await fastifyVerdict(within), 200, '@fastify/jwt: an iat 20 s ahead, within the skew')
   t.equal(await fastifyVerdict(beyond), 401, '@fastify/jwt: an iat 120 s ahead')
+  t.equal(await fastifyVerdict(unknownAhead), 401, '@fastify/jwt: an unknown kid on a token issued an hour ahead (not a 503)')
 
   const python = block('## Python: PyJWT', 'python').replace('"https://auth.example.com"', '"http://tessera.test"').replace('f"{ISSUER}/.well-known/jwks.json"', 'sys.argv[1]')
-  const driver = 'for token in sys.argv[2:]:\n    try:\n        print("200", verify_access_token(token)["sub"])\n    except jwt.InvalidTokenError as err:\n        print("401", type(err).__name__)'
-  const pyjwt = (await run(PYTHON, ['-c', `import sys\n${python}\n${driver}`, jwksUrl, within, beyond])).stdout.trim().split('\n')
-  t.same(pyjwt, ['200 ahead', '401 ImmatureSignatureError'], 'PyJWT: the same two verdicts, by its leeway')
+  const driver = 'for token in sys.argv[2:]:\n    try:\n        print("200", verify_access_token(token)["sub"])\n    except KeysUnavailable:\n        print("503")\n    except jwt.InvalidTokenError as err:\n        print("401", type(err).__name__)'
+  const pyjwt = (await run(PYTHON, ['-c', `import sys\n${python}\n${driver}`, jwksUrl, within, beyond, unknownAhead])).stdout.trim().split('\n')
+  t.same(pyjwt, ['200 ahead', '401 ImmatureSignatureError', '401 InvalidTokenError'], 'PyJWT: the same two verdicts, by its leeway, and an unknown kid on a token issued an hour ahead 401, not 503')
 })
