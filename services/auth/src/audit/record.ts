@@ -10,7 +10,7 @@ export type AuditType =
   | 'login.succeeded' | 'login.failed' | 'login.backed_off'
   | 'user.created' | 'user.disabled' | 'user.enabled' | 'user.unlocked' | 'user.deleted' | 'password.changed' | 'password.change_failed' | 'users.imported' | 'users.import_batch'
   | 'session.ended' | 'refresh.reuse_detected'
-  | 'client.created' | 'client.secret_rotated' | 'client.disabled' | 'client.deleted' | 'client.authentication_failed'
+  | 'client.created' | 'client.secret_rotated' | 'client.disabled' | 'client.enabled' | 'client.deleted' | 'client.authentication_failed'
   | 'key.created' | 'key.promoted' | 'key.demoted' | 'key.retired' | 'key.deleted' | 'key.revoked' | 'key.private_erased' | 'key.rewrapped'
   | 'audit.pruned'
 

@@ -1,17 +1,18 @@
 /**
- * `tessera clients create|list|show|rotate-secret|disable|delete`. A secret
+ * `tessera clients create|list|show|rotate-secret|disable|enable|delete`. A secret
  * is printed once, by create or rotate-secret, and never again.
  * @module
  */
 import { parseDuration } from '../config.js'
 import { deleteClient, disableClient } from '../clients/end.js'
+import { enableClient } from '../clients/enable.js'
 import { findClient, listClients, type ClientView } from '../clients/find.js'
 import { acceptableClientId, ClientRuleError, createClient, refuseIssuerResource } from '../clients/register.js'
 import { replaceCurrentSecret, rotateClientSecret } from '../clients/rotate-secret.js'
 import type { CommandContext } from './context.js'
 import { CliError, parseCommandLine, formatTable, refuseForeignFlags, type CommandSyntax } from './output.js'
 
-const USAGE = 'usage: tessera clients create CLIENT_ID [--confidential] [--grants G,G] [--scopes "a b"] [--resources URI,URI] | list | show ID | rotate-secret ID [--grace 24h] [--keep-old] | disable ID | delete ID'
+const USAGE = 'usage: tessera clients create CLIENT_ID [--confidential] [--grants G,G] [--scopes "a b"] [--resources URI,URI] | list | show ID | rotate-secret ID [--grace 24h] [--keep-old] | disable ID | enable ID | delete ID'
 const OPERATOR = { actor: 'operator', userAgent: 'tessera-cli' }
 
 function asJson (client: ClientView): Record<string, unknown> {
@@ -39,6 +40,14 @@ function describe (client: ClientView, now: Date): string {
     `created     ${client.createdAt.toISOString()}`,
     ...(previous === null ? [] : [`old secret  ${previous > now ? 'works until' : 'stopped working at'} ${previous.toISOString()}`])
   ].join('\n')
+}
+
+/** What an enable did not do, said where the operator reads that it was done (docs/decisions.md, "clients enable"). */
+function enabledNote (id: string, confidential: boolean): string {
+  const sessions = 'the sessions its disable ended stay ended'
+  return confidential
+    ? `${sessions}; its secrets are unchanged: if it was disabled because a secret leaked, run \`tessera clients rotate-secret ${id} --grace 0\` now`
+    : `${sessions} (its users log in again)`
 }
 
 const list = (text: string | undefined): string[] => (text ?? '').split(/[\s,]+/).filter((s) => s !== '')
@@ -88,6 +97,7 @@ const ACTION_FLAGS: Record<string, readonly string[]> = {
   show: [],
   'rotate-secret': ['grace', 'keep-old'],
   disable: [],
+  enable: [],
   delete: []
 }
 const SYNTAX: CommandSyntax = { command: 'clients', actions: Object.keys(ACTION_FLAGS), usage: USAGE }
@@ -152,7 +162,7 @@ export async function clientsCommand (ctx: CommandContext): Promise<void> {
     }))), clients.map(asJson))
     return
   }
-  if (id === undefined || !['create', 'show', 'rotate-secret', 'disable', 'delete'].includes(action ?? '')) throw new CliError(USAGE, 2)
+  if (id === undefined || !['create', 'show', 'rotate-secret', 'disable', 'enable', 'delete'].includes(action ?? '')) throw new CliError(USAGE, 2)
   // An id that no client can have is found before the database is opened, as a username no user can have is.
   asUsage(() => { acceptableClientId(id) })
   // A bad duration is a usage error, found before a database is opened.
@@ -207,6 +217,12 @@ export async function clientsCommand (ctx: CommandContext): Promise<void> {
     const replaced = keepOld ? 'the secret it replaces no longer works; ' : ''
     ctx.out.result(`client_secret ${rotated.secret}\n(shown once) ${replaced}the old secret ${until === null ? 'no longer works' : `works until ${until}`}`,
       { client_id: id, client_secret: rotated.secret, previous_secret_expires_at: until })
+    return
+  }
+  if (action === 'enable') {
+    const enabled = await enableClient(db, id, OPERATOR)
+    if (enabled === undefined) throw new CliError(`no client named ${id}`)
+    ctx.out.result(enabled.changed ? `enabled ${id}; ${enabledNote(id, enabled.confidential)}` : `already enabled ${id}`, { client_id: id, enabled: true, was_disabled: enabled.changed })
     return
   }
   const ended = action === 'disable' ? await disableClient(db, id, clock, OPERATOR) : await deleteClient(db, id, clock, OPERATOR)

@@ -52,8 +52,9 @@ const USAGE = `usage: tessera <command> [--json]
   keys rewrap --new-kek-file F    re-encrypt every private half under the KEK in F
   cleanup                         delete expired sessions, refresh tokens and old audit events now
   clients create ID [--confidential] [--grants G,G] [--scopes "a b"] [--resources URI,URI]
-  clients list | show ID | rotate-secret ID [--grace 24h] [--keep-old] | disable ID | delete ID
+  clients list | show ID | rotate-secret ID [--grace 24h] [--keep-old] | disable ID | enable ID | delete ID
                                   --keep-old: replace the current secret, keep the old one (a rotation's output was lost)
+                                  enable: let a disabled client in again (its ended sessions stay ended, its secrets unchanged)
   audit tail [--user U] [--limit N]  the newest audit events (default 50), oldest first
   db start|stop|url               the local embedded Postgres (when DATABASE_URL is unset; url starts it if it is down)
   db roles                        create the owner, runtime and notes roles (as a superuser; see docs/operators.md)

@@ -21,7 +21,7 @@ const EVERY_ACTION: string[][] = [
   ['users', 'enable', 'bob'], ['users', 'unlock', 'bob'], ['users', 'delete', 'bob'], ['users', 'set-password', 'bob'], ['users', 'end-sessions', 'bob'],
   ['keys', 'list'], ['keys', 'rotate'], ['keys', 'revoke', 'kid'], ['keys', 'rewrap'],
   ['cleanup'],
-  ['clients', 'create', 'x'], ['clients', 'list'], ['clients', 'show', 'x'], ['clients', 'rotate-secret', 'x'], ['clients', 'disable', 'x'], ['clients', 'delete', 'x'],
+  ['clients', 'create', 'x'], ['clients', 'list'], ['clients', 'show', 'x'], ['clients', 'rotate-secret', 'x'], ['clients', 'disable', 'x'], ['clients', 'enable', 'x'], ['clients', 'delete', 'x'],
   ['audit', 'tail'],
   ['db', 'start'], ['db', 'stop'], ['db', 'url'], ['db', 'roles']
 ]

@@ -13,6 +13,7 @@ import t from 'tap'
 import { LISTENER_NAME } from '../../src/db/listen.js'
 import { CLIENT_CACHE_TTL_MS } from '../../src/clients/cache.js'
 import { replaceCurrentSecret } from '../../src/clients/rotate-secret.js'
+import { enableClient } from '../../src/clients/enable.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
 import { within } from '../helpers/http.js'
 import { runCli, startServer } from '../helpers/server.js'
@@ -124,4 +125,25 @@ t.test('rotate-secret --keep-old reaches both workers: the lost secret is refuse
   t.ok(Date.now() - cachedFrom < CLIENT_CACHE_TTL_MS, 'before the rows\' lifetime would have ended them: the change was heard, as a plain rotation\'s is', { elapsedMs: Date.now() - cachedFrom })
   t.same(await answers(server.url, 'svc', deployed), served, 'the deployed secret works on both workers, after')
   t.same(await answers(server.url, 'svc', fresh), served, 'the new one too')
+})
+
+t.test('clients enable reaches both workers: a disabled row they keep in memory is forgotten at once, not at the end of its lifetime', async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const env = { DATABASE_URL: databaseUrl, TESSERA_KEK: randomBytes(32).toString('base64url'), TESSERA_WORKERS: '2', TESSERA_RATE_LIMIT: '100000' }
+  const server = await startServer(t, env)
+  const admin = await testConnection(t, databaseUrl)
+  const made = await runCli(['clients', 'create', 'svc', '--confidential', '--scopes', 'notes:read notes:write', '--json'], env)
+  t.equal(made.code, 0, made.stderr)
+  const secret = (JSON.parse(made.stdout) as { client_secret: string }).client_secret
+  const disabled = await runCli(['clients', 'disable', 'svc'], env)
+  t.equal(disabled.code, 0, disabled.stderr)
+  // No request named svc before this point: every row a worker keeps from here on was read after the disable was heard, and is aged from no earlier.
+  const cachedFrom = Date.now()
+  t.ok(await within(1000, async () => (await answers(server.url, 'svc', secret)).join() === '401 invalid_client', 10) !== undefined, 'disabled on both workers, which now keep the disabled row')
+
+  // The domain call the command makes, in this process: a command's start would eat into the rows' lifetime.
+  t.same(await enableClient(admin.db, 'svc', { actor: 'operator' }), { changed: true, confidential: true })
+  t.ok(await within(1000, async () => (await answers(server.url, 'svc', secret)).join() === '200 notes:read notes:write', 10) !== undefined,
+    'the enable reaches both workers within a second')
+  t.ok(Date.now() - cachedFrom < CLIENT_CACHE_TTL_MS, 'before the rows\' lifetime would have ended them: the change was heard, as a disable\'s is', { elapsedMs: Date.now() - cachedFrom })
 })

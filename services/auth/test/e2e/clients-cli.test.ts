@@ -2,11 +2,17 @@
  * `tessera clients …` as an operator runs it: a spawned CLI against a real
  * database, every subcommand with --json and in words, and its failures.
  */
+import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
-import { runCli } from '../helpers/server.js'
+import { postJson, signUpOver, within } from '../helpers/http.js'
+import { runCli, startServer } from '../helpers/server.js'
 import { buildTestApp } from '../helpers/app.js'
 import { secretDigest } from '../../src/clients/secret.js'
+
+// About a hundred CLI processes, each a cold Node start, and a server of two workers: on a loaded
+// machine (load 12) the file took 170 s, near tap's 180 s, which is not what it tests.
+t.setTimeout(600_000)
 
 t.test('clients create, list, show, rotate-secret, disable, delete', async (t) => {
   const url = await createTestDatabase(t)
@@ -77,6 +83,7 @@ t.test('clients: failures are one line and a non-zero exit', async (t) => {
     [['clients', 'rotate-secret', 'nobody'], 1, /^tessera: no client named nobody\n$/],
     [['clients', 'rotate-secret', 'tessera', '--grace', 'soon'], 2, /^tessera: --grace: expected a duration/],
     [['clients', 'disable', 'nobody'], 1, /^tessera: no client named nobody\n$/],
+    [['clients', 'enable', 'nobody'], 1, /^tessera: no client named nobody\n$/],
     [['clients', 'delete', 'nobody'], 1, /^tessera: no client named nobody\n$/],
     [['clients', 'show'], 2, /^tessera: usage: tessera clients create/],
     [['clients', 'frobnicate', 'x'], 2, /^tessera: usage: tessera clients create/],
@@ -117,7 +124,7 @@ t.test('clients: failures are one line and a non-zero exit', async (t) => {
     t.match(missing.stderr, /^tessera: Option '--\w+' argument is ambiguous\. .* use '--\w+=-XYZ'\.\nusage: /, `clients ${args.join(' ')}: Node's three lines read as one, then the usage`)
   }
   // An id no client can have (outside the pattern clients.client_id's CHECK holds every id to) is a usage error for every action, before the database is opened.
-  for (const action of ['create', 'show', 'rotate-secret', 'disable', 'delete']) {
+  for (const action of ['create', 'show', 'rotate-secret', 'disable', 'enable', 'delete']) {
     for (const id of ['', 'bad id', 'x'.repeat(65), 'é', '\u{1f642}', 'a\nb']) {
       const refused = await runCli(['clients', action, id], { DATABASE_URL: 'postgres://tessera@127.0.0.1:1/tessera' })
       t.same([refused.code, refused.stdout, refused.stderr], [2, '', 'tessera: client_id: must be 1 to 64 of A-Z a-z 0-9 . _ -\n'], `clients ${action} ${JSON.stringify(id.slice(0, 8))}`)
@@ -251,4 +258,72 @@ t.test('rotate-secret --keep-old: a rotation whose output was lost is undone wit
   const audit = await ctx.connection.db.selectFrom('audit_events').select(['actor', 'detail']).where('type', '=', 'client.secret_rotated').orderBy('id').execute()
   t.same(audit.map((e) => [e.actor, e.detail.kept_old]), [['operator', false], ['operator', true], ['operator', true]], 'the lost rotation, then the two that kept the old secret; the refused ones wrote nothing')
   t.equal(audit[1]?.detail.previous_secret_expires_at, shown, 'the kept secret\'s deadline in the audit trail')
+})
+
+t.test('clients enable: the way back from disable, on both workers at once; the ended sessions stay ended, the secret stays (docs/operators.md)', async (t) => {
+  const url = await createTestDatabase(t)
+  const env = { DATABASE_URL: url, TESSERA_KEK: randomBytes(32).toString('base64url'), TESSERA_WORKERS: '2', TESSERA_RATE_LIMIT: '100000' }
+  const server = await startServer(t, env)
+  const { db } = await testConnection(t, url)
+  const made = await runCli(['clients', 'create', 'svc', '--confidential', '--json'], env)
+  t.equal(made.code, 0, made.stderr)
+  const secret = JSON.parse(made.stdout).client_secret as string
+  const password = 'correct horse battery'
+  await signUpOver(server.url, 'erin', password)
+
+  /** Requests on fresh connections (the kernel spreads them over both workers: all 16 on one is 1 in 2^15), each answer as `status error`. */
+  const round = async (body: (i: number) => Record<string, string>, n = 16): Promise<Array<{ answer: string, body: Record<string, unknown> }>> => {
+    const replies = []
+    for (let i = 0; i < n; i++) {
+      const res = await postJson(`${server.url}/oauth/token`, body(i))
+      replies.push({ answer: `${res.status} ${String(res.body.error ?? '')}`.trim(), body: res.body })
+    }
+    return replies
+  }
+  const distinct = (replies: Array<{ answer: string }>): string[] => [...new Set(replies.map((r) => r.answer))].sort()
+  // The default client: no client_id.
+  const login = (): Record<string, string> => ({ grant_type: 'password', username: 'erin', password })
+  const service = (): Record<string, string> => ({ grant_type: 'client_credentials', client_id: 'svc', client_secret: secret })
+  const [before] = await round(login, 1)
+  const beforeRefresh = before?.body.refresh_token as string
+
+  for (const id of ['tessera', 'svc']) t.equal((await runCli(['clients', 'disable', id], env)).code, 0)
+  const refused = ['401 invalid_client']
+  t.ok(await within(1000, async () => distinct(await round(service)).join() === refused.join(), 10) !== undefined, 'disabled: client_credentials refused on both workers')
+  t.same(distinct(await round(login)), refused, 'logins with the default client refused')
+  t.same(distinct(await round(() => ({ grant_type: 'refresh_token', refresh_token: beforeRefresh }))), refused, 'refreshes refused')
+
+  const words = await runCli(['clients', 'enable', 'svc'], env)
+  t.same([words.code, words.stderr], [0, ''])
+  t.equal(words.stdout, 'enabled svc; the sessions its disable ended stay ended; its secrets are unchanged: if it was disabled because a secret leaked, run `tessera clients rotate-secret svc --grace 0` now\n', 'in words, with what it did not do')
+  const json = await runCli(['clients', 'enable', 'tessera', '--json'], env)
+  t.same([json.code, JSON.parse(json.stdout)], [0, { client_id: 'tessera', enabled: true, was_disabled: true }], '--json')
+
+  const served = ['200']
+  t.ok(await within(1000, async () => distinct(await round(service)).join() === served.join(), 10) !== undefined, 'the same secret is served again on both workers')
+  const logins = await round(login)
+  t.same(distinct(logins), served, 'logins with the default client served on both workers')
+  t.same(distinct(await round((i) => ({ grant_type: 'refresh_token', refresh_token: logins[i]?.body.refresh_token as string }))), served, 'and their refreshes')
+  t.same(distinct(await round(() => ({ grant_type: 'refresh_token', refresh_token: beforeRefresh }), 4)), ['400 invalid_grant'], 'the session the disable ended stays ended')
+  t.match(await db.selectFrom('sessions').select('revoke_reason').where('id', '=', JSON.parse(Buffer.from(String(before?.body.access_token).split('.')[1] ?? '', 'base64url').toString()).sid).executeTakeFirst(), { revoke_reason: 'client_disabled' })
+
+  const again = await runCli(['clients', 'enable', 'svc'], env)
+  t.same([again.code, again.stdout, again.stderr], [0, 'already enabled svc\n', ''], 'already enabled: a success that says so')
+  t.same(JSON.parse((await runCli(['clients', 'enable', 'tessera', '--json'], env)).stdout), { client_id: 'tessera', enabled: true, was_disabled: false })
+  const unknown = await runCli(['clients', 'enable', 'nobody'], env)
+  t.same([unknown.code, unknown.stdout, unknown.stderr], [1, '', 'tessera: no client named nobody\n'])
+  for (const blank of ['', '  ']) {
+    const usage = await runCli(['clients', 'enable', blank], env)
+    t.same([usage.code, usage.stdout], [2, ''], `enable ${JSON.stringify(blank)}: a usage error`)
+  }
+  t.equal((await runCli(['clients', 'enable', 'svc', '--grace', '1h'], env)).code, 2, 'enable takes no flag of its own')
+
+  const audit = await db.selectFrom('audit_events').select(['type', 'actor', 'detail']).where('type', 'in', ['client.disabled', 'client.enabled']).orderBy('id').execute()
+  t.match(audit, [
+    { type: 'client.disabled', actor: 'operator', detail: { client_id: 'tessera' } },
+    { type: 'client.disabled', actor: 'operator', detail: { client_id: 'svc' } },
+    { type: 'client.enabled', actor: 'operator', detail: { client_id: 'svc', disabled_at: /^\d{4}-/ } },
+    { type: 'client.enabled', actor: 'operator', detail: { client_id: 'tessera', disabled_at: /^\d{4}-/ } }
+  ], 'each enable audited once; the ones that changed nothing wrote nothing')
+  t.equal(audit.length, 4)
 })
