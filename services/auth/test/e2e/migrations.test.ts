@@ -10,6 +10,9 @@ import { createTestDatabase, lockWaiters, testConnection } from '../helpers/db.j
 import { runCli, SERVER_ENTRY, startServer } from '../helpers/server.js'
 import { migrateDown, schemaStanding } from '../../src/db/migrate.js'
 
+// Under .ci/run with other work on the 2-core machine it came within 40 s of tap's default 180 (session 35), and tap's timeout runs no teardowns.
+t.setTimeout(300_000)
+
 const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../migrations')
 
 t.test('migrate up, status, down, up again through the CLI', async (t) => {
