@@ -37,6 +37,7 @@ export type TesseraErrorCode =
   | 'ERR_REMOTE_OVERLOADED'
   | 'ERR_PEER_GONE'
   | 'ERR_DATABASE_URL'
+  | 'ERR_DATABASE_TLS_FILE'
 
 export abstract class TesseraError extends Error {
   abstract readonly code: TesseraErrorCode
@@ -256,12 +257,24 @@ const NO_TLS_MESSAGES = new Set(['The server does not support SSL connections', 
 /** pg_hba.conf's refusal of a connection without TLS where only hostssl lines would admit it: Postgres ends its message so. */
 const TLS_ONLY_REFUSAL = /, no encryption$/
 
+/** sslkey's key is not the one of sslcert's certificate. */
+const KEY_MISMATCH = 'ERR_OSSL_X509_KEY_VALUES_MISMATCH'
+
+/**
+ * db/tls.ts's DatabaseTlsFileError (not imported: tls.ts imports this
+ * module): a TLS file of DATABASE_URL's that a new connection could not read
+ * as the start did. Its message is the start's line naming the file.
+ */
+const TLS_FILE_UNREADABLE = 'ERR_DATABASE_TLS_FILE'
+
 /**
  * A new connection to Postgres that TLS did not let through, as one line
  * saying which of DATABASE_URL's settings to look at: the refused
- * certificate's code and Node's words are in it. Undefined for anything else.
+ * certificate's code and Node's words are in it, or the file that could
+ * not be read. Undefined for anything else.
  */
 function tlsRefusal (err: Error, code: unknown): string | undefined {
+  if (code === TLS_FILE_UNREADABLE) return err.message
   const why = `(${String(code)}: ${err.message})`
   if (typeof code === 'string' && UNTRUSTED_CERTIFICATE_CODES.has(code)) {
     return `cannot connect to the database over TLS: its certificate is not signed by a CA that DATABASE_URL trusts (its sslrootcert; without one, Node's public CAs) ${why}`
@@ -277,6 +290,8 @@ function tlsRefusal (err: Error, code: unknown): string | undefined {
     return `cannot connect to the database over TLS: ${err.message} (its ssl is off), and DATABASE_URL's sslmode requires TLS`
   }
   if (typeof code === 'string' && code.startsWith('ERR_SSL_')) return `cannot connect to the database over TLS: the handshake failed ${why}`
+  // Node's, making the connection's TLS context: a certificate and key caught mid-rotation, one file replaced and not yet the other.
+  if (code === KEY_MISMATCH) return `cannot connect to the database over TLS: DATABASE_URL's sslcert and sslkey are not a pair ${why}`
   return undefined
 }
 
@@ -312,7 +327,8 @@ export function databaseUnreachable (err: unknown): string | undefined {
  * one Postgres refused (CONNECTION_REFUSED_CODES: until the operator
  * restarts the instance with the new password, a 503, not a 500 with a
  * stack per request), one TLS refused (tlsRefusal: a server certificate
- * replaced by one DATABASE_URL does not trust, ssl turned off), one a pooler in front refused (POOLER_REFUSAL),
+ * replaced by one DATABASE_URL does not trust, ssl turned off, a TLS file of
+ * DATABASE_URL's unreadable since the start), one a pooler in front refused (POOLER_REFUSAL),
  * one lost mid-query, a statement past TESSERA_DB_STATEMENT_TIMEOUT_MS, the
  * server shutting down, starting up,
  * full or out of disk or memory, a deadlock it broke by rolling one

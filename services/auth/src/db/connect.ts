@@ -6,7 +6,7 @@ import { Kysely, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
 import type { Database, Db } from './database.js'
 import { namingPool } from './named-statements.js'
-import { postgresClientConfig } from './tls.js'
+import { postgresClientConfig, tlsReadingClient } from './tls.js'
 
 // Postgres returns bigint (int8) as text by default; counts and ids we read fit in a double.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value: string) => Number(value))
@@ -79,7 +79,8 @@ const ANSWER_MARGIN_MS = 2000
 
 export function connect (connectionString: string, max = 10, options: ConnectOptions = {}): Connection {
   // 5 s unless DATABASE_URL's connect_timeout says: pg-pool bounds both a new connection and the wait for a free one by it.
-  const pool = new pg.Pool({ connectionTimeoutMillis: 5000, ...postgresClientConfig(connectionString), max })
+  // Each new connection reads DATABASE_URL's TLS files again (tlsReadingClient), as libpq does; the files are checked here first.
+  const pool = new pg.Pool({ connectionTimeoutMillis: 5000, ...postgresClientConfig(connectionString), Client: tlsReadingClient(connectionString), max })
   const statementTimeoutMs = options.statementTimeoutMs ?? 0
   const setup = sessionSetup(statementTimeoutMs)
   // An idle client that loses its server (a database restart) emits here; without a

@@ -24,7 +24,7 @@ import { randomUUID } from 'node:crypto'
 import pg from 'pg'
 import type { Logger } from 'pino'
 import { loggedError } from '../errors.js'
-import { postgresClientConfig, type PostgresClientConfig } from './tls.js'
+import { postgresClientConfig, tlsReadingClient } from './tls.js'
 
 /** The listener's application_name, so an operator (or a test) can find it in pg_stat_activity. */
 /** A listening connection's silence, coded as named-statements.ts codes a query's: out of reach, as pg's own socket timeouts are. */
@@ -60,12 +60,13 @@ export async function listenForChanges (url: string, logger: Logger, handlers: C
   let retry: NodeJS.Timeout | undefined
   let failures = 0
   let connectedBefore = false
-  // Read once: a reconnect reuses it, so a CA file that became unreadable since fails no retry.
+  // Checked now, as the start checks it; each connection, a reconnect's too, reads the TLS files again (tlsReadingClient).
   const target = postgresClientConfig(url)
+  const Client = tlsReadingClient(url)
 
   const connectOnce = async (): Promise<void> => {
     // Keepalives as DATABASE_URL says (on unless keepalives=0): the heartbeat finds a silent server either way.
-    const candidate = new pg.Client({ connectionTimeoutMillis: 5000, ...target, application_name: LISTENER_NAME })
+    const candidate = new Client({ connectionTimeoutMillis: 5000, ...target, application_name: LISTENER_NAME })
     let dropped = false
     // Set once listening; a holder, since drop (defined first) stops it.
     const beat: { timer?: NodeJS.Timeout } = {}
@@ -128,7 +129,7 @@ export async function listenForChanges (url: string, logger: Logger, handlers: C
   await connectOnce()
   // Only when the start's connection listens: one that failed is retried as any lost one is.
   if (client !== undefined) {
-    await confirmDelivery(target, client, heartbeat.answerWithinMs).catch(async (err: unknown) => {
+    await confirmDelivery(new Client({ ...target, connectionTimeoutMillis: heartbeat.answerWithinMs }), client, heartbeat.answerWithinMs).catch(async (err: unknown) => {
       closed = true
       clearTimeout(retry)
       await client?.end().catch(() => {})
@@ -151,17 +152,16 @@ const DELIVERY_CHECK_CHANNEL = 'tessera_listen_check'
 export const NOT_DELIVERED = 'the LISTEN connection did not hear a NOTIFY sent from another connection'
 
 /**
- * Sends a NOTIFY from a connection of its own and waits for `listening` to
- * hear it. Straight to Postgres, or through a pooler in session mode, it
+ * Sends a NOTIFY from a connection of its own (`sender`, not yet connected;
+ * ended here) and waits for `listening` to hear it. Straight to Postgres, or through a pooler in session mode, it
  * arrives within milliseconds of the commit. Through transaction or statement
  * pooling the LISTEN stayed on a server connection the pooler has since handed
  * on (to the sender itself, or idle in its pool), and it never arrives: key
  * and client changes would go unheard until the periodic reload, with nothing
  * logged, so the start is refused instead.
  */
-async function confirmDelivery (target: PostgresClientConfig, listening: pg.Client, withinMs: number): Promise<void> {
+async function confirmDelivery (sender: pg.Client, listening: pg.Client, withinMs: number): Promise<void> {
   const payload = randomUUID()
-  const sender = new pg.Client({ ...target, connectionTimeoutMillis: withinMs })
   let onNotification: (message: pg.Notification) => void = () => {}
   const arrived = new Promise<void>((resolve) => {
     onNotification = (message) => { if (message.channel === DELIVERY_CHECK_CHANNEL && message.payload === payload) resolve() }

@@ -23,6 +23,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { createPrivateKey } from 'node:crypto'
 import path from 'node:path'
 import { createSecureContext, getCACertificates, type ConnectionOptions, type SecureVersion } from 'node:tls'
+import pg from 'pg'
 import { TesseraError } from '../errors.js'
 
 /** The sslmode values Tessera takes; unset is disable. */
@@ -66,6 +67,17 @@ export interface PostgresClientConfig {
 /** DATABASE_URL's settings cannot be used: the message is one line that names no password. */
 export class DatabaseUrlError extends TesseraError {
   readonly code = 'ERR_DATABASE_URL'
+}
+
+/**
+ * A file of DATABASE_URL's (sslrootcert, sslcert, sslkey, sslcrl, sslcrldir)
+ * that a new connection could not read, or that no longer passes the
+ * start's checks: that connection fails, as under libpq. The message
+ * is the start's own line, naming the parameter and the file, never the
+ * key or sslpassword.
+ */
+export class DatabaseTlsFileError extends TesseraError {
+  readonly code = 'ERR_DATABASE_TLS_FILE'
 }
 
 /** Read here with libpq's meanings, and taken out of what pg parses. */
@@ -482,7 +494,7 @@ function connectionOptions (params: URLSearchParams): Omit<PostgresClientConfig,
   return options
 }
 
-/** What pg is handed for DATABASE_URL (or any URL Tessera connects with): read when a pool or client is made. */
+/** What pg is handed for DATABASE_URL (or any URL Tessera connects with): read when a pool or client is made, and again for each connection by tlsReadingClient's Client. */
 export function postgresClientConfig (databaseUrl: string): PostgresClientConfig {
   const parsed = parseUrl(databaseUrl)
   const { params, url } = parsed
@@ -492,4 +504,58 @@ export function postgresClientConfig (databaseUrl: string): PostgresClientConfig
   if (applicationName !== null) rest.application_name = applicationName
   for (const name of READ_HERE) params.delete(name)
   return { connectionString: url.toString(), ...rest }
+}
+
+/**
+ * The TLS settings of one new connection, its files read now: a file
+ * unreadable or invalid since the start fails this connection alone.
+ */
+function freshTls (parsed: Parsed): { ssl: false | ConnectionOptions } | { unreadable: DatabaseTlsFileError } {
+  try {
+    return { ssl: tlsOptions(parsed).ssl }
+  } catch (err) {
+    if (err instanceof DatabaseUrlError) return { unreadable: new DatabaseTlsFileError(err.message) }
+    throw err
+  }
+}
+
+/**
+ * The pg.Client class for DATABASE_URL's connections: a pg.Pool's `Client`,
+ * or made directly. libpq reads sslrootcert, sslcert, sslkey (decrypted with
+ * sslpassword), sslcrl and sslcrldir each time it connects; read once at the
+ * start, a client certificate or CA bundle rotated on disk (cert-manager, a
+ * Vault agent) or a renewed CRL was not seen until a restart, and once the
+ * old CRL's next update passed every new connection was refused. So each
+ * Client reads them when it is made, with the start's checks: pg-pool makes
+ * one per new connection, never per query. A file that fails them fails
+ * that connection (DatabaseTlsFileError, out of reach as errors.ts has it:
+ * a request answers 503) and the next one reads it again. The constructor
+ * never throws: pg-pool makes clients where a throw would escape it.
+ * Without TLS, or over a Unix socket, there is nothing to read: pg's own.
+ * Throws DatabaseUrlError as postgresClientConfig does, for a URL the start
+ * would refuse.
+ */
+export function tlsReadingClient (databaseUrl: string): typeof pg.Client {
+  const parsed = parseUrl(databaseUrl)
+  if (sslMode(parsed.params) === 'disable' || parsed.socket) return pg.Client
+  return class TlsReadingClient extends pg.Client {
+    readonly #unreadable: DatabaseTlsFileError | undefined
+
+    constructor (config?: pg.ClientConfig) {
+      const tls = freshTls(parsed)
+      super({ ...config, ssl: 'ssl' in tls ? tls.ssl : config?.ssl })
+      this.#unreadable = 'unreadable' in tls ? tls.unreadable : undefined
+    }
+
+    override connect (): Promise<pg.Client>
+    override connect (callback: (err: Error) => void): void
+    override connect (callback?: (err: Error) => void): Promise<pg.Client> | undefined {
+      const unreadable = this.#unreadable
+      if (callback === undefined) return unreadable === undefined ? super.connect() : Promise.reject(unreadable)
+      // Asynchronous, as a refused connection is: pg-pool counts on it.
+      if (unreadable === undefined) super.connect(callback)
+      else process.nextTick(callback, unreadable)
+      return undefined
+    }
+  }
 }

@@ -5,14 +5,15 @@
  */
 import { execFileSync } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import tls from 'node:tls'
 import pg from 'pg'
 import t from 'tap'
 import { loadConfig } from '../../src/config.js'
 import { connect } from '../../src/db/connect.js'
-import { databaseTls, DatabaseUrlError, postgresClientConfig } from '../../src/db/tls.js'
+import { databaseTls, DatabaseUrlError, postgresClientConfig, tlsReadingClient } from '../../src/db/tls.js'
+import { databaseUnreachable, isDatabaseUnavailable } from '../../src/errors.js'
 import { hashedCrlName, makeCrl } from '../helpers/crl.js'
 import { tempDir } from '../helpers/gateway.js'
 
@@ -358,4 +359,46 @@ t.test('every parameter libpq 18 knows is known here: honoured or refused, none 
     const said = (() => { try { databaseTls(`${BASE}?${name}=x`) } catch (err) { return (err as Error).message } return '' })()
     t.notMatch(said, /is not a connection parameter Tessera knows|parameter names are lower case/, `${name}: ${said === '' ? 'taken' : said}`)
   }
+})
+
+t.test('each new connection reads the TLS files again, as libpq does; one that fails them fails that connection alone', async (t) => {
+  t.equal(tlsReadingClient(BASE), pg.Client, 'no TLS: nothing to read, pg\'s own Client')
+  t.equal(tlsReadingClient(`${BASE}?host=%2Frun%2Fpostgresql&${VERIFIED}`), pg.Client, 'a Unix socket: the same')
+  const live = `${dir}/live`
+  mkdirSync(live)
+  const liveCa = `${live}/ca.pem`
+  const liveKey = `${live}/client.key`
+  writeFileSync(liveCa, readCa())
+  copyFileSync(encryptedKey, liveKey)
+  const url = `${BASE}?sslmode=verify-full&sslrootcert=${liveCa}&sslcert=${liveCa}&sslkey=${liveKey}&sslpassword=${encodeURIComponent(PASSPHRASE)}`
+  const Client = tlsReadingClient(url)
+  const settings = postgresClientConfig(url)
+  const pool = new pg.Pool({ ...settings, Client, connectionTimeoutMillis: 2000 })
+  const first = new Client(settings)
+  t.match(first.ssl, { ca: readCa(), cert: readCa(), key: /^-----BEGIN PRIVATE KEY-----/ }, 'read as the start reads them, the key decrypted')
+  const rotatedCa = readCa().replace('MIIB', 'MIIC')
+  writeFileSync(liveCa, rotatedCa)
+  t.match(new Client(settings).ssl, { ca: rotatedCa }, 'the next client reads the file as it is now')
+  t.match(first.ssl, { ca: readCa() }, 'one made before keeps what it read')
+
+  rmSync(liveKey)
+  const unreadable = new Client(settings)
+  const err: unknown = await unreadable.connect().then(() => undefined, (err: unknown) => err)
+  t.match(err, { code: 'ERR_DATABASE_TLS_FILE', message: `DATABASE_URL's sslkey "${liveKey}" cannot be read (ENOENT)` }, 'the start\'s line, from connect (the constructor does not throw)')
+  t.ok(isDatabaseUnavailable(err), 'the database out of reach: a request answers 503')
+  t.equal(databaseUnreachable(err), `DATABASE_URL's sslkey "${liveKey}" cannot be read (ENOENT)`, 'a command prints the line alone')
+  const byCallback = await new Promise<Error>((resolve) => { new Client(settings).connect(resolve) })
+  t.match(byCallback, { code: 'ERR_DATABASE_TLS_FILE' }, 'and to a callback, as pg-pool connects')
+
+  writeFileSync(liveKey, '-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n')
+  const refused: unknown = await pool.connect().then(() => undefined, (err: unknown) => err)
+  t.match(refused, { code: 'ERR_DATABASE_TLS_FILE', message: /^DATABASE_URL's sslkey ".*live\/client\.key" is not a private key Node can read|^DATABASE_URL's sslpassword does not decrypt sslkey/ }, 'a pool\'s new connection fails with it')
+  t.notMatch(String((refused as Error).message), /key passphrase 7|MIIB/, 'naming neither the passphrase nor the key')
+  copyFileSync(encryptedKey, liveKey)
+  t.equal(pool.totalCount, 0, 'no connection left behind')
+  // A certificate and key caught mid-rotation (one replaced, not yet the other): Node refuses the pair as it makes the connection's TLS context.
+  const mismatch: unknown = (() => { try { tls.createSecureContext({ cert: readFileSync(`${dir}/crl-ca.pem`), key: readFileSync(key) }) } catch (err) { return err } })()
+  t.ok(isDatabaseUnavailable(mismatch), 'a key that is not the certificate\'s: out of reach, 503')
+  t.match(databaseUnreachable(mismatch), /^cannot connect to the database over TLS: DATABASE_URL's sslcert and sslkey are not a pair \(ERR_OSSL_X509_KEY_VALUES_MISMATCH: /)
+  await pool.end()
 })
