@@ -5,11 +5,13 @@
  * pg_hba.conf of hostssl lines only, so a connection without TLS is refused.
  * docs/operators.md, "Postgres over TLS": what each sslmode means, every
  * connection over TLS (the CLI, the primary's pools, the LISTEN connection,
- * the workers'), and each refusal one line naming its cause.
+ * the workers'), each refusal one line naming its cause, and the TLS files
+ * read again for each new connection (a rotated client certificate, a
+ * renewed CRL, a file gone), as libpq reads them.
  */
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { chownSync, copyFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chownSync, copyFileSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import pg from 'pg'
 import t, { type Test } from 'tap'
@@ -19,7 +21,7 @@ import { hashedCrlName, makeCrl } from '../helpers/crl.js'
 import { createTestDatabase } from '../helpers/db.js'
 import { tempDir } from '../helpers/gateway.js'
 import { kidOf, loginOver, refreshOver, signUpOver, within } from '../helpers/http.js'
-import { runCli, SERVER_ENTRY, startServer } from '../helpers/server.js'
+import { instancePids, requestLineOf, runCli, SERVER_ENTRY, startServer } from '../helpers/server.js'
 
 // Its clusters, certificates, CRLs and some forty server and CLI starts take 40–60 s alone; .ci/run's lanes and other work on a 2-core machine
 // doubled that past 120 s once (CI, session 35), and tap's timeout runs no teardowns.
@@ -56,6 +58,10 @@ const crlOther = makeCrl(dir, 'crl-other', { cert: file('other.pem'), key: file(
 const crlDir = file('crls')
 mkdirSync(crlDir)
 copyFileSync(crlServer, path.join(crlDir, hashedCrlName(crlServer)))
+// A second CA and a client certificate for tessera_cert from it: what a rotation on disk puts in place.
+openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=tessera test CA 2', '-keyout', 'ca2.key', '-out', 'ca2.pem')
+openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=tessera_cert', '-keyout', 'client2.key', '-out', 'client2.csr')
+openssl('x509', '-req', '-in', 'client2.csr', '-CA', 'ca2.pem', '-CAkey', 'ca2.key', '-CAcreateserial', '-days', '2', '-out', 'client2.pem')
 
 // An embedded cluster of its own (`tessera db start`), then TLS turned on, in t.before: a top-level set-up that throws
 // ends the file before any teardown runs, and a failed reload check left the cluster running and its directory in
@@ -343,4 +349,137 @@ t.test('each refusal at start is one line naming its cause, from the server and 
     t.equal(cli.code, 1, `${what}: the command exits 1`)
     oneLine(t, cli.stderr, new RegExp(`^tessera: (?:${pattern.source})`, pattern.flags), `${what}: the CLI`)
   }
+})
+
+/** A file put in place as cert-manager or a Vault agent puts it: written beside `to`, then renamed over it. */
+function replaceFile (from: string, to: string): void {
+  writeFileSync(`${to}.new`, readFileSync(from))
+  renameSync(`${to}.new`, to)
+}
+
+/** The CAs whose client certificates Postgres takes (its ssl_ca_file), read again. */
+async function trustClientsOf (...cas: string[]): Promise<void> {
+  const to = path.join(dataDirectory, 'root.crt')
+  writeFileSync(to, cas.map((ca) => readFileSync(file(ca), 'utf8')).join(''), { mode: 0o600 })
+  chownSync(to, owner.uid, owner.gid)
+  await adminQuery('SELECT pg_reload_conf()')
+}
+
+/** Whether tessera_cert logs in over TCP with this client certificate: the server's view of it, once its reload took effect. */
+async function logsInWith (cert: string, key: string): Promise<boolean> {
+  const url = new URL(tcp)
+  url.username = 'tessera_cert'
+  url.password = ''
+  const client = new pg.Client({ connectionString: url.toString(), ssl: { ca: readFileSync(file('ca.pem'), 'utf8'), cert: readFileSync(file(cert), 'utf8'), key: readFileSync(file(key), 'utf8') } })
+  client.on('error', () => {})
+  return await client.connect().then(async () => { await client.end(); return true }, () => false)
+}
+
+/** Every connection of Tessera's ended, so that the next request needs a new one (and the LISTEN connection reconnects). */
+async function endTesseraBackends (): Promise<void> {
+  await adminQuery("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'tessera' AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
+}
+
+/** An instance of one worker on `databaseUrl`, a user signed up and logged in, and a request that needs the database. */
+async function instanceWithUser (t: Test, databaseUrl: string, username: string): Promise<{ server: Awaited<ReturnType<typeof startServer>>, me: () => Promise<number>, meWithId: () => Promise<{ status: number, id: string }> }> {
+  const server = await startServer(t, { DATABASE_URL: databaseUrl, TESSERA_KEK: KEK, TESSERA_WORKERS: '1', TESSERA_RATE_LIMIT: '1000000' })
+  await signUpOver(server.url, username, 'correct horse battery')
+  const tokens = await loginOver(server.url, username, 'correct horse battery')
+  const meWithId = async (): Promise<{ status: number, id: string }> => {
+    const answer = await request(`${server.url}/v1/me`, { headers: { authorization: `Bearer ${tokens.access_token}` } })
+    return { status: answer.status, id: String(answer.headers['x-request-id']) }
+  }
+  return { server, me: async () => (await meWithId()).status, meWithId }
+}
+
+t.test('a client certificate rotated on disk is what the next connection presents, with no restart: libpq reads it for each', async (t) => {
+  const live = file('rotated-client')
+  mkdirSync(live)
+  const cert = path.join(live, 'client.pem')
+  const key = path.join(live, 'client.key')
+  replaceFile(file('client.pem'), cert)
+  replaceFile(file('client.key'), key)
+  t.teardown(async () => { await trustClientsOf('ca.pem') })
+  await trustClientsOf('ca.pem', 'ca2.pem')
+  t.ok(await within(10_000, async () => await logsInWith('client2.pem', 'client2.key'), 100) !== undefined, 'Postgres takes the new CA\'s client certificates too')
+  const databaseUrl = urlWith({ sslmode: 'verify-full', sslrootcert: file('ca.pem'), sslcert: cert, sslkey: key }).replace(/\/\/tessera:[^@]*@/, '//tessera_cert@')
+  const { server, me } = await instanceWithUser(t, databaseUrl, 'erin')
+  t.equal(await me(), 200, 'served on the first certificate')
+  const issuers = async (): Promise<Array<{ application_name: string, issuer_dn: string }>> => (await adminQuery<{ application_name: string, issuer_dn: string }>(
+    "SELECT a.application_name, s.issuer_dn FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.usename = 'tessera_cert' AND a.backend_type = 'client backend'")).rows
+  const before = await issuers()
+  t.ok(before.length >= 1 && before.every((b) => b.issuer_dn.endsWith('CN=tessera test CA')), `every connection presents the first CA's certificate: ${JSON.stringify(before)}`)
+
+  // Rotated as cert-manager does: the new certificate and key renamed into place, and the old CA's no longer taken by Postgres.
+  replaceFile(file('client2.pem'), cert)
+  replaceFile(file('client2.key'), key)
+  await trustClientsOf('ca2.pem')
+  t.ok(await within(10_000, async () => !await logsInWith('client.pem', 'client.key'), 100) !== undefined, 'Postgres no longer takes the old certificate')
+  await endTesseraBackends()
+  t.ok(await within(20_000, async () => await me() === 200, 100) !== undefined, 'served on the new certificate, with no restart')
+  const listening = await within(20_000, async () => (await issuers()).some((b) => b.application_name === 'tessera-listener'), 100)
+  t.ok(listening !== undefined, 'the LISTEN connection reconnected')
+  const now = await issuers()
+  t.ok(now.length >= 2 && now.every((b) => b.issuer_dn.endsWith('CN=tessera test CA 2')), `every connection presents the new certificate: ${JSON.stringify(now)}`)
+  t.equal(await server.stop('SIGTERM'), 0)
+})
+
+t.test('a renewed CRL put in place under a running instance is read by the next connection: the revoked server refused (503), no restart', async (t) => {
+  const live = file('renewed-crl')
+  mkdirSync(live)
+  const crl = path.join(live, 'crl.pem')
+  replaceFile(crlNone, crl)
+  const { server, me } = await instanceWithUser(t, urlWith({ sslmode: 'verify-full', sslrootcert: file('ca.pem'), sslcrl: crl }), 'frank')
+  t.equal(await me(), 200, 'served while the CRL revokes nothing')
+  const pids = instancePids(server.process.pid ?? 0).sort()
+
+  replaceFile(crlServer, crl)
+  await endTesseraBackends()
+  const statuses = new Set<number>()
+  const refused = await within(20_000, async () => {
+    statuses.add(await me())
+    return /"code":"CERT_REVOKED"[^\n]*"msg":"database unavailable"/.test(server.output())
+  }, 100)
+  t.ok(refused !== undefined, 'a new connection met the renewed CRL: the server\'s certificate revoked, logged as database unavailable')
+  t.notOk(statuses.has(500), `no 500 (saw ${[...statuses].join(', ')})`)
+  t.ok(statuses.has(503), 'answered 503')
+  t.same(instancePids(server.process.pid ?? 0).sort(), pids, 'no process restarted')
+
+  replaceFile(crlNone, crl)
+  t.ok(await within(20_000, async () => await me() === 200, 100) !== undefined, 'served again once the CRL in place revokes nothing')
+  t.equal(await server.stop('SIGTERM'), 0)
+})
+
+t.test('a TLS file unreadable under a running instance: 503 and one warn line naming it, no crash, and served again once it is back', async (t) => {
+  const live = file('unreadable-ca')
+  mkdirSync(live)
+  const ca = path.join(live, 'ca.pem')
+  replaceFile(file('ca.pem'), ca)
+  const { server, me, meWithId } = await instanceWithUser(t, urlWith({ sslmode: 'verify-full', sslrootcert: ca }), 'grace')
+  t.equal(await me(), 200, 'served while the CA file is there')
+  const pids = instancePids(server.process.pid ?? 0).sort()
+
+  // Running as root, a mode of 000 would not stop a read: the file is moved away.
+  renameSync(ca, `${ca}.away`)
+  await endTesseraBackends()
+  let refusedId = ''
+  const refused = await within(20_000, async () => {
+    const { status, id } = await meWithId()
+    if (status !== 503) return false
+    await server.logOf(1, requestLineOf(id))
+    refusedId = id
+    return server.output().split('\n').some((line) => line.includes(`"reqId":"${id}"`) && line.includes('ERR_DATABASE_TLS_FILE'))
+  }, 100)
+  t.ok(refused !== undefined, 'a request needing a new connection was answered 503')
+  const naming = server.output().split('\n').filter((line) => line.includes(`"reqId":"${refusedId}"`) && line.includes(ca))
+  t.equal(naming.length, 1, `one line names the file: ${JSON.stringify(naming)}`)
+  const warned = JSON.parse(naming[0] ?? '{}') as { level?: number, msg?: string, db_error?: { code?: string, message?: string }, err?: unknown }
+  t.match(warned, { level: 40, msg: 'database unavailable', db_error: { code: 'ERR_DATABASE_TLS_FILE', message: `DATABASE_URL's sslrootcert "${ca}" cannot be read (ENOENT)` } }, 'a warning with the start\'s line, naming the parameter and the file')
+  t.notOk(naming[0]?.includes('"stack"'), 'no stack')
+  t.notOk(server.output().includes(PASSWORD), 'no password logged')
+  t.same(instancePids(server.process.pid ?? 0).sort(), pids, 'no process crashed or restarted')
+
+  renameSync(`${ca}.away`, ca)
+  t.ok(await within(20_000, async () => await me() === 200, 100) !== undefined, 'served again once the file is back, with no restart')
+  t.equal(await server.stop('SIGTERM'), 0)
 })
