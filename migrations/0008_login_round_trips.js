@@ -94,10 +94,25 @@ const CLIENT_CHECK = `
       END IF;`
 
 /**
+ * What migrations/0017 makes of it: the row must also still allow what the
+ * login was granted (the password grant, its scope, its resources). A client
+ * deleted and registered again under its id while the password was hashed
+ * is another registration; without this the login started a session of the
+ * old one's scope and resources under the new one, which refreshed it.
+ */
+const REGISTRATION_CHECK = `
+      PERFORM FROM clients c WHERE c.client_id = session_client AND c.disabled_at IS NULL
+        AND 'password' = ANY (c.grants) AND string_to_array(session_scope, ' ') <@ c.scopes AND session_resources <@ c.resources
+        FOR SHARE;
+      IF NOT FOUND THEN
+        RETURN NULL;
+      END IF;`
+
+/**
  * Creates, or replaces, tessera_start_login; with `clientCheck`, as
- * migrations/0013 defines it.
+ * migrations/0013 defines it, or with `'registration'`, as 0017 does.
  * @param {import('kysely').Kysely<unknown>} db
- * @param {boolean} clientCheck
+ * @param {boolean | 'registration'} clientCheck
  */
 export async function defineStartLogin (db, clientCheck) {
   await sql`
@@ -122,7 +137,7 @@ export async function defineStartLogin (db, clientCheck) {
     ) RETURNS boolean
     LANGUAGE plpgsql VOLATILE AS $fn$
     #variable_conflict use_column
-    BEGIN${sql.raw(clientCheck ? CLIENT_CHECK : '')}
+    BEGIN${sql.raw(clientCheck === 'registration' ? REGISTRATION_CHECK : clientCheck ? CLIENT_CHECK : '')}
       -- A password change or a disable that committed since the verify ended
       -- every session it could see; this one must not start after it. The row
       -- lock also makes a change that starts now wait, then end this session.

@@ -11,6 +11,7 @@ import type { Db } from '../../src/db/database.js'
 import { PasswordHasher } from '../../src/passwords/hasher.js'
 import { connect } from '../../src/db/connect.js'
 import { deleteClient, disableClient } from '../../src/clients/end.js'
+import { createClient, type NewClient } from '../../src/clients/register.js'
 import { buildTestApp, signUp, TEST_ARGON2, testConfig, type TestApp } from '../helpers/app.js'
 import { createTestDatabase } from '../helpers/db.js'
 
@@ -249,6 +250,36 @@ t.test('a client disabled or deleted while a login\'s password is hashed: the lo
     const failures = await auditRows(connection.db, 'client.authentication_failed')
     t.equal(failures.length, 1, `${what}: one row`)
     t.match(failures, [{ detail: { client_id: 'tessera', reason: 'client disabled or deleted during login' } }], `${what}: audited with its reason`)
+  }
+})
+
+t.test('a client deleted and registered again under its id while a login\'s password is hashed: a registration that no longer allows what the login was granted starts no session of it', async (t) => {
+  const old: NewClient = { clientId: 'spa', confidential: false, grants: ['password', 'refresh_token'], scopes: ['read', 'write'], resources: ['urn:example:a', 'urn:example:b'] }
+  const cases: Array<[string, NewClient, number]> = [
+    ['fewer scopes', { ...old, scopes: ['read'] }, 401],
+    ['fewer resources', { ...old, resources: ['urn:example:a'] }, 401],
+    ['no password grant', { ...old, grants: ['refresh_token'] }, 401],
+    // The same settings: nothing a login could tell apart from the client it authenticated.
+    ['the same settings', old, 200]
+  ]
+  for (const [what, again, status] of cases) {
+    const { app, connection, hasher } = await loginApp(t)
+    await signUp(app, 'jude', PASSWORD)
+    await createClient(connection.db, old, new Date(), { actor: 'operator' })
+    hasher.meanwhile = async () => {
+      hasher.meanwhile = undefined
+      await deleteClient(connection.db, 'spa', () => new Date(), { actor: 'operator' })
+      return await createClient(connection.db, again, new Date(), { actor: 'operator' })
+    }
+    const res = await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'password', username: 'jude', password: PASSWORD, client_id: 'spa' } })
+    t.equal(res.statusCode, status, `${what}: ${status === 401 ? 'refused as the client\'s failure' : 'started'}`)
+    const live = await connection.db.selectFrom('sessions').select(['client_id', 'scope', 'resources']).where('revoked_at', 'is', null).execute()
+    if (status === 401) {
+      t.equal(res.json().error, 'invalid_client', what)
+      t.same(live, [], `${what}: no session of the old registration under the new one`)
+    } else {
+      t.same(live, [{ client_id: 'spa', scope: 'read write', resources: old.resources }], what)
+    }
   }
 })
 
