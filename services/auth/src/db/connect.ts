@@ -25,7 +25,21 @@ export interface ConnectOptions {
    * timeout bounds a lock wait too (sessionSetup).
    */
   statementTimeoutMs?: number
+  /** How long a connection serves before the pool closes it, once idle, and opens a new one when needed; CONNECTION_LIFETIME_S by default. */
+  lifetimeSeconds?: number
 }
+
+/**
+ * A connection's life in a pool: an hour (pgx's default; HikariCP's is 30
+ * minutes). Without one a busy pool kept its connections for the process's
+ * life: TLS files rotated on disk were read by no connection until a
+ * restart or `pg_terminate_backend` (each new one reads them: tlsReadingClient),
+ * connections stayed on one server behind a pooler or a load balancer
+ * that had since gained others, and a backend's caches grew for days.
+ * A connection is closed only while idle; each has its own hour from when
+ * it opened, and a pool of 10 reconnects 10 times an hour.
+ */
+const CONNECTION_LIFETIME_S = 3600
 
 /**
  * What Tessera's statements rely on, set on every connection whatever a DBA
@@ -80,7 +94,7 @@ const ANSWER_MARGIN_MS = 2000
 export function connect (connectionString: string, max = 10, options: ConnectOptions = {}): Connection {
   // 5 s unless DATABASE_URL's connect_timeout says: pg-pool bounds both a new connection and the wait for a free one by it.
   // Each new connection reads DATABASE_URL's TLS files again (tlsReadingClient), as libpq does; the files are checked here first.
-  const pool = new pg.Pool({ connectionTimeoutMillis: 5000, ...postgresClientConfig(connectionString), Client: tlsReadingClient(connectionString), max })
+  const pool = new pg.Pool({ connectionTimeoutMillis: 5000, ...postgresClientConfig(connectionString), Client: tlsReadingClient(connectionString), max, maxLifetimeSeconds: options.lifetimeSeconds ?? CONNECTION_LIFETIME_S })
   const statementTimeoutMs = options.statementTimeoutMs ?? 0
   const setup = sessionSetup(statementTimeoutMs)
   // An idle client that loses its server (a database restart) emits here; without a

@@ -77,3 +77,20 @@ t.test('without a statement timeout (the CLI, the primary\'s jobs), a statement 
   t.teardown(connection.close)
   t.same((await sql<{ slept: string }>`select pg_sleep(2.5)::text as slept`.execute(connection.db)).rows, [{ slept: '' }])
 })
+
+t.test('a connection past its lifetime is closed once idle, and the next statement runs on a new one (so a TLS file rotated on disk is read without a restart)', async (t) => {
+  const connection = connect(await createTestDatabase(t), 1, { lifetimeSeconds: 1 })
+  t.teardown(connection.close)
+  const backend = async (): Promise<number | undefined> => (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(connection.db)).rows[0]?.pid
+  const first = await backend()
+  t.equal(await backend(), first, 'within its lifetime, the same connection')
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  const next = await backend()
+  t.ok(first !== undefined && next !== undefined && next !== first, 'past it, another backend')
+})
+
+t.test('by default a connection lives an hour', async (t) => {
+  const connection = connect(await createTestDatabase(t), 1)
+  t.teardown(connection.close)
+  t.equal((connection.pool as unknown as { options: { maxLifetimeSeconds: number } }).options.maxLifetimeSeconds, 3600)
+})
