@@ -111,19 +111,22 @@ const FILE_SUFFIX = '_FILE'
 /**
  * A setting's text from NAME or from the file NAME_FILE names (one trailing
  * newline dropped), never both: two sources would leave it unclear which wins.
+ * A relative NAME_FILE is from `cwd`, as TESSERA_DATA_DIR and DATABASE_URL's
+ * files are, so one set of settings reads the same files wherever it is loaded.
  */
-function settingText (env: Env, name: string): string | undefined {
+function settingText (env: Env, cwd: string, name: string): string | undefined {
   const plain = env[name] === '' ? undefined : env[name]
   const file = env[name + FILE_SUFFIX] === '' ? undefined : env[name + FILE_SUFFIX]
   if (file === undefined) return plain
   if (plain !== undefined) {
     throw new ConfigError(name, '', '', `${name} and ${name}${FILE_SUFFIX} are both set: set only one of them`)
   }
+  const absolute = resolve(cwd, file)
   try {
-    const text = readFileSync(file, 'utf8').replace(/\r?\n$/, '')
+    const text = readFileSync(absolute, 'utf8').replace(/\r?\n$/, '')
     return text === '' ? undefined : text
   } catch (err) {
-    throw new ConfigError(name + FILE_SUFFIX, '', file, `${name}${FILE_SUFFIX}=${JSON.stringify(file)} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+    throw new ConfigError(name + FILE_SUFFIX, '', absolute, `${name}${FILE_SUFFIX}=${JSON.stringify(absolute)} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
   }
 }
 
@@ -186,13 +189,15 @@ export function parseDuration (text: string): Seconds | undefined {
 
 class Reader {
   private readonly env: Env
+  private readonly cwd: string
 
-  constructor (env: Env) {
+  constructor (env: Env, cwd: string) {
     this.env = env
+    this.cwd = cwd
   }
 
   private raw (name: string): string | undefined {
-    return settingText(this.env, name)
+    return settingText(this.env, this.cwd, name)
   }
 
   /** `secret`: the value may hold a password (DATABASE_URL), so a refusal never repeats it. */
@@ -454,7 +459,7 @@ const DEFAULT_PORT = 8080
 
 /** Reads and validates every setting; throws ConfigError naming the first bad one. */
 export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
-  const read = new Reader(env)
+  const read = new Reader(env, cwd)
   // NODE_ENV alone is not read from a file: Node's libraries read it from the
   // environment. Ignored, a NODE_ENV_FILE saying production ran the instance
   // as outside it (a KEK generated on a container's disk, no warning).

@@ -1,6 +1,7 @@
 import t from 'tap'
 import proxyAddr from '@fastify/proxy-addr'
 import { ConfigError, loadConfig, minimumPublishLead, parseDuration } from '../src/config.js'
+import { execFileSync } from 'node:child_process'
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -226,6 +227,23 @@ t.test('any setting can come from NAME_FILE, never from both NAME and NAME_FILE'
   }
   const missing = t.throws(() => loadConfig({ TESSERA_KEK_FILE: path.join(dir, 'nope') })) as Error
   t.equal(missing.message, `TESSERA_KEK_FILE=${JSON.stringify(path.join(dir, 'nope'))} cannot be read (ENOENT)`)
+})
+
+t.test('a relative NAME_FILE is read from the directory a relative TESSERA_DATA_DIR and sslrootcert are, not the process\'s', async (t) => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tessera-secrets-'))
+  t.teardown(async () => { await fs.rm(dir, { recursive: true, force: true }) })
+  t.not(process.cwd(), dir, 'the process runs elsewhere')
+  await fs.mkdir(path.join(dir, 'secrets'))
+  const kek = Buffer.alloc(32, 7)
+  await fs.writeFile(path.join(dir, 'secrets', 'kek'), `${kek.toString('base64url')}\n`)
+  await fs.writeFile(path.join(dir, 'secrets', 'url'), 'postgres://tessera:s3cret@db:5432/tessera?sslmode=verify-full&sslrootcert=secrets/ca.pem\n')
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=ca', '-days', '1', '-keyout', path.join(dir, 'ca.key'), '-out', path.join(dir, 'secrets', 'ca.pem')], { stdio: 'ignore' })
+  const config = loadConfig({ TESSERA_KEK_FILE: 'secrets/kek', DATABASE_URL_FILE: 'secrets/url', TESSERA_DATA_DIR: 'data' }, dir)
+  t.same(config.kek, kek)
+  t.equal(config.dataDir, path.join(dir, 'data'))
+  t.match(config.databaseUrl, `sslrootcert=${path.join(dir, 'secrets', 'ca.pem')}`, 'the URL\'s file from the same directory as the file holding it')
+  const missing = t.throws(() => loadConfig({ TESSERA_KEK_FILE: 'secrets/nope' }, dir)) as Error
+  t.equal(missing.message, `TESSERA_KEK_FILE=${JSON.stringify(path.join(dir, 'secrets', 'nope'))} cannot be read (ENOENT)`, 'the refusal names the whole path it tried')
 })
 
 t.test('NODE_ENV_FILE is refused, not ignored: NODE_ENV is read as is, and a file meant to say production would run the instance as outside it', async (t) => {
