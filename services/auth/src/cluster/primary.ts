@@ -11,6 +11,7 @@
  * @module
  */
 import cluster, { type Worker } from 'node:cluster'
+import { fileURLToPath } from 'node:url'
 import type { Logger } from 'pino'
 import type { ClientFeedState } from '../clients/cache.js'
 import { ensureDefaultClient } from '../clients/register.js'
@@ -43,6 +44,9 @@ import { memoryWarning } from '../util/memory-limit.js'
 /** What a worker needs from the primary before it can serve: `keys` is the primary's keyring (keys/share.ts). */
 /** What a worker is handed to start: `hostOffsetMs`, the primary's last reading of Postgres's clock against this host's (db/database-clock.ts). */
 export interface Boot { databaseUrl: string, kek: string, keys: SharedKey[], poolSize: number, hashingSaturated: boolean, hashingShare: number, clientFeed: ClientFeedState, listen: SharedPort, hostOffsetMs: number }
+
+/** Node's flags for each HTTP worker: this process's, and the module that lets a worker whose primary is gone exit quietly. */
+const WORKER_EXEC_ARGV = [...process.execArgv, '--require', fileURLToPath(new URL('./worker-preload.js', import.meta.url))]
 
 /** A worker that keeps exiting before it listens (its start fails) is forked again after this back-off, doubling up to the last. */
 const RESPAWN_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 16_000, 30_000]
@@ -240,6 +244,7 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
     // Workers in a row that exited before they listened: a start that keeps failing is retried ever more slowly, not twice a second.
     let failedStarts = 0
     const respawns = new Set<NodeJS.Timeout>()
+    cluster.setupPrimary({ execArgv: WORKER_EXEC_ARGV })
     const fork = (): Worker => {
       const worker = cluster.fork()
       const asker = new Asker()

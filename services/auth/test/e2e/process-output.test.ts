@@ -71,6 +71,17 @@ t.test('an error nothing catches while the instance starts is one error line, re
   t.notMatch(server.output(), SECRET, 'the secret on the error is not in the output')
 })
 
+t.test('HTTP workers whose primary was killed (kill -9) as it forked them exit quietly: no EPIPE stack on the stderr they share', async (t) => {
+  for (let run = 1; run <= 3; run++) {
+    const server = spawnProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', PORT: '0', ...await env(t, { PROVOKE: 'kill-at-fork' }) } })
+    t.teardown(async () => { await server.stop('SIGKILL') })
+    // Closed once every process holding the output has exited: the workers too.
+    t.equal(await server.closed, null, `run ${run}: the primary was killed`)
+    t.equal(server.stderr(), '', `run ${run}: nothing on stderr`)
+    jsonLines(t, server.stdout())
+  }
+})
+
 t.test('an HTTP worker that cannot start says why in one error line; the instance\'s failed start is its one line on stderr', async (t) => {
   const server = spawnProcess(process.execPath, [SERVER_ENTRY], { env: { PATH: process.env.PATH ?? '', PORT: '0', ...await env(t, { PROVOKE: 'worker-boot-fails' }) } })
   t.teardown(async () => { await server.stop('SIGKILL') })

@@ -12,6 +12,8 @@
 // - PROVOKE=throw-at-fork: the primary throws, uncaught, as it forks its
 //   first HTTP worker (node:cluster emits 'fork' on the next tick), while
 //   the instance starts.
+// - PROVOKE=kill-at-fork: the primary is killed (SIGKILL) as it forks its
+//   first HTTP worker, before that worker has said it is online.
 // - PROVOKE=worker-boot-fails: an HTTP worker's ask for its boot fails, so
 //   its start fails.
 import cluster from 'node:cluster'
@@ -30,6 +32,9 @@ process.on('SIGURG', () => {
 if (process.env.PROVOKE === 'warn-at-exit') process.once('beforeExit', warn)
 if (process.env.PROVOKE === 'throw-at-fork' && cluster.isPrimary) {
   cluster.once('fork', () => { throw Object.assign(new Error('provoked at start'), { password: SECRET }) })
+}
+if (process.env.PROVOKE === 'kill-at-fork' && cluster.isPrimary) {
+  cluster.once('fork', () => { process.kill(process.pid, 'SIGKILL') })
 }
 if (process.env.PROVOKE === 'worker-boot-fails' && cluster.isWorker) {
   const send = process.send.bind(process)
