@@ -11,6 +11,7 @@ import cluster from 'node:cluster'
 import closeWithGrace from 'close-with-grace'
 import { ConfigError, loadConfig, type Config } from './config.js'
 import { StartupError } from './cluster/startup.js'
+import type { Primary } from './cluster/primary.js'
 import type { HttpWorker } from './cluster/worker.js'
 import { WrongKekError } from './keys/kek.js'
 import { createProcessLogger, logProcessWarnings, type ProcessLogger } from './logging.js'
@@ -19,6 +20,12 @@ import { databaseUnreachable, loggedError } from './errors.js'
 /** A worker still draining after this long is cut off (the primary's own limit is longer). */
 const WORKER_DRAIN_LIMIT_MS = 25_000
 const PRIMARY_DRAIN_LIMIT_MS = 30_000
+/**
+ * A start abandoned after an error nothing caught exits once it has stopped
+ * what it started, or after this long, whatever is still running (the
+ * embedded Postgres's own stop may wait a minute).
+ */
+const ABANDONED_START_LIMIT_MS = 30_000
 
 function fail (message: string): never {
   process.stderr.write(`tessera: ${message}\n`)
@@ -30,19 +37,36 @@ async function runPrimary (config: Config, { logger, droppedLines }: ProcessLogg
   // While the instance starts, an error nothing caught (a throw in a
   // callback, or a rejection no one awaits, which Node raises as one when no
   // 'unhandledRejection' listener is there) is one log line, redacted, and
-  // exit 1, not Node's stack on stderr. Once it serves, closeWithGrace logs
-  // it and drains.
+  // exit 1, not Node's stack on stderr. The start is abandoned: the process
+  // exits once it has stopped what it started (its workers, the embedded
+  // Postgres it started, which the next start would adopt and then leave
+  // running at its own stop), or after ABANDONED_START_LIMIT_MS. Once it
+  // serves, closeWithGrace logs it and drains.
+  const abandon = new AbortController()
+  // Empty until startPrimary is called: an error before that just exits.
+  const start: { started?: Promise<Primary> } = {}
   const failedWhileStarting = (err: Error): void => {
+    // Another while the start stops: the first said why.
+    if (abandon.signal.aborted) return
     logger.error({ err }, 'shutting down after an error')
-    // Its workers end now, as they end themselves once they see it gone: one
-    // still being forked would otherwise fail Node's first message to a
-    // primary that has exited (EPIPE) and print that stack on stderr.
-    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGKILL')
-    process.exit(1)
+    abandon.abort()
+    const exit = (): never => process.exit(1)
+    const { started } = start
+    if (started === undefined) process.exit(1)
+    setTimeout(() => {
+      logger.error({ limit_ms: ABANDONED_START_LIMIT_MS }, 'what the start had started did not stop in time; exiting (an embedded Postgres it started may be left running: tessera db stop)')
+      exit()
+    }, ABANDONED_START_LIMIT_MS)
+    started.then(exit, exit)
   }
   process.on('uncaughtException', failedWhileStarting)
   const { startPrimary } = await import('./cluster/primary.js')
-  const primary = await startPrimary(config, logger, droppedLines)
+  start.started = startPrimary(config, logger, droppedLines, abandon.signal)
+  const primary = await start.started.catch(async (err: unknown) => {
+    // Abandoned, its failure is not the instance's to say: failedWhileStarting said why, and exits.
+    if (abandon.signal.aborted) await new Promise<never>(() => {})
+    throw err
+  })
   process.off('uncaughtException', failedWhileStarting)
   closeWithGrace({ delay: PRIMARY_DRAIN_LIMIT_MS, logger }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'shutting down after an error')

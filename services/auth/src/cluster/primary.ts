@@ -109,30 +109,49 @@ function sendTo (worker: Worker): Send {
   }
 }
 
-/** `droppedLogLines`: this process's log lines its stdout could not take (logging.ts). */
-export async function startPrimary (config: Config, logger: Logger, droppedLogLines: () => number): Promise<Primary> {
+/**
+ * `droppedLogLines`: this process's log lines its stdout could not take
+ * (logging.ts). `abandoned`: aborted by an error nothing caught while this
+ * start runs (server.ts): the start goes no further than the step it is in
+ * and fails, once it has stopped what it started, as a start that fails by
+ * itself does.
+ */
+export async function startPrimary (config: Config, logger: Logger, droppedLogLines: () => number, abandoned: AbortSignal): Promise<Primary> {
   // Before any database work: an instance refused here (another has the port) has changed nothing.
   const releasePort = await claimPort(config.host, config.port)
-  const { url, embedded } = await databaseFor(config).catch(async (err: unknown) => {
-    await releasePort()
-    throw err
-  })
-  const connection = connect(url, PRIMARY_POOL)
   let embeddedStopped = false
-  const stops: Array<() => Promise<void>> = [async () => { await connection.close() }, async () => { embeddedStopped = await embedded?.stop() ?? false }, releasePort]
+  const stops: Array<() => Promise<void>> = [releasePort]
+  // Each is tried, in reverse order of its start: one that fails does not leave the embedded Postgres behind it running.
   const closeAll = async (): Promise<void> => {
-    for (const stop of stops.splice(0)) await stop()
+    const failures: unknown[] = []
+    for (const stop of stops.splice(0)) await stop().catch((err: unknown) => { failures.push(err) })
+    if (failures.length > 0) throw failures[0]
   }
-  // The start's own reads and small writes, bounded as the key work's are: a
-  // database that lets the start in and then goes silent (a failover, a
-  // partition, a frozen host) fails the start with "cannot reach the
-  // database" for the orchestrator to restart it, where it held the start for
-  // TCP's ~15 minutes with nothing logged. Not the migrations of an embedded
-  // Postgres, which may be long and come from a child of this process.
-  const checks = connect(url, 1, { statementTimeoutMs: KEY_STATEMENT_TIMEOUT_MS })
-  stops.unshift(async () => { await checks.close() })
+  const stillStarting = (): void => { abandoned.throwIfAborted() }
+  // Declared before the try, for its catch to end the workers of a start that fails while they start.
+  const workers = new Map<Worker, Asker>()
+  let draining = false
+  let starting: { listening: (address: string) => void, failed: (why: string) => void } | undefined
+  abandoned.addEventListener('abort', () => starting?.failed('the start was abandoned'), { once: true })
   try {
+    // In the try: an embedded Postgres still starting when the start is
+    // abandoned is waited for, then stopped, not left running by an exit
+    // while pg_ctl (in a session of its own) goes on starting it.
+    const { url, embedded } = await databaseFor(config)
+    stops.unshift(async () => { embeddedStopped = await embedded?.stop() ?? false })
+    stillStarting()
+    const connection = connect(url, PRIMARY_POOL)
+    stops.unshift(async () => { await connection.close() })
+    // The start's own reads and small writes, bounded as the key work's are: a
+    // database that lets the start in and then goes silent (a failover, a
+    // partition, a frozen host) fails the start with "cannot reach the
+    // database" for the orchestrator to restart it, where it held the start for
+    // TCP's ~15 minutes with nothing logged. Not the migrations of an embedded
+    // Postgres, which may be long and come from a child of this process.
+    const checks = connect(url, 1, { statementTimeoutMs: KEY_STATEMENT_TIMEOUT_MS })
+    stops.unshift(async () => { await checks.close() })
     await requireSchema(connection, checks, embedded !== undefined, logger)
+    stillStarting()
     const kek = await localKekAfterRewrap(checks, config, await resolveKek(config), logger)
     // Read through `checks`, bounded as the start's reads are; synced after on the instance's own pool, which outlives it.
     const databaseClock = await DatabaseClock.read(connection.db, {}, checks.db)
@@ -148,6 +167,7 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
     await loadKeyring(checks.db, kek, keyring, { onRejectedKey: logRejectedKey(logger) })
     if (await ensureDefaultClient(checks.db, config, clock())) logger.info({ client_id: config.defaultClientId }, 'registered the default public client')
     await checks.close()
+    stillStarting()
     if (config.unrecognizedNodeEnv !== undefined) {
       logger.warn(`NODE_ENV=${JSON.stringify(config.unrecognizedNodeEnv)} is not production: a generated KEK is allowed and logs are pretty at a terminal; set NODE_ENV=production in production`)
     }
@@ -167,9 +187,8 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
       logger.warn('sign-up is open while SimpleJWT compatibility is on: anyone can claim a Django username that is not imported yet; set TESSERA_SIGNUP=closed until the import is done (docs/migrating-from-simplejwt.md)')
     }
 
-    // Each with its own Asker: when a worker's channel closes, what was asked
-    // of it fails at once (failAll) rather than at its timeout.
-    const workers = new Map<Worker, Asker>()
+    // Each worker has its own Asker: when a worker's channel closes, what was
+    // asked of it fails at once (failAll) rather than at its timeout.
     const broadcast = (message: Notice): void => {
       for (const worker of workers.keys()) if (worker.isConnected()) worker.send(message)
     }
@@ -200,7 +219,6 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
       }
     })
     const metrics = createMetrics({ hasher, keyring, pool: connection.pool, keyRotation: config.keyRotation, keyPublishLead: config.keyPublishLead, clock, droppedLogLines })
-    let draining = false
     // Whether client changes are heard now; the epoch lets a worker tell the latest telling from an older one (boot's answer and a notice can cross).
     let clientFeed: ClientFeedState = { live: false, epoch: 0 }
     const boot = (): Boot => ({ databaseUrl: url, kek: kek.toString('base64url'), keys: shareKeys(keyring), poolSize: workerPoolSize(config.workers), hashingSaturated, hashingShare: hashingShare(hasher, config.workers), clientFeed, listen, hostOffsetMs: databaseClock.hostOffsetMs })
@@ -220,6 +238,7 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
     if (metricsListener !== undefined) stops.unshift(async () => { await metricsListener.close() })
     // After the metrics listener: PORT equal to TESSERA_METRICS_PORT fails here, named as both.
     const listen = await sharedPortFor(config.host, config.port)
+    stillStarting()
 
     const jobs = await startBackgroundJobs({
       config,
@@ -239,8 +258,8 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
       }
     })
     stops.unshift(async () => { await jobs.stop() })
+    stillStarting()
 
-    let starting: { listening: (address: string) => void, failed: (why: string) => void } | undefined
     // Workers in a row that exited before they listened: a start that keeps failing is retried ever more slowly, not twice a second.
     let failedStarts = 0
     const respawns = new Set<NodeJS.Timeout>()
@@ -305,11 +324,8 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
       }
       for (let i = 0; i < config.workers; i++) fork()
       engine.ready.catch((err: unknown) => starting?.failed(`the hashing process did not start: ${(err as Error).message}`))
-    }).catch(async (err: unknown) => {
-      draining = true
-      for (const worker of workers.keys()) worker.kill()
-      throw err
     })
+    stillStarting()
 
     return {
       address,
@@ -330,7 +346,10 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
       }
     }
   } catch (err) {
-    await closeAll()
+    draining = true
+    for (const worker of workers.keys()) worker.kill()
+    // The start's own failure is the one said; a stop that failed too is a line of its own.
+    await closeAll().catch((stopErr: unknown) => { logger.error(loggedError(stopErr), 'the failed start could not stop all it had started') })
     throw err
   }
 }

@@ -12,11 +12,21 @@
 // - PROVOKE=throw-at-fork: the primary throws, uncaught, as it forks its
 //   first HTTP worker (node:cluster emits 'fork' on the next tick), while
 //   the instance starts.
+// - PROVOKE=throw-at-fork-postgres-frozen: as throw-at-fork, after
+//   stopping (SIGSTOP) the embedded Postgres under TESSERA_DATA_DIR, which
+//   then cannot stop until it is continued (SIGCONT).
 // - PROVOKE=kill-at-fork: the primary is killed (SIGKILL) as it forks its
 //   first HTTP worker, before that worker has said it is online.
+// - PROVOKE=throw-at-postgres-start: the primary throws, uncaught, just
+//   after it runs `pg_ctl start` for the embedded Postgres, which goes on
+//   starting the server (pg_ctl runs in a session of its own).
 // - PROVOKE=worker-boot-fails: an HTTP worker's ask for its boot fails, so
 //   its start fails.
+import childProcess from 'node:child_process'
 import cluster from 'node:cluster'
+import { readFileSync } from 'node:fs'
+import { syncBuiltinESMExports } from 'node:module'
+import path from 'node:path'
 
 const SECRET = 'provoked-secret-value'
 
@@ -33,8 +43,26 @@ if (process.env.PROVOKE === 'warn-at-exit') process.once('beforeExit', warn)
 if (process.env.PROVOKE === 'throw-at-fork' && cluster.isPrimary) {
   cluster.once('fork', () => { throw Object.assign(new Error('provoked at start'), { password: SECRET }) })
 }
+if (process.env.PROVOKE === 'throw-at-fork-postgres-frozen' && cluster.isPrimary) {
+  cluster.once('fork', () => {
+    const dataDir = process.env.TESSERA_DATA_DIR ?? ''
+    let pgdata = path.join(dataDir, 'postgres')
+    try { pgdata = readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch {}
+    process.kill(Number(readFileSync(path.join(pgdata, 'postmaster.pid'), 'utf8').split('\n')[0]), 'SIGSTOP')
+    throw Object.assign(new Error('provoked at start, Postgres frozen'), { password: SECRET })
+  })
+}
 if (process.env.PROVOKE === 'kill-at-fork' && cluster.isPrimary) {
   cluster.once('fork', () => { process.kill(process.pid, 'SIGKILL') })
+}
+if (process.env.PROVOKE === 'throw-at-postgres-start' && cluster.isPrimary) {
+  const spawn = childProcess.spawn
+  childProcess.spawn = (file, args, ...rest) => {
+    if (file.endsWith('/pg_ctl') && args?.[0] === 'start') setImmediate(() => { throw Object.assign(new Error('provoked while Postgres starts'), { password: SECRET }) })
+    return spawn(file, args, ...rest)
+  }
+  // embedded.ts imports spawn by name: its binding follows the module's export once synced.
+  syncBuiltinESMExports()
 }
 if (process.env.PROVOKE === 'worker-boot-fails' && cluster.isWorker) {
   const send = process.send.bind(process)
