@@ -57,7 +57,8 @@ async function runPrimary (config: Config, { logger, droppedLines }: ProcessLogg
       logger.error({ limit_ms: ABANDONED_START_LIMIT_MS }, 'what the start had started did not stop in time; exiting (an embedded Postgres it started may be left running: tessera db stop)')
       exit()
     }, ABANDONED_START_LIMIT_MS)
-    started.then(exit, exit)
+    // Started all the same (the error came after its last step): stopped as a drain would stop it.
+    started.then(async (primary) => { await primary.close() }).then(exit, exit)
   }
   process.on('uncaughtException', failedWhileStarting)
   const { startPrimary } = await import('./cluster/primary.js')
