@@ -10,7 +10,6 @@ import { performance } from 'node:perf_hooks'
 import proxyAddr from '@fastify/proxy-addr'
 import Fastify, { LogController, type FastifyReply, type FastifyRequest, type onSendHookHandler, type RouteOptions } from 'fastify'
 import rateLimit from '@fastify/rate-limit'
-import underPressure from '@fastify/under-pressure'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Logger } from 'pino'
 import { ANSWER_TIMEOUT_MS, type Config } from './config.js'
@@ -37,6 +36,7 @@ import { formParser } from './http/form-body.js'
 import { clientAddress, rateLimitKey } from './http/client-address.js'
 import { hostCheck } from './http/host.js'
 import { targetPath } from './http/target-path.js'
+import { pressureSampler } from './util/pressure.js'
 import { OAuthError } from './errors.js'
 
 declare module 'fastify' {
@@ -50,6 +50,10 @@ declare module 'fastify' {
     hashesPassword?: 'always' | 'password-grant'
     /** The route answers from memory in the tick it is routed, so it is never in flight when draining starts: no drain hook. */
     answersAtOnce?: boolean
+  }
+  interface FastifyInstance {
+    /** Whether the last pressure sample (event-loop delay, heap) is over its ceiling (util/pressure.ts). */
+    isUnderPressure: () => boolean
   }
 }
 
@@ -225,21 +229,9 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // Under pressure (event-loop delay, heap) only the argon2 routes are shed,
   // and only once the body says it is a password grant: /healthz, the JWKS and
   // refresh stay served, since they are what keeps everyone else logged in.
-  // The plugin lives in a context of its own with no routes, so its
-  // onRequest hook (which would only let everything through) runs nowhere;
-  // its sampling and isUnderPressure() are all we use, the latter decorated
-  // onto the app as the plugin would have.
-  let underPressureNow = (): boolean => false
-  await app.register(async (sampler) => {
-    await sampler.register(underPressure, {
-      maxEventLoopDelay: config.maxEventLoopDelayMs,
-      maxHeapUsedBytes: config.maxHeapBytes,
-      sampleInterval: PRESSURE_SAMPLE_MS,
-      pressureHandler: () => {}
-    })
-    underPressureNow = () => sampler.isUnderPressure()
-  })
-  app.decorate('isUnderPressure', () => underPressureNow())
+  const sampler = pressureSampler({ maxEventLoopDelayMs: config.maxEventLoopDelayMs, maxHeapBytes: config.maxHeapBytes, sampleMs: PRESSURE_SAMPLE_MS })
+  app.addHook('onClose', async () => { sampler.stop() })
+  app.decorate('isUnderPressure', sampler.isUnderPressure)
   // Start-up (schema compilation, JIT) blocks the loop in a way the first
   // samples would mistake for overload; judge only once serving has settled.
   let settledAt = Infinity
