@@ -37,38 +37,55 @@ async function runPrimary (config: Config, { logger, droppedLines }: ProcessLogg
   // While the instance starts, an error nothing caught (a throw in a
   // callback, or a rejection no one awaits, which Node raises as one when no
   // 'unhandledRejection' listener is there) is one log line, redacted, and
-  // exit 1, not Node's stack on stderr. The start is abandoned: the process
-  // exits once it has stopped what it started (its workers, the embedded
-  // Postgres it started, which the next start would adopt and then leave
-  // running at its own stop), or after ABANDONED_START_LIMIT_MS. Once it
-  // serves, closeWithGrace logs it and drains.
+  // exit 1, not Node's stack on stderr; SIGTERM or SIGINT (Ctrl-C at
+  // `make run` while the embedded Postgres starts) is a stop, exit 0. Either
+  // way the start is abandoned: the process exits once it has stopped what
+  // it started (its workers, the embedded Postgres it started, which the next
+  // start would adopt and then leave running at its own stop), or after
+  // ABANDONED_START_LIMIT_MS, or at a second signal. Once it serves,
+  // closeWithGrace logs either and drains.
   const abandon = new AbortController()
   // Empty until startPrimary is called: an error before that just exits.
   const start: { started?: Promise<Primary> } = {}
-  const failedWhileStarting = (err: Error): void => {
-    // Another while the start stops: the first said why.
-    if (abandon.signal.aborted) return
-    logger.error({ err }, 'shutting down after an error')
+  const abandonStart = (code: number): void => {
     abandon.abort()
-    const exit = (): never => process.exit(1)
+    const exit = (): never => process.exit(code)
     const { started } = start
-    if (started === undefined) process.exit(1)
+    if (started === undefined) process.exit(code)
     setTimeout(() => {
       logger.error({ limit_ms: ABANDONED_START_LIMIT_MS }, 'what the start had started did not stop in time; exiting (an embedded Postgres it started may be left running: tessera db stop)')
-      exit()
+      process.exit(1)
     }, ABANDONED_START_LIMIT_MS)
     // Started all the same (the error came after its last step): stopped as a drain would stop it.
     started.then(async (primary) => { await primary.close() }).then(exit, exit)
   }
+  const failedWhileStarting = (err: Error): void => {
+    // Another while the start stops: the first said why.
+    if (abandon.signal.aborted) return
+    logger.error({ err }, 'shutting down after an error')
+    abandonStart(1)
+  }
+  const stoppedWhileStarting = (signal: NodeJS.Signals): void => {
+    if (abandon.signal.aborted) {
+      logger.warn({ signal }, 'stopping at once, before what the start had started has stopped (an embedded Postgres it started may be left running: tessera db stop)')
+      process.exit(1)
+    }
+    logger.info({ signal }, 'stopping before the start finished')
+    abandonStart(0)
+  }
   process.on('uncaughtException', failedWhileStarting)
+  process.on('SIGTERM', stoppedWhileStarting)
+  process.on('SIGINT', stoppedWhileStarting)
   const { startPrimary } = await import('./cluster/primary.js')
   start.started = startPrimary(config, logger, droppedLines, abandon.signal)
   const primary = await start.started.catch(async (err: unknown) => {
-    // Abandoned, its failure is not the instance's to say: failedWhileStarting said why, and exits.
+    // Abandoned, its failure is not the instance's to say: abandonStart's caller said why, and it exits.
     if (abandon.signal.aborted) await new Promise<never>(() => {})
     throw err
   })
   process.off('uncaughtException', failedWhileStarting)
+  process.off('SIGTERM', stoppedWhileStarting)
+  process.off('SIGINT', stoppedWhileStarting)
   closeWithGrace({ delay: PRIMARY_DRAIN_LIMIT_MS, logger }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'shutting down after an error')
     else logger.info({ signal }, 'draining')

@@ -3,7 +3,8 @@
  * Postgres it started is stopped, whether the start failed by itself (an
  * HTTP worker that cannot start) or an error nothing caught ended it (a throw
  * in a callback, provoked by test/helpers/provoke.mjs), and the instance
- * exits 1 with one line saying why, no stack.
+ * exits 1 with one line saying why, no stack; or a signal stopped it
+ * before it served (Ctrl-C at `make run`), and it exits 0.
  */
 import t, { type Test } from 'tap'
 import { execFileSync } from 'node:child_process'
@@ -46,14 +47,14 @@ async function outcome (t: Test, provoke: string): Promise<{ code: number | null
   return { code, ...server }
 }
 
-async function failedStart (t: Test, provoke: string): Promise<{ stdout: string, stderr: string }> {
+async function failedStart (t: Test, provoke: string, exitCode = 1): Promise<{ stdout: string, stderr: string }> {
   // A Postgres left running by an earlier case would be adopted, and this case not tested.
   if (postgresRunningOn(clusterDir(dataDir))) {
     t.fail('no embedded Postgres runs before the start')
     await runCli(['db', 'stop'], { TESSERA_DATA_DIR: dataDir })
   }
   const server = await outcome(t, provoke)
-  t.equal(server.code, 1, 'exit 1', { output: server.output().slice(-3000) })
+  t.equal(server.code, exitCode, `exit ${exitCode}`, { output: server.output().slice(-3000) })
   t.notOk(postgresRunningOn(clusterDir(dataDir)), 'the embedded Postgres this start started is not left running', { output: server.output().slice(-3000) })
   t.notMatch(server.output(), SECRET, 'the secret on the error is not in the output')
   return { stdout: server.stdout(), stderr: server.stderr() }
@@ -73,6 +74,19 @@ t.test('an error nothing caught while the embedded Postgres starts: the start wa
   const errors = stdout.split('\n').filter((line) => line.includes('"level":50'))
   t.equal(errors.length, 1, 'one error line', { errors })
   t.match(errors[0], /"message":"provoked while Postgres starts".*"msg":"shutting down after an error"/)
+})
+
+t.test('Ctrl-C while the embedded Postgres starts (make run): the start waits for it, then stops it, and exits 0', async (t) => {
+  const { stdout, stderr } = await failedStart(t, 'sigint-at-postgres-start', 0)
+  t.equal(stderr, '', 'nothing on stderr')
+  t.match(stdout, /"signal":"SIGINT".*"msg":"stopping before the start finished"/)
+  t.notMatch(stdout, /"level":50/, 'no error line')
+})
+
+t.test('SIGTERM while the workers start: they and the Postgres this start started are stopped, exit 0', async (t) => {
+  const { stdout, stderr } = await failedStart(t, 'sigterm-at-fork', 0)
+  t.equal(stderr, '', 'nothing on stderr')
+  t.match(stdout, /"signal":"SIGTERM".*"msg":"stopping before the start finished"/)
 })
 
 t.test('a start whose Postgres does not stop still exits, after ABANDONED_START_LIMIT_MS (30 s), saying what may be left running', async (t) => {

@@ -20,6 +20,10 @@
 // - PROVOKE=throw-at-postgres-start: the primary throws, uncaught, just
 //   after it runs `pg_ctl start` for the embedded Postgres, which goes on
 //   starting the server (pg_ctl runs in a session of its own).
+// - PROVOKE=sigint-at-postgres-start: as throw-at-postgres-start, a SIGINT
+//   (Ctrl-C at `make run`) to the primary instead of a throw.
+// - PROVOKE=sigterm-at-fork: the primary gets SIGTERM as it forks its first
+//   HTTP worker, while the instance starts.
 // - PROVOKE=worker-boot-fails: an HTTP worker's ask for its boot fails, so
 //   its start fails.
 import childProcess from 'node:child_process'
@@ -55,10 +59,16 @@ if (process.env.PROVOKE === 'throw-at-fork-postgres-frozen' && cluster.isPrimary
 if (process.env.PROVOKE === 'kill-at-fork' && cluster.isPrimary) {
   cluster.once('fork', () => { process.kill(process.pid, 'SIGKILL') })
 }
-if (process.env.PROVOKE === 'throw-at-postgres-start' && cluster.isPrimary) {
+if (process.env.PROVOKE === 'sigterm-at-fork' && cluster.isPrimary) {
+  cluster.once('fork', () => { process.kill(process.pid, 'SIGTERM') })
+}
+if ((process.env.PROVOKE === 'throw-at-postgres-start' || process.env.PROVOKE === 'sigint-at-postgres-start') && cluster.isPrimary) {
   const spawn = childProcess.spawn
+  const provoked = process.env.PROVOKE === 'throw-at-postgres-start'
+    ? () => { throw Object.assign(new Error('provoked while Postgres starts'), { password: SECRET }) }
+    : () => { process.kill(process.pid, 'SIGINT') }
   childProcess.spawn = (file, args, ...rest) => {
-    if (file.endsWith('/pg_ctl') && args?.[0] === 'start') setImmediate(() => { throw Object.assign(new Error('provoked while Postgres starts'), { password: SECRET }) })
+    if (file.endsWith('/pg_ctl') && args?.[0] === 'start') setImmediate(provoked)
     return spawn(file, args, ...rest)
   }
   // embedded.ts imports spawn by name: its binding follows the module's export once synced.
