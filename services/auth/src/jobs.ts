@@ -74,6 +74,8 @@ export interface JobDeps {
 export const KEY_STATEMENT_TIMEOUT_MS = 10_000
 /** The key work's connections: a reload and a lifecycle step can run at once. */
 export const KEY_POOL = 2
+/** Cleanup's one connection: runs never overlap, and a run's statements follow one another. */
+export const CLEANUP_POOL = 1
 /**
  * A cleanup batch deletes at most 1,000 rows it finds through an index, a
  * session's refresh tokens included (deleted before it, sessions/cleanup.ts):
@@ -154,8 +156,7 @@ export async function startBackgroundJobs (deps: JobDeps): Promise<BackgroundJob
   const keyConnection = connect(deps.databaseUrl, KEY_POOL, { statementTimeoutMs: deps.keyStatementTimeoutMs ?? KEY_STATEMENT_TIMEOUT_MS })
   const keysDb = keyConnection.db
   metrics.countPool('key', keyConnection.pool)
-  // One connection: runs never overlap, and a run's statements follow one another.
-  const cleanupConnection = connect(deps.databaseUrl, 1, { statementTimeoutMs: deps.cleanupStatementTimeoutMs ?? CLEANUP_STATEMENT_TIMEOUT_MS })
+  const cleanupConnection = connect(deps.databaseUrl, CLEANUP_POOL, { statementTimeoutMs: deps.cleanupStatementTimeoutMs ?? CLEANUP_STATEMENT_TIMEOUT_MS })
   metrics.countPool('cleanup', cleanupConnection.pool)
   const reloadOwn = keyringReloader({ ...deps, db: keysDb })
   let stopped = false

@@ -15,6 +15,7 @@ import { VERSION } from '../version.js'
 import { databaseUnreachable } from '../errors.js'
 import { onProcessWarning } from '../logging.js'
 import { databaseFor } from '../db/locate.js'
+import { instanceConnections } from '../cluster/pool.js'
 import { DEFAULT_ROLE_NAMES, ensureRoles } from '../db/roles.js'
 import { refuseSchemaElsewhere, SchemaElsewhereError, SchemaOutOfReachError } from '../db/migrate.js'
 import type { CommandContext } from './context.js'
@@ -111,7 +112,8 @@ async function dbCommand (ctx: CommandContext): Promise<void> {
   if (action === 'roles') return await dbRolesCommand(ctx)
   if (ctx.config.databaseUrl !== undefined) throw new CliError('DATABASE_URL is set: there is no embedded Postgres to manage')
   if (action === 'start' || action === 'url') {
-    const pg = await startEmbeddedPostgres(ctx.config.dataDir)
+    // Sized for the instance this checkout's settings would start on it, which adopts it as it is.
+    const pg = await startEmbeddedPostgres(ctx.config.dataDir, instanceConnections(ctx.config.workers))
     // `url` is asked for the URL, for a program to read ($(tessera db url)), and so is --json (make stack reads it);
     // start's lines are for a person's terminal, its scrollback and what is shared of it: the password stays in its file.
     const started = `embedded Postgres ${pg.started ? 'started' : 'already running'} on 127.0.0.1:${pg.port}\n` +
@@ -141,7 +143,7 @@ async function openDatabase (config: Config): Promise<{ connection: Connection, 
     }
     process.stderr.write(`tessera: using the embedded Postgres under ${config.dataDir} (DATABASE_URL is unset)\n`)
   }
-  const { url, embedded } = await databaseFor(config)
+  const { url, embedded } = await databaseFor({ ...config, connections: instanceConnections(config.workers) })
   const connection = connect(url, 4)
   return { connection, stop: async () => { await connection.close(); await embedded?.stop() } }
 }

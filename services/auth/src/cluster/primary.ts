@@ -17,6 +17,7 @@ import type { ClientFeedState } from '../clients/cache.js'
 import { ensureDefaultClient } from '../clients/register.js'
 import type { Config } from '../config.js'
 import { connect, type Connection } from '../db/connect.js'
+import { connectionRoom } from '../db/connection-room.js'
 import { CLOCK_SYNC_MS, DatabaseClock, describeHostOffset, HOST_OFFSET_WARNING_MS } from '../db/database-clock.js'
 import { databaseFor } from '../db/locate.js'
 import { migrateUp, refuseSchemaElsewhere, schemaStanding } from '../db/migrate.js'
@@ -34,7 +35,7 @@ import { hashingShare, PasswordHasher } from '../passwords/hasher.js'
 import { listenForMetrics } from '../routes/metrics.js'
 import { hashingHandlers, isHashingRefusal } from './hashing.js'
 import { InstanceMetrics, WORKER_METRICS_TIMEOUT_MS, type MetricsJson } from './instance-metrics.js'
-import { PRIMARY_POOL, workerPoolSize } from './pool.js'
+import { connectionsWarning, instanceConnections, PRIMARY_POOL, workerPoolSize } from './pool.js'
 import { claimPort, hostRefused, sharedPortFor, type SharedPort } from './port.js'
 import { rateLimitCounter } from './rate-limit.js'
 import { StartupError } from './startup.js'
@@ -137,7 +138,7 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
     // In the try: an embedded Postgres still starting when the start is
     // abandoned is waited for, then stopped, not left running by an exit
     // while pg_ctl (in a session of its own) goes on starting it.
-    const { url, embedded } = await databaseFor(config)
+    const { url, embedded } = await databaseFor({ ...config, connections: instanceConnections(config.workers) })
     stops.unshift(async () => { embeddedStopped = await embedded?.stop() ?? false })
     stillStarting()
     const connection = connect(url, PRIMARY_POOL)
@@ -166,6 +167,7 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
     if (created !== undefined) logger.info({ kid: created }, 'created the first signing key')
     await loadKeyring(checks.db, kek, keyring, { onRejectedKey: logRejectedKey(logger) })
     if (await ensureDefaultClient(checks.db, config, clock())) logger.info({ client_id: config.defaultClientId }, 'registered the default public client')
+    const room = await connectionRoom(checks.db)
     await checks.close()
     stillStarting()
     if (config.unrecognizedNodeEnv !== undefined) {
@@ -177,6 +179,8 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
     if (config.plainHttpIssuer === true) {
       logger.warn(`TESSERA_ISSUER=${config.issuer} is plain http in production: clients would send passwords and tokens to it in clear, and RFC 8414 wants an https issuer; set it to the https URL of the gateway in front`)
     }
+    const shortOfConnections = connectionsWarning(config.workers, room, embedded !== undefined)
+    if (shortOfConnections !== undefined) logger.warn({ connections: instanceConnections(config.workers), connection_limit: room.limit }, shortOfConnections)
     const tightMemory = memoryWarning(config.memoryLimit, config.workers, config.hashConcurrency)
     if (tightMemory !== undefined) logger.warn({ memory_limit_bytes: config.memoryLimit?.bytes }, tightMemory)
     if (config.unverifiedDatabaseTls === true) {

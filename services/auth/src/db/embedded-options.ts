@@ -12,18 +12,38 @@ export const DB_USER = 'tessera'
 /** The longest socket path the kernel takes (sun_path is 108 bytes on Linux), with room to spare. */
 const MAX_SOCKET_PATH = 100
 
+/** max_connections when the instance's connections fit in it: what initdb's postgresql.conf has said since the first release. */
+export const EMBEDDED_MAX_CONNECTIONS = 200
 /**
- * The server's command-line options: its port, and a Unix socket in its own
+ * Above what the instance holds: a few `tessera` commands (4 connections
+ * each) and a psql session. 200 left 10 for them at 46 workers; this keeps
+ * more for every count of workers past that.
+ */
+const COMMAND_ROOM = 24
+
+/**
+ * max_connections for an instance that may hold `connections` at once
+ * (cluster/pool.ts): 200, or enough for them when they need more. Given at
+ * every start (serverOptions), so a cluster initialised with 200 gets it too.
+ */
+export function embeddedMaxConnections (connections: number): number {
+  return Math.max(EMBEDDED_MAX_CONNECTIONS, connections + COMMAND_ROOM)
+}
+
+/**
+ * The server's command-line options: its port, its max_connections
+ * (embeddedMaxConnections; a -c option outranks postgresql.conf), and a Unix socket in its own
  * data directory, which only the postgres user (and root) may enter. Over
  * the socket a query costs both sides less kernel time than over TCP on
  * loopback (docs/decisions.md, "A Unix socket to the embedded Postgres").
  * No socket when the path would be too long for one or would need quoting
  * in pg_ctl's command line: TCP alone then, as before.
  */
-export function serverOptions (pgdata: string, port: number): string {
+export function serverOptions (pgdata: string, port: number, maxConnections = EMBEDDED_MAX_CONNECTIONS): string {
   const socketFile = path.join(pgdata, `.s.PGSQL.${port}`)
   const socketable = /^[\w/.-]+$/.test(pgdata) && Buffer.byteLength(socketFile) <= MAX_SOCKET_PATH
-  return socketable ? `-p ${port} -k ${pgdata}` : `-p ${port}`
+  const options = `-p ${port} -c max_connections=${maxConnections}`
+  return socketable ? `${options} -k ${pgdata}` : options
 }
 
 /** The connection string of `database`: through the Unix socket when the server has one, else TCP on loopback. */

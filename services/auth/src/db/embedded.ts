@@ -17,7 +17,7 @@ import pg from 'pg'
 import { makeDataDir } from '../util/data-dir.js'
 import { freePort, portIsFree } from '../util/free-port.js'
 import { processIsGone } from '../util/process-gone.js'
-import { DB_USER, embeddedUrl, portInPostmasterOpts, serverOptions } from './embedded-options.js'
+import { DB_USER, EMBEDDED_MAX_CONNECTIONS, embeddedMaxConnections, embeddedUrl, portInPostmasterOpts, serverOptions } from './embedded-options.js'
 import { postgresClientConfig } from './tls.js'
 
 export interface EmbeddedPostgres {
@@ -192,7 +192,7 @@ async function initialise (bins: Binaries, pgdata: string, password: string, as:
   // Loopback only: nothing outside this machine can reach it. The Unix socket,
   // when there is one, is given at each start (serverOptions).
   await fs.appendFile(path.join(pgdata, 'postgresql.conf'),
-    "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\nmax_connections = 200\n")
+    `\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\nmax_connections = ${EMBEDDED_MAX_CONNECTIONS}\n`)
 }
 
 /**
@@ -269,12 +269,12 @@ async function readiness (bins: Binaries, pgdata: string, as: RunAs): Promise<'r
  * stopping (a `make run` draining after Ctrl-C, a `db stop` at the same
  * moment) is waited out and started anew.
  */
-async function startOrJoin (bins: Binaries, pgdata: string, as: RunAs): Promise<boolean> {
+async function startOrJoin (bins: Binaries, pgdata: string, as: RunAs, maxConnections: number): Promise<boolean> {
   for (let attempt = 1; ; attempt++) {
     if (await runningServer(bins, pgdata, as) === undefined) {
       const previous = portInPostmasterOpts(await fs.readFile(path.join(pgdata, 'postmaster.opts'), 'utf8').catch(() => ''))
       const port = previous !== undefined && await portIsFree(previous) ? previous : await freePort()
-      const { code, output } = await run(bins.pg_ctl, ['start', '-D', pgdata, '-w', '-t', '60', '-l', path.join(pgdata, 'server.log'), '-o', serverOptions(pgdata, port)], as)
+      const { code, output } = await run(bins.pg_ctl, ['start', '-D', pgdata, '-w', '-t', '60', '-l', path.join(pgdata, 'server.log'), '-o', serverOptions(pgdata, port, maxConnections)], as)
       if (code === 0) return true
       if (await readiness(bins, pgdata, as) === 'ready') return false
       throw commandFailed('pg_ctl start', code, output)
@@ -391,9 +391,11 @@ export async function embeddedClusterExists (dataDir: string): Promise<boolean> 
  * `stop` stops the postmaster this call started, and no other: one it
  * adopted belongs to the process that started it, and one started by
  * another process after ours was stopped (`tessera db stop`, then `tessera
- * db start` while an instance runs) belongs to that one.
+ * db start` while an instance runs) belongs to that one. A server this call
+ * starts is sized for `connections`, the most its caller may hold
+ * (embeddedMaxConnections); one it adopts keeps the size it was started with.
  */
-export async function startEmbeddedPostgres (dataDir: string): Promise<EmbeddedPostgres> {
+export async function startEmbeddedPostgres (dataDir: string, connections = 0): Promise<EmbeddedPostgres> {
   await makeDataDir(dataDir)
   const root = process.getuid?.() === 0
   const as: RunAs = root ? await postgresUser() : {}
@@ -414,7 +416,7 @@ export async function startEmbeddedPostgres (dataDir: string): Promise<EmbeddedP
     }
   }
 
-  const started = await startOrJoin(bins, pgdata, as)
+  const started = await startOrJoin(bins, pgdata, as, embeddedMaxConnections(connections))
   // Read back once it is ready (a starting server's postmaster.pid is not yet whole), so a server adopted from an earlier start (with or without a socket) is reached as it listens.
   // Read at once after a start of ours: the postmaster it names is the one this call owns.
   const server = await runningServer(bins, pgdata, as)

@@ -14,10 +14,12 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded.js'
 export interface DatabaseLocation {
   databaseUrl: string | undefined
   dataDir: string
+  /** The most connections the caller may hold at once: an embedded Postgres it starts is sized for them (db/embedded.ts). */
+  connections?: number
 }
 
 export async function databaseFor (config: DatabaseLocation): Promise<{ url: string, embedded: EmbeddedPostgres | undefined }> {
   if (config.databaseUrl !== undefined) return { url: config.databaseUrl, embedded: undefined }
-  const embedded = await startEmbeddedPostgres(config.dataDir)
+  const embedded = await startEmbeddedPostgres(config.dataDir, config.connections)
   return { url: embedded.url, embedded }
 }

@@ -8,13 +8,23 @@ import { spawn } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { createServer, type AddressInfo } from 'node:net'
 import { processIsGone } from '../../src/util/process-gone.js'
-import { embeddedUrl, portInPostmasterOpts, serverOptions } from '../../src/db/embedded-options.js'
+import { embeddedMaxConnections, embeddedUrl, portInPostmasterOpts, serverOptions } from '../../src/db/embedded-options.js'
+import { instanceConnections } from '../../src/cluster/pool.js'
 import { portIsFree } from '../../src/util/free-port.js'
 
 t.test('the server gets a socket in its data directory when the path can hold one', async (t) => {
-  t.equal(serverOptions('/var/tmp/tessera-postgres/data-0123456789abcdef', 5432), '-p 5432 -k /var/tmp/tessera-postgres/data-0123456789abcdef')
-  t.equal(serverOptions(`/srv/${'d'.repeat(90)}`, 5432), '-p 5432', 'a path past the kernel\'s socket path length: TCP only')
-  t.equal(serverOptions('/home/sam/my checkout/.data/postgres', 5432), '-p 5432', 'a path pg_ctl\'s command line would have to quote: TCP only')
+  t.equal(serverOptions('/var/tmp/tessera-postgres/data-0123456789abcdef', 5432), '-p 5432 -c max_connections=200 -k /var/tmp/tessera-postgres/data-0123456789abcdef')
+  t.equal(serverOptions(`/srv/${'d'.repeat(90)}`, 5432), '-p 5432 -c max_connections=200', 'a path past the kernel\'s socket path length: TCP only')
+  t.equal(serverOptions('/home/sam/my checkout/.data/postgres', 5432), '-p 5432 -c max_connections=200', 'a path pg_ctl\'s command line would have to quote: TCP only')
+})
+
+t.test('max_connections: 200, or room for every connection of the instance and a few commands', async (t) => {
+  t.equal(embeddedMaxConnections(instanceConnections(2)), 200, 'two workers: 26 connections')
+  t.equal(instanceConnections(46), 190)
+  t.equal(embeddedMaxConnections(instanceConnections(46)), 214, '46 workers: 190, and 24 for commands')
+  t.equal(instanceConnections(256), 1030)
+  t.equal(embeddedMaxConnections(instanceConnections(256)), 1054, 'TESSERA_WORKERS at its most')
+  t.equal(serverOptions('/srv/pg', 5432, 1054), '-p 5432 -c max_connections=1054 -k /srv/pg')
 })
 
 t.test('the URL goes through the socket when the server has one', async (t) => {

@@ -228,3 +228,24 @@ t.test('a start that finds the server stopping (a make run draining after Ctrl-C
   t.match(started.stdout, /embedded Postgres started/, 'it started the server anew once the old one had stopped')
   t.equal(await selectOne(env), 1)
 })
+
+t.test('a cluster initialised with max_connections 200 is started with room for TESSERA_WORKERS', async (t) => {
+  const { env } = dataDirFor(t)
+  const maxConnections = async (): Promise<string | undefined> => {
+    const client = new pg.Client({ connectionString: (await runCli(['db', 'url'], env)).stdout.trim() })
+    await client.connect()
+    try {
+      return (await client.query<{ max_connections: string }>('SHOW max_connections')).rows[0]?.max_connections
+    } finally {
+      await client.end()
+    }
+  }
+  const small = await runCli(['db', 'start'], { ...env, TESSERA_WORKERS: '2' })
+  t.equal(small.code, 0, small.stderr)
+  t.equal(await maxConnections(), '200', 'two workers: as initdb left it')
+  t.equal((await runCli(['db', 'stop'], env)).code, 0)
+  // 60 workers hold 60 × 4 + 6 = 246, past 200; 24 more for commands.
+  const large = await runCli(['db', 'start'], { ...env, TESSERA_WORKERS: '60' })
+  t.equal(large.code, 0, large.stderr)
+  t.equal(await maxConnections(), '270', 'the same cluster, started for 60 workers')
+})
