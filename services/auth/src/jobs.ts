@@ -32,6 +32,7 @@ import type { Logger } from 'pino'
 import type { Config } from './config.js'
 import type { Db } from './db/database.js'
 import { connect } from './db/connect.js'
+import { CLEANUP_POOL, KEY_POOL } from './cluster/pool.js'
 import { loggedError } from './errors.js'
 import { advanceKeys } from './keys/advance.js'
 import type { Keyring } from './keys/keyring.js'
@@ -72,10 +73,6 @@ export interface JobDeps {
  * (to be retried by the next reload or tick) rather than wait.
  */
 export const KEY_STATEMENT_TIMEOUT_MS = 10_000
-/** The key work's connections: a reload and a lifecycle step can run at once. */
-export const KEY_POOL = 2
-/** Cleanup's one connection: runs never overlap, and a run's statements follow one another. */
-export const CLEANUP_POOL = 1
 /**
  * A cleanup batch deletes at most 1,000 rows it finds through an index, a
  * session's refresh tokens included (deleted before it, sessions/cleanup.ts):

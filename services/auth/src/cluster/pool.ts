@@ -3,16 +3,19 @@
  * the instance keeps about 20, as one process did; the primary holds a few
  * (PRIMARY_POOL for its start, migrations included, then only for reading
  * Postgres's clock every 10 s, db/database-clock.ts;
- * jobs.ts's KEY_POOL for the key work and one for cleanup, bounded apart)
+ * KEY_POOL for the key work and one for cleanup, bounded apart)
  * and each HTTP worker a share, never fewer than 4.
  * @module
  */
 import type { ConnectionRoom } from '../db/connection-room.js'
-import { CLEANUP_POOL, KEY_POOL } from '../jobs.js'
 
 const INSTANCE_POOL = 20
 const MIN_WORKER_POOL = 4
 export const PRIMARY_POOL = 2
+/** The key work's connections (jobs.ts): a reload and a lifecycle step can run at once. */
+export const KEY_POOL = 2
+/** Cleanup's one connection (jobs.ts): runs never overlap, and a run's statements follow one another. */
+export const CLEANUP_POOL = 1
 /** The primary's LISTEN connection (db/listen.ts), outside every pool. */
 const LISTENER = 1
 

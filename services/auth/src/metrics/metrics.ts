@@ -21,7 +21,7 @@ const CLEANUP_KINDS = ['sessions', 'refresh_tokens', 'audit_events', 'login_thro
 /**
  * The instance's connection pools: `main`, each process's own (an HTTP
  * worker's requests; the primary's start-up), `key`, the primary's key
- * reloads and lifecycle steps (jobs.ts, KEY_POOL), and `cleanup`, the
+ * reloads and lifecycle steps (jobs.ts, cluster/pool.ts's KEY_POOL), and `cleanup`, the
  * primary's one connection for the periodic cleanup. Summed over them, the
  * gauges are every pooled connection the instance holds.
  */
