@@ -361,9 +361,9 @@ const EACH_CRL = /-----BEGIN X509 CRL-----[\s\S]*?-----END X509 CRL-----/g
 
 /** The CRLs of sslcrl and sslcrldir, as libpq reads them: a PEM file, and the CRLs of a directory `openssl rehash` has named. */
 function revocationLists (params: URLSearchParams): string[] {
-  const files: Array<{ parameter: string, text: string }> = []
+  const files: Array<{ parameter: string, file: string, text: string }> = []
   const file = params.get('sslcrl')
-  if (file !== null) files.push({ parameter: 'sslcrl', text: readPem('sslcrl', file, CRL, 'CRL') })
+  if (file !== null) files.push({ parameter: 'sslcrl', file, text: readPem('sslcrl', file, CRL, 'CRL') })
   const dir = params.get('sslcrldir')
   if (dir !== null) {
     let names: string[]
@@ -374,18 +374,19 @@ function revocationLists (params: URLSearchParams): string[] {
     }
     // Node checks revocation only when it is given a CRL: an empty directory checked nothing, where OpenSSL (libpq) finds no CRL and refuses every certificate.
     if (names.length === 0) throw new DatabaseUrlError(`DATABASE_URL's sslcrldir ${JSON.stringify(dir)} holds no CRL named as \`openssl rehash\` names them (HASH.r0)`)
-    for (const name of names) files.push({ parameter: 'sslcrldir', text: readPem('sslcrldir', path.join(dir, name), CRL, 'CRL') })
+    for (const name of names) files.push({ parameter: 'sslcrldir', file: path.join(dir, name), text: readPem('sslcrldir', path.join(dir, name), CRL, 'CRL') })
   }
   const lists: string[] = []
-  for (const { parameter, text } of files) {
+  // Named with the file: at runtime (tlsReadingClient) this line is all the log says of a file replaced by a bad one.
+  for (const { parameter, file: where, text } of files) {
     const crls = text.match(EACH_CRL) ?? []
     // A CRL cut short (no END line) would otherwise be left out, and with it the check.
-    if (crls.length !== text.split(CRL).length - 1) throw new DatabaseUrlError(`DATABASE_URL's ${parameter} holds a CRL Node cannot read (no END line)`)
+    if (crls.length !== text.split(CRL).length - 1) throw new DatabaseUrlError(`DATABASE_URL's ${parameter} ${JSON.stringify(where)} holds a CRL Node cannot read (no END line)`)
     for (const crl of crls) {
       try {
         createSecureContext({ crl })
       } catch (err) {
-        throw new DatabaseUrlError(`DATABASE_URL's ${parameter} holds a CRL Node cannot read (${(err as Error).message})`)
+        throw new DatabaseUrlError(`DATABASE_URL's ${parameter} ${JSON.stringify(where)} holds a CRL Node cannot read (${(err as Error).message})`)
       }
       lists.push(crl)
     }
