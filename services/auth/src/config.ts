@@ -333,6 +333,15 @@ const isAddressList = (value: string): boolean => {
   return entries.some((s) => s !== '') && entries.every((s) => s === '' || isAddressOrRange(s))
 }
 const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
+/**
+ * The most characters a client's scopes may take together, spaces between
+ * them included. Every token a client gets carries them when it asks for
+ * none, and an access token must fit in an Authorization header: Nginx
+ * refuses a header line over 8 KiB by default (large_client_header_buffers),
+ * and a token is its claims in base64url (4/3 of their length) and 342
+ * characters of signature besides. 1,024 leaves the rest of the claims room.
+ */
+const SCOPES_MAX_LENGTH = 1024
 const CLIENT_ID = /^[A-Za-z0-9._-]{1,64}$/
 const URL_PATH = /^(\/[A-Za-z0-9._~-]+){1,8}$/
 
@@ -524,7 +533,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     logLevel: read.choice('LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     logBufferBytes: read.integer('TESSERA_LOG_BUFFER_KB', DEFAULT_LOG_BUFFER_BYTES / 1024, 64, 1048576) * 1024,
     // A comma is a scope-token's character, but "read,write" is one scope only by mistake: refused, as `clients create --scopes` refuses it.
-    scopes: read.string('TESSERA_SCOPES', 'read write', 'space-separated scope names (RFC 6749 §3.3), no commas', (v) => v.trim().split(/ +/).every((s) => SCOPE_TOKEN.test(s) && !s.includes(','))).trim().split(/ +/),
+    scopes: read.string('TESSERA_SCOPES', 'read write', `space-separated scope names (RFC 6749 §3.3), no commas, at most ${SCOPES_MAX_LENGTH} characters in all`, (v) => v.trim().split(/ +/).every((s) => SCOPE_TOKEN.test(s) && !s.includes(',')) && v.trim().length <= SCOPES_MAX_LENGTH).trim().split(/ +/),
     // The rules of every client id (clients/register.ts), checked here so the first start's registration cannot refuse it naming no setting.
     defaultClientId: read.string('TESSERA_DEFAULT_CLIENT_ID', 'tessera', `1 to 64 of A-Z a-z 0-9 . _ -, not shaped like a UUID, and not ${[...NAMED_ACTORS].join(', ').replace(/, (?=[^,]*$)/, ' or ')} (the audit trail's own actors)`,
       (v) => CLIENT_ID.test(v) && !UUID_TEXT.test(v) && !NAMED_ACTORS.has(v.toLowerCase())),
@@ -563,3 +572,4 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
 export const CLIENT_ID_PATTERN = CLIENT_ID
 /** RFC 6749 §3.3's scope-token. */
 export const SCOPE_TOKEN_PATTERN = SCOPE_TOKEN
+export { SCOPES_MAX_LENGTH }

@@ -132,7 +132,7 @@ const BAD: Array<[string, string]> = [
   ['TESSERA_REFRESH_GRACE', '-1'], ['TESSERA_JWKS_MAX_AGE', '5x'], ['TESSERA_KEY_PUBLISH_LEAD', 'soon'],
   ['TESSERA_KEY_ROTATION', 'never'], ['TESSERA_KEY_BITS', '1024'], ['TESSERA_KEK', 'short'],
   ['TESSERA_SIGNUP', 'maybe'], ['TESSERA_TRUST_PROXY', 'gateway.local'], ['LOG_LEVEL', 'loud'],
-  ['TESSERA_SCOPES', 'a "b"'], ['TESSERA_SCOPES', 'read,write'], ['TESSERA_HASH_CONCURRENCY', '0'], ['TESSERA_HASH_QUEUE_DEPTH', 'x'],
+  ['TESSERA_SCOPES', 'a "b"'], ['TESSERA_SCOPES', 'read,write'], ['TESSERA_SCOPES', `read ${'w'.repeat(1020)}`], ['TESSERA_HASH_CONCURRENCY', '0'], ['TESSERA_HASH_QUEUE_DEPTH', 'x'],
   ['TESSERA_DB_STATEMENT_TIMEOUT_MS', '25001'], ['TESSERA_DB_STATEMENT_TIMEOUT_MS', '10s']
 ]
 

@@ -5,7 +5,7 @@
  * @module
  */
 import { NAMED_ACTORS, recordAudit, type RequestContext } from '../audit/record.js'
-import { CLIENT_ID_PATTERN, SCOPE_TOKEN_PATTERN } from '../config.js'
+import { CLIENT_ID_PATTERN, SCOPE_TOKEN_PATTERN, SCOPES_MAX_LENGTH } from '../config.js'
 import type { Db, GrantType } from '../db/database.js'
 import { isResourceIndicator, namesIssuer } from './resource.js'
 import { generateSecret } from './secret.js'
@@ -51,6 +51,8 @@ function checked (client: NewClient): NewClient & { grants: GrantType[] } {
   if (client.scopes.length === 0) throw new ClientRuleError('scopes: expected at least one scope (leave out --scopes for TESSERA_SCOPES)')
   const badScope = client.scopes.find((s) => !SCOPE_TOKEN_PATTERN.test(s))
   if (badScope !== undefined) throw new ClientRuleError(`scopes: ${JSON.stringify(badScope)} is not a scope token (RFC 6749 §3.3: printable ASCII other than space, double quote and backslash)`)
+  const scopesLength = [...new Set(client.scopes)].join(' ').length
+  if (scopesLength > SCOPES_MAX_LENGTH) throw new ClientRuleError(`scopes: ${scopesLength} characters in all, at most ${SCOPES_MAX_LENGTH}: every token of the client carries them, and a token must fit in an Authorization header`)
   const badResource = client.resources.find((r) => !isResourceIndicator(r))
   if (badResource !== undefined) throw new ClientRuleError(`resources: ${JSON.stringify(badResource)} is not an absolute URI without a fragment (RFC 8707)`)
   return { ...client, grants, scopes: [...new Set(client.scopes)], resources: [...new Set(client.resources)] }

@@ -8,12 +8,12 @@
 import { OAuthError } from '../errors.js'
 
 const SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:/
-// What a URI may not hold literally (RFC 3986 §2): space and controls, quotes, angle brackets and the like.
-const NOT_URI = /[\s"<>\\^`{|}]/
-const hasControl = (value: string): boolean => [...value].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f)
+// What a URI may not hold literally (RFC 3986 §2): anything but printable ASCII (space, controls, and
+// non-ASCII, which an IRI holds and a URI percent-encodes), quotes, angle brackets and the like.
+const NOT_URI = /[^\x21-\x7e]|["<>\\^`{|}]/
 
 export function isResourceIndicator (value: string): boolean {
-  if (value.length > 512 || !SCHEME.test(value) || NOT_URI.test(value) || hasControl(value) || value.includes('#')) return false
+  if (value.length > 512 || !SCHEME.test(value) || NOT_URI.test(value) || value.includes('#')) return false
   try {
     return new URL(value).protocol !== ''
   } catch {

@@ -392,6 +392,14 @@ t.test('the default public client exists from the first start, and a registratio
   await rule({ scopes: ['a"b'] }, /^scopes:/)
   await rule({ resources: ['relative/path'] }, /^resources:/)
   await rule({ resources: ['https://x.example/#f'] }, /^resources:/)
+  await rule({ resources: ['https://ex\u00e4mple.com/api'] }, /^resources: "https:\/\/ex\u00e4mple\.com\/api" is not an absolute URI/)
+  await rule({ resources: ['urn:\u00fc'] }, /^resources:/)
+  // 1,024 characters in all, spaces included: 128 scopes of 7 characters and 127 spaces is 1,023; one more character is over.
+  const scopes = Array.from({ length: 128 }, (_, i) => `s${String(i).padStart(6, '0')}`)
+  t.equal(scopes.join(' ').length, 1023)
+  await t.resolves(createClient(ctx.deps.db, { clientId: 'wide', confidential: false, grants: ['password'], scopes, resources: [] }, new Date(), OPERATOR), 'at the bound, registered')
+  await rule({ scopes: [...scopes.slice(0, -1), 's0000127x'] }, /^scopes: 1025 characters in all, at most 1024/)
+  await rule({ scopes: ['x'.repeat(100_000)] }, /^scopes: 100000 characters in all, at most 1024/)
 })
 
 t.test('metadata lists the grants and client authentication methods, and nothing Tessera does not serve', async (t) => {
