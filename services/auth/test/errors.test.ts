@@ -3,10 +3,9 @@ import { connect } from 'node:net'
 import { gzipSync } from 'node:zlib'
 import { randomBytes } from 'node:crypto'
 import { sql } from 'kysely'
-import pg from 'pg'
 import { connect as connectDatabase } from '../src/db/connect.js'
 import { buildTestApp, login, signUp, type TestApp } from './helpers/app.js'
-import { createTestDatabase, testEnv } from './helpers/db.js'
+import { asAdmin, createTestDatabase } from './helpers/db.js'
 import { LOG_LINE_DEADLINE_MS, within } from './helpers/http.js'
 
 /** Serves `app` on a loopback port of its own, for requests sent on raw sockets; returns the port. */
@@ -142,12 +141,6 @@ t.test('a database that answers but takes no writes (a standby, read-only for ma
   t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, 'ready once it takes writes, with no restart')
   t.equal((await app.inject({ method: 'POST', url: '/oauth/token', payload: { grant_type: 'refresh_token', refresh_token: tokens.refresh_token } })).statusCode, 200, 'the refused refresh spent nothing')
 })
-
-async function asAdmin (statement: string): Promise<void> {
-  const client = new pg.Client({ connectionString: testEnv().adminUrl })
-  await client.connect()
-  try { await client.query(statement) } finally { await client.end() }
-}
 
 t.test('Postgres refusing new connections under a running instance (its role\'s password rotated, the role barred from logging in): 503 with Retry-After and one line without a stack, not a 500 per request; served again once undone', async (t) => {
   const role = `t_rotated_${randomBytes(4).toString('hex')}`

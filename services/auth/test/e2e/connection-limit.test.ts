@@ -4,30 +4,17 @@
  * refuses (53300) is answered 503 with Retry-After, not a 500.
  */
 import { randomBytes } from 'node:crypto'
-import pg from 'pg'
 import t from 'tap'
 import { connect } from '../../src/db/connect.js'
-import { ensureRoles, type DatabaseRoles } from '../../src/db/roles.js'
-import { createTestDatabase, testEnv, urlAs } from '../helpers/db.js'
+import { ensureRoles } from '../../src/db/roles.js'
+import { asAdmin, createTestDatabase, scratchRoles, urlAs } from '../helpers/db.js'
 import { refreshOver } from '../helpers/http.js'
 import { startServer } from '../helpers/server.js'
-
-async function asAdmin (statement: string): Promise<void> {
-  const client = new pg.Client({ connectionString: testEnv().adminUrl })
-  await client.connect()
-  try { await client.query(statement) } finally { await client.end() }
-}
 
 const WARNING = /"msg":"this instance may hold up to \d+ connections/
 
 t.test('a role that may open fewer connections than the instance holds: warned at start, 503 when refused', async (t) => {
-  const suffix = randomBytes(4).toString('hex')
-  const roles: DatabaseRoles = {
-    owner: { name: `t_owner_${suffix}`, password: randomBytes(12).toString('base64url') },
-    runtime: { name: `t_app_${suffix}`, password: randomBytes(12).toString('base64url') },
-    notes: { name: `t_notes_${suffix}`, password: randomBytes(12).toString('base64url') }
-  }
-  t.teardown(async () => { for (const role of Object.values(roles)) await asAdmin(`DROP ROLE IF EXISTS "${role.name}"`) })
+  const roles = scratchRoles(t)
   const databaseUrl = await createTestDatabase(t)
   const admin = connect(databaseUrl)
   t.teardown(admin.close)

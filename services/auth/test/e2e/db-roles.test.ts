@@ -6,17 +6,11 @@ import pg from 'pg'
 import t from 'tap'
 import { connect } from '../../src/db/connect.js'
 import { ensureRoles, type DatabaseRoles } from '../../src/db/roles.js'
-import { createTestDatabase, loggingDb, testEnv, urlAs } from '../helpers/db.js'
+import { asAdmin, createTestDatabase, loggingDb, urlAs } from '../helpers/db.js'
 import { loginOver, signUpOver } from '../helpers/http.js'
 import { runCli, startServer } from '../helpers/server.js'
 
 const PERMISSION_DENIED = '42501'
-
-async function asAdmin (statement: string): Promise<void> {
-  const client = new pg.Client({ connectionString: testEnv().adminUrl })
-  await client.connect()
-  try { await client.query(statement) } finally { await client.end() }
-}
 
 t.test('owner, runtime and notes roles: each can do its job and nothing more', async (t) => {
   const suffix = randomBytes(4).toString('hex')

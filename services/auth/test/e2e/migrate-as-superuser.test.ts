@@ -11,22 +11,12 @@ import pg from 'pg'
 import t from 'tap'
 import { connect } from '../../src/db/connect.js'
 import { migrateDown, migrationStatus } from '../../src/db/migrate.js'
-import { ensureRoles, type DatabaseRoles } from '../../src/db/roles.js'
-import { createTestDatabase, testEnv, urlAs } from '../helpers/db.js'
+import { ensureRoles } from '../../src/db/roles.js'
+import { asAdmin, createTestDatabase, scratchRoles, urlAs } from '../helpers/db.js'
 import { runCli } from '../helpers/server.js'
 
 t.test('migrate up as a superuser names the tables it made that the runtime role may not use, and what hands them over', async (t) => {
-  const suffix = randomBytes(4).toString('hex')
-  const roles: DatabaseRoles = {
-    owner: { name: `t_owner_${suffix}`, password: randomBytes(12).toString('base64url') },
-    runtime: { name: `t_app_${suffix}`, password: randomBytes(12).toString('base64url') },
-    notes: { name: `t_notes_${suffix}`, password: randomBytes(12).toString('base64url') }
-  }
-  t.teardown(async () => {
-    const admin = new pg.Client({ connectionString: testEnv().adminUrl })
-    await admin.connect()
-    try { for (const role of Object.values(roles)) await admin.query(`DROP ROLE IF EXISTS "${role.name}"`) } finally { await admin.end() }
-  })
+  const roles = scratchRoles(t)
   const superuserUrl = await createTestDatabase(t)
   const superuser = connect(superuserUrl)
   t.teardown(superuser.close)
@@ -67,9 +57,7 @@ t.test('public owned by a role db roles never set up (a managed Postgres\'s admi
     // The roles own the tables in this database: gone with them, before the roles are.
     await superuser.query(`DROP OWNED BY "${admin.name}", "${group}"`)
     await superuser.end()
-    const cluster = new pg.Client({ connectionString: testEnv().adminUrl })
-    await cluster.connect()
-    try { for (const role of [admin.name, group]) await cluster.query(`DROP ROLE IF EXISTS "${role}"`) } finally { await cluster.end() }
+    for (const role of [admin.name, group]) await asAdmin(`DROP ROLE IF EXISTS "${role}"`)
   })
   // As Azure's flexible server has it before Postgres 15: public is azure_pg_admin's, a group
   // role that is no superuser, and the login an operator is given is a member of it.

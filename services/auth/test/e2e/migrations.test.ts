@@ -175,31 +175,24 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   t.equal(bad.stderr, 'tessera: usage: tessera migrate up | status | down --yes\n')
 })
 
-t.test('0016 down restores 0015\'s refresh grant function exactly', async (t) => {
-  const { db } = await testConnection(t, await createTestDatabase(t, { empty: true }))
-  const migrator = new Migrator({ db, provider: new FileMigrationProvider({ fs, path, migrationFolder: MIGRATIONS_DIR }) })
-  const definition = async (): Promise<string> =>
-    (await sql<{ def: string }>`SELECT pg_get_functiondef('tessera_refresh_grant'::regproc) AS def`.execute(db)).rows[0]?.def ?? ''
-  t.equal((await migrator.migrateTo('0015_user_lookups')).error, undefined)
-  const as0015 = await definition()
-  t.equal((await migrator.migrateTo('0016_reuse_by_another_client')).error, undefined)
-  t.not(await definition(), as0015, 'up changed it')
-  t.same(await migrateDown(db), ['0016_reuse_by_another_client'])
-  t.equal(await definition(), as0015, 'down: 0015\'s definition, character for character')
-})
+/** `migration` replaces `fn` in place; its down puts back `before`'s definition, character for character. */
+function downRestoresFunction (fn: string, before: string, migration: string): void {
+  t.test(`${migration.slice(0, 4)} down restores ${before.slice(0, 4)}'s ${fn} exactly`, async (t) => {
+    const { db } = await testConnection(t, await createTestDatabase(t, { empty: true }))
+    const migrator = new Migrator({ db, provider: new FileMigrationProvider({ fs, path, migrationFolder: MIGRATIONS_DIR }) })
+    const definition = async (): Promise<string> =>
+      (await sql<{ def: string }>`SELECT pg_get_functiondef(${fn}::regproc) AS def`.execute(db)).rows[0]?.def ?? ''
+    t.equal((await migrator.migrateTo(before)).error, undefined)
+    const asBefore = await definition()
+    t.equal((await migrator.migrateTo(migration)).error, undefined)
+    t.not(await definition(), asBefore, 'up changed it')
+    t.same(await migrateDown(db), [migration])
+    t.equal(await definition(), asBefore, `down: ${before.slice(0, 4)}'s definition, character for character`)
+  })
+}
 
-t.test('0017 down restores 0016\'s login start function exactly', async (t) => {
-  const { db } = await testConnection(t, await createTestDatabase(t, { empty: true }))
-  const migrator = new Migrator({ db, provider: new FileMigrationProvider({ fs, path, migrationFolder: MIGRATIONS_DIR }) })
-  const definition = async (): Promise<string> =>
-    (await sql<{ def: string }>`SELECT pg_get_functiondef('tessera_start_login'::regproc) AS def`.execute(db)).rows[0]?.def ?? ''
-  t.equal((await migrator.migrateTo('0016_reuse_by_another_client')).error, undefined)
-  const as0016 = await definition()
-  t.equal((await migrator.migrateTo('0017_login_client_registration')).error, undefined)
-  t.not(await definition(), as0016, 'up changed it')
-  t.same(await migrateDown(db), ['0017_login_client_registration'])
-  t.equal(await definition(), as0016, 'down: 0016\'s definition, character for character')
-})
+downRestoresFunction('tessera_refresh_grant', '0015_user_lookups', '0016_reuse_by_another_client')
+downRestoresFunction('tessera_start_login', '0016_reuse_by_another_client', '0017_login_client_registration')
 
 t.test('two migrate up at once apply each migration once', async (t) => {
   const url = await createTestDatabase(t, { empty: true })

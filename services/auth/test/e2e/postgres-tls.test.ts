@@ -212,13 +212,9 @@ t.test('verify-full: the CLI, the migrations and an instance of two workers, eve
 
   // The server's certificate replaced by one no CA of DATABASE_URL's signed: a new connection is refused, and a request needing one answered 503, its cause logged.
   await serveCertificate('self.pem', 'self.key')
-  await adminQuery("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'tessera' AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
-  const statuses = new Set<number>()
+  await endTesseraBackends()
   const me = async (): Promise<number> => (await request(`${server.url}/v1/me`, { headers: { authorization: `Bearer ${String(after.body.access_token)}` } })).status
-  const refused = await within(20_000, async () => {
-    statuses.add(await me())
-    return /"code":"DEPTH_ZERO_SELF_SIGNED_CERT"[^\n]*"msg":"database unavailable"/.test(server.output())
-  }, 100)
+  const { refused, statuses } = await untilRefusalLogged(server, me, 'DEPTH_ZERO_SELF_SIGNED_CERT')
   t.ok(refused !== undefined, 'a request met the refused certificate, logged as database unavailable with its code')
   t.notOk(statuses.has(500), `no 500 (saw ${[...statuses].join(', ')})`)
   t.ok(statuses.has(503), 'answered 503')
@@ -380,6 +376,17 @@ async function endTesseraBackends (): Promise<void> {
   await adminQuery("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'tessera' AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
 }
 
+/** Requests until one's new connection is logged refused with `code` (database unavailable), and every status answered meanwhile. */
+async function untilRefusalLogged (server: { output: () => string }, me: () => Promise<number>, code: string): Promise<{ refused: number | undefined, statuses: Set<number> }> {
+  const statuses = new Set<number>()
+  const logged = new RegExp(`"code":"${code}"[^\\n]*"msg":"database unavailable"`)
+  const refused = await within(20_000, async () => {
+    statuses.add(await me())
+    return logged.test(server.output())
+  }, 100)
+  return { refused, statuses }
+}
+
 /** An instance of one worker on `databaseUrl`, a user signed up and logged in, and a request that needs the database. */
 async function instanceWithUser (t: Test, databaseUrl: string, username: string): Promise<{ server: Awaited<ReturnType<typeof startServer>>, me: () => Promise<number>, meWithId: () => Promise<{ status: number, id: string }> }> {
   const server = await startServer(t, { DATABASE_URL: databaseUrl, TESSERA_KEK: KEK, TESSERA_WORKERS: '1', TESSERA_RATE_LIMIT: '1000000' })
@@ -435,11 +442,7 @@ t.test('a renewed CRL put in place under a running instance is read by the next 
 
   replaceFile(crlServer, crl)
   await endTesseraBackends()
-  const statuses = new Set<number>()
-  const refused = await within(20_000, async () => {
-    statuses.add(await me())
-    return /"code":"CERT_REVOKED"[^\n]*"msg":"database unavailable"/.test(server.output())
-  }, 100)
+  const { refused, statuses } = await untilRefusalLogged(server, me, 'CERT_REVOKED')
   t.ok(refused !== undefined, 'a new connection met the renewed CRL: the server\'s certificate revoked, logged as database unavailable')
   t.notOk(statuses.has(500), `no 500 (saw ${[...statuses].join(', ')})`)
   t.ok(statuses.has(503), 'answered 503')

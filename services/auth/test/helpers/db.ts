@@ -2,12 +2,14 @@
  * A fresh database per test file, cloned from the migrated template that
  * scripts/with-test-db.mjs prepared, dropped when the file ends.
  */
-import { createTestDatabase } from '@tessera/testkit'
+import { createTestDatabase, testDatabaseEnv } from '@tessera/testkit'
+import { randomBytes } from 'node:crypto'
 import { Kysely, PostgresDialect, type CompiledQuery } from 'kysely'
 import type { Test } from 'tap'
 import pg from 'pg'
 import { connect, type Connection } from '../../src/db/connect.js'
 import type { Database } from '../../src/db/database.js'
+import type { DatabaseRoles } from '../../src/db/roles.js'
 
 export { createTestDatabase, testDatabaseEnv as testEnv } from '@tessera/testkit'
 
@@ -51,4 +53,27 @@ export function urlAs (databaseUrl: string, role: { name: string, password: stri
   url.username = role.name
   url.password = role.password
   return url.toString()
+}
+
+/** One statement as the test cluster's superuser (roles are cluster-wide: made and dropped so). */
+export async function asAdmin (statement: string): Promise<void> {
+  const client = new pg.Client({ connectionString: testDatabaseEnv().adminUrl })
+  await client.connect()
+  try { await client.query(statement) } finally { await client.end() }
+}
+
+/**
+ * Owner, runtime and notes roles of names no other test uses, dropped at the
+ * end. Call it before createTestDatabase: teardowns run last-in, first-out,
+ * and a role is dropped only after the database it owns.
+ */
+export function scratchRoles (t: Test): DatabaseRoles {
+  const suffix = randomBytes(4).toString('hex')
+  const roles: DatabaseRoles = {
+    owner: { name: `t_owner_${suffix}`, password: randomBytes(12).toString('base64url') },
+    runtime: { name: `t_app_${suffix}`, password: randomBytes(12).toString('base64url') },
+    notes: { name: `t_notes_${suffix}`, password: randomBytes(12).toString('base64url') }
+  }
+  t.teardown(async () => { for (const role of Object.values(roles)) await asAdmin(`DROP ROLE IF EXISTS "${role.name}"`) })
+  return roles
 }
