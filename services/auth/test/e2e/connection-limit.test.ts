@@ -8,7 +8,7 @@ import t from 'tap'
 import { connect } from '../../src/db/connect.js'
 import { ensureRoles } from '../../src/db/roles.js'
 import { asAdmin, createTestDatabase, scratchRoles, urlAs } from '../helpers/db.js'
-import { refreshOver } from '../helpers/http.js'
+import { refreshOver, within } from '../helpers/http.js'
 import { startServer } from '../helpers/server.js'
 
 const WARNING = /"msg":"this instance may hold up to \d+ connections/
@@ -40,9 +40,11 @@ t.test('a role that may open fewer connections than the instance holds: warned a
   t.ok(refused.length > 0, `some requests found no connection: ${JSON.stringify(statuses)}`)
   t.notOk(statuses.some((status) => status >= 500 && status !== 503), 'never a 500')
   t.ok(refused.every((answer) => answer.headers.get('retry-after') !== null), 'each 503 says when to retry')
-  // Once the burst is over, the connections it had are enough again.
-  const after = await refreshOver(short.url, randomBytes(32).toString('base64url'))
-  t.equal(after.status, 400, 'an unknown refresh token, answered as such')
+  // Once the burst is over, the connections it had are enough again: a worker
+  // whose pool got none may wait for the other's idle ones to close (pg-pool's
+  // 10 s idle timeout) before Postgres lets it open its own.
+  const recovered = await within(20_000, async () => (await refreshOver(short.url, randomBytes(32).toString('base64url'))).status === 400, 250)
+  t.ok(recovered !== undefined, 'an unknown refresh token, answered as such')
   await short.stop()
 
   await asAdmin(`ALTER ROLE "${roles.runtime.name}" CONNECTION LIMIT 40`)
