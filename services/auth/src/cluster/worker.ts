@@ -15,6 +15,7 @@ import type { FastifyListenOptions } from 'fastify'
 import type { Logger } from 'pino'
 import { buildApp } from '../app.js'
 import { ClientCache, type ClientFeedState } from '../clients/cache.js'
+import { RefreshDecisions } from '../grants/refresh-decisions.js'
 import type { Config } from '../config.js'
 import { connect } from '../db/connect.js'
 import { CLOCK_SYNC_MS, DatabaseClock } from '../db/database-clock.js'
@@ -146,7 +147,7 @@ export async function startWorker (config: Config, logger: Logger, droppedLogLin
     })
     const own = createMetrics({ pool: connection.pool, droppedLogLines, render: async () => await ask<string>('metrics', null) })
     metrics = own
-    const app = await buildApp(config, { db: connection.db, logger, keyring, hasher, metrics: own, clock: clock.now, rateLimitStore: instanceRateLimitStore(ask), clientCache })
+    const app = await buildApp(config, { db: connection.db, logger, keyring, hasher, metrics: own, clock: clock.now, rateLimitStore: instanceRateLimitStore(ask), clientCache, refreshDecisions: new RefreshDecisions(connection.db) })
     // Fastify's listen options lack reusePort in their type; it passes them to node:net, which has it.
     const listenOptions: FastifyListenOptions & { reusePort: boolean } = { port: boot.listen.port, host: config.host, reusePort: boot.listen.reusePort }
     const address = await app.listen(listenOptions)

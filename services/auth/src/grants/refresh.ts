@@ -1,8 +1,9 @@
 /**
  * The refresh grant, as a checklist over named queries (each takes the
- * database first). Its database work is one call of the SQL function
- * tessera_refresh_grant (migrations/0005_refresh_grant.js): one round trip
- * that authenticates the client, checks the session's client and resource,
+ * database first). Its database work is one decision of the SQL function
+ * tessera_refresh_grant (migrations/0005_refresh_grant.js), sent alone or
+ * with the process's other refreshes of the moment (refresh-decisions.ts):
+ * it authenticates the client, checks the session's client and resource,
  * and decides, serialized per session by a row lock on the session (never by
  * process memory, so any number of instances behave as one):
  *  1. the client is who it says and may refresh (else invalid_client, audited
@@ -20,7 +21,6 @@
  * @module
  */
 import { randomUUID } from 'node:crypto'
-import { CompiledQuery } from 'kysely'
 import type { Config } from '../config.js'
 import { OAuthError, RefreshReuseError, SessionEndedError } from '../errors.js'
 import { recordAudit, type RequestContext } from '../audit/record.js'
@@ -28,9 +28,9 @@ import { authenticateClient, clientAuthenticationFailed, requireGrant, unauthori
 import type { ClientCredentials } from '../clients/credentials.js'
 import { requestedResource } from '../clients/resource.js'
 import { secretDigest } from '../clients/secret.js'
-import { namedStatement } from '../db/named-statements.js'
 import type { RefreshTokenRecord } from '../tokens/mint.js'
 import { verifyRefreshToken, type RefreshClaims } from '../tokens/verify-refresh.js'
+import type { RefreshDecisionRow, RefreshDecisions } from './refresh-decisions.js'
 import { endSessions } from '../sessions/end.js'
 import { currentKid, tokenPair, type Issuer, type TokenPair } from './issue.js'
 import { narrowedScope, requestedScopes } from '../sessions/scope.js'
@@ -46,59 +46,11 @@ export interface RefreshGrantInput {
 
 export type RotationOutcome = 'rotated' | 'grace'
 
-/** One row of tessera_refresh_grant: a decision, and for rotated and grace the successor to sign. */
-export interface RefreshDecisionRow {
-  decision: string
-  successor_jti: string | null
-  successor_kid: string | null
-  successor_issued_at: Date | null
-  successor_expires_at: Date | null
-  session_client_id: string | null
-  session_scope: string | null
-}
-
-export interface RefreshDecisionInput {
-  claims: Pick<RefreshClaims, 'jti' | 'sid' | 'sub'>
-  /** The scopes asked for, or undefined to keep the session's. */
-  wantedScope: string[] | undefined
-  now: Date
-  graceSeconds: number
-  ttlSeconds: number
-  /** The successor's jti and kid, used only when the decision is 'rotated'. */
-  successorJti: string
-  successorKid: string
-  /** The client presenting the token, authenticated by the function; a session of another client is refused before any write, or is reuse when its token is used and past the grace. Absent: not checked. */
-  presentingClient?: string
-  /** SHA-256 of the secret the client presented; absent for a public client (method none). */
-  presentedSecretDigest?: Buffer
-  /** The resource asked for; it must be one of the session's (RFC 8707). */
-  resource?: string
-  context: RequestContext
-}
-
-/**
- * The text is fixed, so nothing is compiled per refresh, and named, so each
- * connection parses and plans it once (db/named-statements.ts);
- * bench/lib/ceilings.mjs hands the same text to pgbench.
- */
-export const REFRESH_GRANT_SQL = namedStatement('tessera_refresh_grant',
-  'select * from tessera_refresh_grant($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)')
+/** What the grant runs with: the process's one RefreshDecisions, which sends its refreshes together. */
+export type RefreshIssuer = Issuer & { config: Pick<Config, 'refreshGrace' | 'refreshTtl'>, refreshDecisions: RefreshDecisions }
 
 /** A failed client authentication, as the function answers it. */
 const CLIENT_FAILURE = 'client: '
-
-/** Runs the decision: one statement, its own transaction. */
-export async function refreshDecision (db: Issuer['db'], input: RefreshDecisionInput): Promise<RefreshDecisionRow> {
-  const { claims, context } = input
-  const result = await db.executeQuery<RefreshDecisionRow>(CompiledQuery.raw(REFRESH_GRANT_SQL, [
-    claims.jti, claims.sid, claims.sub, input.now, input.graceSeconds, input.wantedScope ?? null,
-    input.successorJti, input.successorKid, input.ttlSeconds, context.ip ?? null, context.userAgent?.slice(0, 512) ?? null,
-    input.presentingClient ?? null, input.presentedSecretDigest ?? null, input.resource ?? null
-  ]))
-  const row = result.rows[0]
-  if (row === undefined) throw new Error('tessera_refresh_grant returned no row')
-  return row
-}
 
 /** The function's two reuse decisions: by the session's own client, and by another. */
 const REUSE = 'reuse'
@@ -144,7 +96,7 @@ function refused (reason: string): OAuthError {
  * When they fail, the client is still judged first, as every grant does, so
  * a bad client hears invalid_client whatever its token.
  */
-async function verifiedClaims (deps: Issuer & { config: Pick<Config, 'refreshGrace' | 'refreshTtl'> }, input: RefreshGrantInput): Promise<RefreshClaims> {
+async function verifiedClaims (deps: RefreshIssuer, input: RefreshGrantInput): Promise<RefreshClaims> {
   try {
     return await verifyRefreshToken(deps.config, deps.keyring, input.refreshToken, input.now)
   } catch (err) {
@@ -153,13 +105,13 @@ async function verifiedClaims (deps: Issuer & { config: Pick<Config, 'refreshGra
   }
 }
 
-export async function refreshGrant (deps: Issuer & { config: Pick<Config, 'refreshGrace' | 'refreshTtl'> }, input: RefreshGrantInput): Promise<TokenPair & { outcome: RotationOutcome }> {
+export async function refreshGrant (deps: RefreshIssuer, input: RefreshGrantInput): Promise<TokenPair & { outcome: RotationOutcome }> {
   const { credentials } = input
   const resource = requestedResource(input.resource, deps.config.issuer)
   const wantedScope = requestedScopes(input.scope)
   const claims = await verifiedClaims(deps, input)
   const clientId = credentials.clientId ?? deps.config.defaultClientId
-  const row = await refreshDecision(deps.db, {
+  const row = await deps.refreshDecisions.decide({
     presentingClient: clientId,
     presentedSecretDigest: credentials.method === 'none' ? undefined : secretDigest(credentials.secret),
     resource,

@@ -9,6 +9,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Logger } from 'pino'
 import type { ClientCache } from '../clients/cache.js'
 import type { Db } from '../db/database.js'
+import type { RefreshDecisions } from '../grants/refresh-decisions.js'
 import type { Keyring } from '../keys/keyring.js'
 import type { Metrics } from '../metrics/metrics.js'
 import type { PasswordHashing } from '../passwords/hasher.js'
@@ -25,6 +26,8 @@ export interface Deps {
   rateLimitStore?: FastifyRateLimitStoreCtor
   /** Client rows kept in memory while the primary relays every change to them (an HTTP worker's); unset, every client read goes to the database. */
   clientCache?: ClientCache
+  /** The process's refresh decisions, sent to Postgres together (grants/refresh-decisions.ts); one per process, shared by every route that refreshes. */
+  refreshDecisions: RefreshDecisions
 }
 
 export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, Logger, TypeBoxTypeProvider>

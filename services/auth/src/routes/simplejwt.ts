@@ -152,7 +152,7 @@ export async function registerSimpleJwtRoutes (root: App, config: Config, deps: 
 
 function registerRoutes (app: App, config: Config, deps: Deps): void {
   const loginDeps = loginDepsOf(config, deps)
-  const issuer = { db: deps.db, keyring: deps.keyring, config, clientCache: deps.clientCache }
+  const issuer = { db: deps.db, keyring: deps.keyring, config, clientCache: deps.clientCache, refreshDecisions: deps.refreshDecisions }
   const paths = simplejwtPaths(config)
   // Every route logs in or handles tokens like /oauth/token: the same per-IP budget; the login hashes.
   const options = (summary: string, body: TObject, ok: typeof Pair | typeof RefreshedPair | typeof Empty, hashesPassword?: 'always') => ({

@@ -80,8 +80,9 @@ t.test('0015 up and down under a live transaction that reads sessions and then w
     await live.query('COMMIT')
     return { wrote, migrated: await migrating }
   }
-  t.same(await beside(async () => await migrateUp(db)), { wrote: 'wrote', migrated: { names: ['0015_user_lookups', '0016_reuse_by_another_client', '0017_login_client_registration'] } }, 'up: the live transaction writes the sessions it read, and 0015 applies (and the newer ones after it)')
-  t.same(await migrateDown(db), ['0017_login_client_registration'], 'the newer ones reverted first')
+  t.same(await beside(async () => await migrateUp(db)), { wrote: 'wrote', migrated: { names: ['0015_user_lookups', '0016_reuse_by_another_client', '0017_login_client_registration', '0018_refresh_grants_together'] } }, 'up: the live transaction writes the sessions it read, and 0015 applies (and the newer ones after it)')
+  t.same(await migrateDown(db), ['0018_refresh_grants_together'], 'the newer ones reverted first')
+  t.same(await migrateDown(db), ['0017_login_client_registration'])
   t.same(await migrateDown(db), ['0016_reuse_by_another_client'])
   t.same(await beside(async () => await migrateDown(db)), { wrote: 'wrote', migrated: { names: ['0015_user_lookups'] } }, 'down: the same, and 0015 is reverted')
 })
@@ -145,8 +146,8 @@ t.test('Tessera\'s tables in a schema other than public: every way in refuses, n
 t.test('a migration that waited past lock_timeout behind a live transaction: said as such, what went before it kept, nothing of its own', async (t) => {
   const url = await createTestDatabase(t)
   const { db, pool } = await testConnection(t, `${url}${url.includes('?') ? '&' : '?'}options=${encodeURIComponent('-c lock_timeout=200')}`)
-  for (let i = 0; i < 4; i++) await migrateDown(db)
-  t.same((await schemaStanding(db)).pending, ['0014_revoked_key_sweep', '0015_user_lookups', '0016_reuse_by_another_client', '0017_login_client_registration'])
+  for (let i = 0; i < 5; i++) await migrateDown(db)
+  t.same((await schemaStanding(db)).pending, ['0014_revoked_key_sweep', '0015_user_lookups', '0016_reuse_by_another_client', '0017_login_client_registration', '0018_refresh_grants_together'])
   const live = await pool.connect()
   t.teardown(() => live.release())
   const timedOut = 'canceling statement due to lock timeout (it waited longer than lock_timeout for a table that transactions of instances serving meanwhile held)'
@@ -164,9 +165,10 @@ t.test('a migration that waited past lock_timeout behind a live transaction: sai
       cause: { code: '55P03' }
     }
   })
-  t.same((await schemaStanding(db)).pending, ['0015_user_lookups', '0016_reuse_by_another_client', '0017_login_client_registration'], '0014 stays applied, 0015 does not')
+  t.same((await schemaStanding(db)).pending, ['0015_user_lookups', '0016_reuse_by_another_client', '0017_login_client_registration', '0018_refresh_grants_together'], '0014 stays applied, 0015 does not')
 
-  t.same(await migrateUp(db), ['0015_user_lookups', '0016_reuse_by_another_client', '0017_login_client_registration'], 'at a quiet moment, applied')
+  t.same(await migrateUp(db), ['0015_user_lookups', '0016_reuse_by_another_client', '0017_login_client_registration', '0018_refresh_grants_together'], 'at a quiet moment, applied')
+  await migrateDown(db)
   await migrateDown(db)
   await migrateDown(db)
   await live.query('BEGIN')
@@ -174,7 +176,7 @@ t.test('a migration that waited past lock_timeout behind a live transaction: sai
   const down = await migrateDown(db).then((reverted) => ({ reverted }), (error: unknown) => ({ error }))
   await live.query('COMMIT')
   t.match(down, { error: { name: 'MigrationGaveWayError', message: `0015_user_lookups was not reverted: ${timedOut}. Its transaction was rolled back, so it changed nothing. Run \`tessera migrate down --yes\` again, at a quieter moment if this comes back (docs/operators.md, "Upgrading")` } }, 'down: the same, in its own words')
-  t.same((await schemaStanding(db)).pending, ['0016_reuse_by_another_client', '0017_login_client_registration'], '0015 still applied')
+  t.same((await schemaStanding(db)).pending, ['0016_reuse_by_another_client', '0017_login_client_registration', '0018_refresh_grants_together'], '0015 still applied')
 })
 
 t.test('a role that may not use schema public (notes\' URL taken for Tessera\'s): refused as that, not read as a database to migrate', async (t) => {

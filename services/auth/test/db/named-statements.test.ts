@@ -11,7 +11,7 @@ import { connect, type Connection } from '../../src/db/connect.js'
 import type { Db } from '../../src/db/database.js'
 import { migrateDown, migrateUp } from '../../src/db/migrate.js'
 import { namedStatement } from '../../src/db/named-statements.js'
-import { REFRESH_GRANT_SQL, refreshDecision } from '../../src/grants/refresh.js'
+import { REFRESH_GRANT_SQL, refreshDecision } from '../../src/grants/refresh-decisions.js'
 import { authenticateClient } from '../../src/clients/authenticate.js'
 import { createClient } from '../../src/clients/register.js'
 import { createTestDatabase, testConnection } from '../helpers/db.js'
@@ -58,7 +58,9 @@ t.test('a migration that replaces or re-creates the function does not break a st
   const rotate = await chain(db)
   t.equal(await rotate(), 'rotated', 'prepared against the newest function')
   const migrator = await testConnection(t, url)
-  t.same(await migrateDown(migrator.db), ['0017_login_client_registration'], 'first the login\'s function, replaced in place')
+  t.same(await migrateDown(migrator.db), ['0018_refresh_grants_together'], 'first the function deciding refreshes together, dropped')
+  t.equal(await rotate(), 'rotated', 'a function beside it dropped: the prepared call still runs')
+  t.same(await migrateDown(migrator.db), ['0017_login_client_registration'], 'then the login\'s function, replaced in place')
   t.same(await migrateDown(migrator.db), ['0016_reuse_by_another_client'], 'then the refresh grant\'s')
   t.equal(await rotate(), 'rotated', 'the function replaced in place (0016 down): the prepared call runs 0015\'s body')
   t.same(await migrateDown(migrator.db), ['0015_user_lookups'], 'then indexes of sessions and audit_events')
@@ -76,7 +78,7 @@ t.test('a migration that replaces or re-creates the function does not break a st
   t.same(await migrateDown(migrator.db), ['0006_refresh_writes'])
   t.equal(await rotate(), 'rotated', 'the function replaced in place (0006 down): the prepared call runs the new body')
   t.same(await migrateDown(migrator.db), ['0005_refresh_grant'])
-  t.same(await migrateUp(migrator.db), ['0005_refresh_grant', '0006_refresh_writes', '0007_refresh_token_kid_brin', '0008_login_round_trips', '0009_client_changes', '0010_login_backoff_streak', '0011_users_imported_at', '0012_redact_invalid_usernames', '0013_login_client_check', '0014_revoked_key_sweep', '0015_user_lookups', '0016_reuse_by_another_client', '0017_login_client_registration'])
+  t.same(await migrateUp(migrator.db), ['0005_refresh_grant', '0006_refresh_writes', '0007_refresh_token_kid_brin', '0008_login_round_trips', '0009_client_changes', '0010_login_backoff_streak', '0011_users_imported_at', '0012_redact_invalid_usernames', '0013_login_client_check', '0014_revoked_key_sweep', '0015_user_lookups', '0016_reuse_by_another_client', '0017_login_client_registration', '0018_refresh_grants_together'])
   t.equal(await rotate(), 'rotated', 'the function dropped and created again (a new identity): Postgres plans the prepared call again')
   t.same(await preparedOnThisConnection(db), ['tessera_refresh_grant'], 'on the same connection throughout')
 })

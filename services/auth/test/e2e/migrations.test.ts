@@ -21,7 +21,7 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   const env = { DATABASE_URL: url, NODE_ENV: 'production' }
   const before = await runCli(['migrate', 'status', '--json'], env)
   t.equal(before.code, 0, before.stderr)
-  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null])
+  t.same(JSON.parse(before.stdout).map((m: { applied_at: unknown }) => m.applied_at), [null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null])
 
   const up = await runCli(['migrate', 'up'], env)
   t.equal(up.code, 0, up.stderr)
@@ -85,6 +85,9 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
     (await sql<{ body: string }>`SELECT prosrc AS body FROM pg_proc WHERE proname = 'tessera_refresh_grant'`.execute(connection.db)).rows[0]?.body ?? ''
   t.match(await startBody(), "'password' = ANY (c.grants) AND string_to_array(session_scope, ' ') <@ c.scopes AND session_resources <@ c.resources", 'up: a login checks that its client still allows what it was granted')
   t.match(await startBody(), /c\.resources\s+FOR SHARE;/, 'under a row lock')
+  t.equal(await functions('tessera_refresh_grants'), 1, 'up: refreshes decided together')
+  await revertNewest('0018_refresh_grants_together')
+  t.equal(await functions('tessera_refresh_grants'), 0, 'down dropped it')
   await revertNewest('0017_login_client_registration')
   t.match(await startBody(), 'PERFORM FROM clients c WHERE c.client_id = session_client AND c.disabled_at IS NULL FOR SHARE;', 'down: 0013\'s check, as before')
   t.notMatch(await startBody(), 'c.scopes', 'and nothing of 0017\'s')
@@ -110,6 +113,7 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   t.same((await connection.db.selectFrom('login_throttle').select('username').execute()).map((r) => r.username), ['alice'], 'and from the back-off')
   await connection.db.deleteFrom('audit_events').execute()
   await connection.db.deleteFrom('login_throttle').execute()
+  await revertNewest('0018_refresh_grants_together')
   await revertNewest('0017_login_client_registration')
   await revertNewest('0016_reuse_by_another_client')
   await revertNewest('0015_user_lookups')
@@ -130,6 +134,7 @@ t.test('migrate up, status, down, up again through the CLI', async (t) => {
   t.same(imported, { 'signed-up': false, imported: true, 'logged-in': false }, 'up: only a user with no user.created row and a Django hash still is taken for imported; when unsure, not')
   await connection.db.deleteFrom('audit_events').execute()
   await connection.db.deleteFrom('users').execute()
+  await revertNewest('0018_refresh_grants_together')
   await revertNewest('0017_login_client_registration')
   await revertNewest('0016_reuse_by_another_client')
   await revertNewest('0015_user_lookups')
@@ -200,14 +205,14 @@ t.test('two migrate up at once apply each migration once', async (t) => {
   t.equal(a.code, 0, a.stderr)
   t.equal(b.code, 0, b.stderr)
   const applied = [...JSON.parse(a.stdout).applied, ...JSON.parse(b.stdout).applied]
-  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients', '0005_refresh_grant', '0006_refresh_writes', '0007_refresh_token_kid_brin', '0008_login_round_trips', '0009_client_changes', '0010_login_backoff_streak', '0011_users_imported_at', '0012_redact_invalid_usernames', '0013_login_client_check', '0014_revoked_key_sweep', '0015_user_lookups', '0016_reuse_by_another_client', '0017_login_client_registration'], 'exactly one process applied each')
+  t.same(applied.sort(), ['0001_initial', '0002_refresh_decision', '0004_clients', '0005_refresh_grant', '0006_refresh_writes', '0007_refresh_token_kid_brin', '0008_login_round_trips', '0009_client_changes', '0010_login_backoff_streak', '0011_users_imported_at', '0012_redact_invalid_usernames', '0013_login_client_check', '0014_revoked_key_sweep', '0015_user_lookups', '0016_reuse_by_another_client', '0017_login_client_registration', '0018_refresh_grants_together'], 'exactly one process applied each')
 })
 
 t.test('migrate up failed by instances\' locks says which migration, that it changed nothing, what stays applied, and to run it again', async (t) => {
   const url = await createTestDatabase(t)
   const { db, pool } = await testConnection(t, url)
-  for (let i = 0; i < 4; i++) await runCli(['migrate', 'down', '--yes'], { DATABASE_URL: url })
-  t.same((await schemaStanding(db)).pending, ['0014_revoked_key_sweep', '0015_user_lookups', '0016_reuse_by_another_client', '0017_login_client_registration'])
+  for (let i = 0; i < 5; i++) await runCli(['migrate', 'down', '--yes'], { DATABASE_URL: url })
+  t.same((await schemaStanding(db)).pending, ['0014_revoked_key_sweep', '0015_user_lookups', '0016_reuse_by_another_client', '0017_login_client_registration', '0018_refresh_grants_together'])
   const live = await pool.connect()
   t.teardown(() => live.release())
   const watcher = await pool.connect()
@@ -233,7 +238,7 @@ t.test('migrate up failed by instances\' locks says which migration, that it cha
   t.same([deadlocked.code, deadlocked.stdout], [1, ''], 'exit 1, as any failed command')
   t.equal(deadlocked.stderr, 'tessera: ' + said('0015_user_lookups', '; applied before it, and still so: 0014_revoked_key_sweep',
     'deadlock detected (Postgres broke a deadlock between it and transactions of instances serving meanwhile by failing it)'))
-  t.same((await schemaStanding(db)).pending, ['0015_user_lookups', '0016_reuse_by_another_client', '0017_login_client_registration'], '0014 stays applied, 0015 does not, nor what comes after it')
+  t.same((await schemaStanding(db)).pending, ['0015_user_lookups', '0016_reuse_by_another_client', '0017_login_client_registration', '0018_refresh_grants_together'], '0014 stays applied, 0015 does not, nor what comes after it')
   t.same(await indexes(), ['sessions_user_live'], 'and 0015 changed nothing')
 
   // A lock wait past lock_timeout: the live transaction reads sessions, which 0015 wants whole.
@@ -246,7 +251,7 @@ t.test('migrate up failed by instances\' locks says which migration, that it cha
   t.same(await indexes(), ['sessions_user_live'], 'and it changed nothing')
 
   const again = await runCli(['migrate', 'up'], { DATABASE_URL: url })
-  t.same([again.code, again.stdout, again.stderr], [0, 'applied 0015_user_lookups, 0016_reuse_by_another_client, 0017_login_client_registration\n', ''], 'run again at a quiet moment, it applies')
+  t.same([again.code, again.stdout, again.stderr], [0, 'applied 0015_user_lookups, 0016_reuse_by_another_client, 0017_login_client_registration, 0018_refresh_grants_together\n', ''], 'run again at a quiet moment, it applies')
   t.same(await indexes(), ['audit_events_username', 'sessions_user'])
 })
 

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
 import { connect } from '../../src/db/connect.js'
 import type { Db } from '../../src/db/database.js'
-import { refreshDecision } from '../../src/grants/refresh.js'
+import { refreshDecision } from '../../src/grants/refresh-decisions.js'
 import { createTestDatabase } from '../helpers/db.js'
 import { sessionWithToken } from '../helpers/session-fixture.js'
 

@@ -19,6 +19,7 @@ import { loadKeyring } from '../../src/keys/load.js'
 import { createLogger } from '../../src/logging.js'
 import { createMetrics } from '../../src/metrics/metrics.js'
 import { ARGON2_PARAMS, PasswordHasher } from '../../src/passwords/hasher.js'
+import { RefreshDecisions } from '../../src/grants/refresh-decisions.js'
 import type { Argon2Params } from '../../src/passwords/verify.js'
 import { testConnection } from './db.js'
 import { storeKeyMadeAhead } from './signing-keys.js'
@@ -103,7 +104,7 @@ export async function buildTestApp (t: Test, env: Record<string, string> = {}, o
   await loadKeyring(connection.db, kek, keyring, { onRejectedKey: refuseRejectedKey })
   await ensureDefaultClient(connection.db, config, clock())
   const hasher = options.hasher ?? new PasswordHasher({ concurrency: config.hashConcurrency, depth: config.hashQueueDepth, params: options.productionArgon2 === true ? ARGON2_PARAMS : TEST_ARGON2 })
-  const deps: Deps = { db: connection.db, logger, keyring, hasher, metrics: createMetrics({ hasher, keyring, pool: connection.pool, processMetrics: false }), clock }
+  const deps: Deps = { db: connection.db, logger, keyring, hasher, metrics: createMetrics({ hasher, keyring, pool: connection.pool, processMetrics: false }), clock, refreshDecisions: new RefreshDecisions(connection.db) }
   const app = await buildApp(config, deps)
   t.teardown(async () => { await app.close() })
   return { app, config, deps, connection, kek, logs: sink.text, advance: (seconds) => { offset += seconds } }

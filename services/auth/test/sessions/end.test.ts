@@ -8,7 +8,7 @@
 import t from 'tap'
 import { randomUUID } from 'node:crypto'
 import { endSessions } from '../../src/sessions/end.js'
-import { refreshDecision } from '../../src/grants/refresh.js'
+import { refreshDecision } from '../../src/grants/refresh-decisions.js'
 import { testConnection } from '../helpers/db.js'
 import { sessionWithToken } from '../helpers/session-fixture.js'
 

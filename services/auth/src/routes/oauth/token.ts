@@ -63,7 +63,7 @@ function toTokenResponse (pair: TokenPair): Static<typeof TokenResponse> {
 }
 
 export function registerTokenRoutes (app: App, config: Config, deps: Deps): void {
-  const issuer = { db: deps.db, keyring: deps.keyring, config, clientCache: deps.clientCache }
+  const issuer = { db: deps.db, keyring: deps.keyring, config, clientCache: deps.clientCache, refreshDecisions: deps.refreshDecisions }
   const loginDeps = loginDepsOf(config, deps)
   app.post('/oauth/token', {
     config: { errorFormat: 'oauth', rateLimited: true, hashesPassword: 'password-grant' },
