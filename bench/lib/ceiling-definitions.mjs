@@ -34,6 +34,15 @@ export const ALTERNATING_BESIDE = {
 /** Connections Tessera's whole instance holds to Postgres (cluster/pool.ts: one worker gets all of them). */
 export const INSTANCE_POOL = workerPoolSize(1)
 
+/** The calls a worker's RefreshDecisions keeps in flight (grants/refresh-decisions.ts). */
+const ROTATION_LANES = 2
+
+/** @param {{ workers: number, connections: number }} run */
+const rotationLayout = (run) => ({ workers: run.workers, pool: workerPoolSize(run.workers), chains: run.connections })
+
+/** The decisions in one of pgbench's calls: the scenario's connections shared by the calls the instance keeps in flight. @param {{ workers: number, connections: number }} run */
+const pgbenchTogether = (run) => Math.max(1, Math.ceil(run.connections / (ROTATION_LANES * run.workers)))
+
 /**
  * @param {object} run
  * @param {string} run.databaseUrl
@@ -76,16 +85,16 @@ export function ceilingDefinitions (run) {
       combine: (hashes, grants, requests) => combinedLoginCeiling({ hashes, grants, requests })
     },
     rotation: {
-      what: `refresh decisions as Tessera makes them: grants/refresh.ts's refreshDecision, one call of the SQL function tessera_refresh_grant (authenticate the client, lock, check, mark used, insert the successor, slide; one round trip) through Tessera's Kysely connection, ${INSTANCE_POOL} chains at once on a pool of ${INSTANCE_POOL} like Tessera's`,
-      measure: async (_round, window) => await rotationRate(run.databaseUrl, INSTANCE_POOL, seconds, window)
+      what: `refresh decisions as Tessera makes them: grants/refresh-decisions.ts's RefreshDecisions, one per HTTP worker (${run.workers}), each on a pool of its own the size of a worker's (${workerPoolSize(run.workers)}), ${run.connections} chains at once spread over them as the scenario's connections are, each rotating the successor it got last; a worker's decisions that arrive while its two calls are in flight go together in one call of the SQL function tessera_refresh_grants (for each: authenticate the client, lock, check, mark used, insert the successor, slide; one transaction), through Tessera's Kysely connection`,
+      measure: async (_round, window) => await rotationRate(run.databaseUrl, rotationLayout(run), seconds, window)
     },
     'rotation-pgbench': {
-      what: `the same function from Postgres's own point of view: pgbench, ${INSTANCE_POOL} clients, the call prepared once per connection as Tessera sends it, each rotating its own chain (falls back to the rotation ceiling when pgbench is not installed): for reading`,
+      what: `the same function from Postgres's own point of view: pgbench, ${ROTATION_LANES * run.workers} clients (the calls Tessera's instance keeps in flight), each rotating ${pgbenchTogether(run)} chains of its own per call of tessera_refresh_grants, prepared once per connection as Tessera sends it; decisions per second (falls back to the rotation ceiling when pgbench is not installed): for reading`,
       measure: async () => {
-        const rate = await pgbenchRotationRate(run.databaseUrl, INSTANCE_POOL, seconds)
+        const rate = await pgbenchRotationRate(run.databaseUrl, { clients: ROTATION_LANES * run.workers, together: pgbenchTogether(run) }, seconds)
         if (rate !== undefined) return rate
         run.log('pgbench is not installed: rotation-pgbench repeats the rotation ceiling\'s first round')
-        return await rotationRate(run.databaseUrl, INSTANCE_POOL, seconds)
+        return await rotationRate(run.databaseUrl, rotationLayout(run), seconds)
       }
     },
     'verify-jose': {

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url'
 import argon2 from 'argon2'
 import { SignJWT, generateKeyPair, jwtVerify } from 'jose'
 import pg from 'pg'
-import { ARGON2_PARAMS, ClientCache, Keyring, REFRESH_GRANT_SQL, backoffPolicy, connect, hashingOverloaded, loadConfig, loadKeyring, passwordGrant, postgresClientConfig, refreshDecision, workerPoolSize } from './service.mjs'
+import { ARGON2_PARAMS, ClientCache, Keyring, REFRESH_GRANTS_SQL, RefreshDecisions, backoffPolicy, connect, hashingOverloaded, loadConfig, loadKeyring, passwordGrant, postgresClientConfig, workerPoolSize } from './service.mjs'
 
 /** @typedef {import('./ceiling-registry.mjs').CpuWindow} CpuWindow */
 
@@ -211,29 +211,35 @@ async function rotationChains (pool, count, clientId) {
 }
 
 /**
- * Refresh decisions per second as Tessera makes them: grants/refresh.ts's
- * refreshDecision (one call of the SQL function tessera_refresh_grant, client
- * authentication included, one round trip) through Tessera's own Kysely connection, `concurrency`
- * chains at once, each rotating the successor it got last, on a pool the
- * size of Tessera's.
- * @param {string} url @param {number} concurrency @param {number} seconds @param {CpuWindow} [window]
+ * Refresh decisions per second as Tessera makes them: one
+ * grants/refresh-decisions.ts RefreshDecisions per HTTP worker, each on a
+ * pool of its own the size of a worker's, `chains` chains at once spread
+ * over them as the scenario's connections are, each rotating the successor
+ * it got last. A worker's decisions that arrive while its two calls are in
+ * flight go together in one call of tessera_refresh_grants, as in Tessera.
+ * @param {string} url @param {{ workers: number, pool: number, chains: number }} layout @param {number} seconds @param {CpuWindow} [window]
  */
-export async function rotationRate (url, concurrency, seconds, window) {
+export async function rotationRate (url, { workers, pool: poolSize, chains: count }, seconds, window) {
   const pool = new pg.Pool({ ...postgresClientConfig(url), max: 1 })
   const clientId = `bench-rotation-${randomUUID()}`
-  const { kid, chains } = await rotationChains(pool, concurrency, clientId).finally(async () => { await pool.end() })
-  const connection = connect(url, concurrency)
+  const { kid, chains } = await rotationChains(pool, count, clientId).finally(async () => { await pool.end() })
+  const connections = Array.from({ length: workers }, () => connect(url, poolSize))
   try {
     // Connections are made (SCRAM costs milliseconds each) before the clock starts.
-    const clients = await Promise.all(chains.map(async () => await connection.pool.connect()))
-    for (const client of clients) client.release()
+    for (const connection of connections) {
+      const clients = await Promise.all(Array.from({ length: poolSize }, async () => await connection.pool.connect()))
+      for (const client of clients) client.release()
+    }
+    const deciders = connections.map((connection) => new RefreshDecisions(connection.db))
     window?.open()
     const deadline = performance.now() + seconds * 1000
     const started = performance.now()
     let done = 0
-    await Promise.all(chains.map(async (chain) => {
+    await Promise.all(chains.map(async (chain, i) => {
+      const decider = deciders[i % deciders.length]
+      if (decider === undefined) throw new Error('no worker to decide on')
       while (performance.now() < deadline) {
-        const row = await refreshDecision(connection.db, {
+        const row = await decider.decide({
           presentingClient: clientId,
           claims: { jti: chain.jti, sid: chain.session, sub: chain.userId },
           wantedScope: undefined,
@@ -252,35 +258,44 @@ export async function rotationRate (url, concurrency, seconds, window) {
     window?.close()
     return Math.round(done / ((performance.now() - started) / 1000))
   } finally {
-    await connection.close()
+    await Promise.all(connections.map(async (connection) => await connection.close()))
   }
 }
 
 /**
- * Tessera's call with pgbench's variables for the parameters, as
- * rotationRate passes them; only the successor's jti comes back, for pgbench's gset.
- * @param {string} clientId
+ * Tessera's call of `together` decisions with pgbench's variables for the
+ * parameters, as rotationRate passes them: the chains' tokens, sessions and
+ * users as array texts (pgbench's variables hold text), the rest one value
+ * repeated; only the successors come back, in order, for pgbench's gset.
+ * @param {string} clientId @param {number} together
  */
-function pgbenchGrant (clientId) {
-  const args = [':jti', ':sid', ':sub', 'clock_timestamp()', '10', 'NULL', 'gen_random_uuid()', ':kid', '2592000', "'127.0.0.1'", "'pgbench'", `'${clientId}'`, 'NULL', 'NULL']
-  return REFRESH_GRANT_SQL.replace('select *', 'select successor_jti as jti').replace(/\$(\d+)/g, (_, n) => args[Number(n) - 1] ?? 'NULL')
+function pgbenchGrants (clientId, together) {
+  const each = (/** @type {string} */ value, /** @type {string} */ type) => `array_fill(${value}::${type}, ARRAY[${together}])`
+  const args = [':jtis::uuid[]', ':sids::uuid[]', ':subs::text[]', each('clock_timestamp()', 'timestamptz'), '10', each('NULL', 'text'),
+    `ARRAY(SELECT gen_random_uuid() FROM generate_series(1, ${together}))`, each(':kid', 'text'), '2592000', each("'127.0.0.1'", 'text'),
+    each("'pgbench'", 'text'), each(`'${clientId}'`, 'text'), each('NULL', 'bytea'), each('NULL', 'text')]
+  const call = REFRESH_GRANTS_SQL.replace(/\$(\d+)/g, (_, n) => args[Number(n) - 1] ?? 'NULL').replace('select *', 'select array_agg(successor_jti ORDER BY item)::text AS jtis, 1 / bool_and(decision = \'rotated\')::int AS rotated')
+  // A decision not rotated divides by zero: pgbench stops and the ceiling fails, rather than counting cheap refusals.
+  return call
 }
 
 /**
- * The same decision from Postgres's own point of view: pgbench runs
- * grants/refresh.ts's REFRESH_GRANT_SQL (tessera_refresh_grant) over `clients` connections, each rotating its own
- * chain (the successor comes back by \gset), prepared once per connection
- * as Tessera sends it (a named statement), and reports transactions per second. No Node, no
- * pool, no driver: what is left is the database. Undefined when pgbench is
- * not installed (Debian's postgresql-client has it).
- * @param {string} url @param {number} clients @param {number} seconds
+ * The same decisions from Postgres's own point of view: pgbench calls
+ * grants/refresh-decisions.ts's REFRESH_GRANTS_SQL (tessera_refresh_grants)
+ * over `clients` connections, as many as Tessera's instance keeps calls in
+ * flight, each rotating `together` chains of its own per call (the
+ * successors come back by \gset), and reports calls per second, times
+ * `together` for decisions. No Node, no pool, no driver: what is left is the
+ * database. Undefined when pgbench is not installed (Debian's
+ * postgresql-client has it).
+ * @param {string} url @param {{ clients: number, together: number }} layout @param {number} seconds
  * @returns {Promise<number | undefined>}
  */
-export async function pgbenchRotationRate (url, clients, seconds) {
+export async function pgbenchRotationRate (url, { clients, together }, seconds) {
   const tag = `bench-pgbench-${randomUUID()}`
   const pool = new pg.Pool({ ...postgresClientConfig(url), max: 1 })
   try {
-    await rotationChains(pool, clients, tag)
+    await rotationChains(pool, clients * together, tag)
   } finally {
     await pool.end()
   }
@@ -289,10 +304,11 @@ export async function pgbenchRotationRate (url, clients, seconds) {
     const script = path.join(dir, 'rotate.sql')
     await fs.writeFile(script, [
       '\\if :started = 0',
-      `SELECT s.id AS sid, s.user_id AS sub, rt.jti AS jti, rt.kid AS kid FROM sessions s JOIN refresh_tokens rt ON rt.session_id = s.id WHERE s.client_id = '${tag}' AND rt.used_at IS NULL ORDER BY s.id OFFSET :client_id LIMIT 1 \\gset`,
+      'SELECT array_agg(c.sid ORDER BY c.sid)::text AS sids, array_agg(c.sub ORDER BY c.sid)::text AS subs, array_agg(c.jti ORDER BY c.sid)::text AS jtis, min(c.kid) AS kid FROM (' +
+        `SELECT s.id AS sid, s.user_id AS sub, rt.jti, rt.kid FROM sessions s JOIN refresh_tokens rt ON rt.session_id = s.id WHERE s.client_id = '${tag}' AND rt.used_at IS NULL ORDER BY s.id OFFSET :client_id * ${together} LIMIT ${together}) c \\gset`,
       '\\set started 1',
       '\\endif',
-      `${pgbenchGrant(tag)} \\gset`,
+      `${pgbenchGrants(tag, together)} \\gset`,
       ''
     ].join('\n'))
     const output = await new Promise((resolve, reject) => {
@@ -309,7 +325,7 @@ export async function pgbenchRotationRate (url, clients, seconds) {
     if (failed !== null && failed[1] !== '0') throw new Error(`pgbench: ${failed[1]} transactions failed`)
     const tps = /tps = ([\d.]+)/.exec(String(output))
     if (tps === null) throw new Error(`pgbench printed no tps: ${output}`)
-    return Math.round(Number(tps[1]))
+    return Math.round(Number(tps[1]) * together)
   } finally {
     await fs.rm(dir, { recursive: true, force: true })
   }

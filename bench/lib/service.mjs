@@ -23,7 +23,7 @@ export { startEmbeddedPostgres, stopEmbeddedPostgres } from '@tessera/auth/db/em
 export { migrateUp } from '@tessera/auth/db/migrate.js'
 export { workerPoolSize } from '@tessera/auth/cluster/pool.js'
 export { ARGON2_PARAMS } from '@tessera/auth/passwords/hasher.js'
-export { REFRESH_GRANT_SQL, refreshDecision } from '@tessera/auth/grants/refresh-decisions.js'
+export { REFRESH_GRANTS_SQL, RefreshDecisions } from '@tessera/auth/grants/refresh-decisions.js'
 export { passwordGrant } from '@tessera/auth/grants/password.js'
 export { backoffPolicy } from '@tessera/auth/passwords/login-throttle.js'
 export { loadConfig } from '@tessera/auth/config.js'
