@@ -104,6 +104,17 @@ export async function refreshDecisionsTogether (db: Db, inputs: readonly Refresh
   })
 }
 
+/**
+ * Postgres refused the call for something in it: a value (SQLSTATE class
+ * 22), a constraint (23), a conflict it rolled back (40), the statement
+ * itself (42: a function missing, as after `migrate down` under a running
+ * build). Taken alone, each decision fares as it would have.
+ */
+function decidedAlone (err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && /^(22|23|40|42)[0-9A-Z]{3}$/.test(code)
+}
+
 interface WaitingDecision {
   input: RefreshDecisionInput
   resolve: (row: RefreshDecisionRow) => void
@@ -149,20 +160,27 @@ export class RefreshDecisions {
   /**
    * A decision whose session is held elsewhere waits for it alone, outside
    * the lanes, so one held session never stalls the process's other
-   * refreshes. A call that fails as a whole wrote nothing (one transaction):
-   * each of its decisions is then taken alone, so one refresh's failure is
-   * never another's, and one that did commit before its answer was lost is
-   * answered from the grace window.
+   * refreshes. A call refused for what one of its values is (decidedAlone)
+   * wrote nothing, being one transaction: each of its decisions is taken
+   * again alone, so one refresh's failure is never another's. Any other
+   * failure (the database out of reach or over its statement timeout) is
+   * every decision's, as it would have been alone, and is not sent again:
+   * a refresh whose call committed before its answer was lost gets its
+   * successor from the grace window when its client tries again, as before.
    */
   async #decide (group: WaitingDecision[]): Promise<void> {
-    let rows: RefreshDecisionRow[] | undefined
+    let rows: RefreshDecisionRow[]
     try {
       rows = await refreshDecisionsTogether(this.#db, group.map(({ input }) => input))
-    } catch {
-      rows = undefined
+    } catch (err) {
+      for (const waiting of group) {
+        if (decidedAlone(err)) refreshDecision(this.#db, waiting.input).then(waiting.resolve, waiting.reject)
+        else waiting.reject(err)
+      }
+      return
     }
     for (const [i, waiting] of group.entries()) {
-      const row = rows?.[i]
+      const row = rows[i]
       if (row !== undefined && row.decision !== SESSION_LOCKED) waiting.resolve(row)
       else refreshDecision(this.#db, waiting.input).then(waiting.resolve, waiting.reject)
     }
