@@ -187,3 +187,24 @@ t.test('a call that fails for the database rather than for a value in it (here i
   t.equal(counted.sent(REFRESH_GRANT_SQL), 0, 'neither is sent again alone: the database, not a value, refused it')
   t.same(await Promise.all([held, free].map(snapshot)), before, 'nothing written for either')
 })
+
+t.test('text that array literals quote or escape reaches its own decision as it would alone: quotes, backslashes, braces, commas, the word NULL, an empty agent, one cut at 512 inside a surrogate pair', async (t) => {
+  const { db } = await testConnection(t)
+  const scope = 'read {x,y} a,b NULL (r) x} {'
+  const agents = ['a"b', 'c\\d', '{x,y}', 'NULL', '', ' spaced ', `${'x'.repeat(511)}\u{1F600}`, '"{}",\\']
+  const wanted = [['{x,y}'], ['a,b'], ['NULL'], ['x}'], ['{'], ['read', '(r)'], undefined, ['{x,y}', 'NULL']]
+  /** The same requests, on fresh fixtures, decided alone or together: what each answers and writes. */
+  const outcome = async (together: boolean): Promise<unknown[]> => {
+    const fixtures = await Promise.all(agents.map(async () => await fixture(db, { scope })))
+    const inputs = fixtures.map((f, i) => input(f, { wantedScope: wanted[i], context: { ip: i % 2 === 0 ? undefined : `"1,{2}"\\${i}`, userAgent: agents[i] } }))
+    const rows = together ? await refreshDecisionsTogether(db, inputs) : await Promise.all(inputs.map(async (call) => await refreshDecision(db, call)))
+    return await Promise.all(fixtures.map(async (f, i) => ({
+      decision: rows[i]?.decision,
+      own: rows[i]?.successor_jti === inputs[i]?.successorJti,
+      session: await db.selectFrom('sessions').select(['ip', 'user_agent', 'last_used_at']).where('id', '=', f.sessionId).executeTakeFirstOrThrow()
+    })))
+  }
+  const alone = await outcome(false)
+  t.ok(alone.every((o) => (o as { decision: string }).decision === 'rotated'), 'each rotates alone')
+  t.same(await outcome(true), alone, 'and together, with the same address and agent written for each')
+})
