@@ -164,9 +164,10 @@ export class RefreshDecisions {
    * wrote nothing, being one transaction: each of its decisions is taken
    * again alone, so one refresh's failure is never another's. Any other
    * failure (the database out of reach or over its statement timeout) is
-   * every decision's, as it would have been alone, and is not sent again:
-   * a refresh whose call committed before its answer was lost gets its
-   * successor from the grace window when its client tries again, as before.
+   * every decision's and is not sent again, so a database that could not
+   * answer one call is not sent many: a refresh whose call committed before
+   * its answer was lost gets its successor from the grace window when its
+   * client tries again, as before.
    */
   async #decide (group: WaitingDecision[]): Promise<void> {
     let rows: RefreshDecisionRow[]
