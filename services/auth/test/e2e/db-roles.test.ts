@@ -74,7 +74,7 @@ t.test('owner, runtime and notes roles: each can do its job and nothing more', a
   const asRuntime = await runCli(['migrate', 'down', '--yes'], { DATABASE_URL: urlAs(databaseUrl, roles.runtime) })
   t.equal(asRuntime.code, 1, 'migrations as the runtime role fail')
   // Postgres's own words name what the newest migration's down touches first (a table it alters, an index it drops, a function in public it replaces).
-  t.match(asRuntime.stderr, /^tessera: (permission denied for schema public|must be owner of (table|index) \w+): the role in DATABASE_URL may not do this; `tessera migrate` runs as the owner role/, 'and say which role they need')
+  t.match(asRuntime.stderr, /^tessera: (permission denied for schema public|must be owner of (table|index|function) \w+): the role in DATABASE_URL may not do this; `tessera migrate` runs as the owner role/, 'and say which role they need')
   for (const command of [['migrate', 'down', '--yes'], ['migrate', 'up']]) {
     const run = await runCli(command, { DATABASE_URL: urlAs(databaseUrl, roles.owner) })
     t.equal(run.code, 0, `${command.join(' ')} as the owner: ${run.stderr}`)
