@@ -14,7 +14,7 @@ import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
-import { makeDataDir } from '../util/data-dir.js'
+import { createWholeOnce, makeDataDir } from '../util/data-dir.js'
 import { freePort, portIsFree } from '../util/free-port.js'
 import { processIsGone } from '../util/process-gone.js'
 import { DB_USER, EMBEDDED_MAX_CONNECTIONS, embeddedMaxConnections, embeddedUrl, portInPostmasterOpts, serverOptions } from './embedded-options.js'
@@ -174,8 +174,7 @@ async function readOrCreateSecret (file: string): Promise<{ secret: string, crea
   try {
     return { secret: (await fs.readFile(file, 'utf8')).trim(), created: false }
   } catch {
-    const secret = randomBytes(24).toString('base64url')
-    const created = await fs.writeFile(file, `${secret}\n`, { mode: 0o600, flag: 'wx' }).then(() => true, () => false)
+    const created = await createWholeOnce(file, `${randomBytes(24).toString('base64url')}\n`)
     return { secret: (await fs.readFile(file, 'utf8')).trim(), created }
   }
 }

@@ -9,7 +9,7 @@ import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import { ConfigError, type Config } from '../config.js'
 import { TesseraError } from '../errors.js'
-import { makeDataDir } from '../util/data-dir.js'
+import { createWholeOnce, makeDataDir } from '../util/data-dir.js'
 
 const NONCE = 12
 const TAG = 16
@@ -70,11 +70,7 @@ export async function resolveKek (config: Pick<Config, 'kek' | 'dataDir' | 'prod
   // read-only mount, chattr +i), as `keys rewrap` refusing such a directory says in its own words.
   if (!await fs.access(file).then(() => true, () => false)) {
     await makeDataDir(dataDir)
-    try {
-      await fs.writeFile(file, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' })
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-    }
+    await createWholeOnce(file, `${randomBytes(32).toString('base64url')}\n`)
   }
   return readKekFile(file)
 }
