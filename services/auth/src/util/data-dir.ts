@@ -39,8 +39,10 @@ export async function createWholeOnce (file: string, content: string): Promise<b
     await fs.writeFile(beside, content, { mode: 0o600, flag: 'wx' })
     await fs.link(beside, file)
     return true
-  } catch {
-    return false
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false
+    // A file system without hard links (some network and bind mounts): the exclusive create alone, as before.
+    return await fs.writeFile(file, content, { mode: 0o600, flag: 'wx' }).then(() => true, () => false)
   } finally {
     await fs.rm(beside, { force: true })
   }
