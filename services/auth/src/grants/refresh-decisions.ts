@@ -170,12 +170,13 @@ export class RefreshDecisions {
    * client tries again, as before.
    */
   async #decide (group: WaitingDecision[]): Promise<void> {
+    const alone = (waiting: WaitingDecision): void => { refreshDecision(this.#db, waiting.input).then(waiting.resolve, waiting.reject) }
     let rows: RefreshDecisionRow[]
     try {
       rows = await refreshDecisionsTogether(this.#db, group.map(({ input }) => input))
     } catch (err) {
       for (const waiting of group) {
-        if (decidedAlone(err)) refreshDecision(this.#db, waiting.input).then(waiting.resolve, waiting.reject)
+        if (decidedAlone(err)) alone(waiting)
         else waiting.reject(err)
       }
       return
@@ -183,7 +184,7 @@ export class RefreshDecisions {
     for (const [i, waiting] of group.entries()) {
       const row = rows[i]
       if (row !== undefined && row.decision !== SESSION_LOCKED) waiting.resolve(row)
-      else refreshDecision(this.#db, waiting.input).then(waiting.resolve, waiting.reject)
+      else alone(waiting)
     }
   }
 }
