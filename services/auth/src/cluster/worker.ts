@@ -145,9 +145,10 @@ export async function startWorker (config: Config, logger: Logger, droppedLogLin
         }
       }
     })
-    const own = createMetrics({ pool: connection.pool, droppedLogLines, render: async () => await ask<string>('metrics', null) })
+    const refreshDecisions = new RefreshDecisions(connection.db)
+    const own = createMetrics({ pool: connection.pool, refreshDecisions, droppedLogLines, render: async () => await ask<string>('metrics', null) })
     metrics = own
-    const app = await buildApp(config, { db: connection.db, logger, keyring, hasher, metrics: own, clock: clock.now, rateLimitStore: instanceRateLimitStore(ask), clientCache, refreshDecisions: new RefreshDecisions(connection.db) })
+    const app = await buildApp(config, { db: connection.db, logger, keyring, hasher, metrics: own, clock: clock.now, rateLimitStore: instanceRateLimitStore(ask), clientCache, refreshDecisions })
     // Fastify's listen options lack reusePort in their type; it passes them to node:net, which has it.
     const listenOptions: FastifyListenOptions & { reusePort: boolean } = { port: boot.listen.port, host: config.host, reusePort: boot.listen.reusePort }
     const address = await app.listen(listenOptions)

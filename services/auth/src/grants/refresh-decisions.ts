@@ -135,6 +135,7 @@ const MOST_TOGETHER = 32
 export class RefreshDecisions {
   readonly #db: Db
   readonly #waiting: WaitingDecision[] = []
+  readonly #callListeners: Array<(decisions: number) => void> = []
   #running = 0
 
   constructor (db: Db) {
@@ -146,6 +147,19 @@ export class RefreshDecisions {
       this.#waiting.push({ input, resolve, reject })
       if (this.#running < LANES) this.#sendNext()
     })
+  }
+
+  /**
+   * Told, for each call sent to Postgres, how many decisions it carried: the
+   * group's size for a call of tessera_refresh_grants, 1 for a decision taken
+   * alone (the metrics' histogram: how much the grouping saves).
+   */
+  observeCalls (listener: (decisions: number) => void): void {
+    this.#callListeners.push(listener)
+  }
+
+  #called (decisions: number): void {
+    for (const listener of this.#callListeners) listener(decisions)
   }
 
   #sendNext (): void {
@@ -170,8 +184,12 @@ export class RefreshDecisions {
    * client tries again, as before.
    */
   async #decide (group: WaitingDecision[]): Promise<void> {
-    const alone = (waiting: WaitingDecision): void => { refreshDecision(this.#db, waiting.input).then(waiting.resolve, waiting.reject) }
+    const alone = (waiting: WaitingDecision): void => {
+      this.#called(1)
+      refreshDecision(this.#db, waiting.input).then(waiting.resolve, waiting.reject)
+    }
     let rows: RefreshDecisionRow[]
+    this.#called(group.length)
     try {
       rows = await refreshDecisionsTogether(this.#db, group.map(({ input }) => input))
     } catch (err) {

@@ -11,6 +11,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type pg from 'pg'
 import type { GrantType } from '../db/database.js'
 import type { Keyring } from '../keys/keyring.js'
+import type { RefreshDecisions } from '../grants/refresh-decisions.js'
 import type { PasswordHasher } from '../passwords/hasher.js'
 import { VERSION } from '../version.js'
 
@@ -51,6 +52,8 @@ export interface Metrics {
 
 export interface MetricsSources {
   hasher?: PasswordHasher
+  /** The process's refresh decisions: how many go to Postgres in each call. */
+  refreshDecisions?: Pick<RefreshDecisions, 'observeCalls'>
   keyring?: Keyring
   /** The process's `main` pool. */
   pool?: pg.Pool
@@ -113,6 +116,15 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
       registers: [registry]
     })
     hasher.observeWaits((seconds) => waits.observe(seconds))
+  }
+  if (sources.refreshDecisions !== undefined) {
+    const perCall = new Histogram({
+      name: 'tessera_refresh_decisions_per_call',
+      help: 'Refresh decisions sent to Postgres in one call: those that arrived while the process\'s earlier calls were in flight go together, up to 32; 1 for a refresh decided alone',
+      buckets: [1, 2, 4, 8, 16, 32],
+      registers: [registry]
+    })
+    sources.refreshDecisions.observeCalls((decisions) => perCall.observe(decisions))
   }
   if (keyring !== undefined) {
     registry.registerMetric(new Gauge({

@@ -42,6 +42,7 @@ t.test('/metrics is Prometheus text and every counter moves by what was done', a
   const { app, advance } = await buildTestApp(t, { TESSERA_LOGIN_BACKOFF_AFTER: '2', TESSERA_LOGIN_BACKOFF_BASE: '60s' })
   const { types } = parseMetrics((await app.inject({ method: 'GET', url: '/metrics' })).body)
   t.equal(types.get('tessera_http_request_duration_seconds'), 'histogram')
+  t.equal(types.get('tessera_refresh_decisions_per_call'), 'histogram')
   for (const counter of ['tessera_logins_total', 'tessera_refreshes_total', 'tessera_revocations_total', 'tessera_tokens_issued_total', 'tessera_rate_limited_total']) {
     t.equal(types.get(counter), 'counter', `${counter} is a counter`)
   }
@@ -76,6 +77,9 @@ t.test('/metrics is Prometheus text and every counter moves by what was done', a
   t.equal(moved('tessera_refreshes_total{outcome="grace"}'), 1)
   t.equal(moved('tessera_refreshes_total{outcome="reuse"}'), 1)
   t.equal(moved('tessera_refreshes_total{outcome="refused"}'), 1)
+  t.equal(moved('tessera_refresh_decisions_per_call_count'), 3, 'three refreshes reached the database, one after another: three calls')
+  t.equal(moved('tessera_refresh_decisions_per_call_sum'), 3)
+  t.equal(moved('tessera_refresh_decisions_per_call_bucket{le="1"}'), 3, 'each call carried one')
   t.equal(moved('tessera_revocations_total'), 1, 'revoking an ended session again counts nothing')
   t.equal(moved('tessera_tokens_issued_total{grant_type="password"}'), 3, 'three logins, by grant type')
   t.equal(moved('tessera_tokens_issued_total{grant_type="refresh_token"}'), 2, 'a rotation and a grace replay')

@@ -131,6 +131,8 @@ t.test('one decision whose call fails fails alone: its group\'s others are each 
   const { db } = await testConnection(t)
   const counted = counting(db)
   const decisions = new RefreshDecisions(counted.db)
+  const calls: number[] = []
+  decisions.observeCalls((size) => calls.push(size))
   const fixtures = await Promise.all(Array.from({ length: 6 }, async () => await fixture(db)))
   // Postgres refuses a NUL in text: the whole call fails, one transaction, nothing written.
   const poisoned = 3
@@ -139,20 +141,25 @@ t.test('one decision whose call fails fails alone: its group\'s others are each 
   t.equal(counted.sent(REFRESH_GRANT_SQL), 4, 'that call failing, each of its four decided again alone')
   t.same(answers.map((a) => a.status === 'fulfilled' ? a.value.decision : 'failed'), ['rotated', 'rotated', 'rotated', 'failed', 'rotated', 'rotated'], 'only the poisoned decision fails')
   t.match(answers[poisoned], { status: 'rejected', reason: { code: '22021' } }, 'with its own error')
+  t.same(calls.sort((a, b) => a - b), [1, 1, 1, 1, 1, 1, 4], 'the observer is told each call\'s size: the failed call of four and each decision sent again alone')
 })
 
 t.test('refreshes arriving while calls are in flight go together, at most two calls at once; a quiet process sends each at once', async (t) => {
   const { db } = await testConnection(t)
   const counted = counting(db)
   const decisions = new RefreshDecisions(counted.db)
+  const calls: number[] = []
+  decisions.observeCalls((size) => calls.push(size))
   const fixtures = await Promise.all(Array.from({ length: 70 }, async () => await fixture(db)))
   const rows = await Promise.all(fixtures.map(async (f) => await decisions.decide(input(f))))
   t.ok(rows.every((r) => r.decision === 'rotated'), 'every one rotated')
   t.equal(counted.sent(REFRESH_GRANTS_SQL), 5, 'two sent at once, the 68 that waited in three calls of at most 32')
+  t.same(calls, [1, 1, 32, 32, 4], 'and the observer is told each call\'s size')
 
   const alone = await decisions.decide(input(await fixture(db)))
   t.equal(alone.decision, 'rotated')
   t.equal(counted.sent(REFRESH_GRANTS_SQL), 6, 'one refresh on a quiet process: one call of its own, sent at once')
+  t.equal(calls.at(-1), 1)
 })
 
 t.test('one token refreshed 50 times at once through two processes\' RefreshDecisions, each its own connections: one rotation, every other answer its successor', async (t) => {

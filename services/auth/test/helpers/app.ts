@@ -104,7 +104,8 @@ export async function buildTestApp (t: Test, env: Record<string, string> = {}, o
   await loadKeyring(connection.db, kek, keyring, { onRejectedKey: refuseRejectedKey })
   await ensureDefaultClient(connection.db, config, clock())
   const hasher = options.hasher ?? new PasswordHasher({ concurrency: config.hashConcurrency, depth: config.hashQueueDepth, params: options.productionArgon2 === true ? ARGON2_PARAMS : TEST_ARGON2 })
-  const deps: Deps = { db: connection.db, logger, keyring, hasher, metrics: createMetrics({ hasher, keyring, pool: connection.pool, processMetrics: false }), clock, refreshDecisions: new RefreshDecisions(connection.db) }
+  const refreshDecisions = new RefreshDecisions(connection.db)
+  const deps: Deps = { db: connection.db, logger, keyring, hasher, metrics: createMetrics({ hasher, keyring, pool: connection.pool, refreshDecisions, processMetrics: false }), clock, refreshDecisions }
   const app = await buildApp(config, deps)
   t.teardown(async () => { await app.close() })
   return { app, config, deps, connection, kek, logs: sink.text, advance: (seconds) => { offset += seconds } }
