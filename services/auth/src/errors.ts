@@ -42,8 +42,20 @@ export type TesseraErrorCode =
 export abstract class TesseraError extends Error {
   abstract readonly code: TesseraErrorCode
 
-  constructor (message: string, options: { cause?: unknown } = {}) {
-    super(message, options)
+  /**
+   * `stack: false` for a refusal answered to a client (OAuthError,
+   * ProblemError, DrfError): http/errors.ts logs its code and detail, never
+   * its stack, and capturing one was a tenth of a worker's CPU while it shed
+   * a login flood (docs/performance.md, "Session 38"). Its `cause` keeps its own.
+   */
+  constructor (message: string, options: { cause?: unknown, stack?: boolean } = {}) {
+    const limit = Error.stackTraceLimit
+    if (options.stack === false) Error.stackTraceLimit = 0
+    try {
+      super(message, { cause: options.cause })
+    } finally {
+      Error.stackTraceLimit = limit
+    }
     this.name = new.target.name
   }
 }
@@ -93,7 +105,7 @@ export class OAuthError extends TesseraError {
 
   /** `error` is RFC 6749 §5.2's member name; `description` is sent as `error_description`. */
   constructor (error: OAuthErrorCode, description: string, options: ErrorOptions = {}) {
-    super(description, { cause: options.cause })
+    super(description, { cause: options.cause, stack: false })
     this.error = error
     this.description = description
     this.status = options.status ?? OAUTH_STATUS[error]
@@ -144,7 +156,7 @@ export class ProblemError extends TesseraError {
   readonly type: string
 
   constructor (status: number, title: string, options: ErrorOptions & { publicDetail?: string, type?: string } = {}) {
-    super(title, { cause: options.cause })
+    super(title, { cause: options.cause, stack: false })
     this.status = status
     this.title = title
     this.publicDetail = options.publicDetail
@@ -176,7 +188,7 @@ export class DrfError extends TesseraError {
   readonly detail: string | undefined
 
   constructor (status: number, body: Record<string, string | string[]>, options: Pick<ErrorOptions, 'detail' | 'cause'> = {}) {
-    super(`DRF ${status}`, { cause: options.cause })
+    super(`DRF ${status}`, { cause: options.cause, stack: false })
     this.status = status
     this.body = body
     this.detail = options.detail
