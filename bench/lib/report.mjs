@@ -24,7 +24,8 @@ const TARGETS = [
   { text: 'refresh ≥ 1,500/s at 64 connections, p99 ≤ 100 ms, zero errors', source: 'issue 12', scenarios: ['refresh'], beside: ['refresh-combined', 'refresh-signing-limit'] },
   { text: '/v1/me ≥ 60 % of a bare Fastify route doing the same read', source: 'issue 12', scenarios: ['me'] },
   { text: 'JWKS ≥ 80 % of the bare route (200 and 304)', source: 'issue 12', scenarios: ['jwks', 'jwks-304'] },
-  { text: 'login ≥ 90 % of the argon2 ceiling at 16 connections, zero errors', source: 'issue 12', scenarios: ['login'], beside: ['login-combined'] },
+  // login-combined is also set against argon2: the most a login reaches when its grant costs what it costs alone (docs/performance.md, "Session 38").
+  { text: 'login ≥ 90 % of the argon2 ceiling at 16 connections, zero errors', source: 'issue 12', scenarios: ['login'], beside: ['login-combined'], bound: 'login-combined' },
   { text: 'login at 64 connections: nothing waits in the hashing queue longer than about half a second (500 ms), past the bound shed at once (p99 of the 503 answers ≤ 100 ms) with 503 + Retry-After', source: 'issue 12', scenarios: ['login-c64'] },
   { text: 'client_credentials ≥ 60 % of one signature + one indexed read + one request', source: 'issue 14', scenarios: ['client-credentials'] }
 ]
@@ -37,8 +38,8 @@ const TARGETS = [
 
 const rate = (/** @type {number} */ n) => `${Math.round(n).toLocaleString('en-US')}/s`
 
-/** @param {JudgedResult} r @param {Record<string, { rate: number }>} ceilings @param {string[]} beside */
-function measuredText (r, ceilings, beside) {
+/** @param {JudgedResult} r @param {Record<string, { rate: number }>} ceilings @param {string[]} beside @param {string} [bound] */
+function measuredText (r, ceilings, beside, bound) {
   const ofCeiling = `${Math.round(r.ratio * 100)} % of ${r.ceiling} ${rate(r.ceilingRate)}`
   // The scenario's own ceilings read beside (measured in rounds with it), then the target's.
   const shares = [
@@ -46,6 +47,8 @@ function measuredText (r, ceilings, beside) {
     ...beside.filter((name) => ceilings[name] !== undefined && name !== r.ceiling)
       .map((name) => `${Math.round((r.rps / (ceilings[name]?.rate ?? 1)) * 100)} % of ${name} ${rate(ceilings[name]?.rate ?? 0)}`)
   ]
+  const boundRate = bound === undefined ? undefined : ceilings[bound]?.rate
+  if (boundRate !== undefined) shares.push(`${bound} itself ${Math.round((boundRate / r.ceilingRate) * 100)} % of ${r.ceiling}: the most a ${r.name} reaches with the rest of its work costing what it costs alone`)
   if (r.target.ratio !== undefined) return `${r.name}: ${rate(r.rps)} = ${ofCeiling}, ${r.errors} errors${shares.length === 0 ? '' : ` (for reading: ${shares.join('; ')})`}`
   const shed = r.shed === undefined ? '' : `, ${r.shed.toLocaleString('en-US')} answers 503 with Retry-After (${Object.entries(r.shedByRetryAfter ?? {}).map(([after, n]) => `${after} s ×${n.toLocaleString('en-US')}`).join(', ') || 'none'})`
   const waits = r.queueWaitMs === undefined ? '' : `, the longest wait in the hashing queue ≤ ${r.queueWaitMs} ms (its histogram's bucket, every round), p99 of the 503 answers ${r.shedP99 ?? '–'} ms (worst round)`
@@ -60,10 +63,10 @@ function measuredText (r, ceilings, beside) {
  */
 export function judgeTargets (results, ceilings = {}) {
   if (results.length === 0) return { targets: [], issue9: [] }
-  const targets = TARGETS.flatMap(({ text, source, scenarios, beside = [] }) => {
+  const targets = TARGETS.flatMap(({ text, source, scenarios, beside = [], bound }) => {
     const rows = results.filter((r) => scenarios.includes(r.name))
     if (rows.length === 0) return []
-    return [{ text: `${text} (${source})`, measured: rows.map((r) => measuredText(r, ceilings, beside)).join('; '), met: rows.every((r) => r.met) }]
+    return [{ text: `${text} (${source})`, measured: rows.map((r) => measuredText(r, ceilings, beside, bound)).join('; '), met: rows.every((r) => r.met) }]
   })
   const issue9 = [
     ...results.filter((r) => r.issue9Ratio !== undefined).map((r) => ({
