@@ -49,6 +49,14 @@ t.test('the JWKS answer changes exactly when the published set does', async (t) 
   t.equal(notModified.headers.etag, published.headers.etag)
   t.equal(notModified.headers['cache-control'], 'public, max-age=120, s-maxage=1', 'a 304 carries the caching a 200 would')
   t.notOk('content-type' in notModified.headers, 'and no representation metadata')
+  const etag = String(published.headers.etag)
+  for (const [header, status, what] of [
+    [`"other", ${etag}`, 304, 'the tag among others (RFC 9110 §13.1.2)'],
+    [`W/${etag}`, 304, 'the tag sent weak: If-None-Match compares weakly'],
+    ['*', 304, 'any representation'],
+    [`"other", ${String(first.headers.etag)}`, 200, 'a list without the current tag'],
+    [`${etag}x`, 200, 'a longer tag is another tag']
+  ] as const) t.equal((await get({ 'if-none-match': header })).statusCode, status, `If-None-Match: ${what}`)
 
   deps.keyring.replace([{ ...current, state: 'previous' }, { ...next, state: 'current', promotedAt: new Date() }])
   const promoted = await get()
