@@ -44,13 +44,14 @@ t.test('every error Tessera throws shares one base and names its kind in a code 
 })
 
 t.test('a refusal answered to a client captures no stack (its log line has its code and detail, never one); every other error keeps its stack, and a refusal\'s cause keeps its own', async (t) => {
+  const limit = Error.stackTraceLimit
+  t.ok(limit > 0, 'frames are captured to begin with')
   const cause = new Error('underneath')
   const refusals = [new OAuthError('temporarily_unavailable', 'shed', { cause }), new RefreshReuseError(), new ProblemError(409, 'Conflict'), new InvalidTokenError('expired'), new DrfError(401, { detail: 'no' })]
   for (const err of refusals) t.equal(err.stack, `${err.name}: ${err.message}`, `${err.name}: its first line only`)
   t.match(refusals[0]?.cause, { stack: /\n\s+at / }, 'the cause keeps its frames')
-  const limit = Error.stackTraceLimit
+  t.equal(Error.stackTraceLimit, limit, 'the limit is as it was before the refusals were made')
   t.match(new StartupError('port taken').stack, /^StartupError: port taken\n\s+at /, 'a StartupError, logged with its stack, has it')
-  t.equal(Error.stackTraceLimit, limit, 'the limit is as it was after a refusal is made')
   t.match(new Error('plain').stack, /\n\s+at /, 'and errors made after one have their frames')
 })
 
