@@ -1,6 +1,6 @@
 /**
  * What the two routes that run grants share, /oauth/token and SimpleJWT's
- * views: the deps a login needs, and how a refused grant is counted.
+ * views: the deps a grant needs, and how a refused grant is counted.
  * @module
  */
 import type { Config } from '../config.js'
@@ -8,6 +8,7 @@ import { isDatabaseUnavailable, OAuthError, RefreshReuseError } from '../errors.
 import type { Deps } from '../http/app-types.js'
 import type { LoginOutcome, RefreshOutcome } from '../metrics/metrics.js'
 import type { LoginDeps } from '../grants/password.js'
+import type { RefreshIssuer } from '../grants/refresh.js'
 import { backoffPolicy } from '../passwords/login-throttle.js'
 
 /** How a refused grant shows in the counters; undefined when it is not a refusal worth counting (a malformed request). */
@@ -34,6 +35,11 @@ export async function counted<T, O> (work: () => Promise<T>, classify: (err: unk
     if (outcome !== undefined) count(outcome)
     throw err
   }
+}
+
+/** What the refresh grant (and every other grant that signs) needs, for every route that issues tokens. */
+export function issuerOf (config: Config, deps: Deps): RefreshIssuer & { config: Config } {
+  return { db: deps.db, keyring: deps.keyring, config, clientCache: deps.clientCache, refreshDecisions: deps.refreshDecisions }
 }
 
 /** What the password grant needs, for every route that logs in. */

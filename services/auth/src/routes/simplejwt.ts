@@ -20,7 +20,7 @@ import { refreshGrant } from '../grants/refresh.js'
 import { revokeToken } from '../grants/revoke-token.js'
 import { tokenStanding } from '../grants/verify-token.js'
 import { requestContext } from './context.js'
-import { counted, loginDepsOf, loginOutcome, refreshOutcome } from './grant-outcomes.js'
+import { counted, issuerOf, loginDepsOf, loginOutcome, refreshOutcome } from './grant-outcomes.js'
 import { parseMultipartForm } from './simplejwt-multipart.js'
 import { fromUtf8 } from '../http/json-body.js'
 import { NO_STORE } from './openapi.js'
@@ -152,7 +152,7 @@ export async function registerSimpleJwtRoutes (root: App, config: Config, deps: 
 
 function registerRoutes (app: App, config: Config, deps: Deps): void {
   const loginDeps = loginDepsOf(config, deps)
-  const issuer = { db: deps.db, keyring: deps.keyring, config, clientCache: deps.clientCache, refreshDecisions: deps.refreshDecisions }
+  const issuer = issuerOf(config, deps)
   const paths = simplejwtPaths(config)
   // Every route logs in or handles tokens like /oauth/token: the same per-IP budget; the login hashes.
   const options = (summary: string, body: TObject, ok: typeof Pair | typeof RefreshedPair | typeof Empty, hashesPassword?: 'always') => ({

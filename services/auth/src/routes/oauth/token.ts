@@ -22,7 +22,7 @@ import { requestContext } from '../context.js'
 import { CLIENT_AUTHENTICATION, OAUTH_NO_STORE } from '../openapi.js'
 import { authorizationHeader } from '../../http/authorization.js'
 import { presentParameters } from './parameters.js'
-import { counted, loginDepsOf, loginOutcome, refreshOutcome } from '../grant-outcomes.js'
+import { counted, issuerOf, loginDepsOf, loginOutcome, refreshOutcome } from '../grant-outcomes.js'
 
 const TokenRequest = Type.Object({
   grant_type: Type.String({ maxLength: 64 }),
@@ -63,7 +63,7 @@ function toTokenResponse (pair: TokenPair): Static<typeof TokenResponse> {
 }
 
 export function registerTokenRoutes (app: App, config: Config, deps: Deps): void {
-  const issuer = { db: deps.db, keyring: deps.keyring, config, clientCache: deps.clientCache, refreshDecisions: deps.refreshDecisions }
+  const issuer = issuerOf(config, deps)
   const loginDeps = loginDepsOf(config, deps)
   app.post('/oauth/token', {
     config: { errorFormat: 'oauth', rateLimited: true, hashesPassword: 'password-grant' },
