@@ -193,8 +193,9 @@ export class RefreshDecisions {
     try {
       rows = await refreshDecisionsTogether(this.#db, group.map(({ input }) => input))
     } catch (err) {
+      const again = decidedAlone(err)
       for (const waiting of group) {
-        if (decidedAlone(err)) alone(waiting)
+        if (again) alone(waiting)
         else waiting.reject(err)
       }
       return
