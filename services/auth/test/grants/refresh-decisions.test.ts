@@ -36,6 +36,15 @@ function counting (db: Db): { db: Db, sent: (text: string) => number } {
   return { db: counted, sent: (text) => texts.filter((sent) => sent === text).length }
 }
 
+/** A RefreshDecisions over `db`, with the statements it sent by text and the size of each call it reported. */
+function observed (db: Db): { decisions: RefreshDecisions, sent: (text: string) => number, calls: number[] } {
+  const counted = counting(db)
+  const decisions = new RefreshDecisions(counted.db)
+  const calls: number[] = []
+  decisions.observeCalls((size) => calls.push(size))
+  return { decisions, sent: counted.sent, calls }
+}
+
 t.test('in one call, each decision is the one it gets alone: every parameter reaches its own decision, and each writes what it writes alone', async (t) => {
   const { db } = await testConnection(t)
   await db.insertInto('clients').values([
@@ -129,16 +138,13 @@ t.test('a session another transaction holds: the call answers session locked for
 
 t.test('one decision whose call fails fails alone: its group\'s others are each decided again on their own', async (t) => {
   const { db } = await testConnection(t)
-  const counted = counting(db)
-  const decisions = new RefreshDecisions(counted.db)
-  const calls: number[] = []
-  decisions.observeCalls((size) => calls.push(size))
+  const { decisions, sent, calls } = observed(db)
   const fixtures = await Promise.all(Array.from({ length: 6 }, async () => await fixture(db)))
   // Postgres refuses a NUL in text: the whole call fails, one transaction, nothing written.
   const poisoned = 3
   const answers = await Promise.allSettled(fixtures.map(async (f, i) => await decisions.decide(input(f, i === poisoned ? { context: { userAgent: 'bad\u0000agent' } } : {}))))
-  t.equal(counted.sent(REFRESH_GRANTS_SQL), 3, 'two sent at once, then the four that waited, together')
-  t.equal(counted.sent(REFRESH_GRANT_SQL), 4, 'that call failing, each of its four decided again alone')
+  t.equal(sent(REFRESH_GRANTS_SQL), 3, 'two sent at once, then the four that waited, together')
+  t.equal(sent(REFRESH_GRANT_SQL), 4, 'that call failing, each of its four decided again alone')
   t.same(answers.map((a) => a.status === 'fulfilled' ? a.value.decision : 'failed'), ['rotated', 'rotated', 'rotated', 'failed', 'rotated', 'rotated'], 'only the poisoned decision fails')
   t.match(answers[poisoned], { status: 'rejected', reason: { code: '22021' } }, 'with its own error')
   t.same(calls.sort((a, b) => a - b), [1, 1, 1, 1, 1, 1, 4], 'the observer is told each call\'s size: the failed call of four and each decision sent again alone')
@@ -146,19 +152,16 @@ t.test('one decision whose call fails fails alone: its group\'s others are each 
 
 t.test('refreshes arriving while calls are in flight go together, at most two calls at once; a quiet process sends each at once', async (t) => {
   const { db } = await testConnection(t)
-  const counted = counting(db)
-  const decisions = new RefreshDecisions(counted.db)
-  const calls: number[] = []
-  decisions.observeCalls((size) => calls.push(size))
+  const { decisions, sent, calls } = observed(db)
   const fixtures = await Promise.all(Array.from({ length: 70 }, async () => await fixture(db)))
   const rows = await Promise.all(fixtures.map(async (f) => await decisions.decide(input(f))))
   t.ok(rows.every((r) => r.decision === 'rotated'), 'every one rotated')
-  t.equal(counted.sent(REFRESH_GRANTS_SQL), 5, 'two sent at once, the 68 that waited in three calls of at most 32')
+  t.equal(sent(REFRESH_GRANTS_SQL), 5, 'two sent at once, the 68 that waited in three calls of at most 32')
   t.same(calls, [1, 1, 32, 32, 4], 'and the observer is told each call\'s size')
 
   const alone = await decisions.decide(input(await fixture(db)))
   t.equal(alone.decision, 'rotated')
-  t.equal(counted.sent(REFRESH_GRANTS_SQL), 6, 'one refresh on a quiet process: one call of its own, sent at once')
+  t.equal(sent(REFRESH_GRANTS_SQL), 6, 'one refresh on a quiet process: one call of its own, sent at once')
   t.equal(calls.at(-1), 1)
 })
 
@@ -178,8 +181,7 @@ t.test('a call that fails for the database rather than for a value in it (here i
   const url = await createTestDatabase(t)
   const { db, pool } = await testConnection(t, url)
   const { db: impatient } = await testConnection(t, `${url}${url.includes('?') ? '&' : '?'}options=${encodeURIComponent('-c statement_timeout=300')}`)
-  const counted = counting(impatient)
-  const decisions = new RefreshDecisions(counted.db)
+  const { decisions, sent } = observed(impatient)
   const [first, second, held, free] = [await fixture(db), await fixture(db), await fixture(db), await fixture(db)]
   const holder = await pool.connect()
   t.teardown(() => { holder.release() })
@@ -190,8 +192,8 @@ t.test('a call that fails for the database rather than for a value in it (here i
   await holder.query('COMMIT')
   t.same(answers.slice(0, 2).map((a) => a.status === 'fulfilled' ? a.value.decision : 'failed'), ['rotated', 'rotated'], 'the two sent at once, alone')
   t.match(answers.slice(2), [{ status: 'rejected', reason: { code: '57014' } }, { status: 'rejected', reason: { code: '57014' } }], 'the call that waited past its timeout on the held token fails both of its decisions')
-  t.equal(counted.sent(REFRESH_GRANTS_SQL), 3)
-  t.equal(counted.sent(REFRESH_GRANT_SQL), 0, 'neither is sent again alone: the database, not a value, refused it')
+  t.equal(sent(REFRESH_GRANTS_SQL), 3)
+  t.equal(sent(REFRESH_GRANT_SQL), 0, 'neither is sent again alone: the database, not a value, refused it')
   t.same(await Promise.all([held, free].map(snapshot)), before, 'nothing written for either')
 })
 
