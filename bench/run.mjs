@@ -174,8 +174,8 @@ function settingsFor (options) {
     ? { duration: 1, loginDuration: 2, warmup: 0.5, loginWarmup: 0.5, ceilingSeconds: 0.5, ceilingRounds: 1, rounds: 1, connections: 16, loginConnections: 2, users: 1000, keyBits, cores }
     // Three rounds of each scenario, alternating with its ceiling's: 3 s each keeps `make bench` near 6 minutes.
     // The first round of each (scenario and bare ceiling alike) is preceded by 3 s unmeasured: the targets
-    // are steady rates, and a fresh instance's first seconds are V8 still compiling the route (docs/performance.md, "Session 5: refresh").
-    // Login's is longer: 3 s are about 200 logins, against thousands of refreshes (docs/performance.md, "Session 7: login").
+    // are steady rates, and a fresh instance's first seconds are V8 still compiling the route (docs/performance-history.md, "Session 5: refresh").
+    // Login's is longer: 3 s are about 200 logins, against thousands of refreshes (docs/performance-history.md, "Session 7: login").
     : { duration: 3, loginDuration: 4, warmup: 3, loginWarmup: 15, ceilingSeconds: 2, ceilingRounds: 3, rounds: 3, connections: 64, loginConnections: 16, users: 1000, keyBits, cores }
 }
 
@@ -236,7 +236,7 @@ async function prepare (run) {
     return gateway.url
   }
   // Beside each round's rate, what the machine gave it: the CPU of Tessera's instances, of notes, of the
-  // embedded Postgres (a server elsewhere counts as none), and of everything else (docs/performance.md,
+  // embedded Postgres (a server elsewhere counts as none), and of everything else (docs/performance-history.md,
   // "Session 6: refresh through a run").
   const postgresPid = listenerPid(Number(new URL(database.url).port || 5432))
   /** @type {import('./lib/scenarios.mjs').Context} */

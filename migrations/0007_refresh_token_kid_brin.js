@@ -14,7 +14,7 @@
  * (cleanup, in expiry order).
  *
  * Measured, and each rare path's plan on a million tokens:
- * docs/decisions.md, "The kid index summarizes" and docs/performance.md,
+ * docs/decisions.md, "The kid index summarizes" and docs/performance-history.md,
  * "Session 5: refresh".
  * @module
  */

@@ -1,7 +1,7 @@
 // @ts-check
 /**
  * Two lookups by user that read a whole table (found in session 25, at 2
- * million sessions and 5 million audit events; docs/performance.md,
+ * million sessions and 5 million audit events; docs/performance-history.md,
  * "Production volumes (session 25)"):
  *
  *  - Deleting a user cascades to `sessions` (`DELETE … WHERE user_id = $1`,

@@ -106,7 +106,7 @@ export function coresBetween (before, after, trees) {
  * load generator: autocannon runs on its main thread), and everything else
  * on the machine (other users' builds and tests, processes too short-lived to
  * be seen, the kernel's own work). A round that got less of the machine says
- * so beside its rate (docs/performance.md, "Session 6: refresh through a run").
+ * so beside its rate (docs/performance-history.md, "Session 6: refresh through a run").
  * A ceiling measured in the harness's own process (signing, argon2, the
  * rotation through Tessera's code) has no load generator: its `harness` tree
  * is that process with what it started for the measurement (pgbench, the

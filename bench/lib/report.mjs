@@ -24,7 +24,7 @@ const TARGETS = [
   { text: 'refresh ≥ 1,500/s at 64 connections, p99 ≤ 100 ms, zero errors', source: 'issue 12', scenarios: ['refresh'], beside: ['refresh-combined', 'refresh-signing-limit'] },
   { text: '/v1/me ≥ 60 % of a bare Fastify route doing the same read', source: 'issue 12', scenarios: ['me'] },
   { text: 'JWKS ≥ 80 % of the bare route (200 and 304)', source: 'issue 12', scenarios: ['jwks', 'jwks-304'] },
-  // login-combined is also set against argon2: the most a login reaches when its grant costs what it costs alone (docs/performance.md, "Session 38").
+  // login-combined is also set against argon2: the most a login reaches when its grant costs what it costs alone (docs/performance.md, "At 16 connections: the target is at the machine's edge").
   { text: 'login ≥ 90 % of the argon2 ceiling at 16 connections, zero errors', source: 'issue 12', scenarios: ['login'], beside: ['login-combined'], bound: 'login-combined' },
   { text: 'login at 64 connections: nothing waits in the hashing queue longer than about half a second (500 ms), past the bound shed at once (p99 of the 503 answers ≤ 100 ms) with 503 + Retry-After', source: 'issue 12', scenarios: ['login-c64'] },
   { text: 'client_credentials ≥ 60 % of one signature + one indexed read + one request', source: 'issue 14', scenarios: ['client-credentials'] }

@@ -3,7 +3,7 @@
  * command line (documented, and one clear line when the peer cannot start),
  * the wrk pool script against a real local server, the openssl parser and
  * the summary's ratio. The side-by-side itself needs Debian packages and is
- * run by hand (docs/performance.md, "Against the SimpleJWT stack").
+ * run by hand (docs/performance.md, "make bench-peer").
  * @module
  */
 import { spawnSync } from 'node:child_process'

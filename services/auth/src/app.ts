@@ -157,7 +157,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   app.server.on('checkExpectation', (req, res) => app.server.emit('request', req, res))
 
   // Every hook below runs only where it is needed: a global hook is paid by
-  // the JWKS and /v1/me too (docs/performance.md, "Only the hooks a route needs").
+  // the JWKS and /v1/me too (docs/performance-history.md, "What was removed from the hot routes, and why").
   // The security headers are computed once (security-headers.ts) and set with
   // the request id in one synchronous hook, instead of helmet's middleware
   // chain built per request.

@@ -46,7 +46,7 @@ export abstract class TesseraError extends Error {
    * `stack: false` for a refusal answered to a client (OAuthError,
    * ProblemError, DrfError): http/errors.ts logs its code and detail, never
    * its stack, and capturing one was a tenth of a worker's CPU while it shed
-   * a login flood (docs/performance.md, "Session 38"). Its `cause` keeps its own.
+   * a login flood (docs/performance.md, "At 64 connections"). Its `cause` keeps its own.
    */
   constructor (message: string, options: { cause?: unknown, stack?: boolean } = {}) {
     const limit = Error.stackTraceLimit

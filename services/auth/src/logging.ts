@@ -2,7 +2,7 @@
  * The pino logger. Secrets are redacted wherever they appear in a logged
  * object, at any depth, by a walk in pino's log formatter. pino's own
  * `redact` option needs explicit paths; the wildcard paths that "anywhere"
- * takes cost 19–36 µs on every request's log line (docs/performance.md),
+ * takes cost 19–36 µs on every request's log line (docs/performance-history.md),
  * while this walk returns the object untouched, allocating nothing, when it
  * holds no secret.
  * @module

@@ -6,7 +6,7 @@
  * other instances; the counter keeps them unique within a process, and a new
  * prefix is drawn before its 12 hex digits could wrap. randomUUID() costs a
  * draw from the entropy pool per request (and a refill every 128), which is
- * measurable on the JWKS (docs/performance.md, "The read paths at the bare
+ * measurable on the JWKS (docs/performance-history.md, "The read paths at the bare
  * route's pace"). A request id is a correlation handle, not a secret: being
  * able to guess the next one grants nothing.
  * @module

@@ -4,7 +4,7 @@
  * a JSON API and a JWKS that other origins fetch). helmet runs once here, at
  * start-up, against a recorder; the values are then set per request with one
  * reply.headers() call. @fastify/helmet built helmet's middleware chain again
- * on every request (docs/performance.md, "Only the hooks a route needs").
+ * on every request (docs/performance-history.md, "What was removed from the hot routes, and why").
  * @module
  */
 import helmet from 'helmet'

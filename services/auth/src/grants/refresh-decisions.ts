@@ -122,10 +122,10 @@ interface WaitingDecision {
 }
 
 /**
- * Calls in flight at once. Measured on two cores (docs/performance.md,
- * "Session 37"): one or two per process gave the same rate, four lost a
- * third of the gain. Two, so a call waiting on its commit's flush does not
- * hold every refresh of the process.
+ * Calls in flight at once. Measured on two cores (docs/decisions.md,
+ * "Refreshes decided together"): one or two per process gave the same
+ * rate, four kept about half of the gain. Two, so a call waiting on its
+ * commit's flush does not hold every refresh of the process.
  */
 const LANES = 2
 /** Decisions in one call at most: a worker's share of 64 connections on two workers. */

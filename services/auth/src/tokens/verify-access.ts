@@ -128,10 +128,11 @@ export interface AccessTokenVerifier {
  * third of Tessera's CPU per /v1/me (docs/decisions.md, "Verified access
  * tokens remembered"). A verification depends on the token's bytes
  * (the memory's key), the configuration (fixed for the process), the keyring
- * (the memory is emptied whenever it is replaced, so a key revoked or retired
- * refuses its tokens from the reload on) and the time: exp and nbf are checked
- * on every use, remembered or not (caches that skipped them on a hit are a
- * known bug class: nearform/fast-jwt#29, dropwizard-auth-jwt#29). Only
+ * (the memory is emptied whenever a reload changes a kid held or its
+ * state, so a key revoked or retired refuses its tokens from the reload on)
+ * and the time: exp and nbf are checked on every use, remembered or not
+ * (caches that skipped them on a hit are a known bug class:
+ * nearform/fast-jwt#29, dropwizard-auth-jwt#29). Only
  * tokens that passed are remembered, so garbage cannot fill it.
  */
 export function accessTokenVerifier (config: Pick<Config, 'issuer' | 'audience'>, keyring: Keyring, capacity = REMEMBERED_TOKENS): AccessTokenVerifier {

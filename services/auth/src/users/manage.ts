@@ -56,7 +56,7 @@ export const USER_LIST_PAGE = 1000
  * page is read after the last username of the one before (keyset, by the
  * username index), so a page costs the same wherever it falls and only one
  * is held, whatever the number of users (all 400,000 at once took 709 MB,
- * docs/performance.md). No transaction spans the pages, so a paused reader
+ * docs/performance-history.md). No transaction spans the pages, so a paused reader
  * holds no snapshot open: a user created or deleted meanwhile may or may
  * not be listed, and no user is listed twice.
  */

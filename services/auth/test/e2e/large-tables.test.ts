@@ -1,5 +1,5 @@
 /**
- * What broke at a production's volumes (session 25, docs/performance.md,
+ * What broke at a production's volumes (session 25, docs/performance-history.md,
  * "Production volumes (session 25)"), held here by what does not depend on
  * the volume: the plans the statements get (an index, not a read of the
  * whole table; asked with sequential scans priced out, as on a table this
@@ -139,7 +139,7 @@ t.test('cleanup finds and deletes by index, on tables of some size: expired toke
   // millions) rather than of these: Postgres 15 and 16 price `= any(array)` along an index as one descent per element
   // (and run it so: 3,000 index pages hit for 1,000 sessions, against 619 for the whole table), so 1,000 ids of these
   // 30,000 sessions are cheaper read off the table there, while 17 on prices the descents the sorted array needs. At ten
-  // times these volumes 15 reads all 1,000 by index too (docs/performance.md, "Plans on Postgres 15 and 16").
+  // times these volumes 15 reads all 1,000 by index too (docs/performance-history.md, "Plans on Postgres 15 and 16").
   const some = picked.slice(0, 100)
   const statements: Array<[string, Pick<CompiledQuery, 'sql' | 'parameters'>, string[]]> = [
     ['the expired tokens', deleteExpiredTokens(db, tokensExpiredBy, 1000).compile(), ['refresh_tokens_expires_at', 'refresh_tokens_pkey']],

@@ -85,7 +85,7 @@ t.test('during a shed storm logins keep a fair part of their calm rate, no admit
   t.same(Object.keys(calm.statuses), ['200'], `the calm spell was all admitted (${calmOk})`)
   // Counts over equal spells, not speed. Un-niced, with every hashing thread
   // lowered, wrk's storm at 64 connections kept 7-13 logins/s against 49 calm
-  // (docs/performance.md); under `nice -n 15` (make test) the lowered thread
+  // (docs/performance-history.md); under `nice -n 15` (make test) the lowered thread
   // is only 4 below the workers, so this guards against a collapse, and the
   // thread priorities above prove the floor. A tenth, not a fifth: with the
   // rest of make test's files beside it, the storm kept 16 % and 19 % (twice
@@ -111,7 +111,7 @@ t.test('during a shed storm logins keep a fair part of their calm rate, no admit
   // The rate the queue admits by is the hashing threads' CPU cost of a hash:
   // the storm takes their CPU and slows each hash, but does not make one cost
   // more. Estimated from hashes finished per second, it fell with the storm
-  // (to 16/s from 55-66 at 16 connections: docs/performance.md), the queue
+  // (to 16/s from 55-66 at 16 connections: docs/performance-history.md), the queue
   // shed more and the storm fed itself.
   const stormRate = sample('tessera_hash_rate')
   t.ok(calmRate > 0 && stormRate > 0, `the rate was measured (calm ${calmRate}/s, after the storm ${stormRate}/s)`)
