@@ -109,6 +109,7 @@ async function joinEmbeddedServer (dir) {
     let presence
     try {
       const server = await startEmbeddedPostgres(dir)
+      for (const cluster of server.removedClusters) process.stderr.write(`with-test-db: removed ${cluster}, the embedded Postgres cluster of a data directory that no longer exists\n`)
       presence = new pg.Client({ connectionString: server.adminUrl })
       // Lost when the last run stops the server at the end, which is expected then.
       presence.on('error', () => {})

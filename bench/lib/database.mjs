@@ -78,6 +78,7 @@ export async function freshDatabase ({ root, databaseUrl, log }) {
   await wipeEmbedded(dataDir)
   log(`initialising an embedded Postgres under ${path.relative(process.cwd(), dataDir) || dataDir}`)
   const embedded = await startEmbeddedPostgres(dataDir)
+  for (const cluster of embedded.removedClusters) log(`removed ${cluster}, the embedded Postgres cluster of a data directory that no longer exists`)
   await migrate(embedded.url)
   return {
     url: embedded.url,

@@ -140,6 +140,7 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
     // while pg_ctl (in a session of its own) goes on starting it.
     const { url, embedded } = await databaseFor({ ...config, connections: instanceConnections(config.workers) })
     stops.unshift(async () => { embeddedStopped = await embedded?.stop() ?? false })
+    for (const cluster of embedded?.removedClusters ?? []) logger.info({ cluster }, 'removed the embedded Postgres cluster of a data directory that no longer exists')
     stillStarting()
     const connection = connect(url, PRIMARY_POOL)
     stops.unshift(async () => { await connection.close() })

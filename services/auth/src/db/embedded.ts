@@ -30,6 +30,8 @@ export interface EmbeddedPostgres {
   port: number
   /** True when this call started the server; false when it adopted one already running. */
   started: boolean
+  /** The clusters of removed data directories this call deleted (pruneClustersOfRemovedDataDirs), for its caller to log. */
+  removedClusters: string[]
   /**
    * Stops the server this call started, true; false when it adopted one, or
    * when the one it started is no longer the one running (stopped by `tessera
@@ -152,7 +154,11 @@ async function clusterDir (dataDir: string, as: RunAs): Promise<string> {
   const inside = path.join(dataDir, 'postgres')
   if (as.uid === undefined) return inside
   const recorded = await fs.readFile(path.join(dataDir, 'postgres-location'), 'utf8').then((text) => text.trim(), () => undefined)
-  if (recorded !== undefined && await exists(path.join(recorded, 'PG_VERSION'))) return recorded
+  if (recorded !== undefined && await exists(path.join(recorded, 'PG_VERSION'))) {
+    // A cluster made before the record was gets it at its next start.
+    if (!(await exists(dataDirFile(recorded)))) await recordDataDir(recorded, dataDir)
+    return recorded
+  }
   await fs.mkdir(inside, { recursive: true, mode: 0o700 })
   await fs.chown(inside, as.uid, as.gid ?? as.uid)
   if (await canUse(as, '-w', inside)) return inside
@@ -165,8 +171,58 @@ async function clusterDir (dataDir: string, as: RunAs): Promise<string> {
   await fs.mkdir(SHARED_ROOT, { recursive: true, mode: 0o755 })
   await fs.mkdir(outside, { recursive: true, mode: 0o700 })
   await fs.chown(outside, as.uid, as.gid ?? as.uid)
+  await recordDataDir(outside, dataDir)
   await fs.writeFile(path.join(dataDir, 'postgres-location'), `${outside}\n`)
   return outside
+}
+
+/** Beside a cluster kept outside its data directory: that directory's real path, so a cluster whose directory is gone is known as such. */
+const dataDirFile = (pgdata: string): string => `${pgdata}.datadir`
+
+async function recordDataDir (pgdata: string, dataDir: string): Promise<void> {
+  // Whole or absent for a start pruning at the same moment.
+  const partial = `${dataDirFile(pgdata)}.${process.pid}`
+  await fs.writeFile(partial, `${await fs.realpath(dataDir)}\n`, { mode: 0o644 })
+  await fs.rename(partial, dataDirFile(pgdata))
+}
+
+/** A cluster touched more recently than this may be a start's that is still setting up: left alone. */
+const SETTLING_MS = 60_000
+
+/** Whether a postmaster runs on pgdata, from its postmaster.pid (first line: the pid). */
+async function postmasterRunning (pgdata: string): Promise<boolean> {
+  const pid = await fs.readFile(path.join(pgdata, 'postmaster.pid'), 'utf8').then((text) => Number(text.split('\n')[0]), () => undefined)
+  return pid !== undefined && Number.isInteger(pid) && pid > 0 && !processIsGone(pid)
+}
+
+/**
+ * Deletes the clusters kept outside data directories that no longer exist.
+ * A clone made for one CI run (its bench's `.data/bench`, a `make run` in
+ * it) deletes its data directory and left its cluster in /var/tmp, 50 MB
+ * and more each, for good. Its password and the KEK sealing its keys went
+ * with the directory, so nothing in it can be used (discardOrphanedCluster).
+ * Only a cluster that records its directory (`.datadir`) is judged, and only
+ * with no server running on it and untouched for a minute; one made before
+ * the record was is left, its directory unknown. Set aside in one rename,
+ * so two starts pruning at once do not both remove it.
+ */
+async function pruneClustersOfRemovedDataDirs (own: string, now = Date.now()): Promise<string[]> {
+  const removed: string[] = []
+  for (const name of await fs.readdir(SHARED_ROOT).catch(() => [])) {
+    const pgdata = path.join(SHARED_ROOT, name)
+    if (!/^data-[0-9a-f]{16}$/.test(name) || pgdata === own) continue
+    const dataDir = await fs.readFile(dataDirFile(pgdata), 'utf8').then((text) => text.trim(), () => undefined)
+    if (dataDir === undefined || dataDir === '' || await exists(dataDir)) continue
+    const modified = await fs.stat(pgdata).then((stat) => stat.mtimeMs, () => undefined)
+    if (modified === undefined || now - modified < SETTLING_MS || await postmasterRunning(pgdata)) continue
+    const aside = `${pgdata}.discarded-${process.pid}`
+    if (!(await fs.rename(pgdata, aside).then(() => true, () => false))) continue
+    await fs.rm(ownerFile(pgdata), { force: true })
+    await fs.rm(dataDirFile(pgdata), { force: true })
+    await fs.rm(aside, { recursive: true, force: true })
+    removed.push(pgdata)
+  }
+  return removed
 }
 
 /** The secret in `file`, made now if there is none; `created` only for the one caller whose `wx` write made it. */
@@ -404,6 +460,7 @@ export async function startEmbeddedPostgres (dataDir: string, connections = 0): 
   const pgdata = await clusterDir(dataDir, as)
   const keptOutside = pgdata !== path.join(dataDir, 'postgres')
   await removeAbandonedAside(pgdata)
+  const removedClusters = root ? await pruneClustersOfRemovedDataDirs(pgdata) : []
   if (keptOutside && dataDirIsNew) await discardOrphanedCluster(bins, pgdata, password, as)
   if (!(await exists(path.join(pgdata, 'PG_VERSION')))) {
     await createCluster(bins, pgdata, password, as)
@@ -439,6 +496,7 @@ export async function startEmbeddedPostgres (dataDir: string, connections = 0): 
     adminUrl,
     port,
     started,
+    removedClusters,
     stop: async () => {
       if (!started || stopped) return false
       stopped = true
@@ -447,8 +505,9 @@ export async function startEmbeddedPostgres (dataDir: string, connections = 0): 
   }
 }
 
-/** Stops the cluster under `dataDir` whoever started it (`tessera db stop`). */
+/** Stops the cluster under `dataDir` whoever started it (`tessera db stop`); makes nothing where there is none. */
 export async function stopEmbeddedPostgres (dataDir: string): Promise<boolean> {
+  if (!(await embeddedClusterExists(dataDir))) return false
   const root = process.getuid?.() === 0
   const as: RunAs = root ? await postgresUser() : {}
   const bins = root ? await reachableBinaries(await binaries(), as) : await binaries()

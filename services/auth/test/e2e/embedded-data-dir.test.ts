@@ -5,7 +5,7 @@
  */
 import t, { type Test } from 'tap'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
@@ -43,6 +43,7 @@ function dataDirFor (t: Test): { dataDir: string, env: Record<string, string> } 
     for (const dir of outside) {
       rmSync(dir, { recursive: true, force: true })
       rmSync(`${dir}.owner`, { force: true })
+      rmSync(`${dir}.datadir`, { force: true })
     }
     rmSync(dataDir, { recursive: true, force: true })
   })
@@ -206,6 +207,57 @@ t.test('what a start killed midway set aside beside the cluster is removed by a 
   t.same(abandoned.filter((name) => beside.includes(name)), [], 'a gone start\'s cluster made or discarded aside, untouched for ten minutes, is removed')
   t.same(kept.filter((name) => beside.includes(name)), kept, 'one touched within ten minutes, one whose start still runs, and a name not of that form stay')
   t.equal(await selectOne(env), 1, 'the cluster itself is untouched')
+})
+
+t.test('a start deletes the clusters of data directories that were removed, once no server runs on them; others are left', { skip: process.getuid?.() !== 0 && 'not root: every cluster is inside its data directory and leaves with it' }, async (t) => {
+  const made = async (): Promise<{ dataDir: string, env: Record<string, string>, cluster: string }> => {
+    const { dataDir, env } = dataDirFor(t)
+    t.equal((await runCli(['db', 'start'], env)).code, 0)
+    const cluster = clusterDir(dataDir)
+    // Its data directory may be gone, so dataDirFor's teardown no longer knows this cluster: stopped (if it runs) and removed here.
+    t.teardown(() => { for (const file of [cluster, `${cluster}.owner`, `${cluster}.datadir`]) rmSync(file, { recursive: true, force: true }) })
+    t.teardown(() => {
+      try {
+        process.kill(Number(readFileSync(path.join(cluster, 'postmaster.pid'), 'utf8').split('\n')[0]), 'SIGQUIT')
+      } catch {
+        // Not running.
+      }
+    })
+    return { dataDir, env, cluster }
+  }
+  const removed = await made()
+  t.equal(readFileSync(`${removed.cluster}.datadir`, 'utf8'), `${realpathSync(removed.dataDir)}\n`, 'a cluster kept outside records its data directory')
+  const running = await made()
+  const kept = await made()
+  const unrecorded = await made()
+  for (const { env } of [removed, kept, unrecorded]) t.equal((await runCli(['db', 'stop'], env)).code, 0)
+  rmSync(`${unrecorded.cluster}.datadir`)
+  for (const { dataDir } of [removed, running, unrecorded]) rmSync(dataDir, { recursive: true, force: true })
+  const stop = await runCli(['db', 'stop'], removed.env)
+  t.equal(stop.stdout, 'embedded Postgres was not running\n', stop.stderr)
+  t.notOk(existsSync(removed.dataDir), 'db stop makes nothing where there is no cluster (it made the data directory and a cluster directory for it)')
+  // Untouched for two minutes: a start leaves a cluster touched within the last one alone (another start may be setting it up).
+  const settled = (...clusters: string[]): void => {
+    const old = new Date(Date.now() - 2 * 60_000)
+    for (const cluster of clusters) utimesSync(cluster, old, old)
+  }
+  settled(removed.cluster, running.cluster, kept.cluster, unrecorded.cluster)
+
+  const other = dataDirFor(t)
+  t.equal((await runCli(['db', 'start'], other.env)).code, 0)
+  t.notOk(existsSync(removed.cluster), 'the cluster of a removed data directory, stopped, is deleted')
+  t.notOk(existsSync(`${removed.cluster}.owner`) || existsSync(`${removed.cluster}.datadir`), 'with what lay beside it')
+  t.ok(postgresRunningOn(running.cluster), 'one whose server still runs is left, running')
+  t.ok(existsSync(path.join(kept.cluster, 'PG_VERSION')), 'one whose data directory is there is left')
+  t.ok(existsSync(path.join(unrecorded.cluster, 'PG_VERSION')), 'one that does not record its data directory is left')
+
+  const postmaster = Number(readFileSync(path.join(running.cluster, 'postmaster.pid'), 'utf8').split('\n')[0])
+  process.kill(postmaster, 'SIGINT')
+  t.ok(await within(30_000, async () => !postgresRunningOn(running.cluster)) !== undefined, 'its server stopped')
+  settled(running.cluster)
+  t.equal((await runCli(['db', 'start'], other.env)).code, 0, 'a later start, adopting the running server')
+  t.notOk(existsSync(running.cluster), 'once stopped, it is deleted by the next start')
+  t.equal(await selectOne(other.env), 1, 'the starting data directory\'s own cluster serves')
 })
 
 t.test('a start that finds the server stopping (a make run draining after Ctrl-C, a db stop at the same moment) waits it out and starts it anew', async (t) => {

@@ -8,12 +8,12 @@
  */
 import t, { type Test } from 'tap'
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { spawnProcess } from '@tessera/testkit'
-import { runCli, SERVER_ENTRY } from '../helpers/server.js'
+import { removeDataDir, runCli, SERVER_ENTRY } from '../helpers/server.js'
 
 // initdb and several starts of the embedded Postgres, on a machine that may be busy.
 t.setTimeout(300_000)
@@ -32,12 +32,7 @@ function postgresRunningOn (pgdata: string): boolean {
 
 /** One data directory for the file: the cluster is made once, by the first start. */
 const dataDir = mkdtempSync(path.join(tmpdir(), 'tessera-failed-start-'))
-t.teardown(async () => {
-  await runCli(['db', 'stop'], { TESSERA_DATA_DIR: dataDir })
-  const outside = clusterDir(dataDir)
-  if (outside !== path.join(dataDir, 'postgres')) for (const leftover of [outside, `${outside}.owner`]) rmSync(leftover, { recursive: true, force: true })
-  rmSync(dataDir, { recursive: true, force: true })
-})
+t.teardown(async () => { await removeDataDir(dataDir) })
 
 /** The start's exit code once every process holding its output has exited, or 'served' (tap's timeout would run no teardown). */
 async function outcome (t: Test, provoke: string): Promise<{ code: number | null | 'served', output: () => string, stdout: () => string, stderr: () => string }> {

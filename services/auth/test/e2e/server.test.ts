@@ -1,10 +1,10 @@
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { mkdtempSync, readFileSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
-import { requestLineOf, startServer, runCli } from '../helpers/server.js'
+import { removeDataDir, requestLineOf, startServer, runCli } from '../helpers/server.js'
 import { lockWaiters } from '../helpers/db.js'
 import { within } from '../helpers/http.js'
 
@@ -42,13 +42,7 @@ t.test('embedded Postgres: first start, SIGTERM drains an in-flight request, sec
   const dataDir = mkdtempSync(path.join(tmpdir(), 'tessera-server-'))
   const env = { TESSERA_DATA_DIR: dataDir }
   // A failed run kills the server with SIGKILL, which leaves its Postgres behind.
-  t.teardown(async () => {
-    await runCli(['db', 'stop'], env)
-    let outside = ''
-    try { outside = readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch {}
-    if (outside !== '') for (const leftover of [outside, `${outside}.owner`]) rmSync(leftover, { recursive: true, force: true })
-    rmSync(dataDir, { recursive: true, force: true })
-  })
+  t.teardown(async () => { await removeDataDir(dataDir) })
 
   const first = await startServer(t, env, { timeoutMs: 180_000 })
   t.equal((await fetch(`${first.url}/readyz`)).status, 200)

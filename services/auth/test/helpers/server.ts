@@ -3,7 +3,8 @@
  */
 import type { ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { readdirSync, readFileSync } from 'node:fs'
+import { readdirSync, readFileSync, rmSync } from 'node:fs'
+import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
@@ -120,4 +121,17 @@ export type CliResult = ProcessResult
 
 export async function runCli (args: string[], env: Record<string, string>, stdin = ''): Promise<CliResult> {
   return await runProcess(process.execPath, [CLI_ENTRY, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdin })
+}
+
+/**
+ * Stops a test's embedded Postgres and removes its data directory, and the
+ * cluster with what lies beside it (`.owner`, `.datadir`) where root kept it
+ * outside (db/embedded.ts): a test leaves nothing in /var/tmp.
+ */
+export async function removeDataDir (dataDir: string): Promise<void> {
+  await runCli(['db', 'stop'], { TESSERA_DATA_DIR: dataDir })
+  let outside = ''
+  try { outside = readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch {}
+  if (outside !== '') for (const leftover of [outside, `${outside}.owner`, `${outside}.datadir`]) rmSync(leftover, { recursive: true, force: true })
+  rmSync(dataDir, { recursive: true, force: true })
 }
