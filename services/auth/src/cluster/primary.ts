@@ -353,8 +353,14 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
   } catch (err) {
     draining = true
     for (const worker of workers.keys()) worker.kill()
-    // The start's own failure is the one said; a stop that failed too is a line of its own.
-    await closeAll().catch((stopErr: unknown) => { logger.error(loggedError(stopErr), 'the failed start could not stop all it had started') })
+    // The start's own failure is the one said; a stop that failed too is a
+    // line of its own. An abandoned start (a signal, an error nothing caught)
+    // has logged why, and ends as a drain does, on `stopped`: a log ending
+    // there reads as a stop that did not finish. A start that failed by
+    // itself says so in its one line on stderr, with nothing on stdout.
+    await closeAll().then(
+      () => { if (abandoned.aborted) logger.info({ embedded_postgres_stopped: embeddedStopped }, 'stopped') },
+      (stopErr: unknown) => { logger.error(loggedError(stopErr), 'the failed start could not stop all it had started') })
     throw err
   }
 }

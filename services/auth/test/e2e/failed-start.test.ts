@@ -42,7 +42,8 @@ async function outcome (t: Test, provoke: string): Promise<{ code: number | null
   return { code, ...server }
 }
 
-async function failedStart (t: Test, provoke: string, exitCode = 1): Promise<{ stdout: string, stderr: string }> {
+/** `abandoned`: a signal or an error nothing caught ended the start, which then logs its stop as a drain does. */
+async function failedStart (t: Test, provoke: string, exitCode = 1, abandoned = true): Promise<{ stdout: string, stderr: string }> {
   // A Postgres left running by an earlier case would be adopted, and this case not tested.
   if (postgresRunningOn(clusterDir(dataDir))) {
     t.fail('no embedded Postgres runs before the start')
@@ -52,6 +53,10 @@ async function failedStart (t: Test, provoke: string, exitCode = 1): Promise<{ s
   t.equal(server.code, exitCode, `exit ${exitCode}`, { output: server.output().slice(-3000) })
   t.notOk(postgresRunningOn(clusterDir(dataDir)), 'the embedded Postgres this start started is not left running', { output: server.output().slice(-3000) })
   t.notMatch(server.output(), SECRET, 'the secret on the error is not in the output')
+  if (abandoned) {
+    // As a drain's: the last line says the stop finished, and whether it stopped the embedded Postgres.
+    t.match(server.stdout().trim().split('\n').at(-1), /"embedded_postgres_stopped":true,"msg":"stopped"/, 'the last line is "stopped"')
+  }
   return { stdout: server.stdout(), stderr: server.stderr() }
 }
 
@@ -102,8 +107,9 @@ t.test('a start whose Postgres does not stop still exits, after ABANDONED_START_
 })
 
 t.test('a start that fails by itself (its HTTP workers cannot start) stops the Postgres it started', async (t) => {
-  const { stderr } = await failedStart(t, 'worker-boot-fails')
+  const { stdout, stderr } = await failedStart(t, 'worker-boot-fails', 1, false)
   t.equal(stderr, 'tessera: an HTTP worker exited with 1 while starting\n')
+  t.notMatch(stdout, '"msg":"stopped"', 'its one line on stderr says it: no "stopped" of a stop nobody asked for')
 })
 
 t.test('a Postgres this start did not start (tessera db start) is left running', async (t) => {
