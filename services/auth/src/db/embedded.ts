@@ -197,16 +197,16 @@ async function postmasterRunning (pgdata: string): Promise<boolean> {
 
 /**
  * Deletes the clusters kept outside data directories that no longer exist.
- * A clone made for one CI run (its bench's `.data/bench`, a `make run` in
- * it) deletes its data directory and left its cluster in /var/tmp, 50 MB
- * and more each, for good. Its password and the KEK sealing its keys went
+ * A clone made to try Tessera once (the README's `make run` in a `mktemp -d`
+ * clone, as root) goes with its data directory and left its cluster in
+ * /var/tmp, 50 MB and more each, for good. Its password and the KEK sealing its keys went
  * with the directory, so nothing in it can be used (discardOrphanedCluster).
  * Only a cluster that records its directory (`.datadir`) is judged, and only
  * with no server running on it and untouched for a minute; one made before
  * the record was is left, its directory unknown. Set aside in one rename,
  * so two starts pruning at once do not both remove it.
  */
-async function pruneClustersOfRemovedDataDirs (own: string, now = Date.now()): Promise<string[]> {
+async function pruneClustersOfRemovedDataDirs (own: string): Promise<string[]> {
   const removed: string[] = []
   for (const name of await fs.readdir(SHARED_ROOT).catch(() => [])) {
     const pgdata = path.join(SHARED_ROOT, name)
@@ -214,7 +214,7 @@ async function pruneClustersOfRemovedDataDirs (own: string, now = Date.now()): P
     const dataDir = await fs.readFile(dataDirFile(pgdata), 'utf8').then((text) => text.trim(), () => undefined)
     if (dataDir === undefined || dataDir === '' || await exists(dataDir)) continue
     const modified = await fs.stat(pgdata).then((stat) => stat.mtimeMs, () => undefined)
-    if (modified === undefined || now - modified < SETTLING_MS || await postmasterRunning(pgdata)) continue
+    if (modified === undefined || Date.now() - modified < SETTLING_MS || await postmasterRunning(pgdata)) continue
     const aside = `${pgdata}.discarded-${process.pid}`
     if (!(await fs.rename(pgdata, aside).then(() => true, () => false))) continue
     await fs.rm(ownerFile(pgdata), { force: true })
