@@ -155,8 +155,8 @@ async function clusterDir (dataDir: string, as: RunAs): Promise<string> {
   if (as.uid === undefined) return inside
   const recorded = await fs.readFile(path.join(dataDir, 'postgres-location'), 'utf8').then((text) => text.trim(), () => undefined)
   if (recorded !== undefined && await exists(path.join(recorded, 'PG_VERSION'))) {
-    // A cluster made before the record was gets it at its next start.
-    if (!(await exists(dataDirFile(recorded)))) await recordDataDir(recorded, dataDir)
+    // At every start: a cluster made before the record was gets it, and one whose checkout was moved has it follow.
+    await recordDataDir(recorded, dataDir)
     return recorded
   }
   await fs.mkdir(inside, { recursive: true, mode: 0o700 })
@@ -180,9 +180,11 @@ async function clusterDir (dataDir: string, as: RunAs): Promise<string> {
 const dataDirFile = (pgdata: string): string => `${pgdata}.datadir`
 
 async function recordDataDir (pgdata: string, dataDir: string): Promise<void> {
+  const real = `${await fs.realpath(dataDir)}\n`
+  if (await fs.readFile(dataDirFile(pgdata), 'utf8').then((text) => text === real, () => false)) return
   // Whole or absent for a start pruning at the same moment.
   const partial = `${dataDirFile(pgdata)}.${process.pid}`
-  await fs.writeFile(partial, `${await fs.realpath(dataDir)}\n`, { mode: 0o644 })
+  await fs.writeFile(partial, real, { mode: 0o644 })
   await fs.rename(partial, dataDirFile(pgdata))
 }
 
@@ -199,20 +201,24 @@ async function postmasterRunning (pgdata: string): Promise<boolean> {
  * Deletes the clusters kept outside data directories that no longer exist.
  * A clone made to try Tessera once (the README's `make run` in a `mktemp -d`
  * clone, as root) goes with its data directory and left its cluster in
- * /var/tmp, 50 MB and more each, for good. Its password and the KEK sealing its keys went
- * with the directory, so nothing in it can be used (discardOrphanedCluster).
- * Only a cluster that records its directory (`.datadir`) is judged, and only
- * with no server running on it and untouched for a minute; one made before
- * the record was is left, its directory unknown. Set aside in one rename,
- * so two starts pruning at once do not both remove it.
+ * /var/tmp, 50 MB and more each, for good. Its password and the KEK sealing
+ * its keys went with the directory, so nothing in it can be used
+ * (discardOrphanedCluster). Only such clones are judged: a cluster whose
+ * recorded directory (`.datadir`) was under the temporary directory, with no
+ * server running on it and untouched for a minute. A checkout anywhere else
+ * may have been moved, or be on a volume not mounted now, and its cluster
+ * holds its users: never deleted here, as one made before the record was.
+ * Set aside in one rename, so two starts pruning at once do not both remove
+ * it.
  */
 async function pruneClustersOfRemovedDataDirs (own: string): Promise<string[]> {
   const removed: string[] = []
+  const temporary = `${await fs.realpath(os.tmpdir())}${path.sep}`
   for (const name of await fs.readdir(SHARED_ROOT).catch(() => [])) {
     const pgdata = path.join(SHARED_ROOT, name)
     if (!/^data-[0-9a-f]{16}$/.test(name) || pgdata === own) continue
     const dataDir = await fs.readFile(dataDirFile(pgdata), 'utf8').then((text) => text.trim(), () => undefined)
-    if (dataDir === undefined || dataDir === '' || await exists(dataDir)) continue
+    if (dataDir === undefined || !dataDir.startsWith(temporary) || await exists(dataDir)) continue
     const modified = await fs.stat(pgdata).then((stat) => stat.mtimeMs, () => undefined)
     if (modified === undefined || Date.now() - modified < SETTLING_MS || await postmasterRunning(pgdata)) continue
     const aside = `${pgdata}.discarded-${process.pid}`

@@ -5,12 +5,12 @@
  */
 import t, { type Test } from 'tap'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import { within } from '../helpers/http.js'
-import { runCli } from '../helpers/server.js'
+import { removeDataDir, runCli } from '../helpers/server.js'
 
 t.setTimeout(300_000)
 
@@ -209,7 +209,7 @@ t.test('what a start killed midway set aside beside the cluster is removed by a 
   t.equal(await selectOne(env), 1, 'the cluster itself is untouched')
 })
 
-t.test('a start deletes the clusters of data directories that were removed, once no server runs on them; others are left', { skip: process.getuid?.() !== 0 && 'not root: every cluster is inside its data directory and leaves with it' }, async (t) => {
+t.test('a start deletes the clusters of removed data directories under the temporary directory, once no server runs on them; others are left', { skip: process.getuid?.() !== 0 && 'not root: every cluster is inside its data directory and leaves with it' }, async (t) => {
   const made = async (): Promise<{ dataDir: string, env: Record<string, string>, cluster: string }> => {
     const { dataDir, env } = dataDirFor(t)
     t.equal((await runCli(['db', 'start'], env)).code, 0)
@@ -230,9 +230,12 @@ t.test('a start deletes the clusters of data directories that were removed, once
   const running = await made()
   const kept = await made()
   const unrecorded = await made()
-  for (const { env } of [removed, kept, unrecorded]) t.equal((await runCli(['db', 'stop'], env)).code, 0)
+  const elsewhere = await made()
+  for (const { env } of [removed, kept, unrecorded, elsewhere]) t.equal((await runCli(['db', 'stop'], env)).code, 0)
   rmSync(`${unrecorded.cluster}.datadir`)
-  for (const { dataDir } of [removed, running, unrecorded]) rmSync(dataDir, { recursive: true, force: true })
+  // A checkout outside the temporary directory that is not there now: moved, or on a volume not mounted.
+  writeFileSync(`${elsewhere.cluster}.datadir`, '/srv/a-checkout-moved-away/.data\n')
+  for (const { dataDir } of [removed, running, unrecorded, elsewhere]) rmSync(dataDir, { recursive: true, force: true })
   const stop = await runCli(['db', 'stop'], removed.env)
   t.equal(stop.stdout, 'embedded Postgres was not running\n', stop.stderr)
   t.notOk(existsSync(removed.dataDir), 'db stop makes nothing where there is no cluster (it made the data directory and a cluster directory for it)')
@@ -241,7 +244,7 @@ t.test('a start deletes the clusters of data directories that were removed, once
     const old = new Date(Date.now() - 2 * 60_000)
     for (const cluster of clusters) utimesSync(cluster, old, old)
   }
-  settled(removed.cluster, running.cluster, kept.cluster, unrecorded.cluster)
+  settled(removed.cluster, running.cluster, kept.cluster, unrecorded.cluster, elsewhere.cluster)
 
   const other = dataDirFor(t)
   t.equal((await runCli(['db', 'start'], other.env)).code, 0)
@@ -250,6 +253,7 @@ t.test('a start deletes the clusters of data directories that were removed, once
   t.ok(postgresRunningOn(running.cluster), 'one whose server still runs is left, running')
   t.ok(existsSync(path.join(kept.cluster, 'PG_VERSION')), 'one whose data directory is there is left')
   t.ok(existsSync(path.join(unrecorded.cluster, 'PG_VERSION')), 'one that does not record its data directory is left')
+  t.ok(existsSync(path.join(elsewhere.cluster, 'PG_VERSION')), 'one whose data directory was outside the temporary directory is left')
 
   const postmaster = Number(readFileSync(path.join(running.cluster, 'postmaster.pid'), 'utf8').split('\n')[0])
   process.kill(postmaster, 'SIGINT')
@@ -258,6 +262,12 @@ t.test('a start deletes the clusters of data directories that were removed, once
   t.equal((await runCli(['db', 'start'], other.env)).code, 0, 'a later start, adopting the running server')
   t.notOk(existsSync(running.cluster), 'once stopped, it is deleted by the next start')
   t.equal(await selectOne(other.env), 1, 'the starting data directory\'s own cluster serves')
+
+  const moved = `${kept.dataDir}-moved`
+  renameSync(kept.dataDir, moved)
+  t.teardown(async () => { await removeDataDir(moved) })
+  t.equal((await runCli(['db', 'start'], { TESSERA_DATA_DIR: moved })).code, 0, 'a checkout moved starts its own cluster')
+  t.equal(readFileSync(`${kept.cluster}.datadir`, 'utf8'), `${realpathSync(moved)}\n`, 'whose record follows it')
 })
 
 t.test('a start that finds the server stopping (a make run draining after Ctrl-C, a db stop at the same moment) waits it out and starts it anew', async (t) => {
