@@ -3,7 +3,8 @@
  * "Refreshes decided together"`). Each such title must still be in that
  * document, as a heading, a bold lead-in or the start of a paragraph or
  * item: a section renamed or moved without its readers fails here, with
- * every place that still points at it.
+ * every place that still points at it. So must every Markdown link to a
+ * heading (`operators.md#settings`), as GitHub names its headings.
  */
 import t from 'tap'
 import { readdirSync, readFileSync, statSync } from 'node:fs'
@@ -67,4 +68,41 @@ t.test('every section a file names by title is in the document it names', async 
   t.ok(references.length >= 150, `the references were found (${references.length})`)
   const dangling = references.filter(({ document, title }) => !resolves(document, title))
   t.same(dangling, [], 'sections named but not found: rename the reference, or the heading back')
+})
+
+/** GitHub's id for a heading: lowercase, punctuation gone, spaces as hyphens; a repeated one gets -1, -2. */
+function headingIds (markdown: string): Set<string> {
+  const ids = new Set<string>()
+  const seen = new Map<string, number>()
+  let inCode = false
+  for (const line of markdown.split('\n')) {
+    if (line.startsWith('```')) inCode = !inCode
+    const heading = inCode ? null : /^#+\s+(.*)$/.exec(line)
+    if (heading === null) continue
+    const id = (heading[1] ?? '').trim().toLowerCase().replace(/[^\p{L}\p{N}\p{M}_\- ]/gu, '').replaceAll(' ', '-')
+    const times = seen.get(id) ?? 0
+    seen.set(id, times + 1)
+    ids.add(times === 0 ? id : `${id}-${times}`)
+  }
+  return ids
+}
+
+t.test('every Markdown link to a heading names one that is there', async (t) => {
+  const pages = ['README.md', 'services/auth/src/README.md', ...filesUnder('docs'), ...filesUnder('bench').filter((file) => /^bench\/[^/]+\.md$/.test(file))]
+  const links = pages.flatMap((page) => [...readFileSync(path.join(ROOT, page), 'utf8').matchAll(/\]\(([^)#\s]*\.md)?#([^)\s]+)\)/g)]
+    .map((match) => ({ page, target: match[1] === undefined ? page : path.join(path.dirname(page), match[1]), id: match[2] ?? '' })))
+  t.ok(links.length >= 40, `the links were found (${links.length})`)
+  const ids = new Map<string, Set<string>>()
+  const idsOf = (target: string): Set<string> => {
+    let known = ids.get(target)
+    if (known === undefined) {
+      let markdown = ''
+      try { markdown = readFileSync(path.join(ROOT, target), 'utf8') } catch {}
+      ids.set(target, known = headingIds(markdown))
+    }
+    return known
+  }
+  t.same(links.filter(({ target, id }) => !idsOf(target).has(id)), [], 'links to a heading that is not there (or to a file that is not)')
+  t.ok(headingIds('# Settings\n## CPU and memory limits (containers, Kubernetes)\n## Settings').has('cpu-and-memory-limits-containers-kubernetes'), 'an id as GitHub makes it')
+  t.notOk(idsOf('docs/operators.md').has('a-heading-nobody-wrote'), 'a made-up id is not one')
 })
