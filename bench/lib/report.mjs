@@ -9,12 +9,6 @@ import os from 'node:os'
 import path from 'node:path'
 import { targetText } from './rounds.mjs'
 
-/** The stack Tessera replaces, as measured on the same kind of 2-core machine (issue 9). */
-const REFERENCE = {
-  stack: 'Django REST framework + SimpleJWT (pre-loaded keys), 3 Gunicorn workers behind Nginx, Postgres 15, same kind of 2-core machine',
-  rps: { login: 88, refresh: 540, me: 2150 }
-}
-
 /**
  * Issue 12's targets and issue 14's client_credentials, each judged on the
  * scenarios it names (each against its own target, scenarios.mjs) in this
@@ -264,13 +258,9 @@ export function markdown (report) {
         report.scaling.map((/** @type {any} */ x) => [x.name, ...x.runs.flatMap((/** @type {any} */ r) => [int(r.rps), ms(r.p99)]), `×${x.factor}`, percent(x.ratioAtN)])),
       '')
   }
-  lines.push('## Reference: the stack Tessera replaces', '',
-    `${REFERENCE.stack}: numbers from issue 9, not measured here.`, '',
-    markdownTable(['scenario', 'reference req/s', 'Tessera req/s (one instance, its HTTP workers)', 'Tessera / reference'],
-      Object.entries(REFERENCE.rps).map(([name, rps]) => {
-        const ours = report.scenarios.find((/** @type {any} */ x) => x.name === name)
-        return [name, int(rps), ours ? int(ours.rps) : '–', ours ? `×${(ours.rps / rps).toFixed(1)}` : '–']
-      })), '')
+  // Not issue 9's numbers for it (another host, another load generator): make bench-peer measures it in one run with Tessera.
+  lines.push('## Against the stack Tessera replaces', '',
+    'Django REST framework + SimpleJWT is measured side by side with Tessera, on this machine, in one run and with one load generator, by `make bench-peer`: [REPORT-peer.md](REPORT-peer.md).', '')
   if (report.profile !== undefined) lines.push(...profileSection(report.profile))
   lines.push('## Machine and settings', '',
     `- ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB, ${m.platform}, Node ${m.node}`,
