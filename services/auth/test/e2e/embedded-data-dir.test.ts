@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import { within } from '../helpers/http.js'
-import { removeDataDir, runCli } from '../helpers/server.js'
+import { removeDataDir, removeOutsideCluster, runCli } from '../helpers/server.js'
 
 t.setTimeout(300_000)
 
@@ -35,19 +35,8 @@ function pgCtlStatusOn (pgdata: string): boolean {
 /** A data directory in a 0700 directory, as CI's clone is: as root the postgres user cannot enter it. */
 function dataDirFor (t: Test): { dataDir: string, env: Record<string, string> } {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'tessera-datadir-'))
-  const env = { TESSERA_DATA_DIR: dataDir }
-  const outside = new Set<string>()
-  t.teardown(async () => {
-    outside.add(clusterDir(dataDir))
-    await runCli(['db', 'stop'], env)
-    for (const dir of outside) {
-      rmSync(dir, { recursive: true, force: true })
-      rmSync(`${dir}.owner`, { force: true })
-      rmSync(`${dir}.datadir`, { force: true })
-    }
-    rmSync(dataDir, { recursive: true, force: true })
-  })
-  return { dataDir, env }
+  t.teardown(async () => { await removeDataDir(dataDir) })
+  return { dataDir, env: { TESSERA_DATA_DIR: dataDir } }
 }
 
 async function selectOne (env: Record<string, string>): Promise<number | undefined> {
@@ -215,7 +204,7 @@ t.test('a start deletes the clusters of removed data directories under the tempo
     t.equal((await runCli(['db', 'start'], env)).code, 0)
     const cluster = clusterDir(dataDir)
     // Its data directory may be gone, so dataDirFor's teardown no longer knows this cluster: stopped (if it runs) and removed here.
-    t.teardown(() => { for (const file of [cluster, `${cluster}.owner`, `${cluster}.datadir`]) rmSync(file, { recursive: true, force: true }) })
+    t.teardown(() => { removeOutsideCluster(cluster) })
     t.teardown(() => {
       try {
         process.kill(Number(readFileSync(path.join(cluster, 'postmaster.pid'), 'utf8').split('\n')[0]), 'SIGQUIT')

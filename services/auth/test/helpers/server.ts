@@ -123,15 +123,19 @@ export async function runCli (args: string[], env: Record<string, string>, stdin
   return await runProcess(process.execPath, [CLI_ENTRY, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdin })
 }
 
+/** Removes a cluster root kept outside its data directory, with what lies beside it (`.owner`, `.datadir`: db/embedded.ts). */
+export function removeOutsideCluster (cluster: string): void {
+  for (const leftover of [cluster, `${cluster}.owner`, `${cluster}.datadir`]) rmSync(leftover, { recursive: true, force: true })
+}
+
 /**
- * Stops a test's embedded Postgres and removes its data directory, and the
- * cluster with what lies beside it (`.owner`, `.datadir`) where root kept it
- * outside (db/embedded.ts): a test leaves nothing in /var/tmp.
+ * Stops a test's embedded Postgres and removes its data directory, and its
+ * cluster where root kept it outside: a test leaves nothing in /var/tmp.
  */
 export async function removeDataDir (dataDir: string): Promise<void> {
   await runCli(['db', 'stop'], { TESSERA_DATA_DIR: dataDir })
   let outside = ''
   try { outside = readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch {}
-  if (outside !== '') for (const leftover of [outside, `${outside}.owner`, `${outside}.datadir`]) rmSync(leftover, { recursive: true, force: true })
+  if (outside !== '') removeOutsideCluster(outside)
   rmSync(dataDir, { recursive: true, force: true })
 }
