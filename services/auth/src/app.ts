@@ -33,7 +33,8 @@ import { requestIds } from './request-id.js'
 import { lazyChildLogger } from './logging.js'
 import { refuseRepeatedContentType, refuseUnreadableBody } from './http/body-encoding.js'
 import { formParser } from './http/form-body.js'
-import { clientAddress, rateLimitKey } from './http/client-address.js'
+import { addressOrPeer, clientAddress, rateLimitKey } from './http/client-address.js'
+import { answerBeforeRouting } from './http/answer-before-routing.js'
 import { hostCheck } from './http/host.js'
 import { targetPath } from './http/target-path.js'
 import { pressureSampler } from './util/pressure.js'
@@ -90,18 +91,18 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // methods (PROPFIND, MKCOL, …), and each would otherwise be a series of its
   // own under route="unmatched" that any client could add; the log line keeps the method as sent.
   const labelledMethods = new Set(['HEAD', 'OPTIONS'])
+  /** Counts an answer in the histogram, and says whether its log line is to be written. */
+  const countAnswer = (method: string, route: string, status: number, elapsed: number): boolean => {
+    deps.metrics.observeRequest(labelledMethods.has(method) ? method : 'other', route, status, elapsed / 1000)
+    return deps.logger.isLevelEnabled('info')
+  }
+  const requestLine = (method: string, route: string, status: number, elapsed: number, ip: string): Record<string, unknown> =>
+    ({ method, route, status, duration_ms: Math.round(elapsed * 100) / 100, ip })
   /** The request's one log line and its histogram sample; `elapsed` in ms, where Fastify did not time the request. */
   const recordRequest = (request: FastifyRequest, reply: FastifyReply, elapsed = reply.elapsedTime): void => {
     const route = request.routeOptions.url ?? 'unmatched'
-    deps.metrics.observeRequest(labelledMethods.has(request.method) ? request.method : 'other', route, reply.statusCode, elapsed / 1000)
-    if (deps.logger.isLevelEnabled('info')) {
-      request.log.info({
-        method: request.method,
-        route,
-        status: reply.statusCode,
-        duration_ms: Math.round(elapsed * 100) / 100,
-        ip: clientAddress(request)
-      }, 'request')
+    if (countAnswer(request.method, route, reply.statusCode, elapsed)) {
+      request.log.info(requestLine(request.method, route, reply.statusCode, elapsed, clientAddress(request)), 'request')
     }
   }
   const app: App = Fastify({
@@ -165,7 +166,7 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   const hostRefusal = hostCheck()
   app.addHook('onRequest', function securityHeaders (request, reply, done) {
     identify(request, reply)
-    const refused = hostRefusal(request)
+    const refused = hostRefusal(request.raw)
     done(refused === undefined ? undefined : new OAuthError('invalid_request', refused))
   })
   // While draining, answers close their connection so that the in-flight
@@ -270,11 +271,28 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   registerAccessTokenAuth(app)
   registerHealthRoutes(app, deps)
   if (config.metricsPort === undefined) registerMetricsRoutes(app, deps)
-  registerWellKnownRoutes(app, config, deps)
+  const jwks = registerWellKnownRoutes(app, config, deps)
   registerTokenRoutes(app, config, deps)
   registerRevokeRoutes(app, config, deps)
   registerUserRoutes(app, config, deps)
   registerAccountRoutes(app, config, deps)
   await registerSimpleJwtRoutes(app, config, deps)
+
+  // The JWKS, answered before routing (http/answer-before-routing.ts), with
+  // what the hooks above give every answer: the security headers and the
+  // request id, the log line and the sample, and, by passing it on to
+  // Fastify, the Host's refusal and the drain's 503 (decisions.md, "The JWKS before routing").
+  answerBeforeRouting(app.server, app.routing, [jwks], {
+    commonHeaders: SECURITY_HEADERS,
+    passOn: (message) => draining || hostRefusal(message) !== undefined,
+    requestIdOf: (message) => requestIdOf(message.headers['x-request-id'], message.socket.remoteAddress),
+    record: (message, route, status, elapsed, requestId) => {
+      const method = message.method ?? ''
+      if (countAnswer(method, route, status, elapsed)) {
+        const ip = addressOrPeer(config.trustProxy.length > 0 ? proxyAddr(message, trustedPeer) : message.socket.remoteAddress, message)
+        deps.logger.info({ reqId: requestId, ...requestLine(method, route, status, elapsed, ip) }, 'request')
+      }
+    }
+  })
   return app
 }

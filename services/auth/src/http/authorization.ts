@@ -17,7 +17,7 @@ import { repeatsHeader } from './header-lines.js'
 export function authorizationHeader (request: FastifyRequest, challenge?: string): string | undefined {
   const value = request.headers.authorization
   if (value === undefined) return undefined
-  if (repeatsHeader(request, 'authorization')) {
+  if (repeatsHeader(request.raw, 'authorization')) {
     throw new OAuthError('invalid_request', 'the request has more than one Authorization header', { challenge })
   }
   return value

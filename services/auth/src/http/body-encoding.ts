@@ -30,12 +30,12 @@ type PreParsingDone = (err: Error | null, payload?: unknown) => void
 
 /** The preParsing hook of SimpleJWT's body routes: only the refusal of two Content-Type headers. */
 export function refuseRepeatedContentType (request: FastifyRequest, _reply: FastifyReply, payload: unknown, done: PreParsingDone): void {
-  if (repeatsHeader(request, 'content-type')) done(new UnreadableBodyError(REPEATED_CONTENT_TYPE))
+  if (repeatsHeader(request.raw, 'content-type')) done(new UnreadableBodyError(REPEATED_CONTENT_TYPE))
   else done(null, payload)
 }
 
 export function refuseUnreadableBody (request: FastifyRequest, _reply: FastifyReply, payload: unknown, done: PreParsingDone): void {
-  if (repeatsHeader(request, 'content-type')) {
+  if (repeatsHeader(request.raw, 'content-type')) {
     done(new UnreadableBodyError(REPEATED_CONTENT_TYPE))
     return
   }

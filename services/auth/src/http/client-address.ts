@@ -7,13 +7,18 @@
  * logged. Only an address is taken; anything else counts as the peer's own.
  * @module
  */
+import type { IncomingMessage } from 'node:http'
 import { isIP } from 'node:net'
 import type { FastifyRequest } from 'fastify'
 
 export function clientAddress (request: FastifyRequest): string {
-  const given = request.ip
-  if (isIP(given) !== 0) return given
-  return request.socket.remoteAddress ?? 'unknown'
+  return addressOrPeer(request.ip, request.raw)
+}
+
+/** clientAddress of a request answered before Fastify saw it: `given` is what Fastify's `request.ip` would be. */
+export function addressOrPeer (given: string | undefined, message: IncomingMessage): string {
+  if (given !== undefined && isIP(given) !== 0) return given
+  return message.socket.remoteAddress ?? 'unknown'
 }
 
 /** The hextets of an IPv6 address without a zone: WHATWG URL parsing canonicalizes it (lowercase, an IPv4 tail as two hextets, one `::`), leaving only `::` to expand. */

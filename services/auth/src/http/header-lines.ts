@@ -5,7 +5,7 @@
  * on every request, the JWKS's included: no name is copied to compare it.
  * @module
  */
-import type { FastifyRequest } from 'fastify'
+import type { IncomingMessage } from 'node:http'
 
 /** Whether `sent`, a header name as the client spelled it, is `name` (lower-case letters and `-`) in any case. */
 function isNamed (sent: string, name: string): boolean {
@@ -19,8 +19,8 @@ function isNamed (sent: string, name: string): boolean {
 }
 
 /** `name` in lower case. */
-export function repeatsHeader (request: FastifyRequest, name: string): boolean {
-  const raw = request.raw.rawHeaders
+export function repeatsHeader (message: IncomingMessage, name: string): boolean {
+  const raw = message.rawHeaders
   let seen = 0
   for (let i = 0; i < raw.length; i += 2) {
     if (isNamed(raw[i] as string, name) && ++seen > 1) return true

@@ -5,7 +5,7 @@
  * off (buildApp says why), and Node keeps only the first of two Host lines.
  * @module
  */
-import type { FastifyRequest } from 'fastify'
+import type { IncomingMessage } from 'node:http'
 import { repeatsHeader } from './header-lines.js'
 
 /**
@@ -20,17 +20,17 @@ const HOST = /^(?:\[(?:[0-9A-Fa-f:.]+|v[0-9A-Fa-f]+\.[A-Za-z0-9._~!$&'()*+,;=:-]
  * found valid is kept, since behind the gateway nearly every request names
  * the same host, and comparing it costs less than the pattern.
  */
-export function hostCheck (): (request: FastifyRequest) => string | undefined {
+export function hostCheck (): (message: IncomingMessage) => string | undefined {
   let lastValid = ''
-  return function hostRefusal (request) {
-    const host = request.headers.host
+  return function hostRefusal (message) {
+    const host = message.headers.host
     if (host === undefined) {
-      return request.raw.httpVersionMajor === 1 && request.raw.httpVersionMinor === 1 ? 'an HTTP/1.1 request must carry a Host header' : undefined
+      return message.httpVersionMajor === 1 && message.httpVersionMinor === 1 ? 'an HTTP/1.1 request must carry a Host header' : undefined
     }
     if (host !== lastValid) {
       if (!HOST.test(host)) return 'the Host header is not a host name or address with an optional port'
       lastValid = host
     }
-    return repeatsHeader(request, 'host') ? 'the request has more than one Host header' : undefined
+    return repeatsHeader(message, 'host') ? 'the request has more than one Host header' : undefined
   }
 }

@@ -1,13 +1,14 @@
 /**
  * The JWKS and RFC 8414 metadata. The JWKS body and ETag come ready-made from
  * the keyring, built once per key change, never per request; so do the
- * answer's headers (jwksHeadersOf).
+ * answers made of them (jwksAnswersOf).
  * @module
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import type { App, Deps } from '../http/app-types.js'
-import type { Jwks } from '../keys/keyring.js'
+import type { Jwks, Keyring } from '../keys/keyring.js'
+import type { EarlyRoute } from '../http/answer-before-routing.js'
 import { JWKS_SHARED_MAX_AGE, type Config } from '../config.js'
 import { responseHeader } from './openapi.js'
 
@@ -85,7 +86,7 @@ function etagMatches (header: string | undefined, etag: string): boolean {
   })
 }
 
-/** The JWKS answer's caching headers, on a 200 and a 304 alike (jwksHeadersOf). */
+/** The JWKS answer's caching headers, on a 200 and a 304 alike (jwksAnswersOf). */
 const JWKS_HEADERS = {
   'Cache-Control': responseHeader('public, max-age=TESSERA_JWKS_MAX_AGE, s-maxage=…: how long a verifier may keep the set'),
   ETag: responseHeader('the set\'s version, for If-None-Match')
@@ -94,34 +95,46 @@ const JWKS_HEADERS = {
 /** What Fastify would make of `.type('application/jwk-set+json')` on a string body, given whole so it is not rebuilt per request. */
 const JWK_SET_TYPE = 'application/jwk-set+json; charset=utf-8'
 
-interface JwksHeaders {
-  /** A 304's: the validators and caching a 200 would carry (RFC 9110 §15.4.5), no representation metadata. */
-  notModified: Readonly<Record<string, string>>
-  ok: Readonly<Record<string, string>>
+export const JWKS_PATH = '/.well-known/jwks.json'
+
+/** One of the JWKS's two answers: the set, or a 304 when If-None-Match names its tag (RFC 9110 §13.1.2). */
+export interface JwksAnswer {
+  status: 200 | 304
+  /** The answer's own; a 304's are the validators and caching a 200 would carry (RFC 9110 §15.4.5), no representation metadata. */
+  headers: Readonly<Record<string, string>>
+  body: string | undefined
 }
 
 /**
- * The JWKS answer's own headers for the keyring's current set, made again
- * only when the keyring publishes a new one (it replaces its `jwks` only
- * then): a request sets them with one call.
+ * The JWKS's answers for the keyring's current set, made again only when the
+ * keyring publishes a new one (it replaces its `jwks` only then): a request
+ * picks one of two ready objects.
  */
-function jwksHeadersOf (cacheControl: string): (jwks: Jwks) => JwksHeaders {
-  let madeFor: Jwks | undefined
-  let headers: JwksHeaders = { notModified: {}, ok: {} }
-  return (jwks) => {
-    if (jwks !== madeFor) {
-      const notModified = { 'cache-control': cacheControl, etag: jwks.etag }
-      headers = { notModified, ok: { ...notModified, 'content-type': JWK_SET_TYPE } }
-      madeFor = jwks
+function jwksAnswersOf (cacheControl: string, keyring: Pick<Keyring, 'jwks'>): (ifNoneMatch: string | undefined) => JwksAnswer {
+  let made: { of: Jwks, notModified: JwksAnswer, ok: JwksAnswer } | undefined
+  return (ifNoneMatch) => {
+    const jwks = keyring.jwks
+    if (made?.of !== jwks) {
+      const validators = { 'cache-control': cacheControl, etag: jwks.etag }
+      made = {
+        of: jwks,
+        notModified: { status: 304, headers: validators, body: undefined },
+        ok: { status: 200, headers: { ...validators, 'content-type': JWK_SET_TYPE }, body: jwks.body }
+      }
     }
-    return headers
+    return etagMatches(ifNoneMatch, jwks.etag) ? made.notModified : made.ok
   }
 }
 
-export function registerWellKnownRoutes (app: App, config: Config, deps: Deps): void {
+/**
+ * Registers the JWKS and the metadata, and returns the JWKS as a route that
+ * buildApp answers before Fastify routes it (http/answer-before-routing.ts),
+ * with the very answers the registered route gives.
+ */
+export function registerWellKnownRoutes (app: App, config: Config, deps: Deps): EarlyRoute {
   // s-maxage bounds how old a shared cache's copy can be (TESSERA_KEY_PUBLISH_LEAD
   // counts on it); the verifier behind it still keeps the copy for max-age.
-  const headersOf = jwksHeadersOf(`public, max-age=${config.jwksMaxAge}, s-maxage=${JWKS_SHARED_MAX_AGE}`)
+  const jwksAnswerFor = jwksAnswersOf(`public, max-age=${config.jwksMaxAge}, s-maxage=${JWKS_SHARED_MAX_AGE}`, deps.keyring)
   const jwksSchema = {
     tags: ['discovery'],
     summary: 'The public signing keys (RFC 7517); honours If-None-Match',
@@ -134,17 +147,15 @@ export function registerWellKnownRoutes (app: App, config: Config, deps: Deps): 
   // The JWKS and the metadata answer from memory, in the tick they are routed.
   const fromMemory = { answersAtOnce: true }
   const answerJwks = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
-    const jwks = deps.keyring.jwks
-    const headers = headersOf(jwks)
-    if (etagMatches(request.headers['if-none-match'], jwks.etag)) return await reply.headers(headers.notModified).code(304).send()
-    return await reply.headers(headers.ok).send(jwks.body)
+    const answer = jwksAnswerFor(request.headers['if-none-match'])
+    return await reply.headers(answer.headers).code(answer.status).send(answer.body)
   }
-  app.get('/.well-known/jwks.json', { schema: jwksSchema, config: fromMemory, exposeHeadRoute: false }, answerJwks)
+  app.get(JWKS_PATH, { schema: jwksSchema, config: fromMemory, exposeHeadRoute: false }, answerJwks)
   // HEAD by the same answer rather than Fastify's generated route, which sets
   // `content-length: 0` on any answer without a body, a 304 included: RFC
   // 9110 §8.6 allows a 304 only the 200's length. Node leaves the body out of
   // a HEAD itself. Hidden from /openapi.json, as every generated HEAD route is.
-  app.head('/.well-known/jwks.json', { schema: { hide: true }, config: fromMemory }, answerJwks)
+  app.head(JWKS_PATH, { schema: { hide: true }, config: fromMemory }, answerJwks)
 
   const metadata = JSON.stringify(serverMetadata(config))
   for (const path of ['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server']) {
@@ -154,4 +165,5 @@ export function registerWellKnownRoutes (app: App, config: Config, deps: Deps): 
     }, async (_request, reply) =>
       await reply.header('cache-control', 'public, max-age=3600').type('application/json').send(metadata))
   }
+  return { path: JWKS_PATH, methods: new Set(['GET', 'HEAD']), answer: (message) => jwksAnswerFor(message.headers['if-none-match']) }
 }
