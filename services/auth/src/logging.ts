@@ -15,6 +15,24 @@ const SECRET_KEYS = ['password', 'current_password', 'new_password', 'password_h
 /** One spelling per secret: `refreshToken`, `refresh_token` and `Refresh-Token` are the same key. */
 const spelling = (key: string): string => key.toLowerCase().replace(/[-_]/g, '')
 const SECRET = new Set(SECRET_KEYS.map(spelling))
+/**
+ * Names already judged: every logged line's members are walked, and the
+ * names are the code's own few dozen, so a lookup replaces spelling()'s
+ * lower-casing and pattern on all but a name's first line (0.6–0.7 µs a
+ * request line before, docs/performance-history.md, "Session 40: the JWKS
+ * before routing"). Bounded, should some logged object's names be a
+ * client's; a name past the bound is judged each time.
+ */
+const judged = new Map<string, boolean>()
+const JUDGED_NAMES = 1024
+function isSecretName (key: string): boolean {
+  let secret = judged.get(key)
+  if (secret === undefined) {
+    secret = SECRET.has(spelling(key))
+    if (judged.size < JUDGED_NAMES) judged.set(key, secret)
+  }
+  return secret
+}
 const CENSOR = '[redacted]'
 const FAILING_ROW = 'Failing row contains'
 /** Deeper than anything we log; bounds the walk on a cyclic or huge object. */
@@ -30,7 +48,7 @@ function redactMembers (record: Record<string, unknown>, depth: number): Record<
   let copy: Record<string, unknown> | undefined
   for (const key in record) {
     const item = record[key]
-    const redacted = SECRET.has(spelling(key)) ? CENSOR : redactSecrets(item, depth + 1)
+    const redacted = isSecretName(key) ? CENSOR : redactSecrets(item, depth + 1)
     if (redacted !== item) (copy ??= { ...record })[key] = redacted
   }
   return copy ?? record

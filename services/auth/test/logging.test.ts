@@ -42,6 +42,21 @@ t.test('secrets deeper than three levels, in arrays, in any letter case', async 
   t.equal(out.split('[redacted]').length - 1, 3)
 })
 
+t.test('a name is judged the same on every line, and past the names kept, judged each time', async (t) => {
+  const again = { Refresh_Token: 'first', route: '/x' }
+  t.same(redactSecrets(again), { Refresh_Token: '[redacted]', route: '/x' })
+  t.same(redactSecrets(again), { Refresh_Token: '[redacted]', route: '/x' }, 'the second time, from what was kept')
+  // More names than are kept (logging.ts, JUDGED_NAMES): those past the bound are judged each time.
+  const many = Object.fromEntries(Array.from({ length: 1100 }, (_, i) => [`member${i}`, i]))
+  t.equal(redactSecrets(many), many, 'none of them a secret')
+  for (const name of ['REFRESH-token', 'Set_Cookie', 'PassWord']) {
+    const late = { [name]: 'late-secret', route: '/x' }
+    t.same(redactSecrets(late), { [name]: '[redacted]', route: '/x' }, `${name}, seen past the bound: redacted`)
+    t.same(redactSecrets(late), { [name]: '[redacted]', route: '/x' }, `${name}, again`)
+  }
+  t.same(redactSecrets({ member5: 'x', member1099: 'y' }), { member5: 'x', member1099: 'y' }, 'names within and past the bound, kept')
+})
+
 t.test('objects without secrets are logged as they are, errors keep their serializer', async (t) => {
   const { logger, text } = capture()
   const plain = { method: 'GET', route: '/x', nested: { n: 1 } }
