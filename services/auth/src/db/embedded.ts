@@ -214,7 +214,13 @@ async function postmasterRunning (pgdata: string): Promise<boolean> {
 async function pruneClustersOfRemovedDataDirs (own: string): Promise<string[]> {
   const removed: string[] = []
   const temporary = `${await fs.realpath(os.tmpdir())}${path.sep}`
-  for (const name of await fs.readdir(SHARED_ROOT).catch(() => [])) {
+  const names = await fs.readdir(SHARED_ROOT).catch(() => [])
+  // What a start or a prune killed midway set aside beside any cluster, gone
+  // or not (a prune killed in its `rm` left `.discarded-<pid>` of a cluster
+  // whose records it had already removed), under removeAbandonedAside's checks.
+  const setAside = new Set(names.flatMap((name) => /^(data-[0-9a-f]{16})\.(?:initdb|discarded)-/.exec(name)?.[1] ?? []))
+  for (const base of setAside) await removeAbandonedAside(path.join(SHARED_ROOT, base))
+  for (const name of names) {
     const pgdata = path.join(SHARED_ROOT, name)
     if (!/^data-[0-9a-f]{16}$/.test(name) || pgdata === own) continue
     const dataDir = await fs.readFile(dataDirFile(pgdata), 'utf8').then((text) => text.trim(), () => undefined)
@@ -287,8 +293,9 @@ async function createCluster (bins: Binaries, pgdata: string, password: string, 
 const ABANDONED_AFTER_MS = 10 * 60_000
 
 /**
- * Removes what a start killed midway left beside pgdata: the cluster it was
- * making (`.initdb-<pid>-<hex>`, 39 MB) or discarding (`.discarded-<pid>`).
+ * Removes what a start or a prune killed midway left beside pgdata: the
+ * cluster it was making (`.initdb-<pid>-<hex>`, 39 MB) or discarding
+ * (`.discarded-<pid>`).
  * Only when that start's process is gone (a start suspended midway may come
  * back) and the directory untouched for ten minutes (a pid is only ours to
  * judge in our own PID namespace; an initdb takes seconds).

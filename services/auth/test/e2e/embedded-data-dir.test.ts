@@ -234,9 +234,24 @@ t.test('a start deletes the clusters of removed data directories under the tempo
     for (const cluster of clusters) utimesSync(cluster, old, old)
   }
   settled(removed.cluster, running.cluster, kept.cluster, unrecorded.cluster, elsewhere.cluster)
+  // What a prune killed in its `rm` leaves: the cluster set aside, its records already removed.
+  const gone = spawnSync('true').pid ?? 0
+  const leftAside = (name: string, age: 'old' | 'new'): string => {
+    const dir = path.join(path.dirname(removed.cluster), name)
+    mkdirSync(dir)
+    writeFileSync(path.join(dir, 'PG_VERSION'), '17\n')
+    const old = new Date(Date.now() - 20 * 60_000)
+    if (age === 'old') utimesSync(dir, old, old)
+    t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+    return dir
+  }
+  const abandonedAside = leftAside(`data-0123456789abcdef.discarded-${gone}`, 'old')
+  const recentAside = leftAside(`data-fedcba9876543210.discarded-${gone}`, 'new')
 
   const other = dataDirFor(t)
   t.equal((await runCli(['db', 'start'], other.env)).code, 0)
+  t.notOk(existsSync(abandonedAside), 'a cluster a gone prune set aside, untouched for ten minutes, is removed')
+  t.ok(existsSync(recentAside), 'one touched within ten minutes is left')
   t.notOk(existsSync(removed.cluster), 'the cluster of a removed data directory, stopped, is deleted')
   t.notOk(existsSync(`${removed.cluster}.owner`) || existsSync(`${removed.cluster}.datadir`), 'with what lay beside it')
   t.ok(postgresRunningOn(running.cluster), 'one whose server still runs is left, running')
