@@ -8,6 +8,8 @@
  *   GET  /jwks   the JWKS body Tessera serves, with its ETag (304 on If-None-Match) and the same
  *                headers (BARE_JWKS_HEADERS, and an x-request-id of BARE_REQUEST_ID_LENGTH characters,
  *                counted per process)
+ *   GET  /jwks-node  the same answers from a node:http listener in front of Fastify's routing, as
+ *                Tessera answers its JWKS (services/auth/src/http/answer-before-routing.ts)
  *   GET  /me     the same one-row Postgres read as /v1/me (its very SQL text, a named statement as Tessera sends it), ids from x-user-id/x-session-id,
  *                on a pool of BARE_POOL connections per process (default 20)
  *   POST /token  a JSON body in, a token-response-sized JSON body out
@@ -40,6 +42,22 @@ async function serve () {
     if (requestIdLength > 0) void reply.header('x-request-id', String(++requests).padStart(requestIdLength, '0'))
     if (request.headers['if-none-match'] === etag) return await reply.code(304).send()
     return await reply.type('application/jwk-set+json').send(jwks)
+  })
+  // Tessera's JWKS is answered before Fastify routes it: the same, bare.
+  const jwksLines = [...Object.entries(jwksHeaders).flat(), 'etag', etag]
+  const okLines = [...jwksLines, 'content-type', 'application/jwk-set+json; charset=utf-8', 'content-length', String(Buffer.byteLength(jwks))]
+  const routing = app.routing
+  app.server.removeListener('request', routing)
+  app.server.on('request', (req, res) => {
+    if (req.url !== '/jwks-node' || req.method !== 'GET') {
+      routing(req, res)
+      return
+    }
+    const notModified = req.headers['if-none-match'] === etag
+    const lines = notModified ? [...jwksLines] : [...okLines]
+    if (requestIdLength > 0) lines.push('x-request-id', String(++requests).padStart(requestIdLength, '0'))
+    res.writeHead(notModified ? 304 : 200, lines)
+    res.end(notModified ? undefined : jwks)
   })
   app.get('/me', async (request, reply) => {
     const { rows } = await pool.query({ name: LIVE_PROFILE_STATEMENT, text: ME, values: [request.headers['x-user-id'], request.headers['x-session-id'], new Date()] })

@@ -19,15 +19,19 @@ import { workerPoolSize } from './service.mjs'
 /** The suffix of the bare routes served by one process, read beside the ones served as Tessera serves them. */
 export const ONE_PROCESS = '-one-process'
 
+/** The suffix of the bare JWKS answered by node:http before Fastify routes it, as Tessera answers its own. */
+export const BEFORE_ROUTING = '-node'
+
 /**
  * Ceilings read beside a scenario's own whose rounds alternate with its
  * rounds as its own ceiling's do: the bare route in one process beside the
  * one laid out as Tessera (docs/decisions.md, "The bare route served as
- * Tessera serves it").
+ * Tessera serves it"); for the JWKS, also the same answers by node:http,
+ * which is how Tessera answers them (decisions.md, "The JWKS before routing").
  */
 export const ALTERNATING_BESIDE = {
-  jwks: [`bare-jwks${ONE_PROCESS}`],
-  'jwks-304': [`bare-jwks-304${ONE_PROCESS}`],
+  jwks: [`bare-jwks${ONE_PROCESS}`, `bare-jwks${BEFORE_ROUTING}`],
+  'jwks-304': [`bare-jwks-304${ONE_PROCESS}`, `bare-jwks-304${BEFORE_ROUTING}`],
   me: [`bare-me${ONE_PROCESS}`]
 }
 
@@ -121,6 +125,14 @@ export function ceilingDefinitions (run) {
     },
     ...bareRoutes(run, run.workers, ''),
     ...bareRoutes(run, 1, ONE_PROCESS),
+    [`bare-jwks${BEFORE_ROUTING}`]: {
+      what: 'the bare JWKS laid out as bare-jwks, answered by a node:http listener before Fastify routes it, as Tessera answers its own (for reading)',
+      measure: async (round) => await run.bareLoad({ path: '/jwks-node' }, [], round, run.workers)
+    },
+    [`bare-jwks-304${BEFORE_ROUTING}`]: {
+      what: 'the same with If-None-Match: 304, no body (for reading)',
+      measure: async (round) => await run.bareLoad({ path: '/jwks-node', headers: { 'if-none-match': run.jwks.etag } }, [304], round, run.workers)
+    },
     ...clientCredentialsCeilings({ url: run.databaseUrl, seconds, inFlight: run.connections, pool: INSTANCE_POOL }),
     ...physicalCeilings({ keyBits, cores, seconds })
   }

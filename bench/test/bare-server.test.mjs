@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { ALTERNATING_BESIDE, ONE_PROCESS, ceilingDefinitions } from '../lib/ceiling-definitions.mjs'
+import { ALTERNATING_BESIDE, BEFORE_ROUTING, ONE_PROCESS, ceilingDefinitions } from '../lib/ceiling-definitions.mjs'
 import { startBareServer } from '../lib/ceilings.mjs'
 import { SCENARIOS } from '../lib/scenarios.mjs'
 
@@ -46,13 +46,17 @@ const alive = (pid) => {
 /**
  * GET /jwks on a connection of its own each time, so either worker may take it.
  * @param {string} url @param {Record<string, string>} headers
- * @returns {Promise<{ status: number, body: string, etag: string | undefined, requestId: string }>}
+ * @param {string} [path]
+ * @returns {Promise<{ status: number, body: string, etag: string | undefined, requestId: string, headers: Record<string, unknown> }>}
  */
-const getJwks = async (url, headers) => await new Promise((resolve, reject) => {
-  const req = request(`${url}/jwks`, { headers, agent: false }, (res) => {
+const getJwks = async (url, headers, path = '/jwks') => await new Promise((resolve, reject) => {
+  const req = request(`${url}${path}`, { headers, agent: false }, (res) => {
     let body = ''
     res.on('data', (chunk) => { body += chunk })
-    res.on('end', () => resolve({ status: res.statusCode ?? 0, body, etag: res.headers.etag, requestId: String(res.headers['x-request-id']) }))
+    res.on('end', () => {
+      const { date, connection, 'keep-alive': keepAlive, 'x-request-id': requestId, ...own } = res.headers
+      resolve({ status: res.statusCode ?? 0, body, etag: res.headers.etag, requestId: String(requestId), headers: own })
+    })
   })
   req.on('error', reject)
   req.end()
@@ -95,6 +99,17 @@ test('by default the bare server is one process: nothing forked, no request id r
   assert.equal(await server.stop(), 0)
 })
 
+test('/jwks-node answers as /jwks does, from node:http before Fastify routes it', async (t) => {
+  const server = await bare(1)
+  t.after(async () => { await server.stop() })
+  for (const headers of [{}, { 'if-none-match': ETAG }, { 'if-none-match': '"other"' }]) {
+    const routed = await getJwks(server.url, headers)
+    const early = await getJwks(server.url, headers, '/jwks-node')
+    assert.deepEqual([early.status, early.body, early.headers], [routed.status, routed.body, routed.headers], JSON.stringify(headers))
+    assert.match(early.requestId, /^\d{6}$/, 'a request id of the same length')
+  }
+})
+
 test('a worker that dies stops the whole bare server, with an error: a ceiling is never measured on fewer processes than it says', async (t) => {
   const server = await bare(2)
   t.after(async () => { await server.stop() })
@@ -129,17 +144,19 @@ test('the JWKS and /v1/me are judged against the bare route laid out as Tessera 
   const judged = Object.fromEntries(SCENARIOS.map((s) => [s.name, s.ceiling]))
   assert.deepEqual([judged.jwks, judged['jwks-304'], judged.me], ['bare-jwks', 'bare-jwks-304', 'bare-me'])
   for (const [scenario, ceilings] of Object.entries(ALTERNATING_BESIDE)) {
-    assert.deepEqual(ceilings, [`${judged[scenario]}${ONE_PROCESS}`], `${scenario} reads the one-process route beside its own`)
+    assert.deepEqual(ceilings[0], `${judged[scenario]}${ONE_PROCESS}`, `${scenario} reads the one-process route beside its own`)
   }
-  for (const name of ['bare-jwks', 'bare-jwks-304', 'bare-me', 'bare-jwks-one-process', 'bare-jwks-304-one-process', 'bare-me-one-process']) {
+  assert.deepEqual([ALTERNATING_BESIDE.jwks[1], ALTERNATING_BESIDE['jwks-304'][1]], [`bare-jwks${BEFORE_ROUTING}`, `bare-jwks-304${BEFORE_ROUTING}`], 'and the JWKS the route answered by node:http')
+  for (const name of ['bare-jwks', 'bare-jwks-304', 'bare-me', 'bare-jwks-one-process', 'bare-jwks-304-one-process', 'bare-me-one-process', 'bare-jwks-node', 'bare-jwks-304-node']) {
     const found = definitions[name]
     assert.ok(found !== undefined && 'measure' in found, name)
     await found.measure(0)
   }
   assert.deepEqual(loads, [
     { path: '/jwks', workers: 3 }, { path: '/jwks', workers: 3 }, { path: '/me', workers: 3 },
-    { path: '/jwks', workers: 1 }, { path: '/jwks', workers: 1 }, { path: '/me', workers: 1 }
-  ], "the judged ones on the instance's workers, the ones beside on one process")
+    { path: '/jwks', workers: 1 }, { path: '/jwks', workers: 1 }, { path: '/me', workers: 1 },
+    { path: '/jwks-node', workers: 3 }, { path: '/jwks-node', workers: 3 }
+  ], "the judged ones on the instance's workers, the one-process ones on one process, the node:http ones laid out as the judged")
   assert.match(definitions['bare-jwks']?.what ?? '', /served as Tessera serves it: a node:cluster of 3 workers sharing one port/)
   assert.match(definitions['bare-me']?.what ?? '', /a pool of 7 per worker/, "each worker's share of the instance's 20 connections")
   assert.match(definitions['bare-me-one-process']?.what ?? '', /^one bare Fastify process.*a pool of 20\)/)

@@ -50,17 +50,21 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
     assert.ok(report.ceilings[name]?.rate > 0, `ceiling ${name}`)
   }
   // The JWKS and /v1/me are judged against the bare route laid out as the instance they ran on (one worker
-  // per core), the same route in one process read beside, in as many rounds.
+  // per core), the same route in one process read beside, and for the JWKS the same answers by node:http
+  // before Fastify's routing (as Tessera answers its own), each in as many rounds.
   for (const ceiling of ['bare-jwks', 'bare-jwks-304', 'bare-me']) {
     const row = report.scenarios.find((/** @type {any} */ s) => s.ceiling === ceiling)
-    const beside = report.ceilings[`${ceiling}-one-process`]
-    assert.deepEqual(row.beside, [{ ceiling: `${ceiling}-one-process`, rate: beside.rate, low: beside.low, ratio: Math.round((row.rps / beside.rate) * 1000) / 1000 }], row.name)
-    assert.equal(beside.rounds.length, report.settings.rounds, ceiling)
+    const besideNames = [`${ceiling}-one-process`, ...(ceiling === 'bare-me' ? [] : [`${ceiling}-node`])]
+    assert.deepEqual(row.beside, besideNames.map((name) => {
+      const beside = report.ceilings[name]
+      assert.equal(beside.rounds.length, report.settings.rounds, name)
+      return { ceiling: name, rate: beside.rate, low: beside.low, ratio: Math.round((row.rps / beside.rate) * 1000) / 1000 }
+    }), row.name)
     assert.match(report.ceilings[ceiling].what, report.machine.cores > 1 ? new RegExp(`^bare Fastify served as Tessera serves it: a node:cluster of ${report.machine.cores} workers`) : /one worker/)
   }
-  // Its round is measured just before the scenario's, as the judged ceiling's is, not after the scenario's rounds.
-  const measuredInOrder = stderr.split('\n').map((l) => l.replace(/^\[bench \+[\d.]+s\] /, '')).filter((l) => /^(ceiling bare-jwks(-one-process)?|scenario jwks)…$/.test(l))
-  assert.deepEqual(measuredInOrder, ['ceiling bare-jwks…', 'ceiling bare-jwks-one-process…', 'scenario jwks…'])
+  // Their rounds are measured just before the scenario's, as the judged ceiling's is, not after the scenario's rounds.
+  const measuredInOrder = stderr.split('\n').map((l) => l.replace(/^\[bench \+[\d.]+s\] /, '')).filter((l) => /^(ceiling bare-jwks(-one-process|-node)?|scenario jwks)…$/.test(l))
+  assert.deepEqual(measuredInOrder, ['ceiling bare-jwks…', 'ceiling bare-jwks-one-process…', 'ceiling bare-jwks-node…', 'scenario jwks…'])
   // The physical limits stand beside the ceilings: signing on every core (÷ 2 for a refresh) and argon2 on every core.
   for (const name of ['sign-all-cores', 'refresh-signing-limit', 'argon2-all-cores']) assert.ok(report.ceilings[name]?.rate > 0, `physical ${name}`)
   assert.ok(Math.abs(report.ceilings['refresh-signing-limit'].rate - report.ceilings['sign-all-cores'].rate / 2) <= 0.5)
@@ -115,7 +119,7 @@ test('a quick run of every scenario has no errors and writes a whole report', { 
   }
   assert.match(markdown, /^\| ceiling \| per second \| spread \| how it was measured \|$/m)
   assert.match(markdown, /^- \*\*bare-jwks\*\*: [\d,]+\/s \(cores: bare \d\.\d\d, (postgres \d\.\d\d, )?load generator \d\.\d\d, others -?\d\.\d\d; ms of CPU per answer: bare \d\.\d\d(, postgres \d\.\d\d)?\)\.$/m, 'each bare round with its cores')
-  assert.match(markdown, /^\| jwks \| .+ \| \d+ % of [\d,]+ \(bare-jwks-one-process\) \| /m, 'the JWKS row reads its ratio to the one-process route')
+  assert.match(markdown, /^\| jwks \| .+ \| \d+ % of [\d,]+ \(bare-jwks-one-process\), \d+ % of [\d,]+ \(bare-jwks-node\) \| /m, 'the JWKS row reads its ratios to the one-process route and to the node:http one')
   assert.match(markdown, /^Before: bench\/profiles\/before-refresh\.json, saved at .+ from commit \w+/m)
   assert.match(markdown, /^\| area \| % of busy, before \| % of busy, after \|$/m)
   assert.ok(markdown.includes('](report.svg)'))
