@@ -1,14 +1,15 @@
 /**
  * Answers made before Fastify routes the request, for a route whose answers
  * are ready in memory, where Fastify's own work is a large part of what an
- * answer costs: the JWKS, which every verifier fetches. Fastify's routing, its request and
- * reply objects, its hooks and the handler's promise were about a quarter
- * of the JWKS's CPU per answer (docs/decisions.md, "The JWKS before
- * routing"). What every answer carries is kept: the security headers, the
- * request id, the Host check (by passing the request on), the log line and
- * the histogram sample. Any other request, one on such a path with a query
- * or another method, or one the options pass on (a Host to refuse, a drain
- * begun), goes to Fastify, which answers it as it would anyway.
+ * answer costs: the JWKS, which every verifier fetches. Fastify's routing,
+ * its request and reply objects, its hooks and the handler's promise were
+ * about a quarter of the JWKS's CPU per answer (docs/decisions.md, "The
+ * JWKS before routing"). What every answer carries is kept: the security
+ * headers, the request id, the Host check (by passing the request on), the
+ * log line and the histogram sample. Any other request, one on such a path
+ * with a query or another method, or one the options pass on (a Host to
+ * refuse, a drain begun), goes to Fastify, which answers it as it would
+ * anyway.
  * @module
  */
 import type { IncomingMessage, RequestListener, Server } from 'node:http'
