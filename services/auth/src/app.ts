@@ -91,17 +91,17 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // methods (PROPFIND, MKCOL, …), and each would otherwise be a series of its
   // own under route="unmatched" that any client could add; the log line keeps the method as sent.
   const labelledMethods = new Set(['HEAD', 'OPTIONS'])
-  /** Counts an answer in the histogram, and says whether its log line is to be written. */
-  const countAnswer = (method: string, route: string, status: number, elapsed: number): boolean => {
+  /** An answer's histogram sample; `elapsed` in ms. */
+  const countAnswer = (method: string, route: string, status: number, elapsed: number): void => {
     deps.metrics.observeRequest(labelledMethods.has(method) ? method : 'other', route, status, elapsed / 1000)
-    return deps.logger.isLevelEnabled('info')
   }
   const requestLine = (method: string, route: string, status: number, elapsed: number, ip: string): Record<string, unknown> =>
     ({ method, route, status, duration_ms: Math.round(elapsed * 100) / 100, ip })
   /** The request's one log line and its histogram sample; `elapsed` in ms, where Fastify did not time the request. */
   const recordRequest = (request: FastifyRequest, reply: FastifyReply, elapsed = reply.elapsedTime): void => {
     const route = request.routeOptions.url ?? 'unmatched'
-    if (countAnswer(request.method, route, reply.statusCode, elapsed)) {
+    countAnswer(request.method, route, reply.statusCode, elapsed)
+    if (deps.logger.isLevelEnabled('info')) {
       request.log.info(requestLine(request.method, route, reply.statusCode, elapsed, clientAddress(request)), 'request')
     }
   }
@@ -288,7 +288,8 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
     requestIdOf: (message) => requestIdOf(message.headers['x-request-id'], message.socket.remoteAddress),
     record: (message, route, status, elapsed, requestId) => {
       const method = message.method ?? ''
-      if (countAnswer(method, route, status, elapsed)) {
+      countAnswer(method, route, status, elapsed)
+      if (deps.logger.isLevelEnabled('info')) {
         const ip = addressOrPeer(config.trustProxy.length > 0 ? proxyAddr(message, trustedPeer) : message.socket.remoteAddress, message)
         deps.logger.info({ reqId: requestId, ...requestLine(method, route, status, elapsed, ip) }, 'request')
       }

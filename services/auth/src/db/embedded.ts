@@ -214,13 +214,7 @@ async function postmasterRunning (pgdata: string): Promise<boolean> {
 async function pruneClustersOfRemovedDataDirs (own: string): Promise<string[]> {
   const removed: string[] = []
   const temporary = `${await fs.realpath(os.tmpdir())}${path.sep}`
-  const names = await fs.readdir(SHARED_ROOT).catch(() => [])
-  // What a start or a prune killed midway set aside beside any cluster, gone
-  // or not (a prune killed in its `rm` left `.discarded-<pid>` of a cluster
-  // whose records it had already removed), under removeAbandonedAside's checks.
-  const setAside = new Set(names.flatMap((name) => /^(data-[0-9a-f]{16})\.(?:initdb|discarded)-/.exec(name)?.[1] ?? []))
-  for (const base of setAside) await removeAbandonedAside(path.join(SHARED_ROOT, base))
-  for (const name of names) {
+  for (const name of await fs.readdir(SHARED_ROOT).catch(() => [])) {
     const pgdata = path.join(SHARED_ROOT, name)
     if (!/^data-[0-9a-f]{16}$/.test(name) || pgdata === own) continue
     const dataDir = await fs.readFile(dataDirFile(pgdata), 'utf8').then((text) => text.trim(), () => undefined)
@@ -293,18 +287,18 @@ async function createCluster (bins: Binaries, pgdata: string, password: string, 
 const ABANDONED_AFTER_MS = 10 * 60_000
 
 /**
- * Removes what a start or a prune killed midway left beside pgdata: the
- * cluster it was making (`.initdb-<pid>-<hex>`, 39 MB) or discarding
- * (`.discarded-<pid>`).
+ * Removes what a start or a prune killed midway left in `parent` beside a
+ * cluster: the cluster it was making (`<cluster>.initdb-<pid>-<hex>`, 39 MB)
+ * or discarding (`<cluster>.discarded-<pid>`), whether that cluster is still
+ * there or not (a prune killed in its `rm` had already removed its records).
  * Only when that start's process is gone (a start suspended midway may come
  * back) and the directory untouched for ten minutes (a pid is only ours to
  * judge in our own PID namespace; an initdb takes seconds).
  */
-async function removeAbandonedAside (pgdata: string): Promise<void> {
-  const parent = path.dirname(pgdata)
-  const base = `${path.basename(pgdata)}.`
+async function removeAbandonedAsides (parent: string): Promise<void> {
   for (const name of await fs.readdir(parent).catch(() => [])) {
-    const match = name.startsWith(base) ? /^(?:initdb-(\d+)-[0-9a-f]+|discarded-(\d+))$/.exec(name.slice(base.length)) : null
+    // A cluster's name is `postgres` in its data directory, `data-<hex>` in SHARED_ROOT (clusterDir).
+    const match = /^(?:postgres|data-[0-9a-f]{16})\.(?:initdb-(\d+)-[0-9a-f]+|discarded-(\d+))$/.exec(name)
     if (match === null) continue
     const pid = Number(match[1] ?? match[2])
     const dir = path.join(parent, name)
@@ -472,7 +466,8 @@ export async function startEmbeddedPostgres (dataDir: string, connections = 0): 
   const { secret: password, created: dataDirIsNew } = await readOrCreateSecret(passwordFile)
   const pgdata = await clusterDir(dataDir, as)
   const keptOutside = pgdata !== path.join(dataDir, 'postgres')
-  await removeAbandonedAside(pgdata)
+  // As root, beside every cluster kept in SHARED_ROOT too: other checkouts' included.
+  for (const parent of new Set([path.dirname(pgdata), ...(root ? [SHARED_ROOT] : [])])) await removeAbandonedAsides(parent)
   const removedClusters = root ? await pruneClustersOfRemovedDataDirs(pgdata) : []
   if (keptOutside && dataDirIsNew) await discardOrphanedCluster(bins, pgdata, password, as)
   if (!(await exists(path.join(pgdata, 'PG_VERSION')))) {

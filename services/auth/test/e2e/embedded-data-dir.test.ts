@@ -39,6 +39,16 @@ function dataDirFor (t: Test): { dataDir: string, env: Record<string, string> } 
   return { dataDir, env: { TESSERA_DATA_DIR: dataDir } }
 }
 
+/** A cluster directory as a start killed midway leaves it at `dir`; `old`: untouched for twenty minutes. Removed at the test's end. */
+function setAside (t: Test, dir: string, age: 'old' | 'new'): string {
+  mkdirSync(dir)
+  writeFileSync(path.join(dir, 'PG_VERSION'), '17\n')
+  const old = new Date(Date.now() - 20 * 60_000)
+  if (age === 'old') utimesSync(dir, old, old)
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  return dir
+}
+
 async function selectOne (env: Record<string, string>): Promise<number | undefined> {
   const url = (await runCli(['db', 'url'], env)).stdout.trim()
   const client = new pg.Client({ connectionString: url })
@@ -175,15 +185,7 @@ t.test('what a start killed midway set aside beside the cluster is removed by a 
   const cluster = clusterDir(dataDir)
   const gone = spawnSync('true').pid
   t.ok(gone !== undefined && gone > 0)
-  const old = new Date(Date.now() - 20 * 60_000)
-  const aside = (name: string, age: 'old' | 'new'): string => {
-    const dir = `${cluster}.${name}`
-    mkdirSync(dir)
-    writeFileSync(path.join(dir, 'PG_VERSION'), '17\n')
-    if (age === 'old') utimesSync(dir, old, old)
-    t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
-    return path.basename(dir)
-  }
+  const aside = (name: string, age: 'old' | 'new'): string => path.basename(setAside(t, `${cluster}.${name}`, age))
   const abandoned = [aside(`initdb-${gone}-0a1b2c3d`, 'old'), aside(`discarded-${gone}`, 'old')]
   const kept = [
     aside(`initdb-${gone}-4e5f6a7b`, 'new'),
@@ -236,15 +238,7 @@ t.test('a start deletes the clusters of removed data directories under the tempo
   settled(removed.cluster, running.cluster, kept.cluster, unrecorded.cluster, elsewhere.cluster)
   // What a prune killed in its `rm` leaves: the cluster set aside, its records already removed.
   const gone = spawnSync('true').pid ?? 0
-  const leftAside = (name: string, age: 'old' | 'new'): string => {
-    const dir = path.join(path.dirname(removed.cluster), name)
-    mkdirSync(dir)
-    writeFileSync(path.join(dir, 'PG_VERSION'), '17\n')
-    const old = new Date(Date.now() - 20 * 60_000)
-    if (age === 'old') utimesSync(dir, old, old)
-    t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
-    return dir
-  }
+  const leftAside = (name: string, age: 'old' | 'new'): string => setAside(t, path.join(path.dirname(removed.cluster), name), age)
   const abandonedAside = leftAside(`data-0123456789abcdef.discarded-${gone}`, 'old')
   const recentAside = leftAside(`data-fedcba9876543210.discarded-${gone}`, 'new')
 

@@ -55,17 +55,18 @@ t.test('over a socket, the JWKS is answered before routing, with the routed answ
   const { port, routed } = await listeningApp(app)
   const etag = String((await app.inject({ method: 'GET', url: JWKS })).headers.etag)
   routed.length = 0
-  const cases: Array<[string, string, Record<string, string>]> = [
+  const cases: Array<['GET' | 'HEAD', string, Record<string, string>]> = [
     ['GET', 'the set', {}],
     ['GET', 'its tag: 304', { 'if-none-match': etag }],
     ['GET', 'a list naming its weak tag: 304', { 'if-none-match': `"other", W/${etag}` }],
     ['GET', 'another tag: the set', { 'if-none-match': '"other"' }],
     ['HEAD', 'the set\'s headers', {}],
     ['HEAD', 'its tag: 304', { 'if-none-match': etag }]
-  ].map(([method, what, headers]) => [`${String(method)} ${String(what)}`, String(method), headers as Record<string, string>])
-  for (const [what, method, headers] of cases) {
+  ]
+  for (const [method, answer, headers] of cases) {
+    const what = `${method} ${answer}`
     const early = await over(port, method, JWKS, headers)
-    const inject = await app.inject({ method: method as 'GET' | 'HEAD', url: JWKS, headers })
+    const inject = await app.inject({ method, url: JWKS, headers })
     t.equal(early.status, inject.statusCode, `${what}: the status`)
     t.same(ownHeaders(early.headers), ownHeaders(inject.headers), `${what}: the headers`)
     t.equal(early.body, inject.body, `${what}: the body`)
