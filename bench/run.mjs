@@ -357,7 +357,7 @@ async function scenarios (run, ctx, registry, url) {
       if (round === 0) log(`scenario ${scenario.name}: warming up…`)
       const result = await scenario.run(ctx, [url], round, ceilingRound)
       if (!alternated) throw new Error(`scenario ${scenario.name} ran without its ceiling's round`)
-      log(`scenario ${scenario.name}: ${result.rps} req/s, p99 ${result.p99} ms, ${result.errors} errors`)
+      log(`scenario ${scenario.name}: ${result.rps} req/s, p99 ${result.p99} ms, ${result.errors} errors${result.shedP99 === undefined ? '' : `, ${result.shed} shed (p99 ${result.shedP99} ms)`}`)
       rounds.push(result)
     }
     const ceiling = await registry.result(scenario.ceiling)

@@ -224,7 +224,7 @@ export function markdown (report) {
     '',
     markdownTable(SCENARIO_HEAD, scenarioRows(report)),
     '',
-    ...report.scenarios.map((/** @type {any} */ x) => `- **${x.name}**: ${x.what}. Best round: ${x.requests.toLocaleString('en-US')} requests in ${x.seconds} s${x.p99All === undefined ? '' : ` (p99 of every answer, shed ones included: ${x.p99All} ms)`}; rounds ${(x.rounds ?? []).map((/** @type {any} */ r) => `${int(r.rps)}/s p99 ${r.p99} ms${roundCpuText(r)}`).join(', ')}; answers over all rounds ${Object.entries(x.statuses).map(([k, v]) => `${k}×${v}`).join(', ') || 'none'}.${x.note ? ` ${x.note}` : ''}`),
+    ...report.scenarios.map((/** @type {any} */ x) => `- **${x.name}**: ${x.what}. Best round: ${x.requests.toLocaleString('en-US')} requests in ${x.seconds} s${x.p99All === undefined ? '' : ` (p99 of every answer, shed ones included: ${x.p99All} ms)`}; rounds ${(x.rounds ?? []).map((/** @type {any} */ r) => `${int(r.rps)}/s p99 ${r.p99} ms${r.shedP99 === undefined ? '' : ` and 503s p99 ${r.shedP99} ms`}${roundCpuText(r)}`).join(', ')}; answers over all rounds ${Object.entries(x.statuses).map(([k, v]) => `${k}×${v}`).join(', ') || 'none'}.${x.note ? ` ${x.note}` : ''}`),
     ...report.skipped.map((/** @type {any} */ x) => `- **${x.name}**: not run: ${x.reason}.`),
     '',
     '## Targets (issue 12, and issue 14\'s client_credentials)',

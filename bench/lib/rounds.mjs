@@ -20,8 +20,9 @@ export function bestRound (rounds) {
 }
 
 /**
- * What every round adds to the best one: each round's rate, p99 and errors,
- * the worst rate, and errors and answers summed over the rounds.
+ * What every round adds to the best one: each round's rate, p99 and errors
+ * (and the p99 of its 503 answers, where it shed), the worst rate, and
+ * errors and answers summed over the rounds.
  * @param {LoadResult[]} rounds
  */
 export function allRounds (rounds) {
@@ -35,7 +36,7 @@ export function allRounds (rounds) {
   const queueWaitMs = worst((r) => r.queueWaitMs)
   const shedP99 = worst((r) => r.shedP99)
   return {
-    rounds: rounds.map((r) => ({ rps: r.rps, p99: r.p99, errors: r.errors, ...(r.cpu === undefined ? {} : { cpu: r.cpu }) })),
+    rounds: rounds.map((r) => ({ rps: r.rps, p99: r.p99, errors: r.errors, ...(r.shedP99 === undefined ? {} : { shedP99: r.shedP99 }), ...(r.cpu === undefined ? {} : { cpu: r.cpu }) })),
     low: Math.min(...rounds.map((r) => r.rps)),
     errors: rounds.reduce((sum, r) => sum + r.errors, 0),
     statuses,

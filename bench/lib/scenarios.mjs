@@ -151,8 +151,10 @@ async function loginRun (ctx, urls, round, beforeMeasured, connections, shed) {
   return await runLoad({
     ...base(ctx, urls, round, beforeMeasured),
     duration: ctx.settings.loginDuration,
-    // The storm at 64 connections follows the login scenario on the same, by then warm, instance.
-    warmup: round === 0 && !shed ? ctx.settings.loginWarmup : 0,
+    // The storm at 64 connections follows the login scenario on the same
+    // instance, whose logins are warm by then; its 503s are not (16
+    // connections never shed), so it warms up as a fast scenario does.
+    warmup: round !== 0 ? 0 : shed ? ctx.settings.warmup : ctx.settings.loginWarmup,
     connections,
     method: 'POST',
     path: '/oauth/token',

@@ -163,7 +163,7 @@ test('the best round is kept, every round and the errors of all of them reported
   assert.throws(() => bestRound([]), /no round/)
   const shedding = [{ ...round(20, 700, 0, { 200: 60 }), queueWaitMs: 500, shedP99: 9 }, { ...round(25, 800, 0, { 200: 75 }), queueWaitMs: 400, shedP99: 30 }]
   assert.deepEqual(allRounds(shedding), {
-    rounds: [{ rps: 20, p99: 700, errors: 0 }, { rps: 25, p99: 800, errors: 0 }],
+    rounds: [{ rps: 20, p99: 700, errors: 0, shedP99: 9 }, { rps: 25, p99: 800, errors: 0, shedP99: 30 }],
     low: 20,
     errors: 0,
     statuses: { 200: 135 },
