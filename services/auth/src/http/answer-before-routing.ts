@@ -35,7 +35,7 @@ export interface BeforeRouting {
   /** Whether Fastify must answer this request instead: its Host is refused, or a drain has begun. */
   passOn: (message: IncomingMessage) => boolean
   requestIdOf: (message: IncomingMessage) => string
-  /** The answer's log line and histogram sample, as the routed request's would be; `elapsed` in ms. */
+  /** The answer's log line and histogram sample, as the routed request's would be, once it is sent; `elapsed` in ms. */
   record: (message: IncomingMessage, route: string, status: number, elapsed: number, requestId: string) => void
 }
 
@@ -69,9 +69,12 @@ export function answerBeforeRouting (server: Server, routing: RequestListener, r
     const started = performance.now()
     const requestId = options.requestIdOf(message)
     const answer = route.answer(message)
+    // Recorded once sent, as Fastify records a routed answer (onResponse, on
+    // `finish`): an answer pipelined behind another is sent after it, and
+    // one whose connection ends first is never sent, nor recorded.
+    response.on('finish', () => { options.record(message, route.path, answer.status, performance.now() - started, requestId) })
     response.writeHead(answer.status, [...headerLines(answer), 'x-request-id', requestId])
     // Node leaves the body out of a HEAD's answer itself.
     response.end(answer.body)
-    options.record(message, route.path, answer.status, performance.now() - started, requestId)
   })
 }

@@ -7,7 +7,7 @@
  * Fastify.
  */
 import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { connect, type AddressInfo } from 'node:net'
 import t from 'tap'
 import { answerBeforeRouting } from '../../src/http/answer-before-routing.js'
 import type { App } from '../../src/http/app-types.js'
@@ -103,6 +103,65 @@ t.test('at LOG_LEVEL=warn an early answer is counted, with no line', async (t) =
   t.same(routed, [], 'answered before routing')
   t.same(requestLines(logs()), [], 'no request line below its level')
   t.match(await deps.metrics.render(), /tessera_http_request_duration_seconds_count\{method="GET",route="\/.well-known\/jwks.json",status="200"\} 1$/m)
+})
+
+/** A route at `path` that answers once released; `entered` resolves when a request is in it. */
+function heldRoute (app: App, path: string): { entered: Promise<void>, release: () => void } {
+  let enter = (): void => {}
+  let release = (): void => {}
+  const entered = new Promise<void>((resolve) => { enter = resolve })
+  const released = new Promise<void>((resolve) => { release = resolve })
+  app.get(path, async () => {
+    enter()
+    await released
+    return { done: true }
+  })
+  return { entered, release }
+}
+
+// Node answers pipelined requests in order: a JWKS request behind one still
+// in flight is answered early at once, but its answer is sent only after the
+// one ahead, or never if the connection ends first. Fastify records a routed
+// answer once it is sent (onResponse, on the response's `finish`).
+t.test('an early answer behind another is recorded once it is sent, after the one ahead, and not at all if it never is, as a routed one', async (t) => {
+  const { app, logs, deps } = await buildTestApp(t)
+  const pipelined = (ahead: string): string => `GET ${ahead} HTTP/1.1\r\nHost: tessera.test\r\n\r\nGET ${JWKS} HTTP/1.1\r\nHost: tessera.test\r\n\r\n`
+  const gone = heldRoute(app, '/test/gone')
+  const stays = heldRoute(app, '/test/stays')
+  const { port } = await listeningApp(app)
+  const jwksLines = (): Array<Record<string, unknown>> => requestLines(logs()).filter((line) => line.route === JWKS)
+
+  // The client leaves while the request ahead is in flight: the JWKS answer is never sent.
+  const serverSideClosed = new Promise<void>((resolve) => { app.server.once('connection', (socket) => { socket.once('close', () => { resolve() }) }) })
+  const leaving = connect(port, '127.0.0.1')
+  leaving.on('error', () => {})
+  leaving.write(pipelined('/test/gone'))
+  await gone.entered
+  leaving.destroy()
+  await serverSideClosed
+  gone.release()
+  t.same(jwksLines(), [], 'no line for an answer never sent')
+  t.notMatch(await deps.metrics.render(), `route="${JWKS}"`, 'and no sample')
+
+  // The client stays: the JWKS answer is sent after the one ahead, and recorded after it.
+  const staying = connect(port, '127.0.0.1')
+  let received = ''
+  staying.setEncoding('utf8')
+  const bothAnswered = new Promise<void>((resolve) => {
+    staying.on('data', (chunk: string) => {
+      received += chunk
+      if (received.endsWith('}]}')) resolve()
+    })
+  })
+  staying.write(pipelined('/test/stays'))
+  await stays.entered
+  t.same(jwksLines(), [], 'not recorded while its answer waits behind the one ahead')
+  stays.release()
+  await bothAnswered
+  staying.destroy()
+  t.match(received, /^HTTP\/1\.1 200 [^]*HTTP\/1\.1 200 [^]*"keys"/, 'both answered, in order')
+  t.same(requestLines(logs()).map((line) => line.route), ['/test/stays', JWKS], 'the lines in the order the answers were sent')
+  t.match(await deps.metrics.render(), new RegExp(`tessera_http_request_duration_seconds_count\\{method="GET",route="${JWKS.replaceAll('.', '\\.')}",status="200"\\} 1$`, 'm'), 'one sample')
 })
 
 t.test('the request id and the client address are the gateway\'s from a trusted peer only, as on a routed request', async (t) => {
