@@ -164,6 +164,32 @@ t.test('an early answer behind another is recorded once it is sent, after the on
   t.match(await deps.metrics.render(), new RegExp(`tessera_http_request_duration_seconds_count\\{method="GET",route="${JWKS.replaceAll('.', '\\.')}",status="200"\\} 1$`, 'm'), 'one sample')
 })
 
+t.test('a drain drops an early answer pipelined behind the request in flight, unrecorded, as a routed one', async (t) => {
+  const { app, logs, deps } = await buildTestApp(t)
+  const held = heldRoute(app, '/test/held')
+  let drainBegun = (): void => {}
+  const draining = new Promise<void>((resolve) => { drainBegun = resolve })
+  // After buildApp's own preClose hook, which begins the drain.
+  app.addHook('preClose', async () => { drainBegun() })
+  const { port } = await listeningApp(app)
+  const socket = connect(port, '127.0.0.1')
+  let received = ''
+  socket.setEncoding('utf8')
+  socket.on('data', (chunk: string) => { received += chunk })
+  const ended = new Promise<void>((resolve) => { socket.on('close', () => { resolve() }) })
+  // Both requests are in before closing begins: the JWKS one is answered early, its answer waiting behind the held one's.
+  socket.write(`GET /test/held HTTP/1.1\r\nHost: tessera.test\r\n\r\nGET ${JWKS} HTTP/1.1\r\nHost: tessera.test\r\n\r\n`)
+  await held.entered
+  const closed = app.close()
+  await draining
+  held.release()
+  await Promise.all([closed, ended])
+  t.equal(received.match(/HTTP\/1\.1 /g)?.length, 1, 'only the held request is answered, closing its connection')
+  t.match(received, /\r\nconnection: close\r\n/i)
+  t.same(requestLines(logs()).map((line) => line.route), ['/test/held'], 'no line for the dropped JWKS answer')
+  t.notMatch(await deps.metrics.render(), `route="${JWKS}"`, 'and no sample')
+})
+
 t.test('the request id and the client address are the gateway\'s from a trusted peer only, as on a routed request', async (t) => {
   const forwarded = { 'x-request-id': 'given-by-gateway', 'x-forwarded-for': '198.51.100.7' }
   const trusting = await buildTestApp(t, { TESSERA_TRUST_PROXY: '127.0.0.1' })
