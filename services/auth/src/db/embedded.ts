@@ -176,16 +176,40 @@ async function clusterDir (dataDir: string, as: RunAs): Promise<string> {
   return outside
 }
 
-/** Beside a cluster kept outside its data directory: that directory's real path, so a cluster whose directory is gone is known as such. */
+/**
+ * Beside a cluster kept outside its data directory: the real path of every
+ * data directory that started it, one a line, so a cluster whose
+ * directories are all gone is known as such. A copy of a data directory
+ * (`cp -a` of a checkout) names the same cluster in its postgres-location
+ * and runs on it: while the record held only the last start's directory,
+ * removing the copy (or the original) deleted the cluster the other still
+ * used.
+ */
 const dataDirFile = (pgdata: string): string => `${pgdata}.datadir`
 
+/** The directories `.datadir` names, as written (never trimmed: a directory's name may end in a space). */
+const recordedDataDirs = (text: string): string[] => text.split('\n').filter((line) => line !== '')
+
 async function recordDataDir (pgdata: string, dataDir: string): Promise<void> {
-  const real = `${await fs.realpath(dataDir)}\n`
-  if (await fs.readFile(dataDirFile(pgdata), 'utf8').then((text) => text === real, () => false)) return
+  const real = await fs.realpath(dataDir)
+  const recorded = await fs.readFile(dataDirFile(pgdata), 'utf8').then(recordedDataDirs, (): string[] => [])
+  if (recorded.includes(real)) return
   // Whole or absent for a start pruning at the same moment.
   const partial = `${dataDirFile(pgdata)}.${process.pid}`
-  await fs.writeFile(partial, real, { mode: 0o644 })
+  await fs.writeFile(partial, [...recorded, real].map((dir) => `${dir}\n`).join(''), { mode: 0o644 })
   await fs.rename(partial, dataDirFile(pgdata))
+}
+
+/**
+ * Whether a recorded data directory is certainly gone: an absolute,
+ * normalised path under `temporary` that does not exist. A path otherwise
+ * written (edited by hand) or that cannot be looked up for another reason
+ * (a symlink loop, an I/O error, a network mount refusing root) is not
+ * known to be gone.
+ */
+async function removedUnder (temporary: string, dataDir: string): Promise<boolean> {
+  if (path.resolve(dataDir) !== dataDir || !dataDir.startsWith(temporary)) return false
+  return await fs.stat(dataDir).then(() => false, (err: { code?: string }) => err.code === 'ENOENT' || err.code === 'ENOTDIR')
 }
 
 /** A cluster touched more recently than this may be a start's that is still setting up: left alone. */
@@ -204,21 +228,27 @@ async function postmasterRunning (pgdata: string): Promise<boolean> {
  * /var/tmp, 50 MB and more each, for good. Its password and the KEK sealing
  * its keys went with the directory, so nothing in it can be used
  * (discardOrphanedCluster). Only such clones are judged: a cluster whose
- * recorded directory (`.datadir`) was under the temporary directory, with no
- * server running on it and untouched for a minute. A checkout anywhere else
- * may have been moved, or be on a volume not mounted now, and its cluster
- * holds its users: never deleted here, as one made before the record was.
+ * recorded directories (`.datadir`) were all under the temporary directory
+ * and are all certainly gone (removedUnder), with no server running on it
+ * and untouched for a minute. A checkout anywhere else may have been moved,
+ * or be on a volume not mounted now, and its cluster holds its users: never
+ * deleted here, as one made before the record was.
  * Set aside in one rename, so two starts pruning at once do not both remove
  * it.
  */
 async function pruneClustersOfRemovedDataDirs (own: string): Promise<string[]> {
   const removed: string[] = []
-  const temporary = `${await fs.realpath(os.tmpdir())}${path.sep}`
+  const temporary = await fs.realpath(os.tmpdir()).then((dir) => `${dir}${path.sep}`, () => undefined)
+  // A TMPDIR that does not exist: no directory is judged, and the start goes on.
+  if (temporary === undefined) return removed
   for (const name of await fs.readdir(SHARED_ROOT).catch(() => [])) {
     const pgdata = path.join(SHARED_ROOT, name)
     if (!/^data-[0-9a-f]{16}$/.test(name) || pgdata === own) continue
-    const dataDir = await fs.readFile(dataDirFile(pgdata), 'utf8').then((text) => text.trim(), () => undefined)
-    if (dataDir === undefined || !dataDir.startsWith(temporary) || await exists(dataDir)) continue
+    const dataDirs = await fs.readFile(dataDirFile(pgdata), 'utf8').then(recordedDataDirs, (): string[] => [])
+    if (dataDirs.length === 0) continue
+    let allRemoved = true
+    for (const dataDir of dataDirs) allRemoved &&= await removedUnder(temporary, dataDir)
+    if (!allRemoved) continue
     const modified = await fs.stat(pgdata).then((stat) => stat.mtimeMs, () => undefined)
     if (modified === undefined || Date.now() - modified < SETTLING_MS || await postmasterRunning(pgdata)) continue
     const aside = `${pgdata}.discarded-${process.pid}`

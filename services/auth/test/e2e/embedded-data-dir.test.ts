@@ -5,12 +5,13 @@
  */
 import t, { type Test } from 'tap'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import { within } from '../helpers/http.js'
 import { removeDataDir, removeOutsideCluster, runCli } from '../helpers/server.js'
+import { processIsGone } from '../../src/util/process-gone.js'
 
 t.setTimeout(300_000)
 
@@ -47,6 +48,34 @@ function setAside (t: Test, dir: string, age: 'old' | 'new'): string {
   if (age === 'old') utimesSync(dir, old, old)
   t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
   return dir
+}
+
+/** Root only: as another user every cluster is inside its data directory and leaves with it. A new object for each test: tap's --grep writes its skip into the one it is given. */
+const asRoot = (): { skip: string | false } => ({ skip: process.getuid?.() !== 0 && 'not root: every cluster is inside its data directory and leaves with it' })
+
+/** A data directory whose cluster root keeps outside it, started once; the cluster is stopped (if it runs) and removed at the test's end, even once the directory is gone. */
+async function outsideCluster (t: Test): Promise<{ dataDir: string, env: Record<string, string>, cluster: string }> {
+  const { dataDir, env } = dataDirFor(t)
+  t.equal((await runCli(['db', 'start'], env)).code, 0)
+  const cluster = clusterDir(dataDir)
+  t.teardown(async () => {
+    // Stopped before it is removed: a server still running writes into the directory being removed, which then stays.
+    try {
+      const pid = Number(readFileSync(path.join(cluster, 'postmaster.pid'), 'utf8').split('\n')[0])
+      process.kill(pid, 'SIGQUIT')
+      await within(30_000, async () => processIsGone(pid))
+    } catch {
+      // Not running.
+    }
+    removeOutsideCluster(cluster)
+  })
+  return { dataDir, env, cluster }
+}
+
+/** Untouched for two minutes: a start leaves a cluster touched within the last one alone (another start may be setting it up). */
+function settled (...clusters: string[]): void {
+  const old = new Date(Date.now() - 2 * 60_000)
+  for (const cluster of clusters) utimesSync(cluster, old, old)
 }
 
 async function selectOne (env: Record<string, string>): Promise<number | undefined> {
@@ -200,22 +229,8 @@ t.test('what a start killed midway set aside beside the cluster is removed by a 
   t.equal(await selectOne(env), 1, 'the cluster itself is untouched')
 })
 
-t.test('a start deletes the clusters of removed data directories under the temporary directory, once no server runs on them; others are left', { skip: process.getuid?.() !== 0 && 'not root: every cluster is inside its data directory and leaves with it' }, async (t) => {
-  const made = async (): Promise<{ dataDir: string, env: Record<string, string>, cluster: string }> => {
-    const { dataDir, env } = dataDirFor(t)
-    t.equal((await runCli(['db', 'start'], env)).code, 0)
-    const cluster = clusterDir(dataDir)
-    // Its data directory may be gone, so dataDirFor's teardown no longer knows this cluster: stopped (if it runs) and removed here.
-    t.teardown(() => { removeOutsideCluster(cluster) })
-    t.teardown(() => {
-      try {
-        process.kill(Number(readFileSync(path.join(cluster, 'postmaster.pid'), 'utf8').split('\n')[0]), 'SIGQUIT')
-      } catch {
-        // Not running.
-      }
-    })
-    return { dataDir, env, cluster }
-  }
+t.test('a start deletes the clusters of removed data directories under the temporary directory, once no server runs on them; others are left', asRoot(), async (t) => {
+  const made = async (): ReturnType<typeof outsideCluster> => await outsideCluster(t)
   const removed = await made()
   t.equal(readFileSync(`${removed.cluster}.datadir`, 'utf8'), `${realpathSync(removed.dataDir)}\n`, 'a cluster kept outside records its data directory')
   const running = await made()
@@ -230,11 +245,6 @@ t.test('a start deletes the clusters of removed data directories under the tempo
   const stop = await runCli(['db', 'stop'], removed.env)
   t.equal(stop.stdout, 'embedded Postgres was not running\n', stop.stderr)
   t.notOk(existsSync(removed.dataDir), 'db stop makes nothing where there is no cluster (it made the data directory and a cluster directory for it)')
-  // Untouched for two minutes: a start leaves a cluster touched within the last one alone (another start may be setting it up).
-  const settled = (...clusters: string[]): void => {
-    const old = new Date(Date.now() - 2 * 60_000)
-    for (const cluster of clusters) utimesSync(cluster, old, old)
-  }
   settled(removed.cluster, running.cluster, kept.cluster, unrecorded.cluster, elsewhere.cluster)
   // What a prune killed in its `rm` leaves: the cluster set aside, its records already removed.
   const gone = spawnSync('true').pid ?? 0
@@ -265,7 +275,85 @@ t.test('a start deletes the clusters of removed data directories under the tempo
   renameSync(kept.dataDir, moved)
   t.teardown(async () => { await removeDataDir(moved) })
   t.equal((await runCli(['db', 'start'], { TESSERA_DATA_DIR: moved })).code, 0, 'a checkout moved starts its own cluster')
-  t.equal(readFileSync(`${kept.cluster}.datadir`, 'utf8'), `${realpathSync(moved)}\n`, 'whose record follows it')
+  t.ok(readFileSync(`${kept.cluster}.datadir`, 'utf8').split('\n').includes(realpathSync(moved)), 'whose record follows it')
+})
+
+t.test('a copy of a data directory runs on its cluster, and removing either of them does not delete the cluster the other still uses', asRoot(), async (t) => {
+  const original = await outsideCluster(t)
+  t.equal((await runCli(['db', 'stop'], original.env)).code, 0)
+  const marker = path.join(original.cluster, 'made-by-the-first-start')
+  writeFileSync(marker, '')
+  // A checkout copied to try something on the copy (cp -a): its postgres-location names the original's cluster.
+  const copyOf = (name: string): { dir: string, env: Record<string, string> } => {
+    const dir = `${original.dataDir}-${name}`
+    execFileSync('cp', ['-a', original.dataDir, dir])
+    // Its own cluster too, should a start have made one.
+    t.teardown(async () => { await removeDataDir(dir) })
+    return { dir, env: { TESSERA_DATA_DIR: dir } }
+  }
+  const other = dataDirFor(t)
+  const prune = async (): Promise<void> => {
+    settled(original.cluster)
+    const start = await runCli(['db', 'start'], other.env)
+    t.equal(start.code, 0, start.stderr)
+  }
+
+  const tried = copyOf('tried')
+  t.equal((await runCli(['db', 'start'], tried.env)).code, 0)
+  t.equal(clusterDir(tried.dir), original.cluster, 'the copy runs on the same cluster')
+  t.equal((await runCli(['db', 'stop'], tried.env)).code, 0)
+  rmSync(tried.dir, { recursive: true })
+  await prune()
+  t.ok(existsSync(marker), 'the copy removed, the cluster the original still uses is kept')
+  t.equal(await selectOne(original.env), 1)
+  t.equal((await runCli(['db', 'stop'], original.env)).code, 0)
+
+  const kept = copyOf('kept')
+  t.equal((await runCli(['db', 'start'], kept.env)).code, 0)
+  t.equal((await runCli(['db', 'stop'], kept.env)).code, 0)
+  t.equal((await runCli(['db', 'start'], original.env)).code, 0)
+  t.equal((await runCli(['db', 'stop'], original.env)).code, 0)
+  rmSync(original.dataDir, { recursive: true })
+  await prune()
+  t.ok(existsSync(marker), 'the original removed, the cluster its copy still uses is kept')
+  t.equal(await selectOne(kept.env), 1)
+})
+
+t.test('a record of a data directory that cannot be read for certain is not taken for a removed one', asRoot(), async (t) => {
+  // A directory whose name ends in a space: read back trimmed, its record named one that does not exist.
+  const spaced = dataDirFor(t)
+  const spacedDir = path.join(spaced.dataDir, 'data ')
+  const spacedEnv = { TESSERA_DATA_DIR: spacedDir }
+  t.equal((await runCli(['db', 'start'], spacedEnv)).code, 0)
+  const spacedCluster = clusterDir(spacedDir)
+  t.teardown(async () => { await removeDataDir(spacedDir) })
+  t.equal((await runCli(['db', 'stop'], spacedEnv)).code, 0)
+  // Records edited by hand: a path through `..` (out of the temporary directory), one that is not absolute, one whose directory is behind a symlink loop.
+  const edited = await Promise.all([1, 2, 3].map(async () => await outsideCluster(t)))
+  for (const { env } of edited) t.equal((await runCli(['db', 'stop'], env)).code, 0)
+  const temporary = realpathSync(tmpdir())
+  const loop = path.join(edited[2]?.dataDir ?? '', 'loop')
+  symlinkSync(loop, loop)
+  const records = [`${temporary}/../srv/a-checkout/.data\n`, 'tessera-datadir-relative/.data\n', `${loop}/.data\n`]
+  edited.forEach(({ cluster }, i) => { writeFileSync(`${cluster}.datadir`, records[i] ?? '') })
+  for (const { dataDir } of edited.slice(0, 2)) rmSync(dataDir, { recursive: true, force: true })
+  settled(spacedCluster, ...edited.map(({ cluster }) => cluster))
+
+  const other = dataDirFor(t)
+  t.equal((await runCli(['db', 'start'], other.env)).code, 0)
+  t.ok(existsSync(path.join(spacedCluster, 'PG_VERSION')), 'the cluster of a directory whose name ends in a space is kept')
+  t.equal(await selectOne(spacedEnv), 1)
+  for (const [i, { cluster }] of edited.entries()) t.ok(existsSync(path.join(cluster, 'PG_VERSION')), `one recorded as ${JSON.stringify(records[i])} is kept`)
+})
+
+t.test('a start goes on when TMPDIR names a directory that does not exist', async (t) => {
+  // As root the prune of removed data directories looked for the temporary directory and failed the start.
+  const { env } = dataDirFor(t)
+  t.equal((await runCli(['db', 'start'], env)).code, 0)
+  t.equal((await runCli(['db', 'stop'], env)).code, 0)
+  const start = await runCli(['db', 'start'], { ...env, TMPDIR: '/nonexistent-tmpdir' })
+  t.equal(start.code, 0, start.stderr)
+  t.equal(await selectOne(env), 1)
 })
 
 t.test('a start that finds the server stopping (a make run draining after Ctrl-C, a db stop at the same moment) waits it out and starts it anew', async (t) => {
