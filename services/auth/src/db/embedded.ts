@@ -447,16 +447,19 @@ const passwordDigest = (password: string): string => createHash('sha256').update
 
 /**
  * Called only by the start that made the data directory's password (its
- * `wx` write won), so by one start however many run at once. A cluster
+ * `wx` write won) in a directory that named no cluster yet (no
+ * postgres-location), so by one start however many run at once. A cluster
  * found at the directory's place outside it, made with another password,
  * belongs to a data directory that was removed (`rm -rf .data` to start
  * afresh): its password went with that directory, as did the KEK sealing its
  * signing keys, so nothing in it can be used, and a new directory at the same
  * path is keyed to the same place. It is stopped and moved aside in one
  * rename, then removed, as a cluster kept inside would have gone with the
- * directory. A replaced `postgres.password` in a directory that is still
- * there is not this case (its password was not made now), and is answered
- * by the start's own error.
+ * directory. A directory that is still there is not this case: one whose
+ * `postgres.password` was replaced, or removed (its postgres-location still
+ * names the cluster, and its KEK may still open the keys in it), is
+ * answered by the start's own error, and restoring the file brings the
+ * cluster back.
  */
 async function discardOrphanedCluster (bins: Binaries, pgdata: string, password: string, as: RunAs): Promise<void> {
   const madeWith = await fs.readFile(ownerFile(pgdata), 'utf8').then((text) => text.trim(), () => undefined)
@@ -493,7 +496,11 @@ export async function startEmbeddedPostgres (dataDir: string, connections = 0): 
   const as: RunAs = root ? await postgresUser() : {}
   const bins = root ? await reachableBinaries(await binaries(), as) : await binaries()
   const passwordFile = path.join(dataDir, 'postgres.password')
-  const { secret: password, created: dataDirIsNew } = await readOrCreateSecret(passwordFile)
+  // Looked at before the password is made, so no start racing this one has written it yet (each writes it after reading the password).
+  const placed = await exists(path.join(dataDir, 'postgres-location'))
+  const { secret: password, created } = await readOrCreateSecret(passwordFile)
+  // New: its password made now, and no cluster named yet. One that lost only its postgres.password (removed, or a copy made without it) keeps its cluster.
+  const dataDirIsNew = created && !placed
   const pgdata = await clusterDir(dataDir, as)
   const keptOutside = pgdata !== path.join(dataDir, 'postgres')
   // As root, beside every cluster kept in SHARED_ROOT too: other checkouts' included.

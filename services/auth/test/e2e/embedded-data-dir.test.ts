@@ -278,6 +278,26 @@ t.test('a start deletes the clusters of removed data directories under the tempo
   t.ok(readFileSync(`${kept.cluster}.datadir`, 'utf8').split('\n').includes(realpathSync(moved)), 'whose record follows it')
 })
 
+t.test('a data directory whose postgres.password was removed keeps its cluster: the start names the refused password, as for a replaced one', async (t) => {
+  // As root the cluster kept outside was taken for a removed data directory's (the start made the password) and deleted, users and all, while the directory and its KEK were there.
+  const { dataDir, env } = dataDirFor(t)
+  t.equal((await runCli(['db', 'start'], env)).code, 0)
+  t.equal((await runCli(['db', 'stop'], env)).code, 0)
+  const marker = path.join(clusterDir(dataDir), 'made-by-the-first-start')
+  writeFileSync(marker, '')
+  const passwordFile = path.join(dataDir, 'postgres.password')
+  const password = readFileSync(passwordFile, 'utf8')
+  rmSync(passwordFile)
+
+  const refused = await runCli(['db', 'start'], env)
+  t.equal(refused.code, 1, refused.stdout)
+  t.match(refused.stderr, `refuses the password in ${passwordFile} (was that file replaced?)`)
+  t.ok(existsSync(marker), 'the cluster is kept, with what it held')
+  writeFileSync(passwordFile, password, { mode: 0o600 })
+  t.equal((await runCli(['db', 'start'], env)).code, 0, 'with the file restored, it serves again')
+  t.equal(await selectOne(env), 1)
+})
+
 t.test('a copy of a data directory runs on its cluster, and removing either of them does not delete the cluster the other still uses', asRoot(), async (t) => {
   const original = await outsideCluster(t)
   t.equal((await runCli(['db', 'stop'], original.env)).code, 0)
