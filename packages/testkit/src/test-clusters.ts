@@ -39,10 +39,22 @@ function postmasterRunning (pgdata: string): boolean {
   }
 }
 
+/** Whether `file` does not exist; one that cannot be looked up for another reason (a symlink loop, a directory above it closed to this user) may still be there. */
+function certainlyGone (file: string): boolean {
+  try {
+    statSync(file)
+    return false
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    return code === 'ENOENT' || code === 'ENOTDIR'
+  }
+}
+
 /**
  * Removes the test clusters under `parent` that this user owns, other than
- * `own`, whose checkout no longer exists (or was never recorded: made before
- * checkouts were) and on which no postmaster runs. Returns what it removed.
+ * `own`, whose checkout certainly no longer exists (or was never recorded:
+ * made before checkouts were) and on which no postmaster runs. Returns what
+ * it removed.
  */
 export function pruneOrphanTestClusters (parent: string, own: string, now = Date.now()): string[] {
   const removed: string[] = []
@@ -58,8 +70,9 @@ export function pruneOrphanTestClusters (parent: string, own: string, now = Date
     try {
       const stat = statSync(dir)
       if (!stat.isDirectory() || stat.uid !== process.getuid?.() || now - stat.mtimeMs < SETTLING_MS) continue
-      const checkout = existsSync(join(dir, CHECKOUT_FILE)) ? readFileSync(join(dir, CHECKOUT_FILE), 'utf8').trim() : undefined
-      if (checkout !== undefined && existsSync(checkout)) continue
+      // As written, never trimmed: a checkout's name may end in a space.
+      const checkout = existsSync(join(dir, CHECKOUT_FILE)) ? readFileSync(join(dir, CHECKOUT_FILE), 'utf8').replace(/\n$/, '') : undefined
+      if (checkout !== undefined && !certainlyGone(checkout)) continue
       if (postmasterRunning(join(dir, 'postgres'))) continue
       rmSync(dir, { recursive: true, force: true })
       removed.push(dir)

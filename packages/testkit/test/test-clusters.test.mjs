@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
@@ -38,10 +38,18 @@ test('removes the clusters of checkouts that are gone, and only those', async (t
   const settling = join(parent, 'tessera-test-0000000000000007')
   mkdirSync(settling)
   const other = cluster('something-else')
+  // Read back trimmed, the record of a checkout whose name ends in a space named one that does not exist.
+  const spacedCheckout = join(checkout, 'spaced ')
+  mkdirSync(spacedCheckout)
+  const spaced = cluster('tessera-test-0000000000000008', { owner: spacedCheckout })
+  // A checkout that cannot be looked up (here a symlink loop) is not known to be gone.
+  const loop = join(checkout, 'loop')
+  symlinkSync(loop, loop)
+  const unreachable = cluster('tessera-test-0000000000000009', { owner: join(loop, 'checkout') })
 
   assert.deepEqual(pruneOrphanTestClusters(parent, own).sort(), [gone, legacy, deadPostmaster].sort(),
     'a gone checkout, one never recorded, and one whose postmaster is dead')
   assert.deepEqual(pruneOrphanTestClusters(parent, own), [], 'nothing more the second time')
-  for (const kept of [own, live, running, settling, other]) assert.ok(existsSync(kept), `${kept} is still there`)
+  for (const kept of [own, live, running, settling, other, spaced, unreachable]) assert.ok(existsSync(kept), `${kept} is still there`)
   assert.deepEqual(pruneOrphanTestClusters(join(parent, 'missing'), own), [], 'no such parent: nothing to do')
 })
