@@ -52,6 +52,31 @@ interface RunAs { uid?: number, gid?: number }
 const DB_NAME = 'tessera'
 const SHARED_ROOT = '/var/tmp/tessera-postgres'
 
+/**
+ * What makes `dir` unfit to be root's SHARED_ROOT, if anything. /var/tmp is
+ * everyone's to write: a directory another user made there first, or one
+ * anyone may write into, would let them choose what root's starts run as
+ * the postgres user (a `bin-*` of their own) and put links where root writes
+ * its records (`.datadir`, `.owner`). Absent is fine: a start makes it, as
+ * root's, and asks again.
+ */
+export async function sharedRootRefusal (dir: string): Promise<string | undefined> {
+  const stat = await fs.lstat(dir).catch((err: { code?: string }) => {
+    if (err.code === 'ENOENT') return undefined
+    throw err
+  })
+  if (stat === undefined) return undefined
+  if (!stat.isDirectory()) return `${dir} is not a directory`
+  if (stat.uid !== 0) return `${dir} belongs to uid ${stat.uid}, not to root`
+  if ((stat.mode & 0o022) !== 0) return `${dir} may be written by others than root (mode ${(stat.mode & 0o777).toString(8)})`
+  return undefined
+}
+
+async function refuseForeignSharedRoot (): Promise<void> {
+  const refusal = await sharedRootRefusal(SHARED_ROOT)
+  if (refusal !== undefined) throw new Error(`${refusal}: as root, Tessera keeps Postgres's binaries and clusters there, and uses it only when it is root's and no one else may write to it; check what is in it, remove it, and start again`)
+}
+
 function run (file: string, args: string[], as: RunAs): Promise<{ code: number, output: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, {
@@ -127,6 +152,8 @@ export async function reachableBinaries (bins: Binaries, as: RunAs): Promise<Bin
   const usable = async (): Promise<boolean> => await canUse(as, '-x', path.join(binDir, 'postgres'))
   if (!(await usable())) {
     await fs.mkdir(SHARED_ROOT, { recursive: true, mode: 0o755 })
+    // Made by this start, or by someone else a moment before it.
+    await refuseForeignSharedRoot()
     await fs.chmod(SHARED_ROOT, 0o755)
     const partial = `${target}.${process.pid}`
     await fs.cp(native, partial, { recursive: true, verbatimSymlinks: true })
@@ -169,6 +196,7 @@ async function clusterDir (dataDir: string, as: RunAs): Promise<string> {
   const real = await fs.realpath(dataDir)
   const outside = path.join(SHARED_ROOT, `data-${createHash('sha256').update(real).digest('hex').slice(0, 16)}`)
   await fs.mkdir(SHARED_ROOT, { recursive: true, mode: 0o755 })
+  await refuseForeignSharedRoot()
   await fs.mkdir(outside, { recursive: true, mode: 0o700 })
   await fs.chown(outside, as.uid, as.gid ?? as.uid)
   await recordDataDir(outside, dataDir)
@@ -493,6 +521,7 @@ export async function embeddedClusterExists (dataDir: string): Promise<boolean> 
 export async function startEmbeddedPostgres (dataDir: string, connections = 0): Promise<EmbeddedPostgres> {
   await makeDataDir(dataDir)
   const root = process.getuid?.() === 0
+  if (root) await refuseForeignSharedRoot()
   const as: RunAs = root ? await postgresUser() : {}
   const bins = root ? await reachableBinaries(await binaries(), as) : await binaries()
   const passwordFile = path.join(dataDir, 'postgres.password')
@@ -554,6 +583,7 @@ export async function startEmbeddedPostgres (dataDir: string, connections = 0): 
 export async function stopEmbeddedPostgres (dataDir: string): Promise<boolean> {
   if (!(await embeddedClusterExists(dataDir))) return false
   const root = process.getuid?.() === 0
+  if (root) await refuseForeignSharedRoot()
   const as: RunAs = root ? await postgresUser() : {}
   const bins = root ? await reachableBinaries(await binaries(), as) : await binaries()
   const pgdata = await clusterDir(dataDir, as)
