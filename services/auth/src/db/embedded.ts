@@ -17,6 +17,7 @@ import pg from 'pg'
 import { createWholeOnce, makeDataDir } from '../util/data-dir.js'
 import { freePort, portIsFree } from '../util/free-port.js'
 import { processIsGone } from '../util/process-gone.js'
+import { notRootsAlone } from '../util/roots-alone.js'
 import { DB_USER, EMBEDDED_MAX_CONNECTIONS, embeddedMaxConnections, embeddedUrl, portInPostmasterOpts, serverOptions } from './embedded-options.js'
 import { postgresClientConfig } from './tls.js'
 
@@ -53,27 +54,13 @@ const DB_NAME = 'tessera'
 const SHARED_ROOT = '/var/tmp/tessera-postgres'
 
 /**
- * What makes `dir` unfit to be root's SHARED_ROOT, if anything. /var/tmp is
- * everyone's to write: a directory another user made there first, or one
- * anyone may write into, would let them choose what root's starts run as
- * the postgres user (a `bin-*` of their own) and put links where root writes
- * its records (`.datadir`, `.owner`). Absent is fine: a start makes it, as
- * root's, and asks again.
+ * /var/tmp is everyone's to write: a SHARED_ROOT another user made there
+ * first, or one anyone may write into, would let them choose what root's
+ * starts run as the postgres user (a `bin-*` of their own) and put links
+ * where root writes its records (`.datadir`, `.owner`).
  */
-export async function sharedRootRefusal (dir: string): Promise<string | undefined> {
-  const stat = await fs.lstat(dir).catch((err: { code?: string }) => {
-    if (err.code === 'ENOENT') return undefined
-    throw err
-  })
-  if (stat === undefined) return undefined
-  if (!stat.isDirectory()) return `${dir} is not a directory`
-  if (stat.uid !== 0) return `${dir} belongs to uid ${stat.uid}, not to root`
-  if ((stat.mode & 0o022) !== 0) return `${dir} may be written by others than root (mode ${(stat.mode & 0o777).toString(8)})`
-  return undefined
-}
-
 async function refuseForeignSharedRoot (): Promise<void> {
-  const refusal = await sharedRootRefusal(SHARED_ROOT)
+  const refusal = await notRootsAlone(SHARED_ROOT)
   if (refusal !== undefined) throw new Error(`${refusal}: as root, Tessera keeps Postgres's binaries and clusters there, and uses it only when it is root's and no one else may write to it; check what is in it, remove it, and start again`)
 }
 

@@ -10,10 +10,10 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { createServer, type AddressInfo } from 'node:net'
 import { processIsGone } from '../../src/util/process-gone.js'
+import { notRootsAlone } from '../../src/util/roots-alone.js'
 import { embeddedMaxConnections, embeddedUrl, portInPostmasterOpts, serverOptions } from '../../src/db/embedded-options.js'
 import { instanceConnections } from '../../src/cluster/pool.js'
 import { portIsFree } from '../../src/util/free-port.js'
-import { sharedRootRefusal } from '../../src/db/embedded.js'
 
 t.test('the server gets a socket in its data directory when the path can hold one', async (t) => {
   t.equal(serverOptions('/var/tmp/tessera-postgres/data-0123456789abcdef', 5432), '-p 5432 -c max_connections=200 -k /var/tmp/tessera-postgres/data-0123456789abcdef')
@@ -71,27 +71,27 @@ t.test('processIsGone: a running process is not, one reaped or exited and unreap
   t.ok(processIsGone(parent.pid ?? 0), 'one exited and reaped')
 })
 
-t.test('the directory root keeps clusters in is used only when it is root\'s alone', { skip: process.getuid?.() !== 0 && 'not root: only root keeps clusters outside their data directories' }, async (t) => {
+t.test('notRootsAlone: the directory root keeps clusters in (/var/tmp/tessera-postgres) must be root\'s alone', { skip: process.getuid?.() !== 0 && 'not root: only root keeps clusters outside their data directories' }, async (t) => {
   const parent = await mkdtemp(path.join(tmpdir(), 'shared-root-'))
   t.teardown(async () => { await rm(parent, { recursive: true, force: true }) })
   const dir = path.join(parent, 'tessera-postgres')
-  t.equal(await sharedRootRefusal(dir), undefined, 'absent: the start makes it')
+  t.equal(await notRootsAlone(dir), undefined, 'absent: the start makes it')
   await mkdir(dir, { mode: 0o755 })
   await chmod(dir, 0o755)
-  t.equal(await sharedRootRefusal(dir), undefined, 'root\'s, 0755')
+  t.equal(await notRootsAlone(dir), undefined, 'root\'s, 0755')
   await chmod(dir, 0o775)
-  t.equal(await sharedRootRefusal(dir), `${dir} may be written by others than root (mode 775)`)
+  t.equal(await notRootsAlone(dir), `${dir} may be written by others than root (mode 775)`)
   await chmod(dir, 0o1777)
-  t.equal(await sharedRootRefusal(dir), `${dir} may be written by others than root (mode 777)`, 'sticky or not')
+  t.equal(await notRootsAlone(dir), `${dir} may be written by others than root (mode 777)`, 'sticky or not')
   await chmod(dir, 0o755)
   await chown(dir, 65534, 65534)
-  t.equal(await sharedRootRefusal(dir), `${dir} belongs to uid 65534, not to root`, 'made first by another user')
+  t.equal(await notRootsAlone(dir), `${dir} belongs to uid 65534, not to root`, 'made first by another user')
   await rm(dir, { recursive: true })
   const elsewhere = path.join(parent, 'elsewhere')
   await mkdir(elsewhere, { mode: 0o755 })
   await symlink(elsewhere, dir)
-  t.equal(await sharedRootRefusal(dir), `${dir} is not a directory`, 'a link, even to a directory of root\'s')
+  t.equal(await notRootsAlone(dir), `${dir} is not a directory`, 'a link, even to a directory of root\'s')
   await rm(dir)
   await writeFile(dir, '')
-  t.equal(await sharedRootRefusal(dir), `${dir} is not a directory`)
+  t.equal(await notRootsAlone(dir), `${dir} is not a directory`)
 })
