@@ -11,7 +11,6 @@ import path from 'node:path'
 import pg from 'pg'
 import { within } from '../helpers/http.js'
 import { removeDataDir, removeOutsideCluster, runCli } from '../helpers/server.js'
-import { processIsGone } from '../../src/util/process-gone.js'
 
 t.setTimeout(300_000)
 
@@ -58,17 +57,7 @@ async function outsideCluster (t: Test): Promise<{ dataDir: string, env: Record<
   const { dataDir, env } = dataDirFor(t)
   t.equal((await runCli(['db', 'start'], env)).code, 0)
   const cluster = clusterDir(dataDir)
-  t.teardown(async () => {
-    // Stopped before it is removed: a server still running writes into the directory being removed, which then stays.
-    try {
-      const pid = Number(readFileSync(path.join(cluster, 'postmaster.pid'), 'utf8').split('\n')[0])
-      process.kill(pid, 'SIGQUIT')
-      await within(30_000, async () => processIsGone(pid))
-    } catch {
-      // Not running.
-    }
-    removeOutsideCluster(cluster)
-  })
+  t.teardown(async () => { await removeOutsideCluster(cluster) })
   return { dataDir, env, cluster }
 }
 

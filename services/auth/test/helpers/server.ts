@@ -9,7 +9,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
 import { runProcess, spawnProcess, type ProcessResult } from '@tessera/testkit'
-import { linesOnceIn } from './http.js'
+import { linesOnceIn, within } from './http.js'
+import { processIsGone } from '../../src/util/process-gone.js'
 
 export const SERVER_ENTRY = fileURLToPath(new URL('../../dist/server.js', import.meta.url))
 export const CLI_ENTRY = fileURLToPath(new URL('../../bin/tessera.js', import.meta.url))
@@ -123,8 +124,20 @@ export async function runCli (args: string[], env: Record<string, string>, stdin
   return await runProcess(process.execPath, [CLI_ENTRY, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdin })
 }
 
-/** Removes a cluster root kept outside its data directory, with what lies beside it (`.owner`, `.datadir`: db/embedded.ts). */
-export function removeOutsideCluster (cluster: string): void {
+/**
+ * Removes a cluster root kept outside its data directory, with what lies
+ * beside it (`.owner`, `.datadir`: db/embedded.ts). A server still running
+ * on it is stopped first: it would write into the directory being removed,
+ * which then stays (and its data directory, which `db stop` needs, may be gone).
+ */
+export async function removeOutsideCluster (cluster: string): Promise<void> {
+  let pid = 0
+  try { pid = Number(readFileSync(path.join(cluster, 'postmaster.pid'), 'utf8').split('\n')[0]) } catch {}
+  // Not 0 or NaN: kill(0) would signal this test's own process group.
+  if (Number.isInteger(pid) && pid > 0 && !processIsGone(pid)) {
+    try { process.kill(pid, 'SIGQUIT') } catch {}
+    await within(30_000, async () => processIsGone(pid))
+  }
   for (const leftover of [cluster, `${cluster}.owner`, `${cluster}.datadir`]) rmSync(leftover, { recursive: true, force: true })
 }
 
@@ -136,6 +149,6 @@ export async function removeDataDir (dataDir: string): Promise<void> {
   await runCli(['db', 'stop'], { TESSERA_DATA_DIR: dataDir })
   let outside = ''
   try { outside = readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch {}
-  if (outside !== '') removeOutsideCluster(outside)
+  if (outside !== '') await removeOutsideCluster(outside)
   rmSync(dataDir, { recursive: true, force: true })
 }
