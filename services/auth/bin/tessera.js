@@ -3,7 +3,7 @@
 // Plain JavaScript that any Node parses: the version check below must run
 // before the service's modules, which an older Node cannot even load.
 import { spawn } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, realpathSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
 const entry = new URL('../dist/cli/main.js', import.meta.url)
@@ -33,7 +33,8 @@ function requiredMajor () {
  */
 async function onCheckoutRuntime (needed) {
   const runtime = fileURLToPath(new URL('../../../.tools/node/node_modules/.bin/node', import.meta.url))
-  if (!existsSync(runtime)) {
+  // This may already be that Node, older than a newer .nvmrc: running it again would never end.
+  if (!existsSync(runtime) || realpathSync(runtime) === realpathSync(process.execPath)) {
     process.stderr.write(`tessera: needs Node.js ${needed} or newer, and this is node ${process.version}: ` +
       `\`make build\` fetches Node.js ${needed} into .tools/ for this checkout (then \`npm run tessera\` uses it), or install Node.js ${needed}\n`)
     return 1

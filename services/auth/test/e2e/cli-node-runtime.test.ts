@@ -6,7 +6,7 @@
  */
 import t, { type Test } from 'tap'
 import { spawnSync } from 'node:child_process'
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -29,14 +29,14 @@ function olderNode (): { node: string, skip: false } | { node: '', skip: string 
 const older = olderNode()
 
 /** A copy of bin/tessera.js in a tree of its own, with a stand-in for the compiled CLI that prints which Node ran it. */
-function treeWithCli (t: Test, options: { nvmrc: boolean }): string {
+function treeWithCli (t: Test, options: { nvmrc: boolean | number }): string {
   const root = mkdtempSync(path.join(os.tmpdir(), 'tessera-cli-runtime-'))
   t.teardown(() => rmSync(root, { recursive: true, force: true }))
   mkdirSync(path.join(root, 'services/auth/bin'), { recursive: true })
   mkdirSync(path.join(root, 'services/auth/dist/cli'), { recursive: true })
   cpSync(CLI_ENTRY, path.join(root, 'services/auth/bin/tessera.js'))
   writeFileSync(path.join(root, 'services/auth/dist/cli/main.js'), 'process.stdout.write("ran on " + process.version + "\\n")\n')
-  if (options.nvmrc) writeFileSync(path.join(root, '.nvmrc'), `${NEEDED}\n`)
+  if (options.nvmrc !== false) writeFileSync(path.join(root, '.nvmrc'), `${options.nvmrc === true ? NEEDED : options.nvmrc}\n`)
   return path.join(root, 'services/auth/bin/tessera.js')
 }
 
@@ -65,4 +65,15 @@ t.test('outside a checkout (no .nvmrc, as in the image) the CLI runs on the Node
   t.same(current, { code: 0, stdout: `ran on ${process.version}\n`, stderr: '' })
   const inCheckout = await runProcess(process.execPath, [treeWithCli(t, { nvmrc: true })], { env: { PATH: process.env.PATH ?? '' } })
   t.same(inCheckout, { code: 0, stdout: `ran on ${process.version}\n`, stderr: '' }, 'and in a checkout, on a Node new enough')
+})
+
+t.test('a checkout whose own Node is older than its .nvmrc says so, instead of running itself again without end', async (t) => {
+  const cli = treeWithCli(t, { nvmrc: 999 })
+  const tools = path.join(cli, '../../../../.tools/node/node_modules/.bin')
+  mkdirSync(tools, { recursive: true })
+  symlinkSync(process.execPath, path.join(tools, 'node'))
+  const result = await runProcess(process.execPath, [cli, '--version'], { env: { PATH: process.env.PATH ?? '' } })
+  t.equal(result.code, 1)
+  t.equal(result.stdout, '')
+  t.match(result.stderr, /^tessera: needs Node\.js 999 or newer, and this is node v/)
 })
