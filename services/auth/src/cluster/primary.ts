@@ -40,6 +40,7 @@ import { claimPort, hostRefused, sharedPortFor, type SharedPort } from './port.j
 import { rateLimitCounter } from './rate-limit.js'
 import { StartupError } from './startup.js'
 import { answer, Asker, isAnswer, isAsk, isNotice, notice, type Notice, type Send } from '../util/rpc.js'
+import { latestAtMostEvery } from '../util/latest-at-most-every.js'
 import { memoryWarning } from '../util/memory-limit.js'
 
 /** What a worker needs from the primary before it can serve: `keys` is the primary's keyring (keys/share.ts). */
@@ -48,6 +49,13 @@ export interface Boot { databaseUrl: string, kek: string, keys: SharedKey[], poo
 
 /** Node's flags for each HTTP worker: this process's, and the module that lets a worker whose primary is gone exit quietly. */
 const WORKER_EXEC_ARGV = [...process.execArgv, '--require', fileURLToPath(new URL('./worker-preload.js', import.meta.url))]
+
+/**
+ * How often at most the workers hear of a new share of the hashing queue.
+ * A share a second old is off by a hash or two, which the queue itself
+ * refuses; announcing each change cost every worker a wake-up per login.
+ */
+const SHARE_ANNOUNCE_INTERVAL_MS = 1000
 
 /** A worker that keeps exiting before it listens (its start fails) is forked again after this back-off, doubling up to the last. */
 const RESPAWN_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 16_000, 30_000]
@@ -202,7 +210,9 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
     const engine = new HashingProcess(config.hashConcurrency, config.hashNice, logger, config.hashingProcessEnv)
     stops.unshift(async () => { await engine.stop() })
     let hashingSaturated = false
-    let share: number | undefined
+    // The share moves with the measured cost of a hash, a little at almost every hash: announced at most once a second.
+    const shareAnnouncer = latestAtMostEvery<number>(SHARE_ANNOUNCE_INTERVAL_MS, (share) => { broadcast(notice('hashing-share', share)) })
+    stops.unshift(async () => { shareAnnouncer.stop() })
     const hasher = new PasswordHasher({
       // One job per hashing thread: a job handed over starts at once, so its
       // wait in this queue is all its wait (two per thread saved no
@@ -216,12 +226,7 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
         broadcast(notice('hashing-saturated', saturated))
       },
       // The workers' shares follow the measured cost, so together they never let more past the check than it drains in time.
-      onCapacityChange: () => {
-        const next = hashingShare(hasher, config.workers)
-        if (next === share) return
-        share = next
-        broadcast(notice('hashing-share', share))
-      }
+      onCapacityChange: () => { shareAnnouncer.offer(hashingShare(hasher, config.workers)) }
     })
     const metrics = createMetrics({ hasher, keyring, pool: connection.pool, keyRotation: config.keyRotation, keyPublishLead: config.keyPublishLead, clock, droppedLogLines })
     // Whether client changes are heard now; the epoch lets a worker tell the latest telling from an older one (boot's answer and a notice can cross).
