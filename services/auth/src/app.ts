@@ -38,6 +38,7 @@ import { answerBeforeRouting } from './http/answer-before-routing.js'
 import { hostCheck } from './http/host.js'
 import { targetPath } from './http/target-path.js'
 import { pressureSampler } from './util/pressure.js'
+import { watchDescriptors } from './util/descriptor-watch.js'
 import { OAuthError } from './errors.js'
 
 declare module 'fastify' {
@@ -77,6 +78,8 @@ function identify (request: FastifyRequest, reply: FastifyReply): void {
 }
 
 const PRESSURE_SAMPLE_MS = 250
+/** How often a worker checks that it can still open a file (util/descriptor-watch.ts). */
+const DESCRIPTOR_CHECK_MS = 1000
 
 export async function buildApp (config: Config, deps: Deps): Promise<App> {
   // A request id is the gateway's to give: from anyone else it could forge log correlation.
@@ -233,6 +236,17 @@ export async function buildApp (config: Config, deps: Deps): Promise<App> {
   const sampler = pressureSampler({ maxEventLoopDelayMs: config.maxEventLoopDelayMs, maxHeapBytes: config.maxHeapBytes, sampleMs: PRESSURE_SAMPLE_MS })
   app.addHook('onClose', async () => { sampler.stop() })
   app.decorate('isUnderPressure', sampler.isUnderPressure)
+  // Out of descriptors, new connections are reset by libuv without a word to Node: say it here, once.
+  const descriptors = watchDescriptors({
+    everyMs: DESCRIPTOR_CHECK_MS,
+    exhausted: (code) => {
+      deps.logger.warn({ code }, code === 'EMFILE'
+        ? 'out of file descriptors (this process\'s open files limit): new connections are reset until some close; raise the limit (docs/operators.md, "Open files and connections")'
+        : 'the system\'s file table is full (ENFILE): new connections are reset until descriptors are freed')
+    },
+    recovered: () => { deps.logger.info('file descriptors available again: new connections are accepted') }
+  })
+  app.addHook('onClose', async () => { descriptors.stop() })
   // Start-up (schema compilation, JIT) blocks the loop in a way the first
   // samples would mistake for overload; judge only once serving has settled.
   let settledAt = Infinity

@@ -10,6 +10,7 @@
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import t from 'tap'
+import { holdEveryDescriptor } from '../helpers/child-descriptors.js'
 
 const SAMPLER = new URL('../../dist/util/pressure.js', import.meta.url).href
 
@@ -21,11 +22,7 @@ const uncaught = []
 process.on('uncaughtException', (err) => { uncaught.push(String(err)) })
 const sampler = pressureSampler({ maxEventLoopDelayMs: 0, maxHeapBytes: 1, sampleMs: 50 })
 await new Promise((resolve) => setTimeout(resolve, 120))
-const held = []
-let code
-try { for (;;) held.push(openSync('/dev/null', 'r')) } catch (err) { code = err.code }
-await new Promise((resolve) => setTimeout(resolve, 300))
-for (const fd of held) closeSync(fd)
+${holdEveryDescriptor(300)}
 sampler.stop()
 process.stdout.write(JSON.stringify({ code, opened: held.length, uncaught, underPressure: sampler.isUnderPressure() }))
 `
