@@ -53,7 +53,7 @@ const WORKER_EXEC_ARGV = [...process.execArgv, '--require', fileURLToPath(new UR
 /**
  * How often at most the workers hear of a new share of the hashing queue.
  * A share a second old is off by a hash or two, which the queue itself
- * refuses; announcing each change cost every worker a wake-up per login.
+ * refuses; announcing each change woke every worker about once per login.
  */
 const SHARE_ANNOUNCE_INTERVAL_MS = 1000
 
@@ -225,7 +225,8 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
         hashingSaturated = saturated
         broadcast(notice('hashing-saturated', saturated))
       },
-      // The workers' shares follow the measured cost, so together they never let more past the check than it drains in time.
+      // The workers' shares follow the measured cost (a second late at most), so together they let past the check about what it
+      // drains in time; the queue refuses the rest itself.
       onCapacityChange: () => { shareAnnouncer.offer(hashingShare(hasher, config.workers)) }
     })
     const metrics = createMetrics({ hasher, keyring, pool: connection.pool, keyRotation: config.keyRotation, keyPublishLead: config.keyPublishLead, clock, droppedLogLines })
