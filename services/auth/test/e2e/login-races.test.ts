@@ -38,6 +38,39 @@ t.test('a burst of parallel wrong guesses evaluates at most the threshold', asyn
   t.equal(Number((await db.query("SELECT failures FROM login_throttle WHERE username = 'burst'")).rows[0].failures), evaluated, 'the counter holds the guesses evaluated: a shed one is refunded')
 })
 
+t.test('logins of one name with the right password, more at once than the threshold: the rest get 429 with Retry-After, and succeed when retried', async (t) => {
+  const { url, db, databaseUrl } = await serverWithDb(t, { TESSERA_LOGIN_BACKOFF_AFTER: '3' })
+  t.equal((await send('POST', `${url}/v1/users`, { username: 'fleet', password: PASSWORD })).status, 201)
+  // Hold the user's row, so that no login finishes (a success deletes the
+  // counter) before every one of them has been counted or refused.
+  const holder = new pg.Client({ connectionString: databaseUrl })
+  await holder.connect()
+  t.teardown(async () => { await holder.end() })
+  await holder.query('BEGIN')
+  await holder.query("SELECT id FROM users WHERE username = 'fleet' FOR UPDATE")
+  const answered: Array<{ status: number, body: Record<string, string>, retryAfter: string | null }> = []
+  const logins = Array.from({ length: 8 }, async () => {
+    const res = await fetch(`${url}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ grant_type: 'password', username: 'fleet', password: PASSWORD }) })
+    const answer = { status: res.status, body: await res.json() as Record<string, string>, retryAfter: res.headers.get('retry-after') }
+    answered.push(answer)
+    return answer
+  })
+  t.ok(await within(60_000, async () => answered.length + await lockWaiters(db) >= 8) !== undefined, 'each login answered at once or, verified, waiting for the row')
+  await holder.query('ROLLBACK')
+  const answers = await Promise.all(logins)
+  const statuses = answers.map((a) => a.status).sort()
+  const count = (status: number): number => statuses.filter((s) => s === status).length
+  t.equal(count(200) + count(429) + count(503), 8, `only successes, back-offs and sheds: ${statuses.join(',')}`)
+  // A busy machine may shed a login (503): fewer succeed then, never more.
+  t.ok(count(200) <= 3, `at most the threshold succeeded: ${statuses.join(',')}`)
+  if (count(503) === 0) t.equal(count(200), 3, 'on a machine that shed none, exactly three')
+  for (const refused of answers.filter((a) => a.status === 429)) {
+    t.same({ error: refused.body.error, retryAfter: refused.retryAfter }, { error: 'temporarily_unavailable', retryAfter: '1' }, 'told to retry in a second')
+  }
+  const retried = await send('POST', `${url}/oauth/token`, { grant_type: 'password', username: 'fleet', password: PASSWORD })
+  t.equal(retried.status, 200, 'a retry once they are done succeeds: their successes cleared the count')
+})
+
 /** Backends of this database waiting on a lock. */
 t.test('a login in flight during a password change does not start a session after it', async (t) => {
   const { url, db, databaseUrl } = await serverWithDb(t)
