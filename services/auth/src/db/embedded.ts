@@ -64,6 +64,12 @@ async function refuseForeignSharedRoot (): Promise<void> {
   if (refusal !== undefined) throw new Error(`${refusal}: as root, Tessera keeps Postgres's binaries and clusters there, and uses it only when it is root's and no one else may write to it; check what is in it, remove it, and start again`)
 }
 
+/** SHARED_ROOT, made if absent, and refused unless root's alone: whether this start made it or someone else did a moment before. */
+async function makeSharedRoot (): Promise<void> {
+  await fs.mkdir(SHARED_ROOT, { recursive: true, mode: 0o755 })
+  await refuseForeignSharedRoot()
+}
+
 function run (file: string, args: string[], as: RunAs): Promise<{ code: number, output: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, {
@@ -138,9 +144,7 @@ export async function reachableBinaries (bins: Binaries, as: RunAs): Promise<Bin
   const binDir = path.join(target, 'bin')
   const usable = async (): Promise<boolean> => await canUse(as, '-x', path.join(binDir, 'postgres'))
   if (!(await usable())) {
-    await fs.mkdir(SHARED_ROOT, { recursive: true, mode: 0o755 })
-    // Made by this start, or by someone else a moment before it.
-    await refuseForeignSharedRoot()
+    await makeSharedRoot()
     await fs.chmod(SHARED_ROOT, 0o755)
     const partial = `${target}.${process.pid}`
     await fs.cp(native, partial, { recursive: true, verbatimSymlinks: true })
@@ -182,8 +186,7 @@ async function clusterDir (dataDir: string, as: RunAs): Promise<string> {
   }
   const real = await fs.realpath(dataDir)
   const outside = path.join(SHARED_ROOT, `data-${createHash('sha256').update(real).digest('hex').slice(0, 16)}`)
-  await fs.mkdir(SHARED_ROOT, { recursive: true, mode: 0o755 })
-  await refuseForeignSharedRoot()
+  await makeSharedRoot()
   await fs.mkdir(outside, { recursive: true, mode: 0o700 })
   await fs.chown(outside, as.uid, as.gid ?? as.uid)
   await recordDataDir(outside, dataDir)
