@@ -70,7 +70,28 @@ function sessionSetup (statementTimeoutMs: number): string {
 }
 
 export function connect (databaseUrl: string, statementTimeoutMs = STATEMENT_TIMEOUT_MS): Db {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 10, connectionTimeoutMillis: 5000 })
+  const answerWithinMs = statementTimeoutMs + ANSWER_MARGIN_MS
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: 10,
+    connectionTimeoutMillis: 5000,
+    // Awaited before the connection is handed out: queued behind its first
+    // query instead, it was pg's "already executing a query" deprecation
+    // (removed in pg 9), a warning at each start. Should it fail, the
+    // connection is closed and whoever asked for it gets that error.
+    onConnect: async (client) => {
+      // pg's own query_timeout is not this: it leaves the connection waiting
+      // and returns it to the pool. A destroyed socket fails the query with
+      // this error (a 503), and the pool discards the client. Idle, the pool
+      // closes a connection after 10 s, before this can fire.
+      const socket = (client as unknown as { connection: { stream: Socket } }).connection.stream
+      socket.setTimeout(answerWithinMs, () => {
+        socket.destroy(Object.assign(new Error(`the database did not answer within ${answerWithinMs} ms`), { code: 'ETIMEDOUT' }))
+      })
+      // A SET rather than a startup parameter, which PgBouncer refuses by default.
+      await client.query(sessionSetup(statementTimeoutMs))
+    }
+  })
   // An idle client that loses its server emits on the pool; one checked out
   // (between a transaction's statements) emits on itself, with no listener
   // unless we add one, and would crash the process. Its work already fails
@@ -78,18 +99,6 @@ export function connect (databaseUrl: string, statementTimeoutMs = STATEMENT_TIM
   pool.on('error', () => {})
   pool.on('connect', (client) => {
     client.on('error', () => {})
-    // A SET rather than a startup parameter, which PgBouncer refuses by
-    // default. Queued ahead of the first query, which fails as it does.
-    client.query(sessionSetup(statementTimeoutMs)).catch(() => {})
-    // pg's own query_timeout is not this: it leaves the connection waiting
-    // and returns it to the pool. A destroyed socket fails the query with
-    // this error (a 503), and the pool discards the client. Idle, the pool
-    // closes a connection after 10 s, before this can fire.
-    const socket = (client as unknown as { connection: { stream: Socket } }).connection.stream
-    const answerWithinMs = statementTimeoutMs + ANSWER_MARGIN_MS
-    socket.setTimeout(answerWithinMs, () => {
-      socket.destroy(Object.assign(new Error(`the database did not answer within ${answerWithinMs} ms`), { code: 'ETIMEDOUT' }))
-    })
   })
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
 }

@@ -94,9 +94,21 @@ const ANSWER_MARGIN_MS = 2000
 export function connect (connectionString: string, max = 10, options: ConnectOptions = {}): Connection {
   // 5 s unless DATABASE_URL's connect_timeout says: pg-pool bounds both a new connection and the wait for a free one by it.
   // Each new connection reads DATABASE_URL's TLS files again (tlsReadingClient), as libpq does; the files are checked here first.
-  const pool = new pg.Pool({ connectionTimeoutMillis: 5000, ...postgresClientConfig(connectionString), Client: tlsReadingClient(connectionString), max, maxLifetimeSeconds: options.lifetimeSeconds ?? CONNECTION_LIFETIME_S })
   const statementTimeoutMs = options.statementTimeoutMs ?? 0
   const setup = sessionSetup(statementTimeoutMs)
+  const pool = new pg.Pool({
+    connectionTimeoutMillis: 5000,
+    ...postgresClientConfig(connectionString),
+    Client: tlsReadingClient(connectionString),
+    max,
+    maxLifetimeSeconds: options.lifetimeSeconds ?? CONNECTION_LIFETIME_S,
+    // Awaited before the connection is handed out: queued behind its first
+    // query instead, it was pg's "already executing a query" deprecation
+    // (removed in pg 9), logged as a warning by every process at its first
+    // connection. Should it fail, the connection is closed and whoever asked
+    // for it gets that error.
+    onConnect: async (client) => { await client.query(setup) }
+  })
   // An idle client that loses its server (a database restart) emits here; without a
   // listener that would crash the process. The pool replaces the client on next use.
   pool.on('error', () => {})
@@ -106,8 +118,6 @@ export function connect (connectionString: string, max = 10, options: ConnectOpt
   // pool discards the client on release, so nothing else needs doing.
   pool.on('connect', (client) => {
     client.on('error', () => {})
-    // Queued ahead of the first query of whoever asked for the connection. Should it fail, that query fails the same way.
-    client.query(setup).catch(() => {})
   })
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: namingPool(pool, statementTimeoutMs > 0 ? statementTimeoutMs + ANSWER_MARGIN_MS : 0) }) })
   let closed = false
