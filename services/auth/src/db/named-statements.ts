@@ -27,6 +27,23 @@ export function namedStatement (name: string, text: string): string {
 }
 
 /**
+ * Drops the client's connection when `answer` has not arrived within
+ * `answerWithinMs` (0: never): pg rejects every statement of the client in
+ * flight with the error `onCut` is told of (ETIMEDOUT, the database out of
+ * reach), and marks the client unusable. Why: namingPool's `answerWithinMs`.
+ */
+export function cutUnanswered (client: pg.ClientBase, answer: Promise<unknown>, answerWithinMs: number, onCut?: (error: Error) => void): void {
+  if (answerWithinMs <= 0) return
+  const deadline = setTimeout(() => {
+    const error = Object.assign(new Error(`the database did not answer within ${answerWithinMs} ms`), { code: 'ETIMEDOUT' })
+    onCut?.(error)
+    ;(client as pg.PoolClient).connection.stream.destroy(error)
+  }, answerWithinMs)
+  const done = (): void => { clearTimeout(deadline) }
+  answer.then(done, done)
+}
+
+/**
  * A pg.Pool as Kysely's PostgresDialect sees it, whose clients send the
  * registered texts by name. One wrapper per pg client, so Kysely's per-client
  * connection cache keeps working.
@@ -54,15 +71,7 @@ export function namingPool (pool: pg.Pool, answerWithinMs = 0): PostgresPool {
       const name = namesByText.get(textOrCursor)
       const values = parameters === undefined ? undefined : [...parameters]
       const answer = client.query(name === undefined ? { text: textOrCursor, values } : { name, text: textOrCursor, values }) as unknown as Promise<PostgresQueryResult<unknown>>
-      if (answerWithinMs > 0) {
-        const deadline = setTimeout(() => {
-          // pg rejects every query of the client in flight with this error, and marks it unusable.
-          cut = Object.assign(new Error(`the database did not answer within ${answerWithinMs} ms`), { code: 'ETIMEDOUT' })
-          client.connection.stream.destroy(cut)
-        }, answerWithinMs)
-        const done = (): void => { clearTimeout(deadline) }
-        answer.then(done, done)
-      }
+      cutUnanswered(client, answer, answerWithinMs, (error) => { cut = error })
       return answer
     }
     return {

@@ -75,6 +75,20 @@ t.test('a statement whose server goes silent fails as unavailable soon after the
   t.same((await sql<{ one: number }>`select 1 as one`.execute(connection.db)).rows, [{ one: 1 }], 'the next statement gets a new connection, through to the server')
 })
 
+t.test('a new connection whose server goes silent at its setup fails as unavailable soon after the statement timeout, not a hang', async (t) => {
+  const relay = await silenceableRelay(t, new URL(await createTestDatabase(t)), { silentFrom: 'first-statement' })
+  const connection = connect(relay.url, 1, { statementTimeoutMs: 300 })
+  t.teardown(connection.close)
+  const hung = Symbol('still waiting after 10 s')
+  const lost = await Promise.race([
+    sql`select 1`.execute(connection.db).then(() => undefined, (err: unknown) => err),
+    new Promise((resolve) => setTimeout(() => { resolve(hung) }, 10_000).unref())
+  ])
+  t.not(lost, hung, 'the setup is awaited before the statement is sent, and bounded as a statement is')
+  t.match(lost, { code: 'ETIMEDOUT', message: 'the database did not answer within 2300 ms' })
+  t.ok(isDatabaseUnavailable(lost), 'answered 503 with Retry-After')
+})
+
 t.test('a transaction whose statement the silence cut fails with that cut, unavailable, not with its rollback\'s "not queryable"', async (t) => {
   const relay = await silenceableRelay(t, new URL(await createTestDatabase(t)))
   const connection = connect(relay.url, 1, { statementTimeoutMs: 300 })
