@@ -75,10 +75,11 @@ export function connect (databaseUrl: string, statementTimeoutMs = STATEMENT_TIM
     connectionString: databaseUrl,
     max: 10,
     connectionTimeoutMillis: 5000,
-    // Awaited before the connection is handed out: queued behind its first
-    // query instead, it was pg's "already executing a query" deprecation
-    // (removed in pg 9), a warning at each start. Should it fail, the
-    // connection is closed and whoever asked for it gets that error.
+    // Awaited before the connection is handed out, as Tessera's db/connect.ts
+    // does: queued behind the first query, it was what pg deprecates ("already
+    // executing a query", removed in pg 9), though Kysely asked late enough not
+    // to be warned. Should it fail, the connection is closed and whoever asked
+    // for it gets that error.
     onConnect: async (client) => {
       // pg's own query_timeout is not this: it leaves the connection waiting
       // and returns it to the pool. A destroyed socket fails the query with
