@@ -8,9 +8,19 @@
 import { silenceableRelay } from '@tessera/testkit'
 import t from 'tap'
 import { sql } from 'kysely'
-import { connect } from '../../src/db/connect.js'
+import { connect, type Connection } from '../../src/db/connect.js'
 import { isDatabaseUnavailable } from '../../src/errors.js'
 import { createTestDatabase } from '../helpers/db.js'
+
+const hung = Symbol('still waiting after 10 s')
+
+/** What `select 1` fails with, or `hung` when it has neither failed nor answered after 10 s. */
+async function selectOneFailure (db: Connection['db']): Promise<unknown> {
+  return await Promise.race([
+    sql`select 1`.execute(db).then(() => undefined, (err: unknown) => err),
+    new Promise((resolve) => setTimeout(() => { resolve(hung) }, 10_000).unref())
+  ])
+}
 
 // pg warns once per process, so every test here counts: a query queued on a
 // connection still running its setup was "already executing a query".
@@ -64,11 +74,7 @@ t.test('a statement whose server goes silent fails as unavailable soon after the
   t.teardown(connection.close)
   t.same((await sql<{ one: number }>`select 1 as one`.execute(connection.db)).rows, [{ one: 1 }])
   relay.silence()
-  const hung = Symbol('still waiting after 10 s')
-  const lost = await Promise.race([
-    sql`select 1`.execute(connection.db).then(() => undefined, (err: unknown) => err),
-    new Promise((resolve) => setTimeout(() => { resolve(hung) }, 10_000).unref())
-  ])
+  const lost = await selectOneFailure(connection.db)
   t.not(lost, hung, 'Postgres\'s statement timeout cannot end this wait; the client does')
   t.match(lost, { code: 'ETIMEDOUT', message: 'the database did not answer within 2300 ms' }, 'cut at the statement timeout and its margin')
   t.ok(isDatabaseUnavailable(lost), 'answered 503 with Retry-After')
@@ -79,11 +85,7 @@ t.test('a new connection whose server goes silent at its setup fails as unavaila
   const relay = await silenceableRelay(t, new URL(await createTestDatabase(t)), { silentFrom: 'first-statement' })
   const connection = connect(relay.url, 1, { statementTimeoutMs: 300 })
   t.teardown(connection.close)
-  const hung = Symbol('still waiting after 10 s')
-  const lost = await Promise.race([
-    sql`select 1`.execute(connection.db).then(() => undefined, (err: unknown) => err),
-    new Promise((resolve) => setTimeout(() => { resolve(hung) }, 10_000).unref())
-  ])
+  const lost = await selectOneFailure(connection.db)
   t.not(lost, hung, 'the setup is awaited before the statement is sent, and bounded as a statement is')
   t.match(lost, { code: 'ETIMEDOUT', message: 'the database did not answer within 2300 ms' })
   t.ok(isDatabaseUnavailable(lost), 'answered 503 with Retry-After')
