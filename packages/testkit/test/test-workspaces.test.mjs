@@ -1,0 +1,55 @@
+/**
+ * scripts/test-workspaces.mjs, which `npm test` runs: every workspace's
+ * tests at once, auth's streamed, the others' held and printed whole, and
+ * the run failed when any one failed, only once all have finished.
+ */
+import assert from 'node:assert/strict'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { runProcess } from '../dist/index.js'
+
+const script = fileURLToPath(new URL('../../../scripts/test-workspaces.mjs', import.meta.url))
+
+/** A checkout of its own: package.json naming `workspaces`, each with the given `test` script (none when undefined). */
+function checkout (t, workspaces) {
+  const root = mkdtempSync(join(tmpdir(), 'tessera-workspaces-'))
+  t.after(() => rmSync(root, { recursive: true, force: true }))
+  writeFileSync(join(root, 'package.json'), JSON.stringify({ name: 'root', private: true, workspaces: Object.keys(workspaces) }))
+  for (const [dir, testScript] of Object.entries(workspaces)) {
+    mkdirSync(join(root, dir), { recursive: true })
+    const scripts = testScript === undefined ? {} : { test: testScript }
+    writeFileSync(join(root, dir, 'package.json'), JSON.stringify({ name: dir.replaceAll('/', '-'), version: '1.0.0', scripts }))
+  }
+  return root
+}
+
+const node = (code) => `node -e "${code}"`
+
+test('a failing workspace fails the run, after every other one has finished and printed its report', async (t) => {
+  const root = checkout(t, {
+    'services/auth': node("console.log('auth streams this')"),
+    failing: node("console.error('failing says why'); process.exit(3)"),
+    slow: node("setTimeout(() => console.log('slow finished'), 1500)"),
+    untested: undefined
+  })
+  const run = await runProcess(process.execPath, [script], { cwd: root, env: { PATH: process.env.PATH ?? '' } })
+  assert.equal(run.code, 1, run.stdout + run.stderr)
+  assert.match(run.stdout, /auth streams this/)
+  assert.match(run.stdout, /\n# failing\n[^#]*failing says why/)
+  assert.match(run.stdout, /\n# slow\n[^#]*slow finished/, 'the failure did not cut the slow one short')
+  assert.match(run.stdout, /^passed {2}services\/auth {2}\d+ s$/m)
+  assert.match(run.stdout, /^FAILED \(exit 3\) {2}failing {2}\d+ s$/m)
+  assert.match(run.stdout, /^passed {2}slow {2}\d+ s$/m)
+  assert.doesNotMatch(run.stdout, /untested/, 'a workspace without tests is not run')
+  assert.ok(run.stdout.indexOf('auth streams this') < run.stdout.indexOf('# failing'), 'auth\'s report comes first, the held ones after it')
+})
+
+test('the run passes when every workspace passes', async (t) => {
+  const root = checkout(t, { 'services/auth': node('0'), other: node('0') })
+  const run = await runProcess(process.execPath, [script], { cwd: root, env: { PATH: process.env.PATH ?? '' } })
+  assert.equal(run.code, 0, run.stdout + run.stderr)
+  assert.match(run.stdout, /^passed {2}services\/auth {2}\d+ s\npassed {2}other {2}\d+ s$/m)
+})

@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+// Runs every workspace's `test` script at once, on the database that
+// scripts/with-test-db.mjs (its caller, `npm test`) provides. auth's tests,
+// the longest by far, print as they run; each other workspace's output is
+// held and printed whole once auth's are done, so no two reports interleave.
+// Exits 1 when any workspace failed, after all of them finished; a summary
+// line per workspace says which and how long each took.
+//
+// One after another (npm's --workspaces) they took auth's ten minutes plus
+// notes' and the bench's three: the three files auth runs at once leave the
+// cores idle for long stretches, waiting on clocks (docs/decisions.md,
+// "CI under 15 minutes").
+import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+
+/** The workspace whose output streams; the rest run beside it. */
+const STREAMED = 'services/auth'
+
+/** Workspaces in package.json's order, those with a `test` script only. */
+function testedWorkspaces () {
+  const { workspaces } = JSON.parse(readFileSync('package.json', 'utf8'))
+  return workspaces.filter((dir) => JSON.parse(readFileSync(`${dir}/package.json`, 'utf8')).scripts?.test !== undefined)
+}
+
+const children = new Set()
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => { for (const child of children) child.kill(signal) })
+}
+
+/** Runs one workspace's tests; resolves with its exit code, seconds taken and, unless streamed, its output. */
+async function runTests (dir) {
+  const started = performance.now()
+  const streamed = dir === STREAMED
+  const child = spawn('npm', ['run', 'test', '--workspace', dir], { stdio: streamed ? 'inherit' : ['ignore', 'pipe', 'pipe'] })
+  children.add(child)
+  const output = []
+  if (!streamed) {
+    child.stdout.on('data', (chunk) => output.push(chunk))
+    child.stderr.on('data', (chunk) => output.push(chunk))
+  }
+  const code = await new Promise((resolve) => {
+    child.on('error', (err) => { output.push(Buffer.from(`cannot run npm: ${err.message}\n`)); resolve(1) })
+    child.on('close', (exit) => resolve(exit ?? 1))
+  })
+  children.delete(child)
+  return { dir, code, seconds: (performance.now() - started) / 1000, output: Buffer.concat(output) }
+}
+
+const runs = testedWorkspaces().map(runTests)
+const results = await Promise.all(runs)
+for (const { dir, output } of results) {
+  if (dir !== STREAMED) process.stdout.write(`\n# ${dir}\n${output.toString()}`)
+}
+process.stdout.write('\n')
+for (const { dir, code, seconds } of results) {
+  process.stdout.write(`${code === 0 ? 'passed' : `FAILED (exit ${code})`}  ${dir}  ${seconds.toFixed(0)} s\n`)
+}
+process.exit(results.every(({ code }) => code === 0) ? 0 : 1)
