@@ -76,7 +76,7 @@ test: build lint
 # test/e2e/ (nothing spawned: no server process, CLI, Nginx or Python), on
 # the same real Postgres, coverage off. `make test` still runs everything.
 test-fast: build
-	node scripts/with-test-db.mjs npm run test:fast --workspaces --if-present
+	node scripts/with-test-db.mjs node scripts/test-workspaces.mjs test:fast
 
 stack: build
 	bash scripts/stack.sh up

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Runs every workspace's `test` script at once, on the database that
-// scripts/with-test-db.mjs (its caller, `npm test`) provides. auth's tests,
+// Runs every workspace's `test` script at once (or the script its argument
+// names: `test:fast` for `make test-fast`), on the database that
+// scripts/with-test-db.mjs (its caller) provides. auth's tests,
 // the longest by far, print as they run; each other workspace's output is
 // held and printed whole once auth's are done, so no two reports interleave.
 // Exits 1 when any workspace failed, after all of them finished; a summary
@@ -16,10 +17,12 @@ import { readFileSync } from 'node:fs'
 /** The workspace whose output streams; the rest run beside it. */
 const STREAMED = 'services/auth'
 
-/** Workspaces in package.json's order, those with a `test` script only. */
+const script = process.argv[2] ?? 'test'
+
+/** Workspaces in package.json's order, those with the script only. */
 function testedWorkspaces () {
   const { workspaces } = JSON.parse(readFileSync('package.json', 'utf8'))
-  return workspaces.filter((dir) => JSON.parse(readFileSync(`${dir}/package.json`, 'utf8')).scripts?.test !== undefined)
+  return workspaces.filter((dir) => JSON.parse(readFileSync(`${dir}/package.json`, 'utf8')).scripts?.[script] !== undefined)
 }
 
 const children = new Set()
@@ -31,7 +34,7 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
 async function runTests (dir) {
   const started = performance.now()
   const streamed = dir === STREAMED
-  const child = spawn('npm', ['run', 'test', '--workspace', dir], { stdio: streamed ? 'inherit' : ['ignore', 'pipe', 'pipe'] })
+  const child = spawn('npm', ['run', script, '--workspace', dir], { stdio: streamed ? 'inherit' : ['ignore', 'pipe', 'pipe'] })
   children.add(child)
   const output = []
   if (!streamed) {

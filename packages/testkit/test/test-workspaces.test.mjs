@@ -1,5 +1,5 @@
 /**
- * scripts/test-workspaces.mjs, which `npm test` runs: every workspace's
+ * scripts/test-workspaces.mjs, which `npm test` (and `make test-fast`) runs: every workspace's
  * tests at once, auth's streamed, the others' held and printed whole, and
  * the run failed when any one failed, only once all have finished.
  */
@@ -52,4 +52,14 @@ test('the run passes when every workspace passes', async (t) => {
   const run = await runProcess(process.execPath, [script], { cwd: root, env: { PATH: process.env.PATH ?? '' } })
   assert.equal(run.code, 0, run.stdout + run.stderr)
   assert.match(run.stdout, /^passed {2}services\/auth {2}\d+ s\npassed {2}other {2}\d+ s$/m)
+})
+
+test('a script named as the argument runs in the workspaces that have it, and only there', async (t) => {
+  const root = checkout(t, { 'services/auth': node('0'), other: node('process.exit(4)') })
+  writeFileSync(join(root, 'services/auth/package.json'), JSON.stringify({ name: 'auth', version: '1.0.0', scripts: { 'test:fast': node("console.log('the fast lane')") } }))
+  const run = await runProcess(process.execPath, [script, 'test:fast'], { cwd: root, env: { PATH: process.env.PATH ?? '' } })
+  assert.equal(run.code, 0, run.stdout + run.stderr)
+  assert.match(run.stdout, /the fast lane/)
+  assert.match(run.stdout, /^passed {2}services\/auth {2}\d+ s$/m)
+  assert.doesNotMatch(run.stdout, /other/, 'a workspace without test:fast is not run, its test neither')
 })
