@@ -25,28 +25,36 @@ function testedWorkspaces () {
   return workspaces.filter((dir) => JSON.parse(readFileSync(`${dir}/package.json`, 'utf8')).scripts?.[script] !== undefined)
 }
 
+// Each workspace's npm runs in a process group of its own, which a signal
+// here ends whole: npm passes a signal to its script's shell, which dies of
+// it and leaves the test runner under it running (holding the held
+// output's pipe, so this run waited for it to end on its own).
 const children = new Set()
 for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.on(signal, () => { for (const child of children) child.kill(signal) })
+  process.on(signal, () => {
+    for (const child of children) {
+      try { process.kill(-child.pid, signal) } catch {} // the group has ended since
+    }
+  })
 }
 
-/** Runs one workspace's tests; resolves with its exit code, seconds taken and, unless streamed, its output. */
+/** Runs one workspace's tests; resolves with how it ended (its exit code, or the signal that ended it), seconds taken and, unless streamed, its output. */
 async function runTests (dir) {
   const started = performance.now()
   const streamed = dir === STREAMED
-  const child = spawn('npm', ['run', script, '--workspace', dir], { stdio: streamed ? 'inherit' : ['ignore', 'pipe', 'pipe'] })
+  const child = spawn('npm', ['run', script, '--workspace', dir], { detached: true, stdio: ['ignore', streamed ? 'inherit' : 'pipe', streamed ? 'inherit' : 'pipe'] })
   children.add(child)
   const output = []
   if (!streamed) {
     child.stdout.on('data', (chunk) => output.push(chunk))
     child.stderr.on('data', (chunk) => output.push(chunk))
   }
-  const code = await new Promise((resolve) => {
-    child.on('error', (err) => { output.push(Buffer.from(`cannot run npm: ${err.message}\n`)); resolve(1) })
-    child.on('close', (exit) => resolve(exit ?? 1))
+  const ended = await new Promise((resolve) => {
+    child.on('error', (err) => { output.push(Buffer.from(`cannot run npm: ${err.message}\n`)); resolve('exit 1') })
+    child.on('close', (exit, signal) => resolve(exit === 0 ? 'passed' : exit === null ? `signal ${signal}` : `exit ${exit}`))
   })
   children.delete(child)
-  return { dir, code, seconds: (performance.now() - started) / 1000, output: Buffer.concat(output) }
+  return { dir, ended, seconds: (performance.now() - started) / 1000, output: Buffer.concat(output) }
 }
 
 const runs = testedWorkspaces().map(runTests)
@@ -55,7 +63,7 @@ for (const { dir, output } of results) {
   if (dir !== STREAMED) process.stdout.write(`\n# ${dir}\n${output.toString()}`)
 }
 process.stdout.write('\n')
-for (const { dir, code, seconds } of results) {
-  process.stdout.write(`${code === 0 ? 'passed' : `FAILED (exit ${code})`}  ${dir}  ${seconds.toFixed(0)} s\n`)
+for (const { dir, ended, seconds } of results) {
+  process.stdout.write(`${ended === 'passed' ? ended : `FAILED (${ended})`}  ${dir}  ${seconds.toFixed(0)} s\n`)
 }
-process.exit(results.every(({ code }) => code === 0) ? 0 : 1)
+process.exit(results.every(({ ended }) => ended === 'passed') ? 0 : 1)

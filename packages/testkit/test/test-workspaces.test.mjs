@@ -4,12 +4,12 @@
  * the run failed when any one failed, only once all have finished.
  */
 import assert from 'node:assert/strict'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { runProcess } from '../dist/index.js'
+import { runProcess, spawnProcess } from '../dist/index.js'
 
 const script = fileURLToPath(new URL('../../../scripts/test-workspaces.mjs', import.meta.url))
 
@@ -62,4 +62,37 @@ test('a script named as the argument runs in the workspaces that have it, and on
   assert.match(run.stdout, /the fast lane/)
   assert.match(run.stdout, /^passed {2}services\/auth {2}\d+ s$/m)
   assert.doesNotMatch(run.stdout, /other/, 'a workspace without test:fast is not run, its test neither')
+})
+
+/** True once the process has exited: no process has the pid, or it is a zombie its new parent has not reaped yet. */
+function exited (pid) {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').startsWith('Z')
+  } catch {
+    return true
+  }
+}
+
+test('a SIGTERM to the run ends every workspace\'s tests, not only npm, and says so', async (t) => {
+  // Each writes its pid where the test can read it, then waits a minute.
+  const sleeper = node("require('fs').writeFileSync('pid', String(process.pid)); setTimeout(() => {}, 60000)")
+  const root = checkout(t, { 'services/auth': sleeper, other: sleeper })
+  const run = spawnProcess(process.execPath, [script], { cwd: root, env: { PATH: process.env.PATH ?? '' } })
+  t.after(async () => { await run.stop('SIGKILL') })
+  const pidFiles = ['services/auth/pid', 'other/pid'].map((file) => join(root, file))
+  const deadline = Date.now() + 15_000
+  while (!pidFiles.every((file) => existsSync(file) && readFileSync(file, 'utf8') !== '')) {
+    assert.ok(Date.now() < deadline, 'both workspaces started their tests within 15 s')
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  const pids = pidFiles.map((file) => Number(readFileSync(file, 'utf8')))
+  run.child.kill('SIGTERM')
+  // Well inside the sleepers' minute: before, the held one's pipe stayed open until it ended on its own.
+  await run.waitFor(/FAILED \(signal SIGTERM\) {2}other/, 15_000, 'the run\'s summary')
+  assert.equal(await run.closed, 1)
+  assert.match(run.stdout(), /^FAILED \(signal SIGTERM\) {2}services\/auth {2}\d+ s$/m)
+  // Signalled, each is gone within moments; the bound is only for a run that left one going.
+  const exitDeadline = Date.now() + 5_000
+  while (!pids.every(exited) && Date.now() < exitDeadline) await new Promise((resolve) => setTimeout(resolve, 50))
+  for (const pid of pids) assert.ok(exited(pid), `the test process ${pid} has exited`)
 })
