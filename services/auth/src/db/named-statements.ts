@@ -64,6 +64,8 @@ export function namingPool (pool: pg.Pool, answerWithinMs = 0): PostgresPool {
   const wrappers = new WeakMap<pg.PoolClient, PostgresPoolClient>()
   const wrap = (client: pg.PoolClient): PostgresPoolClient => {
     let cut: Error | undefined
+    // Once per connection, not per statement: this is every request's path.
+    const onCut = (error: Error): void => { cut = error }
     function query (textOrCursor: string | PostgresCursor<unknown>, parameters?: readonly unknown[]): Promise<PostgresQueryResult<unknown>> | PostgresCursor<unknown> {
       // A cursor (Kysely's streaming) goes through untouched: it is returned, not awaited.
       if (typeof textOrCursor !== 'string') return client.query(textOrCursor as unknown as pg.Submittable) as unknown as PostgresCursor<unknown>
@@ -71,7 +73,7 @@ export function namingPool (pool: pg.Pool, answerWithinMs = 0): PostgresPool {
       const name = namesByText.get(textOrCursor)
       const values = parameters === undefined ? undefined : [...parameters]
       const answer = client.query(name === undefined ? { text: textOrCursor, values } : { name, text: textOrCursor, values }) as unknown as Promise<PostgresQueryResult<unknown>>
-      cutUnanswered(client, answer, answerWithinMs, (error) => { cut = error })
+      cutUnanswered(client, answer, answerWithinMs, onCut)
       return answer
     }
     return {
