@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { atExit } from './at-exit.js'
 
 export interface SpawnOptions {
   /** The whole environment of the child: nothing of this process's leaks in unless passed. */
@@ -26,7 +27,11 @@ export interface SpawnedProcess {
 
 export interface ProcessResult { code: number | null, stdout: string, stderr: string }
 
-/** Starts `command` with its output captured. The caller stops it (tap: `t.teardown(() => proc.stop('SIGKILL'))`). */
+/**
+ * Starts `command` with its output captured. The caller stops it (tap:
+ * `t.teardown(() => proc.stop('SIGKILL'))`); one still running when this
+ * process exits is sent SIGTERM (at-exit.ts).
+ */
 export function spawnProcess (command: string, args: string[], options: SpawnOptions = {}): SpawnedProcess {
   const child = spawn(command, args, { env: options.env ?? { PATH: process.env.PATH ?? '' }, cwd: options.cwd, stdio: [options.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] })
   let stdout = ''
@@ -45,6 +50,11 @@ export function spawnProcess (command: string, args: string[], options: SpawnOpt
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
   const closed = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
   const running = (): boolean => child.exitCode === null && child.signalCode === null
+  // A test process ended by a signal (tap's timeout, a Ctrl-C) runs no
+  // teardown: the child is told to end as it would be by one, and ends its
+  // own children (a Tessera instance its workers and embedded Postgres).
+  const dropStop = atExit(() => { if (running()) child.kill('SIGTERM') })
+  child.once('exit', dropStop)
 
   const waitFor = async (pattern: RegExp, timeoutMs: number, what = `${command} ${pattern.source}`): Promise<RegExpExecArray> =>
     await new Promise((resolve, reject) => {

@@ -103,3 +103,20 @@ test('trickleRequest sends its head, then a byte at a time, until the server clo
   assert.equal(open.answer, '')
   silent.close()
 })
+
+test('atExit runs its works as a signal ends the process, newest first; a dropped one does not run', async () => {
+  const script = `
+    const { atExit } = await import(${JSON.stringify(new URL('../dist/index.js', import.meta.url).href)})
+    atExit(() => process.stdout.write('first registered\\n'))
+    const drop = atExit(() => process.stdout.write('dropped\\n'))
+    atExit(() => process.stdout.write('last registered\\n'))
+    drop()
+    console.log('ready')
+    setInterval(() => {}, 1000)`
+  const held = spawnProcess(node, ['--input-type=module', '-e', script])
+  await held.waitFor(/ready/, 10_000)
+  held.child.kill('SIGTERM')
+  assert.equal(await held.closed, null, 'still ended by the signal')
+  assert.equal(held.child.signalCode, 'SIGTERM')
+  assert.equal(held.stdout(), 'ready\nlast registered\nfirst registered\n')
+})

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import { within } from '../helpers/http.js'
-import { removeDataDir, removeOutsideCluster, runCli } from '../helpers/server.js'
+import { removeDataDirAtEnd, removeOutsideClusterAtEnd, runCli } from '../helpers/server.js'
 
 t.setTimeout(300_000)
 
@@ -35,7 +35,7 @@ function pgCtlStatusOn (pgdata: string): boolean {
 /** A data directory in a 0700 directory, as CI's clone is: as root the postgres user cannot enter it. */
 function dataDirFor (t: Test): { dataDir: string, env: Record<string, string> } {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'tessera-datadir-'))
-  t.teardown(async () => { await removeDataDir(dataDir) })
+  removeDataDirAtEnd(t, dataDir)
   return { dataDir, env: { TESSERA_DATA_DIR: dataDir } }
 }
 
@@ -57,7 +57,7 @@ async function outsideCluster (t: Test): Promise<{ dataDir: string, env: Record<
   const { dataDir, env } = dataDirFor(t)
   t.equal((await runCli(['db', 'start'], env)).code, 0)
   const cluster = clusterDir(dataDir)
-  t.teardown(async () => { await removeOutsideCluster(cluster) })
+  removeOutsideClusterAtEnd(t, cluster)
   return { dataDir, env, cluster }
 }
 
@@ -262,7 +262,7 @@ t.test('a start deletes the clusters of removed data directories under the tempo
 
   const moved = `${kept.dataDir}-moved`
   renameSync(kept.dataDir, moved)
-  t.teardown(async () => { await removeDataDir(moved) })
+  removeDataDirAtEnd(t, moved)
   t.equal((await runCli(['db', 'start'], { TESSERA_DATA_DIR: moved })).code, 0, 'a checkout moved starts its own cluster')
   t.ok(readFileSync(`${kept.cluster}.datadir`, 'utf8').split('\n').includes(realpathSync(moved)), 'whose record follows it')
 })
@@ -297,7 +297,7 @@ t.test('a copy of a data directory runs on its cluster, and removing either of t
     const dir = `${original.dataDir}-${name}`
     execFileSync('cp', ['-a', original.dataDir, dir])
     // Its own cluster too, should a start have made one.
-    t.teardown(async () => { await removeDataDir(dir) })
+    removeDataDirAtEnd(t, dir)
     return { dir, env: { TESSERA_DATA_DIR: dir } }
   }
   const other = dataDirFor(t)
@@ -335,7 +335,7 @@ t.test('a record of a data directory that cannot be read for certain is not take
   const spacedEnv = { TESSERA_DATA_DIR: spacedDir }
   t.equal((await runCli(['db', 'start'], spacedEnv)).code, 0)
   const spacedCluster = clusterDir(spacedDir)
-  t.teardown(async () => { await removeDataDir(spacedDir) })
+  removeDataDirAtEnd(t, spacedDir)
   t.equal((await runCli(['db', 'stop'], spacedEnv)).code, 0)
   // Records edited by hand: a path through `..` (out of the temporary directory), one that is not absolute, one whose directory is behind a symlink loop.
   const edited = await Promise.all([1, 2, 3].map(async () => await outsideCluster(t)))

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { spawnProcess } from '@tessera/testkit'
-import { removeDataDir, runCli, SERVER_ENTRY } from '../helpers/server.js'
+import { removeDataDirAtEnd, runCli, SERVER_ENTRY } from '../helpers/server.js'
 
 // initdb and several starts of the embedded Postgres, on a machine that may be busy.
 t.setTimeout(300_000)
@@ -32,7 +32,7 @@ function postgresRunningOn (pgdata: string): boolean {
 
 /** One data directory for the file: the cluster is made once, by the first start. */
 const dataDir = mkdtempSync(path.join(tmpdir(), 'tessera-failed-start-'))
-t.teardown(async () => { await removeDataDir(dataDir) })
+removeDataDirAtEnd(t, dataDir)
 
 /** The start's exit code once every process holding its output has exited, or 'served' (tap's timeout would run no teardown). */
 async function outcome (t: Test, provoke: string): Promise<{ code: number | null | 'served', output: () => string, stdout: () => string, stderr: () => string }> {

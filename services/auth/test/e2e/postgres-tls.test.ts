@@ -21,7 +21,7 @@ import { hashedCrlName, makeCrl } from '../helpers/crl.js'
 import { createTestDatabase } from '../helpers/db.js'
 import { tempDir } from '../helpers/gateway.js'
 import { kidOf, loginOver, refreshOver, signUpOver, within } from '../helpers/http.js'
-import { instancePids, removeDataDir, requestLineOf, runCli, SERVER_ENTRY, startServer } from '../helpers/server.js'
+import { instancePids, removeDataDirAtEnd, requestLineOf, runCli, SERVER_ENTRY, startServer } from '../helpers/server.js'
 
 // Its clusters, certificates, CRLs and some forty server and CLI starts take 40–60 s alone; .ci/run's lanes and other work on a 2-core machine
 // doubled that past 120 s once (CI, session 35), and tap's timeout runs no teardowns.
@@ -68,7 +68,7 @@ openssl('x509', '-req', '-in', 'client2.csr', '-CA', 'ca2.pem', '-CAkey', 'ca2.k
 // /var/tmp/tessera-postgres (as root the cluster lives outside the data directory: operators.md, TESSERA_DATA_DIR).
 const dataDir = tempDir(t, 'postgres-tls-data')
 const dbEnv = { TESSERA_DATA_DIR: dataDir }
-t.teardown(async () => { await removeDataDir(dataDir) })
+removeDataDirAtEnd(t, dataDir)
 /** The superuser's connection through the cluster's Unix socket, which pg_hba.conf still admits: the test's own view. */
 let admin: pg.Client | undefined
 t.teardown(async () => { await admin?.end() })

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
-import { removeDataDir, requestLineOf, startServer, runCli } from '../helpers/server.js'
+import { removeDataDirAtEnd, requestLineOf, startServer, runCli } from '../helpers/server.js'
 import { lockWaiters } from '../helpers/db.js'
 import { within } from '../helpers/http.js'
 
@@ -42,7 +42,7 @@ t.test('embedded Postgres: first start, SIGTERM drains an in-flight request, sec
   const dataDir = mkdtempSync(path.join(tmpdir(), 'tessera-server-'))
   const env = { TESSERA_DATA_DIR: dataDir }
   // A failed run kills the server with SIGKILL, which leaves its Postgres behind.
-  t.teardown(async () => { await removeDataDir(dataDir) })
+  removeDataDirAtEnd(t, dataDir)
 
   const first = await startServer(t, env, { timeoutMs: 180_000 })
   t.equal((await fetch(`${first.url}/readyz`)).status, 200)

@@ -13,7 +13,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import type { FastifyInstance, RouteOptions } from 'fastify'
 import { pino } from 'pino'
 import type { Test } from 'tap'
-import { request, spawnProcess, type Reply } from '@tessera/testkit'
+import { atExit, request, spawnProcess, type Reply } from '@tessera/testkit'
 import { linesOnceIn } from './http.js'
 
 export const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url))
@@ -28,9 +28,12 @@ export function nginxBinary (): string {
   throw new Error('nginx is not installed (apt-get install nginx): the gateway tests need a real Nginx')
 }
 
+/** A directory in the system's temporary directory, removed when the test ends (or a signal ends its process: at-exit.ts). */
 export function tempDir (t: Test, name: string): string {
   const dir = mkdtempSync(join(tmpdir(), `tessera-${name}-`))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const remove = (): void => { rmSync(dir, { recursive: true, force: true }) }
+  const dropRemove = atExit(remove)
+  t.teardown(() => { remove(); dropRemove() })
   return dir
 }
 

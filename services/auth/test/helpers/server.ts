@@ -8,7 +8,7 @@ import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
-import { runProcess, spawnProcess, type ProcessResult } from '@tessera/testkit'
+import { atExit, runProcess, spawnProcess, type ProcessResult } from '@tessera/testkit'
 import { linesOnceIn, within } from './http.js'
 import { processIsGone } from '../../src/util/process-gone.js'
 
@@ -124,31 +124,82 @@ export async function runCli (args: string[], env: Record<string, string>, stdin
   return await runProcess(process.execPath, [CLI_ENTRY, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdin })
 }
 
+/** The pid of the postmaster running on `cluster`, if one runs. */
+function postmasterOf (cluster: string): number | undefined {
+  let pid = 0
+  try { pid = Number(readFileSync(path.join(cluster, 'postmaster.pid'), 'utf8').split('\n')[0]) } catch {}
+  // Not 0 or NaN: kill(0) would signal this test's own process group.
+  return Number.isInteger(pid) && pid > 0 && !processIsGone(pid) ? pid : undefined
+}
+
+function removeClusterFiles (cluster: string): void {
+  for (const leftover of [cluster, `${cluster}.owner`, `${cluster}.datadir`]) rmSync(leftover, { recursive: true, force: true })
+}
+
 /**
  * Removes a cluster root kept outside its data directory, with what lies
  * beside it (`.owner`, `.datadir`: db/embedded.ts). A server still running
  * on it is stopped first: it would write into the directory being removed,
  * which then stays (and its data directory, which `db stop` needs, may be gone).
  */
-export async function removeOutsideCluster (cluster: string): Promise<void> {
-  let pid = 0
-  try { pid = Number(readFileSync(path.join(cluster, 'postmaster.pid'), 'utf8').split('\n')[0]) } catch {}
-  // Not 0 or NaN: kill(0) would signal this test's own process group.
-  if (Number.isInteger(pid) && pid > 0 && !processIsGone(pid)) {
+async function removeOutsideCluster (cluster: string): Promise<void> {
+  const pid = postmasterOf(cluster)
+  if (pid !== undefined) {
     try { process.kill(pid, 'SIGQUIT') } catch {}
     await within(30_000, async () => processIsGone(pid))
   }
-  for (const leftover of [cluster, `${cluster}.owner`, `${cluster}.datadir`]) rmSync(leftover, { recursive: true, force: true })
+  removeClusterFiles(cluster)
 }
 
 /**
  * Stops a test's embedded Postgres and removes its data directory, and its
  * cluster where root kept it outside: a test leaves nothing in /var/tmp.
  */
-export async function removeDataDir (dataDir: string): Promise<void> {
+async function removeDataDir (dataDir: string): Promise<void> {
   await runCli(['db', 'stop'], { TESSERA_DATA_DIR: dataDir })
   let outside = ''
   try { outside = readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch {}
   if (outside !== '') await removeOutsideCluster(outside)
   rmSync(dataDir, { recursive: true, force: true })
+}
+
+const PAUSE = new Int32Array(new SharedArrayBuffer(4))
+
+/**
+ * removeOutsideCluster for a process a signal is ending (at-exit.ts), where
+ * nothing asynchronous runs: the postmaster is sent SIGQUIT (Postgres's
+ * immediate shutdown) and waited for in place, 10 s at most.
+ */
+function removeClusterNow (cluster: string): void {
+  const pid = postmasterOf(cluster)
+  if (pid !== undefined) {
+    try { process.kill(pid, 'SIGQUIT') } catch {}
+    const deadline = Date.now() + 10_000
+    while (!processIsGone(pid) && Date.now() < deadline) Atomics.wait(PAUSE, 0, 0, 20)
+  }
+  removeClusterFiles(cluster)
+}
+
+/** removeDataDir for a process a signal is ending: the cluster is where postgres-location names, or inside the directory. */
+function removeDataDirNow (dataDir: string): void {
+  let recorded = ''
+  try { recorded = readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch {}
+  removeClusterNow(recorded === '' ? path.join(dataDir, 'postgres') : recorded)
+  rmSync(dataDir, { recursive: true, force: true })
+}
+
+/**
+ * removeDataDir when the test ends, or when a signal ends this process first
+ * (a Ctrl-C, tap's timeout), which runs no teardowns: the Postgres pg_ctl
+ * started runs in a session of its own, which no signal to the test reaches.
+ */
+export function removeDataDirAtEnd (t: Test, dataDir: string): void {
+  const dropNow = atExit(() => { removeDataDirNow(dataDir) })
+  t.teardown(async () => { await removeDataDir(dataDir); dropNow() })
+}
+
+/** removeOutsideCluster when the test ends, or when a signal ends this process first. */
+export function removeOutsideClusterAtEnd (t: Test, cluster: string): void {
+  const dropNow = atExit(() => { removeClusterNow(cluster) })
+  t.teardown(async () => { await removeOutsideCluster(cluster); dropNow() })
 }
