@@ -8,6 +8,7 @@
  * @module
  */
 import { pino, type Bindings, type ChildLoggerOptions, type DestinationStream, type Level, type LevelWithSilent, type Logger, type LoggerOptions } from 'pino'
+import { onProcessWarning } from './util/process-warnings.js'
 
 // `refresh` and `access`: SimpleJWT's names for its tokens (routes/simplejwt.ts), in its bodies.
 const SECRET_KEYS = ['password', 'current_password', 'new_password', 'password_hash', 'access_token', 'refresh_token', 'token', 'refresh', 'access', 'client_secret', 'authorization', 'cookie', 'set-cookie', 'kek', 'private_key_enc', 'privateKey']
@@ -93,16 +94,6 @@ export function redactSecrets (value: unknown, depth = 0): unknown {
   return redactMembers(value as Record<string, unknown>, depth)
 }
 
-/**
- * What a process's stdout may hold unwritten before its log lines are
- * dropped, unless TESSERA_LOG_BUFFER_KB says otherwise: sonic-boom, pino's
- * stream, otherwise buffers without bound while the reader of stdout (a
- * container's log driver, journald, a pipe) stalls, and a worker logging
- * ~750 requests a second held 14 MiB more every minute (docs/decisions.md,
- * "A stalled log reader: lines past 4 MiB are dropped and counted").
- */
-export const DEFAULT_LOG_BUFFER_BYTES = 4 * 1024 * 1024
-
 /** What a logger needs of the settings (config.ts reads them: LOG_LEVEL, TESSERA_LOG_BUFFER_KB in bytes). */
 export interface LogSettings { logLevel: LevelWithSilent, logBufferBytes: number }
 
@@ -157,28 +148,6 @@ export function createProcessLogger (config: LogSettings, pretty = false): Proce
     logger.warn({ dropped_lines: lines }, `${lines} log lines were dropped: stdout was not read while ${config.logBufferBytes / 1024} KiB of lines waited (TESSERA_LOG_BUFFER_KB; tessera_log_lines_dropped_total counts them)`)
   })
   return { logger, droppedLines: () => dropped }
-}
-
-/** A process warning as Node hands it to 'warning' listeners (process.emitWarning): `code` and `detail` when the emitter gave them. */
-export type ProcessWarning = Error & { code?: unknown, detail?: unknown }
-
-/**
- * Hands every process warning (a dependency's DeprecationWarning,
- * MaxListenersExceededWarning, ExperimentalWarning)
- * to `say` instead of Node's own listener, which prints each as several
- * lines of text on stderr (`(node:PID) Warning: …`, the detail, a hint):
- * text in the middle of a JSON log, and on stderr, which a stalled reader
- * may have closed. A listener of our own beside Node's would not stop its
- * printing; removing Node's does. Warnings the operator silenced
- * (--no-warnings, NODE_NO_WARNINGS=1: Node then adds no listener) stay
- * silent. Node emits a warning on a later tick, so one raised while this
- * process's modules were loading reaches `say` too, when this is called in
- * the same turn as they load.
- */
-export function onProcessWarning (say: (warning: ProcessWarning) => void): void {
-  if (process.listenerCount('warning') === 0) return
-  process.removeAllListeners('warning')
-  process.on('warning', say)
 }
 
 /**

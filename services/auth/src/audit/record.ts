@@ -14,9 +14,6 @@ export type AuditType =
   | 'key.created' | 'key.promoted' | 'key.demoted' | 'key.retired' | 'key.deleted' | 'key.revoked' | 'key.private_erased' | 'key.rewrapped'
   | 'audit.pruned'
 
-/** The actors the trail names that are no user and no client: the CLI's operator, the instances' own jobs, whoever failed to log in. */
-export const NAMED_ACTORS: ReadonlySet<string> = new Set(['operator', 'system', 'anonymous'])
-
 /** Who asked, from where: carried from the HTTP request or the CLI into the audit row. */
 export interface RequestContext {
   ip?: string | undefined

@@ -7,25 +7,13 @@
  * @module
  */
 import { parseArgs } from 'node:util'
-import { loadConfig, type Config } from '../config.js'
-import { connect, type Connection } from '../db/connect.js'
-import { DatabaseClock } from '../db/database-clock.js'
-import { embeddedClusterExists, startEmbeddedPostgres, stopEmbeddedPostgres } from '../db/embedded.js'
+import type { Connection } from '../db/connect.js'
+import type { DatabaseClock } from '../db/database-clock.js'
 import { VERSION } from '../version.js'
 import { databaseUnreachable } from '../errors.js'
-import { onProcessWarning } from '../logging.js'
-import { databaseFor } from '../db/locate.js'
-import { instanceConnections } from '../cluster/pool.js'
-import { DEFAULT_ROLE_NAMES, ensureRoles } from '../db/roles.js'
-import { refuseSchemaElsewhere, SchemaElsewhereError, SchemaOutOfReachError } from '../db/migrate.js'
+import { onProcessWarning } from '../util/process-warnings.js'
 import type { CommandContext } from './context.js'
-import { CliError, commandFlags, commandOutput, printable } from './output.js'
-import { migrateCommand } from './migrate.js'
-import { usersCommand } from './users.js'
-import { keysCommand } from './keys.js'
-import { cleanupCommand } from './cleanup.js'
-import { auditCommand } from './audit.js'
-import { clientsCommand } from './clients.js'
+import { CliError, commandOutput, printable } from './output.js'
 
 /** What may come before the command's name. */
 const GLOBAL_FLAGS = new Set(['--json', '--help', '-h', '--version'])
@@ -77,75 +65,22 @@ function commandUsage (name: string): string {
   return `usage: tessera <command> [--json]\n\n${own.join('\n')}\n`
 }
 
-function rolePassword (value: string | undefined, variable: string): string {
-  if (value === undefined) throw new CliError(`${variable} is required for \`tessera db roles\``)
-  return value
-}
+type Command = (ctx: CommandContext) => Promise<void>
 
-async function dbRolesCommand (ctx: CommandContext): Promise<void> {
-  const passwords = ctx.config.dbRolePasswords
-  const roles = {
-    owner: { name: DEFAULT_ROLE_NAMES.owner, password: rolePassword(passwords.owner, 'TESSERA_DB_OWNER_PASSWORD') },
-    runtime: { name: DEFAULT_ROLE_NAMES.runtime, password: rolePassword(passwords.runtime, 'TESSERA_DB_APP_PASSWORD') },
-    notes: { name: DEFAULT_ROLE_NAMES.notes, password: rolePassword(passwords.notes, 'TESSERA_DB_NOTES_PASSWORD') }
-  }
-  const { db } = await ctx.connection()
-  await ensureRoles(db, roles)
-  ctx.out.result(`roles ready: ${roles.owner.name} (migrations), ${roles.runtime.name} (Tessera), ${roles.notes.name} (notes)`,
-    { owner: roles.owner.name, runtime: roles.runtime.name, notes: roles.notes.name })
-}
-
-const DB_USAGE = 'usage: tessera db start|stop|url|roles'
-const DB_ACTIONS = ['start', 'stop', 'url', 'roles']
-
-function withoutPassword (url: string): string {
-  const parsed = new URL(url)
-  parsed.password = ''
-  return parsed.toString()
-}
-
-async function dbCommand (ctx: CommandContext): Promise<void> {
-  commandFlags(ctx.argv, { command: 'db', actions: DB_ACTIONS, usage: DB_USAGE })
-  const [action] = ctx.args
-  // A wrong word is a usage error whatever the settings: told before DATABASE_URL is.
-  if (ctx.args.length !== 1 || !DB_ACTIONS.includes(action ?? '')) throw new CliError(DB_USAGE, 2)
-  if (action === 'roles') return await dbRolesCommand(ctx)
-  if (ctx.config.databaseUrl !== undefined) throw new CliError('DATABASE_URL is set: there is no embedded Postgres to manage')
-  if (action === 'start' || action === 'url') {
-    // Sized for the instance this checkout's settings would start on it, which adopts it as it is.
-    const pg = await startEmbeddedPostgres(ctx.config.dataDir, instanceConnections(ctx.config.workers))
-    // `url` is asked for the URL, for a program to read ($(tessera db url)), and so is --json (make stack reads it);
-    // start's lines are for a person's terminal, its scrollback and what is shared of it: the password stays in its file.
-    const started = `embedded Postgres ${pg.started ? 'started' : 'already running'} on 127.0.0.1:${pg.port}\n` +
-      `URL: ${withoutPassword(pg.url)} (the password is in ${pg.passwordFile}; \`tessera db url\` prints the URL with it)`
-    ctx.out.result(action === 'url' ? pg.url : started, { url: pg.url, port: pg.port, started: pg.started })
-    return
-  }
-  const stopped = await stopEmbeddedPostgres(ctx.config.dataDir)
-  ctx.out.result(stopped ? 'embedded Postgres stopped' : 'embedded Postgres was not running', { stopped })
-}
-
-const COMMANDS: Record<string, (ctx: CommandContext) => Promise<void>> = {
-  migrate: migrateCommand,
-  users: usersCommand,
-  keys: keysCommand,
-  audit: auditCommand,
-  clients: clientsCommand,
-  db: dbCommand,
-  cleanup: cleanupCommand
-}
-
-/** Opens the configured database; never creates a local one the operator did not ask for. */
-async function openDatabase (config: Config): Promise<{ connection: Connection, stop: () => Promise<void> }> {
-  if (config.databaseUrl === undefined) {
-    if (!(await embeddedClusterExists(config.dataDir))) {
-      throw new CliError(`DATABASE_URL is unset and no embedded Postgres has been started from this checkout (none under ${config.dataDir}): set DATABASE_URL to the database to operate on, or run \`tessera db start\` to make a local one`)
-    }
-    process.stderr.write(`tessera: using the embedded Postgres under ${config.dataDir} (DATABASE_URL is unset)\n`)
-  }
-  const { url, embedded } = await databaseFor({ ...config, connections: instanceConnections(config.workers) })
-  const connection = connect(url, 4)
-  return { connection, stop: async () => { await connection.close(); await embedded?.stop() } }
+/**
+ * Each command's module, loaded when that command runs: `--help`,
+ * `--version` and the embedded Postgres's `db` commands then load none of
+ * the query builder, the hashers or the other commands (docs/decisions.md,
+ * "The CLI loads only the command it runs").
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  migrate: async () => (await import('./migrate.js')).migrateCommand,
+  users: async () => (await import('./users.js')).usersCommand,
+  keys: async () => (await import('./keys.js')).keysCommand,
+  audit: async () => (await import('./audit.js')).auditCommand,
+  clients: async () => (await import('./clients.js')).clientsCommand,
+  db: async () => (await import('./db.js')).dbCommand,
+  cleanup: async () => (await import('./cleanup.js')).cleanupCommand
 }
 
 /**
@@ -178,8 +113,8 @@ async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const argv = kidAsOperand(rawArgv)
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, strict: false, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } } })
   const [name, ...args] = positionals
-  const command = name === undefined ? undefined : COMMANDS[name]
-  if (name !== undefined && command === undefined) throw new CliError(`unknown command ${JSON.stringify(name)} (see tessera --help)`, 2)
+  const loadCommand = name === undefined || !Object.hasOwn(COMMANDS, name) ? undefined : COMMANDS[name]
+  if (name !== undefined && loadCommand === undefined) throw new CliError(`unknown command ${JSON.stringify(name)} (see tessera --help)`, 2)
   // --help prints the usage as text on stdout and exits 0, whatever else is
   // on the line (--json, --version, a flag the command does not take): one
   // asking how a command works is answered, not told off or given JSON.
@@ -189,7 +124,7 @@ async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   }
   // A flag before the command (or with none) that is not tessera's own.
   const foreign = (name === undefined ? argv : argv.slice(0, argv.indexOf(name))).find((arg) => !GLOBAL_FLAGS.has(arg))
-  if (name === undefined || command === undefined) {
+  if (name === undefined || loadCommand === undefined) {
     if (foreign !== undefined) throw new CliError(`${foreign} is not a flag of tessera\n${USAGE.trimEnd()}`, 2)
     if (values.version === true) {
       commandOutput(values.json === true).result(`tessera ${VERSION}`, { version: VERSION })
@@ -202,7 +137,9 @@ async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   if (foreign !== undefined) throw new CliError(`${JSON.stringify(foreign)} is not a flag of tessera itself: put a command's flags after its name (tessera ${name} --help)`, 2)
   // Before a command, --version would be dropped and the command run: it is tessera's, alone.
   if (values.version === true) throw new CliError('--version takes no command: tessera --version', 2)
+  const { loadConfig } = await import('../config.js')
   const config = loadConfig(env)
+  const command = await loadCommand()
   let opened: { connection: Connection, stop: () => Promise<void> } | undefined
   let databaseClock: DatabaseClock | undefined
   const ctx: CommandContext = {
@@ -212,11 +149,11 @@ async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     out: commandOutput(values.json === true),
     workingDirectory: typedIn(env),
     connection: async () => {
-      opened ??= await openDatabase(config)
+      opened ??= await (await import('./database.js')).openDatabase(config)
       return opened.connection
     },
     clock: async () => {
-      databaseClock ??= await DatabaseClock.read((await ctx.connection()).db)
+      databaseClock ??= await (await import('../db/database-clock.js')).DatabaseClock.read((await ctx.connection()).db)
       return databaseClock.now
     }
   }
@@ -228,6 +165,7 @@ async function runCli (rawArgv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     // or hidden from a role without USAGE on public (notes'): say that, not "run migrate up".
     // The look's own failure leaves the command's error to be said.
     if (opened !== undefined && (err as { code?: unknown }).code === '42P01') {
+      const { refuseSchemaElsewhere, SchemaElsewhereError, SchemaOutOfReachError } = await import('../db/migrate.js')
       await refuseSchemaElsewhere(opened.connection.db).catch((refusal: unknown) => { if (refusal instanceof SchemaElsewhereError || refusal instanceof SchemaOutOfReachError) throw refusal })
     }
     throw err

@@ -15,7 +15,6 @@ import { unlockUser } from '../users/unlock.js'
 import type { CommandContext } from './context.js'
 import { CliError, commandFlags, parseCommandLine, writeListing, type CommandSyntax } from './output.js'
 import { readPassword } from './password-input.js'
-import { usersImportCommand } from './users-import.js'
 
 const USAGE = 'usage: tessera users list [--disabled] | create|show|disable|enable|unlock|delete|set-password|end-sessions USERNAME | import FILE [--format django|csv] [--dry-run]'
 const OPERATOR = { actor: 'operator', userAgent: 'tessera-cli' }
@@ -151,7 +150,8 @@ async function listUsers (ctx: CommandContext, db: Db, disabledOnly: boolean): P
 
 export async function usersCommand (ctx: CommandContext): Promise<void> {
   const [action, username] = ctx.args
-  if (action === 'import') return await usersImportCommand(ctx)
+  // Loaded for import alone: its CSV and JSON stream parsers are no other action's.
+  if (action === 'import') return await (await import('./users-import.js')).usersImportCommand(ctx)
   if (action === 'list') {
     // The whole command line, not what follows `list`: `users --json list` is `users list --json`, as for every other command.
     const { values } = parseCommandLine({ args: ctx.argv, allowPositionals: true, strict: true, options: { disabled: { type: 'boolean' }, json: { type: 'boolean' } } }, SYNTAX)

@@ -4,7 +4,8 @@
  * client_id works on a fresh database as it always did).
  * @module
  */
-import { NAMED_ACTORS, recordAudit, type RequestContext } from '../audit/record.js'
+import { NAMED_ACTORS } from '../audit/actors.js'
+import { recordAudit, type RequestContext } from '../audit/record.js'
 import { CLIENT_ID_PATTERN, SCOPE_TOKEN_PATTERN, SCOPES_MAX_LENGTH } from '../config.js'
 import type { Db, GrantType } from '../db/database.js'
 import { isResourceIndicator, namesIssuer } from './resource.js'

@@ -23,7 +23,8 @@ import { answer, isAsk, notice, type Send } from '../util/rpc.js'
 import type { Costed } from './hashing-engine.js'
 import { hashPassword, verifyPassword } from './verify.js'
 import type { LevelWithSilent } from 'pino'
-import { createProcessLogger, DEFAULT_LOG_BUFFER_BYTES, logProcessWarnings } from '../logging.js'
+import { DEFAULT_LOG_BUFFER_BYTES } from '../config.js'
+import { createProcessLogger, logProcessWarnings } from '../logging.js'
 
 // Relative to the instance's own nice value (this process starts with it),
 // so an instance run under `nice` keeps the same gap to its workers; 19 is the floor.
