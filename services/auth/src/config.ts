@@ -9,6 +9,7 @@ import { availableParallelism } from 'node:os'
 import { getHeapStatistics } from 'node:v8'
 import { resolve } from 'node:path'
 import { NAMED_ACTORS } from './audit/actors.js'
+import { DEFAULT_LOG_BUFFER_BYTES } from './log-buffer.js'
 import { databaseTls, DatabaseUrlError, withAbsoluteFiles } from './db/tls.js'
 import { TesseraError } from './errors.js'
 import { cpuBudget } from './util/cpu-budget.js'
@@ -103,16 +104,6 @@ export class ConfigError extends TesseraError {
     this.accepts = accepts
   }
 }
-
-/**
- * What a process's stdout may hold unwritten before its log lines are
- * dropped, unless TESSERA_LOG_BUFFER_KB says otherwise: sonic-boom, pino's
- * stream, otherwise buffers without bound while the reader of stdout (a
- * container's log driver, journald, a pipe) stalls, and a worker logging
- * ~750 requests a second held 14 MiB more every minute (docs/decisions.md,
- * "A stalled log reader: lines past 4 MiB are dropped and counted").
- */
-export const DEFAULT_LOG_BUFFER_BYTES = 4 * 1024 * 1024
 
 /** The suffix that makes any setting come from a file (Docker and Kubernetes secrets). */
 const FILE_SUFFIX = '_FILE'

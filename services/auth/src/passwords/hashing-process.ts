@@ -23,7 +23,7 @@ import { answer, isAsk, notice, type Send } from '../util/rpc.js'
 import type { Costed } from './hashing-engine.js'
 import { hashPassword, verifyPassword } from './verify.js'
 import type { LevelWithSilent } from 'pino'
-import { DEFAULT_LOG_BUFFER_BYTES } from '../config.js'
+import { DEFAULT_LOG_BUFFER_BYTES } from '../log-buffer.js'
 import { createProcessLogger, logProcessWarnings } from '../logging.js'
 
 // Relative to the instance's own nice value (this process starts with it),
