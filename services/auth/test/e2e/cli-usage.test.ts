@@ -85,6 +85,11 @@ t.test('--help prints the usage as text on stdout, exit 0, whatever else is on t
   }
   const unknown = await runCli(['frobnicate', '--help'], env)
   t.same([unknown.code, unknown.stdout, unknown.stderr], [2, '', 'tessera: unknown command "frobnicate" (see tessera --help)\n'], 'no command of that name: the usage error, help or not')
+  // Names every JavaScript object has: looked up in a plain table they were a "command" (constructor ran and exited 0 having done nothing).
+  for (const name of ['constructor', 'toString', '__proto__']) {
+    const inherited = await runCli([name], env)
+    t.same([inherited.code, inherited.stdout, inherited.stderr], [2, '', `tessera: unknown command "${name}" (see tessera --help)\n`], `${name}: no command either`)
+  }
   const version = await runCli(['--version', 'keys', 'list'], env)
   t.same([version.code, version.stderr], [2, 'tessera: --version takes no command: tessera --version\n'], 'without --help, --version with a command is a usage error, not dropped while the command runs')
 })
