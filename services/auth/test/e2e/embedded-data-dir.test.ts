@@ -10,14 +10,9 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import { within } from '../helpers/http.js'
-import { removeDataDirAtEnd, removeOutsideClusterAtEnd, runCli } from '../helpers/server.js'
+import { clusterDir, removeDataDirAtEnd, removeOutsideClusterAtEnd, runCli } from '../helpers/server.js'
 
 t.setTimeout(300_000)
-
-function clusterDir (dataDir: string): string {
-  try { return readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch {}
-  return path.join(dataDir, 'postgres')
-}
 
 function postgresRunningOn (pgdata: string): boolean {
   return execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').some((line) => line.includes('postgres') && line.includes(pgdata))

@@ -13,18 +13,13 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { spawnProcess } from '@tessera/testkit'
-import { removeDataDirAtEnd, runCli, SERVER_ENTRY } from '../helpers/server.js'
+import { clusterDir, removeDataDirAtEnd, runCli, SERVER_ENTRY } from '../helpers/server.js'
 
 // initdb and several starts of the embedded Postgres, on a machine that may be busy.
 t.setTimeout(300_000)
 
 const PROVOKE = `--import=${fileURLToPath(new URL('../helpers/provoke.mjs', import.meta.url))}`
 const SECRET = 'provoked-secret-value'
-
-function clusterDir (dataDir: string): string {
-  try { return readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch {}
-  return path.join(dataDir, 'postgres')
-}
 
 function postgresRunningOn (pgdata: string): boolean {
   return execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').some((line) => line.includes('postgres') && line.includes(pgdata))

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
-import { removeDataDirAtEnd, requestLineOf, startServer, runCli } from '../helpers/server.js'
+import { clusterDir, removeDataDirAtEnd, requestLineOf, startServer, runCli } from '../helpers/server.js'
 import { lockWaiters } from '../helpers/db.js'
 import { within } from '../helpers/http.js'
 
@@ -13,12 +13,6 @@ const PASSWORD = 'correct horse battery'
 // initdb and two cold starts of the server: on a machine at load 15 more than
 // tap's 180 s, which is not what this file tests.
 t.setTimeout(600_000)
-
-/** The embedded cluster's directory: under dataDir, or where dataDir's `postgres-location` says. */
-function clusterDir (dataDir: string): string {
-  try { return readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch {}
-  return path.join(dataDir, 'postgres')
-}
 
 function postgresRunningOn (dataDir: string): boolean {
   const pgdata = clusterDir(dataDir)

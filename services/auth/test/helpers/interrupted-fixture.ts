@@ -10,7 +10,7 @@ import path from 'node:path'
 import t from 'tap'
 import { spawnProcess } from '@tessera/testkit'
 import { tempDir } from './gateway.js'
-import { removeDataDirAtEnd, runCli } from './server.js'
+import { clusterDir, removeDataDirAtEnd, runCli } from './server.js'
 
 const dir = tempDir(t, 'interrupted')
 const child = spawnProcess(process.execPath, ['-e', 'setInterval(() => {}, 1000)'])
@@ -20,8 +20,7 @@ if (process.argv[2] === 'postgres') {
   removeDataDirAtEnd(t, dataDir)
   const started = await runCli(['db', 'start'], { TESSERA_DATA_DIR: dataDir })
   if (started.code !== 0) throw new Error(`db start failed: ${started.stderr}`)
-  let cluster = path.join(dataDir, 'postgres')
-  try { cluster = readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch {}
+  const cluster = clusterDir(dataDir)
   const postmaster = Number(readFileSync(path.join(cluster, 'postmaster.pid'), 'utf8').split('\n')[0])
   postgres = { dataDir, cluster, postmaster }
 }

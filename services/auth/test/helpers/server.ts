@@ -151,15 +151,20 @@ async function removeOutsideCluster (cluster: string): Promise<void> {
   removeClusterFiles(cluster)
 }
 
+/** The embedded cluster's directory: under dataDir, or where dataDir's `postgres-location` says (as root, when the postgres user cannot enter dataDir). */
+export function clusterDir (dataDir: string): string {
+  try { return readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch {}
+  return path.join(dataDir, 'postgres')
+}
+
 /**
  * Stops a test's embedded Postgres and removes its data directory, and its
  * cluster where root kept it outside: a test leaves nothing in /var/tmp.
  */
 async function removeDataDir (dataDir: string): Promise<void> {
   await runCli(['db', 'stop'], { TESSERA_DATA_DIR: dataDir })
-  let outside = ''
-  try { outside = readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch {}
-  if (outside !== '') await removeOutsideCluster(outside)
+  const cluster = clusterDir(dataDir)
+  if (cluster !== path.join(dataDir, 'postgres')) await removeOutsideCluster(cluster)
   rmSync(dataDir, { recursive: true, force: true })
 }
 
@@ -180,11 +185,9 @@ function removeClusterNow (cluster: string): void {
   removeClusterFiles(cluster)
 }
 
-/** removeDataDir for a process a signal is ending: the cluster is where postgres-location names, or inside the directory. */
+/** removeDataDir for a process a signal is ending. */
 function removeDataDirNow (dataDir: string): void {
-  let recorded = ''
-  try { recorded = readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch {}
-  removeClusterNow(recorded === '' ? path.join(dataDir, 'postgres') : recorded)
+  removeClusterNow(clusterDir(dataDir))
   rmSync(dataDir, { recursive: true, force: true })
 }
 
