@@ -256,6 +256,11 @@ t.test('a start deletes the clusters of removed data directories under the tempo
   t.equal(await selectOne(other.env), 1, 'the starting data directory\'s own cluster serves')
 
   const moved = `${kept.dataDir}-moved`
+  // Settled above and, once renamed, with its recorded directory gone: any
+  // other test file's start in that moment would prune it as a removed
+  // checkout's (seen once in make test). Touched, it is left for a minute.
+  const now = new Date()
+  utimesSync(kept.cluster, now, now)
   renameSync(kept.dataDir, moved)
   removeDataDirAtEnd(t, moved)
   t.equal((await runCli(['db', 'start'], { TESSERA_DATA_DIR: moved })).code, 0, 'a checkout moved starts its own cluster')
