@@ -7,7 +7,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { BATCH_HITS, BatchedRateLimiter, FLUSH_MS, rateLimitCounter, type RateHits } from '../src/cluster/rate-limit.js'
-import type { AskPrimary } from '../src/cluster/hashing.js'
+import type { AskPrimary } from '../src/cluster/rate-limit.js'
 
 interface Instance { workers: BatchedRateLimiter[], messages: () => number, counted: (key: string) => number }
 

@@ -1,27 +1,63 @@
 /**
  * The instance's one hashing queue, seen from an HTTP worker: each hash or
- * verify is asked of the primary, whose PasswordHasher admits it or refuses
- * it at once. Each worker lets at most its share of the queue's bound past
- * the shed check, and the primary announces when the whole queue is full, so
- * a worker sheds a login before touching the database, as a single process
- * does.
+ * verify is asked of the hashing process directly, over a Unix socket, and
+ * its PasswordHasher admits it or refuses it at once. Each worker lets at
+ * most its share of the queue's bound past the shed check, and the hashing
+ * process announces when the whole queue is full, so a worker sheds a login
+ * before touching the database, as a single process does. The primary is not
+ * on a login's way: through it, a login cost four more messages and as many
+ * wake-ups of a third process, on cores the hashing threads want
+ * (docs/decisions.md, "Workers ask the hashing process directly").
  * @module
  */
-import { OAuthError } from '../errors.js'
-import { hashingOverloaded, type PasswordHasher, type PasswordHashing } from '../passwords/hasher.js'
+import { connect, type Socket } from 'node:net'
+import type { OAuthError } from '../errors.js'
+import { hashingOverloaded, hashingRestarting, type PasswordHashing } from '../passwords/hasher.js'
 import { needsRehash } from '../passwords/verify.js'
-import { RemoteOverloaded } from '../util/rpc.js'
+import { Asker, isAnswer, isNotice, lineChannel, PeerGone, RemoteOverloaded, type Send } from '../util/rpc.js'
 
-export type AskPrimary = <T>(kind: string, body: unknown) => Promise<T>
+interface Connection { socket: Socket, send: Send, asker: Asker }
 
 export class InstanceHashing implements PasswordHashing {
   saturated = false
-  /** This worker's share of the instance's queue, from the primary at boot (hashingShare, passwords/hasher.ts). */
+  /** This worker's share of the instance's queue, as the hashing process last announced it (hashingShare, passwords/hasher.ts). */
   capacity = 1
-  readonly #ask: AskPrimary
+  readonly #socketPath: string
+  #connection: Connection | undefined
 
-  constructor (ask: AskPrimary) {
-    this.#ask = ask
+  constructor (socketPath: string) {
+    this.#socketPath = socketPath
+  }
+
+  /**
+   * Connects now, if not connected: the hashing process announces the
+   * queue's state to each new connection, so a worker knows its share
+   * before its first login. Called when the primary says the hashing
+   * process is ready; an ask connects by itself otherwise.
+   */
+  connect (): void {
+    this.#connection ??= this.#open()
+  }
+
+  #open (): Connection {
+    const socket = connect(this.#socketPath)
+    const asker = new Asker()
+    const send = lineChannel(socket, (message) => {
+      if (isAnswer(message)) asker.settle(message)
+      else if (isNotice(message) && message.kind === 'hashing-saturated') this.saturated = message.body === true
+      else if (isNotice(message) && message.kind === 'hashing-share') this.capacity = message.body as number
+    })
+    const connection = { socket, send, asker }
+    // Refused (the process is starting again) or cut (it died): what was
+    // asked never ran, and the next ask connects anew. A full queue said
+    // by the process that is gone says nothing of the next one.
+    socket.on('error', () => {})
+    socket.once('close', () => {
+      if (this.#connection === connection) this.#connection = undefined
+      this.saturated = false
+      asker.failAll('the hashing process is gone')
+    })
+    return connection
   }
 
   overloaded (): OAuthError {
@@ -29,10 +65,12 @@ export class InstanceHashing implements PasswordHashing {
   }
 
   async #asked<T> (kind: string, body: unknown): Promise<T> {
+    const connection = this.#connection ??= this.#open()
     try {
-      return await this.#ask<T>(kind, body)
+      return await connection.asker.ask<T>(connection.send, kind, body)
     } catch (err) {
       if (err instanceof RemoteOverloaded) throw this.overloaded()
+      if (err instanceof PeerGone) throw hashingRestarting(err)
       throw err
     }
   }
@@ -52,18 +90,9 @@ export class InstanceHashing implements PasswordHashing {
   needsRehash (hash: string): boolean {
     return needsRehash(hash)
   }
-}
 
-/** The primary's answers to InstanceHashing. */
-export function hashingHandlers (hasher: PasswordHasher): Record<string, (body: never) => Promise<unknown>> {
-  return {
-    hash: async (body: { password: string }) => await hasher.hash(body.password),
-    verify: async (body: { hash: string, password: string }) => await hasher.verify(body.hash, body.password),
-    'dummy-verify': async (body: { password: string }) => await hasher.dummyVerify(body.password)
+  /** Closes the connection: the worker is done. */
+  close (): void {
+    this.#connection?.socket.destroy()
   }
-}
-
-/** The refusal InstanceHashing turns back into a 503. */
-export function isHashingRefusal (err: unknown): boolean {
-  return err instanceof OAuthError && err.error === 'temporarily_unavailable'
 }

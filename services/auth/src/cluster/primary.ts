@@ -3,8 +3,9 @@
  * instance. It starts the embedded Postgres (when there is no DATABASE_URL)
  * and stops it last, migrates, resolves the KEK, makes the first key, runs
  * the background jobs (key schedule, cleanup, the LISTEN for key and client
- * changes, relayed to every worker), owns the hashing queue in front of the hashing
- * process, the per-IP counters and the instance's metrics, and forks
+ * changes, relayed to every worker), starts the hashing process (which holds
+ * the instance's hashing queue; the workers ask it directly), owns the
+ * per-IP counters and the instance's metrics, and forks
  * `config.workers` HTTP workers (cluster/worker.ts), which share the port
  * (cluster/port.ts). Drain: every worker finishes its in-flight requests
  * and exits, then the rest closes in reverse order.
@@ -31,21 +32,18 @@ import { loadKeyring, logRejectedKey } from '../keys/load.js'
 import { shareKeys, type SharedKey } from '../keys/share.js'
 import { createMetrics } from '../metrics/metrics.js'
 import { HashingProcess } from '../passwords/hashing-engine.js'
-import { hashingShare, PasswordHasher } from '../passwords/hasher.js'
 import { listenForMetrics } from '../routes/metrics.js'
-import { hashingHandlers, isHashingRefusal } from './hashing.js'
 import { InstanceMetrics, WORKER_METRICS_TIMEOUT_MS, type MetricsJson } from './instance-metrics.js'
 import { connectionsWarning, instanceConnections, PRIMARY_POOL, workerPoolSize } from './pool.js'
 import { claimPort, hostRefused, sharedPortFor, type SharedPort } from './port.js'
 import { rateLimitCounter } from './rate-limit.js'
 import { StartupError } from './startup.js'
 import { answer, Asker, isAnswer, isAsk, isNotice, notice, type Notice, type Send } from '../util/rpc.js'
-import { latestAtMostEvery } from '../util/latest-at-most-every.js'
 import { memoryWarning } from '../util/memory-limit.js'
 
 /** What a worker needs from the primary before it can serve: `keys` is the primary's keyring (keys/share.ts). */
 /** What a worker is handed to start: `hostOffsetMs`, the primary's last reading of Postgres's clock against this host's (db/database-clock.ts). */
-export interface Boot { databaseUrl: string, kek: string, keys: SharedKey[], poolSize: number, hashingSaturated: boolean, hashingShare: number, clientFeed: ClientFeedState, listen: SharedPort, hostOffsetMs: number }
+export interface Boot { databaseUrl: string, kek: string, keys: SharedKey[], poolSize: number, hashingSocket: string, clientFeed: ClientFeedState, listen: SharedPort, hostOffsetMs: number }
 
 /** Node's flags for each HTTP worker: this process's, and the module that lets a worker whose primary is gone exit quietly. */
 const WORKER_EXEC_ARGV = [...process.execArgv, '--require', fileURLToPath(new URL('./worker-preload.js', import.meta.url))]
@@ -56,6 +54,9 @@ const WORKER_EXEC_ARGV = [...process.execArgv, '--require', fileURLToPath(new UR
  * refuses; announcing each change woke every worker about once per login.
  */
 const SHARE_ANNOUNCE_INTERVAL_MS = 1000
+
+/** The hashing process's counts in the instance's scrape, beside the workers' (whose cluster ids count from 1): one per incarnation. */
+const hashingMetricsId = (incarnation: number): number => -incarnation
 
 /** A worker that keeps exiting before it listens (its start fails) is forked again after this back-off, doubling up to the last. */
 const RESPAWN_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 16_000, 30_000]
@@ -207,38 +208,35 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
     }
 
     // Started beside the workers rather than before them: both take a while to load.
-    const engine = new HashingProcess(config.hashConcurrency, config.hashNice, logger, config.hashingProcessEnv)
-    stops.unshift(async () => { await engine.stop() })
-    let hashingSaturated = false
-    // The share moves with the measured cost of a hash, a little at almost every hash: announced at most once a second.
-    const shareAnnouncer = latestAtMostEvery<number>(SHARE_ANNOUNCE_INTERVAL_MS, (share) => { broadcast(notice('hashing-share', share)) })
-    stops.unshift(async () => { shareAnnouncer.stop() })
-    const hasher = new PasswordHasher({
+    // Its queue's counts live in it, so what one incarnation counted stays in the instance's scrape after it exits, as an exited worker's does.
+    const engine: HashingProcess = new HashingProcess({
       // One job per hashing thread: a job handed over starts at once, so its
-      // wait in this queue is all its wait (two per thread saved no
+      // wait in the queue is all its wait (two per thread saved no
       // measurable time and hid a hash's worth of waiting in the pool).
       concurrency: config.hashConcurrency,
       depth: config.hashQueueDepth,
-      maxWaitMs: config.hashMaxWaitMs === 0 ? undefined : config.hashMaxWaitMs,
-      engine,
-      onSaturationChange: (saturated) => {
-        hashingSaturated = saturated
-        broadcast(notice('hashing-saturated', saturated))
-      },
-      // The workers' shares follow the measured cost (a second late at most), so together they let past the check about what it
-      // drains in time; the queue refuses the rest itself.
-      onCapacityChange: () => { shareAnnouncer.offer(hashingShare(hasher, config.workers)) }
+      ...(config.hashMaxWaitMs === 0 ? {} : { maxWaitMs: config.hashMaxWaitMs }),
+      nice: config.hashNice,
+      workers: config.workers,
+      shareAnnounceIntervalMs: SHARE_ANNOUNCE_INTERVAL_MS
+    }, logger, config.hashingProcessEnv, {
+      // The workers connect now (each connection hears the queue's state and its share) rather than at their first login.
+      onReady: () => { broadcast(notice('hashing-ready')) },
+      onExit: (incarnation) => { instanceMetrics.workerExited(hashingMetricsId(incarnation)) }
     })
-    const metrics = createMetrics({ hasher, keyring, pool: connection.pool, keyRotation: config.keyRotation, keyPublishLead: config.keyPublishLead, clock, droppedLogLines })
+    stops.unshift(async () => { await engine.stop() })
+    const metrics = createMetrics({ keyring, pool: connection.pool, keyRotation: config.keyRotation, keyPublishLead: config.keyPublishLead, clock, droppedLogLines })
     // Whether client changes are heard now; the epoch lets a worker tell the latest telling from an older one (boot's answer and a notice can cross).
     let clientFeed: ClientFeedState = { live: false, epoch: 0 }
-    const boot = (): Boot => ({ databaseUrl: url, kek: kek.toString('base64url'), keys: shareKeys(keyring), poolSize: workerPoolSize(config.workers), hashingSaturated, hashingShare: hashingShare(hasher, config.workers), clientFeed, listen, hostOffsetMs: databaseClock.hostOffsetMs })
+    const boot = (): Boot => ({ databaseUrl: url, kek: kek.toString('base64url'), keys: shareKeys(keyring), poolSize: workerPoolSize(config.workers), hashingSocket: engine.socketPath, clientFeed, listen, hostOffsetMs: databaseClock.hostOffsetMs })
     const instanceMetrics = new InstanceMetrics(metrics.registry)
-    const renderInstanceMetrics = async (): Promise<string> => await instanceMetrics.render([...workers].filter(([w]) => w.isConnected())
-      .map(([w, asker]) => ({ id: w.id, metrics: async () => await asker.ask<MetricsJson>(sendTo(w), 'metrics-json', null, WORKER_METRICS_TIMEOUT_MS) })))
+    const renderInstanceMetrics = async (): Promise<string> => await instanceMetrics.render([
+      ...[...workers].filter(([w]) => w.isConnected())
+        .map(([w, asker]) => ({ id: w.id, metrics: async () => await asker.ask<MetricsJson>(sendTo(w), 'metrics-json', null, WORKER_METRICS_TIMEOUT_MS) })),
+      { id: hashingMetricsId(engine.incarnation), metrics: async () => await engine.metrics(WORKER_METRICS_TIMEOUT_MS) }
+    ])
     const handlers = {
       boot,
-      ...hashingHandlers(hasher),
       rate: rateLimitCounter(),
       metrics: renderInstanceMetrics
     }
@@ -281,7 +279,7 @@ export async function startPrimary (config: Config, logger: Logger, droppedLogLi
       workers.set(worker, asker)
       let listened = false
       worker.on('message', (message: unknown) => {
-        if (isAsk(message)) answer(sendTo(worker), message, handlers, isHashingRefusal, (err, kind) => logger.error({ err, kind }, 'a worker\'s request failed in the primary'))
+        if (isAsk(message)) answer(sendTo(worker), message, handlers, () => false, (err, kind) => logger.error({ err, kind }, 'a worker\'s request failed in the primary'))
         else if (isAnswer(message)) asker.settle(message)
         else if (isNotice(message) && message.kind === 'final-metrics') instanceMetrics.workerFinished(worker.id, message.body as MetricsJson)
         else if (isNotice(message) && message.kind === 'listening') {

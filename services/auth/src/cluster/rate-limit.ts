@@ -24,7 +24,9 @@
  * @module
  */
 import type { FastifyRateLimitStore, FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
-import type { AskPrimary } from './hashing.js'
+
+/** A worker's question to its primary over IPC, answered by the primary's handler of that kind. */
+export type AskPrimary = <T>(kind: string, body: unknown) => Promise<T>
 
 interface Count { current: number, ttl: number }
 

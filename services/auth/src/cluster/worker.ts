@@ -1,7 +1,8 @@
 /**
  * An HTTP worker of an instance: its own pool, keyring and event loop, the
- * same app as ever. What must mean one thing per instance it asks of the
- * primary over IPC: hashing (cluster/hashing.ts), the per-IP counters
+ * same app as ever. What must mean one thing per instance it asks of
+ * another process: hashing of the hashing process, over a Unix socket
+ * (cluster/hashing.ts); of the primary over IPC, the per-IP counters
  * (cluster/rate-limit.ts, reported in batches) and the scrape (cluster/instance-metrics.ts). It starts
  * from the primary's keyring (keys/share.ts) and reloads it from the database
  * whenever the primary's reloads (a NOTIFY, the periodic backstop, a
@@ -24,9 +25,9 @@ import { keyringReloader } from '../jobs.js'
 import { Keyring } from '../keys/keyring.js'
 import { adoptKeys } from '../keys/share.js'
 import { createMetrics, type Metrics } from '../metrics/metrics.js'
-import { InstanceHashing, type AskPrimary } from './hashing.js'
+import { InstanceHashing } from './hashing.js'
 import type { Boot } from './primary.js'
-import { instanceRateLimitStore } from './rate-limit.js'
+import { instanceRateLimitStore, type AskPrimary } from './rate-limit.js'
 import { answer, Asker, isAnswer, isAsk, isNotice, notice, type Notice, type Send } from '../util/rpc.js'
 
 export interface HttpWorker {
@@ -65,7 +66,8 @@ export async function startWorker (config: Config, logger: Logger, droppedLogLin
   // listener is attached is dropped, and loading modules takes event-loop turns.
   const asker = new Asker()
   const ask: AskPrimary = async <T>(kind: string, body: unknown) => await asker.ask<T>(send, kind, body)
-  const hasher = new InstanceHashing(ask)
+  // Before boot's answer there is nothing to connect: it names the socket, and the worker connects then.
+  let hashingReady = (): void => {}
   const clientCache = new ClientCache()
   let reloadKeys: (() => Promise<void>) | undefined
   // A change heard before the keyring was adopted: boot's answer and a notice sent after it can be handled in either order.
@@ -85,8 +87,7 @@ export async function startWorker (config: Config, logger: Logger, droppedLogLin
     if (message.kind === 'keys-changed') reload(String(message.body))
     else if (message.kind === 'client-changed') clientCache.changed(message.body as string)
     else if (message.kind === 'client-feed') clientCache.feed(message.body as ClientFeedState)
-    else if (message.kind === 'hashing-saturated') hasher.saturated = message.body === true
-    else if (message.kind === 'hashing-share') hasher.capacity = message.body as number
+    else if (message.kind === 'hashing-ready') hashingReady()
     else if (message.kind === 'drain') onDrain('the primary is draining')
   }
   // The primary closes the channel only by exiting after this worker has: so
@@ -99,8 +100,9 @@ export async function startWorker (config: Config, logger: Logger, droppedLogLin
   process.prependOnceListener('disconnect', () => { process.kill(process.pid, 'SIGKILL') })
 
   const boot = await ask<Boot>('boot', null)
-  hasher.saturated = boot.hashingSaturated
-  hasher.capacity = boot.hashingShare
+  const hashing = new InstanceHashing(boot.hashingSocket)
+  hashingReady = () => { hashing.connect() }
+  hashing.connect()
   clientCache.feed(boot.clientFeed)
   // A request's statements, bounded by TESSERA_DB_STATEMENT_TIMEOUT_MS; the primary's jobs have bounds of their own (jobs.ts), and the CLI (migrations, cleanup) none: they may run long.
   const connection = connect(boot.databaseUrl, boot.poolSize, { statementTimeoutMs: config.dbStatementTimeoutMs })
@@ -148,7 +150,7 @@ export async function startWorker (config: Config, logger: Logger, droppedLogLin
     const refreshDecisions = new RefreshDecisions(connection.db)
     const own = createMetrics({ pool: connection.pool, refreshDecisions, droppedLogLines, render: async () => await ask<string>('metrics', null) })
     metrics = own
-    const app = await buildApp(config, { db: connection.db, logger, keyring, hasher, metrics: own, clock: clock.now, rateLimitStore: instanceRateLimitStore(ask), clientCache, refreshDecisions })
+    const app = await buildApp(config, { db: connection.db, logger, keyring, hasher: hashing, metrics: own, clock: clock.now, rateLimitStore: instanceRateLimitStore(ask), clientCache, refreshDecisions })
     // Fastify's listen options lack reusePort in their type; it passes them to node:net, which has it.
     const listenOptions: FastifyListenOptions & { reusePort: boolean } = { port: boot.listen.port, host: config.host, reusePort: boot.listen.reusePort }
     const address = await app.listen(listenOptions)
@@ -156,6 +158,7 @@ export async function startWorker (config: Config, logger: Logger, droppedLogLin
     return {
       close: async () => {
         await app.close()
+        hashing.close()
         // Every request is answered: the counts are final. Handed to the
         // primary, or what was counted since its last scrape would be lost with this process.
         const final = await own.registry.getMetricsAsJSON()

@@ -13,6 +13,7 @@ import type { GrantType } from '../db/database.js'
 import type { Keyring } from '../keys/keyring.js'
 import type { RefreshDecisions } from '../grants/refresh-decisions.js'
 import type { PasswordHasher } from '../passwords/hasher.js'
+import { registerHashingMetrics } from '../passwords/hashing-metrics.js'
 import { VERSION } from '../version.js'
 
 const LOGIN_OUTCOMES = ['ok', 'failed', 'backed_off', 'shed', 'unavailable'] as const
@@ -105,18 +106,7 @@ export function createMetrics (sources: MetricsSources = {}): Metrics {
 
   const { hasher, keyring, pool } = sources
   const clock = sources.clock ?? (() => new Date())
-  if (hasher !== undefined) {
-    gauge('tessera_hash_queue_waiting', 'Password hashes waiting for a slot', 'sum', (set) => set(hasher.waiting))
-    gauge('tessera_hash_in_flight', 'Password hashes running', 'sum', (set) => set(hasher.inFlight))
-    gauge('tessera_hash_rate', 'Password hashes per second the hashing threads finish with their cores: threads / the measured CPU cost of a hash (an assumed cost until measured)', 'sum', (set) => set(hasher.rate))
-    const waits = new Histogram({
-      name: 'tessera_hash_queue_wait_seconds',
-      help: 'How long each started password hash waited for its slot',
-      buckets: [0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5],
-      registers: [registry]
-    })
-    hasher.observeWaits((seconds) => waits.observe(seconds))
-  }
+  if (hasher !== undefined) registerHashingMetrics(registry, hasher)
   if (sources.refreshDecisions !== undefined) {
     const perCall = new Histogram({
       name: 'tessera_refresh_decisions_per_call',

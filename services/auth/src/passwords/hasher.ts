@@ -265,3 +265,17 @@ export class PasswordHasher implements PasswordHashing {
 export function hashingShare (hasher: Pick<PasswordHasher, 'capacity'>, workers: number): number {
   return Math.max(1, Math.ceil(hasher.capacity / workers))
 }
+
+/** What a worker asks of the instance's queue (cluster/hashing.ts), answered where the queue lives (passwords/hashing-process.ts). */
+export function hashingRequests (hasher: PasswordHasher): Record<string, (body: never) => Promise<unknown>> {
+  return {
+    hash: async (body: { password: string }) => await hasher.hash(body.password),
+    verify: async (body: { hash: string, password: string }) => await hasher.verify(body.hash, body.password),
+    'dummy-verify': async (body: { password: string }) => await hasher.dummyVerify(body.password)
+  }
+}
+
+/** The queue's refusal, which travels to the worker as `overloaded` and becomes its own 503 there. */
+export function isHashingRefusal (err: unknown): boolean {
+  return err instanceof OAuthError && err.error === 'temporarily_unavailable'
+}

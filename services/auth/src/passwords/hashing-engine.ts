@@ -1,16 +1,21 @@
 /**
  * The primary's side of the hashing process (passwords/hashing-process.ts):
- * starts it, asks it to hash and verify, starts a new one if it dies, stops
- * it last. The bounded queue in front of it is a PasswordHasher in the
- * primary, one per instance.
+ * starts it with the queue's settings and the path of the Unix socket the
+ * HTTP workers reach it on, starts a new one if it dies, asks it for the
+ * queue's metrics, stops it last. The socket lives in a directory of the
+ * instance's own, readable by its user alone.
  * @module
  */
 import { fork, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Logger } from 'pino'
+import type { Registry } from 'prom-client'
 import { Asker, isAnswer, isNotice, PeerGone, type Send } from '../util/rpc.js'
-import { hashingRestarting, type HashEngine } from './hasher.js'
-import type { Verdict } from './verify.js'
+
+type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>
 
 const ENTRY = fileURLToPath(new URL('./hashing-process.js', import.meta.url))
 const RESTART_DELAY_MS = 500
@@ -25,58 +30,82 @@ function hashingEnv (concurrency: number, inherited: Readonly<Record<string, str
   return { ...inherited, UV_THREADPOOL_SIZE: String(concurrency) }
 }
 
-export interface HashingProcessInfo { pid: number, priority: number }
-/** An answer of the hashing process: the result, and what one hash costs there now (CPU ms, averaged over the last few). */
-export interface Costed<T> { value: T, costMs: number }
+/** The hashing process's settings, its first argument: the queue's (passwords/hasher.ts, HasherOptions) and where the workers reach it. */
+export interface HashingSettings {
+  concurrency: number
+  depth: number
+  maxWaitMs?: number
+  /** Added to the instance's nice value for every hashing thread but one. */
+  nice: number
+  /** HTTP workers sharing the queue: each lets its share of the bound past its shed check. */
+  workers: number
+  shareAnnounceIntervalMs: number
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  /** Where it listens for the workers; none: it serves the primary's IPC alone. */
+  socketPath?: string
+}
 
-export class HashingProcess implements HashEngine {
+/**
+ * A Unix socket's path holds 107 bytes at most (Linux's sun_path): under a
+ * temporary directory too deep for the socket's own name, /tmp instead.
+ */
+const SOCKET_PATH_ROOM = 100
+function socketBase (): string {
+  const base = tmpdir()
+  return Buffer.byteLength(path.join(base, 'tessera-hashing-XXXXXX', 'hashing.sock')) <= SOCKET_PATH_ROOM ? base : '/tmp'
+}
+
+export interface HashingProcessInfo { pid: number, priority: number }
+
+export class HashingProcess {
   readonly #asker = new Asker()
-  readonly #concurrency: number
-  readonly #nice: number
+  readonly #settings: HashingSettings
   readonly #logger: Logger
   readonly #inheritedEnv: Readonly<Record<string, string>>
+  readonly #socketDir: string
+  readonly #onReady: () => void
+  readonly #onExit: (incarnation: number) => void
   #child: ChildProcess | undefined
+  #incarnation = 0
   #ready: Promise<void>
   #stopping = false
-  #costMs: number | undefined
 
   /**
-   * Starts the process with `concurrency` hashing threads at nice `nice`;
-   * `ready` says when it runs at that priority. Asks made before wait for it.
+   * Starts the process; `ready` says when it listens and runs at its
+   * priority. `onReady` is told at each start, the first and every restart
+   * (the workers connect then); `onExit` when an incarnation exits.
    */
-  constructor (concurrency: number, nice: number, logger: Logger, inheritedEnv: Readonly<Record<string, string>>) {
-    this.#concurrency = concurrency
-    this.#nice = nice
+  constructor (settings: Omit<HashingSettings, 'socketPath' | 'logLevel'>, logger: Logger, inheritedEnv: Readonly<Record<string, string>>, events: { onReady: () => void, onExit: (incarnation: number) => void }) {
+    this.#socketDir = mkdtempSync(path.join(socketBase(), 'tessera-hashing-'))
+    this.#settings = { ...settings, logLevel: logger.level as HashingSettings['logLevel'], socketPath: path.join(this.#socketDir, 'hashing.sock') }
     this.#logger = logger
     this.#inheritedEnv = inheritedEnv
+    this.#onReady = events.onReady
+    this.#onExit = events.onExit
     this.#ready = this.#spawn()
   }
 
   get ready (): Promise<void> { return this.#ready }
 
-  /** CPU ms one hash costs in the hashing process, as its last answer said; undefined before the first. */
-  get costMs (): number | undefined { return this.#costMs }
+  /** Where the workers reach the queue. */
+  get socketPath (): string { return this.#settings.socketPath ?? '' }
 
-  async #asked<T> (kind: string, body: unknown): Promise<T> {
-    try {
-      await this.#ready
-      const { value, costMs } = await this.#asker.ask<Costed<T>>(this.#send, kind, body)
-      this.#costMs = costMs
-      return value
-    } catch (err) {
-      // The process died with this hash, or is being replaced: it never ran.
-      if (err instanceof PeerGone) throw hashingRestarting(err)
-      throw err
-    }
+  /** The running incarnation, counted from 1; each restart is another, whose counts start from zero. */
+  get incarnation (): number { return this.#incarnation }
+
+  /** The queue's metrics, from the running process; rejects when it does not answer within `timeoutMs`. */
+  async metrics (timeoutMs: number): Promise<MetricsJson> {
+    return await this.#asker.ask<MetricsJson>(this.#send, 'metrics-json', null, timeoutMs)
   }
 
   async #spawn (): Promise<void> {
-    const child = fork(ENTRY, [String(this.#nice), String(this.#concurrency), this.#logger.level], {
-      env: hashingEnv(this.#concurrency, this.#inheritedEnv),
+    const child = fork(ENTRY, [JSON.stringify(this.#settings)], {
+      env: hashingEnv(this.#settings.concurrency, this.#inheritedEnv),
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'json'
     })
     this.#child = child
+    const incarnation = ++this.#incarnation
     const ready = new Promise<HashingProcessInfo>((resolve, reject) => {
       child.once('exit', (code) => reject(new PeerGone(`the hashing process exited with ${String(code)} before it was ready`)))
       child.on('message', (message) => {
@@ -86,6 +115,7 @@ export class HashingProcess implements HashEngine {
     })
     child.on('exit', (code, signal) => {
       this.#asker.failAll('the hashing process exited')
+      this.#onExit(incarnation)
       if (this.#stopping || this.#child !== child) return
       this.#logger.error({ code, signal }, 'the hashing process exited; starting another')
       setTimeout(() => {
@@ -94,7 +124,8 @@ export class HashingProcess implements HashEngine {
       }, RESTART_DELAY_MS).unref()
     })
     const info = await ready
-    this.#logger.info({ hashing_pid: info.pid, priority: info.priority, concurrency: this.#concurrency }, 'hashing process started')
+    this.#logger.info({ hashing_pid: info.pid, priority: info.priority, concurrency: this.#settings.concurrency }, 'hashing process started')
+    this.#onReady()
   }
 
   readonly #send: Send = (message) => {
@@ -102,21 +133,15 @@ export class HashingProcess implements HashEngine {
     this.#child.send(message)
   }
 
-  async hash (password: string): Promise<string> {
-    return await this.#asked<string>('hash', { password })
-  }
-
-  async verify (encodedHash: string, password: string): Promise<Verdict> {
-    return await this.#asked<Verdict>('verify', { encodedHash, password })
-  }
-
   async stop (): Promise<void> {
     this.#stopping = true
     await this.#ready.catch(() => {})
     const child = this.#child
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return
-    const exited = new Promise((resolve) => child.once('exit', resolve))
-    child.disconnect()
-    await exited
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      child.disconnect()
+      await exited
+    }
+    rmSync(this.#socketDir, { recursive: true, force: true })
   }
 }

@@ -1,10 +1,12 @@
 /**
  * Request and answer over a Node IPC channel (a cluster worker and its
- * primary, the primary and its hashing process). Each side answers the kinds
+ * primary, the primary and its hashing process) or a stream socket (an HTTP
+ * worker and the hashing process: lineChannel). Each side answers the kinds
  * it serves; a refusal the asker must turn into its own 503 travels as
  * `overloaded`, anything else as a plain failure without detail.
  * @module
  */
+import type { Socket } from 'node:net'
 import { TesseraError } from '../errors.js'
 
 export interface Ask { tessera: 'ask', id: number, kind: string, body: unknown }
@@ -113,4 +115,42 @@ export function answer (send: Send, ask: Ask, handlers: Handlers, isOverloaded: 
       onError(err, ask.kind)
       reply({ refused: 'failed' })
     })
+}
+
+/**
+ * The most a line may hold before it ends: far above any message (a
+ * password is bounded by the policy), so a peer that sends without end is
+ * cut off rather than buffered without bound.
+ */
+const MAX_LINE_CHARS = 1024 * 1024
+
+/**
+ * Messages over a stream socket, one JSON text a line (JSON.stringify
+ * escapes every newline a string holds). Each whole message goes to
+ * `onMessage`; a line that is not JSON, or too long, ends the connection.
+ * Sending on a socket that can no longer be written to throws PeerGone.
+ */
+export function lineChannel (socket: Socket, onMessage: (message: unknown) => void): Send {
+  let buffered = ''
+  socket.setEncoding('utf8')
+  socket.on('data', (chunk: string) => {
+    buffered += chunk
+    for (let end = buffered.indexOf('\n'); end !== -1; end = buffered.indexOf('\n')) {
+      const line = buffered.slice(0, end)
+      buffered = buffered.slice(end + 1)
+      let message: unknown
+      try {
+        message = JSON.parse(line)
+      } catch {
+        socket.destroy()
+        return
+      }
+      onMessage(message)
+    }
+    if (buffered.length > MAX_LINE_CHARS) socket.destroy()
+  })
+  return (message) => {
+    if (socket.destroyed || !socket.writable) throw new PeerGone('the connection is closed')
+    socket.write(`${JSON.stringify(message)}\n`)
+  }
 }

@@ -7,8 +7,10 @@
 import t from 'tap'
 import { fork } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
+import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import type { HashingSettings } from '../../src/passwords/hashing-engine.js'
 import { createTestDatabase } from '../helpers/db.js'
 import { loginOver, signUpOver } from '../helpers/http.js'
 import { startServer } from '../helpers/server.js'
@@ -16,7 +18,9 @@ import { startServer } from '../helpers/server.js'
 const ENTRY = fileURLToPath(new URL('../../dist/passwords/hashing-process.js', import.meta.url))
 
 t.test('a failed request is one JSON log line at error, and answered as failed', async (t) => {
-  const child = fork(ENTRY, ['0', '1'], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], serialization: 'json' })
+  // Its settings as the primary passes them (passwords/hashing-engine.ts), without a socket for workers: the primary's IPC alone.
+  const settings: HashingSettings = { concurrency: 1, depth: 1, nice: 0, workers: 1, shareAnnounceIntervalMs: 1000, logLevel: 'info' }
+  const child = fork(ENTRY, [JSON.stringify(settings)], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], serialization: 'json' })
   t.teardown(() => { child.kill('SIGKILL') })
   let output = ''
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => { output += chunk })
@@ -59,4 +63,14 @@ t.test('the hashing process the primary forks gets from the environment how Node
   t.same([...env.keys()].filter((name) => !allowed.includes(name) && !name.startsWith('_TAPJS_PROCESSINFO_')), [], 'nothing else: not even PATH')
   await signUpOver(server.url, 'ada', 'correct horse battery')
   t.ok((await loginOver(server.url, 'ada', 'correct horse battery')).access_token, 'and logins hash and verify there')
+
+  // Its settings are its one argument (passwords/hashing-engine.ts): the workers reach it at socketPath.
+  const settings = JSON.parse(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((arg) => arg !== '').at(-1) ?? '{}') as HashingSettings
+  const socketDir = path.dirname(settings.socketPath ?? '/nowhere/at/all')
+  const dir = statSync(socketDir)
+  t.equal(dir.mode & 0o777, 0o700, 'the workers\' socket lies in a directory of the instance\'s user alone')
+  t.equal(dir.uid, process.getuid?.())
+  t.ok(statSync(settings.socketPath ?? '').isSocket(), 'a Unix socket')
+  await server.stop()
+  t.notOk(existsSync(socketDir), 'removed when the instance stops')
 })
