@@ -8,11 +8,11 @@
  * CPU than its cost allows: a storm of sheds, other work on the host) is
  * refused then rather than started late.
  *
- * Where a hash runs is the engine's business: in this process (the CLI and
- * in-process tests), or in the instance's hashing process at a lower OS
- * priority (passwords/hashing-process.ts), which is what a served instance
- * uses. HTTP workers reach the instance's one queue through the primary
- * (cluster/hashing.ts); they see it as `PasswordHashing`.
+ * Where a hash runs is the engine's business: in this process, which is
+ * where the queue is too: the CLI's and in-process tests' one process, or a
+ * served instance's hashing process, at a lower OS priority
+ * (passwords/hashing-process.ts). HTTP workers ask that process's queue
+ * directly (cluster/hashing.ts); they see it as `PasswordHashing`.
  * @module
  */
 import fastq, { type queueAsPromised } from 'fastq'
@@ -102,7 +102,7 @@ export function hashingOverloaded (): OAuthError {
 
 /**
  * The 503 of a hash the hashing process never ran: it died with the hash in
- * hand, or is being replaced (hashing-engine.ts). The next login may well
+ * hand, or is being replaced (cluster/hashing.ts). The next login may well
  * succeed, so it is a retry, not a fault.
  */
 export function hashingRestarting (cause: unknown): OAuthError {

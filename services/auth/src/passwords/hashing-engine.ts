@@ -50,9 +50,17 @@ export interface HashingSettings {
  * temporary directory too deep for the socket's own name, /tmp instead.
  */
 const SOCKET_PATH_ROOM = 100
-function socketBase (): string {
+/**
+ * The directory of the workers' socket, the instance's user's alone: under
+ * the temporary directory, or /tmp where that one is too deep or cannot be
+ * written (a TMPDIR that does not exist, which the rest of a start lets by).
+ */
+function makeSocketDir (): string {
   const base = tmpdir()
-  return Buffer.byteLength(path.join(base, 'tessera-hashing-XXXXXX', 'hashing.sock')) <= SOCKET_PATH_ROOM ? base : '/tmp'
+  if (Buffer.byteLength(path.join(base, 'tessera-hashing-XXXXXX', 'hashing.sock')) <= SOCKET_PATH_ROOM) {
+    try { return mkdtempSync(path.join(base, 'tessera-hashing-')) } catch {}
+  }
+  return mkdtempSync(path.join('/tmp', 'tessera-hashing-'))
 }
 
 export interface HashingProcessInfo { pid: number, priority: number }
@@ -76,7 +84,7 @@ export class HashingProcess {
    * (the workers connect then); `onExit` when an incarnation exits.
    */
   constructor (settings: Omit<HashingSettings, 'socketPath' | 'logLevel'>, logger: Logger, inheritedEnv: Readonly<Record<string, string>>, events: { onReady: () => void, onExit: (incarnation: number) => void }) {
-    this.#socketDir = mkdtempSync(path.join(socketBase(), 'tessera-hashing-'))
+    this.#socketDir = makeSocketDir()
     this.#settings = { ...settings, logLevel: logger.level as HashingSettings['logLevel'], socketPath: path.join(this.#socketDir, 'hashing.sock') }
     this.#logger = logger
     this.#inheritedEnv = inheritedEnv

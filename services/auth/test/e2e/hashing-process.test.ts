@@ -7,7 +7,8 @@
 import t from 'tap'
 import { fork } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { HashingSettings } from '../../src/passwords/hashing-engine.js'
@@ -73,4 +74,18 @@ t.test('the hashing process the primary forks gets from the environment how Node
   t.ok(statSync(settings.socketPath ?? '').isSocket(), 'a Unix socket')
   await server.stop()
   t.notOk(existsSync(socketDir), 'removed when the instance stops')
+})
+
+t.test('the workers\' socket goes under /tmp when TMPDIR cannot hold it: a directory that does not exist, or one too deep for a socket\'s path', async (t) => {
+  const deep = mkdtempSync(path.join(tmpdir(), `tessera-${'deep-'.repeat(16)}`))
+  t.teardown(() => { rmSync(deep, { recursive: true, force: true }) })
+  for (const tmp of ['/nonexistent-tmpdir', deep]) {
+    const server = await startServer(t, { DATABASE_URL: await createTestDatabase(t), TESSERA_KEK: randomBytes(32).toString('base64url'), TESSERA_RATE_LIMIT: '1000000', TMPDIR: tmp })
+    const pid = Number(/"hashing_pid":(\d+)/.exec(server.output())?.[1])
+    const settings = JSON.parse(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((arg) => arg !== '').at(-1) ?? '{}') as HashingSettings
+    t.match(settings.socketPath, /^\/tmp\/tessera-hashing-[^/]+\/hashing\.sock$/, `TMPDIR=${tmp}`)
+    await signUpOver(server.url, 'ada', 'correct horse battery')
+    t.ok((await loginOver(server.url, 'ada', 'correct horse battery')).access_token, 'and logins hash there')
+    await server.stop()
+  }
 })
