@@ -27,6 +27,7 @@ import { pbkdf2 } from 'node:crypto'
 import { readdirSync, readFileSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import os from 'node:os'
+import path from 'node:path'
 import { Registry } from 'prom-client'
 import { answer, isAsk, lineChannel, notice, PeerGone, type Send } from '../util/rpc.js'
 import { hashingRequests, hashingShare, isHashingRefusal, PasswordHasher, type HashEngine } from './hasher.js'
@@ -161,7 +162,12 @@ process.on('message', (message) => {
 // is not ours to act on; the primary closing the channel is.
 process.on('SIGINT', () => {})
 process.on('SIGTERM', () => {})
-process.on('disconnect', () => process.exit(0))
+// The channel closes when the primary stops, or dies (kill -9): the socket's
+// directory goes with the instance either way, which a dead primary could not see to.
+process.on('disconnect', () => {
+  if (settings.socketPath !== undefined) rmSync(path.dirname(settings.socketPath), { recursive: true, force: true })
+  process.exit(0)
+})
 
 const server = createServer((socket) => {
   const toWorker = lineChannel(socket, (message) => {

@@ -9,9 +9,10 @@
  * or less.
  */
 import { randomBytes } from 'node:crypto'
-import { readdirSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { getPriority } from 'node:os'
+import path from 'node:path'
 import pg from 'pg'
 import t from 'tap'
 import { ConfigError, loadConfig } from '../../src/config.js'
@@ -312,9 +313,12 @@ t.test('two workers share one hashing queue at a lower priority; a dead worker i
 
   // kill -9 of the primary takes the whole instance, so a gateway moves on instead of meeting half of one.
   const rest = [...servedBy(server, '/healthz'), hashingPid]
+  const socketPath = (JSON.parse(readFileSync(`/proc/${hashingPid}/cmdline`, 'utf8').split('\0').filter((arg) => arg !== '').at(-1) ?? '{}') as { socketPath?: string }).socketPath ?? ''
+  t.ok(existsSync(socketPath), 'the workers\' socket')
   await server.stop('SIGKILL')
   const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
   t.ok(await within(5000, async () => !rest.some(alive), 50) !== undefined, 'the workers and the hashing process exit with the primary')
+  t.notOk(existsSync(path.dirname(socketPath)), 'and the socket\'s directory goes with them')
 })
 
 t.test('the hashing process dies with logins in hand: they answer 503 with Retry-After, not 500, and another hashing process serves the next', async (t) => {
