@@ -36,7 +36,12 @@ export class InstanceHashing implements PasswordHashing {
    * process is ready; an ask connects by itself otherwise.
    */
   connect (): void {
+    this.#connected()
+  }
+
+  #connected (): Connection {
     this.#connection ??= this.#open()
+    return this.#connection
   }
 
   #open (): Connection {
@@ -65,7 +70,7 @@ export class InstanceHashing implements PasswordHashing {
   }
 
   async #asked<T> (kind: string, body: unknown): Promise<T> {
-    const connection = this.#connection ??= this.#open()
+    const connection = this.#connected()
     try {
       return await connection.asker.ask<T>(connection.send, kind, body)
     } catch (err) {

@@ -71,6 +71,7 @@ export class HashingProcess {
   readonly #logger: Logger
   readonly #inheritedEnv: Readonly<Record<string, string>>
   readonly #socketDir: string
+  readonly #socketPath: string
   readonly #onReady: () => void
   readonly #onExit: (incarnation: number) => void
   #child: ChildProcess | undefined
@@ -85,7 +86,8 @@ export class HashingProcess {
    */
   constructor (settings: Omit<HashingSettings, 'socketPath' | 'logLevel'>, logger: Logger, inheritedEnv: Readonly<Record<string, string>>, events: { onReady: () => void, onExit: (incarnation: number) => void }) {
     this.#socketDir = makeSocketDir()
-    this.#settings = { ...settings, logLevel: logger.level as HashingSettings['logLevel'], socketPath: path.join(this.#socketDir, 'hashing.sock') }
+    this.#socketPath = path.join(this.#socketDir, 'hashing.sock')
+    this.#settings = { ...settings, logLevel: logger.level as HashingSettings['logLevel'], socketPath: this.#socketPath }
     this.#logger = logger
     this.#inheritedEnv = inheritedEnv
     this.#onReady = events.onReady
@@ -96,7 +98,7 @@ export class HashingProcess {
   get ready (): Promise<void> { return this.#ready }
 
   /** Where the workers reach the queue. */
-  get socketPath (): string { return this.#settings.socketPath ?? '' }
+  get socketPath (): string { return this.#socketPath }
 
   /** The running incarnation, counted from 1; each restart is another, whose counts start from zero. */
   get incarnation (): number { return this.#incarnation }

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url'
 import type { HashingSettings } from '../../src/passwords/hashing-engine.js'
 import { createTestDatabase } from '../helpers/db.js'
 import { loginOver, signUpOver } from '../helpers/http.js'
-import { startServer } from '../helpers/server.js'
+import { hashingSettingsOf, startServer } from '../helpers/server.js'
 
 const ENTRY = fileURLToPath(new URL('../../dist/passwords/hashing-process.js', import.meta.url))
 
@@ -66,7 +66,7 @@ t.test('the hashing process the primary forks gets from the environment how Node
   t.ok((await loginOver(server.url, 'ada', 'correct horse battery')).access_token, 'and logins hash and verify there')
 
   // Its settings are its one argument (passwords/hashing-engine.ts): the workers reach it at socketPath.
-  const settings = JSON.parse(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((arg) => arg !== '').at(-1) ?? '{}') as HashingSettings
+  const settings = hashingSettingsOf(pid)
   const socketDir = path.dirname(settings.socketPath ?? '/nowhere/at/all')
   const dir = statSync(socketDir)
   t.equal(dir.mode & 0o777, 0o700, 'the workers\' socket lies in a directory of the instance\'s user alone')
@@ -82,7 +82,7 @@ t.test('the workers\' socket goes under /tmp when TMPDIR cannot hold it: a direc
   for (const tmp of ['/nonexistent-tmpdir', deep]) {
     const server = await startServer(t, { DATABASE_URL: await createTestDatabase(t), TESSERA_KEK: randomBytes(32).toString('base64url'), TESSERA_RATE_LIMIT: '1000000', TMPDIR: tmp })
     const pid = Number(/"hashing_pid":(\d+)/.exec(server.output())?.[1])
-    const settings = JSON.parse(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((arg) => arg !== '').at(-1) ?? '{}') as HashingSettings
+    const settings = hashingSettingsOf(pid)
     t.match(settings.socketPath, /^\/tmp\/tessera-hashing-[^/]+\/hashing\.sock$/, `TMPDIR=${tmp}`)
     await signUpOver(server.url, 'ada', 'correct horse battery')
     t.ok((await loginOver(server.url, 'ada', 'correct horse battery')).access_token, 'and logins hash there')

@@ -18,7 +18,7 @@ import t from 'tap'
 import { ConfigError, loadConfig } from '../../src/config.js'
 import { workerPoolSize } from '../../src/cluster/pool.js'
 import { createTestDatabase } from '../helpers/db.js'
-import { instancePids, requestLineOf, runCli, startServer, type RunningServer } from '../helpers/server.js'
+import { hashingSettingsOf, instancePids, requestLineOf, runCli, startServer, type RunningServer } from '../helpers/server.js'
 import { within } from '../helpers/http.js'
 
 interface Reply { status: number, body: string, headers: Record<string, string | string[] | undefined> }
@@ -313,7 +313,7 @@ t.test('two workers share one hashing queue at a lower priority; a dead worker i
 
   // kill -9 of the primary takes the whole instance, so a gateway moves on instead of meeting half of one.
   const rest = [...servedBy(server, '/healthz'), hashingPid]
-  const socketPath = (JSON.parse(readFileSync(`/proc/${hashingPid}/cmdline`, 'utf8').split('\0').filter((arg) => arg !== '').at(-1) ?? '{}') as { socketPath?: string }).socketPath ?? ''
+  const socketPath = hashingSettingsOf(hashingPid).socketPath ?? ''
   t.ok(existsSync(socketPath), 'the workers\' socket')
   await server.stop('SIGKILL')
   const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }

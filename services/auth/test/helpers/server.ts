@@ -11,6 +11,7 @@ import type { Test } from 'tap'
 import { atExit, runProcess, spawnProcess, type ProcessResult } from '@tessera/testkit'
 import { linesOnceIn, within } from './http.js'
 import { processIsGone } from '../../src/util/process-gone.js'
+import type { HashingSettings } from '../../src/passwords/hashing-engine.js'
 
 export const SERVER_ENTRY = fileURLToPath(new URL('../../dist/server.js', import.meta.url))
 export const CLI_ENTRY = fileURLToPath(new URL('../../bin/tessera.js', import.meta.url))
@@ -152,6 +153,11 @@ async function removeOutsideCluster (cluster: string): Promise<void> {
 }
 
 /** The embedded cluster's directory: under dataDir, or where dataDir's `postgres-location` says (as root, when the postgres user cannot enter dataDir). */
+/** A running hashing process's settings: its last argument (passwords/hashing-engine.ts), read from /proc. */
+export function hashingSettingsOf (pid: number): HashingSettings {
+  return JSON.parse(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((arg) => arg !== '').at(-1) ?? '{}') as HashingSettings
+}
+
 export function clusterDir (dataDir: string): string {
   try { return readFileSync(path.join(dataDir, 'postgres-location'), 'utf8').trim() } catch {}
   return path.join(dataDir, 'postgres')
